@@ -1,0 +1,157 @@
+// Package cli implements cachix-filter-hook's commands. main.go only calls
+// Main, so that the tests can run the same code in-process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+)
+
+// env is what a command gets: its arguments, standard streams and the
+// global flags.
+type env struct {
+	ctx        context.Context
+	configFlag string
+	args       []string
+	stdin      io.Reader
+	stdout     io.Writer
+	stderr     io.Writer
+	version    string
+}
+
+type command struct {
+	summary string
+	run     func(e *env) int
+}
+
+var commands = map[string]command{
+	"hook":     {"run as Nix's post-build-hook (the default without arguments)", runHook},
+	"explain":  {"say which targets select each path, and by which rule", runExplain},
+	"validate": {"check the config and print the effective configuration", runValidate},
+	"push":     {"queue the selected paths of store paths or roots (./result, a generation)", runPush},
+	"worker":   {"drain the queue in the foreground", runWorker},
+	"status":   {"show the queue per target", runStatus},
+	"wait":     {"block until the queue is empty", runWait},
+	"retry":    {"make failing entries due now", runRetry},
+	"version":  {"print the version", runVersion},
+}
+
+// errUsage is reported for bad command lines, with exit status 2.
+var errUsage = errors.New("usage")
+
+// Main runs the program and returns its exit status.
+func Main(version string, args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := &env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, version: version}
+	fs := flag.NewFlagSet("cachix-filter-hook", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&e.configFlag, "config", "", "config `FILE` (default: $CACHIX_FILTER_HOOK_CONFIG, ~/.config/cachix-filter-hook/hook.conf, /etc/cachix-filter-hook/hook.conf)")
+	fs.Usage = func() { usage(e.stderr, fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(e.stdout, fs)
+			return 0
+		}
+		return 2
+	}
+	rest := fs.Args()
+	// Nix runs the hook with no arguments.
+	name := "hook"
+	if len(rest) > 0 {
+		name, rest = rest[0], rest[1:]
+	}
+	if name == "help" {
+		usage(e.stdout, fs)
+		return 0
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(e.stderr, "cachix-filter-hook: unknown command %q\n", name)
+		usage(e.stderr, fs)
+		return 2
+	}
+	e.args = rest
+	return cmd.run(e)
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: cachix-filter-hook [--config FILE] [COMMAND] [ARGS...]\n\n")
+	fmt.Fprintf(w, "Set as nix.conf's post-build-hook, it queues the store paths that hook.conf's\n")
+	fmt.Fprintf(w, "allow and deny rules select, and a detached worker pushes them to Cachix.\n\nCommands:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintf(w, "\nGlobal options:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprintf(w, "\nRun 'cachix-filter-hook COMMAND --help' for a command's options.\n")
+}
+
+// flags returns a FlagSet for a command with a usage line.
+func (e *env) flags(name, argsUsage, doc string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: cachix-filter-hook %s %s\n\n%s\n", name, argsUsage, doc)
+		var opts strings.Builder
+		fs.SetOutput(&opts)
+		fs.PrintDefaults()
+		fs.SetOutput(e.stderr)
+		if opts.Len() > 0 {
+			fmt.Fprintf(fs.Output(), "\nOptions:\n%s", opts.String())
+		}
+	}
+	return fs
+}
+
+// parse parses the command's flags; it returns false with the exit status
+// when the command should stop (--help, or a bad flag).
+func (e *env) parse(fs *flag.FlagSet) (int, bool) {
+	if err := fs.Parse(e.args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(e.stdout)
+			fs.Usage()
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
+func (e *env) errorf(format string, args ...any) {
+	fmt.Fprintf(e.stderr, "cachix-filter-hook: "+format+"\n", args...)
+}
+
+// load loads the configuration and prints its warnings.
+func (e *env) load() (*config.Config, error) {
+	c, err := config.Load(e.configFlag)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func runVersion(e *env) int {
+	fs := e.flags("version", "", "Print the version.")
+	if st, ok := e.parse(fs); !ok {
+		return st
+	}
+	fmt.Fprintf(e.stdout, "cachix-filter-hook %s\n", e.version)
+	return 0
+}

@@ -1,0 +1,20 @@
+package cli
+
+import "fmt"
+
+func runValidate(e *env) int {
+	fs := e.flags("validate", "", "Load and check the config; print the effective configuration (file plus\nenvironment overrides) and exit 0, or print every problem and exit 1.")
+	if st, ok := e.parse(fs); !ok {
+		return st
+	}
+	c, err := e.load()
+	if err != nil {
+		e.errorf("invalid configuration:\n%v", err)
+		return 1
+	}
+	for _, w := range c.Warnings {
+		e.errorf("warning: %s", w)
+	}
+	fmt.Fprint(e.stdout, c.Effective())
+	return 0
+}

@@ -1,0 +1,64 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Effective renders the configuration in force, as TOML with a comment
+// saying where each value came from (file, environment variable or
+// default). Store URIs have their passwords redacted; the token file's
+// path is shown, never its content.
+func (c *Config) Effective() string {
+	var b strings.Builder
+	src := func(key string) string {
+		if s := c.sources[key]; s != "" {
+			return "  # " + s
+		}
+		return ""
+	}
+	if c.File != "" {
+		fmt.Fprintf(&b, "# config file: %s\n", c.File)
+	} else {
+		fmt.Fprintf(&b, "# no config file: environment and defaults only\n")
+	}
+	fmt.Fprintf(&b, "strict = %v%s\n", c.Strict, src("strict"))
+	for i, t := range c.Targets {
+		fmt.Fprintf(&b, "\n[[target]]  # %d\n", i)
+		fmt.Fprintf(&b, "name = %s\n", strconv.Quote(t.Name))
+		if t.Cache != "" {
+			fmt.Fprintf(&b, "cache = %s\n", strconv.Quote(t.Cache))
+		} else {
+			fmt.Fprintf(&b, "store = %s\n", strconv.Quote(RedactURI(t.Store)))
+		}
+		fmt.Fprintf(&b, "allow = %s\n", quoteList(t.Allow))
+		fmt.Fprintf(&b, "deny = %s\n", quoteList(t.Deny))
+		fmt.Fprintf(&b, "closure_deny = %s\n", strconv.Quote(t.ClosureDeny))
+	}
+	fmt.Fprintf(&b, "\n[cachix]\n")
+	fmt.Fprintf(&b, "bin = %s%s\n", strconv.Quote(c.Cachix.Bin), src("cachix.bin"))
+	fmt.Fprintf(&b, "auth_token_file = %s%s\n", strconv.Quote(c.Cachix.AuthTokenFile), src("cachix.auth_token_file"))
+	fmt.Fprintf(&b, "push_args = %s%s\n", quoteList(c.Cachix.PushArgs), src("cachix.push_args"))
+	fmt.Fprintf(&b, "\n[nix]\n")
+	fmt.Fprintf(&b, "bin_dir = %s%s\n", strconv.Quote(c.Nix.BinDir), src("nix.bin_dir"))
+	fmt.Fprintf(&b, "\n[queue]\n")
+	fmt.Fprintf(&b, "dir = %s%s\n", strconv.Quote(c.Queue.Dir), src("queue.dir"))
+	fmt.Fprintf(&b, "batch = %d%s\n", c.Queue.Batch, src("queue.batch"))
+	fmt.Fprintf(&b, "retry_initial = %q%s\n", c.Queue.RetryInitial, src("queue.retry_initial"))
+	fmt.Fprintf(&b, "retry_max = %q%s\n", c.Queue.RetryMax, src("queue.retry_max"))
+	fmt.Fprintf(&b, "linger = %q%s\n", c.Queue.Linger, src("queue.linger"))
+	fmt.Fprintf(&b, "\n[log]\n")
+	fmt.Fprintf(&b, "file = %s%s\n", strconv.Quote(c.Log.File), src("log.file"))
+	fmt.Fprintf(&b, "level = %s%s\n", strconv.Quote(c.Log.Level), src("log.level"))
+	fmt.Fprintf(&b, "max_size = %d%s\n", c.Log.MaxSize, src("log.max_size"))
+	return b.String()
+}
+
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}

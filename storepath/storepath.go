@@ -1,0 +1,139 @@
+// Package storepath parses and validates Nix store paths.
+//
+// Everything that reaches the hook is untrusted (OUT_PATHS, command-line
+// arguments, queue files), and a store path ends up in the argv of programs
+// that run as root, so parsing follows Nix's own rules strictly rather than
+// accepting anything that looks like a path.
+package storepath
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultStoreDir is Nix's store directory unless NIX_STORE_DIR says
+// otherwise.
+const DefaultStoreDir = "/nix/store"
+
+// HashLen is the length of the nix-base32 hash part of a store path name.
+const HashLen = 32
+
+// MaxNameLen is the longest name Nix accepts after the hash and dash.
+const MaxNameLen = 211
+
+// nixBase32 is Nix's base-32 alphabet: no e, o, u, t.
+const nixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
+
+// Path is a validated store path: <Dir>/<Hash>-<Name>.
+type Path struct {
+	Dir  string // store directory, e.g. /nix/store
+	Hash string // 32 characters of nix-base32
+	Name string // e.g. hello-2.12.1
+}
+
+// String returns the full store path.
+func (p Path) String() string { return p.Dir + "/" + p.Hash + "-" + p.Name }
+
+// Base returns the last element, <hash>-<name>.
+func (p Path) Base() string { return p.Hash + "-" + p.Name }
+
+// StoreDir returns the store directory from NIX_STORE_DIR, or /nix/store.
+// The result is cleaned so that comparisons are exact.
+func StoreDir() string {
+	if d := os.Getenv("NIX_STORE_DIR"); d != "" && filepath.IsAbs(d) {
+		return filepath.Clean(d)
+	}
+	return DefaultStoreDir
+}
+
+// Parse validates s as a store path directly inside storeDir. A path that
+// points inside a store path (…/bin/hello) is rejected here; use Resolve to
+// map such paths to their store path.
+func Parse(storeDir, s string) (Path, error) {
+	prefix := storeDir + "/"
+	if !strings.HasPrefix(s, prefix) {
+		return Path{}, fmt.Errorf("%q is not in the Nix store %s", s, storeDir)
+	}
+	base := s[len(prefix):]
+	if strings.Contains(base, "/") {
+		return Path{}, fmt.Errorf("%q is inside a store path, not a store path", s)
+	}
+	if err := checkBase(base); err != nil {
+		return Path{}, fmt.Errorf("%q is not a valid store path: %w", s, err)
+	}
+	return Path{Dir: storeDir, Hash: base[:HashLen], Name: base[HashLen+1:]}, nil
+}
+
+func checkBase(base string) error {
+	if i := strings.IndexByte(base, '-'); i != HashLen {
+		return fmt.Errorf("the hash part must be %d characters followed by '-'", HashLen)
+	}
+	if len(base) < HashLen+2 {
+		return errors.New("empty name")
+	}
+	for i := 0; i < HashLen; i++ {
+		if strings.IndexByte(nixBase32, base[i]) < 0 {
+			return fmt.Errorf("hash has a character outside nix-base32 at offset %d", i)
+		}
+	}
+	name := base[HashLen+1:]
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("name longer than %d characters", MaxNameLen)
+	}
+	if name[0] == '.' {
+		return errors.New("name starts with '.'")
+	}
+	for i := 0; i < len(name); i++ {
+		if !nameChar(name[i]) {
+			return fmt.Errorf("name has a forbidden character %q", name[i])
+		}
+	}
+	return nil
+}
+
+func nameChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("+-._?=", c) >= 0
+}
+
+// Resolve maps what a user hands us to a store path: a store path itself
+// (whether or not it exists: explain evaluates rules on any well-formed
+// path), a file or directory inside a store path, or a symlink that leads
+// into the store (./result, /run/current-system, ~/.nix-profile).
+func Resolve(storeDir, arg string) (Path, error) {
+	if p, err := Parse(storeDir, arg); err == nil {
+		return p, nil
+	}
+	abs, err := filepath.Abs(arg)
+	if err != nil {
+		return Path{}, fmt.Errorf("resolving %s: %w", arg, err)
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	} else if !strings.HasPrefix(abs, storeDir+"/") {
+		return Path{}, fmt.Errorf("resolving %s: %w", arg, err)
+	}
+	// The store dir itself may be a symlink (e.g. a bind mount); compare
+	// against its resolved form too.
+	dirs := []string{storeDir}
+	if real, err := filepath.EvalSymlinks(storeDir); err == nil && real != storeDir {
+		dirs = append(dirs, real)
+	}
+	for _, d := range dirs {
+		if !strings.HasPrefix(abs, d+"/") {
+			continue
+		}
+		rest := abs[len(d)+1:]
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			rest = rest[:i]
+		}
+		return Parse(storeDir, storeDir+"/"+rest)
+	}
+	return Path{}, fmt.Errorf("%s is outside the Nix store %s (it resolves to %s)", arg, storeDir, abs)
+}
