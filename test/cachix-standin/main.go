@@ -1,0 +1,515 @@
+// Command cachix-standin stands in for the real `cachix` CLI in tests.
+//
+// cachix cannot be installed on the test machines (no registry we can reach
+// ships it), yet the hook must be tested against something that behaves like
+// it: same argument grammar, same auth rules, same exit codes, and a real
+// upload of the runtime closure. So this program accepts cachix's grammar
+// (only the `push` command), checks auth the way cachix does, and "uploads"
+// with `nix copy` into a local file:// binary cache:
+//
+//	$CACHIX_STANDIN_ROOT/<CACHE>/<hash>.narinfo, nar/...
+//
+// Anything cachix would reject (an unknown option such as --omit-deps, a
+// missing CACHE, a bad -m/-l value) is rejected here too, with exit 1, so a
+// hook that builds a bad command line fails its tests instead of production.
+//
+// Environment read, as cachix reads it:
+//
+//	CACHIX_AUTH_TOKEN   auth token; else authToken = "..." in the dhall
+//	                    config (-c FILE, default
+//	                    $XDG_CONFIG_HOME/cachix/cachix.dhall or
+//	                    $HOME/.config/cachix/cachix.dhall)
+//	CACHIX_SIGNING_KEY  accepted instead of a token
+//	NIX_STORE_DIR       store directory (default /nix/store)
+//
+// Test controls:
+//
+//	CACHIX_STANDIN_ROOT        required; where caches and logs go.
+//	CACHIX_STANDIN_DELAY       Go duration slept before each push, to
+//	                           simulate a slow upload.
+//	CACHIX_STANDIN_FAIL        N: the first N pushes fail with exit 1 and
+//	                           "simulated failure k of N". Counted in
+//	                           $CACHIX_STANDIN_ROOT/.fail-count under flock,
+//	                           so concurrent pushes count correctly.
+//	CACHIX_STANDIN_FAIL_PATHS  space-separated path.Match globs on a store
+//	                           path's name (the part after "<hash>-"); a push
+//	                           naming a matching path fails with exit 1
+//	                           ("simulated failure for PATH"), every time.
+//	                           Only the paths given are matched, not their
+//	                           closures.
+//
+// Every invocation (when CACHIX_STANDIN_ROOT is set) appends one JSON line to
+// $CACHIX_STANDIN_ROOT/invocations.jsonl under flock:
+//
+//	{"time":..., "argv":[os.Args[1:]...], "cache":..., "paths":[...],
+//	 "token_sha256":..., "auth":..., "exit":0|1, "pid":...}
+//
+// token_sha256 is the hex SHA-256 of the token used (empty if none), so tests
+// can prove the token arrived without the token ever being written down.
+//
+// Checks run in this order: arguments, CACHIX_STANDIN_ROOT, auth, paths
+// (each must be an existing store path, strictly: no symlinks such as
+// ./result are followed), delay, CACHIX_STANDIN_FAIL, CACHIX_STANDIN_FAIL_PATHS,
+// then nix copy. Simulated failures therefore never run Nix.
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const version = "1.7.4-standin"
+
+const usage = `Usage: cachix [-c|--config CONFIGPATH] [--host URI] [-v|--verbose] COMMAND
+       cachix push [-m|--compression-method xz|zstd] [-l|--compression-level 0..16]
+                   [-s|--chunk-size BYTES] [-n|--num-concurrent-chunks N]
+                   [-j|--jobs N] [--omit-deriver] CACHE [PATHS...]
+
+  Stand-in for cachix: only the push command is supported. With no PATHS,
+  whitespace-separated paths are read from stdin.`
+
+// Args is a parsed command line. Numeric options the user did not give
+// stay 0 (or "" for strings) so tests can tell given from defaulted.
+type Args struct {
+	Config  string
+	Host    string
+	Verbose bool
+	// Command is "push", "help" or "version".
+	Command           string
+	CompressionMethod string
+	CompressionLevel  int
+	LevelGiven        bool
+	ChunkSize         int
+	NumChunks         int
+	Jobs              int
+	OmitDeriver       bool
+	Cache             string
+	Paths             []string
+}
+
+// UsageError is a command-line error; it is printed with the usage, the
+// way optparse-applicative (which cachix uses) does.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usageErr(format string, a ...any) error {
+	return &UsageError{fmt.Sprintf(format, a...)}
+}
+
+// cacheName keeps the cache name usable as one directory name, so a
+// hostile or mistaken name cannot write outside CACHIX_STANDIN_ROOT.
+var cacheName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
+
+// Parse parses cachix's argument grammar (args excludes the program name).
+// It is a plain function so the grammar can be tested without exec.
+func Parse(args []string) (Args, error) {
+	var a Args
+	i := 0
+	// Global options, up to the command word.
+	for ; i < len(args); i++ {
+		arg := args[i]
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			break
+		}
+		name, val, hasVal := splitOpt(arg)
+		switch name {
+		case "--help", "-h":
+			return Args{Command: "help"}, nil
+		case "--version":
+			return Args{Command: "version"}, nil
+		case "-v", "--verbose":
+			if hasVal {
+				return a, usageErr("Invalid option `%s'", arg)
+			}
+			a.Verbose = true
+		case "-c", "--config", "--host":
+			v, err := optValue(args, &i, name, val, hasVal)
+			if err != nil {
+				return a, err
+			}
+			if name == "--host" {
+				a.Host = v
+			} else {
+				a.Config = v
+			}
+		default:
+			return a, usageErr("Invalid option `%s'", arg)
+		}
+	}
+	if i == len(args) {
+		return a, usageErr("Missing: COMMAND")
+	}
+	switch cmd := args[i]; cmd {
+	case "push":
+		a.Command = "push"
+	case "version":
+		return Args{Command: "version"}, nil
+	default:
+		return a, usageErr("Invalid argument `%s' (this cachix stand-in supports only the push command)", cmd)
+	}
+	i++
+	var pos []string
+	for ; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			pos = append(pos, arg) // optparse lets options and arguments mix
+			continue
+		}
+		name, val, hasVal := splitOpt(arg)
+		switch name {
+		case "--help", "-h":
+			return Args{Command: "help"}, nil
+		case "--omit-deriver":
+			if hasVal {
+				return a, usageErr("Invalid option `%s'", arg)
+			}
+			a.OmitDeriver = true
+		case "-m", "--compression-method":
+			v, err := optValue(args, &i, name, val, hasVal)
+			if err != nil {
+				return a, err
+			}
+			if v != "xz" && v != "zstd" {
+				return a, usageErr("option %s: Compression method %q not supported. Use xz or zstd.", name, v)
+			}
+			a.CompressionMethod = v
+		case "-l", "--compression-level", "-s", "--chunk-size",
+			"-n", "--num-concurrent-chunks", "-j", "--jobs":
+			v, err := optValue(args, &i, name, val, hasVal)
+			if err != nil {
+				return a, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return a, usageErr("option %s: cannot parse value `%s'", name, v)
+			}
+			switch name {
+			case "-l", "--compression-level":
+				if n > 16 {
+					return a, usageErr("option %s: compression level must be between 0 and 16, got %d", name, n)
+				}
+				a.CompressionLevel, a.LevelGiven = n, true
+			case "-s", "--chunk-size":
+				a.ChunkSize = n
+			case "-n", "--num-concurrent-chunks":
+				a.NumChunks = n
+			default:
+				a.Jobs = n
+			}
+		default:
+			return a, usageErr("Invalid option `%s'", arg)
+		}
+	}
+	if len(pos) == 0 {
+		return a, usageErr("Missing: CACHE")
+	}
+	a.Cache, a.Paths = pos[0], pos[1:]
+	if !cacheName.MatchString(a.Cache) {
+		return a, usageErr("invalid cache name `%s'", a.Cache)
+	}
+	return a, nil
+}
+
+// splitOpt splits "--jobs=8" into ("--jobs", "8", true) and "-j8" into
+// ("-j", "8", true); other arguments come back whole.
+func splitOpt(arg string) (name, val string, hasVal bool) {
+	if strings.HasPrefix(arg, "--") {
+		return strings.Cut(arg, "=")
+	}
+	if len(arg) > 2 {
+		return arg[:2], arg[2:], true
+	}
+	return arg, "", false
+}
+
+// optValue returns an option's value, taking the next argument when the
+// value was not attached to the option.
+func optValue(args []string, i *int, name, val string, hasVal bool) (string, error) {
+	if hasVal {
+		return val, nil
+	}
+	if *i+1 >= len(args) {
+		return "", usageErr("The option `%s' expects an argument.", name)
+	}
+	*i++
+	return args[*i], nil
+}
+
+// record is one line of invocations.jsonl.
+type record struct {
+	Time        string   `json:"time"`
+	Argv        []string `json:"argv"`
+	Cache       string   `json:"cache"`
+	Paths       []string `json:"paths"`
+	TokenSHA256 string   `json:"token_sha256"`
+	Auth        string   `json:"auth"`
+	Exit        int      `json:"exit"`
+	PID         int      `json:"pid"`
+}
+
+func main() {
+	rec := record{Argv: os.Args[1:], Paths: []string{}, PID: os.Getpid()}
+	err := run(os.Args[1:], os.Stdin, os.Stdout, &rec)
+	var ue *UsageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "%s\n\n%s\n", ue.Msg, usage)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "cachix: %v\n", err)
+	}
+	if err != nil {
+		rec.Exit = 1
+	}
+	if root := os.Getenv("CACHIX_STANDIN_ROOT"); root != "" {
+		rec.Time = time.Now().UTC().Format(time.RFC3339Nano)
+		line, _ := json.Marshal(rec)
+		if lerr := appendLocked(filepath.Join(root, "invocations.jsonl"), append(line, '\n')); lerr != nil {
+			fmt.Fprintf(os.Stderr, "cachix-standin: cannot log invocation: %v\n", lerr)
+		}
+	}
+	os.Exit(rec.Exit)
+}
+
+// run does one invocation, filling rec as it learns the cache, the paths
+// and the token.
+func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
+	a, err := Parse(argv)
+	if err != nil {
+		return err
+	}
+	switch a.Command {
+	case "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	case "version":
+		fmt.Fprintln(stdout, "cachix", version)
+		return nil
+	}
+	rec.Cache = a.Cache
+	rec.Paths = append(rec.Paths, a.Paths...)
+	root := os.Getenv("CACHIX_STANDIN_ROOT")
+	if root == "" {
+		return errors.New("CACHIX_STANDIN_ROOT is not set; the cachix stand-in needs a directory to push into")
+	}
+	if root, err = filepath.Abs(root); err != nil {
+		return err
+	}
+
+	token, auth := findToken(a.Config)
+	if token != "" {
+		sum := sha256.Sum256([]byte(token))
+		rec.TokenSHA256 = hex.EncodeToString(sum[:])
+	}
+	rec.Auth = auth
+	if auth == "" {
+		return errors.New("Neither auth token nor signing key are present.")
+	}
+
+	paths := a.Paths
+	if len(paths) == 0 {
+		in, err := io.ReadAll(stdin)
+		if err != nil {
+			return fmt.Errorf("reading paths from stdin: %w", err)
+		}
+		paths = strings.Fields(string(in))
+		rec.Paths = append(rec.Paths, paths...)
+	}
+	for _, p := range paths {
+		if err := checkStorePath(p); err != nil {
+			return err
+		}
+	}
+
+	if d := os.Getenv("CACHIX_STANDIN_DELAY"); d != "" {
+		dur, err := time.ParseDuration(d)
+		if err != nil {
+			return fmt.Errorf("CACHIX_STANDIN_DELAY: %w", err)
+		}
+		time.Sleep(dur)
+	}
+	if err := simulatedFailure(root, paths); err != nil {
+		return err
+	}
+
+	if len(paths) == 0 {
+		fmt.Fprintln(stdout, "Nothing to push.")
+		return nil
+	}
+	return push(root, a, paths, stdout)
+}
+
+// findToken returns the auth token (may be empty) and where auth came from:
+// "env", "config", "signing-key" or "" for none, in cachix's order.
+func findToken(config string) (token, source string) {
+	if t := os.Getenv("CACHIX_AUTH_TOKEN"); t != "" {
+		return t, "env"
+	}
+	if config == "" {
+		dir := os.Getenv("XDG_CONFIG_HOME")
+		if dir == "" {
+			dir = filepath.Join(os.Getenv("HOME"), ".config")
+		}
+		config = filepath.Join(dir, "cachix", "cachix.dhall")
+	}
+	// A missing or unreadable config is no error for cachix either.
+	if b, err := os.ReadFile(config); err == nil {
+		if m := dhallToken.FindSubmatch(b); m != nil && len(m[1]) > 0 {
+			return string(m[1]), "config"
+		}
+	}
+	if os.Getenv("CACHIX_SIGNING_KEY") != "" {
+		return "", "signing-key"
+	}
+	return "", ""
+}
+
+var dhallToken = regexp.MustCompile(`authToken\s*=\s*"([^"]*)"`)
+
+// storeBase matches a store path's base name: 32 characters of Nix's
+// base-32 alphabet, a dash, and a name by Nix's rules.
+var storeBase = regexp.MustCompile(`^[0123456789abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\-_?=][A-Za-z0-9+\-._?=]{0,210}$`)
+
+// checkStorePath fails unless p is a top-level store path that exists, as
+// cachix fails on an invalid path.
+func checkStorePath(p string) error {
+	dir := os.Getenv("NIX_STORE_DIR")
+	if dir == "" {
+		dir = "/nix/store"
+	}
+	if filepath.Dir(p) != filepath.Clean(dir) || !storeBase.MatchString(filepath.Base(p)) {
+		return fmt.Errorf("%s is not a valid store path", p)
+	}
+	if _, err := os.Lstat(p); err != nil {
+		return fmt.Errorf("path %s is not valid: %w", p, err)
+	}
+	return nil
+}
+
+// simulatedFailure applies CACHIX_STANDIN_FAIL and CACHIX_STANDIN_FAIL_PATHS.
+func simulatedFailure(root string, paths []string) error {
+	if s := os.Getenv("CACHIX_STANDIN_FAIL"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("CACHIX_STANDIN_FAIL: %w", err)
+		}
+		k, err := bumpCounter(filepath.Join(root, ".fail-count"))
+		if err != nil {
+			return err
+		}
+		if k <= n {
+			return fmt.Errorf("simulated failure %d of %d", k, n)
+		}
+	}
+	for _, pat := range strings.Fields(os.Getenv("CACHIX_STANDIN_FAIL_PATHS")) {
+		for _, p := range paths {
+			name := filepath.Base(p)[33:] // checkStorePath vouched for "<32 chars>-"
+			if ok, err := path.Match(pat, name); err != nil {
+				return fmt.Errorf("CACHIX_STANDIN_FAIL_PATHS: %q: %w", pat, err)
+			} else if ok {
+				return fmt.Errorf("simulated failure for %s", p)
+			}
+		}
+	}
+	return nil
+}
+
+// bumpCounter increments the number in file under an exclusive flock and
+// returns the new value, so concurrent pushes each get their own number.
+func bumpCounter(file string) (int, error) {
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return 0, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return 0, err
+	}
+	k := 0
+	if s := strings.TrimSpace(string(b)); s != "" {
+		if k, err = strconv.Atoi(s); err != nil {
+			return 0, fmt.Errorf("%s: %w", file, err)
+		}
+	}
+	k++
+	if err := f.Truncate(0); err != nil {
+		return 0, err
+	}
+	if _, err := f.WriteAt([]byte(strconv.Itoa(k)+"\n"), 0); err != nil {
+		return 0, err
+	}
+	return k, nil // closing the file releases the lock
+}
+
+// appendLocked appends data to file under an exclusive flock, so lines
+// from concurrent invocations never interleave.
+func appendLocked(file string, data []byte) error {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return err
+}
+
+// nixFlags make `nix` usable without configuration and keep it off the
+// network: the copy only reads the local store, and no substituter is asked.
+var nixFlags = []string{"--extra-experimental-features", "nix-command", "--option", "substituters", ""}
+
+// push copies the runtime closure of paths into the file:// cache, as
+// cachix uploads whole closures. Nix runs from an argv, never a shell.
+func push(root string, a Args, paths []string, stdout io.Writer) error {
+	var closure bytes.Buffer
+	q := exec.Command("nix", append(append(append([]string{}, nixFlags...), "path-info", "--recursive"), paths...)...)
+	q.Stdout, q.Stderr = &closure, os.Stderr
+	if err := q.Run(); err != nil {
+		return fmt.Errorf("nix path-info: %w", err)
+	}
+	all := strings.Fields(closure.String())
+	method := a.CompressionMethod
+	if method == "" {
+		method = "zstd"
+	}
+	fmt.Fprintf(stdout, "Pushing %d paths using %s to cache %s\n", len(all), method, a.Cache)
+	args := append(append([]string{}, nixFlags...), "copy", "--to", "file://"+filepath.Join(root, a.Cache))
+	args = append(args, paths...)
+	if a.Verbose {
+		fmt.Fprintf(os.Stderr, "running: nix %q\n", args)
+	}
+	c := exec.Command("nix", args...)
+	c.Stdout, c.Stderr = os.Stderr, os.Stderr
+	if err := c.Run(); err != nil {
+		return fmt.Errorf("nix copy: %w", err)
+	}
+	for _, p := range all {
+		fmt.Fprintf(stdout, "✓ %s\n", p)
+	}
+	fmt.Fprintln(stdout, "All done.")
+	return nil
+}

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestParseAccepts(t *testing.T) {
+	tests := []struct {
+		args []string
+		want Args
+	}{
+		{[]string{"push", "c"}, Args{Command: "push", Cache: "c", Paths: []string{}}},
+		{[]string{"push", "c", "/nix/store/x", "/nix/store/y"},
+			Args{Command: "push", Cache: "c", Paths: []string{"/nix/store/x", "/nix/store/y"}}},
+		{[]string{"push", "-j", "8", "c"}, Args{Command: "push", Jobs: 8, Cache: "c", Paths: []string{}}},
+		{[]string{"push", "-j8", "c"}, Args{Command: "push", Jobs: 8, Cache: "c", Paths: []string{}}},
+		{[]string{"push", "--jobs", "8", "c"}, Args{Command: "push", Jobs: 8, Cache: "c", Paths: []string{}}},
+		{[]string{"push", "--jobs=8", "c"}, Args{Command: "push", Jobs: 8, Cache: "c", Paths: []string{}}},
+		{[]string{"push", "c", "-j", "3", "/p"}, Args{Command: "push", Jobs: 3, Cache: "c", Paths: []string{"/p"}}},
+		{[]string{"push", "-m", "xz", "-l", "0", "-s", "1024", "-n", "4", "--omit-deriver", "c"},
+			Args{Command: "push", CompressionMethod: "xz", LevelGiven: true, ChunkSize: 1024,
+				NumChunks: 4, OmitDeriver: true, Cache: "c", Paths: []string{}}},
+		{[]string{"push", "--compression-method=zstd", "--compression-level", "16",
+			"--chunk-size=9", "--num-concurrent-chunks", "2", "c"},
+			Args{Command: "push", CompressionMethod: "zstd", CompressionLevel: 16, LevelGiven: true,
+				ChunkSize: 9, NumChunks: 2, Cache: "c", Paths: []string{}}},
+		{[]string{"-c", "/cfg", "--host", "https://x", "-v", "push", "c"},
+			Args{Config: "/cfg", Host: "https://x", Verbose: true, Command: "push", Cache: "c", Paths: []string{}}},
+		{[]string{"--config=/cfg", "--verbose", "push", "c"},
+			Args{Config: "/cfg", Verbose: true, Command: "push", Cache: "c", Paths: []string{}}},
+		{[]string{"-c/cfg", "push", "c"}, Args{Config: "/cfg", Command: "push", Cache: "c", Paths: []string{}}},
+		{[]string{"push", "c", "--", "-odd"}, Args{Command: "push", Cache: "c", Paths: []string{"-odd"}}},
+		{[]string{"--help"}, Args{Command: "help"}},
+		{[]string{"push", "--help"}, Args{Command: "help"}},
+		{[]string{"--version"}, Args{Command: "version"}},
+		{[]string{"version"}, Args{Command: "version"}},
+	}
+	for _, tt := range tests {
+		got, err := Parse(tt.args)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tt.args, err)
+			continue
+		}
+		if got.Paths == nil && tt.want.Paths != nil {
+			got.Paths = []string{}
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Parse(%q) =\n %+v, want\n %+v", tt.args, got, tt.want)
+		}
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	tests := []struct {
+		args []string
+		msg  string // part of the error
+	}{
+		{[]string{"push", "--foo", "c"}, "Invalid option `--foo'"},
+		{[]string{"push", "--omit-deps", "c"}, "Invalid option `--omit-deps'"},
+		{[]string{"push", "-x", "c"}, "Invalid option `-x'"},
+		{[]string{"--foo", "push", "c"}, "Invalid option `--foo'"},
+		{[]string{"-j", "8", "push", "c"}, "Invalid option `-j'"}, // push option before the command
+		{[]string{"push", "--omit-deriver=yes", "c"}, "Invalid option"},
+		{[]string{"push"}, "Missing: CACHE"},
+		{[]string{"push", "-j", "8"}, "Missing: CACHE"},
+		{[]string{}, "Missing: COMMAND"},
+		{[]string{"-v"}, "Missing: COMMAND"},
+		{[]string{"push", "-l", "17", "c"}, "between 0 and 16"},
+		{[]string{"push", "-l", "-1", "c"}, "cannot parse"},
+		{[]string{"push", "-m", "gzip", "c"}, "not supported"},
+		{[]string{"push", "-j", "eight", "c"}, "cannot parse value `eight'"},
+		{[]string{"push", "--jobs=", "c"}, "cannot parse"},
+		{[]string{"push", "-s", "1k", "c"}, "cannot parse"},
+		{[]string{"push", "c", "-j"}, "expects an argument"},
+		{[]string{"watch-store", "c"}, "supports only the push command"},
+		{[]string{"daemon", "push", "c"}, "supports only the push command"},
+		{[]string{"push", "../escape"}, "invalid cache name"},
+	}
+	for _, tt := range tests {
+		_, err := Parse(tt.args)
+		var ue *UsageError
+		if !errors.As(err, &ue) {
+			t.Errorf("Parse(%q) = %v, want a UsageError", tt.args, err)
+			continue
+		}
+		if !strings.Contains(ue.Msg, tt.msg) {
+			t.Errorf("Parse(%q) error %q, want it to contain %q", tt.args, ue.Msg, tt.msg)
+		}
+	}
+}
+
+// buildStandin compiles the stand-in into a fresh temporary directory.
+func buildStandin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cachix")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type result struct {
+	stdout, stderr string
+	exit           int
+}
+
+// runStandin runs bin with a clean environment: no inherited cachix
+// variables and a HOME without a cachix config, plus env.
+func runStandin(t *testing.T, bin string, env []string, stdin string, args ...string) result {
+	t.Helper()
+	home := t.TempDir()
+	cmd := exec.Command(bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CACHIX_") && !strings.HasPrefix(kv, "HOME=") &&
+			!strings.HasPrefix(kv, "XDG_CONFIG_HOME=") && !strings.HasPrefix(kv, "NIX_STORE_DIR=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "HOME="+home)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("running %s: %v", bin, err)
+	}
+	return result{o.String(), e.String(), cmd.ProcessState.ExitCode()}
+}
+
+// readLog returns the records of invocations.jsonl under root.
+func readLog(t *testing.T, root string) []record {
+	t.Helper()
+	f, err := os.Open(filepath.Join(root, "invocations.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var recs []record
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		var r record
+		if err := json.Unmarshal(s.Bytes(), &r); err != nil {
+			t.Fatalf("bad log line %q: %v", s.Text(), err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+func sha(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// TestBinaryWithoutNix checks the executable's behaviour up to the point
+// where it would run Nix, against a fake store (NIX_STORE_DIR), so it runs
+// on any machine.
+func TestBinaryWithoutNix(t *testing.T) {
+	bin := buildStandin(t)
+	store := t.TempDir()
+	p := filepath.Join(store, "0123456789abcdfghijklmnpqrsvwxyz-fake-1.0")
+	bad := filepath.Join(store, "0123456789abcdfghijklmnpqrsvwxy0-bad-2.0")
+	for _, f := range []string{p, bad} {
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storeEnv := "NIX_STORE_DIR=" + store
+
+	t.Run("help and usage errors", func(t *testing.T) {
+		if r := runStandin(t, bin, nil, "", "--help"); r.exit != 0 || !strings.Contains(r.stdout, "Usage: cachix") {
+			t.Errorf("--help: %+v", r)
+		}
+		r := runStandin(t, bin, nil, "", "push", "--omit-deps", "c", p)
+		if r.exit != 1 || !strings.Contains(r.stderr, "Invalid option `--omit-deps'") || !strings.Contains(r.stderr, "Usage:") {
+			t.Errorf("--omit-deps: %+v", r)
+		}
+	})
+
+	t.Run("root required", func(t *testing.T) {
+		r := runStandin(t, bin, []string{"CACHIX_AUTH_TOKEN=tok", storeEnv}, "", "push", "c", p)
+		if r.exit != 1 || !strings.Contains(r.stderr, "CACHIX_STANDIN_ROOT") {
+			t.Errorf("%+v", r)
+		}
+	})
+
+	t.Run("no auth", func(t *testing.T) {
+		root := t.TempDir()
+		r := runStandin(t, bin, []string{"CACHIX_STANDIN_ROOT=" + root, storeEnv}, "", "push", "c", p)
+		if r.exit != 1 || !strings.Contains(r.stderr, "Neither auth token nor signing key are present.") {
+			t.Errorf("%+v", r)
+		}
+		if recs := readLog(t, root); len(recs) != 1 || recs[0].Exit != 1 || recs[0].TokenSHA256 != "" ||
+			!reflect.DeepEqual(recs[0].Paths, []string{p}) {
+			t.Errorf("log: %+v", recs)
+		}
+	})
+
+	t.Run("invalid paths", func(t *testing.T) {
+		root := t.TempDir()
+		env := []string{"CACHIX_STANDIN_ROOT=" + root, "CACHIX_AUTH_TOKEN=tok", storeEnv}
+		for _, q := range []string{p + "x", "/tmp", p + "/sub", "relative"} {
+			if r := runStandin(t, bin, env, "", "push", "c", q); r.exit != 1 || !strings.Contains(r.stderr, "valid") {
+				t.Errorf("path %s: %+v", q, r)
+			}
+		}
+	})
+
+	t.Run("config token, stdin paths, fail paths", func(t *testing.T) {
+		root := t.TempDir()
+		cfg := filepath.Join(t.TempDir(), "c.dhall")
+		os.WriteFile(cfg, []byte(`{ authToken = "cfgtok", hostname = "https://cachix.org", binaryCaches = [] : List { name : Text, secretKey : Text } }`), 0o600)
+		env := []string{"CACHIX_STANDIN_ROOT=" + root, storeEnv, "CACHIX_STANDIN_FAIL_PATHS=nomatch bad-*"}
+		r := runStandin(t, bin, env, p+"\n  "+bad+"\n", "-c", cfg, "push", "c")
+		if r.exit != 1 || !strings.Contains(r.stderr, "simulated failure for "+bad) {
+			t.Errorf("%+v", r)
+		}
+		recs := readLog(t, root)
+		if len(recs) != 1 || recs[0].TokenSHA256 != sha("cfgtok") || recs[0].Auth != "config" ||
+			!reflect.DeepEqual(recs[0].Paths, []string{p, bad}) || recs[0].Cache != "c" {
+			t.Errorf("log: %+v", recs)
+		}
+	})
+
+	t.Run("delay", func(t *testing.T) {
+		env := []string{"CACHIX_STANDIN_ROOT=" + t.TempDir(), "CACHIX_AUTH_TOKEN=tok", storeEnv,
+			"CACHIX_STANDIN_DELAY=300ms", "CACHIX_STANDIN_FAIL=1"}
+		start := time.Now()
+		r := runStandin(t, bin, env, "", "push", "c", p)
+		if d := time.Since(start); d < 300*time.Millisecond || !strings.Contains(r.stderr, "simulated failure 1 of 1") {
+			t.Errorf("took %v: %+v", d, r)
+		}
+	})
+
+	t.Run("concurrent fail counter", func(t *testing.T) {
+		root := t.TempDir()
+		const n = 8
+		env := []string{"CACHIX_STANDIN_ROOT=" + root, "CACHIX_AUTH_TOKEN=tok", storeEnv, fmt.Sprintf("CACHIX_STANDIN_FAIL=%d", n)}
+		var wg sync.WaitGroup
+		msgs := make([]string, n)
+		for i := range n {
+			wg.Go(func() {
+				r := runStandin(t, bin, env, "", "push", "c", p)
+				if r.exit != 1 {
+					t.Errorf("exit %d", r.exit)
+				}
+				msgs[i] = strings.TrimSpace(r.stderr)
+			})
+		}
+		wg.Wait()
+		sort.Strings(msgs)
+		for k := 1; k <= n; k++ {
+			want := fmt.Sprintf("cachix: simulated failure %d of %d", k, n)
+			if !strings.Contains(strings.Join(msgs, "\n"), want) {
+				t.Errorf("no %q among %q", want, msgs)
+			}
+		}
+		if recs := readLog(t, root); len(recs) != n {
+			t.Errorf("%d log lines, want %d", len(recs), n)
+		}
+	})
+}
+
+// TestEndToEndNix pushes a real two-path closure with real Nix.
+func TestEndToEndNix(t *testing.T) {
+	if _, err := exec.LookPath("nix-build"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
+			t.Fatal("nix-build not on PATH and CFH_TEST_REQUIRE_NIX=1")
+		}
+		t.Skip("nix-build not on PATH")
+	}
+	salt := rand.Text()
+	expr := fmt.Sprintf(`let dep = derivation { name = "standin-dep-%[1]s"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; };
+in derivation { name = "standin-test-%[1]s"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, salt)
+	out, err := exec.Command("nix-build", "--option", "substituters", "", "-E", expr, "--no-out-link").Output()
+	if err != nil {
+		t.Fatalf("nix-build: %v", err)
+	}
+	top := strings.TrimSpace(string(out))
+	refs, err := exec.Command("nix-store", "-qR", top).Output()
+	if err != nil {
+		t.Fatalf("nix-store -qR: %v", err)
+	}
+	closure := strings.Fields(string(refs))
+	if len(closure) != 2 {
+		t.Fatalf("closure of %s is %q, want 2 paths", top, closure)
+	}
+
+	bin := buildStandin(t)
+	root := t.TempDir()
+	const token = "secret-token-e2e"
+	r := runStandin(t, bin, []string{"CACHIX_STANDIN_ROOT=" + root, "CACHIX_AUTH_TOKEN=" + token},
+		"", "push", "-j", "2", "mycache", top)
+	if r.exit != 0 || !strings.Contains(r.stdout, "All done.") {
+		t.Fatalf("push: %+v", r)
+	}
+	for _, p := range closure {
+		hash := filepath.Base(p)[:32]
+		ni, err := os.ReadFile(filepath.Join(root, "mycache", hash+".narinfo"))
+		if err != nil {
+			t.Fatalf("closure member %s not pushed: %v", p, err)
+		}
+		if !strings.Contains(string(ni), "StorePath: "+p+"\n") {
+			t.Errorf("narinfo for %s lacks its StorePath line:\n%s", p, ni)
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(root, "invocations.jsonl"))
+	if strings.Contains(string(raw), token) {
+		t.Errorf("token written to the log")
+	}
+	recs := readLog(t, root)
+	if len(recs) != 1 || recs[0].TokenSHA256 != sha(token) || recs[0].Exit != 0 ||
+		!reflect.DeepEqual(recs[0].Paths, []string{top}) {
+		t.Errorf("log: %+v", recs)
+	}
+
+	// Paths from stdin, into another cache.
+	r = runStandin(t, bin, []string{"CACHIX_STANDIN_ROOT=" + root, "CACHIX_AUTH_TOKEN=" + token}, top+"\n", "push", "other")
+	if _, err := os.Stat(filepath.Join(root, "other", filepath.Base(top)[:32]+".narinfo")); r.exit != 0 || err != nil {
+		t.Errorf("stdin push: %+v, %v", r, err)
+	}
+
+	// No token: cachix's message, nothing pushed.
+	r = runStandin(t, bin, []string{"CACHIX_STANDIN_ROOT=" + root}, "", "push", "third", top)
+	if r.exit != 1 || !strings.Contains(r.stderr, "Neither auth token nor signing key are present.") {
+		t.Errorf("no token: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(root, "third")); err == nil {
+		t.Errorf("pushed without a token")
+	}
+}
