@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/hook"
+	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+)
+
+func runPush(e *env) int {
+	flags := e.flags("push", "[--closure] [--wait [--timeout DUR]] [--dry-run] PATH...|-",
+		"Queue the paths the rules select, with the same rules and targets as the\nhook, and return at once. PATH may be a store path, a file inside one, or a\nsymlink into the store (./result, /run/current-system, a home-manager\ngeneration); - reads paths from standard input.")
+	closure := flags.Bool("closure", false, "select from each root's runtime closure, not just the root")
+	wait := flags.Bool("wait", false, "wait until the queued paths are pushed; exit 1 listing those that were not")
+	timeout := flags.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`")
+	dryRun := flags.Bool("dry-run", false, "print the decisions as explain does; queue nothing")
+	if st, ok := e.parse(flags); !ok {
+		return st
+	}
+	if flags.NArg() == 0 {
+		flags.Usage()
+		return 2
+	}
+	c, err := e.load()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	status := 0
+	args := flags.Args()
+	if len(args) == 1 && args[0] == "-" {
+		args = nil
+		sc := bufio.NewScanner(e.stdin)
+		sc.Split(bufio.ScanWords)
+		for sc.Scan() {
+			args = append(args, sc.Text())
+		}
+	}
+	storeDir := storepath.StoreDir()
+	var roots []string
+	for _, a := range args {
+		p, err := storepath.Resolve(storeDir, a)
+		if err == nil {
+			if _, serr := os.Lstat(p.String()); errors.Is(serr, fs.ErrNotExist) {
+				err = fmt.Errorf("%s is not in the store (not built, or garbage-collected)", p)
+			}
+		}
+		if err != nil {
+			e.errorf("push: %v", err)
+			status = 1
+			continue
+		}
+		roots = append(roots, p.String())
+	}
+	if len(roots) == 0 {
+		return status
+	}
+	if *closure {
+		roots, err = nixstore.Nix{BinDir: c.Nix.BinDir}.Closure(e.ctx, roots...)
+		if err != nil {
+			e.errorf("push: %v", err)
+			return 1
+		}
+	}
+	var paths []storepath.Path
+	seen := map[string]bool{}
+	for _, r := range roots {
+		p, err := storepath.Parse(storeDir, r)
+		if err != nil || seen[r] {
+			continue
+		}
+		seen[r] = true
+		paths = append(paths, p)
+	}
+	if *dryRun {
+		for _, p := range paths {
+			fmt.Fprintln(e.stdout, c.Decide(p).Line())
+		}
+		return status
+	}
+	sel := hook.Select(c, paths)
+	fmt.Fprintf(e.stdout, "cachix-filter-hook: %s\n", sel.Summary())
+	if len(sel.Pairs) == 0 {
+		return status
+	}
+	start := time.Now()
+	if err := hook.Enqueue(c, sel); err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	if *wait {
+		ctx, cancel := context.WithTimeout(e.ctx, *timeout)
+		defer cancel()
+		if !e.waitPushed(ctx, c, sel.Pairs, start) {
+			return 1
+		}
+	}
+	return status
+}
+
+// waitPushed waits until every pair has left the queue, and reports the
+// ones that were dropped or are still queued when ctx ends.
+func (e *env) waitPushed(ctx context.Context, c *config.Config, pairs []queue.Pair, since time.Time) bool {
+	q, err := queue.Open(c.Queue.Dir)
+	if err != nil {
+		e.errorf("%v", err)
+		return false
+	}
+	left := pairs
+	for {
+		var still []queue.Pair
+		for _, p := range left {
+			if _, queued := q.Get(queue.Key(p.Target, p.Path)); queued {
+				still = append(still, p)
+			}
+		}
+		left = still
+		if len(left) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			e.errorf("%d paths were not pushed in time:", len(left))
+			for _, p := range left {
+				msg := "still queued"
+				if en, ok := q.Get(queue.Key(p.Target, p.Path)); ok && en.LastError != "" {
+					msg = fmt.Sprintf("%d failed attempts, last: %s", en.Attempts, en.LastError)
+				}
+				fmt.Fprintf(e.stderr, "  %s -> %s: %s\n", p.Path, p.Target, msg)
+			}
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var dropped []string
+	for _, p := range pairs {
+		if en, ok := q.Dropped(queue.Key(p.Target, p.Path), since); ok {
+			dropped = append(dropped, fmt.Sprintf("  %s -> %s: %s", p.Path, p.Target, en.Reason))
+		}
+	}
+	if len(dropped) > 0 {
+		e.errorf("%d paths were not pushed:\n%s", len(dropped), strings.Join(dropped, "\n"))
+		return false
+	}
+	return true
+}

@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/worker"
+)
+
+// targetStatus is one target's line in `status`.
+type targetStatus struct {
+	Name        string         `json:"name"`
+	Destination string         `json:"destination"`
+	Pending     int            `json:"pending"`
+	Failing     int            `json:"failing"`
+	LastSuccess *time.Time     `json:"last_success"`
+	Pushed      int            `json:"pushed"`
+	Failures    []failingEntry `json:"failing_entries"`
+}
+
+type failingEntry struct {
+	Path        string    `json:"path"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+	LastError   string    `json:"last_error"`
+}
+
+type queueStatus struct {
+	Queue         string          `json:"queue"`
+	WorkerRunning bool            `json:"worker_running"`
+	Targets       []*targetStatus `json:"targets"`
+	// Orphaned counts entries of targets no longer in the config.
+	Orphaned int `json:"orphaned"`
+	Corrupt  int `json:"corrupt_moved_aside"`
+}
+
+func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
+	entries, bad, err := q.List()
+	if err != nil {
+		return nil, err
+	}
+	running, _ := q.WorkerRunning()
+	st := &queueStatus{Queue: q.Dir, WorkerRunning: running, Corrupt: len(bad), Targets: []*targetStatus{}}
+	state := worker.LoadState(q.Dir)
+	byName := map[string]*targetStatus{}
+	for _, t := range c.Targets {
+		ts := &targetStatus{Name: t.Name, Destination: "cachix " + t.Cache, Failures: []failingEntry{}}
+		if t.Store != "" {
+			ts.Destination = "nix copy --to " + config.RedactURI(t.Store)
+		}
+		if s := state.Targets[t.Name]; s != nil {
+			ts.Pushed = s.Pushed
+			if !s.LastSuccess.IsZero() {
+				ls := s.LastSuccess
+				ts.LastSuccess = &ls
+			}
+		}
+		byName[t.Name] = ts
+		st.Targets = append(st.Targets, ts)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Queued.Before(entries[j].Queued) })
+	for _, e := range entries {
+		ts := byName[e.Target]
+		if ts == nil {
+			st.Orphaned++
+			continue
+		}
+		ts.Pending++
+		if e.Attempts > 0 {
+			ts.Failing++
+			// Last errors come from the pusher with the token
+			// already redacted.
+			ts.Failures = append(ts.Failures, failingEntry{Path: e.Path, Attempts: e.Attempts, NextAttempt: e.NextAttempt, LastError: e.LastError})
+		}
+	}
+	return st, nil
+}
+
+func (st *queueStatus) print(w io.Writer) {
+	worker := "not running"
+	if st.WorkerRunning {
+		worker = "running"
+	}
+	fmt.Fprintf(w, "queue %s, worker %s\n", st.Queue, worker)
+	for _, t := range st.Targets {
+		last := "never"
+		if t.LastSuccess != nil {
+			last = t.LastSuccess.Local().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%s (%s): %d pending, %d failing, last success %s, %d pushed\n", t.Name, t.Destination, t.Pending, t.Failing, last, t.Pushed)
+		for _, f := range t.Failures {
+			fmt.Fprintf(w, "  failing %s: %d attempts, next in %s: %s\n", f.Path, f.Attempts, time.Until(f.NextAttempt).Round(time.Second), f.LastError)
+		}
+	}
+	if st.Orphaned > 0 {
+		fmt.Fprintf(w, "%d entries belong to targets no longer in the config\n", st.Orphaned)
+	}
+	if st.Corrupt > 0 {
+		fmt.Fprintf(w, "%d corrupt entries were moved to %s/corrupt\n", st.Corrupt, st.Queue)
+	}
+}
+
+func (st *queueStatus) pending() int {
+	n := st.Orphaned
+	for _, t := range st.Targets {
+		n += t.Pending
+	}
+	return n
+}
+
+// openQueue loads the config and opens its queue.
+func (e *env) openQueue() (*config.Config, *queue.Queue, bool) {
+	c, err := e.load()
+	if err != nil {
+		e.errorf("%v", err)
+		return nil, nil, false
+	}
+	q, err := queue.Open(c.Queue.Dir)
+	if err != nil {
+		e.errorf("%v", err)
+		return nil, nil, false
+	}
+	return c, q, true
+}
+
+func runStatus(e *env) int {
+	fs := e.flags("status", "[--json]", "Show, per target, what is pending and failing, when it last pushed, and\nwhether a worker runs.")
+	asJSON := fs.Bool("json", false, "print as JSON")
+	if st, ok := e.parse(fs); !ok {
+		return st
+	}
+	c, q, ok := e.openQueue()
+	if !ok {
+		return 1
+	}
+	st, err := collectStatus(c, q)
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return 0
+	}
+	st.print(e.stdout)
+	return 0
+}
+
+func runWait(e *env) int {
+	fs := e.flags("wait", "[--timeout DUR]", "Block until the queue is empty, starting a worker if entries are pending and\nnone runs (after a crash, say). Exit 0 when drained, 1 on timeout with\nwhat is left. Call it at the end of a CI job.")
+	timeout := fs.Duration("timeout", 0, "give up after `DUR` (0: no limit)")
+	if st, ok := e.parse(fs); !ok {
+		return st
+	}
+	c, q, ok := e.openQueue()
+	if !ok {
+		return 1
+	}
+	var deadline <-chan time.Time
+	if *timeout > 0 {
+		deadline = time.After(*timeout)
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		names, err := q.Names()
+		if err != nil {
+			e.errorf("%v", err)
+			return 1
+		}
+		if len(names) == 0 {
+			return 0
+		}
+		if err := worker.EnsureRunning(c, q); err != nil {
+			e.errorf("starting a worker: %v", err)
+			return 1
+		}
+		select {
+		case <-e.ctx.Done():
+			return 1
+		case <-deadline:
+			e.errorf("timed out after %s with paths still queued:", *timeout)
+			if st, err := collectStatus(c, q); err == nil {
+				st.print(e.stderr)
+			}
+			return 1
+		case <-tick.C:
+		}
+	}
+}
+
+func runRetry(e *env) int {
+	fs := e.flags("retry", "", "Make every failing entry due now, and start a worker if none runs.")
+	if st, ok := e.parse(fs); !ok {
+		return st
+	}
+	c, q, ok := e.openQueue()
+	if !ok {
+		return 1
+	}
+	if err := q.RequestRetry(); err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	if err := worker.EnsureRunning(c, q); err != nil {
+		e.errorf("starting a worker: %v", err)
+		return 1
+	}
+	fmt.Fprintln(e.stdout, "failing entries will be retried now")
+	return 0
+}

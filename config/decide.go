@@ -1,0 +1,79 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+)
+
+// TargetDecision is one target's verdict on a path.
+type TargetDecision struct {
+	Target   string `json:"target"`
+	Selected bool   `json:"selected"`
+	Rule     string `json:"rule"`
+	Pattern  string `json:"pattern,omitempty"`
+}
+
+// Verdict is every target's decision on one path; explain, push and the
+// hook all report it the same way.
+type Verdict struct {
+	Path    storepath.Path   `json:"-"`
+	Push    []string         `json:"push"`
+	Targets []TargetDecision `json:"targets"`
+}
+
+// Decide applies every target's rules to p.
+func (c *Config) Decide(p storepath.Path) Verdict {
+	v := Verdict{Path: p, Push: []string{}, Targets: make([]TargetDecision, 0, len(c.Targets))}
+	for _, t := range c.Targets {
+		d := t.Rules.Decide(p)
+		td := TargetDecision{Target: t.Name, Selected: d.Selected, Rule: d.Reason()}
+		if d.Rule != nil {
+			td.Pattern = d.Rule.Text
+		}
+		if d.Selected {
+			v.Push = append(v.Push, t.Name)
+		}
+		v.Targets = append(v.Targets, td)
+	}
+	return v
+}
+
+// Selected reports whether any target selects the path.
+func (v Verdict) Selected() bool { return len(v.Push) > 0 }
+
+// Reason names the rule that decided: for a pushed path the rules of the
+// targets that select it, for a skipped one those of all targets. When
+// they agree it is one rule (`deny "*-doc"`), otherwise one per target
+// (`main: deny "*-doc"; work: no allow rule matches`).
+func (v Verdict) Reason() string {
+	var rel []TargetDecision
+	for _, t := range v.Targets {
+		if t.Selected == v.Selected() {
+			rel = append(rel, t)
+		}
+	}
+	if len(rel) == 0 {
+		return "no target"
+	}
+	same := true
+	parts := make([]string, len(rel))
+	for i, t := range rel {
+		parts[i] = t.Target + ": " + t.Rule
+		same = same && t.Rule == rel[0].Rule
+	}
+	if same {
+		return rel[0].Rule
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Line renders the verdict as explain prints it:
+// `push PATH -> main, work (allow "hello-*")` or `skip PATH (deny "*-doc")`.
+func (v Verdict) Line() string {
+	if v.Selected() {
+		return fmt.Sprintf("push %s -> %s (%s)", v.Path, strings.Join(v.Push, ", "), v.Reason())
+	}
+	return fmt.Sprintf("skip %s (%s)", v.Path, v.Reason())
+}

@@ -1,0 +1,159 @@
+// Package hook is what Nix runs after every build: it selects the built
+// paths by the rules, queues them durably, makes sure a worker runs, and
+// returns. It never pushes: that would hold up the build loop for the
+// whole upload.
+//
+// Nix stops starting further builds when the hook exits non-zero, so every
+// failure here is reported on the build log and swallowed, unless the user
+// asked for strict = true.
+package hook
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/worker"
+)
+
+// Env is the part of the environment the hook reads.
+type Env struct {
+	OutPaths string // OUT_PATHS: built outputs, space-separated
+	DrvPath  string // DRV_PATH: the derivation
+}
+
+// nixStoreTimeout bounds the OUT_PATHS fallback query, which runs on the
+// build's path.
+const nixStoreTimeout = 30 * time.Second
+
+// Run runs the hook and returns its exit status.
+func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
+	say := func(format string, args ...any) {
+		fmt.Fprintf(log, "cachix-filter-hook: "+format+"\n", args...)
+	}
+	cfg, err := config.Load(configFlag)
+	if err != nil {
+		say("not queueing anything, the configuration is invalid: %v", err)
+		return 0
+	}
+	fail := func(format string, args ...any) int {
+		say(format, args...)
+		if cfg.Strict {
+			return 1
+		}
+		return 0
+	}
+
+	raw := strings.Fields(env.OutPaths)
+	storeDir := storepath.StoreDir()
+	if len(raw) == 0 && env.DrvPath != "" {
+		// Nix 2.8 passes OUT_PATHS empty (NixOS/nix#6446).
+		if _, err := storepath.Parse(storeDir, env.DrvPath); err != nil || !strings.HasSuffix(env.DrvPath, ".drv") {
+			return fail("DRV_PATH %q is not a derivation in the store", env.DrvPath)
+		}
+		qctx, cancel := context.WithTimeout(ctx, nixStoreTimeout)
+		raw, err = nixstore.Nix{BinDir: cfg.Nix.BinDir}.Outputs(qctx, env.DrvPath)
+		cancel()
+		if err != nil {
+			return fail("OUT_PATHS is empty and asking Nix for the outputs of %s failed: %v", env.DrvPath, err)
+		}
+	}
+	if len(raw) == 0 {
+		return 0
+	}
+
+	var paths []storepath.Path
+	for _, s := range raw {
+		p, err := storepath.Parse(storeDir, s)
+		if err != nil {
+			say("ignoring malformed path: %v", err)
+			continue
+		}
+		paths = append(paths, p)
+	}
+	sel := Select(cfg, paths)
+	sel.Total = len(raw)
+	if len(sel.Pairs) == 0 {
+		say("%s", sel.Summary())
+		return 0
+	}
+	if err := Enqueue(cfg, sel); err != nil {
+		return fail("%v", err)
+	}
+	say("%s", sel.Summary())
+	return 0
+}
+
+// Selection is what the rules chose from a set of paths.
+type Selection struct {
+	Pairs    []queue.Pair // (target, path) to queue
+	Total    int          // paths considered
+	Selected int          // paths at least one target selects
+	Targets  []string     // targets that selected something, in config order
+	Skipped  []string     // "name: reason" of paths no target selects
+}
+
+// Select applies every target's rules to paths.
+func Select(cfg *config.Config, paths []storepath.Path) Selection {
+	sel := Selection{Total: len(paths)}
+	seen := map[string]bool{}
+	for _, p := range paths {
+		v := cfg.Decide(p)
+		if !v.Selected() {
+			sel.Skipped = append(sel.Skipped, p.Name+": "+v.Reason())
+			continue
+		}
+		sel.Selected++
+		for _, t := range v.Push {
+			sel.Pairs = append(sel.Pairs, queue.Pair{Target: t, Path: p})
+			if !seen[t] {
+				seen[t] = true
+				sel.Targets = append(sel.Targets, t)
+			}
+		}
+	}
+	return sel
+}
+
+// Summary is the one line the hook prints to the build log:
+// `queued 1 of 2 paths for main (skipped hello-2.12.1-doc: deny "*-doc")`.
+func (s Selection) Summary() string {
+	line := fmt.Sprintf("queued %d of %d paths", s.Selected, s.Total)
+	if len(s.Targets) > 0 {
+		line += " for " + strings.Join(s.Targets, ", ")
+	}
+	if len(s.Skipped) > 0 {
+		line += " (skipped " + summarize(s.Skipped, 3) + ")"
+	}
+	return line
+}
+
+// Enqueue queues the selection durably and makes sure a worker runs.
+func Enqueue(cfg *config.Config, sel Selection) error {
+	q, err := queue.Open(cfg.Queue.Dir)
+	if err == nil {
+		_, err = q.Add(sel.Pairs, time.Now())
+	}
+	if err != nil {
+		return fmt.Errorf("could not queue %d paths, they will not be pushed: %w", sel.Selected, err)
+	}
+	// A worker that is running will see the new entries; one that is
+	// just exiting looks again after releasing the lock.
+	if err := worker.EnsureRunning(cfg, q); err != nil {
+		return fmt.Errorf("queued, but could not start a worker (run `cachix-filter-hook wait`): %w", err)
+	}
+	return nil
+}
+
+func summarize(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(items[:n], "; "), len(items)-n)
+}

@@ -1,0 +1,67 @@
+// Package logfile is the worker's log: an append-only file that is
+// rotated to <file>.1 when it grows past a size, so a worker that runs for
+// months on a busy builder cannot fill the disk.
+package logfile
+
+import (
+	"fmt"
+	"os"
+	"sync"
+)
+
+// File is an io.Writer that rotates. Only the worker writes it (it holds
+// the queue lock), so rotation needs no coordination between processes.
+type File struct {
+	mu      sync.Mutex
+	path    string
+	maxSize int64
+	f       *os.File
+	size    int64
+}
+
+// Open opens (creating, mode 0600) the log file for appending.
+func Open(path string, maxSize int64) (*File, error) {
+	l := &File{path: path, maxSize: maxSize}
+	if err := l.open(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *File) open() error {
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("opening log: %w", err)
+	}
+	l.f, l.size = f, fi.Size()
+	return nil
+}
+
+func (l *File) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.size+int64(len(p)) > l.maxSize && l.size > 0 {
+		l.f.Close()
+		if err := os.Rename(l.path, l.path+".1"); err != nil {
+			return 0, fmt.Errorf("rotating log: %w", err)
+		}
+		if err := l.open(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := l.f.Write(p)
+	l.size += int64(n)
+	return n, err
+}
+
+// Close closes the file.
+func (l *File) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}

@@ -1,0 +1,76 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+)
+
+const lockFile = "lock"
+
+// Lock is the worker lock: exactly one worker drains a queue directory.
+type Lock struct{ f *os.File }
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() error { return l.f.Close() }
+
+func (q *Queue) openLock() (*os.File, error) {
+	f, err := os.OpenFile(q.path(lockFile), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening worker lock: %w", err)
+	}
+	return f, nil
+}
+
+// AcquireWorker takes the worker lock, waiting up to wait for it (forever
+// when wait is negative). It returns nil, nil when another worker kept it.
+// Hooks probe the lock for microseconds, so a worker that waits a little
+// never mistakes a probing hook for another worker.
+func (q *Queue) AcquireWorker(ctx context.Context, wait time.Duration) (*Lock, error) {
+	f, err := q.openLock()
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return &Lock{f: f}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("taking worker lock: %w", err)
+		}
+		if wait >= 0 && time.Now().After(deadline) {
+			f.Close()
+			return nil, nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// WorkerRunning reports whether a worker holds the lock. It probes with a
+// shared lock, which many hooks can hold at once.
+func (q *Queue) WorkerRunning() (bool, error) {
+	f, err := q.openLock()
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("probing worker lock: %w", err)
+	}
+	return false, nil
+}

@@ -1,0 +1,328 @@
+// Package queue is the durable on-disk queue between the hook and the
+// worker.
+//
+// Each (target, path) pair is one small JSON file in <dir>/entries, named
+// after the pair so that queueing the same pair twice leaves one entry. The
+// hook writes an entry to <dir>/tmp, fsyncs it, links it into entries/ and
+// fsyncs that directory before it returns: a SIGKILL or a power cut after
+// the hook exits loses nothing. The hook never lists or reads entries/, so
+// its cost does not grow with the queue.
+//
+// Only the worker (holding <dir>/lock) rewrites or removes entries. An entry
+// that cannot be read is moved to corrupt/, one the worker gives up on by
+// rule (garbage-collected, denied closure) to dropped/ with the reason:
+// nothing is deleted that was not pushed.
+package queue
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+)
+
+const (
+	entriesDir = "entries"
+	tmpDir     = "tmp"
+	corruptDir = "corrupt"
+	droppedDir = "dropped"
+	retryFile  = "retry-now"
+)
+
+// Queue is a queue directory.
+type Queue struct {
+	Dir string
+}
+
+// Entry is one (target, path) pair waiting to be pushed, with its retry
+// state.
+type Entry struct {
+	Target      string    `json:"target"`
+	Path        string    `json:"path"`
+	Queued      time.Time `json:"queued"`
+	Attempts    int       `json:"attempts,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	// Reason says why an entry was dropped; set in dropped/ only.
+	Reason string `json:"reason,omitempty"`
+
+	key string
+}
+
+// Key is the entry's file name.
+func (e *Entry) Key() string { return e.key }
+
+// Pair is what the hook hands to the queue.
+type Pair struct {
+	Target string
+	Path   storepath.Path
+}
+
+// Open creates the queue directories if needed. They are private (0700):
+// the queue names paths the worker will run cachix on, as root.
+func Open(dir string) (*Queue, error) {
+	q := &Queue{Dir: dir}
+	for _, d := range []string{dir, q.path(entriesDir), q.path(tmpDir)} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			if errors.Is(err, fs.ErrNotExist) && d == dir {
+				if err := os.MkdirAll(d, 0o700); err == nil {
+					continue
+				}
+			}
+			return nil, fmt.Errorf("creating queue directory: %w", err)
+		}
+	}
+	return q, nil
+}
+
+func (q *Queue) path(elem ...string) string {
+	return filepath.Join(append([]string{q.Dir}, elem...)...)
+}
+
+// Key names the entry of a pair: the store path's hash (unique within a
+// store) and a digest of the target name (which may contain '/').
+func Key(target string, p storepath.Path) string {
+	sum := sha256.Sum256([]byte(target))
+	return p.Hash + "." + hex.EncodeToString(sum[:6])
+}
+
+// Add queues the pairs durably and returns how many were new; a pair
+// already queued counts as queued. Entries are fsynced one by one and the
+// directory once at the end.
+func (q *Queue) Add(pairs []Pair, now time.Time) (added int, err error) {
+	for _, p := range pairs {
+		e := &Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC()}
+		name := Key(p.Target, p.Path)
+		dst := q.path(entriesDir, name)
+		if _, err := os.Lstat(dst); err == nil {
+			continue
+		}
+		tmp, err := q.writeTmp(name, e, true)
+		if err != nil {
+			return added, err
+		}
+		// link, unlike rename, keeps an entry that is already there with
+		// its retry state.
+		err = os.Link(tmp, dst)
+		os.Remove(tmp)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return added, fmt.Errorf("queueing %s: %w", p.Path, err)
+		}
+		if err == nil {
+			added++
+		}
+	}
+	if added > 0 {
+		if err := syncDir(q.path(entriesDir)); err != nil {
+			return added, err
+		}
+	}
+	return added, nil
+}
+
+func (q *Queue) writeTmp(name string, e *Entry, sync bool) (string, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(q.path(tmpDir), name+".*")
+	if err != nil {
+		return "", fmt.Errorf("writing queue entry: %w", err)
+	}
+	_, err = f.Write(append(data, '\n'))
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("writing queue entry %s: %w", f.Name(), err)
+	}
+	return f.Name(), nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Names lists the entries' file names without reading them.
+func (q *Queue) Names() ([]string, error) {
+	d, err := os.Open(q.path(entriesDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing queue: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("listing queue %s: %w", d.Name(), err)
+	}
+	return names, nil
+}
+
+// Read reads one entry. An entry that cannot be parsed, or that names a
+// malformed store path, is moved to corrupt/ and reported as an error
+// wrapping ErrCorrupt.
+func (q *Queue) Read(name string) (*Entry, error) {
+	file := q.path(entriesDir, name)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading queue entry: %w", err)
+	}
+	e := &Entry{key: name}
+	if err := json.Unmarshal(data, e); err != nil {
+		return nil, q.moveCorrupt(name, fmt.Errorf("parsing %s: %w", file, err))
+	}
+	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
+	if err != nil || e.Target == "" || Key(e.Target, p) != name {
+		return nil, q.moveCorrupt(name, fmt.Errorf("%s: entry does not match its name (target %q, path %q)", file, e.Target, e.Path))
+	}
+	return e, nil
+}
+
+// ErrCorrupt marks an entry that was moved aside.
+var ErrCorrupt = errors.New("corrupt queue entry")
+
+func (q *Queue) moveCorrupt(name string, cause error) error {
+	if err := os.MkdirAll(q.path(corruptDir), 0o700); err != nil {
+		return fmt.Errorf("%w: %v (and moving it aside failed: %v)", ErrCorrupt, cause, err)
+	}
+	dst := q.path(corruptDir, name+"."+time.Now().UTC().Format("20060102T150405.000000000"))
+	if err := os.Rename(q.path(entriesDir, name), dst); err != nil {
+		return fmt.Errorf("%w: %v (and moving it aside failed: %v)", ErrCorrupt, cause, err)
+	}
+	return fmt.Errorf("%w: %v; moved to %s", ErrCorrupt, cause, dst)
+}
+
+// List reads every entry, moving corrupt ones aside. The errors for those
+// are returned alongside the good entries.
+func (q *Queue) List() ([]*Entry, []error, error) {
+	names, err := q.Names()
+	if err != nil {
+		return nil, nil, err
+	}
+	var entries []*Entry
+	var bad []error
+	for _, n := range names {
+		e, err := q.Read(n)
+		switch {
+		case err == nil:
+			entries = append(entries, e)
+		case errors.Is(err, fs.ErrNotExist):
+			// pushed and removed since the listing
+		default:
+			bad = append(bad, err)
+		}
+	}
+	return entries, bad, nil
+}
+
+// Update rewrites an entry's retry state. It is not fsynced: losing an
+// attempt count in a crash only makes a retry come sooner.
+func (q *Queue) Update(e *Entry) error {
+	tmp, err := q.writeTmp(e.key, e, false)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, q.path(entriesDir, e.key)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("updating queue entry: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes a pushed entry.
+func (q *Queue) Remove(e *Entry) error {
+	if err := os.Remove(q.path(entriesDir, e.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing queue entry: %w", err)
+	}
+	return nil
+}
+
+// Drop moves an entry the worker will not push to dropped/, with the
+// reason, so that what was given up on can still be looked at.
+func (q *Queue) Drop(e *Entry, reason string) error {
+	if err := os.MkdirAll(q.path(droppedDir), 0o700); err != nil {
+		return fmt.Errorf("dropping queue entry: %w", err)
+	}
+	e.Reason = reason
+	tmp, err := q.writeTmp(e.key, e, false)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, q.path(droppedDir, e.key)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("dropping queue entry: %w", err)
+	}
+	return q.Remove(e)
+}
+
+// Dropped returns the entry with that key if the worker dropped it after
+// since.
+func (q *Queue) Dropped(key string, since time.Time) (*Entry, bool) {
+	file := q.path(droppedDir, key)
+	fi, err := os.Stat(file)
+	if err != nil || fi.ModTime().Before(since) {
+		return nil, false
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, false
+	}
+	e := &Entry{key: key}
+	if json.Unmarshal(data, e) != nil {
+		return nil, false
+	}
+	return e, true
+}
+
+// Get reads the entry with that key; false when it is not queued.
+func (q *Queue) Get(key string) (*Entry, bool) {
+	e, err := q.Read(key)
+	return e, err == nil
+}
+
+// RequestRetry asks the worker to make every failing entry due now.
+func (q *Queue) RequestRetry() error {
+	f, err := os.OpenFile(q.path(retryFile), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("requesting retry: %w", err)
+	}
+	return f.Close()
+}
+
+// TakeRetryRequest reports whether a retry was requested, and clears it.
+func (q *Queue) TakeRetryRequest() bool {
+	return os.Remove(q.path(retryFile)) == nil
+}
+
+// CleanTmp removes temporary files older than age, left by killed hooks.
+func (q *Queue) CleanTmp(age time.Duration) {
+	entries, _ := os.ReadDir(q.path(tmpDir))
+	for _, d := range entries {
+		if fi, err := d.Info(); err == nil && time.Since(fi.ModTime()) > age && !strings.HasPrefix(d.Name(), ".") {
+			os.Remove(q.path(tmpDir, d.Name()))
+		}
+	}
+}

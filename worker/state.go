@@ -1,0 +1,74 @@
+package worker
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// State is what the worker remembers per target for `status`: when it
+// last pushed and last failed. Losing it loses no path, so it is written
+// without fsync.
+type State struct {
+	Targets map[string]*TargetState `json:"targets"`
+}
+
+// TargetState is one target's history.
+type TargetState struct {
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastFailure time.Time `json:"last_failure,omitzero"`
+	Pushed      int       `json:"pushed"`
+	Calls       int       `json:"calls"`
+}
+
+const stateFile = "state.json"
+
+// LoadState reads the worker's state in a queue directory.
+func LoadState(dir string) *State { return loadState(dir) }
+
+func loadState(dir string) *State {
+	s := &State{Targets: map[string]*TargetState{}}
+	if data, err := os.ReadFile(filepath.Join(dir, stateFile)); err == nil {
+		_ = json.Unmarshal(data, s)
+	}
+	if s.Targets == nil {
+		s.Targets = map[string]*TargetState{}
+	}
+	return s
+}
+
+func (s *State) target(name string) *TargetState {
+	t := s.Targets[name]
+	if t == nil {
+		t = &TargetState{}
+		s.Targets[name] = t
+	}
+	return t
+}
+
+func (s *State) pushed(dir, target string, n int, now time.Time) {
+	t := s.target(target)
+	t.LastSuccess = now.UTC()
+	t.Pushed += n
+	t.Calls++
+	s.save(dir)
+}
+
+func (s *State) failed(dir, target string, now time.Time) {
+	t := s.target(target)
+	t.LastFailure = now.UTC()
+	t.Calls++
+	s.save(dir)
+}
+
+func (s *State) save(dir string) {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return
+	}
+	tmp := filepath.Join(dir, stateFile+".tmp")
+	if os.WriteFile(tmp, data, 0o600) == nil {
+		_ = os.Rename(tmp, filepath.Join(dir, stateFile))
+	}
+}

@@ -1,0 +1,405 @@
+// Package worker drains the queue: it batches due entries per target,
+// drops paths that can no longer be pushed, calls the target's pusher and
+// backs off failed entries, until the queue is empty.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/pusher"
+	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+)
+
+// Mode says how long a worker waits for the lock and when it exits.
+type Mode int
+
+const (
+	// Service waits for the lock and never exits on its own (systemd).
+	Service Mode = iota
+	// Once waits for the lock and exits when nothing more can be pushed
+	// now: the queue is empty, or what is left waits for a retry.
+	Once
+	// Spawned is the worker the hook starts: it leaves at once if
+	// another worker runs, and exits when the queue has been empty for
+	// queue.linger.
+	Spawned
+)
+
+// Timing of the batching. A burst of builds queues paths one by one; the
+// worker waits until no new path has come for quiet (or the oldest has
+// waited maxGather, or a batch is full) so that the burst goes up in a few
+// pusher calls instead of one per build.
+const (
+	quiet        = 500 * time.Millisecond
+	maxGather    = 5 * time.Second
+	pollInterval = 100 * time.Millisecond
+	// failedTwice: an entry that failed this often is pushed on its own,
+	// so one bad path cannot hold back the rest of its batch.
+	failedTwice = 2
+)
+
+// Worker drains one queue.
+type Worker struct {
+	cfg     *config.Config
+	q       *queue.Queue
+	log     *logrus.Logger
+	nix     nixstore.Nix
+	pushers map[string]pusher.Pusher
+	entries map[string]*queue.Entry // cache of entries/, by key
+	orphans map[string]bool         // targets already logged as unknown
+	state   *State
+}
+
+// New prepares a worker; Run does the work.
+func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
+	w := &Worker{
+		cfg: cfg, q: q, log: log,
+		nix:     nixstore.Nix{BinDir: cfg.Nix.BinDir},
+		pushers: map[string]pusher.Pusher{},
+		entries: map[string]*queue.Entry{},
+		orphans: map[string]bool{},
+	}
+	for _, t := range cfg.Targets {
+		w.pushers[t.Name] = pusher.New(cfg, t)
+	}
+	return w
+}
+
+// ErrLeft is returned by a Once worker that stopped with entries waiting
+// for a retry.
+var ErrLeft = errors.New("entries are left in the queue, waiting for a retry")
+
+// Run drains the queue in the given mode.
+func (w *Worker) Run(ctx context.Context, mode Mode) error {
+	wait := time.Duration(-1)
+	if mode == Spawned {
+		wait = 2 * time.Second
+	}
+	lock, err := w.q.AcquireWorker(ctx, wait)
+	if err != nil {
+		return err
+	}
+	if lock == nil {
+		w.log.Debug("another worker is draining the queue")
+		return nil
+	}
+	defer func() {
+		if lock != nil {
+			lock.Unlock()
+		}
+	}()
+	w.state = loadState(w.q.Dir)
+	w.q.CleanTmp(time.Hour)
+	w.log.WithFields(logrus.Fields{"queue": w.q.Dir, "pid": os.Getpid()}).Info("worker started")
+
+	var idleSince time.Time
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		now := time.Now()
+		if w.q.TakeRetryRequest() {
+			w.retryNow()
+		}
+		live := w.scan()
+		batches, next := w.plan(live, now)
+		if len(batches) > 0 {
+			idleSince = time.Time{}
+			for _, b := range batches {
+				w.push(ctx, b)
+			}
+			continue
+		}
+		if len(live) > 0 {
+			if mode == Once && allWaiting(live, now) {
+				return fmt.Errorf("%d %w", len(live), ErrLeft)
+			}
+			idleSince = time.Time{}
+			sleep(ctx, min(time.Until(next), time.Second))
+			continue
+		}
+		if mode == Service {
+			sleep(ctx, time.Second)
+			continue
+		}
+		if idleSince.IsZero() {
+			idleSince = now
+		}
+		if mode == Spawned && now.Sub(idleSince) < w.cfg.Queue.Linger {
+			sleep(ctx, pollInterval)
+			continue
+		}
+		// Release, then look once more: a hook that queued a path
+		// after our last look but found the lock taken counts on us.
+		lock.Unlock()
+		lock = nil
+		if names, _ := w.q.Names(); len(names) == 0 {
+			w.log.Info("queue empty, worker exiting")
+			return nil
+		}
+		if lock, err = w.q.AcquireWorker(ctx, 0); err != nil || lock == nil {
+			return err
+		}
+		idleSince = time.Time{}
+	}
+}
+
+func allWaiting(live []*queue.Entry, now time.Time) bool {
+	for _, e := range live {
+		if !e.NextAttempt.After(now) {
+			return false
+		}
+	}
+	return true
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// scan refreshes the cache of entries from the directory (reading only
+// new files) and returns the entries whose target is configured.
+func (w *Worker) scan() []*queue.Entry {
+	names, err := w.q.Names()
+	if err != nil {
+		w.log.WithError(err).Error("listing queue")
+		return nil
+	}
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		seen[n] = true
+		if _, ok := w.entries[n]; ok {
+			continue
+		}
+		e, err := w.q.Read(n)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				w.log.WithError(err).Error("unreadable queue entry")
+			}
+			continue
+		}
+		w.entries[n] = e
+	}
+	var live []*queue.Entry
+	for n, e := range w.entries {
+		if !seen[n] {
+			delete(w.entries, n)
+			continue
+		}
+		if w.cfg.Target(e.Target) == nil {
+			if !w.orphans[e.Target] {
+				w.orphans[e.Target] = true
+				w.log.WithField("target", e.Target).Warn("entries for a target that is no longer configured stay in the queue")
+			}
+			continue
+		}
+		live = append(live, e)
+	}
+	return live
+}
+
+// batch is up to queue.batch entries of one target.
+type batch struct {
+	target  *config.Target
+	entries []*queue.Entry
+}
+
+// plan picks the batches to push now. It returns none while a burst is
+// still arriving, and the time of the next retry when everything waits.
+func (w *Worker) plan(live []*queue.Entry, now time.Time) ([]batch, time.Time) {
+	var due []*queue.Entry
+	var next, newest, oldest time.Time
+	for _, e := range live {
+		if e.NextAttempt.After(now) {
+			if next.IsZero() || e.NextAttempt.Before(next) {
+				next = e.NextAttempt
+			}
+			continue
+		}
+		due = append(due, e)
+		if e.Attempts == 0 {
+			if e.Queued.After(newest) {
+				newest = e.Queued
+			}
+			if oldest.IsZero() || e.Queued.Before(oldest) {
+				oldest = e.Queued
+			}
+		}
+	}
+	if len(due) == 0 {
+		return nil, next
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].Queued.Before(due[j].Queued) })
+	byTarget := map[string][]*queue.Entry{}
+	full := false
+	for _, e := range due {
+		byTarget[e.Target] = append(byTarget[e.Target], e)
+		full = full || len(byTarget[e.Target]) >= w.cfg.Queue.Batch
+	}
+	gathering := !newest.IsZero() && now.Sub(newest) < quiet && now.Sub(oldest) < maxGather
+	if gathering && !full {
+		return nil, now.Add(pollInterval)
+	}
+	var batches []batch
+	for _, t := range w.cfg.Targets {
+		var cur []*queue.Entry
+		for _, e := range byTarget[t.Name] {
+			if e.Attempts >= failedTwice {
+				batches = append(batches, batch{t, []*queue.Entry{e}})
+				continue
+			}
+			cur = append(cur, e)
+			if len(cur) == w.cfg.Queue.Batch {
+				batches = append(batches, batch{t, cur})
+				cur = nil
+			}
+		}
+		if len(cur) > 0 {
+			batches = append(batches, batch{t, cur})
+		}
+	}
+	return batches, next
+}
+
+func (w *Worker) retryNow() {
+	n := 0
+	for _, e := range w.entries {
+		if !e.NextAttempt.IsZero() {
+			e.NextAttempt = time.Time{}
+			if err := w.q.Update(e); err != nil {
+				w.log.WithError(err).Error("updating queue entry")
+			}
+			n++
+		}
+	}
+	w.log.WithField("entries", n).Info("retry requested: failing entries are due now")
+}
+
+// push pushes one batch, after leaving out what can no longer or must not
+// be pushed.
+func (w *Worker) push(ctx context.Context, b batch) {
+	log := w.log.WithField("target", b.target.Name)
+	var send []*queue.Entry
+	for _, e := range b.entries {
+		if reason := w.check(ctx, b.target, e); reason != "" {
+			log.WithFields(logrus.Fields{"path": e.Path, "reason": reason}).Warn("dropped")
+			if err := w.q.Drop(e, reason); err != nil {
+				log.WithError(err).Error("dropping queue entry")
+			}
+			delete(w.entries, e.Key())
+			continue
+		}
+		send = append(send, e)
+	}
+	if len(send) == 0 {
+		return
+	}
+	paths := make([]string, len(send))
+	for i, e := range send {
+		paths[i] = e.Path
+	}
+	start := time.Now()
+	out := log.WriterLevel(logrus.InfoLevel)
+	err := w.pushers[b.target.Name].Push(ctx, paths, out)
+	out.Close()
+	fields := logrus.Fields{"paths": len(paths), "duration": time.Since(start).Round(time.Millisecond).String()}
+	if err == nil {
+		log.WithFields(fields).Info("pushed")
+		for _, e := range send {
+			if err := w.q.Remove(e); err != nil {
+				log.WithError(err).Error("removing pushed entry")
+			}
+			delete(w.entries, e.Key())
+		}
+		w.state.pushed(w.q.Dir, b.target.Name, len(send), time.Now())
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the push was cut short, not failed.
+		return
+	}
+	now := time.Now()
+	for _, e := range send {
+		e.Attempts++
+		e.LastAttempt = now
+		e.LastError = truncate(err.Error(), 1000)
+		e.NextAttempt = now.Add(Backoff(e.Attempts, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax))
+		if err := w.q.Update(e); err != nil {
+			log.WithError(err).Error("updating queue entry")
+		}
+	}
+	fields["error"] = err.Error()
+	fields["retry_in"] = time.Until(send[0].NextAttempt).Round(time.Second).String()
+	log.WithFields(fields).Warn("push failed")
+	w.state.failed(w.q.Dir, b.target.Name, now)
+}
+
+// check returns why an entry must not be pushed, or "".
+func (w *Worker) check(ctx context.Context, t *config.Target, e *queue.Entry) string {
+	if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
+		return "no longer in the store (garbage-collected)"
+	}
+	if t.ClosureDeny != config.ClosureSkip {
+		return ""
+	}
+	closure, err := w.nix.Closure(ctx, e.Path)
+	if err != nil {
+		// Not knowing the closure, we cannot tell it is clean: keep the
+		// entry and let the push decide (it fails on a bad path too).
+		w.log.WithError(err).WithField("path", e.Path).Warn("cannot query closure")
+		return ""
+	}
+	storeDir := storepath.StoreDir()
+	for _, c := range closure {
+		p, err := storepath.Parse(storeDir, c)
+		if err != nil {
+			continue
+		}
+		if d := t.Rules.Denies(p); d != nil {
+			return fmt.Sprintf("closure_deny = \"skip\": its closure contains %s, denied by %q", c, d.Text)
+		}
+	}
+	return ""
+}
+
+// Backoff is the delay before attempt n+1 after n failures: doubling from
+// initial up to max, with jitter so that many failed entries do not retry
+// in lockstep.
+func Backoff(n int, initial, max time.Duration) time.Duration {
+	d := initial
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func truncate(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
