@@ -88,6 +88,9 @@ func run(cmd *exec.Cmd, out io.Writer, secret string) error {
 	}
 	msg := redact(strings.TrimSpace(tail.String()), secret)
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		if msg == "" {
+			return fmt.Errorf("%s exited with %s and printed nothing", cmd.Args[0], ee.ProcessState)
+		}
 		return fmt.Errorf("%s exited with %s: %s", cmd.Args[0], ee.ProcessState, lastLines(msg, 3))
 	}
 	return fmt.Errorf("running %s: %w", cmd.Args[0], err)
