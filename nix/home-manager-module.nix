@@ -1,0 +1,185 @@
+# home-manager module: programs.cachix-filter-hook.
+#
+#   imports = [ ./nix/home-manager-module.nix ];  # or the flake's homeManagerModules.default
+#   programs.cachix-filter-hook = {
+#     enable = true;
+#     settings = { cache = "mycache"; allow = [ "*" ]; deny = [ "*-doc" ]; };
+#     pushOnActivation = true;
+#   };
+#
+# It installs the command, writes ~/.config/cachix-filter-hook/hook.conf
+# from `settings`, and can queue each new home-manager generation. It does
+# not set Nix's post-build-hook: on a multi-user install only root's
+# nix.conf can (see docs/home-manager.md). Everything here works whether or
+# not the hook is also set system-wide.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    literalExpression
+    mkDefault
+    mkEnableOption
+    mkIf
+    mkOption
+    types
+    ;
+
+  cfg = config.programs.cachix-filter-hook;
+
+  settingsFormat = pkgs.formats.toml { };
+
+  # TOML has no null, and hook.conf rejects keys it does not know: options
+  # left at null, and tables left empty (`[cachix]` when no key in it is
+  # set), are left out, so that hook.conf's own defaults apply.
+  prune =
+    v:
+    if builtins.isAttrs v then
+      lib.filterAttrs (_: x: x != null && x != { }) (builtins.mapAttrs (_: prune) v)
+    else
+      v;
+  configFile = settingsFormat.generate "hook.conf" (prune cfg.settings);
+
+  configPath = "${config.xdg.configHome}/cachix-filter-hook/hook.conf";
+
+  exe = "${cfg.package}/bin/cachix-filter-hook";
+
+  nixPackage = config.nix.package or null;
+
+  # Whether any target is a Cachix cache (rather than a Nix store URI).
+  usesCachix =
+    cfg.settings.cache != null || lib.any (t: t ? cache) (cfg.settings.target or [ ]);
+in
+{
+  options.programs.cachix-filter-hook = {
+    enable = mkEnableOption "cachix-filter-hook, which pushes the store paths selected by allow/deny globs to Cachix";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.cachix-filter-hook or (pkgs.callPackage ./package.nix { });
+      defaultText = literalExpression "pkgs.cachix-filter-hook or (pkgs.callPackage ./nix/package.nix { })";
+      description = ''
+        The cachix-filter-hook package. By default the one the flake's overlay
+        adds to pkgs, else the one built from this repository with
+        home-manager's nixpkgs.
+      '';
+    };
+
+    settings = mkOption {
+      type = types.submodule {
+        freeformType = settingsFormat.type;
+        options = {
+          cache = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "mycache";
+            description = "Cachix cache of the default target. Set this or `store`, not both.";
+          };
+          store = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "file:///home/me/nix-cache";
+            description = "Nix store URI of the default target, pushed with `nix copy`. Set this or `cache`, not both.";
+          };
+          allow = mkOption {
+            type = types.nullOr (types.listOf types.str);
+            default = null;
+            example = [ "hello-*" ];
+            description = ''
+              Globs selecting store paths for the default target, matched
+              against the name after the hash (`hello-2.12.1`), or the whole
+              path when they start with `/`. Unset or empty selects nothing;
+              `[ "*" ]` selects every path.
+            '';
+          };
+          deny = mkOption {
+            type = types.nullOr (types.listOf types.str);
+            default = null;
+            example = [ "*-doc" ];
+            description = "Globs that keep store paths from the default target; deny wins over allow.";
+          };
+        };
+      };
+      default = { };
+      example = literalExpression ''
+        {
+          cache = "mycache";
+          allow = [ "*" ];
+          deny = [ "*-doc" "home-manager-*" ];
+          cachix.auth_token_file = "/run/user/1000/secrets/cachix-token";
+        }
+      '';
+      description = ''
+        The contents of ~/.config/cachix-filter-hook/hook.conf, as Nix
+        values; the keys are those of hook.conf.example (`cache`, `store`,
+        `allow`, `deny`, `closure_deny`, `strict`, `target`, `cachix.*`,
+        `nix.*`, `queue.*`, `log.*`). Unknown keys make the program refuse
+        the file. CACHIX_FILTER_HOOK_* environment variables still override
+        it. `cachix.bin` defaults to pkgs.cachix when a target is a Cachix
+        cache, and `nix.bin_dir` to `nix.package` when that is set, because
+        home-manager's activation runs with a short PATH.
+      '';
+    };
+
+    authTokenFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/run/user/1000/secrets/cachix-token";
+      description = ''
+        File holding the Cachix auth token; it sets
+        `settings.cachix.auth_token_file`. Give it as a string, so that the
+        token never ends up in the world-readable store.
+      '';
+    };
+
+    pushOnActivation = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether each activation (`home-manager switch`) also queues the
+        selected paths of the new generation's whole closure
+        (`cachix-filter-hook push --closure "$newGenPath"`). It does not wait
+        for the upload and never fails the activation; `--dry-run` (or
+        `home-manager build`) only prints the command.
+      '';
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = !(cfg.settings.cache != null && cfg.settings.store != null);
+        message = "programs.cachix-filter-hook.settings: set `cache` or `store`, not both (add more destinations as `target` entries).";
+      }
+    ];
+
+    programs.cachix-filter-hook.settings = {
+      cachix.bin = mkIf usesCachix (mkDefault "${lib.getBin pkgs.cachix}/bin/cachix");
+      nix.bin_dir = mkIf (nixPackage != null) (mkDefault "${nixPackage}/bin");
+      cachix.auth_token_file = mkIf (cfg.authTokenFile != null) (toString cfg.authTokenFile);
+    };
+
+    home.packages = [ cfg.package ];
+
+    xdg.configFile."cachix-filter-hook/hook.conf".source = configFile;
+
+    # After writeBoundary, and after linkGeneration so that the new hook.conf
+    # is in place. `run` (home-manager >= 23.11; $DRY_RUN_CMD before it)
+    # only prints the command on a dry run. `push` returns once the paths
+    # are queued and a worker is started; `|| true` keeps a failure from
+    # failing the activation.
+    home.activation.cachix-filter-hook = mkIf cfg.pushOnActivation (
+      lib.hm.dag.entryAfter [ "writeBoundary" "linkGeneration" ] ''
+        if declare -F run >/dev/null; then
+          run ${exe} --config ${lib.escapeShellArg configPath} push --closure "$newGenPath" </dev/null || true
+        else
+          ''${DRY_RUN_CMD:-} ${exe} --config ${lib.escapeShellArg configPath} push --closure "$newGenPath" </dev/null || true
+        fi
+      ''
+    );
+  };
+}
