@@ -96,9 +96,17 @@ func NewEnv(t *testing.T, conf string) *Env {
 		t.Fatal(err)
 	}
 	e := &Env{t: t, Dir: dir, Conf: filepath.Join(dir, "hook.conf"), Queue: filepath.Join(dir, "queue"), Standin: filepath.Join(dir, "standin")}
+	// The stand-in logs its invocations and counts CACHIX_STANDIN_FAIL in
+	// this directory: it must exist before the first push, which may fail.
+	if err := os.Mkdir(e.Standin, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	conf = strings.NewReplacer("@DIR@", dir, "@CACHIX@", standinBin).Replace(conf)
 	if !strings.Contains(conf, "[queue]") {
 		conf += fmt.Sprintf("\n[queue]\ndir = %q\nlinger = \"1s\"\nretry_initial = \"200ms\"\nretry_max = \"1s\"\n", e.Queue)
+	}
+	if err := os.MkdirAll(e.Standin, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(e.Conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
