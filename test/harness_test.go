@@ -105,9 +105,6 @@ func NewEnv(t *testing.T, conf string) *Env {
 	if !strings.Contains(conf, "[queue]") {
 		conf += fmt.Sprintf("\n[queue]\ndir = %q\nlinger = \"1s\"\nretry_initial = \"200ms\"\nretry_max = \"1s\"\n", e.Queue)
 	}
-	if err := os.MkdirAll(e.Standin, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(e.Conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
