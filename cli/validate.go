@@ -7,6 +7,12 @@ func runValidate(e *env) int {
 	if st, ok := e.parse(fs); !ok {
 		return st
 	}
+	// `validate FILE` would otherwise check whatever file the lookup
+	// finds and report success: the file goes in --config.
+	if fs.NArg() > 0 {
+		e.errorf("validate takes no arguments; to check a file, run: cachix-filter-hook --config %s validate", fs.Arg(0))
+		return 2
+	}
 	c, err := e.load()
 	if err != nil {
 		e.errorf("invalid configuration:\n%v", err)

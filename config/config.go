@@ -55,6 +55,9 @@ type Target struct {
 	Deny        []string
 	ClosureDeny string
 	Rules       *filter.Rules
+	// top marks the default target, made of the top-level keys, whose
+	// values may come from the environment (see Config.Effective).
+	top bool
 }
 
 // Cachix configures the cachix executable.

@@ -25,16 +25,24 @@ func (c *Config) Effective() string {
 	}
 	fmt.Fprintf(&b, "strict = %v%s\n", c.Strict, src("strict"))
 	for i, t := range c.Targets {
-		fmt.Fprintf(&b, "\n[[target]]  # %d\n", i)
-		fmt.Fprintf(&b, "name = %s\n", strconv.Quote(t.Name))
-		if t.Cache != "" {
-			fmt.Fprintf(&b, "cache = %s\n", strconv.Quote(t.Cache))
-		} else {
-			fmt.Fprintf(&b, "store = %s\n", strconv.Quote(RedactURI(t.Store)))
+		// The default target's keys are top-level keys, which the
+		// environment can override: say where each came from.
+		tsrc := func(key string) string {
+			if t.top {
+				return src(key)
+			}
+			return ""
 		}
-		fmt.Fprintf(&b, "allow = %s\n", quoteList(t.Allow))
-		fmt.Fprintf(&b, "deny = %s\n", quoteList(t.Deny))
-		fmt.Fprintf(&b, "closure_deny = %s\n", strconv.Quote(t.ClosureDeny))
+		fmt.Fprintf(&b, "\n[[target]]  # %d\n", i)
+		fmt.Fprintf(&b, "name = %s%s\n", strconv.Quote(t.Name), tsrc("name"))
+		if t.Cache != "" {
+			fmt.Fprintf(&b, "cache = %s%s\n", strconv.Quote(t.Cache), tsrc("cache"))
+		} else {
+			fmt.Fprintf(&b, "store = %s%s\n", strconv.Quote(RedactURI(t.Store)), tsrc("store"))
+		}
+		fmt.Fprintf(&b, "allow = %s%s\n", quoteList(t.Allow), tsrc("allow"))
+		fmt.Fprintf(&b, "deny = %s%s\n", quoteList(t.Deny), tsrc("deny"))
+		fmt.Fprintf(&b, "closure_deny = %s%s\n", strconv.Quote(t.ClosureDeny), tsrc("closure_deny"))
 	}
 	fmt.Fprintf(&b, "\n[cachix]\n")
 	fmt.Fprintf(&b, "bin = %s%s\n", strconv.Quote(c.Cachix.Bin), src("cachix.bin"))

@@ -480,7 +480,9 @@ func (l *loader) targets(c *Config) {
 		}
 	}
 	if len(top) > 0 {
-		c.Targets = append(c.Targets, l.target(c, "", top))
+		t := l.target(c, "", top)
+		t.top = true
+		c.Targets = append(c.Targets, t)
 	}
 	raw, _ := l.get("target")
 	var tables []map[string]any

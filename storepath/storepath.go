@@ -114,10 +114,11 @@ func Resolve(storeDir, arg string) (Path, error) {
 	if err != nil {
 		return Path{}, fmt.Errorf("resolving %s: %w", arg, err)
 	}
-	if real, err := filepath.EvalSymlinks(abs); err == nil {
+	// A path that cannot be resolved (it does not exist) is still mapped
+	// when it lies inside the store: explain works on paths not built yet.
+	real, evalErr := filepath.EvalSymlinks(abs)
+	if evalErr == nil {
 		abs = real
-	} else if !strings.HasPrefix(abs, storeDir+"/") {
-		return Path{}, fmt.Errorf("resolving %s: %w", arg, err)
 	}
 	// The store dir itself may be a symlink (e.g. a bind mount); compare
 	// against its resolved form too.
@@ -134,6 +135,9 @@ func Resolve(storeDir, arg string) (Path, error) {
 			rest = rest[:i]
 		}
 		return Parse(storeDir, storeDir+"/"+rest)
+	}
+	if evalErr != nil {
+		return Path{}, fmt.Errorf("%s is outside the Nix store %s (%w)", arg, storeDir, evalErr)
 	}
 	return Path{}, fmt.Errorf("%s is outside the Nix store %s (it resolves to %s)", arg, storeDir, abs)
 }
