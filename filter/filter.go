@@ -6,15 +6,15 @@
 // wins, and an empty allow list selects nothing, because a path pushed to a
 // public cache by mistake cannot be taken back.
 //
-// Rules are compiled once and indexed by their literal prefix and suffix, so
-// that a decision costs a few candidate matches rather than one per rule:
-// the hook runs once per build and a rule set may have thousands of
-// patterns.
+// Rules are compiled once and indexed (see index.go), so that a decision
+// costs a few candidate matches rather than one per rule: the hook runs
+// once per build and a rule set may have thousands of patterns.
 package filter
 
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/gobwas/glob"
 
@@ -38,8 +38,7 @@ func (e *PatternError) Error() string {
 // Pattern is one compiled allow or deny pattern.
 type Pattern struct {
 	Text  string
-	index int  // position in its list: the first matching rule is reported
-	full  bool // matches the whole path rather than the name
+	index int // position in its list: the first matching rule is reported
 	g     *glob.Pattern
 }
 
@@ -48,27 +47,55 @@ type Rules struct {
 	allow, deny set
 }
 
+// set is one list, indexed by what its patterns are matched against.
+type set struct {
+	n int
+	// storeDir is the store directory the rules were compiled for: a
+	// whole-path pattern "<storeDir>/*-x" is matched as "*-x" against
+	// "<hash>-<name>", which the index handles much better.
+	storeDir string
+	name     index // patterns without '/', on the name
+	base     index // "<storeDir>/..." patterns, on "<hash>-<name>"
+	full     index // other patterns starting with '/', on the whole path
+	hasBase  bool
+	hasFull  bool
+}
+
 // Compile compiles both lists. Every bad pattern is reported, not just the
 // first, so one `validate` run shows them all.
 func Compile(allow, deny []string) (*Rules, error) {
 	var errs []error
 	r := &Rules{}
-	r.allow, errs = compileSet("allow", allow, errs)
-	r.deny, errs = compileSet("deny", deny, errs)
+	storeDir := storepath.StoreDir()
+	r.allow, errs = compileSet("allow", allow, storeDir, errs)
+	r.deny, errs = compileSet("deny", deny, storeDir, errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return r, nil
 }
 
-func compileSet(list string, patterns []string, errs []error) (set, []error) {
-	s := set{n: len(patterns)}
+func compileSet(list string, patterns []string, storeDir string, errs []error) (set, []error) {
+	s := set{n: len(patterns), storeDir: storeDir}
+	// The store dir can stand for itself in a pattern only if it has no
+	// glob syntax in it.
+	storePrefix := storeDir + "/"
+	if strings.ContainsAny(storeDir, special) {
+		storePrefix = ""
+	}
 	for i, text := range patterns {
 		p := &Pattern{Text: text, index: i}
 		var err error
+		ix, sub := &s.name, text
 		if len(text) > 0 && text[0] == '/' {
-			p.full = true
-			p.g, err = glob.Compile(text, '/')
+			ix = &s.full
+			if rest, ok := strings.CutPrefix(text, storePrefix); ok && storePrefix != "" && !strings.Contains(rest, "/") {
+				ix, sub = &s.base, rest
+				s.hasBase = true
+			} else {
+				s.hasFull = true
+			}
+			p.g, err = glob.Compile(sub, '/')
 		} else {
 			p.g, err = glob.Compile(text)
 		}
@@ -77,13 +104,26 @@ func compileSet(list string, patterns []string, errs []error) (set, []error) {
 			var se *glob.SyntaxError
 			if errors.As(err, &se) {
 				pe.Offset, pe.Reason = se.Offset, se.Reason
+				pe.Offset += len(text) - len(sub)
 			}
 			errs = append(errs, pe)
 			continue
 		}
-		s.add(p)
+		ix.add(p, sub)
 	}
 	return s, errs
+}
+
+// first returns the first pattern of the list that matches p, or nil.
+func (s *set) first(p storepath.Path) *Pattern {
+	best := s.name.first(p.Name, nil)
+	if s.hasBase && p.Dir == s.storeDir {
+		best = s.base.first(p.Base(), best)
+	}
+	if s.hasFull {
+		best = s.full.first(p.String(), best)
+	}
+	return best
 }
 
 // Decision is the outcome of the rules for one path.
@@ -112,14 +152,10 @@ func (d Decision) Reason() string {
 
 // Decide applies the rules to p.
 func (r *Rules) Decide(p storepath.Path) Decision {
-	var full string
-	if r.deny.hasFull || r.allow.hasFull {
-		full = p.String()
-	}
-	if d := r.deny.first(p.Name, full); d != nil {
+	if d := r.deny.first(p); d != nil {
 		return Decision{Rule: d, Deny: true}
 	}
-	if a := r.allow.first(p.Name, full); a != nil {
+	if a := r.allow.first(p); a != nil {
 		return Decision{Selected: true, Rule: a}
 	}
 	return Decision{}
@@ -127,13 +163,7 @@ func (r *Rules) Decide(p storepath.Path) Decision {
 
 // Denies reports the first deny pattern that matches p, or nil. The worker
 // uses it for closure_deny = "skip".
-func (r *Rules) Denies(p storepath.Path) *Pattern {
-	var full string
-	if r.deny.hasFull {
-		full = p.String()
-	}
-	return r.deny.first(p.Name, full)
-}
+func (r *Rules) Denies(p storepath.Path) *Pattern { return r.deny.first(p) }
 
 // Empty reports whether the allow list is empty, which selects nothing.
 func (r *Rules) Empty() bool { return r.allow.n == 0 }

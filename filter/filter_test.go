@@ -195,12 +195,9 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-// where tells which part of the index holds p.
+// where tells which part of the index holds p: "name.prefix",
+// "base.suffix", ... (the first place found).
 func where(s *set, p *Pattern) string {
-	ix := &s.name
-	if p.full {
-		ix = &s.path
-	}
 	var walk func(t *trie) bool
 	walk = func(t *trie) bool {
 		for _, q := range t.pats {
@@ -215,15 +212,22 @@ func where(s *set, p *Pattern) string {
 		}
 		return false
 	}
-	switch {
-	case walk(&ix.prefix):
-		return "prefix"
-	case walk(&ix.suffix):
-		return "suffix"
-	}
-	for _, q := range ix.rest {
-		if q == p {
-			return "rest"
+	for _, ix := range []struct {
+		name string
+		ix   *index
+	}{{"name", &s.name}, {"base", &s.base}, {"full", &s.full}} {
+		switch {
+		case walk(&ix.ix.prefix):
+			return ix.name + ".prefix"
+		case walk(&ix.ix.suffix):
+			return ix.name + ".suffix"
+		case walk(&ix.ix.dash):
+			return ix.name + ".dash"
+		}
+		for _, q := range ix.ix.rest {
+			if q == p {
+				return ix.name + ".rest"
+			}
 		}
 	}
 	return "nowhere"
@@ -249,15 +253,18 @@ func permutations(l []string) [][]string {
 // patterns.
 func TestFirstRuleInConfigOrder(t *testing.T) {
 	patterns := map[string]string{
-		"hello-*":                     "prefix",
-		"*-2.12.1":                    "suffix",
-		"*":                           "rest",
-		"{hello,zlib}-*":              "rest",
-		"{hello,zlib}-2.12.1":         "suffix", // no literal prefix
-		"/nix/store/*-hello-2.12.1":   "prefix",
-		"[h]ello-2.12.?":              "rest",
-		"hello-2.12.1":                "prefix",
-		"/nix/store/" + hashA + "-h*": "prefix",
+		"hello-*":                     "name.prefix",
+		"*-2.12.1":                    "name.suffix",
+		"*-2.*":                       "name.dash",
+		"*":                           "name.rest",
+		"{hello,zlib}-*":              "name.prefix", // once per alternative
+		"{hello,zlib}-2.12.1":         "name.prefix",
+		"/nix/store/*-hello-2.12.1":   "base.suffix",
+		"/nix/store/*-hello-*":        "base.dash",
+		"/nix/sto?e/*-hello-2.12.1":   "full.prefix",
+		"[h]ello-2.12.?":              "name.rest",
+		"hello-2.12.1":                "name.prefix",
+		"/nix/store/" + hashA + "-h*": "base.prefix",
 	}
 	var all []string
 	for p := range patterns {
@@ -314,17 +321,27 @@ func TestFirstRuleInConfigOrder(t *testing.T) {
 // all lists the patterns of s in no particular order.
 func (s *set) all() []*Pattern {
 	var out []*Pattern
+	seen := map[*Pattern]bool{}
+	add := func(ps []*Pattern) {
+		for _, p := range ps {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
 	var walk func(t *trie)
 	walk = func(t *trie) {
-		out = append(out, t.pats...)
+		add(t.pats)
 		for _, n := range t.next {
 			walk(n)
 		}
 	}
-	for _, ix := range []*index{&s.name, &s.path} {
+	for _, ix := range []*index{&s.name, &s.base, &s.full} {
 		walk(&ix.prefix)
 		walk(&ix.suffix)
-		out = append(out, ix.rest...)
+		walk(&ix.dash)
+		add(ix.rest)
 	}
 	return out
 }

@@ -1,18 +1,25 @@
 package filter
 
-// set indexes patterns so that a lookup only tries the patterns that can
-// match: those whose literal prefix is a prefix of the subject, those whose
-// literal suffix is a suffix of it, and the few with neither.
-type set struct {
-	n       int
-	hasFull bool
-	name    index // patterns on the name
-	path    index // patterns on the whole path
-}
+import "strings"
 
+// The index narrows the patterns to try on a subject to those that can
+// match, so that a decision costs a few glob matches however many rules
+// there are. It only has to return a superset: Match decides.
+//
+// A pattern is filed under one of:
+//   - its literal prefix ("hello-*"), found by walking the subject's
+//     characters down a trie;
+//   - its literal suffix ("*-doc"), found by walking the subject backwards;
+//   - the literal after a leading "*-" ("*-proj-*"), found by walking from
+//     every '-' of the subject: store path names are dash-separated;
+//   - none of these ("*"), tried on every subject.
+//
+// A pattern with braces is filed once per alternative ("{a,b}-*" under "a-"
+// and "b-"), since a match of the whole is a match of one alternative.
 type index struct {
-	prefix trie // by literal prefix
-	suffix trie // by reversed literal suffix, for patterns with no prefix
+	prefix trie
+	suffix trie
+	dash   trie
 	rest   []*Pattern
 }
 
@@ -21,30 +28,42 @@ type trie struct {
 	next map[byte]*trie
 }
 
-func (s *set) add(p *Pattern) {
-	ix := &s.name
-	if p.full {
-		ix = &s.path
-		s.hasFull = true
-	}
-	if pre := literalPrefix(p.Text); pre != "" {
-		ix.prefix.insert(pre, false, p)
-	} else if suf := literalSuffix(p.Text); suf != "" {
-		ix.suffix.insert(suf, true, p)
-	} else {
+// maxAlternatives bounds brace expansion; a pattern with more is tried on
+// every subject instead.
+const maxAlternatives = 64
+
+func (ix *index) add(p *Pattern, text string) {
+	alts, ok := expandBraces(text, maxAlternatives)
+	if !ok {
 		ix.rest = append(ix.rest, p)
+		return
+	}
+	type place struct {
+		t       *trie
+		key     string
+		reverse bool
+	}
+	places := make([]place, 0, len(alts))
+	for _, alt := range alts {
+		switch pre, suf, dash := literalPrefix(alt), literalSuffix(alt), dashLiteral(alt); {
+		case pre != "":
+			places = append(places, place{&ix.prefix, pre, false})
+		case suf != "":
+			places = append(places, place{&ix.suffix, suf, true})
+		case dash != "":
+			places = append(places, place{&ix.dash, dash, false})
+		default:
+			ix.rest = append(ix.rest, p)
+			return
+		}
+	}
+	for _, pl := range places {
+		pl.t.insert(pl.key, pl.reverse, p)
 	}
 }
 
-// first returns the matching pattern that comes first in the list.
-func (s *set) first(name, full string) *Pattern {
-	best := s.name.first(name, nil)
-	if s.hasFull {
-		best = s.path.first(full, best)
-	}
-	return best
-}
-
+// first returns, of best and the patterns matching subject, the one that
+// comes first in its list.
 func (ix *index) first(subject string, best *Pattern) *Pattern {
 	try := func(ps []*Pattern) {
 		for _, p := range ps {
@@ -53,28 +72,40 @@ func (ix *index) first(subject string, best *Pattern) *Pattern {
 			}
 		}
 	}
-	t := &ix.prefix
-	for i := 0; ; i++ {
-		try(t.pats)
-		if i == len(subject) || t.next == nil {
-			break
-		}
-		if t = t.next[subject[i]]; t == nil {
-			break
+	ix.prefix.walk(subject, 0, try)
+	if ix.suffix.next != nil {
+		t := &ix.suffix
+		for i := len(subject) - 1; i >= 0; i-- {
+			if t = t.next[subject[i]]; t == nil {
+				break
+			}
+			try(t.pats)
+			if t.next == nil {
+				break
+			}
 		}
 	}
-	t = &ix.suffix
-	for i := len(subject) - 1; ; i-- {
-		try(t.pats)
-		if i < 0 || t.next == nil {
-			break
-		}
-		if t = t.next[subject[i]]; t == nil {
-			break
+	if ix.dash.next != nil {
+		for i := 0; i < len(subject); i++ {
+			if subject[i] == '-' {
+				ix.dash.walk(subject, i+1, try)
+			}
 		}
 	}
 	try(ix.rest)
 	return best
+}
+
+// walk follows subject[from:] down the trie, trying the patterns of every
+// node passed.
+func (t *trie) walk(subject string, from int, try func([]*Pattern)) {
+	try(t.pats)
+	for i := from; i < len(subject) && t.next != nil; i++ {
+		if t = t.next[subject[i]]; t == nil {
+			return
+		}
+		try(t.pats)
+	}
 }
 
 func (t *trie) insert(key string, reverse bool, p *Pattern) {
@@ -98,17 +129,10 @@ func (t *trie) insert(key string, reverse bool, p *Pattern) {
 
 // special are the bytes that end a literal run in gobwas/glob syntax. '}'
 // and ',' are literal outside braces, but stopping at them is merely
-// conservative: the index only narrows the candidates, Match decides.
+// conservative.
 const special = `*?[]{},\`
 
-func isSpecial(c byte) bool {
-	for i := 0; i < len(special); i++ {
-		if special[i] == c {
-			return true
-		}
-	}
-	return false
-}
+func isSpecial(c byte) bool { return strings.IndexByte(special, c) >= 0 }
 
 func literalPrefix(p string) string {
 	for i := 0; i < len(p); i++ {
@@ -126,4 +150,71 @@ func literalSuffix(p string) string {
 		}
 	}
 	return p
+}
+
+// dashLiteral returns L for a pattern "*-L...", where L is a literal run.
+func dashLiteral(p string) string {
+	rest, ok := strings.CutPrefix(p, "*-")
+	if !ok {
+		return ""
+	}
+	return literalPrefix(rest)
+}
+
+// expandBraces lists the alternatives of a pattern's braces:
+// "{a,b}-{x,y}" gives "a-x", "a-y", "b-x", "b-y". It reports false for more
+// than limit alternatives. Character classes and escapes are skipped over,
+// as the glob syntax has them.
+func expandBraces(p string, limit int) ([]string, bool) {
+	open, alts, end := -1, []string(nil), -1
+	depth, start := 0, 0
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			i++
+		case '[':
+			for i++; i < len(p) && p[i] != ']'; i++ {
+				if p[i] == '\\' {
+					i++
+				}
+			}
+		case '{':
+			if depth == 0 {
+				open, start = i, i+1
+			}
+			depth++
+		case ',':
+			if depth == 1 {
+				alts = append(alts, p[start:i])
+				start = i + 1
+			}
+		case '}':
+			if depth == 0 {
+				continue
+			}
+			depth--
+			if depth == 0 {
+				alts = append(alts, p[start:i])
+				end = i
+			}
+		}
+		if end >= 0 {
+			break
+		}
+	}
+	if open < 0 {
+		return []string{p}, true
+	}
+	if end < 0 {
+		return nil, false // unbalanced: Compile has refused it already
+	}
+	var out []string
+	for _, a := range alts {
+		more, ok := expandBraces(p[:open]+a+p[end+1:], limit-len(out))
+		if !ok || len(out)+len(more) > limit {
+			return nil, false
+		}
+		out = append(out, more...)
+	}
+	return out, true
 }
