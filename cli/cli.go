@@ -58,11 +58,11 @@ func Main(version string, args []string) int {
 	fs.SetOutput(e.stderr)
 	fs.StringVar(&e.configFlag, "config", "", "config `FILE` (default: $CACHIX_FILTER_HOOK_CONFIG, ~/.config/cachix-filter-hook/hook.conf, /etc/cachix-filter-hook/hook.conf)")
 	fs.Usage = func() { usage(e.stderr, fs) }
+	if wantsHelp(args) {
+		usage(e.stdout, fs)
+		return 0
+	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(e.stdout, fs)
-			return 0
-		}
 		return 2
 	}
 	rest := fs.Args()
@@ -100,38 +100,54 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "\nGlobal options:\n")
 	fs.SetOutput(w)
 	fs.PrintDefaults()
+	fs.SetOutput(os.Stderr)
 	fmt.Fprintf(w, "\nRun 'cachix-filter-hook COMMAND --help' for a command's options.\n")
 }
 
-// flags returns a FlagSet for a command with a usage line.
+// flags returns a FlagSet for a command with a usage line. Every command
+// also takes --config, so it can come before or after the command name.
 func (e *env) flags(name, argsUsage, doc string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&e.configFlag, "config", e.configFlag, "config `FILE` (see cachix-filter-hook --help)")
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: cachix-filter-hook %s %s\n\n%s\n", name, argsUsage, doc)
-		var opts strings.Builder
-		fs.SetOutput(&opts)
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: cachix-filter-hook %s %s\n\n%s\n\nOptions:\n", name, argsUsage, doc)
 		fs.PrintDefaults()
-		fs.SetOutput(e.stderr)
-		if opts.Len() > 0 {
-			fmt.Fprintf(fs.Output(), "\nOptions:\n%s", opts.String())
-		}
 	}
 	return fs
 }
 
 // parse parses the command's flags; it returns false with the exit status
-// when the command should stop (--help, or a bad flag).
+// when the command should stop (--help, or a bad flag). Help goes to
+// stdout, a bad flag's message and the usage to stderr.
 func (e *env) parse(fs *flag.FlagSet) (int, bool) {
+	if wantsHelp(e.args) {
+		fs.SetOutput(e.stdout)
+		fs.Usage()
+		return 0, false
+	}
 	if err := fs.Parse(e.args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(e.stdout)
-			fs.Usage()
-			return 0, false
-		}
 		return 2, false
 	}
 	return 0, true
+}
+
+// wantsHelp reports whether the flags (up to the first non-flag or "--")
+// ask for help. Checking before parsing keeps the flag package from
+// printing the usage to stderr first.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "-h" || a == "-help" || a == "--help":
+			return true
+		case !strings.HasPrefix(a, "-"):
+			return false
+		}
+	}
+	return false
 }
 
 func (e *env) errorf(format string, args ...any) {
@@ -143,6 +159,9 @@ func (e *env) load() (*config.Config, error) {
 	c, err := config.Load(e.configFlag)
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range c.Warnings {
+		e.errorf("warning: %s", w)
 	}
 	return c, nil
 }

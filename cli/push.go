@@ -52,7 +52,7 @@ func runPush(e *env) int {
 		p, err := storepath.Resolve(storeDir, a)
 		if err == nil {
 			if _, serr := os.Lstat(p.String()); errors.Is(serr, fs.ErrNotExist) {
-				err = fmt.Errorf("%s is not in the store (not built, or garbage-collected)", p)
+				err = fmt.Errorf("%s: %s is not in the store (not built, or garbage-collected)", a, p)
 			}
 		}
 		if err != nil {

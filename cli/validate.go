@@ -18,9 +18,6 @@ func runValidate(e *env) int {
 		e.errorf("invalid configuration:\n%v", err)
 		return 1
 	}
-	for _, w := range c.Warnings {
-		e.errorf("warning: %s", w)
-	}
 	fmt.Fprint(e.stdout, c.Effective())
 	return 0
 }

@@ -564,7 +564,8 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	case t.Cache != "" && !cacheName.MatchString(t.Cache):
 		l.errorf("%s: %scache: %q is not a cache name", from("cache"), prefix, t.Cache)
 	case t.Store != "" && !validStore(t.Store):
-		l.errorf("%s: %sstore: %q is not a Nix store URI (scheme://... or an absolute path)", from("store"), prefix, t.Store)
+		// Not quoted: a URI that does not parse may hold a password.
+		l.errorf("%s: %sstore: not a Nix store URI (scheme://... or an absolute path)", from("store"), prefix)
 	}
 	if t.Name == "" {
 		t.Name = t.Cache

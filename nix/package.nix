@@ -39,7 +39,7 @@ buildGoModule rec {
       );
   };
 
-  vendorHash = "sha256-cT74FBpjwCNNHWAxZ36ITsDzAHV1pX9twYM64gge7WI=";
+  vendorHash = "sha256-+uCM49u1S81MZ7kcN/QDc/AK4Ei31SuH2niIZ2VEkaM=";
 
   # Only the command; test/ holds end-to-end tests and the cachix stand-in.
   subPackages = [ "." ];

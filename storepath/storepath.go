@@ -119,6 +119,11 @@ func Resolve(storeDir, arg string) (Path, error) {
 	real, evalErr := filepath.EvalSymlinks(abs)
 	if evalErr == nil {
 		abs = real
+	} else {
+		// A dangling ./result still names the store path it was made
+		// for (garbage-collected, or not built yet): follow the links
+		// by hand.
+		abs = followLinks(abs)
 	}
 	// The store dir itself may be a symlink (e.g. a bind mount); compare
 	// against its resolved form too.
@@ -140,4 +145,19 @@ func Resolve(storeDir, arg string) (Path, error) {
 		return Path{}, fmt.Errorf("%s is outside the Nix store %s (%w)", arg, storeDir, evalErr)
 	}
 	return Path{}, fmt.Errorf("%s is outside the Nix store %s (it resolves to %s)", arg, storeDir, abs)
+}
+
+// followLinks follows a chain of symlinks as far as it exists.
+func followLinks(p string) string {
+	for i := 0; i < 40; i++ {
+		target, err := os.Readlink(p)
+		if err != nil {
+			return p
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(p), target)
+		}
+		p = filepath.Clean(target)
+	}
+	return p
 }
