@@ -340,11 +340,19 @@ func (w *Worker) push(ctx context.Context, b batch) {
 		return
 	}
 	now := time.Now()
+	// One back-off for the whole batch, so that it is retried as a batch
+	// (and split only after failing twice) instead of being scattered
+	// into single-path pushes by per-entry jitter.
+	attempts := 0
+	for _, e := range send {
+		attempts = max(attempts, e.Attempts+1)
+	}
+	next := now.Add(Backoff(attempts, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax))
 	for _, e := range send {
 		e.Attempts++
 		e.LastAttempt = now
 		e.LastError = truncate(err.Error(), 1000)
-		e.NextAttempt = now.Add(Backoff(e.Attempts, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax))
+		e.NextAttempt = next
 		if err := w.q.Update(e); err != nil {
 			log.WithError(err).Error("updating queue entry")
 		}
