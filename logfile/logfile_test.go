@@ -1,0 +1,224 @@
+package logfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func write(t *testing.T, l *File, s string) {
+	t.Helper()
+	if n, err := l.Write([]byte(s)); err != nil || n != len(s) {
+		t.Fatalf("Write(%q) = %d, %v", s, n, err)
+	}
+}
+
+func mode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
+}
+
+func TestCreateMode(t *testing.T) {
+	// Even with a permissive umask, the log is private.
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	path := filepath.Join(t.TempDir(), "worker.log")
+	l, err := Open(path, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if m := mode(t, path); m != 0o600 {
+		t.Errorf("log mode %04o, want 0600", m)
+	}
+}
+
+func TestAppends(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "worker.log")
+	if err := os.WriteFile(path, []byte("from before\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(path, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, l, "one\n")
+	write(t, l, "two\n")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Open(path, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, l, "three\n")
+	l.Close()
+	if got := read(t, path); got != "from before\none\ntwo\nthree\n" {
+		t.Errorf("log = %q", got)
+	}
+	if _, err := os.Stat(path + ".1"); err == nil {
+		t.Error("rotated although under max size")
+	}
+}
+
+func TestRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "worker.log")
+	l, err := Open(path, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	write(t, l, "aaaa\n")
+	write(t, l, "bbbb\n") // exactly 10: no rotation yet
+	if _, err := os.Stat(path + ".1"); err == nil {
+		t.Fatal("rotated at exactly max size")
+	}
+	write(t, l, "cccc\n") // past 10: rotate first
+	if got := read(t, path+".1"); got != "aaaa\nbbbb\n" {
+		t.Errorf(".1 = %q", got)
+	}
+	if got := read(t, path); got != "cccc\n" {
+		t.Errorf("log after rotation = %q", got)
+	}
+	for _, p := range []string{path, path + ".1"} {
+		if m := mode(t, p); m != 0o600 {
+			t.Errorf("%s: mode %04o, want 0600", p, m)
+		}
+	}
+	// Rotating again replaces .1: one old file is kept, no more.
+	write(t, l, "dddd\n")
+	write(t, l, "eeee\n")
+	if got := read(t, path+".1"); got != "cccc\ndddd\n" {
+		t.Errorf(".1 after second rotation = %q", got)
+	}
+	if got := read(t, path); got != "eeee\n" {
+		t.Errorf("log after second rotation = %q", got)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 2 {
+		t.Errorf("%d files in the log directory, want 2", len(entries))
+	}
+}
+
+func TestRotationCountsExistingSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "worker.log")
+	if err := os.WriteFile(path, []byte("123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(path, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	write(t, l, "abc\n")
+	if got := read(t, path+".1"); got != "123456789\n" {
+		t.Errorf(".1 = %q, want the file's earlier content", got)
+	}
+	if got := read(t, path); got != "abc\n" {
+		t.Errorf("log = %q", got)
+	}
+}
+
+func TestLargeWriteIntoEmptyLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "worker.log")
+	l, err := Open(path, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	big := strings.Repeat("x", 50) + "\n"
+	write(t, l, big) // bigger than max, but the log is empty: no rotation
+	if _, err := os.Stat(path + ".1"); err == nil {
+		t.Error("an empty log was rotated")
+	}
+	if got := read(t, path); got != big {
+		t.Errorf("log = %q", got)
+	}
+	write(t, l, "next\n")
+	if got := read(t, path+".1"); got != big {
+		t.Errorf(".1 = %q", got)
+	}
+	if got := read(t, path); got != "next\n" {
+		t.Errorf("log = %q", got)
+	}
+}
+
+func TestConcurrentWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "worker.log")
+	l, err := Open(path, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := fmt.Fprintf(l, "goroutine %d line %02d\n", g, i); err != nil {
+					t.Errorf("Write: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	l.Close()
+	// Lines are never torn, and the current file stays within the limit.
+	cur := read(t, path)
+	if len(cur) > 1000 {
+		t.Errorf("log is %d bytes, max 1000", len(cur))
+	}
+	for _, f := range []string{cur, read(t, path+".1")} {
+		for _, line := range strings.Split(strings.TrimSuffix(f, "\n"), "\n") {
+			var g, i int
+			if n, err := fmt.Sscanf(line, "goroutine %d line %02d", &g, &i); n != 2 || err != nil {
+				t.Errorf("torn line %q", line)
+			}
+		}
+	}
+}
+
+func TestOpenFails(t *testing.T) {
+	if _, err := Open(filepath.Join(t.TempDir(), "missing", "worker.log"), 10); err == nil {
+		t.Error("Open in a missing directory succeeded")
+	}
+}
+
+func TestRotationFailure(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "worker.log")
+	l, err := Open(path, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	write(t, l, "1234\n")
+	// A directory in the way of .1 makes the rename fail.
+	if err := os.Mkdir(path+".1", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(path+".1", "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Write([]byte("more\n")); err == nil || !strings.Contains(err.Error(), "rotating log") {
+		t.Errorf("Write with rotation impossible = %v, want a rotation error", err)
+	}
+}
