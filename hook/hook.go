@@ -112,10 +112,12 @@ func Select(cfg *config.Config, paths []storepath.Path) Selection {
 		sel.Selected++
 		for _, t := range v.Push {
 			sel.Pairs = append(sel.Pairs, queue.Pair{Target: t, Path: p})
-			if !seen[t] {
-				seen[t] = true
-				sel.Targets = append(sel.Targets, t)
-			}
+			seen[t] = true
+		}
+	}
+	for _, t := range cfg.Targets {
+		if seen[t.Name] {
+			sel.Targets = append(sel.Targets, t.Name)
 		}
 	}
 	return sel

@@ -77,16 +77,19 @@ func (p *storePusher) Push(ctx context.Context, paths []string, out io.Writer) e
 // run runs cmd with its output going both to out and to a buffer whose
 // tail becomes the error message.
 func run(cmd *exec.Cmd, out io.Writer, secret string) error {
+	// The tail for the error message is taken after redaction, so it
+	// cannot start in the middle of the token.
 	var tail tailBuffer
-	w := io.MultiWriter(&redactor{w: out, secret: secret}, &tail)
+	w := &redactor{w: io.MultiWriter(out, &tail), secret: secret}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.Stdin = nil
 	setDeathSignal(cmd)
 	err := cmd.Run()
+	w.flush()
 	if err == nil {
 		return nil
 	}
-	msg := redact(strings.TrimSpace(tail.String()), secret)
+	msg := strings.TrimSpace(tail.String())
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		if msg == "" {
 			return fmt.Errorf("%s exited with %s and printed nothing", cmd.Args[0], ee.ProcessState)
@@ -155,6 +158,14 @@ func (r *redactor) Write(p []byte) (int, error) {
 		r.buf = r.buf[:0]
 	}
 	return len(p), nil
+}
+
+// flush writes what is left after the last newline.
+func (r *redactor) flush() {
+	if len(r.buf) > 0 {
+		_, _ = io.WriteString(r.w, redact(string(r.buf), r.secret))
+		r.buf = r.buf[:0]
+	}
 }
 
 // tailBuffer keeps the last 4 KiB written to it.

@@ -246,7 +246,7 @@ func TestCachixOutputWithoutFinalNewline(t *testing.T) {
 		t.Errorf("output = %q", out.String())
 	}
 	if !strings.Contains(out.String(), "last line without newline [redacted]") {
-		t.Skipf("BUG: with a token file, output after the last newline never reaches out: "+
+		t.Errorf("with a token file, output after the last newline never reaches out: "+
 			"run() does not flush the redactor's buffer after cmd.Run (out = %q)", out.String())
 	}
 }
@@ -421,7 +421,7 @@ func TestErrorTailCutsToken(t *testing.T) {
 		t.Errorf("the token is in the error")
 	}
 	if half := token[len(token)/2:]; strings.Contains(err.Error(), half) {
-		t.Skipf("BUG: the 4 KiB tail kept for the error message can cut the token in two; redact() then misses "+
+		t.Errorf("the 4 KiB tail kept for the error message can cut the token in two; redact() then misses "+
 			"the half that is left, which ends up in the error (and so in the queue entry's last_error and the log): %q", half)
 	}
 }

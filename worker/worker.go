@@ -4,6 +4,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -111,10 +112,12 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 			return err
 		}
 		now := time.Now()
+		live := w.scan()
+		// After the scan, so that a worker that just started knows the
+		// entries it is asked to retry.
 		if w.q.TakeRetryRequest() {
 			w.retryNow()
 		}
-		live := w.scan()
 		batches, next := w.plan(live, now)
 		if len(batches) > 0 {
 			idleSince = time.Time{}
@@ -146,7 +149,7 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		// after our last look but found the lock taken counts on us.
 		lock.Unlock()
 		lock = nil
-		if names, _ := w.q.Names(); len(names) == 0 {
+		if !w.newEntries() {
 			w.log.Info("queue empty, worker exiting")
 			return nil
 		}
@@ -176,6 +179,22 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// newEntries reports whether entries/ holds entries this worker has not
+// seen. Entries it has seen and left (of targets no longer configured) do
+// not keep it running.
+func (w *Worker) newEntries() bool {
+	names, err := w.q.Names()
+	if err != nil {
+		return false
+	}
+	for _, n := range names {
+		if _, ok := w.entries[n]; !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // scan refreshes the cache of entries from the directory (reading only
@@ -320,9 +339,9 @@ func (w *Worker) push(ctx context.Context, b batch) {
 		paths[i] = e.Path
 	}
 	start := time.Now()
-	out := log.WriterLevel(logrus.InfoLevel)
+	out := &lineLogger{log: log}
 	err := w.pushers[b.target.Name].Push(ctx, paths, out)
-	out.Close()
+	out.flush()
 	fields := logrus.Fields{"paths": len(paths), "duration": time.Since(start).Round(time.Millisecond).String()}
 	if err == nil {
 		log.WithFields(fields).Info("pushed")
@@ -397,6 +416,10 @@ func (w *Worker) check(ctx context.Context, t *config.Target, e *queue.Entry) st
 func Backoff(n int, initial, max time.Duration) time.Duration {
 	d := initial
 	for i := 1; i < n && d < max; i++ {
+		if d > max/2 {
+			d = max // doubling would pass max, or overflow
+			break
+		}
 		d *= 2
 	}
 	d = min(d, max)
@@ -410,4 +433,34 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// lineLogger logs the pusher's output a line at a time, synchronously, so
+// that nothing is lost when the worker exits right after a push (logrus's
+// own WriterLevel logs from a goroutine).
+type lineLogger struct {
+	log *logrus.Entry
+	buf []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if line := strings.TrimSpace(string(l.buf[:i])); line != "" {
+			l.log.Info(line)
+		}
+		l.buf = l.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (l *lineLogger) flush() {
+	if line := strings.TrimSpace(string(l.buf)); line != "" {
+		l.log.Info(line)
+	}
+	l.buf = nil
 }
