@@ -57,9 +57,14 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 		if _, err := storepath.Parse(storeDir, env.DrvPath); err != nil || !strings.HasSuffix(env.DrvPath, ".drv") {
 			return fail("DRV_PATH %q is not a derivation in the store", env.DrvPath)
 		}
-		qctx, cancel := context.WithTimeout(ctx, nixStoreTimeout)
-		raw, err = nixstore.Nix{BinDir: cfg.Nix.BinDir}.Outputs(qctx, env.DrvPath)
-		cancel()
+		// The .drv lists the outputs; reading it saves an exec of
+		// nix-store on every build. A content-addressed derivation
+		// has no paths there yet, so then ask Nix.
+		if raw, err = nixstore.DrvOutputs(env.DrvPath); err != nil {
+			qctx, cancel := context.WithTimeout(ctx, nixStoreTimeout)
+			raw, err = nixstore.Nix{BinDir: cfg.Nix.BinDir}.Outputs(qctx, env.DrvPath)
+			cancel()
+		}
 		if err != nil {
 			return fail("OUT_PATHS is empty and asking Nix for the outputs of %s failed: %v", env.DrvPath, err)
 		}

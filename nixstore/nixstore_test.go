@@ -65,6 +65,13 @@ in derivation { name = "nixstore-app"; outputs = [ "out" "doc" ]; system = built
 	if err != nil {
 		t.Fatal(err)
 	}
+	fromFile, err := DrvOutputs(strings.TrimSpace(string(drv)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(fromFile)), slices.Sorted(slices.Values(outs))) {
+		t.Errorf("DrvOutputs = %q, nix-store says %q", fromFile, outs)
+	}
 	var out, doc string
 	for _, o := range outs {
 		switch {
