@@ -29,22 +29,12 @@ let
 
   cfg = config.services.cachix-filter-hook;
 
-  settingsFormat = pkgs.formats.toml { };
+  settings = import ./settings.nix { inherit lib pkgs; };
+  configFile = settings.generate cfg.settings;
 
   # The path every command below is given with --config: the file the
   # hook also finds on its own, and one that stays put across rebuilds.
   configPath = "/etc/cachix-filter-hook/hook.conf";
-
-  # TOML has no null, and hook.conf rejects keys it does not know: options
-  # left at null, and tables left empty (`[cachix]` when no key in it is
-  # set), are left out, so that hook.conf's own defaults apply.
-  prune =
-    v:
-    if builtins.isAttrs v then
-      lib.filterAttrs (_: x: x != null && x != { }) (builtins.mapAttrs (_: prune) v)
-    else
-      v;
-  configFile = settingsFormat.generate "hook.conf" (prune cfg.settings);
 
   exe = "${cfg.package}/bin/cachix-filter-hook";
 
@@ -74,40 +64,7 @@ in
     };
 
     settings = mkOption {
-      type = types.submodule {
-        freeformType = settingsFormat.type;
-        options = {
-          cache = mkOption {
-            type = types.nullOr types.str;
-            default = null;
-            example = "mycache";
-            description = "Cachix cache of the default target. Set this or `store`, not both.";
-          };
-          store = mkOption {
-            type = types.nullOr types.str;
-            default = null;
-            example = "file:///var/cache/nix";
-            description = "Nix store URI of the default target, pushed with `nix copy`. Set this or `cache`, not both.";
-          };
-          allow = mkOption {
-            type = types.nullOr (types.listOf types.str);
-            default = null;
-            example = [ "hello-*" ];
-            description = ''
-              Globs selecting store paths for the default target, matched
-              against the name after the hash (`hello-2.12.1`), or the whole
-              path when they start with `/`. Unset or empty selects nothing;
-              `[ "*" ]` selects every built path.
-            '';
-          };
-          deny = mkOption {
-            type = types.nullOr (types.listOf types.str);
-            default = null;
-            example = [ "*-doc" ];
-            description = "Globs that keep store paths from the default target; deny wins over allow.";
-          };
-        };
-      };
+      type = settings.type { storeExample = "file:///var/cache/nix"; };
       default = { };
       example = literalExpression ''
         {
