@@ -154,7 +154,7 @@ func runStatus(e *env) int {
 }
 
 func runWait(e *env) int {
-	fs := e.flags("wait", "[--timeout DUR]", "Block until the queue is empty, starting a worker if entries are pending and\nnone runs (after a crash, say). Exit 0 when drained, 1 on timeout with\nwhat is left. Call it at the end of a CI job.")
+	fs := e.flags("wait", "[--timeout DUR]", "Block until nothing is left to push, starting a worker if entries are pending\nand none runs (after a crash, say). Exit 0 when drained, 1 on timeout with\nwhat is left. Entries of targets no longer in the config are not waited\nfor. Call it at the end of a CI job.")
 	timeout := fs.Duration("timeout", 0, "give up after `DUR` (0: no limit)")
 	if st, ok := e.parse(fs); !ok {
 		return st
@@ -169,13 +169,39 @@ func runWait(e *env) int {
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	// Entries of targets no longer in the config will never be pushed:
+	// waiting for them would only end in a timeout. Each entry's target
+	// is read once.
+	targetOf := map[string]string{}
+	warned := false
 	for {
 		names, err := q.Names()
 		if err != nil {
 			e.errorf("%v", err)
 			return 1
 		}
-		if len(names) == 0 {
+		pushable, orphans := 0, 0
+		for _, n := range names {
+			t, ok := targetOf[n]
+			if !ok {
+				en, err := q.Read(n)
+				if err != nil {
+					continue // pushed meanwhile, or corrupt and moved aside
+				}
+				t = en.Target
+				targetOf[n] = t
+			}
+			if c.Target(t) != nil {
+				pushable++
+			} else {
+				orphans++
+			}
+		}
+		if orphans > 0 && !warned {
+			e.errorf("warning: %d queued entries belong to targets no longer in the config; not waiting for them", orphans)
+			warned = true
+		}
+		if pushable == 0 {
 			return 0
 		}
 		if err := worker.EnsureRunning(c, q); err != nil {

@@ -150,7 +150,7 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		lock.Unlock()
 		lock = nil
 		if !w.newEntries() {
-			w.log.Info("queue empty, worker exiting")
+			w.log.Info("nothing left to push, worker exiting")
 			return nil
 		}
 		if lock, err = w.q.AcquireWorker(ctx, 0); err != nil || lock == nil {
