@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# bench/run.sh: the benchmarks of issue 6 (`make bench`).
+#
+#   bash bench/run.sh            full run (about 6 minutes on 2 cores): rewrites BENCHMARKS.md
+#   bash bench/run.sh --smoke    tiny counts (under a minute), writes a temp
+#                                file instead; fails if any step fails (.ci/run)
+#   bash bench/run.sh --out F    write the report to F
+#   bash bench/run.sh --results F   also keep the raw results (JSON lines) in F
+#
+# Needs: go, Nix (nix-build, nix-store, nix), jq. Uses when present:
+# /usr/bin/time (peak RSS; else getrusage, see benchtool/exec.go) and
+# hyperfine (a cross-check of the hook latency).
+#
+# Every figure in the report is measured by this run: benchtool (bench/benchtool)
+# execs the real binaries and appends JSON lines to results.jsonl, and
+# `benchtool report` renders them. All work happens in a temp dir ($W) that is
+# removed at the end, with any worker the run started.
+set -euo pipefail
+
+MODE=full
+OUT=
+KEEP_RESULTS=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--smoke) MODE=smoke ;;
+	--full) MODE=full ;;
+	--out) OUT=$2; shift ;;
+	--results) KEEP_RESULTS=$2; shift ;;
+	*) echo "usage: bash bench/run.sh [--smoke] [--out FILE] [--results FILE]" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+# A CI runner's settings must not leak into the benchmark's worlds.
+for v in $(compgen -e); do
+	case $v in CACHIX_FILTER_HOOK_* | CACHIX_STANDIN_* | CACHIX_AUTH_TOKEN | CACHIX_SIGNING_KEY | OUT_PATHS | DRV_PATH) unset "$v" ;; esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+START_NS=$(date +%s%N)
+
+if [ "$MODE" = full ]; then
+	RUNS=300 WARMUP=20          # hook latency runs per command (at least 300)
+	PATHS_N=520                 # prebuilt store paths the hooks queue
+	DEPTHS="0 1000 100000"      # pending entries
+	DECIDE_NAMES=100000 DECIDE_REPEAT=7
+	GOBENCH_DECIDE=1s GOBENCH_ADD=2000x
+	CONC_TOTAL=500 DRAIN_N=500
+	PHASE_RUNS=100 INIT_RUNS=30
+	BUILD_N=100 BUILD_REPS=7 NAIVE_N=100
+	: "${OUT:=$ROOT/BENCHMARKS.md}"
+else
+	RUNS=5 WARMUP=1
+	PATHS_N=70
+	DEPTHS="0 100 1000"
+	DECIDE_NAMES=10000 DECIDE_REPEAT=2
+	GOBENCH_DECIDE=100x GOBENCH_ADD=20x
+	CONC_TOTAL=64 DRAIN_N=20
+	PHASE_RUNS=5 INIT_RUNS=3
+	BUILD_N=5 BUILD_REPS=1 NAIVE_N=2
+	: "${OUT:=$(mktemp /tmp/BENCHMARKS.smoke.XXXXXX.md)}"
+fi
+PUSH_DELAY=1s
+
+for tool in go nix-build nix-store nix-instantiate nix jq; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
+done
+TIME_BIN=
+[ -x /usr/bin/time ] && TIME_BIN=/usr/bin/time
+
+W=$(mktemp -d /tmp/cfh-bench.XXXXXX)
+# The store reads what nix copy is given, and root refuses config
+# directories others can write.
+chmod 755 "$W"
+mkdir -p "$W/bin" "$W/conf" "$W/logs" "$W/spec"
+R=$W/results.jsonl
+: >"$R"
+
+# Workers the run's hooks started carry CACHIX_FILTER_HOOK_QUEUE_DIR=$W/...
+# (worker.Spawn sets it); they are found through /proc and killed by pid.
+run_workers() {
+	local e pid
+	for e in /proc/[0-9]*/environ; do
+		pid=${e#/proc/}; pid=${pid%/environ}
+		[ "$pid" = "$$" ] && continue
+		if { tr '\0' '\n' <"$e"; } 2>/dev/null | grep -q "^CACHIX_FILTER_HOOK_QUEUE_DIR=$W/"; then
+			echo "$pid"
+		fi
+	done
+}
+cleanup() {
+	local st=$? pids
+	pids=$(run_workers || true)
+	if [ -n "$pids" ]; then
+		echo "bench: killing leftover workers: $pids" >&2
+		kill -9 $pids 2>/dev/null || true
+	fi
+	rm -rf "$W"
+	exit $st
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n== [%3d s] %s\n' $(( ($(date +%s%N) - START_NS) / 1000000000 )) "$*" >&2; }
+# fact NAME TEXT / count NAME VALUE / cmd SECTION TEXT: result lines.
+fact() { jq -cn --arg n "$1" --arg t "$2" '{kind:"fact",name:$n,text:$t}' >>"$R"; }
+count() { jq -cn --arg n "$1" --argjson v "$2" '{kind:"count",name:$n,value:$v}' >>"$R"; }
+cmd() { jq -cn --arg n "$1" --arg t "$2" '{kind:"cmd",name:$n,text:$t}' >>"$R"; }
+
+NIXOPTS=(--option substituters "")
+
+# ---------------------------------------------------------------- machine
+say "machine"
+fact mode "$MODE"
+fact date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+fact nproc "$(nproc)"
+fact cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+fact memory "$(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+fact kernel "$(uname -sr)"
+fact filesystem "$(df -PT "$W" | awk 'NR==2 {print $2 " on " $1}') (queues, temp dir)"
+fact nix "$(nix --version)"
+fact go "$(go version)"
+fact hyperfine "$(hyperfine --version 2>/dev/null || echo 'not installed: cross-check skipped')"
+fact rss "$([ -n "$TIME_BIN" ] && echo "GNU time -f %M ($TIME_BIN), one extra run per timed run" || echo "getrusage ru_maxrss (includes the runner's RSS at vfork)")"
+fact commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain 2>/dev/null | grep -q . && echo ' + uncommitted changes' || true)"
+fact load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+fact workdir "$W"
+fact push_delay "$PUSH_DELAY"
+
+# ---------------------------------------------------------------- binaries
+say "building"
+BUILD="CGO_ENABLED=0 go build -trimpath"
+CGO_ENABLED=0 go build -trimpath -o "$W/bin/cachix-filter-hook" .
+CGO_ENABLED=0 go build -trimpath -o "$W/bin/floor" ./bench/floor
+CGO_ENABLED=0 go build -trimpath -o "$W/bin/cachix" ./test/cachix-standin
+CGO_ENABLED=0 go build -o "$W/bin/benchtool" ./bench/benchtool
+cmd build "$BUILD -o \$W/bin/cachix-filter-hook ."
+cmd build "$BUILD -o \$W/bin/floor ./bench/floor   # func main() {}"
+cmd build "$BUILD -o \$W/bin/cachix ./test/cachix-standin   # the cachix stand-in"
+fact size_hook "$(stat -c %s "$W/bin/cachix-filter-hook")"
+fact size_floor "$(stat -c %s "$W/bin/floor")"
+CFH=$W/bin/cachix-filter-hook
+BT=$W/bin/benchtool
+echo "bench-token" >"$W/conf/token"
+chmod 600 "$W/conf/token"
+
+# ---------------------------------------------------------------- store paths
+say "prebuilding $PATHS_N store paths for the hooks to queue"
+SALT=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+nix-instantiate bench/drvs.nix --argstr salt "$SALT" --arg n "$PATHS_N" --argstr prefix benchpath >"$W/drvs.txt" 2>"$W/logs/instantiate.log"
+nix-build bench/drvs.nix --argstr salt "$SALT" --arg n "$PATHS_N" --argstr prefix benchpath \
+	--no-out-link --max-jobs 2 "${NIXOPTS[@]}" --option post-build-hook "" >/dev/null 2>"$W/logs/prebuild.log"
+xargs nix-store --query --outputs <"$W/drvs.txt" >"$W/outs.txt"
+paste -d' ' "$W/outs.txt" "$W/drvs.txt" >"$W/paths.tsv"
+[ "$(wc -l <"$W/paths.tsv")" -eq "$PATHS_N" ] || { echo "bench: expected $PATHS_N paths" >&2; exit 1; }
+cmd prebuild "nix-build bench/drvs.nix --argstr salt <random> --arg n $PATHS_N --argstr prefix benchpath --no-out-link --option substituters \"\""
+
+# conf NAME QUEUE [LINGER]: a hook.conf shaped like hook.conf.example, with a
+# second target that selects none of the benchmark's paths.
+conf() {
+	cat >"$W/conf/$1.conf" <<EOF
+# hook.conf for the benchmarks, shaped like hook.conf.example
+cache = "benchcache"
+allow = ["benchpath-*", "benchpkg-*", "hello-*"]
+deny  = ["*-doc", "*-man"]
+closure_deny = "push"
+strict = false
+
+[[target]]
+store = "file://$W/other-cache"
+name = "other"
+allow = ["openc910-*"]
+deny = ["*-doc"]
+
+[cachix]
+bin = "$W/bin/cachix"
+auth_token_file = "$W/conf/token"
+push_args = []
+
+[queue]
+dir = "$2"
+batch = 64
+linger = "${3:-3s}"
+
+[log]
+level = "info"
+EOF
+	chmod 600 "$W/conf/$1.conf"
+}
+
+# wait_no_worker QUEUE: until no worker holds the queue's lock.
+wait_no_worker() {
+	local i
+	for i in $(seq 1 300); do
+		"$BT" holdlock -queue "$1" -- true 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "bench: a worker still holds $1/lock after 30 s" >&2
+	return 1
+}
+
+# hook_cmd NAME CONF QUEUE [extra JSON fields]: one hook command of a spec.
+hook_cmd() {
+	printf '{"name":"%s","argv":["%s"],"env":["CACHIX_FILTER_HOOK_CONFIG=%s"],"queue":"%s","target":"benchcache","expect":"queued 1 of 1 paths for benchcache"%s}' \
+		"$1" "$CFH" "$W/conf/$2.conf" "$3" "${4:+,$4}"
+}
+floor_cmd() { printf '{"name":"%s","argv":["%s"]}' "$1" "$W/bin/floor"; }
+
+# ---------------------------------------------------------------- 1. hook latency
+say "1. hook latency: $RUNS runs each, interleaved with the bare Go binary"
+conf probe "$W/q-probe"
+conf drv "$W/q-drv"
+conf spawn "$W/q-spawn" 0s
+cat >"$W/spec/latency.json" <<EOF
+{"runs":$RUNS,"warmup":$WARMUP,"time_bin":"$TIME_BIN","paths":"$W/paths.tsv","commands":[
+ $(floor_cmd floor),
+ {"name":"version","argv":["$CFH","version"],"expect":"cachix-filter-hook"},
+ $(hook_cmd hook probe "$W/q-probe" '"hold_lock":true')
+]}
+EOF
+"$BT" exec -spec "$W/spec/latency.json" -results "$R"
+# The Nix 2.8 way (OUT_PATHS empty) may run nix-store, whose weight would
+# disturb the floor's runs next to it: a series of its own.
+cat >"$W/spec/drv.json" <<EOF
+{"runs":$RUNS,"warmup":$WARMUP,"time_bin":"$TIME_BIN","paths":"$W/paths.tsv","commands":[
+ $(floor_cmd "floor (Nix 2.8 series)"),
+ $(hook_cmd hook-drv drv "$W/q-drv" '"hold_lock":true,"drv":true')
+]}
+EOF
+"$BT" exec -spec "$W/spec/drv.json" -results "$R"
+cmd latency "\$W/bin/floor"
+cmd latency "\$W/bin/cachix-filter-hook version   # links everything, does next to nothing"
+cmd latency "OUT_PATHS=<path i> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/probe.conf \$W/bin/cachix-filter-hook   # worker lock held: a worker is running"
+cmd latency "OUT_PATHS= DRV_PATH=<drv i> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/drv.conf \$W/bin/cachix-filter-hook   # as Nix 2.8 runs it: the outputs must come from the derivation"
+cmd latency "each run queues a new entry (checked, then removed); rounds interleave the commands; peak RSS from an extra run under ${TIME_BIN:-getrusage} -f %M"
+
+say "1b. hook latency when it has to start the worker"
+cat >"$W/spec/spawn.json" <<EOF
+{"runs":$RUNS,"warmup":$WARMUP,"time_bin":"$TIME_BIN","paths":"$W/paths.tsv","commands":[
+ $(floor_cmd "floor (spawn series)"),
+ $(hook_cmd hook-spawn spawn "$W/q-spawn" '"reap":true')
+]}
+EOF
+"$BT" exec -spec "$W/spec/spawn.json" -results "$R"
+wait_no_worker "$W/q-spawn"
+cmd latency "OUT_PATHS=<path i> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/spawn.conf \$W/bin/cachix-filter-hook   # no worker: it spawns one (linger 0s); the entry is removed and the worker reaped before the next run"
+
+if command -v hyperfine >/dev/null; then
+	say "1c. hyperfine cross-check"
+	P0=$(head -1 "$W/outs.txt")
+	KEY=$(basename "$P0" | cut -c1-32).$(printf benchcache | sha256sum | cut -c1-12)
+	conf hf "$W/q-hf"
+	mkdir -p "$W/q-hf/entries"
+	env OUT_PATHS="$P0" CACHIX_FILTER_HOOK_CONFIG="$W/conf/hf.conf" \
+		"$BT" holdlock -queue "$W/q-hf" -- hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
+		--prepare "rm -f $W/q-hf/entries/$KEY" \
+		--export-json "$W/hyperfine.json" -n floor "$W/bin/floor" -n hook "$CFH" >"$W/logs/hyperfine.log" 2>&1 ||
+		{ cat "$W/logs/hyperfine.log" >&2; exit 1; }
+	[ -e "$W/q-hf/entries/$KEY" ] || { echo "bench: the hyperfine runs queued nothing" >&2; exit 1; }
+	jq -c '.results[] | {kind:"hyperfine",name:.command,runs:(.times|length),median_ms:(.median*1000),mean_ms:(.mean*1000),min_ms:(.min*1000),max_ms:(.max*1000)}' "$W/hyperfine.json" >>"$R"
+	cmd latency "OUT_PATHS=<one path> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/hf.conf benchtool holdlock -queue \$W/q-hf -- hyperfine -N --warmup $WARMUP --runs $RUNS --prepare 'rm -f <its entry>' \$W/bin/floor \$W/bin/cachix-filter-hook"
+fi
+
+say "1d. where the hook's time goes"
+conf phases "$W/q-phases"
+"$BT" phases -config "$W/conf/phases.conf" -path "$(head -1 "$W/outs.txt")" -runs "$PHASE_RUNS" -results "$R"
+cmd evidence "benchtool phases -config \$W/conf/phases.conf -path <path> -runs $PHASE_RUNS   # hook.Run's steps timed in fresh processes"
+conf init "$W/q-init"
+env OUT_PATHS="$(head -1 "$W/outs.txt")" CACHIX_FILTER_HOOK_CONFIG="$W/conf/init.conf" \
+	"$BT" holdlock -queue "$W/q-init" -- "$BT" inittrace -name hook -runs "$INIT_RUNS" -top 12 -results "$R" -- "$CFH"
+"$BT" inittrace -name floor -runs "$INIT_RUNS" -top 3 -results "$R" -- "$W/bin/floor"
+cmd evidence "GODEBUG=inittrace=1 \$W/bin/cachix-filter-hook (and \$W/bin/floor), $INIT_RUNS runs, median per package"
+# Which third-party packages bring in the heaviest standard ones.
+go list -f '{{.ImportPath}}: {{join .Imports " "}}' -deps . >"$W/deps.txt"
+heavy=
+for pkg in net/http crypto/tls crypto/x509 html/template text/template; do
+	who=$(awk -v p="$pkg" '{ip=$1; sub(/:$/, "", ip); for (i = 2; i <= NF; i++) if ($i == p && ip ~ /^[a-z0-9-]+\.[a-z]/) print ip}' "$W/deps.txt" | tr '\n' ' ')
+	[ -n "$who" ] && heavy="$heavy$pkg <- ${who% }; "
+done
+fact heavy_importers "${heavy%; }"
+fact packages_hook "$(wc -l <"$W/deps.txt")"
+go list -deps ./bench/floor | sort >"$W/deps-floor.txt"
+fact packages_floor "$(wc -l <"$W/deps-floor.txt")"
+cut -d: -f1 "$W/deps.txt" | sort | comm -23 - "$W/deps-floor.txt" >"$W/deps-extra.txt"
+fact packages_extra "$(wc -l <"$W/deps-extra.txt")"
+fact packages_viper "$(go list -deps github.com/spf13/viper | sort | comm -12 - "$W/deps-extra.txt" | wc -l)"
+cmd evidence "go list -deps . ; go list -f '{{.ImportPath}}: {{.Imports}}' -deps .   # who imports net/http, crypto/tls, html/template"
+
+# ---------------------------------------------------------------- 5. scaling
+say "5. hook latency against queue depth ($DEPTHS pending)"
+CMDS=$(floor_cmd "floor (depth series)")
+for d in $DEPTHS; do
+	conf "depth-$d" "$W/q-depth-$d"
+	"$BT" fill -queue "$W/q-depth-$d" -target benchcache -n "$d"
+	CMDS="$CMDS,
+ $(hook_cmd "depth=$d" "depth-$d" "$W/q-depth-$d" "\"hold_lock\":true,\"depth\":$d")"
+done
+cat >"$W/spec/depth.json" <<EOF
+{"runs":$RUNS,"warmup":$WARMUP,"paths":"$W/paths.tsv","commands":[
+ $CMDS
+]}
+EOF
+"$BT" exec -spec "$W/spec/depth.json" -results "$R"
+for d in $DEPTHS; do
+	n=$(find "$W/q-depth-$d/entries" -type f | wc -l)
+	[ "$n" -eq "$d" ] || { echo "bench: depth $d queue holds $n entries" >&2; exit 1; }
+	rm -rf "$W/q-depth-$d"
+done
+cmd scaling "benchtool fill -queue \$W/q-depth-D -target benchcache -n D   # D pending entries for the configured target, written as the queue writes them (queue.Entry JSON, named queue.Key)"
+cmd scaling "OUT_PATHS=<path i> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/depth-D.conf \$W/bin/cachix-filter-hook   # worker lock held by the benchmark, so nothing drains; each run's entry removed after the run: the depth stays D"
+
+# ---------------------------------------------------------------- 4. throughput
+say "4a. filter decisions per second"
+"$BT" decide -names "$DECIDE_NAMES" -repeat "$DECIDE_REPEAT" -no-full-path -cpuprofile "$W/decide.prof" -results "$R"
+go tool pprof -top -nodecount=12 "$BT" "$W/decide.prof" 2>/dev/null | sed -n '/flat%/,$p' >"$W/decide-top.txt"
+fact decide_profile "$(cat "$W/decide-top.txt")"
+cmd throughput "benchtool decide -names $DECIDE_NAMES -repeat $DECIDE_REPEAT   # filter.Compile once, then Rules.Decide over every name; median pass"
+go test -run NONE -bench 'Decide$' -benchtime "$GOBENCH_DECIDE" ./filter | tee "$W/logs/gobench-decide.txt" >&2
+"$BT" gobench -in "$W/logs/gobench-decide.txt" -metric decisions/s -results "$R"
+cmd throughput "go test -run NONE -bench 'Decide\$' -benchtime $GOBENCH_DECIDE ./filter   # filter/filter_test.go's BenchmarkDecide (1,024 names, cycled)"
+
+say "4b. enqueue rate"
+go test -run NONE -bench 'Add$' -benchtime "$GOBENCH_ADD" ./queue | tee "$W/logs/gobench-add.txt" >&2
+"$BT" gobench -in "$W/logs/gobench-add.txt" -metric entries/s -results "$R"
+cmd throughput "go test -run NONE -bench 'Add\$' -benchtime $GOBENCH_ADD ./queue   # queue/queue_bench_test.go: W goroutines calling queue.Add, each a new entry"
+conf conc "$W/q-conc"
+for k in 1 8 64; do
+	cat >"$W/spec/conc-$k.json" <<EOF
+{"mode":"concurrency","concurrency":$k,"total":$CONC_TOTAL,"paths":"$W/paths.tsv","commands":[
+ $(hook_cmd "enqueue" conc "$W/q-conc" '"hold_lock":true')
+]}
+EOF
+	"$BT" exec -spec "$W/spec/conc-$k.json" -results "$R"
+done
+cmd throughput "$CONC_TOTAL hook processes (OUT_PATHS=<a different path each>), K at a time for K = 1, 8, 64; worker lock held; entries/s = $CONC_TOTAL / wall time; all $CONC_TOTAL entries checked"
+
+say "4c. drain rate into a file:// store"
+cat >"$W/conf/drain.conf" <<EOF
+store = "file://$W/drain-cache"
+name = "drain"
+allow = ["benchpath-*"]
+[queue]
+dir = "$W/q-drain"
+linger = "0s"
+EOF
+chmod 600 "$W/conf/drain.conf"
+"$BT" fill -queue "$W/q-drain" -target drain -n "$DRAIN_N" -paths "$W/paths.tsv" -age 1m
+"$BT" time -kind drain -name "worker --once" -items "$DRAIN_N" -results "$R" -log "$W/logs/drain.log" -- "$CFH" --config "$W/conf/drain.conf" worker --once
+n=$(find "$W/drain-cache" -maxdepth 1 -name '*.narinfo' | wc -l)
+left=$(find "$W/q-drain/entries" -type f | wc -l)
+[ "$n" -eq "$DRAIN_N" ] && [ "$left" -eq 0 ] || { echo "bench: drain: $n of $DRAIN_N in the cache, $left left" >&2; exit 1; }
+count "drain batches" "$(grep -c 'msg=pushed' "$W/q-drain/worker.log" || true)"
+cmd throughput "benchtool fill -queue \$W/q-drain -target drain -n $DRAIN_N -paths <prebuilt paths> -age 1m   # queue.Add, fsynced"
+cmd throughput "\$W/bin/cachix-filter-hook --config \$W/conf/drain.conf worker --once   # target store = \"file://\$W/drain-cache\": nix copy, batches of 64; all $DRAIN_N narinfos checked"
+
+# ---------------------------------------------------------------- 2+3. build loop
+say "2. build loop: $BUILD_N salted derivations, --max-jobs 1"
+export BENCH_CACHIX=$W/bin/cachix BENCH_CACHE=benchcache
+build() { # build WAY REP HOOK
+	local salt
+	salt=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+	local hold=()
+	[ -z "${BT_HOLD:-}" ] || hold=("$BT" holdlock -queue "$BT_HOLD" --)
+	"${hold[@]}" "$BT" time -kind build -name "$1" -items "$BUILD_N" -results "$R" -log "$W/logs/build-$1-$2.log" -- \
+		nix-build bench/drvs.nix --argstr salt "$salt" --arg n "$BUILD_N" --argstr prefix benchpkg \
+		--no-out-link --max-jobs 1 "${NIXOPTS[@]}" --option post-build-hook "$3" ||
+		{ tail -20 "$W/logs/build-$1-$2.log" >&2; return 1; }
+}
+# held: a diagnostic fourth way, the hook with no worker pushing alongside
+# the builds (the benchmark holds the worker lock), to tell the hook's own
+# cost from the worker's.
+WAYS=(none floor cachix-filter-hook held)
+for rep in $(seq 1 "$BUILD_REPS"); do
+	for i in 0 1 2 3; do
+		way=${WAYS[$(((i + rep) % 4))]}
+		case $way in
+		none) build none "$rep" "" ;;
+		floor) build "empty hook" "$rep" "$W/bin/floor" ;;
+		held)
+			conf "held-$rep" "$W/q-held-$rep"
+			export CACHIX_FILTER_HOOK_CONFIG=$W/conf/held-$rep.conf
+			BT_HOLD=$W/q-held-$rep build "worker held off" "$rep" "$CFH"
+			unset CACHIX_FILTER_HOOK_CONFIG
+			n=$(find "$W/q-held-$rep/entries" -type f | wc -l)
+			[ "$n" -eq "$BUILD_N" ] || { echo "bench: the held-off hooks queued $n entries, want $BUILD_N" >&2; exit 1; }
+			rm -rf "$W/q-held-$rep"
+			;;
+		cachix-filter-hook)
+			conf "build-$rep" "$W/q-build-$rep"
+			mkdir -p "$W/standin-cfh-$rep"
+			export CACHIX_FILTER_HOOK_CONFIG=$W/conf/build-$rep.conf CACHIX_STANDIN_ROOT=$W/standin-cfh-$rep CACHIX_STANDIN_DELAY=$PUSH_DELAY
+			build cachix-filter-hook "$rep" "$CFH"
+			"$BT" time -kind wait -name "wait after the build" -results "$R" -log "$W/logs/wait-$rep.log" -- "$CFH" wait --timeout 600s
+			unset CACHIX_FILTER_HOOK_CONFIG CACHIX_STANDIN_ROOT CACHIX_STANDIN_DELAY
+			calls=$(wc -l <"$W/standin-cfh-$rep/invocations.jsonl")
+			pushed=$(jq -s '[.[] | select(.exit == 0) | .paths | length] | add' "$W/standin-cfh-$rep/invocations.jsonl")
+			cached=$(find "$W/standin-cfh-$rep/benchcache" -maxdepth 1 -name '*.narinfo' | wc -l)
+			[ "$cached" -eq "$BUILD_N" ] && [ "$pushed" -eq "$BUILD_N" ] ||
+				{ echo "bench: cachix-filter-hook pushed $pushed paths, $cached in the cache, want $BUILD_N" >&2; exit 1; }
+			count "pusher calls" "$calls"
+			count "paths pushed" "$pushed"
+			wait_no_worker "$W/q-build-$rep"
+			;;
+		esac
+	done
+done
+for way in naive-sync naive-bg; do
+	mkdir -p "$W/standin-$way"
+	export CACHIX_STANDIN_ROOT=$W/standin-$way CACHIX_STANDIN_DELAY=$PUSH_DELAY CACHIX_AUTH_TOKEN=bench-token
+	BUILD_N=$NAIVE_N build "$way" 1 "$ROOT/bench/hooks/$way.sh"
+	unset CACHIX_STANDIN_ROOT CACHIX_STANDIN_DELAY CACHIX_AUTH_TOKEN
+	calls=$(wc -l <"$W/standin-$way/invocations.jsonl")
+	[ "$calls" -eq "$NAIVE_N" ] || { echo "bench: $way pushed $calls times, want $NAIVE_N" >&2; exit 1; }
+	count "pusher calls $way" "$calls"
+done
+cmd build "nix-build bench/drvs.nix --argstr salt <new random salt> --arg n $BUILD_N --argstr prefix benchpkg --no-out-link --max-jobs 1 --option substituters \"\" --option post-build-hook HOOK"
+cmd build "HOOK: \"\" (none) | \$W/bin/floor (empty hook) | \$W/bin/cachix-filter-hook with CACHIX_FILTER_HOOK_CONFIG=\$W/conf/build-N.conf (fresh queue, no worker yet), CACHIX_STANDIN_DELAY=$PUSH_DELAY | bench/hooks/naive-sync.sh | bench/hooks/naive-bg.sh ($NAIVE_N derivations, CACHIX_STANDIN_DELAY=$PUSH_DELAY)"
+cmd build "diagnostic: CACHIX_FILTER_HOOK_CONFIG=\$W/conf/held-N.conf benchtool holdlock -queue \$W/q-held-N -- nix-build ... --option post-build-hook \$W/bin/cachix-filter-hook   # no worker runs: the hook's cost alone"
+cmd build "$BUILD_REPS rounds of none / empty hook / cachix-filter-hook / held off, the order rotating; then \$W/bin/cachix-filter-hook wait --timeout 600s at once after each cachix-filter-hook build; pusher calls = lines of \$CACHIX_STANDIN_ROOT/invocations.jsonl"
+
+# ---------------------------------------------------------------- report
+say "report"
+left=$(run_workers || true)
+count "workers left running" "$(echo "$left" | grep -c . || true)"
+fact load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+fact elapsed "$(( ($(date +%s%N) - START_NS) / 1000000000 ))"
+[ -z "$KEEP_RESULTS" ] || cp "$R" "$KEEP_RESULTS"
+"$BT" report -results "$R" -out "$OUT"
+echo "bench: wrote $OUT ($MODE mode, $(( ($(date +%s%N) - START_NS) / 1000000000 )) s)" >&2
