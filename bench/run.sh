@@ -7,7 +7,8 @@
 #   bash bench/run.sh --out F    write the report to F
 #   bash bench/run.sh --results F   also keep the raw results (JSON lines) in F
 #
-# Needs: go, Nix (nix-build, nix-store, nix), jq. Uses when present:
+# Needs: go, Nix (nix-build, nix-store, nix), jq; as root on Debian it
+# installs what is missing. Uses when present:
 # /usr/bin/time (peak RSS; else getrusage, see benchtool/exec.go) and
 # hyperfine (a cross-check of the hook latency).
 #
@@ -63,6 +64,20 @@ else
 fi
 PUSH_DELAY=1s
 
+# On a fresh Debian machine (as root), install what is missing, as make demo
+# does: Nix, jq, and the optional GNU time and hyperfine.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+	missing=
+	command -v nix-build >/dev/null || missing="$missing nix-bin"
+	command -v jq >/dev/null || missing="$missing jq"
+	[ -x /usr/bin/time ] || missing="$missing time"
+	command -v hyperfine >/dev/null || missing="$missing hyperfine"
+	if [ -n "$missing" ]; then
+		echo "bench: installing$missing" >&2
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+	fi
+fi
 for tool in go nix-build nix-store nix-instantiate nix jq; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
 done
