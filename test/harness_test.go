@@ -175,16 +175,27 @@ func Drv(salt, name string, outputs []string, deps ...string) string {
 // build log (where the hook's lines appear).
 func (e *Env) Build(expr string, extra ...string) (paths []string, log string) {
 	e.t.Helper()
+	paths, log, _ = e.BuildWith(hookBin, expr, extra...)
+	return paths, log
+}
+
+// BuildWith is Build with another post-build-hook (such as /bin/true, for
+// a build without ours); it also returns how long nix-build took.
+func (e *Env) BuildWith(hook, expr string, extra ...string) (paths []string, log string, took time.Duration) {
+	e.t.Helper()
 	file := filepath.Join(e.Dir, fmt.Sprintf("build-%s.nix", Salt()))
 	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
-	args := append([]string{file, "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", hookBin}, extra...)
+	args := append([]string{file, "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", hook}, extra...)
 	cmd := exec.Command("nix-build", args...)
 	cmd.Env = e.environ()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	start := time.Now()
+	err := cmd.Run()
+	took = time.Since(start)
+	if err != nil {
 		e.t.Fatalf("nix-build failed: %v\n%s", err, stderr.String())
 	}
 	// nix-build prints only the default outputs; list them all.
@@ -196,7 +207,7 @@ func (e *Env) Build(expr string, extra ...string) (paths []string, log string) {
 	if err != nil {
 		e.t.Fatalf("nix-store --query --outputs: %v", err)
 	}
-	return strings.Fields(string(all)), stderr.String()
+	return strings.Fields(string(all)), stderr.String(), took
 }
 
 // Run runs cachix-filter-hook with args and returns stdout, stderr and

@@ -23,37 +23,6 @@ import (
 	"time"
 )
 
-// plNixBuild runs nix-build on expr with hook as post-build-hook (hookBin,
-// or /bin/true for a build without our hook) and returns every output path
-// of the derivations, the build log and how long nix-build itself took.
-func plNixBuild(e *Env, hook, expr string, extra ...string) ([]string, string, time.Duration) {
-	e.t.Helper()
-	file := filepath.Join(e.Dir, fmt.Sprintf("build-%s.nix", Salt()))
-	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	args := append([]string{file, "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", hook}, extra...)
-	cmd := exec.Command("nix-build", args...)
-	cmd.Env = e.environ()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	err := cmd.Run()
-	took := time.Since(start)
-	if err != nil {
-		e.t.Fatalf("nix-build failed: %v\n%s", err, stderr.String())
-	}
-	drvs, err := exec.Command("nix-instantiate", file).Output()
-	if err != nil {
-		e.t.Fatalf("nix-instantiate: %v", err)
-	}
-	all, err := exec.Command("nix-store", append([]string{"--query", "--outputs"}, strings.Fields(string(drvs))...)...).Output()
-	if err != nil {
-		e.t.Fatalf("nix-store --query --outputs: %v", err)
-	}
-	return strings.Fields(string(all)), stderr.String(), took
-}
-
 // plList makes a Nix list expression of derivation expressions.
 func plList(drvs ...string) string {
 	return "[ (" + strings.Join(drvs, ") (") + ") ]"
@@ -366,11 +335,11 @@ bin = "@CACHIX@"
 	}
 	// Warm up (Nix's evaluation cache, page cache) so the baseline is not
 	// the slowest run by accident.
-	plNixBuild(e, "/bin/true", five(Salt()), "--max-jobs", "1")
-	_, _, base := plNixBuild(e, "/bin/true", five(Salt()), "--max-jobs", "1")
+	e.BuildWith("/bin/true", five(Salt()), "--max-jobs", "1")
+	_, _, base := e.BuildWith("/bin/true", five(Salt()), "--max-jobs", "1")
 
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "3s")
-	paths, log, took := plNixBuild(e, hookBin, five(Salt()), "--max-jobs", "1")
+	paths, log, took := e.BuildWith(hookBin, five(Salt()), "--max-jobs", "1")
 	entriesAtReturn := e.QueueEntries()
 	landedAtReturn := len(CachePaths(t, filepath.Join(e.Standin, "slow")))
 	t.Logf("%d builds: %s with /bin/true as hook, %s with the hook and 3s pushes; at return %d entries queued, %d paths in the cache",
@@ -560,7 +529,7 @@ bin = "@CACHIX@"
 	for i := 0; i < 15; i++ {
 		drvs = append(drvs, Drv(s, fmt.Sprintf("nope-%d", i), nil))
 	}
-	paths, _, _ := plNixBuild(e, "/bin/true", plList(drvs...), "--max-jobs", "4")
+	paths, _, _ := e.BuildWith("/bin/true", plList(drvs...), "--max-jobs", "4")
 	if len(paths) != 50 {
 		t.Fatalf("built %d paths, want 50", len(paths))
 	}
@@ -718,7 +687,7 @@ dir = "@DIR@/notadir/queue"
 store = "file://@DIR@/cache"
 allow = ["*"]
 `)
-		paths, _, _ := plNixBuild(e, "/bin/true", plList(Drv(Salt(), "real-1.0", nil)))
+		paths, _, _ := e.BuildWith("/bin/true", plList(Drv(Salt(), "real-1.0", nil)))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 
