@@ -2,8 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"time"
 
@@ -36,7 +38,7 @@ type queueStatus struct {
 	Targets       []*targetStatus `json:"targets"`
 	// Orphaned counts entries of targets no longer in the config.
 	Orphaned int `json:"orphaned"`
-	Corrupt  int `json:"corrupt_moved_aside"`
+	Corrupt  int `json:"corrupt"`
 }
 
 func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
@@ -101,7 +103,7 @@ func (st *queueStatus) print(w io.Writer) {
 		fmt.Fprintf(w, "%d entries belong to targets no longer in the config\n", st.Orphaned)
 	}
 	if st.Corrupt > 0 {
-		fmt.Fprintf(w, "%d corrupt entries were moved to %s/corrupt\n", st.Corrupt, st.Queue)
+		fmt.Fprintf(w, "%d unreadable entries: the worker moves them to %s/corrupt\n", st.Corrupt, st.Queue)
 	}
 }
 
@@ -184,9 +186,14 @@ func runWait(e *env) int {
 		for _, n := range names {
 			t, ok := targetOf[n]
 			if !ok {
-				en, err := q.Read(n)
+				en, err := q.Peek(n)
+				if errors.Is(err, os.ErrNotExist) {
+					continue // pushed meanwhile
+				}
 				if err != nil {
-					continue // pushed meanwhile, or corrupt and moved aside
+					// Corrupt: the worker moves it aside and logs it.
+					pushable++
+					continue
 				}
 				t = en.Target
 				targetOf[n] = t

@@ -181,10 +181,21 @@ func (q *Queue) Names() ([]string, error) {
 	return names, nil
 }
 
-// Read reads one entry. An entry that cannot be parsed, or that names a
-// malformed store path, is moved to corrupt/ and reported as an error
-// wrapping ErrCorrupt.
+// Read reads one entry for the worker. An entry that cannot be parsed, or
+// that names a malformed store path, is moved to corrupt/ and reported as
+// an error wrapping ErrCorrupt.
 func (q *Queue) Read(name string) (*Entry, error) {
+	e, err := q.Peek(name)
+	if errors.Is(err, ErrCorrupt) {
+		return nil, q.moveCorrupt(name, err)
+	}
+	return e, err
+}
+
+// Peek reads one entry without changing the queue: status and wait look,
+// only the worker moves entries. A corrupt entry is an error wrapping
+// ErrCorrupt.
+func (q *Queue) Peek(name string) (*Entry, error) {
 	file := q.path(entriesDir, name)
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -192,11 +203,11 @@ func (q *Queue) Read(name string) (*Entry, error) {
 	}
 	e := &Entry{key: name}
 	if err := json.Unmarshal(data, e); err != nil {
-		return nil, q.moveCorrupt(name, fmt.Errorf("parsing %s: %w", file, err))
+		return nil, fmt.Errorf("%w: parsing %s: %v", ErrCorrupt, file, err)
 	}
 	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
 	if err != nil || e.Target == "" || Key(e.Target, p) != name {
-		return nil, q.moveCorrupt(name, fmt.Errorf("%s: entry does not match its name (target %q, path %q)", file, e.Target, e.Path))
+		return nil, fmt.Errorf("%w: %s: entry does not match its name (target %q, path %q)", ErrCorrupt, file, e.Target, e.Path)
 	}
 	return e, nil
 }
@@ -204,19 +215,20 @@ func (q *Queue) Read(name string) (*Entry, error) {
 // ErrCorrupt marks an entry that was moved aside.
 var ErrCorrupt = errors.New("corrupt queue entry")
 
+// moveCorrupt moves an entry to corrupt/; cause wraps ErrCorrupt.
 func (q *Queue) moveCorrupt(name string, cause error) error {
 	if err := os.MkdirAll(q.path(corruptDir), 0o700); err != nil {
-		return fmt.Errorf("%w: %v (and moving it aside failed: %v)", ErrCorrupt, cause, err)
+		return fmt.Errorf("%w (and moving it aside failed: %v)", cause, err)
 	}
 	dst := q.path(corruptDir, name+"."+time.Now().UTC().Format("20060102T150405.000000000"))
 	if err := os.Rename(q.path(entriesDir, name), dst); err != nil {
-		return fmt.Errorf("%w: %v (and moving it aside failed: %v)", ErrCorrupt, cause, err)
+		return fmt.Errorf("%w (and moving it aside failed: %v)", cause, err)
 	}
-	return fmt.Errorf("%w: %v; moved to %s", ErrCorrupt, cause, dst)
+	return fmt.Errorf("%w; moved to %s", cause, dst)
 }
 
-// List reads every entry, moving corrupt ones aside. The errors for those
-// are returned alongside the good entries.
+// List reads every entry without changing the queue. Corrupt entries are
+// reported as errors alongside the good ones; the worker moves them aside.
 func (q *Queue) List() ([]*Entry, []error, error) {
 	names, err := q.Names()
 	if err != nil {
@@ -225,7 +237,7 @@ func (q *Queue) List() ([]*Entry, []error, error) {
 	var entries []*Entry
 	var bad []error
 	for _, n := range names {
-		e, err := q.Read(n)
+		e, err := q.Peek(n)
 		switch {
 		case err == nil:
 			entries = append(entries, e)
@@ -297,9 +309,10 @@ func (q *Queue) Dropped(key string, since time.Time) (*Entry, bool) {
 	return e, true
 }
 
-// Get reads the entry with that key; false when it is not queued.
+// Get reads the entry with that key, without changing the queue; false
+// when it is not queued (or unreadable).
 func (q *Queue) Get(key string) (*Entry, bool) {
-	e, err := q.Read(key)
+	e, err := q.Peek(key)
 	return e, err == nil
 }
 
