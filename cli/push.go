@@ -47,7 +47,8 @@ func runPush(e *env) int {
 		}
 	}
 	storeDir := storepath.StoreDir()
-	var roots []string
+	var paths []storepath.Path
+	seen := map[storepath.Path]bool{}
 	for _, a := range args {
 		p, err := storepath.Resolve(storeDir, a)
 		if err == nil {
@@ -60,27 +61,31 @@ func runPush(e *env) int {
 			status = 1
 			continue
 		}
-		roots = append(roots, p.String())
+		if !seen[p] {
+			seen[p] = true
+			paths = append(paths, p)
+		}
 	}
-	if len(roots) == 0 {
+	if len(paths) == 0 {
 		return status
 	}
 	if *closure {
-		roots, err = nixstore.Nix{BinDir: c.Nix.BinDir}.Closure(e.ctx, roots...)
+		roots := make([]string, len(paths))
+		for i, p := range paths {
+			roots[i] = p.String()
+		}
+		closure, err := nixstore.Nix{BinDir: c.Nix.BinDir}.Closure(e.ctx, roots...)
 		if err != nil {
 			e.errorf("push: %v", err)
 			return 1
 		}
-	}
-	var paths []storepath.Path
-	seen := map[string]bool{}
-	for _, r := range roots {
-		p, err := storepath.Parse(storeDir, r)
-		if err != nil || seen[r] {
-			continue
+		// nix-store lists each path once, the roots among them.
+		paths = paths[:0]
+		for _, s := range closure {
+			if p, err := storepath.Parse(storeDir, s); err == nil {
+				paths = append(paths, p)
+			}
 		}
-		seen[r] = true
-		paths = append(paths, p)
 	}
 	if *dryRun {
 		for _, p := range paths {

@@ -141,11 +141,8 @@ func parse(file string, data []byte) (*Config, error) {
 	} else {
 		where = "environment"
 	}
-	for key, k := range schema {
-		if k != kTargets {
-			_ = v.BindEnv(key, EnvName(key))
-		}
-	}
+	// Environment overrides are applied by loader.get, which also
+	// records where each value came from; viper only reads the file.
 	l := &loader{v: v, file: where, sources: map[string]string{}}
 	c := &Config{File: file, sources: l.sources}
 	l.unknownKeys()

@@ -54,8 +54,9 @@ func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) 
 		}
 		secret = tok
 		// The token goes in the environment, never in argv, where any
-		// user could read it from /proc.
-		env = append(withoutVar(env, "CACHIX_AUTH_TOKEN"), "CACHIX_AUTH_TOKEN="+tok)
+		// user could read it from /proc. exec keeps the last of
+		// duplicate variables, so this one wins over an inherited one.
+		env = append(env, "CACHIX_AUTH_TOKEN="+tok)
 	}
 	args := append(append([]string{"push"}, p.args...), "--", p.cache)
 	args = append(args, paths...)
@@ -97,16 +98,6 @@ func run(cmd *exec.Cmd, out io.Writer, secret string) error {
 		return fmt.Errorf("%s exited with %s: %s", cmd.Args[0], ee.ProcessState, lastLines(msg, 3))
 	}
 	return fmt.Errorf("running %s: %w", cmd.Args[0], err)
-}
-
-func withoutVar(env []string, name string) []string {
-	out := env[:0:0]
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, name+"=") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 // withNixOnPath lets cachix find nix-store when the daemon's PATH lacks it.

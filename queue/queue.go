@@ -197,13 +197,9 @@ func (q *Queue) Read(name string) (*Entry, error) {
 // ErrCorrupt.
 func (q *Queue) Peek(name string) (*Entry, error) {
 	file := q.path(entriesDir, name)
-	data, err := os.ReadFile(file)
+	e, err := readEntry(file, name)
 	if err != nil {
-		return nil, fmt.Errorf("reading queue entry: %w", err)
-	}
-	e := &Entry{key: name}
-	if err := json.Unmarshal(data, e); err != nil {
-		return nil, fmt.Errorf("%w: parsing %s: %v", ErrCorrupt, file, err)
+		return nil, err
 	}
 	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
 	if err != nil || e.Target == "" || Key(e.Target, p) != name {
@@ -298,15 +294,21 @@ func (q *Queue) Dropped(key string, since time.Time) (*Entry, bool) {
 	if err != nil || fi.ModTime().Before(since) {
 		return nil, false
 	}
+	e, err := readEntry(file, key)
+	return e, err == nil
+}
+
+// readEntry decodes an entry file; JSON it cannot parse is ErrCorrupt.
+func readEntry(file, key string) (*Entry, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, false
+		return nil, fmt.Errorf("reading queue entry: %w", err)
 	}
 	e := &Entry{key: key}
-	if json.Unmarshal(data, e) != nil {
-		return nil, false
+	if err := json.Unmarshal(data, e); err != nil {
+		return nil, fmt.Errorf("%w: parsing %s: %v", ErrCorrupt, file, err)
 	}
-	return e, true
+	return e, nil
 }
 
 // Get reads the entry with that key, without changing the queue; false

@@ -3,8 +3,11 @@ package worker
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
@@ -13,48 +16,42 @@ import (
 
 // Spawn starts a detached worker for the queue of cfg and does not wait
 // for it. Nix reads the hook's stdout and stderr until EOF, so the worker
-// must not inherit them: it gets /dev/null for all three, no other
-// descriptor (Go opens everything close-on-exec), and a session of its own
-// so that nothing aimed at the build's process group reaches it.
+// must not inherit them: exec gives it /dev/null for all three and no other
+// descriptor (Go opens everything close-on-exec), and it gets a session of
+// its own so that nothing aimed at the build's process group reaches it.
 func Spawn(cfg *config.Config) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("starting worker: %w", err)
 	}
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("starting worker: %w", err)
-	}
-	defer devnull.Close()
-	args := []string{exe}
+	var args []string
 	if cfg.File != "" {
 		args = append(args, "--config", cfg.File)
 	}
-	args = append(args, "worker", "--spawned")
-	env := append(workerEnv(os.Environ()), config.EnvName("queue.dir")+"="+cfg.Queue.Dir)
-	p, err := os.StartProcess(exe, args, &os.ProcAttr{
-		Dir:   "/",
-		Env:   env,
-		Files: []*os.File{devnull, devnull, devnull},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
-	})
-	if err != nil {
+	cmd := exec.Command(exe, append(args, "worker", "--spawned")...)
+	cmd.Dir = "/"
+	// exec keeps the last of duplicate variables: these win over the
+	// hook's own.
+	cmd.Env = append(workerEnv(os.Environ()), config.EnvName("queue.dir")+"="+cfg.Queue.Dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting worker: %w", err)
 	}
-	return p.Release()
+	return cmd.Process.Release()
 }
 
-// workerEnv fills in HOME and the XDG directories when the hook's
-// environment lacks them (nix-daemon's often does): cachix reads its
-// config from ~/.config/cachix.
+// workerEnv adds HOME and the XDG directories when the hook's environment
+// lacks them (nix-daemon's often does): cachix reads its config from
+// ~/.config/cachix.
 func workerEnv(env []string) []string {
 	get := func(k string) string {
+		v := ""
 		for _, kv := range env {
-			if len(kv) > len(k) && kv[:len(k)+1] == k+"=" {
-				return kv[len(k)+1:]
+			if rest, ok := strings.CutPrefix(kv, k+"="); ok {
+				v = rest
 			}
 		}
-		return ""
+		return v
 	}
 	home := get("HOME")
 	if home == "" || home == "/homeless-shelter" {
@@ -62,13 +59,7 @@ func workerEnv(env []string) []string {
 		if u, err := user.Current(); err == nil && u.HomeDir != "" {
 			home = u.HomeDir
 		}
-		out := env[:0:0]
-		for _, kv := range env {
-			if len(kv) < 5 || kv[:5] != "HOME=" {
-				out = append(out, kv)
-			}
-		}
-		env = append(out, "HOME="+home)
+		env = append(slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }), "HOME="+home)
 	}
 	if get("XDG_CONFIG_HOME") == "" {
 		env = append(env, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))

@@ -25,9 +25,7 @@ type TargetState struct {
 const stateFile = "state.json"
 
 // LoadState reads the worker's state in a queue directory.
-func LoadState(dir string) *State { return loadState(dir) }
-
-func loadState(dir string) *State {
+func LoadState(dir string) *State {
 	s := &State{Targets: map[string]*TargetState{}}
 	if data, err := os.ReadFile(filepath.Join(dir, stateFile)); err == nil {
 		_ = json.Unmarshal(data, s)

@@ -102,7 +102,7 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 			lock.Unlock()
 		}
 	}()
-	w.state = loadState(w.q.Dir)
+	w.state = LoadState(w.q.Dir)
 	w.q.CleanTmp(time.Hour)
 	w.log.WithFields(logrus.Fields{"queue": w.q.Dir, "pid": os.Getpid()}).Info("worker started")
 
