@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -655,5 +656,27 @@ func TestReadToken(t *testing.T) {
 	// A directory cannot be read; the error does not leak anything.
 	if _, err := ReadToken(dir); err == nil {
 		t.Error("ReadToken(dir) succeeded")
+	}
+}
+
+func TestReadTokenFIFOAndSize(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := ReadToken(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("ReadToken(fifo) = %v, want a refusal", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ReadToken blocked on a FIFO")
+	}
+	big := write(t, filepath.Join(dir, "big"), strings.Repeat("x", maxTokenSize+1))
+	if _, err := ReadToken(big); err == nil || !strings.Contains(err.Error(), "limit is 65536 bytes") || strings.Contains(err.Error(), "xxxx") {
+		t.Errorf("ReadToken(big) = %v, want an error naming the limit", err)
 	}
 }

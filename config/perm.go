@@ -7,7 +7,12 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/safeopen"
 )
+
+// maxTokenSize bounds a token file; a Cachix token is a few hundred bytes.
+const maxTokenSize = 64 << 10
 
 // CheckOwnership refuses a file that root should not trust: one owned by
 // another user, or writable by group or others. Running as root, the hook
@@ -31,23 +36,23 @@ func CheckOwnership(path string, fi fs.FileInfo) error {
 // file that another user owns or can write. The error never contains the
 // file's content.
 func ReadToken(file string) (string, error) {
-	f, err := os.Open(file)
+	// Not blocking on a FIFO, regular files only; a token is small.
+	f, fi, err := safeopen.Open(file, safeopen.Options{MaxSize: maxTokenSize})
 	if err != nil {
 		return "", fmt.Errorf("reading token: %w", err)
 	}
 	defer f.Close()
 	if os.Geteuid() == 0 {
-		fi, err := f.Stat()
-		if err != nil {
-			return "", fmt.Errorf("reading token: %w", err)
-		}
 		if err := CheckOwnership(file, fi); err != nil {
 			return "", err
 		}
 	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenSize+1))
 	if err != nil {
 		return "", fmt.Errorf("reading token file %s: %w", file, err)
+	}
+	if len(b) > maxTokenSize {
+		return "", fmt.Errorf("refusing token file %s: it grew past the limit of %d bytes", file, maxTokenSize)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/safeopen"
 )
 
 // DrvOutputs reads the output paths of a derivation from its .drv file.
@@ -20,7 +21,9 @@ import (
 // Only that list is read. A content-addressed derivation has no output
 // paths there; it returns ErrNoPaths, and the caller asks Nix.
 func DrvOutputs(drv string) ([]string, error) {
-	f, err := os.Open(drv)
+	// Only the start is read, so no size limit; but a FIFO or device
+	// put in DRV_PATH must not block the hook.
+	f, _, err := safeopen.Open(drv, safeopen.Options{NoFollow: true})
 	if err != nil {
 		return nil, fmt.Errorf("reading derivation: %w", err)
 	}

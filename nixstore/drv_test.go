@@ -3,9 +3,12 @@ package nixstore
 import (
 	"bufio"
 	"errors"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestParseDrvOutputs(t *testing.T) {
@@ -51,4 +54,21 @@ func FuzzParseDrvOutputs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		parseDrvOutputs(bufio.NewReader(strings.NewReader(s)))
 	})
+}
+
+func TestDrvOutputsRefusesFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "x.drv")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := DrvOutputs(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("DrvOutputs(fifo) = %v, want a refusal", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("DrvOutputs blocked on a FIFO")
+	}
 }
