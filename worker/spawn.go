@@ -11,13 +11,15 @@ import (
 	"syscall"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/fds"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
 )
 
 // Spawn starts a detached worker for the queue of cfg and does not wait
 // for it. Nix reads the hook's stdout and stderr until EOF, so the worker
-// must not inherit them: exec gives it /dev/null for all three and no other
-// descriptor (Go opens everything close-on-exec), and it gets a session of
+// must not inherit them: exec gives it /dev/null for all three, every other
+// descriptor is marked close-on-exec first (Go opens its own files so, but
+// not those the hook inherited), and it gets a session of
 // its own so that nothing aimed at the build's process group reaches it.
 func Spawn(cfg *config.Config) error {
 	exe, err := os.Executable()
@@ -34,6 +36,10 @@ func Spawn(cfg *config.Config) error {
 	// hook's own.
 	cmd.Env = append(workerEnv(os.Environ()), config.EnvName("queue.dir")+"="+cfg.Queue.Dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Descriptors the hook inherited (the build caller's pipes) would
+	// otherwise pass on to the worker and hold the caller. Failing to
+	// list them is no reason not to start the worker.
+	_ = fds.CloseOnExec()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting worker: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/fds"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
@@ -102,6 +103,11 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 			lock.Unlock()
 		}
 	}()
+	// A worker started from a shell or a unit may have inherited
+	// descriptors; the pushers must not keep them.
+	if err := fds.CloseOnExec(); err != nil {
+		w.log.WithError(err).Warn("cannot keep inherited descriptors from the pushers")
+	}
 	w.state = LoadState(w.q.Dir)
 	w.q.CleanTmp(time.Hour)
 	w.log.WithFields(logrus.Fields{"queue": w.q.Dir, "pid": os.Getpid()}).Info("worker started")

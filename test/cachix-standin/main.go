@@ -37,6 +37,21 @@
 //	                           ("simulated failure for PATH"), every time.
 //	                           Only the paths given are matched, not their
 //	                           closures.
+//	CACHIX_STANDIN_TRICK       comma-separated tricks, for fault injection;
+//	                           the file $CACHIX_STANDIN_ROOT/trick, when it
+//	                           exists, replaces the variable (so a test can
+//	                           change the behaviour of a running worker's
+//	                           pushes). Tricks:
+//	                             fail     every push fails with exit 1
+//	                                      ("simulated failure (trick)")
+//	                             hang     start a grandchild (sleep) that
+//	                                      holds stdout and stderr, write its
+//	                                      pid to $ROOT/hang.pids, and sleep
+//	                                      forever
+//	                             flood=N  print N bytes of "x" on one line
+//	                                      (no newline) to stdout first
+//	                           Applied after the delay, before
+//	                           CACHIX_STANDIN_FAIL.
 //
 // Every invocation (when CACHIX_STANDIN_ROOT is set) appends one JSON line to
 // $CACHIX_STANDIN_ROOT/invocations.jsonl under flock:
@@ -346,6 +361,9 @@ func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
 		}
 		time.Sleep(dur)
 	}
+	if err := tricks(root, stdout); err != nil {
+		return err
+	}
 	if err := simulatedFailure(root, paths); err != nil {
 		return err
 	}
@@ -512,4 +530,61 @@ func push(root string, a Args, paths []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "All done.")
 	return nil
+}
+
+// tricks applies CACHIX_STANDIN_TRICK, or the trick file that replaces it.
+func tricks(root string, stdout io.Writer) error {
+	spec := os.Getenv("CACHIX_STANDIN_TRICK")
+	if b, err := os.ReadFile(filepath.Join(root, "trick")); err == nil {
+		spec = string(b)
+	}
+	fail := false
+	for _, t := range strings.Split(spec, ",") {
+		t = strings.TrimSpace(t)
+		name, val, _ := strings.Cut(t, "=")
+		switch name {
+		case "":
+		case "fail":
+			fail = true
+		case "hang":
+			return hang(root)
+		case "flood":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return fmt.Errorf("CACHIX_STANDIN_TRICK: flood=%q: want a number of bytes", val)
+			}
+			chunk := bytes.Repeat([]byte("x"), 64<<10)
+			for n > 0 {
+				k := min(n, len(chunk))
+				if _, err := stdout.Write(chunk[:k]); err != nil {
+					return err
+				}
+				n -= k
+			}
+		default:
+			return fmt.Errorf("CACHIX_STANDIN_TRICK: unknown trick %q", t)
+		}
+	}
+	if fail {
+		return errors.New("simulated failure (trick)")
+	}
+	return nil
+}
+
+// hang starts a grandchild that keeps our stdout and stderr open, records
+// its pid, and never returns: a pusher whose own children hold its output
+// pipe after it is killed.
+func hang(root string) error {
+	c := exec.Command("sleep", "3600")
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("hang: %w", err)
+	}
+	if err := appendLocked(filepath.Join(root, "hang.pids"), []byte(strconv.Itoa(c.Process.Pid)+"\n")); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "hanging, with a grandchild holding the output")
+	for {
+		time.Sleep(time.Hour)
+	}
 }

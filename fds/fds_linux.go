@@ -1,0 +1,3 @@
+package fds
+
+const fdDir = "/proc/self/fd"

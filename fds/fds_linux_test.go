@@ -1,0 +1,3 @@
+package fds
+
+const fdDirOfShell = "/proc/$$/fd"

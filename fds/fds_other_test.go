@@ -1,0 +1,5 @@
+//go:build !linux
+
+package fds
+
+const fdDirOfShell = "/dev/fd"

@@ -1,0 +1,46 @@
+package fds
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestChildInheritsNothing opens a descriptor the way an inherited one
+// is (without O_CLOEXEC), and checks that a child started after
+// CloseOnExec does not have it, while this process still does.
+func TestChildInheritsNothing(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	fd, err := syscall.Open(file, syscall.O_CREAT|syscall.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	child := func() string {
+		out, err := exec.Command("/bin/sh", "-c", "ls "+fdDirOfShell).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return " " + strings.Join(strings.Fields(string(out)), " ") + " "
+	}
+	name := " " + strconv.Itoa(fd) + " "
+	if !strings.Contains(child(), name) {
+		t.Fatalf("before CloseOnExec the child lacks fd %d: the test cannot see the defect", fd)
+	}
+	if err := CloseOnExec(); err != nil {
+		t.Fatal(err)
+	}
+	if got := child(); strings.Contains(got, name) {
+		t.Errorf("after CloseOnExec the child still has fd %d: %s", fd, got)
+	}
+	if _, err := syscall.Write(fd, []byte("x")); err != nil {
+		t.Errorf("this process lost fd %d: %v", fd, err)
+	}
+	if fi, _ := os.Stat(file); fi.Size() != 1 {
+		t.Errorf("write through fd %d did not land", fd)
+	}
+}
