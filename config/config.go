@@ -92,12 +92,14 @@ type Log struct {
 // then the per-user file, then the system file. An explicitly named file
 // must exist; the others are skipped when missing. It returns "" when no
 // file exists, which leaves the environment as the only source.
+//
+// The path is made absolute: the worker it is handed to runs in /.
 func Find(flagPath string) (string, error) {
 	if flagPath != "" {
-		return flagPath, nil
+		return absolute(flagPath, "--config")
 	}
 	if p := os.Getenv(EnvConfig); p != "" {
-		return p, nil
+		return absolute(p, EnvConfig)
 	}
 	for _, p := range SearchPath() {
 		if _, err := os.Stat(p); err == nil {
@@ -105,6 +107,14 @@ func Find(flagPath string) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+func absolute(p, from string) (string, error) {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", from, err)
+	}
+	return a, nil
 }
 
 // SearchPath lists the files Find tries after --config and the environment.

@@ -555,14 +555,15 @@ func TestRootRefusesUnsafeFiles(t *testing.T) {
 		refused string      // "" when accepted
 	}{
 		{"0600 owned by root", 0o600, 0, 0, ""},
+		// Readable by others: fine for the config, not for the token.
 		{"0644 owned by root", 0o644, 0, 0, ""},
 		{"0640 owned by root", 0o640, 0, 0, ""},
-		{"group-writable", 0o620, 0, 0, "writable by group or others (mode 0620)"},
-		{"world-writable", 0o602, 0, 0, "writable by group or others (mode 0602)"},
+		{"group-writable", 0o620, 0, 0, "writable by group or others (owner root (uid 0), mode 0620)"},
+		{"world-writable", 0o602, 0, 0, "writable by group or others (owner root (uid 0), mode 0602)"},
 		{"0666", 0o666, 0, 0, "writable by group or others"},
-		{"owned by nobody", 0o600, 65534, 0, "owned by uid 65534, not root"},
-		{"in a group-writable directory", 0o600, 0, 0o770, "writable by group or others (mode 0770)"},
-		{"in a world-writable directory", 0o600, 0, 0o777, "writable by group or others (mode 0777)"},
+		{"owned by nobody", 0o600, 65534, 0, "owned by nobody (uid 65534), not root"},
+		{"in a group-writable directory", 0o600, 0, 0o770, "writable by group or others (owner root (uid 0), mode 0770)"},
+		{"in a world-writable directory", 0o600, 0, 0o777, "writable by group or others (owner root (uid 0), mode 0777)"},
 		{"in a sticky world-writable directory", 0o600, 0, 0o777 | fs.ModeSticky, ""},
 	} {
 		t.Run(tc.why, func(t *testing.T) {
@@ -613,8 +614,13 @@ func TestRootRefusesUnsafeFiles(t *testing.T) {
 			t.Setenv(EnvConfig, "")
 
 			tok, err := ReadToken(token)
-			if tc.dirMode == 0 {
-				// ReadToken checks the file itself.
+			if tc.mode&0o044 != 0 && tc.refused == "" {
+				// A secret must not be readable by others either.
+				if err == nil || !strings.Contains(err.Error(), "readable by group or others") || !strings.Contains(err.Error(), "chmod 600 "+token) {
+					t.Errorf("token readable by others: %v", err)
+				}
+			} else {
+				// The token's directories are checked too.
 				check("token", err)
 			}
 			if err == nil && tok != "s3cr3t-t0ken" {
@@ -678,5 +684,19 @@ func TestReadTokenFIFOAndSize(t *testing.T) {
 	big := write(t, filepath.Join(dir, "big"), strings.Repeat("x", maxTokenSize+1))
 	if _, err := ReadToken(big); err == nil || !strings.Contains(err.Error(), "limit is 65536 bytes") || strings.Contains(err.Error(), "xxxx") {
 		t.Errorf("ReadToken(big) = %v, want an error naming the limit", err)
+	}
+}
+
+// A config over the limit is an error naming the limit, never a cut: the
+// part cut off could be the deny list.
+func TestConfigOverLimitIsAnError(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	pad := "# " + strings.Repeat("x", 1000) + "\n"
+	body := "cache = \"c\"\nallow = [\"*\"]\n" + strings.Repeat(pad, MaxConfigSize/len(pad)+1) + "deny = [\"secret-*\"]\n"
+	conf := write(t, filepath.Join(dir, "hook.conf"), body)
+	_, err := Load(conf)
+	if err == nil || !strings.Contains(err.Error(), "the limit is 1048576 bytes") || !strings.Contains(err.Error(), conf) {
+		t.Errorf("Load of a %d-byte config = %v, want an error naming the limit", len(body), err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/filter"
+	"github.com/cachix-filter-hook/cachix-filter-hook/safeopen"
+	"github.com/cachix-filter-hook/cachix-filter-hook/trust"
 )
 
 // Defaults of the optional keys, as documented in hook.conf.example.
@@ -90,39 +91,24 @@ func Load(flagPath string) (*Config, error) {
 	return parse(file, data)
 }
 
-// readChecked opens the file and, when running as root, refuses it unless
-// root owns it and nobody else can write it or its directory: the file
-// names programs that run as root (OpenSSH's StrictModes rule). The checks
-// are made on the opened descriptor, so the file cannot be swapped between
-// check and read.
+// MaxConfigSize is the largest config file read. A bigger one is an
+// error, never a cut: the part cut off could be a deny list.
+const MaxConfigSize = 1 << 20
+
+// readChecked refuses a file that fails the trust rule (see package
+// trust): the file names programs that run as root. The file is opened as
+// given once every directory on the way has been checked, so it cannot be
+// swapped in between; it must be a regular file no larger than
+// MaxConfigSize.
 func readChecked(file string) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	defer f.Close()
-	if os.Geteuid() == 0 {
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, fmt.Errorf("reading config: %w", err)
-		}
-		if err := CheckOwnership(file, fi); err != nil {
+	if _, err := trust.Check(file, trust.File); err != nil {
+		if trust.IsRefusal(err) {
 			return nil, err
 		}
-		dir := filepath.Dir(file)
-		di, err := os.Stat(dir)
-		if err != nil {
-			return nil, fmt.Errorf("reading config: %w", err)
-		}
-		// A sticky directory (like /tmp) lets nobody else rename or
-		// delete root's file, so it is as safe as a private one.
-		if di.Mode()&os.ModeSticky == 0 {
-			if err := CheckOwnership(dir, di); err != nil {
-				return nil, err
-			}
-		}
+		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	// Whole or not at all: a cut could drop a deny list.
+	data, err := safeopen.ReadFile(file, safeopen.Options{MaxSize: MaxConfigSize})
 	if err != nil {
 		return nil, fmt.Errorf("reading config %s: %w", file, err)
 	}

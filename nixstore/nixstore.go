@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/trust"
 )
 
 // fallbackDirs are where Nix lives when PATH does not say: nix-daemon's
@@ -39,14 +41,39 @@ func (n Nix) Bin(name string) string {
 	return name
 }
 
+// Trusted returns the path of a Nix program after checking it by the
+// trust rule (see package trust): the caller may run as root.
+func (n Nix) Trusted(name string) (string, error) {
+	p := n.Bin(name)
+	if !filepath.IsAbs(p) {
+		return "", fmt.Errorf("%s not found (on PATH, or in %s); set nix.bin_dir", name, strings.Join(fallbackDirs, " or "))
+	}
+	if _, err := trust.Check(p, trust.Program); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
 // Command prepares a nix-command invocation with the experimental
-// feature enabled, which Nix 2.8 requires for `nix copy`.
+// feature enabled, which Nix 2.8 requires for `nix copy`. A nix that fails
+// the trust rule is not run: the command's Start returns why.
 func (n Nix) Command(ctx context.Context, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, n.Bin("nix"), append([]string{"--extra-experimental-features", "nix-command"}, args...)...)
+	bin, err := n.Trusted("nix")
+	cmd := exec.CommandContext(ctx, n.Bin("nix"), append([]string{"--extra-experimental-features", "nix-command"}, args...)...)
+	if err != nil {
+		cmd.Err = err
+	} else {
+		cmd.Path = bin
+	}
+	return cmd
 }
 
 func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
-	cmd := exec.CommandContext(ctx, n.Bin("nix-store"), args...)
+	bin, err := n.Trusted("nix-store")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

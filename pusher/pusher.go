@@ -18,6 +18,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/trust"
 )
 
 // Pusher uploads paths to one target.
@@ -58,9 +59,21 @@ func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) 
 		// duplicate variables, so this one wins over an inherited one.
 		env = append(env, "CACHIX_AUTH_TOKEN="+tok)
 	}
+	// Root runs cachix with the token in its environment: it must pass
+	// the trust rule after the PATH lookup, and so must the nix-store it
+	// will find in nix.bin_dir.
+	bin, err := trust.LookPath(p.bin)
+	if err != nil {
+		return fmt.Errorf("cachix.bin %s: %w", p.bin, err)
+	}
+	if p.nix.BinDir != "" {
+		if _, err := p.nix.Trusted("nix-store"); err != nil {
+			return fmt.Errorf("nix.bin_dir: %w", err)
+		}
+	}
 	args := append(append([]string{"push"}, p.args...), "--", p.cache)
 	args = append(args, paths...)
-	cmd := exec.CommandContext(ctx, p.bin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = withNixOnPath(env, p.nix)
 	return run(cmd, out, secret)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
 // The test binary doubles as a fake cachix and a fake nix: with
@@ -291,11 +292,11 @@ func TestCachixMissingOrEmptyTokenFile(t *testing.T) {
 func TestCachixNixOnPath(t *testing.T) {
 	rec := fake(t, 0)
 	t.Setenv("PATH", "/usr/bin:/bin")
-	cfg := &config.Config{Cachix: config.Cachix{Bin: exe(t)}, Nix: config.Nix{BinDir: "/opt/nix/bin"}}
+	cfg := &config.Config{Cachix: config.Cachix{Bin: exe(t)}, Nix: config.Nix{BinDir: "/usr/bin"}}
 	if err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	if r := readRecord(t, rec); r.Path != "/usr/bin:/bin:/opt/nix/bin" {
+	if r := readRecord(t, rec); r.Path != "/usr/bin:/bin:/usr/bin" {
 		t.Errorf("cachix's PATH = %q, want nix.bin_dir appended", r.Path)
 	}
 	if os.Getenv("PATH") != "/usr/bin:/bin" {
@@ -306,7 +307,7 @@ func TestCachixNixOnPath(t *testing.T) {
 func TestCachixNotFound(t *testing.T) {
 	cfg := &config.Config{Cachix: config.Cachix{Bin: filepath.Join(t.TempDir(), "cachix")}}
 	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{})
-	if err == nil || !strings.Contains(err.Error(), "running ") {
+	if err == nil || !strings.Contains(err.Error(), "cachix.bin ") || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("Push with a missing cachix = %v", err)
 	}
 }
@@ -423,5 +424,72 @@ func TestErrorTailCutsToken(t *testing.T) {
 	if half := token[len(token)/2:]; strings.Contains(err.Error(), half) {
 		t.Errorf("the 4 KiB tail kept for the error message can cut the token in two; redact() then misses "+
 			"the half that is left, which ends up in the error (and so in the queue entry's last_error and the log): %q", half)
+	}
+}
+
+// copyExe copies the test binary (the fake cachix) to dir/name, mode 0755.
+func copyExe(t *testing.T, dir, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(exe(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Root never runs a cachix (or, through nix.bin_dir, a nix-store) that
+// another user can change, and so never hands it the token.
+func TestCachixUnsafeProgramRefused(t *testing.T) {
+	u := testuser.New(t)
+	rec := fake(t, 0)
+	tok := tokenFile(t, 0o600)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+
+	// Owned by the user, found on PATH.
+	userBin := filepath.Join(dir, "userbin")
+	os.Mkdir(userBin, 0o755)
+	owned := copyExe(t, userBin, "cachix")
+	u.Chown(t, owned)
+	t.Setenv("PATH", userBin+":/usr/bin:/bin")
+	cfg := &config.Config{Cachix: config.Cachix{Bin: "cachix", AuthTokenFile: tok}}
+	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "refusing "+owned) || !strings.Contains(err.Error(), "owned by "+u.Name) {
+		t.Errorf("user-owned cachix on PATH: %v", err)
+	}
+
+	// Root's, but in a directory the user owns.
+	u.Chown(t, owned)
+	os.Chown(owned, 0, 0)
+	u.Chown(t, userBin)
+	cfg.Cachix.Bin = owned
+	err = New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "its directory "+userBin) {
+		t.Errorf("cachix in a user's directory: %v", err)
+	}
+
+	// A safe cachix, but nix.bin_dir holds the user's nix-store.
+	safe := copyExe(t, dir, "cachix")
+	nixDir := filepath.Join(dir, "nixbin")
+	os.Mkdir(nixDir, 0o755)
+	u.Chown(t, copyExe(t, nixDir, "nix-store"))
+	cfg = &config.Config{Cachix: config.Cachix{Bin: safe, AuthTokenFile: tok}, Nix: config.Nix{BinDir: nixDir}}
+	err = New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "nix.bin_dir") || !strings.Contains(err.Error(), "owned by "+u.Name) {
+		t.Errorf("user's nix-store in nix.bin_dir: %v", err)
+	}
+	// nix copy through that nix.bin_dir is refused as well.
+	u.Chown(t, copyExe(t, nixDir, "nix"))
+	err = New(cfg, &config.Target{Name: "s", Store: "file:///nowhere"}).Push(context.Background(), paths, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "refusing "+filepath.Join(nixDir, "nix")) {
+		t.Errorf("user's nix in nix.bin_dir: %v", err)
+	}
+
+	if _, err := os.Stat(rec); err == nil {
+		t.Error("an unsafe program ran")
 	}
 }

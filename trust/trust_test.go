@@ -1,0 +1,170 @@
+package trust
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
+)
+
+// rootDir is a temp dir that passes the rule: private to root.
+func rootDir(t *testing.T) string {
+	t.Helper()
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func write(t *testing.T, path string, mode fs.FileMode) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("x"), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func mustRefuse(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("accepted, want a refusal containing %q", want)
+	}
+	if !IsRefusal(err) {
+		t.Fatalf("error %v is not a refusal", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+}
+
+// Every way another user could steer what root reads or runs is refused,
+// with the path, owner, mode and the fix in the message.
+func TestCheckAdversarial(t *testing.T) {
+	u := testuser.New(t)
+	d := rootDir(t)
+
+	ok := write(t, filepath.Join(d, "ok.conf"), 0o644)
+	if _, err := Check(ok, File); err != nil {
+		t.Errorf("root's 0644 file in a root dir refused: %v", err)
+	}
+
+	owned := write(t, filepath.Join(d, "owned.conf"), 0o644)
+	u.Chown(t, owned)
+	mustRefuse(t, firstErr(Check(owned, File)), owned, "owned by "+u.Name, "mode 0644", "chown root "+owned)
+
+	gw := write(t, filepath.Join(d, "gw.conf"), 0o664)
+	mustRefuse(t, firstErr(Check(gw, File)), gw, "writable by group or others", "owner root (uid 0), mode 0664", "chmod go-w "+gw)
+
+	// A directory above that the user owns, though the file is root's.
+	ud := filepath.Join(d, "userdir")
+	os.Mkdir(ud, 0o755)
+	inUD := write(t, filepath.Join(ud, "hook.conf"), 0o600)
+	u.Chown(t, ud)
+	mustRefuse(t, firstErr(Check(inUD, File)), "its directory "+ud, "owned by "+u.Name)
+
+	// A world-writable directory that is not sticky.
+	ww := filepath.Join(d, "ww")
+	os.Mkdir(ww, 0o777)
+	os.Chmod(ww, 0o777)
+	inWW := write(t, filepath.Join(ww, "cachix"), 0o755)
+	mustRefuse(t, firstErr(Check(inWW, Program)), "its directory "+ww, "writable by group or others", "mode 0777")
+
+	// Sticky and world-writable (like /tmp): fine for root's own entry,
+	// not for the user's.
+	st := filepath.Join(d, "sticky")
+	os.Mkdir(st, 0o755)
+	os.Chmod(st, os.ModeSticky|0o777)
+	inSt := write(t, filepath.Join(st, "cachix"), 0o755)
+	if _, err := Check(inSt, Program); err != nil {
+		t.Errorf("root's program in a sticky dir refused: %v", err)
+	}
+	userSt := filepath.Join(st, "userown")
+	os.Mkdir(userSt, 0o755)
+	u.Chown(t, userSt)
+	inUserSt := write(t, filepath.Join(userSt, "cachix"), 0o755)
+	mustRefuse(t, firstErr(Check(inUserSt, Program)), "its directory "+userSt, "owned by "+u.Name)
+
+	// A symlink to the user's program: the real path is named.
+	link := filepath.Join(d, "cachix-link")
+	os.Symlink(inUserSt, link)
+	mustRefuse(t, firstErr(Check(link, Program)), link, userSt)
+
+	// A root-owned symlink in a directory the user owns, pointing at a
+	// good file: the user could point it elsewhere.
+	linkInUD := filepath.Join(ud, "link")
+	if err := os.Symlink(ok, linkInUD); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, firstErr(Check(linkInUD, File)), "its directory "+ud)
+
+	// A good symlink to a good file passes, and the real path comes back.
+	good := filepath.Join(d, "good-link")
+	os.Symlink(ok, good)
+	if real, err := Check(good, File); err != nil || real != ok {
+		t.Errorf("Check(good link) = %q, %v; want %q", real, err, ok)
+	}
+
+	// Secrets: readable by others is refused, 0600 passes.
+	tok := write(t, filepath.Join(d, "token"), 0o644)
+	mustRefuse(t, firstErr(Check(tok, Secret)), "readable by group or others", "chmod 600 "+tok)
+	os.Chmod(tok, 0o600)
+	if _, err := Check(tok, Secret); err != nil {
+		t.Errorf("0600 token refused: %v", err)
+	}
+
+	// A program that is not executable.
+	noexec := write(t, filepath.Join(d, "noexec"), 0o644)
+	mustRefuse(t, firstErr(Check(noexec, Program)), "not an executable file")
+
+	// Missing: not a refusal, a not-exist error.
+	if _, err := Check(filepath.Join(d, "missing"), File); !errors.Is(err, fs.ErrNotExist) || IsRefusal(err) {
+		t.Errorf("missing file: %v", err)
+	}
+
+	// CheckParents, for a queue dir that does not exist yet.
+	if err := CheckParents(filepath.Join(ww, "queue")); !IsRefusal(err) {
+		t.Errorf("CheckParents under a world-writable dir: %v", err)
+	}
+	if err := CheckParents(filepath.Join(d, "queue")); err != nil {
+		t.Errorf("CheckParents under a root dir: %v", err)
+	}
+}
+
+// Programs in the Nix store pass, though /nix/store is group-writable
+// (sticky, root:nixbld 1775).
+func TestCheckNixStore(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, p := range []string{"/usr/bin/nix-store", "/usr/bin/nix"} {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if _, err := LookPath(p); err != nil {
+			t.Errorf("LookPath(%s): %v", p, err)
+		}
+	}
+	entries, _ := os.ReadDir("/nix/store")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join("/nix/store", e.Name())
+		if _, err := Check(p, File); err != nil && IsRefusal(err) && !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("store path %s refused: %v", p, err)
+		}
+		break
+	}
+}
+
+func firstErr(_ string, err error) error { return err }
