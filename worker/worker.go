@@ -19,6 +19,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/fds"
+	"github.com/cachix-filter-hook/cachix-filter-hook/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
@@ -332,6 +333,7 @@ func (w *Worker) push(ctx context.Context, b batch) {
 			if err := w.q.Drop(e, reason); err != nil {
 				log.WithError(err).Error("dropping queue entry")
 			}
+			w.record(b.target.Name, []*queue.Entry{e}, history.Dropped, reason, 0)
 			delete(w.entries, e.Key())
 			continue
 		}
@@ -348,9 +350,11 @@ func (w *Worker) push(ctx context.Context, b batch) {
 	out := &lineLogger{log: log}
 	err := w.pushers[b.target.Name].Push(ctx, paths, out)
 	out.flush()
-	fields := logrus.Fields{"paths": len(paths), "duration": time.Since(start).Round(time.Millisecond).String()}
+	took := time.Since(start)
+	fields := logrus.Fields{"paths": len(paths), "duration": took.Round(time.Millisecond).String()}
 	if err == nil {
 		log.WithFields(fields).Info("pushed")
+		w.record(b.target.Name, send, history.Pushed, "", took)
 		for _, e := range send {
 			if err := w.q.Remove(e); err != nil {
 				log.WithError(err).Error("removing pushed entry")
@@ -385,6 +389,7 @@ func (w *Worker) push(ctx context.Context, b batch) {
 	fields["error"] = err.Error()
 	fields["retry_in"] = time.Until(send[0].NextAttempt).Round(time.Second).String()
 	log.WithFields(fields).Warn("push failed")
+	w.record(b.target.Name, send, history.Failed, send[0].LastError, took)
 	w.state.failed(w.q.Dir, b.target.Name, now)
 }
 

@@ -1,0 +1,231 @@
+// Package history is the record of what the worker did with each queued
+// path: pushed, dropped (with the reason) or failed (with the error), per
+// target, with the time and the duration of the pusher call. It is a JSON
+// lines file in the queue directory, appended with O_APPEND and rotated to
+// <file>.1 past a size, so that it stays bounded on a builder that runs
+// for months. Only the worker writes it (it holds the queue lock); `log`,
+// `status` and `wait` read it.
+//
+// Losing a line loses no path (the queue is the durable part), so writes
+// are not fsynced. Errors recorded here come from the pusher, which
+// redacts the token before any output leaves it; nothing else holding a
+// secret is written.
+package history
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// File is the history's name in the queue directory; the rotated part is
+// File+".1".
+const File = "history.jsonl"
+
+// MaxSize is the size past which the file is rotated: the history holds
+// at most twice this (about 40000 records of 200 bytes).
+const MaxSize = 4 << 20
+
+// maxRecord bounds one line: a record carries at most an error of
+// maxReason bytes, so a longer line is not ours.
+const (
+	maxReason = 2000
+	maxRecord = 8 << 10
+)
+
+// Outcomes.
+const (
+	Pushed  = "pushed"
+	Dropped = "dropped"
+	Failed  = "failed"
+)
+
+// Record is one path's outcome.
+type Record struct {
+	Time    time.Time `json:"time"`
+	Target  string    `json:"target"`
+	Path    string    `json:"path"`
+	Outcome string    `json:"outcome"`
+	// Reason is why a path was dropped, or the pusher's error.
+	Reason string `json:"reason,omitempty"`
+	// Batch is how many paths the pusher call held, and Duration how
+	// long it took (none for a drop, which happens before the call).
+	Batch    int           `json:"batch,omitempty"`
+	Duration time.Duration `json:"duration_ns,omitempty"`
+}
+
+// Append writes records to the history in dir, rotating it first when it
+// would pass maxSize. All records go in one write.
+func Append(dir string, maxSize int64, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, r := range recs {
+		if len(r.Reason) > maxReason {
+			r.Reason = r.Reason[:maxReason] + "…"
+		}
+		r.Time = r.Time.UTC()
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("encoding history record: %w", err)
+		}
+	}
+	file := filepath.Join(dir, File)
+	f, size, err := openAppend(file)
+	if err != nil {
+		return err
+	}
+	if size > 0 && size+int64(buf.Len()) > maxSize {
+		f.Close()
+		if err := os.Rename(file, file+".1"); err != nil {
+			return fmt.Errorf("rotating %s: %w", file, err)
+		}
+		if f, _, err = openAppend(file); err != nil {
+			return err
+		}
+	}
+	defer f.Close()
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
+	return nil
+}
+
+// openAppend opens the history for appending, refusing a symlink (the
+// queue directory is private, but the worker may run as root) and
+// anything but a regular file.
+func openAppend(file string) (*os.File, int64, error) {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if err != nil {
+		return nil, 0, fmt.Errorf("opening %s: %w", file, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = errors.New("not a regular file")
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("opening %s: %w", file, err)
+	}
+	return f, fi.Size(), nil
+}
+
+func openRead(file string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file", file)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
+// Read returns every record, oldest first: the rotated part, then the
+// current file. A line that does not parse is skipped.
+func Read(dir string) ([]Record, error) {
+	var out []Record
+	for _, name := range []string{File + ".1", File} {
+		file := filepath.Join(dir, name)
+		f, _, err := openRead(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("reading %s: %w", file, err)
+		}
+		// A file grown past the bound by someone else is read up to it.
+		out = appendRecords(out, io.LimitReader(f, 2*MaxSize))
+		f.Close()
+	}
+	return out, nil
+}
+
+func appendRecords(out []Record, r io.Reader) []Record {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxRecord)
+	for sc.Scan() {
+		var rec Record
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Path != "" {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// Follower reads the records appended since it started, across
+// rotations: `wait` uses it to count what was pushed while it waited.
+type Follower struct {
+	file string
+	ino  uint64
+	off  int64
+}
+
+// Follow starts following the history in dir at its current end.
+func Follow(dir string) *Follower {
+	fl := &Follower{file: filepath.Join(dir, File)}
+	if f, fi, err := openRead(fl.file); err == nil {
+		fl.ino, fl.off = inode(fi), fi.Size()
+		f.Close()
+	}
+	return fl
+}
+
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
+// Next returns the records appended since the last call.
+func (fl *Follower) Next() []Record {
+	f, fi, err := openRead(fl.file)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []Record
+	if ino := inode(fi); ino != fl.ino {
+		// Rotated: the rest of the file we were reading is now .1.
+		if fl.ino != 0 {
+			if old, ofi, err := openRead(fl.file + ".1"); err == nil {
+				if inode(ofi) == fl.ino {
+					out = fl.readFrom(old, out)
+				}
+				old.Close()
+			}
+		}
+		fl.ino, fl.off = ino, 0
+	}
+	if fi.Size() < fl.off {
+		fl.off = 0
+	}
+	return fl.readFrom(f, out)
+}
+
+// readFrom reads whole lines from fl.off, leaving a partial last line for
+// the next call.
+func (fl *Follower) readFrom(f *os.File, out []Record) []Record {
+	data, err := io.ReadAll(io.LimitReader(io.NewSectionReader(f, fl.off, 2*MaxSize), 2*MaxSize))
+	if err != nil {
+		return out
+	}
+	end := bytes.LastIndexByte(data, '\n') + 1
+	fl.off += int64(end)
+	return appendRecords(out, bytes.NewReader(data[:end]))
+}

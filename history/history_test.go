@@ -1,0 +1,115 @@
+package history
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func rec(i int) Record {
+	return Record{Time: time.Unix(int64(i), 0), Target: "main", Path: fmt.Sprintf("/nix/store/%032d-p", i), Outcome: Pushed, Batch: 1, Duration: time.Second}
+}
+
+func TestAppendReadRotate(t *testing.T) {
+	dir := t.TempDir()
+	const max = 2000
+	for i := range 100 {
+		if err := Append(dir, max, []Record{rec(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{File, File + ".1"} {
+		fi, err := os.Stat(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > max {
+			t.Errorf("%s is %d bytes, over the bound %d", n, fi.Size(), max)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v", n, fi.Mode())
+		}
+	}
+	got, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || len(got) >= 100 {
+		t.Fatalf("read %d records; want the newest ones, bounded", len(got))
+	}
+	if last := got[len(got)-1]; last.Path != rec(99).Path || last.Duration != time.Second {
+		t.Errorf("last record %+v", last)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Time.Before(got[i-1].Time) {
+			t.Fatalf("records out of order at %d", i)
+		}
+	}
+}
+
+func TestRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, File)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Append(dir, MaxSize, []Record{rec(1)}); err == nil || !strings.Contains(err.Error(), File) {
+		t.Fatalf("Append through a symlink: %v", err)
+	}
+	if b, _ := os.ReadFile(target); len(b) != 0 {
+		t.Errorf("wrote through the symlink: %q", b)
+	}
+}
+
+func TestReasonBounded(t *testing.T) {
+	dir := t.TempDir()
+	r := rec(1)
+	r.Outcome, r.Reason = Failed, strings.Repeat("x", 100000)
+	if err := Append(dir, MaxSize, []Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := Read(dir)
+	if len(got) != 1 || len(got[0].Reason) > maxReason+10 {
+		t.Fatalf("got %d records, reason %d bytes", len(got), len(got[0].Reason))
+	}
+}
+
+func TestFollowerAcrossRotation(t *testing.T) {
+	dir := t.TempDir()
+	const max = 1000
+	if err := Append(dir, max, []Record{rec(0)}); err != nil {
+		t.Fatal(err)
+	}
+	fl := Follow(dir)
+	seen := map[string]bool{}
+	for i := 1; i <= 30; i++ {
+		if err := Append(dir, max, []Record{rec(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 0 { // several appends, some rotations, between reads
+			for _, r := range fl.Next() {
+				if seen[r.Path] {
+					t.Errorf("%s read twice", r.Path)
+				}
+				seen[r.Path] = true
+			}
+		}
+	}
+	for _, r := range fl.Next() {
+		seen[r.Path] = true
+	}
+	if seen[rec(0).Path] {
+		t.Error("the follower read a record from before it started")
+	}
+	for i := 1; i <= 30; i++ {
+		if !seen[rec(i).Path] {
+			t.Errorf("record %d missed", i)
+		}
+	}
+}
