@@ -43,6 +43,7 @@ var commands = map[string]command{
 	"status":   {"show the queue per target", runStatus},
 	"wait":     {"block until the queue is empty", runWait},
 	"retry":    {"make failing entries due now", runRetry},
+	"log":      {"print what was pushed, dropped or failed, where and when", runLog},
 	"version":  {"print the version", runVersion},
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/worker"
 )
@@ -23,6 +24,11 @@ type targetStatus struct {
 	LastSuccess *time.Time     `json:"last_success"`
 	Pushed      int            `json:"pushed"`
 	Failures    []failingEntry `json:"failing_entries"`
+	// Dropped counts the entries in dropped/ (see `log`, `forget
+	// --dropped`); LastErrors are the newest failures and drops from
+	// the history.
+	Dropped    int              `json:"dropped"`
+	LastErrors []history.Record `json:"last_errors"`
 }
 
 type failingEntry struct {
@@ -34,6 +40,8 @@ type failingEntry struct {
 
 type queueStatus struct {
 	Queue         string          `json:"queue"`
+	ConfigFile    string          `json:"config_file"`
+	LogFile       string          `json:"log_file"`
 	WorkerRunning bool            `json:"worker_running"`
 	Targets       []*targetStatus `json:"targets"`
 	// Orphaned counts entries of targets no longer in the config.
@@ -47,11 +55,11 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 		return nil, err
 	}
 	running, _ := q.WorkerRunning()
-	st := &queueStatus{Queue: q.Dir, WorkerRunning: running, Corrupt: len(bad), Targets: []*targetStatus{}}
+	st := &queueStatus{Queue: q.Dir, ConfigFile: c.File, LogFile: c.Log.File, WorkerRunning: running, Corrupt: len(bad), Targets: []*targetStatus{}}
 	state := worker.LoadState(q.Dir)
 	byName := map[string]*targetStatus{}
 	for _, t := range c.Targets {
-		ts := &targetStatus{Name: t.Name, Destination: "cachix " + t.Cache, Failures: []failingEntry{}}
+		ts := &targetStatus{Name: t.Name, Destination: "cachix " + t.Cache, Failures: []failingEntry{}, LastErrors: []history.Record{}}
 		if t.Store != "" {
 			ts.Destination = "nix copy --to " + config.RedactURI(t.Store)
 		}
@@ -80,6 +88,7 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 			ts.Failures = append(ts.Failures, failingEntry{Path: e.Path, Attempts: e.Attempts, NextAttempt: e.NextAttempt, LastError: e.LastError})
 		}
 	}
+	addOutcomes(st, q, byName)
 	return st, nil
 }
 
@@ -88,16 +97,17 @@ func (st *queueStatus) print(w io.Writer) {
 	if st.WorkerRunning {
 		worker = "running"
 	}
-	fmt.Fprintf(w, "queue %s, worker %s\n", st.Queue, worker)
+	fmt.Fprintf(w, "config %s\nlog %s\nqueue %s, worker %s\n", configName(st.ConfigFile), st.LogFile, st.Queue, worker)
 	for _, t := range st.Targets {
 		last := "never"
 		if t.LastSuccess != nil {
 			last = t.LastSuccess.Local().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s (%s): %d pending, %d failing, last success %s, %d pushed\n", t.Name, t.Destination, t.Pending, t.Failing, last, t.Pushed)
+		fmt.Fprintf(w, "%s (%s): %d pending, %d failing, %d dropped, last success %s, %d pushed\n", t.Name, t.Destination, t.Pending, t.Failing, t.Dropped, last, t.Pushed)
 		for _, f := range t.Failures {
 			fmt.Fprintf(w, "  failing %s: %d attempts, next in %s: %s\n", f.Path, f.Attempts, time.Until(f.NextAttempt).Round(time.Second), f.LastError)
 		}
+		printLastErrors(w, t)
 	}
 	if st.Orphaned > 0 {
 		fmt.Fprintf(w, "%d entries belong to targets no longer in the config\n", st.Orphaned)
@@ -156,8 +166,9 @@ func runStatus(e *env) int {
 }
 
 func runWait(e *env) int {
-	fs := e.flags("wait", "[--timeout DUR]", "Block until nothing is left to push, starting a worker if entries are pending\nand none runs (after a crash, say). Exit 0 when drained, 1 on timeout with\nwhat is left. Entries of targets no longer in the config are not waited\nfor. Call it at the end of a CI job.")
+	fs := e.flags("wait", "[-q] [--timeout DUR]", "Block until nothing is left to push, starting a worker if entries are pending\nand none runs (after a crash, say), showing progress per target on stderr.\nExit 0 when every path was pushed; 1 when a path it waited for was dropped\n(closure_deny, garbage-collected: listed with the reason), and 1 on timeout\nwith what is left. Entries of targets no longer in the config are not waited\nfor. Call it at the end of a CI job.")
 	timeout := fs.Duration("timeout", 0, "give up after `DUR` (0: no limit)")
+	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
 	if st, ok := e.parse(fs); !ok {
 		return st
 	}
@@ -171,6 +182,7 @@ func runWait(e *env) int {
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	prog := newProgress(e, q.Dir, targetNames(c), *quiet)
 	// Entries of targets no longer in the config will never be pushed:
 	// waiting for them would only end in a timeout. Each entry's target
 	// is read once.
@@ -208,12 +220,19 @@ func runWait(e *env) int {
 			e.errorf("warning: %d queued entries belong to targets no longer in the config; not waiting for them", orphans)
 			warned = true
 		}
+		prog.poll()
 		if pushable == 0 {
+			if !prog.finish(nil) {
+				return 1
+			}
 			return 0
 		}
 		if err := worker.EnsureRunning(c, q); err != nil {
 			e.errorf("starting a worker: %v", err)
 			return 1
+		}
+		if now := time.Now(); prog.due(now) {
+			prog.draw(now, queueCounts(q, nil))
 		}
 		select {
 		case <-e.ctx.Done():
@@ -223,10 +242,19 @@ func runWait(e *env) int {
 			if st, err := collectStatus(c, q); err == nil {
 				st.print(e.stderr)
 			}
+			prog.finish(nil)
 			return 1
 		case <-tick.C:
 		}
 	}
+}
+
+func targetNames(c *config.Config) []string {
+	names := make([]string, len(c.Targets))
+	for i, t := range c.Targets {
+		names[i] = t.Name
+	}
+	return names
 }
 
 func runRetry(e *env) int {
