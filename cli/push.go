@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
@@ -18,12 +19,13 @@ import (
 )
 
 func runPush(e *env) int {
-	flags := e.flags("push", "[--closure] [--wait [--timeout DUR]] [--dry-run] PATH...|-",
-		"Queue the paths the rules select, with the same rules and targets as the\nhook, and return at once. PATH may be a store path, a file inside one, or a\nsymlink into the store (./result, /run/current-system, a home-manager\ngeneration); - reads paths from standard input.")
+	flags := e.flags("push", "[--closure] [--wait [-q] [--timeout DUR]] [--dry-run] PATH...|-",
+		"Queue the paths the rules select, with the same rules and targets as the\nhook, and return at once. PATH may be a store path, a file inside one, or a\nsymlink into the store (./result, /run/current-system, a home-manager\ngeneration); - reads paths from standard input.\n\nWith --wait, show progress on stderr and exit 1 when a path it queued was\ndropped (closure_deny, garbage-collected) or is still failing at the\ntimeout, listing each with the reason.")
 	closure := flags.Bool("closure", false, "select from each root's runtime closure, not just the root")
 	wait := flags.Bool("wait", false, "wait until the queued paths are pushed; exit 1 listing those that were not")
 	timeout := flags.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`")
 	dryRun := flags.Bool("dry-run", false, "print the decisions as explain does; queue nothing")
+	quiet := flags.Bool("q", false, "with --wait, no progress and no summary; only what was not pushed")
 	if st, ok := e.parse(flags); !ok {
 		return st
 	}
@@ -106,20 +108,30 @@ func runPush(e *env) int {
 	if *wait {
 		ctx, cancel := context.WithTimeout(e.ctx, *timeout)
 		defer cancel()
-		if !e.waitPushed(ctx, c, sel.Pairs, start) {
+		if !e.waitPushed(ctx, c, sel.Pairs, start, *quiet) {
 			return 1
 		}
 	}
 	return status
 }
 
-// waitPushed waits until every pair has left the queue, and reports the
-// ones that were dropped or are still queued when ctx ends.
-func (e *env) waitPushed(ctx context.Context, c *config.Config, pairs []queue.Pair, since time.Time) bool {
+// waitPushed waits until every pair has left the queue, showing
+// progress, and reports the ones that were dropped, or are still queued
+// when ctx ends.
+func (e *env) waitPushed(ctx context.Context, c *config.Config, pairs []queue.Pair, since time.Time, quiet bool) bool {
 	q, err := queue.Open(c.Queue.Dir)
 	if err != nil {
 		e.errorf("%v", err)
 		return false
+	}
+	prog := newProgress(e, q.Dir, nil, quiet)
+	prog.start = since
+	prog.want = map[string]bool{}
+	for _, p := range pairs {
+		if !slices.Contains(prog.targets, p.Target) {
+			prog.targets = append(prog.targets, p.Target)
+		}
+		prog.want[pairKey(p.Target, p.Path.String())] = true
 	}
 	left := pairs
 	for {
@@ -130,8 +142,12 @@ func (e *env) waitPushed(ctx context.Context, c *config.Config, pairs []queue.Pa
 			}
 		}
 		left = still
+		prog.poll()
 		if len(left) == 0 {
 			break
+		}
+		if now := time.Now(); prog.due(now) {
+			prog.draw(now, queueCounts(q, prog.want))
 		}
 		select {
 		case <-ctx.Done():
@@ -143,19 +159,16 @@ func (e *env) waitPushed(ctx context.Context, c *config.Config, pairs []queue.Pa
 				}
 				fmt.Fprintf(e.stderr, "  %s -> %s: %s\n", p.Path, p.Target, msg)
 			}
+			prog.finish(nil)
 			return false
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	var dropped []string
+	// dropped/ is the authority; the history may have missed a drop.
 	for _, p := range pairs {
 		if en, ok := q.Dropped(queue.Key(p.Target, p.Path), since); ok {
-			dropped = append(dropped, fmt.Sprintf("  %s -> %s: %s", p.Path, p.Target, en.Reason))
+			prog.addDropped(history.Record{Target: p.Target, Path: p.Path.String(), Outcome: history.Dropped, Reason: en.Reason})
 		}
 	}
-	if len(dropped) > 0 {
-		e.errorf("%d paths were not pushed:\n%s", len(dropped), strings.Join(dropped, "\n"))
-		return false
-	}
-	return true
+	return prog.finish(nil)
 }
