@@ -242,6 +242,32 @@ func (e *Env) Wait(timeout time.Duration) {
 	}
 }
 
+// WaitDropped runs `wait` when the worker is expected to drop the given
+// paths: wait exits 1 naming each drop it saw. A drop that happened
+// before wait began (the hooks' worker ran during the build) is not one
+// it waited for, so unless sawAll, exit 0 is accepted too; either way the
+// queue must drain and no other path be named as dropped.
+func (e *Env) WaitDropped(timeout time.Duration, sawAll bool, dropped ...string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
+	defer cancel()
+	out, errOut, code := e.Run(ctx, "wait", "--timeout", timeout.String())
+	if code == 0 && !sawAll {
+		return
+	}
+	if code != 1 || !strings.Contains(errOut, fmt.Sprintf("dropped %d (not pushed):", len(dropped))) {
+		e.t.Fatalf("wait exited %d, want 1 naming %d dropped paths:\n%s%s\nworker log:\n%s", code, len(dropped), out, errOut, e.Log())
+	}
+	for _, p := range dropped {
+		if !strings.Contains(errOut, "  "+p+" -> ") {
+			e.t.Errorf("wait does not name the dropped %s:\n%s", p, errOut)
+		}
+	}
+	if n := e.QueueEntries(); n != 0 {
+		e.t.Errorf("%d entries left after wait", n)
+	}
+}
+
 // Log returns the worker's log.
 func (e *Env) Log() string {
 	b, _ := os.ReadFile(filepath.Join(e.Queue, "worker.log"))

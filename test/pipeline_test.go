@@ -843,7 +843,7 @@ closure_deny = "push"
 	if err != nil || !strings.Contains(string(closure), dep) {
 		t.Fatalf("%s does not depend on %s (%v): %s", app, dep, err, closure)
 	}
-	e.Wait(30 * time.Second)
+	e.WaitDropped(30*time.Second, false, app)
 
 	plExpectCache(t, "skip", filepath.Join(e.Dir, "skip"), paths, func(n string) bool { return n == "app-clean-1.0" })
 	plExpectCache(t, "push", filepath.Join(e.Dir, "push"), paths, func(string) bool { return true })
@@ -955,7 +955,7 @@ allow = ["*"]
 		t.Fatalf("%s is still in the store", gone)
 	}
 	unlock()
-	e.Wait(30 * time.Second)
+	e.WaitDropped(30*time.Second, true, gone)
 
 	plExpectCache(t, "cache", filepath.Join(e.Dir, "cache"), paths, func(n string) bool { return n == "stay-1.0" })
 	dropped := plReadEntries(t, filepath.Join(e.Queue, "dropped"))
