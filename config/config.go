@@ -79,6 +79,9 @@ type Queue struct {
 	RetryInitial time.Duration
 	RetryMax     time.Duration
 	Linger       time.Duration
+	// PushTimeout bounds one pusher call; the pusher and everything it
+	// started are killed after it.
+	PushTimeout time.Duration
 }
 
 // Log configures the worker's log file.

@@ -198,6 +198,7 @@ batch = 16
 retry_initial = "1s"
 retry_max = "5m"
 linger = "0s"
+push_timeout = "90m"
 
 [log]
 file = "/var/log/x.log"
@@ -238,7 +239,7 @@ max_size = "1MiB"
 	if c.Nix.BinDir != "/nix/var/nix/profiles/default/bin" {
 		t.Errorf("Nix = %+v", c.Nix)
 	}
-	if want := (Queue{Dir: "/var/lib/x", Batch: 16, RetryInitial: time.Second, RetryMax: 5 * time.Minute, Linger: 0}); c.Queue != want {
+	if want := (Queue{Dir: "/var/lib/x", Batch: 16, RetryInitial: time.Second, RetryMax: 5 * time.Minute, Linger: 0, PushTimeout: 90 * time.Minute}); c.Queue != want {
 		t.Errorf("Queue = %+v, want %+v", c.Queue, want)
 	}
 	if want := (Log{File: "/var/log/x.log", Level: "debug", MaxSize: 1 << 20}); c.Log != want {
@@ -257,7 +258,7 @@ func TestDefaults(t *testing.T) {
 	if os.Geteuid() == 0 {
 		wantDir = "/var/lib/cachix-filter-hook"
 	}
-	want := Queue{Dir: wantDir, Batch: DefaultBatch, RetryInitial: DefaultRetryInitial, RetryMax: DefaultRetryMax, Linger: DefaultLinger}
+	want := Queue{Dir: wantDir, Batch: DefaultBatch, RetryInitial: DefaultRetryInitial, RetryMax: DefaultRetryMax, Linger: DefaultLinger, PushTimeout: DefaultPushTimeout}
 	if c.Queue != want {
 		t.Errorf("Queue = %+v, want %+v", c.Queue, want)
 	}
@@ -409,6 +410,7 @@ func TestBadInput(t *testing.T) {
 		{"duration a number", minimal + "retry_initial = 2\n", []string{`queue.retry_initial: expected a duration such as "2s" or "10m"`}},
 		{"bad duration", minimal + "retry_max = \"10 minutes\"\n", []string{`queue.retry_max: expected a duration`, `"10 minutes"`}},
 		{"negative duration", minimal + "linger = \"-1s\"\n", []string{`queue.linger: must not be negative`}},
+		{"zero push_timeout", minimal + "push_timeout = \"0s\"\n", []string{`queue.push_timeout: must be positive`}},
 		{"retry_max below retry_initial", minimal + "retry_initial = \"1m\"\nretry_max = \"1s\"\n", []string{"queue.retry_max (1s) is shorter than queue.retry_initial (1m0s)"}},
 		{"relative queue dir", "cache = \"c\"\nallow = [\"*\"]\n[queue]\ndir = \"q\"\n", []string{`queue.dir: must be an absolute path, got "q"`}},
 		{"bad log level", minimal + "[log]\nlevel = \"loud\"\n", []string{`log.level: unknown level "loud"`}},

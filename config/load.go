@@ -28,6 +28,7 @@ const (
 	DefaultRetryInitial = 2 * time.Second
 	DefaultRetryMax     = 10 * time.Minute
 	DefaultLinger       = 3 * time.Second
+	DefaultPushTimeout  = time.Hour
 	DefaultLogLevel     = "info"
 	DefaultLogMaxSize   = 10 << 20
 )
@@ -59,7 +60,7 @@ var schema = map[string]kind{
 	"cachix.bin": kString, "cachix.auth_token_file": kString, "cachix.push_args": kList,
 	"nix.bin_dir": kString,
 	"queue.dir":   kString, "queue.batch": kInt,
-	"queue.retry_initial": kDuration, "queue.retry_max": kDuration, "queue.linger": kDuration,
+	"queue.retry_initial": kDuration, "queue.retry_max": kDuration, "queue.linger": kDuration, "queue.push_timeout": kDuration,
 	"log.file": kString, "log.level": kString, "log.max_size": kSize,
 }
 
@@ -146,6 +147,7 @@ func parse(file string, data []byte) (*Config, error) {
 		RetryInitial: l.duration("queue.retry_initial", DefaultRetryInitial),
 		RetryMax:     l.duration("queue.retry_max", DefaultRetryMax),
 		Linger:       l.duration("queue.linger", DefaultLinger),
+		PushTimeout:  l.duration("queue.push_timeout", DefaultPushTimeout),
 	}
 	c.Log = Log{
 		File:    l.str("log.file", ""),
@@ -418,6 +420,9 @@ func (l *loader) checkValues(c *Config) {
 	}
 	if c.Queue.RetryMax < c.Queue.RetryInitial {
 		l.errorf("%s: queue.retry_max (%s) is shorter than queue.retry_initial (%s)", l.fromOf("queue.retry_max"), c.Queue.RetryMax, c.Queue.RetryInitial)
+	}
+	if c.Queue.PushTimeout <= 0 {
+		l.errorf("%s: queue.push_timeout: must be positive", l.fromOf("queue.push_timeout"))
 	}
 	if !filepath.IsAbs(c.Queue.Dir) {
 		l.errorf("%s: queue.dir: must be an absolute path, got %q", l.fromOf("queue.dir"), c.Queue.Dir)

@@ -1,12 +1,11 @@
 package pusher
 
-import (
-	"os/exec"
-	"syscall"
-)
+import "syscall"
 
-// setDeathSignal kills the pusher when the worker dies, so a SIGKILLed
-// worker leaves no upload running that a new worker would duplicate.
-func setDeathSignal(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+// procAttr puts the pusher in a process group of its own, so that a
+// timeout or a stopping worker can kill it with everything it started,
+// and kills it when the worker dies, so that a SIGKILLed worker leaves no
+// upload running that a new worker would duplicate.
+func procAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

@@ -2,6 +2,10 @@
 
 package pusher
 
-import "os/exec"
+import "syscall"
 
-func setDeathSignal(cmd *exec.Cmd) {}
+// procAttr puts the pusher in a process group of its own (see the Linux
+// version; other systems have no death signal).
+func procAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}

@@ -7,14 +7,13 @@
 package pusher
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
@@ -23,8 +22,9 @@ import (
 
 // Pusher uploads paths to one target.
 type Pusher interface {
-	// Push uploads paths, writing the program's output to out. The
-	// error carries the tail of that output, with secrets removed.
+	// Push uploads paths, writing the program's output to out as whole
+	// lines of at most MaxLine bytes, with secrets removed. The error
+	// carries the tail of that output.
 	Push(ctx context.Context, paths []string, out io.Writer) error
 }
 
@@ -32,9 +32,9 @@ type Pusher interface {
 func New(c *config.Config, t *config.Target) Pusher {
 	nix := nixstore.Nix{BinDir: c.Nix.BinDir}
 	if t.Store != "" {
-		return &storePusher{nix: nix, store: t.Store}
+		return &storePusher{nix: nix, store: t.Store, timeout: c.Queue.PushTimeout}
 	}
-	return &cachixPusher{bin: c.Cachix.Bin, args: c.Cachix.PushArgs, cache: t.Cache, tokenFile: c.Cachix.AuthTokenFile, nix: nix}
+	return &cachixPusher{bin: c.Cachix.Bin, args: c.Cachix.PushArgs, cache: t.Cache, tokenFile: c.Cachix.AuthTokenFile, nix: nix, timeout: c.Queue.PushTimeout}
 }
 
 type cachixPusher struct {
@@ -43,6 +43,7 @@ type cachixPusher struct {
 	cache     string
 	tokenFile string
 	nix       nixstore.Nix
+	timeout   time.Duration // 0: none
 }
 
 func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) error {
@@ -73,44 +74,24 @@ func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) 
 	}
 	args := append(append([]string{"push"}, p.args...), "--", p.cache)
 	args = append(args, paths...)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = withNixOnPath(env, p.nix)
-	return run(cmd, out, secret)
+	env = withNixOnPath(env, p.nix)
+	return run(ctx, p.timeout, func(ctx context.Context) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = env
+		return cmd
+	}, out, secret)
 }
 
 type storePusher struct {
-	nix   nixstore.Nix
-	store string
+	nix     nixstore.Nix
+	store   string
+	timeout time.Duration
 }
 
 func (p *storePusher) Push(ctx context.Context, paths []string, out io.Writer) error {
-	cmd := p.nix.Command(ctx, append([]string{"copy", "--to", p.store, "--"}, paths...)...)
-	return run(cmd, out, "")
-}
-
-// run runs cmd with its output going both to out and to a buffer whose
-// tail becomes the error message.
-func run(cmd *exec.Cmd, out io.Writer, secret string) error {
-	// The tail for the error message is taken after redaction, so it
-	// cannot start in the middle of the token.
-	var tail tailBuffer
-	w := &redactor{w: io.MultiWriter(out, &tail), secret: secret}
-	cmd.Stdout, cmd.Stderr = w, w
-	cmd.Stdin = nil
-	setDeathSignal(cmd)
-	err := cmd.Run()
-	w.flush()
-	if err == nil {
-		return nil
-	}
-	msg := strings.TrimSpace(tail.String())
-	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
-		if msg == "" {
-			return fmt.Errorf("%s exited with %s and printed nothing", cmd.Args[0], ee.ProcessState)
-		}
-		return fmt.Errorf("%s exited with %s: %s", cmd.Args[0], ee.ProcessState, lastLines(msg, 3))
-	}
-	return fmt.Errorf("running %s: %w", cmd.Args[0], err)
+	return run(ctx, p.timeout, func(ctx context.Context) *exec.Cmd {
+		return p.nix.Command(ctx, append([]string{"copy", "--to", p.store, "--"}, paths...)...)
+	}, out, "")
 }
 
 // withNixOnPath lets cachix find nix-store when the daemon's PATH lacks it.
@@ -126,64 +107,6 @@ func withNixOnPath(env []string, nix nixstore.Nix) []string {
 	}
 	return append(env, "PATH="+nix.BinDir)
 }
-
-func redact(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, secret, "[redacted]")
-}
-
-// redactor removes the token from output on its way to the log. It works
-// line by line, so a token split across two writes is still caught.
-type redactor struct {
-	w      io.Writer
-	secret string
-	buf    []byte
-}
-
-func (r *redactor) Write(p []byte) (int, error) {
-	if r.secret == "" {
-		return r.w.Write(p)
-	}
-	r.buf = append(r.buf, p...)
-	for {
-		i := bytes.IndexByte(r.buf, '\n')
-		if i < 0 {
-			break
-		}
-		if _, err := io.WriteString(r.w, redact(string(r.buf[:i+1]), r.secret)); err != nil {
-			return 0, err
-		}
-		r.buf = r.buf[i+1:]
-	}
-	if len(r.buf) > 64<<10 {
-		_, _ = io.WriteString(r.w, redact(string(r.buf), r.secret))
-		r.buf = r.buf[:0]
-	}
-	return len(p), nil
-}
-
-// flush writes what is left after the last newline.
-func (r *redactor) flush() {
-	if len(r.buf) > 0 {
-		_, _ = io.WriteString(r.w, redact(string(r.buf), r.secret))
-		r.buf = r.buf[:0]
-	}
-}
-
-// tailBuffer keeps the last 4 KiB written to it.
-type tailBuffer struct{ b []byte }
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 4096 {
-		t.b = t.b[len(t.b)-4096:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string { return string(t.b) }
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(s, "\n")

@@ -6,10 +6,14 @@ package test
 // at random. Helpers here are prefixed with fl.
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -96,4 +100,135 @@ bin = "@CACHIX@"
 	}
 	// Let the cleanup's wait end quickly.
 	flTrick(t, e, "")
+}
+
+// flPIDs reads the pids the stand-in's hang trick recorded.
+func flHangPIDs(e *Env) []int {
+	b, _ := os.ReadFile(filepath.Join(e.Standin, "hang.pids"))
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// flAlive reports whether pid runs and is not a zombie.
+func flAlive(pid int) bool {
+	st, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(st), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+// flOpens reports which of pid's descriptors lead to file.
+func flOpens(pid int, file string) []string {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	ents, _ := os.ReadDir(dir)
+	var fds []string
+	for _, d := range ents {
+		if l, err := os.Readlink(filepath.Join(dir, d.Name())); err == nil && l == file {
+			fds = append(fds, d.Name())
+		}
+	}
+	return fds
+}
+
+// 2. A pusher that hangs, with a grandchild holding its output, is killed
+// with its whole group after queue.push_timeout; status says "timed out";
+// SIGTERM stops the worker within 5 s, every entry still queued; the
+// pushers do not get the worker's inherited descriptors.
+func TestFaultHangingPusherTimedOut(t *testing.T) {
+	e := NewEnv(t, `
+cache = "hanging"
+allow = ["*"]
+
+[cachix]
+bin = "@CACHIX@"
+
+[queue]
+dir = "@DIR@/queue"
+linger = "1s"
+retry_initial = "200ms"
+retry_max = "1s"
+push_timeout = "3s"
+`)
+	// Queue without a worker, to start one by hand with fd 7 open.
+	unlock := plLockQueue(t, e.Queue)
+	s := Salt()
+	paths, _ := e.Build(plList(Drv(s, "hang1-1.0", nil), Drv(s, "hang2-1.0", nil)))
+	unlock()
+	flTrick(t, e, "hang")
+	marker := filepath.Join(e.Dir, "inherited-fd")
+	cmd := exec.Command("/bin/sh", "-c", `exec 7>>"$1"; exec "$2" worker`, "sh", marker, hookBin)
+	cmd.Env = e.environ()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		for _, pid := range flHangPIDs(e) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}()
+
+	plWaitFor(t, 60*time.Second, "the pusher to hang", func() bool { return len(flHangPIDs(e)) > 0 && len(plStandinPIDs(e)) > 0 })
+	if got := flOpens(cmd.Process.Pid, marker); len(got) == 0 {
+		t.Fatalf("the worker does not have the marker open: the test cannot see the defect")
+	}
+	for _, pid := range append(plStandinPIDs(e), flHangPIDs(e)...) {
+		if got := flOpens(pid, marker); len(got) > 0 {
+			t.Errorf("pusher process %d inherited the worker's descriptor(s) %v", pid, got)
+		}
+	}
+
+	var status string
+	plWaitFor(t, 60*time.Second, "status to show the timeout", func() bool {
+		status = plStatusText(t, e)
+		return strings.Contains(status, "timed out after 3s")
+	})
+	t.Logf("status:\n%s", status)
+	first := flHangPIDs(e)[0]
+	plWaitFor(t, 30*time.Second, "the first pusher's grandchild to be killed", func() bool { return !flAlive(first) })
+
+	// The next attempt hangs again: SIGTERM the worker in the middle.
+	plWaitFor(t, 60*time.Second, "a second hanging push", func() bool { return len(flHangPIDs(e)) > 1 && len(plStandinPIDs(e)) > 0 })
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		took := time.Since(start)
+		t.Logf("worker exited %v %s after SIGTERM", err, took.Round(time.Millisecond))
+		if took > 5*time.Second {
+			t.Errorf("the worker took %s to exit after SIGTERM", took)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the worker did not exit within 60 s of SIGTERM\n%s", stderr.String())
+	}
+	if got := e.QueueEntries(); got != len(paths) {
+		t.Errorf("%d entries queued after SIGTERM, want %d", got, len(paths))
+	}
+	plWaitFor(t, 10*time.Second, "every pusher and grandchild to be gone", func() bool {
+		for _, pid := range flHangPIDs(e) {
+			if flAlive(pid) {
+				return false
+			}
+		}
+		return len(plStandinPIDs(e)) == 0
+	})
+	if log := e.Log(); !strings.Contains(log, "timed out after 3s") {
+		t.Errorf("the worker log does not show the timeout:\n%s", log)
+	}
+	flTrick(t, e, "")
+	e.Wait(60 * time.Second)
+	plExpectCache(t, "hanging", filepath.Join(e.Standin, "hanging"), paths, func(string) bool { return true })
 }

@@ -466,6 +466,11 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 		}
 		l.buf = l.buf[i+1:]
 	}
+	// Pushers hand over whole lines of at most pusher.MaxLine bytes;
+	// should a writer not, memory stays bounded all the same.
+	if len(l.buf) > 2*pusher.MaxLine {
+		l.flush()
+	}
 	return len(p), nil
 }
 

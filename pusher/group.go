@@ -1,0 +1,101 @@
+package pusher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// waitDelay bounds how long Wait waits for the output pipe once the
+// pusher is gone: a grandchild that escaped the group kill and holds the
+// pipe must not hold the worker.
+const waitDelay = 2 * time.Second
+
+var errTimedOut = errors.New("push timed out")
+
+// run runs the command mk makes, with its output going, redacted and cut
+// into lines, to out and to a buffer whose tail becomes the error message.
+//
+// The pusher gets a process group of its own. On timeout, or when ctx
+// ends (the worker is stopping), the whole group is killed with SIGKILL:
+// cachix's or nix's own children too.
+func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *exec.Cmd, out io.Writer, secret string) error {
+	cctx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		cctx, cancel = context.WithTimeoutCause(ctx, timeout, errTimedOut)
+	}
+	defer cancel()
+	cmd := mk(cctx)
+	// The tail for the error message is taken after redaction, so it
+	// cannot start in the middle of the token.
+	var tail tailBuffer
+	lines := newLineCutter(io.MultiWriter(out, &tail), MaxLine)
+	w := newRedactor(lines, secret)
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Stdin = nil
+	cmd.SysProcAttr = procAttr()
+	cmd.Cancel = func() error {
+		killGroup(cmd)
+		return nil
+	}
+	cmd.WaitDelay = waitDelay
+	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// The pusher exited, but something it started kept the
+		// output open: that goes too. The pusher's exit status
+		// still tells whether the upload worked.
+		killGroup(cmd)
+		if cmd.ProcessState != nil && cmd.ProcessState.Success() {
+			err = nil
+		}
+	}
+	w.flush()
+	lines.flush()
+	msg := strings.TrimSpace(tail.String())
+	if ctx.Err() == nil && errors.Is(context.Cause(cctx), errTimedOut) {
+		err := fmt.Errorf("%s timed out after %s (queue.push_timeout); it and its process group were killed", cmd.Args[0], shortDuration(timeout))
+		if msg != "" {
+			err = fmt.Errorf("%w: %s", err, lastLines(msg, 3))
+		}
+		return err
+	}
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s stopped: %w", cmd.Args[0], ctx.Err())
+	}
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		if msg == "" {
+			return fmt.Errorf("%s exited with %s and printed nothing", cmd.Args[0], ee.ProcessState)
+		}
+		return fmt.Errorf("%s exited with %s: %s", cmd.Args[0], ee.ProcessState, lastLines(msg, 3))
+	}
+	return fmt.Errorf("running %s: %w", cmd.Args[0], err)
+}
+
+// killGroup SIGKILLs the pusher's process group (its pid, by procAttr).
+func killGroup(cmd *exec.Cmd) {
+	if cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = cmd.Process.Kill()
+}
+
+// shortDuration writes 1h for 1h0m0s and 90m for 1h30m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

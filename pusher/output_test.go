@@ -1,0 +1,143 @@
+package pusher
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// pipeline is the output path of run: redactor, then line cutter.
+func pipeline(out *bytes.Buffer, secret string, max int) (*redactor, *lineCutter) {
+	lines := newLineCutter(out, max)
+	return newRedactor(lines, secret), lines
+}
+
+// TestRedactorEverySplit feeds output holding the token in every way
+// that two chunk boundaries can cut it (and the text around it), with
+// and without newlines and \r near it, and checks that no part of the
+// token gets through.
+func TestRedactorEverySplit(t *testing.T) {
+	const secret = "s3cr3t-T0KEN"
+	for _, text := range []string{
+		"abc " + secret + " def\n",
+		secret + secret + "\n",
+		"x\r" + secret + "\rprogress 10%\r" + secret,
+		"ss3cr3t-T0KEs3cr3t-T0KEN\n", // a near miss right before the token
+		strings.Repeat("y", 100) + secret,
+	} {
+		want := strings.ReplaceAll(text, secret, "[redacted]")
+		for i := 0; i <= len(text); i++ {
+			for j := i; j <= len(text); j++ {
+				var out bytes.Buffer
+				r, lines := pipeline(&out, secret, 1<<20)
+				for _, chunk := range []string{text[:i], text[i:j], text[j:]} {
+					if n, err := r.Write([]byte(chunk)); err != nil || n != len(chunk) {
+						t.Fatalf("Write(%q) = %d, %v", chunk, n, err)
+					}
+				}
+				r.flush()
+				lines.flush()
+				got := out.String()
+				for k := 4; k <= len(secret); k++ {
+					for off := 0; off+k <= len(secret); off++ {
+						if part := secret[off : off+k]; strings.Contains(got, part) && !strings.Contains(want, part) {
+							t.Fatalf("%q split at %d,%d: %q of the token got through: %q", text, i, j, part, got)
+						}
+					}
+				}
+				// The lines are the redacted text's, \r ending a line.
+				var wantLines []string
+				for _, l := range strings.FieldsFunc(want, func(r rune) bool { return r == '\n' || r == '\r' }) {
+					wantLines = append(wantLines, l+"\n")
+				}
+				if got != strings.Join(wantLines, "") {
+					t.Fatalf("%q split at %d,%d: output %q, want %q", text, i, j, got, strings.Join(wantLines, ""))
+				}
+			}
+		}
+	}
+}
+
+// TestRedactorByteByByte writes one byte at a time, the worst split.
+func TestRedactorByteByByte(t *testing.T) {
+	const secret = "tok"
+	var out bytes.Buffer
+	r, lines := pipeline(&out, secret, 1<<20)
+	for _, c := range []byte("atokbtoktokto\n") {
+		r.Write([]byte{c})
+	}
+	r.flush()
+	lines.flush()
+	if want := "a[redacted]b[redacted][redacted]to\n"; out.String() != want {
+		t.Errorf("= %q, want %q", out.String(), want)
+	}
+}
+
+func TestLineCutter(t *testing.T) {
+	var out bytes.Buffer
+	c := newLineCutter(&out, 8)
+	c.Write([]byte("short\n12345678"))
+	c.Write([]byte("9abc\nnext\r\n\nlast"))
+	c.flush()
+	want := "short\n12345678 …[line cut: longer than 8 bytes]\nnext\nlast\n"
+	if out.String() != want {
+		t.Errorf("= %q, want %q", out.String(), want)
+	}
+}
+
+// TestOutputMemoryBounded pushes 64 MiB on one line, with the token in
+// it, through the output path and checks that the heap does not grow
+// with it and that what comes out is one cut line.
+func TestOutputMemoryBounded(t *testing.T) {
+	var out bytes.Buffer
+	r, lines := pipeline(&out, token, MaxLine)
+	chunk := []byte(strings.Repeat("x", 32<<10-len(token)) + token)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 2048; i++ { // 64 MiB
+		r.Write(chunk)
+	}
+	r.flush()
+	lines.flush()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("64 MiB on one line: %d bytes out, heap grew %d bytes, %d bytes allocated in all", out.Len(), grew, after.TotalAlloc-before.TotalAlloc)
+	if out.Len() > MaxLine+100 || !strings.HasSuffix(out.String(), "]\n") {
+		t.Errorf("output is %d bytes, want one cut line", out.Len())
+	}
+	if grew > 1<<20 {
+		t.Errorf("the heap grew by %d bytes for one long line", grew)
+	}
+	if strings.Contains(out.String(), token[:4]) {
+		t.Errorf("the token's start got through")
+	}
+}
+
+// TestPushLongLineAndToken runs a pusher that prints a long line with the
+// token in it and no newline: the output reaching the caller is lines of
+// at most MaxLine bytes, without the token.
+func TestPushLongLineAndToken(t *testing.T) {
+	fake(t, 1)
+	long := strings.Repeat("z", 3*MaxLine) + token
+	t.Setenv(envOutput, fmt.Sprintf("start %s\r%s\rend %s", token, long, token))
+	var out bytes.Buffer
+	err := cachixPusherFor(t, tokenFile(t, 0o600)).Push(context.Background(), paths, &out)
+	if err == nil {
+		t.Fatal("Push succeeded")
+	}
+	for _, l := range strings.SplitAfter(out.String(), "\n") {
+		if len(l) > MaxLine+100 {
+			t.Errorf("a line of %d bytes reached the log", len(l))
+		}
+	}
+	if strings.Contains(out.String(), token) || strings.Contains(err.Error(), token) {
+		t.Errorf("the token got through: %q / %v", out.String(), err)
+	}
+	if !strings.Contains(out.String(), "start [redacted]\n") || !strings.Contains(out.String(), "end [redacted]\n") {
+		t.Errorf("output = %q", out.String())
+	}
+}
