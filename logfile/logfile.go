@@ -42,9 +42,16 @@ func (l *File) open() error {
 	return nil
 }
 
+// Write appends p, rotating first if p would take the file past its
+// size. A p longer than the size is cut to it, so the two files never
+// hold more than twice the size, whatever is logged.
 func (l *File) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	n := len(p)
+	if int64(len(p)) > l.maxSize {
+		p = cut(p, l.maxSize)
+	}
 	if l.size+int64(len(p)) > l.maxSize && l.size > 0 {
 		l.f.Close()
 		if err := os.Rename(l.path, l.path+".1"); err != nil {
@@ -54,9 +61,25 @@ func (l *File) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := l.f.Write(p)
-	l.size += int64(n)
-	return n, err
+	w, err := l.f.Write(p)
+	l.size += int64(w)
+	if err != nil {
+		return w, err
+	}
+	return n, nil
+}
+
+var cutMark = []byte("…[cut at log.max_size]\n")
+
+// cut shortens p to max bytes, marked as cut and ending in a newline.
+func cut(p []byte, max int64) []byte {
+	if max > 2*int64(len(cutMark)) {
+		return append(p[:max-int64(len(cutMark)):max-int64(len(cutMark))], cutMark...)
+	}
+	if max < 1 {
+		return nil
+	}
+	return append(p[:max-1:max-1], '\n')
 }
 
 // Close closes the file.

@@ -136,27 +136,62 @@ func TestRotationCountsExistingSize(t *testing.T) {
 	}
 }
 
-func TestLargeWriteIntoEmptyLog(t *testing.T) {
+func TestLargeWriteIsCut(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "worker.log")
-	l, err := Open(path, 10)
+	l, err := Open(path, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	big := strings.Repeat("x", 50) + "\n"
-	write(t, l, big) // bigger than max, but the log is empty: no rotation
-	if _, err := os.Stat(path + ".1"); err == nil {
-		t.Error("an empty log was rotated")
-	}
-	if got := read(t, path); got != big {
-		t.Errorf("log = %q", got)
+	big := strings.Repeat("x", 500) + "\n"
+	write(t, l, big) // reports the whole write done
+	got := read(t, path)
+	if len(got) != 100 || !strings.HasPrefix(got, "xxxx") || !strings.HasSuffix(got, "…[cut at log.max_size]\n") {
+		t.Errorf("log = %q (%d bytes), want the write cut to 100 bytes", got, len(got))
 	}
 	write(t, l, "next\n")
-	if got := read(t, path+".1"); got != big {
-		t.Errorf(".1 = %q", got)
+	if got := read(t, path+".1"); len(got) != 100 {
+		t.Errorf(".1 = %d bytes", len(got))
 	}
 	if got := read(t, path); got != "next\n" {
 		t.Errorf("log = %q", got)
+	}
+	// A tiny limit still bounds the file.
+	l2, err := Open(filepath.Join(t.TempDir(), "tiny.log"), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	write(t, l2, big)
+	if got := read(t, filepath.Join(filepath.Dir(l2.path), "tiny.log")); got != "xxxxxxxxx\n" {
+		t.Errorf("tiny log = %q", got)
+	}
+}
+
+// TestBoundedWhateverTheInput writes 50 MiB in writes of every size,
+// one of them 20 MiB: the two files never hold more than twice the limit.
+func TestBoundedWhateverTheInput(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "worker.log")
+	const max = 1 << 20
+	l, err := Open(path, max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, n := range []int{10, 1 << 20, 20 << 20, 3, 999_999, 5 << 20} {
+		write(t, l, strings.Repeat("y", n))
+		total := int64(0)
+		for _, f := range []string{path, path + ".1"} {
+			if fi, err := os.Stat(f); err == nil {
+				if fi.Size() > max {
+					t.Errorf("after a write of %d bytes, %s is %d bytes", n, f, fi.Size())
+				}
+				total += fi.Size()
+			}
+		}
+		if total > 2*max {
+			t.Errorf("after a write of %d bytes the log files hold %d bytes", n, total)
+		}
 	}
 }
 

@@ -232,3 +232,88 @@ push_timeout = "3s"
 	e.Wait(60 * time.Second)
 	plExpectCache(t, "hanging", filepath.Join(e.Standin, "hanging"), paths, func(string) bool { return true })
 }
+
+// flVmHWM reads a process's peak resident set size, in KiB.
+func flVmHWM(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb
+		}
+	}
+	t.Fatal("no VmHWM in /proc/PID/status")
+	return 0
+}
+
+// flStartWorker starts `cachix-filter-hook worker` (the foreground
+// worker) and returns it with a channel that gets its exit.
+func flStartWorker(t *testing.T, e *Env) (*exec.Cmd, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(hookBin, "worker")
+	cmd.Env = e.environ()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, exited
+}
+
+// 3. 50 MB of pusher output on one line, log.max_size = "1MiB": the log
+// files stay under 3 MiB and the worker's peak RSS under 64 MiB.
+func TestFaultFloodedOutputBounded(t *testing.T) {
+	e := NewEnv(t, `
+cache = "flood"
+allow = ["*"]
+
+[cachix]
+bin = "@CACHIX@"
+
+[queue]
+dir = "@DIR@/queue"
+linger = "1s"
+retry_initial = "200ms"
+retry_max = "1s"
+
+[log]
+max_size = "1MiB"
+`)
+	unlock := plLockQueue(t, e.Queue)
+	paths, _ := e.Build(plList(Drv(Salt(), "flood-1.0", nil)))
+	unlock()
+	const flood = 50 << 20
+	flTrick(t, e, "flood="+strconv.Itoa(flood))
+	cmd, exited := flStartWorker(t, e)
+	plWaitFor(t, 2*time.Minute, "the flooding push to land", func() bool {
+		return e.QueueEntries() == 0 && len(CachePaths(t, filepath.Join(e.Standin, "flood"))) > 0
+	})
+	hwm := flVmHWM(t, cmd.Process.Pid)
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-exited
+	var logBytes int64
+	for _, f := range []string{"worker.log", "worker.log.1"} {
+		if fi, err := os.Stat(filepath.Join(e.Queue, f)); err == nil {
+			logBytes += fi.Size()
+		}
+	}
+	t.Logf("%d bytes of pusher output on one line, log.max_size 1MiB: log files %d bytes, worker peak RSS (VmHWM) %d KiB", flood, logBytes, hwm)
+	if logBytes >= 3<<20 {
+		t.Errorf("the log files hold %d bytes, want under 3 MiB", logBytes)
+	}
+	if hwm >= 64<<10 {
+		t.Errorf("the worker's peak RSS is %d KiB, want under 64 MiB", hwm)
+	}
+	if !strings.Contains(e.Log(), "line cut") {
+		t.Errorf("the worker log does not show the cut line")
+	}
+	plExpectCache(t, "flood", filepath.Join(e.Standin, "flood"), paths, func(string) bool { return true })
+}
