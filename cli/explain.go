@@ -33,6 +33,8 @@ func runExplain(e *env) int {
 	status := 0
 	all := []explanation{}
 	storeDir := storepath.StoreDir()
+	var args []string
+	var paths []storepath.Path
 	for _, arg := range fs.Args() {
 		p, err := storepath.Resolve(storeDir, arg)
 		if err != nil {
@@ -40,7 +42,12 @@ func runExplain(e *env) int {
 			status = 1
 			continue
 		}
-		v := c.Decide(p)
+		args, paths = append(args, arg), append(paths, p)
+	}
+	facts := e.gatherFacts(c, paths)
+	for i, p := range paths {
+		arg := args[i]
+		v := c.DecideFacts(p, facts[p.String()])
 		if *asJSON {
 			all = append(all, explanation{Input: arg, Path: p.String(), Verdict: v})
 		} else {

@@ -89,13 +89,14 @@ func runPush(e *env) int {
 			}
 		}
 	}
+	facts := e.gatherFacts(c, paths)
 	if *dryRun {
 		for _, p := range paths {
-			fmt.Fprintln(e.stdout, c.Decide(p).Line())
+			fmt.Fprintln(e.stdout, c.DecideFacts(p, facts[p.String()]).Line())
 		}
 		return status
 	}
-	sel := hook.Select(c, paths)
+	sel := hook.SelectWith(c, paths, func(s string) *config.Facts { return facts[s] })
 	fmt.Fprintf(e.stdout, "cachix-filter-hook: %s\n", sel.Summary())
 	if len(sel.Pairs) == 0 {
 		return status

@@ -35,10 +35,12 @@ type Config struct {
 	File    string
 	Targets []*Target
 	Strict  bool
-	Cachix  Cachix
-	Nix     Nix
-	Queue   Queue
-	Log     Log
+	// UpstreamTimeout bounds one question to an upstream cache.
+	UpstreamTimeout time.Duration
+	Cachix          Cachix
+	Nix             Nix
+	Queue           Queue
+	Log             Log
 	// Warnings are problems that do not stop the program, such as a
 	// target whose empty allow list selects nothing.
 	Warnings []string
@@ -54,7 +56,13 @@ type Target struct {
 	Allow       []string
 	Deny        []string
 	ClosureDeny string
-	Rules       *filter.Rules
+	// MaxNarSize, Unsubstitutable, Upstream and SecretKeyFile: see
+	// pathrules.go. A [[target]] inherits them from the top level.
+	MaxNarSize      int64 // 0: no limit
+	Unsubstitutable string
+	Upstream        []string
+	SecretKeyFile   string
+	Rules           *filter.Rules
 	// top marks the default target, made of the top-level keys, whose
 	// values may come from the environment (see Config.Effective).
 	top bool
@@ -65,6 +73,8 @@ type Cachix struct {
 	Bin           string
 	AuthTokenFile string
 	PushArgs      []string
+	// SigningKeyFile's content goes to cachix as CACHIX_SIGNING_KEY.
+	SigningKeyFile string
 }
 
 // Nix says where nix and nix-store are.

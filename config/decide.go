@@ -13,6 +13,10 @@ type TargetDecision struct {
 	Selected bool   `json:"selected"`
 	Rule     string `json:"rule"`
 	Pattern  string `json:"pattern,omitempty"`
+	// Check names the key that left out a path the patterns selected:
+	// max_nar_size, unsubstitutable or upstream.
+	Check string   `json:"check,omitempty"`
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Verdict is every target's decision on one path; explain, push and the
@@ -21,23 +25,44 @@ type Verdict struct {
 	Path    storepath.Path   `json:"-"`
 	Push    []string         `json:"push"`
 	Targets []TargetDecision `json:"targets"`
+	// Facts are what the size, unsubstitutable and upstream rules read,
+	// when they were asked (see pathfacts).
+	Facts *Facts `json:"facts,omitempty"`
 }
 
 // Decide applies every target's rules to p.
-func (c *Config) Decide(p storepath.Path) Verdict {
-	v := Verdict{Path: p, Push: []string{}, Targets: make([]TargetDecision, 0, len(c.Targets))}
+func (c *Config) Decide(p storepath.Path) Verdict { return c.DecideFacts(p, nil) }
+
+// DecideFacts applies every target's rules to p: the patterns, then, for a
+// path they select, the rules that read facts (nil: none known).
+func (c *Config) DecideFacts(p storepath.Path, f *Facts) Verdict {
+	v := Verdict{Path: p, Push: []string{}, Targets: make([]TargetDecision, 0, len(c.Targets)), Facts: f}
 	for _, t := range c.Targets {
-		d := t.Rules.Decide(p)
-		td := TargetDecision{Target: t.Name, Selected: d.Selected, Rule: d.Reason()}
-		if d.Rule != nil {
-			td.Pattern = d.Rule.Text
-		}
-		if d.Selected {
+		td := t.Decide(p, f)
+		if td.Selected {
 			v.Push = append(v.Push, t.Name)
 		}
 		v.Targets = append(v.Targets, td)
 	}
 	return v
+}
+
+// Decide is this target's verdict on p: its patterns, then, for a path
+// they select, the rules that read facts (f nil: none known).
+func (t *Target) Decide(p storepath.Path, f *Facts) TargetDecision {
+	d := t.Rules.Decide(p)
+	td := TargetDecision{Target: t.Name, Selected: d.Selected, Rule: d.Reason()}
+	if d.Rule != nil {
+		td.Pattern = d.Rule.Text
+	}
+	if d.Selected {
+		check, rule, notes := t.factRule(f)
+		td.Notes = notes
+		if rule != "" {
+			td.Selected, td.Check, td.Rule = false, check, rule
+		}
+	}
+	return td
 }
 
 // Selected reports whether any target selects the path.
@@ -73,7 +98,22 @@ func (v Verdict) Reason() string {
 // `push PATH -> main, work (allow "hello-*")` or `skip PATH (deny "*-doc")`.
 func (v Verdict) Line() string {
 	if v.Selected() {
-		return fmt.Sprintf("push %s -> %s (%s)", v.Path, strings.Join(v.Push, ", "), v.Reason())
+		return fmt.Sprintf("push %s -> %s (%s%s)", v.Path, strings.Join(v.Push, ", "), v.Reason(), notesText(v.Notes()))
 	}
 	return fmt.Sprintf("skip %s (%s)", v.Path, v.Reason())
+}
+
+// Notes are the notes of the targets that push the path, each once.
+func (v Verdict) Notes() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range v.Targets {
+		for _, n := range t.Notes {
+			if t.Selected && !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }

@@ -24,6 +24,7 @@ func (c *Config) Effective() string {
 		fmt.Fprintf(&b, "# no config file: environment and defaults only\n")
 	}
 	fmt.Fprintf(&b, "strict = %v%s\n", c.Strict, src("strict"))
+	fmt.Fprintf(&b, "upstream_timeout = %q%s\n", c.UpstreamTimeout, src("upstream_timeout"))
 	for i, t := range c.Targets {
 		// The default target's keys are top-level keys, which the
 		// environment can override: say where each came from.
@@ -43,11 +44,13 @@ func (c *Config) Effective() string {
 		fmt.Fprintf(&b, "allow = %s%s\n", quoteList(t.Allow), tsrc("allow"))
 		fmt.Fprintf(&b, "deny = %s%s\n", quoteList(t.Deny), tsrc("deny"))
 		fmt.Fprintf(&b, "closure_deny = %s%s\n", strconv.Quote(t.ClosureDeny), tsrc("closure_deny"))
+		t.effectivePathRules(&b, tsrc)
 	}
 	fmt.Fprintf(&b, "\n[cachix]\n")
 	fmt.Fprintf(&b, "bin = %s%s\n", strconv.Quote(c.Cachix.Bin), src("cachix.bin"))
 	fmt.Fprintf(&b, "auth_token_file = %s%s\n", strconv.Quote(c.Cachix.AuthTokenFile), src("cachix.auth_token_file"))
 	fmt.Fprintf(&b, "push_args = %s%s\n", quoteList(c.Cachix.PushArgs), src("cachix.push_args"))
+	fmt.Fprintf(&b, "signing_key_file = %s%s\n", strconv.Quote(c.Cachix.SigningKeyFile), src("cachix.signing_key_file"))
 	fmt.Fprintf(&b, "\n[nix]\n")
 	fmt.Fprintf(&b, "bin_dir = %s%s\n", strconv.Quote(c.Nix.BinDir), src("nix.bin_dir"))
 	fmt.Fprintf(&b, "\n[queue]\n")

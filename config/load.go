@@ -57,9 +57,12 @@ var schema = map[string]kind{
 	"name": kString, "cache": kString, "store": kString,
 	"allow": kList, "deny": kList, "closure_deny": kString,
 	"strict": kBool, "target": kTargets,
+	"max_nar_size": kSize, "unsubstitutable": kString, "upstream": kList,
+	"upstream_timeout": kDuration, "secret_key_file": kString,
 	"cachix.bin": kString, "cachix.auth_token_file": kString, "cachix.push_args": kList,
-	"nix.bin_dir": kString,
-	"queue.dir":   kString, "queue.batch": kInt,
+	"cachix.signing_key_file": kString,
+	"nix.bin_dir":             kString,
+	"queue.dir":               kString, "queue.batch": kInt,
 	"queue.retry_initial": kDuration, "queue.retry_max": kDuration, "queue.linger": kDuration, "queue.push_timeout": kDuration,
 	"log.file": kString, "log.level": kString, "log.max_size": kSize,
 }
@@ -68,6 +71,8 @@ var schema = map[string]kind{
 var targetKeys = map[string]kind{
 	"name": kString, "cache": kString, "store": kString,
 	"allow": kList, "deny": kList, "closure_deny": kString,
+	"max_nar_size": kSize, "unsubstitutable": kString, "upstream": kList,
+	"secret_key_file": kString,
 }
 
 // EnvName is the environment variable that overrides key.
@@ -136,10 +141,12 @@ func parse(file string, data []byte) (*Config, error) {
 
 	c.Strict = l.boolean("strict", false)
 	c.Cachix = Cachix{
-		Bin:           l.str("cachix.bin", DefaultCachixBin),
-		AuthTokenFile: l.str("cachix.auth_token_file", ""),
-		PushArgs:      l.list("cachix.push_args"),
+		Bin:            l.str("cachix.bin", DefaultCachixBin),
+		AuthTokenFile:  l.str("cachix.auth_token_file", ""),
+		PushArgs:       l.list("cachix.push_args"),
+		SigningKeyFile: l.str("cachix.signing_key_file", ""),
 	}
+	c.UpstreamTimeout = l.duration("upstream_timeout", DefaultUpstreamTimeout)
 	c.Nix = Nix{BinDir: l.str("nix.bin_dir", "")}
 	c.Queue = Queue{
 		Dir:          l.str("queue.dir", DefaultQueueDir()),
@@ -456,6 +463,9 @@ func (l *loader) fromOf(key string) string {
 func (l *loader) targets(c *Config) {
 	top := map[string]any{}
 	for key := range targetKeys {
+		if inherited[key] {
+			continue // defaults for every target, see pathRules
+		}
 		if val, from := l.get(key); val != nil {
 			top[key] = val
 			if from != l.file {
@@ -580,6 +590,7 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		}
 	}
 	t.Rules = rules
+	l.pathRules(c, t, prefix, m, from)
 	return t
 }
 

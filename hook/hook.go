@@ -52,7 +52,12 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 
 	raw := strings.Fields(env.OutPaths)
 	storeDir := storepath.StoreDir()
-	if len(raw) == 0 && env.DrvPath != "" {
+	// allowSubstitutes is in the .drv, read whole once for it and, on
+	// Nix 2.8, for the outputs.
+	drv := readDrv(cfg, env, len(raw) == 0)
+	if len(raw) == 0 && drv != nil && !drv.hasCA {
+		raw = drv.Outputs
+	} else if len(raw) == 0 && env.DrvPath != "" {
 		// Nix 2.8 passes OUT_PATHS empty (NixOS/nix#6446).
 		if _, err := storepath.Parse(storeDir, env.DrvPath); err != nil || !strings.HasSuffix(env.DrvPath, ".drv") {
 			return fail("DRV_PATH %q is not a derivation in the store", env.DrvPath)
@@ -82,7 +87,7 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 		}
 		paths = append(paths, p)
 	}
-	sel := Select(cfg, paths)
+	sel := SelectWith(cfg, paths, drv.facts)
 	sel.Total = len(raw)
 	if len(sel.Pairs) == 0 {
 		say("%s", sel.Summary())
@@ -106,10 +111,20 @@ type Selection struct {
 
 // Select applies every target's rules to paths.
 func Select(cfg *config.Config, paths []storepath.Path) Selection {
+	return SelectWith(cfg, paths, nil)
+}
+
+// SelectWith is Select with the facts of each path (nil facts, or a nil
+// result: none known), for the rules that read more than its name.
+func SelectWith(cfg *config.Config, paths []storepath.Path, facts func(string) *config.Facts) Selection {
 	sel := Selection{Total: len(paths)}
 	seen := map[string]bool{}
 	for _, p := range paths {
-		v := cfg.Decide(p)
+		var f *config.Facts
+		if facts != nil {
+			f = facts(p.String())
+		}
+		v := cfg.DecideFacts(p, f)
 		if !v.Selected() {
 			sel.Skipped = append(sel.Skipped, p.Name+": "+v.Reason())
 			continue

@@ -21,6 +21,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/fds"
 	"github.com/cachix-filter-hook/cachix-filter-hook/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/pathfacts"
 	"github.com/cachix-filter-hook/cachix-filter-hook/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
@@ -64,6 +65,7 @@ type Worker struct {
 	entries map[string]*queue.Entry // cache of entries/, by key
 	orphans map[string]bool         // targets already logged as unknown
 	state   *State
+	facts   factState // what the size, unsubstitutable and upstream rules read
 }
 
 // New prepares a worker; Run does the work.
@@ -74,6 +76,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		pushers: map[string]pusher.Pusher{},
 		entries: map[string]*queue.Entry{},
 		orphans: map[string]bool{},
+		facts:   factState{gather: pathfacts.New(cfg)},
 	}
 	for _, t := range cfg.Targets {
 		w.pushers[t.Name] = pusher.New(cfg, t)
@@ -128,6 +131,7 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		batches, next := w.plan(live, now)
 		if len(batches) > 0 {
 			idleSince = time.Time{}
+			w.prefetch(ctx, batches)
 			for _, b := range batches {
 				w.push(ctx, b)
 			}
@@ -328,7 +332,11 @@ func (w *Worker) push(ctx context.Context, b batch) {
 	log := w.log.WithField("target", b.target.Name)
 	var send []*queue.Entry
 	for _, e := range b.entries {
-		if reason := w.check(ctx, b.target, e); reason != "" {
+		reason := w.check(ctx, b.target, e)
+		if reason == "" {
+			reason = w.factCheck(b.target, e)
+		}
+		if reason != "" {
 			log.WithFields(logrus.Fields{"path": e.Path, "reason": reason}).Warn("dropped")
 			if err := w.q.Drop(e, reason); err != nil {
 				log.WithError(err).Error("dropping queue entry")
@@ -348,7 +356,10 @@ func (w *Worker) push(ctx context.Context, b batch) {
 	}
 	start := time.Now()
 	out := &lineLogger{log: log}
-	err := w.pushers[b.target.Name].Push(ctx, paths, out)
+	err := w.factsFailed(b.target)
+	if err == nil {
+		err = w.pushers[b.target.Name].Push(ctx, paths, out)
+	}
 	out.flush()
 	took := time.Since(start)
 	fields := logrus.Fields{"paths": len(paths), "duration": took.Round(time.Millisecond).String()}

@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/pathfacts"
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+)
+
+// gatherFacts gathers what the size, unsubstitutable and upstream rules
+// read about paths (one batched Nix query; see pathfacts). On failure it
+// warns and returns none: push queues by the patterns alone and the
+// worker, which checks again before pushing, holds the paths back.
+func (e *env) gatherFacts(c *config.Config, paths []storepath.Path) map[string]*config.Facts {
+	facts, err := pathfacts.New(c).Gather(e.ctx, c, paths, false)
+	if err != nil {
+		e.errorf("warning: max_nar_size and unsubstitutable not applied: %v", err)
+		return nil
+	}
+	warned := map[string]bool{}
+	for _, p := range paths {
+		f := facts[p.String()]
+		if f == nil {
+			continue
+		}
+		for _, u := range slices.Sorted(maps.Keys(f.Unreachable)) {
+			if !warned[u] {
+				warned[u] = true
+				e.errorf("warning: upstream %s did not answer (%s): its paths are pushed", u, f.Unreachable[u])
+			}
+		}
+	}
+	return facts
+}

@@ -1,0 +1,167 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Rules that look beyond a path's name: its NAR size, whether its
+// derivation allows substitutes, whether an upstream cache already has it;
+// and the key that signs what a store target receives. Each is a top-level
+// key that is the default for every target, and a [[target]] key that
+// overrides it.
+
+// Unsubstitutable policies.
+const (
+	UnsubstSkip = "skip" // leave out a path whose derivation sets allowSubstitutes = false
+	UnsubstPush = "push" // push it anyway
+)
+
+// DefaultUpstreamTimeout bounds one narinfo request to an upstream cache.
+const DefaultUpstreamTimeout = 5 * time.Second
+
+// inherited are the target keys whose top-level value is every target's
+// default, rather than a key of the default target only.
+var inherited = map[string]bool{
+	"max_nar_size": true, "unsubstitutable": true, "upstream": true, "secret_key_file": true,
+}
+
+// pathRules sets t's size, unsubstitutable, upstream and signing keys from
+// its table m, falling back to the top-level values.
+func (l *loader) pathRules(c *Config, t *Target, prefix string, m map[string]any, from func(string) string) {
+	get := func(key string) (any, string) {
+		if prefix != "" {
+			if val, ok := m[key]; ok {
+				return val, l.file
+			}
+		}
+		// The top-level value, for the default target and as every
+		// other target's default.
+		return l.get(key)
+	}
+	if val, where := get("max_nar_size"); val != nil {
+		t.MaxNarSize = l.asSize(where, prefix+"max_nar_size", val)
+	}
+	if val, where := get("unsubstitutable"); val != nil {
+		t.Unsubstitutable = l.asString(where, prefix+"unsubstitutable", val, "")
+	}
+	switch t.Unsubstitutable {
+	case "":
+		t.Unsubstitutable = UnsubstSkip
+	case UnsubstSkip, UnsubstPush:
+	default:
+		l.errorf("%s: %sunsubstitutable: must be \"skip\" or \"push\", got %q", l.whereOf(prefix, m, "unsubstitutable"), prefix, t.Unsubstitutable)
+	}
+	if val, where := get("upstream"); val != nil {
+		var list []string
+		if s, ok := val.(string); ok && where != l.file {
+			list = strings.Fields(s) // from the environment
+		} else {
+			list = l.asList(where, prefix+"upstream", val)
+		}
+		for i, u := range list {
+			norm, err := checkUpstream(u)
+			if err != nil {
+				l.errorf("%s: %supstream[%d]: %v", l.whereOf(prefix, m, "upstream"), prefix, i, err)
+				continue
+			}
+			t.Upstream = append(t.Upstream, norm)
+		}
+	}
+	if val, where := get("secret_key_file"); val != nil {
+		t.SecretKeyFile = l.asString(where, prefix+"secret_key_file", val, "")
+		switch {
+		case t.SecretKeyFile != "" && !filepath.IsAbs(t.SecretKeyFile):
+			l.errorf("%s: %ssecret_key_file: must be an absolute path, got %q", l.whereOf(prefix, m, "secret_key_file"), prefix, t.SecretKeyFile)
+		case t.Cache != "":
+			if _, own := m["secret_key_file"]; own {
+				l.errorf("%s: %ssecret_key_file: only store targets sign with it; a Cachix target takes cachix.signing_key_file", l.file, prefix)
+			}
+			// The top-level key is for store targets only.
+			t.SecretKeyFile = ""
+		}
+	}
+}
+
+// whereOf names the source of key for a target: the file for a key in a
+// [[target]] table, else the top-level key's file or variable.
+func (l *loader) whereOf(prefix string, m map[string]any, key string) string {
+	if _, own := m[key]; own && prefix != "" {
+		return l.file
+	}
+	return l.fromOf(key)
+}
+
+func (l *loader) asSize(from, key string, val any) int64 {
+	switch x := val.(type) {
+	case int64:
+		if x > 0 {
+			return x
+		}
+	case string:
+		if n, err := ParseSize(x); err == nil {
+			return n
+		}
+	}
+	l.typeError(from, key, kSize, val)
+	return 0
+}
+
+// checkUpstream accepts http(s)://host[/path] and file:///abs/dir, without
+// a trailing slash.
+func checkUpstream(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("not a URL: %q", RedactURI(s))
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return "", fmt.Errorf("%q has no host", RedactURI(s))
+		}
+	case "file":
+		if u.Host != "" || !filepath.IsAbs(u.Path) {
+			return "", fmt.Errorf("%q: a file:// upstream needs an absolute path (file:///dir)", s)
+		}
+	default:
+		return "", fmt.Errorf("%q: only http://, https:// and file:// upstreams are supported", RedactURI(s))
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%q: an upstream takes no ?query or #fragment", RedactURI(s))
+	}
+	return strings.TrimRight(s, "/"), nil
+}
+
+// FormatSize renders a byte count as explain and the logs show it:
+// "1.3 GiB", "512.0 KiB", "136 B".
+func FormatSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// effectivePathRules writes t's size, unsubstitutable, upstream and
+// signing keys for validate; the key file's path is shown, never its
+// content.
+func (t *Target) effectivePathRules(b *strings.Builder, src func(string) string) {
+	size := "0"
+	if t.MaxNarSize > 0 {
+		size = fmt.Sprintf("%d  # %s", t.MaxNarSize, FormatSize(t.MaxNarSize))
+	}
+	fmt.Fprintf(b, "max_nar_size = %s%s\n", size, src("max_nar_size"))
+	fmt.Fprintf(b, "unsubstitutable = %q%s\n", t.Unsubstitutable, src("unsubstitutable"))
+	fmt.Fprintf(b, "upstream = %s%s\n", quoteList(t.Upstream), src("upstream"))
+	if t.Store != "" {
+		fmt.Fprintf(b, "secret_key_file = %q%s\n", t.SecretKeyFile, src("secret_key_file"))
+	}
+}

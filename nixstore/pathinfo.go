@@ -1,0 +1,148 @@
+package nixstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// PathInfo is what Nix's database says about one store path.
+type PathInfo struct {
+	Path       string   `json:"path"`
+	Valid      bool     `json:"-"`
+	NarSize    int64    `json:"narSize"`
+	Deriver    string   `json:"deriver"`
+	References []string `json:"references"`
+}
+
+// maxArgBytes bounds the paths given to one Nix call, well below the
+// kernel's ARG_MAX (2 MiB with its environment): a 2,000-path closure
+// (about 120 KiB) is one call.
+const maxArgBytes = 512 << 10
+
+// maxInfoOutput bounds what one path-info call may print (about 400
+// bytes a path, more with many references).
+const maxInfoOutput = 512 << 20
+
+// PathInfos asks Nix about many paths at once (`nix path-info --json`,
+// with --recursive for their closures too): NAR size, deriver and
+// references, from one exec per maxArgBytes of paths, never one per
+// path. A path that is not in the store comes back with Valid false.
+func (n Nix) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]PathInfo, error) {
+	out := make(map[string]PathInfo, len(paths))
+	for len(paths) > 0 {
+		chunk, size := 0, 0
+		for chunk < len(paths) && (chunk == 0 || size+len(paths[chunk])+1 <= maxArgBytes) {
+			size += len(paths[chunk]) + 1
+			chunk++
+		}
+		if err := n.pathInfo(ctx, recursive, paths[:chunk], out); err != nil {
+			return nil, err
+		}
+		paths = paths[chunk:]
+	}
+	return out, nil
+}
+
+func (n Nix) pathInfo(ctx context.Context, recursive bool, paths []string, out map[string]PathInfo) error {
+	// Without substituters: for a path not in the store, Nix would
+	// otherwise ask every substituter (seconds each, and the network).
+	args := []string{"path-info", "--option", "substituters", "", "--json"}
+	if recursive {
+		args = append(args, "--recursive")
+	}
+	cmd := n.Command(ctx, append(append(args, "--"), paths...)...)
+	var stderr tail
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("nix path-info: %w", err)
+	}
+	derr := decodePathInfo(io.LimitReader(stdout, maxInfoOutput), out)
+	if derr != nil {
+		// Let Nix finish writing (or die) so that Wait returns.
+		_, _ = io.Copy(io.Discard, stdout)
+	}
+	werr := cmd.Wait()
+	if werr != nil {
+		return fmt.Errorf("nix path-info of %d paths: %w: %s", len(paths), werr, strings.TrimSpace(stderr.String()))
+	}
+	if derr != nil {
+		return fmt.Errorf("nix path-info of %d paths: reading its output: %w", len(paths), derr)
+	}
+	return nil
+}
+
+// decodePathInfo reads both forms Nix has printed: a list of objects (up
+// to 2.18, an invalid path as {"path":…,"valid":false}) and an object
+// keyed by path (2.19 on, an invalid path as null).
+func decodePathInfo(r io.Reader, out map[string]PathInfo) error {
+	dec := json.NewDecoder(r)
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('['):
+		for dec.More() {
+			var raw struct {
+				PathInfo
+				Valid *bool `json:"valid"`
+			}
+			if err := dec.Decode(&raw); err != nil {
+				return err
+			}
+			info := raw.PathInfo
+			info.Valid = raw.Valid == nil || *raw.Valid
+			out[info.Path] = info
+		}
+	case json.Delim('{'):
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			path, _ := key.(string)
+			var info *PathInfo
+			if err := dec.Decode(&info); err != nil {
+				return err
+			}
+			if info == nil {
+				out[path] = PathInfo{Path: path}
+				continue
+			}
+			info.Path, info.Valid = path, true
+			// Newer Nix may name references by base name.
+			for i, ref := range info.References {
+				if !strings.HasPrefix(ref, "/") {
+					info.References[i] = path[:strings.LastIndexByte(path, '/')+1] + ref
+				}
+			}
+			out[path] = *info
+		}
+	default:
+		return errors.New("expected a JSON list or object")
+	}
+	_, err = dec.Token()
+	return err
+}
+
+// tail keeps the last 4 KiB written to it, for error messages.
+type tail struct{ b []byte }
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string { return string(t.b) }
+

@@ -1,0 +1,204 @@
+// Package pathfacts gathers what the size, unsubstitutable and upstream
+// rules read about store paths: NAR sizes and derivers from one batched
+// Nix query, allowSubstitutes from each deriver's .drv file, and the
+// upstream caches' answers. push, explain and the worker use it; the hook
+// does not (it runs no Nix command: it reads allowSubstitutes from the .drv
+// it is given).
+package pathfacts
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/upstream"
+)
+
+// maxCached bounds the path infos and .drv answers a Gatherer keeps.
+const maxCached = 200_000
+
+// Gatherer gathers facts and remembers them for its lifetime (a worker's,
+// or one command's): a store path's size and deriver never change.
+type Gatherer struct {
+	nix      nixstore.Nix
+	upstream *upstream.Checker
+	infos    map[string]nixstore.PathInfo
+	closed   map[string]bool   // paths whose closure's infos are loaded
+	drvs     map[string]string // .drv path: a config.Subst* value
+}
+
+// New returns a Gatherer for cfg's Nix and upstream timeout.
+func New(cfg *config.Config) *Gatherer {
+	return &Gatherer{
+		nix:      nixstore.Nix{BinDir: cfg.Nix.BinDir},
+		upstream: upstream.New(cfg.UpstreamTimeout),
+		infos:    map[string]nixstore.PathInfo{},
+		closed:   map[string]bool{},
+		drvs:     map[string]string{},
+	}
+}
+
+// Gather returns the facts of those paths that are in the store and that
+// some target's patterns select; the others get none. It makes at most one
+// Nix call (`nix path-info --json` of every path not known yet, split only
+// past maxArgBytes of arguments), reads each deriver's .drv once, and asks
+// an upstream only about the paths its targets would still push. With
+// closure, the infos of the paths' closures are loaded too, for
+// ClosureOversize.
+func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []storepath.Path, closure bool) (map[string]*config.Facts, error) {
+	needs := cfg.Needs()
+	if !needs.Any() {
+		return nil, nil
+	}
+	var cands []storepath.Path
+	for _, p := range paths {
+		if !selectedByName(cfg, p) {
+			continue
+		}
+		if _, err := os.Lstat(p.String()); err != nil {
+			continue
+		}
+		cands = append(cands, p)
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	if len(g.infos) > maxCached {
+		g.infos, g.closed, g.drvs = map[string]nixstore.PathInfo{}, map[string]bool{}, map[string]string{}
+	}
+	var ask []string
+	for _, p := range cands {
+		s := p.String()
+		if _, ok := g.infos[s]; !ok || closure && !g.closed[s] {
+			ask = append(ask, s)
+		}
+	}
+	if len(ask) > 0 && (needs.Size || needs.Subst || closure) {
+		infos, err := g.nix.PathInfos(ctx, closure, ask...)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range infos {
+			g.infos[k] = v
+			if closure {
+				g.closed[k] = true
+			}
+		}
+	}
+	out := make(map[string]*config.Facts, len(cands))
+	asks := map[string][]string{}
+	for _, p := range cands {
+		s := p.String()
+		info, ok := g.infos[s]
+		if !ok || !info.Valid {
+			continue
+		}
+		f := &config.Facts{NarSize: info.NarSize, Deriver: info.Deriver}
+		if needs.Subst {
+			f.Substitutes = g.subst(info.Deriver)
+		}
+		out[s] = f
+		if needs.Upstream {
+			// Ask an upstream only for a path one of its targets would
+			// push on the other facts.
+			for _, t := range cfg.Targets {
+				if len(t.Upstream) > 0 && t.Decide(p, f).Selected {
+					for _, u := range t.Upstream {
+						asks[u] = append(asks[u], s)
+					}
+				}
+			}
+		}
+	}
+	if len(asks) > 0 {
+		res := g.upstream.Check(ctx, asks)
+		for u, has := range res.Has {
+			for s, h := range has {
+				f := out[s]
+				if f.Upstream == nil {
+					f.Upstream = map[string]bool{}
+				}
+				f.Upstream[u] = h
+			}
+		}
+		for u, why := range res.Unreachable {
+			for _, s := range asks[u] {
+				f := out[s]
+				if _, answered := f.Upstream[u]; answered {
+					continue
+				}
+				if f.Unreachable == nil {
+					f.Unreachable = map[string]string{}
+				}
+				f.Unreachable[u] = why
+			}
+		}
+	}
+	return out, nil
+}
+
+func selectedByName(cfg *config.Config, p storepath.Path) bool {
+	for _, t := range cfg.Targets {
+		if t.Rules.Decide(p).Selected {
+			return true
+		}
+	}
+	return false
+}
+
+// subst reads what a deriver's .drv says about substitution, once per .drv.
+func (g *Gatherer) subst(drv string) string {
+	if drv == "" || drv == "unknown-deriver" {
+		return config.SubstNoDrv
+	}
+	if s, ok := g.drvs[drv]; ok {
+		return s
+	}
+	s := config.SubstAllowed
+	d, err := nixstore.ReadDrv(drv)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s = config.SubstNoDrv
+	case err != nil:
+		s = config.SubstBadDrv
+	case !d.AllowSubstitutes:
+		s = config.SubstDenied
+	}
+	g.drvs[drv] = s
+	return s
+}
+
+// ClosureOversize returns a path in root's closure (root excluded) that is
+// larger than t's max_nar_size, with the reason, from the infos a Gather
+// with closure loaded; "" when there is none, or nothing is known.
+func (g *Gatherer) ClosureOversize(t *config.Target, root string) (dep, rule string) {
+	if t.MaxNarSize <= 0 {
+		return "", ""
+	}
+	seen := map[string]bool{root: true}
+	stack := []string{root}
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		info, ok := g.infos[p]
+		if !ok {
+			continue
+		}
+		if p != root {
+			if r := t.SizeRule(info.NarSize); r != "" {
+				return p, r
+			}
+		}
+		for _, ref := range info.References {
+			if !seen[ref] {
+				seen[ref] = true
+				stack = append(stack, ref)
+			}
+		}
+	}
+	return "", ""
+}
