@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/safeopen"
 )
 
 // maxDrvSize bounds a .drv file read whole: derivations are a few KiB;
@@ -32,9 +33,8 @@ type Drv struct {
 // (true as "1"), or, with __structuredAttrs, as a JSON boolean in the
 // "__json" entry. Nix itself treats any value but "1" as false.
 func ReadDrv(path string) (*Drv, error) {
-	// The open is one call, so that a bounded, non-blocking open
-	// (safeopen) can replace it.
-	f, err := os.Open(path)
+	// Not blocking on a FIFO, regular files only, bounded.
+	f, _, err := safeopen.Open(path, safeopen.Options{NoFollow: true, MaxSize: maxDrvSize})
 	if err != nil {
 		return nil, fmt.Errorf("reading derivation: %w", err)
 	}
