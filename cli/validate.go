@@ -18,6 +18,12 @@ func runValidate(e *env) int {
 		e.errorf("invalid configuration:\n%v", err)
 		return 1
 	}
+	if errs := c.CheckKeyFiles(); len(errs) > 0 {
+		for _, err := range errs {
+			e.errorf("invalid configuration: %v", err)
+		}
+		return 1
+	}
 	fmt.Fprint(e.stdout, c.Effective())
 	return 0
 }

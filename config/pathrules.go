@@ -76,6 +76,8 @@ func (l *loader) pathRules(c *Config, t *Target, prefix string, m map[string]any
 		switch {
 		case t.SecretKeyFile != "" && !filepath.IsAbs(t.SecretKeyFile):
 			l.errorf("%s: %ssecret_key_file: must be an absolute path, got %q", l.whereOf(prefix, m, "secret_key_file"), prefix, t.SecretKeyFile)
+		case t.Store != "" && t.SecretKeyFile != "" && !strings.Contains(t.Store, "://"):
+			l.errorf("%s: %ssecret_key_file: signs for binary cache stores (file://, s3://, https://...), not the local store %q", l.whereOf(prefix, m, "secret_key_file"), prefix, RedactURI(t.Store))
 		case t.Cache != "":
 			if _, own := m["secret_key_file"]; own {
 				l.errorf("%s: %ssecret_key_file: only store targets sign with it; a Cachix target takes cachix.signing_key_file", l.file, prefix)

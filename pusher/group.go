@@ -24,7 +24,7 @@ var errTimedOut = errors.New("push timed out")
 // The pusher gets a process group of its own. On timeout, or when ctx
 // ends (the worker is stopping), the whole group is killed with SIGKILL:
 // cachix's or nix's own children too.
-func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *exec.Cmd, out io.Writer, secret string) error {
+func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *exec.Cmd, out io.Writer, secrets ...string) error {
 	cctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
 		cctx, cancel = context.WithTimeoutCause(ctx, timeout, errTimedOut)
@@ -35,7 +35,13 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	// cannot start in the middle of the token.
 	var tail tailBuffer
 	lines := newLineCutter(io.MultiWriter(out, &tail), MaxLine)
-	w := newRedactor(lines, secret)
+	// One redactor per secret (the token, the signing key), chained.
+	var w io.Writer = lines
+	var chain []*redactor
+	for _, s := range secrets {
+		r := newRedactor(w, s)
+		chain, w = append(chain, r), r
+	}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.Stdin = nil
 	cmd.SysProcAttr = procAttr()
@@ -54,7 +60,9 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 			err = nil
 		}
 	}
-	w.flush()
+	for i := len(chain) - 1; i >= 0; i-- {
+		chain[i].flush() // outermost first
+	}
 	lines.flush()
 	msg := strings.TrimSpace(tail.String())
 	if ctx.Err() == nil && errors.Is(context.Cause(cctx), errTimedOut) {

@@ -32,9 +32,9 @@ type Pusher interface {
 func New(c *config.Config, t *config.Target) Pusher {
 	nix := nixstore.Nix{BinDir: c.Nix.BinDir}
 	if t.Store != "" {
-		return &storePusher{nix: nix, store: t.Store, timeout: c.Queue.PushTimeout}
+		return &storePusher{nix: nix, store: t.Store, keyFile: t.SecretKeyFile, timeout: c.Queue.PushTimeout}
 	}
-	return &cachixPusher{bin: c.Cachix.Bin, args: c.Cachix.PushArgs, cache: t.Cache, tokenFile: c.Cachix.AuthTokenFile, nix: nix, timeout: c.Queue.PushTimeout}
+	return &cachixPusher{bin: c.Cachix.Bin, args: c.Cachix.PushArgs, cache: t.Cache, tokenFile: c.Cachix.AuthTokenFile, keyFile: c.Cachix.SigningKeyFile, nix: nix, timeout: c.Queue.PushTimeout}
 }
 
 type cachixPusher struct {
@@ -42,6 +42,7 @@ type cachixPusher struct {
 	args      []string
 	cache     string
 	tokenFile string
+	keyFile   string // its content goes to cachix as CACHIX_SIGNING_KEY
 	nix       nixstore.Nix
 	timeout   time.Duration // 0: none
 }
@@ -72,6 +73,10 @@ func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) 
 			return fmt.Errorf("nix.bin_dir: %w", err)
 		}
 	}
+	env, key, err := withSigningKey(env, p.keyFile)
+	if err != nil {
+		return err
+	}
 	args := append(append([]string{"push"}, p.args...), "--", p.cache)
 	args = append(args, paths...)
 	env = withNixOnPath(env, p.nix)
@@ -79,19 +84,24 @@ func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) 
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Env = env
 		return cmd
-	}, out, secret)
+	}, out, secret, key)
 }
 
 type storePusher struct {
 	nix     nixstore.Nix
 	store   string
+	keyFile string // secret_key_file: signs the paths as they are copied
 	timeout time.Duration
 }
 
 func (p *storePusher) Push(ctx context.Context, paths []string, out io.Writer) error {
+	store, err := signingStore(p.store, p.keyFile)
+	if err != nil {
+		return err
+	}
 	return run(ctx, p.timeout, func(ctx context.Context) *exec.Cmd {
-		return p.nix.Command(ctx, append([]string{"copy", "--to", p.store, "--"}, paths...)...)
-	}, out, "")
+		return p.nix.Command(ctx, append([]string{"copy", "--to", store, "--"}, paths...)...)
+	}, out)
 }
 
 // withNixOnPath lets cachix find nix-store when the daemon's PATH lacks it.

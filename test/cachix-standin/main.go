@@ -19,7 +19,10 @@
 //	                    config (-c FILE, default
 //	                    $XDG_CONFIG_HOME/cachix/cachix.dhall or
 //	                    $HOME/.config/cachix/cachix.dhall)
-//	CACHIX_SIGNING_KEY  accepted instead of a token
+//	CACHIX_SIGNING_KEY  accepted instead of a token; when set, the paths
+//	                    are signed with it as they are copied (nix copy
+//	                    with secret-key=), as cachix signs narinfos with
+//	                    the key of a self-signed cache
 //	NIX_STORE_DIR       store directory (default /nix/store)
 //
 // Test controls:
@@ -59,8 +62,9 @@
 //	{"time":..., "argv":[os.Args[1:]...], "cache":..., "paths":[...],
 //	 "token_sha256":..., "auth":..., "exit":0|1, "pid":...}
 //
-// token_sha256 is the hex SHA-256 of the token used (empty if none), so tests
-// can prove the token arrived without the token ever being written down.
+// token_sha256 is the hex SHA-256 of the token used (empty if none), and
+// signing_key_sha256 that of CACHIX_SIGNING_KEY, so tests can prove the
+// secrets arrived without them ever being written down.
 //
 // Checks run in this order: arguments, CACHIX_STANDIN_ROOT, auth, paths
 // (each must be an existing store path, strictly: no symlinks such as
@@ -276,6 +280,7 @@ type record struct {
 	Cache       string   `json:"cache"`
 	Paths       []string `json:"paths"`
 	TokenSHA256 string   `json:"token_sha256"`
+	KeySHA256   string   `json:"signing_key_sha256,omitempty"`
 	Auth        string   `json:"auth"`
 	Exit        int      `json:"exit"`
 	PID         int      `json:"pid"`
@@ -335,6 +340,10 @@ func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
 		rec.TokenSHA256 = hex.EncodeToString(sum[:])
 	}
 	rec.Auth = auth
+	if k := os.Getenv("CACHIX_SIGNING_KEY"); k != "" {
+		sum := sha256.Sum256([]byte(k))
+		rec.KeySHA256 = hex.EncodeToString(sum[:])
+	}
 	if auth == "" {
 		return errors.New("Neither auth token nor signing key are present.")
 	}
@@ -515,7 +524,21 @@ func push(root string, a Args, paths []string, stdout io.Writer) error {
 		method = "zstd"
 	}
 	fmt.Fprintf(stdout, "Pushing %d paths using %s to cache %s\n", len(all), method, a.Cache)
-	args := append(append([]string{}, nixFlags...), "copy", "--to", "file://"+filepath.Join(root, a.Cache))
+	to := "file://" + filepath.Join(root, a.Cache)
+	if key := os.Getenv("CACHIX_SIGNING_KEY"); key != "" {
+		// Nix reads a key from a file: a private one, removed after.
+		dir, err := os.MkdirTemp("", "cachix-standin-key-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		file := filepath.Join(dir, "key")
+		if err := os.WriteFile(file, []byte(key), 0o600); err != nil {
+			return err
+		}
+		to += "?secret-key=" + file
+	}
+	args := append(append([]string{}, nixFlags...), "copy", "--to", to)
 	args = append(args, paths...)
 	if a.Verbose {
 		fmt.Fprintf(os.Stderr, "running: nix %q\n", args)
