@@ -32,6 +32,10 @@ const maxInfoOutput = 512 << 20
 // references, from one exec per maxArgBytes of paths, never one per
 // path. A path that is not in the store comes back with Valid false.
 func (n Nix) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]PathInfo, error) {
+	return n.pathInfos(ctx, recursive, maxArgBytes, paths)
+}
+
+func (n Nix) pathInfos(ctx context.Context, recursive bool, maxArgBytes int, paths []string) (map[string]PathInfo, error) {
 	out := make(map[string]PathInfo, len(paths))
 	for len(paths) > 0 {
 		chunk, size := 0, 0
@@ -40,7 +44,26 @@ func (n Nix) PathInfos(ctx context.Context, recursive bool, paths ...string) (ma
 			chunk++
 		}
 		if err := n.pathInfo(ctx, recursive, paths[:chunk], out); err != nil {
-			return nil, err
+			if !recursive || ctx.Err() != nil {
+				return nil, err
+			}
+			// With --recursive, Nix fails on a path not in the store
+			// instead of marking it: ask which are, then recurse on
+			// those (two more calls, only then).
+			if err := n.pathInfo(ctx, false, paths[:chunk], out); err != nil {
+				return nil, err
+			}
+			var valid []string
+			for _, p := range paths[:chunk] {
+				if out[p].Valid {
+					valid = append(valid, p)
+				}
+			}
+			if len(valid) > 0 {
+				if err := n.pathInfo(ctx, true, valid, out); err != nil {
+					return nil, err
+				}
+			}
 		}
 		paths = paths[chunk:]
 	}

@@ -1,0 +1,210 @@
+package config
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestPathRulesInheritAndOverride: top-level max_nar_size, unsubstitutable,
+// upstream and secret_key_file are every target's defaults; a [[target]]
+// overrides them; alone at the top level they make no default target.
+func TestPathRulesInheritAndOverride(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	conf := write(t, filepath.Join(dir, "hook.conf"), `
+max_nar_size = "1GiB"
+unsubstitutable = "push"
+upstream = ["https://cache.nixos.org/", "file:///srv/up"]
+secret_key_file = "/etc/k"
+
+[[target]]
+store = "file:///srv/a"
+allow = ["*"]
+
+[[target]]
+store = "file:///srv/b"
+allow = ["*"]
+max_nar_size = "10MiB"
+unsubstitutable = "skip"
+upstream = []
+secret_key_file = "/etc/k2"
+
+[[target]]
+cache = "c"
+allow = ["*"]
+
+[queue]
+dir = "/tmp/q"
+`)
+	c, err := Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Targets) != 3 {
+		t.Fatalf("%d targets, want 3 (no default target from inherited keys alone)", len(c.Targets))
+	}
+	a, b, cc := c.Targets[0], c.Targets[1], c.Targets[2]
+	if a.MaxNarSize != 1<<30 || a.Unsubstitutable != UnsubstPush || strings.Join(a.Upstream, " ") != "https://cache.nixos.org file:///srv/up" || a.SecretKeyFile != "/etc/k" {
+		t.Errorf("inherited: %+v", a)
+	}
+	if b.MaxNarSize != 10<<20 || b.Unsubstitutable != UnsubstSkip || len(b.Upstream) != 0 || b.SecretKeyFile != "/etc/k2" {
+		t.Errorf("overridden: %+v", b)
+	}
+	if cc.SecretKeyFile != "" || cc.MaxNarSize != 1<<30 {
+		t.Errorf("cachix target: %+v (secret_key_file is for store targets)", cc)
+	}
+	eff := c.Effective()
+	for _, want := range []string{"max_nar_size = 1073741824  # 1.0 GiB", `unsubstitutable = "push"`, `secret_key_file = "/etc/k2"`, `upstream = ["https://cache.nixos.org", "file:///srv/up"]`} {
+		if !strings.Contains(eff, want) {
+			t.Errorf("Effective lacks %q:\n%s", want, eff)
+		}
+	}
+}
+
+func TestPathRulesDefaultsAndEnv(t *testing.T) {
+	isolate(t)
+	c, err := Load(write(t, filepath.Join(t.TempDir(), "hook.conf"), minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := c.Targets[0]
+	if tg.MaxNarSize != 0 || tg.Unsubstitutable != UnsubstSkip || len(tg.Upstream) != 0 || c.UpstreamTimeout != DefaultUpstreamTimeout {
+		t.Errorf("defaults: %+v, timeout %s", tg, c.UpstreamTimeout)
+	}
+	t.Setenv(EnvName("max_nar_size"), "5MiB")
+	t.Setenv(EnvName("upstream"), "https://a.example https://b.example")
+	t.Setenv(EnvName("upstream_timeout"), "2s")
+	c, err = Load(write(t, filepath.Join(t.TempDir(), "hook.conf"), minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg = c.Targets[0]
+	if tg.MaxNarSize != 5<<20 || strings.Join(tg.Upstream, " ") != "https://a.example https://b.example" || c.UpstreamTimeout.String() != "2s" {
+		t.Errorf("from the environment: %+v, timeout %s", tg, c.UpstreamTimeout)
+	}
+	if eff := c.Effective(); !strings.Contains(eff, "# env CACHIX_FILTER_HOOK_MAX_NAR_SIZE") {
+		t.Errorf("Effective does not name the variable:\n%s", eff)
+	}
+}
+
+func TestPathRulesBadInput(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	const q = "[queue]\ndir = \"/tmp/q\"\n"
+	for _, tc := range []struct{ why, conf, want string }{
+		{"bad unsubstitutable", "cache = \"c\"\nallow = [\"*\"]\nunsubstitutable = \"maybe\"\n", `unsubstitutable: must be "skip" or "push", got "maybe"`},
+		{"bad size", "cache = \"c\"\nallow = [\"*\"]\nmax_nar_size = \"big\"\n", `max_nar_size: expected a size such as "10MiB", got the string "big"`},
+		{"zero size", "cache = \"c\"\nallow = [\"*\"]\nmax_nar_size = 0\n", `max_nar_size: expected a size`},
+		{"ftp upstream", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"ftp://x\"]\n", `upstream[0]: "ftp://x": only http://, https:// and file:// upstreams are supported`},
+		{"hostless upstream", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"https://\"]\n", `upstream[0]: "https://" has no host`},
+		{"relative file upstream", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"file://rel/dir\"]\n", `upstream[0]: "file://rel/dir": a file:// upstream needs an absolute path`},
+		{"upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"ftp://u:hunter2@x\"]\n", `REDACTED`},
+		{"per-target bad upstream", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nupstream = [\"x\"]\n", `target[0].upstream[0]`},
+		{"relative key file", "store = \"file:///s\"\nallow = [\"*\"]\nsecret_key_file = \"key\"\n", `secret_key_file: must be an absolute path, got "key"`},
+		{"key file on a cachix target", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nsecret_key_file = \"/k\"\n", `target[0].secret_key_file: only store targets sign with it; a Cachix target takes cachix.signing_key_file`},
+		{"key file on a local store", "store = \"/srv/store\"\nallow = [\"*\"]\nsecret_key_file = \"/k\"\n", `secret_key_file: signs for binary cache stores`},
+		{"bad upstream_timeout", "cache = \"c\"\nallow = [\"*\"]\nupstream_timeout = 5\n", `upstream_timeout: expected a duration`},
+		{"typo", "cache = \"c\"\nallow = [\"*\"]\nmax_nar_sise = \"1GiB\"\n", `did you mean "max_nar_size"?`},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			_, err := Load(write(t, filepath.Join(dir, tc.why+".conf"), tc.conf+q))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestDecideFacts(t *testing.T) {
+	isolate(t)
+	c, err := Load(write(t, filepath.Join(t.TempDir(), "hook.conf"), `
+store = "file:///srv/a"
+name = "main"
+allow = ["*"]
+deny = ["*-doc"]
+max_nar_size = "1GiB"
+upstream = ["https://up.example"]
+[queue]
+dir = "/tmp/q"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := path("hello-2.12.1")
+	for _, tc := range []struct {
+		why   string
+		p     string
+		f     *Facts
+		check string
+		line  string
+	}{
+		{"no facts", "hello-2.12.1", nil, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*")`},
+		{"too large", "hello-2.12.1", &Facts{NarSize: 1395864371}, "max_nar_size", `skip /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 (larger than max_nar_size (NAR 1.3 GiB, limit 1.0 GiB))`},
+		{"exactly the limit", "hello-2.12.1", &Facts{NarSize: 1 << 30}, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*")`},
+		{"deny wins over size", "hello-doc", &Facts{NarSize: 1 << 40}, "", `skip /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-doc (deny "*-doc")`},
+		{"unsubstitutable", "hello-2.12.1", &Facts{Substitutes: SubstDenied}, "unsubstitutable", `skip /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 (allowSubstitutes = false (unsubstitutable = "skip"))`},
+		{"drv gone", "hello-2.12.1", &Facts{Substitutes: SubstNoDrv, Deriver: "/nix/store/x-hello.drv"}, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*"; its derivation /nix/store/x-hello.drv is gone: counted as substitutable)`},
+		{"upstream has it", "hello-2.12.1", &Facts{Upstream: map[string]bool{"https://up.example": true}}, "upstream", `skip /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 (already in https://up.example)`},
+		{"upstream has it not", "hello-2.12.1", &Facts{Upstream: map[string]bool{"https://up.example": false}}, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*")`},
+		{"upstream down", "hello-2.12.1", &Facts{Unreachable: map[string]string{"https://up.example": "timeout"}}, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*"; upstream https://up.example did not answer (timeout): pushed)`},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			q := p
+			q.Name = tc.p
+			v := c.DecideFacts(q, tc.f)
+			if v.Line() != tc.line {
+				t.Errorf("line:\n got %s\nwant %s", v.Line(), tc.line)
+			}
+			if v.Targets[0].Check != tc.check {
+				t.Errorf("check = %q, want %q", v.Targets[0].Check, tc.check)
+			}
+		})
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	for n, want := range map[int64]string{136: "136 B", 1024: "1.0 KiB", 65536 + 120: "64.1 KiB", 1395864371: "1.3 GiB", 5 << 40: "5.0 TiB"} {
+		if got := FormatSize(n); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestReadSecretKey(t *testing.T) {
+	if _, err := exec.LookPath("nix-store"); err != nil {
+		t.Skip("needs nix-store --generate-binary-cache-key")
+	}
+	dir := t.TempDir()
+	sec, pub := filepath.Join(dir, "sec"), filepath.Join(dir, "pub")
+	if out, err := exec.Command("nix-store", "--generate-binary-cache-key", "test-1", sec, pub).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, f := range []string{sec, pub} {
+		if err := os.Chmod(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, err := ReadSecretKey(sec)
+	if err != nil || !strings.HasPrefix(key, "test-1:") {
+		t.Fatalf("= %.8q..., %v", key, err)
+	}
+	// The public key is no secret key; the error does not show it.
+	content, _ := os.ReadFile(pub)
+	if _, err := ReadSecretKey(pub); err == nil || !strings.Contains(err.Error(), "is not a Nix secret key") || strings.Contains(err.Error(), strings.TrimSpace(string(content))[8:]) {
+		t.Errorf("public key: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chmod(sec, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadSecretKey(sec); err == nil || !strings.Contains(err.Error(), "readable by group or others (mode 0640)") {
+			t.Errorf("group-readable key as root: %v", err)
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package nixstore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodePathInfo(t *testing.T) {
+	// Nix 2.8's list, and the object keyed by path of Nix 2.19 on.
+	list := `[{"path":"/nix/store/aaaa-x","valid":false},{"path":"/nix/store/bbbb-y","narHash":"sha256-x","narSize":136,"references":["/nix/store/cccc-z"],"deriver":"/nix/store/dddd-y.drv","ultimate":true}]`
+	obj := `{"/nix/store/aaaa-x":null,"/nix/store/bbbb-y":{"narHash":"sha256-x","narSize":136,"references":["cccc-z"],"deriver":"/nix/store/dddd-y.drv"}}`
+	for name, in := range map[string]string{"list": list, "object": obj} {
+		out := map[string]PathInfo{}
+		if err := decodePathInfo(strings.NewReader(in), out); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if x, ok := out["/nix/store/aaaa-x"]; !ok || x.Valid {
+			t.Errorf("%s: invalid path: %+v, %v", name, x, ok)
+		}
+		y := out["/nix/store/bbbb-y"]
+		if !y.Valid || y.NarSize != 136 || y.Deriver != "/nix/store/dddd-y.drv" || len(y.References) != 1 || y.References[0] != "/nix/store/cccc-z" {
+			t.Errorf("%s: valid path: %+v", name, y)
+		}
+	}
+	for _, bad := range []string{``, `"x"`, `[{"path":1}]`, `[{"path":"/a"}`} {
+		if err := decodePathInfo(strings.NewReader(bad), map[string]PathInfo{}); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// TestPathInfosChunks checks that paths are split only past the argument
+// limit, with a stand-in nix that logs its calls.
+func TestPathInfosChunks(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "calls")
+	script := "#!/bin/sh\necho \"$#\" >> " + log + "\necho '[]'\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for i := range 100 {
+		paths = append(paths, fmt.Sprintf("/nix/store/%032d-p", i))
+	}
+	n := Nix{BinDir: dir}
+	if _, err := n.pathInfos(context.Background(), false, 1000, paths); err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := os.ReadFile(log)
+	// 100 paths of 46 bytes (with the separator) in chunks of at most
+	// 1000 bytes: 21 a call, 5 calls.
+	if got := strings.Fields(string(calls)); len(got) != 5 {
+		t.Errorf("calls (argument counts) = %q, want 5 calls", got)
+	}
+	os.Remove(log)
+	if _, err := n.PathInfos(context.Background(), false, paths...); err != nil {
+		t.Fatal(err)
+	}
+	if calls, _ := os.ReadFile(log); len(strings.Fields(string(calls))) != 1 {
+		t.Errorf("with the real limit: %q, want one call", calls)
+	}
+}
+
+// TestPathInfosRealNix asks Nix about a built app, its dependency (with
+// --recursive) and a path that is not in the store.
+func TestPathInfosRealNix(t *testing.T) {
+	requireNix(t)
+	salt := fmt.Sprint(time.Now().UnixNano())
+	expr := fmt.Sprintf(`let dep = derivation { name = "pi-dep"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; };
+in derivation { name = "pi-app"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, salt)
+	file := filepath.Join(t.TempDir(), "d.nix")
+	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("nix-build", file, "--no-out-link", "--option", "substituters", "").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := strings.TrimSpace(string(out))
+	missing := "/nix/store/00000000000000000000000000000000-pi-missing"
+	infos, err := Nix{}.PathInfos(context.Background(), true, app, missing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := infos[app]
+	if !a.Valid || a.NarSize <= 0 || !strings.HasSuffix(a.Deriver, "-pi-app.drv") || len(a.References) != 1 {
+		t.Fatalf("app: %+v", a)
+	}
+	if d := infos[a.References[0]]; !d.Valid || !strings.HasSuffix(d.Path, "-pi-dep") {
+		t.Errorf("--recursive did not give the dependency: %+v", infos)
+	}
+	if m, ok := infos[missing]; !ok || m.Valid {
+		t.Errorf("missing path: %+v, %v", m, ok)
+	}
+}

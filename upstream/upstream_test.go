@@ -1,0 +1,198 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func requireNix(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("nix"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
+			t.Fatal("nix not found and CFH_TEST_REQUIRE_NIX=1")
+		}
+		t.Skip("needs Nix")
+	}
+}
+
+// realCache builds two paths and copies the first into a binary cache
+// with nix copy --to file://; it returns the cache dir and both paths.
+func realCache(t *testing.T) (dir, in, out string) {
+	t.Helper()
+	requireNix(t)
+	tmp := t.TempDir()
+	salt := fmt.Sprint(time.Now().UnixNano())
+	expr := fmt.Sprintf(`[ (derivation { name = "up-in"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; })
+  (derivation { name = "up-out"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; }) ]`, salt)
+	file := filepath.Join(tmp, "d.nix")
+	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := exec.Command("nix-build", file, "--no-out-link", "--option", "substituters", "").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := strings.Fields(string(b))
+	dir = filepath.Join(tmp, "cache")
+	if b, err := exec.Command("nix", "--extra-experimental-features", "nix-command", "copy", "--to", "file://"+dir, paths[0]).CombinedOutput(); err != nil {
+		t.Fatalf("nix copy: %v\n%s", err, b)
+	}
+	return dir, paths[0], paths[1]
+}
+
+// TestHTTPAndFile asks a real binary cache, served over HTTP on 127.0.0.1
+// and read as file://, about a path it has and one it has not; the second
+// Check is answered from memory.
+func TestHTTPAndFile(t *testing.T) {
+	dir, in, out := realCache(t)
+	var requests atomic.Int32
+	fsrv := http.FileServer(http.Dir(dir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.Method != http.MethodHead {
+			t.Errorf("method %s, want HEAD", r.Method)
+		}
+		fsrv.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c := New(5 * time.Second)
+	for _, u := range []string{srv.URL, "file://" + dir} {
+		res := c.Check(context.Background(), map[string][]string{u: {in, out}})
+		if !res.Has[u][in] || res.Has[u][out] {
+			t.Errorf("%s: Has = %v, want %s only", u, res.Has[u], in)
+		}
+		if _, ok := res.Has[u][out]; !ok {
+			t.Errorf("%s: no answer for %s", u, out)
+		}
+		if len(res.Unreachable) != 0 {
+			t.Errorf("%s: unreachable: %v", u, res.Unreachable)
+		}
+	}
+	if n := requests.Load(); n != 2 {
+		t.Errorf("%d requests, want 2", n)
+	}
+	res := c.Check(context.Background(), map[string][]string{srv.URL: {in, out}})
+	if !res.Has[srv.URL][in] || res.Has[srv.URL][out] || requests.Load() != 2 {
+		t.Errorf("second check: %v after %d requests; want the remembered answers, no request", res.Has, requests.Load())
+	}
+}
+
+// TestStalledUpstream: an upstream that accepts connections and never
+// answers costs one timeout, is reported unreachable, and is not asked
+// again for a while.
+func TestStalledUpstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	url := "http://" + ln.Addr().String()
+	var paths []string
+	for i := range 50 {
+		paths = append(paths, fmt.Sprintf("/nix/store/%032d-stalled", i))
+	}
+	c := New(300 * time.Millisecond)
+	done := make(chan Result, 1)
+	go func() { done <- c.Check(context.Background(), map[string][]string{url: paths}) }()
+	var res Result
+	select {
+	case res = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Check did not return: the timeout does not bound it")
+	}
+	if why := res.Unreachable[url]; why == "" {
+		t.Fatalf("not reported unreachable: %+v", res)
+	}
+	if len(res.Has[url]) != 0 {
+		t.Errorf("answers from a stalled upstream: %v", res.Has[url])
+	}
+	// At most Parallel requests were in flight when the first timed out;
+	// the rest were not sent.
+	if n := accepted.Load(); n > Parallel {
+		t.Errorf("%d connections to a stalled upstream, want at most %d", n, Parallel)
+	}
+	before := accepted.Load()
+	res = c.Check(context.Background(), map[string][]string{url: paths[:1]})
+	if res.Unreachable[url] == "" || accepted.Load() != before {
+		t.Errorf("asked again right after it timed out: %+v", res)
+	}
+}
+
+// TestParallelBound counts the requests in flight at once.
+func TestParallelBound(t *testing.T) {
+	var cur, peak atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := cur.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		cur.Add(-1)
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	defer srv.Close()
+	var paths []string
+	for i := range 100 {
+		paths = append(paths, fmt.Sprintf("/nix/store/%032d-par", i))
+	}
+	res := New(10*time.Second).Check(context.Background(), map[string][]string{srv.URL: paths})
+	if len(res.Has[srv.URL]) != 100 {
+		t.Fatalf("%d answers, want 100: %v", len(res.Has[srv.URL]), res.Unreachable)
+	}
+	if p := peak.Load(); p > Parallel || p < 2 {
+		t.Errorf("peak of %d requests in flight, want 2..%d", p, Parallel)
+	}
+}
+
+// TestServerError: a 500 is no answer: reported, and the path pushed.
+func TestServerError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	p := fmt.Sprintf("/nix/store/%032d-err", 1)
+	res := New(time.Second).Check(context.Background(), map[string][]string{srv.URL: {p}})
+	if res.Has[srv.URL][p] || !strings.Contains(res.Unreachable[srv.URL], "500") {
+		t.Errorf("= %+v, want unreachable with HTTP 500", res)
+	}
+	res = New(time.Second).Check(context.Background(), map[string][]string{"file:///no/such/cache": {p}})
+	if res.Unreachable["file:///no/such/cache"] == "" {
+		t.Errorf("missing file:// cache: %+v, want unreachable", res)
+	}
+}
