@@ -134,7 +134,8 @@ closure_deny = "push"
 		ruBig(s, "big-1.0"), Drv(s, "app-1.0", nil, "big"), Drv(s, "small-1.0", nil)))
 	byName := plByName(t, paths)
 	big, app, small := byName["big-1.0"], byName["app-1.0"], byName["small-1.0"]
-	e.Wait(60 * time.Second)
+	// Dropped: big by both targets, app by the skipper.
+	e.WaitDropped(60*time.Second, false, big, big, app)
 
 	if got, want := scSet(CachePaths(t, filepath.Join(e.Dir, "skip"))), scPaths(small); !reflect.DeepEqual(got, want) {
 		t.Errorf("skip cache holds %v, want %v", got, want)
@@ -470,7 +471,7 @@ upstream_timeout = "1s"
 		byName := plByName(t, paths)
 		ruCopy(t, dir, byName["inup-1.0"])
 		release()
-		e.Wait(60 * time.Second)
+		e.WaitDropped(60*time.Second, true, byName["inup-1.0"])
 		if got, want := scSet(CachePaths(t, filepath.Join(e.Dir, "cache"))), scPaths(byName["notup-1.0"]); !reflect.DeepEqual(got, want) {
 			t.Errorf("cache holds %v, want %v", got, want)
 		}
