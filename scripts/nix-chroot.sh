@@ -18,8 +18,12 @@ set -euo pipefail
 
 cache=${CFH_CHROOT_CACHE:-/var/cache/cachix-filter-hook/chroots}
 mirror=${CFH_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# Build users for the daemon: as many as builds that may run at once.
+# Build users for the daemon: as many as builds that may run at once, with
+# uids no user of the host has. Nix kills every process of a build user
+# around each build (kill(-1) as that uid), so a chroot build user sharing
+# a uid with one of the host's would have its builds killed by the host's.
 nbuilders=${CFH_NIX_BUILD_USERS:-8}
+uid_base=${CFH_NIX_BUILD_UID_BASE:-61100}
 # The non-root user who builds through the daemon.
 builder_user=cfhuser
 
@@ -95,6 +99,7 @@ build() {
 	exec 9>"$cache/$suite.lock"
 	flock 9 # one builder per suite; a second caller waits and reuses
 	if [ -e "$marker" ]; then
+		users
 		echo "nix-chroot: $suite ready in $dir ($(cat "$marker"))"
 		return 0
 	fi
@@ -113,24 +118,43 @@ build() {
 	chroot "$part" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o Acquire::Check-Valid-Until=false update
 	chroot "$part" env DEBIAN_FRONTEND=noninteractive apt-get -qq -o Acquire::Check-Valid-Until=false install -y --no-install-recommends nix-bin >/dev/null
 	chroot "$part" apt-get clean
-	# Multi-user mode as users run it: build users in nixbld, a normal user
-	# in nix-users (the group Debian's nix-daemon socket is meant for).
-	chroot "$part" sh -eu -c '
-		getent group nixbld >/dev/null || groupadd -r nixbld
-		getent group nix-users >/dev/null || groupadd -r nix-users
-		i=1
-		while [ $i -le '"$nbuilders"' ]; do
-			id nixbld$i >/dev/null 2>&1 || useradd -r -g nixbld -G nixbld -d /var/empty -s /usr/sbin/nologin -M nixbld$i
-			i=$((i + 1))
-		done
-		id '"$builder_user"' >/dev/null 2>&1 || useradd -m -G nix-users -s /bin/sh '"$builder_user"'
-	'
 	local version
 	version=$(chroot "$part" nix --version)
 	umount_all
 	echo "$version" >"$part/.cfh-chroot-ready"
 	mv "$part" "$dir"
 	echo "nix-chroot: $suite built in $((SECONDS - t0)) s: $version"
+	users
+}
+
+# users: multi-user mode as users run it: build users nixbld1..N in group
+# nixbld, and a normal user in nix-users (the group Debian's nix-daemon
+# socket is meant for). Checked on every build call (it takes
+# milliseconds), so that a chroot made by an older version of this script
+# is brought up to date.
+users() {
+	local i uid
+	for ((i = 1; i <= nbuilders; i++)); do
+		uid=$((uid_base + i))
+		if getent passwd "$uid" >/dev/null; then
+			die "uid $uid of build user nixbld$i is taken on the host ($(getent passwd "$uid" | cut -d: -f1)); set CFH_NIX_BUILD_UID_BASE"
+		fi
+	done
+	chroot "$dir" sh -eu -c '
+		getent group nixbld >/dev/null || groupadd -g '"$uid_base"' nixbld
+		getent group nix-users >/dev/null || groupadd -r nix-users
+		i=1
+		while [ $i -le '"$nbuilders"' ]; do
+			uid=$(('"$uid_base"' + i))
+			if ! id nixbld$i >/dev/null 2>&1; then
+				useradd -u $uid -g nixbld -G nixbld -d /var/empty -s /usr/sbin/nologin -M nixbld$i
+			elif [ "$(id -u nixbld$i)" != $uid ]; then
+				usermod -u $uid nixbld$i
+			fi
+			i=$((i + 1))
+		done
+		id '"$builder_user"' >/dev/null 2>&1 || useradd -m -G nix-users -s /bin/sh '"$builder_user"'
+	'
 }
 
 case $cmd in
