@@ -29,6 +29,9 @@ type targetStatus struct {
 	// the history.
 	Dropped    int              `json:"dropped"`
 	LastErrors []history.Record `json:"last_errors"`
+	// QueueError is the worker's last failure to change this target's
+	// entries (remove, update, drop); it retries with back-off.
+	QueueError string `json:"queue_error,omitempty"`
 }
 
 type failingEntry struct {
@@ -65,6 +68,7 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 		}
 		if s := state.Targets[t.Name]; s != nil {
 			ts.Pushed = s.Pushed
+			ts.QueueError = s.QueueError
 			if !s.LastSuccess.IsZero() {
 				ls := s.LastSuccess
 				ts.LastSuccess = &ls
@@ -106,6 +110,9 @@ func (st *queueStatus) print(w io.Writer) {
 		fmt.Fprintf(w, "%s (%s): %d pending, %d failing, %d dropped, last success %s, %d pushed\n", t.Name, t.Destination, t.Pending, t.Failing, t.Dropped, last, t.Pushed)
 		for _, f := range t.Failures {
 			fmt.Fprintf(w, "  failing %s: %d attempts, next in %s: %s\n", f.Path, f.Attempts, time.Until(f.NextAttempt).Round(time.Second), f.LastError)
+		}
+		if t.QueueError != "" {
+			fmt.Fprintf(w, "  queue error (retried with back-off): %s\n", t.QueueError)
 		}
 		printLastErrors(w, t)
 	}

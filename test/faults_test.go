@@ -8,6 +8,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -316,4 +317,95 @@ max_size = "1MiB"
 		t.Errorf("the worker log does not show the cut line")
 	}
 	plExpectCache(t, "flood", filepath.Join(e.Standin, "flood"), paths, func(string) bool { return true })
+}
+
+// flRestamp rewrites a field of every queue entry file (JSON) with val.
+func flRestamp(t *testing.T, e *Env, field string, val any) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(e.Queue, "entries", "*"))
+	if len(files) == 0 {
+		t.Fatal("no entries to restamp")
+	}
+	for _, f := range files {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(plMustRead(t, f)), &m); err != nil {
+			t.Fatal(err)
+		}
+		m[field] = val
+		b, _ := json.Marshal(m)
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// 4a. An entry stamped a day in the future (the clock went back after the
+// hook queued it) is pushed, and `worker --once` exits 0.
+func TestFaultFutureStampedEntryPushed(t *testing.T) {
+	e := NewEnv(t, `
+store = "file://@DIR@/future"
+allow = ["*"]
+`)
+	unlock := plLockQueue(t, e.Queue)
+	paths, _ := e.Build(plList(Drv(Salt(), "future-1.0", nil)))
+	unlock()
+	flRestamp(t, e, "queued", time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339Nano))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, errOut, code := e.Run(ctx, "worker", "--once")
+	if ctx.Err() != nil {
+		t.Fatalf("worker --once did not exit in 2 minutes with a future-stamped entry")
+	}
+	if code != 0 {
+		t.Fatalf("worker --once exited %d: %s%s", code, out, errOut)
+	}
+	plExpectCache(t, "future", filepath.Join(e.Dir, "future"), paths, func(string) bool { return true })
+}
+
+// 4b. An entry that cannot be removed after its push is pushed again with
+// back-off, not in a loop, and status shows why.
+func TestFaultUnremovableEntryBackedOff(t *testing.T) {
+	e := NewEnv(t, `
+cache = "stuck"
+allow = ["*"]
+
+[cachix]
+bin = "@CACHIX@"
+
+[queue]
+dir = "@DIR@/queue"
+linger = "1s"
+retry_initial = "1s"
+retry_max = "2s"
+`)
+	unlock := plLockQueue(t, e.Queue)
+	paths, _ := e.Build(plList(Drv(Salt(), "stuck-1.0", nil)))
+	unlock()
+	files, _ := filepath.Glob(filepath.Join(e.Queue, "entries", "*"))
+	if len(files) != 1 {
+		t.Fatalf("entries: %q", files)
+	}
+	if out, err := exec.Command("chattr", "+i", files[0]).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i is not supported here: %v %s", err, out)
+	}
+	undo := func() { exec.Command("chattr", "-i", files[0]).Run() }
+	t.Cleanup(undo)
+	start := time.Now()
+	flStartWorker(t, e)
+	var status string
+	plWaitFor(t, 60*time.Second, "status to show the queue error", func() bool {
+		status = plStatusText(t, e)
+		return strings.Contains(status, "queue error") && strings.Contains(status, "removing the queue entry failed")
+	})
+	plWaitFor(t, 60*time.Second, "three pushes", func() bool { return len(e.Invocations()) >= 3 })
+	elapsed := time.Since(start)
+	n := len(e.Invocations())
+	t.Logf("%d pushes of an unremovable entry in %s; status:\n%s", n, elapsed.Round(time.Millisecond), status)
+	// retry_initial 1s: at least 500 ms between pushes.
+	if max := int(elapsed/(500*time.Millisecond)) + 1; n > max {
+		t.Errorf("%d pushes in %s: faster than the back-off allows (%d)", n, elapsed, max)
+	}
+	undo()
+	plWaitFor(t, 60*time.Second, "the entry to be removed", func() bool { return e.QueueEntries() == 0 })
+	plExpectCache(t, "stuck", filepath.Join(e.Standin, "stuck"), paths, func(string) bool { return true })
 }

@@ -20,6 +20,11 @@ type TargetState struct {
 	LastFailure time.Time `json:"last_failure,omitzero"`
 	Pushed      int       `json:"pushed"`
 	Calls       int       `json:"calls"`
+	// QueueError is the last failure to change the target's queue
+	// entries (remove, update, drop), until a push's entries are all
+	// removed again.
+	QueueError     string    `json:"queue_error,omitempty"`
+	QueueErrorTime time.Time `json:"queue_error_time,omitzero"`
 }
 
 const stateFile = "state.json"
@@ -45,8 +50,11 @@ func (s *State) target(name string) *TargetState {
 	return t
 }
 
-func (s *State) pushed(dir, target string, n int, now time.Time) {
+func (s *State) pushed(dir, target string, n int, now time.Time, allRemoved bool) {
 	t := s.target(target)
+	if allRemoved {
+		t.QueueError, t.QueueErrorTime = "", time.Time{}
+	}
 	t.LastSuccess = now.UTC()
 	t.Pushed += n
 	t.Calls++
@@ -69,4 +77,10 @@ func (s *State) save(dir string) {
 	if os.WriteFile(tmp, data, 0o600) == nil {
 		_ = os.Rename(tmp, filepath.Join(dir, stateFile))
 	}
+}
+
+func (s *State) queueError(dir, target, msg string, now time.Time) {
+	t := s.target(target)
+	t.QueueError, t.QueueErrorTime = msg, now.UTC()
+	s.save(dir)
 }

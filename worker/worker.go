@@ -66,6 +66,11 @@ type Worker struct {
 	orphans map[string]bool         // targets already logged as unknown
 	state   *State
 	facts   factState // what the size, unsubstitutable and upstream rules read
+	// arrived is when each cached entry counts as queued, on the
+	// monotonic clock (see adopt).
+	arrived map[string]time.Time
+	// unreadable are entries already logged as unreadable.
+	unreadable map[string]bool
 }
 
 // New prepares a worker; Run does the work.
@@ -77,6 +82,9 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		entries: map[string]*queue.Entry{},
 		orphans: map[string]bool{},
 		facts:   factState{gather: pathfacts.New(cfg)},
+		arrived: map[string]time.Time{},
+
+		unreadable: map[string]bool{},
 	}
 	for _, t := range cfg.Targets {
 		w.pushers[t.Name] = pusher.New(cfg, t)
@@ -116,13 +124,13 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 	w.q.CleanTmp(time.Hour)
 	w.log.WithFields(logrus.Fields{"queue": w.q.Dir, "pid": os.Getpid()}).Info("worker started")
 
-	var idleSince time.Time
+	var idleSince, lastRound time.Time
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		now := time.Now()
-		live := w.scan()
+		live := w.scan(now)
 		// After the scan, so that a worker that just started knows the
 		// entries it is asked to retry.
 		if w.q.TakeRetryRequest() {
@@ -130,6 +138,13 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		}
 		batches, next := w.plan(live, now)
 		if len(batches) > 0 {
+			// Whatever fails without a back-off, rounds of
+			// pushes never come faster than this.
+			if d := pollInterval - now.Sub(lastRound); !lastRound.IsZero() && d > 0 {
+				sleep(ctx, d)
+				continue
+			}
+			lastRound = now
 			idleSince = time.Time{}
 			w.prefetch(ctx, batches)
 			for _, b := range batches {
@@ -209,8 +224,9 @@ func (w *Worker) newEntries() bool {
 }
 
 // scan refreshes the cache of entries from the directory (reading only
-// new files) and returns the entries whose target is configured.
-func (w *Worker) scan() []*queue.Entry {
+// new files, which it adopts at now) and returns the entries whose target
+// is configured.
+func (w *Worker) scan(now time.Time) []*queue.Entry {
 	names, err := w.q.Names()
 	if err != nil {
 		w.log.WithError(err).Error("listing queue")
@@ -224,12 +240,19 @@ func (w *Worker) scan() []*queue.Entry {
 		}
 		e, err := w.q.Read(n)
 		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
+			if !errors.Is(err, fs.ErrNotExist) && !w.unreadable[n] {
+				w.unreadable[n] = true
 				w.log.WithError(err).Error("unreadable queue entry")
 			}
 			continue
 		}
+		w.adopt(n, e, now)
 		w.entries[n] = e
+	}
+	for n := range w.arrived {
+		if !seen[n] {
+			delete(w.arrived, n)
+		}
 	}
 	var live []*queue.Entry
 	for n, e := range w.entries {
@@ -269,11 +292,11 @@ func (w *Worker) plan(live []*queue.Entry, now time.Time) ([]batch, time.Time) {
 		}
 		due = append(due, e)
 		if e.Attempts == 0 {
-			if e.Queued.After(newest) {
-				newest = e.Queued
+			if a := w.arrival(e, now); a.After(newest) {
+				newest = a
 			}
-			if oldest.IsZero() || e.Queued.Before(oldest) {
-				oldest = e.Queued
+			if a := w.arrival(e, now); oldest.IsZero() || a.Before(oldest) {
+				oldest = a
 			}
 		}
 	}
@@ -339,7 +362,8 @@ func (w *Worker) push(ctx context.Context, b batch) {
 		if reason != "" {
 			log.WithFields(logrus.Fields{"path": e.Path, "reason": reason}).Warn("dropped")
 			if err := w.q.Drop(e, reason); err != nil {
-				log.WithError(err).Error("dropping queue entry")
+				w.queueFailed(log, e, "dropping the queue entry failed", err, time.Now())
+				continue
 			}
 			w.record(b.target.Name, []*queue.Entry{e}, history.Dropped, reason, 0)
 			delete(w.entries, e.Key())
@@ -366,13 +390,18 @@ func (w *Worker) push(ctx context.Context, b batch) {
 	if err == nil {
 		log.WithFields(fields).Info("pushed")
 		w.record(b.target.Name, send, history.Pushed, "", took)
+		removed := 0
 		for _, e := range send {
 			if err := w.q.Remove(e); err != nil {
-				log.WithError(err).Error("removing pushed entry")
+				// Kept, and backed off: pushing it again is
+				// harmless, trying again at once would spin.
+				w.queueFailed(log, e, "pushed, but removing the queue entry failed", err, time.Now())
+				continue
 			}
+			removed++
 			delete(w.entries, e.Key())
 		}
-		w.state.pushed(w.q.Dir, b.target.Name, len(send), time.Now())
+		w.state.pushed(w.q.Dir, b.target.Name, len(send), time.Now(), removed == len(send))
 		return
 	}
 	if ctx.Err() != nil {
@@ -393,8 +422,10 @@ func (w *Worker) push(ctx context.Context, b batch) {
 		e.LastAttempt = now
 		e.LastError = truncate(err.Error(), 1000)
 		e.NextAttempt = next
+		// On failure the back-off still holds, in memory.
 		if err := w.q.Update(e); err != nil {
 			log.WithError(err).Error("updating queue entry")
+			w.state.queueError(w.q.Dir, b.target.Name, truncate("updating the queue entry failed: "+err.Error(), 1000), now)
 		}
 	}
 	fields["error"] = err.Error()

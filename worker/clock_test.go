@@ -1,0 +1,186 @@
+package worker
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// restamp rewrites every entry of the queue with f applied.
+func (e *env) restamp(t *testing.T, f func(x *entryTimes)) {
+	t.Helper()
+	names, err := e.q.Names()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		x, err := e.q.Read(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		et := entryTimes{Queued: x.Queued, NextAttempt: x.NextAttempt, Attempts: x.Attempts}
+		f(&et)
+		x.Queued, x.NextAttempt, x.Attempts = et.Queued, et.NextAttempt, et.Attempts
+		if err := e.q.Update(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type entryTimes struct {
+	Queued, NextAttempt time.Time
+	Attempts            int
+}
+
+// An entry stamped a day in the future (the clock went back after the
+// hook queued it) is pushed now, and a Once worker exits.
+func TestRunOnceFutureStampedEntry(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "future-1", "now-1")
+	e.add(t, "main", ps...)
+	e.restamp(t, func(x *entryTimes) { x.Queued = time.Now().Add(24 * time.Hour) })
+	f := &fakePusher{}
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 || len(calls[0]) != 2 {
+		t.Errorf("pusher calls = %q, want one with both paths", calls)
+	}
+	if names, _ := e.q.Names(); len(names) != 0 {
+		t.Errorf("entries left: %q", names)
+	}
+}
+
+// runService runs a Service worker until stop is called.
+func runService(t *testing.T, w *Worker) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, Service) }()
+	return func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the worker did not stop within 20 s of its context")
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 30s waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A back-off written a day ahead (the clock went back after a failure)
+// waits no longer than queue.retry_max.
+func TestRunFutureBackoffCutToRetryMax(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.RetryInitial = 50 * time.Millisecond
+	e.cfg.Queue.RetryMax = 200 * time.Millisecond
+	e.add(t, "main", build(t, "later-1")...)
+	e.restamp(t, func(x *entryTimes) {
+		x.Attempts = 1
+		x.NextAttempt = time.Now().Add(24 * time.Hour)
+	})
+	f := &fakePusher{}
+	stop := runService(t, e.worker(map[string]*fakePusher{"main": f}))
+	defer stop()
+	waitFor(t, "the entry to be pushed", func() bool { c, _ := f.Calls(); return len(c) == 1 })
+}
+
+// Times the worker waits on carry the monotonic clock, which no step of
+// the wall clock moves.
+func TestAdoptUsesMonotonicClock(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.add(t, "main", build(t, "m-1")...)
+	e.restamp(t, func(x *entryTimes) { x.Attempts, x.NextAttempt = 1, time.Now().Add(time.Minute) })
+	w := e.worker(nil)
+	live := w.scan(time.Now())
+	if len(live) != 1 {
+		t.Fatalf("scan = %v", live)
+	}
+	for what, tm := range map[string]time.Time{"next attempt": live[0].NextAttempt, "arrival": w.arrived[live[0].Key()]} {
+		if !strings.Contains(tm.String(), " m=") {
+			t.Errorf("%s %v has no monotonic reading", what, tm)
+		}
+	}
+}
+
+// unchangeable makes file impossible to remove or replace, even for root:
+// the immutable attribute, or else a read-only bind mount of its
+// directory. It returns the undo.
+func unchangeable(t *testing.T, file string) func() {
+	t.Helper()
+	if out, err := exec.Command("chattr", "+i", file).CombinedOutput(); err == nil {
+		undo := func() { exec.Command("chattr", "-i", file).Run() }
+		t.Cleanup(undo)
+		return undo
+	} else {
+		t.Logf("chattr +i: %v %s; trying a read-only bind mount", err, out)
+	}
+	dir := filepath.Dir(file)
+	if out, err := exec.Command("mount", "--bind", dir, dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot make %s unremovable here (no chattr +i, no bind mount: %v %s)", file, err, out)
+	}
+	umount := func() { exec.Command("umount", dir).Run() }
+	t.Cleanup(umount)
+	if out, err := exec.Command("mount", "-o", "remount,ro,bind", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot remount %s read-only: %v %s", dir, err, out)
+	}
+	return umount
+}
+
+// A pushed entry that cannot be removed is pushed again with back-off,
+// not in a loop, and status (state.json) says why; once the directory
+// lets go, it is removed and the error cleared.
+func TestRunUnremovableEntryBackedOff(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.RetryInitial = time.Second
+	e.cfg.Queue.RetryMax = 2 * time.Second
+	e.add(t, "main", build(t, "stuck-1")...)
+	names, _ := e.q.Names()
+	if len(names) != 1 {
+		t.Fatalf("entries: %q", names)
+	}
+	undo := unchangeable(t, filepath.Join(e.q.Dir, "entries", names[0]))
+	if err := os.Remove(filepath.Join(e.q.Dir, "entries", names[0])); err == nil {
+		t.Fatal("the entry could be removed: the test cannot see the defect")
+	}
+	f := &fakePusher{}
+	start := time.Now()
+	stop := runService(t, e.worker(map[string]*fakePusher{"main": f}))
+	waitFor(t, "three pushes", func() bool { c, _ := f.Calls(); return len(c) >= 3 })
+	elapsed := time.Since(start)
+	calls, _ := f.Calls()
+	// Back-off is at least retry_initial/2 between pushes; a loop would
+	// push thousands of times meanwhile.
+	t.Logf("%d pushes of an unremovable entry in %s", len(calls), elapsed.Round(time.Millisecond))
+	if max := int(elapsed/(500*time.Millisecond)) + 1; len(calls) > max {
+		t.Errorf("%d pushes in %s: faster than the back-off allows (%d)", len(calls), elapsed, max)
+	}
+	st := LoadState(e.q.Dir).Targets["main"]
+	if st == nil || !strings.Contains(st.QueueError, "removing the queue entry failed") {
+		t.Errorf("state.json does not show the failure: %+v", st)
+	}
+	undo()
+	waitFor(t, "the entry to be removed", func() bool { n, _ := e.q.Names(); return len(n) == 0 })
+	stop()
+	if st := LoadState(e.q.Dir).Targets["main"]; st.QueueError != "" {
+		t.Errorf("the queue error stays after the entry was removed: %q", st.QueueError)
+	}
+}
