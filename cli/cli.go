@@ -44,6 +44,7 @@ var commands = map[string]command{
 	"wait":     {"block until the queue is empty", runWait},
 	"retry":    {"make failing entries due now", runRetry},
 	"log":      {"print what was pushed, dropped or failed, where and when", runLog},
+	"doctor":   {"check that the hook is set and everything it needs is in place", runDoctor},
 	"version":  {"print the version", runVersion},
 }
 

@@ -31,6 +31,8 @@ func TestMain(m *testing.M) {
 //
 //	status N PROGRAM [ARGS...]  run PROGRAM and require exit status N
 //	[root]                      the tests run as root (euid 0)
+//
+// $CFH_SELF is the test binary, which scripts run as cachix-filter-hook.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
@@ -39,6 +41,11 @@ func TestScripts(t *testing.T) {
 			e.Setenv("HOME", e.WorkDir)
 			e.Setenv("XDG_CONFIG_HOME", filepath.Join(e.WorkDir, ".config"))
 			e.Setenv("XDG_STATE_HOME", filepath.Join(e.WorkDir, ".local", "state"))
+			// The program under test, for scripts that name it in a
+			// nix.conf (doctor).
+			if self, err := os.Executable(); err == nil {
+				e.Setenv("CFH_SELF", self)
+			}
 			// As root the config must be writable by nobody else; make
 			// the unpacked files so whatever the umask, and let the
 			// scripts that test the refusal loosen them with chmod.
