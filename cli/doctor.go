@@ -489,4 +489,3 @@ func currentUser() string {
 	}
 	return fmt.Sprintf("uid %d", os.Geteuid())
 }
-
