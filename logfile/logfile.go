@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 )
 
 // File is an io.Writer that rotates. Only the worker writes it (it holds
@@ -29,7 +30,9 @@ func Open(path string, maxSize int64) (*File, error) {
 }
 
 func (l *File) open() error {
-	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// Never through a symlink, never anything but a regular file: a log
+	// someone else pointed at root's files would be appended to as root.
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
@@ -37,6 +40,10 @@ func (l *File) open() error {
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("opening log: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return fmt.Errorf("opening log: refusing %s: not a regular file", l.path)
 	}
 	l.f, l.size = f, fi.Size()
 	return nil

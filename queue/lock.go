@@ -18,7 +18,7 @@ type Lock struct{ f *os.File }
 func (l *Lock) Unlock() error { return l.f.Close() }
 
 func (q *Queue) openLock() (*os.File, error) {
-	f, err := os.OpenFile(q.path(lockFile), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(q.path(lockFile), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening worker lock: %w", err)
 	}

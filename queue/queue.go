@@ -24,10 +24,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/safeopen"
 	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/trust"
 )
+
+// maxEntrySize bounds an entry file: a path, a target, times and an error
+// cut at 1000 bytes.
+const maxEntrySize = 64 << 10
 
 const (
 	entriesDir = "entries"
@@ -68,17 +75,26 @@ type Pair struct {
 }
 
 // Open creates the queue directories if needed. They are private (0700):
-// the queue names paths the worker will run cachix on, as root.
+// the queue names paths the worker will run cachix on, as root. A queue
+// directory that is not the running user's own (see mkdirPrivate), or
+// whose parents fail the trust rule, is refused.
 func Open(dir string) (*Queue, error) {
 	q := &Queue{Dir: dir}
-	for _, d := range []string{dir, q.path(entriesDir), q.path(tmpDir)} {
-		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			if errors.Is(err, fs.ErrNotExist) && d == dir {
-				if err := os.MkdirAll(d, 0o700); err == nil {
-					continue
-				}
-			}
+	if err := trust.CheckParents(dir); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("queue directory: %w", err)
+		}
+		// A missing parent is made below, private, by this user.
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 			return nil, fmt.Errorf("creating queue directory: %w", err)
+		}
+		if err := trust.CheckParents(dir); err != nil {
+			return nil, fmt.Errorf("queue directory: %w", err)
+		}
+	}
+	for _, d := range []string{dir, q.path(entriesDir), q.path(tmpDir)} {
+		if err := mkdirPrivate(d, d == dir); err != nil {
+			return nil, err
 		}
 	}
 	return q, nil
@@ -213,7 +229,7 @@ var ErrCorrupt = errors.New("corrupt queue entry")
 
 // moveCorrupt moves an entry to corrupt/; cause wraps ErrCorrupt.
 func (q *Queue) moveCorrupt(name string, cause error) error {
-	if err := os.MkdirAll(q.path(corruptDir), 0o700); err != nil {
+	if err := mkdirPrivate(q.path(corruptDir), false); err != nil {
 		return fmt.Errorf("%w (and moving it aside failed: %v)", cause, err)
 	}
 	dst := q.path(corruptDir, name+"."+time.Now().UTC().Format("20060102T150405.000000000"))
@@ -271,7 +287,7 @@ func (q *Queue) Remove(e *Entry) error {
 // Drop moves an entry the worker will not push to dropped/, with the
 // reason, so that what was given up on can still be looked at.
 func (q *Queue) Drop(e *Entry, reason string) error {
-	if err := os.MkdirAll(q.path(droppedDir), 0o700); err != nil {
+	if err := mkdirPrivate(q.path(droppedDir), false); err != nil {
 		return fmt.Errorf("dropping queue entry: %w", err)
 	}
 	e.Reason = reason
@@ -290,7 +306,7 @@ func (q *Queue) Drop(e *Entry, reason string) error {
 // since.
 func (q *Queue) Dropped(key string, since time.Time) (*Entry, bool) {
 	file := q.path(droppedDir, key)
-	fi, err := os.Stat(file)
+	fi, err := os.Lstat(file)
 	if err != nil || fi.ModTime().Before(since) {
 		return nil, false
 	}
@@ -300,9 +316,14 @@ func (q *Queue) Dropped(key string, since time.Time) (*Entry, bool) {
 
 // readEntry decodes an entry file; JSON it cannot parse is ErrCorrupt.
 func readEntry(file, key string) (*Entry, error) {
-	data, err := os.ReadFile(file)
+	// Never follow a symlink in the queue, and never read more than an
+	// entry can be.
+	data, err := safeopen.ReadFile(file, safeopen.Options{NoFollow: true, MaxSize: maxEntrySize})
 	if err != nil {
-		return nil, fmt.Errorf("reading queue entry: %w", err)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("reading queue entry: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	e := &Entry{key: key}
 	if err := json.Unmarshal(data, e); err != nil {
@@ -320,7 +341,7 @@ func (q *Queue) Get(key string) (*Entry, bool) {
 
 // RequestRetry asks the worker to make every failing entry due now.
 func (q *Queue) RequestRetry() error {
-	f, err := os.OpenFile(q.path(retryFile), os.O_CREATE|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(q.path(retryFile), os.O_CREATE|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("requesting retry: %w", err)
 	}

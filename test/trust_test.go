@@ -5,6 +5,8 @@ package test
 // pushes must fail, with real Nix builds and the cachix stand-in.
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
+	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
 )
 
 // trWriteScript writes a shell script that records that it ran (in
@@ -117,4 +121,96 @@ bin = "@DIR@/shared/cachix"
 	os.Chmod(shared, 0o755)
 	e.Run(t.Context(), "retry")
 	e.Wait(30 * time.Second)
+}
+
+// trPlant writes a queue entry for (target, path) into dir/entries, as an
+// attacker who can write the queue directory would.
+func trPlant(t *testing.T, dir, target, path string) {
+	t.Helper()
+	p, err := storepath.Parse(storepath.StoreDir(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "entries"), 0o777)
+	data := fmt.Sprintf(`{"target":%q,"path":%q,"queued":"2020-01-01T00:00:00Z"}`, target, path)
+	if err := os.WriteFile(filepath.Join(dir, "entries", queue.Key(target, p)), []byte(data), 0o666); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A queue directory someone else made first (or can write, or that is a
+// symlink) is not used: the hook queues nothing and says why on the build
+// log (the build succeeds), the worker refuses to run, a planted entry for
+// a denied path is not pushed and a planted worker.log symlink is not
+// written through.
+func TestTrustForeignQueueDirRefused(t *testing.T) {
+	u := testuser.New(t)
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, e *Env)
+		want  string
+	}{
+		{"owned by another user", func(t *testing.T, e *Env) {
+			os.Mkdir(e.Queue, 0o700)
+			u.Chown(t, e.Queue)
+		}, "is owned by " + u.Name},
+		{"world-writable", func(t *testing.T, e *Env) {
+			os.Mkdir(e.Queue, 0o777)
+			os.Chmod(e.Queue, 0o777)
+		}, "group or others have access to it"},
+		{"a symlink", func(t *testing.T, e *Env) {
+			real := filepath.Join(e.Dir, "elsewhere")
+			os.Mkdir(real, 0o700)
+			os.Symlink(real, e.Queue)
+		}, "is a symbolic link"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := NewEnv(t, `
+store = "file://@DIR@/cache"
+allow = ["*"]
+deny = ["secret-*"]
+`)
+			s := Salt()
+			secretPaths, _, _ := e.BuildWith("/bin/true", plList(Drv(s, "secret-1.0", nil)))
+			victim := filepath.Join(e.Dir, "victim")
+			if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tc.setup(t, e)
+			// What the attacker leaves inside (as root here: the
+			// directory is theirs in the first case).
+			trPlant(t, e.Queue, "file://"+e.Dir+"/cache", secretPaths[0])
+			os.Symlink(victim, filepath.Join(e.Queue, "worker.log"))
+			filepath.Walk(e.Queue, func(p string, fi os.FileInfo, err error) error {
+				if err == nil && tc.name == "owned by another user" {
+					os.Lchown(p, u.Uid, u.Gid)
+				}
+				return nil
+			})
+
+			_, log := e.Build(plList(Drv(s, "app-1.0", nil)))
+			if !strings.Contains(log, "cachix-filter-hook: could not queue 1 paths, they will not be pushed: refusing queue directory "+e.Queue) || !strings.Contains(log, tc.want) {
+				t.Errorf("build log does not say why nothing was queued:\n%s", log)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, errOut, code := e.Run(ctx, "worker", "--once")
+			if code != 1 || !strings.Contains(errOut, "refusing queue directory "+e.Queue) {
+				t.Errorf("worker --once = %d, %q; want a refusal", code, errOut)
+			}
+			// The hook started no worker either (it would only start
+			// one after queueing).
+			if pids := workerPIDs(e.Queue); len(pids) > 0 {
+				t.Errorf("workers %v run on a foreign queue", pids)
+			}
+			if got := CachePaths(t, filepath.Join(e.Dir, "cache")); len(got) > 0 {
+				t.Errorf("pushed from a foreign queue: %v", got)
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+				t.Errorf("root wrote through a planted worker.log symlink: %q", b)
+			}
+			// Let the cleanup's `wait` pass.
+			os.RemoveAll(e.Queue)
+		})
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/safeopen"
 )
 
 // State is what the worker remembers per target for `status`: when it
@@ -32,7 +34,7 @@ const stateFile = "state.json"
 // LoadState reads the worker's state in a queue directory.
 func LoadState(dir string) *State {
 	s := &State{Targets: map[string]*TargetState{}}
-	if data, err := os.ReadFile(filepath.Join(dir, stateFile)); err == nil {
+	if data, err := safeopen.ReadFile(filepath.Join(dir, stateFile), safeopen.Options{NoFollow: true, MaxSize: 1 << 20}); err == nil {
 		_ = json.Unmarshal(data, s)
 	}
 	if s.Targets == nil {
@@ -73,9 +75,18 @@ func (s *State) save(dir string) {
 	if err != nil {
 		return
 	}
-	tmp := filepath.Join(dir, stateFile+".tmp")
-	if os.WriteFile(tmp, data, 0o600) == nil {
-		_ = os.Rename(tmp, filepath.Join(dir, stateFile))
+	// A new file of our own (O_EXCL), renamed over the old one: a
+	// state.json.tmp someone placed as a symlink is never written through.
+	f, err := os.CreateTemp(dir, stateFile+".tmp*")
+	if err != nil {
+		return
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil && cerr == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, stateFile))
+	}
+	if err != nil {
+		os.Remove(f.Name())
 	}
 }
 
