@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // PathInfo is what Nix's database says about one store path.
@@ -70,7 +71,13 @@ func (n Nix) pathInfos(ctx context.Context, recursive bool, maxArgBytes int, pat
 	return out, nil
 }
 
+// pathInfoTimeout bounds one path-info call: a database query, which
+// takes about 0.1 s for 2,000 paths.
+const pathInfoTimeout = 5 * time.Minute
+
 func (n Nix) pathInfo(ctx context.Context, recursive bool, paths []string, out map[string]PathInfo) error {
+	ctx, cancel := context.WithTimeout(ctx, pathInfoTimeout)
+	defer cancel()
 	// Without substituters: for a path not in the store, Nix would
 	// otherwise ask every substituter (seconds each, and the network).
 	args := []string{"path-info", "--option", "substituters", "", "--json"}
