@@ -45,6 +45,7 @@ var commands = map[string]command{
 	"retry":    {"make failing entries due now", runRetry},
 	"log":      {"print what was pushed, dropped or failed, where and when", runLog},
 	"doctor":   {"check that the hook is set and everything it needs is in place", runDoctor},
+	"forget":   {"delete entries no longer wanted (removed targets, dropped, corrupt)", runForget},
 	"version":  {"print the version", runVersion},
 }
 
@@ -64,8 +65,13 @@ func Main(version string, args []string) int {
 		usage(e.stdout, fs)
 		return 0
 	}
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(e.stdout, "cachix-filter-hook %s\n", e.version)
+		return 0
 	}
 	rest := fs.Args()
 	// Nix runs the hook with no arguments.

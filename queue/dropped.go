@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 )
 
 // ListDropped reads the entries the worker dropped (dropped/), each with
@@ -46,4 +47,23 @@ func (q *Queue) listDir(sub string) ([]*Entry, error) {
 		}
 	}
 	return out, nil
+}
+
+// RemoveDropped deletes a dropped entry (forget --dropped).
+func (q *Queue) RemoveDropped(e *Entry) error {
+	if err := os.Remove(q.path(droppedDir, e.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing dropped entry: %w", err)
+	}
+	return nil
+}
+
+// RemoveCorrupt deletes a file from corrupt/ (forget --corrupt).
+func (q *Queue) RemoveCorrupt(name string) error {
+	if strings.ContainsRune(name, '/') || name == "" || name[0] == '.' {
+		return fmt.Errorf("removing corrupt entry: bad name %q", name)
+	}
+	if err := os.Remove(q.path(corruptDir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing corrupt entry: %w", err)
+	}
+	return nil
 }

@@ -1,0 +1,155 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+)
+
+// lockWait bounds how long forget waits for a worker to exit before it
+// gives up on removing queued entries.
+const lockWait = 15 * time.Second
+
+func runForget(e *env) int {
+	fs := e.flags("forget", "[--target T] [--dropped] [--corrupt] [--dry-run]",
+		"Delete queue files that are no longer wanted, saying which. Without\n--dropped or --corrupt: the queued entries of targets no longer in the\nconfig, or of target T (they will then not be pushed). --dropped: the\nentries the worker dropped (dropped/, see `log`), of target T if given.\n--corrupt: the unreadable entries moved to corrupt/. Queued entries are\nonly removed while no worker runs (only the worker changes them): forget\nwaits up to "+lockWait.String()+" for one to exit. The record of outcomes\n(`log`) is kept.")
+	target := fs.String("target", "", "only target `T`")
+	dropped := fs.Bool("dropped", false, "delete the dropped entries")
+	corrupt := fs.Bool("corrupt", false, "delete the corrupt entries")
+	dryRun := fs.Bool("dry-run", false, "only print what would be deleted")
+	if st, ok := e.parse(fs); !ok {
+		return st
+	}
+	if fs.NArg() > 0 {
+		e.errorf("forget takes no arguments")
+		return 2
+	}
+	c, q, ok := e.openQueue()
+	if !ok {
+		return 1
+	}
+	verb := "forgot"
+	if *dryRun {
+		verb = "would forget"
+	}
+	status := 0
+	if *dropped {
+		entries, err := q.ListDropped()
+		if err != nil {
+			e.errorf("%v", err)
+			return 1
+		}
+		for _, en := range sortEntries(entries) {
+			if *target != "" && en.Target != *target {
+				continue
+			}
+			if !*dryRun {
+				if err := q.RemoveDropped(en); err != nil {
+					e.errorf("%v", err)
+					status = 1
+					continue
+				}
+			}
+			fmt.Fprintf(e.stdout, "%s dropped %s -> %s (%s)\n", verb, en.Path, en.Target, en.Reason)
+		}
+	}
+	if *corrupt {
+		names, err := q.CorruptNames()
+		if err != nil {
+			e.errorf("%v", err)
+			return 1
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if !*dryRun {
+				if err := q.RemoveCorrupt(n); err != nil {
+					e.errorf("%v", err)
+					status = 1
+					continue
+				}
+			}
+			fmt.Fprintf(e.stdout, "%s corrupt %s\n", verb, n)
+		}
+	}
+	if *dropped || *corrupt {
+		return status
+	}
+
+	// Queued entries: of target T, or of targets no longer configured.
+	want := func(t string) bool {
+		if *target != "" {
+			return t == *target
+		}
+		return c.Target(t) == nil
+	}
+	if !*dryRun {
+		lock, err := e.takeLock(q)
+		if err != nil {
+			e.errorf("%v", err)
+			return 1
+		}
+		defer lock.Unlock()
+	}
+	entries, _, err := q.List()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	n := 0
+	for _, en := range sortEntries(entries) {
+		if !want(en.Target) {
+			continue
+		}
+		if !*dryRun {
+			if err := q.Remove(en); err != nil {
+				e.errorf("%v", err)
+				status = 1
+				continue
+			}
+		}
+		n++
+		fmt.Fprintf(e.stdout, "%s queued %s -> %s (not pushed)\n", verb, en.Path, en.Target)
+	}
+	if n == 0 {
+		what := "of targets no longer in the config"
+		if *target != "" {
+			what = fmt.Sprintf("of target %q", *target)
+		}
+		fmt.Fprintf(e.stdout, "no queued entries %s\n", what)
+	}
+	return status
+}
+
+// takeLock takes the worker lock, so that no worker rewrites an entry
+// being removed, waiting up to lockWait for a running worker to exit.
+func (e *env) takeLock(q *queue.Queue) (*queue.Lock, error) {
+	ctx, cancel := context.WithTimeout(e.ctx, lockWait)
+	defer cancel()
+	for {
+		lock, err := q.AcquireWorker(ctx, time.Second)
+		if err != nil || lock != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("a worker is draining %s: stop it (systemctl stop cachix-filter-hook) or run forget when it has exited", q.Dir)
+			}
+			return lock, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("a worker is draining %s: stop it (systemctl stop cachix-filter-hook) or run forget when it has exited", q.Dir)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func sortEntries(entries []*queue.Entry) []*queue.Entry {
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].Target != entries[j].Target {
+			return entries[i].Target < entries[j].Target
+		}
+		return entries[i].Path < entries[j].Path
+	})
+	return entries
+}
