@@ -1,0 +1,133 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY opens a pseudo-terminal pair through /dev/ptmx.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Fatalf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Fatalf("opening /dev/pts/%d: %v", n, err)
+	}
+	return m, s
+}
+
+// prPushWait queues paths with push --wait, stderr on the given file,
+// and returns what was written there.
+func prPushWait(t *testing.T, e *Env, onTTY bool, paths ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hookBin, append([]string{"push", "--wait", "--timeout", "90s"}, paths...)...)
+	cmd.Env = e.environ("TERM=xterm")
+	var out bytes.Buffer
+	var done chan struct{}
+	if onTTY {
+		master, slave := openPTY(t)
+		defer master.Close()
+		cmd.Stderr = slave
+		done = make(chan struct{})
+		go func() {
+			// EIO once the last holder of the slave side is gone.
+			io.Copy(&out, master)
+			close(done)
+		}()
+		err := cmd.Start()
+		slave.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		cmd.Stderr = &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := cmd.Wait()
+	if done != nil {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the terminal was not closed")
+		}
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), code
+}
+
+// Progress of push --wait: on a terminal one line per target redrawn in
+// place, then the summary; on a pipe plain lines and the summary; with
+// -q, nothing.
+func TestProgressTerminalAndPlain(t *testing.T) {
+	t.Parallel()
+	s := Salt()
+	built := scBuild(t, `[ (`+Drv(s, "hello-2.12.1", nil)+`) (`+Drv(s, "hello-2.12.2", nil)+`) (`+Drv(s, "hello-2.12.3", nil)+`) ]`)
+
+	t.Run("terminal", func(t *testing.T) {
+		t.Parallel()
+		e := scCachixEnv(t)
+		// Slow pushes, one path per call: the line is redrawn while
+		// they go up.
+		e.Vars = append(e.Vars, "CACHIX_STANDIN_DELAY=700ms")
+		out, code := prPushWait(t, e, true, built["hello-2.12.1"], built["hello-2.12.2"])
+		if code != 0 {
+			t.Fatalf("push --wait exited %d:\n%q\nworker log:\n%s", code, out, e.Log())
+		}
+		if !strings.Contains(out, "\x1b[2Kmycache: 0 pushed, 2 pending, 0 failing") {
+			t.Errorf("no progress line drawn on the terminal:\n%q", out)
+		}
+		if !strings.Contains(out, "\x1b[1F\x1b[2Kmycache: ") {
+			t.Errorf("the progress line is not redrawn in place:\n%q", out)
+		}
+		if !strings.Contains(out, "pushed 2 paths to mycache in ") {
+			t.Errorf("no summary:\n%q", out)
+		}
+	})
+
+	t.Run("pipe", func(t *testing.T) {
+		t.Parallel()
+		e := scCachixEnv(t)
+		out, code := prPushWait(t, e, false, built["hello-2.12.3"])
+		if code != 0 {
+			t.Fatalf("push --wait exited %d:\n%s\nworker log:\n%s", code, out, e.Log())
+		}
+		if strings.ContainsAny(out, "\x1b\r") {
+			t.Errorf("control characters on a pipe:\n%q", out)
+		}
+		if !strings.Contains(out, "mycache: 0 pushed, 1 pending, 0 failing\n") || !strings.Contains(out, "pushed 1 path to mycache in ") {
+			t.Errorf("want a plain progress line and the summary:\n%s", out)
+		}
+	})
+}
