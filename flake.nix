@@ -37,10 +37,20 @@
       # (pkgs.cachix-filter-hook when the overlay is applied, else
       # pkgs.callPackage ./nix/package.nix { }); set `package` to use
       # another build, e.g. self.packages.${system}.default.
-      nixosModules.default = ./nix/nixos-module.nix;
-      nixosModules.cachix-filter-hook = ./nix/nixos-module.nix;
-      homeManagerModules.default = ./nix/home-manager-module.nix;
-      homeManagerModules.cachix-filter-hook = ./nix/home-manager-module.nix;
+      #
+      # Each is a module that imports the file, not the path itself: `nix
+      # flake check` wants a function or an attribute set. home-manager's
+      # own flake calls its output homeModules; homeManagerModules is the
+      # older name, kept for configurations that use it.
+      nixosModules.default = self.nixosModules.cachix-filter-hook;
+      nixosModules.cachix-filter-hook = {
+        imports = [ ./nix/nixos-module.nix ];
+      };
+      homeModules.default = self.homeModules.cachix-filter-hook;
+      homeModules.cachix-filter-hook = {
+        imports = [ ./nix/home-manager-module.nix ];
+      };
+      homeManagerModules = self.homeModules;
 
       checks = forAllSystems (pkgs: {
         package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;

@@ -112,6 +112,11 @@ in
         assertion = !(cfg.settings.cache != null && cfg.settings.store != null);
         message = "programs.cachix-filter-hook.settings: set `cache` or `store`, not both (add more destinations as `target` entries).";
       }
+      {
+        # Without one, hook.conf is written but every command refuses it.
+        assertion = cfg.settings.cache != null || cfg.settings.store != null || (cfg.settings.target or [ ]) != [ ];
+        message = "programs.cachix-filter-hook.settings: no destination: set `cache` (a Cachix cache), `store` (a Nix store URI) or `target`.";
+      }
     ];
 
     programs.cachix-filter-hook.settings = {

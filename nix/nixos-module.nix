@@ -38,11 +38,29 @@ let
 
   exe = "${cfg.package}/bin/cachix-filter-hook";
 
+  defaultQueueDir = "/var/lib/cachix-filter-hook";
   queueDir =
     let
       dir = cfg.settings.queue.dir or "";
     in
-    if dir == "" then "/var/lib/cachix-filter-hook" else dir;
+    if dir == "" then defaultQueueDir else dir;
+
+  # What the hardened worker service may write: the queue (its log is in
+  # there unless log.file says otherwise), the log's directory, and the
+  # directories of file:// stores that targets push to with nix copy.
+  # Everything else is read-only (ProtectSystem = "strict").
+  logFile = cfg.settings.log.file or "";
+  storeUris = lib.filter (u: u != null) (
+    [ cfg.settings.store ] ++ map (t: t.store or null) (cfg.settings.target or [ ])
+  );
+  fileStoreDirs = map (u: builtins.head (lib.splitString "?" (lib.removePrefix "file://" u))) (
+    lib.filter (lib.hasPrefix "file://") storeUris
+  );
+  writablePaths = lib.unique (
+    lib.optional (queueDir != defaultQueueDir) queueDir
+    ++ lib.optional (logFile != "") (dirOf logFile)
+    ++ fileStoreDirs
+  );
 
   # Whether any target is a Cachix cache (rather than a Nix store URI).
   usesCachix =
@@ -140,7 +158,12 @@ in
 
     environment.etc."cachix-filter-hook/hook.conf".source = configFile;
 
-    systemd.tmpfiles.rules = [ "d ${queueDir} 0700 root root -" ];
+    # The queue, and the other directories the worker service may write
+    # (ReadWritePaths needs them to exist when it starts).
+    systemd.tmpfiles.rules = [
+      "d ${queueDir} 0700 root root -"
+    ]
+    ++ map (d: "d ${d} 0755 root root -") (lib.remove queueDir writablePaths);
 
     # The queue is on disk, so what a reboot interrupted is still there.
     # Instead of a separate resume unit, the worker is a plain long-running
@@ -156,10 +179,49 @@ in
       after = [ "network-online.target" ];
       restartTriggers = [ configFile ];
       path = [ config.nix.package ];
+      # Nix as root would open the store directly, which ProtectSystem
+      # makes read-only: it goes through the daemon, as users' Nix does.
+      environment.NIX_REMOTE = "daemon";
       serviceConfig = {
         ExecStart = "${exe} --config ${configPath} worker";
         Restart = "on-failure";
         RestartSec = "10s";
+
+        # Hardening. The worker runs as root (it reads root's hook.conf
+        # and token, and owns the queue the hook writes as root); it runs
+        # `cachix push`, which needs the network, and `nix copy`, which
+        # needs the nix-daemon's socket. What it may write is listed above.
+        StateDirectory = lib.mkIf (queueDir == defaultQueueDir) "cachix-filter-hook";
+        StateDirectoryMode = "0700";
+        # "-": no error if it is missing (the daemon creates it).
+        ReadWritePaths = writablePaths ++ [ "-/nix/var/nix/daemon-socket" ];
+        ProtectSystem = "strict";
+        # Read-only rather than hidden: cachix reads root's
+        # ~/.config/cachix/cachix.dhall when no token file is set.
+        ProtectHome = "read-only";
+        PrivateTmp = true;
+        PrivateDevices = true;
+        NoNewPrivileges = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        SystemCallArchitectures = "native";
+        # Unix sockets for the daemon, IP for the caches, netlink for the
+        # resolver's address checks.
+        RestrictAddressFamilies = [
+          "AF_UNIX"
+          "AF_INET"
+          "AF_INET6"
+          "AF_NETLINK"
+        ];
+        UMask = "0077";
       };
     };
 

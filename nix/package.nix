@@ -16,27 +16,52 @@
   buildGoModule,
 }:
 
+let
+  # Top-level directories that hold nothing the build reads.
+  excludedDirs = [
+    "vendor"
+    "build"
+    "docs"
+    "examples"
+    "nix"
+    "scripts"
+  ];
+
+  # The packages whose tests need no Nix, no network and no HOME, run in
+  # checkPhase (the others build real derivations: test/, cli/'s scripts).
+  # test/nixmodules checks that this list still runs without Nix.
+  offlineTestPackages = import ./offline-test-packages.nix;
+in
 buildGoModule rec {
   pname = "cachix-filter-hook";
   version = "0.1.0";
 
-  # The repository without its Nix files, so that editing them (or the
-  # vendorHash line) does not rebuild the binary. `go mod vendor` only looks
-  # at go.mod, go.sum and the .go files, all of which stay.
+  # Only what the build and its tests read: go.mod, go.sum, the .go files
+  # and testdata/ directories. Not vendor/ (an untracked one makes
+  # buildGoModule's vendor step refuse), build/, ./result, binaries, the
+  # docs or the Nix files (editing those must not rebuild the binary).
+  # cleanSourceWith rather than lib.fileset, which needs Nix 2.14: this
+  # file is also evaluated by the tests with Debian's Nix 2.8. `go mod
+  # vendor` sees the same packages as in the repository, so vendorHash
+  # (computed from the repository by update-vendor-hash.sh) matches.
   src = lib.cleanSourceWith {
     name = "cachix-filter-hook-source";
-    src = lib.cleanSource ../.;
+    src = ../.;
     filter =
       path: type:
       let
+        root = toString ../.;
+        rel = lib.removePrefix (root + "/") (toString path);
         base = baseNameOf path;
-        rel = lib.removePrefix (toString ../. + "/") (toString path);
+        inTestdata = lib.hasInfix "/testdata/" ("/" + rel);
       in
-      !(
-        lib.hasSuffix ".nix" base
-        || base == "flake.lock"
-        || (type == "directory" && (rel == "nix" || rel == "examples"))
-      );
+      if type == "directory" then
+        !(lib.elem rel excludedDirs) && !(lib.hasPrefix "." base)
+      else if type == "regular" then
+        lib.hasSuffix ".go" base || rel == "go.mod" || rel == "go.sum" || inTestdata
+      else
+        # Symlinks (./result) and anything else.
+        false;
   };
 
   vendorHash = "sha256-+uCM49u1S81MZ7kcN/QDc/AK4Ei31SuH2niIZ2VEkaM=";
@@ -54,10 +79,18 @@ buildGoModule rec {
     "-X main.version=${version}"
   ];
 
-  # The tests build real derivations in a real Nix store (they run nix-build,
-  # nix-store and nix copy), which the build sandbox does not provide. Run
-  # them with `go test ./...` on a machine with Nix instead.
-  doCheck = false;
+  # buildGoModule's default check runs the tests of subPackages only ("."
+  # has none); these are the unit tests that run in the build sandbox.
+  doCheck = true;
+  checkPhase = ''
+    runHook preCheck
+    go test ${lib.concatStringsSep " " offlineTestPackages}
+    runHook postCheck
+  '';
+
+  passthru = {
+    inherit offlineTestPackages;
+  };
 
   meta = {
     description = "Nix post-build-hook that pushes the store paths selected by allow/deny globs to Cachix, through a durable queue";
@@ -67,6 +100,8 @@ buildGoModule rec {
       queues them on disk; a detached worker pushes them with `cachix push`
       (or `nix copy`) and retries with back-off, across reboots.
     '';
+    homepage = "https://github.com/cachix-filter-hook/cachix-filter-hook";
+    license = lib.licenses.asl20;
     mainProgram = "cachix-filter-hook";
     platforms = lib.platforms.unix;
   };

@@ -1,0 +1,23 @@
+# The Go packages whose tests nix/package.nix runs in checkPhase: those that
+# need no Nix, no network and no HOME (the build sandbox has none of them).
+# The end-to-end tests (test/) and cli's scripts build with real Nix.
+# test/nixmodules runs exactly these with no Nix on PATH, HOME unset and
+# GOPROXY=off, so a test that starts needing one of those fails there
+# first.
+[
+  "./config"
+  "./fds"
+  "./filter"
+  "./history"
+  "./hook"
+  "./logfile"
+  "./nixstore"
+  "./pusher"
+  "./queue"
+  "./safeopen"
+  "./storepath"
+  "./test/cachix-standin"
+  "./trust"
+  "./upstream"
+  "./worker"
+]
