@@ -1,0 +1,94 @@
+# Evaluates the repository's Nix files for modules_test.go, with nixpkgs.lib
+# (lib), home-manager's real modules (hm) and the stubs beside this file for
+# the rest of nixpkgs. Nothing is built.
+#
+#   nixpkgs: a directory with lib/ -> nixpkgs.lib's lib/ and nixos/ -> ./stub/nixos
+#   config:  the user's module (a function or an attribute set)
+{
+  nixpkgs,
+  hm ? null,
+  config ? { },
+  # The repository whose Nix files are evaluated (a copy, in the source
+  # filter test).
+  repo ? ../..,
+}:
+
+let
+  lib = import (nixpkgs + "/lib");
+  pkgs = import ./stub/pkgs.nix {
+    inherit lib;
+    path = nixpkgs;
+  };
+
+  failed = eval: map (a: a.message) (lib.filter (a: !a.assertion) eval.config.assertions);
+
+  nixosEval = lib.evalModules {
+    modules = [
+      ./stub/nixos-options.nix
+      (repo + "/nix/nixos-module.nix")
+      config
+      { _module.args.pkgs = pkgs; }
+    ];
+  };
+
+  hmLib = import (hm + "/modules/lib/stdlib-extended.nix") lib;
+  hmEval = hmLib.evalModules {
+    modules =
+      import (hm + "/modules/modules.nix") {
+        inherit pkgs;
+        lib = hmLib;
+        check = true;
+        # The nixpkgs module would import nixpkgs itself; this passes pkgs.
+        useNixpkgsModule = false;
+      }
+      ++ [
+        (repo + "/nix/home-manager-module.nix")
+        config
+        {
+          home.username = "alice";
+          home.homeDirectory = "/home/alice";
+          home.stateVersion = "25.05";
+        }
+      ];
+    class = "homeManager";
+    specialArgs.modulesPath = toString (hm + "/modules");
+  };
+in
+{
+  nixos = {
+    failed = failed nixosEval;
+    # Separate attributes, so that a test can look at one while another
+    # would throw.
+    settings = nixosEval.config.environment.etc."cachix-filter-hook/hook.conf".source.stubValue;
+    hook = nixosEval.config.nix.settings.post-build-hook;
+    service = {
+      inherit (nixosEval.config.systemd.services.cachix-filter-hook-worker) serviceConfig environment;
+    };
+    tmpfiles = nixosEval.config.systemd.tmpfiles.rules;
+    activation = nixosEval.config.system.activationScripts.cachix-filter-hook.text or null;
+  };
+
+  hm = {
+    failed = failed hmEval;
+    settings = hmEval.config.xdg.configFile."cachix-filter-hook/hook.conf".source.stubValue;
+    # Only what our module adds: the whole list would evaluate the default
+    # packages of every home-manager module, which the stubs do not have.
+    packages = lib.concatMap (d: map (p: p.name) d.value) (
+      lib.filter (d: lib.hasSuffix "home-manager-module.nix" d.file) hmEval.options.home.packages.definitionsWithLocations
+    );
+    activation = hmEval.config.home.activation.cachix-filter-hook.data or null;
+  };
+
+  # The package as nixpkgs' buildGoModule gets it.
+  package =
+    let
+      p = pkgs.callPackage (repo + "/nix/package.nix") { };
+    in
+    {
+      inherit (p) meta pname version;
+      src = "${p.stubArgs.src}";
+      checkPhase = p.stubArgs.checkPhase or "";
+      doCheck = p.stubArgs.doCheck or false;
+      offlineTestPackages = p.offlineTestPackages or [ ];
+    };
+}

@@ -1,0 +1,645 @@
+// Package nixmodules checks the repository's Nix files by evaluating them:
+// the NixOS and home-manager modules (rendered hook.conf accepted by
+// `validate`, assertions, activation snippets that parse, the worker
+// service's hardening), the package (meta, source filter, checkPhase) and
+// `nix flake check --no-build`.
+//
+// Full nixpkgs cannot be fetched on the test machines (and needs Nix 2.18),
+// so the evaluations use nixpkgs.lib's lib, home-manager's real modules,
+// and the stubs in stub/ for the rest. They run when CFH_NIXPKGS_LIB and
+// CFH_HOME_MANAGER name checkouts of nix-community/nixpkgs.lib and
+// nix-community/home-manager, and skip, saying so, when they are unset.
+//
+// TestOfflineTestPackages needs neither: it runs the unit tests that
+// nix/package.nix's checkPhase runs, the way the build sandbox would (no
+// Nix, no HOME, no network).
+package nixmodules
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// repoRoot is the repository: two levels up from this package.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// checkouts are the nixpkgs.lib and home-manager checkouts, and a
+// directory laid out like nixpkgs for stub/pkgs.nix's `path`.
+type checkouts struct {
+	lib, hm, nixpkgs string
+}
+
+// needCheckouts skips the test unless CFH_NIXPKGS_LIB and CFH_HOME_MANAGER
+// are set; with them set, a missing nix-instantiate is a failure.
+func needCheckouts(t *testing.T) checkouts {
+	t.Helper()
+	c := checkouts{lib: os.Getenv("CFH_NIXPKGS_LIB"), hm: os.Getenv("CFH_HOME_MANAGER")}
+	if c.lib == "" || c.hm == "" {
+		t.Skip("CFH_NIXPKGS_LIB and CFH_HOME_MANAGER are not both set: the module checks need checkouts of nix-community/nixpkgs.lib and nix-community/home-manager (see docs/nix-checks.md)")
+	}
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		t.Fatalf("CFH_NIXPKGS_LIB is set, but nix-instantiate is not on PATH: %v", err)
+	}
+	for _, f := range []string{filepath.Join(c.lib, "lib", "default.nix"), filepath.Join(c.hm, "modules", "modules.nix")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("not a checkout of nixpkgs.lib / home-manager: %v", err)
+		}
+	}
+	// home-manager imports lib/ and nixos/modules/misc/ from pkgs.path.
+	c.nixpkgs = t.TempDir()
+	for name, target := range map[string]string{"lib": filepath.Join(c.lib, "lib"), "nixos": filepath.Join(repoRoot(t), "test", "nixmodules", "stub", "nixos")} {
+		if err := os.Symlink(target, filepath.Join(c.nixpkgs, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// eval evaluates attr of eval.nix with the user's module config (a Nix
+// expression) and decodes the JSON result into out.
+func (c checkouts) eval(t *testing.T, attr, config string, out any, extraArgs ...string) error {
+	t.Helper()
+	args := fmt.Sprintf("nixpkgs = %s; hm = %s; config = %s;", nixPath(c.nixpkgs), nixPath(c.hm), config)
+	for _, a := range extraArgs {
+		args += " " + a
+	}
+	expr := fmt.Sprintf("(import %s { %s }).%s", nixPath(filepath.Join(repoRoot(t), "test", "nixmodules", "eval.nix")), args, attr)
+	stdout, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", "-E", expr)
+	if err != nil {
+		return err
+	}
+	d := json.NewDecoder(strings.NewReader(stdout))
+	d.UseNumber()
+	if err := d.Decode(out); err != nil {
+		return fmt.Errorf("decoding %s: %w\n%s", attr, err, stdout)
+	}
+	return nil
+}
+
+// nixPath quotes a path for a Nix expression (as a path, not a string).
+func nixPath(p string) string {
+	return fmt.Sprintf("(/. + %q)", p)
+}
+
+// run runs a command with a timeout and returns its stdout; the error
+// carries stderr.
+func run(t *testing.T, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	if env != nil {
+		cmd.Env = env
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, tail(stderr.String(), 3000))
+	}
+	return stdout.String(), nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// hookBin builds cachix-filter-hook once per test.
+func hookBin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cachix-filter-hook")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// validate renders settings (hook.conf as the module's Nix values) to TOML
+// as nixpkgs' formats.toml does (JSON through a TOML encoder), and runs
+// `cachix-filter-hook validate` on it. It returns validate's output.
+func validate(t *testing.T, bin string, settings map[string]any) string {
+	t.Helper()
+	b, err := toml.Marshal(numbers(settings))
+	if err != nil {
+		t.Fatalf("rendering %v as TOML: %v", settings, err)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "hook.conf")
+	if err := os.WriteFile(conf, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, nil, bin, "--config", conf, "validate")
+	if err != nil {
+		t.Fatalf("validate refuses the module's hook.conf:\n%s\n%v", b, err)
+	}
+	return out
+}
+
+// numbers turns JSON numbers into int64 or float64, as json2toml does.
+func numbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = numbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = numbers(e)
+		}
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	}
+	return v
+}
+
+// bashN checks that a shell snippet parses.
+func bashN(t *testing.T, what, script string) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "snippet.sh")
+	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, nil, "bash", "-n", f); err != nil {
+		t.Errorf("%s does not parse: %v\n%s", what, err, script)
+	}
+}
+
+type nixosResult struct {
+	Failed     []string       `json:"failed"`
+	Settings   map[string]any `json:"settings"`
+	Hook       string         `json:"hook"`
+	Activation *string        `json:"activation"`
+	Tmpfiles   []string       `json:"tmpfiles"`
+	Service    struct {
+		ServiceConfig map[string]any    `json:"serviceConfig"`
+		Environment   map[string]string `json:"environment"`
+	} `json:"service"`
+}
+
+func TestNixOSModule(t *testing.T) {
+	c := needCheckouts(t)
+	bin := hookBin(t)
+
+	t.Run("rendered config, hook, activation, hardening", func(t *testing.T) {
+		var r nixosResult
+		err := c.eval(t, "nixos", `{
+			services.cachix-filter-hook = {
+				enable = true;
+				settings = {
+					cache = "main";
+					allow = [ "*" ];
+					deny = [ "*-doc" ];
+					closure_deny = "skip";
+					cachix.push_args = [ "-j" "8" ];
+					queue.retry_max = "30m";
+					queue.batch = 32;
+					target = [ { store = "file:///var/cache/nix-local?compression=zstd"; allow = [ "hello-*" ]; } ];
+				};
+				authTokenFile = "/run/secrets/cachix-token";
+				pushOnActivation = true;
+			};
+		}`, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Failed) != 0 {
+			t.Fatalf("assertions failed: %v", r.Failed)
+		}
+		out := validate(t, bin, r.Settings)
+		for _, want := range []string{`auth_token_file = "/run/secrets/cachix-token"`, `-cachix-1.7.4/bin/cachix"`, `-nix-2.28.3/bin"`, `batch = 32`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("validate's effective config lacks %q:\n%s", want, out)
+			}
+		}
+		if !strings.HasSuffix(r.Hook, "/bin/cachix-filter-hook") || !strings.HasPrefix(r.Hook, "/nix/store/") {
+			t.Errorf("post-build-hook = %q, want the package's binary", r.Hook)
+		}
+		if r.Activation == nil || !strings.Contains(*r.Activation, `push --closure "$systemConfig"`) {
+			t.Errorf("activation script lacks push --closure \"$systemConfig\": %v", r.Activation)
+		} else {
+			bashN(t, "the NixOS activation script", *r.Activation)
+		}
+
+		sc := r.Service.ServiceConfig
+		want := map[string]any{
+			"StateDirectory":          "cachix-filter-hook",
+			"StateDirectoryMode":      "0700",
+			"ProtectSystem":           "strict",
+			"ProtectHome":             "read-only",
+			"PrivateTmp":              true,
+			"PrivateDevices":          true,
+			"NoNewPrivileges":         true,
+			"ProtectKernelTunables":   true,
+			"ProtectKernelModules":    true,
+			"ProtectControlGroups":    true,
+			"RestrictSUIDSGID":        true,
+			"RestrictNamespaces":      true,
+			"LockPersonality":         true,
+			"SystemCallArchitectures": "native",
+		}
+		for k, v := range want {
+			if sc[k] != v {
+				t.Errorf("serviceConfig.%s = %v, want %v", k, sc[k], v)
+			}
+		}
+		// What would break cachix or nix copy: no private network, the
+		// address families they use, the daemon's socket reachable.
+		for _, k := range []string{"PrivateNetwork", "IPAddressDeny", "DynamicUser", "InaccessiblePaths"} {
+			if _, ok := sc[k]; ok {
+				t.Errorf("serviceConfig.%s is set: cachix needs the network and root's files, nix copy the daemon's socket", k)
+			}
+		}
+		families := strings.Fields(fmt.Sprint(sc["RestrictAddressFamilies"]))
+		for _, f := range []string{"AF_UNIX", "AF_INET", "AF_INET6"} {
+			if !strings.Contains(fmt.Sprint(families), f) {
+				t.Errorf("RestrictAddressFamilies %v lacks %s", families, f)
+			}
+		}
+		rw := fmt.Sprint(sc["ReadWritePaths"])
+		for _, p := range []string{"/var/cache/nix-local", "/nix/var/nix/daemon-socket"} {
+			if !strings.Contains(rw, p) {
+				t.Errorf("ReadWritePaths %s lacks %s", rw, p)
+			}
+		}
+		if strings.Contains(rw, "?compression") {
+			t.Errorf("ReadWritePaths %s keeps the store URI's parameters", rw)
+		}
+		if r.Service.Environment["NIX_REMOTE"] != "daemon" {
+			t.Errorf("the worker's NIX_REMOTE = %q, want daemon (the store is read-only for it)", r.Service.Environment["NIX_REMOTE"])
+		}
+		if !slices.Contains(r.Tmpfiles, "d /var/lib/cachix-filter-hook 0700 root root -") || !slices.Contains(r.Tmpfiles, "d /var/cache/nix-local 0755 root root -") {
+			t.Errorf("tmpfiles rules %q lack the queue or the file:// store's directory", r.Tmpfiles)
+		}
+	})
+
+	t.Run("queue and log elsewhere", func(t *testing.T) {
+		var r nixosResult
+		err := c.eval(t, "nixos", `{
+			services.cachix-filter-hook = {
+				enable = true;
+				settings = { store = "s3://bucket"; allow = [ "*" ]; queue.dir = "/srv/cfh/queue"; log.file = "/var/log/cfh/worker.log"; };
+			};
+		}`, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		validate(t, bin, r.Settings)
+		sc := r.Service.ServiceConfig
+		if _, ok := sc["StateDirectory"]; ok {
+			t.Errorf("StateDirectory = %v for a queue outside /var/lib/cachix-filter-hook", sc["StateDirectory"])
+		}
+		rw := fmt.Sprint(sc["ReadWritePaths"])
+		for _, p := range []string{"/srv/cfh/queue", "/var/log/cfh"} {
+			if !strings.Contains(rw, p) {
+				t.Errorf("ReadWritePaths %s lacks %s", rw, p)
+			}
+		}
+		if _, ok := r.Settings["cachix"]; ok {
+			t.Errorf("cachix.bin set although no target is a Cachix cache: %v", r.Settings["cachix"])
+		}
+		if r.Activation != nil {
+			t.Errorf("activation script without pushOnActivation: %q", *r.Activation)
+		}
+	})
+
+	t.Run("assertions", func(t *testing.T) {
+		for _, tc := range []struct{ settings, want string }{
+			{`{ allow = [ "*" ]; }`, "no destination"},
+			{`{ cache = "a"; store = "file:///x"; }`, "not both"},
+		} {
+			var r nixosResult
+			if err := c.eval(t, "nixos.failed", `{ services.cachix-filter-hook = { enable = true; settings = `+tc.settings+`; }; }`, &r.Failed); err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Failed) != 1 || !strings.Contains(r.Failed[0], tc.want) {
+				t.Errorf("settings %s: failed assertions %q, want one saying %q", tc.settings, r.Failed, tc.want)
+			}
+		}
+	})
+}
+
+type hmResult struct {
+	Failed     []string       `json:"failed"`
+	Settings   map[string]any `json:"settings"`
+	Packages   []string       `json:"packages"`
+	Activation *string        `json:"activation"`
+}
+
+// home-manager's own modules (modules/modules.nix, all of them) with ours.
+func TestHomeManagerModule(t *testing.T) {
+	c := needCheckouts(t)
+	bin := hookBin(t)
+
+	t.Run("rendered config and activation", func(t *testing.T) {
+		var r hmResult
+		err := c.eval(t, "hm", `{
+			programs.cachix-filter-hook = {
+				enable = true;
+				settings = { cache = "mycache"; allow = [ "*" ]; deny = [ "*-doc" "home-manager-*" ]; };
+				authTokenFile = "/run/user/1000/cachix-token";
+				pushOnActivation = true;
+			};
+		}`, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Failed) != 0 {
+			t.Fatalf("assertions failed: %v", r.Failed)
+		}
+		out := validate(t, bin, r.Settings)
+		if !strings.Contains(out, `auth_token_file = "/run/user/1000/cachix-token"`) {
+			t.Errorf("validate's effective config lacks the token file:\n%s", out)
+		}
+		if !slices.ContainsFunc(r.Packages, func(p string) bool { return strings.HasPrefix(p, "cachix-filter-hook-") }) {
+			t.Errorf("home.packages %v lacks cachix-filter-hook", r.Packages)
+		}
+		if r.Activation == nil || !strings.Contains(*r.Activation, `push --closure "$newGenPath"`) {
+			t.Fatalf("activation entry lacks push --closure \"$newGenPath\": %v", r.Activation)
+		}
+		bashN(t, "the home-manager activation entry", *r.Activation)
+	})
+
+	t.Run("assertions", func(t *testing.T) {
+		for _, tc := range []struct{ settings, want string }{
+			// enable with no destination wrote a hook.conf that every
+			// command refuses.
+			{`{ }`, "no destination"},
+			{`{ allow = [ "*" ]; }`, "no destination"},
+			{`{ cache = "a"; store = "file:///x"; }`, "not both"},
+		} {
+			var failed []string
+			if err := c.eval(t, "hm.failed", `{ programs.cachix-filter-hook = { enable = true; settings = `+tc.settings+`; }; }`, &failed); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(failed, func(m string) bool { return strings.Contains(m, "cachix-filter-hook") && strings.Contains(m, tc.want) }) {
+				t.Errorf("settings %s: failed assertions %q, want one saying %q", tc.settings, failed, tc.want)
+			}
+		}
+		// Not enabled: nothing to assert.
+		var failed []string
+		if err := c.eval(t, "hm.failed", `{ }`, &failed); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range failed {
+			if strings.Contains(m, "cachix-filter-hook") {
+				t.Errorf("assertion fails without enable: %s", m)
+			}
+		}
+	})
+}
+
+// The package: full meta, checkPhase with the offline tests, and a source
+// that holds only what the build reads even when the work tree has
+// vendor/, build/, binaries and ./result in it.
+func TestPackage(t *testing.T) {
+	c := needCheckouts(t)
+	root := repoRoot(t)
+
+	// A copy of the repository's files, plus what a developer's tree
+	// has lying around.
+	repo := t.TempDir()
+	if err := copyTree(root, repo); err != nil {
+		t.Fatal(err)
+	}
+	junk := map[string]string{
+		"vendor/modules.txt":                 "# github.com/x/y v1.0.0\n",
+		"vendor/github.com/x/y/y.go":         "package y\n",
+		"build/cachix-filter-hook":           "\x7fELF binary",
+		"cachix-filter-hook":                 "\x7fELF binary",
+		"test/cachix-standin/cachix-standin": "\x7fELF binary",
+		".direnv/flake-profile":              "x",
+		"docs/notes.md":                      "x",
+	}
+	for f, content := range junk {
+		p := filepath.Join(repo, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/nix/store/00000000000000000000000000000000-x", filepath.Join(repo, "result")); err != nil {
+		t.Fatal(err)
+	}
+
+	var p struct {
+		Meta struct {
+			Description string `json:"description"`
+			Homepage    string `json:"homepage"`
+			MainProgram string `json:"mainProgram"`
+			License     struct {
+				SpdxID string `json:"spdxId"`
+			} `json:"license"`
+		} `json:"meta"`
+		Src        string   `json:"src"`
+		DoCheck    bool     `json:"doCheck"`
+		CheckPhase string   `json:"checkPhase"`
+		Offline    []string `json:"offlineTestPackages"`
+	}
+	if err := c.eval(t, "package", "{ }", &p, "repo = "+nixPath(repo)+";"); err != nil {
+		t.Fatal(err)
+	}
+	if p.Meta.License.SpdxID != "Apache-2.0" || p.Meta.Homepage == "" || p.Meta.Description == "" || p.Meta.MainProgram != "cachix-filter-hook" {
+		t.Errorf("meta is incomplete: %+v", p.Meta)
+	}
+	if lic, err := os.ReadFile(filepath.Join(root, "LICENSE")); err != nil || !bytes.Contains(lic, []byte("Apache License")) || !bytes.Contains(lic, []byte("Version 2.0, January 2004")) {
+		t.Errorf("LICENSE is not the Apache License 2.0 (%v)", err)
+	}
+	if !p.DoCheck || !strings.Contains(p.CheckPhase, "go test "+strings.Join(p.Offline, " ")) {
+		t.Errorf("checkPhase does not run the offline tests %v:\n%s", p.Offline, p.CheckPhase)
+	}
+
+	// What the source holds, against what it should.
+	var got []string
+	err := filepath.WalkDir(p.Src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(p.Src, path)
+			got = append(got, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("listing the package's source %s: %v", p.Src, err)
+	}
+	for _, f := range got {
+		ok := strings.HasSuffix(f, ".go") || f == "go.mod" || f == "go.sum" || strings.Contains("/"+f, "/testdata/")
+		if !ok || strings.HasPrefix(f, "vendor/") || strings.HasPrefix(f, "build/") || strings.HasPrefix(f, ".") {
+			t.Errorf("the package's source holds %s", f)
+		}
+	}
+	var want []string
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() && rel != "." && (strings.HasPrefix(d.Name(), ".") || rel == "vendor" || rel == "build") {
+			return filepath.SkipDir
+		}
+		if d.Type().IsRegular() && (strings.HasSuffix(rel, ".go") || rel == "go.mod" || rel == "go.sum" || strings.HasPrefix(rel, "cli/testdata/")) {
+			want = append(want, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range want {
+		if !slices.Contains(got, f) {
+			t.Errorf("the package's source lacks %s", f)
+		}
+	}
+	t.Logf("the package's source: %d files", len(got))
+}
+
+// copyTree copies the regular files and directories of src into dst,
+// skipping .git and symlinks.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, b, 0o644)
+		}
+		return nil
+	})
+}
+
+// nix flake check --no-build, with nixpkgs replaced by stub/flake.nix (and
+// its lib input by the nixpkgs.lib checkout), as docs/nix-checks.md shows.
+func TestFlakeCheck(t *testing.T) {
+	c := needCheckouts(t)
+	root := repoRoot(t)
+	// A copy, so that `path:` does not take in vendor/ or build/ of the
+	// work tree, and the lock file it would write goes nowhere.
+	repo := t.TempDir()
+	if err := copyTree(root, repo); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, nil, "nix", "--extra-experimental-features", "nix-command flakes",
+		"flake", "check", "--no-build", "--no-write-lock-file",
+		"--override-input", "nixpkgs", "path:"+filepath.Join(repo, "test", "nixmodules", "stub"),
+		"--override-input", "nixpkgs/lib", "path:"+c.lib,
+		"path:"+repo)
+	if err != nil {
+		t.Fatalf("nix flake check --no-build: %v\n%s", err, out)
+	}
+}
+
+// The packages nix/package.nix tests in checkPhase, run as the build
+// sandbox would: no Nix on PATH, HOME=/homeless-shelter, GOPROXY=off, no
+// NIX_* or CFH_* variables.
+func TestOfflineTestPackages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the unit tests of 15 packages")
+	}
+	root := repoRoot(t)
+	src, err := os.ReadFile(filepath.Join(root, "nix", "offline-test-packages.nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkgs []string
+	for _, m := range regexp.MustCompile(`"(\./[^"]*)"`).FindAllStringSubmatch(string(src), -1) {
+		pkgs = append(pkgs, m[1])
+	}
+	if len(pkgs) < 5 {
+		t.Fatalf("nix/offline-test-packages.nix lists %d packages: %q", len(pkgs), pkgs)
+	}
+
+	// A PATH with the host's tools but no Nix.
+	bin := t.TempDir()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(goBin, filepath.Join(bin, "go")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"/usr/bin", "/bin", "/usr/sbin", "/sbin"} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, "nix") || name == "go" {
+				continue
+			}
+			if _, err := os.Lstat(filepath.Join(bin, name)); errors.Is(err, fs.ErrNotExist) {
+				os.Symlink(filepath.Join(dir, name), filepath.Join(bin, name))
+			}
+		}
+	}
+	env := []string{"PATH=" + bin, "HOME=/homeless-shelter", "GOPROXY=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0", "TMPDIR=" + t.TempDir()}
+	for _, kv := range os.Environ() {
+		// The Go caches, so that this does not rebuild everything.
+		if strings.HasPrefix(kv, "GOCACHE=") || strings.HasPrefix(kv, "GOMODCACHE=") || strings.HasPrefix(kv, "GOROOT=") {
+			env = append(env, kv)
+		}
+	}
+	for _, k := range []string{"GOCACHE", "GOMODCACHE"} {
+		if os.Getenv(k) == "" {
+			v, err := run(t, nil, "go", "env", k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env = append(env, k+"="+strings.TrimSpace(v))
+		}
+	}
+	args := append([]string{"test", "-count=1"}, pkgs...)
+	cmd := exec.Command(goBin, args...)
+	cmd.Dir = root
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go test %s without Nix, HOME or network (what checkPhase runs): %v\n%s", strings.Join(pkgs, " "), err, tail(string(out), 6000))
+	}
+	t.Logf("%s", out)
+}
