@@ -577,8 +577,8 @@ func TestFlakeCheck(t *testing.T) {
 }
 
 // The packages nix/package.nix tests in checkPhase, run as the build
-// sandbox would: no Nix on PATH, HOME=/homeless-shelter, GOPROXY=off, no
-// NIX_* or CFH_* variables.
+// sandbox would: no Nix on PATH, HOME a directory that does not exist,
+// GOPROXY=off, no NIX_* or CFH_* variables.
 func TestOfflineTestPackages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the unit tests of 15 packages")
@@ -617,7 +617,12 @@ func TestOfflineTestPackages(t *testing.T) {
 			}
 		}
 	}
-	env := []string{"PATH=" + bin, "HOME=/homeless-shelter", "GOPROXY=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0", "TMPDIR=" + t.TempDir()}
+	// HOME names a directory that does not exist, as the sandbox's
+	// /homeless-shelter; not that one: run as root, some tests create
+	// it (in the sandbox they cannot, and cope), and Nix refuses to
+	// build while /homeless-shelter exists.
+	home := filepath.Join(t.TempDir(), "homeless-shelter")
+	env := []string{"PATH=" + bin, "HOME=" + home, "GOPROXY=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0", "TMPDIR=" + t.TempDir()}
 	for _, kv := range os.Environ() {
 		// The Go caches, so that this does not rebuild everything.
 		if strings.HasPrefix(kv, "GOCACHE=") || strings.HasPrefix(kv, "GOMODCACHE=") || strings.HasPrefix(kv, "GOROOT=") {
