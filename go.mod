@@ -3,6 +3,7 @@ module github.com/cachix-filter-hook/cachix-filter-hook
 go 1.25
 
 require (
+	github.com/fsnotify/fsnotify v1.9.0
 	github.com/gobwas/glob v1.1.0
 	github.com/pelletier/go-toml/v2 v2.2.4
 	github.com/rogpeppe/go-internal v1.16.0
@@ -12,7 +13,6 @@ require (
 )
 
 require (
-	github.com/fsnotify/fsnotify v1.9.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
 	github.com/sagikazarmark/locafero v0.11.0 // indirect
 	github.com/sourcegraph/conc v0.3.1-0.20240121214520-5f936abd7ae8 // indirect

@@ -47,6 +47,9 @@ var commands = map[string]command{
 	"doctor":   {"check that the hook is set and everything it needs is in place", runDoctor},
 	"forget":   {"delete entries no longer wanted (removed targets, dropped, corrupt)", runForget},
 	"version":  {"print the version", runVersion},
+
+	// Kept apart so that its long name does not realign the others.
+	"watch-exec": {"run a command and queue the new store paths it built (without the hook)", runWatchExec},
 }
 
 // errUsage is reported for bad command lines, with exit status 2.
@@ -103,7 +106,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintf(w, "\nGlobal options:\n")
 	fs.SetOutput(w)

@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/hook"
+	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/storewatch"
+)
+
+// How long watch-exec keeps listening after the command exits: the
+// kernel may still hold the last lock deletions.
+const (
+	watchQuiet = 300 * time.Millisecond
+	watchMax   = 5 * time.Second
+)
+
+func runWatchExec(e *env) int {
+	fs := e.flags("watch-exec", "[--wait [-q] [--timeout DUR]] -- COMMAND [ARGS...]",
+		"Run COMMAND (no shell), then queue the store paths that became valid while it\nran and that your config's rules select, as the hook would have. For users\nwho cannot set post-build-hook (Nix ignores an untrusted user's --option\npost-build-hook). It watches the store directory for the lock files Nix\ndeletes when it registers a path, as `cachix watch-exec` does; no root\nneeded. The store is shared: a path another user builds meanwhile is seen\ntoo, and goes up only if your rules select it. Unlike the hook it also\nsees substituted paths. Exits with COMMAND's status.")
+	wait := fs.Bool("wait", false, "wait until the queued paths are pushed (failures are reported, the exit status stays COMMAND's)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`")
+	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
+	if st, ok := e.parse(fs); !ok {
+		return st
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		fs.Usage()
+		return 2
+	}
+	// The config first: better not to run the command than to run it
+	// and push nothing.
+	c, err := e.load()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	storeDir := storepath.StoreDir()
+	w, err := storewatch.Start(storeDir)
+	if err != nil {
+		e.errorf("watching %s: %v", storeDir, err)
+		return 1
+	}
+	status := e.runCommand(argv)
+	found, overflow := w.Stop(watchQuiet, watchMax)
+	if overflow {
+		e.errorf("warning: the kernel dropped events while watching %s: some new paths may have been missed (push them with `cachix-filter-hook push`)", storeDir)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), 2*time.Minute)
+	defer cancel()
+	valid, err := nixstore.Nix{BinDir: c.Nix.BinDir}.Valid(ctx, found)
+	if err != nil {
+		e.errorf("checking the new paths: %v", err)
+		return status
+	}
+	var paths []storepath.Path
+	for _, s := range valid {
+		if p, err := storepath.Parse(storeDir, s); err == nil {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) == 0 {
+		if !*quiet {
+			e.errorf("no new store paths")
+		}
+		return status
+	}
+	facts := e.gatherFacts(c, paths)
+	sel := hook.SelectWith(c, paths, func(s string) *config.Facts { return facts[s] })
+	if !*quiet || len(sel.Pairs) == 0 {
+		e.errorf("%s", sel.Summary())
+	}
+	if len(sel.Pairs) == 0 {
+		return status
+	}
+	start := time.Now()
+	if err := hook.Enqueue(c, sel); err != nil {
+		e.errorf("%v", err)
+		return status
+	}
+	if *wait {
+		wctx, cancel := context.WithTimeout(e.ctx, *timeout)
+		defer cancel()
+		e.waitPushed(wctx, c, sel.Pairs, start, *quiet)
+	}
+	return status
+}
+
+// runCommand runs argv with our standard streams and returns its exit
+// status (128+signal when a signal ended it). SIGINT and SIGTERM sent to
+// us are passed on, and we wait for it to exit.
+func (e *env) runCommand(argv []string) int {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+	if err := cmd.Start(); err != nil {
+		e.errorf("running %s: %v", argv[0], err)
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			return 127
+		}
+		return 126
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-e.ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		err = <-done
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if err != nil {
+		e.errorf("running %s: %v", argv[0], err)
+		return 1
+	}
+	return 0
+}
