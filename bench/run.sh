@@ -17,6 +17,9 @@
 # `benchtool report` renders them. All work happens in a temp dir ($W) that is
 # removed at the end, with any worker the run started.
 set -euo pipefail
+# Queue directories must be private to the user running the worker (0700,
+# see docs/design.md), so everything the benchmark makes is.
+umask 077
 
 MODE=full
 OUT=
