@@ -35,7 +35,7 @@ const nixStoreTimeout = 30 * time.Second
 // Run runs the hook and returns its exit status.
 func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 	say := func(format string, args ...any) {
-		fmt.Fprintf(log, "cachix-filter-hook: "+format+"\n", args...)
+		fmt.Fprintf(log, "cachix-filter-hook: %s\n", bounded(fmt.Sprintf(format, args...)))
 	}
 	cfg, err := config.Load(configFlag)
 	if err != nil {
@@ -79,13 +79,17 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 	}
 
 	var paths []storepath.Path
+	var bad malformed
 	for _, s := range raw {
 		p, err := storepath.Parse(storeDir, s)
 		if err != nil {
-			say("ignoring malformed path: %v", err)
+			bad.add(err)
 			continue
 		}
 		paths = append(paths, p)
+	}
+	if l := bad.line(); l != "" {
+		say("%s", l)
 	}
 	sel := SelectWith(cfg, paths, drv.facts)
 	sel.Total = len(raw)

@@ -1,0 +1,67 @@
+package hook
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The hook writes into the user's build log, so whatever it is given
+// (a megabyte of junk in OUT_PATHS, a config with a thousand errors) it
+// prints a few lines: counts, and a few examples.
+const (
+	maxExamples   = 3
+	maxExampleLen = 200
+	maxSayLines   = 5
+	maxSayBytes   = 2000
+)
+
+// malformed collects the paths the hook ignores, keeping a few examples.
+type malformed struct {
+	n        int
+	examples []string
+}
+
+func (m *malformed) add(err error) {
+	m.n++
+	if len(m.examples) < maxExamples {
+		m.examples = append(m.examples, clip(err.Error(), maxExampleLen))
+	}
+}
+
+// line is the one line for the build log, or "" when nothing was ignored.
+func (m *malformed) line() string {
+	switch {
+	case m.n == 0:
+		return ""
+	case m.n == 1:
+		return "ignoring malformed path: " + m.examples[0]
+	}
+	s := fmt.Sprintf("ignoring %d malformed paths: %s", m.n, strings.Join(m.examples, "; "))
+	if more := m.n - len(m.examples); more > 0 {
+		s += fmt.Sprintf("; and %d more", more)
+	}
+	return s
+}
+
+// bounded cuts a message for the build log to a few lines and bytes.
+func bounded(msg string) string {
+	lines := strings.Split(msg, "\n")
+	more := 0
+	if len(lines) > maxSayLines {
+		more = len(lines) - maxSayLines
+		lines = lines[:maxSayLines]
+	}
+	msg = clip(strings.Join(lines, "\n"), maxSayBytes)
+	if more > 0 {
+		msg += fmt.Sprintf("\n… and %d more lines", more)
+	}
+	return msg
+}
+
+// clip cuts s to n bytes, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + fmt.Sprintf("…(%d bytes cut)", len(s)-n)
+}
