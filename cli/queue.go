@@ -173,8 +173,9 @@ func runStatus(e *env) int {
 }
 
 func runWait(e *env) int {
-	fs := e.flags("wait", "[-q] [--timeout DUR]", "Block until nothing is left to push, starting a worker if entries are pending\nand none runs (after a crash, say), showing progress per target on stderr.\nExit 0 when every path was pushed; 1 when a path it waited for was dropped\n(closure_deny, garbage-collected: listed with the reason), and 1 on timeout\nwith what is left. Entries of targets no longer in the config are not waited\nfor. Call it at the end of a CI job.")
+	fs := e.flags("wait", "[-q] [--timeout DUR | --keep-trying]", "Block until nothing is left to push, starting a worker if entries are pending\nand none runs (after a crash, say), showing progress per target on stderr.\nExit 0 when every path was pushed; 1 when a path it waited for was dropped\n(closure_deny, garbage-collected: listed with the reason), and 1 on timeout\nwith what is left. Without --timeout it exits 1, with the errors, as soon as\nevery entry left has failed and only waits for its back-off (--keep-trying\nwaits on). Entries of targets no longer in the config are not waited\nfor. Call it at the end of a CI job.")
 	timeout := fs.Duration("timeout", 0, "give up after `DUR` (0: no limit)")
+	keepTrying := fs.Bool("keep-trying", false, "without --timeout, wait on while every entry left is failing")
 	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
 	if st, ok := e.parse(fs); !ok {
 		return st
@@ -195,6 +196,7 @@ func runWait(e *env) int {
 	// is read once.
 	targetOf := map[string]string{}
 	warned := false
+	var failing failingCheck
 	for {
 		names, err := q.Names()
 		if err != nil {
@@ -236,6 +238,14 @@ func runWait(e *env) int {
 		}
 		if err := worker.EnsureRunning(c, q); err != nil {
 			e.errorf("starting a worker: %v", err)
+			return 1
+		}
+		if *timeout == 0 && !*keepTrying && failing.allWaiting(q, names, func(en *queue.Entry) bool { return c.Target(en.Target) != nil }, time.Now()) {
+			e.errorf("every path left has failed and waits for a retry; not waiting for it (--keep-trying waits on):")
+			if st, err := collectStatus(c, q); err == nil {
+				st.print(e.stderr)
+			}
+			prog.finish(nil)
 			return 1
 		}
 		if now := time.Now(); prog.due(now) {

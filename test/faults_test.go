@@ -409,3 +409,56 @@ retry_max = "2s"
 	plWaitFor(t, 60*time.Second, "the entry to be removed", func() bool { return e.QueueEntries() == 0 })
 	plExpectCache(t, "stuck", filepath.Join(e.Standin, "stuck"), paths, func(string) bool { return true })
 }
+
+// 5. wait without --timeout returns, exit 1 with the errors, once every
+// entry left has failed and only waits for a back-off; --keep-trying
+// waits on until the target works again.
+func TestFaultWaitGivesUpOnFailingEntries(t *testing.T) {
+	e := NewEnv(t, `
+cache = "down"
+allow = ["*"]
+
+[cachix]
+bin = "@CACHIX@"
+`)
+	flTrick(t, e, "fail")
+	paths, _ := e.Build(plList(Drv(Salt(), "down-1.0", nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, errOut, code := e.Run(ctx, "wait")
+	if ctx.Err() != nil {
+		t.Fatal("wait without --timeout did not return in 2 minutes although every push fails")
+	}
+	if code != 1 || !strings.Contains(errOut, "every path left has failed") || !strings.Contains(errOut, "simulated failure (trick)") {
+		t.Fatalf("wait exited %d, want 1 with the errors:\n%s", code, errOut)
+	}
+
+	// --keep-trying waits through further failures, and returns 0 once
+	// the target works.
+	cmd := exec.CommandContext(ctx, hookBin, "wait", "--keep-trying")
+	cmd.Env = e.environ()
+	var kOut bytes.Buffer
+	cmd.Stderr = &kOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	failed := flFailedPushes(e)
+	plWaitFor(t, 60*time.Second, "two more failed pushes", func() bool { return flFailedPushes(e) >= failed+2 })
+	select {
+	case err := <-exited:
+		t.Fatalf("wait --keep-trying returned while the target fails: %v\n%s", err, kOut.String())
+	default:
+	}
+	flTrick(t, e, "")
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("wait --keep-trying = %v once the target works\n%s", err, kOut.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("wait --keep-trying did not return once the target works")
+	}
+	plExpectCache(t, "down", filepath.Join(e.Standin, "down"), paths, func(string) bool { return true })
+}
