@@ -9,11 +9,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -461,4 +464,95 @@ bin = "@CACHIX@"
 		t.Fatal("wait --keep-trying did not return once the target works")
 	}
 	plExpectCache(t, "down", filepath.Join(e.Standin, "down"), paths, func(string) bool { return true })
+}
+
+// 6. Soak: rounds of real builds while the worker and the pusher are
+// SIGKILLed at random moments. Every selected path ends up in the cache,
+// no denied path does. CFH_SOAK=1 (set by .ci/run) runs 30 rounds; a
+// plain `go test` runs 6.
+func TestFaultSoakRandomKills(t *testing.T) {
+	rounds := 6
+	if os.Getenv("CFH_SOAK") == "1" {
+		rounds = 30
+	}
+	e := NewEnv(t, `
+cache = "soak"
+allow = ["*"]
+deny = ["*-secret-*"]
+
+[cachix]
+bin = "@CACHIX@"
+
+[queue]
+dir = "@DIR@/queue"
+linger = "1s"
+retry_initial = "200ms"
+retry_max = "1s"
+`)
+	// Slow pushes leave room to be killed in the middle of one.
+	plSetVar(e, "CACHIX_STANDIN_DELAY", "300ms")
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 10))
+	var mu sync.Mutex
+	kills := map[string]int{}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(100+rng.IntN(700)) * time.Millisecond):
+			}
+			what, pids := "pusher", plStandinPIDs(e)
+			if len(pids) == 0 || rng.IntN(3) == 0 {
+				what, pids = "worker", workerPIDs(e.Queue)
+			}
+			for _, pid := range pids {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					mu.Lock()
+					kills[what]++
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	s := Salt()
+	var allowed, denied []string
+	start := time.Now()
+	for i := 0; i < rounds; i++ {
+		paths, _ := e.Build(plList(Drv(s, fmt.Sprintf("soak-%d", i), nil), Drv(s, fmt.Sprintf("soak-secret-%d", i), nil)))
+		for _, p := range paths {
+			if strings.Contains(plName(p), "-secret-") {
+				denied = append(denied, p)
+			} else {
+				allowed = append(allowed, p)
+			}
+		}
+		// Let the worker get into its pushes, to be killed there.
+		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
+	}
+	close(stop)
+	<-done
+	built := time.Since(start)
+	// `wait` starts a worker if the last one was killed.
+	e.Wait(2 * time.Minute)
+	cache := CachePaths(t, filepath.Join(e.Standin, "soak"))
+	landed, leaked := 0, 0
+	for _, p := range allowed {
+		if cache[p] {
+			landed++
+		} else {
+			t.Errorf("selected path not in the cache: %s", p)
+		}
+	}
+	for _, p := range denied {
+		if cache[p] {
+			leaked++
+			t.Errorf("denied path in the cache: %s", p)
+		}
+	}
+	invs := e.Invocations()
+	t.Logf("soak: %d rounds of builds in %s; SIGKILLed %d workers and %d pushers; %d pusher calls recorded (%d failed, killed ones unrecorded); %d of %d selected paths in the cache, %d of %d denied paths in it",
+		rounds, built.Round(time.Second), kills["worker"], kills["pusher"], len(invs), flFailedPushes(e), landed, len(allowed), leaked, len(denied))
 }
