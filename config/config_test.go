@@ -226,7 +226,7 @@ max_size = "1MiB"
 	if main == nil || main.ClosureDeny != ClosureSkip || !slices.Equal(main.Deny, []string{"*-doc"}) {
 		t.Errorf("main target: %+v", main)
 	}
-	if w := c.Target("work"); w == nil || w.ClosureDeny != ClosurePush || len(w.Deny) != 0 {
+	if w := c.Target("work"); w == nil || w.ClosureDeny != ClosureSkip || len(w.Deny) != 0 {
 		t.Errorf("work target: %+v", w)
 	}
 	if c.Target("nope") != nil {
@@ -265,7 +265,7 @@ func TestDefaults(t *testing.T) {
 	if c.Log != (Log{File: filepath.Join(wantDir, "worker.log"), Level: "info", MaxSize: 10 << 20}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
-	if c.Cachix.Bin != "cachix" || c.Strict || c.Targets[0].ClosureDeny != ClosurePush || c.Targets[0].Name != "c" {
+	if c.Cachix.Bin != "cachix" || c.Strict || c.Targets[0].ClosureDeny != ClosureSkip || c.Targets[0].Name != "c" {
 		t.Errorf("Cachix %+v, Strict %v, target %+v", c.Cachix, c.Strict, c.Targets[0])
 	}
 }

@@ -17,6 +17,10 @@ type TargetDecision struct {
 	// max_nar_size, unsubstitutable or upstream.
 	Check string   `json:"check,omitempty"`
 	Notes []string `json:"notes,omitempty"`
+	// InsideClosureOf names a path whose closure this target uploads
+	// with this one in it, though its rules do not select this one
+	// (closure_deny = "push").
+	InsideClosureOf string `json:"inside_closure_of,omitempty"`
 }
 
 // Verdict is every target's decision on one path; explain, push and the
@@ -99,6 +103,9 @@ func (v Verdict) Reason() string {
 func (v Verdict) Line() string {
 	if v.Selected() {
 		return fmt.Sprintf("push %s -> %s (%s%s)", v.Path, strings.Join(v.Push, ", "), v.Reason(), notesText(v.Notes()))
+	}
+	if line, ok := v.uploadedLine(); ok {
+		return line
 	}
 	return fmt.Sprintf("skip %s (%s)", v.Path, v.Reason())
 }

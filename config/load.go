@@ -573,7 +573,8 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	}
 	switch t.ClosureDeny {
 	case "":
-		t.ClosureDeny = ClosurePush
+		// Deny wins by default, inside closures too (see closure.go).
+		t.ClosureDeny = ClosureSkip
 	case ClosurePush, ClosureSkip:
 	default:
 		l.errorf("%s: %sclosure_deny: must be \"push\" or \"skip\", got %q", from("closure_deny"), prefix, t.ClosureDeny)

@@ -214,3 +214,51 @@ deny = ["secret-*"]
 		})
 	}
 }
+
+// The rules at push time: a path queued under the old rules, denied by
+// the current ones, is dropped with the rule named, not pushed; an entry
+// planted for a path the rules deny is dropped the same way.
+func TestTrustRulesReappliedAtPushTime(t *testing.T) {
+	e := NewEnv(t, `
+store = "file://@DIR@/cache"
+allow = ["*"]
+`)
+	target := "file://" + e.Dir + "/cache"
+	release := plLockQueue(t, e.Queue) // the hook queues, no worker runs
+	s := Salt()
+	paths, log := e.Build(plList(Drv(s, "hello-2.12.1", nil), Drv(s, "other-1.0", nil)))
+	if strings.Count(log, "queued 1 of 1 paths") != 2 {
+		t.Fatalf("build log:\n%s", log)
+	}
+	byName := plByName(t, paths)
+	secret, _, _ := e.BuildWith("/bin/true", plList(Drv(s, "secret-key-1.0", nil)))
+	trPlant(t, e.Queue, target, secret[0])
+
+	conf := fmt.Sprintf("store = %q\nallow = [\"*\"]\ndeny = [\"hello-*\", \"secret-*\"]\n[queue]\ndir = %q\nlinger = \"1s\"\nretry_initial = \"200ms\"\nretry_max = \"1s\"\n", target, e.Queue)
+	if err := os.WriteFile(e.Conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, _ := e.Run(t.Context(), "explain", byName["hello-2.12.1"]); !strings.HasPrefix(out, "skip ") {
+		t.Fatalf("explain: %s", out)
+	}
+	release()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, errOut, code := e.Run(ctx, "worker", "--once"); code != 0 {
+		t.Fatalf("worker --once = %d: %s\n%s", code, errOut, e.Log())
+	}
+	got := CachePaths(t, filepath.Join(e.Dir, "cache"))
+	if got[byName["hello-2.12.1"]] || got[secret[0]] || !got[byName["other-1.0"]] {
+		t.Errorf("cache holds %v; want other-1.0 only", got)
+	}
+	reasons := map[string]string{}
+	for _, en := range plReadEntries(t, filepath.Join(e.Queue, "dropped")) {
+		reasons[en.Path] = en.Reason
+	}
+	if r := reasons[byName["hello-2.12.1"]]; r != `no longer selected: deny "hello-*"` {
+		t.Errorf("hello dropped with %q", r)
+	}
+	if r := reasons[secret[0]]; r != `no longer selected: deny "secret-*"` {
+		t.Errorf("planted entry dropped with %q", r)
+	}
+}

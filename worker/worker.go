@@ -24,7 +24,6 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/pathfacts"
 	"github.com/cachix-filter-hook/cachix-filter-hook/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
-	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
 )
 
 // Mode says how long a worker waits for the lock and when it exits.
@@ -354,8 +353,13 @@ func (w *Worker) retryNow() {
 func (w *Worker) push(ctx context.Context, b batch) {
 	log := w.log.WithField("target", b.target.Name)
 	var send []*queue.Entry
+	cl := w.batchClosures(ctx, b.target, b.entries)
 	for _, e := range b.entries {
-		reason := w.check(ctx, b.target, e)
+		reason, err := w.reselect(b.target, e, cl, log)
+		if err != nil {
+			w.queueFailed(log, e, "not pushed", err, time.Now())
+			continue
+		}
 		if reason == "" {
 			reason = w.factCheck(b.target, e)
 		}
@@ -433,34 +437,6 @@ func (w *Worker) push(ctx context.Context, b batch) {
 	log.WithFields(fields).Warn("push failed")
 	w.record(b.target.Name, send, history.Failed, send[0].LastError, took)
 	w.state.failed(w.q.Dir, b.target.Name, now)
-}
-
-// check returns why an entry must not be pushed, or "".
-func (w *Worker) check(ctx context.Context, t *config.Target, e *queue.Entry) string {
-	if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
-		return "no longer in the store (garbage-collected)"
-	}
-	if t.ClosureDeny != config.ClosureSkip {
-		return ""
-	}
-	closure, err := w.nix.Closure(ctx, e.Path)
-	if err != nil {
-		// Not knowing the closure, we cannot tell it is clean: keep the
-		// entry and let the push decide (it fails on a bad path too).
-		w.log.WithError(err).WithField("path", e.Path).Warn("cannot query closure")
-		return ""
-	}
-	storeDir := storepath.StoreDir()
-	for _, c := range closure {
-		p, err := storepath.Parse(storeDir, c)
-		if err != nil {
-			continue
-		}
-		if d := t.Rules.Denies(p); d != nil {
-			return fmt.Sprintf("closure_deny = \"skip\": its closure contains %s, denied by %q", c, d.Text)
-		}
-	}
-	return ""
 }
 
 // Backoff is the delay before attempt n+1 after n failures: doubling from

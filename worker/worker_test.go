@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,9 @@ func TestMain(m *testing.M) {
 }
 
 func fakeNixStoreMain(args []string) int {
+	if filepath.Base(os.Args[0]) == "nix" {
+		return fakeNixMain(args)
+	}
 	if len(args) < 4 || args[0] != "--query" || args[1] != "--requisites" || args[2] != "--" {
 		fmt.Fprintf(os.Stderr, "fake nix-store: unexpected arguments %q\n", args)
 		return 2
@@ -54,8 +58,49 @@ func fakeNixStoreMain(args []string) int {
 	return 0
 }
 
-// fakeNixStore makes the test binary the nix-store found in the returned
-// bin dir.
+// fakeNixMain is `nix path-info --json [--recursive] -- PATHS`, printed as
+// Nix 2.8 does: the same closures as fakeNixStoreMain; a "noclosure" path
+// is not valid.
+func fakeNixMain(args []string) int {
+	i := slices.Index(args, "--")
+	if i < 0 || !slices.Contains(args, "path-info") {
+		fmt.Fprintf(os.Stderr, "fake nix: unexpected arguments %q\n", args)
+		return 2
+	}
+	recursive := slices.Contains(args, "--recursive")
+	type info struct {
+		Path       string   `json:"path"`
+		Valid      *bool    `json:"valid,omitempty"`
+		References []string `json:"references"`
+	}
+	var out []info
+	for _, p := range args[i+1:] {
+		if strings.Contains(p, "noclosure") {
+			if recursive {
+				fmt.Fprintln(os.Stderr, "error: path is not valid")
+				return 1
+			}
+			f := false
+			out = append(out, info{Path: p, Valid: &f})
+			continue
+		}
+		in := info{Path: p, References: []string{}}
+		if strings.Contains(p, "withdoc") {
+			doc := mkPath("hello-2.12.1-doc").String()
+			in.References = []string{doc}
+			if recursive {
+				out = append(out, info{Path: doc, References: []string{}})
+			}
+		}
+		out = append(out, in)
+	}
+	b, _ := json.Marshal(out)
+	fmt.Println(string(b))
+	return 0
+}
+
+// fakeNixStore makes the test binary the nix-store (and nix) found in the
+// returned bin dir.
 func fakeNixStore(t *testing.T) string {
 	t.Helper()
 	exe, err := os.Executable()
@@ -63,8 +108,10 @@ func fakeNixStore(t *testing.T) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := os.Symlink(exe, filepath.Join(dir, "nix-store")); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"nix-store", "nix"} {
+		if err := os.Symlink(exe, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Setenv(envFakeNixStore, "1")
 	// A race-enabled test binary otherwise sleeps 1s when it exits 0.
@@ -736,10 +783,13 @@ func TestRunClosureDenySkip(t *testing.T) {
 	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil {
 		t.Fatalf("Run(Once) = %v", err)
 	}
-	// The path whose closure is unknown is kept and pushed: the push
-	// decides.
-	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(ps[0], ps[2])) {
-		t.Errorf("pusher calls = %q, want the clean path and the one whose closure is unknown", calls)
+	// A path Nix does not know is not pushed blind: it could hold a
+	// denied path in its closure.
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(ps[0])) {
+		t.Errorf("pusher calls = %q, want the clean path only", calls)
+	}
+	if d, ok := e.q.Dropped(queue.Key("main", ps[2]), start); !ok || !strings.Contains(d.Reason, "not a valid path") {
+		t.Errorf("the path Nix does not know: dropped = %v, %+v", ok, d)
 	}
 	d, ok := e.q.Dropped(queue.Key("main", ps[1]), start)
 	if !ok {

@@ -1,0 +1,32 @@
+package nixstore
+
+import "context"
+
+// Closures returns the runtime closure of each root that is in the store
+// (roots not in the store are absent from the result), from one
+// `nix path-info --json --recursive` call (split only past maxArgBytes),
+// walking the references locally instead of one nix-store call per root.
+func (n Nix) Closures(ctx context.Context, roots ...string) (map[string][]string, error) {
+	infos, err := n.PathInfos(ctx, true, roots...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(roots))
+	for _, root := range roots {
+		if !infos[root].Valid {
+			continue
+		}
+		seen := map[string]bool{root: true}
+		closure := []string{root}
+		for i := 0; i < len(closure); i++ {
+			for _, ref := range infos[closure[i]].References {
+				if !seen[ref] {
+					seen[ref] = true
+					closure = append(closure, ref)
+				}
+			}
+		}
+		out[root] = closure
+	}
+	return out, nil
+}
