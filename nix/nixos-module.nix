@@ -221,7 +221,11 @@ in
           "AF_INET6"
           "AF_NETLINK"
         ];
-        UMask = "0077";
+        # No UMask: nix copy to a file:// store writes the cache's files
+        # with the worker's umask, and a web server must read them. The
+        # queue's files have modes of their own. No
+        # MemoryDenyWriteExecute: cachix is a Haskell program, and
+        # nothing here tests it under that restriction.
       };
     };
 

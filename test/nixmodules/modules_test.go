@@ -277,9 +277,15 @@ func TestNixOSModule(t *testing.T) {
 		}
 		// What would break cachix or nix copy: no private network, the
 		// address families they use, the daemon's socket reachable.
-		for _, k := range []string{"PrivateNetwork", "IPAddressDeny", "DynamicUser", "InaccessiblePaths"} {
+		for k, why := range map[string]string{
+			"PrivateNetwork":    "cachix needs the network",
+			"IPAddressDeny":     "cachix needs the network",
+			"DynamicUser":       "the worker reads root's config and token",
+			"InaccessiblePaths": "nix copy needs the daemon's socket",
+			"UMask":             "nix copy writes a file:// cache with the worker's umask, and others read it",
+		} {
 			if _, ok := sc[k]; ok {
-				t.Errorf("serviceConfig.%s is set: cachix needs the network and root's files, nix copy the daemon's socket", k)
+				t.Errorf("serviceConfig.%s is set: %s", k, why)
 			}
 		}
 		families := strings.Fields(fmt.Sprint(sc["RestrictAddressFamilies"]))
