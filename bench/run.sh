@@ -269,7 +269,7 @@ if command -v hyperfine >/dev/null; then
 	P0=$(head -1 "$W/outs.txt")
 	KEY=$(basename "$P0" | cut -c1-32).$(printf benchcache | sha256sum | cut -c1-12)
 	conf hf "$W/q-hf"
-	mkdir -p "$W/q-hf/entries"
+	mkdir -p -m 700 "$W/q-hf" "$W/q-hf/entries" # the queue must be its user's own, 0700
 	env OUT_PATHS="$P0" CACHIX_FILTER_HOOK_CONFIG="$W/conf/hf.conf" \
 		"$BT" holdlock -queue "$W/q-hf" -- hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" \
 		--prepare "rm -f $W/q-hf/entries/$KEY" \

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,7 +33,7 @@ func benchHash(i uint64) string {
 func BenchmarkAdd(b *testing.B) {
 	for _, writers := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			q, err := Open(b.TempDir())
+			q, err := Open(filepath.Join(b.TempDir(), "queue")) // made 0700 by Open, as the queue requires
 			if err != nil {
 				b.Fatal(err)
 			}
