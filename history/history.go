@@ -46,6 +46,9 @@ const (
 	Pushed  = "pushed"
 	Dropped = "dropped"
 	Failed  = "failed"
+	// Upstream: not pushed because an upstream cache already has the
+	// path (issue 13's upstream rule); not a failure.
+	Upstream = "upstream"
 )
 
 // Record is one path's outcome.

@@ -471,12 +471,20 @@ upstream_timeout = "1s"
 		byName := plByName(t, paths)
 		ruCopy(t, dir, byName["inup-1.0"])
 		release()
-		e.WaitDropped(60*time.Second, true, byName["inup-1.0"])
+		// A path an upstream has is no failure: wait exits 0.
+		e.Wait(60 * time.Second)
 		if got, want := scSet(CachePaths(t, filepath.Join(e.Dir, "cache"))), scPaths(byName["notup-1.0"]); !reflect.DeepEqual(got, want) {
 			t.Errorf("cache holds %v, want %v", got, want)
 		}
-		if r := ruDropped(t, e, byName["inup-1.0"]); len(r) != 1 || !strings.Contains(fmt.Sprint(r), "already in "+url) {
-			t.Errorf("dropped: %v", r)
+		if r := ruDropped(t, e, byName["inup-1.0"]); len(r) != 0 {
+			t.Errorf("dropped: %v, want nothing", r)
+		}
+		if l := ruLine(e.Log(), byName["inup-1.0"]); !strings.Contains(l, "not pushed") || !strings.Contains(l, "already in "+url) {
+			t.Errorf("worker log: %q", l)
+		}
+		hist, _ := os.ReadFile(filepath.Join(e.Queue, "history.jsonl"))
+		if l := ruLine(string(hist), byName["inup-1.0"]); !strings.Contains(l, `"outcome":"upstream"`) || !strings.Contains(l, "already in "+url) {
+			t.Errorf("history: %q", l)
 		}
 	})
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/pathfacts"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
@@ -64,25 +66,39 @@ func (w *Worker) prefetch(ctx context.Context, batches []batch) {
 
 // factCheck returns why e must not go to t by max_nar_size,
 // unsubstitutable or upstream (for e itself, or, with closure_deny =
-// "skip", a path in its closure larger than max_nar_size), or "".
-func (w *Worker) factCheck(t *config.Target, e *queue.Entry) string {
+// "skip", a path in its closure larger than max_nar_size), or "";
+// upstream tells that the reason is an upstream cache having it.
+func (w *Worker) factCheck(t *config.Target, e *queue.Entry) (reason string, upstream bool) {
 	f := w.facts.of[e.Path]
 	if f == nil {
-		return ""
+		return "", false
 	}
 	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
 	if err != nil {
-		return ""
+		return "", false
 	}
 	if td := t.Decide(p, f); td.Check != "" {
-		return td.Rule
+		return td.Rule, td.Check == "upstream"
 	}
 	if t.ClosureDeny == config.ClosureSkip {
 		if dep, rule := w.facts.gather.ClosureOversize(t, e.Path); dep != "" {
-			return fmt.Sprintf("closure_deny = \"skip\": its closure contains %s, %s", dep, rule)
+			return fmt.Sprintf("closure_deny = \"skip\": its closure contains %s, %s", dep, rule), false
 		}
 	}
-	return ""
+	return "", false
+}
+
+// inUpstream finishes an entry whose path an upstream cache already has:
+// nothing is uploaded, and since the path can be had, it is no failure
+// (`wait` does not report it as dropped); the log and the history say so.
+func (w *Worker) inUpstream(log *logrus.Entry, t *config.Target, e *queue.Entry, reason string) {
+	log.WithFields(logrus.Fields{"path": e.Path, "reason": reason}).Info("not pushed")
+	if err := w.q.Remove(e); err != nil {
+		w.queueFailed(log, e, "not pushed (already upstream), but removing the queue entry failed", err, time.Now())
+		return
+	}
+	w.record(t.Name, []*queue.Entry{e}, history.Upstream, reason, 0)
+	delete(w.entries, e.Key())
 }
 
 // factsFailed is the error that keeps a batch of t from being pushed when

@@ -360,8 +360,13 @@ func (w *Worker) push(ctx context.Context, b batch) {
 			w.queueFailed(log, e, "not pushed", err, time.Now())
 			continue
 		}
+		upstream := false
 		if reason == "" {
-			reason = w.factCheck(b.target, e)
+			reason, upstream = w.factCheck(b.target, e)
+		}
+		if upstream {
+			w.inUpstream(log, b.target, e, reason)
+			continue
 		}
 		if reason != "" {
 			log.WithFields(logrus.Fields{"path": e.Path, "reason": reason}).Warn("dropped")
