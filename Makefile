@@ -16,8 +16,7 @@ test:
 
 # The end-to-end scenarios on newer Nix in multi-user mode, in Debian
 # chroots kept under /var/cache/cachix-filter-hook (built the first time,
-# both at once; about 1.5 min). As root. See test/matrix and
-# scripts/nix-chroot.sh.
+# both at once: 145 s here). As root. See docs/nix-checks.md.
 NIX_MATRIX ?= trixie sid
 test-nix-matrix:
 	@pids=; for s in $(NIX_MATRIX); do bash scripts/nix-chroot.sh build $$s & pids="$$pids $$!"; done; \
