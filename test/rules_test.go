@@ -161,6 +161,10 @@ closure_deny = "push"
 	if log := e.Log(); !strings.Contains(log, "larger than max_nar_size") {
 		t.Errorf("worker log does not say why:\n%s", log)
 	}
+	// closure_deny = "push" says what it uploads besides the path.
+	if l := ruLine(e.Log(), "uploading a path larger than max_nar_size inside the closure"); !strings.Contains(l, app) || !strings.Contains(l, big) || !strings.Contains(l, "target=pusher") {
+		t.Errorf("worker log does not say the pusher uploads %s inside %s: %q\n%s", big, app, l, e.Log())
+	}
 }
 
 // max_nar_size through push, push --closure and explain.

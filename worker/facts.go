@@ -35,8 +35,9 @@ func (w *Worker) prefetch(ctx context.Context, batches []batch) {
 	closure := false
 	for _, b := range batches {
 		// closure_deny = "skip" leaves out a path whose closure holds
-		// one larger than max_nar_size: that needs the closure's sizes.
-		closure = closure || b.target.ClosureDeny == config.ClosureSkip && b.target.MaxNarSize > 0
+		// one larger than max_nar_size, and "push" says it uploads it:
+		// that needs the closure's sizes.
+		closure = closure || b.target.MaxNarSize > 0
 		for _, e := range b.entries {
 			if p, err := storepath.Parse(storeDir, e.Path); err == nil {
 				paths = append(paths, p)
@@ -68,7 +69,7 @@ func (w *Worker) prefetch(ctx context.Context, batches []batch) {
 // unsubstitutable or upstream (for e itself, or, with closure_deny =
 // "skip", a path in its closure larger than max_nar_size), or "";
 // upstream tells that the reason is an upstream cache having it.
-func (w *Worker) factCheck(t *config.Target, e *queue.Entry) (reason string, upstream bool) {
+func (w *Worker) factCheck(log *logrus.Entry, t *config.Target, e *queue.Entry) (reason string, upstream bool) {
 	f := w.facts.of[e.Path]
 	if f == nil {
 		return "", false
@@ -80,10 +81,13 @@ func (w *Worker) factCheck(t *config.Target, e *queue.Entry) (reason string, ups
 	if td := t.Decide(p, f); td.Check != "" {
 		return td.Rule, td.Check == "upstream"
 	}
-	if t.ClosureDeny == config.ClosureSkip {
-		if dep, rule := w.facts.gather.ClosureOversize(t, e.Path); dep != "" {
-			return fmt.Sprintf("closure_deny = \"skip\": its closure contains %s, %s", dep, rule), false
+	if dep, rule := w.facts.gather.ClosureOversize(t, e.Path); dep != "" {
+		if t.ClosureDeny == config.ClosurePush {
+			log.WithFields(logrus.Fields{"path": e.Path, "larger": dep, "rule": rule}).
+				Warn("uploading a path larger than max_nar_size inside the closure of a selected one (closure_deny = \"push\")")
+			return "", false
 		}
+		return fmt.Sprintf("closure_deny = \"skip\": its closure contains %s, %s", dep, rule), false
 	}
 	return "", false
 }

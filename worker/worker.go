@@ -362,7 +362,7 @@ func (w *Worker) push(ctx context.Context, b batch) {
 		}
 		upstream := false
 		if reason == "" {
-			reason, upstream = w.factCheck(b.target, e)
+			reason, upstream = w.factCheck(log, b.target, e)
 		}
 		if upstream {
 			w.inUpstream(log, b.target, e, reason)
