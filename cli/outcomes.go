@@ -35,7 +35,7 @@ func addOutcomes(st *queueStatus, q *queue.Queue, byName map[string]*targetStatu
 			continue
 		}
 		seen[k] = true
-		if r.Outcome != history.Pushed && len(ts.LastErrors) < lastErrors {
+		if (r.Outcome == history.Dropped || r.Outcome == history.Failed) && len(ts.LastErrors) < lastErrors {
 			ts.LastErrors = append(ts.LastErrors, r)
 		}
 	}

@@ -39,9 +39,10 @@ type progress struct {
 	want    map[string]bool // target+"\x00"+path
 	targets []string        // in config order
 
-	pushed  map[string]int
-	dropped []history.Record
-	failed  map[string]history.Record // last failure per target+path
+	pushed   map[string]int
+	upstream map[string]int // not pushed: an upstream cache has them
+	dropped  []history.Record
+	failed   map[string]history.Record // last failure per target+path
 
 	drawn    int // lines drawn on the terminal, to redraw over
 	lastDraw time.Time
@@ -52,7 +53,7 @@ func newProgress(e *env, dir string, targets []string, quiet bool) *progress {
 	return &progress{
 		w: e.stderr, tty: isTerminal(e.stderr), quiet: quiet, start: time.Now(),
 		follow: history.Follow(dir), targets: targets,
-		pushed: map[string]int{}, failed: map[string]history.Record{},
+		pushed: map[string]int{}, upstream: map[string]int{}, failed: map[string]history.Record{},
 	}
 }
 
@@ -79,6 +80,9 @@ func (p *progress) poll() {
 		switch r.Outcome {
 		case history.Pushed:
 			p.pushed[r.Target]++
+			delete(p.failed, k)
+		case history.Upstream:
+			p.upstream[r.Target]++
 			delete(p.failed, k)
 		case history.Dropped:
 			p.dropped = append(p.dropped, r)
@@ -144,9 +148,15 @@ func (p *progress) finish(stillFailing map[string]history.Record) bool {
 	took := time.Since(p.start).Seconds()
 	if !p.quiet {
 		for _, t := range p.targets {
-			if n := p.pushed[t]; n > 0 {
-				fmt.Fprintf(p.w, "pushed %d %s to %s in %.1f s\n", n, plural(n, "path"), t, took)
+			n, up := p.pushed[t], p.upstream[t]
+			if n == 0 && up == 0 {
+				continue
 			}
+			line := fmt.Sprintf("pushed %d %s to %s in %.1f s", n, plural(n, "path"), t, took)
+			if up > 0 {
+				line += fmt.Sprintf("; %d already upstream, not pushed", up)
+			}
+			fmt.Fprintln(p.w, line)
 		}
 	}
 	ok := true
