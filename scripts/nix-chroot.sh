@@ -147,7 +147,7 @@ users() {
 		while [ $i -le '"$nbuilders"' ]; do
 			uid=$(('"$uid_base"' + i))
 			if ! id nixbld$i >/dev/null 2>&1; then
-				useradd -u $uid -g nixbld -G nixbld -d /var/empty -s /usr/sbin/nologin -M nixbld$i
+				useradd -K UID_MAX=65000 -u $uid -g nixbld -G nixbld -d /var/empty -s /usr/sbin/nologin -M nixbld$i
 			elif [ "$(id -u nixbld$i)" != $uid ]; then
 				usermod -u $uid nixbld$i
 			fi
