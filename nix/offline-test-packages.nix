@@ -16,6 +16,7 @@
   "./queue"
   "./safeopen"
   "./storepath"
+  "./storewatch"
   "./test/cachix-standin"
   "./trust"
   "./upstream"
