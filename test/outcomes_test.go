@@ -105,7 +105,13 @@ bin = "@CACHIX@"
 	})
 	paths2, _ := e.Build(Drv(s, "app-bad-1.0", nil))
 	bad := plByName(t, paths2)["app-bad-1.0"]
-	out, errOut, code = e.Run(ctx, "push", "--wait", "-q", "--timeout", "4s", bad)
+	// The hook queued it; once it has failed (a state, not a time),
+	// push --wait of it reports the failure when it gives up.
+	plWaitFor(t, 60*time.Second, "the bad path to fail", func() bool {
+		_, st := plStatusJSON(t, e)
+		return len(st.Targets) == 1 && st.Targets[0].Failing == 1
+	})
+	out, errOut, code = e.Run(ctx, "push", "--wait", "-q", "--timeout", "2s", bad)
 	if code != 1 || !strings.Contains(errOut, bad) || !strings.Contains(errOut, "simulated failure") {
 		t.Errorf("push --wait of a failing path: exit %d, want 1 naming it and the error:\n%s%s", code, out, errOut)
 	}
