@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -46,6 +48,7 @@ type doctor struct {
 	nix      nixstore.Nix
 	settings map[string]string // Nix's effective settings
 	cfg      *config.Config
+	nixErr   error // why nix --version failed, if it did
 }
 
 func (d *doctor) add(name, level, msg, fix string) {
@@ -112,7 +115,10 @@ func (d *doctor) nixOutput(args ...string) (string, error) {
 	out.max, stderr.max = 1<<20, 4<<10
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s %s: %w: %s", cmd.Path, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return "", fmt.Errorf("%s %s: %w: %s", cmd.Path, strings.Join(args, " "), err, msg)
+		}
+		return "", fmt.Errorf("%s %s: %w", cmd.Path, strings.Join(args, " "), err)
 	}
 	return out.String(), nil
 }
@@ -136,7 +142,14 @@ var nixVersionRe = regexp.MustCompile(`(\d+)\.(\d+)(?:\.(\d+))?`)
 func (d *doctor) checkNix() {
 	out, err := d.nixOutput("--version")
 	if err != nil {
-		d.add("nix", checkProblem, fmt.Sprintf("cannot run nix: %v", err), "install Nix, or set nix.bin_dir in hook.conf to the directory holding nix and nix-store")
+		d.nixErr = err
+		fix := "install Nix, or set nix.bin_dir in hook.conf to the directory holding nix and nix-store"
+		if d.nix.BinDir != "" {
+			// nix.bin_dir is the only place looked at: PATH does not
+			// matter, so installing Nix elsewhere would not help.
+			fix = fmt.Sprintf("nix.bin_dir is %s, which has no nix: set it in hook.conf to the directory holding nix and nix-store, or remove it to use PATH", d.nix.BinDir)
+		}
+		d.add("nix", checkProblem, fmt.Sprintf("cannot run nix: %v", err), fix)
 		return
 	}
 	version := strings.TrimSpace(out)
@@ -194,6 +207,12 @@ func (d *doctor) readSettings() error {
 func (d *doctor) checkHook() {
 	const conf = "add `post-build-hook = %s` to /etc/nix/nix.conf (as root), then restart nix-daemon"
 	self, _ := os.Executable()
+	if d.nixErr != nil {
+		// The nix check above is already a problem, with its fix;
+		// repeating its error here would only be noise.
+		d.add("post-build-hook", checkWarning, "not checked: nix does not run (see nix above)", "")
+		return
+	}
 	if err := d.readSettings(); err != nil {
 		d.add("post-build-hook", checkProblem, fmt.Sprintf("cannot read Nix's settings: %v", err), "")
 		return
@@ -429,21 +448,27 @@ func readBounded(file string, max int64) ([]byte, error) {
 // checkQueue checks the queue directory and the worker.
 func (d *doctor) checkQueue() {
 	dir := d.cfg.Queue.Dir
-	fi, err := os.Stat(dir)
-	if os.IsNotExist(err) {
+	// The very check the hook and the worker apply: a directory doctor
+	// passed and the hook refused would queue nothing, silently.
+	if err := queue.CheckDir(dir); err != nil {
+		d.add("queue", checkProblem, "the hook refuses it and queues nothing: "+oneLine(err.Error()), queueDirFix(dir, err))
+		return
+	}
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		d.add("queue", checkOK, dir+" does not exist yet; the first hook creates it", "")
 		return
 	}
-	if err != nil || !fi.IsDir() {
-		d.add("queue", checkProblem, fmt.Sprintf("%s: %v", dir, errOr(err, "not a directory")), "remove it, or set queue.dir in hook.conf")
-		return
-	}
-	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
-		d.add("queue", checkProblem, fmt.Sprintf("%s is not writable by %s: %v", dir, currentUser(), err), "run as the user the hook runs as (root under nix-daemon), or set queue.dir")
-		return
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		d.add("queue", checkWarning, fmt.Sprintf("%s has mode %04o: others can read which paths are queued", dir, perm), "chmod 700 "+dir)
+	// CheckDir accepts a directory of one's own that one cannot write
+	// into (mode 0500, or a read-only mount), which Add then fails on.
+	for _, sub := range []string{"", "entries", "tmp"} {
+		p := filepath.Join(dir, sub)
+		if _, err := os.Lstat(p); err != nil && sub != "" {
+			continue
+		}
+		if err := syscall.Access(p, 2 /* W_OK */); err != nil {
+			d.add("queue", checkProblem, fmt.Sprintf("%s is not writable by %s: %v", p, currentUser(), err), "chmod 700 "+p)
+			return
+		}
 	}
 	q := &queue.Queue{Dir: dir}
 	st, err := collectStatus(d.cfg, q)
@@ -481,6 +506,48 @@ func (d *doctor) checkQueue() {
 	if dropped > 0 {
 		d.add("dropped", checkWarning, fmt.Sprintf("%d entries were dropped (closure_deny, garbage-collected)", dropped), "`cachix-filter-hook log` says why; `cachix-filter-hook forget --dropped` clears them")
 	}
+}
+
+// queueDirFix says how to mend the queue directory CheckDir refused, after
+// err.
+func queueDirFix(dir string, err error) string {
+	var te *trust.Error
+	if errors.As(err, &te) {
+		return te.Fix + ", or set queue.dir in hook.conf"
+	}
+	var de *queue.DirError
+	if !errors.As(err, &de) {
+		return "set queue.dir in hook.conf"
+	}
+	bad := de.Dir
+	fi, lerr := os.Lstat(bad)
+	if lerr != nil {
+		return "set queue.dir in hook.conf"
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	me := uint32(os.Geteuid())
+	// Below the queue directory only the hook and the worker make
+	// anything: whatever fails there was made by someone else.
+	if bad != dir {
+		return fmt.Sprintf("look inside %s for entries you did not queue, then remove %s (rm -rf %s); the hook makes it anew", dir, bad, bad)
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, _ := os.Readlink(bad)
+		return fmt.Sprintf("set queue.dir in hook.conf to a real directory (this link points to %s), or remove the link (rm %s) and the hook makes the directory anew", target, bad)
+	case !fi.IsDir():
+		return fmt.Sprintf("remove it (rm %s), or set queue.dir in hook.conf", bad)
+	case st != nil && st.Uid != me && st.Uid == 0:
+		// The usual case of a user running doctor without sudo: under
+		// nix-daemon the hook runs as root and the queue is root's.
+		return "if the hook runs as root (it does under nix-daemon), run doctor as root: sudo cachix-filter-hook doctor; else set queue.dir in hook.conf to a directory of your own"
+	case st != nil && st.Uid != me:
+		// chown alone would adopt whatever its owner put there.
+		return fmt.Sprintf("look inside for entries you did not queue, then remove it (rm -rf %s); the hook makes it anew", bad)
+	case fi.Mode().Perm()&0o022 != 0:
+		return "look inside for entries you did not queue (others could write there), then chmod 700 " + bad
+	}
+	return "chmod 700 " + bad
 }
 
 func currentUser() string {

@@ -1,0 +1,75 @@
+package queue
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestCheckDirAgreesWithOpen: doctor relies on CheckDir refusing exactly
+// what Open refuses, so each setup is tried with both.
+func TestCheckDirAgreesWithOpen(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, base string) string // returns the queue dir
+		ok    bool
+	}{
+		{"missing", func(t *testing.T, base string) string { return filepath.Join(base, "q") }, true},
+		{"missing parent", func(t *testing.T, base string) string { return filepath.Join(base, "a", "q") }, true},
+		{"private", func(t *testing.T, base string) string { return mkdirMode(t, base, "q", 0o700) }, true},
+		{"0755", func(t *testing.T, base string) string { return mkdirMode(t, base, "q", 0o755) }, false},
+		{"symlink", func(t *testing.T, base string) string {
+			mkdirMode(t, base, "real", 0o700)
+			link := filepath.Join(base, "q")
+			if err := os.Symlink("real", link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, false},
+		{"a file", func(t *testing.T, base string) string {
+			p := filepath.Join(base, "q")
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}, false},
+		{"entries a symlink", func(t *testing.T, base string) string {
+			q := mkdirMode(t, base, "q", 0o700)
+			mkdirMode(t, base, "elsewhere", 0o700)
+			if err := os.Symlink("../elsewhere", filepath.Join(q, entriesDir)); err != nil {
+				t.Fatal(err)
+			}
+			return q
+		}, false},
+		{"parent writable by others", func(t *testing.T, base string) string {
+			return filepath.Join(mkdirMode(t, base, "shared", 0o777), "q")
+		}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// Two copies of the same setup: Open creates what is missing.
+			dirA := c.setup(t, t.TempDir())
+			dirB := c.setup(t, t.TempDir())
+			checkErr := CheckDir(dirA)
+			_, openErr := Open(dirB)
+			if (checkErr == nil) != c.ok || (openErr == nil) != c.ok {
+				t.Fatalf("CheckDir: %v; Open: %v; want accepted=%v by both", checkErr, openErr, c.ok)
+			}
+			if _, err := os.Lstat(filepath.Join(dirA, entriesDir)); err == nil && c.ok {
+				t.Errorf("CheckDir created %s/%s: it must only look", dirA, entriesDir)
+			}
+		})
+	}
+}
+
+func mkdirMode(t *testing.T, base, name string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(base, name)
+	if err := os.Mkdir(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	// Mkdir's mode passes through the umask.
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
