@@ -126,6 +126,10 @@ func parse(file string, data []byte) (*Config, error) {
 	v.SetConfigType("toml")
 	where := file
 	if file != "" {
+		// Before the parser, which builds every level of nesting.
+		if err := checkNesting(file, data); err != nil {
+			return nil, err
+		}
 		v.SetConfigFile(file)
 		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
@@ -138,6 +142,7 @@ func parse(file string, data []byte) (*Config, error) {
 	l := &loader{v: v, file: where, sources: map[string]string{}}
 	c := &Config{File: file, sources: l.sources}
 	l.unknownKeys()
+	l.unknownEnv()
 
 	c.Strict = l.boolean("strict", false)
 	c.Cachix = Cachix{
@@ -510,12 +515,18 @@ func (l *loader) targets(c *Config) {
 		}
 		l.errorf("%s: no target: set cache or store (or %s / %s), or add a [[target]]", where, EnvName("cache"), EnvName("store"))
 	}
-	seen := map[string]bool{}
+	seen := map[string]*Target{}
 	for _, t := range c.Targets {
-		if t.Name != "" && seen[t.Name] {
-			l.errorf("%s: two targets are named %q; give one a different name", l.file, t.Name)
+		if first := seen[t.Name]; t.Name != "" && first != nil {
+			where := l.file
+			if first.top {
+				// The default target's name may come from the
+				// environment.
+				where = l.topWhere("", "name", "cache", "store")
+			}
+			l.errorf("%s: two targets are named %q; give one a different name", where, t.Name)
 		}
-		seen[t.Name] = true
+		seen[t.Name] = t
 		if t.Rules != nil && t.Rules.Empty() {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("target %q has an empty allow list: it selects nothing", t.Name))
 		}
@@ -556,14 +567,27 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	}
 	switch {
 	case t.Cache != "" && t.Store != "":
-		l.errorf("%s: %sboth cache and store are set; a target pushes to exactly one", l.file, label)
+		// Name the variable when one of them came from the
+		// environment: the file may be right.
+		where, both := from("cache"), ""
+		if where == l.file {
+			where = from("store")
+		}
+		if where != l.file {
+			both = fmt.Sprintf(" (cache from %s, store from %s)", from("cache"), from("store"))
+		}
+		l.errorf("%s: %sboth cache and store are set%s; a target pushes to exactly one", where, label, both)
 	case t.Cache == "" && t.Store == "":
-		l.errorf("%s: %sneither cache nor store is set", l.file, label)
+		l.errorf("%s: %sneither cache nor store is set", l.topWhere(prefix, "allow", "deny", "closure_deny", "name"), label)
 	case t.Cache != "" && !cacheName.MatchString(t.Cache):
 		l.errorf("%s: %scache: %q is not a cache name", from("cache"), prefix, t.Cache)
 	case t.Store != "" && !validStore(t.Store):
 		// Not quoted: a URI that does not parse may hold a password.
 		l.errorf("%s: %sstore: not a Nix store URI (scheme://... or an absolute path)", from("store"), prefix)
+	case t.Store != "" && storeCredentials(t.Store) != "":
+		// nix copy gets the URI in argv, which any user can read.
+		l.errorf("%s: %sstore: %q carries %s, which would be in nix copy's command line (readable by every user in /proc) and in logs; %s",
+			from("store"), prefix, RedactURI(t.Store), storeCredentials(t.Store), credentialsFix(t.Store))
 	}
 	if t.Name == "" {
 		t.Name = t.Cache
@@ -595,6 +619,20 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	return t
 }
 
+// topWhere names what made the default target (prefix ""): the first of
+// keys set from the environment, else the file. For a [[target]], the
+// file.
+func (l *loader) topWhere(prefix string, keys ...string) string {
+	if prefix == "" {
+		for _, key := range keys {
+			if w := l.fromOf(key); w != l.file {
+				return w
+			}
+		}
+	}
+	return l.file
+}
+
 func unwrapAll(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		return j.Unwrap()
@@ -608,16 +646,4 @@ func validStore(s string) bool {
 	}
 	u, err := url.Parse(s)
 	return err == nil && u.Scheme != "" && !strings.HasPrefix(s, "-")
-}
-
-// RedactURI hides a password in a store URI (https://user:secret@host).
-func RedactURI(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-	}
-	return u.String()
 }

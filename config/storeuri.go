@@ -1,0 +1,159 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// A store URI goes to `nix copy --to` in argv, which every user can read
+// in /proc/PID/cmdline, and shows up in logs, status and errors. So it
+// must carry no credentials: they belong where Nix reads them itself (a
+// netrc-file named in nix.conf for http(s), an AWS profile for s3).
+
+// secretWords mark a query parameter whose value is a credential.
+var secretWords = []string{"password", "passwd", "token", "secret", "auth", "credential"}
+
+// secretParam reports whether a store URI's query parameter carries a
+// secret. secret-key does not: it is the path of the key file Nix signs
+// with (pusher/signing.go adds it), not the key.
+func secretParam(name string) bool {
+	n := strings.ToLower(name)
+	if n == "secret-key" {
+		return false
+	}
+	for _, w := range secretWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// storeCredentials says which part of a store URI carries a credential,
+// or "" when none does. A URI that does not parse carries none here:
+// validStore reports it.
+func storeCredentials(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return ""
+	}
+	if u.User != nil {
+		if pw, _ := u.User.Password(); pw != "" {
+			return "a password (user:password@)"
+		}
+	}
+	var names []string
+	for name := range u.Query() {
+		if secretParam(name) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	sort.Strings(names)
+	return fmt.Sprintf("the query parameter %q", names[0])
+}
+
+// credentialsFix says where the credentials of a store URI go instead.
+func credentialsFix(s string) string {
+	u, _ := url.Parse(s)
+	host := "HOST"
+	if u != nil && u.Hostname() != "" {
+		host = u.Hostname()
+	}
+	if u != nil && u.Scheme == "s3" {
+		return "remove it and give the credentials to Nix through an AWS profile of the user the worker runs as (~/.aws/credentials), named with ?profile=NAME"
+	}
+	return fmt.Sprintf("remove it and give the credentials to Nix in its netrc file (`netrc-file = /etc/nix/netrc` in nix.conf, default /etc/nix/netrc; a line `machine %s login USER password PASSWORD`, mode 0600)", host)
+}
+
+// RedactURI hides the credentials in a store URI: the password of
+// https://user:secret@host and the value of a query parameter such as
+// ?token=... (see secretParam), for messages about a URI that carries them.
+func RedactURI(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	changed := false
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+			changed = true
+		}
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for name, vals := range q {
+			if secretParam(name) {
+				for i := range vals {
+					vals[i] = "REDACTED"
+				}
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+	}
+	if !changed {
+		return s
+	}
+	return u.String()
+}
+
+// URISecrets returns the credentials a store URI carries, as written and
+// decoded, so that a pusher can remove them from what it passes on. Load
+// refuses such a URI; this is for a Target made another way.
+func URISecrets(s string) []string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	add := func(raw, dec string) {
+		for _, v := range []string{raw, dec} {
+			if v != "" && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	if u.User != nil {
+		if pw, has := u.User.Password(); has {
+			add(rawPassword(s), pw)
+		}
+	}
+	for _, kv := range strings.Split(u.RawQuery, "&") {
+		name, raw, _ := strings.Cut(kv, "=")
+		if n, err := url.QueryUnescape(name); err == nil && secretParam(n) {
+			dec, err := url.QueryUnescape(raw)
+			if err != nil {
+				dec = ""
+			}
+			add(raw, dec)
+		}
+	}
+	return out
+}
+
+// rawPassword is the password of scheme://user:password@host as written,
+// percent-encoding and all.
+func rawPassword(s string) string {
+	_, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return ""
+	}
+	_, pw, _ := strings.Cut(rest[:at], ":")
+	return pw
+}

@@ -1,0 +1,272 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Issue 9: a store URI that carries credentials is refused, naming the
+// file or variable and the key, never showing the secret, and saying
+// where the credentials go instead.
+func TestStoreCredentialsRefused(t *testing.T) {
+	for _, c := range []struct {
+		uri, secret, fix string
+	}{
+		{"https://nix:hunter2@cache.example.org", "hunter2", "netrc-file"},
+		{"https://cache.example.org/x?token=hunter2", "hunter2", "machine cache.example.org login USER password"},
+		{"https://cache.example.org?compression=zstd&Access_Token=hunter2", "hunter2", "netrc"},
+		{"s3://bucket?region=eu-west-1&aws_secret_access_key=hunter2", "hunter2", "AWS profile"},
+		{"s3://bucket?authorization=hunter2", "hunter2", "?profile=NAME"},
+		{"ssh://nix:hunter2@host", "hunter2", "netrc"},
+		{"https://x?password=hunter2", "hunter2", "netrc"},
+	} {
+		isolate(t)
+		dir := t.TempDir()
+		file := write(t, filepath.Join(dir, "hook.conf"), "store = \""+c.uri+"\"\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
+		_, err := Load(file)
+		if err == nil {
+			t.Errorf("%s: accepted", c.uri)
+			continue
+		}
+		msg := err.Error()
+		if strings.Contains(msg, c.secret) {
+			t.Errorf("%s: the error shows the secret: %v", c.uri, err)
+		}
+		for _, want := range []string{file + ": store: ", "nix copy's command line", c.fix} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: error lacks %q: %v", c.uri, want, err)
+			}
+		}
+
+		// From the environment, the variable is named.
+		isolate(t)
+		t.Setenv(EnvName("store"), c.uri)
+		t.Setenv(EnvName("allow"), "*")
+		t.Setenv(EnvName("queue.dir"), "/q")
+		_, err = Load("")
+		if err == nil || !strings.HasPrefix(err.Error(), "CACHIX_FILTER_HOOK_STORE: store: ") || strings.Contains(err.Error(), c.secret) {
+			t.Errorf("%s from the environment: %v", c.uri, err)
+		}
+	}
+	// What carries no secret is accepted: a user name, a key file's path
+	// (secret-key is where Nix reads the signing key), an AWS profile.
+	for _, uri := range []string{
+		"ssh://nix@host",
+		"ssh-ng://nix@host?ssh-key=/root/.ssh/id_ed25519",
+		"file:///var/cache/nix?secret-key=/etc/nix/key.sec&compression=zstd",
+		"s3://bucket?region=eu-west-1&profile=cache",
+		"https://user@cache.example.org",
+		"https://user:@cache.example.org",
+		"/var/cache/nix",
+	} {
+		isolate(t)
+		file := write(t, filepath.Join(t.TempDir(), "hook.conf"), "store = \""+uri+"\"\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
+		if _, err := Load(file); err != nil {
+			t.Errorf("%s: %v", uri, err)
+		}
+	}
+}
+
+func TestURISecrets(t *testing.T) {
+	for uri, want := range map[string][]string{
+		"https://u:p%40ss@host/x":            {"p%40ss", "p@ss"},
+		"https://host?token=a%2Bb&region=eu": {"a%2Bb", "a+b"},
+		"https://u:pw@host?auth=xyz":         {"pw", "xyz"},
+		"file:///c?secret-key=/k":            nil,
+		"/var/cache/nix":                     nil,
+	} {
+		if got := URISecrets(uri); !slices.Equal(got, want) {
+			t.Errorf("URISecrets(%q) = %q, want %q", uri, got, want)
+		}
+	}
+}
+
+// Issue 9: an unknown CACHIX_FILTER_HOOK_* variable is an error naming it
+// and the closest known one; the variables the program sets or reads
+// itself are known.
+func TestUnknownEnv(t *testing.T) {
+	isolate(t)
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), minimal)
+	t.Setenv("CACHIX_FILTER_HOOK_ALOW", "hello-*")
+	t.Setenv("CACHIX_FILTER_HOOK_QUEUE_BACH", "8")
+	t.Setenv("CACHIX_FILTER_HOOK_SOMETHING_ELSE_ENTIRELY", "1")
+	_, err := Load(file)
+	if err == nil {
+		t.Fatal("Load accepted unknown variables")
+	}
+	for _, want := range []string{
+		"CACHIX_FILTER_HOOK_ALOW: unknown variable: no key of hook.conf is named so (did you mean CACHIX_FILTER_HOOK_ALLOW?)",
+		"CACHIX_FILTER_HOOK_QUEUE_BACH: unknown variable: no key of hook.conf is named so (did you mean CACHIX_FILTER_HOOK_QUEUE_BATCH?)",
+		"CACHIX_FILTER_HOOK_SOMETHING_ELSE_ENTIRELY: unknown variable: no key of hook.conf is named so (see hook.conf.example",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), file) {
+		t.Errorf("an error caused by a variable names the file:\n%v", err)
+	}
+
+	// Empty counts as unset, as for the keys.
+	isolate(t)
+	t.Setenv("CACHIX_FILTER_HOOK_ALOW", "")
+	if _, err := Load(file); err != nil {
+		t.Errorf("an empty unknown variable: %v", err)
+	}
+
+	// What the program reads or sets itself: the config file, strict,
+	// and the queue.dir that worker.Spawn gives the worker.
+	isolate(t)
+	t.Setenv(EnvConfig, file)
+	t.Setenv(EnvName("strict"), "1")
+	t.Setenv(EnvName("queue.dir"), "/q")
+	for _, name := range []string{"CACHIX_FILTER_HOOK_CONFIG", "CACHIX_FILTER_HOOK_STRICT", "CACHIX_FILTER_HOOK_QUEUE_DIR"} {
+		if !KnownEnv()[name] {
+			t.Errorf("%s is not known", name)
+		}
+	}
+	if _, err := Load(""); err != nil {
+		t.Errorf("CONFIG, STRICT and QUEUE_DIR: %v", err)
+	}
+}
+
+// Issue 9: an error a variable causes names the variable, not the file.
+func TestEnvErrorsNameTheVariable(t *testing.T) {
+	isolate(t)
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), minimal)
+	t.Setenv(EnvName("store"), "file:///srv/cache")
+	_, err := Load(file)
+	want := "CACHIX_FILTER_HOOK_STORE: top level: both cache and store are set (cache from " + file + ", store from CACHIX_FILTER_HOOK_STORE)"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("cache in the file, store from the environment: %v\nwant it to start with %q", err, want)
+	}
+
+	// The environment alone, allow but no destination.
+	isolate(t)
+	if !systemFileExists() {
+		t.Setenv(EnvName("allow"), "*")
+		t.Setenv(EnvName("queue.dir"), "/q")
+		_, err = Load("")
+		if err == nil || !strings.HasPrefix(err.Error(), "CACHIX_FILTER_HOOK_ALLOW: top level: neither cache nor store is set") {
+			t.Errorf("allow from the environment alone: %v", err)
+		}
+	}
+
+	// The default target's name from the environment clashes with a
+	// [[target]]'s.
+	isolate(t)
+	file = write(t, filepath.Join(t.TempDir(), "hook.conf"), "cache = \"a\"\nallow = [\"*\"]\n[[target]]\ncache = \"work\"\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
+	t.Setenv(EnvName("name"), "work")
+	_, err = Load(file)
+	if err == nil || !strings.HasPrefix(err.Error(), `CACHIX_FILTER_HOOK_NAME: two targets are named "work"`) {
+		t.Errorf("a name from the environment: %v", err)
+	}
+}
+
+// Issue 9: deep nesting is refused before parsing, in bounded memory and
+// time. 400,000 nested arrays took the parser 520 MB and 2 s.
+func TestNestingBounded(t *testing.T) {
+	isolate(t)
+	const n = 400000
+	bomb := "cache = \"c\"\nallow = [\"*\"]\nx = " + strings.Repeat("[", n) + strings.Repeat("]", n) + "\n"
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), bomb)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	_, err := Load(file)
+	took := time.Since(start)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), file+": line 3: arrays and inline tables nest deeper than 32 levels") {
+		t.Errorf("Load = %v", err)
+	}
+	// Reading the file is 0.8 MB; the old parse allocated 520 MB.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("Load allocated %d MB", alloc>>20)
+	}
+	if took > time.Second {
+		t.Errorf("Load took %v", took)
+	}
+
+	// The limit itself passes; brackets in strings and comments count for
+	// nothing.
+	b := strings.Repeat("[", 2*MaxNesting)
+	ok := "cache = \"c\"\nallow = [\"*\"] # " + b + "\n" +
+		"[cachix]\npush_args = [\"" + b + "\", '" + b + "', \"\"\"\n" + b + "\n\"\"\", \"\\\"" + b + "\"]\n" +
+		"[queue]\ndir = \"/q\"\n"
+	if _, err := Load(write(t, filepath.Join(t.TempDir(), "hook.conf"), ok)); err != nil {
+		t.Errorf("brackets in strings and comments: %v", err)
+	}
+	at := func(depth int) error {
+		return checkNesting("f", []byte("x = "+strings.Repeat("[", depth)+strings.Repeat("]", depth)))
+	}
+	if err := at(MaxNesting); err != nil {
+		t.Errorf("depth %d: %v", MaxNesting, err)
+	}
+	if err := at(MaxNesting + 1); err == nil {
+		t.Errorf("depth %d accepted", MaxNesting+1)
+	}
+	if err := checkNesting("f", []byte("a = {b = {c = [[{d = 1}]]}}\n[[target]]\n")); err != nil {
+		t.Errorf("inline tables: %v", err)
+	}
+}
+
+// Issue 9: strict = true applies to an invalid configuration too, from the
+// file (if root may trust it) or from CACHIX_FILTER_HOOK_STRICT.
+func TestStrictRequested(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	conf := func(content string) string {
+		return write(t, filepath.Join(dir, "hook.conf"), content)
+	}
+	const n = 100000
+	for _, c := range []struct {
+		name, content string
+		want          bool
+	}{
+		{"unknown key", "strict = true\ncache = \"c\"\nalow = [\"*\"]\n", true},
+		{"bad value", "strict = true\ncache = 7\n", true},
+		{"not TOML", "cache = \"c\nstrict = true # yes\n", true},
+		{"nested too deep", "strict = true\nx = " + strings.Repeat("[", n) + strings.Repeat("]", n) + "\n", true},
+		{"strict false", "strict = false\ncache = 7\n", false},
+		{"no strict", "cache = 7\n", false},
+		{"strict in a table", "cache = \"c\n[queue]\nstrict = true\n", false},
+	} {
+		if got := StrictRequested(conf(c.content)); got != c.want {
+			t.Errorf("%s: StrictRequested = %v, want %v", c.name, got, c.want)
+		}
+	}
+	file := conf("cache = 7\n")
+	for val, want := range map[string]bool{"1": true, "true": true, "yes": true, "0": false, "false": false} {
+		t.Setenv(EnvName("strict"), val)
+		if got := StrictRequested(file); got != want {
+			t.Errorf("%s=%s: StrictRequested = %v, want %v", EnvName("strict"), val, got, want)
+		}
+	}
+	// The variable wins over the file, as for every key.
+	t.Setenv(EnvName("strict"), "0")
+	if StrictRequested(conf("strict = true\ncache = 7\n")) {
+		t.Error("CACHIX_FILTER_HOOK_STRICT=0 did not override the file")
+	}
+	t.Setenv(EnvName("strict"), "1")
+	if !StrictRequested(filepath.Join(dir, "missing.conf")) {
+		t.Error("CACHIX_FILTER_HOOK_STRICT=1 with a missing file")
+	}
+	t.Setenv(EnvName("strict"), "")
+	if StrictRequested(filepath.Join(dir, "missing.conf")) {
+		t.Error("a missing file asked for strict")
+	}
+	if os.Geteuid() == 0 {
+		// A file root refuses says nothing root believes.
+		f := conf("strict = true\ncache = 7\n")
+		os.Chmod(f, 0o622)
+		if StrictRequested(f) {
+			t.Error("a group-writable file's strict was believed")
+		}
+	}
+}
