@@ -104,5 +104,9 @@ buildGoModule rec {
     license = lib.licenses.asl20;
     mainProgram = "cachix-filter-hook";
     platforms = lib.platforms.unix;
+    # nixpkgs' check-meta expects the attribute; nobody maintains this
+    # package in nixpkgs yet. No changelog: the project keeps none (no
+    # CHANGELOG, no tagged releases), and a URL to nothing would mislead.
+    maintainers = [ ];
   };
 }
