@@ -40,6 +40,11 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 	cfg, err := config.Load(configFlag)
 	if err != nil {
 		say("not queueing anything, the configuration is invalid: %v", err)
+		// strict asks that a failure stop the build loop, and an
+		// invalid config is one: every build would go unpushed.
+		if config.StrictRequested(configFlag) {
+			return 1
+		}
 		return 0
 	}
 	fail := func(format string, args ...any) int {

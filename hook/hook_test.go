@@ -455,22 +455,45 @@ func TestRunInvalidConfig(t *testing.T) {
 		"no target":    "strict = true\nallow = [\"*\"]\n",
 		"bad pattern":  "cache = \"c\"\nallow = [\"hello-[\"]\nstrict = true\n",
 		"relative dir": "cache = \"c\"\nallow = [\"*\"]\nstrict = true\n[queue]\ndir = \"q\"\n",
+		"too deep":     "strict = true\ncache = \"c\"\nallow = [\"*\"]\nx = " + strings.Repeat("[", 100) + strings.Repeat("]", 100) + "\n",
 	} {
-		t.Run(name, func(t *testing.T) {
-			rec := isolate(t)
-			var out bytes.Buffer
-			// Even with strict = true: an invalid file cannot be
-			// trusted to say so.
-			st := Run(context.Background(), writeFile(t, content), Env{OutPaths: mkPath("hello-1").String()}, &out)
-			if st != 0 {
-				t.Errorf("Run = %d, want 0", st)
-			}
-			if !strings.HasPrefix(out.String(), "cachix-filter-hook: not queueing anything, the configuration is invalid: ") {
-				t.Errorf("output = %q", out.String())
-			}
-			noSpawn(t, rec)
-		})
+		for _, strict := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s, strict %v", name, strict), func(t *testing.T) {
+				rec := isolate(t)
+				c := content
+				if !strict {
+					c = strings.Replace(c, "strict = true", "strict = false", 1)
+				}
+				var out bytes.Buffer
+				// strict = true asks that a failure stop the build
+				// loop (issue 9): an invalid config is one, and the
+				// file says strict even where other keys are wrong.
+				st := Run(context.Background(), writeFile(t, c), Env{OutPaths: mkPath("hello-1").String()}, &out)
+				if want := map[bool]int{true: 1, false: 0}[strict]; st != want {
+					t.Errorf("Run = %d, want %d", st, want)
+				}
+				if !strings.HasPrefix(out.String(), "cachix-filter-hook: not queueing anything, the configuration is invalid: ") {
+					t.Errorf("output = %q", out.String())
+				}
+				noSpawn(t, rec)
+			})
+		}
 	}
+	t.Run("strict from the environment", func(t *testing.T) {
+		rec := isolate(t)
+		file := writeFile(t, "cache = \"c\"\nalow = [\"hello-*\"]\n")
+		t.Setenv(config.EnvName("strict"), "1")
+		var out bytes.Buffer
+		if st := Run(context.Background(), file, Env{OutPaths: mkPath("hello-1").String()}, &out); st != 1 {
+			t.Errorf("Run = %d, want 1", st)
+		}
+		// A missing file, and an unknown variable: strict still.
+		t.Setenv(config.EnvPrefix+"_ALOW", "hello-*")
+		if st := Run(context.Background(), filepath.Join(t.TempDir(), "nope.conf"), Env{OutPaths: mkPath("hello-1").String()}, &out); st != 1 {
+			t.Errorf("Run with a missing file = %d, want 1", st)
+		}
+		noSpawn(t, rec)
+	})
 	t.Run("missing file", func(t *testing.T) {
 		isolate(t)
 		var out bytes.Buffer
@@ -486,7 +509,9 @@ func TestRunInvalidConfig(t *testing.T) {
 			t.Skip("the ownership checks apply to root only")
 		}
 		isolate(t)
-		f := writeConf(t, conf{queueDir: filepath.Join(t.TempDir(), "q")})
+		// Its strict = true is not believed either: anyone who can
+		// write it could otherwise stop root's builds.
+		f := writeConf(t, conf{strict: true, queueDir: filepath.Join(t.TempDir(), "q")})
 		if err := os.Chmod(f, 0o620); err != nil {
 			t.Fatal(err)
 		}
