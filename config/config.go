@@ -8,6 +8,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,6 +94,9 @@ type Queue struct {
 	// PushTimeout bounds one pusher call; the pusher and everything it
 	// started are killed after it.
 	PushTimeout time.Duration
+	// RememberPushed is how long the record of pushed paths (package
+	// pushed) lets a path be left out; 0 keeps no record.
+	RememberPushed time.Duration
 }
 
 // Log configures the worker's log file.
@@ -172,4 +177,17 @@ func (c *Config) Target(name string) *Target {
 		}
 	}
 	return nil
+}
+
+// RecordKey names the record of paths pushed to t's destination (package
+// pushed). It is a digest of the destination, not of the target's name:
+// pointing a target at another cache starts a new record, and nothing of a
+// store URI reaches a file name.
+func (t *Target) RecordKey() string {
+	dest := "cachix:" + t.Cache
+	if t.Store != "" {
+		dest = "store:" + t.Store
+	}
+	sum := sha256.Sum256([]byte(dest))
+	return hex.EncodeToString(sum[:16])
 }

@@ -60,6 +60,7 @@ func (c *Config) Effective() string {
 	fmt.Fprintf(&b, "retry_max = %q%s\n", c.Queue.RetryMax, src("queue.retry_max"))
 	fmt.Fprintf(&b, "linger = %q%s\n", c.Queue.Linger, src("queue.linger"))
 	fmt.Fprintf(&b, "push_timeout = %q%s\n", c.Queue.PushTimeout, src("queue.push_timeout"))
+	fmt.Fprintf(&b, "remember_pushed = %q%s\n", c.Queue.RememberPushed, src("queue.remember_pushed"))
 	fmt.Fprintf(&b, "\n[log]\n")
 	fmt.Fprintf(&b, "file = %s%s\n", strconv.Quote(c.Log.File), src("log.file"))
 	fmt.Fprintf(&b, "level = %s%s\n", strconv.Quote(c.Log.Level), src("log.level"))

@@ -23,14 +23,22 @@ import (
 
 // Defaults of the optional keys, as documented in hook.conf.example.
 const (
-	DefaultCachixBin    = "cachix"
-	DefaultBatch        = 64
-	DefaultRetryInitial = 2 * time.Second
-	DefaultRetryMax     = 10 * time.Minute
-	DefaultLinger       = 3 * time.Second
-	DefaultPushTimeout  = time.Hour
-	DefaultLogLevel     = "info"
-	DefaultLogMaxSize   = 10 << 20
+	DefaultCachixBin = "cachix"
+	// DefaultBatch is large: a backlog (a NixOS closure after a switch)
+	// goes up in few pusher calls, each bounded by argv size too (see
+	// pusher.ArgBudget); a burst of builds is gathered by the worker's
+	// timing, not by this bound.
+	DefaultBatch = 10000
+	// DefaultRememberPushed is how long a path recorded as pushed is
+	// left out without asking the cache: Cachix garbage-collects by last
+	// access, so a record does not count forever.
+	DefaultRememberPushed = 30 * 24 * time.Hour
+	DefaultRetryInitial   = 2 * time.Second
+	DefaultRetryMax       = 10 * time.Minute
+	DefaultLinger         = 3 * time.Second
+	DefaultPushTimeout    = time.Hour
+	DefaultLogLevel       = "info"
+	DefaultLogMaxSize     = 10 << 20
 )
 
 type kind int
@@ -64,7 +72,8 @@ var schema = map[string]kind{
 	"nix.bin_dir":             kString,
 	"queue.dir":               kString, "queue.batch": kInt,
 	"queue.retry_initial": kDuration, "queue.retry_max": kDuration, "queue.linger": kDuration, "queue.push_timeout": kDuration,
-	"log.file": kString, "log.level": kString, "log.max_size": kSize,
+	"queue.remember_pushed": kDuration,
+	"log.file":              kString, "log.level": kString, "log.max_size": kSize,
 }
 
 // targetKeys are the keys a [[target]] table may have.
@@ -154,12 +163,13 @@ func parse(file string, data []byte) (*Config, error) {
 	c.UpstreamTimeout = l.duration("upstream_timeout", DefaultUpstreamTimeout)
 	c.Nix = Nix{BinDir: l.str("nix.bin_dir", "")}
 	c.Queue = Queue{
-		Dir:          l.str("queue.dir", DefaultQueueDir()),
-		Batch:        l.integer("queue.batch", DefaultBatch),
-		RetryInitial: l.duration("queue.retry_initial", DefaultRetryInitial),
-		RetryMax:     l.duration("queue.retry_max", DefaultRetryMax),
-		Linger:       l.duration("queue.linger", DefaultLinger),
-		PushTimeout:  l.duration("queue.push_timeout", DefaultPushTimeout),
+		Dir:            l.str("queue.dir", DefaultQueueDir()),
+		Batch:          l.integer("queue.batch", DefaultBatch),
+		RetryInitial:   l.duration("queue.retry_initial", DefaultRetryInitial),
+		RetryMax:       l.duration("queue.retry_max", DefaultRetryMax),
+		Linger:         l.duration("queue.linger", DefaultLinger),
+		PushTimeout:    l.duration("queue.push_timeout", DefaultPushTimeout),
+		RememberPushed: l.duration("queue.remember_pushed", DefaultRememberPushed),
 	}
 	c.Log = Log{
 		File:    l.str("log.file", ""),

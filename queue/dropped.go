@@ -42,7 +42,7 @@ func (q *Queue) listDir(sub string) ([]*Entry, error) {
 	}
 	var out []*Entry
 	for _, n := range names {
-		if e, err := readEntry(q.path(sub, n), n); err == nil {
+		if e, err := q.readEntry(q.path(sub, n), n); err == nil {
 			out = append(out, e)
 		}
 	}

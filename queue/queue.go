@@ -15,11 +15,13 @@
 package queue
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,6 +49,8 @@ const (
 // Queue is a queue directory.
 type Queue struct {
 	Dir string
+
+	shared sharedCache
 }
 
 // Entry is one (target, path) pair waiting to be pushed, with its retry
@@ -112,50 +116,136 @@ func Key(target string, p storepath.Path) string {
 }
 
 // Add queues the pairs durably and returns how many were new; a pair
-// already queued counts as queued. Entries are fsynced one by one and the
-// directory once at the end.
+// already queued counts as queued.
+//
+// One pair (the hook after most builds) is one small file, fsynced, linked
+// into entries/, and the directory fsynced. Many pairs (`push --closure`
+// of a system, a derivation with several outputs) would cost a write and
+// an fsync each, which made queueing 10,000 paths take seconds; instead
+// they are written as lines of one file, fsynced once, which is then
+// hard-linked under each entry's name, and the directory is fsynced once.
+// An entry name that is a link to such a file names its line (see
+// readEntry). Either way nothing is reported as queued before it is on
+// disk, and the syncs do not grow with the number of pairs.
 func (q *Queue) Add(pairs []Pair, now time.Time) (added int, err error) {
-	for _, p := range pairs {
-		e := &Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC()}
+	if len(pairs) == 1 {
+		return q.addOne(pairs[0], now)
+	}
+	var buf bytes.Buffer
+	var keys []string
+	seen := make(map[string]bool, len(pairs))
+	enc := json.NewEncoder(&buf)
+	for i, p := range pairs {
 		name := Key(p.Target, p.Path)
-		dst := q.path(entriesDir, name)
-		if _, err := os.Lstat(dst); err == nil {
+		if !seen[name] {
+			seen[name] = true
+			if err := enc.Encode(&Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC()}); err != nil {
+				return added, err
+			}
+			keys = append(keys, name)
+		}
+		if buf.Len() < batchChunk && i < len(pairs)-1 {
 			continue
 		}
-		tmp, err := q.writeTmp(name, e, true)
+		n, err := q.addShared(buf.Bytes(), keys)
+		added += n
 		if err != nil {
-			return added, err
+			return added, q.syncAfterError(added, err)
 		}
-		// link, unlike rename, keeps an entry that is already there with
-		// its retry state.
-		err = os.Link(tmp, dst)
-		os.Remove(tmp)
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return added, fmt.Errorf("queueing %s: %w", p.Path, err)
-		}
-		if err == nil {
-			added++
-		}
+		buf.Reset()
+		keys = keys[:0]
 	}
-	if added > 0 {
-		if err := syncDir(q.path(entriesDir)); err != nil {
-			return added, err
+	if added == 0 {
+		return 0, nil
+	}
+	return added, syncDir(q.path(entriesDir))
+}
+
+func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
+	e := &Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC()}
+	name := Key(p.Target, p.Path)
+	dst := q.path(entriesDir, name)
+	if _, err := os.Lstat(dst); err == nil {
+		return 0, nil
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return 0, err
+	}
+	tmp, err := q.writeTmp(name, append(data, '\n'), true)
+	if err != nil {
+		return 0, err
+	}
+	// link, unlike rename, keeps an entry that is already there with
+	// its retry state.
+	err = os.Link(tmp, dst)
+	os.Remove(tmp)
+	if errors.Is(err, fs.ErrExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("queueing %s: %w", p.Path, err)
+	}
+	return 1, syncDir(q.path(entriesDir))
+}
+
+// addShared writes lines (one entry per key, in order) to one fsynced
+// file and links it under each key that is not queued yet.
+func (q *Queue) addShared(lines []byte, keys []string) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	tmp, err := q.writeTmp("batch", lines, true)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp)
+	added := 0
+	for _, name := range keys {
+		err := os.Link(tmp, q.path(entriesDir, name))
+		if errors.Is(err, fs.ErrExist) {
+			continue
 		}
+		if err != nil {
+			return added, fmt.Errorf("queueing %s: %w", name, err)
+		}
+		added++
 	}
 	return added, nil
 }
 
-func (q *Queue) writeTmp(name string, e *Entry, sync bool) (string, error) {
-	data, err := json.Marshal(e)
-	if err != nil {
-		return "", err
+// batchChunk is the size past which Add starts another shared file, and
+// maxSharedSize the largest shared file a reader accepts.
+const (
+	batchChunk    = 8 << 20
+	maxSharedSize = 2 * batchChunk
+)
+
+// syncs counts the fsyncs Add makes, for the tests.
+var syncs func()
+
+// syncAfterError makes what was queued before an error durable, so that
+// the count Add returns holds (the hook reports it).
+func (q *Queue) syncAfterError(added int, err error) error {
+	if added == 0 {
+		return err
 	}
+	if serr := syncDir(q.path(entriesDir)); serr != nil {
+		return fmt.Errorf("%w (and %v)", err, serr)
+	}
+	return err
+}
+
+func (q *Queue) writeTmp(name string, data []byte, sync bool) (string, error) {
 	f, err := os.CreateTemp(q.path(tmpDir), name+".*")
 	if err != nil {
 		return "", fmt.Errorf("writing queue entry: %w", err)
 	}
-	_, err = f.Write(append(data, '\n'))
+	_, err = f.Write(data)
 	if err == nil && sync {
+		if syncs != nil {
+			syncs()
+		}
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -168,7 +258,19 @@ func (q *Queue) writeTmp(name string, e *Entry, sync bool) (string, error) {
 	return f.Name(), nil
 }
 
+// writeEntry writes one entry to a temporary file.
+func (q *Queue) writeEntry(e *Entry, sync bool) (string, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	return q.writeTmp(e.key, append(data, '\n'), sync)
+}
+
 func syncDir(dir string) error {
+	if syncs != nil {
+		syncs()
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("syncing %s: %w", dir, err)
@@ -213,7 +315,7 @@ func (q *Queue) Read(name string) (*Entry, error) {
 // ErrCorrupt.
 func (q *Queue) Peek(name string) (*Entry, error) {
 	file := q.path(entriesDir, name)
-	e, err := readEntry(file, name)
+	e, err := q.readEntry(file, name)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +367,7 @@ func (q *Queue) List() ([]*Entry, []error, error) {
 // Update rewrites an entry's retry state. It is not fsynced: losing an
 // attempt count in a crash only makes a retry come sooner.
 func (q *Queue) Update(e *Entry) error {
-	tmp, err := q.writeTmp(e.key, e, false)
+	tmp, err := q.writeEntry(e, false)
 	if err != nil {
 		return err
 	}
@@ -291,7 +393,7 @@ func (q *Queue) Drop(e *Entry, reason string) error {
 		return fmt.Errorf("dropping queue entry: %w", err)
 	}
 	e.Reason = reason
-	tmp, err := q.writeTmp(e.key, e, false)
+	tmp, err := q.writeEntry(e, false)
 	if err != nil {
 		return err
 	}
@@ -310,26 +412,90 @@ func (q *Queue) Dropped(key string, since time.Time) (*Entry, bool) {
 	if err != nil || fi.ModTime().Before(since) {
 		return nil, false
 	}
-	e, err := readEntry(file, key)
+	e, err := q.readEntry(file, key)
 	return e, err == nil
 }
 
-// readEntry decodes an entry file; JSON it cannot parse is ErrCorrupt.
-func readEntry(file, key string) (*Entry, error) {
-	// Never follow a symlink in the queue, and never read more than an
-	// entry can be.
-	data, err := safeopen.ReadFile(file, safeopen.Options{NoFollow: true, MaxSize: maxEntrySize})
+// readEntry decodes an entry file; JSON it cannot parse is ErrCorrupt. A
+// file of several lines is shared by the entries a bulk Add linked to it:
+// the line whose pair has that key is the entry. Shared files are parsed
+// once per inode (they are never rewritten: an update replaces the
+// entry's name with a file of its own).
+func (q *Queue) readEntry(file, key string) (*Entry, error) {
+	// Never follow a symlink in the queue, and never read more than a
+	// shared file can be.
+	f, fi, err := safeopen.Open(file, safeopen.Options{NoFollow: true, MaxSize: maxSharedSize})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("reading queue entry: %w", err)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	e := &Entry{key: key}
-	if err := json.Unmarshal(data, e); err != nil {
-		return nil, fmt.Errorf("%w: parsing %s: %v", ErrCorrupt, file, err)
+	defer f.Close()
+	id, shared := sharedID(fi)
+	if shared {
+		if e, ok := q.shared.get(id, key); ok {
+			return e, nil
+		}
 	}
-	return e, nil
+	data, err := io.ReadAll(io.LimitReader(f, maxSharedSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %v", ErrCorrupt, file, err)
+	}
+	if len(data) > maxSharedSize {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, file, maxSharedSize)
+	}
+	body := bytes.TrimRight(data, "\n")
+	if !bytes.Contains(body, []byte{'\n'}) {
+		if len(data) > maxEntrySize {
+			return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, file, maxEntrySize)
+		}
+		e := &Entry{key: key}
+		if err := json.Unmarshal(data, e); err != nil {
+			return nil, fmt.Errorf("%w: parsing %s: %v", ErrCorrupt, file, err)
+		}
+		return e, nil
+	}
+	all := parseShared(body)
+	if shared {
+		q.shared.put(id, all)
+	}
+	e, ok := all[key]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: no line of it is the entry %s", ErrCorrupt, file, key)
+	}
+	c := *e
+	c.key = key
+	return &c, nil
+}
+
+// parseShared decodes the lines of a shared file by their keys. A line
+// that is not an entry of a store path is left out: its name, if any
+// links to it, then reads as corrupt.
+func parseShared(body []byte) map[string]*Entry {
+	all := map[string]*Entry{}
+	storeDir := storepath.StoreDir()
+	for len(body) > 0 {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		if len(line) > maxEntrySize {
+			continue
+		}
+		e := &Entry{}
+		if json.Unmarshal(line, e) != nil || e.Target == "" {
+			continue
+		}
+		p, err := storepath.Parse(storeDir, e.Path)
+		if err != nil {
+			continue
+		}
+		all[Key(e.Target, p)] = e
+	}
+	return all
 }
 
 // Get reads the entry with that key, without changing the queue; false

@@ -81,3 +81,28 @@ func BenchmarkAdd(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAddBulk measures queueing 10,000 pairs in one call, as
+// `push --closure` of a system does: one sync for all.
+//
+//	go test -run NONE -bench AddBulk -benchtime 3x ./queue
+func BenchmarkAddBulk(b *testing.B) {
+	const n = 10000
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		q, err := Open(filepath.Join(b.TempDir(), "queue"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		pairs := make([]Pair, n)
+		for j := range pairs {
+			pairs[j] = Pair{Target: "main", Path: storepath.Path{Dir: "/nix/store", Hash: benchHash(uint64(j + 1)), Name: "benchpkg-1.0"}}
+		}
+		b.StartTimer()
+		start := time.Now()
+		if got, err := q.Add(pairs, time.Now()); err != nil || got != n {
+			b.Fatalf("Add = %d, %v", got, err)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "entries/s")
+	}
+}

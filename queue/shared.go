@@ -1,0 +1,68 @@
+package queue
+
+import (
+	"io/fs"
+	"sync"
+	"syscall"
+)
+
+// fileID tells a shared file apart from any other, also from a later file
+// that reuses its inode number.
+type fileID struct {
+	dev, ino uint64
+	size     int64
+	mtime    int64
+}
+
+// sharedID returns the identity of a file that may be shared by several
+// entries (more than one link, or more than one entry's worth of bytes).
+func sharedID(fi fs.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	id := fileID{dev: uint64(st.Dev), ino: uint64(st.Ino), size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	return id, st.Nlink > 1 || fi.Size() > maxEntrySize
+}
+
+// sharedCache holds the parsed entries of the few shared files read last:
+// the worker reads the entries of one bulk Add one after another.
+type sharedCache struct {
+	mu    sync.Mutex
+	files map[fileID]map[string]*Entry
+	order []fileID
+}
+
+const sharedCacheFiles = 8
+
+func (c *sharedCache) get(id fileID, key string) (*Entry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	all, ok := c.files[id]
+	if !ok {
+		return nil, false
+	}
+	e, ok := all[key]
+	if !ok {
+		return nil, false
+	}
+	cp := *e
+	cp.key = key
+	return &cp, true
+}
+
+func (c *sharedCache) put(id fileID, all map[string]*Entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.files == nil {
+		c.files = map[fileID]map[string]*Entry{}
+	}
+	if _, ok := c.files[id]; !ok {
+		c.order = append(c.order, id)
+	}
+	c.files[id] = all
+	for len(c.order) > sharedCacheFiles {
+		delete(c.files, c.order[0])
+		c.order = c.order[1:]
+	}
+}
