@@ -99,9 +99,12 @@ func (p *storePusher) Push(ctx context.Context, paths []string, out io.Writer) e
 	if err != nil {
 		return err
 	}
+	// config.Load refuses a URI with credentials (they would be in
+	// argv); should one get here another way, nix's output (which may
+	// quote the URI) still reaches no log with them.
 	return run(ctx, p.timeout, func(ctx context.Context) *exec.Cmd {
 		return p.nix.Command(ctx, append([]string{"copy", "--to", store, "--"}, paths...)...)
-	}, out)
+	}, out, config.URISecrets(p.store)...)
 }
 
 // withNixOnPath lets cachix find nix-store when the daemon's PATH lacks it.
