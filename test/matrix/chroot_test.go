@@ -323,6 +323,22 @@ func (c *Chroot) Run(asUser bool, env []string, args ...string) Result {
 	return r
 }
 
+// combinedResult runs cmd with stdout and stderr together in Stdout. A
+// command that did not start (or whose status cannot be had) has no
+// ProcessState: its Code is -1 and Stderr says why, so that a caller in a
+// goroutine, which may not call t.Fatal, reports it.
+func combinedResult(cmd *exec.Cmd) Result {
+	start := time.Now()
+	b, err := cmd.CombinedOutput()
+	r := Result{Stdout: string(b), Code: -1, Took: time.Since(start)}
+	if cmd.ProcessState != nil {
+		r.Code = cmd.ProcessState.ExitCode()
+	} else {
+		r.Stderr = fmt.Sprintf("%v did not run: %v", cmd.Args, err)
+	}
+	return r
+}
+
 // Must is Run failing the test on a non-zero exit.
 func (c *Chroot) Must(asUser bool, env []string, args ...string) Result {
 	c.t.Helper()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,13 +28,20 @@ retry_max = "1s"
 
 func conf(targets string) string { return targets + baseConf }
 
-// TestMatrixNixVersion logs which Nix the chroot runs, and checks the
-// setup is what users run: the daemon runs as root, the user is not root
-// and builds through the daemon.
+// TestMatrixNixVersion checks that the chroot runs the Nix its suite is
+// documented to run (README.md, docs/nix-checks.md), so that a suite
+// moving to another Nix is noticed rather than silently tested, and that
+// the setup is what users run: the daemon runs as root, the user is not
+// root and builds through the daemon.
 func TestMatrixNixVersion(t *testing.T) {
 	c := Setup(t, conf(`store = "file://`+filesStore+`"`+"\nallow = []\n"))
-	v := c.Must(true, nil, "nix", "--version")
-	t.Logf("chroot %s: %s", c.Dir, strings.TrimSpace(v.Stdout))
+	v := strings.TrimSpace(c.Must(true, nil, "nix", "--version").Stdout)
+	t.Logf("chroot %s: %s", c.Dir, v)
+	// scripts/nix-chroot.sh names each chroot after its suite.
+	suite := filepath.Base(c.Dir)
+	if err := checkSuiteNix(suite, v); err != nil {
+		t.Fatal(err)
+	}
 	if id := c.Must(true, nil, "id", "-u").Stdout; strings.TrimSpace(id) == "0" {
 		t.Fatal("the building user is root")
 	}
@@ -368,17 +376,13 @@ func TestMatrixConcurrentHooks(t *testing.T) {
 			args = append(args, "CACHIX_STANDIN_DELAY=1s", "OUT_PATHS="+out, "DRV_PATH="+drv, hookPath)
 			cmd := exec.CommandContext(t.Context(), "chroot", args...)
 			cmd.Dir = "/"
-			b, err := cmd.CombinedOutput()
-			results[i] = Result{Stdout: string(b), Code: cmd.ProcessState.ExitCode()}
-			if err != nil && cmd.ProcessState == nil {
-				results[i].Code = -1
-			}
+			results[i] = combinedResult(cmd)
 		}(i, drv, out)
 	}
 	wg.Wait()
 	for i, r := range results {
 		if r.Code != 0 || !strings.Contains(r.Stdout, "cachix-filter-hook: queued 1 of 1 paths for conc") {
-			t.Errorf("hook %d: exit %d:\n%s", i, r.Code, r.Stdout)
+			t.Errorf("hook %d: exit %d:\n%s%s", i, r.Code, r.Stdout, r.Stderr)
 		}
 	}
 	c.WaitLanded(3*time.Minute, StandinCache("conc"), paths)
