@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,13 +26,31 @@ func runTime(args []string) error {
 	logFile := fs.String("log", "", "the command's stdout and stderr go here (default: our stderr)")
 	results := fs.String("results", "", "append the result here")
 	items := fs.Int("items", 0, "items the command processes (for a per-second rate)")
+	timeBin := fs.String("time-bin", "", "GNU time: record the command's peak RSS (time -f %M)")
+	keepStatus := fs.Bool("keep-status", false, "record a non-zero exit status instead of failing")
+	expect := fs.String("expect", "", "the command's output (in -log) must contain this")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return errors.New("no command")
 	}
-	cmd := exec.Command(fs.Arg(0), fs.Args()[1:]...)
+	if *expect != "" && *logFile == "" {
+		return errors.New("-expect needs -log")
+	}
+	argv := fs.Args()
+	var rssFile string
+	if *timeBin != "" {
+		f, err := os.CreateTemp("", "benchtool-rss.*")
+		if err != nil {
+			return err
+		}
+		f.Close()
+		rssFile = f.Name()
+		defer os.Remove(rssFile)
+		argv = append([]string{*timeBin, "-f", "%M", "-o", rssFile}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
 	if *logFile != "" {
 		f, err := os.Create(*logFile)
@@ -44,14 +63,49 @@ func runTime(args []string) error {
 	start := time.Now()
 	err := cmd.Run()
 	wall := time.Since(start)
+	exit := 0
 	if err != nil {
-		return fmt.Errorf("%s: %v", strings.Join(fs.Args(), " "), err)
+		var ee *exec.ExitError
+		if !*keepStatus || !errors.As(err, &ee) {
+			return fmt.Errorf("%s: %v", strings.Join(fs.Args(), " "), err)
+		}
+		exit = ee.ExitCode()
 	}
-	r := Result{Kind: *kind, Name: *name, Seconds: wall.Seconds(), Items: *items}
+	r := Result{Kind: *kind, Name: *name, Seconds: wall.Seconds(), Items: *items, Exit: exit}
 	if *items > 0 {
 		r.PerSecond = float64(*items) / wall.Seconds()
 	}
-	fmt.Fprintf(os.Stderr, "  %-28s %.3fs\n", *name, wall.Seconds())
+	if rssFile != "" {
+		data, err := os.ReadFile(rssFile)
+		if err != nil {
+			return err
+		}
+		// The last line: GNU time writes "Command exited with non-zero
+		// status N" before it.
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		kb, err := strconv.ParseInt(strings.TrimSpace(lines[len(lines)-1]), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: no peak RSS from %s: %q", *name, *timeBin, data)
+		}
+		r.RSSMax, r.RSSMedian = kb, kb
+	}
+	if *expect != "" {
+		out, err := os.ReadFile(*logFile)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(out), *expect) {
+			return fmt.Errorf("%s: output lacks %q (see %s)", *name, *expect, *logFile)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "  %-28s %.3fs", *name, wall.Seconds())
+	if r.RSSMax > 0 {
+		fmt.Fprintf(os.Stderr, " rss=%dKB", r.RSSMax)
+	}
+	if exit != 0 {
+		fmt.Fprintf(os.Stderr, " exit=%d", exit)
+	}
+	fmt.Fprintln(os.Stderr)
 	return appendResults(*results, r)
 }
 

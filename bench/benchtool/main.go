@@ -5,7 +5,7 @@
 // measured. Every figure it prints comes from a run; nothing is typed in.
 //
 //	benchtool exec   -spec FILE -results FILE   exec commands N times (or K at a time), wall time and peak RSS per run
-//	benchtool time   -name N -results FILE -- CMD...   run one command, record its wall time
+//	benchtool time   -name N -results FILE [-time-bin T] [-keep-status] -- CMD...   run one command, record its wall time (and peak RSS, exit status)
 //	benchtool fill   -queue DIR -target T -n N [-paths FILE]   put N pending entries in a queue
 //	benchtool decide -names N -rules 10,100,1000 -results FILE   filter decisions per second
 //	benchtool holdlock -queue DIR -- CMD...   run CMD while holding the queue's worker lock
@@ -77,6 +77,7 @@ type Result struct {
 	Text       string  `json:"text,omitempty"`       // fact, or a command line
 	Rules      int     `json:"rules,omitempty"`
 	Items      int     `json:"items,omitempty"` // names, paths, entries processed
+	Exit       int     `json:"exit,omitempty"`  // time -keep-status: the command's exit status
 }
 
 func appendResults(file string, rs ...Result) error {
