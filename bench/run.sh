@@ -53,6 +53,8 @@ if [ "$MODE" = full ]; then
 	CONC_TOTAL=500 DRAIN_N=500
 	PHASE_RUNS=100 INIT_RUNS=30
 	BUILD_N=100 BUILD_REPS=7 NAIVE_N=100
+	CLOSURE_N=10000 PUSH_RUNS=7 SCALE_REPS=3 SECOND_RUNS=7   # issue 12
+	BIG_N=100000 BIG_RUNS=3 OUTMAX_N=2000 RSS_N=100000 RECORD_N=100000
 	: "${OUT:=$ROOT/BENCHMARKS.md}"
 else
 	RUNS=5 WARMUP=1
@@ -63,6 +65,8 @@ else
 	CONC_TOTAL=64 DRAIN_N=20
 	PHASE_RUNS=5 INIT_RUNS=3
 	BUILD_N=5 BUILD_REPS=1 NAIVE_N=2
+	CLOSURE_N=500 PUSH_RUNS=2 SCALE_REPS=1 SECOND_RUNS=2
+	BIG_N=1000 BIG_RUNS=1 OUTMAX_N=200 RSS_N=1000 RECORD_N=1000
 	: "${OUT:=$(mktemp /tmp/BENCHMARKS.smoke.XXXXXX.md)}"
 fi
 PUSH_DELAY=1s
@@ -371,6 +375,183 @@ left=$(find "$W/q-drain/entries" -type f | wc -l)
 count "drain batches" "$(grep -c 'msg=pushed' "$W/q-drain/worker.log" || true)"
 cmd throughput "benchtool fill -queue \$W/q-drain -target drain -n $DRAIN_N -paths <prebuilt paths> -age 1m   # queue.Add, fsynced"
 cmd throughput "\$W/bin/cachix-filter-hook --config \$W/conf/drain.conf worker --once   # target store = \"file://\$W/drain-cache\": nix copy, batches of 64; all $DRAIN_N narinfos checked"
+
+# ---------------------------------------------------------------- 6. scale (issue 12)
+say "6. scale: a closure of $CLOSURE_N paths, $BIG_N paths in one hook run, a record of $RECORD_N pushed paths"
+# Nix as the product runs it (nix.bin_dir), through a wrapper that logs
+# each call's command and first words: pusher calls are the `nix ... copy`
+# lines. The wrapper adds a few ms per call; the floors run Nix directly.
+NIXWRAP=$W/nixwrap
+NIXLOG=$W/logs/nix-calls.log
+mkdir -p "$NIXWRAP"
+: >"$NIXLOG"
+for t in nix nix-store nix-instantiate nix-build; do
+	real=$(command -v "$t") || continue
+	cat >"$NIXWRAP/$t" <<EOF
+#!/bin/sh
+printf '%s %s\n' "$t" "\$(printf '%s ' "\$@" | cut -c1-160)" >>"$NIXLOG"
+exec "$real" "\$@"
+EOF
+	chmod 755 "$NIXWRAP/$t"
+done
+pusher_calls() { grep -c '^nix .* copy ' "$NIXLOG" || true; }
+narinfos() { find "$1" -maxdepth 1 -name '*.narinfo' 2>/dev/null | wc -l; }
+entries() { find "$1/entries" -type f 2>/dev/null | wc -l; }
+# scale_conf NAME QUEUE CACHE: one file:// target, every other key at its
+# default (queue.batch, queue.remember_pushed, closure_deny, unsubstitutable).
+scale_conf() {
+	cat >"$W/conf/$1.conf" <<EOF
+store = "file://$3"
+name = "scale"
+allow = ["benchclos-*", "benchbig-*"]
+
+[nix]
+bin_dir = "$NIXWRAP"
+
+[queue]
+dir = "$2"
+EOF
+	chmod 600 "$W/conf/$1.conf"
+}
+NIXCOPY=(nix --extra-experimental-features nix-command copy)
+
+# The root: builtins.toFile files made at evaluation time, the same paths
+# every run (the store keeps them).
+ROOT_C=$(nix-instantiate --eval --read-write-mode bench/closure.nix --arg n "$CLOSURE_N" --argstr tag v1 2>"$W/logs/closure.log" | tr -d '"')
+n=$(nix-store --query --requisites "$ROOT_C" | wc -l)
+[ "$n" -eq "$CLOSURE_N" ] || { echo "bench: the closure of $ROOT_C holds $n paths, want $CLOSURE_N" >&2; exit 1; }
+count "closure paths" "$n"
+cmd scale "nix-instantiate --eval --read-write-mode bench/closure.nix --arg n $CLOSURE_N --argstr tag v1   # ROOT: a builtins.toFile file naming $((CLOSURE_N - 1)) others, its closure $CLOSURE_N paths"
+cmd scale "scale.conf: store = \"file://<fresh dir>\", allow = [\"benchclos-*\", \"benchbig-*\"], nix.bin_dir = <a wrapper that logs each Nix call>, queue.dir = <fresh dir>; every other key at its default"
+
+say "6a. push --closure of $CLOSURE_N paths, record empty ($PUSH_RUNS runs)"
+floor_qr() {
+	"$BT" time -kind scale -name "nix-store --query --requisites (floor)" -items "$CLOSURE_N" -log "$W/logs/qr.log" -results "$R" \
+		-- nix-store --query --requisites "$ROOT_C"
+}
+for i in $(seq 1 "$PUSH_RUNS"); do
+	q=$W/q-first-$i
+	scale_conf "first-$i" "$q" "$W/cache-first-$i"
+	[ $((i % 2)) = 0 ] || floor_qr
+	"$BT" holdlock -queue "$q" -- "$BT" time -kind scale -name "push --closure, record empty" -items "$CLOSURE_N" -log "$W/logs/push-first-$i.log" -results "$R" \
+		-- "$CFH" --config "$W/conf/first-$i.conf" push --closure "$ROOT_C"
+	[ $((i % 2)) = 1 ] || floor_qr
+	n=$(entries "$q")
+	[ "$n" -eq "$CLOSURE_N" ] || { cat "$W/logs/push-first-$i.log" >&2; echo "bench: push --closure queued $n entries, want $CLOSURE_N" >&2; exit 1; }
+	rm -rf "$q"
+done
+cmd scale "benchtool holdlock -queue \$W/q-first-I -- \$W/bin/cachix-filter-hook --config \$W/conf/first-I.conf push --closure ROOT   # fresh queue, empty record; worker lock held, so only the queueing is timed; all $CLOSURE_N entries checked"
+cmd scale "nix-store --query --requisites ROOT   # the floor of push --closure: the one Nix call it cannot avoid; interleaved with the runs above and below"
+
+say "6b. queue and drain $CLOSURE_N paths into a file:// store, against one nix copy ($SCALE_REPS rounds)"
+for r in $(seq 1 "$SCALE_REPS"); do
+	ways="floor cfh"
+	[ $((r % 2)) = 1 ] || ways="cfh floor"
+	for way in $ways; do
+		if [ "$way" = floor ]; then
+			rm -rf "$W/cache-floor"
+			"$BT" time -kind scale -name "nix copy (floor)" -items "$CLOSURE_N" -log "$W/logs/copy-floor-$r.log" -results "$R" \
+				-- "${NIXCOPY[@]}" --to "file://$W/cache-floor" "$ROOT_C"
+			n=$(narinfos "$W/cache-floor")
+			[ "$n" -eq "$CLOSURE_N" ] || { echo "bench: nix copy wrote $n narinfos, want $CLOSURE_N" >&2; exit 1; }
+			rm -rf "$W/cache-floor"
+			continue
+		fi
+		q=$W/q-scale-$r
+		scale_conf "scale-$r" "$q" "$W/cache-scale-$r"
+		before=$(pusher_calls)
+		"$BT" time -kind scale -name "push --closure, then wait" -items "$CLOSURE_N" -log "$W/logs/drain-scale-$r.log" -results "$R" \
+			-- sh -c '"$1" --config "$2" push --closure "$3" && exec "$1" --config "$2" wait --timeout 600s' sh "$CFH" "$W/conf/scale-$r.conf" "$ROOT_C"
+		count "scale pusher calls" "$(($(pusher_calls) - before))"
+		n=$(narinfos "$W/cache-scale-$r")
+		left=$(entries "$q")
+		[ "$n" -eq "$CLOSURE_N" ] && [ "$left" -eq 0 ] ||
+			{ tail -20 "$W/logs/drain-scale-$r.log" >&2; echo "bench: $n of $CLOSURE_N paths in the cache, $left left queued" >&2; exit 1; }
+		wait_no_worker "$q"
+		if [ "$r" -lt "$SCALE_REPS" ]; then rm -rf "$q" "$W/cache-scale-$r"; fi
+	done
+done
+cmd scale "sh -c '\$W/bin/cachix-filter-hook --config \$W/conf/scale-R.conf push --closure ROOT && \$W/bin/cachix-filter-hook --config \$W/conf/scale-R.conf wait --timeout 600s'   # fresh queue and cache; timed until wait returns; all $CLOSURE_N narinfos checked; pusher calls = the nix ... copy lines the wrapper logged"
+cmd scale "nix --extra-experimental-features nix-command copy --to file://\$W/cache-floor ROOT   # the floor: one nix copy of the same $CLOSURE_N paths into a fresh cache; the rounds alternate which goes first"
+
+say "6c. push --closure again, everything already pushed ($SECOND_RUNS runs)"
+q=$W/q-scale-$SCALE_REPS
+before=$(pusher_calls)
+queued2=0
+for i in $(seq 1 "$SECOND_RUNS"); do
+	[ $((i % 2)) = 0 ] || floor_qr
+	"$BT" time -kind scale -name "push --closure, all pushed" -items "$CLOSURE_N" -log "$W/logs/push-second-$i.log" -results "$R" \
+		-- "$CFH" --config "$W/conf/scale-$SCALE_REPS.conf" push --closure "$ROOT_C"
+	[ $((i % 2)) = 1 ] || floor_qr
+	queued2=$((queued2 + $(entries "$q")))
+	"$CFH" --config "$W/conf/scale-$SCALE_REPS.conf" wait --timeout 600s >"$W/logs/wait-second-$i.log" 2>&1 ||
+		{ cat "$W/logs/wait-second-$i.log" >&2; exit 1; }
+done
+wait_no_worker "$q"
+count "scale pusher calls, second push" "$(($(pusher_calls) - before))"
+count "scale entries queued, second push" "$queued2"
+rm -rf "$q" "$W/cache-scale-$SCALE_REPS"
+cmd scale "\$W/bin/cachix-filter-hook --config \$W/conf/scale-$SCALE_REPS.conf push --closure ROOT   # the queue and record the last round above left: all $CLOSURE_N pushed; entries counted right after each run, then wait; pusher calls counted over all $SECOND_RUNS runs"
+
+say "6d. one hook run with $BIG_N paths ($BIG_RUNS runs)"
+BIG_DRV=$(nix-instantiate bench/bigdrv.nix --arg n "$BIG_N" --argstr tag v1 2>"$W/logs/bigdrv.log" | sed 's/!.*//')
+nix-store --query --outputs "$BIG_DRV" >"$W/big-outs.txt"
+n=$(wc -l <"$W/big-outs.txt")
+[ "$n" -eq "$BIG_N" ] || { echo "bench: $BIG_DRV has $n outputs, want $BIG_N" >&2; exit 1; }
+fact bigdrv_bytes "$(stat -c %s "$BIG_DRV")"
+head -n "$OUTMAX_N" "$W/big-outs.txt" | tr '\n' ' ' >"$W/outmax.txt"
+fact outmax_bytes "$(wc -c <"$W/outmax.txt")"
+for i in $(seq 1 "$BIG_RUNS"); do
+	q=$W/q-big-$i
+	scale_conf "big-$i" "$q" "$W/cache-big"
+	"$BT" holdlock -queue "$q" -- "$BT" time -kind scale -name "hook, $BIG_N paths" -items "$BIG_N" -keep-status -log "$W/logs/big-$i.log" -results "$R" \
+		-- env OUT_PATHS= DRV_PATH="$BIG_DRV" CACHIX_FILTER_HOOK_CONFIG="$W/conf/big-$i.conf" "$CFH"
+	count "hook, $BIG_N paths: queued" "$(entries "$q")"
+	rm -rf "$q"
+	q=$W/q-outmax-$i
+	scale_conf "outmax-$i" "$q" "$W/cache-big"
+	"$BT" holdlock -queue "$q" -- "$BT" time -kind scale -name "hook, $OUTMAX_N paths in OUT_PATHS" -items "$OUTMAX_N" -keep-status -log "$W/logs/outmax-$i.log" -results "$R" \
+		-- env OUT_PATHS="$(cat "$W/outmax.txt")" CACHIX_FILTER_HOOK_CONFIG="$W/conf/outmax-$i.conf" "$CFH"
+	count "hook, $OUTMAX_N paths in OUT_PATHS: queued" "$(entries "$q")"
+	rm -rf "$q"
+done
+cmd scale "nix-instantiate bench/bigdrv.nix --arg n $BIG_N --argstr tag v1   # a derivation with $BIG_N outputs, never built: its .drv names $BIG_N store paths that do not exist"
+cmd scale "OUT_PATHS= DRV_PATH=<that .drv> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/big-I.conf benchtool holdlock -queue \$W/q-big-I -- \$W/bin/cachix-filter-hook   # as Nix 2.8 passes a build's outputs; fresh queue, worker lock held so nothing is pushed; entries counted"
+cmd scale "OUT_PATHS=<the first $OUTMAX_N of those paths> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/outmax-I.conf ... \$W/bin/cachix-filter-hook   # about the most OUT_PATHS can hold: Linux limits one environment string to 128 KiB"
+
+say "6e. worker peak RSS with $RSS_N entries queued"
+q=$W/q-rss
+scale_conf rss "$q" "$W/cache-rss"
+if [ -n "$TIME_BIN" ]; then
+	"$BT" time -kind scale -name "worker --once, empty queue" -time-bin "$TIME_BIN" -log "$W/logs/rss-0.log" -results "$R" \
+		-- "$CFH" --config "$W/conf/rss.conf" worker --once
+	"$BT" fill -queue "$q" -target scale -n "$RSS_N"
+	"$BT" time -kind scale -name "worker --once, $RSS_N queued" -items "$RSS_N" -time-bin "$TIME_BIN" -keep-status -log "$W/logs/rss.log" -results "$R" \
+		-- "$CFH" --config "$W/conf/rss.conf" worker --once
+	count "worker --once, $RSS_N queued: left" "$(entries "$q")"
+	count "worker --once, $RSS_N queued: dropped" "$(find "$q/dropped" -type f 2>/dev/null | wc -l)"
+	cmd scale "benchtool fill -queue \$W/q-rss -target scale -n $RSS_N   # made-up paths that do not exist, written in the queue's format"
+	cmd scale "$TIME_BIN -f %M \$W/bin/cachix-filter-hook --config \$W/conf/rss.conf worker --once   # with the queue empty, then with $RSS_N entries"
+else
+	fact rss_skipped "no GNU time (/usr/bin/time): the worker's peak RSS was not measured"
+fi
+rm -rf "$q"
+
+say "6f. hook latency with the record empty and with $RECORD_N paths"
+conf rec0 "$W/q-rec0"
+conf recN "$W/q-recN"
+"$BT" record -config "$W/conf/recN.conf" -target benchcache -n "$RECORD_N" -results "$R" -name "record entries"
+cat >"$W/spec/record.json" <<EOF
+{"runs":$RUNS,"warmup":$WARMUP,"paths":"$W/paths.tsv","commands":[
+ $(floor_cmd "floor (record series)"),
+ $(hook_cmd "record=0" rec0 "$W/q-rec0" '"hold_lock":true'),
+ $(hook_cmd "record=$RECORD_N" recN "$W/q-recN" '"hold_lock":true')
+]}
+EOF
+"$BT" exec -spec "$W/spec/record.json" -results "$R"
+rm -rf "$W/q-rec0" "$W/q-recN"
+cmd scale "benchtool record -config \$W/conf/recN.conf -target benchcache -n $RECORD_N   # pushed.OpenWrite(queue.dir, Target.RecordKey(), queue.remember_pushed), then Add of $RECORD_N made-up hashes, 10,000 at a time"
+cmd scale "OUT_PATHS=<path i> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/rec0.conf (no record) | \$W/conf/recN.conf (a record of $RECORD_N) \$W/bin/cachix-filter-hook   # worker lock held; $RUNS runs each, interleaved with the floor"
 
 # ---------------------------------------------------------------- 2+3. build loop
 say "2. build loop: $BUILD_N salted derivations, --max-jobs 1"

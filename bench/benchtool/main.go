@@ -9,6 +9,7 @@
 //	benchtool fill   -queue DIR -target T -n N [-paths FILE]   put N pending entries in a queue
 //	benchtool decide -names N -rules 10,100,1000 -results FILE   filter decisions per second
 //	benchtool holdlock -queue DIR -- CMD...   run CMD while holding the queue's worker lock
+//	benchtool record -config FILE -target T -n N   fill a target's record of pushed paths
 //	benchtool phases -config FILE -path P   time the hook's steps, each run a fresh process
 //	benchtool inittrace -name N -- CMD...   median package init times (GODEBUG=inittrace=1)
 //	benchtool gobench -in FILE -metric UNIT/s   turn go test -bench output into results
@@ -27,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool exec|time|fill|decide|holdlock|report [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool exec|time|fill|decide|holdlock|record|phases|inittrace|gobench|report [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -36,6 +37,7 @@ func main() {
 		"fill":      runFill,
 		"decide":    runDecide,
 		"holdlock":  runHoldLock,
+		"record":    runRecord,
 		"phases":    runPhases,
 		"inittrace": runInitTrace,
 		"gobench":   runGobench,

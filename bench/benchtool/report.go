@@ -237,12 +237,13 @@ func renderBody(rs *results, p func(string, ...any), need func(kind, name string
 	}
 	d0, dN := depths[0], depths[len(depths)-1]
 	flat := dN.MedianMS / d0.MedianMS
+	sc := loadScale(rs, need)
 
 	// ---------------------------------------------------------------- header
 	p("# Benchmarks\n\n")
 	p("Written by `bash bench/run.sh` (`make bench`), %s mode, on %s; the run took %s s. ", fct["mode"], fct["date"], fct["elapsed"])
 	p("Every figure here was measured by that run, and every median and ratio comes from it: nothing is typed in. ")
-	p("`$W` stands for the run's temporary directory. Issue 6 states the targets.\n\n")
+	p("`$W` stands for the run's temporary directory. Issues 6 and 12 state the targets.\n\n")
 
 	p("## Machine\n\n| | |\n|---|---|\n")
 	for _, kv := range [][2]string{
@@ -266,6 +267,7 @@ func renderBody(rs *results, p func(string, ...any), need func(kind, name string
 	p("| Hook latency flat in queue depth: median at %s pending against 0 | %s (%s / %s) | ≤ %.2fx | %s |\n",
 		thousands(float64(dN.Depth)), ratio(flat), ms(dN.MedianMS), ms(d0.MedianMS), targetFlat, verdict(flat <= targetFlat))
 	p("\n\"Flat\" has no number in the issue; this benchmark reads it as the median at the deepest queue within %.0f%% of the median at depth 0.\n", (targetFlat-1)*100)
+	sc.targets(p)
 	if fct["mode"] != "full" {
 		p("\n**Smoke mode: tiny counts, the figures are not meaningful.**\n")
 	}
@@ -473,6 +475,9 @@ func renderBody(rs *results, p func(string, ...any), need func(kind, name string
 	if flat > targetFlat {
 		p("\n**Not flat.** The queue is designed so that the hook never lists or reads entries/ (queue/queue.go): it looks up one name, writes one file and fsyncs the directory. A growth with %s entries points at the file system's cost for a large directory, or at a change that made the hook read the queue; profile the hook at that depth.\n", thousands(float64(dN.Depth)))
 	}
+
+	// ---------------------------------------------------------------- 6
+	sc.section(rs, p)
 
 	// ---------------------------------------------------------------- other
 	left, _ := rs.get("count", "workers left running")
