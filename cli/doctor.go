@@ -75,7 +75,7 @@ func runDoctor(e *env) int {
 	d.checkConfig()
 	if d.cfg != nil {
 		d.checkToken()
-		d.checkCachix()
+		d.checkUsed()
 		d.checkQueue()
 	}
 	problems := 0
@@ -304,13 +304,8 @@ func (d *doctor) checkToken() {
 	if !d.anyCachix() {
 		return
 	}
-	if f := d.cfg.Cachix.AuthTokenFile; f != "" {
-		if _, err := config.ReadToken(f); err != nil {
-			d.add("token", checkProblem, oneLine(err.Error()), "write the Cachix auth token to "+f+" (chmod 600, owned by the user the worker runs as)")
-			return
-		}
-		d.add("token", checkOK, "auth token in "+f, "")
-		return
+	if d.cfg.Cachix.AuthTokenFile != "" {
+		return // checkUsed reads it, as validate does
 	}
 	if os.Getenv("CACHIX_AUTH_TOKEN") != "" {
 		d.add("token", checkWarning, "no cachix.auth_token_file; CACHIX_AUTH_TOKEN is set here, but nix-daemon's hook does not see your environment", "set cachix.auth_token_file in hook.conf")
@@ -337,59 +332,24 @@ func (d *doctor) anyCachix() bool {
 	return false
 }
 
-// checkCachix finds cachix.bin as the hook would: in nix-daemon's PATH
-// when a daemon runs (the hook runs under it), else in ours.
-func (d *doctor) checkCachix() {
-	if !d.anyCachix() {
-		return
-	}
-	bin := d.cfg.Cachix.Bin
-	if filepath.IsAbs(bin) {
-		if err := executable(bin); err != nil {
-			d.add("cachix", checkProblem, fmt.Sprintf("cachix.bin %s: %v", bin, err), "install cachix there, or set cachix.bin to where it is")
-			return
-		}
-		d.trustedProgram(bin, "set in cachix.bin")
-		return
-	}
+// checkUsed checks what the worker will read and run (token file, signing
+// keys, cachix, nix.bin_dir) as validate does, but finds cachix.bin as
+// the hook's worker would: in nix-daemon's PATH when a daemon runs (the
+// hook runs under it), else in ours.
+func (d *doctor) checkUsed() {
 	path, where := os.Getenv("PATH"), "your PATH"
 	if pid, env, ok := daemonEnv(); ok {
 		path, where = env["PATH"], fmt.Sprintf("nix-daemon's PATH (pid %d)", pid)
 	} else if pid > 0 {
 		where = fmt.Sprintf("your PATH (cannot read nix-daemon's, pid %d: run doctor as root)", pid)
 	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" || !filepath.IsAbs(dir) {
-			continue
-		}
-		p := filepath.Join(dir, bin)
-		if executable(p) == nil {
-			d.trustedProgram(p, "found in "+where)
-			return
+	for _, u := range checkUsed(d.cfg, path, where) {
+		if u.err != nil {
+			d.add(u.check, checkProblem, oneLine(u.err.Error()), u.fix)
+		} else {
+			d.add(u.check, checkOK, u.ok, "")
 		}
 	}
-	d.add("cachix", checkProblem, fmt.Sprintf("%q is not in %s (%s)", bin, where, path), "set cachix.bin in hook.conf to cachix's absolute path")
-}
-
-// trustedProgram reports cachix found at p, or why the worker would
-// refuse to run it.
-func (d *doctor) trustedProgram(p, how string) {
-	if _, err := trust.Check(p, trust.Program); err != nil {
-		d.add("cachix", checkProblem, oneLine(err.Error()), "the worker refuses to run it: fix its owner or mode, or set cachix.bin to a trusted copy")
-		return
-	}
-	d.add("cachix", checkOK, fmt.Sprintf("%s, %s", p, how), "")
-}
-
-func executable(p string) error {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("%s is not executable", p)
-	}
-	return nil
 }
 
 // daemonEnv finds a running nix-daemon and reads its environment (root

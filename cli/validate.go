@@ -1,9 +1,13 @@
 package cli
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+)
 
 func runValidate(e *env) int {
-	fs := e.flags("validate", "", "Load and check the config; print the effective configuration (file plus\nenvironment overrides) and exit 0, or print every problem and exit 1.")
+	fs := e.flags("validate", "[--config-only]", "Load and check the config, and what it names that the worker will use (the\ntoken file, signing keys, cachix.bin found in your PATH, nix.bin_dir's nix\nand nix-store), by the rules the worker applies; print the effective\nconfiguration (file plus environment overrides) and exit 0, or print every\nproblem and exit 1.")
+	configOnly := fs.Bool("config-only", false, "check the config alone, not the files and programs it names (for a config\nmade for another machine, such as a NixOS module's)")
 	if st, ok := e.parse(fs); !ok {
 		return st
 	}
@@ -18,11 +22,19 @@ func runValidate(e *env) int {
 		e.errorf("invalid configuration:\n%v", err)
 		return 1
 	}
-	if errs := c.CheckKeyFiles(); len(errs) > 0 {
-		for _, err := range errs {
-			e.errorf("invalid configuration: %v", err)
+	// What the config names must be usable too: a token file the worker
+	// refuses fails every push as surely as a typo.
+	if !*configOnly {
+		bad := false
+		for _, u := range checkUsed(c, os.Getenv("PATH"), "your PATH") {
+			if u.err != nil {
+				e.errorf("invalid configuration: %s", usedError(c, u))
+				bad = true
+			}
 		}
-		return 1
+		if bad {
+			return 1
+		}
 	}
 	fmt.Fprint(e.stdout, c.Effective())
 	return 0

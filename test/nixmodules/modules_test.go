@@ -142,7 +142,9 @@ func hookBin(t *testing.T) string {
 
 // validate renders settings (hook.conf as the module's Nix values) to TOML
 // as nixpkgs' formats.toml does (JSON through a TOML encoder), and runs
-// `cachix-filter-hook validate` on it. It returns validate's output.
+// `cachix-filter-hook validate --config-only` on it: the token file and the
+// store paths it names exist on the NixOS machine, not here. It returns
+// validate's output.
 func validate(t *testing.T, bin string, settings map[string]any) string {
 	t.Helper()
 	b, err := toml.Marshal(numbers(settings))
@@ -157,7 +159,7 @@ func validate(t *testing.T, bin string, settings map[string]any) string {
 	if err := os.WriteFile(conf, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := run(t, nil, bin, "--config", conf, "validate")
+	out, err := run(t, nil, bin, "--config", conf, "validate", "--config-only")
 	if err != nil {
 		t.Fatalf("validate refuses the module's hook.conf:\n%s\n%v", b, err)
 	}

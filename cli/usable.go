@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/trust"
+)
+
+// used is one thing the configuration names that the worker will read or
+// run: the token file, a signing key, cachix, Nix's programs in
+// nix.bin_dir. validate and doctor check them with checkUsed, the way the
+// worker will use them, so that neither passes what the worker refuses.
+type used struct {
+	check string // doctor's check name
+	key   string // the config key, for validate's message; "" when err names it
+	ok    string // what was found, when usable
+	err   error  // why the worker cannot use it
+	fix   string
+}
+
+// checkUsed checks what cfg names that the worker will use. cachix.bin is
+// looked up in path, described by where ("your PATH", "nix-daemon's
+// PATH (pid N)"): the worker the hook starts has the hook's environment.
+func checkUsed(cfg *config.Config, path, where string) []used {
+	var out []used
+	cachix := usesCachix(cfg)
+	if f := cfg.Cachix.AuthTokenFile; f != "" && cachix {
+		u := used{check: "token", key: "cachix.auth_token_file", ok: "auth token in " + f}
+		if _, err := config.ReadToken(f); err != nil {
+			u.err, u.fix = err, "write the Cachix auth token to "+f+" (chmod 600, owned by the user the worker runs as)"
+		}
+		out = append(out, u)
+	}
+	for _, err := range cfg.CheckKeyFiles() {
+		out = append(out, used{check: "signing key", err: err, fix: "write the key with nix-store --generate-binary-cache-key (chmod 600, owned by the user the worker runs as), or fix the key's path"})
+	}
+	if cachix {
+		out = append(out, findCachix(cfg.Cachix.Bin, path, where))
+	}
+	if dir := cfg.Nix.BinDir; dir != "" {
+		out = append(out, nixBinDir(dir)...)
+	}
+	return out
+}
+
+func usesCachix(cfg *config.Config) bool {
+	for _, t := range cfg.Targets {
+		if t.Cache != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// findCachix finds cachix.bin as exec would in path, or takes it as given
+// when absolute, and applies the trust rule to what it finds: the worker
+// refuses to run a cachix another user could change.
+func findCachix(bin, path, where string) used {
+	u := used{check: "cachix", key: "cachix.bin"}
+	p, how := bin, "set in cachix.bin"
+	if filepath.IsAbs(bin) {
+		if err := executable(bin); err != nil {
+			u.err, u.fix = err, "install cachix there, or set cachix.bin to where it is"
+			return u
+		}
+	} else {
+		p = ""
+		for _, dir := range filepath.SplitList(path) {
+			// A relative entry depends on the working directory,
+			// which is / for the worker: not what was meant.
+			if dir == "" || !filepath.IsAbs(dir) {
+				continue
+			}
+			if c := filepath.Join(dir, bin); executable(c) == nil {
+				p, how = c, "found in "+where
+				break
+			}
+		}
+		if p == "" {
+			u.err = fmt.Errorf("%q is not in %s (%s)", bin, where, path)
+			u.fix = "set cachix.bin in hook.conf to cachix's absolute path"
+			return u
+		}
+	}
+	if _, err := trust.Check(p, trust.Program); err != nil {
+		u.err, u.fix = err, "the worker refuses to run it: fix its owner or mode, or set cachix.bin to a trusted copy"
+		return u
+	}
+	u.ok = fmt.Sprintf("%s, %s", p, how)
+	return u
+}
+
+// nixBinDir checks that nix.bin_dir holds nix and nix-store that the
+// worker will run: it looks nowhere else.
+func nixBinDir(dir string) []used {
+	var out []used
+	nix := nixstore.Nix{BinDir: dir}
+	for _, prog := range []string{"nix", "nix-store"} {
+		_, err := nix.Trusted(prog)
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist):
+			out = append(out, used{check: "nix.bin_dir", key: "nix.bin_dir", err: fmt.Errorf("%s has no %s", dir, prog),
+				fix: "set nix.bin_dir in hook.conf to the directory holding nix and nix-store, or remove it to use PATH"})
+		default:
+			out = append(out, used{check: "nix.bin_dir", key: "nix.bin_dir", err: err,
+				fix: "the worker refuses to run it: fix its owner or mode, or set nix.bin_dir to a trusted Nix"})
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, used{check: "nix.bin_dir", ok: "nix and nix-store in " + dir})
+	}
+	return out
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable", p)
+	}
+	return nil
+}
+
+// usedError is a problem checkUsed found, as validate prints it: naming
+// the file or variable that set the key.
+func usedError(cfg *config.Config, u used) string {
+	if u.key == "" {
+		return u.err.Error()
+	}
+	where := cfg.Where(u.key)
+	if where == "" {
+		return fmt.Sprintf("%s (default): %v", u.key, u.err)
+	}
+	return fmt.Sprintf("%s: %s: %v", where, u.key, u.err)
+}
