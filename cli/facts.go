@@ -14,7 +14,13 @@ import (
 // warns and returns none: push queues by the patterns alone and the
 // worker, which checks again before pushing, holds the paths back.
 func (e *env) gatherFacts(c *config.Config, paths []storepath.Path) map[string]*config.Facts {
-	facts, err := pathfacts.New(c).Gather(e.ctx, c, paths, false)
+	return e.gatherFactsWith(pathfacts.New(c), c, paths)
+}
+
+// gatherFactsWith is gatherFacts with a Gatherer that may know some
+// paths already (see pathfacts.Gatherer.Closure).
+func (e *env) gatherFactsWith(g *pathfacts.Gatherer, c *config.Config, paths []storepath.Path) map[string]*config.Facts {
+	facts, err := g.Gather(e.ctx, c, paths, false)
 	if err != nil {
 		e.errorf("warning: max_nar_size and unsubstitutable not applied: %v", err)
 		return nil

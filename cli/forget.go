@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
 )
 
@@ -14,11 +16,12 @@ import (
 const lockWait = 15 * time.Second
 
 func runForget(e *env) int {
-	fs := e.flags("forget", "[--target T] [--dropped] [--corrupt] [--dry-run]",
-		"Delete queue files that are no longer wanted, saying which. Without\n--dropped or --corrupt: the queued entries of targets no longer in the\nconfig, or of target T (they will then not be pushed). --dropped: the\nentries the worker dropped (dropped/, see `log`), of target T if given.\n--corrupt: the unreadable entries moved to corrupt/. Queued entries are\nonly removed while no worker runs (only the worker changes them): forget\nwaits up to "+lockWait.String()+" for one to exit. The record of outcomes\n(`log`) is kept.")
+	fs := e.flags("forget", "[--target T] [--dropped] [--corrupt] [--pushed] [--dry-run]",
+		"Delete queue files that are no longer wanted, saying which. Without\n--dropped, --corrupt or --pushed: the queued entries of targets no longer in\nthe config, or of target T (they will then not be pushed). --dropped: the\nentries the worker dropped (dropped/, see `log`), of target T if given.\n--corrupt: the unreadable entries moved to corrupt/. --pushed: the record of\npaths pushed to T's cache (all targets' without --target), after the cache\nwas emptied, so that the hook and push queue those paths again. Queued entries are\nonly removed while no worker runs (only the worker changes them): forget\nwaits up to "+lockWait.String()+" for one to exit. The record of outcomes\n(`log`) is kept.")
 	target := fs.String("target", "", "only target `T`")
 	dropped := fs.Bool("dropped", false, "delete the dropped entries")
 	corrupt := fs.Bool("corrupt", false, "delete the corrupt entries")
+	pushedRec := fs.Bool("pushed", false, "delete the record of pushed paths")
 	dryRun := fs.Bool("dry-run", false, "only print what would be deleted")
 	if st, ok := e.parse(fs); !ok {
 		return st
@@ -74,7 +77,12 @@ func runForget(e *env) int {
 			fmt.Fprintf(e.stdout, "%s corrupt %s\n", verb, n)
 		}
 	}
-	if *dropped || *corrupt {
+	if *pushedRec {
+		if st := e.forgetPushed(c, q, *target, *dryRun); st != 0 {
+			status = st
+		}
+	}
+	if *dropped || *corrupt || *pushedRec {
 		return status
 	}
 
@@ -132,13 +140,13 @@ func (e *env) takeLock(q *queue.Queue) (*queue.Lock, error) {
 		lock, err := q.AcquireWorker(ctx, time.Second)
 		if err != nil || lock != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("a worker is draining %s: stop it (systemctl stop cachix-filter-hook) or run forget when it has exited", q.Dir)
+				return nil, fmt.Errorf("a worker is draining %s: stop it (systemctl stop cachix-filter-hook-worker) or run forget when it has exited", q.Dir)
 			}
 			return lock, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("a worker is draining %s: stop it (systemctl stop cachix-filter-hook) or run forget when it has exited", q.Dir)
+			return nil, fmt.Errorf("a worker is draining %s: stop it (systemctl stop cachix-filter-hook-worker) or run forget when it has exited", q.Dir)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -152,4 +160,34 @@ func sortEntries(entries []*queue.Entry) []*queue.Entry {
 		return entries[i].Path < entries[j].Path
 	})
 	return entries
+}
+
+// forgetPushed deletes the record of what was pushed to target's
+// destination, or every record. A running worker notices and starts a
+// new one (see pushed.Record.Replaced).
+func (e *env) forgetPushed(c *config.Config, q *queue.Queue, target string, dryRun bool) int {
+	key, what := "", "every target"
+	if target != "" {
+		t := c.Target(target)
+		if t == nil {
+			e.errorf("forget --pushed: no target %q in the config", target)
+			return 1
+		}
+		key, what = t.RecordKey(), fmt.Sprintf("target %q", target)
+	}
+	if dryRun {
+		fmt.Fprintf(e.stdout, "would forget the record of paths pushed to %s\n", what)
+		return 0
+	}
+	n, err := pushed.Forget(q.Dir, key)
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	if n == 0 {
+		fmt.Fprintf(e.stdout, "no record of paths pushed to %s\n", what)
+		return 0
+	}
+	fmt.Fprintf(e.stdout, "forgot the record of paths pushed to %s: they will be queued and pushed again\n", what)
+	return 0
 }

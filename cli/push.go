@@ -8,23 +8,26 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/pathfacts"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
 )
 
 func runPush(e *env) int {
-	flags := e.flags("push", "[--closure] [--wait [-q] [--timeout DUR]] [--dry-run] PATH...|-",
-		"Queue the paths the rules select, with the same rules and targets as the\nhook, and return at once. PATH may be a store path, a file inside one, or a\nsymlink into the store (./result, /run/current-system, a home-manager\ngeneration); - reads paths from standard input.\n\nWith --wait, show progress on stderr and exit 1 when a path it queued was\ndropped (closure_deny, garbage-collected) or is still failing at the\ntimeout, listing each with the reason.")
+	flags := e.flags("push", "[--closure] [--force] [--wait [-q] [--timeout DUR]] [--dry-run] PATH...|-",
+		"Queue the paths the rules select, with the same rules and targets as the\nhook, and return at once. PATH may be a store path, a file inside one, or a\nsymlink into the store (./result, /run/current-system, a home-manager\ngeneration); - reads paths from standard input.\n\nPaths the worker already pushed to a target are left out without a pusher\ncall, as recorded for queue.remember_pushed; --force queues them anyway\n(after a cache was emptied, see also forget --pushed).\n\nWith --wait, show progress on stderr and exit 1 when a path it queued was\ndropped (closure_deny, garbage-collected) or is still failing at the\ntimeout, listing each with the reason.")
 	closure := flags.Bool("closure", false, "select from each root's runtime closure, not just the root")
 	wait := flags.Bool("wait", false, "wait until the queued paths are pushed; exit 1 listing those that were not")
 	timeout := flags.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`")
 	dryRun := flags.Bool("dry-run", false, "print the decisions as explain does; queue nothing")
+	force := flags.Bool("force", false, "queue paths even if the record says they were pushed")
 	quiet := flags.Bool("q", false, "with --wait, no progress and no summary; only what was not pushed")
 	if st, ok := e.parse(flags); !ok {
 		return st
@@ -71,40 +74,56 @@ func runPush(e *env) int {
 	if len(paths) == 0 {
 		return status
 	}
-	if *closure {
-		roots := make([]string, len(paths))
-		for i, p := range paths {
-			roots[i] = p.String()
+	// What was pushed before is left out (unless --force) before any
+	// fact is asked of Nix or an upstream: after a switch, nearly all of
+	// a system's closure was.
+	var rec *hook.Record
+	if !*force {
+		if rec, err = hook.OpenRecord(c); err != nil {
+			e.errorf("%v", err)
+			return 1
 		}
-		closure, err := nixstore.Nix{BinDir: c.Nix.BinDir}.Closure(e.ctx, roots...)
-		if err != nil {
+		defer rec.Close()
+	}
+	roots := paths
+	gather := pathfacts.New(c)
+	if *closure {
+		if paths, err = e.closure(c, gather, rec, roots); err != nil {
 			e.errorf("push: %v", err)
 			return 1
 		}
-		// nix-store lists each path once, the roots among them.
-		paths = paths[:0]
-		for _, s := range closure {
-			if p, err := storepath.Parse(storeDir, s); err == nil {
-				paths = append(paths, p)
-			}
+	}
+	pushedTo := pushedTo(c, rec, roots, *closure)
+	var ask []storepath.Path
+	for _, p := range paths {
+		if !allPushed(c, p, pushedTo) {
+			ask = append(ask, p)
 		}
 	}
-	facts := e.gatherFacts(c, paths)
+	facts := e.gatherFactsWith(gather, c, ask)
 	if *dryRun {
 		for _, p := range paths {
-			fmt.Fprintln(e.stdout, c.DecideFacts(p, facts[p.String()]).Line())
+			line := c.DecideFacts(p, facts[p.String()]).Line()
+			if ts := pushedTargets(c, p, pushedTo); len(ts) > 0 {
+				line += fmt.Sprintf(" (already pushed to %s: left out; --force queues it)", strings.Join(ts, ", "))
+			}
+			fmt.Fprintln(e.stdout, line)
 		}
 		return status
 	}
 	sel := hook.SelectWith(c, paths, func(s string) *config.Facts { return facts[s] })
+	sel.LeaveOut(pushedTo)
+	start := time.Now()
+	if len(sel.Pairs) > 0 {
+		if err := hook.Enqueue(c, &sel, *force); err != nil {
+			e.errorf("%v", err)
+			return 1
+		}
+	}
+	// After queueing: the line says what was queued, not what was meant to be.
 	fmt.Fprintf(e.stdout, "cachix-filter-hook: %s\n", sel.Summary())
 	if len(sel.Pairs) == 0 {
 		return status
-	}
-	start := time.Now()
-	if err := hook.Enqueue(c, sel); err != nil {
-		e.errorf("%v", err)
-		return 1
 	}
 	if *wait {
 		ctx, cancel := context.WithTimeout(e.ctx, *timeout)
@@ -172,4 +191,83 @@ func (e *env) waitPushed(ctx context.Context, c *config.Config, pairs []queue.Pa
 		}
 	}
 	return prog.finish(nil)
+}
+
+// closure returns the runtime closure of roots. When the rules read facts
+// and some root was not pushed before, one `nix path-info --recursive`
+// call brings the closure and the facts together; otherwise the closure
+// query alone is cheaper (the facts of paths already pushed are not
+// needed).
+func (e *env) closure(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record, roots []storepath.Path) ([]storepath.Path, error) {
+	args := make([]string, len(roots))
+	fresh := false
+	for i, p := range roots {
+		args[i] = p.String()
+		for _, t := range c.Targets {
+			if t.Rules.Decide(p).Selected && !rec.Has(t.Name, p) {
+				fresh = true
+			}
+		}
+	}
+	var closure []string
+	var err error
+	if n := c.Needs(); fresh && (n.Size || n.Subst) {
+		closure, err = g.Closure(e.ctx, args)
+	} else {
+		closure, err = nixstore.Nix{BinDir: c.Nix.BinDir}.Closure(e.ctx, args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	storeDir := storepath.StoreDir()
+	paths := make([]storepath.Path, 0, len(closure))
+	for _, s := range closure {
+		if p, err := storepath.Parse(storeDir, s); err == nil {
+			paths = append(paths, p)
+		}
+	}
+	return paths, nil
+}
+
+// pushedTo tells whether a path went to a target before: recorded itself,
+// or, with --closure, in the closure of roots that all were (cachix push
+// and nix copy upload a path's whole closure).
+func pushedTo(c *config.Config, rec *hook.Record, roots []storepath.Path, closure bool) func(string, storepath.Path) bool {
+	whole := map[string]bool{}
+	if closure && rec != nil {
+		for _, t := range c.Targets {
+			whole[t.Name] = true
+			for _, r := range roots {
+				if !rec.Has(t.Name, r) {
+					whole[t.Name] = false
+					break
+				}
+			}
+		}
+	}
+	return func(target string, p storepath.Path) bool {
+		return whole[target] || rec.Has(target, p)
+	}
+}
+
+// allPushed reports whether every target whose patterns select p has it
+// already: then its facts are not needed.
+func allPushed(c *config.Config, p storepath.Path, pushedTo func(string, storepath.Path) bool) bool {
+	for _, t := range c.Targets {
+		if t.Rules.Decide(p).Selected && !pushedTo(t.Name, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// pushedTargets lists the targets selecting p that have it already.
+func pushedTargets(c *config.Config, p storepath.Path, pushedTo func(string, storepath.Path) bool) []string {
+	var ts []string
+	for _, t := range c.Targets {
+		if t.Rules.Decide(p).Selected && pushedTo(t.Name, p) {
+			ts = append(ts, t.Name)
+		}
+	}
+	return ts
 }

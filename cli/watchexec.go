@@ -75,15 +75,17 @@ func runWatchExec(e *env) int {
 	}
 	facts := e.gatherFacts(c, paths)
 	sel := hook.SelectWith(c, paths, func(s string) *config.Facts { return facts[s] })
+	start := time.Now()
+	if len(sel.Pairs) > 0 {
+		if err := hook.Enqueue(c, &sel, false); err != nil {
+			e.errorf("%v", err)
+			return status
+		}
+	}
 	if !*quiet || len(sel.Pairs) == 0 {
 		e.errorf("%s", sel.Summary())
 	}
 	if len(sel.Pairs) == 0 {
-		return status
-	}
-	start := time.Now()
-	if err := hook.Enqueue(c, sel); err != nil {
-		e.errorf("%v", err)
 		return status
 	}
 	if *wait {

@@ -12,11 +12,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/worker"
@@ -102,7 +104,7 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 		say("%s", sel.Summary())
 		return 0
 	}
-	if err := Enqueue(cfg, sel); err != nil {
+	if err := Enqueue(cfg, &sel, false); err != nil {
 		return fail("%v", err)
 	}
 	say("%s", sel.Summary())
@@ -116,6 +118,9 @@ type Selection struct {
 	Selected int          // paths at least one target selects
 	Targets  []string     // targets that selected something, in config order
 	Skipped  []string     // "name: reason" of paths no target selects
+	// Pushed counts, per target, the pairs left out because the record
+	// of pushed paths has them (see Enqueue).
+	Pushed map[string]int
 }
 
 // Select applies every target's rules to paths.
@@ -153,22 +158,54 @@ func SelectWith(cfg *config.Config, paths []storepath.Path, facts func(string) *
 }
 
 // Summary is the one line the hook prints to the build log:
-// `queued 1 of 2 paths for main (skipped hello-2.12.1-doc: deny "*-doc")`.
+// `queued 1 of 2 paths for main (skipped hello-2.12.1-doc: deny "*-doc")`,
+// or `queued 0 of 1 paths (already pushed: 1 to main)`.
 func (s Selection) Summary() string {
 	line := fmt.Sprintf("queued %d of %d paths", s.Selected, s.Total)
 	if len(s.Targets) > 0 {
 		line += " for " + strings.Join(s.Targets, ", ")
 	}
+	var notes []string
+	if len(s.Pushed) > 0 {
+		names := make([]string, 0, len(s.Pushed))
+		for t := range s.Pushed {
+			names = append(names, t)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, t := range names {
+			parts = append(parts, fmt.Sprintf("%d to %s", s.Pushed[t], t))
+		}
+		notes = append(notes, "already pushed: "+strings.Join(parts, ", "))
+	}
 	if len(s.Skipped) > 0 {
-		line += " (skipped " + summarize(s.Skipped, 3) + ")"
+		notes = append(notes, "skipped "+summarize(s.Skipped, 3))
+	}
+	if len(notes) > 0 {
+		line += " (" + strings.Join(notes, "; ") + ")"
 	}
 	return line
 }
 
 // Enqueue queues the selection durably and makes sure a worker runs.
-func Enqueue(cfg *config.Config, sel Selection) error {
+// Unless force, it first leaves out the pairs that the record of pushed
+// paths (package pushed, written by the worker) says went to their target
+// already: after a switch, nearly all of a system's closure did, and
+// queueing it again would cost a pusher call for nothing. sel is updated
+// to what was queued, so that its Summary says what will be uploaded.
+func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 	q, err := queue.Open(cfg.Queue.Dir)
 	if err == nil {
+		// Only once the queue directory passed its checks: the
+		// record lives there, and it decides what is not uploaded.
+		if !force && cfg.Queue.RememberPushed > 0 {
+			rec := &Record{cfg: cfg, dir: q.Dir, now: time.Now(), recs: map[string]*pushed.Record{}}
+			sel.LeaveOut(rec.Has)
+			rec.Close()
+		}
+		if len(sel.Pairs) == 0 {
+			return nil
+		}
 		_, err = q.Add(sel.Pairs, time.Now())
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"sort"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
@@ -201,4 +202,26 @@ func (g *Gatherer) ClosureOversize(t *config.Target, root string) (dep, rule str
 		}
 	}
 	return "", ""
+}
+
+// Closure returns the runtime closure of roots from one `nix path-info
+// --recursive --json` call and keeps the infos it brings, so that Gather
+// on those paths asks Nix nothing more: `push --closure` with rules that
+// read facts makes one Nix call instead of a closure query and then a
+// path-info of the whole closure.
+func (g *Gatherer) Closure(ctx context.Context, roots []string) ([]string, error) {
+	infos, err := g.nix.PathInfos(ctx, true, roots...)
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, 0, len(infos))
+	for k, v := range infos {
+		g.infos[k] = v
+		g.closed[k] = true
+		if v.Valid {
+			paths = append(paths, k)
+		}
+	}
+	sort.Strings(paths)
+	return paths, nil
 }

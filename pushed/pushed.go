@@ -381,3 +381,18 @@ func Forget(queueDir, key string) (int, error) {
 	}
 	return n, nil
 }
+
+// Replaced reports whether the record's file was removed or replaced
+// since it was opened (by `forget --pushed`): the worker then opens the
+// new one, or its writes would go to a file nobody reads.
+func (r *Record) Replaced() bool {
+	if r == nil {
+		return true
+	}
+	open, err := r.f.Stat()
+	if err != nil {
+		return true
+	}
+	now, err := os.Lstat(r.f.Name())
+	return err != nil || !os.SameFile(open, now)
+}

@@ -214,13 +214,31 @@ func plReadEntries(t *testing.T, dir string) []plEntry {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var en plEntry
-		if err := json.Unmarshal(data, &en); err != nil {
-			t.Fatalf("%s: %v\n%s", f, err, data)
+		// A bulk add's entries share one file of lines (see queue.Add):
+		// the entry is the line whose pair has the file's name.
+		found := false
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var en plEntry
+			if err := json.Unmarshal([]byte(line), &en); err != nil {
+				t.Fatalf("%s: %v\n%s", f, err, data)
+			}
+			if plKey(en.Target, en.Path) == filepath.Base(f) {
+				out = append(out, en)
+				found = true
+				break
+			}
 		}
-		out = append(out, en)
+		if !found {
+			t.Fatalf("%s: no line is its entry:\n%s", f, data)
+		}
 	}
 	return out
+}
+
+// plKey is queue.Key: the path's hash and a digest of the target name.
+func plKey(target, path string) string {
+	sum := sha256.Sum256([]byte(target))
+	return strings.SplitN(filepath.Base(path), "-", 2)[0] + "." + hex.EncodeToString(sum[:6])
 }
 
 // plPushedPaths counts, per path, how often it was in a successful stand-in

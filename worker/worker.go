@@ -22,6 +22,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/pathfacts"
+	"github.com/cachix-filter-hook/cachix-filter-hook/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
 )
@@ -70,6 +71,10 @@ type Worker struct {
 	arrived map[string]time.Time
 	// unreadable are entries already logged as unreadable.
 	unreadable map[string]bool
+	// argBudget bounds the bytes of paths in one pusher call.
+	argBudget int
+	// records of what was pushed, by target name (see remember).
+	records map[string]*pushed.Record
 }
 
 // New prepares a worker; Run does the work.
@@ -84,6 +89,8 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		arrived: map[string]time.Time{},
 
 		unreadable: map[string]bool{},
+		argBudget:  pusher.ArgBudget(),
+		records:    map[string]*pushed.Record{},
 	}
 	for _, t := range cfg.Targets {
 		w.pushers[t.Name] = pusher.New(cfg, t)
@@ -110,6 +117,7 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		return nil
 	}
 	defer func() {
+		w.closeRecords()
 		if lock != nil {
 			lock.Unlock()
 		}
@@ -315,23 +323,56 @@ func (w *Worker) plan(live []*queue.Entry, now time.Time) ([]batch, time.Time) {
 	}
 	var batches []batch
 	for _, t := range w.cfg.Targets {
-		var cur []*queue.Entry
+		var fresh []*queue.Entry
+		failing := map[int][]*queue.Entry{}
 		for _, e := range byTarget[t.Name] {
 			if e.Attempts >= failedTwice {
-				batches = append(batches, batch{t, []*queue.Entry{e}})
-				continue
-			}
-			cur = append(cur, e)
-			if len(cur) == w.cfg.Queue.Batch {
-				batches = append(batches, batch{t, cur})
-				cur = nil
+				failing[e.Attempts] = append(failing[e.Attempts], e)
+			} else {
+				fresh = append(fresh, e)
 			}
 		}
-		if len(cur) > 0 {
-			batches = append(batches, batch{t, cur})
+		// A batch that failed twice is halved, and so is each half that
+		// fails again (its entries share their attempts and back-off):
+		// one bad path among 10,000 is found in some 14 rounds, while
+		// the halves without it go up, instead of 10,000 single pushes.
+		attempts := make([]int, 0, len(failing))
+		for n := range failing {
+			attempts = append(attempts, n)
 		}
+		sort.Ints(attempts)
+		for _, n := range attempts {
+			es := failing[n]
+			batches = append(batches, w.chunk(t, es, (len(es)+1)/2)...)
+		}
+		batches = append(batches, w.chunk(t, fresh, w.cfg.Queue.Batch)...)
 	}
 	return batches, next
+}
+
+// chunk cuts entries into batches of at most size entries whose paths fit
+// in one pusher call's argv.
+func (w *Worker) chunk(t *config.Target, entries []*queue.Entry, size int) []batch {
+	budget := w.argBudget
+	if budget <= 0 {
+		budget = pusher.ArgBudget()
+	}
+	var out []batch
+	var cur []*queue.Entry
+	bytes := 0
+	for _, e := range entries {
+		c := pusher.ArgCost(e.Path)
+		if len(cur) > 0 && (len(cur) >= size || bytes+c > budget) {
+			out = append(out, batch{t, cur})
+			cur, bytes = nil, 0
+		}
+		cur = append(cur, e)
+		bytes += c
+	}
+	if len(cur) > 0 {
+		out = append(out, batch{t, cur})
+	}
+	return out
 }
 
 func (w *Worker) retryNow() {
@@ -410,6 +451,7 @@ func (w *Worker) push(ctx context.Context, b batch) {
 			removed++
 			delete(w.entries, e.Key())
 		}
+		w.remember(log, b.target, send)
 		w.state.pushed(w.q.Dir, b.target.Name, len(send), time.Now(), removed == len(send))
 		return
 	}
