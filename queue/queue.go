@@ -457,16 +457,16 @@ func (q *Queue) readEntry(file, key string) (*Entry, error) {
 		return e, nil
 	}
 	all := parseShared(body)
-	if shared {
-		q.shared.put(id, all)
-	}
 	e, ok := all[key]
 	if !ok {
 		return nil, fmt.Errorf("%w: %s: no line of it is the entry %s", ErrCorrupt, file, key)
 	}
-	c := *e
-	c.key = key
-	return &c, nil
+	delete(all, key)
+	if shared && len(all) > 0 {
+		q.shared.put(id, all)
+	}
+	e.key = key
+	return e, nil
 }
 
 // parseShared decodes the lines of a shared file by their keys. A line

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"io/fs"
+	"slices"
 	"sync"
 	"syscall"
 )
@@ -25,8 +26,11 @@ func sharedID(fi fs.FileInfo) (fileID, bool) {
 	return id, st.Nlink > 1 || fi.Size() > maxEntrySize
 }
 
-// sharedCache holds the parsed entries of the few shared files read last:
-// the worker reads the entries of one bulk Add one after another.
+// sharedCache holds the parsed entries of the few shared files read last,
+// until each is asked for: the worker and status read every entry once,
+// in the directory's order, which mixes the entries of several files, so
+// each file is parsed once and memory holds only what was parsed and not
+// yet handed out.
 type sharedCache struct {
 	mu    sync.Mutex
 	files map[fileID]map[string]*Entry
@@ -46,9 +50,13 @@ func (c *sharedCache) get(id fileID, key string) (*Entry, bool) {
 	if !ok {
 		return nil, false
 	}
-	cp := *e
-	cp.key = key
-	return &cp, true
+	delete(all, key)
+	if len(all) == 0 {
+		delete(c.files, id)
+		c.order = slices.DeleteFunc(c.order, func(x fileID) bool { return x == id })
+	}
+	e.key = key
+	return e, true
 }
 
 func (c *sharedCache) put(id fileID, all map[string]*Entry) {
