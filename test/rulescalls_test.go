@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// ruWrapNix makes a directory whose nix and nix-store log "PROGRAM ARG1
-// ARG2 ARG3 ARG4" to the returned file, then run the real ones.
+// ruWrapNix makes a directory whose nix and nix-store log "PROGRAM ARGS..."
+// (one line a call) to the returned file, then run the real ones.
 func ruWrapNix(t *testing.T) (dir, log string) {
 	t.Helper()
 	dir = filepath.Join(t.TempDir(), "bin")
@@ -29,7 +29,7 @@ func ruWrapNix(t *testing.T) (dir, log string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		script := fmt.Sprintf("#!/bin/sh\necho %s \"$1\" \"$2\" \"$3\" \"$4\" >> %s\nexec %s \"$@\"\n", prog, log, real)
+		script := fmt.Sprintf("#!/bin/sh\necho %s \"$@\" >> %s\nexec %s \"$@\"\n", prog, log, real)
 		if err := os.WriteFile(filepath.Join(dir, prog), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}

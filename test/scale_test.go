@@ -38,36 +38,7 @@ in builtins.toFile "many-root-%[1]s" (builtins.concatStringsSep " " files)`, s, 
 	return root
 }
 
-// scaleWrapNix makes a nix.bin_dir whose nix logs the paths of each
-// `nix copy` on one line of the returned file (and other calls by their
-// first arguments), then runs the real nix.
-func scaleWrapNix(t *testing.T) (dir, log string) {
-	t.Helper()
-	dir = filepath.Join(t.TempDir(), "bin")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	log = filepath.Join(filepath.Dir(dir), "calls.log")
-	for _, prog := range []string{"nix", "nix-store"} {
-		real, err := exec.LookPath(prog)
-		if err != nil {
-			t.Fatal(err)
-		}
-		script := fmt.Sprintf(`#!/bin/sh
-case " $* " in
-*" copy "*) { printf 'copy'; for a in "$@"; do case "$a" in /nix/store/*) printf ' %%s' "$a";; esac; done; echo; } >> %[2]s ;;
-*) echo %[1]s "$1" "$2" "$3" "$4" >> %[2]s ;;
-esac
-exec %[3]s "$@"
-`, prog, log, real)
-		if err := os.WriteFile(filepath.Join(dir, prog), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir, log
-}
-
-// scaleCopies returns the paths of each logged nix copy call.
+// scaleCopies returns the paths of each nix copy call in ruWrapNix's log.
 func scaleCopies(t *testing.T, log string) [][]string {
 	t.Helper()
 	f, err := os.Open(log)
@@ -82,9 +53,17 @@ func scaleCopies(t *testing.T, log string) [][]string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
-		if fs := strings.Fields(sc.Text()); len(fs) > 0 && fs[0] == "copy" {
-			out = append(out, fs[1:])
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 4 || fs[0] != "nix" || fs[3] != "copy" {
+			continue
 		}
+		var paths []string
+		for _, a := range fs[4:] {
+			if strings.HasPrefix(a, "/nix/store/") {
+				paths = append(paths, a)
+			}
+		}
+		out = append(out, paths)
 	}
 	return out
 }
@@ -97,7 +76,7 @@ func TestScaleClosurePushedOnce(t *testing.T) {
 	t.Parallel()
 	const n = 2000
 	root := scaleClosure(t, n)
-	bin, log := scaleWrapNix(t)
+	bin, log := ruWrapNix(t)
 	e := NewEnv(t, `
 store = "file://@DIR@/cache"
 allow = ["many-*"]
@@ -206,7 +185,7 @@ func TestScaleSIGKILLQueueAndDrain(t *testing.T) {
 	t.Parallel()
 	const n = 10000
 	root := scaleClosure(t, n)
-	bin, log := scaleWrapNix(t)
+	bin, log := ruWrapNix(t)
 	e := NewEnv(t, `
 store = "file://@DIR@/cache"
 allow = ["many-*"]
