@@ -21,6 +21,11 @@ type TargetDecision struct {
 	// with this one in it, though its rules do not select this one
 	// (closure_deny = "push").
 	InsideClosureOf string `json:"inside_closure_of,omitempty"`
+	// Dependency is the path of this one's closure that the closure rule
+	// is about: denied by name or larger than max_nar_size, it makes
+	// closure_deny = "skip" leave this path out, and goes up inside its
+	// closure with "push".
+	Dependency string `json:"dependency,omitempty"`
 }
 
 // Verdict is every target's decision on one path; explain, push and the
@@ -99,10 +104,13 @@ func (v Verdict) Reason() string {
 }
 
 // Line renders the verdict as explain prints it:
-// `push PATH -> main, work (allow "hello-*")` or `skip PATH (deny "*-doc")`.
+// `push PATH -> main, work (allow "hello-*")` or `skip PATH (deny "*-doc")`;
+// a path that goes up all the same inside a pushed path's closure is
+// `denied PATH (deny "*-doc"), but uploaded -> main inside the closure of
+// X (closure_deny = "push")`, never "skip" (see DecideAll).
 func (v Verdict) Line() string {
 	if v.Selected() {
-		return fmt.Sprintf("push %s -> %s (%s%s)", v.Path, strings.Join(v.Push, ", "), v.Reason(), notesText(v.Notes()))
+		return fmt.Sprintf("push %s -> %s (%s%s)", v.Path, strings.Join(v.Push, ", "), v.Reason(), notesText(append(v.Notes(), v.closureNotes()...)))
 	}
 	if line, ok := v.uploadedLine(); ok {
 		return line

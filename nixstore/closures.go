@@ -13,20 +13,30 @@ func (n Nix) Closures(ctx context.Context, roots ...string) (map[string][]string
 	}
 	out := make(map[string][]string, len(roots))
 	for _, root := range roots {
-		if !infos[root].Valid {
-			continue
+		if c := ClosureOf(infos, root); c != nil {
+			out[root] = c
 		}
-		seen := map[string]bool{root: true}
-		closure := []string{root}
-		for i := 0; i < len(closure); i++ {
-			for _, ref := range infos[closure[i]].References {
-				if !seen[ref] {
-					seen[ref] = true
-					closure = append(closure, ref)
-				}
-			}
-		}
-		out[root] = closure
 	}
 	return out, nil
+}
+
+// ClosureOf walks root's references in infos breadth-first: its closure,
+// root first, in the order everyone who names a path of it (the worker,
+// explain, push --dry-run) searches it. nil when root is not a valid path
+// in infos.
+func ClosureOf(infos map[string]PathInfo, root string) []string {
+	if !infos[root].Valid {
+		return nil
+	}
+	seen := map[string]bool{root: true}
+	closure := []string{root}
+	for i := 0; i < len(closure); i++ {
+		for _, ref := range infos[closure[i]].References {
+			if !seen[ref] {
+				seen[ref] = true
+				closure = append(closure, ref)
+			}
+		}
+	}
+	return closure
 }

@@ -175,33 +175,51 @@ func (g *Gatherer) subst(drv string) string {
 
 // ClosureOversize returns a path in root's closure (root excluded) that is
 // larger than t's max_nar_size, with the reason, from the infos a Gather
-// with closure loaded; "" when there is none, or nothing is known.
+// with closure loaded; "" when there is none, or nothing is known. The
+// rule is config's (Target.ClosureOversize), as for explain and push
+// --dry-run (ClosureFacts).
 func (g *Gatherer) ClosureOversize(t *config.Target, root string) (dep, rule string) {
 	if t.MaxNarSize <= 0 {
 		return "", ""
 	}
-	seen := map[string]bool{root: true}
-	stack := []string{root}
-	for len(stack) > 0 {
-		p := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		info, ok := g.infos[p]
-		if !ok {
-			continue
-		}
-		if p != root {
-			if r := t.SizeRule(info.NarSize); r != "" {
-				return p, r
-			}
-		}
-		for _, ref := range info.References {
-			if !seen[ref] {
-				seen[ref] = true
-				stack = append(stack, ref)
-			}
+	return t.ClosureOversize(root, nixstore.ClosureOf(g.infos, root), g.NarSize)
+}
+
+// NarSize returns a path's NAR size from the infos loaded so far.
+func (g *Gatherer) NarSize(path string) (int64, bool) {
+	info, ok := g.infos[path]
+	return info.NarSize, ok && info.Valid
+}
+
+// ClosureFacts returns what the closure rule reads about each root in the
+// store (see config.ClosureFacts): its closure and the sizes of its
+// paths, from one `nix path-info --recursive --json` call for the roots
+// whose closure is not loaded yet (none after Closure). The infos stay, so
+// that a Gather on the same paths asks Nix nothing more.
+func (g *Gatherer) ClosureFacts(ctx context.Context, roots []string) (map[string]*config.ClosureFacts, error) {
+	var ask []string
+	for _, r := range roots {
+		if !g.closed[r] {
+			ask = append(ask, r)
 		}
 	}
-	return "", ""
+	if len(ask) > 0 {
+		infos, err := g.nix.PathInfos(ctx, true, ask...)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range infos {
+			g.infos[k] = v
+			g.closed[k] = true
+		}
+	}
+	out := make(map[string]*config.ClosureFacts, len(roots))
+	for _, r := range roots {
+		if c := nixstore.ClosureOf(g.infos, r); c != nil {
+			out[r] = &config.ClosureFacts{Paths: c, NarSize: g.NarSize}
+		}
+	}
+	return out, nil
 }
 
 // Closure returns the runtime closure of roots from one `nix path-info
