@@ -3,8 +3,10 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/pathfacts"
 	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
 )
 
@@ -16,7 +18,7 @@ type explanation struct {
 }
 
 func runExplain(e *env) int {
-	fs := e.flags("explain", "[--json] PATH...", "Say, for each path, which targets select it and which rule decides.\nPATH may be a store path (built or not), a file inside one, or a symlink\ninto the store such as ./result or /run/current-system.")
+	fs := e.flags("explain", "[--json] PATH...", "Say, for each path, which targets select it and which rule decides.\nPATH may be a store path (built or not), a file inside one, or a symlink\ninto the store such as ./result or /run/current-system.\n\nFor a path in the store, the closure rule too, as the worker applies it:\nwith closure_deny = \"skip\" a path whose closure holds a denied path (or\none larger than max_nar_size) is not pushed, naming it; with \"push\" the\nline says what goes up inside its closure, and a denied path given with\none whose closure holds it is \"denied ..., but uploaded\".")
 	asJSON := fs.Bool("json", false, "print every target's decision as JSON")
 	if st, ok := e.parse(fs); !ok {
 		return st
@@ -44,10 +46,14 @@ func runExplain(e *env) int {
 		}
 		args, paths = append(args, arg), append(paths, p)
 	}
-	facts := e.gatherFacts(c, paths)
+	gather := pathfacts.New(c)
+	// The closures first: the sizes and derivers come with them, so
+	// that the facts cost no second Nix call.
+	closures := e.closureFacts(c, gather, paths)
+	facts := e.gatherFactsWith(gather, c, paths)
+	verdicts := c.DecideAll(paths, func(s string) *config.Facts { return facts[s] }, closures)
 	for i, p := range paths {
-		arg := args[i]
-		v := c.DecideFacts(p, facts[p.String()])
+		arg, v := args[i], verdicts[i]
 		if *asJSON {
 			all = append(all, explanation{Input: arg, Path: p.String(), Verdict: v})
 		} else {
@@ -60,4 +66,47 @@ func runExplain(e *env) int {
 		_ = enc.Encode(all)
 	}
 	return status
+}
+
+// closureFacts asks Nix, in one call (see pathfacts.ClosureFacts), for the
+// closures of the paths whose verdict or message the closure rule can
+// change: when a target denies something by name or has a max_nar_size,
+// those some target selects by name that are in the store. The decision
+// itself is config's (DecideAll), the one the worker applies. On failure
+// it warns and returns none: the lines say what the paths' own rules
+// decide, and the worker, which checks the closure before pushing, holds
+// back what it must.
+func (e *env) closureFacts(c *config.Config, g *pathfacts.Gatherer, paths []storepath.Path) func(string) *config.ClosureFacts {
+	if !c.NeedsClosure() {
+		return nil
+	}
+	var roots []string
+	for _, p := range paths {
+		if !selectedByName(c, p) {
+			continue
+		}
+		if _, err := os.Lstat(p.String()); err != nil {
+			continue // not built: nothing to ask Nix about
+		}
+		roots = append(roots, p.String())
+	}
+	if len(roots) == 0 {
+		return nil
+	}
+	cfs, err := g.ClosureFacts(e.ctx, roots)
+	if err != nil {
+		e.errorf("warning: closure_deny not applied (the closures could not be read): %v", err)
+		return nil
+	}
+	return func(s string) *config.ClosureFacts { return cfs[s] }
+}
+
+// selectedByName reports whether some target's patterns select p.
+func selectedByName(c *config.Config, p storepath.Path) bool {
+	for _, t := range c.Targets {
+		if t.Rules.Decide(p).Selected {
+			return true
+		}
+	}
+	return false
 }

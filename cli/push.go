@@ -88,7 +88,7 @@ func runPush(e *env) int {
 	roots := paths
 	gather := pathfacts.New(c)
 	if *closure {
-		if paths, err = e.closure(c, gather, rec, roots); err != nil {
+		if paths, err = e.closure(c, gather, rec, roots, *dryRun && c.NeedsClosure()); err != nil {
 			e.errorf("push: %v", err)
 			return 1
 		}
@@ -100,10 +100,19 @@ func runPush(e *env) int {
 			ask = append(ask, p)
 		}
 	}
+	// --dry-run says what will happen, closure rule included (as the
+	// worker applies it); push itself queues by the paths' own rules and
+	// leaves the closure to the worker, whose drops --wait reports. The
+	// closures first: the facts come with them, in one Nix call.
+	var closures func(string) *config.ClosureFacts
+	if *dryRun {
+		closures = e.closureFacts(c, gather, ask)
+	}
 	facts := e.gatherFactsWith(gather, c, ask)
 	if *dryRun {
-		for _, p := range paths {
-			line := c.DecideFacts(p, facts[p.String()]).Line()
+		verdicts := c.DecideAll(paths, func(s string) *config.Facts { return facts[s] }, closures)
+		for i, p := range paths {
+			line := verdicts[i].Line()
 			if ts := pushedTargets(c, p, pushedTo); len(ts) > 0 {
 				line += fmt.Sprintf(" (already pushed to %s: left out; --force queues it)", strings.Join(ts, ", "))
 			}
@@ -197,8 +206,9 @@ func (e *env) waitPushed(ctx context.Context, c *config.Config, pairs []queue.Pa
 // and some root was not pushed before, one `nix path-info --recursive`
 // call brings the closure and the facts together; otherwise the closure
 // query alone is cheaper (the facts of paths already pushed are not
-// needed).
-func (e *env) closure(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record, roots []storepath.Path) ([]storepath.Path, error) {
+// needed). infos asks for the infos anyway: --dry-run's closure rule reads
+// every path's closure, which they bring at no further call.
+func (e *env) closure(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record, roots []storepath.Path, infos bool) ([]storepath.Path, error) {
 	args := make([]string, len(roots))
 	fresh := false
 	for i, p := range roots {
@@ -211,7 +221,7 @@ func (e *env) closure(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record,
 	}
 	var closure []string
 	var err error
-	if n := c.Needs(); fresh && (n.Size || n.Subst) {
+	if n := c.Needs(); fresh && (n.Size || n.Subst || infos) {
 		closure, err = g.Closure(e.ctx, args)
 	} else {
 		closure, err = nixstore.Nix{BinDir: c.Nix.BinDir}.Closure(e.ctx, args...)
