@@ -155,6 +155,13 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 			idleSince = time.Time{}
 			w.prefetch(ctx, batches)
 			for _, b := range batches {
+				// Shutting down: the batches not started yet
+				// stay as they are (with a cancelled context,
+				// their closures could not be asked of Nix and
+				// they would count as failed).
+				if ctx.Err() != nil {
+					break
+				}
 				w.push(ctx, b)
 			}
 			continue
@@ -395,6 +402,10 @@ func (w *Worker) push(ctx context.Context, b batch) {
 	log := w.log.WithField("target", b.target.Name)
 	var send []*queue.Entry
 	cl := w.batchClosures(ctx, b.target, b.entries)
+	if ctx.Err() != nil {
+		// Cut short by shutdown, not a failure of the entries.
+		return
+	}
 	for _, e := range b.entries {
 		reason, err := w.reselect(b.target, e, cl, log)
 		if err != nil {
