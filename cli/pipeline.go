@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 
@@ -29,6 +30,9 @@ func runWorker(e *env) int {
 	if st, ok := e.parse(fs); !ok {
 		return st
 	}
+	// Before loading: a change in between is then a change from what
+	// the fingerprint says, and is loaded at the first check.
+	loaded := worker.TakeFingerprint(e.configFlag)
 	c, err := e.load()
 	if err != nil {
 		e.errorf("%v", err)
@@ -46,13 +50,16 @@ func runWorker(e *env) int {
 		e.errorf("%v", err)
 		return 1
 	}
-	log, closeLog, err := workerLog(c, mode != worker.Spawned, e.stderr)
+	wl, err := openWorkerLog(c, mode != worker.Spawned, e.stderr)
 	if err != nil {
 		e.errorf("%v", err)
 		return 1
 	}
-	defer closeLog()
-	err = worker.New(c, q, log).Run(e.ctx, mode)
+	defer wl.close()
+	log := wl.log
+	w := worker.New(c, q, log)
+	w.WatchConfig(worker.Watch{Flag: e.configFlag, Loaded: loaded, Prepare: wl.prepare})
+	err = w.Run(e.ctx, mode)
 	switch {
 	case err == nil, errors.Is(err, e.ctx.Err()) && e.ctx.Err() != nil:
 		return 0
@@ -66,21 +73,58 @@ func runWorker(e *env) int {
 	}
 }
 
-// workerLog logs to log.file, rotated at log.max_size, and also to stderr
-// for a worker in the foreground (systemd's journal).
-func workerLog(c *config.Config, foreground bool, stderr io.Writer) (*logrus.Logger, func(), error) {
+// workerLog is the worker's log: log.file, rotated at log.max_size, and
+// also stderr for a worker in the foreground (systemd's journal). A
+// reloaded configuration may name another file, size or level.
+type workerLog struct {
+	log        *logrus.Logger
+	f          *logfile.File
+	file       string
+	maxSize    int64
+	foreground bool
+	stderr     io.Writer
+}
+
+func openWorkerLog(c *config.Config, foreground bool, stderr io.Writer) (*workerLog, error) {
 	f, err := logfile.Open(c.Log.File, c.Log.MaxSize)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	log := logrus.New()
-	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
-	level, _ := logrus.ParseLevel(c.Log.Level)
-	log.SetLevel(level)
-	var out io.Writer = f
-	if foreground {
-		out = io.MultiWriter(f, stderr)
-	}
-	log.SetOutput(out)
-	return log, func() { f.Close() }, nil
+	l := &workerLog{log: logrus.New(), foreground: foreground, stderr: stderr}
+	l.log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
+	l.use(c, f)
+	return l, nil
 }
+
+func (l *workerLog) use(c *config.Config, f *logfile.File) {
+	level, _ := logrus.ParseLevel(c.Log.Level) // config.Load checked it
+	l.log.SetLevel(level)
+	l.f, l.file, l.maxSize = f, c.Log.File, c.Log.MaxSize
+	var out io.Writer = f
+	if l.foreground {
+		out = io.MultiWriter(f, l.stderr)
+	}
+	l.log.SetOutput(out)
+}
+
+// prepare opens the log a new configuration names, if another one, so
+// that a log.file the worker cannot open rejects the configuration (the
+// worker keeps the old one) instead of leaving it without a log.
+func (l *workerLog) prepare(c *config.Config) (func(), error) {
+	f := l.f
+	if c.Log.File != l.file || c.Log.MaxSize != l.maxSize {
+		var err error
+		if f, err = logfile.Open(c.Log.File, c.Log.MaxSize); err != nil {
+			return nil, fmt.Errorf("log.file: %w", err)
+		}
+	}
+	return func() {
+		old := l.f
+		l.use(c, f)
+		if old != f {
+			old.Close()
+		}
+	}, nil
+}
+
+func (l *workerLog) close() { l.f.Close() }

@@ -14,6 +14,25 @@ import (
 // without fsync.
 type State struct {
 	Targets map[string]*TargetState `json:"targets"`
+	// Worker is what the last worker to start runs with. status reads
+	// it while that worker runs: its caller may use another config.
+	Worker *WorkerInfo `json:"worker,omitempty"`
+}
+
+// WorkerInfo is a worker's own record of its configuration and log.
+type WorkerInfo struct {
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Fingerprint is of the configuration in use (without a watch, only
+	// its file).
+	Fingerprint
+	LogFile string `json:"log_file"`
+	// Loaded is when the configuration in use was loaded.
+	Loaded time.Time `json:"config_loaded,omitzero"`
+	// ConfigError is why the configuration's current version could not
+	// be loaded (the worker keeps the one it has), until one loads.
+	ConfigError     string    `json:"config_error,omitempty"`
+	ConfigErrorTime time.Time `json:"config_error_time,omitzero"`
 }
 
 // TargetState is one target's history.
@@ -88,6 +107,11 @@ func (s *State) save(dir string) {
 	if err != nil {
 		os.Remove(f.Name())
 	}
+}
+
+func (s *State) setWorker(dir string, info *WorkerInfo) {
+	s.Worker = info
+	s.save(dir)
 }
 
 func (s *State) queueError(dir, target, msg string, now time.Time) {

@@ -21,7 +21,6 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/fds"
 	"github.com/cachix-filter-hook/cachix-filter-hook/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
-	"github.com/cachix-filter-hook/cachix-filter-hook/pathfacts"
 	"github.com/cachix-filter-hook/cachix-filter-hook/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
@@ -75,26 +74,26 @@ type Worker struct {
 	argBudget int
 	// records of what was pushed, by target name (see remember).
 	records map[string]*pushed.Record
+	// watch follows the configuration file (see reload.go); nil keeps
+	// the configuration the worker got.
+	watch *configWatch
+	// newPusher builds a target's pusher, at start and on a reload.
+	newPusher func(*config.Config, *config.Target) pusher.Pusher
+	started   time.Time
 }
 
 // New prepares a worker; Run does the work.
 func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 	w := &Worker{
-		cfg: cfg, q: q, log: log,
-		nix:     nixstore.Nix{BinDir: cfg.Nix.BinDir},
-		pushers: map[string]pusher.Pusher{},
-		entries: map[string]*queue.Entry{},
-		orphans: map[string]bool{},
-		facts:   factState{gather: pathfacts.New(cfg)},
-		arrived: map[string]time.Time{},
-
+		q: q, log: log,
+		entries:    map[string]*queue.Entry{},
+		arrived:    map[string]time.Time{},
 		unreadable: map[string]bool{},
 		argBudget:  pusher.ArgBudget(),
 		records:    map[string]*pushed.Record{},
+		newPusher:  pusher.New,
 	}
-	for _, t := range cfg.Targets {
-		w.pushers[t.Name] = pusher.New(cfg, t)
-	}
+	w.setConfig(cfg)
 	return w
 }
 
@@ -128,8 +127,11 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		w.log.WithError(err).Warn("cannot keep inherited descriptors from the pushers")
 	}
 	w.state = LoadState(w.q.Dir)
+	w.started = time.Now()
+	// status tells the caller's config from the one the worker uses.
+	w.saveWorkerInfo("")
 	w.q.CleanTmp(time.Hour)
-	w.log.WithFields(logrus.Fields{"queue": w.q.Dir, "pid": os.Getpid()}).Info("worker started")
+	w.log.WithFields(logrus.Fields{"queue": w.q.Dir, "pid": os.Getpid(), "config": configName(w.cfg.File)}).Info("worker started")
 
 	var idleSince, lastRound time.Time
 	for {
@@ -137,10 +139,15 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 			return err
 		}
 		now := time.Now()
+		// The configuration first: the scan tells known targets from
+		// unknown ones by it, and a retry after a fix must push with
+		// the fixed one, so a retry request forces a full check.
+		retry := w.q.TakeRetryRequest()
+		w.checkConfig(now, retry)
 		live := w.scan(now)
 		// After the scan, so that a worker that just started knows the
 		// entries it is asked to retry.
-		if w.q.TakeRetryRequest() {
+		if retry {
 			w.retryNow()
 		}
 		batches, next := w.plan(live, now)
