@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
@@ -42,9 +45,27 @@ type failingEntry struct {
 }
 
 type queueStatus struct {
-	Queue         string          `json:"queue"`
-	ConfigFile    string          `json:"config_file"`
-	LogFile       string          `json:"log_file"`
+	Queue string `json:"queue"`
+	// ConfigFile and LogFile are what the running worker uses, as it
+	// recorded them in state.json; the caller's when no worker runs (or
+	// it recorded nothing): FilesOf says which ("worker", "caller").
+	ConfigFile       string `json:"config_file"`
+	LogFile          string `json:"log_file"`
+	FilesOf          string `json:"files_of"`
+	CallerConfigFile string `json:"caller_config_file"`
+	CallerLogFile    string `json:"caller_log_file"`
+	// ConfigDiffers names how the running worker's configuration differs
+	// from the caller's: "file", "content" (same file, other bytes: not
+	// reloaded yet, or not loadable), "environment" (other
+	// CACHIX_FILTER_HOOK_* overrides), "log_file".
+	ConfigDiffers []string `json:"config_differs,omitempty"`
+	// WorkerConfigError is why the worker could not load its changed
+	// configuration; it keeps the one loaded at WorkerConfigLoaded.
+	WorkerConfigError  string     `json:"worker_config_error,omitempty"`
+	WorkerConfigLoaded *time.Time `json:"worker_config_loaded,omitempty"`
+	WorkerPID          int        `json:"worker_pid,omitempty"`
+	// WorkerEnv names the worker's CACHIX_FILTER_HOOK_* overrides.
+	WorkerEnv     []string        `json:"worker_env,omitempty"`
 	WorkerRunning bool            `json:"worker_running"`
 	Targets       []*targetStatus `json:"targets"`
 	// Orphaned counts entries of targets no longer in the config.
@@ -58,8 +79,12 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 		return nil, err
 	}
 	running, _ := q.WorkerRunning()
-	st := &queueStatus{Queue: q.Dir, ConfigFile: c.File, LogFile: c.Log.File, WorkerRunning: running, Corrupt: len(bad), Targets: []*targetStatus{}}
+	st := &queueStatus{Queue: q.Dir, ConfigFile: c.File, LogFile: c.Log.File, FilesOf: "caller",
+		CallerConfigFile: c.File, CallerLogFile: c.Log.File, WorkerRunning: running, Corrupt: len(bad), Targets: []*targetStatus{}}
 	state := worker.LoadState(q.Dir)
+	if wi := state.Worker; running && wi != nil && processAlive(wi.PID) {
+		st.workerFiles(c, wi)
+	}
 	byName := map[string]*targetStatus{}
 	for _, t := range c.Targets {
 		ts := &targetStatus{Name: t.Name, Destination: "cachix " + t.Cache, Failures: []failingEntry{}, LastErrors: []history.Record{}}
@@ -96,12 +121,73 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 	return st, nil
 }
 
+// workerFiles shows the files the running worker recorded, and how its
+// configuration differs from the caller's.
+func (st *queueStatus) workerFiles(c *config.Config, wi *worker.WorkerInfo) {
+	st.FilesOf, st.WorkerPID = "worker", wi.PID
+	st.ConfigFile, st.LogFile, st.WorkerEnv = wi.File, wi.LogFile, wi.Env
+	if !wi.Loaded.IsZero() {
+		loaded := wi.Loaded
+		st.WorkerConfigLoaded = &loaded
+	}
+	st.WorkerConfigError = wi.ConfigError
+	mine := worker.FingerprintOf(c.File)
+	switch {
+	case wi.File != c.File:
+		st.ConfigDiffers = append(st.ConfigDiffers, "file")
+	case wi.Digest != "" && wi.Digest != mine.Digest:
+		st.ConfigDiffers = append(st.ConfigDiffers, "content")
+	}
+	if wi.EnvDigest != "" && wi.EnvDigest != mine.EnvDigest {
+		st.ConfigDiffers = append(st.ConfigDiffers, "environment")
+	}
+	if wi.LogFile != c.Log.File {
+		st.ConfigDiffers = append(st.ConfigDiffers, "log_file")
+	}
+}
+
+// processAlive reports whether pid runs (as anyone).
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
 func (st *queueStatus) print(w io.Writer) {
 	worker := "not running"
 	if st.WorkerRunning {
 		worker = "running"
 	}
-	fmt.Fprintf(w, "config %s\nlog %s\nqueue %s, worker %s\n", configName(st.ConfigFile), st.LogFile, st.Queue, worker)
+	if st.WorkerPID > 0 {
+		worker += fmt.Sprintf(" (pid %d)", st.WorkerPID)
+	}
+	conf, log := configName(st.ConfigFile), st.LogFile
+	if slices.Contains(st.ConfigDiffers, "file") {
+		conf += fmt.Sprintf(" (the running worker's; yours is %s)", configName(st.CallerConfigFile))
+	}
+	if slices.Contains(st.ConfigDiffers, "log_file") {
+		log += fmt.Sprintf(" (the running worker's; yours is %s)", st.CallerLogFile)
+	}
+	fmt.Fprintf(w, "config %s\nlog %s\nqueue %s, worker %s\n", conf, log, st.Queue, worker)
+	loaded := "at start"
+	if st.WorkerConfigLoaded != nil {
+		loaded = "at " + st.WorkerConfigLoaded.Local().Format(time.RFC3339)
+	}
+	switch {
+	case st.WorkerConfigError != "":
+		fmt.Fprintf(w, "  the worker cannot load the changed configuration and keeps the one loaded %s: %s\n", loaded, st.WorkerConfigError)
+	case slices.Contains(st.ConfigDiffers, "content"):
+		fmt.Fprintf(w, "  %s changed since the worker loaded it %s; it reloads within seconds\n", st.ConfigFile, loaded)
+	}
+	if slices.Contains(st.ConfigDiffers, "environment") {
+		names := "none"
+		if len(st.WorkerEnv) > 0 {
+			names = strings.Join(st.WorkerEnv, " ")
+		}
+		fmt.Fprintf(w, "  the worker runs with other CACHIX_FILTER_HOOK_* overrides than yours (its own: %s)\n", names)
+	}
 	for _, t := range st.Targets {
 		last := "never"
 		if t.LastSuccess != nil {
@@ -290,6 +376,13 @@ func runRetry(e *env) int {
 	if err := worker.EnsureRunning(c, q); err != nil {
 		e.errorf("starting a worker: %v", err)
 		return 1
+	}
+	// A running worker reads its config file again before it retries,
+	// but not the caller's file or environment if they are others.
+	if running, _ := q.WorkerRunning(); running {
+		if wi := worker.LoadState(q.Dir).Worker; wi != nil && processAlive(wi.PID) && wi.File != c.File {
+			e.errorf("note: the running worker (pid %d) retries with %s, not %s", wi.PID, configName(wi.File), configName(c.File))
+		}
 	}
 	fmt.Fprintln(e.stdout, "failing entries will be retried now")
 	return 0
