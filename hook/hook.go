@@ -98,7 +98,11 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 	if l := bad.line(); l != "" {
 		say("%s", l)
 	}
-	sel := SelectWith(cfg, paths, drv.facts)
+	closures, errs := siblingClosures(cfg, paths)
+	sel := SelectClosures(cfg, paths, drv.facts, func(s string) *config.ClosureFacts { return closures[s] })
+	for _, err := range errs {
+		sel.Notes = append(sel.Notes, err.Error())
+	}
 	sel.Total = len(raw)
 	if len(sel.Pairs) == 0 {
 		say("%s", sel.Summary())
@@ -118,6 +122,15 @@ type Selection struct {
 	Selected int          // paths at least one target selects
 	Targets  []string     // targets that selected something, in config order
 	Skipped  []string     // "name: reason" of paths no target selects
+	// Dropping are the queued "name -> target: reason" that the worker
+	// will drop by closure_deny = "skip", as far as the hook can tell.
+	Dropping []string
+	// Inside are the "name: reason, but uploaded -> target inside the
+	// closure of X" of paths a target does not select but uploads all
+	// the same (closure_deny = "push"): never "skipped".
+	Inside []string
+	// Notes are what kept the hook from telling more.
+	Notes []string
 	// Pushed counts, per target, the pairs left out because the record
 	// of pushed paths has them (see Enqueue).
 	Pushed map[string]int
@@ -131,22 +144,39 @@ func Select(cfg *config.Config, paths []storepath.Path) Selection {
 // SelectWith is Select with the facts of each path (nil facts, or a nil
 // result: none known), for the rules that read more than its name.
 func SelectWith(cfg *config.Config, paths []storepath.Path, facts func(string) *config.Facts) Selection {
+	return SelectClosures(cfg, paths, facts, nil)
+}
+
+// SelectClosures is SelectWith with what is known of the paths' closures
+// (nil: nothing), decided by config.DecideAll as explain decides. A pair
+// the closure rule leaves out is queued all the same, with its reason in
+// Dropping: the worker, which sees the whole closure, applies the rule
+// and records the drop, which `wait` and `log` report.
+func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(string) *config.Facts, closure func(string) *config.ClosureFacts) Selection {
 	sel := Selection{Total: len(paths)}
 	seen := map[string]bool{}
-	for _, p := range paths {
-		var f *config.Facts
-		if facts != nil {
-			f = facts(p.String())
+	for _, v := range cfg.DecideAll(paths, facts, closure) {
+		p := v.Path
+		queued := false
+		for _, td := range v.Targets {
+			if td.InsideClosureOf != "" {
+				sel.Inside = append(sel.Inside, fmt.Sprintf("%s: %s, but uploaded -> %s inside the closure of %s (closure_deny = \"push\")", p.Name, td.Rule, td.Target, nameOf(td.InsideClosureOf)))
+			}
+			if !td.Selected && td.Check != config.CheckClosure {
+				continue
+			}
+			if td.Check == config.CheckClosure {
+				sel.Dropping = append(sel.Dropping, fmt.Sprintf("%s -> %s: %s", p.Name, td.Target, td.Rule))
+			}
+			queued = true
+			sel.Pairs = append(sel.Pairs, queue.Pair{Target: td.Target, Path: p})
+			seen[td.Target] = true
 		}
-		v := cfg.DecideFacts(p, f)
-		if !v.Selected() {
+		switch {
+		case queued:
+			sel.Selected++
+		case !v.Inside():
 			sel.Skipped = append(sel.Skipped, p.Name+": "+v.Reason())
-			continue
-		}
-		sel.Selected++
-		for _, t := range v.Push {
-			sel.Pairs = append(sel.Pairs, queue.Pair{Target: t, Path: p})
-			seen[t] = true
 		}
 	}
 	for _, t := range cfg.Targets {
@@ -159,7 +189,12 @@ func SelectWith(cfg *config.Config, paths []storepath.Path, facts func(string) *
 
 // Summary is the one line the hook prints to the build log:
 // `queued 1 of 2 paths for main (skipped hello-2.12.1-doc: deny "*-doc")`,
-// or `queued 0 of 1 paths (already pushed: 1 to main)`.
+// or `queued 0 of 1 paths (already pushed: 1 to main)`. When hello refers
+// to its doc output, "skipped" would be untrue under closure_deny = "push"
+// and incomplete under "skip", so it says `not queued hello-2.12.1-doc:
+// deny "*-doc", but uploaded -> main inside the closure of hello-2.12.1
+// (closure_deny = "push")` or `the worker will drop hello-2.12.1 -> main:
+// closure_deny = "skip": its closure contains …` (see siblingClosures).
 func (s Selection) Summary() string {
 	line := fmt.Sprintf("queued %d of %d paths", s.Selected, s.Total)
 	if len(s.Targets) > 0 {
@@ -178,9 +213,16 @@ func (s Selection) Summary() string {
 		}
 		notes = append(notes, "already pushed: "+strings.Join(parts, ", "))
 	}
+	if len(s.Dropping) > 0 {
+		notes = append(notes, "the worker will drop "+summarize(s.Dropping, 3))
+	}
+	if len(s.Inside) > 0 {
+		notes = append(notes, "not queued "+summarize(s.Inside, 3))
+	}
 	if len(s.Skipped) > 0 {
 		notes = append(notes, "skipped "+summarize(s.Skipped, 3))
 	}
+	notes = append(notes, s.Notes...)
 	if len(notes) > 0 {
 		line += " (" + strings.Join(notes, "; ") + ")"
 	}
@@ -217,6 +259,14 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 		return fmt.Errorf("queued, but could not start a worker (run `cachix-filter-hook wait`): %w", err)
 	}
 	return nil
+}
+
+// nameOf is a store path's name without its directory and hash.
+func nameOf(s string) string {
+	if p, err := storepath.Parse(storepath.StoreDir(), s); err == nil {
+		return p.Name
+	}
+	return s
 }
 
 func summarize(items []string, n int) string {
