@@ -6,6 +6,10 @@
 #                                file instead; fails if any step fails (.ci/run)
 #   bash bench/run.sh --out F    write the report to F
 #   bash bench/run.sh --results F   also keep the raw results (JSON lines) in F
+#   PEERS=DIR bash bench/run.sh  also measure the peers (section 7): DIR holds
+#                                queued-build-hook and niks3-hook, built from
+#                                their sources outside this repository
+#                                (make bench PEERS=DIR)
 #
 # Needs: go, Nix (nix-build, nix-store, nix), jq; as root on Debian it
 # installs what is missing. Uses when present:
@@ -55,6 +59,7 @@ if [ "$MODE" = full ]; then
 	BUILD_N=100 BUILD_REPS=7 NAIVE_N=100
 	CLOSURE_N=10000 PUSH_RUNS=7 SCALE_REPS=3 SECOND_RUNS=7   # issue 12
 	BIG_N=100000 BIG_RUNS=3 OUTMAX_N=2000 RSS_N=100000 RECORD_N=100000
+	PEER_REPS=3   # with PEERS=DIR
 	: "${OUT:=$ROOT/BENCHMARKS.md}"
 else
 	RUNS=5 WARMUP=1
@@ -67,6 +72,7 @@ else
 	BUILD_N=5 BUILD_REPS=1 NAIVE_N=2
 	CLOSURE_N=500 PUSH_RUNS=2 SCALE_REPS=1 SECOND_RUNS=2
 	BIG_N=1000 BIG_RUNS=1 OUTMAX_N=200 RSS_N=1000 RECORD_N=1000
+	PEER_REPS=1
 	: "${OUT:=$(mktemp /tmp/BENCHMARKS.smoke.XXXXXX.md)}"
 fi
 PUSH_DELAY=1s
@@ -113,6 +119,8 @@ run_workers() {
 }
 cleanup() {
 	local st=$? pids
+	# The peers' daemons and fake server (section 7), by pid.
+	if [ -s "$W/peer.pids" ]; then kill $(cat "$W/peer.pids") 2>/dev/null || true; fi
 	pids=$(run_workers || true)
 	if [ -n "$pids" ]; then
 		echo "bench: killing leftover workers: $pids" >&2
@@ -556,12 +564,12 @@ cmd scale "OUT_PATHS=<path i> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/rec0.conf (no r
 # ---------------------------------------------------------------- 2+3. build loop
 say "2. build loop: $BUILD_N salted derivations, --max-jobs 1"
 export BENCH_CACHIX=$W/bin/cachix BENCH_CACHE=benchcache
-build() { # build WAY REP HOOK
-	local salt
-	salt=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+build() { # build WAY REP HOOK (BUILD_SALT, BUILD_KIND: defaults a new salt, "build")
+	local salt=${BUILD_SALT:-}
+	[ -n "$salt" ] || salt=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 	local hold=()
 	[ -z "${BT_HOLD:-}" ] || hold=("$BT" holdlock -queue "$BT_HOLD" --)
-	"${hold[@]}" "$BT" time -kind build -name "$1" -items "$BUILD_N" -results "$R" -log "$W/logs/build-$1-$2.log" -- \
+	"${hold[@]}" "$BT" time -kind "${BUILD_KIND:-build}" -name "$1" -items "$BUILD_N" -results "$R" -log "$W/logs/build-$1-$2.log" -- \
 		nix-build bench/drvs.nix --argstr salt "$salt" --arg n "$BUILD_N" --argstr prefix benchpkg \
 		--no-out-link --max-jobs 1 "${NIXOPTS[@]}" --option post-build-hook "$3" ||
 		{ tail -20 "$W/logs/build-$1-$2.log" >&2; return 1; }
@@ -617,6 +625,207 @@ cmd build "nix-build bench/drvs.nix --argstr salt <new random salt> --arg n $BUI
 cmd build "HOOK: \"\" (none) | \$W/bin/floor (empty hook) | \$W/bin/cachix-filter-hook with CACHIX_FILTER_HOOK_CONFIG=\$W/conf/build-N.conf (fresh queue, no worker yet), CACHIX_STANDIN_DELAY=$PUSH_DELAY | bench/hooks/naive-sync.sh | bench/hooks/naive-bg.sh ($NAIVE_N derivations, CACHIX_STANDIN_DELAY=$PUSH_DELAY)"
 cmd build "diagnostic: CACHIX_FILTER_HOOK_CONFIG=\$W/conf/held-N.conf benchtool holdlock -queue \$W/q-held-N -- nix-build ... --option post-build-hook \$W/bin/cachix-filter-hook   # no worker runs: the hook's cost alone"
 cmd build "$BUILD_REPS rounds of none / empty hook / cachix-filter-hook / held off, the order rotating; then \$W/bin/cachix-filter-hook wait --timeout 600s at once after each cachix-filter-hook build; pusher calls = lines of \$CACHIX_STANDIN_ROOT/invocations.jsonl"
+
+# ---------------------------------------------------------------- 7. peers
+# The two Go post-build hooks beside this one, built from their own sources
+# outside this repository (make bench PEERS=DIR; DIR holds the binaries
+# queued-build-hook and niks3-hook). Skipped when PEERS is unset.
+if [ -n "${PEERS:-}" ]; then
+	say "7. peers: queued-build-hook and niks3-hook from $PEERS"
+	PEERS=$(cd "$PEERS" && pwd)
+	for b in queued-build-hook niks3-hook; do
+		[ -x "$PEERS/$b" ] || { echo "bench: PEERS=$PEERS has no executable $b" >&2; exit 1; }
+	done
+	if ! command -v systemd-socket-activate >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "bench: installing systemd (systemd-socket-activate, for queued-build-hook's daemon)" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+	fi
+	command -v systemd-socket-activate >/dev/null || { echo "bench: systemd-socket-activate is required for PEERS" >&2; exit 1; }
+	fact peers "$PEERS"
+	for b in queued-build-hook niks3-hook; do
+		# The module and its version (a pseudo-version names the commit
+		# when built in a git checkout with -buildvcs=true).
+		fact "peer_$b" "$(go version -m "$PEERS/$b" 2>/dev/null | awk 'NR == 1 {g = $2} $1 == "mod" {m = $2 " " $3} $2 == "vcs.modified=true" {d = " (modified)"} END {print m d ", " g}')"
+	done
+	P=$W/peers
+	mkdir -p "$P"
+	: >"$W/peer.pids"
+	echo "bench-token" >"$P/token"
+	# peer_start NAME CMD...: a daemon in the background, its pid recorded.
+	peer_start() {
+		local name=$1
+		shift
+		"$@" >"$W/logs/peer-$name.log" 2>&1 &
+		echo "$!" >>"$W/peer.pids"
+		echo "$!" >"$P/$name.pid"
+	}
+	peer_stop() {
+		local pid i
+		pid=$(cat "$P/$1.pid")
+		kill "$pid" 2>/dev/null || true
+		for i in $(seq 1 100); do
+			kill -0 "$pid" 2>/dev/null || return 0
+			sleep 0.05
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	}
+	wait_socket() {
+		local i
+		for i in $(seq 1 200); do
+			[ -S "$1" ] && return 0
+			sleep 0.05
+		done
+		echo "bench: no socket $1" >&2
+		return 1
+	}
+	# The hooks their NixOS modules install: queued-build-hook's
+	# enqueue-package (writeShellScriptBin of enqueueScriptContent, without
+	# exec) and niks3's niks3-post-build-hook (writeShellScript, exec).
+	BASH_BIN=$(command -v bash)
+	printf '#!%s\n%s queue --socket "%s"\n' "$BASH_BIN" "$PEERS/queued-build-hook" "$P/qbh.sock" >"$P/enqueue-package"
+	printf '#!%s\nexec %s send --socket %s "$@"\n' "$BASH_BIN" "$PEERS/niks3-hook" "$P/niks3.sock" >"$P/niks3-post-build-hook"
+	# niks3-hook send reads only OUT_PATHS, which Nix 2.8 leaves empty
+	# (NixOS/nix#6446): for the build loop, its module's wrapper is fed
+	# OUT_PATHS from a map of .drv to output written before the build,
+	# with bash builtins only.
+	cat >"$P/niks3-fed-hook" <<EOF
+#!$BASH_BIN
+if [ -z "\$OUT_PATHS" ] && [ -n "\$NIKS3_FEED_MAP" ]; then
+	while read -r out drv; do
+		if [ "\$drv" = "\$DRV_PATH" ]; then OUT_PATHS=\$out; break; fi
+	done <"\$NIKS3_FEED_MAP"
+	export OUT_PATHS
+fi
+exec $PEERS/niks3-hook send --socket $P/niks3.sock "\$@"
+EOF
+	# What queued-build-hook's daemon runs for each build
+	# (postBuildScriptContent): push its outputs with the cachix stand-in.
+	cat >"$P/qbh-push.sh" <<EOF
+#!/bin/sh
+# Nix 2.8 passes OUT_PATHS empty: ask Nix here, in the daemon, off the build's path.
+[ -n "\$OUT_PATHS" ] || OUT_PATHS=\$(nix-store --query --outputs "\$DRV_PATH")
+exec $W/bin/cachix push benchcache \$OUT_PATHS
+EOF
+	chmod 755 "$P/enqueue-package" "$P/niks3-post-build-hook" "$P/niks3-fed-hook" "$P/qbh-push.sh"
+	# qbh_start HOOK [ENV...]: the daemon behind a socket systemd-style
+	# (the module's socket unit), with the module's defaults.
+	# systemd-socket-activate passes on only the variables given with -E,
+	# as systemd passes a unit's Environment=.
+	qbh_start() {
+		local hook=$1 kv setenv=()
+		shift
+		for kv in "$@"; do setenv+=(-E "$kv"); done
+		rm -f "$P/qbh.sock"
+		peer_start qbh systemd-socket-activate "${setenv[@]}" -l "$P/qbh.sock" \
+			"$PEERS/queued-build-hook" daemon --hook "$hook" --retry-interval 1 --retries 5 --concurrency 0
+		wait_socket "$P/qbh.sock"
+	}
+	# niks3_start URL [PATH]: niks3-hook serve with the module's defaults.
+	niks3_start() {
+		rm -f "$P/niks3.sock" "$P"/niks3.db*
+		peer_start niks3 env PATH="${2:-$PATH}" "$PEERS/niks3-hook" serve --server-url "$1" --auth-token-path "$P/token" \
+			--socket "$P/niks3.sock" --db-path "$P/niks3.db" --batch-size 50 --idle-exit-timeout 0 --max-concurrent-uploads 30
+		wait_socket "$P/niks3.sock"
+	}
+	# fake_start DIR: the fake niks3 server storing into DIR; sets NIKS3_URL.
+	fake_start() {
+		rm -f "$P/fake.url"
+		peer_start fake "$BT" fakeniks3 -dir "$1" -port-file "$P/fake.url" -log "$W/logs/fake-niks3-requests.log"
+		local i
+		for i in $(seq 1 200); do
+			[ -s "$P/fake.url" ] && break
+			sleep 0.05
+		done
+		NIKS3_URL=$(cat "$P/fake.url")
+	}
+
+	say "7a. peers' hook latency: $RUNS runs each, their daemons held off"
+	# Held off, as this hook's worker is by the lock: queued-build-hook's
+	# daemon runs /bin/true for each message, and niks3's finds no nix in
+	# its PATH, so each upload fails at once and the paths stay queued.
+	conf peerlat "$W/q-peerlat"
+	qbh_start /bin/true
+	niks3_start http://127.0.0.1:9 /nonexistent
+	cat >"$W/spec/peers.json" <<EOF
+{"runs":$RUNS,"warmup":$WARMUP,"time_bin":"$TIME_BIN","paths":"$W/paths.tsv","commands":[
+ $(floor_cmd "floor (peer series)"),
+ $(hook_cmd "cachix-filter-hook (peer series)" peerlat "$W/q-peerlat" '"hold_lock":true'),
+ {"name":"queued-build-hook queue","argv":["$PEERS/queued-build-hook","queue","--socket","$P/qbh.sock"],"quiet":true},
+ {"name":"queued-build-hook, module wrapper","argv":["$P/enqueue-package"],"quiet":true},
+ {"name":"niks3-hook send","argv":["$PEERS/niks3-hook","send","--socket","$P/niks3.sock"],"quiet":true},
+ {"name":"niks3-hook, module wrapper","argv":["$P/niks3-post-build-hook"],"quiet":true}
+]}
+EOF
+	"$BT" exec -spec "$W/spec/peers.json" -results "$R"
+	# The feed alone, as the build loop runs it (OUT_PATHS empty, DRV_PATH set).
+	awk '{print $1, $2}' "$W/paths.tsv" >"$P/lat.map"
+	cat >"$W/spec/peers-fed.json" <<EOF
+{"runs":$RUNS,"warmup":$WARMUP,"paths":"$W/paths.tsv","commands":[
+ $(floor_cmd "floor (peer feed series)"),
+ {"name":"niks3-hook, module wrapper fed OUT_PATHS","argv":["env","NIKS3_FEED_MAP=$P/lat.map","$P/niks3-fed-hook"],"quiet":true,"drv":true}
+]}
+EOF
+	"$BT" exec -spec "$W/spec/peers-fed.json" -results "$R"
+	peer_stop qbh
+	peer_stop niks3
+	rm -rf "$W/q-peerlat"
+	cmd peers "OUT_PATHS=<path i> $PEERS/queued-build-hook queue --socket \$W/peers/qbh.sock   # daemon: systemd-socket-activate -l \$W/peers/qbh.sock queued-build-hook daemon --hook /bin/true --retry-interval 1 --retries 5 --concurrency 0"
+	cmd peers "OUT_PATHS=<path i> \$W/peers/enqueue-package   # #!bash, then the line above: the module's writeShellScriptBin"
+	cmd peers "OUT_PATHS=<path i> $PEERS/niks3-hook send --socket \$W/peers/niks3.sock   # daemon: niks3-hook serve --socket ... --batch-size 50 --idle-exit-timeout 0, no nix in its PATH (held off)"
+	cmd peers "OUT_PATHS=<path i> \$W/peers/niks3-post-build-hook   # #!bash, exec niks3-hook send --socket ... \"\$@\": the module's writeShellScript"
+	cmd peers "OUT_PATHS= DRV_PATH=<drv i> NIKS3_FEED_MAP=<drv to output map> \$W/peers/niks3-fed-hook   # the module's wrapper, fed OUT_PATHS with bash builtins (Nix 2.8)"
+	cmd peers "each command has no output (a client that fails says so and exits 0); $RUNS runs each in rotating rounds with the floor and this hook (worker lock held)"
+
+	say "7b. peers' build loop: $BUILD_N builds, $PEER_REPS rounds"
+	PWAYS=(floor cachix-filter-hook queued-build-hook niks3)
+	for rep in $(seq 1 "$PEER_REPS"); do
+		for i in 0 1 2 3; do
+			way=${PWAYS[$(((i + rep) % 4))]}
+			case $way in
+			floor) BUILD_KIND=peerbuild build "empty hook" "$rep" "$W/bin/floor" ;;
+			cachix-filter-hook)
+				conf "peerbuild-$rep" "$W/q-peerbuild-$rep"
+				mkdir -p "$P/standin-cfh-$rep"
+				export CACHIX_FILTER_HOOK_CONFIG=$W/conf/peerbuild-$rep.conf CACHIX_STANDIN_ROOT=$P/standin-cfh-$rep CACHIX_STANDIN_DELAY=$PUSH_DELAY
+				BUILD_KIND=peerbuild build cachix-filter-hook "$rep" "$CFH"
+				"$BT" waitfiles -dir "$P/standin-cfh-$rep/benchcache" -n "$BUILD_N" -timeout 300s -name cachix-filter-hook -results "$R"
+				"$CFH" wait --timeout 600s >"$W/logs/peer-wait-$rep.log" 2>&1 || { cat "$W/logs/peer-wait-$rep.log" >&2; exit 1; }
+				unset CACHIX_FILTER_HOOK_CONFIG CACHIX_STANDIN_ROOT CACHIX_STANDIN_DELAY
+				count "peer pusher calls cachix-filter-hook" "$(wc -l <"$P/standin-cfh-$rep/invocations.jsonl")"
+				wait_no_worker "$W/q-peerbuild-$rep"
+				rm -rf "$W/q-peerbuild-$rep"
+				;;
+			queued-build-hook)
+				mkdir -p "$P/standin-qbh-$rep"
+				qbh_start "$P/qbh-push.sh" CACHIX_STANDIN_ROOT="$P/standin-qbh-$rep" CACHIX_STANDIN_DELAY="$PUSH_DELAY" CACHIX_AUTH_TOKEN=bench-token
+				BUILD_KIND=peerbuild build queued-build-hook "$rep" "$P/enqueue-package"
+				"$BT" waitfiles -dir "$P/standin-qbh-$rep/benchcache" -n "$BUILD_N" -timeout 300s -name queued-build-hook -results "$R"
+				"$PEERS/queued-build-hook" wait --socket "$P/qbh.sock"
+				peer_stop qbh
+				count "peer pusher calls queued-build-hook" "$(wc -l <"$P/standin-qbh-$rep/invocations.jsonl")"
+				;;
+			niks3)
+				salt=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+				nix-instantiate bench/drvs.nix --argstr salt "$salt" --arg n "$BUILD_N" --argstr prefix benchpkg >"$P/drvs-$rep.txt" 2>/dev/null
+				xargs nix-store --query --outputs <"$P/drvs-$rep.txt" | paste -d' ' - "$P/drvs-$rep.txt" >"$P/feed-$rep.map"
+				fake_start "$P/niks3-cache-$rep"
+				niks3_start "$NIKS3_URL"
+				NIKS3_FEED_MAP=$P/feed-$rep.map BUILD_SALT=$salt BUILD_KIND=peerbuild build niks3 "$rep" "$P/niks3-fed-hook"
+				"$BT" waitfiles -dir "$P/niks3-cache-$rep" -n "$BUILD_N" -timeout 300s -name niks3 -results "$R"
+				peer_stop niks3
+				peer_stop fake
+				count "peer pusher calls niks3" "$(grep -c 'msg="Uploading batch"' "$W/logs/peer-niks3.log" || true)"
+				;;
+			esac
+		done
+	done
+	cmd peers "nix-build bench/drvs.nix ... --arg n $BUILD_N --max-jobs 1 --option post-build-hook HOOK, $PEER_REPS rounds in rotating order; HOOK: \$W/bin/floor | \$W/bin/cachix-filter-hook (fresh queue; stand-in pushes sleep $PUSH_DELAY) | \$W/peers/enqueue-package | \$W/peers/niks3-fed-hook"
+	cmd peers "queued-build-hook's daemon (fresh each round): --hook \$W/peers/qbh-push.sh, which runs \$W/bin/cachix push benchcache \$OUT_PATHS (the stand-in, sleeping $PUSH_DELAY per push) after nix-store --query --outputs \$DRV_PATH when OUT_PATHS is empty"
+	cmd peers "niks3 (fresh each round): benchtool fakeniks3 -dir \$W/peers/niks3-cache-R (the niks3 server API, answering at once, objects stored as files); niks3-hook serve --server-url <it> --batch-size 50 --max-concurrent-uploads 30 --idle-exit-timeout 0"
+	cmd peers "benchtool waitfiles -dir <the cache> -n $BUILD_N   # from the end of nix-build until the cache holds all $BUILD_N narinfos; pusher calls: stand-in invocations (cachix-filter-hook, queued-build-hook), \"Uploading batch\" lines of niks3-hook serve (niks3)"
+else
+	fact peers ""
+fi
 
 # ---------------------------------------------------------------- report
 say "report"

@@ -69,6 +69,9 @@ type cmdSpec struct {
 	Expect string `json:"expect"`
 	// Depth is recorded with the results: the queue's entries before each run.
 	Depth int `json:"depth"`
+	// Quiet: the command must print nothing (a peer's client, which
+	// reports a failure on stderr and exits 0 anyway).
+	Quiet bool `json:"quiet"`
 }
 
 type runPath struct {
@@ -226,6 +229,9 @@ func runOne(c cmdSpec, p runPath, timeBin string) (sample, error) {
 	}
 	if c.Expect != "" && !strings.Contains(out.String(), c.Expect) {
 		return sample{}, fmt.Errorf("%s: output lacks %q:\n%s", c.Name, c.Expect, out.String())
+	}
+	if c.Quiet && out.Len() > 0 && timeBin == "" {
+		return sample{}, fmt.Errorf("%s: printed something, so it failed:\n%s", c.Name, out.String())
 	}
 	s := sample{wall: wall, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	if rssFile != "" {

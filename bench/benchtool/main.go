@@ -10,6 +10,8 @@
 //	benchtool decide -names N -rules 10,100,1000 -results FILE   filter decisions per second
 //	benchtool holdlock -queue DIR -- CMD...   run CMD while holding the queue's worker lock
 //	benchtool record -config FILE -target T -n N   fill a target's record of pushed paths
+//	benchtool waitfiles -dir D -n N -name NAME   time until D holds N narinfos
+//	benchtool fakeniks3 -dir D -port-file F   the part of niks3's server API niks3-hook uses, storing into D
 //	benchtool phases -config FILE -path P   time the hook's steps, each run a fresh process
 //	benchtool inittrace -name N -- CMD...   median package init times (GODEBUG=inittrace=1)
 //	benchtool gobench -in FILE -metric UNIT/s   turn go test -bench output into results
@@ -28,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool exec|time|fill|decide|holdlock|record|phases|inittrace|gobench|report [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool exec|time|fill|decide|holdlock|record|waitfiles|fakeniks3|phases|inittrace|gobench|report [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -38,6 +40,8 @@ func main() {
 		"decide":    runDecide,
 		"holdlock":  runHoldLock,
 		"record":    runRecord,
+		"waitfiles": runWaitFiles,
+		"fakeniks3": runFakeNiks3,
 		"phases":    runPhases,
 		"inittrace": runInitTrace,
 		"gobench":   runGobench,

@@ -479,6 +479,9 @@ func renderBody(rs *results, p func(string, ...any), need func(kind, name string
 	// ---------------------------------------------------------------- 6
 	sc.section(rs, p)
 
+	// ---------------------------------------------------------------- 7
+	peersSection(rs, p, need)
+
 	// ---------------------------------------------------------------- other
 	left, _ := rs.get("count", "workers left running")
 	p("\nWorkers still running when the measurements ended: %.0f (the script kills any it finds and removes `$W`).\n", left.Value)
