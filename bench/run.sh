@@ -405,13 +405,15 @@ done
 pusher_calls() { grep -c '^nix .* copy ' "$NIXLOG" || true; }
 narinfos() { find "$1" -maxdepth 1 -name '*.narinfo' 2>/dev/null | wc -l; }
 entries() { find "$1/entries" -type f 2>/dev/null | wc -l; }
-# scale_conf NAME QUEUE CACHE: one file:// target, every other key at its
-# default (queue.batch, queue.remember_pushed, closure_deny, unsubstitutable).
+# scale_conf NAME QUEUE CACHE [ALLOW]: one file:// target, every other key
+# at its default (queue.batch, queue.remember_pushed, closure_deny,
+# unsubstitutable).
 scale_conf() {
+	local allow=${4:-'"benchclos-*", "benchbig-*"'}
 	cat >"$W/conf/$1.conf" <<EOF
 store = "file://$3"
 name = "scale"
-allow = ["benchclos-*", "benchbig-*"]
+allow = [$allow]
 
 [nix]
 bin_dir = "$NIXWRAP"
@@ -529,7 +531,7 @@ cmd scale "OUT_PATHS=<the first $OUTMAX_N of those paths> CACHIX_FILTER_HOOK_CON
 
 say "6e. worker peak RSS with $RSS_N entries queued"
 q=$W/q-rss
-scale_conf rss "$q" "$W/cache-rss"
+scale_conf rss "$q" "$W/cache-rss" '"*"' # benchtool fill's names are nixpkgs-like
 if [ -n "$TIME_BIN" ]; then
 	"$BT" time -kind scale -name "worker --once, empty queue" -time-bin "$TIME_BIN" -log "$W/logs/rss-0.log" -results "$R" \
 		-- "$CFH" --config "$W/conf/rss.conf" worker --once
@@ -538,7 +540,7 @@ if [ -n "$TIME_BIN" ]; then
 		-- "$CFH" --config "$W/conf/rss.conf" worker --once
 	count "worker --once, $RSS_N queued: left" "$(entries "$q")"
 	count "worker --once, $RSS_N queued: dropped" "$(find "$q/dropped" -type f 2>/dev/null | wc -l)"
-	cmd scale "benchtool fill -queue \$W/q-rss -target scale -n $RSS_N   # made-up paths that do not exist, written in the queue's format"
+	cmd scale "benchtool fill -queue \$W/q-rss -target scale -n $RSS_N   # made-up paths that do not exist, written in the queue's format; rss.conf allows \"*\""
 	cmd scale "$TIME_BIN -f %M \$W/bin/cachix-filter-hook --config \$W/conf/rss.conf worker --once   # with the queue empty, then with $RSS_N entries"
 else
 	fact rss_skipped "no GNU time (/usr/bin/time): the worker's peak RSS was not measured"
