@@ -26,50 +26,80 @@ import (
 // closure, rather than "skipped".
 
 // siblingClosures returns, for outputs of one build, the part of each
-// one's closure made of its siblings (itself first, then the siblings it
-// refers to, breadth-first), when some target selects an output and denies
-// another by name: only then can it change a message, and only then are
-// the outputs' files read. An output that cannot be read has no entry, and
-// its error is returned with the others (one already gone has none: the
-// worker drops it).
+// selected one's closure made of its siblings (itself first, then the
+// siblings it refers to, breadth-first), when some target selects an
+// output and denies another by name: only then can it change a message.
+// Only the outputs reached from a selected one are read (not a large
+// -debug output nothing refers to). An output that cannot be read has no
+// entry, and its error is returned with the others (one already gone has
+// none: the worker drops it).
 func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*config.ClosureFacts, []error) {
 	if len(paths) < 2 || !deniesSibling(cfg, paths) {
 		return nil, nil
 	}
-	refs := make(map[string][]string, len(paths))
-	var errs []error
-	for _, p := range paths {
+	type scanned struct {
+		refs     []string
+		err      error
+		reported bool
+	}
+	memo := map[string]*scanned{}
+	refsOf := func(p string) ([]string, error) {
+		if m, ok := memo[p]; ok {
+			return m.refs, m.err
+		}
 		var others []storepath.Path
 		for _, q := range paths {
-			if q.Hash != p.Hash {
+			if q.String() != p {
 				others = append(others, q)
 			}
 		}
-		found, err := referencedIn(p.String(), others)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // gone already: the worker will drop it
-		}
-		if err != nil {
-			errs = append(errs, err)
+		refs, err := referencedIn(p, others)
+		memo[p] = &scanned{refs: refs, err: err}
+		return refs, err
+	}
+	out := map[string]*config.ClosureFacts{}
+	var errs []error
+	for _, root := range paths {
+		if !selectedByName(cfg, root) {
 			continue
 		}
-		refs[p.String()] = found
-	}
-	out := make(map[string]*config.ClosureFacts, len(refs))
-	for root := range refs {
-		seen := map[string]bool{root: true}
-		closure := []string{root}
-		for i := 0; i < len(closure); i++ {
-			for _, r := range refs[closure[i]] {
+		closure, ok := []string{root.String()}, true
+		seen := map[string]bool{root.String(): true}
+		for i := 0; i < len(closure) && ok; i++ {
+			refs, err := refsOf(closure[i])
+			switch {
+			case errors.Is(err, fs.ErrNotExist) && i == 0:
+				ok = false // gone already: the worker will drop it
+			case err != nil:
+				// What is not known is not claimed either way.
+				if memo[closure[i]].err != nil && !memo[closure[i]].reported {
+					memo[closure[i]].reported = true
+					errs = append(errs, err)
+				}
+				ok = false
+			}
+			for _, r := range refs {
 				if !seen[r] {
 					seen[r] = true
 					closure = append(closure, r)
 				}
 			}
 		}
-		out[root] = &config.ClosureFacts{Paths: closure}
+		if ok {
+			out[root.String()] = &config.ClosureFacts{Paths: closure}
+		}
 	}
 	return out, errs
+}
+
+// selectedByName reports whether some target's patterns select p.
+func selectedByName(cfg *config.Config, p storepath.Path) bool {
+	for _, t := range cfg.Targets {
+		if t.Rules.Decide(p).Selected {
+			return true
+		}
+	}
+	return false
 }
 
 // deniesSibling reports whether a target selects one of paths by name and
