@@ -468,12 +468,13 @@ bin = "@CACHIX@"
 
 // 6. Soak: rounds of real builds while the worker and the pusher are
 // SIGKILLed at random moments. Every selected path ends up in the cache,
-// no denied path does. CFH_SOAK=1 (set by .ci/run) runs 30 rounds; a
-// plain `go test` runs 6.
+// no denied path does, and the kills happened: at least flSoakMinKills of
+// each kind (a soak whose kills all missed tests nothing). CFH_SOAK=1
+// (set by .ci/run) runs 30 rounds; a plain `go test` runs 6.
 func TestFaultSoakRandomKills(t *testing.T) {
-	rounds := 6
+	rounds, minKills := 6, 1
 	if os.Getenv("CFH_SOAK") == "1" {
-		rounds = 30
+		rounds, minKills = 30, 5
 	}
 	e := NewEnv(t, `
 cache = "soak"
@@ -491,22 +492,37 @@ retry_max = "1s"
 `)
 	// Slow pushes leave room to be killed in the middle of one.
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "300ms")
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 10))
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("soak: seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 10))
 	var mu sync.Mutex
 	kills := map[string]int{}
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	stopped := func(d time.Duration) bool {
+		select {
+		case <-stop:
+			return true
+		case <-time.After(d):
+			return false
+		}
+	}
 	go func() {
 		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Duration(100+rng.IntN(700)) * time.Millisecond):
+		for !stopped(time.Duration(100+rng.IntN(700)) * time.Millisecond) {
+			// Two pusher kills for one of the worker. A pusher runs
+			// only while a batch goes up: look for one for a while
+			// rather than let the tick pass, so that pushers are
+			// really killed in the middle of their push.
+			what, find := "pusher", func() []int { return plStandinPIDs(e) }
+			if rng.IntN(3) == 0 {
+				what, find = "worker", func() []int { return workerPIDs(e.Queue) }
 			}
-			what, pids := "pusher", plStandinPIDs(e)
-			if len(pids) == 0 || rng.IntN(3) == 0 {
-				what, pids = "worker", workerPIDs(e.Queue)
+			var pids []int
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+				if pids = find(); len(pids) > 0 || stopped(20*time.Millisecond) {
+					break
+				}
 			}
 			for _, pid := range pids {
 				if syscall.Kill(pid, syscall.SIGKILL) == nil {
@@ -520,7 +536,14 @@ retry_max = "1s"
 	s := Salt()
 	var allowed, denied []string
 	start := time.Now()
-	for i := 0; i < rounds; i++ {
+	enough := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return kills["worker"] >= minKills && kills["pusher"] >= minKills
+	}
+	// Rounds go on, up to twice as many, until both kinds of kill
+	// happened often enough: few rounds may miss the pushers by chance.
+	for i := 0; i < rounds || i < 2*rounds && !enough(); i++ {
 		paths, _ := e.Build(plList(Drv(s, fmt.Sprintf("soak-%d", i), nil), Drv(s, fmt.Sprintf("soak-secret-%d", i), nil)))
 		for _, p := range paths {
 			if strings.Contains(plName(p), "-secret-") {
@@ -553,6 +576,11 @@ retry_max = "1s"
 		}
 	}
 	invs := e.Invocations()
-	t.Logf("soak: %d rounds of builds in %s; SIGKILLed %d workers and %d pushers; %d pusher calls recorded (%d failed, killed ones unrecorded); %d of %d selected paths in the cache, %d of %d denied paths in it",
-		rounds, built.Round(time.Second), kills["worker"], kills["pusher"], len(invs), flFailedPushes(e), landed, len(allowed), leaked, len(denied))
+	t.Logf("soak: %d rounds of builds in %s; %d of %d selected paths in the cache; %d of %d denied paths in it (must be 0); SIGKILLed %d workers and %d pushers; %d pusher calls recorded (%d failed, killed ones unrecorded)",
+		len(allowed), built.Round(time.Second), landed, len(allowed), leaked, len(denied), kills["worker"], kills["pusher"], len(invs), flFailedPushes(e))
+	for _, what := range []string{"worker", "pusher"} {
+		if kills[what] < minKills {
+			t.Errorf("only %d %s SIGKILLs in %d rounds, want at least %d: the soak did not test what it claims", kills[what], what, len(allowed), minKills)
+		}
+	}
 }
