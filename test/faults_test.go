@@ -237,6 +237,60 @@ push_timeout = "3s"
 	plExpectCache(t, "hanging", filepath.Join(e.Standin, "hanging"), paths, func(string) bool { return true })
 }
 
+// 2b. SIGTERM in the middle of a round of batches: the batch being pushed
+// is cut short and the batches after it are not started, all left as they
+// were (no attempt counted, no error). Both targets deny something, so
+// each batch asks Nix for its closures first: with the cancelled context
+// that failed, and marked the later batches' entries failed.
+func TestFaultSigtermLeavesLaterBatches(t *testing.T) {
+	e := NewEnv(t, `
+cache = "first"
+allow = ["*"]
+deny = ["*-secret-*"]
+
+[[target]]
+cache = "second"
+allow = ["*"]
+deny = ["*-secret-*"]
+
+[cachix]
+bin = "@CACHIX@"
+`)
+	unlock := plLockQueue(t, e.Queue)
+	s := Salt()
+	paths, _ := e.Build(plList(Drv(s, "term1-1.0", nil), Drv(s, "term2-1.0", nil)))
+	unlock()
+	// The first batch's push is still running when SIGTERM comes.
+	plSetVar(e, "CACHIX_STANDIN_DELAY", "60s")
+	cmd, exited := flStartWorker(t, e)
+	plWaitFor(t, 60*time.Second, "the first push to start", func() bool { return len(plStandinPIDs(e)) > 0 })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not exit within 30 s of SIGTERM")
+	}
+	entries := plReadEntries(t, filepath.Join(e.Queue, "entries"))
+	if len(entries) != 2*len(paths) {
+		t.Errorf("%d entries after SIGTERM, want %d", len(entries), 2*len(paths))
+	}
+	for _, en := range entries {
+		if en.Attempts != 0 {
+			t.Errorf("%s -> %s: %d attempts after SIGTERM, want 0", plName(en.Path), en.Target, en.Attempts)
+		}
+	}
+	if st := plStatusText(t, e); strings.Contains(st, "failing /nix/store") || strings.Contains(st, "queue error") {
+		t.Errorf("status after SIGTERM shows failures:\n%s", st)
+	}
+	plSetVar(e, "CACHIX_STANDIN_DELAY", "")
+	e.Wait(60 * time.Second)
+	for _, c := range []string{"first", "second"} {
+		plExpectCache(t, c, filepath.Join(e.Standin, c), paths, func(string) bool { return true })
+	}
+}
+
 // flVmHWM reads a process's peak resident set size, in KiB.
 func flVmHWM(t *testing.T, pid int) int {
 	t.Helper()
