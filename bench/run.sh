@@ -58,7 +58,7 @@ if [ "$MODE" = full ]; then
 	PHASE_RUNS=100 INIT_RUNS=30
 	BUILD_N=100 BUILD_REPS=7 NAIVE_N=100
 	CLOSURE_N=10000 PUSH_RUNS=7 SCALE_REPS=3 SECOND_RUNS=7   # issue 12
-	BIG_N=100000 BIG_RUNS=3 OUTMAX_N=2000 RSS_N=100000 RECORD_N=100000
+	BIG_N=100000 BIG_RUNS=3 RSS_N=100000 RECORD_N=100000
 	PEER_REPS=3   # with PEERS=DIR
 	: "${OUT:=$ROOT/BENCHMARKS.md}"
 else
@@ -71,7 +71,7 @@ else
 	PHASE_RUNS=5 INIT_RUNS=3
 	BUILD_N=5 BUILD_REPS=1 NAIVE_N=2
 	CLOSURE_N=500 PUSH_RUNS=2 SCALE_REPS=1 SECOND_RUNS=2
-	BIG_N=1000 BIG_RUNS=1 OUTMAX_N=200 RSS_N=1000 RECORD_N=1000
+	BIG_N=1000 BIG_RUNS=1 RSS_N=1000 RECORD_N=1000
 	PEER_REPS=1
 	: "${OUT:=$(mktemp /tmp/BENCHMARKS.smoke.XXXXXX.md)}"
 fi
@@ -509,7 +509,10 @@ nix-store --query --outputs "$BIG_DRV" >"$W/big-outs.txt"
 n=$(wc -l <"$W/big-outs.txt")
 [ "$n" -eq "$BIG_N" ] || { echo "bench: $BIG_DRV has $n outputs, want $BIG_N" >&2; exit 1; }
 fact bigdrv_bytes "$(stat -c %s "$BIG_DRV")"
-head -n "$OUTMAX_N" "$W/big-outs.txt" | tr '\n' ' ' >"$W/outmax.txt"
+# As many of those paths as one environment string can hold: Linux
+# limits it to 128 KiB (MAX_ARG_STRLEN, "OUT_PATHS=" and the NUL included).
+awk -v max=$((131072 - 11)) '{ if (n + length($0) + 1 > max) exit; n += length($0) + 1; printf "%s ", $0 }' "$W/big-outs.txt" >"$W/outmax.txt"
+OUTMAX_N=$(wc -w <"$W/outmax.txt")
 fact outmax_bytes "$(wc -c <"$W/outmax.txt")"
 for i in $(seq 1 "$BIG_RUNS"); do
 	q=$W/q-big-$i
@@ -527,7 +530,7 @@ for i in $(seq 1 "$BIG_RUNS"); do
 done
 cmd scale "nix-instantiate bench/bigdrv.nix --arg n $BIG_N --argstr tag v1   # a derivation with $BIG_N outputs, never built: its .drv names $BIG_N store paths that do not exist"
 cmd scale "OUT_PATHS= DRV_PATH=<that .drv> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/big-I.conf benchtool holdlock -queue \$W/q-big-I -- \$W/bin/cachix-filter-hook   # as Nix 2.8 passes a build's outputs; fresh queue, worker lock held so nothing is pushed; entries counted"
-cmd scale "OUT_PATHS=<the first $OUTMAX_N of those paths> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/outmax-I.conf ... \$W/bin/cachix-filter-hook   # about the most OUT_PATHS can hold: Linux limits one environment string to 128 KiB"
+cmd scale "OUT_PATHS=<the first $OUTMAX_N of those paths> CACHIX_FILTER_HOOK_CONFIG=\$W/conf/outmax-I.conf ... \$W/bin/cachix-filter-hook   # as many as OUT_PATHS can hold: Linux limits one environment string to 128 KiB"
 
 say "6e. worker peak RSS with $RSS_N entries queued"
 q=$W/q-rss

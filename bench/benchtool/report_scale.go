@@ -199,7 +199,7 @@ func (s *scale) section(rs *results, p func(string, ...any)) {
 		perPath, thousands(float64(131072-len("OUT_PATHS="))/max(1, perPath)))
 	p("The hook also takes a build's outputs from `$DRV_PATH` when `OUT_PATHS` is empty, as Nix 2.8 runs it, so the run gets a derivation with %s outputs (`bench/bigdrv.nix`, never built, a %s-byte .drv; the paths do not exist). ",
 		thousands(float64(s.bigN)), thousandsStr(fct["bigdrv_bytes"]))
-	p("A second row fills `OUT_PATHS` with the first %s of them (%s bytes), about the most it can hold. Each run has a fresh queue and the worker lock is held, so nothing is pushed; its entries are counted after it.\n\n",
+	p("A second row puts the first %s of them in `OUT_PATHS` (%s bytes; no more fit in 128 KiB). Each run has a fresh queue and the worker lock is held, so nothing is pushed; its entries are counted after it.\n\n",
 		thousands(float64(s.outmaxN)), thousandsStr(fct["outmax_bytes"]))
 	p("| Hook run | Runs | Each run | Exit status, paths queued | Per path |\n|---|---|---|---|---|\n")
 	p("| %s paths from `DRV_PATH` | %d | %s | %s | %.1f µs |\n", thousands(float64(s.bigN)), len(s.big), each(s.big), exitsQueued(s.big, s.bigQueued, s.bigN), 1e6*medianOf(s.big, sec)/float64(s.bigN))
