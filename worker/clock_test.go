@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,12 +73,16 @@ func runService(t *testing.T, w *Worker) (stop func()) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t *testing.T, what string, cond func() bool, logs ...fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 30s waiting for %s", what)
+			var l strings.Builder
+			for _, x := range logs {
+				l.WriteString(x.String())
+			}
+			t.Fatalf("timed out after 30s waiting for %s\n%s", what, l.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -87,7 +87,7 @@ func (w *Worker) factCheck(log *logrus.Entry, t *config.Target, e *queue.Entry) 
 				Warn("uploading a path larger than max_nar_size inside the closure of a selected one (closure_deny = \"push\")")
 			return "", false
 		}
-		return fmt.Sprintf("closure_deny = \"skip\": its closure contains %s, %s", dep, rule), false
+		return config.ClosureSkipSizeReason(dep, rule), false
 	}
 	return "", false
 }

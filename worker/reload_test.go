@@ -113,7 +113,7 @@ func TestReloadRetryUsesNewConfig(t *testing.T) {
 	if err := e.q.RequestRetry(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the retried push", func() bool { return ps.calls("/new/cachix")+ps.calls("/old/cachix") > 0 })
+	waitFor(t, "the retried push", func() bool { return ps.calls("/new/cachix")+ps.calls("/old/cachix") > 0 }, e.log)
 	if n := ps.calls("/old/cachix"); n != 0 {
 		t.Errorf("the retried entry went to the old config's pusher (%d calls)", n)
 	}
