@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
@@ -43,6 +45,7 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*co
 		reported bool
 	}
 	memo := map[string]*scanned{}
+	budget := &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(scanMaxTime)}
 	refsOf := func(p string) ([]string, error) {
 		if m, ok := memo[p]; ok {
 			return m.refs, m.err
@@ -53,7 +56,7 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*co
 				others = append(others, q)
 			}
 		}
-		refs, err := referencedIn(p, others)
+		refs, err := referencedIn(p, others, budget)
 		memo[p] = &scanned{refs: refs, err: err}
 		return refs, err
 	}
@@ -70,6 +73,10 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*co
 			switch {
 			case errors.Is(err, fs.ErrNotExist) && i == 0:
 				ok = false // gone already: the worker will drop it
+			case errors.Is(err, errScanBudget):
+				// Too much to read on the build's path: the worker
+				// decides, and the line claims nothing either way.
+				ok = false
 			case err != nil:
 				// What is not known is not claimed either way.
 				if memo[closure[i]].err != nil && !memo[closure[i]].reported {
@@ -124,12 +131,38 @@ func deniesSibling(cfg *config.Config, paths []storepath.Path) bool {
 // scanChunk is how much of a file referencedIn reads at once.
 const scanChunk = 256 << 10
 
+// The scan runs on the build's path, so it is bounded: outputs larger
+// than this (a disk image next to its -doc) are left to the worker.
+const (
+	scanMaxBytes = 64 << 20
+	scanMaxFiles = 20000
+	scanMaxTime  = 300 * time.Millisecond
+)
+
+// errScanBudget: the outputs were too large to scan within the budget.
+var errScanBudget = errors.New("outputs too large to scan for references on the build's path")
+
+// scanBudget is what is left of the scan's bounds, shared by the outputs
+// of one build.
+type scanBudget struct {
+	bytes, files int64
+	until        time.Time
+}
+
+func (b *scanBudget) take(bytes int64) error {
+	b.bytes -= bytes
+	if b.bytes < 0 || time.Now().After(b.until) {
+		return errScanBudget
+	}
+	return nil
+}
+
 // referencedIn returns those of others whose hash part occurs in the
 // store path root: in a file's name or contents, or a symlink's target,
 // as in the NAR Nix scans for references. The build has just written
 // these files (Nix scanned them too), so they are usually in the page
 // cache.
-func referencedIn(root string, others []storepath.Path) ([]string, error) {
+func referencedIn(root string, others []storepath.Path, budget *scanBudget) ([]string, error) {
 	if len(others) == 0 {
 		return nil, nil
 	}
@@ -153,6 +186,12 @@ func referencedIn(root string, others []storepath.Path) ([]string, error) {
 		if err != nil {
 			return err
 		}
+		if budget.files--; budget.files < 0 {
+			return errScanBudget
+		}
+		if err := budget.take(0); err != nil {
+			return err
+		}
 		if path != root {
 			mark([]byte(d.Name()))
 		}
@@ -164,7 +203,7 @@ func referencedIn(root string, others []storepath.Path) ([]string, error) {
 			}
 			mark([]byte(target))
 		case d.Type().IsRegular():
-			if err := scanFile(path, buf, mark); err != nil {
+			if err := scanFile(path, buf, mark, budget); err != nil {
 				return err
 			}
 		}
@@ -173,6 +212,9 @@ func referencedIn(root string, others []storepath.Path) ([]string, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, errScanBudget) {
+		return nil, err
+	}
 	if err != nil && !errors.Is(err, errDone) {
 		return nil, fmt.Errorf("could not tell which outputs %s refers to: %w", filepath.Base(root), err)
 	}
@@ -187,12 +229,19 @@ func referencedIn(root string, others []storepath.Path) ([]string, error) {
 
 // scanFile passes the file's contents to mark in chunks that overlap by
 // one byte less than a hash part, so that none is missed at a boundary.
-func scanFile(path string, buf []byte, mark func([]byte)) error {
-	f, err := os.Open(path)
+func scanFile(path string, buf []byte, mark func([]byte), budget *scanBudget) error {
+	// Never block in open: a store path holds no FIFO, but nothing here
+	// is trusted.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	} else if err := budget.take(fi.Size()); err != nil {
+		return err
+	}
 	const keep = storepath.HashLen - 1
 	have := 0
 	for {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
@@ -117,8 +118,42 @@ func TestReferencedIn(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(out.String(), "x-"+man.Hash), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := referencedIn(out.String(), []storepath.Path{doc, man, mkPath("zlib-1.3")})
+	got, err := referencedIn(out.String(), []storepath.Path{doc, man, mkPath("zlib-1.3")}, &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(time.Minute)})
 	if err != nil || !slices.Equal(got, []string{doc.String(), man.String()}) {
 		t.Errorf("referencedIn = %v, %v", got, err)
+	}
+}
+
+// The scan is bounded on the build's path: an output larger than the
+// budget (or with more files, or taking longer) is not read to the end,
+// and the line claims nothing either way; the worker decides.
+func TestSiblingScanBounded(t *testing.T) {
+	out, doc := siblingStore(t, true)
+	big, err := os.Create(filepath.Join(out.String(), "image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: large to the scan, cheap to make.
+	if err := big.Truncate(scanMaxBytes + 1); err != nil {
+		t.Fatal(err)
+	}
+	big.Close()
+	start := time.Now()
+	_, err = referencedIn(out.String(), []storepath.Path{mkPath("zlib-1.3")}, &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(time.Minute)})
+	if err != errScanBudget {
+		t.Fatalf("scanning past the byte budget: %v, want errScanBudget", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the bounded scan took %s", d)
+	}
+	cfg := &config.Config{Targets: []*config.Target{mkTarget(t, "main", []string{"hello-*"}, []string{"*-doc"})}}
+	cl, errs := siblingClosures(cfg, []storepath.Path{out, doc})
+	if cl[out.String()] != nil || len(errs) != 0 {
+		t.Errorf("over budget: closures %v, errors %v; want none (nothing claimed, nothing printed)", cl, errs)
+	}
+	// The time bound, too: a budget already spent stops at once.
+	_, err = referencedIn(doc.String(), []storepath.Path{out}, &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(-time.Second)})
+	if err != errScanBudget {
+		t.Errorf("past the time budget: %v, want errScanBudget", err)
 	}
 }
