@@ -11,8 +11,9 @@ import (
 // builtDrv is what the hook read from DRV_PATH's .drv file.
 type builtDrv struct {
 	*nixstore.Drv
-	path  string
-	hasCA bool // an output has no path yet (content-addressed)
+	path    string
+	hasCA   bool            // an output has no path yet (content-addressed)
+	outputs map[string]bool // Outputs, for lookups: a derivation may have 100,000
 }
 
 // readDrv reads DRV_PATH's .drv when the hook needs it: for the outputs
@@ -31,9 +32,10 @@ func readDrv(cfg *config.Config, env Env, forOutputs bool) *builtDrv {
 	if err != nil {
 		return nil
 	}
-	b := &builtDrv{Drv: d, path: env.DrvPath}
+	b := &builtDrv{Drv: d, path: env.DrvPath, outputs: make(map[string]bool, len(d.Outputs))}
 	for _, o := range d.Outputs {
 		b.hasCA = b.hasCA || o == ""
+		b.outputs[o] = true
 	}
 	return b
 }
@@ -44,14 +46,12 @@ func (b *builtDrv) facts(path string) *config.Facts {
 	if b == nil {
 		return nil
 	}
-	for _, o := range b.Outputs {
-		if o == path {
-			s := config.SubstAllowed
-			if !b.AllowSubstitutes {
-				s = config.SubstDenied
-			}
-			return &config.Facts{Substitutes: s, Deriver: b.path}
-		}
+	if !b.outputs[path] {
+		return nil
 	}
-	return nil
+	s := config.SubstAllowed
+	if !b.AllowSubstitutes {
+		s = config.SubstDenied
+	}
+	return &config.Facts{Substitutes: s, Deriver: b.path}
 }
