@@ -262,3 +262,148 @@ allow = ["*"]
 		t.Errorf("planted entry dropped with %q", r)
 	}
 }
+
+// trFailure waits for a failing entry and returns its last error.
+func trFailure(t *testing.T, e *Env) string {
+	t.Helper()
+	var lastErr string
+	plWaitFor(t, 30*time.Second, "the entry to fail with a refusal", func() bool {
+		_, st := plStatusJSON(t, e)
+		for _, tg := range st.Targets {
+			for _, f := range tg.Failures {
+				lastErr = f.LastError
+			}
+		}
+		return lastErr != ""
+	})
+	return lastErr
+}
+
+// A hook.conf another user owns (who could allow what root's rules deny,
+// or point cachix.bin at their program) is not used: the hook queues
+// nothing, says why on the build log, and the build succeeds.
+func TestTrustUserOwnedConfigRefused(t *testing.T) {
+	u := testuser.New(t)
+	e := NewEnv(t, `
+cache = "c"
+allow = ["*"]
+`)
+	u.Chown(t, e.Conf)
+	paths, log := e.Build(plList(Drv(Salt(), "conf-1.0", nil)))
+	if len(paths) != 1 {
+		t.Fatalf("the build failed: %q\n%s", paths, log)
+	}
+	for _, want := range []string{"not queueing anything", e.Conf, "owned by " + u.Name} {
+		if !strings.Contains(log, want) {
+			t.Errorf("build log lacks %q:\n%s", want, log)
+		}
+	}
+	if n := e.QueueEntries(); n != 0 {
+		t.Errorf("%d entries queued from a config another user owns", n)
+	}
+	if _, errOut, code := e.Run(t.Context(), "validate"); code == 0 || !strings.Contains(errOut, "owned by "+u.Name) {
+		t.Errorf("validate exited %d:\n%s", code, errOut)
+	}
+}
+
+// A token file another user owns, or that others can read, is not handed
+// to cachix: the push fails saying why, the stand-in never runs with it,
+// and once root's own and private, retry pushes.
+func TestTrustUnsafeTokenFileRefused(t *testing.T) {
+	u := testuser.New(t)
+	e := NewEnv(t, `
+cache = "c"
+allow = ["*"]
+
+[cachix]
+bin = "@CACHIX@"
+auth_token_file = "@DIR@/token"
+`)
+	token := filepath.Join(e.Dir, "token")
+	secret := "tok-" + Salt()
+	if err := os.WriteFile(token, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u.Chown(t, token)
+	paths, _ := e.Build(plList(Drv(Salt(), "tokown-1.0", nil)))
+	if err := trFailure(t, e); !strings.Contains(err, token) || !strings.Contains(err, "owned by "+u.Name) {
+		t.Errorf("last error: %q", err)
+	}
+	// Root's own, but readable by others: still refused.
+	if err := os.Chown(token, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(token, 0o644)
+	e.Run(t.Context(), "retry")
+	plWaitFor(t, 30*time.Second, "the refusal of a token others can read", func() bool {
+		_, st := plStatusJSON(t, e)
+		for _, tg := range st.Targets {
+			for _, f := range tg.Failures {
+				if strings.Contains(f.LastError, "readable by") || strings.Contains(f.LastError, "others can read") {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if n := len(e.Invocations()); n != 0 {
+		t.Fatalf("cachix ran %d times with an unsafe token file", n)
+	}
+	os.Chmod(token, 0o600)
+	e.Run(t.Context(), "retry")
+	e.Wait(30 * time.Second)
+	plExpectCache(t, "c", filepath.Join(e.Standin, "c"), paths, func(string) bool { return true })
+	for _, inv := range e.Invocations() {
+		for _, a := range inv.Argv {
+			if strings.Contains(a, secret) {
+				t.Fatalf("the token is in cachix's argv: %q", inv.Argv)
+			}
+		}
+	}
+}
+
+// nix.bin_dir in a directory another user owns (who could put their own
+// nix there, which root would run to copy paths) is refused: nothing is
+// run from it.
+func TestTrustUserOwnedNixBinDirRefused(t *testing.T) {
+	u := testuser.New(t)
+	bin := filepath.Join(t.TempDir(), "nixbin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Dir(bin), 0o755)
+	marker := filepath.Join(t.TempDir(), "ran")
+	for _, prog := range []string{"nix", "nix-store"} {
+		script := "#!/bin/sh\necho ran >> " + marker + "\nexec /usr/bin/" + prog + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(bin, prog), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.Chown(t, bin)
+	e := NewEnv(t, `
+store = "file://@DIR@/cache"
+allow = ["*"]
+
+[nix]
+bin_dir = "`+bin+`"
+`)
+	e.Build(plList(Drv(Salt(), "nixbin-1.0", nil)))
+	if err := trFailure(t, e); !strings.Contains(err, bin) || !strings.Contains(err, "owned by "+u.Name) {
+		t.Errorf("last error: %q", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("root ran nix from a directory another user owns")
+	}
+	if got := CachePaths(t, filepath.Join(e.Dir, "cache")); len(got) != 0 {
+		t.Errorf("pushed %d paths through an untrusted nix", len(got))
+	}
+	// Fixed as the message says: pushed.
+	if err := os.Chown(bin, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.Run(t.Context(), "retry")
+	e.Wait(30 * time.Second)
+	if got := CachePaths(t, filepath.Join(e.Dir, "cache")); len(got) != 1 {
+		t.Errorf("after the fix the cache holds %d paths, want 1", len(got))
+	}
+}
