@@ -134,6 +134,11 @@ func checkUpstream(s string) (string, error) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return "", fmt.Errorf("%q: an upstream takes no ?query or #fragment", RedactURI(s))
 	}
+	// The URL is shown in messages, the log and the history ("already
+	// in URL"): a password in it would be shown with it.
+	if u.User != nil {
+		return "", fmt.Errorf("%q: an upstream takes no user or password: name a cache that answers without them", RedactURI(s))
+	}
 	return strings.TrimRight(s, "/"), nil
 }
 

@@ -102,6 +102,7 @@ func TestPathRulesBadInput(t *testing.T) {
 		{"hostless upstream", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"https://\"]\n", `upstream[0]: "https://" has no host`},
 		{"relative file upstream", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"file://rel/dir\"]\n", `upstream[0]: "file://rel/dir": a file:// upstream needs an absolute path`},
 		{"upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"ftp://u:hunter2@x\"]\n", `REDACTED`},
+		{"https upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"https://u:hunter2@cache.example\"]\n", `an upstream takes no user or password`},
 		{"per-target bad upstream", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nupstream = [\"x\"]\n", `target[0].upstream[0]`},
 		{"relative key file", "store = \"file:///s\"\nallow = [\"*\"]\nsecret_key_file = \"key\"\n", `secret_key_file: must be an absolute path, got "key"`},
 		{"key file on a cachix target", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nsecret_key_file = \"/k\"\n", `target[0].secret_key_file: only store targets sign with it; a Cachix target takes cachix.signing_key_file`},
