@@ -19,9 +19,11 @@ import (
 )
 
 // confBody is a hook.conf for the queue q; extra goes at the top level
-// (or opens sections of its own, before [queue]).
+// (or opens sections of its own, before [queue]). unsubstitutable =
+// "push": no rule reads facts from Nix, which the package's checkPhase
+// runs without.
 func confBody(q, extra string) string {
-	return fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n%s\n[queue]\ndir = %q\nretry_initial = \"1h\"\nretry_max = \"2h\"\nlinger = \"0s\"\n", extra, q)
+	return fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\nunsubstitutable = \"push\"\n%s\n[queue]\ndir = %q\nretry_initial = \"1h\"\nretry_max = \"2h\"\nlinger = \"0s\"\n", extra, q)
 }
 
 func writeConf(t *testing.T, file, body string) {
