@@ -1,6 +1,7 @@
 package hook
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 // the summary says how many; force queues them anyway; a record of
 // another destination does not count.
 func TestEnqueueLeavesOutRecorded(t *testing.T) {
-	isolate(t) // a spawned worker only records that it was started
+	spawned := isolate(t) // a spawned worker only records that it was started
 	cfg := &config.Config{
 		Targets: []*config.Target{mkTarget(t, "main", []string{"*"}, nil)},
 		Queue:   config.Queue{Dir: filepath.Join(t.TempDir(), "queue"), RememberPushed: time.Hour},
@@ -37,6 +38,13 @@ func TestEnqueueLeavesOutRecorded(t *testing.T) {
 		rec.Add([]pushed.Hash{h}, time.Now())
 	}
 	rec.Close()
+	// A worker holds the lock, so Enqueue starts none: a started one
+	// would outlive the test and write into its temporary directory.
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("taking the worker lock: %v", err)
+	}
+	defer lock.Unlock()
 	if err := Enqueue(cfg, &sel, false); err != nil {
 		t.Fatal(err)
 	}
@@ -59,4 +67,5 @@ func TestEnqueueLeavesOutRecorded(t *testing.T) {
 	if err := Enqueue(cfg, &sel, false); err != nil || len(sel.Pushed) != 0 {
 		t.Errorf("remember_pushed = 0: %v, pushed %v", err, sel.Pushed)
 	}
+	noSpawn(t, spawned)
 }
