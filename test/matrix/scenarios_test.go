@@ -313,24 +313,36 @@ in ` + Drv(s, "nixos-system-test-"+s, nil, "app", "app.doc", "etc")
 
 // `--check` rebuilds: the hook runs for them too (Nix 2.30 to 2.32 pass
 // OUT_PATHS empty there, NixOS/nix#14287: the hook then reads the
-// outputs from DRV_PATH), exits 0, and queues the path again.
+// outputs from DRV_PATH), exits 0, and queues the path again once the
+// record of pushed paths is forgotten (the cache was emptied); otherwise
+// it says the path was pushed already.
 func TestMatrixCheckRebuild(t *testing.T) {
 	c := Setup(t, conf(`store = "file://`+filesStore+`"`+"\nallow = [\"checked-*\"]\n"))
 	s := Salt()
 	expr := Drv(s, "checked-1.0", nil)
 	paths, _ := c.NixBuild(expr)
 	c.WaitLanded(60*time.Second, filesStore, paths)
-	// Take it out of the cache, so that only the --check build's hook
-	// can put it back.
+	// The hook of a --check build leaves the pushed path out.
+	_, r := c.NixBuild(expr, "--check")
+	if !strings.Contains(r.Stderr, "cachix-filter-hook: queued 0 of 1 paths (already pushed: 1 to file://") {
+		t.Errorf("the --check build's log lacks the hook's line:\n%s", r.Stderr)
+	}
+	// Take it out of the cache and forget it was pushed, as after
+	// emptying a cache, so that only a --check build's hook can put it
+	// back.
 	if err := os.RemoveAll(c.Host(filesStore)); err != nil {
 		t.Fatal(err)
 	}
-	_, r := c.NixBuild(expr, "--check")
+	if f := c.CLI(nil, "forget", "--pushed"); f.Code != 0 {
+		t.Fatalf("forget --pushed exited %d:\n%s%s", f.Code, f.Stdout, f.Stderr)
+	}
+	_, r = c.NixBuild(expr, "--check")
 	if !strings.Contains(r.Stderr, "cachix-filter-hook: queued 1 of 1 paths for file://") {
 		t.Errorf("the --check build's log lacks the hook's line:\n%s", r.Stderr)
 	}
+	// Queued still, or pushed already: either way the hook ran and said so.
 	_, r = c.NixBuildL(expr, "--rebuild")
-	if !strings.Contains(r.Stderr, "checked (post)> cachix-filter-hook: queued 1 of 1 paths") {
+	if !strings.Contains(r.Stderr, "checked (post)> cachix-filter-hook: queued 1 of 1 paths") && !strings.Contains(r.Stderr, "checked (post)> cachix-filter-hook: queued 0 of 1 paths (already pushed: 1") {
 		t.Errorf("nix build --rebuild's log lacks the hook's line:\n%s", r.Stderr)
 	}
 	c.WaitLanded(60*time.Second, filesStore, paths)
