@@ -144,8 +144,15 @@ func OpenWrite(queueDir, key string, maxAge time.Duration) (*Record, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
-	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+	// The queue directory is the worker's own (0700, checked by the
+	// queue); its pushed/ must be too: a record decides what is not
+	// uploaded.
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0) {
+		return nil, fmt.Errorf("%s is not the worker's own (owner uid %d, mode %v): remove it", dir, st.Uid, fi.Mode().Perm())
 	}
 	name := File(queueDir, key)
 	open := func() (*os.File, error) {

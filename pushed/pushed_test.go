@@ -338,3 +338,25 @@ func BenchmarkHas(b *testing.B) {
 		})
 	}
 }
+
+// A pushed/ directory that is not the worker's own (another owner, or
+// open to others) is refused, not written into.
+func TestForeignRecordDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, Dir), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(dir, Dir), 0o777)
+	if w, err := OpenWrite(dir, "t", 0); err == nil {
+		w.Close()
+		t.Fatal("a world-writable pushed/ was used")
+	}
+	os.Chmod(filepath.Join(dir, Dir), 0o700)
+	if os.Geteuid() == 0 {
+		os.Chown(filepath.Join(dir, Dir), 65534, 65534)
+		if w, err := OpenWrite(dir, "t", 0); err == nil {
+			w.Close()
+			t.Fatal("a pushed/ owned by another user was used")
+		}
+	}
+}
