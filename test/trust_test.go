@@ -53,16 +53,7 @@ auth_token_file = "@DIR@/token"
 
 	s := Salt()
 	paths, _ := e.Build(plList(Drv(s, "own-1.0", nil)))
-	var lastErr string
-	plWaitFor(t, 30*time.Second, "the entry to fail with a refusal", func() bool {
-		_, st := plStatusJSON(t, e)
-		for _, tg := range st.Targets {
-			for _, f := range tg.Failures {
-				lastErr = f.LastError
-			}
-		}
-		return lastErr != ""
-	})
+	lastErr := trFailure(t, e)
 	for _, want := range []string{"refusing " + cachix, "owned by " + u.Name, "chown root " + cachix} {
 		if !strings.Contains(lastErr, want) {
 			t.Errorf("last error %q lacks %q", lastErr, want)
@@ -102,16 +93,7 @@ bin = "@DIR@/shared/cachix"
 	marker := filepath.Join(e.Dir, "ran")
 	trWriteScript(t, filepath.Join(shared, "cachix"), marker)
 	e.Build(plList(Drv(Salt(), "ww-1.0", nil)))
-	var lastErr string
-	plWaitFor(t, 30*time.Second, "the entry to fail with a refusal", func() bool {
-		_, st := plStatusJSON(t, e)
-		for _, tg := range st.Targets {
-			for _, f := range tg.Failures {
-				lastErr = f.LastError
-			}
-		}
-		return lastErr != ""
-	})
+	lastErr := trFailure(t, e)
 	if !strings.Contains(lastErr, "its directory "+shared+" is writable by group or others") {
 		t.Errorf("last error: %q", lastErr)
 	}
