@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -387,5 +388,45 @@ bin_dir = "`+bin+`"
 	e.Wait(30 * time.Second)
 	if got := CachePaths(t, filepath.Join(e.Dir, "cache")); len(got) != 1 {
 		t.Errorf("after the fix the cache holds %d paths, want 1", len(got))
+	}
+}
+
+// A relative --config or CACHIX_FILTER_HOOK_CONFIG reaches the worker
+// that push starts, which runs in /, as an absolute path: the path is
+// pushed (with the relative name, the worker found no config and pushed
+// nothing, saying nothing).
+func TestTrustRelativeConfigReachesWorker(t *testing.T) {
+	e := NewEnv(t, `
+store = "file://@DIR@/cache"
+allow = ["*"]
+`)
+	paths, _ := e.Build(plList(Drv(Salt(), "rel-1.0", nil)))
+	e.Wait(30 * time.Second)
+	cache := filepath.Join(e.Dir, "cache")
+	for _, how := range []string{"--config", "CACHIX_FILTER_HOOK_CONFIG"} {
+		killWorkers(e.Queue)
+		if err := os.RemoveAll(cache); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"push", "--force", paths[0]}
+		var env []string
+		for _, kv := range e.environ() {
+			if !strings.HasPrefix(kv, "CACHIX_FILTER_HOOK_CONFIG=") {
+				env = append(env, kv)
+			}
+		}
+		if how == "--config" {
+			args = append([]string{"--config", "hook.conf"}, args...)
+		} else {
+			env = append(env, "CACHIX_FILTER_HOOK_CONFIG=hook.conf")
+		}
+		cmd := exec.Command(hookBin, args...)
+		cmd.Dir, cmd.Env = e.Dir, env
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued 1 of 1 paths") {
+			t.Fatalf("push with a relative %s: %v\n%s", how, err, out)
+		}
+		plWaitFor(t, 30*time.Second, "the worker started with a relative "+how+" to push", func() bool {
+			return CachePaths(t, cache)[paths[0]]
+		})
 	}
 }
