@@ -82,7 +82,7 @@ func (e *env) closureFacts(c *config.Config, g *pathfacts.Gatherer, paths []stor
 	}
 	var roots []string
 	for _, p := range paths {
-		if !selectedByName(c, p) {
+		if !c.SelectedByName(p) {
 			continue
 		}
 		if _, err := os.Lstat(p.String()); err != nil {
@@ -99,14 +99,4 @@ func (e *env) closureFacts(c *config.Config, g *pathfacts.Gatherer, paths []stor
 		return nil
 	}
 	return func(s string) *config.ClosureFacts { return cfs[s] }
-}
-
-// selectedByName reports whether some target's patterns select p.
-func selectedByName(c *config.Config, p storepath.Path) bool {
-	for _, t := range c.Targets {
-		if t.Rules.Decide(p).Selected {
-			return true
-		}
-	}
-	return false
 }

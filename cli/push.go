@@ -96,7 +96,7 @@ func runPush(e *env) int {
 	pushedTo := pushedTo(c, rec, roots, *closure)
 	var ask []storepath.Path
 	for _, p := range paths {
-		if !allPushed(c, p, pushedTo) {
+		if _, all := pushedTargets(c, p, pushedTo); !all {
 			ask = append(ask, p)
 		}
 	}
@@ -113,7 +113,7 @@ func runPush(e *env) int {
 		verdicts := c.DecideAll(paths, func(s string) *config.Facts { return facts[s] }, closures)
 		for i, p := range paths {
 			line := verdicts[i].Line()
-			if ts := pushedTargets(c, p, pushedTo); len(ts) > 0 {
+			if ts, _ := pushedTargets(c, p, pushedTo); len(ts) > 0 {
 				line += fmt.Sprintf(" (already pushed to %s: left out; --force queues it)", strings.Join(ts, ", "))
 			}
 			fmt.Fprintln(e.stdout, line)
@@ -260,24 +260,20 @@ func pushedTo(c *config.Config, rec *hook.Record, roots []storepath.Path, closur
 	}
 }
 
-// allPushed reports whether every target whose patterns select p has it
-// already: then its facts are not needed.
-func allPushed(c *config.Config, p storepath.Path, pushedTo func(string, storepath.Path) bool) bool {
+// pushedTargets lists the targets whose patterns select p that have it
+// already, and whether that is all of them (then its facts are not
+// needed).
+func pushedTargets(c *config.Config, p storepath.Path, pushedTo func(string, storepath.Path) bool) (ts []string, all bool) {
+	all = true
 	for _, t := range c.Targets {
-		if t.Rules.Decide(p).Selected && !pushedTo(t.Name, p) {
-			return false
+		if !t.Rules.Decide(p).Selected {
+			continue
 		}
-	}
-	return true
-}
-
-// pushedTargets lists the targets selecting p that have it already.
-func pushedTargets(c *config.Config, p storepath.Path, pushedTo func(string, storepath.Path) bool) []string {
-	var ts []string
-	for _, t := range c.Targets {
-		if t.Rules.Decide(p).Selected && pushedTo(t.Name, p) {
+		if pushedTo(t.Name, p) {
 			ts = append(ts, t.Name)
+		} else {
+			all = false
 		}
 	}
-	return ts
+	return ts, all
 }

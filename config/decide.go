@@ -39,6 +39,17 @@ type Verdict struct {
 	Facts *Facts `json:"facts,omitempty"`
 }
 
+// SelectedByName reports whether some target's patterns select p, before
+// any rule that reads facts: what is worth asking Nix or an upstream about.
+func (c *Config) SelectedByName(p storepath.Path) bool {
+	for _, t := range c.Targets {
+		if t.Rules.Decide(p).Selected {
+			return true
+		}
+	}
+	return false
+}
+
 // Decide applies every target's rules to p.
 func (c *Config) Decide(p storepath.Path) Verdict { return c.DecideFacts(p, nil) }
 

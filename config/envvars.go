@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -39,12 +40,7 @@ func (l *loader) unknownEnv() {
 
 // suggestEnv names the known variable closest to name, if one is close.
 func suggestEnv(name string, known map[string]bool) string {
-	best, bestD := "", 4
-	for k := range known {
-		if d := distance(name, k); d < bestD || d == bestD && k < best {
-			best, bestD = k, d
-		}
-	}
+	best := closest(name, maps.Keys(known))
 	if best == "" {
 		return " (see hook.conf.example for the keys; CACHIX_FILTER_HOOK_<KEY>, dots as underscores)"
 	}

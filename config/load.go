@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -220,16 +222,22 @@ func isSection(key string) bool {
 }
 
 func suggest(key string, known map[string]kind) string {
+	if best := closest(key, maps.Keys(known)); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return ""
+}
+
+// closest is the name among known nearest to name, within an edit
+// distance of 3, for suggesting what a typo meant ("" when none is).
+func closest(name string, known iter.Seq[string]) string {
 	best, bestD := "", 4
 	for k := range known {
-		if d := distance(key, k); d < bestD || d == bestD && k < best {
+		if d := distance(name, k); d < bestD || d == bestD && k < best {
 			best, bestD = k, d
 		}
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
+	return best
 }
 
 // distance is the Levenshtein distance, for suggesting the key a typo meant.

@@ -18,7 +18,6 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
-	"github.com/cachix-filter-hook/cachix-filter-hook/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/worker"
@@ -241,7 +240,7 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 		// Only once the queue directory passed its checks: the
 		// record lives there, and it decides what is not uploaded.
 		if !force && cfg.Queue.RememberPushed > 0 {
-			rec := &Record{cfg: cfg, dir: q.Dir, now: time.Now(), recs: map[string]*pushed.Record{}}
+			rec := newRecord(cfg, q.Dir)
 			sel.LeaveOut(rec.Has)
 			rec.Close()
 		}

@@ -30,7 +30,12 @@ func OpenRecord(cfg *config.Config) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Record{cfg: cfg, dir: q.Dir, now: time.Now(), recs: map[string]*pushed.Record{}}, nil
+	return newRecord(cfg, q.Dir), nil
+}
+
+// newRecord is a Record of dir, a queue directory that passed its checks.
+func newRecord(cfg *config.Config, dir string) *Record {
+	return &Record{cfg: cfg, dir: dir, now: time.Now(), recs: map[string]*pushed.Record{}}
 }
 
 // Has reports whether p was recorded as pushed to the target.

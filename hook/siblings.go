@@ -63,7 +63,7 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*co
 	out := map[string]*config.ClosureFacts{}
 	var errs []error
 	for _, root := range paths {
-		if !selectedByName(cfg, root) {
+		if !cfg.SelectedByName(root) {
 			continue
 		}
 		closure, ok := []string{root.String()}, true
@@ -97,16 +97,6 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*co
 		}
 	}
 	return out, errs
-}
-
-// selectedByName reports whether some target's patterns select p.
-func selectedByName(cfg *config.Config, p storepath.Path) bool {
-	for _, t := range cfg.Targets {
-		if t.Rules.Decide(p).Selected {
-			return true
-		}
-	}
-	return false
 }
 
 // deniesSibling reports whether a target selects one of paths by name and

@@ -57,7 +57,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	}
 	var cands []storepath.Path
 	for _, p := range paths {
-		if !selectedByName(cfg, p) {
+		if !cfg.SelectedByName(p) {
 			continue
 		}
 		if _, err := os.Lstat(p.String()); err != nil {
@@ -140,15 +140,6 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 		}
 	}
 	return out, nil
-}
-
-func selectedByName(cfg *config.Config, p storepath.Path) bool {
-	for _, t := range cfg.Targets {
-		if t.Rules.Decide(p).Selected {
-			return true
-		}
-	}
-	return false
 }
 
 // subst reads what a deriver's .drv says about substitution, once per .drv.

@@ -30,9 +30,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
 )
 
 // Dir is the records' directory inside the queue directory.
@@ -47,8 +50,6 @@ const (
 	bucketSize  = slotsPer * slotSize
 	fileSize    = headerSize + buckets*bucketSize
 	hashBytes   = 20
-	nixBase32   = "0123456789abcdfghijklmnpqrsvwxyz"
-	hashLen     = 32
 	checksumOff = hashBytes
 	timeOff     = hashBytes + 4
 )
@@ -68,13 +69,13 @@ type Hash [hashBytes]byte
 // ParseHash decodes the 32 nix-base32 characters of a store path's hash.
 func ParseHash(s string) (Hash, error) {
 	var h Hash
-	if len(s) != hashLen {
-		return h, fmt.Errorf("store path hash %q: want %d characters", s, hashLen)
+	if len(s) != storepath.HashLen {
+		return h, fmt.Errorf("store path hash %q: want %d characters", s, storepath.HashLen)
 	}
 	var acc uint64
 	bits, n := 0, 0
-	for i := 0; i < hashLen; i++ {
-		v := indexByte(s[i])
+	for i := 0; i < storepath.HashLen; i++ {
+		v := strings.IndexByte(storepath.Base32, s[i])
 		if v < 0 {
 			return h, fmt.Errorf("store path hash %q: %q is not nix-base32", s, s[i])
 		}
@@ -87,15 +88,6 @@ func ParseHash(s string) (Hash, error) {
 		}
 	}
 	return h, nil
-}
-
-func indexByte(c byte) int {
-	for i := 0; i < len(nixBase32); i++ {
-		if nixBase32[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func (h Hash) bucket() int64 {

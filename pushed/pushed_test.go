@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
 )
 
 // randHash returns a random valid nix-base32 hash string.
 func randHash(r *rand.Rand) string {
-	b := make([]byte, hashLen)
+	b := make([]byte, storepath.HashLen)
 	for i := range b {
-		b[i] = nixBase32[r.IntN(len(nixBase32))]
+		b[i] = storepath.Base32[r.IntN(len(storepath.Base32))]
 	}
 	return string(b)
 }

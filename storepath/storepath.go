@@ -24,8 +24,8 @@ const HashLen = 32
 // MaxNameLen is the longest name Nix accepts after the hash and dash.
 const MaxNameLen = 211
 
-// nixBase32 is Nix's base-32 alphabet: no e, o, u, t.
-const nixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
+// Base32 is Nix's base-32 alphabet: no e, o, u, t.
+const Base32 = "0123456789abcdfghijklmnpqrsvwxyz"
 
 // Path is a validated store path: <Dir>/<Hash>-<Name>.
 type Path struct {
@@ -75,7 +75,7 @@ func checkBase(base string) error {
 		return errors.New("empty name")
 	}
 	for i := 0; i < HashLen; i++ {
-		if strings.IndexByte(nixBase32, base[i]) < 0 {
+		if strings.IndexByte(Base32, base[i]) < 0 {
 			return fmt.Errorf("hash has a character outside nix-base32 at offset %d", i)
 		}
 	}
