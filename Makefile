@@ -12,7 +12,7 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
-	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=15s ./storepath
+	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=15s ./internal/storepath
 
 # The end-to-end scenarios on newer Nix in multi-user mode, in Debian
 # chroots kept under /var/cache/cachix-filter-hook (built the first time,

@@ -346,14 +346,14 @@ say "4a. filter decisions per second"
 go tool pprof -top -nodecount=12 "$BT" "$W/decide.prof" 2>/dev/null | sed -n '/flat%/,$p' >"$W/decide-top.txt"
 fact decide_profile "$(cat "$W/decide-top.txt")"
 cmd throughput "benchtool decide -names $DECIDE_NAMES -repeat $DECIDE_REPEAT   # filter.Compile once, then Rules.Decide over every name; median pass"
-go test -run NONE -bench 'Decide$' -benchtime "$GOBENCH_DECIDE" ./filter | tee "$W/logs/gobench-decide.txt" >&2
+go test -run NONE -bench 'Decide$' -benchtime "$GOBENCH_DECIDE" ./internal/filter | tee "$W/logs/gobench-decide.txt" >&2
 "$BT" gobench -in "$W/logs/gobench-decide.txt" -metric decisions/s -results "$R"
-cmd throughput "go test -run NONE -bench 'Decide\$' -benchtime $GOBENCH_DECIDE ./filter   # filter/filter_test.go's BenchmarkDecide (1,024 names, cycled)"
+cmd throughput "go test -run NONE -bench 'Decide\$' -benchtime $GOBENCH_DECIDE ./internal/filter   # internal/filter/filter_test.go's BenchmarkDecide (1,024 names, cycled)"
 
 say "4b. enqueue rate"
-go test -run NONE -bench 'Add$' -benchtime "$GOBENCH_ADD" ./queue | tee "$W/logs/gobench-add.txt" >&2
+go test -run NONE -bench 'Add$' -benchtime "$GOBENCH_ADD" ./internal/queue | tee "$W/logs/gobench-add.txt" >&2
 "$BT" gobench -in "$W/logs/gobench-add.txt" -metric entries/s -results "$R"
-cmd throughput "go test -run NONE -bench 'Add\$' -benchtime $GOBENCH_ADD ./queue   # queue/queue_bench_test.go: W goroutines calling queue.Add, each a new entry"
+cmd throughput "go test -run NONE -bench 'Add\$' -benchtime $GOBENCH_ADD ./internal/queue   # internal/queue/queue_bench_test.go: W goroutines calling queue.Add, each a new entry"
 conf conc "$W/q-conc"
 for k in 1 8 64; do
 	cat >"$W/spec/conc-$k.json" <<EOF

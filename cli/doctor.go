@@ -18,10 +18,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
-	"github.com/cachix-filter-hook/cachix-filter-hook/trust"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
 // Levels of a doctor check.

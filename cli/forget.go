@@ -6,9 +6,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/pushed"
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
 // lockWait bounds how long forget waits for a worker to exit before it

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 )
 
 func runLog(e *env) int {

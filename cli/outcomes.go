@@ -5,8 +5,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/history"
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
 // lastErrors is how many of a target's newest failures and drops status

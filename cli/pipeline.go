@@ -8,11 +8,11 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/hook"
-	"github.com/cachix-filter-hook/cachix-filter-hook/logfile"
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
-	"github.com/cachix-filter-hook/cachix-filter-hook/worker"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/logfile"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 func runHook(e *env) int {

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/history"
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
 // Progress output of wait and push --wait. On a terminal it redraws one

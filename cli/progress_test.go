@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 )
 
 // The summary counts what the history recorded after the wait began:

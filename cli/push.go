@@ -11,13 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/history"
-	"github.com/cachix-filter-hook/cachix-filter-hook/hook"
-	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
-	"github.com/cachix-filter-hook/cachix-filter-hook/pathfacts"
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
-	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 func runPush(e *env) int {

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
-	"github.com/cachix-filter-hook/cachix-filter-hook/worker"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 // writeWorkerState writes state.json as a worker records itself.

@@ -3,7 +3,7 @@ package cli
 import (
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
 // failingCheck tells whether every entry wait is waiting for has failed

@@ -8,11 +8,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/hook"
-	"github.com/cachix-filter-hook/cachix-filter-hook/nixstore"
-	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
-	"github.com/cachix-filter-hook/cachix-filter-hook/storewatch"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storewatch"
 )
 
 // How long watch-exec keeps listening after the command exits: the

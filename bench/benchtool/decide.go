@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/filter"
-	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // Package names as they appear in a NixOS system closure and a CI

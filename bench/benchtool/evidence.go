@@ -15,10 +15,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/hook"
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
-	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // phaseNames are the steps of hook.Run for one selected path, in order.

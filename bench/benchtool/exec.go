@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
-	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // execSpec says what `benchtool exec` runs.

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
-	"github.com/cachix-filter-hook/cachix-filter-hook/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // runTime runs one command with the script's stdio and records its wall

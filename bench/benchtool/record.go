@@ -8,9 +8,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/pushed"
-	"github.com/cachix-filter-hook/cachix-filter-hook/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
 // runRecord fills the record of paths pushed to a target (package pushed)

@@ -1,0 +1,193 @@
+// Package config finds, loads and validates hook.conf.
+//
+// The file is TOML read with viper; every key can be overridden from the
+// environment (CACHIX_FILTER_HOOK_<KEY>, dots as underscores) so that CI
+// runners can configure the tool without writing a file. Everything is
+// checked here, once, so that the hook, the worker and the commands all see
+// the same validated configuration and the same compiled rules.
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
+)
+
+// EnvConfig names the config file when --config is not given.
+const EnvConfig = "CACHIX_FILTER_HOOK_CONFIG"
+
+// EnvPrefix starts every environment override.
+const EnvPrefix = "CACHIX_FILTER_HOOK"
+
+// Closure-deny policies.
+const (
+	ClosurePush = "push" // push the path; its closure goes up whole
+	ClosureSkip = "skip" // leave out a path whose closure holds a denied path
+)
+
+// Config is the validated configuration.
+type Config struct {
+	// File is the config file that was read, or "" when the
+	// configuration came from the environment alone.
+	File    string
+	Targets []*Target
+	Strict  bool
+	// UpstreamTimeout bounds one question to an upstream cache.
+	UpstreamTimeout time.Duration
+	Cachix          Cachix
+	Nix             Nix
+	Queue           Queue
+	Log             Log
+	// Warnings are problems that do not stop the program, such as a
+	// target whose empty allow list selects nothing.
+	Warnings []string
+	// sources records where each effective value came from, for validate.
+	sources map[string]string
+}
+
+// Target is one destination with its rules.
+type Target struct {
+	Name        string
+	Cache       string // Cachix cache name, or
+	Store       string // Nix store URI
+	Allow       []string
+	Deny        []string
+	ClosureDeny string
+	// MaxNarSize, Unsubstitutable, Upstream and SecretKeyFile: see
+	// pathrules.go. A [[target]] inherits them from the top level.
+	MaxNarSize      int64 // 0: no limit
+	Unsubstitutable string
+	Upstream        []string
+	SecretKeyFile   string
+	Rules           *filter.Rules
+	// top marks the default target, made of the top-level keys, whose
+	// values may come from the environment (see Config.Effective).
+	top bool
+}
+
+// Cachix configures the cachix executable.
+type Cachix struct {
+	Bin           string
+	AuthTokenFile string
+	PushArgs      []string
+	// SigningKeyFile's content goes to cachix as CACHIX_SIGNING_KEY.
+	SigningKeyFile string
+}
+
+// Nix says where nix and nix-store are.
+type Nix struct {
+	BinDir string
+}
+
+// Queue configures the on-disk queue and the worker.
+type Queue struct {
+	Dir          string
+	Batch        int
+	RetryInitial time.Duration
+	RetryMax     time.Duration
+	Linger       time.Duration
+	// PushTimeout bounds one pusher call; the pusher and everything it
+	// started are killed after it.
+	PushTimeout time.Duration
+	// RememberPushed is how long the record of pushed paths (package
+	// pushed) lets a path be left out; 0 keeps no record.
+	RememberPushed time.Duration
+}
+
+// Log configures the worker's log file.
+type Log struct {
+	File    string
+	Level   string
+	MaxSize int64
+}
+
+// Find returns the config file to read: flagPath, then $CACHIX_FILTER_HOOK_CONFIG,
+// then the per-user file, then the system file. An explicitly named file
+// must exist; the others are skipped when missing. It returns "" when no
+// file exists, which leaves the environment as the only source.
+//
+// The path is made absolute: the worker it is handed to runs in /.
+func Find(flagPath string) (string, error) {
+	if flagPath != "" {
+		return absolute(flagPath, "--config")
+	}
+	if p := os.Getenv(EnvConfig); p != "" {
+		return absolute(p, EnvConfig)
+	}
+	for _, p := range SearchPath() {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", nil
+}
+
+func absolute(p, from string) (string, error) {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", from, err)
+	}
+	return a, nil
+}
+
+// SearchPath lists the files Find tries after --config and the environment.
+func SearchPath() []string {
+	var paths []string
+	if d := userConfigDir(); d != "" {
+		paths = append(paths, filepath.Join(d, "cachix-filter-hook", "hook.conf"))
+	}
+	return append(paths, "/etc/cachix-filter-hook/hook.conf")
+}
+
+func userConfigDir() string {
+	if d := os.Getenv("XDG_CONFIG_HOME"); filepath.IsAbs(d) {
+		return d
+	}
+	if h := os.Getenv("HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".config")
+	}
+	return ""
+}
+
+// DefaultQueueDir is /var/lib/cachix-filter-hook for root (the hook under
+// nix-daemon), and the user's XDG state directory otherwise.
+func DefaultQueueDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/cachix-filter-hook"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "cachix-filter-hook")
+	}
+	if h := os.Getenv("HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "state", "cachix-filter-hook")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("cachix-filter-hook-%d", os.Geteuid()))
+}
+
+// Target returns the target with that name, or nil.
+func (c *Config) Target(name string) *Target {
+	for _, t := range c.Targets {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// RecordKey names the record of paths pushed to t's destination (package
+// pushed). It is a digest of the destination, not of the target's name:
+// pointing a target at another cache starts a new record, and nothing of a
+// store URI reaches a file name.
+func (t *Target) RecordKey() string {
+	dest := "cachix:" + t.Cache
+	if t.Store != "" {
+		dest = "store:" + t.Store
+	}
+	sum := sha256.Sum256([]byte(dest))
+	return hex.EncodeToString(sum[:16])
+}

@@ -1,0 +1,703 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+const systemFile = "/etc/cachix-filter-hook/hook.conf"
+
+// isolate clears every CACHIX_FILTER_HOOK_* variable and points HOME and
+// the XDG directories at an empty temporary directory, which it returns.
+func isolate(t *testing.T) string {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, EnvPrefix+"_") {
+			t.Setenv(k, "")
+		}
+	}
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", "")
+	t.Setenv("XDG_STATE_HOME", filepath.Join(home, "state"))
+	return home
+}
+
+// systemFileExists tells whether this machine has a system-wide config,
+// which the "nothing found" cases cannot rule out.
+func systemFileExists() bool {
+	_, err := os.Stat(systemFile)
+	return err == nil
+}
+
+func write(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// minimal is the smallest valid config, with an absolute queue dir so the
+// tests do not depend on who runs them.
+const minimal = "cache = \"mycache\"\nallow = [\"hello-*\"]\n[queue]\ndir = \"/tmp/q\"\n"
+
+func path(name string) storepath.Path {
+	return storepath.Path{Dir: "/nix/store", Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: name}
+}
+
+func TestSearchPath(t *testing.T) {
+	home := isolate(t)
+	for _, tc := range []struct {
+		xdg  string
+		want []string
+	}{
+		{"", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), systemFile}},
+		{"/xdg", []string{"/xdg/cachix-filter-hook/hook.conf", systemFile}},
+		// A relative XDG_CONFIG_HOME is invalid per the XDG spec and ignored.
+		{"rel", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), systemFile}},
+	} {
+		t.Setenv("XDG_CONFIG_HOME", tc.xdg)
+		if got := SearchPath(); !slices.Equal(got, tc.want) {
+			t.Errorf("XDG_CONFIG_HOME=%q: SearchPath() = %q, want %q", tc.xdg, got, tc.want)
+		}
+	}
+	t.Setenv("XDG_CONFIG_HOME", "")
+	t.Setenv("HOME", "")
+	if got := SearchPath(); !slices.Equal(got, []string{systemFile}) {
+		t.Errorf("no HOME: SearchPath() = %q", got)
+	}
+}
+
+func TestFindOrder(t *testing.T) {
+	home := isolate(t)
+	dir := t.TempDir()
+	flagFile := write(t, filepath.Join(dir, "flag.conf"), minimal)
+	envFile := write(t, filepath.Join(dir, "env.conf"), minimal)
+	xdg := filepath.Join(dir, "xdg")
+	xdgFile := write(t, filepath.Join(xdg, "cachix-filter-hook", "hook.conf"), minimal)
+	homeFile := write(t, filepath.Join(home, ".config", "cachix-filter-hook", "hook.conf"), minimal)
+
+	for _, tc := range []struct {
+		why            string
+		flag, env, xdg string
+		want           string
+	}{
+		{"--config wins over everything", flagFile, envFile, xdg, flagFile},
+		{"$CACHIX_FILTER_HOOK_CONFIG comes next", "", envFile, xdg, envFile},
+		{"then $XDG_CONFIG_HOME", "", "", xdg, xdgFile},
+		{"then ~/.config when XDG_CONFIG_HOME is unset", "", "", "", homeFile},
+		// Named files need not exist: Load then says it cannot read them.
+		{"a missing --config is returned, not skipped", filepath.Join(dir, "missing"), envFile, xdg, filepath.Join(dir, "missing")},
+		{"a missing $CACHIX_FILTER_HOOK_CONFIG is returned", "", filepath.Join(dir, "missing"), xdg, filepath.Join(dir, "missing")},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			t.Setenv(EnvConfig, tc.env)
+			t.Setenv("XDG_CONFIG_HOME", tc.xdg)
+			got, err := Find(tc.flag)
+			if err != nil || got != tc.want {
+				t.Errorf("Find(%q) = %q, %v; want %q", tc.flag, got, err, tc.want)
+			}
+		})
+	}
+
+	t.Run("XDG_CONFIG_HOME set but empty: ~/.config is not consulted", func(t *testing.T) {
+		t.Setenv(EnvConfig, "")
+		t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "empty-xdg"))
+		got, err := Find("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if systemFileExists() {
+			if got != systemFile {
+				t.Errorf("Find = %q, want %s", got, systemFile)
+			}
+		} else if got != "" {
+			t.Errorf("Find = %q, want none", got)
+		}
+	})
+
+	t.Run("Load reports the missing named file", func(t *testing.T) {
+		t.Setenv(EnvConfig, filepath.Join(dir, "missing"))
+		_, err := Load("")
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "missing")) {
+			t.Errorf("Load: %v", err)
+		}
+	})
+}
+
+// Each lookup step feeds Load; the values show which file was read.
+func TestLoadLookup(t *testing.T) {
+	home := isolate(t)
+	dir := t.TempDir()
+	conf := func(cache string) string { return strings.Replace(minimal, "mycache", cache, 1) }
+	flagFile := write(t, filepath.Join(dir, "flag.conf"), conf("fromflag"))
+	envFile := write(t, filepath.Join(dir, "env.conf"), conf("fromenv"))
+	xdg := filepath.Join(dir, "xdg")
+	write(t, filepath.Join(xdg, "cachix-filter-hook", "hook.conf"), conf("fromxdg"))
+	write(t, filepath.Join(home, ".config", "cachix-filter-hook", "hook.conf"), conf("fromhome"))
+	for _, tc := range []struct{ flag, env, xdg, want string }{
+		{flagFile, envFile, xdg, "fromflag"},
+		{"", envFile, xdg, "fromenv"},
+		{"", "", xdg, "fromxdg"},
+		{"", "", "", "fromhome"},
+	} {
+		t.Setenv(EnvConfig, tc.env)
+		t.Setenv("XDG_CONFIG_HOME", tc.xdg)
+		c, err := Load(tc.flag)
+		if err != nil {
+			t.Fatalf("Load(%q): %v", tc.flag, err)
+		}
+		if got := c.Targets[0].Cache; got != tc.want {
+			t.Errorf("Load(%q) with env %q, xdg %q read cache %q, want %q", tc.flag, tc.env, tc.xdg, got, tc.want)
+		}
+	}
+}
+
+func TestLoadFull(t *testing.T) {
+	isolate(t)
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), `
+cache = "mycache"
+name = "main"
+allow = ["hello-*"]
+deny  = ["*-doc"]
+closure_deny = "skip"
+strict = true
+
+[[target]]
+cache = "work"
+allow = ["openc910-*"]
+
+[[target]]
+store = "file:///var/cache/nix"
+allow = ["*"]
+
+[cachix]
+bin = "/run/current-system/sw/bin/cachix"
+auth_token_file = "/run/secrets/cachix"
+push_args = ["-j", "8"]
+
+[nix]
+bin_dir = "/nix/var/nix/profiles/default/bin"
+
+[queue]
+dir = "/var/lib/x"
+batch = 16
+retry_initial = "1s"
+retry_max = "5m"
+linger = "0s"
+push_timeout = "90m"
+
+[log]
+file = "/var/log/x.log"
+level = "debug"
+max_size = "1MiB"
+`)
+	c, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.File != file || !c.Strict || len(c.Warnings) != 0 {
+		t.Errorf("File %q, Strict %v, Warnings %q", c.File, c.Strict, c.Warnings)
+	}
+	var names []string
+	for _, tg := range c.Targets {
+		names = append(names, tg.Name)
+		if tg.Rules == nil {
+			t.Errorf("target %s has no compiled rules", tg.Name)
+		}
+	}
+	if want := []string{"main", "work", "file:///var/cache/nix"}; !slices.Equal(names, want) {
+		t.Errorf("targets %q, want %q", names, want)
+	}
+	main := c.Target("main")
+	if main == nil || main.ClosureDeny != ClosureSkip || !slices.Equal(main.Deny, []string{"*-doc"}) {
+		t.Errorf("main target: %+v", main)
+	}
+	if w := c.Target("work"); w == nil || w.ClosureDeny != ClosureSkip || len(w.Deny) != 0 {
+		t.Errorf("work target: %+v", w)
+	}
+	if c.Target("nope") != nil {
+		t.Error("Target(nope) is not nil")
+	}
+	wantCachix := Cachix{Bin: "/run/current-system/sw/bin/cachix", AuthTokenFile: "/run/secrets/cachix", PushArgs: []string{"-j", "8"}}
+	if c.Cachix.Bin != wantCachix.Bin || c.Cachix.AuthTokenFile != wantCachix.AuthTokenFile || !slices.Equal(c.Cachix.PushArgs, wantCachix.PushArgs) {
+		t.Errorf("Cachix = %+v", c.Cachix)
+	}
+	if c.Nix.BinDir != "/nix/var/nix/profiles/default/bin" {
+		t.Errorf("Nix = %+v", c.Nix)
+	}
+	if want := (Queue{Dir: "/var/lib/x", Batch: 16, RetryInitial: time.Second, RetryMax: 5 * time.Minute, Linger: 0, PushTimeout: 90 * time.Minute, RememberPushed: DefaultRememberPushed}); c.Queue != want {
+		t.Errorf("Queue = %+v, want %+v", c.Queue, want)
+	}
+	if want := (Log{File: "/var/log/x.log", Level: "debug", MaxSize: 1 << 20}); c.Log != want {
+		t.Errorf("Log = %+v, want %+v", c.Log, want)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	home := isolate(t)
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), "cache = \"c\"\nallow = [\"*\"]\n")
+	c, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDir := filepath.Join(home, "state", "cachix-filter-hook")
+	if os.Geteuid() == 0 {
+		wantDir = "/var/lib/cachix-filter-hook"
+	}
+	want := Queue{Dir: wantDir, Batch: DefaultBatch, RetryInitial: DefaultRetryInitial, RetryMax: DefaultRetryMax, Linger: DefaultLinger, PushTimeout: DefaultPushTimeout, RememberPushed: DefaultRememberPushed}
+	if c.Queue != want {
+		t.Errorf("Queue = %+v, want %+v", c.Queue, want)
+	}
+	if c.Log != (Log{File: filepath.Join(wantDir, "worker.log"), Level: "info", MaxSize: 10 << 20}) {
+		t.Errorf("Log = %+v", c.Log)
+	}
+	if c.Cachix.Bin != "cachix" || c.Strict || c.Targets[0].ClosureDeny != ClosureSkip || c.Targets[0].Name != "c" {
+		t.Errorf("Cachix %+v, Strict %v, target %+v", c.Cachix, c.Strict, c.Targets[0])
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	isolate(t)
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), `
+cache = "filecache"
+allow = ["file-*"]
+[queue]
+dir = "/file/q"
+batch = 10
+`)
+	t.Setenv("CACHIX_FILTER_HOOK_CACHE", "envcache")
+	t.Setenv("CACHIX_FILTER_HOOK_QUEUE_DIR", "/env/q")
+	t.Setenv("CACHIX_FILTER_HOOK_QUEUE_BATCH", "7")
+	t.Setenv("CACHIX_FILTER_HOOK_ALLOW", "hello-*  zlib-*")
+	t.Setenv("CACHIX_FILTER_HOOK_DENY", "*-doc")
+	t.Setenv("CACHIX_FILTER_HOOK_STRICT", "true")
+	t.Setenv("CACHIX_FILTER_HOOK_CACHIX_PUSH_ARGS", "-j 8")
+	t.Setenv("CACHIX_FILTER_HOOK_QUEUE_RETRY_MAX", "1h")
+	t.Setenv("CACHIX_FILTER_HOOK_LOG_LEVEL", "debug")
+	c, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := c.Targets[0]
+	if tg.Cache != "envcache" || tg.Name != "envcache" || !slices.Equal(tg.Allow, []string{"hello-*", "zlib-*"}) || !slices.Equal(tg.Deny, []string{"*-doc"}) {
+		t.Errorf("target = %+v", tg)
+	}
+	if c.Queue.Dir != "/env/q" || c.Queue.Batch != 7 || c.Queue.RetryMax != time.Hour || !c.Strict || c.Log.Level != "debug" {
+		t.Errorf("Queue %+v, Strict %v, Log %+v", c.Queue, c.Strict, c.Log)
+	}
+	if !slices.Equal(c.Cachix.PushArgs, []string{"-j", "8"}) {
+		t.Errorf("PushArgs = %q", c.Cachix.PushArgs)
+	}
+	// The rules are the environment's.
+	if !tg.Rules.Decide(path("zlib-1.3")).Selected || tg.Rules.Decide(path("file-1")).Selected {
+		t.Error("rules do not come from CACHIX_FILTER_HOOK_ALLOW")
+	}
+	eff := c.Effective()
+	for _, want := range []string{
+		`dir = "/env/q"  # env CACHIX_FILTER_HOOK_QUEUE_DIR`,
+		`batch = 7  # env CACHIX_FILTER_HOOK_QUEUE_BATCH`,
+		`cache = "envcache"  # env CACHIX_FILTER_HOOK_CACHE`,
+		`allow = ["hello-*", "zlib-*"]  # env CACHIX_FILTER_HOOK_ALLOW`,
+		`strict = true  # env CACHIX_FILTER_HOOK_STRICT`,
+		`retry_initial = "2s"  # default`,
+		"# config file: " + file,
+	} {
+		if !strings.Contains(eff, want) {
+			t.Errorf("Effective() lacks %q:\n%s", want, eff)
+		}
+	}
+}
+
+func TestEnvOnly(t *testing.T) {
+	home := isolate(t)
+	if systemFileExists() {
+		t.Skipf("%s exists on this machine", systemFile)
+	}
+	t.Setenv("CACHIX_FILTER_HOOK_CACHE", "ci")
+	t.Setenv("CACHIX_FILTER_HOOK_ALLOW", "*")
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.File != "" || len(c.Targets) != 1 || c.Targets[0].Cache != "ci" || !slices.Equal(c.Targets[0].Allow, []string{"*"}) {
+		t.Errorf("config from the environment: File %q, targets %+v", c.File, c.Targets)
+	}
+	if c.Queue.Dir == "" || c.Queue.Batch != DefaultBatch {
+		t.Errorf("Queue = %+v", c.Queue)
+	}
+	if eff := c.Effective(); !strings.Contains(eff, "no config file") {
+		t.Errorf("Effective():\n%s", eff)
+	}
+
+	// Without any setting there is nothing to push to, and the error says
+	// where it looked.
+	t.Setenv("CACHIX_FILTER_HOOK_CACHE", "")
+	t.Setenv("CACHIX_FILTER_HOOK_ALLOW", "")
+	_, err = Load("")
+	if err == nil || !strings.Contains(err.Error(), "no target") || !strings.Contains(err.Error(), home) {
+		t.Errorf("Load with nothing set: %v", err)
+	}
+
+	// Bad values from the environment name the variable.
+	t.Setenv("CACHIX_FILTER_HOOK_CACHE", "ci")
+	t.Setenv("CACHIX_FILTER_HOOK_ALLOW", "*")
+	for k, want := range map[string]string{
+		"CACHIX_FILTER_HOOK_QUEUE_BATCH":         "CACHIX_FILTER_HOOK_QUEUE_BATCH: queue.batch: expected an integer",
+		"CACHIX_FILTER_HOOK_STRICT":              "CACHIX_FILTER_HOOK_STRICT: strict: expected a boolean",
+		"CACHIX_FILTER_HOOK_QUEUE_RETRY_INITIAL": "CACHIX_FILTER_HOOK_QUEUE_RETRY_INITIAL: queue.retry_initial: expected a duration",
+		"CACHIX_FILTER_HOOK_LOG_MAX_SIZE":        "CACHIX_FILTER_HOOK_LOG_MAX_SIZE: log.max_size: expected a size",
+		"CACHIX_FILTER_HOOK_CLOSURE_DENY":        `CACHIX_FILTER_HOOK_CLOSURE_DENY: closure_deny: must be "push" or "skip"`,
+		"CACHIX_FILTER_HOOK_QUEUE_DIR":           "CACHIX_FILTER_HOOK_QUEUE_DIR: queue.dir: must be an absolute path",
+	} {
+		t.Run(k, func(t *testing.T) {
+			t.Setenv(k, "bogus")
+			_, err := Load("")
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s=bogus: %v, want %q", k, err, want)
+			}
+		})
+	}
+	t.Run("store and cache both from the environment", func(t *testing.T) {
+		t.Setenv("CACHIX_FILTER_HOOK_STORE", "file:///x")
+		_, err := Load("")
+		if err == nil || !strings.Contains(err.Error(), "both cache and store") {
+			t.Errorf("Load: %v", err)
+		}
+	})
+	t.Run("a bad pattern from the environment names the variable", func(t *testing.T) {
+		t.Setenv("CACHIX_FILTER_HOOK_ALLOW", "ok {hello,world")
+		_, err := Load("")
+		if err == nil || !strings.Contains(err.Error(), `CACHIX_FILTER_HOOK_ALLOW: allow[1]: bad pattern "{hello,world"`) || !strings.Contains(err.Error(), "offset 12") {
+			t.Errorf("Load: %v", err)
+		}
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		why, conf string
+		want      []string
+	}{
+		{"typo alow", "cache = \"c\"\nalow = [\"*\"]\n", []string{`unknown key "alow"`, `did you mean "allow"?`}},
+		{"typo in a section", minimal + "dri = \"/x\"\n", []string{`unknown key "queue.dri"`, `did you mean "queue.dir"?`}},
+		{"typo in a [[target]]", minimal + "[[target]]\ncache = \"w\"\nalow = [\"x\"]\n", []string{`unknown key "target[0].alow"`, `did you mean "allow"?`}},
+		{"unknown key far from any", "cache = \"c\"\nallow = [\"*\"]\nzzzzzzzzzz = 1\n", []string{`unknown key "zzzzzzzzzz"`}},
+		{"section as a scalar", "cache = \"c\"\nallow = [\"*\"]\nqueue = 1\n", []string{"queue: expected a table ([queue])"}},
+		{"cache not a string", "cache = 1\nallow = [\"*\"]\n", []string{"cache: expected a string, got 1"}},
+		{"allow not a list", "cache = \"c\"\nallow = \"hello-*\"\n", []string{`allow: expected a list of strings, got the string "hello-*"`}},
+		{"allow element not a string", "cache = \"c\"\nallow = [\"a\", 2]\n", []string{"allow[1]: expected a string, got 2"}},
+		{"strict a string", "strict = \"yes\"\n" + minimal, []string{`strict: expected a boolean, got the string "yes"`}},
+		{"batch a string", minimal + "batch = \"8\"\n", []string{"queue.batch: expected an integer"}},
+		{"batch a float", minimal + "batch = 1.5\n", []string{"queue.batch: expected an integer"}},
+		{"negative batch", minimal + "batch = -1\n", []string{"queue.batch: must be at least 1, got -1"}},
+		{"zero batch", minimal + "batch = 0\n", []string{"queue.batch: must be at least 1, got 0"}},
+		{"duration a number", minimal + "retry_initial = 2\n", []string{`queue.retry_initial: expected a duration such as "2s" or "10m"`}},
+		{"bad duration", minimal + "retry_max = \"10 minutes\"\n", []string{`queue.retry_max: expected a duration`, `"10 minutes"`}},
+		{"negative duration", minimal + "linger = \"-1s\"\n", []string{`queue.linger: must not be negative`}},
+		{"zero push_timeout", minimal + "push_timeout = \"0s\"\n", []string{`queue.push_timeout: must be positive`}},
+		{"retry_max below retry_initial", minimal + "retry_initial = \"1m\"\nretry_max = \"1s\"\n", []string{"queue.retry_max (1s) is shorter than queue.retry_initial (1m0s)"}},
+		{"relative queue dir", "cache = \"c\"\nallow = [\"*\"]\n[queue]\ndir = \"q\"\n", []string{`queue.dir: must be an absolute path, got "q"`}},
+		{"bad log level", minimal + "[log]\nlevel = \"loud\"\n", []string{`log.level: unknown level "loud"`}},
+		{"bad log size", minimal + "[log]\nmax_size = \"ten\"\n", []string{`log.max_size: expected a size such as "10MiB"`}},
+		{"relative cachix bin with a slash", minimal + "[cachix]\nbin = \"./cachix\"\n", []string{`cachix.bin: must be a command name or an absolute path`}},
+		{"relative token file", minimal + "[cachix]\nauth_token_file = \"token\"\n", []string{`cachix.auth_token_file: must be an absolute path`}},
+		{"push_args not a list", minimal + "[cachix]\npush_args = \"-j 8\"\n", []string{"cachix.push_args: expected a list of strings"}},
+		{"relative nix bin_dir", minimal + "[nix]\nbin_dir = \"bin\"\n", []string{"nix.bin_dir: must be an absolute path"}},
+		{"cache and store", "cache = \"c\"\nstore = \"file:///x\"\nallow = [\"*\"]\n", []string{"top level: both cache and store are set"}},
+		{"neither cache nor store", "allow = [\"*\"]\n", []string{"top level: neither cache nor store is set"}},
+		{"wrong type in a target", minimal + "[[target]]\ncache = 1\nallow = \"x\"\n", []string{"target[0].cache: expected a string, got 1", `target[0].allow: expected a list of strings, got the string "x"`}},
+		{"target with both", minimal + "[[target]]\ncache = \"w\"\nstore = \"/x\"\n", []string{"target[0]: both cache and store are set"}},
+		{"target with neither", minimal + "[[target]]\nallow = [\"*\"]\n", []string{"target[0]: neither cache nor store is set"}},
+		{"no target at all", "[queue]\ndir = \"/q\"\n", []string{"no target: set cache or store"}},
+		{"bad cache name", "cache = \"my cache\"\nallow = [\"*\"]\n", []string{`cache: "my cache" is not a cache name`}},
+		{"option-like cache name", "cache = \"-h\"\nallow = [\"*\"]\n", []string{`cache: "-h" is not a cache name`}},
+		{"bad store", "store = \"relative/dir\"\nallow = [\"*\"]\n", []string{`store: not a Nix store URI`}},
+		{"bad closure_deny at top", "closure_deny = \"maybe\"\n" + minimal, []string{`closure_deny: must be "push" or "skip", got "maybe"`}},
+		{"bad closure_deny in a target", minimal + "[[target]]\ncache = \"w\"\nclosure_deny = \"always\"\n", []string{`target[0].closure_deny: must be "push" or "skip", got "always"`}},
+		{"bad glob", "cache = \"c\"\nallow = [\"ok\", \"{hello,world\"]\n", []string{`allow[1]: bad pattern "{hello,world"`, "at offset 12", "    {hello,world\n                ^"}},
+		{"bad glob in deny", "cache = \"c\"\nallow = [\"*\"]\ndeny = [\"[abc\"]\n", []string{`deny[0]: bad pattern "[abc"`, "at offset 4"}},
+		{"bad glob in a target", minimal + "[[target]]\ncache = \"w\"\ndeny = [\"a[z-a]\"]\n", []string{`target[0].deny[0]: bad pattern "a[z-a]"`, "at offset 6"}},
+		{"duplicate target names", minimal + "[[target]]\ncache = \"mycache\"\nallow = [\"*\"]\n", []string{`two targets are named "mycache"`}},
+		{"duplicate explicit names", minimal + "[[target]]\nname = \"x\"\ncache = \"a\"\n[[target]]\nname = \"x\"\ncache = \"b\"\n", []string{`two targets are named "x"`}},
+		{"target not an array of tables", "cache = \"c\"\nallow = [\"*\"]\ntarget = 1\n", []string{"target: expected an array of tables ([[target]])"}},
+		{"TOML syntax error", "cache = \n", []string{"hook.conf"}},
+		{"every problem at once", "alow = [\"x\"]\ncache = \"c\"\n[queue]\nbatch = -2\nretry_initial = \"x\"\n", []string{`unknown key "alow"`, "queue.batch: must be at least 1, got -2", "queue.retry_initial: expected a duration"}},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			// minimal ends in [queue]: keys appended to it are queue keys.
+			file := write(t, filepath.Join(dir, strings.ReplaceAll(tc.why, " ", "_"), "hook.conf"), tc.conf)
+			_, err := Load(file)
+			if err == nil {
+				t.Fatalf("Load succeeded on:\n%s", tc.conf)
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error lacks %q:\n%s", w, msg)
+				}
+			}
+			// Every message names the file.
+			for _, line := range strings.Split(msg, "\n") {
+				if line != "" && !strings.HasPrefix(line, "    ") && !strings.Contains(line, file) {
+					t.Errorf("error line does not name %s: %q", file, line)
+				}
+			}
+		})
+	}
+}
+
+func TestEmptyAllowWarning(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	for conf, want := range map[string]string{
+		"cache = \"c\"\n":                           `target "c" has an empty allow list: it selects nothing`,
+		"cache = \"c\"\nallow = []\n":               `target "c" has an empty allow list`,
+		"cache = \"c\"\nallow = [\"*\"]\n":          "",
+		minimal + "[[target]]\ncache = \"w\"\n":     `target "w" has an empty allow list`,
+		"cache = \"c\"\ndeny = [\"*-doc\"]\n":       `target "c" has an empty allow list`,
+		"cache = \"c\"\nallow = [\"hello-*\"]\n\n":  "",
+		"store = \"/srv/cache\"\nallow = [\"*\"]\n": "",
+	} {
+		file := write(t, filepath.Join(dir, "hook.conf"), conf)
+		c, err := Load(file)
+		if err != nil {
+			t.Fatalf("%q: %v", conf, err)
+		}
+		got := strings.Join(c.Warnings, "\n")
+		if want == "" && got != "" || !strings.Contains(got, want) {
+			t.Errorf("%q: warnings %q, want %q", conf, got, want)
+		}
+	}
+}
+
+func TestRedactURI(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:secret@cache.example.org/x":         "https://user:REDACTED@cache.example.org/x",
+		"ssh://nix:p%40ss@host":                           "ssh://nix:REDACTED@host",
+		"https://user@host/x":                             "https://user@host/x",
+		"https://host/x?token=abc&compression=zstd":       "https://host/x?compression=zstd&token=REDACTED",
+		"s3://b?aws_secret_access_key=k&region=eu-west-1": "s3://b?aws_secret_access_key=REDACTED&region=eu-west-1",
+		"file:///var/cache/nix?secret-key=/etc/nix/k.sec": "file:///var/cache/nix?secret-key=/etc/nix/k.sec",
+		"file:///var/cache/nix":                           "file:///var/cache/nix",
+		"s3://bucket?region=eu-west-1":                    "s3://bucket?region=eu-west-1",
+		"/var/cache/nix":                                  "/var/cache/nix",
+		"":                                                "",
+	} {
+		if got := RedactURI(in); got != want {
+			t.Errorf("RedactURI(%q) = %q, want %q", in, got, want)
+		}
+	}
+
+	// A store URI with a password is refused (issue 9): it would be in
+	// nix copy's argv. The message redacts it.
+	isolate(t)
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), "store = \"https://u:hunter2@cache.example.org\"\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
+	_, err := Load(file)
+	if err == nil {
+		t.Fatal("Load accepted a store URI with a password")
+	}
+	if msg := err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, "https://u:REDACTED@cache.example.org") {
+		t.Errorf("the error leaks the password or does not name the URI: %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"10MiB": 10 << 20, "512KiB": 512 << 10, "1GB": 1e9, "1 MB": 1e6, "100": 100, "7B": 7, "2GiB": 2 << 30} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "ten", "0", "-1MiB", "1TiB", "MiB"} {
+		if got, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for key, want := range map[string]string{
+		"cache": "CACHIX_FILTER_HOOK_CACHE", "queue.dir": "CACHIX_FILTER_HOOK_QUEUE_DIR",
+		"cachix.auth_token_file": "CACHIX_FILTER_HOOK_CACHIX_AUTH_TOKEN_FILE",
+	} {
+		if got := EnvName(key); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+// Running as root, a config or token file that someone else could write
+// is refused (OpenSSH's StrictModes rule).
+func TestRootRefusesUnsafeFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("not running as root")
+	}
+	isolate(t)
+	for _, tc := range []struct {
+		why     string
+		mode    fs.FileMode
+		uid     int
+		dirMode fs.FileMode // 0: the private temporary directory
+		refused string      // "" when accepted
+	}{
+		{"0600 owned by root", 0o600, 0, 0, ""},
+		// Readable by others: fine for the config, not for the token.
+		{"0644 owned by root", 0o644, 0, 0, ""},
+		{"0640 owned by root", 0o640, 0, 0, ""},
+		{"group-writable", 0o620, 0, 0, "writable by group or others (owner root (uid 0), mode 0620)"},
+		{"world-writable", 0o602, 0, 0, "writable by group or others (owner root (uid 0), mode 0602)"},
+		{"0666", 0o666, 0, 0, "writable by group or others"},
+		{"owned by nobody", 0o600, 65534, 0, "owned by nobody (uid 65534), not root"},
+		{"in a group-writable directory", 0o600, 0, 0o770, "writable by group or others (owner root (uid 0), mode 0770)"},
+		{"in a world-writable directory", 0o600, 0, 0o777, "writable by group or others (owner root (uid 0), mode 0777)"},
+		{"in a sticky world-writable directory", 0o600, 0, 0o777 | fs.ModeSticky, ""},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.dirMode != 0 {
+				dir = filepath.Join(dir, "d")
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(dir, tc.dirMode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conf := write(t, filepath.Join(dir, "hook.conf"), minimal)
+			token := write(t, filepath.Join(dir, "token"), "s3cr3t-t0ken\n")
+			for _, f := range []string{conf, token} {
+				if err := os.Chmod(f, tc.mode); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chown(f, tc.uid, -1); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			_, err := Load(conf)
+			check := func(what string, err error) {
+				t.Helper()
+				if tc.refused == "" {
+					if err != nil {
+						t.Errorf("%s refused: %v", what, err)
+					}
+					return
+				}
+				if err == nil {
+					t.Fatalf("%s accepted, want refusal (%s)", what, tc.refused)
+				}
+				if !strings.Contains(err.Error(), tc.refused) || !strings.Contains(err.Error(), "refusing") || !strings.Contains(err.Error(), "running as root") {
+					t.Errorf("%s: %v, want %q", what, err, tc.refused)
+				}
+			}
+			check("config via --config", err)
+
+			// The same file found through the environment or the XDG
+			// directory is refused too.
+			t.Setenv(EnvConfig, conf)
+			_, err = Load("")
+			check("config via "+EnvConfig, err)
+			t.Setenv(EnvConfig, "")
+
+			tok, err := ReadToken(token)
+			if tc.mode&0o044 != 0 && tc.refused == "" {
+				// A secret must not be readable by others either.
+				if err == nil || !strings.Contains(err.Error(), "readable by group or others") || !strings.Contains(err.Error(), "chmod 600 "+token) {
+					t.Errorf("token readable by others: %v", err)
+				}
+			} else {
+				// The token's directories are checked too.
+				check("token", err)
+			}
+			if err == nil && tok != "s3cr3t-t0ken" {
+				t.Errorf("ReadToken = %q", tok)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("ReadToken's error contains the token: %v", err)
+			}
+		})
+	}
+
+	t.Run("through the XDG lookup", func(t *testing.T) {
+		xdg := t.TempDir()
+		conf := write(t, filepath.Join(xdg, "cachix-filter-hook", "hook.conf"), minimal)
+		if err := os.Chmod(conf, 0o620); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("XDG_CONFIG_HOME", xdg)
+		_, err := Load("")
+		if err == nil || !strings.Contains(err.Error(), "refusing "+conf) {
+			t.Errorf("Load: %v", err)
+		}
+	})
+}
+
+func TestReadToken(t *testing.T) {
+	dir := t.TempDir()
+	tok := write(t, filepath.Join(dir, "token"), "  tok-123\n\n")
+	if got, err := ReadToken(tok); err != nil || got != "tok-123" {
+		t.Errorf("ReadToken = %q, %v", got, err)
+	}
+	empty := write(t, filepath.Join(dir, "empty"), " \n")
+	if _, err := ReadToken(empty); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("empty token file: %v", err)
+	}
+	if _, err := ReadToken(filepath.Join(dir, "missing")); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing token file: %v", err)
+	}
+	// A directory cannot be read; the error does not leak anything.
+	if _, err := ReadToken(dir); err == nil {
+		t.Error("ReadToken(dir) succeeded")
+	}
+}
+
+func TestReadTokenFIFOAndSize(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := ReadToken(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("ReadToken(fifo) = %v, want a refusal", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ReadToken blocked on a FIFO")
+	}
+	big := write(t, filepath.Join(dir, "big"), strings.Repeat("x", maxTokenSize+1))
+	if _, err := ReadToken(big); err == nil || !strings.Contains(err.Error(), "limit is 65536 bytes") || strings.Contains(err.Error(), "xxxx") {
+		t.Errorf("ReadToken(big) = %v, want an error naming the limit", err)
+	}
+}
+
+// A config over the limit is an error naming the limit, never a cut: the
+// part cut off could be the deny list.
+func TestConfigOverLimitIsAnError(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	pad := "# " + strings.Repeat("x", 1000) + "\n"
+	body := "cache = \"c\"\nallow = [\"*\"]\n" + strings.Repeat(pad, MaxConfigSize/len(pad)+1) + "deny = [\"secret-*\"]\n"
+	conf := write(t, filepath.Join(dir, "hook.conf"), body)
+	_, err := Load(conf)
+	if err == nil || !strings.Contains(err.Error(), "the limit is 1048576 bytes") || !strings.Contains(err.Error(), conf) {
+		t.Errorf("Load of a %d-byte config = %v, want an error naming the limit", len(body), err)
+	}
+}

@@ -1,0 +1,61 @@
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
+)
+
+// maxKeySize bounds a signing key file: a Nix secret key is a name and
+// 88 characters of base64.
+const maxKeySize = 64 << 10
+
+// ReadSecretKey reads a Nix signing key ("name:base64"), from
+// secret_key_file or cachix.signing_key_file. The file must pass the trust
+// rule for a secret (see package trust: owned by root or the running user,
+// neither readable nor writable by others, nor its directories writable):
+// whoever reads it can sign paths that every user of the cache trusts.
+// Errors never contain the file's content.
+func ReadSecretKey(file string) (string, error) {
+	if _, err := trust.Check(file, trust.Secret); err != nil {
+		if trust.IsRefusal(err) {
+			return "", err
+		}
+		return "", fmt.Errorf("reading signing key: %w", err)
+	}
+	// Not blocking on a FIFO, regular files only, small.
+	b, err := safeopen.ReadFile(file, safeopen.Options{MaxSize: maxKeySize})
+	if err != nil {
+		return "", fmt.Errorf("reading signing key %s: %w", file, err)
+	}
+	key := strings.TrimSpace(string(b))
+	name, data, ok := strings.Cut(key, ":")
+	if raw, err := base64.StdEncoding.DecodeString(data); !ok || name == "" || err != nil || len(raw) != 64 {
+		return "", fmt.Errorf("signing key %s is not a Nix secret key (NAME:BASE64 of 64 bytes, as nix-store --generate-binary-cache-key writes)", file)
+	}
+	return key, nil
+}
+
+// CheckKeyFiles reads every signing key file the configuration names and
+// returns a problem per unusable one, for validate.
+func (c *Config) CheckKeyFiles() []error {
+	var errs []error
+	seen := map[string]bool{}
+	check := func(key, file string) {
+		if file == "" || seen[file] {
+			return
+		}
+		seen[file] = true
+		if _, err := ReadSecretKey(file); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	check("cachix.signing_key_file", c.Cachix.SigningKeyFile)
+	for _, t := range c.Targets {
+		check(fmt.Sprintf("target %q: secret_key_file", t.Name), t.SecretKeyFile)
+	}
+	return errs
+}

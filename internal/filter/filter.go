@@ -1,0 +1,169 @@
+// Package filter decides which store paths a target selects.
+//
+// A pattern without '/' matches the store path's name (the part after
+// "<hash>-"); a pattern that starts with '/' matches the whole path. A path
+// is selected when an allow pattern matches and no deny pattern does: deny
+// wins, and an empty allow list selects nothing, because a path pushed to a
+// public cache by mistake cannot be taken back.
+//
+// Rules are compiled once and indexed (see index.go), so that a decision
+// costs a few candidate matches rather than one per rule: the hook runs
+// once per build and a rule set may have thousands of patterns.
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gobwas/glob"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// PatternError reports a pattern that does not compile, with the byte
+// offset gobwas/glob found the problem at.
+type PatternError struct {
+	List    string // "allow" or "deny"
+	Index   int    // position in that list
+	Pattern string
+	Offset  int
+	Reason  string
+}
+
+func (e *PatternError) Error() string {
+	return fmt.Sprintf("%s[%d]: bad pattern %q at offset %d: %s", e.List, e.Index, e.Pattern, e.Offset, e.Reason)
+}
+
+// Pattern is one compiled allow or deny pattern.
+type Pattern struct {
+	Text  string
+	index int // position in its list: the first matching rule is reported
+	g     *glob.Pattern
+}
+
+// Rules are a target's compiled allow and deny lists.
+type Rules struct {
+	allow, deny set
+}
+
+// set is one list, indexed by what its patterns are matched against.
+type set struct {
+	n int
+	// storeDir is the store directory the rules were compiled for: a
+	// whole-path pattern "<storeDir>/*-x" is matched as "*-x" against
+	// "<hash>-<name>", which the index handles much better.
+	storeDir string
+	name     index // patterns without '/', on the name
+	base     index // "<storeDir>/..." patterns, on "<hash>-<name>"
+	full     index // other patterns starting with '/', on the whole path
+	hasBase  bool
+	hasFull  bool
+}
+
+// Compile compiles both lists. Every bad pattern is reported, not just the
+// first, so one `validate` run shows them all.
+func Compile(allow, deny []string) (*Rules, error) {
+	var errs []error
+	r := &Rules{}
+	storeDir := storepath.StoreDir()
+	r.allow, errs = compileSet("allow", allow, storeDir, errs)
+	r.deny, errs = compileSet("deny", deny, storeDir, errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return r, nil
+}
+
+func compileSet(list string, patterns []string, storeDir string, errs []error) (set, []error) {
+	s := set{n: len(patterns), storeDir: storeDir}
+	// The store dir can stand for itself in a pattern only if it has no
+	// glob syntax in it.
+	storePrefix := storeDir + "/"
+	if strings.ContainsAny(storeDir, special) {
+		storePrefix = ""
+	}
+	for i, text := range patterns {
+		p := &Pattern{Text: text, index: i}
+		var err error
+		ix, sub := &s.name, text
+		if len(text) > 0 && text[0] == '/' {
+			ix = &s.full
+			if rest, ok := strings.CutPrefix(text, storePrefix); ok && storePrefix != "" && !strings.Contains(rest, "/") {
+				ix, sub = &s.base, rest
+				s.hasBase = true
+			} else {
+				s.hasFull = true
+			}
+			p.g, err = glob.Compile(sub, '/')
+		} else {
+			p.g, err = glob.Compile(text)
+		}
+		if err != nil {
+			pe := &PatternError{List: list, Index: i, Pattern: text, Reason: err.Error()}
+			var se *glob.SyntaxError
+			if errors.As(err, &se) {
+				pe.Offset, pe.Reason = se.Offset, se.Reason
+				pe.Offset += len(text) - len(sub)
+			}
+			errs = append(errs, pe)
+			continue
+		}
+		ix.add(p, sub)
+	}
+	return s, errs
+}
+
+// first returns the first pattern of the list that matches p, or nil.
+func (s *set) first(p storepath.Path) *Pattern {
+	best := s.name.first(p.Name, nil)
+	if s.hasBase && p.Dir == s.storeDir {
+		best = s.base.first(p.Base(), best)
+	}
+	if s.hasFull {
+		best = s.full.first(p.String(), best)
+	}
+	return best
+}
+
+// Decision is the outcome of the rules for one path.
+type Decision struct {
+	Selected bool
+	// Rule is the pattern that decided: the deny pattern that matched,
+	// or the allow pattern that selected. Nil when no allow pattern
+	// matched.
+	Rule *Pattern
+	// Deny tells whether Rule is a deny pattern.
+	Deny bool
+}
+
+// Reason says which rule decided, as explain and the hook print it:
+// `allow "hello-*"`, `deny "*-doc"`, `no allow rule matches`.
+func (d Decision) Reason() string {
+	switch {
+	case d.Rule == nil:
+		return "no allow rule matches"
+	case d.Deny:
+		return fmt.Sprintf("deny %q", d.Rule.Text)
+	default:
+		return fmt.Sprintf("allow %q", d.Rule.Text)
+	}
+}
+
+// Decide applies the rules to p.
+func (r *Rules) Decide(p storepath.Path) Decision {
+	if d := r.deny.first(p); d != nil {
+		return Decision{Rule: d, Deny: true}
+	}
+	if a := r.allow.first(p); a != nil {
+		return Decision{Selected: true, Rule: a}
+	}
+	return Decision{}
+}
+
+// Denies reports the first deny pattern that matches p, or nil. The worker
+// uses it for closure_deny = "skip".
+func (r *Rules) Denies(p storepath.Path) *Pattern { return r.deny.first(p) }
+
+// Empty reports whether the allow list is empty, which selects nothing.
+func (r *Rules) Empty() bool { return r.allow.n == 0 }

@@ -1,0 +1,675 @@
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/gobwas/glob"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+const (
+	hashA = "0123456789abcdfghijklmnpqrsvwxyz"
+	hashB = "yhq4bppzbyv1vzkmlrk33c4yvl1dqx2r"
+)
+
+func sp(name string) storepath.Path {
+	return storepath.Path{Dir: "/nix/store", Hash: hashA, Name: name}
+}
+
+func mustCompile(t testing.TB, allow, deny []string) *Rules {
+	t.Helper()
+	r, err := Compile(allow, deny)
+	if err != nil {
+		t.Fatalf("Compile(%q, %q): %v", allow, deny, err)
+	}
+	return r
+}
+
+func TestDecide(t *testing.T) {
+	type c struct {
+		name   string
+		want   string // "push" or "skip"
+		reason string
+	}
+	for _, tc := range []struct {
+		why         string
+		allow, deny []string
+		cases       []c
+	}{
+		{
+			why:   "the acceptance rules",
+			allow: []string{"hello-*"}, deny: []string{"*-doc"},
+			cases: []c{
+				{"hello-2.12.1", "push", `allow "hello-*"`},
+				{"hello-2.12.1-doc", "skip", `deny "*-doc"`},
+				{"zlib-1.3", "skip", "no allow rule matches"},
+				// The name is matched, not the path: "hello" in the
+				// hash or elsewhere does not count.
+				{"my-hello-2.12.1", "skip", "no allow rule matches"},
+			},
+		},
+		{
+			why:   "empty allow selects nothing",
+			allow: nil, deny: nil,
+			cases: []c{
+				{"hello-2.12.1", "skip", "no allow rule matches"},
+				{"a", "skip", "no allow rule matches"},
+			},
+		},
+		{
+			why:   "empty allow with a deny still reports the deny",
+			allow: []string{}, deny: []string{"*-doc"},
+			cases: []c{
+				{"hello-doc", "skip", `deny "*-doc"`},
+				{"hello", "skip", "no allow rule matches"},
+			},
+		},
+		{
+			why:   "allow * selects everything",
+			allow: []string{"*"},
+			cases: []c{
+				{"hello-2.12.1", "push", `allow "*"`},
+				{"a", "push", `allow "*"`},
+				{"source.drv", "push", `allow "*"`},
+				{"x=?+_", "push", `allow "*"`},
+			},
+		},
+		{
+			why:   "deny wins over any allow, whatever the order",
+			allow: []string{"*", "hello-2.12.1-doc"}, deny: []string{"*-doc", "*-man"},
+			cases: []c{
+				{"hello-2.12.1-doc", "skip", `deny "*-doc"`},
+				{"hello-2.12.1-man", "skip", `deny "*-man"`},
+				{"hello-2.12.1", "push", `allow "*"`},
+			},
+		},
+		{
+			why:   "full-path patterns match the whole path",
+			allow: []string{"/nix/store/*-hello-*", "/nix/store/" + hashA[:4] + "*"},
+			deny:  []string{"/nix/store/*-*-doc"},
+			cases: []c{
+				{"hello-2.12.1", "push", `allow "/nix/store/*-hello-*"`},
+				{"hello-2.12.1-doc", "skip", `deny "/nix/store/*-*-doc"`},
+				// The hash prefix matches every name in hashA.
+				{"zlib-1.3", "push", `allow "/nix/store/` + hashA[:4] + `*"`},
+			},
+		},
+		{
+			why:   "a full-path * does not cross '/'",
+			allow: []string{"/nix/*-hello"},
+			cases: []c{{"hello", "skip", "no allow rule matches"}},
+		},
+		{
+			why:   "** crosses '/'",
+			allow: []string{"/nix/**-hello"},
+			cases: []c{{"hello", "push", `allow "/nix/**-hello"`}},
+		},
+		{
+			why:   "a name pattern does not see the store dir or hash",
+			allow: []string{"*store*", hashA[:4] + "*", "*" + hashA[28:] + "-hello"},
+			cases: []c{{"hello", "skip", "no allow rule matches"}},
+		},
+		{
+			why:   "a name pattern must match the whole name",
+			allow: []string{"hello"},
+			cases: []c{
+				{"hello", "push", `allow "hello"`},
+				{"hello-2.12.1", "skip", "no allow rule matches"},
+				{"ahello", "skip", "no allow rule matches"},
+			},
+		},
+		{
+			why:   "braces",
+			allow: []string{"{hello,zlib}-*", "python3{,.12}-{numpy,scipy}-*"},
+			cases: []c{
+				{"hello-2.12.1", "push", `allow "{hello,zlib}-*"`},
+				{"zlib-1.3", "push", `allow "{hello,zlib}-*"`},
+				{"python3-numpy-1.26", "push", `allow "python3{,.12}-{numpy,scipy}-*"`},
+				{"python3.12-scipy-1.13", "push", `allow "python3{,.12}-{numpy,scipy}-*"`},
+				{"python3.11-scipy-1.13", "skip", "no allow rule matches"},
+				{"openssl-3.0", "skip", "no allow rule matches"},
+			},
+		},
+		{
+			why:   "character classes and ?",
+			allow: []string{"[hz]*", "[!a-m]*-1.0", "hell?"},
+			cases: []c{
+				{"hello-2.12.1", "push", `allow "[hz]*"`},
+				{"zlib-1.3", "push", `allow "[hz]*"`},
+				{"openssl-1.0", "push", `allow "[!a-m]*-1.0"`},
+				{"glibc-1.0", "skip", "no allow rule matches"},
+				{"hellp", "push", `allow "[hz]*"`},
+			},
+		},
+		{
+			why:   "? and classes alone",
+			allow: []string{"hell?", "[a-c]at"},
+			cases: []c{
+				{"hellx", "push", `allow "hell?"`},
+				{"hell", "skip", "no allow rule matches"},
+				{"bat", "push", `allow "[a-c]at"`},
+				{"fat", "skip", "no allow rule matches"},
+			},
+		},
+		{
+			why:   "escapes",
+			allow: []string{`hello-2\.12\.1`, `x\?y`, `\*`},
+			cases: []c{
+				{"hello-2.12.1", "push", `allow "hello-2\\.12\\.1"`},
+				{"x?y", "push", `allow "x\\?y"`},
+				{"xay", "skip", "no allow rule matches"},
+			},
+		},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			r := mustCompile(t, tc.allow, tc.deny)
+			if r.Empty() != (len(tc.allow) == 0) {
+				t.Errorf("Empty() = %v with allow %q", r.Empty(), tc.allow)
+			}
+			for _, cc := range tc.cases {
+				d := r.Decide(sp(cc.name))
+				got := "skip"
+				if d.Selected {
+					got = "push"
+				}
+				if got != cc.want || d.Reason() != cc.reason {
+					t.Errorf("%s: %s (%s), want %s (%s)", cc.name, got, d.Reason(), cc.want, cc.reason)
+				}
+				if d.Deny != strings.HasPrefix(cc.reason, "deny") {
+					t.Errorf("%s: Deny = %v", cc.name, d.Deny)
+				}
+				if (d.Rule == nil) != (cc.reason == "no allow rule matches") {
+					t.Errorf("%s: Rule = %v", cc.name, d.Rule)
+				}
+				den := r.Denies(sp(cc.name))
+				if d.Deny && (den == nil || den != d.Rule) || !d.Deny && den != nil {
+					t.Errorf("%s: Denies = %v, Decide = %+v", cc.name, den, d)
+				}
+			}
+		})
+	}
+}
+
+// where tells which part of the index holds p: "name.prefix",
+// "base.suffix", ... (the first place found).
+func where(s *set, p *Pattern) string {
+	var walk func(t *trie) bool
+	walk = func(t *trie) bool {
+		for _, q := range t.pats {
+			if q == p {
+				return true
+			}
+		}
+		for _, n := range t.next {
+			if walk(n) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, ix := range []struct {
+		name string
+		ix   *index
+	}{{"name", &s.name}, {"base", &s.base}, {"full", &s.full}} {
+		switch {
+		case walk(&ix.ix.prefix):
+			return ix.name + ".prefix"
+		case walk(&ix.ix.suffix):
+			return ix.name + ".suffix"
+		case walk(&ix.ix.dash):
+			return ix.name + ".dash"
+		}
+		for _, q := range ix.ix.rest {
+			if q == p {
+				return ix.name + ".rest"
+			}
+		}
+	}
+	return "nowhere"
+}
+
+func permutations(l []string) [][]string {
+	if len(l) <= 1 {
+		return [][]string{append([]string(nil), l...)}
+	}
+	var out [][]string
+	for i := range l {
+		rest := append(append([]string(nil), l[:i]...), l[i+1:]...)
+		for _, p := range permutations(rest) {
+			out = append(out, append([]string{l[i]}, p...))
+		}
+	}
+	return out
+}
+
+// The rule reported is the first matching one in config order, although
+// the index keeps patterns in different tries (by literal prefix, by
+// literal suffix, neither) and in separate indexes for name and full-path
+// patterns.
+func TestFirstRuleInConfigOrder(t *testing.T) {
+	patterns := map[string]string{
+		"hello-*":                     "name.prefix",
+		"*-2.12.1":                    "name.suffix",
+		"*-2.*":                       "name.dash",
+		"*":                           "name.rest",
+		"{hello,zlib}-*":              "name.prefix", // once per alternative
+		"{hello,zlib}-2.12.1":         "name.prefix",
+		"/nix/store/*-hello-2.12.1":   "base.suffix",
+		"/nix/store/*-hello-*":        "base.dash",
+		"/nix/sto?e/*-hello-2.12.1":   "full.prefix",
+		"[h]ello-2.12.?":              "name.rest",
+		"hello-2.12.1":                "name.prefix",
+		"/nix/store/" + hashA + "-h*": "base.prefix",
+	}
+	var all []string
+	for p := range patterns {
+		all = append(all, p)
+	}
+	// Check where each pattern is indexed, so this test keeps covering
+	// every trie if the index changes.
+	r := mustCompile(t, all, all)
+	for _, list := range []*set{&r.allow, &r.deny} {
+		for _, p := range list.all() {
+			if got := where(list, p); got != patterns[p.Text] {
+				t.Errorf("%q indexed in %s, want %s", p.Text, got, patterns[p.Text])
+			}
+		}
+	}
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 500; i++ {
+		l := append([]string(nil), all...)
+		rng.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
+		l = l[:1+rng.IntN(len(l))]
+		for _, asDeny := range []bool{false, true} {
+			var r *Rules
+			if asDeny {
+				r = mustCompile(t, []string{"*"}, l)
+			} else {
+				r = mustCompile(t, l, nil)
+			}
+			d := r.Decide(sp("hello-2.12.1"))
+			if d.Rule == nil || d.Rule.Text != l[0] || d.Rule.index != 0 || d.Deny != asDeny {
+				t.Fatalf("rules %q (deny %v): decided by %+v, want %q", l, asDeny, d.Rule, l[0])
+			}
+		}
+	}
+	for _, l := range permutations([]string{"hello-*", "*-2.12.1", "*"}) {
+		d := mustCompile(t, l, nil).Decide(sp("hello-2.12.1"))
+		if d.Rule.Text != l[0] {
+			t.Errorf("allow %q: decided by %q, want %q", l, d.Rule.Text, l[0])
+		}
+	}
+	// Later rules that match only some names are still found when the
+	// earlier ones do not match.
+	r = mustCompile(t, []string{"zlib-*", "*-doc", "/nix/store/*-openssl-*", "[g]libc-*"}, nil)
+	for name, want := range map[string]string{
+		"zlib-1.3": "zlib-*", "hello-doc": "*-doc", "zlib-doc": "zlib-*",
+		"openssl-3.0": "/nix/store/*-openssl-*", "openssl-doc": "*-doc", "glibc-2.39": "[g]libc-*",
+	} {
+		if d := r.Decide(sp(name)); d.Rule == nil || d.Rule.Text != want {
+			t.Errorf("%s: decided by %v, want %q", name, d.Rule, want)
+		}
+	}
+}
+
+// all lists the patterns of s in no particular order.
+func (s *set) all() []*Pattern {
+	var out []*Pattern
+	seen := map[*Pattern]bool{}
+	add := func(ps []*Pattern) {
+		for _, p := range ps {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	var walk func(t *trie)
+	walk = func(t *trie) {
+		add(t.pats)
+		for _, n := range t.next {
+			walk(n)
+		}
+	}
+	for _, ix := range []*index{&s.name, &s.base, &s.full} {
+		walk(&ix.prefix)
+		walk(&ix.suffix)
+		walk(&ix.dash)
+		add(ix.rest)
+	}
+	return out
+}
+
+func TestPatternErrors(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		offset  int
+	}{
+		{"{hello,world", 12},
+		{"[abc", 4},
+		{"a[z-a]", 6},
+		{`hello\`, 6},
+		{"[]", 2},
+	} {
+		for _, list := range []string{"allow", "deny"} {
+			allow, deny := []string{"ok-*", tc.pattern}, []string{"*-doc", tc.pattern}
+			if list == "allow" {
+				deny = nil
+			} else {
+				allow = []string{"*"}
+			}
+			_, err := Compile(allow, deny)
+			var pe *PatternError
+			if !errors.As(err, &pe) {
+				t.Fatalf("%s %q: error %v is not a *PatternError", list, tc.pattern, err)
+			}
+			if pe.List != list || pe.Index != 1 || pe.Pattern != tc.pattern || pe.Offset != tc.offset || pe.Reason == "" {
+				t.Errorf("%s %q: %+v, want offset %d at index 1", list, tc.pattern, pe, tc.offset)
+			}
+			msg := err.Error()
+			for _, part := range []string{fmt.Sprintf("%s[1]", list), fmt.Sprintf("%q", tc.pattern), fmt.Sprintf("offset %d", tc.offset)} {
+				if !strings.Contains(msg, part) {
+					t.Errorf("error %q does not contain %s", msg, part)
+				}
+			}
+		}
+	}
+
+	// Every bad pattern is reported, not just the first.
+	_, err := Compile([]string{"[abc", "fine", "{hello,world"}, []string{"a[z-a]"})
+	var got []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var pe *PatternError
+		if !errors.As(e, &pe) {
+			t.Fatalf("%v is not a *PatternError", e)
+		}
+		got = append(got, fmt.Sprintf("%s[%d]@%d", pe.List, pe.Index, pe.Offset))
+	}
+	if want := "allow[0]@4 allow[2]@12 deny[0]@6"; strings.Join(got, " ") != want {
+		t.Errorf("errors %s, want %s", strings.Join(got, " "), want)
+	}
+}
+
+func TestLiteralPrefixSuffix(t *testing.T) {
+	for _, tc := range []struct{ pattern, prefix, suffix string }{
+		{"hello-*", "hello-", ""},
+		{"*-doc", "", "-doc"},
+		{"hello", "hello", "hello"},
+		{"*", "", ""},
+		{"a*b", "a", "b"},
+		{"{a,b}-x", "", "-x"},
+		{"a{b,c}", "a", ""},
+		{`a\*b`, "a", "b"},
+		{"[ab]c", "", "c"},
+		{"a?", "a", ""},
+		{"a}b,c", "a", "c"},
+		{"", "", ""},
+	} {
+		if got := literalPrefix(tc.pattern); got != tc.prefix {
+			t.Errorf("literalPrefix(%q) = %q, want %q", tc.pattern, got, tc.prefix)
+		}
+		if got := literalSuffix(tc.pattern); got != tc.suffix {
+			t.Errorf("literalSuffix(%q) = %q, want %q", tc.pattern, got, tc.suffix)
+		}
+	}
+}
+
+// naiveDecide is the definition the index must agree with: compile every
+// pattern, try them in config order.
+func naiveDecide(t testing.TB, allow, deny []string, p storepath.Path) (selected, isDeny bool, index int) {
+	first := func(list []string) int {
+		for i, text := range list {
+			var g *glob.Pattern
+			var err error
+			subject := p.Name
+			if strings.HasPrefix(text, "/") {
+				g, err = glob.Compile(text, '/')
+				subject = p.String()
+			} else {
+				g, err = glob.Compile(text)
+			}
+			if err != nil {
+				t.Fatalf("naive: %q: %v", text, err)
+			}
+			if g.Match(subject) {
+				return i
+			}
+		}
+		return -1
+	}
+	if i := first(deny); i >= 0 {
+		return false, true, i
+	}
+	if i := first(allow); i >= 0 {
+		return true, false, i
+	}
+	return false, false, -1
+}
+
+var (
+	nameTokens = []string{
+		"a", "b", "c", "-", "1", ".", "ab", "a-", "-1",
+		"*", "*", "*", "?", "[ab]", "[!a]", "[a-c]", "[-.]", "{a,b}", "{a*,-b}", "{,c}",
+		`\-`, `\a`, `\*`, "}", ",", "]",
+	}
+	fullPrefixes = []string{"/nix/store/", "/nix/store/*-", "/nix/*/", "/**", "/nix/store/" + hashA[:3], "/nix/store/y", "/nix/st"}
+	nameChars    = "abc-1._"
+)
+
+func randomPattern(rng *rand.Rand) string {
+	var b strings.Builder
+	if rng.IntN(4) == 0 {
+		b.WriteString(fullPrefixes[rng.IntN(len(fullPrefixes))])
+	}
+	for n := rng.IntN(5); n >= 0; n-- {
+		b.WriteString(nameTokens[rng.IntN(len(nameTokens))])
+	}
+	return b.String()
+}
+
+func randomPatterns(rng *rand.Rand, n int) []string {
+	var out []string
+	for len(out) < n {
+		p := randomPattern(rng)
+		sep := []rune(nil)
+		if strings.HasPrefix(p, "/") {
+			sep = []rune{'/'}
+		}
+		if _, err := glob.Compile(p, sep...); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func randomPath(rng *rand.Rand) storepath.Path {
+	n := 1 + rng.IntN(6)
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = nameChars[rng.IntN(len(nameChars))]
+	}
+	if b[0] == '.' {
+		b[0] = 'a'
+	}
+	hash := hashA
+	if rng.IntN(2) == 0 {
+		hash = hashB
+	}
+	return storepath.Path{Dir: "/nix/store", Hash: hash, Name: string(b)}
+}
+
+// TestIndexAgreesWithNaive guards the trie index: on random rule sets and
+// names, the indexed Decide gives the same verdict and the same rule as
+// trying every pattern in order.
+func TestIndexAgreesWithNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	rounds := 3000
+	if testing.Short() {
+		rounds = 300
+	}
+	decisions, selected, denied := 0, 0, 0
+	for round := 0; round < rounds; round++ {
+		allow := randomPatterns(rng, rng.IntN(12))
+		deny := randomPatterns(rng, rng.IntN(4))
+		r := mustCompile(t, allow, deny)
+		for i := 0; i < 40; i++ {
+			p := randomPath(rng)
+			d := r.Decide(p)
+			sel, den, idx := naiveDecide(t, allow, deny, p)
+			gotIdx := -1
+			if d.Rule != nil {
+				gotIdx = d.Rule.index
+			}
+			if d.Selected != sel || d.Deny != den || gotIdx != idx {
+				t.Fatalf("allow %q deny %q on %s: indexed %+v (rule %d), naive selected=%v deny=%v rule %d",
+					allow, deny, p, d, gotIdx, sel, den, idx)
+			}
+			if d.Rule != nil {
+				list := allow
+				if d.Deny {
+					list = deny
+				}
+				if d.Rule.Text != list[idx] {
+					t.Fatalf("rule text %q, want %q", d.Rule.Text, list[idx])
+				}
+			}
+			decisions++
+			if sel {
+				selected++
+			}
+			if den {
+				denied++
+			}
+		}
+	}
+	// Make sure the generator exercises every outcome.
+	if selected < decisions/20 || denied < decisions/20 || decisions-selected-denied < decisions/20 {
+		t.Errorf("poor coverage: %d decisions, %d selected, %d denied", decisions, selected, denied)
+	}
+	t.Logf("%d decisions: %d selected, %d denied", decisions, selected, denied)
+}
+
+// Realistic names and rule sets for the benchmark.
+var (
+	benchPackages = []string{
+		"hello", "zlib", "openssl", "glibc", "gcc", "python3.12-numpy", "python3.12-requests",
+		"rustc", "cargo", "nodejs", "linux", "systemd", "bash", "coreutils", "perl5.38.2-Test-Simple",
+		"openc910-sim", "openc910-rtl", "verilator", "yosys", "firefox", "source", "nixos-system-host",
+	}
+	benchOutputs = []string{"", "", "", "-dev", "-doc", "-man", "-lib", "-bin", ".drv", "-info"}
+)
+
+func benchNames(n int) []storepath.Path {
+	rng := rand.New(rand.NewPCG(5, 6))
+	out := make([]storepath.Path, n)
+	hashes := []string{hashA, hashB}
+	for i := range out {
+		name := benchPackages[rng.IntN(len(benchPackages))]
+		if name != "source" && !strings.HasPrefix(name, "nixos-system") {
+			name += fmt.Sprintf("-%d.%d.%d", rng.IntN(5), rng.IntN(40), rng.IntN(10))
+		}
+		name += benchOutputs[rng.IntN(len(benchOutputs))]
+		out[i] = storepath.Path{Dir: "/nix/store", Hash: hashes[i%2], Name: name}
+	}
+	return out
+}
+
+// benchRules makes n allow rules, mostly project prefixes as a monorepo or
+// an organisation would list them, and n/10 deny rules.
+func benchRules(n int) (allow, deny []string) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < n; i++ {
+		pkg := benchPackages[i%len(benchPackages)]
+		switch rng.IntN(10) {
+		case 0:
+			allow = append(allow, fmt.Sprintf("*-%s-%d", pkg, i))
+		case 1:
+			allow = append(allow, fmt.Sprintf("{%s,proj%d}-[0-9]*", pkg, i))
+		case 2:
+			allow = append(allow, fmt.Sprintf("/nix/store/*-proj%d-*", i))
+		default:
+			allow = append(allow, fmt.Sprintf("proj%d-%s-*", i, pkg))
+		}
+	}
+	// Some of the rules match the names.
+	allow = append(allow, "hello-*", "openc910-*", "python3.12-*")
+	deny = []string{"*-doc", "*-man", "*.drv", "*-info"}
+	for i := 0; i < n/10; i++ {
+		deny = append(deny, fmt.Sprintf("secret%d-*", i))
+	}
+	return allow, deny
+}
+
+// BenchmarkDecide measures decisions per second for 10, 100 and 1000 allow
+// rules (plus n/10 deny rules):
+//
+//	go test -run NONE -bench Decide ./filter
+func BenchmarkDecide(b *testing.B) {
+	names := benchNames(1024)
+	for _, n := range []int{10, 100, 1000} {
+		allow, deny := benchRules(n)
+		r := mustCompile(b, allow, deny)
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r.Decide(names[i&1023])
+				i++
+			}
+			b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "decisions/s")
+		})
+	}
+}
+
+// BenchmarkDecideNaive is the loop the index replaces, for comparison.
+func BenchmarkDecideNaive(b *testing.B) {
+	names := benchNames(1024)
+	for _, n := range []int{10, 100, 1000} {
+		allow, deny := benchRules(n)
+		compile := func(list []string) (gs []*glob.Pattern, full []bool) {
+			for _, text := range list {
+				f := strings.HasPrefix(text, "/")
+				var g *glob.Pattern
+				if f {
+					g = glob.MustCompile(text, '/')
+				} else {
+					g = glob.MustCompile(text)
+				}
+				gs, full = append(gs, g), append(full, f)
+			}
+			return gs, full
+		}
+		ag, af := compile(allow)
+		dg, df := compile(deny)
+		first := func(gs []*glob.Pattern, full []bool, p storepath.Path) int {
+			name, path := p.Name, p.String()
+			for i, g := range gs {
+				s := name
+				if full[i] {
+					s = path
+				}
+				if g.Match(s) {
+					return i
+				}
+			}
+			return -1
+		}
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				p := names[i&1023]
+				if first(dg, df, p) < 0 {
+					first(ag, af, p)
+				}
+				i++
+			}
+			b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "decisions/s")
+		})
+	}
+}

@@ -1,0 +1,276 @@
+// Package hook is what Nix runs after every build: it selects the built
+// paths by the rules, queues them durably, makes sure a worker runs, and
+// returns. It never pushes: that would hold up the build loop for the
+// whole upload.
+//
+// Nix stops starting further builds when the hook exits non-zero, so every
+// failure here is reported on the build log and swallowed, unless the user
+// asked for strict = true.
+package hook
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
+)
+
+// Env is the part of the environment the hook reads.
+type Env struct {
+	OutPaths string // OUT_PATHS: built outputs, space-separated
+	DrvPath  string // DRV_PATH: the derivation
+}
+
+// nixStoreTimeout bounds the OUT_PATHS fallback query, which runs on the
+// build's path.
+const nixStoreTimeout = 30 * time.Second
+
+// Run runs the hook and returns its exit status.
+func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
+	say := func(format string, args ...any) {
+		fmt.Fprintf(log, "cachix-filter-hook: %s\n", bounded(fmt.Sprintf(format, args...)))
+	}
+	cfg, err := config.Load(configFlag)
+	if err != nil {
+		say("not queueing anything, the configuration is invalid: %v", err)
+		// strict asks that a failure stop the build loop, and an
+		// invalid config is one: every build would go unpushed.
+		if config.StrictRequested(configFlag) {
+			return 1
+		}
+		return 0
+	}
+	fail := func(format string, args ...any) int {
+		say(format, args...)
+		if cfg.Strict {
+			return 1
+		}
+		return 0
+	}
+
+	raw := strings.Fields(env.OutPaths)
+	storeDir := storepath.StoreDir()
+	// allowSubstitutes is in the .drv, read whole once for it and, on
+	// Nix 2.8, for the outputs.
+	drv := readDrv(cfg, env, len(raw) == 0)
+	if len(raw) == 0 && drv != nil && !drv.hasCA {
+		raw = drv.Outputs
+	} else if len(raw) == 0 && env.DrvPath != "" {
+		// Nix 2.8 passes OUT_PATHS empty (NixOS/nix#6446).
+		if _, err := storepath.Parse(storeDir, env.DrvPath); err != nil || !strings.HasSuffix(env.DrvPath, ".drv") {
+			return fail("DRV_PATH %q is not a derivation in the store", env.DrvPath)
+		}
+		// The .drv lists the outputs; reading it saves an exec of
+		// nix-store on every build. A content-addressed derivation
+		// has no paths there yet, so then ask Nix.
+		if raw, err = nixstore.DrvOutputs(env.DrvPath); err != nil {
+			qctx, cancel := context.WithTimeout(ctx, nixStoreTimeout)
+			raw, err = nixstore.Nix{BinDir: cfg.Nix.BinDir}.Outputs(qctx, env.DrvPath)
+			cancel()
+		}
+		if err != nil {
+			return fail("OUT_PATHS is empty and asking Nix for the outputs of %s failed: %v", env.DrvPath, err)
+		}
+	}
+	if len(raw) == 0 {
+		return 0
+	}
+
+	var paths []storepath.Path
+	var bad malformed
+	for _, s := range raw {
+		p, err := storepath.Parse(storeDir, s)
+		if err != nil {
+			bad.add(err)
+			continue
+		}
+		paths = append(paths, p)
+	}
+	if l := bad.line(); l != "" {
+		say("%s", l)
+	}
+	closures, errs := siblingClosures(cfg, paths)
+	sel := SelectClosures(cfg, paths, drv.facts, func(s string) *config.ClosureFacts { return closures[s] })
+	for _, err := range errs {
+		sel.Notes = append(sel.Notes, err.Error())
+	}
+	sel.Total = len(raw)
+	if len(sel.Pairs) == 0 {
+		say("%s", sel.Summary())
+		return 0
+	}
+	if err := Enqueue(cfg, &sel, false); err != nil {
+		return fail("%v", err)
+	}
+	say("%s", sel.Summary())
+	return 0
+}
+
+// Selection is what the rules chose from a set of paths.
+type Selection struct {
+	Pairs    []queue.Pair // (target, path) to queue
+	Total    int          // paths considered
+	Selected int          // paths at least one target selects
+	Targets  []string     // targets that selected something, in config order
+	Skipped  []string     // "name: reason" of paths no target selects
+	// Dropping are the queued "name -> target: reason" that the worker
+	// will drop by closure_deny = "skip", as far as the hook can tell.
+	Dropping []string
+	// Inside are the "name: reason, but uploaded -> target inside the
+	// closure of X" of paths a target does not select but uploads all
+	// the same (closure_deny = "push"): never "skipped".
+	Inside []string
+	// Notes are what kept the hook from telling more.
+	Notes []string
+	// Pushed counts, per target, the pairs left out because the record
+	// of pushed paths has them (see Enqueue).
+	Pushed map[string]int
+}
+
+// Select applies every target's rules to paths.
+func Select(cfg *config.Config, paths []storepath.Path) Selection {
+	return SelectWith(cfg, paths, nil)
+}
+
+// SelectWith is Select with the facts of each path (nil facts, or a nil
+// result: none known), for the rules that read more than its name.
+func SelectWith(cfg *config.Config, paths []storepath.Path, facts func(string) *config.Facts) Selection {
+	return SelectClosures(cfg, paths, facts, nil)
+}
+
+// SelectClosures is SelectWith with what is known of the paths' closures
+// (nil: nothing), decided by config.DecideAll as explain decides. A pair
+// the closure rule leaves out is queued all the same, with its reason in
+// Dropping: the worker, which sees the whole closure, applies the rule
+// and records the drop, which `wait` and `log` report.
+func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(string) *config.Facts, closure func(string) *config.ClosureFacts) Selection {
+	sel := Selection{Total: len(paths)}
+	seen := map[string]bool{}
+	for _, v := range cfg.DecideAll(paths, facts, closure) {
+		p := v.Path
+		queued := false
+		for _, td := range v.Targets {
+			if td.InsideClosureOf != "" {
+				sel.Inside = append(sel.Inside, fmt.Sprintf("%s: %s, but uploaded -> %s inside the closure of %s (closure_deny = \"push\")", p.Name, td.Rule, td.Target, nameOf(td.InsideClosureOf)))
+			}
+			if !td.Selected && td.Check != config.CheckClosure {
+				continue
+			}
+			if td.Check == config.CheckClosure {
+				sel.Dropping = append(sel.Dropping, fmt.Sprintf("%s -> %s: %s", p.Name, td.Target, td.Rule))
+			}
+			queued = true
+			sel.Pairs = append(sel.Pairs, queue.Pair{Target: td.Target, Path: p})
+			seen[td.Target] = true
+		}
+		switch {
+		case queued:
+			sel.Selected++
+		case !v.Inside():
+			sel.Skipped = append(sel.Skipped, p.Name+": "+v.Reason())
+		}
+	}
+	for _, t := range cfg.Targets {
+		if seen[t.Name] {
+			sel.Targets = append(sel.Targets, t.Name)
+		}
+	}
+	return sel
+}
+
+// Summary is the one line the hook prints to the build log:
+// `queued 1 of 2 paths for main (skipped hello-2.12.1-doc: deny "*-doc")`,
+// or `queued 0 of 1 paths (already pushed: 1 to main)`. When hello refers
+// to its doc output, "skipped" would be untrue under closure_deny = "push"
+// and incomplete under "skip", so it says `not queued hello-2.12.1-doc:
+// deny "*-doc", but uploaded -> main inside the closure of hello-2.12.1
+// (closure_deny = "push")` or `the worker will drop hello-2.12.1 -> main:
+// closure_deny = "skip": its closure contains …` (see siblingClosures).
+func (s Selection) Summary() string {
+	line := fmt.Sprintf("queued %d of %d paths", s.Selected, s.Total)
+	if len(s.Targets) > 0 {
+		line += " for " + strings.Join(s.Targets, ", ")
+	}
+	var notes []string
+	if len(s.Pushed) > 0 {
+		names := make([]string, 0, len(s.Pushed))
+		for t := range s.Pushed {
+			names = append(names, t)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, t := range names {
+			parts = append(parts, fmt.Sprintf("%d to %s", s.Pushed[t], t))
+		}
+		notes = append(notes, "already pushed: "+strings.Join(parts, ", "))
+	}
+	if len(s.Dropping) > 0 {
+		notes = append(notes, "the worker will drop "+summarize(s.Dropping, 3))
+	}
+	if len(s.Inside) > 0 {
+		notes = append(notes, "not queued "+summarize(s.Inside, 3))
+	}
+	if len(s.Skipped) > 0 {
+		notes = append(notes, "skipped "+summarize(s.Skipped, 3))
+	}
+	notes = append(notes, s.Notes...)
+	if len(notes) > 0 {
+		line += " (" + strings.Join(notes, "; ") + ")"
+	}
+	return line
+}
+
+// Enqueue queues the selection durably and makes sure a worker runs.
+// Unless force, it first leaves out the pairs that the record of pushed
+// paths (package pushed, written by the worker) says went to their target
+// already: after a switch, nearly all of a system's closure did, and
+// queueing it again would cost a pusher call for nothing. sel is updated
+// to what was queued, so that its Summary says what will be uploaded.
+func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
+	q, err := queue.Open(cfg.Queue.Dir)
+	if err == nil {
+		// Only once the queue directory passed its checks: the
+		// record lives there, and it decides what is not uploaded.
+		if !force && cfg.Queue.RememberPushed > 0 {
+			rec := newRecord(cfg, q.Dir)
+			sel.LeaveOut(rec.Has)
+			rec.Close()
+		}
+		if len(sel.Pairs) == 0 {
+			return nil
+		}
+		_, err = q.Add(sel.Pairs, time.Now())
+	}
+	if err != nil {
+		return fmt.Errorf("could not queue %d paths, they will not be pushed: %w", sel.Selected, err)
+	}
+	// A worker that is running will see the new entries; one that is
+	// just exiting looks again after releasing the lock.
+	if err := worker.EnsureRunning(cfg, q); err != nil {
+		return fmt.Errorf("queued, but could not start a worker (run `cachix-filter-hook wait`): %w", err)
+	}
+	return nil
+}
+
+// nameOf is a store path's name without its directory and hash.
+func nameOf(s string) string {
+	if p, err := storepath.Parse(storepath.StoreDir(), s); err == nil {
+		return p.Name
+	}
+	return s
+}
+
+func summarize(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(items[:n], "; "), len(items)-n)
+}

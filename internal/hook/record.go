@@ -1,0 +1,99 @@
+package hook
+
+import (
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// Record answers whether a path was pushed to a target, from the records
+// the worker keeps in the queue directory (package pushed). A nil Record
+// knows of nothing.
+type Record struct {
+	cfg  *config.Config
+	dir  string
+	now  time.Time
+	recs map[string]*pushed.Record
+}
+
+// OpenRecord opens the records of cfg's queue directory, once that passed
+// the queue's checks (a record decides what is not uploaded, so it must
+// be root's own). It returns nil when queue.remember_pushed is 0.
+func OpenRecord(cfg *config.Config) (*Record, error) {
+	if cfg.Queue.RememberPushed <= 0 {
+		return nil, nil
+	}
+	q, err := queue.Open(cfg.Queue.Dir)
+	if err != nil {
+		return nil, err
+	}
+	return newRecord(cfg, q.Dir), nil
+}
+
+// newRecord is a Record of dir, a queue directory that passed its checks.
+func newRecord(cfg *config.Config, dir string) *Record {
+	return &Record{cfg: cfg, dir: dir, now: time.Now(), recs: map[string]*pushed.Record{}}
+}
+
+// Has reports whether p was recorded as pushed to the target.
+func (r *Record) Has(target string, p storepath.Path) bool {
+	if r == nil {
+		return false
+	}
+	rec, ok := r.recs[target]
+	if !ok {
+		if t := r.cfg.Target(target); t != nil {
+			// A record that cannot be read counts as empty: the path
+			// is pushed again, which the pushers make cheap.
+			rec, _ = pushed.OpenRead(r.dir, t.RecordKey(), r.cfg.Queue.RememberPushed)
+		}
+		r.recs[target] = rec
+	}
+	h, err := pushed.ParseHash(p.Hash)
+	return err == nil && rec.Has(h, r.now)
+}
+
+// Close closes the records.
+func (r *Record) Close() {
+	if r == nil {
+		return
+	}
+	for _, rec := range r.recs {
+		rec.Close()
+	}
+}
+
+// LeaveOut drops the pairs that pushedTo says went to their target
+// already, counting them in Pushed, and recounts what is left.
+func (s *Selection) LeaveOut(pushedTo func(target string, p storepath.Path) bool) {
+	kept := make([]queue.Pair, 0, len(s.Pairs))
+	paths := map[storepath.Path]bool{}
+	targets := map[string]bool{}
+	for _, p := range s.Pairs {
+		if pushedTo(p.Target, p.Path) {
+			if s.Pushed == nil {
+				s.Pushed = map[string]int{}
+			}
+			s.Pushed[p.Target]++
+			continue
+		}
+		kept = append(kept, p)
+		paths[p.Path] = true
+		targets[p.Target] = true
+	}
+	if len(kept) == len(s.Pairs) {
+		return
+	}
+	s.Pairs = kept
+	s.Selected = len(paths)
+	var ts []string
+	for _, t := range s.Targets {
+		if targets[t] {
+			ts = append(ts, t)
+		}
+	}
+	s.Targets = ts
+}

@@ -1,0 +1,71 @@
+package hook
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+)
+
+// Enqueue leaves out what the record says went to the pair's target, and
+// the summary says how many; force queues them anyway; a record of
+// another destination does not count.
+func TestEnqueueLeavesOutRecorded(t *testing.T) {
+	spawned := isolate(t) // a spawned worker only records that it was started
+	cfg := &config.Config{
+		Targets: []*config.Target{mkTarget(t, "main", []string{"*"}, nil)},
+		Queue:   config.Queue{Dir: filepath.Join(t.TempDir(), "queue"), RememberPushed: time.Hour},
+	}
+	paths := mkPaths("a-1", "b-1", "c-1")
+	sel := Select(cfg, paths)
+	if len(sel.Pairs) != 3 {
+		t.Fatalf("selected %d pairs, want 3", len(sel.Pairs))
+	}
+	q, err := queue.Open(cfg.Queue.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := pushed.OpenWrite(q.Dir, cfg.Targets[0].RecordKey(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths[:2] {
+		h, _ := pushed.ParseHash(p.Hash)
+		rec.Add([]pushed.Hash{h}, time.Now())
+	}
+	rec.Close()
+	// A worker holds the lock, so Enqueue starts none: a started one
+	// would outlive the test and write into its temporary directory.
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("taking the worker lock: %v", err)
+	}
+	defer lock.Unlock()
+	if err := Enqueue(cfg, &sel, false); err != nil {
+		t.Fatal(err)
+	}
+	if want := "queued 1 of 3 paths for main (already pushed: 2 to main)"; sel.Summary() != want {
+		t.Errorf("Summary = %q, want %q", sel.Summary(), want)
+	}
+	if names, _ := q.Names(); len(names) != 1 {
+		t.Errorf("%d entries queued, want 1", len(names))
+	}
+	sel = Select(cfg, paths)
+	if err := Enqueue(cfg, &sel, true); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := q.Names(); len(names) != 3 || sel.Selected != 3 {
+		t.Errorf("with force: %d entries, %d selected; want 3", len(names), sel.Selected)
+	}
+	// queue.remember_pushed = 0: no record is consulted.
+	cfg.Queue.RememberPushed = 0
+	sel = Select(cfg, paths)
+	if err := Enqueue(cfg, &sel, false); err != nil || len(sel.Pushed) != 0 {
+		t.Errorf("remember_pushed = 0: %v, pushed %v", err, sel.Pushed)
+	}
+	noSpawn(t, spawned)
+}

@@ -1,0 +1,159 @@
+package hook
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// siblingStore makes hello (out) and its doc output in a store under a
+// temporary directory; out refers to doc when refers (in a file's
+// contents, past the first chunk and across its boundary).
+func siblingStore(t *testing.T, refers bool) (out, doc storepath.Path) {
+	t.Helper()
+	t.Setenv("NIX_STORE_DIR", filepath.Join(t.TempDir(), "store"))
+	out, doc = mkPath("hello-2.12.1"), mkPath("hello-2.12.1-doc")
+	for _, p := range []storepath.Path{out, doc} {
+		if err := os.MkdirAll(filepath.Join(p.String(), "share"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first read ends 10 bytes into doc's hash part.
+	firstRead := storepath.HashLen - 1 + scanChunk
+	body := []byte(strings.Repeat("x", firstRead-10-len(storepath.StoreDir()+"/")))
+	if refers {
+		body = append(body, []byte(doc.String()+"/share/doc\n")...)
+	}
+	if err := os.WriteFile(filepath.Join(out.String(), "share", "hello"), body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(doc.String(), "share", "README"), []byte("docs\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out, doc
+}
+
+func siblingSelect(cfg *config.Config, paths []storepath.Path) Selection {
+	closures, errs := siblingClosures(cfg, paths)
+	sel := SelectClosures(cfg, paths, nil, func(s string) *config.ClosureFacts { return closures[s] })
+	for _, err := range errs {
+		sel.Notes = append(sel.Notes, err.Error())
+	}
+	return sel
+}
+
+// The hook's line when an output refers to a denied sibling: under
+// closure_deny = "push" the sibling is "uploaded inside the closure", never
+// "skipped"; under "skip" the referring output is queued (the worker
+// drops it, and `wait` reports it) and the line says it will be dropped.
+// An output that does not refer to it keeps the plain line.
+func TestSummarySiblingClosure(t *testing.T) {
+	for _, tc := range []struct {
+		mode   string
+		refers bool
+		want   string
+	}{
+		{config.ClosurePush, true, `queued 1 of 2 paths for main (not queued hello-2.12.1-doc: deny "*-doc", but uploaded -> main inside the closure of hello-2.12.1 (closure_deny = "push"))`},
+		{config.ClosureSkip, true, `queued 1 of 2 paths for main (the worker will drop hello-2.12.1 -> main: closure_deny = "skip": its closure contains @DOC@, denied by "*-doc"; skipped hello-2.12.1-doc: deny "*-doc")`},
+		{config.ClosurePush, false, `queued 1 of 2 paths for main (skipped hello-2.12.1-doc: deny "*-doc")`},
+		{config.ClosureSkip, false, `queued 1 of 2 paths for main (skipped hello-2.12.1-doc: deny "*-doc")`},
+	} {
+		t.Run(tc.mode+map[bool]string{true: "-refers", false: "-not"}[tc.refers], func(t *testing.T) {
+			out, doc := siblingStore(t, tc.refers)
+			tg := mkTarget(t, "main", []string{"hello-*"}, []string{"*-doc"})
+			tg.ClosureDeny = tc.mode
+			cfg := &config.Config{Targets: []*config.Target{tg}}
+			sel := siblingSelect(cfg, []storepath.Path{out, doc})
+			want := strings.ReplaceAll(tc.want, "@DOC@", doc.String())
+			if got := sel.Summary(); got != want {
+				t.Errorf("Summary:\n got %s\nwant %s", got, want)
+			}
+			if got := pairNames(sel.Pairs); !slices.Equal(got, []string{"main:hello-2.12.1"}) {
+				t.Errorf("Pairs = %q, want hello queued either way", got)
+			}
+		})
+	}
+}
+
+// Without a target that selects one output and denies another, no file
+// is read.
+func TestSiblingClosuresOnlyWhenNeeded(t *testing.T) {
+	out, doc := siblingStore(t, true)
+	cfg := &config.Config{Targets: []*config.Target{mkTarget(t, "main", []string{"hello-*"}, nil)}}
+	if cl, errs := siblingClosures(cfg, []storepath.Path{out, doc}); cl != nil || errs != nil {
+		t.Errorf("closures %v, errors %v; want none asked", cl, errs)
+	}
+	// An output that cannot be read is said, not guessed; one that is
+	// gone has nothing to say; one that no target selects has no
+	// closure worth knowing.
+	cfg = &config.Config{Targets: []*config.Target{mkTarget(t, "main", []string{"hello-*"}, []string{"*-doc"})}}
+	gone := mkPath("hello-2.12.1-man")
+	if err := os.Chmod(filepath.Join(out.String(), "share"), 0); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(filepath.Join(out.String(), "share"), 0o755)
+	cl, errs := siblingClosures(cfg, []storepath.Path{out, gone, doc})
+	if os.Geteuid() != 0 && (len(errs) != 1 || !strings.Contains(errs[0].Error(), out.Hash) || cl[out.String()] != nil) {
+		t.Errorf("closures %v, errors %v; want an error naming %s", cl, errs, out)
+	}
+	if cl[gone.String()] != nil || cl[doc.String()] != nil {
+		t.Errorf("closures %v; want none of the gone and the unselected outputs", cl)
+	}
+}
+
+// References in a symlink's target and in a file name count too, as in
+// the NAR Nix scans.
+func TestReferencedIn(t *testing.T) {
+	out, doc := siblingStore(t, false)
+	man := mkPath("hello-2.12.1-man")
+	if err := os.Symlink(doc.String()+"/share", filepath.Join(out.String(), "doc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out.String(), "x-"+man.Hash), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := referencedIn(out.String(), []storepath.Path{doc, man, mkPath("zlib-1.3")}, &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(time.Minute)})
+	if err != nil || !slices.Equal(got, []string{doc.String(), man.String()}) {
+		t.Errorf("referencedIn = %v, %v", got, err)
+	}
+}
+
+// The scan is bounded on the build's path: an output larger than the
+// budget (or with more files, or taking longer) is not read to the end,
+// and the line claims nothing either way; the worker decides.
+func TestSiblingScanBounded(t *testing.T) {
+	out, doc := siblingStore(t, true)
+	big, err := os.Create(filepath.Join(out.String(), "image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: large to the scan, cheap to make.
+	if err := big.Truncate(scanMaxBytes + 1); err != nil {
+		t.Fatal(err)
+	}
+	big.Close()
+	start := time.Now()
+	_, err = referencedIn(out.String(), []storepath.Path{mkPath("zlib-1.3")}, &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(time.Minute)})
+	if err != errScanBudget {
+		t.Fatalf("scanning past the byte budget: %v, want errScanBudget", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the bounded scan took %s", d)
+	}
+	cfg := &config.Config{Targets: []*config.Target{mkTarget(t, "main", []string{"hello-*"}, []string{"*-doc"})}}
+	cl, errs := siblingClosures(cfg, []storepath.Path{out, doc})
+	if cl[out.String()] != nil || len(errs) != 0 {
+		t.Errorf("over budget: closures %v, errors %v; want none (nothing claimed, nothing printed)", cl, errs)
+	}
+	// The time bound, too: a budget already spent stops at once.
+	_, err = referencedIn(doc.String(), []storepath.Path{out}, &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(-time.Second)})
+	if err != errScanBudget {
+		t.Errorf("past the time budget: %v, want errScanBudget", err)
+	}
+}

@@ -1,0 +1,96 @@
+// Package nixstore runs the few Nix commands the tool needs, always with an
+// argv, never through a shell.
+package nixstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
+)
+
+// fallbackDirs are where Nix lives when PATH does not say: nix-daemon's
+// environment on NixOS and on multi-user installs often lacks it.
+var fallbackDirs = []string{"/run/current-system/sw/bin", "/nix/var/nix/profiles/default/bin"}
+
+// Nix locates and runs nix and nix-store.
+type Nix struct {
+	// BinDir, when set, is the only place looked at.
+	BinDir string
+}
+
+// Bin returns the path of a Nix program.
+func (n Nix) Bin(name string) string {
+	if n.BinDir != "" {
+		return filepath.Join(n.BinDir, name)
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, d := range fallbackDirs {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return name
+}
+
+// Trusted returns the path of a Nix program after checking it by the
+// trust rule (see package trust): the caller may run as root.
+func (n Nix) Trusted(name string) (string, error) {
+	p := n.Bin(name)
+	if !filepath.IsAbs(p) {
+		return "", fmt.Errorf("%s not found (on PATH, or in %s); set nix.bin_dir", name, strings.Join(fallbackDirs, " or "))
+	}
+	if _, err := trust.Check(p, trust.Program); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// Command prepares a nix-command invocation with the experimental
+// feature enabled, which Nix 2.8 requires for `nix copy`. A nix that fails
+// the trust rule is not run: the command's Start returns why.
+func (n Nix) Command(ctx context.Context, args ...string) *exec.Cmd {
+	bin, err := n.Trusted("nix")
+	cmd := exec.CommandContext(ctx, n.Bin("nix"), append([]string{"--extra-experimental-features", "nix-command"}, args...)...)
+	if err != nil {
+		cmd.Err = err
+	} else {
+		cmd.Path = bin
+	}
+	return cmd
+}
+
+func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
+	bin, err := n.Trusted("nix-store")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("nix-store %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.Fields(string(out)), nil
+}
+
+// Outputs lists the output paths of a derivation. The hook needs it
+// because Nix 2.8 passes OUT_PATHS empty (NixOS/nix#6446).
+func (n Nix) Outputs(ctx context.Context, drv string) ([]string, error) {
+	return n.query(ctx, "--query", "--outputs", "--", drv)
+}
+
+// Closure lists the runtime closure of paths, the paths themselves
+// included.
+func (n Nix) Closure(ctx context.Context, paths ...string) ([]string, error) {
+	return n.query(ctx, append([]string{"--query", "--requisites", "--"}, paths...)...)
+}

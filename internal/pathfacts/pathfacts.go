@@ -1,0 +1,236 @@
+// Package pathfacts gathers what the size, unsubstitutable and upstream
+// rules read about store paths: NAR sizes and derivers from one batched
+// Nix query, allowSubstitutes from each deriver's .drv file, and the
+// upstream caches' answers. push, explain and the worker use it; the hook
+// does not (it runs no Nix command: it reads allowSubstitutes from the .drv
+// it is given).
+package pathfacts
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"sort"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/upstream"
+)
+
+// maxCached bounds the path infos and .drv answers a Gatherer keeps.
+const maxCached = 200_000
+
+// Gatherer gathers facts and remembers them for its lifetime (a worker's,
+// or one command's): a store path's size and deriver never change.
+type Gatherer struct {
+	nix      nixstore.Nix
+	upstream *upstream.Checker
+	infos    map[string]nixstore.PathInfo
+	closed   map[string]bool   // paths whose closure's infos are loaded
+	drvs     map[string]string // .drv path: a config.Subst* value
+}
+
+// New returns a Gatherer for cfg's Nix and upstream timeout.
+func New(cfg *config.Config) *Gatherer {
+	return &Gatherer{
+		nix:      nixstore.Nix{BinDir: cfg.Nix.BinDir},
+		upstream: upstream.New(cfg.UpstreamTimeout),
+		infos:    map[string]nixstore.PathInfo{},
+		closed:   map[string]bool{},
+		drvs:     map[string]string{},
+	}
+}
+
+// Gather returns the facts of those paths that are in the store and that
+// some target's patterns select; the others get none. It makes at most one
+// Nix call (`nix path-info --json` of every path not known yet, split only
+// past maxArgBytes of arguments), reads each deriver's .drv once, and asks
+// an upstream only about the paths its targets would still push. With
+// closure, the infos of the paths' closures are loaded too, for
+// ClosureOversize.
+func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []storepath.Path, closure bool) (map[string]*config.Facts, error) {
+	needs := cfg.Needs()
+	if !needs.Any() {
+		return nil, nil
+	}
+	var cands []storepath.Path
+	for _, p := range paths {
+		if !cfg.SelectedByName(p) {
+			continue
+		}
+		if _, err := os.Lstat(p.String()); err != nil {
+			continue
+		}
+		cands = append(cands, p)
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	if len(g.infos) > maxCached {
+		g.infos, g.closed, g.drvs = map[string]nixstore.PathInfo{}, map[string]bool{}, map[string]string{}
+	}
+	var ask []string
+	for _, p := range cands {
+		s := p.String()
+		if _, ok := g.infos[s]; !ok || closure && !g.closed[s] {
+			ask = append(ask, s)
+		}
+	}
+	if len(ask) > 0 && (needs.Size || needs.Subst || closure) {
+		infos, err := g.nix.PathInfos(ctx, closure, ask...)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range infos {
+			g.infos[k] = v
+			if closure {
+				g.closed[k] = true
+			}
+		}
+	}
+	out := make(map[string]*config.Facts, len(cands))
+	asks := map[string][]string{}
+	for _, p := range cands {
+		s := p.String()
+		info, ok := g.infos[s]
+		if !ok || !info.Valid {
+			continue
+		}
+		f := &config.Facts{NarSize: info.NarSize, Deriver: info.Deriver}
+		if needs.Subst {
+			f.Substitutes = g.subst(info.Deriver)
+		}
+		out[s] = f
+		if needs.Upstream {
+			// Ask an upstream only for a path one of its targets would
+			// push on the other facts.
+			for _, t := range cfg.Targets {
+				if len(t.Upstream) > 0 && t.Decide(p, f).Selected {
+					for _, u := range t.Upstream {
+						asks[u] = append(asks[u], s)
+					}
+				}
+			}
+		}
+	}
+	if len(asks) > 0 {
+		res := g.upstream.Check(ctx, asks)
+		for u, has := range res.Has {
+			for s, h := range has {
+				f := out[s]
+				if f.Upstream == nil {
+					f.Upstream = map[string]bool{}
+				}
+				f.Upstream[u] = h
+			}
+		}
+		for u, why := range res.Unreachable {
+			for _, s := range asks[u] {
+				f := out[s]
+				if _, answered := f.Upstream[u]; answered {
+					continue
+				}
+				if f.Unreachable == nil {
+					f.Unreachable = map[string]string{}
+				}
+				f.Unreachable[u] = why
+			}
+		}
+	}
+	return out, nil
+}
+
+// subst reads what a deriver's .drv says about substitution, once per .drv.
+func (g *Gatherer) subst(drv string) string {
+	if drv == "" || drv == "unknown-deriver" {
+		return config.SubstNoDrv
+	}
+	if s, ok := g.drvs[drv]; ok {
+		return s
+	}
+	s := config.SubstAllowed
+	d, err := nixstore.ReadDrv(drv)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s = config.SubstNoDrv
+	case err != nil:
+		s = config.SubstBadDrv
+	case !d.AllowSubstitutes:
+		s = config.SubstDenied
+	}
+	g.drvs[drv] = s
+	return s
+}
+
+// ClosureOversize returns a path in root's closure (root excluded) that is
+// larger than t's max_nar_size, with the reason, from the infos a Gather
+// with closure loaded; "" when there is none, or nothing is known. The
+// rule is config's (Target.ClosureOversize), as for explain and push
+// --dry-run (ClosureFacts).
+func (g *Gatherer) ClosureOversize(t *config.Target, root string) (dep, rule string) {
+	if t.MaxNarSize <= 0 {
+		return "", ""
+	}
+	return t.ClosureOversize(root, nixstore.ClosureOf(g.infos, root), g.NarSize)
+}
+
+// NarSize returns a path's NAR size from the infos loaded so far.
+func (g *Gatherer) NarSize(path string) (int64, bool) {
+	info, ok := g.infos[path]
+	return info.NarSize, ok && info.Valid
+}
+
+// ClosureFacts returns what the closure rule reads about each root in the
+// store (see config.ClosureFacts): its closure and the sizes of its
+// paths, from one `nix path-info --recursive --json` call for the roots
+// whose closure is not loaded yet (none after Closure). The infos stay, so
+// that a Gather on the same paths asks Nix nothing more.
+func (g *Gatherer) ClosureFacts(ctx context.Context, roots []string) (map[string]*config.ClosureFacts, error) {
+	var ask []string
+	for _, r := range roots {
+		if !g.closed[r] {
+			ask = append(ask, r)
+		}
+	}
+	if len(ask) > 0 {
+		infos, err := g.nix.PathInfos(ctx, true, ask...)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range infos {
+			g.infos[k] = v
+			g.closed[k] = true
+		}
+	}
+	out := make(map[string]*config.ClosureFacts, len(roots))
+	for _, r := range roots {
+		if c := nixstore.ClosureOf(g.infos, r); c != nil {
+			out[r] = &config.ClosureFacts{Paths: c, NarSize: g.NarSize}
+		}
+	}
+	return out, nil
+}
+
+// Closure returns the runtime closure of roots from one `nix path-info
+// --recursive --json` call and keeps the infos it brings, so that Gather
+// on those paths asks Nix nothing more: `push --closure` with rules that
+// read facts makes one Nix call instead of a closure query and then a
+// path-info of the whole closure.
+func (g *Gatherer) Closure(ctx context.Context, roots []string) ([]string, error) {
+	infos, err := g.nix.PathInfos(ctx, true, roots...)
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, 0, len(infos))
+	for k, v := range infos {
+		g.infos[k] = v
+		g.closed[k] = true
+		if v.Valid {
+			paths = append(paths, k)
+		}
+	}
+	sort.Strings(paths)
+	return paths, nil
+}

@@ -1,0 +1,135 @@
+package pusher
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+)
+
+// alive reports whether pid runs (and is not a zombie).
+func alive(pid int) bool {
+	st, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	f := strings.Fields(string(st))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+func grandchild(t *testing.T, file string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("the fake started no grandchild: %v", err)
+	}
+	pid, _ := strconv.Atoi(string(b))
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	return pid
+}
+
+// TestPushTimeoutKillsGroup: a pusher that hangs, with a grandchild
+// holding its output, is killed with the grandchild after the timeout,
+// and the error says so.
+func TestPushTimeoutKillsGroup(t *testing.T) {
+	fake(t, 0)
+	t.Setenv(envSleep, "1h")
+	gc := filepath.Join(t.TempDir(), "grandchild")
+	t.Setenv(envGrandchild, gc)
+	cfg := &config.Config{Cachix: config.Cachix{Bin: exe(t)}, Queue: config.Queue{PushTimeout: time.Second}}
+	start := time.Now()
+	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{})
+	took := time.Since(start)
+	t.Logf("Push returned after %s: %v", took.Round(time.Millisecond), err)
+	if err == nil || !strings.Contains(err.Error(), "timed out after 1s") {
+		t.Fatalf("Push = %v, want a timeout", err)
+	}
+	if took > time.Minute {
+		t.Errorf("Push returned after %s", took)
+	}
+	pid := grandchild(t, gc)
+	deadline := time.Now().Add(30 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the grandchild %d outlived the timeout", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPushCancelKillsGroup: a cancelled push (the worker stopping) kills
+// the grandchild too and does not wait for the pipe it holds.
+func TestPushCancelKillsGroup(t *testing.T) {
+	fake(t, 0)
+	t.Setenv(envSleep, "1h")
+	gc := filepath.Join(t.TempDir(), "grandchild")
+	t.Setenv(envGrandchild, gc)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cachixPusherFor(t, "").Push(ctx, paths, &bytes.Buffer{}) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(gc); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fake did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pid := grandchild(t, gc)
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil || strings.Contains(err.Error(), "timed out") {
+			t.Errorf("cancelled Push = %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a cancelled Push did not return")
+	}
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the grandchild %d outlived the cancel", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPushGrandchildHoldsPipe: the pusher exits, but a grandchild keeps
+// its output open; Push returns anyway and the grandchild goes.
+func TestPushGrandchildHoldsPipe(t *testing.T) {
+	fake(t, 0)
+	gc := filepath.Join(t.TempDir(), "grandchild")
+	t.Setenv(envGrandchild, gc)
+	start := time.Now()
+	// The pusher exits 0: the upload worked, whatever its child does.
+	if err := cachixPusherFor(t, "").Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
+		t.Errorf("Push = %v after %s, want success", err, time.Since(start))
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("Push waited %s for the grandchild's pipe", took)
+	}
+	pid := grandchild(t, gc)
+	deadline := time.Now().Add(30 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the grandchild %d was left running", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Hour: "1h", 90 * time.Minute: "1h30m", 2 * time.Minute: "2m", time.Second: "1s", 1500 * time.Millisecond: "1.5s"} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -1,0 +1,130 @@
+// Package pusher uploads a batch of store paths to one target: a Cachix
+// cache with `cachix push`, or any Nix store with `nix copy`.
+//
+// Both upload each path's whole runtime closure and skip what the
+// destination already has, so pushing a path twice is harmless: the queue
+// relies on that to retry without bookkeeping.
+package pusher
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
+)
+
+// Pusher uploads paths to one target.
+type Pusher interface {
+	// Push uploads paths, writing the program's output to out as whole
+	// lines of at most MaxLine bytes, with secrets removed. The error
+	// carries the tail of that output.
+	Push(ctx context.Context, paths []string, out io.Writer) error
+}
+
+// New returns the pusher for a target.
+func New(c *config.Config, t *config.Target) Pusher {
+	nix := nixstore.Nix{BinDir: c.Nix.BinDir}
+	if t.Store != "" {
+		return &storePusher{nix: nix, store: t.Store, keyFile: t.SecretKeyFile, timeout: c.Queue.PushTimeout}
+	}
+	return &cachixPusher{bin: c.Cachix.Bin, args: c.Cachix.PushArgs, cache: t.Cache, tokenFile: c.Cachix.AuthTokenFile, keyFile: c.Cachix.SigningKeyFile, nix: nix, timeout: c.Queue.PushTimeout}
+}
+
+type cachixPusher struct {
+	bin       string
+	args      []string
+	cache     string
+	tokenFile string
+	keyFile   string // its content goes to cachix as CACHIX_SIGNING_KEY
+	nix       nixstore.Nix
+	timeout   time.Duration // 0: none
+}
+
+func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) error {
+	env := os.Environ()
+	var secret string
+	if p.tokenFile != "" {
+		tok, err := config.ReadToken(p.tokenFile)
+		if err != nil {
+			return err
+		}
+		secret = tok
+		// The token goes in the environment, never in argv, where any
+		// user could read it from /proc. exec keeps the last of
+		// duplicate variables, so this one wins over an inherited one.
+		env = append(env, "CACHIX_AUTH_TOKEN="+tok)
+	}
+	// Root runs cachix with the token in its environment: it must pass
+	// the trust rule after the PATH lookup, and so must the nix-store it
+	// will find in nix.bin_dir.
+	bin, err := trust.LookPath(p.bin)
+	if err != nil {
+		return fmt.Errorf("cachix.bin %s: %w", p.bin, err)
+	}
+	if p.nix.BinDir != "" {
+		if _, err := p.nix.Trusted("nix-store"); err != nil {
+			return fmt.Errorf("nix.bin_dir: %w", err)
+		}
+	}
+	env, key, err := withSigningKey(env, p.keyFile)
+	if err != nil {
+		return err
+	}
+	args := append(append([]string{"push"}, p.args...), "--", p.cache)
+	args = append(args, paths...)
+	env = withNixOnPath(env, p.nix)
+	return run(ctx, p.timeout, func(ctx context.Context) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = env
+		return cmd
+	}, out, secret, key)
+}
+
+type storePusher struct {
+	nix     nixstore.Nix
+	store   string
+	keyFile string // secret_key_file: signs the paths as they are copied
+	timeout time.Duration
+}
+
+func (p *storePusher) Push(ctx context.Context, paths []string, out io.Writer) error {
+	store, err := signingStore(p.store, p.keyFile)
+	if err != nil {
+		return err
+	}
+	// config.Load refuses a URI with credentials (they would be in
+	// argv); should one get here another way, nix's output (which may
+	// quote the URI) still reaches no log with them.
+	return run(ctx, p.timeout, func(ctx context.Context) *exec.Cmd {
+		return p.nix.Command(ctx, append([]string{"copy", "--to", store, "--"}, paths...)...)
+	}, out, config.URISecrets(p.store)...)
+}
+
+// withNixOnPath lets cachix find nix-store when the daemon's PATH lacks it.
+func withNixOnPath(env []string, nix nixstore.Nix) []string {
+	if nix.BinDir == "" {
+		return env
+	}
+	for i, kv := range env {
+		if strings.HasPrefix(kv, "PATH=") {
+			env[i] = kv + ":" + nix.BinDir
+			return env
+		}
+	}
+	return append(env, "PATH="+nix.BinDir)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}

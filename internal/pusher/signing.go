@@ -1,0 +1,42 @@
+package pusher
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+)
+
+// signingStore adds secret-key=FILE to a store URI, so that nix copy signs
+// each path as it writes it and the cache's narinfo carries Sig:. The key
+// is checked first (root-owned, private, a Nix secret key); Nix reads it
+// by its path, so the key's content is never in argv.
+func signingStore(store, keyFile string) (string, error) {
+	if keyFile == "" {
+		return store, nil
+	}
+	if _, err := config.ReadSecretKey(keyFile); err != nil {
+		return "", err
+	}
+	sep := "?"
+	if strings.Contains(store, "?") {
+		sep = "&"
+	}
+	return store + sep + "secret-key=" + url.QueryEscape(keyFile), nil
+}
+
+// withSigningKey gives cachix the signing key's content as
+// CACHIX_SIGNING_KEY in its environment, never argv: for caches whose
+// paths the user signs. It returns the key, for redaction.
+func withSigningKey(env []string, keyFile string) ([]string, string, error) {
+	if keyFile == "" {
+		return env, "", nil
+	}
+	key, err := config.ReadSecretKey(keyFile)
+	if err != nil {
+		return nil, "", err
+	}
+	// exec keeps the last of duplicate variables: this one wins over an
+	// inherited one.
+	return append(env, "CACHIX_SIGNING_KEY="+key), key, nil
+}

@@ -1,0 +1,177 @@
+package queue
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// countSyncs counts the fsyncs Add makes during f.
+func countSyncs(t *testing.T, f func()) int {
+	t.Helper()
+	n := 0
+	syncs = func() { n++ }
+	defer func() { syncs = nil }()
+	f()
+	return n
+}
+
+func manyPairs(n int, prefix string) []Pair {
+	pairs := make([]Pair, n)
+	for i := range pairs {
+		pairs[i] = Pair{Target: "main", Path: mkPath(fmt.Sprintf("%s-%d", prefix, i))}
+	}
+	return pairs
+}
+
+// Queueing many pairs costs a constant number of syncs, not one per
+// entry (issue 12: an fsync per entry made `push --closure` of a system
+// take 6-8 s); a single pair keeps its two (entry, then directory).
+func TestAddSyncsConstant(t *testing.T) {
+	for _, c := range []struct {
+		n, maxSyncs int
+	}{
+		{1, 2},
+		{2, 2},
+		{100, 2},
+		{10000, 2},
+	} {
+		q := openQ(t)
+		pairs := manyPairs(c.n, "p")
+		var added int
+		n := countSyncs(t, func() {
+			var err error
+			if added, err = q.Add(pairs, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if added != c.n {
+			t.Fatalf("%d pairs: added %d", c.n, added)
+		}
+		if n > c.maxSyncs || n == 0 {
+			t.Errorf("%d pairs: %d syncs, want 1 to %d", c.n, n, c.maxSyncs)
+		}
+		// Every entry reads back as its own pair.
+		entries, bad, err := q.List()
+		if err != nil || len(bad) > 0 || len(entries) != c.n {
+			t.Fatalf("%d pairs: List = %d entries, %v, %v", c.n, len(entries), bad, err)
+		}
+		want := map[string]bool{}
+		for _, p := range pairs {
+			want[Key(p.Target, p.Path)] = true
+		}
+		for _, e := range entries {
+			if !want[e.Key()] || Key(e.Target, mustParse(t, e.Path)) != e.Key() {
+				t.Fatalf("entry %s holds %s", e.Key(), e.Path)
+			}
+			delete(want, e.Key())
+		}
+		if got := ls(t, q.path(tmpDir)); len(got) != 0 {
+			t.Errorf("tmp/ not empty after Add: %q", got)
+		}
+	}
+}
+
+// The entries of a bulk Add share one file; the worker's changes to one
+// of them (retry state, removal, drop, moving aside) leave the others as
+// they were, and queueing a pair again keeps its retry state.
+func TestAddSharedEntriesIndependent(t *testing.T) {
+	q := openQ(t)
+	pairs := manyPairs(50, "s")
+	if n, err := q.Add(pairs, time.Now()); err != nil || n != 50 {
+		t.Fatalf("Add = %d, %v", n, err)
+	}
+	k0, k1, k2 := Key("main", pairs[0].Path), Key("main", pairs[1].Path), Key("main", pairs[2].Path)
+	fi, err := os.Stat(q.path(entriesDir, k0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Nlink != 50 {
+		t.Fatalf("a bulk entry has %d links, want 50 (one shared file)", st.Nlink)
+	}
+	e0, err := q.Read(k0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e0.Attempts, e0.LastError = 3, "boom"
+	if err := q.Update(e0); err != nil {
+		t.Fatal(err)
+	}
+	e1, _ := q.Read(k1)
+	if err := q.Remove(e1); err != nil {
+		t.Fatal(err)
+	}
+	e2, _ := q.Read(k2)
+	if err := q.Drop(e2, "no longer selected"); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh queue value, as another process would read it.
+	q2 := &Queue{Dir: q.Dir}
+	if got, _ := q2.Peek(k0); got == nil || got.Attempts != 3 || got.LastError != "boom" {
+		t.Fatalf("updated entry = %+v", got)
+	}
+	if _, ok := q2.Get(k1); ok {
+		t.Fatal("removed entry still queued")
+	}
+	if _, ok := q2.Dropped(k2, time.Time{}); !ok {
+		t.Fatal("dropped entry not in dropped/")
+	}
+	entries, bad, _ := q2.List()
+	if len(entries) != 48 || len(bad) != 0 {
+		t.Fatalf("List = %d entries, %v; want 48", len(entries), bad)
+	}
+	// Queueing all again adds nothing and keeps the retry state.
+	if n, err := q.Add(pairs, time.Now()); err != nil || n != 2 {
+		t.Fatalf("second Add = %d, %v; want 2 (the removed and the dropped pair)", n, err)
+	}
+	if got, _ := q2.Peek(k0); got.Attempts != 3 {
+		t.Fatal("queueing again lost the retry state")
+	}
+}
+
+// A shared file is never trusted beyond its lines: an entry name linked
+// to a file where no line is that pair is corrupt, and so is a file over
+// the size limit.
+func TestSharedFileCorrupt(t *testing.T) {
+	q := openQ(t)
+	a, b := mkPath("a-1"), mkPath("b-1")
+	lines := fmt.Sprintf(`{"target":"main","path":%q}`+"\n"+`{"target":"main","path":%q}`+"\n", a, a)
+	file := filepath.Join(t.TempDir(), "shared")
+	if err := os.WriteFile(file, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(file, q.path(entriesDir, Key("main", a))); err != nil {
+		t.Skip("cannot link across directories here:", err)
+	}
+	if err := os.Link(file, q.path(entriesDir, Key("main", b))); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := q.Peek(Key("main", a)); err != nil || e.Path != a.String() {
+		t.Fatalf("Peek a = %v, %v", e, err)
+	}
+	if _, err := q.Peek(Key("main", b)); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Peek b, whose line is missing = %v; want corrupt", err)
+	}
+	big := q.path(entriesDir, Key("main", mkPath("c-1")))
+	if err := os.WriteFile(big, []byte(strings.Repeat(lines, maxSharedSize/len(lines)+1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Peek(Key("main", mkPath("c-1"))); err == nil {
+		t.Fatal("a file over the shared size limit was read")
+	}
+}
+
+func mustParse(t *testing.T, s string) storepath.Path {
+	t.Helper()
+	p, err := storepath.Parse(storepath.StoreDir(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,56 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
+)
+
+// The queue directory decides what root pushes and which files root
+// writes (entries, worker.log, state.json): it must be the worker's own.
+// Anyone else who could create it first, or write in it, could plant an
+// entry or point a log file at root's files. Checked on every Open, so the
+// hook queues nothing into, and the worker refuses, a directory that
+// fails.
+
+// mkdirPrivate creates dir (mode 0700) if missing and checks that it is
+// the running user's own: a directory, not a symlink, owned by the
+// running user, and for the queue directory itself (top), with no access
+// for group or others. Below a private top, modes do not matter.
+func mkdirPrivate(dir string, top bool) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("creating queue directory: %w", err)
+	}
+	return checkPrivate(dir, top)
+}
+
+func checkPrivate(dir string, top bool) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("queue directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	me := os.Geteuid()
+	var problem string
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		problem = "it is a symbolic link"
+	case !fi.IsDir():
+		problem = "it is not a directory"
+	case int(st.Uid) != me:
+		problem = "it is owned by " + trust.OwnerName(st.Uid) + ", not " + trust.OwnerName(uint32(me))
+	case top && fi.Mode().Perm()&0o077 != 0:
+		problem = "group or others have access to it"
+	default:
+		return nil
+	}
+	return fmt.Errorf("refusing queue directory %s: %s (owner %s, mode %04o); it must be this user's own, mode 0700: someone else may have made it to plant entries; look inside, then remove it (rm -rf %s) and it is made anew",
+		dir, problem, trust.OwnerName(st.Uid), fi.Mode().Perm(), dir)
+}

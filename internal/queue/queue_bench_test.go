@@ -1,0 +1,108 @@
+package queue
+
+import (
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// benchHash makes the i-th distinct 32-character nix-base32 hash.
+func benchHash(i uint64) string {
+	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+	b := []byte("00000000000000000000000000000000")
+	for j := len(b) - 1; j >= 0 && i > 0; j-- {
+		b[j] = alphabet[i%32]
+		i /= 32
+	}
+	return string(b)
+}
+
+// BenchmarkAdd measures the enqueue rate, durable as the hook makes it
+// (entry fsynced, linked, directory fsynced), with 1, 8 and 64 writers
+// each queueing its own new (target, path) pair per operation:
+//
+//	go test -run NONE -bench Add ./queue
+//
+// entries/s is the rate of all writers together. bench/run.sh also
+// measures the same with whole hook processes.
+func BenchmarkAdd(b *testing.B) {
+	for _, writers := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			q, err := Open(filepath.Join(b.TempDir(), "queue")) // made 0700 by Open, as the queue requires
+			if err != nil {
+				b.Fatal(err)
+			}
+			var next atomic.Uint64
+			var wg sync.WaitGroup
+			errs := make(chan error, writers)
+			b.ResetTimer()
+			start := time.Now()
+			for w := 0; w < writers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1)
+						if i > uint64(b.N) {
+							return
+						}
+						p := storepath.Path{Dir: "/nix/store", Hash: benchHash(i), Name: "benchpkg-1.0"}
+						n, err := q.Add([]Pair{{Target: "main", Path: p}}, time.Now())
+						if err == nil && n != 1 {
+							err = fmt.Errorf("entry %d: added %d, want 1", i, n)
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			names, err := q.Names()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(names) != b.N {
+				b.Fatalf("%d entries in the queue, want %d", len(names), b.N)
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "entries/s")
+		})
+	}
+}
+
+// BenchmarkAddBulk measures queueing 10,000 pairs in one call, as
+// `push --closure` of a system does: one sync for all.
+//
+//	go test -run NONE -bench AddBulk -benchtime 3x ./queue
+func BenchmarkAddBulk(b *testing.B) {
+	const n = 10000
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		q, err := Open(filepath.Join(b.TempDir(), "queue"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		pairs := make([]Pair, n)
+		for j := range pairs {
+			pairs[j] = Pair{Target: "main", Path: storepath.Path{Dir: "/nix/store", Hash: benchHash(uint64(j + 1)), Name: "benchpkg-1.0"}}
+		}
+		b.StartTimer()
+		start := time.Now()
+		if got, err := q.Add(pairs, time.Now()); err != nil || got != n {
+			b.Fatalf("Add = %d, %v", got, err)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "entries/s")
+	}
+}

@@ -1,0 +1,816 @@
+package queue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// Environment of the helper process that TestAddFromProcesses re-execs
+// this test binary as.
+const (
+	envChildDir   = "QUEUE_TEST_CHILD_DIR"
+	envChildPairs = "QUEUE_TEST_CHILD_PAIRS"
+)
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(envChildDir); dir != "" {
+		os.Exit(childAdd(dir))
+	}
+	os.Exit(m.Run())
+}
+
+// childAdd adds the pairs pair-0 .. pair-(n-1) for target "main", one Add
+// call per pair, and prints how many were new.
+func childAdd(dir string) int {
+	n, err := strconv.Atoi(os.Getenv(envChildPairs))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	q, err := Open(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	total := 0
+	for i := 0; i < n; i++ {
+		added, err := q.Add([]Pair{{Target: "main", Path: mkPath(fmt.Sprintf("pair-%d", i))}}, time.Now())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		total += added
+	}
+	fmt.Println(total)
+	return 0
+}
+
+const nixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
+
+// mkPath returns a well-formed store path named name in the current store
+// directory, with a hash derived from the name.
+func mkPath(name string) storepath.Path {
+	sum := sha256.Sum256([]byte(name))
+	h := make([]byte, storepath.HashLen)
+	for i := range h {
+		h[i] = nixBase32[sum[i]%32]
+	}
+	return storepath.Path{Dir: storepath.StoreDir(), Hash: string(h), Name: name}
+}
+
+func openQ(t *testing.T) *Queue {
+	t.Helper()
+	q, err := Open(filepath.Join(t.TempDir(), "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func ls(t *testing.T, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range des {
+		names = append(names, d.Name())
+	}
+	return names
+}
+
+func add(t *testing.T, q *Queue, pairs ...Pair) int {
+	t.Helper()
+	n, err := q.Add(pairs, time.Now())
+	if err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	return n
+}
+
+func TestOpenCreatesPrivateDirs(t *testing.T) {
+	// The parent does not exist yet: Open creates it.
+	dir := filepath.Join(t.TempDir(), "a", "b", "queue")
+	q, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{q.Dir, q.path(entriesDir), q.path(tmpDir)} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, want a 0700 directory", d, fi.Mode())
+		}
+	}
+	// Opening again is fine.
+	if _, err := Open(dir); err != nil {
+		t.Errorf("second Open: %v", err)
+	}
+}
+
+func TestOpenUnusableDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(filepath.Join(file, "queue")); err == nil {
+		t.Fatal("Open under a regular file succeeded")
+	}
+}
+
+func TestAddDurableShape(t *testing.T) {
+	q := openQ(t)
+	p := mkPath("hello-2.12.1")
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.FixedZone("X", 3600))
+	n, err := q.Add([]Pair{{Target: "main", Path: p}}, now)
+	if err != nil || n != 1 {
+		t.Fatalf("Add = %d, %v; want 1, nil", n, err)
+	}
+	key := Key("main", p)
+	if !strings.HasPrefix(key, p.Hash+".") {
+		t.Errorf("Key = %q, want it to start with the path's hash", key)
+	}
+	file := filepath.Join(q.Dir, entriesDir, key)
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatalf("entry file missing after Add: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("entry mode %v, want 0600", fi.Mode().Perm())
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Nlink != 1 {
+		t.Errorf("entry has %d links, want 1 (the tmp file must be gone)", st.Nlink)
+	}
+	if got := ls(t, q.path(tmpDir)); len(got) != 0 {
+		t.Errorf("tmp/ not empty after Add: %q", got)
+	}
+	if got := ls(t, q.path(entriesDir)); len(got) != 1 || got[0] != key {
+		t.Errorf("entries/ = %q, want [%s]", got, key)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(data, &raw); err != nil {
+		t.Fatalf("entry is not JSON: %v\n%s", err, data)
+	}
+	if raw["target"] != "main" || raw["path"] != p.String() || raw["queued"] != "2024-05-01T11:00:00Z" {
+		t.Errorf("entry content = %s", data)
+	}
+	for _, k := range []string{"attempts", "next_attempt", "last_error", "last_attempt", "reason"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("new entry has %q set: %s", k, data)
+		}
+	}
+	e, err := q.Read(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Key() != key || e.Target != "main" || e.Path != p.String() || !e.Queued.Equal(now) || e.Attempts != 0 {
+		t.Errorf("Read = %+v", e)
+	}
+}
+
+func TestAddSamePairTwice(t *testing.T) {
+	q := openQ(t)
+	p := mkPath("hello-2.12.1")
+	if n := add(t, q, Pair{"main", p}, Pair{"main", p}); n != 1 {
+		t.Errorf("Add of the same pair twice in one call = %d, want 1", n)
+	}
+	if n := add(t, q, Pair{"main", p}); n != 0 {
+		t.Errorf("Add of a queued pair = %d, want 0", n)
+	}
+	// The same path for another target is another entry; so is another
+	// path for the same target.
+	if n := add(t, q, Pair{"work/eu", p}, Pair{"main", mkPath("other")}); n != 2 {
+		t.Errorf("Add of two new pairs = %d, want 2", n)
+	}
+	if names, _ := q.Names(); len(names) != 3 {
+		t.Errorf("Names = %q, want 3 entries", names)
+	}
+	if got := ls(t, q.path(tmpDir)); len(got) != 0 {
+		t.Errorf("tmp/ not empty: %q", got)
+	}
+}
+
+func TestAddConcurrent(t *testing.T) {
+	q := openQ(t)
+	p := mkPath("hello-2.12.1")
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			n, err := q.Add([]Pair{{"main", p}}, time.Now())
+			if err != nil {
+				t.Errorf("Add: %v", err)
+			}
+			total.Add(int64(n))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if total.Load() != 1 {
+		t.Errorf("50 concurrent Adds reported %d new entries, want 1", total.Load())
+	}
+	if names, _ := q.Names(); len(names) != 1 {
+		t.Errorf("entries = %q, want one", names)
+	}
+	if got := ls(t, q.path(tmpDir)); len(got) != 0 {
+		t.Errorf("tmp/ not empty: %q", got)
+	}
+	if _, err := q.Read(Key("main", p)); err != nil {
+		t.Errorf("Read: %v", err)
+	}
+}
+
+func TestAddFromProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := openQ(t)
+	const procs, pairs = 6, 40
+	cmds := make([]*exec.Cmd, procs)
+	outs := make([]strings.Builder, procs)
+	for i := range cmds {
+		cmd := exec.Command(exe)
+		// GORACE: a race-enabled test binary otherwise sleeps 1s when it
+		// exits 0.
+		cmd.Env = append(os.Environ(), envChildDir+"="+q.Dir, envChildPairs+"="+strconv.Itoa(pairs), "GORACE=atexit_sleep_ms=0")
+		cmd.Stdout = &outs[i]
+		cmd.Stderr = &outs[i]
+		cmds[i] = cmd
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := 0
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("child %d: %v\n%s", i, err, outs[i].String())
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(outs[i].String()))
+		if err != nil {
+			t.Fatalf("child %d printed %q", i, outs[i].String())
+		}
+		total += n
+	}
+	if total != pairs {
+		t.Errorf("%d processes adding the same %d pairs reported %d new entries, want %d", procs, pairs, total, pairs)
+	}
+	entries, bad, err := q.List()
+	if err != nil || len(bad) > 0 {
+		t.Fatalf("List: %v %v", err, bad)
+	}
+	if len(entries) != pairs {
+		t.Errorf("%d entries, want %d", len(entries), pairs)
+	}
+	if got := ls(t, q.path(tmpDir)); len(got) != 0 {
+		t.Errorf("tmp/ not empty: %q", got)
+	}
+}
+
+func TestAddKeepsRetryState(t *testing.T) {
+	q := openQ(t)
+	p := mkPath("hello-2.12.1")
+	add(t, q, Pair{"main", p})
+	e, err := q.Read(Key("main", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	e.Attempts, e.LastError, e.NextAttempt = 3, "boom", next
+	if err := q.Update(e); err != nil {
+		t.Fatal(err)
+	}
+	if n := add(t, q, Pair{"main", p}); n != 0 {
+		t.Errorf("Add of a queued pair = %d, want 0", n)
+	}
+	got, err := q.Read(Key("main", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Attempts != 3 || got.LastError != "boom" || !got.NextAttempt.Equal(next) || !got.Queued.Equal(e.Queued) {
+		t.Errorf("after a second Add the entry is %+v; want its retry state kept", got)
+	}
+}
+
+// TestAddRacingUpdateKeepsRetryState: hooks that found no entry when
+// they looked but link theirs after the worker has recorded a failure
+// must not replace the worker's entry (link, not rename).
+func TestAddRacingUpdateKeepsRetryState(t *testing.T) {
+	q := openQ(t)
+	for round := 0; round < 20; round++ {
+		p := mkPath(fmt.Sprintf("racy-%d", round))
+		key := Key("main", p)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if _, err := q.Add([]Pair{{"main", p}}, time.Now()); err != nil {
+					t.Errorf("Add: %v", err)
+				}
+			}()
+		}
+		updated := make(chan struct{})
+		go func() {
+			defer close(updated)
+			<-start
+			for {
+				e, err := q.Read(key)
+				if err == nil {
+					e.Attempts = 5
+					if err := q.Update(e); err != nil {
+						t.Errorf("Update: %v", err)
+					}
+					return
+				}
+				if !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("Read: %v", err)
+					return
+				}
+				time.Sleep(10 * time.Microsecond)
+			}
+		}()
+		close(start)
+		wg.Wait()
+		<-updated
+		e, err := q.Read(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Attempts != 5 {
+			t.Fatalf("round %d: an Add replaced the entry the worker updated (attempts %d, want 5)", round, e.Attempts)
+		}
+	}
+}
+
+func writeEntry(t *testing.T, q *Queue, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(q.path(entriesDir, name), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadCorrupt(t *testing.T) {
+	good := mkPath("hello-2.12.1")
+	other := mkPath("other-1.0")
+	entryJSON := func(target, path string) string {
+		b, _ := json.Marshal(map[string]any{"target": target, "path": path, "queued": time.Now()})
+		return string(b)
+	}
+	for _, tc := range []struct {
+		name, key, content string
+	}{
+		{"bad JSON", Key("main", good), "{not json"},
+		{"empty file", Key("main", good), ""},
+		{"name of another path", Key("main", other), entryJSON("main", good.String())},
+		{"name of another target", Key("work", good), entryJSON("main", good.String())},
+		{"no target", Key("", good), entryJSON("", good.String())},
+		{"malformed path", Key("main", good), entryJSON("main", good.Dir+"/not-a-store-path")},
+		{"path outside the store", Key("main", good), entryJSON("main", "/tmp/"+good.Base())},
+		{"arbitrary name", "garbage", entryJSON("main", good.String())},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := openQ(t)
+			writeEntry(t, q, tc.key, tc.content)
+			// Peek (status, wait) reports it and leaves it in place.
+			if _, err := q.Peek(tc.key); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Peek = %v; want an error wrapping ErrCorrupt", err)
+			}
+			if _, err := os.Stat(q.path(entriesDir, tc.key)); err != nil {
+				t.Errorf("Peek moved the entry: %v", err)
+			}
+			e, rerr := q.Read(tc.key)
+			if rerr == nil || !errors.Is(rerr, ErrCorrupt) {
+				t.Fatalf("Read = %+v, %v; want an error wrapping ErrCorrupt", e, rerr)
+			}
+			if _, err := os.Stat(q.path(entriesDir, tc.key)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("corrupt entry still in entries/ (stat: %v)", err)
+			}
+			moved := ls(t, q.path(corruptDir))
+			if len(moved) != 1 || !strings.HasPrefix(moved[0], tc.key+".") {
+				t.Fatalf("corrupt/ = %q, want one file named after %s", moved, tc.key)
+			}
+			data, err := os.ReadFile(q.path(corruptDir, moved[0]))
+			if err != nil || string(data) != tc.content {
+				t.Errorf("corrupt/%s = %q, %v; want the original content", moved[0], data, err)
+			}
+			if !strings.Contains(rerr.Error(), moved[0]) {
+				t.Errorf("error %q does not say where the entry went", rerr)
+			}
+			if _, ok := q.Get(tc.key); ok {
+				t.Error("Get found the corrupt entry")
+			}
+		})
+	}
+}
+
+func TestReadMissing(t *testing.T) {
+	q := openQ(t)
+	_, err := q.Read(Key("main", mkPath("nope")))
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("Read of a missing entry = %v; want ErrNotExist, not ErrCorrupt", err)
+	}
+	if ls(t, q.path(corruptDir)) != nil {
+		t.Error("a missing entry created corrupt/ files")
+	}
+}
+
+func TestList(t *testing.T) {
+	q := openQ(t)
+	a, b := mkPath("a-1"), mkPath("b-1")
+	add(t, q, Pair{"main", a}, Pair{"work", b})
+	writeEntry(t, q, Key("main", mkPath("c-1")), "{")
+	writeEntry(t, q, Key("main", mkPath("d-1")), `{"target":"main","path":"`+a.String()+`"}`)
+	entries, bad, err := q.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range entries {
+		got[e.Key()] = e.Target + " " + e.Path
+	}
+	want := map[string]string{Key("main", a): "main " + a.String(), Key("work", b): "work " + b.String()}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("List entries = %v, want %v", got, want)
+	}
+	if len(bad) != 2 {
+		t.Fatalf("List errors = %v, want 2", bad)
+	}
+	for _, err := range bad {
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("List error %v does not wrap ErrCorrupt", err)
+		}
+	}
+	// List only looks: moving corrupt entries aside is the worker's job
+	// (Read), so that it logs them.
+	if n := len(ls(t, q.path(corruptDir))); n != 0 {
+		t.Errorf("%d files in corrupt/ after List, want none", n)
+	}
+	if n := len(ls(t, q.path(entriesDir))); n != 4 {
+		t.Errorf("%d files in entries/ after List, want all 4", n)
+	}
+}
+
+func TestListEmptyAndMissing(t *testing.T) {
+	q := openQ(t)
+	if e, bad, err := q.List(); len(e) != 0 || len(bad) != 0 || err != nil {
+		t.Errorf("List of an empty queue = %v, %v, %v", e, bad, err)
+	}
+	gone := &Queue{Dir: filepath.Join(t.TempDir(), "never-opened")}
+	if names, err := gone.Names(); names != nil || err != nil {
+		t.Errorf("Names of a missing queue = %q, %v; want nothing, no error", names, err)
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	q := openQ(t)
+	p := mkPath("hello-2.12.1")
+	add(t, q, Pair{"main", p})
+	e, err := q.Read(Key("main", p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	e.Attempts = 2
+	e.LastError = "cachix exited with exit status 1: nope"
+	e.LastAttempt = now
+	e.NextAttempt = now.Add(4 * time.Second)
+	if err := q.Update(e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Read(e.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Attempts != 2 || got.LastError != e.LastError || !got.LastAttempt.Equal(now) || !got.NextAttempt.Equal(e.NextAttempt) || !got.Queued.Equal(e.Queued) {
+		t.Errorf("after Update, Read = %+v, want %+v", got, e)
+	}
+	if got := ls(t, q.path(tmpDir)); len(got) != 0 {
+		t.Errorf("tmp/ not empty after Update: %q", got)
+	}
+	if names, _ := q.Names(); len(names) != 1 {
+		t.Errorf("entries after Update = %q", names)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	q := openQ(t)
+	p := mkPath("hello-2.12.1")
+	add(t, q, Pair{"main", p})
+	e, ok := q.Get(Key("main", p))
+	if !ok {
+		t.Fatal("Get: entry not found")
+	}
+	if err := q.Remove(e); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := q.Names(); len(names) != 0 {
+		t.Errorf("entries after Remove = %q", names)
+	}
+	if _, ok := q.Get(e.Key()); ok {
+		t.Error("Get found a removed entry")
+	}
+	if err := q.Remove(e); err != nil {
+		t.Errorf("Remove of a removed entry = %v, want nil", err)
+	}
+	// The pair can be queued again.
+	if n := add(t, q, Pair{"main", p}); n != 1 {
+		t.Errorf("Add after Remove = %d, want 1", n)
+	}
+}
+
+func TestDrop(t *testing.T) {
+	q := openQ(t)
+	p, keep := mkPath("hello-2.12.1"), mkPath("keep-1")
+	add(t, q, Pair{"main", p}, Pair{"main", keep})
+	e, ok := q.Get(Key("main", p))
+	if !ok {
+		t.Fatal("Get: entry not found")
+	}
+	before := time.Now().Add(-2 * time.Second)
+	if err := q.Drop(e, "no longer in the store (garbage-collected)"); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := q.Names(); len(names) != 1 || names[0] != Key("main", keep) {
+		t.Errorf("entries after Drop = %q, want only the other entry", names)
+	}
+	if got := ls(t, q.path(droppedDir)); len(got) != 1 || got[0] != e.Key() {
+		t.Errorf("dropped/ = %q, want [%s]", got, e.Key())
+	}
+	data, err := os.ReadFile(q.path(droppedDir, e.Key()))
+	if err != nil || !strings.Contains(string(data), `"reason":"no longer in the store (garbage-collected)"`) {
+		t.Errorf("dropped entry = %s, %v; want the reason in it", data, err)
+	}
+	d, ok := q.Dropped(e.Key(), before)
+	if !ok {
+		t.Fatal("Dropped(key, before the drop) = false")
+	}
+	if d.Reason != "no longer in the store (garbage-collected)" || d.Path != p.String() || d.Target != "main" || d.Key() != e.Key() {
+		t.Errorf("Dropped = %+v", d)
+	}
+	if _, ok := q.Dropped(e.Key(), time.Now().Add(time.Hour)); ok {
+		t.Error("Dropped(key, after the drop) = true")
+	}
+	// Drop an entry whose file is older than since.
+	old := q.path(droppedDir, e.Key())
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := q.Dropped(e.Key(), before); ok {
+		t.Error("Dropped ignores since: an entry dropped an hour ago was reported")
+	}
+	if _, ok := q.Dropped(Key("main", keep), time.Time{}); ok {
+		t.Error("Dropped reports an entry that was never dropped")
+	}
+	// A corrupt dropped file is not reported.
+	if err := os.WriteFile(q.path(droppedDir, "junk"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := q.Dropped("junk", time.Time{}); ok {
+		t.Error("Dropped reports an unparseable file")
+	}
+	if got := ls(t, q.path(tmpDir)); len(got) != 0 {
+		t.Errorf("tmp/ not empty after Drop: %q", got)
+	}
+}
+
+func TestRetryRequest(t *testing.T) {
+	q := openQ(t)
+	if q.TakeRetryRequest() {
+		t.Error("TakeRetryRequest without a request = true")
+	}
+	for i := 0; i < 2; i++ {
+		if err := q.RequestRetry(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !q.TakeRetryRequest() {
+		t.Error("TakeRetryRequest after RequestRetry = false")
+	}
+	if q.TakeRetryRequest() {
+		t.Error("TakeRetryRequest twice = true: the request was not cleared")
+	}
+	bad := &Queue{Dir: filepath.Join(t.TempDir(), "missing")}
+	if err := bad.RequestRetry(); err == nil {
+		t.Error("RequestRetry on a missing queue directory succeeded")
+	}
+}
+
+func TestCleanTmp(t *testing.T) {
+	q := openQ(t)
+	old, fresh := q.path(tmpDir, "old.123"), q.path(tmpDir, "fresh.456")
+	for _, f := range []string{old, fresh} {
+		if err := os.WriteFile(f, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	p := mkPath("hello-2.12.1")
+	add(t, q, Pair{"main", p})
+	e, _ := q.Get(Key("main", p))
+	e.Attempts = 1
+	_ = q.Update(e)
+	entry := q.path(entriesDir, Key("main", p))
+	if err := os.Chtimes(entry, past, past); err != nil {
+		t.Fatal(err)
+	}
+
+	q.CleanTmp(time.Hour)
+	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("old tmp file still there (stat: %v)", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh tmp file removed: %v", err)
+	}
+	if _, err := os.Stat(entry); err != nil {
+		t.Errorf("CleanTmp removed an old entry: %v", err)
+	}
+	// A missing tmp/ is not a problem.
+	os.RemoveAll(q.path(tmpDir))
+	q.CleanTmp(time.Hour)
+}
+
+func TestWorkerLock(t *testing.T) {
+	q := openQ(t)
+	ctx := context.Background()
+	if running, err := q.WorkerRunning(); err != nil || running {
+		t.Fatalf("WorkerRunning with no worker = %v, %v", running, err)
+	}
+	l, err := q.AcquireWorker(ctx, 0)
+	if err != nil || l == nil {
+		t.Fatalf("AcquireWorker = %v, %v", l, err)
+	}
+	if fi, err := os.Stat(q.path(lockFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("lock file: %v, %v; want mode 0600", fi, err)
+	}
+	if running, err := q.WorkerRunning(); err != nil || !running {
+		t.Errorf("WorkerRunning while the lock is held = %v, %v", running, err)
+	}
+	// A second worker leaves at once, whatever its wait, since a worker
+	// (not a probe) holds the lock.
+	for _, wait := range []time.Duration{0, 300 * time.Millisecond} {
+		start := time.Now()
+		l2, err := q.AcquireWorker(ctx, wait)
+		if err != nil || l2 != nil {
+			t.Errorf("second AcquireWorker(wait %v) = %v, %v; want nil, nil", wait, l2, err)
+		}
+		if d := time.Since(start); d > 200*time.Millisecond {
+			t.Errorf("second AcquireWorker(wait %v) took %v; a worker holds the lock, it should leave at once", wait, d)
+		}
+	}
+	// A worker that waits forever waits until cancelled.
+	cctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+	l3, err := q.AcquireWorker(cctx, -1)
+	cancel()
+	if l3 != nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("AcquireWorker(wait forever) with a cancelled context = %v, %v", l3, err)
+	}
+
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if running, err := q.WorkerRunning(); err != nil || running {
+		t.Errorf("WorkerRunning after Unlock = %v, %v", running, err)
+	}
+	l4, err := q.AcquireWorker(ctx, 0)
+	if err != nil || l4 == nil {
+		t.Fatalf("AcquireWorker after Unlock = %v, %v", l4, err)
+	}
+	l4.Unlock()
+}
+
+func TestWorkerWaitsForRelease(t *testing.T) {
+	q := openQ(t)
+	ctx := context.Background()
+	l, err := q.AcquireWorker(ctx, 0)
+	if err != nil || l == nil {
+		t.Fatal(l, err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		l.Unlock()
+	}()
+	l2, err := q.AcquireWorker(ctx, -1)
+	if err != nil || l2 == nil {
+		t.Fatalf("AcquireWorker(wait forever) after the holder let go = %v, %v", l2, err)
+	}
+	l2.Unlock()
+}
+
+// probe holds a shared lock on the queue's lock file, as a hook's
+// WorkerRunning does, until the returned function is called.
+func probe(t *testing.T, q *Queue) func() {
+	t.Helper()
+	f, err := q.openLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	return func() { f.Close() }
+}
+
+func TestProbeDoesNotStopWorker(t *testing.T) {
+	q := openQ(t)
+	ctx := context.Background()
+
+	// A probe that holds on for a while (a slow hook) is waited out.
+	slow := probe(t, q)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		slow()
+	}()
+	l, err := q.AcquireWorker(ctx, 2*time.Second)
+	if err != nil || l == nil {
+		t.Fatalf("AcquireWorker while a hook probes = %v, %v; want the lock", l, err)
+	}
+	l.Unlock()
+
+	// Hooks probing in a tight loop do not make a worker give up.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := q.WorkerRunning(); err != nil {
+					t.Errorf("WorkerRunning: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		l, err := q.AcquireWorker(ctx, 2*time.Second)
+		if err != nil || l == nil {
+			t.Errorf("attempt %d: AcquireWorker with hooks probing = %v, %v; want the lock", i, l, err)
+			continue
+		}
+		l.Unlock()
+	}
+	close(stop)
+	wg.Wait()
+
+	// A probe that never lets go makes a waiting worker give up after
+	// its wait, not at once and not never.
+	stuck := probe(t, q)
+	defer stuck()
+	start := time.Now()
+	l, err = q.AcquireWorker(ctx, 200*time.Millisecond)
+	if err != nil || l != nil {
+		t.Errorf("AcquireWorker with a stuck probe = %v, %v; want nil, nil", l, err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > 2*time.Second {
+		t.Errorf("AcquireWorker with a stuck probe returned after %v, want about 200ms", d)
+	}
+	// Probes share: a second probe while the first holds on sees no
+	// worker.
+	if running, err := q.WorkerRunning(); err != nil || running {
+		t.Errorf("WorkerRunning while another probe holds a shared lock = %v, %v", running, err)
+	}
+}

@@ -1,0 +1,286 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// confBody is a hook.conf for the queue q; extra goes at the top level
+// (or opens sections of its own, before [queue]). unsubstitutable =
+// "push": no rule reads facts from Nix, which the package's checkPhase
+// runs without.
+func confBody(q, extra string) string {
+	return fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\nunsubstitutable = \"push\"\n%s\n[queue]\ndir = %q\nretry_initial = \"1h\"\nretry_max = \"2h\"\nlinger = \"0s\"\n", extra, q)
+}
+
+func writeConf(t *testing.T, file, body string) {
+	t.Helper()
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pushersByBin hands each configuration's target the fake pusher of its
+// cachix.bin, so a test tells which configuration a push used.
+type pushersByBin struct {
+	mu    sync.Mutex
+	fakes map[string]*fakePusher
+}
+
+func (p *pushersByBin) get(bin string) *fakePusher {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fakes == nil {
+		p.fakes = map[string]*fakePusher{}
+	}
+	if p.fakes[bin] == nil {
+		p.fakes[bin] = &fakePusher{}
+	}
+	return p.fakes[bin]
+}
+
+func (p *pushersByBin) calls(bin string) int {
+	c, _ := p.get(bin).Calls()
+	return len(c)
+}
+
+// watchedWorker is a worker following the config file, as `worker`
+// runs it; loads counts the times it loaded the file.
+func watchedWorker(t *testing.T, e *env, file string, ps *pushersByBin) (*Worker, *int) {
+	t.Helper()
+	fp := TakeFingerprint(file)
+	c, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg = c
+	log := logrus.New()
+	log.Out = e.log
+	log.Level = logrus.DebugLevel
+	w := New(c, e.q, log)
+	w.newPusher = func(c *config.Config, _ *config.Target) pusher.Pusher { return ps.get(c.Cachix.Bin) }
+	w.setConfig(c)
+	loads := new(int)
+	w.WatchConfig(Watch{Flag: file, Loaded: fp, Load: func() (*config.Config, error) {
+		*loads++
+		return config.Load(file)
+	}})
+	return w, loads
+}
+
+// failing marks an entry as failed once, due in an hour.
+func failing(t *testing.T, e *env, target string, p storepath.Path) {
+	t.Helper()
+	x, ok := e.q.Get(queue.Key(target, p))
+	if !ok {
+		t.Fatalf("no entry for %s", p)
+	}
+	x.Attempts, x.NextAttempt, x.LastError = 1, time.Now().Add(time.Hour), "cachix not found"
+	if err := e.q.Update(x); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// `retry` after fixing cachix.bin: the running worker loads the fixed
+// config before it pushes the retried entry, and pushes with it.
+func TestReloadRetryUsesNewConfig(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t)
+	file := filepath.Join(t.TempDir(), "hook.conf")
+	writeConf(t, file, confBody(e.q.Dir, "[cachix]\nbin = \"/old/cachix\""))
+	ps := &pushersByBin{}
+	w, _ := watchedWorker(t, e, file, ps)
+	p := build(t, "a-1")[0]
+	e.add(t, "main", p)
+	failing(t, e, "main", p)
+	defer runService(t, w)()
+	time.Sleep(300 * time.Millisecond)
+	if n := ps.calls("/old/cachix"); n != 0 {
+		t.Fatalf("pushed %d times before the retry", n)
+	}
+	writeConf(t, file, confBody(e.q.Dir, "[cachix]\nbin = \"/new/cachix\""))
+	if err := e.q.RequestRetry(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retried push", func() bool { return ps.calls("/new/cachix")+ps.calls("/old/cachix") > 0 }, e.log)
+	if n := ps.calls("/old/cachix"); n != 0 {
+		t.Errorf("the retried entry went to the old config's pusher (%d calls)", n)
+	}
+	waitFor(t, "the entry to be removed", func() bool { names, _ := e.q.Names(); return len(names) == 0 })
+	if !strings.Contains(e.log.String(), "the configuration changed: reloaded") {
+		t.Errorf("no reload in the log:\n%s", e.log)
+	}
+	wi := LoadState(e.q.Dir).Worker
+	if wi == nil || wi.File != file || wi.Digest != FingerprintOf(file).Digest || wi.PID != os.Getpid() || wi.ConfigError != "" {
+		t.Errorf("state.json's worker = %+v, want the new config's file and digest", wi)
+	}
+}
+
+// A deny rule added while the worker runs drops a queued path at its next
+// attempt, with the rule named; the new retry_max cuts the back-off the
+// old one set.
+func TestReloadDenyAddedWhileRunning(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t)
+	bin := fakeNixStore(t)
+	file := filepath.Join(t.TempDir(), "hook.conf")
+	nix := fmt.Sprintf("[nix]\nbin_dir = %q", bin)
+	writeConf(t, file, confBody(e.q.Dir, nix))
+	ps := &pushersByBin{}
+	w, _ := watchedWorker(t, e, file, ps)
+	hello, other := build(t, "hello-2.12.1")[0], build(t, "other-1.0")[0]
+	e.add(t, "main", hello, other)
+	failing(t, e, "main", hello)
+	failing(t, e, "main", other)
+	start := time.Now().Add(-time.Second)
+	defer runService(t, w)()
+	time.Sleep(300 * time.Millisecond)
+	body := strings.Replace(confBody(e.q.Dir, "deny = [\"hello-*\"]\n"+nix), `retry_max = "2h"`, `retry_max = "200ms"`, 1)
+	body = strings.Replace(body, `retry_initial = "1h"`, `retry_initial = "100ms"`, 1)
+	writeConf(t, file, body)
+	waitFor(t, "hello to be dropped", func() bool { _, ok := e.q.Dropped(queue.Key("main", hello), start); return ok })
+	d, _ := e.q.Dropped(queue.Key("main", hello), start)
+	if d.Reason != `no longer selected: deny "hello-*"` {
+		t.Errorf("hello dropped with %q", d.Reason)
+	}
+	waitFor(t, "other to be pushed", func() bool { names, _ := e.q.Names(); return len(names) == 0 })
+	calls, _ := ps.get("cachix").Calls()
+	if len(calls) != 1 || len(calls[0]) != 1 || calls[0][0] != other.String() {
+		t.Errorf("pusher calls = %q, want other-1.0 alone", calls)
+	}
+}
+
+// The cheap check: a stat that did not change reads nothing until the
+// periodic re-hash, which finds a change the stat cannot show (an mtime
+// kept); rewriting the same bytes loads nothing.
+func TestReloadStatThenRehash(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t)
+	file := filepath.Join(t.TempDir(), "hook.conf")
+	writeConf(t, file, confBody(e.q.Dir, ""))
+	w, loads := watchedWorker(t, e, file, &pushersByBin{})
+	w.state = LoadState(e.q.Dir)
+	now := time.Now()
+	w.checkConfig(now, false)
+	if *loads != 0 {
+		t.Fatalf("loaded %d times with nothing changed", *loads)
+	}
+	// Same bytes, new mtime: read and hashed, not loaded.
+	writeConf(t, file, confBody(e.q.Dir, ""))
+	w.checkConfig(now, false)
+	if *loads != 0 {
+		t.Errorf("the same bytes written again were loaded (%d)", *loads)
+	}
+	// New bytes the stat cannot tell (as if size, mtime and ctime were
+	// kept): nothing until the re-hash is due.
+	writeConf(t, file, confBody(e.q.Dir, `deny = ["x-*"]`))
+	w.watch.last, w.watch.hashed = w.watch.look(), now
+	w.checkConfig(now.Add(rehashEvery/2), false)
+	if *loads != 0 || w.cfg.Targets[0].HasDeny() {
+		t.Fatalf("loaded %d times before the re-hash was due", *loads)
+	}
+	w.checkConfig(now.Add(rehashEvery), false)
+	if *loads != 1 || !w.cfg.Targets[0].HasDeny() {
+		t.Errorf("the re-hash did not load the new bytes (%d loads)", *loads)
+	}
+	// A retry request reads the file at once.
+	writeConf(t, file, confBody(e.q.Dir, `deny = ["y-*"]`))
+	w.watch.last, w.watch.hashed = w.watch.look(), now
+	w.checkConfig(now, true)
+	if *loads != 2 || w.cfg.Targets[0].Deny[0] != "y-*" {
+		t.Errorf("a retry request did not load the new bytes (%d loads, deny %q)", *loads, w.cfg.Targets[0].Deny)
+	}
+}
+
+// A config that became invalid: the worker keeps the old one whole, logs
+// the problem, says so in state.json, and tries again later (on a change,
+// or after a back-off), never in a loop.
+func TestReloadInvalidKeepsOld(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t)
+	file := filepath.Join(t.TempDir(), "hook.conf")
+	writeConf(t, file, confBody(e.q.Dir, `deny = ["a-*"]`))
+	w, loads := watchedWorker(t, e, file, &pushersByBin{})
+	w.state = LoadState(e.q.Dir)
+	old := w.cfg
+	writeConf(t, file, confBody(e.q.Dir, `deny = ["b-*"]`+"\nalow = [\"*\"]"))
+	now := time.Now()
+	w.checkConfig(now, false)
+	if w.cfg != old {
+		t.Fatal("an invalid config replaced the one in use")
+	}
+	if !strings.Contains(e.log.String(), `unknown key \"alow\"`) || !strings.Contains(e.log.String(), "keeps the one it has") {
+		t.Errorf("the log does not name the problem:\n%s", e.log)
+	}
+	wi := LoadState(e.q.Dir).Worker
+	if wi == nil || !strings.Contains(wi.ConfigError, `unknown key "alow"`) || wi.Digest != w.watch.cur.Digest {
+		t.Errorf("state.json's worker = %+v, want the error and the old digest", wi)
+	}
+	// Every round of the loop checks: no load until the back-off ends.
+	for i := range 50 {
+		w.checkConfig(now.Add(time.Duration(i)*time.Millisecond), false)
+	}
+	if *loads != 1 {
+		t.Errorf("an invalid config was loaded %d times in 50 rounds", *loads)
+	}
+	w.checkConfig(now.Add(loadRetryMin), false)
+	if *loads != 2 || w.cfg != old {
+		t.Errorf("after the back-off: %d loads, config replaced %v", *loads, w.cfg != old)
+	}
+	// Twice as long before the next attempt.
+	w.checkConfig(now.Add(loadRetryMin+loadRetryMin), false)
+	if *loads != 2 {
+		t.Errorf("the back-off did not grow: %d loads", *loads)
+	}
+	// Fixed: loaded at the next look, and the error is gone.
+	writeConf(t, file, confBody(e.q.Dir, `deny = ["c-*"]`))
+	w.checkConfig(now.Add(loadRetryMin+time.Second), false)
+	if w.cfg == old || w.cfg.Targets[0].Deny[0] != "c-*" {
+		t.Fatalf("the fixed config was not loaded (%d loads)", *loads)
+	}
+	if wi := LoadState(e.q.Dir).Worker; wi == nil || wi.ConfigError != "" {
+		t.Errorf("state.json's worker after the fix = %+v", wi)
+	}
+}
+
+// A log.file the worker cannot open rejects the configuration: Prepare's
+// error keeps the old one, and its commit runs only for one that loads.
+func TestReloadPrepareRejects(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t)
+	file := filepath.Join(t.TempDir(), "hook.conf")
+	writeConf(t, file, confBody(e.q.Dir, ""))
+	w, _ := watchedWorker(t, e, file, &pushersByBin{})
+	w.state = LoadState(e.q.Dir)
+	committed := 0
+	w.watch.Prepare = func(c *config.Config) (func(), error) {
+		if c.Log.File == "/nonexistent/worker.log" {
+			return nil, errors.New("log.file: opening log: no such file or directory")
+		}
+		return func() { committed++ }, nil
+	}
+	old := w.cfg
+	writeConf(t, file, confBody(e.q.Dir, "[log]\nfile = \"/nonexistent/worker.log\""))
+	w.checkConfig(time.Now(), false)
+	if w.cfg != old || committed != 0 || !strings.Contains(e.log.String(), "log.file: opening log") {
+		t.Fatalf("a config whose log cannot be opened: replaced %v, committed %d\n%s", w.cfg != old, committed, e.log)
+	}
+	writeConf(t, file, confBody(e.q.Dir, `deny = ["z-*"]`))
+	w.checkConfig(time.Now(), false)
+	if w.cfg == old || committed != 1 {
+		t.Errorf("a good config: replaced %v, committed %d", w.cfg != old, committed)
+	}
+}

@@ -1,0 +1,161 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// A backlog goes up in as few calls as queue.batch and the argv budget
+// allow, oldest first.
+func TestPlanArgBudget(t *testing.T) {
+	main := mkTarget(t, "main", []string{"*"}, nil)
+	cfg := mkConfig(t.TempDir(), main)
+	cfg.Queue.Batch = 10000
+	now := time.Now()
+	var live []*queue.Entry
+	for i := 0; i < 100; i++ {
+		live = append(live, ent("main", fmt.Sprintf("p%03d", i), now.Add(-time.Hour+time.Duration(i)*time.Second)))
+	}
+	cost := 0
+	for _, e := range live[:10] {
+		cost += 0 + len(e.Path) + 1 + 8
+	}
+	w := &Worker{cfg: cfg, argBudget: cost}
+	batches, _ := w.plan(live, now)
+	if len(batches) != 10 {
+		t.Fatalf("%d batches, want 10 of 10 paths each: %q", len(batches), batchNames(batches))
+	}
+	for _, b := range batches {
+		if len(b.entries) != 10 {
+			t.Fatalf("batch of %d, want 10", len(b.entries))
+		}
+	}
+	w.argBudget = 1 << 20
+	if batches, _ := w.plan(live, now); len(batches) != 1 {
+		t.Fatalf("%d batches within the budget, want 1", len(batches))
+	}
+}
+
+// One bad path in a batch of 1,000 is found by halving, in a number of
+// pusher calls that grows with the logarithm of the batch, not with it,
+// and every good path goes up.
+func TestRunBisectsLargeFailingBatch(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	// Longer than a round takes, so that Run(Once) returns when only
+	// the bad path is left, waiting.
+	e.cfg.Queue.RetryInitial = 50 * time.Millisecond
+	e.cfg.Queue.RetryMax = 50 * time.Millisecond
+	e.cfg.Queue.Batch = 10000
+	var names []string
+	for i := 0; i < 1000; i++ {
+		names = append(names, fmt.Sprintf("p-%d", i))
+	}
+	ps := build(t, names...)
+	e.add(t, "main", ps...)
+	bad := ps[613].String()
+	f := &fakePusher{fail: func(paths []string) error {
+		if slices.Contains(paths, bad) {
+			return errors.New("path is not valid: " + bad)
+		}
+		return nil
+	}}
+	for i := 0; len(e.entries(t)) > 1; i++ {
+		if i == 60 {
+			t.Fatalf("after 60 runs %d entries are left", len(e.entries(t)))
+		}
+		if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil && !errors.Is(err, ErrLeft) {
+			t.Fatalf("Run(Once) = %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok := e.entries(t)[bad]; !ok {
+		t.Fatal("the bad path left the queue")
+	}
+	calls, _ := f.Calls()
+	// 2 whole, then per halving level one failing and one good half:
+	// about 2 + 2*log2(1000) = 22.
+	if len(calls) > 24 {
+		t.Errorf("%d pusher calls to isolate one bad path among 1,000, want at most 24", len(calls))
+	}
+	pushedPaths := map[string]bool{}
+	_, errs := f.Calls()
+	for i, c := range calls {
+		if errs[i] == nil {
+			for _, p := range c {
+				pushedPaths[p] = true
+			}
+		}
+	}
+	if len(pushedPaths) != 999 || pushedPaths[bad] {
+		t.Errorf("%d paths pushed, want the 999 good ones", len(pushedPaths))
+	}
+}
+
+// What a successful push sent is recorded for its destination, so the
+// hook and push leave it out next time; a failed push records nothing,
+// and queue.remember_pushed = 0 keeps no record.
+func TestRunRemembersPushed(t *testing.T) {
+	fakeStore(t)
+	main := mkTarget(t, "main", []string{"*"}, nil)
+	e := newEnv(t, main)
+	e.cfg.Queue.RememberPushed = time.Hour
+	good, badp := build(t, "good-1"), build(t, "bad-1")
+	e.add(t, "main", good...)
+	e.add(t, "main", badp...)
+	f := &fakePusher{fail: func(paths []string) error {
+		if slices.Contains(paths, badp[0].String()) {
+			return errors.New("no")
+		}
+		return nil
+	}}
+	// The batch fails twice, then its halves go alone: good-1 is
+	// pushed, bad-1 waits for a retry.
+	e.cfg.Queue.RetryInitial = 20 * time.Millisecond
+	e.cfg.Queue.RetryMax = 20 * time.Millisecond
+	for i := 0; i < 10 && len(e.entries(t)) > 1; i++ {
+		run(t, e.worker(map[string]*fakePusher{"main": f}), Once)
+		time.Sleep(30 * time.Millisecond)
+	}
+	rec, err := pushed.OpenRead(e.q.Dir, main.RecordKey(), time.Hour)
+	if err != nil || rec == nil {
+		t.Fatalf("no record after a push: %v", err)
+	}
+	defer rec.Close()
+	if !rec.Has(hashOf(t, good[0]), time.Now()) {
+		t.Error("the pushed path is not recorded")
+	}
+	if rec.Has(hashOf(t, badp[0]), time.Now()) {
+		t.Error("a path whose push failed is recorded")
+	}
+
+	e2 := newEnv(t, main)
+	e2.cfg.Queue.RememberPushed = 0
+	e2.add(t, "main", build(t, "other-1")...)
+	if err := run(t, e2.worker(map[string]*fakePusher{"main": {}}), Once); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := pushed.OpenRead(e2.q.Dir, main.RecordKey(), 0); r != nil {
+		t.Error("a record was kept with queue.remember_pushed = 0")
+	}
+	if strings.Contains(e.log.String(), "cannot record") {
+		t.Errorf("log: %s", e.log.String())
+	}
+}
+
+func hashOf(t *testing.T, p storepath.Path) pushed.Hash {
+	t.Helper()
+	h, err := pushed.ParseHash(p.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}

@@ -1,0 +1,121 @@
+package worker
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
+)
+
+// State is what the worker remembers per target for `status`: when it
+// last pushed and last failed. Losing it loses no path, so it is written
+// without fsync.
+type State struct {
+	Targets map[string]*TargetState `json:"targets"`
+	// Worker is what the last worker to start runs with. status reads
+	// it while that worker runs: its caller may use another config.
+	Worker *WorkerInfo `json:"worker,omitempty"`
+}
+
+// WorkerInfo is a worker's own record of its configuration and log.
+type WorkerInfo struct {
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	// Fingerprint is of the configuration in use (without a watch, only
+	// its file).
+	Fingerprint
+	LogFile string `json:"log_file"`
+	// Loaded is when the configuration in use was loaded.
+	Loaded time.Time `json:"config_loaded,omitzero"`
+	// ConfigError is why the configuration's current version could not
+	// be loaded (the worker keeps the one it has), until one loads.
+	ConfigError     string    `json:"config_error,omitempty"`
+	ConfigErrorTime time.Time `json:"config_error_time,omitzero"`
+}
+
+// TargetState is one target's history.
+type TargetState struct {
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastFailure time.Time `json:"last_failure,omitzero"`
+	Pushed      int       `json:"pushed"`
+	Calls       int       `json:"calls"`
+	// QueueError is the last failure to change the target's queue
+	// entries (remove, update, drop), until a push's entries are all
+	// removed again.
+	QueueError     string    `json:"queue_error,omitempty"`
+	QueueErrorTime time.Time `json:"queue_error_time,omitzero"`
+}
+
+const stateFile = "state.json"
+
+// LoadState reads the worker's state in a queue directory.
+func LoadState(dir string) *State {
+	s := &State{Targets: map[string]*TargetState{}}
+	if data, err := safeopen.ReadFile(filepath.Join(dir, stateFile), safeopen.Options{NoFollow: true, MaxSize: 1 << 20}); err == nil {
+		_ = json.Unmarshal(data, s)
+	}
+	if s.Targets == nil {
+		s.Targets = map[string]*TargetState{}
+	}
+	return s
+}
+
+func (s *State) target(name string) *TargetState {
+	t := s.Targets[name]
+	if t == nil {
+		t = &TargetState{}
+		s.Targets[name] = t
+	}
+	return t
+}
+
+func (s *State) pushed(dir, target string, n int, now time.Time, allRemoved bool) {
+	t := s.target(target)
+	if allRemoved {
+		t.QueueError, t.QueueErrorTime = "", time.Time{}
+	}
+	t.LastSuccess = now.UTC()
+	t.Pushed += n
+	t.Calls++
+	s.save(dir)
+}
+
+func (s *State) failed(dir, target string, now time.Time) {
+	t := s.target(target)
+	t.LastFailure = now.UTC()
+	t.Calls++
+	s.save(dir)
+}
+
+func (s *State) save(dir string) {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return
+	}
+	// A new file of our own (O_EXCL), renamed over the old one: a
+	// state.json.tmp someone placed as a symlink is never written through.
+	f, err := os.CreateTemp(dir, stateFile+".tmp*")
+	if err != nil {
+		return
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil && cerr == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, stateFile))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+}
+
+func (s *State) setWorker(dir string, info *WorkerInfo) {
+	s.Worker = info
+	s.save(dir)
+}
+
+func (s *State) queueError(dir, target, msg string, now time.Time) {
+	t := s.target(target)
+	t.QueueError, t.QueueErrorTime = msg, now.UTC()
+	s.save(dir)
+}

@@ -1,0 +1,983 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// When the test binary runs as a fake nix-store (see fakeNixStore), it
+// prints a closure: the queried path, plus a "-doc" path when the queried
+// path's name contains "withdoc"; it fails for names containing
+// "noclosure".
+const envFakeNixStore = "WORKER_TEST_FAKE_NIX_STORE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envFakeNixStore) == "1" {
+		os.Exit(fakeNixStoreMain(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func fakeNixStoreMain(args []string) int {
+	if filepath.Base(os.Args[0]) == "nix" {
+		return fakeNixMain(args)
+	}
+	if len(args) < 4 || args[0] != "--query" || args[1] != "--requisites" || args[2] != "--" {
+		fmt.Fprintf(os.Stderr, "fake nix-store: unexpected arguments %q\n", args)
+		return 2
+	}
+	for _, p := range args[3:] {
+		if strings.Contains(p, "noclosure") {
+			fmt.Fprintln(os.Stderr, "error: path is not valid")
+			return 1
+		}
+		fmt.Println(p)
+		if strings.Contains(p, "withdoc") {
+			fmt.Println(mkPath("hello-2.12.1-doc").String())
+		}
+	}
+	return 0
+}
+
+// fakeNixMain is `nix path-info --json [--recursive] -- PATHS`, printed as
+// Nix 2.8 does: the same closures as fakeNixStoreMain; a "noclosure" path
+// is not valid.
+func fakeNixMain(args []string) int {
+	i := slices.Index(args, "--")
+	if i < 0 || !slices.Contains(args, "path-info") {
+		fmt.Fprintf(os.Stderr, "fake nix: unexpected arguments %q\n", args)
+		return 2
+	}
+	recursive := slices.Contains(args, "--recursive")
+	type info struct {
+		Path       string   `json:"path"`
+		Valid      *bool    `json:"valid,omitempty"`
+		References []string `json:"references"`
+	}
+	var out []info
+	for _, p := range args[i+1:] {
+		if strings.Contains(p, "noclosure") {
+			if recursive {
+				fmt.Fprintln(os.Stderr, "error: path is not valid")
+				return 1
+			}
+			f := false
+			out = append(out, info{Path: p, Valid: &f})
+			continue
+		}
+		in := info{Path: p, References: []string{}}
+		if strings.Contains(p, "withdoc") {
+			doc := mkPath("hello-2.12.1-doc").String()
+			in.References = []string{doc}
+			if recursive {
+				out = append(out, info{Path: doc, References: []string{}})
+			}
+		}
+		out = append(out, in)
+	}
+	b, _ := json.Marshal(out)
+	fmt.Println(string(b))
+	return 0
+}
+
+// fakeNixStore makes the test binary the nix-store (and nix) found in the
+// returned bin dir.
+func fakeNixStore(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"nix-store", "nix"} {
+		if err := os.Symlink(exe, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(envFakeNixStore, "1")
+	// A race-enabled test binary otherwise sleeps 1s when it exits 0.
+	t.Setenv("GORACE", "atexit_sleep_ms=0")
+	return dir
+}
+
+const nixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
+
+// mkPath returns a well-formed store path named name in the current store
+// directory.
+func mkPath(name string) storepath.Path {
+	sum := sha256.Sum256([]byte(name))
+	h := make([]byte, storepath.HashLen)
+	for i := range h {
+		h[i] = nixBase32[sum[i]%32]
+	}
+	return storepath.Path{Dir: storepath.StoreDir(), Hash: string(h), Name: name}
+}
+
+// fakeStore points NIX_STORE_DIR at a temporary directory.
+func fakeStore(t *testing.T) {
+	t.Helper()
+	t.Setenv("NIX_STORE_DIR", t.TempDir())
+}
+
+// build creates the store paths named, as files in the fake store.
+func build(t *testing.T, names ...string) []storepath.Path {
+	t.Helper()
+	var ps []storepath.Path
+	for _, n := range names {
+		p := mkPath(n)
+		if err := os.WriteFile(p.String(), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+func mkTarget(t *testing.T, name string, allow, deny []string) *config.Target {
+	t.Helper()
+	r, err := filter.Compile(allow, deny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &config.Target{Name: name, Cache: name, Allow: allow, Deny: deny, ClosureDeny: config.ClosurePush, Rules: r}
+}
+
+func mkConfig(dir string, targets ...*config.Target) *config.Config {
+	return &config.Config{
+		Targets: targets,
+		Cachix:  config.Cachix{Bin: "/nonexistent/cachix"},
+		Queue: config.Queue{
+			Dir:          dir,
+			Batch:        64,
+			RetryInitial: time.Hour,
+			RetryMax:     2 * time.Hour,
+			Linger:       0,
+		},
+		Log: config.Log{Level: "debug"},
+	}
+}
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fakePusher records every call; fail decides whether one fails.
+type fakePusher struct {
+	mu    sync.Mutex
+	calls [][]string
+	errs  []error
+	fail  func(paths []string) error
+}
+
+func (f *fakePusher) Push(ctx context.Context, paths []string, out io.Writer) error {
+	fmt.Fprintf(out, "pushing %d paths\n", len(paths))
+	var err error
+	if f.fail != nil {
+		err = f.fail(paths)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, slices.Clone(paths))
+	f.errs = append(f.errs, err)
+	return err
+}
+
+func (f *fakePusher) Calls() ([][]string, []error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls), slices.Clone(f.errs)
+}
+
+type env struct {
+	q   *queue.Queue
+	cfg *config.Config
+	log *syncBuffer
+}
+
+func newEnv(t *testing.T, targets ...*config.Target) *env {
+	t.Helper()
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{q: q, cfg: mkConfig(q.Dir, targets...), log: &syncBuffer{}}
+}
+
+// worker returns a worker whose pushers are the fakes given by target.
+func (e *env) worker(fakes map[string]*fakePusher) *Worker {
+	log := logrus.New()
+	log.Out = e.log
+	log.Level = logrus.DebugLevel
+	w := New(e.cfg, e.q, log)
+	for name, f := range fakes {
+		w.pushers[name] = f
+	}
+	return w
+}
+
+// add queues (target, path) pairs, each queued a second apart in the past
+// so that they are not a burst still arriving and sort in the given order.
+func (e *env) add(t *testing.T, target string, paths ...storepath.Path) {
+	t.Helper()
+	base := time.Now().Add(-time.Hour)
+	for i, p := range paths {
+		if _, err := e.q.Add([]queue.Pair{{Target: target, Path: p}}, base.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (e *env) entries(t *testing.T) map[string]*queue.Entry {
+	t.Helper()
+	list, bad, err := e.q.List()
+	if err != nil || len(bad) > 0 {
+		t.Fatalf("List: %v %v", err, bad)
+	}
+	m := map[string]*queue.Entry{}
+	for _, x := range list {
+		m[x.Path] = x
+	}
+	return m
+}
+
+func run(t *testing.T, w *Worker, mode Mode) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := w.Run(ctx, mode)
+	if ctx.Err() != nil {
+		t.Fatalf("Run did not return within 20s (returned %v)", err)
+	}
+	return err
+}
+
+func strs(ps ...storepath.Path) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+// ---- plan ----
+
+func ent(target, name string, queued time.Time) *queue.Entry {
+	return &queue.Entry{Target: target, Path: mkPath(name).String(), Queued: queued}
+}
+
+func batchNames(bs []batch) []string {
+	var out []string
+	for _, b := range bs {
+		var names []string
+		for _, e := range b.entries {
+			names = append(names, e.Path[strings.IndexByte(e.Path, '-')+1:])
+		}
+		out = append(out, b.target.Name+":"+strings.Join(names, ","))
+	}
+	return out
+}
+
+func TestPlan(t *testing.T) {
+	now := time.Now()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	main := mkTarget(t, "main", []string{"*"}, nil)
+	work := mkTarget(t, "work", []string{"*"}, nil)
+	retried := func(e *queue.Entry, attempts int, next time.Time) *queue.Entry {
+		e.Attempts, e.NextAttempt = attempts, next
+		return e
+	}
+	for _, tc := range []struct {
+		name     string
+		batch    int
+		live     []*queue.Entry
+		want     []string
+		wantNext time.Time
+	}{
+		{
+			name:  "nothing",
+			batch: 64,
+		},
+		{
+			name:  "batches per target up to queue.batch, oldest first",
+			batch: 2,
+			live: []*queue.Entry{
+				ent("main", "m3", ago(7*time.Second)), ent("work", "w1", ago(10*time.Second)),
+				ent("main", "m1", ago(9*time.Second)), ent("main", "m5", ago(5*time.Second)),
+				ent("main", "m2", ago(8*time.Second)), ent("main", "m4", ago(6*time.Second)),
+			},
+			want: []string{"main:m1,m2", "main:m3,m4", "main:m5", "work:w1"},
+		},
+		{
+			name:     "a burst still arriving is gathered",
+			batch:    64,
+			live:     []*queue.Entry{ent("main", "a", ago(2*time.Second)), ent("main", "b", ago(100*time.Millisecond))},
+			wantNext: now.Add(pollInterval),
+		},
+		{
+			name:  "a quiet burst goes",
+			batch: 64,
+			live:  []*queue.Entry{ent("main", "a", ago(2*time.Second)), ent("main", "b", ago(quiet+10*time.Millisecond))},
+			want:  []string{"main:a,b"},
+		},
+		{
+			name:  "a full batch does not wait for the burst to end",
+			batch: 2,
+			live:  []*queue.Entry{ent("main", "a", ago(30*time.Millisecond)), ent("main", "b", ago(20*time.Millisecond)), ent("work", "c", ago(10*time.Millisecond))},
+			want:  []string{"main:a,b", "work:c"},
+		},
+		{
+			name:  "a burst that goes on for maxGather is pushed anyway",
+			batch: 64,
+			live:  []*queue.Entry{ent("main", "a", ago(maxGather+time.Second)), ent("main", "b", ago(50*time.Millisecond))},
+			want:  []string{"main:a,b"},
+		},
+		{
+			name:  "retried entries do not count as a burst",
+			batch: 64,
+			live:  []*queue.Entry{retried(ent("main", "a", ago(10*time.Millisecond)), 1, time.Time{})},
+			want:  []string{"main:a"},
+		},
+		{
+			name:  "entries that failed twice go in halves (alone when few)",
+			batch: 64,
+			live: []*queue.Entry{
+				ent("main", "a", ago(5*time.Second)),
+				retried(ent("main", "bad", ago(4*time.Second)), 2, ago(time.Second)),
+				ent("main", "b", ago(3*time.Second)),
+				retried(ent("main", "worse", ago(2*time.Second)), 7, time.Time{}),
+				retried(ent("main", "once", ago(time.Second)), 1, ago(time.Millisecond)),
+			},
+			want: []string{"main:bad", "main:worse", "main:a,b,once"},
+		},
+		{
+			name:  "waiting entries are not due; next is the earliest",
+			batch: 64,
+			live: []*queue.Entry{
+				retried(ent("main", "a", ago(time.Minute)), 1, now.Add(time.Minute)),
+				retried(ent("work", "b", ago(time.Minute)), 3, now.Add(3*time.Second)),
+				retried(ent("main", "c", ago(time.Minute)), 1, now.Add(time.Hour)),
+			},
+			wantNext: now.Add(3 * time.Second),
+		},
+		{
+			name:  "due entries go while others wait",
+			batch: 64,
+			live: []*queue.Entry{
+				retried(ent("main", "a", ago(time.Minute)), 1, now.Add(time.Minute)),
+				ent("main", "b", ago(time.Minute)),
+				retried(ent("main", "c", ago(time.Minute)), 1, now),
+			},
+			want:     []string{"main:b,c"},
+			wantNext: now.Add(time.Minute),
+		},
+		{
+			name:  "a gathering burst does not hide a waiting entry's time",
+			batch: 64,
+			live: []*queue.Entry{
+				retried(ent("main", "a", ago(time.Minute)), 1, now.Add(time.Minute)),
+				ent("main", "b", ago(10*time.Millisecond)),
+			},
+			wantNext: now.Add(pollInterval),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := mkConfig(t.TempDir(), main, work)
+			cfg.Queue.Batch = tc.batch
+			w := &Worker{cfg: cfg}
+			batches, next := w.plan(tc.live, now)
+			if got := batchNames(batches); !slices.Equal(got, tc.want) {
+				t.Errorf("batches = %q, want %q", got, tc.want)
+			}
+			if !next.Equal(tc.wantNext) {
+				t.Errorf("next = %v, want %v", next, tc.wantNext)
+			}
+			for _, b := range batches {
+				if len(b.entries) > tc.batch {
+					t.Errorf("batch of %d entries exceeds queue.batch %d", len(b.entries), tc.batch)
+				}
+			}
+		})
+	}
+}
+
+// ---- Backoff ----
+
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		initial, max time.Duration
+		n            int
+		want         time.Duration // before jitter
+	}{
+		{2 * time.Second, 10 * time.Minute, 0, 2 * time.Second},
+		{2 * time.Second, 10 * time.Minute, 1, 2 * time.Second},
+		{2 * time.Second, 10 * time.Minute, 2, 4 * time.Second},
+		{2 * time.Second, 10 * time.Minute, 3, 8 * time.Second},
+		{2 * time.Second, 10 * time.Minute, 9, 512 * time.Second},
+		{2 * time.Second, 10 * time.Minute, 10, 10 * time.Minute},
+		{2 * time.Second, 10 * time.Minute, 11, 10 * time.Minute},
+		{2 * time.Second, 10 * time.Minute, 1000, 10 * time.Minute},
+		{3 * time.Second, 10 * time.Second, 3, 10 * time.Second},
+		{5 * time.Second, 5 * time.Second, 4, 5 * time.Second},
+		{time.Nanosecond, time.Hour, 1 << 30, time.Hour},
+	} {
+		seen := map[time.Duration]bool{}
+		for i := 0; i < 200; i++ {
+			d := Backoff(tc.n, tc.initial, tc.max)
+			if d < tc.want/2 || d > tc.want {
+				t.Fatalf("Backoff(%d, %v, %v) = %v, want within [%v, %v]", tc.n, tc.initial, tc.max, d, tc.want/2, tc.want)
+			}
+			if d > tc.max {
+				t.Fatalf("Backoff(%d, %v, %v) = %v exceeds the maximum", tc.n, tc.initial, tc.max, d)
+			}
+			seen[d] = true
+		}
+		if tc.want >= time.Millisecond && len(seen) < 10 {
+			t.Errorf("Backoff(%d, %v, %v) took only %d values in 200 calls: no jitter?", tc.n, tc.initial, tc.max, len(seen))
+		}
+	}
+}
+
+// TestBackoffHugeMax: config accepts any retry_max up to Go's largest
+// duration ("2562047h"); doubling must not overflow past it.
+func TestBackoffHugeMax(t *testing.T) {
+	const maxDuration = time.Duration(1<<63 - 1)
+	var problems []string
+	for _, tc := range []struct {
+		initial, max time.Duration
+	}{
+		{time.Hour, 1000000 * time.Hour},
+		{time.Hour, maxDuration},
+		{2 * time.Second, maxDuration},
+		{3 * time.Second, maxDuration},
+	} {
+		for n := 1; n <= 100; n++ {
+			var d time.Duration
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						problems = append(problems, fmt.Sprintf("Backoff(%d, %v, %v) panicked: %v", n, tc.initial, tc.max, r))
+						d = tc.initial
+					}
+				}()
+				d = Backoff(n, tc.initial, tc.max)
+			}()
+			if d < tc.initial/2 || d > tc.max {
+				problems = append(problems, fmt.Sprintf("Backoff(%d, %v, %v) = %v, want within [%v, %v]", n, tc.initial, tc.max, d, tc.initial/2, tc.max))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		t.Errorf("Backoff overflows when retry_max exceeds 2^62ns (about 146 years): d *= 2 wraps negative, "+
+			"then rand.N panics or the delay becomes 0 (%d cases), e.g. %s", len(problems), problems[0])
+	}
+}
+
+func TestBackoffDoubles(t *testing.T) {
+	// Averaged over many calls, each failure doubles the delay until
+	// the cap.
+	mean := func(n int) time.Duration {
+		var sum time.Duration
+		for i := 0; i < 2000; i++ {
+			sum += Backoff(n, time.Second, time.Minute)
+		}
+		return sum / 2000
+	}
+	prev := mean(1)
+	for n := 2; n <= 6; n++ {
+		m := mean(n)
+		if r := float64(m) / float64(prev); r < 1.8 || r > 2.2 {
+			t.Errorf("mean Backoff(%d)/Backoff(%d) = %.2f, want about 2", n, n-1, r)
+		}
+		prev = m
+	}
+	if m := mean(20); m < 40*time.Second || m > 50*time.Second {
+		t.Errorf("mean capped Backoff = %v, want about 45s (3/4 of the cap)", m)
+	}
+}
+
+// ---- Run ----
+
+func TestRunOnceDrains(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "a-1", "b-1", "c-1")
+	e.add(t, "main", ps...)
+	f := &fakePusher{}
+	start := time.Now()
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	calls, _ := f.Calls()
+	if len(calls) != 1 || !slices.Equal(calls[0], strs(ps...)) {
+		t.Errorf("pusher calls = %q, want one call with %q", calls, strs(ps...))
+	}
+	if names, _ := e.q.Names(); len(names) != 0 {
+		t.Errorf("entries left after a successful push: %q", names)
+	}
+	st := LoadState(e.q.Dir).Targets["main"]
+	if st == nil || st.Pushed != 3 || st.Calls != 1 || st.LastSuccess.Before(start.Add(-time.Second)) || !st.LastFailure.IsZero() {
+		t.Errorf("state.json for main = %+v, want 3 pushed in 1 call, a recent success", st)
+	}
+	if fi, err := os.Stat(filepath.Join(e.q.Dir, "state.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state.json: %v, %v; want mode 0600", fi, err)
+	}
+	// The worker let go of the lock.
+	if running, err := e.q.WorkerRunning(); err != nil || running {
+		t.Errorf("WorkerRunning after Run = %v, %v", running, err)
+	}
+	// logrus copies the pusher's output to the log from a goroutine of
+	// its own, which may still be at it when Run returns.
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(e.log.String(), "pushing 3 paths"); {
+		if time.Now().After(deadline) {
+			t.Errorf("the pusher's output is not in the log:\n%s", e.log)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunOnceBatchesAndTargets(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil), mkTarget(t, "work", []string{"*"}, nil))
+	e.cfg.Queue.Batch = 2
+	ps := build(t, "a-1", "b-1", "c-1", "d-1", "e-1")
+	e.add(t, "main", ps...)
+	e.add(t, "work", ps[0])
+	fm, fw := &fakePusher{}, &fakePusher{}
+	if err := run(t, e.worker(map[string]*fakePusher{"main": fm, "work": fw}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	calls, _ := fm.Calls()
+	want := [][]string{strs(ps[0], ps[1]), strs(ps[2], ps[3]), strs(ps[4])}
+	if fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Errorf("main calls = %q, want %q", calls, want)
+	}
+	if calls, _ := fw.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(ps[0])) {
+		t.Errorf("work calls = %q", calls)
+	}
+	st := LoadState(e.q.Dir)
+	if st.Targets["main"].Pushed != 5 || st.Targets["main"].Calls != 3 || st.Targets["work"].Pushed != 1 {
+		t.Errorf("state = main %+v, work %+v", st.Targets["main"], st.Targets["work"])
+	}
+}
+
+func TestRunOnceGathersBurst(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "a-1", "b-1", "c-1")
+	// Queued just now: the worker waits for the burst to end, then
+	// pushes it in one call.
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[0]}, {Target: "main", Path: ps[1]}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"main": f})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background(), Once) }()
+	time.Sleep(50 * time.Millisecond)
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[2]}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run(Once) = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run(Once) did not return")
+	}
+	calls, _ := f.Calls()
+	if len(calls) != 1 || len(calls[0]) != 3 {
+		t.Errorf("pusher calls = %q, want one call with the 3 paths of the burst", calls)
+	}
+}
+
+func TestRunOnceFailure(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "a-1", "b-1")
+	e.add(t, "main", ps...)
+	f := &fakePusher{fail: func([]string) error { return errors.New("cachix exited with exit status 1: fake failure\n") }}
+	before := time.Now()
+	err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once)
+	after := time.Now()
+	if !errors.Is(err, ErrLeft) || !strings.HasPrefix(err.Error(), "2 ") {
+		t.Fatalf("Run(Once) with a failing pusher = %v, want \"2 %v\"", err, ErrLeft)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 {
+		t.Errorf("pusher calls = %q, want 1", calls)
+	}
+	got := e.entries(t)
+	if len(got) != 2 {
+		t.Fatalf("entries = %v, want both kept", got)
+	}
+	for _, x := range got {
+		if x.Attempts != 1 {
+			t.Errorf("%s: attempts %d, want 1", x.Path, x.Attempts)
+		}
+		if x.LastError != "cachix exited with exit status 1: fake failure" {
+			t.Errorf("%s: last error %q", x.Path, x.LastError)
+		}
+		if x.LastAttempt.Before(before.Add(-time.Second)) || x.LastAttempt.After(after) {
+			t.Errorf("%s: last attempt %v not within the run", x.Path, x.LastAttempt)
+		}
+		// retry_initial is 1h: the first retry is 30m to 1h later.
+		if lo, hi := x.LastAttempt.Add(30*time.Minute), x.LastAttempt.Add(time.Hour); x.NextAttempt.Before(lo) || x.NextAttempt.After(hi) {
+			t.Errorf("%s: next attempt %v, want within [%v, %v]", x.Path, x.NextAttempt, lo, hi)
+		}
+	}
+	st := LoadState(e.q.Dir).Targets["main"]
+	if st == nil || st.Calls != 1 || st.Pushed != 0 || st.LastFailure.IsZero() || !st.LastSuccess.IsZero() {
+		t.Errorf("state.json for main = %+v, want one failed call", st)
+	}
+
+	// A second Once run leaves at once: nothing is due.
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); !errors.Is(err, ErrLeft) {
+		t.Errorf("second Run(Once) = %v, want ErrLeft", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 {
+		t.Errorf("second run called the pusher although nothing was due: %q", calls)
+	}
+}
+
+func TestRunBadPathDoesNotHoldBackBatch(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.RetryInitial = 10 * time.Millisecond
+	e.cfg.Queue.RetryMax = 10 * time.Millisecond
+	ps := build(t, "good-1", "bad-1", "good-2")
+	e.add(t, "main", ps...)
+	bad := ps[1].String()
+	f := &fakePusher{fail: func(paths []string) error {
+		if slices.Contains(paths, bad) {
+			return errors.New("path is not valid: " + bad)
+		}
+		return nil
+	}}
+	for i := 0; ; i++ {
+		if i == 20 {
+			t.Fatalf("after 20 runs entries are still %v", e.entries(t))
+		}
+		err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once)
+		if err != nil && !errors.Is(err, ErrLeft) {
+			t.Fatalf("Run(Once) = %v", err)
+		}
+		if len(e.entries(t)) == 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	left := e.entries(t)
+	if x := left[bad]; x == nil || x.Attempts < 3 {
+		t.Errorf("left in the queue: %v; want only the bad path, with 3 attempts or more", left)
+	}
+	calls, errs := f.Calls()
+	multi := 0
+	var alone []string
+	for i, c := range calls {
+		switch {
+		case len(c) > 1 && slices.Contains(c, bad):
+			multi++
+			if errs[i] == nil {
+				t.Errorf("call %d with %d paths, the bad one among them, succeeded", i, len(c))
+			}
+		case errs[i] == nil:
+			alone = append(alone, c...)
+		}
+	}
+	// Twice whole, then halved: [good-1 bad-1], then alone.
+	if multi != 3 {
+		t.Errorf("%d batch calls with the bad path, want 3 (whole twice, then its half): %q", multi, calls)
+	}
+	slices.Sort(alone)
+	want := strs(ps[0], ps[2])
+	slices.Sort(want)
+	if !slices.Equal(alone, want) {
+		t.Errorf("pushed: %q, want %q", alone, want)
+	}
+	if st := LoadState(e.q.Dir).Targets["main"]; st.Pushed != 2 {
+		t.Errorf("state: %+v, want 2 pushed", st)
+	}
+}
+
+func TestRunDropsGarbageCollected(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	present := build(t, "present-1")[0]
+	gone, gone2 := mkPath("gone-1"), mkPath("gone-2") // never built
+	e.add(t, "main", present, gone)
+	f := &fakePusher{}
+	start := time.Now().Add(-time.Second)
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(present)) {
+		t.Errorf("pusher calls = %q, want one with only the path still in the store", calls)
+	}
+	if names, _ := e.q.Names(); len(names) != 0 {
+		t.Errorf("entries left: %q", names)
+	}
+	d, ok := e.q.Dropped(queue.Key("main", gone), start)
+	if !ok {
+		t.Fatal("the garbage-collected path is not in dropped/")
+	}
+	if !strings.Contains(d.Reason, "garbage-collected") || d.Path != gone.String() {
+		t.Errorf("dropped entry = %+v, want a reason saying garbage-collected", d)
+	}
+	if !strings.Contains(e.log.String(), "garbage-collected") {
+		t.Errorf("the drop is not logged:\n%s", e.log)
+	}
+
+	// A batch of garbage-collected paths only does not call the pusher.
+	e.add(t, "main", gone2)
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 {
+		t.Errorf("pusher called for a batch of garbage-collected paths: %q", calls)
+	}
+	if _, ok := e.q.Dropped(queue.Key("main", gone2), start); !ok {
+		t.Error("second garbage-collected path not dropped")
+	}
+}
+
+func TestRunClosureDenySkip(t *testing.T) {
+	fakeStore(t)
+	tg := mkTarget(t, "main", []string{"*"}, []string{"*-doc"})
+	tg.ClosureDeny = config.ClosureSkip
+	e := newEnv(t, tg)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "clean-1", "withdoc-1", "noclosure-1")
+	e.add(t, "main", ps...)
+	f := &fakePusher{}
+	start := time.Now().Add(-time.Second)
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	// A path Nix does not know is not pushed blind: it could hold a
+	// denied path in its closure.
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(ps[0])) {
+		t.Errorf("pusher calls = %q, want the clean path only", calls)
+	}
+	if d, ok := e.q.Dropped(queue.Key("main", ps[2]), start); !ok || !strings.Contains(d.Reason, "not a valid path") {
+		t.Errorf("the path Nix does not know: dropped = %v, %+v", ok, d)
+	}
+	d, ok := e.q.Dropped(queue.Key("main", ps[1]), start)
+	if !ok {
+		t.Fatal("the path with a denied closure was not dropped")
+	}
+	if !strings.Contains(d.Reason, `closure_deny = "skip"`) || !strings.Contains(d.Reason, "hello-2.12.1-doc") || !strings.Contains(d.Reason, `"*-doc"`) {
+		t.Errorf("drop reason = %q", d.Reason)
+	}
+}
+
+func TestRunLeavesUnknownTargetAlone(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "a-1", "b-1")
+	e.add(t, "main", ps[0])
+	e.add(t, "removed", ps[1])
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"main": f})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := w.Run(ctx, Once)
+	if ctx.Err() != nil {
+		t.Fatal("Run(Once) never returns while an entry of a target that is no longer configured is in the queue: " +
+			"scan leaves it out of live, so the idle branch unlocks, sees Names() non-empty, re-acquires the lock and loops (busy) forever")
+	}
+	if err != nil && !errors.Is(err, ErrLeft) {
+		t.Errorf("Run(Once) = %v", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(ps[0])) {
+		t.Errorf("pusher calls = %q, want only main's path", calls)
+	}
+	left := e.entries(t)
+	if x := left[ps[1].String()]; len(left) != 1 || x == nil || x.Target != "removed" || x.Attempts != 0 || x.Reason != "" {
+		t.Errorf("entries = %v, want the removed target's entry untouched", left)
+	}
+	if n := strings.Count(e.log.String(), "no longer configured"); n != 1 {
+		t.Errorf("the unknown target was logged %d times, want once:\n%s", n, e.log)
+	}
+}
+
+func TestRunRetryRequestRunningWorker(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	p := build(t, "a-1")[0]
+	e.add(t, "main", p)
+	x, _ := e.q.Get(queue.Key("main", p))
+	x.Attempts, x.NextAttempt = 1, time.Now().Add(time.Hour)
+	if err := e.q.Update(x); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"main": f})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, Service) }()
+	defer func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run(Service) after cancel = %v, want context.Canceled", err)
+		}
+	}()
+	// Let the worker see the waiting entry, then ask for a retry.
+	time.Sleep(300 * time.Millisecond)
+	if calls, _ := f.Calls(); len(calls) != 0 {
+		t.Fatalf("pushed before it was due: %q", calls)
+	}
+	if err := e.q.RequestRetry(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if calls, _ := f.Calls(); len(calls) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a retry request did not make the waiting entry due")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for time.Now().Before(deadline) {
+		if names, _ := e.q.Names(); len(names) == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Error("entry not removed after the retried push")
+}
+
+func TestRunRetryRequestFreshWorker(t *testing.T) {
+	// `cachix-filter-hook retry` requests a retry and starts a worker
+	// when none runs (after `worker --once` left entries waiting).
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	p := build(t, "a-1")[0]
+	e.add(t, "main", p)
+	x, _ := e.q.Get(queue.Key("main", p))
+	x.Attempts, x.NextAttempt = 1, time.Now().Add(time.Hour)
+	if err := e.q.Update(x); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.q.RequestRetry(); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once)
+	if errors.Is(err, ErrLeft) {
+		t.Fatal("a retry request taken by a freshly started worker is lost: Run calls TakeRetryRequest/retryNow " +
+			"before the first scan, when w.entries is still empty, so no entry is made due and the request file is gone")
+	}
+	if err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 {
+		t.Errorf("pusher calls = %q, want the retried entry pushed", calls)
+	}
+}
+
+func TestRunSpawned(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.Linger = 200 * time.Millisecond
+	p := build(t, "a-1")[0]
+	e.add(t, "main", p)
+	f := &fakePusher{}
+	start := time.Now()
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Spawned); err != nil {
+		t.Fatalf("Run(Spawned) = %v", err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("spawned worker exited after %v, before lingering 200ms", d)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 {
+		t.Errorf("pusher calls = %q", calls)
+	}
+
+	// A spawned worker leaves at once when another worker holds the lock.
+	e.add(t, "main", p)
+	l, err := e.q.AcquireWorker(context.Background(), 0)
+	if err != nil || l == nil {
+		t.Fatal(l, err)
+	}
+	defer l.Unlock()
+	start = time.Now()
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Spawned); err != nil {
+		t.Errorf("Run(Spawned) with the lock taken = %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Run(Spawned) with the lock taken took %v", d)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 {
+		t.Errorf("a second worker pushed: %q", calls)
+	}
+}
+
+func TestRunCleansTmp(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	old := filepath.Join(e.q.Dir, "tmp", "left-by-a-killed-hook")
+	if err := os.WriteFile(old, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, e.worker(nil), Once); err != nil {
+		t.Fatalf("Run(Once) on an empty queue = %v", err)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("the worker did not clean an old tmp file")
+	}
+}
+
+func TestWorkerEnv(t *testing.T) {
+	got := workerEnv([]string{"PATH=/bin", "HOME=/homeless-shelter"})
+	if slices.Contains(got, "HOME=/homeless-shelter") {
+		t.Errorf("workerEnv kept HOME=/homeless-shelter: %q", got)
+	}
+	if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "HOME=/") }) {
+		t.Errorf("workerEnv set no HOME: %q", got)
+	}
+	got = workerEnv([]string{"HOME=/h", "XDG_CONFIG_HOME=/c"})
+	want := []string{"HOME=/h", "XDG_CONFIG_HOME=/c", "XDG_CACHE_HOME=/h/.cache"}
+	if !slices.Equal(got, want) {
+		t.Errorf("workerEnv = %q, want %q", got, want)
+	}
+}
