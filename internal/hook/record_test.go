@@ -69,3 +69,43 @@ func TestEnqueueLeavesOutRecorded(t *testing.T) {
 	}
 	noSpawn(t, spawned)
 }
+
+// A record stamped years ahead (a worker once ran with its clock wrong)
+// does not keep the path out: the cache may have collected it since
+// (issue 18, defect 11).
+func TestEnqueueFutureRecordAbsent(t *testing.T) {
+	spawned := isolate(t)
+	cfg := &config.Config{
+		Targets: []*config.Target{mkTarget(t, "main", []string{"*"}, nil)},
+		Queue:   config.Queue{Dir: filepath.Join(t.TempDir(), "queue"), RememberPushed: 720 * time.Hour},
+	}
+	paths := mkPaths("ahead-1", "now-1")
+	q, err := queue.Open(cfg.Queue.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := pushed.OpenWrite(q.Dir, cfg.Targets[0].RecordKey(), cfg.Queue.RememberPushed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, at := range []time.Time{time.Now().Add(4 * 365 * 24 * time.Hour), time.Now()} {
+		h, _ := pushed.ParseHash(paths[i].Hash)
+		if err := rec.Add([]pushed.Hash{h}, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.Close()
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("taking the worker lock: %v", err)
+	}
+	defer lock.Unlock()
+	sel := Select(cfg, paths)
+	if err := Enqueue(cfg, &sel, false); err != nil {
+		t.Fatal(err)
+	}
+	if want := "queued 1 of 2 paths for main (already pushed: 1 to main)"; sel.Summary() != want {
+		t.Errorf("Summary = %q, want %q", sel.Summary(), want)
+	}
+	noSpawn(t, spawned)
+}

@@ -18,7 +18,8 @@
 // succeeded, and read without a lock; a missing or damaged file is an
 // empty record, rebuilt as paths are pushed. A record older than the
 // caller's maximum age counts as absent: a cache may have garbage-collected
-// the path since (Cachix does, by last access).
+// the path since (Cachix does, by last access); so does one stamped more
+// than that age in the future (a clock that was set ahead).
 package pushed
 
 import (
@@ -253,10 +254,14 @@ func (r *Record) fresh(s []byte, now time.Time) bool {
 		return true
 	}
 	at := time.Unix(int64(binary.LittleEndian.Uint64(s[timeOff:])), 0)
-	// A time ahead of now (the clock stepped back) counts as fresh: a
-	// wrong answer only costs a push that the cache would skip, while
-	// dropping every record on a clock step would push everything again.
-	return now.Sub(at) <= r.maxAge
+	// A time a little ahead of now (the clock stepped back) still counts:
+	// dropping every record on a small step would push everything again.
+	// One more than maxAge ahead does not: a worker that once ran with
+	// its clock years ahead would otherwise keep those paths out for
+	// years after the cache collected them. Either way a wrong answer
+	// costs at most a push the cache skips.
+	age := now.Sub(at)
+	return age <= r.maxAge && age >= -r.maxAge
 }
 
 // Add records hashes as pushed at now and syncs the file once. Each

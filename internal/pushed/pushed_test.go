@@ -274,8 +274,10 @@ func TestMaxAgeAndClockSteps(t *testing.T) {
 	}{
 		{now, true},
 		{now.Add(23 * time.Hour), true},
-		{now.Add(25 * time.Hour), false},      // too old: the cache may have dropped it
-		{now.Add(-30 * 24 * time.Hour), true}, // clock stepped back: still counts
+		{now.Add(25 * time.Hour), false},            // too old: the cache may have dropped it
+		{now.Add(-23 * time.Hour), true},            // clock stepped back a little: still counts
+		{now.Add(-25 * time.Hour), false},           // stamped more than max age ahead: absent
+		{now.Add(-4 * 365 * 24 * time.Hour), false}, // a worker that ran years ahead
 	} {
 		if got := w.Has(h, c.at); got != c.want {
 			t.Errorf("Has at %v = %v, want %v", c.at.Sub(now), got, c.want)
