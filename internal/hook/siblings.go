@@ -1,17 +1,14 @@
 package hook
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/refscan"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -45,18 +42,33 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*co
 		reported bool
 	}
 	memo := map[string]*scanned{}
-	budget := &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(scanMaxTime)}
+	budget := &scanBudget{Bytes: scanMaxBytes, Files: scanMaxFiles, Until: time.Now().Add(scanMaxTime)}
+	// One scanner for every output's hash: each output is read once,
+	// looking its siblings up in a set, whatever their number.
+	hashes := make([]string, len(paths))
+	index := make(map[string]int, len(paths))
+	for i, p := range paths {
+		hashes[i] = p.Hash
+		index[p.String()] = i
+	}
+	scanner := refscan.New(hashes)
 	refsOf := func(p string) ([]string, error) {
 		if m, ok := memo[p]; ok {
 			return m.refs, m.err
 		}
-		var others []storepath.Path
-		for _, q := range paths {
-			if q.String() != p {
-				others = append(others, q)
+		found, err := scanner.Scan(p, index[p], budget)
+		var refs []string
+		switch {
+		case errors.Is(err, errScanBudget):
+		case err != nil:
+			err = fmt.Errorf("could not tell which outputs %s refers to: %w", filepath.Base(p), err)
+		default:
+			for i, f := range found {
+				if f {
+					refs = append(refs, paths[i].String())
+				}
 			}
 		}
-		refs, err := referencedIn(p, others, budget)
 		memo[p] = &scanned{refs: refs, err: err}
 		return refs, err
 	}
@@ -118,11 +130,10 @@ func deniesSibling(cfg *config.Config, paths []storepath.Path) bool {
 	return false
 }
 
-// scanChunk is how much of a file referencedIn reads at once.
-const scanChunk = 256 << 10
-
 // The scan runs on the build's path, so it is bounded: outputs larger
-// than this (a disk image next to its -doc) are left to the worker.
+// than this (a disk image next to its -doc) are left to the worker. The
+// deadline is checked per chunk read and per batch of directory entries
+// (see package refscan), so it holds within a chunk's read.
 const (
 	scanMaxBytes = 64 << 20
 	scanMaxFiles = 20000
@@ -130,82 +141,33 @@ const (
 )
 
 // errScanBudget: the outputs were too large to scan within the budget.
-var errScanBudget = errors.New("outputs too large to scan for references on the build's path")
+var errScanBudget = refscan.ErrBudget
 
 // scanBudget is what is left of the scan's bounds, shared by the outputs
 // of one build.
-type scanBudget struct {
-	bytes, files int64
-	until        time.Time
-}
+type scanBudget = refscan.Budget
 
-func (b *scanBudget) take(bytes int64) error {
-	b.bytes -= bytes
-	if b.bytes < 0 || time.Now().After(b.until) {
-		return errScanBudget
-	}
-	return nil
-}
+// scanChunk is how much of a file the scan reads at once.
+const scanChunk = refscan.Chunk
 
 // referencedIn returns those of others whose hash part occurs in the
 // store path root: in a file's name or contents, or a symlink's target,
 // as in the NAR Nix scans for references. The build has just written
 // these files (Nix scanned them too), so they are usually in the page
-// cache.
+// cache. One pass over root's bytes, whatever the number of others.
 func referencedIn(root string, others []storepath.Path, budget *scanBudget) ([]string, error) {
 	if len(others) == 0 {
 		return nil, nil
 	}
-	needles := make([][]byte, len(others))
+	hashes := make([]string, len(others))
 	for i, o := range others {
-		needles[i] = []byte(o.Hash)
+		hashes[i] = o.Hash
 	}
-	found := make([]bool, len(others))
-	left := len(others)
-	mark := func(b []byte) {
-		for i, n := range needles {
-			if !found[i] && bytes.Contains(b, n) {
-				found[i] = true
-				left--
-			}
-		}
-	}
-	buf := make([]byte, storepath.HashLen-1+scanChunk)
-	errDone := errors.New("all found")
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if budget.files--; budget.files < 0 {
-			return errScanBudget
-		}
-		if err := budget.take(0); err != nil {
-			return err
-		}
-		if path != root {
-			mark([]byte(d.Name()))
-		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(path)
-			if err != nil {
-				return err
-			}
-			mark([]byte(target))
-		case d.Type().IsRegular():
-			if err := scanFile(path, buf, mark, budget); err != nil {
-				return err
-			}
-		}
-		if left == 0 {
-			return errDone
-		}
-		return nil
-	})
+	found, err := refscan.New(hashes).Scan(root, -1, budget)
 	if errors.Is(err, errScanBudget) {
 		return nil, err
 	}
-	if err != nil && !errors.Is(err, errDone) {
+	if err != nil {
 		return nil, fmt.Errorf("could not tell which outputs %s refers to: %w", filepath.Base(root), err)
 	}
 	var out []string
@@ -215,40 +177,4 @@ func referencedIn(root string, others []storepath.Path, budget *scanBudget) ([]s
 		}
 	}
 	return out, nil
-}
-
-// scanFile passes the file's contents to mark in chunks that overlap by
-// one byte less than a hash part, so that none is missed at a boundary.
-func scanFile(path string, buf []byte, mark func([]byte), budget *scanBudget) error {
-	// Never block in open: a store path holds no FIFO, but nothing here
-	// is trusted.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	} else if err := budget.take(fi.Size()); err != nil {
-		return err
-	}
-	const keep = storepath.HashLen - 1
-	have := 0
-	for {
-		n, err := f.Read(buf[have:])
-		if n > 0 {
-			mark(buf[:have+n])
-			have += n
-			if have > keep {
-				copy(buf, buf[have-keep:have])
-				have = keep
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }

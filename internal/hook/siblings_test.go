@@ -1,8 +1,11 @@
 package hook
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -118,7 +121,7 @@ func TestReferencedIn(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(out.String(), "x-"+man.Hash), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := referencedIn(out.String(), []storepath.Path{doc, man, mkPath("zlib-1.3")}, &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(time.Minute)})
+	got, err := referencedIn(out.String(), []storepath.Path{doc, man, mkPath("zlib-1.3")}, &scanBudget{Bytes: scanMaxBytes, Files: scanMaxFiles, Until: time.Now().Add(time.Minute)})
 	if err != nil || !slices.Equal(got, []string{doc.String(), man.String()}) {
 		t.Errorf("referencedIn = %v, %v", got, err)
 	}
@@ -139,7 +142,7 @@ func TestSiblingScanBounded(t *testing.T) {
 	}
 	big.Close()
 	start := time.Now()
-	_, err = referencedIn(out.String(), []storepath.Path{mkPath("zlib-1.3")}, &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(time.Minute)})
+	_, err = referencedIn(out.String(), []storepath.Path{mkPath("zlib-1.3")}, &scanBudget{Bytes: scanMaxBytes, Files: scanMaxFiles, Until: time.Now().Add(time.Minute)})
 	if err != errScanBudget {
 		t.Fatalf("scanning past the byte budget: %v, want errScanBudget", err)
 	}
@@ -152,8 +155,87 @@ func TestSiblingScanBounded(t *testing.T) {
 		t.Errorf("over budget: closures %v, errors %v; want none (nothing claimed, nothing printed)", cl, errs)
 	}
 	// The time bound, too: a budget already spent stops at once.
-	_, err = referencedIn(doc.String(), []storepath.Path{out}, &scanBudget{bytes: scanMaxBytes, files: scanMaxFiles, until: time.Now().Add(-time.Second)})
+	_, err = referencedIn(doc.String(), []storepath.Path{out}, &scanBudget{Bytes: scanMaxBytes, Files: scanMaxFiles, Until: time.Now().Add(-time.Second)})
 	if err != errScanBudget {
 		t.Errorf("past the time budget: %v, want errScanBudget", err)
+	}
+}
+
+// A crafted build (issue 18, defect 5): 302 outputs, one of them a 60
+// MiB file of base32 text made of pieces of its siblings' hashes, so that
+// a scan that searches once per sibling slows to a crawl. The hook's scan
+// reads it once and stops at its deadline (300 ms, checked per chunk):
+// it held the build 15 s when the deadline was checked between files.
+func TestSiblingScan302Outputs(t *testing.T) {
+	t.Setenv("NIX_STORE_DIR", filepath.Join(t.TempDir(), "store"))
+	paths := []storepath.Path{mkPath("crafted-1.0"), mkPath("crafted-1.0-doc")}
+	for i := range 300 {
+		paths = append(paths, mkPath(fmt.Sprintf("crafted-1.0-o%d", i)))
+	}
+	if err := os.MkdirAll(storepath.StoreDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var piece []byte
+	for _, p := range paths[1:] {
+		piece = append(piece, p.Hash[:8]...)
+		piece = append(piece, p.Hash[24:]...)
+	}
+	data := bytes.Repeat(piece, (60<<20)/len(piece))
+	if err := os.WriteFile(paths[0].String(), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths[1:] {
+		if err := os.WriteFile(p.String(), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := &config.Config{Targets: []*config.Target{mkTarget(t, "main", []string{"crafted-*"}, []string{"*-doc"})}}
+	start := time.Now()
+	_, errs := siblingClosures(cfg, paths)
+	took := time.Since(start)
+	t.Logf("scan of 302 outputs, one of 60 MiB: %s", took)
+	if len(errs) > 0 {
+		t.Errorf("errors: %v", errs)
+	}
+	// 300 ms and a chunk past it; 3 s leaves room for a loaded machine.
+	if took > 3*time.Second {
+		t.Errorf("the scan held the hook %s (its deadline is %s)", took, scanMaxTime)
+	}
+}
+
+// A directory of a great many entries in an output is read a batch at a
+// time: the entry bound stops the scan before the directory is read
+// whole, which cost 45 MB and up to 0.9 s for 300,000 entries (issue 18,
+// defect 5). Measured as bytes allocated during the scan.
+func TestSiblingScanHugeDirectory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes 60,000 directory entries")
+	}
+	out, doc := siblingStore(t, false)
+	dir := filepath.Join(out.String(), "many")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const n = 60_000
+	for i := range n {
+		// Symlinks: an entry for one syscall each.
+		if err := os.Symlink("x", filepath.Join(dir, fmt.Sprintf("entry-with-a-longish-name-%07d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := referencedIn(out.String(), []storepath.Path{doc}, &scanBudget{Bytes: scanMaxBytes, Files: scanMaxFiles, Until: time.Now().Add(time.Minute)})
+	runtime.ReadMemStats(&after)
+	if err != errScanBudget {
+		t.Fatalf("scan of %d entries, %d allowed: %v, want errScanBudget", n, scanMaxFiles, err)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %d KiB to stop at %d of %d entries", alloc>>10, scanMaxFiles, n)
+	// About 3 MiB when read a batch at a time; reading the whole
+	// directory first allocates over 10 MiB here.
+	if alloc > 8<<20 {
+		t.Errorf("allocated %d MiB: the directory was read whole", alloc>>20)
 	}
 }
