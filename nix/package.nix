@@ -32,7 +32,9 @@ let
   # test/nixmodules checks that this list still runs without Nix.
   offlineTestPackages = import ./offline-test-packages.nix;
 in
-buildGoModule rec {
+# finalAttrs rather than `rec`: an override of version (overrideAttrs)
+# reaches ldflags too (buildGoModule takes a function since nixpkgs 25.05).
+buildGoModule (finalAttrs: {
   pname = "cachix-filter-hook";
   version = "0.1.0";
 
@@ -76,7 +78,7 @@ buildGoModule rec {
   ldflags = [
     "-s"
     "-w"
-    "-X main.version=${version}"
+    "-X main.version=${finalAttrs.version}"
   ];
 
   # buildGoModule's default check runs the tests of subPackages only ("."
@@ -109,4 +111,4 @@ buildGoModule rec {
     # CHANGELOG, no tagged releases), and a URL to nothing would mislead.
     maintainers = [ ];
   };
-}
+})

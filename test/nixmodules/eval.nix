@@ -90,5 +90,9 @@ in
       checkPhase = p.stubArgs.checkPhase or "";
       doCheck = p.stubArgs.doCheck or false;
       offlineTestPackages = p.offlineTestPackages or [ ];
+      inherit (p.stubArgs) ldflags;
+      # What overrideAttrs { version = ...; } would build: with finalAttrs
+      # the new version reaches ldflags, with `rec` it would not.
+      overriddenLdflags = (p.stubOverrideAttrs { version = "9.9.9"; }).ldflags;
     };
 }

@@ -490,10 +490,13 @@ func TestPackage(t *testing.T) {
 				SpdxID string `json:"spdxId"`
 			} `json:"license"`
 		} `json:"meta"`
-		Src        string   `json:"src"`
-		DoCheck    bool     `json:"doCheck"`
-		CheckPhase string   `json:"checkPhase"`
-		Offline    []string `json:"offlineTestPackages"`
+		Src               string   `json:"src"`
+		DoCheck           bool     `json:"doCheck"`
+		CheckPhase        string   `json:"checkPhase"`
+		Offline           []string `json:"offlineTestPackages"`
+		Version           string   `json:"version"`
+		Ldflags           []string `json:"ldflags"`
+		OverriddenLdflags []string `json:"overriddenLdflags"`
 	}
 	if err := c.eval(t, "package", "{ }", &p, "repo = "+nixPath(repo)+";"); err != nil {
 		t.Fatal(err)
@@ -506,6 +509,14 @@ func TestPackage(t *testing.T) {
 	}
 	if lic, err := os.ReadFile(filepath.Join(root, "LICENSE")); err != nil || !bytes.Contains(lic, []byte("Apache License")) || !bytes.Contains(lic, []byte("Version 2.0, January 2004")) {
 		t.Errorf("LICENSE is not the Apache License 2.0 (%v)", err)
+	}
+	// finalAttrs, not rec: an override of version reaches the binary's
+	// version string.
+	if !slices.Contains(p.Ldflags, "-X main.version="+p.Version) {
+		t.Errorf("ldflags %q lack -X main.version=%s", p.Ldflags, p.Version)
+	}
+	if !slices.Contains(p.OverriddenLdflags, "-X main.version=9.9.9") {
+		t.Errorf("after overrideAttrs { version = \"9.9.9\"; }, ldflags are %q: the package does not take finalAttrs", p.OverriddenLdflags)
 	}
 	if !p.DoCheck || !strings.Contains(p.CheckPhase, "go test "+strings.Join(p.Offline, " ")) {
 		t.Errorf("checkPhase does not run the offline tests %v:\n%s", p.Offline, p.CheckPhase)

@@ -94,9 +94,17 @@ let
 
     # Keeps its arguments (stubArgs) for the tests to look at; the source
     # is an input of the derivation, so instantiating it copies the
-    # filtered source to the store as nixpkgs' would.
+    # filtered source to the store as nixpkgs' would. Like nixpkgs' (since
+    # 25.05) it takes an attribute set or a function of the final
+    # attributes (finalAttrs); stubOverrideAttrs returns the arguments as
+    # overrideAttrs would make them, so that a test can see an override
+    # reach the attributes derived from it.
     buildGoModule =
-      args:
+      argsOrFn:
+      let
+        fixArgs = extra: lib.fix (final: lib.toFunction argsOrFn final // extra);
+        args = fixArgs { };
+      in
       derivation {
         name = "${args.pname}-${args.version}";
         inherit system;
@@ -112,6 +120,7 @@ let
         meta = args.meta or { };
         passthru = args.passthru or { };
         stubArgs = args;
+        stubOverrideAttrs = fixArgs;
       }
       // (args.passthru or { });
 
