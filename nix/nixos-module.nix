@@ -18,25 +18,17 @@
 }:
 
 let
-  inherit (lib)
-    literalExpression
-    mkDefault
-    mkEnableOption
-    mkIf
-    mkOption
-    types
-    ;
+  inherit (lib) mkIf;
 
   cfg = config.services.cachix-filter-hook;
 
-  settings = import ./settings.nix { inherit lib pkgs; };
-  configFile = settings.generate cfg.settings;
+  configFile = (import ./settings.nix { inherit lib pkgs; }).generate cfg.settings;
 
   # The path every command below is given with --config: the file the
   # hook also finds on its own, and one that stays put across rebuilds.
   configPath = "/etc/cachix-filter-hook/hook.conf";
 
-  exe = "${cfg.package}/bin/cachix-filter-hook";
+  exe = lib.getExe cfg.package;
 
   defaultQueueDir = "/var/lib/cachix-filter-hook";
   queueDir =
@@ -61,30 +53,18 @@ let
     ++ lib.optional (logFile != "") (dirOf logFile)
     ++ fileStoreDirs
   );
-
-  # Whether any target is a Cachix cache (rather than a Nix store URI).
-  usesCachix =
-    cfg.settings.cache != null || lib.any (t: t ? cache) (cfg.settings.target or [ ]);
 in
 {
-  options.services.cachix-filter-hook = {
-    enable = mkEnableOption "cachix-filter-hook as Nix's post-build-hook, with its queue worker";
-
-    package = mkOption {
-      type = types.package;
-      default = pkgs.cachix-filter-hook or (pkgs.callPackage ./package.nix { });
-      defaultText = literalExpression "pkgs.cachix-filter-hook or (pkgs.callPackage ./nix/package.nix { })";
-      description = ''
-        The cachix-filter-hook package. By default the one the flake's overlay
-        adds to pkgs, else the one built from this repository with the
-        system's nixpkgs.
-      '';
-    };
-
-    settings = mkOption {
-      type = settings.type { storeExample = "file:///var/cache/nix"; };
-      default = { };
-      example = literalExpression ''
+  imports = [
+    (import ./shared-options.nix {
+      path = [
+        "services"
+        "cachix-filter-hook"
+      ];
+      enableText = "cachix-filter-hook as Nix's post-build-hook, with its queue worker";
+      inherit configPath;
+      storeExample = "file:///var/cache/nix";
+      settingsExample = ''
         {
           cache = "mycache";
           allow = [ "*" ];
@@ -94,62 +74,15 @@ in
           target = [ { cache = "work"; allow = [ "openc910-*" ]; } ];
         }
       '';
-      description = ''
-        The contents of /etc/cachix-filter-hook/hook.conf, as Nix values; the
-        keys are those of hook.conf.example (`cache`, `store`, `allow`,
-        `deny`, `closure_deny`, `strict`, `target`, `cachix.*`, `nix.*`,
-        `queue.*`, `log.*`). Unknown keys make the hook refuse the file.
-        `nix.bin_dir` defaults to the system's Nix, and `cachix.bin` to
-        pkgs.cachix when a target is a Cachix cache: the nix-daemon that runs
-        the hook has neither on its PATH.
-      '';
-    };
-
-    authTokenFile = mkOption {
-      type = types.nullOr types.path;
-      default = null;
-      example = "/run/secrets/cachix-token";
-      description = ''
-        File holding the Cachix auth token, given to `cachix push` as
-        CACHIX_AUTH_TOKEN; it sets `settings.cachix.auth_token_file`. It must
-        be owned by root and writable by no one else. Give it as a string:
-        a Nix path literal would be fine too (it is not copied), but a token
-        must never end up in the world-readable store.
-      '';
-    };
-
-    pushOnActivation = mkOption {
-      type = types.bool;
-      default = false;
-      description = ''
-        Whether `nixos-rebuild switch` (and `test`) also queue the selected
-        paths of the new system's whole closure
-        (`cachix-filter-hook push --closure "$systemConfig"`), including
-        paths that were substituted rather than built, which the
-        post-build-hook never sees. It does not wait for the upload, and
-        never fails the switch.
-      '';
-    };
-  };
+      tokenExample = "/run/secrets/cachix-token";
+      activation = {
+        when = "`nixos-rebuild switch` (and `test`)";
+        root = "$systemConfig";
+      };
+    })
+  ];
 
   config = mkIf cfg.enable {
-    assertions = [
-      {
-        assertion = !(cfg.settings.cache != null && cfg.settings.store != null);
-        message = "services.cachix-filter-hook.settings: set `cache` or `store`, not both (add more destinations as `target` entries).";
-      }
-      {
-        assertion = cfg.settings.cache != null || cfg.settings.store != null || (cfg.settings.target or [ ]) != [ ];
-        message = "services.cachix-filter-hook.settings: no destination: set `cache` (a Cachix cache), `store` (a Nix store URI) or `target`.";
-      }
-    ];
-
-    services.cachix-filter-hook.settings = {
-      nix.bin_dir = mkDefault "${config.nix.package}/bin";
-      cachix.bin = mkIf usesCachix (mkDefault "${lib.getBin pkgs.cachix}/bin/cachix");
-      cachix.auth_token_file = mkIf (cfg.authTokenFile != null) (toString cfg.authTokenFile);
-    };
-
     # Nix runs it with no arguments after every local build, as root under
     # the daemon. It exits 0 whatever happens and returns in milliseconds.
     nix.settings.post-build-hook = exe;
@@ -239,7 +172,7 @@ in
       text = ''
         case "''${NIXOS_ACTION:-}" in
           switch | test)
-            ${pkgs.coreutils}/bin/timeout 60 ${exe} --config ${configPath} push --closure "$systemConfig" </dev/null || true
+            ${lib.getExe' pkgs.coreutils "timeout"} 60 ${exe} --config ${configPath} push --closure "$systemConfig" </dev/null || true
             ;;
         esac
       '';

@@ -22,6 +22,13 @@ let
 
   failed = eval: map (a: a.message) (lib.filter (a: !a.assertion) eval.config.assertions);
 
+  # Each of our options, with the files that declare it, and the package
+  # option's default as the manual shows it.
+  options = opts: {
+    declarations = lib.mapAttrs (_: o: map baseNameOf o.declarations) opts;
+    packageDefault = opts.package.defaultText.text or null;
+  };
+
   nixosEval = lib.evalModules {
     modules = [
       ./stub/nixos-options.nix
@@ -66,6 +73,7 @@ in
     };
     tmpfiles = nixosEval.config.systemd.tmpfiles.rules;
     activation = nixosEval.config.system.activationScripts.cachix-filter-hook.text or null;
+    options = options nixosEval.options.services.cachix-filter-hook;
   };
 
   hm = {
@@ -77,6 +85,7 @@ in
       lib.filter (d: lib.hasSuffix "home-manager-module.nix" d.file) hmEval.options.home.packages.definitionsWithLocations
     );
     activation = hmEval.config.home.activation.cachix-filter-hook.data or null;
+    options = options hmEval.options.programs.cachix-filter-hook;
   };
 
   # The package as nixpkgs' buildGoModule gets it.

@@ -444,6 +444,52 @@ func TestHomeManagerModule(t *testing.T) {
 	})
 }
 
+// The options the two modules share are declared once, in
+// nix/shared-options.nix: both modules have the same options, and neither
+// declares one of its own beside them, so that an option added for both is
+// a change in one place.
+func TestSharedOptions(t *testing.T) {
+	c := needCheckouts(t)
+	type options struct {
+		Declarations   map[string][]string `json:"declarations"`
+		PackageDefault string              `json:"packageDefault"`
+	}
+	var nixos, hm options
+	if err := c.eval(t, "nixos.options", "{ }", &nixos); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.eval(t, "hm.options", "{ }", &hm); err != nil {
+		t.Fatal(err)
+	}
+	names := func(o options) []string {
+		var n []string
+		for k := range o.Declarations {
+			n = append(n, k)
+		}
+		slices.Sort(n)
+		return n
+	}
+	if !slices.Equal(names(nixos), names(hm)) {
+		t.Errorf("services.cachix-filter-hook has options %q, programs.cachix-filter-hook %q: declare shared options in nix/shared-options.nix", names(nixos), names(hm))
+	}
+	for module, o := range map[string]options{"services.cachix-filter-hook": nixos, "programs.cachix-filter-hook": hm} {
+		for name, files := range o.Declarations {
+			if !slices.Equal(files, []string{"shared-options.nix"}) {
+				t.Errorf("%s.%s is declared in %q, not (only) in nix/shared-options.nix", module, name, files)
+			}
+		}
+		for _, want := range []string{"enable", "package", "settings", "authTokenFile", "pushOnActivation"} {
+			if _, ok := o.Declarations[want]; !ok {
+				t.Errorf("%s has no option %s", module, want)
+			}
+		}
+		// lib.mkPackageOption's rendering of the default.
+		if o.PackageDefault != "pkgs.cachix-filter-hook" {
+			t.Errorf("%s.package's default shows as %q, want pkgs.cachix-filter-hook", module, o.PackageDefault)
+		}
+	}
+}
+
 // The package: full meta, checkPhase with the offline tests, and a source
 // that holds only what the build reads even when the work tree has
 // vendor/, build/, binaries and ./result in it.

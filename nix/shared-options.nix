@@ -1,0 +1,144 @@
+# What the NixOS and home-manager modules share: their options, the
+# assertions on them, and the settings they default. Each module imports it
+# with where its options live and the prose that differs between the two:
+#
+#   imports = [ (import ./shared-options.nix { path = [ "services" "cachix-filter-hook" ]; ... }) ];
+#
+# An option both modules have is declared here, once; what a module does
+# with it (the systemd unit, the activation script) stays in that module.
+{
+  # Where the options live: [ "services" "cachix-filter-hook" ] (NixOS) or
+  # [ "programs" "cachix-filter-hook" ] (home-manager).
+  path,
+  # The rest is documentation: what `enable` turns on, where hook.conf is
+  # written, examples, and when the activation pushes (`when`) and what
+  # (`root`, the shell variable holding the new generation).
+  enableText,
+  configPath,
+  storeExample,
+  settingsExample,
+  tokenExample,
+  activation,
+}:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    literalExpression
+    mkDefault
+    mkEnableOption
+    mkIf
+    mkOption
+    types
+    ;
+
+  cfg = lib.getAttrFromPath path config;
+  name = lib.showOption path;
+
+  settings = import ./settings.nix { inherit lib pkgs; };
+
+  # NixOS always has one; home-manager's nix.package defaults to null.
+  nixPackage = config.nix.package or null;
+
+  # Whether any target is a Cachix cache (rather than a Nix store URI).
+  usesCachix =
+    cfg.settings.cache != null || lib.any (t: t ? cache) (cfg.settings.target or [ ]);
+in
+{
+  # Declarations and definitions below are reported against this file.
+  _file = ./shared-options.nix;
+
+  options = lib.setAttrByPath path {
+    enable = mkEnableOption enableText;
+
+    # Over a set holding only the package rather than over pkgs, which has
+    # cachix-filter-hook only when the flake's overlay is applied: without
+    # it, the module builds the package itself.
+    package = lib.mkPackageOption {
+      cachix-filter-hook = pkgs.cachix-filter-hook or (pkgs.callPackage ./package.nix { });
+    } "cachix-filter-hook" {
+      extraDescription = ''
+        By default the one the flake's overlay adds to pkgs; without the
+        overlay, the one nix/package.nix builds with this configuration's
+        nixpkgs.
+      '';
+    };
+
+    settings = mkOption {
+      type = settings.type { inherit storeExample; };
+      default = { };
+      example = literalExpression settingsExample;
+      description = ''
+        The contents of ${configPath}, as Nix values; the keys are those of
+        hook.conf.example (`cache`, `store`, `allow`, `deny`,
+        `closure_deny`, `strict`, `target`, `cachix.*`, `nix.*`, `queue.*`,
+        `log.*`). Unknown keys make the program refuse the file.
+        CACHIX_FILTER_HOOK_* environment variables still override it.
+        `nix.bin_dir` defaults to `nix.package` when that is set, and
+        `cachix.bin` to pkgs.cachix when a target is a Cachix cache: the
+        nix-daemon that runs the hook, and an activation script, have
+        neither on their PATH.
+      '';
+    };
+
+    authTokenFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = tokenExample;
+      description = ''
+        File holding the Cachix auth token, given to `cachix push` as
+        CACHIX_AUTH_TOKEN; it sets `settings.cachix.auth_token_file`. It
+        must be owned by the user who pushes (root for the NixOS service)
+        and readable by no one else. Give it as a string: a Nix path
+        literal would be fine too (it is not copied), but a token must
+        never end up in the world-readable store.
+      '';
+    };
+
+    pushOnActivation = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether ${activation.when} also queues the selected paths of the
+        new generation's whole closure (`cachix-filter-hook push --closure
+        "${activation.root}"`), including paths that were substituted
+        rather than built, which the post-build-hook never sees. It does
+        not wait for the upload and never fails the activation; a dry run
+        queues nothing.
+      '';
+    };
+  };
+
+  config = mkIf cfg.enable (
+    lib.mkMerge [
+      {
+        assertions = [
+          {
+            assertion = !(cfg.settings.cache != null && cfg.settings.store != null);
+            message = "${name}.settings: set `cache` or `store`, not both (add more destinations as `target` entries).";
+          }
+          {
+            # Without one, hook.conf is written but every command refuses it.
+            assertion =
+              cfg.settings.cache != null || cfg.settings.store != null || (cfg.settings.target or [ ]) != [ ];
+            message = "${name}.settings: no destination: set `cache` (a Cachix cache), `store` (a Nix store URI) or `target`.";
+          }
+        ];
+      }
+      (lib.setAttrByPath path {
+        settings = {
+          # getExe' with the name: cachix's meta.mainProgram is not
+          # something to depend on.
+          cachix.bin = mkIf usesCachix (mkDefault (lib.getExe' pkgs.cachix "cachix"));
+          nix.bin_dir = mkIf (nixPackage != null) (mkDefault "${lib.getBin nixPackage}/bin");
+          cachix.auth_token_file = mkIf (cfg.authTokenFile != null) (toString cfg.authTokenFile);
+        };
+      })
+    ]
+  );
+}
