@@ -112,9 +112,17 @@ in
       after = [ "network-online.target" ];
       restartTriggers = [ configFile ];
       path = [ config.nix.package ];
-      # Nix as root would open the store directly, which ProtectSystem
-      # makes read-only: it goes through the daemon, as users' Nix does.
-      environment.NIX_REMOTE = "daemon";
+      environment = {
+        # Nix as root would open the store directly, which ProtectSystem
+        # makes read-only: it goes through the daemon, as users' Nix does.
+        NIX_REMOTE = "daemon";
+        # Root's home is read-only here (ProtectHome), and nix copy to an
+        # s3:// or http(s):// store fails when it cannot write its cache
+        # of the store's narinfos (~/.cache/nix/binary-cache-v6.sqlite:
+        # "attempt to write a readonly database", or "creating directory"
+        # when there is none yet): it gets CacheDirectory instead.
+        XDG_CACHE_HOME = "/var/cache/cachix-filter-hook";
+      };
       serviceConfig = {
         ExecStart = "${exe} --config ${configPath} worker";
         Restart = "on-failure";
@@ -126,6 +134,9 @@ in
         # needs the nix-daemon's socket. What it may write is listed above.
         StateDirectory = lib.mkIf (queueDir == defaultQueueDir) "cachix-filter-hook";
         StateDirectoryMode = "0700";
+        # XDG_CACHE_HOME above. 0700: the narinfo cache names the stores.
+        CacheDirectory = "cachix-filter-hook";
+        CacheDirectoryMode = "0700";
         # "-": no error if it is missing (the daemon creates it).
         ReadWritePaths = writablePaths ++ [ "-/nix/var/nix/daemon-socket" ];
         ProtectSystem = "strict";
@@ -154,11 +165,52 @@ in
           "AF_INET6"
           "AF_NETLINK"
         ];
-        # No UMask: nix copy to a file:// store writes the cache's files
-        # with the worker's umask, and a web server must read them. The
-        # queue's files have modes of their own. No
-        # MemoryDenyWriteExecute: cachix is a Haskell program, and
-        # nothing here tests it under that restriction.
+        # Root without capabilities: everything the worker opens is root's
+        # (hook.conf, the token file, the queue, cachix.dhall; the
+        # directories of file:// caches, which tmpfiles gives to root),
+        # and nix-daemon trusts root by its uid, not by a capability. Nix's
+        # own unshare (a private mount namespace for a local store) fails
+        # and is skipped, as with RestrictNamespaces; it is not needed
+        # with NIX_REMOTE=daemon.
+        CapabilityBoundingSet = "";
+        # @system-service without what needs privileges (@privileged: chown,
+        # setuid, mount, ...) or changes resources (@resources:
+        # setpriority, sched_setaffinity, ...). Measured with strace on a
+        # worker pushing through nix copy and the cachix stand-in: every
+        # call it makes is in this set; Go, glibc and Nix raise their limits
+        # with prlimit64, which is in @default. EPERM rather than killing
+        # the process: a call of cachix's (a Haskell program that nothing
+        # here runs) that the filter denies is then an error cachix
+        # reports, not a worker that dies with SIGSYS mid-push.
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+          "~@resources"
+        ];
+        SystemCallErrorNumber = "EPERM";
+        # Other users' processes are hidden from /proc; the worker reads
+        # only its own (/proc/self/fd).
+        ProtectProc = "invisible";
+        # Nothing here uses System V IPC or POSIX message queues.
+        PrivateIPC = true;
+
+        # Left out, with why:
+        # - ProcSubset = "pid": Nix's garbage collector (Boehm) counts the
+        #   CPUs from /proc/stat at every start of nix copy (seen with
+        #   strace); without it, each push warns and marks with one thread.
+        # - UMask: nix copy to a file:// store writes the cache's files
+        #   with the worker's umask, and a web server must read them. The
+        #   queue's files have modes of their own.
+        # - MemoryDenyWriteExecute: cachix is a Haskell program (GHC's
+        #   runtime may map executable memory for FFI callbacks), and
+        #   nothing here runs it under that restriction.
+        # - PrivateUsers: root in a user namespace has no capabilities
+        #   outside it, which CapabilityBoundingSet already ensures; how
+        #   nix-daemon treats a client across one is not tested here.
+        # - RemoveIPC: no effect on root's services.
+        # - PrivateNetwork, IPAddressDeny: cachix and remote stores need
+        #   the network. DynamicUser: the worker reads root's config and
+        #   token. InaccessiblePaths: nix copy needs the daemon's socket.
       };
     };
 

@@ -278,6 +278,12 @@ func TestNixOSModule(t *testing.T) {
 			"RestrictRealtime":        true,
 			"LockPersonality":         true,
 			"SystemCallArchitectures": "native",
+			"CacheDirectory":          "cachix-filter-hook",
+			"CacheDirectoryMode":      "0700",
+			"CapabilityBoundingSet":   "",
+			"SystemCallErrorNumber":   "EPERM",
+			"ProtectProc":             "invisible",
+			"PrivateIPC":              true,
 		}
 		for k, v := range want {
 			if sc[k] != v {
@@ -288,18 +294,21 @@ func TestNixOSModule(t *testing.T) {
 		// module without a test (or one dropped from the test) is
 		// noticed. The list-valued ones are checked below.
 		for k := range sc {
-			if _, ok := want[k]; !ok && k != "ReadWritePaths" && k != "RestrictAddressFamilies" {
+			if _, ok := want[k]; !ok && k != "ReadWritePaths" && k != "RestrictAddressFamilies" && k != "SystemCallFilter" {
 				t.Errorf("serviceConfig.%s = %v is not asserted by this test: assert it", k, sc[k])
 			}
 		}
 		// What would break cachix or nix copy: no private network, the
 		// address families they use, the daemon's socket reachable.
 		for k, why := range map[string]string{
-			"PrivateNetwork":    "cachix needs the network",
-			"IPAddressDeny":     "cachix needs the network",
-			"DynamicUser":       "the worker reads root's config and token",
-			"InaccessiblePaths": "nix copy needs the daemon's socket",
-			"UMask":             "nix copy writes a file:// cache with the worker's umask, and others read it",
+			"PrivateNetwork":         "cachix needs the network",
+			"IPAddressDeny":          "cachix needs the network",
+			"DynamicUser":            "the worker reads root's config and token",
+			"InaccessiblePaths":      "nix copy needs the daemon's socket",
+			"UMask":                  "nix copy writes a file:// cache with the worker's umask, and others read it",
+			"ProcSubset":             "Nix's garbage collector reads /proc/stat at every nix copy",
+			"MemoryDenyWriteExecute": "cachix (Haskell) is not tested under it",
+			"AmbientCapabilities":    "the worker needs no capability",
 		} {
 			if _, ok := sc[k]; ok {
 				t.Errorf("serviceConfig.%s is set: %s", k, why)
@@ -310,6 +319,12 @@ func TestNixOSModule(t *testing.T) {
 		// argued for.
 		if families := fmt.Sprint(sc["RestrictAddressFamilies"]); families != "[AF_UNIX AF_INET AF_INET6 AF_NETLINK]" {
 			t.Errorf("RestrictAddressFamilies = %s, want [AF_UNIX AF_INET AF_INET6 AF_NETLINK]", families)
+		}
+		// The usual start, and nothing more allowed: privileged calls
+		// (chown, setuid, mount) and resource changes (setpriority,
+		// sched_setaffinity) are denied with EPERM.
+		if filter := fmt.Sprint(sc["SystemCallFilter"]); filter != "[@system-service ~@privileged ~@resources]" {
+			t.Errorf("SystemCallFilter = %s, want [@system-service ~@privileged ~@resources]", filter)
 		}
 		rw := fmt.Sprint(sc["ReadWritePaths"])
 		for _, p := range []string{"/var/cache/nix-local", "/nix/var/nix/daemon-socket"} {
@@ -322,6 +337,11 @@ func TestNixOSModule(t *testing.T) {
 		}
 		if r.Service.Environment["NIX_REMOTE"] != "daemon" {
 			t.Errorf("the worker's NIX_REMOTE = %q, want daemon (the store is read-only for it)", r.Service.Environment["NIX_REMOTE"])
+		}
+		// Nix's narinfo cache for s3:// and https:// stores: root's home
+		// is read-only, CacheDirectory is not.
+		if got := r.Service.Environment["XDG_CACHE_HOME"]; got != "/var/cache/"+fmt.Sprint(sc["CacheDirectory"]) {
+			t.Errorf("the worker's XDG_CACHE_HOME = %q, want /var/cache/%v (its CacheDirectory)", got, sc["CacheDirectory"])
 		}
 		if !slices.Contains(r.Tmpfiles, "d /var/lib/cachix-filter-hook 0700 root root -") || !slices.Contains(r.Tmpfiles, "d /var/cache/nix-local 0755 root root -") {
 			t.Errorf("tmpfiles rules %q lack the queue or the file:// store's directory", r.Tmpfiles)
@@ -343,6 +363,12 @@ func TestNixOSModule(t *testing.T) {
 		sc := r.Service.ServiceConfig
 		if _, ok := sc["StateDirectory"]; ok {
 			t.Errorf("StateDirectory = %v for a queue outside /var/lib/cachix-filter-hook", sc["StateDirectory"])
+		}
+		// The usual start, and nothing more allowed: privileged calls
+		// (chown, setuid, mount) and resource changes (setpriority,
+		// sched_setaffinity) are denied with EPERM.
+		if filter := fmt.Sprint(sc["SystemCallFilter"]); filter != "[@system-service ~@privileged ~@resources]" {
+			t.Errorf("SystemCallFilter = %s, want [@system-service ~@privileged ~@resources]", filter)
 		}
 		rw := fmt.Sprint(sc["ReadWritePaths"])
 		for _, p := range []string{"/srv/cfh/queue", "/var/log/cfh"} {
