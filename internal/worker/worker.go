@@ -4,7 +4,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // Mode says how long a worker waits for the lock and when it exits.
@@ -447,14 +447,25 @@ func (w *Worker) push(ctx context.Context, b batch) {
 		paths[i] = e.Path
 	}
 	start := time.Now()
-	out := &lineLogger{log: log}
+	// The output is summed up in the batch's one line; each line of it
+	// (one per path, from nix copy and cachix) only at debug level.
+	out := pusher.NewSummary(storepath.StoreDir())
+	if log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+		out.Line = func(line string) { log.Debug(line) }
+	}
 	err := w.factsFailed(b.target)
 	if err == nil {
 		err = w.pushers[b.target.Name].Push(ctx, paths, out)
 	}
-	out.flush()
+	out.Flush()
 	took := time.Since(start)
 	fields := logrus.Fields{"paths": len(paths), "duration": took.Round(time.Millisecond).String()}
+	if text := out.Text(); text != "" {
+		fields["output"] = text
+	}
+	if n := out.Lines(); n > 0 {
+		fields["output_lines"] = n
+	}
 	if err == nil {
 		log.WithFields(fields).Info("pushed")
 		w.record(b.target.Name, send, history.Pushed, "", took)
@@ -527,39 +538,4 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
-}
-
-// lineLogger logs the pusher's output a line at a time, synchronously, so
-// that nothing is lost when the worker exits right after a push (logrus's
-// own WriterLevel logs from a goroutine).
-type lineLogger struct {
-	log *logrus.Entry
-	buf []byte
-}
-
-func (l *lineLogger) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		if line := strings.TrimSpace(string(l.buf[:i])); line != "" {
-			l.log.Info(line)
-		}
-		l.buf = l.buf[i+1:]
-	}
-	// Pushers hand over whole lines of at most pusher.MaxLine bytes;
-	// should a writer not, memory stays bounded all the same.
-	if len(l.buf) > 2*pusher.MaxLine {
-		l.flush()
-	}
-	return len(p), nil
-}
-
-func (l *lineLogger) flush() {
-	if line := strings.TrimSpace(string(l.buf)); line != "" {
-		l.log.Info(line)
-	}
-	l.buf = nil
 }
