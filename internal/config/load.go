@@ -113,19 +113,21 @@ func Load(flagPath string) (*Config, error) {
 const MaxConfigSize = 1 << 20
 
 // readChecked refuses a file that fails the trust rule (see package
-// trust): the file names programs that run as root. The file is opened as
-// given once every directory on the way has been checked, so it cannot be
+// trust): the file names programs that run as root. It is read from the
+// very descriptor the rule was checked on (trust.Open), so it cannot be
 // swapped in between; it must be a regular file no larger than
 // MaxConfigSize.
 func readChecked(file string) ([]byte, error) {
-	if _, err := trust.Check(file, trust.File); err != nil {
+	f, err := trust.Open(file, trust.File)
+	if err != nil {
 		if trust.IsRefusal(err) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
+	defer f.Close()
 	// Whole or not at all: a cut could drop a deny list.
-	data, err := safeopen.ReadFile(file, safeopen.Options{MaxSize: MaxConfigSize})
+	data, err := safeopen.ReadAll(f, MaxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading config %s: %w", file, err)
 	}

@@ -16,14 +16,17 @@ const maxTokenSize = 64 << 10
 // writable by nobody else, readable by nobody else, like an SSH private
 // key. The error never contains the file's content.
 func ReadToken(file string) (string, error) {
-	if _, err := trust.Check(file, trust.Secret); err != nil {
+	f, err := trust.Open(file, trust.Secret)
+	if err != nil {
 		if trust.IsRefusal(err) {
 			return "", err
 		}
 		return "", fmt.Errorf("reading token file: %w", err)
 	}
-	// Not blocking on a FIFO, regular files only; a token is small.
-	b, err := safeopen.ReadFile(file, safeopen.Options{MaxSize: maxTokenSize})
+	defer f.Close()
+	// Read from the descriptor the rule was checked on; a FIFO does not
+	// block (trust.Open); a secret is small.
+	b, err := safeopen.ReadAll(f, maxTokenSize)
 	if err != nil {
 		return "", fmt.Errorf("reading token file %s: %w", file, err)
 	}

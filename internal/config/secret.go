@@ -20,14 +20,17 @@ const maxKeySize = 64 << 10
 // whoever reads it can sign paths that every user of the cache trusts.
 // Errors never contain the file's content.
 func ReadSecretKey(file string) (string, error) {
-	if _, err := trust.Check(file, trust.Secret); err != nil {
+	f, err := trust.Open(file, trust.Secret)
+	if err != nil {
 		if trust.IsRefusal(err) {
 			return "", err
 		}
 		return "", fmt.Errorf("reading signing key: %w", err)
 	}
-	// Not blocking on a FIFO, regular files only, small.
-	b, err := safeopen.ReadFile(file, safeopen.Options{MaxSize: maxKeySize})
+	defer f.Close()
+	// Read from the descriptor the rule was checked on; a FIFO does not
+	// block (trust.Open); a secret is small.
+	b, err := safeopen.ReadAll(f, maxKeySize)
 	if err != nil {
 		return "", fmt.Errorf("reading signing key %s: %w", file, err)
 	}

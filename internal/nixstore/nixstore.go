@@ -41,39 +41,44 @@ func (n Nix) Bin(name string) string {
 	return name
 }
 
-// Trusted returns the path of a Nix program after checking it by the
-// trust rule (see package trust): the caller may run as root.
+// Trusted returns the real path of a Nix program (symlinks resolved)
+// after checking it by the trust rule (see package trust): the caller may
+// run as root, and runs it from that path, which nobody else can change.
 func (n Nix) Trusted(name string) (string, error) {
 	p := n.Bin(name)
 	if !filepath.IsAbs(p) {
 		return "", fmt.Errorf("%s not found (on PATH, or in %s); set nix.bin_dir", name, strings.Join(fallbackDirs, " or "))
 	}
-	if _, err := trust.Check(p, trust.Program); err != nil {
-		return "", err
+	return trust.Check(p, trust.Program)
+}
+
+// command prepares the Nix program name run from its checked real path,
+// with argv[0] as found (nix-store is a link to nix, which tells the two
+// apart by it). One that fails the trust rule is not run: the command's
+// Start returns why.
+func (n Nix) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	real, err := n.Trusted(name)
+	cmd := exec.CommandContext(ctx, n.Bin(name), args...)
+	if err != nil {
+		cmd.Err = err
+	} else {
+		cmd.Path = real
 	}
-	return p, nil
+	return cmd
 }
 
 // Command prepares a nix-command invocation with the experimental
 // feature enabled, which Nix 2.8 requires for `nix copy`. A nix that fails
 // the trust rule is not run: the command's Start returns why.
 func (n Nix) Command(ctx context.Context, args ...string) *exec.Cmd {
-	bin, err := n.Trusted("nix")
-	cmd := exec.CommandContext(ctx, n.Bin("nix"), append([]string{"--extra-experimental-features", "nix-command"}, args...)...)
-	if err != nil {
-		cmd.Err = err
-	} else {
-		cmd.Path = bin
-	}
-	return cmd
+	return n.command(ctx, "nix", append([]string{"--extra-experimental-features", "nix-command"}, args...)...)
 }
 
 func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
-	bin, err := n.Trusted("nix-store")
-	if err != nil {
-		return nil, err
+	cmd := n.command(ctx, "nix-store", args...)
+	if cmd.Err != nil {
+		return nil, cmd.Err
 	}
-	cmd := exec.CommandContext(ctx, bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -66,21 +66,31 @@ func Open(path string, opt Options) (*os.File, fs.FileInfo, error) {
 // ReadFile reads the whole of path, as Open allows it. A file that grows
 // past the limit while it is read is refused too.
 func ReadFile(path string, opt Options) ([]byte, error) {
-	f, fi, err := Open(path, opt)
+	f, _, err := Open(path, opt)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return ReadAll(f, opt.MaxSize)
+}
+
+// ReadAll reads the whole of the open file f (named by f.Name() in
+// errors), refusing one larger than maxSize (if above 0) as it is when
+// read: whole or not at all.
+func ReadAll(f *os.File, maxSize int64) ([]byte, error) {
 	var r io.Reader = f
-	if opt.MaxSize > 0 {
-		r = io.LimitReader(f, opt.MaxSize+1)
+	if maxSize > 0 {
+		if fi, err := f.Stat(); err == nil && fi.Size() > maxSize {
+			return nil, tooLarge(f.Name(), fi.Size(), maxSize)
+		}
+		r = io.LimitReader(f, maxSize+1)
 	}
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
-	if opt.MaxSize > 0 && int64(len(b)) > opt.MaxSize {
-		return nil, tooLarge(path, max(fi.Size(), int64(len(b))), opt.MaxSize)
+	if maxSize > 0 && int64(len(b)) > maxSize {
+		return nil, tooLarge(f.Name(), int64(len(b)), maxSize)
 	}
 	return b, nil
 }

@@ -2,13 +2,21 @@
 // by the running user: the one rule for everything the hook and the worker
 // read or run (config, token file, cachix, Nix's programs, queue dir).
 //
-// The rule is OpenSSH's StrictModes, applied to the real path: resolved
-// (symlinks followed), the path must be owned by root or by the running
-// user and writable by nobody else, and so must every directory above it
-// up to /. A sticky directory that others can write (/tmp, or /nix/store,
-// which is root:nixbld 1775) is accepted, because nobody else can rename
-// or delete an entry they do not own in it, and every entry below it is
-// checked in turn. Programs in the Nix store pass: root owns them.
+// The rule is OpenSSH's StrictModes: the path must be owned by root or by
+// the running user and writable by nobody else, and so must every
+// directory above it up to /. A sticky directory that others can write
+// (/tmp, or /nix/store, which is root:nixbld 1775) is accepted, because
+// nobody else can rename or delete an entry they do not own in it, and
+// every entry below it is checked in turn; a symlink in it counts only
+// when root or the running user owns it (another user's is theirs to
+// repoint, and fs.protected_symlinks may be 0). Programs in the Nix store
+// pass: root owns them.
+//
+// What is checked is what is used: the path is walked from / one
+// component at a time on descriptors, a file is read from the descriptor
+// that was checked (Open), and a program is run from its real path, every
+// directory of which passed the rule (Check), so nobody else can change
+// what it names.
 //
 // Running as root this keeps any other user from steering what root runs
 // or reads; running as a user, from steering that user's worker, which
@@ -25,7 +33,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Kind says what the checked path is used as; it decides the extra checks
@@ -51,6 +60,7 @@ type Error struct {
 	Path    string      // the path as given
 	Bad     string      // the real path that failed: Path resolved, or a directory above it
 	Parent  bool        // Bad is a directory above Path
+	Link    bool        // Bad is a symlink on the way that is not followed
 	Uid     uint32      // Bad's owner
 	Mode    fs.FileMode // Bad's mode
 	Problem string      // what is wrong with Bad: "is writable by group or others"
@@ -66,8 +76,13 @@ func (e *Error) Error() string {
 	switch {
 	case e.Parent:
 		it = "its directory " + e.Bad
+	case e.Link && e.Bad != absPath(e.Path):
+		it = "the link " + e.Bad + " on its way"
 	case e.Bad != absPath(e.Path):
 		subject = e.Path + " (really " + e.Bad + ")"
+	}
+	if e.Link {
+		return fmt.Sprintf("refusing %s: running as %s, and %s %s; %s", subject, who, it, e.Problem, e.Fix)
 	}
 	mode := e.Mode.Perm()
 	if e.Mode&fs.ModeSticky != 0 {
@@ -91,20 +106,51 @@ func trusted(uid uint32) bool {
 	return uid == 0 || int(uid) == os.Geteuid()
 }
 
-// Check applies the rule to path, used as kind, and returns its real path.
-// Every directory passed on the way is checked, those that hold a symlink
-// followed included, so the path can be opened or run as given (keeping
-// argv[0], which nix-store needs) and still lead to what was checked. A
-// path that does not exist is an error wrapping fs.ErrNotExist.
+// Check applies the rule to path, used as kind, and returns its real path
+// (every symlink resolved), from which a program is to be run: every
+// directory on it passed the rule, so nobody else can change what it
+// names. A path that does not exist is an error wrapping fs.ErrNotExist.
 func Check(path string, kind Kind) (string, error) {
-	real, fi, err := walk(path)
+	w, err := walkPath(path)
 	if err != nil {
 		return "", err
 	}
-	if err := checkOne(path, real, fi, kind, false); err != nil {
+	defer w.close()
+	if err := checkOne(path, w.real, w.st.Uid, fileMode(w.st.Mode), kind, false); err != nil {
 		return "", err
 	}
-	return real, nil
+	return w.real, nil
+}
+
+// Open opens path for reading, as File or Secret, and returns the file
+// after checking the rule on what was opened: walked from / one component
+// at a time on descriptors (see walk), the file itself opened relative to
+// its checked directory without following a link, without blocking (a
+// FIFO), and checked with fstat. So what is read is what was checked:
+// nobody can swap it in between, by a rename or a symlink repointed in a
+// loop. The file is a regular file.
+func Open(path string, kind Kind) (*os.File, error) {
+	w, err := walkPath(path)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	if err := checkOne(path, w.real, w.st.Uid, fileMode(w.st.Mode), kind, false); err != nil {
+		return nil, err
+	}
+	// The descriptor walk holds is O_PATH (opening it could not have
+	// touched a device); open the checked entry for reading, and make
+	// sure it is the one checked.
+	fd, err := unix.Openat(w.dir, w.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != w.st.Dev || st.Ino != w.st.Ino {
+		unix.Close(fd)
+		return nil, fmt.Errorf("opening %s: it changed while it was opened", path)
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // CheckParents applies the rule to the directories leading to path (not
@@ -116,72 +162,183 @@ func CheckParents(path string) error {
 	if err != nil {
 		return fmt.Errorf("checking %s: %w", path, err)
 	}
-	dir, fi, err := walkAs(path, filepath.Dir(abs))
+	w, err := walk(path, filepath.Dir(abs))
 	if err != nil {
 		return err
 	}
-	return checkOne(path, dir, fi, Dir, true)
+	defer w.close()
+	if w.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("checking %s: %s is not a directory", path, w.real)
+	}
+	return checkOne(path, w.real, w.st.Uid, fileMode(w.st.Mode), Dir, true)
 }
 
-func walk(path string) (string, fs.FileInfo, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", nil, fmt.Errorf("checking %s: %w", path, err)
-	}
-	return walkAs(path, abs)
+// walked is where a walk ended: the last component, opened with O_PATH
+// (so not followed, and nothing but a lookup done), in its directory.
+type walked struct {
+	dir  int    // the checked directory holding it
+	name string // its name there
+	fd   int    // O_PATH descriptor of it
+	st   unix.Stat_t
+	real string // its real path
 }
 
-// walkAs resolves abs one component at a time, checking each directory it
-// passes through as a Dir, and returns the real path and its FileInfo.
-func walkAs(path, abs string) (string, fs.FileInfo, error) {
-	todo := splitPath(abs)
-	cur := "/"
-	links := 0
-	fi, err := os.Lstat(cur)
+func (w *walked) close() {
+	unix.Close(w.fd)
+	unix.Close(w.dir)
+}
+
+func walkPath(path string) (*walked, error) {
+	abs, err := absolute(path)
 	if err != nil {
-		return "", nil, fmt.Errorf("checking %s: %w", path, err)
+		return nil, fmt.Errorf("checking %s: %w", path, err)
 	}
-	for len(todo) > 0 {
-		// cur is a directory we look into: the rule applies to it.
-		if err := checkOne(path, cur, fi, Dir, true); err != nil {
-			return "", nil, err
+	return walk(path, abs)
+}
+
+// absolute makes path absolute without cleaning it: "link/.." is the
+// directory above link's target, as the kernel resolves it, not the
+// directory holding link.
+func absolute(path string) (string, error) {
+	if filepath.IsAbs(path) {
+		return path, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	return wd + "/" + path, nil
+}
+
+// maxLinks is how many symlinks a walk follows, as the kernel's limit.
+const maxLinks = 40
+
+// walk resolves abs from / one component at a time, each looked up
+// relative to the descriptor of the directory before it (openat with
+// O_NOFOLLOW), never by name from the top again: a directory checked
+// stays the one looked into, whatever is renamed meanwhile. Each
+// directory passed is checked as a Dir on its descriptor. A symlink is
+// followed by reading it on its own descriptor, and only when the
+// directory holding it is one that only root or the running user can
+// write, or when root or the running user owns it: in a directory others
+// can write (a sticky one, such as /tmp), another user's symlink is
+// theirs to repoint, and the kernel follows it whatever
+// fs.protected_symlinks says here.
+func walk(path, abs string) (*walked, error) {
+	fail := func(err error) error { return fmt.Errorf("checking %s: %w", path, err) }
+	type dir struct {
+		fd   int
+		real string
+		st   unix.Stat_t
+	}
+	var stack []dir
+	defer func() {
+		for _, d := range stack {
+			unix.Close(d.fd)
 		}
+	}()
+	push := func(fd int, real string) error {
+		d := dir{fd: fd, real: real}
+		if err := unix.Fstat(fd, &d.st); err != nil {
+			unix.Close(fd)
+			return fail(&fs.PathError{Op: "stat", Path: real, Err: err})
+		}
+		stack = append(stack, d)
+		if d.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fail(fmt.Errorf("%s is not a directory", real))
+		}
+		// A directory we look into: the rule applies to it.
+		return checkOne(path, real, d.st.Uid, fileMode(d.st.Mode), Dir, true)
+	}
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fail(err)
+	}
+	if err := push(root, "/"); err != nil {
+		return nil, err
+	}
+	todo := splitPath(abs)
+	if len(todo) == 0 {
+		return nil, fail(errors.New("/ is not a file"))
+	}
+	links := 0
+	for {
 		c := todo[0]
 		todo = todo[1:]
 		if c == ".." {
-			cur = filepath.Dir(cur)
-			if fi, err = os.Lstat(cur); err != nil {
-				return "", nil, fmt.Errorf("checking %s: %w", path, err)
+			if len(stack) > 1 {
+				unix.Close(stack[len(stack)-1].fd)
+				stack = stack[:len(stack)-1]
+			}
+			if len(todo) == 0 {
+				return nil, fail(errors.New("the path ends in .."))
 			}
 			continue
 		}
-		next := filepath.Join(cur, c)
-		if fi, err = os.Lstat(next); err != nil {
-			return "", nil, fmt.Errorf("checking %s: %w", path, err)
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			if len(todo) > 0 && !fi.IsDir() {
-				return "", nil, fmt.Errorf("checking %s: %s is not a directory", path, next)
-			}
-			cur = next
-			continue
-		}
-		if links++; links > 40 {
-			return "", nil, fmt.Errorf("checking %s: too many symbolic links", path)
-		}
-		target, err := os.Readlink(next)
+		parent := stack[len(stack)-1]
+		next := filepath.Join(parent.real, c)
+		fd, err := unix.Openat(parent.fd, c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return "", nil, fmt.Errorf("checking %s: %w", path, err)
+			return nil, fail(&fs.PathError{Op: "open", Path: next, Err: err})
 		}
-		if filepath.IsAbs(target) {
-			cur = "/"
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return nil, fail(&fs.PathError{Op: "stat", Path: next, Err: err})
 		}
-		todo = append(splitPath(target), todo...)
-		if fi, err = os.Lstat(cur); err != nil {
-			return "", nil, fmt.Errorf("checking %s: %w", path, err)
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			target, err := readLink(fd)
+			unix.Close(fd)
+			if err != nil {
+				return nil, fail(&fs.PathError{Op: "readlink", Path: next, Err: err})
+			}
+			if parent.st.Mode&0o022 != 0 && !trusted(st.Uid) {
+				return nil, &Error{Path: path, Bad: next, Link: true, Uid: st.Uid, Mode: fileMode(st.Mode),
+					Problem: "is a symbolic link owned by " + OwnerName(st.Uid) + " in " + parent.real + ", which others can write, so its owner can repoint it at any time",
+					Fix:     "point the setting at the file itself (" + target + "), or at a link of your own"}
+			}
+			if links++; links > maxLinks {
+				return nil, fail(errors.New("too many symbolic links"))
+			}
+			if filepath.IsAbs(target) {
+				for _, d := range stack[1:] {
+					unix.Close(d.fd)
+				}
+				stack = stack[:1]
+			}
+			todo = append(splitPath(target), todo...)
+			if len(todo) == 0 {
+				return nil, fail(fmt.Errorf("%s points at /", next))
+			}
+			continue
+		}
+		if len(todo) == 0 {
+			// The directory's descriptor goes to the caller.
+			stack = stack[:len(stack)-1]
+			return &walked{dir: parent.fd, name: c, fd: fd, st: st, real: next}, nil
+		}
+		if err := push(fd, next); err != nil {
+			return nil, err
 		}
 	}
-	return cur, fi, nil
+}
+
+// readLink reads the target of the symlink open (O_PATH) as fd.
+func readLink(fd int) (string, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Readlinkat(fd, "", buf)
+		if err != nil {
+			return "", err
+		}
+		if n < len(buf) {
+			return string(buf[:n]), nil
+		}
+		if len(buf) >= 1<<16 {
+			return "", errors.New("symbolic link target too long")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
 
 func splitPath(p string) []string {
@@ -194,25 +351,50 @@ func splitPath(p string) []string {
 	return out
 }
 
-func checkOne(path, real string, fi fs.FileInfo, kind Kind, parent bool) error {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil
+// fileMode converts a stat mode to an fs.FileMode.
+func fileMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & unix.S_IFMT {
+	case unix.S_IFDIR:
+		mode |= fs.ModeDir
+	case unix.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case unix.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		mode |= fs.ModeSocket
+	case unix.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		mode |= fs.ModeDevice
 	}
-	e := &Error{Path: path, Bad: real, Parent: parent, Uid: st.Uid, Mode: fi.Mode()}
-	perm := fi.Mode().Perm()
+	if m&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	if m&unix.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	return mode
+}
+
+func checkOne(path, real string, uid uint32, mode fs.FileMode, kind Kind, parent bool) error {
+	e := &Error{Path: path, Bad: real, Parent: parent, Uid: uid, Mode: mode}
+	perm := mode.Perm()
 	switch {
-	case !trusted(st.Uid):
+	case !trusted(uid):
 		owner := "root"
 		if os.Geteuid() != 0 {
 			owner = "root or you"
 		}
-		e.Problem = "is owned by " + OwnerName(st.Uid) + ", not " + owner
+		e.Problem = "is owned by " + OwnerName(uid) + ", not " + owner
 		e.Fix = "chown " + userName(os.Geteuid()) + " " + real
 		if perm&0o022 != 0 {
 			e.Fix += " && chmod go-w " + real
 		}
-	case perm&0o022 != 0 && !(fi.IsDir() && fi.Mode()&fs.ModeSticky != 0):
+	case perm&0o022 != 0 && !(mode.IsDir() && mode&fs.ModeSticky != 0):
 		// A sticky directory lets nobody else rename or delete an
 		// entry it does not own, and the entries are checked too.
 		e.Problem = "is writable by group or others"
@@ -222,10 +404,10 @@ func checkOne(path, real string, fi fs.FileInfo, kind Kind, parent bool) error {
 	case kind == Secret && perm&0o044 != 0:
 		e.Problem = "is readable by group or others (a secret, like an SSH private key)"
 		e.Fix = "chmod 600 " + real
-	case kind == Program && (!fi.Mode().IsRegular() || perm&0o111 == 0):
+	case kind == Program && (!mode.IsRegular() || perm&0o111 == 0):
 		e.Problem = "is not an executable file"
 		e.Fix = "chmod +x " + real
-	case (kind == File || kind == Secret) && !fi.Mode().IsRegular():
+	case (kind == File || kind == Secret) && !mode.IsRegular():
 		e.Problem = "is not a regular file"
 		e.Fix = "point it at a regular file instead of " + real
 	default:

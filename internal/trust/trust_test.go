@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
@@ -114,6 +116,33 @@ func TestCheckAdversarial(t *testing.T) {
 		t.Errorf("Check(good link) = %q, %v; want %q", real, err, ok)
 	}
 
+	// Issue 18: a symlink in a directory others can write counts only
+	// when root owns it; the user's own is refused (fs.protected_symlinks
+	// may be 0), and the message names the link, its owner and the file
+	// it points at. In a directory only root writes, the link's owner
+	// cannot repoint it: it counts.
+	userLink := filepath.Join(st, "user-link")
+	os.Symlink(ok, userLink)
+	u.Chown(t, userLink)
+	mustRefuse(t, firstErr(Check(userLink, File)), userLink, "symbolic link owned by "+u.Name, "point the setting at the file itself ("+ok+")")
+	if f, err := Open(userLink, File); err == nil || !IsRefusal(err) {
+		t.Errorf("Open through the user's link in a sticky dir: %v", err)
+		f.Close()
+	}
+	viaUserLink := userLink + "/../cachix" // not cleaned: through the link
+	mustRefuse(t, firstErr(Check(viaUserLink, Program)), "the link "+userLink+" on its way")
+	rootLink := filepath.Join(st, "root-link")
+	os.Symlink(ok, rootLink)
+	if real, err := Check(rootLink, File); err != nil || real != ok {
+		t.Errorf("root's link in a sticky dir: %q, %v", real, err)
+	}
+	userLinkInRootDir := filepath.Join(d, "user-link")
+	os.Symlink(ok, userLinkInRootDir)
+	u.Chown(t, userLinkInRootDir)
+	if _, err := Check(userLinkInRootDir, File); err != nil {
+		t.Errorf("the user's link in a directory only root writes: %v", err)
+	}
+
 	// Secrets: readable by others is refused, 0600 passes.
 	tok := write(t, filepath.Join(d, "token"), 0o644)
 	mustRefuse(t, firstErr(Check(tok, Secret)), "readable by group or others", "chmod 600 "+tok)
@@ -168,3 +197,59 @@ func TestCheckNixStore(t *testing.T) {
 }
 
 func firstErr(_ string, err error) error { return err }
+
+// Open reads what it checked: a regular file, through links that count,
+// relative paths and "..", without blocking on a FIFO; anything else is
+// refused, and a missing file is fs.ErrNotExist.
+func TestOpen(t *testing.T) {
+	d := rootDir(t)
+	sub := filepath.Join(d, "sub")
+	os.Mkdir(sub, 0o755)
+	f := write(t, filepath.Join(sub, "f.conf"), 0o644)
+	os.Symlink("sub/../sub/f.conf", filepath.Join(d, "rel-link"))
+	os.Symlink(sub, filepath.Join(d, "dir-link"))
+	for _, p := range []string{f, filepath.Join(d, "rel-link"), filepath.Join(d, "dir-link", "f.conf"), d + "/dir-link/../sub/f.conf"} {
+		fh, err := Open(p, File)
+		if err != nil {
+			t.Errorf("Open(%s): %v", p, err)
+			continue
+		}
+		b := make([]byte, 4)
+		n, _ := fh.Read(b)
+		fh.Close()
+		if string(b[:n]) != "x" {
+			t.Errorf("Open(%s) read %q", p, b[:n])
+		}
+	}
+	fifo := filepath.Join(d, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Open(fifo, File)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		mustRefuse(t, err, "not a regular file")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Open of a FIFO blocked")
+	}
+	mustRefuse(t, errOf(Open(sub, File)), "not a regular file")
+	if _, err := Open(filepath.Join(d, "missing"), File); !errors.Is(err, fs.ErrNotExist) || IsRefusal(err) {
+		t.Errorf("missing: %v", err)
+	}
+	loop := filepath.Join(d, "loop")
+	os.Symlink("loop", loop)
+	if _, err := Open(loop, File); err == nil || !strings.Contains(err.Error(), "too many symbolic links") {
+		t.Errorf("a link to itself: %v", err)
+	}
+}
+
+func errOf(f *os.File, err error) error {
+	if f != nil {
+		f.Close()
+	}
+	return err
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
 // Fingerprint tells configurations apart by content, not by a file's
@@ -66,10 +67,15 @@ func FingerprintOf(file string) Fingerprint {
 		f.Digest = digest(nil)
 		return f
 	}
-	// Only hashed here; config.Load applies the trust rule before it
-	// uses a byte. The same limits, so a file too large to load is
+	// Opened as config.Load opens it (the trust rule, checked on the
+	// descriptor read), with the same limit: a file too large to load is
 	// refused here too instead of read whole.
-	data, err := safeopen.ReadFile(file, safeopen.Options{MaxSize: config.MaxConfigSize})
+	var data []byte
+	fh, err := trust.Open(file, trust.File)
+	if err == nil {
+		data, err = safeopen.ReadAll(fh, config.MaxConfigSize)
+		fh.Close()
+	}
 	if err != nil {
 		f.Digest = digest([]byte("error: " + err.Error()))
 		return f

@@ -31,6 +31,11 @@ func Spawn(cfg *config.Config) error {
 		args = append(args, "--config", cfg.File)
 	}
 	cmd := exec.Command(exe, append(args, "worker", "--spawned")...)
+	// Run the very binary that is running (the kernel's reference to
+	// it), not whatever its path names by now: root runs the worker.
+	if _, err := os.Stat("/proc/self/exe"); err == nil {
+		cmd.Path = "/proc/self/exe"
+	}
 	cmd.Dir = "/"
 	// exec keeps the last of duplicate variables: these win over the
 	// hook's own.
