@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -462,6 +464,10 @@ func (d *doctor) checkQueue() {
 		d.add("worker", checkProblem, fmt.Sprintf("stale: %d entries queued and no worker running", pushable), "`cachix-filter-hook wait` starts one and waits; see "+d.cfg.Log.File+" for why the last one stopped")
 	default:
 		d.add("worker", checkOK, "not running, nothing to push (the hook starts one when needed)", "")
+	}
+	for _, u := range slices.Sorted(maps.Keys(st.SlowUpstreams)) {
+		d.add("upstream", checkWarning, fmt.Sprintf("%s is slow: %s (at %s); the paths it did not answer for were pushed", u, st.SlowUpstreams[u].Why, st.SlowUpstreams[u].Time.Local().Format(time.RFC3339)),
+			"check the URL and the network (`curl -I "+u+"/nix-cache-info`), or raise upstream_deadline")
 	}
 	if dropped > 0 {
 		d.add("dropped", checkWarning, fmt.Sprintf("%d entries were dropped (closure_deny, garbage-collected)", dropped), "`cachix-filter-hook log` says why; `cachix-filter-hook forget --dropped` clears them")

@@ -25,6 +25,9 @@ func (e *env) gatherFactsWith(g *pathfacts.Gatherer, c *config.Config, paths []s
 		e.errorf("warning: max_nar_size and unsubstitutable not applied: %v", err)
 		return nil
 	}
+	for _, w := range g.LastUpstreamRound().Warnings {
+		e.errorf("warning: %s", w)
+	}
 	warned := map[string]bool{}
 	for _, p := range paths {
 		f := facts[p.String()]

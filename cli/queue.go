@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -71,6 +72,10 @@ type queueStatus struct {
 	// Orphaned counts entries of targets no longer in the config.
 	Orphaned int `json:"orphaned"`
 	Corrupt  int `json:"corrupt"`
+	// SlowUpstreams are the upstream caches whose last round of
+	// questions passed upstream_deadline: the paths they did not answer
+	// for were pushed without their answer.
+	SlowUpstreams map[string]worker.SlowUpstream `json:"slow_upstreams,omitempty"`
 }
 
 func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
@@ -85,6 +90,7 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 	if wi := state.Worker; running && wi != nil && processAlive(wi.PID) {
 		st.workerFiles(c, wi)
 	}
+	st.SlowUpstreams = state.SlowUpstreams
 	byName := map[string]*targetStatus{}
 	for _, t := range c.Targets {
 		ts := &targetStatus{Name: t.Name, Destination: "cachix " + t.Cache, Failures: []failingEntry{}, LastErrors: []history.Record{}}
@@ -207,6 +213,10 @@ func (st *queueStatus) print(w io.Writer) {
 	}
 	if st.Corrupt > 0 {
 		fmt.Fprintf(w, "%d unreadable entries: the worker moves them to %s/corrupt\n", st.Corrupt, st.Queue)
+	}
+	for _, u := range slices.Sorted(maps.Keys(st.SlowUpstreams)) {
+		s := st.SlowUpstreams[u]
+		fmt.Fprintf(w, "upstream %s is slow (%s, at %s): the paths it did not answer for were pushed\n", u, s.Why, s.Time.Local().Format(time.RFC3339))
 	}
 }
 

@@ -39,10 +39,13 @@ type Config struct {
 	Strict  bool
 	// UpstreamTimeout bounds one question to an upstream cache.
 	UpstreamTimeout time.Duration
-	Cachix          Cachix
-	Nix             Nix
-	Queue           Queue
-	Log             Log
+	// UpstreamDeadline bounds one round of questions to the upstream
+	// caches; past it the paths not answered are pushed.
+	UpstreamDeadline time.Duration
+	Cachix           Cachix
+	Nix              Nix
+	Queue            Queue
+	Log              Log
 	// Warnings are problems that do not stop the program, such as a
 	// target whose empty allow list selects nothing.
 	Warnings []string

@@ -25,6 +25,7 @@ func (c *Config) Effective() string {
 	}
 	fmt.Fprintf(&b, "strict = %v%s\n", c.Strict, src("strict"))
 	fmt.Fprintf(&b, "upstream_timeout = %q%s\n", c.UpstreamTimeout, src("upstream_timeout"))
+	fmt.Fprintf(&b, "upstream_deadline = %q%s\n", c.UpstreamDeadline, src("upstream_deadline"))
 	for i, t := range c.Targets {
 		// The default target's keys are top-level keys, which the
 		// environment can override: say where each came from.

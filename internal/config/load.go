@@ -68,7 +68,7 @@ var schema = map[string]kind{
 	"allow": kList, "deny": kList, "closure_deny": kString,
 	"strict": kBool, "target": kTargets,
 	"max_nar_size": kSize, "unsubstitutable": kString, "upstream": kList,
-	"upstream_timeout": kDuration, "secret_key_file": kString,
+	"upstream_timeout": kDuration, "upstream_deadline": kDuration, "secret_key_file": kString,
 	"cachix.bin": kString, "cachix.auth_token_file": kString, "cachix.push_args": kList,
 	"cachix.signing_key_file": kString,
 	"nix.bin_dir":             kString,
@@ -165,6 +165,7 @@ func parse(file string, data []byte) (*Config, error) {
 		SigningKeyFile: l.str("cachix.signing_key_file", ""),
 	}
 	c.UpstreamTimeout = l.duration("upstream_timeout", DefaultUpstreamTimeout)
+	c.UpstreamDeadline = l.duration("upstream_deadline", DefaultUpstreamDeadline)
 	c.Nix = Nix{BinDir: l.str("nix.bin_dir", "")}
 	c.Queue = Queue{
 		Dir:            l.str("queue.dir", DefaultQueueDir()),
@@ -452,6 +453,9 @@ func (l *loader) checkValues(c *Config) {
 	}
 	if c.Queue.RetryMax < c.Queue.RetryInitial {
 		l.errorf("%s: queue.retry_max (%s) is shorter than queue.retry_initial (%s)", l.fromOf("queue.retry_max"), c.Queue.RetryMax, c.Queue.RetryInitial)
+	}
+	if c.UpstreamDeadline <= 0 {
+		l.errorf("%s: upstream_deadline: must be positive (every round of upstream questions ends)", l.fromOf("upstream_deadline"))
 	}
 	if c.Queue.PushTimeout <= 0 {
 		l.errorf("%s: queue.push_timeout: must be positive", l.fromOf("queue.push_timeout"))

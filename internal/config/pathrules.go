@@ -23,6 +23,11 @@ const (
 // DefaultUpstreamTimeout bounds one narinfo request to an upstream cache.
 const DefaultUpstreamTimeout = 5 * time.Second
 
+// DefaultUpstreamDeadline bounds one round of questions to the upstream
+// caches (a worker's round, one push or explain): past it the paths not
+// answered are pushed.
+const DefaultUpstreamDeadline = 30 * time.Second
+
 // inherited are the target keys whose top-level value is every target's
 // default, rather than a key of the default target only.
 var inherited = map[string]bool{

@@ -10,7 +10,9 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
@@ -30,13 +32,31 @@ type Gatherer struct {
 	infos    map[string]nixstore.PathInfo
 	closed   map[string]bool   // paths whose closure's infos are loaded
 	drvs     map[string]string // .drv path: a config.Subst* value
+	round    UpstreamRound     // of the last Gather
 }
+
+// UpstreamRound is what one Gather learnt about the upstream caches it
+// asked, for the caller to say: the worker logs it and keeps Slow in
+// state.json (status, doctor); push and explain print it.
+type UpstreamRound struct {
+	// Asked lists the upstreams asked in the round, sorted.
+	Asked []string
+	// Slow holds, per upstream, why the round's deadline passed before
+	// it answered for every path.
+	Slow map[string]string
+	// Warnings are odd answers (a 200 that was not the narinfo asked, a
+	// redirect elsewhere), each said once in the Gatherer's lifetime.
+	Warnings []string
+}
+
+// LastUpstreamRound returns what the last Gather learnt about upstreams.
+func (g *Gatherer) LastUpstreamRound() UpstreamRound { return g.round }
 
 // New returns a Gatherer for cfg's Nix and upstream timeout.
 func New(cfg *config.Config) *Gatherer {
 	return &Gatherer{
 		nix:      nixstore.Nix{BinDir: cfg.Nix.BinDir},
-		upstream: upstream.New(cfg.UpstreamTimeout),
+		upstream: upstream.New(cfg.UpstreamTimeout, cfg.UpstreamDeadline),
 		infos:    map[string]nixstore.PathInfo{},
 		closed:   map[string]bool{},
 		drvs:     map[string]string{},
@@ -51,6 +71,7 @@ func New(cfg *config.Config) *Gatherer {
 // closure, the infos of the paths' closures are loaded too, for
 // ClosureOversize.
 func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []storepath.Path, closure bool) (map[string]*config.Facts, error) {
+	g.round = UpstreamRound{}
 	needs := cfg.Needs()
 	if !needs.Any() {
 		return nil, nil
@@ -71,6 +92,10 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	if len(g.infos) > maxCached {
 		g.infos, g.closed, g.drvs = map[string]nixstore.PathInfo{}, map[string]bool{}, map[string]string{}
 	}
+	// Nix is asked only for what a rule reads: with upstream the only
+	// rule that needs facts, no path info is needed, and the upstreams
+	// are asked all the same.
+	infosNeeded := needs.Size || needs.Subst || closure
 	var ask []string
 	for _, p := range cands {
 		s := p.String()
@@ -78,7 +103,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 			ask = append(ask, s)
 		}
 	}
-	if len(ask) > 0 && (needs.Size || needs.Subst || closure) {
+	if len(ask) > 0 && infosNeeded {
 		infos, err := g.nix.PathInfos(ctx, closure, ask...)
 		if err != nil {
 			return nil, err
@@ -95,7 +120,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	for _, p := range cands {
 		s := p.String()
 		info, ok := g.infos[s]
-		if !ok || !info.Valid {
+		if infosNeeded && (!ok || !info.Valid) {
 			continue
 		}
 		f := &config.Facts{NarSize: info.NarSize, Deriver: info.Deriver}
@@ -117,6 +142,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	}
 	if len(asks) > 0 {
 		res := g.upstream.Check(ctx, asks)
+		g.round = UpstreamRound{Asked: slices.Sorted(maps.Keys(asks)), Slow: res.Slow, Warnings: g.upstream.Warnings()}
 		for u, has := range res.Has {
 			for s, h := range has {
 				f := out[s]

@@ -39,7 +39,7 @@ func realCache(t *testing.T) (dir, in, out string) {
 	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := exec.Command("nix-build", file, "--no-out-link", "--option", "substituters", "").Output()
+	b, err := exec.Command("nix-build", file, "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", "").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,13 +60,13 @@ func TestHTTPAndFile(t *testing.T) {
 	fsrv := http.FileServer(http.Dir(dir))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
-		if r.Method != http.MethodHead {
-			t.Errorf("method %s, want HEAD", r.Method)
+		if r.Method != http.MethodGet {
+			t.Errorf("method %s, want GET", r.Method)
 		}
 		fsrv.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	c := New(5 * time.Second)
+	c := New(5*time.Second, time.Minute)
 	for _, u := range []string{srv.URL, "file://" + dir} {
 		res := c.Check(context.Background(), map[string][]string{u: {in, out}})
 		if !res.Has[u][in] || res.Has[u][out] {
@@ -124,7 +124,7 @@ func TestStalledUpstream(t *testing.T) {
 	for i := range 50 {
 		paths = append(paths, fmt.Sprintf("/nix/store/%032d-stalled", i))
 	}
-	c := New(300 * time.Millisecond)
+	c := New(300*time.Millisecond, time.Minute)
 	done := make(chan Result, 1)
 	go func() { done <- c.Check(context.Background(), map[string][]string{url: paths}) }()
 	var res Result
@@ -171,7 +171,7 @@ func TestParallelBound(t *testing.T) {
 	for i := range 100 {
 		paths = append(paths, fmt.Sprintf("/nix/store/%032d-par", i))
 	}
-	res := New(10*time.Second).Check(context.Background(), map[string][]string{srv.URL: paths})
+	res := New(10*time.Second, time.Minute).Check(context.Background(), map[string][]string{srv.URL: paths})
 	if len(res.Has[srv.URL]) != 100 {
 		t.Fatalf("%d answers, want 100: %v", len(res.Has[srv.URL]), res.Unreachable)
 	}
@@ -187,12 +187,151 @@ func TestServerError(t *testing.T) {
 	}))
 	defer srv.Close()
 	p := fmt.Sprintf("/nix/store/%032d-err", 1)
-	res := New(time.Second).Check(context.Background(), map[string][]string{srv.URL: {p}})
+	res := New(time.Second, time.Minute).Check(context.Background(), map[string][]string{srv.URL: {p}})
 	if res.Has[srv.URL][p] || !strings.Contains(res.Unreachable[srv.URL], "500") {
 		t.Errorf("= %+v, want unreachable with HTTP 500", res)
 	}
-	res = New(time.Second).Check(context.Background(), map[string][]string{"file:///no/such/cache": {p}})
+	res = New(time.Second, time.Minute).Check(context.Background(), map[string][]string{"file:///no/such/cache": {p}})
 	if res.Unreachable["file:///no/such/cache"] == "" {
 		t.Errorf("missing file:// cache: %+v, want unreachable", res)
+	}
+}
+
+// Issue 18, defect 2: an upstream has a path only on evidence. A 200
+// that is not the narinfo asked (a captive portal's page, a narinfo of
+// another path) and a redirect to another host count as not having it,
+// each warned about once; a redirect on the same server is followed; a
+// real narinfo counts.
+func TestEvidence(t *testing.T) {
+	dir, in, out := realCache(t)
+	other := httptest.NewServer(http.FileServer(http.Dir(dir))) // has the real narinfo
+	defer other.Close()
+	narinfo := func(p string) string { return "/" + filepath.Base(p)[:32] + ".narinfo" }
+	mux := http.NewServeMux()
+	mux.HandleFunc("/portal/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, "<html><body>Please log in</body></html>")
+	})
+	mux.HandleFunc("/wrong/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "StorePath: %s\nURL: nar/x.nar\n", out) // another path's
+	})
+	mux.HandleFunc("/offsite/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+narinfo(in), http.StatusFound)
+	})
+	mux.HandleFunc("/moved/", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/real"+strings.TrimPrefix(r.URL.Path, "/moved"), http.StatusMovedPermanently)
+	})
+	mux.Handle("/real/", http.StripPrefix("/real", http.FileServer(http.Dir(dir))))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	c := New(5*time.Second, time.Minute)
+	for _, tc := range []struct {
+		base string
+		has  bool
+		warn string
+	}{
+		{srv.URL + "/portal", false, "answered 200 for " + filepath.Base(in)[:32] + ".narinfo with no StorePath (text/html)"},
+		{srv.URL + "/wrong", false, "with StorePath " + out},
+		{srv.URL + "/offsite", false, "redirected " + filepath.Base(in)[:32] + ".narinfo to another host or scheme (http://" + strings.TrimPrefix(other.URL, "http://") + ")"},
+		{srv.URL + "/moved", true, ""},
+		{srv.URL + "/real", true, ""},
+	} {
+		for round := range 2 {
+			c.known = map[string]bool{} // ask again: the warning is not repeated
+			res := c.Check(context.Background(), map[string][]string{tc.base: {in}})
+			if got, ok := res.Has[tc.base][in]; !ok || got != tc.has || len(res.Unreachable) > 0 {
+				t.Errorf("%s: Has = %v (answered %v), unreachable %v; want %v", tc.base, got, ok, res.Unreachable, tc.has)
+			}
+			w := c.Warnings()
+			switch {
+			case tc.warn == "" && len(w) > 0:
+				t.Errorf("%s: warnings %q", tc.base, w)
+			case tc.warn != "" && round == 0 && (len(w) != 1 || !strings.Contains(w[0], tc.warn) || !strings.Contains(w[0], "pushed")):
+				t.Errorf("%s: warnings %q, want one with %q", tc.base, w, tc.warn)
+			case tc.warn != "" && round == 1 && len(w) > 0:
+				t.Errorf("%s: warned again: %q", tc.base, w)
+			}
+		}
+	}
+}
+
+// A file:// upstream passes the trust rule: a narinfo in a directory
+// another user can write is no evidence (the upstream is refused, so its
+// paths are pushed), and one that names no path (an empty file) is not
+// the path's.
+func TestFileEvidence(t *testing.T) {
+	dir, in, _ := realCache(t)
+	p := filepath.Join(dir, filepath.Base(in)[:32]+".narinfo")
+	c := New(time.Second, time.Minute)
+	u := "file://" + dir
+	if res := c.Check(context.Background(), map[string][]string{u: {in}}); !res.Has[u][in] {
+		t.Fatalf("a real cache: %+v", res)
+	}
+	// Empty, as anyone could plant one.
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c = New(time.Second, time.Minute)
+	if res := c.Check(context.Background(), map[string][]string{u: {in}}); res.Has[u][in] || len(res.Unreachable) > 0 {
+		t.Errorf("an empty narinfo: %+v, want not there", res)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "does not name "+in) {
+		t.Errorf("warnings %q", w)
+	}
+	// The directory writable by others: refused, said, and the path not
+	// counted as there.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	c = New(time.Second, time.Minute)
+	res := c.Check(context.Background(), map[string][]string{u: {in}})
+	if res.Has[u][in] || !strings.Contains(res.Unreachable[u], "refusing") || !strings.Contains(res.Unreachable[u], "writable by group or others") {
+		t.Errorf("a world-writable file:// cache: %+v, want refused", res)
+	}
+}
+
+// A round of questions ends at its deadline (issue 18, defect 4): an
+// upstream that answers 404 after 300 ms, asked about 200 paths with a
+// deadline of 1 s, answers some; the rest are left unanswered (so
+// pushed), the upstream is Slow and not asked again for a while.
+func TestRoundDeadline(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		select {
+		case <-time.After(300 * time.Millisecond):
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	defer srv.Close()
+	var paths []string
+	for i := range 200 {
+		paths = append(paths, fmt.Sprintf("/nix/store/%032d-slow", i))
+	}
+	c := New(5*time.Second, time.Second)
+	start := time.Now()
+	res := c.Check(context.Background(), map[string][]string{srv.URL: paths})
+	took := time.Since(start)
+	// 200 questions 8 at a time take 7.5 s without the deadline.
+	if took > 4*time.Second {
+		t.Errorf("the round took %s, past its deadline of 1 s", took)
+	}
+	if res.Slow[srv.URL] == "" || !strings.Contains(res.Unreachable[srv.URL], "upstream_deadline") {
+		t.Errorf("not marked slow: %+v", res)
+	}
+	if n := len(res.Has[srv.URL]); n == 0 || n >= 200 {
+		t.Errorf("%d of 200 answered, want some", n)
+	}
+	for p, has := range res.Has[srv.URL] {
+		if has {
+			t.Errorf("%s counted as there", p)
+		}
+	}
+	before := requests.Load()
+	res = c.Check(context.Background(), map[string][]string{srv.URL: paths[199:]})
+	if res.Slow[srv.URL] == "" || requests.Load() != before {
+		t.Errorf("asked again right after a slow round, or not said slow: %+v", res)
 	}
 }

@@ -45,6 +45,13 @@ func (w *Worker) prefetch(ctx context.Context, batches []batch) {
 		}
 	}
 	w.facts.of, w.facts.err = w.facts.gather.Gather(ctx, w.cfg, paths, closure)
+	round := w.facts.gather.LastUpstreamRound()
+	for _, msg := range round.Warnings {
+		w.log.Warn(msg)
+	}
+	if len(round.Asked) > 0 {
+		w.state.upstreams(w.q.Dir, round.Asked, round.Slow, time.Now())
+	}
 	if w.facts.err != nil {
 		w.log.WithError(w.facts.err).Warn("cannot ask Nix for path sizes and derivers; the targets whose rules need them wait for a retry")
 		return

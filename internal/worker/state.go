@@ -17,6 +17,16 @@ type State struct {
 	// Worker is what the last worker to start runs with. status reads
 	// it while that worker runs: its caller may use another config.
 	Worker *WorkerInfo `json:"worker,omitempty"`
+	// SlowUpstreams holds the upstream caches whose last round of
+	// questions passed upstream_deadline (status and doctor show them),
+	// until a round answers in time.
+	SlowUpstreams map[string]SlowUpstream `json:"slow_upstreams,omitempty"`
+}
+
+// SlowUpstream is an upstream's last round that passed the deadline.
+type SlowUpstream struct {
+	Why  string    `json:"why"`
+	Time time.Time `json:"time"`
 }
 
 // WorkerInfo is a worker's own record of its configuration and log.
@@ -118,4 +128,28 @@ func (s *State) queueError(dir, target, msg string, now time.Time) {
 	t := s.target(target)
 	t.QueueError, t.QueueErrorTime = msg, now.UTC()
 	s.save(dir)
+}
+
+// upstreams records which of the upstreams asked in a round were slow,
+// and forgets those that answered in time. Written only on a change.
+func (s *State) upstreams(dir string, asked []string, slow map[string]string, now time.Time) {
+	changed := false
+	for _, u := range asked {
+		why, isSlow := slow[u]
+		_, was := s.SlowUpstreams[u]
+		switch {
+		case isSlow:
+			if s.SlowUpstreams == nil {
+				s.SlowUpstreams = map[string]SlowUpstream{}
+			}
+			s.SlowUpstreams[u] = SlowUpstream{Why: why, Time: now.UTC()}
+			changed = true
+		case was:
+			delete(s.SlowUpstreams, u)
+			changed = true
+		}
+	}
+	if changed {
+		s.save(dir)
+	}
 }
