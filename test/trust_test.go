@@ -63,9 +63,8 @@ auth_token_file = "@DIR@/token"
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("root ran a cachix.bin owned by another user")
 	}
-	if !strings.Contains(e.Log(), "refusing "+cachix) {
-		t.Errorf("worker log does not say why:\n%s", e.Log())
-	}
+	// The worker updates the entries, then logs: wait for the line.
+	plWaitFor(t, 10*time.Second, "the worker log to say why", func() bool { return strings.Contains(e.Log(), "refusing "+cachix) })
 
 	// Fixed as the message says: pushed.
 	if err := os.Chown(cachix, 0, 0); err != nil {
