@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -340,10 +341,14 @@ func (d *doctor) anyCachix() bool {
 // hook runs under it), else in ours.
 func (d *doctor) checkUsed() {
 	path, where := os.Getenv("PATH"), "your PATH"
-	if pid, env, ok := daemonEnv(); ok {
-		path, where = env["PATH"], fmt.Sprintf("nix-daemon's PATH (pid %d)", pid)
-	} else if pid > 0 {
-		where = fmt.Sprintf("your PATH (cannot read nix-daemon's, pid %d: run doctor as root)", pid)
+	dm := findDaemon("/proc", nixstore.Nix{BinDir: d.cfg.Nix.BinDir})
+	switch {
+	case dm.env != nil:
+		path, where = dm.env["PATH"], fmt.Sprintf("nix-daemon's PATH (pid %d)", dm.pid)
+	case dm.pid > 0:
+		where = fmt.Sprintf("your PATH (cannot read nix-daemon's, pid %d: run doctor as root)", dm.pid)
+	case len(dm.ignored) > 0:
+		where = fmt.Sprintf("your PATH (no nix-daemon of the Nix in use runs; ignored: %s)", strings.Join(dm.ignored, "; "))
 	}
 	for _, u := range checkUsed(d.cfg, path, where) {
 		if u.err != nil {
@@ -354,46 +359,113 @@ func (d *doctor) checkUsed() {
 	}
 }
 
-// daemonEnv finds a running nix-daemon and reads its environment (root
-// only, or the daemon's own user). pid is 0 when none runs.
-func daemonEnv() (pid int, env map[string]string, ok bool) {
-	dirs, _ := os.ReadDir("/proc")
+// daemon is what findDaemon found: the nix-daemon's pid (0: none), its
+// environment (nil: unreadable), and the processes named nix-daemon it
+// did not take for it, each with why.
+type daemon struct {
+	pid     int
+	env     map[string]string
+	ignored []string
+}
+
+// findDaemon finds the running nix-daemon of the Nix in use and reads its
+// environment (root only, or the daemon's own user), in the process table
+// at proc. Its name proves nothing (any user can start a program called
+// nix-daemon, with any PATH): only a process run by root whose executable
+// is the Nix in use counts. The listening daemon is the oldest; its
+// children serve clients and inherit the same environment. A process
+// that exits during the scan is skipped: what is gone is not a
+// permission problem.
+func findDaemon(proc string, nix nixstore.Nix) daemon {
+	var dm daemon
+	want, wantErr := os.Stat(nix.Bin("nix-daemon"))
+	dirs, _ := os.ReadDir(proc)
+	var pids []int
 	for _, de := range dirs {
 		n, err := strconv.Atoi(de.Name())
 		if err != nil {
 			continue
 		}
-		comm, err := os.ReadFile(filepath.Join("/proc", de.Name(), "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "nix-daemon" || otherRoot(de.Name()) {
+		dir := filepath.Join(proc, de.Name())
+		comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "nix-daemon" || otherRoot(dir) {
 			continue
 		}
-		// The listening daemon is the oldest; its children serve
-		// clients and inherit the same environment.
-		if pid == 0 || n < pid {
-			pid = n
+		uid, err := procUID(dir)
+		if err != nil {
+			continue // gone
 		}
+		if uid != 0 {
+			dm.ignored = append(dm.ignored, fmt.Sprintf("pid %d runs as %s, not root", n, trust.OwnerName(uid)))
+			continue
+		}
+		exe, err := os.Stat(filepath.Join(dir, "exe"))
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			// Not root: root's processes' executables cannot be
+			// looked at. Its environment cannot be read either:
+			// the caller says to run doctor as root.
+		case err != nil:
+			continue // gone
+		case wantErr != nil || !os.SameFile(exe, want):
+			target, _ := os.Readlink(filepath.Join(dir, "exe"))
+			dm.ignored = append(dm.ignored, fmt.Sprintf("pid %d runs %s, not the Nix in use (%s)", n, target, nix.Bin("nix-daemon")))
+			continue
+		}
+		pids = append(pids, n)
 	}
-	if pid == 0 {
-		return 0, nil, false
+	sort.Ints(pids)
+	for _, pid := range pids {
+		data, err := readBounded(filepath.Join(proc, strconv.Itoa(pid), "environ"), 1<<20)
+		if err != nil && !errors.Is(err, fs.ErrPermission) {
+			continue // gone since
+		}
+		if _, serr := os.Stat(filepath.Join(proc, strconv.Itoa(pid), "exe")); err == nil && serr != nil && !errors.Is(serr, fs.ErrPermission) {
+			continue // exited as it was read (a zombie has no environment)
+		}
+		dm.pid = pid
+		if err != nil {
+			return dm
+		}
+		dm.env = map[string]string{}
+		for _, kv := range bytes.Split(data, []byte{0}) {
+			if k, v, found := strings.Cut(string(kv), "="); found {
+				dm.env[k] = v
+			}
+		}
+		return dm
 	}
-	data, err := readBounded(filepath.Join("/proc", strconv.Itoa(pid), "environ"), 1<<20)
+	return dm
+}
+
+// procUID is the real user id a process runs as, from its status file.
+func procUID(dir string) (uint32, error) {
+	data, err := readBounded(filepath.Join(dir, "status"), 64<<10)
 	if err != nil {
-		return pid, nil, false
+		return 0, err
 	}
-	env = map[string]string{}
-	for _, kv := range bytes.Split(data, []byte{0}) {
-		if k, v, found := strings.Cut(string(kv), "="); found {
-			env[k] = v
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(rest)
+			if len(f) < 2 {
+				break
+			}
+			real, err1 := strconv.ParseUint(f[0], 10, 32)
+			eff, err2 := strconv.ParseUint(f[1], 10, 32)
+			if err1 != nil || err2 != nil {
+				break
+			}
+			return uint32(max(real, eff)), nil
 		}
 	}
-	return pid, env, true
+	return 0, fmt.Errorf("%s/status: no Uid line", dir)
 }
 
 // otherRoot reports whether a process runs in a chroot or container (and
 // so serves another store); when that cannot be read (not root), it is
 // taken to be ours.
-func otherRoot(pid string) bool {
-	fp, err1 := os.Stat(filepath.Join("/proc", pid, "root"))
+func otherRoot(dir string) bool {
+	fp, err1 := os.Stat(filepath.Join(dir, "root"))
 	fr, err2 := os.Stat("/")
 	return err1 == nil && err2 == nil && !os.SameFile(fp, fr)
 }
@@ -417,6 +489,11 @@ func (d *doctor) checkQueue() {
 		return
 	}
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		parent := filepath.Dir(dir)
+		if err := syscall.Access(parent, 2 /* W_OK */); errors.Is(err, syscall.EROFS) {
+			d.add("queue", checkProblem, fmt.Sprintf("%s does not exist, and the file system holding %s is read-only: the hook cannot create it, and queues nothing", dir, parent), readOnlyFix(dir))
+			return
+		}
 		d.add("queue", checkOK, dir+" does not exist yet; the first hook creates it", "")
 		return
 	}
@@ -428,6 +505,11 @@ func (d *doctor) checkQueue() {
 			continue
 		}
 		if err := syscall.Access(p, 2 /* W_OK */); err != nil {
+			if errors.Is(err, syscall.EROFS) {
+				// No mode fixes a read-only mount.
+				d.add("queue", checkProblem, fmt.Sprintf("%s is on a read-only file system: the hook queues nothing", p), readOnlyFix(dir))
+				return
+			}
 			d.add("queue", checkProblem, fmt.Sprintf("%s is not writable by %s: %v", p, currentUser(), err), "chmod 700 "+p)
 			return
 		}
@@ -472,6 +554,12 @@ func (d *doctor) checkQueue() {
 	if dropped > 0 {
 		d.add("dropped", checkWarning, fmt.Sprintf("%d entries were dropped (closure_deny, garbage-collected)", dropped), "`cachix-filter-hook log` says why; `cachix-filter-hook forget --dropped` clears them")
 	}
+}
+
+// readOnlyFix is the fix for a queue directory on a read-only file system
+// (an image, a read-only /var in a container).
+func readOnlyFix(dir string) string {
+	return "set queue.dir in hook.conf to a directory on a writable file system (such as /var/cache/cachix-filter-hook), or remount the one holding " + dir + " read-write"
 }
 
 // queueDirFix says how to mend the queue directory CheckDir refused, after

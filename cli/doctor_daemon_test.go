@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
+)
+
+// doctorWorld is a world-readable directory with the test binary as
+// cachix-filter-hook and a config of a Cachix target (so that doctor
+// looks cachix up in nix-daemon's PATH) whose queue is queueDir.
+func doctorWorld(t *testing.T, queueDir func(base string) string) (base, prog, conf string) {
+	t.Helper()
+	base, err := os.MkdirTemp("", "cfh-doctor-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	chmod(t, base, 0o755)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog = filepath.Join(base, "cachix-filter-hook")
+	copyFile(t, self, prog, 0o755)
+	conf = filepath.Join(base, "hook.conf")
+	body := fmt.Sprintf("cache = \"c\"\nallow = [\"*\"]\n[queue]\ndir = %q\n", queueDir(base))
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return base, prog, conf
+}
+
+func doctorOutput(t *testing.T, prog, conf string) string {
+	t.Helper()
+	cmd := exec.Command(prog, "--config", conf, "doctor")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Dir(conf)}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	var ee *exec.ExitError
+	if err := cmd.Run(); err != nil && !errors.As(err, &ee) {
+		t.Fatalf("running doctor: %v", err)
+	}
+	return out.String()
+}
+
+// Issue 18, defect 12: doctor believed any process named nix-daemon, and
+// reported its PATH as the daemon's. Here four run: a real nix-daemon
+// that has exited (a zombie: its name stays, its executable and
+// environment are gone), another user's program named nix-daemon, root's
+// program named nix-daemon that is not Nix, and the real nix-daemon of
+// the Nix in use (`nix-daemon --stdio`, which listens on no socket). Only
+// the last counts, though each of the others is older; each PATH leads
+// to a cachix of its own.
+func TestDoctorDaemonIsTheNixInUse(t *testing.T) {
+	u := testuser.New(t)
+	nixDaemon, err := exec.LookPath("nix-daemon")
+	if err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
+			t.Fatal("nix-daemon not found and CFH_TEST_REQUIRE_NIX=1")
+		}
+		t.Skip("needs Nix's nix-daemon")
+	}
+	base, prog, conf := doctorWorld(t, func(base string) string { return filepath.Join(base, "queue") })
+	pathOf := func(who string) string {
+		dir := filepath.Join(base, who)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cachix"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	fake := func(who string) string {
+		dir := filepath.Join(base, who+"-bin")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "nix-daemon")
+		copyFile(t, "/bin/sleep", p, 0o755)
+		return p
+	}
+	var procs []*exec.Cmd
+	t.Cleanup(func() {
+		for _, c := range procs {
+			c.Process.Kill()
+			c.Wait()
+		}
+	})
+	start := func(path, dir string, uid int, args ...string) *exec.Cmd {
+		c := exec.Command(path, args...)
+		c.Env = []string{"PATH=" + dir}
+		c.Dir = "/"
+		if path == nixDaemon {
+			// --stdio serves one client on its standard input: it
+			// waits there, with no socket.
+			if _, err := c.StdinPipe(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if uid != 0 {
+			c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(u.Gid)}}
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, c)
+		return c
+	}
+	zombie := start(nixDaemon, pathOf("zombie"), 0, "--stdio")
+	zombie.Process.Kill() // not waited for until the test ends: a zombie
+	start(fake("user"), pathOf("user"), u.Uid, "600")
+	start(fake("root"), pathOf("rootfake"), 0, "600")
+	real := start(nixDaemon, pathOf("real"), 0, "--stdio")
+
+	out := doctorOutput(t, prog, conf)
+	want := fmt.Sprintf(`(?m)^ok +cachix: %s/real/cachix, found in nix-daemon's PATH \(pid %d\)$`, regexp.QuoteMeta(base), real.Process.Pid)
+	if !regexp.MustCompile(want).MatchString(out) {
+		t.Errorf("doctor does not take pid %d's PATH for nix-daemon's:\n%s", real.Process.Pid, out)
+	}
+	for _, who := range []string{"zombie", "user", "rootfake"} {
+		if strings.Contains(out, base+"/"+who) {
+			t.Errorf("doctor reports the PATH of the %s nix-daemon:\n%s", who, out)
+		}
+	}
+	if strings.Contains(out, "run doctor as root") {
+		t.Errorf("doctor, as root, says to run it as root:\n%s", out)
+	}
+}
+
+// Issue 18, defect 12: on a read-only file system, doctor says so, and
+// no chmod fixes it: whether the queue directory exists there or is yet
+// to be made by the first hook.
+func TestDoctorReadOnlyQueue(t *testing.T) {
+	testuser.New(t) // root, or skip
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", mnt).CombinedOutput(); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_ROOT") == "1" {
+			t.Fatalf("mount: %v\n%s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	queue := filepath.Join(mnt, "queue")
+	for _, sub := range []string{"", "entries", "tmp"} {
+		if err := os.Mkdir(filepath.Join(queue, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("mount", "-o", "remount,ro", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-only: %v\n%s", err, out)
+	}
+	for _, tc := range []struct{ name, dir, want string }{
+		{"exists", queue, `(?m)^problem +queue: ` + regexp.QuoteMeta(queue) + ` is on a read-only file system: the hook queues nothing; fix: set queue.dir in hook.conf to a directory on a writable file system .*remount`},
+		{"to be made", filepath.Join(mnt, "new"), `(?m)^problem +queue: ` + regexp.QuoteMeta(filepath.Join(mnt, "new")) + ` does not exist, and the file system holding ` + regexp.QuoteMeta(mnt) + ` is read-only`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, prog, conf := doctorWorld(t, func(string) string { return tc.dir })
+			out := doctorOutput(t, prog, conf)
+			if !regexp.MustCompile(tc.want).MatchString(out) {
+				t.Errorf("doctor: no line matching %s in:\n%s", tc.want, out)
+			}
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, "queue:") && strings.Contains(l, "chmod") {
+					t.Errorf("doctor suggests chmod for a read-only file system: %s", l)
+				}
+			}
+		})
+	}
+}
