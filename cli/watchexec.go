@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,9 +24,10 @@ const (
 )
 
 func runWatchExec(e *env) int {
-	fs := e.flags("watch-exec", "[--wait [-q] [--timeout DUR]] -- COMMAND [ARGS...]",
-		"Run COMMAND (no shell), then queue the store paths that became valid while it\nran and that your config's rules select, as the hook would have. For users\nwho cannot set post-build-hook (Nix ignores an untrusted user's --option\npost-build-hook). It watches the store directory for the lock files Nix\ndeletes when it registers a path, as `cachix watch-exec` does; no root\nneeded. The store is shared: a path another user builds meanwhile is seen\ntoo, and goes up only if your rules select it. Unlike the hook it also\nsees substituted paths. Exits with COMMAND's status.")
+	fs := e.flags("watch-exec", "[--wait [-q] [--timeout DUR]] [--include-added] -- COMMAND [ARGS...]",
+		"Run COMMAND (no shell), then queue the store paths that became valid while it\nran and that your config's rules select, as the hook would have. For users\nwho cannot set post-build-hook (Nix ignores an untrusted user's --option\npost-build-hook). It watches the store directory for the lock files Nix\ndeletes when it registers a path, as `cachix watch-exec` does; no root\nneeded. The store is shared: a path another user builds meanwhile is seen\ntoo, and goes up only if your rules select it. Unlike the hook it also\nsees substituted paths. Paths added to the store as they are (nix-store\n--add, builtins.path: no deriver, no signature), which may be anybody's\nfiles, are left out unless --include-added. Exits with COMMAND's status.")
 	wait := fs.Bool("wait", false, "wait until the queued paths are pushed (failures are reported, the exit status stays COMMAND's)")
+	includeAdded := fs.Bool("include-added", false, "also queue paths added to the store without a build or substitution (nix-store --add, builtins.path), yours or anyone's")
 	timeout := fs.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`")
 	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
 	if st, ok := e.parse(fs); !ok {
@@ -56,16 +58,30 @@ func runWatchExec(e *env) int {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), 2*time.Minute)
 	defer cancel()
-	valid, err := nixstore.Nix{BinDir: c.Nix.BinDir}.Valid(ctx, found)
+	// One Nix call: which paths are valid (a lock is also deleted after
+	// a failed build), and which were only added.
+	infos, err := nixstore.Nix{BinDir: c.Nix.BinDir}.PathInfos(ctx, false, found...)
 	if err != nil {
 		e.errorf("checking the new paths: %v", err)
 		return status
 	}
 	var paths []storepath.Path
-	for _, s := range valid {
+	var added []string
+	for _, s := range found {
+		info := infos[s]
+		if !info.Valid {
+			continue
+		}
+		if info.Added() && !*includeAdded {
+			added = append(added, s)
+			continue
+		}
 		if p, err := storepath.Parse(storeDir, s); err == nil {
 			paths = append(paths, p)
 		}
+	}
+	if len(added) > 0 && !*quiet {
+		e.errorf("left out %d %s added to the store while COMMAND ran, neither built nor substituted (nix-store --add, builtins.path; by anyone): %s; --include-added queues them", len(added), plural(len(added), "path"), strings.Join(added, " "))
 	}
 	if len(paths) == 0 {
 		if !*quiet {

@@ -17,6 +17,16 @@ type PathInfo struct {
 	NarSize    int64    `json:"narSize"`
 	Deriver    string   `json:"deriver"`
 	References []string `json:"references"`
+	Signatures []string `json:"signatures"`
+}
+
+// Added reports whether the path was added to the store as it is (`nix-store
+// --add`, `builtins.path`, `builtins.toFile`, a flake's source), neither
+// built nor substituted: it has no deriver, which every build output has,
+// and no signature, which a substituted path carries from its cache (Nix
+// requires one by default). Such a path may be anybody's file.
+func (p PathInfo) Added() bool {
+	return (p.Deriver == "" || p.Deriver == "unknown-deriver") && len(p.Signatures) == 0
 }
 
 // maxArgBytes bounds the paths given to one Nix call, well below the

@@ -1,0 +1,110 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
+)
+
+// Issue 18, defect 13: watch-exec queued what another user added to the
+// store while it watched: their `nix-store --add` of a secret file was
+// pushed under allow = ["*"]. Here, while watch-exec waits on its
+// command, the test builds a path, another real user adds a secret
+// through a nix-daemon, and builtins.path adds a directory: only the
+// build goes up. With --include-added, the added paths go too.
+func TestWatchExecLeavesOutAdded(t *testing.T) {
+	requireNix(t)
+	u := testuser.New(t)
+	base, err := os.MkdirTemp("", "cfh-watchadded-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	remote := wxDaemon(t, base)
+	e := NewEnv(t, "store = \"file://@DIR@/cache\"\nallow = [\"*\"]\n")
+
+	round := func(t *testing.T, includeAdded bool) (built, secret, imported string, errOut string) {
+		s := Salt()
+		done := filepath.Join(e.Dir, "done-"+s)
+		args := []string{"watch-exec", "--wait", "--timeout", "90s"}
+		if includeAdded {
+			args = append(args, "--include-added")
+		}
+		args = append(args, "--", "sh", "-c", "while [ ! -e "+done+" ]; do sleep 0.05; done")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, hookBin, args...)
+		cmd.Env = e.environ()
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// watch-exec watches before it runs the command: once the
+		// command runs, so does the watch.
+		plWaitFor(t, 30*time.Second, "watch-exec's command to start", func() bool {
+			out, _ := exec.Command("pgrep", "-f", done).Output()
+			return len(bytes.TrimSpace(out)) > 0
+		})
+
+		// The other user's secret, added through the daemon.
+		userFile := filepath.Join(base, "secret-"+s)
+		if err := os.WriteFile(userFile, []byte("password "+s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		add := exec.Command("nix-store", "--add", userFile)
+		add.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + base, "NIX_REMOTE=" + remote}
+		add.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.Uid), Gid: uint32(u.Gid)}}
+		out, err := add.Output()
+		if err != nil {
+			t.Fatalf("nix-store --add as %s: %v", u.Name, err)
+		}
+		secret = strings.TrimSpace(string(out))
+		// builtins.path of a directory.
+		dir := filepath.Join(e.Dir, "src-"+s)
+		os.Mkdir(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "f"), []byte(s), 0o644)
+		out, err = exec.Command("nix-instantiate", "--eval", "--read-write-mode", "-E", fmt.Sprintf(`"${builtins.path { path = %s; name = "src-%s"; }}"`, dir, s)).Output()
+		if err != nil {
+			t.Fatalf("builtins.path: %v", err)
+		}
+		imported = strings.Trim(strings.TrimSpace(string(out)), `"`)
+		paths, _, _ := e.BuildWith("/bin/true", Drv(s, "watched-1.0", nil))
+		built = paths[0]
+
+		if err := os.WriteFile(done, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("watch-exec: %v\n%s", err, stderr.String())
+		}
+		return built, secret, imported, stderr.String()
+	}
+
+	built, secret, imported, errOut := round(t, false)
+	got := CachePaths(t, filepath.Join(e.Dir, "cache"))
+	if !got[built] || got[secret] || got[imported] {
+		t.Errorf("cache holds %v; want %s, and neither %s nor %s\n%s", scSet(got), built, secret, imported, errOut)
+	}
+	if !strings.Contains(errOut, "added to the store while COMMAND ran") || !strings.Contains(errOut, secret) || !strings.Contains(errOut, imported) || !strings.Contains(errOut, "--include-added") {
+		t.Errorf("watch-exec does not say what it left out:\n%s", errOut)
+	}
+
+	built, secret, imported, errOut = round(t, true)
+	got = CachePaths(t, filepath.Join(e.Dir, "cache"))
+	if !got[built] || !got[secret] || !got[imported] {
+		t.Errorf("with --include-added, cache holds %v; want %s, %s and %s\n%s", scSet(got), built, secret, imported, errOut)
+	}
+}
