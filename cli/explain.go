@@ -7,6 +7,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -14,7 +15,7 @@ import (
 type explanation struct {
 	Input string `json:"input"`
 	Path  string `json:"path"`
-	config.Verdict
+	policy.Verdict
 }
 
 func runExplain(e *env) int {
@@ -51,7 +52,7 @@ func runExplain(e *env) int {
 	// that the facts cost no second Nix call.
 	closures := e.closureFacts(c, gather, paths)
 	facts := e.gatherFactsWith(gather, c, paths)
-	verdicts := c.DecideAll(paths, func(s string) *config.Facts { return facts[s] }, closures)
+	verdicts := policy.DecideAll(c, paths, func(s string) *policy.Facts { return facts[s] }, closures)
 	for i, p := range paths {
 		arg, v := args[i], verdicts[i]
 		if *asJSON {
@@ -68,21 +69,21 @@ func runExplain(e *env) int {
 	return status
 }
 
-// closureFacts asks Nix, in one call (see pathfacts.ClosureFacts), for the
+// closureFacts asks Nix, in one call (see pathfacts.Closures), for the
 // closures of the paths whose verdict or message the closure rule can
 // change: when a target denies something by name or has a max_nar_size,
 // those some target selects by name that are in the store. The decision
-// itself is config's (DecideAll), the one the worker applies. On failure
+// itself is policy's (DecideAll), the one the worker applies. On failure
 // it warns and returns none: the lines say what the paths' own rules
 // decide, and the worker, which checks the closure before pushing, holds
 // back what it must.
-func (e *env) closureFacts(c *config.Config, g *pathfacts.Gatherer, paths []storepath.Path) func(string) *config.ClosureFacts {
-	if !c.NeedsClosure() {
+func (e *env) closureFacts(c *config.Config, g *pathfacts.Gatherer, paths []storepath.Path) func(string) *policy.Closure {
+	if !policy.NeedsClosure(c) {
 		return nil
 	}
 	var roots []string
 	for _, p := range paths {
-		if !c.SelectedByName(p) {
+		if !policy.SelectedByName(c, p) {
 			continue
 		}
 		if _, err := os.Lstat(p.String()); err != nil {
@@ -93,10 +94,10 @@ func (e *env) closureFacts(c *config.Config, g *pathfacts.Gatherer, paths []stor
 	if len(roots) == 0 {
 		return nil
 	}
-	cfs, err := g.ClosureFacts(e.ctx, roots)
+	cfs, err := g.Closures(e.ctx, roots)
 	if err != nil {
 		e.errorf("warning: closure_deny not applied (the closures could not be read): %v", err)
 		return nil
 	}
-	return func(s string) *config.ClosureFacts { return cfs[s] }
+	return func(s string) *policy.Closure { return cfs[s] }
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -13,13 +14,13 @@ import (
 // read about paths (one batched Nix query; see pathfacts). On failure it
 // warns and returns none: push queues by the patterns alone and the
 // worker, which checks again before pushing, holds the paths back.
-func (e *env) gatherFacts(c *config.Config, paths []storepath.Path) map[string]*config.Facts {
+func (e *env) gatherFacts(c *config.Config, paths []storepath.Path) map[string]*policy.Facts {
 	return e.gatherFactsWith(pathfacts.New(c), c, paths)
 }
 
 // gatherFactsWith is gatherFacts with a Gatherer that may know some
 // paths already (see pathfacts.Gatherer.Closure).
-func (e *env) gatherFactsWith(g *pathfacts.Gatherer, c *config.Config, paths []storepath.Path) map[string]*config.Facts {
+func (e *env) gatherFactsWith(g *pathfacts.Gatherer, c *config.Config, paths []storepath.Path) map[string]*policy.Facts {
 	facts, err := g.Gather(e.ctx, c, paths, false)
 	if err != nil {
 		e.errorf("warning: max_nar_size and unsubstitutable not applied: %v", err)

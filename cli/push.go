@@ -16,6 +16,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -88,7 +89,7 @@ func runPush(e *env) int {
 	roots := paths
 	gather := pathfacts.New(c)
 	if *closure {
-		if paths, err = e.closure(c, gather, rec, roots, *dryRun && c.NeedsClosure()); err != nil {
+		if paths, err = e.closure(c, gather, rec, roots, *dryRun && policy.NeedsClosure(c)); err != nil {
 			e.errorf("push: %v", err)
 			return 1
 		}
@@ -104,13 +105,13 @@ func runPush(e *env) int {
 	// worker applies it); push itself queues by the paths' own rules and
 	// leaves the closure to the worker, whose drops --wait reports. The
 	// closures first: the facts come with them, in one Nix call.
-	var closures func(string) *config.ClosureFacts
+	var closures func(string) *policy.Closure
 	if *dryRun {
 		closures = e.closureFacts(c, gather, ask)
 	}
 	facts := e.gatherFactsWith(gather, c, ask)
 	if *dryRun {
-		verdicts := c.DecideAll(paths, func(s string) *config.Facts { return facts[s] }, closures)
+		verdicts := policy.DecideAll(c, paths, func(s string) *policy.Facts { return facts[s] }, closures)
 		for i, p := range paths {
 			line := verdicts[i].Line()
 			if ts, _ := pushedTargets(c, p, pushedTo); len(ts) > 0 {
@@ -120,7 +121,7 @@ func runPush(e *env) int {
 		}
 		return status
 	}
-	sel := hook.SelectWith(c, paths, func(s string) *config.Facts { return facts[s] })
+	sel := hook.SelectWith(c, paths, func(s string) *policy.Facts { return facts[s] })
 	sel.LeaveOut(pushedTo)
 	start := time.Now()
 	if len(sel.Pairs) > 0 {
@@ -214,14 +215,14 @@ func (e *env) closure(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record,
 	for i, p := range roots {
 		args[i] = p.String()
 		for _, t := range c.Targets {
-			if t.Rules.Decide(p).Selected && !rec.Has(t.Name, p) {
+			if policy.ByName(t, p).Selected && !rec.Has(t.Name, p) {
 				fresh = true
 			}
 		}
 	}
 	var closure []string
 	var err error
-	if n := c.Needs(); fresh && (n.Size || n.Subst || infos) {
+	if n := policy.NeedsOf(c); fresh && (n.Size || n.Subst || infos) {
 		closure, err = g.Closure(e.ctx, args)
 	} else {
 		closure, err = nixstore.Nix{BinDir: c.Nix.BinDir}.Closure(e.ctx, args...)
@@ -266,7 +267,7 @@ func pushedTo(c *config.Config, rec *hook.Record, roots []storepath.Path, closur
 func pushedTargets(c *config.Config, p storepath.Path, pushedTo func(string, storepath.Path) bool) (ts []string, all bool) {
 	all = true
 	for _, t := range c.Targets {
-		if !t.Rules.Decide(p).Selected {
+		if !policy.ByName(t, p).Selected {
 			continue
 		}
 		if pushedTo(t.Name, p) {

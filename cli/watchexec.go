@@ -9,9 +9,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storewatch"
 )
@@ -90,7 +90,7 @@ func runWatchExec(e *env) int {
 		return status
 	}
 	facts := e.gatherFacts(c, paths)
-	sel := hook.SelectWith(c, paths, func(s string) *config.Facts { return facts[s] })
+	sel := hook.SelectWith(c, paths, func(s string) *policy.Facts { return facts[s] })
 	start := time.Now()
 	if len(sel.Pairs) > 0 {
 		if err := hook.Enqueue(c, &sel, false); err != nil {

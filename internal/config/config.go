@@ -4,7 +4,8 @@
 // environment (CACHIX_FILTER_HOOK_<KEY>, dots as underscores) so that CI
 // runners can configure the tool without writing a file. Everything is
 // checked here, once, so that the hook, the worker and the commands all see
-// the same validated configuration and the same compiled rules.
+// the same validated configuration and the same compiled rules. What the
+// rules decide about a path is package policy's: config only loads.
 package config
 
 import (
@@ -61,8 +62,9 @@ type Target struct {
 	Allow       []string
 	Deny        []string
 	ClosureDeny string
-	// MaxNarSize, Unsubstitutable, Upstream and SecretKeyFile: see
-	// pathrules.go. A [[target]] inherits them from the top level.
+	// MaxNarSize, Unsubstitutable, Upstream and SecretKeyFile are read
+	// by pathrules.go, applied by package policy. A [[target]] inherits
+	// them from the top level.
 	MaxNarSize      int64 // 0: no limit
 	Unsubstitutable string
 	Upstream        []string

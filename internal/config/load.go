@@ -621,7 +621,8 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	}
 	switch t.ClosureDeny {
 	case "":
-		// Deny wins by default, inside closures too (see closure.go).
+		// Deny wins by default, inside closures too (see package
+		// policy).
 		t.ClosureDeny = ClosureSkip
 	case ClosurePush, ClosureSkip:
 	default:

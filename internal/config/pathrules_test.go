@@ -122,53 +122,6 @@ func TestPathRulesBadInput(t *testing.T) {
 	}
 }
 
-func TestDecideFacts(t *testing.T) {
-	isolate(t)
-	c, err := Load(write(t, filepath.Join(t.TempDir(), "hook.conf"), `
-store = "file:///srv/a"
-name = "main"
-allow = ["*"]
-deny = ["*-doc"]
-max_nar_size = "1GiB"
-upstream = ["https://up.example"]
-[queue]
-dir = "/tmp/q"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := path("hello-2.12.1")
-	for _, tc := range []struct {
-		why   string
-		p     string
-		f     *Facts
-		check string
-		line  string
-	}{
-		{"no facts", "hello-2.12.1", nil, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*")`},
-		{"too large", "hello-2.12.1", &Facts{NarSize: 1395864371}, "max_nar_size", `skip /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 (larger than max_nar_size (NAR 1.3 GiB, limit 1.0 GiB))`},
-		{"exactly the limit", "hello-2.12.1", &Facts{NarSize: 1 << 30}, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*")`},
-		{"deny wins over size", "hello-doc", &Facts{NarSize: 1 << 40}, "", `skip /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-doc (deny "*-doc")`},
-		{"unsubstitutable", "hello-2.12.1", &Facts{Substitutes: SubstDenied}, "unsubstitutable", `skip /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 (allowSubstitutes = false (unsubstitutable = "skip"))`},
-		{"drv gone", "hello-2.12.1", &Facts{Substitutes: SubstNoDrv, Deriver: "/nix/store/x-hello.drv"}, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*"; its derivation /nix/store/x-hello.drv is gone: counted as substitutable)`},
-		{"upstream has it", "hello-2.12.1", &Facts{Upstream: map[string]bool{"https://up.example": true}}, "upstream", `skip /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 (already in https://up.example)`},
-		{"upstream has it not", "hello-2.12.1", &Facts{Upstream: map[string]bool{"https://up.example": false}}, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*")`},
-		{"upstream down", "hello-2.12.1", &Facts{Unreachable: map[string]string{"https://up.example": "timeout"}}, "", `push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> main (allow "*"; upstream https://up.example did not answer (timeout): pushed)`},
-	} {
-		t.Run(tc.why, func(t *testing.T) {
-			q := p
-			q.Name = tc.p
-			v := c.DecideFacts(q, tc.f)
-			if v.Line() != tc.line {
-				t.Errorf("line:\n got %s\nwant %s", v.Line(), tc.line)
-			}
-			if v.Targets[0].Check != tc.check {
-				t.Errorf("check = %q, want %q", v.Targets[0].Check, tc.check)
-			}
-		})
-	}
-}
-
 func TestFormatSize(t *testing.T) {
 	for n, want := range map[int64]string{136: "136 B", 1024: "1.0 KiB", 65536 + 120: "64.1 KiB", 1395864371: "1.3 GiB", 5 << 40: "5.0 TiB"} {
 		if got := FormatSize(n); got != want {

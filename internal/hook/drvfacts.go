@@ -5,6 +5,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -22,7 +23,7 @@ type builtDrv struct {
 // hook's path gains no exec. nil when not needed or not readable (then the
 // outputs count as substitutable, and the caller asks Nix for them).
 func readDrv(cfg *config.Config, env Env, forOutputs bool) *builtDrv {
-	if env.DrvPath == "" || !forOutputs && !cfg.Needs().Subst {
+	if env.DrvPath == "" || !forOutputs && !policy.NeedsOf(cfg).Subst {
 		return nil
 	}
 	if _, err := storepath.Parse(storepath.StoreDir(), env.DrvPath); err != nil || !strings.HasSuffix(env.DrvPath, ".drv") {
@@ -42,16 +43,9 @@ func readDrv(cfg *config.Config, env Env, forOutputs bool) *builtDrv {
 
 // facts are the facts of the derivation's outputs: whether it allows
 // substitutes. Other paths (and a nil builtDrv) have none.
-func (b *builtDrv) facts(path string) *config.Facts {
-	if b == nil {
+func (b *builtDrv) facts(path string) *policy.Facts {
+	if b == nil || !b.outputs[path] {
 		return nil
 	}
-	if !b.outputs[path] {
-		return nil
-	}
-	s := config.SubstAllowed
-	if !b.AllowSubstitutes {
-		s = config.SubstDenied
-	}
-	return &config.Facts{Substitutes: s, Deriver: b.path}
+	return &policy.Facts{Substitutes: policy.Subst(b.AllowSubstitutes), Deriver: b.path}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
@@ -98,7 +99,7 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 		say("%s", l)
 	}
 	closures, errs := siblingClosures(cfg, paths)
-	sel := SelectClosures(cfg, paths, drv.facts, func(s string) *config.ClosureFacts { return closures[s] })
+	sel := SelectClosures(cfg, paths, drv.facts, func(s string) *policy.Closure { return closures[s] })
 	for _, err := range errs {
 		sel.Notes = append(sel.Notes, err.Error())
 	}
@@ -142,30 +143,30 @@ func Select(cfg *config.Config, paths []storepath.Path) Selection {
 
 // SelectWith is Select with the facts of each path (nil facts, or a nil
 // result: none known), for the rules that read more than its name.
-func SelectWith(cfg *config.Config, paths []storepath.Path, facts func(string) *config.Facts) Selection {
+func SelectWith(cfg *config.Config, paths []storepath.Path, facts func(string) *policy.Facts) Selection {
 	return SelectClosures(cfg, paths, facts, nil)
 }
 
 // SelectClosures is SelectWith with what is known of the paths' closures
-// (nil: nothing), decided by config.DecideAll as explain decides. A pair
+// (nil: nothing), decided by policy.DecideAll as explain decides. A pair
 // the closure rule leaves out is queued all the same, with its reason in
 // Dropping: the worker, which sees the whole closure, applies the rule
 // and records the drop, which `wait` and `log` report.
-func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(string) *config.Facts, closure func(string) *config.ClosureFacts) Selection {
+func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(string) *policy.Facts, closure func(string) *policy.Closure) Selection {
 	sel := Selection{Total: len(paths)}
 	seen := map[string]bool{}
-	for _, v := range cfg.DecideAll(paths, facts, closure) {
+	for _, v := range policy.DecideAll(cfg, paths, facts, closure) {
 		p := v.Path
 		queued := false
 		for _, td := range v.Targets {
 			if td.InsideClosureOf != "" {
-				sel.Inside = append(sel.Inside, fmt.Sprintf("%s: %s, but uploaded -> %s inside the closure of %s (closure_deny = \"push\")", p.Name, td.Rule, td.Target, nameOf(td.InsideClosureOf)))
+				sel.Inside = append(sel.Inside, v.InsideNote(td))
 			}
-			if !td.Selected && td.Check != config.CheckClosure {
+			if !td.Selected && td.Check != policy.CheckClosure {
 				continue
 			}
-			if td.Check == config.CheckClosure {
-				sel.Dropping = append(sel.Dropping, fmt.Sprintf("%s -> %s: %s", p.Name, td.Target, td.Rule))
+			if td.Check == policy.CheckClosure {
+				sel.Dropping = append(sel.Dropping, v.DropNote(td))
 			}
 			queued = true
 			sel.Pairs = append(sel.Pairs, queue.Pair{Target: td.Target, Path: p})
@@ -175,7 +176,7 @@ func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 		case queued:
 			sel.Selected++
 		case !v.Inside():
-			sel.Skipped = append(sel.Skipped, p.Name+": "+v.Reason())
+			sel.Skipped = append(sel.Skipped, v.SkipNote())
 		}
 	}
 	for _, t := range cfg.Targets {
@@ -258,14 +259,6 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 		return fmt.Errorf("queued, but could not start a worker (run `cachix-filter-hook wait`): %w", err)
 	}
 	return nil
-}
-
-// nameOf is a store path's name without its directory and hash.
-func nameOf(s string) string {
-	if p, err := storepath.Parse(storepath.StoreDir(), s); err == nil {
-		return p.Name
-	}
-	return s
 }
 
 func summarize(items []string, n int) string {

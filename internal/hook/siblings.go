@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/refscan"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -32,8 +33,8 @@ import (
 // -debug output nothing refers to). An output that cannot be read has no
 // entry, and its error is returned with the others (one already gone has
 // none: the worker drops it).
-func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*config.ClosureFacts, []error) {
-	if len(paths) < 2 || !deniesSibling(cfg, paths) {
+func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*policy.Closure, []error) {
+	if len(paths) < 2 || !policy.DeniesSibling(cfg, paths) {
 		return nil, nil
 	}
 	type scanned struct {
@@ -72,10 +73,10 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*co
 		memo[p] = &scanned{refs: refs, err: err}
 		return refs, err
 	}
-	out := map[string]*config.ClosureFacts{}
+	out := map[string]*policy.Closure{}
 	var errs []error
 	for _, root := range paths {
-		if !cfg.SelectedByName(root) {
+		if !policy.SelectedByName(cfg, root) {
 			continue
 		}
 		closure, ok := []string{root.String()}, true
@@ -105,30 +106,12 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*co
 			}
 		}
 		if ok {
-			out[root.String()] = &config.ClosureFacts{Paths: closure}
+			out[root.String()] = &policy.Closure{Paths: closure}
 		}
 	}
 	return out, errs
 }
 
-// deniesSibling reports whether a target selects one of paths by name and
-// denies another.
-func deniesSibling(cfg *config.Config, paths []storepath.Path) bool {
-	for _, t := range cfg.Targets {
-		if !t.HasDeny() {
-			continue
-		}
-		sel, den := false, false
-		for _, p := range paths {
-			sel = sel || t.Rules.Decide(p).Selected
-			den = den || t.Rules.Denies(p) != nil
-		}
-		if sel && den {
-			return true
-		}
-	}
-	return false
-}
 
 // The scan runs on the build's path, so it is bounded: outputs larger
 // than this (a disk image next to its -doc) are left to the worker. The

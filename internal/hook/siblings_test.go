@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -44,7 +45,7 @@ func siblingStore(t *testing.T, refers bool) (out, doc storepath.Path) {
 
 func siblingSelect(cfg *config.Config, paths []storepath.Path) Selection {
 	closures, errs := siblingClosures(cfg, paths)
-	sel := SelectClosures(cfg, paths, nil, func(s string) *config.ClosureFacts { return closures[s] })
+	sel := SelectClosures(cfg, paths, nil, func(s string) *policy.Closure { return closures[s] })
 	for _, err := range errs {
 		sel.Notes = append(sel.Notes, err.Error())
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/upstream"
 )
@@ -31,7 +32,7 @@ type Gatherer struct {
 	upstream *upstream.Checker
 	infos    map[string]nixstore.PathInfo
 	closed   map[string]bool   // paths whose closure's infos are loaded
-	drvs     map[string]string // .drv path: a config.Subst* value
+	drvs     map[string]string // .drv path: a policy.Subst* value
 	round    UpstreamRound     // of the last Gather
 }
 
@@ -68,17 +69,17 @@ func New(cfg *config.Config) *Gatherer {
 // Nix call (`nix path-info --json` of every path not known yet, split only
 // past maxArgBytes of arguments), reads each deriver's .drv once, and asks
 // an upstream only about the paths its targets would still push. With
-// closure, the infos of the paths' closures are loaded too, for
-// ClosureOversize.
-func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []storepath.Path, closure bool) (map[string]*config.Facts, error) {
+// closure, the infos of the paths' closures are loaded too, for the
+// closure rule's sizes (ClosureOf, NarSize).
+func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []storepath.Path, closure bool) (map[string]*policy.Facts, error) {
 	g.round = UpstreamRound{}
-	needs := cfg.Needs()
+	needs := policy.NeedsOf(cfg)
 	if !needs.Any() {
 		return nil, nil
 	}
 	var cands []storepath.Path
 	for _, p := range paths {
-		if !cfg.SelectedByName(p) {
+		if !policy.SelectedByName(cfg, p) {
 			continue
 		}
 		if _, err := os.Lstat(p.String()); err != nil {
@@ -115,7 +116,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 			}
 		}
 	}
-	out := make(map[string]*config.Facts, len(cands))
+	out := make(map[string]*policy.Facts, len(cands))
 	asks := map[string][]string{}
 	for _, p := range cands {
 		s := p.String()
@@ -123,7 +124,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 		if infosNeeded && (!ok || !info.Valid) {
 			continue
 		}
-		f := &config.Facts{NarSize: info.NarSize, Deriver: info.Deriver}
+		f := &policy.Facts{NarSize: info.NarSize, Deriver: info.Deriver}
 		if needs.Subst {
 			f.Substitutes = g.subst(info.Deriver)
 		}
@@ -132,7 +133,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 			// Ask an upstream only for a path one of its targets would
 			// push on the other facts.
 			for _, t := range cfg.Targets {
-				if len(t.Upstream) > 0 && t.Decide(p, f).Selected {
+				if len(t.Upstream) > 0 && policy.DecideTarget(t, p, f, nil).Selected {
 					for _, u := range t.Upstream {
 						asks[u] = append(asks[u], s)
 					}
@@ -171,36 +172,28 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 // subst reads what a deriver's .drv says about substitution, once per .drv.
 func (g *Gatherer) subst(drv string) string {
 	if drv == "" || drv == "unknown-deriver" {
-		return config.SubstNoDrv
+		return policy.SubstNoDrv
 	}
 	if s, ok := g.drvs[drv]; ok {
 		return s
 	}
-	s := config.SubstAllowed
+	var s string
 	d, err := nixstore.ReadDrv(drv)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		s = config.SubstNoDrv
+		s = policy.SubstNoDrv
 	case err != nil:
-		s = config.SubstBadDrv
-	case !d.AllowSubstitutes:
-		s = config.SubstDenied
+		s = policy.SubstBadDrv
+	default:
+		s = policy.Subst(d.AllowSubstitutes)
 	}
 	g.drvs[drv] = s
 	return s
 }
 
-// ClosureOversize returns a path in root's closure (root excluded) that is
-// larger than t's max_nar_size, with the reason, from the infos a Gather
-// with closure loaded; "" when there is none, or nothing is known. The
-// rule is config's (Target.ClosureOversize), as for explain and push
-// --dry-run (ClosureFacts).
-func (g *Gatherer) ClosureOversize(t *config.Target, root string) (dep, rule string) {
-	if t.MaxNarSize <= 0 {
-		return "", ""
-	}
-	return t.ClosureOversize(root, nixstore.ClosureOf(g.infos, root), g.NarSize)
-}
+// ClosureOf returns root's closure from the infos loaded so far, nil when
+// they do not hold it.
+func (g *Gatherer) ClosureOf(root string) []string { return nixstore.ClosureOf(g.infos, root) }
 
 // NarSize returns a path's NAR size from the infos loaded so far.
 func (g *Gatherer) NarSize(path string) (int64, bool) {
@@ -208,12 +201,12 @@ func (g *Gatherer) NarSize(path string) (int64, bool) {
 	return info.NarSize, ok && info.Valid
 }
 
-// ClosureFacts returns what the closure rule reads about each root in the
-// store (see config.ClosureFacts): its closure and the sizes of its
+// Closures returns what the closure rule reads about each root in the
+// store (see policy.Closure): its closure and the sizes of its
 // paths, from one `nix path-info --recursive --json` call for the roots
 // whose closure is not loaded yet (none after Closure). The infos stay, so
 // that a Gather on the same paths asks Nix nothing more.
-func (g *Gatherer) ClosureFacts(ctx context.Context, roots []string) (map[string]*config.ClosureFacts, error) {
+func (g *Gatherer) Closures(ctx context.Context, roots []string) (map[string]*policy.Closure, error) {
 	var ask []string
 	for _, r := range roots {
 		if !g.closed[r] {
@@ -230,10 +223,10 @@ func (g *Gatherer) ClosureFacts(ctx context.Context, roots []string) (map[string
 			g.closed[k] = true
 		}
 	}
-	out := make(map[string]*config.ClosureFacts, len(roots))
+	out := make(map[string]*policy.Closure, len(roots))
 	for _, r := range roots {
 		if c := nixstore.ClosureOf(g.infos, r); c != nil {
-			out[r] = &config.ClosureFacts{Paths: c, NarSize: g.NarSize}
+			out[r] = &policy.Closure{Paths: c, NarSize: g.NarSize}
 		}
 	}
 	return out, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -20,14 +21,14 @@ import (
 // per path), right before pushing, where the other rules are re-applied.
 type factState struct {
 	gather *pathfacts.Gatherer // remembers sizes, .drv and upstream answers for the worker's lifetime
-	of     map[string]*config.Facts
+	of     map[string]*policy.Facts
 	err    error
 }
 
 // prefetch gathers the facts of every path in batches.
 func (w *Worker) prefetch(ctx context.Context, batches []batch) {
 	w.facts.of, w.facts.err = nil, nil
-	if !w.cfg.Needs().Any() {
+	if !policy.NeedsOf(w.cfg).Any() {
 		return
 	}
 	storeDir := storepath.StoreDir()
@@ -70,33 +71,6 @@ func (w *Worker) prefetch(ctx context.Context, batches []batch) {
 	for _, u := range urls {
 		w.log.WithFields(logrus.Fields{"upstream": u, "error": unreachable[u]}).Warn("upstream did not answer; its paths are pushed")
 	}
-}
-
-// factCheck returns why e must not go to t by max_nar_size,
-// unsubstitutable or upstream (for e itself, or, with closure_deny =
-// "skip", a path in its closure larger than max_nar_size), or "";
-// upstream tells that the reason is an upstream cache having it.
-func (w *Worker) factCheck(log *logrus.Entry, t *config.Target, e *queue.Entry) (reason string, upstream bool) {
-	f := w.facts.of[e.Path]
-	if f == nil {
-		return "", false
-	}
-	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
-	if err != nil {
-		return "", false
-	}
-	if td := t.Decide(p, f); td.Check != "" {
-		return td.Rule, td.Check == "upstream"
-	}
-	if dep, rule := w.facts.gather.ClosureOversize(t, e.Path); dep != "" {
-		if t.ClosureDeny == config.ClosurePush {
-			log.WithFields(logrus.Fields{"path": e.Path, "larger": dep, "rule": rule}).
-				Warn("uploading a path larger than max_nar_size inside the closure of a selected one (closure_deny = \"push\")")
-			return "", false
-		}
-		return config.ClosureSkipSizeReason(dep, rule), false
-	}
-	return "", false
 }
 
 // inUpstream finishes an entry whose path an upstream cache already has:

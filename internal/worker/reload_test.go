@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -189,11 +190,11 @@ func TestReloadStatThenRehash(t *testing.T) {
 	writeConf(t, file, confBody(e.q.Dir, `deny = ["x-*"]`))
 	w.watch.last, w.watch.hashed = w.watch.look(), now
 	w.checkConfig(now.Add(rehashEvery/2), false)
-	if *loads != 0 || w.cfg.Targets[0].HasDeny() {
+	if *loads != 0 || policy.DeniesByName(w.cfg.Targets[0]) {
 		t.Fatalf("loaded %d times before the re-hash was due", *loads)
 	}
 	w.checkConfig(now.Add(rehashEvery), false)
-	if *loads != 1 || !w.cfg.Targets[0].HasDeny() {
+	if *loads != 1 || !policy.DeniesByName(w.cfg.Targets[0]) {
 		t.Errorf("the re-hash did not load the new bytes (%d loads)", *loads)
 	}
 	// A retry request reads the file at once.

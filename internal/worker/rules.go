@@ -10,16 +10,17 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // The rules at push time. An entry says only that a path was selected when
 // it was queued, by the rules of that moment (or that someone wrote it):
-// right before pushing, the worker applies the rules it has now (the
-// target's patterns, the path still in the store, the closure rule) and
-// drops what they no longer select. One decision (config's) serves the
-// hook, explain and the worker alike.
+// right before pushing, the worker asks package policy again, with the
+// rules it has now and what it knows now (the path still in the store, its
+// facts, its closure), and drops what they no longer select. One decision
+// serves the hook, explain and the worker alike.
 
 // closures holds the runtime closures of a batch's paths, asked of Nix in
 // one call when a closure can matter (the target denies something).
@@ -30,7 +31,7 @@ type closures struct {
 
 // batchClosures asks Nix once for the closures of the batch's entries.
 func (w *Worker) batchClosures(ctx context.Context, t *config.Target, entries []*queue.Entry) closures {
-	if !t.HasDeny() {
+	if !policy.DeniesByName(t) {
 		return closures{}
 	}
 	paths := make([]string, 0, len(entries))
@@ -41,38 +42,51 @@ func (w *Worker) batchClosures(ctx context.Context, t *config.Target, entries []
 	return closures{of: of, err: err}
 }
 
-// reselect returns why the current rules leave e out ("" when they still
-// select it), or an error when that cannot be told now: then the entry
-// waits for a retry, since pushing blind could upload a denied path.
-func (w *Worker) reselect(t *config.Target, e *queue.Entry, cl closures, log *logrus.Entry) (string, error) {
+// decide returns why the current rules leave e out of t ("" when they
+// still select it), and whether that is because an upstream cache has it;
+// or an error when that cannot be told now: then the entry waits for a
+// retry, since pushing blind could upload a denied path.
+func (w *Worker) decide(t *config.Target, e *queue.Entry, cl closures, log *logrus.Entry) (reason string, upstream bool, err error) {
 	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
 	if err != nil {
-		return "no longer selected: not a store path", nil
+		return "no longer selected: not a store path", false, nil
 	}
-	if d := t.Rules.Decide(p); !d.Selected {
-		return "no longer selected: " + d.Reason(), nil
+	if td := policy.ByName(t, p); !td.Selected {
+		return td.DropReason(), false, nil
 	}
 	if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
-		return "no longer in the store (garbage-collected)", nil
+		return "no longer in the store (garbage-collected)", false, nil
 	}
-	if !t.HasDeny() {
-		return "", nil
+	f := w.facts.of[e.Path]
+	closure := &policy.Closure{}
+	if policy.DeniesByName(t) {
+		if cl.err != nil {
+			return "", false, fmt.Errorf("cannot tell whether its closure holds a path denied by the rules of %s: %w", t.Name, cl.err)
+		}
+		c, ok := cl.of[e.Path]
+		if !ok {
+			return "not a valid path in the Nix store (partly deleted?): its closure cannot be checked", false, nil
+		}
+		closure.Paths = c
 	}
-	if cl.err != nil {
-		return "", fmt.Errorf("cannot tell whether its closure holds a path denied by the rules of %s: %w", t.Name, cl.err)
+	// The sizes of the closure come with the facts (see prefetch).
+	if f != nil && t.MaxNarSize > 0 {
+		if closure.Paths == nil {
+			closure.Paths = w.facts.gather.ClosureOf(e.Path)
+		}
+		closure.NarSize = w.facts.gather.NarSize
 	}
-	closure, ok := cl.of[e.Path]
-	if !ok {
-		return "not a valid path in the Nix store (partly deleted?): its closure cannot be checked", nil
+	td := policy.DecideTarget(t, p, f, closure)
+	if !td.Selected {
+		return td.DropReason(), td.Check == "upstream", nil
 	}
-	dep, pat := t.ClosureDenied(e.Path, closure)
-	if dep == "" {
-		return "", nil
+	if td.Dependency != "" {
+		// closure_deny = "push": the dependency goes up with it.
+		msg, field := "uploading a denied path inside the closure of a selected one (closure_deny = \"push\")", "denied"
+		if td.DependencyKey == "max_nar_size" {
+			msg, field = "uploading a path larger than max_nar_size inside the closure of a selected one (closure_deny = \"push\")", "larger"
+		}
+		log.WithFields(logrus.Fields{"path": e.Path, field: td.Dependency, "rule": td.DependencyRule}).Warn(msg)
 	}
-	if t.ClosureDeny == config.ClosurePush {
-		log.WithFields(logrus.Fields{"path": e.Path, "denied": dep, "rule": fmt.Sprintf("deny %q", pat)}).
-			Warn("uploading a denied path inside the closure of a selected one (closure_deny = \"push\")")
-		return "", nil
-	}
-	return config.ClosureSkipReason(dep, pat), nil
+	return "", false, nil
 }

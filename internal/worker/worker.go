@@ -414,14 +414,10 @@ func (w *Worker) push(ctx context.Context, b batch) {
 		return
 	}
 	for _, e := range b.entries {
-		reason, err := w.reselect(b.target, e, cl, log)
+		reason, upstream, err := w.decide(b.target, e, cl, log)
 		if err != nil {
 			w.queueFailed(log, e, "not pushed", err, time.Now())
 			continue
-		}
-		upstream := false
-		if reason == "" {
-			reason, upstream = w.factCheck(log, b.target, e)
 		}
 		if upstream {
 			w.inUpstream(log, b.target, e, reason)

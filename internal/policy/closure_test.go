@@ -1,11 +1,11 @@
-package config
+package policy
 
 import (
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -16,10 +16,9 @@ func cpath(c byte, name string) storepath.Path {
 
 // closureConf loads a config with a target per closure rule, both
 // denying "secret-*" with a max_nar_size of 1 MiB.
-func closureConf(t *testing.T) *Config {
+func closureConf(t *testing.T) *config.Config {
 	t.Helper()
-	isolate(t)
-	c, err := Load(write(t, filepath.Join(t.TempDir(), "hook.conf"), `
+	return load(t, `
 max_nar_size = "1MiB"
 [[target]]
 store = "file:///srv/s"
@@ -35,11 +34,7 @@ deny = ["secret-*"]
 closure_deny = "push"
 [queue]
 dir = "/tmp/q"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+`)
 }
 
 // The closure verdict: "skip" leaves out a selected path whose closure
@@ -52,7 +47,7 @@ func TestDecideAllClosure(t *testing.T) {
 	app, secret, big, lib, other := cpath('a', "app-1.0"), cpath('b', "secret-key-1"), cpath('c', "big-1.0"), cpath('d', "lib-1.0"), cpath('f', "other-1.0")
 	sizes := map[string]int64{app.String(): 100, secret.String(): 100, big.String(): 2 << 20, lib.String(): 100}
 	narSize := func(s string) (int64, bool) { n, ok := sizes[s]; return n, ok }
-	closures := map[string]*ClosureFacts{
+	closures := map[string]*Closure{
 		// app -> lib -> secret; app -> big
 		app.String():    {Paths: []string{app.String(), lib.String(), big.String(), secret.String()}, NarSize: narSize},
 		lib.String():    {Paths: []string{lib.String(), secret.String()}, NarSize: narSize},
@@ -67,7 +62,7 @@ func TestDecideAllClosure(t *testing.T) {
 		}
 		return nil
 	}
-	vs := c.DecideAll([]storepath.Path{app, secret, big, other}, facts, func(s string) *ClosureFacts { return closures[s] })
+	vs := DecideAll(c, []storepath.Path{app, secret, big, other}, facts, func(s string) *Closure { return closures[s] })
 	byPath := map[string]Verdict{}
 	for _, v := range vs {
 		byPath[v.Path.String()] = v
@@ -81,10 +76,10 @@ func TestDecideAllClosure(t *testing.T) {
 		t.Errorf("app pushed to %v, want [pusher]", v.Push)
 	}
 	sk, pu := v.Targets[0], v.Targets[1]
-	if sk.Selected || sk.Check != CheckClosure || sk.Dependency != secret.String() || sk.Pattern != "secret-*" || sk.Rule != ClosureSkipReason(secret.String(), "secret-*") {
+	if sk.Selected || sk.Check != CheckClosure || sk.Dependency != secret.String() || sk.Pattern != "secret-*" || sk.Rule != closureSkip(secret.String(), deniedBy("secret-*")) {
 		t.Errorf("skipper on app: %+v", sk)
 	}
-	if !pu.Selected || pu.Dependency != secret.String() || !slices.Contains(pu.Notes, ClosurePushNote(secret.String(), "secret-*")) {
+	if !pu.Selected || pu.Dependency != secret.String() || !slices.Contains(pu.Notes, closurePush(secret.String(), deniedBy("secret-*"))) {
 		t.Errorf("pusher on app: %+v", pu)
 	}
 	want := `push ` + app.String() + ` -> pusher (allow "*"; also uploads ` + secret.String() + `, denied by "secret-*", inside its closure (closure_deny = "push"); not -> skipper: closure_deny = "skip": its closure contains ` + secret.String() + `, denied by "secret-*")`
@@ -103,10 +98,10 @@ func TestDecideAllClosure(t *testing.T) {
 	// other: its closure holds only the large path.
 	v = byPath[other.String()]
 	sizeRule := "larger than max_nar_size (NAR 2.0 MiB, limit 1.0 MiB)"
-	if sk := v.Targets[0]; sk.Selected || sk.Check != CheckClosure || sk.Rule != ClosureSkipSizeReason(big.String(), sizeRule) || sk.Dependency != big.String() {
+	if sk := v.Targets[0]; sk.Selected || sk.Check != CheckClosure || sk.Rule != closureSkip(big.String(), sizeRule) || sk.Dependency != big.String() {
 		t.Errorf("skipper on other: %+v", sk)
 	}
-	if pu := v.Targets[1]; !pu.Selected || !slices.Contains(pu.Notes, ClosurePushSizeNote(big.String(), sizeRule)) {
+	if pu := v.Targets[1]; !pu.Selected || !slices.Contains(pu.Notes, closurePush(big.String(), sizeRule)) {
 		t.Errorf("pusher on other: %+v", pu)
 	}
 	// The large path: left out by its size, uploaded inside app's
@@ -124,10 +119,10 @@ func TestDecideAllClosure(t *testing.T) {
 
 	// The same reasons as the worker gives (worker/rules.go,
 	// worker/facts.go): the text of a drop.
-	if got := ClosureSkipSizeReason(big.String(), sizeRule); got != `closure_deny = "skip": its closure contains `+big.String()+`, `+sizeRule {
+	if got := closureSkip(big.String(), sizeRule); got != `closure_deny = "skip": its closure contains `+big.String()+`, `+sizeRule {
 		t.Errorf("size reason %q", got)
 	}
-	if got := ClosureSkipReason(secret.String(), "secret-*"); got != `closure_deny = "skip": its closure contains `+secret.String()+`, denied by "secret-*"` {
+	if got := closureSkip(secret.String(), deniedBy("secret-*")); got != `closure_deny = "skip": its closure contains `+secret.String()+`, denied by "secret-*"` {
 		t.Errorf("deny reason %q", got)
 	}
 }
@@ -138,28 +133,24 @@ func TestDecideAllClosure(t *testing.T) {
 func TestDecideAllNoClosure(t *testing.T) {
 	c := closureConf(t)
 	app, secret := cpath('a', "app-1.0"), cpath('b', "secret-key-1")
-	vs := c.DecideAll([]storepath.Path{app, secret}, nil, nil)
+	vs := DecideAll(c, []storepath.Path{app, secret}, nil, nil)
 	if vs[0].Line() != `push `+app.String()+` -> skipper, pusher (allow "*")` || vs[1].Line() != `skip `+secret.String()+` (deny "secret-*")` {
 		t.Errorf("lines:\n%s\n%s", vs[0].Line(), vs[1].Line())
 	}
-	vs = c.DecideAll([]storepath.Path{app, secret}, nil, func(string) *ClosureFacts { return nil })
+	vs = DecideAll(c, []storepath.Path{app, secret}, nil, func(string) *Closure { return nil })
 	if vs[0].Line() != `push `+app.String()+` -> skipper, pusher (allow "*")` {
 		t.Errorf("unknown closure: %s", vs[0].Line())
 	}
 
-	isolate(t)
-	one, err := Load(write(t, filepath.Join(t.TempDir(), "hook.conf"), `
+	one := load(t, `
 cache = "mycache"
 allow = ["*"]
 deny = ["secret-*"]
 [queue]
 dir = "/tmp/q"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &ClosureFacts{Paths: []string{app.String(), secret.String()}}
-	vs = one.DecideAll([]storepath.Path{app, secret}, nil, func(s string) *ClosureFacts {
+`)
+	cl := &Closure{Paths: []string{app.String(), secret.String()}}
+	vs = DecideAll(one, []storepath.Path{app, secret}, nil, func(s string) *Closure {
 		if s == app.String() {
 			return cl
 		}
@@ -178,22 +169,18 @@ dir = "/tmp/q"
 // A path no allow rule matches, or one upstream leaves out, is not the
 // closure rule's subject: no "uploaded inside" for it (see the README).
 func TestDecideAllOnlyDenied(t *testing.T) {
-	isolate(t)
-	one, err := Load(write(t, filepath.Join(t.TempDir(), "hook.conf"), `
+	one := load(t, `
 cache = "mycache"
 allow = ["app-*"]
 deny = ["secret-*"]
 closure_deny = "push"
 [queue]
 dir = "/tmp/q"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	app, glibc := cpath('a', "app-1.0"), cpath('g', "glibc-2.39")
-	vs := one.DecideAll([]storepath.Path{app, glibc}, nil, func(s string) *ClosureFacts {
+	vs := DecideAll(one, []storepath.Path{app, glibc}, nil, func(s string) *Closure {
 		if s == app.String() {
-			return &ClosureFacts{Paths: []string{app.String(), glibc.String()}}
+			return &Closure{Paths: []string{app.String(), glibc.String()}}
 		}
 		return nil
 	})

@@ -1,0 +1,97 @@
+// Package policy answers the question the whole program exists for: does
+// this store path go to this target, and why? The hook, push, watch-exec,
+// explain, push --dry-run and the worker all ask it here, and all say its
+// answer in the words it renders (Verdict.Line, TargetDecision.DropReason).
+//
+// A target decides on a path in steps; each may only leave out what the
+// step before selected, and the first that does gives the reason:
+//
+//  1. the target's allow and deny patterns on the path's name (package
+//     filter; ByName);
+//  2. the rules that read facts about the path, in the order of factRules
+//     (max_nar_size, unsubstitutable, upstream), when its Facts are known;
+//  3. the closure rule (closure_deny), when its Closure is known.
+//
+// Over a set of paths (DecideAll), a path that a target leaves out is then
+// marked as going up all the same when that target pushes a path of the
+// set whose closure holds it: a pusher uploads whole closures.
+//
+// policy runs no command and reads no file: callers bring what is known
+// (package pathfacts asks Nix and the upstream caches; the hook reads its
+// .drv and scans its outputs; the worker asks Nix for a batch's closures),
+// and nothing unknown keeps a path from being pushed. To add a rule that
+// reads a new fact: a field in Facts, a field in Needs, an entry in
+// factRules; its key is loaded and validated by package config.
+package policy
+
+import (
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// ByName is t's decision on p by its allow and deny patterns alone.
+func ByName(t *config.Target, p storepath.Path) TargetDecision {
+	d := t.Rules.Decide(p)
+	td := TargetDecision{Target: t.Name, Selected: d.Selected, Rule: d.Reason()}
+	if d.Rule != nil {
+		td.Pattern = d.Rule.Text
+	}
+	return td
+}
+
+// DecideTarget is t's decision on p: its patterns, then, for a path they
+// select, the rules that read facts (f nil: none known), then the closure
+// rule (cl nil: the closure is not known).
+func DecideTarget(t *config.Target, p storepath.Path, f *Facts, cl *Closure) TargetDecision {
+	td := ByName(t, p)
+	if !td.Selected {
+		return td
+	}
+	if f != nil {
+		for _, r := range factRules {
+			why, notes := r.apply(t, f)
+			td.Notes = append(td.Notes, notes...)
+			if why != "" {
+				td.Selected, td.Check, td.Rule = false, r.key, why
+				return td
+			}
+		}
+	}
+	if cl != nil {
+		applyClosure(t, p.String(), cl, &td)
+	}
+	return td
+}
+
+// SelectedByName reports whether some target's patterns select p, before
+// any rule that reads facts: what is worth asking Nix or an upstream about.
+func SelectedByName(c *config.Config, p storepath.Path) bool {
+	for _, t := range c.Targets {
+		if t.Rules.Decide(p).Selected {
+			return true
+		}
+	}
+	return false
+}
+
+// Needs says which facts the configuration's rules read, so that nobody
+// asks Nix or the network for what no rule reads.
+type Needs struct {
+	Size, Subst, Upstream bool
+}
+
+// NeedsOf reports the facts the targets' rules read.
+func NeedsOf(c *config.Config) Needs {
+	var n Needs
+	for _, t := range c.Targets {
+		for _, r := range factRules {
+			if r.on(t) {
+				r.need(&n)
+			}
+		}
+	}
+	return n
+}
+
+// Any reports whether any fact is needed.
+func (n Needs) Any() bool { return n.Size || n.Subst || n.Upstream }
