@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -143,7 +142,7 @@ func (p *progress) draw(now time.Time, queued map[string]*counts) {
 
 // finish prints the summary (the dropped and failed paths even with -q)
 // and reports whether every path waited for was pushed.
-func (p *progress) finish(stillFailing map[string]history.Record) bool {
+func (p *progress) finish() bool {
 	p.poll()
 	took := time.Since(p.start).Seconds()
 	if !p.quiet {
@@ -164,19 +163,6 @@ func (p *progress) finish(stillFailing map[string]history.Record) bool {
 		ok = false
 		fmt.Fprintf(p.w, "dropped %d (not pushed):\n", len(p.dropped))
 		for _, r := range p.dropped {
-			fmt.Fprintf(p.w, "  %s -> %s: %s\n", r.Path, r.Target, oneLine(r.Reason))
-		}
-	}
-	if len(stillFailing) > 0 {
-		ok = false
-		keys := make([]string, 0, len(stillFailing))
-		for k := range stillFailing {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		fmt.Fprintf(p.w, "failed %d (still queued, retried later):\n", len(keys))
-		for _, k := range keys {
-			r := stillFailing[k]
 			fmt.Fprintf(p.w, "  %s -> %s: %s\n", r.Path, r.Target, oneLine(r.Reason))
 		}
 	}
@@ -211,25 +197,6 @@ func queueCounts(q *queue.Queue, want map[string]bool) map[string]*counts {
 		if e.Attempts > 0 {
 			c.failing++
 		}
-	}
-	return out
-}
-
-// failingNow lists the entries still queued that have failed, as
-// records, for the summary of a wait that ends before they are pushed.
-func failingNow(q *queue.Queue, want map[string]bool) map[string]history.Record {
-	out := map[string]history.Record{}
-	entries, _, err := q.List()
-	if err != nil {
-		return out
-	}
-	for _, e := range entries {
-		k := pairKey(e.Target, e.Path)
-		if (want != nil && !want[k]) || e.Attempts == 0 {
-			continue
-		}
-		out[k] = history.Record{Target: e.Target, Path: e.Path, Outcome: history.Failed,
-			Reason: fmt.Sprintf("%d failed attempts, last: %s", e.Attempts, e.LastError)}
 	}
 	return out
 }

@@ -31,7 +31,7 @@ func TestProgressSummary(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if p.finish(nil) {
+	if p.finish() {
 		t.Error("finish reported success with a dropped path")
 	}
 	out := stderr.String()

@@ -2,17 +2,14 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
@@ -135,72 +132,10 @@ func runPush(e *env) int {
 	if len(sel.Pairs) == 0 {
 		return status
 	}
-	if *wait {
-		ctx, cancel := context.WithTimeout(e.ctx, *timeout)
-		defer cancel()
-		if !e.waitPushed(ctx, c, sel.Pairs, start, *quiet) {
-			return 1
-		}
+	if *wait && !e.waitPushed(c, sel.Pairs, start, *timeout, *quiet).ok() {
+		return 1
 	}
 	return status
-}
-
-// waitPushed waits until every pair has left the queue, showing
-// progress, and reports the ones that were dropped, or are still queued
-// when ctx ends.
-func (e *env) waitPushed(ctx context.Context, c *config.Config, pairs []queue.Pair, since time.Time, quiet bool) bool {
-	q, err := queue.Open(c.Queue.Dir)
-	if err != nil {
-		e.errorf("%v", err)
-		return false
-	}
-	prog := newProgress(e, q.Dir, nil, quiet)
-	prog.start = since
-	prog.want = map[string]bool{}
-	for _, p := range pairs {
-		if !slices.Contains(prog.targets, p.Target) {
-			prog.targets = append(prog.targets, p.Target)
-		}
-		prog.want[pairKey(p.Target, p.Path.String())] = true
-	}
-	left := pairs
-	for {
-		var still []queue.Pair
-		for _, p := range left {
-			if _, queued := q.Get(queue.Key(p.Target, p.Path)); queued {
-				still = append(still, p)
-			}
-		}
-		left = still
-		prog.poll()
-		if len(left) == 0 {
-			break
-		}
-		if now := time.Now(); prog.due(now) {
-			prog.draw(now, queueCounts(q, prog.want))
-		}
-		select {
-		case <-ctx.Done():
-			e.errorf("%d paths were not pushed in time:", len(left))
-			for _, p := range left {
-				msg := "still queued"
-				if en, ok := q.Get(queue.Key(p.Target, p.Path)); ok && en.LastError != "" {
-					msg = fmt.Sprintf("%d failed attempts, last: %s", en.Attempts, en.LastError)
-				}
-				fmt.Fprintf(e.stderr, "  %s -> %s: %s\n", p.Path, p.Target, msg)
-			}
-			prog.finish(nil)
-			return false
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	// dropped/ is the authority; the history may have missed a drop.
-	for _, p := range pairs {
-		if en, ok := q.Dropped(queue.Key(p.Target, p.Path), since); ok {
-			prog.addDropped(history.Record{Target: p.Target, Path: p.Path.String(), Outcome: history.Dropped, Reason: en.Reason})
-		}
-	}
-	return prog.finish(nil)
 }
 
 // closure returns the runtime closure of roots. When the rules read facts
@@ -238,6 +173,17 @@ func (e *env) closure(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record,
 		}
 	}
 	return paths, nil
+}
+
+// waitPushed waits until the pairs push or watch-exec queued have left the
+// queue (see waitQueue), at most timeout.
+func (e *env) waitPushed(c *config.Config, pairs []queue.Pair, since time.Time, timeout time.Duration, quiet bool) waitResult {
+	q, err := queue.Open(c.Queue.Dir)
+	if err != nil {
+		e.errorf("%v", err)
+		return waitResult{end: waitError}
+	}
+	return e.waitQueue(c, q, waitSpec{pairs: pairs, since: since, timeout: timeout, quiet: quiet})
 }
 
 // pushedTo tells whether a path went to a target before: recorded itself,

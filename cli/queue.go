@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -266,108 +265,6 @@ func runStatus(e *env) int {
 	}
 	st.print(e.stdout)
 	return 0
-}
-
-func runWait(e *env) int {
-	fs := e.flags("wait", "[-q] [--timeout DUR | --keep-trying]", "Block until nothing is left to push, starting a worker if entries are pending\nand none runs (after a crash, say), showing progress per target on stderr.\nExit 0 when every path was pushed; 1 when a path it waited for was dropped\n(closure_deny, garbage-collected: listed with the reason), and 1 on timeout\nwith what is left. Without --timeout it exits 1, with the errors, as soon as\nevery entry left has failed and only waits for its back-off (--keep-trying\nwaits on). Entries of targets no longer in the config are not waited\nfor. Call it at the end of a CI job.")
-	timeout := fs.Duration("timeout", 0, "give up after `DUR` (0: no limit)")
-	keepTrying := fs.Bool("keep-trying", false, "without --timeout, wait on while every entry left is failing")
-	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
-	c, q, ok := e.openQueue()
-	if !ok {
-		return 1
-	}
-	var deadline <-chan time.Time
-	if *timeout > 0 {
-		deadline = time.After(*timeout)
-	}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	prog := newProgress(e, q.Dir, targetNames(c), *quiet)
-	// Entries of targets no longer in the config will never be pushed:
-	// waiting for them would only end in a timeout. Each entry's target
-	// is read once.
-	targetOf := map[string]string{}
-	warned := false
-	var failing failingCheck
-	for {
-		names, err := q.Names()
-		if err != nil {
-			e.errorf("%v", err)
-			return 1
-		}
-		pushable, orphans := 0, 0
-		for _, n := range names {
-			t, ok := targetOf[n]
-			if !ok {
-				en, err := q.Peek(n)
-				if errors.Is(err, os.ErrNotExist) {
-					continue // pushed meanwhile
-				}
-				if err != nil {
-					// Corrupt: the worker moves it aside and logs it.
-					pushable++
-					continue
-				}
-				t = en.Target
-				targetOf[n] = t
-			}
-			if c.Target(t) != nil {
-				pushable++
-			} else {
-				orphans++
-			}
-		}
-		if orphans > 0 && !warned {
-			e.errorf("warning: %d queued entries belong to targets no longer in the config; not waiting for them", orphans)
-			warned = true
-		}
-		prog.poll()
-		if pushable == 0 {
-			if !prog.finish(nil) {
-				return 1
-			}
-			return 0
-		}
-		if err := worker.EnsureRunning(c, q); err != nil {
-			e.errorf("starting a worker: %v", err)
-			return 1
-		}
-		if *timeout == 0 && !*keepTrying && failing.allWaiting(q, names, func(en *queue.Entry) bool { return c.Target(en.Target) != nil }, time.Now()) {
-			e.errorf("every path left has failed and waits for a retry; not waiting for it (--keep-trying waits on):")
-			if st, err := collectStatus(c, q); err == nil {
-				st.print(e.stderr)
-			}
-			prog.finish(nil)
-			return 1
-		}
-		if now := time.Now(); prog.due(now) {
-			prog.draw(now, queueCounts(q, nil))
-		}
-		select {
-		case <-e.ctx.Done():
-			return 1
-		case <-deadline:
-			e.errorf("timed out after %s with paths still queued:", *timeout)
-			if st, err := collectStatus(c, q); err == nil {
-				st.print(e.stderr)
-			}
-			prog.finish(nil)
-			return 1
-		case <-tick.C:
-		}
-	}
-}
-
-func targetNames(c *config.Config) []string {
-	names := make([]string, len(c.Targets))
-	for i, t := range c.Targets {
-		names[i] = t.Name
-	}
-	return names
 }
 
 func runRetry(e *env) int {

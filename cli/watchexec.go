@@ -105,9 +105,7 @@ func runWatchExec(e *env) int {
 		return status
 	}
 	if *wait {
-		wctx, cancel := context.WithTimeout(e.ctx, *timeout)
-		defer cancel()
-		e.waitPushed(wctx, c, sel.Pairs, start, *quiet)
+		e.waitPushed(c, sel.Pairs, start, *timeout, *quiet)
 	}
 	return status
 }

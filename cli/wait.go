@@ -1,0 +1,265 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
+)
+
+// The one wait loop, for `wait`, `push --wait` and `watch-exec --wait`:
+// poll the queue until what is waited for has left it, following the
+// history for progress and outcomes, keeping a worker running, and
+// stopping at the timeout or, when asked, once everything left only
+// waits for a back-off.
+
+// waitPoll is how often the queue is looked at.
+const waitPoll = 200 * time.Millisecond
+
+// waitSpec says what a wait waits for.
+type waitSpec struct {
+	// pairs are the pairs a push queued; nil waits for every entry of a
+	// configured target (entries of targets no longer configured would
+	// never go).
+	pairs []queue.Pair
+	// since is when the pairs were queued: drops recorded before are
+	// not theirs.
+	since   time.Time
+	timeout time.Duration // 0: no limit
+	quiet   bool
+	// giveUpFailing ends the wait once every entry left has failed and
+	// only waits for its back-off: nothing changes until it ends, and a
+	// target that keeps failing would hold the caller forever.
+	giveUpFailing bool
+}
+
+// waitEnd is how a wait ended.
+type waitEnd int
+
+const (
+	waitDone        waitEnd = iota // nothing left to wait for
+	waitTimedOut                   // the timeout passed first
+	waitFailing                    // everything left waits for a back-off (giveUpFailing)
+	waitInterrupted                // the command was interrupted
+	waitError                      // the queue could not be read or no worker started
+)
+
+// waitResult is what a wait saw.
+type waitResult struct {
+	end waitEnd
+	// dropped are the waited-for paths the worker dropped, with the
+	// reason (closure_deny, garbage-collected, no longer selected).
+	dropped []history.Record
+	// left are the waited-for pairs still queued at the end (pairs
+	// mode).
+	left []queue.Pair
+	// allPushed: every path waited for went up, or was already in an
+	// upstream cache.
+	allPushed bool
+}
+
+// ok reports whether the wait ended with everything waited for pushed.
+func (r waitResult) ok() bool { return r.end == waitDone && r.allPushed }
+
+// waitQueue runs the wait loop on c's queue q, showing progress on
+// stderr (unless quiet) and reporting at the end what was not pushed.
+func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitResult {
+	var targets []string
+	var want map[string]bool
+	if spec.pairs == nil {
+		targets = targetNames(c)
+	} else {
+		want = map[string]bool{}
+		for _, p := range spec.pairs {
+			if !slices.Contains(targets, p.Target) {
+				targets = append(targets, p.Target)
+			}
+			want[pairKey(p.Target, p.Path.String())] = true
+		}
+	}
+	prog := newProgress(e, q.Dir, targets, spec.quiet)
+	if !spec.since.IsZero() {
+		prog.start = spec.since
+	}
+	prog.want = want
+	var deadline <-chan time.Time
+	if spec.timeout > 0 {
+		t := time.NewTimer(spec.timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	tick := time.NewTicker(waitPoll)
+	defer tick.Stop()
+	left := &leftInQueue{c: c, q: q, pairs: spec.pairs, targetOf: map[string]string{}}
+	var failing failingCheck
+	for {
+		n, err := left.count()
+		if err != nil {
+			e.errorf("%v", err)
+			return waitResult{end: waitError}
+		}
+		if left.orphans > 0 && !left.warned {
+			e.errorf("warning: %d queued entries belong to targets no longer in the config; not waiting for them", left.orphans)
+			left.warned = true
+		}
+		prog.poll()
+		if n == 0 {
+			break
+		}
+		// A worker that crashed, or exited just as entries came, is
+		// started again.
+		if err := worker.EnsureRunning(c, q); err != nil {
+			e.errorf("starting a worker: %v", err)
+			return waitResult{end: waitError}
+		}
+		if spec.giveUpFailing && failing.allWaiting(q, left.names, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now()) {
+			e.errorf("every path left has failed and waits for a retry; not waiting for it (--keep-trying waits on):")
+			left.report(e)
+			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, allPushed: prog.finish()}
+		}
+		if now := time.Now(); prog.due(now) {
+			prog.draw(now, queueCounts(q, want))
+		}
+		select {
+		case <-e.ctx.Done():
+			return waitResult{end: waitInterrupted, dropped: prog.dropped, left: left.pairs}
+		case <-deadline:
+			if spec.pairs != nil {
+				e.errorf("%d paths were not pushed in time:", len(left.pairs))
+			} else {
+				e.errorf("timed out after %s with paths still queued:", spec.timeout)
+			}
+			left.report(e)
+			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, allPushed: prog.finish()}
+		case <-tick.C:
+		}
+	}
+	// dropped/ is the authority; the history may have missed a drop.
+	for _, p := range spec.pairs {
+		if en, ok := q.Dropped(queue.Key(p.Target, p.Path), spec.since); ok {
+			prog.addDropped(history.Record{Target: p.Target, Path: p.Path.String(), Outcome: history.Dropped, Reason: en.Reason})
+		}
+	}
+	ok := prog.finish()
+	return waitResult{end: waitDone, dropped: prog.dropped, allPushed: ok}
+}
+
+// leftInQueue counts what a wait still waits for.
+type leftInQueue struct {
+	c     *config.Config
+	q     *queue.Queue
+	pairs []queue.Pair // pairs mode: those still queued
+	// Whole-queue mode: the entries' names, each one's target (read
+	// once), and how many belong to targets no longer configured.
+	names    []string
+	targetOf map[string]string
+	orphans  int
+	warned   bool
+}
+
+// count returns how many waited-for entries are still queued.
+func (l *leftInQueue) count() (int, error) {
+	if l.pairs != nil {
+		var still []queue.Pair
+		for _, p := range l.pairs {
+			if _, queued := l.q.Get(queue.Key(p.Target, p.Path)); queued {
+				still = append(still, p)
+			}
+		}
+		l.pairs = still
+		return len(still), nil
+	}
+	names, err := l.q.Names()
+	if err != nil {
+		return 0, err
+	}
+	l.names = names
+	pushable, orphans := 0, 0
+	for _, n := range names {
+		t, ok := l.targetOf[n]
+		if !ok {
+			en, err := l.q.Peek(n)
+			if errors.Is(err, os.ErrNotExist) {
+				continue // pushed meanwhile
+			}
+			if err != nil {
+				// Corrupt: the worker moves it aside and logs it.
+				pushable++
+				continue
+			}
+			t = en.Target
+			l.targetOf[n] = t
+		}
+		if l.c.Target(t) != nil {
+			pushable++
+		} else {
+			orphans++
+		}
+	}
+	l.orphans = orphans
+	return pushable, nil
+}
+
+// waitedFor reports whether an entry is one the wait waits for.
+func (l *leftInQueue) waitedFor(en *queue.Entry) bool {
+	if l.pairs == nil {
+		return l.c.Target(en.Target) != nil
+	}
+	for _, p := range l.pairs {
+		if p.Target == en.Target && p.Path.String() == en.Path {
+			return true
+		}
+	}
+	return false
+}
+
+// report lists what is left: each pair with its last error, or the
+// queue's status.
+func (l *leftInQueue) report(e *env) {
+	if l.pairs == nil {
+		if st, err := collectStatus(l.c, l.q); err == nil {
+			st.print(e.stderr)
+		}
+		return
+	}
+	for _, p := range l.pairs {
+		msg := "still queued"
+		if en, ok := l.q.Get(queue.Key(p.Target, p.Path)); ok && en.LastError != "" {
+			msg = fmt.Sprintf("%d failed attempts, last: %s", en.Attempts, en.LastError)
+		}
+		fmt.Fprintf(e.stderr, "  %s -> %s: %s\n", p.Path, p.Target, msg)
+	}
+}
+
+func runWait(e *env) int {
+	fs := e.flags("wait", "[-q] [--timeout DUR | --keep-trying]", "Block until nothing is left to push, starting a worker if entries are pending\nand none runs (after a crash, say), showing progress per target on stderr.\nExit 0 when every path was pushed; 1 when a path it waited for was dropped\n(closure_deny, garbage-collected: listed with the reason), and 1 on timeout\nwith what is left. Without --timeout it exits 1, with the errors, as soon as\nevery entry left has failed and only waits for its back-off (--keep-trying\nwaits on). Entries of targets no longer in the config are not waited\nfor. Call it at the end of a CI job.")
+	timeout := fs.Duration("timeout", 0, "give up after `DUR` (0: no limit)")
+	keepTrying := fs.Bool("keep-trying", false, "without --timeout, wait on while every entry left is failing")
+	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
+	if st, ok := e.parse(fs); !ok {
+		return st
+	}
+	c, q, ok := e.openQueue()
+	if !ok {
+		return 1
+	}
+	r := e.waitQueue(c, q, waitSpec{timeout: *timeout, quiet: *quiet, giveUpFailing: *timeout == 0 && !*keepTrying})
+	if !r.ok() {
+		return 1
+	}
+	return 0
+}
+
+func targetNames(c *config.Config) []string {
+	names := make([]string, len(c.Targets))
+	for i, t := range c.Targets {
+		names[i] = t.Name
+	}
+	return names
+}
