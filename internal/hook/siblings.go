@@ -112,7 +112,6 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*po
 	return out, errs
 }
 
-
 // The scan runs on the build's path, so it is bounded: outputs larger
 // than this (a disk image next to its -doc) are left to the worker. The
 // deadline is checked per chunk read and per batch of directory entries
