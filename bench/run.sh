@@ -53,7 +53,7 @@ if [ "$MODE" = full ]; then
 	PATHS_N=520                 # prebuilt store paths the hooks queue
 	DEPTHS="0 1000 100000"      # pending entries
 	DECIDE_NAMES=100000 DECIDE_REPEAT=7
-	GOBENCH_DECIDE=1s GOBENCH_ADD=2000x
+	GOBENCH_DECIDE=1s GOBENCH_ADD=2000x GOBENCH_SCAN=10x
 	CONC_TOTAL=500 DRAIN_N=500
 	PHASE_RUNS=100 INIT_RUNS=30
 	BUILD_N=100 BUILD_REPS=7 NAIVE_N=100
@@ -66,7 +66,7 @@ else
 	PATHS_N=70
 	DEPTHS="0 100 1000"
 	DECIDE_NAMES=10000 DECIDE_REPEAT=2
-	GOBENCH_DECIDE=100x GOBENCH_ADD=20x
+	GOBENCH_DECIDE=100x GOBENCH_ADD=20x GOBENCH_SCAN=1x
 	CONC_TOTAL=64 DRAIN_N=20
 	PHASE_RUNS=5 INIT_RUNS=3
 	BUILD_N=5 BUILD_REPS=1 NAIVE_N=2
@@ -364,6 +364,11 @@ EOF
 	"$BT" exec -spec "$W/spec/conc-$k.json" -results "$R"
 done
 cmd throughput "$CONC_TOTAL hook processes (OUT_PATHS=<a different path each>), K at a time for K = 1, 8, 64; worker lock held; entries/s = $CONC_TOTAL / wall time; all $CONC_TOTAL entries checked"
+
+say "4d. the hook's sibling scan: 302 outputs, one a crafted 60 MiB file (issue 18)"
+go test -run NONE -bench 'SiblingScan302$' -benchtime "$GOBENCH_SCAN" ./internal/hook | tee "$W/logs/gobench-scan.txt" >&2
+"$BT" gobench -in "$W/logs/gobench-scan.txt" -metric MB/s -results "$R"
+cmd throughput "go test -run NONE -bench 'SiblingScan302\$' -benchtime $GOBENCH_SCAN ./internal/hook   # internal/hook/siblings_bench_test.go: scan = the hook's reference scan of the 60 MiB output for its 301 siblings, deadline lifted; read = reading the same file once"
 
 say "4c. drain rate into a file:// store"
 cat >"$W/conf/drain.conf" <<EOF

@@ -476,6 +476,8 @@ func renderBody(rs *results, p func(string, ...any), need func(kind, name string
 		p("\n**Not flat.** The queue is designed so that the hook never lists or reads entries/ (queue/queue.go): it looks up one name, writes one file and fsyncs the directory. A growth with %s entries points at the file system's cost for a large directory, or at a change that made the hook read the queue; profile the hook at that depth.\n", thousands(float64(dN.Depth)))
 	}
 
+	scanSection(rs, p)
+
 	// ---------------------------------------------------------------- 6
 	sc.section(rs, p)
 
