@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // cvExplainJSON is the part of explain --json these tests read.
@@ -59,10 +61,10 @@ func cvLines(t *testing.T, out string, paths ...string) map[string]string {
 // are "denied ..., but uploaded inside the closure of" app and tool.
 func TestClosureVerdictExplainAndDryRun(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	built := scBuild(t, fmt.Sprintf("let secret = %s; big = %s; in [ (%s) (%s) (%s) ]",
-		Drv(s, "secret-key-1", nil), ruBig(s, "big-1.0"),
-		Drv(s, "app-1.0", nil, "secret"), Drv(s, "tool-1.0", nil, "big"), Drv(s, "clean-1.0", nil)))
+		nixtest.Drv(s, "secret-key-1", nil), ruBig(s, "big-1.0"),
+		nixtest.Drv(s, "app-1.0", nil, "secret"), nixtest.Drv(s, "tool-1.0", nil, "big"), nixtest.Drv(s, "clean-1.0", nil)))
 	secret, big, app, tool, clean := built["secret-key-1"], built["big-1.0"], built["app-1.0"], built["tool-1.0"], built["clean-1.0"]
 	all := []string{app, secret, tool, big, clean}
 	conf := func(mode string) string {
@@ -214,9 +216,9 @@ closure_deny = "` + mode + `"
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			e := NewEnv(t, conf(mode))
-			s := Salt()
-			paths, log := e.Build(fmt.Sprintf("[ (%s) (%s) ]", refers(s, "app-1.0"), Drv(s, "other-1.0", []string{"out", "secret"})))
-			byName := plByName(t, paths)
+			s := nixtest.Salt()
+			paths, log := e.Build(fmt.Sprintf("[ (%s) (%s) ]", refers(s, "app-1.0"), nixtest.Drv(s, "other-1.0", []string{"out", "secret"})))
+			byName := nixtest.ByName(paths)
 			app, secret := byName["app-1.0"], byName["app-1.0-secret"]
 			var appLine, otherLine string
 			for _, l := range strings.Split(log, "\n") {

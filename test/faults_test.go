@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // flTrick sets the stand-in's trick file, which the pushes of a running
@@ -55,7 +58,7 @@ func flFailedPushes(e *Env) int {
 // write end of the pipe cat reads until EOF.
 func flBuildPiped(t *testing.T, e *Env, hook, expr string) time.Duration {
 	t.Helper()
-	file := filepath.Join(e.Dir, "piped-"+Salt()+".nix")
+	file := filepath.Join(e.Dir, "piped-"+nixtest.Salt()+".nix")
 	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -90,15 +93,15 @@ allow = ["*"]
 bin = "@CACHIX@"
 `)
 	flTrick(t, e, "fail")
-	base := flBuildPiped(t, e, "/bin/true", plList(Drv(Salt(), "base-1.0", nil)))
-	took := flBuildPiped(t, e, hookBin, plList(Drv(Salt(), "piped-1.0", nil)))
+	base := flBuildPiped(t, e, "/bin/true", nixtest.List(nixtest.Drv(nixtest.Salt(), "base-1.0", nil)))
+	took := flBuildPiped(t, e, hookBin, nixtest.List(nixtest.Drv(nixtest.Salt(), "piped-1.0", nil)))
 	t.Logf("(nix-build ... 7>&1) | cat: %s with /bin/true as hook, %s with the hook", base.Round(time.Millisecond), took.Round(time.Millisecond))
 	// The pipe closed although the worker still runs: it does not hold
 	// the descriptor.
 	if len(workerPIDs(e.Queue)) == 0 {
 		t.Fatal("no worker runs after the build: the test cannot tell whether it would hold the pipe")
 	}
-	plWaitFor(t, 60*time.Second, "a push to fail", func() bool { return flFailedPushes(e) > 0 })
+	eventually.True(t, 60*time.Second, "a push to fail", func() bool { return flFailedPushes(e) > 0 })
 	if e.QueueEntries() == 0 {
 		t.Error("the entry left the queue although every push fails")
 	}
@@ -162,8 +165,8 @@ push_timeout = "3s"
 `)
 	// Queue without a worker, to start one by hand with fd 7 open.
 	unlock := plLockQueue(t, e.Queue)
-	s := Salt()
-	paths, _ := e.Build(plList(Drv(s, "hang1-1.0", nil), Drv(s, "hang2-1.0", nil)))
+	s := nixtest.Salt()
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "hang1-1.0", nil), nixtest.Drv(s, "hang2-1.0", nil)))
 	unlock()
 	flTrick(t, e, "hang")
 	marker := filepath.Join(e.Dir, "inherited-fd")
@@ -183,7 +186,7 @@ push_timeout = "3s"
 		}
 	}()
 
-	plWaitFor(t, 60*time.Second, "the pusher to hang", func() bool { return len(flHangPIDs(e)) > 0 && len(plStandinPIDs(e)) > 0 })
+	eventually.True(t, 60*time.Second, "the pusher to hang", func() bool { return len(flHangPIDs(e)) > 0 && len(plStandinPIDs(e)) > 0 })
 	if got := flOpens(cmd.Process.Pid, marker); len(got) == 0 {
 		t.Fatalf("the worker does not have the marker open: the test cannot see the defect")
 	}
@@ -194,16 +197,16 @@ push_timeout = "3s"
 	}
 
 	var status string
-	plWaitFor(t, 60*time.Second, "status to show the timeout", func() bool {
+	eventually.True(t, 60*time.Second, "status to show the timeout", func() bool {
 		status = plStatusText(t, e)
 		return strings.Contains(status, "timed out after 3s")
 	})
 	t.Logf("status:\n%s", status)
 	first := flHangPIDs(e)[0]
-	plWaitFor(t, 30*time.Second, "the first pusher's grandchild to be killed", func() bool { return !flAlive(first) })
+	eventually.True(t, 30*time.Second, "the first pusher's grandchild to be killed", func() bool { return !flAlive(first) })
 
 	// The next attempt hangs again: SIGTERM the worker in the middle.
-	plWaitFor(t, 60*time.Second, "a second hanging push", func() bool { return len(flHangPIDs(e)) > 1 && len(plStandinPIDs(e)) > 0 })
+	eventually.True(t, 60*time.Second, "a second hanging push", func() bool { return len(flHangPIDs(e)) > 1 && len(plStandinPIDs(e)) > 0 })
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -221,7 +224,7 @@ push_timeout = "3s"
 	if got := e.QueueEntries(); got != len(paths) {
 		t.Errorf("%d entries queued after SIGTERM, want %d", got, len(paths))
 	}
-	plWaitFor(t, 10*time.Second, "every pusher and grandchild to be gone", func() bool {
+	eventually.True(t, 10*time.Second, "every pusher and grandchild to be gone", func() bool {
 		for _, pid := range flHangPIDs(e) {
 			if flAlive(pid) {
 				return false
@@ -257,13 +260,13 @@ deny = ["*-secret-*"]
 bin = "@CACHIX@"
 `)
 	unlock := plLockQueue(t, e.Queue)
-	s := Salt()
-	paths, _ := e.Build(plList(Drv(s, "term1-1.0", nil), Drv(s, "term2-1.0", nil)))
+	s := nixtest.Salt()
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "term1-1.0", nil), nixtest.Drv(s, "term2-1.0", nil)))
 	unlock()
 	// The first batch's push is still running when SIGTERM comes.
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "60s")
 	cmd, exited := flStartWorker(t, e)
-	plWaitFor(t, 60*time.Second, "the first push to start", func() bool { return len(plStandinPIDs(e)) > 0 })
+	eventually.True(t, 60*time.Second, "the first push to start", func() bool { return len(plStandinPIDs(e)) > 0 })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +281,7 @@ bin = "@CACHIX@"
 	}
 	for _, en := range entries {
 		if en.Attempts != 0 {
-			t.Errorf("%s -> %s: %d attempts after SIGTERM, want 0", plName(en.Path), en.Target, en.Attempts)
+			t.Errorf("%s -> %s: %d attempts after SIGTERM, want 0", nixtest.Name(en.Path), en.Target, en.Attempts)
 		}
 	}
 	if st := plStatusText(t, e); strings.Contains(st, "failing /nix/store") || strings.Contains(st, "queue error") {
@@ -346,12 +349,12 @@ retry_max = "1s"
 max_size = "1MiB"
 `)
 	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(plList(Drv(Salt(), "flood-1.0", nil)))
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "flood-1.0", nil)))
 	unlock()
 	const flood = 50 << 20
 	flTrick(t, e, "flood="+strconv.Itoa(flood))
 	cmd, exited := flStartWorker(t, e)
-	plWaitFor(t, 2*time.Minute, "the flooding push to land", func() bool {
+	eventually.True(t, 2*time.Minute, "the flooding push to land", func() bool {
 		return e.QueueEntries() == 0 && len(CachePaths(t, filepath.Join(e.Standin, "flood"))) > 0
 	})
 	hwm := flVmHWM(t, cmd.Process.Pid)
@@ -404,7 +407,7 @@ store = "file://@DIR@/future"
 allow = ["*"]
 `)
 	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(plList(Drv(Salt(), "future-1.0", nil)))
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "future-1.0", nil)))
 	unlock()
 	flRestamp(t, e, "queued", time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339Nano))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -436,7 +439,7 @@ retry_initial = "1s"
 retry_max = "2s"
 `)
 	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(plList(Drv(Salt(), "stuck-1.0", nil)))
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "stuck-1.0", nil)))
 	unlock()
 	files, _ := filepath.Glob(filepath.Join(e.Queue, "entries", "*"))
 	if len(files) != 1 {
@@ -450,11 +453,11 @@ retry_max = "2s"
 	start := time.Now()
 	flStartWorker(t, e)
 	var status string
-	plWaitFor(t, 60*time.Second, "status to show the queue error", func() bool {
+	eventually.True(t, 60*time.Second, "status to show the queue error", func() bool {
 		status = plStatusText(t, e)
 		return strings.Contains(status, "queue error") && strings.Contains(status, "removing the queue entry failed")
 	})
-	plWaitFor(t, 60*time.Second, "three pushes", func() bool { return len(e.Invocations()) >= 3 })
+	eventually.True(t, 60*time.Second, "three pushes", func() bool { return len(e.Invocations()) >= 3 })
 	elapsed := time.Since(start)
 	n := len(e.Invocations())
 	t.Logf("%d pushes of an unremovable entry in %s; status:\n%s", n, elapsed.Round(time.Millisecond), status)
@@ -463,7 +466,7 @@ retry_max = "2s"
 		t.Errorf("%d pushes in %s: faster than the back-off allows (%d)", n, elapsed, max)
 	}
 	undo()
-	plWaitFor(t, 60*time.Second, "the entry to be removed", func() bool { return e.QueueEntries() == 0 })
+	eventually.True(t, 60*time.Second, "the entry to be removed", func() bool { return e.QueueEntries() == 0 })
 	plExpectCache(t, "stuck", filepath.Join(e.Standin, "stuck"), paths, func(string) bool { return true })
 }
 
@@ -479,7 +482,7 @@ allow = ["*"]
 bin = "@CACHIX@"
 `)
 	flTrick(t, e, "fail")
-	paths, _ := e.Build(plList(Drv(Salt(), "down-1.0", nil)))
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "down-1.0", nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, errOut, code := e.Run(ctx, "wait")
@@ -502,7 +505,7 @@ bin = "@CACHIX@"
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	failed := flFailedPushes(e)
-	plWaitFor(t, 60*time.Second, "two more failed pushes", func() bool { return flFailedPushes(e) >= failed+2 })
+	eventually.True(t, 60*time.Second, "two more failed pushes", func() bool { return flFailedPushes(e) >= failed+2 })
 	select {
 	case err := <-exited:
 		t.Fatalf("wait --keep-trying returned while the target fails: %v\n%s", err, kOut.String())
@@ -587,7 +590,7 @@ retry_max = "1s"
 			}
 		}
 	}()
-	s := Salt()
+	s := nixtest.Salt()
 	var allowed, denied []string
 	start := time.Now()
 	enough := func() bool {
@@ -598,9 +601,9 @@ retry_max = "1s"
 	// Rounds go on, up to twice as many, until both kinds of kill
 	// happened often enough: few rounds may miss the pushers by chance.
 	for i := 0; i < rounds || i < 2*rounds && !enough(); i++ {
-		paths, _ := e.Build(plList(Drv(s, fmt.Sprintf("soak-%d", i), nil), Drv(s, fmt.Sprintf("soak-secret-%d", i), nil)))
+		paths, _ := e.Build(nixtest.List(nixtest.Drv(s, fmt.Sprintf("soak-%d", i), nil), nixtest.Drv(s, fmt.Sprintf("soak-secret-%d", i), nil)))
 		for _, p := range paths {
-			if strings.Contains(plName(p), "-secret-") {
+			if strings.Contains(nixtest.Name(p), "-secret-") {
 				denied = append(denied, p)
 			} else {
 				allowed = append(allowed, p)

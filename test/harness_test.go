@@ -11,9 +11,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // Binaries built once for all tests.
@@ -29,13 +30,25 @@ var (
 	hookBin    string // cachix-filter-hook
 	standinBin string // the cachix stand-in
 	repoRoot   string
+	// systemConfDir is where hookBin looks for the machine-wide
+	// hook.conf instead of /etc/cachix-filter-hook (empty unless a test
+	// writes there): the tests must not read this machine's.
+	systemConfDir string
 )
+
+// systemDirVar is the link-time variable that names the machine-wide
+// config directory (see internal/config).
+const systemDirVar = "github.com/cachix-filter-hook/cachix-filter-hook/internal/config.systemDir"
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() && os.Getenv("CFH_TEST_REQUIRE_NIX") != "1" {
+		return m.Run() // every test skips (nixtest.Require): build nothing
+	}
 	wd, err := os.Getwd()
 	if err != nil {
 		panic(err)
@@ -46,10 +59,36 @@ func run(m *testing.M) int {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
+	// What runs outside an Env (nix-store queries, nix copy) gets a
+	// home of its own too, and no setting of the caller's. Go's own
+	// directories, which default to places under HOME, stay where they
+	// are (the builds below, and the tests that run go, would start from
+	// an empty cache).
+	goEnv, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH", "GOENV").Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go env: %v\n", err)
+		return 1
+	}
+	for i, v := range strings.Split(strings.TrimSpace(string(goEnv)), "\n") {
+		os.Setenv([]string{"GOCACHE", "GOMODCACHE", "GOPATH", "GOENV"}[i], v)
+	}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "CACHIX_FILTER_HOOK_") || strings.HasPrefix(k, "CACHIX_STANDIN_") || strings.HasPrefix(k, "XDG_") {
+			os.Unsetenv(k)
+		}
+	}
+	os.Setenv("HOME", filepath.Join(dir, "home"))
+	systemConfDir = filepath.Join(dir, "etc")
 	hookBin = filepath.Join(dir, "cachix-filter-hook")
 	standinBin = filepath.Join(dir, "cachix")
-	for _, b := range []struct{ out, pkg string }{{hookBin, "."}, {standinBin, "./test/cachix-standin"}} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+	for _, b := range []struct {
+		out, pkg string
+		args     []string
+	}{
+		{hookBin, ".", []string{"-ldflags", "-X " + systemDirVar + "=" + systemConfDir}},
+		{standinBin, "./test/cachix-standin", nil},
+	} {
+		cmd := exec.Command("go", append(append([]string{"build", "-o", b.out}, b.args...), b.pkg)...)
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -58,20 +97,6 @@ func run(m *testing.M) int {
 		}
 	}
 	return m.Run()
-}
-
-// requireNix skips the test when Nix is missing, or fails it when
-// CFH_TEST_REQUIRE_NIX=1.
-func requireNix(t testing.TB) {
-	t.Helper()
-	for _, p := range []string{"nix-build", "nix-store", "nix"} {
-		if _, err := exec.LookPath(p); err != nil {
-			if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
-				t.Fatalf("%s not found and CFH_TEST_REQUIRE_NIX=1", p)
-			}
-			t.Skipf("%s not found: end-to-end tests need Nix", p)
-		}
-	}
 }
 
 // Env is one test's world: a config file, a queue, binary caches.
@@ -89,7 +114,7 @@ type Env struct {
 // unless conf sets one.
 func NewEnv(t *testing.T, conf string) *Env {
 	t.Helper()
-	requireNix(t)
+	nixtest.Require(t)
 	dir := t.TempDir()
 	// The store must be able to read what we pass nix copy, and root
 	// refuses group-writable config directories.
@@ -116,6 +141,8 @@ func NewEnv(t *testing.T, conf string) *Env {
 		"HOME=" + dir,
 		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
 		"XDG_STATE_HOME=" + filepath.Join(dir, "state"),
+		"XDG_CACHE_HOME=" + filepath.Join(dir, "cache"),
+		"XDG_DATA_HOME=" + filepath.Join(dir, "data"),
 	}
 	t.Cleanup(func() {
 		// Leave no worker behind: it would outlive the temp dir.
@@ -140,37 +167,6 @@ func (e *Env) environ(extra ...string) []string {
 	return append(append(out, e.Vars...), extra...)
 }
 
-// Salt makes each test's derivations new, so Nix really builds them and
-// runs the hook.
-func Salt() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// Drv is a derivation expression with the given outputs, whose out
-// refers to the deps' outputs (so they are in its runtime closure).
-func Drv(salt, name string, outputs []string, deps ...string) string {
-	if len(outputs) == 0 {
-		outputs = []string{"out"}
-	}
-	var script strings.Builder
-	fmt.Fprintf(&script, "echo %s", salt)
-	for _, d := range deps {
-		fmt.Fprintf(&script, " ${%s}", d)
-	}
-	script.WriteString(" > $out;")
-	for _, o := range outputs[1:] {
-		fmt.Fprintf(&script, " echo %s-%s > $%s;", salt, o, o)
-	}
-	q := make([]string, len(outputs))
-	for i, o := range outputs {
-		q[i] = fmt.Sprintf("%q", o)
-	}
-	return fmt.Sprintf(`derivation { name = %q; system = builtins.currentSystem; builder = "/bin/sh"; outputs = [ %s ]; args = [ "-c" %q ]; }`,
-		name, strings.Join(q, " "), script.String())
-}
-
 // Build runs nix-build on expr with the hook set as post-build-hook and
 // returns the paths of every output of the derivations built, and the
 // build log (where the hook's lines appear).
@@ -184,12 +180,9 @@ func (e *Env) Build(expr string, extra ...string) (paths []string, log string) {
 // a build without ours); it also returns how long nix-build took.
 func (e *Env) BuildWith(hook, expr string, extra ...string) (paths []string, log string, took time.Duration) {
 	e.t.Helper()
-	file := filepath.Join(e.Dir, fmt.Sprintf("build-%s.nix", Salt()))
-	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	args := append([]string{file, "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", hook}, extra...)
-	cmd := exec.Command("nix-build", args...)
+	file := nixtest.WriteExpr(e.t, e.Dir, expr)
+	args := nixtest.BuildArgs(file, hook, extra...)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = e.environ()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -199,16 +192,7 @@ func (e *Env) BuildWith(hook, expr string, extra ...string) (paths []string, log
 	if err != nil {
 		e.t.Fatalf("nix-build failed: %v\n%s", err, stderr.String())
 	}
-	// nix-build prints only the default outputs; list them all.
-	drvs, err := exec.Command("nix-instantiate", file).Output()
-	if err != nil {
-		e.t.Fatalf("nix-instantiate: %v", err)
-	}
-	all, err := exec.Command("nix-store", append([]string{"--query", "--outputs"}, strings.Fields(string(drvs))...)...).Output()
-	if err != nil {
-		e.t.Fatalf("nix-store --query --outputs: %v", err)
-	}
-	return strings.Fields(string(all)), stderr.String(), took
+	return nixtest.Outputs(e.t, nixtest.Derivations(e.t, file)...), stderr.String(), took
 }
 
 // Run runs cachix-filter-hook with args and returns stdout, stderr and

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // nixfilesRepoRoot is the repository root: the parent of this package's
@@ -40,6 +42,7 @@ func nixfilesRepoRoot(t *testing.T) string {
 // CFH_TEST_REQUIRE_NIX=1).
 func nixfilesRequire(t *testing.T, programs ...string) []string {
 	t.Helper()
+	nixtest.Require(t)
 	var paths []string
 	for i, p := range append([]string{"nix-instantiate"}, programs...) {
 		path, err := exec.LookPath(p)

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // ocRecord is a line of `log --json`.
@@ -56,14 +59,14 @@ closure_deny = "skip"
 bin = "@CACHIX@"
 `)
 	plSetVar(e, "CACHIX_STANDIN_FAIL_PATHS", "*-bad-*")
-	s := Salt()
+	s := nixtest.Salt()
 
 	// Phase 1: pushed and dropped. The lock keeps the hooks' workers
 	// out, so that wait sees the outcomes happen.
 	unlock := plLockQueue(t, e.Queue)
 	paths, _ := e.Build(fmt.Sprintf("let dep = %s; in [ dep (%s) (%s) ]",
-		Drv(s, "secret-dep-1.0", nil), Drv(s, "app-1.0", nil, "dep"), Drv(s, "app-clean-1.0", nil)))
-	byName := plByName(t, paths)
+		nixtest.Drv(s, "secret-dep-1.0", nil), nixtest.Drv(s, "app-1.0", nil, "dep"), nixtest.Drv(s, "app-clean-1.0", nil)))
+	byName := nixtest.ByName(paths)
 	dep, app, clean := byName["secret-dep-1.0"], byName["app-1.0"], byName["app-clean-1.0"]
 	if n := e.QueueEntries(); n != 2 {
 		t.Fatalf("%d entries queued, want app-1.0 and app-clean-1.0", n)
@@ -103,11 +106,11 @@ bin = "@CACHIX@"
 		plStopWorkers(t, e)
 		os.RemoveAll(filepath.Join(e.Queue, "entries"))
 	})
-	paths2, _ := e.Build(Drv(s, "app-bad-1.0", nil))
-	bad := plByName(t, paths2)["app-bad-1.0"]
+	paths2, _ := e.Build(nixtest.Drv(s, "app-bad-1.0", nil))
+	bad := nixtest.ByName(paths2)["app-bad-1.0"]
 	// The hook queued it; once it has failed (a state, not a time),
 	// push --wait of it reports the failure when it gives up.
-	plWaitFor(t, 60*time.Second, "the bad path to fail", func() bool {
+	eventually.True(t, 60*time.Second, "the bad path to fail", func() bool {
 		_, st := plStatusJSON(t, e)
 		return len(st.Targets) == 1 && st.Targets[0].Failing == 1
 	})

@@ -21,31 +21,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
-
-// plList makes a Nix list expression of derivation expressions.
-func plList(drvs ...string) string {
-	return "[ (" + strings.Join(drvs, ") (") + ") ]"
-}
-
-// plName is the name part of a store path (after "<hash>-").
-func plName(p string) string {
-	base := filepath.Base(p)
-	if len(base) > 33 {
-		return base[33:]
-	}
-	return base
-}
-
-// plByName indexes paths by their name part.
-func plByName(t *testing.T, paths []string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	for _, p := range paths {
-		m[plName(p)] = p
-	}
-	return m
-}
 
 // plExpectCache checks, for each path, that the binary cache at dir holds it
 // exactly when want says so.
@@ -53,8 +32,8 @@ func plExpectCache(t *testing.T, label, dir string, paths []string, want func(na
 	t.Helper()
 	got := CachePaths(t, dir)
 	for _, p := range paths {
-		if w := want(plName(p)); got[p] != w {
-			t.Errorf("%s: %s in cache = %v, want %v", label, plName(p), got[p], w)
+		if w := want(nixtest.Name(p)); got[p] != w {
+			t.Errorf("%s: %s in cache = %v, want %v", label, nixtest.Name(p), got[p], w)
 		}
 	}
 }
@@ -92,18 +71,6 @@ func plLockQueue(t *testing.T, queue string) func() {
 	release := func() { once.Do(func() { f.Close() }) }
 	t.Cleanup(release)
 	return release
-}
-
-// plWaitFor polls cond until it holds, failing the test after timeout.
-func plWaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // plStatus is the part of `status --json` the tests read.
@@ -190,7 +157,7 @@ func plKill(t *testing.T, pid int) {
 // plStopWorkers kills the queue's workers and waits until none is left.
 func plStopWorkers(t *testing.T, e *Env) {
 	t.Helper()
-	plWaitFor(t, 10*time.Second, "the workers to die", func() bool {
+	eventually.True(t, 10*time.Second, "the workers to die", func() bool {
 		killWorkers(e.Queue)
 		return len(workerPIDs(e.Queue)) == 0
 	})
@@ -284,11 +251,11 @@ deny = ["lib-*"]
 [cachix]
 bin = "@CACHIX@"
 `)
-	s := Salt()
-	paths, log := e.Build(plList(
-		Drv(s, "app-1.0", []string{"out", "doc", "dev"}),
-		Drv(s, "lib-2.0", []string{"out", "dev"}),
-		Drv(s, "other-1.0", []string{"out", "bin"}),
+	s := nixtest.Salt()
+	paths, log := e.Build(nixtest.List(
+		nixtest.Drv(s, "app-1.0", []string{"out", "doc", "dev"}),
+		nixtest.Drv(s, "lib-2.0", []string{"out", "dev"}),
+		nixtest.Drv(s, "other-1.0", []string{"out", "bin"}),
 	))
 	if len(paths) != 7 {
 		t.Fatalf("built %d outputs, want 7: %v", len(paths), paths)
@@ -323,7 +290,7 @@ bin = "@CACHIX@"
 		}
 	}
 	for p := range pushed {
-		if !in("app-1.0", "app-1.0-doc", "lib-2.0")(plName(p)) {
+		if !in("app-1.0", "app-1.0-doc", "lib-2.0")(nixtest.Name(p)) {
 			t.Errorf("cachix was asked to push %s", p)
 		}
 	}
@@ -347,17 +314,17 @@ bin = "@CACHIX@"
 	five := func(s string) string {
 		var drvs []string
 		for i := 0; i < n; i++ {
-			drvs = append(drvs, Drv(s, fmt.Sprintf("pkg%d-1.0", i), nil))
+			drvs = append(drvs, nixtest.Drv(s, fmt.Sprintf("pkg%d-1.0", i), nil))
 		}
-		return plList(drvs...)
+		return nixtest.List(drvs...)
 	}
 	// Warm up (Nix's evaluation cache, page cache) so the baseline is not
 	// the slowest run by accident.
-	e.BuildWith("/bin/true", five(Salt()), "--max-jobs", "1")
-	_, _, base := e.BuildWith("/bin/true", five(Salt()), "--max-jobs", "1")
+	e.BuildWith("/bin/true", five(nixtest.Salt()), "--max-jobs", "1")
+	_, _, base := e.BuildWith("/bin/true", five(nixtest.Salt()), "--max-jobs", "1")
 
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "3s")
-	paths, log, took := e.BuildWith(hookBin, five(Salt()), "--max-jobs", "1")
+	paths, log, took := e.BuildWith(hookBin, five(nixtest.Salt()), "--max-jobs", "1")
 	entriesAtReturn := e.QueueEntries()
 	landedAtReturn := len(CachePaths(t, filepath.Join(e.Standin, "slow")))
 	t.Logf("%d builds: %s with /bin/true as hook, %s with the hook and 3s pushes; at return %d entries queued, %d paths in the cache",
@@ -401,11 +368,11 @@ retry_initial = "500ms"
 retry_max = "1s"
 `)
 	flTrick(t, e, "fail")
-	s := Salt()
+	s := nixtest.Salt()
 	var paths []string
 	for i := 0; i < 3; i++ {
 		// Build fails the test if nix-build fails.
-		p, log := e.Build(plList(Drv(s, fmt.Sprintf("flaky%d-1.0", i), nil)))
+		p, log := e.Build(nixtest.List(nixtest.Drv(s, fmt.Sprintf("flaky%d-1.0", i), nil)))
 		if !strings.Contains(log, "queued 1 of 1 paths for flaky") {
 			t.Errorf("build %d: log lacks the hook's line:\n%s", i, log)
 		}
@@ -415,7 +382,7 @@ retry_max = "1s"
 	// While cachix fails, status says which entries fail, how often,
 	// and why.
 	var sawJSON, sawText bool
-	plWaitFor(t, 60*time.Second, "status to show failing entries", func() bool {
+	eventually.True(t, 60*time.Second, "status to show failing entries", func() bool {
 		if !sawJSON {
 			_, st := plStatusJSON(t, e)
 			for _, tg := range st.Targets {
@@ -462,10 +429,10 @@ allow = ["*"]
 bin = "@CACHIX@"
 `)
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "5s")
-	s := Salt()
-	paths, _ := e.Build(plList(Drv(s, "w1-1.0", nil), Drv(s, "w2-1.0", nil), Drv(s, "w3-1.0", nil)))
+	s := nixtest.Salt()
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "w1-1.0", nil), nixtest.Drv(s, "w2-1.0", nil), nixtest.Drv(s, "w3-1.0", nil)))
 
-	plWaitFor(t, 60*time.Second, "the worker to start pushing", func() bool { return len(plStandinPIDs(e)) > 0 })
+	eventually.True(t, 60*time.Second, "the worker to start pushing", func() bool { return len(plStandinPIDs(e)) > 0 })
 	// A second worker the hooks started may still be waiting for the
 	// lock; it goes too.
 	workers := workerPIDs(e.Queue)
@@ -475,10 +442,10 @@ bin = "@CACHIX@"
 	for _, pid := range workers {
 		plKill(t, pid)
 	}
-	plWaitFor(t, 30*time.Second, "the worker to die", func() bool { return len(workerPIDs(e.Queue)) == 0 })
+	eventually.True(t, 30*time.Second, "the worker to die", func() bool { return len(workerPIDs(e.Queue)) == 0 })
 	// The pusher dies with it (it would otherwise sleep out its 5 s and
 	// upload for a worker that is gone).
-	plWaitFor(t, 30*time.Second, "the pusher to die with the worker", func() bool { return len(plStandinPIDs(e)) == 0 })
+	eventually.True(t, 30*time.Second, "the pusher to die with the worker", func() bool { return len(plStandinPIDs(e)) == 0 })
 	if got := e.QueueEntries(); got != len(paths) {
 		t.Fatalf("%d entries queued after the worker died, want %d", got, len(paths))
 	}
@@ -506,11 +473,11 @@ allow = ["*"]
 bin = "@CACHIX@"
 `)
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "2s")
-	s := Salt()
-	paths, _ := e.Build(plList(Drv(s, "p1-1.0", nil), Drv(s, "p2-1.0", nil)))
+	s := nixtest.Salt()
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "p1-1.0", nil), nixtest.Drv(s, "p2-1.0", nil)))
 
 	var pids []int
-	plWaitFor(t, 60*time.Second, "the worker to start pushing", func() bool {
+	eventually.True(t, 60*time.Second, "the worker to start pushing", func() bool {
 		pids = plStandinPIDs(e)
 		return len(pids) > 0
 	})
@@ -541,27 +508,27 @@ allow = ["sel-*"]
 [cachix]
 bin = "@CACHIX@"
 `)
-	s := Salt()
+	s := nixtest.Salt()
 	var drvs []string
 	for i := 0; i < 20; i++ {
-		drvs = append(drvs, Drv(s, fmt.Sprintf("sel-a-%d", i), nil))
+		drvs = append(drvs, nixtest.Drv(s, fmt.Sprintf("sel-a-%d", i), nil))
 	}
 	for i := 0; i < 15; i++ {
-		drvs = append(drvs, Drv(s, fmt.Sprintf("sel-b-%d", i), nil))
+		drvs = append(drvs, nixtest.Drv(s, fmt.Sprintf("sel-b-%d", i), nil))
 	}
 	for i := 0; i < 15; i++ {
-		drvs = append(drvs, Drv(s, fmt.Sprintf("nope-%d", i), nil))
+		drvs = append(drvs, nixtest.Drv(s, fmt.Sprintf("nope-%d", i), nil))
 	}
-	paths, _, _ := e.BuildWith("/bin/true", plList(drvs...), "--max-jobs", "4")
+	paths, _, _ := e.BuildWith("/bin/true", nixtest.List(drvs...), "--max-jobs", "4")
 	if len(paths) != 50 {
 		t.Fatalf("built %d paths, want 50", len(paths))
 	}
 	want := map[string]bool{} // "target path"
 	for _, p := range paths {
-		if strings.HasPrefix(plName(p), "sel-a-") {
+		if strings.HasPrefix(nixtest.Name(p), "sel-a-") {
 			want["files "+p] = true
 		}
-		if strings.HasPrefix(plName(p), "sel-") {
+		if strings.HasPrefix(nixtest.Name(p), "sel-") {
 			want["conc "+p] = true
 		}
 	}
@@ -637,7 +604,7 @@ bin = "@CACHIX@"
 			w = 1
 		}
 		if pushed[p] != w {
-			t.Errorf("cachix pushed %s %d times, want %d", plName(p), pushed[p], w)
+			t.Errorf("cachix pushed %s %d times, want %d", nixtest.Name(p), pushed[p], w)
 		}
 	}
 }
@@ -656,7 +623,7 @@ func TestPipelineBadInput(t *testing.T) {
 store = "file://@DIR@/cache"
 allow = ["*"
 `)
-		_, log := e.Build(plList(Drv(Salt(), "cfgerr-1.0", nil)))
+		_, log := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "cfgerr-1.0", nil)))
 		if !strings.Contains(log, "cachix-filter-hook: not queueing anything, the configuration is invalid") || !strings.Contains(log, e.Conf) {
 			t.Errorf("build log does not name the broken config:\n%s", log)
 		}
@@ -667,7 +634,7 @@ allow = ["*"
 store = "file://@DIR@/cache"
 alow = ["*"]
 `)
-		_, log := e.Build(plList(Drv(Salt(), "cfgkey-1.0", nil)))
+		_, log := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "cfgkey-1.0", nil)))
 		if !strings.Contains(log, `unknown key "alow"`) || !strings.Contains(log, "configuration is invalid") {
 			t.Errorf("build log does not name the unknown key:\n%s", log)
 		}
@@ -685,7 +652,7 @@ dir = "@DIR@/notadir/queue"
 			t.Fatal(err)
 		}
 		e.Queue = filepath.Join(e.Dir, "notadir", "queue")
-		paths, log := e.Build(plList(Drv(Salt(), "qdir-1.0", nil)))
+		paths, log := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "qdir-1.0", nil)))
 		if !strings.Contains(log, "cachix-filter-hook: could not queue 1 paths") || !strings.Contains(log, "not a directory") {
 			t.Errorf("build log does not explain the queue failure:\n%s", log)
 		}
@@ -710,7 +677,7 @@ dir = "@DIR@/notadir/queue"
 store = "file://@DIR@/cache"
 allow = ["*"]
 `)
-		paths, _, _ := e.BuildWith("/bin/true", plList(Drv(Salt(), "real-1.0", nil)))
+		paths, _, _ := e.BuildWith("/bin/true", nixtest.List(nixtest.Drv(nixtest.Salt(), "real-1.0", nil)))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 
@@ -780,7 +747,7 @@ linger = "1s"
 retry_initial = "500ms"
 retry_max = "1s"
 `)
-	secret := "cfh-secret-" + Salt()
+	secret := "cfh-secret-" + nixtest.Salt()
 	if err := os.WriteFile(filepath.Join(e.Dir, "token"), []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -791,11 +758,11 @@ retry_max = "1s"
 	// window of time is watched.
 	flTrick(t, e, "fail")
 
-	s := Salt()
-	paths, log := e.Build(plList(Drv(s, "tok1-1.0", nil), Drv(s, "tok2-1.0", nil)))
+	s := nixtest.Salt()
+	paths, log := e.Build(nixtest.List(nixtest.Drv(s, "tok1-1.0", nil), nixtest.Drv(s, "tok2-1.0", nil)))
 	seen := []string{"build log\n" + log}
 	sawFailing := false
-	plWaitFor(t, 60*time.Second, "the entries to fail", func() bool {
+	eventually.True(t, 60*time.Second, "the entries to fail", func() bool {
 		out, st := plStatusJSON(t, e)
 		seen = append(seen, "status --json\n"+out, "status\n"+plStatusText(t, e))
 		for _, tg := range st.Targets {
@@ -857,10 +824,10 @@ allow = ["app-*"]
 deny = ["secret-*"]
 closure_deny = "push"
 `)
-	s := Salt()
+	s := nixtest.Salt()
 	paths, _ := e.Build(fmt.Sprintf("let dep = %s; in [ dep (%s) (%s) ]",
-		Drv(s, "secret-dep-1.0", nil), Drv(s, "app-1.0", nil, "dep"), Drv(s, "app-clean-1.0", nil)))
-	byName := plByName(t, paths)
+		nixtest.Drv(s, "secret-dep-1.0", nil), nixtest.Drv(s, "app-1.0", nil, "dep"), nixtest.Drv(s, "app-clean-1.0", nil)))
+	byName := nixtest.ByName(paths)
 	dep, app := byName["secret-dep-1.0"], byName["app-1.0"]
 	if dep == "" || app == "" {
 		t.Fatalf("unexpected outputs %v", paths)
@@ -905,11 +872,11 @@ allow = ["*"]
 bin = "@CACHIX@"
 `)
 	plSetVar(e, "CACHIX_STANDIN_FAIL_PATHS", "bad-*")
-	s := Salt()
+	s := nixtest.Salt()
 	// All five are queued before any worker runs: one batch.
 	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(plList(Drv(s, "good-1", nil), Drv(s, "good-2", nil), Drv(s, "bad-1", nil), Drv(s, "good-3", nil), Drv(s, "good-4", nil)))
-	bad := plByName(t, paths)["bad-1"]
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "good-1", nil), nixtest.Drv(s, "good-2", nil), nixtest.Drv(s, "bad-1", nil), nixtest.Drv(s, "good-3", nil), nixtest.Drv(s, "good-4", nil)))
+	bad := nixtest.ByName(paths)["bad-1"]
 	if n := e.QueueEntries(); n != 5 {
 		t.Fatalf("%d entries queued, want 5", n)
 	}
@@ -927,7 +894,7 @@ bin = "@CACHIX@"
 	})
 
 	cache := filepath.Join(e.Standin, "batch")
-	plWaitFor(t, 60*time.Second, "the good paths to land", func() bool {
+	eventually.True(t, 60*time.Second, "the good paths to land", func() bool {
 		got := CachePaths(t, cache)
 		for _, p := range paths {
 			if p != bad && !got[p] {
@@ -937,7 +904,7 @@ bin = "@CACHIX@"
 		return true
 	})
 	var failing bool
-	plWaitFor(t, 60*time.Second, "status to show the bad path failing", func() bool {
+	eventually.True(t, 60*time.Second, "status to show the bad path failing", func() bool {
 		_, st := plStatusJSON(t, e)
 		for _, tg := range st.Targets {
 			if tg.Name == "batch" {
@@ -967,10 +934,10 @@ func TestPipelineGarbageCollectedPathDropped(t *testing.T) {
 store = "file://@DIR@/cache"
 allow = ["*"]
 `)
-	s := Salt()
+	s := nixtest.Salt()
 	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(plList(Drv(s, "gone-1.0", nil), Drv(s, "stay-1.0", nil)))
-	gone := plByName(t, paths)["gone-1.0"]
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "gone-1.0", nil), nixtest.Drv(s, "stay-1.0", nil)))
+	gone := nixtest.ByName(paths)["gone-1.0"]
 	if n := e.QueueEntries(); n != 2 {
 		t.Fatalf("%d entries queued, want 2", n)
 	}
@@ -1000,9 +967,9 @@ func TestPipelineCorruptEntryMovedAside(t *testing.T) {
 store = "file://@DIR@/cache"
 allow = ["*"]
 `)
-	s := Salt()
+	s := nixtest.Salt()
 	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(plList(Drv(s, "ok1-1.0", nil), Drv(s, "ok2-1.0", nil)))
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "ok1-1.0", nil), nixtest.Drv(s, "ok2-1.0", nil)))
 	entries := filepath.Join(e.Queue, "entries")
 	names, _ := filepath.Glob(filepath.Join(entries, "*"))
 	if len(names) != 2 {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // openPTY opens a pseudo-terminal pair through /dev/ptmx.
@@ -92,8 +94,8 @@ func prPushWait(t *testing.T, e *Env, onTTY bool, paths ...string) (string, int)
 // -q, nothing.
 func TestProgressTerminalAndPlain(t *testing.T) {
 	t.Parallel()
-	s := Salt()
-	built := scBuild(t, `[ (`+Drv(s, "hello-2.12.1", nil)+`) (`+Drv(s, "hello-2.12.2", nil)+`) (`+Drv(s, "hello-2.12.3", nil)+`) ]`)
+	s := nixtest.Salt()
+	built := scBuild(t, `[ (`+nixtest.Drv(s, "hello-2.12.1", nil)+`) (`+nixtest.Drv(s, "hello-2.12.2", nil)+`) (`+nixtest.Drv(s, "hello-2.12.3", nil)+`) ]`)
 
 	t.Run("terminal", func(t *testing.T) {
 		t.Parallel()

@@ -14,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // rlWriteConf rewrites the test's hook.conf in place, with NewEnv's
@@ -107,8 +110,8 @@ allow = ["*"]
 bin = "/nonexistent/cachix"
 ` + rlSlowRetries
 	e := NewEnv(t, broken)
-	paths, _ := e.Build(plList(Drv(Salt(), "fixme-1.0", nil)))
-	plWaitFor(t, 60*time.Second, "the push to fail", func() bool { return rlFailing(t, e) == 1 })
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "fixme-1.0", nil)))
+	eventually.True(t, 60*time.Second, "the push to fail", func() bool { return rlFailing(t, e) == 1 })
 	pid := rlOneWorker(t, e)
 
 	rlWriteConf(t, e, strings.Replace(broken, "/nonexistent/cachix", "@CACHIX@", 1))
@@ -129,7 +132,7 @@ bin = "/nonexistent/cachix"
 	// status from a caller with another config file for the same queue
 	// shows the worker's files, and says they differ; a new worker,
 	// since the last one has nothing left to push.
-	e.Build(plList(Drv(Salt(), "again-1.0", nil)))
+	e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "again-1.0", nil)))
 	pid = rlOneWorker(t, e)
 	other := filepath.Join(e.Dir, "other.conf")
 	body := fmt.Sprintf("cache = \"fixed\"\nallow = [\"*\"]\n[queue]\ndir = %q\n[log]\nfile = %q\n", e.Queue, filepath.Join(e.Dir, "other.log"))
@@ -163,16 +166,16 @@ retry_max = "1s"
 `
 	e := NewEnv(t, fmt.Sprintf(conf, ""))
 	flTrick(t, e, "fail")
-	s := Salt()
-	paths, _ := e.Build(plList(Drv(s, "hello-2.12.1", nil), Drv(s, "other-1.0", nil)))
-	byName := plByName(t, paths)
-	plWaitFor(t, 60*time.Second, "both pushes to fail", func() bool { return rlFailing(t, e) == 2 })
+	s := nixtest.Salt()
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "hello-2.12.1", nil), nixtest.Drv(s, "other-1.0", nil)))
+	byName := nixtest.ByName(paths)
+	eventually.True(t, 60*time.Second, "both pushes to fail", func() bool { return rlFailing(t, e) == 2 })
 	pid := rlOneWorker(t, e)
 
 	rlWriteConf(t, e, fmt.Sprintf(conf, `deny = ["hello-*"]`))
-	plWaitFor(t, 30*time.Second, "the worker to reload", func() bool { return strings.Contains(e.Log(), "the configuration changed: reloaded") })
+	eventually.True(t, 30*time.Second, "the worker to reload", func() bool { return strings.Contains(e.Log(), "the configuration changed: reloaded") })
 	flTrick(t, e, "")
-	plWaitFor(t, 60*time.Second, "the queue to drain", func() bool { return e.QueueEntries() == 0 })
+	eventually.True(t, 60*time.Second, "the queue to drain", func() bool { return e.QueueEntries() == 0 })
 
 	reasons := map[string]string{}
 	for _, en := range plReadEntries(t, filepath.Join(e.Queue, "dropped")) {
@@ -207,13 +210,13 @@ retry_max = "1s"
 `
 	e := NewEnv(t, fmt.Sprintf(conf, ""))
 	flTrick(t, e, "fail")
-	paths, _ := e.Build(plList(Drv(Salt(), "kept-1.0", nil)))
-	plWaitFor(t, 60*time.Second, "the push to fail", func() bool { return rlFailing(t, e) == 1 })
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "kept-1.0", nil)))
+	eventually.True(t, 60*time.Second, "the push to fail", func() bool { return rlFailing(t, e) == 1 })
 	pid := rlOneWorker(t, e)
 
 	rlWriteConf(t, e, fmt.Sprintf(conf, `alow = ["*"]`))
 	const cannot = "the configuration changed but cannot be loaded"
-	plWaitFor(t, 30*time.Second, "the worker to log the invalid config", func() bool { return strings.Contains(e.Log(), cannot) })
+	eventually.True(t, 30*time.Second, "the worker to log the invalid config", func() bool { return strings.Contains(e.Log(), cannot) })
 	if !strings.Contains(e.Log(), `unknown key \"alow\"`) {
 		t.Errorf("the worker log does not name the problem:\n%s", e.Log())
 	}
@@ -242,7 +245,7 @@ retry_max = "1s"
 
 	// Back to the version in use.
 	rlWriteConf(t, e, fmt.Sprintf(conf, ""))
-	plWaitFor(t, 30*time.Second, "the worker to see the fixed config", func() bool {
+	eventually.True(t, 30*time.Second, "the worker to see the fixed config", func() bool {
 		return strings.Contains(e.Log(), "the configuration is back to the version in use")
 	})
 	if st := rlStatusJSON(t, e); st.WorkerConfigError != "" || st.FilesOf != "worker" {

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // ruBig is a derivation whose output is 64 KiB and a bit: larger than a
@@ -41,7 +43,7 @@ func ruLocal(salt, name string, structured bool, deps ...string) string {
 		// outputs from .attrs.sh.
 		return fmt.Sprintf(`derivation { __structuredAttrs = true; allowSubstitutes = false; name = %q; system = builtins.currentSystem; builder = "/bin/bash"; args = [ "-c" ". .attrs.sh; echo %s > \${outputs[out]}" ]; }`, name, salt)
 	}
-	d := Drv(salt, name, nil, deps...)
+	d := nixtest.Drv(salt, name, nil, deps...)
 	return strings.Replace(d, "derivation { ", "derivation { allowSubstitutes = false; ", 1)
 }
 
@@ -129,10 +131,10 @@ name = "pusher"
 allow = ["big-*", "app-*", "small-*"]
 closure_deny = "push"
 `)
-	s := Salt()
+	s := nixtest.Salt()
 	paths, _ := e.Build(fmt.Sprintf("let big = %s; in [ big (%s) (%s) ]",
-		ruBig(s, "big-1.0"), Drv(s, "app-1.0", nil, "big"), Drv(s, "small-1.0", nil)))
-	byName := plByName(t, paths)
+		ruBig(s, "big-1.0"), nixtest.Drv(s, "app-1.0", nil, "big"), nixtest.Drv(s, "small-1.0", nil)))
+	byName := nixtest.ByName(paths)
 	big, app, small := byName["big-1.0"], byName["app-1.0"], byName["small-1.0"]
 	// Dropped: big by both targets, app by the skipper.
 	e.WaitDropped(60*time.Second, false, big, big, app)
@@ -170,9 +172,9 @@ closure_deny = "push"
 // max_nar_size through push, push --closure and explain.
 func TestRulesSizePushAndExplain(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	built := scBuild(t, fmt.Sprintf("let big = %s; in [ big (%s) (%s) ]",
-		ruBig(s, "big-1.0"), Drv(s, "app-1.0", nil, "big"), Drv(s, "small-1.0", nil)))
+		ruBig(s, "big-1.0"), nixtest.Drv(s, "app-1.0", nil, "big"), nixtest.Drv(s, "small-1.0", nil)))
 	big, app, small := built["big-1.0"], built["app-1.0"], built["small-1.0"]
 	conf := func(mode string) string {
 		return `
@@ -253,14 +255,14 @@ unsubstitutable = "` + mode + `"
 	}
 	expr := func(s string) string {
 		return fmt.Sprintf("let local = %s; in [ local (%s) (%s) (%s) ]",
-			ruLocal(s, "local-1.0", false), ruLocal(s, "struct-1.0", true), Drv(s, "normal-1.0", nil), Drv(s, "app-1.0", nil, "local"))
+			ruLocal(s, "local-1.0", false), ruLocal(s, "struct-1.0", true), nixtest.Drv(s, "normal-1.0", nil), nixtest.Drv(s, "app-1.0", nil, "local"))
 	}
 
 	t.Run("hook", func(t *testing.T) {
 		t.Parallel()
 		e := NewEnv(t, conf("skip"))
-		paths, log := e.Build(expr(Salt()))
-		byName := plByName(t, paths)
+		paths, log := e.Build(expr(nixtest.Salt()))
+		byName := nixtest.ByName(paths)
 		for _, n := range []string{"local-1.0", "struct-1.0"} {
 			if !strings.Contains(log, "skipped "+n+`: allowSubstitutes = false (unsubstitutable = "skip")`) {
 				t.Errorf("the hook's line does not say why %s is skipped:\n%s", n, log)
@@ -279,7 +281,7 @@ unsubstitutable = "` + mode + `"
 	t.Run("hook-push", func(t *testing.T) {
 		t.Parallel()
 		e := NewEnv(t, conf("push"))
-		paths, log := e.Build(expr(Salt()))
+		paths, log := e.Build(expr(nixtest.Salt()))
 		if strings.Contains(log, "allowSubstitutes") {
 			t.Errorf("unsubstitutable = push skipped something:\n%s", log)
 		}
@@ -291,7 +293,7 @@ unsubstitutable = "` + mode + `"
 
 	t.Run("push-explain-closure", func(t *testing.T) {
 		t.Parallel()
-		built := scBuild(t, expr(Salt()))
+		built := scBuild(t, expr(nixtest.Salt()))
 		local, strct, normal, app := built["local-1.0"], built["struct-1.0"], built["normal-1.0"], built["app-1.0"]
 		e := NewEnv(t, conf("skip"))
 		out, _ := ruRun(t, e, 0, "explain", local, strct, normal)
@@ -323,7 +325,7 @@ unsubstitutable = "` + mode + `"
 
 	t.Run("drv-gone", func(t *testing.T) {
 		t.Parallel()
-		built := scBuild(t, fmt.Sprintf("[ (%s) ]", ruLocal(Salt(), "local-gone-1.0", false)))
+		built := scBuild(t, fmt.Sprintf("[ (%s) ]", ruLocal(nixtest.Salt(), "local-gone-1.0", false)))
 		p := built["local-gone-1.0"]
 		drv, err := exec.Command("nix-store", "--query", "--deriver", p).Output()
 		if err != nil {
@@ -410,9 +412,9 @@ func ruStalled(t *testing.T) string {
 // warning, and the paths are pushed.
 func TestRulesUpstream(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	built := scBuild(t, fmt.Sprintf("let dep = %s; in [ dep (%s) (%s) ]",
-		Drv(s, "dep-1.0", nil), Drv(s, "app-1.0", nil, "dep"), Drv(s, "other-1.0", nil)))
+		nixtest.Drv(s, "dep-1.0", nil), nixtest.Drv(s, "app-1.0", nil, "dep"), nixtest.Drv(s, "other-1.0", nil)))
 	dep, app, other := built["dep-1.0"], built["app-1.0"], built["other-1.0"]
 	updir, upurl := ruUpstream(t, dep)
 	conf := func(up string) string {
@@ -469,12 +471,12 @@ upstream_timeout = "1s"
 		dir, url := ruUpstream(t) // empty for now
 		e := NewEnv(t, conf(url))
 		release := plLockQueue(t, e.Queue)
-		s := Salt()
-		paths, log := e.Build(fmt.Sprintf("[ (%s) (%s) ]", Drv(s, "inup-1.0", nil), Drv(s, "notup-1.0", nil)))
+		s := nixtest.Salt()
+		paths, log := e.Build(fmt.Sprintf("[ (%s) (%s) ]", nixtest.Drv(s, "inup-1.0", nil), nixtest.Drv(s, "notup-1.0", nil)))
 		if !strings.Contains(log, "queued 1 of 1 paths") {
 			t.Errorf("the hook did not queue both builds:\n%s", log)
 		}
-		byName := plByName(t, paths)
+		byName := nixtest.ByName(paths)
 		ruCopy(t, dir, byName["inup-1.0"])
 		release()
 		// A path an upstream has is no failure: wait exits 0.
@@ -566,14 +568,14 @@ store = "file://@DIR@/cache"
 allow = ["signed-*"]
 secret_key_file = "`+sec+`"
 `)
-		paths, _ := e.Build(fmt.Sprintf("[ (%s) ]", Drv(Salt(), "signed-1.0", nil)))
+		paths, _ := e.Build(fmt.Sprintf("[ (%s) ]", nixtest.Drv(nixtest.Salt(), "signed-1.0", nil)))
 		e.Wait(60 * time.Second)
 		check(t, filepath.Join(e.Dir, "cache"), paths[0])
 	})
 
 	t.Run("cachix", func(t *testing.T) {
 		t.Parallel()
-		built := scBuild(t, fmt.Sprintf("[ (%s) ]", Drv(Salt(), "signed-cx-1.0", nil)))
+		built := scBuild(t, fmt.Sprintf("[ (%s) ]", nixtest.Drv(nixtest.Salt(), "signed-cx-1.0", nil)))
 		p := built["signed-cx-1.0"]
 		e := NewEnv(t, `
 cache = "selfsigned"

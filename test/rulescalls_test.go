@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // ruWrapNix makes a directory whose nix and nix-store log "PROGRAM ARGS..."
@@ -74,7 +76,7 @@ func ruCalls(t *testing.T, log string) ([]string, map[string]int) {
 func TestRulesBatchedNixCalls(t *testing.T) {
 	t.Parallel()
 	const n = 2000
-	s := Salt()
+	s := nixtest.Salt()
 	built := scBuild(t, fmt.Sprintf(`let files = builtins.genList (i: builtins.toFile "many-${toString i}-%[1]s" "%[1]s ${toString i}") %[2]d;
 in [ (derivation { name = "many-root"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo \"$@\" > $out" "sh" ] ++ files; }) ]`, s, n))
 	root := built["many-root"]
@@ -138,12 +140,12 @@ upstream = ["file://@DIR@/upstream"]
 bin_dir = "`+bin+`"
 `)
 	release := plLockQueue(t, e.Queue) // no worker: only the hook's calls count
-	s := Salt()
-	paths, buildLog := e.Build(fmt.Sprintf("[ (%s) (%s) ]", ruLocal(s, "local-1.0", false), Drv(s, "normal-1.0", nil)))
+	s := nixtest.Salt()
+	paths, buildLog := e.Build(fmt.Sprintf("[ (%s) (%s) ]", ruLocal(s, "local-1.0", false), nixtest.Drv(s, "normal-1.0", nil)))
 	if !strings.Contains(buildLog, `skipped local-1.0: allowSubstitutes = false (unsubstitutable = "skip")`) || !strings.Contains(buildLog, "queued 1 of 1 paths") {
 		t.Errorf("the hook's lines:\n%s", buildLog)
 	}
-	byName := plByName(t, paths)
+	byName := nixtest.ByName(paths)
 	drv, err := exec.Command("nix-store", "--query", "--deriver", byName["local-1.0"]).Output()
 	if err != nil {
 		t.Fatal(err)

@@ -17,14 +17,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // scaleClosure makes n builtins.toFile paths and a root that refers to
 // them all (a closure of n+1 paths) at evaluation time, without a build.
 func scaleClosure(t *testing.T, n int) (root string) {
 	t.Helper()
-	requireNix(t)
-	s := Salt()
+	nixtest.Require(t)
+	s := nixtest.Salt()
 	expr := fmt.Sprintf(`let files = builtins.genList (i: builtins.toFile "many-${toString i}-%[1]s" "%[1]s ${toString i}") %[2]d;
 in builtins.toFile "many-root-%[1]s" (builtins.concatStringsSep " " files)`, s, n)
 	out, err := exec.Command("nix-instantiate", "--read-write-mode", "--eval", "-E", expr).Output()
@@ -156,8 +158,8 @@ func TestScaleHookLeavesOutPushed(t *testing.T) {
 store = "file://@DIR@/cache"
 allow = ["rec-*"]
 `)
-	s := Salt()
-	paths, log := e.Build(Drv(s, "rec-1.0", nil))
+	s := nixtest.Salt()
+	paths, log := e.Build(nixtest.Drv(s, "rec-1.0", nil))
 	if !strings.Contains(log, "queued 1 of 1 paths") {
 		t.Fatalf("first build's hook line:\n%s", log)
 	}

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // scBuild builds the derivations of expr (a Nix list) with the hook set
@@ -38,15 +40,7 @@ func scBuild(t *testing.T, expr string) map[string]string {
 	if err != nil {
 		t.Fatalf("nix-store --query --requisites: %v", err)
 	}
-	out := map[string]string{}
-	for _, p := range strings.Fields(string(closure)) {
-		base := filepath.Base(p)
-		if len(base) < 34 {
-			t.Fatalf("odd store path %s", p)
-		}
-		out[base[33:]] = p
-	}
-	return out
+	return nixtest.ByName(strings.Fields(string(closure)))
 }
 
 // scRun runs cachix-filter-hook in dir (the test's directory when empty)
@@ -136,14 +130,14 @@ func scNothingQueued(t *testing.T, e *Env, cacheDir string) {
 // pushes exactly the allowed ones.
 func TestScenarioPushClosureGeneration(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	built := scBuild(t, `let
-  hello = `+Drv(s, "hello-2.12.1", []string{"out", "doc"})+`;
-  ripgrep = `+Drv(s, "ripgrep-14.1.0", nil)+`;
-  zlib = `+Drv(s, "zlib-1.3", nil)+`;
-  secret = `+Drv(s, "secret-config", nil)+`;
-  homePath = `+Drv(s, "home-manager-path", nil, "ripgrep", "zlib")+`;
-  gen = `+Drv(s, "home-manager-generation", nil, "hello", "hello.doc", "secret", "homePath")+`;
+  hello = `+nixtest.Drv(s, "hello-2.12.1", []string{"out", "doc"})+`;
+  ripgrep = `+nixtest.Drv(s, "ripgrep-14.1.0", nil)+`;
+  zlib = `+nixtest.Drv(s, "zlib-1.3", nil)+`;
+  secret = `+nixtest.Drv(s, "secret-config", nil)+`;
+  homePath = `+nixtest.Drv(s, "home-manager-path", nil, "ripgrep", "zlib")+`;
+  gen = `+nixtest.Drv(s, "home-manager-generation", nil, "hello", "hello.doc", "secret", "homePath")+`;
 in [ gen ]`)
 	root := built["home-manager-generation"]
 	if root == "" {
@@ -153,10 +147,7 @@ in [ gen ]`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]string{}
-	for _, p := range strings.Fields(string(closure)) {
-		byName[filepath.Base(p)[33:]] = p
-	}
+	byName := nixtest.ByName(strings.Fields(string(closure)))
 	for _, n := range []string{"hello-2.12.1", "hello-2.12.1-doc", "ripgrep-14.1.0", "zlib-1.3", "secret-config", "home-manager-path", "home-manager-generation"} {
 		if byName[n] == "" {
 			t.Fatalf("%s is not in the generation's closure %v", n, byName)
@@ -188,10 +179,10 @@ deny = ["*-doc", "secret-*"]
 // uploads it with the denied dependency inside its closure.
 func TestScenarioClosureDeny(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	built := scBuild(t, `let
-  secret = `+Drv(s, "secret-config-1", nil)+`;
-  app = `+Drv(s, "app-1.0", nil, "secret")+`;
+  secret = `+nixtest.Drv(s, "secret-config-1", nil)+`;
+  app = `+nixtest.Drv(s, "app-1.0", nil, "secret")+`;
 in [ app ]`)
 	app, secret := built["app-1.0"], built["secret-config-1"]
 	if app == "" || secret == "" {
@@ -256,9 +247,9 @@ closure_deny = "` + mode + `"
 // a file inside a store path is pushed as the store path itself.
 func TestScenarioSymlinkRoot(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	built := scBuild(t, `[
-  (`+Drv(s, "hello-2.12.1", nil)+`)
+  (`+nixtest.Drv(s, "hello-2.12.1", nil)+`)
   (derivation { name = "hello-tools-1.0"; system = builtins.currentSystem; builder = "/bin/sh";
     args = [ "-c" "/bin/mkdir -p $out/bin && echo `+s+` > $out/bin/hello-tool" ]; })
 ]`)
@@ -295,8 +286,8 @@ allow = ["hello-*"]
 // while cachix keeps failing, and 0 once the push works.
 func TestScenarioWaitExitStatus(t *testing.T) {
 	t.Parallel()
-	s := Salt()
-	built := scBuild(t, `[ (`+Drv(s, "hello-2.12.1", nil)+`) (`+Drv(s, "hello-2.12.2", nil)+`) ]`)
+	s := nixtest.Salt()
+	built := scBuild(t, `[ (`+nixtest.Drv(s, "hello-2.12.1", nil)+`) (`+nixtest.Drv(s, "hello-2.12.2", nil)+`) ]`)
 	failing, working := built["hello-2.12.1"], built["hello-2.12.2"]
 	if failing == "" || working == "" {
 		t.Fatalf("built %v", built)
@@ -380,11 +371,11 @@ func TestScenarioWaitExitStatus(t *testing.T) {
 // --dry-run prints explain's lines and pushes nothing.
 func TestScenarioDryRun(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	built := scBuild(t, `let
-  hello = `+Drv(s, "hello-2.12.1", []string{"out", "doc"})+`;
-  zlib = `+Drv(s, "zlib-1.3", nil)+`;
-  env = `+Drv(s, "user-environment", nil, "hello", "hello.doc", "zlib")+`;
+  hello = `+nixtest.Drv(s, "hello-2.12.1", []string{"out", "doc"})+`;
+  zlib = `+nixtest.Drv(s, "zlib-1.3", nil)+`;
+  env = `+nixtest.Drv(s, "user-environment", nil, "hello", "hello.doc", "zlib")+`;
 in [ env ]`)
 	hello, doc, zlib, root := built["hello-2.12.1"], built["hello-2.12.1-doc"], built["zlib-1.3"], built["user-environment"]
 	if hello == "" || doc == "" || zlib == "" || root == "" {
@@ -449,8 +440,8 @@ in [ env ]`)
 // `push -` reads whitespace-separated paths (and symlinks) from stdin.
 func TestScenarioStdin(t *testing.T) {
 	t.Parallel()
-	s := Salt()
-	built := scBuild(t, `[ (`+Drv(s, "hello-2.12.1", []string{"out", "doc"})+`) (`+Drv(s, "hello-tools-1.0", nil)+`) ]`)
+	s := nixtest.Salt()
+	built := scBuild(t, `[ (`+nixtest.Drv(s, "hello-2.12.1", []string{"out", "doc"})+`) (`+nixtest.Drv(s, "hello-tools-1.0", nil)+`) ]`)
 	hello, doc, tools := built["hello-2.12.1"], built["hello-2.12.1-doc"], built["hello-tools-1.0"]
 	if hello == "" || doc == "" || tools == "" {
 		t.Fatalf("built %v", built)
@@ -481,11 +472,11 @@ deny = ["*-doc"]
 // error with exit status 1, and nothing is queued.
 func TestScenarioBadPaths(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	// A derivation instantiated but never built: its output path is
 	// known and absent.
 	file := filepath.Join(t.TempDir(), "unbuilt.nix")
-	if err := os.WriteFile(file, []byte(Drv(s, "hello-2.12.1", nil)), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(nixtest.Drv(s, "hello-2.12.1", nil)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	drv, err := exec.Command("nix-instantiate", file).Output()

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // argvSampler reads the command line of every process on the machine
@@ -84,13 +86,13 @@ func (s *argvSampler) Stop() (leaks []string, matched map[string]bool, passes in
 // in its environment, is in no command line either while the worker
 // pushes with the stand-in and nix copy (sampled from /proc).
 func TestTrustSecretsNotInArgv(t *testing.T) {
-	password := "hunter2-" + Salt()
+	password := "hunter2-" + nixtest.Salt()
 	e := NewEnv(t, `
 store = "https://nix:`+password+`@127.0.0.1:9/cache"
 allow = ["*"]
 `)
 	sampler := sampleArgv([]string{password}, nil)
-	_, log := e.Build(plList(Drv(Salt(), "pw-1.0", nil)))
+	_, log := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "pw-1.0", nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, errOut, code := e.Run(ctx, "validate")
@@ -126,14 +128,14 @@ allow = ["*"]
 bin = "@CACHIX@"
 auth_token_file = "@DIR@/token"
 `)
-	token := "cfh-token-" + Salt()
+	token := "cfh-token-" + nixtest.Salt()
 	if err := os.WriteFile(filepath.Join(e.Dir, "token"), []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// The stand-in takes a second per push, to be seen running.
 	e.Vars = append(e.Vars, "CACHIX_STANDIN_DELAY=1s")
 	sampler = sampleArgv([]string{token}, []string{standinBin + " push", " copy --to file://"})
-	paths, _ := e.Build(plList(Drv(Salt(), "tk-1.0", nil)))
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "tk-1.0", nil)))
 	e.Wait(60 * time.Second)
 	leaks, matched, passes := sampler.Stop()
 	if len(leaks) > 0 {

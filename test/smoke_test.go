@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 func TestSmokeHookQueuesAndWorkerPushes(t *testing.T) {
@@ -12,8 +14,8 @@ store = "file://@DIR@/cache"
 allow = ["hello-*"]
 deny = ["*-doc"]
 `)
-	s := Salt()
-	paths, log := e.Build("[ (" + Drv(s, "hello-2.12.1", []string{"out", "doc"}) + ") (" + Drv(s, "zlib-1.3", nil) + ") ]")
+	s := nixtest.Salt()
+	paths, log := e.Build("[ (" + nixtest.Drv(s, "hello-2.12.1", []string{"out", "doc"}) + ") (" + nixtest.Drv(s, "zlib-1.3", nil) + ") ]")
 	if !strings.Contains(log, "cachix-filter-hook: queued 1 of 2 paths for file://") {
 		t.Errorf("build log lacks the hook's line:\n%s", log)
 	}

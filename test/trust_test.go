@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
@@ -42,7 +44,7 @@ allow = ["*"]
 bin = "@DIR@/bin/cachix"
 auth_token_file = "@DIR@/token"
 `)
-	if err := os.WriteFile(filepath.Join(e.Dir, "token"), []byte("tok-"+Salt()), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(e.Dir, "token"), []byte("tok-"+nixtest.Salt()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(e.Dir, "bin")
@@ -52,8 +54,8 @@ auth_token_file = "@DIR@/token"
 	trWriteScript(t, cachix, marker)
 	u.Chown(t, cachix)
 
-	s := Salt()
-	paths, _ := e.Build(plList(Drv(s, "own-1.0", nil)))
+	s := nixtest.Salt()
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "own-1.0", nil)))
 	lastErr := trFailure(t, e)
 	for _, want := range []string{"refusing " + cachix, "owned by " + u.Name, "chown root " + cachix} {
 		if !strings.Contains(lastErr, want) {
@@ -92,7 +94,7 @@ bin = "@DIR@/shared/cachix"
 	os.Chmod(shared, 0o777)
 	marker := filepath.Join(e.Dir, "ran")
 	trWriteScript(t, filepath.Join(shared, "cachix"), marker)
-	e.Build(plList(Drv(Salt(), "ww-1.0", nil)))
+	e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "ww-1.0", nil)))
 	lastErr := trFailure(t, e)
 	if !strings.Contains(lastErr, "its directory "+shared+" is writable by group or others") {
 		t.Errorf("last error: %q", lastErr)
@@ -152,8 +154,8 @@ store = "file://@DIR@/cache"
 allow = ["*"]
 deny = ["secret-*"]
 `)
-			s := Salt()
-			secretPaths, _, _ := e.BuildWith("/bin/true", plList(Drv(s, "secret-1.0", nil)))
+			s := nixtest.Salt()
+			secretPaths, _, _ := e.BuildWith("/bin/true", nixtest.List(nixtest.Drv(s, "secret-1.0", nil)))
 			victim := filepath.Join(e.Dir, "victim")
 			if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
 				t.Fatal(err)
@@ -170,7 +172,7 @@ deny = ["secret-*"]
 				return nil
 			})
 
-			_, log := e.Build(plList(Drv(s, "app-1.0", nil)))
+			_, log := e.Build(nixtest.List(nixtest.Drv(s, "app-1.0", nil)))
 			if !strings.Contains(log, "cachix-filter-hook: could not queue 1 paths, they will not be pushed: refusing queue directory "+e.Queue) || !strings.Contains(log, tc.want) {
 				t.Errorf("build log does not say why nothing was queued:\n%s", log)
 			}
@@ -207,13 +209,13 @@ allow = ["*"]
 `)
 	target := "file://" + e.Dir + "/cache"
 	release := plLockQueue(t, e.Queue) // the hook queues, no worker runs
-	s := Salt()
-	paths, log := e.Build(plList(Drv(s, "hello-2.12.1", nil), Drv(s, "other-1.0", nil)))
+	s := nixtest.Salt()
+	paths, log := e.Build(nixtest.List(nixtest.Drv(s, "hello-2.12.1", nil), nixtest.Drv(s, "other-1.0", nil)))
 	if strings.Count(log, "queued 1 of 1 paths") != 2 {
 		t.Fatalf("build log:\n%s", log)
 	}
-	byName := plByName(t, paths)
-	secret, _, _ := e.BuildWith("/bin/true", plList(Drv(s, "secret-key-1.0", nil)))
+	byName := nixtest.ByName(paths)
+	secret, _, _ := e.BuildWith("/bin/true", nixtest.List(nixtest.Drv(s, "secret-key-1.0", nil)))
 	trPlant(t, e.Queue, target, secret[0])
 
 	conf := fmt.Sprintf("store = %q\nallow = [\"*\"]\ndeny = [\"hello-*\", \"secret-*\"]\n[queue]\ndir = %q\nlinger = \"1s\"\nretry_initial = \"200ms\"\nretry_max = \"1s\"\n", target, e.Queue)
@@ -249,7 +251,7 @@ allow = ["*"]
 func trFailure(t *testing.T, e *Env) string {
 	t.Helper()
 	var lastErr string
-	plWaitFor(t, 30*time.Second, "the entry to fail with a refusal", func() bool {
+	eventually.True(t, 30*time.Second, "the entry to fail with a refusal", func() bool {
 		_, st := plStatusJSON(t, e)
 		for _, tg := range st.Targets {
 			for _, f := range tg.Failures {
@@ -271,7 +273,7 @@ cache = "c"
 allow = ["*"]
 `)
 	u.Chown(t, e.Conf)
-	paths, log := e.Build(plList(Drv(Salt(), "conf-1.0", nil)))
+	paths, log := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "conf-1.0", nil)))
 	if len(paths) != 1 {
 		t.Fatalf("the build failed: %q\n%s", paths, log)
 	}
@@ -302,12 +304,12 @@ bin = "@CACHIX@"
 auth_token_file = "@DIR@/token"
 `)
 	token := filepath.Join(e.Dir, "token")
-	secret := "tok-" + Salt()
+	secret := "tok-" + nixtest.Salt()
 	if err := os.WriteFile(token, []byte(secret), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	u.Chown(t, token)
-	paths, _ := e.Build(plList(Drv(Salt(), "tokown-1.0", nil)))
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "tokown-1.0", nil)))
 	if err := trFailure(t, e); !strings.Contains(err, token) || !strings.Contains(err, "owned by "+u.Name) {
 		t.Errorf("last error: %q", err)
 	}
@@ -317,7 +319,7 @@ auth_token_file = "@DIR@/token"
 	}
 	os.Chmod(token, 0o644)
 	e.Run(t.Context(), "retry")
-	plWaitFor(t, 30*time.Second, "the refusal of a token others can read", func() bool {
+	eventually.True(t, 30*time.Second, "the refusal of a token others can read", func() bool {
 		_, st := plStatusJSON(t, e)
 		for _, tg := range st.Targets {
 			for _, f := range tg.Failures {
@@ -369,7 +371,7 @@ allow = ["*"]
 [nix]
 bin_dir = "`+bin+`"
 `)
-	e.Build(plList(Drv(Salt(), "nixbin-1.0", nil)))
+	e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "nixbin-1.0", nil)))
 	if err := trFailure(t, e); !strings.Contains(err, bin) || !strings.Contains(err, "owned by "+u.Name) {
 		t.Errorf("last error: %q", err)
 	}
@@ -399,7 +401,7 @@ func TestTrustRelativeConfigReachesWorker(t *testing.T) {
 store = "file://@DIR@/cache"
 allow = ["*"]
 `)
-	paths, _ := e.Build(plList(Drv(Salt(), "rel-1.0", nil)))
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "rel-1.0", nil)))
 	e.Wait(30 * time.Second)
 	cache := filepath.Join(e.Dir, "cache")
 	for _, how := range []string{"--config", "CACHIX_FILTER_HOOK_CONFIG"} {
@@ -424,7 +426,7 @@ allow = ["*"]
 		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued 1 of 1 paths") {
 			t.Fatalf("push with a relative %s: %v\n%s", how, err, out)
 		}
-		plWaitFor(t, 30*time.Second, "the worker started with a relative "+how+" to push", func() bool {
+		eventually.True(t, 30*time.Second, "the worker started with a relative "+how+" to push", func() bool {
 			return CachePaths(t, cache)[paths[0]]
 		})
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
@@ -47,7 +48,9 @@ func wxDaemon(t *testing.T, dir string) string {
 			if err != nil {
 				continue
 			}
-			cmd := exec.Command("nix-daemon", "--stdio")
+			// The machine's post-build-hook (on a user's machine, this
+			// program) must not run for the test's builds.
+			cmd := exec.Command("nix-daemon", "--stdio", "--option", "post-build-hook", "")
 			cmd.Stdin, cmd.Stdout = f, f
 			cmd.Stderr = io.Discard
 			if err := cmd.Start(); err != nil {
@@ -78,7 +81,7 @@ func wxDaemon(t *testing.T, dir string) string {
 // multi-user store: it pushes the paths of that build that the user's own
 // rules select, and only those; its exit status is the command's.
 func TestWatchExecAsNonRootUser(t *testing.T) {
-	requireNix(t)
+	nixtest.Require(t)
 	u := testuser.New(t)
 	// Everything the user needs must be reachable by them: not under the
 	// test's private temporary directory.
@@ -105,12 +108,12 @@ func TestWatchExecAsNonRootUser(t *testing.T) {
 	}
 	u.Chown(t, home)
 
-	s := Salt()
+	s := nixtest.Salt()
 	app, doc, other := "wx"+s+"-app-1.0", "wx"+s+"-app-1.0-doc", "wx"+s+"-other-1.0"
 	cache := filepath.Join(home, "cache")
 	files := map[string]string{
 		".config/cachix-filter-hook/hook.conf": fmt.Sprintf("store = %q\nallow = [\"wx%s-app-*\"]\ndeny = [\"*-doc\"]\n[queue]\nlinger = \"1s\"\n", "file://"+cache, s),
-		"build.nix":                            fmt.Sprintf("[ (%s) (%s) (%s) ]", Drv(s, app, nil), Drv(s, doc, nil), Drv(s, other, nil)),
+		"build.nix":                            fmt.Sprintf("[ (%s) (%s) (%s) ]", nixtest.Drv(s, app, nil), nixtest.Drv(s, doc, nil), nixtest.Drv(s, other, nil)),
 	}
 	for name, content := range files {
 		p := filepath.Join(home, name)
@@ -156,7 +159,7 @@ func TestWatchExecAsNonRootUser(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("watch-exec exited %d:\n%s%s", code, out, errOut)
 	}
-	built := plByName(t, strings.Fields(out))
+	built := nixtest.ByName(strings.Fields(out))
 	if built[app] == "" || built[doc] == "" || built[other] == "" {
 		t.Fatalf("nix-build printed %q", out)
 	}

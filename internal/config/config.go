@@ -140,13 +140,22 @@ func absolute(p, from string) (string, error) {
 	return a, nil
 }
 
+// systemDir holds the machine-wide hook.conf. It is fixed when the
+// binary is linked and read from nothing at run time: the hook runs as
+// root with nix-daemon's environment, and `push` runs as whoever asks, so
+// neither an environment variable nor a flag may move root's config. The
+// end-to-end tests link their binary with
+// -ldflags "-X <module>/internal/config.systemDir=DIR", so that they never
+// read this machine's file; this package's tests set it themselves.
+var systemDir = "/etc/cachix-filter-hook"
+
 // SearchPath lists the files Find tries after --config and the environment.
 func SearchPath() []string {
 	var paths []string
 	if d := userConfigDir(); d != "" {
 		paths = append(paths, filepath.Join(d, "cachix-filter-hook", "hook.conf"))
 	}
-	return append(paths, "/etc/cachix-filter-hook/hook.conf")
+	return append(paths, filepath.Join(systemDir, "hook.conf"))
 }
 
 func userConfigDir() string {

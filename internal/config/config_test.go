@@ -14,10 +14,9 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
-const systemFile = "/etc/cachix-filter-hook/hook.conf"
-
-// isolate clears every CACHIX_FILTER_HOOK_* variable and points HOME and
-// the XDG directories at an empty temporary directory, which it returns.
+// isolate clears every CACHIX_FILTER_HOOK_* variable, points HOME and
+// the XDG directories at an empty temporary directory, which it returns,
+// and the machine-wide config directory at another (see systemFile).
 func isolate(t *testing.T) string {
 	t.Helper()
 	for _, kv := range os.Environ() {
@@ -29,15 +28,15 @@ func isolate(t *testing.T) string {
 	t.Setenv("HOME", home)
 	t.Setenv("XDG_CONFIG_HOME", "")
 	t.Setenv("XDG_STATE_HOME", filepath.Join(home, "state"))
+	old := systemDir
+	systemDir = filepath.Join(t.TempDir(), "etc", "cachix-filter-hook")
+	t.Cleanup(func() { systemDir = old })
 	return home
 }
 
-// systemFileExists tells whether this machine has a system-wide config,
-// which the "nothing found" cases cannot rule out.
-func systemFileExists() bool {
-	_, err := os.Stat(systemFile)
-	return err == nil
-}
+// systemFile is where the test's machine-wide hook.conf goes (none until
+// a test writes it).
+func systemFile() string { return filepath.Join(systemDir, "hook.conf") }
 
 func write(t *testing.T, path, content string) string {
 	t.Helper()
@@ -64,10 +63,10 @@ func TestSearchPath(t *testing.T) {
 		xdg  string
 		want []string
 	}{
-		{"", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), systemFile}},
-		{"/xdg", []string{"/xdg/cachix-filter-hook/hook.conf", systemFile}},
+		{"", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), systemFile()}},
+		{"/xdg", []string{"/xdg/cachix-filter-hook/hook.conf", systemFile()}},
 		// A relative XDG_CONFIG_HOME is invalid per the XDG spec and ignored.
-		{"rel", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), systemFile}},
+		{"rel", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), systemFile()}},
 	} {
 		t.Setenv("XDG_CONFIG_HOME", tc.xdg)
 		if got := SearchPath(); !slices.Equal(got, tc.want) {
@@ -76,7 +75,7 @@ func TestSearchPath(t *testing.T) {
 	}
 	t.Setenv("XDG_CONFIG_HOME", "")
 	t.Setenv("HOME", "")
-	if got := SearchPath(); !slices.Equal(got, []string{systemFile}) {
+	if got := SearchPath(); !slices.Equal(got, []string{systemFile()}) {
 		t.Errorf("no HOME: SearchPath() = %q", got)
 	}
 }
@@ -120,12 +119,14 @@ func TestFindOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if systemFileExists() {
-			if got != systemFile {
-				t.Errorf("Find = %q, want %s", got, systemFile)
-			}
-		} else if got != "" {
+		if got != "" {
 			t.Errorf("Find = %q, want none", got)
+		}
+		// The machine-wide file comes last.
+		sys := write(t, systemFile(), minimal)
+		t.Cleanup(func() { os.Remove(sys) })
+		if got, err := Find(""); err != nil || got != sys {
+			t.Errorf("Find = %q, %v; want %s", got, err, sys)
 		}
 	})
 
@@ -148,11 +149,13 @@ func TestLoadLookup(t *testing.T) {
 	xdg := filepath.Join(dir, "xdg")
 	write(t, filepath.Join(xdg, "cachix-filter-hook", "hook.conf"), conf("fromxdg"))
 	write(t, filepath.Join(home, ".config", "cachix-filter-hook", "hook.conf"), conf("fromhome"))
+	write(t, systemFile(), conf("fromsystem"))
 	for _, tc := range []struct{ flag, env, xdg, want string }{
 		{flagFile, envFile, xdg, "fromflag"},
 		{"", envFile, xdg, "fromenv"},
 		{"", "", xdg, "fromxdg"},
 		{"", "", "", "fromhome"},
+		{"", "", filepath.Join(dir, "empty-xdg"), "fromsystem"},
 	} {
 		t.Setenv(EnvConfig, tc.env)
 		t.Setenv("XDG_CONFIG_HOME", tc.xdg)
@@ -324,9 +327,6 @@ batch = 10
 
 func TestEnvOnly(t *testing.T) {
 	home := isolate(t)
-	if systemFileExists() {
-		t.Skipf("%s exists on this machine", systemFile)
-	}
 	t.Setenv("CACHIX_FILTER_HOOK_CACHE", "ci")
 	t.Setenv("CACHIX_FILTER_HOOK_ALLOW", "*")
 	c, err := Load("")

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 func TestParseDrvAllowSubstitutes(t *testing.T) {
@@ -67,7 +69,7 @@ func FuzzParseDrv(f *testing.F) {
 // TestReadDrvRealNix reads the .drv files Nix writes for allowSubstitutes
 // = false, true, and false with __structuredAttrs.
 func TestReadDrvRealNix(t *testing.T) {
-	requireNix(t)
+	nixtest.Require(t)
 	expr := `{
  no = derivation { name = "rd-no"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo > $out"]; allowSubstitutes = false; };
  yes = derivation { name = "rd-yes"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo > $out"]; allowSubstitutes = true; };

@@ -4,23 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
-)
 
-func requireNix(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("nix-build"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
-			t.Fatal("nix-build not found and CFH_TEST_REQUIRE_NIX=1")
-		}
-		t.Skip("needs Nix")
-	}
-}
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
+)
 
 func TestBin(t *testing.T) {
 	if got := (Nix{BinDir: "/opt/nix/bin"}).Bin("nix-store"); got != "/opt/nix/bin/nix-store" {
@@ -44,28 +34,17 @@ func TestBin(t *testing.T) {
 // TestQueries builds a derivation with two outputs, one referring to a
 // dependency, and asks Nix for its outputs and closure.
 func TestQueries(t *testing.T) {
-	requireNix(t)
-	salt := fmt.Sprint(time.Now().UnixNano())
-	expr := fmt.Sprintf(`let dep = derivation { name = "nixstore-dep"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; };
-in derivation { name = "nixstore-app"; outputs = [ "out" "doc" ]; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out; echo %[1]s > $doc" ]; }`, salt)
-	file := filepath.Join(t.TempDir(), "d.nix")
-	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	drv, err := exec.Command("nix-instantiate", file).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("nix-store", "--realise", strings.TrimSpace(string(drv)), "--option", "substituters", "").CombinedOutput(); err != nil {
-		t.Fatalf("nix-store --realise: %v\n%s", err, out)
-	}
+	salt := nixtest.Salt()
+	drvs, _ := nixtest.Build(t, fmt.Sprintf(`let dep = derivation { name = "nixstore-dep"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; };
+in derivation { name = "nixstore-app"; outputs = [ "out" "doc" ]; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out; echo %[1]s > $doc" ]; }`, salt))
+	drv := drvs[0]
 	ctx := context.Background()
 	n := Nix{}
-	outs, err := n.Outputs(ctx, strings.TrimSpace(string(drv)))
+	outs, err := n.Outputs(ctx, drv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromFile, err := DrvOutputs(strings.TrimSpace(string(drv)))
+	fromFile, err := DrvOutputs(drv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 func TestDecodePathInfo(t *testing.T) {
@@ -70,19 +70,10 @@ func TestPathInfosChunks(t *testing.T) {
 // TestPathInfosRealNix asks Nix about a built app, its dependency (with
 // --recursive) and a path that is not in the store.
 func TestPathInfosRealNix(t *testing.T) {
-	requireNix(t)
-	salt := fmt.Sprint(time.Now().UnixNano())
-	expr := fmt.Sprintf(`let dep = derivation { name = "pi-dep"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; };
-in derivation { name = "pi-app"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, salt)
-	file := filepath.Join(t.TempDir(), "d.nix")
-	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("nix-build", file, "--no-out-link", "--option", "substituters", "").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	app := strings.TrimSpace(string(out))
+	salt := nixtest.Salt()
+	_, outs := nixtest.Build(t, fmt.Sprintf(`let dep = derivation { name = "pi-dep"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; };
+in derivation { name = "pi-app"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, salt))
+	app := outs[0]
 	missing := "/nix/store/00000000000000000000000000000000-pi-missing"
 	infos, err := Nix{}.PathInfos(context.Background(), true, app, missing)
 	if err != nil {

@@ -14,36 +14,18 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-func requireNix(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("nix"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
-			t.Fatal("nix not found and CFH_TEST_REQUIRE_NIX=1")
-		}
-		t.Skip("needs Nix")
-	}
-}
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
+)
 
 // realCache builds two paths and copies the first into a binary cache
 // with nix copy --to file://; it returns the cache dir and both paths.
 func realCache(t *testing.T) (dir, in, out string) {
 	t.Helper()
-	requireNix(t)
 	tmp := t.TempDir()
-	salt := fmt.Sprint(time.Now().UnixNano())
-	expr := fmt.Sprintf(`[ (derivation { name = "up-in"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; })
-  (derivation { name = "up-out"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; }) ]`, salt)
-	file := filepath.Join(tmp, "d.nix")
-	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := exec.Command("nix-build", file, "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", "").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths := strings.Fields(string(b))
+	salt := nixtest.Salt()
+	_, paths := nixtest.Build(t, fmt.Sprintf(`[ (derivation { name = "up-in"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; })
+  (derivation { name = "up-out"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; }) ]`, salt))
 	dir = filepath.Join(tmp, "cache")
 	if b, err := exec.Command("nix", "--extra-experimental-features", "nix-command", "copy", "--to", "file://"+dir, paths[0]).CombinedOutput(); err != nil {
 		t.Fatalf("nix copy: %v\n%s", err, b)

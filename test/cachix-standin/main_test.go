@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 func TestParseAccepts(t *testing.T) {
@@ -282,20 +283,10 @@ func TestBinaryWithoutNix(t *testing.T) {
 
 // TestEndToEndNix pushes a real two-path closure with real Nix.
 func TestEndToEndNix(t *testing.T) {
-	if _, err := exec.LookPath("nix-build"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
-			t.Fatal("nix-build not on PATH and CFH_TEST_REQUIRE_NIX=1")
-		}
-		t.Skip("nix-build not on PATH")
-	}
-	salt := rand.Text()
-	expr := fmt.Sprintf(`let dep = derivation { name = "standin-dep-%[1]s"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; };
-in derivation { name = "standin-test-%[1]s"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, salt)
-	out, err := exec.Command("nix-build", "--option", "substituters", "", "-E", expr, "--no-out-link").Output()
-	if err != nil {
-		t.Fatalf("nix-build: %v", err)
-	}
-	top := strings.TrimSpace(string(out))
+	salt := nixtest.Salt()
+	_, outs := nixtest.Build(t, fmt.Sprintf(`let dep = derivation { name = "standin-dep-%[1]s"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; };
+in derivation { name = "standin-test-%[1]s"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, salt))
+	top := outs[0]
 	refs, err := exec.Command("nix-store", "-qR", top).Output()
 	if err != nil {
 		t.Fatalf("nix-store -qR: %v", err)

@@ -17,8 +17,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -29,6 +27,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // Paths inside the chroot.
@@ -209,7 +210,7 @@ func (c *Chroot) startDaemon(extra []string) {
 			c.t.Logf("nix-daemon's output:\n%s", tail(log.String(), 4000))
 		}
 	})
-	waitFor(c.t, 30*time.Second, "nix-daemon's socket", func() bool {
+	eventually.True(c.t, 30*time.Second, "nix-daemon's socket", func() bool {
 		select {
 		case <-exited:
 			c.t.Fatalf("nix-daemon exited: %s", log.String())
@@ -353,7 +354,7 @@ func (c *Chroot) Must(asUser bool, env []string, args ...string) Result {
 // path inside the chroot.
 func (c *Chroot) exprFile(expr string) string {
 	c.t.Helper()
-	p := filepath.Join(userHome, "build-"+Salt()+".nix")
+	p := filepath.Join(userHome, "build-"+nixtest.Salt()+".nix")
 	c.write(p, expr, 0o644)
 	return p
 }
@@ -465,7 +466,7 @@ func (c *Chroot) WorkerLog() string {
 // empty, failing the test after timeout.
 func (c *Chroot) WaitLanded(timeout time.Duration, cache string, paths []string) {
 	c.t.Helper()
-	waitFor(c.t, timeout, fmt.Sprintf("%d paths to land in %s and the queue to empty", len(paths), cache), func() bool {
+	eventually.True(c.t, timeout, fmt.Sprintf("%d paths to land in %s and the queue to empty", len(paths), cache), func() bool {
 		got := c.CachePaths(cache)
 		for _, p := range paths {
 			if !got[p] {
@@ -476,75 +477,6 @@ func (c *Chroot) WaitLanded(timeout time.Duration, cache string, paths []string)
 	}, func() string {
 		return fmt.Sprintf("cache holds %d of them; %d entries queued; worker log:\n%s", countIn(c.CachePaths(cache), paths), c.QueueEntries(), tail(c.WorkerLog(), 3000))
 	})
-}
-
-// waitFor polls cond until it holds, failing the test after timeout with
-// what the optional describe functions say.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool, describe ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			msg := fmt.Sprintf("timed out after %s waiting for %s", timeout, what)
-			for _, d := range describe {
-				msg += "\n" + d()
-			}
-			t.Fatal(msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// Salt makes each test's derivations new, so Nix really builds them and
-// runs the hook.
-func Salt() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// Drv is a derivation expression with the given outputs, whose out
-// refers to the deps (Nix expressions) so that they are in its closure.
-func Drv(salt, name string, outputs []string, deps ...string) string {
-	if len(outputs) == 0 {
-		outputs = []string{"out"}
-	}
-	var script strings.Builder
-	fmt.Fprintf(&script, "echo %s", salt)
-	for _, d := range deps {
-		fmt.Fprintf(&script, " ${%s}", d)
-	}
-	script.WriteString(" > $out;")
-	for _, o := range outputs[1:] {
-		fmt.Fprintf(&script, " echo %s-%s > $%s;", salt, o, o)
-	}
-	q := make([]string, len(outputs))
-	for i, o := range outputs {
-		q[i] = fmt.Sprintf("%q", o)
-	}
-	return fmt.Sprintf(`derivation { name = %q; system = builtins.currentSystem; builder = "/bin/sh"; outputs = [ %s ]; args = [ "-c" %q ]; }`,
-		name, strings.Join(q, " "), script.String())
-}
-
-// List is a Nix list of expressions.
-func List(exprs ...string) string { return "[ (" + strings.Join(exprs, ") (") + ") ]" }
-
-// Name is a store path's name (after "<hash>-").
-func Name(p string) string {
-	base := filepath.Base(p)
-	if len(base) > 33 {
-		return base[33:]
-	}
-	return base
-}
-
-// ByName indexes store paths by name.
-func ByName(paths []string) map[string]string {
-	m := map[string]string{}
-	for _, p := range paths {
-		m[Name(p)] = p
-	}
-	return m
 }
 
 func contains(list []string, s string) bool {

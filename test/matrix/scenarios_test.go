@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // baseConf is hook.conf without targets: the stand-in as cachix, the
@@ -68,11 +71,11 @@ cache = "bins"
 allow = ["*-bin", "*-dev"]
 deny = ["lib-*"]
 `))
-	s := Salt()
-	paths, r := c.NixBuild(List(
-		Drv(s, "app-1.0", []string{"out", "doc", "dev"}),
-		Drv(s, "lib-2.0", []string{"out", "dev"}),
-		Drv(s, "other-1.0", []string{"out", "bin"}),
+	s := nixtest.Salt()
+	paths, r := c.NixBuild(nixtest.List(
+		nixtest.Drv(s, "app-1.0", []string{"out", "doc", "dev"}),
+		nixtest.Drv(s, "lib-2.0", []string{"out", "dev"}),
+		nixtest.Drv(s, "other-1.0", []string{"out", "bin"}),
 	))
 	if len(paths) != 7 {
 		t.Fatalf("built %d outputs, want 7: %v", len(paths), paths)
@@ -83,7 +86,7 @@ deny = ["lib-*"]
 			t.Errorf("build log lacks %q:\n%s", want, r.Stderr)
 		}
 	}
-	by := ByName(paths)
+	by := nixtest.ByName(paths)
 	want := map[string][]string{
 		filesStore:            {"app-1.0", "app-1.0-dev"},
 		StandinCache("mixed"): {"app-1.0", "app-1.0-doc", "lib-2.0"},
@@ -99,8 +102,8 @@ deny = ["lib-*"]
 	for cache, names := range want {
 		got := c.CachePaths(cache)
 		for _, p := range paths {
-			if got[p] != contains(names, Name(p)) {
-				t.Errorf("%s: %s in cache = %v, want %v", cache, Name(p), got[p], !got[p])
+			if got[p] != contains(names, nixtest.Name(p)) {
+				t.Errorf("%s: %s in cache = %v, want %v", cache, nixtest.Name(p), got[p], !got[p])
 			}
 		}
 	}
@@ -113,28 +116,28 @@ deny = ["lib-*"]
 // shows it with -L as `NAME (post)> ...`.
 func TestMatrixHookLineInBuildLog(t *testing.T) {
 	c := Setup(t, conf(`store = "file://`+filesStore+`"`+"\nallow = [\"logline-*\"]\n"))
-	s := Salt()
-	_, r := c.NixBuild(Drv(s, "logline-1.0", nil))
+	s := nixtest.Salt()
+	_, r := c.NixBuild(nixtest.Drv(s, "logline-1.0", nil))
 	if !strings.Contains(r.Stderr, "cachix-filter-hook: queued 1 of 1 paths for file://") {
 		t.Errorf("nix-build's log lacks the hook's line:\n%s", r.Stderr)
 	}
-	paths, r := c.NixBuildL(Drv(s, "logline-2.0", nil))
+	paths, r := c.NixBuildL(nixtest.Drv(s, "logline-2.0", nil))
 	if !strings.Contains(r.Stderr, "logline (post)> cachix-filter-hook: queued 1 of 1 paths for file://") {
 		t.Errorf("nix build -L's log lacks `logline (post)> cachix-filter-hook: queued 1 of 1 paths`:\n%s", r.Stderr)
 	}
 	c.WaitLanded(60*time.Second, filesStore, paths)
 	// Without -L, nix build keeps the hook's output to itself (what
 	// README tells users); the path is queued all the same.
-	r = c.Run(true, nil, "nix", "build", "--no-link", "--option", "substituters", "", "-f", c.exprFile(Drv(s, "logline-3.0", nil)))
+	r = c.Run(true, nil, "nix", "build", "--no-link", "--option", "substituters", "", "-f", c.exprFile(nixtest.Drv(s, "logline-3.0", nil)))
 	if r.Code != 0 {
 		t.Fatalf("nix build exited %d:\n%s", r.Code, r.Stderr)
 	}
 	if strings.Contains(r.Stderr, "cachix-filter-hook:") {
 		t.Logf("this Nix shows the hook's output without -L too:\n%s", r.Stderr)
 	}
-	waitFor(t, 60*time.Second, "logline-3.0 to land", func() bool {
+	eventually.True(t, 60*time.Second, "logline-3.0 to land", func() bool {
 		for p := range c.CachePaths(filesStore) {
-			if Name(p) == "logline-3.0" {
+			if nixtest.Name(p) == "logline-3.0" {
 				return true
 			}
 		}
@@ -152,15 +155,15 @@ func TestMatrixBurstSlowPushes(t *testing.T) {
 	burst := func(s string) string {
 		var drvs []string
 		for i := 0; i < n; i++ {
-			drvs = append(drvs, Drv(s, fmt.Sprintf("burst%d-1.0", i), nil))
+			drvs = append(drvs, nixtest.Drv(s, fmt.Sprintf("burst%d-1.0", i), nil))
 		}
-		return List(drvs...)
+		return nixtest.List(drvs...)
 	}
 	// The baseline: the same burst with /bin/true as the hook (root is a
 	// trusted user, so the daemon takes the option from it).
-	base := c.Must(false, []string{"NIX_REMOTE=daemon"}, "nix-build", c.exprFile(burst(Salt())), "--no-out-link", "--option", "post-build-hook", "/bin/true").Took
+	base := c.Must(false, []string{"NIX_REMOTE=daemon"}, "nix-build", c.exprFile(burst(nixtest.Salt())), "--no-out-link", "--option", "post-build-hook", "/bin/true").Took
 
-	paths, r := c.NixBuild(burst(Salt()))
+	paths, r := c.NixBuild(burst(nixtest.Salt()))
 	queuedAtReturn := c.QueueEntries()
 	landedAtReturn := countIn(c.CachePaths(StandinCache("burst")), paths)
 	t.Logf("%d builds: %s with /bin/true as hook, %s with the hook and 2 s pushes; at return %d entries queued, %d paths in the cache",
@@ -200,7 +203,7 @@ func checkEachPushedOnce(t *testing.T, inv []Invocation, paths []string) {
 	}
 	for _, p := range paths {
 		if calls[p] != 1 {
-			t.Errorf("%s was in %d pusher calls, want 1", Name(p), calls[p])
+			t.Errorf("%s was in %d pusher calls, want 1", nixtest.Name(p), calls[p])
 		}
 	}
 }
@@ -209,10 +212,10 @@ func checkEachPushedOnce(t *testing.T, inv []Invocation, paths []string) {
 // path lands.
 func TestMatrixFailuresThenSuccess(t *testing.T) {
 	c := Setup(t, conf(`cache = "flaky"`+"\nallow = [\"*\"]\n"), "CACHIX_STANDIN_FAIL=3")
-	s := Salt()
+	s := nixtest.Salt()
 	var paths []string
 	for i := 0; i < 3; i++ {
-		p, r := c.NixBuild(Drv(s, fmt.Sprintf("flaky%d-1.0", i), nil))
+		p, r := c.NixBuild(nixtest.Drv(s, fmt.Sprintf("flaky%d-1.0", i), nil))
 		if !strings.Contains(r.Stderr, "queued 1 of 1 paths for flaky") {
 			t.Errorf("build %d: log lacks the hook's line:\n%s", i, r.Stderr)
 		}
@@ -238,9 +241,9 @@ func TestMatrixFailuresThenSuccess(t *testing.T) {
 // stay, and `wait` starts a worker that pushes everything.
 func TestMatrixWorkerKilled(t *testing.T) {
 	c := Setup(t, conf(`cache = "killed"`+"\nallow = [\"*\"]\n"), "CACHIX_STANDIN_DELAY=5s")
-	s := Salt()
-	paths, _ := c.NixBuild(List(Drv(s, "w1-1.0", nil), Drv(s, "w2-1.0", nil), Drv(s, "w3-1.0", nil)))
-	waitFor(t, 30*time.Second, "the worker to start pushing", func() bool { return len(c.Pushers()) > 0 })
+	s := nixtest.Salt()
+	paths, _ := c.NixBuild(nixtest.List(nixtest.Drv(s, "w1-1.0", nil), nixtest.Drv(s, "w2-1.0", nil), nixtest.Drv(s, "w3-1.0", nil)))
+	eventually.True(t, 30*time.Second, "the worker to start pushing", func() bool { return len(c.Pushers()) > 0 })
 	workers := c.Workers()
 	if len(workers) == 0 {
 		t.Fatal("no worker runs although a push does")
@@ -250,8 +253,8 @@ func TestMatrixWorkerKilled(t *testing.T) {
 			t.Fatalf("killing worker %d: %v", pid, err)
 		}
 	}
-	waitFor(t, 10*time.Second, "the worker to die", func() bool { return len(c.Workers()) == 0 })
-	waitFor(t, 10*time.Second, "the pusher to die with the worker", func() bool { return len(c.Pushers()) == 0 })
+	eventually.True(t, 10*time.Second, "the worker to die", func() bool { return len(c.Workers()) == 0 })
+	eventually.True(t, 10*time.Second, "the pusher to die with the worker", func() bool { return len(c.Pushers()) == 0 })
 	if got := c.QueueEntries(); got != len(paths) {
 		t.Fatalf("%d entries queued after the worker died, want %d", got, len(paths))
 	}
@@ -275,23 +278,23 @@ func TestMatrixWorkerKilled(t *testing.T) {
 // (builtins.toFile: added, not built), and nothing the rules deny.
 func TestMatrixPushClosureGeneration(t *testing.T) {
 	c := Setup(t, conf(`store = "file://`+filesStore+`"`+"\nallow = [\"*\"]\ndeny = [\"*-doc\", \"nixos-system-*\"]\n"))
-	s := Salt()
+	s := nixtest.Salt()
 	etc := fmt.Sprintf(`builtins.toFile "etc-%s" "config %s"`, s, s)
 	gen := `let
-  app = ` + Drv(s, "app-1.0", []string{"out", "doc"}) + `;
+  app = ` + nixtest.Drv(s, "app-1.0", []string{"out", "doc"}) + `;
   etc = ` + etc + `;
-in ` + Drv(s, "nixos-system-test-"+s, nil, "app", "app.doc", "etc")
+in ` + nixtest.Drv(s, "nixos-system-test-"+s, nil, "app", "app.doc", "etc")
 	outs, _ := c.NixBuild(gen)
 	root := ""
 	for _, p := range outs {
-		if strings.HasPrefix(Name(p), "nixos-system-") {
+		if strings.HasPrefix(nixtest.Name(p), "nixos-system-") {
 			root = p
 		}
 	}
 	profile := "/nix/var/nix/profiles/cfh-system-" + s
 	c.Must(false, nil, "nix-env", "-p", profile, "--set", root)
 	closure := strings.Fields(c.Must(false, nil, "nix-store", "--query", "--requisites", profile).Stdout)
-	by := ByName(closure)
+	by := nixtest.ByName(closure)
 	for _, n := range []string{"app-1.0", "app-1.0-doc", "etc-" + s} {
 		if by[n] == "" {
 			t.Fatalf("%s is not in the closure %v", n, closure)
@@ -306,7 +309,7 @@ in ` + Drv(s, "nixos-system-test-"+s, nil, "app", "app.doc", "etc")
 	got := c.CachePaths(filesStore)
 	for _, p := range closure {
 		if got[p] != contains(want, p) {
-			t.Errorf("%s in cache = %v, want %v", Name(p), got[p], !got[p])
+			t.Errorf("%s in cache = %v, want %v", nixtest.Name(p), got[p], !got[p])
 		}
 	}
 }
@@ -318,8 +321,8 @@ in ` + Drv(s, "nixos-system-test-"+s, nil, "app", "app.doc", "etc")
 // it says the path was pushed already.
 func TestMatrixCheckRebuild(t *testing.T) {
 	c := Setup(t, conf(`store = "file://`+filesStore+`"`+"\nallow = [\"checked-*\"]\n"))
-	s := Salt()
-	expr := Drv(s, "checked-1.0", nil)
+	s := nixtest.Salt()
+	expr := nixtest.Drv(s, "checked-1.0", nil)
 	paths, _ := c.NixBuild(expr)
 	c.WaitLanded(60*time.Second, filesStore, paths)
 	// The hook of a --check build leaves the pushed path out.
@@ -356,12 +359,12 @@ func TestMatrixCheckRebuild(t *testing.T) {
 func TestMatrixConcurrentHooks(t *testing.T) {
 	c := Setup(t, conf(`cache = "conc"`+"\nallow = [\"conc-*\"]\n"), "CACHIX_STANDIN_DELAY=1s")
 	const n, maxJobs = 40, 8
-	s := Salt()
+	s := nixtest.Salt()
 	var drvs []string
 	for i := 0; i < n; i++ {
-		drvs = append(drvs, Drv(s, fmt.Sprintf("conc-%d", i), nil))
+		drvs = append(drvs, nixtest.Drv(s, fmt.Sprintf("conc-%d", i), nil))
 	}
-	file := c.exprFile(List(drvs...))
+	file := c.exprFile(nixtest.List(drvs...))
 	// Built without our hook (root may set it; an empty one is none).
 	c.Must(false, []string{"NIX_REMOTE=daemon"}, "nix-build", file, "--no-out-link", "--option", "post-build-hook", "")
 	drvPaths := strings.Fields(c.Must(true, nil, "nix-instantiate", file).Stdout)

@@ -1,0 +1,48 @@
+// Package eventually is the tests' one way to wait for something another
+// process or goroutine does: poll a condition until it holds or a
+// deadline passes, then fail saying what was awaited and what was seen.
+//
+// A test that sleeps and then asserts passes or fails by the machine's
+// speed; one that waits here fails only when the thing never happens.
+package eventually
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// True polls cond until it returns true, and fails the test (t.Fatal)
+// when it has not after within. what says what was awaited ("the worker
+// to start"); each explain is called on failure and its text added to
+// the message (a log, the state seen last). Polling starts every
+// millisecond and slows to every 100 ms, so a quick event is seen quickly
+// and a slow one costs little.
+func True(t testing.TB, within time.Duration, what string, cond func() bool, explain ...func() string) {
+	t.Helper()
+	if err := Wait(within, cond); err != nil {
+		msg := []string{fmt.Sprintf("timed out after %s waiting for %s", within, what)}
+		for _, e := range explain {
+			msg = append(msg, e())
+		}
+		t.Fatal(strings.Join(msg, "\n"))
+	}
+}
+
+// Wait is True for where t.Fatal may not be called (another goroutine):
+// it returns an error when cond has not held after within.
+func Wait(within time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(within)
+	pause := time.Millisecond
+	for !cond() {
+		// Checked after cond, so that cond is tried once more after
+		// a pause that crossed the deadline.
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %s", within)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 100*time.Millisecond)
+	}
+	return nil
+}

@@ -1,0 +1,56 @@
+package eventually
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fatalTB records what True fails with instead of stopping the test.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Helper()           {}
+func (f *fatalTB) Fatal(args ...any) { f.msg = fmt.Sprint(args...) }
+
+func TestTrueWaitsForTheCondition(t *testing.T) {
+	var n atomic.Int32
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		n.Store(1)
+	}()
+	f := &fatalTB{TB: t}
+	True(f, 10*time.Second, "n to be set", func() bool { return n.Load() == 1 })
+	if f.msg != "" {
+		t.Fatalf("failed although the condition came to hold: %s", f.msg)
+	}
+}
+
+func TestTrueFailsSayingWhatAndWhy(t *testing.T) {
+	f := &fatalTB{TB: t}
+	start := time.Now()
+	calls := 0
+	True(f, 50*time.Millisecond, "the impossible", func() bool { calls++; return false }, func() string { return "seen: nothing" })
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Errorf("gave up after %s, before the deadline", took)
+	}
+	if !strings.Contains(f.msg, "timed out after 50ms waiting for the impossible") || !strings.Contains(f.msg, "seen: nothing") {
+		t.Errorf("message: %q", f.msg)
+	}
+	if calls < 2 {
+		t.Errorf("condition tried %d times", calls)
+	}
+}
+
+func TestWait(t *testing.T) {
+	if err := Wait(time.Second, func() bool { return true }); err != nil {
+		t.Errorf("a condition that holds: %v", err)
+	}
+	if err := Wait(10*time.Millisecond, func() bool { return false }); err == nil {
+		t.Error("a condition that never holds: no error")
+	}
+}
