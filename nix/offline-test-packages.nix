@@ -6,12 +6,14 @@
 # first.
 [
   "./internal/config"
+  "./internal/eventually"
   "./internal/fds"
   "./internal/filter"
   "./internal/history"
   "./internal/hook"
   "./internal/logfile"
   "./internal/nixstore"
+  "./internal/pushed"
   "./internal/pusher"
   "./internal/queue"
   "./internal/safeopen"

@@ -8,7 +8,9 @@
 // so the evaluations use nixpkgs.lib's lib, home-manager's real modules,
 // and the stubs in stub/ for the rest. They run when CFH_NIXPKGS_LIB and
 // CFH_HOME_MANAGER name checkouts of nix-community/nixpkgs.lib and
-// nix-community/home-manager, and skip, saying so, when they are unset.
+// nix-community/home-manager, and skip, saying so, when they are unset
+// (fail, under CFH_TEST_REQUIRE_MODULES=1). `.ci/run` unpacks them from
+// the snapshots in ../shared/fixtures; docs/nix-checks.md shows how.
 //
 // TestOfflineTestPackages needs neither: it runs the unit tests that
 // nix/package.nix's checkPhase runs, the way the build sandbox would (no
@@ -28,6 +30,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,13 +53,59 @@ type checkouts struct {
 	lib, hm, nixpkgs string
 }
 
+// tally counts the module checks (the tests that call needCheckouts) by
+// outcome, for the summary TestMain writes.
+var tally struct {
+	sync.Mutex
+	passed, failed, skipped []string
+}
+
+// TestMain writes how many module checks passed, failed and skipped into
+// the file named by CFH_TEST_SUMMARY, which `make test` prints after the
+// tests (go test shows nothing of a passing package), so that a log shows
+// that they ran, and with what.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if f := os.Getenv("CFH_TEST_SUMMARY"); f != "" && len(tally.passed)+len(tally.failed)+len(tally.skipped) > 0 {
+		line := fmt.Sprintf("module checks: %d passed, %d failed, %d skipped", len(tally.passed), len(tally.failed), len(tally.skipped))
+		if len(tally.skipped) > 0 {
+			line += " (CFH_NIXPKGS_LIB and CFH_HOME_MANAGER unset)"
+		} else {
+			line += fmt.Sprintf(" (%s) with nixpkgs.lib %s and home-manager %s", strings.Join(append(tally.passed, tally.failed...), " "), os.Getenv("CFH_NIXPKGS_LIB"), os.Getenv("CFH_HOME_MANAGER"))
+		}
+		if out, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+			fmt.Fprintln(out, line)
+			out.Close()
+		}
+	}
+	os.Exit(code)
+}
+
 // needCheckouts skips the test unless CFH_NIXPKGS_LIB and CFH_HOME_MANAGER
-// are set; with them set, a missing nix-instantiate is a failure.
+// are set, or fails it then under CFH_TEST_REQUIRE_MODULES=1 (set by
+// .ci/run, which unpacks the fixtures); with them set, a missing
+// nix-instantiate is a failure.
 func needCheckouts(t *testing.T) checkouts {
 	t.Helper()
+	t.Cleanup(func() {
+		tally.Lock()
+		defer tally.Unlock()
+		switch {
+		case t.Skipped():
+			tally.skipped = append(tally.skipped, t.Name())
+		case t.Failed():
+			tally.failed = append(tally.failed, t.Name())
+		default:
+			tally.passed = append(tally.passed, t.Name())
+		}
+	})
 	c := checkouts{lib: os.Getenv("CFH_NIXPKGS_LIB"), hm: os.Getenv("CFH_HOME_MANAGER")}
 	if c.lib == "" || c.hm == "" {
-		t.Skip("CFH_NIXPKGS_LIB and CFH_HOME_MANAGER are not both set: the module checks need checkouts of nix-community/nixpkgs.lib and nix-community/home-manager (see docs/nix-checks.md)")
+		const why = "CFH_NIXPKGS_LIB and CFH_HOME_MANAGER are not both set: the module checks need checkouts of nix-community/nixpkgs.lib and nix-community/home-manager (see docs/nix-checks.md)"
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(why + ", and CFH_TEST_REQUIRE_MODULES=1")
+		}
+		t.Skip(why)
 	}
 	if _, err := exec.LookPath("nix-instantiate"); err != nil {
 		t.Fatalf("CFH_NIXPKGS_LIB is set, but nix-instantiate is not on PATH: %v", err)
@@ -687,15 +736,11 @@ func TestFlakeCheck(t *testing.T) {
 	}
 }
 
-// The packages nix/package.nix tests in checkPhase, run as the build
-// sandbox would: no Nix on PATH, HOME a directory that does not exist,
-// GOPROXY=off, no NIX_* or CFH_* variables.
-func TestOfflineTestPackages(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the unit tests of 15 packages")
-	}
-	root := repoRoot(t)
-	src, err := os.ReadFile(filepath.Join(root, "nix", "offline-test-packages.nix"))
+// offlinePackages reads nix/offline-test-packages.nix: the packages whose
+// tests nix/package.nix's checkPhase runs.
+func offlinePackages(t *testing.T) []string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "nix", "offline-test-packages.nix"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -706,10 +751,20 @@ func TestOfflineTestPackages(t *testing.T) {
 	if len(pkgs) < 5 {
 		t.Fatalf("nix/offline-test-packages.nix lists %d packages: %q", len(pkgs), pkgs)
 	}
-	// Packages with tests that are in neither list: say so, so that the
-	// list grows with the code.
-	needNix := []string{"./cli", "./test", "./test/matrix", "./test/nixmodules"}
-	listed, err := run(t, nil, "go", "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}", "./...")
+	return pkgs
+}
+
+// needNix are the packages whose tests need Nix (or build with it), so
+// that checkPhase, which has none, cannot run them.
+var needNix = []string{"./cli", "./test", "./test/matrix", "./test/nixmodules"}
+
+// Every package with tests is in nix/offline-test-packages.nix or in
+// needNix: one left out would have its tests silently not run by
+// checkPhase. (Listed tests that do need Nix fail TestOfflineTestPackages.)
+func TestOfflineTestPackagesListed(t *testing.T) {
+	root := repoRoot(t)
+	pkgs := offlinePackages(t)
+	listed, err := run(t, nil, "go", "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}", root+"/...")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -717,9 +772,20 @@ func TestOfflineTestPackages(t *testing.T) {
 		rel, _ := filepath.Rel(root, dir)
 		rel = "./" + rel
 		if !slices.Contains(pkgs, rel) && !slices.Contains(needNix, rel) {
-			t.Logf("%s has tests but is not in nix/offline-test-packages.nix: add it if they need no Nix, network or HOME", rel)
+			t.Errorf("%s has tests but is not in nix/offline-test-packages.nix: add it there (checkPhase runs its tests without Nix, network or HOME), or, if its tests need Nix, to needNix in %s", rel, "test/nixmodules/modules_test.go")
 		}
 	}
+}
+
+// The packages nix/package.nix tests in checkPhase, run as the build
+// sandbox would: no Nix on PATH, HOME a directory that does not exist,
+// GOPROXY=off, no NIX_* or CFH_* variables.
+func TestOfflineTestPackages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the unit tests of every package in nix/offline-test-packages.nix")
+	}
+	root := repoRoot(t)
+	pkgs := offlinePackages(t)
 
 	// A PATH with the host's tools but no Nix.
 	bin := t.TempDir()
