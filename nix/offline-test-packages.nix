@@ -16,6 +16,7 @@
   "./internal/pushed"
   "./internal/pusher"
   "./internal/queue"
+  "./internal/refscan"
   "./internal/safeopen"
   "./internal/storepath"
   "./internal/storewatch"

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // scCrafted is a derivation with 302 outputs (out, doc, o0..o299) whose
@@ -56,7 +58,7 @@ deny = ["*-doc"]
 			t.Logf("forget: %s", errOut)
 		}
 	}()
-	paths, _, _ := e.BuildWith("/bin/true", scCrafted(Salt()))
+	paths, _, _ := e.BuildWith("/bin/true", scCrafted(nixtest.Salt()))
 	if len(paths) != 302 {
 		t.Fatalf("built %d outputs, want 302", len(paths))
 	}
