@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,10 +89,16 @@ func fakeWorker() int {
 	return 0
 }
 
+// spawnWatch tells whether the hook started a worker: Spawn starts this
+// test binary, which records how it was started into file.
+type spawnWatch struct {
+	file   string
+	before map[int]bool // this process's children before the test
+}
+
 // isolate clears the configuration's environment and watches for
-// spawned workers; it returns the file a spawned worker would record
-// into.
-func isolate(t *testing.T) string {
+// spawned workers.
+func isolate(t *testing.T) *spawnWatch {
 	t.Helper()
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, config.EnvPrefix+"_") {
@@ -105,15 +112,54 @@ func isolate(t *testing.T) string {
 	t.Setenv("GORACE", "atexit_sleep_ms=0")
 	rec := filepath.Join(t.TempDir(), "spawned.json")
 	t.Setenv(envSpawnRecord, rec)
-	return rec
+	return &spawnWatch{file: rec, before: children(t)}
 }
 
-func noSpawn(t *testing.T, rec string) {
+// noSpawn fails the test if the hook started a worker. Spawn never
+// waits for the worker, so one it started is still this process's child
+// when Run has returned, running or (having exited) a zombie: the check
+// needs no waiting, and does not pass on a slow machine where the worker
+// has not yet written its record.
+func noSpawn(t *testing.T, w *spawnWatch) {
 	t.Helper()
-	time.Sleep(50 * time.Millisecond)
-	if _, err := os.Stat(rec); err == nil {
-		t.Error("the hook started a worker")
+	for pid := range children(t) {
+		if !w.before[pid] {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			t.Errorf("the hook started a worker: process %d %q", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+		}
 	}
+}
+
+// children lists this process's child processes, zombies included.
+func children(t *testing.T) map[int]bool {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := os.Getpid()
+	pids := map[int]bool{}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		var state string
+		var ppid int
+		if i < 0 {
+			continue
+		}
+		if _, err := fmt.Sscan(string(stat[i+1:]), &state, &ppid); err == nil && ppid == self {
+			pids[pid] = true
+		}
+	}
+	return pids
 }
 
 const nixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
@@ -341,7 +387,7 @@ func TestRunStartsWorker(t *testing.T) {
 	var r spawnRecord
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		data, err := os.ReadFile(rec)
+		data, err := os.ReadFile(rec.file)
 		if err == nil {
 			if err := json.Unmarshal(data, &r); err != nil {
 				t.Fatal(err)
