@@ -66,7 +66,7 @@ auth_token_file = "@DIR@/token"
 		t.Fatal("root ran a cachix.bin owned by another user")
 	}
 	// The worker updates the entries, then logs: wait for the line.
-	plWaitFor(t, 10*time.Second, "the worker log to say why", func() bool { return strings.Contains(e.Log(), "refusing "+cachix) })
+	eventually.True(t, 10*time.Second, "the worker log to say why", func() bool { return strings.Contains(e.Log(), "refusing "+cachix) })
 
 	// Fixed as the message says: pushed.
 	if err := os.Chown(cachix, 0, 0); err != nil {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
@@ -29,8 +30,8 @@ func upNarinfo(p string) string { return "/" + filepath.Base(p)[:32] + ".narinfo
 // to be upstream and none was pushed, while wait exited 0.
 func TestUpstreamEvidence(t *testing.T) {
 	t.Parallel()
-	s := Salt()
-	built := scBuild(t, fmt.Sprintf("[ (%s) (%s) ]", Drv(s, "ev-1.0", nil), Drv(s, "ev2-1.0", nil)))
+	s := nixtest.Salt()
+	built := scBuild(t, fmt.Sprintf("[ (%s) (%s) ]", nixtest.Drv(s, "ev-1.0", nil), nixtest.Drv(s, "ev2-1.0", nil)))
 	p, p2 := built["ev-1.0"], built["ev2-1.0"]
 	_, realURL := ruUpstream(t, p, p2) // has both, on another port
 	mux := http.NewServeMux()
@@ -122,8 +123,8 @@ upstream = ["`+tc.up+`"]
 // pushed.
 func TestUpstreamOnlyRule(t *testing.T) {
 	t.Parallel()
-	s := Salt()
-	built := scBuild(t, fmt.Sprintf("[ (%s) (%s) ]", Drv(s, "only-1.0", nil), Drv(s, "notup-1.0", nil)))
+	s := nixtest.Salt()
+	built := scBuild(t, fmt.Sprintf("[ (%s) (%s) ]", nixtest.Drv(s, "only-1.0", nil), nixtest.Drv(s, "notup-1.0", nil)))
 	p, other := built["only-1.0"], built["notup-1.0"]
 	_, url := ruUpstream(t, p)
 	e := NewEnv(t, `
@@ -149,10 +150,10 @@ upstream = ["`+url+`"]
 // upstream is slow.
 func TestUpstreamRoundDeadline(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	var drvs []string
 	for i := range 80 {
-		drvs = append(drvs, "("+Drv(s, fmt.Sprintf("slow%d-1.0", i), nil)+")")
+		drvs = append(drvs, "("+nixtest.Drv(s, fmt.Sprintf("slow%d-1.0", i), nil)+")")
 	}
 	built := scBuild(t, "[ "+strings.Join(drvs, " ")+" ]")
 	var paths []string
