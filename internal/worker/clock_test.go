@@ -7,8 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 )
 
 // restamp rewrites every entry of the queue with f applied.
@@ -73,19 +76,33 @@ func runService(t *testing.T, w *Worker) (stop func()) {
 	}
 }
 
+// waitFor waits up to 30 s for cond, with the logs in the failure.
 func waitFor(t *testing.T, what string, cond func() bool, logs ...fmt.Stringer) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			var l strings.Builder
-			for _, x := range logs {
-				l.WriteString(x.String())
-			}
-			t.Fatalf("timed out after 30s waiting for %s\n%s", what, l.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	explain := make([]func() string, len(logs))
+	for i, l := range logs {
+		explain[i] = l.String
 	}
+	eventually.True(t, 30*time.Second, what, cond, explain...)
+}
+
+// rounds counts the rounds of w's loop (see Worker.roundStarts). Set it
+// before Run.
+func rounds(w *Worker) *atomic.Int64 {
+	n := new(atomic.Int64)
+	w.roundStarts = func() { n.Add(1) }
+	return n
+}
+
+// waitRound waits until the worker has finished a round it began after
+// the call: whatever was due when waitRound was called has been done.
+func waitRound(t *testing.T, n *atomic.Int64, logs ...fmt.Stringer) {
+	t.Helper()
+	// The round under way when called may have looked at the queue
+	// before the caller changed it: wait for the start of the one after
+	// the next.
+	target := n.Load() + 2
+	waitFor(t, "a round of the worker", func() bool { return n.Load() >= target }, logs...)
 }
 
 // A back-off written a day ahead (the clock went back after a failure)

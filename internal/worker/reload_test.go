@@ -107,8 +107,9 @@ func TestReloadRetryUsesNewConfig(t *testing.T) {
 	p := build(t, "a-1")[0]
 	e.add(t, "main", p)
 	failing(t, e, "main", p)
+	n := rounds(w)
 	defer runService(t, w)()
-	time.Sleep(300 * time.Millisecond)
+	waitRound(t, n, e.log)
 	if n := ps.calls("/old/cachix"); n != 0 {
 		t.Fatalf("pushed %d times before the retry", n)
 	}
@@ -147,8 +148,10 @@ func TestReloadDenyAddedWhileRunning(t *testing.T) {
 	failing(t, e, "main", hello)
 	failing(t, e, "main", other)
 	start := time.Now().Add(-time.Second)
+	n := rounds(w)
 	defer runService(t, w)()
-	time.Sleep(300 * time.Millisecond)
+	// The worker has seen both entries, waiting, under the old rules.
+	waitRound(t, n, e.log)
 	body := strings.Replace(confBody(e.q.Dir, "deny = [\"hello-*\"]\n"+nix), `retry_max = "2h"`, `retry_max = "200ms"`, 1)
 	body = strings.Replace(body, `retry_initial = "1h"`, `retry_initial = "100ms"`, 1)
 	writeConf(t, file, body)

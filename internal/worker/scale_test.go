@@ -68,15 +68,12 @@ func TestRunBisectsLargeFailingBatch(t *testing.T) {
 		}
 		return nil
 	}}
-	for i := 0; len(e.entries(t)) > 1; i++ {
-		if i == 60 {
-			t.Fatalf("after 60 runs %d entries are left", len(e.entries(t)))
-		}
+	waitFor(t, "the bad path to be left alone in the queue", func() bool {
 		if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil && !errors.Is(err, ErrLeft) {
 			t.Fatalf("Run(Once) = %v", err)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(e.entries(t)) <= 1
+	})
 	if _, ok := e.entries(t)[bad]; !ok {
 		t.Fatal("the bad path left the queue")
 	}
@@ -121,10 +118,10 @@ func TestRunRemembersPushed(t *testing.T) {
 	// pushed, bad-1 waits for a retry.
 	e.cfg.Queue.RetryInitial = 20 * time.Millisecond
 	e.cfg.Queue.RetryMax = 20 * time.Millisecond
-	for i := 0; i < 10 && len(e.entries(t)) > 1; i++ {
+	waitFor(t, "good-1 to be pushed", func() bool {
 		run(t, e.worker(map[string]*fakePusher{"main": f}), Once)
-		time.Sleep(30 * time.Millisecond)
-	}
+		return len(e.entries(t)) <= 1
+	})
 	rec, err := pushed.OpenRead(e.q.Dir, main.RecordKey(), time.Hour)
 	if err != nil || rec == nil {
 		t.Fatalf("no record after a push: %v", err)

@@ -80,6 +80,11 @@ type Worker struct {
 	// newPusher builds a target's pusher, at start and on a reload.
 	newPusher func(*config.Config, *config.Target) pusher.Pusher
 	started   time.Time
+	// roundStarts, when set (by tests), is called as each round of the
+	// loop in Run begins: once it has been called twice, the worker has
+	// looked at the queue and done what was due at least once, which a
+	// test can wait for instead of sleeping.
+	roundStarts func()
 }
 
 // New prepares a worker; Run does the work.
@@ -135,6 +140,9 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 
 	var idleSince, lastRound time.Time
 	for {
+		if w.roundStarts != nil {
+			w.roundStarts()
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -560,13 +560,7 @@ func TestRunOnceDrains(t *testing.T) {
 	}
 	// logrus copies the pusher's output to the log from a goroutine of
 	// its own, which may still be at it when Run returns.
-	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(e.log.String(), "pushing 3 paths"); {
-		if time.Now().After(deadline) {
-			t.Errorf("the pusher's output is not in the log:\n%s", e.log)
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the pusher's output in the log", func() bool { return strings.Contains(e.log.String(), "pushing 3 paths") }, e.log)
 }
 
 func TestRunOnceBatchesAndTargets(t *testing.T) {
@@ -605,9 +599,14 @@ func TestRunOnceGathersBurst(t *testing.T) {
 	}
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": f})
+	n := rounds(w)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(context.Background(), Once) }()
-	time.Sleep(50 * time.Millisecond)
+	// The worker has seen the first two and chosen to wait.
+	waitRound(t, n, e.log)
+	if calls, _ := f.Calls(); len(calls) != 0 {
+		t.Fatalf("pushed %q while the burst was still arriving", calls)
+	}
 	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[2]}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -687,19 +686,14 @@ func TestRunBadPathDoesNotHoldBackBatch(t *testing.T) {
 		}
 		return nil
 	}}
-	for i := 0; ; i++ {
-		if i == 20 {
-			t.Fatalf("after 20 runs entries are still %v", e.entries(t))
-		}
+	// Each run pushes what is due; the back-offs are short.
+	waitFor(t, "the bad path to be left alone in the queue", func() bool {
 		err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once)
 		if err != nil && !errors.Is(err, ErrLeft) {
 			t.Fatalf("Run(Once) = %v", err)
 		}
-		if len(e.entries(t)) == 1 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(e.entries(t)) == 1
+	}, e.log)
 	left := e.entries(t)
 	if x := left[bad]; x == nil || x.Attempts < 3 {
 		t.Errorf("left in the queue: %v; want only the bad path, with 3 attempts or more", left)
@@ -846,6 +840,7 @@ func TestRunRetryRequestRunningWorker(t *testing.T) {
 	}
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": f})
+	n := rounds(w)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx, Service) }()
@@ -855,31 +850,16 @@ func TestRunRetryRequestRunningWorker(t *testing.T) {
 			t.Errorf("Run(Service) after cancel = %v, want context.Canceled", err)
 		}
 	}()
-	// Let the worker see the waiting entry, then ask for a retry.
-	time.Sleep(300 * time.Millisecond)
+	// Once the worker has seen the waiting entry, ask for a retry.
+	waitRound(t, n, e.log)
 	if calls, _ := f.Calls(); len(calls) != 0 {
 		t.Fatalf("pushed before it was due: %q", calls)
 	}
 	if err := e.q.RequestRetry(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if calls, _ := f.Calls(); len(calls) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a retry request did not make the waiting entry due")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for time.Now().Before(deadline) {
-		if names, _ := e.q.Names(); len(names) == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Error("entry not removed after the retried push")
+	waitFor(t, "the retry request to make the waiting entry due", func() bool { calls, _ := f.Calls(); return len(calls) == 1 }, e.log)
+	waitFor(t, "the entry to be removed after the retried push", func() bool { names, _ := e.q.Names(); return len(names) == 0 }, e.log)
 }
 
 func TestRunRetryRequestFreshWorker(t *testing.T) {
