@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
@@ -22,7 +24,7 @@ import (
 // through a nix-daemon, and builtins.path adds a directory: only the
 // build goes up. With --include-added, the added paths go too.
 func TestWatchExecLeavesOutAdded(t *testing.T) {
-	requireNix(t)
+	nixtest.Require(t)
 	u := testuser.New(t)
 	base, err := os.MkdirTemp("", "cfh-watchadded-")
 	if err != nil {
@@ -36,7 +38,7 @@ func TestWatchExecLeavesOutAdded(t *testing.T) {
 	e := NewEnv(t, "store = \"file://@DIR@/cache\"\nallow = [\"*\"]\n")
 
 	round := func(t *testing.T, includeAdded bool) (built, secret, imported string, errOut string) {
-		s := Salt()
+		s := nixtest.Salt()
 		done := filepath.Join(e.Dir, "done-"+s)
 		args := []string{"watch-exec", "--wait", "--timeout", "90s"}
 		if includeAdded {
@@ -54,7 +56,7 @@ func TestWatchExecLeavesOutAdded(t *testing.T) {
 		}
 		// watch-exec watches before it runs the command: once the
 		// command runs, so does the watch.
-		plWaitFor(t, 30*time.Second, "watch-exec's command to start", func() bool {
+		eventually.True(t, 30*time.Second, "watch-exec's command to start", func() bool {
 			out, _ := exec.Command("pgrep", "-f", done).Output()
 			return len(bytes.TrimSpace(out)) > 0
 		})
@@ -81,7 +83,7 @@ func TestWatchExecLeavesOutAdded(t *testing.T) {
 			t.Fatalf("builtins.path: %v", err)
 		}
 		imported = strings.Trim(strings.TrimSpace(string(out)), `"`)
-		paths, _, _ := e.BuildWith("/bin/true", Drv(s, "watched-1.0", nil))
+		paths, _, _ := e.BuildWith("/bin/true", nixtest.Drv(s, "watched-1.0", nil))
 		built = paths[0]
 
 		if err := os.WriteFile(done, nil, 0o644); err != nil {
