@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // Rules that look beyond a path's name: its NAR size, whether its
@@ -19,20 +18,6 @@ const (
 	UnsubstSkip = "skip" // leave out a path whose derivation sets allowSubstitutes = false
 	UnsubstPush = "push" // push it anyway
 )
-
-// DefaultUpstreamTimeout bounds one narinfo request to an upstream cache.
-const DefaultUpstreamTimeout = 5 * time.Second
-
-// DefaultUpstreamDeadline bounds one round of questions to the upstream
-// caches (a worker's round, one push or explain): past it the paths not
-// answered are pushed.
-const DefaultUpstreamDeadline = 30 * time.Second
-
-// inherited are the target keys whose top-level value is every target's
-// default, rather than a key of the default target only.
-var inherited = map[string]bool{
-	"max_nar_size": true, "unsubstitutable": true, "upstream": true, "secret_key_file": true,
-}
 
 // pathRules sets t's size, unsubstitutable, upstream and signing keys from
 // its table m, falling back to the top-level values.
@@ -55,7 +40,7 @@ func (l *loader) pathRules(c *Config, t *Target, prefix string, m map[string]any
 	}
 	switch t.Unsubstitutable {
 	case "":
-		t.Unsubstitutable = UnsubstSkip
+		t.Unsubstitutable = byName["unsubstitutable"].def.(string)
 	case UnsubstSkip, UnsubstPush:
 	default:
 		l.errorf("%s: %sunsubstitutable: must be \"skip\" or \"push\", got %q", l.whereOf(prefix, m, "unsubstitutable"), prefix, t.Unsubstitutable)
@@ -102,21 +87,6 @@ func (l *loader) whereOf(prefix string, m map[string]any, key string) string {
 	return l.fromOf(key)
 }
 
-func (l *loader) asSize(from, key string, val any) int64 {
-	switch x := val.(type) {
-	case int64:
-		if x > 0 {
-			return x
-		}
-	case string:
-		if n, err := ParseSize(x); err == nil {
-			return n
-		}
-	}
-	l.typeError(from, key, kSize, val)
-	return 0
-}
-
 // checkUpstream accepts http(s)://host[/path] and file:///abs/dir, without
 // a trailing slash.
 func checkUpstream(s string) (string, error) {
@@ -160,20 +130,4 @@ func FormatSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
-
-// effectivePathRules writes t's size, unsubstitutable, upstream and
-// signing keys for validate; the key file's path is shown, never its
-// content.
-func (t *Target) effectivePathRules(b *strings.Builder, src func(string) string) {
-	size := "0"
-	if t.MaxNarSize > 0 {
-		size = fmt.Sprintf("%d  # %s", t.MaxNarSize, FormatSize(t.MaxNarSize))
-	}
-	fmt.Fprintf(b, "max_nar_size = %s%s\n", size, src("max_nar_size"))
-	fmt.Fprintf(b, "unsubstitutable = %q%s\n", t.Unsubstitutable, src("unsubstitutable"))
-	fmt.Fprintf(b, "upstream = %s%s\n", quoteList(t.Upstream), src("upstream"))
-	if t.Store != "" {
-		fmt.Fprintf(b, "secret_key_file = %q%s\n", t.SecretKeyFile, src("secret_key_file"))
-	}
 }

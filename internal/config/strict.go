@@ -1,13 +1,8 @@
 package config
 
 import (
-	"bufio"
-	"bytes"
 	"os"
-	"regexp"
 	"strconv"
-
-	"github.com/spf13/viper"
 )
 
 // StrictRequested tells the hook, once Load has failed, whether the user
@@ -37,28 +32,11 @@ func StrictRequested(flagPath string) bool {
 	return strictInFile(file, data)
 }
 
-var strictLine = regexp.MustCompile(`^\s*strict\s*=\s*true\s*(#.*)?$`)
-
 func strictInFile(file string, data []byte) bool {
-	// The parser only sees what is bounded in depth.
-	if checkNesting(file, data) == nil {
-		v := viper.New()
-		v.SetConfigType("toml")
-		if err := v.ReadConfig(bytes.NewReader(data)); err == nil {
-			b, ok := v.Get("strict").(bool)
-			return ok && b
-		}
+	if raw, err := decode(file, data); err == nil {
+		b, ok := raw["strict"].(bool)
+		return ok && b
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, MaxConfigSize)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if bytes.HasPrefix(line, []byte("[")) && !bytes.Contains(line, []byte("=")) {
-			return false // a table header: strict is top level only
-		}
-		if strictLine.Match(line) {
-			return true
-		}
-	}
-	return false
+	// Not TOML, or nested too deep for the parser: the lexer alone.
+	return strictLexed(data)
 }

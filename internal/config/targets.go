@@ -1,0 +1,200 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
+)
+
+// targets builds the default target from the top-level keys and one more
+// per [[target]] table.
+func (l *loader) targets(c *Config) {
+	top := map[string]any{}
+	for key, k := range targetKeys {
+		if k.scope == sInherited {
+			continue // defaults for every target, see pathRules
+		}
+		if val, from := l.get(key); val != nil {
+			top[key] = val
+			if from != l.file {
+				// Values from the environment are strings; lists
+				// are space-separated words.
+				if k.kind == kList {
+					top[key] = strings.Fields(val.(string))
+				}
+			}
+		}
+	}
+	if len(top) > 0 {
+		t := l.target(c, "", top)
+		t.top = true
+		c.Targets = append(c.Targets, t)
+	}
+	raw, _ := l.get("target")
+	var tables []map[string]any
+	switch x := raw.(type) {
+	case nil:
+	case []map[string]any:
+		tables = x
+	case []any:
+		for i, e := range x {
+			m, ok := e.(map[string]any)
+			if !ok {
+				l.errorf("%s: target[%d]: expected a table, got %s", l.file, i, describe(e))
+				continue
+			}
+			tables = append(tables, m)
+		}
+	default:
+		l.typeError(l.file, "target", kTargets, raw)
+	}
+	for i, m := range tables {
+		c.Targets = append(c.Targets, l.target(c, fmt.Sprintf("target[%d].", i), m))
+	}
+	if len(c.Targets) == 0 && len(l.errs) == 0 {
+		where := "no config file found (looked in " + strings.Join(SearchPath(), ", ") + ")"
+		if c.File != "" {
+			where = c.File
+		}
+		l.errorf("%s: no target: set cache or store (or %s / %s), or add a [[target]]", where, EnvName("cache"), EnvName("store"))
+	}
+	seen := map[string]*Target{}
+	for _, t := range c.Targets {
+		if first := seen[t.Name]; t.Name != "" && first != nil {
+			where := l.file
+			if first.top {
+				// The default target's name may come from the
+				// environment.
+				where = l.topWhere("", "name", "cache", "store")
+			}
+			l.errorf("%s: two targets are named %q; give one a different name", where, t.Name)
+		}
+		seen[t.Name] = t
+		if t.Rules != nil && t.Rules.Empty() {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("target %q has an empty allow list: it selects nothing", t.Name))
+		}
+	}
+}
+
+func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
+	from := func(key string) string {
+		if prefix == "" {
+			return l.fromOf(key)
+		}
+		return l.file
+	}
+	for key := range m {
+		if _, ok := targetKeys[key]; !ok {
+			if l.full() {
+				l.more++ // no suggestion worked out
+			} else {
+				l.errorf("%s: unknown key %q%s", l.file, prefix+key, suggest(key, targetKeys))
+			}
+		}
+	}
+	str := func(key string) string {
+		if val, ok := m[key]; ok {
+			return l.asString(from(key), prefix+key, val, "")
+		}
+		return ""
+	}
+	t := &Target{
+		Name:        str("name"),
+		Cache:       str("cache"),
+		Store:       str("store"),
+		Allow:       l.asList(l.file, prefix+"allow", m["allow"]),
+		Deny:        l.asList(l.file, prefix+"deny", m["deny"]),
+		ClosureDeny: str("closure_deny"),
+	}
+	label := prefix
+	if label == "" {
+		label = "top level: "
+	} else {
+		label = strings.TrimSuffix(label, ".") + ": "
+	}
+	switch {
+	case t.Cache != "" && t.Store != "":
+		// Name the variable when one of them came from the
+		// environment: the file may be right.
+		where, both := from("cache"), ""
+		if where == l.file {
+			where = from("store")
+		}
+		if where != l.file {
+			both = fmt.Sprintf(" (cache from %s, store from %s)", from("cache"), from("store"))
+		}
+		l.errorf("%s: %sboth cache and store are set%s; a target pushes to exactly one", where, label, both)
+	case t.Cache == "" && t.Store == "":
+		l.errorf("%s: %sneither cache nor store is set", l.topWhere(prefix, "allow", "deny", "closure_deny", "name"), label)
+	case t.Cache != "" && !cacheName.MatchString(t.Cache):
+		l.errorf("%s: %scache: %q is not a cache name", from("cache"), prefix, t.Cache)
+	case t.Store != "" && !validStore(t.Store):
+		// Not quoted: a URI that does not parse may hold a password.
+		l.errorf("%s: %sstore: not a Nix store URI (scheme://... or an absolute path)", from("store"), prefix)
+	case t.Store != "" && storeCredentials(t.Store) != "":
+		// nix copy gets the URI in argv, which any user can read.
+		l.errorf("%s: %sstore: %q carries %s, which would be in nix copy's command line (readable by every user in /proc) and in logs; %s",
+			from("store"), prefix, RedactURI(t.Store), storeCredentials(t.Store), credentialsFix(t.Store))
+	}
+	if t.Name == "" {
+		t.Name = t.Cache
+		if t.Name == "" {
+			t.Name = RedactURI(t.Store)
+		}
+	}
+	switch t.ClosureDeny {
+	case "":
+		// Deny wins by default, inside closures too (see package
+		// policy).
+		t.ClosureDeny = byName["closure_deny"].def.(string)
+	case ClosurePush, ClosureSkip:
+	default:
+		l.errorf("%s: %sclosure_deny: must be \"push\" or \"skip\", got %q", from("closure_deny"), prefix, t.ClosureDeny)
+	}
+	rules, err := filter.Compile(t.Allow, t.Deny)
+	if err != nil {
+		var pe *filter.PatternError
+		for _, e := range unwrapAll(err) {
+			if errors.As(e, &pe) {
+				l.errorf("%s: %s%s[%d]: bad pattern %q: %s at offset %d\n    %s\n    %s^", from(pe.List), prefix, pe.List, pe.Index, pe.Pattern, pe.Reason, pe.Offset, pe.Pattern, strings.Repeat(" ", pe.Offset))
+			} else {
+				l.errorf("%s: %s%v", l.file, prefix, e)
+			}
+		}
+	}
+	t.Rules = rules
+	l.pathRules(c, t, prefix, m, from)
+	return t
+}
+
+// topWhere names what made the default target (prefix ""): the first of
+// keys set from the environment, else the file. For a [[target]], the
+// file.
+func (l *loader) topWhere(prefix string, keys ...string) string {
+	if prefix == "" {
+		for _, key := range keys {
+			if w := l.fromOf(key); w != l.file {
+				return w
+			}
+		}
+	}
+	return l.file
+}
+
+func unwrapAll(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func validStore(s string) bool {
+	if strings.HasPrefix(s, "/") {
+		return true
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme != "" && !strings.HasPrefix(s, "-")
+}
