@@ -1,24 +1,17 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
@@ -109,41 +102,11 @@ func runDoctor(e *env) int {
 	return 0
 }
 
-// nixOutput runs nix with args, bounded in time and output.
-func (d *doctor) nixOutput(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(d.ctx, 20*time.Second)
-	defer cancel()
-	cmd := d.nix.Command(ctx, args...)
-	var out, stderr limitedBuffer
-	out.max, stderr.max = 1<<20, 4<<10
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return "", fmt.Errorf("%s %s: %w: %s", cmd.Path, strings.Join(args, " "), err, msg)
-		}
-		return "", fmt.Errorf("%s %s: %w", cmd.Path, strings.Join(args, " "), err)
-	}
-	return out.String(), nil
-}
-
-// limitedBuffer keeps the first max bytes written to it.
-type limitedBuffer struct {
-	bytes.Buffer
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); room > 0 {
-		b.Buffer.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
-var nixVersionRe = regexp.MustCompile(`(\d+)\.(\d+)(?:\.(\d+))?`)
-
 // checkNix reports Nix's version and the hook bugs it has.
 func (d *doctor) checkNix() {
-	out, err := d.nixOutput("--version")
+	ctx, cancel := context.WithTimeout(d.ctx, 20*time.Second)
+	defer cancel()
+	out, err := d.nix.Output(ctx, "--version")
 	if err != nil {
 		d.nixErr = err
 		fix := "install Nix, or set nix.bin_dir in hook.conf to the directory holding nix and nix-store"
@@ -156,53 +119,31 @@ func (d *doctor) checkNix() {
 		return
 	}
 	version := strings.TrimSpace(out)
-	m := nixVersionRe.FindStringSubmatch(version)
-	if m == nil {
+	v, ok := nixstore.ParseVersion(version)
+	if !ok {
 		d.add("nix", checkWarning, fmt.Sprintf("cannot read the version from %q", version), "")
 		return
 	}
-	major, _ := strconv.Atoi(m[1])
-	minor, _ := strconv.Atoi(m[2])
-	patch, _ := strconv.Atoi(m[3])
-	level, msg, fix := nixHookBugs(major, minor, patch)
-	d.add("nix", level, msg, fix)
-}
-
-// nixHookBugs names the post-build-hook bugs of a Nix version. The hook
-// lives with both (it reads DRV_PATH when OUT_PATHS is empty), so they
-// are warnings.
-func nixHookBugs(major, minor, patch int) (level, msg, fix string) {
-	v := fmt.Sprintf("%d.%d.%d", major, minor, patch)
-	switch {
-	case major == 2 && minor == 8 && patch == 0:
-		return checkWarning, "Nix 2.8.0 passes OUT_PATHS empty to the hook (NixOS/nix#6446); the hook reads the outputs from DRV_PATH instead, which costs a little per build", "upgrade Nix to 2.8.1 or later"
-	case major == 2 && (minor == 30 || minor == 31 || (minor == 32 && patch < 3)):
-		return checkWarning, "Nix " + v + " passes OUT_PATHS empty on --check and --rebuild builds (NixOS/nix#14287); the hook reads the outputs from DRV_PATH instead", "upgrade Nix to 2.32.3, or 2.33 or later"
+	// The hook lives with each known bug: a warning.
+	if bug := nixstore.HookBugOf(v); bug != nil {
+		d.add("nix", checkWarning, bug.Says, bug.Fix)
+		return
 	}
-	return checkOK, "Nix " + v + ", no known post-build-hook bug", ""
+	d.add("nix", checkOK, "Nix "+v.String()+", no known post-build-hook bug", "")
 }
 
-// settings reads Nix's effective settings: `nix config show` on newer
-// Nix, `nix show-config` on older.
+// readSettings reads Nix's effective settings, once.
 func (d *doctor) readSettings() error {
 	if d.settings != nil {
 		return nil
 	}
-	out, err := d.nixOutput("config", "show")
+	ctx, cancel := context.WithTimeout(d.ctx, 20*time.Second)
+	defer cancel()
+	s, err := d.nix.Settings(ctx)
 	if err != nil {
-		var err2 error
-		if out, err2 = d.nixOutput("show-config"); err2 != nil {
-			return err2
-		}
+		return err
 	}
-	d.settings = map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), " = "); ok {
-			d.settings[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
+	d.settings = s
 	return nil
 }
 
@@ -341,14 +282,14 @@ func (d *doctor) anyCachix() bool {
 // hook runs under it), else in ours.
 func (d *doctor) checkUsed() {
 	path, where := os.Getenv("PATH"), "your PATH"
-	dm := findDaemon("/proc", nixstore.Nix{BinDir: d.cfg.Nix.BinDir})
+	dm := nixstore.FindDaemon("/proc", nixstore.Nix{BinDir: d.cfg.Nix.BinDir})
 	switch {
-	case dm.env != nil:
-		path, where = dm.env["PATH"], fmt.Sprintf("nix-daemon's PATH (pid %d)", dm.pid)
-	case dm.pid > 0:
-		where = fmt.Sprintf("your PATH (cannot read nix-daemon's, pid %d: run doctor as root)", dm.pid)
-	case len(dm.ignored) > 0:
-		where = fmt.Sprintf("your PATH (no nix-daemon of the Nix in use runs; ignored: %s)", strings.Join(dm.ignored, "; "))
+	case dm.Env != nil:
+		path, where = dm.Env["PATH"], fmt.Sprintf("nix-daemon's PATH (pid %d)", dm.PID)
+	case dm.PID > 0:
+		where = fmt.Sprintf("your PATH (cannot read nix-daemon's, pid %d: run doctor as root)", dm.PID)
+	case len(dm.Ignored) > 0:
+		where = fmt.Sprintf("your PATH (no nix-daemon of the Nix in use runs; ignored: %s)", strings.Join(dm.Ignored, "; "))
 	}
 	for _, u := range checkUsed(d.cfg, path, where) {
 		if u.err != nil {
@@ -359,160 +300,18 @@ func (d *doctor) checkUsed() {
 	}
 }
 
-// daemon is what findDaemon found: the nix-daemon's pid (0: none), its
-// environment (nil: unreadable), and the processes named nix-daemon it
-// did not take for it, each with why.
-type daemon struct {
-	pid     int
-	env     map[string]string
-	ignored []string
-}
-
-// findDaemon finds the running nix-daemon of the Nix in use and reads its
-// environment (root only, or the daemon's own user), in the process table
-// at proc. Its name proves nothing (any user can start a program called
-// nix-daemon, with any PATH): only a process run by root whose executable
-// is the Nix in use counts. The listening daemon is the oldest; its
-// children serve clients and inherit the same environment. A process
-// that exits during the scan is skipped: what is gone is not a
-// permission problem.
-func findDaemon(proc string, nix nixstore.Nix) daemon {
-	var dm daemon
-	want, wantErr := os.Stat(nix.Bin("nix-daemon"))
-	dirs, _ := os.ReadDir(proc)
-	var pids []int
-	for _, de := range dirs {
-		n, err := strconv.Atoi(de.Name())
-		if err != nil {
-			continue
-		}
-		dir := filepath.Join(proc, de.Name())
-		comm, err := os.ReadFile(filepath.Join(dir, "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != "nix-daemon" || otherRoot(dir) {
-			continue
-		}
-		uid, err := procUID(dir)
-		if err != nil {
-			continue // gone
-		}
-		if uid != 0 {
-			dm.ignored = append(dm.ignored, fmt.Sprintf("pid %d runs as %s, not root", n, trust.OwnerName(uid)))
-			continue
-		}
-		exe, err := os.Stat(filepath.Join(dir, "exe"))
-		switch {
-		case errors.Is(err, fs.ErrPermission):
-			// Not root: root's processes' executables cannot be
-			// looked at. Its environment cannot be read either:
-			// the caller says to run doctor as root.
-		case err != nil:
-			continue // gone
-		case wantErr != nil || !os.SameFile(exe, want):
-			target, _ := os.Readlink(filepath.Join(dir, "exe"))
-			dm.ignored = append(dm.ignored, fmt.Sprintf("pid %d runs %s, not the Nix in use (%s)", n, target, nix.Bin("nix-daemon")))
-			continue
-		}
-		pids = append(pids, n)
-	}
-	sort.Ints(pids)
-	for _, pid := range pids {
-		data, err := readBounded(filepath.Join(proc, strconv.Itoa(pid), "environ"), 1<<20)
-		if err != nil && !errors.Is(err, fs.ErrPermission) {
-			continue // gone since
-		}
-		if _, serr := os.Stat(filepath.Join(proc, strconv.Itoa(pid), "exe")); err == nil && serr != nil && !errors.Is(serr, fs.ErrPermission) {
-			continue // exited as it was read (a zombie has no environment)
-		}
-		dm.pid = pid
-		if err != nil {
-			return dm
-		}
-		dm.env = map[string]string{}
-		for _, kv := range bytes.Split(data, []byte{0}) {
-			if k, v, found := strings.Cut(string(kv), "="); found {
-				dm.env[k] = v
-			}
-		}
-		return dm
-	}
-	return dm
-}
-
-// procUID is the real user id a process runs as, from its status file.
-func procUID(dir string) (uint32, error) {
-	data, err := readBounded(filepath.Join(dir, "status"), 64<<10)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-			f := strings.Fields(rest)
-			if len(f) < 2 {
-				break
-			}
-			real, err1 := strconv.ParseUint(f[0], 10, 32)
-			eff, err2 := strconv.ParseUint(f[1], 10, 32)
-			if err1 != nil || err2 != nil {
-				break
-			}
-			return uint32(max(real, eff)), nil
-		}
-	}
-	return 0, fmt.Errorf("%s/status: no Uid line", dir)
-}
-
-// otherRoot reports whether a process runs in a chroot or container (and
-// so serves another store); when that cannot be read (not root), it is
-// taken to be ours.
-func otherRoot(dir string) bool {
-	fp, err1 := os.Stat(filepath.Join(dir, "root"))
-	fr, err2 := os.Stat("/")
-	return err1 == nil && err2 == nil && !os.SameFile(fp, fr)
-}
-
-func readBounded(file string, max int64) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, max))
-}
-
 // checkQueue checks the queue directory and the worker.
 func (d *doctor) checkQueue() {
 	dir := d.cfg.Queue.Dir
-	// The very check the hook and the worker apply: a directory doctor
+	// The very checks the hook and the worker apply: a directory doctor
 	// passed and the hook refused would queue nothing, silently.
-	if err := queue.CheckDir(dir); err != nil {
-		d.add("queue", checkProblem, "the hook refuses it and queues nothing: "+oneLine(err.Error()), queueDirFix(dir, err))
+	if p := queue.Diagnose(dir); p != nil {
+		d.add("queue", checkProblem, p.Msg, p.Fix)
 		return
 	}
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		parent := filepath.Dir(dir)
-		if err := syscall.Access(parent, 2 /* W_OK */); errors.Is(err, syscall.EROFS) {
-			d.add("queue", checkProblem, fmt.Sprintf("%s does not exist, and the file system holding %s is read-only: the hook cannot create it, and queues nothing", dir, parent), readOnlyFix(dir))
-			return
-		}
 		d.add("queue", checkOK, dir+" does not exist yet; the first hook creates it", "")
 		return
-	}
-	// CheckDir accepts a directory of one's own that one cannot write
-	// into (mode 0500, or a read-only mount), which Add then fails on.
-	for _, sub := range []string{"", "entries", "tmp"} {
-		p := filepath.Join(dir, sub)
-		if _, err := os.Lstat(p); err != nil && sub != "" {
-			continue
-		}
-		if err := syscall.Access(p, 2 /* W_OK */); err != nil {
-			if errors.Is(err, syscall.EROFS) {
-				// No mode fixes a read-only mount.
-				d.add("queue", checkProblem, fmt.Sprintf("%s is on a read-only file system: the hook queues nothing", p), readOnlyFix(dir))
-				return
-			}
-			d.add("queue", checkProblem, fmt.Sprintf("%s is not writable by %s: %v", p, currentUser(), err), "chmod 700 "+p)
-			return
-		}
 	}
 	q := &queue.Queue{Dir: dir}
 	st, err := collectStatus(d.cfg, q)
@@ -554,59 +353,4 @@ func (d *doctor) checkQueue() {
 	if dropped > 0 {
 		d.add("dropped", checkWarning, fmt.Sprintf("%d entries were dropped (closure_deny, garbage-collected)", dropped), "`cachix-filter-hook log` says why; `cachix-filter-hook forget --dropped` clears them")
 	}
-}
-
-// readOnlyFix is the fix for a queue directory on a read-only file system
-// (an image, a read-only /var in a container).
-func readOnlyFix(dir string) string {
-	return "set queue.dir in hook.conf to a directory on a writable file system (such as /var/cache/cachix-filter-hook), or remount the one holding " + dir + " read-write"
-}
-
-// queueDirFix says how to mend the queue directory CheckDir refused, after
-// err.
-func queueDirFix(dir string, err error) string {
-	var te *trust.Error
-	if errors.As(err, &te) {
-		return te.Fix + ", or set queue.dir in hook.conf"
-	}
-	var de *queue.DirError
-	if !errors.As(err, &de) {
-		return "set queue.dir in hook.conf"
-	}
-	bad := de.Dir
-	fi, lerr := os.Lstat(bad)
-	if lerr != nil {
-		return "set queue.dir in hook.conf"
-	}
-	st, _ := fi.Sys().(*syscall.Stat_t)
-	me := uint32(os.Geteuid())
-	// Below the queue directory only the hook and the worker make
-	// anything: whatever fails there was made by someone else.
-	if bad != dir {
-		return fmt.Sprintf("look inside %s for entries you did not queue, then remove %s (rm -rf %s); the hook makes it anew", dir, bad, bad)
-	}
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		target, _ := os.Readlink(bad)
-		return fmt.Sprintf("set queue.dir in hook.conf to a real directory (this link points to %s), or remove the link (rm %s) and the hook makes the directory anew", target, bad)
-	case !fi.IsDir():
-		return fmt.Sprintf("remove it (rm %s), or set queue.dir in hook.conf", bad)
-	case st != nil && st.Uid != me && st.Uid == 0:
-		// The usual case of a user running doctor without sudo: under
-		// nix-daemon the hook runs as root and the queue is root's.
-		return "if the hook runs as root (it does under nix-daemon), run doctor as root: sudo cachix-filter-hook doctor; else set queue.dir in hook.conf to a directory of your own"
-	case st != nil && st.Uid != me:
-		// chown alone would adopt whatever its owner put there.
-		return fmt.Sprintf("look inside for entries you did not queue, then remove it (rm -rf %s); the hook makes it anew", bad)
-	case fi.Mode().Perm()&0o022 != 0:
-		return "look inside for entries you did not queue (others could write there), then chmod 700 " + bad
-	}
-	return "chmod 700 " + bad
-}
-
-func currentUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return fmt.Sprintf("uid %d", os.Geteuid())
 }
