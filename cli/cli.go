@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
 // env is what a command gets: its arguments, standard streams and the
@@ -184,4 +185,19 @@ func runVersion(e *env) int {
 	}
 	fmt.Fprintf(e.stdout, "cachix-filter-hook %s\n", e.version)
 	return 0
+}
+
+// openQueue loads the config and opens its queue.
+func (e *env) openQueue() (*config.Config, *queue.Queue, bool) {
+	c, err := e.load()
+	if err != nil {
+		e.errorf("%v", err)
+		return nil, nil, false
+	}
+	q, err := queue.Open(c.Queue.Dir)
+	if err != nil {
+		e.errorf("%v", err)
+		return nil, nil, false
+	}
+	return c, q, true
 }

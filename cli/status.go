@@ -227,21 +227,6 @@ func (st *queueStatus) pending() int {
 	return n
 }
 
-// openQueue loads the config and opens its queue.
-func (e *env) openQueue() (*config.Config, *queue.Queue, bool) {
-	c, err := e.load()
-	if err != nil {
-		e.errorf("%v", err)
-		return nil, nil, false
-	}
-	q, err := queue.Open(c.Queue.Dir)
-	if err != nil {
-		e.errorf("%v", err)
-		return nil, nil, false
-	}
-	return c, q, true
-}
-
 func runStatus(e *env) int {
 	fs := e.flags("status", "[--json]", "Show, per target, what is pending and failing, when it last pushed, and\nwhether a worker runs.")
 	asJSON := fs.Bool("json", false, "print as JSON")
@@ -267,30 +252,49 @@ func runStatus(e *env) int {
 	return 0
 }
 
-func runRetry(e *env) int {
-	fs := e.flags("retry", "", "Make every failing entry due now, and start a worker if none runs.")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
-	c, q, ok := e.openQueue()
-	if !ok {
-		return 1
-	}
-	if err := q.RequestRetry(); err != nil {
-		e.errorf("%v", err)
-		return 1
-	}
-	if err := worker.EnsureRunning(c, q); err != nil {
-		e.errorf("starting a worker: %v", err)
-		return 1
-	}
-	// A running worker reads its config file again before it retries,
-	// but not the caller's file or environment if they are others.
-	if running, _ := q.WorkerRunning(); running {
-		if wi := worker.LoadState(q.Dir).Worker; wi != nil && processAlive(wi.PID) && wi.File != c.File {
-			e.errorf("note: the running worker (pid %d) retries with %s, not %s", wi.PID, configName(wi.File), configName(c.File))
+// lastErrors is how many of a target's newest failures and drops status
+// shows.
+const lastErrors = 3
+
+// addOutcomes adds to the status what the worker gave up on (dropped/)
+// and its newest errors (the history).
+func addOutcomes(st *queueStatus, q *queue.Queue, byName map[string]*targetStatus) {
+	if dropped, err := q.ListDropped(); err == nil {
+		for _, d := range dropped {
+			if ts := byName[d.Target]; ts != nil {
+				ts.Dropped++
+			}
 		}
 	}
-	fmt.Fprintln(e.stdout, "failing entries will be retried now")
-	return 0
+	// The newest outcome of each path: one pushed since it failed is no
+	// longer an error.
+	recs, _ := history.Read(q.Dir)
+	seen := map[string]bool{}
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		ts := byName[r.Target]
+		k := pairKey(r.Target, r.Path)
+		if ts == nil || seen[k] {
+			continue
+		}
+		seen[k] = true
+		if (r.Outcome == history.Dropped || r.Outcome == history.Failed) && len(ts.LastErrors) < lastErrors {
+			ts.LastErrors = append(ts.LastErrors, r)
+		}
+	}
+}
+
+// printLastErrors prints the last errors of paths not already listed as
+// failing.
+func printLastErrors(w io.Writer, t *targetStatus) {
+	failing := map[string]bool{}
+	for _, f := range t.Failures {
+		failing[f.Path] = true
+	}
+	for _, r := range t.LastErrors {
+		if failing[r.Path] {
+			continue
+		}
+		fmt.Fprintf(w, "  last %s %s %s: %s\n", r.Outcome, r.Time.Local().Format(time.RFC3339), r.Path, oneLine(r.Reason))
+	}
 }
