@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/logfile"
 )
 
 // File is the history's name in the queue directory; the rotated part is
@@ -82,44 +84,29 @@ func Append(dir string, maxSize int64, recs []Record) error {
 			return fmt.Errorf("encoding history record: %w", err)
 		}
 	}
-	file := filepath.Join(dir, File)
-	f, size, err := openAppend(file)
+	// Rotated as the worker's log is; a batch of records larger than
+	// the bound goes in writes of whole records (a longer write would be
+	// cut).
+	f, err := logfile.Open(filepath.Join(dir, File), maxSize)
 	if err != nil {
 		return err
 	}
-	if size > 0 && size+int64(buf.Len()) > maxSize {
-		f.Close()
-		if err := os.Rename(file, file+".1"); err != nil {
-			return fmt.Errorf("rotating %s: %w", file, err)
+	defer f.Close()
+	data := buf.Bytes()
+	for len(data) > 0 {
+		n := len(data)
+		if int64(n) > maxSize {
+			n = bytes.LastIndexByte(data[:maxSize], '\n') + 1
+			if n == 0 {
+				n = bytes.IndexByte(data, '\n') + 1 // one record over the bound: cut
+			}
 		}
-		if f, _, err = openAppend(file); err != nil {
+		if _, err := f.Write(data[:n]); err != nil {
 			return err
 		}
-	}
-	defer f.Close()
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("writing %s: %w", file, err)
+		data = data[n:]
 	}
 	return nil
-}
-
-// openAppend opens the history for appending, refusing a symlink (the
-// queue directory is private, but the worker may run as root) and
-// anything but a regular file.
-func openAppend(file string) (*os.File, int64, error) {
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
-	if err != nil {
-		return nil, 0, fmt.Errorf("opening %s: %w", file, err)
-	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = errors.New("not a regular file")
-	}
-	if err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("opening %s: %w", file, err)
-	}
-	return f, fi.Size(), nil
 }
 
 func openRead(file string) (*os.File, os.FileInfo, error) {

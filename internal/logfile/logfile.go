@@ -1,6 +1,7 @@
-// Package logfile is the worker's log: an append-only file that is
-// rotated to <file>.1 when it grows past a size, so a worker that runs for
-// months on a busy builder cannot fill the disk.
+// Package logfile is an append-only file rotated to <file>.1 when it
+// grows past a size, so that a worker that runs for months on a busy
+// builder cannot fill the disk: the worker's log, and the history of what
+// it pushed (package history).
 package logfile
 
 import (
@@ -10,8 +11,9 @@ import (
 	"syscall"
 )
 
-// File is an io.Writer that rotates. Only the worker writes it (it holds
-// the queue lock), so rotation needs no coordination between processes.
+// File is an io.Writer that rotates. Only the worker writes these files
+// (it holds the queue lock), so rotation needs no coordination between
+// processes.
 type File struct {
 	mu      sync.Mutex
 	path    string
@@ -34,12 +36,12 @@ func (l *File) open() error {
 	// someone else pointed at root's files would be appended to as root.
 	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
-		return fmt.Errorf("opening log: %w", err)
+		return fmt.Errorf("opening log %s: %w", l.path, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("opening log: %w", err)
+		return fmt.Errorf("opening log %s: %w", l.path, err)
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
@@ -62,7 +64,7 @@ func (l *File) Write(p []byte) (int, error) {
 	if l.size+int64(len(p)) > l.maxSize && l.size > 0 {
 		l.f.Close()
 		if err := os.Rename(l.path, l.path+".1"); err != nil {
-			return 0, fmt.Errorf("rotating log: %w", err)
+			return 0, fmt.Errorf("rotating log %s: %w", l.path, err)
 		}
 		if err := l.open(); err != nil {
 			return 0, err
