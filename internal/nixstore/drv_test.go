@@ -3,12 +3,17 @@ package nixstore
 import (
 	"bufio"
 	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 func TestParseDrvOutputs(t *testing.T) {
@@ -70,5 +75,89 @@ func TestDrvOutputsRefusesFIFO(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("DrvOutputs blocked on a FIFO")
+	}
+}
+
+func TestParseDrvAllowSubstitutes(t *testing.T) {
+	const head = `Derive([("out","/nix/store/zzc2hdmkybkhympxniy8hryqzmhz95kd-as-false","","")],[("/nix/store/a.drv",["out"])],["/nix/store/src"],"x86_64-linux","/bin/sh",["-c","echo \"hi\" > $out"],`
+	for _, tc := range []struct {
+		name, env string
+		want      bool
+		err       string
+	}{
+		{"false (Nix 2.8 writes \"\")", `[("allowSubstitutes",""),("builder","/bin/sh")])`, false, ""},
+		{"true", `[("allowSubstitutes","1"),("builder","/bin/sh")])`, true, ""},
+		{"unset", `[("builder","/bin/sh"),("preferLocalBuild","1")])`, true, ""},
+		{"other value is false, as for Nix", `[("allowSubstitutes","0")])`, false, ""},
+		{"empty env", `[])`, true, ""},
+		{"structured false", `[("__json","{\"allowSubstitutes\":false,\"name\":\"x\"}"),("out","/nix/store/x")])`, false, ""},
+		{"structured true", `[("__json","{\"allowSubstitutes\":true}")])`, true, ""},
+		{"structured unset", `[("__json","{\"name\":\"x\\ny\"}")])`, true, ""},
+		{"structured not a bool", `[("__json","{\"allowSubstitutes\":\"no\"}")])`, true, ""},
+		{"a value that looks like the key", `[("x","(\"allowSubstitutes\",\"\")")])`, true, ""},
+		{"truncated env", `[("allowSubstitutes",""`, false, "unexpected EOF"},
+		{"garbage", `{"env":1}`, false, "not a derivation"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := parseDrv(bufio.NewReader(strings.NewReader(head+tc.env)), false)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.AllowSubstitutes != tc.want {
+				t.Errorf("AllowSubstitutes = %v, want %v", d.AllowSubstitutes, tc.want)
+			}
+			if !slices.Equal(d.Outputs, []string{"/nix/store/zzc2hdmkybkhympxniy8hryqzmhz95kd-as-false"}) {
+				t.Errorf("Outputs = %q", d.Outputs)
+			}
+		})
+	}
+	deep := head + strings.Repeat("[", 100)
+	if _, err := parseDrv(bufio.NewReader(strings.NewReader(deep)), false); err == nil {
+		t.Error("deep nesting: no error")
+	}
+}
+
+func FuzzParseDrv(f *testing.F) {
+	f.Add(`Derive([("out","/nix/store/a","","")],[],[],"x","/bin/sh",[],[("allowSubstitutes","")])`)
+	f.Fuzz(func(t *testing.T, s string) {
+		parseDrv(bufio.NewReader(strings.NewReader(s)), false)
+	})
+}
+
+// TestReadDrvRealNix reads the .drv files Nix writes for allowSubstitutes
+// = false, true, and false with __structuredAttrs.
+func TestReadDrvRealNix(t *testing.T) {
+	nixtest.Require(t)
+	expr := `{
+ no = derivation { name = "rd-no"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo > $out"]; allowSubstitutes = false; };
+ yes = derivation { name = "rd-yes"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo > $out"]; allowSubstitutes = true; };
+ plain = derivation { name = "rd-plain"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo > $out"]; };
+ structured = derivation { name = "rd-struct"; system = builtins.currentSystem; builder = "/bin/sh"; args = ["-c" "echo > $out"]; __structuredAttrs = true; allowSubstitutes = false; };
+}`
+	file := filepath.Join(t.TempDir(), "d.nix")
+	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for attr, want := range map[string]bool{"no": false, "yes": true, "plain": true, "structured": false} {
+		out, err := exec.Command("nix-instantiate", file, "-A", attr).Output()
+		if err != nil {
+			t.Fatalf("nix-instantiate -A %s: %v", attr, err)
+		}
+		d, err := ReadDrv(strings.TrimSpace(string(out)))
+		if err != nil {
+			t.Fatalf("%s: %v", attr, err)
+		}
+		if d.AllowSubstitutes != want || len(d.Outputs) != 1 {
+			t.Errorf("%s: AllowSubstitutes = %v, outputs %q; want %v", attr, d.AllowSubstitutes, d.Outputs, want)
+		}
+	}
+	if _, err := ReadDrv("/nix/store/00000000000000000000000000000000-gone.drv"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing .drv: err = %v, want ErrNotExist", err)
 	}
 }
