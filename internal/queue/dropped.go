@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"time"
 )
 
 // ListDropped reads the entries the worker dropped (dropped/), each with
@@ -66,4 +67,34 @@ func (q *Queue) RemoveCorrupt(name string) error {
 		return fmt.Errorf("removing corrupt entry: %w", err)
 	}
 	return nil
+}
+
+// Drop moves an entry the worker will not push to dropped/, with the
+// reason, so that what was given up on can still be looked at.
+func (q *Queue) Drop(e *Entry, reason string) error {
+	if err := mkdirPrivate(q.path(droppedDir), false); err != nil {
+		return fmt.Errorf("dropping queue entry: %w", err)
+	}
+	e.Reason = reason
+	tmp, err := q.writeEntry(e, false)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, q.path(droppedDir, e.key)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("dropping queue entry: %w", err)
+	}
+	return q.Remove(e)
+}
+
+// Dropped returns the entry with that key if the worker dropped it after
+// since.
+func (q *Queue) Dropped(key string, since time.Time) (*Entry, bool) {
+	file := q.path(droppedDir, key)
+	fi, err := os.Lstat(file)
+	if err != nil || fi.ModTime().Before(since) {
+		return nil, false
+	}
+	e, err := q.readEntry(file, key)
+	return e, err == nil
 }

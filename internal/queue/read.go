@@ -1,0 +1,189 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// Reading: the worker reads entries as it adopts them; status, wait and
+// forget look without changing anything.
+
+// Names lists the entries' file names without reading them.
+func (q *Queue) Names() ([]string, error) {
+	d, err := os.Open(q.path(entriesDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing queue: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("listing queue %s: %w", d.Name(), err)
+	}
+	return names, nil
+}
+
+// Read reads one entry for the worker. An entry that cannot be parsed, or
+// that names a malformed store path, is moved to corrupt/ and reported as
+// an error wrapping ErrCorrupt.
+func (q *Queue) Read(name string) (*Entry, error) {
+	e, err := q.Peek(name)
+	if errors.Is(err, ErrCorrupt) {
+		return nil, q.moveCorrupt(name, err)
+	}
+	return e, err
+}
+
+// Peek reads one entry without changing the queue: status and wait look,
+// only the worker moves entries. A corrupt entry is an error wrapping
+// ErrCorrupt.
+func (q *Queue) Peek(name string) (*Entry, error) {
+	file := q.path(entriesDir, name)
+	e, err := q.readEntry(file, name)
+	if err != nil {
+		return nil, err
+	}
+	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
+	if err != nil || e.Target == "" || Key(e.Target, p) != name {
+		return nil, fmt.Errorf("%w: %s: entry does not match its name (target %q, path %q)", ErrCorrupt, file, e.Target, e.Path)
+	}
+	return e, nil
+}
+
+// ErrCorrupt marks an entry that was moved aside.
+var ErrCorrupt = errors.New("corrupt queue entry")
+
+// moveCorrupt moves an entry to corrupt/; cause wraps ErrCorrupt.
+func (q *Queue) moveCorrupt(name string, cause error) error {
+	if err := mkdirPrivate(q.path(corruptDir), false); err != nil {
+		return fmt.Errorf("%w (and moving it aside failed: %v)", cause, err)
+	}
+	dst := q.path(corruptDir, name+"."+time.Now().UTC().Format("20060102T150405.000000000"))
+	if err := os.Rename(q.path(entriesDir, name), dst); err != nil {
+		return fmt.Errorf("%w (and moving it aside failed: %v)", cause, err)
+	}
+	return fmt.Errorf("%w; moved to %s", cause, dst)
+}
+
+// List reads every entry without changing the queue. Corrupt entries are
+// reported as errors alongside the good ones; the worker moves them aside.
+func (q *Queue) List() ([]*Entry, []error, error) {
+	names, err := q.Names()
+	if err != nil {
+		return nil, nil, err
+	}
+	var entries []*Entry
+	var bad []error
+	for _, n := range names {
+		e, err := q.Peek(n)
+		switch {
+		case err == nil:
+			entries = append(entries, e)
+		case errors.Is(err, fs.ErrNotExist):
+			// pushed and removed since the listing
+		default:
+			bad = append(bad, err)
+		}
+	}
+	return entries, bad, nil
+}
+
+// readEntry decodes an entry file; JSON it cannot parse is ErrCorrupt. A
+// file of several lines is shared by the entries a bulk Add linked to it:
+// the line whose pair has that key is the entry. Shared files are parsed
+// once per inode (they are never rewritten: an update replaces the
+// entry's name with a file of its own).
+func (q *Queue) readEntry(file, key string) (*Entry, error) {
+	// Never follow a symlink in the queue, and never read more than a
+	// shared file can be.
+	f, fi, err := safeopen.Open(file, safeopen.Options{NoFollow: true, MaxSize: maxSharedSize})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("reading queue entry: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	defer f.Close()
+	id, shared := sharedID(fi)
+	if shared {
+		if e, ok := q.shared.get(id, key); ok {
+			return e, nil
+		}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSharedSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %v", ErrCorrupt, file, err)
+	}
+	if len(data) > maxSharedSize {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, file, maxSharedSize)
+	}
+	body := bytes.TrimRight(data, "\n")
+	if !bytes.Contains(body, []byte{'\n'}) {
+		if len(data) > maxEntrySize {
+			return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, file, maxEntrySize)
+		}
+		e := &Entry{key: key}
+		if err := json.Unmarshal(data, e); err != nil {
+			return nil, fmt.Errorf("%w: parsing %s: %v", ErrCorrupt, file, err)
+		}
+		return e, nil
+	}
+	all := parseShared(body)
+	e, ok := all[key]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: no line of it is the entry %s", ErrCorrupt, file, key)
+	}
+	delete(all, key)
+	if shared && len(all) > 0 {
+		q.shared.put(id, all)
+	}
+	e.key = key
+	return e, nil
+}
+
+// parseShared decodes the lines of a shared file by their keys. A line
+// that is not an entry of a store path is left out: its name, if any
+// links to it, then reads as corrupt.
+func parseShared(body []byte) map[string]*Entry {
+	all := map[string]*Entry{}
+	storeDir := storepath.StoreDir()
+	for len(body) > 0 {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		if len(line) > maxEntrySize {
+			continue
+		}
+		e := &Entry{}
+		if json.Unmarshal(line, e) != nil || e.Target == "" {
+			continue
+		}
+		p, err := storepath.Parse(storeDir, e.Path)
+		if err != nil {
+			continue
+		}
+		all[Key(e.Target, p)] = e
+	}
+	return all
+}
+
+// Get reads the entry with that key, without changing the queue; false
+// when it is not queued (or unreadable).
+func (q *Queue) Get(key string) (*Entry, bool) {
+	e, err := q.Peek(key)
+	return e, err == nil
+}
