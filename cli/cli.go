@@ -166,6 +166,38 @@ func (e *env) errorf(format string, args ...any) {
 	fmt.Fprintf(e.stderr, "cachix-filter-hook: "+format+"\n", args...)
 }
 
+// setUp parses the command's flags, asks for arguments when needArgs (the
+// usage, and 2, without), and loads the configuration (its errors, and
+// 1). It returns the configuration, or the exit status and false.
+func (e *env) setUp(fs *flag.FlagSet, needArgs bool) (*config.Config, int, bool) {
+	if st, ok := e.parse(fs); !ok {
+		return nil, st, false
+	}
+	if needArgs && fs.NArg() == 0 {
+		fs.Usage()
+		return nil, 2, false
+	}
+	c, err := e.load()
+	if err != nil {
+		e.errorf("%v", err)
+		return nil, 1, false
+	}
+	return c, 0, true
+}
+
+// setUpQueue parses the command's flags and opens the configuration's
+// queue; false with the exit status when it cannot.
+func (e *env) setUpQueue(fs *flag.FlagSet) (*config.Config, *queue.Queue, int, bool) {
+	if st, ok := e.parse(fs); !ok {
+		return nil, nil, st, false
+	}
+	c, q, ok := e.openQueue()
+	if !ok {
+		return nil, nil, 1, false
+	}
+	return c, q, 0, true
+}
+
 // load loads the configuration and prints its warnings.
 func (e *env) load() (*config.Config, error) {
 	c, err := config.Load(e.configFlag)

@@ -21,17 +21,9 @@ type explanation struct {
 func runExplain(e *env) int {
 	fs := e.flags("explain", "[--json] PATH...", "Say, for each path, which targets select it and which rule decides.\nPATH may be a store path (built or not), a file inside one, or a symlink\ninto the store such as ./result or /run/current-system.\n\nFor a path in the store, the closure rule too, as the worker applies it:\nwith closure_deny = \"skip\" a path whose closure holds a denied path (or\none larger than max_nar_size) is not pushed, naming it; with \"push\" the\nline says what goes up inside its closure, and a denied path given with\none whose closure holds it is \"denied ..., but uploaded\".")
 	asJSON := fs.Bool("json", false, "print every target's decision as JSON")
-	if st, ok := e.parse(fs); !ok {
+	c, st, ok := e.setUp(fs, true)
+	if !ok {
 		return st
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
-	}
-	c, err := e.load()
-	if err != nil {
-		e.errorf("%v", err)
-		return 1
 	}
 	status := 0
 	all := []explanation{}

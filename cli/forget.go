@@ -45,18 +45,11 @@ func runForget(e *env) int {
 			e.errorf("%v", err)
 			return 1
 		}
-		for _, en := range sortEntries(entries) {
-			if *target != "" && en.Target != *target {
-				continue
-			}
-			if !*dryRun {
-				if err := q.RemoveDropped(en); err != nil {
-					e.errorf("%v", err)
-					status = 1
-					continue
-				}
-			}
-			fmt.Fprintf(e.stdout, "%s dropped %s -> %s (%s)\n", verb, en.Path, en.Target, en.Reason)
+		ofTarget := func(en *queue.Entry) bool { return *target == "" || en.Target == *target }
+		if _, ok := e.forgetEach(entries, ofTarget, q.RemoveDropped, *dryRun, func(en *queue.Entry) string {
+			return fmt.Sprintf("%s dropped %s -> %s (%s)", verb, en.Path, en.Target, en.Reason)
+		}); !ok {
+			status = 1
 		}
 	}
 	if *corrupt {
@@ -106,20 +99,11 @@ func runForget(e *env) int {
 		e.errorf("%v", err)
 		return 1
 	}
-	n := 0
-	for _, en := range sortEntries(entries) {
-		if !want(en.Target) {
-			continue
-		}
-		if !*dryRun {
-			if err := q.Remove(en); err != nil {
-				e.errorf("%v", err)
-				status = 1
-				continue
-			}
-		}
-		n++
-		fmt.Fprintf(e.stdout, "%s queued %s -> %s (not pushed)\n", verb, en.Path, en.Target)
+	n, ok := e.forgetEach(entries, func(en *queue.Entry) bool { return want(en.Target) }, q.Remove, *dryRun, func(en *queue.Entry) string {
+		return fmt.Sprintf("%s queued %s -> %s (not pushed)", verb, en.Path, en.Target)
+	})
+	if !ok {
+		status = 1
 	}
 	if n == 0 {
 		what := "of targets no longer in the config"
@@ -129,6 +113,28 @@ func runForget(e *env) int {
 		fmt.Fprintf(e.stdout, "no queued entries %s\n", what)
 	}
 	return status
+}
+
+// forgetEach removes (unless dryRun) the entries that want selects, in
+// order, saying line of each; it returns how many, and false if one could
+// not be removed.
+func (e *env) forgetEach(entries []*queue.Entry, want func(*queue.Entry) bool, remove func(*queue.Entry) error, dryRun bool, line func(*queue.Entry) string) (int, bool) {
+	n, ok := 0, true
+	for _, en := range sortEntries(entries) {
+		if !want(en) {
+			continue
+		}
+		if !dryRun {
+			if err := remove(en); err != nil {
+				e.errorf("%v", err)
+				ok = false
+				continue
+			}
+		}
+		n++
+		fmt.Fprintln(e.stdout, line(en))
+	}
+	return n, ok
 }
 
 // takeLock takes the worker lock, so that no worker rewrites an entry

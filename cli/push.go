@@ -27,17 +27,9 @@ func runPush(e *env) int {
 	dryRun := flags.Bool("dry-run", false, "print the decisions as explain does; queue nothing")
 	force := flags.Bool("force", false, "queue paths even if the record says they were pushed")
 	quiet := flags.Bool("q", false, "with --wait, no progress and no summary; only what was not pushed")
-	if st, ok := e.parse(flags); !ok {
+	c, st, ok := e.setUp(flags, true)
+	if !ok {
 		return st
-	}
-	if flags.NArg() == 0 {
-		flags.Usage()
-		return 2
-	}
-	c, err := e.load()
-	if err != nil {
-		e.errorf("%v", err)
-		return 1
 	}
 	status := 0
 	args := flags.Args()
@@ -76,6 +68,7 @@ func runPush(e *env) int {
 	// fact is asked of Nix or an upstream: after a switch, nearly all of
 	// a system's closure was.
 	var rec *hook.Record
+	var err error
 	if !*force {
 		if rec, err = hook.OpenRecord(c); err != nil {
 			e.errorf("%v", err)

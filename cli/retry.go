@@ -8,12 +8,9 @@ import (
 
 func runRetry(e *env) int {
 	fs := e.flags("retry", "", "Make every failing entry due now, and start a worker if none runs.")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
-	c, q, ok := e.openQueue()
+	c, q, code, ok := e.setUpQueue(fs)
 	if !ok {
-		return 1
+		return code
 	}
 	if err := q.RequestRetry(); err != nil {
 		e.errorf("%v", err)

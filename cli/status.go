@@ -230,12 +230,9 @@ func (st *queueStatus) pending() int {
 func runStatus(e *env) int {
 	fs := e.flags("status", "[--json]", "Show, per target, what is pending and failing, when it last pushed, and\nwhether a worker runs.")
 	asJSON := fs.Bool("json", false, "print as JSON")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
-	c, q, ok := e.openQueue()
+	c, q, code, ok := e.setUpQueue(fs)
 	if !ok {
-		return 1
+		return code
 	}
 	st, err := collectStatus(c, q)
 	if err != nil {

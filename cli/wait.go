@@ -242,12 +242,9 @@ func runWait(e *env) int {
 	timeout := fs.Duration("timeout", 0, "give up after `DUR` (0: no limit)")
 	keepTrying := fs.Bool("keep-trying", false, "without --timeout, wait on while every entry left is failing")
 	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
-	c, q, ok := e.openQueue()
+	c, q, code, ok := e.setUpQueue(fs)
 	if !ok {
-		return 1
+		return code
 	}
 	r := e.waitQueue(c, q, waitSpec{timeout: *timeout, quiet: *quiet, giveUpFailing: *timeout == 0 && !*keepTrying})
 	if !r.ok() {

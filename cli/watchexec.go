@@ -30,21 +30,13 @@ func runWatchExec(e *env) int {
 	includeAdded := fs.Bool("include-added", false, "also queue paths added to the store without a build or substitution (nix-store --add, builtins.path), yours or anyone's")
 	timeout := fs.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`")
 	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
-	if st, ok := e.parse(fs); !ok {
+	// The config first: better not to run the command than to run it
+	// and push nothing.
+	c, st, ok := e.setUp(fs, true)
+	if !ok {
 		return st
 	}
 	argv := fs.Args()
-	if len(argv) == 0 {
-		fs.Usage()
-		return 2
-	}
-	// The config first: better not to run the command than to run it
-	// and push nothing.
-	c, err := e.load()
-	if err != nil {
-		e.errorf("%v", err)
-		return 1
-	}
 	storeDir := storepath.StoreDir()
 	w, err := storewatch.Start(storeDir)
 	if err != nil {

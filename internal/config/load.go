@@ -11,7 +11,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/viper"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
@@ -42,20 +41,8 @@ const MaxConfigSize = 1 << 20
 // swapped in between; it must be a regular file no larger than
 // MaxConfigSize.
 func readChecked(file string) ([]byte, error) {
-	f, err := trust.Open(file, trust.File)
-	if err != nil {
-		if trust.IsRefusal(err) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	defer f.Close()
 	// Whole or not at all: a cut could drop a deny list.
-	data, err := safeopen.ReadAll(f, MaxConfigSize)
-	if err != nil {
-		return nil, fmt.Errorf("reading config %s: %w", file, err)
-	}
-	return data, nil
+	return readTrusted(file, trust.File, "config", MaxConfigSize)
 }
 
 // decode parses hook.conf as TOML, keys spelt as written, once the

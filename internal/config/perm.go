@@ -16,23 +16,34 @@ const maxTokenSize = 64 << 10
 // writable by nobody else, readable by nobody else, like an SSH private
 // key. The error never contains the file's content.
 func ReadToken(file string) (string, error) {
-	f, err := trust.Open(file, trust.Secret)
+	b, err := readTrusted(file, trust.Secret, "token file", maxTokenSize)
 	if err != nil {
-		if trust.IsRefusal(err) {
-			return "", err
-		}
-		return "", fmt.Errorf("reading token file: %w", err)
-	}
-	defer f.Close()
-	// Read from the descriptor the rule was checked on; a FIFO does not
-	// block (trust.Open); a secret is small.
-	b, err := safeopen.ReadAll(f, maxTokenSize)
-	if err != nil {
-		return "", fmt.Errorf("reading token file %s: %w", file, err)
+		return "", err
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
 		return "", fmt.Errorf("token file %s is empty", file)
 	}
 	return tok, nil
+}
+
+// readTrusted reads file whole, at most max bytes, refusing one that
+// fails the trust rule for kind (see package trust). It reads from the
+// very descriptor the rule was checked on (trust.Open, where a FIFO does
+// not block), so the file cannot be swapped in between. what names the
+// file in errors, which never hold its content.
+func readTrusted(file string, kind trust.Kind, what string, max int64) ([]byte, error) {
+	f, err := trust.Open(file, kind)
+	if err != nil {
+		if trust.IsRefusal(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	defer f.Close()
+	b, err := safeopen.ReadAll(f, max)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s %s: %w", what, file, err)
+	}
+	return b, nil
 }

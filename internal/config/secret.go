@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
@@ -20,19 +19,9 @@ const maxKeySize = 64 << 10
 // whoever reads it can sign paths that every user of the cache trusts.
 // Errors never contain the file's content.
 func ReadSecretKey(file string) (string, error) {
-	f, err := trust.Open(file, trust.Secret)
+	b, err := readTrusted(file, trust.Secret, "signing key", maxKeySize)
 	if err != nil {
-		if trust.IsRefusal(err) {
-			return "", err
-		}
-		return "", fmt.Errorf("reading signing key: %w", err)
-	}
-	defer f.Close()
-	// Read from the descriptor the rule was checked on; a FIFO does not
-	// block (trust.Open); a secret is small.
-	b, err := safeopen.ReadAll(f, maxKeySize)
-	if err != nil {
-		return "", fmt.Errorf("reading signing key %s: %w", file, err)
+		return "", err
 	}
 	key := strings.TrimSpace(string(b))
 	name, data, ok := strings.Cut(key, ":")

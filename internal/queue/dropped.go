@@ -76,13 +76,8 @@ func (q *Queue) Drop(e *Entry, reason string) error {
 		return fmt.Errorf("dropping queue entry: %w", err)
 	}
 	e.Reason = reason
-	tmp, err := q.writeEntry(e, false)
-	if err != nil {
+	if err := q.replace(e, droppedDir, "dropping queue entry"); err != nil {
 		return err
-	}
-	if err := os.Rename(tmp, q.path(droppedDir, e.key)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("dropping queue entry: %w", err)
 	}
 	return q.Remove(e)
 }

@@ -113,14 +113,18 @@ func Key(target string, p storepath.Path) string {
 
 // Update rewrites an entry's retry state. It is not fsynced: losing an
 // attempt count in a crash only makes a retry come sooner.
-func (q *Queue) Update(e *Entry) error {
+func (q *Queue) Update(e *Entry) error { return q.replace(e, entriesDir, "updating queue entry") }
+
+// replace writes e (unsynced) as the file named by its key in dir, in one
+// rename.
+func (q *Queue) replace(e *Entry, dir, doing string) error {
 	tmp, err := q.writeEntry(e, false)
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, q.path(entriesDir, e.key)); err != nil {
+	if err := os.Rename(tmp, q.path(dir, e.key)); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("updating queue entry: %w", err)
+		return fmt.Errorf("%s: %w", doing, err)
 	}
 	return nil
 }
