@@ -111,24 +111,18 @@ func (l *loader) value(from, key string, k kind, val any) (any, bool) {
 			return s, true
 		}
 	case kBool:
-		switch x := val.(type) {
-		case bool:
-			return x, true
-		case string:
-			if b, err := strconv.ParseBool(x); err == nil && env {
-				return b, true
-			}
+		if b, ok := val.(bool); ok {
+			return b, true
+		}
+		if b, ok := parsedEnv(val, env, func(s string) (any, error) { return strconv.ParseBool(s) }); ok {
+			return b, true
 		}
 	case kInt:
-		switch x := val.(type) {
-		case int64:
-			return int(x), true
-		case int:
-			return x, true
-		case string:
-			if n, err := strconv.Atoi(x); err == nil && env {
-				return n, true
-			}
+		if n, ok := val.(int64); ok {
+			return int(n), true
+		}
+		if n, ok := parsedEnv(val, env, func(s string) (any, error) { return strconv.Atoi(s) }); ok {
+			return n, true
 		}
 	case kDuration:
 		s, ok := val.(string)
@@ -149,6 +143,17 @@ func (l *loader) value(from, key string, k kind, val any) (any, bool) {
 	}
 	l.typeError(from, key, k, val)
 	return nil, false
+}
+
+// parsedEnv parses a value from the environment, where every value is a
+// string; false for one from the file, or one parse refuses.
+func parsedEnv(val any, env bool, parse func(string) (any, error)) (any, bool) {
+	s, ok := val.(string)
+	if !ok || !env {
+		return nil, false
+	}
+	v, err := parse(s)
+	return v, err == nil
 }
 
 func (l *loader) typeError(from, key string, k kind, val any) {

@@ -1,17 +1,6 @@
 package worker
 
-import (
-	"io/fs"
-	"syscall"
-)
+import "syscall"
 
-// statOf is what a cheap check compares: a rewrite in place changes size
-// or mtime, a chmod or chown the ctime, a rename over the file the inode.
-func statOf(fi fs.FileInfo) fileStat {
-	s := fileStat{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.dev, s.ino = uint64(st.Dev), uint64(st.Ino)
-		s.ctime = st.Ctim.Nano()
-	}
-	return s
-}
+// ctimeOf is the inode's change time, which a chmod or chown moves.
+func ctimeOf(st *syscall.Stat_t) int64 { return st.Ctim.Nano() }

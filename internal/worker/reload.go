@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"io/fs"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -54,6 +56,18 @@ type Watch struct {
 type fileStat struct {
 	dev, ino           uint64
 	size, mtime, ctime int64
+}
+
+// statOf is what a cheap check compares: a rewrite in place changes size
+// or mtime, a chmod or chown the ctime (see ctimeOf), a rename over the
+// file the inode.
+func statOf(fi fs.FileInfo) fileStat {
+	s := fileStat{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.dev, s.ino = uint64(st.Dev), uint64(st.Ino)
+		s.ctime = ctimeOf(st)
+	}
+	return s
 }
 
 // seen is what one look at the config found, before reading it.
