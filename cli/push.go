@@ -22,11 +22,9 @@ func runPush(e *env) int {
 	flags := e.flags("push", "[--closure] [--force] [--wait [-q] [--timeout DUR]] [--dry-run] PATH...|-",
 		"Queue the paths the rules select, with the same rules and targets as the\nhook, and return at once. PATH may be a store path, a file inside one, or a\nsymlink into the store (./result, /run/current-system, a home-manager\ngeneration); - reads paths from standard input.\n\nPaths the worker already pushed to a target are left out without a pusher\ncall, as recorded for queue.remember_pushed; --force queues them anyway\n(after a cache was emptied, see also forget --pushed).\n\nWith --wait, show progress on stderr and exit 1 when a path it queued was\ndropped (closure_deny, garbage-collected) or is still failing at the\ntimeout, listing each with the reason.")
 	closure := flags.Bool("closure", false, "select from each root's runtime closure, not just the root")
-	wait := flags.Bool("wait", false, "wait until the queued paths are pushed; exit 1 listing those that were not")
-	timeout := flags.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`")
+	wf := addWaitFlags(flags, "wait until the queued paths are pushed; exit 1 listing those that were not", "with --wait, no progress and no summary; only what was not pushed")
 	dryRun := flags.Bool("dry-run", false, "print the decisions as explain does; queue nothing")
 	force := flags.Bool("force", false, "queue paths even if the record says they were pushed")
-	quiet := flags.Bool("q", false, "with --wait, no progress and no summary; only what was not pushed")
 	c, st, ok := e.setUp(flags, true)
 	if !ok {
 		return st
@@ -125,7 +123,7 @@ func runPush(e *env) int {
 	if len(sel.Pairs) == 0 {
 		return status
 	}
-	if *wait && !e.waitPushed(c, sel.Pairs, start, *timeout, *quiet).ok() {
+	if *wf.wait && !e.waitPushed(c, sel.Pairs, start, *wf.timeout, *wf.quiet).ok() {
 		return 1
 	}
 	return status

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -37,6 +38,24 @@ type waitSpec struct {
 	// only waits for its back-off: nothing changes until it ends, and a
 	// target that keeps failing would hold the caller forever.
 	giveUpFailing bool
+}
+
+// waitFlags are the options of push and watch-exec that wait for what
+// they queued.
+type waitFlags struct {
+	wait    *bool
+	timeout *time.Duration
+	quiet   *bool
+}
+
+// addWaitFlags declares --wait, --timeout and -q, with the commands' own
+// words for --wait and -q.
+func addWaitFlags(fs *flag.FlagSet, waitDoc, quietDoc string) waitFlags {
+	return waitFlags{
+		wait:    fs.Bool("wait", false, waitDoc),
+		timeout: fs.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`"),
+		quiet:   fs.Bool("q", false, quietDoc),
+	}
 }
 
 // waitEnd is how a wait ended.

@@ -26,10 +26,9 @@ const (
 func runWatchExec(e *env) int {
 	fs := e.flags("watch-exec", "[--wait [-q] [--timeout DUR]] [--include-added] -- COMMAND [ARGS...]",
 		"Run COMMAND (no shell), then queue the store paths that became valid while it\nran and that your config's rules select, as the hook would have. For users\nwho cannot set post-build-hook (Nix ignores an untrusted user's --option\npost-build-hook). It watches the store directory for the lock files Nix\ndeletes when it registers a path, as `cachix watch-exec` does; no root\nneeded. The store is shared: a path another user builds meanwhile is seen\ntoo, and goes up only if your rules select it. Unlike the hook it also\nsees substituted paths. Paths added to the store as they are (nix-store\n--add, builtins.path: no deriver, no signature), which may be anybody's\nfiles, are left out unless --include-added. Exits with COMMAND's status.")
-	wait := fs.Bool("wait", false, "wait until the queued paths are pushed (failures are reported, the exit status stays COMMAND's)")
+	wf := addWaitFlags(fs, "wait until the queued paths are pushed (failures are reported, the exit status stays COMMAND's)", "no progress and no summary; only what was not pushed")
+	quiet := wf.quiet
 	includeAdded := fs.Bool("include-added", false, "also queue paths added to the store without a build or substitution (nix-store --add, builtins.path), yours or anyone's")
-	timeout := fs.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`")
-	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
 	// The config first: better not to run the command than to run it
 	// and push nothing.
 	c, st, ok := e.setUp(fs, true)
@@ -96,8 +95,8 @@ func runWatchExec(e *env) int {
 	if len(sel.Pairs) == 0 {
 		return status
 	}
-	if *wait {
-		e.waitPushed(c, sel.Pairs, start, *timeout, *quiet)
+	if *wf.wait {
+		e.waitPushed(c, sel.Pairs, start, *wf.timeout, *quiet)
 	}
 	return status
 }
