@@ -107,3 +107,23 @@ func TestDropReason(t *testing.T) {
 		t.Errorf("by size: %q", got)
 	}
 }
+
+// The order of the steps, the same for every caller: a path an upstream
+// has is "already in" it even when its closure holds a denied path (the
+// worker used to drop it by the closure rule, while explain said
+// upstream).
+func TestStepsInOrder(t *testing.T) {
+	c := load(t, "cache = \"c\"\nallow = [\"*\"]\ndeny = [\"*-doc\"]\nupstream = [\"https://up.example\"]\nunsubstitutable = \"push\"\n[queue]\ndir = \"/tmp/q\"\n")
+	app, doc := cpath('a', "app-1"), cpath('b', "app-1-doc")
+	f := &Facts{Upstream: map[string]bool{"https://up.example": true}}
+	cl := &Closure{Paths: []string{app.String(), doc.String()}}
+	if td := DecideTarget(c.Targets[0], app, f, cl); td.Selected || td.Check != "upstream" {
+		t.Errorf("upstream and a denied dependency: %+v, want upstream", td)
+	}
+	if td := DecideTarget(c.Targets[0], app, nil, cl); td.Selected || td.Check != CheckClosure || td.Dependency != doc.String() {
+		t.Errorf("a denied dependency: %+v, want closure_deny", td)
+	}
+	if td := DecideTarget(c.Targets[0], doc, f, nil); td.Selected || td.Check != "" || td.Rule != `deny "*-doc"` {
+		t.Errorf("denied by name: %+v, want the pattern before any fact", td)
+	}
+}
