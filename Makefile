@@ -2,10 +2,33 @@
 GO ?= go
 export CGO_ENABLED ?= 0
 
-.PHONY: build test test-unit test-nix-matrix demo bench fmt
+.PHONY: build install man test test-unit test-nix-matrix demo bench fmt
+
+# The version the binary reports: git describe of this checkout (a tag, or
+# the commit, -dirty with uncommitted changes); outside a checkout, empty,
+# and the binary falls back to its build info, then to "dev".
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+OUT ?= build/cachix-filter-hook
 
 build:
-	$(GO) build -o build/cachix-filter-hook .
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(OUT) .
+
+# The binary, its man page and its shell completions, under PREFIX (or
+# DESTDIR/PREFIX for a package). bash-completion, zsh and fish look in
+# these directories of /usr/local/share and /usr/share.
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(OUT) $(DESTDIR)$(PREFIX)/bin/cachix-filter-hook
+	install -D -m 0644 cachix-filter-hook.1 $(DESTDIR)$(PREFIX)/share/man/man1/cachix-filter-hook.1
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(OUT) completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/cachix-filter-hook
+	$(OUT) completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_cachix-filter-hook
+	$(OUT) completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/cachix-filter-hook.fish
+
+# cachix-filter-hook.1 from the command table (a test fails when it is not
+# current).
+man:
+	$(GO) run . __man > cachix-filter-hook.1
 
 # The fuzz pass is bounded by executions, not time: with -fuzztime=15s,
 # Go 1.26's coordinator can race its own deadline and fail with "context

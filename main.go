@@ -9,8 +9,9 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/cli"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=..." (make
+// build, nix/package.nix); empty, cli.Version reads the build info.
+var version string
 
 func main() {
 	os.Exit(cli.Main(version, os.Args[1:]))

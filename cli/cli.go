@@ -1,21 +1,23 @@
 // Package cli implements cachix-filter-hook's commands. main.go only calls
 // Main, so that the tests can run the same code in-process.
+//
+// Every command, flag and argument is an entry of the command table
+// (commands.go); help, parsing, shell completion and the man page are
+// made from it.
 package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/suggest"
 )
 
 // env is what a command gets: its arguments, standard streams and the
@@ -28,174 +30,166 @@ type env struct {
 	stdout     io.Writer
 	stderr     io.Writer
 	version    string
+	cmd        *command // the command running
 }
 
-type command struct {
-	summary string
-	run     func(e *env) int
-}
-
-var commands = map[string]command{
-	"hook":     {"run as Nix's post-build-hook (the default without arguments)", runHook},
-	"explain":  {"say which targets select each path, and by which rule", runExplain},
-	"validate": {"check the config and print the effective configuration", runValidate},
-	"push":     {"queue the selected paths of store paths or roots (./result, a generation)", runPush},
-	"worker":   {"drain the queue in the foreground", runWorker},
-	"status":   {"show the queue per target", runStatus},
-	"wait":     {"block until the queue is empty", runWait},
-	"retry":    {"make failing entries due now", runRetry},
-	"log":      {"print what was pushed, dropped or failed, where and when", runLog},
-	"doctor":   {"check that the hook is set and everything it needs is in place", runDoctor},
-	"forget":   {"delete entries no longer wanted (removed targets, dropped, corrupt)", runForget},
-	"version":  {"print the version", runVersion},
-
-	// Kept apart so that its long name does not realign the others.
-	"watch-exec": {"run a command and queue the new store paths it built (without the hook)", runWatchExec},
-}
-
-// errUsage is reported for bad command lines, with exit status 2.
-var errUsage = errors.New("usage")
-
-// Main runs the program and returns its exit status.
+// Main runs the program and returns its exit status. version is what the
+// build stamped (-ldflags -X main.version=...), or "" (see Version).
 func Main(version string, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, version: version}
-	fs := flag.NewFlagSet("cachix-filter-hook", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.StringVar(&e.configFlag, "config", "", "config `FILE` (default: $CACHIX_FILTER_HOOK_CONFIG, ~/.config/cachix-filter-hook/hook.conf, /etc/cachix-filter-hook/hook.conf)")
-	fs.Usage = func() { usage(e.stderr, fs) }
-	if wantsHelp(args) {
-		usage(e.stdout, fs)
-		return 0
-	}
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	e := &env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, version: Version(version)}
+	return e.main(args)
+}
+
+func (e *env) main(args []string) int {
+	// The global flags come before the command name; they end at it.
+	var help, showVersion bool
+	fs := flagSet("cachix-filter-hook", globalFlags(e, &help, &showVersion))
+	rest, err := parseFlags(fs, args, false)
+	switch {
+	case err != nil:
+		e.errorf("%v", err)
+		fmt.Fprintf(e.stderr, "Run 'cachix-filter-hook --help' for the commands and their options.\n")
 		return 2
-	}
-	if *showVersion {
+	case help:
+		e.usage(e.stdout)
+		return 0
+	case showVersion:
 		fmt.Fprintf(e.stdout, "cachix-filter-hook %s\n", e.version)
 		return 0
 	}
-	rest := fs.Args()
-	// Nix runs the hook with no arguments.
-	name := "hook"
-	if len(rest) > 0 {
-		name, rest = rest[0], rest[1:]
+	cmds := e.commands()
+	if len(rest) == 0 {
+		// Nix runs the hook with no arguments, and always with DRV_PATH
+		// set; by hand, at a terminal, without either variable, running
+		// the hook would only say "nothing to queue".
+		if os.Getenv("OUT_PATHS") == "" && os.Getenv("DRV_PATH") == "" && (isTerminal(e.stdin) || isTerminal(e.stderr)) {
+			e.shortUsage()
+			return 2
+		}
+		return e.run(lookup(cmds, "hook"), nil)
 	}
-	if name == "help" {
-		usage(e.stdout, fs)
-		return 0
-	}
-	cmd, ok := commands[name]
-	if !ok {
-		fmt.Fprintf(e.stderr, "cachix-filter-hook: unknown command %q\n", name)
-		usage(e.stderr, fs)
+	name := rest[0]
+	cmd := lookup(cmds, name)
+	if cmd == nil {
+		var names []string
+		for _, c := range cmds {
+			if !c.hidden {
+				names = append(names, c.name)
+			}
+		}
+		hint := ""
+		if best := suggest.Closest(name, names); best != "" {
+			hint = fmt.Sprintf(" (did you mean %q?)", best)
+		}
+		e.errorf("unknown command %q%s", name, hint)
+		fmt.Fprintf(e.stderr, "Run 'cachix-filter-hook --help' for the commands.\n")
 		return 2
 	}
-	e.args = rest
+	return e.run(cmd, rest[1:])
+}
+
+// run parses a command's flags and checks its arguments, then runs it.
+func (e *env) run(cmd *command, args []string) int {
+	e.cmd = cmd
+	var help bool
+	defs := commandFlags(e, cmd, &help)
+	fs := flagSet(cmd.name, defs)
+	pos, err := parseFlags(fs, args, cmd.kind != argsCommand)
+	if err != nil {
+		e.errorf("%s: %v", cmd.name, err)
+		if cmd.kind == argsPaths && strings.HasPrefix(err.Error(), "unknown flag -") && !strings.HasPrefix(err.Error(), "unknown flag --") {
+			fmt.Fprintf(e.stderr, "A path that begins with - goes after --: cachix-filter-hook %s -- ./-name\n", cmd.name)
+		}
+		e.usageHint(cmd)
+		return 2
+	}
+	if help {
+		e.commandHelp(e.stdout, cmd, defs, defaultsOf(fs))
+		return 0
+	}
+	switch n := len(pos); {
+	case cmd.kind == argsNone && n > 0:
+		msg := fmt.Sprintf("%s takes no arguments", cmd.name)
+		if cmd.noArgs != "" {
+			msg += "; " + strings.ReplaceAll(cmd.noArgs, "%s", pos[0])
+		}
+		e.errorf("%s", msg)
+		e.usageHint(cmd)
+		return 2
+	case (cmd.kind == argsPaths || cmd.kind == argsCommand || cmd.kind == argsShell) && n == 0:
+		e.errorf("%s: %s", cmd.name, cmd.missing)
+		e.usageHint(cmd)
+		return 2
+	case (cmd.kind == argsShell || cmd.kind == argsTopic) && n > 1:
+		e.errorf("%s takes one argument, %s", cmd.name, cmd.args)
+		e.usageHint(cmd)
+		return 2
+	}
+	e.args = pos
 	return cmd.run(e)
 }
 
-func usage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: cachix-filter-hook [--config FILE] [COMMAND] [ARGS...]\n\n")
-	fmt.Fprintf(w, "Set as nix.conf's post-build-hook, it queues the store paths that hook.conf's\n")
-	fmt.Fprintf(w, "allow and deny rules select, and a detached worker pushes them to Cachix.\n\nCommands:\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintf(w, "\nGlobal options:\n")
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(os.Stderr)
-	fmt.Fprintf(w, "\nRun 'cachix-filter-hook COMMAND --help' for a command's options.\n")
+// usageHint follows a usage error: the usage line, and where the rest is.
+func (e *env) usageHint(cmd *command) {
+	fmt.Fprintf(e.stderr, "Usage: %s\nRun 'cachix-filter-hook %s --help' for more.\n", usageLine(cmd), cmd.name)
 }
 
-// flags returns a FlagSet for a command with a usage line. Every command
-// also takes --config, so it can come before or after the command name.
-func (e *env) flags(name, argsUsage, doc string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&e.configFlag, "config", e.configFlag, "config `FILE` (see cachix-filter-hook --help)")
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "Usage: cachix-filter-hook %s %s\n\n%s\n\nOptions:\n", name, argsUsage, doc)
-		fs.PrintDefaults()
+func usageLine(cmd *command) string {
+	line := "cachix-filter-hook " + cmd.name
+	if len(cmd.flags) > 0 {
+		line += " [OPTIONS]"
 	}
-	return fs
+	if cmd.args != "" {
+		line += " " + cmd.args
+	}
+	return line
 }
 
-// parse parses the command's flags; it returns false with the exit status
-// when the command should stop (--help, or a bad flag). Help goes to
-// stdout, a bad flag's message and the usage to stderr.
-func (e *env) parse(fs *flag.FlagSet) (int, bool) {
-	if wantsHelp(e.args) {
-		fs.SetOutput(e.stdout)
-		fs.Usage()
-		return 0, false
-	}
-	if err := fs.Parse(e.args); err != nil {
-		return 2, false
-	}
-	return 0, true
-}
-
-// wantsHelp reports whether the flags (up to the first non-flag or "--")
-// ask for help. Checking before parsing keeps the flag package from
-// printing the usage to stderr first.
-func wantsHelp(args []string) bool {
-	for _, a := range args {
-		switch {
-		case a == "--":
-			return false
-		case a == "-h" || a == "-help" || a == "--help":
-			return true
-		case !strings.HasPrefix(a, "-"):
-			return false
+// usage is the top-level help.
+func (e *env) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: cachix-filter-hook [--config FILE] COMMAND [OPTIONS] [ARGS...]\n\n")
+	fmt.Fprintf(w, "%s\n\nCommands:\n", description)
+	for _, c := range e.commands() {
+		if !c.hidden {
+			fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 		}
 	}
-	return false
+	var help, v bool
+	fmt.Fprintf(w, "\nOptions:\n")
+	flagUsages(w, globalFlags(e, &help, &v), nil)
+	fmt.Fprintf(w, "\n%s\n", flagsAnywhere)
+	fmt.Fprintf(w, "Run 'cachix-filter-hook help COMMAND' for a command's options; man cachix-filter-hook\nfor all of them.\n")
+}
+
+// description says what the program is, in help and the man page.
+const description = `Set as nix.conf's post-build-hook, cachix-filter-hook queues the store paths
+that hook.conf's allow and deny rules select, and a detached worker pushes
+them to Cachix (or copies them to a Nix store). With no command, it runs as
+the hook.`
+
+const flagsAnywhere = `Options may come before or after the arguments; -- ends them (an argument
+after it is never an option, even one that begins with -).`
+
+// commandHelp is a command's --help.
+func (e *env) commandHelp(w io.Writer, cmd *command, defs []flagDef, defaults map[string]string) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n\nOptions:\n", usageLine(cmd), cmd.doc)
+	flagUsages(w, defs, defaults)
+}
+
+// shortUsage is what the bare command prints at a terminal.
+func (e *env) shortUsage() {
+	fmt.Fprintf(e.stderr, `cachix-filter-hook is Nix's post-build-hook: Nix runs it after each build,
+with DRV_PATH and OUT_PATHS set. By hand, name a command:
+  cachix-filter-hook status     what is queued, pushed and failing
+  cachix-filter-hook doctor     check the setup, with the fix for each problem
+  cachix-filter-hook --help     every command
+`)
 }
 
 func (e *env) errorf(format string, args ...any) {
 	fmt.Fprintf(e.stderr, "cachix-filter-hook: "+format+"\n", args...)
-}
-
-// setUp parses the command's flags, asks for arguments when needArgs (the
-// usage, and 2, without), and loads the configuration (its errors, and
-// 1). It returns the configuration, or the exit status and false.
-func (e *env) setUp(fs *flag.FlagSet, needArgs bool) (*config.Config, int, bool) {
-	if st, ok := e.parse(fs); !ok {
-		return nil, st, false
-	}
-	if needArgs && fs.NArg() == 0 {
-		fs.Usage()
-		return nil, 2, false
-	}
-	c, err := e.load()
-	if err != nil {
-		e.errorf("%v", err)
-		return nil, 1, false
-	}
-	return c, 0, true
-}
-
-// setUpQueue parses the command's flags and opens the configuration's
-// queue; false with the exit status when it cannot.
-func (e *env) setUpQueue(fs *flag.FlagSet) (*config.Config, *queue.Queue, int, bool) {
-	if st, ok := e.parse(fs); !ok {
-		return nil, nil, st, false
-	}
-	c, q, ok := e.openQueue()
-	if !ok {
-		return nil, nil, 1, false
-	}
-	return c, q, 0, true
 }
 
 // load loads the configuration and prints its warnings.
@@ -208,15 +202,6 @@ func (e *env) load() (*config.Config, error) {
 		e.errorf("warning: %s", w)
 	}
 	return c, nil
-}
-
-func runVersion(e *env) int {
-	fs := e.flags("version", "", "Print the version.")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
-	fmt.Fprintf(e.stdout, "cachix-filter-hook %s\n", e.version)
-	return 0
 }
 
 // openQueue loads the config and opens its queue.
@@ -232,4 +217,22 @@ func (e *env) openQueue() (*config.Config, *queue.Queue, bool) {
 		return nil, nil, false
 	}
 	return c, q, true
+}
+
+func runVersion(e *env) int {
+	fmt.Fprintf(e.stdout, "cachix-filter-hook %s\n", e.version)
+	return 0
+}
+
+func runHelp(e *env) int {
+	if len(e.args) == 0 {
+		e.usage(e.stdout)
+		return 0
+	}
+	cmd := lookup(e.commands(), e.args[0])
+	if cmd == nil || cmd.hidden {
+		e.errorf("help: unknown command %q", e.args[0])
+		return 2
+	}
+	return e.run(cmd, []string{"--help"})
 }

@@ -51,12 +51,7 @@ func (d *doctor) add(name, level, msg, fix string) {
 	d.checks = append(d.checks, check{Name: name, Level: level, Message: msg, Fix: fix})
 }
 
-func runDoctor(e *env) int {
-	fs := e.flags("doctor", "[--json]", "Check that everything the hook needs is in place: the post-build-hook Nix\nuses, Nix's version and its known hook bugs, the config, the token,\ncachix as nix-daemon finds it, the queue, the worker, and whether you are a\ntrusted user. One line per check: ok, warning or problem, with the fix.\nExit 1 when there is a problem.")
-	asJSON := fs.Bool("json", false, "print as JSON")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
+func runDoctor(e *env, asJSON bool) int {
 	ctx, cancel := context.WithTimeout(e.ctx, 60*time.Second)
 	defer cancel()
 	d := &doctor{e: e, ctx: ctx}
@@ -80,7 +75,7 @@ func runDoctor(e *env) int {
 			problems++
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(struct {

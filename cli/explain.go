@@ -18,19 +18,21 @@ type explanation struct {
 	policy.Verdict
 }
 
-func runExplain(e *env) int {
-	fs := e.flags("explain", "[--json] PATH...", "Say, for each path, which targets select it and which rule decides.\nPATH may be a store path (built or not), a file inside one, or a symlink\ninto the store such as ./result or /run/current-system.\n\nFor a path in the store, the closure rule too, as the worker applies it:\nwith closure_deny = \"skip\" a path whose closure holds a denied path (or\none larger than max_nar_size) is not pushed, naming it; with \"push\" the\nline says what goes up inside its closure, and a denied path given with\none whose closure holds it is \"denied ..., but uploaded\".")
-	asJSON := fs.Bool("json", false, "print every target's decision as JSON")
-	c, st, ok := e.setUp(fs, true)
-	if !ok {
-		return st
+// explainOptions are explain's flags.
+type explainOptions struct{ json bool }
+
+func runExplain(e *env, o *explainOptions) int {
+	c, err := e.load()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
 	}
 	status := 0
 	all := []explanation{}
 	storeDir := storepath.StoreDir()
 	var args []string
 	var paths []storepath.Path
-	for _, arg := range fs.Args() {
+	for _, arg := range e.args {
 		p, err := storepath.Resolve(storeDir, arg)
 		if err != nil {
 			e.errorf("explain: %v", err)
@@ -47,13 +49,13 @@ func runExplain(e *env) int {
 	verdicts := policy.DecideAll(c, paths, func(s string) *policy.Facts { return facts[s] }, closures)
 	for i, p := range paths {
 		arg, v := args[i], verdicts[i]
-		if *asJSON {
+		if o.json {
 			all = append(all, explanation{Input: arg, Path: p.String(), Verdict: v})
 		} else {
 			fmt.Fprintln(e.stdout, v.Line())
 		}
 	}
-	if *asJSON {
+	if o.json {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(all)

@@ -15,44 +15,36 @@ import (
 // gives up on removing queued entries.
 const lockWait = 15 * time.Second
 
-func runForget(e *env) int {
-	fs := e.flags("forget", "[--target T] [--dropped] [--corrupt] [--pushed] [--dry-run]",
-		"Delete queue files that are no longer wanted, saying which. Without\n--dropped, --corrupt or --pushed: the queued entries of targets no longer in\nthe config, or of target T (they will then not be pushed). --dropped: the\nentries the worker dropped (dropped/, see `log`), of target T if given.\n--corrupt: the unreadable entries moved to corrupt/. --pushed: the record of\npaths pushed to T's cache (all targets' without --target), after the cache\nwas emptied, so that the hook and push queue those paths again. Queued entries are\nonly removed while no worker runs (only the worker changes them): forget\nwaits up to "+lockWait.String()+" for one to exit. The record of outcomes\n(`log`) is kept.")
-	target := fs.String("target", "", "only target `T`")
-	dropped := fs.Bool("dropped", false, "delete the dropped entries")
-	corrupt := fs.Bool("corrupt", false, "delete the corrupt entries")
-	pushedRec := fs.Bool("pushed", false, "delete the record of pushed paths")
-	dryRun := fs.Bool("dry-run", false, "only print what would be deleted")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
-	if fs.NArg() > 0 {
-		e.errorf("forget takes no arguments")
-		return 2
-	}
+// forgetOptions are forget's flags.
+type forgetOptions struct {
+	target                           string
+	dropped, corrupt, pushed, dryRun bool
+}
+
+func runForget(e *env, o *forgetOptions) int {
 	c, q, ok := e.openQueue()
 	if !ok {
 		return 1
 	}
 	verb := "forgot"
-	if *dryRun {
+	if o.dryRun {
 		verb = "would forget"
 	}
 	status := 0
-	if *dropped {
+	if o.dropped {
 		entries, err := q.ListDropped()
 		if err != nil {
 			e.errorf("%v", err)
 			return 1
 		}
-		ofTarget := func(en *queue.Entry) bool { return *target == "" || en.Target == *target }
-		if _, ok := e.forgetEach(entries, ofTarget, q.RemoveDropped, *dryRun, func(en *queue.Entry) string {
+		ofTarget := func(en *queue.Entry) bool { return o.target == "" || en.Target == o.target }
+		if _, ok := e.forgetEach(entries, ofTarget, q.RemoveDropped, o.dryRun, func(en *queue.Entry) string {
 			return fmt.Sprintf("%s dropped %s -> %s (%s)", verb, en.Path, en.Target, en.Reason)
 		}); !ok {
 			status = 1
 		}
 	}
-	if *corrupt {
+	if o.corrupt {
 		names, err := q.CorruptNames()
 		if err != nil {
 			e.errorf("%v", err)
@@ -60,7 +52,7 @@ func runForget(e *env) int {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			if !*dryRun {
+			if !o.dryRun {
 				if err := q.RemoveCorrupt(n); err != nil {
 					e.errorf("%v", err)
 					status = 1
@@ -70,23 +62,23 @@ func runForget(e *env) int {
 			fmt.Fprintf(e.stdout, "%s corrupt %s\n", verb, n)
 		}
 	}
-	if *pushedRec {
-		if st := e.forgetPushed(c, q, *target, *dryRun); st != 0 {
+	if o.pushed {
+		if st := e.forgetPushed(c, q, o.target, o.dryRun); st != 0 {
 			status = st
 		}
 	}
-	if *dropped || *corrupt || *pushedRec {
+	if o.dropped || o.corrupt || o.pushed {
 		return status
 	}
 
 	// Queued entries: of target T, or of targets no longer configured.
 	want := func(t string) bool {
-		if *target != "" {
-			return t == *target
+		if o.target != "" {
+			return t == o.target
 		}
 		return c.Target(t) == nil
 	}
-	if !*dryRun {
+	if !o.dryRun {
 		lock, err := e.takeLock(q)
 		if err != nil {
 			e.errorf("%v", err)
@@ -99,7 +91,7 @@ func runForget(e *env) int {
 		e.errorf("%v", err)
 		return 1
 	}
-	n, ok := e.forgetEach(entries, func(en *queue.Entry) bool { return want(en.Target) }, q.Remove, *dryRun, func(en *queue.Entry) string {
+	n, ok := e.forgetEach(entries, func(en *queue.Entry) bool { return want(en.Target) }, q.Remove, o.dryRun, func(en *queue.Entry) string {
 		return fmt.Sprintf("%s queued %s -> %s (not pushed)", verb, en.Path, en.Target)
 	})
 	if !ok {
@@ -107,8 +99,8 @@ func runForget(e *env) int {
 	}
 	if n == 0 {
 		what := "of targets no longer in the config"
-		if *target != "" {
-			what = fmt.Sprintf("of target %q", *target)
+		if o.target != "" {
+			what = fmt.Sprintf("of target %q", o.target)
 		}
 		fmt.Fprintf(e.stdout, "no queued entries %s\n", what)
 	}

@@ -2,41 +2,40 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"path"
 	"strings"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
-func runLog(e *env) int {
-	fs := e.flags("log", "[--json] [--target T] [--since DUR] [--path GLOB]",
-		"Print the worker's record of outcomes, oldest first: each path pushed, dropped\n(with the reason) or failed (with the pusher's error), per target, with the\ntime and the pusher call's duration. The record lives in the queue directory\n("+history.File+", rotated past 4 MiB, so at most 8 MiB).")
-	asJSON := fs.Bool("json", false, "print JSON lines")
-	target := fs.String("target", "", "only the target named `T`")
-	since := fs.Duration("since", 0, "only the last `DUR` (e.g. 1h)")
-	glob := fs.String("path", "", "only paths matching `GLOB`: without /, the name after the hash (hello-*); with /, the whole path")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
-	if fs.NArg() > 0 {
-		e.errorf("log takes no arguments (filter with --path GLOB)")
+// logOptions are log's flags.
+type logOptions struct {
+	json         bool
+	target, glob string
+	since        time.Duration
+}
+
+func runLog(e *env, o *logOptions) int {
+	if o.since < 0 {
+		e.errorf("log: --since %s: the duration must not be negative (--since 1h: the last hour)", humanDuration(o.since))
 		return 2
 	}
-	if *glob != "" {
-		if _, err := path.Match(*glob, ""); err != nil {
-			e.errorf("--path %q: %v", *glob, err)
-			return 2
-		}
+	match, err := pathMatcher(o.glob)
+	if err != nil {
+		e.errorf("log: %v", err)
+		return 2
 	}
 	c, q, ok := e.openQueue()
 	if !ok {
 		return 1
 	}
-	if *target != "" && c.Target(*target) == nil {
-		e.errorf("warning: no target %q in %s; showing its past records", *target, configName(c.File))
+	if o.target != "" && c.Target(o.target) == nil {
+		e.errorf("warning: no target %q in %s; showing its past records", o.target, configName(c.File))
 	}
 	recs, err := history.Read(q.Dir)
 	if err != nil {
@@ -44,15 +43,15 @@ func runLog(e *env) int {
 		return 1
 	}
 	var from time.Time
-	if *since > 0 {
-		from = time.Now().Add(-*since)
+	if o.since > 0 {
+		from = time.Now().Add(-o.since)
 	}
 	enc := json.NewEncoder(e.stdout)
 	for _, r := range recs {
-		if (*target != "" && r.Target != *target) || r.Time.Before(from) || !matchPath(*glob, r.Path) {
+		if (o.target != "" && r.Target != o.target) || r.Time.Before(from) || !match(r.Path) {
 			continue
 		}
-		if *asJSON {
+		if o.json {
 			_ = enc.Encode(r)
 			continue
 		}
@@ -61,21 +60,27 @@ func runLog(e *env) int {
 	return 0
 }
 
-// matchPath matches a store path against a --path glob: the whole path
-// when the glob has a /, else the name after the hash.
-func matchPath(glob, p string) bool {
+// pathMatcher matches a store path against a --path glob as allow and
+// deny rules match (filter's syntax, braces included): without /, the
+// name after the hash; starting with /, the whole path. A pattern that
+// does not compile is refused, not left to match nothing.
+func pathMatcher(glob string) (func(string) bool, error) {
 	if glob == "" {
-		return true
+		return func(string) bool { return true }, nil
 	}
-	subject := p
-	if !strings.Contains(glob, "/") {
-		subject = path.Base(p)
-		if i := strings.IndexByte(subject, '-'); i >= 0 {
-			subject = subject[i+1:]
+	rules, err := filter.Compile([]string{glob}, nil)
+	if err != nil {
+		var pe *filter.PatternError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("--path %q: bad pattern at offset %d: %s", glob, pe.Offset, pe.Reason)
 		}
+		return nil, fmt.Errorf("--path %q: %v", glob, err)
 	}
-	ok, _ := path.Match(glob, subject)
-	return ok
+	storeDir := storepath.StoreDir()
+	return func(s string) bool {
+		p, err := storepath.Parse(storeDir, s)
+		return err == nil && rules.Decide(p).Selected
+	}, nil
 }
 
 func printRecord(w io.Writer, r history.Record) {

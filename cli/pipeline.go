@@ -16,20 +16,13 @@ import (
 )
 
 func runHook(e *env) int {
-	fs := e.flags("hook", "", "Run as Nix's post-build-hook (what nix.conf's post-build-hook calls, with no\narguments): read OUT_PATHS (or DRV_PATH's outputs), queue what the rules\nselect, start a worker, and exit 0 whatever happens (unless strict = true).")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
 	return hook.Run(e.ctx, e.configFlag, hook.Env{OutPaths: os.Getenv("OUT_PATHS"), DrvPath: os.Getenv("DRV_PATH")}, e.stderr)
 }
 
-func runWorker(e *env) int {
-	fs := e.flags("worker", "[--once]", "Drain the queue in the foreground, as a systemd service does. Exactly one\nworker drains a queue at a time; a second one waits for the lock.")
-	once := fs.Bool("once", false, "exit when nothing more can be pushed now (exit 1 if entries wait for a retry)")
-	spawned := fs.Bool("spawned", false, "run as the hook's detached worker: leave if another runs, exit after queue.linger idle")
-	if st, ok := e.parse(fs); !ok {
-		return st
-	}
+// workerOptions are worker's flags.
+type workerOptions struct{ once, spawned bool }
+
+func runWorker(e *env, o *workerOptions) int {
 	// Before loading: a change in between is then a change from what
 	// the fingerprint says, and is loaded at the first check.
 	loaded := worker.TakeFingerprint(e.configFlag)
@@ -40,9 +33,9 @@ func runWorker(e *env) int {
 	}
 	mode := worker.Service
 	switch {
-	case *spawned:
+	case o.spawned:
 		mode = worker.Spawned
-	case *once:
+	case o.once:
 		mode = worker.Once
 	}
 	q, err := queue.Open(c.Queue.Dir)

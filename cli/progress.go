@@ -58,7 +58,7 @@ func newProgress(e *env, dir string, targets []string, quiet bool) *progress {
 
 // isTerminal reports whether w is a terminal that understands cursor
 // movement.
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok || os.Getenv("TERM") == "dumb" {
 		return false

@@ -18,19 +18,20 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
-func runPush(e *env) int {
-	flags := e.flags("push", "[--closure] [--force] [--wait [-q] [--timeout DUR]] [--dry-run] PATH...|-",
-		"Queue the paths the rules select, with the same rules and targets as the\nhook, and return at once. PATH may be a store path, a file inside one, or a\nsymlink into the store (./result, /run/current-system, a home-manager\ngeneration); - reads paths from standard input.\n\nPaths the worker already pushed to a target are left out without a pusher\ncall, as recorded for queue.remember_pushed; --force queues them anyway\n(after a cache was emptied, see also forget --pushed).\n\nWith --wait, show progress on stderr and exit 1 when a path it queued was\ndropped (closure_deny, garbage-collected) or is still failing at the\ntimeout, listing each with the reason.")
-	closure := flags.Bool("closure", false, "select from each root's runtime closure, not just the root")
-	wf := addWaitFlags(flags, "wait until the queued paths are pushed; exit 1 listing those that were not", "with --wait, no progress and no summary; only what was not pushed")
-	dryRun := flags.Bool("dry-run", false, "print the decisions as explain does; queue nothing")
-	force := flags.Bool("force", false, "queue paths even if the record says they were pushed")
-	c, st, ok := e.setUp(flags, true)
-	if !ok {
-		return st
+// pushOptions are push's flags (see the command table).
+type pushOptions struct {
+	closure, dryRun, force bool
+	waitFlags
+}
+
+func runPush(e *env, o *pushOptions) int {
+	c, err := e.load()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
 	}
 	status := 0
-	args := flags.Args()
+	args := e.args
 	if len(args) == 1 && args[0] == "-" {
 		args = nil
 		sc := bufio.NewScanner(e.stdin)
@@ -66,8 +67,7 @@ func runPush(e *env) int {
 	// fact is asked of Nix or an upstream: after a switch, nearly all of
 	// a system's closure was.
 	var rec *hook.Record
-	var err error
-	if !*force {
+	if !o.force {
 		if rec, err = hook.OpenRecord(c); err != nil {
 			e.errorf("%v", err)
 			return 1
@@ -76,13 +76,13 @@ func runPush(e *env) int {
 	}
 	roots := paths
 	gather := pathfacts.New(c)
-	if *closure {
-		if paths, err = e.closure(c, gather, rec, roots, *dryRun && policy.NeedsClosure(c)); err != nil {
+	if o.closure {
+		if paths, err = e.closure(c, gather, rec, roots, o.dryRun && policy.NeedsClosure(c)); err != nil {
 			e.errorf("push: %v", err)
 			return 1
 		}
 	}
-	pushedTo := pushedTo(c, rec, roots, *closure)
+	pushedTo := pushedTo(c, rec, roots, o.closure)
 	var ask []storepath.Path
 	for _, p := range paths {
 		if _, all := pushedTargets(c, p, pushedTo); !all {
@@ -94,11 +94,11 @@ func runPush(e *env) int {
 	// leaves the closure to the worker, whose drops --wait reports. The
 	// closures first: the facts come with them, in one Nix call.
 	var closures func(string) *policy.Closure
-	if *dryRun {
+	if o.dryRun {
 		closures = e.closureFacts(c, gather, ask)
 	}
 	facts := e.gatherFactsWith(gather, c, ask)
-	if *dryRun {
+	if o.dryRun {
 		verdicts := policy.DecideAll(c, paths, func(s string) *policy.Facts { return facts[s] }, closures)
 		for i, p := range paths {
 			line := verdicts[i].Line()
@@ -113,7 +113,7 @@ func runPush(e *env) int {
 	sel.LeaveOut(pushedTo)
 	start := time.Now()
 	if len(sel.Pairs) > 0 {
-		if err := hook.Enqueue(c, &sel, *force); err != nil {
+		if err := hook.Enqueue(c, &sel, o.force); err != nil {
 			e.errorf("%v", err)
 			return 1
 		}
@@ -123,7 +123,7 @@ func runPush(e *env) int {
 	if len(sel.Pairs) == 0 {
 		return status
 	}
-	if *wf.wait && !e.waitPushed(c, sel.Pairs, start, *wf.timeout, *wf.quiet).ok() {
+	if o.wait && !e.waitPushed(c, sel.Pairs, start, o.timeout, o.quiet).ok() {
 		return 1
 	}
 	return status

@@ -7,10 +7,9 @@ import (
 )
 
 func runRetry(e *env) int {
-	fs := e.flags("retry", "", "Make every failing entry due now, and start a worker if none runs.")
-	c, q, code, ok := e.setUpQueue(fs)
+	c, q, ok := e.openQueue()
 	if !ok {
-		return code
+		return 1
 	}
 	if err := q.RequestRetry(); err != nil {
 		e.errorf("%v", err)

@@ -227,19 +227,17 @@ func (st *queueStatus) pending() int {
 	return n
 }
 
-func runStatus(e *env) int {
-	fs := e.flags("status", "[--json]", "Show, per target, what is pending and failing, when it last pushed, and\nwhether a worker runs.")
-	asJSON := fs.Bool("json", false, "print as JSON")
-	c, q, code, ok := e.setUpQueue(fs)
+func runStatus(e *env, asJSON bool) int {
+	c, q, ok := e.openQueue()
 	if !ok {
-		return code
+		return 1
 	}
 	st, err := collectStatus(c, q)
 	if err != nil {
 		e.errorf("%v", err)
 		return 1
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)

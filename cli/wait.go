@@ -2,7 +2,6 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -43,18 +42,17 @@ type waitSpec struct {
 // waitFlags are the options of push and watch-exec that wait for what
 // they queued.
 type waitFlags struct {
-	wait    *bool
-	timeout *time.Duration
-	quiet   *bool
+	wait, quiet bool
+	timeout     time.Duration
 }
 
-// addWaitFlags declares --wait, --timeout and -q, with the commands' own
-// words for --wait and -q.
-func addWaitFlags(fs *flag.FlagSet, waitDoc, quietDoc string) waitFlags {
-	return waitFlags{
-		wait:    fs.Bool("wait", false, waitDoc),
-		timeout: fs.Duration("timeout", 10*time.Minute, "with --wait, give up after `DUR`"),
-		quiet:   fs.Bool("q", false, quietDoc),
+// defs declares --wait, --timeout and -q for the command table, with the
+// command's own words for --wait and -q.
+func (w *waitFlags) defs(waitDoc, quietDoc string) []flagDef {
+	return []flagDef{
+		{name: "wait", bind: switchVar(&w.wait), help: waitDoc},
+		{name: "timeout", arg: "DUR", bind: durationVar(&w.timeout, 10*time.Minute), help: "with --wait, give up after DUR"},
+		{name: "quiet", short: 'q', bind: switchVar(&w.quiet), help: quietDoc},
 	}
 }
 
@@ -256,16 +254,18 @@ func (l *leftInQueue) report(e *env) {
 	}
 }
 
-func runWait(e *env) int {
-	fs := e.flags("wait", "[-q] [--timeout DUR | --keep-trying]", "Block until nothing is left to push, starting a worker if entries are pending\nand none runs (after a crash, say), showing progress per target on stderr.\nExit 0 when every path was pushed; 1 when a path it waited for was dropped\n(closure_deny, garbage-collected: listed with the reason), and 1 on timeout\nwith what is left. Without --timeout it exits 1, with the errors, as soon as\nevery entry left has failed and only waits for its back-off (--keep-trying\nwaits on). Entries of targets no longer in the config are not waited\nfor. Call it at the end of a CI job.")
-	timeout := fs.Duration("timeout", 0, "give up after `DUR` (0: no limit)")
-	keepTrying := fs.Bool("keep-trying", false, "without --timeout, wait on while every entry left is failing")
-	quiet := fs.Bool("q", false, "no progress and no summary; only what was not pushed")
-	c, q, code, ok := e.setUpQueue(fs)
+// waitOptions are wait's flags.
+type waitOptions struct {
+	keepTrying, quiet bool
+	timeout           time.Duration
+}
+
+func runWait(e *env, o *waitOptions) int {
+	c, q, ok := e.openQueue()
 	if !ok {
-		return code
+		return 1
 	}
-	r := e.waitQueue(c, q, waitSpec{timeout: *timeout, quiet: *quiet, giveUpFailing: *timeout == 0 && !*keepTrying})
+	r := e.waitQueue(c, q, waitSpec{timeout: o.timeout, quiet: o.quiet, giveUpFailing: o.timeout == 0 && !o.keepTrying})
 	if !r.ok() {
 		return 1
 	}

@@ -23,19 +23,21 @@ const (
 	watchMax   = 5 * time.Second
 )
 
-func runWatchExec(e *env) int {
-	fs := e.flags("watch-exec", "[--wait [-q] [--timeout DUR]] [--include-added] -- COMMAND [ARGS...]",
-		"Run COMMAND (no shell), then queue the store paths that became valid while it\nran and that your config's rules select, as the hook would have. For users\nwho cannot set post-build-hook (Nix ignores an untrusted user's --option\npost-build-hook). It watches the store directory for the lock files Nix\ndeletes when it registers a path, as `cachix watch-exec` does; no root\nneeded. The store is shared: a path another user builds meanwhile is seen\ntoo, and goes up only if your rules select it. Unlike the hook it also\nsees substituted paths. Paths added to the store as they are (nix-store\n--add, builtins.path: no deriver, no signature), which may be anybody's\nfiles, are left out unless --include-added. Exits with COMMAND's status.")
-	wf := addWaitFlags(fs, "wait until the queued paths are pushed (failures are reported, the exit status stays COMMAND's)", "no progress and no summary; only what was not pushed")
-	quiet := wf.quiet
-	includeAdded := fs.Bool("include-added", false, "also queue paths added to the store without a build or substitution (nix-store --add, builtins.path), yours or anyone's")
+// watchOptions are watch-exec's flags.
+type watchOptions struct {
+	includeAdded bool
+	waitFlags
+}
+
+func runWatchExec(e *env, o *watchOptions) int {
+	argv := e.args
 	// The config first: better not to run the command than to run it
 	// and push nothing.
-	c, st, ok := e.setUp(fs, true)
-	if !ok {
-		return st
+	c, err := e.load()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
 	}
-	argv := fs.Args()
 	storeDir := storepath.StoreDir()
 	w, err := storewatch.Start(storeDir)
 	if err != nil {
@@ -63,7 +65,7 @@ func runWatchExec(e *env) int {
 		if !info.Valid {
 			continue
 		}
-		if info.Added() && !*includeAdded {
+		if info.Added() && !o.includeAdded {
 			added = append(added, s)
 			continue
 		}
@@ -71,11 +73,11 @@ func runWatchExec(e *env) int {
 			paths = append(paths, p)
 		}
 	}
-	if len(added) > 0 && !*quiet {
+	if len(added) > 0 && !o.quiet {
 		e.errorf("left out %d %s added to the store while COMMAND ran, neither built nor substituted (nix-store --add, builtins.path; by anyone): %s; --include-added queues them", len(added), plural(len(added), "path"), strings.Join(added, " "))
 	}
 	if len(paths) == 0 {
-		if !*quiet {
+		if !o.quiet {
 			e.errorf("no new store paths")
 		}
 		return status
@@ -89,14 +91,14 @@ func runWatchExec(e *env) int {
 			return status
 		}
 	}
-	if !*quiet || len(sel.Pairs) == 0 {
+	if !o.quiet || len(sel.Pairs) == 0 {
 		e.errorf("%s", sel.Summary())
 	}
 	if len(sel.Pairs) == 0 {
 		return status
 	}
-	if *wf.wait {
-		e.waitPushed(c, sel.Pairs, start, *wf.timeout, *quiet)
+	if o.wait {
+		e.waitPushed(c, sel.Pairs, start, o.timeout, o.quiet)
 	}
 	return status
 }

@@ -141,6 +141,12 @@ func Resolve(storeDir, arg string) (Path, error) {
 		}
 		return Parse(storeDir, storeDir+"/"+rest)
 	}
+	// Not there, and not a store path of another store directory: a
+	// typo, a path not built.
+	_, lerr := os.Lstat(arg)
+	if _, perr := Parse(filepath.Dir(abs), abs); errors.Is(lerr, os.ErrNotExist) && perr != nil {
+		return Path{}, fmt.Errorf("%s: no such file or directory (give a store path, a file in one, or a symlink into %s such as ./result)", arg, storeDir)
+	}
 	if evalErr != nil {
 		return Path{}, fmt.Errorf("%s is outside the Nix store %s (%w)", arg, storeDir, evalErr)
 	}

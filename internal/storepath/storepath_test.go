@@ -177,6 +177,7 @@ func TestResolve(t *testing.T) {
 	must(t, os.Symlink(profile, filepath.Join(root, "nix-profile")))
 	must(t, os.Symlink(outside, filepath.Join(root, "link-outside")))
 	must(t, os.Symlink(filepath.Join(store, "not-a-store-path"), filepath.Join(root, "link-bad")))
+	must(t, os.Symlink(filepath.Join(root, "nowhere"), filepath.Join(root, "link-missing")))
 
 	for _, tc := range []struct {
 		why, in, want string
@@ -226,7 +227,8 @@ func TestResolve(t *testing.T) {
 		{"the store dir itself", store, "outside the Nix store"},
 		{"a directory above the store", root, "outside the Nix store"},
 		{"dot-dot out of the store", filepath.Join(store, hashA+"-hello-2.12.1") + "/../../outside", "outside the Nix store"},
-		{"a path outside the store that does not exist", filepath.Join(root, "missing"), "outside the Nix store"},
+		{"a path outside the store that does not exist", filepath.Join(root, "missing"), "missing: no such file or directory"},
+		{"a dangling symlink that leads outside the store", filepath.Join(root, "link-missing"), "outside the Nix store"},
 		{"a malformed name in the store", filepath.Join(store, "not-a-store-path"), "not a valid store path"},
 		{"a symlink to a malformed name", filepath.Join(root, "link-bad"), "not a valid store path"},
 		{"a malformed name that does not exist", filepath.Join(store, "e"+hashA[1:]+"-x"), "nix-base32"},

@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// manPage is the checked-in man page, which packages install.
+const manPage = "../cachix-filter-hook.1"
+
+// The man page is made from the command table: the checked-in one must be
+// what the table makes now.
+func TestManPageCurrent(t *testing.T) {
+	want := generated(t, "__man")
+	got, err := os.ReadFile(manPage)
+	if err != nil {
+		t.Fatalf("%v (make man writes it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s is not what the command table makes: run `make man` and commit it", filepath.Base(manPage))
+	}
+}
+
+// It is valid man(7) (mandoc's lint, warnings included) and renders with
+// man-db's man, with every command in it.
+func TestManPageRenders(t *testing.T) {
+	t.Run("mandoc", func(t *testing.T) {
+		mandoc := requireTool(t, "mandoc")
+		if out, err := exec.Command(mandoc, "-T", "lint", "-W", "warning", manPage).CombinedOutput(); err != nil {
+			t.Fatalf("mandoc -T lint: %v\n%s", err, out)
+		}
+	})
+	t.Run("man", func(t *testing.T) {
+		man := requireTool(t, "man")
+		cmd := exec.Command(man, "-l", manPage)
+		cmd.Env = append(os.Environ(), "MANPAGER=cat", "PAGER=cat", "MANWIDTH=80", "LC_ALL=C.UTF-8")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("man -l: %v\n%s", err, out)
+		}
+		text := string(out)
+		for _, want := range []string{"CACHIX-FILTER-HOOK(1)", "SYNOPSIS", "COMMANDS", "--config FILE", "EXIT STATUS"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("man -l shows no %q:\n%s", want, text)
+			}
+		}
+		var e env
+		for _, c := range e.commands() {
+			if !c.hidden && !strings.Contains(text, "\n   "+c.name) {
+				t.Errorf("man -l shows no section for %s", c.name)
+			}
+		}
+		if strings.Contains(text, "spawned") || strings.Contains(text, "__") {
+			t.Errorf("man -l shows an internal command or flag")
+		}
+	})
+}
