@@ -13,7 +13,9 @@
 #   pkgs.callPackage ./nix/package.nix { buildGoModule = pkgs.buildGo125Module; }
 {
   lib,
+  stdenv,
   buildGoModule,
+  installShellFiles,
 }:
 
 let
@@ -38,8 +40,9 @@ buildGoModule (finalAttrs: {
   pname = "cachix-filter-hook";
   version = "0.1.0";
 
-  # Only what the build and its tests read: go.mod, go.sum, the .go files
-  # and testdata/ directories. Not vendor/ (an untracked one makes
+  # Only what the build and its tests read: go.mod, go.sum, the .go files,
+  # testdata/ directories and the man page (generated from the command
+  # table and checked in: a test fails when it is not current). Not vendor/ (an untracked one makes
   # buildGoModule's vendor step refuse), build/, ./result, binaries, the
   # docs or the Nix files (editing those must not rebuild the binary).
   # cleanSourceWith rather than lib.fileset, which needs Nix 2.14: this
@@ -60,7 +63,11 @@ buildGoModule (finalAttrs: {
       if type == "directory" then
         !(lib.elem rel excludedDirs) && !(lib.hasPrefix "." base)
       else if type == "regular" then
-        lib.hasSuffix ".go" base || rel == "go.mod" || rel == "go.sum" || inTestdata
+        lib.hasSuffix ".go" base
+        || rel == "go.mod"
+        || rel == "go.sum"
+        || rel == "cachix-filter-hook.1"
+        || inTestdata
       else
         # Symlinks (./result) and anything else.
         false;
@@ -80,6 +87,19 @@ buildGoModule (finalAttrs: {
     "-w"
     "-X main.version=${finalAttrs.version}"
   ];
+
+  # The man page, and the shell completions the binary prints (when the
+  # build machine can run it: not when cross-compiling).
+  nativeBuildInputs = [ installShellFiles ];
+  postInstall = ''
+    installManPage cachix-filter-hook.1
+  ''
+  + lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+    installShellCompletion --cmd cachix-filter-hook \
+      --bash <($out/bin/cachix-filter-hook completion bash) \
+      --fish <($out/bin/cachix-filter-hook completion fish) \
+      --zsh <($out/bin/cachix-filter-hook completion zsh)
+  '';
 
   # buildGoModule's default check runs the tests of subPackages only ("."
   # has none); these are the unit tests that run in the build sandbox.

@@ -100,6 +100,8 @@ in
       doCheck = p.stubArgs.doCheck or false;
       offlineTestPackages = p.offlineTestPackages or [ ];
       inherit (p.stubArgs) ldflags;
+      postInstall = p.stubArgs.postInstall or "";
+      nativeBuildInputs = map (d: d.name) (p.stubArgs.nativeBuildInputs or [ ]);
       # What overrideAttrs { version = ...; } would build: with finalAttrs
       # the new version reaches ldflags, with `rec` it would not.
       overriddenLdflags = (p.stubOverrideAttrs { version = "9.9.9"; }).ldflags;

@@ -618,6 +618,8 @@ func TestPackage(t *testing.T) {
 		Version           string   `json:"version"`
 		Ldflags           []string `json:"ldflags"`
 		OverriddenLdflags []string `json:"overriddenLdflags"`
+		PostInstall       string   `json:"postInstall"`
+		NativeBuildInputs []string `json:"nativeBuildInputs"`
 	}
 	if err := c.eval(t, "package", "{ }", &p, "repo = "+nixPath(repo)+";"); err != nil {
 		t.Fatal(err)
@@ -659,7 +661,7 @@ func TestPackage(t *testing.T) {
 		t.Fatalf("listing the package's source %s: %v", p.Src, err)
 	}
 	for _, f := range got {
-		ok := strings.HasSuffix(f, ".go") || f == "go.mod" || f == "go.sum" || strings.Contains("/"+f, "/testdata/")
+		ok := strings.HasSuffix(f, ".go") || f == "go.mod" || f == "go.sum" || f == "cachix-filter-hook.1" || strings.Contains("/"+f, "/testdata/")
 		if !ok || strings.HasPrefix(f, "vendor/") || strings.HasPrefix(f, "build/") || strings.HasPrefix(f, ".") {
 			t.Errorf("the package's source holds %s", f)
 		}
@@ -673,7 +675,7 @@ func TestPackage(t *testing.T) {
 		if d.IsDir() && rel != "." && (strings.HasPrefix(d.Name(), ".") || rel == "vendor" || rel == "build") {
 			return filepath.SkipDir
 		}
-		if d.Type().IsRegular() && (strings.HasSuffix(rel, ".go") || rel == "go.mod" || rel == "go.sum" || strings.HasPrefix(rel, "cli/testdata/")) {
+		if d.Type().IsRegular() && (strings.HasSuffix(rel, ".go") || rel == "go.mod" || rel == "go.sum" || rel == "cachix-filter-hook.1" || strings.HasPrefix(rel, "cli/testdata/")) {
 			want = append(want, rel)
 		}
 		return nil
@@ -687,6 +689,71 @@ func TestPackage(t *testing.T) {
 		}
 	}
 	t.Logf("the package's source: %d files", len(got))
+
+	if !slices.Contains(p.NativeBuildInputs, "install-shell-files") {
+		t.Errorf("nativeBuildInputs %q lack installShellFiles", p.NativeBuildInputs)
+	}
+	checkPostInstall(t, p.Src, p.PostInstall)
+}
+
+// checkPostInstall runs the package's postInstall in its source, as
+// buildGoModule does after installing the binary in $out/bin, with
+// stand-ins for installShellFiles' installManPage and
+// installShellCompletion that install where nixpkgs' do: the man page and
+// the three completions must land there, and the bash one must load.
+func checkPostInstall(t *testing.T, src, postInstall string) {
+	t.Helper()
+	for _, want := range []string{"installManPage cachix-filter-hook.1", "installShellCompletion --cmd cachix-filter-hook", "--bash", "--zsh", "--fish"} {
+		if !strings.Contains(postInstall, want) {
+			t.Errorf("postInstall lacks %q:\n%s", want, postInstall)
+		}
+	}
+	out := t.TempDir()
+	bin := filepath.Join(out, "bin", "cachix-filter-hook")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = repoRoot(t)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	standins := `
+installManPage() {
+  local f
+  for f; do install -D -m 0644 "$f" "$out/share/man/man1/$(basename "$f")"; done
+}
+installShellCompletion() {
+  local name= shell
+  while (($#)); do
+    case $1 in
+    --cmd) name=$2; shift 2 ;;
+    --bash) install -D -m 0644 "$2" "$out/share/bash-completion/completions/$name.bash"; shift 2 ;;
+    --zsh) install -D -m 0644 "$2" "$out/share/zsh/site-functions/_$name"; shift 2 ;;
+    --fish) install -D -m 0644 "$2" "$out/share/fish/vendor_completions.d/$name.fish"; shift 2 ;;
+    *) echo "installShellCompletion: unexpected $1" >&2; return 1 ;;
+    esac
+  done
+}
+set -euo pipefail
+`
+	cmd := exec.Command("bash", "-c", standins+postInstall)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "out="+out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("postInstall: %v\n%s", err, b)
+	}
+	man, err := os.ReadFile(filepath.Join(out, "share/man/man1/cachix-filter-hook.1"))
+	if want, _ := os.ReadFile(filepath.Join(repoRoot(t), "cachix-filter-hook.1")); err != nil || !bytes.Equal(man, want) {
+		t.Errorf("postInstall did not install cachix-filter-hook.1 (%v)", err)
+	}
+	for _, f := range []string{"share/zsh/site-functions/_cachix-filter-hook", "share/fish/vendor_completions.d/cachix-filter-hook.fish"} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("postInstall: %s missing or empty (%v)", f, err)
+		}
+	}
+	load := "source " + filepath.Join(out, "share/bash-completion/completions/cachix-filter-hook.bash") + " && complete -p cachix-filter-hook"
+	if b, err := exec.Command("bash", "--norc", "-c", load).CombinedOutput(); err != nil || !strings.Contains(string(b), "_cachix_filter_hook") {
+		t.Errorf("the installed bash completion does not load: %v\n%s", err, b)
+	}
 }
 
 // copyTree copies the regular files and directories of src into dst,

@@ -124,6 +124,10 @@ let
       }
       // (args.passthru or { });
 
+    # nixpkgs' setup hook for installManPage and installShellCompletion;
+    # TestPackage runs the package's postInstall with stand-ins for both.
+    installShellFiles = fake "install-shell-files" { };
+
     cachix = fake "cachix-1.7.4" { };
     coreutils = fake "coreutils-9.5" { };
     nix = fake "nix-2.28.3" { };
