@@ -16,8 +16,10 @@ build:
 # The binary, its man page and its shell completions, under PREFIX (or
 # DESTDIR/PREFIX for a package). bash-completion, zsh and fish look in
 # these directories of /usr/local/share and /usr/share.
+# It installs what make build made (sudo make install needs no Go).
 PREFIX ?= /usr/local
-install: build
+install:
+	@test -x $(OUT) || { echo "make install: no $(OUT): run make build first" >&2; exit 1; }
 	install -D -m 0755 $(OUT) $(DESTDIR)$(PREFIX)/bin/cachix-filter-hook
 	install -D -m 0644 cachix-filter-hook.1 $(DESTDIR)$(PREFIX)/share/man/man1/cachix-filter-hook.1
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d

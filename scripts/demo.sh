@@ -34,7 +34,7 @@ deny  = ["*-doc"]
 dir = "$demo/queue"
 linger = "1s"
 CONF
-chmod 600 "$demo/hook.conf"
+chmod 0644 "$demo/hook.conf"
 export CACHIX_FILTER_HOOK_CONFIG=$demo/hook.conf
 echo "==> config ($demo/hook.conf)"
 sed 's/^/    /' "$demo/hook.conf"
