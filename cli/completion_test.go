@@ -10,22 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// requireTool returns the path of a program the test runs, skipping the
-// test without it, or failing it under CI=true (.ci/run installs them
-// all).
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed, and CI=true (.ci/run installs it)", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return p
-}
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/termtest"
+)
 
 // generated runs the program as a user would and returns its stdout.
 func generated(t *testing.T, args ...string) []byte {
@@ -61,7 +48,7 @@ func completionWorld(t *testing.T) string {
 // (COMP_WORDS, COMP_CWORD): commands, flags, target names from the config
 // given on the line, files, and nothing internal.
 func TestBashCompletion(t *testing.T) {
-	bash := requireTool(t, "bash")
+	bash := termtest.Require(t, "bash")
 	dir := completionWorld(t)
 	cases := []struct {
 		words []string // the line; the last is the word completed
@@ -141,7 +128,7 @@ func TestCompletionHidesInternals(t *testing.T) {
 
 // fish completes a command line with `complete -C`, as it does at a TAB.
 func TestFishCompletion(t *testing.T) {
-	fish := requireTool(t, "fish")
+	fish := termtest.Require(t, "fish")
 	dir := completionWorld(t)
 	for _, c := range []struct {
 		line string
@@ -174,79 +161,27 @@ func TestFishCompletion(t *testing.T) {
 	}
 }
 
-// tmux runs an interactive shell in a pseudo-terminal of its own tmux
-// server, for what only a real terminal shows.
-type tmux struct {
-	t    *testing.T
-	bin  string
-	sock string
-}
-
-func newTmux(t *testing.T, env []string, argv ...string) *tmux {
-	t.Helper()
-	tm := &tmux{t: t, bin: requireTool(t, "tmux"), sock: filepath.Join(t.TempDir(), "tmux.sock")}
-	args := append([]string{"-S", tm.sock, "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "40"}, argv...)
-	cmd := exec.Command(tm.bin, args...)
-	cmd.Env = env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("tmux new-session: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command(tm.bin, "-S", tm.sock, "kill-server").Run() })
-	return tm
-}
-
-func (tm *tmux) send(keys ...string) {
-	tm.t.Helper()
-	if out, err := exec.Command(tm.bin, append([]string{"-S", tm.sock, "send-keys", "-t", "0"}, keys...)...).CombinedOutput(); err != nil {
-		tm.t.Fatalf("tmux send-keys: %v\n%s", err, out)
-	}
-}
-
-// screen is what the terminal shows, trailing blank lines left out (and,
-// as tmux captures it, the spaces at the end of each line).
-func (tm *tmux) screen() string {
-	out, _ := exec.Command(tm.bin, "-S", tm.sock, "capture-pane", "-p", "-t", "0").Output()
-	return strings.TrimRight(string(out), "\n")
-}
-
-// await waits until the screen holds want (the shell may be slow to start
-// under load), failing with the screen.
-func (tm *tmux) await(within time.Duration, want string) string {
-	tm.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		s := tm.screen()
-		if strings.Contains(s, want) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			tm.t.Fatalf("the terminal did not show %q within %s; it shows:\n%s", want, within, s)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // A TAB in an interactive bash and zsh, in a terminal: st<TAB> becomes
 // status; zsh lists the targets of the config named on the line.
 func TestCompletionAtTheTerminal(t *testing.T) {
 	dir := completionWorld(t)
 	env := append(os.Environ(), "HOME="+dir, "TERM=xterm", "PS1=$ ")
 	t.Run("bash", func(t *testing.T) {
-		requireTool(t, "bash")
-		tm := newTmux(t, env, "bash", "--norc", "--noprofile")
-		tm.send("cd "+dir+" && source ./completion.bash && echo sourced", "Enter")
-		tm.await(20*time.Second, "\nsourced")
-		tm.send("cachix-filter-hook st", "Tab")
-		tm.await(20*time.Second, "$ cachix-filter-hook status")
+		termtest.Require(t, "bash")
+		tm := termtest.Start(t, env, 120, 40, "bash", "--norc", "--noprofile")
+		tm.Send("cd "+dir+" && source ./completion.bash && echo sourced", "Enter")
+		tm.Await(20*time.Second, "\nsourced")
+		tm.Send("cachix-filter-hook st", "Tab")
+		tm.Await(20*time.Second, "$ cachix-filter-hook status")
 	})
 	t.Run("zsh", func(t *testing.T) {
-		requireTool(t, "zsh")
-		tm := newTmux(t, env, "zsh", "-f", "-i")
-		tm.send("cd "+dir+" && autoload -Uz compinit && compinit -u && source ./completion.zsh && echo sourced", "Enter")
-		tm.await(20*time.Second, "\nsourced")
-		tm.send("cachix-filter-hook st", "Tab")
-		tm.await(20*time.Second, "$ cachix-filter-hook status")
-		tm.send("C-u", "cachix-filter-hook log --config my.conf --target ", "Tab")
-		tm.await(20*time.Second, "main  work")
+		termtest.Require(t, "zsh")
+		tm := termtest.Start(t, env, 120, 40, "zsh", "-f", "-i")
+		tm.Send("cd "+dir+" && autoload -Uz compinit && compinit -u && source ./completion.zsh && echo sourced", "Enter")
+		tm.Await(20*time.Second, "\nsourced")
+		tm.Send("cachix-filter-hook st", "Tab")
+		tm.Await(20*time.Second, "$ cachix-filter-hook status")
+		tm.Send("C-u", "cachix-filter-hook log --config my.conf --target ", "Tab")
+		tm.Await(20*time.Second, "main  work")
 	})
 }

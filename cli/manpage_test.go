@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/termtest"
 )
 
 // manPage is the checked-in man page, which packages install.
@@ -29,13 +31,13 @@ func TestManPageCurrent(t *testing.T) {
 // man-db's man, with every command in it.
 func TestManPageRenders(t *testing.T) {
 	t.Run("mandoc", func(t *testing.T) {
-		mandoc := requireTool(t, "mandoc")
+		mandoc := termtest.Require(t, "mandoc")
 		if out, err := exec.Command(mandoc, "-T", "lint", "-W", "warning", manPage).CombinedOutput(); err != nil {
 			t.Fatalf("mandoc -T lint: %v\n%s", err, out)
 		}
 	})
 	t.Run("man", func(t *testing.T) {
-		man := requireTool(t, "man")
+		man := termtest.Require(t, "man")
 		cmd := exec.Command(man, "-l", manPage)
 		cmd.Env = append(os.Environ(), "MANPAGER=cat", "PAGER=cat", "MANWIDTH=80", "LC_ALL=C.UTF-8")
 		out, err := cmd.CombinedOutput()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -23,8 +24,17 @@ const (
 
 // counts is one target's line.
 type counts struct {
-	pushed, pending, failing int
+	pending, failing int
+	// lastError is the newest error of the entries still failing, and
+	// when it happened.
+	lastError   string
+	lastErrorAt time.Time
 }
+
+// errorWidth is how much of the newest error a line shows (on a terminal
+// no more than fits: a line that wraps would break the redraw); status
+// and the summary show it whole.
+const errorWidth = 100
 
 // progress follows the history to learn what was pushed, dropped and
 // failed since the wait began. want, when not nil, limits it to the
@@ -39,11 +49,17 @@ type progress struct {
 	targets []string        // in config order
 
 	pushed   map[string]int
-	upstream map[string]int // not pushed: an upstream cache has them
+	lastPush map[string]time.Time // when the last push of each target was seen
+	upstream map[string]int       // not pushed: an upstream cache has them
 	dropped  []history.Record
 	failed   map[string]history.Record // last failure per target+path
 
-	drawn    int // lines drawn on the terminal, to redraw over
+	// count counts the queue for a frame; the caller sets it, so that
+	// finish can draw the last one.
+	count    func() map[string]*counts
+	columns  int  // the terminal's width: a longer line would wrap and break the redraw
+	drawn    int  // lines drawn on the terminal, to redraw over
+	settled  bool // the last frame is drawn
 	lastDraw time.Time
 	lastText string
 }
@@ -51,9 +67,19 @@ type progress struct {
 func newProgress(e *env, dir string, targets []string, quiet bool) *progress {
 	return &progress{
 		w: e.stderr, tty: isTerminal(e.stderr), quiet: quiet, start: time.Now(),
-		follow: history.Follow(dir), targets: targets,
-		pushed: map[string]int{}, upstream: map[string]int{}, failed: map[string]history.Record{},
+		follow: history.Follow(dir), targets: targets, columns: columns(e.stderr),
+		pushed: map[string]int{}, lastPush: map[string]time.Time{}, upstream: map[string]int{}, failed: map[string]history.Record{},
 	}
+}
+
+// columns is the width of the terminal w is, 80 when unknown.
+func columns(w any) int {
+	if f, ok := w.(*os.File); ok {
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+			return int(ws.Col)
+		}
+	}
+	return 80
 }
 
 // isTerminal reports whether w is a terminal that understands cursor
@@ -79,6 +105,7 @@ func (p *progress) poll() {
 		switch r.Outcome {
 		case history.Pushed:
 			p.pushed[r.Target]++
+			p.lastPush[r.Target] = time.Now()
 			delete(p.failed, k)
 		case history.Upstream:
 			p.upstream[r.Target]++
@@ -105,21 +132,59 @@ func (p *progress) due(now time.Time) bool {
 	return p.lastDraw.IsZero() || now.Sub(p.lastDraw) >= every
 }
 
+// line is a target's line of a frame. A target with nothing pending has
+// finished: its rate is that of its pushes, up to the last, and no longer
+// falls as the others go on. Failing entries come with the newest error,
+// shortened (status shows them whole).
+func (p *progress) line(t string, c *counts, now time.Time) string {
+	line := fmt.Sprintf("%s: %d pushed, %d pending, %d failing", t, p.pushed[t], c.pending, c.failing)
+	end := now
+	if c.pending == 0 && !p.lastPush[t].IsZero() {
+		end = p.lastPush[t]
+	}
+	if secs := end.Sub(p.start).Seconds(); secs >= 1 && p.pushed[t] > 0 {
+		line += fmt.Sprintf(", %.1f paths/s", float64(p.pushed[t])/secs)
+	}
+	if c.failing > 0 && c.lastError != "" {
+		line += " (last error: " + shorten(errorGist(c.lastError), errorWidth) + ")"
+	}
+	return line
+}
+
+// errorGist is an error on one line, a program named by its absolute path
+// at its start named by its base name: what the pusher said matters more
+// than where it lives.
+func errorGist(s string) string {
+	s = oneLine(s)
+	if first, rest, ok := strings.Cut(s, " "); ok && strings.HasPrefix(first, "/") {
+		s = path.Base(first) + " " + rest
+	}
+	return s
+}
+
+// shorten cuts s to at most n runes, marking the cut with "…".
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
 // draw shows the lines for the queue's counts per target.
 func (p *progress) draw(now time.Time, queued map[string]*counts) {
 	p.lastDraw = now
-	secs := now.Sub(p.start).Seconds()
 	var lines []string
 	for _, t := range p.targets {
 		c := queued[t]
 		if c == nil {
 			c = &counts{}
 		}
-		rate := ""
-		if secs >= 1 && p.pushed[t] > 0 {
-			rate = fmt.Sprintf(", %.1f paths/s", float64(p.pushed[t])/secs)
+		l := p.line(t, c, now)
+		if p.tty {
+			l = shorten(l, p.columns-1)
 		}
-		lines = append(lines, fmt.Sprintf("%s: %d pushed, %d pending, %d failing%s", t, p.pushed[t], c.pending, c.failing, rate))
+		lines = append(lines, l)
 	}
 	if !p.tty {
 		text := strings.Join(lines, "\n")
@@ -140,10 +205,25 @@ func (p *progress) draw(now time.Time, queued map[string]*counts) {
 	p.drawn = len(lines)
 }
 
+// lastFrame draws the frame of every target as the wait ended, not as
+// the last tick saw it, once, if frames were drawn. Whoever prints below
+// the frame calls it first: a later redraw would move up over what was
+// printed.
+func (p *progress) lastFrame() {
+	p.poll()
+	if p.settled {
+		return
+	}
+	p.settled = true
+	if !p.quiet && p.count != nil && (p.drawn > 0 || p.lastText != "") {
+		p.draw(time.Now(), p.count())
+	}
+}
+
 // finish prints the summary (the dropped and failed paths even with -q)
 // and reports whether every path waited for was pushed.
 func (p *progress) finish() bool {
-	p.poll()
+	p.lastFrame()
 	took := time.Since(p.start).Seconds()
 	if !p.quiet {
 		for _, t := range p.targets {
@@ -196,6 +276,9 @@ func queueCounts(q *queue.Queue, want map[string]bool) map[string]*counts {
 		c.pending++
 		if e.Attempts > 0 {
 			c.failing++
+			if e.LastError != "" && !e.LastAttempt.Before(c.lastErrorAt) {
+				c.lastError, c.lastErrorAt = e.LastError, e.LastAttempt
+			}
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +47,62 @@ func TestProgressSummary(t *testing.T) {
 	}
 	if strings.Contains(out, "failed") || strings.Contains(out, "before-1") {
 		t.Errorf("summary reports a failure that was retried, or a record from before the wait:\n%s", out)
+	}
+}
+
+// A target with nothing pending has finished: its rate stays that of its
+// pushes, up to the last, while the others go on (it kept falling: 0.7,
+// 0.5, 0.3 paths/s).
+func TestProgressRateFreezes(t *testing.T) {
+	now := time.Now()
+	p := &progress{start: now.Add(-10 * time.Second), pushed: map[string]int{"done": 5, "busy": 5},
+		lastPush: map[string]time.Time{"done": now.Add(-8 * time.Second), "busy": now.Add(-8 * time.Second)}}
+	if got := p.line("done", &counts{}, now); !strings.HasSuffix(got, ", 2.5 paths/s") {
+		t.Errorf("finished target: %q, want its rate up to its last push, 2.5 paths/s", got)
+	}
+	if got := p.line("busy", &counts{pending: 1}, now); !strings.HasSuffix(got, ", 0.5 paths/s") {
+		t.Errorf("busy target: %q, want its rate until now, 0.5 paths/s", got)
+	}
+}
+
+// A failing count comes with the newest error, shortened to keep the line
+// on one row (status shows it whole).
+func TestProgressFailingShowsError(t *testing.T) {
+	p := &progress{start: time.Now(), pushed: map[string]int{}, lastPush: map[string]time.Time{}}
+	long := "/nix/store/xxx-cachix-1.7/bin/cachix exited with exit status 1:\nHTTP 401 Unauthorized: " + strings.Repeat("x", 200)
+	got := p.line("work", &counts{pending: 34, failing: 34, lastError: long}, time.Now())
+	if !strings.HasPrefix(got, "work: 0 pushed, 34 pending, 34 failing (last error: cachix exited with exit status 1: HTTP 401 Unauthorized: x") || !strings.HasSuffix(got, "…)") {
+		t.Errorf("line %q: want the newest error, on one line, shortened", got)
+	}
+	if n := len([]rune(got)); n > 160 {
+		t.Errorf("line of %d characters", n)
+	}
+}
+
+// The last frame shows every target as the wait ended, before the
+// summary: the frame of the last tick said "0 pushed, 4 pending" above
+// "pushed 4 paths".
+func TestProgressLastFrame(t *testing.T) {
+	dir := t.TempDir()
+	var stderr bytes.Buffer
+	e := &env{ctx: context.Background(), stderr: &stderr}
+	p := newProgress(e, dir, []string{"work"}, false)
+	pending := 4
+	p.count = func() map[string]*counts { return map[string]*counts{"work": {pending: pending}} }
+	p.draw(time.Now(), p.count())
+	var recs []history.Record
+	for i := range 4 {
+		recs = append(recs, history.Record{Time: time.Now(), Target: "work", Path: fmt.Sprintf("/nix/store/l9r346p3d25vs4g5v37f3r3f28js97kb-p-%d", i), Outcome: history.Pushed})
+	}
+	if err := history.Append(dir, history.MaxSize, recs); err != nil {
+		t.Fatal(err)
+	}
+	pending = 0
+	if !p.finish() {
+		t.Fatal("finish reported a failure")
+	}
+	want := "work: 0 pushed, 4 pending, 0 failing\nwork: 4 pushed, 0 pending, 0 failing\npushed 4 paths to work in "
+	if !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("output:\n%s\nwant it to begin with:\n%s", stderr.String(), want)
 	}
 }

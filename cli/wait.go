@@ -105,6 +105,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		prog.start = spec.since
 	}
 	prog.want = want
+	prog.count = func() map[string]*counts { return queueCounts(q, want) }
 	var deadline <-chan time.Time
 	if spec.timeout > 0 {
 		t := time.NewTimer(spec.timeout)
@@ -115,7 +116,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 	defer tick.Stop()
 	left := &leftInQueue{c: c, q: q, pairs: spec.pairs, targetOf: map[string]string{}}
 	var failing failingCheck
-	for {
+	for first := true; ; first = false {
 		n, err := left.count()
 		if err != nil {
 			e.errorf("%v", err)
@@ -126,6 +127,13 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			left.warned = true
 		}
 		prog.poll()
+		if n == 0 && first && spec.pairs == nil {
+			// Said, so that a log shows the wait happened.
+			if !spec.quiet {
+				e.errorf("nothing to push")
+			}
+			return waitResult{end: waitDone, allPushed: true}
+		}
 		if n == 0 {
 			break
 		}
@@ -136,17 +144,19 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			return waitResult{end: waitError}
 		}
 		if spec.giveUpFailing && failing.allWaiting(q, left.names, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now()) {
+			prog.lastFrame()
 			e.errorf("every path left has failed and waits for a retry; not waiting for it (--keep-trying waits on):")
 			left.report(e)
 			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, allPushed: prog.finish()}
 		}
 		if now := time.Now(); prog.due(now) {
-			prog.draw(now, queueCounts(q, want))
+			prog.draw(now, prog.count())
 		}
 		select {
 		case <-e.ctx.Done():
 			return waitResult{end: waitInterrupted, dropped: prog.dropped, left: left.pairs}
 		case <-deadline:
+			prog.lastFrame()
 			if spec.pairs != nil {
 				e.errorf("%d paths were not pushed in time:", len(left.pairs))
 			} else {

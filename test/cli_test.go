@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // push PATH --config X queues under X (issue 18 item 8): a flag after a
@@ -29,7 +31,7 @@ allow = ["*"]
 	}
 	t.Cleanup(func() { killWorkers(otherQueue) })
 	// Built without our hook: only push queues it.
-	paths, _, _ := e.BuildWith("/bin/true", Drv(Salt(), "hello-2.12.1", nil))
+	paths, _, _ := e.BuildWith("/bin/true", nixtest.Drv(nixtest.Salt(), "hello-2.12.1", nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, errOut, code := e.Run(ctx, "push", paths[0], "--config", other, "--wait", "--timeout", "60s")

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/termtest"
 )
 
 // openPTY opens a pseudo-terminal pair through /dev/ptmx.
@@ -132,4 +133,75 @@ func TestProgressTerminalAndPlain(t *testing.T) {
 			t.Errorf("want a plain progress line and the summary:\n%s", out)
 		}
 	})
+}
+
+// What wait and push --wait leave on a real terminal (tmux renders it):
+// the last frame shows every target as it ended, right above the summary
+// (the frame of the last tick said "0 pushed, 4 pending" above "pushed 4
+// paths"), and a failing count comes with the newest error.
+func TestProgressFinalScreen(t *testing.T) {
+	e := NewEnv(t, `
+cache = "main"
+allow = ["app-*"]
+[cachix]
+bin = "@CACHIX@"
+[[target]]
+name = "backup"
+store = "file://@DIR@/backup"
+allow = ["app-*"]
+[[target]]
+name = "broken"
+cache = "broken"
+allow = ["broken-*"]
+`)
+	s := nixtest.Salt()
+	paths, _, _ := e.BuildWith("/bin/true", "[ ("+nixtest.Drv(s, "app-1", nil)+") ("+nixtest.Drv(s, "app-2", nil)+") ("+nixtest.Drv(s, "app-3", nil)+") ("+nixtest.Drv(s, "broken-1", nil)+") ]")
+	env := e.environ("TERM=xterm", "CACHIX_STANDIN_DELAY=700ms", "CACHIX_STANDIN_FAIL_PATHS=broken-*")
+	// The command, then its exit status, and the window kept open to be
+	// read.
+	run := func(args ...string) *termtest.Tmux {
+		sh := hookBin + " " + strings.Join(args, " ") + `; echo "exit=$?"; exec sleep 600`
+		return termtest.Start(t, env, 160, 50, "sh", "-c", sh)
+	}
+
+	tm := run(append([]string{"push", "--wait", "--timeout", "90s"}, paths[:3]...)...)
+	screen := tm.Await(2*time.Minute, "exit=")
+	if !strings.Contains(screen, "exit=0") {
+		t.Fatalf("push --wait failed:\n%s\nworker log:\n%s", screen, e.Log())
+	}
+	lines := strings.Split(screen, "\n")
+	last := func(prefix string) int {
+		for i := len(lines) - 1; i >= 0; i-- {
+			if strings.HasPrefix(lines[i], prefix) {
+				return i
+			}
+		}
+		return -1
+	}
+	summary := last("pushed 3 paths to main in ")
+	if summary < 2 || !strings.HasPrefix(lines[summary-2], "main: 3 pushed, 0 pending, 0 failing") ||
+		!strings.HasPrefix(lines[summary-1], "backup: 3 pushed, 0 pending, 0 failing") {
+		t.Errorf("the last frame above the summary does not show every target as it ended:\n%s", screen)
+	}
+	if strings.Count(screen, "main: ") != 1 || strings.Count(screen, "backup: ") != 1 {
+		t.Errorf("the frame was not redrawn in place:\n%s", screen)
+	}
+
+	// A target that keeps failing: wait stops once only it is left, its
+	// line showing the error.
+	tm = run("push", paths[3])
+	tm.Await(time.Minute, "exit=0")
+	tm = run("wait")
+	screen = tm.Await(2*time.Minute, "exit=")
+	if !strings.Contains(screen, "exit=1") {
+		t.Fatalf("wait with a failing target:\n%s\nworker log:\n%s", screen, e.Log())
+	}
+	lines = strings.Split(screen, "\n")
+	i := last("broken: 0 pushed, 1 pending, 1 failing (last error: ")
+	if i < 0 || !strings.Contains(lines[i], "simulated failure for") {
+		t.Errorf("the failing count shows no error:\n%s", screen)
+	}
+	if j := last("cachix-filter-hook: every path left has failed"); j < i {
+		t.Errorf("the last frame is not above what wait says at the end:\n%s", screen)
+	}
 }
