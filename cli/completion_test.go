@@ -85,7 +85,9 @@ func TestBashCompletion(t *testing.T) {
 		script.WriteString("\n")
 	}
 	cmd := exec.Command(bash, "--norc", "--noprofile", "-c", script.String())
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "none"))
+	// Without --config on the line, a config that does not exist: not
+	// this machine's.
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "none"), "CACHIX_FILTER_HOOK_CONFIG="+filepath.Join(dir, "none.conf"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bash: %v\n%s", err, out)
