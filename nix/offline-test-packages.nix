@@ -21,6 +21,7 @@
   "./internal/safeopen"
   "./internal/storepath"
   "./internal/storewatch"
+  "./internal/suggest"
   "./internal/trust"
   "./internal/upstream"
   "./internal/worker"
