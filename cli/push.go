@@ -83,11 +83,24 @@ func runPush(e *env, o *pushOptions) int {
 		}
 	}
 	pushedTo := pushedTo(c, rec, roots, o.closure)
-	var ask []storepath.Path
+	// ask: the paths whose facts are needed (not pushed to every target
+	// whose patterns select them); decide: the paths the rules decide,
+	// all but those pushed to every such target, which are only counted
+	// (after a switch, nearly all of a system's closure).
+	var ask, decide []storepath.Path
+	pushed := map[string]int{}
 	for _, p := range paths {
-		if _, all := pushedTargets(c, p, pushedTo); !all {
+		ts, all := pushedTargets(c, p, pushedTo)
+		if !all {
 			ask = append(ask, p)
 		}
+		if all && len(ts) > 0 && !o.dryRun {
+			for _, t := range ts {
+				pushed[t]++
+			}
+			continue
+		}
+		decide = append(decide, p)
 	}
 	// --dry-run says what will happen, closure rule included (as the
 	// worker applies it); push itself queues by the paths' own rules and
@@ -109,11 +122,31 @@ func runPush(e *env, o *pushOptions) int {
 		}
 		return status
 	}
-	sel := hook.SelectWith(c, paths, func(s string) *policy.Facts { return facts[s] })
+	sel := hook.SelectWith(c, decide, func(s string) *policy.Facts { return facts[s] })
 	sel.LeaveOut(pushedTo)
+	sel.Total = len(paths)
+	for t, n := range pushed {
+		if sel.Pushed == nil {
+			sel.Pushed = map[string]int{}
+		}
+		sel.Pushed[t] += n
+	}
+	// What push learnt of each path comes with its entry, so that the
+	// worker need not ask Nix again; and the root whose closure holds
+	// it, so that the pusher is given the root alone.
+	within := withinRoots(gather, roots, paths, o.closure)
+	for i, pr := range sel.Pairs {
+		s := pr.Path.String()
+		if f := facts[s]; f != nil {
+			sel.Pairs[i].Facts = &queue.Facts{NarSize: f.NarSize, Deriver: f.Deriver, Substitutes: f.Substitutes}
+		}
+		sel.Pairs[i].Within = within[s]
+	}
 	start := time.Now()
 	if len(sel.Pairs) > 0 {
-		if err := hook.Enqueue(c, &sel, o.force); err != nil {
+		// The record was read above (pushedTo): Enqueue need not
+		// read it again.
+		if err := hook.Enqueue(c, &sel, true); err != nil {
 			e.errorf("%v", err)
 			return 1
 		}
@@ -164,6 +197,37 @@ func (e *env) closure(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record,
 		}
 	}
 	return paths, nil
+}
+
+// withinRoots maps each path of a root's closure to that root (the first
+// given whose closure holds it), from the closures the Gatherer loaded;
+// with one root, every path is in its closure. Roots map to nothing.
+func withinRoots(g *pathfacts.Gatherer, roots, paths []storepath.Path, closure bool) map[string]string {
+	out := map[string]string{}
+	if !closure {
+		return out
+	}
+	isRoot := map[string]bool{}
+	for _, r := range roots {
+		isRoot[r.String()] = true
+	}
+	if len(roots) == 1 {
+		r := roots[0].String()
+		for _, p := range paths {
+			if s := p.String(); !isRoot[s] {
+				out[s] = r
+			}
+		}
+		return out
+	}
+	for _, r := range roots {
+		for _, s := range g.ClosureOf(r.String()) {
+			if _, ok := out[s]; !ok && !isRoot[s] {
+				out[s] = r.String()
+			}
+		}
+	}
+	return out
 }
 
 // waitPushed waits until the pairs push or watch-exec queued have left the

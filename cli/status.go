@@ -254,11 +254,14 @@ const lastErrors = 3
 // addOutcomes adds to the status what the worker gave up on (dropped/)
 // and its newest errors (the history).
 func addOutcomes(st *queueStatus, q *queue.Queue, byName map[string]*targetStatus) {
-	if dropped, err := q.ListDropped(); err == nil {
-		for _, d := range dropped {
-			if ts := byName[d.Target]; ts != nil {
-				ts.Dropped++
-			}
+	// Counted by name: status reads none of the dropped entries.
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	if counts, err := q.DroppedByTarget(names); err == nil {
+		for n, c := range counts {
+			byName[n].Dropped = c
 		}
 	}
 	// The newest outcome of each path: one pushed since it failed is no

@@ -379,21 +379,27 @@ max_size = "1MiB"
 	plExpectCache(t, "flood", filepath.Join(e.Standin, "flood"), paths, func(string) bool { return true })
 }
 
-// flRestamp rewrites a field of every queue entry file (JSON) with val.
+// flRestamp rewrites a field of every queue entry (JSON: a file in
+// entries/, or a line of a bulk file) with val.
 func flRestamp(t *testing.T, e *Env, field string, val any) {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(e.Queue, "entries", "*"))
-	if len(files) == 0 {
+	bulk, _ := filepath.Glob(filepath.Join(e.Queue, "bulk", "*"))
+	if len(files)+len(bulk) == 0 {
 		t.Fatal("no entries to restamp")
 	}
-	for _, f := range files {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(plMustRead(t, f)), &m); err != nil {
-			t.Fatal(err)
+	for _, f := range append(files, bulk...) {
+		var lines []string
+		for _, line := range strings.Split(strings.TrimSpace(plMustRead(t, f)), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatal(err)
+			}
+			m[field] = val
+			b, _ := json.Marshal(m)
+			lines = append(lines, string(b))
 		}
-		m[field] = val
-		b, _ := json.Marshal(m)
-		if err := os.WriteFile(f, b, 0o600); err != nil {
+		if err := os.WriteFile(f, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

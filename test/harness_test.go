@@ -326,8 +326,32 @@ func (e *Env) Invocations() []Invocation {
 
 // QueueEntries counts the files in the queue's entries directory.
 func (e *Env) QueueEntries() int {
-	names, _ := filepath.Glob(filepath.Join(e.Queue, "entries", "*"))
-	return len(names)
+	return len(queuePairs(e.Queue))
+}
+
+// queuePairs are the keys of the pairs queued in a queue directory: the
+// files in entries/ (named by their key) and the lines of the bulk files
+// in bulk/ (see queue.Add), each pair once. A line that is not an entry
+// (cut by a kill) counts under its text, so it is not lost from view.
+func queuePairs(queue string) map[string]bool {
+	keys := map[string]bool{}
+	names, _ := filepath.Glob(filepath.Join(queue, "entries", "*"))
+	for _, n := range names {
+		keys[filepath.Base(n)] = true
+	}
+	bulk, _ := filepath.Glob(filepath.Join(queue, "bulk", "*"))
+	for _, f := range bulk {
+		data, _ := os.ReadFile(f)
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var en struct{ Target, Path string }
+			if json.Unmarshal([]byte(line), &en) != nil || en.Target == "" {
+				keys[line] = true
+				continue
+			}
+			keys[plKey(en.Target, en.Path)] = true
+		}
+	}
+	return keys
 }
 
 // killWorkers SIGKILLs any worker process draining queue, found by the

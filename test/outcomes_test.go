@@ -105,6 +105,7 @@ bin = "@CACHIX@"
 	t.Cleanup(func() {
 		plStopWorkers(t, e)
 		os.RemoveAll(filepath.Join(e.Queue, "entries"))
+		os.RemoveAll(filepath.Join(e.Queue, "bulk"))
 	})
 	paths2, _ := e.Build(nixtest.Drv(s, "app-bad-1.0", nil))
 	bad := nixtest.ByName(paths2)["app-bad-1.0"]

@@ -171,26 +171,39 @@ type plEntry struct {
 	Reason   string `json:"reason"`
 }
 
-// plReadEntries reads every file of a queue subdirectory (entries, dropped).
+// plReadEntries reads every entry of a queue subdirectory (entries,
+// dropped), each pair once. For entries, the bulk files beside it (see
+// queue.Add: many pairs queued at once are the lines of one file in
+// bulk/) count too: a pair queued twice is one entry, the copy that
+// failed most often first.
 func plReadEntries(t *testing.T, dir string) []plEntry {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(dir, "*"))
-	var out []plEntry
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	byKey := map[string]plEntry{}
+	var order []string
+	keep := func(en plEntry) {
+		k := plKey(en.Target, en.Path)
+		old, seen := byKey[k]
+		if !seen {
+			order = append(order, k)
 		}
-		// A bulk add's entries share one file of lines (see queue.Add):
-		// the entry is the line whose pair has the file's name.
+		if !seen || en.Attempts > old.Attempts {
+			byKey[k] = en
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, f := range files {
+		data := plMustRead(t, f)
+		// Before bulk files, a bulk add's entries were linked to one
+		// file of lines: the entry is the line whose pair has the
+		// file's name.
 		found := false
-		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		for _, line := range strings.Split(strings.TrimSpace(data), "\n") {
 			var en plEntry
 			if err := json.Unmarshal([]byte(line), &en); err != nil {
 				t.Fatalf("%s: %v\n%s", f, err, data)
 			}
 			if plKey(en.Target, en.Path) == filepath.Base(f) {
-				out = append(out, en)
+				keep(en)
 				found = true
 				break
 			}
@@ -198,6 +211,22 @@ func plReadEntries(t *testing.T, dir string) []plEntry {
 		if !found {
 			t.Fatalf("%s: no line is its entry:\n%s", f, data)
 		}
+	}
+	if filepath.Base(dir) == "entries" {
+		bulk, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), "bulk", "*"))
+		for _, f := range bulk {
+			for _, line := range strings.Split(strings.TrimSpace(plMustRead(t, f)), "\n") {
+				var en plEntry
+				if err := json.Unmarshal([]byte(line), &en); err != nil {
+					t.Fatalf("%s: %v\n%s", f, err, line)
+				}
+				keep(en)
+			}
+		}
+	}
+	out := make([]plEntry, 0, len(order))
+	for _, k := range order {
+		out = append(out, byKey[k])
 	}
 	return out
 }
@@ -587,7 +616,7 @@ bin = "@CACHIX@"
 		}
 	}
 	if n := e.QueueEntries(); n != len(want) {
-		t.Errorf("%d entry files, want %d", n, len(want))
+		t.Errorf("%d entries, want %d", n, len(want))
 	}
 	if tmp, _ := filepath.Glob(filepath.Join(e.Queue, "tmp", "*")); len(tmp) != 0 {
 		t.Errorf("temporary files left: %v", tmp)
@@ -891,6 +920,7 @@ bin = "@CACHIX@"
 		// does not sit out its timeout.
 		plStopWorkers(t, e)
 		os.RemoveAll(filepath.Join(e.Queue, "entries"))
+		os.RemoveAll(filepath.Join(e.Queue, "bulk"))
 	})
 
 	cache := filepath.Join(e.Standin, "batch")

@@ -102,6 +102,10 @@ type Queue struct {
 	// RememberPushed is how long the record of pushed paths (package
 	// pushed) lets a path be left out; 0 keeps no record.
 	RememberPushed time.Duration
+	// DroppedMax and DroppedMaxAge bound what dropped/ and corrupt/
+	// keep (0: no bound); the worker prunes them.
+	DroppedMax    int
+	DroppedMaxAge time.Duration
 }
 
 // Log configures the worker's log file.

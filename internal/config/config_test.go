@@ -242,7 +242,7 @@ max_size = "1MiB"
 	if c.Nix.BinDir != "/nix/var/nix/profiles/default/bin" {
 		t.Errorf("Nix = %+v", c.Nix)
 	}
-	if want := (Queue{Dir: "/var/lib/x", Batch: 16, RetryInitial: time.Second, RetryMax: 5 * time.Minute, Linger: 0, PushTimeout: 90 * time.Minute, RememberPushed: DefaultRememberPushed}); c.Queue != want {
+	if want := (Queue{Dir: "/var/lib/x", Batch: 16, RetryInitial: time.Second, RetryMax: 5 * time.Minute, Linger: 0, PushTimeout: 90 * time.Minute, RememberPushed: DefaultRememberPushed, DroppedMax: DefaultDroppedMax, DroppedMaxAge: DefaultDroppedMaxAge}); c.Queue != want {
 		t.Errorf("Queue = %+v, want %+v", c.Queue, want)
 	}
 	if want := (Log{File: "/var/log/x.log", Level: "debug", MaxSize: 1 << 20}); c.Log != want {
@@ -261,7 +261,7 @@ func TestDefaults(t *testing.T) {
 	if os.Geteuid() == 0 {
 		wantDir = "/var/lib/cachix-filter-hook"
 	}
-	want := Queue{Dir: wantDir, Batch: DefaultBatch, RetryInitial: DefaultRetryInitial, RetryMax: DefaultRetryMax, Linger: DefaultLinger, PushTimeout: DefaultPushTimeout, RememberPushed: DefaultRememberPushed}
+	want := Queue{Dir: wantDir, Batch: DefaultBatch, RetryInitial: DefaultRetryInitial, RetryMax: DefaultRetryMax, Linger: DefaultLinger, PushTimeout: DefaultPushTimeout, RememberPushed: DefaultRememberPushed, DroppedMax: DefaultDroppedMax, DroppedMaxAge: DefaultDroppedMaxAge}
 	if c.Queue != want {
 		t.Errorf("Queue = %+v, want %+v", c.Queue, want)
 	}

@@ -101,6 +101,12 @@ func (l *loader) checkValues(c *Config) {
 	if c.Queue.Batch <= 0 {
 		l.errorf("%s: queue.batch: must be at least 1, got %d", l.fromOf("queue.batch"), c.Queue.Batch)
 	}
+	if c.Queue.DroppedMax < 0 {
+		l.errorf("%s: queue.dropped_max: must be 0 (no limit) or more, got %d", l.fromOf("queue.dropped_max"), c.Queue.DroppedMax)
+	}
+	if c.Queue.DroppedMaxAge < 0 {
+		l.errorf("%s: queue.dropped_max_age: must be 0 (no limit) or more", l.fromOf("queue.dropped_max_age"))
+	}
 	if c.Queue.RetryInitial <= 0 {
 		l.errorf("%s: queue.retry_initial: must be positive", l.fromOf("queue.retry_initial"))
 	}

@@ -147,6 +147,10 @@ var keys = []key{
 		note: "a pusher running longer is killed with its\nwhole process group; the batch counts as\nfailed (\"timed out after 1h\") and backs off"},
 	{name: "queue.remember_pushed", kind: kDuration, scope: sSection, def: DefaultRememberPushed, field: func(c *Config) any { return &c.Queue.RememberPushed },
 		note: "the worker records what it pushed per cache\n(<dir>/pushed/); the hook and push leave a\nrecorded path out for this long, without a\npusher call. \"0\" keeps no record. After\nemptying a cache: forget --pushed"},
+	{name: "queue.dropped_max", kind: kInt, scope: sSection, def: DefaultDroppedMax, field: func(c *Config) any { return &c.Queue.DroppedMax },
+		note: "the worker keeps at most this many entries in\ndropped/ (what it gave up on, with why) and\nfiles in corrupt/, the oldest going first (not\nthose of the last 10 minutes, which wait\nreports); 0: no limit. `log` keeps every drop"},
+	{name: "queue.dropped_max_age", kind: kDuration, scope: sSection, def: DefaultDroppedMaxAge, field: func(c *Config) any { return &c.Queue.DroppedMaxAge },
+		note: "and none older than this; \"0\": no limit"},
 	{name: "log.file", kind: kString, scope: sSection, field: func(c *Config) any { return &c.Log.File },
 		example: `""`, note: "default <queue.dir>/worker.log"},
 	{name: "log.level", kind: kString, scope: sSection, def: DefaultLogLevel, field: func(c *Config) any { return &c.Log.Level },
@@ -167,12 +171,16 @@ const (
 	// left out without asking the cache: Cachix garbage-collects by last
 	// access, so a record does not count forever.
 	DefaultRememberPushed = 30 * 24 * time.Hour
-	DefaultRetryInitial   = 2 * time.Second
-	DefaultRetryMax       = 10 * time.Minute
-	DefaultLinger         = 3 * time.Second
-	DefaultPushTimeout    = time.Hour
-	DefaultLogLevel       = "info"
-	DefaultLogMaxSize     = 10 << 20
+	// DefaultDroppedMax and DefaultDroppedMaxAge bound dropped/ and
+	// corrupt/ (the history keeps the record of every drop).
+	DefaultDroppedMax    = 1000
+	DefaultDroppedMaxAge = 30 * 24 * time.Hour
+	DefaultRetryInitial  = 2 * time.Second
+	DefaultRetryMax      = 10 * time.Minute
+	DefaultLinger        = 3 * time.Second
+	DefaultPushTimeout   = time.Hour
+	DefaultLogLevel      = "info"
+	DefaultLogMaxSize    = 10 << 20
 	// DefaultUpstreamTimeout bounds one narinfo request to an upstream
 	// cache.
 	DefaultUpstreamTimeout = 5 * time.Second

@@ -157,6 +157,8 @@ func TestEveryKeyOfTheExample(t *testing.T) {
 		"queue.linger":            {`"4s"`, "4s", `linger = "4s"`},
 		"queue.push_timeout":      {`"2h"`, "2h", `push_timeout = "2h0m0s"`},
 		"queue.remember_pushed":   {`"1h"`, "1h", `remember_pushed = "1h0m0s"`},
+		"queue.dropped_max":       {`50`, "50", `dropped_max = 50`},
+		"queue.dropped_max_age":   {`"2h"`, "2h", `dropped_max_age = "2h0m0s"`},
 		"log.file":                {`"/tmp/x.log"`, "/tmp/x.log", `file = "/tmp/x.log"`},
 		"log.level":               {`"debug"`, "debug", `level = "debug"`},
 		"log.max_size":            {`"2MiB"`, "2MiB", `max_size = 2097152`},

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -107,6 +108,12 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 	if len(sel.Pairs) == 0 {
 		say("%s", sel.Summary())
 		return 0
+	}
+	// The Nix process running the hook: while it runs, more builds may
+	// come, and when it ends the worker pushes what it queued at once
+	// (see the worker's plan).
+	for i := range sel.Pairs {
+		sel.Pairs[i].Session = os.Getppid()
 	}
 	if err := Enqueue(cfg, &sel, false); err != nil {
 		return fail("%v", err)

@@ -82,8 +82,13 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 		if !policy.SelectedByName(cfg, p) {
 			continue
 		}
-		if _, err := os.Lstat(p.String()); err != nil {
-			continue
+		// A path Nix said was valid (push --closure's query of the
+		// closure) needs no look at the store: 10,000 of them cost
+		// 20 ms.
+		if info, ok := g.infos[p.String()]; !ok || !info.Valid {
+			if _, err := os.Lstat(p.String()); err != nil {
+				continue
+			}
 		}
 		cands = append(cands, p)
 	}
@@ -199,6 +204,30 @@ func (g *Gatherer) ClosureOf(root string) []string { return nixstore.ClosureOf(g
 func (g *Gatherer) NarSize(path string) (int64, bool) {
 	info, ok := g.infos[path]
 	return info.NarSize, ok && info.Valid
+}
+
+// Seed makes the Gatherer know a path's size and deriver, and what the
+// deriver's .drv says of substitution (subst, "" when not read), as push
+// learnt them when it queued the path: they never change for a store
+// path, so the worker need not ask Nix again.
+func (g *Gatherer) Seed(path string, narSize int64, deriver, subst string) {
+	if _, ok := g.infos[path]; ok {
+		return
+	}
+	g.infos[path] = nixstore.PathInfo{Path: path, Valid: true, NarSize: narSize, Deriver: deriver}
+	if subst != "" && deriver != "" {
+		if _, ok := g.drvs[deriver]; !ok {
+			g.drvs[deriver] = subst
+		}
+	}
+}
+
+// References returns a path's references from the infos loaded so far
+// (the worker gives the pusher only the paths no other path of a batch
+// refers to).
+func (g *Gatherer) References(path string) ([]string, bool) {
+	info, ok := g.infos[path]
+	return info.References, ok && info.Valid
 }
 
 // Closures returns what the closure rule reads about each root in the

@@ -364,3 +364,24 @@ func TestForeignRecordDirRefused(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAdd is the worker's record of a pushed batch of 10,000 paths.
+func BenchmarkAdd(b *testing.B) {
+	rnd := rand.New(rand.NewPCG(9, 10))
+	hs := make([]Hash, 10000)
+	for i := range hs {
+		hs[i] = mustHash(b, randHash(rnd))
+	}
+	dir := b.TempDir()
+	w, err := OpenWrite(dir, "t", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := w.Add(hs, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

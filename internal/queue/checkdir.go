@@ -33,7 +33,7 @@ func CheckDir(dir string) error {
 	if err := trust.CheckParents(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("queue directory: %w", err)
 	}
-	for _, d := range []string{dir, filepath.Join(dir, entriesDir), filepath.Join(dir, tmpDir), filepath.Join(dir, corruptDir), filepath.Join(dir, droppedDir)} {
+	for _, d := range []string{dir, filepath.Join(dir, entriesDir), filepath.Join(dir, bulkDir), filepath.Join(dir, tmpDir), filepath.Join(dir, corruptDir), filepath.Join(dir, droppedDir)} {
 		err := checkPrivate(d, d == dir)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && d == dir:
@@ -68,7 +68,7 @@ func Diagnose(dir string) *Problem {
 		}
 		return nil
 	}
-	for _, sub := range []string{"", entriesDir, tmpDir} {
+	for _, sub := range []string{"", entriesDir, bulkDir, tmpDir} {
 		p := filepath.Join(dir, sub)
 		if _, err := os.Lstat(p); err != nil && sub != "" {
 			continue

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sort"
 	"strings"
 	"time"
 )
@@ -72,14 +73,16 @@ func (q *Queue) RemoveCorrupt(name string) error {
 // Drop moves an entry the worker will not push to dropped/, with the
 // reason, so that what was given up on can still be looked at.
 func (q *Queue) Drop(e *Entry, reason string) error {
+	e.Reason = reason
+	return q.Apply(Changes{Dropped: []*Entry{e}}).Failed[e.key]
+}
+
+// setDropped writes an entry, its Reason set, to dropped/.
+func (q *Queue) setDropped(e *Entry) error {
 	if err := mkdirPrivate(q.path(droppedDir), false); err != nil {
 		return fmt.Errorf("dropping queue entry: %w", err)
 	}
-	e.Reason = reason
-	if err := q.replace(e, droppedDir, "dropping queue entry"); err != nil {
-		return err
-	}
-	return q.Remove(e)
+	return q.replace(e, droppedDir, "dropping queue entry")
 }
 
 // Dropped returns the entry with that key if the worker dropped it after
@@ -92,4 +95,72 @@ func (q *Queue) Dropped(key string, since time.Time) (*Entry, bool) {
 	}
 	e, err := q.readEntry(file, key)
 	return e, err == nil
+}
+
+// DroppedByTarget counts the entries in dropped/ of each of targets, by
+// their file names alone (an entry's name ends in a digest of its
+// target, see Key): status reads no file, so it stays fast however many
+// entries were dropped (issue 22: it read them all).
+func (q *Queue) DroppedByTarget(targets []string) (map[string]int, error) {
+	names, err := q.dirNames(droppedDir)
+	if err != nil {
+		return nil, err
+	}
+	byDigest := make(map[string]string, len(targets))
+	for _, t := range targets {
+		byDigest[targetDigest(t)] = t
+	}
+	out := map[string]int{}
+	for _, n := range names {
+		i := strings.LastIndexByte(n, '.')
+		if t, ok := byDigest[n[i+1:]]; ok && i > 0 {
+			out[t]++
+		}
+	}
+	return out, nil
+}
+
+// pruneGrace is how long a dropped entry stays whatever the count:
+// dropped/ is how wait and push --wait learn of a drop.
+const pruneGrace = 10 * time.Minute
+
+// Prune bounds dropped/ and corrupt/: in each, files older than maxAge
+// go (0: no age limit), then the oldest past keep (0: no count limit)
+// among those older than pruneGrace. It returns how many it removed. The
+// history keeps the record of every drop; a corrupt file was set aside
+// to be looked at, and stays as long as a drop does.
+func (q *Queue) Prune(keep int, maxAge time.Duration, now time.Time) (int, error) {
+	removed := 0
+	for _, sub := range []string{droppedDir, corruptDir} {
+		names, err := q.dirNames(sub)
+		if err != nil {
+			return removed, err
+		}
+		if len(names) <= keep && maxAge <= 0 || len(names) == 0 {
+			continue
+		}
+		type file struct {
+			name string
+			mod  time.Time
+		}
+		files := make([]file, 0, len(names))
+		for _, n := range names {
+			if fi, err := os.Lstat(q.path(sub, n)); err == nil {
+				files = append(files, file{n, fi.ModTime()})
+			}
+		}
+		sort.Slice(files, func(i, j int) bool { return files[i].mod.After(files[j].mod) })
+		for i, f := range files {
+			old := maxAge > 0 && now.Sub(f.mod) > maxAge
+			over := keep > 0 && i >= keep && now.Sub(f.mod) > pruneGrace
+			if !old && !over {
+				continue
+			}
+			if err := os.Remove(q.path(sub, f.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return removed, fmt.Errorf("pruning %s: %w", q.path(sub), err)
+			}
+			removed++
+		}
+	}
+	return removed, nil
 }

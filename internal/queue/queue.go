@@ -47,6 +47,7 @@ type Queue struct {
 	Dir string
 
 	shared sharedCache
+	bulk   bulkIndex
 }
 
 // Entry is one (target, path) pair waiting to be pushed, with its retry
@@ -61,8 +62,30 @@ type Entry struct {
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
 	// Reason says why an entry was dropped; set in dropped/ only.
 	Reason string `json:"reason,omitempty"`
+	// Session is the pid of the process that ran the hook that queued
+	// it (Nix): while it runs, more of its builds may come (see the
+	// worker's batching). 0 when not queued by a hook.
+	Session int `json:"session,omitempty"`
+	// Facts are what push learnt of the path from Nix as it queued it
+	// (they never change for a store path), so that the worker need not
+	// ask Nix again; nil when not known.
+	Facts *Facts `json:"facts,omitempty"`
+	// Within is the path queued with it whose closure holds it (push
+	// --closure's root): when both go in one pusher call, the pusher is
+	// given only that one. "" when not known.
+	Within string `json:"within,omitempty"`
 
 	key string
+	src string // see Source
+}
+
+// Facts are what Nix says of a store path that the rules read.
+type Facts struct {
+	NarSize int64  `json:"nar_size"`
+	Deriver string `json:"deriver,omitempty"`
+	// Substitutes is what the deriver's .drv says of substitution (one
+	// of policy's Subst values), "" when not read.
+	Substitutes string `json:"substitutes,omitempty"`
 }
 
 // Key is the entry's file name.
@@ -72,6 +95,10 @@ func (e *Entry) Key() string { return e.key }
 type Pair struct {
 	Target string
 	Path   storepath.Path
+	// Session, Facts, Within: see Entry.
+	Session int
+	Facts   *Facts
+	Within  string
 }
 
 // Open creates the queue directories if needed. They are private (0700):
@@ -107,13 +134,27 @@ func (q *Queue) path(elem ...string) string {
 // Key names the entry of a pair: the store path's hash (unique within a
 // store) and a digest of the target name (which may contain '/').
 func Key(target string, p storepath.Path) string {
+	return p.Hash + "." + targetDigest(target)
+}
+
+// targetDigest is the part of an entry's name that tells its target.
+func targetDigest(target string) string {
 	sum := sha256.Sum256([]byte(target))
-	return p.Hash + "." + hex.EncodeToString(sum[:6])
+	return hex.EncodeToString(sum[:6])
 }
 
 // Update rewrites an entry's retry state. It is not fsynced: losing an
-// attempt count in a crash only makes a retry come sooner.
-func (q *Queue) Update(e *Entry) error { return q.replace(e, entriesDir, "updating queue entry") }
+// attempt count in a crash only makes a retry come sooner. An entry of a
+// bulk file moves to a file of its own (see Apply).
+func (q *Queue) Update(e *Entry) error {
+	if e.src != "" {
+		if r := q.Apply(Changes{Updated: []*Entry{e}}); len(r.Failed) > 0 {
+			return r.Failed[e.key]
+		}
+		return nil
+	}
+	return q.replace(e, entriesDir, "updating queue entry")
+}
 
 // replace writes e (unsynced) as the file named by its key in dir, in one
 // rename.
@@ -131,6 +172,9 @@ func (q *Queue) replace(e *Entry, dir, doing string) error {
 
 // Remove deletes a pushed entry.
 func (q *Queue) Remove(e *Entry) error {
+	if e.src != "" {
+		return q.Apply(Changes{Done: []*Entry{e}}).Failed[e.key]
+	}
 	if err := os.Remove(q.path(entriesDir, e.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing queue entry: %w", err)
 	}

@@ -17,8 +17,36 @@ import (
 // Reading: the worker reads entries as it adopts them; status, wait and
 // forget look without changing anything.
 
-// Names lists the entries' file names without reading them.
+// Names lists the keys of the entries: the names of the files in
+// entries/ (not read), then the keys of the bulk files' entries not among
+// them.
 func (q *Queue) Names() ([]string, error) {
+	names, err := q.EntryNames()
+	if err != nil {
+		return nil, err
+	}
+	bulk, err := q.bulkEntries(0)
+	if err != nil {
+		return nil, err
+	}
+	if len(bulk) == 0 {
+		return names, nil
+	}
+	have := make(map[string]bool, len(names))
+	for _, n := range names {
+		have[n] = true
+	}
+	for k := range bulk {
+		if !have[k] {
+			names = append(names, k)
+		}
+	}
+	return names, nil
+}
+
+// EntryNames lists the files in entries/ without reading them: the
+// entries queued one by one (bulk files aside).
+func (q *Queue) EntryNames() ([]string, error) {
 	d, err := os.Open(q.path(entriesDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -51,6 +79,11 @@ func (q *Queue) Read(name string) (*Entry, error) {
 func (q *Queue) Peek(name string) (*Entry, error) {
 	file := q.path(entriesDir, name)
 	e, err := q.readEntry(file, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if be, ok := q.bulkGet(name); ok {
+			return be, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -158,26 +191,11 @@ func (q *Queue) readEntry(file, key string) (*Entry, error) {
 func parseShared(body []byte) map[string]*Entry {
 	all := map[string]*Entry{}
 	storeDir := storepath.StoreDir()
-	for len(body) > 0 {
-		line := body
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			line, body = body[:i], body[i+1:]
-		} else {
-			body = nil
+	_ = eachLine(bytes.NewReader(body), func(line []byte) {
+		if e, key := parseLine(storeDir, line); e != nil {
+			all[key] = e
 		}
-		if len(line) > maxEntrySize {
-			continue
-		}
-		e := &Entry{}
-		if json.Unmarshal(line, e) != nil || e.Target == "" {
-			continue
-		}
-		p, err := storepath.Parse(storeDir, e.Path)
-		if err != nil {
-			continue
-		}
-		all[Key(e.Target, p)] = e
-	}
+	})
 	return all
 }
 

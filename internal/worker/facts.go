@@ -4,61 +4,90 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"time"
+	"sync"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
-// factState holds the facts of the paths about to be pushed: gathered
-// once per round for all its batches (one Nix query, not one per batch or
-// per path), right before pushing, where the other rules are re-applied.
+// factState holds what the size, unsubstitutable, upstream and closure
+// rules read about paths, gathered per batch right before pushing, where
+// the other rules are re-applied: one Nix query for the batch, not one
+// per path. Jobs running at once share it, one at a time.
 type factState struct {
+	mu     sync.Mutex
 	gather *pathfacts.Gatherer // remembers sizes, .drv and upstream answers for the worker's lifetime
-	of     map[string]*policy.Facts
-	err    error
 }
 
-// prefetch gathers the facts of every path in batches.
-func (w *Worker) prefetch(ctx context.Context, batches []batch) {
-	w.facts.of, w.facts.err = nil, nil
-	if !policy.NeedsOf(w.cfg).Any() {
-		return
-	}
+type factMap map[string]*policy.Facts
+
+// query asks Nix, in one call, for what the job's rules read: the facts
+// of its paths and, when the target has a closure rule, their closures
+// (`nix path-info --recursive --json` brings both), and the upstream
+// caches about the paths they would leave out. What push learnt as it
+// queued a path comes with its entry and is not asked again. j.facts.mu
+// is held.
+func (j *job) query(ctx context.Context, log *logrus.Entry, r *result) (closures, factMap, error) {
+	t := j.target
 	storeDir := storepath.StoreDir()
 	var paths []storepath.Path
-	closure := false
-	for _, b := range batches {
-		// closure_deny = "skip" leaves out a path whose closure holds
-		// one larger than max_nar_size, and "push" says it uploads it:
-		// that needs the closure's sizes.
-		closure = closure || b.target.MaxNarSize > 0
-		for _, e := range b.entries {
-			if p, err := storepath.Parse(storeDir, e.Path); err == nil {
-				paths = append(paths, p)
-			}
+	var roots []string
+	for _, e := range j.entries {
+		p, err := storepath.Parse(storeDir, e.Path)
+		if err != nil {
+			continue
+		}
+		paths = append(paths, p)
+		if policy.ByName(t, p).Selected {
+			roots = append(roots, e.Path)
 		}
 	}
-	w.facts.of, w.facts.err = w.facts.gather.Gather(ctx, w.cfg, paths, closure)
-	round := w.facts.gather.LastUpstreamRound()
+	if !policy.NeedsOf(j.cfg).Any() {
+		if !policy.DeniesByName(t) {
+			return closures{}, nil, nil
+		}
+		of, err := nixstore.Nix{BinDir: j.cfg.Nix.BinDir}.Closures(ctx, roots...)
+		return closures{of: of, err: err}, nil, nil
+	}
+	g := j.facts.gather
+	for _, e := range j.entries {
+		if f := e.Facts; f != nil {
+			g.Seed(e.Path, f.NarSize, f.Deriver, f.Substitutes)
+		}
+	}
+	facts, err := g.Gather(ctx, j.cfg, paths, policy.DeniesByName(t) || t.MaxNarSize > 0)
+	round := g.LastUpstreamRound()
 	for _, msg := range round.Warnings {
-		w.log.Warn(msg)
+		log.Warn(msg)
 	}
-	if len(round.Asked) > 0 {
-		w.state.upstreams(w.q.Dir, round.Asked, round.Slow, time.Now())
+	r.upstreams = round
+	if err != nil {
+		log.WithError(err).Warn("cannot ask Nix for path sizes and derivers; the targets whose rules need them wait for a retry")
+		return closures{err: err}, nil, err
 	}
-	if w.facts.err != nil {
-		w.log.WithError(w.facts.err).Warn("cannot ask Nix for path sizes and derivers; the targets whose rules need them wait for a retry")
-		return
+	warnUnreachable(log, facts)
+	cl := closures{}
+	if policy.DeniesByName(t) {
+		// Loaded by Gather: no further Nix call.
+		cs, err := g.Closures(ctx, roots)
+		cl.err = err
+		cl.of = map[string][]string{}
+		for r, c := range cs {
+			cl.of[r] = c.Paths
+		}
 	}
+	return cl, facts, nil
+}
+
+// warnUnreachable says once per upstream that did not answer.
+func warnUnreachable(log *logrus.Entry, facts factMap) {
 	unreachable := map[string]string{}
-	for _, f := range w.facts.of {
+	for _, f := range facts {
 		for u, why := range f.Unreachable {
 			unreachable[u] = why
 		}
@@ -69,29 +98,17 @@ func (w *Worker) prefetch(ctx context.Context, batches []batch) {
 	}
 	sort.Strings(urls)
 	for _, u := range urls {
-		w.log.WithFields(logrus.Fields{"upstream": u, "error": unreachable[u]}).Warn("upstream did not answer; its paths are pushed")
+		log.WithFields(logrus.Fields{"upstream": u, "error": unreachable[u]}).Warn("upstream did not answer; its paths are pushed")
 	}
 }
 
-// inUpstream finishes an entry whose path an upstream cache already has:
-// nothing is uploaded, and since the path can be had, it is no failure
-// (`wait` does not report it as dropped); the log and the history say so.
-func (w *Worker) inUpstream(log *logrus.Entry, t *config.Target, e *queue.Entry, reason string) {
-	log.WithFields(logrus.Fields{"path": e.Path, "reason": reason}).Info("not pushed")
-	if err := w.q.Remove(e); err != nil {
-		w.queueFailed(log, e, "not pushed (already upstream), but removing the queue entry failed", err, time.Now())
-		return
-	}
-	w.record(t.Name, []*queue.Entry{e}, history.Upstream, reason, 0)
-	delete(w.entries, e.Key())
-}
-
-// factsFailed is the error that keeps a batch of t from being pushed when
-// the facts its rules need could not be gathered: pushing blind could
-// upload a path max_nar_size or unsubstitutable leave out.
-func (w *Worker) factsFailed(t *config.Target) error {
-	if w.facts.err == nil || t.MaxNarSize <= 0 && t.Unsubstitutable != config.UnsubstSkip {
+// factsFailed is the error that keeps the job's batch from being pushed
+// when the facts its rules need could not be gathered: pushing blind
+// could upload a path max_nar_size or unsubstitutable leave out.
+func (j *job) factsFailed(err error) error {
+	t := j.target
+	if err == nil || t.MaxNarSize <= 0 && t.Unsubstitutable != config.UnsubstSkip {
 		return nil
 	}
-	return fmt.Errorf("not pushed, the rules need facts Nix did not give: %w", w.facts.err)
+	return fmt.Errorf("not pushed, the rules need facts Nix did not give: %w", err)
 }

@@ -3,7 +3,10 @@ package worker
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
@@ -11,164 +14,282 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
-// What to push now: the entries the worker knows, cut into batches per
-// target, gathered while a burst of builds is still arriving.
+// When batches go. A target's due entries go at once when nothing is
+// being pushed to it; what arrives while a push runs is gathered into the
+// next call, which starts when that push ends: the pusher's own duration
+// is the batching window, so a burst of builds makes a handful of calls
+// and no timer holds a path back (issue 22). Beside that running push, one
+// more may start, with the entries that arrived during it whose Nix
+// process has ended (the nix-build or daemon connection that ran the hook:
+// no more builds will come from it), so that the last build of a burst
+// waits for its own push, not for the one before it to end.
 
-// scan refreshes the cache of entries from the directory (reading only
-// new files, which it adopts at now) and returns the entries whose target
-// is configured.
-func (w *Worker) scan(now time.Time) []*queue.Entry {
-	names, err := w.q.Names()
-	if err != nil {
-		w.log.WithError(err).Error("listing queue")
-		return nil
-	}
-	seen := make(map[string]bool, len(names))
-	for _, n := range names {
-		seen[n] = true
-		if _, ok := w.entries[n]; ok {
-			continue
-		}
-		e, err := w.q.Read(n)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) && !w.unreadable[n] {
-				w.unreadable[n] = true
-				w.log.WithError(err).Error("unreadable queue entry")
-			}
-			continue
-		}
-		w.adopt(n, e, now)
-		w.entries[n] = e
-	}
-	for n := range w.arrived {
-		if !seen[n] {
-			delete(w.arrived, n)
-		}
-	}
-	var live []*queue.Entry
-	for n, e := range w.entries {
-		if !seen[n] {
-			delete(w.entries, n)
-			continue
-		}
-		if w.cfg.Target(e.Target) == nil {
-			if !w.orphans[e.Target] {
-				w.orphans[e.Target] = true
-				w.log.WithField("target", e.Target).Warn("entries for a target that is no longer configured stay in the queue")
-			}
-			continue
-		}
-		live = append(live, e)
-	}
-	return live
-}
+// failedTwice: an entry that failed this often is pushed in halves of
+// its group, so one bad path cannot hold back the rest of its batch.
+const failedTwice = 2
 
-// batch is up to queue.batch entries of one target.
-type batch struct {
+// job is one batch being pushed, with what it needs taken at its start,
+// so that a reload of the configuration meanwhile does not change it.
+type job struct {
+	cfg     *config.Config
 	target  *config.Target
+	pusher  pusher.Pusher
+	facts   *factState
 	entries []*queue.Entry
+	tail    bool   // started beside another push of the target
+	gen     uint32 // scan generation at the start
 }
 
-// plan picks the batches to push now. It returns none while a burst is
-// still arriving, and the time of the next retry when everything waits.
-func (w *Worker) plan(live []*queue.Entry, now time.Time) ([]batch, time.Time) {
-	var due []*queue.Entry
-	var next, newest, oldest time.Time
-	for _, e := range live {
-		if e.NextAttempt.After(now) {
-			if next.IsZero() || e.NextAttempt.Before(next) {
-				next = e.NextAttempt
+// round is what plan found.
+type round struct {
+	jobs []*job
+	live int       // entries of configured targets, not being pushed
+	next time.Time // the earliest end of a back-off; zero when none
+	// watch are the Nix processes whose end would let a batch start.
+	watch []int32
+}
+
+type pick struct {
+	key string
+	s   *slot
+}
+
+// plan picks the batches to start now.
+func (w *Worker) plan(now time.Time) round {
+	x := w.idx
+	var r round
+	nowM := w.mono(now)
+	var nextM int64
+	due := map[uint16][]pick{}
+	for k, s := range x.slots {
+		if s.busy {
+			continue
+		}
+		name := x.nameOf(s)
+		if w.cfg.Target(name) == nil {
+			if !w.orphans[name] {
+				w.orphans[name] = true
+				w.log.WithField("target", name).Warn("entries for a target that is no longer configured stay in the queue")
 			}
 			continue
 		}
-		due = append(due, e)
-		if e.Attempts == 0 {
-			if a := w.arrival(e, now); a.After(newest) {
-				newest = a
+		r.live++
+		if s.next > nowM {
+			if nextM == 0 || s.next < nextM {
+				nextM = s.next
 			}
-			if a := w.arrival(e, now); oldest.IsZero() || a.Before(oldest) {
-				oldest = a
-			}
+			continue
 		}
+		due[s.target] = append(due[s.target], pick{k, s})
 	}
-	if len(due) == 0 {
-		return nil, next
+	if nextM != 0 {
+		r.next = w.started.Add(time.Duration(nextM))
 	}
-	sort.Slice(due, func(i, j int) bool { return due[i].Queued.Before(due[j].Queued) })
-	byTarget := map[string][]*queue.Entry{}
-	full := false
-	for _, e := range due {
-		byTarget[e.Target] = append(byTarget[e.Target], e)
-		full = full || len(byTarget[e.Target]) >= w.cfg.Queue.Batch
-	}
-	gathering := !newest.IsZero() && now.Sub(newest) < quiet && now.Sub(oldest) < maxGather
-	if gathering && !full {
-		return nil, now.Add(pollInterval)
-	}
-	var batches []batch
+	alive := map[int32]bool{}
 	for _, t := range w.cfg.Targets {
-		var fresh []*queue.Entry
-		failing := map[int][]*queue.Entry{}
-		for _, e := range byTarget[t.Name] {
-			if e.Attempts >= failedTwice {
-				failing[e.Attempts] = append(failing[e.Attempts], e)
+		id, ok := x.nameID[t.Name]
+		ps := due[id]
+		if !ok || len(ps) == 0 {
+			continue
+		}
+		var reg, tl *job
+		for _, j := range w.running[t.Name] {
+			if j.tail {
+				tl = j
 			} else {
-				fresh = append(fresh, e)
+				reg = j
 			}
 		}
-		// A batch that failed twice is halved, and so is each half that
-		// fails again (its entries share their attempts and back-off):
-		// one bad path among 10,000 is found in some 14 rounds, while
-		// the halves without it go up, instead of 10,000 single pushes.
-		attempts := make([]int, 0, len(failing))
-		for n := range failing {
-			attempts = append(attempts, n)
+		var keys []pick
+		tail := false
+		switch {
+		case reg == nil:
+			keys = w.nextBatch(ps)
+		case tl == nil:
+			// Beside the running push: what arrived during it, from
+			// Nix processes that have ended.
+			var ready []pick
+			for _, p := range ps {
+				if p.s.attempts > 0 || p.s.born <= reg.gen {
+					continue
+				}
+				ended, ok := alive[p.s.session]
+				if !ok {
+					ended = !sessionAlive(p.s.session)
+					alive[p.s.session] = ended
+					if !ended {
+						r.watch = append(r.watch, p.s.session)
+					}
+				}
+				if ended {
+					ready = append(ready, p)
+				}
+			}
+			keys, tail = w.nextBatch(ready), true
 		}
-		sort.Ints(attempts)
-		for _, n := range attempts {
-			es := failing[n]
-			batches = append(batches, w.chunk(t, es, (len(es)+1)/2)...)
+		if len(keys) == 0 {
+			continue
 		}
-		batches = append(batches, w.chunk(t, fresh, w.cfg.Queue.Batch)...)
+		if j := w.startJob(t, keys, tail); j != nil {
+			r.jobs = append(r.jobs, j)
+		}
 	}
-	return batches, next
+	return r
 }
 
-// chunk cuts entries into batches of at most size entries whose paths fit
-// in one pusher call's argv.
-func (w *Worker) chunk(t *config.Target, entries []*queue.Entry, size int) []batch {
+// nextBatch is the batch to push next from a target's due entries: half
+// of the group that failed least often among those that failed twice or
+// more, the other half next (halving finds one bad path among 10,000 in
+// some 14 rounds, while the halves without it go up), else the oldest
+// entries, up to queue.batch and what fits in one pusher call's argv.
+func (w *Worker) nextBatch(ps []pick) []pick {
+	var fresh []pick
+	var failing []pick
+	least := uint16(0)
+	for _, p := range ps {
+		switch {
+		case p.s.attempts < failedTwice:
+			fresh = append(fresh, p)
+		case least == 0 || p.s.attempts < least:
+			least = p.s.attempts
+			failing = append(failing[:0], p)
+		case p.s.attempts == least:
+			failing = append(failing, p)
+		}
+	}
+	size := w.cfg.Queue.Batch
+	group := fresh
+	split := false
+	if len(failing) > 0 {
+		group, size, split = failing, len(failing), true
+		for _, p := range failing {
+			// A group whose other half went already goes whole.
+			split = split && !p.s.half
+		}
+		if split {
+			size = (len(failing) + 1) / 2
+		}
+	}
+	sort.Slice(group, func(i, j int) bool {
+		if group[i].s.queued != group[j].s.queued {
+			return group[i].s.queued < group[j].s.queued
+		}
+		return group[i].key < group[j].key
+	})
 	budget := w.argBudget
 	if budget <= 0 {
 		budget = pusher.ArgBudget()
 	}
-	var out []batch
-	var cur []*queue.Entry
-	bytes := 0
-	for _, e := range entries {
-		c := pusher.ArgCost(e.Path)
-		if len(cur) > 0 && (len(cur) >= size || bytes+c > budget) {
-			out = append(out, batch{t, cur})
-			cur, bytes = nil, 0
+	n, bytes := 0, 0
+	for n < len(group) && n < size {
+		c := int(group[n].s.plen) + 1 + 8 // pusher.ArgCost
+		if n > 0 && bytes+c > budget {
+			break
 		}
-		cur = append(cur, e)
 		bytes += c
+		n++
 	}
-	if len(cur) > 0 {
-		out = append(out, batch{t, cur})
+	if split {
+		for _, p := range group[n:] {
+			p.s.half = true
+		}
 	}
-	return out
+	return group[:n]
 }
 
+// startJob reads the entries picked from their files and marks them
+// busy; nil when none of them is there any more.
+func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
+	x := w.idx
+	want := map[string]*slot{}
+	bySrc := map[uint32][]string{}
+	for _, p := range keys {
+		want[p.key] = p.s
+		bySrc[p.s.src] = append(bySrc[p.s.src], p.key)
+	}
+	j := &job{cfg: w.cfg, target: t, pusher: w.pushers[t.Name], facts: w.facts, tail: tail, gen: x.gen}
+	take := func(e *queue.Entry) {
+		s := want[e.Key()]
+		if s == nil {
+			return
+		}
+		delete(want, e.Key())
+		// The worker's count wins: it may hold a back-off the
+		// entry's file could not be given.
+		e.Attempts = int(s.attempts)
+		s.busy = true
+		j.entries = append(j.entries, e)
+	}
+	for src, ks := range bySrc {
+		if src == 0 {
+			for _, k := range ks {
+				e, err := w.q.Read(k)
+				if err != nil {
+					if !errors.Is(err, fs.ErrNotExist) {
+						w.log.WithError(err).Error("unreadable queue entry")
+					}
+					delete(x.slots, k)
+					continue
+				}
+				take(e)
+			}
+			continue
+		}
+		name := x.srcName(&slot{src: src})
+		if _, err := w.q.ReadBulk(name, take); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			w.log.WithError(err).Error("unreadable bulk file")
+		}
+	}
+	// Picked but not found: gone from the queue since the scan.
+	for k, s := range want {
+		if !s.busy {
+			delete(x.slots, k)
+		}
+	}
+	if len(j.entries) == 0 {
+		return nil
+	}
+	sort.Slice(j.entries, func(a, b int) bool { return j.entries[a].Queued.Before(j.entries[b].Queued) })
+	w.running[t.Name] = append(w.running[t.Name], j)
+	return j
+}
+
+// sessionAlive reports whether the Nix process that ran a hook still
+// runs (0: no such process was recorded). A zombie has ended.
+func sessionAlive(pid int32) bool {
+	if pid <= 0 {
+		return false
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which ends at the last ')'.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// retryNow makes every failing entry due now, in memory: the worker
+// pushes them at once.
 func (w *Worker) retryNow() {
 	n := 0
-	for _, e := range w.entries {
-		if !e.NextAttempt.IsZero() {
-			e.NextAttempt = time.Time{}
-			if err := w.q.Update(e); err != nil {
-				w.log.WithError(err).Error("updating queue entry")
-			}
+	for _, s := range w.idx.slots {
+		if s.next != 0 {
+			s.next = 0
 			n++
 		}
 	}
 	w.log.WithField("entries", n).Info("retry requested: failing entries are due now")
+}
+
+// capBackoffs cuts back-offs that end later than retry max from now (a
+// reloaded configuration with a shorter queue.retry_max).
+func (w *Worker) capBackoffs(now time.Time, retryMax time.Duration) {
+	limit := w.mono(now.Add(retryMax))
+	for _, s := range w.idx.slots {
+		if s.next > limit {
+			s.next = limit
+		}
+	}
 }

@@ -112,7 +112,7 @@ func (w *Worker) setConfig(cfg *config.Config) {
 	for _, t := range cfg.Targets {
 		w.pushers[t.Name] = w.newPusher(cfg, t)
 	}
-	w.facts = factState{gather: pathfacts.New(cfg)}
+	w.facts = &factState{gather: pathfacts.New(cfg)}
 	// Targets may have come or gone: say again which are unknown.
 	w.orphans = map[string]bool{}
 	// A target's name may now stand for another destination, whose
@@ -201,12 +201,8 @@ func (w *Worker) checkConfig(now time.Time, force bool) {
 	}
 	old := w.cfg
 	w.setConfig(c)
-	for _, e := range w.entries {
-		// A shorter queue.retry_max holds for back-offs already set.
-		if limit := now.Add(c.Queue.RetryMax); e.NextAttempt.After(limit) {
-			e.NextAttempt = limit
-		}
-	}
+	// A shorter queue.retry_max holds for back-offs already set.
+	w.capBackoffs(now, c.Queue.RetryMax)
 	cw.cur, cw.loaded, cw.bad, cw.tries = fp, now, nil, 0
 	w.log.WithFields(logrus.Fields{"config": configName(c.File), "digest": fp.Short(), "targets": len(c.Targets)}).
 		Info("the configuration changed: reloaded")

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -29,24 +27,13 @@ type closures struct {
 	err error
 }
 
-// batchClosures asks Nix once for the closures of the batch's entries.
-func (w *Worker) batchClosures(ctx context.Context, t *config.Target, entries []*queue.Entry) closures {
-	if !policy.DeniesByName(t) {
-		return closures{}
-	}
-	paths := make([]string, 0, len(entries))
-	for _, e := range entries {
-		paths = append(paths, e.Path)
-	}
-	of, err := w.nix.Closures(ctx, paths...)
-	return closures{of: of, err: err}
-}
-
-// decide returns why the current rules leave e out of t ("" when they
-// still select it), and whether that is because an upstream cache has it;
-// or an error when that cannot be told now: then the entry waits for a
-// retry, since pushing blind could upload a denied path.
-func (w *Worker) decide(t *config.Target, e *queue.Entry, cl closures, log *logrus.Entry) (reason string, upstream bool, err error) {
+// decide returns why the current rules leave e out of the job's target
+// ("" when they still select it), and whether that is because an
+// upstream cache has it; or an error when that cannot be told now: then
+// the entry waits for a retry, since pushing blind could upload a denied
+// path. j.facts.mu is held.
+func (j *job) decide(e *queue.Entry, cl closures, facts factMap, ns *notes) (reason string, upstream bool, err error) {
+	t := j.target
 	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
 	if err != nil {
 		return "no longer selected: not a store path", false, nil
@@ -57,7 +44,7 @@ func (w *Worker) decide(t *config.Target, e *queue.Entry, cl closures, log *logr
 	if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
 		return "no longer in the store (garbage-collected)", false, nil
 	}
-	f := w.facts.of[e.Path]
+	f := facts[e.Path]
 	closure := &policy.Closure{}
 	if policy.DeniesByName(t) {
 		if cl.err != nil {
@@ -69,12 +56,12 @@ func (w *Worker) decide(t *config.Target, e *queue.Entry, cl closures, log *logr
 		}
 		closure.Paths = c
 	}
-	// The sizes of the closure come with the facts (see prefetch).
+	// The sizes of the closure come with the facts (see query).
 	if f != nil && t.MaxNarSize > 0 {
 		if closure.Paths == nil {
-			closure.Paths = w.facts.gather.ClosureOf(e.Path)
+			closure.Paths = j.facts.gather.ClosureOf(e.Path)
 		}
-		closure.NarSize = w.facts.gather.NarSize
+		closure.NarSize = j.facts.gather.NarSize
 	}
 	td := policy.DecideTarget(t, p, f, closure)
 	if !td.Selected {
@@ -86,7 +73,7 @@ func (w *Worker) decide(t *config.Target, e *queue.Entry, cl closures, log *logr
 		if td.DependencyKey == "max_nar_size" {
 			msg, field = "uploading a path larger than max_nar_size inside the closure of a selected one (closure_deny = \"push\")", "larger"
 		}
-		log.WithFields(logrus.Fields{"path": e.Path, field: td.Dependency, "rule": td.DependencyRule}).Warn(msg)
+		ns.add(logrus.WarnLevel, msg, "rule", td.DependencyRule, e.Path, field, td.Dependency)
 	}
 	return "", false, nil
 }

@@ -9,40 +9,8 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
-
-// A backlog goes up in as few calls as queue.batch and the argv budget
-// allow, oldest first.
-func TestPlanArgBudget(t *testing.T) {
-	main := mkTarget(t, "main", []string{"*"}, nil)
-	cfg := mkConfig(t.TempDir(), main)
-	cfg.Queue.Batch = 10000
-	now := time.Now()
-	var live []*queue.Entry
-	for i := 0; i < 100; i++ {
-		live = append(live, ent("main", fmt.Sprintf("p%03d", i), now.Add(-time.Hour+time.Duration(i)*time.Second)))
-	}
-	cost := 0
-	for _, e := range live[:10] {
-		cost += 0 + len(e.Path) + 1 + 8
-	}
-	w := &Worker{cfg: cfg, argBudget: cost}
-	batches, _ := w.plan(live, now)
-	if len(batches) != 10 {
-		t.Fatalf("%d batches, want 10 of 10 paths each: %q", len(batches), batchNames(batches))
-	}
-	for _, b := range batches {
-		if len(b.entries) != 10 {
-			t.Fatalf("batch of %d, want 10", len(b.entries))
-		}
-	}
-	w.argBudget = 1 << 20
-	if batches, _ := w.plan(live, now); len(batches) != 1 {
-		t.Fatalf("%d batches within the budget, want 1", len(batches))
-	}
-}
 
 // One bad path in a batch of 1,000 is found by halving, in a number of
 // pusher calls that grows with the logarithm of the batch, not with it,

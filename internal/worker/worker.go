@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -35,18 +37,9 @@ const (
 	Spawned
 )
 
-// Timing of the batching. A burst of builds queues paths one by one; the
-// worker waits until no new path has come for quiet (or the oldest has
-// waited maxGather, or a batch is full) so that the burst goes up in a few
-// pusher calls instead of one per build.
-const (
-	quiet        = 500 * time.Millisecond
-	maxGather    = 5 * time.Second
-	pollInterval = 100 * time.Millisecond
-	// failedTwice: an entry that failed this often is pushed on its own,
-	// so one bad path cannot hold back the rest of its batch.
-	failedTwice = 2
-)
+// pollInterval is how often the worker looks for new entries while it
+// has something to do (the directories' times make a look cheap).
+const pollInterval = 100 * time.Millisecond
 
 // Worker drains one queue.
 type Worker struct {
@@ -55,13 +48,10 @@ type Worker struct {
 	log     *logrus.Logger
 	nix     nixstore.Nix
 	pushers map[string]pusher.Pusher
-	entries map[string]*queue.Entry // cache of entries/, by key
-	orphans map[string]bool         // targets already logged as unknown
+	idx     *index
+	orphans map[string]bool // targets already logged as unknown
 	state   *State
-	facts   factState // what the size, unsubstitutable and upstream rules read
-	// arrived is when each cached entry counts as queued, on the
-	// monotonic clock (see adopt).
-	arrived map[string]time.Time
+	facts   *factState // what the size, unsubstitutable and upstream rules read
 	// unreadable are entries already logged as unreadable.
 	unreadable map[string]bool
 	// argBudget bounds the bytes of paths in one pusher call.
@@ -79,18 +69,27 @@ type Worker struct {
 	// looked at the queue and done what was due at least once, which a
 	// test can wait for instead of sleeping.
 	roundStarts func()
+	pruned      time.Time // when dropped/ and corrupt/ were last pruned
+	// running are the jobs being pushed, by target; their results come
+	// back on results.
+	running map[string][]*job
+	results chan *result
+	// sessions wakes the worker when a Nix process it waits for ends.
+	sessions *sessionWatch
 }
 
 // New prepares a worker; Run does the work.
 func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 	w := &Worker{
 		q: q, log: log,
-		entries:    map[string]*queue.Entry{},
-		arrived:    map[string]time.Time{},
+		idx:        newIndex(),
 		unreadable: map[string]bool{},
 		argBudget:  pusher.ArgBudget(),
 		records:    map[string]*pushed.Record{},
 		newPusher:  pusher.New,
+		started:    time.Now(),
+		running:    map[string][]*job{},
+		results:    make(chan *result, 16),
 	}
 	w.setConfig(cfg)
 	return w
@@ -114,7 +113,12 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		w.log.Debug("another worker is draining the queue")
 		return nil
 	}
+	w.sessions = newSessionWatch()
 	defer func() {
+		w.sessions.close()
+		// Pushes still running end with ctx; their entries stay as
+		// they were.
+		w.drain()
 		w.closeRecords()
 		if lock != nil {
 			lock.Unlock()
@@ -126,13 +130,12 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		w.log.WithError(err).Warn("cannot keep inherited descriptors from the pushers")
 	}
 	w.state = LoadState(w.q.Dir)
-	w.started = time.Now()
 	// status tells the caller's config from the one the worker uses.
 	w.saveWorkerInfo("")
 	w.q.CleanTmp(time.Hour)
 	w.log.WithFields(logrus.Fields{"queue": w.q.Dir, "pid": os.Getpid(), "config": configName(w.cfg.File)}).Info("worker started")
 
-	var idleSince, lastRound time.Time
+	var idleSince time.Time
 	for {
 		if w.roundStarts != nil {
 			w.roundStarts()
@@ -146,45 +149,40 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		// the fixed one, so a retry request forces a full check.
 		retry := w.q.TakeRetryRequest()
 		w.checkConfig(now, retry)
-		live := w.scan(now)
+		if now.Sub(w.pruned) >= pruneEvery {
+			w.prune(now)
+		}
+		w.scan(now)
 		// After the scan, so that a worker that just started knows the
 		// entries it is asked to retry.
 		if retry {
 			w.retryNow()
 		}
-		batches, next := w.plan(live, now)
-		if len(batches) > 0 {
-			// Whatever fails without a back-off, rounds of
-			// pushes never come faster than this.
-			if d := pollInterval - now.Sub(lastRound); !lastRound.IsZero() && d > 0 {
-				sleep(ctx, d)
-				continue
-			}
-			lastRound = now
+		r := w.plan(now)
+		for _, j := range r.jobs {
+			go func() { w.results <- j.run(ctx, w.log.WithField("target", j.target.Name)) }()
+		}
+		w.sessions.watch(r.watch)
+		if w.busy() {
 			idleSince = time.Time{}
-			w.prefetch(ctx, batches)
-			for _, b := range batches {
-				// Shutting down: the batches not started yet
-				// stay as they are (with a cancelled context,
-				// their closures could not be asked of Nix and
-				// they would count as failed).
-				if ctx.Err() != nil {
-					break
-				}
-				w.push(ctx, b)
-			}
+			w.await(ctx, pollInterval)
 			continue
 		}
-		if len(live) > 0 {
-			if mode == Once && allWaiting(live, now) {
-				return fmt.Errorf("%d %w", len(live), ErrLeft)
+		if r.live > 0 {
+			if r.next.IsZero() {
+				// Due, but gone when read: look again.
+				sleep(ctx, time.Millisecond)
+				continue
+			}
+			if mode == Once {
+				return fmt.Errorf("%d %w", r.live, ErrLeft)
 			}
 			idleSince = time.Time{}
-			sleep(ctx, min(time.Until(next), time.Second))
+			w.await(ctx, min(time.Until(r.next), time.Second))
 			continue
 		}
 		if mode == Service {
-			sleep(ctx, time.Second)
+			w.await(ctx, time.Second)
 			continue
 		}
 		if idleSince.IsZero() {
@@ -209,13 +207,62 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 	}
 }
 
-func allWaiting(live []*queue.Entry, now time.Time) bool {
-	for _, e := range live {
-		if !e.NextAttempt.After(now) {
-			return false
+// pruneEvery is how often the worker bounds dropped/ and corrupt/.
+const pruneEvery = 10 * time.Minute
+
+// prune bounds dropped/ and corrupt/ by queue.dropped_max and
+// queue.dropped_max_age.
+func (w *Worker) prune(now time.Time) {
+	w.pruned = now
+	n, err := w.q.Prune(w.cfg.Queue.DroppedMax, w.cfg.Queue.DroppedMaxAge, now)
+	if err != nil {
+		w.log.WithError(err).Warn("pruning dropped/ and corrupt/")
+	}
+	if n > 0 {
+		w.log.WithField("files", n).Info("pruned dropped/ and corrupt/ (queue.dropped_max, queue.dropped_max_age; the history keeps every drop)")
+	}
+}
+
+// busy reports whether a push is running.
+func (w *Worker) busy() bool {
+	for _, js := range w.running {
+		if len(js) > 0 {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// await waits up to d for a job to end (whose result it then makes
+// durable), a watched Nix process to end, or ctx.
+func (w *Worker) await(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(max(d, time.Millisecond))
+	defer t.Stop()
+	select {
+	case res := <-w.results:
+		w.finish(res)
+	case <-w.sessions.wake:
+	case <-t.C:
+	case <-ctx.Done():
+		return
+	}
+	// Whatever else has ended meanwhile.
+	for {
+		select {
+		case res := <-w.results:
+			w.finish(res)
+		default:
+			return
+		}
+	}
+}
+
+// drain waits for the running jobs (cut short by the end of ctx) and
+// takes their results.
+func (w *Worker) drain() {
+	for w.busy() {
+		w.finish(<-w.results)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -230,18 +277,27 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// newEntries reports whether entries/ holds entries this worker has not
-// seen. Entries it has seen and left (of targets no longer configured) do
-// not keep it running.
-func (w *Worker) newEntries() bool {
-	names, err := w.q.Names()
-	if err != nil {
-		return false
-	}
-	for _, n := range names {
-		if _, ok := w.entries[n]; !ok {
-			return true
+// Backoff is the delay before attempt n+1 after n failures: doubling from
+// initial up to max, with jitter so that many failed entries do not retry
+// in lockstep.
+func Backoff(n int, initial, max time.Duration) time.Duration {
+	d := initial
+	for i := 1; i < n && d < max; i++ {
+		if d > max/2 {
+			d = max // doubling would pass max, or overflow
+			break
 		}
+		d *= 2
 	}
-	return false
+	d = min(d, max)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func truncate(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }

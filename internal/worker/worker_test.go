@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -292,147 +293,6 @@ func strs(ps ...storepath.Path) []string {
 	return out
 }
 
-// ---- plan ----
-
-func ent(target, name string, queued time.Time) *queue.Entry {
-	return &queue.Entry{Target: target, Path: mkPath(name).String(), Queued: queued}
-}
-
-func batchNames(bs []batch) []string {
-	var out []string
-	for _, b := range bs {
-		var names []string
-		for _, e := range b.entries {
-			names = append(names, e.Path[strings.IndexByte(e.Path, '-')+1:])
-		}
-		out = append(out, b.target.Name+":"+strings.Join(names, ","))
-	}
-	return out
-}
-
-func TestPlan(t *testing.T) {
-	now := time.Now()
-	ago := func(d time.Duration) time.Time { return now.Add(-d) }
-	main := mkTarget(t, "main", []string{"*"}, nil)
-	work := mkTarget(t, "work", []string{"*"}, nil)
-	retried := func(e *queue.Entry, attempts int, next time.Time) *queue.Entry {
-		e.Attempts, e.NextAttempt = attempts, next
-		return e
-	}
-	for _, tc := range []struct {
-		name     string
-		batch    int
-		live     []*queue.Entry
-		want     []string
-		wantNext time.Time
-	}{
-		{
-			name:  "nothing",
-			batch: 64,
-		},
-		{
-			name:  "batches per target up to queue.batch, oldest first",
-			batch: 2,
-			live: []*queue.Entry{
-				ent("main", "m3", ago(7*time.Second)), ent("work", "w1", ago(10*time.Second)),
-				ent("main", "m1", ago(9*time.Second)), ent("main", "m5", ago(5*time.Second)),
-				ent("main", "m2", ago(8*time.Second)), ent("main", "m4", ago(6*time.Second)),
-			},
-			want: []string{"main:m1,m2", "main:m3,m4", "main:m5", "work:w1"},
-		},
-		{
-			name:     "a burst still arriving is gathered",
-			batch:    64,
-			live:     []*queue.Entry{ent("main", "a", ago(2*time.Second)), ent("main", "b", ago(100*time.Millisecond))},
-			wantNext: now.Add(pollInterval),
-		},
-		{
-			name:  "a quiet burst goes",
-			batch: 64,
-			live:  []*queue.Entry{ent("main", "a", ago(2*time.Second)), ent("main", "b", ago(quiet+10*time.Millisecond))},
-			want:  []string{"main:a,b"},
-		},
-		{
-			name:  "a full batch does not wait for the burst to end",
-			batch: 2,
-			live:  []*queue.Entry{ent("main", "a", ago(30*time.Millisecond)), ent("main", "b", ago(20*time.Millisecond)), ent("work", "c", ago(10*time.Millisecond))},
-			want:  []string{"main:a,b", "work:c"},
-		},
-		{
-			name:  "a burst that goes on for maxGather is pushed anyway",
-			batch: 64,
-			live:  []*queue.Entry{ent("main", "a", ago(maxGather+time.Second)), ent("main", "b", ago(50*time.Millisecond))},
-			want:  []string{"main:a,b"},
-		},
-		{
-			name:  "retried entries do not count as a burst",
-			batch: 64,
-			live:  []*queue.Entry{retried(ent("main", "a", ago(10*time.Millisecond)), 1, time.Time{})},
-			want:  []string{"main:a"},
-		},
-		{
-			name:  "entries that failed twice go in halves (alone when few)",
-			batch: 64,
-			live: []*queue.Entry{
-				ent("main", "a", ago(5*time.Second)),
-				retried(ent("main", "bad", ago(4*time.Second)), 2, ago(time.Second)),
-				ent("main", "b", ago(3*time.Second)),
-				retried(ent("main", "worse", ago(2*time.Second)), 7, time.Time{}),
-				retried(ent("main", "once", ago(time.Second)), 1, ago(time.Millisecond)),
-			},
-			want: []string{"main:bad", "main:worse", "main:a,b,once"},
-		},
-		{
-			name:  "waiting entries are not due; next is the earliest",
-			batch: 64,
-			live: []*queue.Entry{
-				retried(ent("main", "a", ago(time.Minute)), 1, now.Add(time.Minute)),
-				retried(ent("work", "b", ago(time.Minute)), 3, now.Add(3*time.Second)),
-				retried(ent("main", "c", ago(time.Minute)), 1, now.Add(time.Hour)),
-			},
-			wantNext: now.Add(3 * time.Second),
-		},
-		{
-			name:  "due entries go while others wait",
-			batch: 64,
-			live: []*queue.Entry{
-				retried(ent("main", "a", ago(time.Minute)), 1, now.Add(time.Minute)),
-				ent("main", "b", ago(time.Minute)),
-				retried(ent("main", "c", ago(time.Minute)), 1, now),
-			},
-			want:     []string{"main:b,c"},
-			wantNext: now.Add(time.Minute),
-		},
-		{
-			name:  "a gathering burst does not hide a waiting entry's time",
-			batch: 64,
-			live: []*queue.Entry{
-				retried(ent("main", "a", ago(time.Minute)), 1, now.Add(time.Minute)),
-				ent("main", "b", ago(10*time.Millisecond)),
-			},
-			wantNext: now.Add(pollInterval),
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := mkConfig(t.TempDir(), main, work)
-			cfg.Queue.Batch = tc.batch
-			w := &Worker{cfg: cfg}
-			batches, next := w.plan(tc.live, now)
-			if got := batchNames(batches); !slices.Equal(got, tc.want) {
-				t.Errorf("batches = %q, want %q", got, tc.want)
-			}
-			if !next.Equal(tc.wantNext) {
-				t.Errorf("next = %v, want %v", next, tc.wantNext)
-			}
-			for _, b := range batches {
-				if len(b.entries) > tc.batch {
-					t.Errorf("batch of %d entries exceeds queue.batch %d", len(b.entries), tc.batch)
-				}
-			}
-		})
-	}
-}
-
 // ---- Backoff ----
 
 func TestBackoff(t *testing.T) {
@@ -588,40 +448,81 @@ func TestRunOnceBatchesAndTargets(t *testing.T) {
 	}
 }
 
-func TestRunOnceGathersBurst(t *testing.T) {
+// gatedPusher holds each call until it is let go.
+type gatedPusher struct {
+	fakePusher
+	started chan []string
+	release chan struct{}
+}
+
+func (g *gatedPusher) Push(ctx context.Context, paths []string, out io.Writer) error {
+	g.started <- paths
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.fakePusher.Push(ctx, paths, out)
+}
+
+// The first path goes at once; what arrives while that push runs is
+// gathered into the next call, which starts when it ends, unless the Nix
+// process that queued it has ended: that goes beside the running push at
+// once (issue 22: a 0.5 s quiet timer held every burst's last path back).
+func TestRunPushesAtOnceGathersMeanwhile(t *testing.T) {
 	fakeStore(t)
 	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	ps := build(t, "a-1", "b-1", "c-1")
-	// Queued just now: the worker waits for the burst to end, then
-	// pushes it in one call.
-	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[0]}, {Target: "main", Path: ps[1]}}, time.Now()); err != nil {
-		t.Fatal(err)
+	ps := build(t, "a-1", "b-1", "c-1", "d-1")
+	g := &gatedPusher{started: make(chan []string, 4), release: make(chan struct{})}
+	w := e.worker(nil)
+	w.pushers["main"] = g
+	pair := func(p storepath.Path, session int) {
+		if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: p, Session: session}}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	f := &fakePusher{}
-	w := e.worker(map[string]*fakePusher{"main": f})
-	n := rounds(w)
+	next := func(what string) []string {
+		t.Helper()
+		select {
+		case paths := <-g.started:
+			return paths
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no push of %s", what)
+		}
+		return nil
+	}
+	pair(ps[0], os.Getpid())
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- w.Run(context.Background(), Once) }()
-	// The worker has seen the first two and chosen to wait.
-	waitRound(t, n, e.log)
-	if calls, _ := f.Calls(); len(calls) != 0 {
-		t.Fatalf("pushed %q while the burst was still arriving", calls)
+	go func() { done <- w.Run(ctx, Service) }()
+	defer func() { cancel(); <-done }()
+	if got := next("the first path"); !slices.Equal(got, strs(ps[0])) {
+		t.Fatalf("first push = %q, want at once with the first path", got)
 	}
-	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[2]}}, time.Now()); err != nil {
+	// Queued by a Nix process still running (this test): they wait.
+	pair(ps[1], os.Getpid())
+	pair(ps[2], os.Getpid())
+	// Queued by one that has ended: beside the running push, at once.
+	ended := exec.Command("true")
+	if err := ended.Run(); err != nil {
 		t.Fatal(err)
+	}
+	pair(ps[3], ended.Process.Pid)
+	if got := next("the path of an ended Nix process"); !slices.Equal(got, strs(ps[3])) {
+		t.Fatalf("second push = %q, want %q beside the first", got, strs(ps[3]))
 	}
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run(Once) = %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run(Once) did not return")
+	case got := <-g.started:
+		t.Fatalf("a third push started while two run: %q", got)
+	case <-time.After(300 * time.Millisecond):
 	}
-	calls, _ := f.Calls()
-	if len(calls) != 1 || len(calls[0]) != 3 {
-		t.Errorf("pusher calls = %q, want one call with the 3 paths of the burst", calls)
+	g.release <- struct{}{}
+	g.release <- struct{}{}
+	if got := next("what was gathered"); !slices.Equal(got, strs(ps[1], ps[2])) {
+		t.Fatalf("third push = %q, want what arrived meanwhile in one call", got)
 	}
+	g.release <- struct{}{}
+	waitFor(t, "the queue to empty", func() bool { n, _ := e.q.Names(); return len(n) == 0 })
 }
 
 func TestRunOnceFailure(t *testing.T) {
@@ -959,5 +860,40 @@ func TestWorkerEnv(t *testing.T) {
 	want := []string{"HOME=/h", "XDG_CONFIG_HOME=/c", "XDG_CACHE_HOME=/h/.cache"}
 	if !slices.Equal(got, want) {
 		t.Errorf("workerEnv = %q, want %q", got, want)
+	}
+}
+
+// The worker bounds dropped/ by queue.dropped_max and
+// queue.dropped_max_age as it starts (and every pruneEvery).
+func TestRunPrunesDropped(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.DroppedMax, e.cfg.Queue.DroppedMaxAge = 5, 48*time.Hour
+	for i := range 20 {
+		p := mkPath(fmt.Sprintf("gone-%d", i))
+		x := &queue.Entry{Target: "main", Path: p.String(), Queued: time.Now()}
+		if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: p}}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		x, _ = e.q.Read(queue.Key("main", p))
+		if err := e.q.Drop(x, "no longer in the store (garbage-collected)"); err != nil {
+			t.Fatal(err)
+		}
+		when := time.Now().Add(-time.Duration(i+1) * 4 * time.Hour)
+		os.Chtimes(filepath.Join(e.q.Dir, "dropped", queue.Key("main", p)), when, when)
+	}
+	if err := run(t, e.worker(nil), Once); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(e.q.Dir, "dropped", "*"))
+	if len(left) != 5 {
+		t.Errorf("%d entries left in dropped/, want 5 (queue.dropped_max)", len(left))
+	}
+	e.cfg.Queue.DroppedMax, e.cfg.Queue.DroppedMaxAge = 0, 10*time.Hour
+	if err := run(t, e.worker(nil), Once); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(e.q.Dir, "dropped", "*")); len(left) != 2 {
+		t.Errorf("%d entries left in dropped/, want the 2 younger than queue.dropped_max_age", len(left))
 	}
 }

@@ -450,10 +450,18 @@ func (c *Chroot) Invocations() []Invocation {
 	return out
 }
 
-// QueueEntries counts the entries in the default queue directory.
+// QueueEntries counts the entries in the default queue directory: the
+// files in entries/ and the lines of the bulk files in bulk/ (many pairs
+// queued at once, see queue.Add).
 func (c *Chroot) QueueEntries() int {
 	names, _ := filepath.Glob(filepath.Join(c.Host(queueDir), "entries", "*"))
-	return len(names)
+	n := len(names)
+	bulk, _ := filepath.Glob(filepath.Join(c.Host(queueDir), "bulk", "*"))
+	for _, f := range bulk {
+		data, _ := os.ReadFile(f)
+		n += strings.Count(strings.TrimSpace(string(data)), "\n") + 1
+	}
+	return n
 }
 
 // WorkerLog is the worker's log in the default queue directory.

@@ -1,0 +1,56 @@
+package history
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func benchRecords(n int) []Record {
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Time: time.Now(), Target: "main", Path: fmt.Sprintf("/nix/store/%032d-benchpkg-%d", i, i), Outcome: Pushed, Batch: n, Duration: time.Second}
+	}
+	return recs
+}
+
+// BenchmarkAppend is the worker's record of a pushed batch of 10,000
+// paths in the history, in one write.
+func BenchmarkAppend(b *testing.B) {
+	recs := benchRecords(10000)
+	dir := b.TempDir()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := Append(dir, MaxSize, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAppendFloor is its floor: the same records encoded and
+// appended to a file.
+func BenchmarkAppendFloor(b *testing.B) {
+	recs := benchRecords(10000)
+	file := filepath.Join(b.TempDir(), "h")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		for _, r := range recs {
+			enc.Encode(r)
+		}
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Write(buf.Bytes())
+		f.Close()
+		if i%10 == 9 {
+			os.Remove(file)
+		}
+	}
+}

@@ -1,0 +1,72 @@
+package queue
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// dropped/ and corrupt/ are bounded: older than the age limit goes, and
+// past the count the oldest go, except what was dropped in the last
+// minutes (wait and push --wait read it). Status counts dropped entries
+// per target from their names.
+func TestPruneAndCount(t *testing.T) {
+	q := openQ(t)
+	now := time.Now()
+	age := func(name string, d time.Duration) {
+		t.Helper()
+		when := now.Add(-d)
+		if err := os.Chtimes(name, when, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 10 dropped an hour or more apart, 3 dropped just now, of two
+	// targets; 2 corrupt files, one of them ancient.
+	for i := range 13 {
+		target := "main"
+		if i%2 == 1 {
+			target = "work/eu"
+		}
+		e := &Entry{Target: target, Path: mkPath(fmt.Sprintf("d-%d", i)).String(), Queued: now, key: Key(target, mkPath(fmt.Sprintf("d-%d", i)))}
+		if err := q.Drop(e, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if i < 10 {
+			age(q.path(droppedDir, e.key), time.Duration(i+1)*time.Hour)
+		}
+	}
+	for i, d := range []time.Duration{time.Hour, 1000 * time.Hour} {
+		name := q.path(corruptDir, fmt.Sprintf("x.%d", i))
+		if err := os.MkdirAll(q.path(corruptDir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		age(name, d)
+	}
+	counts, err := q.DroppedByTarget([]string{"main", "work/eu", "other"})
+	if err != nil || counts["main"] != 7 || counts["work/eu"] != 6 || counts["other"] != 0 {
+		t.Fatalf("DroppedByTarget = %v, %v; want main 7, work/eu 6", counts, err)
+	}
+	// Keep 5, none older than 5 hours: the 3 fresh ones and the two
+	// newest of the rest stay; one corrupt file is too old.
+	n, err := q.Prune(5, 5*time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := len(ls(t, q.path(droppedDir))); left != 5 || n != 9 {
+		t.Errorf("Prune removed %d, %d left in dropped/; want 9 removed, 5 left", n, left)
+	}
+	if left := ls(t, q.path(corruptDir)); len(left) != 1 || left[0] != "x.0" {
+		t.Errorf("corrupt/ after Prune: %q, want the newer file", left)
+	}
+	// Past the count, what was dropped in the last minutes stays.
+	if _, err := q.Prune(1, 0, now); err != nil {
+		t.Fatal(err)
+	}
+	if left := len(ls(t, q.path(droppedDir))); left != 3 {
+		t.Errorf("%d left in dropped/ with keep 1, want the 3 dropped just now", left)
+	}
+}

@@ -1,0 +1,195 @@
+package worker
+
+import (
+	"slices"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+)
+
+// finish makes a job's outcome durable, in bulk (issue 22: entries were
+// removed, dropped and backed off one file at a time): one Apply for its
+// entries, one append to the history, one line in the log for the push
+// (and one per kind of drop).
+func (w *Worker) finish(res *result) {
+	j := res.job
+	name := j.target.Name
+	w.running[name] = slices.DeleteFunc(w.running[name], func(x *job) bool { return x == j })
+	x := w.idx
+	defer func() {
+		for _, e := range j.entries {
+			if s := x.slots[e.Key()]; s != nil {
+				s.busy = false
+			}
+		}
+	}()
+	if len(res.upstreams.Asked) > 0 {
+		w.state.upstreams(w.q.Dir, res.upstreams.Asked, res.upstreams.Slow, time.Now())
+	}
+	if res.cut {
+		return
+	}
+	log := w.log.WithField("target", name)
+	res.notes.flush()
+	now := time.Now()
+	// Where each entry lives now: another job's Apply may have replaced
+	// its bulk file meanwhile.
+	for _, e := range j.entries {
+		if s := x.slots[e.Key()]; s != nil {
+			e.SetSource(x.srcName(s))
+		}
+	}
+	ch := queue.Changes{Done: append(slices.Clone(res.pushed), res.upstream...), Dropped: res.dropped}
+	if len(res.failed) > 0 {
+		// One back-off for the whole batch, so that it is retried as a
+		// batch (and split only after failing twice) instead of being
+		// scattered into single-path pushes by per-entry jitter.
+		attempts := 0
+		for _, e := range res.failed {
+			attempts = max(attempts, e.Attempts+1)
+		}
+		next := now.Add(Backoff(attempts, j.cfg.Queue.RetryInitial, j.cfg.Queue.RetryMax))
+		msg := truncate(res.err.Error(), 1000)
+		for _, e := range res.failed {
+			e.Attempts++
+			e.LastAttempt, e.LastError, e.NextAttempt = now, msg, next
+		}
+		ch.Updated = append(ch.Updated, res.failed...)
+	}
+	for e, err := range res.undecided {
+		e.Attempts++
+		e.LastAttempt, e.LastError = now, truncate(err.Error(), 1000)
+		e.NextAttempt = now.Add(Backoff(e.Attempts, j.cfg.Queue.RetryInitial, j.cfg.Queue.RetryMax))
+		ch.Updated = append(ch.Updated, e)
+		log.WithError(err).WithField("path", e.Path).Error("not pushed")
+	}
+	start := time.Now()
+	ap := w.q.Apply(ch)
+	written := time.Since(start)
+	x.replaced(ap.Replaced)
+	if ap.Aside > 0 {
+		log.WithField("lines", ap.Aside).Error("lines of a bulk file that are not queue entries were moved to corrupt/")
+	}
+	// The index follows: what left the queue is forgotten, what was
+	// updated gets its new state (in memory even if writing it failed).
+	for _, e := range ch.Updated {
+		s := x.slots[e.Key()]
+		if s == nil {
+			continue
+		}
+		s.attempts = uint16(min(e.Attempts, 1<<16-1))
+		s.next, s.half = w.mono(e.NextAttempt), false
+		if _, bad := ap.Failed[e.Key()]; !bad {
+			s.src = w.srcID(e.Source())
+		}
+	}
+	removalFailed := false
+	for _, part := range []struct {
+		es   []*queue.Entry
+		what string
+	}{
+		{res.pushed, "pushed, but removing the queue entry failed"},
+		{res.upstream, "not pushed (already upstream), but removing the queue entry failed"},
+		{res.dropped, "dropping the queue entry failed"},
+	} {
+		for _, e := range part.es {
+			if err, bad := ap.Failed[e.Key()]; bad {
+				removalFailed = true
+				w.queueFailed(log, e, part.what, err, now)
+				continue
+			}
+			delete(x.slots, e.Key())
+		}
+	}
+	if len(res.failed) > 0 {
+		if err, bad := ap.Failed[res.failed[0].Key()]; bad {
+			log.WithError(err).Error("updating queue entries")
+			w.state.queueError(w.q.Dir, name, truncate("updating the queue entries failed: "+err.Error(), 1000), now)
+		}
+	}
+	// The history and the record of pushed paths, before the line that
+	// says how long they took.
+	start = time.Now()
+	w.record(name, res)
+	if len(res.pushed) > 0 {
+		w.remember(log, j.target, res.pushed)
+	}
+	recorded := time.Since(start)
+	if len(res.pushed)+len(res.failed) > 0 {
+		f := res.summary()
+		if written >= time.Millisecond {
+			f["written"] = written.Round(time.Millisecond).String()
+		}
+		if recorded >= time.Millisecond {
+			f["recorded"] = recorded.Round(time.Millisecond).String()
+		}
+		if res.err == nil {
+			log.WithFields(f).Info("pushed")
+		} else {
+			f["error"] = res.err.Error()
+			f["retry_in"] = time.Until(res.failed[0].NextAttempt).Round(time.Second).String()
+			log.WithFields(f).Warn("push failed")
+		}
+	}
+	if len(res.pushed) > 0 {
+		w.state.pushed(w.q.Dir, name, len(res.pushed), time.Now(), !removalFailed)
+	} else if res.err != nil {
+		w.state.failed(w.q.Dir, name, now)
+	}
+}
+
+// srcID is the index's id for a bulk file Apply wrote (0: entries/).
+func (w *Worker) srcID(name string) uint32 {
+	if name == "" {
+		return 0
+	}
+	if id, ok := w.idx.ids[name]; ok {
+		return id
+	}
+	return w.idx.addBulk(name)
+}
+
+// queueFailed backs off an entry the worker could not drop or remove, as
+// if its push had failed, so that a queue directory that refuses changes
+// makes the worker retry slowly instead of in a loop. The back-off lives
+// in memory; writing it would likely fail too.
+func (w *Worker) queueFailed(log *logrus.Entry, e *queue.Entry, what string, err error, now time.Time) {
+	s := w.idx.slots[e.Key()]
+	if s == nil {
+		return
+	}
+	s.attempts++
+	d := Backoff(int(s.attempts), w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax)
+	s.next = w.mono(now.Add(d))
+	msg := truncate(what+": "+err.Error(), 1000)
+	log.WithError(err).WithFields(logrus.Fields{"path": e.Path, "retry_in": d.Round(time.Second).String()}).Error(what)
+	w.state.queueError(w.q.Dir, e.Target, msg, now)
+}
+
+// record appends the outcome of a job's entries to the queue's history
+// (see `cachix-filter-hook log`), in one write. A failure to write it is
+// logged, not fatal: the queue, not the history, is what must not lose a
+// path.
+func (w *Worker) record(target string, res *result) {
+	now := time.Now()
+	var recs []history.Record
+	add := func(es []*queue.Entry, outcome string, reason func(*queue.Entry) string, batch int, took time.Duration) {
+		for _, e := range es {
+			recs = append(recs, history.Record{Time: now, Target: target, Path: e.Path, Outcome: outcome, Reason: reason(e), Batch: batch, Duration: took})
+		}
+	}
+	none := func(*queue.Entry) string { return "" }
+	add(res.pushed, history.Pushed, none, len(res.pushed), res.took)
+	add(res.failed, history.Failed, func(e *queue.Entry) string { return e.LastError }, len(res.failed), res.took)
+	add(res.dropped, history.Dropped, func(e *queue.Entry) string { return e.Reason }, 0, 0)
+	add(res.upstream, history.Upstream, func(e *queue.Entry) string { return res.reasons[e.Key()] }, 0, 0)
+	if len(recs) == 0 {
+		return
+	}
+	if err := history.Append(w.q.Dir, history.MaxSize, recs); err != nil {
+		w.log.WithError(err).Error("recording history")
+	}
+}

@@ -1,0 +1,263 @@
+package worker
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+)
+
+// What the worker knows of the queue, between rounds: a small record per
+// entry (slot), no pointers, about 100 bytes with its key, so that 100,000
+// queued entries take some 10 MB and the garbage collector has nothing to
+// follow in them (issue 22: the worker held every entry, 1.2 KB each,
+// 119 MiB peak with 100,000). The entries themselves (path, last error)
+// are read again from their files for the batch being pushed.
+
+// slot is what the worker keeps of one entry.
+type slot struct {
+	queued   int64  // wall clock, UnixNano: oldest first
+	next     int64  // back-off ends, on the worker's monotonic clock (see mono); 0: due
+	src      uint32 // 0: its own file in entries/; else a bulk file (w.bulk)
+	gen      uint32 // scan that last saw its file (entries/ only)
+	born     uint32 // scan that found it
+	attempts uint16
+	target   uint16 // w.names index
+	plen     uint16 // length of its path, for the argv budget
+	busy     bool   // in a batch being pushed
+	half     bool   // its failing group was halved, and the other half went
+	session  int32  // pid of the Nix process that ran the hook; 0: none
+}
+
+// bulkFile is one bulk file the worker knows, under an id that stays when
+// Apply replaces the file by one holding its other entries.
+type bulkFile struct {
+	name string
+	gen  uint32
+}
+
+// index is the worker's view of the queue.
+type index struct {
+	slots map[string]*slot
+	bulk  map[uint32]*bulkFile
+	ids   map[string]uint32 // bulk file name to id
+	next  uint32            // last bulk id given
+	gen   uint32
+	// names interns target names: slots hold an index into it.
+	names  []string
+	nameID map[string]uint16
+	// stamp is the directories' modification times at the last scan,
+	// when they can be trusted to change with the next entry.
+	stamp    [2]int64
+	lastFull time.Time
+}
+
+func newIndex() *index {
+	return &index{slots: map[string]*slot{}, bulk: map[uint32]*bulkFile{}, ids: map[string]uint32{}, nameID: map[string]uint16{}}
+}
+
+func (x *index) nameOf(s *slot) string { return x.names[s.target] }
+
+func (x *index) intern(target string) uint16 {
+	if id, ok := x.nameID[target]; ok {
+		return id
+	}
+	id := uint16(len(x.names))
+	x.names = append(x.names, target)
+	x.nameID[target] = id
+	return id
+}
+
+// srcName is the queue's name for a slot's source ("" for entries/).
+func (x *index) srcName(s *slot) string {
+	if s.src == 0 {
+		return ""
+	}
+	if b := x.bulk[s.src]; b != nil {
+		return b.name
+	}
+	return ""
+}
+
+func (x *index) addBulk(name string) uint32 {
+	x.next++
+	x.bulk[x.next] = &bulkFile{name: name, gen: x.gen}
+	x.ids[name] = x.next
+	return x.next
+}
+
+// replaced follows Apply's replacement of bulk files.
+func (x *index) replaced(m map[string]string) {
+	for old, nw := range m {
+		id, ok := x.ids[old]
+		if !ok {
+			continue
+		}
+		delete(x.ids, old)
+		if nw == "" {
+			delete(x.bulk, id)
+			continue
+		}
+		x.bulk[id].name = nw
+		x.ids[nw] = id
+	}
+}
+
+// mono is t on the worker's monotonic clock: what it waits on, which no
+// step of the wall clock moves. Never 0, which means "due".
+func (w *Worker) mono(t time.Time) int64 { return max(int64(t.Sub(w.started)), 1) }
+
+// adopt makes a slot of an entry read from disk. The times in an entry
+// are wall-clock times, written by a hook or an earlier worker, maybe
+// before the clock was stepped: a back-off that reaches further than
+// queue.retry_max (the clock went back) is cut to it.
+func (w *Worker) adopt(e *queue.Entry, src uint32, now time.Time) *slot {
+	s := &slot{queued: e.Queued.UnixNano(), src: src, gen: w.idx.gen, born: w.idx.gen, attempts: uint16(min(e.Attempts, 1<<16-1)),
+		target: w.idx.intern(e.Target), plen: uint16(min(len(e.Path), 1<<16-1)), session: int32(e.Session)}
+	if !e.NextAttempt.IsZero() {
+		wait := min(max(e.NextAttempt.Sub(now), 0), w.cfg.Queue.RetryMax)
+		s.next = w.mono(now.Add(wait))
+	}
+	return s
+}
+
+// scan brings the index up to date with the queue directory: new entry
+// files and bulk files are read and adopted, vanished ones forgotten. It
+// skips the listing when neither directory changed since a scan that can
+// trust their times. A pair found twice (queued again) keeps the copy
+// known first, with its retry state; the other copy is removed.
+func (w *Worker) scan(now time.Time) {
+	x := w.idx
+	stamp, trusted := w.dirStamp()
+	if trusted && stamp == x.stamp && now.Sub(x.lastFull) < fullScanEvery {
+		return
+	}
+	x.gen++
+	var dups []*queue.Entry
+	names, err := w.q.EntryNames()
+	if err != nil {
+		w.log.WithError(err).Error("listing queue")
+		return
+	}
+	for _, n := range names {
+		if s, ok := x.slots[n]; ok {
+			if s.src == 0 {
+				s.gen = x.gen
+			} else if !s.busy {
+				dups = append(dups, queue.Stub(n, ""))
+			}
+			continue
+		}
+		e, err := w.q.Read(n)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) && !w.unreadable[n] {
+				if len(w.unreadable) < maxUnreadable {
+					w.unreadable[n] = true
+				}
+				w.log.WithError(err).Error("unreadable queue entry")
+			}
+			continue
+		}
+		x.slots[n] = w.adopt(e, 0, now)
+	}
+	bulks, err := w.q.BulkNames()
+	if err != nil {
+		w.log.WithError(err).Error("listing queue")
+		return
+	}
+	var clean []string
+	for _, n := range bulks {
+		if id, ok := x.ids[n]; ok {
+			x.bulk[id].gen = x.gen
+			continue
+		}
+		id := x.addBulk(n)
+		bad, err := w.q.ReadBulk(n, func(e *queue.Entry) {
+			if _, ok := x.slots[e.Key()]; ok {
+				dups = append(dups, e)
+				return
+			}
+			x.slots[e.Key()] = w.adopt(e, id, now)
+		})
+		if bad > 0 {
+			clean = append(clean, n)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			w.log.WithError(err).Error("unreadable bulk file")
+		}
+	}
+	// What vanished: entry files (forget) and bulk files.
+	gone := map[uint32]bool{}
+	for id, b := range x.bulk {
+		if b.gen != x.gen {
+			gone[id] = true
+			delete(x.ids, b.name)
+			delete(x.bulk, id)
+		}
+	}
+	for k, s := range x.slots {
+		if !s.busy && (s.src == 0 && s.gen != x.gen || gone[s.src]) {
+			delete(x.slots, k)
+		}
+	}
+	x.stamp, x.lastFull = stamp, now
+	if len(dups) > 0 || len(clean) > 0 {
+		res := w.q.Apply(queue.Changes{Done: dups}, clean...)
+		x.replaced(res.Replaced)
+		if res.Aside > 0 {
+			w.log.WithField("lines", res.Aside).Error("lines of a bulk file that are not queue entries were moved to corrupt/")
+		}
+		// Removing what was queued twice changed the directories.
+		x.stamp = [2]int64{}
+	}
+}
+
+// fullScanEvery bounds how long the worker trusts the directories' times.
+const fullScanEvery = 30 * time.Second
+
+// maxUnreadable bounds the names of unreadable entries kept to log once.
+const maxUnreadable = 10000
+
+// dirStamp is the modification times of entries/ and bulk/, and whether
+// they can be trusted to change with the next entry: a directory's time
+// comes from a clock that ticks every few milliseconds, so a change in
+// the same tick as the last scan would not show.
+func (w *Worker) dirStamp() ([2]int64, bool) {
+	var st [2]int64
+	trusted := true
+	for i, d := range []string{"entries", "bulk"} {
+		fi, err := os.Stat(filepath.Join(w.q.Dir, d))
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				trusted = false
+			}
+			continue
+		}
+		st[i] = fi.ModTime().UnixNano()
+		if time.Since(fi.ModTime()) < 100*time.Millisecond {
+			trusted = false
+		}
+	}
+	return st, trusted
+}
+
+// newEntries reports whether the queue holds entry files or bulk files
+// the worker has not seen.
+func (w *Worker) newEntries() bool {
+	names, _ := w.q.EntryNames()
+	for _, n := range names {
+		if _, ok := w.idx.slots[n]; !ok {
+			return true
+		}
+	}
+	bulks, _ := w.q.BulkNames()
+	for _, n := range bulks {
+		if _, ok := w.idx.ids[n]; !ok {
+			return true
+		}
+	}
+	return false
+}

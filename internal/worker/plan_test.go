@@ -1,0 +1,224 @@
+package worker
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+func ent(target, name string, queued time.Time) *queue.Entry {
+	return &queue.Entry{Target: target, Path: mkPath(name).String(), Queued: queued}
+}
+
+// put writes entries to the queue as they are (one file each).
+func (e *env) put(t *testing.T, es ...*queue.Entry) {
+	t.Helper()
+	for _, x := range es {
+		p := mustParse(t, x.Path)
+		if _, err := e.q.Add([]queue.Pair{{Target: x.Target, Path: p, Session: x.Session}}, x.Queued); err != nil {
+			t.Fatal(err)
+		}
+		if x.Attempts > 0 || !x.NextAttempt.IsZero() {
+			got, err := e.q.Read(queue.Key(x.Target, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.Attempts, got.NextAttempt = x.Attempts, x.NextAttempt
+			if err := e.q.Update(got); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func jobNames(js []*job) []string {
+	var out []string
+	for _, j := range js {
+		var names []string
+		for _, e := range j.entries {
+			names = append(names, e.Path[strings.IndexByte(e.Path, '-')+1:])
+		}
+		out = append(out, j.target.Name+":"+strings.Join(names, ","))
+	}
+	return out
+}
+
+// The next batch of each target: due entries go at once (no waiting for
+// a burst to end), oldest first, up to queue.batch; entries that failed
+// twice go in halves, first; entries waiting for a back-off do not go,
+// and the earliest end of a back-off is when to look again.
+func TestPlan(t *testing.T) {
+	fakeStore(t)
+	now := time.Now()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	retried := func(e *queue.Entry, attempts int, next time.Time) *queue.Entry {
+		e.Attempts, e.NextAttempt = attempts, next
+		return e
+	}
+	for _, tc := range []struct {
+		name     string
+		batch    int
+		live     []*queue.Entry
+		want     []string
+		wantNext time.Time
+	}{
+		{
+			name:  "nothing",
+			batch: 64,
+		},
+		{
+			name:  "one batch per target up to queue.batch, oldest first",
+			batch: 2,
+			live: []*queue.Entry{
+				ent("main", "m3", ago(7*time.Second)), ent("work", "w1", ago(10*time.Second)),
+				ent("main", "m1", ago(9*time.Second)), ent("main", "m5", ago(5*time.Second)),
+				ent("main", "m2", ago(8*time.Second)), ent("main", "m4", ago(6*time.Second)),
+			},
+			want: []string{"main:m1,m2", "work:w1"},
+		},
+		{
+			name:  "what was just queued goes at once",
+			batch: 64,
+			live:  []*queue.Entry{ent("main", "a", ago(2*time.Second)), ent("main", "b", ago(time.Millisecond))},
+			want:  []string{"main:a,b"},
+		},
+		{
+			name:  "entries that failed twice go first, in halves (alone when few)",
+			batch: 64,
+			live: []*queue.Entry{
+				ent("main", "a", ago(5*time.Second)),
+				retried(ent("main", "bad", ago(4*time.Second)), 2, ago(time.Second)),
+				retried(ent("main", "bad2", ago(3*time.Second)), 2, ago(time.Second)),
+				retried(ent("main", "bad3", ago(2*time.Second)), 2, ago(time.Second)),
+				retried(ent("main", "worse", ago(2*time.Second)), 7, time.Time{}),
+				retried(ent("main", "once", ago(time.Second)), 1, ago(time.Millisecond)),
+			},
+			want: []string{"main:bad,bad2"},
+		},
+		{
+			name:  "waiting entries are not due; next is the earliest",
+			batch: 64,
+			live: []*queue.Entry{
+				retried(ent("main", "a", ago(time.Minute)), 1, now.Add(time.Minute)),
+				retried(ent("work", "b", ago(time.Minute)), 3, now.Add(3*time.Second)),
+				retried(ent("main", "c", ago(time.Minute)), 1, now.Add(time.Hour)),
+			},
+			wantNext: now.Add(3 * time.Second),
+		},
+		{
+			name:  "due entries go while others wait",
+			batch: 64,
+			live: []*queue.Entry{
+				retried(ent("main", "a", ago(time.Minute)), 1, now.Add(time.Minute)),
+				ent("main", "b", ago(time.Minute)),
+				retried(ent("main", "c", ago(59*time.Second)), 1, now),
+			},
+			want:     []string{"main:b,c"},
+			wantNext: now.Add(time.Minute),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil), mkTarget(t, "work", []string{"*"}, nil))
+			e.cfg.Queue.Batch = tc.batch
+			e.put(t, tc.live...)
+			w := e.worker(nil)
+			w.scan(now)
+			r := w.plan(now)
+			if got := jobNames(r.jobs); !slices.Equal(got, tc.want) {
+				t.Errorf("batches = %q, want %q", got, tc.want)
+			}
+			if d := r.next.Sub(tc.wantNext); d > time.Millisecond || d < -time.Millisecond || r.next.IsZero() != tc.wantNext.IsZero() {
+				t.Errorf("next = %v, want %v", r.next, tc.wantNext)
+			}
+		})
+	}
+}
+
+// A backlog goes up in as few calls as queue.batch and the argv budget
+// allow, oldest first.
+func TestPlanArgBudget(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.Batch = 10000
+	now := time.Now()
+	var live []*queue.Entry
+	for i := 0; i < 100; i++ {
+		live = append(live, ent("main", fmt.Sprintf("p%03d", i), now.Add(-time.Hour+time.Duration(i)*time.Second)))
+	}
+	e.put(t, live...)
+	cost := 0
+	for _, x := range live[:10] {
+		cost += len(x.Path) + 1 + 8
+	}
+	w := e.worker(nil)
+	w.argBudget = cost
+	w.scan(now)
+	r := w.plan(now)
+	if len(r.jobs) != 1 || len(r.jobs[0].entries) != 10 || r.jobs[0].entries[0].Path != live[0].Path {
+		t.Fatalf("batches %q, want one of the 10 oldest paths", jobNames(r.jobs))
+	}
+	w = e.worker(nil)
+	w.argBudget = 1 << 20
+	w.scan(now)
+	if r := w.plan(now); len(r.jobs) != 1 || len(r.jobs[0].entries) != 100 {
+		t.Fatalf("batches %q within the budget, want 1 of 100", jobNames(r.jobs))
+	}
+}
+
+// While a push runs, what arrives waits for it to end, unless the Nix
+// process that queued it has ended: then it goes at once, beside the
+// running push (one such push at a time). What arrived before the
+// running push started, and what failed before, waits its turn.
+func TestPlanBesideRunningPush(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	now := time.Now()
+	e.put(t, ent("main", "first", now.Add(-time.Second)))
+	w := e.worker(nil)
+	w.scan(now)
+	r := w.plan(now)
+	if got := jobNames(r.jobs); !slices.Equal(got, []string{"main:first"}) {
+		t.Fatalf("first batch = %q", got)
+	}
+
+	ended := exec.Command("true")
+	if err := ended.Run(); err != nil {
+		t.Fatal(err)
+	}
+	live := &queue.Entry{Target: "main", Path: mkPath("from-live-nix").String(), Queued: now, Session: os.Getpid()}
+	gone := &queue.Entry{Target: "main", Path: mkPath("from-ended-nix").String(), Queued: now, Session: ended.Process.Pid}
+	cli := &queue.Entry{Target: "main", Path: mkPath("from-push").String(), Queued: now}
+	e.put(t, live, gone, cli)
+	w.idx.stamp = [2]int64{} // scan again at once
+	w.scan(now)
+	r = w.plan(now)
+	if got := jobNames(r.jobs); !slices.Equal(got, []string{"main:from-ended-nix,from-push"}) && !slices.Equal(got, []string{"main:from-push,from-ended-nix"}) {
+		t.Fatalf("beside the running push = %q, want the entries whose Nix process ended", got)
+	}
+	if !r.jobs[0].tail || !slices.Equal(r.watch, []int32{int32(os.Getpid())}) {
+		t.Errorf("tail %v, watch %v; want a tail job, watching this process", r.jobs[0].tail, r.watch)
+	}
+	// Two pushes run: nothing more starts.
+	e.put(t, &queue.Entry{Target: "main", Path: mkPath("later").String(), Queued: now})
+	w.idx.stamp = [2]int64{}
+	w.scan(now)
+	if r := w.plan(now); len(r.jobs) != 0 {
+		t.Fatalf("a third push started: %q", jobNames(r.jobs))
+	}
+}
+
+func mustParse(t *testing.T, s string) storepath.Path {
+	t.Helper()
+	p, err := storepath.Parse(storepath.StoreDir(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,78 @@
+package worker
+
+import (
+	"errors"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// sessionWatch watches the Nix processes plan waits for (see plan.go):
+// when one ends, the worker wakes at once to push what they queued beside
+// the running push. Each is watched through a pidfd by a goroutine that
+// ends with it or with the worker; where pidfds are missing, or past
+// maxWatched, the worker notices at its next look (pollInterval).
+type sessionWatch struct {
+	mu   sync.Mutex
+	pids map[int32]bool
+	wake chan struct{}
+	stop chan struct{}
+}
+
+// maxWatched bounds the Nix processes watched at once (each a goroutine
+// and a descriptor).
+const maxWatched = 64
+
+func newSessionWatch() *sessionWatch {
+	return &sessionWatch{pids: map[int32]bool{}, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+func (sw *sessionWatch) watch(pids []int32) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	for _, pid := range pids {
+		if sw.pids[pid] || len(sw.pids) >= maxWatched {
+			continue
+		}
+		fd, err := unix.PidfdOpen(int(pid), 0)
+		if err != nil {
+			continue
+		}
+		sw.pids[pid] = true
+		go sw.await(pid, fd)
+	}
+}
+
+func (sw *sessionWatch) await(pid int32, fd int) {
+	defer unix.Close(fd)
+	defer func() {
+		sw.mu.Lock()
+		delete(sw.pids, pid)
+		sw.mu.Unlock()
+	}()
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		select {
+		case <-sw.stop:
+			return
+		default:
+		}
+		n, err := unix.Poll(fds, 500)
+		if n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	select {
+	case sw.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the watching goroutines (within their poll's timeout).
+func (sw *sessionWatch) close() {
+	select {
+	case <-sw.stop:
+	default:
+		close(sw.stop)
+	}
+}
