@@ -116,9 +116,9 @@ func (q *Queue) ReadBulk(name string, fn func(*Entry)) (bad int, err error) {
 		return 0, fmt.Errorf("reading bulk file: %w", err)
 	}
 	defer f.Close()
-	storeDir := storepath.StoreDir()
+	lp := newLineParser()
 	err = eachLine(f, func(line []byte) {
-		e, key := parseLine(storeDir, line)
+		e, key := lp.parse(line)
 		if e == nil {
 			bad++
 			return
@@ -162,9 +162,19 @@ func eachLine(r io.Reader, fn func([]byte)) error {
 	}
 }
 
-// parseLine decodes one line of a bulk or shared file: nil when it is not
-// an entry of a store path.
-func parseLine(storeDir string, line []byte) (*Entry, string) {
+// lineParser decodes the lines of bulk and shared files, computing the
+// digest of each target name once.
+type lineParser struct {
+	storeDir string
+	digests  map[string]string
+}
+
+func newLineParser() *lineParser {
+	return &lineParser{storeDir: storepath.StoreDir(), digests: map[string]string{}}
+}
+
+// parse decodes one line: nil when it is not an entry of a store path.
+func (lp *lineParser) parse(line []byte) (*Entry, string) {
 	if len(line) > maxEntrySize {
 		return nil, ""
 	}
@@ -172,11 +182,18 @@ func parseLine(storeDir string, line []byte) (*Entry, string) {
 	if json.Unmarshal(line, e) != nil || e.Target == "" {
 		return nil, ""
 	}
-	p, err := storepath.Parse(storeDir, e.Path)
+	p, err := storepath.Parse(lp.storeDir, e.Path)
 	if err != nil {
 		return nil, ""
 	}
-	return e, Key(e.Target, p)
+	d, ok := lp.digests[e.Target]
+	if !ok {
+		d = targetDigest(e.Target)
+		if len(lp.digests) < 64 {
+			lp.digests[e.Target] = d
+		}
+	}
+	return e, p.Hash + "." + d
 }
 
 // Before orders copies of one pair (queued twice): the one that failed
@@ -204,6 +221,10 @@ type Changes struct {
 	Updated []*Entry
 	// Dropped move to dropped/, each with its Reason.
 	Dropped []*Entry
+	// Whole names the bulk files every entry of which is in these
+	// changes (as the worker counts them): they are removed without
+	// being read.
+	Whole map[string]bool
 }
 
 // Applied says what Apply did.
@@ -284,6 +305,16 @@ func (q *Queue) Apply(c Changes, clean ...string) Applied {
 		}
 	}
 	for src, keys := range leave {
+		if c.Whole[src] && bulkName(src) {
+			if err := os.Remove(q.path(bulkDir, src)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				for k := range keys {
+					res.Failed[k] = fmt.Errorf("removing bulk file: %w", err)
+				}
+				continue
+			}
+			res.Replaced[src] = ""
+			continue
+		}
 		name, aside, err := q.replaceBulk(src, keys)
 		res.Aside += aside
 		if err != nil {
@@ -336,10 +367,10 @@ func (q *Queue) replaceBulk(src string, keys map[string]bool) (string, int, erro
 		return "", 0, fmt.Errorf("reading bulk file: %w", err)
 	}
 	var keep, bad bytes.Buffer
-	storeDir := storepath.StoreDir()
+	lp := newLineParser()
 	aside := 0
 	err = eachLine(f, func(line []byte) {
-		e, key := parseLine(storeDir, line)
+		e, key := lp.parse(line)
 		switch {
 		case e == nil:
 			aside++

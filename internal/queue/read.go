@@ -190,9 +190,9 @@ func (q *Queue) readEntry(file, key string) (*Entry, error) {
 // links to it, then reads as corrupt.
 func parseShared(body []byte) map[string]*Entry {
 	all := map[string]*Entry{}
-	storeDir := storepath.StoreDir()
+	lp := newLineParser()
 	_ = eachLine(bytes.NewReader(body), func(line []byte) {
-		if e, key := parseLine(storeDir, line); e != nil {
+		if e, key := lp.parse(line); e != nil {
 			all[key] = e
 		}
 	})

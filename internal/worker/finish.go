@@ -66,6 +66,23 @@ func (w *Worker) finish(res *result) {
 		ch.Updated = append(ch.Updated, e)
 		log.WithError(err).WithField("path", e.Path).Error("not pushed")
 	}
+	// Bulk files all of whose entries leave now go without being read.
+	leaving := map[uint32]int{}
+	for _, es := range [][]*queue.Entry{ch.Done, ch.Dropped, ch.Updated} {
+		for _, e := range es {
+			if s := x.slots[e.Key()]; s != nil && s.src != 0 {
+				leaving[s.src]++
+			}
+		}
+	}
+	for id, n := range leaving {
+		if b := x.bulk[id]; b != nil && b.n == n {
+			if ch.Whole == nil {
+				ch.Whole = map[string]bool{}
+			}
+			ch.Whole[b.name] = true
+		}
+	}
 	start := time.Now()
 	ap := w.q.Apply(ch)
 	written := time.Since(start)
@@ -83,7 +100,7 @@ func (w *Worker) finish(res *result) {
 		s.attempts = uint16(min(e.Attempts, 1<<16-1))
 		s.next, s.half = w.mono(e.NextAttempt), false
 		if _, bad := ap.Failed[e.Key()]; !bad {
-			s.src = w.srcID(e.Source())
+			x.move(s, w.srcID(e.Source()))
 		}
 	}
 	removalFailed := false
@@ -101,7 +118,7 @@ func (w *Worker) finish(res *result) {
 				w.queueFailed(log, e, part.what, err, now)
 				continue
 			}
-			delete(x.slots, e.Key())
+			x.remove(e.Key())
 		}
 	}
 	if len(res.failed) > 0 {

@@ -37,6 +37,7 @@ type slot struct {
 type bulkFile struct {
 	name string
 	gen  uint32
+	n    int // slots whose entry lives in it
 }
 
 // index is the worker's view of the queue.
@@ -80,6 +81,38 @@ func (x *index) srcName(s *slot) string {
 		return b.name
 	}
 	return ""
+}
+
+// put adds or replaces the slot of key.
+func (x *index) put(key string, s *slot) {
+	x.remove(key)
+	x.slots[key] = s
+	if b := x.bulk[s.src]; s.src != 0 && b != nil {
+		b.n++
+	}
+}
+
+// remove forgets the slot of key.
+func (x *index) remove(key string) {
+	s, ok := x.slots[key]
+	if !ok {
+		return
+	}
+	if b := x.bulk[s.src]; s.src != 0 && b != nil {
+		b.n--
+	}
+	delete(x.slots, key)
+}
+
+// move makes a slot's entry live in src now.
+func (x *index) move(s *slot, src uint32) {
+	if b := x.bulk[s.src]; s.src != 0 && b != nil {
+		b.n--
+	}
+	s.src = src
+	if b := x.bulk[src]; src != 0 && b != nil {
+		b.n++
+	}
 }
 
 func (x *index) addBulk(name string) uint32 {
@@ -161,7 +194,7 @@ func (w *Worker) scan(now time.Time) {
 			}
 			continue
 		}
-		x.slots[n] = w.adopt(e, 0, now)
+		x.put(n, w.adopt(e, 0, now))
 	}
 	bulks, err := w.q.BulkNames()
 	if err != nil {
@@ -176,11 +209,16 @@ func (w *Worker) scan(now time.Time) {
 		}
 		id := x.addBulk(n)
 		bad, err := w.q.ReadBulk(n, func(e *queue.Entry) {
-			if _, ok := x.slots[e.Key()]; ok {
-				dups = append(dups, e)
+			if old, ok := x.slots[e.Key()]; ok {
+				// Queued again, in another file: that copy goes. (A
+				// pair twice in one file is one entry; removing the
+				// copy would remove both lines.)
+				if old.src != id {
+					dups = append(dups, e)
+				}
 				return
 			}
-			x.slots[e.Key()] = w.adopt(e, id, now)
+			x.put(e.Key(), w.adopt(e, id, now))
 		})
 		if bad > 0 {
 			clean = append(clean, n)
@@ -200,7 +238,7 @@ func (w *Worker) scan(now time.Time) {
 	}
 	for k, s := range x.slots {
 		if !s.busy && (s.src == 0 && s.gen != x.gen || gone[s.src]) {
-			delete(x.slots, k)
+			x.remove(k)
 		}
 	}
 	x.stamp, x.lastFull = stamp, now

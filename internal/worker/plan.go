@@ -228,7 +228,7 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 					if !errors.Is(err, fs.ErrNotExist) {
 						w.log.WithError(err).Error("unreadable queue entry")
 					}
-					delete(x.slots, k)
+					x.remove(k)
 					continue
 				}
 				take(e)
@@ -243,7 +243,7 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 	// Picked but not found: gone from the queue since the scan.
 	for k, s := range want {
 		if !s.busy {
-			delete(x.slots, k)
+			x.remove(k)
 		}
 	}
 	if len(j.entries) == 0 {

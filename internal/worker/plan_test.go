@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -221,4 +222,43 @@ func mustParse(t *testing.T, s string) storepath.Path {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// A pair queued twice is pushed once, whether the copies are in one bulk
+// file or in two, and nothing of it is left in the queue.
+func TestScanDuplicates(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "a-1", "b-1", "c-1")
+	line := func(p storepath.Path) string {
+		return fmt.Sprintf(`{"target":"main","path":%q,"queued":"2026-01-01T00:00:00Z"}`+"\n", p)
+	}
+	// One file with a twice, and b; another with b again; c alone,
+	// and in a file too.
+	os.MkdirAll(filepath.Join(e.q.Dir, "bulk"), 0o700)
+	os.WriteFile(filepath.Join(e.q.Dir, "bulk", "bulk.1"), []byte(line(ps[0])+line(ps[0])+line(ps[1])), 0o600)
+	os.WriteFile(filepath.Join(e.q.Dir, "bulk", "bulk.2"), []byte(line(ps[1])+line(ps[2])), 0o600)
+	e.add(t, "main", ps[2])
+	f := &fakePusher{}
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	calls, _ := f.Calls()
+	for _, c := range calls {
+		for _, p := range c {
+			got[p]++
+		}
+	}
+	for _, p := range ps {
+		if got[p.String()] != 1 {
+			t.Errorf("%s pushed %d times, want 1 (calls %q)", p.Name, got[p.String()], calls)
+		}
+	}
+	if n, _ := e.q.Names(); len(n) != 0 {
+		t.Errorf("left in the queue: %q", n)
+	}
+	if left, _ := filepath.Glob(filepath.Join(e.q.Dir, "bulk", "*")); len(left) != 0 {
+		t.Errorf("bulk files left: %q", left)
+	}
 }
