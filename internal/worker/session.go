@@ -1,11 +1,6 @@
 package worker
 
-import (
-	"errors"
-	"sync"
-
-	"golang.org/x/sys/unix"
-)
+import "sync"
 
 // sessionWatch watches the Nix processes plan waits for (see plan.go):
 // when one ends, the worker wakes at once to push what they queued beside
@@ -34,8 +29,8 @@ func (sw *sessionWatch) watch(pids []int32) {
 		if sw.pids[pid] || len(sw.pids) >= maxWatched {
 			continue
 		}
-		fd, err := unix.PidfdOpen(int(pid), 0)
-		if err != nil {
+		fd, ok := openPidfd(pid)
+		if !ok {
 			continue
 		}
 		sw.pids[pid] = true
@@ -44,21 +39,19 @@ func (sw *sessionWatch) watch(pids []int32) {
 }
 
 func (sw *sessionWatch) await(pid int32, fd int) {
-	defer unix.Close(fd)
+	defer closeFd(fd)
 	defer func() {
 		sw.mu.Lock()
 		delete(sw.pids, pid)
 		sw.mu.Unlock()
 	}()
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
 		select {
 		case <-sw.stop:
 			return
 		default:
 		}
-		n, err := unix.Poll(fds, 500)
-		if n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
+		if exited(fd, 500) {
 			break
 		}
 	}
