@@ -29,8 +29,8 @@ func BenchmarkDecodePathInfo(b *testing.B) {
 	b.SetBytes(int64(buf.Len()))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		out := map[string]PathInfo{}
-		if err := decodePathInfo(bytes.NewReader(buf.Bytes()), out); err != nil || len(out) != 10000 {
+		out, err := decodePathInfo(bytes.NewReader(buf.Bytes()))
+		if err != nil || len(out) != 10000 {
 			b.Fatal(err, len(out))
 		}
 	}

@@ -16,9 +16,13 @@ func TestDecodePathInfo(t *testing.T) {
 	list := `[{"path":"/nix/store/aaaa-x","valid":false},{"path":"/nix/store/bbbb-y","narHash":"sha256-x","narSize":136,"references":["/nix/store/cccc-z"],"deriver":"/nix/store/dddd-y.drv","ultimate":true}]`
 	obj := `{"/nix/store/aaaa-x":null,"/nix/store/bbbb-y":{"narHash":"sha256-x","narSize":136,"references":["cccc-z"],"deriver":"/nix/store/dddd-y.drv"}}`
 	for name, in := range map[string]string{"list": list, "object": obj} {
-		out := map[string]PathInfo{}
-		if err := decodePathInfo(strings.NewReader(in), out); err != nil {
+		list, err := decodePathInfo(strings.NewReader(in))
+		if err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		out := map[string]PathInfo{}
+		for _, info := range list {
+			out[info.Path] = info
 		}
 		if x, ok := out["/nix/store/aaaa-x"]; !ok || x.Valid {
 			t.Errorf("%s: invalid path: %+v, %v", name, x, ok)
@@ -29,7 +33,7 @@ func TestDecodePathInfo(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{``, `"x"`, `[{"path":1}]`, `[{"path":"/a"}`} {
-		if err := decodePathInfo(strings.NewReader(bad), map[string]PathInfo{}); err == nil {
+		if _, err := decodePathInfo(strings.NewReader(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}

@@ -114,12 +114,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range infos {
-			g.infos[k] = v
-			if closure {
-				g.closed[k] = true
-			}
-		}
+		g.load(infos, closure)
 	}
 	out := make(map[string]*policy.Facts, len(cands))
 	asks := map[string][]string{}
@@ -247,10 +242,7 @@ func (g *Gatherer) Closures(ctx context.Context, roots []string) (map[string]*po
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range infos {
-			g.infos[k] = v
-			g.closed[k] = true
-		}
+		g.load(infos, true)
 	}
 	out := make(map[string]*policy.Closure, len(roots))
 	for _, r := range roots {
@@ -271,14 +263,35 @@ func (g *Gatherer) Closure(ctx context.Context, roots []string) ([]string, error
 	if err != nil {
 		return nil, err
 	}
+	g.load(infos, true)
 	paths := make([]string, 0, len(infos))
 	for k, v := range infos {
-		g.infos[k] = v
-		g.closed[k] = true
 		if v.Valid {
 			paths = append(paths, k)
 		}
 	}
 	sort.Strings(paths)
 	return paths, nil
+}
+
+// load keeps what Nix said of paths (and that their closures are loaded
+// too, with closed); the first answer is taken as it is, not copied path
+// by path into a map that grows (10,000 paths of a closure).
+func (g *Gatherer) load(infos map[string]nixstore.PathInfo, closed bool) {
+	if len(g.infos) == 0 {
+		g.infos = infos
+	} else {
+		for k, v := range infos {
+			g.infos[k] = v
+		}
+	}
+	if !closed {
+		return
+	}
+	if len(g.closed) == 0 {
+		g.closed = make(map[string]bool, len(infos))
+	}
+	for k := range infos {
+		g.closed[k] = true
+	}
 }

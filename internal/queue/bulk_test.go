@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -177,4 +178,27 @@ func mustParse(t *testing.T, s string) storepath.Path {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// A line appendNew writes decodes to the entry, as encoding/json's would,
+// whatever the strings hold.
+func TestAppendNew(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 6789, time.UTC)
+	for _, e := range []*Entry{
+		{Target: "main", Path: "/nix/store/x-a", Queued: now},
+		{Target: "work/eu \"q\" \\ \x01 é <&>", Path: "/nix/store/x-b", Queued: now, Session: 4242,
+			Facts: &Facts{NarSize: 12345, Deriver: "/nix/store/d-b.drv", Substitutes: "denied"}, Within: "/nix/store/r-root"},
+		{Target: "t", Path: "/nix/store/x-c", Queued: now, Facts: &Facts{}},
+	} {
+		line := appendNew(nil, e)
+		var got Entry
+		if err := json.Unmarshal(line, &got); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		want, _ := json.Marshal(e)
+		have, _ := json.Marshal(&got)
+		if string(want) != string(have) || line[len(line)-1] != '\n' {
+			t.Errorf("appendNew wrote %s\nwhich reads as %s\nwant %s", line, have, want)
+		}
+	}
 }
