@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
@@ -51,16 +52,10 @@ while (1) { for my $x ($a, $b) { unlink $t; symlink($x, $t); rename($t, $l); } }
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Lstat(link); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the user's loop made no link in 10 s: %s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.True(t, 30*time.Second, "the user's loop to make the link", func() bool {
+		_, err := os.Lstat(link)
+		return err == nil
+	}, stderr.String)
 }
 
 // srSeen records the link's targets while root works, to show the loop

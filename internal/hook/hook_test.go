@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -385,19 +386,14 @@ func TestRunStartsWorker(t *testing.T) {
 		t.Fatalf("Run = %d: %s", st, out.String())
 	}
 	var r spawnRecord
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		data, err := os.ReadFile(rec.file)
-		if err == nil {
-			if err := json.Unmarshal(data, &r); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no worker was started")
-		}
-		time.Sleep(20 * time.Millisecond)
+	var data []byte
+	eventually.True(t, 30*time.Second, "the worker to start and record how", func() bool {
+		var err error
+		data, err = os.ReadFile(rec.file)
+		return err == nil
+	})
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
 	}
 	exe, _ := os.Executable()
 	if want := []string{exe, "--config", cfgFile, "worker", "--spawned"}; !slices.Equal(r.Args, want) {

@@ -3,6 +3,7 @@ package pusher
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 )
 
 // alive reports whether pid runs (and is not a zombie).
@@ -55,13 +57,7 @@ func TestPushTimeoutKillsGroup(t *testing.T) {
 		t.Errorf("Push returned after %s", took)
 	}
 	pid := grandchild(t, gc)
-	deadline := time.Now().Add(30 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the grandchild %d outlived the timeout", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, 30*time.Second, fmt.Sprintf("the grandchild %d to die after the timeout", pid), func() bool { return !alive(pid) })
 }
 
 // TestPushCancelKillsGroup: a cancelled push (the worker stopping) kills
@@ -74,16 +70,10 @@ func TestPushCancelKillsGroup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- cachixPusherFor(t, "").Push(ctx, paths, &bytes.Buffer{}) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(gc); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the fake did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, 30*time.Second, "the fake pusher to start its grandchild", func() bool {
+		_, err := os.Stat(gc)
+		return err == nil
+	})
 	pid := grandchild(t, gc)
 	cancel()
 	select {
@@ -94,12 +84,7 @@ func TestPushCancelKillsGroup(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("a cancelled Push did not return")
 	}
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the grandchild %d outlived the cancel", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, 30*time.Second, fmt.Sprintf("the grandchild %d to die after the cancel", pid), func() bool { return !alive(pid) })
 }
 
 // TestPushGrandchildHoldsPipe: the pusher exits, but a grandchild keeps
@@ -117,13 +102,7 @@ func TestPushGrandchildHoldsPipe(t *testing.T) {
 		t.Errorf("Push waited %s for the grandchild's pipe", took)
 	}
 	pid := grandchild(t, gc)
-	deadline := time.Now().Add(30 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the grandchild %d was left running", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, 30*time.Second, fmt.Sprintf("the grandchild %d to go", pid), func() bool { return !alive(pid) })
 }
 
 func TestShortDuration(t *testing.T) {

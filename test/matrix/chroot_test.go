@@ -262,20 +262,18 @@ func (c *Chroot) Pushers() []int {
 // first). They are all ours: scripts/nix-chroot.sh lets one test run use
 // a chroot at a time.
 func (c *Chroot) stopAll() {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		pids := c.Procs(func([]string) bool { return true })
-		if len(pids) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Errorf("processes %v in %s survive SIGKILL", pids, c.Dir)
-			return
-		}
+	var pids []int
+	// Wait and Errorf rather than True (which stops the test): this
+	// runs at the start of a test and as its cleanup, and reports
+	// survivors without stopping what follows.
+	if eventually.Wait(20*time.Second, func() bool {
+		pids = c.Procs(func([]string) bool { return true })
 		for _, pid := range pids {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		time.Sleep(100 * time.Millisecond)
+		return len(pids) == 0
+	}) != nil {
+		c.t.Errorf("processes %v in %s survive SIGKILL", pids, c.Dir)
 	}
 }
 
