@@ -96,8 +96,11 @@ allow = ["*"]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, errOut, code := e.Run(ctx, "validate")
-	// Give a worker, had one been started, time to run nix copy.
-	time.Sleep(2 * time.Second)
+	// Nothing queued and no worker now means no nix copy ever runs (the
+	// hook queues and starts the worker before the build returns).
+	if n, pids := e.QueueEntries(), workerPIDs(e.Queue); n != 0 || len(pids) != 0 {
+		t.Errorf("the hook queued %d entries and started workers %v with a refused config", n, pids)
+	}
 	leaks, _, passes := sampler.Stop()
 	if code != 1 || !strings.Contains(errOut, e.Conf+`: store: "https://nix:REDACTED@127.0.0.1:9/cache" carries a password`) || !strings.Contains(errOut, "netrc-file") {
 		t.Errorf("validate exited %d:\n%s", code, errOut)
