@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -36,7 +37,7 @@ func TestRunBisectsLargeFailingBatch(t *testing.T) {
 		}
 		return nil
 	}}
-	waitFor(t, "the bad path to be left alone in the queue", func() bool {
+	eventually.True(t, runsWithin, "the bad path to be left alone in the queue", func() bool {
 		if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil && !errors.Is(err, ErrLeft) {
 			t.Fatalf("Run(Once) = %v", err)
 		}
@@ -86,7 +87,7 @@ func TestRunRemembersPushed(t *testing.T) {
 	// pushed, bad-1 waits for a retry.
 	e.cfg.Queue.RetryInitial = 20 * time.Millisecond
 	e.cfg.Queue.RetryMax = 20 * time.Millisecond
-	waitFor(t, "good-1 to be pushed", func() bool {
+	eventually.True(t, runsWithin, "good-1 to be pushed", func() bool {
 		run(t, e.worker(map[string]*fakePusher{"main": f}), Once)
 		return len(e.entries(t)) <= 1
 	})
