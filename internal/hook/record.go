@@ -52,6 +52,9 @@ func (r *Record) Has(target string, p storepath.Path) bool {
 		}
 		r.recs[target] = rec
 	}
+	if rec == nil {
+		return false
+	}
 	h, err := pushed.ParseHash(p.Hash)
 	return err == nil && rec.Has(h, r.now)
 }

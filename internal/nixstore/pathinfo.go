@@ -138,7 +138,7 @@ func decodePathInfo(r io.Reader) ([]PathInfo, error) {
 	// Read whole and decoded in one call: a json.Decoder going value by
 	// value over the 3 MB of a 10,000-path closure spent most of its
 	// time moving its buffer.
-	data, err := io.ReadAll(r)
+	data, err := readAll(r)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +180,26 @@ func decodePathInfo(r io.Reader) ([]PathInfo, error) {
 		return out, nil
 	}
 	return nil, errors.New("expected a JSON list or object")
+}
+
+// readAll is io.ReadAll from a buffer of 1 MiB that doubles: io.ReadAll
+// grows from 512 bytes by a quarter at a time, copying the 3 MB of a
+// 10,000-path closure's JSON some 40 times.
+func readAll(r io.Reader) ([]byte, error) {
+	b := make([]byte, 0, 1<<20)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, make([]byte, cap(b))...)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // tail keeps the last 4 KiB written to it, for error messages.

@@ -100,9 +100,17 @@ func appendNew(b []byte, e *Entry) []byte {
 	return append(b, "}\n"...)
 }
 
-// appendString appends s as a JSON string.
+// appendString appends s as a JSON string: at once when nothing in it
+// needs escaping (store paths never do).
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	clean := true
+	for i := 0; i < len(s) && clean; i++ {
+		clean = s[i] >= 0x20 && s[i] != '"' && s[i] != '\\'
+	}
+	if clean {
+		return append(append(b, s...), '"')
+	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c == '"' || c == '\\':
