@@ -38,7 +38,9 @@ var fuzzSeeds = []string{
 // FuzzParse checks that Parse never panics and never accepts anything but
 // a canonical path directly inside the store directory:
 //
-//	go test -run=NONE -fuzz=FuzzParse -fuzztime=20s ./storepath
+//	go test -run=NONE -fuzz=FuzzParse -fuzztime=600000x ./internal/storepath
+//
+// (make test runs that; by executions, not time: see the Makefile)
 func FuzzParse(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add(s)
