@@ -27,6 +27,13 @@
         }
       );
 
+      # Package lists: cfh.lib.cachixPackages { packages = [ pkgs.openc910 ]; }
+      # is a small derivation to put where packages go (home.packages,
+      # environment.systemPackages, mkShell's packages); when Nix builds
+      # it, the hook queues what it names for the targets with
+      # package_lists = true. It needs no nixpkgs (see nix/lib.nix).
+      lib = import ./nix/lib.nix { };
+
       # Adds pkgs.cachix-filter-hook, built with the nixpkgs it is applied
       # to. The modules below use it when it is there.
       overlays.default = final: prev: {

@@ -42,11 +42,17 @@ func runExplain(e *env, o *explainOptions) int {
 		args, paths = append(args, arg), append(paths, p)
 	}
 	gather := pathfacts.New(c)
+	// A package list stands for what it names, as in the hook.
+	found, ok := e.findLists(gather, paths, true, true)
+	if !ok {
+		status = 1
+	}
+	args, paths = listArgs(args, paths, found), found.Paths
 	// The closures first: the sizes and derivers come with them, so
 	// that the facts cost no second Nix call.
 	closures := e.closureFacts(c, gather, paths)
 	facts := e.gatherFactsWith(gather, c, paths)
-	verdicts := policy.DecideAll(c, paths, func(s string) *policy.Facts { return facts[s] }, closures)
+	verdicts := policy.DecideAll(c, paths, policy.WithListings(func(s string) *policy.Facts { return facts[s] }, found.Listed), closures)
 	for i, p := range paths {
 		arg, v := args[i], verdicts[i]
 		if o.json {
@@ -77,7 +83,7 @@ func (e *env) closureFacts(c *config.Config, g *pathfacts.Gatherer, paths []stor
 	}
 	var roots []string
 	for _, p := range paths {
-		if !policy.SelectedByName(c, p) {
+		if !policy.SelectedByNameOrList(c, p, g.Listed[p.String()]) {
 			continue
 		}
 		if _, err := os.Lstat(p.String()); err != nil {

@@ -88,6 +88,9 @@ func printRecord(w io.Writer, r history.Record) {
 	if r.Batch > 0 {
 		line += fmt.Sprintf(" (batch of %d, %s)", r.Batch, r.Duration.Round(time.Millisecond))
 	}
+	if r.Listed != "" {
+		line += " (listed in " + r.Listed + ")"
+	}
 	if r.Reason != "" {
 		line += ": " + oneLine(r.Reason)
 	}

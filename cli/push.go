@@ -13,6 +13,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -82,6 +83,13 @@ func runPush(e *env, o *pushOptions) int {
 			return 1
 		}
 	}
+	// A package list stands for what it names, as in the hook; a
+	// closure holds what its lists depend on already.
+	found, ok := e.findLists(gather, paths, !o.closure, o.dryRun)
+	if !ok {
+		status = 1
+	}
+	paths = found.Paths
 	pushedTo := pushedTo(c, rec, roots, o.closure)
 	// ask: the paths whose facts are needed (not pushed to every target
 	// whose patterns select them); decide: the paths the rules decide,
@@ -90,7 +98,7 @@ func runPush(e *env, o *pushOptions) int {
 	var ask, decide []storepath.Path
 	pushed := map[string]int{}
 	for _, p := range paths {
-		ts, all := pushedTargets(c, p, pushedTo)
+		ts, all := pushedTargets(c, p, found.Listed[p.String()], pushedTo)
 		if !all {
 			ask = append(ask, p)
 		}
@@ -111,18 +119,20 @@ func runPush(e *env, o *pushOptions) int {
 		closures = e.closureFacts(c, gather, ask)
 	}
 	facts := e.gatherFactsWith(gather, c, ask)
+	factsOf := policy.WithListings(func(s string) *policy.Facts { return facts[s] }, found.Listed)
 	if o.dryRun {
-		verdicts := policy.DecideAll(c, paths, func(s string) *policy.Facts { return facts[s] }, closures)
+		verdicts := policy.DecideAll(c, paths, factsOf, closures)
 		for i, p := range paths {
 			line := verdicts[i].Line()
-			if ts, _ := pushedTargets(c, p, pushedTo); len(ts) > 0 {
+			if ts, _ := pushedTargets(c, p, found.Listed[p.String()], pushedTo); len(ts) > 0 {
 				line += fmt.Sprintf(" (already pushed to %s: left out; --force queues it)", strings.Join(ts, ", "))
 			}
 			fmt.Fprintln(e.stdout, line)
 		}
 		return status
 	}
-	sel := hook.SelectWith(c, decide, func(s string) *policy.Facts { return facts[s] })
+	sel := hook.SelectWith(c, decide, factsOf)
+	sel.UseLists(found)
 	sel.LeaveOut(pushedTo)
 	sel.Total = len(paths)
 	for t, n := range pushed {
@@ -173,6 +183,9 @@ func (e *env) closure(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record,
 	fresh := false
 	for i, p := range roots {
 		args[i] = p.String()
+		// A package list's closure holds what it names (package
+		// pkglist): what is fresh is not known before it is read.
+		fresh = fresh || pkglist.Named(p) && policy.AcceptsLists(c)
 		for _, t := range c.Targets {
 			if policy.ByName(t, p).Selected && !rec.Has(t.Name, p) {
 				fresh = true
@@ -265,10 +278,10 @@ func pushedTo(c *config.Config, rec *hook.Record, roots []storepath.Path, closur
 // pushedTargets lists the targets whose patterns select p that have it
 // already, and whether that is all of them (then its facts are not
 // needed).
-func pushedTargets(c *config.Config, p storepath.Path, pushedTo func(string, storepath.Path) bool) (ts []string, all bool) {
+func pushedTargets(c *config.Config, p storepath.Path, listed []policy.Listing, pushedTo func(string, storepath.Path) bool) (ts []string, all bool) {
 	all = true
 	for _, t := range c.Targets {
-		if !policy.ByName(t, p).Selected {
+		if !policy.Selects(t, p, listed) {
 			continue
 		}
 		if pushedTo(t.Name, p) {

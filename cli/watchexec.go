@@ -11,6 +11,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storewatch"
@@ -82,8 +83,14 @@ func runWatchExec(e *env, o *watchOptions) int {
 		}
 		return status
 	}
-	facts := e.gatherFacts(c, paths)
-	sel := hook.SelectWith(c, paths, func(s string) *policy.Facts { return facts[s] })
+	// A package list built meanwhile stands for what it names, as in
+	// the hook.
+	gather := pathfacts.New(c)
+	lists, _ := e.findLists(gather, paths, true, false)
+	paths = lists.Paths
+	facts := e.gatherFactsWith(gather, c, paths)
+	sel := hook.SelectWith(c, paths, policy.WithListings(func(s string) *policy.Facts { return facts[s] }, lists.Listed))
+	sel.UseLists(lists)
 	start := time.Now()
 	if len(sel.Pairs) > 0 {
 		if err := hook.Enqueue(c, &sel, false); err != nil {

@@ -53,6 +53,14 @@ in
         when = "each activation (`home-manager switch`)";
         root = "$newGenPath";
       };
+      profile = {
+        name = "home";
+        option = [
+          "home"
+          "extraDependencies"
+        ];
+        text = "the home generation's closure (home.extraDependencies)";
+      };
     })
   ];
 

@@ -79,6 +79,14 @@ in
         when = "`nixos-rebuild switch` (and `test`)";
         root = "$systemConfig";
       };
+      profile = {
+        name = "system";
+        option = [
+          "system"
+          "extraDependencies"
+        ];
+        text = "the system's closure (system.extraDependencies)";
+      };
     })
   ];
 

@@ -13,12 +13,16 @@
   # The rest is documentation: what `enable` turns on, where hook.conf is
   # written, examples, and when the activation pushes (`when`) and what
   # (`root`, the shell variable holding the new generation).
+  # `profile` is where a package list goes so that the generation's
+  # closure holds it: the option path ([ "system" "extraDependencies" ]
+  # or [ "home" "extraDependencies" ]) and how the docs call it.
   enableText,
   configPath,
   storeExample,
   settingsExample,
   tokenExample,
   activation,
+  profile,
 }:
 {
   config,
@@ -44,6 +48,13 @@ let
 
   # NixOS always has one; home-manager's nix.package defaults to null.
   nixPackage = config.nix.package or null;
+
+  # The package list of `packages` (nix/lib.nix), named after where it
+  # goes: cachix-packages-system, cachix-packages-home.
+  packageList = (import ./lib.nix { }).cachixPackages {
+    inherit (cfg) packages;
+    inherit (profile) name;
+  };
 
   # Whether any target is a Cachix cache (rather than a Nix store URI).
   usesCachix =
@@ -100,6 +111,27 @@ in
       '';
     };
 
+    packages = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+      example = literalExpression "[ pkgs.openc910 myApp myApp.dev ]";
+      description = ''
+        Packages to push, chosen as Nix values rather than by name (a
+        package stands for its default output; `pkg.dev` or `pkg.all` for
+        others). A non-empty list puts a package list of them
+        (`cachixPackages`, see the flake's `lib`) into ${profile.text}, and
+        makes `settings.package_lists` default to true, so that every
+        target takes lists: when the list changes, Nix builds it and the
+        post-build-hook queues these packages, with their closures, also
+        when they were substituted rather than built; deny and the other
+        rules still decide. With `pushOnActivation`, each activation queues
+        them again when the cache lost them (after `forget --pushed`).
+        Note that package_lists is for every user's lists, not only this
+        one: see the README's "Package lists" for what a local user can
+        then push.
+      '';
+    };
+
     pushOnActivation = mkOption {
       type = types.bool;
       default = false;
@@ -137,8 +169,10 @@ in
           cachix.bin = mkIf usesCachix (mkDefault (lib.getExe' pkgs.cachix "cachix"));
           nix.bin_dir = mkIf (nixPackage != null) (mkDefault "${lib.getBin nixPackage}/bin");
           cachix.auth_token_file = mkIf (cfg.authTokenFile != null) (toString cfg.authTokenFile);
+          package_lists = mkIf (cfg.packages != [ ]) (mkDefault true);
         };
       })
+      (mkIf (cfg.packages != [ ]) (lib.setAttrByPath profile.option [ packageList ]))
     ]
   );
 }

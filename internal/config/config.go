@@ -69,7 +69,10 @@ type Target struct {
 	Unsubstitutable string
 	Upstream        []string
 	SecretKeyFile   string
-	Rules           *filter.Rules
+	// PackageLists lets the target push what package lists name
+	// (package_lists; see package pkglist), with no allow rule for it.
+	PackageLists bool
+	Rules        *filter.Rules
 	// top marks the default target, made of the top-level keys, whose
 	// values may come from the environment (see Config.Effective).
 	top bool

@@ -19,7 +19,8 @@ const (
 	UnsubstPush = "push" // push it anyway
 )
 
-// pathRules sets t's size, unsubstitutable, upstream and signing keys from
+// pathRules sets t's size, unsubstitutable, upstream, signing keys and
+// package_lists from
 // its table m, falling back to the top-level values.
 func (l *loader) pathRules(c *Config, t *Target, prefix string, m map[string]any, from func(string) string) {
 	get := func(key string) (any, string) {
@@ -34,6 +35,11 @@ func (l *loader) pathRules(c *Config, t *Target, prefix string, m map[string]any
 	}
 	if val, where := get("max_nar_size"); val != nil {
 		t.MaxNarSize = l.asSize(where, prefix+"max_nar_size", val)
+	}
+	if val, where := get("package_lists"); val != nil {
+		if b, ok := l.value(where, prefix+"package_lists", kBool, val); ok {
+			t.PackageLists = b.(bool)
+		}
 	}
 	if val, where := get("unsubstitutable"); val != nil {
 		t.Unsubstitutable = l.asString(where, prefix+"unsubstitutable", val, "")

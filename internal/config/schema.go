@@ -95,6 +95,8 @@ var keys = []key{
 			"  \"skip\": leave the selected path out too, naming the dependency and the\n          rule: explain and push --dry-run say \"skip PATH (closure_deny =\n          \"skip\": its closure contains DEP, denied by ...)\", the worker\n          drops it with that reason (log, dropped/, wait). Deny wins. The\n          default since issue 9 (it was \"push\").\n" +
 			"  \"push\": push it; the dependency goes up inside its closure, and every\n          message says so, never \"skip\": explain and push --dry-run (\"also\n          uploads DEP ...\"; for DEP itself \"denied DEP (...), but uploaded\n          -> TARGET inside the closure of PATH\"), the worker log, and the\n          hook's line when DEP is a sibling output of the same build.\n" +
 			"The hook runs no Nix command: for dependencies from earlier builds its\nline says \"queued\" and the worker decides (explain shows what it will)."},
+	{name: "package_lists", kind: kBool, scope: sInherited, def: false, targetField: func(t *Target) any { return &t.PackageLists },
+		doc: "true: push what package lists name, with no allow rule for it. A list is\nwhat cachixPackages builds (nix/lib.nix; the flake's lib.cachixPackages;\nthe modules' `packages` option): when Nix builds one, the hook queues each\npath it names for this target (if the list names it, or no target); deny\nstill wins, and the other rules decide as for any path. Any local user\ncan build a list: the worker pushes only what the list really depends on\n(never a path it names only as text), but that can be any store path\nthey can refer to, with its closure (README: Package lists). Set here,\nevery target's default; a [[target]] may set its own."},
 	{name: "max_nar_size", kind: kSize, scope: sInherited, targetField: func(t *Target) any { return &t.MaxNarSize },
 		show: func(v any) string {
 			if n := v.(int64); n > 0 {
@@ -121,7 +123,7 @@ var keys = []key{
 	{name: "strict", kind: kBool, scope: sTop, def: false, field: func(c *Config) any { return &c.Strict },
 		doc: "true makes the hook exit non-zero when it fails (bad config, full disk),\nwhich stops Nix from starting further builds. Default false: a failure is\nreported on the build log and the build goes on. It counts in a config\nthat is otherwise invalid, unless this file fails the trust rule; or set\nCACHIX_FILTER_HOOK_STRICT=1."},
 	{name: "target", kind: kTargets, scope: sTables,
-		doc: "More destinations. Each has cache|store, name, allow, deny, closure_deny,\nand may override max_nar_size, unsubstitutable, upstream and\nsecret_key_file."},
+		doc: "More destinations. Each has cache|store, name, allow, deny, closure_deny,\nand may override max_nar_size, unsubstitutable, upstream,\nsecret_key_file and package_lists."},
 
 	{name: "cachix.bin", kind: kString, scope: sSection, def: DefaultCachixBin, field: func(c *Config) any { return &c.Cachix.Bin },
 		note: "executable: PATH lookup or absolute path\n(the NixOS module sets pkgs.cachix: nix-daemon's\nPATH has no cachix)"},

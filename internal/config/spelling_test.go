@@ -140,6 +140,7 @@ func TestEveryKeyOfTheExample(t *testing.T) {
 		"closure_deny":            {`"push"`, "push", `closure_deny = "push"`},
 		"max_nar_size":            {`"2MiB"`, "2MiB", `max_nar_size = 2097152  # 2.0 MiB`},
 		"unsubstitutable":         {`"push"`, "push", `unsubstitutable = "push"`},
+		"package_lists":           {`true`, "true", `package_lists = true`},
 		"upstream":                {`["https://up.example"]`, "https://up.example", `upstream = ["https://up.example"]`},
 		"upstream_timeout":        {`"7s"`, "7s", `upstream_timeout = "7s"`},
 		"upstream_deadline":       {`"1m"`, "1m", `upstream_deadline = "1m0s"`},

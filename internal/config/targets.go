@@ -73,7 +73,7 @@ func (l *loader) targets(c *Config) {
 			l.errorf("%s: two targets are named %q; give one a different name", where, t.Name)
 		}
 		seen[t.Name] = t
-		if t.Rules != nil && t.Rules.Empty() {
+		if t.Rules != nil && t.Rules.Empty() && !t.PackageLists {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("target %q has an empty allow list: it selects nothing", t.Name))
 		}
 	}

@@ -61,6 +61,9 @@ type Record struct {
 	Outcome string    `json:"outcome"`
 	// Reason is why a path was dropped, or the pusher's error.
 	Reason string `json:"reason,omitempty"`
+	// Listed is the package list that chose the path, when no rule of
+	// the target did.
+	Listed string `json:"listed_in,omitempty"`
 	// Batch is how many paths the pusher call held, and Duration how
 	// long it took (none for a drop, which happens before the call).
 	Batch    int           `json:"batch,omitempty"`

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -99,14 +100,23 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 	if l := bad.line(); l != "" {
 		say("%s", l)
 	}
-	closures, errs := siblingClosures(cfg, paths)
-	sel := SelectClosures(cfg, paths, drv.facts, func(s string) *policy.Closure { return closures[s] })
+	// A package list stands for the paths it names (package pkglist):
+	// read from the file, bounded, with no Nix call.
+	found := pkglist.Find(paths, true)
+	for _, err := range found.Bad {
+		say("%v", err)
+	}
+	closures, errs := siblingClosures(cfg, outputsOf(paths, found))
+	sel := SelectClosures(cfg, found.Paths, policy.WithListings(drv.facts, found.Listed), func(s string) *policy.Closure { return closures[s] })
 	for _, err := range errs {
 		sel.Notes = append(sel.Notes, err.Error())
 	}
-	sel.Total = len(raw)
+	sel.Total = len(raw) - len(paths) + len(found.Paths)
+	sel.UseLists(found)
 	if len(sel.Pairs) == 0 {
-		say("%s", sel.Summary())
+		if sel.Total > 0 {
+			say("%s", sel.Summary())
+		}
 		return 0
 	}
 	// The Nix process running the hook: while it runs, more builds may
@@ -141,6 +151,15 @@ type Selection struct {
 	// Pushed counts, per target, the pairs left out because the record
 	// of pushed paths has them (see Enqueue).
 	Pushed map[string]int
+	// Lists are the names of the package lists the paths came from
+	// (UseLists), Listed counts the paths decided that a list names,
+	// and Ignored names those left out only because no target takes
+	// lists (package_lists): see lists.go.
+	Lists   []string
+	Listed  int
+	Ignored []string
+	// conf is the config file, for the line that says how to take lists.
+	conf string
 }
 
 // Select applies every target's rules to paths.
@@ -160,10 +179,15 @@ func SelectWith(cfg *config.Config, paths []storepath.Path, facts func(string) *
 // Dropping: the worker, which sees the whole closure, applies the rule
 // and records the drop, which `wait` and `log` report.
 func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(string) *policy.Facts, closure func(string) *policy.Closure) Selection {
-	sel := Selection{Total: len(paths)}
+	sel := Selection{Total: len(paths), conf: cfg.File}
 	seen := map[string]bool{}
+	lists := policy.AcceptsLists(cfg)
 	for _, v := range policy.DecideAll(cfg, paths, facts, closure) {
 		p := v.Path
+		listed := facts != nil && facts(p.String()) != nil && len(facts(p.String()).Listed) > 0
+		if listed {
+			sel.Listed++
+		}
 		queued := false
 		for _, td := range v.Targets {
 			if td.InsideClosureOf != "" {
@@ -176,12 +200,15 @@ func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 				sel.Dropping = append(sel.Dropping, v.DropNote(td))
 			}
 			queued = true
-			sel.Pairs = append(sel.Pairs, queue.Pair{Target: td.Target, Path: p})
+			sel.Pairs = append(sel.Pairs, queue.Pair{Target: td.Target, Path: p, Listed: td.Listed})
 			seen[td.Target] = true
 		}
 		switch {
 		case queued:
 			sel.Selected++
+		case listed && !lists && !v.Denied():
+			// Said once for all: no target takes lists.
+			sel.Ignored = append(sel.Ignored, p.Name)
 		case !v.Inside():
 			sel.Skipped = append(sel.Skipped, v.SkipNote())
 		}
@@ -203,11 +230,7 @@ func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 // (closure_deny = "push")` or `the worker will drop hello-2.12.1 -> main:
 // closure_deny = "skip": its closure contains …` (see siblingClosures).
 func (s Selection) Summary() string {
-	line := fmt.Sprintf("queued %d of %d paths", s.Selected, s.Total)
-	if len(s.Targets) > 0 {
-		line += " for " + strings.Join(s.Targets, ", ")
-	}
-	var notes []string
+	line, notes := s.head()
 	if len(s.Pushed) > 0 {
 		names := make([]string, 0, len(s.Pushed))
 		for t := range s.Pushed {
@@ -228,6 +251,9 @@ func (s Selection) Summary() string {
 	}
 	if len(s.Skipped) > 0 {
 		notes = append(notes, "skipped "+summarize(s.Skipped, 3))
+	}
+	if len(s.Ignored) > 0 {
+		notes = append(notes, s.ignoredNote())
 	}
 	notes = append(notes, s.Notes...)
 	if len(notes) > 0 {

@@ -34,6 +34,10 @@ type Gatherer struct {
 	closed   map[string]bool   // paths whose closure's infos are loaded
 	drvs     map[string]string // .drv path: a policy.Subst* value
 	round    UpstreamRound     // of the last Gather
+	// Listed are the package lists that name each path (set by the
+	// caller): a path a list selects is asked about as one a pattern
+	// selects. The facts returned do not hold them.
+	Listed map[string][]policy.Listing
 }
 
 // UpstreamRound is what one Gather learnt about the upstream caches it
@@ -79,7 +83,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	}
 	var cands []storepath.Path
 	for _, p := range paths {
-		if !policy.SelectedByName(cfg, p) {
+		if !policy.SelectedByNameOrList(cfg, p, g.Listed[p.String()]) {
 			continue
 		}
 		// A path Nix said was valid (push --closure's query of the
@@ -133,7 +137,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 			// Ask an upstream only for a path one of its targets would
 			// push on the other facts.
 			for _, t := range cfg.Targets {
-				if len(t.Upstream) > 0 && policy.DecideTarget(t, p, f, nil).Selected {
+				if len(t.Upstream) > 0 && policy.DecideTarget(t, p, listedFacts(f, g.Listed[s]), nil).Selected {
 					for _, u := range t.Upstream {
 						asks[u] = append(asks[u], s)
 					}
@@ -167,6 +171,17 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 		}
 	}
 	return out, nil
+}
+
+// listedFacts is f with the listings ls, for a decision: f itself stays
+// as Nix gave it.
+func listedFacts(f *policy.Facts, ls []policy.Listing) *policy.Facts {
+	if len(ls) == 0 {
+		return f
+	}
+	g := *f
+	g.Listed = ls
+	return &g
 }
 
 // subst reads what a deriver's .drv says about substitution, once per .drv.

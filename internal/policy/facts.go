@@ -22,6 +22,8 @@ type Facts struct {
 	Upstream map[string]bool `json:"upstream,omitempty"`
 	// Unreachable holds why an upstream could not answer.
 	Unreachable map[string]string `json:"unreachable,omitempty"`
+	// Listed are the package lists that name the path (see listed.go).
+	Listed []Listing `json:"listed,omitempty"`
 }
 
 // What a derivation says about substituting its outputs.

@@ -7,7 +7,9 @@
 // step before selected, and the first that does gives the reason:
 //
 //  1. the target's allow and deny patterns on the path's name (package
-//     filter; ByName);
+//     filter; ByName), or, for a path they neither select nor deny and a
+//     target with package_lists = true, a package list that names it
+//     (listed.go);
 //  2. the rules that read facts about the path, in the order of factRules
 //     (max_nar_size, unsubstitutable, upstream), when its Facts are known;
 //  3. the closure rule (closure_deny), when its Closure is known.
@@ -39,11 +41,12 @@ func ByName(t *config.Target, p storepath.Path) TargetDecision {
 	return td
 }
 
-// DecideTarget is t's decision on p: its patterns, then, for a path they
-// select, the rules that read facts (f nil: none known), then the closure
-// rule (cl nil: the closure is not known).
+// DecideTarget is t's decision on p: its patterns (or, for a path they
+// neither select nor deny, the package lists in f that name it), then,
+// for a path they select, the rules that read facts (f nil: none known),
+// then the closure rule (cl nil: the closure is not known).
 func DecideTarget(t *config.Target, p storepath.Path, f *Facts, cl *Closure) TargetDecision {
-	td := ByName(t, p)
+	td := byNameOrList(t, p, f)
 	if !td.Selected {
 		return td
 	}

@@ -14,10 +14,15 @@ type TargetDecision struct {
 	Selected bool   `json:"selected"`
 	Rule     string `json:"rule"`
 	Pattern  string `json:"pattern,omitempty"`
-	// Check names the key that left out a path the patterns selected:
-	// max_nar_size, unsubstitutable, upstream or closure_deny.
+	// Check names the key that left out a path the patterns (or a
+	// package list) selected: max_nar_size, unsubstitutable, upstream,
+	// closure_deny or package_lists.
 	Check string   `json:"check,omitempty"`
 	Notes []string `json:"notes,omitempty"`
+	// Listed is the package list by whose authority the target selects
+	// the path (no pattern does); the queue entry carries it, for the
+	// worker to check again.
+	Listed string `json:"listed,omitempty"`
 	// InsideClosureOf names a path whose closure this target uploads
 	// with this one in it, though its rules do not select this one
 	// (closure_deny = "push").
@@ -216,4 +221,14 @@ func nameOf(s string) string {
 		return p.Name
 	}
 	return s
+}
+
+// Denied reports whether a target's deny pattern matches the path.
+func (v Verdict) Denied() bool {
+	for _, td := range v.Targets {
+		if !td.Selected && td.Check == "" && td.Pattern != "" {
+			return true
+		}
+	}
+	return false
 }

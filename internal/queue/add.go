@@ -32,14 +32,14 @@ func (q *Queue) Add(pairs []Pair, now time.Time) (added int, err error) {
 		name := Key(p.Target, p.Path)
 		if !seen[name] {
 			seen[name] = true
-			es = append(es, &Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC(), Session: p.Session, Facts: p.Facts, Within: p.Within})
+			es = append(es, &Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC(), Session: p.Session, Facts: p.Facts, Within: p.Within, Listed: p.Listed})
 		}
 	}
 	return q.addBulk(es)
 }
 
 func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
-	e := &Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC(), Session: p.Session, Facts: p.Facts, Within: p.Within}
+	e := &Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC(), Session: p.Session, Facts: p.Facts, Within: p.Within, Listed: p.Listed}
 	name := Key(p.Target, p.Path)
 	dst := q.path(entriesDir, name)
 	if _, err := os.Lstat(dst); err == nil {

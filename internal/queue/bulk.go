@@ -97,6 +97,9 @@ func appendNew(b []byte, e *Entry) []byte {
 	if e.Within != "" {
 		b = appendString(append(b, `,"within":`...), e.Within)
 	}
+	if e.Listed != "" {
+		b = appendString(append(b, `,"listed":`...), e.Listed)
+	}
 	return append(b, "}\n"...)
 }
 

@@ -188,6 +188,7 @@ func TestAppendNew(t *testing.T) {
 		{Target: "main", Path: "/nix/store/x-a", Queued: now},
 		{Target: "work/eu \"q\" \\ \x01 é <&>", Path: "/nix/store/x-b", Queued: now, Session: 4242,
 			Facts: &Facts{NarSize: 12345, Deriver: "/nix/store/d-b.drv", Substitutes: "denied"}, Within: "/nix/store/r-root"},
+		{Target: "main", Path: "/nix/store/x-d", Queued: now, Listed: "/nix/store/l-cachix-packages"},
 		{Target: "t", Path: "/nix/store/x-c", Queued: now, Facts: &Facts{}},
 	} {
 		line := appendNew(nil, e)

@@ -74,6 +74,10 @@ type Entry struct {
 	// --closure's root): when both go in one pusher call, the pusher is
 	// given only that one. "" when not known.
 	Within string `json:"within,omitempty"`
+	// Listed is where the path was chosen when no rule of the target's
+	// chose it: for the queue, opaque data the worker reads (the store
+	// path of a package list, see package pkglist). "" otherwise.
+	Listed string `json:"listed,omitempty"`
 
 	key string
 	src string // see Source
@@ -95,10 +99,11 @@ func (e *Entry) Key() string { return e.key }
 type Pair struct {
 	Target string
 	Path   storepath.Path
-	// Session, Facts, Within: see Entry.
+	// Session, Facts, Within, Listed: see Entry.
 	Session int
 	Facts   *Facts
 	Within  string
+	Listed  string
 }
 
 // Open creates the queue directories if needed. They are private (0700):

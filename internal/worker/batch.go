@@ -50,6 +50,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 	start := time.Now()
 	j.facts.mu.Lock()
 	cl, facts, factsErr := j.query(ctx, log, r)
+	ls := j.lists(ctx)
 	r.query = time.Since(start)
 	if ctx.Err() != nil {
 		// Cut short by shutdown, not a failure of the entries.
@@ -59,7 +60,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 	}
 	var send []*queue.Entry
 	for _, e := range j.entries {
-		reason, upstream, err := j.decide(e, cl, facts, r.notes)
+		reason, upstream, err := j.decide(e, cl, ls, facts, r.notes)
 		if err != nil {
 			r.undecided[e] = fmt.Errorf("not pushed: %w", err)
 			continue

@@ -37,13 +37,19 @@ func (j *job) query(ctx context.Context, log *logrus.Entry, r *result) (closures
 	storeDir := storepath.StoreDir()
 	var paths []storepath.Path
 	var roots []string
+	listed := map[string][]policy.Listing{}
 	for _, e := range j.entries {
 		p, err := storepath.Parse(storeDir, e.Path)
 		if err != nil {
 			continue
 		}
 		paths = append(paths, p)
-		if policy.ByName(t, p).Selected {
+		if e.Listed != "" {
+			// Asked about as a path a pattern selects: the list's own
+			// checks come right before deciding (lists.go).
+			listed[e.Path] = []policy.Listing{{List: e.Listed, Targets: []string{t.Name}}}
+		}
+		if policy.Selects(t, p, listed[e.Path]) {
 			roots = append(roots, e.Path)
 		}
 	}
@@ -55,6 +61,7 @@ func (j *job) query(ctx context.Context, log *logrus.Entry, r *result) (closures
 		return closures{of: of, err: err}, nil, nil
 	}
 	g := j.facts.gather
+	g.Listed = listed
 	for _, e := range j.entries {
 		if f := e.Facts; f != nil {
 			g.Seed(e.Path, f.NarSize, f.Deriver, f.Substitutes)

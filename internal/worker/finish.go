@@ -2,6 +2,7 @@ package worker
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -137,6 +138,9 @@ func (w *Worker) finish(res *result) {
 	recorded := time.Since(start)
 	if len(res.pushed)+len(res.failed) > 0 {
 		f := res.summary()
+		if lists := listsOf(w.cfg, name, append(res.pushed[:len(res.pushed):len(res.pushed)], res.failed...)); len(lists) > 0 {
+			f["listed_in"] = strings.Join(lists, " ")
+		}
 		if written >= time.Millisecond {
 			f["written"] = written.Round(time.Millisecond).String()
 		}
@@ -195,7 +199,7 @@ func (w *Worker) record(target string, res *result) {
 	var recs []history.Record
 	add := func(es []*queue.Entry, outcome string, reason func(*queue.Entry) string, batch int, took time.Duration) {
 		for _, e := range es {
-			recs = append(recs, history.Record{Time: now, Target: target, Path: e.Path, Outcome: outcome, Reason: reason(e), Batch: batch, Duration: took})
+			recs = append(recs, history.Record{Time: now, Target: target, Path: e.Path, Outcome: outcome, Reason: reason(e), Batch: batch, Duration: took, Listed: listedBy(w.cfg, target, e)})
 		}
 	}
 	none := func(*queue.Entry) string { return "" }

@@ -32,19 +32,28 @@ type closures struct {
 // upstream cache has it; or an error when that cannot be told now: then
 // the entry waits for a retry, since pushing blind could upload a denied
 // path. j.facts.mu is held.
-func (j *job) decide(e *queue.Entry, cl closures, facts factMap, ns *notes) (reason string, upstream bool, err error) {
+func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns *notes) (reason string, upstream bool, err error) {
 	t := j.target
 	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
 	if err != nil {
 		return "no longer selected: not a store path", false, nil
 	}
-	if td := policy.ByName(t, p); !td.Selected {
-		return td.DropReason(), false, nil
+	// A package list that chose it must still name it and depend on it
+	// (lists.go).
+	if why, ok := ls.drop[e.Key()]; ok {
+		return why, false, nil
+	}
+	listed := ls.of[e.Key()]
+	if len(listed) > 0 && ls.err != nil {
+		return "", false, ls.err
+	}
+	if !policy.Selects(t, p, listed) {
+		return policy.DecideTarget(t, p, listedEntryFacts(nil, listed), nil).DropReason(), false, nil
 	}
 	if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
 		return "no longer in the store (garbage-collected)", false, nil
 	}
-	f := facts[e.Path]
+	f := listedEntryFacts(facts[e.Path], listed)
 	closure := &policy.Closure{}
 	if policy.DeniesByName(t) {
 		if cl.err != nil {

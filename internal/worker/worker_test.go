@@ -87,6 +87,15 @@ func fakeNixMain(args []string) int {
 			continue
 		}
 		in := info{Path: p, References: []string{}}
+		if refs := fakeListRefs(p); refs != nil {
+			// A package list refers to what it names (lists_test.go).
+			in.References = refs
+			if recursive {
+				for _, r := range refs {
+					out = append(out, info{Path: r, References: []string{}})
+				}
+			}
+		}
 		if strings.Contains(p, "withdoc") {
 			doc := mkPath("hello-2.12.1-doc").String()
 			in.References = []string{doc}

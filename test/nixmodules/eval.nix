@@ -11,14 +11,19 @@
   # The repository whose Nix files are evaluated (a copy, in the source
   # filter test).
   repo ? ../..,
+  # Packages that replace the stubs' (a real coreutils, for the tests
+  # that run the activation snippets).
+  pkgsOverride ? { },
 }:
 
 let
   lib = import (nixpkgs + "/lib");
-  pkgs = import ./stub/pkgs.nix {
-    inherit lib;
-    path = nixpkgs;
-  };
+  pkgs =
+    import ./stub/pkgs.nix {
+      inherit lib;
+      path = nixpkgs;
+    }
+    // pkgsOverride;
 
   failed = eval: map (a: a.message) (lib.filter (a: !a.assertion) eval.config.assertions);
 
@@ -74,6 +79,8 @@ in
     tmpfiles = nixosEval.config.systemd.tmpfiles.rules;
     activation = nixosEval.config.system.activationScripts.cachix-filter-hook.text or null;
     options = options nixosEval.options.services.cachix-filter-hook;
+    # The package lists the module puts into the system's closure.
+    extraDependencies = nixosEval.config.system.extraDependencies;
   };
 
   hm = {
@@ -86,6 +93,7 @@ in
     );
     activation = hmEval.config.home.activation.cachix-filter-hook.data or null;
     options = options hmEval.options.programs.cachix-filter-hook;
+    extraDependencies = hmEval.config.home.extraDependencies;
   };
 
   # The package as nixpkgs' buildGoModule gets it.

@@ -61,6 +61,10 @@ in
       );
       default = { };
     };
+    system.extraDependencies = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+    };
     system.activationScripts = mkOption {
       type = types.attrsOf (
         types.submodule {

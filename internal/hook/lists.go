@@ -1,0 +1,98 @@
+package hook
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// Package lists in the hook's line. A list's build queues what it names
+// (package pkglist, policy's Listing): the line says so in the list's
+// terms, `queued 2 of 2 listed in cachix-packages-dev: openc910-2.3,
+// myapp-1.0 -> mycache`; without a target that takes lists it says what
+// it ignored and the one line that turns them on.
+
+// outputsOf returns the built paths that are not lists: the outputs the
+// sibling scan looks at.
+func outputsOf(paths []storepath.Path, found pkglist.Found) []storepath.Path {
+	if len(found.Lists) == 0 && len(found.Bad) == 0 {
+		return paths
+	}
+	var out []storepath.Path
+	for _, p := range paths {
+		if !pkglist.Named(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// UseLists names in the line the lists found among the paths, and counts
+// the paths they name (also those a caller left out before deciding, as
+// push leaves out what was pushed).
+func (s *Selection) UseLists(found pkglist.Found) {
+	for _, l := range found.Lists {
+		s.Lists = append(s.Lists, l.Path.Name)
+	}
+	if len(found.Listed) > 0 {
+		s.Listed = 0
+		for _, p := range found.Paths {
+			if len(found.Listed[p.String()]) > 0 {
+				s.Listed++
+			}
+		}
+	}
+}
+
+// head is the line's start, and the notes it brings.
+func (s Selection) head() (string, []string) {
+	var notes []string
+	if len(s.Lists) > 0 && s.Listed == s.Total {
+		// Everything decided came from lists: say it in their terms.
+		line := fmt.Sprintf("queued %d of %d listed in %s", s.Selected, s.Total, strings.Join(s.Lists, ", "))
+		if names := s.queuedNames(); len(names) > 0 {
+			line += ": " + summarizeNames(names, 5) + " -> " + strings.Join(s.Targets, ", ")
+		}
+		return line, notes
+	}
+	line := fmt.Sprintf("queued %d of %d paths", s.Selected, s.Total)
+	if len(s.Targets) > 0 {
+		line += " for " + strings.Join(s.Targets, ", ")
+	}
+	if len(s.Lists) > 0 {
+		notes = append(notes, fmt.Sprintf("%d listed in %s", s.Listed, strings.Join(s.Lists, ", ")))
+	}
+	return line, notes
+}
+
+// queuedNames are the names of the paths queued, each once, in order.
+func (s Selection) queuedNames() []string {
+	var names []string
+	seen := map[storepath.Path]bool{}
+	for _, p := range s.Pairs {
+		if !seen[p.Path] {
+			seen[p.Path] = true
+			names = append(names, p.Path.Name)
+		}
+	}
+	return names
+}
+
+// ignoredNote says what no target took, and how to take it.
+func (s Selection) ignoredNote() string {
+	how := "add package_lists = true at the top of " + s.conf
+	if s.conf == "" {
+		how = "set " + config.EnvPrefix + "_PACKAGE_LISTS=true"
+	}
+	return fmt.Sprintf("ignored %s: no target takes package lists; %s to push what lists name", summarizeNames(s.Ignored, 5), how)
+}
+
+func summarizeNames(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
+}

@@ -1,0 +1,171 @@
+package hook
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// fakeList writes a package list into a store directory of the test's own
+// (NIX_STORE_DIR), as cachixPackages builds it, naming paths.
+func fakeList(t *testing.T, name string, targets []string, paths ...storepath.Path) storepath.Path {
+	t.Helper()
+	d, f := mkPath(name), mkPath(name+".list")
+	text := pkglist.Magic + "\n"
+	for _, tg := range targets {
+		text += "target " + tg + "\n"
+	}
+	for _, p := range paths {
+		text += p.String() + "\n"
+	}
+	if err := os.WriteFile(f.String(), []byte(text), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(d.String(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix")); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// listStore points NIX_STORE_DIR at a directory of the test's.
+func listStore(t *testing.T) {
+	t.Helper()
+	t.Setenv("NIX_STORE_DIR", t.TempDir())
+}
+
+func entries(t *testing.T, dir string) []*queue.Entry {
+	t.Helper()
+	es, bad, err := (&queue.Queue{Dir: dir}).List()
+	if err != nil || len(bad) > 0 {
+		t.Fatalf("listing the queue: %v %v", err, bad)
+	}
+	return es
+}
+
+// The build of a list queues what it names, by its authority, with no
+// allow rule; deny still wins; the line says it in the list's terms, and
+// each entry carries the list for the worker to check.
+func TestRunList(t *testing.T) {
+	rec := isolate(t)
+	listStore(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	holdWorkerLock(t, dir)
+	cfgFile := writeFile(t, fmt.Sprintf("cache = \"mycache\"\ndeny = [\"secret-*\"]\npackage_lists = true\n[queue]\ndir = %q\n", dir))
+	a, b, s := mkPath("openc910-2.3"), mkPath("myapp-1.0"), mkPath("secret-1")
+	l := fakeList(t, "cachix-packages-dev", nil, a, b, s)
+	var out bytes.Buffer
+	if st := Run(context.Background(), cfgFile, Env{OutPaths: l.String()}, &out); st != 0 {
+		t.Errorf("Run = %d", st)
+	}
+	want := "cachix-filter-hook: queued 2 of 3 listed in cachix-packages-dev: openc910-2.3, myapp-1.0 -> mycache (skipped secret-1: deny \"secret-*\")\n"
+	if out.String() != want {
+		t.Errorf("output:\n got %q\nwant %q", out.String(), want)
+	}
+	es := entries(t, dir)
+	if len(es) != 2 {
+		t.Fatalf("entries %+v", es)
+	}
+	for _, e := range es {
+		if e.Listed != l.String() || e.Path == s.String() || e.Path == l.String() {
+			t.Errorf("entry %+v", e)
+		}
+	}
+	noSpawn(t, rec)
+}
+
+// Without package_lists nothing is queued, and the line says what it
+// ignored and the one line that takes lists.
+func TestRunListNotTaken(t *testing.T) {
+	rec := isolate(t)
+	listStore(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	cfgFile := writeFile(t, fmt.Sprintf("cache = \"mycache\"\nallow = [\"hello-*\"]\n[queue]\ndir = %q\n", dir))
+	l := fakeList(t, "cachix-packages-dev", nil, mkPath("openc910-2.3"), mkPath("myapp-1.0"))
+	var out bytes.Buffer
+	if st := Run(context.Background(), cfgFile, Env{OutPaths: l.String()}, &out); st != 0 {
+		t.Errorf("Run = %d", st)
+	}
+	want := "cachix-filter-hook: queued 0 of 2 listed in cachix-packages-dev (ignored openc910-2.3, myapp-1.0: no target takes package lists; add package_lists = true at the top of " + cfgFile + " to push what lists name)\n"
+	if out.String() != want {
+		t.Errorf("output:\n got %q\nwant %q", out.String(), want)
+	}
+	if _, err := os.Stat(dir); err == nil && len(entries(t, dir)) > 0 {
+		t.Errorf("queued %+v", entries(t, dir))
+	}
+	noSpawn(t, rec)
+}
+
+// Two targets, one taking lists: only it gets them; a list naming a
+// target queues for that one only.
+func TestRunListTwoTargets(t *testing.T) {
+	isolate(t)
+	listStore(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	holdWorkerLock(t, dir)
+	cfgFile := writeFile(t, fmt.Sprintf(`
+[[target]]
+cache = "on"
+package_lists = true
+[[target]]
+cache = "also"
+package_lists = true
+[[target]]
+cache = "off"
+allow = ["hello-*"]
+[queue]
+dir = %q
+`, dir))
+	a := mkPath("openc910-2.3")
+	var out bytes.Buffer
+	Run(context.Background(), cfgFile, Env{OutPaths: fakeList(t, "cachix-packages-all", nil, a).String()}, &out)
+	Run(context.Background(), cfgFile, Env{OutPaths: fakeList(t, "cachix-packages-one", []string{"also"}, mkPath("myapp-1.0")).String()}, &out)
+	want := "cachix-filter-hook: queued 1 of 1 listed in cachix-packages-all: openc910-2.3 -> on, also\n" +
+		"cachix-filter-hook: queued 1 of 1 listed in cachix-packages-one: myapp-1.0 -> also\n"
+	if out.String() != want {
+		t.Errorf("output:\n got %q\nwant %q", out.String(), want)
+	}
+	var got []string
+	for _, e := range entries(t, dir) {
+		got = append(got, e.Target+":"+filepath.Base(e.Path)[33:])
+	}
+	if s := strings.Join(slices.Sorted(slices.Values(got)), " "); s != "also:myapp-1.0 also:openc910-2.3 on:openc910-2.3" {
+		t.Errorf("queued %s", s)
+	}
+}
+
+// A malformed or oversized list is said, naming it, and nothing of it
+// is queued, not even the list.
+func TestRunListBad(t *testing.T) {
+	rec := isolate(t)
+	listStore(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	cfgFile := writeFile(t, fmt.Sprintf("cache = \"mycache\"\nallow = [\"*\"]\nunsubstitutable = \"push\"\npackage_lists = true\n[queue]\ndir = %q\n", dir))
+	l := fakeList(t, "cachix-packages-dev", nil, mkPath("openc910-2.3"))
+	f, _ := os.Readlink(filepath.Join(l.String(), "manifest.nix"))
+	os.Chmod(f, 0o644)
+	if err := os.WriteFile(f, []byte(pkglist.Magic+"\n/etc/shadow\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	Run(context.Background(), cfgFile, Env{OutPaths: l.String()}, &out)
+	got := lines(out.String())
+	if len(got) != 1 || !strings.Contains(got[0], "package list "+l.String()+" is malformed") || !strings.Contains(got[0], "nothing of it is queued") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	if _, err := os.Stat(dir); err == nil && len(entries(t, dir)) > 0 {
+		t.Errorf("queued %+v", entries(t, dir))
+	}
+	noSpawn(t, rec)
+}

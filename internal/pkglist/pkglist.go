@@ -1,0 +1,239 @@
+// Package pkglist reads package lists: what nix/lib.nix's cachixPackages
+// builds, so that a Nix user can choose packages to push as Nix values
+// (`[ pkgs.openc910 myApp ]`) rather than by name.
+//
+// A list is two store paths. NAME.list is a text file, written by the
+// builder with shell builtins alone:
+//
+//	cachix-filter-hook package list 1
+//	target mycache                      (none: every target)
+//	/nix/store/…-openc910-2.3
+//	/nix/store/…-myapp-1.0
+//
+// cachix-packages[-NAME] is a directory (so that buildEnv profiles take it
+// like any package) holding one symlink, manifest.nix, to the file. The
+// directory is the list: the hook sees it built, push and explain are
+// given it, a generation's closure holds it.
+//
+// Reading a list is on the build's path (the hook), so it asks Nix
+// nothing and is bounded: a name check first, then an lstat, a readlink
+// and one read of at most MaxSize bytes and MaxPaths paths. Whether the
+// list really depends on each path it names is Nix's to say, and the
+// worker asks it (see package policy, Listing.Closure) before pushing.
+package pkglist
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// Magic is a list file's first line; nix/lib.nix writes the same.
+const Magic = "cachix-filter-hook package list 1"
+
+// Bounds of one list: a list names packages, not closures, so a few
+// hundred is already large.
+const (
+	MaxSize  = 1 << 20
+	MaxPaths = 10000
+	// maxTargets bounds the target lines.
+	maxTargets = 256
+)
+
+// namePrefix starts the name of every list directory.
+const namePrefix = "cachix-packages"
+
+// ErrNotList is wrapped by Read's error for a path that is not a package
+// list, though its name says it might be: it is an ordinary path.
+var ErrNotList = errors.New("not a package list")
+
+// List is a package list that was read.
+type List struct {
+	// Path is the list: the directory cachix-packages[-NAME].
+	Path storepath.Path
+	// File is the file its manifest.nix points to (NAME.list).
+	File string
+	// Targets are the targets it names; none: every target.
+	Targets []string
+	// Paths are the store paths it lists, each once, in its order.
+	Paths []storepath.Path
+
+	set map[string]bool // Paths, for Has
+}
+
+// Named reports whether p's name is that of a list directory: the only
+// paths Read looks at.
+func Named(p storepath.Path) bool {
+	return (p.Name == namePrefix || strings.HasPrefix(p.Name, namePrefix+"-")) && !strings.HasSuffix(p.Name, ".list")
+}
+
+// Read reads the list p. An error wrapping ErrNotList means p is no list
+// (an ordinary path); any other error is a list that cannot be used
+// (malformed, oversized), said in words that name it.
+func Read(p storepath.Path) (*List, error) {
+	if !Named(p) {
+		return nil, fmt.Errorf("%s: %w", p, ErrNotList)
+	}
+	dir := p.String()
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%s: %w (not a directory)", dir, ErrNotList)
+	}
+	link := filepath.Join(dir, "manifest.nix")
+	li, err := os.Lstat(link)
+	if err != nil || li.Mode()&os.ModeSymlink == 0 {
+		return nil, fmt.Errorf("%s: %w (no manifest.nix symlink)", dir, ErrNotList)
+	}
+	target, err := os.Readlink(link)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (%v)", dir, ErrNotList, err)
+	}
+	file, err := storepath.Parse(p.Dir, target)
+	if err != nil || file.Name != p.Name+".list" {
+		// A nix-env profile that happens to be named so, or another
+		// kind of directory: not ours.
+		return nil, fmt.Errorf("%s: %w (manifest.nix points to %q, not %s)", dir, ErrNotList, target, p.Name+".list")
+	}
+	l := &List{Path: p, File: file.String()}
+	data, err := safeopen.ReadFile(l.File, safeopen.Options{NoFollow: true, MaxSize: MaxSize})
+	if errors.Is(err, safeopen.ErrTooLarge) {
+		return nil, fmt.Errorf("package list %s is larger than %d bytes (%s): nothing of it is queued", dir, MaxSize, l.File)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("package list %s: %w", dir, err)
+	}
+	if err := l.parse(data); err != nil {
+		return nil, fmt.Errorf("package list %s is malformed (%s): %w: nothing of it is queued", dir, l.File, err)
+	}
+	return l, nil
+}
+
+// parse reads the file's lines: Magic, then target lines, then paths.
+func (l *List) parse(data []byte) error {
+	if len(data) == 0 || data[len(data)-1] != '\n' {
+		return errors.New("it does not end with a newline (cut short?)")
+	}
+	lines := bytes.Split(data[:len(data)-1], []byte{'\n'})
+	if string(lines[0]) != Magic {
+		return fmt.Errorf("line 1 is %q, not %q", cut(lines[0]), Magic)
+	}
+	seen := map[string]bool{}
+	l.set = seen
+	for i, raw := range lines[1:] {
+		n, line := i+2, string(raw)
+		if t, ok := strings.CutPrefix(line, "target "); ok {
+			switch {
+			case len(l.Paths) > 0:
+				return fmt.Errorf("line %d: a target line after the paths", n)
+			case t == "" || strings.ContainsAny(t, "\x00\r"):
+				return fmt.Errorf("line %d: an empty or unprintable target name", n)
+			case len(l.Targets) == maxTargets:
+				return fmt.Errorf("line %d: more than %d targets", n, maxTargets)
+			}
+			l.Targets = append(l.Targets, t)
+			continue
+		}
+		p, err := storepath.Parse(l.Path.Dir, line)
+		if err != nil {
+			return fmt.Errorf("line %d: %q is not a store path: %v", n, cut(raw), err)
+		}
+		if p == l.Path || p.String() == l.File {
+			return fmt.Errorf("line %d: the list names itself", n)
+		}
+		if seen[line] {
+			continue
+		}
+		if len(l.Paths) == MaxPaths {
+			return fmt.Errorf("more than %d paths", MaxPaths)
+		}
+		seen[line] = true
+		l.Paths = append(l.Paths, p)
+	}
+	return nil
+}
+
+// cut keeps a bad line short in a message.
+func cut(b []byte) string {
+	if len(b) > 80 {
+		return string(b[:80]) + "…"
+	}
+	return string(b)
+}
+
+// Names reports whether the list names the target t (or every target).
+func (l *List) Names(t string) bool { return l.listing().Names(t) }
+
+// Has reports whether the list names p.
+func (l *List) Has(p string) bool { return l.set[p] }
+
+func (l *List) listing() policy.Listing {
+	return policy.Listing{List: l.Path.String(), Targets: l.Targets}
+}
+
+// Found is what Find found among a set of paths.
+type Found struct {
+	// Paths are the paths to decide on: the input with each list left
+	// out (a list stands for what it names, never for itself) and, when
+	// Find was asked to expand, what the lists name added after it,
+	// each path once.
+	Paths []storepath.Path
+	// Lists are the lists found, in order.
+	Lists []*List
+	// Bad are the lists that could not be read: nothing of them counts.
+	Bad []error
+	// Listed gives, per path, the lists that name it.
+	Listed map[string][]policy.Listing
+}
+
+// Find reads the lists among paths (those Named; the others cost a string
+// comparison). With expand, what the lists name joins the paths (push and
+// the hook, given a list); without, it is already among them (push
+// --closure, whose closure holds what a list depends on).
+func Find(paths []storepath.Path, expand bool) Found {
+	var f Found
+	isList := map[storepath.Path]bool{}
+	for _, p := range paths {
+		if !Named(p) || isList[p] {
+			continue
+		}
+		l, err := Read(p)
+		switch {
+		case err == nil:
+			f.Lists = append(f.Lists, l)
+		case !errors.Is(err, ErrNotList):
+			f.Bad = append(f.Bad, err)
+		default:
+			continue
+		}
+		isList[p] = true
+	}
+	if len(isList) == 0 {
+		f.Paths = paths
+		return f
+	}
+	seen := map[storepath.Path]bool{}
+	f.Listed = map[string][]policy.Listing{}
+	for _, p := range paths {
+		if !isList[p] && !seen[p] {
+			seen[p] = true
+			f.Paths = append(f.Paths, p)
+		}
+	}
+	for _, l := range f.Lists {
+		for _, p := range l.Paths {
+			f.Listed[p.String()] = append(f.Listed[p.String()], l.listing())
+			if expand && !seen[p] {
+				seen[p] = true
+				f.Paths = append(f.Paths, p)
+			}
+		}
+	}
+	return f
+}

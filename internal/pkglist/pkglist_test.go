@@ -1,0 +1,228 @@
+package pkglist
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// store is a directory standing for the Nix store: lists are read from
+// the files, never through Nix.
+type store struct {
+	t   *testing.T
+	dir string
+	n   int
+}
+
+func newStore(t *testing.T) *store { return &store{t: t, dir: t.TempDir()} }
+
+// path names a store path in it with a hash of its own.
+func (s *store) path(name string) storepath.Path {
+	s.n++
+	h := fmt.Sprintf("%032d", s.n)
+	h = strings.NewReplacer("0", "a", "1", "b", "2", "c", "3", "d", "4", "f", "5", "g", "6", "h", "7", "i", "8", "j", "9", "k").Replace(h)
+	return storepath.Path{Dir: s.dir, Hash: h, Name: name}
+}
+
+// list writes a list as cachixPackages builds it: the directory with its
+// manifest.nix symlink to NAME.list holding text.
+func (s *store) list(name, text string) storepath.Path {
+	s.t.Helper()
+	d := s.path(name)
+	f := s.path(name + ".list")
+	if err := os.WriteFile(f.String(), []byte(text), 0o444); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.Mkdir(d.String(), 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix")); err != nil {
+		s.t.Fatal(err)
+	}
+	return d
+}
+
+func TestRead(t *testing.T) {
+	s := newStore(t)
+	a, b := s.path("openc910-2.3"), s.path("myapp-1.0")
+	d := s.list("cachix-packages-dev", Magic+"\ntarget mycache\ntarget work eu\n"+a.String()+"\n"+b.String()+"\n"+a.String()+"\n")
+	l, err := Read(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Paths) != 2 || l.Paths[0] != a || l.Paths[1] != b || !l.Has(b.String()) || l.Has(d.String()) {
+		t.Errorf("paths %v", l.Paths)
+	}
+	if strings.Join(l.Targets, "|") != "mycache|work eu" || !l.Names("work eu") || l.Names("other") {
+		t.Errorf("targets %q", l.Targets)
+	}
+	all, err := Read(s.list("cachix-packages", Magic+"\n"+a.String()+"\n"))
+	if err != nil || !all.Names("anything") {
+		t.Errorf("a list naming no target is for every target: %v %v", all, err)
+	}
+}
+
+// What is not a list is an ordinary path (ErrNotList); a list that is
+// malformed or too large says so, naming itself, and counts for nothing.
+func TestReadRefuses(t *testing.T) {
+	s := newStore(t)
+	a := s.path("openc910-2.3")
+	for _, tc := range []struct {
+		why, text, want string
+	}{
+		{"another format", "cachix-filter-hook package list 2\n" + a.String() + "\n", "line 1 is"},
+		{"cut short", Magic + "\n" + a.String(), "does not end with a newline"},
+		{"empty", "", "does not end with a newline"},
+		{"not a store path", Magic + "\n/etc/shadow\n", `line 2: "/etc/shadow" is not a store path`},
+		{"a file in a store path", Magic + "\n" + a.String() + "/bin/sh\n", "is not a store path"},
+		{"a blank line", Magic + "\n\n" + a.String() + "\n", "line 2"},
+		{"a target after the paths", Magic + "\n" + a.String() + "\ntarget x\n", "line 3: a target line after the paths"},
+		{"an empty target", Magic + "\ntarget \n", "line 2: an empty or unprintable target name"},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			d := s.list("cachix-packages-x", tc.text)
+			_, err := Read(d)
+			if err == nil || errors.Is(err, ErrNotList) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), d.String()) || !strings.Contains(err.Error(), "nothing of it is queued") {
+				t.Errorf("Read = %v, want an error naming %s with %q", err, d, tc.want)
+			}
+		})
+	}
+	// More paths than MaxPaths, though within MaxSize (parsed from
+	// memory: a long temporary directory would pass MaxSize first).
+	t.Run("too many paths", func(t *testing.T) {
+		many := &strings.Builder{}
+		many.WriteString(Magic + "\n")
+		for i := 0; i <= MaxPaths; i++ {
+			fmt.Fprintf(many, "/nix/store/%032d-p\n", i)
+		}
+		l := &List{Path: storepath.Path{Dir: "/nix/store", Hash: strings.Repeat("a", 32), Name: "cachix-packages"}}
+		if err := l.parse([]byte(many.String())); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("more than %d paths", MaxPaths)) {
+			t.Errorf("parse = %v", err)
+		}
+	})
+	t.Run("oversized", func(t *testing.T) {
+		d := s.list("cachix-packages-big", Magic+"\n"+strings.Repeat(a.String()+"\n", MaxSize/len(a.String())+1))
+		_, err := Read(d)
+		if err == nil || errors.Is(err, ErrNotList) || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+			t.Errorf("Read = %v", err)
+		}
+	})
+	t.Run("names itself", func(t *testing.T) {
+		d := s.path("cachix-packages-self")
+		os.Mkdir(d.String(), 0o755)
+		f := storepath.Path{Dir: d.Dir, Hash: s.path("x").Hash, Name: d.Name + ".list"}
+		os.WriteFile(f.String(), []byte(Magic+"\n"+d.String()+"\n"), 0o444)
+		os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix"))
+		if _, err := Read(d); err == nil || !strings.Contains(err.Error(), "names itself") {
+			t.Errorf("Read = %v", err)
+		}
+	})
+	// A FIFO where the file should be: refused at once, never waited on.
+	t.Run("a FIFO", func(t *testing.T) {
+		d := s.path("cachix-packages-fifo")
+		f := s.path(d.Name + ".list")
+		os.Mkdir(d.String(), 0o755)
+		if err := mkfifo(f.String()); err != nil {
+			t.Skip(err)
+		}
+		os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix"))
+		if _, err := Read(d); err == nil || errors.Is(err, ErrNotList) || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("Read = %v", err)
+		}
+	})
+
+	notLists := map[string]func() storepath.Path{
+		"another name": func() storepath.Path { return s.path("hello-2.12.1") },
+		"the list file": func() storepath.Path {
+			return s.path("cachix-packages-x.list")
+		},
+		"a regular file": func() storepath.Path {
+			p := s.path("cachix-packages-file")
+			os.WriteFile(p.String(), []byte(Magic+"\n"), 0o444)
+			return p
+		},
+		"no manifest.nix": func() storepath.Path {
+			p := s.path("cachix-packages-empty")
+			os.Mkdir(p.String(), 0o755)
+			return p
+		},
+		"manifest.nix elsewhere": func() storepath.Path {
+			p := s.path("cachix-packages-profile")
+			os.Mkdir(p.String(), 0o755)
+			os.Symlink("/etc/passwd", filepath.Join(p.String(), "manifest.nix"))
+			return p
+		},
+		"manifest.nix to another list": func() storepath.Path {
+			other := s.list("cachix-packages-other", Magic+"\n"+a.String()+"\n")
+			p := s.path("cachix-packages-thief")
+			os.Mkdir(p.String(), 0o755)
+			target, _ := os.Readlink(filepath.Join(other.String(), "manifest.nix"))
+			os.Symlink(target, filepath.Join(p.String(), "manifest.nix"))
+			return p
+		},
+		"a symlink to a list": func() storepath.Path {
+			other := s.list("cachix-packages-real", Magic+"\n"+a.String()+"\n")
+			p := s.path("cachix-packages-link")
+			os.Symlink(other.String(), p.String())
+			return p
+		},
+		"missing": func() storepath.Path { return s.path("cachix-packages-gone") },
+	}
+	for why, mk := range notLists {
+		t.Run(why, func(t *testing.T) {
+			if _, err := Read(mk()); !errors.Is(err, ErrNotList) {
+				t.Errorf("Read = %v, want ErrNotList", err)
+			}
+		})
+	}
+}
+
+// Find: a list stands for what it names; other paths stay as they are;
+// a bad list counts for nothing, not even itself.
+func TestFind(t *testing.T) {
+	s := newStore(t)
+	a, b, c := s.path("openc910-2.3"), s.path("myapp-1.0"), s.path("hello-2.12.1")
+	l1 := s.list("cachix-packages-one", Magic+"\ntarget main\n"+a.String()+"\n"+b.String()+"\n")
+	l2 := s.list("cachix-packages-two", Magic+"\n"+b.String()+"\n")
+	bad := s.list("cachix-packages-bad", "junk\n")
+	f := Find([]storepath.Path{c, l1, l2, bad, l1}, true)
+	if len(f.Lists) != 2 || len(f.Bad) != 1 || !strings.Contains(f.Bad[0].Error(), bad.String()) {
+		t.Fatalf("lists %v, bad %v", f.Lists, f.Bad)
+	}
+	if got := fmt.Sprint(f.Paths); got != fmt.Sprint([]storepath.Path{c, a, b}) {
+		t.Errorf("paths %s", got)
+	}
+	if ls := f.Listed[b.String()]; len(ls) != 2 || ls[0].List != l1.String() || ls[0].Targets[0] != "main" || ls[1].List != l2.String() || len(ls[1].Targets) != 0 {
+		t.Errorf("listings of b: %+v", ls)
+	}
+	if _, ok := f.Listed[c.String()]; ok {
+		t.Errorf("c is listed")
+	}
+	// Without expand (a closure holds them already) nothing joins.
+	f = Find([]storepath.Path{c, l1}, false)
+	if len(f.Paths) != 1 || f.Paths[0] != c || len(f.Listed[a.String()]) != 1 {
+		t.Errorf("closure: %v %v", f.Paths, f.Listed)
+	}
+	// No list: the paths themselves, untouched.
+	in := []storepath.Path{c, a}
+	if f := Find(in, true); &f.Paths[0] != &in[0] || f.Listed != nil {
+		t.Errorf("no list: %+v", f)
+	}
+}
+
+func TestNamed(t *testing.T) {
+	for name, want := range map[string]bool{
+		"cachix-packages": true, "cachix-packages-home": true, "cachix-packages-2": true,
+		"cachix-packages.list": false, "cachix-packages-home.list": false,
+		"cachix-packagesx": false, "hello-2.12.1": false, "my-cachix-packages": false,
+	} {
+		if got := Named(storepath.Path{Dir: "/nix/store", Hash: strings.Repeat("a", 32), Name: name}); got != want {
+			t.Errorf("Named(%q) = %v", name, got)
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// Package lists at push time. An entry a package list queued (its Listed
+// names the list) says only that someone built a list naming the path:
+// any local user may. Right before pushing, the worker reads the list
+// again (does it still name the path, for this target?) and asks Nix for
+// the list's closure: only a path the list really depends on counts, so a
+// path named in it as text alone (another user's secret, say) is dropped
+// with that reason. policy decides with what this finds (Listing.Closure),
+// as for the hook, explain and push.
+
+// listings holds what a batch's lists say of its entries.
+type listings struct {
+	of   map[string][]policy.Listing // by entry key
+	drop map[string]string           // entry key: why its list no longer counts
+	err  error                       // Nix could not say: the entries wait
+}
+
+// lists reads the lists the job's entries came from, and asks Nix once
+// for their closures, for the entries the target's patterns do not
+// decide.
+func (j *job) lists(ctx context.Context) listings {
+	t, entries := j.target, j.entries
+	out := listings{of: map[string][]policy.Listing{}, drop: map[string]string{}}
+	storeDir := storepath.StoreDir()
+	type read struct {
+		l   *pkglist.List
+		err error
+	}
+	lists := map[string]read{}
+	var ask []string
+	for _, e := range entries {
+		if e.Listed == "" {
+			continue
+		}
+		p, err := storepath.Parse(storeDir, e.Path)
+		if err != nil || policy.ByName(t, p).Pattern != "" {
+			continue // a pattern decides
+		}
+		if !t.PackageLists {
+			// Turned off since: policy says so in the drop reason.
+			out.of[e.Key()] = []policy.Listing{{List: e.Listed}}
+			continue
+		}
+		r, seen := lists[e.Listed]
+		if !seen {
+			r.l, r.err = readList(storeDir, e.Listed)
+			lists[e.Listed] = r
+			if r.err == nil {
+				ask = append(ask, e.Listed)
+			}
+		}
+		switch {
+		case r.err != nil:
+			out.drop[e.Key()] = r.err.Error()
+		case !r.l.Has(e.Path):
+			out.drop[e.Key()] = fmt.Sprintf("its package list %s no longer names it", e.Listed)
+		case !r.l.Names(t.Name):
+			out.drop[e.Key()] = fmt.Sprintf("its package list %s names other targets", e.Listed)
+		default:
+			out.of[e.Key()] = []policy.Listing{{List: e.Listed, Targets: r.l.Targets}}
+		}
+	}
+	if len(ask) == 0 {
+		return out
+	}
+	closures, err := nixstore.Nix{BinDir: j.cfg.Nix.BinDir}.Closures(ctx, ask...)
+	if err != nil {
+		out.err = fmt.Errorf("cannot tell which paths its package list depends on: %w", err)
+		return out
+	}
+	for _, e := range entries {
+		ls, ok := out.of[e.Key()]
+		if !ok || !t.PackageLists {
+			continue
+		}
+		cl, ok := closures[e.Listed]
+		switch {
+		case !ok:
+			delete(out.of, e.Key())
+			out.drop[e.Key()] = fmt.Sprintf("its package list %s is not a valid path in the Nix store", e.Listed)
+		case slices.Contains(cl, e.Path):
+			ls[0].Closure = policy.ListInClosure
+		default:
+			ls[0].Closure = policy.ListTextOnly
+		}
+	}
+	return out
+}
+
+// readList reads a list an entry names; the entry only says it is one.
+func readList(storeDir, s string) (*pkglist.List, error) {
+	p, err := storepath.Parse(storeDir, s)
+	if err != nil {
+		return nil, fmt.Errorf("its package list %q is not a store path", s)
+	}
+	if _, err := os.Lstat(s); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("its package list %s is no longer in the store (garbage-collected)", s)
+	}
+	l, err := pkglist.Read(p)
+	if err != nil {
+		return nil, fmt.Errorf("its package list cannot be used: %v", err)
+	}
+	return l, nil
+}
+
+// listedEntryFacts are the facts of a path with its list's listing: f
+// is not changed.
+func listedEntryFacts(f *policy.Facts, ls []policy.Listing) *policy.Facts {
+	if len(ls) == 0 {
+		return f
+	}
+	var g policy.Facts
+	if f != nil {
+		g = *f
+	}
+	g.Listed = ls
+	return &g
+}
+
+// listedBy is the list that chose e for the target: its entry names one,
+// and no pattern of the target's selects it. "" otherwise.
+func listedBy(cfg *config.Config, target string, e *queue.Entry) string {
+	if e.Listed == "" {
+		return ""
+	}
+	t := cfg.Target(target)
+	if t == nil {
+		return e.Listed
+	}
+	if p, err := storepath.Parse(storepath.StoreDir(), e.Path); err == nil && policy.ByName(t, p).Selected {
+		return ""
+	}
+	return e.Listed
+}
+
+// listsOf are the lists that chose entries for the target, each once: the
+// worker's log names them beside the batch.
+func listsOf(cfg *config.Config, target string, entries []*queue.Entry) []string {
+	var out []string
+	for _, e := range entries {
+		if l := listedBy(cfg, target, e); l != "" && !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,0 +1,152 @@
+# Functions for users of cachix-filter-hook that need nothing but Nix's
+# builtins: no nixpkgs, no system to build for beyond the packages' own.
+#
+#   (import ./nix/lib.nix { }).cachixPackages { packages = [ pkgs.openc910 myApp ]; }
+#
+# The flake exposes the same as lib.cachixPackages.
+{ }:
+let
+  inherit (builtins)
+    all
+    concatMap
+    concatStringsSep
+    filter
+    getContext
+    hasContext
+    head
+    isAttrs
+    isList
+    isString
+    length
+    map
+    match
+    substring
+    stringLength
+    toString
+    typeOf
+    ;
+
+  # The format the hook reads (internal/pkglist): its first line, one
+  # `target NAME` line per target named, then one store path a line. Kept
+  # in step with pkglist.Magic.
+  magic = "cachix-filter-hook package list 1";
+
+  # What a store path as text looks like: the store directory, a hash and
+  # a name, nothing after it.
+  storePathRegex = "${builtins.storeDir}/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+";
+
+  # A package stands for its default output (outPath); `pkg.all` is the
+  # list of its outputs; `pkg.dev` is that output's own derivation
+  # attribute set. A string is taken only when it carries the context of
+  # the store path it is: text alone gives the list no dependency on the
+  # path, so the hook's worker would find it outside the list's closure.
+  pathsOf =
+    where: p:
+    if isList p then
+      concatMap (pathsOf where) p
+    else if isAttrs p && p ? outPath then
+      pathsOf where (toString p.outPath)
+    else if isString p then
+      if !hasContext p then
+        throw ''
+          cachixPackages: ${where}: "${p}" is a string with no context: a store path written as text gives the list no dependency on it, and the worker would refuse to push it. List the package itself (pkgs.hello, or pkgs.hello.dev for another output).''
+      else if match storePathRegex p == null then
+        throw ''cachixPackages: ${where}: "${p}" is not a store path (a file inside one?): list the package itself.''
+      else
+        [ p ]
+    else
+      throw "cachixPackages: ${where}: a ${typeOf p} is not a package: list derivations (pkgs.hello, pkgs.hello.dev, pkgs.hello.all) or store paths with their context.";
+
+  # The system the list's file is built for: that of the first package
+  # that says (a pure flake evaluation has no builtins.currentSystem).
+  systemOf =
+    packages:
+    let
+      withSystem = filter (p: isAttrs p && p ? system) packages;
+    in
+    if withSystem != [ ] then (head withSystem).system else builtins.currentSystem;
+
+  # A derivation name part: the characters store names allow.
+  validName = n: match "[A-Za-z0-9+._?=-]+" n != null && substring 0 1 n != ".";
+in
+{
+  inherit magic;
+
+  # cachixPackages { packages; targets ? null; name ? null; system ? ... }
+  #
+  # A package list: a small derivation, built locally and never
+  # substituted, whose output is a directory (so that buildEnv profiles,
+  # home.packages and environment.systemPackages, take it like any
+  # package) recording the listed store paths. When Nix builds it, the
+  # post-build-hook queues each listed path for the targets it names
+  # (null: every target) that accept lists (`package_lists = true`).
+  #
+  # Nix rebuilds it exactly when the list, the targets or a listed package
+  # change. It is two derivations, since a bare busybox /bin/sh (Nix's
+  # sandbox shell) has no mkdir: NAME.list, a file written with shell
+  # builtins alone, which refers to every listed path; and NAME, a
+  # directory made by Nix's builtin:buildenv holding only a manifest.nix
+  # symlink to it (which buildEnv, nix-env and nix profile leave out of
+  # profiles; manifest.nix is where nix-env keeps a profile's own list).
+  cachixPackages =
+    {
+      packages,
+      targets ? null,
+      name ? null,
+      system ? null,
+    }:
+    let
+      listed = pathsOf "packages" packages;
+      # Each path once, in the order given.
+      unique = builtins.foldl' (acc: p: if builtins.elem p acc then acc else acc ++ [ p ]) [ ] listed;
+      drvName =
+        if name == null then
+          "cachix-packages"
+        else if !(isString name) || !(validName name) || stringLength name > 150 then
+          throw ''cachixPackages: name "${toString name}" must be letters, digits and +-._?= (at most 150, not starting with ".")''
+        else
+          "cachix-packages-${name}";
+      targetLines =
+        if targets == null then
+          [ ]
+        else if !(isList targets) || targets == [ ] || !all (t: isString t && match "[^\n]+" t != null) targets then
+          throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each)"
+        else
+          map (t: "target ${t}") targets;
+      text = concatStringsSep "\n" ([ magic ] ++ targetLines ++ unique) + "\n";
+      list = derivation {
+        name = "${drvName}.list";
+        system = if system != null then system else systemOf (if isList packages then packages else [ packages ]);
+        builder = "/bin/sh";
+        # read, printf and redirections: shell builtins, also in busybox
+        # ash. The text comes in a file (passAsFile), not the script nor
+        # the environment: no character of a name or a target is read as
+        # shell syntax, and a long list does not pass the kernel's limit
+        # on one environment string (128 KiB).
+        args = [
+          "-c"
+          ''while IFS= read -r line; do printf '%s\n' "$line"; done < "$textPath" > "$out"''
+        ];
+        inherit text;
+        passAsFile = [ "text" ];
+        allowSubstitutes = false;
+        preferLocalBuild = true;
+      };
+    in
+    derivation {
+      name = drvName;
+      system = "builtin";
+      builder = "builtin:buildenv";
+      # No package goes into the directory; the manifest.nix symlink is
+      # what refers to the list, and through it to every listed path.
+      derivations = [ ];
+      manifest = list;
+      allowSubstitutes = false;
+      preferLocalBuild = true;
+    }
+    // {
+      # The file the hook reads, and the paths it lists.
+      inherit list;
+      listedPaths = unique;
+    };
+}

@@ -1,0 +1,400 @@
+package nixmodules
+
+// The modules' `packages` option (issue 19): evaluated with both
+// modules, and the activation snippets the modules render executed with
+// real store paths on this machine's Nix: the NixOS activation script
+// with $systemConfig and NIXOS_ACTION (switch, dry-activate, boot), the
+// home-manager entry with $newGenPath and home-manager's own `run` (a
+// live run and DRY_RUN), and both with a binary that fails. What the
+// runs queued is read from the queue and the binary cache.
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// pkgsExpr is a Nix list of real derivations (built with /bin/sh alone),
+// made new by salt: a, a multi-output b (b.dev listed), c unlisted.
+func pkgsExpr(salt string) string {
+	d := func(name, outs, script string) string {
+		return fmt.Sprintf(`(derivation { name = %q; system = builtins.currentSystem; builder = "/bin/sh"; outputs = [ %s ]; args = [ "-c" %q ]; salt = %q; })`, name, outs, script, salt)
+	}
+	return fmt.Sprintf(`let a = %s; b = %s; in [ a b.dev ]`,
+		d("openc910-2.3", `"out"`, "echo $salt > $out"),
+		d("myapp-1.0", `"out" "dev"`, "echo $salt > $out; echo $salt dev > $dev"))
+}
+
+// listResult is what the evaluation says of a module's package list.
+type listResult struct {
+	Settings          map[string]any `json:"settings"`
+	Activation        *string        `json:"activation"`
+	ExtraDependencies []string       `json:"extraDependencies"`
+	Listed            [][]string     `json:"listed"`
+	Names             []string       `json:"names"`
+}
+
+// The option: a non-empty list puts one package list into the
+// generation's closure and makes package_lists default to true; empty,
+// neither; a user's package_lists = false wins.
+func TestPackagesOption(t *testing.T) {
+	c := needCheckouts(t)
+	for _, m := range []struct{ attr, path, name, list string }{
+		{"nixos", "services.cachix-filter-hook", "nixos", "cachix-packages-system"},
+		{"hm", "programs.cachix-filter-hook", "home-manager", "cachix-packages-home"},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			eval := func(extra string) listResult {
+				t.Helper()
+				var r listResult
+				attr := fmt.Sprintf(`%s // { listed = map (l: l.listedPaths) (e.%s.extraDependencies); names = map (l: l.name) (e.%s.extraDependencies); }`, m.attr, m.attr, m.attr)
+				err := c.evalExpr(t, attr, fmt.Sprintf(`{ pkgs, ... }: { %s = { enable = true; settings.cache = "mycache"; %s }; }`, m.path, extra), &r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			r := eval(`packages = [ pkgs.cachix pkgs.nix ];`)
+			if len(r.Names) != 1 || r.Names[0] != m.list || len(r.Listed) != 1 || len(r.Listed[0]) != 2 ||
+				!strings.HasSuffix(r.Listed[0][0], "-cachix-1.7.4") || !strings.HasSuffix(r.Listed[0][1], "-nix-2.28.3") {
+				t.Errorf("package lists %v %v", r.Names, r.Listed)
+			}
+			if r.Settings["package_lists"] != true {
+				t.Errorf("package_lists = %v, want true", r.Settings["package_lists"])
+			}
+			r = eval(``)
+			if len(r.Names) != 0 || r.Settings["package_lists"] != nil {
+				t.Errorf("with no packages: lists %v, package_lists %v", r.Names, r.Settings["package_lists"])
+			}
+			r = eval(`packages = [ pkgs.cachix ]; settings.package_lists = false;`)
+			if r.Settings["package_lists"] != false || len(r.Names) != 1 {
+				t.Errorf("package_lists = false set by the user: %v, lists %v", r.Settings["package_lists"], r.Names)
+			}
+		})
+	}
+}
+
+// evalExpr evaluates an expression of e, eval.nix's result for config.
+func (c checkouts) evalExpr(t *testing.T, expr, config string, out any, extraArgs ...string) error {
+	t.Helper()
+	args := fmt.Sprintf("nixpkgs = %s; hm = %s; config = %s;", nixPath(c.nixpkgs), nixPath(c.hm), config)
+	for _, a := range extraArgs {
+		args += " " + a
+	}
+	full := fmt.Sprintf("let e = import %s { %s }; in e.%s", nixPath(filepath.Join(repoRoot(t), "test", "nixmodules", "eval.nix")), args, expr)
+	stdout, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", "-E", full)
+	if err != nil {
+		return err
+	}
+	d := json.NewDecoder(strings.NewReader(stdout))
+	d.UseNumber()
+	return d.Decode(out)
+}
+
+// actWorld is what an executed activation needs: a package holding the
+// binary (or one that fails), a real coreutils, a cache and a queue.
+type actWorld struct {
+	dir, cache, queue string
+	pkg, failing      string // Nix expressions of the packages
+	coreutils         string
+}
+
+func newActWorld(t *testing.T, bin string) *actWorld {
+	t.Helper()
+	w := &actWorld{dir: t.TempDir()}
+	os.Chmod(w.dir, 0o755)
+	w.cache, w.queue = filepath.Join(w.dir, "cache"), filepath.Join(w.dir, "queue")
+	mk := func(name, file string, content []byte, mode os.FileMode) string {
+		d := filepath.Join(w.dir, name, "bin")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if content == nil {
+			if err := os.Symlink(file, filepath.Join(d, filepath.Base(file))); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(filepath.Join(d, file), content, mode); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(w.dir, name)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg := func(dir, name string) string {
+		return fmt.Sprintf(`{ type = "derivation"; name = %q; outPath = builtins.path { path = %s; name = %q; }; meta.mainProgram = "cachix-filter-hook"; }`, name, nixPath(dir), name)
+	}
+	w.pkg = pkg(mk("pkg", "cachix-filter-hook", data, 0o755), "cachix-filter-hook-test")
+	w.failing = pkg(mk("failing", "cachix-filter-hook", []byte("#!/bin/sh\necho 'cachix-filter-hook: broken' >&2\nexit 3\n"), 0o755), "cachix-filter-hook-broken")
+	timeout, err := exec.LookPath("timeout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.coreutils = fmt.Sprintf(`{ coreutils = { type = "derivation"; name = "coreutils-host"; outPath = builtins.path { path = %s; name = "coreutils-host"; }; }; }`, nixPath(mk("coreutils", timeout, nil, 0)))
+	return w
+}
+
+// settings is the module's settings for the world: a file:// store, the
+// world's queue, the host's Nix.
+func (w *actWorld) settings() string {
+	nixBin, _ := exec.LookPath("nix-store")
+	return fmt.Sprintf(`{ store = "file://%s"; name = "mycache"; queue.dir = %q; queue.linger = "1s"; nix.bin_dir = %q; }`, w.cache, w.queue, filepath.Dir(nixBin))
+}
+
+// hookConf renders the module's settings as hook.conf into file.
+func hookConf(t *testing.T, settings map[string]any, file string) {
+	t.Helper()
+	b, err := toml.Marshal(numbers(settings))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// genResult is an evaluated module with its generation built.
+type genResult struct {
+	Settings   map[string]any `json:"settings"`
+	Activation string         `json:"activation"`
+	Generation string         `json:"generation"`
+	Drv        string         `json:"drv"`
+	Listed     []string       `json:"listed"`
+}
+
+// generation evaluates the module (m: "nixos" or "hm") with the world's
+// package and coreutils, and builds, with no post-build-hook, a
+// generation whose closure holds the module's extraDependencies as the
+// real ones do.
+func (w *actWorld) generation(t *testing.T, c checkouts, m, config string) genResult {
+	t.Helper()
+	var r genResult
+	expr := fmt.Sprintf(`%s // rec {
+		generation = derivation { name = "generation-test"; system = builtins.currentSystem; builder = "/bin/sh"; deps = e.%s.extraDependencies; args = [ "-c" "echo $deps > $out" ]; };
+		drv = generation.drvPath;
+		listed = builtins.concatMap (l: l.listedPaths) e.%s.extraDependencies;
+	}`, m, m, m)
+	if err := c.evalExpr(t, expr, config, &r, "pkgsOverride = "+w.coreutils+";"); err != nil {
+		t.Fatal(err)
+	}
+	// Build what the evaluation named (instantiated by --read-write-mode).
+	if _, err := run(t, nil, "nix-store", "--realise", r.Drv, "--option", "substituters", "", "--option", "post-build-hook", ""); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// queued lists the queued (target, path, listed) of the world's queue.
+func (w *actWorld) queued(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	files, _ := filepath.Glob(filepath.Join(w.queue, "entries", "*"))
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue // pushed meanwhile
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var e struct{ Target, Path, Listed string }
+			if json.Unmarshal(sc.Bytes(), &e) == nil && strings.HasPrefix(filepath.Base(f), filepath.Base(e.Path)[:32]) {
+				out = append(out, e.Target+" "+e.Path+" "+e.Listed)
+			}
+		}
+		fh.Close()
+	}
+	slices.Sort(out)
+	return out
+}
+
+// cachePaths lists what the world's binary cache holds.
+func (w *actWorld) cachePaths(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	files, _ := filepath.Glob(filepath.Join(w.cache, "*.narinfo"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		for _, l := range strings.Split(string(data), "\n") {
+			if p, ok := strings.CutPrefix(l, "StorePath: "); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// drain waits for the world's queue to be pushed.
+func (w *actWorld) drain(t *testing.T, bin, conf string) {
+	t.Helper()
+	out, err := run(t, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + w.dir}, bin, "--config", conf, "wait", "--timeout", "60s")
+	if err != nil {
+		t.Fatalf("wait: %v\n%s", err, out)
+	}
+}
+
+// runScript runs a shell script with bash, the environment given and
+// nothing else; unshare, when set, runs it in a mount namespace of its
+// own where /etc/cachix-filter-hook/hook.conf is conf (overlaid on /etc,
+// which stays as it is for everyone else).
+func runScript(t *testing.T, script string, env []string, etcConf string) (string, error) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "activate.sh")
+	if err := os.WriteFile(f, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env = append(env, "PATH="+os.Getenv("PATH"))
+	if etcConf == "" {
+		return run(t, env, "bash", f)
+	}
+	over := t.TempDir()
+	os.Chmod(over, 0o755)
+	upper, work := filepath.Join(over, "upper"), filepath.Join(over, "work")
+	hookConfFile := filepath.Join(upper, "cachix-filter-hook", "hook.conf")
+	data, err := os.ReadFile(etcConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Dir(hookConfFile), 0o755)
+	os.Mkdir(work, 0o755)
+	if err := os.WriteFile(hookConfFile, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := fmt.Sprintf("mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s /etc && exec bash %s", upper, work, f)
+	return run(t, env, "unshare", "--mount", "--propagation", "private", "sh", "-c", wrapper)
+}
+
+// NixOS: the activation script, run as NixOS runs it, queues the
+// system's listed packages on switch and test, nothing on dry-activate
+// or at boot, never fails the switch (a broken binary), and queues them
+// again when the list did not change but the cache lost them.
+func TestNixOSActivationRuns(t *testing.T) {
+	c := needCheckouts(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the script reads /etc/cachix-filter-hook/hook.conf, overlaid in a mount namespace of its own")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal(err)
+	}
+	bin := hookBin(t)
+	w := newActWorld(t, bin)
+	salt := fmt.Sprint(time.Now().UnixNano())
+	config := func(pkg string) string {
+		return fmt.Sprintf(`{ services.cachix-filter-hook = { enable = true; package = %s; pushOnActivation = true; packages = %s; settings = %s; }; }`, pkg, pkgsExpr(salt), w.settings())
+	}
+	r := w.generation(t, c, "nixos", config(w.pkg))
+	conf := filepath.Join(w.dir, "etc-hook.conf")
+	hookConf(t, r.Settings, conf)
+	env := func(action string) []string {
+		e := []string{"systemConfig=" + r.Generation, "HOME=/root"}
+		if action != "" {
+			e = append(e, "NIXOS_ACTION="+action)
+		}
+		return e
+	}
+	for _, action := range []string{"dry-activate", ""} {
+		if out, err := runScript(t, r.Activation, env(action), conf); err != nil {
+			t.Fatalf("NIXOS_ACTION=%q: %v\n%s", action, err, out)
+		}
+		if q := w.queued(t); len(q) != 0 {
+			t.Errorf("NIXOS_ACTION=%q queued %v", action, q)
+		}
+	}
+	if out, err := runScript(t, r.Activation, env("switch"), conf); err != nil {
+		t.Fatalf("switch: %v\n%s", err, out)
+	}
+	w.drain(t, bin, conf)
+	if got := w.cachePaths(t); !slices.Equal(got, sortedCopy(r.Listed)) {
+		t.Errorf("after switch the cache holds\n%v\nwant the listed\n%v\nworker log:\n%s", got, r.Listed, readLog(w.queue))
+	}
+	// The cache lost them; the list did not change (nothing is built):
+	// forget --pushed, and the next activation queues them again.
+	os.RemoveAll(w.cache)
+	if out, err := run(t, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + w.dir}, bin, "--config", conf, "forget", "--pushed"); err != nil {
+		t.Fatalf("forget --pushed: %v\n%s", err, out)
+	}
+	if out, err := runScript(t, r.Activation, env("test"), conf); err != nil {
+		t.Fatalf("test: %v\n%s", err, out)
+	}
+	w.drain(t, bin, conf)
+	if got := w.cachePaths(t); !slices.Equal(got, sortedCopy(r.Listed)) {
+		t.Errorf("after the cache lost them the cache holds %v, want %v", got, r.Listed)
+	}
+	// A binary that fails: the switch goes on, nothing is queued.
+	os.RemoveAll(w.queue)
+	rf := w.generation(t, c, "nixos", config(w.failing))
+	if out, err := runScript(t, rf.Activation, env("switch"), conf); err != nil {
+		t.Errorf("with a failing binary the activation failed: %v\n%s", err, out)
+	}
+	if q := w.queued(t); len(q) != 0 {
+		t.Errorf("a failing binary queued %v", q)
+	}
+}
+
+// home-manager: the activation entry with home-manager's own `run`
+// queues the listed packages on a live run, prints the command on
+// DRY_RUN, and never fails the activation.
+func TestHomeManagerActivationRuns(t *testing.T) {
+	c := needCheckouts(t)
+	bin := hookBin(t)
+	w := newActWorld(t, bin)
+	salt := fmt.Sprint(time.Now().UnixNano())
+	home := filepath.Join(w.dir, "home")
+	config := func(pkg string) string {
+		return fmt.Sprintf(`{ lib, ... }: { home.homeDirectory = lib.mkForce %q; programs.cachix-filter-hook = { enable = true; package = %s; pushOnActivation = true; packages = %s; settings = %s; }; }`, home, pkg, pkgsExpr(salt), w.settings())
+	}
+	r := w.generation(t, c, "hm", config(w.pkg))
+	hookConf(t, r.Settings, filepath.Join(home, ".config", "cachix-filter-hook", "hook.conf"))
+	lib := filepath.Join(c.hm, "lib", "bash", "home-manager.sh")
+	script := func(activation string) string {
+		return "set -eu\nsource " + lib + "\n" + activation
+	}
+	env := []string{"newGenPath=" + r.Generation, "HOME=" + home}
+	out, err := runScript(t, script(r.Activation), append(env, "DRY_RUN=1"), "")
+	if err != nil || !strings.Contains(out, "push --closure "+r.Generation) {
+		t.Fatalf("DRY_RUN: %v\n%s", err, out)
+	}
+	if q := w.queued(t); len(q) != 0 {
+		t.Errorf("DRY_RUN queued %v", q)
+	}
+	if out, err := runScript(t, script(r.Activation), env, ""); err != nil {
+		t.Fatalf("live run: %v\n%s", err, out)
+	}
+	w.drain(t, bin, filepath.Join(home, ".config", "cachix-filter-hook", "hook.conf"))
+	if got := w.cachePaths(t); !slices.Equal(got, sortedCopy(r.Listed)) {
+		t.Errorf("the cache holds %v, want the listed %v\nworker log:\n%s", got, r.Listed, readLog(w.queue))
+	}
+	os.RemoveAll(w.queue)
+	rf := w.generation(t, c, "hm", config(w.failing))
+	if out, err := runScript(t, script(rf.Activation), env, ""); err != nil {
+		t.Errorf("with a failing binary the activation failed: %v\n%s", err, out)
+	}
+	if q := w.queued(t); len(q) != 0 {
+		t.Errorf("a failing binary queued %v", q)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+func readLog(queue string) string {
+	b, _ := os.ReadFile(filepath.Join(queue, "worker.log"))
+	return string(b)
+}
