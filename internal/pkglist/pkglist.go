@@ -124,8 +124,9 @@ func (l *List) parse(data []byte) error {
 	if string(lines[0]) != Magic {
 		return fmt.Errorf("line 1 is %q, not %q", cut(lines[0]), Magic)
 	}
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(lines))
 	l.set = seen
+	l.Paths = make([]storepath.Path, 0, len(lines))
 	for i, raw := range lines[1:] {
 		n, line := i+2, string(raw)
 		if t, ok := strings.CutPrefix(line, "target "); ok {
@@ -144,7 +145,7 @@ func (l *List) parse(data []byte) error {
 		if err != nil {
 			return fmt.Errorf("line %d: %q is not a store path: %v", n, cut(raw), err)
 		}
-		if p == l.Path || p.String() == l.File {
+		if p == l.Path || line == l.File {
 			return fmt.Errorf("line %d: the list names itself", n)
 		}
 		if seen[line] {
