@@ -348,3 +348,41 @@ func TestListWatchExec(t *testing.T) {
 		t.Errorf("myapp did not go up:\n%s%s\nworker log:\n%s", out, errOut, e.Log())
 	}
 }
+
+// What cachixPackages takes and refuses, at evaluation: a package, its
+// other outputs (pkg.dev, pkg.all), a store path string with its
+// context; not a store path as text (the list would not depend on it),
+// not a file inside a store path, not a number, not a bad name or
+// targets; each with a message that says why.
+func TestListEvaluation(t *testing.T) {
+	nixtest.Require(t)
+	salt := nixtest.Salt()
+	lib := "(import " + repoRoot + "/nix/lib.nix { })"
+	pkg := nixtest.Drv(salt, "multi-1.0", []string{"out", "dev"})
+	eval := func(args string) (string, error) {
+		out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "-E",
+			fmt.Sprintf("let pkg = %s; l = %s.cachixPackages %s; in builtins.seq l.drvPath l.listedPaths", pkg, lib, args)).CombinedOutput()
+		return string(out), err
+	}
+	for _, tc := range []struct{ args, want string }{
+		{`{ packages = [ pkg ]; }`, `-multi-1.0"]`},
+		{`{ packages = [ pkg.dev ]; }`, `-multi-1.0-dev"]`},
+		{`{ packages = [ pkg.all ]; }`, `-multi-1.0-dev"]`},
+		{`{ packages = [ "${pkg}" pkg ]; targets = [ "mycache" ]; name = "x"; }`, `-multi-1.0"]`},
+	} {
+		if out, err := eval(tc.args); err != nil || !strings.HasSuffix(strings.TrimSpace(out), tc.want) {
+			t.Errorf("%s: %v\n%s", tc.args, err, out)
+		}
+	}
+	for _, tc := range []struct{ args, want string }{
+		{`{ packages = [ "/nix/store/` + strings.Repeat("a", 32) + `-hello-2.12.1" ]; }`, "is a string with no context: a store path written as text gives the list no dependency on it"},
+		{`{ packages = [ "${pkg}/bin/x" ]; }`, "is not a store path (a file inside one?)"},
+		{`{ packages = [ 3 ]; }`, "is not a package"},
+		{`{ packages = [ pkg ]; name = "a b"; }`, `name "a b" must be`},
+		{`{ packages = [ pkg ]; targets = [ ]; }`, "targets must be null (every target) or a non-empty list"},
+	} {
+		if out, err := eval(tc.args); err == nil || !strings.Contains(out, "cachixPackages: ") || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: want the error %q, got %v\n%s", tc.args, tc.want, err, out)
+		}
+	}
+}
