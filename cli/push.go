@@ -144,7 +144,10 @@ func runPush(e *env, o *pushOptions) int {
 	// What push learnt of each path comes with its entry, so that the
 	// worker need not ask Nix again; and the root whose closure holds
 	// it, so that the pusher is given the root alone.
-	within := withinRoots(gather, roots, paths, o.closure)
+	var within map[string]string
+	if len(sel.Pairs) > 0 {
+		within = withinRoots(gather, roots, paths, o.closure)
+	}
 	for i, pr := range sel.Pairs {
 		s := pr.Path.String()
 		if f := facts[s]; f != nil {

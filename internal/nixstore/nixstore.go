@@ -5,6 +5,7 @@ package nixstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -81,7 +82,18 @@ func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	// Read as pathInfo reads (a closure's list is a megabyte).
+	pipe, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	var out []byte
+	if err == nil {
+		out, err = readAll(pipe)
+		if werr := cmd.Wait(); werr != nil || err != nil {
+			err = errors.Join(werr, err)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("nix-store %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
