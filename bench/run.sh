@@ -409,7 +409,15 @@ EOF
 done
 pusher_calls() { grep -c '^nix .* copy ' "$NIXLOG" || true; }
 narinfos() { find "$1" -maxdepth 1 -name '*.narinfo' 2>/dev/null | wc -l; }
-entries() { find "$1/entries" -type f 2>/dev/null | wc -l; }
+# entries QUEUE: the entries queued, each in its own file in entries/ or a
+# line of a bulk file in bulk/ (many pairs queued at once; a pair in two
+# bulk files counts twice, which these runs never do).
+entries() {
+	local own bulk
+	own=$(find "$1/entries" -type f 2>/dev/null | wc -l)
+	bulk=$(find "$1/bulk" -type f -exec cat {} + 2>/dev/null | awk 'NF { n++ } END { print n + 0 }')
+	echo $((own + bulk))
+}
 # scale_conf NAME QUEUE CACHE [ALLOW]: one file:// target, every other key
 # at its default (queue.batch, queue.remember_pushed, closure_deny,
 # unsubstitutable).
