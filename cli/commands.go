@@ -66,20 +66,24 @@ select, start a worker, and exit 0 whatever happens (unless strict = true).`},
 			doc: `Queue the paths the rules select, with the same rules and targets as the
 hook, and return at once. PATH may be a store path, a file inside one, or a
 symlink into the store (./result, /run/current-system, a home-manager
-generation); - reads paths from standard input.
+generation); - reads paths from standard input. The rules are applied as
+--dry-run and explain show them, closure_deny included: what they leave out
+is not queued, and the line says why.
 
 Paths the worker already pushed to a target are left out without a pusher
 call, as recorded for queue.remember_pushed; --force queues them anyway
 (after a cache was emptied, see also forget --pushed).
 
-With --wait, show progress on stderr and exit 1 when a path it queued was
-dropped (closure_deny, garbage-collected) or is still failing at the
-timeout, listing each with the reason.`,
+With --wait, show progress on stderr; exit 0 when everything queued went
+up (or the rules, changed meanwhile, left it out: listed, a verdict), 3
+when a path failed, was lost or was still queued at the timeout (listed
+with the reason), 1 for an error of the command, 2 for a usage error.`,
 			flags: append([]flagDef{
 				{name: "closure", bind: switchVar(&push.closure), help: "select from each root's runtime closure, not just the root"},
 				{name: "dry-run", bind: switchVar(&push.dryRun), help: "print the decisions as explain does; queue nothing"},
 				{name: "force", bind: switchVar(&push.force), help: "queue paths even if the record says they were pushed"},
-			}, push.defs("wait until the queued paths are pushed; exit 1 listing those that were not",
+				{name: "fail-on-drop", bind: switchVar(&push.failOnDrop), help: "with --wait, exit 3 when the rules left out a queued path, too"},
+			}, push.defs("wait until the queued paths are pushed; exit 3 listing those that were not",
 				"no progress and no summary; only what was not pushed")...)},
 
 		{name: "explain", args: "PATH...", kind: argsPaths, run: func(e *env) int { return runExplain(e, &explain) },
@@ -126,15 +130,20 @@ whether a worker runs.`,
 			summary: "block until the queue is empty",
 			doc: `Block until nothing is left to push, starting a worker if entries are pending
 and none runs (after a crash, say), showing progress per target on stderr.
-Exit 0 when every path was pushed; 1 when a path it waited for was dropped
-(closure_deny, garbage-collected: listed with the reason), and 1 on timeout
-with what is left. Without --timeout it exits 1, with the errors, as soon as
-every entry left has failed and only waits for its back-off (--keep-trying
-waits on). Entries of targets no longer in the config are not waited
-for. Call it at the end of a CI job.`,
+A path the rules left out after it was queued (the worker applies the
+current rules, closure_deny included) is listed with the rule: a verdict,
+not a failure. Exit 0 when everything that was to go up went up; 3 when a
+path failed, was lost (garbage-collected before its push: listed with the
+reason) or was still queued at the timeout; 1 when wait itself failed (a
+worker that cannot start: said with why); 2 for a usage error. Without
+--timeout it exits 3, with the errors, as soon as every entry left has
+failed and only waits for its back-off (--keep-trying waits on). Entries
+of targets no longer in the config are not waited for. Call it at the end
+of a CI job.`,
 			flags: []flagDef{
 				{name: "timeout", arg: "DUR", bind: durationVar(&wait.timeout, 0), help: "give up after DUR (default: no limit)"},
 				{name: "keep-trying", bind: switchVar(&wait.keepTrying), help: "without --timeout, wait on while every entry left is failing"},
+				{name: "fail-on-drop", bind: switchVar(&wait.failOnDrop), help: "exit 3 when the rules left out a path after it was queued, too"},
 				quiet(&wait.quiet),
 			}},
 

@@ -94,7 +94,7 @@ func (e *env) closureFacts(c *config.Config, g *pathfacts.Gatherer, paths []stor
 	if len(roots) == 0 {
 		return nil
 	}
-	cfs, err := g.Closures(e.ctx, roots)
+	cfs, err := g.RuleClosures(e.ctx, c, roots)
 	if err != nil {
 		e.errorf("warning: closure_deny not applied (the closures could not be read): %v", err)
 		return nil

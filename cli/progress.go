@@ -12,6 +12,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 // Progress output of wait and push --wait. On a terminal it redraws one
@@ -220,9 +221,11 @@ func (p *progress) lastFrame() {
 	}
 }
 
-// finish prints the summary (the dropped and failed paths even with -q)
-// and reports whether every path waited for was pushed.
-func (p *progress) finish() bool {
+// finish prints the summary (what was dropped even with -q) and returns
+// how many of the waited-for paths the rules left out after they were
+// queued (a verdict: the rules changed, or the closure rule applied by the
+// worker) and how many were lost (gone from the store before the push).
+func (p *progress) finish() (ruled, lost int) {
 	p.lastFrame()
 	took := time.Since(p.start).Seconds()
 	if !p.quiet {
@@ -238,15 +241,27 @@ func (p *progress) finish() bool {
 			fmt.Fprintln(p.w, line)
 		}
 	}
-	ok := true
-	if len(p.dropped) > 0 {
-		ok = false
-		fmt.Fprintf(p.w, "dropped %d (not pushed):\n", len(p.dropped))
-		for _, r := range p.dropped {
+	var byRules, gone []history.Record
+	for _, r := range p.dropped {
+		if worker.Lost(r.Reason) {
+			gone = append(gone, r)
+		} else {
+			byRules = append(byRules, r)
+		}
+	}
+	if len(byRules) > 0 {
+		fmt.Fprintf(p.w, "left out by the rules: %d (not pushed, as the rules decided after it was queued):\n", len(byRules))
+		for _, r := range byRules {
 			fmt.Fprintf(p.w, "  %s -> %s: %s\n", r.Path, r.Target, oneLine(r.Reason))
 		}
 	}
-	return ok
+	if len(gone) > 0 {
+		fmt.Fprintf(p.w, "lost: %d (not pushed):\n", len(gone))
+		for _, r := range gone {
+			fmt.Fprintf(p.w, "  %s -> %s: %s\n", r.Path, r.Target, oneLine(r.Reason))
+		}
+	}
+	return len(byRules), len(gone)
 }
 
 func plural(n int, word string) string {

@@ -12,7 +12,8 @@ import (
 )
 
 // The summary counts what the history recorded after the wait began:
-// pushed, already upstream, and each drop with its reason.
+// pushed, already upstream, and each drop with its reason, a verdict of
+// the rules apart from a loss.
 func TestProgressSummary(t *testing.T) {
 	dir := t.TempDir()
 	rec := func(path, outcome, reason string) history.Record {
@@ -29,17 +30,19 @@ func TestProgressSummary(t *testing.T) {
 		rec("c-1", history.Upstream, "in https://cache.nixos.org"),
 		rec("d-1", history.Failed, "boom"), rec("d-1", history.Pushed, ""),
 		rec("e-1", history.Dropped, "no longer in the store (garbage-collected)"),
+		rec("f-1", history.Dropped, `closure_deny = "skip": its closure contains /nix/store/x-secret, denied by "secret-*"`),
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if p.finish() {
-		t.Error("finish reported success with a dropped path")
+	if ruled, lost := p.finish(); ruled != 1 || lost != 1 {
+		t.Errorf("finish = %d left out by the rules, %d lost; want 1 and 1", ruled, lost)
 	}
 	out := stderr.String()
 	for _, want := range []string{
 		"pushed 3 paths to main in ",
 		"; 1 already upstream, not pushed\n",
-		"dropped 1 (not pushed):\n  /nix/store/l9r346p3d25vs4g5v37f3r3f28js97kb-e-1 -> main: no longer in the store (garbage-collected)\n",
+		"lost: 1 (not pushed):\n  /nix/store/l9r346p3d25vs4g5v37f3r3f28js97kb-e-1 -> main: no longer in the store (garbage-collected)\n",
+		"left out by the rules: 1 (not pushed, as the rules decided after it was queued):\n  /nix/store/l9r346p3d25vs4g5v37f3r3f28js97kb-f-1 -> main: closure_deny = \"skip\"",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
@@ -98,8 +101,8 @@ func TestProgressLastFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	pending = 0
-	if !p.finish() {
-		t.Fatal("finish reported a failure")
+	if ruled, lost := p.finish(); ruled != 0 || lost != 0 {
+		t.Fatalf("finish reported %d left out, %d lost", ruled, lost)
 	}
 	want := "work: 0 pushed, 4 pending, 0 failing\nwork: 4 pushed, 0 pending, 0 failing\npushed 4 paths to work in "
 	if !strings.HasPrefix(stderr.String(), want) {

@@ -23,6 +23,7 @@ import (
 type pushOptions struct {
 	closure, dryRun, force bool
 	waitFlags
+	failOnDrop bool
 }
 
 func runPush(e *env, o *pushOptions) int {
@@ -78,7 +79,7 @@ func runPush(e *env, o *pushOptions) int {
 	roots := paths
 	gather := pathfacts.New(c)
 	if o.closure {
-		if paths, err = e.closure(c, gather, rec, roots, o.dryRun && policy.NeedsClosure(c)); err != nil {
+		if paths, err = e.closure(c, gather, rec, roots, policy.NeedsClosure(c)); err != nil {
 			e.errorf("push: %v", err)
 			return 1
 		}
@@ -110,14 +111,12 @@ func runPush(e *env, o *pushOptions) int {
 		}
 		decide = append(decide, p)
 	}
-	// --dry-run says what will happen, closure rule included (as the
-	// worker applies it); push itself queues by the paths' own rules and
-	// leaves the closure to the worker, whose drops --wait reports. The
-	// closures first: the facts come with them, in one Nix call.
-	var closures func(string) *policy.Closure
-	if o.dryRun {
-		closures = e.closureFacts(c, gather, ask)
-	}
+	// The closure rule's verdict, as the worker will apply it, before
+	// queueing: nothing is queued that the rules will drop, and
+	// --dry-run says exactly what push does. The closures first: the
+	// facts come with them, in one Nix call (none more with --closure,
+	// which brought them).
+	closures := e.closureFacts(c, gather, ask)
 	facts := e.gatherFactsWith(gather, c, ask)
 	factsOf := policy.WithListings(func(s string) *policy.Facts { return facts[s] }, found.Listed)
 	if o.dryRun {
@@ -131,7 +130,7 @@ func runPush(e *env, o *pushOptions) int {
 		}
 		return status
 	}
-	sel := hook.SelectWith(c, decide, factsOf)
+	sel := hook.SelectFinal(c, decide, factsOf, closures)
 	sel.UseLists(found)
 	sel.LeaveOut(pushedTo)
 	sel.Total = len(paths)
@@ -169,8 +168,12 @@ func runPush(e *env, o *pushOptions) int {
 	if len(sel.Pairs) == 0 {
 		return status
 	}
-	if o.wait && !e.waitPushed(c, sel.Pairs, start, o.timeout, o.quiet).ok() {
-		return 1
+	if o.wait {
+		// An error of the command (a PATH that is not in the store)
+		// says more than the fate of the others.
+		if code := e.waitPushed(c, sel.Pairs, start, o.timeout, o.quiet).exitCode(o.failOnDrop); status == 0 {
+			return code
+		}
 	}
 	return status
 }

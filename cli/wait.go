@@ -76,13 +76,32 @@ type waitResult struct {
 	// left are the waited-for pairs still queued at the end (pairs
 	// mode).
 	left []queue.Pair
-	// allPushed: every path waited for went up, or was already in an
-	// upstream cache.
-	allPushed bool
+	// ruled counts the drops that are the rules' verdicts (not
+	// failures); lost, the paths that were to go up and could not
+	// (gone from the store).
+	ruled, lost int
 }
 
-// ok reports whether the wait ended with everything waited for pushed.
-func (r waitResult) ok() bool { return r.end == waitDone && r.allPushed }
+// Exit statuses of wait and push --wait (README, "Exit codes"), after
+// cachix's own convention for "some paths failed to push".
+const (
+	exitOK      = 0 // everything that was to go up went up
+	exitError   = 1 // the command itself failed
+	exitUsage   = 2
+	exitNotSent = 3 // some path failed, was lost, or was still queued at the timeout
+)
+
+// exitCode maps how a wait ended to the exit status. A path the rules left
+// out is a verdict, not a failure, unless failOnDrop.
+func (r waitResult) exitCode(failOnDrop bool) int {
+	switch {
+	case r.end == waitError || r.end == waitInterrupted:
+		return exitError
+	case r.end != waitDone || r.lost > 0 || failOnDrop && r.ruled > 0:
+		return exitNotSent
+	}
+	return exitOK
+}
 
 // waitQueue runs the wait loop on c's queue q, showing progress on
 // stderr (unless quiet) and reporting at the end what was not pushed.
@@ -132,7 +151,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			if !spec.quiet {
 				e.errorf("nothing to push")
 			}
-			return waitResult{end: waitDone, allPushed: true}
+			return waitResult{end: waitDone}
 		}
 		if n == 0 {
 			break
@@ -147,7 +166,8 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			prog.lastFrame()
 			e.errorf("every path left has failed and waits for a retry; not waiting for it (--keep-trying waits on):")
 			left.report(e)
-			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, allPushed: prog.finish()}
+			ruled, lost := prog.finish()
+			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}
 		}
 		if now := time.Now(); prog.due(now) {
 			prog.draw(now, prog.count())
@@ -163,7 +183,8 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 				e.errorf("timed out after %s with paths still queued:", spec.timeout)
 			}
 			left.report(e)
-			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, allPushed: prog.finish()}
+			ruled, lost := prog.finish()
+			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}
 		case <-tick.C:
 		}
 	}
@@ -173,8 +194,8 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			prog.addDropped(history.Record{Target: p.Target, Path: p.Path.String(), Outcome: history.Dropped, Reason: en.Reason})
 		}
 	}
-	ok := prog.finish()
-	return waitResult{end: waitDone, dropped: prog.dropped, allPushed: ok}
+	ruled, lost := prog.finish()
+	return waitResult{end: waitDone, dropped: prog.dropped, ruled: ruled, lost: lost}
 }
 
 // leftInQueue counts what a wait still waits for.
@@ -266,20 +287,17 @@ func (l *leftInQueue) report(e *env) {
 
 // waitOptions are wait's flags.
 type waitOptions struct {
-	keepTrying, quiet bool
-	timeout           time.Duration
+	keepTrying, quiet, failOnDrop bool
+	timeout                       time.Duration
 }
 
 func runWait(e *env, o *waitOptions) int {
 	c, q, ok := e.openQueue()
 	if !ok {
-		return 1
+		return exitError
 	}
 	r := e.waitQueue(c, q, waitSpec{timeout: o.timeout, quiet: o.quiet, giveUpFailing: o.timeout == 0 && !o.keepTrying})
-	if !r.ok() {
-		return 1
-	}
-	return 0
+	return r.exitCode(o.failOnDrop)
 }
 
 func targetNames(c *config.Config) []string {

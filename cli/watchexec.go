@@ -84,12 +84,14 @@ func runWatchExec(e *env, o *watchOptions) int {
 		return status
 	}
 	// A package list built meanwhile stands for what it names, as in
-	// the hook.
+	// the hook; the closure rule's verdict before queueing, as push
+	// applies it.
 	gather := pathfacts.New(c)
 	lists, _ := e.findLists(gather, paths, true, false)
 	paths = lists.Paths
+	closures := e.closureFacts(c, gather, paths)
 	facts := e.gatherFactsWith(gather, c, paths)
-	sel := hook.SelectWith(c, paths, policy.WithListings(func(s string) *policy.Facts { return facts[s] }, lists.Listed))
+	sel := hook.SelectFinal(c, paths, policy.WithListings(func(s string) *policy.Facts { return facts[s] }, lists.Listed), closures)
 	sel.UseLists(lists)
 	start := time.Now()
 	if len(sel.Pairs) > 0 {

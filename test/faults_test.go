@@ -476,7 +476,7 @@ retry_max = "2s"
 	plExpectCache(t, "stuck", filepath.Join(e.Standin, "stuck"), paths, func(string) bool { return true })
 }
 
-// 5. wait without --timeout returns, exit 1 with the errors, once every
+// 5. wait without --timeout returns, exit 3 with the errors, once every
 // entry left has failed and only waits for a back-off; --keep-trying
 // waits on until the target works again.
 func TestFaultWaitGivesUpOnFailingEntries(t *testing.T) {
@@ -495,8 +495,8 @@ bin = "@CACHIX@"
 	if ctx.Err() != nil {
 		t.Fatal("wait without --timeout did not return in 2 minutes although every push fails")
 	}
-	if code != 1 || !strings.Contains(errOut, "every path left has failed") || !strings.Contains(errOut, "simulated failure (trick)") {
-		t.Fatalf("wait exited %d, want 1 with the errors:\n%s", code, errOut)
+	if code != 3 || !strings.Contains(errOut, "every path left has failed") || !strings.Contains(errOut, "simulated failure (trick)") {
+		t.Fatalf("wait exited %d, want 3 with the errors:\n%s", code, errOut)
 	}
 
 	// --keep-trying waits through further failures, and returns 0 once

@@ -228,16 +228,17 @@ func (e *Env) Wait(timeout time.Duration) {
 	}
 }
 
-// WaitDropped runs `wait` when the worker is expected to drop the given
-// paths: wait exits 1 naming each drop it saw. A drop that happened
-// before wait began (the hooks' worker ran during the build) is not one
-// it waited for, so unless sawAll, exit 0 is accepted too; either way the
-// queue must drain and no other path be named as dropped.
+// WaitDropped runs `wait --fail-on-drop` when the worker is expected to
+// drop the given paths: wait exits 3 naming each drop it saw (without
+// --fail-on-drop a drop by the rules is a verdict: exit 0). A drop that
+// happened before wait began (the hooks' worker ran during the build) is
+// not one it waited for, so unless sawAll, exit 0 is accepted too; either
+// way the queue must drain and no other path be named as dropped.
 func (e *Env) WaitDropped(timeout time.Duration, sawAll bool, dropped ...string) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
 	defer cancel()
-	out, errOut, code := e.Run(ctx, "wait", "--timeout", timeout.String())
+	out, errOut, code := e.Run(ctx, "wait", "--fail-on-drop", "--timeout", timeout.String())
 	if code == 0 && !sawAll {
 		return
 	}
@@ -252,9 +253,8 @@ func (e *Env) WaitDropped(timeout time.Duration, sawAll bool, dropped ...string)
 			}
 		}
 	}
-	want := fmt.Sprintf("dropped %d (not pushed):", len(dropped))
-	if code != 1 || sawAll && !strings.Contains(errOut, want) || !sawAll && named == 0 {
-		e.t.Fatalf("wait exited %d, want 1 naming %d dropped paths:\n%s%s\nworker log:\n%s", code, len(dropped), out, errOut, e.Log())
+	if code != 3 || sawAll && named != len(dropped) || !sawAll && named == 0 {
+		e.t.Fatalf("wait --fail-on-drop exited %d, want 3 naming %d dropped paths:\n%s%s\nworker log:\n%s", code, len(dropped), out, errOut, e.Log())
 	}
 	for _, p := range dropped {
 		if sawAll && !strings.Contains(errOut, "  "+p+" -> ") {

@@ -218,12 +218,17 @@ closure_deny = "` + mode + `"
 	t.Run("closure-skip", func(t *testing.T) {
 		t.Parallel()
 		e := NewEnv(t, conf("skip"))
-		out, errOut := ruRun(t, e, 1, "push", "--closure", "--wait", app)
-		if !strings.Contains(out, "skipped big-1.0: larger than max_nar_size") {
+		// The closure rule applies before queueing: app is not queued,
+		// and the line says why (issue 18).
+		out, _ := ruRun(t, e, 0, "push", "--closure", "--wait", app)
+		if !strings.Contains(out, "queued 0 of 2 paths") || !strings.Contains(out, "big-1.0: larger than max_nar_size") {
 			t.Errorf("push --closure does not say why the large path is skipped:\n%s", out)
 		}
-		if l := ruLine(errOut, app); !strings.Contains(l, `closure_deny = "skip"`) || !strings.Contains(l, big) {
-			t.Errorf("push --wait does not report %s with the reason:\n%s", app, errOut)
+		if !strings.Contains(out, `app-1.0: closure_deny = "skip": its closure contains `+big) {
+			t.Errorf("push --closure does not say why %s is skipped:\n%s", app, out)
+		}
+		if r := ruDropped(t, e, app); len(r) != 0 {
+			t.Errorf("dropped: %v; push queued what the rules drop", r)
 		}
 		if got := CachePaths(t, filepath.Join(e.Dir, "cache")); len(got) != 0 {
 			t.Errorf("cache holds %v, want nothing", scSet(got))

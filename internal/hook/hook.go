@@ -179,6 +179,20 @@ func SelectWith(cfg *config.Config, paths []storepath.Path, facts func(string) *
 // Dropping: the worker, which sees the whole closure, applies the rule
 // and records the drop, which `wait` and `log` report.
 func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(string) *policy.Facts, closure func(string) *policy.Closure) Selection {
+	return selectClosures(cfg, paths, facts, closure, false)
+}
+
+// SelectFinal is SelectClosures for a caller that knows the whole closure
+// of each path it gives one for (push, watch-exec: asked of Nix): the
+// closure rule's verdict is then the worker's, so a pair it leaves out is
+// not queued (the worker would only drop it, and `wait` report a drop)
+// and the summary says it was skipped, and by which rule. A path without
+// a known closure is queued by its own rules; the worker decides.
+func SelectFinal(cfg *config.Config, paths []storepath.Path, facts func(string) *policy.Facts, closure func(string) *policy.Closure) Selection {
+	return selectClosures(cfg, paths, facts, closure, true)
+}
+
+func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(string) *policy.Facts, closure func(string) *policy.Closure, final bool) Selection {
 	sel := Selection{Total: len(paths), conf: cfg.File}
 	seen := map[string]bool{}
 	lists := policy.AcceptsLists(cfg)
@@ -189,11 +203,16 @@ func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 			sel.Listed++
 		}
 		queued := false
+		var skipped []string // the closure rule's verdicts, when final
 		for _, td := range v.Targets {
 			if td.InsideClosureOf != "" {
 				sel.Inside = append(sel.Inside, v.InsideNote(td))
 			}
 			if !td.Selected && td.Check != policy.CheckClosure {
+				continue
+			}
+			if td.Check == policy.CheckClosure && final {
+				skipped = append(skipped, v.DropNote(td))
 				continue
 			}
 			if td.Check == policy.CheckClosure {
@@ -205,7 +224,10 @@ func SelectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 		}
 		switch {
 		case queued:
+			// Some target takes it; those whose closure rule leaves
+			// it out say so, each.
 			sel.Selected++
+			sel.Skipped = append(sel.Skipped, skipped...)
 		case listed && !lists && !v.Denied():
 			// Said once for all: no target takes lists.
 			sel.Ignored = append(sel.Ignored, p.Name)

@@ -240,12 +240,25 @@ func (g *Gatherer) References(path string) ([]string, bool) {
 	return info.References, ok && info.Valid
 }
 
-// Closures returns what the closure rule reads about each root in the
-// store (see policy.Closure): its closure and the sizes of its
-// paths, from one `nix path-info --recursive --json` call for the roots
-// whose closure is not loaded yet (none after Closure). The infos stay, so
-// that a Gather on the same paths asks Nix nothing more.
+// Closures returns the whole runtime closure of each root in the store
+// (root first, breadth-first), from one `nix path-info --recursive --json`
+// call for the roots whose closure is not loaded yet (none after Closure).
+// The infos stay, so that a Gather on the same paths asks Nix nothing
+// more.
 func (g *Gatherer) Closures(ctx context.Context, roots []string) (map[string]*policy.Closure, error) {
+	if err := g.loadClosures(ctx, roots); err != nil {
+		return nil, err
+	}
+	out := make(map[string]*policy.Closure, len(roots))
+	for _, r := range roots {
+		if c := nixstore.ClosureOf(g.infos, r); c != nil {
+			out[r] = &policy.Closure{Paths: c, NarSize: g.NarSize}
+		}
+	}
+	return out, nil
+}
+
+func (g *Gatherer) loadClosures(ctx context.Context, roots []string) error {
 	var ask []string
 	for _, r := range roots {
 		if !g.closed[r] {
@@ -255,17 +268,119 @@ func (g *Gatherer) Closures(ctx context.Context, roots []string) (map[string]*po
 	if len(ask) > 0 {
 		infos, err := g.nix.PathInfos(ctx, true, ask...)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		g.load(infos, true)
+		for k, v := range infos {
+			g.infos[k] = v
+			g.closed[k] = true
+		}
 	}
+	return nil
+}
+
+// RuleClosures is Closures for the closure rule (see policy.Closure): a
+// root whose closure holds no path the rule is about (policy.
+// ClosureSubject: denied by name, or larger than a max_nar_size) gets a
+// Closure of itself alone, which is all the rule needs, since listing
+// every closure whole costs the sum of their sizes, quadratic in a deep
+// graph (a NixOS system's 10,000 paths). Which roots those are is found
+// in one walk of the graph. The others get their closure whole, root
+// first, breadth-first, as the worker lists it, so that a message names
+// the dependency the worker names.
+func (g *Gatherer) RuleClosures(ctx context.Context, cfg *config.Config, roots []string) (map[string]*policy.Closure, error) {
+	if err := g.loadClosures(ctx, roots); err != nil {
+		return nil, err
+	}
+	reaches := g.subjects(cfg)
 	out := make(map[string]*policy.Closure, len(roots))
 	for _, r := range roots {
+		info, ok := g.infos[r]
+		if !ok || !info.Valid {
+			continue
+		}
+		below := false
+		for _, ref := range info.References {
+			if ref != r && reaches(ref) {
+				below = true
+				break
+			}
+		}
+		if !below {
+			out[r] = &policy.Closure{Paths: []string{r}, NarSize: g.NarSize}
+			continue
+		}
 		if c := nixstore.ClosureOf(g.infos, r); c != nil {
 			out[r] = &policy.Closure{Paths: c, NarSize: g.NarSize}
 		}
 	}
 	return out, nil
+}
+
+// subjects returns whether a path's closure (itself included) holds a
+// path the closure rule is about, memoized over the loaded infos: each
+// path and reference is visited once. The walk is iterative: a crafted
+// chain of references costs no stack.
+func (g *Gatherer) subjects(cfg *config.Config) func(string) bool {
+	const (
+		unseen = iota
+		open
+		no
+		yes
+	)
+	state := map[string]int{}
+	storeDir := storepath.StoreDir()
+	subject := func(s string) bool {
+		p, err := storepath.Parse(storeDir, s)
+		return err == nil && policy.ClosureSubject(cfg, p, g.NarSize)
+	}
+	type frame struct {
+		path string
+		next int // index of the next reference to look at
+	}
+	return func(root string) bool {
+		if st := state[root]; st == yes || st == no {
+			return st == yes
+		}
+		stack := []frame{{path: root}}
+		state[root] = open
+		for len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			refs := g.infos[f.path].References
+			if f.next == 0 && subject(f.path) {
+				state[f.path] = yes
+			}
+			pushed := false
+			for state[f.path] == open && f.next < len(refs) {
+				ref := refs[f.next]
+				f.next++
+				switch state[ref] {
+				case yes:
+					state[f.path] = yes
+				case unseen:
+					if _, known := g.infos[ref]; known && ref != f.path {
+						state[ref] = open
+						stack = append(stack, frame{path: ref})
+						pushed = true
+					}
+				}
+				if pushed {
+					break
+				}
+			}
+			if pushed {
+				continue
+			}
+			if state[f.path] == open {
+				state[f.path] = no
+			}
+			done := f.path
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 && state[done] == yes {
+				state[stack[len(stack)-1].path] = yes
+			}
+		}
+		return state[root] == yes
+	}
 }
 
 // Closure returns the runtime closure of roots from one `nix path-info

@@ -53,6 +53,24 @@ func NeedsClosure(c *config.Config) bool {
 	return false
 }
 
+// ClosureSubject reports whether some target's closure rule is about path
+// when it is in another's closure: denied by name, or larger than the
+// target's max_nar_size (narSize nil or false: size unknown). A closure
+// holding no such path is one the rule has nothing to say about.
+func ClosureSubject(c *config.Config, path storepath.Path, narSize func(string) (int64, bool)) bool {
+	for _, t := range c.Targets {
+		if DeniesByName(t) && t.Rules.Denies(path) != nil {
+			return true
+		}
+		if t.MaxNarSize > 0 && narSize != nil {
+			if n, ok := narSize(path.String()); ok && SizeRule(t, n) != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // closureDenied returns the first path of root's closure (root excluded)
 // that t's rules deny by name, and the pattern; "" when there is none.
 func closureDenied(t *config.Target, root string, closure []string) (dep, pattern string) {

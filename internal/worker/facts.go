@@ -81,7 +81,7 @@ func (j *job) query(ctx context.Context, log *logrus.Entry, r *result) (closures
 	cl := closures{}
 	if policy.DeniesByName(t) {
 		// Loaded by Gather: no further Nix call.
-		cs, err := g.Closures(ctx, roots)
+		cs, err := g.RuleClosures(ctx, j.cfg, roots)
 		cl.err = err
 		cl.of = map[string][]string{}
 		for r, c := range cs {

@@ -20,6 +20,18 @@ import (
 // facts, its closure), and drops what they no longer select. One decision
 // serves the hook, explain and the worker alike.
 
+// Reasons of a drop that are no verdict of the rules: the path was to go
+// up and cannot. `wait` counts them as losses (exit 3), and the rules'
+// verdicts as what was asked for.
+const (
+	ReasonGone    = "no longer in the store (garbage-collected)"
+	ReasonInvalid = "not a valid path in the Nix store (partly deleted?): its closure cannot be checked"
+)
+
+// Lost reports whether a drop's reason says the path could not go up,
+// rather than that the rules left it out.
+func Lost(reason string) bool { return reason == ReasonGone || reason == ReasonInvalid }
+
 // closures holds the runtime closures of a batch's paths, asked of Nix in
 // one call when a closure can matter (the target denies something).
 type closures struct {
@@ -51,7 +63,7 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 		return policy.DecideTarget(t, p, listedEntryFacts(nil, listed), nil).DropReason(), false, nil
 	}
 	if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
-		return "no longer in the store (garbage-collected)", false, nil
+		return ReasonGone, false, nil
 	}
 	f := listedEntryFacts(facts[e.Path], listed)
 	closure := &policy.Closure{}
@@ -61,7 +73,7 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 		}
 		c, ok := cl.of[e.Path]
 		if !ok {
-			return "not a valid path in the Nix store (partly deleted?): its closure cannot be checked", false, nil
+			return ReasonInvalid, false, nil
 		}
 		closure.Paths = c
 	}
