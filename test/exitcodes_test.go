@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
 // With the default closure_deny ("skip"), push --dry-run --closure said
@@ -23,9 +26,9 @@ import (
 // nothing is dropped, however often it runs.
 func TestPushAppliesClosureVerdict(t *testing.T) {
 	t.Parallel()
-	s := Salt()
+	s := nixtest.Salt()
 	built := scBuild(t, fmt.Sprintf("let secret = %s; leaky = %s; in [ (%s) ]",
-		Drv(s, "secret-token-1", nil), Drv(s, "leaky-1.0", nil, "secret"), Drv(s, "shell-env", nil, "leaky")))
+		nixtest.Drv(s, "secret-token-1", nil), nixtest.Drv(s, "leaky-1.0", nil, "secret"), nixtest.Drv(s, "shell-env", nil, "leaky")))
 	root, leaky, secret := built["shell-env"], built["leaky-1.0"], built["secret-token-1"]
 	e := NewEnv(t, `
 store = "file://@DIR@/cache"
@@ -74,14 +77,14 @@ allow = ["*"]
 	// The last wait's worker exits once idle (linger = 1s); the lock
 	// is free then.
 	idle := func() {
-		plWaitFor(t, 30*time.Second, "the worker to exit", func() bool { return len(workerPIDs(e.Queue)) == 0 })
+		eventually.True(t, 30*time.Second, "the worker to exit", func() bool { return len(workerPIDs(e.Queue)) == 0 })
 	}
 	round := func(failOnDrop bool) {
 		idle()
-		s := Salt()
+		s := nixtest.Salt()
 		unlock := plLockQueue(t, e.Queue)
-		paths, _ := e.Build(plList(Drv(s, "ruled-1.0", nil), Drv(s, "kept-1.0", nil)))
-		byName := plByName(t, paths)
+		paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "ruled-1.0", nil), nixtest.Drv(s, "kept-1.0", nil)))
+		byName := nixtest.ByName(paths)
 		conf, _ := os.ReadFile(e.Conf)
 		if err := os.WriteFile(e.Conf, []byte(strings.Replace(string(conf), `allow = ["*"]`, `allow = ["*"]`+"\ndeny = [\"ruled-*\"]", 1)), 0o600); err != nil {
 			t.Fatal(err)
@@ -108,10 +111,10 @@ allow = ["*"]
 
 	// Lost: garbage-collected after it was queued. Exit 3, said as such.
 	idle()
-	s := Salt()
+	s := nixtest.Salt()
 	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(plList(Drv(s, "gone-1.0", nil)))
-	gone := plByName(t, paths)["gone-1.0"]
+	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "gone-1.0", nil)))
+	gone := nixtest.ByName(paths)["gone-1.0"]
 	if out, err := exec.Command("nix-store", "--delete", gone).CombinedOutput(); err != nil {
 		t.Fatalf("nix-store --delete %s: %v\n%s", gone, err, out)
 	}
