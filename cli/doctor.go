@@ -336,6 +336,13 @@ func (d *doctor) checkQueue() {
 		d.add("worker", checkProblem, fmt.Sprintf("%d entries failing; last: %s", failing, lastErr), "fix the cause (`cachix-filter-hook status`, `log`, "+d.cfg.Log.File+"), then `cachix-filter-hook retry`")
 	case st.WorkerRunning:
 		d.add("worker", checkOK, "running", "")
+	case st.WorkerStartError != nil:
+		se := st.WorkerStartError
+		fix := se.Fix
+		if fix == "" {
+			fix = "fix the cause"
+		}
+		d.add("worker", checkProblem, fmt.Sprintf("the last worker could not start (%s): %s; %d entries wait", se.Time.Local().Format(time.RFC3339), oneLine(se.Error), pushable), fix+", then `cachix-filter-hook wait`")
 	case pushable > 0:
 		d.add("worker", checkProblem, fmt.Sprintf("stale: %d entries queued and no worker running", pushable), "`cachix-filter-hook wait` starts one and waits; see "+d.cfg.Log.File+" for why the last one stopped")
 	default:

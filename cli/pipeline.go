@@ -12,6 +12,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/logfile"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
@@ -29,6 +30,13 @@ func runWorker(e *env, o *workerOptions) int {
 	c, err := e.load()
 	if err != nil {
 		e.errorf("%v", err)
+		if o.spawned {
+			// The hook loaded it a moment ago and queued with it; its
+			// queue is in the environment Spawn gave.
+			if q, qerr := queue.Open(os.Getenv(config.EnvName("queue.dir"))); qerr == nil {
+				worker.RecordStartError(q, fmt.Errorf("loading the configuration: %w", err), "fix the configuration (cachix-filter-hook validate)")
+			}
+		}
 		return 1
 	}
 	mode := worker.Service
@@ -45,6 +53,9 @@ func runWorker(e *env, o *workerOptions) int {
 	}
 	wl, err := openWorkerLog(c, mode != worker.Spawned, e.stderr)
 	if err != nil {
+		// A detached worker has no log to say it in: state.json keeps
+		// it for the hook's next line, status, wait and doctor.
+		worker.RecordStartError(q, fmt.Errorf("log.file: %w", err), logFix(c.Log.File))
 		e.errorf("%v", err)
 		return 1
 	}
@@ -121,3 +132,17 @@ func (l *workerLog) prepare(c *config.Config) (func(), error) {
 }
 
 func (l *workerLog) close() { l.f.Close() }
+
+// logFix says how to mend a log.file the worker could not open.
+func logFix(file string) string {
+	err := logfile.Check(file)
+	var ce *logfile.CheckError
+	var te *trust.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce.Fix
+	case errors.As(err, &te):
+		return te.Fix + ", or set log.file"
+	}
+	return "set log.file in hook.conf to a regular file in a directory the worker can write"
+}

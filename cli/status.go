@@ -75,6 +75,9 @@ type queueStatus struct {
 	// questions passed upstream_deadline: the paths they did not answer
 	// for were pushed without their answer.
 	SlowUpstreams map[string]worker.SlowUpstream `json:"slow_upstreams,omitempty"`
+	// WorkerStartError is why the last worker could not start, until
+	// one starts.
+	WorkerStartError *worker.StartError `json:"worker_start_error,omitempty"`
 }
 
 func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
@@ -90,6 +93,7 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 		st.workerFiles(c, wi)
 	}
 	st.SlowUpstreams = state.SlowUpstreams
+	st.WorkerStartError = state.StartError
 	byName := map[string]*targetStatus{}
 	for _, t := range c.Targets {
 		ts := &targetStatus{Name: t.Name, Destination: "cachix " + t.Cache, Failures: []failingEntry{}, LastErrors: []history.Record{}}
@@ -176,6 +180,12 @@ func (st *queueStatus) print(w io.Writer) {
 		log += fmt.Sprintf(" (the running worker's; yours is %s)", st.CallerLogFile)
 	}
 	fmt.Fprintf(w, "config %s\nlog %s\nqueue %s, worker %s\n", conf, log, st.Queue, worker)
+	if se := st.WorkerStartError; se != nil {
+		fmt.Fprintf(w, "  the last worker could not start (%s): %s\n", se.Time.Local().Format(time.RFC3339), se.Error)
+		if se.Fix != "" {
+			fmt.Fprintf(w, "  fix: %s\n", se.Fix)
+		}
+	}
 	loaded := "at start"
 	if st.WorkerConfigLoaded != nil {
 		loaded = "at " + st.WorkerConfigLoaded.Local().Format(time.RFC3339)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/logfile"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
@@ -46,7 +47,25 @@ func checkUsed(cfg *config.Config, path, where string) []used {
 	if dir := cfg.Nix.BinDir; dir != "" {
 		out = append(out, nixBinDir(dir)...)
 	}
+	out = append(out, logFile(cfg))
 	return out
+}
+
+// logFile checks log.file as the worker will open it: a worker that
+// cannot open its log does not start, and a detached one could say so
+// nowhere but state.json.
+func logFile(cfg *config.Config) used {
+	u := used{check: "log", key: "log.file", ok: "worker log " + cfg.Log.File}
+	file := cfg.Log.File
+	if filepath.Dir(file) == cfg.Queue.Dir {
+		if _, err := os.Lstat(cfg.Queue.Dir); errors.Is(err, fs.ErrNotExist) {
+			return u // made with the queue directory, by the first hook
+		}
+	}
+	if err := logfile.Check(file); err != nil {
+		u.err, u.fix = err, logFix(file)
+	}
+	return u
 }
 
 func usesCachix(cfg *config.Config) bool {

@@ -131,6 +131,12 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		defer t.Stop()
 		deadline = t.C
 	}
+	// A worker that fails to start after this is one this wait (or the
+	// push it waits for) started.
+	waitStart := time.Now()
+	if !spec.since.IsZero() {
+		waitStart = spec.since
+	}
 	tick := time.NewTicker(waitPoll)
 	defer tick.Stop()
 	left := &leftInQueue{c: c, q: q, pairs: spec.pairs, targetOf: map[string]string{}}
@@ -157,10 +163,17 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			break
 		}
 		// A worker that crashed, or exited just as entries came, is
-		// started again.
+		// started again; one that cannot start said why in state.json.
 		if err := worker.EnsureRunning(c, q); err != nil {
 			e.errorf("starting a worker: %v", err)
 			return waitResult{end: waitError}
+		}
+		if se := worker.LoadState(q.Dir).StartError; se != nil && se.Time.After(waitStart) {
+			e.errorf("the worker could not start: %s", se.Error)
+			if se.Fix != "" {
+				e.errorf("fix: %s", se.Fix)
+			}
+			return waitResult{end: waitError, dropped: prog.dropped, left: left.pairs}
 		}
 		if spec.giveUpFailing && failing.allWaiting(q, left.names, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now()) {
 			prog.lastFrame()

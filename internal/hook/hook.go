@@ -313,6 +313,16 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 	if err := worker.EnsureRunning(cfg, q); err != nil {
 		return fmt.Errorf("queued, but could not start a worker (run `cachix-filter-hook wait`): %w", err)
 	}
+	// The worker it starts is detached: should it fail to start, it can
+	// only leave its reason in state.json, and this is the next line the
+	// user reads.
+	if se := worker.LoadState(q.Dir).StartError; se != nil {
+		note := fmt.Sprintf("but the last worker could not start (%s): %s", se.Time.Local().Format(time.RFC3339), se.Error)
+		if se.Fix != "" {
+			note += "; fix: " + se.Fix
+		}
+		sel.Notes = append(sel.Notes, note)
+	}
 	return nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
 func read(t *testing.T, path string) string {
@@ -36,10 +38,11 @@ func mode(t *testing.T, path string) os.FileMode {
 }
 
 func TestCreateMode(t *testing.T) {
-	// Even with a permissive umask, the log is private.
+	// Even with a permissive umask, the log is private. (The directory
+	// is made first: one others can write fails the trust rule.)
+	path := filepath.Join(t.TempDir(), "worker.log")
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
-	path := filepath.Join(t.TempDir(), "worker.log")
 	l, err := Open(path, 1<<20)
 	if err != nil {
 		t.Fatal(err)
@@ -255,5 +258,57 @@ func TestRotationFailure(t *testing.T) {
 	}
 	if _, err := l.Write([]byte("more\n")); err == nil || !strings.Contains(err.Error(), "rotating log") {
 		t.Errorf("Write with rotation impossible = %v, want a rotation error", err)
+	}
+}
+
+// Check says what Open would meet, without creating anything: a missing
+// directory, a FIFO, a directory in its place, a directory others can
+// write; a file that can be made, or appended to, passes.
+func TestCheck(t *testing.T) {
+	d := t.TempDir()
+	fifo := filepath.Join(d, "fifo.log")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(d, "dir.log"), 0o755)
+	open := filepath.Join(d, "open")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	existing := filepath.Join(d, "existing.log")
+	os.WriteFile(existing, nil, 0o600)
+	for _, c := range []struct {
+		path, want string
+	}{
+		{filepath.Join(d, "missing", "worker.log"), "does not exist"},
+		{fifo, "not a regular file (it is a FIFO)"},
+		{filepath.Join(d, "dir.log"), "not a regular file (it is a directory)"},
+		{filepath.Join(open, "worker.log"), "writable by group or others"},
+		{filepath.Join(d, "new.log"), ""},
+		{existing, ""},
+	} {
+		err := Check(c.path)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("Check(%s) = %v, want %q", c.path, err, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d, "new.log")); err == nil {
+		t.Error("Check created the file")
+	}
+}
+
+// As root, a log file another user owns is not appended to: what the
+// worker logs would go to them.
+func TestOpenRefusesAnotherUsersLog(t *testing.T) {
+	u := testuser.New(t)
+	path := filepath.Join(t.TempDir(), "worker.log")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u.Chown(t, path)
+	if l, err := Open(path, 1<<20); err == nil || !strings.Contains(err.Error(), "owned by "+u.Name) {
+		t.Errorf("Open of %s's file: %v", u.Name, err)
+		if l != nil {
+			l.Close()
+		}
 	}
 }

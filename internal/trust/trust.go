@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -151,6 +152,22 @@ func Open(path string, kind Kind) (*os.File, error) {
 		return nil, fmt.Errorf("opening %s: it changed while it was opened", path)
 	}
 	return os.NewFile(uintptr(fd), path), nil
+}
+
+// CheckOpened applies the rule to a file the caller opened itself (a log
+// it appends to, made with O_NOFOLLOW in directories CheckParents passed),
+// as kind, on the file's own fstat: owned by root or the running user,
+// writable by nobody else.
+func CheckOpened(path string, f *os.File, kind Kind) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("checking %s: %w", path, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	return checkOne(path, absPath(path), st.Uid, fileMode(st.Mode), kind, false)
 }
 
 // CheckParents applies the rule to the directories leading to path (not

@@ -1,11 +1,13 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 )
 
@@ -17,10 +19,37 @@ type State struct {
 	// Worker is what the last worker to start runs with. status reads
 	// it while that worker runs: its caller may use another config.
 	Worker *WorkerInfo `json:"worker,omitempty"`
+	// StartError is why the last worker that tried to start could not
+	// (its log.file cannot be opened, say), until one starts: a worker
+	// the hook spawns has nowhere else to say it. The hook's next line,
+	// status, wait and doctor show it.
+	StartError *StartError `json:"start_error,omitempty"`
 	// SlowUpstreams holds the upstream caches whose last round of
 	// questions passed upstream_deadline (status and doctor show them),
 	// until a round answers in time.
 	SlowUpstreams map[string]SlowUpstream `json:"slow_upstreams,omitempty"`
+}
+
+// StartError is a worker's failure to start.
+type StartError struct {
+	Time  time.Time `json:"time"`
+	PID   int       `json:"pid"`
+	Error string    `json:"error"`
+	Fix   string    `json:"fix,omitempty"`
+}
+
+// RecordStartError records in q's state.json why this worker could not
+// start, unless another worker runs (then nothing is held up, and its
+// state is its own to write).
+func RecordStartError(q *queue.Queue, err error, fix string) {
+	lock, lerr := q.AcquireWorker(context.Background(), 0)
+	if lerr != nil || lock == nil {
+		return
+	}
+	defer lock.Unlock()
+	s := LoadState(q.Dir)
+	s.StartError = &StartError{Time: time.Now().UTC(), PID: os.Getpid(), Error: truncate(err.Error(), 2000), Fix: fix}
+	s.save(q.Dir)
 }
 
 // SlowUpstream is an upstream's last round that passed the deadline.
@@ -121,6 +150,7 @@ func (s *State) save(dir string) {
 
 func (s *State) setWorker(dir string, info *WorkerInfo) {
 	s.Worker = info
+	s.StartError = nil // one started
 	s.save(dir)
 }
 
