@@ -13,6 +13,7 @@
   "./internal/hook"
   "./internal/logfile"
   "./internal/nixstore"
+  "./internal/pathfacts"
   "./internal/pkglist"
   "./internal/policy"
   "./internal/pushed"
