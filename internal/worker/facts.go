@@ -79,8 +79,9 @@ func (j *job) query(ctx context.Context, log *logrus.Entry, r *result) (closures
 	}
 	warnUnreachable(log, facts)
 	cl := closures{}
-	if policy.DeniesByName(t) {
-		// Loaded by Gather: no further Nix call.
+	if policy.DeniesByName(t) || t.MaxNarSize > 0 {
+		// Loaded by Gather: no further Nix call. Whole only where the
+		// closure rule has something to say (see pathfacts.RuleClosures).
 		cs, err := g.RuleClosures(ctx, j.cfg, roots)
 		cl.err = err
 		cl.of = map[string][]string{}

@@ -80,7 +80,7 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 	// The sizes of the closure come with the facts (see query).
 	if f != nil && t.MaxNarSize > 0 {
 		if closure.Paths == nil {
-			closure.Paths = j.facts.gather.ClosureOf(e.Path)
+			closure.Paths = cl.of[e.Path]
 		}
 		closure.NarSize = j.facts.gather.NarSize
 	}
