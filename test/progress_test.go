@@ -193,7 +193,7 @@ allow = ["broken-*"]
 	tm.Await(time.Minute, "exit=0")
 	tm = run("wait")
 	screen = tm.Await(2*time.Minute, "exit=")
-	if !strings.Contains(screen, "exit=1") {
+	if !strings.Contains(screen, "exit=3") {
 		t.Fatalf("wait with a failing target:\n%s\nworker log:\n%s", screen, e.Log())
 	}
 	lines = strings.Split(screen, "\n")
