@@ -228,7 +228,15 @@ func (d *doctor) checkTrusted() {
 func (d *doctor) checkConfig() {
 	if d.cfg == nil {
 		_, err := config.Load(d.e.configFlag)
-		d.add("config", checkProblem, oneLine(err.Error()), "correct the file named above; `cachix-filter-hook validate` prints every problem")
+		sp := config.SearchPath()
+		fix := fmt.Sprintf("write one (see hook.conf.example): %s for the hook Nix runs as root", sp[len(sp)-1])
+		if len(sp) > 1 {
+			fix += fmt.Sprintf(", or %s for your own push and watch-exec", sp[0])
+		}
+		if file, _ := config.Find(d.e.configFlag); file != "" {
+			fix = "correct " + file + "; `cachix-filter-hook validate` prints every problem with its line"
+		}
+		d.add("config", checkProblem, oneLine(err.Error()), fix)
 		return
 	}
 	d.add("config", checkOK, configName(d.cfg.File)+" is valid", "")

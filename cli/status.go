@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -238,8 +239,14 @@ func (st *queueStatus) pending() int {
 }
 
 func runStatus(e *env, asJSON bool) int {
-	c, q, ok := e.openQueue()
-	if !ok {
+	c, err := e.load()
+	if err != nil {
+		e.errorf("%v", err)
+		return e.statusWithoutConfig(asJSON)
+	}
+	q, err := queue.Open(c.Queue.Dir)
+	if err != nil {
+		e.errorf("%v", err)
 		return 1
 	}
 	st, err := collectStatus(c, q)
@@ -255,6 +262,62 @@ func runStatus(e *env, asJSON bool) int {
 	}
 	st.print(e.stdout)
 	return 0
+}
+
+// statusWithoutConfig shows the queue of a configuration that does not
+// load, and exits 1: what is queued is still there, and a broken config
+// is when one most wants to see it. The targets are those the queue
+// names; nothing in it is changed.
+func (e *env) statusWithoutConfig(asJSON bool) int {
+	dir := config.QueueDirOf(e.configFlag)
+	if p := queue.Diagnose(dir); p != nil {
+		e.errorf("the queue %s: %s", dir, p.Msg)
+		return 1
+	}
+	if _, err := os.Lstat(dir); err != nil {
+		e.errorf("nothing queued: no queue at %s", dir)
+		return 1
+	}
+	q := &queue.Queue{Dir: dir}
+	c := &config.Config{Queue: config.Queue{Dir: dir}}
+	seen := map[string]bool{}
+	add := func(name string) {
+		if !seen[name] {
+			seen[name] = true
+			c.Targets = append(c.Targets, &config.Target{Name: name})
+		}
+	}
+	entries, _, _ := q.List()
+	for _, en := range entries {
+		add(en.Target)
+	}
+	dropped, _ := q.ListDropped()
+	for _, en := range dropped {
+		add(en.Target)
+	}
+	for _, name := range slices.Sorted(maps.Keys(worker.LoadState(dir).Targets)) {
+		add(name)
+	}
+	st, err := collectStatus(c, q)
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	file, _ := config.Find(e.configFlag)
+	st.ConfigFile = configName(file) + " (does not load: see above)"
+	st.CallerConfigFile, st.LogFile, st.CallerLogFile = st.ConfigFile, "unknown", "unknown"
+	for _, t := range st.Targets {
+		t.Destination = "destination unknown"
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
+		return 1
+	}
+	e.errorf("the configuration does not load; the queue as it is:")
+	st.print(e.stdout)
+	return 1
 }
 
 // lastErrors is how many of a target's newest failures and drops status

@@ -34,7 +34,10 @@ func checkUsed(cfg *config.Config, path, where string) []used {
 	if f := cfg.Cachix.AuthTokenFile; f != "" && cachix {
 		u := used{check: "token", key: "cachix.auth_token_file", ok: "auth token in " + f}
 		if _, err := config.ReadToken(f); err != nil {
-			u.err, u.fix = err, "write the Cachix auth token to "+f+" (chmod 600, owned by the user the worker runs as)"
+			u.err, u.fix = err, tokenFix(f)
+			if errors.Is(err, fs.ErrNotExist) {
+				u.err = fmt.Errorf("the token file %s does not exist", f)
+			}
 		}
 		out = append(out, u)
 	}
@@ -86,6 +89,9 @@ func findCachix(bin, path, where string) used {
 	if filepath.IsAbs(bin) {
 		if err := executable(bin); err != nil {
 			u.err, u.fix = err, "install cachix there, or set cachix.bin to where it is"
+			if errors.Is(err, fs.ErrNotExist) {
+				u.err = fmt.Errorf("%s does not exist", bin)
+			}
 			return u
 		}
 	} else {
@@ -149,15 +155,27 @@ func executable(p string) error {
 	return nil
 }
 
-// usedError is a problem checkUsed found, as validate prints it: naming
-// the file or variable that set the key.
+// tokenFix says how to put a Cachix token in file f: where a token comes
+// from, and how to store it without its showing in argv or a shell's
+// history.
+func tokenFix(f string) string {
+	return "create a token on app.cachix.org (your cache's settings, auth tokens), then run `install -D -m 0600 /dev/stdin " + f + "`, paste it and press Ctrl-D (as the user the worker runs as)"
+}
+
+// usedError is a problem checkUsed found, as validate prints it, in
+// doctor's words and with its fix: naming the file and line or the
+// variable that set the key.
 func usedError(cfg *config.Config, u used) string {
-	if u.key == "" {
-		return u.err.Error()
+	msg := u.err.Error()
+	if u.key != "" {
+		where := cfg.Place(u.key)
+		if where == "" {
+			where = "default"
+		}
+		msg = fmt.Sprintf("%s: %s: %s", where, u.key, msg)
 	}
-	where := cfg.Where(u.key)
-	if where == "" {
-		return fmt.Sprintf("%s (default): %v", u.key, u.err)
+	if u.fix != "" {
+		msg += "; fix: " + u.fix
 	}
-	return fmt.Sprintf("%s: %s: %v", where, u.key, u.err)
+	return msg
 }

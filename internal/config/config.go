@@ -73,9 +73,16 @@ type Target struct {
 	// (package_lists; see package pkglist), with no allow rule for it.
 	PackageLists bool
 	Rules        *filter.Rules
-	// top marks the default target, made of the top-level keys, whose
-	// values may come from the environment (see Config.Effective).
-	top bool
+	// Label names the target in messages and in validate's output:
+	// "top level" (the default target, made of the top-level keys),
+	// `target "NAME"` for a [[target]] that sets its name, else
+	// "[[target]] #N", counted from 1 in the file.
+	Label string
+	// top marks the default target, whose values may come from the
+	// environment; sources says where each of its values came from
+	// (see Config.Effective).
+	top     bool
+	sources map[string]string
 }
 
 // Cachix configures the cachix executable.

@@ -29,16 +29,17 @@ func (c *Config) Effective() string {
 			fmt.Fprintf(&b, "%s = %s%s\n", k.name, k.render(k.field(c)), src(k.name))
 		}
 	}
-	for i, t := range c.Targets {
-		// The default target's keys are top-level keys, which the
-		// environment can override: say where each came from.
+	for _, t := range c.Targets {
+		// Where each value came from: the file, a variable, the
+		// top-level key a [[target]] inherits, or the default.
 		tsrc := func(key string) string {
-			if t.top {
-				return src(key)
+			s := t.sources[key]
+			if s == "" {
+				s = "default"
 			}
-			return ""
+			return "  # " + s
 		}
-		fmt.Fprintf(&b, "\n[[target]]  # %d\n", i)
+		fmt.Fprintf(&b, "\n[[target]]  # %s\n", t.Label)
 		for j := range keys {
 			k := &keys[j]
 			if k.targetField != nil && (k.only == nil || k.only(t)) {
@@ -82,7 +83,37 @@ func (k *key) render(ptr any) string {
 	if k.show != nil {
 		return k.show(v)
 	}
+	if n, ok := v.(int64); ok && k.kind == kSize {
+		return strconv.Quote(HumanSize(n))
+	}
 	return tomlValue(v)
+}
+
+// HumanDuration writes d as a person writes it in hook.conf: "10m", not
+// "10m0s"; "1h30m", "720h", "2s", "200ms".
+func HumanDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// HumanSize writes n bytes as hook.conf takes them: "10MiB", "1GiB" when
+// that is exact, else the number of bytes ("1500B").
+func HumanSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%dB", n)
 }
 
 // tomlValue renders a string, bool, number, duration or list of strings
@@ -92,7 +123,7 @@ func tomlValue(v any) string {
 	case string:
 		return strconv.Quote(x)
 	case time.Duration:
-		return strconv.Quote(x.String())
+		return strconv.Quote(HumanDuration(x))
 	case []string:
 		return quoteList(x)
 	case nil:

@@ -147,15 +147,7 @@ func (k *key) defaultText() string {
 func (k *key) defaultTOML() string {
 	switch {
 	case k.kind == kDuration:
-		// "10m", not "10m0s".
-		d := k.def.(time.Duration).String()
-		if strings.HasSuffix(d, "m0s") {
-			d = d[:len(d)-2]
-		}
-		if strings.HasSuffix(d, "h0m") {
-			d = d[:len(d)-2]
-		}
-		return strconv.Quote(d)
+		return strconv.Quote(HumanDuration(k.def.(time.Duration)))
 	case k.def != nil:
 		return tomlValue(k.def)
 	case k.kind == kList:

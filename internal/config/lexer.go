@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"strings"
 )
 
 // The bounded pre-checks. Before any parser sees hook.conf (the hook runs
@@ -32,12 +33,17 @@ const (
 
 // lexKey is a key the lexer met: a table header, or a key = value.
 type lexKey struct {
-	line  int
-	table bool   // a [table] or [[table]] header
-	top   bool   // a key before any table header, outside inline tables
-	parts int    // dotted parts
-	name  []byte // the first part, unquoted
-	value []byte // for a top-level strict: its value when a bare word (true)
+	line   int
+	table  bool   // a [table] or [[table]] header
+	array  bool   // a [[table]] header
+	top    bool   // a key before any table header, outside inline tables
+	inline bool   // a key of an inline table
+	parts  int    // dotted parts
+	name   []byte // the first part, unquoted
+	value  []byte // for a top-level strict: its value when a bare word (true)
+	// path is every part, unquoted, when the visitor asked for it
+	// (keyLines): messages name the line of a key.
+	path [][]byte
 }
 
 // errStop ends a lex early without an error.
@@ -48,6 +54,15 @@ var errStop = fmt.Errorf("stop")
 // what is not TOML (the parser says what is wrong): it reads on, in
 // linear time, and a string left open ends at its line's end.
 func lex(file string, data []byte, visit func(lexKey) error) error {
+	return lexWith(file, data, visit, false)
+}
+
+// lexWith is lex, with each key's parts in lexKey.path when paths.
+func lexWith(file string, data []byte, visit func(lexKey) error, paths bool) error {
+	var withPaths [][]byte
+	if paths {
+		withPaths = [][]byte{}
+	}
 	type open struct {
 		inline bool // an inline table (keys inside), else an array
 		depth  int  // the nesting inside it
@@ -85,10 +100,11 @@ func lex(file string, data []byte, visit func(lexKey) error) error {
 		if expectKey && len(stack) == 0 && c == '[' {
 			// A table header: [a.b] or [[a.b]].
 			i++
+			k := lexKey{line: line, table: true, path: withPaths}
 			if i < len(data) && data[i] == '[' {
 				i++
+				k.array = true
 			}
-			k := lexKey{line: line, table: true}
 			i = keyParts(data, i, &k, &line)
 			if k.parts > MaxNesting {
 				return tooDeep("table headers")
@@ -111,7 +127,7 @@ func lex(file string, data []byte, visit func(lexKey) error) error {
 			continue
 		}
 		if expectKey && c != ',' && c != '}' && c != ']' {
-			k := lexKey{line: line, top: len(stack) == 0 && table == 0}
+			k := lexKey{line: line, top: len(stack) == 0 && table == 0, inline: len(stack) > 0, path: withPaths}
 			i = keyParts(data, i, &k, &line)
 			base, n := table, &keys
 			if len(stack) > 0 {
@@ -190,6 +206,9 @@ func keyParts(data []byte, i int, k *lexKey, line *int) int {
 			if k.parts == 1 && k.name == nil && end > i {
 				k.name = data[i+1 : end]
 			}
+			if k.path != nil && end > i {
+				k.path = append(k.path, data[i+1:end])
+			}
 			*line += n
 			i = end
 		case isBare(c):
@@ -199,6 +218,9 @@ func keyParts(data []byte, i int, k *lexKey, line *int) int {
 			}
 			if k.parts == 1 && k.name == nil {
 				k.name = data[i:j]
+			}
+			if k.path != nil {
+				k.path = append(k.path, data[i:j])
 			}
 			i = j - 1
 		}
@@ -268,6 +290,49 @@ func skipString(data []byte, i int) (end, newlines int) {
 		}
 	}
 	return len(data) - 1, 0
+}
+
+// keyLines maps each key of data to the line it is on, as the loader's
+// messages name keys: "queue.dir", "allow", "target[1].deny" (the second
+// [[target]]). Keys of inline tables are not in it: their table's line
+// stands for them. Only for messages: the lexer has already passed data.
+func keyLines(data []byte) map[string]int {
+	lines := map[string]int{}
+	table := ""
+	arrays := map[string]int{} // [[name]] headers seen
+	join := func(parts [][]byte) string {
+		s := make([]string, len(parts))
+		for i, p := range parts {
+			s[i] = string(p)
+		}
+		return strings.Join(s, ".")
+	}
+	_ = lexWith("", data, func(k lexKey) error {
+		switch {
+		case k.table && k.array:
+			name := join(k.path)
+			table = fmt.Sprintf("%s[%d]", name, arrays[name])
+			arrays[name]++
+		case k.table:
+			table = join(k.path)
+		case k.inline:
+			return nil
+		default:
+			key := join(k.path)
+			if table != "" {
+				key = table + "." + key
+			}
+			if _, seen := lines[key]; !seen {
+				lines[key] = k.line
+			}
+			return nil
+		}
+		if _, seen := lines[table]; !seen {
+			lines[table] = k.line
+		}
+		return nil
+	}, true)
+	return lines
 }
 
 // checkNesting refuses data that nests deeper than MaxNesting, before any

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -46,16 +47,53 @@ func readChecked(file string) ([]byte, error) {
 }
 
 // decode parses hook.conf as TOML, keys spelt as written, once the
-// lexer found it bounded in depth (the parser builds every level).
+// lexer found it bounded in depth (the parser builds every level). A
+// syntax error names the line and column, and shows them.
 func decode(file string, data []byte) (map[string]any, error) {
+	if err := checkText(file, data); err != nil {
+		return nil, err
+	}
 	if err := checkNesting(file, data); err != nil {
 		return nil, err
 	}
 	raw := map[string]any{}
 	if err := toml.Unmarshal(data, &raw); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return nil, fmt.Errorf("%s:%d:%d: %s\n%s", file, row, col, strings.TrimPrefix(de.Error(), "toml: "), indent(de.String()))
+		}
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return raw, nil
+}
+
+// checkText refuses, in words a person can act on, what makes a file no
+// TOML before the parser says "invalid UTF-8" or "invalid character at
+// start of key: ï": a byte order mark (some Windows editors write one),
+// UTF-16, a NUL byte (a binary file, or a copy gone wrong).
+func checkText(file string, data []byte) error {
+	switch {
+	case bytes.HasPrefix(data, []byte("\xef\xbb\xbf")):
+		return fmt.Errorf("%s:1:1: the file starts with a byte order mark (EF BB BF), which TOML does not allow: save it as UTF-8 without one (vim: :set nobomb | w)", file)
+	case bytes.HasPrefix(data, []byte("\xff\xfe")), bytes.HasPrefix(data, []byte("\xfe\xff")):
+		return fmt.Errorf("%s:1:1: the file is UTF-16 text: TOML is UTF-8; convert it (iconv -f UTF-16 -t UTF-8)", file)
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		line := 1 + bytes.Count(data[:i], []byte("\n"))
+		col := i - bytes.LastIndexByte(data[:i], '\n')
+		return fmt.Errorf("%s:%d:%d: a NUL byte, which no text holds: is it a binary file, or a copy gone wrong? hook.conf is UTF-8 text", file, line, col)
+	}
+	return nil
+}
+
+// indent shows the parser's excerpt of the file under the message.
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "    " + l
+	}
+	return strings.Join(lines, "\n")
 }
 
 func parse(file string, data []byte) (*Config, error) {
@@ -88,9 +126,9 @@ func parse(file string, data []byte) (*Config, error) {
 		c.Log.File = filepath.Join(c.Queue.Dir, "worker.log")
 	}
 	l.checkValues(c)
-	l.targets(c)
+	l.targets(c, targetLabels(raw))
 	if len(l.errs) > 0 {
-		return nil, errors.Join(l.bounded()...)
+		return nil, errors.Join(l.placed(data, raw)...)
 	}
 	return c, nil
 }
@@ -122,7 +160,9 @@ func (l *loader) checkValues(c *Config) {
 	if !filepath.IsAbs(c.Queue.Dir) {
 		l.errorf("%s: queue.dir: must be an absolute path, got %q", l.fromOf("queue.dir"), c.Queue.Dir)
 	}
-	if !filepath.IsAbs(c.Log.File) {
+	// A log.file made from queue.dir is wrong when queue.dir is, which
+	// is said once, on the key that was set.
+	if !filepath.IsAbs(c.Log.File) && l.sources["log.file"] != "default" {
 		l.errorf("%s: log.file: must be an absolute path, got %q", l.fromOf("log.file"), c.Log.File)
 	}
 	if _, err := logrus.ParseLevel(c.Log.Level); err != nil {

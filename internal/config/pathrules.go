@@ -31,10 +31,20 @@ func (l *loader) pathRules(c *Config, t *Target, prefix string, m map[string]any
 		}
 		// The top-level value, for the default target and as every
 		// other target's default.
-		return l.get(key)
+		val, from := l.get(key)
+		switch src := l.sources[key]; {
+		case prefix == "" || src != "file":
+			t.sources[key] = src
+		default:
+			t.sources[key] = "top level"
+		}
+		return val, from
 	}
 	if val, where := get("max_nar_size"); val != nil {
-		t.MaxNarSize = l.asSize(where, prefix+"max_nar_size", val)
+		// "none", as validate shows no limit, is no limit.
+		if s, ok := val.(string); !ok || strings.TrimSpace(s) != "none" {
+			t.MaxNarSize = l.asSize(where, prefix+"max_nar_size", val)
+		}
 	}
 	if val, where := get("package_lists"); val != nil {
 		if b, ok := l.value(where, prefix+"package_lists", kBool, val); ok {

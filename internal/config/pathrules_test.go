@@ -57,7 +57,7 @@ dir = "/tmp/q"
 		t.Errorf("cachix target: %+v (secret_key_file is for store targets)", cc)
 	}
 	eff := c.Effective()
-	for _, want := range []string{"max_nar_size = 1073741824  # 1.0 GiB", `unsubstitutable = "push"`, `secret_key_file = "/etc/k2"`, `upstream = ["https://cache.nixos.org", "file:///srv/up"]`} {
+	for _, want := range []string{`max_nar_size = "1GiB"  # top level`, `unsubstitutable = "push"`, `secret_key_file = "/etc/k2"`, `upstream = ["https://cache.nixos.org", "file:///srv/up"]`} {
 		if !strings.Contains(eff, want) {
 			t.Errorf("Effective lacks %q:\n%s", want, eff)
 		}
@@ -103,9 +103,9 @@ func TestPathRulesBadInput(t *testing.T) {
 		{"relative file upstream", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"file://rel/dir\"]\n", `upstream[0]: "file://rel/dir": a file:// upstream needs an absolute path`},
 		{"upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"ftp://u:hunter2@x\"]\n", `REDACTED`},
 		{"https upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"https://u:hunter2@cache.example\"]\n", `an upstream takes no user or password`},
-		{"per-target bad upstream", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nupstream = [\"x\"]\n", `target[0].upstream[0]`},
+		{"per-target bad upstream", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nupstream = [\"x\"]\n", `[[target]] #1: upstream[0]`},
 		{"relative key file", "store = \"file:///s\"\nallow = [\"*\"]\nsecret_key_file = \"key\"\n", `secret_key_file: must be an absolute path, got "key"`},
-		{"key file on a cachix target", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nsecret_key_file = \"/k\"\n", `target[0].secret_key_file: only store targets sign with it; a Cachix target takes cachix.signing_key_file`},
+		{"key file on a cachix target", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nsecret_key_file = \"/k\"\n", `[[target]] #1: secret_key_file: only store targets sign with it; a Cachix target takes cachix.signing_key_file`},
 		{"key file on a local store", "store = \"/srv/store\"\nallow = [\"*\"]\nsecret_key_file = \"/k\"\n", `secret_key_file: signs for binary cache stores`},
 		{"bad upstream_timeout", "cache = \"c\"\nallow = [\"*\"]\nupstream_timeout = 5\n", `upstream_timeout: expected a duration`},
 		{"typo", "cache = \"c\"\nallow = [\"*\"]\nmax_nar_sise = \"1GiB\"\n", `did you mean "max_nar_size"?`},

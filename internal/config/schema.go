@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -100,9 +99,9 @@ var keys = []key{
 	{name: "max_nar_size", kind: kSize, scope: sInherited, targetField: func(t *Target) any { return &t.MaxNarSize },
 		show: func(v any) string {
 			if n := v.(int64); n > 0 {
-				return fmt.Sprintf("%d  # %s", n, FormatSize(n))
+				return strconv.Quote(HumanSize(n))
 			}
-			return "0"
+			return `"none"`
 		},
 		group:   "Rules that look beyond the name. Each of these four keys set here is the\ndefault of every target (the default one and each [[target]]); a\n[[target]] may set its own, which overrides it. They apply to a path the\npatterns select; `explain` shows which one decided, with its figure.",
 		doc:     "A path whose NAR is larger is treated like a denied path: not pushed\n(\"larger than max_nar_size (NAR 1.3 GiB, limit 1.0 GiB)\"), and\nclosure_deny decides about the paths that depend on it. Sizes come from\none `nix path-info` query per batch, in push, explain and the worker\n(never in the hook).",

@@ -26,7 +26,7 @@ func TestOneSpellingPerKey(t *testing.T) {
 		{"upper-case cache", "CACHE = \"c\"\nallow = [\"*\"]\n", []string{`key "CACHE": keys are lower case (did you mean "cache"?)`}},
 		{"in a section", minimal + "Dir = \"/q2\"\n", []string{`keys "queue.Dir" and "queue.dir" fold to the same name`}},
 		{"upper-case section", "cache = \"c\"\nallow = [\"*\"]\n[QUEUE]\ndir = \"/q\"\n", []string{`key "QUEUE": keys are lower case (did you mean "queue"?)`}},
-		{"in a target", minimal + "[[target]]\ncache = \"w\"\nallow = [\"*\"]\nALLOW = []\n", []string{`keys "target[0].ALLOW" and "target[0].allow" fold to the same name`}},
+		{"in a target", minimal + "[[target]]\ncache = \"w\"\nallow = [\"*\"]\nALLOW = []\n", []string{`[[target]] #1: keys "ALLOW" and "allow" fold to the same name`}},
 		{"unknown and upper case", "cache = \"c\"\nallow = [\"*\"]\nALOW = []\n", []string{`unknown key "ALOW": keys are lower case (did you mean "allow"?)`}},
 	} {
 		t.Run(tc.why, func(t *testing.T) {
@@ -36,7 +36,7 @@ func TestOneSpellingPerKey(t *testing.T) {
 				t.Fatalf("Load succeeded on:\n%s", tc.conf)
 			}
 			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), file+": ") || !strings.Contains(err.Error(), w) {
+				if !strings.Contains(err.Error(), file+":") || !strings.Contains(err.Error(), w) {
 					t.Errorf("error lacks %q:\n%v", w, err)
 				}
 			}
@@ -76,7 +76,7 @@ func TestUnknownTables(t *testing.T) {
 		minimal + "[queue.retry]\ninitial = \"1s\"\n": "unknown table [queue.retry]",
 	} {
 		file := write(t, filepath.Join(dir, "hook.conf"), conf)
-		if _, err := Load(file); err == nil || !strings.Contains(err.Error(), file+": "+want) {
+		if _, err := Load(file); err == nil || !strings.Contains(err.Error(), file+":") || !strings.Contains(err.Error(), ": "+want) {
 			t.Errorf("%q: Load = %v, want %q", conf, err, want)
 		}
 	}
@@ -138,12 +138,12 @@ func TestEveryKeyOfTheExample(t *testing.T) {
 		"allow":                   {`["a-*"]`, "a-*", `allow = ["a-*"]`},
 		"deny":                    {`["d-*"]`, "d-*", `deny = ["d-*"]`},
 		"closure_deny":            {`"push"`, "push", `closure_deny = "push"`},
-		"max_nar_size":            {`"2MiB"`, "2MiB", `max_nar_size = 2097152  # 2.0 MiB`},
+		"max_nar_size":            {`"2MiB"`, "2MiB", `max_nar_size = "2MiB"`},
 		"unsubstitutable":         {`"push"`, "push", `unsubstitutable = "push"`},
 		"package_lists":           {`true`, "true", `package_lists = true`},
 		"upstream":                {`["https://up.example"]`, "https://up.example", `upstream = ["https://up.example"]`},
 		"upstream_timeout":        {`"7s"`, "7s", `upstream_timeout = "7s"`},
-		"upstream_deadline":       {`"1m"`, "1m", `upstream_deadline = "1m0s"`},
+		"upstream_deadline":       {`"1m"`, "1m", `upstream_deadline = "1m"`},
 		"secret_key_file":         {`"/etc/k"`, "/etc/k", `secret_key_file = "/etc/k"`},
 		"strict":                  {`true`, "true", `strict = true`},
 		"cachix.bin":              {`"/opt/cachix"`, "/opt/cachix", `bin = "/opt/cachix"`},
@@ -154,15 +154,15 @@ func TestEveryKeyOfTheExample(t *testing.T) {
 		"queue.dir":               {`"` + q + `/q2"`, q + "/q2", `dir = "` + q + `/q2"`},
 		"queue.batch":             {`7`, "7", `batch = 7`},
 		"queue.retry_initial":     {`"3s"`, "3s", `retry_initial = "3s"`},
-		"queue.retry_max":         {`"20m"`, "20m", `retry_max = "20m0s"`},
+		"queue.retry_max":         {`"20m"`, "20m", `retry_max = "20m"`},
 		"queue.linger":            {`"4s"`, "4s", `linger = "4s"`},
-		"queue.push_timeout":      {`"2h"`, "2h", `push_timeout = "2h0m0s"`},
-		"queue.remember_pushed":   {`"1h"`, "1h", `remember_pushed = "1h0m0s"`},
+		"queue.push_timeout":      {`"2h"`, "2h", `push_timeout = "2h"`},
+		"queue.remember_pushed":   {`"1h"`, "1h", `remember_pushed = "1h"`},
 		"queue.dropped_max":       {`50`, "50", `dropped_max = 50`},
-		"queue.dropped_max_age":   {`"2h"`, "2h", `dropped_max_age = "2h0m0s"`},
+		"queue.dropped_max_age":   {`"2h"`, "2h", `dropped_max_age = "2h"`},
 		"log.file":                {`"/tmp/x.log"`, "/tmp/x.log", `file = "/tmp/x.log"`},
 		"log.level":               {`"debug"`, "debug", `level = "debug"`},
-		"log.max_size":            {`"2MiB"`, "2MiB", `max_size = 2097152`},
+		"log.max_size":            {`"2MiB"`, "2MiB", `max_size = "2MiB"`},
 	}
 	dir := t.TempDir()
 	for _, k := range keys {
@@ -170,7 +170,7 @@ func TestEveryKeyOfTheExample(t *testing.T) {
 			if k.kind == kTargets {
 				file := write(t, filepath.Join(dir, k.name, "hook.conf"), base(k.name, q)+"[[target]]\ncache = \"w\"\nallow = [\"*\"]\n")
 				c, err := Load(file)
-				if err != nil || len(c.Targets) != 2 || !strings.Contains(c.Effective(), "[[target]]  # 1\nname = \"w\"\ncache = \"w\"\n") {
+				if err != nil || len(c.Targets) != 2 || !strings.Contains(c.Effective(), "[[target]]  # [[target]] #1\nname = \"w\"  # default\ncache = \"w\"  # file\n") {
 					t.Errorf("a [[target]]: %v", err)
 				}
 				return

@@ -11,7 +11,7 @@ import (
 
 // targets builds the default target from the top-level keys and one more
 // per [[target]] table.
-func (l *loader) targets(c *Config) {
+func (l *loader) targets(c *Config, labels []string) {
 	top := map[string]any{}
 	for key, k := range targetKeys {
 		if k.scope == sInherited {
@@ -30,13 +30,16 @@ func (l *loader) targets(c *Config) {
 	}
 	if len(top) > 0 {
 		t := l.target(c, "", top)
-		t.top = true
+		t.top, t.Label = true, "top level"
 		c.Targets = append(c.Targets, t)
 	}
-	raw, _ := l.get("target")
+	raw, from := l.get("target")
 	var tables []map[string]any
 	switch x := raw.(type) {
 	case nil:
+	case string:
+		// From the environment: a table cannot be written there.
+		l.errorf("%s: target: a [[target]] table can only be written in the config file; from the environment, set the keys of the top-level target (%s, %s, %s...)", from, EnvName("cache"), EnvName("store"), EnvName("allow"))
 	case []map[string]any:
 		tables = x
 	case []any:
@@ -52,7 +55,11 @@ func (l *loader) targets(c *Config) {
 		l.typeError(l.file, "target", kTargets, raw)
 	}
 	for i, m := range tables {
-		c.Targets = append(c.Targets, l.target(c, fmt.Sprintf("target[%d].", i), m))
+		t := l.target(c, fmt.Sprintf("target[%d].", i), m)
+		if t.Label = fmt.Sprintf("[[target]] #%d", i+1); i < len(labels) {
+			t.Label = labels[i]
+		}
+		c.Targets = append(c.Targets, t)
 	}
 	if len(c.Targets) == 0 && len(l.errs) == 0 {
 		where := "no config file found (looked in " + strings.Join(SearchPath(), ", ") + ")"
@@ -101,7 +108,17 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		}
 		return ""
 	}
+	sources := map[string]string{}
+	for key := range m {
+		if _, ok := targetKeys[key]; ok {
+			sources[key] = "file"
+			if prefix == "" {
+				sources[key] = l.sources[key]
+			}
+		}
+	}
 	t := &Target{
+		sources:     sources,
 		Name:        str("name"),
 		Cache:       str("cache"),
 		Store:       str("store"),

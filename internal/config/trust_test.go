@@ -37,7 +37,7 @@ func TestStoreCredentialsRefused(t *testing.T) {
 		if strings.Contains(msg, c.secret) {
 			t.Errorf("%s: the error shows the secret: %v", c.uri, err)
 		}
-		for _, want := range []string{file + ": store: ", "nix copy's command line", c.fix} {
+		for _, want := range []string{file + ":1: store: ", "nix copy's command line", c.fix} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("%s: error lacks %q: %v", c.uri, want, err)
 			}
