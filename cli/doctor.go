@@ -142,9 +142,13 @@ func (d *doctor) readSettings() error {
 	return nil
 }
 
+// restartDaemon says when a change of nix.conf needs a restart: only a
+// nix-daemon reads it once, at its start.
+const restartDaemon = "restart nix-daemon if one runs (multi-user Nix: systemctl restart nix-daemon; single-user Nix reads nix.conf at each command)"
+
 // checkHook compares the post-build-hook Nix uses with this program.
 func (d *doctor) checkHook() {
-	const conf = "add `post-build-hook = %s` to /etc/nix/nix.conf (as root), then restart nix-daemon"
+	const conf = "add `post-build-hook = %s` to /etc/nix/nix.conf (as root), then " + restartDaemon
 	self, _ := os.Executable()
 	if d.nixErr != nil {
 		// The nix check above is already a problem, with its fix;
@@ -163,7 +167,7 @@ func (d *doctor) checkHook() {
 	}
 	fi, err := os.Stat(hook)
 	if err != nil || fi.Mode()&0o111 == 0 || fi.IsDir() {
-		d.add("post-build-hook", checkProblem, fmt.Sprintf("%s is not an executable file (%v): every build that runs the hook fails", hook, errOr(err, "not executable")), "install it there, or remove the post-build-hook line from nix.conf and restart nix-daemon")
+		d.add("post-build-hook", checkProblem, fmt.Sprintf("%s is not an executable file (%v): every build that runs the hook fails", hook, errOr(err, "not executable")), "install it there, or remove the post-build-hook line from nix.conf and "+restartDaemon)
 		return
 	}
 	if _, err := trust.Check(hook, trust.Program); err != nil {
