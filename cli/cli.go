@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -80,7 +81,7 @@ func (e *env) main(args []string) int {
 			}
 		}
 		hint := ""
-		if best := suggest.Closest(name, names); best != "" {
+		if best := suggest.Closest(name, slices.Values(names)); best != "" {
 			hint = fmt.Sprintf(" (did you mean %q?)", best)
 		}
 		e.errorf("unknown command %q%s", name, hint)

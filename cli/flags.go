@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -224,7 +225,7 @@ func suggestFlag(fs *pflag.FlagSet, name string) string {
 			names = append(names, f.Name)
 		}
 	})
-	if best := suggest.Closest(name, names); best != "" {
+	if best := suggest.Closest(name, slices.Values(names)); best != "" {
 		return fmt.Sprintf(" (did you mean --%s?)", best)
 	}
 	return ""

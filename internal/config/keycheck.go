@@ -2,12 +2,13 @@ package config
 
 import (
 	"fmt"
-	"iter"
 	"maps"
 	"os"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/suggest"
 )
 
 // One spelling per key. viper folds the case of keys, so `Deny = []`
@@ -72,7 +73,7 @@ func (l *loader) unknown(name string, val any) {
 		}
 		tables := append(slices.Sorted(maps.Keys(sections)), "target")
 		hint := ""
-		if best := closest(strings.SplitN(name, ".", 2)[0], slices.Values(tables)); best != "" {
+		if best := suggest.Closest(strings.SplitN(name, ".", 2)[0], slices.Values(tables)); best != "" {
 			hint = fmt.Sprintf(" (did you mean [%s]?)", best)
 		}
 		l.errorf("%s: unknown table [%s]%s", l.file, name, hint)
@@ -81,7 +82,7 @@ func (l *loader) unknown(name string, val any) {
 	if l.full() {
 		l.more++ // no suggestion worked out
 	} else {
-		l.errorf("%s: unknown key %q%s", l.file, name, suggest(name, byName))
+		l.errorf("%s: unknown key %q%s", l.file, name, didYouMean(name, byName))
 	}
 }
 
@@ -112,7 +113,7 @@ func (l *loader) spelling(prefix string, m map[string]any, known func(string) bo
 				if l.full() {
 					l.more++ // no suggestion worked out
 				} else {
-					l.errorf("%s: unknown key %q: keys are lower case%s", l.file, prefix+spelt[0], suggest(name, from))
+					l.errorf("%s: unknown key %q: keys are lower case%s", l.file, prefix+spelt[0], didYouMean(name, from))
 				}
 			}
 		default:
@@ -171,7 +172,7 @@ func (l *loader) checkEnv() {
 
 // suggestEnv names the known variable closest to name, if one is close.
 func suggestEnv(name string, known map[string]bool) string {
-	best := closest(name, maps.Keys(known))
+	best := suggest.Closest(name, maps.Keys(known))
 	if best == "" {
 		return " (see hook.conf.example for the keys; CACHIX_FILTER_HOOK_<KEY>, dots as underscores)"
 	}
@@ -191,48 +192,12 @@ func (c *Config) Where(key string) string {
 	return ""
 }
 
-func suggest(name string, known map[string]*key) string {
+func didYouMean(name string, known map[string]*key) string {
 	if len(name) > 64 {
 		return "" // no key is as long
 	}
-	if best := closest(name, maps.Keys(known)); best != "" {
+	if best := suggest.Closest(name, maps.Keys(known)); best != "" {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	return ""
-}
-
-// closest is the name among known nearest to name, within an edit
-// distance of 3, for suggesting what a typo meant ("" when none is).
-func closest(name string, known iter.Seq[string]) string {
-	best, bestD := "", 4
-	for k := range known {
-		if len(name)-len(k) >= bestD || len(k)-len(name) >= bestD {
-			continue // at least that far: not worth the quadratic distance
-		}
-		if d := distance(name, k); d < bestD || d == bestD && k < best {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance, for suggesting the key a typo meant.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -98,7 +98,7 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 			if l.full() {
 				l.more++ // no suggestion worked out
 			} else {
-				l.errorf("%s: unknown key %q%s", l.file, prefix+key, suggest(key, targetKeys))
+				l.errorf("%s: unknown key %q%s", l.file, prefix+key, didYouMean(key, targetKeys))
 			}
 		}
 	}

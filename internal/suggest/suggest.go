@@ -1,14 +1,19 @@
 // Package suggest finds the name a typo meant, for "did you mean"
-// messages: commands, flags, config keys and variables.
+// messages: commands, flags, config keys, tables and variables.
 package suggest
+
+import "iter"
 
 // Closest is the name among known nearest to name, within an edit
 // distance of 3 and less than name's length (so that "x" suggests
 // nothing), the first in sorted order on a tie; "" when none is.
-func Closest(name string, known []string) string {
+func Closest(name string, known iter.Seq[string]) string {
 	best, bestD := "", min(4, len(name))
-	for _, k := range known {
-		if d := distance(name, k); d < bestD || d == bestD && best != "" && k < best {
+	for k := range known {
+		if len(name)-len(k) >= bestD || len(k)-len(name) >= bestD {
+			continue // at least that far: not worth the quadratic distance
+		}
+		if d := distance(name, k); d < bestD || d == bestD && k < best {
 			best, bestD = k, d
 		}
 	}

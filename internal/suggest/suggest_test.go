@@ -1,6 +1,9 @@
 package suggest
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestClosest(t *testing.T) {
 	commands := []string{"status", "push", "wait", "log", "doctor", "explain", "forget", "retry"}
@@ -14,7 +17,7 @@ func TestClosest(t *testing.T) {
 		{"lo", "log"},
 		{"wiat", "wait"},
 	} {
-		if got := Closest(c.in, commands); got != c.want {
+		if got := Closest(c.in, slices.Values(commands)); got != c.want {
 			t.Errorf("Closest(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
