@@ -73,7 +73,7 @@ buildGoModule (finalAttrs: {
         false;
   };
 
-  vendorHash = "sha256-+uCM49u1S81MZ7kcN/QDc/AK4Ei31SuH2niIZ2VEkaM=";
+  vendorHash = "sha256-XtMnVFGkvjhHxIEoFlYm7iAQM9SQTal/n9fYV9JDx7w=";
 
   # Only the command; test/ holds end-to-end tests and the cachix stand-in.
   subPackages = [ "." ];
