@@ -35,15 +35,19 @@ type env struct {
 }
 
 // Main runs the program and returns its exit status. version is what the
-// build stamped (-ldflags -X main.version=...), or "" (see Version).
+// build stamped (-ldflags -X main.version=...), or "" (see Version, which
+// only the version command reads).
 func Main(version string, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, version: Version(version)}
+	e := &env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, version: version}
 	return e.main(args)
 }
 
 func (e *env) main(args []string) int {
+	if len(args) == 0 {
+		return e.bare()
+	}
 	// The global flags come before the command name; they end at it.
 	var help, showVersion bool
 	fs := flagSet("cachix-filter-hook", globalFlags(e, &help, &showVersion))
@@ -57,20 +61,12 @@ func (e *env) main(args []string) int {
 		e.usage(e.stdout)
 		return 0
 	case showVersion:
-		fmt.Fprintf(e.stdout, "cachix-filter-hook %s\n", e.version)
-		return 0
+		return runVersion(e)
+	}
+	if len(rest) == 0 {
+		return e.bare()
 	}
 	cmds := e.commands()
-	if len(rest) == 0 {
-		// Nix runs the hook with no arguments, and always with DRV_PATH
-		// set; by hand, at a terminal, without either variable, running
-		// the hook would only say "nothing to queue".
-		if os.Getenv("OUT_PATHS") == "" && os.Getenv("DRV_PATH") == "" && (isTerminal(e.stdin) || isTerminal(e.stderr)) {
-			e.shortUsage()
-			return 2
-		}
-		return e.run(lookup(cmds, "hook"), nil)
-	}
 	name := rest[0]
 	cmd := lookup(cmds, name)
 	if cmd == nil {
@@ -89,6 +85,19 @@ func (e *env) main(args []string) int {
 		return 2
 	}
 	return e.run(cmd, rest[1:])
+}
+
+// bare runs the program without a command: as the hook. Nix runs it
+// with no arguments, and always with DRV_PATH set; by hand, at a
+// terminal, without either variable, running the hook would only say
+// "nothing to queue". This path parses nothing and builds no command
+// table: it is what every build pays for.
+func (e *env) bare() int {
+	if os.Getenv("OUT_PATHS") == "" && os.Getenv("DRV_PATH") == "" && (isTerminal(e.stdin) || isTerminal(e.stderr)) {
+		e.shortUsage()
+		return 2
+	}
+	return runHook(e)
 }
 
 // run parses a command's flags and checks its arguments, then runs it.
@@ -221,7 +230,7 @@ func (e *env) openQueue() (*config.Config, *queue.Queue, bool) {
 }
 
 func runVersion(e *env) int {
-	fmt.Fprintf(e.stdout, "cachix-filter-hook %s\n", e.version)
+	fmt.Fprintf(e.stdout, "cachix-filter-hook %s\n", Version(e.version))
 	return 0
 }
 
