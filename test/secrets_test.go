@@ -102,7 +102,7 @@ allow = ["*"]
 		t.Errorf("the hook queued %d entries and started workers %v with a refused config", n, pids)
 	}
 	leaks, _, passes := sampler.Stop()
-	if code != 1 || !strings.Contains(errOut, e.Conf+`: store: "https://nix:REDACTED@127.0.0.1:9/cache" carries a password`) || !strings.Contains(errOut, "netrc-file") {
+	if code != 1 || !strings.Contains(errOut, e.Conf+`:2: store: "https://nix:REDACTED@127.0.0.1:9/cache" carries a password`) || !strings.Contains(errOut, "netrc-file") {
 		t.Errorf("validate exited %d:\n%s", code, errOut)
 	}
 	if !strings.Contains(log, "not queueing anything, the configuration is invalid") {
