@@ -125,7 +125,11 @@ buildGoModule (finalAttrs: {
     homepage = "https://github.com/cachix-filter-hook/cachix-filter-hook";
     license = lib.licenses.asl20;
     mainProgram = "cachix-filter-hook";
-    platforms = lib.platforms.unix;
+    # Linux only: the trust rule's walk opens each path component with
+    # O_PATH and reads links through it, and the worker watches Nix
+    # processes with pidfds; macOS has neither, and the package does not
+    # build there (GOOS=darwin go build ./... fails in internal/trust).
+    platforms = lib.platforms.linux;
     # nixpkgs' check-meta expects the attribute; nobody maintains this
     # package in nixpkgs yet. No changelog: the project keeps none (no
     # CHANGELOG, no tagged releases), and a URL to nothing would mislead.
