@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 )
 
@@ -175,7 +176,7 @@ entries the worker dropped (dropped/, see log), of target T if given.
 paths pushed to T's cache (all targets' without --target), after the cache
 was emptied, so that the hook and push queue those paths again. Queued
 entries are only removed while no worker runs (only the worker changes
-them): forget waits up to ` + humanDuration(lockWait) + ` for one to exit. The record of outcomes
+them): forget waits up to ` + config.HumanDuration(lockWait) + ` for one to exit. The record of outcomes
 (log) is kept.`,
 			flags: []flagDef{
 				{name: "target", arg: "T", values: valueTarget, bind: stringVar(&forget.target), help: "only target T"},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/suggest"
 )
 
@@ -272,7 +273,7 @@ func defaultsOf(fs *pflag.FlagSet) map[string]string {
 		switch f.Value.Type() {
 		case "duration":
 			if d, err := time.ParseDuration(f.DefValue); err == nil && d != 0 {
-				out[f.Name] = humanDuration(d)
+				out[f.Name] = config.HumanDuration(d)
 			}
 		case "string":
 			if f.DefValue != "" {
@@ -281,18 +282,6 @@ func defaultsOf(fs *pflag.FlagSet) map[string]string {
 		}
 	})
 	return out
-}
-
-// humanDuration writes d as a person would: 10m, 1h30m, 90s.
-func humanDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // wrap splits text into lines of at most width columns, keeping the

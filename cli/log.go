@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -22,7 +23,7 @@ type logOptions struct {
 
 func runLog(e *env, o *logOptions) int {
 	if o.since < 0 {
-		e.errorf("log: --since %s: the duration must not be negative (--since 1h: the last hour)", humanDuration(o.since))
+		e.errorf("log: --since %s: the duration must not be negative (--since 1h: the last hour)", config.HumanDuration(o.since))
 		return 2
 	}
 	match, err := pathMatcher(o.glob)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 )
 
 // waitDelay bounds how long Wait waits for the output pipe once the
@@ -66,7 +68,7 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	lines.flush()
 	msg := strings.TrimSpace(tail.String())
 	if ctx.Err() == nil && errors.Is(context.Cause(cctx), errTimedOut) {
-		err := fmt.Errorf("%s timed out after %s (queue.push_timeout); it and its process group were killed", cmd.Args[0], shortDuration(timeout))
+		err := fmt.Errorf("%s timed out after %s (queue.push_timeout); it and its process group were killed", cmd.Args[0], config.HumanDuration(timeout))
 		if msg != "" {
 			err = fmt.Errorf("%w: %s", err, lastLines(msg, 3))
 		}
@@ -94,16 +96,4 @@ func killGroup(cmd *exec.Cmd) {
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	_ = cmd.Process.Kill()
-}
-
-// shortDuration writes 1h for 1h0m0s and 90m for 1h30m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

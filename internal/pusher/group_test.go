@@ -104,11 +104,3 @@ func TestPushGrandchildHoldsPipe(t *testing.T) {
 	pid := grandchild(t, gc)
 	eventually.True(t, 30*time.Second, fmt.Sprintf("the grandchild %d to go", pid), func() bool { return !alive(pid) })
 }
-
-func TestShortDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{time.Hour: "1h", 90 * time.Minute: "1h30m", 2 * time.Minute: "2m", time.Second: "1s", 1500 * time.Millisecond: "1.5s"} {
-		if got := shortDuration(d); got != want {
-			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
-		}
-	}
-}
