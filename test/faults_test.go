@@ -113,8 +113,11 @@ bin = "@CACHIX@"
 func flHangPIDs(e *Env) []int {
 	b, _ := os.ReadFile(filepath.Join(e.Standin, "hang.pids"))
 	var pids []int
-	for _, f := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(f); err == nil {
+	// Whole lines only: a line read while the stand-in writes it could
+	// be the first digits of a pid, another process's (or 1).
+	lines := strings.Split(string(b), "\n")
+	for _, f := range lines[:len(lines)-1] {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
 			pids = append(pids, pid)
 		}
 	}

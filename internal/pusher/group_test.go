@@ -32,7 +32,11 @@ func grandchild(t *testing.T, file string) int {
 	if err != nil {
 		t.Fatalf("the fake started no grandchild: %v", err)
 	}
-	pid, _ := strconv.Atoi(string(b))
+	pid, err := strconv.Atoi(string(b))
+	if err != nil || pid <= 1 {
+		// Never kill 0 (our own process group) or -1 (everything).
+		t.Fatalf("the fake's grandchild file holds %q, not a pid", b)
+	}
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 	return pid
 }

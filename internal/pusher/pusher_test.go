@@ -73,7 +73,13 @@ func fakeMain() int {
 		if err := c.Start(); err != nil {
 			return 98
 		}
-		os.WriteFile(pidFile, []byte(strconv.Itoa(c.Process.Pid)), 0o600)
+		// Whole or not at all (a temporary file renamed): a test that
+		// saw the file empty once read pid 0, and killing "0" killed
+		// its whole process group (go test, make, CI's script).
+		tmp := pidFile + ".tmp"
+		if os.WriteFile(tmp, []byte(strconv.Itoa(c.Process.Pid)), 0o600) != nil || os.Rename(tmp, pidFile) != nil {
+			return 97
+		}
 	}
 	if s := os.Getenv(envSleep); s != "" {
 		d, _ := time.ParseDuration(s)
