@@ -92,6 +92,9 @@ func printRecord(w io.Writer, r history.Record) {
 	if r.Listed != "" {
 		line += " (listed in " + r.Listed + ")"
 	}
+	if r.Pin != "" {
+		line += " pin " + r.Pin
+	}
 	if r.Reason != "" {
 		line += ": " + oneLine(r.Reason)
 	}

@@ -47,6 +47,7 @@ type Config struct {
 	Nix              Nix
 	Queue            Queue
 	Log              Log
+	Metrics          Metrics
 	// Warnings are problems that do not stop the program, such as a
 	// target whose empty allow list selects nothing.
 	Warnings []string
@@ -123,6 +124,13 @@ type Log struct {
 	File    string
 	Level   string
 	MaxSize int64
+}
+
+// Metrics configures the metrics file (package metrics).
+type Metrics struct {
+	// File is rewritten by the worker in Prometheus' text format; ""
+	// writes none.
+	File string
 }
 
 // Find returns the config file to read: flagPath, then $CACHIX_FILTER_HOOK_CONFIG,

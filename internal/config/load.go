@@ -165,6 +165,9 @@ func (l *loader) checkValues(c *Config) {
 	if !filepath.IsAbs(c.Log.File) && l.sources["log.file"] != "default" {
 		l.errorf("%s: log.file: must be an absolute path, got %q", l.fromOf("log.file"), c.Log.File)
 	}
+	if f := c.Metrics.File; f != "" && (!filepath.IsAbs(f) || strings.HasSuffix(f, "/")) {
+		l.errorf("%s: metrics.file: must be an absolute file path, got %q", l.fromOf("metrics.file"), f)
+	}
 	if _, err := logrus.ParseLevel(c.Log.Level); err != nil {
 		l.errorf("%s: log.level: unknown level %q (panic, fatal, error, warn, info, debug, trace)", l.fromOf("log.level"), c.Log.Level)
 	}

@@ -158,6 +158,9 @@ var keys = []key{
 		note: "panic, fatal, error, warn, info, debug, trace"},
 	{name: "log.max_size", kind: kSize, scope: sSection, def: int64(DefaultLogMaxSize), field: func(c *Config) any { return &c.Log.MaxSize },
 		example: `"10MiB"`, note: "the log is rotated to <file>.1 past this size"},
+	{name: "metrics.file", kind: kString, scope: sSection, field: func(c *Config) any { return &c.Metrics.File },
+		example: `"/var/lib/prometheus-node-exporter/cachix_filter_hook.prom"`, hidden: true,
+		group: "Metrics in Prometheus' text format (see README, \"Fleets\"): the worker\nrewrites this file (a temporary file renamed over it, mode 0644) each\nround and on every change, for node exporter's textfile collector\n(--collector.textfile.directory); `status --prometheus` prints the same.\nIts directories must pass the trust rule. Default: none."},
 }
 
 // Defaults of the optional keys.

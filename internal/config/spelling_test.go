@@ -163,6 +163,7 @@ func TestEveryKeyOfTheExample(t *testing.T) {
 		"log.file":                {`"/tmp/x.log"`, "/tmp/x.log", `file = "/tmp/x.log"`},
 		"log.level":               {`"debug"`, "debug", `level = "debug"`},
 		"log.max_size":            {`"2MiB"`, "2MiB", `max_size = "2MiB"`},
+		"metrics.file":            {`"/tmp/m.prom"`, "/tmp/m.prom", `file = "/tmp/m.prom"`},
 	}
 	dir := t.TempDir()
 	for _, k := range keys {

@@ -51,6 +51,12 @@ const (
 	// Upstream: not pushed because an upstream cache already has the
 	// path (issue 13's upstream rule); not a failure.
 	Upstream = "upstream"
+	// The outcomes of a pin (push --pin): made, a cachix pin call that
+	// failed (retried), and given up on with the reason (its root was
+	// dropped, or is gone from the store).
+	Pinned     = "pinned"
+	PinFailed  = "pin-failed"
+	PinDropped = "pin-dropped"
 )
 
 // Record is one path's outcome.
@@ -68,6 +74,9 @@ type Record struct {
 	// long it took (none for a drop, which happens before the call).
 	Batch    int           `json:"batch,omitempty"`
 	Duration time.Duration `json:"duration_ns,omitempty"`
+	// Pin is a pin's name and keep option (`"laptop-system"
+	// --keep-revisions 3`), for the pin outcomes.
+	Pin string `json:"pin,omitempty"`
 }
 
 // Append writes records to the history in dir, rotating it first when it

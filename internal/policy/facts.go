@@ -114,3 +114,18 @@ func inUpstream(t *config.Target, f *Facts) (string, []string) {
 	}
 	return "", notes
 }
+
+// ForPin is what the rules read of a root given with push --pin: its
+// facts without whether Nix would substitute it and whether an upstream
+// has it. A pinned root is to be kept in that cache, so it goes there
+// whatever unsubstitutable and upstream say (a NixOS system's toplevel
+// sets allowSubstitutes = false, and a deployment fetches it from the
+// cache); deny, max_nar_size and closure_deny still apply.
+func ForPin(f *Facts) *Facts {
+	if f == nil {
+		return nil
+	}
+	g := *f
+	g.Substitutes, g.Upstream, g.Unreachable = "", nil, nil
+	return &g
+}

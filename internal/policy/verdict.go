@@ -159,6 +159,17 @@ func (td TargetDecision) DropReason() string {
 	return td.Rule
 }
 
+// DropKind is the kind of DropReason, a bounded label for the metrics:
+// the key of the rule that left the path out (max_nar_size,
+// unsubstitutable, upstream, closure_deny, hosts), or "patterns" for
+// allow and deny.
+func (td TargetDecision) DropKind() string {
+	if td.Check == "" {
+		return "patterns"
+	}
+	return td.Check
+}
+
 // target returns the decision of the named target, nil when none.
 func (v *Verdict) target(name string) *TargetDecision {
 	for i := range v.Targets {

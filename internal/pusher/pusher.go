@@ -48,6 +48,13 @@ type cachixPusher struct {
 }
 
 func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) error {
+	args := append(append([]string{"push"}, p.args...), "--", p.cache)
+	return p.run(ctx, append(args, paths...), out)
+}
+
+// run runs cachix with args, given the token and signing key in its
+// environment, after checking it and Nix by the trust rule.
+func (p *cachixPusher) run(ctx context.Context, args []string, out io.Writer) error {
 	env := os.Environ()
 	var secret string
 	if p.tokenFile != "" {
@@ -77,8 +84,6 @@ func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) 
 	if err != nil {
 		return err
 	}
-	args := append(append([]string{"push"}, p.args...), "--", p.cache)
-	args = append(args, paths...)
 	env = withNixOnPath(env, p.nix)
 	return run(ctx, p.timeout, func(ctx context.Context) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, bin, args...)

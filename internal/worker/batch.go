@@ -25,8 +25,10 @@ type result struct {
 	pushed   []*queue.Entry
 	upstream []*queue.Entry
 	reasons  map[string]string
-	// dropped have their Reason set.
+	// dropped have their Reason set, and the kind of it by key (for
+	// the metrics).
 	dropped []*queue.Entry
+	kinds   map[string]string
 	// failed were sent and the push failed: backed off together.
 	failed []*queue.Entry
 	err    error
@@ -46,7 +48,7 @@ type result struct {
 // run decides the job's entries by the rules (re-applied right before
 // pushing) and pushes what is left, in one pusher call.
 func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
-	r := &result{job: j, reasons: map[string]string{}, undecided: map[*queue.Entry]error{}, notes: newNotes(log)}
+	r := &result{job: j, reasons: map[string]string{}, kinds: map[string]string{}, undecided: map[*queue.Entry]error{}, notes: newNotes(log)}
 	start := time.Now()
 	j.facts.mu.Lock()
 	cl, facts, factsErr := j.query(ctx, log, r)
@@ -60,7 +62,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 	}
 	var send []*queue.Entry
 	for _, e := range j.entries {
-		reason, upstream, err := j.decide(e, cl, ls, facts, r.notes)
+		reason, kind, upstream, err := j.decide(e, cl, ls, facts, r.notes)
 		if err != nil {
 			r.undecided[e] = fmt.Errorf("not pushed: %w", err)
 			continue
@@ -74,6 +76,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 			r.notes.add(logrus.WarnLevel, "dropped", "reason", reason, e.Path)
 			e.Reason = reason
 			r.dropped = append(r.dropped, e)
+			r.kinds[e.Key()] = kind
 		default:
 			send = append(send, e)
 		}

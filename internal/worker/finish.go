@@ -120,6 +120,10 @@ func (w *Worker) finish(res *result) {
 				continue
 			}
 			x.remove(e.Key())
+			if part.what == "dropping the queue entry failed" {
+				w.state.dropped(name, res.kinds[e.Key()])
+				w.metrics.stale = true
+			}
 		}
 	}
 	if len(res.failed) > 0 {
@@ -154,6 +158,9 @@ func (w *Worker) finish(res *result) {
 			f["retry_in"] = time.Until(res.failed[0].NextAttempt).Round(time.Second).String()
 			log.WithFields(f).Warn("push failed")
 		}
+	}
+	if len(res.pushed)+len(res.failed) > 0 {
+		w.state.took(name, res.took) // saved with the call's outcome
 	}
 	if len(res.pushed) > 0 {
 		w.state.pushed(w.q.Dir, name, len(res.pushed), time.Now(), !removalFailed)

@@ -38,6 +38,9 @@ type job struct {
 	entries []*queue.Entry
 	tail    bool   // started beside another push of the target
 	gen     uint32 // scan generation at the start
+	// pinned are the roots a pin of this target waits for: the rules
+	// read their facts as policy.ForPin says.
+	pinned map[string]bool
 }
 
 // round is what plan found.
@@ -207,7 +210,7 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 		want[p.key] = p.s
 		bySrc[p.s.src] = append(bySrc[p.s.src], p.key)
 	}
-	j := &job{cfg: w.cfg, target: t, pusher: w.pushers[t.Name], facts: w.facts, tail: tail, gen: x.gen}
+	j := &job{cfg: w.cfg, target: t, pusher: w.pushers[t.Name], facts: w.facts, tail: tail, gen: x.gen, pinned: w.pinnedRoots(t.Name)}
 	take := func(e *queue.Entry) {
 		s := want[e.Key()]
 		if s == nil {

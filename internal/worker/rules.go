@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/metrics"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -40,40 +41,45 @@ type closures struct {
 }
 
 // decide returns why the current rules leave e out of the job's target
-// ("" when they still select it), and whether that is because an
-// upstream cache has it; or an error when that cannot be told now: then
-// the entry waits for a retry, since pushing blind could upload a denied
-// path. j.facts.mu is held.
-func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns *notes) (reason string, upstream bool, err error) {
+// ("" when they still select it) and the kind of that reason (for the
+// metrics: the rule's key, or one of package metrics' kinds), and whether
+// that is because an upstream cache has it; or an error when that cannot
+// be told now: then the entry waits for a retry, since pushing blind
+// could upload a denied path. j.facts.mu is held.
+func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns *notes) (reason, kind string, upstream bool, err error) {
 	t := j.target
 	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
 	if err != nil {
-		return "no longer selected: not a store path", false, nil
+		return "no longer selected: not a store path", metrics.KindInvalid, false, nil
 	}
 	// A package list that chose it must still name it and depend on it
 	// (lists.go).
 	if why, ok := ls.drop[e.Key()]; ok {
-		return why, false, nil
+		return why, metrics.KindPackageList, false, nil
 	}
 	listed := ls.of[e.Key()]
 	if len(listed) > 0 && ls.err != nil {
-		return "", false, ls.err
+		return "", "", false, ls.err
 	}
 	if !policy.Selects(t, p, listed) {
-		return policy.DecideTarget(t, p, listedEntryFacts(nil, listed), nil).DropReason(), false, nil
+		td := policy.DecideTarget(t, p, listedEntryFacts(nil, listed), nil)
+		return td.DropReason(), td.DropKind(), false, nil
 	}
 	if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
-		return ReasonGone, false, nil
+		return ReasonGone, metrics.KindGarbageCollected, false, nil
 	}
 	f := listedEntryFacts(facts[e.Path], listed)
+	if j.pinned[e.Path] {
+		f = policy.ForPin(f)
+	}
 	closure := &policy.Closure{}
 	if policy.DeniesByName(t) {
 		if cl.err != nil {
-			return "", false, fmt.Errorf("cannot tell whether its closure holds a path denied by the rules of %s: %w", t.Name, cl.err)
+			return "", "", false, fmt.Errorf("cannot tell whether its closure holds a path denied by the rules of %s: %w", t.Name, cl.err)
 		}
 		c, ok := cl.of[e.Path]
 		if !ok {
-			return ReasonInvalid, false, nil
+			return ReasonInvalid, metrics.KindInvalid, false, nil
 		}
 		closure.Paths = c
 	}
@@ -86,7 +92,7 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 	}
 	td := policy.DecideTarget(t, p, f, closure)
 	if !td.Selected {
-		return td.DropReason(), td.Check == "upstream", nil
+		return td.DropReason(), td.DropKind(), td.Check == "upstream", nil
 	}
 	if td.Dependency != "" {
 		// closure_deny = "push": the dependency goes up with it.
@@ -96,5 +102,5 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 		}
 		ns.add(logrus.WarnLevel, msg, "rule", td.DependencyRule, e.Path, field, td.Dependency)
 	}
-	return "", false, nil
+	return "", "", false, nil
 }

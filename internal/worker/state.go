@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/metrics"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 )
@@ -28,6 +29,9 @@ type State struct {
 	// questions passed upstream_deadline (status and doctor show them),
 	// until a round answers in time.
 	SlowUpstreams map[string]SlowUpstream `json:"slow_upstreams,omitempty"`
+
+	// dirty: counted since the last save.
+	dirty bool
 }
 
 // StartError is a worker's failure to start.
@@ -80,6 +84,15 @@ type TargetState struct {
 	LastFailure time.Time `json:"last_failure,omitzero"`
 	Pushed      int       `json:"pushed"`
 	Calls       int       `json:"calls"`
+	// The other counters of the metrics (package metrics): failed
+	// pusher calls, paths dropped by kind of reason, the calls'
+	// durations, pins made and pin calls that failed.
+	Failures     int               `json:"failures,omitempty"`
+	DroppedPaths map[string]int    `json:"dropped_paths,omitempty"`
+	PushSeconds  metrics.Histogram `json:"push_seconds,omitzero"`
+	Pinned       int               `json:"pinned,omitempty"`
+	PinFailures  int               `json:"pin_failures,omitempty"`
+	LastPin      time.Time         `json:"last_pin,omitzero"`
 	// QueueError is the last failure to change the target's queue
 	// entries (remove, update, drop), until a push's entries are all
 	// removed again.
@@ -125,10 +138,59 @@ func (s *State) failed(dir, target string, now time.Time) {
 	t := s.target(target)
 	t.LastFailure = now.UTC()
 	t.Calls++
+	t.Failures++
 	s.save(dir)
 }
 
+func (s *State) pinned(dir, target string, now time.Time) {
+	t := s.target(target)
+	t.Pinned++
+	t.LastPin = now.UTC()
+	s.save(dir)
+}
+
+func (s *State) pinFailed(dir, target string) {
+	s.target(target).PinFailures++
+	s.save(dir)
+}
+
+// took counts a pusher call's duration; saved with the call's outcome.
+func (s *State) took(target string, d time.Duration) {
+	s.target(target).PushSeconds.Observe(d)
+}
+
+// dropped counts a dropped path by the kind of its reason. Saved by the
+// next save (a drop comes in batches: not a write for each).
+func (s *State) dropped(target, kind string) {
+	t := s.target(target)
+	if t.DroppedPaths == nil {
+		t.DroppedPaths = map[string]int{}
+	}
+	t.DroppedPaths[kind]++
+	s.dirty = true
+}
+
+// flush saves what was counted without a save.
+func (s *State) flush(dir string) {
+	if s.dirty {
+		s.save(dir)
+	}
+}
+
+// Counters are the target's counters, as the metrics render them.
+func (t *TargetState) Counters() metrics.Counters {
+	if t == nil {
+		return metrics.Counters{}
+	}
+	return metrics.Counters{
+		PushedPaths: t.Pushed, Calls: t.Calls, Failures: t.Failures,
+		DroppedPaths: t.DroppedPaths, Durations: t.PushSeconds,
+		Pinned: t.Pinned, PinFailures: t.PinFailures, LastSuccess: t.LastSuccess,
+	}
+}
+
 func (s *State) save(dir string) {
+	s.dirty = false
 	data, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return

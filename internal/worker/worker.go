@@ -76,6 +76,13 @@ type Worker struct {
 	results chan *result
 	// sessions wakes the worker when a Nix process it waits for ends.
 	sessions *sessionWatch
+	// metrics is what was last written to metrics.file.
+	metrics metricsFile
+	// pins caches pins/ by file name (see pins.go); badPins are those
+	// already logged as unreadable. newPinner makes a target's pinner.
+	pins      map[string]*queue.Pin
+	badPins   map[string]bool
+	newPinner func(*config.Target) (pusher.Pinner, error)
 }
 
 // New prepares a worker; Run does the work.
@@ -90,7 +97,10 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		started:    time.Now(),
 		running:    map[string][]*job{},
 		results:    make(chan *result, 16),
+		pins:       map[string]*queue.Pin{},
+		badPins:    map[string]bool{},
 	}
+	w.newPinner = func(t *config.Target) (pusher.Pinner, error) { return pusher.NewPinner(w.cfg, t) }
 	w.setConfig(cfg)
 	return w
 }
@@ -120,6 +130,12 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		// they were.
 		w.drain()
 		w.closeRecords()
+		// The last word, while the lock is held: no worker runs (a
+		// SIGKILL leaves the file saying one does: node exporter's
+		// node_textfile_mtime_seconds then tells its age).
+		if w.state != nil && lock != nil {
+			w.writeMetrics(time.Now(), false)
+		}
 		if lock != nil {
 			lock.Unlock()
 		}
@@ -157,8 +173,14 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		// entries it is asked to retry.
 		if retry {
 			w.retryNow()
+			w.scanPins()
+			w.retryPins()
 		}
+		// Before this round's jobs: a pin waits for a round in which
+		// its root's entry is gone.
+		pinsLeft, pinNext := w.doPins(ctx, now)
 		r := w.plan(now)
+		w.writeMetrics(now, true)
 		for _, j := range r.jobs {
 			go func() { w.results <- j.run(ctx, w.log.WithField("target", j.target.Name)) }()
 		}
@@ -168,17 +190,27 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 			w.await(ctx, pollInterval)
 			continue
 		}
-		if r.live > 0 {
-			if r.next.IsZero() {
+		if r.live > 0 || pinsLeft {
+			if r.live > 0 && r.next.IsZero() {
 				// Due, but gone when read: look again.
 				sleep(ctx, time.Millisecond)
 				continue
 			}
 			if mode == Once {
+				// Nothing started: what is left waits for a
+				// back-off (a pin, for its root's entry or its own).
 				return fmt.Errorf("%d %w", r.live, ErrLeft)
 			}
+			next := r.next
+			if pinsLeft && !pinNext.IsZero() && (next.IsZero() || pinNext.Before(next)) {
+				next = pinNext
+			}
+			wait := time.Second
+			if !next.IsZero() {
+				wait = min(time.Until(next), time.Second)
+			}
 			idleSince = time.Time{}
-			w.await(ctx, min(time.Until(r.next), time.Second))
+			w.await(ctx, wait)
 			continue
 		}
 		if mode == Service {
@@ -194,9 +226,12 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		}
 		// Release, then look once more: a hook that queued a path
 		// after our last look but found the lock taken counts on us.
+		// The metrics say no worker runs before the lock goes: the
+		// next worker's first round says it does.
+		w.writeMetrics(time.Now(), false)
 		lock.Unlock()
 		lock = nil
-		if !w.newEntries() {
+		if !w.newEntries() && !w.newPins() {
 			w.log.Info("nothing left to push, worker exiting")
 			return nil
 		}

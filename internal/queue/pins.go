@@ -1,0 +1,211 @@
+package queue
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// Pins are requests to pin a root in a Cachix cache (`push --pin`), kept
+// as durably as entries: one small file each in <dir>/pins, written by
+// push (fsynced, linked, the directory fsynced) and only removed by the
+// worker once `cachix pin` succeeded. A pin waits until its root's entry
+// for the same target has left entries/ (pushed, or found pushed before,
+// so its closure is in the cache: cachix uploads whole closures), and is
+// dropped when that entry was dropped. They are few (one per root and
+// target), so they are read whole.
+const pinsDir = "pins"
+
+// Pin is one root to pin in one target's cache.
+type Pin struct {
+	Target string `json:"target"`
+	Path   string `json:"path"`
+	// Name is the pin's name, {host} and {target} already replaced.
+	Name        string    `json:"name"`
+	Keep        Keep      `json:"keep,omitzero"`
+	Queued      time.Time `json:"queued"`
+	Attempts    int       `json:"attempts,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+
+	key string
+}
+
+// Keep says how long Cachix keeps a pin's older revisions, as cachix
+// pin's options do: at most one field is set (--keep-days,
+// --keep-revisions and --keep-forever exclude each other); none leaves
+// it to Cachix.
+type Keep struct {
+	Days      int  `json:"days,omitempty"`
+	Revisions int  `json:"revisions,omitempty"`
+	Forever   bool `json:"forever,omitempty"`
+}
+
+// Args are cachix pin's options for k.
+func (k Keep) Args() []string {
+	switch {
+	case k.Forever:
+		return []string{"--keep-forever"}
+	case k.Days > 0:
+		return []string{"--keep-days", strconv.Itoa(k.Days)}
+	case k.Revisions > 0:
+		return []string{"--keep-revisions", strconv.Itoa(k.Revisions)}
+	}
+	return nil
+}
+
+// String renders k as its option ("--keep-revisions 3"), "" for none.
+func (k Keep) String() string {
+	switch a := k.Args(); len(a) {
+	case 1:
+		return a[0]
+	case 2:
+		return a[0] + " " + a[1]
+	}
+	return ""
+}
+
+// Key is the pin's file name.
+func (p *Pin) Key() string { return p.key }
+
+// EntryKey names the push entry of the pin's root for its target.
+func (p *Pin) EntryKey() (string, error) {
+	sp, err := storepath.Parse(storepath.StoreDir(), p.Path)
+	if err != nil {
+		return "", err
+	}
+	return Key(p.Target, sp), nil
+}
+
+// PinKey names a pin: its root's hash and a digest of its target and
+// name, so that the same pin asked twice is one request.
+func PinKey(target string, root storepath.Path, name string) string {
+	sum := sha256.Sum256([]byte(target + "\x00" + name))
+	return root.Hash + "." + hex.EncodeToString(sum[:8])
+}
+
+// AddPins queues pins durably; a pin already queued stays as it is. It
+// returns how many were new.
+func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
+	if len(pins) == 0 {
+		return 0, nil
+	}
+	dir := q.path(pinsDir)
+	if err := mkdirPrivate(dir, false); err != nil {
+		return 0, err
+	}
+	added := 0
+	for i := range pins {
+		p := &pins[i]
+		root, err := storepath.Parse(storepath.StoreDir(), p.Path)
+		if err != nil {
+			return added, fmt.Errorf("pinning %s: %w", p.Path, err)
+		}
+		p.Queued = now.UTC()
+		name := PinKey(p.Target, root, p.Name)
+		data, err := json.Marshal(p)
+		if err != nil {
+			return added, err
+		}
+		tmp, err := q.writeTmp("pin", append(data, '\n'), true)
+		if err != nil {
+			return added, err
+		}
+		err = os.Link(tmp, q.path(pinsDir, name))
+		os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return added, fmt.Errorf("queueing the pin of %s: %w", p.Path, err)
+		}
+		added++
+	}
+	if added == 0 {
+		return 0, nil
+	}
+	return added, syncDir(dir)
+}
+
+// PinNames lists the pins' file names.
+func (q *Queue) PinNames() ([]string, error) {
+	return q.dirNames(pinsDir)
+}
+
+// ReadPin reads one pin; a file that is not one (or does not match its
+// name) is an error wrapping ErrCorrupt.
+func (q *Queue) ReadPin(name string) (*Pin, error) {
+	file := q.path(pinsDir, name)
+	data, err := safeopen.ReadFile(file, safeopen.Options{NoFollow: true, MaxSize: maxEntrySize})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, file, err)
+	}
+	p := &Pin{key: name}
+	if err := json.Unmarshal(data, p); err != nil {
+		return nil, fmt.Errorf("%w: parsing %s: %v", ErrCorrupt, file, err)
+	}
+	root, err := storepath.Parse(storepath.StoreDir(), p.Path)
+	if err != nil || p.Target == "" || p.Name == "" || PinKey(p.Target, root, p.Name) != name {
+		return nil, fmt.Errorf("%w: %s: pin does not match its name (target %q, path %q, name %q)", ErrCorrupt, file, p.Target, p.Path, p.Name)
+	}
+	return p, nil
+}
+
+// ListPins reads every pin; unreadable ones are reported beside them.
+func (q *Queue) ListPins() ([]*Pin, []error, error) {
+	names, err := q.PinNames()
+	if err != nil {
+		return nil, nil, err
+	}
+	var pins []*Pin
+	var bad []error
+	for _, n := range names {
+		p, err := q.ReadPin(n)
+		switch {
+		case err == nil:
+			pins = append(pins, p)
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			bad = append(bad, err)
+		}
+	}
+	return pins, bad, nil
+}
+
+// UpdatePin rewrites a pin's retry state (not fsynced, as Update).
+func (q *Queue) UpdatePin(p *Pin) error {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	tmp, err := q.writeTmp(p.key, append(data, '\n'), false)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, q.path(pinsDir, p.key)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("updating pin: %w", err)
+	}
+	return nil
+}
+
+// RemovePin deletes a pin that was made, or given up on.
+func (q *Queue) RemovePin(p *Pin) error {
+	if err := os.Remove(q.path(pinsDir, p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing pin: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// Pins (push --pin): each asks for `cachix pin CACHE NAME ROOT` once
+// ROOT's closure is in that target's cache, which is when its entry for
+// that target has left the queue pushed (cachix push uploads whole
+// closures) or was never queued because it had been pushed before. A pin
+// whose root was dropped is dropped with it. A failed pin call backs off
+// as a push does. The pin file is removed only after cachix pin
+// succeeded: a SIGKILL loses no pin, and one right between the two
+// repeats that one call (the same name and path: one more revision of the
+// same path in Cachix).
+
+// scanPins refreshes the cache of pins from pins/.
+func (w *Worker) scanPins() {
+	names, err := w.q.PinNames()
+	if err != nil {
+		w.log.WithError(err).Error("listing pins")
+		return
+	}
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		seen[n] = true
+		if _, ok := w.pins[n]; ok || w.badPins[n] {
+			continue
+		}
+		p, err := w.q.ReadPin(n)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				w.badPins[n] = true
+				w.log.WithError(err).Error("unreadable pin")
+			}
+			continue
+		}
+		w.pins[n] = p
+	}
+	for n := range w.pins {
+		if !seen[n] {
+			delete(w.pins, n)
+		}
+	}
+}
+
+// pinList returns the pins known, for the metrics.
+func (w *Worker) pinList() []*queue.Pin {
+	out := make([]*queue.Pin, 0, len(w.pins))
+	for _, p := range w.pins {
+		out = append(out, p)
+	}
+	return out
+}
+
+// doPins makes the pins that are due. It reports whether pins of
+// configured targets are left, and when the first of those waiting for a
+// retry is due.
+func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next time.Time) {
+	w.scanPins()
+	pins := w.pinList()
+	sort.Slice(pins, func(i, j int) bool { return pins[i].Queued.Before(pins[j].Queued) })
+	for _, p := range pins {
+		if ctx.Err() != nil {
+			return true, next
+		}
+		t := w.cfg.Target(p.Target)
+		if t == nil {
+			continue // kept, as entries of a removed target are
+		}
+		if p.NextAttempt.After(now) {
+			left = true
+			if next.IsZero() || p.NextAttempt.Before(next) {
+				next = p.NextAttempt
+			}
+			continue
+		}
+		log := w.log.WithFields(logrus.Fields{"target": t.Name, "path": p.Path, "pin": p.Name})
+		key, err := p.EntryKey()
+		if err != nil {
+			w.dropPin(log, p, "not a store path")
+			continue
+		}
+		if _, queued := w.idx.slots[key]; queued {
+			left = true // its closure is not in the cache yet
+			continue
+		}
+		if e, ok := w.q.Dropped(key, p.Queued); ok {
+			w.dropPin(log, p, "its root was dropped: "+e.Reason)
+			continue
+		}
+		if _, err := os.Lstat(p.Path); errors.Is(err, fs.ErrNotExist) {
+			w.dropPin(log, p, "its root is no longer in the store (garbage-collected)")
+			continue
+		}
+		pinner, err := w.newPinner(t)
+		if err != nil {
+			w.dropPin(log, p, err.Error())
+			continue
+		}
+		if !w.pin(ctx, log, pinner, p) {
+			left = true
+			if next.IsZero() || p.NextAttempt.Before(next) {
+				next = p.NextAttempt
+			}
+		}
+	}
+	return left, next
+}
+
+// pin runs one pin call; false when it failed (the pin is kept, backed
+// off).
+func (w *Worker) pin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinner, p *queue.Pin) bool {
+	start := time.Now()
+	out := pusher.NewSummary(storepath.StoreDir())
+	err := pinner.Pin(ctx, p.Name, p.Path, p.Keep, out)
+	out.Flush()
+	took := time.Since(start)
+	fields := logrus.Fields{"duration": took.Round(time.Millisecond).String()}
+	if k := p.Keep.String(); k != "" {
+		fields["keep"] = k
+	}
+	if text := out.Text(); text != "" {
+		fields["output"] = text
+	}
+	if ctx.Err() != nil {
+		return false // shutting down: cut short, not failed
+	}
+	now := time.Now()
+	if err == nil {
+		if rerr := w.q.RemovePin(p); rerr != nil {
+			// Pinned; pinning again later is harmless.
+			log.WithError(rerr).Error("pinned, but removing the pin's file failed")
+		}
+		delete(w.pins, p.Key())
+		log.WithFields(fields).Info("pinned")
+		w.recordPin(p, history.Pinned, "", took)
+		w.state.pinned(w.q.Dir, p.Target, now)
+		return true
+	}
+	p.Attempts++
+	p.LastAttempt = now
+	p.LastError = truncate(err.Error(), 1000)
+	p.NextAttempt = now.Add(Backoff(p.Attempts, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax))
+	if uerr := w.q.UpdatePin(p); uerr != nil {
+		log.WithError(uerr).Error("updating pin")
+	}
+	fields["error"] = err.Error()
+	fields["retry_in"] = time.Until(p.NextAttempt).Round(time.Second).String()
+	log.WithFields(fields).Warn("pin failed")
+	w.recordPin(p, history.PinFailed, p.LastError, took)
+	w.state.pinFailed(w.q.Dir, p.Target)
+	return false
+}
+
+// dropPin gives up on a pin, with the reason.
+func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) {
+	if err := w.q.RemovePin(p); err != nil {
+		log.WithError(err).Error("removing a pin given up on")
+		return
+	}
+	delete(w.pins, p.Key())
+	log.WithField("reason", reason).Warn("pin dropped")
+	w.recordPin(p, history.PinDropped, reason, 0)
+}
+
+func (w *Worker) recordPin(p *queue.Pin, outcome, reason string, took time.Duration) {
+	pin := strconv.Quote(p.Name)
+	if k := p.Keep.String(); k != "" {
+		pin += " " + k
+	}
+	rec := history.Record{Time: time.Now(), Target: p.Target, Path: p.Path, Outcome: outcome, Reason: reason, Duration: took, Pin: pin}
+	if err := history.Append(w.q.Dir, history.MaxSize, []history.Record{rec}); err != nil {
+		w.log.WithError(err).Error("recording history")
+	}
+}
+
+// retryPins makes every failing pin due now (retry).
+func (w *Worker) retryPins() {
+	for _, p := range w.pins {
+		if !p.NextAttempt.IsZero() {
+			p.NextAttempt = time.Time{}
+			if err := w.q.UpdatePin(p); err != nil {
+				w.log.WithError(err).Error("updating pin")
+			}
+		}
+	}
+}
+
+// newPins reports whether pins/ holds pins this worker has not seen.
+func (w *Worker) newPins() bool {
+	names, err := w.q.PinNames()
+	if err != nil {
+		return false
+	}
+	for _, n := range names {
+		if _, ok := w.pins[n]; !ok && !w.badPins[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// pinnedRoots are the roots pins of target wait for, for a job: the rules
+// then read their facts as policy.ForPin says.
+func (w *Worker) pinnedRoots(target string) map[string]bool {
+	var out map[string]bool
+	for _, p := range w.pins {
+		if p.Target == target {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[p.Path] = true
+		}
+	}
+	return out
+}

@@ -1,0 +1,230 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// calls records pushes and pins in the order they happen.
+type calls struct {
+	mu   sync.Mutex
+	seen []string
+	fail error
+}
+
+func (c *calls) add(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen = append(c.seen, s)
+}
+
+func (c *calls) list() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.seen...)
+}
+
+type orderedPusher struct{ c *calls }
+
+func (p orderedPusher) Push(ctx context.Context, paths []string, out io.Writer) error {
+	p.c.add("push " + strings.Join(paths, " "))
+	return nil
+}
+
+type fakePinner struct {
+	c      *calls
+	target string
+}
+
+func (p fakePinner) Pin(ctx context.Context, name, path string, keep queue.Keep, out io.Writer) error {
+	p.c.add(fmt.Sprintf("pin %s %s %s %s", p.target, name, path, keep))
+	return p.c.fail
+}
+
+func (e *env) pinWorker(c *calls) *Worker {
+	w := e.worker(nil)
+	for _, t := range e.cfg.Targets {
+		w.pushers[t.Name] = orderedPusher{c}
+	}
+	w.newPinner = func(t *config.Target) (pusher.Pinner, error) {
+		if t.Store != "" {
+			return pusher.NewPinner(e.cfg, t)
+		}
+		return fakePinner{c, t.Name}, nil
+	}
+	return w
+}
+
+func (e *env) pin(t *testing.T, target string, root storepath.Path, name string, keep queue.Keep) {
+	t.Helper()
+	if _, err := e.q.AddPins([]queue.Pin{{Target: target, Path: root.String(), Name: name, Keep: keep}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunPinsAfterThePush(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil), mkTarget(t, "work", []string{"*"}, nil))
+	root := build(t, "system-1")[0]
+	e.add(t, "main", root)
+	e.add(t, "work", root)
+	keep := queue.Keep{Revisions: 3}
+	e.pin(t, "main", root, "host-system", keep)
+	e.pin(t, "work", root, "host-system", keep)
+	c := &calls{}
+	if err := run(t, e.pinWorker(c), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	got := c.list()
+	want := []string{
+		"push " + root.String(), "push " + root.String(),
+		"pin main host-system " + root.String() + " --keep-revisions 3",
+		"pin work host-system " + root.String() + " --keep-revisions 3",
+	}
+	if strings.Join(got[:2], "\n") != strings.Join(want[:2], "\n") || len(got) != 4 ||
+		!(got[2] == want[2] && got[3] == want[3] || got[2] == want[3] && got[3] == want[2]) {
+		t.Fatalf("calls = %q, want both pushes, then one pin per target", got)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left after they were made: %q", names)
+	}
+	if st := LoadState(e.q.Dir).Targets["main"]; st == nil || st.Pinned != 1 {
+		t.Errorf("state of main = %+v, want 1 pinned", st)
+	}
+	recs, _ := history.Read(e.q.Dir)
+	pinned := 0
+	for _, r := range recs {
+		if r.Outcome == history.Pinned && r.Pin == `"host-system" --keep-revisions 3` {
+			pinned++
+		}
+	}
+	if pinned != 2 {
+		t.Errorf("history has %d pinned records, want 2: %+v", pinned, recs)
+	}
+}
+
+// A root pushed before (no entry queued) is pinned at once; one whose
+// entry is dropped is not pinned, and the pin says why.
+func TestRunPinWithoutEntryAndDroppedRoot(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+	done := build(t, "done-1")[0]
+	secret := build(t, "secret-1")[0]
+	e.add(t, "main", secret) // queued before the deny rule; dropped now
+	e.pin(t, "main", done, "done", queue.Keep{})
+	e.pin(t, "main", secret, "secret", queue.Keep{Forever: true})
+	c := &calls{}
+	if err := run(t, e.pinWorker(c), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := c.list(); len(got) != 1 || got[0] != "pin main done "+done.String()+" " {
+		t.Errorf("calls = %q, want only the pin of the root pushed before", got)
+	}
+	recs, _ := history.Read(e.q.Dir)
+	var why string
+	for _, r := range recs {
+		if r.Outcome == history.PinDropped && r.Path == secret.String() {
+			why = r.Reason
+		}
+	}
+	if !strings.Contains(why, `its root was dropped: no longer selected: deny "secret-*"`) {
+		t.Errorf("the dropped root's pin: reason %q", why)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left: %q", names)
+	}
+}
+
+// A failing pin call is kept and backed off; a Once worker leaves it for
+// the retry. On a Nix store target a pin is dropped with the reason.
+func TestRunPinFailsAndStoreTarget(t *testing.T) {
+	fakeStore(t)
+	store := mkTarget(t, "local", []string{"*"}, nil)
+	store.Cache, store.Store = "", "file:///var/cache/nix"
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil), store)
+	root := build(t, "root-1")[0]
+	e.pin(t, "main", root, "r", queue.Keep{Days: 7})
+	e.pin(t, "local", root, "r", queue.Keep{})
+	c := &calls{fail: errors.New("HTTP 500")}
+	err := run(t, e.pinWorker(c), Once)
+	if !errors.Is(err, ErrLeft) {
+		t.Fatalf("Run(Once) = %v, want ErrLeft (the failing pin waits)", err)
+	}
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || pins[0].Target != "main" || pins[0].Attempts != 1 || pins[0].LastError != "HTTP 500" || !pins[0].NextAttempt.After(time.Now()) {
+		t.Fatalf("pins = %+v, want main's, failed once, backed off", pins)
+	}
+	if st := LoadState(e.q.Dir).Targets["main"]; st == nil || st.PinFailures != 1 {
+		t.Errorf("state = %+v, want 1 pin failure", st)
+	}
+	recs, _ := history.Read(e.q.Dir)
+	found := false
+	for _, r := range recs {
+		found = found || r.Outcome == history.PinDropped && r.Target == "local" && strings.Contains(r.Reason, "is a Nix store")
+	}
+	if !found {
+		t.Errorf("the store target's pin was not dropped with the reason: %+v", recs)
+	}
+	// retry makes it due; now it succeeds.
+	c.fail = nil
+	if err := e.q.RequestRetry(); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, e.pinWorker(c), Once); err != nil {
+		t.Fatalf("Run(Once) after retry = %v", err)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left after the retry: %q", names)
+	}
+}
+
+func TestRunWritesMetrics(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Metrics.File = filepath.Join(t.TempDir(), "cachix_filter_hook.prom")
+	ps := build(t, "a-1", "b-1")
+	e.add(t, "main", append(ps, mkPath("gone-1"))...)
+	if err := run(t, e.worker(map[string]*fakePusher{"main": {}}), Once); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(e.cfg.Metrics.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`cachix_filter_hook_pending{target="main"} 0`,
+		`cachix_filter_hook_pushed_paths_total{target="main"} 2`,
+		`cachix_filter_hook_dropped_paths_total{target="main",reason="garbage_collected"} 1`,
+		`cachix_filter_hook_dropped{target="main"} 1`,
+		`cachix_filter_hook_pusher_calls_total{target="main",result="success"} 1`,
+		`cachix_filter_hook_pusher_duration_seconds_count{target="main"} 1`,
+		"cachix_filter_hook_worker_running 0",
+	} {
+		if !strings.Contains(string(data), want+"\n") {
+			t.Errorf("metrics file lacks %q:\n%s", want, data)
+		}
+	}
+	// The counters survive the worker: the next one starts from them.
+	e.add(t, "main", build(t, "c-1")...)
+	if err := run(t, e.worker(map[string]*fakePusher{"main": {}}), Once); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(e.cfg.Metrics.File)
+	if !strings.Contains(string(data), `cachix_filter_hook_pushed_paths_total{target="main"} 3`+"\n") {
+		t.Errorf("the counter started again with the second worker:\n%s", data)
+	}
+}
