@@ -4,10 +4,26 @@
 // ships it), yet the hook must be tested against something that behaves like
 // it: same argument grammar, same auth rules, same exit codes, and a real
 // upload of the runtime closure. So this program accepts cachix's grammar
-// (only the `push` command), checks auth the way cachix does, and "uploads"
-// with `nix copy` into a local file:// binary cache:
+// (the `push` and `pin` commands), checks auth the way cachix does, and
+// "uploads" with `nix copy` into a local file:// binary cache:
 //
 //	$CACHIX_STANDIN_ROOT/<CACHE>/<hash>.narinfo, nar/...
+//
+// `pin` takes cachix's grammar (cachix/src/Cachix/Client/OptionsParser.hs,
+// pinOptionsParser):
+//
+//	cachix pin CACHE PIN-NAME STORE-PATH [-a|--artifact PATH]...
+//	           [--keep-days INT | --keep-revisions INT | --keep-forever]
+//
+// with the keep options excluding each other, an auth token required (a
+// signing key is not enough, as cachix's getAuthTokenRequired), each
+// artifact a file inside the store path; it fails, unlike what is known
+// of Cachix, when the cache does not hold the path yet, so that a pin sent
+// before its push fails the tests. Each pin made is a line of
+// $CACHIX_STANDIN_ROOT/pins.jsonl:
+//
+//	{"time":..., "cache":..., "name":..., "path":..., "artifacts":[...],
+//	 "keep":"revisions 3"|"days 7"|"forever"|"", "pid":...}
 //
 // Anything cachix would reject (an unknown option such as --omit-deps, a
 // missing CACHE, a bad -m/-l value) is rejected here too, with exit 1, so a
@@ -97,9 +113,11 @@ const usage = `Usage: cachix [-c|--config CONFIGPATH] [--host URI] [-v|--verbose
        cachix push [-m|--compression-method xz|zstd] [-l|--compression-level 0..16]
                    [-s|--chunk-size BYTES] [-n|--num-concurrent-chunks N]
                    [-j|--jobs N] [--omit-deriver] CACHE [PATHS...]
+       cachix pin CACHE-NAME PIN-NAME STORE-PATH [-a|--artifact ARTIFACTS...]
+                  [--keep-days INT | --keep-revisions INT | --keep-forever]
 
-  Stand-in for cachix: only the push command is supported. With no PATHS,
-  whitespace-separated paths are read from stdin.`
+  Stand-in for cachix: only the push and pin commands are supported. With
+  no PATHS, push reads whitespace-separated paths from stdin.`
 
 // Args is a parsed command line. Numeric options the user did not give
 // stay 0 (or "" for strings) so tests can tell given from defaulted.
@@ -118,6 +136,14 @@ type Args struct {
 	OmitDeriver       bool
 	Cache             string
 	Paths             []string
+	// pin's: the pin's name and store path, its artifacts, and which
+	// keep option was given ("" none, "days", "revisions", "forever")
+	// with its value.
+	PinName   string
+	PinPath   string
+	Artifacts []string
+	Keep      string
+	KeepN     int
 }
 
 // UsageError is a command-line error; it is printed with the usage, the
@@ -176,10 +202,13 @@ func Parse(args []string) (Args, error) {
 	switch cmd := args[i]; cmd {
 	case "push":
 		a.Command = "push"
+	case "pin":
+		a.Command = "pin"
+		return parsePin(a, args[i+1:])
 	case "version":
 		return Args{Command: "version"}, nil
 	default:
-		return a, usageErr("Invalid argument `%s' (this cachix stand-in supports only the push command)", cmd)
+		return a, usageErr("Invalid argument `%s' (this cachix stand-in supports only the push and pin commands)", cmd)
 	}
 	i++
 	var pos []string
@@ -242,6 +271,72 @@ func Parse(args []string) (Args, error) {
 		return a, usageErr("Missing: CACHE")
 	}
 	a.Cache, a.Paths = pos[0], pos[1:]
+	if !cacheName.MatchString(a.Cache) {
+		return a, usageErr("invalid cache name `%s'", a.Cache)
+	}
+	return a, nil
+}
+
+// parsePin parses pin's options and arguments, which optparse lets mix.
+func parsePin(a Args, args []string) (Args, error) {
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			pos = append(pos, arg)
+			continue
+		}
+		name, val, hasVal := splitOpt(arg)
+		switch name {
+		case "--help", "-h":
+			return Args{Command: "help"}, nil
+		case "-a", "--artifact":
+			v, err := optValue(args, &i, name, val, hasVal)
+			if err != nil {
+				return a, err
+			}
+			a.Artifacts = append(a.Artifacts, v)
+		case "--keep-days", "--keep-revisions", "--keep-forever":
+			// One of the three, once: after one alternative of
+			// keepParser matched, optparse has no parser left for
+			// another.
+			if a.Keep != "" {
+				return a, usageErr("Invalid option `%s'", arg)
+			}
+			a.Keep = strings.TrimPrefix(name, "--keep-")
+			if name == "--keep-forever" {
+				if hasVal {
+					return a, usageErr("Invalid option `%s'", arg)
+				}
+				continue
+			}
+			v, err := optValue(args, &i, name, val, hasVal)
+			if err != nil {
+				return a, err
+			}
+			// option auto: Haskell's read of an Int.
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || strings.HasPrefix(strings.TrimSpace(v), "+") {
+				return a, usageErr("option %s: cannot parse value `%s'", name, v)
+			}
+			a.KeepN = n
+		default:
+			return a, usageErr("Invalid option `%s'", arg)
+		}
+	}
+	names := []string{"CACHE-NAME", "PIN-NAME", "STORE-PATH"}
+	if len(pos) < len(names) {
+		return a, usageErr("Missing: %s", strings.Join(names[len(pos):], " "))
+	}
+	if len(pos) > len(names) {
+		return a, usageErr("Invalid argument `%s'", pos[len(names)])
+	}
+	a.Cache, a.PinName, a.PinPath = pos[0], pos[1], pos[2]
+	a.Paths = []string{a.PinPath}
 	if !cacheName.MatchString(a.Cache) {
 		return a, usageErr("invalid cache name `%s'", a.Cache)
 	}
@@ -344,6 +439,9 @@ func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
 		sum := sha256.Sum256([]byte(k))
 		rec.KeySHA256 = hex.EncodeToString(sum[:])
 	}
+	if a.Command == "pin" {
+		return pin(root, a, token, stdout)
+	}
 	if auth == "" {
 		return errors.New("Neither auth token nor signing key are present.")
 	}
@@ -382,6 +480,68 @@ func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
 		return nil
 	}
 	return push(root, a, paths, stdout)
+}
+
+// noAuthToken is how cachix's getAuthTokenRequired fails (its
+// noAuthTokenError, first line).
+const noAuthToken = "Start by visiting https://app.cachix.org and create a personal/cache auth token."
+
+// pinRecord is one line of pins.jsonl.
+type pinRecord struct {
+	Time      string   `json:"time"`
+	Cache     string   `json:"cache"`
+	Name      string   `json:"name"`
+	Path      string   `json:"path"`
+	Artifacts []string `json:"artifacts"`
+	Keep      string   `json:"keep"`
+	PID       int      `json:"pid"`
+}
+
+// pin checks a pin as cachix does (a token, a valid store path, each
+// artifact a file in it), requires the cache to hold the path, applies
+// the delay and the tricks, and records the pin.
+func pin(root string, a Args, token string, stdout io.Writer) error {
+	if token == "" {
+		return errors.New(noAuthToken)
+	}
+	if err := checkStorePath(a.PinPath); err != nil {
+		return err
+	}
+	for _, art := range a.Artifacts {
+		file := filepath.Join(a.PinPath, strings.TrimPrefix(art, "/"))
+		if fi, err := os.Stat(file); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("Artifact %s doesn't exist.", file)
+		}
+	}
+	hash := filepath.Base(a.PinPath)[:32]
+	if _, err := os.Stat(filepath.Join(root, a.Cache, hash+".narinfo")); err != nil {
+		return fmt.Errorf("(stand-in) %s is not in cache %s: push it first", a.PinPath, a.Cache)
+	}
+	if d := os.Getenv("CACHIX_STANDIN_DELAY"); d != "" {
+		dur, err := time.ParseDuration(d)
+		if err != nil {
+			return fmt.Errorf("CACHIX_STANDIN_DELAY: %w", err)
+		}
+		time.Sleep(dur)
+	}
+	if err := tricks(root, stdout); err != nil {
+		return err
+	}
+	keep := a.Keep
+	if a.Keep == "days" || a.Keep == "revisions" {
+		keep += " " + strconv.Itoa(a.KeepN)
+	}
+	artifacts := a.Artifacts
+	if artifacts == nil {
+		artifacts = []string{}
+	}
+	line, _ := json.Marshal(pinRecord{Time: time.Now().UTC().Format(time.RFC3339Nano), Cache: a.Cache, Name: a.PinName,
+		Path: a.PinPath, Artifacts: artifacts, Keep: keep, PID: os.Getpid()})
+	if err := appendLocked(filepath.Join(root, "pins.jsonl"), append(line, '\n')); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Pinned %s as %s in %s\n", a.PinPath, a.PinName, a.Cache)
+	return nil
 }
 
 // findToken returns the auth token (may be empty) and where auth came from:

@@ -89,8 +89,8 @@ func TestParseRejects(t *testing.T) {
 		{[]string{"push", "--jobs=", "c"}, "cannot parse"},
 		{[]string{"push", "-s", "1k", "c"}, "cannot parse"},
 		{[]string{"push", "c", "-j"}, "expects an argument"},
-		{[]string{"watch-store", "c"}, "supports only the push command"},
-		{[]string{"daemon", "push", "c"}, "supports only the push command"},
+		{[]string{"watch-store", "c"}, "supports only the push and pin commands"},
+		{[]string{"daemon", "push", "c"}, "supports only the push and pin commands"},
 		{[]string{"push", "../escape"}, "invalid cache name"},
 	}
 	for _, tt := range tests {
@@ -337,5 +337,95 @@ in derivation { name = "standin-test-%[1]s"; system = builtins.currentSystem; bu
 	}
 	if _, err := os.Stat(filepath.Join(root, "third")); err == nil {
 		t.Errorf("pushed without a token")
+	}
+}
+
+// TestParsePin: cachix's pin grammar (OptionsParser.hs, pinOptionsParser):
+// three arguments, repeated -a/--artifact, and at most one of the keep
+// options, which exclude each other.
+func TestParsePin(t *testing.T) {
+	p := "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-sys"
+	ok := []struct {
+		args []string
+		want Args
+	}{
+		{[]string{"pin", "c", "n", p}, Args{Command: "pin", Cache: "c", PinName: "n", PinPath: p, Paths: []string{p}}},
+		{[]string{"pin", "--keep-revisions", "3", "c", "n", p}, Args{Command: "pin", Cache: "c", PinName: "n", PinPath: p, Paths: []string{p}, Keep: "revisions", KeepN: 3}},
+		{[]string{"pin", "c", "n", p, "--keep-days=7"}, Args{Command: "pin", Cache: "c", PinName: "n", PinPath: p, Paths: []string{p}, Keep: "days", KeepN: 7}},
+		{[]string{"pin", "c", "--keep-forever", "n", p, "-a", "bin/x", "--artifact", "/share/y"},
+			Args{Command: "pin", Cache: "c", PinName: "n", PinPath: p, Paths: []string{p}, Keep: "forever", Artifacts: []string{"bin/x", "/share/y"}}},
+		{[]string{"pin", "--keep-days", "1", "--", "c", "-odd-name", p}, Args{Command: "pin", Cache: "c", PinName: "-odd-name", PinPath: p, Paths: []string{p}, Keep: "days", KeepN: 1}},
+		{[]string{"-c", "/cfg", "pin", "c", "n", p}, Args{Config: "/cfg", Command: "pin", Cache: "c", PinName: "n", PinPath: p, Paths: []string{p}}},
+	}
+	for _, tt := range ok {
+		got, err := Parse(tt.args)
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", tt.args, got, err, tt.want)
+		}
+	}
+	bad := []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"pin", "c", "n"}, "Missing: STORE-PATH"},
+		{[]string{"pin"}, "Missing: CACHE-NAME PIN-NAME STORE-PATH"},
+		{[]string{"pin", "c", "n", p, "extra"}, "Invalid argument `extra'"},
+		{[]string{"pin", "--keep-days", "1", "--keep-revisions", "2", "c", "n", p}, "Invalid option `--keep-revisions'"},
+		{[]string{"pin", "--keep-forever", "--keep-days", "2", "c", "n", p}, "Invalid option `--keep-days'"},
+		{[]string{"pin", "--keep-revisions", "1", "--keep-revisions", "2", "c", "n", p}, "Invalid option `--keep-revisions'"},
+		{[]string{"pin", "--keep-revisions", "three", "c", "n", p}, "cannot parse value `three'"},
+		{[]string{"pin", "--keep-revisions"}, "expects an argument"},
+		{[]string{"pin", "--keep-forever=yes", "c", "n", p}, "Invalid option"},
+		{[]string{"pin", "--keep-weeks", "2", "c", "n", p}, "Invalid option `--keep-weeks'"},
+		{[]string{"pin", "c", "n", p, "-a"}, "expects an argument"},
+		{[]string{"pin", "../x", "n", p}, "invalid cache name"},
+	}
+	for _, tt := range bad {
+		if _, err := Parse(tt.args); err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("Parse(%q) = %v, want an error with %q", tt.args, err, tt.msg)
+		}
+	}
+}
+
+// TestPinBinary runs the stand-in's pin: a token is required (a signing
+// key is not enough), the path must be in the cache, artifacts must be
+// files in it, and each pin made is recorded.
+func TestPinBinary(t *testing.T) {
+	bin := buildStandin(t)
+	store := t.TempDir()
+	p := filepath.Join(store, "0123456789abcdfghijklmnpqrsvwxyz-sys-1")
+	if err := os.MkdirAll(filepath.Join(p, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(p, "bin", "x"), []byte("x"), 0o755)
+	root := t.TempDir()
+	env := []string{"NIX_STORE_DIR=" + store, "CACHIX_STANDIN_ROOT=" + root}
+	args := []string{"pin", "--keep-revisions", "3", "--", "c", "host-system", p}
+
+	if r := runStandin(t, bin, append(env, "CACHIX_SIGNING_KEY=k"), "", args...); r.exit != 1 || !strings.Contains(r.stderr, "auth token") {
+		t.Errorf("pin with a signing key only: %+v", r)
+	}
+	env = append(env, "CACHIX_AUTH_TOKEN=tok")
+	if r := runStandin(t, bin, env, "", args...); r.exit != 1 || !strings.Contains(r.stderr, "not in cache c") {
+		t.Errorf("pin of a path the cache lacks: %+v", r)
+	}
+	os.MkdirAll(filepath.Join(root, "c"), 0o755)
+	os.WriteFile(filepath.Join(root, "c", "0123456789abcdfghijklmnpqrsvwxyz.narinfo"), []byte("StorePath: "+p+"\n"), 0o644)
+	if r := runStandin(t, bin, env, "", "pin", "c", "n", p, "-a", "bin"); r.exit != 1 || !strings.Contains(r.stderr, "doesn't exist") {
+		t.Errorf("an artifact that is a directory: %+v", r)
+	}
+	if r := runStandin(t, bin, env, "", "pin", "-a", "/bin/x", "--keep-revisions", "3", "--", "c", "host-system", p); r.exit != 0 {
+		t.Fatalf("pin: %+v", r)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "pins.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec pinRecord
+	if err := json.Unmarshal(data, &rec); err != nil || rec.Cache != "c" || rec.Name != "host-system" || rec.Path != p || rec.Keep != "revisions 3" || !reflect.DeepEqual(rec.Artifacts, []string{"/bin/x"}) {
+		t.Errorf("pins.jsonl = %s (%v)", data, err)
+	}
+	if n := strings.Count(string(data), "\n"); n != 1 {
+		t.Errorf("%d pins recorded, want only the one made", n)
 	}
 }
