@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
@@ -48,6 +49,9 @@ type Config struct {
 	Queue            Queue
 	Log              Log
 	Metrics          Metrics
+	// Host is this machine's host name, as the worker reads it (see
+	// hostName): the hosts rule and pin names ({host}) use it.
+	Host string
 	// Warnings are problems that do not stop the program, such as a
 	// target whose empty allow list selects nothing.
 	Warnings []string
@@ -74,6 +78,12 @@ type Target struct {
 	// (package_lists; see package pkglist), with no allow rule for it.
 	PackageLists bool
 	Rules        *filter.Rules
+	// Hosts lists the host names (globs) the target is on; HostRules
+	// is it compiled (nil: every host) and Host this machine's name.
+	// Package policy applies them.
+	Hosts     []string
+	HostRules *filter.Hosts
+	Host      string
 	// Label names the target in messages and in validate's output:
 	// "top level" (the default target, made of the top-level keys),
 	// `target "NAME"` for a [[target]] that sets its name, else
@@ -131,6 +141,20 @@ type Metrics struct {
 	// File is rewritten by the worker in Prometheus' text format; ""
 	// writes none.
 	File string
+}
+
+// hostName is this machine's host name as the worker will read it: the
+// kernel's (uname -n; a UTS namespace has its own), lower-cased. No
+// variable changes it: the hook runs as root with whatever environment
+// nix-daemon has, and a variable saying "this is builder-1" would let
+// whoever could set it choose the caches root pushes to. The tests set
+// the host name in a UTS namespace of their own (test/hosts_test.go).
+func hostName() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(h)
 }
 
 // Find returns the config file to read: flagPath, then $CACHIX_FILTER_HOOK_CONFIG,

@@ -116,7 +116,7 @@ func parse(file string, data []byte) (*Config, error) {
 	if err := l.v.MergeConfigMap(raw); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	c := &Config{File: file, sources: l.sources}
+	c := &Config{File: file, sources: l.sources, Host: hostName()}
 	for i := range keys {
 		if k := &keys[i]; k.field != nil {
 			l.load(k, k.field(c))

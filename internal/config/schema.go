@@ -89,6 +89,10 @@ var keys = []key{
 		example: `["hello-*"]`, defDoc: "[] (push nothing)"},
 	{name: "deny", kind: kList, scope: sTarget, targetField: func(t *Target) any { return &t.Deny },
 		example: `["*-doc"]`},
+	{name: "hosts", kind: kList, scope: sTarget, targetField: func(t *Target) any { return &t.Hosts },
+		only:    func(t *Target) bool { return t.HostRules != nil },
+		doc:     "One config for a fleet: the host names (globs, as the patterns above,\nmatched against the kernel's host name, `uname -n`, ignoring case) on\nwhich this target is on. Elsewhere it is off, and every message says so:\n\"skip PATH (target main is for hosts builder-*; this is laptop)\". No\nvariable can fake the host name.",
+		example: `["builder-*", "ci-*"]`, hidden: true, defDoc: "every host"},
 	{name: "closure_deny", kind: kString, scope: sTarget, def: ClosureSkip, targetField: func(t *Target) any { return &t.ClosureDeny },
 		doc: "What to do when a selected path depends on a denied one, or on one\nlarger than max_nar_size (pushers upload whole closures;\ncachix/cachix#387's question).\n" +
 			"  \"skip\": leave the selected path out too, naming the dependency and the\n          rule: explain and push --dry-run say \"skip PATH (closure_deny =\n          \"skip\": its closure contains DEP, denied by ...)\", the worker\n          drops it with that reason (log, dropped/, wait). Deny wins. The\n          default since issue 9 (it was \"push\").\n" +

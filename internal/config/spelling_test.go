@@ -164,6 +164,7 @@ func TestEveryKeyOfTheExample(t *testing.T) {
 		"log.level":               {`"debug"`, "debug", `level = "debug"`},
 		"log.max_size":            {`"2MiB"`, "2MiB", `max_size = "2MiB"`},
 		"metrics.file":            {`"/tmp/m.prom"`, "/tmp/m.prom", `file = "/tmp/m.prom"`},
+		"hosts":                   {`["b-*"]`, "b-*", `hosts = ["b-*"]`},
 	}
 	dir := t.TempDir()
 	for _, k := range keys {

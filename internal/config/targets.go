@@ -125,6 +125,8 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		Allow:       l.asList(l.file, prefix+"allow", m["allow"]),
 		Deny:        l.asList(l.file, prefix+"deny", m["deny"]),
 		ClosureDeny: str("closure_deny"),
+		Hosts:       l.asList(l.file, prefix+"hosts", m["hosts"]),
+		Host:        c.Host,
 	}
 	label := prefix
 	if label == "" {
@@ -183,6 +185,19 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		}
 	}
 	t.Rules = rules
+	if _, set := m["hosts"]; set {
+		hosts, err := filter.CompileHosts(t.Hosts)
+		var pe *filter.PatternError
+		for _, e := range unwrapAll(err) {
+			if errors.As(e, &pe) {
+				l.errorf("%s: %shosts[%d]: bad pattern %q: %s at offset %d", from("hosts"), prefix, pe.Index, pe.Pattern, pe.Reason, pe.Offset)
+			}
+		}
+		t.HostRules = hosts
+		if len(t.Hosts) == 0 {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("target %q has an empty hosts list: it is off on every host", t.Name))
+		}
+	}
 	l.pathRules(c, t, prefix, m, from)
 	return t
 }

@@ -217,6 +217,9 @@ func DeniesSibling(c *config.Config, paths []storepath.Path) bool {
 		if !DeniesByName(t) {
 			continue
 		}
+		if HostRule(t) != "" {
+			continue
+		}
 		sel, den := false, false
 		for _, p := range paths {
 			sel = sel || t.Rules.Decide(p).Selected

@@ -73,8 +73,9 @@ func listingFor(f *Facts, t string) *Listing {
 // they neither select nor deny, by the package lists that name it for t.
 func byNameOrList(t *config.Target, p storepath.Path, f *Facts) TargetDecision {
 	td := ByName(t, p)
-	if td.Selected || td.Pattern != "" {
-		// Selected by a pattern, or denied by one: deny wins.
+	if td.Selected || td.Pattern != "" || td.Check == CheckHosts {
+		// Selected by a pattern, or denied by one (deny wins), or the
+		// target is off on this host (lists too).
 		return td
 	}
 	l := listingFor(f, t.Name)

@@ -6,6 +6,8 @@
 // A target decides on a path in steps; each may only leave out what the
 // step before selected, and the first that does gives the reason:
 //
+//  0. the target's hosts, on this machine's host name (HostRule): a
+//     target that is not for this host is off;
 //  1. the target's allow and deny patterns on the path's name (package
 //     filter; ByName), or, for a path they neither select nor deny and a
 //     target with package_lists = true, a package list that names it
@@ -27,12 +29,18 @@
 package policy
 
 import (
+	"fmt"
+
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
-// ByName is t's decision on p by its allow and deny patterns alone.
+// ByName is t's decision on p by its hosts and its allow and deny
+// patterns alone.
 func ByName(t *config.Target, p storepath.Path) TargetDecision {
+	if why := HostRule(t); why != "" {
+		return TargetDecision{Target: t.Name, Check: CheckHosts, Rule: why}
+	}
 	d := t.Rules.Decide(p)
 	td := TargetDecision{Target: t.Name, Selected: d.Selected, Rule: d.Reason()}
 	if d.Rule != nil {
@@ -70,11 +78,31 @@ func DecideTarget(t *config.Target, p storepath.Path, f *Facts, cl *Closure) Tar
 // any rule that reads facts: what is worth asking Nix or an upstream about.
 func SelectedByName(c *config.Config, p storepath.Path) bool {
 	for _, t := range c.Targets {
-		if t.Rules.Decide(p).Selected {
+		if HostRule(t) == "" && t.Rules.Decide(p).Selected {
 			return true
 		}
 	}
 	return false
+}
+
+// CheckHosts is the Check of a target that is off on this host.
+const CheckHosts = "hosts"
+
+// HostRule is why t is off on this machine, `target mycache is for hosts
+// builder-*; this is laptop`, or "" when it is on (it has no hosts list,
+// or one of its globs matches the host name).
+func HostRule(t *config.Target) string {
+	if t.HostRules == nil || t.HostRules.Match(t.Host) && t.Host != "" {
+		return ""
+	}
+	this := t.Host
+	if this == "" {
+		this = "a host whose name is unknown"
+	}
+	if len(t.Hosts) == 0 {
+		return fmt.Sprintf("target %s is for no host (hosts = []); this is %s", t.Name, this)
+	}
+	return fmt.Sprintf("target %s is for hosts %s; this is %s", t.Name, t.HostRules, this)
 }
 
 // Needs says which facts the configuration's rules read, so that nobody
