@@ -43,7 +43,7 @@ func (e *env) commands() []*command {
 		explain explainOptions
 		valid   validateOptions
 		wait    waitOptions
-		status  jsonOption
+		status  statusOptions
 		doctor  jsonOption
 		logs    logOptions
 		forget  forgetOptions
@@ -77,14 +77,22 @@ call, as recorded for queue.remember_pushed; --force queues them anyway
 
 With --wait, show progress on stderr; exit 0 when everything queued went
 up (or the rules, changed meanwhile, left it out: listed, a verdict), 3
-when a path failed, was lost or was still queued at the timeout (listed
-with the reason), 1 for an error of the command, 2 for a usage error.`,
-			flags: append([]flagDef{
+when a path failed, was lost or was still queued at the timeout, or a pin
+was given up on (listed with the reason), 1 for an error of the command,
+2 for a usage error.
+
+With --pin NAME, each root given (not its closure) is also pinned in every
+Cachix target that pushes it (cachix pin), by the worker, once its closure
+is in that cache, with retries; {host} and {target} in NAME are replaced.
+A root pinned in a target goes there whatever unsubstitutable and upstream
+say (it is to be kept in that cache); deny, max_nar_size and closure_deny
+still apply. A Nix store has no pins: such a target is said to be left out.`,
+			flags: append(append([]flagDef{
 				{name: "closure", bind: switchVar(&push.closure), help: "select from each root's runtime closure, not just the root"},
 				{name: "dry-run", bind: switchVar(&push.dryRun), help: "print the decisions as explain does; queue nothing"},
 				{name: "force", bind: switchVar(&push.force), help: "queue paths even if the record says they were pushed"},
 				{name: "fail-on-drop", bind: switchVar(&push.failOnDrop), help: "with --wait, exit 3 when the rules left out a queued path, too"},
-			}, push.defs("wait until the queued paths are pushed; exit 3 listing those that were not",
+			}, push.pin.defs()...), push.defs("wait until the queued paths are pushed; exit 3 listing those that were not",
 				"no progress and no summary; only what was not pushed")...)},
 
 		{name: "explain", args: "PATH...", kind: argsPaths, run: func(e *env) int { return runExplain(e, &explain) },
@@ -121,11 +129,13 @@ trusted user. One line per check: ok, warning or problem, with the fix.
 Exit 1 when there is a problem.`,
 			flags: []flagDef{asJSON(&doctor.json, "print as JSON")}},
 
-		{name: "status", run: func(e *env) int { return runStatus(e, status.json) },
+		{name: "status", run: func(e *env) int { return runStatus(e, &status) },
 			summary: "show the queue per target",
-			doc: `Show, per target, what is pending and failing, when it last pushed, and
-whether a worker runs.`,
-			flags: []flagDef{asJSON(&status.json, "print as JSON")}},
+			doc: `Show, per target, what is pending and failing, when it last pushed, the pins
+waiting, and whether a worker runs. --prometheus prints the metrics the
+worker writes to metrics.file, in Prometheus' text format.`,
+			flags: []flagDef{asJSON(&status.json, "print as JSON"),
+				{name: "prometheus", bind: switchVar(&status.prometheus), help: "print the metrics in Prometheus' text format (as metrics.file)"}}},
 
 		{name: "wait", run: func(e *env) int { return runWait(e, &wait) },
 			summary: "block until the queue is empty",

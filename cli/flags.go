@@ -50,6 +50,10 @@ func stringVar(p *string) func(*pflag.FlagSet, *flagDef) {
 	return func(fs *pflag.FlagSet, d *flagDef) { fs.StringVarP(p, d.name, shortName(d), *p, d.help) }
 }
 
+func intVar(p *int) func(*pflag.FlagSet, *flagDef) {
+	return func(fs *pflag.FlagSet, d *flagDef) { fs.IntVarP(p, d.name, shortName(d), *p, d.help) }
+}
+
 // durationVar binds a duration flag whose default is def.
 func durationVar(p *time.Duration, def time.Duration) func(*pflag.FlagSet, *flagDef) {
 	return func(fs *pflag.FlagSet, d *flagDef) { fs.DurationVarP(p, d.name, shortName(d), def, d.help) }

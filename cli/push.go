@@ -22,11 +22,18 @@ import (
 // pushOptions are push's flags (see the command table).
 type pushOptions struct {
 	closure, dryRun, force bool
+	pin                    pinFlags
 	waitFlags
 	failOnDrop bool
 }
 
 func runPush(e *env, o *pushOptions) int {
+	keep, msg := o.pin.keep()
+	if msg != "" {
+		e.errorf("push: %s", msg)
+		return 2
+	}
+	pin := o.pin.name != ""
 	c, err := e.load()
 	if err != nil {
 		e.errorf("%v", err)
@@ -118,6 +125,16 @@ func runPush(e *env, o *pushOptions) int {
 	// which brought them).
 	closures := e.closureFacts(c, gather, ask)
 	facts := e.gatherFactsWith(gather, c, ask)
+	if pin {
+		// A root to pin goes to its cache whatever unsubstitutable and
+		// upstream say (a NixOS system sets allowSubstitutes = false).
+		if facts == nil {
+			facts = map[string]*policy.Facts{}
+		}
+		for _, r := range roots {
+			facts[r.String()] = policy.ForPin(facts[r.String()])
+		}
+	}
 	factsOf := policy.WithListings(func(s string) *policy.Facts { return facts[s] }, found.Listed)
 	if o.dryRun {
 		verdicts := policy.DecideAll(c, paths, factsOf, closures)
@@ -128,10 +145,30 @@ func runPush(e *env, o *pushOptions) int {
 			}
 			fmt.Fprintln(e.stdout, line)
 		}
+		if pin {
+			sel := hook.SelectWith(c, paths, factsOf)
+			plan, err := planPins(c, roots, &sel, pushedTo, o.pin.name, keep)
+			if err != nil {
+				e.errorf("push: %v", err)
+				return 1
+			}
+			for _, l := range plan.lines {
+				fmt.Fprintln(e.stdout, l)
+			}
+		}
 		return status
 	}
 	sel := hook.SelectFinal(c, decide, factsOf, closures)
 	sel.UseLists(found)
+	var plan pinPlan
+	if pin {
+		// Before the record leaves out what was pushed: a root pushed
+		// before is pinned at once.
+		if plan, err = planPins(c, roots, &sel, pushedTo, o.pin.name, keep); err != nil {
+			e.errorf("push: %v", err)
+			return 1
+		}
+	}
 	sel.LeaveOut(pushedTo)
 	sel.Total = len(paths)
 	for t, n := range pushed {
@@ -165,13 +202,20 @@ func runPush(e *env, o *pushOptions) int {
 	}
 	// After queueing: the line says what was queued, not what was meant to be.
 	fmt.Fprintf(e.stdout, "cachix-filter-hook: %s\n", sel.Summary())
-	if len(sel.Pairs) == 0 {
+	if err := queuePins(c, plan, start); err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	for _, l := range plan.lines {
+		fmt.Fprintf(e.stdout, "cachix-filter-hook: %s\n", l)
+	}
+	if len(sel.Pairs) == 0 && len(plan.pins) == 0 {
 		return status
 	}
 	if o.wait {
 		// An error of the command (a PATH that is not in the store)
 		// says more than the fate of the others.
-		if code := e.waitPushed(c, sel.Pairs, start, o.timeout, o.quiet).exitCode(o.failOnDrop); status == 0 {
+		if code := e.waitPushed(c, sel.Pairs, pinKeys(plan.pins), start, o.timeout, o.quiet).exitCode(o.failOnDrop); status == 0 {
 			return code
 		}
 	}
@@ -251,13 +295,16 @@ func withinRoots(g *pathfacts.Gatherer, roots, paths []storepath.Path, closure b
 
 // waitPushed waits until the pairs push or watch-exec queued have left the
 // queue (see waitQueue), at most timeout.
-func (e *env) waitPushed(c *config.Config, pairs []queue.Pair, since time.Time, timeout time.Duration, quiet bool) waitResult {
+func (e *env) waitPushed(c *config.Config, pairs []queue.Pair, pins []string, since time.Time, timeout time.Duration, quiet bool) waitResult {
 	q, err := queue.Open(c.Queue.Dir)
 	if err != nil {
 		e.errorf("%v", err)
 		return waitResult{end: waitError}
 	}
-	return e.waitQueue(c, q, waitSpec{pairs: pairs, since: since, timeout: timeout, quiet: quiet})
+	if pairs == nil {
+		pairs = []queue.Pair{} // pins only: not the whole queue
+	}
+	return e.waitQueue(c, q, waitSpec{pairs: pairs, pins: pins, since: since, timeout: timeout, quiet: quiet})
 }
 
 // pushedTo tells whether a path went to a target before: recorded itself,

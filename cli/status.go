@@ -36,6 +36,11 @@ type targetStatus struct {
 	// QueueError is the worker's last failure to change this target's
 	// entries (remove, update, drop); it retries with back-off.
 	QueueError string `json:"queue_error,omitempty"`
+	// Pins are the pins (push --pin) waiting to be made; Pinned counts
+	// those made, the last at LastPin.
+	Pins    []pinStatus `json:"pins"`
+	Pinned  int         `json:"pinned"`
+	LastPin *time.Time  `json:"last_pin,omitempty"`
 }
 
 type failingEntry struct {
@@ -97,13 +102,18 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 	st.WorkerStartError = state.StartError
 	byName := map[string]*targetStatus{}
 	for _, t := range c.Targets {
-		ts := &targetStatus{Name: t.Name, Destination: "cachix " + t.Cache, Failures: []failingEntry{}, LastErrors: []history.Record{}}
+		ts := &targetStatus{Name: t.Name, Destination: "cachix " + t.Cache, Failures: []failingEntry{}, LastErrors: []history.Record{}, Pins: []pinStatus{}}
 		if t.Store != "" {
 			ts.Destination = "nix copy --to " + config.RedactURI(t.Store)
 		}
 		if s := state.Targets[t.Name]; s != nil {
 			ts.Pushed = s.Pushed
 			ts.QueueError = s.QueueError
+			ts.Pinned = s.Pinned
+			if !s.LastPin.IsZero() {
+				lp := s.LastPin
+				ts.LastPin = &lp
+			}
 			if !s.LastSuccess.IsZero() {
 				ls := s.LastSuccess
 				ts.LastSuccess = &ls
@@ -128,6 +138,7 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 		}
 	}
 	addOutcomes(st, q, byName)
+	addPins(q, byName)
 	return st, nil
 }
 
@@ -216,6 +227,7 @@ func (st *queueStatus) print(w io.Writer) {
 		if t.QueueError != "" {
 			fmt.Fprintf(w, "  queue error (retried with back-off): %s\n", t.QueueError)
 		}
+		printPins(w, t)
 		printLastErrors(w, t)
 	}
 	if st.Orphaned > 0 {
@@ -238,23 +250,31 @@ func (st *queueStatus) pending() int {
 	return n
 }
 
-func runStatus(e *env, asJSON bool) int {
+// statusOptions are status's flags (see the command table).
+type statusOptions struct {
+	json, prometheus bool
+}
+
+func runStatus(e *env, o *statusOptions) int {
 	c, err := e.load()
 	if err != nil {
 		e.errorf("%v", err)
-		return e.statusWithoutConfig(asJSON)
+		return e.statusWithoutConfig(o)
 	}
 	q, err := queue.Open(c.Queue.Dir)
 	if err != nil {
 		e.errorf("%v", err)
 		return 1
 	}
+	if o.prometheus {
+		return e.printMetrics(c, q, false)
+	}
 	st, err := collectStatus(c, q)
 	if err != nil {
 		e.errorf("%v", err)
 		return 1
 	}
-	if asJSON {
+	if o.json {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
@@ -268,7 +288,7 @@ func runStatus(e *env, asJSON bool) int {
 // load, and exits 1: what is queued is still there, and a broken config
 // is when one most wants to see it. The targets are those the queue
 // names; nothing in it is changed.
-func (e *env) statusWithoutConfig(asJSON bool) int {
+func (e *env) statusWithoutConfig(o *statusOptions) int {
 	dir := config.QueueDirOf(e.configFlag)
 	if p := queue.Diagnose(dir); p != nil {
 		e.errorf("the queue %s: %s", dir, p.Msg)
@@ -298,6 +318,17 @@ func (e *env) statusWithoutConfig(asJSON bool) int {
 	for _, name := range slices.Sorted(maps.Keys(worker.LoadState(dir).Targets)) {
 		add(name)
 	}
+	if pins, _, err := q.ListPins(); err == nil {
+		for _, p := range pins {
+			add(p.Target)
+		}
+	}
+	if o.prometheus {
+		// The metrics still, with config_error 1: a config that does not
+		// load is what an alert is for.
+		e.printMetrics(c, q, true)
+		return 1
+	}
 	st, err := collectStatus(c, q)
 	if err != nil {
 		e.errorf("%v", err)
@@ -309,7 +340,7 @@ func (e *env) statusWithoutConfig(asJSON bool) int {
 	for _, t := range st.Targets {
 		t.Destination = "destination unknown"
 	}
-	if asJSON {
+	if o.json {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
@@ -345,7 +376,7 @@ func addOutcomes(st *queueStatus, q *queue.Queue, byName map[string]*targetStatu
 		r := recs[i]
 		ts := byName[r.Target]
 		k := pairKey(r.Target, r.Path)
-		if ts == nil || seen[k] {
+		if ts == nil || seen[k] || isPinOutcome(r.Outcome) {
 			continue
 		}
 		seen[k] = true

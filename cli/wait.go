@@ -28,6 +28,9 @@ type waitSpec struct {
 	// configured target (entries of targets no longer configured would
 	// never go).
 	pairs []queue.Pair
+	// pins are the keys of the pins push --pin queued (pairs mode);
+	// every pin of a configured target is waited for otherwise.
+	pins []string
 	// since is when the pairs were queued: drops recorded before are
 	// not theirs.
 	since   time.Time
@@ -80,6 +83,9 @@ type waitResult struct {
 	// failures); lost, the paths that were to go up and could not
 	// (gone from the store).
 	ruled, lost int
+	// unpinned counts the pins push --pin waited for that the worker
+	// gave up on (pairs mode).
+	unpinned int
 }
 
 // Exit statuses of wait and push --wait (README, "Exit codes"), after
@@ -97,7 +103,7 @@ func (r waitResult) exitCode(failOnDrop bool) int {
 	switch {
 	case r.end == waitError || r.end == waitInterrupted:
 		return exitError
-	case r.end != waitDone || r.lost > 0 || failOnDrop && r.ruled > 0:
+	case r.end != waitDone || r.lost > 0 || r.unpinned > 0 || failOnDrop && r.ruled > 0:
 		return exitNotSent
 	}
 	return exitOK
@@ -147,19 +153,28 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			e.errorf("%v", err)
 			return waitResult{end: waitError}
 		}
+		var pinKeys []string
+		if spec.pairs != nil {
+			pinKeys = append([]string{}, spec.pins...)
+		}
+		pins, pinsFailing, err := pinsLeft(c, q, pinKeys, time.Now())
+		if err != nil {
+			e.errorf("%v", err)
+			return waitResult{end: waitError}
+		}
 		if left.orphans > 0 && !left.warned {
 			e.errorf("warning: %d queued entries belong to targets no longer in the config; not waiting for them", left.orphans)
 			left.warned = true
 		}
 		prog.poll()
-		if n == 0 && first && spec.pairs == nil {
+		if n+pins == 0 && first && spec.pairs == nil {
 			// Said, so that a log shows the wait happened.
 			if !spec.quiet {
 				e.errorf("nothing to push")
 			}
 			return waitResult{end: waitDone}
 		}
-		if n == 0 {
+		if n+pins == 0 {
 			break
 		}
 		// A worker that crashed, or exited just as entries came, is
@@ -175,7 +190,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			}
 			return waitResult{end: waitError, dropped: prog.dropped, left: left.pairs}
 		}
-		if spec.giveUpFailing && failing.allWaiting(q, left.names, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now()) {
+		if spec.giveUpFailing && (n == 0 || failing.allWaiting(q, left.names, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now())) && (pins == 0 || pinsFailing) {
 			prog.lastFrame()
 			e.errorf("every path left has failed and waits for a retry; not waiting for it (--keep-trying waits on):")
 			left.report(e)
@@ -208,7 +223,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		}
 	}
 	ruled, lost := prog.finish()
-	return waitResult{end: waitDone, dropped: prog.dropped, ruled: ruled, lost: lost}
+	return waitResult{end: waitDone, dropped: prog.dropped, ruled: ruled, lost: lost, unpinned: reportPins(e, q, spec)}
 }
 
 // leftInQueue counts what a wait still waits for.

@@ -107,7 +107,7 @@ func runWatchExec(e *env, o *watchOptions) int {
 		return status
 	}
 	if o.wait {
-		e.waitPushed(c, sel.Pairs, start, o.timeout, o.quiet)
+		e.waitPushed(c, sel.Pairs, nil, start, o.timeout, o.quiet)
 	}
 	return status
 }

@@ -239,6 +239,11 @@ func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 		if seen[t.Name] {
 			sel.Targets = append(sel.Targets, t.Name)
 		}
+		// A path queued for the other targets: the line says why
+		// this one has none (a skipped path says it itself).
+		if why := policy.HostRule(t); why != "" && sel.Selected > 0 {
+			sel.Notes = append(sel.Notes, why)
+		}
 	}
 	return sel
 }

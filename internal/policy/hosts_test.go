@@ -28,8 +28,8 @@ dir = "/tmp/q"
 		push []string
 		line string
 	}{
-		{"builder-1", []string{"mycache", "everywhere"}, "push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> mycache, everywhere (allow \"*\")"},
-		{"laptop", []string{"everywhere"}, "push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> everywhere (allow \"*\")"},
+		{"builder-1", []string{"mycache", "everywhere"}, "push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> mycache, everywhere (allow \"*\"; not -> nowhere: target nowhere is for no host (hosts = []); this is builder-1)"},
+		{"laptop", []string{"everywhere"}, "push /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1 -> everywhere (allow \"*\"; not -> mycache: target mycache is for hosts Builder-*; this is laptop; not -> nowhere: target nowhere is for no host (hosts = []); this is laptop)"},
 	} {
 		c := load(t, conf)
 		for _, tg := range c.Targets {

@@ -203,12 +203,12 @@ func (v Verdict) insideParts() []string {
 }
 
 // closureNotes are what a pushed path's line adds about the targets that
-// do not push it because of the closure rule, and those that upload it
-// only inside another path's closure.
+// do not push it because of the closure rule or because they are not for
+// this host, and those that upload it only inside another path's closure.
 func (v Verdict) closureNotes() []string {
 	var out []string
 	for _, td := range v.Targets {
-		if td.Check == CheckClosure {
+		if td.Check == CheckClosure || td.Check == CheckHosts {
 			out = append(out, fmt.Sprintf("not -> %s: %s", td.Target, td.Rule))
 		}
 	}

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/metrics"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
+)
+
+// printMetrics prints what the worker writes to metrics.file, from the
+// queue directory: the same snapshot (worker.Snapshot), so that both say
+// the same. configError: this command's config does not load.
+func (e *env) printMetrics(c *config.Config, q *queue.Queue, configError bool) int {
+	entries, bad, err := q.List()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	pins, _, err := q.ListPins()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	dropped, err := q.DroppedByTarget(targetNames(c))
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	running, _ := q.WorkerRunning()
+	state := worker.LoadState(q.Dir)
+	if !running {
+		// A config error is the running worker's; none runs.
+		state.Worker = nil
+	}
+	s := worker.Snapshot(c, state, worker.EntriesOf(entries), pins, dropped, running, time.Now())
+	s.Corrupt = len(bad)
+	s.ConfigError = s.ConfigError || configError
+	_, _ = e.stdout.Write(metrics.Render(s))
+	return 0
+}
+
+// pinStatus is a pin waiting to be made, in status.
+type pinStatus struct {
+	Path        string    `json:"path"`
+	Name        string    `json:"name"`
+	Keep        string    `json:"keep,omitempty"`
+	Queued      time.Time `json:"queued"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	// Waiting: its root's entry for the target is still queued.
+	Waiting bool `json:"waiting_for_push"`
+}
+
+// addPins adds the pins waiting to be made to their targets' status.
+func addPins(q *queue.Queue, byName map[string]*targetStatus) {
+	pins, _, err := q.ListPins()
+	if err != nil {
+		return
+	}
+	sort.Slice(pins, func(i, j int) bool { return pins[i].Queued.Before(pins[j].Queued) })
+	for _, p := range pins {
+		ts := byName[p.Target]
+		if ts == nil {
+			continue
+		}
+		ps := pinStatus{Path: p.Path, Name: p.Name, Keep: p.Keep.String(), Queued: p.Queued, Attempts: p.Attempts, NextAttempt: p.NextAttempt, LastError: p.LastError}
+		if key, err := p.EntryKey(); err == nil {
+			_, ps.Waiting = q.Get(key)
+		}
+		ts.Pins = append(ts.Pins, ps)
+	}
+}
+
+func printPins(w io.Writer, t *targetStatus) {
+	if t.Pinned > 0 {
+		fmt.Fprintf(w, "  %d pinned, the last at %s\n", t.Pinned, t.LastPin.Local().Format(time.RFC3339))
+	}
+	for _, p := range t.Pins {
+		keep := ""
+		if p.Keep != "" {
+			keep = " (" + p.Keep + ")"
+		}
+		state := "due"
+		switch {
+		case p.Attempts > 0:
+			state = fmt.Sprintf("%d failed attempts, next in %s: %s", p.Attempts, time.Until(p.NextAttempt).Round(time.Second), p.LastError)
+		case p.Waiting:
+			state = "waiting for its push"
+		}
+		fmt.Fprintf(w, "  pin %q%s of %s: %s\n", p.Name, keep, p.Path, state)
+	}
+}
+
+func isPinOutcome(o string) bool { return strings.HasPrefix(o, "pin") }

@@ -1,0 +1,234 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
+)
+
+// push --pin: each root given (not its closure) is pinned in every Cachix
+// target that pushes it, by the worker, once the root's closure is in that
+// cache (see internal/worker/pins.go).
+
+// pinFlags are push's --pin and the keep options of cachix pin.
+type pinFlags struct {
+	name            string
+	days, revisions int
+	forever         bool
+}
+
+func (pf *pinFlags) defs() []flagDef {
+	return []flagDef{
+		{name: "pin", arg: "NAME", bind: stringVar(&pf.name), help: "pin each root given (not its closure) as NAME in every Cachix target that pushes it, once its closure is there; {host} and {target} in NAME are replaced"},
+		{name: "keep-revisions", arg: "N", bind: intVar(&pf.revisions), help: "with --pin, Cachix keeps the pin's last N revisions"},
+		{name: "keep-days", arg: "N", bind: intVar(&pf.days), help: "with --pin, Cachix keeps the pin's revisions for N days"},
+		{name: "keep-forever", bind: switchVar(&pf.forever), help: "with --pin, Cachix keeps every revision of the pin"},
+	}
+}
+
+// keep checks the pin options; "" with the keep when they are usable.
+func (pf *pinFlags) keep() (queue.Keep, string) {
+	k := queue.Keep{Days: pf.days, Revisions: pf.revisions, Forever: pf.forever}
+	n := 0
+	for _, set := range []bool{k.Days != 0, k.Revisions != 0, k.Forever} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n > 0 && pf.name == "":
+		return k, "--keep-days, --keep-revisions and --keep-forever go with --pin NAME"
+	case n > 1:
+		return k, "--keep-days, --keep-revisions and --keep-forever exclude each other (as in cachix pin)"
+	case k.Days < 0 || k.Revisions < 0:
+		return k, "--keep-days and --keep-revisions take a number above 0"
+	}
+	if pf.name != "" {
+		if err := checkPinTemplate(pf.name); err != nil {
+			return k, err.Error()
+		}
+	}
+	return k, ""
+}
+
+var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
+
+// pinName is a pin's name once {host} and {target} are replaced: letters,
+// digits and ._+-@=: only, so that it reads the same in cachix's argv,
+// the logs and Cachix's web page.
+var pinName = regexp.MustCompile(`^[A-Za-z0-9._+@=:][A-Za-z0-9._+@=:-]{0,199}$`)
+
+func checkPinTemplate(tmpl string) error {
+	for _, ph := range placeholder.FindAllString(tmpl, -1) {
+		if ph != "{host}" && ph != "{target}" {
+			return fmt.Errorf("--pin %q: unknown placeholder %s (known: {host}, {target})", tmpl, ph)
+		}
+	}
+	if n := expandPin(tmpl, "h", "t"); !pinName.MatchString(n) {
+		return fmt.Errorf("--pin %q: a pin name is 1 to 200 of A-Z a-z 0-9 . _ + @ = : -, not starting with -", tmpl)
+	}
+	return nil
+}
+
+func expandPin(tmpl, host, target string) string {
+	return strings.NewReplacer("{host}", host, "{target}", target).Replace(tmpl)
+}
+
+// pinPlan is what push --pin will pin, and what it will not, with why.
+type pinPlan struct {
+	pins  []queue.Pin
+	lines []string // one per (root, target): what happens
+}
+
+// planPins decides, for each root and target, whether the root is pinned
+// there: a Cachix target whose rules select the root (sel), or that the
+// record says has it (pushedTo: in the cache already, so pinned at once).
+func planPins(c *config.Config, roots []storepath.Path, sel *hook.Selection, pushedTo func(string, storepath.Path) bool, tmpl string, keep queue.Keep) (pinPlan, error) {
+	var plan pinPlan
+	cachix := 0
+	for _, t := range c.Targets {
+		if t.Store == "" {
+			cachix++
+		}
+	}
+	if cachix == 0 {
+		return plan, fmt.Errorf("--pin: no target is a Cachix cache: a Nix store (%s) has no pins", strings.Join(targetNames(c), ", "))
+	}
+	selected := map[string]bool{}
+	for _, p := range sel.Pairs {
+		selected[p.Target+"\x00"+p.Path.String()] = true
+	}
+	keepText := ""
+	if k := keep.String(); k != "" {
+		keepText = " (" + k + ")"
+	}
+	for _, r := range roots {
+		for _, t := range c.Targets {
+			switch {
+			case t.Store != "":
+				plan.lines = append(plan.lines, fmt.Sprintf("not pinned in %s: it is a Nix store (%s), which has no pins", t.Name, config.RedactURI(t.Store)))
+			case !selected[t.Name+"\x00"+r.String()] && !(pushedTo(t.Name, r) && policy.ByName(t, r).Selected):
+				plan.lines = append(plan.lines, fmt.Sprintf("not pinned in %s: its rules leave %s out (%s)", t.Name, r, policy.ByName(t, r).Rule))
+			default:
+				name := expandPin(tmpl, c.Host, t.Name)
+				if !pinName.MatchString(name) {
+					return plan, fmt.Errorf("--pin %q: %q (host %q, target %q) is not a pin name: 1 to 200 of A-Z a-z 0-9 . _ + @ = : -", tmpl, name, c.Host, t.Name)
+				}
+				plan.pins = append(plan.pins, queue.Pin{Target: t.Name, Path: r.String(), Name: name, Keep: keep})
+				plan.lines = append(plan.lines, fmt.Sprintf("will pin %s in %s as %q%s once its closure is pushed", r, t.Name, name, keepText))
+			}
+		}
+	}
+	return plan, nil
+}
+
+// queuePins queues the pins after their roots' entries (a crash in
+// between loses the pins of a push that did not report success), stamped
+// with since, the push's start: a drop of a root after it is the pin's.
+func queuePins(c *config.Config, plan pinPlan, since time.Time) error {
+	if len(plan.pins) == 0 {
+		return nil
+	}
+	q, err := queue.Open(c.Queue.Dir)
+	if err != nil {
+		return err
+	}
+	if _, err := q.AddPins(plan.pins, since); err != nil {
+		return fmt.Errorf("could not queue the pins: %w", err)
+	}
+	return worker.EnsureRunning(c, q)
+}
+
+// pinsLeft counts the pins a wait waits for (keys; nil: every pin of a
+// configured target) still queued, and whether each has failed and waits
+// for a back-off.
+func pinsLeft(c *config.Config, q *queue.Queue, keys []string, now time.Time) (n int, allFailing bool, err error) {
+	allFailing = true
+	count := func(p *queue.Pin) {
+		n++
+		allFailing = allFailing && p.Attempts > 0 && p.NextAttempt.After(now)
+	}
+	if keys != nil {
+		for _, k := range keys {
+			p, err := q.ReadPin(k)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return 0, false, err
+			}
+			count(p)
+		}
+		return n, allFailing, nil
+	}
+	pins, _, err := q.ListPins()
+	if err != nil {
+		return 0, false, err
+	}
+	for _, p := range pins {
+		if c.Target(p.Target) != nil {
+			count(p)
+		}
+	}
+	return n, allFailing, nil
+}
+
+// pinKeys are the file names of pins.
+func pinKeys(pins []queue.Pin) []string {
+	keys := make([]string, 0, len(pins))
+	for _, p := range pins {
+		if r, err := storepath.Parse(storepath.StoreDir(), p.Path); err == nil {
+			keys = append(keys, queue.PinKey(p.Target, r, p.Name))
+		}
+	}
+	return keys
+}
+
+// reportPins says how the pins a push waited for ended: made, or given up
+// on with the reason, and counts those given up on (wait exits 3 then,
+// as for a path lost).
+func reportPins(e *env, q *queue.Queue, spec waitSpec) (unpinned int) {
+	if len(spec.pins) == 0 {
+		return 0
+	}
+	want := map[string]bool{}
+	for _, k := range spec.pins {
+		want[k] = true
+	}
+	recs, err := history.Read(q.Dir)
+	if err != nil {
+		e.errorf("warning: cannot tell how the pins ended: %v", err)
+		return 0
+	}
+	for _, r := range recs {
+		if r.Time.Before(spec.since) || r.Outcome != history.Pinned && r.Outcome != history.PinDropped {
+			continue
+		}
+		root, err := storepath.Parse(storepath.StoreDir(), r.Path)
+		name, qerr := strconv.Unquote(strings.SplitN(r.Pin, " ", 2)[0])
+		if err != nil || qerr != nil || !want[queue.PinKey(r.Target, root, name)] {
+			continue
+		}
+		if r.Outcome == history.Pinned {
+			if !spec.quiet {
+				fmt.Fprintf(e.stderr, "pinned %s in %s as %s\n", r.Path, r.Target, r.Pin)
+			}
+			continue
+		}
+		unpinned++
+		fmt.Fprintf(e.stderr, "not pinned %s in %s (%s): %s\n", r.Path, r.Target, r.Pin, oneLine(r.Reason))
+	}
+	return unpinned
+}
