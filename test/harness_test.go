@@ -108,6 +108,9 @@ type Env struct {
 	Queue   string // queue dir
 	Standin string // CACHIX_STANDIN_ROOT: the stand-in's caches are Standin/<cache>
 	Vars    []string
+	// Host, when set, is the host name the builds and commands run
+	// with, in a UTS namespace of their own (see onHost).
+	Host string
 }
 
 // NewEnv writes hook.conf from conf, where @DIR@ stands for the test's
@@ -182,7 +185,7 @@ func (e *Env) Build(expr string, extra ...string) (paths []string, log string) {
 func (e *Env) BuildWith(hook, expr string, extra ...string) (paths []string, log string, took time.Duration) {
 	e.t.Helper()
 	file := nixtest.WriteExpr(e.t, e.Dir, expr)
-	args := nixtest.BuildArgs(file, hook, extra...)
+	args := e.onHost(nixtest.BuildArgs(file, hook, extra...))
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = e.environ()
 	var stderr bytes.Buffer
@@ -204,7 +207,8 @@ func (e *Env) Run(ctx context.Context, args ...string) (string, string, int) {
 
 // RunEnv is Run with more environment variables.
 func (e *Env) RunEnv(ctx context.Context, extra []string, args ...string) (string, string, int) {
-	cmd := exec.CommandContext(ctx, hookBin, args...)
+	argv := e.onHost(append([]string{hookBin}, args...))
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = e.environ(extra...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
