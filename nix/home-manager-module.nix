@@ -52,6 +52,7 @@ in
       activation = {
         when = "each activation (`home-manager switch`)";
         root = "$newGenPath";
+        pin = "{host}-home";
       };
       profile = {
         name = "home";
@@ -74,12 +75,12 @@ in
     # only prints the command on a dry run. `push` returns once the paths
     # are queued and a worker is started; `|| true` keeps a failure from
     # failing the activation.
-    home.activation.cachix-filter-hook = mkIf cfg.pushOnActivation (
+    home.activation.cachix-filter-hook = mkIf cfg.pushOnActivation.enable (
       lib.hm.dag.entryAfter [ "writeBoundary" "linkGeneration" ] ''
         if declare -F run >/dev/null; then
-          run ${exe} --config ${lib.escapeShellArg configPath} push --closure "$newGenPath" </dev/null || true
+          run ${exe} --config ${lib.escapeShellArg configPath} ${lib.escapeShellArgs cfg.activationPushArgs} "$newGenPath" </dev/null || true
         else
-          ''${DRY_RUN_CMD:-} ${exe} --config ${lib.escapeShellArg configPath} push --closure "$newGenPath" </dev/null || true
+          ''${DRY_RUN_CMD:-} ${exe} --config ${lib.escapeShellArg configPath} ${lib.escapeShellArgs cfg.activationPushArgs} "$newGenPath" </dev/null || true
         fi
       ''
     );

@@ -52,7 +52,30 @@ let
     lib.optional (queueDir != defaultQueueDir) queueDir
     ++ lib.optional (logFile != "") (dirOf logFile)
     ++ fileStoreDirs
+    ++ lib.optional (metricsFile != "") (dirOf metricsFile)
   );
+
+  # node exporter's textfile directory, when the node exporter is on and
+  # its flags name one (--collector.textfile.directory=DIR, or the flag
+  # and DIR as two words).
+  nodeExporter = config.services.prometheus.exporters.node or { };
+  textfileFlag = "--collector.textfile.directory";
+  nodeFlags = nodeExporter.extraFlags or [ ];
+  textfileDirs =
+    lib.concatLists (
+      lib.imap0 (
+        i: f:
+        if lib.hasPrefix "${textfileFlag}=" f then
+          [ (lib.removePrefix "${textfileFlag}=" f) ]
+        else if f == textfileFlag && i + 1 < lib.length nodeFlags then
+          [ (lib.elemAt nodeFlags (i + 1)) ]
+        else
+          [ ]
+      ) nodeFlags
+    );
+  nodeTextfileDir =
+    if (nodeExporter.enable or false) && textfileDirs != [ ] then lib.last textfileDirs else null;
+  metricsFile = cfg.settings.metrics.file or "";
 in
 {
   imports = [
@@ -78,6 +101,7 @@ in
       activation = {
         when = "`nixos-rebuild switch` (and `test`)";
         root = "$systemConfig";
+        pin = "{host}-system";
       };
       profile = {
         name = "system";
@@ -90,7 +114,44 @@ in
     })
   ];
 
+  options.services.cachix-filter-hook.metrics = {
+    nodeExporterTextfile = lib.mkOption {
+      type = lib.types.bool;
+      default = nodeTextfileDir != null;
+      defaultText = lib.literalMD "whether `services.prometheus.exporters.node` is enabled with `--collector.textfile.directory` in its `extraFlags`";
+      description = ''
+        Write the queue's metrics (Prometheus' text format: pending,
+        failing and dropped entries per target, paths pushed and dropped,
+        pusher calls and their durations, pins, whether a worker runs) as
+        `cachix_filter_hook.prom` into node exporter's textfile directory
+        (`metrics.directory`), where its textfile collector serves them.
+        Sets `settings.metrics.file`. The worker (root) rewrites it each
+        round, mode 0644; the directory is made root's, mode 0755, since
+        root refuses to write into one another user can change, and node
+        exporter only reads it. See README, "Fleets", for what to alert on.
+      '';
+    };
+    directory = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = nodeTextfileDir;
+      defaultText = lib.literalMD "the directory of node exporter's `--collector.textfile.directory` flag";
+      example = "/var/lib/prometheus-node-exporter-text-files";
+      description = "node exporter's textfile directory, for `metrics.nodeExporterTextfile`.";
+    };
+  };
+
   config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = !cfg.metrics.nodeExporterTextfile || cfg.metrics.directory != null;
+        message = "services.cachix-filter-hook.metrics.nodeExporterTextfile: no directory: set metrics.directory, or --collector.textfile.directory in services.prometheus.exporters.node.extraFlags.";
+      }
+    ];
+
+    services.cachix-filter-hook.settings.metrics.file = mkIf (
+      cfg.metrics.nodeExporterTextfile && cfg.metrics.directory != null
+    ) (lib.mkDefault "${cfg.metrics.directory}/cachix_filter_hook.prom");
+
     # Nix runs it with no arguments after every local build, as root under
     # the daemon. It exits 0 whatever happens and returns in milliseconds.
     nix.settings.post-build-hook = exe;
@@ -227,12 +288,12 @@ in
     # nothing is queued then (the worker service resumes the queue anyway).
     # `push` returns once the paths are queued; timeout bounds even that, and
     # `|| true` keeps any failure from failing the switch.
-    system.activationScripts.cachix-filter-hook = mkIf cfg.pushOnActivation {
+    system.activationScripts.cachix-filter-hook = mkIf cfg.pushOnActivation.enable {
       deps = [ "etc" ];
       text = ''
         case "''${NIXOS_ACTION:-}" in
           switch | test)
-            ${lib.getExe' pkgs.coreutils "timeout"} 60 ${exe} --config ${configPath} push --closure "$systemConfig" </dev/null || true
+            ${lib.getExe' pkgs.coreutils "timeout"} 60 ${exe} --config ${configPath} ${lib.escapeShellArgs cfg.activationPushArgs} "$systemConfig" </dev/null || true
             ;;
         esac
       '';

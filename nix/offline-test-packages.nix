@@ -12,6 +12,7 @@
   "./internal/history"
   "./internal/hook"
   "./internal/logfile"
+  "./internal/metrics"
   "./internal/nixstore"
   "./internal/pathfacts"
   "./internal/pkglist"

@@ -11,8 +11,9 @@
   # [ "programs" "cachix-filter-hook" ] (home-manager).
   path,
   # The rest is documentation: what `enable` turns on, where hook.conf is
-  # written, examples, and when the activation pushes (`when`) and what
-  # (`root`, the shell variable holding the new generation).
+  # written, examples, and when the activation pushes (`when`), what
+  # (`root`, the shell variable holding the new generation) and the pin
+  # name `pushOnActivation.pin = true` stands for (`pin`).
   # `profile` is where a package list goes so that the generation's
   # closure holds it: the option path ([ "system" "extraDependencies" ]
   # or [ "home" "extraDependencies" ]) and how the docs call it.
@@ -59,6 +60,14 @@ let
   # Whether any target is a Cachix cache (rather than a Nix store URI).
   usesCachix =
     cfg.settings.cache != null || lib.any (t: t ? cache) (cfg.settings.target or [ ]);
+
+  act = cfg.pushOnActivation;
+  pinName = if act.pin == true then activation.pin else act.pin;
+  keeps = lib.filter (k: k != null) [
+    (if act.keepRevisions != null then [ "--keep-revisions" (toString act.keepRevisions) ] else null)
+    (if act.keepDays != null then [ "--keep-days" (toString act.keepDays) ] else null)
+    (if act.keepForever then [ "--keep-forever" ] else null)
+  ];
 in
 {
   # Declarations and definitions below are reported against this file.
@@ -133,16 +142,68 @@ in
     };
 
     pushOnActivation = mkOption {
-      type = types.bool;
+      # A bool, as before pins; an attribute set turns it on and says
+      # how to pin.
+      type = types.coercedTo types.bool (enable: { inherit enable; }) (
+        types.submodule {
+          options = {
+            enable = mkOption {
+              type = types.bool;
+              default = true;
+              description = "Whether to queue the new generation's closure on activation.";
+            };
+            pin = mkOption {
+              type = types.either types.bool types.str;
+              default = false;
+              example = "{host}-{target}";
+              description = ''
+                Also pin the new generation (the root, not its closure) in
+                every Cachix target that pushes it, once its closure is in
+                that cache (`push --pin NAME`), so that Cachix's garbage
+                collection keeps it: a name, in which `{host}` and
+                `{target}` are replaced, or `true` for
+                `"${activation.pin}"`. The root goes to those caches
+                whatever `unsubstitutable` and `upstream` say. A Nix store
+                target has no pins.
+              '';
+            };
+            keepRevisions = mkOption {
+              type = types.nullOr types.ints.positive;
+              default = null;
+              example = 5;
+              description = "With `pin`: Cachix keeps this many revisions of the pin (cachix pin --keep-revisions).";
+            };
+            keepDays = mkOption {
+              type = types.nullOr types.ints.positive;
+              default = null;
+              description = "With `pin`: Cachix keeps the pin's revisions this many days (--keep-days).";
+            };
+            keepForever = mkOption {
+              type = types.bool;
+              default = false;
+              description = "With `pin`: Cachix keeps every revision of the pin (--keep-forever).";
+            };
+          };
+        }
+      );
       default = false;
+      example = literalExpression "{ pin = true; keepRevisions = 5; }";
       description = ''
         Whether ${activation.when} also queues the selected paths of the
         new generation's whole closure (`cachix-filter-hook push --closure
         "${activation.root}"`), including paths that were substituted
         rather than built, which the post-build-hook never sees. It does
         not wait for the upload and never fails the activation; a dry run
-        queues nothing.
+        queues nothing. `true`, or an attribute set whose `pin` also pins
+        the generation.
       '';
+    };
+
+    activationPushArgs = mkOption {
+      type = types.listOf types.str;
+      internal = true;
+      readOnly = true;
+      description = "The arguments of the activation's `cachix-filter-hook push`, before the root.";
     };
   };
 
@@ -155,6 +216,18 @@ in
             message = "${name}.settings: set `cache` or `store`, not both (add more destinations as `target` entries).";
           }
           {
+            assertion = lib.length keeps <= 1;
+            message = "${name}.pushOnActivation: keepRevisions, keepDays and keepForever exclude each other (as in cachix pin).";
+          }
+          {
+            assertion = act.pin == false || usesCachix;
+            message = "${name}.pushOnActivation.pin: no target is a Cachix cache, and a Nix store has no pins.";
+          }
+          {
+            assertion = keeps == [ ] || act.pin != false;
+            message = "${name}.pushOnActivation: keepRevisions, keepDays and keepForever go with pin.";
+          }
+          {
             # Without one, hook.conf is written but every command refuses it.
             assertion =
               cfg.settings.cache != null || cfg.settings.store != null || (cfg.settings.target or [ ]) != [ ];
@@ -163,6 +236,15 @@ in
         ];
       }
       (lib.setAttrByPath path {
+        activationPushArgs = [
+          "push"
+          "--closure"
+        ]
+        ++ lib.optionals (act.pin != false) ([
+          "--pin"
+          pinName
+        ]
+        ++ lib.concatLists keeps);
         settings = {
           # getExe' with the name: cachix's meta.mainProgram is not
           # something to depend on.

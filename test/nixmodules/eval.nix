@@ -30,7 +30,15 @@ let
   # Each of our options, with the files that declare it, and the package
   # option's default as the manual shows it.
   options = opts: {
-    declarations = lib.mapAttrs (_: o: map baseNameOf o.declarations) opts;
+    # A group of options (metrics.*) counts by the files declaring its
+    # options.
+    declarations = lib.mapAttrs (
+      _: o:
+      if lib.isOption o then
+        map baseNameOf o.declarations
+      else
+        lib.unique (lib.concatMap (x: map baseNameOf x.declarations) (lib.collect lib.isOption o))
+    ) opts;
     packageDefault = opts.package.defaultText.text or null;
   };
 

@@ -437,6 +437,10 @@ func TestNixOSModule(t *testing.T) {
 		for _, tc := range []struct{ settings, want string }{
 			{`{ allow = [ "*" ]; }`, "no destination"},
 			{`{ cache = "a"; store = "file:///x"; }`, "not both"},
+			{`{ cache = "a"; }; pushOnActivation = { keepRevisions = 3; }`, "go with pin"},
+			{`{ cache = "a"; }; pushOnActivation = { pin = true; keepRevisions = 3; keepForever = true; }`, "exclude each other"},
+			{`{ store = "file:///x"; }; pushOnActivation.pin = true`, "a Nix store has no pins"},
+			{`{ cache = "a"; }; metrics.nodeExporterTextfile = true`, "no directory"},
 		} {
 			var r nixosResult
 			if err := c.eval(t, "nixos.failed", `{ services.cachix-filter-hook = { enable = true; settings = `+tc.settings+`; }; }`, &r.Failed); err != nil {
@@ -445,6 +449,64 @@ func TestNixOSModule(t *testing.T) {
 			if len(r.Failed) != 1 || !strings.Contains(r.Failed[0], tc.want) {
 				t.Errorf("settings %s: failed assertions %q, want one saying %q", tc.settings, r.Failed, tc.want)
 			}
+		}
+	})
+
+	// Issue 23: the fleet. A pin of the system on activation, the
+	// metrics in node exporter's textfile directory with the
+	// permissions it needs.
+	t.Run("pin and metrics", func(t *testing.T) {
+		var r nixosResult
+		err := c.eval(t, "nixos", `{
+			services.prometheus.exporters.node = { enable = true; extraFlags = [ "--collector.textfile.directory=/var/lib/node-textfile" ]; };
+			services.cachix-filter-hook = {
+				enable = true;
+				settings = { cache = "fleet"; allow = [ "*" ]; hosts = [ "builder-*" ]; };
+				pushOnActivation = { pin = true; keepRevisions = 5; };
+			};
+		}`, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Failed) != 0 {
+			t.Fatalf("assertions failed: %v", r.Failed)
+		}
+		out := validate(t, bin, r.Settings)
+		if !strings.Contains(out, `file = "/var/lib/node-textfile/cachix_filter_hook.prom"`) || !strings.Contains(out, `hosts = ["builder-*"]`) {
+			t.Errorf("validate's effective config lacks the metrics file or hosts:\n%s", out)
+		}
+		if r.Activation == nil || !strings.Contains(*r.Activation, `push --closure --pin '{host}-system' --keep-revisions 5 "$systemConfig"`) {
+			t.Errorf("activation script does not pin the system: %v", r.Activation)
+		} else {
+			bashN(t, "the NixOS activation script", *r.Activation)
+		}
+		if rw := fmt.Sprint(r.Service.ServiceConfig["ReadWritePaths"]); !strings.Contains(rw, "/var/lib/node-textfile") {
+			t.Errorf("the worker service may not write the textfile directory: ReadWritePaths %s", rw)
+		}
+		// Root's, 0755: the worker refuses a directory others can
+		// change, and node exporter (its own user) reads the 0644 file.
+		if !slices.Contains(r.Tmpfiles, "d /var/lib/node-textfile 0755 root root -") {
+			t.Errorf("tmpfiles rules %q lack the textfile directory", r.Tmpfiles)
+		}
+
+		// The flag and its value as two words; and no node exporter:
+		// no metrics file unless asked.
+		var settings map[string]any
+		if err := c.eval(t, "nixos.settings", `{
+			services.prometheus.exporters.node = { enable = true; extraFlags = [ "--collector.textfile.directory" "/srv/tf" ]; };
+			services.cachix-filter-hook = { enable = true; settings = { cache = "fleet"; allow = [ "*" ]; }; };
+		}`, &settings); err != nil {
+			t.Fatal(err)
+		}
+		if m, _ := settings["metrics"].(map[string]any); m["file"] != "/srv/tf/cachix_filter_hook.prom" {
+			t.Errorf("metrics with the flag in two words: %v", settings["metrics"])
+		}
+		settings = nil
+		if err := c.eval(t, "nixos.settings", `{ services.cachix-filter-hook = { enable = true; settings = { cache = "fleet"; allow = [ "*" ]; }; }; }`, &settings); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := settings["metrics"]; ok {
+			t.Errorf("a metrics file without node exporter: %v", settings["metrics"])
 		}
 	})
 }
@@ -486,6 +548,19 @@ func TestHomeManagerModule(t *testing.T) {
 		}
 		if r.Activation == nil || !strings.Contains(*r.Activation, `push --closure "$newGenPath"`) {
 			t.Fatalf("activation entry lacks push --closure \"$newGenPath\": %v", r.Activation)
+		}
+		bashN(t, "the home-manager activation entry", *r.Activation)
+	})
+
+	t.Run("pin", func(t *testing.T) {
+		var r hmResult
+		if err := c.eval(t, "hm", `{
+			programs.cachix-filter-hook = { enable = true; settings = { cache = "mycache"; allow = [ "*" ]; }; pushOnActivation.pin = true; };
+		}`, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Activation == nil || !strings.Contains(*r.Activation, `push --closure --pin '{host}-home' "$newGenPath"`) {
+			t.Fatalf("activation entry does not pin the generation: %v", r.Activation)
 		}
 		bashN(t, "the home-manager activation entry", *r.Activation)
 	})
@@ -544,11 +619,25 @@ func TestSharedOptions(t *testing.T) {
 		slices.Sort(n)
 		return n
 	}
-	if !slices.Equal(names(nixos), names(hm)) {
+	// NixOS's own, with why: node exporter is a NixOS service.
+	nixosOnly := map[string]string{"metrics": "nixos-module.nix"}
+	var shared []string
+	for _, n := range names(nixos) {
+		if _, only := nixosOnly[n]; !only {
+			shared = append(shared, n)
+		}
+	}
+	if !slices.Equal(shared, names(hm)) {
 		t.Errorf("services.cachix-filter-hook has options %q, programs.cachix-filter-hook %q: declare shared options in nix/shared-options.nix", names(nixos), names(hm))
 	}
 	for module, o := range map[string]options{"services.cachix-filter-hook": nixos, "programs.cachix-filter-hook": hm} {
 		for name, files := range o.Declarations {
+			if f, only := nixosOnly[name]; only && module == "services.cachix-filter-hook" {
+				if !slices.Equal(files, []string{f}) {
+					t.Errorf("%s.%s is declared in %q, want %s", module, name, files, f)
+				}
+				continue
+			}
 			if !slices.Equal(files, []string{"shared-options.nix"}) {
 				t.Errorf("%s.%s is declared in %q, not (only) in nix/shared-options.nix", module, name, files)
 			}

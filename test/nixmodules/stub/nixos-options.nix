@@ -41,6 +41,18 @@ in
       );
       default = { };
     };
+    # nixos/modules/services/monitoring/prometheus/exporters: what the
+    # module reads of the node exporter.
+    services.prometheus.exporters.node = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      extraFlags = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+    };
     systemd.tmpfiles.rules = mkOption {
       type = types.listOf types.str;
       default = [ ];
