@@ -853,4 +853,9 @@ fact load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 fact elapsed "$(( ($(date +%s%N) - START_NS) / 1000000000 ))"
 [ -z "$KEEP_RESULTS" ] || cp "$R" "$KEEP_RESULTS"
 "$BT" report -results "$R" -out "$OUT"
+# Issue 23: two queues pushing the same paths to one cache, a script of its
+# own whose section goes at the end of the report.
+TWOQ_N=1000
+[ "$MODE" = smoke ] && TWOQ_N=50
+bash bench/twoqueues.sh --n "$TWOQ_N" --into "$OUT" >/dev/null
 echo "bench: wrote $OUT ($MODE mode, $(( ($(date +%s%N) - START_NS) / 1000000000 )) s)" >&2
