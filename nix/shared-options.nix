@@ -95,9 +95,9 @@ in
       example = literalExpression settingsExample;
       description = ''
         The contents of ${configPath}, as Nix values; the keys are those of
-        hook.conf.example (`cache`, `store`, `allow`, `deny`,
+        hook.conf.example (`cache`, `store`, `allow`, `deny`, `hosts`,
         `closure_deny`, `strict`, `target`, `cachix.*`, `nix.*`, `queue.*`,
-        `log.*`). Unknown keys make the program refuse the file.
+        `log.*`, `metrics.*`). Unknown keys make the program refuse the file.
         CACHIX_FILTER_HOOK_* environment variables still override it.
         `nix.bin_dir` defaults to `nix.package` when that is set, and
         `cachix.bin` to pkgs.cachix when a target is a Cachix cache: the
