@@ -97,6 +97,26 @@ func runForget(e *env, o *forgetOptions) int {
 	if !ok {
 		status = 1
 	}
+	// Their pins too (push --pin): a pin waits for its root's entry.
+	pins, _, err := q.ListPins()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	for _, p := range pins {
+		if !want(p.Target) {
+			continue
+		}
+		if !o.dryRun {
+			if err := q.RemovePin(p); err != nil {
+				e.errorf("%v", err)
+				status = 1
+				continue
+			}
+		}
+		n++
+		fmt.Fprintf(e.stdout, "%s pin %q of %s -> %s (not pinned)\n", verb, p.Name, p.Path, p.Target)
+	}
 	if n == 0 {
 		what := "of targets no longer in the config"
 		if o.target != "" {
