@@ -228,3 +228,21 @@ func TestRunWritesMetrics(t *testing.T) {
 		t.Errorf("the counter started again with the second worker:\n%s", data)
 	}
 }
+
+// A config that no longer loads shows as config_error 1 (the worker keeps
+// the last good one), and the file says so at once.
+func TestMetricsConfigError(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Metrics.File = filepath.Join(t.TempDir(), "m.prom")
+	w := e.worker(nil)
+	w.state = LoadState(e.q.Dir)
+	w.writeMetrics(time.Now(), true)
+	w.watch = &configWatch{} // as a worker that follows its file
+	w.saveWorkerInfo("hook.conf: unknown key \"alow\"")
+	w.writeMetrics(time.Now(), true)
+	data, _ := os.ReadFile(e.cfg.Metrics.File)
+	if !strings.Contains(string(data), "cachix_filter_hook_config_error 1\n") || !strings.Contains(string(data), "cachix_filter_hook_worker_running 1\n") {
+		t.Errorf("metrics after a config error:\n%s", data)
+	}
+}
