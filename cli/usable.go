@@ -51,6 +51,15 @@ func checkUsed(cfg *config.Config, path, where string) []used {
 		out = append(out, nixBinDir(dir)...)
 	}
 	out = append(out, logFile(cfg))
+	if f := cfg.Metrics.File; f != "" {
+		// The worker writes it (as root, under nix-daemon): into
+		// directories that pass the trust rule only.
+		u := used{check: "metrics", key: "metrics.file", ok: "metrics written to " + f}
+		if err := trust.CheckParents(f); err != nil {
+			u.err, u.fix = err, "make "+filepath.Dir(f)+" a directory owned by the user the worker runs as (root), mode 0755, with such parents"
+		}
+		out = append(out, u)
+	}
 	return out
 }
 
