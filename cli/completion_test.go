@@ -72,7 +72,7 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"push", "--", "-o"}, []string{"-odd"}},
 		{[]string{"completion", ""}, []string{"bash", "zsh", "fish"}},
 		{[]string{"help", "w"}, []string{"wait", "watch-exec", "worker"}},
-		{[]string{"status", ""}, []string{"--json", "--config", "--help", "-h"}},
+		{[]string{"status", ""}, []string{"--json", "--prometheus", "--config", "--help", "-h"}},
 	}
 	var script strings.Builder
 	script.WriteString("cd " + dir + " && source ./completion.bash || exit 1\ncomplete -p cachix-filter-hook\n")
