@@ -90,7 +90,14 @@ push() { # NAME: queue the N paths and wait until they are pushed
 uploaded() { # NAME: paths its pushes copied, from nix copy's "copying N paths"
 	grep -o 'copying [0-9]* paths' "$W/$1/worker.log" 2>/dev/null | awk '{s += $2} END {print s + 0}'
 }
-entries() { find "$W/$1/entries" -type f 2>/dev/null | wc -l; }
+# entries NAME: the entries left in a queue, each a file in entries/ or a
+# line of a bulk file in bulk/ (push queues many paths in one bulk file).
+entries() {
+	local own bulk
+	own=$(find "$W/$1/entries" -type f 2>/dev/null | wc -l)
+	bulk=$(find "$W/$1/bulk" -type f -exec cat {} + 2>/dev/null | awk 'NF { n++ } END { print n + 0 }')
+	echo $((own + bulk))
+}
 
 t=$(date +%s%N); "${NIX[@]}" copy --to "file://$W/floor" "${P[@]}" 2>/dev/null; floor_empty=$(ms "$t")
 t=$(date +%s%N); "${NIX[@]}" copy --to "file://$W/floor" "${P[@]}" 2>/dev/null; floor_full=$(ms "$t")
