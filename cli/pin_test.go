@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -49,5 +50,48 @@ func TestForgetPins(t *testing.T) {
 	pins, _, _ := q.ListPins()
 	if len(pins) != 1 || pins[0].Target != "main" {
 		t.Errorf("pins left: %+v", pins)
+	}
+}
+
+// push --pin --wait exits 3 (wait's "not sent") naming a pin the worker
+// gave up on, and 0 for one it made (issue 23 with issue 18's exit codes).
+func TestWaitPinGivenUp(t *testing.T) {
+	for _, k := range []string{config.EnvConfig, config.EnvName("cache"), config.EnvName("queue.dir")} {
+		t.Setenv(k, "")
+	}
+	root := storepath.Path{Dir: storepath.StoreDir(), Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: "nixos-system-1"}
+	for _, tc := range []struct {
+		outcome, says string
+		code          int
+	}{
+		{history.PinDropped, `not pinned ` + root.String() + ` in main ("sys"): its root was dropped: denied`, exitNotSent},
+		{history.Pinned, `pinned ` + root.String() + ` in main as "sys"`, exitOK},
+	} {
+		t.Run(tc.outcome, func(t *testing.T) {
+			dir := t.TempDir()
+			qdir := filepath.Join(dir, "queue")
+			q, err := queue.Open(qdir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			since := time.Now().Add(-time.Second)
+			if err := history.Append(qdir, 1<<20, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: tc.outcome, Reason: "its root was dropped: denied", Pin: `"sys"`}}); err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(dir, "hook.conf")
+			if err := os.WriteFile(file, []byte(fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = %q\n", qdir)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			e := &env{ctx: context.Background(), configFlag: file, stdout: &out, stderr: &out}
+			c, err := e.load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{queue.PinKey("main", root, "sys")}, since: since, timeout: time.Minute})
+			if code := r.exitCode(false); code != tc.code || !strings.Contains(out.String(), tc.says) {
+				t.Errorf("exit %d (want %d), says:\n%s\nwant %q", code, tc.code, &out, tc.says)
+			}
+		})
 	}
 }
