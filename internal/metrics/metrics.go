@@ -115,6 +115,7 @@ const (
 	KindGarbageCollected = "garbage_collected"
 	KindInvalid          = "invalid_path"
 	// KindPackageList: the package list that chose the path no longer
-	// names it or depends on it.
-	KindPackageList = "package_list"
+	// names it or depends on it. The key's name, as policy's drop of a
+	// path a list names as text only: one label value for lists.
+	KindPackageList = "package_lists"
 )
