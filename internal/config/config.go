@@ -148,7 +148,7 @@ type Metrics struct {
 // variable changes it: the hook runs as root with whatever environment
 // nix-daemon has, and a variable saying "this is builder-1" would let
 // whoever could set it choose the caches root pushes to. The tests set
-// the host name in a UTS namespace of their own (test/hosts_test.go).
+// the host name in a UTS namespace of their own (test/fleet_test.go).
 func hostName() string {
 	h, err := os.Hostname()
 	if err != nil {
