@@ -461,14 +461,7 @@ func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
 		}
 	}
 
-	if d := os.Getenv("CACHIX_STANDIN_DELAY"); d != "" {
-		dur, err := time.ParseDuration(d)
-		if err != nil {
-			return fmt.Errorf("CACHIX_STANDIN_DELAY: %w", err)
-		}
-		time.Sleep(dur)
-	}
-	if err := tricks(root, stdout); err != nil {
+	if err := delayAndTricks(root, stdout); err != nil {
 		return err
 	}
 	if err := simulatedFailure(root, paths); err != nil {
@@ -480,6 +473,19 @@ func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
 		return nil
 	}
 	return push(root, a, paths, stdout)
+}
+
+// delayAndTricks is what a push and a pin go through before their work:
+// CACHIX_STANDIN_DELAY, then the trick file's failure or hang.
+func delayAndTricks(root string, stdout io.Writer) error {
+	if d := os.Getenv("CACHIX_STANDIN_DELAY"); d != "" {
+		dur, err := time.ParseDuration(d)
+		if err != nil {
+			return fmt.Errorf("CACHIX_STANDIN_DELAY: %w", err)
+		}
+		time.Sleep(dur)
+	}
+	return tricks(root, stdout)
 }
 
 // noAuthToken is how cachix's getAuthTokenRequired fails (its
@@ -517,14 +523,7 @@ func pin(root string, a Args, token string, stdout io.Writer) error {
 	if _, err := os.Stat(filepath.Join(root, a.Cache, hash+".narinfo")); err != nil {
 		return fmt.Errorf("(stand-in) %s is not in cache %s: push it first", a.PinPath, a.Cache)
 	}
-	if d := os.Getenv("CACHIX_STANDIN_DELAY"); d != "" {
-		dur, err := time.ParseDuration(d)
-		if err != nil {
-			return fmt.Errorf("CACHIX_STANDIN_DELAY: %w", err)
-		}
-		time.Sleep(dur)
-	}
-	if err := tricks(root, stdout); err != nil {
+	if err := delayAndTricks(root, stdout); err != nil {
 		return err
 	}
 	keep := a.Keep
