@@ -1,8 +1,4 @@
-# A derivation with n outputs, never built: its .drv lists n store paths
-# (benchbig-N-TAG-oI) that do not exist. The hook reads a build's outputs
-# from $DRV_PATH when OUT_PATHS is empty, as Nix 2.8 runs it, so this is
-# how one hook run gets 100,000 paths: OUT_PATHS cannot carry them (Linux
-# limits one environment string to 128 KiB, about 2,000 store paths).
+# A derivation with n outputs, never built (see BENCHMARKS.md, Scale):
 #   nix-instantiate bench/bigdrv.nix --arg n 100000 --argstr tag v1
 { n ? 100000, tag ? "v1" }:
 derivation {

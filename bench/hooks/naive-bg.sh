@@ -1,11 +1,7 @@
 #!/bin/sh
-# The naive hook that "backgrounds" the upload with & but does not detach
-# it: the child keeps the hook's stdout and stderr, and Nix reads them to
-# EOF, so the build loop still waits for the whole upload.
-set -eu
-set -f
+# Backgrounded with & but not detached: the child keeps the hook's stdout and
+# stderr, which Nix reads to EOF, so the build loop still waits.
+set -eu -f
 paths=${OUT_PATHS:-}
-if [ -z "$paths" ]; then
-	paths=$(nix-store --query --outputs "$DRV_PATH")
-fi
+[ -n "$paths" ] || paths=$(nix-store --query --outputs "$DRV_PATH")
 "$BENCH_CACHIX" push "$BENCH_CACHE" $paths &

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+)
+
+// The keys below are what run.sh and peers.sh put.
+
+func targets(r *res) string {
+	m := func(format string) float64 { v, _ := r.med(format); return v }
+	push1, qr1, push2, qr2 := r.f("closure/push.median"), r.f("closure/requisites.median"), r.f("again/push.median"), r.f("again/requisites.median")
+	drain, copyFloor, rss := m("drainr/%d.s"), m("copy/%d.s"), r.f("rss/full.kb")
+	cfhTo, qbhTo, maxCalls := m("peer/cfh/%d.tocache"), m("peer/qbh/%d.tocache"), math.NaN()
+	if _, calls := r.med("peer/cfh/%d.calls"); len(calls) > 0 {
+		maxCalls = slices.Max(calls)
+	}
+	floor, cfhLoop, qbhLoop, niksLoop := m("peer/floor/%d.s"), m("peer/cfh/%d.s"), m("peer/qbh/%d.s"), m("peer/niks3/%d.s")
+	lat, qbhLat, niksLat := r.f("peers/cachix-filter-hook.median"), r.f("peers/queued-build-hook wrapper.median"), r.f("peers/niks3-hook wrapper.median")
+	perBatch := m("drainr/%d.loglines") / math.Max(m("drainr/%d.calls"), 1)
+	rows := [][]string{
+		{"`push --closure` of " + r.m["closure/push.runs"] + " runs, 10,000 paths, first time, against `nix-store --query --requisites` of the root", x(push1, qr1) + " (" + sec(push1) + " / " + sec(qr1) + ")", "≤ 1.3x", verdict(push1/qr1 <= 1.3, push1, qr1)},
+		{"`push --closure` again, all recorded, against the same", x(push2, qr2) + " (" + sec(push2) + " / " + sec(qr2) + ")", "≤ 1.2x", verdict(push2/qr2 <= 1.2, push2, qr2)},
+		{"Queue and drain 10,000 paths to a `file://` store (`push --closure`, then `wait`) against one `nix copy` of them (medians of the rounds)", x(drain, copyFloor) + " (" + sec(drain) + " / " + sec(copyFloor) + ")", "≤ 1.1x", verdict(drain/copyFloor <= 1.1, drain, copyFloor)},
+		{"Worker peak RSS with 100,000 entries queued", mib(rss), "≤ 48 MiB", verdict(rss <= 48*1024, rss)},
+		{"From the end of a 100-build loop until all are in the cache, against queued-build-hook (medians)", sec(cfhTo) + " against " + sec(qbhTo), "≤ queued-build-hook's", verdict(cfhTo <= qbhTo, cfhTo, qbhTo)},
+		{"Pusher calls for those 100 builds (most of any round)", num(maxCalls, 0), "≤ 5", verdict(maxCalls <= 5, maxCalls)},
+		{"The 100-build loop against the empty hook: this hook, queued-build-hook, niks3 (module wrappers)", x(cfhLoop, floor) + ", " + x(qbhLoop, floor) + ", " + x(niksLoop, floor), "ahead of both", verdict(cfhLoop < qbhLoop && cfhLoop < niksLoop, cfhLoop, qbhLoop, niksLoop)},
+		{"Hook latency: this hook, queued-build-hook's and niks3's module wrappers (medians)", ms(lat) + ", " + ms(qbhLat) + ", " + ms(niksLat), "ahead of both", verdict(lat < qbhLat && lat < niksLat, lat, qbhLat, niksLat)},
+		{"worker.log lines at info for one batch of 10,000 paths (all its lines, per pusher call)", num(perBatch, 1), "a few, whatever the batch", verdict(perBatch <= 5, perBatch)},
+	}
+	return table([]string{"Target (issue 22)", "Measured", "Wanted", ""}, rows)
+}
+
+func latency(r *res) string {
+	s := r.series("lat", "version", "hook")
+	s += "\nPeak RSS (GNU time, median of 5 runs): floor " + mib(r.f("rss/floor")) + ", `version` " + mib(r.f("rss/version")) + ", hook " + mib(r.f("rss/hook")) + ".\n\n"
+	s += "As Nix 2.8 runs it (`OUT_PATHS` empty, `DRV_PATH` set):\n\n" + r.series("drv", "hook")
+	s += "\nWith no worker running (each run starts one, which pushes and exits before the next run):\n\n" + r.series("spawn", "hook")
+	return s
+}
+
+func inproc(r *res) string {
+	g := func(key string) float64 { return r.f("gobench/" + key) }
+	var rows [][]string
+	for _, n := range []string{"10", "100", "1000"} {
+		rows = append(rows, []string{"`filter` BenchmarkDecide, " + n + " allow rules", num(g("filter/BenchmarkDecide/rules="+n+".decisions/s"), 0) + " decisions/s"})
+	}
+	for _, w := range []string{"1", "8", "64"} {
+		rows = append(rows, []string{"`queue` BenchmarkAdd, " + w + " writers (one pair each, durable)", num(g("queue/BenchmarkAdd/writers="+w+".entries/s"), 0) + " entries/s"})
+	}
+	scan, read := g("hook/BenchmarkSiblingScan302/scan.ns/op")/1e9, g("hook/BenchmarkSiblingScan302/read.ns/op")/1e9
+	rows = append(rows, []string{"`hook` BenchmarkSiblingScan302: the scan of a crafted 60 MiB output for its 301 siblings, against reading it once", ms(scan) + " against " + ms(read) + ": " + x(scan, read)})
+	for _, k := range []string{"1", "8", "64"} {
+		rows = append(rows, []string{"500 hook processes, " + k + " at a time (worker lock held)", num(500/r.f("conc/"+k+".s"), 0) + " entries/s"})
+	}
+	rows = append(rows, []string{"`worker --once` draining 500 queued paths to a `file://` store", sec(r.f("drain/s")) + ", " + num(500/r.f("drain/s"), 0) + " paths/s, " + num(r.f("drain/calls"), 0) + " pusher call(s)"})
+	return table([]string{"Benchmark", "Result"}, rows)
+}
+
+func buildloop(r *res) string {
+	floor, _ := r.med("loop/floor/%d.s")
+	n := 100.0
+	var rows [][]string
+	for _, w := range []struct{ key, label string }{
+		{"none", "no hook"}, {"floor", "empty hook (`bench/floor`)"}, {"cfh", "**cachix-filter-hook** (each stand-in push sleeps 1 s)"},
+		{"held", "cachix-filter-hook, its worker held off (lock held): the hook's cost alone"},
+	} {
+		m, xs := r.med("loop/" + w.key + "/%d.s")
+		rows = append(rows, []string{w.label, sec(m), nums(xs, 2), ms(m / n), x(m, floor)})
+	}
+	nn := r.f("loop/naive_n")
+	for _, w := range []string{"naive-sync", "naive-bg"} {
+		m := r.f("loop/" + w + "/1.s")
+		rows = append(rows, []string{"`bench/hooks/" + w + ".sh` (" + num(nn, 0) + " builds)", sec(m), num(m, 2), ms(m / nn), x(m/nn, floor/n)})
+	}
+	out := table([]string{"Hook", "Wall time (median)", "Each round", "Per build", "Per build / empty hook"}, rows)
+	_, calls := r.med("loop/calls/%d")
+	wait, waits := r.med("loop/wait/%d.s")
+	_, lines := r.med("loop/loglines/%d")
+	out += fmt.Sprintf("\ncachix-filter-hook: pusher calls per round %s; from the end of `nix-build` to the return of `wait` %s (median %s); worker.log lines per round %s.\n",
+		nums(calls, 0), nums(waits, 2), sec(wait), nums(lines, 0))
+	return out
+}
+
+func closure(r *res) string {
+	out := r.series("closure", "requisites", "path-info", "push")
+	qr := r.f("closure/requisites.median")
+	out += fmt.Sprintf("\nRatios to `nix-store --query --requisites` (%s): the one Nix call `push --closure` makes, `nix path-info --recursive --json`, %s; `push --closure` in all, %s.\n\nAgain, everything recorded as pushed (%s entries queued, %s pusher calls by those runs):\n\n",
+		sec(qr), x(r.f("closure/path-info.median"), qr), x(r.f("closure/push.median"), qr), num(r.f("again/queued"), 0), num(r.f("again/calls"), 0))
+	return out + r.series("again", "requisites", "push")
+}
+
+func phases(r *res) string {
+	var rows [][]string
+	for i := 1; i < 100; i++ {
+		k := fmt.Sprintf("drainr/%d.", i)
+		total := r.f(k + "s")
+		if math.IsNaN(total) {
+			continue
+		}
+		cp := r.f(fmt.Sprintf("copy/%d.s", i))
+		rows = append(rows, []string{strconv.Itoa(i), sec(total), sec(cp), x(total, cp), sec(r.f(k + "push")), sec(r.f(k + "query")), sec(r.f(k + "duration")),
+			x(r.f(k+"duration"), cp), sec(r.f(k + "written")), sec(r.f(k + "recorded")), num(r.f(k+"paths"), 0) + " / " + num(r.f(k+"roots"), 0), num(r.f(k+"calls"), 0), num(r.f(k+"loglines"), 0) + " (" + num(r.f(k+"logbytes"), 0) + " B)"})
+	}
+	out := table([]string{"Round", "Queue and drain", "`nix copy` (floor)", "Ratio", "`push --closure`", "Worker's Nix query", "Pusher call", "Pusher call / floor", "Entries removed", "History and record", "Paths / given to the pusher", "Pusher calls", "worker.log lines"}, rows)
+	g := func(key string) float64 { return r.f("gobench/"+key+".ns/op") / 1e9 }
+	rows = [][]string{
+		{"Queueing 10,000 pairs in bulk (`queue` BenchmarkAddBulk)", ms(g("queue/BenchmarkAddBulk")), "the same bytes written, synced, renamed, directory synced (BenchmarkAddBulkFloor): " + ms(g("queue/BenchmarkAddBulkFloor")), x(g("queue/BenchmarkAddBulk"), g("queue/BenchmarkAddBulkFloor"))},
+		{"Removing a pushed batch of 10,000 (`queue` BenchmarkApplyDone)", ms(g("queue/BenchmarkApplyDone")), "", ""},
+		{"The history of a batch of 10,000 (`history` BenchmarkAppend)", ms(g("history/BenchmarkAppend")), "the same records encoded and appended (BenchmarkAppendFloor): " + ms(g("history/BenchmarkAppendFloor")), x(g("history/BenchmarkAppend"), g("history/BenchmarkAppendFloor"))},
+		{"The record of a batch of 10,000 (`pushed` BenchmarkAdd)", ms(g("pushed/BenchmarkAdd")), "", ""},
+		{"Decoding `nix path-info --recursive --json` of 10,000 paths (`nixstore` BenchmarkDecodePathInfo)", ms(g("nixstore/BenchmarkDecodePathInfo")), "the Nix call that prints it: " + ms(r.f("closure/path-info.median")), x(g("nixstore/BenchmarkDecodePathInfo"), r.f("closure/path-info.median"))},
+	}
+	return out + "\nIn process (testing.B, same run):\n\n" + table([]string{"Phase", "Time", "Floor", "Ratio"}, rows)
+}
+
+func big(r *res) string {
+	var rows [][]string
+	for _, k := range []string{"big", "outmax"} {
+		label := "100,000 paths from `DRV_PATH`"
+		if k == "outmax" {
+			label = num(r.f("big/outmax"), 0) + " paths in `OUT_PATHS` (as many as 128 KiB holds)"
+		}
+		m, xs := r.med(k + "/%d.s")
+		rows = append(rows, []string{label, nums(xs, 2), "exit " + cmp.Or(r.m[k+"/1.exit"], "0") + ", " + num(r.f(k+"/1.queued"), 0) + " queued", sec(m)})
+	}
+	return table([]string{"Hook run", "Each run", "First run", "Median"}, rows)
+}
+
+func memory(r *res) string {
+	out := fmt.Sprintf("`worker --once`, peak RSS: empty queue %s (%s); with %s entries %s, in %s: %s left, %s in dropped/, %s lines in worker.log.\n\n",
+		mib(r.f("rss/empty.kb")), sec(r.f("rss/empty.s")), num(r.f("rss/dropped")+r.f("rss/left"), 0), "**"+mib(r.f("rss/full.kb"))+"**", sec(r.f("rss/full.s")), num(r.f("rss/left"), 0), num(r.f("rss/dropped"), 0), num(r.f("rss/loglines"), 0))
+	return out + r.series("status", r.names("status")...)
+}
+
+func peers(r *res) string {
+	if r.m["fact.peers"] == "" {
+		return "Not measured in this run (PEERS unset).\n"
+	}
+	out := r.series("peers", "cachix-filter-hook", "queued-build-hook", "queued-build-hook wrapper", "niks3-hook", "niks3-hook wrapper")
+	out += "\nniks3's wrapper fed `OUT_PATHS` as in the build loop (Nix 2.8):\n\n" + r.series("peersfed", "niks3-hook wrapper fed")
+	floor, _ := r.med("peer/floor/%d.s")
+	var rows [][]string
+	for _, w := range []struct{ k, label string }{{"floor", "empty hook"}, {"cfh", "**cachix-filter-hook**"}, {"qbh", "queued-build-hook"}, {"niks3", "niks3-hook"}} {
+		m, _ := r.med("peer/" + w.k + "/%d.s")
+		_, calls := r.med("peer/" + w.k + "/%d.calls")
+		to, tos := r.med("peer/" + w.k + "/%d.tocache")
+		rows = append(rows, []string{w.label, sec(m), x(m, floor), nums(calls, 0), sec(to), nums(tos, 2)})
+	}
+	return out + "\nThe build loop of 100 builds, each way in turn:\n\n" + table([]string{"Hook", "Build loop (median)", "/ empty hook", "Pusher calls (each round)", "End of the loop until all are in the cache (median)", "Each round"}, rows)
+}
