@@ -94,6 +94,7 @@ for rep in $(seq 1 "$PEER_REPS"); do
 			build "peer/cfh/$rep" "$CFH"
 			put "peer/cfh/$rep.tocache" "$("$BT" waitfiles -dir "$P/standin-cfh-$rep/benchcache" -n "$BUILD_N")"
 			"$CFH" wait --timeout 600s >/dev/null 2>&1
+			idle "$W/q-peerbuild-$rep"
 			unset CACHIX_FILTER_HOOK_CONFIG CACHIX_STANDIN_DELAY
 			put "peer/cfh/$rep.calls" "$(wc -l <"$P/standin-cfh-$rep/invocations.jsonl")"
 			;;

@@ -27,13 +27,13 @@ if [ "$MODE" = full ]; then
 	RUNS=300 WARMUP=20 PATHS_N=520 DEPTHS="0 1000 100000" CONC=500 DRAIN_N=500
 	BUILD_N=100 BUILD_REPS=7 NAIVE_N=20 PEER_REPS=3
 	CLOSURE_N=10000 PUSH_RUNS=7 SCALE_REPS=3 BIG_N=100000 BIG_RUNS=3 RSS_N=100000 RECORD_N=100000
-	BT_DECIDE=1s BT_ADD=2000x BT_PHASE=20x BT_SCAN=10x
+	BT_DECIDE=1s BT_ADD=2000x BT_PHASE=20x BT_SCAN=10x INIT_RUNS=30 TWOQ_N=1000
 	: "${OUT:=$ROOT/BENCHMARKS.md}"
 else
 	RUNS=5 WARMUP=1 PATHS_N=70 DEPTHS="0 100 1000" CONC=64 DRAIN_N=20
 	BUILD_N=5 BUILD_REPS=1 NAIVE_N=2 PEER_REPS=1
 	CLOSURE_N=500 PUSH_RUNS=2 SCALE_REPS=1 BIG_N=1000 BIG_RUNS=1 RSS_N=1000 RECORD_N=1000
-	BT_DECIDE=100x BT_ADD=20x BT_PHASE=1x BT_SCAN=1x
+	BT_DECIDE=100x BT_ADD=20x BT_PHASE=1x BT_SCAN=1x INIT_RUNS=2 TWOQ_N=50
 	: "${OUT:=$(mktemp /tmp/BENCHMARKS.smoke.XXXXXX.md)}"
 	cp BENCHMARKS.md "$OUT"
 fi
@@ -91,7 +91,9 @@ hf() {
 	local s=$1
 	shift
 	hyperfine -N --style basic --export-json "$W/hf-$s.json" "$@" >"$W/logs/hf-$s.log" 2>&1 || { tail -30 "$W/logs/hf-$s.log" >&2; fail "hyperfine $s"; }
-	jq -r --arg s "$s" '.results[] | "\($s)/\(.command).median\t\(.median)\n\($s)/\(.command).sd\t\(.stddev // 0)\n\($s)/\(.command).runs\t\(.times | length)"' "$W/hf-$s.json" >>"$R"
+	jq -r --arg s "$s" '"\($s).names\t\([.results[].command] | join("|"))", (.results[] | "\($s)/\(.command)" as $k |
+		"\($k).median\t\(.median)", "\($k).sd\t\(.stddev // 0)", "\($k).runs\t\(.times | length)", "\($k).cpu\t\(.user + .system)",
+		"\($k).p99\t\(.times | sort | .[length * 0.99 | floor])")' "$W/hf-$s.json" >>"$R"
 }
 # hold QUEUE...: hold the queues' worker locks, as a busy worker does
 # (the hook only probes the lock), until unhold.
@@ -107,11 +109,13 @@ hold() {
 	done
 }
 unhold() { kill "$HOLDPID"; wait "$HOLDPID" 2>/dev/null || true; }
-# rss KEY N CMD...: the median peak RSS (KiB) of N runs (GNU time).
+# rss KEY N CMD...: the median peak RSS (KiB) of N runs (GNU time), the
+# probe's entry removed before each, so that each hook run queues anew.
 rss() {
 	local k=$1 n=$2 i
 	shift 2
 	for i in $(seq 1 "$n"); do
+		rm -f "$W/q-probe/entries/$KEY0"
 		/usr/bin/time -f %M -o "$W/rss" "$@" >/dev/null 2>&1 || true
 		tail -1 "$W/rss"
 	done | sort -n | awk -v k="$k" '{a[NR] = $1} END {printf "%s\t%s\n", k, a[int((NR + 1) / 2)]}' >>"$R"
@@ -126,6 +130,23 @@ entries() { # the pairs queued in a queue directory (files and bulk lines)
 	{ ls "$1/entries" 2>/dev/null; cat "$1"/bulk/* 2>/dev/null; } | grep -c . || true
 }
 narinfos() { find "$1" -maxdepth 1 -name '*.narinfo' 2>/dev/null | wc -l; }
+idle() { # QUEUE: until no worker holds its lock (60 s at most)
+	for _ in $(seq 1 1200); do "$BT" holdlock -queue "$1" -- true 2>/dev/null && return 0; sleep 0.05; done
+	fail "a worker still holds $1/lock after 60 s"
+}
+# inittrace NAME CMD...: GODEBUG=inittrace=1 over INIT_RUNS runs: when the
+# last package init ends, the time in init functions, the costliest ones.
+inittrace() {
+	local k=$1 i
+	shift
+	for i in $(seq 1 "$INIT_RUNS"); do
+		rm -f "$W/q-probe/entries/$KEY0"
+		GODEBUG=inittrace=1 "$@" 2>&1 >/dev/null | awk '$1 == "init" {print $2, substr($3, 2), $5}' >"$W/init"
+		awk -v k="init/$k/$i" '{e = $2 + $3; if (e > end) end = e; c += $3} END {printf "%s.end\t%s\n%s.clock\t%s\n%s.pkgs\t%d\n", k, end / 1e3, k, c / 1e3, k, NR}' "$W/init" >>"$R"
+		cat "$W/init" >>"$W/init-$k"
+	done
+	put "init/$k.top" "$(awk -v n="$INIT_RUNS" '{t[$1] += $3 / n} END {for (p in t) printf "%.3f %s\n", t[p], p}' "$W/init-$k" | sort -rn | head -8 | awk '{printf "%s`%s` %s ms", (NR > 1 ? ", " : ""), $2, $1}')"
+}
 
 say "machine"
 while IFS='=' read -r k v; do put "fact.$k" "$v"; done <<EOF
@@ -193,14 +214,24 @@ export OUT_PATHS=$P0 CACHIX_FILTER_HOOK_CONFIG=$W/conf/probe.conf
 hf lat "${HF[@]}" --prepare "rm -f $W/q-probe/entries/$KEY0" -n floor "$FLOOR" -n version "$CFH version" -n hook "$CFH"
 [ -e "$W/q-probe/entries/$KEY0" ] || fail "the hook queued nothing"
 rm -f "$W/q-probe/entries/$KEY0"
-rss rss/floor 5 "$FLOOR"
-rss rss/version 5 "$CFH" version
-rss rss/hook 1 "$CFH" # a new entry: the run after it finds it queued
+rss rss/floor "$RUNS" "$FLOOR"
+rss rss/version "$RUNS" "$CFH" version
+rss rss/hook "$RUNS" "$CFH"
+[ -e "$W/q-probe/entries/$KEY0" ] || fail "the hook queued nothing under GNU time"
+inittrace hook "$CFH"
+inittrace floor "$FLOOR"
+go list -deps . | sort >"$W/deps" && go list -deps ./bench/floor | sort >"$W/deps-floor"
+put deps/hook "$(wc -l <"$W/deps")" && put deps/floor "$(wc -l <"$W/deps-floor")" && put deps/extra "$(comm -23 "$W/deps" "$W/deps-floor" | wc -l)"
+put deps/viper "$(comm -23 "$W/deps" "$W/deps-floor" | comm -12 - <(go list -deps github.com/spf13/viper | sort) | wc -l)"
 OUT_PATHS= DRV_PATH=$D0 CACHIX_FILTER_HOOK_CONFIG=$W/conf/drv.conf hf drv "${HF[@]}" --prepare "rm -f $W/q-drv/entries/$KEY0" -n floor "$FLOOR" -n hook "$CFH"
+[ -e "$W/q-drv/entries/$KEY0" ] || fail "the hook run as Nix 2.8 runs it queued nothing"
 unhold
 conf spawn "$W/q-spawn" 0s "remember_pushed = \"0\""
 CACHIX_FILTER_HOOK_CONFIG=$W/conf/spawn.conf CACHIX_STANDIN_DELAY=0s hf spawn "${HF[@]}" --prepare "sh -c 'until $BT holdlock -queue $W/q-spawn -- true 2>/dev/null; do sleep 0.01; done; rm -f $W/q-spawn/entries/$KEY0'" -n floor "$FLOOR" -n hook "$CFH"
 unset OUT_PATHS CACHIX_FILTER_HOOK_CONFIG
+idle "$W/q-spawn"
+put spawn/pushes "$(grep -c . "$W/standin/invocations.jsonl" || true)"
+[ "$(entries "$W/q-spawn")" -eq 0 ] && [ "$(narinfos "$W/standin/benchcache")" -eq 1 ] || fail "the spawned workers did not push $P0"
 
 say "2. hook latency against queue depth ($DEPTHS) and against a record of $RECORD_N pushed paths"
 QS=() NAMES=() PREP="rm -f"
@@ -216,6 +247,10 @@ hold "${QS[@]}" "$W/q-rec0" "$W/q-recN"
 OUT_PATHS=$P0 hf depth "${HF[@]}" --prepare "$PREP $W/q-rec0/entries/$KEY0 $W/q-recN/entries/$KEY0" -n floor "$FLOOR" "${NAMES[@]}" \
 	-n record=0 "$CFH --config $W/conf/rec0.conf" -n "record=$RECORD_N" "$CFH --config $W/conf/recN.conf"
 unhold
+for d in $DEPTHS; do # each run's entry removed before the next: the depth stayed
+	[ "$(entries "$W/q-depth-$d")" -eq "$d" ] || fail "depth $d: the queue holds $(entries "$W/q-depth-$d") entries, want $d"
+done
+put fact.deepest "${DEPTHS##* }"
 
 say "3. in process (testing.B): decisions, enqueueing, the phases of a closure"
 gobench internal/filter 'Decide$' "$BT_DECIDE"
@@ -237,7 +272,7 @@ done
 printf 'store = "file://%s"\nname = "drain"\nallow = ["benchpath-*"]\n[queue]\ndir = "%s"\nlinger = "0s"\n' "$W/drain-cache" "$W/q-drain" >"$W/conf/drain.conf"
 "$BT" holdlock -queue "$W/q-drain" -- "$CFH" --config "$W/conf/drain.conf" push $(head -"$DRAIN_N" "$W/outs.txt") >/dev/null
 tm drain/s "$CFH" --config "$W/conf/drain.conf" worker --once >"$W/logs/drain.log" 2>&1
-[ "$(narinfos "$W/drain-cache")" -eq "$DRAIN_N" ] || fail "drain: $(narinfos "$W/drain-cache") of $DRAIN_N in the cache"
+[ "$(narinfos "$W/drain-cache")" -eq "$DRAIN_N" ] && [ "$(entries "$W/q-drain")" -eq 0 ] || fail "drain: $(narinfos "$W/drain-cache") of $DRAIN_N in the cache"
 put drain/calls "$(grep -c 'msg=pushed' "$W/q-drain/worker.log")"
 
 say "5. scale: a closure of $CLOSURE_N paths, $BIG_N outputs in one hook run, $RSS_N entries in the worker"
@@ -257,6 +292,8 @@ scale_conf() { # NAME QUEUE CACHE: one file:// target, every other key at its de
 ROOTC=$(nix-instantiate --eval --read-write-mode bench/closure.nix --arg n "$CLOSURE_N" --argstr tag v1 2>/dev/null | tr -d '"')
 [ "$(nix-store --query --requisites "$ROOTC" | wc -l)" -eq "$CLOSURE_N" ] || fail "the closure is not $CLOSURE_N paths"
 NIXJ=(nix --extra-experimental-features nix-command)
+put fact.closure_n "$CLOSURE_N"
+put fact.big_n "$BIG_N"
 scale_conf first "$W/q-first" "$W/cache-first"
 hold "$W/q-first"
 hf closure --warmup 1 --runs "$PUSH_RUNS" --prepare "rm -rf $W/q-first/entries $W/q-first/bulk" -n floor "$FLOOR" -n requisites "nix-store --query --requisites $ROOTC" \
@@ -296,6 +333,7 @@ put again/queued "$(entries "$Q")"
 put again/calls "$(($(copies) - before))"
 
 BIG=$(nix-instantiate bench/bigdrv.nix --arg n "$BIG_N" --argstr tag v1 2>/dev/null | sed 's/!.*//')
+[ "$(nix-store --query --outputs "$BIG" | wc -l)" -eq "$BIG_N" ] || fail "$BIG has not $BIG_N outputs"
 nix-store --query --outputs "$BIG" | awk -v max=131061 '{if (n + length($0) + 1 > max) exit; n += length($0) + 1; printf "%s ", $0}' >"$W/outmax.txt"
 put big/outmax "$(wc -w <"$W/outmax.txt")"
 for i in $(seq 1 "$BIG_RUNS"); do
@@ -347,7 +385,9 @@ for rep in $(seq 1 "$BUILD_REPS"); do
 			tm "loop/wait/$rep.s" "$CFH" wait --timeout 600s >/dev/null 2>&1
 			unset CACHIX_FILTER_HOOK_CONFIG CACHIX_STANDIN_DELAY
 			put "loop/calls/$rep" "$(wc -l <"$W/standin-$rep/invocations.jsonl")"
-			[ "$(narinfos "$W/standin-$rep/benchcache")" -eq "$BUILD_N" ] || fail "cfh: $(narinfos "$W/standin-$rep/benchcache") in the cache"
+			n=$(jq -s '[.[] | select(.exit == 0) | .paths | length] | add' "$W/standin-$rep/invocations.jsonl")
+			[ "$(narinfos "$W/standin-$rep/benchcache")" -eq "$BUILD_N" ] && [ "$n" -eq "$BUILD_N" ] || fail "cfh: $n paths pushed, $(narinfos "$W/standin-$rep/benchcache") in the cache"
+			idle "$W/q-build-$rep"
 			put "loop/loglines/$rep" "$(grep -c . "$W/q-build-$rep/worker.log")"
 			;;
 		esac
@@ -356,6 +396,7 @@ done
 for way in naive-sync naive-bg; do
 	CACHIX_STANDIN_ROOT=$W/standin-$way CACHIX_STANDIN_DELAY=$DELAY CACHIX_AUTH_TOKEN=bench-token BUILD_N=$NAIVE_N build "loop/$way/1" "$ROOT/bench/hooks/$way.sh"
 	put "loop/$way/calls" "$(wc -l <"$W/standin-$way/invocations.jsonl")"
+	[ "$(narinfos "$W/standin-$way/benchcache")" -eq "$NAIVE_N" ] || fail "$way: $(narinfos "$W/standin-$way/benchcache") of $NAIVE_N in the cache"
 done
 put loop/naive_n "$NAIVE_N"
 
@@ -366,6 +407,7 @@ else
 fi
 
 say "report"
+put workers_left "$(workers | grep -c . || true)"
 put fact.load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 put fact.elapsed "$(($(date +%s) - START))"
 [ -z "$KEEP" ] || cp "$R" "$KEEP"

@@ -144,20 +144,21 @@ func table(head []string, rows [][]string) string {
 	return b.String()
 }
 
-// series renders hyperfine series: each command's median (its σ and runs)
-// and its ratio to the series' floor.
-func (r *res) series(s string, names ...string) string {
+// series renders a hyperfine series, its commands in the order they ran:
+// each one's median, p99, σ, CPU (user+system, mean) and runs, and its
+// median's ratio to the series' floor.
+func (r *res) series(s string) string {
 	floor := r.f(s + "/floor.median")
 	var rows [][]string
-	for _, n := range append([]string{"floor"}, names...) {
+	for _, n := range strings.Split(r.m[s+".names"], "|") {
 		k := s + "/" + n
 		label := n
 		if n == "floor" {
 			label = "floor: a Go binary that does nothing (`bench/floor`)"
 		}
-		rows = append(rows, []string{label, num(r.f(k+".runs"), 0), ms(r.f(k + ".median")), ms(r.f(k + ".sd")), x(r.f(k+".median"), floor)})
+		rows = append(rows, []string{label, num(r.f(k+".runs"), 0), ms(r.f(k + ".median")), ms(r.f(k + ".p99")), ms(r.f(k + ".sd")), ms(r.f(k + ".cpu")), x(r.f(k+".median"), floor)})
 	}
-	return table([]string{"Command", "Runs", "Median", "σ", "Median / floor"}, rows)
+	return table([]string{"Command", "Runs", "Median", "p99", "σ", "CPU", "Median / floor"}, rows)
 }
 
 var tables = map[string]func(*res) string{
@@ -173,7 +174,8 @@ var tables = map[string]func(*res) string{
 	},
 	"targets":   targets,
 	"latency":   latency,
-	"depth":     func(r *res) string { return r.series("depth", r.names("depth")...) },
+	"depth":     func(r *res) string { return r.series("depth") },
+	"hookwork":  hookwork,
 	"inproc":    inproc,
 	"buildloop": buildloop,
 	"closure":   closure,
@@ -181,22 +183,4 @@ var tables = map[string]func(*res) string{
 	"big":       big,
 	"memory":    memory,
 	"peers":     peers,
-}
-
-// names are the commands of a series other than its floor, sorted.
-func (r *res) names(series string) []string {
-	var out []string
-	for k := range r.m {
-		n, ok := strings.CutPrefix(k, series+"/")
-		if n, ok2 := strings.CutSuffix(n, ".median"); ok && ok2 && n != "floor" {
-			out = append(out, n)
-		}
-	}
-	slices.SortFunc(out, func(a, b string) int {
-		if len(a) != len(b) && a[:3] == b[:3] {
-			return len(a) - len(b) // depth=100 before depth=1000
-		}
-		return strings.Compare(a, b)
-	})
-	return out
 }
