@@ -8,12 +8,8 @@ umask 077 # queue directories must be their user's own
 
 MODE=full OUT= KEEP=
 while [ $# -gt 0 ]; do
-	case $1 in
-	--smoke) MODE=smoke ;;
-	--out) OUT=$2; shift ;;
-	--results) KEEP=$2; shift ;;
-	*) echo "usage: bash bench/run.sh [--smoke] [--out FILE] [--results FILE]" >&2; exit 2 ;;
-	esac
+	case $1 in --smoke) MODE=smoke ;; --out) OUT=$2 && shift ;; --results) KEEP=$2 && shift ;;
+	*) echo "usage: bash bench/run.sh [--smoke] [--out FILE] [--results FILE]" >&2; exit 2 ;; esac
 	shift
 done
 for v in $(compgen -e); do # a CI runner's settings stay out
@@ -53,19 +49,12 @@ chmod 755 "$W" # the store reads what nix copy is given
 mkdir -p "$W/bin" "$W/conf" "$W/logs"
 R=$W/results.tsv
 : >"$R"
-workers() { # the workers this run's hooks started, by their queue directory
-	local e pid
-	for e in /proc/[0-9]*/environ; do
-		pid=${e#/proc/}; pid=${pid%/environ}
-		{ tr '\0' '\n' <"$e"; } 2>/dev/null | grep -q "^CACHIX_FILTER_HOOK_QUEUE_DIR=$W/" && echo "$pid"
-	done
-	return 0
-}
+# workers: the workers this run's hooks started, by their queue directory.
+workers() { grep -lsz "^CACHIX_FILTER_HOOK_QUEUE_DIR=$W/" /proc/[0-9]*/environ | cut -d/ -f3 || true; }
 cleanup() {
-	local st=$? left
+	local st=$?
 	[ ! -s "$W/peer.pids" ] || kill $(cat "$W/peer.pids") 2>/dev/null || true
-	left=$(workers)
-	[ -z "$left" ] || kill -9 $left 2>/dev/null || true
+	kill -9 $(workers) 2>/dev/null || true
 	rm -rf "$W"
 	exit $st
 }
@@ -77,9 +66,8 @@ put() { printf '%s\t%s\n' "$1" "$2" >>"$R"; }
 now() { date +%s%N; }
 secs() { echo "$1 $2" | awk '{printf "%.3f", ($2 - $1) / 1e9}'; }
 tm() { # tm KEY CMD...: the wall seconds of CMD as KEY; its status
-	local k=$1 t0 st=0
+	local k=$1 t0=$(now) st=0
 	shift
-	t0=$(now)
 	"$@" || st=$?
 	put "$k" "$(secs "$t0" "$(now)")"
 	return $st
@@ -98,17 +86,12 @@ hf() {
 # hold QUEUE...: hold the queues' worker locks, as a busy worker does
 # (the hook only probes the lock), until unhold.
 hold() {
-	"$BT" holdlock -wait -queue "$(IFS=,; echo "$*")" &
+	exec {HOLDFD}< <(exec "$BT" holdlock -queue "$(IFS=,; echo "$*")")
 	HOLDPID=$!
 	echo "$HOLDPID" >>"$W/peer.pids"
-	for q in "$@"; do
-		while "$BT" holdlock -queue "$q" -- true 2>/dev/null; do
-			kill -0 "$HOLDPID" 2>/dev/null || fail "holdlock $*"
-			sleep 0.01
-		done
-	done
+	read -r -t 60 -u "$HOLDFD" _ || fail "holdlock $*: no lock after 60 s"
 }
-unhold() { kill "$HOLDPID"; wait "$HOLDPID" 2>/dev/null || true; }
+unhold() { kill "$HOLDPID"; wait "$HOLDPID" 2>/dev/null || true; exec {HOLDFD}<&-; }
 # rss KEY N CMD...: the median peak RSS (KiB) of N runs (GNU time), the
 # probe's entry removed before each, so that each hook run queues anew.
 rss() {
@@ -141,9 +124,8 @@ inittrace() {
 	shift
 	for i in $(seq 1 "$INIT_RUNS"); do
 		rm -f "$W/q-probe/entries/$KEY0"
-		GODEBUG=inittrace=1 "$@" 2>&1 >/dev/null | awk '$1 == "init" {print $2, substr($3, 2), $5}' >"$W/init"
+		GODEBUG=inittrace=1 "$@" 2>&1 >/dev/null | awk '$1 == "init" {print $2, substr($3, 2), $5}' | tee -a "$W/init-$k" >"$W/init"
 		awk -v k="init/$k/$i" '{e = $2 + $3; if (e > end) end = e; c += $3} END {printf "%s.end\t%s\n%s.clock\t%s\n%s.pkgs\t%d\n", k, end / 1e3, k, c / 1e3, k, NR}' "$W/init" >>"$R"
-		cat "$W/init" >>"$W/init-$k"
 	done
 	put "init/$k.top" "$(awk -v n="$INIT_RUNS" '{t[$1] += $3 / n} END {for (p in t) printf "%.3f %s\n", t[p], p}' "$W/init-$k" | sort -rn | head -8 | awk '{printf "%s`%s` %s ms", (NR > 1 ? ", " : ""), $2, $1}')"
 }
@@ -204,6 +186,23 @@ ${4:-}
 EOF
 }
 export CACHIX_STANDIN_ROOT=$W/standin
+# Nix as the product runs it (nix.bin_dir), through a wrapper that logs
+# each call: pusher calls are its `nix ... copy` lines. The floors run Nix
+# directly.
+mkdir -p "$W/nixwrap"
+NIXLOG=$W/logs/nix-calls.log
+for t in nix nix-store; do
+	printf '#!/bin/sh\nprintf "%%s %%s\\n" %s "$(printf "%%s " "$@" | cut -c1-200)" >>%s\nexec %s "$@"\n' "$t" "$NIXLOG" "$(command -v $t)" >"$W/nixwrap/$t"
+	chmod 755 "$W/nixwrap/$t"
+done
+copies() { grep -c '^nix .* copy ' "$NIXLOG" || true; }
+NIXJ=(nix --extra-experimental-features nix-command)
+# scale_conf NAME QUEUE CACHE [ALLOW [MORE]]: one file:// target, every
+# other key at its default (or set in MORE, lines of [queue]).
+scale_conf() {
+	printf 'store = "file://%s"\nname = "scale"\nallow = [%s]\n[nix]\nbin_dir = "%s"\n[queue]\ndir = "%s"\n%s\n' \
+		"$3" "${4:-"\"benchclos-*\", \"benchbig-*\", \"benchfill-*\""}" "$W/nixwrap" "$2" "${5:-}" >"$W/conf/$1.conf"
+}
 
 say "1. hook latency: $RUNS runs each beside the floor (hyperfine)"
 conf probe "$W/q-probe"
@@ -213,7 +212,6 @@ hold "$W/q-probe" "$W/q-drv"
 export OUT_PATHS=$P0 CACHIX_FILTER_HOOK_CONFIG=$W/conf/probe.conf
 hf lat "${HF[@]}" --prepare "rm -f $W/q-probe/entries/$KEY0" -n floor "$FLOOR" -n version "$CFH version" -n hook "$CFH"
 [ -e "$W/q-probe/entries/$KEY0" ] || fail "the hook queued nothing"
-rm -f "$W/q-probe/entries/$KEY0"
 rss rss/floor "$RUNS" "$FLOOR"
 rss rss/version "$RUNS" "$CFH" version
 rss rss/hook "$RUNS" "$CFH"
@@ -237,12 +235,12 @@ say "2. hook latency against queue depth ($DEPTHS) and against a record of $RECO
 QS=() NAMES=() PREP="rm -f"
 for d in $DEPTHS; do
 	conf "depth-$d" "$W/q-depth-$d"
-	"$BT" fill -queue "$W/q-depth-$d" -target benchcache -n "$d"
+	"$BT" fill -config "$W/conf/depth-$d.conf" -target benchcache -n "$d"
 	QS+=("$W/q-depth-$d") NAMES+=(-n "depth=$d" "$CFH --config $W/conf/depth-$d.conf") PREP="$PREP $W/q-depth-$d/entries/$KEY0"
 done
 conf rec0 "$W/q-rec0"
 conf recN "$W/q-recN"
-put record/paths "$("$BT" record -config "$W/conf/recN.conf" -target benchcache -n "$RECORD_N")"
+put record/paths "$("$BT" fill -record -config "$W/conf/recN.conf" -target benchcache -n "$RECORD_N")"
 hold "${QS[@]}" "$W/q-rec0" "$W/q-recN"
 OUT_PATHS=$P0 hf depth "${HF[@]}" --prepare "$PREP $W/q-rec0/entries/$KEY0 $W/q-recN/entries/$KEY0" -n floor "$FLOOR" "${NAMES[@]}" \
 	-n record=0 "$CFH --config $W/conf/rec0.conf" -n "record=$RECORD_N" "$CFH --config $W/conf/recN.conf"
@@ -269,31 +267,16 @@ for k in 1 8 64; do
 	CACHIX_FILTER_HOOK_CONFIG=$W/conf/conc.conf tm "conc/$k.s" "$BT" holdlock -queue "$W/q-conc" -- xargs -a "$W/conc.txt" -P "$k" -I{} env OUT_PATHS={} "$CFH" >/dev/null 2>&1
 	[ "$(entries "$W/q-conc")" -eq "$CONC" ] || fail "$k at a time: $(entries "$W/q-conc") of $CONC queued"
 done
-printf 'store = "file://%s"\nname = "drain"\nallow = ["benchpath-*"]\n[queue]\ndir = "%s"\nlinger = "0s"\n' "$W/drain-cache" "$W/q-drain" >"$W/conf/drain.conf"
+scale_conf drain "$W/q-drain" "$W/drain-cache" '"benchpath-*"' 'linger = "0s"'
 "$BT" holdlock -queue "$W/q-drain" -- "$CFH" --config "$W/conf/drain.conf" push $(head -"$DRAIN_N" "$W/outs.txt") >/dev/null
 tm drain/s "$CFH" --config "$W/conf/drain.conf" worker --once >"$W/logs/drain.log" 2>&1
 [ "$(narinfos "$W/drain-cache")" -eq "$DRAIN_N" ] && [ "$(entries "$W/q-drain")" -eq 0 ] || fail "drain: $(narinfos "$W/drain-cache") of $DRAIN_N in the cache"
 put drain/calls "$(grep -c 'msg=pushed' "$W/q-drain/worker.log")"
 
 say "5. scale: a closure of $CLOSURE_N paths, $BIG_N outputs in one hook run, $RSS_N entries in the worker"
-# Nix as the product runs it (nix.bin_dir), through a wrapper that logs
-# each call: pusher calls are its `nix ... copy` lines. The floors run Nix
-# directly.
-mkdir -p "$W/nixwrap"
-NIXLOG=$W/logs/nix-calls.log
-for t in nix nix-store; do
-	printf '#!/bin/sh\nprintf "%%s %%s\\n" %s "$(printf "%%s " "$@" | cut -c1-200)" >>%s\nexec %s "$@"\n' "$t" "$NIXLOG" "$(command -v $t)" >"$W/nixwrap/$t"
-	chmod 755 "$W/nixwrap/$t"
-done
-copies() { grep -c '^nix .* copy ' "$NIXLOG" || true; }
-scale_conf() { # NAME QUEUE CACHE: one file:// target, every other key at its default
-	printf 'store = "file://%s"\nname = "scale"\nallow = ["benchclos-*", "benchbig-*", "benchfill-*"]\n[nix]\nbin_dir = "%s"\n[queue]\ndir = "%s"\n' "$3" "$W/nixwrap" "$2" >"$W/conf/$1.conf"
-}
 ROOTC=$(nix-instantiate --eval --read-write-mode bench/closure.nix --arg n "$CLOSURE_N" --argstr tag v1 2>/dev/null | tr -d '"')
 [ "$(nix-store --query --requisites "$ROOTC" | wc -l)" -eq "$CLOSURE_N" ] || fail "the closure is not $CLOSURE_N paths"
-NIXJ=(nix --extra-experimental-features nix-command)
-put fact.closure_n "$CLOSURE_N"
-put fact.big_n "$BIG_N"
+for k in CLOSURE_N BIG_N BUILD_N CONC DRAIN_N NAIVE_N RECORD_N; do put "n.$k" "${!k}"; done
 scale_conf first "$W/q-first" "$W/cache-first"
 hold "$W/q-first"
 hf closure --warmup 1 --runs "$PUSH_RUNS" --prepare "rm -rf $W/q-first/entries $W/q-first/bulk" -n floor "$FLOOR" -n requisites "nix-store --query --requisites $ROOTC" \
@@ -318,7 +301,7 @@ for r in $(seq 1 "$SCALE_REPS"); do
 		put "drainr/$r.push" "$(secs "$t0" "$t1")"
 		put "drainr/$r.calls" "$(($(copies) - before))"
 		[ "$(narinfos "$W/cache-scale-$r")" -eq "$CLOSURE_N" ] && [ "$(entries "$W/q-scale-$r")" -eq 0 ] || fail "round $r: $(narinfos "$W/cache-scale-$r") in the cache"
-		until "$BT" holdlock -queue "$W/q-scale-$r" -- true 2>/dev/null; do sleep 0.05; done
+		idle "$W/q-scale-$r"
 		log=$W/q-scale-$r/worker.log
 		grep 'msg=pushed' "$log" | head -1 | tr ' ' '\n' | grep -E '^(query|duration|written|recorded|roots|paths)=' | sed "s/=/\t/; s/^/drainr\/$r./" >>"$R"
 		put "drainr/$r.loglines" "$(grep -c . "$log")"
@@ -348,7 +331,7 @@ done
 
 scale_conf rss "$W/q-rss" "$W/cache-rss"
 for k in empty full; do
-	[ $k = empty ] || "$BT" fill -queue "$W/q-rss" -target scale -n "$RSS_N"
+	[ $k = empty ] || "$BT" fill -config "$W/conf/rss.conf" -target scale -n "$RSS_N"
 	/usr/bin/time -f '%M %e' -o "$W/t" "$CFH" --config "$W/conf/rss.conf" worker --once >/dev/null 2>&1 || true
 	read -r kb s < <(tail -1 "$W/t") && put "rss/$k.kb" "$kb" && put "rss/$k.s" "$s"
 done
@@ -398,7 +381,30 @@ for way in naive-sync naive-bg; do
 	put "loop/$way/calls" "$(wc -l <"$W/standin-$way/invocations.jsonl")"
 	[ "$(narinfos "$W/standin-$way/benchcache")" -eq "$NAIVE_N" ] || fail "$way: $(narinfos "$W/standin-$way/benchcache") of $NAIVE_N in the cache"
 done
-put loop/naive_n "$NAIVE_N"
+
+say "7. two queues pushing the same $TWOQ_N paths to one file:// cache, alone and at once (issue 23)"
+mkdir "$W/twoq"
+for i in $(seq 1 "$TWOQ_N"); do echo "twoqueues $SALT $i" >"$W/twoq/p$i"; done
+mapfile -t TQ < <(cd "$W/twoq" && nix-store --add $(seq -f 'p%g' "$TWOQ_N"))
+[ "${#TQ[@]}" -eq "$TWOQ_N" ] || fail "twoqueues: ${#TQ[@]} paths added, want $TWOQ_N"
+for q in a:tq1 b:tq1 a2:tq2 b2:tq2; do # QUEUE:CACHE, no record of pushed paths, as on two machines
+	scale_conf "${q%:*}" "$W/q-${q%:*}" "$W/${q#*:}" '"*"' $'remember_pushed = "0"\nlinger = "100ms"'
+done
+tqpush() { tm "twoq/$1.s" "$CFH" --config "$W/conf/$1.conf" push --wait -q --timeout 10m "${TQ[@]}" >"$W/logs/twoq-$1.log" 2>&1 || fail "push --wait $1: $(tail -3 "$W/logs/twoq-$1.log")"; }
+tm twoq/floor.s "${NIXJ[@]}" copy --to "file://$W/tq-floor" "${TQ[@]}" 2>/dev/null
+tm twoq/floorfull.s "${NIXJ[@]}" copy --to "file://$W/tq-floor" "${TQ[@]}" 2>/dev/null
+tqpush a
+tqpush b
+t0=$(now)
+tqpush a2 & pa=$!
+tqpush b2 & pb=$!
+wait "$pa" && wait "$pb" || fail "twoqueues: a push --wait at once failed"
+put twoq/both.s "$(secs "$t0" "$(now)")"
+for q in a b a2 b2; do put "twoq/$q.uploaded" "$(grep -o 'copying [0-9]* paths' "$W/q-$q/worker.log" | awk '{s += $2} END {print s + 0}')"; done
+left=$(($(entries "$W/q-a") + $(entries "$W/q-b") + $(entries "$W/q-a2") + $(entries "$W/q-b2")))
+[ "$left" -eq 0 ] && [ "$(narinfos "$W/tq1")" -eq "$TWOQ_N" ] && [ "$(narinfos "$W/tq2")" -eq "$TWOQ_N" ] || fail "twoqueues: $left entries left, $(narinfos "$W/tq2") of $TWOQ_N in the cache"
+"${NIXJ[@]}" store verify --store "file://$W/tq2" --no-trust "${TQ[@]}" >"$W/logs/verify.log" 2>&1 || fail "twoqueues: nix store verify: $(tail -3 "$W/logs/verify.log")"
+put twoq/n "$TWOQ_N"
 
 if [ -n "${PEERS:-}" ]; then
 	. bench/peers.sh

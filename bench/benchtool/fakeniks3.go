@@ -9,11 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -23,7 +21,7 @@ import (
 // presigned URL that is this server; PUT /s3/KEY stores the object under
 // DIR/KEY, as the S3 bucket would (DIR then holds a binary cache's files,
 // KEY.narinfo among them); .../sign answers no signatures; .../complete
-// accepts. It answers at once, until SIGTERM: no network, no database.
+// accepts. It answers at once: no network, no database.
 func runFakeNiks3(args []string) error {
 	fs := flag.NewFlagSet("fakeniks3", flag.ContinueOnError)
 	dir := fs.String("dir", "", "where the uploaded objects go")
@@ -42,31 +40,20 @@ func runFakeNiks3(args []string) error {
 	var ids atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/pending_closures", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Objects []struct{ Key, Type string } `json:"objects"`
-		}
+		var req struct{ Objects []struct{ Key, Type string } }
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		type pending struct {
-			Type         string `json:"type"`
-			PresignedURL string `json:"presigned_url"`
-		}
-		resp := struct {
-			ID             string             `json:"id"`
-			StartedAt      string             `json:"started_at"`
-			PendingObjects map[string]pending `json:"pending_objects"`
-		}{fmt.Sprint(ids.Add(1)), time.Now().UTC().Format(time.RFC3339), map[string]pending{}}
+		pending := map[string]any{}
 		for _, o := range req.Objects {
-			resp.PendingObjects[o.Key] = pending{Type: o.Type, PresignedURL: base + "/s3/" + o.Key}
+			pending[o.Key] = map[string]string{"type": o.Type, "presigned_url": base + "/s3/" + o.Key}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
-		json.NewEncoder(w).Encode(resp)
+		json.NewEncoder(w).Encode(map[string]any{"id": fmt.Sprint(ids.Add(1)), "started_at": time.Now().UTC().Format(time.RFC3339), "pending_objects": pending})
 	})
 	mux.HandleFunc("POST /api/pending_closures/{id}/sign", func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"signatures":{}}`)
 	})
@@ -74,26 +61,14 @@ func runFakeNiks3(args []string) error {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("PUT /s3/{key...}", func(w http.ResponseWriter, r *http.Request) {
-		key := r.PathValue("key")
-		if key == "" || strings.Contains(key, "..") || strings.HasPrefix(key, "/") {
-			http.Error(w, "bad key", http.StatusBadRequest)
-			return
-		}
 		// Written aside, then renamed: a narinfo appears complete.
-		file := filepath.Join(*dir, filepath.FromSlash(key))
-		err := os.MkdirAll(filepath.Dir(file), 0o755)
-		var f *os.File
-		if err == nil {
-			f, err = os.Create(file + ".part")
+		file := filepath.Join(*dir, filepath.FromSlash(r.PathValue("key")))
+		data, err := io.ReadAll(r.Body)
+		if err == nil && !strings.HasPrefix(file, filepath.Clean(*dir)+"/") {
+			err = errors.New("bad key")
 		}
 		if err == nil {
-			_, err = io.Copy(f, r.Body)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if err == nil {
-			err = os.Rename(file+".part", file)
+			err = errors.Join(os.MkdirAll(filepath.Dir(file), 0o755), os.WriteFile(file+".part", data, 0o644), os.Rename(file+".part", file))
 		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -102,12 +77,6 @@ func runFakeNiks3(args []string) error {
 	if err := os.WriteFile(*portFile, []byte(base+"\n"), 0o644); err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	go func() { <-sig; srv.Close() }()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	// Until killed.
+	return (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 }

@@ -1,10 +1,8 @@
 // Command benchtool is the Go side of `make bench` (bench/run.sh): what a
 // shell does badly. A harness, not part of the product.
 //
-//	holdlock -queue DIR[,DIR] [-wait] [-- CMD...]  hold the queues' worker locks (around CMD, or until SIGTERM)
-//	fill -queue DIR -target T -n N                 N entries for made-up paths, one file each
-//	record -config FILE -target T -n N             N made-up paths in a target's record of pushed paths
-//	waitfiles -dir D -n N                          the seconds until D holds N narinfos
+//	holdlock -queue DIR[,DIR] [-- CMD...]          hold the queues' worker locks (around CMD, or until killed)
+//	fill -config FILE -target T -n N [-record]     N made-up paths queued for a target (or recorded as pushed)
 //	fakeniks3 -dir D -port-file F                  the part of niks3's server API niks3-hook uses
 //	report -results FILE -doc BENCHMARKS.md        fill the document's tables (report.go)
 package main
@@ -15,10 +13,10 @@ import (
 )
 
 func main() {
-	cmds := map[string]func([]string) error{"holdlock": runHoldLock, "fill": runFill, "record": runRecord,
-		"waitfiles": runWaitFiles, "fakeniks3": runFakeNiks3, "report": runReport}
+	cmds := map[string]func([]string) error{"holdlock": runHoldLock, "fill": runFill,
+		"fakeniks3": runFakeNiks3, "report": runReport}
 	if len(os.Args) < 2 || cmds[os.Args[1]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: benchtool holdlock|fill|record|waitfiles|fakeniks3|report [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool holdlock|fill|fakeniks3|report [flags]")
 		os.Exit(2)
 	}
 	if err := cmds[os.Args[1]](os.Args[2:]); err != nil {

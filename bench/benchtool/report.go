@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -22,8 +23,9 @@ func runReport(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	data, err := os.ReadFile(*results)
-	if err != nil {
+	data, err1 := os.ReadFile(*results)
+	text, err2 := os.ReadFile(*doc)
+	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
 	r := &res{m: map[string]string{}}
@@ -32,22 +34,15 @@ func runReport(args []string) error {
 			r.m[k] = v
 		}
 	}
-	text, err := os.ReadFile(*doc)
-	if err != nil {
-		return err
+	for _, m := range marker.FindAllStringSubmatch(string(text), -1) {
+		if tables[m[1]] == nil {
+			return fmt.Errorf("%s: no table %q", *doc, m[1])
+		}
 	}
-	var missing []string
 	out := marker.ReplaceAllStringFunc(string(text), func(m string) string {
 		name := marker.FindStringSubmatch(m)[1]
-		if tables[name] == nil {
-			missing = append(missing, name)
-			return m
-		}
 		return "<!-- bench:" + name + " -->\n" + tables[name](r) + "<!-- /bench:" + name + " -->"
 	})
-	if len(missing) > 0 {
-		return fmt.Errorf("%s: no tables %q", *doc, missing)
-	}
 	return os.WriteFile(*doc, []byte(out), 0o644)
 }
 
@@ -58,10 +53,7 @@ type res struct{ m map[string]string }
 // f is a number, NaN when it was not measured (a duration like "9.1s"
 // counts in seconds).
 func (r *res) f(key string) float64 {
-	v, ok := r.m[key]
-	if !ok {
-		return math.NaN()
-	}
+	v := r.m[key]
 	if d, err := time.ParseDuration(v); err == nil && strings.ContainsAny(v, "smh") {
 		return d.Seconds()
 	}
@@ -71,6 +63,9 @@ func (r *res) f(key string) float64 {
 	}
 	return x
 }
+
+// md is the median of the values of format's keys for rounds 1 to 99.
+func (r *res) md(format string) float64 { v, _ := r.med(format); return v }
 
 // med is the median of the values of format's keys for rounds 1 to 99,
 // and the values.
@@ -119,10 +114,8 @@ func nums(xs []float64, prec int) string {
 	return strings.Join(out, ", ")
 }
 func verdict(ok bool, have ...float64) string {
-	for _, h := range have {
-		if math.IsNaN(h) {
-			return "not measured"
-		}
+	if slices.ContainsFunc(have, math.IsNaN) {
+		return "not measured"
 	}
 	if ok {
 		return "**met**"
@@ -132,16 +125,11 @@ func verdict(ok bool, have ...float64) string {
 
 // table renders rows under a header.
 func table(head []string, rows [][]string) string {
-	var b strings.Builder
-	b.WriteString("| " + strings.Join(head, " | ") + " |\n|")
-	for range head {
-		b.WriteString("---|")
-	}
-	b.WriteString("\n")
+	s := "| " + strings.Join(head, " | ") + " |\n|" + strings.Repeat("---|", len(head)) + "\n"
 	for _, row := range rows {
-		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+		s += "| " + strings.Join(row, " | ") + " |\n"
 	}
-	return b.String()
+	return s
 }
 
 // series renders a hyperfine series, its commands in the order they ran:
@@ -176,6 +164,7 @@ var tables = map[string]func(*res) string{
 	"latency":   latency,
 	"depth":     func(r *res) string { return r.series("depth") },
 	"hookwork":  hookwork,
+	"twoqueues": twoqueues,
 	"inproc":    inproc,
 	"buildloop": buildloop,
 	"closure":   closure,

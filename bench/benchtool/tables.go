@@ -11,7 +11,6 @@ import (
 // The keys below are what run.sh and peers.sh put.
 
 func targets(r *res) string {
-	m := func(format string) float64 { v, _ := r.med(format); return v }
 	most := func(format string) float64 {
 		if _, xs := r.med(format); len(xs) > 0 {
 			return slices.Max(xs)
@@ -21,15 +20,15 @@ func targets(r *res) string {
 	of := func(a, b float64, unit func(float64) string) string {
 		return x(a, b) + " (" + unit(a) + " / " + unit(b) + ")"
 	}
-	n := r.m["fact.closure_n"] + " paths"
+	n := r.m["n.CLOSURE_N"] + " paths"
 	push1, qr1, push2, qr2 := r.f("closure/push.median"), r.f("closure/requisites.median"), r.f("again/push.median"), r.f("again/requisites.median")
-	drain, copyFloor, rss := m("drainr/%d.s"), m("copy/%d.s"), r.f("rss/full.kb")
-	cfhTo, qbhTo, maxCalls := m("peer/cfh/%d.tocache"), m("peer/qbh/%d.tocache"), most("peer/cfh/%d.calls")
-	floor, cfhLoop, qbhLoop, niksLoop := m("peer/floor/%d.s"), m("peer/cfh/%d.s"), m("peer/qbh/%d.s"), m("peer/niks3/%d.s")
+	drain, copyFloor, rss := r.md("drainr/%d.s"), r.md("copy/%d.s"), r.f("rss/full.kb")
+	cfhTo, qbhTo, maxCalls := r.md("peer/cfh/%d.tocache"), r.md("peer/qbh/%d.tocache"), most("peer/cfh/%d.calls")
+	floor, cfhLoop, qbhLoop, niksLoop := r.md("peer/floor/%d.s"), r.md("peer/cfh/%d.s"), r.md("peer/qbh/%d.s"), r.md("peer/niks3/%d.s")
 	lat, qbhLat, niksLat := r.f("peers/cachix-filter-hook.median"), r.f("peers/queued-build-hook wrapper.median"), r.f("peers/niks3-hook wrapper.median")
-	perBatch := m("drainr/%d.loglines") / math.Max(m("drainr/%d.calls"), 1)
-	hook, bare, loop, loopFloor := r.f("lat/hook.median"), r.f("lat/floor.median"), m("loop/cfh/%d.s"), m("loop/floor/%d.s")
-	d0, dN, rec0, recN := r.f("depth/depth=0.median"), r.f("depth/depth="+r.m["fact.deepest"]+".median"), r.f("depth/record=0.median"), r.f("depth/record="+r.m["record/paths"]+".median")
+	perBatch := r.md("drainr/%d.loglines") / math.Max(r.md("drainr/%d.calls"), 1)
+	hook, bare, loop, loopFloor := r.f("lat/hook.median"), r.f("lat/floor.median"), r.md("loop/cfh/%d.s"), r.md("loop/floor/%d.s")
+	d0, dN, rec0, recN := r.f("depth/depth=0.median"), r.f("depth/depth="+r.m["fact.deepest"]+".median"), r.f("depth/record=0.median"), r.f("depth/record="+r.m["n.RECORD_N"]+".median")
 	decide, big, again := r.f("gobench/filter/BenchmarkDecide/rules=1000.decisions/s"), most("big/%d.s"), r.f("again/calls")
 	rows := [][]string{
 		{"`push --closure` of " + n + ", first time, against `nix-store --query --requisites` of the root (22)", of(push1, qr1, sec), "≤ 1.3x", verdict(push1/qr1 <= 1.3, push1, qr1)},
@@ -46,10 +45,10 @@ func targets(r *res) string {
 		{"Pusher calls for the build loop, most of any round (6)", num(most("loop/calls/%d"), 0), "≤ 5", verdict(most("loop/calls/%d") <= 5, most("loop/calls/%d"))},
 		{"Filter decisions per second, 1,000 rules (6)", num(decide, 0), "≥ 1,000,000", verdict(decide >= 1e6, decide)},
 		{"Hook latency at the deepest queue against depth 0 (6: \"flat\")", of(dN, d0, ms), "≤ 1.1x", verdict(dN/d0 <= 1.1, dN, d0)},
-		{"Hook latency with a record of " + num(r.f("record/paths"), 0) + " pushed paths against none (12)", of(recN, rec0, ms), "≤ 1.1x", verdict(recN/rec0 <= 1.1, recN, rec0)},
+		{"Hook latency with a record of " + num(r.f("n.RECORD_N"), 0) + " pushed paths (it holds " + num(r.f("record/paths"), 0) + ") against none (12)", of(recN, rec0, ms), "≤ 1.1x", verdict(recN/rec0 <= 1.1, recN, rec0)},
 		{"`push --closure` of " + n + ", first time (12)", sec(push1), "< 0.5 s", verdict(push1 < 0.5, push1)},
 		{"`push --closure` again, all pushed; its pusher calls (12)", sec(push2) + "; " + num(again, 0), "< 0.3 s; 0", verdict(push2 < 0.3 && again == 0, push2, again)},
-		{"One hook run with " + num(r.f("fact.big_n"), 0) + " paths, slowest run (12)", sec(big) + ", exit " + cmp.Or(r.m["big/1.exit"], "0"), "< 10 s, exit 0", verdict(big < 10 && r.m["big/1.exit"] == "", big)},
+		{"One hook run with " + num(r.f("n.BIG_N"), 0) + " paths, slowest run (12)", sec(big) + ", exit " + cmp.Or(r.m["big/1.exit"], "0"), "< 10 s, exit 0", verdict(big < 10 && r.m["big/1.exit"] == "", big)},
 	}
 	return table([]string{"Target (issue)", "Measured", "Wanted", ""}, rows)
 }
@@ -74,15 +73,15 @@ func inproc(r *res) string {
 	scan, read := g("hook/BenchmarkSiblingScan302/scan.ns/op")/1e9, g("hook/BenchmarkSiblingScan302/read.ns/op")/1e9
 	rows = append(rows, []string{"`hook` BenchmarkSiblingScan302: the scan of a crafted 60 MiB output for its 301 siblings, against reading it once", ms(scan) + " against " + ms(read) + ": " + x(scan, read)})
 	for _, k := range []string{"1", "8", "64"} {
-		rows = append(rows, []string{"500 hook processes, " + k + " at a time (worker lock held)", num(500/r.f("conc/"+k+".s"), 0) + " entries/s"})
+		rows = append(rows, []string{num(r.f("n.CONC"), 0) + " hook processes, " + k + " at a time (worker lock held)", num(r.f("n.CONC")/r.f("conc/"+k+".s"), 0) + " entries/s"})
 	}
-	rows = append(rows, []string{"`worker --once` draining 500 queued paths to a `file://` store", sec(r.f("drain/s")) + ", " + num(500/r.f("drain/s"), 0) + " paths/s, " + num(r.f("drain/calls"), 0) + " pusher call(s)"})
+	rows = append(rows, []string{"`worker --once` draining " + num(r.f("n.DRAIN_N"), 0) + " queued paths to a `file://` store", sec(r.f("drain/s")) + ", " + num(r.f("n.DRAIN_N")/r.f("drain/s"), 0) + " paths/s, " + num(r.f("drain/calls"), 0) + " pusher call(s)"})
 	return table([]string{"Benchmark", "Result"}, rows)
 }
 
 func buildloop(r *res) string {
-	floor, _ := r.med("loop/floor/%d.s")
-	n := 100.0
+	floor := r.md("loop/floor/%d.s")
+	n := r.f("n.BUILD_N")
 	var rows [][]string
 	for _, w := range []struct{ key, label string }{
 		{"none", "no hook"}, {"floor", "empty hook (`bench/floor`)"}, {"cfh", "**cachix-filter-hook** (each stand-in push sleeps 1 s)"},
@@ -91,7 +90,7 @@ func buildloop(r *res) string {
 		m, xs := r.med("loop/" + w.key + "/%d.s")
 		rows = append(rows, []string{w.label, sec(m), nums(xs, 2), ms(m / n), x(m, floor)})
 	}
-	nn := r.f("loop/naive_n")
+	nn := r.f("n.NAIVE_N")
 	for _, w := range []string{"naive-sync", "naive-bg"} {
 		m := r.f("loop/" + w + "/1.s")
 		rows = append(rows, []string{"`bench/hooks/" + w + ".sh` (" + num(nn, 0) + " builds)", sec(m), num(m, 2), ms(m / nn), x(m/nn, floor/n)})
@@ -138,16 +137,12 @@ func phases(r *res) string {
 }
 
 func big(r *res) string {
-	var rows [][]string
-	for _, k := range []string{"big", "outmax"} {
-		label := "100,000 paths from `DRV_PATH`"
-		if k == "outmax" {
-			label = num(r.f("big/outmax"), 0) + " paths in `OUT_PATHS` (as many as 128 KiB holds)"
-		}
+	row := func(k, label string) []string {
 		m, xs := r.med(k + "/%d.s")
-		rows = append(rows, []string{label, nums(xs, 2), "exit " + cmp.Or(r.m[k+"/1.exit"], "0") + ", " + num(r.f(k+"/1.queued"), 0) + " queued", sec(m)})
+		return []string{label, nums(xs, 2), "exit " + cmp.Or(r.m[k+"/1.exit"], "0") + ", " + num(r.f(k+"/1.queued"), 0) + " queued", sec(m)}
 	}
-	return table([]string{"Hook run", "Each run", "First run", "Median"}, rows)
+	return table([]string{"Hook run", "Each run", "First run", "Median"}, [][]string{row("big", num(r.f("n.BIG_N"), 0)+" paths from `DRV_PATH`"),
+		row("outmax", num(r.f("big/outmax"), 0)+" paths in `OUT_PATHS` (as many as 128 KiB holds)")})
 }
 
 func memory(r *res) string {
@@ -162,10 +157,10 @@ func peers(r *res) string {
 	}
 	out := r.series("peers")
 	out += "\nniks3's wrapper fed `OUT_PATHS` as in the build loop (Nix 2.8):\n\n" + r.series("peersfed")
-	floor, _ := r.med("peer/floor/%d.s")
+	floor := r.md("peer/floor/%d.s")
 	var rows [][]string
 	for _, w := range []struct{ k, label string }{{"floor", "empty hook"}, {"cfh", "**cachix-filter-hook**"}, {"qbh", "queued-build-hook"}, {"niks3", "niks3-hook"}} {
-		m, _ := r.med("peer/" + w.k + "/%d.s")
+		m := r.md("peer/" + w.k + "/%d.s")
 		_, calls := r.med("peer/" + w.k + "/%d.calls")
 		to, tos := r.med("peer/" + w.k + "/%d.tocache")
 		rows = append(rows, []string{w.label, sec(m), x(m, floor), nums(calls, 0), sec(to), nums(tos, 2)})
@@ -175,17 +170,27 @@ func peers(r *res) string {
 
 func hookwork(r *res) string {
 	f, v, h := r.f("lat/floor.median"), r.f("lat/version.median"), r.f("lat/hook.median")
-	he, _ := r.med("init/hook/%d.end")
-	hc, _ := r.med("init/hook/%d.clock")
-	fe, _ := r.med("init/floor/%d.end")
-	fc, _ := r.med("init/floor/%d.clock")
-	hp, _ := r.med("init/hook/%d.pkgs")
 	rows := [][]string{
 		{"Exec, the runtime's start and exit over the binary: `version` against the floor", ms(v - f), ""},
 		{"The hook's own work: the hook against `version`", ms(h - v), ""},
-		{"Go runtime start to the end of package init (`GODEBUG=inittrace=1`, median)", ms(he), ms(fe)},
-		{"… of which in init functions (" + num(hp, 0) + " packages with init work)", ms(hc), ms(fc)},
+		{"Go runtime start to the end of package init (`GODEBUG=inittrace=1`, median)", ms(r.md("init/hook/%d.end")), ms(r.md("init/floor/%d.end"))},
+		{"… of which in init functions (" + num(r.md("init/hook/%d.pkgs"), 0) + " packages with init work)", ms(r.md("init/hook/%d.clock")), ms(r.md("init/floor/%d.clock"))},
 		{"Packages linked (`go list -deps`)", r.m["deps/hook"] + "; of the " + r.m["deps/extra"] + " beyond the floor's, " + r.m["deps/viper"] + " are viper and its dependencies", r.m["deps/floor"]},
 	}
 	return table([]string{"Part", "cachix-filter-hook", "floor"}, rows) + "\nThe costliest init functions of the hook (mean): " + r.m["init/hook.top"] + ".\n"
+}
+
+func twoqueues(r *res) string {
+	f, a, b, n := r.f("twoq/floor.s"), r.f("twoq/a.s"), r.f("twoq/b.s"), r.m["twoq/n"]
+	rows := [][]string{
+		{"one `nix copy` of the " + n + " paths into an empty `file://` cache (floor)", sec(f)},
+		{"the same `nix copy` again, the cache full (floor of the second)", sec(r.f("twoq/floorfull.s"))},
+		{"queue A alone, empty cache", sec(a) + " (" + x(a, f) + " the floor)"},
+		{"queue B alone, the same paths, the cache A filled: the second's cost", sec(b) + " (" + x(b, a) + " queue A's), " + r.m["twoq/b.uploaded"] + " paths uploaded"},
+		{"A and B at once, an empty cache: both done", fmt.Sprintf("%s (%s one queue alone); A %s, B %s; paths uploaded by A %s, by B %s", sec(r.f("twoq/both.s")), x(r.f("twoq/both.s"), a),
+			sec(r.f("twoq/a2.s")), sec(r.f("twoq/b2.s")), r.m["twoq/a2.uploaded"], r.m["twoq/b2.uploaded"])},
+		{"lost: narinfos in the cache, entries left in the queues (checked)", n + " of " + n + ", 0"},
+		{"corrupt: `nix store verify --store file://$W/tq2 --no-trust` of the " + n + " paths (rehashes each NAR; checked)", "ok"},
+	}
+	return table([]string{"", "measured"}, rows)
 }
