@@ -187,15 +187,15 @@ EOF
 }
 export CACHIX_STANDIN_ROOT=$W/standin
 # Nix as the product runs it (nix.bin_dir), through a wrapper that logs
-# each call: pusher calls are its `nix ... copy` lines. The floors run Nix
-# directly.
+# each call's start and end (ns) and command: pusher calls are its `nix
+# ... copy` lines. The floors run Nix directly.
 mkdir -p "$W/nixwrap"
-NIXLOG=$W/logs/nix-calls.log
+NIXLOG=$W/logs/nix-calls.log && : >"$NIXLOG"
 for t in nix nix-store; do
-	printf '#!/bin/sh\nprintf "%%s %%s\\n" %s "$(printf "%%s " "$@" | cut -c1-200)" >>%s\nexec %s "$@"\n' "$t" "$NIXLOG" "$(command -v $t)" >"$W/nixwrap/$t"
+	printf '#!/bin/sh\nt0=$(date +%%s%%N)\n%s "$@"\nst=$?\necho "$t0 $(date +%%s%%N) %s $(printf "%%s " "$@" | cut -c1-200)" >>%s\nexit $st\n' "$(command -v $t)" "$t" "$NIXLOG" >"$W/nixwrap/$t"
 	chmod 755 "$W/nixwrap/$t"
 done
-copies() { grep -c '^nix .* copy ' "$NIXLOG" || true; }
+copies() { grep -c '^[0-9]* [0-9]* nix .* copy ' "$NIXLOG" || true; }
 NIXJ=(nix --extra-experimental-features nix-command)
 # scale_conf NAME QUEUE CACHE [ALLOW [MORE]]: one file:// target, every
 # other key at its default (or set in MORE, lines of [queue]).
@@ -292,10 +292,11 @@ for r in $(seq 1 "$SCALE_REPS"); do
 			continue
 		fi
 		scale_conf "scale-$r" "$W/q-scale-$r" "$W/cache-scale-$r"
-		before=$(copies)
+		before=$(copies) n0=$(wc -l <"$NIXLOG")
 		t0=$(now)
 		"$CFH" --config "$W/conf/scale-$r.conf" push --closure "$ROOTC" >/dev/null
 		t1=$(now)
+		put "drainr/$r.pushnix" "$(tail -n +$((n0 + 1)) "$NIXLOG" | awk '{s += $2 - $1} END {printf "%.3f", s / 1e9}')"
 		"$CFH" --config "$W/conf/scale-$r.conf" wait --timeout 600s >/dev/null 2>&1
 		put "drainr/$r.s" "$(secs "$t0" "$(now)")"
 		put "drainr/$r.push" "$(secs "$t0" "$t1")"
