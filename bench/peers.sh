@@ -10,8 +10,7 @@ done
 command -v systemd-socket-activate >/dev/null || fail "systemd-socket-activate is required for PEERS"
 put fact.peers "$PEERS"
 P=$W/peers
-mkdir -p "$P"
-echo bench-token >"$P/token"
+mkdir -p "$P" && echo bench-token >"$P/token"
 peer_start() { # NAME CMD...: a daemon in the background
 	"${@:2}" >"$W/logs/peer-$1.log" 2>&1 &
 	echo "$!" | tee -a "$W/peer.pids" >"$P/$1.pid"

@@ -90,6 +90,7 @@ hold() {
 	HOLDPID=$!
 	echo "$HOLDPID" >>"$W/peer.pids"
 	read -r -t 60 -u "$HOLDFD" _ || fail "holdlock $*: no lock after 60 s"
+	! "$BT" holdlock -queue "$1" -- true 2>/dev/null || fail "holdlock $*: said held, but $1/lock is free"
 }
 unhold() { kill "$HOLDPID"; wait "$HOLDPID" 2>/dev/null || true; exec {HOLDFD}<&-; }
 # rss KEY N CMD...: the median peak RSS (KiB) of N runs (GNU time), the
@@ -212,9 +213,7 @@ hold "$W/q-probe" "$W/q-drv"
 export OUT_PATHS=$P0 CACHIX_FILTER_HOOK_CONFIG=$W/conf/probe.conf
 hf lat "${HF[@]}" --prepare "rm -f $W/q-probe/entries/$KEY0" -n floor "$FLOOR" -n version "$CFH version" -n hook "$CFH"
 [ -e "$W/q-probe/entries/$KEY0" ] || fail "the hook queued nothing"
-rss rss/floor "$RUNS" "$FLOOR"
-rss rss/version "$RUNS" "$CFH" version
-rss rss/hook "$RUNS" "$CFH"
+for c in "floor:$FLOOR" "version:$CFH version" "hook:$CFH"; do rss "rss/${c%%:*}" "$RUNS" ${c#*:}; done
 [ -e "$W/q-probe/entries/$KEY0" ] || fail "the hook queued nothing under GNU time"
 inittrace hook "$CFH"
 inittrace floor "$FLOOR"

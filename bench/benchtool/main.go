@@ -1,7 +1,7 @@
 // Command benchtool is the Go side of `make bench` (bench/run.sh): what a
 // shell does badly. A harness, not part of the product.
 //
-//	holdlock -queue DIR[,DIR] [-- CMD...]          hold the queues' worker locks (around CMD, or until killed)
+//	holdlock -queue DIR[,DIR] [-- CMD...]          hold the queues' worker locks (around CMD, or until SIGTERM)
 //	fill -config FILE -target T -n N [-record]     N made-up paths queued for a target (or recorded as pushed)
 //	fakeniks3 -dir D -port-file F                  the part of niks3's server API niks3-hook uses
 //	report -results FILE -doc BENCHMARKS.md        fill the document's tables (report.go)

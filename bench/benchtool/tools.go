@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -21,7 +22,7 @@ import (
 // runHoldLock holds queues' worker locks, as a busy worker does (the hook
 // then only probes them): around a command, where a lock taken (a worker
 // draining the queue under the measurement) is an error; or, with no
-// command, waiting for them, then until killed.
+// command, waiting for them, then until SIGTERM.
 func runHoldLock(args []string) error {
 	fs := flag.NewFlagSet("holdlock", flag.ContinueOnError)
 	dirs := fs.String("queue", "", "queue directories, comma-separated")
@@ -45,9 +46,12 @@ func runHoldLock(args []string) error {
 			return fmt.Errorf("the worker lock of %s is taken: %w", dir, err)
 		}
 	}
-	if fs.NArg() == 0 { // until killed, once it has said so
+	if fs.NArg() == 0 { // until SIGTERM, once it has said so
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 		fmt.Println("held")
-		select {}
+		<-sig
+		return nil
 	}
 	cmd := exec.Command(fs.Arg(0), fs.Args()[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
