@@ -1,7 +1,6 @@
 package nixstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -133,37 +132,40 @@ func (n Nix) pathInfo(ctx context.Context, recursive bool, paths []string) ([]Pa
 
 // decodePathInfo reads both forms Nix has printed: a list of objects (up
 // to 2.18, an invalid path as {"path":…,"valid":false}) and an object
-// keyed by path (2.19 on, an invalid path as null).
+// keyed by path (2.19 on, an invalid path as null). It decodes one path's
+// object at a time as Nix writes them, so that decoding a closure's 3 MB
+// overlaps Nix's own printing, and no copy of the whole output is made.
 func decodePathInfo(r io.Reader) ([]PathInfo, error) {
-	// Read whole and decoded in one call: a json.Decoder going value by
-	// value over the 3 MB of a 10,000-path closure spent most of its
-	// time moving its buffer.
-	data, err := readAll(r)
+	dec := json.NewDecoder(r)
+	open, err := dec.Token()
 	if err != nil {
 		return nil, err
 	}
-	switch t := bytes.TrimLeft(data, " \t\r\n"); {
-	case len(t) > 0 && t[0] == '[':
-		var list []struct {
-			PathInfo
-			Valid *bool `json:"valid"`
+	var out []PathInfo
+	switch open {
+	case json.Delim('['):
+		for dec.More() {
+			var raw struct {
+				PathInfo
+				Valid *bool `json:"valid"`
+			}
+			if err := dec.Decode(&raw); err != nil {
+				return nil, err
+			}
+			raw.PathInfo.Valid = raw.Valid == nil || *raw.Valid
+			out = append(out, raw.PathInfo)
 		}
-		if err := json.Unmarshal(t, &list); err != nil {
-			return nil, err
-		}
-		out := make([]PathInfo, len(list))
-		for i, raw := range list {
-			out[i] = raw.PathInfo
-			out[i].Valid = raw.Valid == nil || *raw.Valid
-		}
-		return out, nil
-	case len(t) > 0 && t[0] == '{':
-		var byPath map[string]*PathInfo
-		if err := json.Unmarshal(t, &byPath); err != nil {
-			return nil, err
-		}
-		out := make([]PathInfo, 0, len(byPath))
-		for path, info := range byPath {
+	case json.Delim('{'):
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			path, _ := key.(string)
+			var info *PathInfo
+			if err := dec.Decode(&info); err != nil {
+				return nil, err
+			}
 			if info == nil {
 				out = append(out, PathInfo{Path: path})
 				continue
@@ -177,14 +179,25 @@ func decodePathInfo(r io.Reader) ([]PathInfo, error) {
 			}
 			out = append(out, *info)
 		}
-		return out, nil
+	default:
+		return nil, errors.New("expected a JSON list or object")
 	}
-	return nil, errors.New("expected a JSON list or object")
+	// The closing bracket, then nothing more.
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err == nil {
+			err = errors.New("more than one JSON value")
+		}
+		return nil, err
+	}
+	return out, nil
 }
 
 // readAll is io.ReadAll from a buffer of 1 MiB that doubles: io.ReadAll
-// grows from 512 bytes by a quarter at a time, copying the 3 MB of a
-// 10,000-path closure's JSON some 40 times.
+// grows from 512 bytes by a quarter at a time, copying the megabyte of a
+// closure's list some 40 times.
 func readAll(r io.Reader) ([]byte, error) {
 	b := make([]byte, 0, 1<<20)
 	for {

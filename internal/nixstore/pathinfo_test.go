@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
@@ -16,7 +17,8 @@ func TestDecodePathInfo(t *testing.T) {
 	list := `[{"path":"/nix/store/aaaa-x","valid":false},{"path":"/nix/store/bbbb-y","narHash":"sha256-x","narSize":136,"references":["/nix/store/cccc-z"],"deriver":"/nix/store/dddd-y.drv","ultimate":true}]`
 	obj := `{"/nix/store/aaaa-x":null,"/nix/store/bbbb-y":{"narHash":"sha256-x","narSize":136,"references":["cccc-z"],"deriver":"/nix/store/dddd-y.drv"}}`
 	for name, in := range map[string]string{"list": list, "object": obj} {
-		list, err := decodePathInfo(strings.NewReader(in))
+		// A byte at a time: as a pipe may hand Nix's output over.
+		list, err := decodePathInfo(iotest.OneByteReader(strings.NewReader(in)))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -32,7 +34,7 @@ func TestDecodePathInfo(t *testing.T) {
 			t.Errorf("%s: valid path: %+v", name, y)
 		}
 	}
-	for _, bad := range []string{``, `"x"`, `[{"path":1}]`, `[{"path":"/a"}`} {
+	for _, bad := range []string{``, `"x"`, `[{"path":1}]`, `[{"path":"/a"}`, `[] x`, `{} {}`, `{"/a":1}`} {
 		if _, err := decodePathInfo(strings.NewReader(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
