@@ -103,7 +103,8 @@ func runPush(e *env, o *pushOptions) int {
 	// whose patterns select them); decide: the paths the rules decide,
 	// all but those pushed to every such target, which are only counted
 	// (after a switch, nearly all of a system's closure).
-	var ask, decide []storepath.Path
+	ask := make([]storepath.Path, 0, len(paths))
+	decide := make([]storepath.Path, 0, len(paths))
 	pushed := map[string]int{}
 	for _, p := range paths {
 		ts, all := pushedTargets(c, p, found.Listed[p.String()], pushedTo)

@@ -193,12 +193,18 @@ func SelectFinal(cfg *config.Config, paths []storepath.Path, facts func(string) 
 }
 
 func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(string) *policy.Facts, closure func(string) *policy.Closure, final bool) Selection {
-	sel := Selection{Total: len(paths), conf: cfg.File}
+	// Pairs at the size they usually reach (a pair a path): grown pair by
+	// pair, a closure's 10,000 cost push --closure more than deciding them.
+	sel := Selection{Total: len(paths), conf: cfg.File, Pairs: make([]queue.Pair, 0, len(paths))}
 	seen := map[string]bool{}
 	lists := policy.AcceptsLists(cfg)
 	for _, v := range policy.DecideAll(cfg, paths, facts, closure) {
 		p := v.Path
-		listed := facts != nil && facts(p.String()) != nil && len(facts(p.String()).Listed) > 0
+		var f *policy.Facts
+		if facts != nil {
+			f = facts(p.String())
+		}
+		listed := f != nil && len(f.Listed) > 0
 		if listed {
 			sel.Listed++
 		}

@@ -73,8 +73,6 @@ func (r *Record) Close() {
 // already, counting them in Pushed, and recounts what is left.
 func (s *Selection) LeaveOut(pushedTo func(target string, p storepath.Path) bool) {
 	kept := make([]queue.Pair, 0, len(s.Pairs))
-	paths := map[storepath.Path]bool{}
-	targets := map[string]bool{}
 	for _, p := range s.Pairs {
 		if pushedTo(p.Target, p.Path) {
 			if s.Pushed == nil {
@@ -84,11 +82,17 @@ func (s *Selection) LeaveOut(pushedTo func(target string, p storepath.Path) bool
 			continue
 		}
 		kept = append(kept, p)
-		paths[p.Path] = true
-		targets[p.Target] = true
 	}
 	if len(kept) == len(s.Pairs) {
 		return
+	}
+	// Counted only when some pair went: a closure's 10,000 paths queued
+	// for the first time leave nothing out.
+	paths := make(map[storepath.Path]bool, len(kept))
+	targets := map[string]bool{}
+	for _, p := range kept {
+		paths[p.Path] = true
+		targets[p.Target] = true
 	}
 	s.Pairs = kept
 	s.Selected = len(paths)

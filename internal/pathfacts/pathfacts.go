@@ -81,7 +81,7 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	if !needs.Any() {
 		return nil, nil
 	}
-	var cands []storepath.Path
+	cands := make([]storepath.Path, 0, len(paths))
 	for _, p := range paths {
 		if !policy.SelectedByNameOrList(cfg, p, g.Listed[p.String()]) {
 			continue
