@@ -1,6 +1,7 @@
 package nixstore
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -115,7 +116,9 @@ func (n Nix) pathInfo(ctx context.Context, recursive bool, paths []string) ([]Pa
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("nix path-info: %w", err)
 	}
-	infos, derr := decodePathInfo(io.LimitReader(stdout, maxInfoOutput))
+	// Read from the pipe a pipe's worth at a time: json.Decoder asks for
+	// little more than one path's object, a read(2) each.
+	infos, derr := decodePathInfo(bufio.NewReaderSize(io.LimitReader(stdout, maxInfoOutput), 64<<10))
 	if derr != nil {
 		// Let Nix finish writing (or die) so that Wait returns.
 		_, _ = io.Copy(io.Discard, stdout)
