@@ -62,6 +62,40 @@ func (q *Queue) EntryNames() ([]string, error) {
 	return names, nil
 }
 
+// EachEntryName calls fn with the name of each file in entries/, without
+// reading them, listing the directory a chunk at a time: the worker looks
+// at the queue every round, and a list of 100,000 names (some 6 MB, most
+// of them entries it knows already) would be garbage it holds all at once
+// (issue 22: the worker's memory does not grow with the backlog). A file
+// added or removed during the listing may be seen or not, as with
+// EntryNames.
+func (q *Queue) EachEntryName(fn func(name string)) error {
+	d, err := os.Open(q.path(entriesDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listing queue: %w", err)
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(namesChunk)
+		for _, n := range names {
+			fn(n)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("listing queue %s: %w", d.Name(), err)
+		}
+	}
+}
+
+// namesChunk is how many names EachEntryName reads from the directory at
+// once.
+const namesChunk = 1024
+
 // Read reads one entry for the worker. An entry that cannot be parsed, or
 // that names a malformed store path, is moved to corrupt/ and reported as
 // an error wrapping ErrCorrupt.

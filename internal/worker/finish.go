@@ -203,7 +203,7 @@ func (w *Worker) queueFailed(log *logrus.Entry, e *queue.Entry, what string, err
 // path.
 func (w *Worker) record(target string, res *result) {
 	now := time.Now()
-	var recs []history.Record
+	recs := make([]history.Record, 0, len(res.pushed)+len(res.failed)+len(res.dropped)+len(res.upstream))
 	add := func(es []*queue.Entry, outcome string, reason func(*queue.Entry) string, batch int, took time.Duration) {
 		for _, e := range es {
 			recs = append(recs, history.Record{Time: now, Target: target, Path: e.Path, Outcome: outcome, Reason: reason(e), Batch: batch, Duration: took, Listed: listedBy(w.cfg, target, e)})

@@ -170,19 +170,14 @@ func (w *Worker) scan(now time.Time) {
 	}
 	x.gen++
 	var dups []*queue.Entry
-	names, err := w.q.EntryNames()
-	if err != nil {
-		w.log.WithError(err).Error("listing queue")
-		return
-	}
-	for _, n := range names {
+	err := w.q.EachEntryName(func(n string) {
 		if s, ok := x.slots[n]; ok {
 			if s.src == 0 {
 				s.gen = x.gen
 			} else if !s.busy {
 				dups = append(dups, queue.Stub(n, ""))
 			}
-			continue
+			return
 		}
 		e, err := w.q.Read(n)
 		if err != nil {
@@ -192,9 +187,13 @@ func (w *Worker) scan(now time.Time) {
 				}
 				w.log.WithError(err).Error("unreadable queue entry")
 			}
-			continue
+			return
 		}
 		x.put(n, w.adopt(e, 0, now))
+	})
+	if err != nil {
+		w.log.WithError(err).Error("listing queue")
+		return
 	}
 	bulks, err := w.q.BulkNames()
 	if err != nil {
@@ -285,11 +284,14 @@ func (w *Worker) dirStamp() ([2]int64, bool) {
 // newEntries reports whether the queue holds entry files or bulk files
 // the worker has not seen.
 func (w *Worker) newEntries() bool {
-	names, _ := w.q.EntryNames()
-	for _, n := range names {
+	found := false
+	_ = w.q.EachEntryName(func(n string) {
 		if _, ok := w.idx.slots[n]; !ok {
-			return true
+			found = true
 		}
+	})
+	if found {
+		return true
 	}
 	bulks, _ := w.q.BulkNames()
 	for _, n := range bulks {

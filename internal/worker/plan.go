@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"container/heap"
 	"errors"
 	"io/fs"
 	"os"
@@ -57,13 +58,41 @@ type pick struct {
 	s   *slot
 }
 
-// plan picks the batches to start now.
+// plan picks the batches to start now. It looks at every slot once and
+// keeps, per target, only what its next batch can be made of (see
+// picker): a backlog of 100,000 due entries is not copied and sorted each
+// round, which took memory that grew with the backlog (issue 22).
 func (w *Worker) plan(now time.Time) round {
 	x := w.idx
 	var r round
 	nowM := w.mono(now)
 	var nextM int64
-	due := map[uint16][]pick{}
+	// What each configured target may start: a batch of its due entries
+	// when nothing is pushed to it; beside its running push, one of the
+	// entries that arrived during it from Nix processes that have
+	// ended; nothing when two run.
+	pickers := map[uint16]*picker{}
+	for _, t := range w.cfg.Targets {
+		id, ok := x.nameID[t.Name]
+		if !ok {
+			continue
+		}
+		var reg, tl *job
+		for _, j := range w.running[t.Name] {
+			if j.tail {
+				tl = j
+			} else {
+				reg = j
+			}
+		}
+		switch {
+		case reg == nil:
+			pickers[id] = &picker{size: w.cfg.Queue.Batch}
+		case tl == nil:
+			pickers[id] = &picker{size: w.cfg.Queue.Batch, tail: true, after: reg.gen}
+		}
+	}
+	alive := map[int32]bool{}
 	for k, s := range x.slots {
 		if s.busy {
 			continue
@@ -83,61 +112,98 @@ func (w *Worker) plan(now time.Time) round {
 			}
 			continue
 		}
-		due[s.target] = append(due[s.target], pick{k, s})
+		pk := pickers[s.target]
+		if pk == nil {
+			continue
+		}
+		if pk.tail {
+			if s.attempts > 0 || s.born <= pk.after {
+				continue
+			}
+			ended, ok := alive[s.session]
+			if !ok {
+				ended = !sessionAlive(s.session)
+				alive[s.session] = ended
+				if !ended {
+					r.watch = append(r.watch, s.session)
+				}
+			}
+			if !ended {
+				continue
+			}
+		}
+		pk.add(pick{k, s})
 	}
 	if nextM != 0 {
 		r.next = w.started.Add(time.Duration(nextM))
 	}
-	alive := map[int32]bool{}
 	for _, t := range w.cfg.Targets {
 		id, ok := x.nameID[t.Name]
-		ps := due[id]
-		if !ok || len(ps) == 0 {
+		if !ok || pickers[id] == nil {
 			continue
 		}
-		var reg, tl *job
-		for _, j := range w.running[t.Name] {
-			if j.tail {
-				tl = j
-			} else {
-				reg = j
-			}
-		}
-		var keys []pick
-		tail := false
-		switch {
-		case reg == nil:
-			keys = w.nextBatch(ps)
-		case tl == nil:
-			// Beside the running push: what arrived during it, from
-			// Nix processes that have ended.
-			var ready []pick
-			for _, p := range ps {
-				if p.s.attempts > 0 || p.s.born <= reg.gen {
-					continue
-				}
-				ended, ok := alive[p.s.session]
-				if !ok {
-					ended = !sessionAlive(p.s.session)
-					alive[p.s.session] = ended
-					if !ended {
-						r.watch = append(r.watch, p.s.session)
-					}
-				}
-				if ended {
-					ready = append(ready, p)
-				}
-			}
-			keys, tail = w.nextBatch(ready), true
-		}
+		pk := pickers[id]
+		keys := w.nextBatch(pk)
 		if len(keys) == 0 {
 			continue
 		}
-		if j := w.startJob(t, keys, tail); j != nil {
+		if j := w.startJob(t, keys, pk.tail); j != nil {
 			r.jobs = append(r.jobs, j)
 		}
 	}
 	return r
+}
+
+// picker gathers a target's due entries as plan finds them, keeping what
+// nextBatch chooses from: the queue.batch oldest of those that failed
+// less than twice (in a heap, newest on top), and the group that failed
+// least often among the others.
+type picker struct {
+	size    int
+	tail    bool   // beside a running push: only what arrived after
+	after   uint32 // its scan generation
+	fresh   []pick
+	failing []pick
+	least   uint16
+}
+
+// older orders picks oldest first; keys break ties.
+func older(a, b pick) bool {
+	if a.s.queued != b.s.queued {
+		return a.s.queued < b.s.queued
+	}
+	return a.key < b.key
+}
+
+func (pk *picker) add(p pick) {
+	switch {
+	case p.s.attempts < failedTwice:
+		if len(pk.fresh) < pk.size {
+			heap.Push((*newestOnTop)(&pk.fresh), p)
+		} else if len(pk.fresh) > 0 && older(p, pk.fresh[0]) {
+			pk.fresh[0] = p
+			heap.Fix((*newestOnTop)(&pk.fresh), 0)
+		}
+	case pk.least == 0 || p.s.attempts < pk.least:
+		pk.least = p.s.attempts
+		pk.failing = append(pk.failing[:0], p)
+	case p.s.attempts == pk.least:
+		pk.failing = append(pk.failing, p)
+	}
+}
+
+// newestOnTop is a heap of picks whose root is the newest.
+type newestOnTop []pick
+
+func (h newestOnTop) Len() int           { return len(h) }
+func (h newestOnTop) Less(i, j int) bool { return older(h[j], h[i]) }
+func (h newestOnTop) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *newestOnTop) Push(x any)        { *h = append(*h, x.(pick)) }
+func (h *newestOnTop) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return p
 }
 
 // nextBatch is the batch to push next from a target's due entries: half
@@ -145,40 +211,21 @@ func (w *Worker) plan(now time.Time) round {
 // more, the other half next (halving finds one bad path among 10,000 in
 // some 14 rounds, while the halves without it go up), else the oldest
 // entries, up to queue.batch and what fits in one pusher call's argv.
-func (w *Worker) nextBatch(ps []pick) []pick {
-	var fresh []pick
-	var failing []pick
-	least := uint16(0)
-	for _, p := range ps {
-		switch {
-		case p.s.attempts < failedTwice:
-			fresh = append(fresh, p)
-		case least == 0 || p.s.attempts < least:
-			least = p.s.attempts
-			failing = append(failing[:0], p)
-		case p.s.attempts == least:
-			failing = append(failing, p)
-		}
-	}
-	size := w.cfg.Queue.Batch
-	group := fresh
+func (w *Worker) nextBatch(pk *picker) []pick {
+	size := pk.size
+	group := pk.fresh
 	split := false
-	if len(failing) > 0 {
-		group, size, split = failing, len(failing), true
-		for _, p := range failing {
+	if len(pk.failing) > 0 {
+		group, size, split = pk.failing, len(pk.failing), true
+		for _, p := range pk.failing {
 			// A group whose other half went already goes whole.
 			split = split && !p.s.half
 		}
 		if split {
-			size = (len(failing) + 1) / 2
+			size = (len(pk.failing) + 1) / 2
 		}
 	}
-	sort.Slice(group, func(i, j int) bool {
-		if group[i].s.queued != group[j].s.queued {
-			return group[i].s.queued < group[j].s.queued
-		}
-		return group[i].key < group[j].key
-	})
+	sort.Slice(group, func(i, j int) bool { return older(group[i], group[j]) })
 	budget := w.argBudget
 	if budget <= 0 {
 		budget = pusher.ArgBudget()
