@@ -68,6 +68,24 @@ func (s srSeen) sample(link string) {
 	}
 }
 
+// srRun does one round of root's work srRounds times, sampling the link
+// before each, and goes on (for a minute at most) until the user's loop
+// has been seen pointing it both ways: on a loaded machine the loop may
+// not be scheduled during the first rounds (a fast refusal takes 0.1 ms),
+// and the test must show a race, not pass or fail by luck. It returns the
+// number of rounds.
+func srRun(t *testing.T, link, a, b string, round func()) int {
+	t.Helper()
+	seen := srSeen{}
+	n := 0
+	for deadline := time.Now().Add(time.Minute); n < srRounds || !(seen[a] && seen[b]) && time.Now().Before(deadline); n++ {
+		seen.sample(link)
+		round()
+	}
+	seen.check(t, a, b)
+	return n
+}
+
 func (s srSeen) check(t *testing.T, a, b string) {
 	t.Helper()
 	if !s[a] || !s[b] {
@@ -123,10 +141,9 @@ func TestSymlinkRaceLoadAndRun(t *testing.T) {
 		srWrite(t, evil, "cache = \"evil\"\nallow = [\"*\"]\n", 0o644, &u)
 		link := filepath.Join(sticky, "x.conf")
 		srRepoint(t, u, link, good, evil)
-		seen, wrong, refused := srSeen{}, 0, 0
+		wrong, refused := 0, 0
 		var why string
-		for range srRounds {
-			seen.sample(link)
+		n := srRun(t, link, good, evil, func() {
 			c, err := config.Load(link)
 			switch {
 			case err != nil:
@@ -135,13 +152,12 @@ func TestSymlinkRaceLoadAndRun(t *testing.T) {
 			case c.Targets[0].Cache != "good":
 				wrong++
 			}
-		}
-		seen.check(t, good, evil)
-		t.Logf("%d loads: %d of the user's config, %d refused (%s)", srRounds, wrong, refused, why)
+		})
+		t.Logf("%d loads: %d of the user's config, %d refused (%s)", n, wrong, refused, why)
 		if wrong > 0 {
-			t.Errorf("root loaded the user's config %d times in %d", wrong, srRounds)
+			t.Errorf("root loaded the user's config %d times in %d", wrong, n)
 		}
-		if refused == srRounds && !strings.Contains(why, "symbolic link owned by "+u.Name) {
+		if refused == n && !strings.Contains(why, "symbolic link owned by "+u.Name) {
 			t.Errorf("the refusal does not say why: %s", why)
 		}
 	})
@@ -153,16 +169,14 @@ func TestSymlinkRaceLoadAndRun(t *testing.T) {
 		srWrite(t, evil, "user-token", 0o600, &u)
 		link := filepath.Join(sticky, "token")
 		srRepoint(t, u, link, good, evil)
-		seen, wrong := srSeen{}, 0
-		for range srRounds {
-			seen.sample(link)
+		wrong := 0
+		n := srRun(t, link, good, evil, func() {
 			if tok, err := config.ReadToken(link); err == nil && tok != "root-token" {
 				wrong++
 			}
-		}
-		seen.check(t, good, evil)
+		})
 		if wrong > 0 {
-			t.Errorf("root read the user's token file %d times in %d", wrong, srRounds)
+			t.Errorf("root read the user's token file %d times in %d", wrong, n)
 		}
 	})
 
@@ -187,16 +201,13 @@ func TestSymlinkRaceLoadAndRun(t *testing.T) {
 		srRepoint(t, u, link, good, evil)
 		cfg := &config.Config{Cachix: config.Cachix{Bin: link}, Queue: config.Queue{PushTimeout: time.Minute}}
 		p := pusher.New(cfg, &config.Target{Name: "c", Cache: "c"})
-		seen := srSeen{}
-		for range srRounds {
-			seen.sample(link)
+		n := srRun(t, link, good, evil, func() {
 			p.Push(context.Background(), []string{"/nix/store/00000000000000000000000000000000-x"}, io.Discard)
-		}
-		seen.check(t, good, evil)
+		})
 		g, e := ran(t)
-		t.Logf("%d pushes: the user's cachix ran %d times, root's %d", srRounds, e, g)
+		t.Logf("%d pushes: the user's cachix ran %d times, root's %d", n, e, g)
 		if e > 0 {
-			t.Errorf("root ran the user's cachix %d times in %d", e, srRounds)
+			t.Errorf("root ran the user's cachix %d times in %d", e, n)
 		}
 	})
 
@@ -211,16 +222,13 @@ func TestSymlinkRaceLoadAndRun(t *testing.T) {
 		link := filepath.Join(sticky, "nixbin")
 		srRepoint(t, u, link, goodDir, evilDir)
 		nix := nixstore.Nix{BinDir: link}
-		seen := srSeen{}
-		for range srRounds {
-			seen.sample(link)
+		n := srRun(t, link, goodDir, evilDir, func() {
 			nix.Closure(context.Background(), "/nix/store/00000000000000000000000000000000-x")
-		}
-		seen.check(t, goodDir, evilDir)
+		})
 		g, e := ran(t)
-		t.Logf("%d queries: the user's nix-store ran %d times, root's %d", srRounds, e, g)
+		t.Logf("%d queries: the user's nix-store ran %d times, root's %d", n, e, g)
 		if e > 0 {
-			t.Errorf("root ran the user's nix-store %d times in %d", e, srRounds)
+			t.Errorf("root ran the user's nix-store %d times in %d", e, n)
 		}
 	})
 }
