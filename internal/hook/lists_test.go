@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist/pkglisttest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -19,23 +20,8 @@ import (
 // (NIX_STORE_DIR), as cachixPackages builds it, naming paths.
 func fakeList(t *testing.T, name string, targets []string, paths ...storepath.Path) storepath.Path {
 	t.Helper()
-	d, f := mkPath(name), mkPath(name+".list")
-	text := pkglist.Magic + "\n"
-	for _, tg := range targets {
-		text += "target " + tg + "\n"
-	}
-	for _, p := range paths {
-		text += p.String() + "\n"
-	}
-	if err := os.WriteFile(f.String(), []byte(text), 0o444); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(d.String(), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix")); err != nil {
-		t.Fatal(err)
-	}
+	d := mkPath(name)
+	pkglisttest.Write(t, d, mkPath(name+".list"), targets, paths...)
 	return d
 }
 

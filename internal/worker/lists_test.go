@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist/pkglisttest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -35,23 +35,8 @@ func fakeListRefs(p string) []string {
 // writeList makes a package list in the fake store, naming paths.
 func writeList(t *testing.T, name string, targets []string, paths ...storepath.Path) storepath.Path {
 	t.Helper()
-	d, f := mkPath(name), mkPath(name+".list")
-	text := pkglist.Magic + "\n"
-	for _, tg := range targets {
-		text += "target " + tg + "\n"
-	}
-	for _, p := range paths {
-		text += p.String() + "\n"
-	}
-	if err := os.WriteFile(f.String(), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(d.String(), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix")); err != nil {
-		t.Fatal(err)
-	}
+	d := mkPath(name)
+	pkglisttest.Write(t, d, mkPath(name+".list"), targets, paths...)
 	return d
 }
 
