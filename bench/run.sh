@@ -199,10 +199,13 @@ done
 copies() { grep -c '^[0-9]* [0-9]* nix .* copy ' "$NIXLOG" || true; }
 NIXJ=(nix --extra-experimental-features nix-command)
 # scale_conf NAME QUEUE CACHE [ALLOW [MORE]]: one file:// target, every
-# other key at its default (or set in MORE, lines of [queue]).
+# other key at its default (or set in MORE, lines of [queue]); Nix through
+# the logging wrapper, or with BARE=1 the Nix on PATH, as the floors run it.
 scale_conf() {
-	printf 'store = "file://%s"\nname = "scale"\nallow = [%s]\n[nix]\nbin_dir = "%s"\n[queue]\ndir = "%s"\n%s\n' \
-		"$3" "${4:-"\"benchclos-*\", \"benchbig-*\", \"benchfill-*\""}" "$W/nixwrap" "$2" "${5:-}" >"$W/conf/$1.conf"
+	local nix="[nix]\nbin_dir = \"$W/nixwrap\"\n"
+	[ -z "${BARE:-}" ] || nix=
+	printf 'store = "file://%s"\nname = "scale"\nallow = [%s]\n%b[queue]\ndir = "%s"\n%s\n' \
+		"$3" "${4:-"\"benchclos-*\", \"benchbig-*\", \"benchfill-*\""}" "$nix" "$2" "${5:-}" >"$W/conf/$1.conf"
 }
 
 say "1. hook latency: $RUNS runs each beside the floor (hyperfine)"
@@ -276,7 +279,9 @@ say "5. scale: a closure of $CLOSURE_N paths, $BIG_N outputs in one hook run, $R
 ROOTC=$(nix-instantiate --eval --read-write-mode bench/closure.nix --arg n "$CLOSURE_N" --argstr tag v1 2>/dev/null | tr -d '"')
 [ "$(nix-store --query --requisites "$ROOTC" | wc -l)" -eq "$CLOSURE_N" ] || fail "the closure is not $CLOSURE_N paths"
 for k in CLOSURE_N BIG_N BUILD_N CONC DRAIN_N NAIVE_N RECORD_N; do put "n.$k" "${!k}"; done
-scale_conf first "$W/q-first" "$W/cache-first"
+# push's Nix runs bare here, as the floors' does: the wrapper's forks
+# (date, cut) would count against push alone.
+BARE=1 scale_conf first "$W/q-first" "$W/cache-first"
 hold "$W/q-first"
 hf closure --warmup 1 --runs "$PUSH_RUNS" --prepare "rm -rf $W/q-first/entries $W/q-first/bulk" -n floor "$FLOOR" -n requisites "nix-store --query --requisites $ROOTC" \
 	-n path-info "${NIXJ[*]} path-info --recursive --json $ROOTC" -n push "$CFH --config $W/conf/first.conf push --closure $ROOTC"
