@@ -162,3 +162,34 @@ bin_dir = "`+bin+`"
 	}
 	release()
 }
+
+// The hook's entries carry what it read in the .drv (the deriver, and
+// allowSubstitutes): with rules that read nothing more (no deny pattern,
+// no max_nar_size), the worker decides them again with no Nix call, and
+// runs Nix only to copy.
+func TestRulesWorkerReusesTheHooksFacts(t *testing.T) {
+	t.Parallel()
+	bin, log := ruWrapNix(t)
+	e := NewEnv(t, `
+store = "file://@DIR@/cache"
+allow = ["*-1.0"]
+unsubstitutable = "skip"
+[nix]
+bin_dir = "`+bin+`"
+`)
+	s := nixtest.Salt()
+	paths, buildLog := e.Build(fmt.Sprintf("[ (%s) (%s) ]", ruLocal(s, "local-1.0", false), nixtest.Drv(s, "normal-1.0", nil)))
+	if !strings.Contains(buildLog, `skipped local-1.0: allowSubstitutes = false (unsubstitutable = "skip")`) {
+		t.Errorf("the hook's lines:\n%s", buildLog)
+	}
+	ruRun(t, e, 0, "wait", "--timeout", "2m")
+	byName := nixtest.ByName(paths)
+	cached := CachePaths(t, filepath.Join(e.Dir, "cache"))
+	if len(cached) != 1 || !cached[byName["normal-1.0"]] {
+		t.Errorf("cache holds %v, want normal-1.0 alone (%s)", cached, byName["normal-1.0"])
+	}
+	calls, kinds := ruCalls(t, log)
+	if kinds["nix copy"] < 1 || kinds["nix copy"] != len(calls) {
+		t.Errorf("the worker ran Nix for more than copying (its entries carry the .drv's facts): %v\n%s", kinds, strings.Join(calls, "\n"))
+	}
+}

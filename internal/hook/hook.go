@@ -124,6 +124,13 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 	// (see the worker's plan).
 	for i := range sel.Pairs {
 		sel.Pairs[i].Session = os.Getppid()
+		// What the .drv said comes with the entry: the worker need
+		// not ask Nix for a deriver to read allowSubstitutes again.
+		// The size stays unknown (0): a rule that reads it, or a
+		// closure, still has the worker ask Nix.
+		if f := drv.facts(sel.Pairs[i].Path.String()); f != nil {
+			sel.Pairs[i].Facts = &queue.Facts{Deriver: f.Deriver, Substitutes: f.Substitutes}
+		}
 	}
 	if err := Enqueue(cfg, &sel, false); err != nil {
 		return fail("%v", err)

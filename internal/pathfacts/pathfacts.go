@@ -109,7 +109,9 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	var ask []string
 	for _, p := range cands {
 		s := p.String()
-		if _, ok := g.infos[s]; !ok || closure && !g.closed[s] {
+		// A size of 0 is one not known (a NAR is never empty): the
+		// hook's entries carry the deriver alone.
+		if info, ok := g.infos[s]; !ok || closure && !g.closed[s] || needs.Size && info.Valid && info.NarSize == 0 {
 			ask = append(ask, s)
 		}
 	}
@@ -216,10 +218,11 @@ func (g *Gatherer) NarSize(path string) (int64, bool) {
 	return info.NarSize, ok && info.Valid
 }
 
-// Seed makes the Gatherer know a path's size and deriver, and what the
-// deriver's .drv says of substitution (subst, "" when not read), as push
-// learnt them when it queued the path: they never change for a store
-// path, so the worker need not ask Nix again.
+// Seed makes the Gatherer know a path's size (0 when not known) and
+// deriver, and what the deriver's .drv says of substitution (subst, ""
+// when not read), as push (from Nix) or the hook (from the .drv) learnt
+// them when it queued the path: they never change for a store path, so
+// the worker need not ask Nix again for what the rules read.
 func (g *Gatherer) Seed(path string, narSize int64, deriver, subst string) {
 	if _, ok := g.infos[path]; ok {
 		return

@@ -66,9 +66,10 @@ type Entry struct {
 	// it (Nix): while it runs, more of its builds may come (see the
 	// worker's batching). 0 when not queued by a hook.
 	Session int `json:"session,omitempty"`
-	// Facts are what push learnt of the path from Nix as it queued it
-	// (they never change for a store path), so that the worker need not
-	// ask Nix again; nil when not known.
+	// Facts are what push learnt of the path from Nix as it queued it,
+	// or the hook from the .drv that built it (they never change for a
+	// store path), so that the worker need not ask Nix again; nil when
+	// not known.
 	Facts *Facts `json:"facts,omitempty"`
 	// Within is the path queued with it whose closure holds it (push
 	// --closure's root): when both go in one pusher call, the pusher is
@@ -85,6 +86,7 @@ type Entry struct {
 
 // Facts are what Nix says of a store path that the rules read.
 type Facts struct {
+	// NarSize is 0 when not known (the hook's entries).
 	NarSize int64  `json:"nar_size"`
 	Deriver string `json:"deriver,omitempty"`
 	// Substitutes is what the deriver's .drv says of substitution (one

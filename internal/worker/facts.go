@@ -29,8 +29,8 @@ type factMap map[string]*policy.Facts
 // query asks Nix, in one call, for what the job's rules read: the facts
 // of its paths and, when the target has a closure rule, their closures
 // (`nix path-info --recursive --json` brings both), and the upstream
-// caches about the paths they would leave out. What push learnt as it
-// queued a path comes with its entry and is not asked again. j.facts.mu
+// caches about the paths they would leave out. What push or the hook
+// learnt as it queued a path comes with its entry and is not asked again. j.facts.mu
 // is held.
 func (j *job) query(ctx context.Context, log *logrus.Entry, r *result) (closures, factMap, error) {
 	t := j.target
