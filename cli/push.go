@@ -224,8 +224,8 @@ func runPush(e *env, o *pushOptions) int {
 }
 
 // closure returns the runtime closure of roots. When the rules read facts
-// and some root was not pushed before, one `nix path-info --recursive`
-// call brings the closure and the facts together; otherwise the closure
+// and some root was not pushed before, one Nix query (nixstore.PathInfos,
+// recursive) brings the closure and the facts together; otherwise the closure
 // query alone is cheaper (the facts of paths already pushed are not
 // needed). infos asks for the infos anyway: --dry-run's closure rule reads
 // every path's closure, which they bring at no further call.

@@ -40,7 +40,8 @@ func ruWrapNix(t *testing.T) (dir, log string) {
 }
 
 // ruCalls reads the wrapper's log: every call, and the count per kind
-// ("nix-store --query --requisites", "nix path-info", "nix copy").
+// ("nix-store --query --requisites", "nix-store --serve", "nix path-info",
+// "nix copy").
 func ruCalls(t *testing.T, log string) ([]string, map[string]int) {
 	t.Helper()
 	b, err := os.ReadFile(log)
@@ -55,6 +56,8 @@ func ruCalls(t *testing.T, log string) ([]string, map[string]int) {
 	for _, l := range lines {
 		f := strings.Fields(l)
 		switch {
+		case f[0] == "nix-store" && len(f) >= 2 && f[1] == "--serve":
+			kinds["nix-store --serve"]++
 		case f[0] == "nix-store" && len(f) >= 3:
 			kinds["nix-store "+f[1]+" "+f[2]]++
 		case f[0] == "nix" && len(f) >= 4:
@@ -70,8 +73,8 @@ func ruCalls(t *testing.T, log string) ([]string, map[string]int) {
 // and a derivation referring to them all, each an argument of its builder,
 // since one argument is limited to 128 KiB) with max_nar_size and
 // unsubstitutable = "skip": the closure, sizes and derivers come from one
-// `nix path-info --recursive` call, not one per path. The whole command
-// makes 1 Nix call; the worker one path-info per round of batches and one
+// `nix-store --serve` session, not one call per path. The whole command
+// makes 1 Nix call; the worker one query per round of batches and one
 // nix copy per batch.
 func TestRulesBatchedNixCalls(t *testing.T) {
 	t.Parallel()
@@ -99,7 +102,7 @@ bin_dir = "`+bin+`"
 	}
 	calls, kinds := ruCalls(t, log)
 	t.Logf("push --closure --dry-run of %d paths: %d Nix calls: %v", n+1, len(calls), kinds)
-	if len(calls) != 1 || kinds["nix path-info"] != 1 {
+	if len(calls) != 1 || kinds["nix-store --serve"] != 1 {
 		t.Errorf("push --closure --dry-run made %d Nix calls, want 1 (the closure with its sizes and derivers):\n%s", len(calls), strings.Join(calls, "\n"))
 	}
 
@@ -116,11 +119,11 @@ bin_dir = "`+bin+`"
 		t.Errorf("cache holds %d paths, want %d", got, n+1)
 	}
 	batches := (n + 1 + batch - 1) / batch
-	// push: 1 path-info of the closure; the worker: 1 path-info per round
-	// of batches (a round may be split while paths still arrive) and a
-	// nix copy per batch.
-	if kinds["nix-store --query --requisites"] != 0 || kinds["nix path-info"] < 2 || kinds["nix path-info"] > 5 || kinds["nix copy"] < batches || kinds["nix copy"] > batches+4 || len(calls) > 1+4+batches+4 {
-		t.Errorf("%d Nix calls, want about %d (1 by push, 1 path-info a round and %d nix copy by the worker):\n%v", len(calls), 2+batches, batches, kinds)
+	// push: 1 query of the closure; the worker: 1 query per round of
+	// batches (a round may be split while paths still arrive) and a nix
+	// copy per batch.
+	if kinds["nix-store --query --requisites"] != 0 || kinds["nix path-info"] != 0 || kinds["nix-store --serve"] < 2 || kinds["nix-store --serve"] > 5 || kinds["nix copy"] < batches || kinds["nix copy"] > batches+4 || len(calls) > 1+4+batches+4 {
+		t.Errorf("%d Nix calls, want about %d (1 by push, 1 query a round and %d nix copy by the worker):\n%v", len(calls), 2+batches, batches, kinds)
 	}
 }
 

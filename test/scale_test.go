@@ -105,8 +105,8 @@ bin_dir = "`+bin+`"
 	}
 	// The Nix calls: push's one query of the closure with its facts,
 	// which the entries carry to the worker, which asks nothing more.
-	if _, kinds := ruCalls(t, log); kinds["nix path-info"] != 1 || kinds["nix copy"] != 1 || len(kinds) != 2 {
-		t.Errorf("Nix calls %v; want push's path-info and the worker's copy", kinds)
+	if _, kinds := ruCalls(t, log); kinds["nix-store --serve"] != 1 || kinds["nix copy"] != 1 || len(kinds) != 2 {
+		t.Errorf("Nix calls %v; want push's query (nix-store --serve) and the worker's copy", kinds)
 	}
 
 	os.Remove(log)

@@ -108,7 +108,7 @@ var keys = []key{
 			return `"none"`
 		},
 		group:   "Rules that look beyond the name. Each of these four keys set here is the\ndefault of every target (the default one and each [[target]]); a\n[[target]] may set its own, which overrides it. They apply to a path the\npatterns select; `explain` shows which one decided, with its figure.",
-		doc:     "A path whose NAR is larger is treated like a denied path: not pushed\n(\"larger than max_nar_size (NAR 1.3 GiB, limit 1.0 GiB)\"), and\nclosure_deny decides about the paths that depend on it. Sizes come from\none `nix path-info` query per batch, in push, explain and the worker\n(never in the hook).",
+		doc:     "A path whose NAR is larger is treated like a denied path: not pushed\n(\"larger than max_nar_size (NAR 1.3 GiB, limit 1.0 GiB)\"), and\nclosure_deny decides about the paths that depend on it. Sizes come from\none Nix query per batch, in push, explain and the worker (never in\nthe hook).",
 		example: `"1GiB"`, hidden: true, defDoc: "no limit"},
 	{name: "unsubstitutable", kind: kString, scope: sInherited, def: UnsubstSkip, targetField: func(t *Target) any { return &t.Unsubstitutable },
 		doc: "\"skip\": a path whose derivation sets allowSubstitutes = false (writeText,\nrunCommandLocal, symlinkJoin...) is not pushed: Nix builds it rather than\ndownload it. Read from the .drv (the hook reads the one it was given); a\npath whose .drv is gone counts as substitutable. \"push\": push them too."},

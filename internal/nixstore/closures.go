@@ -4,7 +4,7 @@ import "context"
 
 // Closures returns the runtime closure of each root that is in the store
 // (roots not in the store are absent from the result), from one
-// `nix path-info --json --recursive` call (split only past maxArgBytes),
+// recursive PathInfos query,
 // walking the references locally instead of one nix-store call per root.
 func (n Nix) Closures(ctx context.Context, roots ...string) (map[string][]string, error) {
 	infos, err := n.PathInfos(ctx, true, roots...)

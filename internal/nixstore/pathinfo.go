@@ -39,12 +39,37 @@ const maxArgBytes = 512 << 10
 // bytes a path, more with many references).
 const maxInfoOutput = 512 << 20
 
-// PathInfos asks Nix about many paths at once (`nix path-info --json`,
-// with --recursive for their closures too): NAR size, deriver and
-// references, from one exec per maxArgBytes of paths, never one per
-// path. A path that is not in the store comes back with Valid false.
+// PathInfos asks Nix about many paths at once, with recursive about
+// their closures too: NAR size, deriver and references, from one
+// `nix-store --serve` (serve.go), never one exec per path. A path that is
+// not in the store comes back with Valid false. Where the serve protocol
+// fails, it asks `nix path-info --json` instead.
 func (n Nix) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]PathInfo, error) {
-	return n.pathInfos(ctx, recursive, maxArgBytes, paths)
+	if len(paths) == 0 {
+		return map[string]PathInfo{}, nil
+	}
+	infos, serr := n.servePathInfos(ctx, recursive, paths)
+	if serr == nil {
+		return byPath(infos), nil
+	}
+	if ctx.Err() != nil {
+		return nil, serr
+	}
+	out, err := n.pathInfos(ctx, recursive, maxArgBytes, paths)
+	if err != nil {
+		return nil, errors.Join(err, serr)
+	}
+	return out, nil
+}
+
+// byPath maps infos by path, made at its size: grown path by path, the
+// map of a 10,000-path closure cost push --closure more than decoding it.
+func byPath(all []PathInfo) map[string]PathInfo {
+	out := make(map[string]PathInfo, len(all))
+	for _, info := range all {
+		out[info.Path] = info
+	}
+	return out
 }
 
 func (n Nix) pathInfos(ctx context.Context, recursive bool, maxArgBytes int, paths []string) (map[string]PathInfo, error) {
@@ -84,13 +109,7 @@ func (n Nix) pathInfos(ctx context.Context, recursive bool, maxArgBytes int, pat
 		all = append(all, got...)
 		paths = paths[chunk:]
 	}
-	// Made at its size: grown path by path, the map of a 10,000-path
-	// closure cost push --closure more than decoding it.
-	out := make(map[string]PathInfo, len(all))
-	for _, info := range all {
-		out[info.Path] = info
-	}
-	return out, nil
+	return byPath(all), nil
 }
 
 // pathInfoTimeout bounds one path-info call: a database query, which

@@ -70,8 +70,7 @@ func New(cfg *config.Config) *Gatherer {
 
 // Gather returns the facts of those paths that are in the store and that
 // some target's patterns select; the others get none. It makes at most one
-// Nix call (`nix path-info --json` of every path not known yet, split only
-// past maxArgBytes of arguments), reads each deriver's .drv once, and asks
+// Nix query (nixstore.PathInfos of every path not known yet), reads each deriver's .drv once, and asks
 // an upstream only about the paths its targets would still push. With
 // closure, the infos of the paths' closures are loaded too, for the
 // closure rule's sizes (ClosureOf, NarSize).
@@ -244,8 +243,8 @@ func (g *Gatherer) References(path string) ([]string, bool) {
 }
 
 // Closures returns the whole runtime closure of each root in the store
-// (root first, breadth-first), from one `nix path-info --recursive --json`
-// call for the roots whose closure is not loaded yet (none after Closure).
+// (root first, breadth-first), from one recursive nixstore.PathInfos
+// query for the roots whose closure is not loaded yet (none after Closure).
 // The infos stay, so that a Gather on the same paths asks Nix nothing
 // more.
 func (g *Gatherer) Closures(ctx context.Context, roots []string) (map[string]*policy.Closure, error) {
@@ -386,11 +385,11 @@ func (g *Gatherer) subjects(cfg *config.Config) func(string) bool {
 	}
 }
 
-// Closure returns the runtime closure of roots from one `nix path-info
-// --recursive --json` call and keeps the infos it brings, so that Gather
+// Closure returns the runtime closure of roots from one recursive
+// nixstore.PathInfos query and keeps the infos it brings, so that Gather
 // on those paths asks Nix nothing more: `push --closure` with rules that
 // read facts makes one Nix call instead of a closure query and then a
-// path-info of the whole closure.
+// query of the whole closure's infos.
 func (g *Gatherer) Closure(ctx context.Context, roots []string) ([]string, error) {
 	infos, err := g.nix.PathInfos(ctx, true, roots...)
 	if err != nil {

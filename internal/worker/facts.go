@@ -28,7 +28,7 @@ type factMap map[string]*policy.Facts
 
 // query asks Nix, in one call, for what the job's rules read: the facts
 // of its paths and, when the target has a closure rule, their closures
-// (`nix path-info --recursive --json` brings both), and the upstream
+// (one recursive nixstore.PathInfos brings both), and the upstream
 // caches about the paths they would leave out. What push or the hook
 // learnt as it queued a path comes with its entry and is not asked again. j.facts.mu
 // is held.

@@ -1,0 +1,134 @@
+package nixstore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
+)
+
+// serveReply builds what a nix-store --serve says: ints, and strings
+// (a length, the bytes, zeros to 8).
+type serveReply struct{ bytes.Buffer }
+
+func (r *serveReply) int(v uint64) *serveReply {
+	binary.Write(&r.Buffer, binary.LittleEndian, v)
+	return r
+}
+
+func (r *serveReply) str(s string) *serveReply {
+	r.int(uint64(len(s)))
+	r.WriteString(s)
+	r.Write(make([]byte, (8-len(s)%8)%8))
+	return r
+}
+
+func (r *serveReply) strs(ss ...string) *serveReply {
+	r.int(uint64(len(ss)))
+	for _, s := range ss {
+		r.str(s)
+	}
+	return r
+}
+
+func (r *serveReply) info(path, deriver string, size uint64, refs ...string) *serveReply {
+	return r.str(path).str(deriver).strs(refs...).int(size).int(size).str("sha256:x").str("").strs("cache-1:sig")
+}
+
+func hello() *serveReply { return new(serveReply).int(serveMagic2).int(2<<8 | 7) }
+
+func TestServeConn(t *testing.T) {
+	a, b := "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a", "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b"
+	gone := "/nix/store/cccccccccccccccccccccccccccccccc-gone"
+	for _, c := range []struct {
+		name      string
+		recursive bool
+		reply     *serveReply
+		want      string // the infos, or the error
+	}{
+		{"flat", false, hello().info(a, "/nix/store/x-a.drv", 120, b).str(""),
+			fmt.Sprintf("%s valid 120 /nix/store/x-a.drv [%s] [cache-1:sig]\n%s invalid", a, b, gone)},
+		{"recursive", true, hello().strs(a).strs(a, b).info(a, "", 120, b).info(b, "", 130).str(""),
+			fmt.Sprintf("%s valid 120  [%s] [cache-1:sig]\n%s valid 130  [] [cache-1:sig]\n%s invalid", a, b, b, gone)},
+		{"none valid", true, hello().strs(), gone + " invalid"},
+		{"no serve", false, new(serveReply).str("error: unknown flag"), "did not answer the handshake"},
+		{"old protocol", false, new(serveReply).int(serveMagic2).int(2<<8 | 3), "protocol 2.3"},
+		{"huge string", false, hello().int(1 << 40), "a string of 1099511627776 bytes"},
+		{"huge set", false, hello().str(a).str("").int(1 << 40), "a set of 1099511627776 strings"},
+		{"bad padding", false, hello().int(1).int(0xff00), "bad padding"},
+		{"cut short", false, hello().info(a, "", 120), "EOF"},
+		{"size out of range", false, hello().info(a, "", 1<<63).str(""), "NAR size out of range"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn := &serveConn{r: bufio.NewReader(bytes.NewReader(c.reply.Bytes())), w: bufio.NewWriter(io.Discard)}
+			paths := []string{a, gone}
+			if c.name == "none valid" {
+				paths = []string{gone}
+			}
+			infos, err := conn.pathInfos(c.recursive, paths)
+			var got string
+			if err != nil {
+				got = err.Error()
+			} else {
+				var lines []string
+				for _, i := range infos {
+					if !i.Valid {
+						lines = append(lines, i.Path+" invalid")
+						continue
+					}
+					lines = append(lines, fmt.Sprintf("%s valid %d %s %v %v", i.Path, i.NarSize, i.Deriver, i.References, i.Signatures))
+				}
+				got = strings.Join(lines, "\n")
+			}
+			if !strings.Contains(got, c.want) || err == nil && got != c.want {
+				t.Errorf("got\n%s\nwant\n%s", got, c.want)
+			}
+			if c.name == "no serve" && !errors.Is(err, errNoServe) {
+				t.Errorf("error %v is not errNoServe", err)
+			}
+		})
+	}
+}
+
+// The serve protocol and `nix path-info --json` say the same of real
+// paths (a built app, its dependency, a path not in the store), flat and
+// recursive; and PathInfos takes the serve protocol.
+func TestServeMatchesPathInfoJSON(t *testing.T) {
+	salt := nixtest.Salt()
+	_, outs := nixtest.Build(t, fmt.Sprintf(`let dep = derivation { name = "sv-dep"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; };
+in derivation { name = "sv-app"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, salt))
+	missing := "/nix/store/00000000000000000000000000000000-sv-missing"
+	paths := []string{outs[0], missing}
+	for _, recursive := range []bool{false, true} {
+		served, err := Nix{}.servePathInfos(context.Background(), recursive, paths)
+		if err != nil {
+			t.Fatalf("recursive %v: %v", recursive, err)
+		}
+		json, err := Nix{}.pathInfos(context.Background(), recursive, maxArgBytes, paths)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := byPath(served)
+		if !slices.Equal(slices.Sorted(maps.Keys(s)), slices.Sorted(maps.Keys(json))) {
+			t.Fatalf("recursive %v: serve gave %v, path-info %v", recursive, slices.Sorted(maps.Keys(s)), slices.Sorted(maps.Keys(json)))
+		}
+		for p, j := range json {
+			v := s[p]
+			if v.Valid != j.Valid || v.NarSize != j.NarSize || v.Deriver != j.Deriver || !slices.Equal(v.References, j.References) || len(v.Signatures) != len(j.Signatures) {
+				t.Errorf("recursive %v, %s: serve %+v, path-info %+v", recursive, p, v, j)
+			}
+		}
+		if len(json) != map[bool]int{false: 2, true: 3}[recursive] {
+			t.Errorf("recursive %v: %d infos", recursive, len(json))
+		}
+	}
+}
