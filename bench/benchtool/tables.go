@@ -107,7 +107,7 @@ func buildloop(r *res) string {
 func closure(r *res) string {
 	out := r.series("closure")
 	qr := r.f("closure/requisites.median")
-	out += fmt.Sprintf("\nRatios to `nix-store --query --requisites` (%s): the one Nix call `push --closure` makes, `nix path-info --recursive --json`, %s; `push --closure` in all, %s.\n\nAgain, everything recorded as pushed (%s entries queued, %s pusher calls by those runs):\n\n",
+	out += fmt.Sprintf("\nRatios to `nix-store --query --requisites` (%s): `nix path-info --recursive --json` (the same facts as JSON, which push asks for only where `nix-store --serve` fails), %s; `push --closure` in all (one `nix-store --serve` session), %s.\n\nAgain, everything recorded as pushed (%s entries queued, %s pusher calls by those runs):\n\n",
 		sec(qr), x(r.f("closure/path-info.median"), qr), x(r.f("closure/push.median"), qr), num(r.f("again/queued"), 0), num(r.f("again/calls"), 0))
 	return out + r.series("again")
 }
@@ -131,7 +131,7 @@ func phases(r *res) string {
 		{"Removing a pushed batch of 10,000 (`queue` BenchmarkApplyDone)", ms(g("queue/BenchmarkApplyDone")), "", ""},
 		{"The history of a batch of 10,000 (`history` BenchmarkAppend)", ms(g("history/BenchmarkAppend")), "the same records encoded and appended (BenchmarkAppendFloor): " + ms(g("history/BenchmarkAppendFloor")), x(g("history/BenchmarkAppend"), g("history/BenchmarkAppendFloor"))},
 		{"The record of a batch of 10,000 (`pushed` BenchmarkAdd)", ms(g("pushed/BenchmarkAdd")), "", ""},
-		{"Decoding `nix path-info --recursive --json` of 10,000 paths (`nixstore` BenchmarkDecodePathInfo)", ms(g("nixstore/BenchmarkDecodePathInfo")), "the Nix call that prints it: " + ms(r.f("closure/path-info.median")), x(g("nixstore/BenchmarkDecodePathInfo"), r.f("closure/path-info.median"))},
+		{"Decoding `nix path-info --recursive --json` of 10,000 paths, the fallback where `nix-store --serve` fails (`nixstore` BenchmarkDecodePathInfo)", ms(g("nixstore/BenchmarkDecodePathInfo")), "the Nix call that prints it: " + ms(r.f("closure/path-info.median")), x(g("nixstore/BenchmarkDecodePathInfo"), r.f("closure/path-info.median"))},
 	}
 	return out + "\nIn process (testing.B, same run):\n\n" + table([]string{"Phase", "Time", "Floor", "Ratio"}, rows)
 }

@@ -149,15 +149,19 @@ func (c *serveConn) pathInfos(recursive bool, paths []string) ([]PathInfo, error
 	if c.err != nil {
 		return nil, c.err
 	}
-	// Those asked about that Nix did not know.
-	known := make(map[string]bool, len(out))
+	// Those asked about that Nix did not know (a set of what was asked,
+	// a root or a batch, not of a whole closure).
+	missing := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		missing[p] = true
+	}
 	for _, info := range out {
-		known[info.Path] = true
+		delete(missing, info.Path)
 	}
 	for _, p := range paths {
-		if !known[p] {
+		if missing[p] {
 			out = append(out, PathInfo{Path: p})
-			known[p] = true
+			delete(missing, p)
 		}
 	}
 	return out, nil
