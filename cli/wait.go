@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -19,11 +21,23 @@ import (
 // stopping at the timeout or, when asked, once everything left only
 // waits for a back-off.
 
-// waitPoll is how often the queue is looked at.
+// waitPoll is how often the queue is looked at when nothing wakes the
+// wait sooner: an entry or pin leaving the queue does (queueChanges), so
+// that `push --wait` returns as its paths are done, not up to a poll
+// later.
 const waitPoll = 200 * time.Millisecond
+
+// waitSettle is how long a wait woken by a change lets more come before
+// it looks (a batch's files go together): at most one look per settle.
+const waitSettle = 20 * time.Millisecond
 
 // waitSpec says what a wait waits for.
 type waitSpec struct {
+	// poll is how often the queue is looked at; 0 is waitPoll.
+	poll time.Duration
+	// looked, when set, is called after each look (a test's sign that
+	// the wait has seen the queue as it was).
+	looked func()
 	// pairs are the pairs a push queued; nil waits for every entry of a
 	// configured target (entries of targets no longer configured would
 	// never go).
@@ -143,8 +157,13 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 	if !spec.since.IsZero() {
 		waitStart = spec.since
 	}
-	tick := time.NewTicker(waitPoll)
+	if spec.poll == 0 {
+		spec.poll = waitPoll
+	}
+	tick := time.NewTicker(spec.poll)
 	defer tick.Stop()
+	changed, stop := queueChanges(q)
+	defer stop()
 	left := &leftInQueue{c: c, q: q, pairs: spec.pairs, targetOf: map[string]string{}}
 	var failing failingCheck
 	for first := true; ; first = false {
@@ -167,6 +186,9 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			left.warned = true
 		}
 		prog.poll()
+		if spec.looked != nil {
+			spec.looked()
+		}
 		if n+pins == 0 && first && spec.pairs == nil {
 			// Said, so that a log shows the wait happened.
 			if !spec.quiet {
@@ -214,6 +236,8 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			ruled, lost := prog.finish()
 			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}
 		case <-tick.C:
+		case <-changed:
+			settle(changed, waitSettle)
 		}
 	}
 	// dropped/ is the authority; the history may have missed a drop.
@@ -334,4 +358,62 @@ func targetNames(c *config.Config) []string {
 		names[i] = t.Name
 	}
 	return names
+}
+
+// queueChanges returns a channel that receives when an entry or a pin
+// comes or goes (inotify on q.ChangeDirs), and a func that stops it. Where
+// inotify is missing, or a directory is not there yet, the channel stays
+// quiet and the poll alone looks.
+func queueChanges(q *queue.Queue) (<-chan struct{}, func()) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, func() {}
+	}
+	for _, d := range q.ChangeDirs() {
+		_ = w.Add(d)
+	}
+	out := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case _, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				select {
+				case out <- struct{}{}:
+				default: // one pending wake is enough
+				}
+			case _, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+			}
+		}
+	}()
+	return out, func() {
+		w.Close()
+		<-done
+	}
+}
+
+// settle lets the changes that come within d of each other pass (the
+// files of a batch removed one by one), at most 10 d in all.
+func settle(changed <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	end := time.Now().Add(10 * d)
+	for {
+		select {
+		case <-changed:
+			if time.Now().After(end) {
+				return
+			}
+			t.Reset(d)
+		case <-t.C:
+			return
+		}
+	}
 }

@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// A wait returns as its entry leaves the queue, woken by the change, not
+// at its next look: here the poll is an hour, so only the wake-up can end
+// it before its timeout. Both ways an entry leaves: its own file removed,
+// and a bulk file (push --closure's) removed whole.
+func TestWaitWakesWhenTheQueueEmpties(t *testing.T) {
+	for _, k := range []string{config.EnvConfig, config.EnvName("cache"), config.EnvName("queue.dir")} {
+		t.Setenv(k, "")
+	}
+	a := storepath.Path{Dir: storepath.StoreDir(), Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: "hello-1"}
+	b := storepath.Path{Dir: storepath.StoreDir(), Hash: "1123456789abcdfghijklmnpqrsvwxyz", Name: "hello-2"}
+	for _, pairs := range [][]queue.Pair{{{Target: "main", Path: a}}, {{Target: "main", Path: a}, {Target: "main", Path: b}}} {
+		t.Run(fmt.Sprintf("%d entries", len(pairs)), func(t *testing.T) {
+			dir := t.TempDir()
+			qdir := filepath.Join(dir, "queue")
+			q, err := queue.Open(qdir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The worker lock held, as by a running worker: the wait
+			// starts none.
+			lock, err := os.OpenFile(filepath.Join(qdir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lock.Close()
+			if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := q.Add(pairs, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(dir, "hook.conf")
+			if err := os.WriteFile(file, []byte(fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = %q\n", qdir)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			e := &env{ctx: context.Background(), configFlag: file, stdout: &out, stderr: &out}
+			c, err := e.load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan waitResult, 1)
+			looked := make(chan struct{})
+			var once sync.Once
+			go func() {
+				done <- e.waitQueue(c, q, waitSpec{pairs: pairs, since: time.Now().Add(-time.Second), timeout: 30 * time.Second, poll: time.Hour, quiet: true,
+					looked: func() { once.Do(func() { close(looked) }) }})
+			}()
+			// The wait has seen the entries there: only a wake-up can
+			// tell it they left.
+			<-looked
+			for _, sub := range []string{"entries", "bulk"} {
+				names, _ := os.ReadDir(filepath.Join(qdir, sub))
+				for _, n := range names {
+					if err := os.Remove(filepath.Join(qdir, sub, n.Name())); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if r := <-done; r.end != waitDone {
+				t.Errorf("wait ended %v, want done as the entries left (the poll is an hour):\n%s", r.end, &out)
+			}
+		})
+	}
+}
