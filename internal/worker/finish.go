@@ -84,7 +84,18 @@ func (w *Worker) finish(res *result) {
 			ch.Whole[b.name] = true
 		}
 	}
+	// The history and the record of pushed paths first: a wait that sees
+	// an entry leave the queue (it is woken as it does) then finds its
+	// outcome there, and says it. A crash in between leaves the entries
+	// queued, to be pushed and recorded again: a second record, nothing
+	// lost.
 	start := time.Now()
+	w.record(name, res)
+	if len(res.pushed) > 0 {
+		w.remember(log, j.target, res.pushed)
+	}
+	recorded := time.Since(start)
+	start = time.Now()
 	ap := w.q.Apply(ch)
 	written := time.Since(start)
 	x.replaced(ap.Replaced)
@@ -132,14 +143,6 @@ func (w *Worker) finish(res *result) {
 			w.state.queueError(w.q.Dir, name, truncate("updating the queue entries failed: "+err.Error(), 1000), now)
 		}
 	}
-	// The history and the record of pushed paths, before the line that
-	// says how long they took.
-	start = time.Now()
-	w.record(name, res)
-	if len(res.pushed) > 0 {
-		w.remember(log, j.target, res.pushed)
-	}
-	recorded := time.Since(start)
 	if len(res.pushed)+len(res.failed) > 0 {
 		f := res.summary()
 		if lists := listsOf(w.cfg, name, append(res.pushed[:len(res.pushed):len(res.pushed)], res.failed...)); len(lists) > 0 {

@@ -17,11 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -912,5 +914,61 @@ func TestRunPrunesDropped(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(e.q.Dir, "dropped", "*")); len(left) != 2 {
 		t.Errorf("%d entries left in dropped/, want the 2 younger than queue.dropped_max_age", len(left))
+	}
+}
+
+// The outcome is in the history before the entry leaves the queue: a wait
+// woken by the removal (cli/wait.go) reads it there. Looked at the moment
+// inotify reports each entry's removal.
+func TestRunHistoryBeforeTheEntryLeaves(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "hello-1", "hello-2", "hello-3")
+	e.add(t, "main", ps...)
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Skipf("no inotify: %v", err)
+	}
+	defer fw.Close()
+	if err := fw.Add(filepath.Join(e.q.Dir, "entries")); err != nil {
+		t.Fatal(err)
+	}
+	missing := map[string]bool{} // written by the goroutine, read after seen
+	seen := make(chan struct{})
+	go func() {
+		defer close(seen)
+		removed := 0
+		for ev := range fw.Events {
+			if !ev.Has(fsnotify.Remove) && !ev.Has(fsnotify.Rename) {
+				continue
+			}
+			recs, _ := history.Read(e.q.Dir)
+			for _, p := range ps {
+				if _, err := os.Stat(filepath.Join(e.q.Dir, "entries", queue.Key("main", p))); err == nil {
+					continue // still queued
+				}
+				found := false
+				for _, r := range recs {
+					found = found || r.Path == p.String() && r.Outcome == history.Pushed
+				}
+				if !found {
+					missing[p.String()] = true
+				}
+			}
+			if removed++; removed == len(ps) {
+				return
+			}
+		}
+	}()
+	if err := run(t, e.worker(map[string]*fakePusher{"main": {}}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	select {
+	case <-seen:
+	case <-time.After(time.Minute):
+		t.Fatal("the removals were not all seen")
+	}
+	for p := range missing {
+		t.Errorf("%s left the queue before its outcome was in the history", p)
 	}
 }
