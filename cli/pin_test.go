@@ -3,14 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -19,24 +15,12 @@ import (
 // forget removes the pins of removed targets (or of --target T) with their
 // entries, and leaves the others.
 func TestForgetPins(t *testing.T) {
-	for _, k := range []string{config.EnvConfig, config.EnvName("cache"), config.EnvName("queue.dir")} {
-		t.Setenv(k, "")
-	}
-	dir := t.TempDir()
-	qdir := filepath.Join(dir, "queue")
-	q, err := queue.Open(qdir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, file := mainQueue(t)
 	root := storepath.Path{Dir: storepath.StoreDir(), Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: "nixos-system-1"}
 	if _, err := q.AddPins([]queue.Pin{
 		{Target: "main", Path: root.String(), Name: "sys"},
 		{Target: "removed", Path: root.String(), Name: "sys"},
 	}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "hook.conf")
-	if err := os.WriteFile(file, []byte(fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = %q\n", qdir)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -56,9 +40,6 @@ func TestForgetPins(t *testing.T) {
 // push --pin --wait exits 3 (wait's "not sent") naming a pin the worker
 // gave up on, and 0 for one it made (issue 23 with issue 18's exit codes).
 func TestWaitPinGivenUp(t *testing.T) {
-	for _, k := range []string{config.EnvConfig, config.EnvName("cache"), config.EnvName("queue.dir")} {
-		t.Setenv(k, "")
-	}
 	root := storepath.Path{Dir: storepath.StoreDir(), Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: "nixos-system-1"}
 	for _, tc := range []struct {
 		outcome, says string
@@ -68,18 +49,9 @@ func TestWaitPinGivenUp(t *testing.T) {
 		{history.Pinned, `pinned ` + root.String() + ` in main as "sys"`, exitOK},
 	} {
 		t.Run(tc.outcome, func(t *testing.T) {
-			dir := t.TempDir()
-			qdir := filepath.Join(dir, "queue")
-			q, err := queue.Open(qdir)
-			if err != nil {
-				t.Fatal(err)
-			}
+			q, file := mainQueue(t)
 			since := time.Now().Add(-time.Second)
-			if err := history.Append(qdir, 1<<20, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: tc.outcome, Reason: "its root was dropped: denied", Pin: `"sys"`}}); err != nil {
-				t.Fatal(err)
-			}
-			file := filepath.Join(dir, "hook.conf")
-			if err := os.WriteFile(file, []byte(fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = %q\n", qdir)), 0o600); err != nil {
+			if err := history.Append(q.Dir, 1<<20, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: tc.outcome, Reason: "its root was dropped: denied", Pin: `"sys"`}}); err != nil {
 				t.Fatal(err)
 			}
 			var out bytes.Buffer

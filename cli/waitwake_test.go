@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,34 +20,20 @@ import (
 // it before its timeout. Both ways an entry leaves: its own file removed,
 // and a bulk file (push --closure's) removed whole.
 func TestWaitWakesWhenTheQueueEmpties(t *testing.T) {
-	for _, k := range []string{config.EnvConfig, config.EnvName("cache"), config.EnvName("queue.dir")} {
-		t.Setenv(k, "")
-	}
 	a := storepath.Path{Dir: storepath.StoreDir(), Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: "hello-1"}
 	b := storepath.Path{Dir: storepath.StoreDir(), Hash: "1123456789abcdfghijklmnpqrsvwxyz", Name: "hello-2"}
 	for _, pairs := range [][]queue.Pair{{{Target: "main", Path: a}}, {{Target: "main", Path: a}, {Target: "main", Path: b}}} {
 		t.Run(fmt.Sprintf("%d entries", len(pairs)), func(t *testing.T) {
-			dir := t.TempDir()
-			qdir := filepath.Join(dir, "queue")
-			q, err := queue.Open(qdir)
-			if err != nil {
-				t.Fatal(err)
-			}
+			q, file := mainQueue(t)
+			qdir := q.Dir
 			// The worker lock held, as by a running worker: the wait
 			// starts none.
-			lock, err := os.OpenFile(filepath.Join(qdir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-			if err != nil {
-				t.Fatal(err)
+			lock, err := q.AcquireWorker(context.Background(), 0)
+			if err != nil || lock == nil {
+				t.Fatalf("AcquireWorker = %v, %v", lock, err)
 			}
-			defer lock.Close()
-			if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-				t.Fatal(err)
-			}
+			defer lock.Unlock()
 			if _, err := q.Add(pairs, time.Now()); err != nil {
-				t.Fatal(err)
-			}
-			file := filepath.Join(dir, "hook.conf")
-			if err := os.WriteFile(file, []byte(fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = %q\n", qdir)), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			var out bytes.Buffer
@@ -80,4 +65,24 @@ func TestWaitWakesWhenTheQueueEmpties(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mainQueue makes a queue and a hook.conf whose target "main" takes
+// every path into it, with no configuration from the environment.
+func mainQueue(t *testing.T) (*queue.Queue, string) {
+	t.Helper()
+	for _, k := range []string{config.EnvConfig, config.EnvName("cache"), config.EnvName("queue.dir")} {
+		t.Setenv(k, "")
+	}
+	dir := t.TempDir()
+	qdir := filepath.Join(dir, "queue")
+	q, err := queue.Open(qdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "hook.conf")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = %q\n", qdir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return q, file
 }
