@@ -54,15 +54,10 @@ func TestWaitPinGivenUp(t *testing.T) {
 			if err := history.Append(q.Dir, 1<<20, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: tc.outcome, Reason: "its root was dropped: denied", Pin: `"sys"`}}); err != nil {
 				t.Fatal(err)
 			}
-			var out bytes.Buffer
-			e := &env{ctx: context.Background(), configFlag: file, stdout: &out, stderr: &out}
-			c, err := e.load()
-			if err != nil {
-				t.Fatal(err)
-			}
+			e, c, out := loadedEnv(t, file)
 			r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{queue.PinKey("main", root, "sys")}, since: since, timeout: time.Minute})
 			if code := r.exitCode(false); code != tc.code || !strings.Contains(out.String(), tc.says) {
-				t.Errorf("exit %d (want %d), says:\n%s\nwant %q", code, tc.code, &out, tc.says)
+				t.Errorf("exit %d (want %d), says:\n%s\nwant %q", code, tc.code, out, tc.says)
 			}
 		})
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
@@ -32,21 +31,10 @@ func writeWorkerState(t *testing.T, dir string, wi *worker.WorkerInfo) {
 // status shows the config and log files the running worker uses, as it
 // recorded them, not the caller's, and says how they differ.
 func TestStatusShowsWorkersFiles(t *testing.T) {
-	for _, k := range []string{config.EnvConfig, config.EnvName("cache"), config.EnvName("queue.dir")} {
-		t.Setenv(k, "")
-	}
-	dir := t.TempDir()
-	qdir := filepath.Join(dir, "queue")
-	q, err := queue.Open(qdir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, dir := testQueue(t)
 	conf := func(name, log string) string {
 		file := filepath.Join(dir, name)
-		body := fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = %q\n[log]\nfile = %q\n", qdir, log)
-		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		mainConf(t, file, q.Dir, fmt.Sprintf("[log]\nfile = %q\n", log))
 		return file
 	}
 	theirs := conf("worker.conf", filepath.Join(dir, "theirs.log"))
@@ -77,7 +65,7 @@ func TestStatusShowsWorkersFiles(t *testing.T) {
 
 	// Another file and log.
 	wi := &worker.WorkerInfo{PID: os.Getpid(), Fingerprint: worker.FingerprintOf(theirs), LogFile: filepath.Join(dir, "theirs.log"), Loaded: time.Now()}
-	writeWorkerState(t, qdir, wi)
+	writeWorkerState(t, q.Dir, wi)
 	st, out := collect()
 	if st.FilesOf != "worker" || st.ConfigFile != theirs || st.LogFile != wi.LogFile || st.CallerConfigFile != mine ||
 		!slices.Equal(st.ConfigDiffers, []string{"file", "log_file"}) || st.WorkerPID != os.Getpid() {
@@ -98,12 +86,12 @@ func TestStatusShowsWorkersFiles(t *testing.T) {
 	wi.Fingerprint = worker.FingerprintOf(mine)
 	wi.Digest = "0123"
 	wi.LogFile = c.Log.File
-	writeWorkerState(t, qdir, wi)
+	writeWorkerState(t, q.Dir, wi)
 	if st, out = collect(); !slices.Equal(st.ConfigDiffers, []string{"content"}) || !strings.Contains(out, mine+" changed since the worker loaded it") {
 		t.Errorf("status = %+v\n%s", st, out)
 	}
 	wi.ConfigError = `unknown key "alow"`
-	writeWorkerState(t, qdir, wi)
+	writeWorkerState(t, q.Dir, wi)
 	if st, out = collect(); st.WorkerConfigError != wi.ConfigError || !strings.Contains(out, `cannot load the changed configuration and keeps the one loaded at `) {
 		t.Errorf("status = %+v\n%s", st, out)
 	}
@@ -112,20 +100,20 @@ func TestStatusShowsWorkersFiles(t *testing.T) {
 	wi.Fingerprint = worker.FingerprintOf(mine)
 	wi.ConfigError = ""
 	wi.Env, wi.EnvDigest = []string{config.EnvName("deny")}, "4567"
-	writeWorkerState(t, qdir, wi)
+	writeWorkerState(t, q.Dir, wi)
 	if st, out = collect(); !slices.Equal(st.ConfigDiffers, []string{"environment"}) || !strings.Contains(out, "other CACHIX_FILTER_HOOK_* overrides than yours (its own: CACHIX_FILTER_HOOK_DENY)") {
 		t.Errorf("status = %+v\n%s", st, out)
 	}
 
 	// A record left by a worker that is gone is not the running one's.
 	wi.PID = 1 << 30
-	writeWorkerState(t, qdir, wi)
+	writeWorkerState(t, q.Dir, wi)
 	if st, _ = collect(); st.FilesOf != "caller" || st.ConfigFile != mine || len(st.ConfigDiffers) != 0 {
 		t.Errorf("status with a dead worker's record = %+v", st)
 	}
 	// No worker running: the caller's files.
 	wi.PID = os.Getpid()
-	writeWorkerState(t, qdir, wi)
+	writeWorkerState(t, q.Dir, wi)
 	lock.Unlock()
 	lock = nil
 	if st, out = collect(); st.FilesOf != "caller" || st.ConfigFile != mine || !strings.Contains(out, "config "+mine+"\n") {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -36,12 +34,7 @@ func TestWaitWakesWhenTheQueueEmpties(t *testing.T) {
 			if _, err := q.Add(pairs, time.Now()); err != nil {
 				t.Fatal(err)
 			}
-			var out bytes.Buffer
-			e := &env{ctx: context.Background(), configFlag: file, stdout: &out, stderr: &out}
-			c, err := e.load()
-			if err != nil {
-				t.Fatal(err)
-			}
+			e, c, out := loadedEnv(t, file)
 			done := make(chan waitResult, 1)
 			looked := make(chan struct{})
 			var once sync.Once
@@ -61,28 +54,8 @@ func TestWaitWakesWhenTheQueueEmpties(t *testing.T) {
 				}
 			}
 			if r := <-done; r.end != waitDone {
-				t.Errorf("wait ended %v, want done as the entries left (the poll is an hour):\n%s", r.end, &out)
+				t.Errorf("wait ended %v, want done as the entries left (the poll is an hour):\n%s", r.end, out)
 			}
 		})
 	}
-}
-
-// mainQueue makes a queue and a hook.conf whose target "main" takes
-// every path into it, with no configuration from the environment.
-func mainQueue(t *testing.T) (*queue.Queue, string) {
-	t.Helper()
-	for _, k := range []string{config.EnvConfig, config.EnvName("cache"), config.EnvName("queue.dir")} {
-		t.Setenv(k, "")
-	}
-	dir := t.TempDir()
-	qdir := filepath.Join(dir, "queue")
-	q, err := queue.Open(qdir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "hook.conf")
-	if err := os.WriteFile(file, []byte(fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = %q\n", qdir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return q, file
 }
