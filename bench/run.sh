@@ -222,7 +222,7 @@ inittrace hook "$CFH"
 inittrace floor "$FLOOR"
 go list -deps . | sort >"$W/deps" && go list -deps ./bench/floor | sort >"$W/deps-floor"
 put deps/hook "$(wc -l <"$W/deps")" && put deps/floor "$(wc -l <"$W/deps-floor")" && put deps/extra "$(comm -23 "$W/deps" "$W/deps-floor" | wc -l)"
-put deps/viper "$(comm -23 "$W/deps" "$W/deps-floor" | comm -12 - <(go list -deps github.com/spf13/viper | sort) | wc -l)"
+put deps/http "$(comm -23 "$W/deps" "$W/deps-floor" | comm -12 - <(go list -deps net/http | sort) | wc -l)"
 OUT_PATHS= DRV_PATH=$D0 CACHIX_FILTER_HOOK_CONFIG=$W/conf/drv.conf hf drv "${HF[@]}" --prepare "rm -f $W/q-drv/entries/$KEY0" -n floor "$FLOOR" -n hook "$CFH"
 [ -e "$W/q-drv/entries/$KEY0" ] || fail "the hook run as Nix 2.8 runs it queued nothing"
 unhold

@@ -175,7 +175,7 @@ func hookwork(r *res) string {
 		{"The hook's own work: the hook against `version`", ms(h - v), ""},
 		{"Go runtime start to the end of package init (`GODEBUG=inittrace=1`, median)", ms(r.md("init/hook/%d.end")), ms(r.md("init/floor/%d.end"))},
 		{"… of which in init functions (" + num(r.md("init/hook/%d.pkgs"), 0) + " packages with init work)", ms(r.md("init/hook/%d.clock")), ms(r.md("init/floor/%d.clock"))},
-		{"Packages linked (`go list -deps`)", r.m["deps/hook"] + "; of the " + r.m["deps/extra"] + " beyond the floor's, " + r.m["deps/viper"] + " are viper and its dependencies", r.m["deps/floor"]},
+		{"Packages linked (`go list -deps`)", r.m["deps/hook"] + "; of the " + r.m["deps/extra"] + " beyond the floor's, " + r.m["deps/http"] + " are net/http and its dependencies (internal/upstream asks substituters)", r.m["deps/floor"]},
 	}
 	return table([]string{"Part", "cachix-filter-hook", "floor"}, rows) + "\nThe costliest init functions of the hook (mean): " + r.m["init/hook.top"] + ".\n"
 }

@@ -1,6 +1,6 @@
 // Package config finds, loads and validates hook.conf.
 //
-// The file is TOML read with viper; every key can be overridden from the
+// The file is TOML (go-toml); every key can be overridden from the
 // environment (CACHIX_FILTER_HOOK_<KEY>, dots as underscores) so that CI
 // runners can configure the tool without writing a file. Everything is
 // checked here, once, so that the hook, the worker and the commands all see

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -699,5 +700,37 @@ func TestConfigOverLimitIsAnError(t *testing.T) {
 	_, err := Load(conf)
 	if err == nil || !strings.Contains(err.Error(), "the limit is 1048576 bytes") || !strings.Contains(err.Error(), conf) {
 		t.Errorf("Load of a %d-byte config = %v, want an error naming the limit", len(body), err)
+	}
+}
+
+// TestKeyLookup: a key is found in its table, as a quoted dotted key at the
+// top level (TOML allows `"queue.dir" = ...`), and not where the name only
+// partly matches.
+func TestKeyLookup(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, text, dir string }{
+		{"table", "cache = \"c\"\n[queue]\ndir = \"/a\"\n", "/a"},
+		{"quoted dotted key", "cache = \"c\"\n\"queue.dir\" = \"/b\"\n", "/b"},
+		{"dotted key", "cache = \"c\"\nqueue.dir = \"/d\"\n", "/d"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(write(t, filepath.Join(dir, tc.name+".conf"), tc.text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Queue.Dir != tc.dir {
+				t.Errorf("queue.dir = %q, want %q", c.Queue.Dir, tc.dir)
+			}
+		})
+	}
+	for key, want := range map[string]any{"queue.dir": "/q", "queue": map[string]any{"dir": "/q"}, "a.b.c": 1} {
+		got, ok := lookup(map[string]any{"queue": map[string]any{"dir": "/q"}, "a.b": map[string]any{"c": 1}}, key)
+		if !ok || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("lookup(%q) = %v, %v; want %v", key, got, ok, want)
+		}
+	}
+	if got, ok := lookup(map[string]any{"queue": map[string]any{"dir": "/q"}}, "queue.di"); ok {
+		t.Errorf("lookup(queue.di) = %v, want nothing", got)
 	}
 }

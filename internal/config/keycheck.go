@@ -11,11 +11,10 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/suggest"
 )
 
-// One spelling per key. viper folds the case of keys, so `Deny = []`
-// after `deny = ["*-doc"]` would silently replace the deny list, and
-// `DENY` would be read though keys are lower case: the keys are checked
-// as written, before viper sees them, in the file and in the
-// environment. Unknown keys and tables are errors too: a misspelt "alow"
+// One spelling per key. A loader that folds case (viper did) lets
+// `Deny = []` after `deny = ["*-doc"]` silently replace the deny list, and
+// reads `DENY` though keys are lower case: the keys are checked as
+// written, before any is read, in the file and in the environment. Unknown keys and tables are errors too: a misspelt "alow"
 // would otherwise select nothing, silently.
 
 // checkKeys checks the file's keys as written: two keys of a table that

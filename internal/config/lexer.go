@@ -22,7 +22,7 @@ const MaxNesting = 32
 // A table with many keys costs the TOML parser quadratic time (it looks
 // each new key up among its siblings): 100,000 keys of one table in a
 // 1 MiB file would take it minutes. hook.conf's largest table has 15.
-// Array elements cost the parser, viper and the loader some 3 µs each
+// Array elements cost the parser and the loader some 3 µs each
 // (a pattern 10 µs to compile): 500,000 took 1.5 s.
 const (
 	maxTableKeys = 100    // keys of one [table] (or the top level), or of one inline table

@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/sirupsen/logrus"
-	"github.com/spf13/viper"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
@@ -107,15 +107,11 @@ func parse(file string, data []byte) (*Config, error) {
 		}
 	}
 	// Environment overrides are applied by loader.get, which also
-	// records where each value came from; viper holds the file's keys,
-	// given to it once their spelling passed (viper folds case, so that
-	// `Deny = []` would silently replace `deny = [...]`).
-	l := &loader{v: viper.New(), file: where, sources: map[string]string{}}
+	// records where each value came from; the file's keys are looked up
+	// as written, once checkKeys has refused every other spelling.
+	l := &loader{raw: raw, file: where, sources: map[string]string{}}
 	l.checkKeys(raw)
 	l.checkEnv()
-	if err := l.v.MergeConfigMap(raw); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
 	c := &Config{File: file, sources: l.sources, Host: hostName()}
 	for i := range keys {
 		if k := &keys[i]; k.field != nil {
@@ -133,7 +129,8 @@ func parse(file string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-var cacheName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// Compiled on first use: package init runs on every start, the hook's too.
+var cacheName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`) })
 
 func (l *loader) checkValues(c *Config) {
 	if c.Queue.Batch <= 0 {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -19,7 +20,7 @@ import (
 // when the config fails, so that a good one costs nothing more.
 
 // keyPath matches a key path as the loader writes one.
-var keyPath = regexp.MustCompile(`^[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*$`)
+var keyPath = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*$`) })
 
 // placed returns the loader's errors with the line of each key in the
 // file (FILE:LINE) and each [[target]] named as validate names it.
@@ -51,12 +52,12 @@ func (l *loader) place(msg string, lines map[string]int, labels []string) string
 		return from
 	}
 	// "FROM: KEY: what"
-	if path, text, ok := strings.Cut(rest, ": "); ok && keyPath.MatchString(path) {
+	if path, text, ok := strings.Cut(rest, ": "); ok && keyPath().MatchString(path) {
 		return at(path) + ": " + labelPath(path, labels) + ": " + text
 	}
 	// A key named in the text: `unknown key "target[1].alow"`, `unknown
 	// table [queu]`.
-	m := quotedKey.FindStringSubmatch(rest)
+	m := quotedKey().FindStringSubmatch(rest)
 	if m == nil {
 		return msg
 	}
@@ -70,7 +71,9 @@ func (l *loader) place(msg string, lines map[string]int, labels []string) string
 }
 
 // quotedKey finds a key named in a message: "KEY" or [TABLE].
-var quotedKey = regexp.MustCompile(`"([A-Za-z0-9_\-]+(?:\[\d+\])?(?:\.[A-Za-z0-9_\-]+)*)"|\[([A-Za-z0-9_\-.]+)\]`)
+var quotedKey = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`"([A-Za-z0-9_\-]+(?:\[\d+\])?(?:\.[A-Za-z0-9_\-]+)*)"|\[([A-Za-z0-9_\-.]+)\]`)
+})
 
 // lineOf is the line of path, or of the nearest key or table holding it
 // ("target[1].allow[0]": allow's line in the second [[target]]); 0 when

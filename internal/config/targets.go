@@ -148,7 +148,7 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		l.errorf("%s: %sboth cache and store are set%s; a target pushes to exactly one", where, label, both)
 	case t.Cache == "" && t.Store == "":
 		l.errorf("%s: %sneither cache nor store is set", l.topWhere(prefix, "allow", "deny", "closure_deny", "name"), label)
-	case t.Cache != "" && !cacheName.MatchString(t.Cache):
+	case t.Cache != "" && !cacheName().MatchString(t.Cache):
 		l.errorf("%s: %scache: %q is not a cache name", from("cache"), prefix, t.Cache)
 	case t.Store != "" && !validStore(t.Store):
 		// Not quoted: a URI that does not parse may hold a password.

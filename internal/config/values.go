@@ -6,14 +6,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/spf13/viper"
 )
 
 // loader reads typed values and collects every error instead of stopping
 // at the first one.
 type loader struct {
-	v       *viper.Viper
+	raw     map[string]any // the file's keys, their spelling checked by checkKeys
 	file    string
 	errs    []error
 	more    int // problems past maxErrors, counted
@@ -51,9 +49,9 @@ func (l *loader) get(key string) (any, string) {
 		l.sources[key] = "env " + env
 		return s, env
 	}
-	if l.v.InConfig(key) {
+	if v, ok := lookup(l.raw, key); ok {
 		l.sources[key] = "file"
-		return l.v.Get(key), l.file
+		return v, l.file
 	}
 	l.sources[key] = "default"
 	return nil, ""
@@ -257,4 +255,24 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q", s)
 	}
 	return n * mult, nil
+}
+
+// lookup finds a dotted key in the decoded file: "queue.dir" is dir in
+// [queue], or a top-level key spelt "queue.dir" (TOML allows quoted keys
+// with dots), whichever part of the name a table holds.
+func lookup(m map[string]any, key string) (any, bool) {
+	if v, ok := m[key]; ok {
+		return v, true
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] != '.' {
+			continue
+		}
+		if sub, ok := m[key[:i]].(map[string]any); ok {
+			if v, ok := lookup(sub, key[i+1:]); ok {
+				return v, true
+			}
+		}
+	}
+	return nil, false
 }
