@@ -16,7 +16,7 @@ import (
 // entries, and leaves the others.
 func TestForgetPins(t *testing.T) {
 	q, file := mainQueue(t)
-	root := storepath.Path{Dir: storepath.StoreDir(), Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: "nixos-system-1"}
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
 	if _, err := q.AddPins([]queue.Pin{
 		{Target: "main", Path: root.String(), Name: "sys"},
 		{Target: "removed", Path: root.String(), Name: "sys"},
@@ -40,7 +40,7 @@ func TestForgetPins(t *testing.T) {
 // push --pin --wait exits 3 (wait's "not sent") naming a pin the worker
 // gave up on, and 0 for one it made (issue 23 with issue 18's exit codes).
 func TestWaitPinGivenUp(t *testing.T) {
-	root := storepath.Path{Dir: storepath.StoreDir(), Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: "nixos-system-1"}
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
 	for _, tc := range []struct {
 		outcome, says string
 		code          int

@@ -18,8 +18,8 @@ import (
 // it before its timeout. Both ways an entry leaves: its own file removed,
 // and a bulk file (push --closure's) removed whole.
 func TestWaitWakesWhenTheQueueEmpties(t *testing.T) {
-	a := storepath.Path{Dir: storepath.StoreDir(), Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: "hello-1"}
-	b := storepath.Path{Dir: storepath.StoreDir(), Hash: "1123456789abcdfghijklmnpqrsvwxyz", Name: "hello-2"}
+	a := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "hello-1")
+	b := storepath.New(storepath.StoreDir(), "1123456789abcdfghijklmnpqrsvwxyz", "hello-2")
 	for _, pairs := range [][]queue.Pair{{{Target: "main", Path: a}}, {{Target: "main", Path: a}, {Target: "main", Path: b}}} {
 		t.Run(fmt.Sprintf("%d entries", len(pairs)), func(t *testing.T) {
 			q, file := mainQueue(t)

@@ -86,7 +86,7 @@ func runFill(args []string) error {
 	rng := rand.New(rand.NewPCG(uint64(*n), 42))
 	if !*record {
 		for i := 0; i < *n; i++ {
-			p := storepath.Path{Dir: storepath.DefaultStoreDir, Hash: fakeHash(rng), Name: fmt.Sprintf("benchfill-%d-1.0", i)}
+			p := storepath.New(storepath.DefaultStoreDir, fakeHash(rng), fmt.Sprintf("benchfill-%d-1.0", i))
 			data, _ := json.Marshal(&queue.Entry{Target: *target, Path: p.String(), Queued: time.Now().Add(-time.Minute).UTC()})
 			if err := os.WriteFile(filepath.Join(c.Queue.Dir, "entries", queue.Key(*target, p)), append(data, '\n'), 0o600); err != nil {
 				return err

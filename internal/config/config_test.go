@@ -55,7 +55,7 @@ func write(t *testing.T, path, content string) string {
 const minimal = "cache = \"mycache\"\nallow = [\"hello-*\"]\n[queue]\ndir = \"/tmp/q\"\n"
 
 func path(name string) storepath.Path {
-	return storepath.Path{Dir: "/nix/store", Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: name}
+	return storepath.New("/nix/store", "0123456789abcdfghijklmnpqrsvwxyz", name)
 }
 
 func TestSearchPath(t *testing.T) {

@@ -18,7 +18,7 @@ const (
 )
 
 func sp(name string) storepath.Path {
-	return storepath.Path{Dir: "/nix/store", Hash: hashA, Name: name}
+	return storepath.New("/nix/store", hashA, name)
 }
 
 func mustCompile(t testing.TB, allow, deny []string) *Rules {
@@ -501,7 +501,7 @@ func randomPath(rng *rand.Rand) storepath.Path {
 	if rng.IntN(2) == 0 {
 		hash = hashB
 	}
-	return storepath.Path{Dir: "/nix/store", Hash: hash, Name: string(b)}
+	return storepath.New("/nix/store", hash, string(b))
 }
 
 // TestIndexAgreesWithNaive guards the trie index: on random rule sets and
@@ -575,7 +575,7 @@ func benchNames(n int) []storepath.Path {
 			name += fmt.Sprintf("-%d.%d.%d", rng.IntN(5), rng.IntN(40), rng.IntN(10))
 		}
 		name += benchOutputs[rng.IntN(len(benchOutputs))]
-		out[i] = storepath.Path{Dir: "/nix/store", Hash: hashes[i%2], Name: name}
+		out[i] = storepath.New("/nix/store", hashes[i%2], name)
 	}
 	return out
 }

@@ -171,7 +171,7 @@ func mkPath(name string) storepath.Path {
 	for i := range h {
 		h[i] = nixBase32[sum[i]%32]
 	}
-	return storepath.Path{Dir: storepath.StoreDir(), Hash: string(h), Name: name}
+	return storepath.New(storepath.StoreDir(), string(h), name)
 }
 
 func mkPaths(names ...string) []storepath.Path {

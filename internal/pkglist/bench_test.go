@@ -19,8 +19,8 @@ func BenchmarkRead(b *testing.B) {
 	for _, n := range []int{20, MaxPaths} {
 		b.Run(fmt.Sprintf("%d paths", n), func(b *testing.B) {
 			dir := b.TempDir()
-			d := storepath.Path{Dir: dir, Hash: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", Name: "cachix-packages-bench"}
-			f := storepath.Path{Dir: dir, Hash: "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", Name: "cachix-packages-bench.list"}
+			d := storepath.New(dir, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "cachix-packages-bench")
+			f := storepath.New(dir, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "cachix-packages-bench.list")
 			var sb strings.Builder
 			sb.WriteString(Magic + "\n")
 			for i := 0; i < n; i++ {

@@ -26,7 +26,7 @@ func (s *store) path(name string) storepath.Path {
 	s.n++
 	h := fmt.Sprintf("%032d", s.n)
 	h = strings.NewReplacer("0", "a", "1", "b", "2", "c", "3", "d", "4", "f", "5", "g", "6", "h", "7", "i", "8", "j", "9", "k").Replace(h)
-	return storepath.Path{Dir: s.dir, Hash: h, Name: name}
+	return storepath.New(s.dir, h, name)
 }
 
 // list writes a list as cachixPackages builds it: the directory with its
@@ -100,7 +100,7 @@ func TestReadRefuses(t *testing.T) {
 		for i := 0; i <= MaxPaths; i++ {
 			fmt.Fprintf(many, "/nix/store/%032d-p\n", i)
 		}
-		l := &List{Path: storepath.Path{Dir: "/nix/store", Hash: strings.Repeat("a", 32), Name: "cachix-packages"}}
+		l := &List{Path: storepath.New("/nix/store", strings.Repeat("a", 32), "cachix-packages")}
 		if err := l.parse([]byte(many.String())); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("more than %d paths", MaxPaths)) {
 			t.Errorf("parse = %v", err)
 		}
@@ -115,7 +115,7 @@ func TestReadRefuses(t *testing.T) {
 	t.Run("names itself", func(t *testing.T) {
 		d := s.path("cachix-packages-self")
 		os.Mkdir(d.String(), 0o755)
-		f := storepath.Path{Dir: d.Dir, Hash: s.path("x").Hash, Name: d.Name + ".list"}
+		f := storepath.New(d.Dir, s.path("x").Hash, d.Name+".list")
 		os.WriteFile(f.String(), []byte(Magic+"\n"+d.String()+"\n"), 0o444)
 		os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix"))
 		if _, err := Read(d); err == nil || !strings.Contains(err.Error(), "names itself") {
@@ -221,7 +221,7 @@ func TestNamed(t *testing.T) {
 		"cachix-packages.list": false, "cachix-packages-home.list": false,
 		"cachix-packagesx": false, "hello-2.12.1": false, "my-cachix-packages": false,
 	} {
-		if got := Named(storepath.Path{Dir: "/nix/store", Hash: strings.Repeat("a", 32), Name: name}); got != want {
+		if got := Named(storepath.New("/nix/store", strings.Repeat("a", 32), name)); got != want {
 			t.Errorf("Named(%q) = %v", name, got)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 
 // cpath is a store path with its own hash (c: a nix-base32 character).
 func cpath(c byte, name string) storepath.Path {
-	return storepath.Path{Dir: "/nix/store", Hash: strings.Repeat(string(c), storepath.HashLen), Name: name}
+	return storepath.New("/nix/store", strings.Repeat(string(c), storepath.HashLen), name)
 }
 
 // closureConf loads a config with a target per closure rule, both

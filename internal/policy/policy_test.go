@@ -31,7 +31,7 @@ func load(t *testing.T, text string) *config.Config {
 }
 
 func path(name string) storepath.Path {
-	return storepath.Path{Dir: "/nix/store", Hash: "0123456789abcdfghijklmnpqrsvwxyz", Name: name}
+	return storepath.New("/nix/store", "0123456789abcdfghijklmnpqrsvwxyz", name)
 }
 
 func TestDecideFacts(t *testing.T) {

@@ -47,44 +47,63 @@ func (e *Entry) SetSource(src string) { e.src = src }
 func Stub(key, src string) *Entry { return &Entry{key: key, src: src} }
 
 // addBulk writes entries as bulk files of at most batchChunk bytes each.
-func (q *Queue) addBulk(es []*Entry) (int, error) {
+// The lines go to the file through a small buffer as they are made: one
+// buffer for all of them cost Add a zeroed 2.5 MB for 10,000 entries.
+func (q *Queue) addBulk(pairs []Pair, queued time.Time) (int, error) {
 	defer q.bulk.forget()
 	if err := mkdirPrivate(q.path(bulkDir), false); err != nil {
 		return 0, err
 	}
-	buf := make([]byte, 0, min(len(es)*256, batchChunk+4096))
-	added, pending := 0, 0
-	for i, e := range es {
-		buf = appendNew(buf, e)
-		pending++
-		if len(buf) < batchChunk && i < len(es)-1 {
-			continue
-		}
-		if _, err := q.writeBulk(buf); err != nil {
+	stamp := queued.AppendFormat(nil, time.RFC3339Nano)
+	added := 0
+	for len(pairs) > 0 {
+		n := 0
+		err := q.writeBulkWith(func(w *bufio.Writer) error {
+			line := make([]byte, 0, 512)
+			size := 0
+			for n < len(pairs) && size < batchChunk {
+				line = appendNew(line[:0], &pairs[n], stamp)
+				if _, err := w.Write(line); err != nil {
+					return err
+				}
+				size += len(line)
+				n++
+			}
+			return nil
+		})
+		if err != nil {
 			return added, q.syncBulkAfterError(added, err)
 		}
-		added += pending
-		pending = 0
-		buf = buf[:0]
+		added += n
+		pairs = pairs[n:]
 	}
 	return added, syncDir(q.path(bulkDir))
 }
 
-// appendNew appends a new entry (no retry state) as a line of JSON, as
-// encoding/json writes it but for six times less work: queueing 10,000
-// entries spent more on encoding them than on writing them.
-func appendNew(b []byte, e *Entry) []byte {
+// appendNew appends the entry Add makes of a pair (no retry state) as a
+// line of JSON, as encoding/json writes it but for six times less work:
+// queueing 10,000 entries spent more on encoding them than on writing
+// them. queued is the time queued, formatted (time.RFC3339Nano) once for
+// all the pairs.
+func appendNew(b []byte, p *Pair, queued []byte) []byte {
 	b = append(b, `{"target":`...)
-	b = appendString(b, e.Target)
+	b = appendString(b, p.Target)
 	b = append(b, `,"path":`...)
-	b = appendString(b, e.Path)
-	b = append(b, `,"queued":"`...)
-	b = e.Queued.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, '"')
-	if e.Session != 0 {
-		b = strconv.AppendInt(append(b, `,"session":`...), int64(e.Session), 10)
+	if sp := p.Path; jsonClean(sp.Dir) && jsonClean(sp.Hash) && jsonClean(sp.Name) {
+		// The path's string, not made: 10,000 of them were a third of
+		// Add's allocations.
+		b = append(append(append(append(append(append(b, '"'), sp.Dir...), '/'), sp.Hash...), '-'), sp.Name...)
+		b = append(b, '"')
+	} else {
+		b = appendString(b, sp.String())
 	}
-	if f := e.Facts; f != nil {
+	b = append(b, `,"queued":"`...)
+	b = append(b, queued...)
+	b = append(b, '"')
+	if p.Session != 0 {
+		b = strconv.AppendInt(append(b, `,"session":`...), int64(p.Session), 10)
+	}
+	if f := p.Facts; f != nil {
 		b = strconv.AppendInt(append(b, `,"facts":{"nar_size":`...), f.NarSize, 10)
 		if f.Deriver != "" {
 			b = appendString(append(b, `,"deriver":`...), f.Deriver)
@@ -94,24 +113,31 @@ func appendNew(b []byte, e *Entry) []byte {
 		}
 		b = append(b, '}')
 	}
-	if e.Within != "" {
-		b = appendString(append(b, `,"within":`...), e.Within)
+	if p.Within != "" {
+		b = appendString(append(b, `,"within":`...), p.Within)
 	}
-	if e.Listed != "" {
-		b = appendString(append(b, `,"listed":`...), e.Listed)
+	if p.Listed != "" {
+		b = appendString(append(b, `,"listed":`...), p.Listed)
 	}
 	return append(b, "}\n"...)
+}
+
+// jsonClean reports whether s goes into a JSON string as it is (store
+// paths always do).
+func jsonClean(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == '"' || s[i] == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // appendString appends s as a JSON string: at once when nothing in it
 // needs escaping (store paths never do).
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
-	clean := true
-	for i := 0; i < len(s) && clean; i++ {
-		clean = s[i] >= 0x20 && s[i] != '"' && s[i] != '\\'
-	}
-	if clean {
+	if jsonClean(s) {
 		return append(append(b, s...), '"')
 	}
 	for i := 0; i < len(s); i++ {
@@ -147,6 +173,28 @@ func (q *Queue) writeBulk(lines []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return q.placeBulk(tmp)
+}
+
+// writeBulkWith is writeBulk with the lines written by fill, through a
+// buffer, rather than given whole.
+func (q *Queue) writeBulkWith(fill func(*bufio.Writer) error) error {
+	tmp, err := q.writeTmpWith("bulk", func(f *os.File) error {
+		w := bufio.NewWriterSize(f, 256<<10)
+		if err := fill(w); err != nil {
+			return err
+		}
+		return w.Flush()
+	}, true)
+	if err != nil {
+		return err
+	}
+	_, err = q.placeBulk(tmp)
+	return err
+}
+
+// placeBulk renames a written bulk file from tmp/ into bulk/.
+func (q *Queue) placeBulk(tmp string) (string, error) {
 	name := filepath.Base(tmp)
 	if err := os.Rename(tmp, q.path(bulkDir, name)); err != nil {
 		os.Remove(tmp)

@@ -180,18 +180,21 @@ func mustParse(t *testing.T, s string) storepath.Path {
 	return p
 }
 
-// A line appendNew writes decodes to the entry, as encoding/json's would,
-// whatever the strings hold.
+// A line appendNew writes decodes to the entry Add makes of the pair, as
+// encoding/json's would, whatever the strings hold.
 func TestAppendNew(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 6789, time.UTC)
-	for _, e := range []*Entry{
-		{Target: "main", Path: "/nix/store/x-a", Queued: now},
-		{Target: "work/eu \"q\" \\ \x01 é <&>", Path: "/nix/store/x-b", Queued: now, Session: 4242,
+	sp := func(dir, hash, name string) storepath.Path { return storepath.New(dir, hash, name) }
+	for _, p := range []Pair{
+		{Target: "main", Path: sp("/nix/store", "x", "a")},
+		{Target: "work/eu \"q\" \\ \x01 é <&>", Path: sp("/nix/store", "x", "b"), Session: 4242,
 			Facts: &Facts{NarSize: 12345, Deriver: "/nix/store/d-b.drv", Substitutes: "denied"}, Within: "/nix/store/r-root"},
-		{Target: "main", Path: "/nix/store/x-d", Queued: now, Listed: "/nix/store/l-cachix-packages"},
-		{Target: "t", Path: "/nix/store/x-c", Queued: now, Facts: &Facts{}},
+		{Target: "main", Path: sp("/nix/store", "x", "d"), Listed: "/nix/store/l-cachix-packages"},
+		{Target: "t", Path: sp("/nix/store", "x", "c"), Facts: &Facts{}},
+		{Target: "t", Path: sp("/odd \"store\"\x02", "x", "e")},
 	} {
-		line := appendNew(nil, e)
+		e := &Entry{Target: p.Target, Path: p.Path.String(), Queued: now, Session: p.Session, Facts: p.Facts, Within: p.Within, Listed: p.Listed}
+		line := appendNew(nil, &p, now.AppendFormat(nil, time.RFC3339Nano))
 		var got Entry
 		if err := json.Unmarshal(line, &got); err != nil {
 			t.Fatalf("%s: %v", line, err)

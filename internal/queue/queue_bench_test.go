@@ -54,7 +54,7 @@ func BenchmarkAdd(b *testing.B) {
 						if i > uint64(b.N) {
 							return
 						}
-						p := storepath.Path{Dir: "/nix/store", Hash: benchHash(i), Name: "benchpkg-1.0"}
+						p := storepath.New("/nix/store", benchHash(i), "benchpkg-1.0")
 						n, err := q.Add([]Pair{{Target: "main", Path: p}}, time.Now())
 						if err == nil && n != 1 {
 							err = fmt.Errorf("entry %d: added %d, want 1", i, n)
@@ -99,7 +99,7 @@ func BenchmarkAddBulk(b *testing.B) {
 		}
 		pairs := make([]Pair, n)
 		for j := range pairs {
-			pairs[j] = Pair{Target: "main", Path: storepath.Path{Dir: "/nix/store", Hash: benchHash(uint64(j + 1)), Name: "benchpkg-1.0"}}
+			pairs[j] = Pair{Target: "main", Path: storepath.New("/nix/store", benchHash(uint64(j+1)), "benchpkg-1.0")}
 		}
 		b.StartTimer()
 		start := time.Now()
@@ -118,7 +118,7 @@ func BenchmarkAddBulkFloor(b *testing.B) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	for j := range n {
-		p := storepath.Path{Dir: "/nix/store", Hash: benchHash(uint64(j + 1)), Name: "benchpkg-1.0"}
+		p := storepath.New("/nix/store", benchHash(uint64(j+1)), "benchpkg-1.0")
 		enc.Encode(&Entry{Target: "main", Path: p.String(), Queued: time.Now().UTC()})
 	}
 	for i := 0; i < b.N; i++ {
@@ -151,7 +151,7 @@ func BenchmarkApplyDone(b *testing.B) {
 		}
 		pairs := make([]Pair, n)
 		for j := range pairs {
-			pairs[j] = Pair{Target: "main", Path: storepath.Path{Dir: "/nix/store", Hash: benchHash(uint64(j + 1)), Name: "benchpkg-1.0"}}
+			pairs[j] = Pair{Target: "main", Path: storepath.New("/nix/store", benchHash(uint64(j+1)), "benchpkg-1.0")}
 		}
 		if _, err := q.Add(pairs, time.Now()); err != nil {
 			b.Fatal(err)

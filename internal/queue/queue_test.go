@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,7 +72,7 @@ func mkPath(name string) storepath.Path {
 	for i := range h {
 		h[i] = nixBase32[sum[i]%32]
 	}
-	return storepath.Path{Dir: storepath.StoreDir(), Hash: string(h), Name: name}
+	return storepath.New(storepath.StoreDir(), string(h), name)
 }
 
 func openQ(t *testing.T) *Queue {
@@ -212,6 +213,22 @@ func TestAddSamePairTwice(t *testing.T) {
 	}
 	if names, _ := q.Names(); len(names) != 3 {
 		t.Errorf("Names = %q, want 3 entries", names)
+	}
+	// Pairs given twice among others: each once, in the order given.
+	q2 := openQ(t)
+	a, b, c := mkPath("a-1"), mkPath("b-1"), mkPath("c-1")
+	if n := add(t, q2, Pair{Target: "main", Path: a}, Pair{Target: "main", Path: b}, Pair{Target: "main", Path: a},
+		Pair{Target: "main", Path: c}, Pair{Target: "main", Path: b}, Pair{Target: "t", Path: a}); n != 4 {
+		t.Errorf("Add of 4 pairs among 6 = %d, want 4", n)
+	}
+	var got []string
+	bulk, _ := q2.BulkNames()
+	for _, name := range bulk {
+		q2.ReadBulk(name, func(e *Entry) { got = append(got, e.Target+" "+e.Path) })
+	}
+	want := []string{"main " + a.String(), "main " + b.String(), "main " + c.String(), "t " + a.String()}
+	if !slices.Equal(got, want) {
+		t.Errorf("bulk lines %q, want %q", got, want)
 	}
 }
 

@@ -39,7 +39,7 @@ func TestParseValid(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(%q, %q): %v", tc.dir, tc.in, err)
 			}
-			want := storepath.Path{Dir: tc.dir, Hash: tc.hash, Name: tc.name}
+			want := storepath.New(tc.dir, tc.hash, tc.name)
 			if p != want {
 				t.Errorf("Parse = %+v, want %+v", p, want)
 			}
@@ -262,6 +262,29 @@ func TestResolveStoreDirSymlink(t *testing.T) {
 		p, err := storepath.Resolve(store, in)
 		if err != nil || p.String() != want {
 			t.Errorf("Resolve(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+}
+
+// String holds for a Path made any way, and changed after it was made.
+func TestStringAfterChange(t *testing.T) {
+	p, err := storepath.Parse("/nix/store", "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		p    storepath.Path
+		want string
+	}{
+		{p, "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1"},
+		{storepath.New("/nix/store", p.Hash, "doc"), "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-doc"},
+		{storepath.Path{Dir: "/s", Hash: "h", Name: "n"}, "/s/h-n"},
+		{func() storepath.Path { q := p; q.Name = "hello-doc"; return q }(), "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-doc"},
+		{func() storepath.Path { q := p; q.Name = "hello-2.12.2"; return q }(), "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.2"},
+		{func() storepath.Path { q := p; q.Dir = "/gnu/store"; return q }(), "/gnu/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1"},
+	} {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
 		}
 	}
 }
