@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
@@ -130,5 +133,34 @@ in derivation { name = "sv-app"; system = builtins.currentSystem; builder = "/bi
 		if len(json) != map[bool]int{false: 2, true: 3}[recursive] {
 			t.Errorf("recursive %v: %d infos", recursive, len(json))
 		}
+	}
+}
+
+// TestServeReturnsOnTheWholeAnswer: a nix-store that has answered is not
+// waited for (it may take a while to end: 14 ms after 10,000 infos); one
+// that lingers 3 s after its answer costs PathInfos nothing.
+func TestServeReturnsOnTheWholeAnswer(t *testing.T) {
+	dir := t.TempDir()
+	p := "/nix/store/00000000000000000000000000000000-sv-slow"
+	reply := hello().info(p, "", 100).str("")
+	if err := os.WriteFile(filepath.Join(dir, "reply"), reply.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// cat, then 3 s of sleep with stdout still open: only the process's
+	// end, not the answer's, waits for it.
+	script := "#!/bin/sh\ncat " + filepath.Join(dir, "reply") + "\nexec sleep 3\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	infos, err := Nix{BinDir: dir}.servePathInfos(context.Background(), false, []string{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].Path != p || infos[0].NarSize != 100 {
+		t.Errorf("infos = %+v", infos)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("servePathInfos took %v: it waited for the process after its whole answer", d)
 	}
 }
