@@ -73,7 +73,7 @@ buildGoModule (finalAttrs: {
         false;
   };
 
-  vendorHash = "sha256-XtMnVFGkvjhHxIEoFlYm7iAQM9SQTal/n9fYV9JDx7w=";
+  vendorHash = "sha256-okIsHHkdUe9tQRB2unaL4Qm9xWQklBLynTNscIxFxsY=";
 
   # Only the command; test/ holds end-to-end tests and the cachix stand-in.
   subPackages = [ "." ];
