@@ -2,6 +2,8 @@ package policy
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -155,19 +157,42 @@ func applyClosure(t *config.Target, root string, cl *Closure, td *TargetDecision
 // the same when that target pushes a path of the set whose closure holds
 // it (closure_deny = "push"). facts and closure may be nil, or return nil
 // for a path: nothing known.
+//
+// Many paths (push --closure of a system) are decided on all CPUs at
+// once: facts and closure are then called from several goroutines, and
+// must only read.
 func DecideAll(c *config.Config, paths []storepath.Path, facts func(string) *Facts, closure func(string) *Closure) []Verdict {
+	return decideAll(c, paths, facts, closure, min(runtime.GOMAXPROCS(0), len(paths)/parallelFrom))
+}
+
+// decideAll is DecideAll on n goroutines (at most 1 when n < 2).
+func decideAll(c *config.Config, paths []storepath.Path, facts func(string) *Facts, closure func(string) *Closure, n int) []Verdict {
 	vs := make([]Verdict, len(paths))
 	cls := make([]*Closure, len(paths))
+	decideRange := func(from, to int) {
+		for i := from; i < to; i++ {
+			p := paths[i]
+			var f *Facts
+			if facts != nil {
+				f = facts(p.String())
+			}
+			if closure != nil {
+				cls[i] = closure(p.String())
+			}
+			vs[i] = decide(c, p, f, cls[i])
+		}
+	}
+	if n = min(n, len(paths)); n > 1 {
+		var wg sync.WaitGroup
+		for k := range n {
+			wg.Go(func() { decideRange(k*len(paths)/n, (k+1)*len(paths)/n) })
+		}
+		wg.Wait()
+	} else {
+		decideRange(0, len(paths))
+	}
 	at := make(map[string]int, len(paths))
 	for i, p := range paths {
-		var f *Facts
-		if facts != nil {
-			f = facts(p.String())
-		}
-		if closure != nil {
-			cls[i] = closure(p.String())
-		}
-		vs[i] = decide(c, p, f, cls[i])
 		if _, dup := at[p.String()]; !dup {
 			at[p.String()] = i
 		}
@@ -199,6 +224,10 @@ func DecideAll(c *config.Config, paths []storepath.Path, facts func(string) *Fac
 	}
 	return vs
 }
+
+// parallelFrom is how many paths each goroutine of DecideAll gets at
+// least: below it, starting them costs more than it saves.
+const parallelFrom = 1024
 
 // leftOutByRule reports whether t leaves p out (td is its decision) as
 // the closure rule's subject: denied by name, or larger than

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -189,5 +190,56 @@ dir = "/tmp/q"
 	}
 	if l := vs[0].Line(); l != `push `+app.String()+` -> mycache (allow "app-*")` {
 		t.Errorf("app: %s", l)
+	}
+}
+
+// Many paths are decided on several goroutines: the verdicts are the ones
+// one goroutine gives, closure marks included (run with -race to see the
+// callbacks only read).
+func TestDecideAllManyPaths(t *testing.T) {
+	c := closureConf(t)
+	const n = 5000
+	paths := make([]storepath.Path, n)
+	facts := map[string]*Facts{}
+	for i := range paths {
+		h := []byte(strings.Repeat("0", storepath.HashLen))
+		for j, k := 0, i; j < 4; j, k = j+1, k/32 {
+			h[j] = storepath.Base32[k%32]
+		}
+		name := fmt.Sprintf("p-%d", i)
+		if i%7 == 0 {
+			name = fmt.Sprintf("secret-%d", i)
+		}
+		paths[i] = storepath.New("/nix/store", string(h), name)
+		facts[paths[i].String()] = &Facts{NarSize: int64(i%3) << 20}
+	}
+	// Each path's closure: itself and the next three.
+	closures := map[string]*Closure{}
+	for i, p := range paths {
+		cl := &Closure{NarSize: func(s string) (int64, bool) { return facts[s].NarSize, true }}
+		for j := i; j < min(i+4, n); j++ {
+			cl.Paths = append(cl.Paths, paths[j].String())
+		}
+		closures[p.String()] = cl
+	}
+	factsOf := func(s string) *Facts { return facts[s] }
+	closureOf := func(s string) *Closure { return closures[s] }
+	want := decideAll(c, paths, factsOf, closureOf, 1)
+	inside := 0
+	for _, v := range want {
+		if strings.Contains(v.Line(), "inside") {
+			inside++
+		}
+	}
+	if inside == 0 {
+		t.Fatal("no verdict marks a path going up inside another's closure: the test tests less than it says")
+	}
+	for _, workers := range []int{2, 3, 8} {
+		got := decideAll(c, paths, factsOf, closureOf, workers)
+		for i := range want {
+			if got[i].Line() != want[i].Line() {
+				t.Fatalf("%d goroutines, path %d: %s\none: %s", workers, i, got[i].Line(), want[i].Line())
+			}
+		}
 	}
 }
