@@ -7,7 +7,21 @@ import "context"
 // recursive PathInfos query,
 // walking the references locally instead of one nix-store call per root.
 func (n Nix) Closures(ctx context.Context, roots ...string) (map[string][]string, error) {
-	infos, err := n.PathInfos(ctx, true, roots...)
+	return closures(ctx, n, roots)
+}
+
+// Closures is Nix.Closures through the session.
+func (s *Session) Closures(ctx context.Context, roots ...string) (map[string][]string, error) {
+	return closures(ctx, s, roots)
+}
+
+// Infos asks Nix for path infos: a Nix (a process a call) or a Session.
+type Infos interface {
+	PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]PathInfo, error)
+}
+
+func closures(ctx context.Context, src Infos, roots []string) (map[string][]string, error) {
+	infos, err := src.PathInfos(ctx, true, roots...)
 	if err != nil {
 		return nil, err
 	}

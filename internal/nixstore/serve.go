@@ -102,18 +102,31 @@ type serveConn struct {
 }
 
 func (c *serveConn) pathInfos(recursive bool, paths []string) ([]PathInfo, error) {
+	if err := c.handshake(); err != nil {
+		return nil, err
+	}
+	return c.query(recursive, paths)
+}
+
+// handshake opens the session: magic numbers, then protocol versions.
+func (c *serveConn) handshake() error {
 	c.putInt(serveMagic1)
 	if err := c.w.Flush(); err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoServe, err)
+		return fmt.Errorf("%w: %v", errNoServe, err)
 	}
 	if m := c.int(); c.err != nil || m != serveMagic2 {
-		return nil, errNoServe
+		return errNoServe
 	}
 	if v := c.int(); c.err != nil || v>>8 != 2 || v&0xff < 4 {
-		return nil, fmt.Errorf("%w: it speaks protocol %d.%d, not 2.4 or later", errNoServe, v>>8, v&0xff)
+		return fmt.Errorf("%w: it speaks protocol %d.%d, not 2.4 or later", errNoServe, v>>8, v&0xff)
 	}
 	c.putInt(serveVersion)
+	return nil
+}
 
+// query asks an open session for the infos of paths (the valid ones, and
+// with recursive their closure).
+func (c *serveConn) query(recursive bool, paths []string) ([]PathInfo, error) {
 	valid := paths
 	if recursive {
 		// A path not in the store would end the session (the closure

@@ -28,7 +28,7 @@ const maxCached = 200_000
 // Gatherer gathers facts and remembers them for its lifetime (a worker's,
 // or one command's): a store path's size and deriver never change.
 type Gatherer struct {
-	nix      nixstore.Nix
+	nix      nixstore.Infos
 	upstream *upstream.Checker
 	infos    map[string]nixstore.PathInfo
 	closed   map[string]bool   // paths whose closure's infos are loaded
@@ -59,8 +59,13 @@ func (g *Gatherer) LastUpstreamRound() UpstreamRound { return g.round }
 
 // New returns a Gatherer for cfg's Nix and upstream timeout.
 func New(cfg *config.Config) *Gatherer {
+	return NewWith(cfg, nixstore.Nix{BinDir: cfg.Nix.BinDir})
+}
+
+// NewWith is New asking Nix through src (the worker's Session).
+func NewWith(cfg *config.Config, src nixstore.Infos) *Gatherer {
 	return &Gatherer{
-		nix:      nixstore.Nix{BinDir: cfg.Nix.BinDir},
+		nix:      src,
 		upstream: upstream.New(cfg.UpstreamTimeout, cfg.UpstreamDeadline),
 		infos:    map[string]nixstore.PathInfo{},
 		closed:   map[string]bool{},

@@ -22,6 +22,10 @@ import (
 type factState struct {
 	mu     sync.Mutex
 	gather *pathfacts.Gatherer // remembers sizes, .drv and upstream answers for the worker's lifetime
+	// nix asks Nix for the batches of a burst through one nix-store
+	// process (see nixstore.Session): starting one per batch was most of
+	// a small batch's query.
+	nix *nixstore.Session
 }
 
 type factMap map[string]*policy.Facts
@@ -57,7 +61,7 @@ func (j *job) query(ctx context.Context, log *logrus.Entry, r *result) (closures
 		if !policy.DeniesByName(t) {
 			return closures{}, nil, nil
 		}
-		of, err := nixstore.Nix{BinDir: j.cfg.Nix.BinDir}.Closures(ctx, roots...)
+		of, err := j.facts.nix.Closures(ctx, roots...)
 		return closures{of: of, err: err}, nil, nil
 	}
 	g := j.facts.gather

@@ -9,7 +9,6 @@ import (
 	"slices"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -80,7 +79,7 @@ func (j *job) lists(ctx context.Context) listings {
 	if len(ask) == 0 {
 		return out
 	}
-	closures, err := nixstore.Nix{BinDir: j.cfg.Nix.BinDir}.Closures(ctx, ask...)
+	closures, err := j.facts.nix.Closures(ctx, ask...)
 	if err != nil {
 		out.err = fmt.Errorf("cannot tell which paths its package list depends on: %w", err)
 		return out

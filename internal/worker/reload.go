@@ -112,7 +112,11 @@ func (w *Worker) setConfig(cfg *config.Config) {
 	for _, t := range cfg.Targets {
 		w.pushers[t.Name] = w.newPusher(cfg, t)
 	}
-	w.facts = &factState{gather: pathfacts.New(cfg)}
+	if w.facts != nil {
+		w.facts.nix.Shut()
+	}
+	session := w.nix.NewSession()
+	w.facts = &factState{gather: pathfacts.NewWith(cfg, session), nix: session}
 	// Targets may have come or gone: say again which are unknown.
 	w.orphans = map[string]bool{}
 	// A target's name may now stand for another destination, whose

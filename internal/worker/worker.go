@@ -130,6 +130,9 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		// they were.
 		w.drain()
 		w.closeRecords()
+		if w.facts != nil {
+			w.facts.nix.Shut()
+		}
 		// The last word, while the lock is held: no worker runs (a
 		// SIGKILL leaves the file saying one does: node exporter's
 		// node_textfile_mtime_seconds then tells its age).

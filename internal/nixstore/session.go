@@ -1,0 +1,197 @@
+package nixstore
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Session is one `nix-store --serve` kept open for many PathInfos calls:
+// the worker asks about each batch, and starting Nix for a batch of 20
+// paths cost 70-90 ms of a push that the build's user waits for (issue
+// 22: from the last build to the cache), where the questions themselves
+// take a few. It behaves as a fresh process would:
+//   - Nix's in-process cache of path infos is off (both of its TTLs 0), so
+//     a path built or collected since the last question is seen as it is;
+//   - a session lives at most sessionMaxAge, and ends after sessionIdle
+//     without a question, so that a Nix upgraded or reconfigured is
+//     picked up, and no process waits on an idle worker;
+//   - each call is bounded by its context and the path-info timeout:
+//     past either the process is killed;
+//   - on any failure the session ends and the call is made again
+//     through a one-shot PathInfos (and its `nix path-info` fallback).
+//
+// Its methods may be called from several goroutines: one call at a time
+// uses the process.
+type Session struct {
+	n Nix
+
+	mu      sync.Mutex
+	proc    *serveProc
+	started time.Time
+	idle    *time.Timer
+	closed  bool
+}
+
+const (
+	sessionMaxAge = time.Minute
+	sessionIdle   = 5 * time.Second
+)
+
+type serveProc struct {
+	cmd    *exec.Cmd
+	stdin  io.Closer
+	c      *serveConn
+	stderr *tail // read only once the process is waited for
+	cancel context.CancelFunc
+}
+
+// NewSession returns a Session; it starts nix-store at its first call.
+func (n Nix) NewSession() *Session { return &Session{n: n} }
+
+// PathInfos is Nix.PathInfos through the session.
+func (s *Session) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]PathInfo, error) {
+	if len(paths) == 0 {
+		return map[string]PathInfo{}, nil
+	}
+	infos, err := s.query(ctx, recursive, paths)
+	if err == nil {
+		return byPath(infos), nil
+	}
+	if ctx.Err() != nil {
+		return nil, err
+	}
+	return s.n.PathInfos(ctx, recursive, paths...)
+}
+
+func (s *Session) query(ctx context.Context, recursive bool, paths []string) ([]PathInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("nix-store --serve session closed")
+	}
+	if s.proc != nil && time.Since(s.started) > sessionMaxAge {
+		s.stopLocked()
+	}
+	if s.proc == nil {
+		p, err := s.n.startServe()
+		if err != nil {
+			return nil, err
+		}
+		s.proc, s.started = p, time.Now()
+	}
+	if s.idle != nil {
+		s.idle.Stop()
+	}
+	// A question that takes too long, or whose caller gives up, ends
+	// the process: the reads then fail, and the session with them.
+	p := s.proc
+	timer := time.AfterFunc(pathInfoTimeout, p.kill)
+	stop := context.AfterFunc(ctx, p.kill)
+	infos, err := p.c.query(recursive, paths)
+	timer.Stop()
+	stop()
+	if err != nil {
+		msg := s.stopLocked()
+		return nil, fmt.Errorf("nix-store --serve, %d paths: %w: %s", len(paths), err, msg)
+	}
+	s.idle = time.AfterFunc(sessionIdle, s.Close)
+	return infos, nil
+}
+
+// Close ends the session's process, if any; a later call starts another.
+func (s *Session) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+}
+
+// Shut ends the session for good: later calls go through one-shot
+// PathInfos.
+func (s *Session) Shut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+	s.closed = true
+}
+
+// stopLocked ends the process and returns the end of what it printed on
+// stderr.
+func (s *Session) stopLocked() string {
+	if s.idle != nil {
+		s.idle.Stop()
+		s.idle = nil
+	}
+	p := s.proc
+	if p == nil {
+		return ""
+	}
+	s.proc = nil
+	p.stdin.Close() // the server ends at the end of its input
+	done := make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		p.kill()
+		<-done
+	}
+	p.cancel()
+	return strings.TrimSpace(p.stderr.String())
+}
+
+func (p *serveProc) kill() {
+	if p != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill()
+	}
+}
+
+// startServe starts a `nix-store --serve` for a session, with Nix's
+// cache of path infos off, and opens the protocol.
+func (n Nix) startServe() (*serveProc, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := n.command(ctx, "nix-store", "--serve", "--option", "substituters", "",
+		"--option", "narinfo-cache-negative-ttl", "0", "--option", "narinfo-cache-positive-ttl", "0")
+	if cmd.Err != nil {
+		cancel()
+		return nil, cmd.Err
+	}
+	p := &serveProc{cmd: cmd, stderr: &tail{}, cancel: cancel}
+	cmd.Stderr = p.stderr
+	cmd.WaitDelay = 5 * time.Second
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("nix-store --serve: %w", err)
+	}
+	p.stdin = stdin
+	p.c = &serveConn{r: bufio.NewReaderSize(io.LimitReader(stdout, maxInfoOutput), 64<<10), w: bufio.NewWriter(stdin)}
+	hs := time.AfterFunc(pathInfoTimeout, p.kill)
+	err = p.c.handshake()
+	hs.Stop()
+	if err != nil {
+		stdin.Close()
+		_ = cmd.Wait()
+		cancel()
+		return nil, fmt.Errorf("nix-store --serve: %w: %s", err, strings.TrimSpace(p.stderr.String()))
+	}
+	return p, nil
+}

@@ -1,0 +1,100 @@
+package nixstore
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
+)
+
+// A session answers as one-shot PathInfos does, with one process for
+// many calls, and sees a path built after it was asked about (Nix's own
+// cache of path infos would say "not valid" for an hour).
+func TestSessionRealNix(t *testing.T) {
+	nixtest.Require(t)
+	salt := nixtest.Salt()
+	expr := fmt.Sprintf(`let dep = derivation { name = "ss-dep"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %[1]s > $out" ]; };
+in derivation { name = "ss-app"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo ${dep} > $out" ]; }`, salt)
+	_, outs := nixtest.Build(t, expr)
+	later := nixtest.WriteExpr(t, t.TempDir(), fmt.Sprintf(`derivation { name = "ss-later"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %s > $out" ]; }`, salt))
+	laterOut := nixtest.Outputs(t, nixtest.Derivations(t, later)...)[0]
+
+	s := Nix{}.NewSession()
+	defer s.Shut()
+	var pid int
+	for _, recursive := range []bool{false, true, false} {
+		got, err := s.PathInfos(context.Background(), recursive, outs[0], laterOut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Nix{}.PathInfos(context.Background(), recursive, outs[0], laterOut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want))) {
+			t.Fatalf("recursive %v: session %v, one-shot %v", recursive, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+		}
+		for p, w := range want {
+			if g := got[p]; g.Valid != w.Valid || g.NarSize != w.NarSize || g.Deriver != w.Deriver || !slices.Equal(g.References, w.References) {
+				t.Errorf("recursive %v, %s: session %+v, one-shot %+v", recursive, p, g, w)
+			}
+		}
+		if got[laterOut].Valid {
+			t.Fatalf("%s is valid before it was built", laterOut)
+		}
+		if s.proc == nil || pid != 0 && s.proc.cmd.Process.Pid != pid {
+			t.Fatalf("the session's process is not the one of the first call")
+		}
+		pid = s.proc.cmd.Process.Pid
+	}
+	args := nixtest.BuildArgs(later, "")
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("nix-build: %v\n%s", err, out)
+	}
+	got, err := s.PathInfos(context.Background(), false, laterOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got[laterOut].Valid || s.proc.cmd.Process.Pid != pid {
+		t.Errorf("after the build the same session says %s is %+v", laterOut, got[laterOut])
+	}
+}
+
+// A nix-store that opens the session and then answers nothing is killed
+// when the caller gives up, and the next call starts another.
+func TestSessionHangIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	hello := hello()
+	if err := os.WriteFile(filepath.Join(dir, "hello"), hello.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The handshake, then silence: read stdin until killed.
+	script := "#!/bin/sh\ncat " + filepath.Join(dir, "hello") + "\nexec cat >/dev/null\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := Nix{BinDir: dir}.NewSession()
+	defer s.Shut()
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		_, err := s.PathInfos(ctx, false, "/nix/store/00000000000000000000000000000000-hang")
+		cancel()
+		if err == nil {
+			t.Fatalf("call %d: no error from a nix-store that answers nothing", i)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("call %d took %v", i, d)
+		}
+		if s.proc != nil {
+			t.Errorf("call %d: the session kept the process that failed", i)
+		}
+	}
+}
