@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -60,6 +61,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 		r.cut = true
 		return r
 	}
+	j.present = presentRoots(j.entries)
 	var send []*queue.Entry
 	for _, e := range j.entries {
 		reason, kind, upstream, err := j.decide(e, cl, ls, facts, r.notes)
@@ -115,6 +117,30 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 		r.pushed = send
 	}
 	return r
+}
+
+// presentRoots finds which of the roots that entries are queued within
+// (Entry.Within), and that are entries of the batch themselves, are in
+// the store. A path in the closure of one that is, is too: Nix collects
+// no path that a live one refers to. So each such entry is not looked
+// up in the store on its own (10,000 lstat calls took a drain 50 ms).
+func presentRoots(es []*queue.Entry) map[string]bool {
+	inBatch := map[string]bool{}
+	for _, e := range es {
+		if e.Within == "" {
+			inBatch[e.Path] = true
+		}
+	}
+	present := map[string]bool{}
+	for _, e := range es {
+		r := e.Within
+		if _, seen := present[r]; r == "" || seen || !inBatch[r] {
+			continue
+		}
+		_, err := os.Lstat(r)
+		present[r] = err == nil
+	}
+	return present
 }
 
 // roots are the paths to give the pusher for send: those no other path of

@@ -42,6 +42,10 @@ type job struct {
 	// pinned are the roots a pin of this target waits for: the rules
 	// read their facts as policy.ForPin says.
 	pinned map[string]bool
+	// present are the roots of the batch (entries of their own) that
+	// push --closure queued others within, and whether each is in the
+	// store (see presentRoots).
+	present map[string]bool
 }
 
 // round is what plan found.

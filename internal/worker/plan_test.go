@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -260,5 +261,30 @@ func TestScanDuplicates(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(e.q.Dir, "bulk", "*")); len(left) != 0 {
 		t.Errorf("bulk files left: %q", left)
+	}
+}
+
+// presentRoots: the roots of the batch in the store, so that the entries
+// within them are not looked up one by one; a root not in the batch, or
+// gone, leaves its entries to their own lookup.
+func TestPresentRoots(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live-root")
+	if err := os.WriteFile(live, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gone := filepath.Join(dir, "gone-root")
+	other := filepath.Join(dir, "other-root") // exists, but no entry of the batch
+	if err := os.WriteFile(other, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	es := []*queue.Entry{
+		{Path: live}, {Path: gone},
+		{Path: dir + "/a", Within: live}, {Path: dir + "/b", Within: gone}, {Path: dir + "/c", Within: other},
+	}
+	got := presentRoots(es)
+	want := map[string]bool{live: true, gone: false}
+	if !maps.Equal(got, want) {
+		t.Errorf("presentRoots = %v, want %v", got, want)
 	}
 }

@@ -65,8 +65,10 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 		td := policy.DecideTarget(t, p, listedEntryFacts(nil, listed), nil)
 		return td.DropReason(), td.DropKind(), false, nil
 	}
-	if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
-		return ReasonGone, metrics.KindGarbageCollected, false, nil
+	if !j.present[e.Within] {
+		if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
+			return ReasonGone, metrics.KindGarbageCollected, false, nil
+		}
 	}
 	f := listedEntryFacts(facts[e.Path], listed)
 	if j.pinned[e.Path] {
