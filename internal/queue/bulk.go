@@ -282,8 +282,14 @@ func (lp *lineParser) parse(line []byte) (*Entry, string) {
 	if len(line) > maxEntrySize {
 		return nil, ""
 	}
-	e := &Entry{}
-	if json.Unmarshal(line, e) != nil || e.Target == "" {
+	e, ok := parseNew(line)
+	if !ok {
+		e = &Entry{}
+		if json.Unmarshal(line, e) != nil {
+			return nil, ""
+		}
+	}
+	if e.Target == "" {
 		return nil, ""
 	}
 	p, err := storepath.Parse(lp.storeDir, e.Path)
@@ -298,6 +304,109 @@ func (lp *lineParser) parse(line []byte) (*Entry, string) {
 		}
 	}
 	return e, p.Hash + "." + d
+}
+
+// parseNew reads a line as appendNew writes it, ok false for anything
+// else (a line the worker rewrote, an escape, a byte that is not ASCII),
+// which encoding/json reads then. Both give the same Entry for the lines
+// it takes (TestParseNewAsJSON). The worker reads a bulk file twice per
+// round (its index, then the batch), and encoding/json took 4 µs a line.
+func parseNew(line []byte) (*Entry, bool) {
+	for _, c := range line {
+		if c < 0x20 || c >= 0x80 || c == '\\' {
+			return nil, false
+		}
+	}
+	r := line
+	lit := func(s string) bool {
+		if !bytes.HasPrefix(r, []byte(s)) {
+			return false
+		}
+		r = r[len(s):]
+		return true
+	}
+	str := func() (string, bool) {
+		i := bytes.IndexByte(r, '"')
+		if i < 0 {
+			return "", false
+		}
+		s := string(r[:i])
+		r = r[i+1:]
+		return s, true
+	}
+	num := func() (int64, bool) {
+		i := 0
+		if i < len(r) && r[i] == '-' {
+			i++
+		}
+		d := i
+		for i < len(r) && '0' <= r[i] && r[i] <= '9' {
+			i++
+		}
+		// JSON numbers: no leading zero, no empty digits.
+		if i == d || r[d] == '0' && i > d+1 {
+			return 0, false
+		}
+		v, err := strconv.ParseInt(string(r[:i]), 10, 64)
+		r = r[i:]
+		return v, err == nil
+	}
+	e := &Entry{}
+	var ok bool
+	var queued string
+	if !lit(`{"target":"`) {
+		return nil, false
+	}
+	if e.Target, ok = str(); !ok || !lit(`,"path":"`) {
+		return nil, false
+	}
+	if e.Path, ok = str(); !ok || !lit(`,"queued":"`) {
+		return nil, false
+	}
+	if queued, ok = str(); !ok || e.Queued.UnmarshalText([]byte(queued)) != nil {
+		return nil, false
+	}
+	if lit(`,"session":`) {
+		n, ok := num()
+		if !ok || int64(int(n)) != n {
+			return nil, false
+		}
+		e.Session = int(n)
+	}
+	if lit(`,"facts":{"nar_size":`) {
+		f := &Facts{}
+		if f.NarSize, ok = num(); !ok {
+			return nil, false
+		}
+		if lit(`,"deriver":"`) {
+			if f.Deriver, ok = str(); !ok {
+				return nil, false
+			}
+		}
+		if lit(`,"substitutes":"`) {
+			if f.Substitutes, ok = str(); !ok {
+				return nil, false
+			}
+		}
+		if !lit("}") {
+			return nil, false
+		}
+		e.Facts = f
+	}
+	if lit(`,"within":"`) {
+		if e.Within, ok = str(); !ok {
+			return nil, false
+		}
+	}
+	if lit(`,"listed":"`) {
+		if e.Listed, ok = str(); !ok {
+			return nil, false
+		}
+	}
+	if !lit("}") || len(r) != 0 {
+		return nil, false
+	}
+	return e, true
 }
 
 // Before orders copies of one pair (queued twice): the one that failed

@@ -1,10 +1,12 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -205,4 +207,70 @@ func TestAppendNew(t *testing.T) {
 			t.Errorf("appendNew wrote %s\nwhich reads as %s\nwant %s", line, have, want)
 		}
 	}
+}
+
+// parseNew reads what appendNew writes as encoding/json does, and leaves
+// to encoding/json every line it is not sure of.
+func TestParseNewAsJSON(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 6789, time.UTC)
+	stamp := now.AppendFormat(nil, time.RFC3339Nano)
+	sp := func(name string) storepath.Path {
+		return storepath.New("/nix/store", "0123456789abcdfghijklmnpqrsvwxyz", name)
+	}
+	for _, p := range []Pair{
+		{Target: "main", Path: sp("a")},
+		{Target: "main", Path: sp("b"), Session: 4242, Facts: &Facts{NarSize: 12345, Deriver: "/nix/store/d-b.drv", Substitutes: "denied"}, Within: "/nix/store/r-root"},
+		{Target: "main", Path: sp("c"), Facts: &Facts{}},
+		{Target: "main", Path: sp("d"), Listed: "/nix/store/l-cachix-packages", Session: -1},
+		{Target: "file:///srv/cache?x=y", Path: sp("e"), Facts: &Facts{Substitutes: "yes"}},
+	} {
+		line := bytes.TrimSpace(appendNew(nil, &p, stamp))
+		got, ok := parseNew(line)
+		if !ok {
+			t.Errorf("parseNew refused %s", line)
+			continue
+		}
+		var want Entry
+		if err := json.Unmarshal(line, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, &want) {
+			t.Errorf("parseNew(%s) = %+v, want %+v", line, got, want)
+		}
+	}
+	// Lines it leaves to encoding/json.
+	for _, line := range []string{
+		`{"path":"/nix/store/x-a","target":"main","queued":"2026-01-02T03:04:05Z"}`,
+		`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z","attempts":2}`,
+		`{"target":"ma\u0069n","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z"}`,
+		`{"target":"é","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z"}`,
+		`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z","session":01}`,
+		`{"target":"main","path":"/nix/store/x-a","queued":"yesterday"}`,
+		`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z"} `,
+		`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z","facts":{"nar_size":1}}x`,
+	} {
+		if e, ok := parseNew([]byte(line)); ok {
+			t.Errorf("parseNew took %s as %+v", line, e)
+		}
+	}
+}
+
+// FuzzParseNew: whatever parseNew takes, encoding/json reads the same.
+func FuzzParseNew(f *testing.F) {
+	f.Add([]byte(`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05.000006789Z","session":7,"facts":{"nar_size":-3,"deriver":"d","substitutes":"s"},"within":"w","listed":"l"}`))
+	f.Add([]byte(`{"target":"","path":"","queued":"2026-01-02T03:04:05Z"}`))
+	f.Add([]byte(`{"target":"t","path":"p","queued":"2026-01-02T03:04:05+01:00","session":9223372036854775807}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		got, ok := parseNew(line)
+		if !ok {
+			return
+		}
+		var want Entry
+		if err := json.Unmarshal(line, &want); err != nil {
+			t.Fatalf("parseNew took %q, which encoding/json refuses: %v", line, err)
+		}
+		if !reflect.DeepEqual(got, &want) {
+			t.Fatalf("parseNew(%q) = %+v, encoding/json %+v", line, got, want)
+		}
+	})
 }
