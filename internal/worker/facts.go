@@ -39,8 +39,8 @@ type factMap map[string]*policy.Facts
 func (j *job) query(ctx context.Context, log *logrus.Entry, r *result) (closures, factMap, error) {
 	t := j.target
 	storeDir := storepath.StoreDir()
-	var paths []storepath.Path
-	var roots []string
+	paths := make([]storepath.Path, 0, len(j.entries))
+	roots := make([]string, 0, len(j.entries))
 	listed := map[string][]policy.Listing{}
 	for _, e := range j.entries {
 		p, err := storepath.Parse(storeDir, e.Path)
@@ -66,6 +66,7 @@ func (j *job) query(ctx context.Context, log *logrus.Entry, r *result) (closures
 	}
 	g := j.facts.gather
 	g.Listed = listed
+	g.Expect(len(j.entries))
 	for _, e := range j.entries {
 		if f := e.Facts; f != nil {
 			g.Seed(e.Path, f.NarSize, f.Deriver, f.Substitutes)
