@@ -683,7 +683,10 @@ func push(root string, a Args, paths []string, stdout io.Writer) error {
 		method = "zstd"
 	}
 	fmt.Fprintf(stdout, "Pushing %d paths using %s to cache %s\n", len(all), method, a.Cache)
-	to := "file://" + filepath.Join(root, a.Cache)
+	// The NARs are compressed as cachix does, with the method it says
+	// (Nix's file:// default, xz, took 5 ms a small path where zstd
+	// takes 1).
+	to := "file://" + filepath.Join(root, a.Cache) + "?compression=" + method
 	if key := os.Getenv("CACHIX_SIGNING_KEY"); key != "" {
 		// Nix reads a key from a file: a private one, removed after.
 		dir, err := os.MkdirTemp("", "cachix-standin-key-")
@@ -695,7 +698,7 @@ func push(root string, a Args, paths []string, stdout io.Writer) error {
 		if err := os.WriteFile(file, []byte(key), 0o600); err != nil {
 			return err
 		}
-		to += "?secret-key=" + file
+		to += "&secret-key=" + file
 	}
 	args := append(append([]string{}, nixFlags...), "copy", "--to", to)
 	args = append(args, paths...)

@@ -313,6 +313,10 @@ in derivation { name = "standin-test-%[1]s"; system = builtins.currentSystem; bu
 		if !strings.Contains(string(ni), "StorePath: "+p+"\n") {
 			t.Errorf("narinfo for %s lacks its StorePath line:\n%s", p, ni)
 		}
+		// Compressed as it says ("using zstd"), cachix's default.
+		if !strings.Contains(string(ni), "Compression: zstd\n") {
+			t.Errorf("narinfo for %s, pushed with zstd:\n%s", p, ni)
+		}
 	}
 	raw, _ := os.ReadFile(filepath.Join(root, "invocations.jsonl"))
 	if strings.Contains(string(raw), token) {
@@ -324,10 +328,10 @@ in derivation { name = "standin-test-%[1]s"; system = builtins.currentSystem; bu
 		t.Errorf("log: %+v", recs)
 	}
 
-	// Paths from stdin, into another cache.
-	r = runStandin(t, bin, []string{"CACHIX_STANDIN_ROOT=" + root, "CACHIX_AUTH_TOKEN=" + token}, top+"\n", "push", "other")
-	if _, err := os.Stat(filepath.Join(root, "other", filepath.Base(top)[:32]+".narinfo")); r.exit != 0 || err != nil {
-		t.Errorf("stdin push: %+v, %v", r, err)
+	// Paths from stdin, into another cache, with xz.
+	r = runStandin(t, bin, []string{"CACHIX_STANDIN_ROOT=" + root, "CACHIX_AUTH_TOKEN=" + token}, top+"\n", "push", "-m", "xz", "other")
+	if ni, err := os.ReadFile(filepath.Join(root, "other", filepath.Base(top)[:32]+".narinfo")); r.exit != 0 || err != nil || !strings.Contains(string(ni), "Compression: xz\n") {
+		t.Errorf("stdin push with -m xz: %+v, %v\n%s", r, err, ni)
 	}
 
 	// No token: cachix's message, nothing pushed.
