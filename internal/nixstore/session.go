@@ -17,8 +17,13 @@ import (
 // paths cost 70-90 ms of a push that the build's user waits for (issue
 // 22: from the last build to the cache), where the questions themselves
 // take a few. It behaves as a fresh process would:
-//   - Nix's in-process cache of path infos is off (both of its TTLs 0), so
-//     a path built or collected since the last question is seen as it is;
+//   - Nix's in-process cache of what is not valid is off
+//     (narinfo-cache-negative-ttl 0), so a path built since the last
+//     question is seen; what is valid stays cached, as the worker's
+//     Gatherer keeps it too (a path a live one refers to is never
+//     collected, and the worker looks each path up in the store before
+//     pushing it), so the closures of a burst's builds, which share most
+//     of their paths, are asked of the daemon once;
 //   - a session lives at most sessionMaxAge, and ends after sessionIdle
 //     without a question, so that a Nix upgraded or reconfigured is
 //     picked up, and no process waits on an idle worker;
@@ -156,11 +161,10 @@ func (p *serveProc) kill() {
 }
 
 // startServe starts a `nix-store --serve` for a session, with Nix's
-// cache of path infos off, and opens the protocol.
+// cache of invalid paths off, and opens the protocol.
 func (n Nix) startServe() (*serveProc, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := n.command(ctx, "nix-store", "--serve", "--option", "substituters", "",
-		"--option", "narinfo-cache-negative-ttl", "0", "--option", "narinfo-cache-positive-ttl", "0")
+	cmd := n.command(ctx, "nix-store", "--serve", "--option", "substituters", "", "--option", "narinfo-cache-negative-ttl", "0")
 	if cmd.Err != nil {
 		cancel()
 		return nil, cmd.Err

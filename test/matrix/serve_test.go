@@ -38,14 +38,14 @@ func TestMatrixServeProtocol(t *testing.T) {
 }
 
 // The worker's long-lived session (nixstore.Session) turns Nix's cache of
-// path infos off with two settings: every Nix of the matrix knows them
-// (one it did not know would warn, and the session would say "not valid"
-// for an hour of a path built after it was asked about).
+// invalid paths off with a setting every Nix of the matrix knows (one it
+// did not know would warn, and the session would say "not valid" for an
+// hour of a path built after it was asked about).
 func TestMatrixSessionSettings(t *testing.T) {
 	c := Setup(t, conf(`store = "file://`+filesStore+`"`+"\nallow = [\"*\"]\n"))
 	// The arguments nixstore's startServe gives; empty input ends the
 	// session at once.
-	r := c.Run(false, nil, "sh", "-c", `nix-store --serve --option substituters "" --option narinfo-cache-negative-ttl 0 --option narinfo-cache-positive-ttl 0 </dev/null`)
+	r := c.Run(false, nil, "sh", "-c", `nix-store --serve --option substituters "" --option narinfo-cache-negative-ttl 0 </dev/null`)
 	if strings.Contains(r.Stderr, "unknown setting") {
 		t.Errorf("nix-store --serve with the session's settings: %s", r.Stderr)
 	}
