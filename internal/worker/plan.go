@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,6 +43,9 @@ type job struct {
 	// pinned are the roots a pin of this target waits for: the rules
 	// read their facts as policy.ForPin says.
 	pinned map[string]bool
+	// sessions are the Nix processes that queued the batch's entries
+	// (Entry.Session), each once.
+	sessions []int32
 	// present are the roots of the batch (entries of their own) that
 	// push --closure queued others within, and whether each is in the
 	// store (see presentRoots).
@@ -76,6 +80,7 @@ func (w *Worker) plan(now time.Time) round {
 	// entries that arrived during it from Nix processes that have
 	// ended; nothing when two run.
 	pickers := map[uint16]*picker{}
+	alive := map[int32]bool{} // by session: whether it ended
 	for _, t := range w.cfg.Targets {
 		id, ok := x.nameID[t.Name]
 		if !ok {
@@ -94,9 +99,22 @@ func (w *Worker) plan(now time.Time) round {
 			pickers[id] = &picker{size: w.cfg.Queue.Batch}
 		case tl == nil:
 			pickers[id] = &picker{size: w.cfg.Queue.Batch, tail: true, after: reg.gen}
+			// The Nix processes whose builds the running push carries
+			// may queue more before they end (the last build's path):
+			// their end wakes the worker, which pushes that beside at
+			// once, rather than at its next look, up to pollInterval
+			// later.
+			for _, pid := range reg.sessions {
+				if _, seen := alive[pid]; !seen {
+					ended := !sessionAlive(pid)
+					alive[pid] = ended
+					if !ended {
+						r.watch = append(r.watch, pid)
+					}
+				}
+			}
 		}
 	}
-	alive := map[int32]bool{}
 	for k, s := range x.slots {
 		if s.busy {
 			continue
@@ -273,6 +291,9 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 		e.Attempts = int(s.attempts)
 		s.busy = true
 		j.entries = append(j.entries, e)
+		if e.Session > 0 && len(j.sessions) < maxWatched && !slices.Contains(j.sessions, int32(e.Session)) {
+			j.sessions = append(j.sessions, int32(e.Session))
+		}
 	}
 	for src, ks := range bySrc {
 		if src == 0 {

@@ -288,3 +288,24 @@ func TestPresentRoots(t *testing.T) {
 		t.Errorf("presentRoots = %v, want %v", got, want)
 	}
 }
+
+// While a push runs, the Nix process whose builds it carries is watched
+// even when nothing else is queued yet: that process may queue its last
+// build's path before it ends, and its end must wake the worker to push
+// that beside at once (before, the worker saw it at its next look, up to
+// pollInterval later, with nothing left to watch).
+func TestPlanWatchesTheRunningPushsNix(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	now := time.Now()
+	e.put(t, &queue.Entry{Target: "main", Path: mkPath("built").String(), Queued: now.Add(-time.Second), Session: os.Getpid()})
+	w := e.worker(nil)
+	w.scan(now)
+	if r := w.plan(now); len(r.jobs) != 1 {
+		t.Fatalf("first batch = %q", jobNames(r.jobs))
+	}
+	r := w.plan(now)
+	if len(r.jobs) != 0 || !slices.Equal(r.watch, []int32{int32(os.Getpid())}) {
+		t.Errorf("with the push running and nothing queued: jobs %q, watch %v; want none, and this process watched", jobNames(r.jobs), r.watch)
+	}
+}
