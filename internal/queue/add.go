@@ -30,19 +30,12 @@ func (q *Queue) Add(pairs []Pair, now time.Time) (added int, err error) {
 	// path string made for each: for 10,000 pairs those were most of
 	// Add's work.
 	type pairKey struct{ target, hash string }
-	seen := make(map[pairKey]struct{}, len(pairs))
-	uniq := pairs
-	for i, p := range pairs {
-		k := pairKey{p.Target, p.Path.Hash}
-		if _, dup := seen[k]; !dup {
-			seen[k] = struct{}{}
-			if len(uniq) < i {
-				uniq = append(uniq, p)
-			}
-			continue
-		}
-		if len(uniq) == len(pairs) {
-			uniq = append(make([]Pair, 0, len(pairs)), pairs[:i]...)
+	seen := make(map[pairKey]bool, len(pairs))
+	uniq := make([]Pair, 0, len(pairs))
+	for _, p := range pairs {
+		if k := (pairKey{p.Target, p.Path.Hash}); !seen[k] {
+			seen[k] = true
+			uniq = append(uniq, p)
 		}
 	}
 	return q.addBulk(uniq, now.UTC())

@@ -28,8 +28,10 @@ const MaxNameLen = 211
 const Base32 = "0123456789abcdfghijklmnpqrsvwxyz"
 
 // Path is a validated store path: <Dir>/<Hash>-<Name>. Make one with
-// Parse, Resolve or New, not as a literal: two Paths are equal (==, map
-// keys) only when made the same way.
+// Parse, Resolve or New, and do not change its fields: Paths so made are
+// equal (==, map keys) when they name the same path, but a literal, or a
+// copy whose fields were changed, carries another (or a stale) full and
+// equals none of them; String stays right either way.
 type Path struct {
 	Dir  string // store directory, e.g. /nix/store
 	Hash string // 32 characters of nix-base32

@@ -80,7 +80,7 @@ func (w *Worker) plan(now time.Time) round {
 	// entries that arrived during it from Nix processes that have
 	// ended; nothing when two run.
 	pickers := map[uint16]*picker{}
-	alive := map[int32]bool{} // by session: whether it ended
+	gone := map[int32]bool{} // by session: whether its Nix process ended
 	for _, t := range w.cfg.Targets {
 		id, ok := x.nameID[t.Name]
 		if !ok {
@@ -105,9 +105,9 @@ func (w *Worker) plan(now time.Time) round {
 			// once, rather than at its next look, up to pollInterval
 			// later.
 			for _, pid := range reg.sessions {
-				if _, seen := alive[pid]; !seen {
+				if _, seen := gone[pid]; !seen {
 					ended := !sessionAlive(pid)
-					alive[pid] = ended
+					gone[pid] = ended
 					if !ended {
 						r.watch = append(r.watch, pid)
 					}
@@ -142,10 +142,10 @@ func (w *Worker) plan(now time.Time) round {
 			if s.attempts > 0 || s.born <= pk.after {
 				continue
 			}
-			ended, ok := alive[s.session]
+			ended, ok := gone[s.session]
 			if !ok {
 				ended = !sessionAlive(s.session)
-				alive[s.session] = ended
+				gone[s.session] = ended
 				if !ended {
 					r.watch = append(r.watch, s.session)
 				}
