@@ -7,8 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -22,8 +20,8 @@ import (
 // waits for a back-off.
 
 // waitPoll is how often the queue is looked at when nothing wakes the
-// wait sooner: an entry or pin leaving the queue does (queueChanges), so
-// that `push --wait` returns as its paths are done, not up to a poll
+// wait sooner: an entry or pin leaving the queue does (Queue.Notify),
+// so that `push --wait` returns as its paths are done, not up to a poll
 // later.
 const waitPoll = 200 * time.Millisecond
 
@@ -162,7 +160,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 	}
 	tick := time.NewTicker(spec.poll)
 	defer tick.Stop()
-	changed, stop := queueChanges(q)
+	changed, stop := q.Notify()
 	defer stop()
 	left := &leftInQueue{c: c, q: q, pairs: spec.pairs, targetOf: map[string]string{}}
 	var failing failingCheck
@@ -358,45 +356,6 @@ func targetNames(c *config.Config) []string {
 		names[i] = t.Name
 	}
 	return names
-}
-
-// queueChanges returns a channel that receives when an entry or a pin
-// comes or goes (inotify on q.ChangeDirs), and a func that stops it. Where
-// inotify is missing, or a directory is not there yet, the channel stays
-// quiet and the poll alone looks.
-func queueChanges(q *queue.Queue) (<-chan struct{}, func()) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, func() {}
-	}
-	for _, d := range q.ChangeDirs() {
-		_ = w.Add(d)
-	}
-	out := make(chan struct{}, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case _, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				select {
-				case out <- struct{}{}:
-				default: // one pending wake is enough
-				}
-			case _, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-			}
-		}
-	}()
-	return out, func() {
-		w.Close()
-		<-done
-	}
 }
 
 // settle lets the changes that come within d of each other pass (the
