@@ -1,6 +1,9 @@
 package test
 
 import (
+	"bytes"
+	"fmt"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -45,5 +48,61 @@ bin = "@CACHIX@"
 	if len(calls) != 2 || !slices.ContainsFunc(calls, func(c []string) bool { return slices.Equal(c, first) }) ||
 		!slices.ContainsFunc(calls, func(c []string) bool { return slices.Equal(c, second) }) {
 		t.Errorf("pusher calls %q, want one of %q and one of %q", calls, first, second)
+	}
+}
+
+// A Nix process that lives on after its last build (nix-shell execs the
+// shell in its own process) has its paths pushed as soon as all it set
+// out to build is valid, beside the running push: its temporary roots
+// say no more builds will come from it (issue 22: the last build of a
+// burst went only when nix-build exited, some 60 ms after its hook).
+// Before the worker read those roots, the shell's path waited here for
+// the first push's 20 s to end.
+func TestBatchingBesideOnceBuildsAreDone(t *testing.T) {
+	t.Parallel()
+	e := NewEnv(t, `
+cache = "done"
+allow = ["*"]
+
+[cachix]
+bin = "@CACHIX@"
+`)
+	plSetVar(e, "CACHIX_STANDIN_DELAY", "20s")
+	s := nixtest.Salt()
+	e.Build(nixtest.Drv(s, "first-1.0", nil))
+	eventually.True(t, time.Minute, "the first push to start", func() bool { return len(plStandinPIDs(e)) == 1 })
+
+	dep := nixtest.Drv(s, "shell-input-1.0", nil)
+	file := nixtest.WriteExpr(t, e.Dir, fmt.Sprintf(`derivation { name = "shell-%s"; system = builtins.currentSystem; builder = "/bin/sh"; input = %s; }`, s, dep))
+	argv := e.onHost([]string{"nix-shell", file, "--option", "substituters", "", "--option", "post-build-hook", hookBin, "--run", "sleep 60"})
+	shell := exec.Command(argv[0], argv[1:]...)
+	shell.Env = e.environ()
+	var out bytes.Buffer
+	shell.Stdout, shell.Stderr = &out, &out
+	if err := shell.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	go func() { shell.Wait(); close(ended) }()
+	t.Cleanup(func() { shell.Process.Kill(); <-ended })
+	// Well within the first push's 20 s, the shell still running.
+	eventually.True(t, 15*time.Second, "a second push beside the first", func() bool { return len(plStandinPIDs(e)) == 2 })
+	select {
+	case <-ended:
+		t.Fatalf("nix-shell ended: the timing of this test does not hold\n%s", out.String())
+	default:
+	}
+	if n := len(e.Invocations()); n != 0 {
+		t.Fatalf("%d pushes ended already: the timing of this test does not hold", n)
+	}
+	shell.Process.Kill()
+	e.Wait(2 * time.Minute)
+	var calls [][]string
+	for _, inv := range e.Invocations() {
+		calls = append(calls, inv.Paths)
+	}
+	want := nixtest.Outputs(t, nixtest.Derivations(t, nixtest.WriteExpr(t, e.Dir, dep))...)
+	if len(calls) != 2 || !slices.ContainsFunc(calls, func(c []string) bool { return slices.Equal(c, want) }) {
+		t.Errorf("pusher calls %q, want two, one of them %q", calls, want)
 	}
 }

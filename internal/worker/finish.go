@@ -37,6 +37,12 @@ func (w *Worker) finish(res *result) {
 	log := w.log.WithField("target", name)
 	res.notes.flush()
 	now := time.Now()
+	if len(res.pushed) > 0 {
+		if w.pace[name] == nil {
+			w.pace[name] = &pace{}
+		}
+		w.pace[name].add(res.took, now)
+	}
 	// Where each entry lives now: another job's Apply may have replaced
 	// its bulk file meanwhile.
 	for _, e := range j.entries {

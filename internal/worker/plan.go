@@ -20,11 +20,16 @@ import (
 // being pushed to it; what arrives while a push runs is gathered into the
 // next call, which starts when that push ends: the pusher's own duration
 // is the batching window, so a burst of builds makes a handful of calls
-// and no timer holds a path back (issue 22). Beside that running push, one
-// more may start, with the entries that arrived during it whose Nix
-// process has ended (the nix-build or daemon connection that ran the hook:
-// no more builds will come from it), so that the last build of a burst
-// waits for its own push, not for the one before it to end.
+// and no timer holds a path back (issue 22). Two things follow the Nix
+// process behind each entry (the nix-build or daemon connection that ran
+// the hook), through builds:
+//   - beside the running push, one more may start, with the entries that
+//     arrived during it whose Nix process has no builds left (it ended,
+//     or all it set out to build is valid), so that the last build of a
+//     burst waits for its own push, not for the one before it to end;
+//   - after a push, the next waits for the target's rest (see pace) while
+//     every due entry's Nix process is still building: more is coming,
+//     and the entry whose build is the last goes at once.
 
 // failedTwice: an entry that failed this often is pushed in halves of
 // its group, so one bad path cannot hold back the rest of its batch.
@@ -56,7 +61,9 @@ type job struct {
 type round struct {
 	jobs []*job
 	live int       // entries of configured targets, not being pushed
-	next time.Time // the earliest end of a back-off; zero when none
+	next time.Time // the earliest end of a back-off or rest; zero when none
+	// resting: a target's due entries wait for its rest (see pace).
+	resting bool
 	// watch are the Nix processes whose end would let a batch start.
 	watch []int32
 }
@@ -80,7 +87,33 @@ func (w *Worker) plan(now time.Time) round {
 	// entries that arrived during it from Nix processes that have
 	// ended; nothing when two run.
 	pickers := map[uint16]*picker{}
-	gone := map[int32]bool{} // by session: whether its Nix process ended
+	w.builds.forget(now)
+	// By session, each asked once a round: whether its Nix process is
+	// alive (its end then wakes the worker), and what it builds.
+	alive := map[int32]bool{}
+	isAlive := func(pid int32) bool {
+		a, ok := alive[pid]
+		if !ok {
+			a = sessionAlive(pid)
+			alive[pid] = a
+			if a {
+				r.watch = append(r.watch, pid)
+			}
+		}
+		return a
+	}
+	states := map[int32]buildState{}
+	look := func(pid int32) buildState {
+		st, ok := states[pid]
+		if !ok {
+			st = buildDone
+			if isAlive(pid) {
+				st = w.builds.state(pid, now)
+			}
+			states[pid] = st
+		}
+		return st
+	}
 	for _, t := range w.cfg.Targets {
 		id, ok := x.nameID[t.Name]
 		if !ok {
@@ -96,7 +129,11 @@ func (w *Worker) plan(now time.Time) round {
 		}
 		switch {
 		case reg == nil:
-			pickers[id] = &picker{size: w.cfg.Queue.Batch}
+			pk := &picker{size: w.cfg.Queue.Batch}
+			if until := w.pace[t.Name].restUntil(); now.Before(until) {
+				pk.rest = until
+			}
+			pickers[id] = pk
 		case tl == nil:
 			pickers[id] = &picker{size: w.cfg.Queue.Batch, tail: true, after: reg.gen}
 			// The Nix processes whose builds the running push carries
@@ -105,13 +142,7 @@ func (w *Worker) plan(now time.Time) round {
 			// once, rather than at its next look, up to pollInterval
 			// later.
 			for _, pid := range reg.sessions {
-				if _, seen := gone[pid]; !seen {
-					ended := !sessionAlive(pid)
-					gone[pid] = ended
-					if !ended {
-						r.watch = append(r.watch, pid)
-					}
-				}
+				isAlive(pid)
 			}
 		}
 	}
@@ -139,20 +170,12 @@ func (w *Worker) plan(now time.Time) round {
 			continue
 		}
 		if pk.tail {
-			if s.attempts > 0 || s.born <= pk.after {
+			if s.attempts > 0 || s.born <= pk.after || look(s.session) != buildDone {
 				continue
 			}
-			ended, ok := gone[s.session]
-			if !ok {
-				ended = !sessionAlive(s.session)
-				gone[s.session] = ended
-				if !ended {
-					r.watch = append(r.watch, s.session)
-				}
-			}
-			if !ended {
-				continue
-			}
+		}
+		if !pk.rest.IsZero() && !pk.due && look(s.session) != buildGoing {
+			pk.due = true
 		}
 		pk.add(pick{k, s})
 	}
@@ -165,6 +188,15 @@ func (w *Worker) plan(now time.Time) round {
 			continue
 		}
 		pk := pickers[id]
+		if !pk.rest.IsZero() && !pk.due {
+			if len(pk.fresh)+len(pk.failing) > 0 {
+				r.resting = true
+				if r.next.IsZero() || pk.rest.Before(r.next) {
+					r.next = pk.rest
+				}
+			}
+			continue
+		}
 		keys := w.nextBatch(pk)
 		if len(keys) == 0 {
 			continue
@@ -181,9 +213,14 @@ func (w *Worker) plan(now time.Time) round {
 // less than twice (in a heap, newest on top), and the group that failed
 // least often among the others.
 type picker struct {
-	size    int
-	tail    bool   // beside a running push: only what arrived after
-	after   uint32 // its scan generation
+	size  int
+	tail  bool   // beside a running push: only what arrived after
+	after uint32 // its scan generation
+	// rest, when set, is the end of the target's rest (see pace): no
+	// batch before it unless due, an entry whose Nix process is not known
+	// to be building, was found.
+	rest    time.Time
+	due     bool
 	fresh   []pick
 	failing []pick
 	least   uint16

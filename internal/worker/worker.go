@@ -76,6 +76,14 @@ type Worker struct {
 	results chan *result
 	// sessions wakes the worker when a Nix process it waits for ends.
 	sessions *sessionWatch
+	// builds tells what those processes still build; pace, by target,
+	// what its pusher calls took (see plan.go).
+	builds *builds
+	pace   map[string]*pace
+	// changes receives when an entry comes or goes (Queue.Notify): a
+	// path queued while a push runs is looked at as it comes, not at the
+	// next poll.
+	changes <-chan struct{}
 	// metrics is what was last written to metrics.file.
 	metrics metricsFile
 	// pins caches pins/ by file name (see pins.go); badPins are those
@@ -96,11 +104,20 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		newPusher:  pusher.New,
 		started:    time.Now(),
 		running:    map[string][]*job{},
+		pace:       map[string]*pace{},
 		results:    make(chan *result, 16),
 		pins:       map[string]*queue.Pin{},
 		badPins:    map[string]bool{},
 	}
 	w.newPinner = func(t *config.Target) (pusher.Pinner, error) { return pusher.NewPinner(w.cfg, t) }
+	w.builds = newBuilds(func(ctx context.Context, paths []string) (map[string]bool, error) {
+		infos, err := w.facts.nix.PathInfos(ctx, false, paths...)
+		ok := make(map[string]bool, len(infos))
+		for p, info := range infos {
+			ok[p] = info.Valid
+		}
+		return ok, err
+	})
 	w.setConfig(cfg)
 	return w
 }
@@ -124,7 +141,10 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		return nil
 	}
 	w.sessions = newSessionWatch()
+	changes, stopChanges := w.q.Notify()
+	w.changes = changes
 	defer func() {
+		stopChanges()
 		w.sessions.close()
 		// Pushes still running end with ctx; their entries stay as
 		// they were.
@@ -199,9 +219,10 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 				sleep(ctx, time.Millisecond)
 				continue
 			}
-			if mode == Once {
+			if mode == Once && !r.resting {
 				// Nothing started: what is left waits for a
 				// back-off (a pin, for its root's entry or its own).
+				// A rest is short: the worker waits for it.
 				return fmt.Errorf("%d %w", r.live, ErrLeft)
 			}
 			next := r.next
@@ -280,6 +301,7 @@ func (w *Worker) await(ctx context.Context, d time.Duration) {
 	case res := <-w.results:
 		w.finish(res)
 	case <-w.sessions.wake:
+	case <-w.changes:
 	case <-t.C:
 	case <-ctx.Done():
 		return

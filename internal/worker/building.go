@@ -1,0 +1,118 @@
+package worker
+
+import (
+	"context"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+)
+
+// What a Nix process behind queued entries (Entry.Session: the
+// nix-build, or the daemon's connection, that ran the hook) may still
+// build. plan asks it of the process of each entry it would hold back:
+//   - done: the process ended, or every output it set out to build is
+//     valid: no more of its builds will come, so its paths go at once,
+//     beside a running push if need be. The last path of a burst is then
+//     on its way as its hook returns, not when nix-build exits some 60 ms
+//     later (a timeline of 100-build loops, issue 22).
+//   - building: outputs it set out to build are not valid yet: more of
+//     its paths are coming, which the next push can carry.
+//   - unknown: no way to tell (no temporary roots to read: another kind
+//     of store, not a Nix process; Nix did not answer). The worker then
+//     waits for the process to end, as it did before it read roots.
+type buildState uint8
+
+const (
+	buildUnknown buildState = iota
+	buildGoing
+	buildDone
+)
+
+// builds follows the temporary roots of the Nix processes plan asks
+// about (see nixstore.ReadTempRoots). Each process's file is read from
+// where the last read ended, and each root is asked about until Nix says
+// it is valid, in file order and a chunk at a time: a round asks one
+// chunk of what is still to come, whatever the size of the build.
+type builds struct {
+	dir string
+	// valid tells which of paths are valid (nixstore.Session.PathInfos,
+	// not recursive).
+	valid func(ctx context.Context, paths []string) (map[string]bool, error)
+	procs map[int32]*procRoots
+}
+
+type procRoots struct {
+	off   int64
+	open  []string // roots not yet seen valid, in file order
+	seen  time.Time
+	stuck bool // unreadable or too many: unknown from now on
+}
+
+const (
+	// validChunk is how many roots one round asks Nix about.
+	validChunk = 64
+	// maxOpenRoots bounds the roots followed for one process.
+	maxOpenRoots = 100_000
+	// validTimeout bounds a round's question: plan waits for it.
+	validTimeout = time.Second
+	// forgetRoots is how long a process not asked about is remembered.
+	forgetRoots = time.Minute
+)
+
+func newBuilds(valid func(ctx context.Context, paths []string) (map[string]bool, error)) *builds {
+	return &builds{dir: nixstore.TempRootsDir(), valid: valid, procs: map[int32]*procRoots{}}
+}
+
+// state says whether the live Nix process pid has builds left.
+func (b *builds) state(pid int32, now time.Time) buildState {
+	pr := b.procs[pid]
+	if pr == nil {
+		pr = &procRoots{}
+		b.procs[pid] = pr
+	}
+	pr.seen = now
+	if pr.stuck {
+		return buildUnknown
+	}
+	roots, next, err := nixstore.ReadTempRoots(b.dir, pid, pr.off)
+	if err != nil || len(pr.open)+len(roots) > maxOpenRoots {
+		pr.stuck = true
+		return buildUnknown
+	}
+	if next == 0 {
+		// An empty file: nothing set out yet (or not a Nix process).
+		return buildUnknown
+	}
+	pr.off = next
+	pr.open = append(pr.open, roots...)
+	for len(pr.open) > 0 {
+		chunk := pr.open[:min(validChunk, len(pr.open))]
+		ctx, cancel := context.WithTimeout(context.Background(), validTimeout)
+		ok, err := b.valid(ctx, chunk)
+		cancel()
+		if err != nil {
+			return buildUnknown
+		}
+		left := chunk[:0]
+		for _, p := range chunk {
+			if !ok[p] {
+				left = append(left, p)
+			}
+		}
+		pr.open = append(left, pr.open[len(chunk):]...)
+		if len(left) > 0 {
+			return buildGoing
+		}
+	}
+	return buildDone
+}
+
+// forget drops what is known of processes not asked about for a while
+// (ended ones, mostly).
+func (b *builds) forget(now time.Time) {
+	for pid, pr := range b.procs {
+		if now.Sub(pr.seen) > forgetRoots {
+			delete(b.procs, pid)
+		}
+	}
+}
