@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
@@ -32,7 +33,10 @@ const (
 // about (see nixstore.ReadTempRoots). Each process's file is read from
 // where the last read ended, and each root is asked about until Nix says
 // it is valid, in file order and a chunk at a time: a round asks one
-// chunk of what is still to come, whatever the size of the build.
+// chunk of what is still to come, whatever the size of the build, and
+// at most maxChunks. The .drv files among the roots (a whole system's
+// evaluation adds some 10,000) are valid as soon as they are written, and
+// are not asked about.
 type builds struct {
 	dir string
 	// valid tells which of paths are valid (nixstore.Session.PathInfos,
@@ -43,14 +47,18 @@ type builds struct {
 
 type procRoots struct {
 	off   int64
-	open  []string // roots not yet seen valid, in file order
+	open  []string        // roots not yet seen valid, in file order
+	in    map[string]bool // open's roots (Nix may add one twice)
 	seen  time.Time
 	stuck bool // unreadable or too many: unknown from now on
 }
 
 const (
-	// validChunk is how many roots one round asks Nix about.
-	validChunk = 64
+	// validChunk is how many roots one question asks Nix about, and
+	// maxChunks how many questions a round asks at most: past them,
+	// the process counts as still building until the next round.
+	validChunk = 256
+	maxChunks  = 8
 	// maxOpenRoots bounds the roots followed for one process.
 	maxOpenRoots = 100_000
 	// validTimeout bounds a round's question: plan waits for it.
@@ -67,7 +75,7 @@ func newBuilds(valid func(ctx context.Context, paths []string) (map[string]bool,
 func (b *builds) state(pid int32, now time.Time) buildState {
 	pr := b.procs[pid]
 	if pr == nil {
-		pr = &procRoots{}
+		pr = &procRoots{in: map[string]bool{}}
 		b.procs[pid] = pr
 	}
 	pr.seen = now
@@ -84,8 +92,16 @@ func (b *builds) state(pid int32, now time.Time) buildState {
 		return buildUnknown
 	}
 	pr.off = next
-	pr.open = append(pr.open, roots...)
-	for len(pr.open) > 0 {
+	for _, r := range roots {
+		if !strings.HasSuffix(r, ".drv") && !pr.in[r] {
+			pr.in[r] = true
+			pr.open = append(pr.open, r)
+		}
+	}
+	for range maxChunks {
+		if len(pr.open) == 0 {
+			return buildDone
+		}
 		chunk := pr.open[:min(validChunk, len(pr.open))]
 		ctx, cancel := context.WithTimeout(context.Background(), validTimeout)
 		ok, err := b.valid(ctx, chunk)
@@ -95,7 +111,9 @@ func (b *builds) state(pid int32, now time.Time) buildState {
 		}
 		left := chunk[:0]
 		for _, p := range chunk {
-			if !ok[p] {
+			if ok[p] {
+				delete(pr.in, p)
+			} else {
 				left = append(left, p)
 			}
 		}
@@ -104,7 +122,10 @@ func (b *builds) state(pid int32, now time.Time) buildState {
 			return buildGoing
 		}
 	}
-	return buildDone
+	if len(pr.open) == 0 {
+		return buildDone
+	}
+	return buildGoing
 }
 
 // forget drops what is known of processes not asked about for a while

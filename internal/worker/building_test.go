@@ -94,7 +94,27 @@ func TestBuildState(t *testing.T) {
 	if st := w.builds.state(pid, now); st != buildGoing {
 		t.Fatalf("a new root: %v, want going", st)
 	}
+	// .drv files are not asked about; a root added twice is asked once;
+	// a round asks at most maxChunks chunks, and the next goes on.
+	valid[mkPath("later").String()] = true
+	var many []string
+	for i := range maxChunks*validChunk + 10 {
+		r := mkPath("dep-" + strconv.Itoa(i)).String()
+		valid[r] = true
+		many = append(many, r, r)
+	}
+	add(append(many, mkPath("x.drv").String(), mkPath("last").String())...)
+	asked = 0
+	if st := w.builds.state(pid, now); st != buildGoing || asked != maxChunks*validChunk {
+		t.Fatalf("first round of %d roots: %v after asking about %d, want going after %d", len(many)/2+1, st, asked, maxChunks*validChunk)
+	}
+	valid[mkPath("last").String()] = true
+	asked = 0
+	if st := w.builds.state(pid, now); st != buildDone || asked != 12 {
+		t.Fatalf("second round: %v after asking about %d, want done after 12 (11 deps and last, not the .drv)", st, asked)
+	}
 	w.builds.valid = func(context.Context, []string) (map[string]bool, error) { return nil, errors.New("no Nix") }
+	add(mkPath("next").String())
 	if st := w.builds.state(pid, now); st != buildUnknown {
 		t.Errorf("Nix not answering: %v, want unknown", st)
 	}
