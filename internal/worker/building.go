@@ -16,8 +16,8 @@ import (
 //     beside a running push if need be. The last path of a burst is then
 //     on its way as its hook returns, not when nix-build exits some 60 ms
 //     later (a timeline of 100-build loops, issue 22).
-//   - building: outputs it set out to build are not valid yet: more of
-//     its paths are coming, which the next push can carry.
+//   - going: outputs it set out to build are not valid yet: more of its
+//     paths are coming, which the next push can carry.
 //   - unknown: no way to tell (no temporary roots to read: another kind
 //     of store, not a Nix process; Nix did not answer). The worker then
 //     waits for the process to end, as it did before it read roots.
@@ -83,7 +83,7 @@ func (b *builds) state(pid int32, now time.Time) buildState {
 		return buildUnknown
 	}
 	roots, next, err := nixstore.ReadTempRoots(b.dir, pid, pr.off)
-	if err != nil || len(pr.open)+len(roots) > maxOpenRoots {
+	if err != nil {
 		pr.stuck = true
 		return buildUnknown
 	}
@@ -97,6 +97,10 @@ func (b *builds) state(pid int32, now time.Time) buildState {
 			pr.in[r] = true
 			pr.open = append(pr.open, r)
 		}
+	}
+	if len(pr.open) > maxOpenRoots {
+		pr.stuck, pr.open, pr.in = true, nil, nil
+		return buildUnknown
 	}
 	for range maxChunks {
 		if len(pr.open) == 0 {
