@@ -50,7 +50,7 @@ type procRoots struct {
 	open  []string        // roots not yet seen valid, in file order
 	in    map[string]bool // open's roots (Nix may add one twice)
 	seen  time.Time
-	stuck bool // unreadable or too many: unknown from now on
+	stuck bool // unreadable, too many, or Nix did not answer: unknown from now on
 }
 
 const (
@@ -111,6 +111,9 @@ func (b *builds) state(pid int32, now time.Time) buildState {
 		ok, err := b.valid(ctx, chunk)
 		cancel()
 		if err != nil {
+			// Not asked again: a Nix that hangs would hold every
+			// round for validTimeout.
+			pr.stuck = true
 			return buildUnknown
 		}
 		left := chunk[:0]

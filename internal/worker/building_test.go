@@ -113,10 +113,16 @@ func TestBuildState(t *testing.T) {
 	if st := w.builds.state(pid, now); st != buildDone || asked != 12 {
 		t.Fatalf("second round: %v after asking about %d, want done after 12 (11 deps and last, not the .drv)", st, asked)
 	}
-	w.builds.valid = func(context.Context, []string) (map[string]bool, error) { return nil, errors.New("no Nix") }
+	failed := 0
+	w.builds.valid = func(context.Context, []string) (map[string]bool, error) { failed++; return nil, errors.New("no Nix") }
 	add(mkPath("next").String())
-	if st := w.builds.state(pid, now); st != buildUnknown {
-		t.Errorf("Nix not answering: %v, want unknown", st)
+	for range 3 {
+		if st := w.builds.state(pid, now); st != buildUnknown {
+			t.Errorf("Nix not answering: %v, want unknown", st)
+		}
+	}
+	if failed != 1 {
+		t.Errorf("Nix asked %d times after it failed to answer, want once: each question may take validTimeout", failed)
 	}
 	w.builds.forget(now.Add(2 * forgetRoots))
 	if len(w.builds.procs) != 0 {
