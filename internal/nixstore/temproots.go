@@ -39,9 +39,11 @@ const MaxTempRoots = 8 << 20
 // rather than when the Nix process exits.
 //
 // The file is only a hint about timing: what it says never decides what
-// is pushed. It is read without following a symbolic link, only if it is
-// a regular file, and never past MaxTempRoots in all; an entry whose NUL
-// has not been written yet is left for the next read.
+// is pushed, so it needs no ownership check (under nix-daemon it is
+// root's, in a root-only directory; a forged one could only make a push
+// start sooner or later). It is read without following a symbolic link,
+// only if it is a regular file, and never past MaxTempRoots in all; an
+// entry whose NUL has not been written yet is left for the next read.
 func ReadTempRoots(dir string, pid int32, off int64) (paths []string, next int64, err error) {
 	if pid <= 0 {
 		return nil, off, fmt.Errorf("no temporary roots for pid %d", pid)
