@@ -83,9 +83,10 @@ func (w *Worker) plan(now time.Time) round {
 	nowM := w.mono(now)
 	var nextM int64
 	// What each configured target may start: a batch of its due entries
-	// when nothing is pushed to it; beside its running push, one of the
-	// entries that arrived during it from Nix processes that have
-	// ended; nothing when two run.
+	// when nothing is pushed to it (after its rest, while their Nix
+	// processes build); beside its running push, one of the entries that
+	// arrived during it from Nix processes with nothing left to build;
+	// nothing when two run.
 	pickers := map[uint16]*picker{}
 	w.builds.forget(now)
 	// By session, each asked once a round: whether its Nix process is
