@@ -1,17 +1,26 @@
 package queue
 
-import "github.com/fsnotify/fsnotify"
+import (
+	"path/filepath"
+	"slices"
+
+	"github.com/fsnotify/fsnotify"
+)
 
 // Notify returns a channel that receives when an entry or a pin
-// comes or goes (inotify on ChangeDirs), and a func that stops it. Where
-// inotify is missing, or a directory is not there yet, the channel stays
-// quiet and the poll alone looks.
+// comes or goes (inotify on ChangeDirs), and a func that stops it. A
+// directory made later (bulk/ and pins/ come with their first file) is
+// watched from its creation, seen on the queue directory; nothing else
+// that happens there (worker.log, state.json) wakes the channel. Where
+// inotify is missing, the channel stays quiet and the poll alone looks.
 func (q *Queue) Notify() (<-chan struct{}, func()) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, func() {}
 	}
-	for _, d := range q.ChangeDirs() {
+	dirs := q.ChangeDirs()
+	_ = w.Add(q.Dir)
+	for _, d := range dirs {
 		_ = w.Add(d)
 	}
 	out := make(chan struct{}, 1)
@@ -20,9 +29,15 @@ func (q *Queue) Notify() (<-chan struct{}, func()) {
 		defer close(done)
 		for {
 			select {
-			case _, ok := <-w.Events:
+			case ev, ok := <-w.Events:
 				if !ok {
 					return
+				}
+				made := ev.Has(fsnotify.Create) && slices.Contains(dirs, ev.Name)
+				if made {
+					_ = w.Add(ev.Name)
+				} else if !slices.Contains(dirs, filepath.Dir(ev.Name)) {
+					continue // the queue directory's own files
 				}
 				select {
 				case out <- struct{}{}:
