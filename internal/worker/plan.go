@@ -218,8 +218,8 @@ type picker struct {
 	tail  bool   // beside a running push: only what arrived after
 	after uint32 // its scan generation
 	// rest, when set, is the end of the target's rest (see pace): no
-	// batch before it unless due, an entry whose Nix process is not known
-	// to be building, was found.
+	// batch before it, unless due: an entry was found whose Nix process
+	// is not known to be still building.
 	rest    time.Time
 	due     bool
 	fresh   []pick
