@@ -20,14 +20,25 @@ peer_stop() {
 	kill "$pid" 2>/dev/null && for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
 	kill -9 "$pid" 2>/dev/null || true
 }
-tocache() { # KEY DIR: the seconds until DIR holds BUILD_N narinfos, polled every 10 ms (10 minutes at most)
-	local t0=$EPOCHREALTIME f
+# tocache KEY DIR: the seconds until DIR holds BUILD_N narinfos, polled
+# every 10 ms (10 minutes at most), from the end of nix-build (KEY.tocache)
+# and from the last build (KEY.frombuild): the newest ctime of the outputs
+# nix-build printed, set as Nix made each read-only, just before it
+# registered it and ran the hook. After the last build, Nix runs the hook
+# and exits: that tail is the hook's own time and the machine's load, which
+# the first figure counts and the second does not.
+tocache() {
+	local t0=$EPOCHREALTIME t1= f built
 	for _ in $(seq 1 60000); do
 		f=("$2"/*.narinfo)
-		[ -e "${f[0]}" ] && [ "${#f[@]}" -ge "$BUILD_N" ] && { put "$1" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.3f", b - a}')"; return; }
+		[ -e "${f[0]}" ] && [ "${#f[@]}" -ge "$BUILD_N" ] && { t1=$EPOCHREALTIME && break; }
 		sleep 0.01
 	done
-	fail "fewer than $BUILD_N narinfos in $2 after 10 minutes"
+	[ -n "$t1" ] || fail "fewer than $BUILD_N narinfos in $2 after 10 minutes"
+	built=$(grep '^/nix/store/' "$W/logs/build.log" | xargs stat -c %.9Z | sort -n | tail -1)
+	[ -n "$built" ] || fail "$1: no outputs in build.log"
+	put "$1.tocache" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')"
+	put "$1.frombuild" "$(awk -v a="$built" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')"
 }
 wait_socket() { for _ in $(seq 1 200); do [ -S "$1" ] && return 0; sleep 0.05; done; fail "no socket $1"; }
 BASH_BIN=$(command -v bash)
@@ -100,7 +111,7 @@ for rep in $(seq 1 "$PEER_REPS"); do
 			conf "peerbuild-$rep" "$W/q-peerbuild-$rep"
 			export CACHIX_FILTER_HOOK_CONFIG=$W/conf/peerbuild-$rep.conf CACHIX_STANDIN_ROOT=$P/standin-cfh-$rep CACHIX_STANDIN_DELAY=$DELAY
 			build "peer/cfh/$rep" "$CFH"
-			tocache "peer/cfh/$rep.tocache" "$P/standin-cfh-$rep/benchcache"
+			tocache "peer/cfh/$rep" "$P/standin-cfh-$rep/benchcache"
 			"$CFH" wait --timeout 600s >/dev/null 2>&1
 			idle "$W/q-peerbuild-$rep"
 			unset CACHIX_FILTER_HOOK_CONFIG CACHIX_STANDIN_DELAY
@@ -109,7 +120,7 @@ for rep in $(seq 1 "$PEER_REPS"); do
 		qbh)
 			qbh_start "$P/qbh-push.sh" CACHIX_STANDIN_ROOT="$P/standin-qbh-$rep" CACHIX_STANDIN_DELAY="$DELAY" CACHIX_AUTH_TOKEN=bench-token
 			build "peer/qbh/$rep" "$P/enqueue-package"
-			tocache "peer/qbh/$rep.tocache" "$P/standin-qbh-$rep/benchcache"
+			tocache "peer/qbh/$rep" "$P/standin-qbh-$rep/benchcache"
 			"$PEERS/queued-build-hook" wait --socket "$P/qbh.sock"
 			peer_stop qbh
 			put "peer/qbh/$rep.calls" "$(wc -l <"$P/standin-qbh-$rep/invocations.jsonl")"
@@ -121,7 +132,7 @@ for rep in $(seq 1 "$PEER_REPS"); do
 			fake_start "$P/niks3-cache-$rep"
 			niks3_start "$NIKS3_URL"
 			NIKS3_FEED_MAP=$P/feed.map BUILD_SALT=$salt build "peer/niks3/$rep" "$P/niks3-fed-hook"
-			tocache "peer/niks3/$rep.tocache" "$P/niks3-cache-$rep"
+			tocache "peer/niks3/$rep" "$P/niks3-cache-$rep"
 			peer_stop niks3
 			peer_stop fake
 			put "peer/niks3/$rep.calls" "$(grep -c 'msg="Uploading batch"' "$W/logs/peer-niks3.log" || true)"

