@@ -20,17 +20,7 @@ import (
 // for the push before it). Each push here sleeps 20 s first.
 func TestBatchingBesideRunningPush(t *testing.T) {
 	t.Parallel()
-	e := NewEnv(t, `
-cache = "beside"
-allow = ["*"]
-
-[cachix]
-bin = "@CACHIX@"
-`)
-	plSetVar(e, "CACHIX_STANDIN_DELAY", "20s")
-	s := nixtest.Salt()
-	first, _ := e.Build(nixtest.Drv(s, "first-1.0", nil))
-	eventually.True(t, time.Minute, "the first push to start", func() bool { return len(plStandinPIDs(e)) == 1 })
+	e, s, first := slowFirstPush(t, "beside")
 	second, _ := e.Build(nixtest.Drv(s, "second-1.0", nil))
 	// Well within the first push's 20 s.
 	eventually.True(t, 15*time.Second, "a second push beside the first", func() bool { return len(plStandinPIDs(e)) == 2 })
@@ -60,17 +50,7 @@ bin = "@CACHIX@"
 // the first push's 20 s to end.
 func TestBatchingBesideOnceBuildsAreDone(t *testing.T) {
 	t.Parallel()
-	e := NewEnv(t, `
-cache = "done"
-allow = ["*"]
-
-[cachix]
-bin = "@CACHIX@"
-`)
-	plSetVar(e, "CACHIX_STANDIN_DELAY", "20s")
-	s := nixtest.Salt()
-	e.Build(nixtest.Drv(s, "first-1.0", nil))
-	eventually.True(t, time.Minute, "the first push to start", func() bool { return len(plStandinPIDs(e)) == 1 })
+	e, s, _ := slowFirstPush(t, "done")
 
 	dep := nixtest.Drv(s, "shell-input-1.0", nil)
 	file := nixtest.WriteExpr(t, e.Dir, fmt.Sprintf(`derivation { name = "shell-%s"; system = builtins.currentSystem; builder = "/bin/sh"; input = %s; }`, s, dep))
@@ -105,4 +85,23 @@ bin = "@CACHIX@"
 	if len(calls) != 2 || !slices.ContainsFunc(calls, func(c []string) bool { return slices.Equal(c, want) }) {
 		t.Errorf("pusher calls %q, want two, one of them %q", calls, want)
 	}
+}
+
+// slowFirstPush makes a queue for cache whose pushes each sleep 20 s,
+// builds one path (first-1.0, salted with s) and waits for its push to
+// start, so that what the test builds next arrives while it runs.
+func slowFirstPush(t *testing.T, cache string) (e *Env, s string, first []string) {
+	t.Helper()
+	e = NewEnv(t, fmt.Sprintf(`
+cache = %q
+allow = ["*"]
+
+[cachix]
+bin = "@CACHIX@"
+`, cache))
+	plSetVar(e, "CACHIX_STANDIN_DELAY", "20s")
+	s = nixtest.Salt()
+	first, _ = e.Build(nixtest.Drv(s, "first-1.0", nil))
+	eventually.True(t, time.Minute, "the first push to start", func() bool { return len(plStandinPIDs(e)) == 1 })
+	return e, s, first
 }
