@@ -54,3 +54,19 @@ func BenchmarkAppendFloor(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFollow is what `wait` reads when a batch of 10,000 has been
+// pushed: the history's new records.
+func BenchmarkFollow(b *testing.B) {
+	dir := b.TempDir()
+	if err := Append(dir, MaxSize, benchRecords(10000)); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		fl := &Follower{file: filepath.Join(dir, File)}
+		if n := len(fl.Next()); n != 10000 {
+			b.Fatalf("read %d records", n)
+		}
+	}
+}
