@@ -23,6 +23,7 @@
 package pushed
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,7 +32,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -265,9 +266,13 @@ func (r *Record) fresh(s []byte, now time.Time) bool {
 	return age <= r.maxAge && age >= -r.maxAge
 }
 
-// Add records hashes as pushed at now and syncs the file once. Each
-// touched bucket is written whole, in one write: the new hash first, the
-// others after it, and a full bucket forgets its last (oldest) slot.
+// Add records hashes as pushed at now. Each touched bucket is written
+// whole, in one write: the new hash first, the others after it, and a
+// full bucket forgets its last (oldest) slot. The file is not synced: a
+// record lost in a crash only costs a push the destination skips (see
+// the package doc), and a sync of the megabytes a batch of 10,000
+// touches was most of the time between the pusher's end and its entries
+// leaving the queue (issue 22).
 func (r *Record) Add(hashes []Hash, now time.Time) error {
 	if !r.write {
 		return errors.New("record opened read-only")
@@ -275,42 +280,38 @@ func (r *Record) Add(hashes []Hash, now time.Time) error {
 	if len(hashes) == 0 {
 		return nil
 	}
-	byBucket := map[int64][]Hash{}
-	for _, h := range hashes {
-		byBucket[h.bucket()] = append(byBucket[h.bucket()], h)
-	}
-	order := make([]int64, 0, len(byBucket))
-	for b := range byBucket {
-		order = append(order, b)
-	}
-	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
+	// By bucket: one sorted copy rather than a map of slices.
+	hs := slices.Clone(hashes)
+	slices.SortFunc(hs, func(a, b Hash) int { return cmp.Compare(a.bucket(), b.bucket()) })
 	// Buckets are read and written a window at a time: a batch of 10,000
 	// paths touches some 8,000 buckets, which cost a read and a write
 	// each (0.3 s under load); a window costs one of each.
 	win := make([]byte, 0, windowBuckets*bucketSize)
-	for len(order) > 0 {
-		first := order[0]
+	for len(hs) > 0 {
+		first := hs[0].bucket()
 		n := 1
-		for n < len(order) && order[n]-first < windowBuckets {
+		for n < len(hs) && hs[n].bucket()-first < windowBuckets {
 			n++
 		}
-		last := order[n-1]
+		last := hs[n-1].bucket()
 		win = win[:(last-first+1)*bucketSize]
 		off := int64(headerSize) + first*bucketSize
 		if _, err := r.f.ReadAt(win, off); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("reading %s: %w", r.f.Name(), err)
 		}
-		for _, bi := range order[:n] {
-			b := win[(bi-first)*bucketSize : (bi-first+1)*bucketSize]
-			fillBucket(b, byBucket[bi], now)
+		for group := hs[:n]; len(group) > 0; {
+			bi := group[0].bucket()
+			k := 1
+			for k < len(group) && group[k].bucket() == bi {
+				k++
+			}
+			fillBucket(win[(bi-first)*bucketSize:(bi-first+1)*bucketSize], group[:k], now)
+			group = group[k:]
 		}
 		if _, err := r.f.WriteAt(win, off); err != nil {
 			return fmt.Errorf("writing %s: %w", r.f.Name(), err)
 		}
-		order = order[n:]
-	}
-	if err := r.f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", r.f.Name(), err)
+		hs = hs[n:]
 	}
 	return nil
 }
@@ -320,34 +321,45 @@ const windowBuckets = 256
 
 // fillBucket puts hashes at the front of bucket b, newest first, keeping
 // its valid slots that are not being added after them; a full bucket
-// forgets its last (oldest) slots.
+// forgets its last (oldest) slots. A bucket holds a handful of hashes:
+// they are compared in place, not through maps.
 func fillBucket(b []byte, hashes []Hash, now time.Time) {
-	var keep [][]byte
-	adding := map[Hash]bool{}
-	for _, h := range hashes {
-		adding[h] = true
-	}
-	for i := 0; i < slotsPer; i++ {
-		s := b[i*slotSize : (i+1)*slotSize]
-		if slotOK(s) && !isZero(s) && !adding[slotHash(s)] {
-			keep = append(keep, append([]byte(nil), s...))
-		}
-	}
 	var nb [bucketSize]byte
 	n := 0
-	for h := range adding {
-		if n == slotsPer {
-			break
+	has := func(h []byte) bool {
+		for i := 0; i < n; i++ {
+			if string(nb[i*slotSize:i*slotSize+hashBytes]) == string(h) {
+				return true
+			}
 		}
-		writeSlot(nb[n*slotSize:(n+1)*slotSize], h, now)
-		n++
+		return false
 	}
-	for _, s := range keep {
+	for i := range hashes {
 		if n == slotsPer {
 			break
 		}
-		copy(nb[n*slotSize:], s)
-		n++
+		if !has(hashes[i][:]) {
+			writeSlot(nb[n*slotSize:(n+1)*slotSize], hashes[i], now)
+			n++
+		}
+	}
+	added := n
+	for i := 0; i < slotsPer && n < slotsPer; i++ {
+		s := b[i*slotSize : (i+1)*slotSize]
+		if !slotOK(s) || isZero(s) {
+			continue
+		}
+		old := false
+		for j := 0; j < added; j++ {
+			if string(nb[j*slotSize:j*slotSize+hashBytes]) == string(s[:hashBytes]) {
+				old = true
+				break
+			}
+		}
+		if !old {
+			copy(nb[n*slotSize:], s)
+			n++
+		}
 	}
 	copy(b, nb[:])
 }

@@ -133,6 +133,23 @@ func TestBoundedEviction(t *testing.T) {
 			t.Errorf("hash %d: Has = %v, want %v", i, got, want)
 		}
 	}
+	// Recorded again, the oldest becomes the newest: the next new hash
+	// of the bucket forgets another. A hash twice in one call takes one
+	// slot.
+	refreshed, extra := same[3], mustHash(t, randHash(rnd))
+	binary.LittleEndian.PutUint32(extra[:4], 7)
+	if err := w.Add([]Hash{refreshed, refreshed}, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Add([]Hash{extra}, now.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range append(same[3:], extra) {
+		want := i != 1 // same[4], now the oldest, was forgotten
+		if got := w.Has(h, later); got != want {
+			t.Errorf("after the refresh, hash %d: Has = %v, want %v", i+3, got, want)
+		}
+	}
 	fi, err := os.Stat(File(dir, "t"))
 	if err != nil || fi.Size() != fileSize {
 		t.Fatalf("file size %v, %v; want %d", fi.Size(), err, fileSize)
