@@ -25,8 +25,11 @@ import (
 // later.
 const waitPoll = 200 * time.Millisecond
 
-// waitSettle is how long a wait woken by a change lets more come before
-// it looks (a batch's files go together): at most one look per settle.
+// waitSettle bounds how often a wait woken by changes looks: a change
+// that comes after a quiet spell (a pushed batch's bulk file going, the
+// end of most waits) is looked at as it comes; those that follow within
+// waitSettle of a look (the files of entries removed one by one) let
+// more come first, so that there is at most one look per settle.
 const waitSettle = 20 * time.Millisecond
 
 // waitSpec says what a wait waits for.
@@ -164,7 +167,9 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 	defer stop()
 	left := &leftInQueue{c: c, q: q, pairs: spec.pairs, targetOf: map[string]string{}}
 	var failing failingCheck
+	var looked time.Time
 	for first := true; ; first = false {
+		looked = time.Now()
 		n, err := left.count()
 		if err != nil {
 			e.errorf("%v", err)
@@ -235,7 +240,9 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}
 		case <-tick.C:
 		case <-changed:
-			settle(changed, waitSettle)
+			if time.Since(looked) < waitSettle {
+				settle(changed, waitSettle)
+			}
 		}
 	}
 	// dropped/ is the authority; the history may have missed a drop.
