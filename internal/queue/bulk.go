@@ -271,6 +271,24 @@ func eachLine(r io.Reader, fn func([]byte)) error {
 type lineParser struct {
 	storeDir string
 	digests  map[string]string
+	recent   recent
+}
+
+// recent holds the last target and root a parser made strings of: the
+// lines of a bulk file share them (one push's target, its closure's
+// root), so each is made once rather than once a line.
+type recent struct{ target, within string }
+
+// str returns b as a string, *last when it is the same.
+func (rc *recent) str(b []byte, last *string) string {
+	if rc != nil && string(b) == *last {
+		return *last
+	}
+	s := string(b)
+	if rc != nil {
+		*last = s
+	}
+	return s
 }
 
 func newLineParser() *lineParser {
@@ -282,7 +300,7 @@ func (lp *lineParser) parse(line []byte) (*Entry, string) {
 	if len(line) > maxEntrySize {
 		return nil, ""
 	}
-	e, ok := parseNew(line)
+	e, ok := parseNew(line, &lp.recent)
 	if !ok {
 		e = &Entry{}
 		if json.Unmarshal(line, e) != nil {
@@ -311,7 +329,8 @@ func (lp *lineParser) parse(line []byte) (*Entry, string) {
 // which encoding/json reads then. Both give the same Entry for the lines
 // it takes (TestParseNewAsJSON). The worker reads a bulk file twice per
 // round (its index, then the batch), and encoding/json took 4 µs a line.
-func parseNew(line []byte) (*Entry, bool) {
+// rc, when not nil, keeps the strings lines share.
+func parseNew(line []byte, rc *recent) (*Entry, bool) {
 	for _, c := range line {
 		if c < 0x20 || c >= 0x80 || c == '\\' {
 			return nil, false
@@ -325,14 +344,26 @@ func parseNew(line []byte) (*Entry, bool) {
 		r = r[len(s):]
 		return true
 	}
-	str := func() (string, bool) {
+	raw := func() ([]byte, bool) {
 		i := bytes.IndexByte(r, '"')
 		if i < 0 {
-			return "", false
+			return nil, false
 		}
-		s := string(r[:i])
+		b := r[:i]
 		r = r[i+1:]
-		return s, true
+		return b, true
+	}
+	str := func() (string, bool) {
+		b, ok := raw()
+		return string(b), ok
+	}
+	shared := func(last *string) (string, bool) {
+		b, ok := raw()
+		return rc.str(b, last), ok
+	}
+	var scratch recent
+	if rc == nil {
+		rc = &scratch
 	}
 	num := func() (int64, bool) {
 		i := 0
@@ -353,17 +384,17 @@ func parseNew(line []byte) (*Entry, bool) {
 	}
 	e := &Entry{}
 	var ok bool
-	var queued string
+	var queued []byte
 	if !lit(`{"target":"`) {
 		return nil, false
 	}
-	if e.Target, ok = str(); !ok || !lit(`,"path":"`) {
+	if e.Target, ok = shared(&rc.target); !ok || !lit(`,"path":"`) {
 		return nil, false
 	}
 	if e.Path, ok = str(); !ok || !lit(`,"queued":"`) {
 		return nil, false
 	}
-	if queued, ok = str(); !ok || e.Queued.UnmarshalText([]byte(queued)) != nil {
+	if queued, ok = raw(); !ok || e.Queued.UnmarshalText(queued) != nil {
 		return nil, false
 	}
 	if lit(`,"session":`) {
@@ -394,7 +425,7 @@ func parseNew(line []byte) (*Entry, bool) {
 		e.Facts = f
 	}
 	if lit(`,"within":"`) {
-		if e.Within, ok = str(); !ok {
+		if e.Within, ok = shared(&rc.within); !ok {
 			return nil, false
 		}
 	}

@@ -225,7 +225,7 @@ func TestParseNewAsJSON(t *testing.T) {
 		{Target: "file:///srv/cache?x=y", Path: sp("e"), Facts: &Facts{Substitutes: "yes"}},
 	} {
 		line := bytes.TrimSpace(appendNew(nil, &p, stamp))
-		got, ok := parseNew(line)
+		got, ok := parseNew(line, nil)
 		if !ok {
 			t.Errorf("parseNew refused %s", line)
 			continue
@@ -249,8 +249,34 @@ func TestParseNewAsJSON(t *testing.T) {
 		`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z"} `,
 		`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z","facts":{"nar_size":1}}x`,
 	} {
-		if e, ok := parseNew([]byte(line)); ok {
+		if e, ok := parseNew([]byte(line), nil); ok {
 			t.Errorf("parseNew took %s as %+v", line, e)
+		}
+	}
+}
+
+// TestParseNewShared: lines read one after another share the strings
+// of a repeated target or root, and each still reads as encoding/json
+// reads it alone.
+func TestParseNewShared(t *testing.T) {
+	var rc recent
+	for _, line := range []string{
+		`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z","within":"/nix/store/r-root"}`,
+		`{"target":"main","path":"/nix/store/x-b","queued":"2026-01-02T03:04:05Z","within":"/nix/store/r-root"}`,
+		`{"target":"other","path":"/nix/store/x-b","queued":"2026-01-02T03:04:05Z"}`,
+		`{"target":"main","path":"/nix/store/x-c","queued":"2026-01-02T03:04:06Z","within":"/nix/store/s-root"}`,
+		`{"target":"main","path":"/nix/store/x-d","queued":"2026-01-02T03:04:06Z","within":"/nix/store/r-root"}`,
+	} {
+		got, ok := parseNew([]byte(line), &rc)
+		if !ok {
+			t.Fatalf("parseNew refused %s", line)
+		}
+		var want Entry
+		if err := json.Unmarshal([]byte(line), &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, &want) {
+			t.Errorf("parseNew(%s) = %+v, want %+v", line, got, want)
 		}
 	}
 }
@@ -261,7 +287,7 @@ func FuzzParseNew(f *testing.F) {
 	f.Add([]byte(`{"target":"","path":"","queued":"2026-01-02T03:04:05Z"}`))
 	f.Add([]byte(`{"target":"t","path":"p","queued":"2026-01-02T03:04:05+01:00","session":9223372036854775807}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
-		got, ok := parseNew(line)
+		got, ok := parseNew(line, nil)
 		if !ok {
 			return
 		}

@@ -167,3 +167,34 @@ func BenchmarkApplyDone(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadBulk is the worker's read of a bulk file of 10,000 pairs
+// as `push --closure` queues them (facts and root with each): it reads
+// it twice before a batch's pusher call, for its index and the batch.
+func BenchmarkReadBulk(b *testing.B) {
+	const n = 10000
+	q, err := Open(filepath.Join(b.TempDir(), "queue"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	root := storepath.New("/nix/store", benchHash(1), "benchclos-root")
+	pairs := make([]Pair, n)
+	for j := range pairs {
+		pairs[j] = Pair{Target: "main", Path: storepath.New("/nix/store", benchHash(uint64(j+1)), "benchclos-1.0"), Session: 4242,
+			Facts: &Facts{NarSize: 1234, Deriver: "/nix/store/" + benchHash(uint64(j+n)) + "-benchclos-1.0.drv"}, Within: root.String()}
+	}
+	if got, err := q.Add(pairs, time.Now()); err != nil || got != n {
+		b.Fatalf("Add = %d, %v", got, err)
+	}
+	names, err := q.BulkNames()
+	if err != nil || len(names) != 1 {
+		b.Fatalf("BulkNames = %v, %v", names, err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		got := 0
+		if _, err := q.ReadBulk(names[0], func(*Entry) { got++ }); err != nil || got != n {
+			b.Fatalf("ReadBulk: %d entries, %v", got, err)
+		}
+	}
+}
