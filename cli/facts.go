@@ -32,7 +32,7 @@ func (e *env) gatherFactsWith(g *pathfacts.Gatherer, c *config.Config, paths []s
 	warned := map[string]bool{}
 	for _, p := range paths {
 		f := facts[p.String()]
-		if f == nil {
+		if f == nil || len(f.Unreachable) == 0 {
 			continue
 		}
 		for _, u := range slices.Sorted(maps.Keys(f.Unreachable)) {

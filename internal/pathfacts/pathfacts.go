@@ -85,20 +85,27 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	if !needs.Any() {
 		return nil, nil
 	}
-	cands := make([]storepath.Path, 0, len(paths))
+	// Each candidate with its string, made once: a path's String builds
+	// it anew, and a batch of 10,000 asked for it five times a path.
+	type cand struct {
+		p storepath.Path
+		s string
+	}
+	cands := make([]cand, 0, len(paths))
 	for _, p := range paths {
-		if !policy.SelectedByNameOrList(cfg, p, g.Listed[p.String()]) {
+		s := p.String()
+		if !policy.SelectedByNameOrList(cfg, p, g.Listed[s]) {
 			continue
 		}
 		// A path Nix said was valid (push --closure's query of the
 		// closure) needs no look at the store: 10,000 of them cost
 		// 20 ms.
-		if info, ok := g.infos[p.String()]; !ok || !info.Valid {
-			if _, err := os.Lstat(p.String()); err != nil {
+		if info, ok := g.infos[s]; !ok || !info.Valid {
+			if _, err := os.Lstat(s); err != nil {
 				continue
 			}
 		}
-		cands = append(cands, p)
+		cands = append(cands, cand{p, s})
 	}
 	if len(cands) == 0 {
 		return nil, nil
@@ -111,8 +118,8 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	// are asked all the same.
 	infosNeeded := needs.Size || needs.Subst || closure
 	var ask []string
-	for _, p := range cands {
-		s := p.String()
+	for _, c := range cands {
+		s := c.s
 		// A size of 0 is one not known (a NAR is never empty): the
 		// hook's entries carry the deriver alone.
 		if info, ok := g.infos[s]; !ok || closure && !g.closed[s] || needs.Size && info.Valid && info.NarSize == 0 {
@@ -128,8 +135,8 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	}
 	out := make(map[string]*policy.Facts, len(cands))
 	asks := map[string][]string{}
-	for _, p := range cands {
-		s := p.String()
+	for _, c := range cands {
+		p, s := c.p, c.s
 		info, ok := g.infos[s]
 		if infosNeeded && (!ok || !info.Valid) {
 			continue
