@@ -54,6 +54,13 @@ type index struct {
 	// when they can be trusted to change with the next entry.
 	stamp    [2]int64
 	lastFull time.Time
+	// fresh are the entries of the bulk files this round's scan read,
+	// by id, for the batches plan starts right after it: read again
+	// there, a push --closure of 10,000 paths parsed its file twice
+	// before its pusher call (issue 22). Only files of at most a batch
+	// are kept, and only until the end of the round's plan, so that
+	// the worker's memory still does not grow with the backlog.
+	fresh map[uint32][]*queue.Entry
 }
 
 func newIndex() *index {
@@ -124,6 +131,7 @@ func (x *index) addBulk(name string) uint32 {
 
 // replaced follows Apply's replacement of bulk files.
 func (x *index) replaced(m map[string]string) {
+	x.fresh = nil
 	for old, nw := range m {
 		id, ok := x.ids[old]
 		if !ok {
@@ -169,6 +177,7 @@ func (w *Worker) scan(now time.Time) {
 		return
 	}
 	x.gen++
+	x.fresh = nil
 	var dups []*queue.Entry
 	err := w.q.EachEntryName(func(n string) {
 		if s, ok := x.slots[n]; ok {
@@ -201,13 +210,21 @@ func (w *Worker) scan(now time.Time) {
 		return
 	}
 	var clean []string
+	kept := 0 // entries in x.fresh: a batch's worth at most, all files together
 	for _, n := range bulks {
 		if id, ok := x.ids[n]; ok {
 			x.bulk[id].gen = x.gen
 			continue
 		}
 		id := x.addBulk(n)
+		var es []*queue.Entry
+		keep := true
 		bad, err := w.q.ReadBulk(n, func(e *queue.Entry) {
+			if keep = keep && kept+len(es) < w.cfg.Queue.Batch; keep {
+				es = append(es, e)
+			} else {
+				es = nil
+			}
 			if old, ok := x.slots[e.Key()]; ok {
 				// Queued again, in another file: that copy goes. (A
 				// pair twice in one file is one entry; removing the
@@ -224,6 +241,13 @@ func (w *Worker) scan(now time.Time) {
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			w.log.WithError(err).Error("unreadable bulk file")
+		}
+		if keep && bad == 0 && err == nil {
+			if x.fresh == nil {
+				x.fresh = map[uint32][]*queue.Entry{}
+			}
+			x.fresh[id] = es
+			kept += len(es)
 		}
 	}
 	// What vanished: entry files (forget) and bulk files.

@@ -79,6 +79,8 @@ type pick struct {
 // round, which took memory that grew with the backlog (issue 22).
 func (w *Worker) plan(now time.Time) round {
 	x := w.idx
+	// What the scan kept for this round goes with it.
+	defer func() { x.fresh = nil }()
 	var r round
 	nowM := w.mono(now)
 	var nextM int64
@@ -344,6 +346,12 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 					x.remove(k)
 					continue
 				}
+				take(e)
+			}
+			continue
+		}
+		if es, ok := x.fresh[src]; ok {
+			for _, e := range es {
 				take(e)
 			}
 			continue

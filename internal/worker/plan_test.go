@@ -309,3 +309,48 @@ func TestPlanWatchesTheRunningPushsNix(t *testing.T) {
 		t.Errorf("with the push running and nothing queued: jobs %q, watch %v; want none, and this process watched", jobNames(r.jobs), r.watch)
 	}
 }
+
+// The batch plan starts comes from the bulk file the round's scan just
+// read, not from a second read of it; a file of more than a batch is not
+// kept (the worker's memory does not grow with the backlog), and is read
+// again.
+func TestPlanTakesTheScansBulkFile(t *testing.T) {
+	fakeStore(t)
+	for _, tc := range []struct {
+		n, batch int
+		kept     bool
+	}{{4, 5, true}, {8, 5, false}} {
+		e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+		e.cfg.Queue.Batch = tc.batch
+		var pairs []queue.Pair
+		for i := range tc.n {
+			pairs = append(pairs, queue.Pair{Target: "main", Path: mkPath(fmt.Sprintf("p%d", i))})
+		}
+		if _, err := e.q.Add(pairs, time.Now().Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		names, err := e.q.BulkNames()
+		if err != nil || len(names) != 1 {
+			t.Fatalf("bulk files %v, %v; want one", names, err)
+		}
+		w := e.worker(nil)
+		now := time.Now()
+		w.scan(now)
+		// Gone between the scan and the plan: only what the scan kept
+		// can make a batch.
+		if err := os.Remove(filepath.Join(e.q.Dir, "bulk", names[0])); err != nil {
+			t.Fatal(err)
+		}
+		r := w.plan(now)
+		got := 0
+		for _, j := range r.jobs {
+			got += len(j.entries)
+		}
+		if want := map[bool]int{true: tc.n, false: 0}[tc.kept]; got != want {
+			t.Errorf("%d paths in a file, batch %d: %d entries in the batches, want %d", tc.n, tc.batch, got, want)
+		}
+		if w.idx.fresh != nil {
+			t.Errorf("the scan's entries are still held after the plan")
+		}
+	}
+}
