@@ -289,16 +289,20 @@ func (l *leftInQueue) count() (int, error) {
 	for _, n := range names {
 		t, ok := l.targetOf[n]
 		if !ok {
-			en, err := l.q.Peek(n)
-			if errors.Is(err, os.ErrNotExist) {
-				continue // pushed meanwhile
+			// A pair's name holds its target's digest, so a bulk copy
+			// and a file in entries/ of one name have one target.
+			if t, ok = l.q.BulkTarget(n); !ok {
+				en, err := l.q.Peek(n)
+				if errors.Is(err, os.ErrNotExist) {
+					continue // pushed meanwhile
+				}
+				if err != nil {
+					// Corrupt: the worker moves it aside and logs it.
+					pushable++
+					continue
+				}
+				t = en.Target
 			}
-			if err != nil {
-				// Corrupt: the worker moves it aside and logs it.
-				pushable++
-				continue
-			}
-			t = en.Target
 			l.targetOf[n] = t
 		}
 		if l.c.Target(t) != nil {

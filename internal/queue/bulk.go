@@ -546,3 +546,20 @@ func (q *Queue) bulkGet(key string) (*Entry, bool) {
 	c := *e
 	return &c, true
 }
+
+// BulkTarget returns the target of the entry with that key in a bulk
+// file, without copying it. `wait` counts what is left by target: asked
+// through Peek, each of a push --closure's 10,000 entries first cost a
+// failed open in entries/, and its first look took 0.13 s, beside the
+// worker's round before its pusher call (issue 22).
+func (q *Queue) BulkTarget(key string) (string, bool) {
+	all, err := q.bulkEntries(bulkFresh)
+	if err != nil {
+		return "", false
+	}
+	e, ok := all[key]
+	if !ok {
+		return "", false
+	}
+	return e.Target, true
+}
