@@ -22,7 +22,7 @@ START=$(date +%s)
 if [ "$MODE" = full ]; then
 	RUNS=300 WARMUP=20 PATHS_N=520 DEPTHS="0 1000 100000" CONC=500 DRAIN_N=500
 	BUILD_N=100 BUILD_REPS=7 NAIVE_N=20 PEER_REPS=3
-	CLOSURE_N=10000 PUSH_RUNS=7 SCALE_REPS=3 BIG_N=100000 BIG_RUNS=3 RSS_N=100000 RECORD_N=100000
+	CLOSURE_N=10000 PUSH_RUNS=7 SCALE_REPS=5 BIG_N=100000 BIG_RUNS=3 RSS_N=100000 RECORD_N=100000
 	BT_DECIDE=1s BT_ADD=2000x BT_PHASE=20x BT_SCAN=10x INIT_RUNS=30 TWOQ_N=1000
 	: "${OUT:=$ROOT/BENCHMARKS.md}"
 else
@@ -255,8 +255,8 @@ put fact.deepest "${DEPTHS##* }"
 say "3. in process (testing.B): decisions, enqueueing, the phases of a closure"
 gobench internal/filter 'Decide$' "$BT_DECIDE"
 gobench internal/queue 'Add$' "$BT_ADD"
-gobench internal/queue 'AddBulk|ApplyDone' "$BT_PHASE"
-gobench internal/history 'Append' "$BT_PHASE"
+gobench internal/queue 'AddBulk|ApplyDone|ReadBulk' "$BT_PHASE"
+gobench internal/history 'Append|Follow' "$BT_PHASE"
 gobench internal/pushed 'Add$' "$BT_PHASE"
 gobench internal/nixstore 'DecodePathInfo' "$BT_PHASE"
 gobench internal/hook 'SiblingScan302$' "$BT_SCAN"

@@ -76,11 +76,16 @@ func (r *res) med(format string) (float64, []float64) {
 			xs = append(xs, v)
 		}
 	}
+	return median(xs), xs
+}
+
+// median is the middle of xs (NaN for none).
+func median(xs []float64) float64 {
 	if len(xs) == 0 {
-		return math.NaN(), nil
+		return math.NaN()
 	}
 	s := slices.Sorted(slices.Values(xs))
-	return (s[(len(s)-1)/2] + s[len(s)/2]) / 2, xs
+	return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
 }
 
 func ms(s float64) string  { return num(s*1000, 2) + " ms" }

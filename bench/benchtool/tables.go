@@ -23,6 +23,18 @@ func targets(r *res) string {
 	n := r.m["n.CLOSURE_N"] + " paths"
 	push1, qr1, push2, qr2 := r.f("closure/push.median"), r.f("closure/requisites.median"), r.f("again/push.median"), r.f("again/requisites.median")
 	drain, copyFloor, rss := r.md("drainr/%d.s"), r.md("copy/%d.s"), r.f("rss/full.kb")
+	// The drain is judged by the median of its rounds' ratios: each
+	// round runs both ways back to back (in turn first), and this
+	// machine's nix copy drifts by up to 2x over minutes (BENCHMARKS.md),
+	// which a ratio of the two medians, taken across rounds, does not
+	// cancel.
+	var drainRatios []float64
+	for i := 1; i < 100; i++ {
+		if d, c := r.f(fmt.Sprintf("drainr/%d.s", i)), r.f(fmt.Sprintf("copy/%d.s", i)); !math.IsNaN(d) && !math.IsNaN(c) {
+			drainRatios = append(drainRatios, d/c)
+		}
+	}
+	drainRatio := median(drainRatios)
 	cfhTo, qbhTo, maxCalls := r.md("peer/cfh/%d.tocache"), r.md("peer/qbh/%d.tocache"), most("peer/cfh/%d.calls")
 	cfhFrom, qbhFrom := r.md("peer/cfh/%d.frombuild"), r.md("peer/qbh/%d.frombuild")
 	floor, cfhLoop, qbhLoop, niksLoop := r.md("peer/floor/%d.s"), r.md("peer/cfh/%d.s"), r.md("peer/qbh/%d.s"), r.md("peer/niks3/%d.s")
@@ -34,7 +46,7 @@ func targets(r *res) string {
 	rows := [][]string{
 		{"`push --closure` of " + n + ", first time, against `nix-store --query --requisites` of the root (22)", of(push1, qr1, sec), "≤ 1.3x", verdict(push1/qr1 <= 1.3, push1, qr1)},
 		{"`push --closure` again, all recorded, against the same (22)", of(push2, qr2, sec), "≤ 1.2x", verdict(push2/qr2 <= 1.2, push2, qr2)},
-		{"Queue and drain " + n + " to a `file://` store (`push --closure`, then `wait`) against one `nix copy` of them (22; 12 asked ≤ 1.2x)", of(drain, copyFloor, sec), "≤ 1.1x", verdict(drain/copyFloor <= 1.1, drain, copyFloor)},
+		{"Queue and drain " + n + " to a `file://` store (`push --closure`, then `wait`) against one `nix copy` of them, the median of " + strconv.Itoa(len(drainRatios)) + " rounds that run both back to back (22; 12 asked ≤ 1.2x)", num(drainRatio, 2) + "x (rounds " + xs(drainRatios) + "; medians " + sec(drain) + " / " + sec(copyFloor) + ", " + x(drain, copyFloor) + ")", "≤ 1.1x", verdict(drainRatio <= 1.1, drainRatio)},
 		{"Worker peak RSS with " + num(r.f("rss/dropped")+r.f("rss/left"), 0) + " entries queued (22)", mib(rss), "≤ 48 MiB", verdict(rss <= 48*1024, rss)},
 		{"From the last build of a 100-build loop until all are in the cache, against queued-build-hook (22)", sec(cfhFrom) + " against " + sec(qbhFrom), "≤ queued-build-hook's", verdict(cfhFrom <= qbhFrom, cfhFrom, qbhFrom)},
 		{"… the same from the end of `nix-build`, which also counts Nix's tail after the last build: its hook and its exit (22)", sec(cfhTo) + " against " + sec(qbhTo), "reported", "—"},
@@ -114,6 +126,18 @@ func closure(r *res) string {
 	return out + r.series("again")
 }
 
+// xs lists ratios: "1.02x, 1.10x".
+func xs(rs []float64) string {
+	out := ""
+	for i, v := range rs {
+		if i > 0 {
+			out += ", "
+		}
+		out += num(v, 2) + "x"
+	}
+	return out
+}
+
 func phases(r *res) string {
 	var rows [][]string
 	for i := 1; i < 100; i++ {
@@ -131,7 +155,9 @@ func phases(r *res) string {
 	rows = [][]string{
 		{"Queueing 10,000 pairs in bulk (`queue` BenchmarkAddBulk)", ms(g("queue/BenchmarkAddBulk")), "the same bytes written, synced, renamed, directory synced (BenchmarkAddBulkFloor): " + ms(g("queue/BenchmarkAddBulkFloor")), x(g("queue/BenchmarkAddBulk"), g("queue/BenchmarkAddBulkFloor"))},
 		{"Removing a pushed batch of 10,000 (`queue` BenchmarkApplyDone)", ms(g("queue/BenchmarkApplyDone")), "", ""},
-		{"The history of a batch of 10,000 (`history` BenchmarkAppend)", ms(g("history/BenchmarkAppend")), "the same records encoded and appended (BenchmarkAppendFloor): " + ms(g("history/BenchmarkAppendFloor")), x(g("history/BenchmarkAppend"), g("history/BenchmarkAppendFloor"))},
+		{"The worker's read of a bulk file of 10,000 pairs as `push --closure` writes it, once before its pusher call (`queue` BenchmarkReadBulk)", ms(g("queue/BenchmarkReadBulk")), "", ""},
+		{"The history of a batch of 10,000 (`history` BenchmarkAppend)", ms(g("history/BenchmarkAppend")), "the same records encoded with encoding/json and appended (BenchmarkAppendFloor): " + ms(g("history/BenchmarkAppendFloor")), x(g("history/BenchmarkAppend"), g("history/BenchmarkAppendFloor"))},
+		{"`wait`'s read of those records (`history` BenchmarkFollow)", ms(g("history/BenchmarkFollow")), "", ""},
 		{"The record of a batch of 10,000 (`pushed` BenchmarkAdd)", ms(g("pushed/BenchmarkAdd")), "", ""},
 		{"Decoding `nix path-info --recursive --json` of 10,000 paths, the fallback where `nix-store --serve` fails (`nixstore` BenchmarkDecodePathInfo)", ms(g("nixstore/BenchmarkDecodePathInfo")), "the Nix call that prints it: " + ms(r.f("closure/path-info.median")), x(g("nixstore/BenchmarkDecodePathInfo"), r.f("closure/path-info.median"))},
 	}
