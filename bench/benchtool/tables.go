@@ -23,11 +23,12 @@ func targets(r *res) string {
 	n := r.m["n.CLOSURE_N"] + " paths"
 	push1, qr1, push2, qr2 := r.f("closure/push.median"), r.f("closure/requisites.median"), r.f("again/push.median"), r.f("again/requisites.median")
 	drain, copyFloor, rss := r.md("drainr/%d.s"), r.md("copy/%d.s"), r.f("rss/full.kb")
-	// The drain is judged by the median of its rounds' ratios: each
-	// round runs both ways back to back (in turn first), and this
-	// machine's nix copy drifts by up to 2x over minutes (BENCHMARKS.md),
-	// which a ratio of the two medians, taken across rounds, does not
-	// cancel.
+	// The drain's rounds each run both ways back to back (in turn
+	// first), and this machine's nix copy drifts by up to 2x over
+	// minutes, which the ratio of the two medians, taken across rounds,
+	// does not cancel; the median of the rounds' own ratios does, but one
+	// run can still land either way. The row is met only when both are
+	// within the bound (43d8cfb's run: 0.99x against 1.15x).
 	var drainRatios []float64
 	for i := 1; i < 100; i++ {
 		if d, c := r.f(fmt.Sprintf("drainr/%d.s", i)), r.f(fmt.Sprintf("copy/%d.s", i)); !math.IsNaN(d) && !math.IsNaN(c) {
@@ -46,7 +47,7 @@ func targets(r *res) string {
 	rows := [][]string{
 		{"`push --closure` of " + n + ", first time, against `nix-store --query --requisites` of the root (22)", of(push1, qr1, sec), "≤ 1.3x", verdict(push1/qr1 <= 1.3, push1, qr1)},
 		{"`push --closure` again, all recorded, against the same (22)", of(push2, qr2, sec), "≤ 1.2x", verdict(push2/qr2 <= 1.2, push2, qr2)},
-		{"Queue and drain " + n + " to a `file://` store (`push --closure`, then `wait`) against one `nix copy` of them, the median of " + strconv.Itoa(len(drainRatios)) + " rounds that run both back to back (22; 12 asked ≤ 1.2x)", num(drainRatio, 2) + "x (rounds " + xs(drainRatios) + "; medians " + sec(drain) + " / " + sec(copyFloor) + ", " + x(drain, copyFloor) + ")", "≤ 1.1x", verdict(drainRatio <= 1.1, drainRatio)},
+		{"Queue and drain " + n + " to a `file://` store (`push --closure`, then `wait`) against one `nix copy` of them: the median of the ratios of " + strconv.Itoa(len(drainRatios)) + " rounds that run both back to back, and the ratio of the medians (22; 12 asked ≤ 1.2x)", num(drainRatio, 2) + "x (rounds " + xs(drainRatios) + "); " + x(drain, copyFloor) + " (" + sec(drain) + " / " + sec(copyFloor) + ")", "≤ 1.1x, both", verdict(drainRatio <= 1.1 && drain/copyFloor <= 1.1, drainRatio, drain, copyFloor)},
 		{"Worker peak RSS with " + num(r.f("rss/dropped")+r.f("rss/left"), 0) + " entries queued (22)", mib(rss), "≤ 48 MiB", verdict(rss <= 48*1024, rss)},
 		{"From the last build of a 100-build loop until all are in the cache, against queued-build-hook (22)", sec(cfhFrom) + " against " + sec(qbhFrom), "≤ queued-build-hook's", verdict(cfhFrom <= qbhFrom, cfhFrom, qbhFrom)},
 		{"… the same from the end of `nix-build`, which also counts Nix's tail after the last build: its hook and its exit (22)", sec(cfhTo) + " against " + sec(qbhTo), "reported", "—"},
