@@ -1,10 +1,11 @@
 package history
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/jsonline"
 )
 
 // A pushed batch of 10,000 paths is 10,000 records: the worker writes
@@ -76,80 +77,44 @@ func encodeRecord(b []byte, r *Record) ([]byte, error) {
 
 // parseRecord reads a line as appendRecord writes it; ok false for any
 // other, which encoding/json reads then.
-func parseRecord(line []byte) (rec Record, ok bool) {
-	for _, c := range line {
-		if c < 0x20 || c >= 0x7f || c == '\\' {
-			return Record{}, false
-		}
-	}
-	r := line
-	lit := func(s string) bool {
-		if !bytes.HasPrefix(r, []byte(s)) {
-			return false
-		}
-		r = r[len(s):]
-		return true
-	}
-	str := func(s *string) bool {
-		i := bytes.IndexByte(r, '"')
-		if i < 0 {
-			return false
-		}
-		*s = string(r[:i])
-		r = r[i+1:]
-		return true
-	}
-	num := func() (int64, bool) {
-		i := 0
-		if i < len(r) && r[i] == '-' {
-			i++
-		}
-		d := i
-		for i < len(r) && '0' <= r[i] && r[i] <= '9' {
-			i++
-		}
-		// JSON numbers: no leading zero, no empty digits.
-		if i == d || r[d] == '0' && i > d+1 {
-			return 0, false
-		}
-		v, err := strconv.ParseInt(string(r[:i]), 10, 64)
-		r = r[i:]
-		return v, err == nil
-	}
-	var stamp string
-	if !lit(`{"time":"`) || !str(&stamp) || rec.Time.UnmarshalText([]byte(stamp)) != nil {
+func parseRecord(line []byte) (Record, bool) {
+	var rec Record
+	c, ok := jsonline.New(line)
+	if !ok || !c.Lit(`{"time":"`) {
 		return Record{}, false
 	}
-	if !lit(`,"target":"`) || !str(&rec.Target) || !lit(`,"path":"`) || !str(&rec.Path) || !lit(`,"outcome":"`) || !str(&rec.Outcome) {
+	if stamp, ok := c.Raw(); !ok || rec.Time.UnmarshalText(stamp) != nil {
 		return Record{}, false
 	}
-	for _, f := range []struct {
-		key string
-		s   *string
-	}{{`,"reason":"`, &rec.Reason}, {`,"listed_in":"`, &rec.Listed}} {
-		if lit(f.key) && !str(f.s) {
-			return Record{}, false
-		}
+	if !c.Lit(`,"target":"`) || !str(&c, &rec.Target) || !c.Lit(`,"path":"`) || !str(&c, &rec.Path) || !c.Lit(`,"outcome":"`) || !str(&c, &rec.Outcome) {
+		return Record{}, false
 	}
-	if lit(`,"batch":`) {
-		n, ok := num()
+	if c.Lit(`,"reason":"`) && !str(&c, &rec.Reason) || c.Lit(`,"listed_in":"`) && !str(&c, &rec.Listed) {
+		return Record{}, false
+	}
+	if c.Lit(`,"batch":`) {
+		n, ok := c.Int()
 		if !ok || int64(int(n)) != n {
 			return Record{}, false
 		}
 		rec.Batch = int(n)
 	}
-	if lit(`,"duration_ns":`) {
-		n, ok := num()
+	if c.Lit(`,"duration_ns":`) {
+		n, ok := c.Int()
 		if !ok {
 			return Record{}, false
 		}
 		rec.Duration = time.Duration(n)
 	}
-	if lit(`,"pin":"`) && !str(&rec.Pin) {
-		return Record{}, false
-	}
-	if string(r) != "}" {
+	if c.Lit(`,"pin":"`) && !str(&c, &rec.Pin) || !c.End("}") {
 		return Record{}, false
 	}
 	return rec, true
+}
+
+// str reads the rest of a string into *s.
+func str(c *jsonline.Cursor, s *string) bool {
+	v, ok := c.Str()
+	*s = v
+	return ok
 }

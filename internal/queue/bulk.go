@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/jsonline"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -331,110 +332,70 @@ func (lp *lineParser) parse(line []byte) (*Entry, string) {
 // round (its index, then the batch), and encoding/json took 4 µs a line.
 // rc, when not nil, keeps the strings lines share.
 func parseNew(line []byte, rc *recent) (*Entry, bool) {
-	for _, c := range line {
-		if c < 0x20 || c >= 0x80 || c == '\\' {
-			return nil, false
-		}
-	}
-	r := line
-	lit := func(s string) bool {
-		if !bytes.HasPrefix(r, []byte(s)) {
-			return false
-		}
-		r = r[len(s):]
-		return true
-	}
-	raw := func() ([]byte, bool) {
-		i := bytes.IndexByte(r, '"')
-		if i < 0 {
-			return nil, false
-		}
-		b := r[:i]
-		r = r[i+1:]
-		return b, true
-	}
-	str := func() (string, bool) {
-		b, ok := raw()
-		return string(b), ok
-	}
-	shared := func(last *string) (string, bool) {
-		b, ok := raw()
-		return rc.str(b, last), ok
+	c, ok := jsonline.New(line)
+	if !ok {
+		return nil, false
 	}
 	var scratch recent
 	if rc == nil {
 		rc = &scratch
 	}
-	num := func() (int64, bool) {
-		i := 0
-		if i < len(r) && r[i] == '-' {
-			i++
-		}
-		d := i
-		for i < len(r) && '0' <= r[i] && r[i] <= '9' {
-			i++
-		}
-		// JSON numbers: no leading zero, no empty digits.
-		if i == d || r[d] == '0' && i > d+1 {
-			return 0, false
-		}
-		v, err := strconv.ParseInt(string(r[:i]), 10, 64)
-		r = r[i:]
-		return v, err == nil
+	shared := func(last *string) (string, bool) {
+		b, ok := c.Raw()
+		return rc.str(b, last), ok
 	}
 	e := &Entry{}
-	var ok bool
 	var queued []byte
-	if !lit(`{"target":"`) {
+	if !c.Lit(`{"target":"`) {
 		return nil, false
 	}
-	if e.Target, ok = shared(&rc.target); !ok || !lit(`,"path":"`) {
+	if e.Target, ok = shared(&rc.target); !ok || !c.Lit(`,"path":"`) {
 		return nil, false
 	}
-	if e.Path, ok = str(); !ok || !lit(`,"queued":"`) {
+	if e.Path, ok = c.Str(); !ok || !c.Lit(`,"queued":"`) {
 		return nil, false
 	}
-	if queued, ok = raw(); !ok || e.Queued.UnmarshalText(queued) != nil {
+	if queued, ok = c.Raw(); !ok || e.Queued.UnmarshalText(queued) != nil {
 		return nil, false
 	}
-	if lit(`,"session":`) {
-		n, ok := num()
+	if c.Lit(`,"session":`) {
+		n, ok := c.Int()
 		if !ok || int64(int(n)) != n {
 			return nil, false
 		}
 		e.Session = int(n)
 	}
-	if lit(`,"facts":{"nar_size":`) {
+	if c.Lit(`,"facts":{"nar_size":`) {
 		f := &Facts{}
-		if f.NarSize, ok = num(); !ok {
+		if f.NarSize, ok = c.Int(); !ok {
 			return nil, false
 		}
-		if lit(`,"deriver":"`) {
-			if f.Deriver, ok = str(); !ok {
+		if c.Lit(`,"deriver":"`) {
+			if f.Deriver, ok = c.Str(); !ok {
 				return nil, false
 			}
 		}
-		if lit(`,"substitutes":"`) {
-			if f.Substitutes, ok = str(); !ok {
+		if c.Lit(`,"substitutes":"`) {
+			if f.Substitutes, ok = c.Str(); !ok {
 				return nil, false
 			}
 		}
-		if !lit("}") {
+		if !c.Lit("}") {
 			return nil, false
 		}
 		e.Facts = f
 	}
-	if lit(`,"within":"`) {
+	if c.Lit(`,"within":"`) {
 		if e.Within, ok = shared(&rc.within); !ok {
 			return nil, false
 		}
 	}
-	if lit(`,"listed":"`) {
-		if e.Listed, ok = str(); !ok {
+	if c.Lit(`,"listed":"`) {
+		if e.Listed, ok = c.Str(); !ok {
 			return nil, false
 		}
 	}
-	if !lit("}") || len(r) != 0 {
+	if !c.End("}") {
 		return nil, false
 	}
 	return e, true
