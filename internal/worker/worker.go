@@ -80,6 +80,9 @@ type Worker struct {
 	// what its pusher calls took (see plan.go).
 	builds *builds
 	pace   map[string]*pace
+	// idlePoll is how often a lingering worker looks when nothing
+	// wakes it (pollInterval; a test makes it long).
+	idlePoll time.Duration
 	// changes receives when an entry comes or goes (Queue.Notify): a
 	// path queued while a push runs is looked at as it comes, not at the
 	// next poll.
@@ -108,6 +111,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		results:    make(chan *result, 16),
 		pins:       map[string]*queue.Pin{},
 		badPins:    map[string]bool{},
+		idlePoll:   pollInterval,
 	}
 	w.newPinner = func(t *config.Target) (pusher.Pinner, error) { return pusher.NewPinner(w.cfg, t) }
 	w.builds = newBuilds(func(ctx context.Context, paths []string) (map[string]bool, error) {
@@ -244,8 +248,11 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		if idleSince.IsZero() {
 			idleSince = now
 		}
-		if mode == Spawned && now.Sub(idleSince) < w.cfg.Queue.Linger {
-			sleep(ctx, pollInterval)
+		if left := w.cfg.Queue.Linger - now.Sub(idleSince); mode == Spawned && left > 0 {
+			// Woken by the queue, as a busy worker is: a path queued
+			// while the worker lingers goes at once, not at the next
+			// look.
+			w.await(ctx, min(w.idlePoll, left))
 			continue
 		}
 		// Release, then look once more: a hook that queued a path

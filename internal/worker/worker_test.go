@@ -972,3 +972,35 @@ func TestRunHistoryBeforeTheEntryLeaves(t *testing.T) {
 		t.Errorf("%s left the queue before its outcome was in the history", p)
 	}
 }
+
+// A spawned worker that lingers with nothing to do is woken by a path
+// queued meanwhile, not by its next look: here looks are an hour apart.
+func TestRunSpawnedLingerWokenByQueue(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.Linger = time.Hour
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"main": f})
+	w.idlePoll = time.Hour
+	n := rounds(w)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, Spawned) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "the worker's first round", func() bool { return n.Load() >= 1 }, e.log)
+	e.add(t, "main", build(t, "late-1")...)
+	waitFor(t, "the path queued while the worker lingers pushed", func() bool {
+		calls, _ := f.Calls()
+		return len(calls) == 1
+	}, e.log)
+	// Nothing it does while idle wakes it again: a worker woken by its
+	// own writes would spin through rounds.
+	before := n.Load()
+	time.Sleep(300 * time.Millisecond)
+	if r := n.Load() - before; r > 10 {
+		t.Errorf("%d rounds in 300 ms of lingering with looks an hour apart", r)
+	}
+}
