@@ -144,16 +144,10 @@ type Decision struct {
 // Reason says which rule decided, as explain and the hook print it:
 // `allow "hello-*"`, `deny "*-doc"`, `no allow rule matches`.
 func (d Decision) Reason() string {
-	switch {
-	case d.Rule == nil:
+	if d.Rule == nil {
 		return "no allow rule matches"
-	case d.Rule.reason != "":
-		return d.Rule.reason
-	case d.Deny:
-		return fmt.Sprintf("deny %q", d.Rule.Text)
-	default:
-		return fmt.Sprintf("allow %q", d.Rule.Text)
 	}
+	return d.Rule.reason
 }
 
 // Decide applies the rules to p.

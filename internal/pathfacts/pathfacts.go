@@ -85,27 +85,20 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	if !needs.Any() {
 		return nil, nil
 	}
-	// Each candidate with its string, made once: a path's String builds
-	// it anew, and a batch of 10,000 asked for it five times a path.
-	type cand struct {
-		p storepath.Path
-		s string
-	}
-	cands := make([]cand, 0, len(paths))
+	cands := make([]storepath.Path, 0, len(paths))
 	for _, p := range paths {
-		s := p.String()
-		if !policy.SelectedByNameOrList(cfg, p, g.Listed[s]) {
+		if !policy.SelectedByNameOrList(cfg, p, g.Listed[p.String()]) {
 			continue
 		}
 		// A path Nix said was valid (push --closure's query of the
 		// closure) needs no look at the store: 10,000 of them cost
 		// 20 ms.
-		if info, ok := g.infos[s]; !ok || !info.Valid {
-			if _, err := os.Lstat(s); err != nil {
+		if info, ok := g.infos[p.String()]; !ok || !info.Valid {
+			if _, err := os.Lstat(p.String()); err != nil {
 				continue
 			}
 		}
-		cands = append(cands, cand{p, s})
+		cands = append(cands, p)
 	}
 	if len(cands) == 0 {
 		return nil, nil
@@ -118,8 +111,8 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	// are asked all the same.
 	infosNeeded := needs.Size || needs.Subst || closure
 	var ask []string
-	for _, c := range cands {
-		s := c.s
+	for _, p := range cands {
+		s := p.String()
 		// A size of 0 is one not known (a NAR is never empty): the
 		// hook's entries carry the deriver alone.
 		if info, ok := g.infos[s]; !ok || closure && !g.closed[s] || needs.Size && info.Valid && info.NarSize == 0 {
@@ -135,8 +128,8 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	}
 	out := make(map[string]*policy.Facts, len(cands))
 	asks := map[string][]string{}
-	for _, c := range cands {
-		p, s := c.p, c.s
+	for _, p := range cands {
+		s := p.String()
 		info, ok := g.infos[s]
 		if infosNeeded && (!ok || !info.Valid) {
 			continue

@@ -63,16 +63,26 @@ func TestRunOnceFutureStampedEntry(t *testing.T) {
 // runService runs a Service worker until stop is called.
 func runService(t *testing.T, w *Worker) (stop func()) {
 	t.Helper()
+	stopIn := runIn(t, w, Service)
+	return func() { stopIn() }
+}
+
+// runIn runs w in mode until stop is called, which returns what Run
+// returned.
+func runIn(t *testing.T, w *Worker, mode Mode) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, Service) }()
-	return func() {
+	go func() { done <- w.Run(ctx, mode) }()
+	return func() error {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			return err
 		case <-time.After(20 * time.Second):
 			t.Fatal("the worker did not stop within 20 s of its context")
 		}
+		return nil
 	}
 }
 

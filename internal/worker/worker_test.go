@@ -511,10 +511,7 @@ func TestRunPushesAtOnceGathersMeanwhile(t *testing.T) {
 		return nil
 	}
 	pair(ps[0], os.Getpid())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, Service) }()
-	defer func() { cancel(); <-done }()
+	defer runService(t, w)()
 	if got := next("the first path"); !slices.Equal(got, strs(ps[0])) {
 		t.Fatalf("first push = %q, want at once with the first path", got)
 	}
@@ -761,12 +758,9 @@ func TestRunRetryRequestRunningWorker(t *testing.T) {
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": f})
 	n := rounds(w)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, Service) }()
+	stop := runIn(t, w, Service)
 	defer func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
+		if err := stop(); !errors.Is(err, context.Canceled) {
 			t.Errorf("Run(Service) after cancel = %v, want context.Canceled", err)
 		}
 	}()
@@ -983,13 +977,8 @@ func TestRunSpawnedLingerWokenByQueue(t *testing.T) {
 	w := e.worker(map[string]*fakePusher{"main": f})
 	w.idlePoll = time.Hour
 	n := rounds(w)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx, Spawned) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	stop := runIn(t, w, Spawned)
+	defer stop()
 	waitFor(t, "the worker's first round", func() bool { return n.Load() >= 1 }, e.log)
 	e.add(t, "main", build(t, "late-1")...)
 	waitFor(t, "the path queued while the worker lingers pushed", func() bool {
