@@ -14,6 +14,7 @@ package filter
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/gobwas/glob"
@@ -88,7 +89,9 @@ func compileSet(list string, patterns []string, storeDir string, errs []error) (
 		storePrefix = ""
 	}
 	for i, text := range patterns {
-		p := &Pattern{Text: text, index: i, reason: fmt.Sprintf("%s %q", list, text)}
+		// Joined rather than formatted: the hook compiles every
+		// target's rules at each run, and a config may have 1,000.
+		p := &Pattern{Text: text, index: i, reason: list + " " + strconv.Quote(text)}
 		var err error
 		ix, sub := &s.name, text
 		if len(text) > 0 && text[0] == '/' {
