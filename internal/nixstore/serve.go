@@ -8,20 +8,19 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
-	"time"
 )
 
 // Path infos through `nix-store --serve`, the protocol Nix speaks to
-// itself over SSH (Nix's serve-protocol.hh): the closure walk and each
-// path's deriver, size and references come as compact binary from one
-// read-only process. For a 10,000-path closure this costs about what
-// `nix-store --query --requisites` costs (454 ms against 423 ms, where
-// `nix path-info --recursive --json` took 523 ms: hyperfine -N, 10 runs,
-// bench/closure.nix's root), since Nix no longer prints 3 MB of JSON and
-// we no longer parse it (issue 22). Every Nix from 2.8 to 2.34 speaks it
-// (protocol 2.6-2.7); where the handshake fails, PathInfos falls back to
-// `nix path-info --json`.
+// itself over SSH (Nix's serve-protocol.hh): each path's deriver, size
+// and references come as compact binary from read-only processes, and
+// we walk the closure ourselves, a level of references at a time. Nix's
+// own closure query (cmdQueryClosure) reads every path's infos once to
+// walk it and `nix-store --query --requisites` costs the same, so asking
+// for the infos level by level reads the database once instead of
+// twice; and a level of thousands of paths is shared among a few
+// processes (servePool), since Nix answers on one core. Every Nix from
+// 2.8 to 2.34 speaks the protocol (2.6-2.7); where the handshake fails,
+// PathInfos falls back to `nix path-info --json`.
 
 const (
 	serveMagic1 = 0x390c9deb
@@ -30,13 +29,12 @@ const (
 	// the NAR hash, content address and signatures (minor 4 on).
 	serveVersion = 2<<8 | 5
 
-	cmdQueryValidPaths = 1
-	cmdQueryPathInfos  = 2
-	cmdQueryClosure    = 7
+	cmdQueryPathInfos = 2
 )
 
 // What one answer may hold: a store path is at most a few hundred
-// bytes, a signature about a hundred; a set, a closure's paths.
+// bytes, a signature about a hundred; a set, a closure's paths. A walk
+// holds at most maxServeCount paths in all.
 const (
 	maxServeString = 64 << 10
 	maxServeCount  = 1 << 22
@@ -45,53 +43,87 @@ const (
 // errNoServe is a nix-store that does not speak the serve protocol.
 var errNoServe = errors.New("nix-store --serve did not answer the handshake")
 
-// servePathInfos is PathInfos through one `nix-store --serve` process:
+// servePathInfos is PathInfos through `nix-store --serve`: the infos of
 // the paths that are valid (those that are not come back with Valid
-// false), with recursive their closure, then the infos of all of them.
+// false) and, with recursive, of their closure.
 func (n Nix) servePathInfos(ctx context.Context, recursive bool, paths []string) ([]PathInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, pathInfoTimeout)
-	reaped := false
-	defer func() {
-		if !reaped {
-			cancel()
+	pool := newServePool(ctx, n, serveSessions())
+	infos, err := walk(recursive, paths, pool.ask)
+	msg := pool.close(err != nil)
+	if err != nil {
+		cancel()
+		if msg != "" {
+			err = fmt.Errorf("%w: %s", err, msg)
 		}
+		return nil, fmt.Errorf("nix-store --serve, %d paths: %w", len(paths), err)
+	}
+	// The answers are whole (the protocol frames them), so the processes
+	// are reaped beside what comes next rather than waited for: one took
+	// 14 ms to end after 10,000 infos. The timeout still bounds them.
+	go func() {
+		pool.reaped()
+		cancel()
 	}()
-	cmd := n.command(ctx, "nix-store", "--serve", "--option", "substituters", "")
-	if cmd.Err != nil {
-		return nil, cmd.Err
+	return infos, nil
+}
+
+// walk asks for the infos of paths with ask, and with recursive for
+// those of what they refer to, breadth-first, one level a call. Paths
+// ask does not answer for (not in the store) come back with Valid false.
+func walk(recursive bool, paths []string, ask func(level []string) ([]PathInfo, error)) ([]PathInfo, error) {
+	seen := make(map[string]bool, len(paths))
+	level := make([]string, 0, len(paths))
+	for _, p := range paths {
+		if !seen[p] {
+			seen[p] = true
+			level = append(level, p)
+		}
 	}
-	var stderr tail
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = 5 * time.Second
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
+	var out []PathInfo
+	for len(level) > 0 {
+		got, err := ask(level)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = got
+		} else {
+			out = append(out, got...)
+		}
+		if !recursive {
+			break
+		}
+		var next []string
+		for _, info := range got {
+			for _, r := range info.References {
+				if !seen[r] {
+					seen[r] = true
+					next = append(next, r)
+				}
+			}
+		}
+		if len(seen) > maxServeCount {
+			return nil, fmt.Errorf("nix-store --serve named more than %d paths", maxServeCount)
+		}
+		level = next
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
+	// Those asked about that Nix did not know (a set of what was asked,
+	// a root or a batch, not of a whole closure).
+	missing := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		missing[p] = true
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("nix-store --serve: %w", err)
+	for _, info := range out {
+		delete(missing, info.Path)
 	}
-	c := &serveConn{r: bufio.NewReaderSize(io.LimitReader(stdout, maxInfoOutput), 64<<10), w: bufio.NewWriter(stdin)}
-	infos, err := c.pathInfos(recursive, paths)
-	stdin.Close() // the server ends at the end of its input
-	if err == nil {
-		// The answer is whole (the protocol frames it), so the process
-		// is reaped beside what comes next rather than waited for: its
-		// exit took 14 ms after 10,000 infos. The timeout still bounds
-		// it.
-		reaped = true
-		go func() {
-			_ = cmd.Wait()
-			cancel()
-		}()
-		return infos, nil
+	for _, p := range paths {
+		if missing[p] {
+			out = append(out, PathInfo{Path: p})
+			delete(missing, p)
+		}
 	}
-	_, _ = io.Copy(io.Discard, stdout)
-	werr := cmd.Wait()
-	return nil, fmt.Errorf("nix-store --serve, %d paths: %w: %s", len(paths), errors.Join(err, werr), strings.TrimSpace(stderr.String()))
+	return out, nil
 }
 
 // serveConn is the client side of one serve session.
@@ -127,75 +159,38 @@ func (c *serveConn) handshake() error {
 // query asks an open session for the infos of paths (the valid ones, and
 // with recursive their closure).
 func (c *serveConn) query(recursive bool, paths []string) ([]PathInfo, error) {
-	valid := paths
-	if recursive {
-		// A path not in the store would end the session (the closure
-		// query fails on it): ask which are, first.
-		c.putInt(cmdQueryValidPaths)
-		c.putInt(0) // lock
-		c.putInt(0) // substitute
-		c.putStrings(paths)
-		valid = c.call(c.strings)
-		if len(valid) > 0 {
-			c.putInt(cmdQueryClosure)
-			c.putInt(0) // include outputs
-			c.putStrings(valid)
-			valid = c.call(c.strings)
-		}
+	return walk(recursive, paths, c.infos)
+}
+
+// infos asks for the infos of paths, which hold no path twice: Nix
+// answers for those that are valid and skips the others.
+func (c *serveConn) infos(paths []string) ([]PathInfo, error) {
+	c.putInt(cmdQueryPathInfos)
+	c.putStrings(paths)
+	if err := c.w.Flush(); err != nil {
+		return nil, err
 	}
-	var out []PathInfo
-	if len(valid) > 0 {
-		c.putInt(cmdQueryPathInfos)
-		c.putStrings(valid)
-		if err := c.w.Flush(); err != nil {
-			return nil, err
+	out := make([]PathInfo, 0, len(paths))
+	for c.err == nil {
+		p := c.string()
+		if p == "" {
+			break
 		}
-		out = make([]PathInfo, 0, len(valid))
-		for c.err == nil {
-			p := c.string()
-			if p == "" {
-				break
-			}
-			info := PathInfo{Path: p, Valid: true, Deriver: c.string(), References: c.strings()}
-			c.int() // download size
-			info.NarSize = int64(c.int())
-			c.string() // NAR hash
-			c.string() // content address
-			info.Signatures = c.strings()
-			if info.NarSize < 0 {
-				c.fail(fmt.Errorf("%s: NAR size out of range", p))
-			}
-			out = append(out, info)
+		info := PathInfo{Path: p, Valid: true, Deriver: c.string(), References: c.strings()}
+		c.int() // download size
+		info.NarSize = int64(c.int())
+		c.string() // NAR hash
+		c.string() // content address
+		info.Signatures = c.strings()
+		if info.NarSize < 0 {
+			c.fail(fmt.Errorf("%s: NAR size out of range", p))
 		}
+		out = append(out, info)
 	}
 	if c.err != nil {
 		return nil, c.err
 	}
-	// Those asked about that Nix did not know (a set of what was asked,
-	// a root or a batch, not of a whole closure).
-	missing := make(map[string]bool, len(paths))
-	for _, p := range paths {
-		missing[p] = true
-	}
-	for _, info := range out {
-		delete(missing, info.Path)
-	}
-	for _, p := range paths {
-		if missing[p] {
-			out = append(out, PathInfo{Path: p})
-			delete(missing, p)
-		}
-	}
 	return out, nil
-}
-
-// call flushes the request and reads its answer with read.
-func (c *serveConn) call(read func() []string) []string {
-	if err := c.w.Flush(); err != nil {
-		c.fail(err)
-		return nil
-	}
-	return read()
 }
 
 func (c *serveConn) fail(err error) {

@@ -60,9 +60,9 @@ func TestServeConn(t *testing.T) {
 	}{
 		{"flat", false, hello().info(a, "/nix/store/x-a.drv", 120, b).str(""),
 			fmt.Sprintf("%s valid 120 /nix/store/x-a.drv [%s] [cache-1:sig]\n%s invalid", a, b, gone)},
-		{"recursive", true, hello().strs(a).strs(a, b).info(a, "", 120, b).info(b, "", 130).str(""),
+		{"recursive", true, hello().info(a, "", 120, b).str("").info(b, "", 130).str(""),
 			fmt.Sprintf("%s valid 120  [%s] [cache-1:sig]\n%s valid 130  [] [cache-1:sig]\n%s invalid", a, b, b, gone)},
-		{"none valid", true, hello().strs(), gone + " invalid"},
+		{"none valid", true, hello().str(""), gone + " invalid"},
 		{"no serve", false, new(serveReply).str("error: unknown flag"), "did not answer the handshake"},
 		{"old protocol", false, new(serveReply).int(serveMagic2).int(2<<8 | 3), "protocol 2.3"},
 		{"huge string", false, hello().int(1 << 40), "a string of 1099511627776 bytes"},

@@ -85,7 +85,7 @@ func (s *Session) query(ctx context.Context, recursive bool, paths []string) ([]
 		s.stopLocked()
 	}
 	if s.proc == nil {
-		p, err := s.n.startServe()
+		p, err := s.n.startServe(context.Background())
 		if err != nil {
 			return nil, err
 		}
@@ -138,6 +138,12 @@ func (s *Session) stopLocked() string {
 		return ""
 	}
 	s.proc = nil
+	return p.stop()
+}
+
+// stop ends the process, at the end of its input or killed a second
+// later, and returns the end of what it printed on stderr.
+func (p *serveProc) stop() string {
 	p.stdin.Close() // the server ends at the end of its input
 	done := make(chan struct{})
 	go func() {
@@ -160,10 +166,10 @@ func (p *serveProc) kill() {
 	}
 }
 
-// startServe starts a `nix-store --serve` for a session, with Nix's
-// cache of invalid paths off, and opens the protocol.
-func (n Nix) startServe() (*serveProc, error) {
-	ctx, cancel := context.WithCancel(context.Background())
+// startServe starts a `nix-store --serve`, with Nix's cache of invalid
+// paths off, and opens the protocol. The process ends with ctx.
+func (n Nix) startServe(ctx context.Context) (*serveProc, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	cmd := n.command(ctx, "nix-store", "--serve", "--option", "substituters", "", "--option", "narinfo-cache-negative-ttl", "0")
 	if cmd.Err != nil {
 		cancel()
