@@ -29,7 +29,7 @@ func TestServePoolRealNix(t *testing.T) {
 	_, outs := nixtest.Build(t, expr)
 	missing := "/nix/store/00000000000000000000000000000000-sp-missing"
 	pool := newServePool(context.Background(), Nix{}, 3)
-	pool.chunk = 1
+	pool.chunk, pool.perProc = 1, 2
 	got, err := walk(true, []string{outs[0], missing}, pool.ask)
 	pool.close(err != nil)
 	if err != nil {
@@ -91,7 +91,7 @@ func TestServePoolProcessFails(t *testing.T) {
 	dir := fakeServe(t, hello(), hello().str(paths[0]).str(""), "echo 'error: database is broken' >&2; exit 1")
 	start := time.Now()
 	pool := newServePool(context.Background(), Nix{BinDir: dir}, 2)
-	pool.chunk = 1
+	pool.chunk, pool.perProc = 1, 2
 	_, err := walk(false, paths, pool.ask)
 	msg := pool.close(err != nil)
 	if err == nil {
@@ -117,7 +117,7 @@ func TestServePoolStartHangs(t *testing.T) {
 	dir := fakeServe(t, first, new(serveReply), "exec sleep 30")
 	start := time.Now()
 	pool := newServePool(context.Background(), Nix{BinDir: dir}, 2)
-	pool.chunk = 1
+	pool.chunk, pool.perProc = 1, 2
 	infos, err := walk(false, paths, pool.ask)
 	pool.close(err != nil)
 	if err != nil {
