@@ -17,6 +17,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 // pushOptions are push's flags (see the command table).
@@ -118,6 +119,12 @@ func runPush(e *env, o *pushOptions) int {
 			continue
 		}
 		decide = append(decide, p)
+	}
+	if !o.dryRun && len(ask) > 0 {
+		// A target's patterns select a path it lacks: a worker started
+		// now comes up while the rules run (its start is about 25 ms of
+		// a 10,000-path push) and takes the entries as they land.
+		startWorker(c)
 	}
 	// The closure rule's verdict, as the worker will apply it, before
 	// queueing: nothing is queued that the rules will drop, and
@@ -332,6 +339,14 @@ func pushedTo(c *config.Config, rec *hook.Record, roots []storepath.Path, closur
 // pushedTargets lists the targets whose patterns select p that have it
 // already, and whether that is all of them (then its facts are not
 // needed).
+// startWorker starts the queue's worker unless one runs. Enqueue starts
+// one too, and says why where it cannot.
+func startWorker(c *config.Config) {
+	if q, err := queue.Open(c.Queue.Dir); err == nil {
+		_ = worker.EnsureRunning(c, q)
+	}
+}
+
 func pushedTargets(c *config.Config, p storepath.Path, listed []policy.Listing, pushedTo func(string, storepath.Path) bool) (ts []string, all bool) {
 	all = true
 	for _, t := range c.Targets {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -109,6 +110,12 @@ bin_dir = "`+bin+`"
 		t.Errorf("Nix calls %v; want push's query (nix-store --serve) and the worker's copy", kinds)
 	}
 
+	// The worker lingers, then leaves: the second push must start
+	// none (it has nothing to queue), not find this one still there.
+	eventually.True(t, time.Minute, "the worker exits", func() bool {
+		return strings.Contains(e.Log(), "nothing left to push, worker exiting")
+	})
+	started := strings.Count(e.Log(), "worker started")
 	os.Remove(log)
 	start = time.Now()
 	out, _ = ruRun(t, e, 0, "push", "--closure", root)
@@ -122,6 +129,9 @@ bin_dir = "`+bin+`"
 	e.Wait(time.Minute)
 	if c := scaleCopies(t, log); len(c) != 0 {
 		t.Errorf("the second push made %d nix copy calls", len(c))
+	}
+	if n := strings.Count(e.Log(), "worker started"); n != started {
+		t.Errorf("the second push, which queued nothing, started %d workers:\n%s", n-started, e.Log())
 	}
 	// --dry-run says so, path by path.
 	out, _ = ruRun(t, e, 0, "push", "--dry-run", root)
