@@ -336,9 +336,6 @@ func pushedTo(c *config.Config, rec *hook.Record, roots []storepath.Path, closur
 	}
 }
 
-// pushedTargets lists the targets whose patterns select p that have it
-// already, and whether that is all of them (then its facts are not
-// needed).
 // startWorker starts the queue's worker unless one runs. Enqueue starts
 // one too, and says why where it cannot.
 func startWorker(c *config.Config) {
@@ -347,6 +344,9 @@ func startWorker(c *config.Config) {
 	}
 }
 
+// pushedTargets lists the targets whose patterns select p that have it
+// already, and whether that is all of them (then its facts are not
+// needed).
 func pushedTargets(c *config.Config, p storepath.Path, listed []policy.Listing, pushedTo func(string, storepath.Path) bool) (ts []string, all bool) {
 	all = true
 	for _, t := range c.Targets {
