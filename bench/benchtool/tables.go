@@ -122,7 +122,7 @@ func buildloop(r *res) string {
 func closure(r *res) string {
 	out := r.series("closure")
 	qr := r.f("closure/requisites.median")
-	out += fmt.Sprintf("\nRatios to `nix-store --query --requisites` (%s): `nix path-info --recursive --json` (the same facts as JSON, which push asks for only where `nix-store --serve` fails), %s; `push --closure` in all (one `nix-store --serve` session), %s.\n\nAgain, everything recorded as pushed (%s entries queued, %s pusher calls by those runs):\n\n",
+	out += fmt.Sprintf("\nRatios to `nix-store --query --requisites` (%s): `nix path-info --recursive --json` (the same facts as JSON, which push asks for only where `nix-store --serve` fails), %s; `push --closure` in all (its query through `nix-store --serve`, a level of the closure at a time, shared by a process per core), %s.\n\nAgain, everything recorded as pushed (%s entries queued, %s pusher calls by those runs):\n\n",
 		sec(qr), x(r.f("closure/path-info.median"), qr), x(r.f("closure/push.median"), qr), num(r.f("again/queued"), 0), num(r.f("again/calls"), 0))
 	return out + r.series("again")
 }
