@@ -120,10 +120,11 @@ func runPush(e *env, o *pushOptions) int {
 		}
 		decide = append(decide, p)
 	}
-	if !o.dryRun && len(ask) > 0 {
+	if !o.dryRun && !pin && len(ask) > 0 {
 		// A target's patterns select a path it lacks: a worker started
 		// now comes up while the rules run (its start is about 25 ms of
-		// a 10,000-path push) and takes the entries as they land.
+		// a 10,000-path push) and takes the entries as they land. Not
+		// for --pin, whose plan may yet refuse to queue anything.
 		startWorker(c)
 	}
 	// The closure rule's verdict, as the worker will apply it, before
