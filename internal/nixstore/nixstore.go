@@ -107,7 +107,39 @@ func (n Nix) Outputs(ctx context.Context, drv string) ([]string, error) {
 }
 
 // Closure lists the runtime closure of paths, the paths themselves
-// included.
+// included, each root's breadth-first (ClosureOf), and fails on a path
+// not in the store, as `nix-store --query --requisites` does. It walks
+// the closure through `nix-store --serve` (serve.go), a process per
+// core for a big level, and falls back to `--requisites`: `push
+// --closure` of bench/closure.nix's 10,000 paths, all recorded as
+// pushed (so that this is its one Nix call), went from 421 ms to 323
+// ms, against 382 ms for `nix-store --query --requisites` alone
+// (`hyperfine -N --runs 10`, one series, a 2-core VM).
 func (n Nix) Closure(ctx context.Context, paths ...string) ([]string, error) {
-	return n.query(ctx, append([]string{"--query", "--requisites", "--"}, paths...)...)
+	infos, err := n.servePathInfos(ctx, true, paths)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		out, qerr := n.query(ctx, append([]string{"--query", "--requisites", "--"}, paths...)...)
+		if qerr != nil {
+			return nil, errors.Join(qerr, err)
+		}
+		return out, nil
+	}
+	byP := byPath(infos)
+	seen := make(map[string]bool, len(byP))
+	out := make([]string, 0, len(byP))
+	for _, root := range paths {
+		if !byP[root].Valid {
+			return nil, fmt.Errorf("%s is not in the store", root)
+		}
+		for _, p := range ClosureOf(byP, root) {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
 }

@@ -77,6 +77,14 @@ in derivation { name = "nixstore-app"; outputs = [ "out" "doc" ]; system = built
 	if !found {
 		t.Errorf("Closure = %q lacks the dependency", closure)
 	}
+	if closure[0] != out {
+		t.Errorf("Closure = %q, want the root first", closure)
+	}
+	// As `nix-store --query --requisites` does, a path not in the store
+	// fails the call rather than being left out.
+	if _, err := n.Closure(ctx, out, "/nix/store/00000000000000000000000000000000-missing"); err == nil || !strings.Contains(err.Error(), "-missing is not in the store") {
+		t.Errorf("Closure with a path not in the store: %v", err)
+	}
 	if _, err := n.Outputs(ctx, "/nix/store/00000000000000000000000000000000-missing.drv"); err == nil {
 		t.Error("Outputs of a missing derivation succeeded")
 	} else if !strings.Contains(err.Error(), "nix-store --query --outputs") {
