@@ -148,7 +148,7 @@ func phases(r *res) string {
 			continue
 		}
 		cp := r.f(fmt.Sprintf("copy/%d.s", i))
-		rows = append(rows, []string{strconv.Itoa(i), sec(total), sec(cp), x(total, cp), sec(r.f(k+"push")) + " (its Nix call " + sec(r.f(k+"pushnix")) + ")", sec(r.f(k + "query")), sec(r.f(k + "duration")),
+		rows = append(rows, []string{strconv.Itoa(i), sec(total), sec(cp), x(total, cp), sec(r.f(k+"push")) + " (Nix " + sec(r.f(k+"pushnix")) + " of it)", sec(r.f(k + "query")), sec(r.f(k + "duration")),
 			x(r.f(k+"duration"), cp), sec(r.f(k + "written")), sec(r.f(k + "recorded")), num(r.f(k+"paths"), 0) + " / " + num(r.f(k+"roots"), 0), num(r.f(k+"calls"), 0), num(r.f(k+"loglines"), 0) + " (" + num(r.f(k+"logbytes"), 0) + " B)"})
 	}
 	out := table([]string{"Round", "Queue and drain", "`nix copy` (floor)", "Ratio", "`push --closure`", "Worker's Nix query", "Pusher call", "Pusher call / floor", "Entries removed", "History and record", "Paths / given to the pusher", "Pusher calls", "worker.log lines"}, rows)
