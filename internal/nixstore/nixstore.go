@@ -109,32 +109,25 @@ func (n Nix) Outputs(ctx context.Context, drv string) ([]string, error) {
 // Closure lists the runtime closure of paths, the paths themselves
 // included, each root's breadth-first (ClosureOf), and fails on a path
 // not in the store, as `nix-store --query --requisites` does. It walks
-// the closure through `nix-store --serve` (serve.go), a process per
-// core for a big level, and falls back to `--requisites`: `push
-// --closure` of bench/closure.nix's 10,000 paths, all recorded as
-// pushed (so that this is its one Nix call), went from 421 ms to 323
-// ms, against 382 ms for `nix-store --query --requisites` alone
+// the closure as Closures does, through `nix-store --serve` (serve.go),
+// a process per core for a big level: `push --closure` of
+// bench/closure.nix's 10,000 paths, all recorded as pushed (so that
+// this is its one Nix call), went from 421 ms with `--requisites` to
+// 323 ms, against 382 ms for `nix-store --query --requisites` alone
 // (`hyperfine -N --runs 10`, one series, a 2-core VM).
 func (n Nix) Closure(ctx context.Context, paths ...string) ([]string, error) {
-	infos, err := n.servePathInfos(ctx, true, paths)
+	of, err := n.Closures(ctx, paths...)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		out, qerr := n.query(ctx, append([]string{"--query", "--requisites", "--"}, paths...)...)
-		if qerr != nil {
-			return nil, errors.Join(qerr, err)
-		}
-		return out, nil
+		return nil, err
 	}
-	byP := byPath(infos)
-	seen := make(map[string]bool, len(byP))
-	out := make([]string, 0, len(byP))
+	seen := map[string]bool{}
+	var out []string
 	for _, root := range paths {
-		if !byP[root].Valid {
+		c, ok := of[root]
+		if !ok {
 			return nil, fmt.Errorf("%s is not in the store", root)
 		}
-		for _, p := range ClosureOf(byP, root) {
+		for _, p := range c {
 			if !seen[p] {
 				seen[p] = true
 				out = append(out, p)
