@@ -144,17 +144,19 @@ func (p *servePool) ask(level []string) ([]PathInfo, error) {
 	return out, nil
 }
 
-// add puts a started process to work, unless the pool is closed.
+// add puts a started process to work, unless the pool is closed: then
+// it ends it, outside the lock, as that may take a second.
 func (p *servePool) add(sp *serveProc) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		sp.stop()
 		return false
 	}
 	p.procs = append(p.procs, sp)
 	p.wg.Add(1)
 	go p.serve(sp)
+	p.mu.Unlock()
 	return true
 }
 
