@@ -259,6 +259,7 @@ gobench internal/queue 'AddBulk|ApplyDone|ReadBulk' "$BT_PHASE"
 gobench internal/history 'Append|Follow' "$BT_PHASE"
 gobench internal/pushed 'Add$' "$BT_PHASE"
 gobench internal/nixstore 'DecodePathInfo' "$BT_PHASE"
+gobench internal/worker 'DrainClosure' "$BT_PHASE"
 gobench internal/hook 'SiblingScan302$' "$BT_SCAN"
 
 say "4. enqueue rate ($CONC hook processes, K at a time) and drain rate ($DRAIN_N paths)"

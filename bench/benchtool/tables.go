@@ -160,6 +160,7 @@ func phases(r *res) string {
 		{"The history of a batch of 10,000 (`history` BenchmarkAppend)", ms(g("history/BenchmarkAppend")), "the same records encoded with encoding/json and appended (BenchmarkAppendFloor): " + ms(g("history/BenchmarkAppendFloor")), x(g("history/BenchmarkAppend"), g("history/BenchmarkAppendFloor"))},
 		{"`wait`'s read of those records (`history` BenchmarkFollow)", ms(g("history/BenchmarkFollow")), "", ""},
 		{"The record of a batch of 10,000 (`pushed` BenchmarkAdd)", ms(g("pushed/BenchmarkAdd")), "", ""},
+		{"The worker's whole part of a drain of those 10,000 pairs, its pusher returning at once: lock, scan, plan, decisions, history, record, removal (`worker` BenchmarkDrainClosure)", ms(g("worker/BenchmarkDrainClosure")), "", ""},
 		{"Decoding `nix path-info --recursive --json` of 10,000 paths, the fallback where `nix-store --serve` fails (`nixstore` BenchmarkDecodePathInfo)", ms(g("nixstore/BenchmarkDecodePathInfo")), "the Nix call that prints it: " + ms(r.f("closure/path-info.median")), x(g("nixstore/BenchmarkDecodePathInfo"), r.f("closure/path-info.median"))},
 	}
 	return out + "\nIn process (testing.B, same run):\n\n" + table([]string{"Phase", "Time", "Floor", "Ratio"}, rows)

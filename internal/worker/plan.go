@@ -1,12 +1,12 @@
 package worker
 
 import (
+	"cmp"
 	"container/heap"
 	"errors"
 	"io/fs"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -240,8 +240,13 @@ func older(a, b pick) bool {
 func (pk *picker) add(p pick) {
 	switch {
 	case p.s.attempts < failedTwice:
+		// A heap only once full: a backlog that fits in one batch (the
+		// usual case) is taken whole and sorted once by nextBatch.
 		if len(pk.fresh) < pk.size {
-			heap.Push((*newestOnTop)(&pk.fresh), p)
+			pk.fresh = append(pk.fresh, p)
+			if len(pk.fresh) == pk.size {
+				heap.Init((*newestOnTop)(&pk.fresh))
+			}
 		} else if len(pk.fresh) > 0 && older(p, pk.fresh[0]) {
 			pk.fresh[0] = p
 			heap.Fix((*newestOnTop)(&pk.fresh), 0)
@@ -287,7 +292,9 @@ func (w *Worker) nextBatch(pk *picker) []pick {
 			size = (len(pk.failing) + 1) / 2
 		}
 	}
-	sort.Slice(group, func(i, j int) bool { return older(group[i], group[j]) })
+	slices.SortFunc(group, func(a, b pick) int {
+		return cmp.Or(cmp.Compare(a.s.queued, b.s.queued), strings.Compare(a.key, b.key))
+	})
 	budget := w.argBudget
 	if budget <= 0 {
 		budget = pusher.ArgBudget()
@@ -370,7 +377,7 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 	if len(j.entries) == 0 {
 		return nil
 	}
-	sort.Slice(j.entries, func(a, b int) bool { return j.entries[a].Queued.Before(j.entries[b].Queued) })
+	slices.SortFunc(j.entries, func(a, b *queue.Entry) int { return a.Queued.Compare(b.Queued) })
 	w.running[t.Name] = append(w.running[t.Name], j)
 	return j
 }
