@@ -315,7 +315,7 @@ for r in $(seq 1 "$SCALE_REPS"); do
 		[ "$(narinfos "$W/cache-scale-$r")" -eq "$CLOSURE_N" ] && [ "$(entries "$W/q-scale-$r")" -eq 0 ] || fail "round $r: $(narinfos "$W/cache-scale-$r") in the cache"
 		idle "$W/q-scale-$r"
 		log=$W/q-scale-$r/worker.log
-		grep 'msg=pushed' "$log" | head -1 | tr ' ' '\n' | grep -E '^(query|duration|written|recorded|roots|paths)=' | sed "s/=/\t/; s/^/drainr\/$r./" >>"$R"
+		grep 'msg=pushed' "$log" | head -1 | tr ' ' '\n' | grep -E '^(query|waited|duration|written|recorded|roots|paths)=' | sed "s/=/\t/; s/^/drainr\/$r./" >>"$R"
 		put "drainr/$r.loglines" "$(grep -c . "$log")"
 		put "drainr/$r.logbytes" "$(stat -c %s "$log")"
 	done

@@ -148,10 +148,10 @@ func phases(r *res) string {
 			continue
 		}
 		cp := r.f(fmt.Sprintf("copy/%d.s", i))
-		rows = append(rows, []string{strconv.Itoa(i), sec(total), sec(cp), x(total, cp), sec(r.f(k+"push")) + " (Nix " + sec(r.f(k+"pushnix")) + " of it)", sec(r.f(k + "query")), sec(r.f(k + "duration")),
+		rows = append(rows, []string{strconv.Itoa(i), sec(total), sec(cp), x(total, cp), sec(r.f(k+"push")) + " (Nix " + sec(r.f(k+"pushnix")) + " of it)", sec(r.f(k + "waited")), sec(r.f(k + "query")), sec(r.f(k + "duration")),
 			x(r.f(k+"duration"), cp), sec(r.f(k + "written")), sec(r.f(k + "recorded")), num(r.f(k+"paths"), 0) + " / " + num(r.f(k+"roots"), 0), num(r.f(k+"calls"), 0), num(r.f(k+"loglines"), 0) + " (" + num(r.f(k+"logbytes"), 0) + " B)"})
 	}
-	out := table([]string{"Round", "Queue and drain", "`nix copy` (floor)", "Ratio", "`push --closure`", "Worker's Nix query", "Pusher call", "Pusher call / floor", "Entries removed", "History and record", "Paths / given to the pusher", "Pusher calls", "worker.log lines"}, rows)
+	out := table([]string{"Round", "Queue and drain", "`nix copy` (floor)", "Ratio", "`push --closure`", "Queued until the pusher call", "… of it the worker's Nix query", "Pusher call", "Pusher call / floor", "Entries removed", "History and record", "Paths / given to the pusher", "Pusher calls", "worker.log lines"}, rows)
 	g := func(key string) float64 { return r.f("gobench/"+key+".ns/op") / 1e9 }
 	rows = [][]string{
 		{"Queueing 10,000 pairs in bulk (`queue` BenchmarkAddBulk)", ms(g("queue/BenchmarkAddBulk")), "the same bytes written, synced, renamed, directory synced (BenchmarkAddBulkFloor): " + ms(g("queue/BenchmarkAddBulkFloor")), x(g("queue/BenchmarkAddBulk"), g("queue/BenchmarkAddBulkFloor"))},

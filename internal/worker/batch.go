@@ -40,10 +40,13 @@ type result struct {
 	cut bool
 
 	query, took time.Duration // the Nix queries, the pusher call
-	roots       int           // paths given to the pusher (see roots)
-	upstreams   pathfacts.UpstreamRound
-	out         *pusher.Summary
-	notes       *notes
+	// waited is how long the newest entry sent waited for the pusher
+	// call: the worker's own round (scan, plan, decisions) and any rest.
+	waited    time.Duration
+	roots     int // paths given to the pusher (see roots)
+	upstreams pathfacts.UpstreamRound
+	out       *pusher.Summary
+	notes     *notes
 }
 
 // run decides the job's entries by the rules (re-applied right before
@@ -100,6 +103,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 		r.out.Line = func(line string) { log.Debug(line) }
 	}
 	start = time.Now()
+	r.waited = newestWait(send, start)
 	err := j.factsFailed(factsErr)
 	if err == nil {
 		err = j.pusher.Push(ctx, args, r.out)
@@ -117,6 +121,21 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 		r.pushed = send
 	}
 	return r
+}
+
+// newestWait is how long before now the newest of es was queued; 0 when
+// the clock says it was queued later (a clock set back).
+func newestWait(es []*queue.Entry, now time.Time) time.Duration {
+	var newest time.Time
+	for _, e := range es {
+		if e.Queued.After(newest) {
+			newest = e.Queued
+		}
+	}
+	if newest.IsZero() {
+		return 0
+	}
+	return max(now.Sub(newest), 0)
 }
 
 // presentRoots finds which of the roots that entries are queued within
@@ -267,6 +286,9 @@ func (r *result) summary() logrus.Fields {
 	}
 	if r.query >= time.Millisecond {
 		f["query"] = r.query.Round(time.Millisecond).String()
+	}
+	if r.waited >= time.Millisecond {
+		f["waited"] = r.waited.Round(time.Millisecond).String()
 	}
 	if r.out != nil {
 		if text := r.out.Text(); text != "" {

@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
 // restamp rewrites every entry of the queue with f applied.
@@ -215,5 +217,36 @@ func TestRunUnremovableEntryBackedOff(t *testing.T) {
 	stop()
 	if st := LoadState(e.q.Dir).Targets["main"]; st.QueueError != "" {
 		t.Errorf("the queue error stays after the entry was removed: %q", st.QueueError)
+	}
+}
+
+// The batch's line says how long its newest entry waited for the pusher
+// call; a clock set back (an entry queued "later" than now) gives 0, not
+// a negative wait.
+func TestNewestWait(t *testing.T) {
+	now := time.Now()
+	es := []*queue.Entry{{Queued: now.Add(-3 * time.Second)}, {Queued: now.Add(-time.Second)}, {Queued: now.Add(-2 * time.Second)}}
+	if got := newestWait(es, now); got != time.Second {
+		t.Errorf("newestWait = %v, want 1s (the newest entry's)", got)
+	}
+	if got := newestWait(append(es, &queue.Entry{Queued: now.Add(time.Hour)}), now); got != 0 {
+		t.Errorf("newestWait with an entry stamped an hour ahead = %v, want 0", got)
+	}
+	if got := newestWait(nil, now); got != 0 {
+		t.Errorf("newestWait of nothing = %v, want 0", got)
+	}
+
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.add(t, "main", build(t, "a-1", "b-1")...) // queued an hour ago, a second apart
+	if err := run(t, e.worker(map[string]*fakePusher{"main": {}}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	m := regexp.MustCompile(`msg=pushed .*waited=([0-9hms.]+)`).FindStringSubmatch(e.log.String())
+	if m == nil {
+		t.Fatalf("no waited= in the batch's line:\n%s", e.log)
+	}
+	if d, err := time.ParseDuration(m[1]); err != nil || d < 59*time.Minute || d > 61*time.Minute {
+		t.Errorf("waited=%s, want about an hour (the newest entry's age)", m[1])
 	}
 }
