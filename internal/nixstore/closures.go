@@ -4,8 +4,8 @@ import "context"
 
 // Closures returns the runtime closure of each root that is in the store
 // (roots not in the store are absent from the result), from one
-// recursive PathInfos query,
-// walking the references locally instead of one nix-store call per root.
+// recursive PathInfos query for all of them, each root's walked in
+// memory by ClosureOf rather than by a Nix call per root.
 func (n Nix) Closures(ctx context.Context, roots ...string) (map[string][]string, error) {
 	return closures(ctx, n, roots)
 }

@@ -40,8 +40,9 @@ const maxArgBytes = 512 << 10
 const maxInfoOutput = 512 << 20
 
 // PathInfos asks Nix about many paths at once, with recursive about
-// their closures too: NAR size, deriver and references, from one
-// `nix-store --serve` (serve.go), never one exec per path. A path that is
+// their closures too: NAR size, deriver and references, from
+// `nix-store --serve` (serve.go; a process per core for a level of
+// thousands, servepool.go), never one exec per path. A path that is
 // not in the store comes back with Valid false. Where the serve protocol
 // fails, it asks `nix path-info --json` instead.
 func (n Nix) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]PathInfo, error) {
