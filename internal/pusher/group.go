@@ -13,12 +13,24 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 )
 
-// waitDelay bounds how long Wait waits for the output pipe once the
+// waitDelay bounds how long run waits for the output pipe once the
 // pusher is gone: a grandchild that escaped the group kill and holds the
 // pipe must not hold the worker.
 const waitDelay = 2 * time.Second
 
-var errTimedOut = errors.New("push timed out")
+// The pace of reading a pusher's output (see outputPipe): one read per
+// outputPace at most while output trickles in, readSize at a time, with
+// up to pipeSize waiting in the pipe meanwhile.
+const (
+	outputPace = 50 * time.Millisecond
+	readSize   = 64 << 10
+	pipeSize   = 1 << 20
+)
+
+var (
+	errTimedOut = errors.New("push timed out")
+	errStopped  = errors.New("stopped reading the pusher's output")
+)
 
 // run runs the command mk makes, with its output going, redacted and cut
 // into lines, to out and to a buffer whose tail becomes the error message.
@@ -44,23 +56,40 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 		r := newRedactor(w, s)
 		chain, w = append(chain, r), r
 	}
-	cmd.Stdout, cmd.Stderr = w, w
+	pipe, end, err := newOutputPipe()
+	if err != nil {
+		return fmt.Errorf("running %s: %w", cmd.Args[0], err)
+	}
+	defer pipe.close()
+	cmd.Stdout, cmd.Stderr = end, end
 	cmd.Stdin = nil
 	cmd.SysProcAttr = procAttr()
 	cmd.Cancel = func() error {
 		killGroup(cmd)
 		return nil
 	}
+	// After a cancel, the kill of the pusher itself (should the group
+	// kill have missed it) comes this much later.
 	cmd.WaitDelay = waitDelay
-	err := cmd.Run()
-	if errors.Is(err, exec.ErrWaitDelay) {
+	err = cmd.Start()
+	end.Close()
+	if err != nil {
+		_ = pipe.copyTo(io.Discard) // EOF at once: it frees the read end
+		return fmt.Errorf("running %s: %w", cmd.Args[0], err)
+	}
+	copied := make(chan error, 1)
+	go func() { copied <- pipe.copyTo(w) }()
+	err = cmd.Wait()
+	pipe.exited()
+	select {
+	case <-copied:
+	case <-time.After(waitDelay):
 		// The pusher exited, but something it started kept the
 		// output open: that goes too. The pusher's exit status
 		// still tells whether the upload worked.
 		killGroup(cmd)
-		if cmd.ProcessState != nil && cmd.ProcessState.Success() {
-			err = nil
-		}
+		pipe.stop()
+		<-copied
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
 		chain[i].flush() // outermost first

@@ -31,7 +31,12 @@ const (
 	// envGrandchild names a file: the fake starts a grandchild holding
 	// its output and writes the grandchild's pid there.
 	envGrandchild = "PUSHER_TEST_GRANDCHILD"
+	// envLines: the fake prints that many lines as nix copy does, a
+	// write each, lineGap apart.
+	envLines = "PUSHER_TEST_LINES"
 )
+
+const lineGap = 100 * time.Microsecond
 
 type record struct {
 	Args  []string `json:"args"`
@@ -65,6 +70,16 @@ func fakeMain() int {
 	} else {
 		fmt.Printf("compressing with token %s\n", r.Token)
 		fmt.Fprintf(os.Stderr, "error: token %s was rejected\n", r.Token)
+	}
+	if n, _ := strconv.Atoi(os.Getenv(envLines)); n > 0 {
+		next := time.Now()
+		for i := range n {
+			// Spun, not slept: a sleep this short is not kept.
+			for time.Now().Before(next) {
+			}
+			next = next.Add(lineGap)
+			fmt.Fprintf(os.Stderr, "copying path '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-p%d' to 'file:///cache'...\n", i)
+		}
 	}
 	if pidFile := os.Getenv(envGrandchild); pidFile != "" {
 		// A grandchild that holds the output pipe.
