@@ -189,11 +189,14 @@ EOF
 export CACHIX_STANDIN_ROOT=$W/standin
 # Nix as the product runs it (nix.bin_dir), through a wrapper that logs
 # each call's start and end (ns) and command: pusher calls are its `nix
-# ... copy` lines. The floors run Nix directly.
+# ... copy` lines. The floors run Nix directly, so the wrapper forks
+# nothing but Nix: one that ran date twice and a pipe to cut added 23.5
+# ms to each call against 8.4 ms now (hyperfine -N, `nix-store
+# --version`, 30 runs), three calls a drain round charged to push alone.
 mkdir -p "$W/nixwrap"
 NIXLOG=$W/logs/nix-calls.log && : >"$NIXLOG"
 for t in nix nix-store; do
-	printf '#!/bin/sh\nt0=$(date +%%s%%N)\n%s "$@"\nst=$?\necho "$t0 $(date +%%s%%N) %s $(printf "%%s " "$@" | cut -c1-200)" >>%s\nexit $st\n' "$(command -v $t)" "$t" "$NIXLOG" >"$W/nixwrap/$t"
+	printf '#!/bin/bash\nt0=${EPOCHREALTIME//[.,]/}\n%s "$@"\nst=$?\na="$*"\necho "${t0}000 ${EPOCHREALTIME//[.,]/}000 %s ${a:0:200} " >>%s\nexit $st\n' "$(command -v $t)" "$t" "$NIXLOG" >"$W/nixwrap/$t"
 	chmod 755 "$W/nixwrap/$t"
 done
 copies() { grep -c '^[0-9]* [0-9]* nix .* copy ' "$NIXLOG" || true; }
