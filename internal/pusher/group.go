@@ -25,6 +25,9 @@ const (
 	outputPace = 50 * time.Millisecond
 	readSize   = 64 << 10
 	pipeSize   = 1 << 20
+	// minPacedPipe is the smallest pipe read at a pace: at nix copy's
+	// 140 KB/s of output, a pause fills 7 KB of it.
+	minPacedPipe = 64 << 10
 )
 
 var (

@@ -25,6 +25,10 @@ import (
 type outputPipe struct {
 	r    int // read end, non-blocking
 	wake int // eventfd: stop reading
+	// pace is the pause after a read; 0 when the pipe is too small to
+	// hold a pause's output (a user past fs.pipe-user-pages-soft gets
+	// pipes of one page).
+	pace time.Duration
 	// fast is closed when the pusher has exited: no more pauses, its
 	// last output is read at once.
 	fast     chan struct{}
@@ -53,9 +57,12 @@ func newOutputPipe() (*outputPipe, *os.File, error) {
 		}
 		return nil, nil, fmt.Errorf("setting up the output pipe: %w", err)
 	}
-	// Best effort: a user past fs.pipe-user-pages-soft keeps 64 KiB.
+	// Best effort: the pipe keeps its size where the user may not grow it.
 	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
 	p := &outputPipe{r: fds[0], wake: wake, fast: make(chan struct{}), stopped: make(chan struct{})}
+	if size, err := unix.FcntlInt(uintptr(fds[0]), unix.F_GETPIPE_SZ, 0); err == nil && size >= minPacedPipe {
+		p.pace = outputPace
+	}
 	return p, os.NewFile(uintptr(fds[1]), "pusher output"), nil
 }
 
@@ -74,10 +81,10 @@ func (p *outputPipe) copyTo(w io.Writer) error {
 			if _, err := w.Write(buf[:n]); err != nil {
 				return err
 			}
-			if n == len(buf) {
-				continue // more is waiting
+			if n == len(buf) || p.pace == 0 {
+				continue // more is waiting, or no room to wait
 			}
-			pause.Reset(outputPace)
+			pause.Reset(p.pace)
 			select {
 			case <-pause.C:
 			case <-p.fast:
