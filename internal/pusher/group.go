@@ -84,6 +84,9 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	go func() { copied <- pipe.copyTo(w) }()
 	err = cmd.Wait()
 	pipe.exited()
+	// What the reading returns is left: the output is for the log, and
+	// the pusher's exit status says whether the upload worked (a copy
+	// that stopped early closed the pipe, which the pusher then sees).
 	select {
 	case <-copied:
 	case <-time.After(waitDelay):

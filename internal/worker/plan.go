@@ -229,13 +229,13 @@ type picker struct {
 	least   uint16
 }
 
-// older orders picks oldest first; keys break ties.
-func older(a, b pick) bool {
-	if a.s.queued != b.s.queued {
-		return a.s.queued < b.s.queued
-	}
-	return a.key < b.key
+// comparePicks orders picks oldest first; keys break ties.
+func comparePicks(a, b pick) int {
+	return cmp.Or(cmp.Compare(a.s.queued, b.s.queued), strings.Compare(a.key, b.key))
 }
+
+// older is comparePicks for the heap.
+func older(a, b pick) bool { return comparePicks(a, b) < 0 }
 
 func (pk *picker) add(p pick) {
 	switch {
@@ -292,9 +292,7 @@ func (w *Worker) nextBatch(pk *picker) []pick {
 			size = (len(pk.failing) + 1) / 2
 		}
 	}
-	slices.SortFunc(group, func(a, b pick) int {
-		return cmp.Or(cmp.Compare(a.s.queued, b.s.queued), strings.Compare(a.key, b.key))
-	})
+	slices.SortFunc(group, comparePicks)
 	budget := w.argBudget
 	if budget <= 0 {
 		budget = pusher.ArgBudget()

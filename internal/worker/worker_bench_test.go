@@ -15,15 +15,6 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// instantPusher returns at once: what is timed around it is the worker's.
-type instantPusher struct{ calls, paths int }
-
-func (p *instantPusher) Push(_ context.Context, paths []string, _ io.Writer) error {
-	p.calls++
-	p.paths += len(paths)
-	return nil
-}
-
 // BenchmarkDrainClosure is a `worker --once` over a bulk file of 10,000
 // pairs as `push --closure` queues them (facts and root with each), with
 // a pusher that returns at once: the worker's own part of a drain, from
@@ -70,15 +61,17 @@ func BenchmarkDrainClosure(b *testing.B) {
 		cfg.Log.Level = "info"
 		cfg.Queue.RememberPushed = time.Hour
 		w := New(cfg, q, log)
-		p := &instantPusher{}
+		// fakePusher returns at once: what is timed around it is the
+		// worker's.
+		p := &fakePusher{}
 		w.pushers["main"] = p
 		b.StartTimer()
 		if err := w.Run(context.Background(), Once); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		if p.calls != 1 || p.paths != 1 {
-			b.Fatalf("%d pusher calls with %d paths, want 1 with the root", p.calls, p.paths)
+		if calls, _ := p.Calls(); len(calls) != 1 || len(calls[0]) != 1 {
+			b.Fatalf("pusher calls %v, want 1 with the root", calls)
 		}
 		if names, _ := q.Names(); len(names) != 0 {
 			b.Fatalf("%d entries left", len(names))
