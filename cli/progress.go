@@ -270,22 +270,45 @@ func plural(n int, word string) string {
 	return word + "s"
 }
 
-// queueCounts counts pending and failing entries per target; want, when
-// not nil, limits it to those pairs.
-func queueCounts(q *queue.Queue, want map[string]bool) map[string]*counts {
+// queueCounts counts pending and failing entries for each of targets;
+// want, when not nil, limits it to those keys. It reads the files in
+// entries/ alone: an entry of a bulk file has not failed (see
+// failingCheck), so it is counted by its key (queue.Keys).
+func queueCounts(q *queue.Queue, targets []string, want map[string]bool) map[string]*counts {
 	out := map[string]*counts{}
-	entries, _, err := q.List()
+	files, bulk, err := q.Keys()
 	if err != nil {
 		return out
 	}
-	for _, e := range entries {
-		if want != nil && !want[pairKey(e.Target, e.Path)] {
-			continue
+	byDigest := map[string]string{}
+	for _, t := range targets {
+		byDigest[queue.TargetDigest(t)] = t
+	}
+	counted := func(key string) *counts {
+		t, ok := byDigest[queue.KeyDigest(key)]
+		if !ok || want != nil && !want[key] {
+			return nil
 		}
-		c := out[e.Target]
+		c := out[t]
 		if c == nil {
 			c = &counts{}
-			out[e.Target] = c
+			out[t] = c
+		}
+		return c
+	}
+	for _, k := range bulk {
+		if c := counted(k); c != nil {
+			c.pending++
+		}
+	}
+	for _, n := range files {
+		c := counted(n)
+		if c == nil {
+			continue
+		}
+		e, err := q.Peek(n)
+		if err != nil {
+			continue // pushed since the listing, or corrupt
 		}
 		c.pending++
 		if e.Attempts > 0 {

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
@@ -128,16 +126,17 @@ func (r waitResult) exitCode(failOnDrop bool) int {
 // stderr (unless quiet) and reporting at the end what was not pushed.
 func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitResult {
 	var targets []string
-	var want map[string]bool
+	var want, wantKeys map[string]bool
 	if spec.pairs == nil {
 		targets = targetNames(c)
 	} else {
-		want = map[string]bool{}
+		want, wantKeys = map[string]bool{}, map[string]bool{}
 		for _, p := range spec.pairs {
 			if !slices.Contains(targets, p.Target) {
 				targets = append(targets, p.Target)
 			}
 			want[pairKey(p.Target, p.Path.String())] = true
+			wantKeys[queue.Key(p.Target, p.Path)] = true
 		}
 	}
 	prog := newProgress(e, q.Dir, targets, spec.quiet)
@@ -145,7 +144,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		prog.start = spec.since
 	}
 	prog.want = want
-	prog.count = func() map[string]*counts { return queueCounts(q, want) }
+	prog.count = func() map[string]*counts { return queueCounts(q, targets, wantKeys) }
 	var deadline <-chan time.Time
 	if spec.timeout > 0 {
 		t := time.NewTimer(spec.timeout)
@@ -165,7 +164,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 	defer tick.Stop()
 	changed, stop := q.Notify()
 	defer stop()
-	left := &leftInQueue{c: c, q: q, pairs: spec.pairs, targetOf: map[string]string{}}
+	left := &leftInQueue{c: c, q: q, pairs: spec.pairs}
 	var failing failingCheck
 	var looked time.Time
 	for first := true; ; first = false {
@@ -215,7 +214,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			}
 			return waitResult{end: waitError, dropped: prog.dropped, left: left.pairs}
 		}
-		if spec.giveUpFailing && (n == 0 || failing.allWaiting(q, left.names, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now())) && (pins == 0 || pinsFailing) {
+		if spec.giveUpFailing && (n == 0 || !left.inBulk && failing.allWaiting(q, left.files, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now())) && (pins == 0 || pinsFailing) {
 			prog.lastFrame()
 			e.errorf("every path left has failed and waits for a retry; not waiting for it (--keep-trying waits on):")
 			left.report(e)
@@ -255,60 +254,64 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 	return waitResult{end: waitDone, dropped: prog.dropped, ruled: ruled, lost: lost, unpinned: reportPins(e, q, spec)}
 }
 
-// leftInQueue counts what a wait still waits for.
+// leftInQueue counts what a wait still waits for, by the entries' keys
+// alone (queue.Keys): nothing is read but the names of entries/ and, once
+// each, the keys of the bulk files.
 type leftInQueue struct {
 	c     *config.Config
 	q     *queue.Queue
 	pairs []queue.Pair // pairs mode: those still queued
-	// Whole-queue mode: the entries' names, each one's target (read
-	// once), and how many belong to targets no longer configured.
-	names    []string
-	targetOf map[string]string
-	orphans  int
-	warned   bool
+	// Whole-queue mode: the names of the files in entries/ (which alone
+	// may hold a retry state: see failingCheck), whether a bulk file
+	// holds an entry waited for, and how many entries belong to targets
+	// no longer configured.
+	files   []string
+	inBulk  bool
+	orphans int
+	warned  bool
+	digests map[string]bool // the configured targets' (queue.TargetDigest)
 }
 
 // count returns how many waited-for entries are still queued.
 func (l *leftInQueue) count() (int, error) {
+	files, bulk, err := l.q.Keys()
+	if err != nil {
+		return 0, err
+	}
 	if l.pairs != nil {
+		queued := make(map[string]bool, len(files)+len(bulk))
+		for _, ks := range [][]string{files, bulk} {
+			for _, k := range ks {
+				queued[k] = true
+			}
+		}
 		var still []queue.Pair
 		for _, p := range l.pairs {
-			if _, queued := l.q.Get(queue.Key(p.Target, p.Path)); queued {
+			if queued[queue.Key(p.Target, p.Path)] {
 				still = append(still, p)
 			}
 		}
 		l.pairs = still
 		return len(still), nil
 	}
-	names, err := l.q.Names()
-	if err != nil {
-		return 0, err
-	}
-	l.names = names
-	pushable, orphans := 0, 0
-	for _, n := range names {
-		t, ok := l.targetOf[n]
-		if !ok {
-			// A pair's name holds its target's digest, so a bulk copy
-			// and a file in entries/ of one name have one target.
-			if t, ok = l.q.BulkTarget(n); !ok {
-				en, err := l.q.Peek(n)
-				if errors.Is(err, os.ErrNotExist) {
-					continue // pushed meanwhile
-				}
-				if err != nil {
-					// Corrupt: the worker moves it aside and logs it.
-					pushable++
-					continue
-				}
-				t = en.Target
-			}
-			l.targetOf[n] = t
+	if l.digests == nil {
+		l.digests = map[string]bool{}
+		for _, t := range l.c.Targets {
+			l.digests[queue.TargetDigest(t.Name)] = true
 		}
-		if l.c.Target(t) != nil {
-			pushable++
-		} else {
-			orphans++
+	}
+	pushable, orphans := 0, 0
+	l.files, l.inBulk = files, false
+	for i, ks := range [][]string{files, bulk} {
+		for _, k := range ks {
+			// A name that is not a key is a corrupt entry, which the
+			// worker moves aside: counted until it has.
+			if d := queue.KeyDigest(k); d == "" || l.digests[d] {
+				pushable++
+				l.inBulk = l.inBulk || i == 1
+			} else {
+				orphans++
+			}
 		}
 	}
 	l.orphans = orphans

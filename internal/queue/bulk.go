@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -315,14 +316,7 @@ func (lp *lineParser) parse(line []byte) (*Entry, string) {
 	if err != nil {
 		return nil, ""
 	}
-	d, ok := lp.digests[e.Target]
-	if !ok {
-		d = targetDigest(e.Target)
-		if len(lp.digests) < 64 {
-			lp.digests[e.Target] = d
-		}
-	}
-	return e, p.Hash + "." + d
+	return e, p.Hash + "." + lp.digest(e.Target)
 }
 
 // parseNew reads a line as appendNew writes it, ok false for anything
@@ -425,6 +419,11 @@ type bulkIndex struct {
 	files   map[string][]*Entry
 	byKey   map[string]*Entry
 	checked time.Time
+	// keys are the keys of each file's pairs, each once (see Keys); all
+	// is every file's, each once, for the files named in allOf.
+	keys  map[string][]string
+	all   []string
+	allOf string
 }
 
 // forget makes the next read list bulk/ again (after a change of ours).
@@ -492,6 +491,129 @@ func (q *Queue) bulkEntries(maxAge time.Duration) (map[string]*Entry, error) {
 		}
 	}
 	return b.byKey, nil
+}
+
+// bulkKeys lists the keys of the bulk files' pairs, each once (see Keys).
+func (q *Queue) bulkKeys() ([]string, error) {
+	names, err := q.BulkNames()
+	if err != nil {
+		return nil, err
+	}
+	names = slices.DeleteFunc(names, func(n string) bool { return !bulkName(n) })
+	slices.Sort(names)
+	of := strings.Join(names, "/")
+	b := &q.bulk
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.all != nil && b.allOf == of {
+		return b.all, nil
+	}
+	if b.keys == nil {
+		b.keys = map[string][]string{}
+	}
+	live := make(map[string]bool, len(names))
+	var lists [][]string
+	total := 0
+	for _, n := range names {
+		ks, ok := b.keys[n]
+		if !ok {
+			if ks, err = q.readBulkKeys(n); errors.Is(err, fs.ErrNotExist) {
+				continue // replaced meanwhile
+			} else if err != nil {
+				return nil, err
+			}
+			b.keys[n] = ks
+		}
+		live[n] = true
+		lists = append(lists, ks)
+		total += len(ks)
+	}
+	for n := range b.keys {
+		if !live[n] {
+			delete(b.keys, n)
+		}
+	}
+	all := make([]string, 0, total)
+	if len(lists) == 1 {
+		all = append(all, lists[0]...)
+	} else {
+		seen := make(map[string]bool, total)
+		for _, ks := range lists {
+			for _, k := range ks {
+				if !seen[k] {
+					seen[k] = true
+					all = append(all, k)
+				}
+			}
+		}
+	}
+	b.all, b.allOf = all, of
+	return all, nil
+}
+
+// readBulkKeys reads the keys of a bulk file's pairs, each once, from the
+// target and path that start each line as appendNew writes it; a line in
+// another form is decoded whole, and left out when it is not an entry.
+func (q *Queue) readBulkKeys(name string) ([]string, error) {
+	f, _, err := safeopen.Open(q.path(bulkDir, name), safeopen.Options{NoFollow: true})
+	if err != nil {
+		return nil, fmt.Errorf("reading bulk file: %w", err)
+	}
+	defer f.Close()
+	lp := newLineParser()
+	var keys []string
+	seen := map[string]bool{}
+	err = eachLine(f, func(line []byte) {
+		key, ok := lp.key(line)
+		if !ok {
+			if e, k := lp.parse(line); e != nil {
+				key, ok = k, true
+			}
+		}
+		if ok && !seen[key] {
+			seen[key] = true
+			keys = append(keys, key)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading bulk file %s: %w", q.path(bulkDir, name), err)
+	}
+	return keys, nil
+}
+
+// key reads the key of a line from the target and path it starts with,
+// as appendNew writes them; false for a line in any other form.
+func (lp *lineParser) key(line []byte) (string, bool) {
+	c, ok := jsonline.New(line)
+	if !ok || len(line) > maxEntrySize || !c.Lit(`{"target":"`) {
+		return "", false
+	}
+	t, ok := c.Raw()
+	if !ok || len(t) == 0 || !c.Lit(`,"path":"`) {
+		return "", false
+	}
+	ps, ok := c.Raw()
+	if !ok {
+		return "", false
+	}
+	p, err := storepath.Parse(lp.storeDir, string(ps))
+	if err != nil {
+		return "", false
+	}
+	target := lp.recent.str(t, &lp.recent.target)
+	return p.Hash + "." + lp.digest(target), true
+}
+
+// digest is TargetDigest, made once per target.
+func (lp *lineParser) digest(target string) string {
+	d, ok := lp.digests[target]
+	if !ok {
+		d = TargetDigest(target)
+		if len(lp.digests) < 64 {
+			lp.digests[target] = d
+		}
+	}
+	return d
 }
 
 // bulkGet returns a copy of the entry with that key in a bulk file.

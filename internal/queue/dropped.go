@@ -108,7 +108,7 @@ func (q *Queue) DroppedByTarget(targets []string) (map[string]int, error) {
 	}
 	byDigest := make(map[string]string, len(targets))
 	for _, t := range targets {
-		byDigest[targetDigest(t)] = t
+		byDigest[TargetDigest(t)] = t
 	}
 	out := map[string]int{}
 	for _, n := range names {

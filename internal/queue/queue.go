@@ -141,14 +141,17 @@ func (q *Queue) path(elem ...string) string {
 // Key names the entry of a pair: the store path's hash (unique within a
 // store) and a digest of the target name (which may contain '/').
 func Key(target string, p storepath.Path) string {
-	return p.Hash + "." + targetDigest(target)
+	return p.Hash + "." + TargetDigest(target)
 }
 
-// targetDigest is the part of an entry's name that tells its target.
-func targetDigest(target string) string {
+// TargetDigest is the part of an entry's name that tells its target.
+func TargetDigest(target string) string {
 	sum := sha256.Sum256([]byte(target))
-	return hex.EncodeToString(sum[:6])
+	return hex.EncodeToString(sum[:targetDigestLen/2])
 }
+
+// targetDigestLen is the length of TargetDigest's hex.
+const targetDigestLen = 12
 
 // Update rewrites an entry's retry state. It is not fsynced: losing an
 // attempt count in a crash only makes a retry come sooner. An entry of a

@@ -198,3 +198,47 @@ func BenchmarkReadBulk(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkKeysFirstLook is wait's first look at a queue holding a push
+// --closure of 10,000 pairs, from a fresh Queue as a new process has,
+// beside its floor, reading the bulk file's bytes:
+//
+//	go test -run NONE -bench KeysFirstLook -benchmem ./internal/queue
+func BenchmarkKeysFirstLook(b *testing.B) {
+	const n = 10000
+	dir := filepath.Join(b.TempDir(), "queue")
+	q, err := Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	root := storepath.New("/nix/store", benchHash(1), "benchclos-root")
+	pairs := make([]Pair, n)
+	for j := range pairs {
+		pairs[j] = Pair{Target: "main", Path: storepath.New("/nix/store", benchHash(uint64(j+1)), "benchclos-1.0"), Session: 4242,
+			Facts: &Facts{NarSize: 1234, Deriver: "/nix/store/" + benchHash(uint64(j+n)) + "-benchclos-1.0.drv"}, Within: root.String()}
+	}
+	if got, err := q.Add(pairs, time.Now()); err != nil || got != n {
+		b.Fatalf("Add = %d, %v", got, err)
+	}
+	names, err := q.BulkNames()
+	if err != nil || len(names) != 1 {
+		b.Fatalf("BulkNames = %v, %v", names, err)
+	}
+	b.Run("floor", func(b *testing.B) {
+		for b.Loop() {
+			data, err := os.ReadFile(q.path(bulkDir, names[0]))
+			if err != nil || bytes.Count(data, []byte("\n")) != n {
+				b.Fatalf("read: %v", err)
+			}
+		}
+	})
+	b.Run("keys", func(b *testing.B) {
+		for b.Loop() {
+			q, _ := Open(dir)
+			_, keys, err := q.Keys()
+			if err != nil || len(keys) != n {
+				b.Fatalf("Keys: %d, %v", len(keys), err)
+			}
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
@@ -17,31 +18,56 @@ import (
 // Reading: the worker reads entries as it adopts them; status, wait and
 // forget look without changing anything.
 
-// Names lists the keys of the entries: the names of the files in
-// entries/ (not read), then the keys of the bulk files' entries not among
-// them.
+// Names lists the keys of the entries: the names of the files in entries/
+// (not read), then the keys of the bulk files' entries not among them.
 func (q *Queue) Names() ([]string, error) {
-	names, err := q.EntryNames()
+	files, bulk, err := q.Keys()
 	if err != nil {
 		return nil, err
 	}
-	bulk, err := q.bulkEntries(0)
+	return append(files, bulk...), nil
+}
+
+// Keys lists the keys of the entries, each once, in two parts: the names
+// of the files in entries/ (not read), and the keys of the bulk files'
+// pairs not among them. A key holds its target's digest (KeyDigest), so
+// that what is queued can be counted by target without reading an entry.
+// A bulk file's keys are read once and kept (its name changes with its
+// content), from the target and path at the start of each line: status
+// and wait look every 200 ms while a push of 10,000 paths runs, and wait's
+// first look, decoding every entry, took 40 ms of CPU beside the worker's
+// round before its pusher call (issue 22). A line that is not an entry but
+// starts as one is counted until the worker moves it to corrupt/.
+func (q *Queue) Keys() (files, bulk []string, err error) {
+	files, err = q.EntryNames()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if len(bulk) == 0 {
-		return names, nil
+	bulk, err = q.bulkKeys()
+	if err != nil || len(bulk) == 0 || len(files) == 0 {
+		return files, bulk, err
 	}
-	have := make(map[string]bool, len(names))
-	for _, n := range names {
+	have := make(map[string]bool, len(files))
+	for _, n := range files {
 		have[n] = true
 	}
-	for k := range bulk {
+	out := make([]string, 0, len(bulk))
+	for _, k := range bulk {
 		if !have[k] {
-			names = append(names, k)
+			out = append(out, k)
 		}
 	}
-	return names, nil
+	return files, out, nil
+}
+
+// KeyDigest is the part of a key that tells its entry's target
+// (TargetDigest of the target's name); "" for a name that is not a key.
+func KeyDigest(key string) string {
+	i := strings.LastIndexByte(key, '.')
+	if i != storepath.HashLen || len(key)-i-1 != targetDigestLen {
+		return ""
+	}
+	return key[i+1:]
 }
 
 // EntryNames lists the files in entries/ without reading them: the
