@@ -65,7 +65,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 		return r
 	}
 	j.present = presentRoots(j.entries)
-	var send []*queue.Entry
+	send := make([]*queue.Entry, 0, len(j.entries))
 	for _, e := range j.entries {
 		reason, kind, upstream, err := j.decide(e, cl, ls, facts, r.notes)
 		if err != nil {
@@ -179,7 +179,7 @@ func roots(send []*queue.Entry, refs func(string) ([]string, bool)) []string {
 			within[e.Path] = true
 		}
 	}
-	covered := map[string]bool{}
+	covered := make(map[string]bool, len(send))
 	for _, e := range send {
 		if e.Within != "" && e.Within != e.Path && within[e.Within] {
 			covered[e.Path] = true

@@ -318,13 +318,24 @@ func (w *Worker) nextBatch(pk *picker) []pick {
 // busy; nil when none of them is there any more.
 func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 	x := w.idx
-	want := map[string]*slot{}
-	bySrc := map[uint32][]string{}
+	// Sized up front: a push --closure's batch is 10,000 keys, and maps
+	// and slices grown one doubling at a time were a good part of the
+	// worker's round before its pusher call (issue 22).
+	want := make(map[string]*slot, len(keys))
+	n := map[uint32]int{}
+	for _, p := range keys {
+		n[p.s.src]++
+	}
+	bySrc := make(map[uint32][]string, len(n))
 	for _, p := range keys {
 		want[p.key] = p.s
+		if bySrc[p.s.src] == nil {
+			bySrc[p.s.src] = make([]string, 0, n[p.s.src])
+		}
 		bySrc[p.s.src] = append(bySrc[p.s.src], p.key)
 	}
-	j := &job{cfg: w.cfg, target: t, pusher: w.pushers[t.Name], facts: w.facts, tail: tail, gen: x.gen, pinned: w.pinnedRoots(t.Name)}
+	j := &job{cfg: w.cfg, target: t, pusher: w.pushers[t.Name], facts: w.facts, tail: tail, gen: x.gen, pinned: w.pinnedRoots(t.Name),
+		entries: make([]*queue.Entry, 0, len(keys))}
 	take := func(e *queue.Entry) {
 		s := want[e.Key()]
 		if s == nil {
