@@ -33,11 +33,12 @@ func (q *Queue) Names() ([]string, error) {
 // pairs not among them. A key holds its target's digest (KeyDigest), so
 // that what is queued can be counted by target without reading an entry.
 // A bulk file's keys are read once and kept (its name changes with its
-// content), from the target and path at the start of each line: status
-// and wait look every 200 ms while a push of 10,000 paths runs, and wait's
-// first look, decoding every entry, took 40 ms of CPU beside the worker's
-// round before its pusher call (issue 22). A line that is not an entry but
-// starts as one is counted until the worker moves it to corrupt/.
+// content), from the target and path at the start of each line: wait
+// looks every 200 ms while a push of 10,000 paths runs, and its first
+// look, decoding every entry, took 40 ms of CPU beside the worker's round
+// before its pusher call (issue 22). A line that is not an entry but
+// starts as one is counted until the worker moves it to corrupt/. bulk
+// may be shared with later calls: the caller must not change it.
 func (q *Queue) Keys() (files, bulk []string, err error) {
 	files, err = q.EntryNames()
 	if err != nil {
