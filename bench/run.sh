@@ -74,11 +74,46 @@ tm() { # tm KEY CMD...: the wall seconds of CMD as KEY; its status
 }
 fail() { echo "bench: $*" >&2; exit 1; }
 # hf SERIES HYPERFINE-ARGS...: hyperfine without a shell; each command's
-# median, σ and runs go in as SERIES/NAME.*
+# median, σ and runs go in as SERIES/NAME.* The runs (--runs N) go in two
+# halves, one with the commands in reverse order, and each
+# command's runs of both are taken together: hyperfine runs every run of
+# one command before the next command's, so a load that came and went
+# during a series fell on whichever command ran then (bench29: this
+# hook's 300 runs, first after the floor, 0.13 ms behind a peer whose
+# runs came later, where the run's other series had it 30% ahead).
 hf() {
-	local s=$1
+	local s=$1 opts=() pairs=() fwd=() rev=() runs=0 i
 	shift
-	hyperfine -N --style basic --export-json "$W/hf-$s.json" "$@" >"$W/logs/hf-$s.log" 2>&1 || { tail -30 "$W/logs/hf-$s.log" >&2; fail "hyperfine $s"; }
+	while [ $# -gt 0 ]; do
+		case $1 in
+		-n) pairs+=("$2" "$3") && shift 3 ;;
+		--runs) runs=$2 && shift 2 ;;
+		*) opts+=("$1") && shift ;;
+		esac
+	done
+	for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+		fwd+=(-n "${pairs[i]}" "${pairs[i + 1]}")
+		rev=(-n "${pairs[i]}" "${pairs[i + 1]}" "${rev[@]}")
+	done
+	# The reversed half first: the last run of the series is still the
+	# last command's, as the checks after a series expect.
+	local log=$W/logs/hf-$s.log ra=() b=$((runs / 2))
+	[ "$runs" -eq 0 ] || ra=(--runs "$((runs - b))")
+	: >"$log"
+	if [ "$b" -gt 0 ]; then
+		hyperfine -N --style basic --export-json "$W/hf-$s.b.json" "${opts[@]}" --runs "$b" "${rev[@]}" >>"$log" 2>&1 || { tail -30 "$log" >&2; fail "hyperfine $s (reversed)"; }
+	else
+		echo '{"results": []}' >"$W/hf-$s.b.json"
+	fi
+	hyperfine -N --style basic --export-json "$W/hf-$s.a.json" "${opts[@]}" "${ra[@]}" "${fwd[@]}" >>"$log" 2>&1 || { tail -30 "$log" >&2; fail "hyperfine $s"; }
+	# Both halves' runs of each command, in the given order.
+	jq -s '{results: [.[1].results as $b | .[0].results[] | . as $x | ([$b[] | select(.command == $x.command)][0] // {times: [], user: 0, system: 0}) as $y |
+		($x.times + $y.times) as $t | ($t | length) as $n | ($t | sort) as $o | ($t | add / $n) as $m | {command: $x.command, times: $t,
+		median: (if $n % 2 == 1 then $o[($n - 1) / 2 | floor] else ($o[$n / 2 - 1] + $o[$n / 2]) / 2 end), mean: $m,
+		stddev: (if $n > 1 then ($t | map((. - $m) * (. - $m)) | add / ($n - 1) | sqrt) else 0 end),
+		user: (($x.user * ($x.times | length) + $y.user * ($y.times | length)) / $n),
+		system: (($x.system * ($x.times | length) + $y.system * ($y.times | length)) / $n)}]}' \
+		"$W/hf-$s.a.json" "$W/hf-$s.b.json" >"$W/hf-$s.json"
 	jq -r --arg s "$s" '"\($s).names\t\([.results[].command] | join("|"))", (.results[] | "\($s)/\(.command)" as $k |
 		"\($k).median\t\(.median)", "\($k).sd\t\(.stddev // 0)", "\($k).runs\t\(.times | length)", "\($k).cpu\t\(.user + .system)",
 		"\($k).p99\t\(.times | sort | .[length * 0.99 | floor])")' "$W/hf-$s.json" >>"$R"
