@@ -168,11 +168,9 @@ func BenchmarkApplyDone(b *testing.B) {
 	}
 }
 
-// BenchmarkReadBulk is the worker's read of a bulk file of 10,000 pairs
-// as `push --closure` queues them (facts and root with each): it reads
-// it twice before a batch's pusher call, for its index and the batch.
-func BenchmarkReadBulk(b *testing.B) {
-	const n = 10000
+// closureQueue is a queue holding one bulk file of n pairs as `push
+// --closure` queues them (facts and root with each), and that file's name.
+func closureQueue(b *testing.B, n int) (*Queue, string) {
 	q, err := Open(filepath.Join(b.TempDir(), "queue"))
 	if err != nil {
 		b.Fatal(err)
@@ -190,10 +188,19 @@ func BenchmarkReadBulk(b *testing.B) {
 	if err != nil || len(names) != 1 {
 		b.Fatalf("BulkNames = %v, %v", names, err)
 	}
+	return q, names[0]
+}
+
+// BenchmarkReadBulk is the worker's read of a bulk file of 10,000 pairs
+// as `push --closure` queues them (facts and root with each): it reads
+// it twice before a batch's pusher call, for its index and the batch.
+func BenchmarkReadBulk(b *testing.B) {
+	const n = 10000
+	q, name := closureQueue(b, n)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		got := 0
-		if _, err := q.ReadBulk(names[0], func(*Entry) { got++ }); err != nil || got != n {
+		if _, err := q.ReadBulk(name, func(*Entry) { got++ }); err != nil || got != n {
 			b.Fatalf("ReadBulk: %d entries, %v", got, err)
 		}
 	}
@@ -206,27 +213,10 @@ func BenchmarkReadBulk(b *testing.B) {
 //	go test -run NONE -bench KeysFirstLook -benchmem ./internal/queue
 func BenchmarkKeysFirstLook(b *testing.B) {
 	const n = 10000
-	dir := filepath.Join(b.TempDir(), "queue")
-	q, err := Open(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	root := storepath.New("/nix/store", benchHash(1), "benchclos-root")
-	pairs := make([]Pair, n)
-	for j := range pairs {
-		pairs[j] = Pair{Target: "main", Path: storepath.New("/nix/store", benchHash(uint64(j+1)), "benchclos-1.0"), Session: 4242,
-			Facts: &Facts{NarSize: 1234, Deriver: "/nix/store/" + benchHash(uint64(j+n)) + "-benchclos-1.0.drv"}, Within: root.String()}
-	}
-	if got, err := q.Add(pairs, time.Now()); err != nil || got != n {
-		b.Fatalf("Add = %d, %v", got, err)
-	}
-	names, err := q.BulkNames()
-	if err != nil || len(names) != 1 {
-		b.Fatalf("BulkNames = %v, %v", names, err)
-	}
+	q, name := closureQueue(b, n)
 	b.Run("floor", func(b *testing.B) {
 		for b.Loop() {
-			data, err := os.ReadFile(q.path(bulkDir, names[0]))
+			data, err := os.ReadFile(q.path(bulkDir, name))
 			if err != nil || bytes.Count(data, []byte("\n")) != n {
 				b.Fatalf("read: %v", err)
 			}
@@ -234,7 +224,7 @@ func BenchmarkKeysFirstLook(b *testing.B) {
 	})
 	b.Run("keys", func(b *testing.B) {
 		for b.Loop() {
-			q, _ := Open(dir)
+			q, _ := Open(q.Dir)
 			_, keys, err := q.Keys()
 			if err != nil || len(keys) != n {
 				b.Fatalf("Keys: %d, %v", len(keys), err)
