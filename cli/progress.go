@@ -272,18 +272,15 @@ func plural(n int, word string) string {
 
 // queueCounts counts pending and failing entries for each of targets;
 // want, when not nil, limits it to those keys. It reads the files in
-// entries/ alone: an entry of a bulk file has not failed (see
-// failingCheck), so it is counted by its key (queue.Keys).
+// entries/ alone: an entry of a bulk file has not failed (queue.Keys),
+// so it is counted by its key.
 func queueCounts(q *queue.Queue, targets []string, want map[string]bool) map[string]*counts {
 	out := map[string]*counts{}
 	files, bulk, err := q.Keys()
 	if err != nil {
 		return out
 	}
-	byDigest := map[string]string{}
-	for _, t := range targets {
-		byDigest[queue.TargetDigest(t)] = t
-	}
+	byDigest := queue.TargetsByDigest(targets)
 	counted := func(key string) *counts {
 		t, ok := byDigest[queue.KeyDigest(key)]
 		if !ok || want != nil && !want[key] {

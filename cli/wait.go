@@ -269,7 +269,7 @@ type leftInQueue struct {
 	inBulk  bool
 	orphans int
 	warned  bool
-	digests map[string]bool // the configured targets' (queue.TargetDigest)
+	digests map[string]string // the configured targets' (queue.TargetsByDigest)
 }
 
 // count returns how many waited-for entries are still queued.
@@ -295,10 +295,7 @@ func (l *leftInQueue) count() (int, error) {
 		return len(still), nil
 	}
 	if l.digests == nil {
-		l.digests = map[string]bool{}
-		for _, t := range l.c.Targets {
-			l.digests[queue.TargetDigest(t.Name)] = true
-		}
+		l.digests = queue.TargetsByDigest(targetNames(l.c))
 	}
 	pushable, orphans := 0, 0
 	l.files, l.inBulk = files, false
@@ -306,7 +303,8 @@ func (l *leftInQueue) count() (int, error) {
 		for _, k := range ks {
 			// A name that is not a key is a corrupt entry, which the
 			// worker moves aside: counted until it has.
-			if d := queue.KeyDigest(k); d == "" || l.digests[d] {
+			d := queue.KeyDigest(k)
+			if _, ok := l.digests[d]; ok || d == "" {
 				pushable++
 				l.inBulk = l.inBulk || i == 1
 			} else {

@@ -14,8 +14,8 @@ import (
 // It reads entries until the first that is not waiting; that one is
 // checked first next time, so a draining queue costs one read a round.
 // Only the files in entries/ are read: an entry of a bulk file has not
-// failed (the worker writes a failed entry's retry state to a file of its
-// own), so one waited for there means the wait goes on (leftInQueue).
+// failed (queue.Keys), so one waited for there means the wait goes on
+// (leftInQueue).
 type failingCheck struct {
 	busy string // the last entry seen not waiting for a back-off
 }

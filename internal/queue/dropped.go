@@ -106,10 +106,7 @@ func (q *Queue) DroppedByTarget(targets []string) (map[string]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	byDigest := make(map[string]string, len(targets))
-	for _, t := range targets {
-		byDigest[TargetDigest(t)] = t
-	}
+	byDigest := TargetsByDigest(targets)
 	out := map[string]int{}
 	for _, n := range names {
 		i := strings.LastIndexByte(n, '.')

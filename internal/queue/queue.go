@@ -153,6 +153,16 @@ func TargetDigest(target string) string {
 // targetDigestLen is the length of TargetDigest's hex.
 const targetDigestLen = 12
 
+// TargetsByDigest maps the TargetDigest of each of targets to its name:
+// what tells an entry's target from its key alone (KeyDigest).
+func TargetsByDigest(targets []string) map[string]string {
+	m := make(map[string]string, len(targets))
+	for _, t := range targets {
+		m[TargetDigest(t)] = t
+	}
+	return m
+}
+
 // Update rewrites an entry's retry state. It is not fsynced: losing an
 // attempt count in a crash only makes a retry come sooner. An entry of a
 // bulk file moves to a file of its own (see Apply).

@@ -39,6 +39,11 @@ func (q *Queue) Names() ([]string, error) {
 // before its pusher call (issue 22). A line that is not an entry but
 // starts as one is counted until the worker moves it to corrupt/. bulk
 // may be shared with later calls: the caller must not change it.
+//
+// An entry of a bulk file has never failed: the hook and push write no
+// retry state, and Apply moves an entry whose state changes to a file of
+// its own in entries/. So what holds a retry state is among files, and
+// status and wait read those alone to tell what waits for a back-off.
 func (q *Queue) Keys() (files, bulk []string, err error) {
 	files, err = q.EntryNames()
 	if err != nil {
