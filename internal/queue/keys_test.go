@@ -2,7 +2,6 @@ package queue
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -117,6 +116,11 @@ func FuzzLineKey(f *testing.F) {
 	f.Add(bytes.TrimSpace(appendNew(nil, &Pair{Target: "main", Path: mkPath("a")}, stamp)))
 	f.Add(bytes.TrimSpace(appendNew(nil, &Pair{Target: "t", Path: mkPath("b"), Within: "/nix/store/r-root", Facts: &Facts{NarSize: 3}}, stamp)))
 	f.Add([]byte(`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z","attempts":2}`))
+	// JSON keeps the last of two "target"s: this line decodes with no
+	// target, yet its start names one. It is counted until the worker
+	// moves it to corrupt/ (see Keys), so no check here says a key
+	// means a target.
+	f.Add([]byte(`{"target":"main","path":"/nix/store/x-a","queued":"2026-01-02T03:04:05Z","target":""}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		lp := newLineParser()
 		key, ok := lp.key(line)
@@ -125,10 +129,6 @@ func FuzzLineKey(f *testing.F) {
 		}
 		if e, k := newLineParser().parse(line); e != nil && k != key {
 			t.Fatalf("line %q: key %s from its start, %s decoded", line, key, k)
-		}
-		var e Entry
-		if json.Unmarshal(line, &e) == nil && e.Target == "" {
-			t.Fatalf("line %q with no target gave key %s", line, key)
 		}
 	})
 }
