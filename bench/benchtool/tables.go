@@ -23,30 +23,28 @@ func targets(r *res) string {
 	n := r.m["n.CLOSURE_N"] + " paths"
 	push1, qr1, push2, qr2 := r.f("closure/push.median"), r.f("closure/requisites.median"), r.f("again/push.median"), r.f("again/requisites.median")
 	drain, copyFloor, rss := r.md("drainr/%d.s"), r.md("copy/%d.s"), r.f("rss/full.kb")
-	// The drain's rounds each run both ways back to back (in turn
-	// first), and this machine's nix copy drifts by up to 2x over
+	// The drain's rounds each run every side back to back (each first
+	// in turn), and this machine's nix copy drifts by up to 2x over
 	// minutes, which the ratio of the two medians, taken across rounds,
 	// does not cancel; the median of the rounds' own ratios does, but one
 	// run can still land either way. The row is met only when both are
-	// within the bound (43d8cfb's run: 0.99x against 1.15x).
-	var drainRatios []float64
-	for i := 1; i < 100; i++ {
-		if d, c := r.f(fmt.Sprintf("drainr/%d.s", i)), r.f(fmt.Sprintf("copy/%d.s", i)); !math.IsNaN(d) && !math.IsNaN(c) {
-			drainRatios = append(drainRatios, d/c)
-		}
-	}
-	drainRatio := median(drainRatios)
-	// The same rounds against Nix's closure query then the copy: what
+	// within the bound (43d8cfb's run: 0.99x against 1.15x). The same
+	// rounds against Nix's closure query then the copy (walkcopy): what
 	// is left is this tool's own part, and that floor against the copy
 	// is what deciding first costs whatever does it.
-	var ownRatios, walkRatios []float64
+	var drainRatios, ownRatios, walkRatios []float64
 	for i := 1; i < 100; i++ {
 		d, w, c := r.f(fmt.Sprintf("drainr/%d.s", i)), r.f(fmt.Sprintf("walkcopy/%d.s", i)), r.f(fmt.Sprintf("copy/%d.s", i))
-		if !math.IsNaN(d) && !math.IsNaN(w) && !math.IsNaN(c) {
+		if math.IsNaN(d) || math.IsNaN(c) {
+			continue
+		}
+		drainRatios = append(drainRatios, d/c)
+		if !math.IsNaN(w) {
 			ownRatios = append(ownRatios, d/w)
 			walkRatios = append(walkRatios, w/c)
 		}
 	}
+	drainRatio := median(drainRatios)
 	cfhTo, qbhTo, maxCalls := r.md("peer/cfh/%d.tocache"), r.md("peer/qbh/%d.tocache"), most("peer/cfh/%d.calls")
 	cfhFrom, qbhFrom := r.md("peer/cfh/%d.frombuild"), r.md("peer/qbh/%d.frombuild")
 	floor, cfhLoop, qbhLoop, niksLoop := r.md("peer/floor/%d.s"), r.md("peer/cfh/%d.s"), r.md("peer/qbh/%d.s"), r.md("peer/niks3/%d.s")
