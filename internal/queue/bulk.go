@@ -195,15 +195,30 @@ func (q *Queue) writeBulkWith(fill func(*bufio.Writer) error) error {
 	return err
 }
 
-// placeBulk renames a written bulk file from tmp/ into bulk/.
+// placeBulk moves a written bulk file from tmp/ into bulk/, under a name
+// no bulk file has. Its temporary name is unique in tmp/ alone (a random
+// 32-bit number), and a rename onto the name of a bulk file still queued
+// would replace that file, losing every entry in it without a word; a
+// link fails instead, and the file takes the next free name.
 func (q *Queue) placeBulk(tmp string) (string, error) {
-	name := filepath.Base(tmp)
-	if err := os.Rename(tmp, q.path(bulkDir, name)); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("queueing: %w", err)
+	defer os.Remove(tmp)
+	base := filepath.Base(tmp)
+	name := base
+	for i := 1; ; i++ {
+		err := os.Link(tmp, q.path(bulkDir, name))
+		if err == nil {
+			return name, nil
+		}
+		if !errors.Is(err, fs.ErrExist) || i > maxPlaceTries {
+			return "", fmt.Errorf("queueing: %w", err)
+		}
+		name = base + "." + strconv.Itoa(i)
 	}
-	return name, nil
 }
+
+// maxPlaceTries bounds placeBulk's search for a free name: a name taken
+// that often is not chance.
+const maxPlaceTries = 100
 
 // BulkNames lists the bulk files.
 func (q *Queue) BulkNames() ([]string, error) {

@@ -3,7 +3,9 @@ package queue
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -299,4 +301,52 @@ func FuzzParseNew(f *testing.F) {
 			t.Fatalf("parseNew(%q) = %+v, encoding/json %+v", line, got, want)
 		}
 	})
+}
+
+// A bulk file whose temporary name is that of a bulk file still queued
+// takes another name: renamed into place, it replaced the queued file
+// and lost its entries.
+func TestPlaceBulkKeepsQueuedFile(t *testing.T) {
+	q := openQ(t)
+	first := manyPairs(3, "first")
+	if _, err := q.Add(first, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	names := ls(t, q.path(bulkDir))
+	if len(names) != 1 {
+		t.Fatalf("bulk/ = %v, want one file", names)
+	}
+	// A second file written under the same temporary name, as two draws
+	// of CreateTemp's random number may give.
+	second := manyPairs(2, "second")
+	lines := appendNew(nil, &second[0], []byte("2026-01-02T03:04:05Z"))
+	lines = appendNew(lines, &second[1], []byte("2026-01-02T03:04:05Z"))
+	tmp := q.path(tmpDir, names[0])
+	if err := os.WriteFile(tmp, lines, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name, err := q.placeBulk(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name == names[0] || !bulkName(name) {
+		t.Fatalf("placed as %q beside %q", name, names[0])
+	}
+	if _, err := os.Lstat(tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the temporary file is still there: %v", err)
+	}
+	entries, bad, err := (&Queue{Dir: q.Dir}).List()
+	if err != nil || len(bad) != 0 {
+		t.Fatal(err, bad)
+	}
+	want := map[string]bool{}
+	for _, p := range append(first, second...) {
+		want[Key(p.Target, p.Path)] = true
+	}
+	for _, e := range entries {
+		delete(want, e.Key())
+	}
+	if len(want) != 0 || len(entries) != 5 {
+		t.Fatalf("queued %d entries; missing %v", len(entries), want)
+	}
 }
