@@ -53,7 +53,16 @@ type Applied struct {
 func (q *Queue) Apply(c Changes, clean ...string) Applied {
 	defer q.bulk.forget()
 	res := Applied{Failed: map[string]error{}, Replaced: map[string]string{}}
-	fail := func(e *Entry, err error) { res.Failed[e.key] = err }
+	// kept are the bulk files that still hold an entry whose change did
+	// not take: Whole must not remove them (a full disk while writing an
+	// updated or dropped entry lost it with the file).
+	kept := map[string]bool{}
+	fail := func(e *Entry, err error) {
+		res.Failed[e.key] = err
+		if e.src != "" {
+			kept[e.src] = true
+		}
+	}
 	// What leaves each place: by source, the keys.
 	leave := map[string]map[string]bool{}
 	var singles []*Entry
@@ -109,7 +118,7 @@ func (q *Queue) Apply(c Changes, clean ...string) Applied {
 		}
 	}
 	for src, keys := range leave {
-		if c.Whole[src] && bulkName(src) {
+		if c.Whole[src] && bulkName(src) && !kept[src] {
 			if err := os.Remove(q.path(bulkDir, src)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				for k := range keys {
 					res.Failed[k] = fmt.Errorf("removing bulk file: %w", err)
