@@ -271,12 +271,12 @@ func plural(n int, word string) string {
 }
 
 // queueCounts counts pending and failing entries for each of targets;
-// want, when not nil, limits it to those keys. It reads the files in
-// entries/ alone: an entry of a bulk file has not failed (queue.Keys),
-// so it is counted by its key.
+// want, when not nil, limits it to those keys. It reads only the entries
+// that may hold a retry state (queue.Keys' stated); any other is counted
+// by its key.
 func queueCounts(q *queue.Queue, targets []string, want map[string]bool) map[string]*counts {
 	out := map[string]*counts{}
-	files, bulk, err := q.Keys()
+	stated, bulk, err := q.Keys()
 	if err != nil {
 		return out
 	}
@@ -298,7 +298,7 @@ func queueCounts(q *queue.Queue, targets []string, want map[string]bool) map[str
 			c.pending++
 		}
 	}
-	for _, n := range files {
+	for _, n := range stated {
 		c := counted(n)
 		if c == nil {
 			continue

@@ -214,7 +214,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			}
 			return waitResult{end: waitError, dropped: prog.dropped, left: left.pairs}
 		}
-		if spec.giveUpFailing && (n == 0 || !left.inBulk && failing.allWaiting(q, left.files, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now())) && (pins == 0 || pinsFailing) {
+		if spec.giveUpFailing && (n == 0 || !left.inBulk && failing.allWaiting(q, left.stated, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now())) && (pins == 0 || pinsFailing) {
 			prog.lastFrame()
 			e.errorf("every path left has failed and waits for a retry; not waiting for it (--keep-trying waits on):")
 			left.report(e)
@@ -261,11 +261,12 @@ type leftInQueue struct {
 	c     *config.Config
 	q     *queue.Queue
 	pairs []queue.Pair // pairs mode: those still queued
-	// Whole-queue mode: the names of the files in entries/ (which alone
-	// may hold a retry state: see failingCheck), whether a bulk file
+	// Whole-queue mode: the keys that may hold a retry state (queue.Keys'
+	// stated: files in entries/, and the bulk files the worker wrote a
+	// failed batch to; see failingCheck), whether any other bulk file
 	// holds an entry waited for, and how many entries belong to targets
 	// no longer configured.
-	files   []string
+	stated  []string
 	inBulk  bool
 	orphans int
 	warned  bool
@@ -274,13 +275,13 @@ type leftInQueue struct {
 
 // count returns how many waited-for entries are still queued.
 func (l *leftInQueue) count() (int, error) {
-	files, bulk, err := l.q.Keys()
+	stated, bulk, err := l.q.Keys()
 	if err != nil {
 		return 0, err
 	}
 	if l.pairs != nil {
-		queued := make(map[string]bool, len(files)+len(bulk))
-		for _, ks := range [][]string{files, bulk} {
+		queued := make(map[string]bool, len(stated)+len(bulk))
+		for _, ks := range [][]string{stated, bulk} {
 			for _, k := range ks {
 				queued[k] = true
 			}
@@ -298,8 +299,8 @@ func (l *leftInQueue) count() (int, error) {
 		l.digests = queue.TargetsByDigest(targetNames(l.c))
 	}
 	pushable, orphans := 0, 0
-	l.files, l.inBulk = files, false
-	for i, ks := range [][]string{files, bulk} {
+	l.stated, l.inBulk = stated, false
+	for i, ks := range [][]string{stated, bulk} {
 		for _, k := range ks {
 			// A name that is not a key is a corrupt entry, which the
 			// worker moves aside: counted until it has.

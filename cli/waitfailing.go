@@ -13,9 +13,9 @@ import (
 //
 // It reads entries until the first that is not waiting; that one is
 // checked first next time, so a draining queue costs one read a round.
-// Only the files in entries/ are read: an entry of a bulk file has not
-// failed (queue.Keys), so one waited for there means the wait goes on
-// (leftInQueue).
+// Only the entries that may hold a retry state are read (queue.Keys'
+// stated): an entry of any other bulk file has not failed, so one waited
+// for there means the wait goes on (leftInQueue).
 type failingCheck struct {
 	busy string // the last entry seen not waiting for a back-off
 }

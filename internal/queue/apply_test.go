@@ -77,3 +77,89 @@ func TestApplyWholeKeepsFailedChange(t *testing.T) {
 		})
 	}
 }
+
+// A failed batch's entries keep their retry state in a bulk file of
+// their own (Apply), and Keys lists them among the keys that may hold
+// one, so that wait and status read them: listed as plain bulk keys, a
+// wait for a batch that keeps failing never saw it failing, and waited
+// until its timeout.
+func TestKeysStatedHoldsRetryState(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		q := openQ(t)
+		add(t, q, manyPairs(3, "u")...)
+		_, es := bulkFileOf(t, q)
+		upd := es[:n]
+		for _, e := range upd {
+			e.Attempts, e.LastError, e.NextAttempt = 1, "push failed", time.Now().Add(time.Hour)
+		}
+		if ap := q.Apply(Changes{Updated: upd}); len(ap.Failed) > 0 {
+			t.Fatal(ap.Failed)
+		}
+		r := &Queue{Dir: q.Dir}
+		stated, bulk, err := r.Keys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range upd {
+			if !slices.Contains(stated, e.Key()) || slices.Contains(bulk, e.Key()) {
+				t.Errorf("%d updated: failed entry %s not among the stated keys (stated %v, bulk %v)", n, e.Key(), stated, bulk)
+			}
+			if got, err := r.Peek(e.Key()); err != nil || got.Attempts != 1 {
+				t.Errorf("%d updated: Peek(%s) = %+v, %v", n, e.Key(), got, err)
+			}
+		}
+		for _, e := range es[n:] {
+			if !slices.Contains(bulk, e.Key()) {
+				t.Errorf("%d updated: untouched entry %s not among the bulk keys (stated %v, bulk %v)", n, e.Key(), stated, bulk)
+			}
+		}
+	}
+}
+
+// A reader that finds a listed bulk file gone lists bulk/ again: the
+// worker had replaced the file (some of its lines pushed), and the
+// replacement, made after the listing, holds an entry still queued. Left
+// out of that look, push --wait stopped waiting for it for good.
+func TestKeysSeeEntryThroughReplacedBulkFile(t *testing.T) {
+	for _, read := range []string{"Keys", "Peek"} {
+		t.Run(read, func(t *testing.T) {
+			q := openQ(t)
+			stay := Pair{Target: "main", Path: mkPath("stays")}
+			pairs := append(manyPairs(2, "pushed"), stay)
+			add(t, q, pairs...)
+			src, _ := bulkFileOf(t, q)
+			replaced := false
+			bulkListed = func() {
+				if replaced {
+					return
+				}
+				replaced = true
+				// The worker pushes one line of the file the reader
+				// has just listed.
+				w := &Queue{Dir: q.Dir}
+				if ap := w.Apply(Changes{Done: []*Entry{Stub(Key(pairs[0].Target, pairs[0].Path), src)}}); len(ap.Failed) > 0 || ap.Replaced[src] == "" {
+					t.Errorf("Apply: %+v", ap)
+				}
+			}
+			defer func() { bulkListed = nil }()
+			r := &Queue{Dir: q.Dir}
+			key := Key(stay.Target, stay.Path)
+			if read == "Peek" {
+				if _, err := r.Peek(key); err != nil {
+					t.Fatalf("Peek(%s) through a replaced bulk file: %v", key, err)
+				}
+			} else {
+				stated, bulk, err := r.Keys()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Contains(bulk, key) && !slices.Contains(stated, key) {
+					t.Fatalf("Keys through a replaced bulk file left out %s (stated %v, bulk %v)", key, stated, bulk)
+				}
+			}
+			if !replaced {
+				t.Fatal("the reader never listed bulk/")
+			}
+		})
+	}
+}

@@ -434,11 +434,15 @@ type bulkIndex struct {
 	files   map[string][]*Entry
 	byKey   map[string]*Entry
 	checked time.Time
-	// keys are the keys of each file's pairs, each once (see Keys); all
-	// is every file's, each once, for the files named in allOf.
-	keys  map[string][]string
-	all   []string
-	allOf string
+	// keys are the keys of each file's pairs, each once (see Keys), and
+	// stated the files that hold a retry state; all is every stateless
+	// file's keys and allStated every stated file's, each once, for the
+	// files named in allOf.
+	keys      map[string][]string
+	stated    map[string]bool
+	all       []string
+	allStated []string
+	allOf     string
 }
 
 // forget makes the next read list bulk/ again (after a change of ours).
@@ -461,33 +465,44 @@ func (q *Queue) bulkEntries(maxAge time.Duration) (map[string]*Entry, error) {
 	if b.byKey != nil && time.Since(b.checked) < maxAge {
 		return b.byKey, nil
 	}
-	names, err := q.BulkNames()
-	if err != nil {
-		return nil, err
-	}
 	b.checked = time.Now()
 	changed := b.byKey == nil
 	if b.files == nil {
 		b.files = map[string][]*Entry{}
 	}
 	live := map[string]bool{}
-	for _, n := range names {
-		if !bulkName(n) {
-			continue
-		}
-		live[n] = true
-		if _, ok := b.files[n]; ok {
-			continue
-		}
-		var es []*Entry
-		if _, err := q.ReadBulk(n, func(e *Entry) { es = append(es, e) }); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // replaced meanwhile
-			}
+	for try := 0; ; try++ {
+		names, err := q.BulkNames()
+		if err != nil {
 			return nil, err
 		}
-		b.files[n] = es
-		changed = true
+		if bulkListed != nil {
+			bulkListed()
+		}
+		clear(live)
+		gone := false
+		for _, n := range names {
+			if !bulkName(n) {
+				continue
+			}
+			live[n] = true
+			if _, ok := b.files[n]; ok {
+				continue
+			}
+			var es []*Entry
+			if _, err := q.ReadBulk(n, func(e *Entry) { es = append(es, e) }); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					gone = true // replaced meanwhile: see relists
+					continue
+				}
+				return nil, err
+			}
+			b.files[n] = es
+			changed = true
+		}
+		if !gone || try == relists {
+			break
+		}
 	}
 	for n := range b.files {
 		if !live[n] {
@@ -508,77 +523,116 @@ func (q *Queue) bulkEntries(maxAge time.Duration) (map[string]*Entry, error) {
 	return b.byKey, nil
 }
 
-// bulkKeys lists the keys of the bulk files' pairs, each once (see Keys).
-func (q *Queue) bulkKeys() ([]string, error) {
-	names, err := q.BulkNames()
-	if err != nil {
-		return nil, err
-	}
-	names = slices.DeleteFunc(names, func(n string) bool { return !bulkName(n) })
-	slices.Sort(names)
-	of := strings.Join(names, "/")
+// bulkKeys lists the keys of the bulk files' pairs, each once (see Keys):
+// those of files that hold no retry state, then those of files that do.
+func (q *Queue) bulkKeys() (plain, stated []string, err error) {
 	b := &q.bulk
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.all != nil && b.allOf == of {
-		return b.all, nil
-	}
 	if b.keys == nil {
-		b.keys = map[string][]string{}
+		b.keys, b.stated = map[string][]string{}, map[string]bool{}
 	}
-	live := make(map[string]bool, len(names))
-	var lists [][]string
-	total := 0
-	for _, n := range names {
-		ks, ok := b.keys[n]
-		if !ok {
-			if ks, err = q.readBulkKeys(n); errors.Is(err, fs.ErrNotExist) {
-				continue // replaced meanwhile
-			} else if err != nil {
-				return nil, err
-			}
-			b.keys[n] = ks
+	live := map[string]bool{}
+	var names []string
+	for try := 0; ; try++ {
+		if names, err = q.BulkNames(); err != nil {
+			return nil, nil, err
 		}
-		live[n] = true
-		lists = append(lists, ks)
-		total += len(ks)
+		if bulkListed != nil {
+			bulkListed()
+		}
+		names = slices.DeleteFunc(names, func(n string) bool { return !bulkName(n) })
+		clear(live)
+		gone := false
+		for _, n := range names {
+			if _, ok := b.keys[n]; !ok {
+				ks, st, err := q.readBulkKeys(n)
+				if errors.Is(err, fs.ErrNotExist) {
+					gone = true // replaced meanwhile: see relists
+					continue
+				} else if err != nil {
+					return nil, nil, err
+				}
+				b.keys[n], b.stated[n] = ks, st
+			}
+			live[n] = true
+		}
+		if !gone || try == relists {
+			break
+		}
+	}
+	names = slices.DeleteFunc(names, func(n string) bool { return !live[n] })
+	slices.Sort(names)
+	of := strings.Join(names, "/")
+	if b.all != nil && b.allOf == of {
+		return b.all, b.allStated, nil
 	}
 	for n := range b.keys {
 		if !live[n] {
 			delete(b.keys, n)
+			delete(b.stated, n)
 		}
 	}
-	all := make([]string, 0, total)
+	plain, stated = onceEach(names, b.keys, func(n string) bool { return !b.stated[n] }), onceEach(names, b.keys, func(n string) bool { return b.stated[n] })
+	b.all, b.allStated, b.allOf = plain, stated, of
+	return plain, stated, nil
+}
+
+// relists bounds how often a reader lists bulk/ again on finding a listed
+// file gone: the worker links a file's replacement before it removes the
+// file, so the listing after a file went holds what it kept, which the
+// first listing may have missed (its entries were then left out of that
+// look, and push --wait stopped waiting for them).
+const relists = 3
+
+// bulkListed runs after each listing of bulk/ by a reader, for the tests.
+var bulkListed func()
+
+// onceEach lists the keys of the files named that pick takes, each once.
+func onceEach(names []string, keys map[string][]string, pick func(string) bool) []string {
+	var lists [][]string
+	total := 0
+	for _, n := range names {
+		if pick(n) {
+			lists = append(lists, keys[n])
+			total += len(keys[n])
+		}
+	}
 	if len(lists) == 1 {
-		all = append(all, lists[0]...)
-	} else {
-		seen := make(map[string]bool, total)
-		for _, ks := range lists {
-			for _, k := range ks {
-				if !seen[k] {
-					seen[k] = true
-					all = append(all, k)
-				}
+		return lists[0]
+	}
+	out := make([]string, 0, total)
+	seen := make(map[string]bool, total)
+	for _, ks := range lists {
+		for _, k := range ks {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
 			}
 		}
 	}
-	b.all, b.allOf = all, of
-	return all, nil
+	return out
 }
 
 // readBulkKeys reads the keys of a bulk file's pairs, each once, from the
 // target and path that start each line as appendNew writes it; a line in
 // another form is decoded whole, and left out when it is not an entry.
-func (q *Queue) readBulkKeys(name string) ([]string, error) {
+// stated tells a file where a line holds a retry state: the hook and push
+// write none (appendNew), the worker's Apply writes changed entries with
+// theirs (writeUpdated), and a replaced file keeps its lines.
+func (q *Queue) readBulkKeys(name string) (keys []string, stated bool, err error) {
 	f, _, err := safeopen.Open(q.path(bulkDir, name), safeopen.Options{NoFollow: true})
 	if err != nil {
-		return nil, fmt.Errorf("reading bulk file: %w", err)
+		return nil, false, fmt.Errorf("reading bulk file: %w", err)
 	}
 	defer f.Close()
 	lp := newLineParser()
-	var keys []string
 	seen := map[string]bool{}
 	err = eachLine(f, func(line []byte) {
+		// A quote inside a JSON string is escaped, so only a key can
+		// read so; a line that says it and holds no retry state is
+		// only looked at more closely.
+		stated = stated || bytes.Contains(line, []byte(`"attempts":`))
 		key, ok := lp.key(line)
 		if !ok {
 			if e, k := lp.parse(line); e != nil {
@@ -591,9 +645,9 @@ func (q *Queue) readBulkKeys(name string) ([]string, error) {
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading bulk file %s: %w", q.path(bulkDir, name), err)
+		return nil, false, fmt.Errorf("reading bulk file %s: %w", q.path(bulkDir, name), err)
 	}
-	return keys, nil
+	return keys, stated, nil
 }
 
 // key reads the key of a line from the target and path it starts with,

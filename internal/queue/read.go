@@ -28,42 +28,54 @@ func (q *Queue) Names() ([]string, error) {
 	return append(files, bulk...), nil
 }
 
-// Keys lists the keys of the entries, each once, in two parts: the names
-// of the files in entries/ (not read), and the keys of the bulk files'
-// pairs not among them. A key holds its target's digest (KeyDigest), so
-// that what is queued can be counted by target without reading an entry.
-// A bulk file's keys are read once and kept (its name changes with its
-// content), from the target and path at the start of each line: wait
-// looks every 200 ms while a push of 10,000 paths runs, and its first
-// look, decoding every entry, took 40 ms of CPU beside the worker's round
-// before its pusher call (issue 22). A line that is not an entry but
-// starts as one is counted until the worker moves it to corrupt/. bulk
-// may be shared with later calls: the caller must not change it.
+// Keys lists the keys of the entries, each once, in two parts: stated,
+// those that may hold a retry state, and bulk, the rest. stated are the
+// names of the files in entries/ (not read) and the keys of the bulk
+// files that hold a retry state: the worker's Apply writes a batch's
+// changed entries, with their state, to a bulk file of their own. bulk
+// are the keys of the other bulk files' pairs, which have never failed:
+// the hook and push write no retry state. So status and wait read stated
+// alone to tell what waits for a back-off.
 //
-// An entry of a bulk file has never failed: the hook and push write no
-// retry state, and Apply moves an entry whose state changes to a file of
-// its own in entries/. So what holds a retry state is among files, and
-// status and wait read those alone to tell what waits for a back-off.
-func (q *Queue) Keys() (files, bulk []string, err error) {
-	files, err = q.EntryNames()
+// A key holds its target's digest (KeyDigest), so that what is queued can
+// be counted by target without reading an entry. A bulk file's keys are
+// read once and kept (its name changes with its content), from the target
+// and path at the start of each line: wait looks every 200 ms while a
+// push of 10,000 paths runs, and its first look, decoding every entry,
+// took 40 ms of CPU beside the worker's round before its pusher call
+// (issue 22). A line that is not an entry but starts as one is counted
+// until the worker moves it to corrupt/. bulk may be shared with later
+// calls: the caller must not change it.
+func (q *Queue) Keys() (stated, bulk []string, err error) {
+	files, err := q.EntryNames()
 	if err != nil {
 		return nil, nil, err
 	}
-	bulk, err = q.bulkKeys()
-	if err != nil || len(bulk) == 0 || len(files) == 0 {
-		return files, bulk, err
+	plain, inStated, err := q.bulkKeys()
+	if err != nil {
+		return nil, nil, err
 	}
-	have := make(map[string]bool, len(files))
-	for _, n := range files {
-		have[n] = true
-	}
-	out := make([]string, 0, len(bulk))
-	for _, k := range bulk {
-		if !have[k] {
-			out = append(out, k)
+	stated = files
+	if len(inStated) > 0 || len(files) > 0 && len(plain) > 0 {
+		have := make(map[string]bool, len(files)+len(inStated))
+		for _, n := range files {
+			have[n] = true
 		}
+		for _, k := range inStated {
+			if !have[k] {
+				have[k] = true
+				stated = append(stated, k)
+			}
+		}
+		bulk = make([]string, 0, len(plain))
+		for _, k := range plain {
+			if !have[k] {
+				bulk = append(bulk, k)
+			}
+		}
+		return stated, bulk, nil
 	}
-	return files, out, nil
+	return stated, plain, nil
 }
 
 // KeyDigest is the part of a key that tells its entry's target
