@@ -59,3 +59,41 @@ func TestWaitWakesWhenTheQueueEmpties(t *testing.T) {
 		})
 	}
 }
+
+// A wait gives up, as without --keep-trying, once every entry left has
+// failed and waits for its back-off, when the worker wrote the failed
+// batch's entries, with their retry state, to a bulk file of their own
+// (queue.Apply): read by keys alone, a bulk entry looked as if it had
+// never failed, and the wait went on until its timeout.
+func TestWaitGivesUpOnFailedBatch(t *testing.T) {
+	a := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "hello-1")
+	b := storepath.New(storepath.StoreDir(), "1123456789abcdfghijklmnpqrsvwxyz", "hello-2")
+	q, file := mainQueue(t)
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	defer lock.Unlock()
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: a}, {Target: "main", Path: b}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// The worker's round: the batch failed, one back-off for both.
+	es, bad, err := q.List()
+	if err != nil || len(es) != 2 || len(bad) != 0 {
+		t.Fatalf("List = %v, %v, %v", es, bad, err)
+	}
+	for _, en := range es {
+		en.Attempts, en.LastAttempt, en.LastError, en.NextAttempt = 1, time.Now(), "push failed", time.Now().Add(time.Hour)
+	}
+	if ap := q.Apply(queue.Changes{Updated: es}); len(ap.Failed) > 0 {
+		t.Fatal(ap.Failed)
+	}
+	if names, _ := os.ReadDir(filepath.Join(q.Dir, "entries")); len(names) != 0 {
+		t.Fatalf("the failed batch is in entries/ (%d files): this test wants it in a bulk file", len(names))
+	}
+	e, c, out := loadedEnv(t, file)
+	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: 5 * time.Second, poll: 50 * time.Millisecond, quiet: true})
+	if r.end != waitFailing {
+		t.Errorf("wait ended %v, want it to give up on the failed batch:\n%s", r.end, out)
+	}
+}
