@@ -173,3 +173,38 @@ func TestOutputPipeStop(t *testing.T) {
 		t.Errorf("copied %q", out.String())
 	}
 }
+
+// TestPushEscapedFloodingGrandchild guards copyTo's look at stop before
+// every read: a pusher exits 0, leaving a grandchild that left its
+// process group (setsid), so the group kill misses it, and that floods
+// the inherited output. Every read then fills the buffer, and copyTo
+// never reached the pause where it looked at stop: Push hung for good.
+// It must return after waitDelay.
+func TestPushEscapedFloodingGrandchild(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	bin := filepath.Join(dir, "cachix")
+	script := "#!/bin/sh\nsetsid yes &\necho $! > " + pidFile + "\nexit 0\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 1 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	cfg := &config.Config{Cachix: config.Cachix{Bin: bin}, Queue: config.Queue{PushTimeout: 5 * time.Second}}
+	p := New(cfg, &config.Target{Name: "main", Cache: "c"})
+	done := make(chan error, 1)
+	go func() { done <- p.Push(context.Background(), paths, NewSummary("/nix/store")) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Push = %v, want success: the pusher exited 0", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Push did not return 20s after the pusher exited (waitDelay 2s): copyTo never looked at stop while every read filled its buffer")
+	}
+}

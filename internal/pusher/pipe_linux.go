@@ -75,6 +75,14 @@ func (p *outputPipe) copyTo(w io.Writer) error {
 	pause := time.NewTimer(time.Hour)
 	defer pause.Stop()
 	for {
+		// Stop is looked at before every read, not only in the pause: a
+		// pipe that every read fills, or one read without pauses, never
+		// gets there (something the pusher started may flood it).
+		select {
+		case <-p.stopped:
+			return errStopped
+		default:
+		}
 		n, err := unix.Read(p.r, buf)
 		switch {
 		case n > 0:
