@@ -160,9 +160,12 @@ func (p *serveProc) stop() string {
 	return strings.TrimSpace(p.stderr.String())
 }
 
+// kill ends the process's context: that kills its process group, and
+// WaitDelay later closes its pipes should something that escaped the
+// group still hold them, so that a read of them ends either way.
 func (p *serveProc) kill() {
-	if p != nil && p.cmd.Process != nil {
-		_ = p.cmd.Process.Kill()
+	if p != nil {
+		p.cancel()
 	}
 }
 
@@ -177,6 +180,7 @@ func (n Nix) startServe(ctx context.Context) (*serveProc, error) {
 	}
 	p := &serveProc{cmd: cmd, stderr: &tail{}, cancel: cancel}
 	cmd.Stderr = p.stderr
+	inGroup(cmd)
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

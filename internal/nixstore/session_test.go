@@ -8,6 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,5 +99,55 @@ func TestSessionHangIsBounded(t *testing.T) {
 		if s.proc != nil {
 			t.Errorf("call %d: the session kept the process that failed", i)
 		}
+	}
+}
+
+// killPidFile kills, when the test ends, the processes whose pids a fake
+// wrote to f, one a line.
+func killPidFile(t *testing.T, f string) {
+	t.Cleanup(func() {
+		b, _ := os.ReadFile(f)
+		for _, s := range strings.Fields(string(b)) {
+			if pid, _ := strconv.Atoi(s); pid > 1 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+}
+
+// TestSessionHangWithChildHoldingStdout guards the kill of a session's
+// process when its caller gives up: nix-store --serve opens the session,
+// then hangs with a child of its own (as sh running a command, or a Nix
+// that forked a helper) holding its stdout. Killing nix-store alone left
+// the read of stdout waiting for the child, for good, with the session's
+// lock held (the worker wedged). The kill must end the whole process
+// group, or at least let WaitDelay close the pipes.
+func TestSessionHangWithChildHoldingStdout(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello"), hello().Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pids := filepath.Join(dir, "pids")
+	killPidFile(t, pids)
+	script := "#!/bin/sh\ncat " + filepath.Join(dir, "hello") + "\nsleep 3600 &\necho $! >> " + pids + "\nwait\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := Nix{BinDir: dir}.NewSession()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.PathInfos(ctx, false, "/nix/store/00000000000000000000000000000000-hang")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("no error from a nix-store that answers nothing")
+		}
+		s.Shut() // not deferred: after a hang it would wait for the lock
+	case <-time.After(20 * time.Second):
+		t.Fatal("Session.PathInfos did not return 20s after its context ended: the read of stdout waits for nix-store's child")
 	}
 }
