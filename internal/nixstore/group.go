@@ -3,7 +3,14 @@ package nixstore
 import (
 	"os/exec"
 	"syscall"
+	"time"
 )
+
+// waitDelay bounds how long a Nix command's pipes are waited for once its
+// context ended or it exited: the group kill (inGroup) misses what left
+// the group (setsid), and that may hold stdout open, which a reader
+// would otherwise wait on for good. exec closes the pipes after it.
+const waitDelay = 5 * time.Second
 
 // inGroup runs cmd in a process group of its own that is SIGKILLed whole
 // when cmd's context ends, as package pusher runs a pusher: a child of

@@ -3,7 +3,6 @@
 package nixstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -80,8 +79,11 @@ func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
 	if cmd.Err != nil {
 		return nil, cmd.Err
 	}
-	var stderr bytes.Buffer
+	var stderr tail
 	cmd.Stderr = &stderr
+	// Once ctx ends, nothing Nix started may keep stdout open.
+	inGroup(cmd)
+	cmd.WaitDelay = waitDelay
 	// Read as pathInfo reads (a closure's list is a megabyte).
 	pipe, err := cmd.StdoutPipe()
 	if err == nil {

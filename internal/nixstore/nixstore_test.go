@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
@@ -89,5 +90,34 @@ in derivation { name = "nixstore-app"; outputs = [ "out" "doc" ]; system = built
 		t.Error("Outputs of a missing derivation succeeded")
 	} else if !strings.Contains(err.Error(), "nix-store --query --outputs") {
 		t.Errorf("error does not say what ran: %v", err)
+	}
+}
+
+// TestQueryHangWithChildHoldingStdout guards the end of a nix-store
+// --query (Outputs) once its context ends: nix-store prints its answer,
+// then hangs with a child holding stdout. Killing nix-store alone left
+// the read of stdout waiting for the child, for good.
+func TestQueryHangWithChildHoldingStdout(t *testing.T) {
+	dir := t.TempDir()
+	pids := filepath.Join(dir, "pids")
+	killPidFile(t, pids)
+	script := "#!/bin/sh\necho /nix/store/00000000000000000000000000000000-out\nsleep 3600 &\necho $! >> " + pids + "\nwait\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Nix{BinDir: dir}.Outputs(ctx, "/nix/store/00000000000000000000000000000000-hang.drv")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("no error from a nix-store killed by its context")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Outputs did not return 20s after its context ended: nix-store's stdout is read until EOF, which its child holds off")
 	}
 }

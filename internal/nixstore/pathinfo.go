@@ -129,6 +129,10 @@ func (n Nix) pathInfo(ctx context.Context, recursive bool, paths []string) ([]Pa
 	cmd := n.Command(ctx, append(append(args, "--"), paths...)...)
 	var stderr tail
 	cmd.Stderr = &stderr
+	// Once ctx ends, nothing Nix started may keep stdout, and with it
+	// the decoding, open.
+	inGroup(cmd)
+	cmd.WaitDelay = waitDelay
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
@@ -94,5 +95,40 @@ in derivation { name = "pi-app"; system = builtins.currentSystem; builder = "/bi
 	}
 	if m, ok := infos[missing]; !ok || m.Valid {
 		t.Errorf("missing path: %+v, %v", m, ok)
+	}
+}
+
+// TestPathInfoFallbackHangWithChildHoldingStdout guards the end of the
+// one-shot `nix path-info --json` (the fallback when the serve handshake
+// fails) once its context ends: Nix prints its answer, then hangs with a
+// child holding stdout. Killing nix alone left decodePathInfo waiting
+// for an EOF that the child held off, for good (the command had no
+// WaitDelay and no group kill).
+func TestPathInfoFallbackHangWithChildHoldingStdout(t *testing.T) {
+	dir := t.TempDir()
+	pids := filepath.Join(dir, "pids")
+	killPidFile(t, pids)
+	// nix-store without the serve protocol: PathInfos falls back.
+	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\nprintf '{}'\nsleep 3600 &\necho $! >> " + pids + "\nwait\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Nix{BinDir: dir}.PathInfos(ctx, false, "/nix/store/00000000000000000000000000000000-hang")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("no error from a nix path-info killed by its context")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("PathInfos did not return 20s after its context ended: nix path-info's stdout is read until EOF, which nix's child holds off")
 	}
 }

@@ -181,7 +181,7 @@ func (n Nix) startServe(ctx context.Context) (*serveProc, error) {
 	p := &serveProc{cmd: cmd, stderr: &tail{}, cancel: cancel}
 	cmd.Stderr = p.stderr
 	inGroup(cmd)
-	cmd.WaitDelay = 5 * time.Second
+	cmd.WaitDelay = waitDelay
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		cancel()
