@@ -80,7 +80,7 @@ func (p *cachixPusher) run(ctx context.Context, args []string, out io.Writer) er
 			return fmt.Errorf("nix.bin_dir: %w", err)
 		}
 	}
-	env, key, err := withSigningKey(env, p.keyFile)
+	env, keySecret, err := withSigningKey(env, p.keyFile)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (p *cachixPusher) run(ctx context.Context, args []string, out io.Writer) er
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Env = env
 		return cmd
-	}, out, secret, key)
+	}, out, secret, keySecret)
 }
 
 type storePusher struct {

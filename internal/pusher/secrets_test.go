@@ -3,6 +3,7 @@ package pusher
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,5 +36,37 @@ func TestStorePusherRedactsURISecrets(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "cannot connect to") {
 		t.Errorf("output = %q", out.String())
+	}
+}
+
+// TestSigningKeySecretRedacted guards the redaction of the signing key's
+// secret part: cachix takes CACHIX_SIGNING_KEY with or without its
+// "name:" prefix and works with the base64 secret, so it may echo that
+// part alone. Only the whole name:BASE64 key was redacted, and the bare
+// secret reached the output and the error.
+func TestSigningKeySecretRedacted(t *testing.T) {
+	raw := bytes.Repeat([]byte{0xa5, 0x5a, 0x3c, 0xc3}, 16)
+	data := base64.StdEncoding.EncodeToString(raw)
+	dir := t.TempDir()
+	kf := filepath.Join(dir, "key")
+	if err := os.WriteFile(kf, []byte("cache-1:"+data+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "cachix")
+	script := "#!/bin/sh\necho \"using key $CACHIX_SIGNING_KEY\" >&2\necho \"error: cannot sign with key ${CACHIX_SIGNING_KEY#*:}\" >&2\nexit 1\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{Cachix: config.Cachix{Bin: bin, SigningKeyFile: kf}}
+	var out bytes.Buffer
+	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &out)
+	if err == nil {
+		t.Fatal("Push succeeded")
+	}
+	if strings.Contains(out.String(), data) || strings.Contains(err.Error(), data) {
+		t.Errorf("the signing key's secret reached the output or the error:\nout: %q\nerr: %v", out.String(), err)
+	}
+	if want := "using key cache-1:[redacted]\nerror: cannot sign with key [redacted]\n"; out.String() != want {
+		t.Errorf("output = %q, want %q", out.String(), want)
 	}
 }

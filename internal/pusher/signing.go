@@ -27,7 +27,10 @@ func signingStore(store, keyFile string) (string, error) {
 
 // withSigningKey gives cachix the signing key's content as
 // CACHIX_SIGNING_KEY in its environment, never argv: for caches whose
-// paths the user signs. It returns the key, for redaction.
+// paths the user signs. It returns the key's secret, for redaction: the
+// base64 after "name:", which cachix may print on its own (it takes the
+// key with or without the name); redacting it covers the whole key too,
+// of which it is a part.
 func withSigningKey(env []string, keyFile string) ([]string, string, error) {
 	if keyFile == "" {
 		return env, "", nil
@@ -36,7 +39,9 @@ func withSigningKey(env []string, keyFile string) ([]string, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	// ReadSecretKey checked the form NAME:BASE64.
+	_, secret, _ := strings.Cut(key, ":")
 	// exec keeps the last of duplicate variables: this one wins over an
 	// inherited one.
-	return append(env, "CACHIX_SIGNING_KEY="+key), key, nil
+	return append(env, "CACHIX_SIGNING_KEY="+key), secret, nil
 }
