@@ -87,6 +87,12 @@ func (r *redactor) flush() {
 // most max bytes before it. A line longer than that is cut, marked, and
 // the rest of it dropped; "\r" ends a line too (progress bars redraw with
 // it). Empty lines are left out. Memory: one line of max bytes.
+//
+// Control characters other than tab (C0, DEL, and C1 encoded in UTF-8)
+// are written as escapes, \x1b or \u009b: the lines go to the log and
+// their tail into the error, which status prints to a terminal, where a
+// pusher's colours or cursor moves would garble or forge what it shows.
+// Other bytes, UTF-8 text or not, pass as they are.
 type lineCutter struct {
 	w    io.Writer
 	max  int
@@ -106,16 +112,11 @@ func (c *lineCutter) Write(p []byte) (int, error) {
 		if i >= 0 {
 			seg = p[:i]
 		}
-		if !c.cut {
-			if room := c.max - len(c.line); len(seg) > room {
-				c.line = append(c.line, seg[:room]...)
-				if err := c.emit(fmt.Sprintf(" …[line cut: longer than %d bytes]", c.max)); err != nil {
-					return 0, err
-				}
-				c.cut = true
-			} else {
-				c.line = append(c.line, seg...)
+		if !c.cut && c.add(seg) {
+			if err := c.emit(fmt.Sprintf(" …[line cut: longer than %d bytes]", c.max)); err != nil {
+				return 0, err
 			}
+			c.cut = true
 		}
 		if i < 0 {
 			break
@@ -130,6 +131,79 @@ func (c *lineCutter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// add appends seg to the line, control characters escaped, up to max
+// bytes, and reports whether it had to cut the line there. An escape is
+// not cut in two: the line then ends before it.
+func (c *lineCutter) add(seg []byte) (cut bool) {
+	// A C1 character whose UTF-8 came in two writes: its 0xc2 (never a
+	// continuation byte) ends the line so far.
+	if n := len(c.line); n > 0 && c.line[n-1] == 0xc2 && len(seg) > 0 && isC1(seg[0]) {
+		c.line = c.line[:n-1]
+		if c.addEscape(seg[0]) {
+			return true
+		}
+		seg = seg[1:]
+	}
+	for len(seg) > 0 {
+		i, size := indexControl(seg)
+		plain := seg
+		if i >= 0 {
+			plain = seg[:i]
+		}
+		if room := c.max - len(c.line); len(plain) > room {
+			c.line = append(c.line, plain[:room]...)
+			return true
+		}
+		c.line = append(c.line, plain...)
+		if i < 0 {
+			return false
+		}
+		if c.addEscape(seg[i+size-1]) {
+			return true
+		}
+		seg = seg[i+size:]
+	}
+	return false
+}
+
+// addEscape appends the escape of the control character b (a byte of
+// C0 or DEL, or the second byte of a C1 character's UTF-8, which is its
+// code point), unless the line has no room for it: then it reports the
+// line cut.
+func (c *lineCutter) addEscape(b byte) (cut bool) {
+	const hex = "0123456789abcdef"
+	if b < 0x80 {
+		if c.max-len(c.line) < 4 {
+			return true
+		}
+		c.line = append(c.line, '\\', 'x', hex[b>>4], hex[b&0xf])
+		return false
+	}
+	if c.max-len(c.line) < 6 {
+		return true
+	}
+	c.line = append(c.line, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
+	return false
+}
+
+// indexControl returns where the first control character in b starts,
+// and its size in bytes, or -1: C0 but tab, DEL, and C1 (U+0080-U+009F,
+// 0xc2 then 0x80-0x9f in UTF-8).
+func indexControl(b []byte) (int, int) {
+	for i, x := range b {
+		switch {
+		case x < 0x20 && x != '\t', x == 0x7f:
+			return i, 1
+		case x == 0xc2 && i+1 < len(b) && isC1(b[i+1]):
+			return i, 2
+		}
+	}
+	return -1, 0
+}
+
+// isC1 reports whether b, after 0xc2, makes a C1 control character.
+func isC1(b byte) bool { return b >= 0x80 && b <= 0x9f }
 
 func (c *lineCutter) emit(suffix string) error {
 	if len(c.line) == 0 && suffix == "" {

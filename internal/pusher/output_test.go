@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 )
 
 // pipeline is the output path of run: redactor, then line cutter.
@@ -139,5 +143,63 @@ func TestPushLongLineAndToken(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "start [redacted]\n") || !strings.Contains(out.String(), "end [redacted]\n") {
 		t.Errorf("output = %q", out.String())
+	}
+}
+
+// TestLineCutterEscapesControls guards the escaping of control
+// characters in pusher output (see lineCutter): C0 but tab, DEL and C1
+// become \xNN or \u00NN, whole or split across writes, with UTF-8 text
+// (whose bytes 0x80-0x9f follow other lead bytes than 0xc2) and tabs
+// left as they are, and an escape never cut in two at the line's end.
+func TestLineCutterEscapesControls(t *testing.T) {
+	in := "a\x1b[31mred\x1b[0m\tx\x7f \u009b2J é—ü \x00\n"
+	want := "a\\x1b[31mred\\x1b[0m\tx\\x7f \\u009b2J é—ü \\x00\n"
+	for _, whole := range []bool{true, false} {
+		var out bytes.Buffer
+		c := newLineCutter(&out, 100)
+		if whole {
+			c.Write([]byte(in))
+		} else {
+			for i := range len(in) {
+				c.Write([]byte{in[i]})
+			}
+		}
+		c.flush()
+		if out.String() != want {
+			t.Errorf("whole %v: = %q, want %q", whole, out.String(), want)
+		}
+	}
+	var out bytes.Buffer
+	c := newLineCutter(&out, 8)
+	c.Write([]byte("12345\x1b\n12\u0085abc\n"))
+	c.flush()
+	if want := "12345 …[line cut: longer than 8 bytes]\n12\\u0085 …[line cut: longer than 8 bytes]\n"; out.String() != want {
+		t.Errorf("cut: = %q, want %q", out.String(), want)
+	}
+}
+
+// TestPushErrorCarriesNoTerminalEscapes guards the same at Push's level:
+// a pusher's error text, the tail of its output, becomes LastError and
+// the history's reason, which status and log print to a terminal. It
+// must hold no control characters, whatever escapes the pusher printed.
+func TestPushErrorCarriesNoTerminalEscapes(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "cachix")
+	script := "#!/bin/sh\nprintf 'error: \\033[1A\\033[2K\\033[32mpushed 2 paths OK\\033[0m\\n' >&2\nexit 1\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{Cachix: config.Cachix{Bin: bin}}
+	var out bytes.Buffer
+	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &out)
+	if err == nil {
+		t.Fatal("Push succeeded")
+	}
+	for _, r := range err.Error() + out.String() {
+		if (r < 0x20 && r != '\n') || r == 0x7f {
+			t.Fatalf("the error or output holds control character %q:\nerr: %q\nout: %q", r, err.Error(), out.String())
+		}
+	}
+	if want := `error: \x1b[1A\x1b[2K\x1b[32mpushed 2 paths OK\x1b[0m`; !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error = %q, want it to end in %q", err.Error(), want)
 	}
 }
