@@ -163,3 +163,42 @@ func TestKeysSeeEntryThroughReplacedBulkFile(t *testing.T) {
 		})
 	}
 }
+
+// A retry state rewritten over an entry's file is synced before the
+// rename: after a power cut, on a file system that does not flush a file
+// renamed over another, the name could point to an empty file, which
+// the worker takes for corrupt and never pushes. So is a pin's.
+func TestUpdateSyncsBeforeRename(t *testing.T) {
+	q := openQ(t)
+	add(t, q, Pair{Target: "main", Path: mkPath("one")})
+	e, err := q.Read(Key("main", mkPath("one")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Attempts, e.LastError, e.NextAttempt = 1, "push failed", time.Now().Add(time.Hour)
+	if n := countSyncs(t, func() {
+		if err := q.Update(e); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 1 {
+		t.Errorf("Update synced %d times, want 1", n)
+	}
+	if got, err := (&Queue{Dir: q.Dir}).Peek(e.Key()); err != nil || got.Attempts != 1 {
+		t.Fatalf("after Update: %+v, %v", got, err)
+	}
+	if _, err := q.AddPins([]Pin{{Target: "main", Path: mkPath("one").String(), Name: "laptop"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pins, bad, err := q.ListPins()
+	if err != nil || len(bad) != 0 || len(pins) != 1 {
+		t.Fatalf("ListPins = %v, %v, %v", pins, bad, err)
+	}
+	pins[0].Attempts = 1
+	if n := countSyncs(t, func() {
+		if err := q.UpdatePin(pins[0]); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 1 {
+		t.Errorf("UpdatePin synced %d times, want 1", n)
+	}
+}

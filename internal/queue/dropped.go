@@ -82,7 +82,10 @@ func (q *Queue) setDropped(e *Entry) error {
 	if err := mkdirPrivate(q.path(droppedDir), false); err != nil {
 		return fmt.Errorf("dropping queue entry: %w", err)
 	}
-	return q.replace(e, droppedDir, "dropping queue entry")
+	// Not synced: dropped/ keeps a record of what the history records
+	// too, and a worker dropping 100,000 garbage-collected paths would
+	// sync each.
+	return q.replace(e, droppedDir, false, "dropping queue entry")
 }
 
 // Dropped returns the entry with that key if the worker dropped it after

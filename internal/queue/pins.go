@@ -185,13 +185,14 @@ func (q *Queue) ListPins() ([]*Pin, []error, error) {
 	return pins, bad, nil
 }
 
-// UpdatePin rewrites a pin's retry state (not fsynced, as Update).
+// UpdatePin rewrites a pin's retry state, its content fsynced before the
+// rename, as Update does.
 func (q *Queue) UpdatePin(p *Pin) error {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	tmp, err := q.writeTmp(p.key, append(data, '\n'), false)
+	tmp, err := q.writeTmp(p.key, append(data, '\n'), true)
 	if err != nil {
 		return err
 	}

@@ -163,9 +163,14 @@ func TargetsByDigest(targets []string) map[string]string {
 	return m
 }
 
-// Update rewrites an entry's retry state. It is not fsynced: losing an
-// attempt count in a crash only makes a retry come sooner. An entry of a
-// bulk file moves to a file of its own (see Apply).
+// Update rewrites an entry's retry state. Its new content is fsynced
+// before the rename, the rename not: a crash may lose the new attempt
+// count, which only makes a retry come sooner, but the name never points
+// to a file whose content was not written yet (after a power cut, on a
+// file system that does not flush a file renamed over another, the
+// worker would take the empty entry for corrupt and move it aside, never
+// to be pushed). An entry of a bulk file moves to a bulk file of its own
+// (see Apply).
 func (q *Queue) Update(e *Entry) error {
 	if e.src != "" {
 		if r := q.Apply(Changes{Updated: []*Entry{e}}); len(r.Failed) > 0 {
@@ -173,13 +178,13 @@ func (q *Queue) Update(e *Entry) error {
 		}
 		return nil
 	}
-	return q.replace(e, entriesDir, "updating queue entry")
+	return q.replace(e, entriesDir, true, "updating queue entry")
 }
 
-// replace writes e (unsynced) as the file named by its key in dir, in one
-// rename.
-func (q *Queue) replace(e *Entry, dir, doing string) error {
-	tmp, err := q.writeEntry(e, false)
+// replace writes e as the file named by its key in dir, in one rename,
+// its content fsynced first when sync.
+func (q *Queue) replace(e *Entry, dir string, sync bool, doing string) error {
+	tmp, err := q.writeEntry(e, sync)
 	if err != nil {
 		return err
 	}
