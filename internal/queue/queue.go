@@ -119,7 +119,7 @@ func Open(dir string) (*Queue, error) {
 			return nil, fmt.Errorf("queue directory: %w", err)
 		}
 		// A missing parent is made below, private, by this user.
-		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		if err := mkdirParents(filepath.Dir(dir)); err != nil {
 			return nil, fmt.Errorf("creating queue directory: %w", err)
 		}
 		if err := trust.CheckParents(dir); err != nil {
@@ -132,6 +132,34 @@ func Open(dir string) (*Queue, error) {
 		}
 	}
 	return q, nil
+}
+
+// mkdirParents makes dir and what is missing above it, private, unless
+// the nearest directory above that exists is writable by another user
+// (/tmp, sticky or not): there, that user could put a symlink in place of
+// a directory about to be made, and MkdirAll, which goes by name, would
+// make root's next directory wherever it points (/etc, a home). Below a
+// directory only its owner can write, nobody else can.
+func mkdirParents(dir string) error {
+	above := dir
+	for {
+		fi, err := os.Stat(above)
+		if err == nil {
+			if fi.Mode().Perm()&0o022 != 0 {
+				return fmt.Errorf("%s does not exist, and %s above it is writable by other users: make it yourself, writable by its owner alone", dir, above)
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		up := filepath.Dir(above)
+		if up == above {
+			break
+		}
+		above = up
+	}
+	return os.MkdirAll(dir, 0o700)
 }
 
 func (q *Queue) path(elem ...string) string {

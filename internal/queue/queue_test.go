@@ -833,3 +833,29 @@ func TestProbeDoesNotStopWorker(t *testing.T) {
 		t.Errorf("WorkerRunning while another probe holds a shared lock = %v, %v", running, err)
 	}
 }
+
+// Open makes no directory below one that another user can write: there
+// that user could swap a directory about to be made for a symlink, and
+// root would make the next one wherever it points. It says which
+// directory to make. Below a directory only its owner writes, it makes
+// what is missing, as before.
+func TestOpenMakesNoParentUnderSharedDir(t *testing.T) {
+	root := t.TempDir()
+	shared := filepath.Join(root, "tmp")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(filepath.Join(shared, "missing", "queue"))
+	if err == nil || !strings.Contains(err.Error(), "writable by other users") || !strings.Contains(err.Error(), filepath.Join(shared, "missing")) {
+		t.Fatalf("Open below a shared directory = %v, want a refusal naming the directory to make", err)
+	}
+	if _, err := os.Lstat(filepath.Join(shared, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Open made a directory below a shared one: %v", err)
+	}
+	if _, err := Open(filepath.Join(root, "own", "missing", "queue")); err != nil {
+		t.Fatalf("Open below a private directory: %v", err)
+	}
+}
