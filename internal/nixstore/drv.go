@@ -130,6 +130,12 @@ func parseDrv(r *bufio.Reader, outputsOnly bool) (*Drv, error) {
 	p.expect(",")
 	p.skip() // args
 	p.expect(",[")
+	// A derivation with structured attributes (an env entry "__json")
+	// has its allowSubstitutes in that JSON alone: Nix then reads no
+	// other env entry for it, so one named allowSubstitutes, which sorts
+	// after "__json", must not overrule it.
+	var envAllow, jsonAllow *bool
+	structured := false
 	if p.peek() == ']' {
 		p.next()
 	} else {
@@ -139,16 +145,18 @@ func parseDrv(r *bufio.Reader, outputsOnly bool) (*Drv, error) {
 			p.expect(",")
 			switch k {
 			case "allowSubstitutes":
-				d.AllowSubstitutes = p.strMax(maxDrvSize) == "1"
+				v := p.strMax(maxDrvSize) == "1"
+				envAllow = &v
 			case "__json":
+				structured = true
 				var attrs struct {
 					AllowSubstitutes *bool `json:"allowSubstitutes"`
 				}
 				if js := p.strMax(maxDrvSize); p.err == nil {
 					// A value that is not a boolean is an error for
 					// Nix; here it leaves the default.
-					if json.Unmarshal([]byte(js), &attrs) == nil && attrs.AllowSubstitutes != nil {
-						d.AllowSubstitutes = *attrs.AllowSubstitutes
+					if json.Unmarshal([]byte(js), &attrs) == nil {
+						jsonAllow = attrs.AllowSubstitutes
 					}
 				}
 			default:
@@ -163,6 +171,12 @@ func parseDrv(r *bufio.Reader, outputsOnly bool) (*Drv, error) {
 	p.expect(")")
 	if p.err != nil {
 		return nil, p.err
+	}
+	if structured {
+		envAllow = jsonAllow
+	}
+	if envAllow != nil {
+		d.AllowSubstitutes = *envAllow
 	}
 	return d, nil
 }

@@ -94,6 +94,10 @@ func TestParseDrvAllowSubstitutes(t *testing.T) {
 		{"structured true", `[("__json","{\"allowSubstitutes\":true}")])`, true, ""},
 		{"structured unset", `[("__json","{\"name\":\"x\\ny\"}")])`, true, ""},
 		{"structured not a bool", `[("__json","{\"allowSubstitutes\":\"no\"}")])`, true, ""},
+		// Nix reads structured attributes from __json alone: an env
+		// entry of the same name (env.allowSubstitutes) does not count.
+		{"structured false, env true", `[("__json","{\"allowSubstitutes\":false}"),("allowSubstitutes","1")])`, false, ""},
+		{"structured unset, env false", `[("__json","{}"),("allowSubstitutes","")])`, true, ""},
 		{"a value that looks like the key", `[("x","(\"allowSubstitutes\",\"\")")])`, true, ""},
 		{"truncated env", `[("allowSubstitutes",""`, false, "unexpected EOF"},
 		{"garbage", `{"env":1}`, false, "not a derivation"},
