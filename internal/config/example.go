@@ -44,6 +44,8 @@ const exampleHead = `# hook.conf: which store paths cachix-filter-hook pushes, a
 #     writable by group or others; a sticky directory such as /tmp or
 #     /nix/store only for its own entries, which nobody else can rename;
 #   - queue.dir: owned by the running user, mode 0700, never a symlink.
+#     It is made if missing, with what is missing above it, except below
+#     a directory another user can write (/tmp): make that part yourself.
 # Whatever fails is refused, naming its owner, its mode and the fix.
 #
 # Patterns are globs (` + "`*`, `?`, `[a-z]`, `{a,b}`" + `). A pattern without ` + "`/`" + `
