@@ -168,13 +168,18 @@ func (p *servePool) serve(sp *serveProc) {
 		select {
 		case j := <-p.work:
 			infos, err := sp.c.infos(j.paths)
-			j.answers <- serveAnswer{infos, err}
 			if err != nil {
+				// Named before the walk hears of it: the walk then
+				// closes the pool, whose kill fails the others' questions
+				// too, and close must name this one, not one of those.
 				p.mu.Lock()
 				if p.failed == nil {
 					p.failed = sp
 				}
 				p.mu.Unlock()
+			}
+			j.answers <- serveAnswer{infos, err}
+			if err != nil {
 				return
 			}
 		case <-p.done:
