@@ -2,8 +2,9 @@ package nixstore
 
 import (
 	"os/exec"
-	"syscall"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/procgroup"
 )
 
 // waitDelay bounds how long a Nix command's pipes are waited for once its
@@ -17,11 +18,6 @@ const waitDelay = 5 * time.Second
 // Nix's (or of a wrapper script) that holds cmd's pipes goes with it, so
 // that reading them ends. What escapes the group is left to WaitDelay.
 func inGroup(cmd *exec.Cmd) {
-	cmd.SysProcAttr = procAttr()
-	cmd.Cancel = func() error {
-		// The group's id is the leader's pid, which stays taken until
-		// Wait reaps it; Cancel is never called after that.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		return cmd.Process.Kill()
-	}
+	procgroup.Set(cmd)
+	cmd.Cancel = func() error { return procgroup.Kill(cmd) }
 }

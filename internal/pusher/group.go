@@ -7,10 +7,10 @@ import (
 	"io"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/procgroup"
 )
 
 // waitDelay bounds how long run waits for the output pipe once the
@@ -66,9 +66,9 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	defer pipe.close()
 	cmd.Stdout, cmd.Stderr = end, end
 	cmd.Stdin = nil
-	cmd.SysProcAttr = procAttr()
+	procgroup.Set(cmd)
 	cmd.Cancel = func() error {
-		killGroup(cmd)
+		_ = procgroup.Kill(cmd)
 		return nil
 	}
 	// After a cancel, the kill of the pusher itself (should the group
@@ -93,7 +93,7 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 		// The pusher exited, but something it started kept the
 		// output open: that goes too. The pusher's exit status
 		// still tells whether the upload worked.
-		killGroup(cmd)
+		_ = procgroup.Kill(cmd)
 		pipe.stop()
 		<-copied
 	}
@@ -122,13 +122,4 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 		return fmt.Errorf("%s exited with %s: %s", cmd.Args[0], ee.ProcessState, lastLines(msg, 3))
 	}
 	return fmt.Errorf("running %s: %w", cmd.Args[0], err)
-}
-
-// killGroup SIGKILLs the pusher's process group (its pid, by procAttr).
-func killGroup(cmd *exec.Cmd) {
-	if cmd.Process == nil {
-		return
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	_ = cmd.Process.Kill()
 }
