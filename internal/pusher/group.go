@@ -102,15 +102,17 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	}
 	lines.flush()
 	msg := strings.TrimSpace(tail.String())
+	if err == nil {
+		// It exited 0 before any kill: the upload worked, even if
+		// push_timeout passed while a grandchild held the output.
+		return nil
+	}
 	if ctx.Err() == nil && errors.Is(context.Cause(cctx), errTimedOut) {
 		err := fmt.Errorf("%s timed out after %s (queue.push_timeout); it and its process group were killed", cmd.Args[0], config.HumanDuration(timeout))
 		if msg != "" {
 			err = fmt.Errorf("%w: %s", err, lastLines(msg, 3))
 		}
 		return err
-	}
-	if err == nil {
-		return nil
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s stopped: %w", cmd.Args[0], ctx.Err())

@@ -208,3 +208,25 @@ func TestPushEscapedFloodingGrandchild(t *testing.T) {
 		t.Fatal("Push did not return 20s after the pusher exited (waitDelay 2s): copyTo never looked at stop while every read filled its buffer")
 	}
 }
+
+// TestPushExitedZeroBeforeTimeout: a pusher that exits 0 while a
+// grandchild holds its output is a success, even when push_timeout
+// passes while Push waits for that pipe. Reported as a timeout, the
+// batch was pushed again for nothing.
+func TestPushExitedZeroBeforeTimeout(t *testing.T) {
+	fake(t, 0)
+	gc := filepath.Join(t.TempDir(), "grandchild")
+	t.Setenv(envGrandchild, gc)
+	// Shorter than waitDelay, so that it passes during the wait for
+	// the pipe, and long enough for the fake to have exited by then.
+	timeout := 1500 * time.Millisecond
+	cfg := &config.Config{Cachix: config.Cachix{Bin: exe(t)}, Queue: config.Queue{PushTimeout: timeout}}
+	start := time.Now()
+	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{})
+	t.Logf("Push returned after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	if err != nil {
+		t.Errorf("Push = %v, want success: the pusher exited 0", err)
+	}
+	pid := grandchild(t, gc)
+	eventually.True(t, 30*time.Second, fmt.Sprintf("the grandchild %d to go", pid), func() bool { return !alive(pid) })
+}
