@@ -136,12 +136,20 @@ func runPush(e *env, o *pushOptions) int {
 	facts := e.gatherFactsWith(gather, c, ask)
 	if pin {
 		// A root to pin goes to its cache whatever unsubstitutable and
-		// upstream say (a NixOS system sets allowSubstitutes = false).
+		// upstream say (a NixOS system sets allowSubstitutes = false);
+		// only to a Cachix cache, as the worker decides: a Nix store has
+		// no pins.
 		if facts == nil {
 			facts = map[string]*policy.Facts{}
 		}
+		var cachix []string
+		for _, t := range c.Targets {
+			if t.Store == "" {
+				cachix = append(cachix, t.Name)
+			}
+		}
 		for _, r := range roots {
-			facts[r.String()] = policy.ForPin(facts[r.String()])
+			facts[r.String()] = policy.PinIn(facts[r.String()], cachix)
 		}
 	}
 	factsOf := policy.WithListings(func(s string) *policy.Facts { return facts[s] }, found.Listed)

@@ -24,6 +24,9 @@ type Facts struct {
 	Unreachable map[string]string `json:"unreachable,omitempty"`
 	// Listed are the package lists that name the path (see listed.go).
 	Listed []Listing `json:"listed,omitempty"`
+	// PinnedIn are the targets in which push --pin pins the path (see
+	// PinIn): there, and only there, the rules read it as ForPin says.
+	PinnedIn []string `json:"-"`
 }
 
 // What a derivation says about substituting its outputs.
@@ -127,5 +130,19 @@ func ForPin(f *Facts) *Facts {
 	}
 	g := *f
 	g.Substitutes, g.Upstream, g.Unreachable = "", nil, nil
+	return &g
+}
+
+// PinIn is f for a root that push --pin pins in targets (its Cachix
+// targets): DecideTarget reads it as ForPin says for those targets alone,
+// as the worker does, which applies ForPin only in a target a pin of the
+// root waits in. A Nix store has no pins, so there unsubstitutable and
+// upstream still leave the root out.
+func PinIn(f *Facts, targets []string) *Facts {
+	if f == nil {
+		return nil
+	}
+	g := *f
+	g.PinnedIn = targets
 	return &g
 }

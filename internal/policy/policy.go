@@ -30,6 +30,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -57,6 +58,9 @@ func DecideTarget(t *config.Target, p storepath.Path, f *Facts, cl *Closure) Tar
 	td := byNameOrList(t, p, f)
 	if !td.Selected {
 		return td
+	}
+	if f != nil && slices.Contains(f.PinnedIn, t.Name) {
+		f = ForPin(f)
 	}
 	if f != nil {
 		for _, r := range factRules {
