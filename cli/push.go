@@ -49,6 +49,13 @@ func runPush(e *env, o *pushOptions) int {
 		for sc.Scan() {
 			args = append(args, sc.Text())
 		}
+		// A word too long for the scanner (no path is 64 KiB) or a read
+		// error ends the scan early: the paths after it were never read,
+		// and queueing those before would pass the list for done.
+		if err := sc.Err(); err != nil {
+			e.errorf("push: reading the paths from standard input: %v; nothing queued", err)
+			return 1
+		}
 	}
 	storeDir := storepath.StoreDir()
 	var paths []storepath.Path
