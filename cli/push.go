@@ -170,7 +170,9 @@ func runPush(e *env, o *pushOptions) int {
 			fmt.Fprintln(e.stdout, line)
 		}
 		if pin {
-			sel := hook.SelectWith(c, paths, factsOf)
+			// The selection push plans its pins on, closure rule
+			// included: a root it leaves out is not pinned.
+			sel := hook.SelectFinal(c, paths, factsOf, closures)
 			plan, err := planPins(c, roots, &sel, pushedTo, o.pin.name, keep)
 			if err != nil {
 				e.errorf("push: %v", err)
