@@ -109,7 +109,10 @@ type pinPlan struct {
 // planPins decides, for each root and target, whether the root is pinned
 // there: a Cachix target whose rules select the root (sel), or that the
 // record says has it (pushedTo: in the cache already, so pinned at once).
-func planPins(c *config.Config, roots []storepath.Path, sel *hook.Selection, pushedTo func(string, storepath.Path) bool, tmpl string, keep queue.Keep) (pinPlan, error) {
+// facts and closure are what sel was decided with, so that a root left
+// out is said to be left out by the rule that did (closure_deny,
+// max_nar_size...), not by its patterns, which may select it.
+func planPins(c *config.Config, roots []storepath.Path, sel *hook.Selection, facts func(string) *policy.Facts, closure func(string) *policy.Closure, pushedTo func(string, storepath.Path) bool, tmpl string, keep queue.Keep) (pinPlan, error) {
 	var plan pinPlan
 	cachix := 0
 	for _, t := range c.Targets {
@@ -134,7 +137,12 @@ func planPins(c *config.Config, roots []storepath.Path, sel *hook.Selection, pus
 			case t.Store != "":
 				plan.lines = append(plan.lines, fmt.Sprintf("not pinned in %s: it is a Nix store (%s), which has no pins", t.Name, config.RedactURI(t.Store)))
 			case !selected[t.Name+"\x00"+r.String()] && !(pushedTo(t.Name, r) && policy.ByName(t, r).Selected):
-				plan.lines = append(plan.lines, fmt.Sprintf("not pinned in %s: its rules leave %s out (%s)", t.Name, r, policy.ByName(t, r).Rule))
+				var cl *policy.Closure
+				if closure != nil {
+					cl = closure(r.String())
+				}
+				why := policy.DecideTarget(t, r, facts(r.String()), cl).Rule
+				plan.lines = append(plan.lines, fmt.Sprintf("not pinned in %s: its rules leave %s out (%s)", t.Name, r, why))
 			default:
 				name := expandPin(tmpl, c.Host, t.Name)
 				if !validPinName(name) {

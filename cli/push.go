@@ -173,7 +173,7 @@ func runPush(e *env, o *pushOptions) int {
 			// The selection push plans its pins on, closure rule
 			// included: a root it leaves out is not pinned.
 			sel := hook.SelectFinal(c, paths, factsOf, closures)
-			plan, err := planPins(c, roots, &sel, pushedTo, o.pin.name, keep)
+			plan, err := planPins(c, roots, &sel, factsOf, closures, pushedTo, o.pin.name, keep)
 			if err != nil {
 				e.errorf("push: %v", err)
 				return 1
@@ -190,7 +190,7 @@ func runPush(e *env, o *pushOptions) int {
 	if pin {
 		// Before the record leaves out what was pushed: a root pushed
 		// before is pinned at once.
-		if plan, err = planPins(c, roots, &sel, pushedTo, o.pin.name, keep); err != nil {
+		if plan, err = planPins(c, roots, &sel, factsOf, closures, pushedTo, o.pin.name, keep); err != nil {
 			e.errorf("push: %v", err)
 			return 1
 		}
