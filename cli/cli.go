@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -198,8 +199,39 @@ with DRV_PATH and OUT_PATHS set. By hand, name a command:
 `)
 }
 
+// errorf says a message on stderr. Its control characters are escaped:
+// a message may hold an argument, or where a symlink someone else made
+// leads, and on a terminal an escape sequence there could retitle it,
+// clear it or forge a line.
 func (e *env) errorf(format string, args ...any) {
-	fmt.Fprintf(e.stderr, "cachix-filter-hook: "+format+"\n", args...)
+	fmt.Fprintf(e.stderr, "cachix-filter-hook: %s\n", escapeControls(fmt.Sprintf(format, args...)))
+}
+
+// escapeControls writes the control characters of s as \xNN (C0 but tab
+// and newline, which messages use, and DEL) or \u00NN (C1), as the
+// pusher's output is escaped.
+func escapeControls(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case !isControl(r):
+			b.WriteString(s[:size]) // as it is, invalid UTF-8 too
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		s = s[size:]
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f
 }
 
 // load loads the configuration and prints its warnings.
