@@ -15,8 +15,8 @@ import (
 // so that it asks about a listed path as about one a pattern selects.
 //
 // With verify, Nix is asked for the lists' closures (one call; the
-// Gatherer keeps the infos), so that explain and push --dry-run say what
-// the worker will: a path a list names only as text is not pushed.
+// Gatherer keeps the infos), so that explain, push and push --dry-run say
+// what the worker will: a path a list names only as text is not pushed.
 func (e *env) findLists(g *pathfacts.Gatherer, paths []storepath.Path, expand, verify bool) (pkglist.Found, bool) {
 	found := pkglist.Find(paths, expand)
 	for _, err := range found.Bad {

@@ -100,8 +100,11 @@ func runPush(e *env, o *pushOptions) int {
 		}
 	}
 	// A package list stands for what it names, as in the hook; a
-	// closure holds what its lists depend on already.
-	found, ok := e.findLists(gather, paths, !o.closure, o.dryRun)
+	// closure holds what its lists depend on already. Whether a list
+	// depends on what it names is asked of Nix, for push as for
+	// --dry-run: a path it names only as text is not queued, as the
+	// worker would only drop it.
+	found, ok := e.findLists(gather, paths, !o.closure, true)
 	if !ok {
 		status = 1
 	}
