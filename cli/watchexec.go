@@ -84,10 +84,11 @@ func runWatchExec(e *env, o *watchOptions) int {
 		return status
 	}
 	// A package list built meanwhile stands for what it names, as in
-	// the hook; the closure rule's verdict before queueing, as push
-	// applies it.
+	// the hook, and, as push does, Nix is asked whether it depends on
+	// each (a path it names only as text is not queued); the closure
+	// rule's verdict before queueing, as push applies it.
 	gather := pathfacts.New(c)
-	lists, _ := e.findLists(gather, paths, true, false)
+	lists, _ := e.findLists(gather, paths, true, true)
 	paths = lists.Paths
 	closures := e.closureFacts(c, gather, paths)
 	facts := e.gatherFactsWith(gather, c, paths)

@@ -352,6 +352,36 @@ func TestListWatchExec(t *testing.T) {
 	}
 }
 
+// watch-exec, as push, asks Nix for the closure of a list built while
+// the command ran: a path the list names only as text is not queued
+// (before, it was queued and then dropped by the worker, while
+// watch-exec's line counted it as queued).
+func TestListWatchExecTextOnly(t *testing.T) {
+	e := NewEnv(t, pkConf)
+	salt := nixtest.Salt()
+	_, victims := nixtest.Build(t, nixtest.Drv(salt, "wx-victim-1.0", nil))
+	victim := victims[0]
+	file := nixtest.WriteExpr(t, e.Dir, pkExpr(salt, fmt.Sprintf(`
+  textonly = handmade "cachix-packages-wxt" "printf '%%s\n' '%s' '%s' $openc910 > $out";`,
+		"cachix-filter-hook package list 1", victim)))
+	p := pkPaths(t, file, "openc910")
+	out, errOut := ruRun(t, e, 0, "watch-exec", "--wait", "--timeout", "90s", "--", "nix-build", file, "-A", "textonly", "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", "")
+	// Five new paths; of the list's two, openc910 alone is queued (the
+	// victim is not new, and is named in the list alone).
+	if !strings.Contains(errOut, "queued 1 of 5 paths for mycache (2 listed in cachix-packages-wxt;") {
+		t.Errorf("watch-exec's line:\n%s%s", out, errOut)
+	}
+	if !CachePaths(t, filepath.Join(e.Dir, "cache"))[p["openc910"]] {
+		t.Errorf("openc910 did not go up:\n%s%s\nworker log:\n%s", out, errOut, e.Log())
+	}
+	if CachePaths(t, filepath.Join(e.Dir, "cache"))[victim] {
+		t.Errorf("the victim, named only as text, was pushed")
+	}
+	if d := ruDropped(t, e, victim); len(d) != 0 {
+		t.Errorf("the victim was queued (and dropped by the worker): %v", d)
+	}
+}
+
 // What cachixPackages takes and refuses, at evaluation: a package, its
 // other outputs (pkg.dev, pkg.all), a store path string with its
 // context; not a store path as text (the list would not depend on it),
