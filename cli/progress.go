@@ -65,10 +65,15 @@ type progress struct {
 	lastText string
 }
 
-func newProgress(e *env, dir string, targets []string, quiet bool) *progress {
+// newProgress follows the history from follow, or from its end now when
+// follow is nil.
+func newProgress(e *env, dir string, targets []string, quiet bool, follow *history.Follower) *progress {
+	if follow == nil {
+		follow = history.Follow(dir)
+	}
 	return &progress{
 		w: e.stderr, tty: isTerminal(e.stderr), quiet: quiet, start: time.Now(),
-		follow: history.Follow(dir), targets: targets, columns: columns(e.stderr),
+		follow: follow, targets: targets, columns: columns(e.stderr),
 		pushed: map[string]int{}, lastPush: map[string]time.Time{}, upstream: map[string]int{}, failed: map[string]history.Record{},
 	}
 }

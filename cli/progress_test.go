@@ -24,7 +24,7 @@ func TestProgressSummary(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	e := &env{ctx: context.Background(), stderr: &stderr}
-	p := newProgress(e, dir, []string{"main"}, false)
+	p := newProgress(e, dir, []string{"main"}, false, nil)
 	if err := history.Append(dir, history.MaxSize, []history.Record{
 		rec("a-1", history.Pushed, ""), rec("b-1", history.Pushed, ""),
 		rec("c-1", history.Upstream, "in https://cache.nixos.org"),
@@ -89,7 +89,7 @@ func TestProgressLastFrame(t *testing.T) {
 	dir := t.TempDir()
 	var stderr bytes.Buffer
 	e := &env{ctx: context.Background(), stderr: &stderr}
-	p := newProgress(e, dir, []string{"work"}, false)
+	p := newProgress(e, dir, []string{"work"}, false, nil)
 	pending := 4
 	p.count = func() map[string]*counts { return map[string]*counts{"work": {pending: pending}} }
 	p.draw(time.Now(), p.count())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
@@ -221,6 +222,12 @@ func runPush(e *env, o *pushOptions) int {
 		sel.Pairs[i].Within = within[s]
 	}
 	start := time.Now()
+	var follow *history.Follower
+	if o.wait {
+		// From before queueing: the worker, started above, may push
+		// the pairs before the wait begins.
+		follow = history.Follow(c.Queue.Dir)
+	}
 	if len(sel.Pairs) > 0 {
 		// The record was read above (pushedTo): Enqueue need not
 		// read it again.
@@ -244,7 +251,7 @@ func runPush(e *env, o *pushOptions) int {
 	if o.wait {
 		// An error of the command (a PATH that is not in the store)
 		// says more than the fate of the others.
-		if code := e.waitPushed(c, sel.Pairs, pinKeys(plan.pins), start, o.timeout, o.quiet).exitCode(o.failOnDrop); status == 0 {
+		if code := e.waitPushed(c, sel.Pairs, pinKeys(plan.pins), start, follow, o.timeout, o.quiet).exitCode(o.failOnDrop); status == 0 {
 			return code
 		}
 	}
@@ -324,7 +331,7 @@ func withinRoots(g *pathfacts.Gatherer, roots, paths []storepath.Path, closure b
 
 // waitPushed waits until the pairs push or watch-exec queued have left the
 // queue (see waitQueue), at most timeout.
-func (e *env) waitPushed(c *config.Config, pairs []queue.Pair, pins []string, since time.Time, timeout time.Duration, quiet bool) waitResult {
+func (e *env) waitPushed(c *config.Config, pairs []queue.Pair, pins []string, since time.Time, follow *history.Follower, timeout time.Duration, quiet bool) waitResult {
 	q, err := queue.Open(c.Queue.Dir)
 	if err != nil {
 		e.errorf("%v", err)
@@ -333,7 +340,7 @@ func (e *env) waitPushed(c *config.Config, pairs []queue.Pair, pins []string, si
 	if pairs == nil {
 		pairs = []queue.Pair{} // pins only: not the whole queue
 	}
-	return e.waitQueue(c, q, waitSpec{pairs: pairs, pins: pins, since: since, timeout: timeout, quiet: quiet})
+	return e.waitQueue(c, q, waitSpec{pairs: pairs, pins: pins, since: since, follow: follow, timeout: timeout, quiet: quiet})
 }
 
 // pushedTo tells whether a path went to a target before: recorded itself,

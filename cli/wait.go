@@ -49,6 +49,10 @@ type waitSpec struct {
 	since   time.Time
 	timeout time.Duration // 0: no limit
 	quiet   bool
+	// follow, when set, reads the history from before the pairs were
+	// queued: a worker already running can push them before the wait
+	// begins, and the summary must count them.
+	follow *history.Follower
 	// giveUpFailing ends the wait once every entry left has failed and
 	// only waits for its back-off: nothing changes until it ends, and a
 	// target that keeps failing would hold the caller forever.
@@ -139,7 +143,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			wantKeys[queue.Key(p.Target, p.Path)] = true
 		}
 	}
-	prog := newProgress(e, q.Dir, targets, spec.quiet)
+	prog := newProgress(e, q.Dir, targets, spec.quiet, spec.follow)
 	if !spec.since.IsZero() {
 		prog.start = spec.since
 	}

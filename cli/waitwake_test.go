@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -95,5 +97,34 @@ func TestWaitGivesUpOnFailedBatch(t *testing.T) {
 	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: 5 * time.Second, poll: 50 * time.Millisecond, quiet: true})
 	if r.end != waitFailing {
 		t.Errorf("wait ended %v, want it to give up on the failed batch:\n%s", r.end, out)
+	}
+}
+
+// What a running worker pushed between push queueing the pairs and its
+// wait beginning is counted: the wait reads the history from where push
+// stood before queueing. Followed from its end when the wait began, the
+// summary said nothing was pushed.
+func TestWaitCountsWhatWasPushedBeforeItBegan(t *testing.T) {
+	a := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "hello-1")
+	pairs := []queue.Pair{{Target: "main", Path: a}}
+	q, file := mainQueue(t)
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	defer lock.Unlock()
+	e, c, out := loadedEnv(t, file)
+	since := time.Now()
+	follow := history.Follow(q.Dir)
+	// Queued, pushed and removed by the worker, all before the wait.
+	if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: a.String(), Outcome: history.Pushed}}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.waitPushed(c, pairs, nil, since, follow, 30*time.Second, false)
+	if r.end != waitDone {
+		t.Fatalf("wait ended %v:\n%s", r.end, out)
+	}
+	if !strings.Contains(out.String(), "pushed 1 path to main") {
+		t.Errorf("the summary does not count the path pushed before the wait began:\n%s", out)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
@@ -95,6 +96,12 @@ func runWatchExec(e *env, o *watchOptions) int {
 	sel := hook.SelectFinal(c, paths, policy.WithListings(func(s string) *policy.Facts { return facts[s] }, lists.Listed), closures)
 	sel.UseLists(lists)
 	start := time.Now()
+	var follow *history.Follower
+	if o.wait {
+		// From before queueing: a running worker may push the pairs
+		// before the wait begins.
+		follow = history.Follow(c.Queue.Dir)
+	}
 	if len(sel.Pairs) > 0 {
 		if err := hook.Enqueue(c, &sel, false); err != nil {
 			e.errorf("%v", err)
@@ -108,7 +115,7 @@ func runWatchExec(e *env, o *watchOptions) int {
 		return status
 	}
 	if o.wait {
-		e.waitPushed(c, sel.Pairs, nil, start, o.timeout, o.quiet)
+		e.waitPushed(c, sel.Pairs, nil, start, follow, o.timeout, o.quiet)
 	}
 	return status
 }
