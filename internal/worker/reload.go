@@ -119,8 +119,8 @@ func (w *Worker) setConfig(cfg *config.Config) {
 	w.facts = &factState{gather: pathfacts.NewWith(cfg, session), nix: session}
 	// Targets may have come or gone: say again which are unknown.
 	w.orphans = map[string]bool{}
-	// A target's name may now stand for another destination, whose
-	// record of pushed paths is another file.
+	// A destination the configuration no longer names need not stay
+	// open; the records are kept by destination (see remember).
 	w.closeRecords()
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -286,5 +287,64 @@ func TestReloadPrepareRejects(t *testing.T) {
 	w.checkConfig(time.Now(), false)
 	if w.cfg == old || committed != 1 {
 		t.Errorf("a good config: replaced %v, committed %d", w.cfg != old, committed)
+	}
+}
+
+// A reload that points a target at another cache while a push to the old
+// one runs: that push is recorded for the old cache, and every push after
+// it for the new one. The record decides what the hook leaves out, so a
+// path recorded for a cache it never reached would never go there.
+func TestReloadRecordsFollowTheDestination(t *testing.T) {
+	fakeStore(t)
+	oldT, newT := mkTarget(t, "main", []string{"*"}, nil), mkTarget(t, "main", []string{"*"}, nil)
+	oldT.Cache, newT.Cache = "cache-a", "cache-b"
+	e := newEnv(t, oldT)
+	e.cfg.Queue.RememberPushed = time.Hour
+	newCfg := mkConfig(e.q.Dir, newT)
+	newCfg.Queue.RememberPushed = time.Hour
+	file := filepath.Join(t.TempDir(), "hook.conf")
+	writeConf(t, file, "a")
+	g := &gatedPusher{started: make(chan []string, 4), release: make(chan struct{})}
+	w := e.worker(nil)
+	w.newPusher = func(*config.Config, *config.Target) pusher.Pusher { return g }
+	w.setConfig(e.cfg)
+	w.WatchConfig(Watch{Flag: file, Loaded: TakeFingerprint(file), Load: func() (*config.Config, error) { return newCfg, nil }})
+	before, after := build(t, "before-1")[0], build(t, "after-1")[0]
+	e.add(t, "main", before)
+	defer runService(t, w)()
+	select {
+	case <-g.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push of the first path")
+	}
+	writeConf(t, file, "b")
+	waitFor(t, "the reload", func() bool { return strings.Contains(e.log.String(), "reloaded") }, e.log)
+	g.release <- struct{}{}
+	waitFor(t, "the first path to leave the queue", func() bool { n, _ := e.q.Names(); return len(n) == 0 }, e.log)
+	e.add(t, "main", after)
+	select {
+	case <-g.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push of the second path")
+	}
+	g.release <- struct{}{}
+	waitFor(t, "the second path to leave the queue", func() bool { n, _ := e.q.Names(); return len(n) == 0 }, e.log)
+
+	has := func(tg *config.Target, p storepath.Path) bool {
+		rec, err := pushed.OpenRead(e.q.Dir, tg.RecordKey(), time.Hour)
+		if err != nil || rec == nil {
+			return false
+		}
+		defer rec.Close()
+		return rec.Has(hashOf(t, p), time.Now())
+	}
+	if !has(oldT, before) {
+		t.Error("the push to cache-a is not recorded for cache-a")
+	}
+	if has(oldT, after) {
+		t.Error("the push to cache-b after the reload is recorded for cache-a, which never got it")
+	}
+	if !has(newT, after) {
+		t.Error("the push to cache-b after the reload is not recorded for cache-b")
 	}
 }

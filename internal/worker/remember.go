@@ -20,7 +20,12 @@ func (w *Worker) remember(log *logrus.Entry, t *config.Target, sent []*queue.Ent
 	if w.cfg.Queue.RememberPushed <= 0 {
 		return
 	}
-	rec := w.records[t.Name]
+	// By destination, not by target name: a push that started before a
+	// reload pointed the target elsewhere ends after it, and must neither
+	// be recorded for the new destination nor leave its record where the
+	// pushes to the new one would find it.
+	key := t.RecordKey()
+	rec := w.records[key]
 	if rec != nil && rec.Replaced() {
 		rec.Close()
 		rec = nil
@@ -31,7 +36,7 @@ func (w *Worker) remember(log *logrus.Entry, t *config.Target, sent []*queue.Ent
 			log.WithError(err).Warn("cannot record pushed paths; they will be pushed again when queued again")
 			return
 		}
-		w.records[t.Name] = rec
+		w.records[key] = rec
 	}
 	hashes := make([]pushed.Hash, 0, len(sent))
 	for _, e := range sent {
@@ -50,8 +55,8 @@ func (w *Worker) remember(log *logrus.Entry, t *config.Target, sent []*queue.Ent
 
 // closeRecords closes the records the worker opened.
 func (w *Worker) closeRecords() {
-	for name, r := range w.records {
+	for key, r := range w.records {
 		r.Close()
-		delete(w.records, name)
+		delete(w.records, key)
 	}
 }

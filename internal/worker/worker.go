@@ -56,7 +56,8 @@ type Worker struct {
 	unreadable map[string]bool
 	// argBudget bounds the bytes of paths in one pusher call.
 	argBudget int
-	// records of what was pushed, by target name (see remember).
+	// records of what was pushed, by destination (Target.RecordKey; see
+	// remember).
 	records map[string]*pushed.Record
 	// watch follows the configuration file (see reload.go); nil keeps
 	// the configuration the worker got.
