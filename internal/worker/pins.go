@@ -48,6 +48,7 @@ func (w *Worker) scanPins() {
 			}
 			continue
 		}
+		w.adoptPin(p, time.Now())
 		w.pins[n] = p
 	}
 	for n := range w.pins {
@@ -55,6 +56,18 @@ func (w *Worker) scanPins() {
 			delete(w.pins, n)
 		}
 	}
+}
+
+// adoptPin puts a pin read from disk on the worker's clock, as adopt does
+// an entry: its back-off is a wall-clock time, maybe written before the
+// clock was stepped back, so one that reaches further than
+// queue.retry_max is cut to it. now carries the monotonic reading, which
+// the pin's next attempt then carries too: no later step moves it.
+func (w *Worker) adoptPin(p *queue.Pin, now time.Time) {
+	if p.NextAttempt.IsZero() {
+		return
+	}
+	p.NextAttempt = now.Add(min(max(p.NextAttempt.Sub(now), 0), w.cfg.Queue.RetryMax))
 }
 
 // pinList returns the pins known, for the metrics.

@@ -254,3 +254,40 @@ func TestMetricsConfigError(t *testing.T) {
 		t.Errorf("metrics after a config error:\n%s", data)
 	}
 }
+
+// A pin's back-off written a day ahead (the clock went back after its
+// call failed) waits no longer than queue.retry_max, as an entry's does.
+func TestRunFuturePinBackoffCutToRetryMax(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.RetryInitial = 50 * time.Millisecond
+	e.cfg.Queue.RetryMax = 200 * time.Millisecond
+	root := build(t, "root-1")[0]
+	e.pin(t, "main", root, "r", queue.Keep{})
+	pins, _, err := e.q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	pins[0].Attempts, pins[0].NextAttempt = 1, time.Now().Add(24*time.Hour)
+	if err := e.q.UpdatePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	defer runService(t, e.pinWorker(c))()
+	waitFor(t, "the pin to be made", func() bool { return len(c.list()) == 1 }, e.log)
+}
+
+// A reloaded configuration with a shorter queue.retry_max cuts a failed
+// pin's back-off, as it does an entry's.
+func TestCapBackoffsCutsPins(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	w := e.worker(nil)
+	now := time.Now()
+	p := &queue.Pin{Target: "main", Path: build(t, "root-1")[0].String(), Name: "r", Attempts: 3, NextAttempt: now.Add(time.Hour)}
+	w.pins[p.Key()] = p
+	w.capBackoffs(now, time.Second)
+	if p.NextAttempt.After(now.Add(time.Second)) {
+		t.Errorf("the pin's back-off ends in %v, want at most the new retry_max (1s)", p.NextAttempt.Sub(now))
+	}
+}

@@ -420,13 +420,19 @@ func (w *Worker) retryNow() {
 	w.log.WithField("entries", n).Info("retry requested: failing entries are due now")
 }
 
-// capBackoffs cuts back-offs that end later than retry max from now (a
-// reloaded configuration with a shorter queue.retry_max).
+// capBackoffs cuts back-offs, of entries and of pins, that end later than
+// retry max from now (a reloaded configuration with a shorter
+// queue.retry_max).
 func (w *Worker) capBackoffs(now time.Time, retryMax time.Duration) {
 	limit := w.mono(now.Add(retryMax))
 	for _, s := range w.idx.slots {
 		if s.next > limit {
 			s.next = limit
+		}
+	}
+	for _, p := range w.pins {
+		if p.NextAttempt.After(now.Add(retryMax)) {
+			p.NextAttempt = now.Add(retryMax)
 		}
 	}
 }
