@@ -36,8 +36,9 @@ type result struct {
 	// undecided could not be decided now (a Nix query failed): each is
 	// backed off on its own, with why.
 	undecided map[*queue.Entry]error
-	// cut: the worker is stopping; nothing about the entries changed.
-	cut bool
+	// cut: the worker is stopping, or (reloaded) its configuration
+	// changed before the push; nothing about the entries changed.
+	cut, reloaded bool
 
 	query, took time.Duration // the Nix queries, the pusher call
 	// waited is how long the newest entry sent waited for the pusher
@@ -92,6 +93,15 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 	}
 	args := roots(send, refs)
 	j.facts.mu.Unlock()
+	if j.live != nil && j.live.Load() != j.cfg {
+		// The configuration was reloaded while the batch was decided
+		// (its facts can take a while, and wait for another job's):
+		// the new rules may deny what the old ones send, or select what
+		// they drop. Nothing is pushed or dropped; the next round
+		// decides the entries again with the rules in use.
+		r.cut, r.reloaded = true, true
+		return r
+	}
 	if len(send) == 0 {
 		return r
 	}

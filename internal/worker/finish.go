@@ -32,6 +32,10 @@ func (w *Worker) finish(res *result) {
 		w.state.upstreams(w.q.Dir, res.upstreams.Asked, res.upstreams.Slow, time.Now())
 	}
 	if res.cut {
+		if res.reloaded {
+			w.log.WithFields(logrus.Fields{"target": name, "paths": len(j.entries)}).
+				Info("the configuration changed while the batch was decided: it is decided again with the new one")
+		}
 		return
 	}
 	log := w.log.WithField("target", name)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
@@ -38,7 +39,9 @@ const failedTwice = 2
 // job is one batch being pushed, with what it needs taken at its start,
 // so that a reload of the configuration meanwhile does not change it.
 type job struct {
-	cfg     *config.Config
+	cfg *config.Config
+	// live is the worker's configuration as it is now (Worker.live).
+	live    *atomic.Pointer[config.Config]
 	target  *config.Target
 	pusher  pusher.Pusher
 	facts   *factState
@@ -334,7 +337,7 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 		}
 		bySrc[p.s.src] = append(bySrc[p.s.src], p.key)
 	}
-	j := &job{cfg: w.cfg, target: t, pusher: w.pushers[t.Name], facts: w.facts, tail: tail, gen: x.gen, pinned: w.pinnedRoots(t.Name),
+	j := &job{cfg: w.cfg, live: &w.live, target: t, pusher: w.pushers[t.Name], facts: w.facts, tail: tail, gen: x.gen, pinned: w.pinnedRoots(t.Name),
 		entries: make([]*queue.Entry, 0, len(keys))}
 	take := func(e *queue.Entry) {
 		s := want[e.Key()]

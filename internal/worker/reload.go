@@ -107,6 +107,7 @@ func (w *Worker) WatchConfig(wt Watch) {
 // it is built again, what the worker knows of the queue stays.
 func (w *Worker) setConfig(cfg *config.Config) {
 	w.cfg = cfg
+	w.live.Store(cfg)
 	w.nix = nixstore.Nix{BinDir: cfg.Nix.BinDir}
 	w.pushers = map[string]pusher.Pusher{}
 	for _, t := range cfg.Targets {

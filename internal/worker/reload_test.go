@@ -348,3 +348,39 @@ func TestReloadRecordsFollowTheDestination(t *testing.T) {
 		t.Error("the push to cache-b after the reload is not recorded for cache-b")
 	}
 }
+
+// A deny rule that arrives while a batch is being prepared (its facts
+// asked, another target's query ahead of it) holds for that batch: a path
+// the new rules deny is not uploaded by the rules the batch started with.
+func TestReloadDenyWhileBatchPrepared(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	newCfg := mkConfig(e.q.Dir, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+	newCfg.Nix.BinDir = fakeNixStore(t)
+	file := filepath.Join(t.TempDir(), "hook.conf")
+	writeConf(t, file, "a")
+	f := &fakePusher{}
+	w := e.worker(nil)
+	w.newPusher = func(*config.Config, *config.Target) pusher.Pusher { return f }
+	w.setConfig(e.cfg)
+	w.WatchConfig(Watch{Flag: file, Loaded: TakeFingerprint(file), Load: func() (*config.Config, error) { return newCfg, nil }})
+	secret := build(t, "secret-1")[0]
+	e.add(t, "main", secret)
+	// Another job's query holds the facts: the batch waits for them
+	// after it started.
+	held := w.facts
+	held.mu.Lock()
+	n := rounds(w)
+	defer runService(t, w)()
+	waitRound(t, n, e.log)
+	writeConf(t, file, "b")
+	waitFor(t, "the reload", func() bool { return strings.Contains(e.log.String(), "reloaded") }, e.log)
+	held.mu.Unlock()
+	waitFor(t, "the entry to leave the queue", func() bool { names, _ := e.q.Names(); return len(names) == 0 }, e.log)
+	if calls, _ := f.Calls(); len(calls) != 0 {
+		t.Errorf("pusher calls = %q: a path the reloaded rules deny was uploaded", calls)
+	}
+	if d, ok := e.q.Dropped(queue.Key("main", secret), time.Now().Add(-time.Hour)); !ok || !strings.Contains(d.Reason, `deny "secret-*"`) {
+		t.Errorf("the denied path was not dropped by the new rule (%v): %+v", ok, d)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -43,7 +44,10 @@ const pollInterval = 100 * time.Millisecond
 
 // Worker drains one queue.
 type Worker struct {
-	cfg     *config.Config
+	cfg *config.Config
+	// live is cfg, for the jobs' goroutines: a job whose configuration
+	// is no longer it by the time it would push is decided again.
+	live    atomic.Pointer[config.Config]
 	q       *queue.Queue
 	log     *logrus.Logger
 	nix     nixstore.Nix
