@@ -216,8 +216,8 @@ func (w *Worker) plan(now time.Time) round {
 
 // picker gathers a target's due entries as plan finds them, keeping what
 // nextBatch chooses from: the queue.batch oldest of those that failed
-// less than twice (in a heap, newest on top), and the group that failed
-// least often among the others.
+// less than twice (in a heap, newest on top), and the queue.batch oldest
+// of the group that failed least often among the others.
 type picker struct {
 	size  int
 	tail  bool   // beside a running push: only what arrived after
@@ -243,22 +243,31 @@ func older(a, b pick) bool { return comparePicks(a, b) < 0 }
 func (pk *picker) add(p pick) {
 	switch {
 	case p.s.attempts < failedTwice:
-		// A heap only once full: a backlog that fits in one batch (the
-		// usual case) is taken whole and sorted once by nextBatch.
-		if len(pk.fresh) < pk.size {
-			pk.fresh = append(pk.fresh, p)
-			if len(pk.fresh) == pk.size {
-				heap.Init((*newestOnTop)(&pk.fresh))
-			}
-		} else if len(pk.fresh) > 0 && older(p, pk.fresh[0]) {
-			pk.fresh[0] = p
-			heap.Fix((*newestOnTop)(&pk.fresh), 0)
-		}
+		(*newestOnTop)(&pk.fresh).keep(p, pk.size)
 	case pk.least == 0 || p.s.attempts < pk.least:
 		pk.least = p.s.attempts
 		pk.failing = append(pk.failing[:0], p)
 	case p.s.attempts == pk.least:
-		pk.failing = append(pk.failing, p)
+		// The oldest queue.batch of the group too: entries of many
+		// failed batches (a backlog while the cache was down) reach
+		// the same count, and halving all of them made one call far
+		// larger than queue.batch, from a group as large as the backlog.
+		(*newestOnTop)(&pk.failing).keep(p, pk.size)
+	}
+}
+
+// keep adds p to the picks if they are fewer than size, or in place of
+// the newest if p is older. A heap only once full: a backlog that fits in
+// one batch (the usual case) is taken whole and sorted once by nextBatch.
+func (h *newestOnTop) keep(p pick, size int) {
+	if len(*h) < size {
+		*h = append(*h, p)
+		if len(*h) == size {
+			heap.Init(h)
+		}
+	} else if len(*h) > 0 && older(p, (*h)[0]) {
+		(*h)[0] = p
+		heap.Fix(h, 0)
 	}
 }
 

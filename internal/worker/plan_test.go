@@ -354,3 +354,26 @@ func TestPlanTakesTheScansBulkFile(t *testing.T) {
 		}
 	}
 }
+
+// Entries that failed twice, from many batches (a backlog while the cache
+// was down), go in halves of at most queue.batch, oldest first: never a
+// call larger than queue.batch, nor a group that grows with the backlog.
+func TestPlanFailingGroupBoundedByBatch(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.Batch = 4
+	now := time.Now()
+	var live []*queue.Entry
+	for i := 0; i < 40; i++ {
+		x := ent("main", fmt.Sprintf("f%03d", i), now.Add(-time.Hour+time.Duration(i)*time.Second))
+		x.Attempts, x.NextAttempt = 2, now.Add(-time.Second)
+		live = append(live, x)
+	}
+	e.put(t, live...)
+	w := e.worker(nil)
+	w.scan(now)
+	r := w.plan(now)
+	if got := jobNames(r.jobs); !slices.Equal(got, []string{"main:f000,f001"}) {
+		t.Errorf("batches = %q, want half of the queue.batch (4) oldest", got)
+	}
+}
