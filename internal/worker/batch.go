@@ -33,8 +33,8 @@ type result struct {
 	// failed were sent and the push failed: backed off together.
 	failed []*queue.Entry
 	err    error
-	// undecided could not be decided now (a Nix query failed): each is
-	// backed off on its own, with why.
+	// undecided could not be decided now (a Nix query failed): backed
+	// off together, each with why.
 	undecided map[*queue.Entry]error
 	// cut: the worker is stopping, or (reloaded) its configuration
 	// changed before the push; nothing about the entries changed.

@@ -71,12 +71,21 @@ func (w *Worker) finish(res *result) {
 		}
 		ch.Updated = append(ch.Updated, res.failed...)
 	}
-	for e, err := range res.undecided {
-		e.Attempts++
-		e.LastAttempt, e.LastError = now, truncate(err.Error(), 1000)
-		e.NextAttempt = now.Add(Backoff(e.Attempts, j.cfg.Queue.RetryInitial, j.cfg.Queue.RetryMax))
-		ch.Updated = append(ch.Updated, e)
-		log.WithError(err).WithField("path", e.Path).Error("not pushed")
+	if len(res.undecided) > 0 {
+		// One back-off for them too, as for a failed push: each with a
+		// jitter of its own, a batch Nix could not decide came back as
+		// many small ones, each a query and a pusher call.
+		attempts := 0
+		for e := range res.undecided {
+			attempts = max(attempts, e.Attempts+1)
+		}
+		next := now.Add(Backoff(attempts, j.cfg.Queue.RetryInitial, j.cfg.Queue.RetryMax))
+		for e, err := range res.undecided {
+			e.Attempts++
+			e.LastAttempt, e.LastError, e.NextAttempt = now, truncate(err.Error(), 1000), next
+			ch.Updated = append(ch.Updated, e)
+			log.WithError(err).WithField("path", e.Path).Error("not pushed")
+		}
 	}
 	// Bulk files all of whose entries leave now go without being read.
 	leaving := map[uint32]int{}

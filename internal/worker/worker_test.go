@@ -993,3 +993,35 @@ func TestRunSpawnedLingerWokenByQueue(t *testing.T) {
 		t.Errorf("%d rounds in 300 ms of lingering with looks an hour apart", r)
 	}
 }
+
+// A batch Nix cannot decide (its closures cannot be asked: the rules
+// could deny a dependency) backs off as a batch, as a failed push does,
+// so that it is tried again as one batch, not scattered by per-entry
+// jitter into many small ones.
+func TestRunUndecidedBatchBacksOffTogether(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+	e.cfg.Nix.BinDir = t.TempDir() // no nix-store: every query fails
+	var names []string
+	for i := range 20 {
+		names = append(names, fmt.Sprintf("p%02d-1", i))
+	}
+	e.add(t, "main", build(t, names...)...)
+	f := &fakePusher{}
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); !errors.Is(err, ErrLeft) {
+		t.Fatalf("Run(Once) = %v, want ErrLeft", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 0 {
+		t.Fatalf("pushed blind: %q", calls)
+	}
+	next := map[int64]int{}
+	for _, x := range e.entries(t) {
+		if x.Attempts != 1 || x.LastError == "" {
+			t.Errorf("%s: attempts %d, error %q, want 1 and why", x.Path, x.Attempts, x.LastError)
+		}
+		next[x.NextAttempt.UnixNano()]++
+	}
+	if len(next) != 1 {
+		t.Errorf("the batch's 20 entries got %d different next attempts, want one for the batch", len(next))
+	}
+}
