@@ -71,6 +71,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 		reason, kind, upstream, err := j.decide(e, cl, ls, facts, r.notes)
 		if err != nil {
 			r.undecided[e] = fmt.Errorf("not pushed: %w", err)
+			r.notes.add(logrus.ErrorLevel, "not pushed", "error", err.Error(), e.Path)
 			continue
 		}
 		switch {

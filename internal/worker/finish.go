@@ -84,7 +84,6 @@ func (w *Worker) finish(res *result) {
 			e.Attempts++
 			e.LastAttempt, e.LastError, e.NextAttempt = now, truncate(err.Error(), 1000), next
 			ch.Updated = append(ch.Updated, e)
-			log.WithError(err).WithField("path", e.Path).Error("not pushed")
 		}
 	}
 	// Bulk files all of whose entries leave now go without being read.

@@ -1025,3 +1025,31 @@ func TestRunUndecidedBatchBacksOffTogether(t *testing.T) {
 		t.Errorf("the batch's 20 entries got %d different next attempts, want one for the batch", len(next))
 	}
 }
+
+// A batch Nix cannot decide is one line in the log per reason, with the
+// count and the first path, as drops are: not a line per path (a push
+// --closure's batch is 10,000), which would rotate the log away.
+func TestRunUndecidedBatchSummedUp(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+	e.cfg.Nix.BinDir = t.TempDir() // no nix-store: every query fails
+	var names []string
+	for i := range 20 {
+		names = append(names, fmt.Sprintf("p%02d-1", i))
+	}
+	e.add(t, "main", build(t, names...)...)
+	w := e.worker(map[string]*fakePusher{"main": {}})
+	w.log.Level = logrus.InfoLevel
+	if err := run(t, w, Once); !errors.Is(err, ErrLeft) {
+		t.Fatalf("Run(Once) = %v, want ErrLeft", err)
+	}
+	var lines []string
+	for _, l := range strings.Split(e.log.String(), "\n") {
+		if strings.Contains(l, `msg="not pushed"`) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "paths=20") || !strings.Contains(lines[0], "cannot tell whether its closure holds") {
+		t.Errorf("%d lines for the batch, want one with paths=20 and why:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+}
