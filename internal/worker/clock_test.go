@@ -250,3 +250,35 @@ func TestNewestWait(t *testing.T) {
 		t.Errorf("waited=%s, want about an hour (the newest entry's age)", m[1])
 	}
 }
+
+// After the clock went back, the queue directories' times are in the
+// future: they still change with the next entry (to a time unlike
+// theirs), so they are trusted, and the worker does not list the whole
+// queue each round until the clock catches up.
+func TestDirStampTrustsFutureTimes(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.add(t, "main", build(t, "a-1")...)
+	w := e.worker(nil)
+	future := time.Now().Add(time.Hour)
+	for _, d := range []string{"entries", "bulk"} {
+		dir := filepath.Join(e.q.Dir, d)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dir, future, future); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, trusted := w.dirStamp(); !trusted {
+		t.Error("directory times an hour ahead are not trusted: every round lists the queue")
+	}
+	// Times just now are not: a change in the same tick would not show.
+	now := time.Now()
+	if err := os.Chtimes(filepath.Join(e.q.Dir, "entries"), now, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, trusted := w.dirStamp(); trusted {
+		t.Error("a directory time of just now is trusted")
+	}
+}

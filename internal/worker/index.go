@@ -285,7 +285,8 @@ const maxUnreadable = 10000
 // dirStamp is the modification times of entries/ and bulk/, and whether
 // they can be trusted to change with the next entry: a directory's time
 // comes from a clock that ticks every few milliseconds, so a change in
-// the same tick as the last scan would not show.
+// the same tick as the last scan would not show; a time far from now,
+// past or future, is one no change can repeat.
 func (w *Worker) dirStamp() ([2]int64, bool) {
 	var st [2]int64
 	trusted := true
@@ -298,7 +299,9 @@ func (w *Worker) dirStamp() ([2]int64, bool) {
 			continue
 		}
 		st[i] = fi.ModTime().UnixNano()
-		if time.Since(fi.ModTime()) < 100*time.Millisecond {
+		// A time well ahead of the clock (it was set back since) is
+		// trusted too: the next change sets one unlike it.
+		if d := time.Since(fi.ModTime()); d < 100*time.Millisecond && d > -100*time.Millisecond {
 			trusted = false
 		}
 	}
