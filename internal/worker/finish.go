@@ -55,6 +55,10 @@ func (w *Worker) finish(res *result) {
 		}
 	}
 	ch := queue.Changes{Done: append(slices.Clone(res.pushed), res.upstream...), Dropped: res.dropped}
+	// Back-offs by the configuration in use now, not the job's: a
+	// reload while it ran cut the back-offs set before it to its
+	// queue.retry_max (capBackoffs), and holds for those set after.
+	retry := w.cfg.Queue
 	if len(res.failed) > 0 {
 		// One back-off for the whole batch, so that it is retried as a
 		// batch (and split only after failing twice) instead of being
@@ -63,7 +67,7 @@ func (w *Worker) finish(res *result) {
 		for _, e := range res.failed {
 			attempts = max(attempts, e.Attempts+1)
 		}
-		next := now.Add(Backoff(attempts, j.cfg.Queue.RetryInitial, j.cfg.Queue.RetryMax))
+		next := now.Add(Backoff(attempts, retry.RetryInitial, retry.RetryMax))
 		msg := truncate(res.err.Error(), 1000)
 		for _, e := range res.failed {
 			e.Attempts++
@@ -79,7 +83,7 @@ func (w *Worker) finish(res *result) {
 		for e := range res.undecided {
 			attempts = max(attempts, e.Attempts+1)
 		}
-		next := now.Add(Backoff(attempts, j.cfg.Queue.RetryInitial, j.cfg.Queue.RetryMax))
+		next := now.Add(Backoff(attempts, retry.RetryInitial, retry.RetryMax))
 		for e, err := range res.undecided {
 			e.Attempts++
 			e.LastAttempt, e.LastError, e.NextAttempt = now, truncate(err.Error(), 1000), next

@@ -384,3 +384,37 @@ func TestReloadDenyWhileBatchPrepared(t *testing.T) {
 		t.Errorf("the denied path was not dropped by the new rule (%v): %+v", ok, d)
 	}
 }
+
+// A push that fails after a reload shortened queue.retry_max backs off by
+// the new one: the reload cut the back-offs already set, and one set
+// after it must not wait longer.
+func TestReloadRetryMaxHoldsForRunningPush(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil)) // retry_initial 1h, retry_max 2h
+	newCfg := mkConfig(e.q.Dir, mkTarget(t, "main", []string{"*"}, nil))
+	newCfg.Queue.RetryInitial, newCfg.Queue.RetryMax = 50*time.Millisecond, 100*time.Millisecond
+	file := filepath.Join(t.TempDir(), "hook.conf")
+	writeConf(t, file, "a")
+	g := &gatedPusher{started: make(chan []string, 4), release: make(chan struct{})}
+	g.fail = func([]string) error { return errors.New("HTTP 502") }
+	w := e.worker(nil)
+	w.newPusher = func(*config.Config, *config.Target) pusher.Pusher { return g }
+	w.setConfig(e.cfg)
+	w.WatchConfig(Watch{Flag: file, Loaded: TakeFingerprint(file), Load: func() (*config.Config, error) { return newCfg, nil }})
+	e.add(t, "main", build(t, "a-1")...)
+	defer runService(t, w)()
+	started := func(what string) {
+		t.Helper()
+		select {
+		case <-g.started:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no %s:\n%s", what, e.log)
+		}
+	}
+	started("first push")
+	writeConf(t, file, "b")
+	waitFor(t, "the reload", func() bool { return strings.Contains(e.log.String(), "reloaded") }, e.log)
+	g.release <- struct{}{}
+	started("retry within the new retry_max (100ms)")
+	g.release <- struct{}{}
+}
