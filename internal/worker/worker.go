@@ -74,7 +74,10 @@ type Worker struct {
 	// looked at the queue and done what was due at least once, which a
 	// test can wait for instead of sleeping.
 	roundStarts func()
-	pruned      time.Time // when dropped/ and corrupt/ were last pruned
+	// released, when set (by tests), is called after a spawned worker
+	// lets go of the lock, before its last look.
+	released func()
+	pruned   time.Time // when dropped/ and corrupt/ were last pruned
 	// running are the jobs being pushed, by target; their results come
 	// back on results.
 	running map[string][]*job
@@ -131,6 +134,11 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 	return w
 }
 
+// probeWait is how long a spawned worker waits for the lock while only
+// probes (hooks, status, wait, doctor: a shared lock for microseconds)
+// are in its way; another worker's lock sends it away at once.
+const probeWait = 2 * time.Second
+
 // ErrLeft is returned by a Once worker that stopped with entries waiting
 // for a retry.
 var ErrLeft = errors.New("entries are left in the queue, waiting for a retry")
@@ -139,7 +147,7 @@ var ErrLeft = errors.New("entries are left in the queue, waiting for a retry")
 func (w *Worker) Run(ctx context.Context, mode Mode) error {
 	wait := time.Duration(-1)
 	if mode == Spawned {
-		wait = 2 * time.Second
+		wait = probeWait
 	}
 	lock, err := w.q.AcquireWorker(ctx, wait)
 	if err != nil {
@@ -267,11 +275,17 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		w.writeMetrics(time.Now(), false)
 		lock.Unlock()
 		lock = nil
+		if w.released != nil {
+			w.released()
+		}
 		if !w.newEntries() && !w.newPins() {
 			w.log.Info("nothing left to push, worker exiting")
 			return nil
 		}
-		if lock, err = w.q.AcquireWorker(ctx, 0); err != nil || lock == nil {
+		// Waiting out probes, as at the start: status, wait or doctor
+		// probing the lock at this instant would otherwise send this
+		// worker away with the new entries queued and no worker.
+		if lock, err = w.q.AcquireWorker(ctx, probeWait); err != nil || lock == nil {
 			return err
 		}
 		idleSince = time.Time{}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1051,5 +1052,42 @@ func TestRunUndecidedBatchSummedUp(t *testing.T) {
 	}
 	if len(lines) != 1 || !strings.Contains(lines[0], "paths=20") || !strings.Contains(lines[0], "cannot tell whether its closure holds") {
 		t.Errorf("%d lines for the batch, want one with paths=20 and why:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+// A spawned worker that finds entries queued after it let go of the lock
+// takes it again even when a probe (status, wait, doctor, a hook) holds
+// it shared at that instant: it waits the probe out, as at its start.
+// Taking it without waiting, it left with the entry queued and no worker
+// to push it.
+func TestRunSpawnedRetakesLockPastAProbe(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.Linger = 0
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"main": f})
+	var once sync.Once
+	w.released = func() {
+		once.Do(func() {
+			e.add(t, "main", build(t, "late-1")...)
+			pf, err := os.Open(filepath.Join(e.q.Dir, "lock"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := syscall.Flock(int(pf.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+				t.Error(err)
+			}
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				pf.Close()
+			}()
+		})
+	}
+	if err := run(t, w, Spawned); err != nil {
+		t.Fatalf("Run(Spawned) = %v", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 {
+		t.Errorf("pusher calls = %q, want the entry queued at the release pushed", calls)
 	}
 }
