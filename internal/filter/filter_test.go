@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobwas/glob"
 
@@ -671,5 +672,54 @@ func BenchmarkDecideNaive(b *testing.B) {
 			}
 			b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "decisions/s")
 		})
+	}
+}
+
+// The index's brace expansion lists a pattern's alternatives as the glob
+// syntax has them, up to a bound.
+func TestExpandBraces(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		want    []string // nil: more than the limit, or unbalanced
+	}{
+		{"hello-*", []string{"hello-*"}},
+		{"{a,b}-{x,y}", []string{"a-x", "a-y", "b-x", "b-y"}},
+		{"{a{b,c},d}e", []string{"abe", "ace", "de"}},
+		{"x{,y}", []string{"x", "xy"}},
+		{`\{a,b}`, []string{`\{a,b}`}},
+		{"[{]{a,b}", []string{"[{]a", "[{]b"}},
+		{"a}b,c", []string{"a}b,c"}},
+		{"{a}", []string{"a"}},
+		{"{a,b", nil},
+		{strings.Repeat("{a,b}", 7), nil}, // 128 > 64
+	} {
+		got, ok := expandBraces(tc.pattern, maxAlternatives)
+		if ok != (tc.want != nil) || strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("expandBraces(%q) = %q, %v; want %q", tc.pattern, got, ok, tc.want)
+		}
+	}
+	if got, ok := expandBraces(strings.Repeat("{a,b}", 6), maxAlternatives); !ok || len(got) != 64 || got[0] != "aaaaaa" || got[63] != "bbbbbb" {
+		t.Errorf("expandBraces of 6 groups of 2 = %d alternatives (%v), want 64", len(got), ok)
+	}
+}
+
+// A long pattern compiles in time linear in its length: hook.conf (up to
+// 1 MiB) is loaded, and its rules compiled, on every build. Expanding
+// braces by rewriting the whole pattern once per group took 16 s for
+// 40,000 groups (200 KB), and minutes for a 1 MiB string.
+func TestCompileLongPattern(t *testing.T) {
+	for name, pattern := range map[string]string{
+		"brace groups":  strings.Repeat("{a,b}", 40_000),
+		"nested braces": strings.Repeat("{", 40_000) + "a" + strings.Repeat("}", 40_000),
+	} {
+		start := time.Now()
+		r, err := Compile([]string{pattern}, []string{"/nix/store/" + pattern})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		r.Decide(sp("hello-2.12.1"))
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("%s: compiling a %d-byte pattern took %v", name, len(pattern), took)
+		}
 	}
 }
