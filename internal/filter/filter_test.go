@@ -723,3 +723,23 @@ func TestCompileLongPattern(t *testing.T) {
 		}
 	}
 }
+
+// A whole-path pattern "<store>/..." with several stars decides in time
+// a path's name cannot stretch: any local user chooses the names the
+// hook and the worker decide on. The matcher keeps every star's restart
+// point when '/' is a separator: "/nix/store/*-*-*-*-*-x*" took 3 s on a
+// name of 100 "a-", a star more 33 s.
+func TestWholePathPatternOnHostileName(t *testing.T) {
+	name := strings.Repeat("a-", 100) + "a"
+	for _, pattern := range []string{"/nix/store/*-*-*-*-*-x*", "/nix/store/*a*a*a*a*a*b*"} {
+		r := mustCompile(t, []string{"*"}, []string{pattern})
+		start := time.Now()
+		d := r.Decide(sp(name))
+		if took := time.Since(start); took > 500*time.Millisecond {
+			t.Errorf("deny %q on %s: %v", pattern, name, took)
+		}
+		if !d.Selected {
+			t.Errorf("deny %q denies %s", pattern, name)
+		}
+	}
+}
