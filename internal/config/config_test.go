@@ -492,13 +492,18 @@ func TestRedactURI(t *testing.T) {
 		"https://user:secret@cache.example.org/x":         "https://user:REDACTED@cache.example.org/x",
 		"ssh://nix:p%40ss@host":                           "ssh://nix:REDACTED@host",
 		"https://user@host/x":                             "https://user@host/x",
-		"https://host/x?token=abc&compression=zstd":       "https://host/x?compression=zstd&token=REDACTED",
+		"https://host/x?token=abc&compression=zstd":       "https://host/x?token=REDACTED&compression=zstd",
 		"s3://b?aws_secret_access_key=k&region=eu-west-1": "s3://b?aws_secret_access_key=REDACTED&region=eu-west-1",
 		"file:///var/cache/nix?secret-key=/etc/nix/k.sec": "file:///var/cache/nix?secret-key=/etc/nix/k.sec",
 		"file:///var/cache/nix":                           "file:///var/cache/nix",
 		"s3://bucket?region=eu-west-1":                    "s3://bucket?region=eu-west-1",
 		"/var/cache/nix":                                  "/var/cache/nix",
 		"":                                                "",
+		// As written, whether it parses or not.
+		"https://u:secret@host/%zz":         "https://u:REDACTED@host/%zz",
+		"https://u:secret@a host/x?token=t": "https://u:REDACTED@a host/x?token=REDACTED",
+		"s3://b?region=eu&secret=a%zz#f":    "s3://b?region=eu&secret=REDACTED#f",
+		"s3://b?aws_secret_access_key=k;x":  "s3://b?aws_secret_access_key=REDACTED",
 	} {
 		if got := RedactURI(in); got != want {
 			t.Errorf("RedactURI(%q) = %q, want %q", in, got, want)

@@ -117,7 +117,7 @@ func checkUpstream(s string) (string, error) {
 		}
 	case "file":
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
-			return "", fmt.Errorf("%q: a file:// upstream needs an absolute path (file:///dir)", s)
+			return "", fmt.Errorf("%q: a file:// upstream needs an absolute path (file:///dir)", RedactURI(s))
 		}
 	default:
 		return "", fmt.Errorf("%q: only http://, https:// and file:// upstreams are supported", RedactURI(s))

@@ -102,6 +102,10 @@ func TestPathRulesBadInput(t *testing.T) {
 		{"hostless upstream", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"https://\"]\n", `upstream[0]: "https://" has no host`},
 		{"relative file upstream", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"file://rel/dir\"]\n", `upstream[0]: "file://rel/dir": a file:// upstream needs an absolute path`},
 		{"upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"ftp://u:hunter2@x\"]\n", `REDACTED`},
+		// A URL that does not parse is redacted as written.
+		{"unparsable upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"https://u:hunter2@cache.example/%zz\"]\n", `not a URL: "https://u:REDACTED@cache.example/%zz"`},
+		{"upstream with a password and a space", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"https://u:hunter2@cache example\"]\n", `not a URL`},
+		{"file upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"file://u:hunter2@host/dir\"]\n", `a file:// upstream needs an absolute path`},
 		{"https upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"https://u:hunter2@cache.example\"]\n", `an upstream takes no user or password`},
 		{"per-target bad upstream", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nupstream = [\"x\"]\n", `[[target]] #1: upstream[0]`},
 		{"relative key file", "store = \"file:///s\"\nallow = [\"*\"]\nsecret_key_file = \"key\"\n", `secret_key_file: must be an absolute path, got "key"`},

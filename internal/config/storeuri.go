@@ -74,36 +74,46 @@ func credentialsFix(s string) string {
 // RedactURI hides the credentials in a store URI: the password of
 // https://user:secret@host and the value of a query parameter such as
 // ?token=... (see secretParam), for messages about a URI that carries them.
+// It works on the URI as written, which it otherwise keeps: a URI that
+// does not parse (https://u:secret@host/%zz) is shown in the very
+// message that refuses it.
 func RedactURI(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return s
-	}
-	changed := false
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-			changed = true
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		auth := rest
+		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+			auth = rest[:i]
 		}
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for name, vals := range q {
-			if secretParam(name) {
-				for i := range vals {
-					vals[i] = "REDACTED"
-				}
-				changed = true
+		if at := strings.LastIndexByte(auth, '@'); at >= 0 {
+			if user, pw, ok := strings.Cut(auth[:at], ":"); ok && pw != "" {
+				s = scheme + "://" + user + ":REDACTED" + rest[at:]
 			}
 		}
-		if changed {
-			u.RawQuery = q.Encode()
-		}
 	}
-	if !changed {
+	head, query, ok := strings.Cut(s, "?")
+	if !ok {
 		return s
 	}
-	return u.String()
+	query, frag, hasFrag := strings.Cut(query, "#")
+	params := strings.Split(query, "&")
+	for i, kv := range params {
+		if name, _, ok := strings.Cut(kv, "="); ok && secretParam(paramName(name)) {
+			params[i] = name + "=REDACTED"
+		}
+	}
+	s = head + "?" + strings.Join(params, "&")
+	if hasFrag {
+		s += "#" + frag
+	}
+	return s
+}
+
+// paramName is a query parameter's name decoded, or as written when it
+// does not decode.
+func paramName(raw string) string {
+	if n, err := url.QueryUnescape(raw); err == nil {
+		return n
+	}
+	return raw
 }
 
 // URISecrets returns the credentials a store URI carries, as written and
