@@ -45,10 +45,13 @@ func storeCredentials(s string) string {
 			return "a password (user:password@)"
 		}
 	}
+	// As Nix splits it, on '&' alone: u.Query() drops a parameter it
+	// cannot parse (a ';' in it, a bad %-escape), which nix copy still
+	// gets in argv.
 	var names []string
-	for name := range u.Query() {
-		if secretParam(name) {
-			names = append(names, name)
+	for _, kv := range strings.Split(u.RawQuery, "&") {
+		if name, _, _ := strings.Cut(kv, "="); secretParam(paramName(name)) {
+			names = append(names, paramName(name))
 		}
 	}
 	if len(names) == 0 {
@@ -139,7 +142,7 @@ func URISecrets(s string) []string {
 	}
 	for _, kv := range strings.Split(u.RawQuery, "&") {
 		name, raw, _ := strings.Cut(kv, "=")
-		if n, err := url.QueryUnescape(name); err == nil && secretParam(n) {
+		if secretParam(paramName(name)) {
 			dec, err := url.QueryUnescape(raw)
 			if err != nil {
 				dec = ""

@@ -24,6 +24,10 @@ func TestStoreCredentialsRefused(t *testing.T) {
 		{"s3://bucket?authorization=hunter2", "hunter2", "?profile=NAME"},
 		{"ssh://nix:hunter2@host", "hunter2", "netrc"},
 		{"https://x?password=hunter2", "hunter2", "netrc"},
+		// Parameters Go's query parser drops are in argv all the same.
+		{"s3://bucket?aws_secret_access_key=hunter2;x", "hunter2", "AWS profile"},
+		{"s3://bucket?region=eu&aws_secret_access_key=hun%zzter2", "hunter2", "AWS profile"},
+		{"https://x?token%zz=hunter2", "hunter2", "netrc"},
 	} {
 		isolate(t)
 		dir := t.TempDir()
@@ -78,6 +82,8 @@ func TestURISecrets(t *testing.T) {
 		"https://host?token=a%2Bb&region=eu": {"a%2Bb", "a+b"},
 		"https://u:pw@host?auth=xyz":         {"pw", "xyz"},
 		"file:///c?secret-key=/k":            nil,
+		"s3://b?aws_secret_access_key=k;x":   {"k;x"},
+		"https://host?token%zz=x%zz":         {"x%zz"},
 		"/var/cache/nix":                     nil,
 	} {
 		if got := URISecrets(uri); !slices.Equal(got, want) {
