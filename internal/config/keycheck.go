@@ -49,6 +49,16 @@ func (l *loader) checkKeys(raw map[string]any) {
 			}
 		case byName[name] == nil:
 			l.unknown(name, val)
+		case byName[name].scope == sSection:
+			// "queue.dir" = ... at the top level is dir of [queue]
+			// (see lookup); both at once are one key set twice,
+			// which TOML does not see: the quoted one would win.
+			sec, sub, _ := strings.Cut(name, ".")
+			if m, ok := raw[sec].(map[string]any); ok {
+				if _, twice := m[sub]; twice {
+					l.errorf("%s: %q is set twice: as the top-level key %q and as %s in [%s]; one would silently replace the other: keep one", l.file, name, name, sub, sec)
+				}
+			}
 		}
 	}
 }

@@ -27,6 +27,10 @@ func TestOneSpellingPerKey(t *testing.T) {
 		{"in a section", minimal + "Dir = \"/q2\"\n", []string{`keys "queue.Dir" and "queue.dir" fold to the same name`}},
 		{"upper-case section", "cache = \"c\"\nallow = [\"*\"]\n[QUEUE]\ndir = \"/q\"\n", []string{`key "QUEUE": keys are lower case (did you mean "queue"?)`}},
 		{"in a target", minimal + "[[target]]\ncache = \"w\"\nallow = [\"*\"]\nALLOW = []\n", []string{`[[target]] #1: keys "ALLOW" and "allow" fold to the same name`}},
+		// TOML lets a section's key be written as a quoted dotted key at
+		// the top level too: both at once name one key twice.
+		{"quoted dotted key and its table", "cache = \"c\"\nallow = [\"*\"]\n\"queue.dir\" = \"/a\"\n[queue]\ndir = \"/b\"\n", []string{`"queue.dir" is set twice: as the top-level key "queue.dir" and as dir in [queue]`}},
+		{"quoted dotted key and a dotted key", "cache = \"c\"\nallow = [\"*\"]\n\"cachix.push_args\" = []\ncachix.push_args = [\"-j\", \"8\"]\n", []string{`"cachix.push_args" is set twice`}},
 		{"unknown and upper case", "cache = \"c\"\nallow = [\"*\"]\nALOW = []\n", []string{`unknown key "ALOW": keys are lower case (did you mean "allow"?)`}},
 	} {
 		t.Run(tc.why, func(t *testing.T) {
