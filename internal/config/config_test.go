@@ -529,7 +529,9 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "ten", "0", "-1MiB", "1TiB", "MiB"} {
+	// A size past int64 is an error, never wrapped round: 2^34+1 GiB
+	// was 1 GiB.
+	for _, in := range []string{"", "ten", "0", "-1MiB", "1TiB", "MiB", "17179869185GiB", "9223372036854775807KiB", "9300000000GB"} {
 		if got, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
 		}

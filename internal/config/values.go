@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -253,6 +254,11 @@ func ParseSize(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("bad size %q", s)
+	}
+	if n > math.MaxInt64/mult {
+		// Multiplied, it would wrap round to another size, even a
+		// small one (2^34+1 GiB is 1 GiB).
+		return 0, fmt.Errorf("size %q is too large", s)
 	}
 	return n * mult, nil
 }
