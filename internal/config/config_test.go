@@ -741,3 +741,21 @@ func TestKeyLookup(t *testing.T) {
 		t.Errorf("lookup(queue.di) = %v, want nothing", got)
 	}
 }
+
+// status shows the queue of a config that does not load at the
+// queue.dir Load would read: the key as Load finds it, and nothing Load
+// refuses to read.
+func TestQueueDirOf(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	for _, tc := range []struct{ why, conf, want string }{
+		{"table", "cache = \"c\"\nbogus = 1\n[queue]\ndir = \"/srv/a\"\n", "/srv/a"},
+		{"quoted dotted key", "cache = \"c\"\nbogus = 1\n\"queue.dir\" = \"/srv/b\"\n", "/srv/b"},
+		{"spelt otherwise", "cache = \"c\"\n[QUEUE]\nDIR = \"/srv/c\"\n", DefaultQueueDir()},
+	} {
+		file := write(t, filepath.Join(dir, strings.ReplaceAll(tc.why, " ", "-")+".conf"), tc.conf)
+		if got := QueueDirOf(file); got != tc.want {
+			t.Errorf("%s: QueueDirOf = %q, want %q", tc.why, got, tc.want)
+		}
+	}
+}

@@ -9,8 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-
-	"github.com/pelletier/go-toml/v2"
 )
 
 // Where a problem is, in the words a person looks for it: the file and
@@ -161,20 +159,21 @@ func (c *Config) Place(key string) string {
 // found even when that configuration does not load (status shows the
 // queue of a broken config: it is when one most wants to see it):
 // CACHIX_FILTER_HOOK_QUEUE_DIR, else the file's queue.dir when the file
-// passes the trust rule and is TOML, else the default.
+// passes the trust rule and is TOML, else the default. The key is found
+// as Load finds it (decode, lookup): a decoder into a struct folds case,
+// reading a [QUEUE] Load refuses, and misses "queue.dir" = ..., which
+// Load reads.
 func QueueDirOf(flagPath string) string {
 	if d := os.Getenv(EnvName("queue.dir")); filepath.IsAbs(d) {
 		return d
 	}
 	if file, err := Find(flagPath); err == nil && file != "" {
-		if data, err := readChecked(file); err == nil && checkNesting(file, data) == nil {
-			var raw struct {
-				Queue struct {
-					Dir string `toml:"dir"`
-				} `toml:"queue"`
-			}
-			if toml.Unmarshal(data, &raw) == nil && filepath.IsAbs(raw.Queue.Dir) {
-				return raw.Queue.Dir
+		if data, err := readChecked(file); err == nil {
+			if raw, err := decode(file, data); err == nil {
+				d, _ := lookup(raw, "queue.dir")
+				if s, ok := d.(string); ok && filepath.IsAbs(s) {
+					return s
+				}
 			}
 		}
 	}
