@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"fmt"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,6 +54,9 @@ func hostile() map[string]string {
 		"wide inline table":   numbered("x = {", "a%d = 1, ") + "}\n",
 		"list of numbers":     fill("cache = \"c\"\nallow = [", "1,", "1]\n"),
 		"list of patterns":    fill("cache = \"c\"\nallow = [", "\"{a,b,c}*\",", "\"*\"]\n"),
+		"one long pattern":    fill("cache = \"c\"\nallow = [\"", "{a,b}", "\"]\n"),
+		"long brace groups":   fill("cache = \"c\"\nallow = [\"", "{a}", "\"]\n"),
+		"longest patterns":    numbered("cache = \"c\"\nallow = [", "\""+strings.Repeat("{a,b}", filter.MaxPattern/5-2)+"%d\",") + "\"*\"]\n",
 		"many targets":        fill("", "[[target]]\n", ""),
 		"many valid targets":  numbered("", "[[target]]\ncache = \"c%d\"\nallow = [\"*\"]\n"),
 		"array of tables":     fill("x = [", "{},", "{}]\n"),
