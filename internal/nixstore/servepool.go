@@ -81,7 +81,7 @@ func (p *servePool) ask(level []string) ([]PathInfo, error) {
 	if p.started == 0 {
 		// The first process starts before any question, so that a Nix
 		// without the protocol fails here, and PathInfos falls back.
-		sp, err := p.n.startServe(p.ctx)
+		sp, err := p.n.startServe(p.ctx, p.ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +105,7 @@ func (p *servePool) ask(level []string) ([]PathInfo, error) {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			sp, err := p.n.startServe(ctx)
+			sp, err := p.n.startServe(ctx, ctx)
 			p.mu.Lock()
 			st.over = true
 			p.mu.Unlock()

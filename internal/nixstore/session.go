@@ -85,7 +85,10 @@ func (s *Session) query(ctx context.Context, recursive bool, paths []string) ([]
 		s.stopLocked()
 	}
 	if s.proc == nil {
-		p, err := s.n.startServe(context.Background())
+		// The process outlives this call; its handshake does not: a Nix
+		// that never answers it is killed when the caller gives up, not
+		// minutes later with the session's lock held.
+		p, err := s.n.startServe(context.Background(), ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -170,8 +173,9 @@ func (p *serveProc) kill() {
 }
 
 // startServe starts a `nix-store --serve`, with Nix's cache of invalid
-// paths off, and opens the protocol. The process ends with ctx.
-func (n Nix) startServe(ctx context.Context) (*serveProc, error) {
+// paths off, and opens the protocol. The process ends with ctx; the
+// handshake is given up, and the process killed, when call ends.
+func (n Nix) startServe(ctx, call context.Context) (*serveProc, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	cmd := n.command(ctx, "nix-store", "--serve", "--option", "substituters", "", "--option", "narinfo-cache-negative-ttl", "0")
 	if cmd.Err != nil {
@@ -199,12 +203,17 @@ func (n Nix) startServe(ctx context.Context) (*serveProc, error) {
 	p.stdin = stdin
 	p.c = &serveConn{r: bufio.NewReaderSize(io.LimitReader(stdout, maxInfoOutput), 64<<10), w: bufio.NewWriter(stdin)}
 	hs := time.AfterFunc(pathInfoTimeout, p.kill)
+	stop := context.AfterFunc(call, p.kill)
 	err = p.c.handshake()
 	hs.Stop()
+	stop()
 	if err != nil {
 		stdin.Close()
 		_ = cmd.Wait()
 		cancel()
+		if call.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, call.Err())
+		}
 		return nil, fmt.Errorf("nix-store --serve: %w: %s", err, strings.TrimSpace(p.stderr.String()))
 	}
 	return p, nil

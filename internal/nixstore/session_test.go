@@ -140,3 +140,19 @@ func TestSessionHangWithChildHoldingStdout(t *testing.T) {
 	})
 	s.Shut() // not deferred: after a hang it would wait for the lock
 }
+
+// A nix-store that never answers the handshake (a daemon that does not
+// answer it) is killed when the caller gives up, not after the path-info
+// timeout of minutes, with the session's lock held all the while.
+func TestSessionHandshakeHangEndsWithContext(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte("#!/bin/sh\nexec sleep 3600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := Nix{BinDir: dir}.NewSession()
+	endsWithContext(t, 300*time.Millisecond, func(ctx context.Context) error {
+		_, err := s.PathInfos(ctx, false, "/nix/store/00000000000000000000000000000000-hang")
+		return err
+	})
+	s.Shut()
+}
