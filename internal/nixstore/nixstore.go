@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,7 +75,15 @@ func (n Nix) Command(ctx context.Context, args ...string) *exec.Cmd {
 	return n.command(ctx, "nix", append([]string{"--extra-experimental-features", "nix-command"}, args...)...)
 }
 
+// maxQueryOutput bounds what one nix-store --query may print: a
+// derivation's outputs, or the paths of one argv, are far less.
+const maxQueryOutput = 16 << 20
+
 func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
+	// Ended early when the output passes its bound: Nix would otherwise
+	// wait on a full pipe until ctx ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	cmd := n.command(ctx, "nix-store", args...)
 	if cmd.Err != nil {
 		return nil, cmd.Err
@@ -91,8 +100,12 @@ func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
 	}
 	var out []byte
 	if err == nil {
-		out, err = readAll(pipe)
-		if werr := cmd.Wait(); werr != nil || err != nil {
+		out, err = readAll(io.LimitReader(pipe, maxQueryOutput+1))
+		if err == nil && len(out) > maxQueryOutput {
+			cancel() // Wait then says "killed": said here instead
+			_ = cmd.Wait()
+			err = fmt.Errorf("output past %d bytes", maxQueryOutput)
+		} else if werr := cmd.Wait(); werr != nil || err != nil {
 			err = errors.Join(werr, err)
 		}
 	}

@@ -111,6 +111,21 @@ func TestQueryHangWithChildHoldingStdout(t *testing.T) {
 	})
 }
 
+// A nix-store --query whose output passes its bound (a nix-store that
+// prints without end) fails, saying so, rather than being read into
+// memory until its context ends.
+func TestQueryOutputIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	script := fmt.Sprintf("#!/bin/sh\nyes /nix/store/00000000000000000000000000000000-out | head -c %d\n", maxQueryOutput+1<<20)
+	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	outs, err := Nix{BinDir: dir}.Outputs(context.Background(), "/nix/store/00000000000000000000000000000000-big.drv")
+	if err == nil || !strings.Contains(err.Error(), "output past") {
+		t.Errorf("Outputs of a nix-store printing %d bytes: %d paths, error %v; want an error", maxQueryOutput+1<<20, len(outs), err)
+	}
+}
+
 // endsWithContext runs call with a context that ends after d: call must
 // return an error, and within 20 s of that end, though what it started
 // left a child holding its stdout.
