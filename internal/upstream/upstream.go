@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
@@ -276,6 +277,10 @@ func (c *Checker) ask(ctx context.Context, base, path, hash string) (bool, error
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is said by the caller
 		}
+		if msg := err.Error(); len(msg) > maxSaid {
+			// net/http quotes a malformed answer in its error.
+			err = errors.New(cut(msg))
+		}
 		return false, err
 	}
 	defer func() {
@@ -290,7 +295,7 @@ func (c *Checker) ask(ctx context.Context, base, path, hash string) (bool, error
 		// S3 answers 403 for a key that does not exist.
 		return false, nil
 	default:
-		return false, fmt.Errorf("HTTP %s", resp.Status)
+		return false, fmt.Errorf("HTTP %s", cut(resp.Status))
 	}
 	got, err := storePathOf(resp.Body)
 	if err != nil {
@@ -299,9 +304,9 @@ func (c *Checker) ask(ctx context.Context, base, path, hash string) (bool, error
 	if got != path {
 		what := "no StorePath"
 		if got != "" {
-			what = "StorePath " + got
+			what = "StorePath " + cut(got)
 		}
-		ct := resp.Header.Get("Content-Type")
+		ct := cut(resp.Header.Get("Content-Type"))
 		if ct == "" {
 			ct = "no Content-Type"
 		}
@@ -343,6 +348,23 @@ func (c *Checker) askFile(base, path, hash string) (bool, error) {
 		return false, nil
 	}
 	return true, nil
+}
+
+// maxSaid bounds what of an upstream's own words (a reason phrase, a
+// Content-Type, a StorePath) a message quotes: net/http takes a header
+// of up to 10 MiB, and the message is logged every round.
+const maxSaid = 256
+
+// cut returns s, or its first maxSaid bytes (whole runes) and "...".
+func cut(s string) string {
+	if len(s) <= maxSaid {
+		return s
+	}
+	n := maxSaid
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // storePathOf returns the StorePath of a narinfo ("" when it has none),

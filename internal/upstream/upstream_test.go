@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -315,5 +316,56 @@ func TestRoundDeadline(t *testing.T) {
 	res = c.Check(context.Background(), map[string][]string{srv.URL: paths[199:]})
 	if res.Slow[srv.URL] == "" || requests.Load() != before {
 		t.Errorf("asked again right after a slow round, or not said slow: %+v", res)
+	}
+}
+
+// rawServer answers every connection with reply, as written, whatever
+// was asked: a status line or header no net/http server would send.
+func rawServer(t *testing.T, reply string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				_, _ = c.Read(buf) // the request, whole in one read
+				_, _ = io.WriteString(c, reply)
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// What a hostile upstream says goes into messages bounded: a reason
+// phrase or a Content-Type of a megabyte (net/http takes headers up to
+// 10 MiB) is cut, not copied into every round's warning and the log.
+func TestOddAnswersAreCut(t *testing.T) {
+	long := strings.Repeat("x", 1<<20)
+	p := fmt.Sprintf("/nix/store/%032d-long", 1)
+	u := rawServer(t, "HTTP/1.1 500 "+long+"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	res := New(5*time.Second, time.Minute).Check(context.Background(), map[string][]string{u: {p}})
+	if why := res.Unreachable[u]; !strings.Contains(why, "500") || len(why) > 1024 {
+		t.Errorf("unreachable: %d bytes (%.60q...), want HTTP 500 in at most 1 KiB", len(why), why)
+	}
+	body := "StorePath: /nix/store/" + long[:512<<10] + "\n"
+	u = rawServer(t, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", long, len(body), body))
+	c := New(5*time.Second, time.Minute)
+	res = c.Check(context.Background(), map[string][]string{u: {p}})
+	w := c.Warnings()
+	if res.Has[u][p] || len(w) != 1 || len(w[0]) > 2048 {
+		n := 0
+		if len(w) > 0 {
+			n = len(w[0])
+		}
+		t.Errorf("Has %v, %d warnings, the first of %d bytes; want one of at most 2 KiB", res.Has[u], len(w), n)
 	}
 }
