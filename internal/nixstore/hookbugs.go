@@ -78,6 +78,10 @@ func (n Nix) Output(ctx context.Context, args ...string) (string, error) {
 	var out, stderr limitedBuffer
 	out.max, stderr.max = 1<<20, 4<<10
 	cmd.Stdout, cmd.Stderr = &out, &stderr
+	// Once ctx ends, nothing nix started may keep stdout open, and Run
+	// waiting for it.
+	inGroup(cmd)
+	cmd.WaitDelay = waitDelay
 	if err := cmd.Run(); err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			return "", fmt.Errorf("%s %s: %w: %s", cmd.Path, strings.Join(args, " "), err, msg)

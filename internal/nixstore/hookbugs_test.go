@@ -1,8 +1,12 @@
 package nixstore
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHookBugOf(t *testing.T) {
@@ -34,4 +38,21 @@ func TestHookBugOf(t *testing.T) {
 	if _, ok := ParseVersion("nix (Nix) unknown"); ok {
 		t.Error("a version without numbers parsed")
 	}
+}
+
+// Output (doctor's `nix --version` and `nix config show`) ends with its
+// context though nix left a child holding its stdout: killing nix alone
+// left the copy of stdout waiting for the child, for good.
+func TestOutputHangWithChildHoldingStdout(t *testing.T) {
+	dir := t.TempDir()
+	pids := filepath.Join(dir, "pids")
+	killPidFile(t, pids)
+	script := "#!/bin/sh\necho 'nix (Nix) 2.18.1'\nsleep 3600 &\necho $! >> " + pids + "\nwait\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	endsWithContext(t, 300*time.Millisecond, func(ctx context.Context) error {
+		_, err := Nix{BinDir: dir}.Output(ctx, "--version")
+		return err
+	})
 }
