@@ -149,14 +149,16 @@ func parseDrv(r *bufio.Reader, outputsOnly bool) (*Drv, error) {
 				envAllow = &v
 			case "__json":
 				structured = true
-				var attrs struct {
-					AllowSubstitutes *bool `json:"allowSubstitutes"`
-				}
+				// Nix looks the key up as spelt: a struct field
+				// would also take "allowsubstitutes", which a user's
+				// derivation may set too, and which sorts after it.
+				var attrs map[string]json.RawMessage
 				if js := p.strMax(maxDrvSize); p.err == nil {
 					// A value that is not a boolean is an error for
 					// Nix; here it leaves the default.
-					if json.Unmarshal([]byte(js), &attrs) == nil {
-						jsonAllow = attrs.AllowSubstitutes
+					var v *bool
+					if json.Unmarshal([]byte(js), &attrs) == nil && json.Unmarshal(attrs["allowSubstitutes"], &v) == nil {
+						jsonAllow = v
 					}
 				}
 			default:

@@ -98,6 +98,10 @@ func TestParseDrvAllowSubstitutes(t *testing.T) {
 		// entry of the same name (env.allowSubstitutes) does not count.
 		{"structured false, env true", `[("__json","{\"allowSubstitutes\":false}"),("allowSubstitutes","1")])`, false, ""},
 		{"structured unset, env false", `[("__json","{}"),("allowSubstitutes","")])`, true, ""},
+		// Nix looks the key up as spelt; Go's json would take a key
+		// differing in case (sorted after it by Nix) for it.
+		{"structured false, other case true", `[("__json","{\"allowSubstitutes\":false,\"allowsubstitutes\":true}")])`, false, ""},
+		{"structured only other case false", `[("__json","{\"AllowSubstitutes\":false}")])`, true, ""},
 		{"a value that looks like the key", `[("x","(\"allowSubstitutes\",\"\")")])`, true, ""},
 		{"truncated env", `[("allowSubstitutes",""`, false, "unexpected EOF"},
 		{"garbage", `{"env":1}`, false, "not a derivation"},
