@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"strings"
 	"time"
 )
@@ -144,11 +145,15 @@ func (n Nix) pathInfo(ctx context.Context, recursive bool, paths []string) ([]Pa
 	// little more than one path's object, a read(2) each.
 	infos, derr := decodePathInfo(bufio.NewReaderSize(io.LimitReader(stdout, maxInfoOutput), 64<<10))
 	if derr != nil {
-		// Let Nix finish writing (or die) so that Wait returns.
-		_, _ = io.Copy(io.Discard, stdout)
+		// Ended, so that Wait returns: what it prints past output that
+		// is not its JSON, or past maxInfoOutput, is of no use, and
+		// read on it could be read until the timeout.
+		cancel()
 	}
 	werr := cmd.Wait()
-	if werr != nil {
+	var ee *exec.ExitError
+	if werr != nil && (derr == nil || errors.As(werr, &ee) && ee.Exited()) {
+		// Nix's own failure (not the kill above) says more.
 		return nil, fmt.Errorf("nix path-info of %d paths: %w: %s", len(paths), werr, strings.TrimSpace(stderr.String()))
 	}
 	if derr != nil {

@@ -121,3 +121,25 @@ func TestPathInfoFallbackHangWithChildHoldingStdout(t *testing.T) {
 		return err
 	})
 }
+
+// A nix path-info whose output is not JSON, and does not end, is ended
+// at once: its output is not read on to the path-info timeout (5 min).
+func TestPathInfoBadOutputEndsIt(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "nix"), []byte("#!/bin/sh\nprintf '[garbage'\nexec yes\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Nix{BinDir: dir}.pathInfo(context.Background(), false, []string{"/nix/store/00000000000000000000000000000000-x"})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "reading its output") {
+			t.Errorf("err = %v, want one about its output", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("pathInfo still reading an endless output after 20 s")
+	}
+}
