@@ -128,6 +128,10 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	}
 	out := make(map[string]*policy.Facts, len(cands))
 	asks := map[string][]string{}
+	// Once per upstream and path, though several targets name the
+	// upstream: each question more is load on it and time out of the
+	// round's deadline.
+	asked := map[[2]string]bool{}
 	for _, p := range cands {
 		s := p.String()
 		info, ok := g.infos[s]
@@ -145,7 +149,10 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 			for _, t := range cfg.Targets {
 				if len(t.Upstream) > 0 && policy.DecideTarget(t, p, listedFacts(f, g.Listed[s]), nil).Selected {
 					for _, u := range t.Upstream {
-						asks[u] = append(asks[u], s)
+						if !asked[[2]string{u, s}] {
+							asked[[2]string{u, s}] = true
+							asks[u] = append(asks[u], s)
+						}
 					}
 				}
 			}
