@@ -52,6 +52,11 @@ let
           cachixPackages: ${where}: "${p}" is a string with no context: a store path written as text gives the list no dependency on it, and the worker would refuse to push it. List the package itself (pkgs.hello, or pkgs.hello.dev for another output).''
       else if match storePathRegex p == null then
         throw ''cachixPackages: ${where}: "${p}" is not a store path (a file inside one?): list the package itself.''
+      # A drvPath: Nix names no output .drv, so a store path that ends
+      # so is a derivation's recipe, whose context would make the list
+      # depend on every output of its whole build-time closure.
+      else if match ".*[.]drv" p != null then
+        throw ''cachixPackages: ${where}: "${p}" is a derivation (a .drv file), not a package: list the package itself (pkgs.hello, not pkgs.hello.drvPath).''
       else
         [ p ]
     else

@@ -398,3 +398,27 @@ func readLog(queue string) string {
 	b, _ := os.ReadFile(filepath.Join(queue, "worker.log"))
 	return string(b)
 }
+
+// cachixPackages refuses a derivation's drvPath: it is a store path with
+// context, but the file of the recipe, not a package. Listed, it made
+// the list depend on every output of the derivation's whole build-time
+// closure (the context of a drvPath), and the hook queued the .drv.
+func TestCachixPackagesRefusesDrvPath(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	pkg := fmt.Sprintf(`(derivation { name = "multi-1.0"; system = builtins.currentSystem; builder = "/bin/sh"; outputs = [ "out" "dev" ]; args = [ "-c" "exit 1" ]; salt = %q; })`, fmt.Sprint(time.Now().UnixNano()))
+	for _, p := range []string{"pkg.drvPath", `"${pkg.drvPath}"`, "(builtins.unsafeDiscardOutputDependency pkg.drvPath)", "[ pkg pkg.dev.drvPath ]"} {
+		expr := fmt.Sprintf("let pkg = %s; l = %s.cachixPackages { packages = [ %s ]; }; in builtins.seq l.drvPath l.listedPaths", pkg, lib, p)
+		out, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", "-E", expr)
+		if err == nil {
+			t.Errorf("cachixPackages took %s: it lists %s", p, out)
+		} else if !strings.Contains(err.Error(), "is a derivation (a .drv file)") {
+			t.Errorf("cachixPackages refused %s without saying it is a .drv: %v", p, err)
+		}
+	}
+}
