@@ -16,6 +16,27 @@ let
       lib.filterAttrs (_: x: x != null && x != { }) (builtins.mapAttrs (_: prune) v)
     else
       v;
+
+  # The keys naming a secret file (in [cachix], at the top level and in
+  # each [[target]]). A Nix path literal there is written as the path it
+  # names, as authTokenFile is: formats.toml writes the value with
+  # builtins.toJSON, which would copy the file into the world-readable
+  # store and name the copy.
+  secretFileKeys = [
+    "auth_token_file"
+    "signing_key_file"
+    "secret_key_file"
+  ];
+  secretsAsStrings =
+    v:
+    if builtins.isAttrs v then
+      builtins.mapAttrs (
+        k: x: if builtins.elem k secretFileKeys && builtins.isPath x then toString x else secretsAsStrings x
+      ) v
+    else if builtins.isList v then
+      map secretsAsStrings v
+    else
+      v;
 in
 {
   # Freeform, so that every key of hook.conf.example can be set; the
@@ -57,5 +78,5 @@ in
       };
     };
 
-  generate = settings: format.generate "hook.conf" (prune settings);
+  generate = settings: format.generate "hook.conf" (prune (secretsAsStrings settings));
 }

@@ -99,7 +99,9 @@ in
         `closure_deny`, `strict`, `target`, `cachix.*`, `nix.*`, `queue.*`,
         `log.*`, `metrics.*`). Unknown keys make the program refuse the file.
         CACHIX_FILTER_HOOK_* environment variables still override it.
-        `nix.bin_dir` defaults to `nix.package` when that is set, and
+        A Nix path literal given for a secret file (`auth_token_file`,
+        `signing_key_file`, `secret_key_file`) is written as its path, never
+        copied to the store. `nix.bin_dir` defaults to `nix.package` when that is set, and
         `cachix.bin` to pkgs.cachix when a target is a Cachix cache: the
         nix-daemon that runs the hook, and an activation script, have
         neither on their PATH.

@@ -995,3 +995,46 @@ func TestOfflineTestPackages(t *testing.T) {
 	}
 	t.Logf("%s", out)
 }
+
+// A secret file given in settings as a Nix path literal
+// (cachix.auth_token_file = /run/secrets/token) is rendered as that path,
+// as authTokenFile is: formats.toml writes its value with
+// builtins.toJSON, which copies a path into the world-readable store, and
+// hook.conf then named the copy.
+func TestSecretPathLiterals(t *testing.T) {
+	c := needCheckouts(t)
+	bin := hookBin(t)
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, name := range []string{"token", "signing", "secret-a", "secret-b"} {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte("not-a-real-secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files[name] = nixPath(f)
+	}
+	settings := fmt.Sprintf(`{
+		store = "file:///var/cache/a"; allow = [ "*" ]; secret_key_file = %s;
+		cachix.auth_token_file = %s; cachix.signing_key_file = %s;
+		target = [ { cache = "work"; allow = [ "*" ]; } { store = "file:///var/cache/b"; allow = [ "*" ]; secret_key_file = %s; } ];
+	}`, files["secret-a"], files["token"], files["signing"], files["secret-b"])
+	for _, m := range []struct{ attr, path string }{{"nixos", "services.cachix-filter-hook"}, {"hm", "programs.cachix-filter-hook"}} {
+		t.Run(m.attr, func(t *testing.T) {
+			var r map[string]any
+			if err := c.eval(t, m.attr+".settings", fmt.Sprintf(`{ %s = { enable = true; settings = %s; }; }`, m.path, settings), &r); err != nil {
+				t.Fatal(err)
+			}
+			out := validate(t, bin, r)
+			for _, name := range []string{"token", "signing", "secret-a", "secret-b"} {
+				if want := fmt.Sprintf("%q", filepath.Join(dir, name)); !strings.Contains(out, want) {
+					t.Errorf("hook.conf does not name %s as given:\n%s", want, out)
+				}
+			}
+			for _, name := range []string{"token", "signing", "secret-a", "secret-b"} {
+				if strings.Contains(out, "-"+name+`"`) {
+					t.Errorf("hook.conf names a copy of %s in the Nix store:\n%s", name, out)
+				}
+			}
+		})
+	}
+}
