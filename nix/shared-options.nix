@@ -61,6 +61,36 @@ let
   usesCachix =
     cfg.settings.cache != null || lib.any (t: t ? cache) (cfg.settings.target or [ ]);
 
+  # The secret files hook.conf names, with their keys, that are in the
+  # Nix store ("${./token}", a pkgs.writeText): readable by every user,
+  # and refused by the program at run time. A path literal is not in it
+  # (settings.nix writes it as the path it names).
+  secretsInStore =
+    let
+      s = cfg.settings;
+      inStore = v: v != null && !builtins.isPath v && lib.hasPrefix "${builtins.storeDir}/" (toString v);
+    in
+    lib.filter ({ value, ... }: inStore value) (
+      [
+        {
+          key = "cachix.auth_token_file";
+          value = s.cachix.auth_token_file or null;
+        }
+        {
+          key = "cachix.signing_key_file";
+          value = s.cachix.signing_key_file or null;
+        }
+        {
+          key = "secret_key_file";
+          value = s.secret_key_file or null;
+        }
+      ]
+      ++ lib.imap0 (i: t: {
+        key = "target[${toString i}].secret_key_file";
+        value = t.secret_key_file or null;
+      }) (s.target or [ ])
+    );
+
   act = cfg.pushOnActivation;
   pinName = if act.pin == true then activation.pin else act.pin;
   keeps = lib.filter (k: k != null) [
@@ -228,6 +258,12 @@ in
           {
             assertion = keeps == [ ] || act.pin != false;
             message = "${name}.pushOnActivation: keepRevisions, keepDays and keepForever go with pin.";
+          }
+          {
+            assertion = secretsInStore == [ ];
+            message = "${name}.settings: ${
+              lib.concatMapStringsSep ", " (x: "${x.key} = \"${toString x.value}\"") secretsInStore
+            } is in the Nix store, which every user can read (and the program refuses it): give the path of a file outside the store, owned by the user who pushes, mode 0600, as a string (authTokenFile for the token).";
           }
           {
             # Without one, hook.conf is written but every command refuses it.

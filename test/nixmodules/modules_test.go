@@ -1038,3 +1038,36 @@ func TestSecretPathLiterals(t *testing.T) {
 		})
 	}
 }
+
+// A secret file in the Nix store (authTokenFile = "${./token}", a
+// pkgs.writeText) is world-readable: an assertion refuses it, naming the
+// option, rather than the config evaluating fine with the secret
+// published and every push refused at run time.
+func TestSecretInStoreAssertion(t *testing.T) {
+	c := needCheckouts(t)
+	inStore := `"/nix/store/` + strings.Repeat("a", 32) + `-token"`
+	for _, m := range []struct{ attr, path string }{{"nixos", "services.cachix-filter-hook"}, {"hm", "programs.cachix-filter-hook"}} {
+		for _, tc := range []struct{ cfg, want string }{
+			{`settings = { cache = "a"; allow = [ "*" ]; }; authTokenFile = ` + inStore + `;`, "cachix.auth_token_file"},
+			{`settings = { cache = "a"; allow = [ "*" ]; cachix.signing_key_file = "${pkgs.writeText "key" "k:x"}"; };`, "cachix.signing_key_file"},
+			{`settings = { store = "file:///x"; allow = [ "*" ]; secret_key_file = ` + inStore + `; };`, "secret_key_file"},
+			{`settings = { cache = "a"; allow = [ "*" ]; target = [ { store = "file:///x"; allow = [ "*" ]; secret_key_file = "${pkgs.writeText "key" "k:x"}"; } ]; };`, "target[0].secret_key_file"},
+		} {
+			var failed []string
+			if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ pkgs, ... }: { %s = { enable = true; %s }; }`, m.path, tc.cfg), &failed); err != nil {
+				t.Fatal(err)
+			}
+			if len(failed) != 1 || !strings.Contains(failed[0], tc.want) || !strings.Contains(failed[0], "in the Nix store") {
+				t.Errorf("%s: %s: failed assertions %q, want one naming %s in the Nix store", m.attr, tc.cfg, failed, tc.want)
+			}
+		}
+		// Outside the store, and a path literal: no assertion.
+		var failed []string
+		if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ %s = { enable = true; settings = { cache = "a"; allow = [ "*" ]; cachix.signing_key_file = /run/secrets/key; }; authTokenFile = "/run/secrets/token"; }; }`, m.path), &failed); err != nil {
+			t.Fatal(err)
+		}
+		if len(failed) != 0 {
+			t.Errorf("%s: secrets outside the store: failed assertions %q", m.attr, failed)
+		}
+	}
+}
