@@ -146,6 +146,17 @@ in
         assertion = !cfg.metrics.nodeExporterTextfile || cfg.metrics.directory != null;
         message = "services.cachix-filter-hook.metrics.nodeExporterTextfile: no directory: set metrics.directory, or --collector.textfile.directory in services.prometheus.exporters.node.extraFlags.";
       }
+      {
+        # NixOS writes nix.extraOptions after nix.settings into nix.conf,
+        # and Nix takes a setting's last line: a hook there would replace
+        # this one without a word. (Another module's
+        # nix.settings.post-build-hook is a conflict the module system
+        # reports itself.)
+        assertion = !lib.any (l: builtins.match "[[:space:]]*post-build-hook[[:space:]]*=.*" l != null) (
+          lib.splitString "\n" (config.nix.extraOptions or "")
+        );
+        message = "services.cachix-filter-hook: nix.extraOptions sets post-build-hook, which nix.conf takes over this module's (nix.settings.post-build-hook): remove that line, or disable this module.";
+      }
     ];
 
     services.cachix-filter-hook.settings.metrics.file = mkIf (

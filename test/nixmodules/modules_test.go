@@ -450,6 +450,21 @@ func TestNixOSModule(t *testing.T) {
 				t.Errorf("settings %s: failed assertions %q, want one saying %q", tc.settings, r.Failed, tc.want)
 			}
 		}
+		// NixOS writes nix.extraOptions after nix.settings into
+		// nix.conf, and Nix takes the last line: a post-build-hook
+		// there silently replaced this module's.
+		for _, tc := range []struct{ extra, want string }{
+			{"keep-outputs = true\n  post-build-hook = /etc/nix/upload.sh\n", "nix.extraOptions sets post-build-hook"},
+			{"keep-outputs = true\n# post-build-hook = /etc/nix/upload.sh\n", ""},
+		} {
+			var failed []string
+			if err := c.eval(t, "nixos.failed", `{ nix.extraOptions = "`+tc.extra+`"; services.cachix-filter-hook = { enable = true; settings.cache = "a"; }; }`, &failed); err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" && len(failed) != 0 || tc.want != "" && (len(failed) != 1 || !strings.Contains(failed[0], tc.want)) {
+				t.Errorf("nix.extraOptions %q: failed assertions %q, want %q", tc.extra, failed, tc.want)
+			}
+		}
 	})
 
 	// Issue 23: the fleet. A pin of the system on activation, the

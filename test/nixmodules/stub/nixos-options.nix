@@ -28,6 +28,11 @@ in
       type = anything;
       default = { };
     };
+    # NixOS writes it into nix.conf after nix.settings.
+    nix.extraOptions = mkOption {
+      type = types.lines;
+      default = "";
+    };
     environment.systemPackages = mkOption {
       type = types.listOf types.package;
       default = [ ];
