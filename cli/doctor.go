@@ -298,7 +298,7 @@ func (d *doctor) checkUsed() {
 	case len(dm.Ignored) > 0:
 		where = fmt.Sprintf("your PATH (no nix-daemon of the Nix in use runs; ignored: %s)", strings.Join(dm.Ignored, "; "))
 	}
-	for _, u := range checkUsed(d.cfg, path, where) {
+	for _, u := range checkUsed(d.cfg, path, where, "doctor") {
 		if u.err != nil {
 			d.add(u.check, checkProblem, oneLine(u.err.Error()), u.fix)
 		} else {

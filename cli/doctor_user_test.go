@@ -3,11 +3,13 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -116,5 +118,59 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDoctorRootsSecretsAsUser: doctor (and validate) run without sudo on
+// root's hook.conf cannot read root's token and signing key (mode 0600,
+// as they must be). That says nothing against them: the fix is to check
+// as root, not to write a new token over the one the worker uses.
+func TestDoctorRootsSecretsAsUser(t *testing.T) {
+	u := testuser.New(t)
+	base, err := os.MkdirTemp("", "cfh-doctor-secrets-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	chmod(t, base, 0o755)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(base, "cachix-filter-hook")
+	copyFile(t, self, prog, 0o755)
+	token := filepath.Join(base, "token")
+	if err := os.WriteFile(token, []byte("secret-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(base, "key.sec")
+	if err := os.WriteFile(key, []byte("c-1:"+strings.Repeat("A", 86)+"==\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(base, "hook.conf")
+	content := fmt.Sprintf("cache = \"c\"\nallow = [\"*\"]\n[[target]]\nstore = \"file:///nonexistent\"\nallow = [\"*\"]\nsecret_key_file = %q\n[cachix]\nbin = %q\nauth_token_file = %q\n[queue]\ndir = %q\n", key, prog, token, filepath.Join(base, "q"))
+	if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmdName := range []string{"doctor", "validate"} {
+		cmd := exec.Command(prog, "--config", conf, cmdName)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + base}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.Uid), Gid: uint32(u.Gid)}}
+		out, _ := cmd.CombinedOutput()
+		for _, what := range []string{"token", "signing key"} {
+			line := ""
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "permission denied") && strings.Contains(l, what) {
+					line = l
+				}
+			}
+			if line == "" {
+				t.Errorf("%s as %s: no line about the unreadable %s in:\n%s", cmdName, u.Name, what, out)
+				continue
+			}
+			if !strings.Contains(line, "sudo cachix-filter-hook "+cmdName) || strings.Contains(line, "generate-binary-cache-key") || strings.Contains(line, "install -D") {
+				t.Errorf("%s as %s: the %s line does not say to check as root (or says to write a new one):\n%s", cmdName, u.Name, what, line)
+			}
+		}
 	}
 }

@@ -28,7 +28,9 @@ type used struct {
 // checkUsed checks what cfg names that the worker will use. cachix.bin is
 // looked up in path, described by where ("your PATH", "nix-daemon's
 // PATH (pid N)"): the worker the hook starts has the hook's environment.
-func checkUsed(cfg *config.Config, path, where string) []used {
+// cmd is the command checking ("doctor", "validate"), for the fix of a
+// secret only root can read.
+func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 	var out []used
 	cachix := usesCachix(cfg)
 	if f := cfg.Cachix.AuthTokenFile; f != "" && cachix {
@@ -37,12 +39,18 @@ func checkUsed(cfg *config.Config, path, where string) []used {
 			u.err, u.fix = err, tokenFix(f)
 			if errors.Is(err, fs.ErrNotExist) {
 				u.err = fmt.Errorf("the token file %s does not exist", f)
+			} else if fix := notReadableFix(err, cmd); fix != "" {
+				u.fix = fix
 			}
 		}
 		out = append(out, u)
 	}
 	for _, err := range cfg.CheckKeyFiles() {
-		out = append(out, used{check: "signing key", err: err, fix: "write the key with nix-store --generate-binary-cache-key (chmod 600, owned by the user the worker runs as), or fix the key's path"})
+		fix := notReadableFix(err, cmd)
+		if fix == "" {
+			fix = "write the key with nix-store --generate-binary-cache-key (chmod 600, owned by the user the worker runs as), or fix the key's path"
+		}
+		out = append(out, used{check: "signing key", err: err, fix: fix})
 	}
 	if cachix {
 		out = append(out, findCachix(cfg.Cachix.Bin, path, where))
@@ -162,6 +170,18 @@ func executable(p string) error {
 		return fmt.Errorf("%s is not executable", p)
 	}
 	return nil
+}
+
+// notReadableFix is the fix for a secret that the user checking cannot
+// read, "" for any other error: the secret of root's hook.conf is root's,
+// mode 0600, as it must be, so that a user who checks without sudo is
+// told to check as root, not to write a new secret over the one the
+// worker uses.
+func notReadableFix(err error, cmd string) string {
+	if !errors.Is(err, fs.ErrPermission) || os.Geteuid() == 0 {
+		return ""
+	}
+	return "you cannot read it, which is right for a secret of root's: if the worker runs as root (it does under nix-daemon), check as root: sudo cachix-filter-hook " + cmd + "; else make the file yours (chown, chmod 600)"
 }
 
 // tokenFix says how to put a Cachix token in file f: where a token comes
