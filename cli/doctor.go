@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,9 +180,75 @@ func (d *doctor) checkHook() {
 		if strings.Contains(os.Getenv("NIX_CONFIG"), "post-build-hook") {
 			d.add("post-build-hook", checkWarning, "set through NIX_CONFIG, where Nix passes OUT_PATHS empty (NixOS/nix#5694); the hook falls back to DRV_PATH", "set it in nix.conf instead")
 		}
+		d.checkDaemonConf()
 		return
 	}
 	d.add("post-build-hook", checkWarning, fmt.Sprintf("%s, not this program (%s)", hook, self), "if that is another copy or a wrapper, make sure it runs cachix-filter-hook; else "+fmt.Sprintf(conf, self))
+}
+
+// checkDaemonConf warns when nix.conf changed after the running
+// nix-daemon started: the daemon read it once, at its start, and runs the
+// hook it found then (none, if the line was added since), whatever nix.conf
+// and `nix show-config` now say.
+func (d *doctor) checkDaemonConf() {
+	dm := nixstore.FindDaemon("/proc", d.nix)
+	if dm.Env == nil {
+		return
+	}
+	dir := dm.Env["NIX_CONF_DIR"]
+	if dir == "" {
+		dir = "/etc/nix"
+	}
+	conf := filepath.Join(dir, "nix.conf")
+	fi, err := os.Stat(conf)
+	if err != nil {
+		return
+	}
+	started, ok := processStart(dm.PID)
+	// A second's slack: btime is in whole seconds.
+	if !ok || !fi.ModTime().After(started.Add(time.Second)) {
+		return
+	}
+	d.add("post-build-hook", checkWarning, fmt.Sprintf("%s changed after nix-daemon (pid %d) started (changed %s, started %s): the daemon runs the post-build-hook it read then, which may be none", conf, dm.PID, fi.ModTime().Local().Format(time.RFC3339), started.Local().Format(time.RFC3339)), restartDaemon)
+}
+
+// processStart is when process pid started: its start time in clock ticks
+// after boot (/proc/PID/stat, field 22; USER_HZ is 100 on Linux) plus the
+// boot time (/proc/stat's btime).
+func processStart(pid int) (time.Time, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return time.Time{}, false
+	}
+	// The fields after the command name, which ends at the last ')':
+	// state is field 3, starttime field 22.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return time.Time{}, false
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range strings.Split(string(stat), "\n") {
+		if rest, ok := strings.CutPrefix(line, "btime "); ok {
+			btime, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return time.Unix(btime, 0).Add(time.Duration(ticks) * (time.Second / 100)), true
+		}
+	}
+	return time.Time{}, false
 }
 
 func errOr(err error, s string) string {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
@@ -176,5 +177,65 @@ func TestDoctorReadOnlyQueue(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A nix-daemon reads nix.conf once, at its start: a post-build-hook
+// added to nix.conf since runs for no build until the daemon restarts.
+// doctor read the hook from nix.conf (as `nix show-config` does) and
+// reported it ok, with nothing about the daemon that never runs it.
+func TestDoctorDaemonOlderThanNixConf(t *testing.T) {
+	nixDaemon, err := exec.LookPath("nix-daemon")
+	if err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
+			t.Fatal("nix-daemon not found and CFH_TEST_REQUIRE_NIX=1")
+		}
+		t.Skip("needs Nix's nix-daemon")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: nix-daemon's environment is root's to read")
+	}
+	base, prog, conf := doctorWorld(t, func(base string) string { return filepath.Join(base, "queue") })
+	confDir := filepath.Join(base, "nixconf")
+	if err := os.Mkdir(confDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nixConf := filepath.Join(confDir, "nix.conf")
+	if err := os.WriteFile(nixConf, []byte("post-build-hook = "+prog+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Read long before the daemon started.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(nixConf, old, old); err != nil {
+		t.Fatal(err)
+	}
+	d := exec.Command(nixDaemon, "--stdio")
+	d.Env = []string{"PATH=" + os.Getenv("PATH"), "NIX_CONF_DIR=" + confDir}
+	d.Dir = "/"
+	if _, err := d.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
+
+	run := func() string {
+		cmd := exec.Command(prog, "--config", conf, "doctor")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + base, "NIX_CONF_DIR=" + confDir}
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	stale := regexp.MustCompile(`(?m)^warning +post-build-hook: .*nix\.conf changed after nix-daemon \(pid ` + fmt.Sprint(d.Process.Pid) + `\) started.*; fix: .*restart nix-daemon`)
+	if out := run(); !regexp.MustCompile(`(?m)^ok +post-build-hook: .*\(this program\)$`).MatchString(out) || stale.MatchString(out) {
+		t.Fatalf("nix.conf older than the daemon: want the hook ok and no warning:\n%s", out)
+	}
+	// The hook was added to nix.conf after the daemon started.
+	now := time.Now().Add(2 * time.Second)
+	if err := os.Chtimes(nixConf, now, now); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(); !stale.MatchString(out) {
+		t.Errorf("nix.conf changed after nix-daemon started: no warning to restart it:\n%s", out)
 	}
 }
