@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
@@ -39,6 +41,17 @@ func doctorWorld(t *testing.T, queueDir func(base string) string) (base, prog, c
 		t.Fatal(err)
 	}
 	return base, prog, conf
+}
+
+// ownDaemon waits until pid is the nix-daemon doctor finds (the oldest
+// of root's running the Nix in use): other packages' tests, run at the
+// same time, start nix-daemons of their own for a few seconds
+// (test/watchexec_test.go), and an older one would be taken for it.
+func ownDaemon(t *testing.T, pid int) {
+	t.Helper()
+	eventually.True(t, 2*time.Minute, fmt.Sprintf("pid %d to be the nix-daemon doctor finds", pid), func() bool {
+		return nixstore.FindDaemon("/proc", nixstore.Nix{}).PID == pid
+	})
 }
 
 func doctorOutput(t *testing.T, prog, conf string) string {
@@ -123,6 +136,7 @@ func TestDoctorDaemonIsTheNixInUse(t *testing.T) {
 	start(fake("user"), pathOf("user"), u.Uid, "600")
 	start(fake("root"), pathOf("rootfake"), 0, "600")
 	real := start(nixDaemon, pathOf("real"), 0, "--stdio")
+	ownDaemon(t, real.Process.Pid)
 
 	out := doctorOutput(t, prog, conf)
 	want := fmt.Sprintf(`(?m)^ok +cachix: %s/real/cachix, found in nix-daemon's PATH \(pid %d\)$`, regexp.QuoteMeta(base), real.Process.Pid)
@@ -219,6 +233,7 @@ func TestDoctorDaemonOlderThanNixConf(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
+	ownDaemon(t, d.Process.Pid)
 
 	run := func() string {
 		cmd := exec.Command(prog, "--config", conf, "doctor")
