@@ -148,8 +148,17 @@ func (l *File) Write(p []byte) (int, error) {
 	if int64(len(p)) > l.maxSize {
 		p = cut(p, l.maxSize)
 	}
+	if l.f == nil {
+		// A rotation could not open the new file (a full disk, no inode
+		// left): open it now. Rotating again would rename a file that
+		// is not there, and the log would stay closed for good.
+		if err := l.open(); err != nil {
+			return 0, err
+		}
+	}
 	if l.size+int64(len(p)) > l.maxSize && l.size > 0 {
 		l.f.Close()
+		l.f = nil
 		if err := os.Rename(l.path, l.path+".1"); err != nil {
 			return 0, fmt.Errorf("rotating log %s: %w", l.path, err)
 		}
@@ -182,5 +191,8 @@ func cut(p []byte, max int64) []byte {
 func (l *File) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil // closed by a rotation that could not open the new file
+	}
 	return l.f.Close()
 }

@@ -312,3 +312,38 @@ func TestOpenRefusesAnotherUsersLog(t *testing.T) {
 		}
 	}
 }
+
+// A new file that cannot be made after the rotation (a full disk, no
+// inodes left, a directory that fails the trust rule for a while) fails
+// that write; once it can be made, the log goes on, without rotating a
+// file that is no longer there.
+func TestReopenAfterFailedRotation(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "worker.log")
+	l, err := Open(path, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	write(t, l, "1234\n")
+	// The rename to .1 succeeds; the new file is refused.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Write([]byte("lost\n")); err == nil {
+		t.Fatal("Write succeeded with the new file refused")
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(t, l, "next\n")
+	if got := read(t, path); got != "next\n" {
+		t.Errorf("log = %q, want the write after the failure", got)
+	}
+	if got := read(t, path+".1"); got != "1234\n" {
+		t.Errorf(".1 = %q, want the file rotated before the failure", got)
+	}
+}
