@@ -84,8 +84,15 @@ func Append(dir string, maxSize int64, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	file := filepath.Join(dir, File)
 	// About 200 bytes a record: one allocation for a batch's lines.
-	buf := make([]byte, 0, 200*len(recs))
+	buf := make([]byte, 0, 1+200*len(recs))
+	// A line cut short (the disk filled up in the middle of an append,
+	// a crash left the end of the file unwritten) would run into this
+	// batch's first record, and neither would parse: end it first.
+	if endsTorn(file) {
+		buf = append(buf, '\n')
+	}
 	for _, r := range recs {
 		if len(r.Reason) > maxReason {
 			r.Reason = r.Reason[:maxReason] + "…"
@@ -99,7 +106,7 @@ func Append(dir string, maxSize int64, recs []Record) error {
 	// Rotated as the worker's log is; a batch of records larger than
 	// the bound goes in writes of whole records (a longer write would be
 	// cut).
-	f, err := logfile.Open(filepath.Join(dir, File), maxSize)
+	f, err := logfile.Open(file, maxSize)
 	if err != nil {
 		return err
 	}
@@ -119,6 +126,23 @@ func Append(dir string, maxSize int64, recs []Record) error {
 		data = data[n:]
 	}
 	return nil
+}
+
+// endsTorn reports whether file's last line has no newline. Only the
+// worker appends (it holds the queue lock), so the end cannot move before
+// the append that follows.
+func endsTorn(file string) bool {
+	f, fi, err := openRead(file)
+	if err != nil {
+		return false // Open says what is wrong with it
+	}
+	defer f.Close()
+	if fi.Size() == 0 {
+		return false
+	}
+	var last [1]byte
+	_, err = f.ReadAt(last[:], fi.Size()-1)
+	return err == nil && last[0] != '\n'
 }
 
 func openRead(file string) (*os.File, os.FileInfo, error) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,48 @@ func TestFollowerAcrossRotation(t *testing.T) {
 		if !seen[rec(i).Path] {
 			t.Errorf("record %d missed", i)
 		}
+	}
+}
+
+// A line cut short (the disk filled up in the middle of an append, or a
+// crash left the file's end unwritten) costs that line only: the records
+// appended after it are read, and followed.
+func TestTornLineLosesOnlyItself(t *testing.T) {
+	dir := t.TempDir()
+	if err := Append(dir, MaxSize, []Record{rec(1)}); err != nil {
+		t.Fatal(err)
+	}
+	fl := Follow(dir)
+	f, err := os.OpenFile(filepath.Join(dir, File), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"time":"1970-01-01T00:00:02Z","target":"main","pa`); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got := fl.Next(); len(got) != 0 {
+		t.Fatalf("the follower read %d records of a torn line", len(got))
+	}
+	if err := Append(dir, MaxSize, []Record{rec(3), rec(4)}); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, r := range fl.Next() {
+		paths = append(paths, r.Path)
+	}
+	if want := []string{rec(3).Path, rec(4).Path}; !slices.Equal(paths, want) {
+		t.Errorf("followed %q, want %q", paths, want)
+	}
+	got, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths = nil
+	for _, r := range got {
+		paths = append(paths, r.Path)
+	}
+	if want := []string{rec(1).Path, rec(3).Path, rec(4).Path}; !slices.Equal(paths, want) {
+		t.Errorf("read %q, want %q", paths, want)
 	}
 }
