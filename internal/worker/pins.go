@@ -154,13 +154,16 @@ func (w *Worker) pin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinne
 	}
 	now := time.Now()
 	if err == nil {
+		// The outcome before the file goes, as for entries: wait is
+		// woken by the file's removal and reads the outcome then.
+		w.recordPin(p, history.Pinned, "", took)
 		if rerr := w.q.RemovePin(p); rerr != nil {
 			// Pinned; pinning again later is harmless.
 			log.WithError(rerr).Error("pinned, but removing the pin's file failed")
 		}
+		w.pinRemoved()
 		delete(w.pins, p.Key())
 		log.WithFields(fields).Info("pinned")
-		w.recordPin(p, history.Pinned, "", took)
 		w.state.pinned(w.q.Dir, p.Target, now)
 		return true
 	}
@@ -180,14 +183,24 @@ func (w *Worker) pin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinne
 }
 
 // dropPin gives up on a pin, with the reason.
+// The outcome is recorded before the file goes (see pin); should the
+// removal fail, the next round drops it again and records it again.
 func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) {
+	w.recordPin(p, history.PinDropped, reason, 0)
 	if err := w.q.RemovePin(p); err != nil {
 		log.WithError(err).Error("removing a pin given up on")
 		return
 	}
+	w.pinRemoved()
 	delete(w.pins, p.Key())
 	log.WithField("reason", reason).Warn("pin dropped")
-	w.recordPin(p, history.PinDropped, reason, 0)
+}
+
+// pinRemoved calls the test hook onPinRemoved, if set.
+func (w *Worker) pinRemoved() {
+	if w.onPinRemoved != nil {
+		w.onPinRemoved()
+	}
 }
 
 func (w *Worker) recordPin(p *queue.Pin, outcome, reason string, took time.Duration) {

@@ -291,3 +291,41 @@ func TestCapBackoffsCutsPins(t *testing.T) {
 		t.Errorf("the pin's back-off ends in %v, want at most the new retry_max (1s)", p.NextAttempt.Sub(now))
 	}
 }
+
+// A pin's outcome is in the history before its file leaves pins/: wait
+// is woken by the removal and reads the history then. Written after,
+// `push --pin --wait` could find no pin left and no outcome, and exit 0
+// saying nothing of a pin given up on. Both ways a pin leaves: made,
+// and dropped.
+func TestPinOutcomeRecordedBeforeItsFileGoes(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+	done := build(t, "done-1")[0]
+	secret := build(t, "secret-1")[0]
+	e.add(t, "main", secret) // dropped by the deny rule: its pin with it
+	e.pin(t, "main", done, "done", queue.Keep{})
+	e.pin(t, "main", secret, "secret", queue.Keep{})
+	w := e.pinWorker(&calls{})
+	removed := 0
+	w.onPinRemoved = func() {
+		removed++
+		names, _ := e.q.PinNames()
+		recs, _ := history.Read(e.q.Dir)
+		outcomes := 0
+		for _, r := range recs {
+			if r.Outcome == history.Pinned || r.Outcome == history.PinDropped {
+				outcomes++
+			}
+		}
+		// Each pin gone has its outcome recorded already.
+		if gone := 2 - len(names); outcomes < gone {
+			t.Errorf("%d pins gone from pins/, %d outcomes in the history: %+v", gone, outcomes, recs)
+		}
+	}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if removed != 2 {
+		t.Errorf("%d pins removed, want 2", removed)
+	}
+}

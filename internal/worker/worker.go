@@ -77,7 +77,10 @@ type Worker struct {
 	// released, when set (by tests), is called after a spawned worker
 	// lets go of the lock, before its last look.
 	released func()
-	pruned   time.Time // when dropped/ and corrupt/ were last pruned
+	// onPinRemoved, when set (by tests), is called as soon as a pin's
+	// file is removed.
+	onPinRemoved func()
+	pruned       time.Time // when dropped/ and corrupt/ were last pruned
 	// running are the jobs being pushed, by target; their results come
 	// back on results.
 	running map[string][]*job
