@@ -218,31 +218,28 @@ func pinKeys(pins []queue.Pin) []string {
 	return keys
 }
 
-// reportPins says how the pins a push waited for ended: made, or given up
-// on with the reason, and counts those given up on (wait exits 3 then,
-// as for a path lost).
-func reportPins(e *env, q *queue.Queue, spec waitSpec) (unpinned int) {
+// pinRecordKey is the key of the pin a history record of a pin's
+// outcome is about, "" when the record names none.
+func pinRecordKey(r history.Record) string {
+	root, err := storepath.Parse(storepath.StoreDir(), r.Path)
+	name, qerr := strconv.Unquote(strings.SplitN(r.Pin, " ", 2)[0])
+	if err != nil || qerr != nil {
+		return ""
+	}
+	return queue.PinKey(r.Target, root, name)
+}
+
+// reportPins says how the pins a push waited for ended, from the
+// outcomes the wait's history reader gave (recs): made, or given up on
+// with the reason, and counts those given up on (wait exits 3 then, as
+// for a path lost). The reader started before push queued them: by the
+// clock, a record written after a step back would seem older than the
+// push, and a pin given up on would pass unsaid.
+func reportPins(e *env, spec waitSpec, recs []history.Record) (unpinned int) {
 	if len(spec.pins) == 0 {
 		return 0
 	}
-	want := map[string]bool{}
-	for _, k := range spec.pins {
-		want[k] = true
-	}
-	recs, err := history.Read(q.Dir)
-	if err != nil {
-		e.errorf("warning: cannot tell how the pins ended: %v", err)
-		return 0
-	}
 	for _, r := range recs {
-		if r.Time.Before(spec.since) || r.Outcome != history.Pinned && r.Outcome != history.PinDropped {
-			continue
-		}
-		root, err := storepath.Parse(storepath.StoreDir(), r.Path)
-		name, qerr := strconv.Unquote(strings.SplitN(r.Pin, " ", 2)[0])
-		if err != nil || qerr != nil || !want[queue.PinKey(r.Target, root, name)] {
-			continue
-		}
 		if r.Outcome == history.Pinned {
 			if !spec.quiet {
 				fmt.Fprintf(e.stderr, "pinned %s in %s as %s\n", r.Path, r.Target, r.Pin)

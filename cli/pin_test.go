@@ -51,11 +51,15 @@ func TestWaitPinGivenUp(t *testing.T) {
 		t.Run(tc.outcome, func(t *testing.T) {
 			q, file := mainQueue(t)
 			since := time.Now().Add(-time.Second)
+			// As push does: the history read from before the pin is
+			// queued, so that an outcome written before the wait
+			// begins is seen.
+			follow := history.Follow(q.Dir)
 			if err := history.Append(q.Dir, 1<<20, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: tc.outcome, Reason: "its root was dropped: denied", Pin: `"sys"`}}); err != nil {
 				t.Fatal(err)
 			}
 			e, c, out := loadedEnv(t, file)
-			r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{queue.PinKey("main", root, "sys")}, since: since, timeout: time.Minute})
+			r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{queue.PinKey("main", root, "sys")}, since: since, follow: follow, timeout: time.Minute})
 			if code := r.exitCode(false); code != tc.code || !strings.Contains(out.String(), tc.says) {
 				t.Errorf("exit %d (want %d), says:\n%s\nwant %q", code, tc.code, out, tc.says)
 			}

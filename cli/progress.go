@@ -54,6 +54,10 @@ type progress struct {
 	upstream map[string]int       // not pushed: an upstream cache has them
 	dropped  []history.Record
 	failed   map[string]history.Record // last failure per target+path
+	// wantPins are the keys of the pins push --pin waits for; pins,
+	// their outcomes as the history gave them (see reportPins).
+	wantPins map[string]bool
+	pins     []history.Record
 
 	// count counts the queue for a frame; the caller sets it, so that
 	// finish can draw the last one.
@@ -103,6 +107,12 @@ func pairKey(target, path string) string { return target + "\x00" + path }
 // poll reads the outcomes recorded since the last call.
 func (p *progress) poll() {
 	for _, r := range p.follow.Next() {
+		if r.Outcome == history.Pinned || r.Outcome == history.PinDropped {
+			if p.wantPins[pinRecordKey(r)] {
+				p.pins = append(p.pins, r)
+			}
+			continue
+		}
 		k := pairKey(r.Target, r.Path)
 		if p.want != nil && !p.want[k] {
 			continue

@@ -148,6 +148,12 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		prog.start = spec.since
 	}
 	prog.want = want
+	if len(spec.pins) > 0 {
+		prog.wantPins = map[string]bool{}
+		for _, k := range spec.pins {
+			prog.wantPins[k] = true
+		}
+	}
 	prog.count = func() map[string]*counts { return queueCounts(q, targets, wantKeys) }
 	var deadline <-chan time.Time
 	if spec.timeout > 0 {
@@ -255,7 +261,8 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		}
 	}
 	ruled, lost := prog.finish()
-	return waitResult{end: waitDone, dropped: prog.dropped, ruled: ruled, lost: lost, unpinned: reportPins(e, q, spec)}
+	prog.poll() // the pins' outcomes, written before their files went
+	return waitResult{end: waitDone, dropped: prog.dropped, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins)}
 }
 
 // leftInQueue counts what a wait still waits for, by the entries' keys

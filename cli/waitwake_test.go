@@ -128,3 +128,28 @@ func TestWaitCountsWhatWasPushedBeforeItBegan(t *testing.T) {
 		t.Errorf("the summary does not count the path pushed before the wait began:\n%s", out)
 	}
 }
+
+// A pin given up on is reported even when the clock stepped back between
+// push and the worker's record of it: the wait takes the pins' outcomes
+// from its history reader, started before push queued them, not by
+// comparing their times with the push's.
+func TestWaitReportsPinAfterClockStepBack(t *testing.T) {
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "system-1")
+	q, file := mainQueue(t)
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	defer lock.Unlock()
+	e, c, out := loadedEnv(t, file)
+	since := time.Now()
+	follow := history.Follow(q.Dir)
+	// Written after the push, stamped an hour before it.
+	if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: since.Add(-time.Hour), Target: "main", Path: root.String(), Outcome: history.PinDropped, Reason: "its root was dropped", Pin: `"host"`}}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.waitPushed(c, nil, []string{queue.PinKey("main", root, "host")}, since, follow, 30*time.Second, false)
+	if r.end != waitDone || r.unpinned != 1 || !strings.Contains(out.String(), "not pinned "+root.String()+" in main") {
+		t.Errorf("wait = %v with %d unpinned, want the pin given up on reported:\n%s", r.end, r.unpinned, out)
+	}
+}
