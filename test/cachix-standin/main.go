@@ -26,7 +26,8 @@
 //	 "keep":"revisions 3"|"days 7"|"forever"|"", "pid":...}
 //
 // Anything cachix would reject (an unknown option such as --omit-deps, a
-// missing CACHE, a bad -m/-l value) is rejected here too, with exit 1, so a
+// missing CACHE, a bad -m/-l value, a -s outside 5 MiB..5 GiB, an option
+// given twice) is rejected here too, with exit 1, so a
 // hook that builds a bad command line fails its tests instead of production.
 //
 // Environment read, as cachix reads it:
@@ -156,6 +157,27 @@ func usageErr(format string, a ...any) error {
 	return &UsageError{fmt.Sprintf(format, a...)}
 }
 
+// canonical names each option that takes a single value or is a switch
+// (global or push's) by its long form, so that -j and --jobs count as
+// the same option.
+var canonical = map[string]string{
+	"-v": "--verbose", "--verbose": "--verbose",
+	"-c": "--config", "--config": "--config",
+	"--host":         "--host",
+	"--omit-deriver": "--omit-deriver",
+	"-m":             "--compression-method", "--compression-method": "--compression-method",
+	"-l": "--compression-level", "--compression-level": "--compression-level",
+	"-s": "--chunk-size", "--chunk-size": "--chunk-size",
+	"-n": "--num-concurrent-chunks", "--num-concurrent-chunks": "--num-concurrent-chunks",
+	"-j": "--jobs", "--jobs": "--jobs",
+}
+
+// The range of -s/--chunk-size (cachix's minChunkSize and maxChunkSize).
+const (
+	minChunkSize = 5 << 20
+	maxChunkSize = 5 << 30
+)
+
 // cacheName keeps the cache name usable as one directory name, so a
 // hostile or mistaken name cannot write outside CACHIX_STANDIN_ROOT.
 var cacheName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
@@ -165,6 +187,18 @@ var cacheName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
 func Parse(args []string) (Args, error) {
 	var a Args
 	i := 0
+	// optparse-applicative takes each option (but a `many` one, such as
+	// pin's -a) once: the parser of an option that matched is done, so
+	// a second -j, or -v, is an "Invalid option", as an unknown one is.
+	seen := map[string]bool{}
+	once := func(arg, name string) error {
+		key := canonical[name]
+		if seen[key] {
+			return usageErr("Invalid option `%s'", arg)
+		}
+		seen[key] = true
+		return nil
+	}
 	// Global options, up to the command word.
 	for ; i < len(args); i++ {
 		arg := args[i]
@@ -172,6 +206,11 @@ func Parse(args []string) (Args, error) {
 			break
 		}
 		name, val, hasVal := splitOpt(arg)
+		if _, known := canonical[name]; known {
+			if err := once(arg, name); err != nil {
+				return a, err
+			}
+		}
 		switch name {
 		case "--help", "-h":
 			return Args{Command: "help"}, nil
@@ -223,6 +262,11 @@ func Parse(args []string) (Args, error) {
 			continue
 		}
 		name, val, hasVal := splitOpt(arg)
+		if _, known := canonical[name]; known {
+			if err := once(arg, name); err != nil {
+				return a, err
+			}
+		}
 		switch name {
 		case "--help", "-h":
 			return Args{Command: "help"}, nil
@@ -257,6 +301,10 @@ func Parse(args []string) (Args, error) {
 				}
 				a.CompressionLevel, a.LevelGiven = n, true
 			case "-s", "--chunk-size":
+				// cachix's validateChunkSize: 5 MiB to 5 GiB.
+				if n < minChunkSize || n > maxChunkSize {
+					return a, usageErr("option %s: value %d not in expected range: [%d..%d]", name, n, minChunkSize, maxChunkSize)
+				}
 				a.ChunkSize = n
 			case "-n", "--num-concurrent-chunks":
 				a.NumChunks = n
