@@ -332,6 +332,43 @@ func flStartWorker(t *testing.T, e *Env) (*exec.Cmd, <-chan error) {
 	return cmd, exited
 }
 
+// flUnremovable makes file impossible to remove or replace, even for
+// root, and returns the undo (also run when the test ends): the
+// immutable attribute (chattr +i, which needs CAP_LINUX_IMMUTABLE, which
+// containers often lack), or else a read-only bind mount of its
+// directory (which needs CAP_SYS_ADMIN). With neither it skips, unless
+// CI requires the test (CI=true or CFH_TEST_REQUIRE_NIX=1, as .ci/run
+// sets): there it fails.
+func flUnremovable(t *testing.T, file string) (undo func()) {
+	t.Helper()
+	out, err := exec.Command("chattr", "+i", file).CombinedOutput()
+	if err == nil {
+		undo = func() { exec.Command("chattr", "-i", file).Run() }
+		t.Cleanup(undo)
+		return undo
+	}
+	why := fmt.Sprintf("chattr +i: %v %s", err, bytes.TrimSpace(out))
+	dir := filepath.Dir(file)
+	if out, err := exec.Command("mount", "--bind", dir, dir).CombinedOutput(); err != nil {
+		why += fmt.Sprintf("; mount --bind: %v %s", err, bytes.TrimSpace(out))
+	} else {
+		// Lazily: the worker may have the directory open.
+		var once sync.Once
+		undo = func() { once.Do(func() { exec.Command("umount", "-l", dir).Run() }) }
+		t.Cleanup(undo)
+		out, err := exec.Command("mount", "-o", "remount,ro,bind", dir).CombinedOutput()
+		if err == nil {
+			return undo
+		}
+		why += fmt.Sprintf("; remount read-only: %v %s", err, bytes.TrimSpace(out))
+	}
+	if os.Getenv("CI") == "true" || os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
+		t.Fatalf("cannot make %s unremovable here, and CI requires this test: %s", file, why)
+	}
+	t.Skipf("cannot make %s unremovable here: %s", file, why)
+	return nil
+}
+
 // 3. 50 MB of pusher output on one line, log.max_size = "1MiB": the log
 // files stay under 3 MiB and the worker's peak RSS under 64 MiB.
 func TestFaultFloodedOutputBounded(t *testing.T) {
@@ -454,11 +491,7 @@ retry_max = "2s"
 	if len(files) != 1 {
 		t.Fatalf("entries: %q", files)
 	}
-	if out, err := exec.Command("chattr", "+i", files[0]).CombinedOutput(); err != nil {
-		t.Skipf("chattr +i is not supported here: %v %s", err, out)
-	}
-	undo := func() { exec.Command("chattr", "-i", files[0]).Run() }
-	t.Cleanup(undo)
+	undo := flUnremovable(t, files[0])
 	start := time.Now()
 	flStartWorker(t, e)
 	var status string
