@@ -127,18 +127,8 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 // as root, not to write a new token over the one the worker uses.
 func TestDoctorRootsSecretsAsUser(t *testing.T) {
 	u := testuser.New(t)
-	base, err := os.MkdirTemp("", "cfh-doctor-secrets-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	chmod(t, base, 0o755)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog := filepath.Join(base, "cachix-filter-hook")
-	copyFile(t, self, prog, 0o755)
+	// doctorWorld's directory and program; the config is written below.
+	base, prog, conf := doctorWorld(t, func(base string) string { return filepath.Join(base, "q") })
 	token := filepath.Join(base, "token")
 	if err := os.WriteFile(token, []byte("secret-token\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -147,7 +137,6 @@ func TestDoctorRootsSecretsAsUser(t *testing.T) {
 	if err := os.WriteFile(key, []byte("c-1:"+strings.Repeat("A", 86)+"==\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(base, "hook.conf")
 	content := fmt.Sprintf("cache = \"c\"\nallow = [\"*\"]\n[[target]]\nstore = \"file:///nonexistent\"\nallow = [\"*\"]\nsecret_key_file = %q\n[cachix]\nbin = %q\nauth_token_file = %q\n[queue]\ndir = %q\n", key, prog, token, filepath.Join(base, "q"))
 	if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
