@@ -995,11 +995,10 @@ func TestRunSpawnedLingerWokenByQueue(t *testing.T) {
 	}
 }
 
-// A batch Nix cannot decide (its closures cannot be asked: the rules
-// could deny a dependency) backs off as a batch, as a failed push does,
-// so that it is tried again as one batch, not scattered by per-entry
-// jitter into many small ones.
-func TestRunUndecidedBatchBacksOffTogether(t *testing.T) {
+// undecidedEnv queues 20 paths for a target whose deny rule needs their
+// closures, with no nix-store to ask: a batch Nix cannot decide.
+func undecidedEnv(t *testing.T) *env {
+	t.Helper()
 	fakeStore(t)
 	e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
 	e.cfg.Nix.BinDir = t.TempDir() // no nix-store: every query fails
@@ -1008,6 +1007,15 @@ func TestRunUndecidedBatchBacksOffTogether(t *testing.T) {
 		names = append(names, fmt.Sprintf("p%02d-1", i))
 	}
 	e.add(t, "main", build(t, names...)...)
+	return e
+}
+
+// A batch Nix cannot decide (its closures cannot be asked: the rules
+// could deny a dependency) backs off as a batch, as a failed push does,
+// so that it is tried again as one batch, not scattered by per-entry
+// jitter into many small ones.
+func TestRunUndecidedBatchBacksOffTogether(t *testing.T) {
+	e := undecidedEnv(t)
 	f := &fakePusher{}
 	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); !errors.Is(err, ErrLeft) {
 		t.Fatalf("Run(Once) = %v, want ErrLeft", err)
@@ -1031,14 +1039,7 @@ func TestRunUndecidedBatchBacksOffTogether(t *testing.T) {
 // count and the first path, as drops are: not a line per path (a push
 // --closure's batch is 10,000), which would rotate the log away.
 func TestRunUndecidedBatchSummedUp(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
-	e.cfg.Nix.BinDir = t.TempDir() // no nix-store: every query fails
-	var names []string
-	for i := range 20 {
-		names = append(names, fmt.Sprintf("p%02d-1", i))
-	}
-	e.add(t, "main", build(t, names...)...)
+	e := undecidedEnv(t)
 	w := e.worker(map[string]*fakePusher{"main": {}})
 	w.log.Level = logrus.InfoLevel
 	if err := run(t, w, Once); !errors.Is(err, ErrLeft) {
