@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -100,6 +102,27 @@ func TestWaitGivesUpOnFailedBatch(t *testing.T) {
 	}
 }
 
+// afterPush is a queue whose worker lock is held (the wait starts no
+// worker), a history reader started as push starts it, before queueing
+// (since is then), and rec appended after it, as a worker that ran
+// before the wait began would have.
+func afterPush(t *testing.T, rec history.Record) (e *env, c *config.Config, out *bytes.Buffer, since time.Time, follow *history.Follower) {
+	t.Helper()
+	q, file := mainQueue(t)
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	t.Cleanup(func() { lock.Unlock() })
+	e, c, out = loadedEnv(t, file)
+	since = time.Now()
+	follow = history.Follow(q.Dir)
+	if err := history.Append(q.Dir, history.MaxSize, []history.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	return e, c, out, since, follow
+}
+
 // What a running worker pushed between push queueing the pairs and its
 // wait beginning is counted: the wait reads the history from where push
 // stood before queueing. Followed from its end when the wait began, the
@@ -107,19 +130,8 @@ func TestWaitGivesUpOnFailedBatch(t *testing.T) {
 func TestWaitCountsWhatWasPushedBeforeItBegan(t *testing.T) {
 	a := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "hello-1")
 	pairs := []queue.Pair{{Target: "main", Path: a}}
-	q, file := mainQueue(t)
-	lock, err := q.AcquireWorker(context.Background(), 0)
-	if err != nil || lock == nil {
-		t.Fatalf("AcquireWorker = %v, %v", lock, err)
-	}
-	defer lock.Unlock()
-	e, c, out := loadedEnv(t, file)
-	since := time.Now()
-	follow := history.Follow(q.Dir)
 	// Queued, pushed and removed by the worker, all before the wait.
-	if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: a.String(), Outcome: history.Pushed}}); err != nil {
-		t.Fatal(err)
-	}
+	e, c, out, since, follow := afterPush(t, history.Record{Time: time.Now(), Target: "main", Path: a.String(), Outcome: history.Pushed})
 	r := e.waitPushed(c, pairs, nil, since, follow, 30*time.Second, false)
 	if r.end != waitDone {
 		t.Fatalf("wait ended %v:\n%s", r.end, out)
@@ -135,19 +147,8 @@ func TestWaitCountsWhatWasPushedBeforeItBegan(t *testing.T) {
 // comparing their times with the push's.
 func TestWaitReportsPinAfterClockStepBack(t *testing.T) {
 	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "system-1")
-	q, file := mainQueue(t)
-	lock, err := q.AcquireWorker(context.Background(), 0)
-	if err != nil || lock == nil {
-		t.Fatalf("AcquireWorker = %v, %v", lock, err)
-	}
-	defer lock.Unlock()
-	e, c, out := loadedEnv(t, file)
-	since := time.Now()
-	follow := history.Follow(q.Dir)
 	// Written after the push, stamped an hour before it.
-	if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: since.Add(-time.Hour), Target: "main", Path: root.String(), Outcome: history.PinDropped, Reason: "its root was dropped", Pin: `"host"`}}); err != nil {
-		t.Fatal(err)
-	}
+	e, c, out, since, follow := afterPush(t, history.Record{Time: time.Now().Add(-time.Hour), Target: "main", Path: root.String(), Outcome: history.PinDropped, Reason: "its root was dropped", Pin: `"host"`})
 	r := e.waitPushed(c, nil, []string{queue.PinKey("main", root, "host")}, since, follow, 30*time.Second, false)
 	if r.end != waitDone || r.unpinned != 1 || !strings.Contains(out.String(), "not pinned "+root.String()+" in main") {
 		t.Errorf("wait = %v with %d unpinned, want the pin given up on reported:\n%s", r.end, r.unpinned, out)
