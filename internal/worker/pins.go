@@ -56,6 +56,11 @@ func (w *Worker) scanPins() {
 			delete(w.pins, n)
 		}
 	}
+	for n := range w.pinDropRecorded {
+		if !seen[n] {
+			delete(w.pinDropRecorded, n)
+		}
+	}
 }
 
 // adoptPin puts a pin read from disk on the worker's clock, as adopt does
@@ -183,16 +188,23 @@ func (w *Worker) pin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinne
 }
 
 // dropPin gives up on a pin, with the reason.
-// The outcome is recorded before the file goes (see pin); should the
-// removal fail, the next round drops it again and records it again.
+// The outcome is recorded before the file goes (see pin), once: should
+// the removal fail, the next round drops it again, but does not record
+// it again (pinDropRecorded), or a stuck file would add a record every
+// round, which wait would report as many times and which would rotate
+// the history's other outcomes away.
 func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) {
-	w.recordPin(p, history.PinDropped, reason, 0)
+	if !w.pinDropRecorded[p.Key()] {
+		w.recordPin(p, history.PinDropped, reason, 0)
+		w.pinDropRecorded[p.Key()] = true
+	}
 	if err := w.q.RemovePin(p); err != nil {
 		log.WithError(err).Error("removing a pin given up on")
 		return
 	}
 	w.pinRemoved()
 	delete(w.pins, p.Key())
+	delete(w.pinDropRecorded, p.Key())
 	log.WithField("reason", reason).Warn("pin dropped")
 }
 

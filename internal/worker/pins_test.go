@@ -329,3 +329,58 @@ func TestPinOutcomeRecordedBeforeItsFileGoes(t *testing.T) {
 		t.Errorf("%d pins removed, want 2", removed)
 	}
 }
+
+// A pin given up on whose file cannot be removed is given up on again
+// each round; its outcome goes in the history once, not once a round:
+// wait would report it as many times, and the records would rotate the
+// history's other outcomes away.
+func TestDroppedPinRecordedOnceWhileItsFileStays(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := build(t, "gone-1")[0]
+	e.pin(t, "main", root, "r", queue.Keep{})
+	w := e.pinWorker(&calls{})
+	w.scanPins()
+	names, err := e.q.PinNames()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("pins = %q, %v", names, err)
+	}
+	// The file becomes one os.Remove cannot remove, and the root goes.
+	file := filepath.Join(e.q.Dir, "pins", names[0])
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(file, "stuck"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(root.String()); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		w.doPins(context.Background(), time.Now())
+	}
+	recs, err := history.Read(e.q.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	for _, r := range recs {
+		if r.Outcome == history.PinDropped {
+			dropped++
+		}
+	}
+	if dropped != 1 {
+		t.Errorf("%d PinDropped records after three rounds, want 1: %+v", dropped, recs)
+	}
+	// Once the file can go, it goes, and no record is added.
+	if err := os.RemoveAll(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.doPins(context.Background(), time.Now())
+	if _, ok := w.pins[names[0]]; ok {
+		t.Error("the pin is still known after its file could be removed")
+	}
+}

@@ -105,6 +105,10 @@ type Worker struct {
 	pins      map[string]*queue.Pin
 	badPins   map[string]bool
 	newPinner func(*config.Target) (pusher.Pinner, error)
+
+	// pinDropRecorded are the pins given up on whose outcome is in the
+	// history already, while their files stay (see dropPin).
+	pinDropRecorded map[string]bool
 }
 
 // New prepares a worker; Run does the work.
@@ -124,6 +128,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		badPins:    map[string]bool{},
 		idlePoll:   pollInterval,
 	}
+	w.pinDropRecorded = map[string]bool{}
 	w.newPinner = func(t *config.Target) (pusher.Pinner, error) { return pusher.NewPinner(w.cfg, t) }
 	w.builds = newBuilds(func(ctx context.Context, paths []string) (map[string]bool, error) {
 		infos, err := w.facts.nix.PathInfos(ctx, false, paths...)
