@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
 // TestMain lets the test binary act as cachix-filter-hook when a script
@@ -30,6 +33,10 @@ func TestMain(m *testing.M) {
 // Custom commands and conditions:
 //
 //	status N PROGRAM [ARGS...]  run PROGRAM and require exit status N
+//	holdworker DIR              hold DIR's worker lock to the script's end,
+//	                            as a running worker does: what queues
+//	                            there starts no worker, which would outlive
+//	                            the script
 //	[root]                      the tests run as root (euid 0)
 //
 // $CFH_SELF is the test binary, which scripts run as cachix-filter-hook.
@@ -68,7 +75,8 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"status": cmdStatus,
+			"status":     cmdStatus,
+			"holdworker": cmdHoldWorker,
 		},
 	})
 }
@@ -94,4 +102,21 @@ func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
 	}
+}
+
+// cmdHoldWorker takes the worker lock of the queue in args[0] until the
+// script ends.
+func cmdHoldWorker(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: holdworker DIR")
+	}
+	q, err := queue.Open(ts.MkAbs(args[0]))
+	if err != nil {
+		ts.Fatalf("holdworker: %v", err)
+	}
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		ts.Fatalf("holdworker: the worker lock of %s is taken (%v)", args[0], err)
+	}
+	ts.Defer(func() { lock.Unlock() })
 }
