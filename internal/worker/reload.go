@@ -104,8 +104,10 @@ func (w *Worker) WatchConfig(wt Watch) {
 }
 
 // setConfig makes cfg the worker's configuration: everything built from
-// it is built again, what the worker knows of the queue stays.
+// it is built again, what the worker knows of the queue stays, and so do
+// the facts of store paths while the same Nix is asked.
 func (w *Worker) setConfig(cfg *config.Config) {
+	old := w.cfg
 	w.cfg = cfg
 	w.live.Store(cfg)
 	w.nix = nixstore.Nix{BinDir: cfg.Nix.BinDir}
@@ -113,11 +115,19 @@ func (w *Worker) setConfig(cfg *config.Config) {
 	for _, t := range cfg.Targets {
 		w.pushers[t.Name] = w.newPusher(cfg, t)
 	}
-	if w.facts != nil {
-		w.facts.nix.Shut()
+	// What Nix and the upstreams said of a store path does not depend
+	// on the rules: kept while the same Nix is asked the same way. A
+	// batch set aside by the reload (batch.go) is then decided again
+	// without asking anew, and a hook.conf that changes often cannot
+	// keep it from its push by discarding its facts each time.
+	if w.facts == nil || old == nil || old.Nix.BinDir != cfg.Nix.BinDir ||
+		old.UpstreamTimeout != cfg.UpstreamTimeout || old.UpstreamDeadline != cfg.UpstreamDeadline {
+		if w.facts != nil {
+			w.facts.nix.Shut()
+		}
+		session := w.nix.NewSession()
+		w.facts = &factState{gather: pathfacts.NewWith(cfg, session), nix: session}
 	}
-	session := w.nix.NewSession()
-	w.facts = &factState{gather: pathfacts.NewWith(cfg, session), nix: session}
 	// Targets may have come or gone: say again which are unknown.
 	w.orphans = map[string]bool{}
 	// A destination the configuration no longer names need not stay

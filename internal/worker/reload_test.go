@@ -418,3 +418,26 @@ func TestReloadRetryMaxHoldsForRunningPush(t *testing.T) {
 	started("retry within the new retry_max (100ms)")
 	g.release <- struct{}{}
 }
+
+// A reload keeps what Nix and the upstreams said of store paths while it
+// asks the same Nix the same way: a batch the reload set aside is decided
+// again from them, so a hook.conf that changes often cannot hold it back
+// by discarding them each time. Another Nix is asked anew.
+func TestReloadKeepsFactsForTheSameNix(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	w := e.worker(nil)
+	kept := w.facts
+	same := mkConfig(e.q.Dir, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+	same.Nix, same.UpstreamTimeout, same.UpstreamDeadline = e.cfg.Nix, e.cfg.UpstreamTimeout, e.cfg.UpstreamDeadline
+	w.setConfig(same)
+	if w.facts != kept {
+		t.Errorf("a reload with the same Nix discarded the facts gathered")
+	}
+	other := mkConfig(e.q.Dir, mkTarget(t, "main", []string{"*"}, nil))
+	other.Nix.BinDir = t.TempDir()
+	w.setConfig(other)
+	if w.facts == kept {
+		t.Errorf("a reload to another Nix kept the facts of the first")
+	}
+}
