@@ -176,52 +176,18 @@ func dashLiteral(p string) string {
 
 // expandBraces lists the alternatives of a pattern's braces:
 // "{a,b}-{x,y}" gives "a-x", "a-y", "b-x", "b-y". It reports false for more
-// than limit alternatives, for more than limit brace groups, and for
-// unbalanced braces. Character classes and escapes are skipped over, as
-// the glob syntax has them.
+// than limit alternatives or brace groups. Character classes and escapes
+// are skipped over, as the glob syntax has them.
 //
-// Its cost is linear in the pattern's length: the hook compiles every
-// pattern of hook.conf (up to 1 MiB) on every build. Rewriting the whole
-// pattern once per group, as it once did, took minutes for a string of
-// 200,000 "{a,b}".
+// Each group rewrites the pattern once, so the group count is bounded
+// first (Compile bounds the length, MaxPattern): 40,000 groups took 16 s.
 func expandBraces(p string, limit int) ([]string, bool) {
 	if strings.Count(p, "{") > limit {
 		return nil, false // no pattern worth indexing has that many
 	}
-	s, end, ok := parseAlt(p, 0, false)
-	if !ok || end != len(p) {
-		return nil, false
-	}
-	var out []string
-	ok = s.expand(nil, nil, func(b []byte) bool {
-		if len(out) == limit {
-			return false
-		}
-		out = append(out, string(b))
-		return true
-	})
-	if !ok {
-		return nil, false
-	}
-	return out, true
-}
-
-// braceSeq is one alternative of a pattern, parsed: literal runs and
-// brace groups, each group a list of alternatives.
-type braceSeq []braceItem
-
-type braceItem struct {
-	lit  string
-	alts []braceSeq // nil: lit
-}
-
-// parseAlt parses p[i:] up to the ',' or '}' that ends an alternative
-// (inGroup), or to the end; it returns the index of the byte that ended
-// it. Recursion is bounded by the count of '{' expandBraces checked.
-func parseAlt(p string, i int, inGroup bool) (braceSeq, int, bool) {
-	var s braceSeq
-	lit := i
-	for ; i < len(p); i++ {
+	open, alts, end := -1, []string(nil), -1
+	depth, start := 0, 0
+	for i := 0; i < len(p); i++ {
 		switch p[i] {
 		case '\\':
 			i++
@@ -231,60 +197,43 @@ func parseAlt(p string, i int, inGroup bool) (braceSeq, int, bool) {
 					i++
 				}
 			}
-		case ',', '}':
-			if inGroup {
-				return append(s, braceItem{lit: p[lit:i]}), i, true
-			}
 		case '{':
-			s = append(s, braceItem{lit: p[lit:i]})
-			var alts []braceSeq
-			for {
-				a, end, ok := parseAlt(p, i+1, true)
-				if !ok || end >= len(p) {
-					return nil, 0, false // unbalanced: Compile has refused it already
-				}
-				alts, i = append(alts, a), end
-				if p[end] == '}' {
-					break
-				}
+			if depth == 0 {
+				open, start = i, i+1
 			}
-			s = append(s, braceItem{alts: alts})
-			lit = i + 1
-		}
-	}
-	if inGroup {
-		return nil, 0, false
-	}
-	return append(s, braceItem{lit: p[lit:min(i, len(p))]}), len(p), true
-}
-
-// braceCont is what follows an alternative: the rest of the sequence
-// that holds its group, and what follows that.
-type braceCont struct {
-	s    braceSeq
-	next *braceCont
-}
-
-// expand calls emit with each alternative, buf holding what comes before
-// s and then going on with next, depth first, writing each byte of an
-// alternative once: the cost is the alternatives' total length. It
-// stops, reporting false, when emit does.
-func (s braceSeq) expand(buf []byte, next *braceCont, emit func([]byte) bool) bool {
-	for i, it := range s {
-		if it.alts == nil {
-			buf = append(buf, it.lit...)
-			continue
-		}
-		rest := &braceCont{s[i+1:], next}
-		for _, a := range it.alts {
-			if !a.expand(buf, rest, emit) {
-				return false
+			depth++
+		case ',':
+			if depth == 1 {
+				alts = append(alts, p[start:i])
+				start = i + 1
+			}
+		case '}':
+			if depth == 0 {
+				continue
+			}
+			depth--
+			if depth == 0 {
+				alts = append(alts, p[start:i])
+				end = i
 			}
 		}
-		return true
+		if end >= 0 {
+			break
+		}
 	}
-	if next != nil {
-		return next.s.expand(buf, next.next, emit)
+	if open < 0 {
+		return []string{p}, true
 	}
-	return emit(buf)
+	if end < 0 {
+		return nil, false // unbalanced: Compile has refused it already
+	}
+	var out []string
+	for _, a := range alts {
+		more, ok := expandBraces(p[:open]+a+p[end+1:], limit-len(out))
+		if !ok || len(out)+len(more) > limit {
+			return nil, false
+		}
+		out = append(out, more...)
+	}
+	return out, true
 }
