@@ -8,6 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
@@ -59,36 +60,21 @@ func (w *Worker) finish(res *result) {
 	// reload while it ran cut the back-offs set before it to its
 	// queue.retry_max (capBackoffs), and holds for those set after.
 	retry := w.cfg.Queue
+	// A failed push backs off as one batch, so that it is retried as a
+	// batch (and split only after failing twice) instead of being
+	// scattered into single-path pushes by per-entry jitter; so does a
+	// batch Nix could not decide, which would otherwise come back as
+	// many small ones, each a query and a pusher call.
 	if len(res.failed) > 0 {
-		// One back-off for the whole batch, so that it is retried as a
-		// batch (and split only after failing twice) instead of being
-		// scattered into single-path pushes by per-entry jitter.
-		attempts := 0
-		for _, e := range res.failed {
-			attempts = max(attempts, e.Attempts+1)
-		}
-		next := now.Add(Backoff(attempts, retry.RetryInitial, retry.RetryMax))
 		msg := truncate(res.err.Error(), 1000)
-		for _, e := range res.failed {
-			e.Attempts++
-			e.LastAttempt, e.LastError, e.NextAttempt = now, msg, next
-		}
-		ch.Updated = append(ch.Updated, res.failed...)
+		ch.Updated = backOffTogether(ch.Updated, res.failed, now, retry, func(*queue.Entry) string { return msg })
 	}
 	if len(res.undecided) > 0 {
-		// One back-off for them too, as for a failed push: each with a
-		// jitter of its own, a batch Nix could not decide came back as
-		// many small ones, each a query and a pusher call.
-		attempts := 0
+		es := make([]*queue.Entry, 0, len(res.undecided))
 		for e := range res.undecided {
-			attempts = max(attempts, e.Attempts+1)
+			es = append(es, e)
 		}
-		next := now.Add(Backoff(attempts, retry.RetryInitial, retry.RetryMax))
-		for e, err := range res.undecided {
-			e.Attempts++
-			e.LastAttempt, e.LastError, e.NextAttempt = now, truncate(err.Error(), 1000), next
-			ch.Updated = append(ch.Updated, e)
-		}
+		ch.Updated = backOffTogether(ch.Updated, es, now, retry, func(e *queue.Entry) string { return truncate(res.undecided[e].Error(), 1000) })
 	}
 	// Bulk files all of whose entries leave now go without being read.
 	leaving := map[uint32]int{}
@@ -251,4 +237,19 @@ func (w *Worker) record(target string, res *result) {
 	if err := history.Append(w.q.Dir, history.MaxSize, recs); err != nil {
 		w.log.WithError(err).Error("recording history")
 	}
+}
+
+// backOffTogether gives es one next attempt, by the most attempts among
+// them, each its own error (why), and appends them to updated.
+func backOffTogether(updated, es []*queue.Entry, now time.Time, retry config.Queue, why func(*queue.Entry) string) []*queue.Entry {
+	attempts := 0
+	for _, e := range es {
+		attempts = max(attempts, e.Attempts+1)
+	}
+	next := now.Add(Backoff(attempts, retry.RetryInitial, retry.RetryMax))
+	for _, e := range es {
+		e.Attempts++
+		e.LastAttempt, e.LastError, e.NextAttempt = now, why(e), next
+	}
+	return append(updated, es...)
 }
