@@ -504,6 +504,14 @@ func TestRedactURI(t *testing.T) {
 		"https://u:secret@a host/x?token=t": "https://u:REDACTED@a host/x?token=REDACTED",
 		"s3://b?region=eu&secret=a%zz#f":    "s3://b?region=eu&secret=REDACTED#f",
 		"s3://b?aws_secret_access_key=k;x":  "s3://b?aws_secret_access_key=REDACTED",
+		// A password with '?', '#' or '/' unescaped, which a URL
+		// parser takes for the end of the host.
+		"https://u:pa?ss@host/x":       "https://u:REDACTED@host/x",
+		"https://u:12#ss@host":         "https://u:REDACTED@host",
+		"ssh://u:p/ss@host":            "ssh://u:REDACTED@host",
+		"https://u:a?b@c@host?token=t": "https://u:REDACTED@host?token=REDACTED",
+		"s3://bucket?profile=me@corp":  "s3://bucket?profile=me@corp",
+		"https://host:8443/x?a=b@c":    "https://host:REDACTED@c",
 	} {
 		if got := RedactURI(in); got != want {
 			t.Errorf("RedactURI(%q) = %q, want %q", in, got, want)
@@ -520,6 +528,15 @@ func TestRedactURI(t *testing.T) {
 	}
 	if msg := err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, "https://u:REDACTED@cache.example.org") {
 		t.Errorf("the error leaks the password or does not name the URI: %v", err)
+	}
+
+	// An upstream whose password holds a '?' parses as host u:12 and
+	// query "x@host": the message refusing the query must not show it.
+	for _, up := range []string{"https://u:12?hunter2@cache.example.org", "https://u:hunter2#x@cache.example.org"} {
+		file = write(t, filepath.Join(t.TempDir(), "hook.conf"), "cache = \"c\"\nupstream = [\""+up+"\"]\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
+		if _, err := Load(file); err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("upstream %s: the error leaks the password or there is none: %v", up, err)
+		}
 	}
 }
 

@@ -86,8 +86,15 @@ func RedactURI(s string) string {
 		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
 			auth = rest[:i]
 		}
-		if at := strings.LastIndexByte(auth, '@'); at >= 0 {
-			if user, pw, ok := strings.Cut(auth[:at], ":"); ok && pw != "" {
+		at := strings.LastIndexByte(auth, '@')
+		// A password holding '/', '?' or '#' unescaped ends the authority
+		// early as a URL parser reads it: then it runs to the last '@'.
+		// That may take in a port and path too; shown less, never more.
+		if at < 0 && strings.Contains(auth, ":") {
+			at = strings.LastIndexByte(rest, '@')
+		}
+		if at >= 0 {
+			if user, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
 				s = scheme + "://" + user + ":REDACTED" + rest[at:]
 			}
 		}
