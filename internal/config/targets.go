@@ -185,6 +185,19 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		}
 	}
 	t.Rules = rules
+	// Valid, but never what was meant: a store path's name is never
+	// empty (a Nix module rendering an unset value gives this).
+	for _, l := range []struct {
+		list     string
+		patterns []string
+	}{{"allow", t.Allow}, {"deny", t.Deny}} {
+		list := l.list
+		for i, text := range l.patterns {
+			if text == "" {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %s%s[%d] is \"\": an empty pattern matches no path", from(list), prefix, list, i))
+			}
+		}
+	}
 	if _, set := m["hosts"]; set {
 		hosts, err := filter.CompileHosts(t.Hosts)
 		var pe *filter.PatternError
