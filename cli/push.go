@@ -214,12 +214,19 @@ func runPush(e *env, o *pushOptions) int {
 	if len(sel.Pairs) > 0 {
 		within = withinRoots(gather, roots, paths, o.closure)
 	}
+	// And that a root is pinned there: the pin's file comes after the
+	// entry, and a running worker may decide the entry in between.
+	pinned := map[[2]string]bool{}
+	for _, p := range plan.pins {
+		pinned[[2]string{p.Target, p.Path}] = true
+	}
 	for i, pr := range sel.Pairs {
 		s := pr.Path.String()
 		if f := facts[s]; f != nil {
 			sel.Pairs[i].Facts = &queue.Facts{NarSize: f.NarSize, Deriver: f.Deriver, Substitutes: f.Substitutes}
 		}
 		sel.Pairs[i].Within = within[s]
+		sel.Pairs[i].Pinned = pinned[[2]string{pr.Target, s}]
 	}
 	start := time.Now()
 	var follow *history.Follower

@@ -42,7 +42,7 @@ func (q *Queue) Add(pairs []Pair, now time.Time) (added int, err error) {
 }
 
 func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
-	e := &Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC(), Session: p.Session, Facts: p.Facts, Within: p.Within, Listed: p.Listed}
+	e := &Entry{Target: p.Target, Path: p.Path.String(), Queued: now.UTC(), Session: p.Session, Facts: p.Facts, Within: p.Within, Listed: p.Listed, Pinned: p.Pinned}
 	name := Key(p.Target, p.Path)
 	dst := q.path(entriesDir, name)
 	if _, err := os.Lstat(dst); err == nil {

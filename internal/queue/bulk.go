@@ -121,6 +121,9 @@ func appendNew(b []byte, p *Pair, queued []byte) []byte {
 	if p.Listed != "" {
 		b = appendString(append(b, `,"listed":`...), p.Listed)
 	}
+	if p.Pinned {
+		b = append(b, `,"pinned":true`...)
+	}
 	return append(b, "}\n"...)
 }
 
@@ -404,6 +407,7 @@ func parseNew(line []byte, rc *recent) (*Entry, bool) {
 			return nil, false
 		}
 	}
+	e.Pinned = c.Lit(`,"pinned":true`)
 	if !c.End("}") {
 		return nil, false
 	}
@@ -514,8 +518,13 @@ func (q *Queue) bulkEntries(maxAge time.Duration) (map[string]*Entry, error) {
 		b.byKey = map[string]*Entry{}
 		for _, es := range b.files {
 			for _, e := range es {
-				if o := b.byKey[e.key]; o == nil || Before(e, o) {
+				o := b.byKey[e.key]
+				if o == nil || Before(e, o) {
 					b.byKey[e.key] = e
+				}
+				// Queued twice, once by push --pin: pinned either way.
+				if o != nil && (e.Pinned || o.Pinned) {
+					b.byKey[e.key].Pinned = true
 				}
 			}
 		}

@@ -225,6 +225,7 @@ func TestParseNewAsJSON(t *testing.T) {
 		{Target: "main", Path: sp("c"), Facts: &Facts{}},
 		{Target: "main", Path: sp("d"), Listed: "/nix/store/l-cachix-packages", Session: -1},
 		{Target: "file:///srv/cache?x=y", Path: sp("e"), Facts: &Facts{Substitutes: "yes"}},
+		{Target: "main", Path: sp("f"), Facts: &Facts{Substitutes: "denied"}, Within: "/nix/store/r-root", Pinned: true},
 	} {
 		line := bytes.TrimSpace(appendNew(nil, &p, stamp))
 		got, ok := parseNew(line, nil)

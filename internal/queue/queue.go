@@ -79,6 +79,13 @@ type Entry struct {
 	// chose it: for the queue, opaque data the worker reads (the store
 	// path of a package list, see package pkglist). "" otherwise.
 	Listed string `json:"listed,omitempty"`
+	// Pinned says that push --pin pins the path in this target: the
+	// worker reads its facts as policy.ForPin says. The entry says it, not
+	// only the pin's file, which push writes after the entry: a running
+	// worker may decide the entry in between, and would leave a NixOS
+	// system (allowSubstitutes = false) out of the cache it is to be
+	// pinned in.
+	Pinned bool `json:"pinned,omitempty"`
 
 	key string
 	src string // see Source
@@ -101,11 +108,12 @@ func (e *Entry) Key() string { return e.key }
 type Pair struct {
 	Target string
 	Path   storepath.Path
-	// Session, Facts, Within, Listed: see Entry.
+	// Session, Facts, Within, Listed, Pinned: see Entry.
 	Session int
 	Facts   *Facts
 	Within  string
 	Listed  string
+	Pinned  bool
 }
 
 // Open creates the queue directories if needed. They are private (0700):

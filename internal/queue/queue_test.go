@@ -232,6 +232,23 @@ func TestAddSamePairTwice(t *testing.T) {
 	}
 }
 
+// A pair queued twice, once by push --pin (Pinned), reads as pinned
+// whichever copy the queue keeps: the worker reads the root as ForPin
+// says even before the pin's file is written.
+func TestPairQueuedTwiceStaysPinned(t *testing.T) {
+	q := openQ(t)
+	r, x, y := mkPath("system-1"), mkPath("x-1"), mkPath("y-1")
+	add(t, q, Pair{Target: "main", Path: r}, Pair{Target: "main", Path: x})
+	add(t, q, Pair{Target: "main", Path: r, Pinned: true}, Pair{Target: "main", Path: y})
+	e, err := q.Peek(Key("main", r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Pinned {
+		t.Errorf("the pair queued twice, once pinned, reads %+v: not pinned", e)
+	}
+}
+
 func TestAddConcurrent(t *testing.T) {
 	q := openQ(t)
 	p := mkPath("hello-2.12.1")

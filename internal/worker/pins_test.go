@@ -15,6 +15,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -154,6 +155,38 @@ func TestRunPinWithoutEntryAndDroppedRoot(t *testing.T) {
 	}
 	if names, _ := e.q.PinNames(); len(names) != 0 {
 		t.Errorf("pins left: %q", names)
+	}
+}
+
+// push --pin writes the root's entry, then the pin's file: a running
+// worker may decide the entry in between. The entry says it is pinned, so
+// a root that unsubstitutable leaves out (a NixOS system) still goes to
+// the cache it is to be pinned in, and its pin is then made.
+func TestRunPinnedEntryDecidedBeforeItsPinFile(t *testing.T) {
+	fakeStore(t)
+	target := mkTarget(t, "main", []string{"*"}, nil)
+	target.Unsubstitutable = config.UnsubstSkip
+	e := newEnv(t, target)
+	root := build(t, "nixos-system-1")[0]
+	pair := queue.Pair{Target: "main", Path: root, Facts: &queue.Facts{NarSize: 1, Deriver: root.String() + ".drv", Substitutes: policy.SubstDenied}, Pinned: true}
+	if _, err := e.q.Add([]queue.Pair{pair}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := c.list(); len(got) != 1 || got[0] != "push main "+root.String() {
+		t.Fatalf("calls = %q, want the root pushed though unsubstitutable", got)
+	}
+	// The pin's file, written after the entry was decided: made now.
+	e.pin(t, "main", root, "system", queue.Keep{})
+	if err := run(t, e.pinWorker(c), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := c.list(); len(got) != 2 || got[1] != "pin main system "+root.String()+" " {
+		t.Errorf("calls = %q, want the pin made after the push", got)
 	}
 }
 

@@ -71,7 +71,7 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 		}
 	}
 	f := listedEntryFacts(facts[e.Path], listed)
-	if j.pinned[e.Path] {
+	if j.pinned[e.Path] || e.Pinned {
 		f = policy.ForPin(f)
 	}
 	closure := &policy.Closure{}
