@@ -32,6 +32,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -174,11 +175,20 @@ func CheckOpened(path string, f *os.File, kind Kind) error {
 // by other means, such as the queue directory, which must be the running
 // user's own.
 func CheckParents(path string) error {
-	abs, err := filepath.Abs(path)
+	abs, err := absolute(path)
 	if err != nil {
 		return fmt.Errorf("checking %s: %w", path, err)
 	}
-	w, err := walk(path, filepath.Dir(abs))
+	// The directory the kernel will create path in, not cleaned (see
+	// absolute): "link/../queue" is made above link's target.
+	dir := strings.TrimRight(abs, "/")
+	if i := strings.LastIndex(dir, "/"); i >= 0 {
+		dir = dir[:i]
+	}
+	if dir == "" {
+		dir = "/"
+	}
+	w, err := walk(path, dir)
 	if err != nil {
 		return err
 	}

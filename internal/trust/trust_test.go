@@ -253,3 +253,25 @@ func errOf(f *os.File, err error) error {
 	}
 	return err
 }
+
+// CheckParents checks the directory the kernel resolves: in
+// "link/../queue" that is the one above link's target, which another user
+// owns here, not the directory holding link.
+func TestCheckParentsThroughLink(t *testing.T) {
+	u := testuser.New(t)
+	d := rootDir(t)
+	ud := filepath.Join(d, "userdir")
+	sub := filepath.Join(ud, "sub")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u.Chown(t, ud)
+	u.Chown(t, sub)
+	if err := os.Symlink(sub, filepath.Join(d, "link")); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, CheckParents(d+"/link/../queue"), "its directory "+ud, "owned by "+u.Name)
+	if err := CheckParents(d + "/queue/"); err != nil {
+		t.Errorf("CheckParents with a trailing slash: %v", err)
+	}
+}
