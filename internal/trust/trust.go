@@ -186,7 +186,13 @@ func CheckParents(path string) error {
 		dir = dir[:i]
 	}
 	if dir == "" {
-		dir = "/"
+		// In / itself, where a walk cannot end: / is all there is
+		// to check.
+		var st unix.Stat_t
+		if err := unix.Stat("/", &st); err != nil {
+			return fmt.Errorf("checking %s: %w", path, err)
+		}
+		return checkOne(path, "/", st.Uid, fileMode(st.Mode), Dir, true)
 	}
 	w, err := walk(path, dir)
 	if err != nil {

@@ -275,3 +275,16 @@ func TestCheckParentsThroughLink(t *testing.T) {
 		t.Errorf("CheckParents with a trailing slash: %v", err)
 	}
 }
+
+// A path right under / (queue.dir = /cfh-queue) has / as its only
+// directory, which passes.
+func TestCheckParentsOfTopLevel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: / is root's")
+	}
+	for _, p := range []string{"/cfh-queue", "/cfh-queue/"} {
+		if err := CheckParents(p); err != nil {
+			t.Errorf("CheckParents(%s): %v", p, err)
+		}
+	}
+}
