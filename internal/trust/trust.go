@@ -24,6 +24,7 @@
 package trust
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -112,6 +113,14 @@ func trusted(uid uint32) bool {
 // directory on it passed the rule, so nobody else can change what it
 // names. A path that does not exist is an error wrapping fs.ErrNotExist.
 func Check(path string, kind Kind) (string, error) {
+	return check(path, kind, 0)
+}
+
+// maxInterpreters is how deeply scripts may name scripts as their
+// interpreters, as the kernel's limit.
+const maxInterpreters = 4
+
+func check(path string, kind Kind, depth int) (string, error) {
 	w, err := walkPath(path)
 	if err != nil {
 		return "", err
@@ -120,7 +129,48 @@ func Check(path string, kind Kind) (string, error) {
 	if err := checkOne(path, w.real, w.st.Uid, fileMode(w.st.Mode), kind, false); err != nil {
 		return "", err
 	}
+	// The kernel runs a script's interpreter too, as the same user:
+	// the rule applies to it as to the script.
+	if kind == Program {
+		if interp := interpreter(w); interp != "" {
+			if depth >= maxInterpreters {
+				return "", fmt.Errorf("checking %s: too many levels of interpreters", path)
+			}
+			if _, err := check(interp, Program, depth+1); err != nil {
+				return "", fmt.Errorf("%s is a script run by %s: %w", path, interp, err)
+			}
+		}
+	}
 	return w.real, nil
+}
+
+// interpreter returns the program on the #! line of the regular file w
+// ended on, or "" when there is none, or the file cannot be read (then
+// it cannot run as a script either).
+func interpreter(w *walked) string {
+	if w.st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return ""
+	}
+	fd, err := unix.Openat(w.dir, w.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 256) // what the kernel reads of a #! line
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		return ""
+	}
+	line, ok := bytes.CutPrefix(buf[:n], []byte("#!"))
+	if !ok {
+		return ""
+	}
+	line, _, _ = bytes.Cut(line, []byte("\n"))
+	f := bytes.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
+	if len(f) == 0 {
+		return ""
+	}
+	return string(f[0])
 }
 
 // Open opens path for reading, as File or Secret, and returns the file

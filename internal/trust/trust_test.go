@@ -288,3 +288,36 @@ func TestCheckParentsOfTopLevel(t *testing.T) {
 		}
 	}
 }
+
+// The kernel runs a script's #! interpreter as the same user: one in a
+// directory another user owns is refused as that directory would be for
+// the script itself, and scripts naming each other stop.
+func TestCheckInterpreter(t *testing.T) {
+	u := testuser.New(t)
+	d := rootDir(t)
+	ud := filepath.Join(d, "userdir")
+	if err := os.Mkdir(ud, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	interp := write(t, filepath.Join(ud, "sh"), 0o755)
+	u.Chown(t, ud)
+	script := filepath.Join(d, "cachix")
+	if err := os.WriteFile(script, []byte("#! "+interp+" -e\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, firstErr(Check(script, Program)), script+" is a script run by "+interp, "its directory "+ud, "owned by "+u.Name)
+
+	good := filepath.Join(d, "good")
+	if err := os.WriteFile(good, []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if real, err := Check(good, Program); err != nil || real != good {
+		t.Errorf("a script for /bin/sh: %q, %v", real, err)
+	}
+	a, b := filepath.Join(d, "a"), filepath.Join(d, "b")
+	os.WriteFile(a, []byte("#!"+b+"\n"), 0o755)
+	os.WriteFile(b, []byte("#!"+a+"\n"), 0o755)
+	if _, err := Check(a, Program); err == nil || !strings.Contains(err.Error(), "too many levels of interpreters") {
+		t.Errorf("scripts naming each other: %v", err)
+	}
+}
