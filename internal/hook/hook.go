@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/fds"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
@@ -41,6 +42,9 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(log, "cachix-filter-hook: %s\n", bounded(fmt.Sprintf(format, args...)))
 	}
+	// What the hook inherited (the build caller's pipes) must reach
+	// nothing it starts: the nix-store below, not only the worker.
+	_ = fds.CloseOnExec()
 	cfg, err := config.Load(configFlag)
 	if err != nil {
 		say("not queueing anything, the configuration is invalid: %v", err)

@@ -34,6 +34,9 @@ const (
 	envFakeNixStore = "HOOK_TEST_FAKE_NIX_STORE"
 	envOutputs      = "HOOK_TEST_OUTPUTS"
 	envSpawnRecord  = "HOOK_TEST_SPAWN_RECORD"
+	// envFdsRecord, when set, names a file where the fake nix-store
+	// lists the descriptors it was started with.
+	envFdsRecord = "HOOK_TEST_FDS_RECORD"
 )
 
 type spawnRecord struct {
@@ -59,6 +62,11 @@ func fakeNixStore() int {
 	if len(args) != 4 || args[0] != "--query" || args[1] != "--outputs" || args[2] != "--" {
 		fmt.Fprintf(os.Stderr, "fake nix-store: unexpected arguments %q\n", args)
 		return 2
+	}
+	if file := os.Getenv(envFdsRecord); file != "" {
+		d, _ := os.Open("/proc/self/fd")
+		names, _ := d.Readdirnames(-1)
+		os.WriteFile(file, []byte(strings.Join(names, " ")), 0o600)
 	}
 	out := os.Getenv(envOutputs)
 	if out == "FAIL" {
@@ -633,6 +641,34 @@ func TestRunOutputsFromDrv(t *testing.T) {
 		t.Error("the output nix-store named was not queued")
 	}
 	noSpawn(t, rec)
+}
+
+// The nix-store the hook asks gets none of the descriptors the hook
+// inherited beyond 0, 1 and 2 (the build caller's pipes).
+func TestRunOutputsFromDrvInheritsNothing(t *testing.T) {
+	isolate(t)
+	// Opened as an inherited one is: not close-on-exec.
+	fd, err := syscall.Open(filepath.Join(t.TempDir(), "inherited"), syscall.O_CREAT|syscall.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	fdsFile := filepath.Join(t.TempDir(), "fds")
+	t.Setenv(envFdsRecord, fdsFile)
+	dir := filepath.Join(t.TempDir(), "queue")
+	holdWorkerLock(t, dir)
+	cfgFile := writeConf(t, conf{queueDir: dir, binDir: fakeNixStoreDir(t, mkPath("hello-2.12.1").String())})
+	var out bytes.Buffer
+	if st := Run(context.Background(), cfgFile, Env{DrvPath: mkPath("hello-2.12.1.drv").String()}, &out); st != 0 {
+		t.Errorf("Run = %d: %s", st, out.String())
+	}
+	b, err := os.ReadFile(fdsFile)
+	if err != nil {
+		t.Fatalf("the fake nix-store did not run: %v", err)
+	}
+	if names := strings.Fields(string(b)); slices.Contains(names, strconv.Itoa(fd)) {
+		t.Errorf("nix-store was started with the inherited fd %d: it has %q", fd, names)
+	}
 }
 
 func TestRunOutputsFromDrvFail(t *testing.T) {
