@@ -71,8 +71,10 @@ let
     in
     if withSystem != [ ] then (head withSystem).system else builtins.currentSystem;
 
-  # A derivation name part: the characters store names allow.
-  validName = n: match "[A-Za-z0-9+._?=-]+" n != null && substring 0 1 n != ".";
+  # A derivation name part: the characters store names allow. Not one
+  # ending in .list: the hook takes such a name for a list's file, never
+  # for a list (pkglist.Named), and would ignore the list.
+  validName = n: match "[A-Za-z0-9+._?=-]+" n != null && substring 0 1 n != "." && match ".*[.]list" n == null;
 in
 {
   inherit magic;
@@ -108,7 +110,7 @@ in
         if name == null then
           "cachix-packages"
         else if !(isString name) || !(validName name) || stringLength name > 150 then
-          throw ''cachixPackages: name "${toString name}" must be letters, digits and +-._?= (at most 150, not starting with ".")''
+          throw ''cachixPackages: name "${toString name}" must be letters, digits and +-._?= (at most 150, not starting with "." nor ending in ".list")''
         else
           "cachix-packages-${name}";
       targetLines =

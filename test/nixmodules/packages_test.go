@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // pkgsExpr is a Nix list of real derivations (built with /bin/sh alone),
@@ -419,6 +422,40 @@ func TestCachixPackagesRefusesDrvPath(t *testing.T) {
 			t.Errorf("cachixPackages took %s: it lists %s", p, out)
 		} else if !strings.Contains(err.Error(), "is a derivation (a .drv file)") {
 			t.Errorf("cachixPackages refused %s without saying it is a .drv: %v", p, err)
+		}
+	}
+}
+
+// cachixPackages refuses a name the hook would not read as a list's:
+// pkglist.Named takes a name ending in .list for a list's file, so
+// `name = "x.list"` built cachix-packages-x.list, which the hook, push
+// and explain took for an ordinary path, and nothing it listed was
+// queued. Every name it takes makes a directory Named.
+func TestCachixPackagesNamesRoundTrip(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	pkg := fmt.Sprintf(`(derivation { name = "a-1.0"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "exit 1" ]; salt = %q; })`, fmt.Sprint(time.Now().UnixNano()))
+	for _, name := range []string{"x.list", "dev", "x.lis", "list", "x.list.1", "a=b?c+d"} {
+		expr := fmt.Sprintf("let l = %s.cachixPackages { packages = [ %s ]; name = %q; }; in builtins.seq l.drvPath l.name", lib, pkg, name)
+		out, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", "-E", expr)
+		if err != nil {
+			if !strings.HasSuffix(name, ".list") || !strings.Contains(err.Error(), `ending in ".list"`) {
+				t.Errorf("cachixPackages refused name %q: %v", name, err)
+			}
+			continue
+		}
+		var dir string
+		if err := json.Unmarshal([]byte(out), &dir); err != nil {
+			t.Fatalf("%s: %v", out, err)
+		}
+		p := storepath.New(storepath.StoreDir(), strings.Repeat("a", storepath.HashLen), dir)
+		if !pkglist.Named(p) {
+			t.Errorf("cachixPackages took name %q: the hook does not read %s as a package list", name, dir)
 		}
 	}
 }
