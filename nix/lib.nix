@@ -63,11 +63,13 @@ let
       throw "cachixPackages: ${where}: a ${typeOf p} is not a package: list derivations (pkgs.hello, pkgs.hello.dev, pkgs.hello.all) or store paths with their context.";
 
   # The system the list's file is built for: that of the first package
-  # that says (a pure flake evaluation has no builtins.currentSystem).
+  # that says (a pure flake evaluation has no builtins.currentSystem),
+  # also inside a nested list (`[ pkg.all ]`).
   systemOf =
     packages:
     let
-      withSystem = filter (p: isAttrs p && p ? system) packages;
+      flat = p: if isList p then concatMap flat p else [ p ];
+      withSystem = filter (p: isAttrs p && p ? system) (flat packages);
     in
     if withSystem != [ ] then (head withSystem).system else builtins.currentSystem;
 
@@ -123,7 +125,7 @@ in
       text = concatStringsSep "\n" ([ magic ] ++ targetLines ++ unique) + "\n";
       list = derivation {
         name = "${drvName}.list";
-        system = if system != null then system else systemOf (if isList packages then packages else [ packages ]);
+        system = if system != null then system else systemOf packages;
         builder = "/bin/sh";
         # read, printf and redirections: shell builtins, also in busybox
         # ash. The text comes in a file (passAsFile), not the script nor

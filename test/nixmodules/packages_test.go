@@ -459,3 +459,30 @@ func TestCachixPackagesNamesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The list's file is built for the system of the first package that
+// says, also in a nested list (`[ pkg.all ]`, as the README shows):
+// cachixPackages looked at the top level only and fell back to
+// builtins.currentSystem, which a pure flake evaluation does not have
+// ("attribute 'currentSystem' missing"). Here a package of another
+// system than this machine's shows which one it took.
+func TestCachixPackagesSystemOfNestedList(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	const system = "cfh-test-system"
+	pkg := fmt.Sprintf(`(derivation { name = "multi-1.0"; system = %q; builder = "/bin/sh"; outputs = [ "out" "dev" ]; args = [ "-c" "exit 1" ]; })`, system)
+	for _, p := range []string{"pkg", "pkg.dev", "(map (o: pkg.${o}) pkg.outputs)", "[ [ pkg.dev ] ]"} {
+		expr := fmt.Sprintf("let pkg = %s; l = %s.cachixPackages { packages = [ %s ]; }; in l.list.system", pkg, lib, p)
+		out, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "--json", "-E", expr)
+		if err != nil {
+			t.Errorf("cachixPackages { packages = [ %s ]; }: %v", p, err)
+		} else if strings.TrimSpace(out) != fmt.Sprintf("%q", system) {
+			t.Errorf("cachixPackages { packages = [ %s ]; }: the list is built for %s, not its package's %q", p, out, system)
+		}
+	}
+}
