@@ -143,7 +143,12 @@ func (l *List) parse(data []byte) error {
 		}
 		p, err := storepath.Parse(l.Path.Dir, line)
 		if err != nil {
-			return fmt.Errorf("line %d: %q is not a store path: %v", n, cut(raw), err)
+			why := err.Error()
+			if len(line) > len(l.Path.Dir)+storepath.HashLen+storepath.MaxNameLen+2 {
+				// Parse's error quotes the whole line, up to MaxSize.
+				why = "longer than any store path"
+			}
+			return fmt.Errorf("line %d: %q is not a store path: %s", n, cut(raw), why)
 		}
 		if p == l.Path || line == l.File {
 			return fmt.Errorf("line %d: the list names itself", n)

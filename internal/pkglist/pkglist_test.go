@@ -122,6 +122,17 @@ func TestReadRefuses(t *testing.T) {
 			t.Errorf("Read = %v", err)
 		}
 	})
+	// A long bad line is said cut short: the message goes to the build
+	// log, and a list may be a megabyte of one line.
+	t.Run("a long bad line", func(t *testing.T) {
+		for _, line := range []string{strings.Repeat("x", 100000), s.dir + "/" + strings.Repeat("\x1b", 50000)} {
+			d := s.list("cachix-packages-long", Magic+"\n"+line+"\n")
+			_, err := Read(d)
+			if err == nil || !strings.Contains(err.Error(), "line 2: ") || len(err.Error()) > 1000 {
+				t.Errorf("Read = an error of %d bytes, want one under 1000 naming line 2: %.300s", len(fmt.Sprint(err)), err)
+			}
+		}
+	})
 	// A FIFO where the file should be: refused at once, never waited on.
 	t.Run("a FIFO", func(t *testing.T) {
 		d := s.path("cachix-packages-fifo")
