@@ -145,8 +145,12 @@ Set by Nix for the hook: the outputs built, and their derivation.
 .B NIX_STORE_DIR
 The store directory, when it is not /nix/store.
 .SH EXIT STATUS
-0 on success; 1 when a command fails (a path not pushed for wait and
-push \-\-wait, a problem for doctor and validate); 2 for a usage error.
+0 on success; 1 when a command fails (a problem for doctor and validate);
+2 for a usage error. wait and push \-\-wait exit `+fmt.Sprint(exitNotSent)+` when a path was not
+pushed (it failed, was lost or was still queued at the timeout; with
+\-\-fail\-on\-drop, also one the rules left out) or a pin was given up
+on, and 1 only for an error of the command itself;
+watch\-exec exits with its command's status.
 The hook exits 0 whatever happens, unless strict = true.
 .SH SEE ALSO
 .BR nix.conf (5),

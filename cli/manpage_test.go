@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -60,4 +62,20 @@ func TestManPageRenders(t *testing.T) {
 			t.Errorf("man -l shows an internal command or flag")
 		}
 	})
+}
+
+// The man page's exit statuses are those wait and push --wait return: it
+// said 1 for a path not pushed, where they exit 3.
+func TestManPageExitStatus(t *testing.T) {
+	page := string(generated(t, "__man"))
+	_, section, _ := strings.Cut(page, ".SH EXIT STATUS\n")
+	section, _, _ = strings.Cut(section, ".SH ")
+	for _, code := range []int{exitOK, exitError, exitUsage, exitNotSent} {
+		if !slices.Contains(strings.FieldsFunc(section, func(r rune) bool { return r < '0' || r > '9' }), strconv.Itoa(code)) {
+			t.Errorf("EXIT STATUS names no status %d:\n%s", code, section)
+		}
+	}
+	if !strings.Contains(section, "wait") {
+		t.Errorf("EXIT STATUS says nothing of wait:\n%s", section)
+	}
 }
