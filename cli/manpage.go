@@ -107,7 +107,18 @@ from Nix's post\-build\-hook
 	fmt.Fprintln(w, ".SH OPTIONS")
 	var help, v bool
 	manFlags(w, globalFlags(e, &help, &v), nil)
-	fmt.Fprintln(w, ".PP\nEvery command also takes \\fB\\-\\-config\\fR \\fIFILE\\fR and \\fB\\-\\-help\\fR.")
+	// Commands that read no config refuse --config: name them.
+	var noConfig []string
+	for _, c := range visible(cmds) {
+		if c.noConfig {
+			noConfig = append(noConfig, roff(c.name))
+		}
+	}
+	but := strings.Join(noConfig, ", ")
+	if n := len(noConfig); n > 1 {
+		but = strings.Join(noConfig[:n-1], ", ") + " and " + noConfig[n-1]
+	}
+	fmt.Fprintf(w, ".PP\nEvery command also takes \\fB\\-\\-help\\fR, and every command but %s takes \\fB\\-\\-config\\fR \\fIFILE\\fR.\n", but)
 	fmt.Fprintln(w, ".SH COMMANDS")
 	for _, c := range visible(cmds) {
 		fmt.Fprintf(w, ".SS %s\n", roff(strings.TrimPrefix(usageLine(c), "cachix-filter-hook ")))

@@ -79,3 +79,19 @@ func TestManPageExitStatus(t *testing.T) {
 		t.Errorf("EXIT STATUS says nothing of wait:\n%s", section)
 	}
 }
+
+// The man page says which commands take --config: it said every command
+// does, and completion, version and help refuse it.
+func TestManPageConfigFlag(t *testing.T) {
+	page := string(generated(t, "__man"))
+	_, options, _ := strings.Cut(page, "\nEvery command")
+	options, _, _ = strings.Cut(options, "\n")
+	var e env
+	var help bool
+	for _, c := range visible(e.commands()) {
+		takes := slices.ContainsFunc(commandFlags(&e, c, &help), func(d flagDef) bool { return d.name == "config" })
+		if !takes && !strings.Contains(options, " "+roff(c.name)) {
+			t.Errorf("the man page does not say that %s takes no --config: %q", c.name, options)
+		}
+	}
+}
