@@ -39,7 +39,14 @@ func (e *env) printMetrics(c *config.Config, q *queue.Queue, configError bool) i
 		state.Worker = nil
 	}
 	s := worker.Snapshot(c, state, worker.EntriesOf(entries), pins, dropped, running, time.Now())
-	s.Corrupt = len(bad)
+	// Unreadable entries, in entries/ until the worker sets them aside
+	// in corrupt/, and there until forget --corrupt: as the worker counts.
+	corrupt, err := q.CorruptNames()
+	if err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
+	s.Corrupt = len(bad) + len(corrupt)
 	s.ConfigError = s.ConfigError || configError
 	_, _ = e.stdout.Write(metrics.Render(s))
 	return 0

@@ -194,6 +194,7 @@ func (w *Worker) scan(now time.Time) {
 				if len(w.unreadable) < maxUnreadable {
 					w.unreadable[n] = true
 				}
+				w.metrics.stale = true // set aside in corrupt/
 				w.log.WithError(err).Error("unreadable queue entry")
 			}
 			return
@@ -269,6 +270,7 @@ func (w *Worker) scan(now time.Time) {
 		res := w.q.Apply(queue.Changes{Done: dups}, clean...)
 		x.replaced(res.Replaced)
 		if res.Aside > 0 {
+			w.metrics.stale = true
 			w.log.WithField("lines", res.Aside).Error("lines of a bulk file that are not queue entries were moved to corrupt/")
 		}
 		// Removing what was queued twice changed the directories.

@@ -93,9 +93,11 @@ type metricsFile struct {
 	last    []byte
 	written time.Time
 	lastErr string
-	// dropped counts dropped/ per target, as of counted; stale after a
-	// drop.
+	// dropped counts dropped/ per target, and corrupt the entries set
+	// aside in corrupt/, as of counted; stale after a drop or an entry
+	// found unreadable.
 	dropped map[string]int
+	corrupt int
 	counted time.Time
 	stale   bool
 }
@@ -113,9 +115,14 @@ func (w *Worker) writeMetrics(now time.Time, running bool) {
 		if d, err := w.q.DroppedByTarget(targetNamesOf(w.cfg)); err == nil {
 			m.dropped, m.counted, m.stale = d, now, false
 		}
+		// What corrupt/ holds now, as status --prometheus counts it,
+		// not what this worker found: forget --corrupt empties it.
+		if names, err := w.q.CorruptNames(); err == nil {
+			m.corrupt = len(names)
+		}
 	}
 	s := Snapshot(w.cfg, w.state, w.indexed(), w.pinList(), m.dropped, running, now)
-	s.Corrupt = len(w.unreadable)
+	s.Corrupt = m.corrupt
 	// What changes with the clock alone (the age of the oldest entry)
 	// is refreshed every metricsRefresh, not at every round.
 	still := s

@@ -370,6 +370,7 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 				if err != nil {
 					if !errors.Is(err, fs.ErrNotExist) {
 						w.log.WithError(err).Error("unreadable queue entry")
+						w.metrics.stale = true // set aside in corrupt/
 					}
 					x.remove(k)
 					continue
