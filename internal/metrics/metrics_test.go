@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func snapshot() Snapshot {
@@ -138,5 +139,25 @@ func TestHistogramBuckets(t *testing.T) {
 	h.Observe(time.Second)
 	if len(h.Counts) != len(Buckets)+1 || h.count() != 1 {
 		t.Errorf("a histogram of other buckets was not started again: %v", h.Counts)
+	}
+}
+
+// A target name that is not UTF-8 (hook.conf's parser refuses one, an
+// environment variable does not) is written as valid UTF-8: the format
+// is, and promtool and node exporter refused the whole output.
+func TestRenderInvalidUTF8(t *testing.T) {
+	out := Render(Snapshot{Now: time.Now(), Targets: []Target{{Name: "a\xffb"}}})
+	if !utf8.Valid(out) {
+		t.Fatalf("not UTF-8:\n%q", out)
+	}
+	if !bytes.Contains(out, []byte(`cachix_filter_hook_pending{target="a`+"\uFFFD"+`b"} 0`+"\n")) {
+		t.Errorf("the name is not kept, its bad byte replaced:\n%s", out)
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = bytes.NewReader(out)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, msg)
+		}
 	}
 }

@@ -40,7 +40,9 @@ func (w *textWriter) sample(name string, labels []label, v float64) {
 			}
 			w.b.WriteString(l.name)
 			w.b.WriteString(`="`)
-			w.b.WriteString(valueEscaper.Replace(l.value))
+			// The format is UTF-8: a name from the environment may not
+			// be, and one bad byte makes node exporter drop the file.
+			w.b.WriteString(valueEscaper.Replace(strings.ToValidUTF8(l.value, "\uFFFD")))
 			w.b.WriteByte('"')
 		}
 		w.b.WriteByte('}')
