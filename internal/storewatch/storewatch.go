@@ -104,10 +104,13 @@ func (w *Watcher) event(ev fsnotify.Event) {
 // most max, stops watching and returns the paths seen, sorted. overflow
 // reports that the kernel dropped events, so some paths may be missing.
 func (w *Watcher) Stop(quiet, max time.Duration) (paths []string, overflow bool) {
-	deadline := time.Now().Add(max)
+	start := time.Now()
+	deadline := start.Add(max)
 	for {
 		w.mu.Lock()
-		since := time.Since(w.last)
+		// Counted from the call at the earliest: an event still in
+		// flight has not moved last, however long ago the one before.
+		since := min(time.Since(w.last), time.Since(start))
 		w.mu.Unlock()
 		if since >= quiet || time.Now().After(deadline) {
 			break
