@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -122,10 +123,14 @@ func runWatchExec(e *env, o *watchOptions) int {
 
 // runCommand runs argv with our standard streams and returns its exit
 // status (128+signal when a signal ended it). SIGINT and SIGTERM sent to
-// us are passed on, and we wait for it to exit.
+// us are passed on, each as it came, and we wait for it to exit.
 func (e *env) runCommand(argv []string) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+	// Before the start, so that none sent meanwhile is missed.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		e.errorf("running %s: %v", argv[0], err)
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
@@ -133,14 +138,20 @@ func (e *env) runCommand(argv []string) int {
 		}
 		return 126
 	}
+	if e.ctx.Err() != nil && len(sigs) == 0 {
+		// Interrupted before we listened.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error
-	select {
-	case err = <-done:
-	case <-e.ctx.Done():
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		err = <-done
+	for waiting := true; waiting; {
+		select {
+		case err = <-done:
+			waiting = false
+		case sig := <-sigs:
+			_ = cmd.Process.Signal(sig)
+		}
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
