@@ -89,11 +89,16 @@ func runWatchExec(e *env, o *watchOptions) int {
 	// the hook, and, as push does, Nix is asked whether it depends on
 	// each (a path it names only as text is not queued); the closure
 	// rule's verdict before queueing, as push applies it.
+	// Interrupted or not (a build stopped with Ctrl-C keeps what it
+	// built), what is queued is decided by all the rules: Nix is asked
+	// without the interrupt, each call bounded as always.
+	qe := *e
+	qe.ctx = context.WithoutCancel(e.ctx)
 	gather := pathfacts.New(c)
-	lists, _ := e.findLists(gather, paths, true, true)
+	lists, _ := qe.findLists(gather, paths, true, true)
 	paths = lists.Paths
-	closures := e.closureFacts(c, gather, paths)
-	facts := e.gatherFactsWith(gather, c, paths)
+	closures := qe.closureFacts(c, gather, paths)
+	facts := qe.gatherFactsWith(gather, c, paths)
 	sel := hook.SelectFinal(c, paths, policy.WithListings(func(s string) *policy.Facts { return facts[s] }, lists.Listed), closures)
 	sel.UseLists(lists)
 	start := time.Now()
