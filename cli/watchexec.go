@@ -58,7 +58,9 @@ func runWatchExec(e *env, o *watchOptions) int {
 	// a failed build), and which were only added.
 	infos, err := nixstore.Nix{BinDir: c.Nix.BinDir}.PathInfos(ctx, false, found...)
 	if err != nil {
-		e.errorf("checking the new paths: %v", err)
+		// Named, so that they are not lost: queued unchecked, an
+		// added path of anyone's could go up.
+		e.errorf("checking the new paths: %v; none of the %d queued (push those to keep with `cachix-filter-hook push`): %s", err, len(found), strings.Join(found, " "))
 		return status
 	}
 	var paths []storepath.Path
