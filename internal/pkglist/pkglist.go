@@ -47,6 +47,15 @@ const (
 	maxTargets = 256
 )
 
+// Bounds of one Find, over all its lists: one derivation may have any
+// number of outputs named like lists, which the hook, as root and on the
+// build's path, would read whole (1,900 of them: 2 GB read, 19 million
+// paths held). A few lists is what a user has.
+const (
+	MaxLists      = 32
+	MaxTotalPaths = 10 * MaxPaths
+)
+
 // namePrefix starts the name of every list directory.
 const namePrefix = "cachix-packages"
 
@@ -205,20 +214,36 @@ type Found struct {
 func Find(paths []storepath.Path, expand bool) Found {
 	var f Found
 	isList := map[storepath.Path]bool{}
+	var skipped []storepath.Path
+	total := 0
 	for _, p := range paths {
 		if !Named(p) || isList[p] {
 			continue
 		}
+		if len(f.Lists) >= MaxLists || total >= MaxTotalPaths {
+			// Left out unread, as a list is: said once below.
+			skipped = append(skipped, p)
+			isList[p] = true
+			continue
+		}
 		l, err := Read(p)
 		switch {
+		case err == nil && total+len(l.Paths) > MaxTotalPaths:
+			skipped = append(skipped, p)
+			total = MaxTotalPaths
 		case err == nil:
 			f.Lists = append(f.Lists, l)
+			total += len(l.Paths)
 		case !errors.Is(err, ErrNotList):
 			f.Bad = append(f.Bad, err)
 		default:
 			continue
 		}
 		isList[p] = true
+	}
+	if len(skipped) > 0 {
+		f.Bad = append(f.Bad, fmt.Errorf("%d package lists not read, %s the first: more than %d lists or %d listed paths at once; nothing of them is queued (give them to push a few at a time)",
+			len(skipped), skipped[0], MaxLists, MaxTotalPaths))
 	}
 	if len(isList) == 0 {
 		f.Paths = paths

@@ -226,6 +226,47 @@ func TestFind(t *testing.T) {
 	}
 }
 
+// A derivation may have any number of outputs named like lists: Find
+// reads at most MaxLists of them, and MaxTotalPaths paths in all, and
+// says once what it left unread, which counts for nothing (not even
+// itself).
+func TestFindBounded(t *testing.T) {
+	s := newStore(t)
+	a := s.path("a-1")
+	var in []storepath.Path
+	for i := range MaxLists + 3 {
+		in = append(in, s.list(fmt.Sprintf("cachix-packages-%d", i), Magic+"\n"+a.String()+"\n"))
+	}
+	f := Find(in, true)
+	if len(f.Lists) != MaxLists || len(f.Bad) != 1 {
+		t.Fatalf("%d lists read, bad %v; want %d and one error", len(f.Lists), f.Bad, MaxLists)
+	}
+	if msg := f.Bad[0].Error(); !strings.Contains(msg, "3 package lists not read, "+in[MaxLists].String()+" the first") {
+		t.Errorf("the error does not say what was left: %s", msg)
+	}
+	if len(f.Paths) != 1 || f.Paths[0] != a {
+		t.Errorf("paths %v, want only what the lists read name", f.Paths)
+	}
+
+	// The paths the lists name, in all.
+	full := func(name string) storepath.Path {
+		var b strings.Builder
+		b.WriteString(Magic + "\n")
+		for range MaxPaths {
+			b.WriteString(s.path("p-1").String() + "\n")
+		}
+		return s.list(name, b.String())
+	}
+	in = nil
+	for i := range MaxTotalPaths/MaxPaths + 1 {
+		in = append(in, full(fmt.Sprintf("cachix-packages-full%d", i)))
+	}
+	f = Find(in, true)
+	if len(f.Lists) != MaxTotalPaths/MaxPaths || len(f.Paths) != MaxTotalPaths || len(f.Bad) != 1 {
+		t.Errorf("%d lists read, %d paths, bad %v; want %d, %d and one error", len(f.Lists), len(f.Paths), f.Bad, MaxTotalPaths/MaxPaths, MaxTotalPaths)
+	}
+}
+
 func TestNamed(t *testing.T) {
 	for name, want := range map[string]bool{
 		"cachix-packages": true, "cachix-packages-home": true, "cachix-packages-2": true,
