@@ -39,10 +39,27 @@ type env struct {
 // build stamped (-ldflags -X main.version=...), or "" (see Version, which
 // only the version command reads).
 func Main(version string, args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.Background(), func() {}
+	if sigs := stopSignals(); len(sigs) > 0 {
+		ctx, stop = signal.NotifyContext(ctx, sigs...)
+	}
 	defer stop()
 	e := &env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, version: version}
 	return e.main(args)
+}
+
+// stopSignals are SIGINT and SIGTERM, but for one we were started with
+// ignored (SIGINT in a script's background job): that stays ignored, as
+// caught it would be default again in what we run (watch-exec's
+// command). Never Notify with none: that catches every signal.
+func stopSignals() []os.Signal {
+	var sigs []os.Signal
+	for _, s := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		if !signal.Ignored(s) {
+			sigs = append(sigs, s)
+		}
+	}
+	return sigs
 }
 
 func (e *env) main(args []string) int {

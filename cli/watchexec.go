@@ -136,8 +136,10 @@ func (e *env) runCommand(argv []string) int {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
 	// Before the start, so that none sent meanwhile is missed.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	if ss := stopSignals(); len(ss) > 0 {
+		signal.Notify(sigs, ss...)
+		defer signal.Stop(sigs)
+	}
 	if err := cmd.Start(); err != nil {
 		e.errorf("running %s: %v", argv[0], err)
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
