@@ -50,7 +50,7 @@ func runWatchExec(e *env, o *watchOptions) int {
 	status := e.runCommand(argv)
 	found, overflow := w.Stop(watchQuiet, watchMax)
 	if overflow {
-		e.errorf("warning: the kernel dropped events while watching %s: some new paths may have been missed (push them with `cachix-filter-hook push`)", storeDir)
+		e.errorf("warning: the kernel dropped events while watching %s, or more paths came than watch-exec keeps: some new paths may have been missed (push them with `cachix-filter-hook push`)", storeDir)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), 2*time.Minute)
 	defer cancel()
@@ -82,7 +82,8 @@ func runWatchExec(e *env, o *watchOptions) int {
 		e.errorf("left out %d %s added to the store while COMMAND ran, neither built nor substituted (nix-store --add, builtins.path; by anyone): %s; --include-added queues them", len(added), plural(len(added), "path"), strings.Join(added, " "))
 	}
 	if len(paths) == 0 {
-		if !o.quiet {
+		// After "left out N added paths", not "no new store paths".
+		if !o.quiet && len(added) == 0 {
 			e.errorf("no new store paths")
 		}
 		return status
