@@ -18,6 +18,9 @@ import (
 // CloseOnExec marks every descriptor above 2 close-on-exec, so that no
 // child started afterwards inherits it; the process itself keeps them.
 func CloseOnExec() error {
+	if closeRange() {
+		return nil
+	}
 	d, err := os.Open(fdDir)
 	if err != nil {
 		return fmt.Errorf("listing open descriptors: %w", err)

@@ -3,4 +3,6 @@
 package fds
 
 // macOS and the BSDs list a process's descriptors in /dev/fd.
-const fdDir = "/dev/fd"
+var fdDir = "/dev/fd"
+
+func closeRange() bool { return false }

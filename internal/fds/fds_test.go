@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +15,22 @@ import (
 // is (without O_CLOEXEC), and checks that a child started after
 // CloseOnExec does not have it, while this process still does.
 func TestChildInheritsNothing(t *testing.T) {
+	childInheritsNothing(t)
+}
+
+// The same where the descriptors cannot be listed (no /proc in a chroot
+// or container): on Linux close_range needs no listing.
+func TestChildInheritsNothingWithoutFdDir(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("close_range is Linux's")
+	}
+	old := fdDir
+	fdDir = filepath.Join(t.TempDir(), "no-proc")
+	t.Cleanup(func() { fdDir = old })
+	childInheritsNothing(t)
+}
+
+func childInheritsNothing(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "f")
 	fd, err := syscall.Open(file, syscall.O_CREAT|syscall.O_WRONLY, 0o600)
 	if err != nil {
