@@ -24,3 +24,16 @@ func Kill(cmd *exec.Cmd) error {
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	return cmd.Process.Kill()
 }
+
+// End waits until cmd has exited, kills what it left in its group (a
+// helper that closed its output, which nothing else would stop: it would
+// run on, as root, with no time limit), then reaps it. On Linux the kill
+// comes before the reaping: until then the leader's pid, the group's id,
+// cannot be taken by another process, so the kill reaches no other
+// group.
+func End(cmd *exec.Cmd) error {
+	if waitExited(cmd.Process.Pid) {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	return cmd.Wait()
+}

@@ -82,7 +82,7 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	}
 	copied := make(chan error, 1)
 	go func() { copied <- pipe.copyTo(w) }()
-	err = cmd.Wait()
+	err = procgroup.End(cmd)
 	pipe.exited()
 	// What the reading returns is left: the output is for the log, and
 	// the pusher's exit status says whether the upload worked (a copy
@@ -90,10 +90,10 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	select {
 	case <-copied:
 	case <-time.After(waitDelay):
-		// The pusher exited, but something it started kept the
-		// output open: that goes too. The pusher's exit status
-		// still tells whether the upload worked.
-		_ = procgroup.Kill(cmd)
+		// The pusher exited, and End killed its group, but
+		// something it started outside the group keeps the output
+		// open: it is read no more. The pusher's exit status still
+		// tells whether the upload worked.
 		pipe.stop()
 		<-copied
 	}

@@ -213,6 +213,20 @@ func TestPushEscapedFloodingGrandchild(t *testing.T) {
 // grandchild holds its output is a success, even when push_timeout
 // passes while Push waits for that pipe. Reported as a timeout, the
 // batch was pushed again for nothing.
+// A pusher that exits and leaves a child in its group that does not hold
+// its output: the push is over, and so is that child (it would run as
+// root with no time limit).
+func TestPushLeavesNothingRunning(t *testing.T) {
+	fake(t, 0)
+	gc := filepath.Join(t.TempDir(), "grandchild")
+	t.Setenv(envQuietGrandchild, gc)
+	if err := cachixPusherFor(t, "").Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
+		t.Fatalf("Push = %v, want success", err)
+	}
+	pid := grandchild(t, gc)
+	eventually.True(t, 30*time.Second, fmt.Sprintf("the grandchild %d to go", pid), func() bool { return !alive(pid) })
+}
+
 func TestPushExitedZeroBeforeTimeout(t *testing.T) {
 	fake(t, 0)
 	gc := filepath.Join(t.TempDir(), "grandchild")

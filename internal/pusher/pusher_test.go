@@ -31,6 +31,9 @@ const (
 	// envGrandchild names a file: the fake starts a grandchild holding
 	// its output and writes the grandchild's pid there.
 	envGrandchild = "PUSHER_TEST_GRANDCHILD"
+	// envQuietGrandchild: the same, but the grandchild's output goes
+	// to /dev/null: nothing holds the pipe once the fake exits.
+	envQuietGrandchild = "PUSHER_TEST_QUIET_GRANDCHILD"
 	// envLines: the fake prints that many lines as nix copy does, a
 	// write each, lineGap apart.
 	envLines = "PUSHER_TEST_LINES"
@@ -81,10 +84,16 @@ func fakeMain() int {
 			fmt.Fprintf(os.Stderr, "copying path '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-p%d' to 'file:///cache'...\n", i)
 		}
 	}
-	if pidFile := os.Getenv(envGrandchild); pidFile != "" {
-		// A grandchild that holds the output pipe.
+	pidFile, quiet := os.Getenv(envGrandchild), false
+	if pidFile == "" {
+		pidFile, quiet = os.Getenv(envQuietGrandchild), true
+	}
+	if pidFile != "" {
+		// A grandchild that holds the output pipe, or not.
 		c := exec.Command("sleep", "3600")
-		c.Stdout, c.Stderr = os.Stdout, os.Stderr
+		if !quiet {
+			c.Stdout, c.Stderr = os.Stdout, os.Stderr
+		}
 		if err := c.Start(); err != nil {
 			return 98
 		}
