@@ -182,7 +182,8 @@ time and the pusher call's duration. The record lives in the queue directory
 --dropped, --corrupt or --pushed: the queued entries of targets no longer in
 the config, or of target T (they will then not be pushed). --dropped: the
 entries the worker dropped (dropped/, see log), of target T if given.
---corrupt: the unreadable entries moved to corrupt/. --pushed: the record of
+--corrupt: the unreadable entries moved to corrupt/, all of them (their
+target is unknown: not with --target). --pushed: the record of
 paths pushed to T's cache (all targets' without --target), after the cache
 was emptied, so that the hook and push queue those paths again. Queued
 entries are only removed while no worker runs (only the worker changes

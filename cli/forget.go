@@ -22,6 +22,12 @@ type forgetOptions struct {
 }
 
 func runForget(e *env, o *forgetOptions) int {
+	if o.corrupt && o.target != "" {
+		// A corrupt entry could not be read, so its target is unknown:
+		// deleting every one would do what --target says it will not.
+		e.errorf("forget: --corrupt takes no --target: a corrupt entry could not be read, so its target is unknown (forget --corrupt deletes them all)")
+		return 2
+	}
 	c, q, ok := e.openQueue()
 	if !ok {
 		return 1
