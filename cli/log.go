@@ -98,7 +98,10 @@ func printRecord(w io.Writer, r history.Record) {
 	if r.Reason != "" {
 		line += ": " + oneLine(r.Reason)
 	}
-	fmt.Fprintln(w, line)
+	// The history is read from a file: what it holds goes to a
+	// terminal with its control characters escaped, as errorf's
+	// messages do, and a newline in it cannot forge a record.
+	fmt.Fprintln(w, escapeControls(strings.ReplaceAll(line, "\n", `\x0a`)))
 }
 
 // oneLine keeps a multi-line pusher error on the record's line.
