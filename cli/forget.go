@@ -44,7 +44,7 @@ func runForget(e *env, o *forgetOptions) int {
 			return 1
 		}
 		ofTarget := func(en *queue.Entry) bool { return o.target == "" || en.Target == o.target }
-		if _, ok := e.forgetEach(entries, ofTarget, q.RemoveDropped, o.dryRun, func(en *queue.Entry) string {
+		if _, ok := e.forgetEach(entries, ofTarget, removeDropped(q), o.dryRun, func(en *queue.Entry) string {
 			return fmt.Sprintf("%s dropped %s -> %s (%s)", verb, en.Path, en.Target, en.Reason)
 		}); !ok {
 			status = 1
@@ -97,7 +97,7 @@ func runForget(e *env, o *forgetOptions) int {
 		e.errorf("%v", err)
 		return 1
 	}
-	n, ok := e.forgetEach(entries, func(en *queue.Entry) bool { return want(en.Target) }, q.Remove, o.dryRun, func(en *queue.Entry) string {
+	n, ok := e.forgetEach(entries, func(en *queue.Entry) bool { return want(en.Target) }, removeQueued(q), o.dryRun, func(en *queue.Entry) string {
 		return fmt.Sprintf("%s queued %s -> %s (not pushed)", verb, en.Path, en.Target)
 	})
 	if !ok {
@@ -133,26 +133,54 @@ func runForget(e *env, o *forgetOptions) int {
 	return status
 }
 
-// forgetEach removes (unless dryRun) the entries that want selects, in
-// order, saying line of each; it returns how many, and false if one could
-// not be removed.
-func (e *env) forgetEach(entries []*queue.Entry, want func(*queue.Entry) bool, remove func(*queue.Entry) error, dryRun bool, line func(*queue.Entry) string) (int, bool) {
-	n, ok := 0, true
+// forgetEach removes (unless dryRun) the entries that want selects, all
+// in one call of remove, which returns why each it could not remove
+// failed, by key; it says line of each removed, in order, and returns
+// how many, and false if one could not be removed.
+func (e *env) forgetEach(entries []*queue.Entry, want func(*queue.Entry) bool, remove func([]*queue.Entry) map[string]error, dryRun bool, line func(*queue.Entry) string) (int, bool) {
+	var sel []*queue.Entry
 	for _, en := range sortEntries(entries) {
-		if !want(en) {
-			continue
+		if want(en) {
+			sel = append(sel, en)
 		}
-		if !dryRun {
-			if err := remove(en); err != nil {
-				e.errorf("%v", err)
-				ok = false
-				continue
-			}
+	}
+	var failed map[string]error
+	if !dryRun && len(sel) > 0 {
+		failed = remove(sel)
+	}
+	n, ok := 0, true
+	for _, en := range sel {
+		if err := failed[en.Key()]; err != nil {
+			e.errorf("%v", err)
+			ok = false
+			continue
 		}
 		n++
 		fmt.Fprintln(e.stdout, line(en))
 	}
 	return n, ok
+}
+
+// removeQueued removes queued entries together: the entries of a bulk
+// file leave it in one rewrite, which gives the file a new name, so that
+// removing them one by one left all but the first queued.
+func removeQueued(q *queue.Queue) func([]*queue.Entry) map[string]error {
+	return func(es []*queue.Entry) map[string]error {
+		return q.Apply(queue.Changes{Done: es}).Failed
+	}
+}
+
+// removeDropped removes dropped entries, each its own file.
+func removeDropped(q *queue.Queue) func([]*queue.Entry) map[string]error {
+	return func(es []*queue.Entry) map[string]error {
+		failed := map[string]error{}
+		for _, en := range es {
+			if err := q.RemoveDropped(en); err != nil {
+				failed[en.Key()] = err
+			}
+		}
+		return failed
+	}
 }
 
 // takeLock takes the worker lock, so that no worker rewrites an entry

@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// Paths queued together (push, a derivation's outputs) share a bulk file.
+// Removing the first one replaces that file by one under a new name:
+// forget said it forgot the others too, while they stayed queued there,
+// to be pushed.
+func TestForgetBulkEntries(t *testing.T) {
+	q, file := mainQueue(t)
+	var pairs []queue.Pair
+	for _, s := range []string{
+		"/nix/store/a9r346p3d25vs4g5v37f3r3f28js97kb-one-1.0",
+		"/nix/store/b9r346p3d25vs4g5v37f3r3f28js97kb-two-1.0",
+		"/nix/store/c9r346p3d25vs4g5v37f3r3f28js97kb-three-1.0",
+	} {
+		p, err := storepath.Parse("/nix/store", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs = append(pairs, queue.Pair{Target: "main", Path: p})
+	}
+	if n, err := q.Add(pairs, time.Now()); err != nil || n != len(pairs) {
+		t.Fatalf("Add = %d, %v", n, err)
+	}
+	e, _, out := loadedEnv(t, file)
+	if st := runForget(e, &forgetOptions{target: "main"}); st != 0 {
+		t.Fatalf("forget --target main exited %d:\n%s", st, out)
+	}
+	if n := strings.Count(out.String(), "forgot queued "); n != len(pairs) {
+		t.Errorf("forget said %d forgotten, want %d:\n%s", n, len(pairs), out)
+	}
+	left, _, err := q.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range left {
+		t.Errorf("still queued after forget said so: %s -> %s", en.Path, en.Target)
+	}
+}
