@@ -89,7 +89,9 @@ func runDoctor(e *env, asJSON bool) int {
 			if c.Fix != "" {
 				line += "; fix: " + c.Fix
 			}
-			fmt.Fprintln(e.stdout, line)
+			// A message may hold what doctor read from the queue (an
+			// entry's last error) or from Nix: escaped, as errorf's.
+			fmt.Fprintln(e.stdout, escapeControls(strings.ReplaceAll(line, "\n", `\x0a`)))
 		}
 	}
 	if problems > 0 {
