@@ -105,8 +105,11 @@ func printRecord(w io.Writer, r history.Record) {
 }
 
 // oneLine keeps a multi-line pusher error on the record's line.
+// Its control characters escaped too: a reason holds what a pusher
+// printed (cachix colours its output), and goes to a terminal from status,
+// wait, push --wait and doctor.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return escapeControls(strings.Join(strings.Fields(s), " "))
 }
 
 func configName(file string) string {

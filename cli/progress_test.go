@@ -53,6 +53,26 @@ func TestProgressSummary(t *testing.T) {
 	}
 }
 
+// A reason holds what a pusher printed, colours and all (cachix's):
+// wait's summary, like status and log, escapes its control characters.
+func TestProgressSummaryEscapesControls(t *testing.T) {
+	dir := t.TempDir()
+	var stderr bytes.Buffer
+	e := &env{ctx: context.Background(), stderr: &stderr}
+	p := newProgress(e, dir, []string{"main"}, false, nil)
+	path := "/nix/store/l9r346p3d25vs4g5v37f3r3f28js97kb-a-1"
+	if err := history.Append(dir, history.MaxSize, []history.Record{
+		{Time: time.Now(), Target: "main", Path: path, Outcome: history.Dropped, Reason: "no longer in the store \x1b]0;owned\x07\x1b[31m(garbage-collected)\r\u009b2J"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p.finish()
+	out := stderr.String()
+	if strings.ContainsAny(out, "\x1b\x07\r\u009b") || !strings.Contains(out, `\x1b]0;owned\x07\x1b[31m(garbage-collected) \u009b2J`) {
+		t.Errorf("the summary does not escape the reason's control characters:\n%q", out)
+	}
+}
+
 // A target with nothing pending has finished: its rate stays that of its
 // pushes, up to the last, while the others go on (it kept falling: 0.7,
 // 0.5, 0.3 paths/s).
