@@ -38,10 +38,12 @@ func runLog(e *env, o *logOptions) int {
 	if o.target != "" && c.Target(o.target) == nil {
 		e.errorf("warning: no target %q in %s; showing its past records", o.target, configName(c.File))
 	}
+	// What can be read is shown, and what cannot is said.
+	status := 0
 	recs, err := history.Read(q.Dir)
 	if err != nil {
 		e.errorf("%v", err)
-		return 1
+		status = 1
 	}
 	var from time.Time
 	if o.since > 0 {
@@ -58,7 +60,7 @@ func runLog(e *env, o *logOptions) int {
 		}
 		printRecord(e.stdout, r)
 	}
-	return 0
+	return status
 }
 
 // pathMatcher matches a store path against a --path glob as allow and

@@ -162,9 +162,11 @@ func openRead(file string) (*os.File, os.FileInfo, error) {
 }
 
 // Read returns every record, oldest first: the rotated part, then the
-// current file. A line that does not parse is skipped.
+// current file. A line that does not parse is skipped; a file that
+// cannot be read is an error, the other file's records still returned.
 func Read(dir string) ([]Record, error) {
 	var out []Record
+	var errs []error
 	for _, name := range []string{File + ".1", File} {
 		file := filepath.Join(dir, name)
 		f, fi, err := openRead(file)
@@ -172,14 +174,15 @@ func Read(dir string) ([]Record, error) {
 			continue
 		}
 		if err != nil {
-			return out, fmt.Errorf("reading %s: %w", file, err)
+			errs = append(errs, fmt.Errorf("reading %s: %w", file, err))
+			continue
 		}
 		// A file grown past the bound by someone else is read up to it.
 		data := readAt(f, 0, fi.Size())
 		f.Close()
 		out = appendRecords(out, data)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // readAt reads what f holds from off, up to size bytes of it and at most

@@ -51,6 +51,25 @@ func TestAppendReadRotate(t *testing.T) {
 	}
 }
 
+// An unreadable rotated part (a symlink planted there) hides none of the
+// current file's records.
+func TestReadPastAnUnreadablePart(t *testing.T) {
+	dir := t.TempDir()
+	if err := Append(dir, MaxSize, []Record{rec(1), rec(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "elsewhere"), filepath.Join(dir, File+".1")); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := Read(dir)
+	if err == nil || !strings.Contains(err.Error(), File+".1") {
+		t.Errorf("Read = %v, want the rotated part's error", err)
+	}
+	if len(recs) != 2 {
+		t.Errorf("Read returned %d records, want the current file's 2", len(recs))
+	}
+}
+
 func TestRefusesSymlink(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "elsewhere")
