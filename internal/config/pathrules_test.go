@@ -134,6 +134,20 @@ func TestFormatSize(t *testing.T) {
 	}
 }
 
+// cachix.signing_key_file is read by the worker only for a Cachix
+// target: with none, a missing file is no problem of the config's.
+func TestCheckKeyFilesOnlyWhatIsUsed(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.sec")
+	c := &Config{Cachix: Cachix{SigningKeyFile: missing}, Targets: []*Target{{Name: "local", Store: "file:///srv/cache"}}}
+	if errs := c.CheckKeyFiles(); len(errs) != 0 {
+		t.Errorf("store targets only: %v", errs)
+	}
+	c.Targets = append(c.Targets, &Target{Name: "main", Cache: "main"})
+	if errs := c.CheckKeyFiles(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "cachix.signing_key_file") {
+		t.Errorf("with a Cachix target: %v", errs)
+	}
+}
+
 func TestReadSecretKey(t *testing.T) {
 	if _, err := exec.LookPath("nix-store"); err != nil {
 		t.Skip("needs nix-store --generate-binary-cache-key")

@@ -31,8 +31,10 @@ func ReadSecretKey(file string) (string, error) {
 	return key, nil
 }
 
-// CheckKeyFiles reads every signing key file the configuration names and
-// returns a problem per unusable one, for validate.
+// CheckKeyFiles reads every signing key file the worker would read and
+// returns a problem per unusable one, for validate and doctor:
+// cachix.signing_key_file only when a target is a Cachix cache, as the
+// worker reads it only for those (the token likewise).
 func (c *Config) CheckKeyFiles() []error {
 	var errs []error
 	seen := map[string]bool{}
@@ -45,7 +47,12 @@ func (c *Config) CheckKeyFiles() []error {
 			errs = append(errs, fmt.Errorf("%s: %w", key, err))
 		}
 	}
-	check("cachix.signing_key_file", c.Cachix.SigningKeyFile)
+	for _, t := range c.Targets {
+		if t.Cache != "" {
+			check("cachix.signing_key_file", c.Cachix.SigningKeyFile)
+			break
+		}
+	}
 	for _, t := range c.Targets {
 		check(fmt.Sprintf("target %q: secret_key_file", t.Name), t.SecretKeyFile)
 	}
