@@ -56,7 +56,9 @@ func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) 
 // environment, after checking it and Nix by the trust rule.
 func (p *cachixPusher) run(ctx context.Context, args []string, out io.Writer) error {
 	env := os.Environ()
-	var secret string
+	// Without a token file, cachix uses a token it inherits: that one is
+	// as secret, and is redacted the same.
+	secret := os.Getenv("CACHIX_AUTH_TOKEN")
 	if p.tokenFile != "" {
 		tok, err := config.ReadToken(p.tokenFile)
 		if err != nil {

@@ -70,3 +70,35 @@ func TestSigningKeySecretRedacted(t *testing.T) {
 		t.Errorf("output = %q, want %q", out.String(), want)
 	}
 }
+
+// TestInheritedSecretsRedacted: without a token file or a signing key
+// file, cachix uses the CACHIX_AUTH_TOKEN and CACHIX_SIGNING_KEY it
+// inherits from the worker (doctor accepts a token given so), and may
+// echo them as it would the files' (TestCachixFailureRedacted). They are
+// as secret, but were passed through unredacted into the log and the
+// error.
+func TestInheritedSecretsRedacted(t *testing.T) {
+	const envToken = "inherited-T0KEN-0123456789"
+	data := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x3c, 0xc3, 0xa5, 0x5a}, 16))
+	t.Setenv("CACHIX_AUTH_TOKEN", envToken)
+	t.Setenv("CACHIX_SIGNING_KEY", "cache-1:"+data)
+	bin := filepath.Join(t.TempDir(), "cachix")
+	script := "#!/bin/sh\necho \"using token $CACHIX_AUTH_TOKEN and key $CACHIX_SIGNING_KEY\" >&2\necho \"error: cannot sign with key ${CACHIX_SIGNING_KEY#*:}\" >&2\nexit 1\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{Cachix: config.Cachix{Bin: bin}}
+	var out bytes.Buffer
+	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &out)
+	if err == nil {
+		t.Fatal("Push succeeded")
+	}
+	for _, secret := range []string{envToken, data} {
+		if strings.Contains(out.String(), secret) || strings.Contains(err.Error(), secret) {
+			t.Errorf("an inherited secret reached the output or the error:\nout: %q\nerr: %v", out.String(), err)
+		}
+	}
+	if want := "using token [redacted] and key cache-1:[redacted]\nerror: cannot sign with key [redacted]\n"; out.String() != want {
+		t.Errorf("output = %q, want %q", out.String(), want)
+	}
+}

@@ -2,6 +2,7 @@ package pusher
 
 import (
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
@@ -30,10 +31,12 @@ func signingStore(store, keyFile string) (string, error) {
 // paths the user signs. It returns the key's secret, for redaction: the
 // base64 after "name:", which cachix may print on its own (it takes the
 // key with or without the name); redacting it covers the whole key too,
-// of which it is a part.
+// of which it is a part. Without a key file, the secret is that of a key
+// cachix inherits, which it would sign with all the same.
 func withSigningKey(env []string, keyFile string) ([]string, string, error) {
 	if keyFile == "" {
-		return env, "", nil
+		k := os.Getenv("CACHIX_SIGNING_KEY")
+		return env, k[strings.LastIndex(k, ":")+1:], nil
 	}
 	key, err := config.ReadSecretKey(keyFile)
 	if err != nil {
