@@ -290,7 +290,7 @@ func Parse(args []string) (Args, error) {
 			if err != nil {
 				return a, err
 			}
-			n, err := strconv.Atoi(v)
+			n, err := readInt(v)
 			if err != nil || n < 0 {
 				return a, usageErr("option %s: cannot parse value `%s'", name, v)
 			}
@@ -366,9 +366,8 @@ func parsePin(a Args, args []string) (Args, error) {
 			if err != nil {
 				return a, err
 			}
-			// option auto: Haskell's read of an Int.
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil || strings.HasPrefix(strings.TrimSpace(v), "+") {
+			n, err := readInt(v)
+			if err != nil {
 				return a, usageErr("option %s: cannot parse value `%s'", name, v)
 			}
 			a.KeepN = n
@@ -389,6 +388,17 @@ func parsePin(a Args, args []string) (Args, error) {
 		return a, usageErr("invalid cache name `%s'", a.Cache)
 	}
 	return a, nil
+}
+
+// readInt reads an Int as optparse-applicative's auto does: Haskell's
+// reads, which must take the whole value. It skips leading white space,
+// but not trailing, and knows no "+" sign.
+func readInt(v string) (int, error) {
+	s := strings.TrimLeft(v, " \t\n\r\f\v")
+	if strings.HasPrefix(s, "+") {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.Atoi(s)
 }
 
 // splitOpt splits "--jobs=8" into ("--jobs", "8", true) and "-j8" into

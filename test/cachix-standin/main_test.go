@@ -88,6 +88,10 @@ func TestParseRejects(t *testing.T) {
 		{[]string{"push", "-j", "eight", "c"}, "cannot parse value `eight'"},
 		{[]string{"push", "--jobs=", "c"}, "cannot parse"},
 		{[]string{"push", "-s", "1k", "c"}, "cannot parse"},
+		// optparse's auto is Haskell's reads: no "+", no trailing space.
+		{[]string{"push", "-j", "+8", "c"}, "cannot parse value `+8'"},
+		{[]string{"push", "--compression-level=+3", "c"}, "cannot parse value `+3'"},
+		{[]string{"push", "-n", "4 ", "c"}, "cannot parse value `4 '"},
 		// cachix's chunk size is 5 MiB to 5 GiB (validateChunkSize).
 		{[]string{"push", "-s", "1024", "c"}, "not in expected range"},
 		{[]string{"push", "--chunk-size=5242879", "c"}, "not in expected range"},
@@ -392,6 +396,8 @@ func TestParsePin(t *testing.T) {
 		{[]string{"pin", "--keep-forever", "--keep-days", "2", "c", "n", p}, "Invalid option `--keep-days'"},
 		{[]string{"pin", "--keep-revisions", "1", "--keep-revisions", "2", "c", "n", p}, "Invalid option `--keep-revisions'"},
 		{[]string{"pin", "--keep-revisions", "three", "c", "n", p}, "cannot parse value `three'"},
+		{[]string{"pin", "--keep-days", "7 ", "c", "n", p}, "cannot parse value `7 '"},
+		{[]string{"pin", "--keep-revisions=+3", "c", "n", p}, "cannot parse value `+3'"},
 		{[]string{"pin", "--keep-revisions"}, "expects an argument"},
 		{[]string{"pin", "--keep-forever=yes", "c", "n", p}, "Invalid option"},
 		{[]string{"pin", "--keep-weeks", "2", "c", "n", p}, "Invalid option `--keep-weeks'"},
