@@ -7,6 +7,7 @@
 package pusher
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -49,7 +50,53 @@ type cachixPusher struct {
 
 func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) error {
 	args := append(append([]string{"push"}, p.args...), "--", p.cache)
-	return p.run(ctx, append(args, paths...), out)
+	sw := &skipWatch{Writer: out, given: paths}
+	if err := p.run(ctx, append(args, paths...), sw); err != nil {
+		return err
+	}
+	if sw.n > 0 {
+		return fmt.Errorf("%s exited 0 but skipped %d of the %d paths given, which were not pushed: %s", p.bin, sw.n, len(paths), sw.first)
+	}
+	return nil
+}
+
+// skipWatch passes cachix's output on and counts the paths given that it
+// skipped. cachix push warns "Warning: PATH is not valid, skipping" (or
+// "Warning: PATH: REASON, skipping") for a path it cannot find in the
+// store, garbage-collected since it was queued, and still exits 0
+// (Cachix.Client.Command.Push): that is no upload, and must not be
+// recorded as one.
+type skipWatch struct {
+	io.Writer
+	given []string
+	set   map[string]bool // given, made at the first warning
+	n     int
+	first string
+}
+
+var skipWarning = []byte("Warning: ")
+
+// Write takes one line: run hands over whole lines, a write each.
+func (s *skipWatch) Write(p []byte) (int, error) {
+	if i := bytes.Index(p, skipWarning); i >= 0 && bytes.Contains(p, []byte("skipping")) {
+		path := p[i+len(skipWarning):]
+		if j := bytes.IndexAny(path, " :,"); j >= 0 {
+			path = path[:j]
+		}
+		if s.set == nil {
+			s.set = make(map[string]bool, len(s.given))
+			for _, g := range s.given {
+				s.set[g] = true
+			}
+		}
+		if s.set[string(path)] {
+			s.set[string(path)] = false // counted once
+			if s.n++; s.n == 1 {
+				s.first = strings.TrimSpace(string(p))
+			}
+		}
+	}
+	return s.Writer.Write(p)
 }
 
 // run runs cachix with args, given the token and signing key in its

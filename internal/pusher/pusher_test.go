@@ -506,3 +506,25 @@ func TestCachixUnsafeProgramRefused(t *testing.T) {
 		t.Error("an unsafe program ran")
 	}
 }
+
+// TestCachixSkippedPathFails: cachix push warns about a path it cannot
+// find in the store (garbage-collected after the worker looked) and
+// skips it, exiting 0 (Cachix.Client.Command.Push: "Warning: PATH is not
+// valid, skipping", in yellow). Push returned nil, so the worker
+// recorded the path as pushed, and its record kept a rebuild of it from
+// being pushed for queue.remember_pushed.
+func TestCachixSkippedPathFails(t *testing.T) {
+	fake(t, 0)
+	t.Setenv(envOutput, "\x1b[33mWarning: "+paths[1]+" is not valid, skipping\x1b[0m\n"+
+		"Pushing 1 paths (0 are already present) using zstd to cache mycache ⏳\n\nAll done.\n")
+	err := cachixPusherFor(t, "").Push(context.Background(), paths, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "skipped 1 of the 2 paths") || !strings.Contains(err.Error(), paths[1]) {
+		t.Errorf("Push with cachix skipping %s = %v, want an error naming it", paths[1], err)
+	}
+
+	// A warning that skips no path given is no failure.
+	t.Setenv(envOutput, "warning: ignoring the client-specified setting 'substituters'\nAll done.\n")
+	if err := cachixPusherFor(t, "").Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
+		t.Errorf("Push = %v", err)
+	}
+}
