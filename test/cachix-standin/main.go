@@ -29,6 +29,11 @@
 // missing CACHE, a bad -m/-l value, a -s outside 5 MiB..5 GiB, an option
 // given twice) is rejected here too, with exit 1, so a
 // hook that builds a bad command line fails its tests instead of production.
+// A path that is not a valid store path (garbage-collected since it was
+// queued) is warned about and skipped, and the push goes on and exits 0,
+// as cachix's push does (Cachix.Client.CNix: "Warning: PATH is not valid,
+// skipping", in yellow on stderr): a pusher must not take that exit 0 for
+// an upload of the path.
 //
 // Environment read, as cachix reads it:
 //
@@ -513,11 +518,15 @@ func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
 		paths = strings.Fields(string(in))
 		rec.Paths = append(rec.Paths, paths...)
 	}
+	valid := make([]string, 0, len(paths))
 	for _, p := range paths {
 		if err := checkStorePath(p); err != nil {
-			return err
+			fmt.Fprintf(os.Stderr, "\x1b[33mWarning: %v, skipping\x1b[0m\n", err)
+			continue
 		}
+		valid = append(valid, p)
 	}
+	paths = valid
 
 	if err := delayAndTricks(root, stdout); err != nil {
 		return err
@@ -632,18 +641,18 @@ var dhallToken = regexp.MustCompile(`authToken\s*=\s*"([^"]*)"`)
 // base-32 alphabet, a dash, and a name by Nix's rules.
 var storeBase = regexp.MustCompile(`^[0123456789abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\-_?=][A-Za-z0-9+\-._?=]{0,210}$`)
 
-// checkStorePath fails unless p is a top-level store path that exists, as
-// cachix fails on an invalid path.
+// checkStorePath fails unless p is a top-level store path that exists,
+// with cachix's words for why.
 func checkStorePath(p string) error {
 	dir := os.Getenv("NIX_STORE_DIR")
 	if dir == "" {
 		dir = "/nix/store"
 	}
 	if filepath.Dir(p) != filepath.Clean(dir) || !storeBase.MatchString(filepath.Base(p)) {
-		return fmt.Errorf("%s is not a valid store path", p)
+		return fmt.Errorf("%s: not a store path in %s", p, dir)
 	}
 	if _, err := os.Lstat(p); err != nil {
-		return fmt.Errorf("path %s is not valid: %w", p, err)
+		return fmt.Errorf("%s is not valid", p)
 	}
 	return nil
 }
