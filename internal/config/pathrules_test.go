@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,6 +146,23 @@ func TestCheckKeyFilesOnlyWhatIsUsed(t *testing.T) {
 	c.Targets = append(c.Targets, &Target{Name: "main", Cache: "main"})
 	if errs := c.CheckKeyFiles(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "cachix.signing_key_file") {
 		t.Errorf("with a Cachix target: %v", errs)
+	}
+}
+
+// A key whose base64 is wrapped over lines is refused, as Nix and cachix
+// refuse it (Go's decoder alone skips the line break).
+func TestReadSecretKeyWrapped(t *testing.T) {
+	data := base64.StdEncoding.EncodeToString(make([]byte, 64))
+	dir := t.TempDir()
+	for name, text := range map[string]string{"whole": "k-1:" + data + "\n", "wrapped": "k-1:" + data[:40] + "\n" + data[40:] + "\n"} {
+		file := filepath.Join(dir, name)
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadSecretKey(file)
+		if (err == nil) != (name == "whole") {
+			t.Errorf("%s key: %v", name, err)
+		}
 	}
 }
 

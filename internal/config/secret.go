@@ -25,7 +25,9 @@ func ReadSecretKey(file string) (string, error) {
 	}
 	key := strings.TrimSpace(string(b))
 	name, data, ok := strings.Cut(key, ":")
-	if raw, err := base64.StdEncoding.DecodeString(data); !ok || name == "" || err != nil || len(raw) != 64 {
+	// Go's decoder skips line breaks, which Nix's and cachix's refuse: a
+	// key wrapped over lines would pass here and fail at the push.
+	if raw, err := base64.StdEncoding.DecodeString(data); !ok || name == "" || err != nil || len(raw) != 64 || strings.ContainsAny(data, "\r\n") {
 		return "", fmt.Errorf("signing key %s is not a Nix secret key (NAME:BASE64 of 64 bytes, as nix-store --generate-binary-cache-key writes)", file)
 	}
 	return key, nil
