@@ -313,6 +313,13 @@ func (d *doctor) checkConfig() {
 		return
 	}
 	d.add("config", checkOK, configName(d.cfg.File)+" is valid", "")
+	// A user's own hook.conf, found by the search: what the checks below
+	// look at is the user's, not the hook's when Nix builds through
+	// nix-daemon, where it runs as root with the machine's file and
+	// root's queue.
+	if sp := config.SearchPath(); os.Geteuid() != 0 && d.e.configFlag == "" && os.Getenv(config.EnvConfig) == "" && len(sp) > 1 && d.cfg.File == sp[0] {
+		d.add("config", checkWarning, fmt.Sprintf("%s is yours, for your push and watch-exec: with multi-user Nix the hook runs as root under nix-daemon, with %s and root's queue, which doctor did not check", sp[0], sp[len(sp)-1]), "run `sudo cachix-filter-hook doctor` to check what the hook uses")
+	}
 	for _, w := range d.cfg.Warnings {
 		d.add("config", checkWarning, w, "")
 	}

@@ -94,6 +94,58 @@ func TestDoctorQueueAsUser(t *testing.T) {
 	}
 }
 
+// As a user with a hook.conf of their own (found by the search, no
+// --config), doctor checks that one and the user's queue: it says so, and
+// that the hook under nix-daemon uses the machine's file and root's queue.
+func TestDoctorSaysItCheckedTheUsersConfig(t *testing.T) {
+	u := testuser.New(t)
+	base, err := os.MkdirTemp("", "cfh-doctor-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(base, "cachix-filter-hook")
+	copyFile(t, self, prog, 0o755)
+	home := filepath.Join(base, "home")
+	confDir := filepath.Join(home, ".config", "cachix-filter-hook")
+	if err := os.MkdirAll(confDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(confDir, "hook.conf")
+	if err := os.WriteFile(conf, []byte("store = \"file:///nonexistent\"\nallow = [\"*\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{home, filepath.Join(home, ".config"), confDir, conf} {
+		u.Chown(t, d)
+	}
+	run := func(args ...string) string {
+		cmd := exec.Command(prog, args...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.Uid), Gid: uint32(u.Gid)}}
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("running doctor as %s: %v", u.Name, err)
+		}
+		return string(out)
+	}
+	want := regexp.MustCompile(`(?m)^warning +config: ` + regexp.QuoteMeta(conf) + ` is yours, for your push and watch-exec: with multi-user Nix the hook runs as root under nix-daemon, with .*/hook.conf and root's queue, which doctor did not check; fix: run ` + "`sudo cachix-filter-hook doctor`")
+	if out := run("doctor"); !want.MatchString(out) {
+		t.Errorf("doctor as %s with a hook.conf of its own does not say it checked that one:\n%s", u.Name, out)
+	}
+	// Named with --config, the file is the one meant.
+	if out := run("--config", conf, "doctor"); strings.Contains(out, "is yours") {
+		t.Errorf("doctor --config warns of the user's file:\n%s", out)
+	}
+}
+
 func chmod(t *testing.T, p string, mode os.FileMode) {
 	t.Helper()
 	if err := os.Chmod(p, mode); err != nil {
