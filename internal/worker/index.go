@@ -29,6 +29,7 @@ type slot struct {
 	plen     uint16 // length of its path, for the argv budget
 	busy     bool   // in a batch being pushed
 	half     bool   // its failing group was halved, and the other half went
+	pinned   bool   // a copy of it says pinned (see queue.Entry.Pinned)
 	session  int32  // pid of the Nix process that ran the hook; 0: none
 }
 
@@ -157,7 +158,7 @@ func (w *Worker) mono(t time.Time) int64 { return max(int64(t.Sub(w.started)), 1
 // queue.retry_max (the clock went back) is cut to it.
 func (w *Worker) adopt(e *queue.Entry, src uint32, now time.Time) *slot {
 	s := &slot{queued: e.Queued.UnixNano(), src: src, gen: w.idx.gen, born: w.idx.gen, attempts: uint16(min(e.Attempts, 1<<16-1)),
-		target: w.idx.intern(e.Target), plen: uint16(min(len(e.Path), 1<<16-1)), session: int32(e.Session)}
+		target: w.idx.intern(e.Target), plen: uint16(min(len(e.Path), 1<<16-1)), session: int32(e.Session), pinned: e.Pinned}
 	if !e.NextAttempt.IsZero() {
 		wait := min(max(e.NextAttempt.Sub(now), 0), w.cfg.Queue.RetryMax)
 		s.next = w.mono(now.Add(wait))
@@ -229,7 +230,9 @@ func (w *Worker) scan(now time.Time) {
 			if old, ok := x.slots[e.Key()]; ok {
 				// Queued again, in another file: that copy goes. (A
 				// pair twice in one file is one entry; removing the
-				// copy would remove both lines.)
+				// copy would remove both lines.) Queued again by push
+				// --pin, it leaves its pinned behind.
+				old.pinned = old.pinned || e.Pinned
 				if old.src != id {
 					dups = append(dups, e)
 				}

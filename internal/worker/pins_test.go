@@ -190,6 +190,34 @@ func TestRunPinnedEntryDecidedBeforeItsPinFile(t *testing.T) {
 	}
 }
 
+// A root queued in bulk, then queued again by push --pin before the
+// worker pushed it: the worker keeps the copy it knew first and removes
+// the other, which alone says pinned. The root is still read as pinned.
+func TestRunPinnedCopyOfKnownBulkEntry(t *testing.T) {
+	fakeStore(t)
+	target := mkTarget(t, "main", []string{"*"}, nil)
+	target.Unsubstitutable = config.UnsubstSkip
+	e := newEnv(t, target)
+	ps := build(t, "nixos-system-1", "x-1", "y-1")
+	root := ps[0]
+	facts := &queue.Facts{NarSize: 1, Deriver: root.String() + ".drv", Substitutes: policy.SubstDenied}
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Facts: facts}, {Target: "main", Path: ps[1]}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.scan(time.Now()) // the worker knows the first copy
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Facts: facts, Pinned: true}, {Target: "main", Path: ps[2]}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := strings.Join(c.list(), " "); !strings.Contains(got, root.String()) {
+		t.Errorf("calls = %q, want the pinned root pushed though unsubstitutable", got)
+	}
+}
+
 // A failing pin call is kept and backed off; a Once worker leaves it for
 // the retry. On a Nix store target a pin is dropped with the reason.
 func TestRunPinFailsAndStoreTarget(t *testing.T) {
