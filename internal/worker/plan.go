@@ -389,6 +389,15 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 		name := x.srcName(&slot{src: src})
 		if _, err := w.q.ReadBulk(name, take); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			w.log.WithError(err).Error("unreadable bulk file")
+			// Still queued: what was not read waits a back-off and is
+			// read again. Forgotten, it would go with its file, which
+			// is removed unread once the entries known in it left.
+			for _, k := range ks {
+				if s := want[k]; s != nil && !s.busy {
+					s.next = w.mono(time.Now().Add(Backoff(int(s.attempts)+1, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax)))
+					delete(want, k)
+				}
+			}
 		}
 	}
 	// Picked but not found: gone from the queue since the scan.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -375,5 +376,53 @@ func TestPlanFailingGroupBoundedByBatch(t *testing.T) {
 	r := w.plan(now)
 	if got := jobNames(r.jobs); !slices.Equal(got, []string{"main:f000,f001"}) {
 		t.Errorf("batches = %q, want half of the queue.batch (4) oldest", got)
+	}
+}
+
+// A bulk file that cannot be read when a batch is made of it (here a
+// FIFO in its place for that moment; an I/O error alike) still holds its
+// entries: the worker must not forget them, or, once the file's other
+// entries were pushed, remove the file whole with them unpushed.
+func TestPlanUnreadableBulkFileKeepsItsEntries(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.Batch = 1
+	e.cfg.Queue.RetryInitial = time.Millisecond
+	e.cfg.Queue.RetryMax = 2 * time.Millisecond
+	now := time.Now()
+	ps := build(t, "a-1", "b-1")
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[0]}, {Target: "main", Path: ps[1]}}, now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	names, err := e.q.BulkNames()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("bulk files %q, %v", names, err)
+	}
+	file, saved := filepath.Join(e.q.Dir, "bulk", names[0]), filepath.Join(e.q.Dir, "saved")
+	fake := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"main": fake})
+	w.scan(now)
+	if err := os.Rename(file, saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.plan(now); len(r.jobs) != 0 {
+		t.Fatalf("batches %q from an unreadable file", jobNames(r.jobs))
+	}
+	if err := os.Rename(saved, file); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := run(t, w, Once); err == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	calls, _ := fake.Calls()
+	if got := fmt.Sprint(calls); !strings.Contains(got, ps[0].String()) {
+		left, _ := e.q.Names()
+		t.Errorf("calls %s, queue %q: %s neither pushed nor queued", got, left, ps[0].Name)
 	}
 }
