@@ -86,7 +86,7 @@ func (w *Worker) finish(res *result) {
 		}
 	}
 	for id, n := range leaving {
-		if b := x.bulk[id]; b != nil && b.n == n {
+		if b := x.bulk[id]; b != nil && b.n == n && !b.unread {
 			if ch.Whole == nil {
 				ch.Whole = map[string]bool{}
 			}

@@ -39,6 +39,9 @@ type bulkFile struct {
 	name string
 	gen  uint32
 	n    int // slots whose entry lives in it
+	// unread: its last read failed, so n may miss entries it holds:
+	// each scan reads it again, and it is never removed unread.
+	unread bool
 }
 
 // index is the worker's view of the queue.
@@ -214,11 +217,15 @@ func (w *Worker) scan(now time.Time) {
 	var clean []string
 	kept := 0 // entries in x.fresh: a batch's worth at most, all files together
 	for _, n := range bulks {
-		if id, ok := x.ids[n]; ok {
+		id, ok := x.ids[n]
+		if ok {
 			x.bulk[id].gen = x.gen
-			continue
+			if !x.bulk[id].unread {
+				continue
+			}
+		} else {
+			id = x.addBulk(n)
 		}
-		id := x.addBulk(n)
 		var es []*queue.Entry
 		keep := true
 		bad, err := w.q.ReadBulk(n, func(e *queue.Entry) {
@@ -244,7 +251,12 @@ func (w *Worker) scan(now time.Time) {
 			clean = append(clean, n)
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			w.log.WithError(err).Error("unreadable bulk file")
+			if !x.bulk[id].unread {
+				w.log.WithError(err).Error("unreadable bulk file")
+			}
+			x.bulk[id].unread = true
+		} else {
+			x.bulk[id].unread = false
 		}
 		if keep && bad == 0 && err == nil {
 			if x.fresh == nil {

@@ -426,3 +426,41 @@ func TestPlanUnreadableBulkFileKeepsItsEntries(t *testing.T) {
 		t.Errorf("calls %s, queue %q: %s neither pushed nor queued", got, left, ps[0].Name)
 	}
 }
+
+// A bulk file that cannot be read when the scan finds it (here a FIFO in
+// its place for that moment) is read again at a later scan, not taken
+// for known with none of its entries.
+func TestScanUnreadableBulkFileReadAgain(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	now := time.Now()
+	ps := build(t, "a-1", "b-1")
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[0]}, {Target: "main", Path: ps[1]}}, now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	names, err := e.q.BulkNames()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("bulk files %q, %v", names, err)
+	}
+	file, saved := filepath.Join(e.q.Dir, "bulk", names[0]), filepath.Join(e.q.Dir, "saved")
+	if err := os.Rename(file, saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"main": fake})
+	w.scan(now)
+	if err := os.Rename(saved, file); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	calls, _ := fake.Calls()
+	if got := fmt.Sprint(calls); !strings.Contains(got, ps[0].String()) || !strings.Contains(got, ps[1].String()) {
+		left, _ := e.q.Names()
+		t.Errorf("calls %s, queue %q: want both paths pushed", got, left)
+	}
+}
