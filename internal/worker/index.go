@@ -201,6 +201,11 @@ func (w *Worker) scan(now time.Time) {
 				w.metrics.stale = true // set aside in corrupt/
 				w.log.WithError(err).Error("unreadable queue entry")
 			}
+			// Kept while it stays (not set aside): newEntries takes
+			// it for seen, and the same pair queued again for new.
+			if _, err := os.Lstat(filepath.Join(w.q.Dir, "entries", n)); err != nil {
+				delete(w.unreadable, n)
+			}
 			return
 		}
 		x.put(n, w.adopt(e, 0, now))
@@ -326,11 +331,12 @@ func (w *Worker) dirStamp() ([2]int64, bool) {
 }
 
 // newEntries reports whether the queue holds entry files or bulk files
-// the worker has not seen.
+// the worker has not seen. One it found unreadable and could not move
+// aside was seen: taken for new, it kept a spawned worker for ever.
 func (w *Worker) newEntries() bool {
 	found := false
 	_ = w.q.EachEntryName(func(n string) {
-		if _, ok := w.idx.slots[n]; !ok {
+		if _, ok := w.idx.slots[n]; !ok && !w.unreadable[n] {
 			found = true
 		}
 	})

@@ -1092,3 +1092,22 @@ func TestRunSpawnedRetakesLockPastAProbe(t *testing.T) {
 		t.Errorf("pusher calls = %q, want the entry queued at the release pushed", calls)
 	}
 }
+
+// An entry that can be neither read nor moved aside (corrupt/ is not a
+// directory) was seen: a spawned worker that finds nothing else leaves,
+// rather than taking it for new at every look and lingering for ever.
+func TestRunSpawnedLeavesPastUnmovableEntry(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	if err := os.WriteFile(filepath.Join(e.q.Dir, "corrupt"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.q.Dir, "entries", "junk"), []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.worker(nil).Run(ctx, Spawned); err != nil {
+		t.Fatalf("Run(Spawned) = %v, want it to leave, nothing left to push", err)
+	}
+}
