@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 )
@@ -227,11 +226,12 @@ func (q *Queue) setAsideLines(src string, lines []byte) error {
 	if err := mkdirPrivate(q.path(corruptDir), false); err != nil {
 		return err
 	}
-	tmp, err := q.writeTmp(src, lines, false)
+	name := asideName(src)
+	tmp, err := q.writeTmp(name, lines, false)
 	if err != nil {
 		return err
 	}
-	dst := q.path(corruptDir, src+"."+time.Now().UTC().Format("20060102T150405.000000000"))
+	dst := q.path(corruptDir, name)
 	if err := os.Rename(tmp, dst); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("setting aside lines of %s: %w", src, err)

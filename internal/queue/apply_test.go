@@ -3,6 +3,7 @@ package queue
 import (
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -200,5 +201,39 @@ func TestUpdateSyncsBeforeRename(t *testing.T) {
 		}
 	}); n != 1 {
 		t.Errorf("UpdatePin synced %d times, want 1", n)
+	}
+}
+
+// Lines that are not entries, in a bulk file of a long name (any name
+// can be put in bulk/), are set aside under a name cut short: under its
+// own, a stamp added, the name was too long, and the file's entries
+// could then never leave it.
+func TestApplySetsAsideLinesOfLongName(t *testing.T) {
+	q := openQ(t)
+	a, b := mkPath("a-1"), mkPath("b-1")
+	add(t, q, Pair{Target: "main", Path: a}, Pair{Target: "main", Path: b})
+	name, es := bulkFileOf(t, q)
+	long := "bulk." + strings.Repeat("x", 240)
+	data, err := os.ReadFile(q.path(bulkDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(q.path(bulkDir, long), append(data, "not an entry\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(q.path(bulkDir, name)); err != nil {
+		t.Fatal(err)
+	}
+	done := es[0]
+	done.SetSource(long)
+	r := q.Apply(Changes{Done: []*Entry{done}}, long)
+	if len(r.Failed) > 0 || r.Aside != 1 {
+		t.Fatalf("Apply = %+v, want the line set aside and %s gone", r, done.Path)
+	}
+	if _, es := bulkFileOf(t, q); len(es) != 1 || es[0].Key() == done.Key() {
+		t.Errorf("left %+v, want the other entry alone", es)
+	}
+	if n := len(ls(t, q.path(corruptDir))); n != 1 {
+		t.Errorf("corrupt/ holds %d files, want the line set aside", n)
 	}
 }

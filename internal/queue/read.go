@@ -180,11 +180,18 @@ func (q *Queue) moveCorrupt(name string, cause error) error {
 	if err := mkdirPrivate(q.path(corruptDir), false); err != nil {
 		return fmt.Errorf("%w (and moving it aside failed: %v)", cause, err)
 	}
-	dst := q.path(corruptDir, name+"."+time.Now().UTC().Format("20060102T150405.000000000"))
+	dst := q.path(corruptDir, asideName(name))
 	if err := os.Rename(q.path(entriesDir, name), dst); err != nil {
 		return fmt.Errorf("%w (and moving it aside failed: %v)", cause, err)
 	}
 	return fmt.Errorf("%w; moved to %s", cause, dst)
+}
+
+// asideName is the name in corrupt/ of a file set aside: its own, cut to
+// leave room under the 255 bytes a name may have (any name can be put in
+// entries/), and the time.
+func asideName(name string) string {
+	return name[:min(len(name), 200)] + "." + time.Now().UTC().Format("20060102T150405.000000000")
 }
 
 // List reads every entry without changing the queue. Corrupt entries are
