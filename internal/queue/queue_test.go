@@ -420,6 +420,47 @@ func writeEntry(t *testing.T, q *Queue, name, content string) {
 	}
 }
 
+// An entry that cannot be opened for a reason of the moment (here
+// EMFILE: no descriptor left) is not corrupt: it stays queued, to be read
+// again, where moved to corrupt/ it was never pushed.
+func TestReadOutOfDescriptorsIsNotCorrupt(t *testing.T) {
+	q := openQ(t)
+	p := mkPath("hello-2.12.1")
+	add(t, q, Pair{Target: "main", Path: p})
+	key := Key("main", p)
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	// The lowest free descriptor: with the limit there, no open works.
+	free, err := syscall.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(free)
+	low := lim
+	low.Cur = uint64(free)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	_, err = q.Read(key)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil || !errors.Is(err, syscall.EMFILE) {
+		t.Fatalf("Read with no descriptor left = %v, want EMFILE", err)
+	}
+	if errors.Is(err, ErrCorrupt) {
+		t.Errorf("Read took EMFILE for a corrupt entry: %v", err)
+	}
+	if _, err := os.Stat(q.path(entriesDir, key)); err != nil {
+		t.Errorf("the entry left entries/: %v", err)
+	}
+	if e, err := q.Read(key); err != nil || e.Path != p.String() {
+		t.Errorf("read again: %v, %v", e, err)
+	}
+}
+
 func TestReadCorrupt(t *testing.T) {
 	good := mkPath("hello-2.12.1")
 	other := mkPath("other-1.0")

@@ -227,10 +227,13 @@ func (q *Queue) readEntry(file, key string) (*Entry, error) {
 	// shared file can be.
 	f, fi, err := safeopen.Open(file, safeopen.Options{NoFollow: true, MaxSize: maxSharedSize})
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("reading queue entry: %w", err)
+		// Only what is wrong with the file itself sets it aside: an
+		// error of the moment (EMFILE, EIO) leaves the entry queued,
+		// read again at the next scan, and it is pushed.
+		if errors.Is(err, safeopen.ErrSymlink) || errors.Is(err, safeopen.ErrNotRegular) || errors.Is(err, safeopen.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("reading queue entry %s: %w", file, err)
 	}
 	defer f.Close()
 	id, shared := sharedID(fi)
@@ -241,7 +244,7 @@ func (q *Queue) readEntry(file, key string) (*Entry, error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxSharedSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %v", ErrCorrupt, file, err)
+		return nil, fmt.Errorf("reading queue entry %s: %w", file, err)
 	}
 	if len(data) > maxSharedSize {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, file, maxSharedSize)

@@ -25,6 +25,10 @@ var ErrNotRegular = errors.New("not a regular file")
 // ErrTooLarge is wrapped by the error for a file over Options.MaxSize.
 var ErrTooLarge = errors.New("file too large")
 
+// ErrSymlink is wrapped by the error of Open with NoFollow on a symbolic
+// link.
+var ErrSymlink = errors.New("it is a symbolic link")
+
 // Options says how to open.
 type Options struct {
 	// MaxSize, if above 0, is the largest size accepted, in bytes.
@@ -43,7 +47,7 @@ func Open(path string, opt Options) (*os.File, fs.FileInfo, error) {
 	f, err := os.OpenFile(path, flags, 0)
 	if err != nil {
 		if opt.NoFollow && isLoop(err) {
-			return nil, nil, fmt.Errorf("refusing %s: it is a symbolic link", path)
+			return nil, nil, fmt.Errorf("refusing %s: %w", path, ErrSymlink)
 		}
 		return nil, nil, err
 	}
