@@ -248,22 +248,26 @@ func TestFindBounded(t *testing.T) {
 		t.Errorf("paths %v, want only what the lists read name", f.Paths)
 	}
 
-	// The paths the lists name, in all.
+	// The paths the lists name, in all: lists of 3,400 paths, each well
+	// under MaxSize whatever the length of the test's directory (10,000
+	// were not, in a deeper TMPDIR), and few enough to pass MaxTotalPaths
+	// before MaxLists.
+	const per = 3400
 	full := func(name string) storepath.Path {
 		var b strings.Builder
 		b.WriteString(Magic + "\n")
-		for range MaxPaths {
+		for range per {
 			b.WriteString(s.path("p-1").String() + "\n")
 		}
 		return s.list(name, b.String())
 	}
 	in = nil
-	for i := range MaxTotalPaths/MaxPaths + 1 {
+	for i := range MaxTotalPaths/per + 1 {
 		in = append(in, full(fmt.Sprintf("cachix-packages-full%d", i)))
 	}
 	f = Find(in, true)
-	if len(f.Lists) != MaxTotalPaths/MaxPaths || len(f.Paths) != MaxTotalPaths || len(f.Bad) != 1 {
-		t.Errorf("%d lists read, %d paths, bad %v; want %d, %d and one error", len(f.Lists), len(f.Paths), f.Bad, MaxTotalPaths/MaxPaths, MaxTotalPaths)
+	if read := MaxTotalPaths / per; len(f.Lists) != read || len(f.Paths) != read*per || len(f.Bad) != 1 {
+		t.Errorf("%d lists read, %d paths, bad %v; want %d, %d and one error", len(f.Lists), len(f.Paths), f.Bad, read, read*per)
 	}
 }
 
