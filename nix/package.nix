@@ -41,8 +41,10 @@ buildGoModule (finalAttrs: {
   version = "0.1.0";
 
   # Only what the build and its tests read: go.mod, go.sum, the .go files,
-  # testdata/ directories and the man page (generated from the command
-  # table and checked in: a test fails when it is not current). Not vendor/ (an untracked one makes
+  # testdata/ directories, the man page (generated from the command
+  # table and checked in: a test fails when it is not current) and
+  # hook.conf.example (generated from the schema: internal/config's tests,
+  # which checkPhase runs, compare the two). Not vendor/ (an untracked one makes
   # buildGoModule's vendor step refuse), build/, ./result, binaries, the
   # docs or the Nix files (editing those must not rebuild the binary).
   # cleanSourceWith rather than lib.fileset, which needs Nix 2.14: this
@@ -67,6 +69,7 @@ buildGoModule (finalAttrs: {
         || rel == "go.mod"
         || rel == "go.sum"
         || rel == "cachix-filter-hook.1"
+        || rel == "hook.conf.example"
         || inTestdata
       else
         # Symlinks (./result) and anything else.

@@ -765,8 +765,7 @@ func TestPackage(t *testing.T) {
 		t.Fatalf("listing the package's source %s: %v", p.Src, err)
 	}
 	for _, f := range got {
-		ok := strings.HasSuffix(f, ".go") || f == "go.mod" || f == "go.sum" || f == "cachix-filter-hook.1" || strings.Contains("/"+f, "/testdata/")
-		if !ok || strings.HasPrefix(f, "vendor/") || strings.HasPrefix(f, "build/") || strings.HasPrefix(f, ".") {
+		if !packageFile(f) || strings.HasPrefix(f, "vendor/") || strings.HasPrefix(f, "build/") || strings.HasPrefix(f, ".") {
 			t.Errorf("the package's source holds %s", f)
 		}
 	}
@@ -779,7 +778,7 @@ func TestPackage(t *testing.T) {
 		if d.IsDir() && rel != "." && (strings.HasPrefix(d.Name(), ".") || rel == "vendor" || rel == "build") {
 			return filepath.SkipDir
 		}
-		if d.Type().IsRegular() && (strings.HasSuffix(rel, ".go") || rel == "go.mod" || rel == "go.sum" || rel == "cachix-filter-hook.1" || strings.HasPrefix(rel, "cli/testdata/")) {
+		if d.Type().IsRegular() && (strings.HasSuffix(rel, ".go") || rel == "go.mod" || rel == "go.sum" || rel == "cachix-filter-hook.1" || rel == "hook.conf.example" || strings.HasPrefix(rel, "cli/testdata/")) {
 			want = append(want, rel)
 		}
 		return nil
@@ -862,6 +861,44 @@ set -euo pipefail
 
 // copyTree copies the regular files and directories of src into dst,
 // skipping .git and symlinks.
+// packageFile says whether the file rel (relative to the repository's
+// root, outside the directories it leaves out) is one nix/package.nix's
+// source keeps: what the build and checkPhase's tests read. TestPackage
+// checks the filter against it, and TestOfflineTestPackages runs
+// checkPhase's tests on a copy of just these files.
+func packageFile(rel string) bool {
+	return strings.HasSuffix(rel, ".go") || rel == "go.mod" || rel == "go.sum" ||
+		rel == "cachix-filter-hook.1" || rel == "hook.conf.example" || strings.Contains("/"+rel, "/testdata/")
+}
+
+// copyPackageSource copies into dst the files of the repository at src
+// that the package's source holds (see packageFile), with the
+// directories nix/package.nix leaves out left out.
+func copyPackageSource(src, dst string) error {
+	excluded := []string{"vendor", "build", "docs", "examples", "nix", "scripts"}
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() && rel != "." && (strings.HasPrefix(d.Name(), ".") || slices.Contains(excluded, rel)) {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() || !packageFile(rel) {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+}
+
 func copyTree(src, dst string) error {
 	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -1000,9 +1037,15 @@ func TestOfflineTestPackages(t *testing.T) {
 			env = append(env, k+"="+strings.TrimSpace(v))
 		}
 	}
+	// On what the package's source holds, not the repository: a test
+	// that reads a file the source leaves out fails checkPhase.
+	src := t.TempDir()
+	if err := copyPackageSource(root, src); err != nil {
+		t.Fatal(err)
+	}
 	args := append([]string{"test", "-count=1"}, pkgs...)
 	cmd := exec.Command(goBin, args...)
-	cmd.Dir = root
+	cmd.Dir = src
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
