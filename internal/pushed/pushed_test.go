@@ -170,6 +170,15 @@ func TestBoundedEviction(t *testing.T) {
 	}
 }
 
+// README ("Never pushed twice") and docs/design.md give the record's
+// size and capacity in figures: change them with these.
+func TestRecordSizeAsDocumented(t *testing.T) {
+	if fileSize != 8<<20+4<<10 || Capacity != 262144 || buckets != 1<<15 || slotsPer != 8 || bucketSize != 256 {
+		t.Errorf("a record is now %d bytes (%d buckets of %d slots, %d bytes each) holding %d paths; the docs say 8 MiB and a 4 KiB header, 2^15 buckets of 8 slots, 256-byte buckets, 262,144 paths: update README.md and docs/design.md",
+			fileSize, buckets, slotsPer, bucketSize, Capacity)
+	}
+}
+
 // A torn or damaged slot reads as absent: at worst, a path is pushed
 // again. It never reads as another path.
 func TestDamagedSlotsAndFiles(t *testing.T) {
