@@ -19,9 +19,10 @@ const exampleHead = `# hook.conf: which store paths cachix-filter-hook pushes, a
 #   $XDG_CONFIG_HOME/cachix-filter-hook/hook.conf  (~/.config/... when unset)
 #   /etc/cachix-filter-hook/hook.conf
 #
-# Keys are lower case, one spelling each. Every scalar key (and the
-# allow/deny/push_args lists, as space-separated words) can be overridden
-# from the environment as CACHIX_FILTER_HOOK_<KEY>, dots as underscores:
+# Keys are lower case, one spelling each. Every scalar key, and every
+# list (%s) as space-separated words, can be
+# overridden from the environment as CACHIX_FILTER_HOOK_<KEY>, dots as
+# underscores:
 # CACHIX_FILTER_HOOK_CACHE, CACHIX_FILTER_HOOK_QUEUE_DIR,
 # CACHIX_FILTER_HOOK_CACHIX_AUTH_TOKEN_FILE. An unknown key, table or
 # CACHIX_FILTER_HOOK_* variable is an error. ` + "`cachix-filter-hook validate`" + `
@@ -63,7 +64,14 @@ const noteColumn = 28
 // documentation and its default.
 func Example() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, exampleHead, maxKeys, maxTableKeys, maxTables, maxElements, MaxNesting)
+	// The lists, from the schema: the text named three of five.
+	var lists []string
+	for _, k := range keys {
+		if k.kind == kList {
+			lists = append(lists, k.name[strings.LastIndexByte(k.name, '.')+1:])
+		}
+	}
+	fmt.Fprintf(&b, exampleHead, strings.Join(lists, "/"), maxKeys, maxTableKeys, maxTables, maxElements, MaxNesting)
 	section := ""
 	for i := range keys {
 		k := &keys[i]
