@@ -42,7 +42,7 @@ func (q *Queue) AcquireWorker(ctx context.Context, wait time.Duration) (*Lock, e
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
-			return nil, fmt.Errorf("taking worker lock: %w", err)
+			return nil, fmt.Errorf("taking worker lock %s: %w", f.Name(), err)
 		}
 		// If a shared lock is to be had, only probing hooks are in the
 		// way: they let go within microseconds. If not, a worker holds
@@ -81,7 +81,7 @@ func (q *Queue) WorkerRunning() (bool, error) {
 		return true, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("probing worker lock: %w", err)
+		return false, fmt.Errorf("probing worker lock %s: %w", f.Name(), err)
 	}
 	return false, nil
 }
