@@ -44,7 +44,9 @@ type Session struct {
 	closed  bool
 }
 
-const (
+// Variables, not constants, so that a test that needs one process for
+// its whole run (TestSessionRealNix) can lift them.
+var (
 	sessionMaxAge = time.Minute
 	sessionIdle   = 5 * time.Second
 )

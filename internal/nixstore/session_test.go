@@ -29,6 +29,15 @@ in derivation { name = "ss-app"; system = builtins.currentSystem; builder = "/bi
 	later := nixtest.WriteExpr(t, t.TempDir(), fmt.Sprintf(`derivation { name = "ss-later"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo %s > $out" ]; }`, salt))
 	laterOut := nixtest.Outputs(t, nixtest.Derivations(t, later)...)[0]
 
+	// The test asks whether one process sees a path built after it was
+	// asked about, so it must keep its process from the first call to the
+	// last: with the session's own bounds, a nix-build slower than
+	// sessionIdle (5 s, as on a loaded machine whose other tests hold the
+	// store's locks) ended it, and the last call's new process failed the
+	// test. Lifted for this test only (no test here runs in parallel).
+	defer func(idle, maxAge time.Duration) { sessionIdle, sessionMaxAge = idle, maxAge }(sessionIdle, sessionMaxAge)
+	sessionIdle, sessionMaxAge = time.Hour, time.Hour
+
 	s := Nix{}.NewSession()
 	defer s.Shut()
 	var pid int
