@@ -168,6 +168,9 @@ func TestReadSecretKeyWrapped(t *testing.T) {
 
 func TestReadSecretKey(t *testing.T) {
 	if _, err := exec.LookPath("nix-store"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
+			t.Fatal("nix-store not found and CFH_TEST_REQUIRE_NIX=1")
+		}
 		t.Skip("needs nix-store --generate-binary-cache-key")
 	}
 	dir := t.TempDir()
