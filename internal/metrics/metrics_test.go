@@ -82,11 +82,11 @@ func TestRender(t *testing.T) {
 }
 
 // TestRenderPromtool has the real promtool check the output, when it is
-// installed (.ci/run installs it, and test/metrics_test.go requires it).
+// installed (.ci/run installs it, and test/fleet_test.go requires it).
 func TestRenderPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not installed (Debian: prometheus); test/metrics_test.go requires it in CI")
+		t.Skip("promtool not installed (Debian: prometheus); test/fleet_test.go requires it in CI")
 	}
 	for _, s := range []Snapshot{snapshot(), {Now: time.Now()}} {
 		cmd := exec.Command(promtool, "check", "metrics")
