@@ -23,21 +23,7 @@ import (
 // private, so this builds its own world-readable tree.
 func TestDoctorQueueAsUser(t *testing.T) {
 	u := testuser.New(t)
-	base, err := os.MkdirTemp("", "cfh-doctor-user-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// The test binary runs as cachix-filter-hook when named so (TestMain).
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog := filepath.Join(base, "cachix-filter-hook")
-	copyFile(t, self, prog, 0o755)
+	base, prog := userWorld(t)
 	conf := filepath.Join(base, "hook.conf")
 	if err := os.WriteFile(conf, []byte("store = \"file:///nonexistent\"\nallow = [\"*\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -99,20 +85,7 @@ func TestDoctorQueueAsUser(t *testing.T) {
 // that the hook under nix-daemon uses the machine's file and root's queue.
 func TestDoctorSaysItCheckedTheUsersConfig(t *testing.T) {
 	u := testuser.New(t)
-	base, err := os.MkdirTemp("", "cfh-doctor-user-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog := filepath.Join(base, "cachix-filter-hook")
-	copyFile(t, self, prog, 0o755)
+	base, prog := userWorld(t)
 	home := filepath.Join(base, "home")
 	confDir := filepath.Join(home, ".config", "cachix-filter-hook")
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
@@ -144,6 +117,28 @@ func TestDoctorSaysItCheckedTheUsersConfig(t *testing.T) {
 	if out := run("--config", conf, "doctor"); strings.Contains(out, "is yours") {
 		t.Errorf("doctor --config warns of the user's file:\n%s", out)
 	}
+}
+
+// userWorld makes a world-readable directory (the testscript work
+// directories are root's and private) holding the program, the test
+// binary, which runs as cachix-filter-hook when named so (TestMain).
+func userWorld(t *testing.T) (base, prog string) {
+	t.Helper()
+	base, err := os.MkdirTemp("", "cfh-doctor-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog = filepath.Join(base, "cachix-filter-hook")
+	copyFile(t, self, prog, 0o755)
+	return base, prog
 }
 
 func chmod(t *testing.T, p string, mode os.FileMode) {
