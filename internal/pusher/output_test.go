@@ -178,19 +178,27 @@ func TestLineCutterEscapesControls(t *testing.T) {
 	}
 }
 
-// TestPushErrorCarriesNoTerminalEscapes guards the same at Push's level:
-// a pusher's error text, the tail of its output, becomes LastError and
-// the history's reason, which status and log print to a terminal. It
-// must hold no control characters, whatever escapes the pusher printed.
-func TestPushErrorCarriesNoTerminalEscapes(t *testing.T) {
+// pushWithScript pushes paths to a Cachix target whose cachix.bin is the
+// shell script script, and returns what it printed, as the worker reads
+// it, and Push's error.
+func pushWithScript(t *testing.T, script string) (*bytes.Buffer, error) {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "cachix")
-	script := "#!/bin/sh\nprintf 'error: \\033[1A\\033[2K\\033[32mpushed 2 paths OK\\033[0m\\n' >&2\nexit 1\n"
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cfg := &config.Config{Cachix: config.Cachix{Bin: bin}}
 	var out bytes.Buffer
 	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &out)
+	return &out, err
+}
+
+// TestPushErrorCarriesNoTerminalEscapes guards the same at Push's level:
+// a pusher's error text, the tail of its output, becomes LastError and
+// the history's reason, which status and log print to a terminal. It
+// must hold no control characters, whatever escapes the pusher printed.
+func TestPushErrorCarriesNoTerminalEscapes(t *testing.T) {
+	out, err := pushWithScript(t, "#!/bin/sh\nprintf 'error: \\033[1A\\033[2K\\033[32mpushed 2 paths OK\\033[0m\\n' >&2\nexit 1\n")
 	if err == nil {
 		t.Fatal("Push succeeded")
 	}

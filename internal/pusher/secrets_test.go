@@ -82,14 +82,7 @@ func TestInheritedSecretsRedacted(t *testing.T) {
 	data := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x3c, 0xc3, 0xa5, 0x5a}, 16))
 	t.Setenv("CACHIX_AUTH_TOKEN", envToken)
 	t.Setenv("CACHIX_SIGNING_KEY", "cache-1:"+data)
-	bin := filepath.Join(t.TempDir(), "cachix")
-	script := "#!/bin/sh\necho \"using token $CACHIX_AUTH_TOKEN and key $CACHIX_SIGNING_KEY\" >&2\necho \"error: cannot sign with key ${CACHIX_SIGNING_KEY#*:}\" >&2\nexit 1\n"
-	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{Cachix: config.Cachix{Bin: bin}}
-	var out bytes.Buffer
-	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &out)
+	out, err := pushWithScript(t, "#!/bin/sh\necho \"using token $CACHIX_AUTH_TOKEN and key $CACHIX_SIGNING_KEY\" >&2\necho \"error: cannot sign with key ${CACHIX_SIGNING_KEY#*:}\" >&2\nexit 1\n")
 	if err == nil {
 		t.Fatal("Push succeeded")
 	}
