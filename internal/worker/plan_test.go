@@ -390,24 +390,11 @@ func TestPlanUnreadableBulkFileKeepsItsEntries(t *testing.T) {
 	e.cfg.Queue.RetryInitial = time.Millisecond
 	e.cfg.Queue.RetryMax = 2 * time.Millisecond
 	now := time.Now()
-	ps := build(t, "a-1", "b-1")
-	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[0]}, {Target: "main", Path: ps[1]}}, now.Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	names, err := e.q.BulkNames()
-	if err != nil || len(names) != 1 {
-		t.Fatalf("bulk files %q, %v", names, err)
-	}
-	file, saved := filepath.Join(e.q.Dir, "bulk", names[0]), filepath.Join(e.q.Dir, "saved")
+	ps, file, saved := twoInABulkFile(t, e, now)
 	fake := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": fake})
 	w.scan(now)
-	if err := os.Rename(file, saved); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(file, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	fifoInPlace(t, file, saved)
 	if r := w.plan(now); len(r.jobs) != 0 {
 		t.Fatalf("batches %q from an unreadable file", jobNames(r.jobs))
 	}
@@ -434,21 +421,8 @@ func TestScanUnreadableBulkFileReadAgain(t *testing.T) {
 	fakeStore(t)
 	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
 	now := time.Now()
-	ps := build(t, "a-1", "b-1")
-	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[0]}, {Target: "main", Path: ps[1]}}, now.Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	names, err := e.q.BulkNames()
-	if err != nil || len(names) != 1 {
-		t.Fatalf("bulk files %q, %v", names, err)
-	}
-	file, saved := filepath.Join(e.q.Dir, "bulk", names[0]), filepath.Join(e.q.Dir, "saved")
-	if err := os.Rename(file, saved); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(file, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ps, file, saved := twoInABulkFile(t, e, now)
+	fifoInPlace(t, file, saved)
 	fake := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": fake})
 	w.scan(now)
@@ -462,5 +436,33 @@ func TestScanUnreadableBulkFileReadAgain(t *testing.T) {
 	if got := fmt.Sprint(calls); !strings.Contains(got, ps[0].String()) || !strings.Contains(got, ps[1].String()) {
 		left, _ := e.q.Names()
 		t.Errorf("calls %s, queue %q: want both paths pushed", got, left)
+	}
+}
+
+// twoInABulkFile queues a-1 and b-1 for main in one bulk file, and
+// returns them, the file, and where fifoInPlace keeps it meanwhile.
+func twoInABulkFile(t *testing.T, e *env, now time.Time) (ps []storepath.Path, file, saved string) {
+	t.Helper()
+	ps = build(t, "a-1", "b-1")
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: ps[0]}, {Target: "main", Path: ps[1]}}, now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	names, err := e.q.BulkNames()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("bulk files %q, %v", names, err)
+	}
+	return ps, filepath.Join(e.q.Dir, "bulk", names[0]), filepath.Join(e.q.Dir, "saved")
+}
+
+// fifoInPlace moves file to saved and puts a FIFO in its place: a bulk
+// file that cannot be read (a read would block; the queue opens it
+// non-blocking and refuses it) until it is renamed back.
+func fifoInPlace(t *testing.T, file, saved string) {
+	t.Helper()
+	if err := os.Rename(file, saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(file, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
