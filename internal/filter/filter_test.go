@@ -458,6 +458,10 @@ var (
 		"a", "b", "c", "-", "1", ".", "ab", "a-", "-1",
 		"*", "*", "*", "?", "[ab]", "[!a]", "[a-c]", "[-.]", "{a,b}", "{a*,-b}", "{,c}",
 		`\-`, `\a`, `\*`, "}", ",", "]",
+		// Ranges whose ends a lexer that escapes or closes there
+		// would misread: '.' to '\' holds "1" and ".", ']' to 'a'
+		// holds "_" and "a".
+		`{[.-\],b]1,c}`, "{[]-a],b}", `[.-\]`, "[]-a]",
 	}
 	fullPrefixes = []string{"/nix/store/", "/nix/store/*-", "/nix/*/", "/**", "/nix/store/" + hashA[:3], "/nix/store/y", "/nix/st"}
 	nameChars    = "abc-1._"
@@ -690,6 +694,13 @@ func TestExpandBraces(t *testing.T) {
 		{"[{]{a,b}", []string{"[{]a", "[{]b"}},
 		{"a}b,c", []string{"a}b,c"}},
 		{"{a}", []string{"a"}},
+		// A range's two ends are taken as they are, as the glob lexer
+		// reads them: a backslash or a ']' there neither escapes nor
+		// closes the class.
+		{`{[A-\],b]x,c}`, []string{`[A-\]`, "b]x", "c"}},
+		{"{[]-a],x}y", []string{"[]-a]y", "xy"}},
+		{"{[!a-]],b}", []string{"[!a-]]", "b"}},
+		{"{[\\-x],y}", []string{"[\\-x]", "y"}},
 		{"{a,b", nil},
 		{strings.Repeat("{a,b}", 7), nil}, // 128 > 64
 	} {

@@ -3,6 +3,7 @@ package filter
 import (
 	"bytes"
 	"strings"
+	"unicode/utf8"
 )
 
 // The index narrows the patterns to try on a subject to those that can
@@ -174,6 +175,35 @@ func dashLiteral(p string) string {
 	return literalPrefix(rest)
 }
 
+// classEnd returns the index of the ']' that closes the character class
+// opening at p[open], as gobwas/glob's lexer reads it: an optional '!',
+// then either a range "lo-hi" of two characters taken as they are (a
+// backslash or a ']' among them is no escape and no end: "[A-\\]",
+// "[]-a]"), or a run of characters up to ']' in which a backslash
+// escapes. len(p) when it is not closed.
+func classEnd(p string, open int) int {
+	i := open + 1
+	if i < len(p) && p[i] == '!' {
+		i++
+	}
+	if i < len(p) {
+		_, lo := utf8.DecodeRuneInString(p[i:])
+		if i+lo < len(p) && p[i+lo] == '-' {
+			if j := i + lo + 1; j < len(p) {
+				_, hi := utf8.DecodeRuneInString(p[j:])
+				return j + hi
+			}
+			return len(p)
+		}
+	}
+	for ; i < len(p) && p[i] != ']'; i++ {
+		if p[i] == '\\' {
+			i++
+		}
+	}
+	return i
+}
+
 // expandBraces lists the alternatives of a pattern's braces:
 // "{a,b}-{x,y}" gives "a-x", "a-y", "b-x", "b-y". It reports false for more
 // than limit alternatives or brace groups. Character classes and escapes
@@ -192,11 +222,7 @@ func expandBraces(p string, limit int) ([]string, bool) {
 		case '\\':
 			i++
 		case '[':
-			for i++; i < len(p) && p[i] != ']'; i++ {
-				if p[i] == '\\' {
-					i++
-				}
-			}
+			i = classEnd(p, i)
 		case '{':
 			if depth == 0 {
 				open, start = i, i+1

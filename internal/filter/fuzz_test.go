@@ -1,0 +1,66 @@
+package filter
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gobwas/glob"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// FuzzIndexAgreesWithNaive is TestIndexAgreesWithNaive on the fuzzer's
+// patterns and names: patterns are the lines of lists (allow, then deny
+// after a line "--"), and the indexed Decide must name the rule that
+// trying every pattern in order names.
+func FuzzIndexAgreesWithNaive(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"hello-*\n--\n*-doc", "hello-2.12.1-doc"},
+		{"*\n--\n{a,b}-*", "b-1"},
+		{"*-proj-*\n/nix/store/*-x\n--\n[!a]?", "ab"},
+		{"*\n--\n{[A-\\],b]x,c}", "B"},
+		{"*\n--\n{[]-a],x}y", "_y"},
+		{"/nix/**\n--\n/nix/store/{x,*-a}", "1-a"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, lists, name string) {
+		allowText, denyText, _ := strings.Cut(lists, "\n--\n")
+		split := func(s string) []string {
+			var out []string
+			for _, p := range strings.Split(s, "\n") {
+				sep := []rune(nil)
+				if strings.HasPrefix(p, "/") {
+					sep = []rune{'/'}
+				}
+				if p == "" || len(p) > 64 {
+					continue
+				}
+				if _, err := glob.Compile(p, sep...); err != nil {
+					continue
+				}
+				out = append(out, p)
+			}
+			return out
+		}
+		allow, deny := split(allowText), split(denyText)
+		if len(allow)+len(deny) > 16 {
+			return
+		}
+		p, err := storepath.Parse("/nix/store", "/nix/store/"+hashA+"-"+name)
+		if err != nil {
+			return
+		}
+		r := mustCompile(t, allow, deny)
+		d := r.Decide(p)
+		sel, den, idx := naiveDecide(t, allow, deny, p)
+		got := -1
+		if d.Rule != nil {
+			got = d.Rule.index
+		}
+		if d.Selected != sel || d.Deny != den || got != idx {
+			t.Fatalf("allow %q deny %q on %s: indexed selected=%v deny=%v rule %d, naive selected=%v deny=%v rule %d",
+				allow, deny, p, d.Selected, d.Deny, got, sel, den, idx)
+		}
+	})
+}
