@@ -209,7 +209,20 @@ func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 	sel := Selection{Total: len(paths), conf: cfg.File, Pairs: make([]queue.Pair, 0, len(paths))}
 	seen := map[string]bool{}
 	lists := policy.AcceptsLists(cfg)
-	for _, v := range policy.DecideAll(cfg, paths, facts, closure) {
+	verdicts := policy.DecideAll(cfg, paths, facts, closure)
+	// What a pushed path uploads inside its closure under closure_deny =
+	// "push" is said once per target and dependency: by the dependency's
+	// own verdict when it is among the paths (InsideNote), else by the
+	// path that uploads it (DependencyNote).
+	told := map[[2]string]bool{}
+	for _, v := range verdicts {
+		for _, td := range v.Targets {
+			if td.InsideClosureOf != "" {
+				told[[2]string{td.Target, v.Path.String()}] = true
+			}
+		}
+	}
+	for _, v := range verdicts {
 		p := v.Path
 		var f *policy.Facts
 		if facts != nil {
@@ -234,6 +247,10 @@ func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 			}
 			if td.Check == policy.CheckClosure {
 				sel.Dropping = append(sel.Dropping, v.DropNote(td))
+			}
+			if dep := [2]string{td.Target, td.Dependency}; td.Selected && td.Dependency != "" && !told[dep] {
+				told[dep] = true
+				sel.Inside = append(sel.Inside, v.DependencyNote(td))
 			}
 			queued = true
 			sel.Pairs = append(sel.Pairs, queue.Pair{Target: td.Target, Path: p, Listed: td.Listed})

@@ -240,3 +240,56 @@ func TestSiblingScanHugeDirectory(t *testing.T) {
 		t.Errorf("allocated %d MiB: the directory was read whole", alloc>>20)
 	}
 }
+
+// push and watch-exec know each path's whole closure (SelectFinal): under
+// closure_deny = "push" their line says what goes up inside a queued
+// path's closure though its rules deny it, also when that dependency is
+// not among the paths given (push APP, not push --closure APP), once per
+// target and dependency; under "skip" the path is not queued.
+func TestSummaryClosureDependencyNotGiven(t *testing.T) {
+	app, lib, secret, big := mkPath("app-1.0"), mkPath("lib-1.0"), mkPath("secret-key-1"), mkPath("big-1.0")
+	closures := map[string]*policy.Closure{
+		app.String(): {Paths: []string{app.String(), secret.String(), big.String()}},
+		lib.String(): {Paths: []string{lib.String(), secret.String()}},
+	}
+	size := func(s string) (int64, bool) {
+		if s == big.String() {
+			return 2 << 20, true
+		}
+		return 1 << 10, true
+	}
+	for _, c := range closures {
+		c.NarSize = size
+	}
+	closure := func(s string) *policy.Closure { return closures[s] }
+	for _, tc := range []struct {
+		mode  string
+		paths []storepath.Path
+		want  string
+	}{
+		{config.ClosurePush, []storepath.Path{app},
+			`queued 1 of 1 paths for main (not queued secret-key-1: deny "secret-*", but uploaded -> main inside the closure of app-1.0 (closure_deny = "push"))`},
+		{config.ClosurePush, []storepath.Path{app, lib},
+			`queued 2 of 2 paths for main (not queued secret-key-1: deny "secret-*", but uploaded -> main inside the closure of app-1.0 (closure_deny = "push"))`},
+		// Given along: its own verdict says it, once.
+		{config.ClosurePush, []storepath.Path{app, secret},
+			`queued 1 of 2 paths for main (not queued secret-key-1: deny "secret-*", but uploaded -> main inside the closure of app-1.0 (closure_deny = "push"))`},
+		{config.ClosureSkip, []storepath.Path{app},
+			`queued 0 of 1 paths (skipped app-1.0: closure_deny = "skip": its closure contains ` + secret.String() + `, denied by "secret-*")`},
+	} {
+		tg := mkTarget(t, "main", []string{"*"}, []string{"secret-*"})
+		tg.ClosureDeny, tg.MaxNarSize = tc.mode, 1<<20
+		cfg := &config.Config{Targets: []*config.Target{tg}}
+		sel := SelectFinal(cfg, tc.paths, nil, closure)
+		if got := sel.Summary(); got != tc.want {
+			t.Errorf("%s %v:\n got %s\nwant %s", tc.mode, tc.paths, got, tc.want)
+		}
+	}
+	// A dependency only max_nar_size leaves out is said with the size.
+	tg := mkTarget(t, "main", []string{"*"}, nil)
+	tg.MaxNarSize = 1 << 20
+	sel := SelectFinal(&config.Config{Targets: []*config.Target{tg}}, []storepath.Path{app}, nil, closure)
+	if want := `queued 1 of 1 paths for main (not queued big-1.0: larger than max_nar_size (NAR 2.0 MiB, limit 1.0 MiB), but uploaded -> main inside the closure of app-1.0 (closure_deny = "push"))`; sel.Summary() != want {
+		t.Errorf("max_nar_size:\n got %s\nwant %s", sel.Summary(), want)
+	}
+}

@@ -149,6 +149,15 @@ func (v Verdict) InsideNote(td TargetDecision) string {
 	return fmt.Sprintf("%s: %s, but uploaded -> %s inside the closure of %s (closure_deny = \"push\")", v.Path.Name, td.Rule, td.Target, nameOf(td.InsideClosureOf))
 }
 
+// DependencyNote is `secret-key-1: deny "secret-*", but uploaded -> main
+// inside the closure of app-1.0 (closure_deny = "push")`, for td's
+// target, which pushes v's path with td.Dependency inside its closure:
+// said of a dependency that is not among the paths decided (one that is
+// says it itself, InsideNote).
+func (v Verdict) DependencyNote(td TargetDecision) string {
+	return fmt.Sprintf("%s: %s, but uploaded -> %s inside the closure of %s (closure_deny = \"push\")", nameOf(td.Dependency), td.DependencyRule, td.Target, v.Path.Name)
+}
+
 // DropReason is the reason the worker records when it drops a queued
 // path by this decision: a path the patterns no longer select was
 // selected when it was queued.
