@@ -84,6 +84,10 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 			return ReasonInvalid, metrics.KindInvalid, false, nil
 		}
 		closure.Paths = c
+	} else if cl.err != nil && t.MaxNarSize > 0 {
+		// max_nar_size is the closure rule's too: without the closure,
+		// a path larger than it could go up inside this one's.
+		return "", "", false, fmt.Errorf("cannot tell whether its closure holds a path larger than max_nar_size of %s: %w", t.Name, cl.err)
 	}
 	// The sizes of the closure come with the facts (see query).
 	if f != nil && t.MaxNarSize > 0 {

@@ -1,0 +1,60 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pathfacts"
+)
+
+// secondFails answers the first PathInfos from infos and fails every
+// later one, as a Nix that stops answering between two queries.
+type secondFails struct {
+	infos map[string]nixstore.PathInfo
+	calls int
+}
+
+func (s *secondFails) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]nixstore.PathInfo, error) {
+	s.calls++
+	if s.calls > 1 {
+		return nil, errors.New("nix-store --serve: connection reset")
+	}
+	out := map[string]nixstore.PathInfo{}
+	for k, v := range s.infos {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// A target whose closure rule is max_nar_size alone (no deny) does not
+// push blind when the closures cannot be read: app's closure holds a path
+// larger than max_nar_size, and with closure_deny = "skip" it must not go
+// up. Here the facts come, and the closure query of the batch's other
+// root (gone from the store meanwhile) fails.
+func TestRunMaxNarSizeClosureUnknownNotPushed(t *testing.T) {
+	fakeStore(t)
+	tg := mkTarget(t, "main", []string{"*"}, nil)
+	tg.ClosureDeny, tg.MaxNarSize = config.ClosureSkip, 1<<20
+	e := newEnv(t, tg)
+	ps := build(t, "app-1.0")
+	big, gone := mkPath("big-1.0"), mkPath("gone-1.0")
+	e.add(t, "main", ps[0], gone)
+	w := e.worker(nil)
+	f := &fakePusher{}
+	w.pushers["main"] = f
+	w.facts.gather = pathfacts.NewWith(e.cfg, &secondFails{infos: map[string]nixstore.PathInfo{
+		ps[0].String(): {Path: ps[0].String(), Valid: true, NarSize: 1 << 10, References: []string{big.String()}},
+		big.String():   {Path: big.String(), Valid: true, NarSize: 2 << 20},
+	}})
+	_ = run(t, w, Once)
+	calls, _ := f.Calls()
+	for _, c := range calls {
+		if slices.Contains(c, ps[0].String()) {
+			t.Fatalf("pushed %s, whose closure holds a path larger than max_nar_size, without reading its closure: %q\n%s", ps[0], calls, e.log)
+		}
+	}
+}
