@@ -188,6 +188,11 @@ func (w *Worker) scan(now time.Time) {
 			if s.src == 0 {
 				s.gen = x.gen
 			} else if !s.busy {
+				// Queued again one by one (push --pin of a root a
+				// bulk file holds): it goes, its pinned stays.
+				if e, err := w.q.Peek(n); err == nil && e.Pinned {
+					s.pinned = true
+				}
 				dups = append(dups, queue.Stub(n, ""))
 			}
 			return

@@ -450,3 +450,33 @@ func TestDroppedPinRecordedOnceWhileItsFileStays(t *testing.T) {
 		t.Error("the pin is still known after its file could be removed")
 	}
 }
+
+// The same, the pinned copy written one by one (push --pin of a single
+// root is an entry file of its own, not a bulk line) while the worker
+// knows the bulk copy: the entry file goes as queued twice, and its
+// pinned must not go with it.
+func TestRunPinnedEntryFileOfKnownBulkEntry(t *testing.T) {
+	fakeStore(t)
+	target := mkTarget(t, "main", []string{"*"}, nil)
+	target.Unsubstitutable = config.UnsubstSkip
+	e := newEnv(t, target)
+	ps := build(t, "nixos-system-1", "x-1")
+	root := ps[0]
+	facts := &queue.Facts{NarSize: 1, Deriver: root.String() + ".drv", Substitutes: policy.SubstDenied}
+	known := &queue.Facts{NarSize: 1, Deriver: ps[1].String() + ".drv", Substitutes: policy.SubstAllowed}
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Facts: facts}, {Target: "main", Path: ps[1], Facts: known}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.scan(time.Now()) // the worker knows the bulk copy
+	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Facts: facts, Pinned: true}}, time.Now().Add(-time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Add = %d, %v", n, err)
+	}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := strings.Join(c.list(), " "); !strings.Contains(got, root.String()) {
+		t.Errorf("calls = %q, want the pinned root pushed though unsubstitutable", got)
+	}
+}
