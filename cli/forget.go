@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -163,10 +164,33 @@ func (e *env) forgetEach(entries []*queue.Entry, want func(*queue.Entry) bool, r
 
 // removeQueued removes queued entries together: the entries of a bulk
 // file leave it in one rewrite, which gives the file a new name, so that
-// removing them one by one left all but the first queued.
+// removing them one by one left all but the first queued. A pair queued
+// twice (by the hook, then by push) has a copy in each file that holds
+// it, and List gives one: every copy goes, and a pair still queued after
+// is a failure, not "forgot".
 func removeQueued(q *queue.Queue) func([]*queue.Entry) map[string]error {
 	return func(es []*queue.Entry) map[string]error {
-		return q.Apply(queue.Changes{Done: es}).Failed
+		byKey := make(map[string]*queue.Entry, len(es))
+		for _, e := range es {
+			byKey[e.Key()] = e
+		}
+		all := slices.Clone(es)
+		if names, err := q.BulkNames(); err == nil {
+			for _, n := range names {
+				_, _ = q.ReadBulk(n, func(e *queue.Entry) {
+					if byKey[e.Key()] != nil {
+						all = append(all, e)
+					}
+				})
+			}
+		}
+		failed := q.Apply(queue.Changes{Done: all}).Failed
+		for k, e := range byKey {
+			if _, still := q.Get(k); still && failed[k] == nil {
+				failed[k] = fmt.Errorf("%s -> %s is still queued: a copy of it could not be removed", e.Path, e.Target)
+			}
+		}
+		return failed
 	}
 }
 

@@ -45,3 +45,44 @@ func TestForgetBulkEntries(t *testing.T) {
 		t.Errorf("still queued after forget said so: %s -> %s", en.Path, en.Target)
 	}
 }
+
+// A pair queued twice (by the hook, then by push; by two pushes) has a
+// copy in each file that holds it, one of them an entry file of its own:
+// forget said it forgot the pair, and removed one copy, leaving the
+// other to be pushed.
+func TestForgetPairQueuedTwice(t *testing.T) {
+	q, file := mainQueue(t)
+	mk := func(s string) storepath.Path {
+		p, err := storepath.Parse("/nix/store", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := mk("/nix/store/a9r346p3d25vs4g5v37f3r3f28js97kb-one-1.0")
+	b := mk("/nix/store/b9r346p3d25vs4g5v37f3r3f28js97kb-two-1.0")
+	c := mk("/nix/store/c9r346p3d25vs4g5v37f3r3f28js97kb-three-1.0")
+	for _, pairs := range [][]queue.Pair{
+		{{Target: "main", Path: a}, {Target: "main", Path: b}},
+		{{Target: "main", Path: a}, {Target: "main", Path: c}},
+		{{Target: "main", Path: b}}, // an entry file
+	} {
+		if _, err := q.Add(pairs, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, _, out := loadedEnv(t, file)
+	if st := runForget(e, &forgetOptions{target: "main"}); st != 0 {
+		t.Fatalf("forget --target main exited %d:\n%s", st, out)
+	}
+	if n := strings.Count(out.String(), "forgot queued "); n != 3 {
+		t.Errorf("forget said %d forgotten, want 3:\n%s", n, out)
+	}
+	left, _, err := q.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range left {
+		t.Errorf("still queued after forget said so: %s -> %s", en.Path, en.Target)
+	}
+}
