@@ -213,6 +213,10 @@ func (w *Worker) scan(now time.Time) {
 			}
 			return
 		}
+		// Read: an error of the moment is over, and the mark goes
+		// with it (kept, the same pair queued again after this one
+		// was pushed would not be new to newEntries).
+		delete(w.unreadable, n)
 		x.put(n, w.adopt(e, 0, now))
 	})
 	if err != nil {

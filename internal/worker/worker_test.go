@@ -1111,3 +1111,49 @@ func TestRunSpawnedLeavesPastUnmovableEntry(t *testing.T) {
 		t.Fatalf("Run(Spawned) = %v, want it to leave, nothing left to push", err)
 	}
 }
+
+// An entry the scan could not read for a reason of the moment (not
+// corrupt: left in entries/, see queue's readEntry; here a socket in its
+// place, which open refuses with ENXIO) and read at a later scan, pushed,
+// then queued again while the spawned worker releases the lock, is new:
+// the mark that it was unreadable must not outlive the error, or the
+// worker leaves it queued with no worker.
+func TestRunSpawnedSeesAgainAnEntryOnceUnreadable(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.Linger = 0
+	p := build(t, "hello-1")[0]
+	e.add(t, "main", p)
+	file := filepath.Join(e.q.Dir, "entries", queue.Key("main", p))
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mknod(file, syscall.S_IFSOCK|0o600, 0); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"main": f})
+	w.scan(time.Now())
+	if _, err := os.Lstat(file); err != nil {
+		t.Fatalf("the entry unreadable for a moment left entries/: %v", err)
+	}
+	// Readable again.
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	w.released = func() { once.Do(func() { e.add(t, "main", p) }) }
+	if err := run(t, w, Spawned); err != nil {
+		t.Fatalf("Run(Spawned) = %v", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 2 {
+		t.Errorf("pusher calls = %q, want the entry pushed, then again once queued again", calls)
+	}
+}
