@@ -137,6 +137,11 @@ func check(path string, kind Kind, depth int) (string, error) {
 				return "", fmt.Errorf("checking %s: too many levels of interpreters", path)
 			}
 			if _, err := check(interp, Program, depth+1); err != nil {
+				// path exists: an error wrapping fs.ErrNotExist
+				// would say it does not (doctor: "has no nix").
+				if errors.Is(err, fs.ErrNotExist) {
+					return "", fmt.Errorf("%s is a script run by %s, which does not exist", path, interp)
+				}
 				return "", fmt.Errorf("%s is a script run by %s: %w", path, interp, err)
 			}
 		}

@@ -321,3 +321,19 @@ func TestCheckInterpreter(t *testing.T) {
 		t.Errorf("scripts naming each other: %v", err)
 	}
 }
+
+// A script whose interpreter is missing exists: Check's error names the
+// interpreter and does not wrap fs.ErrNotExist, which callers read as
+// the program itself missing (doctor said nix.bin_dir "has no nix").
+func TestCheckMissingInterpreter(t *testing.T) {
+	d := rootDir(t)
+	script := filepath.Join(d, "nix")
+	missing := filepath.Join(d, "no-such-sh")
+	if err := os.WriteFile(script, []byte("#!"+missing+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Check(script, Program)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Check of a script run by a missing %s = %v, want an error naming it, not one of a missing file", missing, err)
+	}
+}
