@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -60,7 +61,7 @@ func runWatchExec(e *env, o *watchOptions) int {
 	if err != nil {
 		// Named, so that they are not lost: queued unchecked, an
 		// added path of anyone's could go up.
-		e.errorf("checking the new paths: %v; none of the %d queued (push those to keep with `cachix-filter-hook push`): %s", err, len(found), strings.Join(found, " "))
+		e.errorf("checking the new paths: %v; none of the %d queued (push those to keep with `cachix-filter-hook push`): %s", err, len(found), firstOf(found, maxNamed))
 		return status
 	}
 	var paths []storepath.Path
@@ -79,7 +80,7 @@ func runWatchExec(e *env, o *watchOptions) int {
 		}
 	}
 	if len(added) > 0 && !o.quiet {
-		e.errorf("left out %d %s added to the store while COMMAND ran, neither built nor substituted (nix-store --add, builtins.path; by anyone): %s; --include-added queues them", len(added), plural(len(added), "path"), strings.Join(added, " "))
+		e.errorf("left out %d %s added to the store while COMMAND ran, neither built nor substituted (nix-store --add, builtins.path; by anyone): %s; --include-added queues them", len(added), plural(len(added), "path"), firstOf(added, maxNamed))
 	}
 	if len(paths) == 0 {
 		// After "left out N added paths", not "no new store paths".
@@ -127,6 +128,18 @@ func runWatchExec(e *env, o *watchOptions) int {
 		e.waitPushed(c, sel.Pairs, nil, start, follow, o.timeout, o.quiet)
 	}
 	return status
+}
+
+// maxNamed bounds the paths a message names: a command may add up to a
+// million (storewatch's bound).
+const maxNamed = 1000
+
+// firstOf joins the first n of paths, and says how many more there are.
+func firstOf(paths []string, n int) string {
+	if len(paths) <= n {
+		return strings.Join(paths, " ")
+	}
+	return fmt.Sprintf("%s … and %d more", strings.Join(paths[:n], " "), len(paths)-n)
 }
 
 // runCommand runs argv with our standard streams and returns its exit
