@@ -42,11 +42,13 @@ type Session struct {
 	started time.Time
 	idle    *time.Timer
 	closed  bool
+	// maxAge and idleAfter are sessionMaxAge and sessionIdle; a test
+	// that needs one process for its whole run (TestSessionRealNix)
+	// lifts them for its own session.
+	maxAge, idleAfter time.Duration
 }
 
-// Variables, not constants, so that a test that needs one process for
-// its whole run (TestSessionRealNix) can lift them.
-var (
+const (
 	sessionMaxAge = time.Minute
 	sessionIdle   = 5 * time.Second
 )
@@ -60,7 +62,9 @@ type serveProc struct {
 }
 
 // NewSession returns a Session; it starts nix-store at its first call.
-func (n Nix) NewSession() *Session { return &Session{n: n} }
+func (n Nix) NewSession() *Session {
+	return &Session{n: n, maxAge: sessionMaxAge, idleAfter: sessionIdle}
+}
 
 // PathInfos is Nix.PathInfos through the session.
 func (s *Session) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]PathInfo, error) {
@@ -83,7 +87,7 @@ func (s *Session) query(ctx context.Context, recursive bool, paths []string) ([]
 	if s.closed {
 		return nil, errors.New("nix-store --serve session closed")
 	}
-	if s.proc != nil && time.Since(s.started) > sessionMaxAge {
+	if s.proc != nil && time.Since(s.started) > s.maxAge {
 		s.stopLocked()
 	}
 	if s.proc == nil {
@@ -111,7 +115,7 @@ func (s *Session) query(ctx context.Context, recursive bool, paths []string) ([]
 		msg := s.stopLocked()
 		return nil, fmt.Errorf("nix-store --serve, %d paths: %w: %s", len(paths), err, msg)
 	}
-	s.idle = time.AfterFunc(sessionIdle, s.Close)
+	s.idle = time.AfterFunc(s.idleAfter, s.Close)
 	return infos, nil
 }
 

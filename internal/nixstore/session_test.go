@@ -34,11 +34,9 @@ in derivation { name = "ss-app"; system = builtins.currentSystem; builder = "/bi
 	// last: with the session's own bounds, a nix-build slower than
 	// sessionIdle (5 s, as on a loaded machine whose other tests hold the
 	// store's locks) ended it, and the last call's new process failed the
-	// test. Lifted for this test only (no test here runs in parallel).
-	defer func(idle, maxAge time.Duration) { sessionIdle, sessionMaxAge = idle, maxAge }(sessionIdle, sessionMaxAge)
-	sessionIdle, sessionMaxAge = time.Hour, time.Hour
-
+	// test. Lifted for this session only.
 	s := Nix{}.NewSession()
+	s.idleAfter, s.maxAge = time.Hour, time.Hour
 	defer s.Shut()
 	var pid int
 	for _, recursive := range []bool{false, true, false} {
