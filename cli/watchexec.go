@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
@@ -130,6 +132,19 @@ func runWatchExec(e *env, o *watchOptions) int {
 	return status
 }
 
+// inForeground reports whether we run in the foreground process group of
+// our controlling terminal, where the terminal's SIGINT reaches our whole
+// group.
+func inForeground() bool {
+	tty, err := os.Open("/dev/tty")
+	if err != nil {
+		return false // no controlling terminal
+	}
+	defer tty.Close()
+	pgrp, err := unix.IoctlGetInt(int(tty.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == syscall.Getpgrp()
+}
+
 // maxNamed bounds the paths a message names: a command may add up to a
 // million (storewatch's bound).
 const maxNamed = 1000
@@ -165,6 +180,10 @@ func (e *env) runCommand(argv []string) int {
 		// Interrupted before we listened.
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 	}
+	// A Ctrl-C at the terminal whose foreground we share reaches
+	// COMMAND itself, which is in our process group: passed on too, it
+	// would come twice (a second SIGINT makes Nix stop at once).
+	fromTerminal := inForeground()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error
@@ -173,6 +192,9 @@ func (e *env) runCommand(argv []string) int {
 		case err = <-done:
 			waiting = false
 		case sig := <-sigs:
+			if sig == os.Interrupt && fromTerminal {
+				continue
+			}
 			_ = cmd.Process.Signal(sig)
 		}
 	}
