@@ -75,7 +75,14 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*po
 	}
 	out := map[string]*policy.Closure{}
 	var errs []error
+	// The walk is bounded too: outputs that all refer to one that refers
+	// to them all have n² paths in their closures, read from the memo
+	// without a scan, and walked again by the rules.
+	refsLeft := scanMaxRefs
 	for _, root := range paths {
+		if refsLeft <= 0 {
+			break
+		}
 		if !policy.SelectedByName(cfg, root) {
 			continue
 		}
@@ -83,6 +90,11 @@ func siblingClosures(cfg *config.Config, paths []storepath.Path) (map[string]*po
 		seen := map[string]bool{root.String(): true}
 		for i := 0; i < len(closure) && ok; i++ {
 			refs, err := refsOf(closure[i])
+			if refsLeft -= 1 + len(refs); refsLeft < 0 {
+				// As past the scan's budget: the worker decides.
+				ok = false
+				break
+			}
 			switch {
 			case errors.Is(err, fs.ErrNotExist) && i == 0:
 				ok = false // gone already: the worker will drop it
@@ -120,6 +132,10 @@ const (
 	scanMaxBytes = 64 << 20
 	scanMaxFiles = 20000
 	scanMaxTime  = 300 * time.Millisecond
+	// scanMaxRefs bounds the references followed in all: each
+	// output's closure costs one per path in it and per reference of
+	// each, and the rules walk them again.
+	scanMaxRefs = 1 << 16
 )
 
 // errScanBudget: the outputs were too large to scan within the budget.

@@ -293,3 +293,52 @@ func TestSummaryClosureDependencyNotGiven(t *testing.T) {
 		t.Errorf("max_nar_size:\n got %s\nwant %s", sel.Summary(), want)
 	}
 }
+
+// Many outputs that all refer to one that refers to them all: each
+// output's closure holds every other, n² paths in all, kept for the
+// line and walked again by the rules (1000 outputs: a million paths,
+// 800 ms). The walk is bounded like the scan: past scanMaxRefs, the
+// remaining outputs have no closure and the worker decides.
+func TestSiblingClosuresBounded(t *testing.T) {
+	t.Setenv("NIX_STORE_DIR", filepath.Join(t.TempDir(), "store"))
+	if err := os.MkdirAll(storepath.StoreDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	paths := []storepath.Path{mkPath("hub-1.0"), mkPath("hub-1.0-doc")}
+	for i := range n {
+		paths = append(paths, mkPath(fmt.Sprintf("hub-1.0-o%d", i)))
+	}
+	var all strings.Builder
+	for _, p := range paths {
+		all.WriteString(p.String() + "\n")
+	}
+	for i, p := range paths {
+		body := paths[0].String()
+		if i == 0 {
+			body = all.String()
+		}
+		if err := os.WriteFile(p.String(), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := &config.Config{Targets: []*config.Target{mkTarget(t, "main", []string{"hub-*"}, []string{"*-doc"})}}
+	cl, errs := siblingClosures(cfg, paths)
+	if len(errs) > 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+	if cl[paths[0].String()] == nil {
+		t.Skip("the scan did not finish within its deadline: nothing to bound")
+	}
+	total := 0
+	for _, c := range cl {
+		total += len(c.Paths)
+	}
+	t.Logf("%d closures of %d outputs, %d paths in all", len(cl), len(paths), total)
+	if total > scanMaxRefs {
+		t.Errorf("%d paths in the closures of %d outputs, over the bound of %d", total, len(paths), scanMaxRefs)
+	}
+	if c := cl[paths[2].String()]; c != nil && !slices.Contains(c.Paths, paths[1].String()) {
+		t.Errorf("closure of %s = %d paths, lacks %s", paths[2].Name, len(c.Paths), paths[1].Name)
+	}
+}
