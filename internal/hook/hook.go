@@ -38,10 +38,22 @@ type Env struct {
 const nixStoreTimeout = 30 * time.Second
 
 // Run runs the hook and returns its exit status.
-func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
+func Run(ctx context.Context, configFlag string, env Env, log io.Writer) (status int) {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(log, "cachix-filter-hook: %s\n", bounded(fmt.Sprintf(format, args...)))
 	}
+	var cfg *config.Config
+	// A panic would exit 2, and Nix would start no more builds: it is a
+	// failure like the others (strict as the config loaded says).
+	defer func() {
+		if r := recover(); r != nil {
+			say("internal error, queued nothing more (please report it): %v", r)
+			status = 0
+			if cfg != nil && cfg.Strict {
+				status = 1
+			}
+		}
+	}()
 	// What the hook inherited (the build caller's pipes) must reach
 	// nothing it starts: the nix-store below, not only the worker.
 	_ = fds.CloseOnExec()

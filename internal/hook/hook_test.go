@@ -724,3 +724,50 @@ func TestRunJunkOutPathsFewLines(t *testing.T) {
 	}
 	noSpawn(t, rec)
 }
+
+// panicsOnce is a build log whose first write panics, as any step of the
+// hook might.
+type panicsOnce struct {
+	bytes.Buffer
+	done bool
+}
+
+func (w *panicsOnce) Write(p []byte) (int, error) {
+	if !w.done {
+		w.done = true
+		panic("boom")
+	}
+	return w.Buffer.Write(p)
+}
+
+// A panic in the hook is a failure like the others: exit 0 (a panic's
+// exit 2 stops Nix's build loop), or 1 when strict, and a line.
+func TestRunPanicExitsZero(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		t.Run(fmt.Sprintf("strict=%v", strict), func(t *testing.T) {
+			rec := isolate(t)
+			cfgFile := writeConf(t, conf{strict: strict, queueDir: unusableDir(t)})
+			var out panicsOnce
+			var st int
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Fatalf("Run panicked: %v", r)
+					}
+				}()
+				st = Run(context.Background(), cfgFile, Env{OutPaths: mkPath("hello-2.12.1-doc").String()}, &out)
+			}()
+			want := 0
+			if strict {
+				want = 1
+			}
+			if st != want {
+				t.Errorf("Run = %d, want %d", st, want)
+			}
+			if !strings.Contains(out.String(), "internal error") || !strings.Contains(out.String(), "boom") {
+				t.Errorf("output = %q, want the panic said", out.String())
+			}
+			noSpawn(t, rec)
+		})
+	}
+}
