@@ -147,6 +147,11 @@ func (sc *scan) done() bool { return sc.left <= 0 }
 // It stops early once every hash is found, and returns ErrBudget (and no
 // answer) when the budget runs out first.
 func (s *Scanner) Scan(root string, skip int, b *Budget) ([]bool, error) {
+	// Before what costs as much as the hashes: a build of 100,000
+	// outputs has each scanned for the others, under one deadline.
+	if err := b.spend(0, 0); err != nil {
+		return nil, err
+	}
 	sc := &scan{s: s, skip: skip, found: make([]bool, s.n), left: len(s.index), b: b}
 	for _, k := range s.index {
 		if k == skip {
