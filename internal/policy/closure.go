@@ -183,11 +183,26 @@ func decideAll(c *config.Config, paths []storepath.Path, facts func(string) *Fac
 		}
 	}
 	if n = min(n, len(paths)); n > 1 {
+		// A panic in a goroutine would end the process (the hook's exit
+		// 2 stops Nix's builds): it is raised again here, in the
+		// caller's, which the hook recovers.
 		var wg sync.WaitGroup
+		var once sync.Once
+		var panicked any
 		for k := range n {
-			wg.Go(func() { decideRange(k*len(paths)/n, (k+1)*len(paths)/n) })
+			wg.Go(func() {
+				defer func() {
+					if r := recover(); r != nil {
+						once.Do(func() { panicked = r })
+					}
+				}()
+				decideRange(k*len(paths)/n, (k+1)*len(paths)/n)
+			})
 		}
 		wg.Wait()
+		if panicked != nil {
+			panic(panicked)
+		}
 	} else {
 		decideRange(0, len(paths))
 	}

@@ -243,3 +243,27 @@ func TestDecideAllManyPaths(t *testing.T) {
 		}
 	}
 }
+
+// A panic while deciding on several goroutines reaches the caller, as on
+// one: the hook recovers it and exits 0; left in a goroutine it ended
+// the process, exit 2, and Nix started no more builds.
+func TestDecideAllPanicReachesTheCaller(t *testing.T) {
+	c := closureConf(t)
+	paths := make([]storepath.Path, 64)
+	for i := range paths {
+		paths[i] = cpath('a', fmt.Sprintf("p-%d", i))
+	}
+	facts := func(s string) *Facts {
+		if s == paths[40].String() {
+			panic("boom")
+		}
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != "boom" {
+			t.Errorf("recovered %v, want the panic of the facts", r)
+		}
+	}()
+	decideAll(c, paths, facts, nil, 4)
+	t.Error("decideAll returned")
+}
