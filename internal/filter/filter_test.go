@@ -512,6 +512,24 @@ func randomPath(rng *rand.Rand) storepath.Path {
 // TestIndexAgreesWithNaive guards the trie index: on random rule sets and
 // names, the indexed Decide gives the same verdict and the same rule as
 // trying every pattern in order.
+// agreesWithNaive decides p with r, the rules compiled from allow and
+// deny, fails the test unless a linear first-match scan decides the same,
+// and returns the decision.
+func agreesWithNaive(t testing.TB, r *Rules, allow, deny []string, p storepath.Path) Decision {
+	t.Helper()
+	d := r.Decide(p)
+	sel, den, idx := naiveDecide(t, allow, deny, p)
+	got := -1
+	if d.Rule != nil {
+		got = d.Rule.index
+	}
+	if d.Selected != sel || d.Deny != den || got != idx {
+		t.Fatalf("allow %q deny %q on %s: indexed %+v (rule %d), naive selected=%v deny=%v rule %d",
+			allow, deny, p, d, got, sel, den, idx)
+	}
+	return d
+}
+
 func TestIndexAgreesWithNaive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	rounds := 3000
@@ -525,30 +543,21 @@ func TestIndexAgreesWithNaive(t *testing.T) {
 		r := mustCompile(t, allow, deny)
 		for i := 0; i < 40; i++ {
 			p := randomPath(rng)
-			d := r.Decide(p)
-			sel, den, idx := naiveDecide(t, allow, deny, p)
-			gotIdx := -1
-			if d.Rule != nil {
-				gotIdx = d.Rule.index
-			}
-			if d.Selected != sel || d.Deny != den || gotIdx != idx {
-				t.Fatalf("allow %q deny %q on %s: indexed %+v (rule %d), naive selected=%v deny=%v rule %d",
-					allow, deny, p, d, gotIdx, sel, den, idx)
-			}
+			d := agreesWithNaive(t, r, allow, deny, p)
 			if d.Rule != nil {
 				list := allow
 				if d.Deny {
 					list = deny
 				}
-				if d.Rule.Text != list[idx] {
-					t.Fatalf("rule text %q, want %q", d.Rule.Text, list[idx])
+				if d.Rule.Text != list[d.Rule.index] {
+					t.Fatalf("rule text %q, want %q", d.Rule.Text, list[d.Rule.index])
 				}
 			}
 			decisions++
-			if sel {
+			if d.Selected {
 				selected++
 			}
-			if den {
+			if d.Deny {
 				denied++
 			}
 		}

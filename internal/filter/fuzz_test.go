@@ -51,16 +51,6 @@ func FuzzIndexAgreesWithNaive(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r := mustCompile(t, allow, deny)
-		d := r.Decide(p)
-		sel, den, idx := naiveDecide(t, allow, deny, p)
-		got := -1
-		if d.Rule != nil {
-			got = d.Rule.index
-		}
-		if d.Selected != sel || d.Deny != den || got != idx {
-			t.Fatalf("allow %q deny %q on %s: indexed selected=%v deny=%v rule %d, naive selected=%v deny=%v rule %d",
-				allow, deny, p, d.Selected, d.Deny, got, sel, den, idx)
-		}
+		agreesWithNaive(t, mustCompile(t, allow, deny), allow, deny, p)
 	})
 }
