@@ -474,6 +474,8 @@ func TestEmptyAllowWarning(t *testing.T) {
 		"cache = \"c\"\ndeny = [\"*-doc\"]\n":       `target "c" has an empty allow list`,
 		"cache = \"c\"\nallow = [\"hello-*\"]\n\n":  "",
 		"store = \"/srv/cache\"\nallow = [\"*\"]\n": "",
+		// A name pattern holding a '/' matches nothing either.
+		"cache = \"c\"\nallow = [\"*\"]\ndeny = [\"nix/store/*-secret\"]\n": `hook.conf: deny[0] = "nix/store/*-secret" holds a '/' but does not start with one`,
 		// An empty pattern is valid and matches nothing.
 		"cache = \"c\"\nallow = [\"hello-*\", \"\"]\n":                          `hook.conf: allow[1] is "": an empty pattern matches no path`,
 		minimal + "[[target]]\ncache = \"w\"\nallow = [\"*\"]\ndeny = [\"\"]\n": `hook.conf: target[0].deny[0] is ""`,

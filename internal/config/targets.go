@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // targets builds the default target from the top-level keys and one more
@@ -195,6 +196,11 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		for i, text := range l.patterns {
 			if text == "" {
 				c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %s%s[%d] is \"\": an empty pattern matches no path", from(list), prefix, list, i))
+			}
+			// A name pattern is matched against "<hash>-<name>", which
+			// holds no '/': "nix/store/*-secret" denies nothing.
+			if text != "" && text[0] != '/' && strings.Contains(text, "/") {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %s%s[%d] = %q holds a '/' but does not start with one: it is matched against the name after the hash, which holds none, so it matches no path (a whole path starts with '/': \"%s/...\")", from(list), prefix, list, i, text, storepath.StoreDir()))
 			}
 		}
 	}
