@@ -105,12 +105,20 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) (status
 
 	var paths []storepath.Path
 	var bad malformed
+	// Each once: a path named twice would be counted twice in the line
+	// (the queue keeps one).
+	seen, dups := make(map[storepath.Path]bool, len(raw)), 0
 	for _, s := range raw {
 		p, err := storepath.Parse(storeDir, s)
 		if err != nil {
 			bad.add(err)
 			continue
 		}
+		if seen[p] {
+			dups++
+			continue
+		}
+		seen[p] = true
 		paths = append(paths, p)
 	}
 	if l := bad.line(); l != "" {
@@ -127,7 +135,7 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) (status
 	for _, err := range errs {
 		sel.Notes = append(sel.Notes, err.Error())
 	}
-	sel.Total = len(raw) - len(paths) + len(found.Paths)
+	sel.Total = len(raw) - dups - len(paths) + len(found.Paths)
 	sel.UseLists(found)
 	if len(sel.Pairs) == 0 {
 		if sel.Total > 0 {

@@ -383,6 +383,14 @@ func TestRunQueues(t *testing.T) {
 	if want := "cachix-filter-hook: queued 1 of 2 paths for mycache (skipped hello-2.12.1-doc: deny \"*-doc\")\n"; out.String() != want {
 		t.Errorf("output = %q, want %q", out.String(), want)
 	}
+	// A path named twice in OUT_PATHS is one path, counted once.
+	out.Reset()
+	if st := Run(context.Background(), cfgFile, Env{OutPaths: hello.String() + " " + hello.String()}, &out); st != 0 {
+		t.Errorf("Run = %d, want 0", st)
+	}
+	if want := "cachix-filter-hook: queued 1 of 1 paths for mycache\n"; out.String() != want {
+		t.Errorf("a path named twice: output = %q, want %q", out.String(), want)
+	}
 	q := &queue.Queue{Dir: dir}
 	e, ok := q.Get(queue.Key("mycache", hello))
 	if !ok || e.Path != hello.String() || e.Target != "mycache" {
