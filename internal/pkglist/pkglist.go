@@ -87,30 +87,12 @@ func Named(p storepath.Path) bool {
 // (an ordinary path); any other error is a list that cannot be used
 // (malformed, oversized), said in words that name it.
 func Read(p storepath.Path) (*List, error) {
-	if !Named(p) {
-		return nil, fmt.Errorf("%s: %w", p, ErrNotList)
-	}
-	dir := p.String()
-	fi, err := os.Lstat(dir)
-	if err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("%s: %w (not a directory)", dir, ErrNotList)
-	}
-	link := filepath.Join(dir, "manifest.nix")
-	li, err := os.Lstat(link)
-	if err != nil || li.Mode()&os.ModeSymlink == 0 {
-		return nil, fmt.Errorf("%s: %w (no manifest.nix symlink)", dir, ErrNotList)
-	}
-	target, err := os.Readlink(link)
+	file, err := listFile(p)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w (%v)", dir, ErrNotList, err)
+		return nil, err
 	}
-	file, err := storepath.Parse(p.Dir, target)
-	if err != nil || file.Name != p.Name+".list" {
-		// A nix-env profile that happens to be named so, or another
-		// kind of directory: not ours.
-		return nil, fmt.Errorf("%s: %w (manifest.nix points to %q, not %s)", dir, ErrNotList, target, p.Name+".list")
-	}
-	l := &List{Path: p, File: file.String()}
+	l := &List{Path: p, File: file}
+	dir := p.String()
 	data, err := safeopen.ReadFile(l.File, safeopen.Options{NoFollow: true, MaxSize: MaxSize})
 	if errors.Is(err, safeopen.ErrTooLarge) {
 		return nil, fmt.Errorf("package list %s is larger than %d bytes (%s): nothing of it is queued", dir, MaxSize, l.File)
@@ -122,6 +104,36 @@ func Read(p storepath.Path) (*List, error) {
 		return nil, fmt.Errorf("package list %s is malformed (%s): %w: nothing of it is queued", dir, l.File, err)
 	}
 	return l, nil
+}
+
+// listFile returns the file of the list p (its manifest.nix's target),
+// with no read of it: an lstat, a readlink. An error wrapping ErrNotList
+// means p is no list.
+func listFile(p storepath.Path) (string, error) {
+	if !Named(p) {
+		return "", fmt.Errorf("%s: %w", p, ErrNotList)
+	}
+	dir := p.String()
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("%s: %w (not a directory)", dir, ErrNotList)
+	}
+	link := filepath.Join(dir, "manifest.nix")
+	li, err := os.Lstat(link)
+	if err != nil || li.Mode()&os.ModeSymlink == 0 {
+		return "", fmt.Errorf("%s: %w (no manifest.nix symlink)", dir, ErrNotList)
+	}
+	target, err := os.Readlink(link)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w (%v)", dir, ErrNotList, err)
+	}
+	file, err := storepath.Parse(p.Dir, target)
+	if err != nil || file.Name != p.Name+".list" {
+		// A nix-env profile that happens to be named so, or another
+		// kind of directory: not ours.
+		return "", fmt.Errorf("%s: %w (manifest.nix points to %q, not %s)", dir, ErrNotList, target, p.Name+".list")
+	}
+	return file.String(), nil
 }
 
 // parse reads the file's lines: Magic, then target lines, then paths.
@@ -221,7 +233,11 @@ func Find(paths []storepath.Path, expand bool) Found {
 			continue
 		}
 		if len(f.Lists) >= MaxLists || total >= MaxTotalPaths {
-			// Left out unread, as a list is: said once below.
+			// Left out unread, as a list is, and said once below; a
+			// path only named like one stays an ordinary path.
+			if _, err := listFile(p); errors.Is(err, ErrNotList) {
+				continue
+			}
 			skipped = append(skipped, p)
 			isList[p] = true
 			continue

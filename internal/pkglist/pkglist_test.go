@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -246,6 +247,16 @@ func TestFindBounded(t *testing.T) {
 	}
 	if len(f.Paths) != 1 || f.Paths[0] != a {
 		t.Errorf("paths %v, want only what the lists read name", f.Paths)
+	}
+	// Past the bound, a path only named like a list (a directory with no
+	// manifest.nix) is still an ordinary path, decided as one.
+	plain := s.path("cachix-packages-profile")
+	if err := os.Mkdir(plain.String(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f = Find(append(in, plain), true)
+	if !slices.Contains(f.Paths, plain) || len(f.Bad) != 1 || !strings.Contains(f.Bad[0].Error(), "3 package lists not read") {
+		t.Errorf("paths %v, bad %v: want %s kept as a path, and the 3 lists left unread", f.Paths, f.Bad, plain.Name)
 	}
 
 	// The paths the lists name, in all: lists of 3,400 paths, each well
