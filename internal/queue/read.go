@@ -155,13 +155,21 @@ func (q *Queue) Read(name string) (*Entry, error) {
 // only the worker moves entries. A corrupt entry is an error wrapping
 // ErrCorrupt.
 func (q *Queue) Peek(name string) (*Entry, error) {
-	file := q.path(entriesDir, name)
-	e, err := q.readEntry(file, name)
+	e, err := q.PeekFile(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		if be, ok := q.bulkGet(name); ok {
 			return be, nil
 		}
 	}
+	return e, err
+}
+
+// PeekFile is Peek of entries/ alone: no bulk file is read, for a
+// caller (the worker's scan) that must not load them all when the file
+// is gone.
+func (q *Queue) PeekFile(name string) (*Entry, error) {
+	file := q.path(entriesDir, name)
+	e, err := q.readEntry(file, name)
 	if err != nil {
 		return nil, err
 	}

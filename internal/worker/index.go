@@ -190,7 +190,7 @@ func (w *Worker) scan(now time.Time) {
 			} else if !s.busy {
 				// Queued again one by one (push --pin of a root a
 				// bulk file holds): it goes, its pinned stays.
-				if e, err := w.q.Peek(n); err == nil && e.Pinned {
+				if e, err := w.q.PeekFile(n); err == nil && e.Pinned {
 					s.pinned = true
 				}
 				dups = append(dups, queue.Stub(n, ""))
