@@ -84,10 +84,15 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 			return ReasonInvalid, metrics.KindInvalid, false, nil
 		}
 		closure.Paths = c
-	} else if cl.err != nil && t.MaxNarSize > 0 {
+	} else if t.MaxNarSize > 0 {
 		// max_nar_size is the closure rule's too: without the closure,
 		// a path larger than it could go up inside this one's.
-		return "", "", false, fmt.Errorf("cannot tell whether its closure holds a path larger than max_nar_size of %s: %w", t.Name, cl.err)
+		if cl.err != nil {
+			return "", "", false, fmt.Errorf("cannot tell whether its closure holds a path larger than max_nar_size of %s: %w", t.Name, cl.err)
+		}
+		if _, ok := cl.of[e.Path]; !ok {
+			return ReasonInvalid, metrics.KindInvalid, false, nil
+		}
 	}
 	// The sizes of the closure come with the facts (see query).
 	if f != nil && t.MaxNarSize > 0 {
