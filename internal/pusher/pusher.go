@@ -74,11 +74,26 @@ type skipWatch struct {
 	first string
 }
 
-var skipWarning = []byte("Warning: ")
+var (
+	skipWarning = []byte("Warning: ")
+	skipEnd     = []byte(", skipping")
+	// The colour's reset as the lines come: control characters escaped
+	// (see lineCutter).
+	colorReset = []byte(`\x1b[0m`)
+)
+
+// skips says whether line is cachix's warning that it skipped a path: it
+// ends with ", skipping" (before the colour's reset), so that a path whose
+// name holds "skipping", named in another warning, is not one.
+func skips(line []byte) bool {
+	line = bytes.TrimRight(line, " \r\n")
+	line = bytes.TrimSuffix(line, colorReset)
+	return bytes.HasSuffix(line, skipEnd)
+}
 
 // Write takes one line: run hands over whole lines, a write each.
 func (s *skipWatch) Write(p []byte) (int, error) {
-	if i := bytes.Index(p, skipWarning); i >= 0 && bytes.Contains(p, []byte("skipping")) {
+	if i := bytes.Index(p, skipWarning); i >= 0 && skips(p) {
 		path := p[i+len(skipWarning):]
 		if j := bytes.IndexAny(path, " :,"); j >= 0 {
 			path = path[:j]

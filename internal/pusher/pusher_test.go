@@ -527,4 +527,11 @@ func TestCachixSkippedPathFails(t *testing.T) {
 	if err := cachixPusherFor(t, "").Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
 		t.Errorf("Push = %v", err)
 	}
+
+	// Nor is another warning about a path whose name holds "skipping".
+	odd := "/nix/store/" + strings.Repeat("s", 32) + "-skipping-rope-1.0"
+	t.Setenv(envOutput, "Warning: "+odd+" has no signature\nAll done.\n")
+	if err := cachixPusherFor(t, "").Push(context.Background(), []string{odd}, &bytes.Buffer{}); err != nil {
+		t.Errorf("Push of %s with a warning that skips nothing = %v", odd, err)
+	}
 }
