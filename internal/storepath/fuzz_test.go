@@ -18,6 +18,8 @@ var fuzzSeeds = []string{
 	"/nix/store/" + hashA + "-hello/bin/hello",
 	"/nix/store/" + hashA + "-..",
 	"/nix/store/" + hashA + "-.",
+	"/nix/store/" + hashA + "-.gitignore",
+	"/nix/store/" + hashA + "-..-x",
 	"/nix/store/" + hashA + "-",
 	"/nix/store/" + hashA,
 	"/nix/store/../etc/passwd",
@@ -74,8 +76,13 @@ func checkAccepted(t *testing.T, storeDir, s string, p storepath.Path) {
 	// No "." or ".." element can sneak in: the path is already clean.
 	// (".." inside a name, as in "foo..bar", is a valid Nix name and no
 	// path element.)
-	if filepath.Clean(s) != s || base == ".." || base == "." || strings.HasPrefix(p.Name, ".") {
+	if filepath.Clean(s) != s || base == ".." || base == "." {
 		t.Fatalf("Parse(%q) accepted a path that is not clean", s)
+	}
+	// Nor a name Nix refuses: "." or ".." as the name or its first
+	// dash-separated part.
+	if first, _, _ := strings.Cut(p.Name, "-"); first == "." || first == ".." {
+		t.Fatalf("Parse(%q) accepted the name %q, which Nix refuses", s, p.Name)
 	}
 	if len(p.Hash) != storepath.HashLen || strings.Trim(p.Hash, "0123456789abcdfghijklmnpqrsvwxyz") != "" {
 		t.Fatalf("Parse(%q): bad hash %q", s, p.Hash)

@@ -112,8 +112,13 @@ func checkBase(base string) error {
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("name longer than %d characters", MaxNameLen)
 	}
-	if name[0] == '.' {
-		return errors.New("name starts with '.'")
+	// Nix (2.4 on) takes a name starting with '.' (".gitignore"), but
+	// not ".", "..", nor one whose first dash-separated part is one.
+	if rest, ok := strings.CutPrefix(name, "."); ok {
+		rest, _ = strings.CutPrefix(rest, ".")
+		if rest == "" || rest[0] == '-' {
+			return fmt.Errorf("name %q is \".\" or \"..\", or starts with \".-\" or \"..-\"", name)
+		}
 	}
 	for i := 0; i < len(name); i++ {
 		if !nameChar(name[i]) {

@@ -29,6 +29,12 @@ func TestParseValid(t *testing.T) {
 		// path element.
 		{"/nix/store", "/nix/store/" + hashB + "-foo..bar", hashB, "foo..bar"},
 		{"/nix/store", "/nix/store/" + hashB + "-source.drv", hashB, "source.drv"},
+		// A dot first too (Nix 2.4 on: writeText ".gitignore"), but for
+		// "." and ".." as the name or its first dash-separated part.
+		{"/nix/store", "/nix/store/" + hashB + "-.gitignore", hashB, ".gitignore"},
+		{"/nix/store", "/nix/store/" + hashB + "-.secret-key-1", hashB, ".secret-key-1"},
+		{"/nix/store", "/nix/store/" + hashB + "-..x", hashB, "..x"},
+		{"/nix/store", "/nix/store/" + hashB + "-...-x", hashB, "...-x"},
 		// The longest name: 211 characters.
 		{"/nix/store", "/nix/store/" + hashB + "-" + strings.Repeat("x", 211), hashB, strings.Repeat("x", 211)},
 		// Another store directory.
@@ -81,9 +87,10 @@ func TestParseInvalid(t *testing.T) {
 		{"hash upper case", "/nix/store", "/nix/store/" + strings.ToUpper(hashB) + "-hello", "nix-base32"},
 		{"hash with dot", "/nix/store", "/nix/store/" + hashA[:31] + ".-hello", "nix-base32"},
 		{"name too long", "/nix/store", "/nix/store/" + hashA + "-" + long, "longer than 211"},
-		{"name starts with dot", "/nix/store", "/nix/store/" + hashA + "-.hello", "starts with '.'"},
-		{"name is dot-dot", "/nix/store", "/nix/store/" + hashA + "-..", "starts with '.'"},
-		{"name is dot", "/nix/store", "/nix/store/" + hashA + "-.", "starts with '.'"},
+		{"name is dot-dot", "/nix/store", "/nix/store/" + hashA + "-..", `is "." or ".."`},
+		{"name is dot", "/nix/store", "/nix/store/" + hashA + "-.", `is "." or ".."`},
+		{"name starts with dot-dash", "/nix/store", "/nix/store/" + hashA + "-.-hello", `is "." or ".."`},
+		{"name starts with dot-dot-dash", "/nix/store", "/nix/store/" + hashA + "-..-hello", `is "." or ".."`},
 		{"space in name", "/nix/store", "/nix/store/" + hashA + "-hello world", "forbidden character"},
 		{"newline in name", "/nix/store", "/nix/store/" + hashA + "-hello\n", "forbidden character"},
 		{"NUL in name", "/nix/store", "/nix/store/" + hashA + "-hello\x00", "forbidden character"},
