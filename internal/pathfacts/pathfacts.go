@@ -114,8 +114,10 @@ func (g *Gatherer) Gather(ctx context.Context, cfg *config.Config, paths []store
 	for _, p := range cands {
 		s := p.String()
 		// A size of 0 is one not known (a NAR is never empty): the
-		// hook's entries carry the deriver alone.
-		if info, ok := g.infos[s]; !ok || closure && !g.closed[s] || needs.Size && info.Valid && info.NarSize == 0 {
+		// hook's entries carry the deriver alone. A path on disk that
+		// was not valid when asked may be now (registered, or rebuilt
+		// after a collection that had invalidated it).
+		if info, ok := g.infos[s]; !ok || !info.Valid || closure && !g.closed[s] || needs.Size && info.NarSize == 0 {
 			ask = append(ask, s)
 		}
 	}
