@@ -91,6 +91,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 	w.scanPins()
 	pins := w.pinList()
 	sort.Slice(pins, func(i, j int) bool { return pins[i].Queued.Before(pins[j].Queued) })
+	rescanned := false
 	for _, p := range pins {
 		if ctx.Err() != nil {
 			return true, next
@@ -111,6 +112,14 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		if err != nil {
 			w.dropPin(log, p, "not a store path")
 			continue
+		}
+		if _, queued := w.idx.slots[key]; !queued && !rescanned {
+			// push --pin writes the root's entry before the pin: a pin
+			// read after the round's scan may have an entry that scan
+			// did not see. Not looked for again, the root was taken for
+			// one pushed before and pinned ahead of its push.
+			w.scan(now)
+			rescanned = true
 		}
 		if _, queued := w.idx.slots[key]; queued {
 			left = true // its closure is not in the cache yet

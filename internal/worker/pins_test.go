@@ -480,3 +480,32 @@ func TestRunPinnedEntryFileOfKnownBulkEntry(t *testing.T) {
 		t.Errorf("calls = %q, want the pinned root pushed though unsubstitutable", got)
 	}
 }
+
+// push --pin writes the root's entry, then the pin: both may land between
+// a round's scan and its pins. The pin is read then, but its root's entry
+// is not known yet; taken for a root pushed before, it was pinned at once,
+// before its closure was in the cache.
+func TestPinQueuedAfterTheScanWaitsForItsEntry(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := build(t, "system-1")[0]
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	now := time.Now()
+	w.scan(now) // the round's scan: nothing queued yet
+	e.add(t, "main", root)
+	e.pin(t, "main", root, "system", queue.Keep{})
+	if left, _ := w.doPins(context.Background(), now); !left {
+		t.Error("doPins: no pin left, want the pin waiting for its root's push")
+	}
+	if got := c.list(); len(got) != 0 {
+		t.Fatalf("calls = %q, want none before the root's push", got)
+	}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := c.list(); len(got) != 2 || got[0] != "push main "+root.String() || got[1] != "pin main system "+root.String()+" " {
+		t.Errorf("calls = %q, want the push, then the pin", got)
+	}
+}
