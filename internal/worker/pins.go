@@ -61,6 +61,11 @@ func (w *Worker) scanPins() {
 			delete(w.pinDropRecorded, n)
 		}
 	}
+	for n := range w.pinMade {
+		if !seen[n] {
+			delete(w.pinMade, n)
+		}
+	}
 }
 
 // adoptPin puts a pin read from disk on the worker's clock, as adopt does
@@ -95,6 +100,14 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 	for _, p := range pins {
 		if ctx.Err() != nil {
 			return true, next
+		}
+		if w.pinMade[p.Key()] {
+			if w.q.RemovePin(p) == nil {
+				w.pinRemoved()
+				delete(w.pins, p.Key())
+				delete(w.pinMade, p.Key())
+			}
+			continue
 		}
 		t := w.cfg.Target(p.Target)
 		if t == nil {
@@ -172,11 +185,15 @@ func (w *Worker) pin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinne
 		// woken by the file's removal and reads the outcome then.
 		w.recordPin(p, history.Pinned, "", took)
 		if rerr := w.q.RemovePin(p); rerr != nil {
-			// Pinned; pinning again later is harmless.
+			// Pinned: kept known, so that its file is not read again
+			// as a new pin and pinned every round; only its removal
+			// is tried again.
 			log.WithError(rerr).Error("pinned, but removing the pin's file failed")
+			w.pinMade[p.Key()] = true
+		} else {
+			w.pinRemoved()
+			delete(w.pins, p.Key())
 		}
-		w.pinRemoved()
-		delete(w.pins, p.Key())
 		log.WithFields(fields).Info("pinned")
 		w.state.pinned(w.q.Dir, p.Target, now)
 		return true

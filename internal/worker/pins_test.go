@@ -509,3 +509,45 @@ func TestPinQueuedAfterTheScanWaitsForItsEntry(t *testing.T) {
 		t.Errorf("calls = %q, want the push, then the pin", got)
 	}
 }
+
+// A pin made whose file cannot be removed is not made again each round:
+// read again as a new pin, it was, a cachix pin call (a revision in
+// Cachix, a record in the history) every round, and a spawned worker
+// never left, the file being new to it at each exit. Its removal is tried
+// again, and once the file goes, it goes.
+func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := build(t, "done-1")[0]
+	e.pin(t, "main", root, "done", queue.Keep{})
+	names, err := e.q.PinNames()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("pins = %q, %v", names, err)
+	}
+	undo := unchangeable(t, filepath.Join(e.q.Dir, "pins", names[0]))
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	for range 3 {
+		if left, _ := w.doPins(context.Background(), time.Now()); left {
+			t.Error("doPins: a pin left, want none: it was made")
+		}
+	}
+	if got := c.list(); len(got) != 1 {
+		t.Errorf("calls = %q, want one pin call", got)
+	}
+	if w.newPins() {
+		t.Error("newPins: the pin made is new to the worker, which would not leave")
+	}
+	undo()
+	w.doPins(context.Background(), time.Now())
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left once the file can go: %q", names)
+	}
+	if got := c.list(); len(got) != 1 {
+		t.Errorf("calls = %q, want still one pin call", got)
+	}
+	if st := LoadState(e.q.Dir).Targets["main"]; st == nil || st.Pinned != 1 {
+		t.Errorf("state of main = %+v, want 1 pinned", st)
+	}
+}

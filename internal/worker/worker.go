@@ -109,6 +109,9 @@ type Worker struct {
 	// pinDropRecorded are the pins given up on whose outcome is in the
 	// history already, while their files stay (see dropPin).
 	pinDropRecorded map[string]bool
+	// pinMade are the pins made whose files could not be removed: only
+	// their removal is tried again (see pin).
+	pinMade map[string]bool
 }
 
 // New prepares a worker; Run does the work.
@@ -129,6 +132,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		idlePoll:   pollInterval,
 	}
 	w.pinDropRecorded = map[string]bool{}
+	w.pinMade = map[string]bool{}
 	w.newPinner = func(t *config.Target) (pusher.Pinner, error) { return pusher.NewPinner(w.cfg, t) }
 	w.builds = newBuilds(func(ctx context.Context, paths []string) (map[string]bool, error) {
 		infos, err := w.facts.nix.PathInfos(ctx, false, paths...)
