@@ -37,23 +37,32 @@ func (w *Worker) scanPins() {
 	seen := make(map[string]bool, len(names))
 	for _, n := range names {
 		seen[n] = true
-		if _, ok := w.pins[n]; ok || w.badPins[n] {
+		if _, ok := w.pins[n]; ok {
 			continue
 		}
+		// Read again each round, logged once: a pin unreadable for a
+		// reason of the moment (EMFILE, EIO) is made once it can be
+		// read, not left for the next worker.
 		p, err := w.q.ReadPin(n)
 		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
+			if !errors.Is(err, fs.ErrNotExist) && !w.badPins[n] {
 				w.badPins[n] = true
 				w.log.WithError(err).Error("unreadable pin")
 			}
 			continue
 		}
+		delete(w.badPins, n)
 		w.adoptPin(p, time.Now())
 		w.pins[n] = p
 	}
 	for n := range w.pins {
 		if !seen[n] {
 			delete(w.pins, n)
+		}
+	}
+	for n := range w.badPins {
+		if !seen[n] {
+			delete(w.badPins, n)
 		}
 	}
 	for n := range w.pinDropRecorded {

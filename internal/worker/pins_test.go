@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -549,5 +550,52 @@ func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
 	}
 	if st := LoadState(e.q.Dir).Targets["main"]; st == nil || st.Pinned != 1 {
 		t.Errorf("state of main = %+v, want 1 pinned", st)
+	}
+}
+
+// A pin that could not be read for a reason of the moment (here a socket
+// in its place, which open refuses) is read again at a later round, and
+// made: marked unreadable for good, it waited for the next worker, which
+// a worker running as a service never is.
+func TestPinUnreadableForAMomentIsMadeLater(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := build(t, "done-1")[0]
+	e.pin(t, "main", root, "done", queue.Keep{})
+	names, err := e.q.PinNames()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("pins = %q, %v", names, err)
+	}
+	file := filepath.Join(e.q.Dir, "pins", names[0])
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mknod(file, syscall.S_IFSOCK|0o600, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	w.doPins(context.Background(), time.Now())
+	if got := c.list(); len(got) != 0 {
+		t.Fatalf("calls = %q, want none while the pin cannot be read", got)
+	}
+	// Readable again.
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.doPins(context.Background(), time.Now())
+	if got := c.list(); len(got) != 1 || got[0] != "pin main done "+root.String()+" " {
+		t.Errorf("calls = %q, want the pin made once it can be read", got)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left: %q", names)
 	}
 }
