@@ -40,6 +40,9 @@ const MaxSize = 4 << 20
 const (
 	maxReason = 2000
 	maxRecord = 8 << 10
+	// minLine is shorter than any line the worker writes (its time,
+	// target, store path and outcome alone take more).
+	minLine = 64
 )
 
 // Outcomes.
@@ -198,7 +201,10 @@ func readAt(f *os.File, off, size int64) []byte {
 // appendRecords appends the records of data's whole lines. A line that
 // does not parse, or is longer than a record can be, is skipped.
 func appendRecords(out []Record, data []byte) []Record {
-	out = slices.Grow(out, bytes.Count(data, []byte{'\n'}))
+	// Sized by the bytes as well as the lines: a file of empty lines
+	// (someone else's, or damaged) would otherwise reserve a Record for
+	// each byte, gigabytes for the 8 MiB read.
+	out = slices.Grow(out, min(bytes.Count(data, []byte{'\n'}), len(data)/minLine))
 	for len(data) > 0 {
 		line := data
 		i := bytes.IndexByte(data, '\n')

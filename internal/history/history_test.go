@@ -176,3 +176,25 @@ func TestTornLineLosesOnlyItself(t *testing.T) {
 		t.Errorf("read %q, want %q", paths, want)
 	}
 }
+
+// A history of empty lines (damaged, or someone else's) reserves no
+// record per byte: the 8 MiB read would otherwise take gigabytes
+// before a line is parsed.
+func TestEmptyLinesReserveNothing(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{File, File + ".1"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(strings.Repeat("\n", MaxSize)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A record's line is some 200 bytes: room for one per 64 of the
+	// 8 MiB is plenty.
+	const most = 2 * MaxSize / 64
+	if len(got) != 0 || cap(got) > most {
+		t.Errorf("read %d records, room for %d: want none, and room for at most %d", len(got), cap(got), most)
+	}
+}
