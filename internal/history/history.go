@@ -170,18 +170,31 @@ func openRead(file string) (*os.File, os.FileInfo, error) {
 func Read(dir string) ([]Record, error) {
 	var out []Record
 	var errs []error
-	for _, name := range []string{File + ".1", File} {
-		file := filepath.Join(dir, name)
+	// Both files are opened before either is read, the current one
+	// first: a rotation in between moves it to .1, where it is the same
+	// file, read once. Opened the other way round, the file rotated in
+	// between would be read as neither.
+	names := []string{File + ".1", File}
+	var files [2]*os.File
+	var infos [2]os.FileInfo
+	for i := len(names) - 1; i >= 0; i-- {
+		file := filepath.Join(dir, names[i])
 		f, fi, err := openRead(file)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("reading %s: %w", file, err))
+		}
+		files[i], infos[i] = f, fi
+	}
+	if files[0] != nil && files[1] != nil && os.SameFile(infos[0], infos[1]) {
+		files[0].Close()
+		files[0] = nil
+	}
+	for i, f := range files {
+		if f == nil {
 			continue
 		}
 		// A file grown past the bound by someone else is read up to it.
-		data := readAt(f, 0, fi.Size())
+		data := readAt(f, 0, infos[i].Size())
 		f.Close()
 		out = appendRecords(out, data)
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -198,3 +199,50 @@ func TestEmptyLinesReserveNothing(t *testing.T) {
 		t.Errorf("read %d records, room for %d: want none, and room for at most %d", len(got), cap(got), most)
 	}
 }
+
+// Read while the worker appends and rotates returns the newest record
+// appended before it began: the file rotated between the opens of the
+// two parts is read as one or the other, never as neither.
+func TestReadDuringRotation(t *testing.T) {
+	dir := t.TempDir()
+	line, err := encodeRecord(nil, ptr(rec(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	max := int64(10 * len(line)) // a rotation every 10 appends
+	if err := Append(dir, max, []Record{rec(0)}); err != nil {
+		t.Fatal(err)
+	}
+	var done atomic.Int64
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := Append(dir, max, []Record{rec(i)}); err != nil {
+				t.Error(err)
+				return
+			}
+			done.Store(int64(i))
+		}
+	}()
+	defer func() { close(stop); <-stopped }()
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		d := done.Load()
+		got, _ := Read(dir)
+		if done.Load()-d >= 5 {
+			// Preempted long enough for two rotations: the record may
+			// have been rotated away for good.
+			continue
+		}
+		if !slices.ContainsFunc(got, func(r Record) bool { return r.Path == rec(int(d)).Path }) {
+			t.Fatalf("Read during a rotation missed record %d, the newest appended before it began (read %d records)", d, len(got))
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
