@@ -36,10 +36,12 @@ const File = "history.jsonl"
 const MaxSize = 4 << 20
 
 // maxRecord bounds one line: a record carries at most an error of
-// maxReason bytes, so a longer line is not ours.
+// maxReason bytes, each at most 6 once JSON escapes it (`\u003c` for
+// '<', `\ufffd` for a byte that is not UTF-8), so a longer line is not
+// ours.
 const (
 	maxReason = 2000
-	maxRecord = 8 << 10
+	maxRecord = 16 << 10
 	// minLine is shorter than any line the worker writes (its time,
 	// target, store path and outcome alone take more).
 	minLine = 64

@@ -246,3 +246,24 @@ func TestReadDuringRotation(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A reason at its bound reads back whatever its bytes: JSON writes each
+// of '<', '>', '&', a control character or a byte that is not UTF-8 in
+// 6, and a line the reader refused as too long lost the record.
+func TestLongEscapedReasonReadsBack(t *testing.T) {
+	for _, s := range []string{"<", "&", "\x1b", "\xe9"} {
+		dir := t.TempDir()
+		r := rec(1)
+		r.Outcome, r.Reason = Dropped, strings.Repeat(s, 3*maxReason)
+		if err := Append(dir, MaxSize, []Record{r}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Read(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Path != r.Path {
+			t.Errorf("a reason of %q bytes: read %d records, want the one appended", s, len(got))
+		}
+	}
+}
