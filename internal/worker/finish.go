@@ -228,7 +228,7 @@ func (w *Worker) record(target string, res *result) {
 	}
 	none := func(*queue.Entry) string { return "" }
 	add(res.pushed, history.Pushed, none, len(res.pushed), res.took)
-	add(res.failed, history.Failed, func(e *queue.Entry) string { return e.LastError }, len(res.failed), res.took)
+	add(res.failed, history.Failed, failedReasons(res.failed), len(res.failed), res.took)
 	add(res.dropped, history.Dropped, func(e *queue.Entry) string { return e.Reason }, 0, 0)
 	add(res.upstream, history.Upstream, func(e *queue.Entry) string { return res.reasons[e.Key()] }, 0, 0)
 	if len(recs) == 0 {
@@ -236,6 +236,33 @@ func (w *Worker) record(target string, res *result) {
 	}
 	if err := history.Append(w.q.Dir, history.MaxSize, recs); err != nil {
 		w.log.WithError(err).Error("recording history")
+	}
+}
+
+// failedReasonBudget is about how many bytes of the pusher's error the
+// records of one failed batch hold together, beyond the first record's.
+// Each path of the batch has the same error: 10,000 paths of a 1,000-byte
+// error passed the history's bound in one append, rotating every earlier
+// record away (and again at every retry).
+const (
+	failedReasonBudget = history.MaxSize / 4
+	minFailedReason    = 100
+)
+
+// failedReasons gives the last failed entry its whole error (readers such
+// as status look at the newest records first) and the others their share
+// of failedReasonBudget (at least minFailedReason bytes): the worker's
+// log has the error whole too.
+func failedReasons(failed []*queue.Entry) func(*queue.Entry) string {
+	if len(failed) < 2 {
+		return func(e *queue.Entry) string { return e.LastError }
+	}
+	last, share := failed[len(failed)-1], max(minFailedReason, failedReasonBudget/len(failed))
+	return func(e *queue.Entry) string {
+		if e == last {
+			return e.LastError
+		}
+		return truncate(e.LastError, share)
 	}
 }
 
