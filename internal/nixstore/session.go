@@ -8,7 +8,6 @@ import (
 	"io"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -37,7 +36,12 @@ import (
 type Session struct {
 	n Nix
 
-	mu      sync.Mutex
+	// sem is the session's lock (a channel of one): a caller waits for
+	// it no longer than its context, so that a question bounded to a
+	// second (the worker's round asks whether builds are done) is not
+	// held for minutes behind another caller's question to a Nix that
+	// hangs.
+	sem     chan struct{}
 	proc    *serveProc
 	started time.Time
 	idle    *time.Timer
@@ -63,8 +67,20 @@ type serveProc struct {
 
 // NewSession returns a Session; it starts nix-store at its first call.
 func (n Nix) NewSession() *Session {
-	return &Session{n: n, maxAge: sessionMaxAge, idleAfter: sessionIdle}
+	return &Session{n: n, sem: make(chan struct{}, 1), maxAge: sessionMaxAge, idleAfter: sessionIdle}
 }
+
+// lock takes the session's lock, or gives up when ctx ends first.
+func (s *Session) lock(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the nix-store --serve session: %w", ctx.Err())
+	}
+}
+
+func (s *Session) unlock() { <-s.sem }
 
 // PathInfos is Nix.PathInfos through the session.
 func (s *Session) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]PathInfo, error) {
@@ -82,8 +98,10 @@ func (s *Session) PathInfos(ctx context.Context, recursive bool, paths ...string
 }
 
 func (s *Session) query(ctx context.Context, recursive bool, paths []string) ([]PathInfo, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.unlock()
 	if s.closed {
 		return nil, errors.New("nix-store --serve session closed")
 	}
@@ -121,16 +139,16 @@ func (s *Session) query(ctx context.Context, recursive bool, paths []string) ([]
 
 // Close ends the session's process, if any; a later call starts another.
 func (s *Session) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	_ = s.lock(context.Background())
+	defer s.unlock()
 	s.stopLocked()
 }
 
 // Shut ends the session for good: later calls go through one-shot
 // PathInfos.
 func (s *Session) Shut() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	_ = s.lock(context.Background())
+	defer s.unlock()
 	s.stopLocked()
 	s.closed = true
 }

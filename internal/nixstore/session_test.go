@@ -163,3 +163,50 @@ func TestSessionHandshakeHangEndsWithContext(t *testing.T) {
 	})
 	s.Shut()
 }
+
+// A caller waits for the session no longer than its context: the
+// worker's round asks, within a second, whether builds are done while a
+// batch's question may hold the session for minutes (a Nix that hangs,
+// up to the path-info timeout). The round was held that long, and the
+// worker's main loop with it.
+func TestSessionWaitForTheLockEndsWithContext(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello"), hello().Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	asked := filepath.Join(dir, "asked")
+	// The handshake, then silence until killed, saying it got there.
+	script := "#!/bin/sh\ncat " + filepath.Join(dir, "hello") + "\n: >" + asked + "\nexec sleep 3600\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := Nix{BinDir: dir}.NewSession()
+	holder, stop := context.WithCancel(context.Background())
+	held := make(chan error, 1)
+	go func() {
+		_, err := s.PathInfos(holder, false, "/nix/store/00000000000000000000000000000000-hang")
+		held <- err
+	}()
+	defer func() {
+		stop()
+		<-held
+		s.Shut()
+	}()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(asked); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first question never reached the fake nix-store")
+		}
+	}
+	select {
+	case err := <-held:
+		t.Fatalf("the first question ended before the second was asked: %v", err)
+	default:
+	}
+	endsWithContext(t, 300*time.Millisecond, func(ctx context.Context) error {
+		_, err := s.PathInfos(ctx, false, "/nix/store/00000000000000000000000000000000-other")
+		return err
+	})
+}
