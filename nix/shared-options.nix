@@ -63,12 +63,13 @@ let
 
   # The secret files hook.conf names, with their keys, that are in the
   # Nix store ("${./token}", a pkgs.writeText): readable by every user,
-  # and refused by the program at run time. A path literal is not in it
-  # (settings.nix writes it as the path it names).
+  # and refused by the program at run time. A path literal counts by the
+  # path it names (settings.nix writes that): /run/secrets/token is not
+  # in the store, but ./token in a flake is (the flake's source is).
   secretsInStore =
     let
       s = cfg.settings;
-      inStore = v: v != null && !builtins.isPath v && lib.hasPrefix "${builtins.storeDir}/" (toString v);
+      inStore = v: v != null && lib.hasPrefix "${builtins.storeDir}/" (toString v);
     in
     lib.filter ({ value, ... }: inStore value) (
       [

@@ -1110,6 +1110,10 @@ func TestSecretInStoreAssertion(t *testing.T) {
 			{`settings = { cache = "a"; allow = [ "*" ]; cachix.signing_key_file = "${pkgs.writeText "key" "k:x"}"; };`, "cachix.signing_key_file"},
 			{`settings = { store = "file:///x"; allow = [ "*" ]; secret_key_file = ` + inStore + `; };`, "secret_key_file"},
 			{`settings = { cache = "a"; allow = [ "*" ]; target = [ { store = "file:///x"; allow = [ "*" ]; secret_key_file = "${pkgs.writeText "key" "k:x"}"; } ]; };`, "target[0].secret_key_file"},
+			// A path literal of a flake's source (./secrets/key in a
+			// flake is /nix/store/...-source/secrets/key): the file is
+			// in the store already.
+			{`settings = { cache = "a"; allow = [ "*" ]; cachix.signing_key_file = /nix/store/` + strings.Repeat("b", 32) + `-source/secrets/key; };`, "cachix.signing_key_file"},
 		} {
 			var failed []string
 			if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ pkgs, ... }: { %s = { enable = true; %s }; }`, m.path, tc.cfg), &failed); err != nil {
