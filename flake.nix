@@ -7,11 +7,12 @@
     { self, nixpkgs }:
     let
       inherit (nixpkgs) lib;
+      # Linux only, as the package's meta.platforms: on darwin nixpkgs
+      # refuses to evaluate it, and `nix flake check` failed there (and,
+      # before Nix 2.16, which checks every system, on Linux too).
       systems = [
         "x86_64-linux"
         "aarch64-linux"
-        "x86_64-darwin"
-        "aarch64-darwin"
       ];
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
     in

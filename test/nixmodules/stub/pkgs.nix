@@ -99,22 +99,37 @@ let
     # attributes (finalAttrs); stubOverrideAttrs returns the arguments as
     # overrideAttrs would make them, so that a test can see an override
     # reach the attributes derived from it.
+    #
+    # As nixpkgs' check-meta (without allowUnsupportedSystem), a package
+    # whose meta.platforms leaves this system out throws when its drvPath
+    # or outPath is asked for: `nix flake check` fails on it.
     buildGoModule =
       argsOrFn:
       let
         fixArgs = extra: lib.fix (final: lib.toFunction argsOrFn final // extra);
         args = fixArgs { };
-      in
-      derivation {
         name = "${args.pname}-${args.version}";
-        inherit system;
-        builder = "/bin/sh";
-        args = [
-          "-c"
-          "exit 1"
-        ];
-        inherit (args) src;
-      }
+        drv = derivation {
+          inherit name system;
+          builder = "/bin/sh";
+          args = [
+            "-c"
+            "exit 1"
+          ];
+          inherit (args) src;
+        };
+        unsupported = throw "Package ‘${name}’ is not available on the requested hostPlatform ${system} (meta.platforms)";
+      in
+      (
+        if lib.meta.availableOn platform { meta = args.meta or { }; } then
+          drv
+        else
+          drv
+          // {
+            drvPath = unsupported;
+            outPath = unsupported;
+          }
+      )
       // {
         inherit (args) pname version;
         meta = args.meta or { };
