@@ -76,6 +76,11 @@ let
   nodeTextfileDir =
     if (nodeExporter.enable or false) && textfileDirs != [ ] then lib.last textfileDirs else null;
   metricsFile = cfg.settings.metrics.file or "";
+
+  # A path as a tmpfiles.d line and ReadWritePaths= take it: quoted, so
+  # that a space does not end it, with '%' doubled, so that it is not a
+  # specifier (%h: root's home). Both read "\\" and "\"" in quotes.
+  quotePath = p: ''"${lib.replaceStrings [ "\\" "\"" "%" ] [ "\\\\" "\\\"" "%%" ] p}"'';
 in
 {
   imports = [
@@ -174,9 +179,9 @@ in
     # The queue, and the other directories the worker service may write
     # (ReadWritePaths needs them to exist when it starts).
     systemd.tmpfiles.rules = [
-      "d ${queueDir} 0700 root root -"
+      "d ${quotePath queueDir} 0700 root root -"
     ]
-    ++ map (d: "d ${d} 0755 root root -") (lib.remove queueDir writablePaths);
+    ++ map (d: "d ${quotePath d} 0755 root root -") (lib.remove queueDir writablePaths);
 
     # The queue is on disk, so what a reboot interrupted is still there.
     # Instead of a separate resume unit, the worker is a plain long-running
@@ -218,7 +223,7 @@ in
         CacheDirectory = "cachix-filter-hook";
         CacheDirectoryMode = "0700";
         # "-": no error if it is missing (the daemon creates it).
-        ReadWritePaths = writablePaths ++ [ "-/nix/var/nix/daemon-socket" ];
+        ReadWritePaths = map quotePath writablePaths ++ [ "-/nix/var/nix/daemon-socket" ];
         ProtectSystem = "strict";
         # Read-only rather than hidden: cachix reads root's
         # ~/.config/cachix/cachix.dhall when no token file is set.

@@ -392,7 +392,7 @@ func TestNixOSModule(t *testing.T) {
 		if got := r.Service.Environment["XDG_CACHE_HOME"]; got != "/var/cache/"+fmt.Sprint(sc["CacheDirectory"]) {
 			t.Errorf("the worker's XDG_CACHE_HOME = %q, want /var/cache/%v (its CacheDirectory)", got, sc["CacheDirectory"])
 		}
-		if !slices.Contains(r.Tmpfiles, "d /var/lib/cachix-filter-hook 0700 root root -") || !slices.Contains(r.Tmpfiles, "d /var/cache/nix-local 0755 root root -") {
+		if !slices.Contains(r.Tmpfiles, `d "/var/lib/cachix-filter-hook" 0700 root root -`) || !slices.Contains(r.Tmpfiles, `d "/var/cache/nix-local" 0755 root root -`) {
 			t.Errorf("tmpfiles rules %q lack the queue or the file:// store's directory", r.Tmpfiles)
 		}
 	})
@@ -500,7 +500,7 @@ func TestNixOSModule(t *testing.T) {
 		}
 		// Root's, 0755: the worker refuses a directory others can
 		// change, and node exporter (its own user) reads the 0644 file.
-		if !slices.Contains(r.Tmpfiles, "d /var/lib/node-textfile 0755 root root -") {
+		if !slices.Contains(r.Tmpfiles, `d "/var/lib/node-textfile" 0755 root root -`) {
 			t.Errorf("tmpfiles rules %q lack the textfile directory", r.Tmpfiles)
 		}
 
@@ -1130,6 +1130,75 @@ func TestSecretInStoreAssertion(t *testing.T) {
 		}
 		if len(failed) != 0 {
 			t.Errorf("%s: secrets outside the store: failed assertions %q", m.attr, failed)
+		}
+	}
+}
+
+// Paths the module writes into tmpfiles.d lines and the worker's
+// ReadWritePaths= are the ones hook.conf names, which validate accepts
+// with a space or a '%' in them. Unquoted, a space split the line
+// (tmpfiles ignored it, so the queue was never made; ReadWritePaths took
+// "/srv/cfh" and "queue"), and '%h' was a specifier (root's home).
+func TestNixOSPathsQuoted(t *testing.T) {
+	c := needCheckouts(t)
+	bin := hookBin(t)
+	for _, tool := range []string{"systemd-tmpfiles", "systemd-analyze"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: %v", tool, err)
+		}
+	}
+	var r nixosResult
+	err := c.eval(t, "nixos", `{
+		services.cachix-filter-hook = {
+			enable = true;
+			settings = { cache = "main"; allow = [ "*" ]; queue.dir = "/srv/cfh queue"; log.file = "/var/log/cfh %h/worker.log"; };
+		};
+	}`, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate(t, bin, r.Settings)
+
+	// tmpfiles, under a root of its own: the directories hook.conf
+	// names, and nothing else.
+	root := t.TempDir()
+	rules := filepath.Join(t.TempDir(), "cachix-filter-hook.conf")
+	if err := os.WriteFile(rules, []byte(strings.Join(r.Tmpfiles, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, nil, "systemd-tmpfiles", "--create", "--root="+root, rules)
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("systemd-tmpfiles on the module's rules %q: %v\n%s", r.Tmpfiles, err, out)
+	}
+	for _, dir := range []string{"/srv/cfh queue", "/var/log/cfh %h"} {
+		if fi, err := os.Stat(filepath.Join(root, dir)); err != nil || !fi.IsDir() {
+			t.Errorf("the rules %q did not make %q: %v", r.Tmpfiles, dir, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "srv", "cfh")); err == nil {
+		t.Errorf("the rules %q made /srv/cfh", r.Tmpfiles)
+	}
+
+	// ReadWritePaths=, one line per path as NixOS writes them.
+	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+	unit := "[Service]\nExecStart=/bin/true\n"
+	for _, p := range paths {
+		unit += fmt.Sprintf("ReadWritePaths=%v\n", p)
+	}
+	f := filepath.Join(t.TempDir(), "cfh-paths-test.service")
+	if err := os.WriteFile(f, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Its warnings go to stderr, with exit status 0.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, "systemd-analyze", "verify", f).CombinedOutput()
+	if bytes.Contains(b, []byte("ReadWritePaths")) {
+		t.Errorf("systemd refuses the worker's ReadWritePaths:\n%s%s%v", unit, b, err)
+	}
+	for _, p := range paths {
+		if s := fmt.Sprint(p); strings.Contains(strings.ReplaceAll(s, "%%", ""), "%") {
+			t.Errorf("ReadWritePaths=%s: a single %% starts a specifier (%%h: root's home)", s)
 		}
 	}
 }
