@@ -29,6 +29,10 @@ let
   configPath = "${config.xdg.configHome}/cachix-filter-hook/hook.conf";
 
   exe = lib.getExe cfg.package;
+
+  # As in the NixOS module: `push` returns once the paths are queued, and
+  # the timeout bounds even that.
+  pushCmd = "${lib.getExe' pkgs.coreutils "timeout"} 60 ${exe} --config ${lib.escapeShellArg configPath} ${lib.escapeShellArgs cfg.activationPushArgs} \"$newGenPath\"";
 in
 {
   imports = [
@@ -73,14 +77,14 @@ in
     # After writeBoundary, and after linkGeneration so that the new hook.conf
     # is in place. `run` (home-manager >= 23.11; $DRY_RUN_CMD before it)
     # only prints the command on a dry run. `push` returns once the paths
-    # are queued and a worker is started; `|| true` keeps a failure from
-    # failing the activation.
+    # are queued and a worker is started (within pushCmd's timeout);
+    # `|| true` keeps a failure from failing the activation.
     home.activation.cachix-filter-hook = mkIf cfg.pushOnActivation.enable (
       lib.hm.dag.entryAfter [ "writeBoundary" "linkGeneration" ] ''
         if declare -F run >/dev/null; then
-          run ${exe} --config ${lib.escapeShellArg configPath} ${lib.escapeShellArgs cfg.activationPushArgs} "$newGenPath" </dev/null || true
+          run ${pushCmd} </dev/null || true
         else
-          ''${DRY_RUN_CMD:-} ${exe} --config ${lib.escapeShellArg configPath} ${lib.escapeShellArgs cfg.activationPushArgs} "$newGenPath" </dev/null || true
+          ''${DRY_RUN_CMD:-} ${pushCmd} </dev/null || true
         fi
       ''
     );

@@ -486,3 +486,46 @@ func TestCachixPackagesSystemOfNestedList(t *testing.T) {
 		}
 	}
 }
+
+// home-manager: the activation's push is bounded by a timeout, as NixOS's
+// is (60 s): a push that does not return does not hold up `home-manager
+// switch`. The stand-in binary sleeps 40 s; the stand-in timeout makes
+// the module's 60 s 2 s.
+func TestHomeManagerActivationBounded(t *testing.T) {
+	c := needCheckouts(t)
+	w := newActWorld(t, hookBin(t))
+	host, err := exec.LookPath("timeout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgDir := func(name, content string) string {
+		d := filepath.Join(w.dir, name)
+		if err := os.MkdirAll(filepath.Join(d, "bin"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		file := "cachix-filter-hook"
+		if name == "short-coreutils" {
+			file = "timeout"
+		}
+		if err := os.WriteFile(filepath.Join(d, "bin", file), []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return nixPath(d)
+	}
+	hang := fmt.Sprintf(`{ type = "derivation"; name = "cachix-filter-hook-hangs"; outPath = builtins.path { path = %s; name = "cachix-filter-hook-hangs"; }; meta.mainProgram = "cachix-filter-hook"; }`,
+		pkgDir("hangs", "#!/bin/sh\nexec sleep 40\n"))
+	w.coreutils = fmt.Sprintf(`{ coreutils = { type = "derivation"; name = "coreutils-short"; outPath = builtins.path { path = %s; name = "coreutils-short"; }; }; }`,
+		pkgDir("short-coreutils", "#!/bin/sh\nshift\nexec "+host+" 2 \"$@\"\n"))
+	home := filepath.Join(w.dir, "home")
+	r := w.generation(t, c, "hm", fmt.Sprintf(`{ lib, ... }: { home.homeDirectory = lib.mkForce %q; programs.cachix-filter-hook = { enable = true; package = %s; pushOnActivation = true; packages = %s; settings = %s; }; }`,
+		home, hang, pkgsExpr(fmt.Sprint(time.Now().UnixNano())), w.settings()))
+	script := "set -eu\nsource " + filepath.Join(c.hm, "lib", "bash", "home-manager.sh") + "\n" + r.Activation
+	start := time.Now()
+	out, err := runScript(t, script, []string{"newGenPath=" + r.Generation, "HOME=" + home}, "")
+	if err != nil {
+		t.Errorf("the activation failed: %v\n%s", err, out)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the activation took %s with a push that hangs: it waits for it without a timeout\n%s", d.Round(time.Second), r.Activation)
+	}
+}
