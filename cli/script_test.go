@@ -19,6 +19,9 @@ import (
 // TestMain lets the test binary act as cachix-filter-hook when a script
 // runs it, so the scripts test the very code main.go calls.
 func TestMain(m *testing.M) {
+	if db := os.Getenv(envFakeNix); db != "" && filepath.Base(os.Args[0]) == "nix" {
+		os.Exit(fakeNixMain(db, os.Args[1:]))
+	}
 	testscript.Main(m, map[string]func(){
 		"cachix-filter-hook": func() { os.Exit(Main("test", os.Args[1:])) },
 	})
