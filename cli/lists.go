@@ -39,7 +39,7 @@ func (e *env) findLists(g *pathfacts.Gatherer, paths []storepath.Path, expand, v
 }
 
 // markClosures records in each listing whether its list's closure holds
-// the path.
+// the path, or that Nix does not know the list.
 func markClosures(found pkglist.Found, closures map[string]*policy.Closure) {
 	in := map[string]map[string]bool{}
 	for list, cl := range closures {
@@ -54,6 +54,8 @@ func markClosures(found pkglist.Found, closures map[string]*policy.Closure) {
 			set, ok := in[ls[i].List]
 			switch {
 			case !ok:
+				// Not valid: the worker drops what it names.
+				ls[i].Closure = policy.ListInvalid
 			case set[path]:
 				ls[i].Closure = policy.ListInClosure
 			default:

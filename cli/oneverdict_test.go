@@ -576,6 +576,7 @@ var oneVerdictRows = []vpath{
 	{name: "up-1.0", upstream: true, given: true},
 	{name: "listed-1.0"},
 	{name: "texty-1.0"},
+	{name: "ghost-1.0"},
 	{name: "l-unsub-1.0", unsub: true},
 	{name: "l-up-1.0", upstream: true},
 	{name: "l-big-1.0", size: 2 << 20},
@@ -586,6 +587,9 @@ var oneVerdictRows = []vpath{
 		listRefs: []string{"listed-1.0", "l-unsub-1.0", "l-up-1.0", "l-big-1.0", "l-app-1.0", "l-tool-1.0", "secret-listed-1.0"}, given: true},
 	{name: "for-lister-1.0"},
 	{name: "cachix-packages-c", list: []string{"for-lister-1.0"}, listRefs: []string{"for-lister-1.0"}, targets: []string{"lister"}, given: true},
+	// A list Nix does not know as valid: what it names counts for
+	// nothing.
+	{name: "cachix-packages-b", list: []string{"ghost-1.0"}, listRefs: []string{"ghost-1.0"}, invalid: true, given: true},
 }
 
 // TestOneVerdict checks the promise that every command gives a path the

@@ -27,8 +27,8 @@ type Listing struct {
 	// Targets are the targets the list names; none: every target.
 	Targets []string `json:"targets,omitempty"`
 	// Closure is what Nix says of the list's closure: ListInClosure,
-	// ListTextOnly, or "" when it was not asked (the hook asks Nix
-	// nothing; the worker always asks).
+	// ListTextOnly, ListInvalid, or "" when it was not asked (the hook
+	// asks Nix nothing; the worker always asks).
 	Closure string `json:"closure,omitempty"`
 }
 
@@ -36,6 +36,7 @@ type Listing struct {
 const (
 	ListInClosure = "in-closure" // Nix made the list depend on it
 	ListTextOnly  = "text-only"  // named as text: the list does not depend on it
+	ListInvalid   = "invalid"    // Nix does not know the list as valid
 )
 
 // CheckListed is the Check of a listed path left out because its list's
@@ -48,7 +49,8 @@ func (l Listing) Names(t string) bool {
 }
 
 // listingFor returns the first listing in f for t (nil: none). One whose
-// closure holds the path comes before one that names it as text only.
+// closure holds the path comes before one that names it as text only, or
+// whose list Nix does not know.
 func listingFor(f *Facts, t string) *Listing {
 	if f == nil {
 		return nil
@@ -59,7 +61,7 @@ func listingFor(f *Facts, t string) *Listing {
 		if !l.Names(t) {
 			continue
 		}
-		if l.Closure != ListTextOnly {
+		if l.Closure != ListTextOnly && l.Closure != ListInvalid {
 			return l
 		}
 		if first == nil {
@@ -85,6 +87,8 @@ func byNameOrList(t *config.Target, p storepath.Path, f *Facts) TargetDecision {
 		td.Rule = fmt.Sprintf("%s; listed in %s, but package_lists is off for %s", td.Rule, l.List, t.Name)
 	case l.Closure == ListTextOnly:
 		td.Check, td.Rule = CheckListed, TextOnlyRule(l.List)
+	case l.Closure == ListInvalid:
+		td.Check, td.Rule = CheckListed, InvalidListRule(l.List)
 	default:
 		td.Selected, td.Rule, td.Listed = true, ListedRule(l.List), l.List
 	}
@@ -99,6 +103,12 @@ func ListedRule(list string) string { return "listed in " + list }
 // out.
 func TextOnlyRule(list string) string {
 	return fmt.Sprintf("named in %s only as text: not in its closure, so the list does not depend on it", list)
+}
+
+// InvalidListRule is why a path is left out whose list Nix does not know
+// as a valid path: what such a list names counts for nothing.
+func InvalidListRule(list string) string {
+	return fmt.Sprintf("its package list %s is not a valid path in the Nix store", list)
 }
 
 // Selects reports whether t's patterns or, with package_lists, a list

@@ -93,7 +93,7 @@ func (j *job) lists(ctx context.Context) listings {
 		switch {
 		case !ok:
 			delete(out.of, e.Key())
-			out.drop[e.Key()] = fmt.Sprintf("its package list %s is not a valid path in the Nix store", e.Listed)
+			out.drop[e.Key()] = policy.InvalidListRule(e.Listed)
 		case slices.Contains(cl, e.Path):
 			ls[0].Closure = policy.ListInClosure
 		default:
