@@ -375,9 +375,9 @@ func (w *world) cmd(t *testing.T, args ...string) (int, string, string) {
 }
 
 // explained is explain --json's verdicts, by path.
-func (w *world) explained(t *testing.T) (map[string]policy.Verdict, string) {
+func (w *world) explained(t *testing.T, args []string) (map[string]policy.Verdict, string) {
 	t.Helper()
-	st, out, errs := w.cmd(t, append([]string{"explain", "--json"}, w.args...)...)
+	st, out, errs := w.cmd(t, append([]string{"explain", "--json"}, args...)...)
 	if st != 0 {
 		t.Fatalf("explain exited %d: %s%s", st, out, errs)
 	}
@@ -389,7 +389,7 @@ func (w *world) explained(t *testing.T) (map[string]policy.Verdict, string) {
 	for _, x := range all {
 		vs[x.Path] = x.Verdict
 	}
-	_, text, _ := w.cmd(t, append([]string{"explain"}, w.args...)...)
+	_, text, _ := w.cmd(t, append([]string{"explain"}, args...)...)
 	return vs, text
 }
 
@@ -404,6 +404,33 @@ func (w *world) viaPush(t *testing.T) run {
 		t.Fatalf("push exited %d: %s%s", st, out, errs)
 	}
 	return w.drain(t, dir, copies, out+errs)
+}
+
+// viaPushClosure is push --closure's run of roots, then drained; unseen
+// are the paths of vs outside their closure.
+func (w *world) viaPushClosure(t *testing.T, roots []string, vs map[string]policy.Verdict) run {
+	t.Helper()
+	dir, copies := w.queueDir(t, "pushclosure")
+	release := holdWorker(t, dir)
+	st, out, errs := w.cmd(t, append([]string{"push", "--closure"}, roots...)...)
+	release()
+	if st != 0 {
+		t.Fatalf("push --closure exited %d: %s%s", st, out, errs)
+	}
+	r := w.drain(t, dir, copies, out+errs)
+	in := map[string]bool{}
+	for _, p := range roots {
+		for _, s := range w.closure(p) {
+			in[s] = true
+		}
+	}
+	r.unseen = map[string]bool{}
+	for p := range vs {
+		if !in[p] {
+			r.unseen[p] = true
+		}
+	}
+	return r
 }
 
 // viaHook is the hook's run: one build a path given (OUT_PATHS, and
@@ -600,11 +627,12 @@ var oneVerdictRows = []vpath{
 // closures of what explain pushes there.
 func TestOneVerdict(t *testing.T) {
 	w := newWorld(t, oneVerdictRows, oneVerdictConf)
-	vs, text := w.explained(t)
+	vs, text := w.explained(t, w.args)
 	if len(vs) == 0 {
 		t.Fatal("explain decided nothing")
 	}
 	t.Logf("explain:\n%s", text)
+	w.queueDir(t, "dry")
 	st, dry, errs := w.cmd(t, append([]string{"push", "--dry-run"}, w.args...)...)
 	if st != 0 || dry != text {
 		t.Errorf("push --dry-run (exit %d) said:\n%s%s\nexplain said:\n%s", st, dry, errs, text)
@@ -612,4 +640,37 @@ func TestOneVerdict(t *testing.T) {
 	w.agree(t, "push", vs, w.viaPush(t))
 	w.agree(t, "hook", vs, w.viaHook(t))
 	w.agree(t, "watch-exec", vs, w.viaWatchExec(t))
+
+	// push --closure decides every path of the roots' closures, and
+	// explain of those paths says the same of each.
+	var roots, all []string
+	for _, n := range []string{"app-1.0", "tool-1.0", "needs-unsub-1.0", "clean-1.0", "cachix-packages-a", "cachix-packages-c"} {
+		roots = append(roots, w.path[n])
+	}
+	seen := map[string]bool{}
+	for _, r := range roots {
+		for _, s := range w.closure(r) {
+			if !seen[s] {
+				seen[s] = true
+				all = append(all, s)
+			}
+		}
+	}
+	sort.Strings(all)
+	vs, text = w.explained(t, all)
+	t.Logf("explain of the closure:\n%s", text)
+	w.queueDir(t, "dryclosure")
+	st, dry, errs = w.cmd(t, append([]string{"push", "--dry-run", "--closure"}, roots...)...)
+	// explain reads the lists it is given, and so decides what they
+	// name only as text too, outside the closure.
+	var inClosure []string
+	for _, l := range strings.SplitAfter(text, "\n") {
+		if f := strings.Fields(l); len(f) < 2 || seen[f[1]] {
+			inClosure = append(inClosure, l)
+		}
+	}
+	if st != 0 || dry != strings.Join(inClosure, "") {
+		t.Errorf("push --dry-run --closure (exit %d) said:\n%s%s\nexplain of the closure said:\n%s", st, dry, errs, text)
+	}
+	w.agree(t, "push --closure", vs, w.viaPushClosure(t, roots, vs))
 }
