@@ -236,8 +236,8 @@ func TestRunPinFailsAndStoreTarget(t *testing.T) {
 	e.pin(t, "local", root, "r", queue.Keep{})
 	c := &calls{fail: errors.New("HTTP 500")}
 	err := run(t, e.pinWorker(c), Once)
-	if !errors.Is(err, ErrLeft) {
-		t.Fatalf("Run(Once) = %v, want ErrLeft (the failing pin waits)", err)
+	if !errors.Is(err, ErrLeft) || !strings.HasPrefix(err.Error(), "pins ") {
+		t.Fatalf("Run(Once) = %v, want ErrLeft for pins (the failing pin waits; no entry is left)", err)
 	}
 	pins, _, _ := e.q.ListPins()
 	if len(pins) != 1 || pins[0].Target != "main" || pins[0].Attempts != 1 || pins[0].LastError != "HTTP 500" || !pins[0].NextAttempt.After(time.Now()) {

@@ -151,9 +151,9 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 // are in its way; another worker's lock sends it away at once.
 const probeWait = 2 * time.Second
 
-// ErrLeft is returned by a Once worker that stopped with entries waiting
-// for a retry.
-var ErrLeft = errors.New("entries are left in the queue, waiting for a retry")
+// ErrLeft is returned by a Once worker that stopped with entries or pins
+// waiting for a retry.
+var ErrLeft = errors.New("are left in the queue, waiting for a retry")
 
 // Run drains the queue in the given mode.
 func (w *Worker) Run(ctx context.Context, mode Mode) error {
@@ -252,7 +252,11 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 				// Nothing started: what is left waits for a
 				// back-off (a pin, for its root's entry or its own).
 				// A rest is short: the worker waits for it.
-				return fmt.Errorf("%d %w", r.live, ErrLeft)
+				if r.live == 0 {
+					// Pins alone: "0 entries" would say nothing is.
+					return fmt.Errorf("pins %w", ErrLeft)
+				}
+				return fmt.Errorf("%d entries %w", r.live, ErrLeft)
 			}
 			next := r.next
 			if pinsLeft && !pinNext.IsZero() && (next.IsZero() || pinNext.Before(next)) {
