@@ -25,8 +25,10 @@ package trust
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -129,20 +131,25 @@ func check(path string, kind Kind, depth int) (string, error) {
 	if err := checkOne(path, w.real, w.st.Uid, fileMode(w.st.Mode), kind, false); err != nil {
 		return "", err
 	}
-	// The kernel runs a script's interpreter too, as the same user:
-	// the rule applies to it as to the script.
+	// The kernel runs a script's interpreter too, as the same user, and
+	// an ELF program's loader (PT_INTERP) before the program itself:
+	// the rule applies to them as to the program.
 	if kind == Program {
-		if interp := interpreter(w); interp != "" {
+		if interp, script := interpreter(w); interp != "" {
 			if depth >= maxInterpreters {
 				return "", fmt.Errorf("checking %s: too many levels of interpreters", path)
+			}
+			how := "a script run by"
+			if !script {
+				how = "a program loaded by"
 			}
 			if _, err := check(interp, Program, depth+1); err != nil {
 				// path exists: an error wrapping fs.ErrNotExist
 				// would say it does not (doctor: "has no nix").
 				if errors.Is(err, fs.ErrNotExist) {
-					return "", fmt.Errorf("%s is a script run by %s, which does not exist", path, interp)
+					return "", fmt.Errorf("%s is %s %s, which does not exist", path, how, interp)
 				}
-				return "", fmt.Errorf("%s is a script run by %s: %w", path, interp, err)
+				return "", fmt.Errorf("%s is %s %s: %w", path, how, interp, err)
 			}
 		}
 	}
@@ -150,32 +157,69 @@ func check(path string, kind Kind, depth int) (string, error) {
 }
 
 // interpreter returns the program on the #! line of the regular file w
-// ended on, or "" when there is none, or the file cannot be read (then
-// it cannot run as a script either).
-func interpreter(w *walked) string {
+// ended on (script true), or the loader an ELF file names (PT_INTERP),
+// or "" when there is none, or the file cannot be read (then it cannot
+// run as a script either).
+func interpreter(w *walked) (string, bool) {
 	if w.st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return ""
+		return "", false
 	}
 	fd, err := unix.Openat(w.dir, w.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return ""
+		return "", false
 	}
 	defer unix.Close(fd)
 	buf := make([]byte, 256) // what the kernel reads of a #! line
 	n, err := unix.Read(fd, buf)
 	if err != nil {
-		return ""
+		return "", false
+	}
+	if bytes.HasPrefix(buf[:n], []byte(elf.ELFMAG)) {
+		return elfInterpreter(fd), false
 	}
 	line, ok := bytes.CutPrefix(buf[:n], []byte("#!"))
 	if !ok {
-		return ""
+		return "", false
 	}
 	line, _, _ = bytes.Cut(line, []byte("\n"))
 	f := bytes.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
 	if len(f) == 0 {
+		return "", false
+	}
+	return string(f[0]), true
+}
+
+// elfInterpreter returns the PT_INTERP of the ELF file open as fd, as the
+// kernel reads it (the first one, up to its NUL), or "" when it has none.
+func elfInterpreter(fd int) string {
+	ef, err := elf.NewFile(preader(fd))
+	if err != nil {
 		return ""
 	}
-	return string(f[0])
+	for _, p := range ef.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		b := make([]byte, min(p.Filesz, unix.PathMax))
+		n, _ := p.ReadAt(b, 0)
+		name, _, _ := bytes.Cut(b[:n], []byte{0})
+		return string(name)
+	}
+	return ""
+}
+
+// preader reads a descriptor at offsets, leaving it open.
+type preader int
+
+func (fd preader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := unix.Pread(int(fd), p, off)
+	if err != nil {
+		return 0, err
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 // Open opens path for reading, as File or Secret, and returns the file

@@ -1,6 +1,9 @@
 package trust
 
 import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -336,4 +339,65 @@ func TestCheckMissingInterpreter(t *testing.T) {
 	if err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("Check of a script run by a missing %s = %v, want an error naming it, not one of a missing file", missing, err)
 	}
+}
+
+// The kernel maps and runs an ELF program's loader (PT_INTERP) as the
+// same user, before the program: one in a directory another user owns is
+// refused as the #! interpreter of a script is, and the real loader of a
+// program of the system passes.
+func TestCheckELFInterpreter(t *testing.T) {
+	u := testuser.New(t)
+	d := rootDir(t)
+	ud := filepath.Join(d, "userdir")
+	if err := os.Mkdir(ud, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	loader := write(t, filepath.Join(ud, "ld.so"), 0o755)
+	u.Chown(t, ud)
+	prog := filepath.Join(d, "cachix")
+	if err := os.WriteFile(prog, elfWithInterp(t, loader), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, firstErr(Check(prog, Program)), prog+" is a program loaded by "+loader, "its directory "+ud, "owned by "+u.Name)
+
+	missing := filepath.Join(d, "no-such-ld.so")
+	if err := os.WriteFile(prog, elfWithInterp(t, missing), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Check(prog, Program); err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Check of a program loaded by a missing %s = %v, want an error naming it, not one of a missing file", missing, err)
+	}
+
+	good := write(t, filepath.Join(d, "ld.so"), 0o755)
+	if err := os.WriteFile(prog, elfWithInterp(t, good), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if real, err := Check(prog, Program); err != nil || real != prog {
+		t.Errorf("a program loaded by root's loader: %q, %v", real, err)
+	}
+	if sh, err := Check("/bin/sh", Program); err != nil {
+		t.Errorf("/bin/sh (%s): %v", sh, err)
+	}
+}
+
+// elfWithInterp is the least ELF file the kernel reads a loader from: a
+// header and one PT_INTERP naming interp.
+func elfWithInterp(t *testing.T, interp string) []byte {
+	t.Helper()
+	const ehsize, phsize = 64, 56
+	var b bytes.Buffer
+	h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT),
+		Phoff: ehsize, Ehsize: ehsize, Phentsize: phsize, Phnum: 1}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS], h.Ident[elf.EI_DATA], h.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
+	p := elf.Prog64{Type: uint32(elf.PT_INTERP), Flags: uint32(elf.PF_R), Off: ehsize + phsize,
+		Filesz: uint64(len(interp) + 1), Memsz: uint64(len(interp) + 1), Align: 1}
+	if err := binary.Write(&b, binary.LittleEndian, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := binary.Write(&b, binary.LittleEndian, p); err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString(interp + "\x00")
+	return b.Bytes()
 }
