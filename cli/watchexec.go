@@ -116,7 +116,17 @@ func runWatchExec(e *env, o *watchOptions) int {
 	}
 	if len(sel.Pairs) > 0 {
 		if err := hook.Enqueue(c, &sel, false); err != nil {
-			e.errorf("%v", err)
+			// Named, as when Nix cannot check them: nothing else
+			// knows which paths the command made.
+			var names []string
+			seen := map[string]bool{}
+			for _, pr := range sel.Pairs {
+				if s := pr.Path.String(); !seen[s] {
+					seen[s] = true
+					names = append(names, s)
+				}
+			}
+			e.errorf("%v; the %s: %s", err, plural(len(names), "path"), firstOf(names, maxNamed))
 			return status
 		}
 	}
