@@ -190,10 +190,6 @@ func (e *env) runCommand(argv []string) int {
 		// Interrupted before we listened.
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 	}
-	// A Ctrl-C at the terminal whose foreground we share reaches
-	// COMMAND itself, which is in our process group: passed on too, it
-	// would come twice (a second SIGINT makes Nix stop at once).
-	fromTerminal := inForeground()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error
@@ -202,7 +198,12 @@ func (e *env) runCommand(argv []string) int {
 		case err = <-done:
 			waiting = false
 		case sig := <-sigs:
-			if sig == os.Interrupt && fromTerminal {
+			// A Ctrl-C at the terminal whose foreground we share
+			// reaches COMMAND itself, which is in our process group:
+			// passed on too, it would come twice (a second SIGINT
+			// makes Nix stop at once). Asked as it comes: job control
+			// (fg, bg) moves us in and out of the foreground.
+			if sig == os.Interrupt && inForeground() {
 				continue
 			}
 			_ = cmd.Process.Signal(sig)
