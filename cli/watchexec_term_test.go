@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ func TestWatchExecCtrlCReachesCommandOnce(t *testing.T) {
 	}
 	got, ready, done := filepath.Join(base, "got"), filepath.Join(base, "ready"), filepath.Join(base, "done")
 	// Counts the SIGINTs that come within a second of the first.
-	script := "trap 'echo INT >>" + got + "' INT\ntouch " + ready + "\nn=0\nwhile [ $n -lt 20 ]; do sleep 0.05; [ -e " + got + " ] && n=$((n+1)); done\ntouch " + done + "\n"
+	script := "trap 'echo INT >>" + got + "' INT\necho $$ >" + ready + "\nn=0\nwhile [ $n -lt 20 ]; do sleep 0.05; [ -e " + got + " ] && n=$((n+1)); done\ntouch " + done + "\n"
 	cmdFile := filepath.Join(base, "cmd.sh")
 	if err := os.WriteFile(cmdFile, []byte(script), 0o644); err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func TestWatchExecCtrlCAfterFg(t *testing.T) {
 	}
 	got, ready, done := filepath.Join(base, "got"), filepath.Join(base, "ready"), filepath.Join(base, "done")
 	// Counts the SIGINTs that come within a second of the first.
-	script := "trap 'echo INT >>" + got + "' INT\ntouch " + ready + "\nn=0\nwhile [ $n -lt 20 ]; do sleep 0.05; [ -e " + got + " ] && n=$((n+1)); done\ntouch " + done + "\n"
+	script := "trap 'echo INT >>" + got + "' INT\necho $$ >" + ready + "\nn=0\nwhile [ $n -lt 20 ]; do sleep 0.05; [ -e " + got + " ] && n=$((n+1)); done\ntouch " + done + "\n"
 	cmdFile := filepath.Join(base, "cmd.sh")
 	if err := os.WriteFile(cmdFile, []byte(script), 0o644); err != nil {
 		t.Fatal(err)
@@ -83,10 +84,22 @@ func TestWatchExecCtrlCAfterFg(t *testing.T) {
 	eventually.True(t, 30*time.Second, "the command to start", exists(ready))
 	tm.Send("fg", "Enter")
 	tm.Await(30*time.Second, "$ fg\n"+prog)
-	time.Sleep(200 * time.Millisecond) // fg prints the job before it gives it the terminal
+	// fg prints the job before it gives it the terminal: the Ctrl-C
+	// goes once the command's group is the terminal's foreground.
+	b, _ := os.ReadFile(ready)
+	pid := strings.TrimSpace(string(b))
+	eventually.True(t, 30*time.Second, "the command to have the terminal", func() bool {
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return false
+		}
+		// After the command's name: state ppid pgrp session tty tpgid.
+		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+		return len(f) > 5 && f[2] == f[5]
+	})
 	tm.Send("C-c")
 	eventually.True(t, 30*time.Second, "the command to end", exists(done))
-	b, _ := os.ReadFile(got)
+	b, _ = os.ReadFile(got)
 	if n := strings.Count(string(b), "INT"); n != 1 {
 		t.Errorf("the command saw %d SIGINTs for one Ctrl-C, want 1", n)
 	}
