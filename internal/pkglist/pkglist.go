@@ -26,6 +26,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,17 +116,24 @@ func listFile(p storepath.Path) (string, error) {
 	}
 	dir := p.String()
 	fi, err := os.Lstat(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// EIO, say: no answer, not an ordinary path.
+		return "", fmt.Errorf("package list %s: %w", dir, err)
+	}
 	if err != nil || !fi.IsDir() {
 		return "", fmt.Errorf("%s: %w (not a directory)", dir, ErrNotList)
 	}
 	link := filepath.Join(dir, "manifest.nix")
 	li, err := os.Lstat(link)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("package list %s: %w", dir, err)
+	}
 	if err != nil || li.Mode()&os.ModeSymlink == 0 {
 		return "", fmt.Errorf("%s: %w (no manifest.nix symlink)", dir, ErrNotList)
 	}
 	target, err := os.Readlink(link)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w (%v)", dir, ErrNotList, err)
+		return "", fmt.Errorf("package list %s: %w", dir, err)
 	}
 	file, err := storepath.Parse(p.Dir, target)
 	if err != nil || file.Name != p.Name+".list" {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"syscall"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
@@ -28,6 +29,7 @@ import (
 type listings struct {
 	of   map[string][]policy.Listing // by entry key
 	drop map[string]string           // entry key: why its list no longer counts
+	wait map[string]error            // entry key: its list cannot be read now
 	err  error                       // Nix could not say: the entries wait
 }
 
@@ -36,7 +38,7 @@ type listings struct {
 // decide.
 func (j *job) lists(ctx context.Context) listings {
 	t, entries := j.target, j.entries
-	out := listings{of: map[string][]policy.Listing{}, drop: map[string]string{}}
+	out := listings{of: map[string][]policy.Listing{}, drop: map[string]string{}, wait: map[string]error{}}
 	storeDir := storepath.StoreDir()
 	type read struct {
 		l   *pkglist.List
@@ -66,6 +68,8 @@ func (j *job) lists(ctx context.Context) listings {
 			}
 		}
 		switch {
+		case errors.Is(r.err, errListRead):
+			out.wait[e.Key()] = r.err
 		case r.err != nil:
 			out.drop[e.Key()] = r.err.Error()
 		case !r.l.Has(e.Path):
@@ -113,11 +117,20 @@ func readList(storeDir, s string) (*pkglist.List, error) {
 		return nil, fmt.Errorf("its package list %s is no longer in the store (garbage-collected)", s)
 	}
 	l, err := pkglist.Read(p)
+	var errno syscall.Errno
+	if errors.As(err, &errno) && !errors.Is(err, fs.ErrNotExist) {
+		// EIO, EMFILE: the list (a store path) is as it was, and is read
+		// again at the entry's retry.
+		return nil, fmt.Errorf("%w: %v", errListRead, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("its package list cannot be used: %v", err)
 	}
 	return l, nil
 }
+
+// errListRead marks readList's error of the moment: the entries wait.
+var errListRead = errors.New("cannot read its package list")
 
 // listedEntryFacts are the facts of a path with its list's listing: f
 // is not changed.

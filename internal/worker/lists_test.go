@@ -1,12 +1,16 @@
 package worker
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist/pkglisttest"
@@ -117,5 +121,54 @@ func TestRunListed(t *testing.T) {
 	}
 	if pushed != 1 || !strings.Contains(e.log.String(), "listed_in="+list.String()) {
 		t.Errorf("%d pushed in the history; log:\n%s", pushed, e.log.String())
+	}
+}
+
+// A list that cannot be read for a moment (EMFILE here, EIO on a failing
+// disk) is no verdict on it: the entries it chose wait for a retry,
+// rather than being dropped for good as a list that cannot be used.
+func TestListReadErrorWaits(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	app := build(t, "app-1")[0]
+	list := writeList(t, "cachix-packages-dev", nil, app)
+	e.addListed(t, "on", list, app)
+	entries, _, err := e.q.List()
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("List = %v, %v", entries, err)
+	}
+	j := &job{target: on, entries: entries}
+
+	// No descriptor left to open the list's file with.
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := syscall.Rlimit{Cur: uint64(f.Fd()), Max: old.Max}
+	f.Close()
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip(err)
+	}
+	ls := j.lists(context.Background())
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+
+	k := entries[0].Key()
+	if why, ok := ls.drop[k]; ok {
+		t.Errorf("dropped for good: %s", why)
+	}
+	if err := ls.wait[k]; err == nil || !strings.Contains(err.Error(), list.String()) {
+		t.Errorf("wait = %v, want an error naming %s", err, list)
+	}
+	reason, _, _, err := j.decide(entries[0], closures{}, ls, nil, newNotes(logrus.NewEntry(logrus.New())))
+	if reason != "" || err == nil {
+		t.Errorf("decide = %q, %v; want an error: the entry waits", reason, err)
 	}
 }

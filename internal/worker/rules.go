@@ -54,6 +54,9 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 	}
 	// A package list that chose it must still name it and depend on it
 	// (lists.go).
+	if err, ok := ls.wait[e.Key()]; ok {
+		return "", "", false, err
+	}
 	if why, ok := ls.drop[e.Key()]; ok {
 		return why, metrics.KindPackageList, false, nil
 	}
