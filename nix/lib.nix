@@ -118,8 +118,10 @@ in
       targetLines =
         if targets == null then
           [ ]
-        else if !(isList targets) || targets == [ ] || !all (t: isString t && match "[^\n]+" t != null) targets then
-          throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each)"
+        # No carriage return either: the hook refuses such a target
+        # line, and with it the whole list.
+        else if !(isList targets) || targets == [ ] || !all (t: isString t && match "[^\n\r]+" t != null) targets then
+          throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each, no carriage return)"
         else
           map (t: "target ${t}") targets;
       text = concatStringsSep "\n" ([ magic ] ++ targetLines ++ unique) + "\n";

@@ -1,14 +1,17 @@
 package pkglist
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -290,6 +293,37 @@ func TestNamed(t *testing.T) {
 	} {
 		if got := Named(storepath.New("/nix/store", strings.Repeat("a", 32), name)); got != want {
 			t.Errorf("Named(%q) = %v", name, got)
+		}
+	}
+}
+
+// What cachixPackages (nix/lib.nix) builds, the hook reads: a target name
+// lib.nix takes must be one the parser takes, or a list Nix built without
+// a word is refused whole by the hook ("nothing of it is queued"). One it
+// refuses, it refuses at evaluation, with its message.
+func TestLibNixTargets(t *testing.T) {
+	nixtest.Require(t)
+	lib, err := filepath.Abs("../../nix/lib.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"mycache", "work eu", "a\rb", "\r", "ü"} {
+		js, _ := json.Marshal([]string{target})
+		expr := fmt.Sprintf("((import %s { }).cachixPackages { packages = [ ]; targets = builtins.fromJSON ''%s''; system = \"x86_64-linux\"; }).list.text", lib, js)
+		out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "-E", expr).CombinedOutput()
+		if err != nil {
+			if !strings.Contains(string(out), "cachixPackages: targets must be") {
+				t.Errorf("target %q: %v\n%s", target, err, out)
+			}
+			continue
+		}
+		var text string
+		if err := json.Unmarshal(out, &text); err != nil {
+			t.Fatalf("target %q: %v\n%s", target, err, out)
+		}
+		l := &List{Path: storepath.New("/nix/store", strings.Repeat("a", 32), "cachix-packages")}
+		if err := l.parse([]byte(text)); err != nil || len(l.Targets) != 1 || l.Targets[0] != target {
+			t.Errorf("target %q: lib.nix builds the list, the hook reads %q, %v", target, l.Targets, err)
 		}
 	}
 }
