@@ -114,7 +114,7 @@ func readList(storeDir, s string) (*pkglist.List, error) {
 		return nil, fmt.Errorf("its package list %q is not a store path", s)
 	}
 	if _, err := os.Lstat(s); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("its package list %s is no longer in the store (garbage-collected)", s)
+		return nil, errors.New(listGoneReason(s))
 	}
 	l, err := pkglist.Read(p)
 	var errno syscall.Errno

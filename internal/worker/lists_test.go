@@ -66,6 +66,7 @@ func TestRunListed(t *testing.T) {
 	off := mkTarget(t, "off", nil, nil)
 	e := newEnv(t, on, off)
 	e.cfg.Nix.BinDir = fakeNixStore(t)
+	e.cfg.Metrics.File = filepath.Join(t.TempDir(), "cachix_filter_hook.prom")
 	ps := build(t, "app-1", "textonly-1", "secret-1", "later-1", "other-1", "orphan-1")
 	app, textonly, secret, later, other, orphan := ps[0], ps[1], ps[2], ps[3], ps[4], ps[5]
 	list := writeList(t, "cachix-packages-dev", nil, app, textonly, secret)
@@ -105,6 +106,18 @@ func TestRunListed(t *testing.T) {
 		if !ok || !strings.Contains(d.Reason, tc.want) {
 			t.Errorf("%s -> %s: dropped %v, %+v; want a reason with %q", tc.p.Name, tc.target, ok, d, tc.want)
 		}
+	}
+	// A list gone from the store is no verdict of the rules: the path
+	// was to go up and could not (wait's exit 3, "lost"); one that no
+	// longer names the path is.
+	if d, _ := e.q.Dropped(queue.Key("on", orphan), start); !Lost(d.Reason) {
+		t.Errorf("%q is not counted as lost", d.Reason)
+	}
+	if d, _ := e.q.Dropped(queue.Key("on", later), start); Lost(d.Reason) {
+		t.Errorf("%q is counted as lost", d.Reason)
+	}
+	if data, err := os.ReadFile(e.cfg.Metrics.File); err != nil || !strings.Contains(string(data), `cachix_filter_hook_dropped_paths_total{target="on",reason="garbage_collected"} 1`+"\n") {
+		t.Errorf("metrics (%v):\n%s", err, data)
 	}
 	recs, err := history.Read(e.q.Dir)
 	if err != nil {

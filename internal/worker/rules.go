@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -30,8 +31,21 @@ const (
 )
 
 // Lost reports whether a drop's reason says the path could not go up,
-// rather than that the rules left it out.
-func Lost(reason string) bool { return reason == ReasonGone || reason == ReasonInvalid }
+// rather than that the rules left it out: also when the package list
+// that chose it is gone (listGoneReason), which no rule decided.
+func Lost(reason string) bool {
+	return reason == ReasonGone || reason == ReasonInvalid ||
+		strings.HasPrefix(reason, listGonePrefix) && strings.HasSuffix(reason, listGoneSuffix)
+}
+
+// listGoneReason is the reason of a listed path whose package list was
+// garbage-collected before the worker could read it.
+func listGoneReason(list string) string { return listGonePrefix + list + listGoneSuffix }
+
+const (
+	listGonePrefix = "its package list "
+	listGoneSuffix = " is " + ReasonGone
+)
 
 // closures holds the runtime closures of a batch's paths, asked of Nix in
 // one call when a closure can matter (the target denies something).
@@ -58,6 +72,9 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 		return "", "", false, err
 	}
 	if why, ok := ls.drop[e.Key()]; ok {
+		if Lost(why) {
+			return why, metrics.KindGarbageCollected, false, nil
+		}
 		return why, metrics.KindPackageList, false, nil
 	}
 	listed := ls.of[e.Key()]
