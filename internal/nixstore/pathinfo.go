@@ -119,11 +119,29 @@ func (n Nix) pathInfos(ctx context.Context, recursive bool, maxArgBytes int, pat
 const pathInfoTimeout = 5 * time.Minute
 
 func (n Nix) pathInfo(ctx context.Context, recursive bool, paths []string) ([]PathInfo, error) {
+	infos, err := n.pathInfoAs(ctx, recursive, paths, nil)
+	// Nix 2.34 deprecates --json without --json-format (a warning, to
+	// become an error), which Nix before 2.33 does not know: asked for
+	// the format it names only when it refuses the plain --json.
+	var fe *jsonFormatError
+	if errors.As(err, &fe) && ctx.Err() == nil {
+		return n.pathInfoAs(ctx, recursive, paths, []string{"--json-format", "2"})
+	}
+	return infos, err
+}
+
+// jsonFormatError is a path-info call that failed naming --json-format.
+type jsonFormatError struct{ err error }
+
+func (e *jsonFormatError) Error() string { return e.err.Error() }
+func (e *jsonFormatError) Unwrap() error { return e.err }
+
+func (n Nix) pathInfoAs(ctx context.Context, recursive bool, paths, format []string) ([]PathInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, pathInfoTimeout)
 	defer cancel()
 	// Without substituters: for a path not in the store, Nix would
 	// otherwise ask every substituter (seconds each, and the network).
-	args := []string{"path-info", "--option", "substituters", "", "--json"}
+	args := append([]string{"path-info", "--option", "substituters", "", "--json"}, format...)
 	if recursive {
 		args = append(args, "--recursive")
 	}
@@ -154,7 +172,11 @@ func (n Nix) pathInfo(ctx context.Context, recursive bool, paths []string) ([]Pa
 	var ee *exec.ExitError
 	if werr != nil && (derr == nil || errors.As(werr, &ee) && ee.Exited()) {
 		// Nix's own failure (not the kill above) says more.
-		return nil, fmt.Errorf("nix path-info of %d paths: %w: %s", len(paths), werr, strings.TrimSpace(stderr.String()))
+		err := fmt.Errorf("nix path-info of %d paths: %w: %s", len(paths), werr, strings.TrimSpace(stderr.String()))
+		if format == nil && strings.Contains(stderr.String(), "--json-format") {
+			return nil, &jsonFormatError{err}
+		}
+		return nil, err
 	}
 	if derr != nil {
 		return nil, fmt.Errorf("nix path-info of %d paths: reading its output: %w", len(paths), derr)
@@ -162,9 +184,10 @@ func (n Nix) pathInfo(ctx context.Context, recursive bool, paths []string) ([]Pa
 	return infos, nil
 }
 
-// decodePathInfo reads both forms Nix has printed: a list of objects (up
-// to 2.18, an invalid path as {"path":…,"valid":false}) and an object
-// keyed by path (2.19 on, an invalid path as null). It decodes one path's
+// decodePathInfo reads the forms Nix has printed: a list of objects (up
+// to 2.18, an invalid path as {"path":…,"valid":false}), an object keyed
+// by path (2.19 on, an invalid path as null), and that keyed by base name
+// under "info" with "storeDir" beside it (--json-format 2, 2.33 on). It decodes one path's
 // object at a time as Nix writes them, so that decoding a closure's 3 MB
 // overlaps Nix's own printing, and no copy of the whole output is made.
 func decodePathInfo(r io.Reader) ([]PathInfo, error) {
@@ -188,28 +211,56 @@ func decodePathInfo(r io.Reader) ([]PathInfo, error) {
 			out = append(out, raw.PathInfo)
 		}
 	case json.Delim('{'):
+		// Keyed by path; or, with --json-format 2 (Nix 2.33 on), the
+		// same keyed by base name under "info", beside "storeDir".
+		var storeDir string
+		v2 := false
 		for dec.More() {
 			key, err := dec.Token()
 			if err != nil {
 				return nil, err
 			}
-			path, _ := key.(string)
-			var info *PathInfo
-			if err := dec.Decode(&info); err != nil {
+			// A path starts with '/': these keys are the format's.
+			switch path, _ := key.(string); path {
+			case "info":
+				v2 = true
+				if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+					return nil, errors.New(`expected an object as "info"`)
+				}
+				for dec.More() {
+					if out, err = decodeKeyed(dec, out); err != nil {
+						return nil, err
+					}
+				}
+				_, err = dec.Token()
+			case "storeDir":
+				err = dec.Decode(&storeDir)
+			case "version":
+				var skip json.RawMessage
+				err = dec.Decode(&skip)
+			default:
+				out, err = decodeEntry(dec, path, out)
+			}
+			if err != nil {
 				return nil, err
 			}
-			if info == nil {
-				out = append(out, PathInfo{Path: path})
-				continue
+		}
+		if v2 {
+			if !strings.HasPrefix(storeDir, "/") {
+				return nil, errors.New(`no "storeDir" beside "info"`)
 			}
-			info.Path, info.Valid = path, true
-			// Newer Nix may name references by base name.
-			for i, ref := range info.References {
-				if !strings.HasPrefix(ref, "/") {
-					info.References[i] = path[:strings.LastIndexByte(path, '/')+1] + ref
+			for i := range out {
+				info := &out[i]
+				info.Path = storeDir + "/" + info.Path
+				if info.Deriver != "" && !strings.HasPrefix(info.Deriver, "/") {
+					info.Deriver = storeDir + "/" + info.Deriver
+				}
+				for j, ref := range info.References {
+					if !strings.HasPrefix(ref, "/") {
+						info.References[j] = storeDir + "/" + ref
+					}
 				}
 			}
-			out = append(out, *info)
 		}
 	default:
 		return nil, errors.New("expected a JSON list or object")
@@ -225,6 +276,35 @@ func decodePathInfo(r io.Reader) ([]PathInfo, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// decodeKeyed decodes the next key of an object and its path's object.
+func decodeKeyed(dec *json.Decoder, out []PathInfo) ([]PathInfo, error) {
+	key, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	name, _ := key.(string)
+	return decodeEntry(dec, name, out)
+}
+
+// decodeEntry decodes the object of path (null: not valid) and appends it.
+func decodeEntry(dec *json.Decoder, path string, out []PathInfo) ([]PathInfo, error) {
+	var info *PathInfo
+	if err := dec.Decode(&info); err != nil {
+		return nil, err
+	}
+	if info == nil {
+		return append(out, PathInfo{Path: path}), nil
+	}
+	info.Path, info.Valid = path, true
+	// Newer Nix may name references by base name.
+	for i, ref := range info.References {
+		if !strings.HasPrefix(ref, "/") {
+			info.References[i] = path[:strings.LastIndexByte(path, '/')+1] + ref
+		}
+	}
+	return append(out, *info), nil
 }
 
 // readAll is io.ReadAll from a buffer of 1 MiB that doubles: io.ReadAll

@@ -17,7 +17,9 @@ func TestDecodePathInfo(t *testing.T) {
 	// Nix 2.8's list, and the object keyed by path of Nix 2.19 on.
 	list := `[{"path":"/nix/store/aaaa-x","valid":false},{"path":"/nix/store/bbbb-y","narHash":"sha256-x","narSize":136,"references":["/nix/store/cccc-z"],"deriver":"/nix/store/dddd-y.drv","ultimate":true}]`
 	obj := `{"/nix/store/aaaa-x":null,"/nix/store/bbbb-y":{"narHash":"sha256-x","narSize":136,"references":["cccc-z"],"deriver":"/nix/store/dddd-y.drv"}}`
-	for name, in := range map[string]string{"list": list, "object": obj} {
+	// --json-format 2 (Nix 2.33 on), as Nix 2.34.8 prints it.
+	v2 := `{"info":{"aaaa-x":null,"bbbb-y":{"ca":null,"deriver":"dddd-y.drv","narHash":"sha256-x","narSize":136,"references":["cccc-z"],"registrationTime":1796585933,"signatures":[],"storeDir":"/nix/store","ultimate":false,"version":2}},"storeDir":"/nix/store","version":2}`
+	for name, in := range map[string]string{"list": list, "object": obj, "format 2": v2} {
 		// A byte at a time: as a pipe may hand Nix's output over.
 		list, err := decodePathInfo(iotest.OneByteReader(strings.NewReader(in)))
 		if err != nil {
@@ -35,7 +37,7 @@ func TestDecodePathInfo(t *testing.T) {
 			t.Errorf("%s: valid path: %+v", name, y)
 		}
 	}
-	for _, bad := range []string{``, `"x"`, `[{"path":1}]`, `[{"path":"/a"}`, `[] x`, `{} {}`, `{"/a":1}`} {
+	for _, bad := range []string{``, `"x"`, `[{"path":1}]`, `[{"path":"/a"}`, `[] x`, `{} {}`, `{"/a":1}`, `{"info":{"bbbb-y":{}}}`, `{"info":[],"storeDir":"/nix/store"}`} {
 		if _, err := decodePathInfo(strings.NewReader(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
@@ -71,6 +73,31 @@ func TestPathInfosChunks(t *testing.T) {
 	}
 	if calls, _ := os.ReadFile(log); len(strings.Fields(string(calls))) != 1 {
 		t.Errorf("with the real limit: %q, want one call", calls)
+	}
+}
+
+// A Nix that refuses --json without --json-format (Nix 2.34 deprecates
+// it, to become an error) is asked again for format 2, which is read as
+// the others; a Nix before 2.33 never sees the flag.
+func TestPathInfoJSONFormat(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "calls")
+	script := "#!/bin/sh\necho \"$*\" >> " + log + "\n" +
+		"case \"$*\" in *--json-format*) ;; *) echo \"error: '--json' without '--json-format' is no longer supported\" >&2; exit 1;; esac\n" +
+		"echo '{\"info\":{\"bbbb-y\":{\"narSize\":136,\"references\":[],\"deriver\":null}},\"storeDir\":\"/nix/store\",\"version\":2}'\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := Nix{BinDir: dir}.pathInfos(context.Background(), false, maxArgBytes, []string{"/nix/store/bbbb-y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y := infos["/nix/store/bbbb-y"]; !y.Valid || y.NarSize != 136 {
+		t.Errorf("infos = %+v", infos)
+	}
+	calls, _ := os.ReadFile(log)
+	if lines := strings.Split(strings.TrimSpace(string(calls)), "\n"); len(lines) != 2 || strings.Contains(lines[0], "--json-format") || !strings.Contains(lines[1], "--json-format 2") {
+		t.Errorf("calls = %q, want the plain --json, then --json-format 2", lines)
 	}
 }
 
