@@ -26,6 +26,7 @@ package trust
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -191,17 +192,59 @@ func interpreter(w *walked) (string, bool) {
 
 // elfInterpreter returns the PT_INTERP of the ELF file open as fd, as the
 // kernel reads it (the first one, up to its NUL), or "" when it has none.
+// Only what the kernel reads is read, the header and the program headers,
+// in the machine's byte order: debug/elf also wants the section headers
+// and EI_VERSION, which the kernel ignores, and a program it refused for
+// them (section headers past the end of the file) ran its loader unchecked.
 func elfInterpreter(fd int) string {
-	ef, err := elf.NewFile(preader(fd))
-	if err != nil {
+	r := preader(fd)
+	var ident [elf.EI_NIDENT]byte
+	if _, err := r.ReadAt(ident[:], 0); err != nil {
 		return ""
 	}
-	for _, p := range ef.Progs {
-		if p.Type != elf.PT_INTERP {
+	bo := binary.NativeEndian
+	var phoff int64
+	var phentsize, phnum int
+	is32 := elf.Class(ident[elf.EI_CLASS]) == elf.ELFCLASS32
+	if is32 {
+		var h elf.Header32
+		if binary.Read(io.NewSectionReader(r, 0, 1<<20), bo, &h) != nil {
+			return ""
+		}
+		phoff, phentsize, phnum = int64(h.Phoff), int(h.Phentsize), int(h.Phnum)
+	} else {
+		var h elf.Header64
+		if binary.Read(io.NewSectionReader(r, 0, 1<<20), bo, &h) != nil {
+			return ""
+		}
+		phoff, phentsize, phnum = int64(h.Phoff), int(h.Phentsize), int(h.Phnum)
+	}
+	// The kernel's own bound on the program headers.
+	if phoff < 0 || phentsize == 0 || phentsize*phnum > 1<<16 {
+		return ""
+	}
+	for i := range phnum {
+		sr := io.NewSectionReader(r, phoff+int64(i*phentsize), int64(phentsize))
+		var typ uint32
+		var off, filesz uint64
+		if is32 {
+			var p elf.Prog32
+			if binary.Read(sr, bo, &p) != nil {
+				return ""
+			}
+			typ, off, filesz = p.Type, uint64(p.Off), uint64(p.Filesz)
+		} else {
+			var p elf.Prog64
+			if binary.Read(sr, bo, &p) != nil {
+				return ""
+			}
+			typ, off, filesz = p.Type, p.Off, p.Filesz
+		}
+		if elf.ProgType(typ) != elf.PT_INTERP {
 			continue
 		}
-		b := make([]byte, min(p.Filesz, unix.PathMax))
-		n, _ := p.ReadAt(b, 0)
+		b := make([]byte, min(filesz, unix.PathMax))
+		n, _ := r.ReadAt(b, int64(off))
 		name, _, _ := bytes.Cut(b[:n], []byte{0})
 		return string(name)
 	}

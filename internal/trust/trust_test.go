@@ -401,3 +401,36 @@ func elfWithInterp(t *testing.T, interp string) []byte {
 	b.WriteString(interp + "\x00")
 	return b.Bytes()
 }
+
+// The kernel reads an ELF program's header and program headers, nothing
+// else: a program whose section headers lie past the end of the file (or
+// whose EI_VERSION is not set) runs with its loader all the same, and
+// that loader is checked as any other's. debug/elf refused such a file,
+// and Check then passed it with its loader unchecked.
+func TestCheckELFInterpreterUnreadSections(t *testing.T) {
+	u := testuser.New(t)
+	d := rootDir(t)
+	ud := filepath.Join(d, "userdir")
+	if err := os.Mkdir(ud, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	loader := write(t, filepath.Join(ud, "ld.so"), 0o755)
+	u.Chown(t, ud)
+	prog := filepath.Join(d, "cachix")
+	for name, patch := range map[string]func([]byte){
+		"section headers past the end": func(b []byte) {
+			binary.LittleEndian.PutUint64(b[0x28:], 1<<40) // e_shoff
+			binary.LittleEndian.PutUint16(b[0x3c:], 1)     // e_shnum
+		},
+		"no EI_VERSION": func(b []byte) { b[elf.EI_VERSION] = 0 },
+	} {
+		b := elfWithInterp(t, loader)
+		patch(b)
+		if err := os.WriteFile(prog, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Check(prog, Program); err == nil || !strings.Contains(err.Error(), prog+" is a program loaded by "+loader) {
+			t.Errorf("%s: Check of a program loaded by %s = %v, want it refused for its loader", name, loader, err)
+		}
+	}
+}
