@@ -107,25 +107,28 @@ func TestClosuresDeepGraphLinear(t *testing.T) {
 }
 
 // A denied dependency whose name starts with '.' (writeText ".env",
-// which Nix takes) keeps its dependent out under closure_deny = "skip":
-// the closure rule read such a path as no store path, denied by nothing,
-// and cachix push would have uploaded it inside the app's closure.
+// which Nix takes; Nix 2.8 takes ".-env" too) keeps its dependent out
+// under closure_deny = "skip": the closure rule read such a path as no
+// store path, denied by nothing, and cachix push would have uploaded it
+// inside the app's closure.
 func TestClosureDeniesDotName(t *testing.T) {
-	app, secret := storePath(1, "app-1.0"), storePath(2, ".secret-env")
-	g := gatherer(map[string][]string{app: {app, secret}, secret: {}})
-	cfg := denyConfig(t, ".secret*")
-	out, err := g.RuleClosures(context.Background(), cfg, []string{app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := out[app]; got == nil || !slices.Equal(got.Paths, []string{app, secret}) {
-		t.Fatalf("closure of %s = %v, want it with %s", app, got, secret)
-	}
-	p, err := storepath.Parse(storepath.StoreDir(), app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if td := policy.DecideTarget(cfg.Targets[0], p, nil, out[app]); td.Selected || td.Dependency != secret {
-		t.Errorf("decision on %s = %+v, want skipped for %s inside its closure", app, td, secret)
+	for i, name := range []string{".secret-env", ".-secret-env", "..-secret-env"} {
+		app, secret := storePath(2*i+1, "app-1.0"), storePath(2*i+2, name)
+		g := gatherer(map[string][]string{app: {app, secret}, secret: {}})
+		cfg := denyConfig(t, "*secret*")
+		out, err := g.RuleClosures(context.Background(), cfg, []string{app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out[app]; got == nil || !slices.Equal(got.Paths, []string{app, secret}) {
+			t.Fatalf("closure of %s = %v, want it with %s", app, got, secret)
+		}
+		p, err := storepath.Parse(storepath.StoreDir(), app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if td := policy.DecideTarget(cfg.Targets[0], p, nil, out[app]); td.Selected || td.Dependency != secret {
+			t.Errorf("decision on %s = %+v, want skipped for %s inside its closure", app, td, secret)
+		}
 	}
 }

@@ -112,14 +112,10 @@ func checkBase(base string) error {
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("name longer than %d characters", MaxNameLen)
 	}
-	// Nix (2.4 on) takes a name starting with '.' (".gitignore"), but
-	// not ".", "..", nor one whose first dash-separated part is one.
-	if rest, ok := strings.CutPrefix(name, "."); ok {
-		rest, _ = strings.CutPrefix(rest, ".")
-		if rest == "" || rest[0] == '-' {
-			return fmt.Errorf("name %q is \".\" or \"..\", or starts with \".-\" or \"..-\"", name)
-		}
-	}
+	// A name may start with '.', even be "." or ".." or start with ".-"
+	// (Nix 2.8 takes all of them; later versions refuse the last
+	// three): with the hash before it, it is never a path element, and
+	// one refused here is read as no store path, denied by nothing.
 	for i := 0; i < len(name); i++ {
 		if !nameChar(name[i]) {
 			return fmt.Errorf("name has a forbidden character %q", name[i])

@@ -29,12 +29,17 @@ func TestParseValid(t *testing.T) {
 		// path element.
 		{"/nix/store", "/nix/store/" + hashB + "-foo..bar", hashB, "foo..bar"},
 		{"/nix/store", "/nix/store/" + hashB + "-source.drv", hashB, "source.drv"},
-		// A dot first too (Nix 2.4 on: writeText ".gitignore"), but for
-		// "." and ".." as the name or its first dash-separated part.
+		// A dot first too (writeText ".gitignore"), even "." and ".."
+		// as the name or its first dash-separated part, which Nix 2.8
+		// takes (builtins.toFile ".-x" gives /nix/store/…-.-x).
 		{"/nix/store", "/nix/store/" + hashB + "-.gitignore", hashB, ".gitignore"},
 		{"/nix/store", "/nix/store/" + hashB + "-.secret-key-1", hashB, ".secret-key-1"},
 		{"/nix/store", "/nix/store/" + hashB + "-..x", hashB, "..x"},
 		{"/nix/store", "/nix/store/" + hashB + "-...-x", hashB, "...-x"},
+		{"/nix/store", "/nix/store/" + hashB + "-.", hashB, "."},
+		{"/nix/store", "/nix/store/" + hashB + "-..", hashB, ".."},
+		{"/nix/store", "/nix/store/" + hashB + "-.-secret", hashB, ".-secret"},
+		{"/nix/store", "/nix/store/" + hashB + "-..-secret", hashB, "..-secret"},
 		// The longest name: 211 characters.
 		{"/nix/store", "/nix/store/" + hashB + "-" + strings.Repeat("x", 211), hashB, strings.Repeat("x", 211)},
 		// Another store directory.
@@ -87,10 +92,6 @@ func TestParseInvalid(t *testing.T) {
 		{"hash upper case", "/nix/store", "/nix/store/" + strings.ToUpper(hashB) + "-hello", "nix-base32"},
 		{"hash with dot", "/nix/store", "/nix/store/" + hashA[:31] + ".-hello", "nix-base32"},
 		{"name too long", "/nix/store", "/nix/store/" + hashA + "-" + long, "longer than 211"},
-		{"name is dot-dot", "/nix/store", "/nix/store/" + hashA + "-..", `is "." or ".."`},
-		{"name is dot", "/nix/store", "/nix/store/" + hashA + "-.", `is "." or ".."`},
-		{"name starts with dot-dash", "/nix/store", "/nix/store/" + hashA + "-.-hello", `is "." or ".."`},
-		{"name starts with dot-dot-dash", "/nix/store", "/nix/store/" + hashA + "-..-hello", `is "." or ".."`},
 		{"space in name", "/nix/store", "/nix/store/" + hashA + "-hello world", "forbidden character"},
 		{"newline in name", "/nix/store", "/nix/store/" + hashA + "-hello\n", "forbidden character"},
 		{"NUL in name", "/nix/store", "/nix/store/" + hashA + "-hello\x00", "forbidden character"},
