@@ -70,13 +70,17 @@ func (n Nix) NewSession() *Session {
 	return &Session{n: n, sem: make(chan struct{}, 1), maxAge: sessionMaxAge, idleAfter: sessionIdle}
 }
 
+// ErrSessionBusy is a call that gave up waiting for the session while
+// another used it: Nix was not asked, and may well answer the next time.
+var ErrSessionBusy = errors.New("the nix-store --serve session is busy")
+
 // lock takes the session's lock, or gives up when ctx ends first.
 func (s *Session) lock(ctx context.Context) error {
 	select {
 	case s.sem <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for the nix-store --serve session: %w", ctx.Err())
+		return fmt.Errorf("%w: %w", ErrSessionBusy, ctx.Err())
 	}
 }
 

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -110,6 +111,12 @@ func (b *builds) state(pid int32, now time.Time) buildState {
 		ctx, cancel := context.WithTimeout(context.Background(), validTimeout)
 		ok, err := b.valid(ctx, chunk)
 		cancel()
+		if errors.Is(err, nixstore.ErrSessionBusy) {
+			// Not asked: a batch's question held the session for the
+			// second (a big closure). Still building until the next
+			// round, as past maxChunks; not unknown for good.
+			return buildGoing
+		}
 		if err != nil {
 			// Not asked again: a Nix that hangs would hold every
 			// round for validTimeout.

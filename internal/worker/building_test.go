@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
@@ -112,6 +114,27 @@ func TestBuildState(t *testing.T) {
 	asked = 0
 	if st := w.builds.state(pid, now); st != buildDone || asked != 12 {
 		t.Fatalf("second round: %v after asking about %d, want done after 12 (11 deps and last, not the .drv)", st, asked)
+	}
+	// The session busy with a batch's question for the round's second:
+	// still going, and asked again the next round.
+	busy := 0
+	w.builds.valid = func(context.Context, []string) (map[string]bool, error) {
+		busy++
+		return nil, fmt.Errorf("%w: %w", nixstore.ErrSessionBusy, context.DeadlineExceeded)
+	}
+	add(mkPath("meanwhile").String())
+	for range 2 {
+		if st := w.builds.state(pid, now); st != buildGoing {
+			t.Errorf("the session busy: %v, want going", st)
+		}
+	}
+	if busy != 2 {
+		t.Errorf("asked %d times while the session was busy, want each round: 2", busy)
+	}
+	w.builds.valid = inner
+	valid[mkPath("meanwhile").String()] = true
+	if st := w.builds.state(pid, now); st != buildDone {
+		t.Fatalf("the session free again, all valid: %v, want done", st)
 	}
 	failed := 0
 	w.builds.valid = func(context.Context, []string) (map[string]bool, error) { failed++; return nil, errors.New("no Nix") }
