@@ -229,16 +229,14 @@ func pinRecordKey(r history.Record) string {
 	return queue.PinKey(r.Target, root, name)
 }
 
-// reportPins says how the pins a push waited for ended, from the
-// outcomes the wait's history reader gave (recs): made, or given up on
-// with the reason, and counts those given up on (wait exits 3 then, as
-// for a path lost). The reader started before push queued them: by the
-// clock, a record written after a step back would seem older than the
-// push, and a pin given up on would pass unsaid.
+// reportPins says how the pins a wait waited for ended (push --pin's, or
+// every pin for wait), from the outcomes the wait's history reader gave
+// (recs): made, or given up on with the reason, and counts those given
+// up on (wait exits 3 then, as for a path lost). The reader started
+// before push queued them: by the clock, a record written after a step
+// back would seem older than the push, and a pin given up on would pass
+// unsaid.
 func reportPins(e *env, spec waitSpec, recs []history.Record) (unpinned int) {
-	if len(spec.pins) == 0 {
-		return 0
-	}
 	for _, r := range recs {
 		if r.Outcome == history.Pinned {
 			if !spec.quiet {

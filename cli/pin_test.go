@@ -66,3 +66,41 @@ func TestWaitPinGivenUp(t *testing.T) {
 		})
 	}
 }
+
+// wait (the whole queue) waits for the pins too, and a pin the worker
+// gave up on while it waited exits 3 naming it, as for push --pin --wait
+// (README's exit codes): it exited 0 and said nothing of the pin.
+func TestWaitWholeQueuePinGivenUp(t *testing.T) {
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
+	q, file := mainQueue(t)
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	defer lock.Unlock()
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	looked := 0
+	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: 30 * time.Second, poll: 20 * time.Millisecond, looked: func() {
+		// After the first look, the worker gives the pin up: its
+		// outcome first, then its file goes.
+		if looked++; looked != 1 {
+			return
+		}
+		if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: history.PinDropped, Reason: "its root was dropped: denied", Pin: `"sys"`}}); err != nil {
+			t.Error(err)
+		}
+		pins, _, _ := q.ListPins()
+		for _, p := range pins {
+			if err := q.RemovePin(p); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	want := `not pinned ` + root.String() + ` in main ("sys"): its root was dropped: denied`
+	if code := r.exitCode(false); r.end != waitDone || code != exitNotSent || !strings.Contains(out.String(), want) {
+		t.Errorf("wait ended %v, exit %d (want 3), says:\n%s\nwant %q", r.end, code, out, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,9 +55,11 @@ type progress struct {
 	upstream map[string]int       // not pushed: an upstream cache has them
 	dropped  []history.Record
 	failed   map[string]history.Record // last failure per target+path
-	// wantPins are the keys of the pins push --pin waits for; pins,
+	// wantPins are the keys of the pins push --pin waits for, allPins
+	// that every pin of the targets is (wait waits for them all); pins,
 	// their outcomes as the history gave them (see reportPins).
 	wantPins map[string]bool
+	allPins  bool
 	pins     []history.Record
 
 	// count counts the queue for a frame; the caller sets it, so that
@@ -108,7 +111,7 @@ func pairKey(target, path string) string { return target + "\x00" + path }
 func (p *progress) poll() {
 	for _, r := range p.follow.Next() {
 		if r.Outcome == history.Pinned || r.Outcome == history.PinDropped {
-			if p.wantPins[pinRecordKey(r)] {
+			if p.wantPins[pinRecordKey(r)] || p.allPins && slices.Contains(p.targets, r.Target) {
 				p.pins = append(p.pins, r)
 			}
 			continue

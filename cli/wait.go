@@ -148,6 +148,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		prog.start = spec.since
 	}
 	prog.want = want
+	prog.allPins = spec.pairs == nil
 	if len(spec.pins) > 0 {
 		prog.wantPins = map[string]bool{}
 		for _, k := range spec.pins {
