@@ -104,3 +104,50 @@ func TestWaitWholeQueuePinGivenUp(t *testing.T) {
 		t.Errorf("wait ended %v, exit %d (want 3), says:\n%s\nwant %q", r.end, code, out, want)
 	}
 }
+
+// push --pin --wait waits for its own pairs and pins, not for the rest of
+// the queue once its pairs have left it: the pairs it waited for, all
+// gone, read as "the whole queue", and a pin made after its root's push
+// still waited for every other entry queued (the hook's, another
+// target's failing backlog), until the timeout, exiting 3.
+func TestWaitPinIgnoresOtherEntries(t *testing.T) {
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
+	other := storepath.New(storepath.StoreDir(), "1123456789abcdfghijklmnpqrsvwxyz", "hello-1")
+	q, file := mainQueue(t)
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	defer lock.Unlock()
+	// Queued by someone else; the worker does not get to it here.
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: other}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	key := queue.PinKey("main", root, "sys")
+	e, c, out := loadedEnv(t, file)
+	looked := 0
+	// The root's pair is gone from the start (pushed); the pin is made
+	// after the wait's second look.
+	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{{Target: "main", Path: root}}, pins: []string{key}, since: time.Now(), timeout: 5 * time.Second, poll: 20 * time.Millisecond, quiet: true, looked: func() {
+		if looked++; looked != 2 {
+			return
+		}
+		if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: history.Pinned, Pin: `"sys"`}}); err != nil {
+			t.Error(err)
+		}
+		p, err := q.ReadPin(key)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := q.RemovePin(p); err != nil {
+			t.Error(err)
+		}
+	}})
+	if code := r.exitCode(false); r.end != waitDone || code != exitOK {
+		t.Errorf("wait ended %v, exit %d; want done, 0, with its pin made (the other entry is not its):\n%s", r.end, code, out)
+	}
+}

@@ -298,7 +298,9 @@ func (l *leftInQueue) count() (int, error) {
 				queued[k] = true
 			}
 		}
-		var still []queue.Pair
+		// Never nil: a nil pairs is the whole queue, and push --pin
+		// --wait, its pairs gone, still waits for its pins.
+		still := []queue.Pair{}
 		for _, p := range l.pairs {
 			if queued[queue.Key(p.Target, p.Path)] {
 				still = append(still, p)
