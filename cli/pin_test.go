@@ -151,3 +151,36 @@ func TestWaitPinIgnoresOtherEntries(t *testing.T) {
 		t.Errorf("wait ended %v, exit %d; want done, 0, with its pin made (the other entry is not its):\n%s", r.end, code, out)
 	}
 }
+
+// push --pin --wait that times out names each pin not made, with its
+// last error: it said "0 paths were not pushed in time:" and nothing
+// more when only a pin was left (a root pushed before, whose cachix pin
+// kept failing).
+func TestWaitTimeoutNamesPinLeft(t *testing.T) {
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
+	q, file := mainQueue(t)
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	defer lock.Unlock()
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// The worker's failed attempt.
+	key := queue.PinKey("main", root, "sys")
+	p, err := q.ReadPin(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Attempts, p.LastAttempt, p.LastError, p.NextAttempt = 2, time.Now(), "cachix pin: HTTP 500", time.Now().Add(time.Hour)
+	if err := q.UpdatePin(p); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	r := e.waitPushed(c, nil, []string{key}, time.Now(), nil, 300*time.Millisecond, true)
+	want := `pin "sys" of ` + root.String() + ` -> main: 2 failed attempts, last: cachix pin: HTTP 500`
+	if code := r.exitCode(false); code != exitNotSent || !strings.Contains(out.String(), want) || strings.Contains(out.String(), "0 paths") {
+		t.Errorf("exit %d (want 3), says:\n%s\nwant %q", code, out, want)
+	}
+}

@@ -240,14 +240,18 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			return waitResult{end: waitInterrupted, dropped: prog.dropped, left: left.pairs}
 		case <-deadline:
 			prog.lastFrame()
-			if spec.pairs != nil {
-				e.errorf("%d paths were not pushed in time:", len(left.pairs))
-			} else {
+			switch {
+			case spec.pairs == nil:
 				e.errorf("timed out after %s with paths still queued:", spec.timeout)
+			case len(left.pairs) > 0 || pins == 0:
+				e.errorf("%d paths were not pushed in time:", len(left.pairs))
+			default:
+				e.errorf("%d %s not made in time:", pins, plural(pins, "pin"))
 			}
 			left.report(e)
+			left.reportPins(e, pinKeys)
 			ruled, lost := prog.finish()
-			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}
+			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins)}
 		case <-tick.C:
 		case <-changed:
 			if time.Since(looked) < waitSettle {
@@ -359,6 +363,22 @@ func (l *leftInQueue) report(e *env) {
 			msg = fmt.Sprintf("%d failed attempts, last: %s", en.Attempts, en.LastError)
 		}
 		fmt.Fprintf(e.stderr, "  %s -> %s: %s\n", p.Path, p.Target, msg)
+	}
+}
+
+// reportPins lists the pins of keys (push --pin's) still queued, each
+// with its last error: a timeout names what it did not wait out.
+func (l *leftInQueue) reportPins(e *env, keys []string) {
+	for _, k := range keys {
+		p, err := l.q.ReadPin(k)
+		if err != nil {
+			continue
+		}
+		msg := "still queued"
+		if p.LastError != "" {
+			msg = fmt.Sprintf("%d failed attempts, last: %s", p.Attempts, oneLine(p.LastError))
+		}
+		fmt.Fprintf(e.stderr, "  pin %q of %s -> %s: %s\n", p.Name, p.Path, p.Target, msg)
 	}
 }
 
