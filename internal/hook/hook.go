@@ -171,8 +171,10 @@ type Selection struct {
 	Targets  []string     // targets that selected something, in config order
 	Skipped  []string     // "name: reason" of paths no target selects
 	// Dropping are the queued "name -> target: reason" that the worker
-	// will drop by closure_deny = "skip", as far as the hook can tell.
+	// will drop by closure_deny = "skip", as far as the hook can tell;
+	// dropping, the pair of each (LeaveOut takes the note with it).
 	Dropping []string
+	dropping []queue.Pair
 	// Inside are the "name: reason, but uploaded -> target inside the
 	// closure of X" of paths a target does not select but uploads all
 	// the same (closure_deny = "push"): never "skipped".
@@ -267,6 +269,7 @@ func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 			}
 			if td.Check == policy.CheckClosure {
 				sel.Dropping = append(sel.Dropping, v.DropNote(td))
+				sel.dropping = append(sel.dropping, queue.Pair{Target: td.Target, Path: p})
 			}
 			if dep := [2]string{td.Target, td.Dependency}; td.Selected && td.Dependency != "" && !told[dep] {
 				told[dep] = true

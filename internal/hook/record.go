@@ -96,6 +96,15 @@ func (s *Selection) LeaveOut(pushedTo func(target string, p storepath.Path) bool
 	}
 	s.Pairs = kept
 	s.Selected = len(paths)
+	// Not queued, so not dropped either.
+	var notes []string
+	var dropping []queue.Pair
+	for i, p := range s.dropping {
+		if !pushedTo(p.Target, p.Path) {
+			notes, dropping = append(notes, s.Dropping[i]), append(dropping, p)
+		}
+	}
+	s.Dropping, s.dropping = notes, dropping
 	var ts []string
 	for _, t := range s.Targets {
 		if targets[t] {

@@ -9,6 +9,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // Enqueue leaves out what the record says went to the pair's target, and
@@ -106,6 +107,43 @@ func TestEnqueueFutureRecordAbsent(t *testing.T) {
 	}
 	if want := "queued 1 of 2 paths for main (already pushed: 1 to main)"; sel.Summary() != want {
 		t.Errorf("Summary = %q, want %q", sel.Summary(), want)
+	}
+	noSpawn(t, spawned)
+}
+
+// A pair the record leaves out is not queued, so the worker will not drop
+// it either: the line said "queued 0 of 2 paths (already pushed: 1 to
+// main; the worker will drop hello-2.12.1 -> main: closure_deny = ...)"
+// for a rebuild of a path pushed before (under closure_deny = "push",
+// then the default changed), a drop that wait never reports.
+func TestEnqueueLeftOutIsNotDropping(t *testing.T) {
+	spawned := isolate(t)
+	out, doc := siblingStore(t, true)
+	tg := mkTarget(t, "main", []string{"hello-*"}, []string{"*-doc"})
+	tg.ClosureDeny = config.ClosureSkip
+	cfg := &config.Config{Targets: []*config.Target{tg}, Queue: config.Queue{Dir: filepath.Join(t.TempDir(), "queue"), RememberPushed: time.Hour}}
+	q, err := queue.Open(cfg.Queue.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := pushed.OpenWrite(q.Dir, tg.RecordKey(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := pushed.ParseHash(out.Hash)
+	rec.Add([]pushed.Hash{h}, time.Now())
+	rec.Close()
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("taking the worker lock: %v", err)
+	}
+	defer lock.Unlock()
+	sel := siblingSelect(cfg, []storepath.Path{out, doc})
+	if err := Enqueue(cfg, &sel, false); err != nil {
+		t.Fatal(err)
+	}
+	if want := `queued 0 of 2 paths (already pushed: 1 to main; skipped hello-2.12.1-doc: deny "*-doc")`; sel.Summary() != want {
+		t.Errorf("Summary:\n got %s\nwant %s", sel.Summary(), want)
 	}
 	noSpawn(t, spawned)
 }
