@@ -33,14 +33,10 @@ func secretParam(name string) bool {
 }
 
 // storeCredentials says which part of a store URI carries a credential,
-// or "" when none does. A URI that does not parse carries none here:
-// validStore reports it.
+// or "" when none does. A scheme://... URI that does not parse has no
+// user:password here (validStore reports it); its query is still read.
 func storeCredentials(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return ""
-	}
-	if u.User != nil {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
 		if pw, _ := u.User.Password(); pw != "" {
 			return "a password (user:password@)"
 		}
@@ -49,7 +45,7 @@ func storeCredentials(s string) string {
 	// cannot parse (a ';' in it, a bad %-escape), which nix copy still
 	// gets in argv.
 	var names []string
-	for _, kv := range strings.Split(u.RawQuery, "&") {
+	for _, kv := range strings.Split(rawQuery(s), "&") {
 		if name, _, _ := strings.Cut(kv, "="); secretParam(paramName(name)) {
 			names = append(names, paramName(name))
 		}
@@ -130,10 +126,6 @@ func paramName(raw string) string {
 // decoded, so that a pusher can remove them from what it passes on. Load
 // refuses such a URI; this is for a Target made another way.
 func URISecrets(s string) []string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil
-	}
 	var out []string
 	add := func(raw, dec string) {
 		for _, v := range []string{raw, dec} {
@@ -142,12 +134,12 @@ func URISecrets(s string) []string {
 			}
 		}
 	}
-	if u.User != nil {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
 		if pw, has := u.User.Password(); has {
 			add(rawPassword(s), pw)
 		}
 	}
-	for _, kv := range strings.Split(u.RawQuery, "&") {
+	for _, kv := range strings.Split(rawQuery(s), "&") {
 		name, raw, _ := strings.Cut(kv, "=")
 		if secretParam(paramName(name)) {
 			dec, err := url.QueryUnescape(raw)
@@ -158,6 +150,16 @@ func URISecrets(s string) []string {
 		}
 	}
 	return out
+}
+
+// rawQuery is the query of a store URI as written, split as url.Parse
+// splits it, but also from one it refuses: validStore takes any absolute
+// path, and "/srv/cache%zz?password=..." (a bad %-escape) goes to nix
+// copy whole.
+func rawQuery(s string) string {
+	s, _, _ = strings.Cut(s, "#")
+	_, q, _ := strings.Cut(s, "?")
+	return q
 }
 
 // rawPassword is the password of scheme://user:password@host as written,

@@ -28,6 +28,8 @@ func TestStoreCredentialsRefused(t *testing.T) {
 		{"s3://bucket?aws_secret_access_key=hunter2;x", "hunter2", "AWS profile"},
 		{"s3://bucket?region=eu&aws_secret_access_key=hun%zzter2", "hunter2", "AWS profile"},
 		{"https://x?token%zz=hunter2", "hunter2", "netrc"},
+		// A path is a store URI without parsing as a URL.
+		{"/var/cache/nix%zz?password=hunter2", "hunter2", "netrc"},
 	} {
 		isolate(t)
 		dir := t.TempDir()
@@ -85,6 +87,7 @@ func TestURISecrets(t *testing.T) {
 		"s3://b?aws_secret_access_key=k;x":   {"k;x"},
 		"https://host?token%zz=x%zz":         {"x%zz"},
 		"/var/cache/nix":                     nil,
+		"/var/cache%zz?token=x":              {"x"},
 	} {
 		if got := URISecrets(uri); !slices.Equal(got, want) {
 			t.Errorf("URISecrets(%q) = %q, want %q", uri, got, want)
