@@ -61,7 +61,7 @@ func decode(file string, data []byte) (map[string]any, error) {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
-			return nil, fmt.Errorf("%s:%d:%d: %s\n%s", file, row, col, strings.TrimPrefix(de.Error(), "toml: "), indent(de.String()))
+			return nil, fmt.Errorf("%s:%d:%d: %s\n%s", file, row, col, strings.TrimPrefix(de.Error(), "toml: "), indent(redactExcerpt(de.String())))
 		}
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
@@ -86,6 +86,14 @@ func checkText(file string, data []byte) error {
 	}
 	return nil
 }
+
+// redactExcerpt hides, word by word, the credentials of any URI on the
+// lines the parser shows (see RedactURI): the message reaches the log of
+// every build, and a line next to a syntax error may be a store URI with
+// a password, which Load refuses without showing it.
+func redactExcerpt(s string) string { return word().ReplaceAllStringFunc(s, RedactURI) }
+
+var word = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\S+`) })
 
 // indent shows the parser's excerpt of the file under the message.
 func indent(s string) string {

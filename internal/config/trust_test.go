@@ -277,3 +277,23 @@ func TestStrictRequested(t *testing.T) {
 		}
 	}
 }
+
+// The lines a syntax error shows hide a URI's credentials as the store
+// key's own error does: the message is in every build's log.
+func TestSyntaxErrorHidesURICredentials(t *testing.T) {
+	isolate(t)
+	for _, conf := range []string{
+		"store = \"https://nix:hunter2@cache.example.org\"\nallow = [\"*\"\n",
+		"store = \"s3://bucket?aws_secret_access_key=hunter2\" x\nallow = [\"*\"]\n",
+		"[[target]]\nstore = 's3://bucket?region=eu&token=hunter2'\nallow = [\"*\"]\n\"\n",
+	} {
+		file := write(t, filepath.Join(t.TempDir(), "hook.conf"), conf)
+		_, err := Load(file)
+		if err == nil {
+			t.Fatalf("Load took:\n%s", conf)
+		}
+		if msg := err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, "REDACTED") || !strings.Contains(msg, "| allow = [") {
+			t.Errorf("the excerpt shows the secret, or no line:\n%s", msg)
+		}
+	}
+}
