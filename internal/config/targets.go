@@ -150,7 +150,8 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	case t.Cache == "" && t.Store == "":
 		l.errorf("%s: %sneither cache nor store is set", l.topWhere(prefix, "allow", "deny", "closure_deny", "name"), label)
 	case t.Cache != "" && !cacheName().MatchString(t.Cache):
-		l.errorf("%s: %scache: %q is not a cache name", from("cache"), prefix, t.Cache)
+		// A store URI written as cache may carry credentials.
+		l.errorf("%s: %scache: %q is not a cache name", from("cache"), prefix, RedactURI(t.Cache))
 	case t.Store != "" && !validStore(t.Store):
 		// Not quoted: a URI that does not parse may hold a password.
 		l.errorf("%s: %sstore: not a Nix store URI (scheme://... or an absolute path)", from("store"), prefix)

@@ -297,3 +297,27 @@ func TestSyntaxErrorHidesURICredentials(t *testing.T) {
 		}
 	}
 }
+
+// A URI with credentials written under another key (a store URI as
+// cache, one upstream as a string) is refused without showing them, as
+// under store.
+func TestMisplacedURIHidesCredentials(t *testing.T) {
+	for _, conf := range []string{
+		"cache = \"https://nix:hunter2@mycache.cachix.org\"\nallow = [\"*\"]\n",
+		"[[target]]\ncache = \"s3://bucket?aws_secret_access_key=hunter2\"\n",
+		"cache = \"c\"\nallow = [\"*\"]\nupstream = \"https://nix:hunter2@cache.example.org\"\n",
+	} {
+		isolate(t)
+		file := write(t, filepath.Join(t.TempDir(), "hook.conf"), conf)
+		_, err := Load(file)
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "REDACTED") {
+			t.Errorf("%q: %v", conf, err)
+		}
+	}
+	isolate(t)
+	t.Setenv(EnvName("cache"), "https://nix:hunter2@mycache.cachix.org")
+	t.Setenv(EnvName("queue.dir"), "/q")
+	if _, err := Load(""); err == nil || strings.Contains(err.Error(), "hunter2") || !strings.HasPrefix(err.Error(), "CACHIX_FILTER_HOOK_CACHE: cache: ") {
+		t.Errorf("from the environment: %v", err)
+	}
+}

@@ -160,9 +160,11 @@ func (l *loader) typeError(from, key string, k kind, val any) {
 }
 
 func describe(val any) string {
-	switch val.(type) {
+	switch x := val.(type) {
 	case string:
-		return fmt.Sprintf("the string %q", val)
+		// A store URI written where a string is not expected
+		// (upstream = "https://user:password@...") may carry one.
+		return fmt.Sprintf("the string %q", RedactURI(x))
 	case []any:
 		return "a list"
 	case map[string]any:
