@@ -355,3 +355,49 @@ func strictLexed(data []byte) bool {
 	})
 	return strict
 }
+
+// repeatLine is the line of the first key (or, when header, [table]
+// header) named name that names again what a key or header before it
+// named: the parser refuses it ("key deny is already defined", "table
+// queue already exists") without a line, nor which [[target]] it is in.
+// 0 when there is none: the parser's other conflicts (a [queue] after
+// queue.dir = ...) keep their message alone.
+func repeatLine(data []byte, name string, header bool) int {
+	seen := map[string]bool{}
+	arrays := map[string]int{} // [[name]] headers seen
+	table, found := "", 0
+	_ = lexWith("", data, func(k lexKey) error {
+		if k.inline {
+			return nil
+		}
+		path := table
+		if k.table {
+			path = ""
+		}
+		for i, p := range k.path {
+			if path != "" {
+				path += "."
+			}
+			path += string(p)
+			// A part under a [[name]] is in its last table.
+			if n, ok := arrays[path]; ok && !(k.array && i == len(k.path)-1) {
+				path += fmt.Sprintf("[%d]", n-1)
+			}
+		}
+		if k.array {
+			arrays[path]++
+			table = fmt.Sprintf("%s[%d]", path, arrays[path]-1)
+			return nil
+		}
+		if k.table {
+			table = path
+		}
+		if seen[path] && k.table == header && len(k.path) > 0 && string(k.path[len(k.path)-1]) == name {
+			found = k.line
+			return errStop
+		}
+		seen[path] = true
+		return nil
+	}, true)
+	return found
+}

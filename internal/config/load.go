@@ -63,6 +63,12 @@ func decode(file string, data []byte) (map[string]any, error) {
 			row, col := de.Position()
 			return nil, fmt.Errorf("%s:%d:%d: %s\n%s", file, row, col, strings.TrimPrefix(de.Error(), "toml: "), indent(redactExcerpt(de.String())))
 		}
+		// A key or table set twice: the error has no position.
+		if m := repeated().FindStringSubmatch(err.Error()); m != nil {
+			if n := repeatLine(data, m[2], m[1] == "table" || m[3] != "is already defined"); n > 0 {
+				return nil, fmt.Errorf("%s:%d: %s", file, n, strings.TrimPrefix(err.Error(), "toml: "))
+			}
+		}
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return raw, nil
@@ -86,6 +92,12 @@ func checkText(file string, data []byte) error {
 	}
 	return nil
 }
+
+// repeated matches the parser's words for a key or table set twice, or
+// a [table] over a key: (key|table) NAME (what).
+var repeated = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^toml: (key|table) (.+) (is already defined|already exists|should be a table, not a .*)$`)
+})
 
 // redactExcerpt hides, word by word, the credentials of any URI on the
 // lines the parser shows (see RedactURI): the message reaches the log of

@@ -273,3 +273,21 @@ func exampleKeys(t *testing.T) []string {
 	slices.Sort(out)
 	return out
 }
+
+// A key or table set twice is refused by the parser with no position:
+// the message names its line, which says which [[target]] it is in.
+func TestSetTwiceNamesTheLine(t *testing.T) {
+	isolate(t)
+	for conf, want := range map[string]string{
+		minimal + "[[target]]\ncache = \"a\"\ndeny = [\"x\"]\n[[target]]\ncache = \"b\"\ndeny = [\"x\"]\ndeny = [\"y\"]\n": ":11: key deny is already defined",
+		"cache = \"c\"\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n[cachix]\n[queue]\nbatch = 1\n":                            ":6: table queue already exists",
+		"cache = \"c\"\nallow = [\"*\"]\ndeny = [\"x\"]\n[deny]\n":                                                         ":4: key deny should be a table, not a value",
+		"[[target]]\ncache = \"a\"\n[target.x]\n[[target]]\ncache = \"b\"\n[target.x]\n[target.x]\n":                       ":7: table x already exists",
+	} {
+		file := write(t, filepath.Join(t.TempDir(), "hook.conf"), conf)
+		_, err := Load(file)
+		if err == nil || !strings.Contains(err.Error(), file+want) {
+			t.Errorf("want %q, got %v", file+want, err)
+		}
+	}
+}
