@@ -412,6 +412,7 @@ func TestBadInput(t *testing.T) {
 		{"bad duration", minimal + "retry_max = \"10 minutes\"\n", []string{`queue.retry_max: expected a duration`, `"10 minutes"`}},
 		{"negative duration", minimal + "linger = \"-1s\"\n", []string{`queue.linger: must not be negative`}},
 		{"zero push_timeout", minimal + "push_timeout = \"0s\"\n", []string{`queue.push_timeout: must be positive`}},
+		{"zero upstream_timeout", "upstream_timeout = \"0s\"\n" + minimal, []string{`upstream_timeout: must be positive`}},
 		{"retry_max below retry_initial", minimal + "retry_initial = \"1m\"\nretry_max = \"1s\"\n", []string{"queue.retry_max (1s) is shorter than queue.retry_initial (1m0s)"}},
 		{"relative queue dir", "cache = \"c\"\nallow = [\"*\"]\n[queue]\ndir = \"q\"\n", []string{`queue.dir: must be an absolute path, got "q"`}},
 		{"bad log level", minimal + "[log]\nlevel = \"loud\"\n", []string{`log.level: unknown level "loud"`}},

@@ -171,6 +171,10 @@ func (l *loader) checkValues(c *Config) {
 	if c.UpstreamDeadline <= 0 {
 		l.errorf("%s: upstream_deadline: must be positive (every round of upstream questions ends)", l.fromOf("upstream_deadline"))
 	}
+	if c.UpstreamTimeout <= 0 {
+		// 0 would be an HTTP client without a bound on a request.
+		l.errorf("%s: upstream_timeout: must be positive (every request to an upstream ends)", l.fromOf("upstream_timeout"))
+	}
 	if c.Queue.PushTimeout <= 0 {
 		l.errorf("%s: queue.push_timeout: must be positive", l.fromOf("queue.push_timeout"))
 	}
