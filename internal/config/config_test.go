@@ -782,3 +782,39 @@ func TestQueueDirOf(t *testing.T) {
 		}
 	}
 }
+
+// validate prints the effective configuration as hook.conf takes it: a
+// string holding a character Go's quoting writes as \x7f, \a or \v
+// (escapes TOML does not have) did not load again.
+func TestEffectiveLoadsAgain(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hook.conf")
+	allow := []string{"a\u007fb-*", "bell\a-*", "tab\t\v-*", "quote\"\\-*", "zero\u200bwidth-*"}
+	conf := "cache = \"c\"\nallow = ["
+	for i, a := range allow {
+		if i > 0 {
+			conf += ", "
+		}
+		conf += fmt.Sprintf("%q", a)
+	}
+	conf = strings.NewReplacer(`\x7f`, `\u007f`, `\a`, `\u0007`, `\v`, `\u000b`).Replace(conf) + "]\n"
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(file)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, conf)
+	}
+	again := filepath.Join(dir, "again.conf")
+	if err := os.WriteFile(again, []byte(c.Effective()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := Load(again)
+	if err != nil {
+		t.Fatalf("the effective configuration does not load: %v\n%s", err, c.Effective())
+	}
+	if !slices.Equal(c2.Targets[0].Allow, allow) {
+		t.Errorf("allow loaded again = %q, want %q", c2.Targets[0].Allow, allow)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Effective renders the configuration in force, as TOML with a comment
@@ -121,7 +122,7 @@ func HumanSize(n int64) string {
 func tomlValue(v any) string {
 	switch x := v.(type) {
 	case string:
-		return strconv.Quote(x)
+		return quoteTOML(x)
 	case time.Duration:
 		return strconv.Quote(HumanDuration(x))
 	case []string:
@@ -135,7 +136,38 @@ func tomlValue(v any) string {
 func quoteList(l []string) string {
 	q := make([]string, len(l))
 	for i, s := range l {
-		q[i] = strconv.Quote(s)
+		q[i] = quoteTOML(s)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// quoteTOML writes s as a TOML basic string. strconv.Quote is close, but
+// writes \x7f, \a and \v, which TOML does not have: validate's effective
+// configuration then did not load again.
+func quoteTOML(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x20 || r == 0x7f || !unicode.IsPrint(r) && r != ' ':
+			if r > 0xffff {
+				fmt.Fprintf(&b, `\U%08x`, r)
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }

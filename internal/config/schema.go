@@ -82,7 +82,7 @@ var keys = []key{
 	{name: "cache", kind: kString, scope: sTarget, targetField: func(t *Target) any { return &t.Cache },
 		only: func(t *Target) bool { return t.Cache != "" }, example: `"mycache"`},
 	{name: "store", kind: kString, scope: sTarget, targetField: func(t *Target) any { return &t.Store },
-		only: func(t *Target) bool { return t.Cache == "" }, show: func(v any) string { return strconv.Quote(RedactURI(v.(string))) },
+		only: func(t *Target) bool { return t.Cache == "" }, show: func(v any) string { return quoteTOML(RedactURI(v.(string))) },
 		doc:     "A store URI must carry no credentials (https://user:password@host,\n?token=..., ?aws_secret_access_key=...): nix copy gets it in argv, which\nevery user can read. Put them in Nix's netrc file (netrc-file in\nnix.conf) or, for s3, in an AWS profile (s3://bucket?profile=NAME).",
 		example: `"file:///var/cache/nix"`, hidden: true},
 	{name: "allow", kind: kList, scope: sTarget, targetField: func(t *Target) any { return &t.Allow },
