@@ -617,6 +617,11 @@ var oneVerdictRows = []vpath{
 	// A list Nix does not know as valid: what it names counts for
 	// nothing.
 	{name: "cachix-packages-b", list: []string{"ghost-1.0"}, listRefs: []string{"ghost-1.0"}, invalid: true, given: true},
+	// A path two lists name, the first only as text: the second, which
+	// depends on it, selects it, whichever reaches a command first.
+	{name: "dual-1.0"},
+	{name: "cachix-packages-d", list: []string{"dual-1.0"}, given: true},
+	{name: "cachix-packages-e", list: []string{"dual-1.0"}, listRefs: []string{"dual-1.0"}, given: true},
 }
 
 // TestOneVerdict checks the promise that every command gives a path the

@@ -13,7 +13,8 @@ import (
 // in the queue, durably.
 
 // Add queues the pairs durably and returns how many it queued: a single
-// pair already queued counts as queued, and is not queued again.
+// pair already queued counts as queued, and is not queued again unless
+// a package list chose it (see again).
 //
 // One pair (the hook after most builds) is one small file, fsynced,
 // linked into entries/, and the directory fsynced. Many pairs (`push
@@ -46,7 +47,7 @@ func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
 	name := Key(p.Target, p.Path)
 	dst := q.path(entriesDir, name)
 	if _, err := os.Lstat(dst); err == nil {
-		return 0, nil
+		return q.again(p, now)
 	}
 	data, err := json.Marshal(e)
 	if err != nil {
@@ -61,12 +62,24 @@ func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
 	err = os.Link(tmp, dst)
 	os.Remove(tmp)
 	if errors.Is(err, fs.ErrExist) {
-		return 0, nil
+		return q.again(p, now)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("queueing %s: %w", p.Path, err)
 	}
 	return 1, syncDir(q.path(entriesDir))
+}
+
+// again queues a pair whose entry file is there already. Chosen by a
+// package list, it goes to a bulk file: the queued entry may name
+// another list (one that names the path only as text), and only the
+// worker, which owns the entries, can give it this one too (see
+// Entry.AlsoListed). Otherwise it counts as queued.
+func (q *Queue) again(p Pair, now time.Time) (int, error) {
+	if p.Listed == "" {
+		return 0, nil
+	}
+	return q.addBulk([]Pair{p}, now.UTC())
 }
 
 // batchChunk is the size past which Add starts another bulk file, and

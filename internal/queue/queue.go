@@ -22,6 +22,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -79,6 +80,12 @@ type Entry struct {
 	// chose it: for the queue, opaque data the worker reads (the store
 	// path of a package list, see package pkglist). "" otherwise.
 	Listed string `json:"listed,omitempty"`
+	// AlsoListed are where the pair was chosen when it was queued again
+	// from elsewhere (another package list naming the path): the worker
+	// keeps them beside Listed as it removes the other copy (see
+	// AddListed), so that the list that really depends on the path
+	// counts, whichever was queued first.
+	AlsoListed []string `json:"also_listed,omitempty"`
 	// Pinned says that push --pin pins the path in this target: the
 	// worker reads its facts as policy.ForPin says. The entry says it, not
 	// only the pin's file, which push writes after the entry: a running
@@ -89,6 +96,35 @@ type Entry struct {
 
 	key string
 	src string // see Source
+}
+
+// MaxListed bounds the lists an entry keeps (Listed and AlsoListed): a
+// path named by thousands of lists must not make its entry grow with
+// them. A list past it is not kept (AddListed says so).
+const MaxListed = 8
+
+// Listings are where the pair was chosen: Listed, then AlsoListed.
+func (e *Entry) Listings() []string {
+	if e.Listed == "" {
+		return nil
+	}
+	return append([]string{e.Listed}, e.AlsoListed...)
+}
+
+// AddListed adds l to the entry's lists: changed false when it holds l
+// already, full true when it holds MaxListed lists and l is left out.
+func (e *Entry) AddListed(l string) (changed, full bool) {
+	switch {
+	case l == "" || l == e.Listed || slices.Contains(e.AlsoListed, l):
+		return false, false
+	case e.Listed == "":
+		e.Listed = l
+	case 1+len(e.AlsoListed) >= MaxListed:
+		return false, true
+	default:
+		e.AlsoListed = append(e.AlsoListed, l)
+	}
+	return true, false
 }
 
 // Facts are what Nix says of a store path that the rules read.

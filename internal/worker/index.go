@@ -5,7 +5,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
@@ -39,8 +42,9 @@ type bulkFile struct {
 	name string
 	gen  uint32
 	n    int // slots whose entry lives in it
-	// unread: its last read failed, so n may miss entries it holds:
-	// each scan reads it again, and it is never removed unread.
+	// unread: its last read failed, or left out a pair queued again
+	// that names a package list (see scan), so n may miss entries it
+	// holds: each scan reads it again, and it is never removed unread.
 	unread bool
 }
 
@@ -173,7 +177,8 @@ func (w *Worker) adopt(e *queue.Entry, src uint32, now time.Time) *slot {
 // files and bulk files are read and adopted, vanished ones forgotten. It
 // skips the listing when neither directory changed since a scan that can
 // trust their times. A pair found twice (queued again) keeps the copy
-// known first, with its retry state; the other copy is removed.
+// known first, with its retry state; the other copy is removed, once the
+// package lists it names are in the kept one (relist).
 func (w *Worker) scan(now time.Time) {
 	x := w.idx
 	stamp, trusted := w.dirStamp()
@@ -183,15 +188,22 @@ func (w *Worker) scan(now time.Time) {
 	x.gen++
 	x.fresh = nil
 	var dups []*queue.Entry
+	more := map[string][]string{} // by key: the lists its other copies name
 	err := w.q.EachEntryName(func(n string) {
 		if s, ok := x.slots[n]; ok {
 			if s.src == 0 {
 				s.gen = x.gen
 			} else if !s.busy {
 				// Queued again one by one (push --pin of a root a
-				// bulk file holds): it goes, its pinned stays.
-				if e, err := w.q.PeekFile(n); err == nil && e.Pinned {
-					s.pinned = true
+				// bulk file holds): it goes, its pinned and its
+				// lists stay. Unread, it stays for the next scan.
+				e, err := w.q.PeekFile(n)
+				if err != nil {
+					return
+				}
+				s.pinned = s.pinned || e.Pinned
+				if ls := e.Listings(); len(ls) > 0 {
+					more[n] = append(more[n], ls...)
 				}
 				dups = append(dups, queue.Stub(n, ""))
 			}
@@ -241,7 +253,7 @@ func (w *Worker) scan(now time.Time) {
 			id = x.addBulk(n)
 		}
 		var es []*queue.Entry
-		keep := true
+		keep, held := true, false
 		bad, err := w.q.ReadBulk(n, func(e *queue.Entry) {
 			if keep = keep && kept+len(es) < w.cfg.Queue.Batch; keep {
 				es = append(es, e)
@@ -254,9 +266,20 @@ func (w *Worker) scan(now time.Time) {
 				// copy would remove both lines.) Queued again by push
 				// --pin, it leaves its pinned behind.
 				old.pinned = old.pinned || e.Pinned
-				if old.src != id {
-					dups = append(dups, e)
+				if old.src == id {
+					return
 				}
+				if ls := e.Listings(); len(ls) > 0 {
+					if old.busy {
+						// Its lists cannot join a copy being
+						// decided: this one stays, for a later
+						// scan.
+						held = true
+						return
+					}
+					more[e.Key()] = append(more[e.Key()], ls...)
+				}
+				dups = append(dups, e)
 				return
 			}
 			x.put(e.Key(), w.adopt(e, id, now))
@@ -270,7 +293,7 @@ func (w *Worker) scan(now time.Time) {
 			}
 			x.bulk[id].unread = true
 		} else {
-			x.bulk[id].unread = false
+			x.bulk[id].unread = held
 		}
 		if keep && bad == 0 && err == nil {
 			if x.fresh == nil {
@@ -295,6 +318,28 @@ func (w *Worker) scan(now time.Time) {
 		}
 	}
 	x.stamp, x.lastFull = stamp, now
+	if len(more) > 0 {
+		stay, moved := w.relist(more)
+		dups = slices.DeleteFunc(dups, func(e *queue.Entry) bool {
+			if nw, ok := moved[e.Source()]; ok {
+				e.SetSource(nw)
+			}
+			if !stay[e.Key()] {
+				return false
+			}
+			if id, ok := x.ids[e.Source()]; ok {
+				x.bulk[id].unread = true
+			}
+			return true
+		})
+		for i, n := range clean {
+			if nw, ok := moved[n]; ok {
+				clean[i] = nw
+			}
+		}
+		clean = slices.DeleteFunc(clean, func(n string) bool { return n == "" })
+		x.stamp = [2]int64{}
+	}
 	if len(dups) > 0 || len(clean) > 0 {
 		res := w.q.Apply(queue.Changes{Done: dups}, clean...)
 		x.replaced(res.Replaced)
@@ -359,4 +404,84 @@ func (w *Worker) newEntries() bool {
 		}
 	}
 	return false
+}
+
+// relist gives the entries of pairs queued again the package lists
+// their other copies name (more, by key), before those copies go: the
+// list that depends on a path may be the second to queue it (the hook
+// cannot ask Nix which), and a copy removed with it lost the path. An
+// entry keeps queue.MaxListed lists at most, the first that came; one
+// more is said in the log and does not count. It returns the keys whose
+// other copies must stay, their entry not read or not rewritten now (a
+// later scan tries again), and the bulk files Apply replaced.
+func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved map[string]string) {
+	x := w.idx
+	stay = map[string]bool{}
+	bySrc := map[uint32]map[string]bool{}
+	for k := range more {
+		if s := x.slots[k]; s != nil {
+			if bySrc[s.src] == nil {
+				bySrc[s.src] = map[string]bool{}
+			}
+			bySrc[s.src][k] = true
+		}
+	}
+	var updated []*queue.Entry
+	give := func(e *queue.Entry) {
+		c := *e // not changed in place: a reader may share it
+		c.AlsoListed = slices.Clone(e.AlsoListed)
+		changed := false
+		for _, l := range more[e.Key()] {
+			ch, full := c.AddListed(l)
+			changed = changed || ch
+			if full {
+				w.log.WithFields(logrus.Fields{"path": c.Path, "target": c.Target, "list": l, "kept": queue.MaxListed}).
+					Warn("more package lists name the path than its queue entry keeps: this one does not count for it")
+			}
+		}
+		if changed {
+			updated = append(updated, &c)
+		}
+	}
+	for src, keys := range bySrc {
+		if src == 0 {
+			for k := range keys {
+				e, err := w.q.PeekFile(k)
+				if err != nil {
+					stay[k] = true
+					continue
+				}
+				give(e)
+			}
+			continue
+		}
+		b := x.bulk[src]
+		if b != nil {
+			_, _ = w.q.ReadBulk(b.name, func(e *queue.Entry) {
+				if keys[e.Key()] {
+					delete(keys, e.Key())
+					give(e)
+				}
+			})
+		}
+		for k := range keys {
+			stay[k] = true // not read: its file failed, or is gone
+		}
+	}
+	if len(updated) == 0 {
+		return stay, nil
+	}
+	res := w.q.Apply(queue.Changes{Updated: updated})
+	x.replaced(res.Replaced)
+	for _, e := range updated {
+		if err, bad := res.Failed[e.Key()]; bad {
+			w.log.WithError(err).WithField("path", e.Path).Error("keeping the package lists of a path queued again")
+			stay[e.Key()] = true
+			continue
+		}
+		if s := x.slots[e.Key()]; s != nil {
+			x.move(s, w.srcID(e.Source()))
+		}
+	}
+	return stay, res.Replaced
 }

@@ -35,7 +35,10 @@ type listings struct {
 
 // lists reads the lists the job's entries came from, and asks Nix once
 // for their closures, for the entries the target's patterns do not
-// decide.
+// decide. An entry queued by several lists (Entry.AlsoListed) goes up if
+// any of them depends on it, as explain says; it waits while one that
+// could cannot be read, and is dropped with the first list's reason when
+// none counts.
 func (j *job) lists(ctx context.Context) listings {
 	t, entries := j.target, j.entries
 	out := listings{of: map[string][]policy.Listing{}, drop: map[string]string{}, wait: map[string]error{}}
@@ -46,8 +49,13 @@ func (j *job) lists(ctx context.Context) listings {
 	}
 	lists := map[string]read{}
 	var ask []string
+	// By entry key: why each of its lists does not count (by its
+	// place), and the error of one that cannot be read now.
+	why := map[string][]string{}
+	wait := map[string]error{}
 	for _, e := range entries {
-		if e.Listed == "" {
+		named := e.Listings()
+		if len(named) == 0 {
 			continue
 		}
 		p, err := storepath.Parse(storeDir, e.Path)
@@ -59,25 +67,39 @@ func (j *job) lists(ctx context.Context) listings {
 			out.of[e.Key()] = []policy.Listing{{List: e.Listed}}
 			continue
 		}
-		r, seen := lists[e.Listed]
-		if !seen {
-			r.l, r.err = readList(storeDir, e.Listed)
-			lists[e.Listed] = r
-			if r.err == nil {
-				ask = append(ask, e.Listed)
+		var ls []policy.Listing
+		why[e.Key()] = make([]string, len(named))
+		for i, l := range named {
+			r, seen := lists[l]
+			if !seen {
+				r.l, r.err = readList(storeDir, l)
+				lists[l] = r
+				if r.err == nil {
+					ask = append(ask, l)
+				}
+			}
+			switch {
+			case errors.Is(r.err, errListRead):
+				if wait[e.Key()] == nil {
+					wait[e.Key()] = r.err
+				}
+			case r.err != nil:
+				why[e.Key()][i] = r.err.Error()
+			case !r.l.Has(e.Path):
+				why[e.Key()][i] = fmt.Sprintf("its package list %s no longer names it", l)
+			case !r.l.Names(t.Name):
+				why[e.Key()][i] = fmt.Sprintf("its package list %s names other targets", l)
+			default:
+				ls = append(ls, policy.Listing{List: l, Targets: r.l.Targets})
 			}
 		}
 		switch {
-		case errors.Is(r.err, errListRead):
-			out.wait[e.Key()] = r.err
-		case r.err != nil:
-			out.drop[e.Key()] = r.err.Error()
-		case !r.l.Has(e.Path):
-			out.drop[e.Key()] = fmt.Sprintf("its package list %s no longer names it", e.Listed)
-		case !r.l.Names(t.Name):
-			out.drop[e.Key()] = fmt.Sprintf("its package list %s names other targets", e.Listed)
+		case len(ls) > 0:
+			out.of[e.Key()] = ls
+		case wait[e.Key()] != nil:
+			out.wait[e.Key()] = wait[e.Key()]
 		default:
-			out.of[e.Key()] = []policy.Listing{{List: e.Listed, Targets: r.l.Targets}}
+			out.drop[e.Key()] = firstReason(why[e.Key()])
 		}
 	}
 	if len(ask) == 0 {
@@ -93,18 +115,51 @@ func (j *job) lists(ctx context.Context) listings {
 		if !ok || !t.PackageLists {
 			continue
 		}
-		cl, ok := closures[e.Listed]
+		var in, text []policy.Listing
+		for _, l := range ls {
+			cl, ok := closures[l.List]
+			switch {
+			case !ok:
+				if i := slices.Index(e.Listings(), l.List); i >= 0 {
+					why[e.Key()][i] = policy.InvalidListRule(l.List)
+				}
+			case slices.Contains(cl, e.Path):
+				l.Closure = policy.ListInClosure
+				in = append(in, l)
+			default:
+				l.Closure = policy.ListTextOnly
+				text = append(text, l)
+			}
+		}
 		switch {
-		case !ok:
+		case len(in) > 0:
+			out.of[e.Key()] = append(in, text...)
+			// The history and the log name Listed: the list that
+			// chose the path.
+			if i := slices.Index(e.AlsoListed, in[0].List); i >= 0 {
+				e.Listed, e.AlsoListed[i] = e.AlsoListed[i], e.Listed
+			}
+		case wait[e.Key()] != nil:
 			delete(out.of, e.Key())
-			out.drop[e.Key()] = policy.InvalidListRule(e.Listed)
-		case slices.Contains(cl, e.Path):
-			ls[0].Closure = policy.ListInClosure
+			out.wait[e.Key()] = wait[e.Key()]
+		case len(text) > 0:
+			out.of[e.Key()] = text
 		default:
-			ls[0].Closure = policy.ListTextOnly
+			delete(out.of, e.Key())
+			out.drop[e.Key()] = firstReason(why[e.Key()])
 		}
 	}
 	return out
+}
+
+// firstReason is the reason of the first list that does not count.
+func firstReason(why []string) string {
+	for _, w := range why {
+		if w != "" {
+			return w
+		}
+	}
+	return ""
 }
 
 // readList reads a list an entry names; the entry only says it is one.

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,14 +22,18 @@ import (
 
 // fakeListRefs is what the fake nix says a package list in the fake store
 // refers to: the paths its file names, but those whose name says
-// "textonly" (named as text, which Nix would not find as references).
-// nil for a path that is no list.
+// "textonly" (named as text, which Nix would not find as references),
+// and none for a list whose own name says "astext". nil for a path that
+// is no list.
 func fakeListRefs(p string) []string {
 	data, err := os.ReadFile(filepath.Join(p, "manifest.nix"))
 	if err != nil {
 		return nil
 	}
 	refs := []string{}
+	if strings.Contains(filepath.Base(p), "astext") {
+		return refs
+	}
 	for _, l := range strings.Split(string(data), "\n")[1:] {
 		if strings.HasPrefix(l, "/") && !strings.Contains(l, "textonly") {
 			refs = append(refs, l)
@@ -183,5 +189,108 @@ func TestListReadErrorWaits(t *testing.T) {
 	reason, _, _, err := j.decide(entries[0], closures{}, ls, nil, newNotes(logrus.NewEntry(logrus.New())))
 	if reason != "" || err == nil {
 		t.Errorf("decide = %q, %v; want an error: the entry waits", reason, err)
+	}
+}
+
+// A path two lists queue, the first naming it only as text, goes up by
+// the second, which depends on it, as explain says: the hook cannot ask
+// Nix, so the first to reach it is the one its entry names, and the
+// second copy (a bulk line, the entry file being there) brought its list
+// to the entry as the worker removed it. A path none of its lists
+// depends on is still dropped; and an entry keeps queue.MaxListed lists,
+// saying so of the one after.
+func TestRunListedTwice(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "dual-1", "texty-1", "many-1")
+	dual, texty, many := ps[0], ps[1], ps[2]
+	text := writeList(t, "cachix-packages-astext", nil, dual, texty, many)
+	real := writeList(t, "cachix-packages-real", nil, dual, many)
+	e.addListed(t, "on", text, dual, texty)
+	e.addListed(t, "on", real, dual, texty)
+	// many's entry, written as the worker writes one it gave lists to,
+	// holds as many as it keeps.
+	full := queue.Entry{Target: "on", Path: many.String(), Queued: time.Now().Add(-time.Hour), Listed: text.String()}
+	for i := range queue.MaxListed - 1 {
+		full.AlsoListed = append(full.AlsoListed, writeList(t, fmt.Sprintf("cachix-packages-astext-%d", i), nil, many).String())
+	}
+	data, err := json.Marshal(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.q.Dir, "entries", queue.Key("on", many)), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.addListed(t, "on", real, many)
+	f := &fakePusher{}
+	start := time.Now().Add(-time.Second)
+	if err := run(t, e.worker(map[string]*fakePusher{"on": f}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(dual)) {
+		t.Errorf("pusher calls = %q, want dual alone\n%s", calls, e.log.String())
+	}
+	recs, err := history.Read(e.q.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Outcome == history.Pushed && r.Listed != real.String() {
+			t.Errorf("history: %+v, want it listed in %s", r, real)
+		}
+	}
+	for _, p := range []storepath.Path{texty, many} {
+		want := "named in " + text.String() + " only as text"
+		if d, ok := e.q.Dropped(queue.Key("on", p), start); !ok || !strings.Contains(d.Reason, want) {
+			t.Errorf("%s: dropped %v, %+v; want a reason with %q", p.Name, ok, d, want)
+		}
+	}
+	if !strings.Contains(e.log.String(), "more package lists name the path than its queue entry keeps") || !strings.Contains(e.log.String(), "list="+real.String()) {
+		t.Errorf("the list past queue.MaxListed is not said:\n%s", e.log.String())
+	}
+}
+
+// The same, both copies in bulk files, the first known to the worker
+// before the second came; while the first is being pushed, the second
+// stays queued (its list cannot join a copy already decided), and joins
+// it after.
+func TestRunListedTwiceBulk(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "dual-1", "other-1")
+	dual, other := ps[0], ps[1]
+	text := writeList(t, "cachix-packages-astext", nil, dual)
+	real := writeList(t, "cachix-packages-real", nil, dual, other)
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: text.String()}, {Target: "on", Path: other, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"on": f})
+	w.scan(time.Now())
+	s := w.idx.slots[queue.Key("on", dual)]
+	if s == nil {
+		t.Fatal("the first copy is not known")
+	}
+	src := w.idx.srcName(s)
+	s.busy = true
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: real.String()}, {Target: "on", Path: other, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	w.scan(time.Now().Add(time.Minute))
+	if got := w.idx.srcName(s); got != src {
+		t.Errorf("the busy copy moved from %s to %s: rewritten while being pushed", src, got)
+	}
+	s.busy = false
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(dual, other)) && !slices.Equal(calls[0], strs(other, dual)) {
+		t.Errorf("pusher calls = %q, want dual and other\n%s", calls, e.log.String())
 	}
 }
