@@ -267,6 +267,11 @@ func (q *Queue) replace(e *Entry, dir string, sync bool, doing string) error {
 	return nil
 }
 
+// SyncEntries makes what was renamed into entries/ durable: Update does
+// not, for retry state a crash may lose; a caller whose next step relies
+// on the rename does.
+func (q *Queue) SyncEntries() error { return syncDir(q.path(entriesDir)) }
+
 // Remove deletes a pushed entry.
 func (q *Queue) Remove(e *Entry) error {
 	if e.src != "" {

@@ -471,8 +471,18 @@ func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved m
 	if len(updated) == 0 {
 		return stay, nil
 	}
+	inFile := len(updated) == 1 && updated[0].Source() == ""
 	res := w.q.Apply(queue.Changes{Updated: updated})
 	x.replaced(res.Replaced)
+	if inFile && len(res.Failed) == 0 {
+		// Rewritten in place (queue.Update: a rename that entries/
+		// does not sync): durable before the copy leaves bulk/, or a
+		// power cut could keep the removal and lose the list.
+		if err := w.q.SyncEntries(); err != nil {
+			w.log.WithError(err).WithField("path", updated[0].Path).Error("keeping the package lists of a path queued again")
+			stay[updated[0].Key()] = true
+		}
+	}
 	for _, e := range updated {
 		if err, bad := res.Failed[e.Key()]; bad {
 			w.log.WithError(err).WithField("path", e.Path).Error("keeping the package lists of a path queued again")
