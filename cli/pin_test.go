@@ -71,16 +71,7 @@ func TestWaitPinGivenUp(t *testing.T) {
 // gave up on while it waited exits 3 naming it, as for push --pin --wait
 // (README's exit codes): it exited 0 and said nothing of the pin.
 func TestWaitWholeQueuePinGivenUp(t *testing.T) {
-	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
-	q, file := mainQueue(t)
-	lock, err := q.AcquireWorker(context.Background(), 0)
-	if err != nil || lock == nil {
-		t.Fatalf("AcquireWorker = %v, %v", lock, err)
-	}
-	defer lock.Unlock()
-	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	q, file, root := lockedPinQueue(t)
 	e, c, out := loadedEnv(t, file)
 	looked := 0
 	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: 30 * time.Second, poll: 20 * time.Millisecond, looked: func() {
@@ -111,19 +102,10 @@ func TestWaitWholeQueuePinGivenUp(t *testing.T) {
 // still waited for every other entry queued (the hook's, another
 // target's failing backlog), until the timeout, exiting 3.
 func TestWaitPinIgnoresOtherEntries(t *testing.T) {
-	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
+	q, file, root := lockedPinQueue(t)
 	other := storepath.New(storepath.StoreDir(), "1123456789abcdfghijklmnpqrsvwxyz", "hello-1")
-	q, file := mainQueue(t)
-	lock, err := q.AcquireWorker(context.Background(), 0)
-	if err != nil || lock == nil {
-		t.Fatalf("AcquireWorker = %v, %v", lock, err)
-	}
-	defer lock.Unlock()
 	// Queued by someone else; the worker does not get to it here.
 	if _, err := q.Add([]queue.Pair{{Target: "main", Path: other}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	key := queue.PinKey("main", root, "sys")
@@ -157,16 +139,7 @@ func TestWaitPinIgnoresOtherEntries(t *testing.T) {
 // more when only a pin was left (a root pushed before, whose cachix pin
 // kept failing).
 func TestWaitTimeoutNamesPinLeft(t *testing.T) {
-	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
-	q, file := mainQueue(t)
-	lock, err := q.AcquireWorker(context.Background(), 0)
-	if err != nil || lock == nil {
-		t.Fatalf("AcquireWorker = %v, %v", lock, err)
-	}
-	defer lock.Unlock()
-	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	q, file, root := lockedPinQueue(t)
 	// The worker's failed attempt.
 	key := queue.PinKey("main", root, "sys")
 	p, err := q.ReadPin(key)
@@ -183,4 +156,21 @@ func TestWaitTimeoutNamesPinLeft(t *testing.T) {
 	if code := r.exitCode(false); code != exitNotSent || !strings.Contains(out.String(), want) || strings.Contains(out.String(), "0 paths") {
 		t.Errorf("exit %d (want 3), says:\n%s\nwant %q", code, out, want)
 	}
+}
+
+// lockedPinQueue is main's queue with the worker lock held (no worker
+// runs: the test plays its part) and the pin "sys" of a system's root.
+func lockedPinQueue(t *testing.T) (q *queue.Queue, file string, root storepath.Path) {
+	t.Helper()
+	root = storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
+	q, file = mainQueue(t)
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	t.Cleanup(func() { lock.Unlock() })
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return q, file, root
 }
