@@ -294,3 +294,53 @@ func TestRunListedTwiceBulk(t *testing.T) {
 		t.Errorf("pusher calls = %q, want dual and other\n%s", calls, e.log.String())
 	}
 }
+
+// A batch takes a pair's entry from the file of its slot, not from
+// another file that holds a copy the scan has not merged yet (held while
+// the first copy was busy): taken from there, the job decided by the
+// copy's list (one naming the path only as text) and the kept line was
+// left in a file that goes whole once its slot has left.
+func TestStartJobTakesTheSlotsOwnLine(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	ps := build(t, "dual-1", "filler-1", "other-1")
+	dual, filler, other := ps[0], ps[1], ps[2]
+	text := writeList(t, "cachix-packages-astext", nil, dual)
+	real := writeList(t, "cachix-packages-real", nil, dual, filler, other)
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: real.String()}, {Target: "on", Path: filler, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker(nil)
+	w.scan(time.Now())
+	sd := w.idx.slots[queue.Key("on", dual)]
+	if sd == nil {
+		t.Fatal("the first copy is not known")
+	}
+	own := w.idx.srcName(sd)
+	sd.busy = true
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: text.String()}, {Target: "on", Path: other, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	w.scan(time.Now().Add(time.Minute)) // the copy is held: dual is busy
+	sd.busy = false
+	so := w.idx.slots[queue.Key("on", other)]
+	if so == nil || so.src == sd.src {
+		t.Fatalf("other's slot %+v, want one in another file than dual's", so)
+	}
+	// The files are read in map order: many tries.
+	for range 30 {
+		j := w.startJob(on, []pick{{queue.Key("on", dual), sd}, {queue.Key("on", other), so}}, false)
+		if j == nil {
+			t.Fatal("no job")
+		}
+		for _, en := range j.entries {
+			if en.Path == dual.String() && (en.Source() != own || en.Listed != real.String()) {
+				t.Fatalf("dual taken from %s listed by %s, want its slot's line in %s (listed by %s)", en.Source(), en.Listed, own, real)
+			}
+		}
+		sd.busy, so.busy = false, false
+		w.running = map[string][]*job{}
+	}
+}

@@ -348,9 +348,14 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 	}
 	j := &job{cfg: w.cfg, live: &w.live, target: t, pusher: w.pushers[t.Name], facts: w.facts, tail: tail, gen: x.gen, pinned: w.pinnedRoots(t.Name),
 		entries: make([]*queue.Entry, 0, len(keys))}
-	take := func(e *queue.Entry) {
+	// take takes e, read from the file of src, for its slot: only from
+	// the slot's own file. Another may hold a copy of the pair the scan
+	// has not merged and removed yet (its kept entry busy, or not
+	// rewritable), with other lists; taken instead, the kept line stayed
+	// in its file, which goes whole once the slot has left.
+	take := func(e *queue.Entry, src uint32) {
 		s := want[e.Key()]
-		if s == nil {
+		if s == nil || s.src != src {
 			return
 		}
 		delete(want, e.Key())
@@ -376,18 +381,18 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 					x.remove(k)
 					continue
 				}
-				take(e)
+				take(e, 0)
 			}
 			continue
 		}
 		if es, ok := x.fresh[src]; ok {
 			for _, e := range es {
-				take(e)
+				take(e, src)
 			}
 			continue
 		}
 		name := x.srcName(&slot{src: src})
-		if _, err := w.q.ReadBulk(name, take); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if _, err := w.q.ReadBulk(name, func(e *queue.Entry) { take(e, src) }); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			w.log.WithError(err).Error("unreadable bulk file")
 			// Still queued: what was not read waits a back-off and is
 			// read again. Forgotten, it would go with its file, which
