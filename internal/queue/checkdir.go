@@ -30,8 +30,14 @@ func (e *DirError) Unwrap() error { return e.Err }
 // passes exactly the directories the hook and the worker accept. What
 // does not exist yet is no error: Open makes it, private.
 func CheckDir(dir string) error {
-	if err := trust.CheckParents(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("queue directory: %w", err)
+	if err := trust.CheckParents(dir); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("queue directory: %w", err)
+		}
+		// A missing parent: Open makes it only where others cannot write.
+		if err := checkMakeable(filepath.Dir(dir)); err != nil {
+			return fmt.Errorf("creating queue directory: %w", err)
+		}
 	}
 	for _, d := range []string{dir, filepath.Join(dir, entriesDir), filepath.Join(dir, bulkDir), filepath.Join(dir, tmpDir), filepath.Join(dir, corruptDir), filepath.Join(dir, droppedDir)} {
 		err := checkPrivate(d, d == dir)

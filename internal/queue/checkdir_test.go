@@ -44,6 +44,11 @@ func TestCheckDirAgreesWithOpen(t *testing.T) {
 		{"parent writable by others", func(t *testing.T, base string) string {
 			return filepath.Join(mkdirMode(t, base, "shared", 0o777), "q")
 		}, false},
+		// Like /tmp: CheckParents passes a sticky directory, but Open
+		// will not make a missing parent below one others can write.
+		{"missing parent below a sticky shared directory", func(t *testing.T, base string) string {
+			return filepath.Join(mkdirMode(t, base, "tmp", 0o777|os.ModeSticky), "a", "q")
+		}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// Two copies of the same setup: Open creates what is missing.

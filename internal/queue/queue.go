@@ -185,6 +185,16 @@ func Open(dir string) (*Queue, error) {
 // make root's next directory wherever it points (/etc, a home). Below a
 // directory only its owner can write, nobody else can.
 func mkdirParents(dir string) error {
+	if err := checkMakeable(dir); err != nil {
+		return err
+	}
+	return os.MkdirAll(dir, 0o700)
+}
+
+// checkMakeable is mkdirParents' refusal, without making anything: CheckDir
+// applies it too, so that doctor does not pass a directory Open will not
+// make.
+func checkMakeable(dir string) error {
 	above := dir
 	for {
 		fi, err := os.Stat(above)
@@ -192,18 +202,17 @@ func mkdirParents(dir string) error {
 			if fi.Mode().Perm()&0o022 != 0 {
 				return fmt.Errorf("%s does not exist, and %s above it is writable by other users: make it yourself, writable by its owner alone", dir, above)
 			}
-			break
+			return nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		up := filepath.Dir(above)
 		if up == above {
-			break
+			return nil
 		}
 		above = up
 	}
-	return os.MkdirAll(dir, 0o700)
 }
 
 func (q *Queue) path(elem ...string) string {
