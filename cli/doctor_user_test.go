@@ -210,3 +210,31 @@ func TestDoctorRootsSecretsAsUser(t *testing.T) {
 		}
 	}
 }
+
+// log, forget and retry, run by a user without sudo against root's queue
+// (the config in /etc names it), were told the queue may have been
+// planted and to remove it (rm -rf): the hook's queue, with its entries.
+func TestQueueCommandsRootsQueueAsUser(t *testing.T) {
+	u := testuser.New(t)
+	base, prog := userWorld(t)
+	conf := filepath.Join(base, "hook.conf")
+	if err := os.WriteFile(conf, []byte("store = \"file:///nonexistent\"\nallow = [\"*\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rootQueue := filepath.Join(base, "rootq")
+	if err := os.Mkdir(rootQueue, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmdName := range []string{"log", "forget", "retry"} {
+		cmd := exec.Command(prog, "--config", conf, cmdName)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + base, "CACHIX_FILTER_HOOK_QUEUE_DIR=" + rootQueue}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.Uid), Gid: uint32(u.Gid)}}
+		out, _ := cmd.CombinedOutput()
+		if strings.Contains(string(out), "rm -rf") || !strings.Contains(string(out), "run this command as root (sudo)") {
+			t.Errorf("%s as %s against root's queue: want it told to run as root, not to remove the queue; got:\n%s", cmdName, u.Name, out)
+		}
+	}
+	if _, err := os.Stat(rootQueue); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -51,6 +51,12 @@ func checkPrivate(dir string, top bool) error {
 	default:
 		return nil
 	}
+	if st.Uid == 0 && me != 0 && fi.IsDir() && fi.Mode()&fs.ModeSymlink == 0 {
+		// Root's queue, looked at by a user without sudo (the hook runs
+		// as root under nix-daemon): not planted, and not to be removed.
+		return fmt.Errorf("refusing queue directory %s: %s (owner %s, mode %04o): it is root's; run this command as root (sudo), or set queue.dir in hook.conf to a directory of your own",
+			dir, problem, trust.OwnerName(st.Uid), fi.Mode().Perm())
+	}
 	return fmt.Errorf("refusing queue directory %s: %s (owner %s, mode %04o); it must be this user's own, mode 0700: someone else may have made it to plant entries; look inside, then remove it (rm -rf %s) and it is made anew",
 		dir, problem, trust.OwnerName(st.Uid), fi.Mode().Perm(), dir)
 }
