@@ -44,6 +44,10 @@ type builds struct {
 	// not recursive).
 	valid func(ctx context.Context, paths []string) (map[string]bool, error)
 	procs map[int32]*procRoots
+	// busy is the round (plan's now) in which the session was found
+	// busy: the round's other processes are not asked, each would wait
+	// validTimeout for it too.
+	busy time.Time
 }
 
 type procRoots struct {
@@ -107,6 +111,9 @@ func (b *builds) state(pid int32, now time.Time) buildState {
 		if len(pr.open) == 0 {
 			return buildDone
 		}
+		if b.busy.Equal(now) {
+			return buildGoing
+		}
 		chunk := pr.open[:min(validChunk, len(pr.open))]
 		ctx, cancel := context.WithTimeout(context.Background(), validTimeout)
 		ok, err := b.valid(ctx, chunk)
@@ -115,6 +122,7 @@ func (b *builds) state(pid int32, now time.Time) buildState {
 			// Not asked: a batch's question held the session for the
 			// second (a big closure). Still building until the next
 			// round, as past maxChunks; not unknown for good.
+			b.busy = now
 			return buildGoing
 		}
 		if err != nil {

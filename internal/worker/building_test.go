@@ -123,13 +123,18 @@ func TestBuildState(t *testing.T) {
 		return nil, fmt.Errorf("%w: %w", nixstore.ErrSessionBusy, context.DeadlineExceeded)
 	}
 	add(mkPath("meanwhile").String())
-	for range 2 {
-		if st := w.builds.state(pid, now); st != buildGoing {
+	for i := range 2 {
+		if st := w.builds.state(pid, now.Add(time.Duration(i)*time.Second)); st != buildGoing {
 			t.Errorf("the session busy: %v, want going", st)
 		}
 	}
 	if busy != 2 {
 		t.Errorf("asked %d times while the session was busy, want each round: 2", busy)
+	}
+	// Within the round that found it busy, another process (here the
+	// same) is not asked: each question would wait validTimeout.
+	if st := w.builds.state(pid, now.Add(time.Second)); st != buildGoing || busy != 2 {
+		t.Errorf("asked again in the round that found the session busy: %v, %d questions", st, busy)
 	}
 	w.builds.valid = inner
 	valid[mkPath("meanwhile").String()] = true
