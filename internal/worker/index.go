@@ -468,21 +468,29 @@ func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved m
 			stay[k] = true // not read: its file failed, or is gone
 		}
 	}
-	if len(updated) == 0 {
-		return stay, nil
-	}
-	inFile := len(updated) == 1 && updated[0].Source() == ""
-	res := w.q.Apply(queue.Changes{Updated: updated})
-	x.replaced(res.Replaced)
-	if inFile && len(res.Failed) == 0 {
-		// Rewritten in place (queue.Update: a rename that entries/
-		// does not sync): durable before the copy leaves bulk/, or a
-		// power cut could keep the removal and lose the list.
+	// A kept entry in entries/ is rewritten in place (queue.Update: a
+	// rename that entries/ does not sync): durable before its copies
+	// leave bulk/, or a power cut could keep the removals and lose the
+	// lists. Also when nothing changes now: an earlier scan rewrote it,
+	// and its sync may have failed.
+	syncFiles := func() {
+		if len(bySrc[0]) == 0 {
+			return
+		}
 		if err := w.q.SyncEntries(); err != nil {
-			w.log.WithError(err).WithField("path", updated[0].Path).Error("keeping the package lists of a path queued again")
-			stay[updated[0].Key()] = true
+			w.log.WithError(err).Error("keeping the package lists of paths queued again")
+			for k := range bySrc[0] {
+				stay[k] = true
+			}
 		}
 	}
+	if len(updated) == 0 {
+		syncFiles()
+		return stay, nil
+	}
+	res := w.q.Apply(queue.Changes{Updated: updated})
+	x.replaced(res.Replaced)
+	syncFiles()
 	for _, e := range updated {
 		if err, bad := res.Failed[e.Key()]; bad {
 			w.log.WithError(err).WithField("path", e.Path).Error("keeping the package lists of a path queued again")
