@@ -158,6 +158,17 @@ func TestWaitTimeoutNamesPinLeft(t *testing.T) {
 	}
 }
 
+// wait (the whole queue) that times out with only a pin left says so:
+// it said "with paths still queued" with none queued.
+func TestWaitWholeQueueTimeoutPinsOnly(t *testing.T) {
+	q, file, _ := lockedPinQueue(t)
+	e, c, out := loadedEnv(t, file)
+	r := e.waitQueue(c, q, waitSpec{timeout: 300 * time.Millisecond, quiet: true})
+	if code := r.exitCode(false); code != exitNotSent || !strings.Contains(out.String(), "with 1 pin not made yet:") || strings.Contains(out.String(), "paths still queued") {
+		t.Errorf("exit %d (want 3), says:\n%s", code, out)
+	}
+}
+
 // lockedPinQueue is main's queue with the worker lock held (no worker
 // runs: the test plays its part) and the pin "sys" of a system's root.
 func lockedPinQueue(t *testing.T) (q *queue.Queue, file string, root storepath.Path) {

@@ -241,6 +241,9 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		case <-deadline:
 			prog.lastFrame()
 			switch {
+			case spec.pairs == nil && n == 0 && pins > 0:
+				// Only pins left: no path is queued.
+				e.errorf("timed out after %s with %d %s not made yet:", spec.timeout, pins, plural(pins, "pin"))
 			case spec.pairs == nil:
 				e.errorf("timed out after %s with paths still queued:", spec.timeout)
 			case len(left.pairs) > 0 || pins == 0:
