@@ -517,14 +517,7 @@ func TestPinQueuedAfterTheScanWaitsForItsEntry(t *testing.T) {
 // never left, the file being new to it at each exit. Its removal is tried
 // again, and once the file goes, it goes.
 func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	root := build(t, "done-1")[0]
-	e.pin(t, "main", root, "done", queue.Keep{})
-	names, err := e.q.PinNames()
-	if err != nil || len(names) != 1 {
-		t.Fatalf("pins = %q, %v", names, err)
-	}
+	e, _, names := donePinned(t)
 	undo := unchangeable(t, filepath.Join(e.q.Dir, "pins", names[0]))
 	c := &calls{}
 	w := e.pinWorker(c)
@@ -558,25 +551,9 @@ func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
 // made: marked unreadable for good, it waited for the next worker, which
 // a worker running as a service never is.
 func TestPinUnreadableForAMomentIsMadeLater(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	root := build(t, "done-1")[0]
-	e.pin(t, "main", root, "done", queue.Keep{})
-	names, err := e.q.PinNames()
-	if err != nil || len(names) != 1 {
-		t.Fatalf("pins = %q, %v", names, err)
-	}
+	e, root, names := donePinned(t)
 	file := filepath.Join(e.q.Dir, "pins", names[0])
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(file); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mknod(file, syscall.S_IFSOCK|0o600, 0); err != nil {
-		t.Fatal(err)
-	}
+	data := socketInPlace(t, file)
 	c := &calls{}
 	w := e.pinWorker(c)
 	w.state = LoadState(e.q.Dir)
@@ -598,4 +575,36 @@ func TestPinUnreadableForAMomentIsMadeLater(t *testing.T) {
 	if names, _ := e.q.PinNames(); len(names) != 0 {
 		t.Errorf("pins left: %q", names)
 	}
+}
+
+// donePinned is main's queue with one pin, "done" of a built root, the
+// root and the name of the pin's file.
+func donePinned(t *testing.T) (*env, storepath.Path, []string) {
+	t.Helper()
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := build(t, "done-1")[0]
+	e.pin(t, "main", root, "done", queue.Keep{})
+	names, err := e.q.PinNames()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("pins = %q, %v", names, err)
+	}
+	return e, root, names
+}
+
+// socketInPlace puts a socket, which open refuses, in the place of file
+// (a reason of the moment not to read it), and returns what file held.
+func socketInPlace(t *testing.T, file string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mknod(file, syscall.S_IFSOCK|0o600, 0); err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -1125,16 +1125,7 @@ func TestRunSpawnedSeesAgainAnEntryOnceUnreadable(t *testing.T) {
 	p := build(t, "hello-1")[0]
 	e.add(t, "main", p)
 	file := filepath.Join(e.q.Dir, "entries", queue.Key("main", p))
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(file); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mknod(file, syscall.S_IFSOCK|0o600, 0); err != nil {
-		t.Fatal(err)
-	}
+	data := socketInPlace(t, file)
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": f})
 	w.scan(time.Now())
