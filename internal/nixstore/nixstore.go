@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
@@ -60,12 +61,25 @@ func (n Nix) Trusted(name string) (string, error) {
 func (n Nix) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	real, err := n.Trusted(name)
 	cmd := exec.CommandContext(ctx, n.Bin(name), args...)
+	cmd.Env = nixEnv(os.Environ())
 	if err != nil {
 		cmd.Err = err
 	} else {
 		cmd.Path = real
 	}
 	return cmd
+}
+
+// cachixSecrets are the variables cachix reads its secrets from, which
+// the worker may inherit: Nix has no use for them, so it does not get
+// them.
+var cachixSecrets = []string{"CACHIX_AUTH_TOKEN=", "CACHIX_SIGNING_KEY="}
+
+// nixEnv returns env without cachix's secrets.
+func nixEnv(env []string) []string {
+	return slices.DeleteFunc(env, func(kv string) bool {
+		return slices.ContainsFunc(cachixSecrets, func(p string) bool { return strings.HasPrefix(kv, p) })
+	})
 }
 
 // Command prepares a nix-command invocation with the experimental

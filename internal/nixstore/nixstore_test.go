@@ -144,3 +144,23 @@ func endsWithContext(t *testing.T, d time.Duration, call func(context.Context) e
 		t.Fatal("the Nix call did not return 20s after its context ended: its stdout is read until EOF, which a child holds off")
 	}
 }
+
+// TestNixGetsNoCachixSecrets: the worker may inherit cachix's token and
+// signing key (cachix reads them from its environment), and every Nix
+// program it ran inherited them too, though Nix has no use for them.
+func TestNixGetsNoCachixSecrets(t *testing.T) {
+	t.Setenv("CACHIX_AUTH_TOKEN", "inherited-T0KEN")
+	t.Setenv("CACHIX_SIGNING_KEY", "cache-1:c2VjcmV0")
+	dir := t.TempDir()
+	script := "#!/bin/sh\nprintf '%s\\n' \"/nix/store/00000000000000000000000000000000-${CACHIX_AUTH_TOKEN:-none}-${CACHIX_SIGNING_KEY:-none}\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	outs, err := Nix{BinDir: dir}.Outputs(context.Background(), "/nix/store/00000000000000000000000000000000-x.drv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/nix/store/00000000000000000000000000000000-none-none"; len(outs) != 1 || outs[0] != want {
+		t.Errorf("nix-store saw %q, want %q: cachix's secrets reached it", outs, want)
+	}
+}
