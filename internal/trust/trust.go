@@ -144,6 +144,11 @@ func check(path string, kind Kind, depth int) (string, error) {
 			if !script {
 				how = "a program loaded by"
 			}
+			// The kernel looks a relative one up from the working
+			// directory at exec time, which is not the one checked.
+			if !filepath.IsAbs(interp) {
+				return "", fmt.Errorf("%s is %s %q, which is not an absolute path: the kernel would look it up in the working directory of whoever runs it; name it by its absolute path", path, how, interp)
+			}
 			if _, err := check(interp, Program, depth+1); err != nil {
 				// path exists: an error wrapping fs.ErrNotExist
 				// would say it does not (doctor: "has no nix").

@@ -434,3 +434,28 @@ func TestCheckELFInterpreterUnreadSections(t *testing.T) {
 		}
 	}
 }
+
+// The kernel looks a relative #! interpreter or PT_INTERP up from the
+// working directory of the process at exec time, not the checker's: it
+// was checked in the checker's (where root's own file of that name
+// passed), so what it named when run was never checked. It is refused.
+func TestCheckRelativeInterpreter(t *testing.T) {
+	d := rootDir(t)
+	write(t, filepath.Join(d, "sh"), 0o755)
+	write(t, filepath.Join(d, "ld.so"), 0o755)
+	t.Chdir(d)
+	script := filepath.Join(d, "cachix")
+	if err := os.WriteFile(script, []byte("#!sh\necho hi\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Check(script, Program); err == nil || !strings.Contains(err.Error(), `"sh"`) || !strings.Contains(err.Error(), "not an absolute path") {
+		t.Errorf("Check of a script run by a relative interpreter = %v, want a refusal naming it", err)
+	}
+	prog := filepath.Join(d, "nix")
+	if err := os.WriteFile(prog, elfWithInterp(t, "ld.so"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Check(prog, Program); err == nil || !strings.Contains(err.Error(), `"ld.so"`) || !strings.Contains(err.Error(), "not an absolute path") {
+		t.Errorf("Check of a program loaded by a relative loader = %v, want a refusal naming it", err)
+	}
+}
