@@ -136,7 +136,13 @@ func check(path string, kind Kind, depth int) (string, error) {
 	// an ELF program's loader (PT_INTERP) before the program itself:
 	// the rule applies to them as to the program.
 	if kind == Program {
-		if interp, script := interpreter(w); interp != "" {
+		interp, script, err := interpreter(w)
+		if err != nil {
+			// The kernel runs what it names all the same (it
+			// needs no read permission): unchecked, refused.
+			return "", fmt.Errorf("%s cannot be read (%w), so what the kernel runs before it (a #! interpreter or an ELF loader) cannot be checked; make it readable: chmod a+r %s", path, err, w.real)
+		}
+		if interp != "" {
 			if depth >= maxInterpreters {
 				return "", fmt.Errorf("checking %s: too many levels of interpreters", path)
 			}
@@ -164,35 +170,34 @@ func check(path string, kind Kind, depth int) (string, error) {
 
 // interpreter returns the program on the #! line of the regular file w
 // ended on (script true), or the loader an ELF file names (PT_INTERP),
-// or "" when there is none, or the file cannot be read (then it cannot
-// run as a script either).
-func interpreter(w *walked) (string, bool) {
+// or "" when there is none, or an error when the file cannot be read.
+func interpreter(w *walked) (string, bool, error) {
 	if w.st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return "", false
+		return "", false, nil
 	}
 	fd, err := unix.Openat(w.dir, w.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return "", false
+		return "", false, err
 	}
 	defer unix.Close(fd)
 	buf := make([]byte, 256) // what the kernel reads of a #! line
 	n, err := unix.Read(fd, buf)
 	if err != nil {
-		return "", false
+		return "", false, err
 	}
 	if bytes.HasPrefix(buf[:n], []byte(elf.ELFMAG)) {
-		return elfInterpreter(fd), false
+		return elfInterpreter(fd), false, nil
 	}
 	line, ok := bytes.CutPrefix(buf[:n], []byte("#!"))
 	if !ok {
-		return "", false
+		return "", false, nil
 	}
 	line, _, _ = bytes.Cut(line, []byte("\n"))
 	f := bytes.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
 	if len(f) == 0 {
-		return "", false
+		return "", false, nil
 	}
-	return string(f[0]), true
+	return string(f[0]), true, nil
 }
 
 // elfInterpreter returns the PT_INTERP of the ELF file open as fd, as the

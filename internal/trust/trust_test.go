@@ -5,8 +5,10 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -457,5 +459,55 @@ func TestCheckRelativeInterpreter(t *testing.T) {
 	}
 	if _, err := Check(prog, Program); err == nil || !strings.Contains(err.Error(), `"ld.so"`) || !strings.Contains(err.Error(), "not an absolute path") {
 		t.Errorf("Check of a program loaded by a relative loader = %v, want a refusal naming it", err)
+	}
+}
+
+// envCheckAsUser names a program for the test binary, run as another
+// user, to Check and print the result of (TestCheckUnreadableProgram).
+const envCheckAsUser = "TRUST_TEST_CHECK_AS_USER"
+
+// The kernel runs a program its user may execute but not read (mode
+// 0711) with its loader, and a script so with its interpreter: a user
+// running Check could not read the program to find that loader, and
+// passed it unchecked. It is refused instead.
+func TestCheckUnreadableProgram(t *testing.T) {
+	if p := os.Getenv(envCheckAsUser); p != "" {
+		_, err := Check(p, Program)
+		fmt.Printf("result: %v\n", err)
+		return
+	}
+	u, other := testuser.New(t), testuser.New(t)
+	d := rootDir(t)
+	if err := os.Chmod(filepath.Dir(d), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	od := filepath.Join(d, "otherdir")
+	if err := os.Mkdir(od, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	loader := write(t, filepath.Join(od, "ld.so"), 0o755)
+	other.Chown(t, od)
+	prog := filepath.Join(d, "cachix")
+	if err := os.WriteFile(prog, elfWithInterp(t, loader), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	// The test binary, where the user can run it.
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(d, "trust.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestCheckUnreadableProgram$")
+	cmd.Env = []string{envCheckAsUser + "=" + prog}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.Uid), Gid: uint32(u.Gid)}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("running the check as %s: %v\n%s", u.Name, err, out)
+	}
+	if !strings.Contains(string(out), "result: "+prog+" cannot be read") {
+		t.Errorf("Check of a program %s cannot read, loaded by %s (another user's), as %s:\n%s\nwant it refused as unreadable", prog, loader, u.Name, out)
 	}
 }
