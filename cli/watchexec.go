@@ -85,8 +85,9 @@ func runWatchExec(e *env, o *watchOptions) int {
 		e.errorf("left out %d %s added to the store while COMMAND ran, neither built nor substituted (nix-store --add, builtins.path; by anyone): %s; --include-added queues them", len(added), plural(len(added), "path"), firstOf(added, maxNamed))
 	}
 	if len(paths) == 0 {
-		// After "left out N added paths", not "no new store paths".
-		if !o.quiet && len(added) == 0 {
+		// After "left out N added paths", or the warning that some
+		// may have been missed, not "no new store paths".
+		if !o.quiet && len(added) == 0 && !overflow {
 			e.errorf("no new store paths")
 		}
 		return status
