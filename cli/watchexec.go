@@ -37,6 +37,17 @@ type watchOptions struct {
 
 func runWatchExec(e *env, o *watchOptions) int {
 	argv := e.args
+	// A hangup (a dropped ssh session) ends COMMAND as SIGTERM does, not
+	// us: what it built is still queued. Caught, not ignored, so that
+	// it stays default in COMMAND; one we were started with ignored
+	// (nohup) stays ignored.
+	if !signal.Ignored(syscall.SIGHUP) {
+		ctx, stop := signal.NotifyContext(e.ctx, syscall.SIGHUP)
+		defer stop()
+		we := *e
+		we.ctx = ctx
+		e = &we
+	}
 	// The config first: better not to run the command than to run it
 	// and push nothing.
 	c, err := e.load()
@@ -169,14 +180,18 @@ func firstOf(paths []string, n int) string {
 }
 
 // runCommand runs argv with our standard streams and returns its exit
-// status (128+signal when a signal ended it). SIGINT and SIGTERM sent to
-// us are passed on, each as it came, and we wait for it to exit.
+// status (128+signal when a signal ended it). SIGINT, SIGTERM and SIGHUP
+// sent to us are passed on, each as it came, and we wait for it to exit.
 func (e *env) runCommand(argv []string) int {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
 	// Before the start, so that none sent meanwhile is missed.
 	sigs := make(chan os.Signal, 4)
-	if ss := stopSignals(); len(ss) > 0 {
+	ss := stopSignals()
+	if !signal.Ignored(syscall.SIGHUP) {
+		ss = append(ss, syscall.SIGHUP)
+	}
+	if len(ss) > 0 {
 		signal.Notify(sigs, ss...)
 		defer signal.Stop(sigs)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,40 +24,83 @@ type wxRun struct {
 	stderr      bytes.Buffer
 }
 
-// startWatchExec writes script as cmd.sh and runs watch-exec on it; conf
-// is the hook.conf.
-func startWatchExec(t *testing.T, conf, script string) *wxRun {
+// newWxRun makes the world of a watch-exec run: $WORK with hook.conf,
+// store/, queue/ (whose worker lock the test holds, so that nothing
+// queued starts a worker) and bin/.
+func newWxRun(t *testing.T, conf string) (*wxRun, *sigintWorld) {
 	t.Helper()
 	w := newSigintWorld(t)
 	r := &wxRun{base: filepath.Dir(w.conf), store: filepath.Join(filepath.Dir(w.conf), "store")}
 	if err := os.WriteFile(w.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Mkdir(filepath.Join(r.base, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(holdWorker(t, filepath.Join(r.base, "queue")))
+	return r, w
+}
+
+// start writes script as cmd.sh, which must write its pid ($$) to
+// $WORK/ready once it runs, and runs watch-exec on it, with nix.bin_dir
+// $WORK/bin. The command is killed when the test ends, should
+// watch-exec have left it running.
+func (r *wxRun) start(t *testing.T, w *sigintWorld, script string) {
+	t.Helper()
 	if err := os.WriteFile(w.cmdFile, []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r.cmd = exec.Command(w.prog, "--config", w.conf, "watch-exec", "--", "sh", w.cmdFile)
 	r.cmd.Dir = r.base
-	r.cmd.Env = append(w.env, "WORK="+r.base)
+	r.cmd.Env = append(w.env, "WORK="+r.base, "CACHIX_FILTER_HOOK_NIX_BIN_DIR="+filepath.Join(r.base, "bin"))
 	r.cmd.Stderr = &r.stderr
+	// Only when watch-exec left the command behind, holding stderr.
+	r.cmd.WaitDelay = time.Second
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = r.cmd.Process.Kill(); _ = r.cmd.Wait() })
-	eventually.True(t, 30*time.Second, "the command to start", fileExists(filepath.Join(r.base, "ready")))
-	return r
+	ready := filepath.Join(r.base, "ready")
+	t.Cleanup(func() {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		if b, err := os.ReadFile(ready); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	eventually.True(t, 30*time.Second, "the command to start", func() bool {
+		b, err := os.ReadFile(ready)
+		return err == nil && strings.HasSuffix(string(b), "\n")
+	})
 }
 
-// wait waits for watch-exec to exit and returns its status.
+// wait waits for watch-exec to exit and returns its exit status, failing
+// the test if a signal ended it.
 func (r *wxRun) wait(t *testing.T) int {
 	t.Helper()
 	err := r.cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() >= 0 {
 		return ee.ExitCode()
 	} else if err != nil {
-		t.Fatal(err)
+		t.Fatalf("watch-exec: %v; stderr:\n%s", err, &r.stderr)
 	}
 	return 0
+}
+
+// nix writes a stand-in nix into $WORK/bin that answers path-info (Nix
+// 2.8's list form) for the paths given, each built (it has a deriver).
+func (r *wxRun) nix(t *testing.T, paths ...string) {
+	t.Helper()
+	var infos []string
+	for _, p := range paths {
+		infos = append(infos, fmt.Sprintf(`{"path":%q,"narSize":100,"deriver":%q,"references":[]}`, p, filepath.Join(r.store, "x0000000000000000000000000000000-x.drv")))
+	}
+	script := "#!/bin/sh\ncat <<'JSON'\n[" + strings.Join(infos, ",\n") + "]\nJSON\n"
+	if err := os.WriteFile(filepath.Join(r.base, "bin", "nix"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // procState is the state letter of pid in /proc (R, S, T, Z...).
@@ -85,8 +129,8 @@ func TestWatchExecOverflowDoesNotSayNoPaths(t *testing.T) {
 	if err != nil || n > 1<<20 {
 		t.Skipf("max_queued_events %q", max)
 	}
-	r := startWatchExec(t, "cache = \"main\"\nallow = [\"*\"]\n",
-		"touch ready\nfor i in $(seq 600); do [ -e go ] && exit 0; sleep 0.05; done\nexit 1\n")
+	r, w := newWxRun(t, "cache = \"main\"\nallow = [\"*\"]\n")
+	r.start(t, w, "echo $$ >ready\nfor i in $(seq 600); do [ -e go ] && exit 0; sleep 0.05; done\nexit 1\n")
 	pid := r.cmd.Process.Pid
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -112,5 +156,39 @@ func TestWatchExecOverflowDoesNotSayNoPaths(t *testing.T) {
 	}
 	if strings.Contains(errs, "no new store paths") {
 		t.Errorf("after warning that paths may have been missed, watch-exec said there were none:\n%s", errs)
+	}
+}
+
+// A hangup (a dropped ssh session, or kill -HUP) sent to watch-exec is
+// passed on to its command, as SIGTERM is, and what the command built
+// until then is still queued and named, instead of watch-exec dying by
+// the signal's default action with nothing queued.
+func TestWatchExecHangupQueuesWhatWasBuilt(t *testing.T) {
+	r, w := newWxRun(t, "cache = \"main\"\nallow = [\"*\"]\n")
+	app := filepath.Join(r.store, "a0000000000000000000000000000000-app-1.0")
+	r.nix(t, app)
+	// On SIGHUP, registers a path (its lock deleted) and ends.
+	r.start(t, w, "trap 'echo HUP >>got; touch "+app+".lock; mkdir "+app+"; rm "+app+".lock; exit 129' HUP\n"+
+		"echo $$ >ready\nfor i in $(seq 600); do sleep 0.05; done\nexit 1\n")
+	if err := syscall.Kill(r.cmd.Process.Pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.wait(t); st != 129 {
+		t.Errorf("watch-exec exited %d, want 129 (the command's status)", st)
+	}
+	if b, _ := os.ReadFile(filepath.Join(r.base, "got")); string(b) != "HUP\n" {
+		t.Errorf("the command saw %q, want one SIGHUP", b)
+	}
+	if errs := r.stderr.String(); !strings.Contains(errs, "queued 1 of 1 paths") {
+		t.Errorf("the path built is not said queued:\n%s", errs)
+	}
+	entries, _ := filepath.Glob(filepath.Join(r.base, "queue", "entries", "*"))
+	var queued []byte
+	for _, f := range entries {
+		b, _ := os.ReadFile(f)
+		queued = append(queued, b...)
+	}
+	if !bytes.Contains(queued, []byte(app)) {
+		t.Errorf("%s is not in the queue (%d entries); stderr:\n%s", app, len(entries), &r.stderr)
 	}
 }
