@@ -206,6 +206,11 @@ func (e *env) runCommand(argv []string) int {
 		// Interrupted before we listened.
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 	}
+	// Those that came before the start are passed on, a Ctrl-C at the
+	// terminal included: it could not reach COMMAND itself.
+	for range len(sigs) {
+		_ = cmd.Process.Signal(<-sigs)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error

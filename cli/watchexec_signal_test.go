@@ -2,16 +2,21 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 )
@@ -190,5 +195,103 @@ func TestWatchExecHangupQueuesWhatWasBuilt(t *testing.T) {
 	}
 	if !bytes.Contains(queued, []byte(app)) {
 		t.Errorf("%s is not in the queue (%d entries); stderr:\n%s", app, len(entries), &r.stderr)
+	}
+}
+
+// envCtrlCHelper makes the test binary the helper of
+// TestWatchExecCtrlCBeforeStart: the directory of its files.
+const envCtrlCHelper = "CLI_TEST_CTRLC_HELPER"
+
+// A Ctrl-C typed after watch-exec listens for signals but before its
+// command starts does not reach the command from the terminal (it is not
+// running yet), so watch-exec passes it on, even in the terminal's
+// foreground, where it passes none on of those that come later. Here the
+// command's start is held in fork (the test holds syscall.ForkLock) while
+// a real Ctrl-C is typed at a terminal, a pty whose foreground
+// runCommand runs in (the test binary again, as the helper).
+func TestWatchExecCtrlCBeforeStart(t *testing.T) {
+	if dir := os.Getenv(envCtrlCHelper); dir != "" {
+		ctrlCHelper(t, dir)
+		return
+	}
+	dir := t.TempDir()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	defer ptmx.Close()
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	helper := exec.Command(self, "-test.run=^TestWatchExecCtrlCBeforeStart$", "-test.v")
+	helper.Env = append(os.Environ(), envCtrlCHelper+"="+dir)
+	helper.Stdin, helper.Stdout, helper.Stderr = pts, &out, &out
+	helper.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = helper.Process.Kill(); _ = helper.Wait() })
+	eventually.True(t, 60*time.Second, "the command's start to be held", fileExists(filepath.Join(dir, "held")))
+	// Ctrl-C, typed: the terminal sends SIGINT to its foreground group.
+	if _, err := ptmx.Write([]byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Wait(); err != nil {
+		t.Fatalf("%v\n%s", err, &out)
+	}
+	if !strings.Contains(out.String(), "--- PASS") {
+		t.Fatalf("the helper did not pass:\n%s", &out)
+	}
+}
+
+// ctrlCHelper is the helper's side: runCommand with its start held in
+// fork until the Ctrl-C has come.
+func ctrlCHelper(t *testing.T, dir string) {
+	if !inForeground() {
+		t.Fatal("not in the terminal's foreground")
+	}
+	// As Main listens.
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals()...)
+	defer stop()
+	mine := make(chan os.Signal, 1)
+	signal.Notify(mine, os.Interrupt)
+	var errs bytes.Buffer
+	e := &env{ctx: ctx, stdout: &errs, stderr: &errs}
+	script := filepath.Join(dir, "cmd.sh")
+	// At most 10 s, when no SIGINT comes.
+	if err := os.WriteFile(script, []byte("for i in $(seq 200); do sleep 0.05; done\nexit 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	syscall.ForkLock.RLock()
+	status := make(chan int, 1)
+	go func() { status <- e.runCommand([]string{"sh", script}) }()
+	eventually.True(t, 30*time.Second, "runCommand to wait to fork", func() bool {
+		buf := make([]byte, 1<<20)
+		return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("syscall.forkExec("))
+	})
+	if err := os.WriteFile(filepath.Join(dir, "held"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	<-mine
+	// Stop waits until the signal was given to every channel, runCommand's
+	// included.
+	signal.Stop(mine)
+	syscall.ForkLock.RUnlock()
+	if st := <-status; st != 130 {
+		t.Errorf("the command ended with %d, want 130: the Ctrl-C typed before it started did not reach it\n%s", st, &errs)
 	}
 }
