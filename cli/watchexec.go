@@ -48,6 +48,14 @@ func runWatchExec(e *env, o *watchOptions) int {
 		we.ctx = ctx
 		e = &we
 	}
+	// A message to a stderr nobody reads any more (ssh without a
+	// terminal, dropped) fails, instead of killing us by SIGPIPE before
+	// we queued. Caught for the same reason as SIGHUP.
+	if !signal.Ignored(syscall.SIGPIPE) {
+		pipe := make(chan os.Signal, 1)
+		signal.Notify(pipe, syscall.SIGPIPE)
+		defer signal.Stop(pipe)
+	}
 	// The config first: better not to run the command than to run it
 	// and push nothing.
 	c, err := e.load()

@@ -27,6 +27,7 @@ type wxRun struct {
 	base, store string
 	cmd         *exec.Cmd
 	stderr      bytes.Buffer
+	stderrTo    *os.File // instead of stderr, when set
 }
 
 // newWxRun makes the world of a watch-exec run: $WORK with hook.conf,
@@ -59,6 +60,9 @@ func (r *wxRun) start(t *testing.T, w *sigintWorld, script string) {
 	r.cmd.Dir = r.base
 	r.cmd.Env = append(w.env, "WORK="+r.base, "CACHIX_FILTER_HOOK_NIX_BIN_DIR="+filepath.Join(r.base, "bin"))
 	r.cmd.Stderr = &r.stderr
+	if r.stderrTo != nil {
+		r.cmd.Stderr = r.stderrTo
+	}
 	// Only when watch-exec left the command behind, holding stderr.
 	r.cmd.WaitDelay = time.Second
 	if err := r.cmd.Start(); err != nil {
@@ -94,13 +98,28 @@ func (r *wxRun) wait(t *testing.T) int {
 	return 0
 }
 
+// queued tells whether an entry of the queue names p.
+func (r *wxRun) queued(p string) bool {
+	entries, _ := filepath.Glob(filepath.Join(r.base, "queue", "entries", "*"))
+	for _, f := range entries {
+		if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(p)) {
+			return true
+		}
+	}
+	return false
+}
+
 // nix writes a stand-in nix into $WORK/bin that answers path-info (Nix
-// 2.8's list form) for the paths given, each built (it has a deriver).
-func (r *wxRun) nix(t *testing.T, paths ...string) {
+// 2.8's list form) for the paths given, each built (it has a deriver),
+// and for those added (no deriver, no signature).
+func (r *wxRun) nix(t *testing.T, added []string, built ...string) {
 	t.Helper()
 	var infos []string
-	for _, p := range paths {
+	for _, p := range built {
 		infos = append(infos, fmt.Sprintf(`{"path":%q,"narSize":100,"deriver":%q,"references":[]}`, p, filepath.Join(r.store, "x0000000000000000000000000000000-x.drv")))
+	}
+	for _, p := range added {
+		infos = append(infos, fmt.Sprintf(`{"path":%q,"narSize":100,"references":[]}`, p))
 	}
 	script := "#!/bin/sh\ncat <<'JSON'\n[" + strings.Join(infos, ",\n") + "]\nJSON\n"
 	if err := os.WriteFile(filepath.Join(r.base, "bin", "nix"), []byte(script), 0o755); err != nil {
@@ -171,7 +190,7 @@ func TestWatchExecOverflowDoesNotSayNoPaths(t *testing.T) {
 func TestWatchExecHangupQueuesWhatWasBuilt(t *testing.T) {
 	r, w := newWxRun(t, "cache = \"main\"\nallow = [\"*\"]\n")
 	app := filepath.Join(r.store, "a0000000000000000000000000000000-app-1.0")
-	r.nix(t, app)
+	r.nix(t, nil, app)
 	// On SIGHUP, registers a path (its lock deleted) and ends.
 	r.start(t, w, "trap 'echo HUP >>got; touch "+app+".lock; mkdir "+app+"; rm "+app+".lock; exit 129' HUP\n"+
 		"echo $$ >ready\nfor i in $(seq 600); do sleep 0.05; done\nexit 1\n")
@@ -187,14 +206,8 @@ func TestWatchExecHangupQueuesWhatWasBuilt(t *testing.T) {
 	if errs := r.stderr.String(); !strings.Contains(errs, "queued 1 of 1 paths") {
 		t.Errorf("the path built is not said queued:\n%s", errs)
 	}
-	entries, _ := filepath.Glob(filepath.Join(r.base, "queue", "entries", "*"))
-	var queued []byte
-	for _, f := range entries {
-		b, _ := os.ReadFile(f)
-		queued = append(queued, b...)
-	}
-	if !bytes.Contains(queued, []byte(app)) {
-		t.Errorf("%s is not in the queue (%d entries); stderr:\n%s", app, len(entries), &r.stderr)
+	if !r.queued(app) {
+		t.Errorf("%s is not in the queue; stderr:\n%s", app, &r.stderr)
 	}
 }
 
@@ -293,5 +306,35 @@ func ctrlCHelper(t *testing.T, dir string) {
 	syscall.ForkLock.RUnlock()
 	if st := <-status; st != 130 {
 		t.Errorf("the command ended with %d, want 130: the Ctrl-C typed before it started did not reach it\n%s", st, &errs)
+	}
+}
+
+// With its stderr a pipe nobody reads any more (ssh without a terminal
+// whose connection dropped), watch-exec still queues what its command
+// built: writing a message to it fails, and does not kill watch-exec by
+// SIGPIPE before it queued. Here the line leaving an added path out
+// comes before the queueing.
+func TestWatchExecClosedStderrStillQueues(t *testing.T) {
+	r, w := newWxRun(t, "cache = \"main\"\nallow = [\"*\"]\n")
+	app := filepath.Join(r.store, "a0000000000000000000000000000000-app-1.0")
+	src := filepath.Join(r.store, "s0000000000000000000000000000000-source")
+	r.nix(t, []string{src}, app)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	defer pw.Close()
+	r.stderrTo = pw
+	script := "echo $$ >ready\n"
+	for _, p := range []string{src, app} {
+		script += "touch " + p + ".lock; mkdir " + p + "; rm " + p + ".lock\n"
+	}
+	r.start(t, w, script)
+	if st := r.wait(t); st != 0 {
+		t.Errorf("watch-exec exited %d, want 0 (the command's status)", st)
+	}
+	if !r.queued(app) {
+		t.Errorf("%s, built, is not in the queue", app)
 	}
 }
