@@ -144,6 +144,13 @@ func (w *Worker) finish(res *result) {
 				w.queueFailed(log, e, part.what, err, now)
 				continue
 			}
+			if s := x.slots[e.Key()]; s != nil && s.held && part.what != "dropping the queue entry failed" {
+				// Up: the copy held meanwhile is this pair.
+				if x.sent == nil {
+					x.sent = map[string]bool{}
+				}
+				x.sent[e.Key()] = true
+			}
 			x.remove(e.Key())
 			if part.what == "dropping the queue entry failed" {
 				w.state.dropped(name, res.kinds[e.Key()])

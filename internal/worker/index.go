@@ -33,6 +33,7 @@ type slot struct {
 	busy     bool   // in a batch being pushed
 	half     bool   // its failing group was halved, and the other half went
 	pinned   bool   // a copy of it says pinned (see queue.Entry.Pinned)
+	held     bool   // a copy queued while it was busy was left (see scan)
 	session  int32  // pid of the Nix process that ran the hook; 0: none
 }
 
@@ -69,6 +70,10 @@ type index struct {
 	// are kept, and only until the end of the round's plan, so that
 	// the worker's memory still does not grow with the backlog.
 	fresh map[uint32][]*queue.Entry
+	// sent are the keys of entries pushed (or found upstream) while a
+	// copy of theirs was held: the next scan removes that copy, the
+	// same pair, rather than pushing it again.
+	sent map[string]bool
 }
 
 func newIndex() *index {
@@ -206,7 +211,13 @@ func (w *Worker) scan(now time.Time) {
 					more[n] = append(more[n], ls...)
 				}
 				dups = append(dups, queue.Stub(n, ""))
+			} else {
+				s.held = true
 			}
+			return
+		}
+		if x.sent[n] {
+			dups = append(dups, queue.Stub(n, ""))
 			return
 		}
 		e, err := w.q.Read(n)
@@ -274,11 +285,15 @@ func (w *Worker) scan(now time.Time) {
 						// Its lists cannot join a copy being
 						// decided: this one stays, for a later
 						// scan.
-						held = true
+						held, old.held = true, true
 						return
 					}
 					more[e.Key()] = append(more[e.Key()], ls...)
 				}
+				dups = append(dups, e)
+				return
+			}
+			if x.sent[e.Key()] {
 				dups = append(dups, e)
 				return
 			}
@@ -318,6 +333,7 @@ func (w *Worker) scan(now time.Time) {
 		}
 	}
 	x.stamp, x.lastFull = stamp, now
+	x.sent = nil
 	if len(more) > 0 {
 		stay, moved := w.relist(more)
 		dups = slices.DeleteFunc(dups, func(e *queue.Entry) bool {

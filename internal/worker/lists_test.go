@@ -344,3 +344,78 @@ func TestStartJobTakesTheSlotsOwnLine(t *testing.T) {
 		w.running = map[string][]*job{}
 	}
 }
+
+// A copy held while its first copy is being pushed (its list could not
+// join a copy already decided) is the same pair: once the first copy is
+// pushed, the held one goes with no pusher call and no second record.
+// Held in a bulk file, or in entries/ (queued one by one).
+func TestRunListedHeldCopyAfterPush(t *testing.T) {
+	for _, bulk := range []bool{true, false} {
+		t.Run(fmt.Sprint("bulk=", bulk), func(t *testing.T) { testRunListedHeldCopyAfterPush(t, bulk) })
+	}
+}
+
+func testRunListedHeldCopyAfterPush(t *testing.T, bulk bool) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "dual-1", "other-1", "third-1")
+	dual, other, third := ps[0], ps[1], ps[2]
+	real := writeList(t, "cachix-packages-real", nil, dual, other)
+	again := writeList(t, "cachix-packages-again", nil, dual, third)
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: real.String()}, {Target: "on", Path: other, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker(nil)
+	n := rounds(w)
+	queued := false
+	f := &fakePusher{fail: func(paths []string) error {
+		if queued || !slices.Contains(paths, dual.String()) {
+			return nil
+		}
+		queued = true
+		// Queued again by another list while dual is being pushed;
+		// the push ends once a scan has seen (and held) the copy.
+		pairs := []queue.Pair{{Target: "on", Path: dual, Listed: again.String()}, {Target: "on", Path: third, Listed: again.String()}}
+		if !bulk {
+			pairs = pairs[:1]
+		}
+		if _, err := e.q.Add(pairs, time.Now().Add(-time.Hour)); err != nil {
+			t.Error(err)
+		}
+		waitRound(t, n, e.log)
+		return nil
+	}}
+	w.pushers["on"] = f
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	calls, _ := f.Calls()
+	pushes := 0
+	for _, c := range calls {
+		if slices.Contains(c, dual.String()) {
+			pushes++
+		}
+	}
+	if !queued || pushes != 1 {
+		t.Errorf("pusher calls = %q, want dual in one\n%s", calls, e.log.String())
+	}
+	recs, err := history.Read(e.q.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, r := range recs {
+		if r.Outcome == history.Pushed {
+			got[r.Path]++
+		}
+	}
+	if got[dual.String()] != 1 || got[other.String()] != 1 || bulk && got[third.String()] != 1 {
+		t.Errorf("pushed records %v, want one each", got)
+	}
+	if es := e.entries(t); len(es) != 0 {
+		t.Errorf("left queued: %v", es)
+	}
+}
