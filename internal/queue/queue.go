@@ -100,7 +100,8 @@ type Entry struct {
 
 // MaxListed bounds the lists an entry keeps (Listed and AlsoListed): a
 // path named by thousands of lists must not make its entry grow with
-// them. A list past it is not kept (AddListed says so).
+// them. A list past it is not kept (AddListed says so): the worker
+// leaves its copy queued until the entry is decided.
 const MaxListed = 8
 
 // Listings are where the pair was chosen: Listed, then AlsoListed.

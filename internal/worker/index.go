@@ -426,10 +426,11 @@ func (w *Worker) newEntries() bool {
 // their other copies name (more, by key), before those copies go: the
 // list that depends on a path may be the second to queue it (the hook
 // cannot ask Nix which), and a copy removed with it lost the path. An
-// entry keeps queue.MaxListed lists at most, the first that came; one
-// more is said in the log and does not count. It returns the keys whose
-// other copies must stay, their entry not read or not rewritten now (a
-// later scan tries again), and the bulk files Apply replaced.
+// entry keeps queue.MaxListed lists at most, the first that came; a copy
+// naming one more stays, held (see slot.held), and is said in the log.
+// It returns the keys whose other copies must stay, their entry not read
+// or not rewritten now or full (a later scan tries again), and the bulk
+// files Apply replaced.
 func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved map[string]string) {
 	x := w.idx
 	stay = map[string]bool{}
@@ -450,9 +451,18 @@ func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved m
 		for _, l := range more[e.Key()] {
 			ch, full := c.AddListed(l)
 			changed = changed || ch
-			if full {
+			if !full {
+				continue
+			}
+			// Any local user can fill an entry with lists naming the
+			// path as text: a list past them keeps its copy queued,
+			// held as for a busy entry, to be decided by its own
+			// lists once this entry is.
+			stay[e.Key()] = true
+			if s := x.slots[e.Key()]; s != nil && !s.held {
+				s.held = true
 				w.log.WithFields(logrus.Fields{"path": c.Path, "target": c.Target, "list": l, "kept": queue.MaxListed}).
-					Warn("more package lists name the path than its queue entry keeps: this one does not count for it")
+					Warn("more package lists name the path than its queue entry keeps: this one waits until the entry is decided")
 			}
 		}
 		if changed {

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -197,34 +196,19 @@ func TestListReadErrorWaits(t *testing.T) {
 // Nix, so the first to reach it is the one its entry names, and the
 // second copy (a bulk line, the entry file being there) brought its list
 // to the entry as the worker removed it. A path none of its lists
-// depends on is still dropped; and an entry keeps queue.MaxListed lists,
-// saying so of the one after.
+// depends on is still dropped.
 func TestRunListedTwice(t *testing.T) {
 	fakeStore(t)
 	on := mkTarget(t, "on", nil, nil)
 	on.PackageLists = true
 	e := newEnv(t, on)
 	e.cfg.Nix.BinDir = fakeNixStore(t)
-	ps := build(t, "dual-1", "texty-1", "many-1")
-	dual, texty, many := ps[0], ps[1], ps[2]
-	text := writeList(t, "cachix-packages-astext", nil, dual, texty, many)
-	real := writeList(t, "cachix-packages-real", nil, dual, many)
+	ps := build(t, "dual-1", "texty-1")
+	dual, texty := ps[0], ps[1]
+	text := writeList(t, "cachix-packages-astext", nil, dual, texty)
+	real := writeList(t, "cachix-packages-real", nil, dual)
 	e.addListed(t, "on", text, dual, texty)
 	e.addListed(t, "on", real, dual, texty)
-	// many's entry, written as the worker writes one it gave lists to,
-	// holds as many as it keeps.
-	full := queue.Entry{Target: "on", Path: many.String(), Queued: time.Now().Add(-time.Hour), Listed: text.String()}
-	for i := range queue.MaxListed - 1 {
-		full.AlsoListed = append(full.AlsoListed, writeList(t, fmt.Sprintf("cachix-packages-astext-%d", i), nil, many).String())
-	}
-	data, err := json.Marshal(full)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(e.q.Dir, "entries", queue.Key("on", many)), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.addListed(t, "on", real, many)
 	f := &fakePusher{}
 	start := time.Now().Add(-time.Second)
 	if err := run(t, e.worker(map[string]*fakePusher{"on": f}), Once); err != nil {
@@ -242,14 +226,9 @@ func TestRunListedTwice(t *testing.T) {
 			t.Errorf("history: %+v, want it listed in %s", r, real)
 		}
 	}
-	for _, p := range []storepath.Path{texty, many} {
-		want := "named in " + text.String() + " only as text"
-		if d, ok := e.q.Dropped(queue.Key("on", p), start); !ok || !strings.Contains(d.Reason, want) {
-			t.Errorf("%s: dropped %v, %+v; want a reason with %q", p.Name, ok, d, want)
-		}
-	}
-	if !strings.Contains(e.log.String(), "more package lists name the path than its queue entry keeps") || !strings.Contains(e.log.String(), "list="+real.String()) {
-		t.Errorf("the list past queue.MaxListed is not said:\n%s", e.log.String())
+	want := "named in " + text.String() + " only as text"
+	if d, ok := e.q.Dropped(queue.Key("on", texty), start); !ok || !strings.Contains(d.Reason, want) {
+		t.Errorf("%s: dropped %v, %+v; want a reason with %q", texty.Name, ok, d, want)
 	}
 }
 
@@ -417,5 +396,52 @@ func testRunListedHeldCopyAfterPush(t *testing.T, bulk bool) {
 	}
 	if es := e.entries(t); len(es) != 0 {
 		t.Errorf("left queued: %v", es)
+	}
+}
+
+// Another local user who builds queue.MaxListed lists naming someone's
+// path only as text, before its real list, cannot have it dropped: the
+// real list's copy, past what the entry keeps, stays queued until the
+// entry is decided, and is then decided by its own list.
+func TestRunListedPastMaxListed(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	victim := build(t, "victim-1")[0]
+	for i := range queue.MaxListed {
+		e.addListed(t, "on", writeList(t, fmt.Sprintf("cachix-packages-astext-%d", i), nil, victim), victim)
+	}
+	w := e.worker(nil)
+	w.scan(time.Now()) // the entry holds MaxListed lists
+	real := writeList(t, "cachix-packages-real", nil, victim)
+	e.addListed(t, "on", real, victim)
+	f := &fakePusher{}
+	w.pushers["on"] = f
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(victim)) {
+		t.Errorf("pusher calls = %q, want victim\n%s", calls, e.log.String())
+	}
+	recs, err := history.Read(e.q.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushed := 0
+	for _, r := range recs {
+		if r.Outcome == history.Pushed {
+			pushed++
+			if r.Listed != real.String() {
+				t.Errorf("history: %+v, want it listed in %s", r, real)
+			}
+		}
+	}
+	if pushed != 1 {
+		t.Errorf("%d pushed records, want 1", pushed)
+	}
+	if !strings.Contains(e.log.String(), "more package lists name the path than its queue entry keeps") || !strings.Contains(e.log.String(), "list="+real.String()) {
+		t.Errorf("the list past queue.MaxListed is not said:\n%s", e.log.String())
 	}
 }
