@@ -31,6 +31,13 @@ let
   # in step with pkglist.Magic.
   magic = "cachix-filter-hook package list 1";
 
+  # The hook's bounds of one list (pkglist.MaxSize, MaxPaths and
+  # maxTargets): a list past one is refused at build time, nothing of it
+  # queued, so it is refused here, at evaluation.
+  maxSize = 1048576;
+  maxPaths = 10000;
+  maxTargets = 256;
+
   # What a store path as text looks like: the store directory, a hash and
   # a name, nothing after it.
   storePathRegex = "${builtins.storeDir}/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+";
@@ -122,9 +129,18 @@ in
         # line, and with it the whole list.
         else if !(isList targets) || targets == [ ] || !all (t: isString t && match "[^\n\r]+" t != null) targets then
           throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each, no carriage return)"
+        else if length targets > maxTargets then
+          throw "cachixPackages: targets names ${toString (length targets)} targets; the hook reads at most ${toString maxTargets} in one list"
         else
           map (t: "target ${t}") targets;
-      text = concatStringsSep "\n" ([ magic ] ++ targetLines ++ unique) + "\n";
+      text0 = concatStringsSep "\n" ([ magic ] ++ targetLines ++ unique) + "\n";
+      text =
+        if length unique > maxPaths then
+          throw "cachixPackages: packages names ${toString (length unique)} store paths; the hook reads at most ${toString maxPaths} in one list: make several lists (each its own name)"
+        else if stringLength text0 > maxSize then
+          throw "cachixPackages: the list's file would be ${toString (stringLength text0)} bytes; the hook reads at most ${toString maxSize} (1 MiB) in one list: make several lists (each its own name), or name fewer targets"
+        else
+          text0;
       list = derivation {
         name = "${drvName}.list";
         system = if system != null then system else systemOf packages;

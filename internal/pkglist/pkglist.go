@@ -40,7 +40,8 @@ import (
 const Magic = "cachix-filter-hook package list 1"
 
 // Bounds of one list: a list names packages, not closures, so a few
-// hundred is already large.
+// hundred is already large. nix/lib.nix refuses a list past them at
+// evaluation: kept in step.
 const (
 	MaxSize  = 1 << 20
 	MaxPaths = 10000

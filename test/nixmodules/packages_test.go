@@ -529,3 +529,43 @@ func TestHomeManagerActivationBounded(t *testing.T) {
 		t.Errorf("the activation took %s with a push that hangs: it waits for it without a timeout\n%s", d.Round(time.Second), r.Activation)
 	}
 }
+
+// cachixPackages refuses at evaluation a list past the hook's bounds of
+// one list (256 targets, pkglist.MaxPaths paths, pkglist.MaxSize bytes),
+// naming the bound: Nix built it happily and the hook refused it whole at
+// build time, nothing of it queued. A list at the bounds evaluates.
+func TestCachixPackagesRefusesPastHookBounds(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	pkgs := func(n int) string {
+		return fmt.Sprintf(`(builtins.genList (i: derivation { name = "p${toString i}"; system = "cfh-test-system"; builder = "/bin/sh"; }) %d)`, n)
+	}
+	for _, tc := range []struct {
+		name, args string
+		want       string // "": evaluates
+	}{
+		{"256 targets", "packages = " + pkgs(1) + "; targets = builtins.genList (i: \"t${toString i}\") 256;", ""},
+		{"257 targets", "packages = " + pkgs(1) + "; targets = builtins.genList (i: \"t${toString i}\") 257;", "at most 256"},
+		{"MaxPaths paths", "packages = " + pkgs(pkglist.MaxPaths) + ";", ""},
+		{"MaxPaths+1 paths", "packages = " + pkgs(pkglist.MaxPaths+1) + ";", fmt.Sprintf("at most %d", pkglist.MaxPaths)},
+		// 256 targets of 4,200 characters: past MaxSize in all.
+		{"past MaxSize", fmt.Sprintf(`packages = %s; targets = let x = builtins.concatStringsSep "" (builtins.genList (i: "x") 4200); in builtins.genList (i: "t${toString i}${x}") 256;`, pkgs(1)), fmt.Sprintf("at most %d", pkglist.MaxSize)},
+	} {
+		expr := fmt.Sprintf("let l = %s.cachixPackages { %s }; in builtins.seq l.drvPath true", lib, tc.args)
+		_, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "-E", expr)
+		short := tc.name
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("cachixPackages { %s }: %v", short, err)
+		case tc.want != "" && err == nil:
+			t.Errorf("cachixPackages { %s } evaluates: the hook refuses the list it builds", short)
+		case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+			t.Errorf("cachixPackages { %s }: %v; want an error with %q", short, err, tc.want)
+		}
+	}
+}
