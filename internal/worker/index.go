@@ -402,13 +402,21 @@ func (w *Worker) dirStamp() ([2]int64, bool) {
 
 // newEntries reports whether the queue holds entry files or bulk files
 // the worker has not seen. One it found unreadable and could not move
-// aside was seen: taken for new, it kept a spawned worker for ever.
+// aside was seen: taken for new, it kept a spawned worker for ever. Past
+// maxUnreadable their names are not kept, so one not known is read again
+// (only then: a worker leaving) and is new only if it can be read.
 func (w *Worker) newEntries() bool {
 	found := false
 	_ = w.q.EachEntryName(func(n string) {
-		if _, ok := w.idx.slots[n]; !ok && !w.unreadable[n] {
-			found = true
+		if _, ok := w.idx.slots[n]; found || ok || w.unreadable[n] {
+			return
 		}
+		if len(w.unreadable) >= maxUnreadable {
+			if _, err := w.q.PeekFile(n); err != nil {
+				return
+			}
+		}
+		found = true
 	})
 	if found {
 		return true

@@ -1148,3 +1148,32 @@ func TestRunSpawnedSeesAgainAnEntryOnceUnreadable(t *testing.T) {
 		t.Errorf("pusher calls = %q, want the entry pushed, then again once queued again", calls)
 	}
 }
+
+// Past maxUnreadable entries that can be neither read nor moved aside,
+// the names of the others are not kept: each was taken for new at every
+// look before leaving, and a spawned worker took the lock again, round
+// after round, for ever. It leaves after a few rounds.
+func TestRunSpawnedLeavesPastManyUnmovableEntries(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	if err := os.WriteFile(filepath.Join(e.q.Dir, "corrupt"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxUnreadable + 1 {
+		if err := os.WriteFile(filepath.Join(e.q.Dir, "entries", fmt.Sprintf("junk%d", i)), []byte("junk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := e.worker(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rounds := 0
+	w.roundStarts = func() {
+		if rounds++; rounds > 10 {
+			cancel()
+		}
+	}
+	if err := w.Run(ctx, Spawned); err != nil {
+		t.Fatalf("Run(Spawned) = %v after %d rounds, want it to leave, nothing left to push", err, rounds)
+	}
+}
