@@ -234,10 +234,11 @@ func (w *Worker) record(target string, res *result) {
 		}
 	}
 	none := func(*queue.Entry) string { return "" }
+	share := max(minReason, reasonBudget/max(1, len(res.failed)+len(res.dropped)+len(res.upstream)))
 	add(res.pushed, history.Pushed, none, len(res.pushed), res.took)
-	add(res.failed, history.Failed, failedReasons(res.failed), len(res.failed), res.took)
-	add(res.dropped, history.Dropped, func(e *queue.Entry) string { return e.Reason }, 0, 0)
-	add(res.upstream, history.Upstream, func(e *queue.Entry) string { return res.reasons[e.Key()] }, 0, 0)
+	add(res.failed, history.Failed, sharedReasons(res.failed, share, func(e *queue.Entry) string { return e.LastError }), len(res.failed), res.took)
+	add(res.dropped, history.Dropped, sharedReasons(res.dropped, share, func(e *queue.Entry) string { return e.Reason }), 0, 0)
+	add(res.upstream, history.Upstream, sharedReasons(res.upstream, share, func(e *queue.Entry) string { return res.reasons[e.Key()] }), 0, 0)
 	if len(recs) == 0 {
 		return
 	}
@@ -246,30 +247,35 @@ func (w *Worker) record(target string, res *result) {
 	}
 }
 
-// failedReasonBudget is about how many bytes of the pusher's error the
-// records of one failed batch hold together, beyond the first record's.
-// Each path of the batch has the same error: 10,000 paths of a 1,000-byte
-// error passed the history's bound in one append, rotating every earlier
-// record away (and again at every retry).
+// reasonBudget is about how many bytes of reasons (the pusher's error,
+// why a path was dropped or left out) the records of one job hold
+// together, beyond the newest record's of each kind. Each path of a
+// failed batch has the same error: 10,000 paths of a 1,000-byte error
+// passed the history's bound in one append, rotating every earlier record
+// away (and again at every retry); 10,000 drops of a long closure_deny
+// reason did the same.
 const (
-	failedReasonBudget = history.MaxSize / 4
-	minFailedReason    = 100
+	reasonBudget = history.MaxSize / 4
+	minReason    = 100
 )
 
-// failedReasons gives the last failed entry its whole error (readers such
-// as status look at the newest records first) and the others their share
-// of failedReasonBudget (at least minFailedReason bytes): the worker's
-// log has the error whole too.
-func failedReasons(failed []*queue.Entry) func(*queue.Entry) string {
-	if len(failed) < 2 {
-		return func(e *queue.Entry) string { return e.LastError }
+// sharedReasons gives the last of es its whole reason (readers such as
+// status look at the newest records first) and the others theirs cut to
+// share bytes: the worker's log has the error whole too, and dropped/
+// each drop's reason. A reason that says the path was lost stays whole
+// (it is short): wait tells lost paths from those the rules left out by
+// it.
+func sharedReasons(es []*queue.Entry, share int, reason func(*queue.Entry) string) func(*queue.Entry) string {
+	if len(es) < 2 {
+		return reason
 	}
-	last, share := failed[len(failed)-1], max(minFailedReason, failedReasonBudget/len(failed))
+	last := es[len(es)-1]
 	return func(e *queue.Entry) string {
-		if e == last {
-			return e.LastError
+		r := reason(e)
+		if e == last || Lost(r) {
+			return r
 		}
-		return truncate(e.LastError, share)
+		return truncate(r, share)
 	}
 }
 

@@ -1,6 +1,9 @@
 package worker
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,5 +50,68 @@ func TestRecordFailedBigBatchKeepsTheHistory(t *testing.T) {
 	}
 	if whole != 1 || !lastWhole {
 		t.Errorf("%d failed records hold the whole error (the newest: %v), want the newest alone", whole, lastWhole)
+	}
+}
+
+// A batch of 10,000 paths dropped (or left out as upstream), each with a
+// reason of some 500 bytes (closure_deny names the dependency and the
+// rule), wrote 7 MB of records in one append: past the history's bound,
+// so that the append rotated it, and earlier records went with the
+// rotation. A reason that says the path was lost stays whole. Their reasons share the
+// bound as a failed batch's do; the newest of each kind is whole.
+func TestRecordDroppedBigBatchKeepsTheHistory(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	w := e.worker(nil)
+	before := mkPath("before-1.0").String()
+	w.record("main", &result{pushed: []*queue.Entry{{Target: "main", Path: before}}})
+	why := `closure_deny = "skip": its closure contains ` + mkPath("secret-1").String() + ", " + strings.Repeat("denied by a long rule; ", 20)
+	res := &result{reasons: map[string]string{}}
+	for i := range 10000 {
+		en := &queue.Entry{Target: "main", Path: mkPath(fmt.Sprintf("p-%d", i)).String()}
+		if i%2 == 0 {
+			en.Reason = why
+			if i%10 == 0 {
+				en.Reason = listGoneReason(mkPath("cachix-packages-" + strings.Repeat("x", 40)).String())
+			}
+			res.dropped = append(res.dropped, en)
+		} else {
+			res.upstream = append(res.upstream, en)
+			res.reasons[en.Key()] = "already in https://cache.example.org/" + strings.Repeat("x", 400)
+		}
+	}
+	w.record("main", res)
+	// Within the bound, the append did not rotate: the record before
+	// it is kept however large it is.
+	if fi, err := os.Stat(filepath.Join(e.q.Dir, history.File+".1")); err == nil {
+		t.Errorf("one append of 10000 dropped and upstream records rotated the history (%d bytes rotated)", fi.Size())
+	}
+	recs, err := history.Read(e.q.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, n, whole, lost := false, 0, 0, 0
+	for _, r := range recs {
+		switch {
+		case r.Path == before && r.Outcome == history.Pushed:
+			kept = true
+		case r.Outcome == history.Dropped || r.Outcome == history.Upstream:
+			n++
+			if Lost(r.Reason) {
+				lost++
+			}
+			if r.Reason == why || len(r.Reason) > 400 {
+				whole++
+			}
+		}
+	}
+	if !kept || n != 10000 {
+		t.Fatalf("history after a batch of 10000 dropped and upstream: the record before kept %v, %d of their records", kept, n)
+	}
+	if lost != 1000 {
+		t.Errorf("%d records say their path was lost, want 1000: wait tells those from drops by the rules by their reasons", lost)
+	}
+	if whole != 2 {
+		t.Errorf("%d records hold their whole reason, want 2 (the newest of each kind)", whole)
 	}
 }
