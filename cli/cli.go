@@ -33,6 +33,9 @@ type env struct {
 	stderr     io.Writer
 	version    string
 	cmd        *command // the command running
+	// ensureWorker starts a worker unless one runs (nil:
+	// worker.EnsureRunning); tests see the call instead.
+	ensureWorker func(*config.Config, *queue.Queue) error
 }
 
 // Main runs the program and returns its exit status. version is what the

@@ -10,6 +10,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 // lockWait bounds how long forget waits for a worker to exit before it
@@ -85,18 +86,40 @@ func runForget(e *env, o *forgetOptions) int {
 		}
 		return c.Target(t) == nil
 	}
+	// What was queued before forget waited for the lock: a hook that
+	// queues meanwhile finds the lock taken and counts on its holder to
+	// push, as on a worker. So, as a worker does, forget looks once more
+	// after it lets go, and starts one for what came.
+	before := queuedKeys(q)
 	if !o.dryRun {
 		lock, err := e.takeLock(q)
 		if err != nil {
 			e.errorf("%v", err)
 			return 1
 		}
-		defer lock.Unlock()
+		defer func() {
+			lock.Unlock()
+			if queuedSince(q, before) {
+				start := e.ensureWorker
+				if start == nil {
+					start = worker.EnsureRunning
+				}
+				if err := start(c, q); err != nil {
+					e.errorf("starting a worker for what was queued meanwhile: %v", err)
+				}
+			}
+		}()
 	}
 	entries, _, err := q.List()
 	if err != nil {
 		e.errorf("%v", err)
 		return 1
+	}
+	// A pair forgotten and queued again meanwhile is new.
+	for _, en := range entries {
+		if want(en.Target) {
+			delete(before, en.Key())
+		}
 	}
 	n, ok := e.forgetEach(entries, func(en *queue.Entry) bool { return want(en.Target) }, removeQueued(q), o.dryRun, func(en *queue.Entry) string {
 		return fmt.Sprintf("%s queued %s -> %s (not pushed)", verb, en.Path, en.Target)
@@ -114,6 +137,7 @@ func runForget(e *env, o *forgetOptions) int {
 		if !want(p.Target) {
 			continue
 		}
+		delete(before, "pin "+p.Key())
 		if !o.dryRun {
 			if err := q.RemovePin(p); err != nil {
 				e.errorf("%v", err)
@@ -132,6 +156,31 @@ func runForget(e *env, o *forgetOptions) int {
 		fmt.Fprintf(e.stdout, "no queued entries %s\n", what)
 	}
 	return status
+}
+
+// queuedKeys are the keys of the entries and the pins (prefixed "pin ")
+// queued now.
+func queuedKeys(q *queue.Queue) map[string]bool {
+	keys := map[string]bool{}
+	names, _ := q.Names()
+	for _, k := range names {
+		keys[k] = true
+	}
+	pins, _ := q.PinNames()
+	for _, k := range pins {
+		keys["pin "+k] = true
+	}
+	return keys
+}
+
+// queuedSince reports whether an entry or a pin not in before is queued.
+func queuedSince(q *queue.Queue, before map[string]bool) bool {
+	for k := range queuedKeys(q) {
+		if !before[k] {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetEach removes (unless dryRun) the entries that want selects, all

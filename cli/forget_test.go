@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -84,5 +85,64 @@ func TestForgetPairQueuedTwice(t *testing.T) {
 	}
 	for _, en := range left {
 		t.Errorf("still queued after forget said so: %s -> %s", en.Path, en.Target)
+	}
+}
+
+// hookWriter queues a pair at forget's first line, as a hook would while
+// forget holds the worker lock, and checks that the lock is taken then.
+type hookWriter struct {
+	t      *testing.T
+	q      *queue.Queue
+	pair   queue.Pair
+	queued bool
+	out    strings.Builder
+}
+
+func (w *hookWriter) Write(p []byte) (int, error) {
+	if !w.queued {
+		w.queued = true
+		if running, err := w.q.WorkerRunning(); err != nil || !running {
+			w.t.Errorf("the worker lock is free while forget removes entries (%v): a hook would start a worker itself", err)
+		}
+		if _, err := w.q.Add([]queue.Pair{w.pair}, time.Now()); err != nil {
+			w.t.Error(err)
+		}
+	}
+	return w.out.Write(p)
+}
+
+// forget holds the worker lock while it removes entries: a hook that
+// queues meanwhile finds it taken and starts no worker, counting on the
+// holder. forget then starts one, as a worker leaving does; it starts
+// none when nothing came.
+func TestForgetStartsAWorkerForWhatCameMeanwhile(t *testing.T) {
+	q, file := mainQueue(t)
+	mk := func(s string) storepath.Path {
+		p, err := storepath.Parse("/nix/store", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := mk("/nix/store/a9r346p3d25vs4g5v37f3r3f28js97kb-one-1.0")
+	b := mk("/nix/store/b9r346p3d25vs4g5v37f3r3f28js97kb-two-1.0")
+	for _, meanwhile := range []bool{false, true} {
+		if _, err := q.Add([]queue.Pair{{Target: "main", Path: a}}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e, _, _ := loadedEnv(t, file)
+		hook := &hookWriter{t: t, q: q, pair: queue.Pair{Target: "main", Path: b}, queued: !meanwhile}
+		e.stdout = hook
+		started := 0
+		e.ensureWorker = func(*config.Config, *queue.Queue) error { started++; return nil }
+		if st := runForget(e, &forgetOptions{target: "main"}); st != 0 {
+			t.Fatalf("forget --target main exited %d:\n%s", st, hook.out.String())
+		}
+		if want := map[bool]int{false: 0, true: 1}[meanwhile]; started != want {
+			t.Errorf("queued meanwhile %v: forget started %d workers, want %d", meanwhile, started, want)
+		}
+		if _, ok := q.Get(queue.Key("main", b)); ok != meanwhile {
+			t.Errorf("queued meanwhile %v: the pair the hook queued is queued %v", meanwhile, ok)
+		}
 	}
 }
