@@ -155,6 +155,7 @@ func (w *Worker) finish(res *result) {
 			if part.what == "dropping the queue entry failed" {
 				w.state.dropped(name, res.kinds[e.Key()])
 				w.metrics.stale = true
+				w.rootDropped(e)
 			}
 		}
 	}

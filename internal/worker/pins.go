@@ -75,6 +75,24 @@ func (w *Worker) scanPins() {
 			delete(w.pinMade, n)
 		}
 	}
+	for n := range w.pinRootDropped {
+		if !seen[n] {
+			delete(w.pinRootDropped, n)
+		}
+	}
+}
+
+// rootDropped marks the pins known whose root is e, which this worker has
+// just dropped. A drop is the pin's when it comes after the pin was
+// queued: the worker's own order says so for the pins it knew, where the
+// dropped file's time, compared with the pin's, missed a drop after the
+// clock was stepped back.
+func (w *Worker) rootDropped(e *queue.Entry) {
+	for _, p := range w.pins {
+		if p.Target == e.Target && p.Path == e.Path {
+			w.pinRootDropped[p.Key()] = e.Reason
+		}
+	}
 }
 
 // adoptPin puts a pin read from disk on the worker's clock, as adopt does
@@ -147,6 +165,12 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			left = true // its closure is not in the cache yet
 			continue
 		}
+		if why, ok := w.pinRootDropped[p.Key()]; ok {
+			w.dropPin(log, p, "its root was dropped: "+why)
+			continue
+		}
+		// A pin read after its root was dropped (by an earlier
+		// worker, or before the pin's file came): the files' times.
 		if e, ok := w.q.Dropped(key, p.Queued); ok {
 			w.dropPin(log, p, "its root was dropped: "+e.Reason)
 			continue
@@ -240,6 +264,7 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) {
 	w.pinRemoved()
 	delete(w.pins, p.Key())
 	delete(w.pinDropRecorded, p.Key())
+	delete(w.pinRootDropped, p.Key())
 	log.WithField("reason", reason).Warn("pin dropped")
 }
 

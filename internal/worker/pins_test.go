@@ -608,3 +608,42 @@ func socketInPlace(t *testing.T, file string) []byte {
 	}
 	return data
 }
+
+// A pin whose root is dropped after the clock was stepped back: the
+// dropped file is older than the pin by the clock, and the root's drop
+// was missed, the pin made. The worker knew the pin when it dropped the
+// root: the drop is the pin's.
+func TestPinDroppedWithItsRootAfterAClockStep(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+	secret := build(t, "secret-1")[0]
+	e.add(t, "main", secret) // dropped by the deny rule
+	e.pin(t, "main", secret, "secret", queue.Keep{})
+	pins, _, err := e.q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	// Queued an hour ahead of the clock: the clock went back an hour
+	// after push --pin.
+	pins[0].Queued = time.Now().Add(time.Hour)
+	if err := e.q.UpdatePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	if err := run(t, e.pinWorker(c), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := c.list(); len(got) != 0 {
+		t.Errorf("calls = %q, want none: the root was dropped", got)
+	}
+	recs, _ := history.Read(e.q.Dir)
+	var why string
+	for _, r := range recs {
+		if r.Outcome == history.PinDropped {
+			why = r.Reason
+		}
+	}
+	if !strings.Contains(why, `its root was dropped: no longer selected: deny "secret-*"`) {
+		t.Errorf("the pin's drop: reason %q", why)
+	}
+}

@@ -112,6 +112,9 @@ type Worker struct {
 	// pinMade are the pins made whose files could not be removed: only
 	// their removal is tried again (see pin).
 	pinMade map[string]bool
+	// pinRootDropped are the pins whose root's entry this worker dropped
+	// while it knew them, with the reason (see rootDropped).
+	pinRootDropped map[string]string
 }
 
 // New prepares a worker; Run does the work.
@@ -133,6 +136,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 	}
 	w.pinDropRecorded = map[string]bool{}
 	w.pinMade = map[string]bool{}
+	w.pinRootDropped = map[string]string{}
 	w.newPinner = func(t *config.Target) (pusher.Pinner, error) { return pusher.NewPinner(w.cfg, t) }
 	w.builds = newBuilds(func(ctx context.Context, paths []string) (map[string]bool, error) {
 		infos, err := w.facts.nix.PathInfos(ctx, false, paths...)
