@@ -136,6 +136,10 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			}
 			continue
 		}
+		if w.pinning[p.Target] == p.Key() {
+			left = true // its call runs
+			continue
+		}
 		t := w.cfg.Target(p.Target)
 		if t == nil {
 			continue // kept, as entries of a removed target are
@@ -179,38 +183,61 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			w.dropPin(log, p, "its root is no longer in the store (garbage-collected)")
 			continue
 		}
+		if _, busy := w.pinning[t.Name]; busy {
+			left = true // after the target's pin call that runs
+			continue
+		}
 		pinner, err := w.newPinner(t)
 		if err != nil {
 			w.dropPin(log, p, err.Error())
 			continue
 		}
-		if !w.pin(ctx, log, pinner, p) {
-			left = true
-			if next.IsZero() || p.NextAttempt.Before(next) {
-				next = p.NextAttempt
-			}
-		}
+		w.startPin(ctx, log, pinner, p)
+		left = true
 	}
 	return left, next
 }
 
-// pin runs one pin call; false when it failed (the pin is kept, backed
-// off).
-func (w *Worker) pin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinner, p *queue.Pin) bool {
-	start := time.Now()
-	out := pusher.NewSummary(storepath.StoreDir())
-	err := pinner.Pin(ctx, p.Name, p.Path, p.Keep, out)
-	out.Flush()
-	took := time.Since(start)
+// pinResult is what a pin call came to.
+type pinResult struct {
+	p    *queue.Pin
+	log  *logrus.Entry
+	err  error
+	took time.Duration
+	out  *pusher.Summary
+	cut  bool // the worker is stopping: cut short, not failed
+}
+
+// startPin runs one pin call on a goroutine of its own, as a push is: a
+// cachix that hangs on a pin holds, up to queue.push_timeout, only the
+// other pins of its target, not the loop and every push. Its result
+// comes back on pinResults (see pinDone).
+func (w *Worker) startPin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinner, p *queue.Pin) {
+	w.pinning[p.Target] = p.Key()
+	name, path, keep := p.Name, p.Path, p.Keep
+	go func() {
+		start := time.Now()
+		out := pusher.NewSummary(storepath.StoreDir())
+		err := pinner.Pin(ctx, name, path, keep, out)
+		out.Flush()
+		w.pinResults <- &pinResult{p: p, log: log, err: err, took: time.Since(start), out: out, cut: ctx.Err() != nil}
+	}()
+}
+
+// pinDone makes a pin call's outcome durable: the pin's file goes when
+// it was made, else it is kept, backed off.
+func (w *Worker) pinDone(res *pinResult) {
+	delete(w.pinning, res.p.Target)
+	p, log, err, took := res.p, res.log, res.err, res.took
 	fields := logrus.Fields{"duration": took.Round(time.Millisecond).String()}
 	if k := p.Keep.String(); k != "" {
 		fields["keep"] = k
 	}
-	if text := out.Text(); text != "" {
+	if text := res.out.Text(); text != "" {
 		fields["output"] = text
 	}
-	if ctx.Err() != nil {
-		return false // shutting down: cut short, not failed
+	if res.cut {
+		return
 	}
 	now := time.Now()
 	if err == nil {
@@ -229,7 +256,7 @@ func (w *Worker) pin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinne
 		}
 		log.WithFields(fields).Info("pinned")
 		w.state.pinned(w.q.Dir, p.Target, now)
-		return true
+		return
 	}
 	p.Attempts++
 	p.LastAttempt = now
@@ -243,7 +270,6 @@ func (w *Worker) pin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinne
 	log.WithFields(fields).Warn("pin failed")
 	w.recordPin(p, history.PinFailed, p.LastError, took)
 	w.state.pinFailed(w.q.Dir, p.Target)
-	return false
 }
 
 // dropPin gives up on a pin, with the reason.

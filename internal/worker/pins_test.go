@@ -522,8 +522,9 @@ func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
 	c := &calls{}
 	w := e.pinWorker(c)
 	w.state = LoadState(e.q.Dir)
-	for range 3 {
-		if left, _ := w.doPins(context.Background(), time.Now()); left {
+	for i := range 3 {
+		// The first round starts the call: its pin is left until it ends.
+		if left := pinRound(w); left && i > 0 {
 			t.Error("doPins: a pin left, want none: it was made")
 		}
 	}
@@ -534,7 +535,7 @@ func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
 		t.Error("newPins: the pin made is new to the worker, which would not leave")
 	}
 	undo()
-	w.doPins(context.Background(), time.Now())
+	pinRound(w)
 	if names, _ := e.q.PinNames(); len(names) != 0 {
 		t.Errorf("pins left once the file can go: %q", names)
 	}
@@ -557,7 +558,7 @@ func TestPinUnreadableForAMomentIsMadeLater(t *testing.T) {
 	c := &calls{}
 	w := e.pinWorker(c)
 	w.state = LoadState(e.q.Dir)
-	w.doPins(context.Background(), time.Now())
+	pinRound(w)
 	if got := c.list(); len(got) != 0 {
 		t.Fatalf("calls = %q, want none while the pin cannot be read", got)
 	}
@@ -568,13 +569,24 @@ func TestPinUnreadableForAMomentIsMadeLater(t *testing.T) {
 	if err := os.WriteFile(file, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w.doPins(context.Background(), time.Now())
+	pinRound(w)
 	if got := c.list(); len(got) != 1 || got[0] != "pin main done "+root.String()+" " {
 		t.Errorf("calls = %q, want the pin made once it can be read", got)
 	}
 	if names, _ := e.q.PinNames(); len(names) != 0 {
 		t.Errorf("pins left: %q", names)
 	}
+}
+
+// pinRound is a round's pins as the loop makes them: doPins, then the
+// outcomes of the pin calls it started, which the loop's await takes. It
+// returns doPins' left.
+func pinRound(w *Worker) bool {
+	left, _ := w.doPins(context.Background(), time.Now())
+	for len(w.pinning) > 0 {
+		w.pinDone(<-w.pinResults)
+	}
+	return left
 }
 
 // donePinned is main's queue with one pin, "done" of a built root, the
@@ -645,5 +657,50 @@ func TestPinDroppedWithItsRootAfterAClockStep(t *testing.T) {
 	}
 	if !strings.Contains(why, `its root was dropped: no longer selected: deny "secret-*"`) {
 		t.Errorf("the pin's drop: reason %q", why)
+	}
+}
+
+// hangingPinner is a cachix whose pin hangs until released (or the worker
+// stops).
+type hangingPinner struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (p hangingPinner) Pin(ctx context.Context, name, path string, keep queue.Keep, out io.Writer) error {
+	close(p.started)
+	select {
+	case <-p.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A pin call that hangs (up to queue.push_timeout, an hour by default)
+// ran on the worker's loop: every push of every target waited for it.
+// The push of a path queued beside it goes while it hangs.
+func TestPinThatHangsHoldsNoPush(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "done-1", "next-1")
+	e.pin(t, "main", ps[0], "done", queue.Keep{}) // pushed before: pinned at once
+	e.add(t, "main", ps[1])
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"main": f})
+	hp := hangingPinner{started: make(chan struct{}), release: make(chan struct{})}
+	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return hp, nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, Once) }()
+	<-hp.started
+	waitFor(t, "the push beside the hanging pin", func() bool { calls, _ := f.Calls(); return len(calls) == 1 }, e.log)
+	close(hp.release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left once the pin call ended: %q", names)
 	}
 }

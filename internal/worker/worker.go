@@ -115,6 +115,10 @@ type Worker struct {
 	// pinRootDropped are the pins whose root's entry this worker dropped
 	// while it knew them, with the reason (see rootDropped).
 	pinRootDropped map[string]string
+	// pinning are the pin calls running, one per target at most: the
+	// key of its pin by target. Their results come back on pinResults.
+	pinning    map[string]string
+	pinResults chan *pinResult
 }
 
 // New prepares a worker; Run does the work.
@@ -137,6 +141,8 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 	w.pinDropRecorded = map[string]bool{}
 	w.pinMade = map[string]bool{}
 	w.pinRootDropped = map[string]string{}
+	w.pinning = map[string]string{}
+	w.pinResults = make(chan *pinResult, 4)
 	w.newPinner = func(t *config.Target) (pusher.Pinner, error) { return pusher.NewPinner(w.cfg, t) }
 	w.builds = newBuilds(func(ctx context.Context, paths []string) (map[string]bool, error) {
 		infos, err := w.facts.nix.PathInfos(ctx, false, paths...)
@@ -328,8 +334,11 @@ func (w *Worker) prune(now time.Time) {
 	}
 }
 
-// busy reports whether a push is running.
+// busy reports whether a push or a pin call is running.
 func (w *Worker) busy() bool {
+	if len(w.pinning) > 0 {
+		return true
+	}
 	for _, js := range w.running {
 		if len(js) > 0 {
 			return true
@@ -346,6 +355,8 @@ func (w *Worker) await(ctx context.Context, d time.Duration) {
 	select {
 	case res := <-w.results:
 		w.finish(res)
+	case res := <-w.pinResults:
+		w.pinDone(res)
 	case <-w.sessions.wake:
 	case <-w.changes:
 	case <-t.C:
@@ -357,17 +368,24 @@ func (w *Worker) await(ctx context.Context, d time.Duration) {
 		select {
 		case res := <-w.results:
 			w.finish(res)
+		case res := <-w.pinResults:
+			w.pinDone(res)
 		default:
 			return
 		}
 	}
 }
 
-// drain waits for the running jobs (cut short by the end of ctx) and
-// takes their results.
+// drain waits for the running jobs and pin calls (cut short by the end
+// of ctx) and takes their results.
 func (w *Worker) drain() {
 	for w.busy() {
-		w.finish(<-w.results)
+		select {
+		case res := <-w.results:
+			w.finish(res)
+		case res := <-w.pinResults:
+			w.pinDone(res)
+		}
 	}
 }
 
