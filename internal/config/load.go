@@ -61,7 +61,7 @@ func decode(file string, data []byte) (map[string]any, error) {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
-			return nil, fmt.Errorf("%s:%d:%d: %s\n%s", file, row, col, strings.TrimPrefix(de.Error(), "toml: "), indent(redactExcerpt(de.String())))
+			return nil, fmt.Errorf("%s:%d:%d: %s\n%s", file, row, col, redactExcerpt(strings.TrimPrefix(de.Error(), "toml: ")), indent(redactExcerpt(de.String())))
 		}
 		// A key or table set twice: the error has no position.
 		if m := repeated().FindStringSubmatch(err.Error()); m != nil {
@@ -99,13 +99,52 @@ var repeated = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^toml: (key|table) (.+) (is already defined|already exists|should be a table, not a .*)$`)
 })
 
-// redactExcerpt hides, word by word, the credentials of any URI on the
-// lines the parser shows (see RedactURI): the message reaches the log of
-// every build, and a line next to a syntax error may be a store URI with
-// a password, which Load refuses without showing it.
-func redactExcerpt(s string) string { return word().ReplaceAllStringFunc(s, RedactURI) }
+// redactExcerpt hides the secrets on the lines the parser shows: the
+// message reaches the log of every build, and a line next to a syntax
+// error may hold one, which Load would refuse without showing it. Hidden
+// are the credentials of any URI, word by word (see RedactURI); the rest
+// of a line from a key named like a secret (token = ..., password=...),
+// but for one naming a file (auth_token_file: a path is no secret); and
+// what looks like a token or key wherever it is (a Cachix token is a JWT,
+// a Nix signing key 64 bytes of base64), in case it was written unquoted
+// or under another key.
+func redactExcerpt(s string) string {
+	lines := strings.Split(word().ReplaceAllStringFunc(s, RedactURI), "\n")
+	for i, line := range lines {
+		for _, m := range assignment().FindAllStringSubmatchIndex(line, -1) {
+			key := strings.ToLower(strings.Trim(line[m[2]:m[3]], `"'`))
+			value := strings.TrimLeft(line[m[1]:], " \t")
+			// A URI's parameter RedactURI hid already keeps the rest.
+			if secretKeyName(key) && !strings.HasSuffix(key, "file") && !strings.HasPrefix(value, "REDACTED") {
+				line = line[:len(line)-len(value)] + "REDACTED"
+				break
+			}
+		}
+		lines[i] = secretLooking().ReplaceAllString(line, "REDACTED")
+	}
+	return strings.Join(lines, "\n")
+}
 
-var word = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\S+`) })
+// secretKeyName reports whether a key's name says it holds a secret.
+func secretKeyName(key string) bool {
+	for _, w := range secretWords {
+		if strings.Contains(key, w) {
+			return true
+		}
+	}
+	return strings.Contains(key, "key") // signing_key, private_key
+}
+
+var (
+	word = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\S+`) })
+	// assignment matches KEY = (or KEY=), KEY bare, quoted or dotted.
+	assignment = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`([A-Za-z0-9_.\-"']+)\s*=`) })
+	// secretLooking matches a JWT (a Cachix token: base64url of "{",
+	// dots between its parts) and 64 bytes of base64 (a Nix secret key).
+	secretLooking = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*|[A-Za-z0-9+/]{86}==`)
+	})
+)
 
 // indent shows the parser's excerpt of the file under the message.
 func indent(s string) string {
