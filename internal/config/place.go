@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -134,18 +133,14 @@ func targetLabels(raw map[string]any) []string {
 // Place names where key's value was set, for messages about it:
 // "FILE:LINE" when the config file sets it, the variable that did, or ""
 // for a default. The line is read from the file again: only the message
-// depends on it.
+// depends on it. It is read as Load reads it (readChecked): a FIFO there
+// would block a plain open until someone wrote it.
 func (c *Config) Place(key string) string {
 	where := c.Where(key)
 	if where == "" || where != c.File {
 		return where
 	}
-	f, err := os.Open(c.File)
-	if err != nil {
-		return where
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize))
+	data, err := readChecked(c.File)
 	if err != nil {
 		return where
 	}
