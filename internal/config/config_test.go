@@ -437,6 +437,10 @@ func TestBadInput(t *testing.T) {
 		{"bad glob in a target", minimal + "[[target]]\ncache = \"w\"\ndeny = [\"a[z-a]\"]\n", []string{`[[target]] #1: deny[0]: bad pattern "a[z-a]"`, "at offset 6"}},
 		{"duplicate target names", minimal + "[[target]]\ncache = \"mycache\"\nallow = [\"*\"]\n", []string{`two targets are named "mycache"`}},
 		{"duplicate explicit names", minimal + "[[target]]\nname = \"x\"\ncache = \"a\"\n[[target]]\nname = \"x\"\ncache = \"b\"\n", []string{`two targets are named "x"`}},
+		// Names are shown on one line: in logs, status, the history.
+		{"name with a line break", "name = \"a\\nb\"\n" + minimal, []string{`name: "a\nb" holds a control character`}},
+		{"target name with a carriage return", minimal + "[[target]]\nname = \"w\\r\"\ncache = \"w\"\n", []string{`target "w\r": name: "w\r" holds a control character`}},
+		{"store path with a line break", "store = \"/srv/a\\nb\"\nallow = [\"*\"]\n", []string{`store: not a Nix store URI`}},
 		{"target not an array of tables", "cache = \"c\"\nallow = [\"*\"]\ntarget = 1\n", []string{"target: expected an array of tables ([[target]])"}},
 		{"TOML syntax error", "cache = \n", []string{"hook.conf"}},
 		{"every problem at once", "alow = [\"x\"]\ncache = \"c\"\n[queue]\nbatch = -2\nretry_initial = \"x\"\n", []string{`unknown key "alow"`, "queue.batch: must be at least 1, got -2", "queue.retry_initial: expected a duration"}},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -160,6 +161,10 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		l.errorf("%s: %sstore: %q carries %s, which would be in nix copy's command line (readable by every user in /proc) and in logs; %s",
 			from("store"), prefix, RedactURI(t.Store), storeCredentials(t.Store), credentialsFix(t.Store))
 	}
+	if !oneLine(t.Name) {
+		// Shown on one line in logs, status and the history.
+		l.errorf("%s: %sname: %q holds a control character (a line break, a tab...); a name is shown on one line", from("name"), prefix, t.Name)
+	}
 	if t.Name == "" {
 		t.Name = t.Cache
 		if t.Name == "" {
@@ -243,7 +248,18 @@ func unwrapAll(err error) []error {
 	return []error{err}
 }
 
+// oneLine reports whether s holds no control character nor line
+// separator, which would end or hide part of a line it is shown on.
+func oneLine(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }) < 0
+}
+
 func validStore(s string) bool {
+	// url.Parse refuses control characters in a URI, not in a path;
+	// the store is a target's name when it has none.
+	if !oneLine(s) {
+		return false
+	}
 	if strings.HasPrefix(s, "/") {
 		return true
 	}
