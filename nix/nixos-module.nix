@@ -22,7 +22,8 @@ let
 
   cfg = config.services.cachix-filter-hook;
 
-  configFile = (import ./settings.nix { inherit lib pkgs; }).generate cfg.settings;
+  settings = import ./settings.nix { inherit lib pkgs; };
+  configFile = settings.generate cfg.settings;
 
   # The path every command below is given with --config: the file the
   # hook also finds on its own, and one that stays put across rebuilds.
@@ -45,9 +46,10 @@ let
   storeUris = lib.filter (u: u != null) (
     [ cfg.settings.store ] ++ map (t: t.store or null) (cfg.settings.target or [ ])
   );
-  fileStoreDirs = map (u: builtins.head (lib.splitString "?" (lib.removePrefix "file://" u))) (
-    lib.filter (lib.hasPrefix "file://") storeUris
-  );
+  # As Nix reads the path: %-decoded (file:///srv/my%20cache).
+  fileStoreDirs = map (
+    u: settings.percentDecode (builtins.head (lib.splitString "?" (lib.removePrefix "file://" u)))
+  ) (lib.filter (lib.hasPrefix "file://") storeUris);
   writablePaths = lib.unique (
     lib.optional (queueDir != defaultQueueDir) queueDir
     ++ lib.optional (logFile != "") (dirOf logFile)

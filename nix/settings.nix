@@ -1,5 +1,6 @@
 # What the NixOS and home-manager modules share: the type of `settings`
-# (hook.conf as Nix values) and its rendering to TOML.
+# (hook.conf as Nix values), its rendering to TOML, and store URIs read as
+# Nix reads them.
 { lib, pkgs }:
 
 let
@@ -37,6 +38,11 @@ let
       map secretsAsStrings v
     else
       v;
+
+  hexDigits = lib.listToAttrs (
+    lib.imap0 (i: c: lib.nameValuePair c i) (lib.stringToCharacters "0123456789abcdef")
+    ++ lib.imap0 (i: c: lib.nameValuePair c (i + 10)) (lib.stringToCharacters "ABCDEF")
+  );
 in
 {
   # Freeform, so that every key of hook.conf.example can be set; the
@@ -79,4 +85,85 @@ in
     };
 
   generate = settings: format.generate "hook.conf" (prune (secretsAsStrings settings));
+
+  # s with its %XX escapes decoded, as Nix reads a store URI's path and
+  # its query's names and values (file:///srv/my%20cache is the directory
+  # "/srv/my cache"). Bytes that are no UTF-8, and %00, stay as written:
+  # a Nix string cannot hold them.
+  percentDecode =
+    s:
+    let
+      pieces = lib.splitString "%" s;
+      byteOf =
+        p:
+        let
+          hi = lib.substring 0 1 p;
+          lo = lib.substring 1 1 p;
+        in
+        if hexDigits ? ${hi} && hexDigits ? ${lo} then hexDigits.${hi} * 16 + hexDigits.${lo} else null;
+      # The text as strings, each escape as its byte (an int).
+      tokens = lib.filter (x: x != "") (
+        [ (lib.head pieces) ]
+        ++ lib.concatMap (
+          p:
+          let
+            b = byteOf p;
+          in
+          if b == null then
+            [ "%${p}" ]
+          else
+            [
+              b
+              (lib.substring 2 (lib.stringLength p) p)
+            ]
+        ) (lib.tail pieces)
+      );
+      u4 = n: "\\u" + lib.fixedWidthString 4 "0" (lib.toHexString n);
+      char =
+        cp:
+        builtins.fromJSON ''"${
+          if cp < 65536 then u4 cp else u4 (55296 + (cp - 65536) / 1024) + u4 (56320 + lib.mod (cp - 65536) 1024)
+        }"'';
+      escaped = b: "%" + lib.fixedWidthString 2 "0" (lib.toHexString b);
+      # One UTF-8 sequence from the bytes at the head of ts.
+      go =
+        ts:
+        if ts == [ ] then
+          ""
+        else
+          let
+            t = lib.head ts;
+            rest = lib.tail ts;
+            n =
+              if t < 128 then
+                0
+              else if t >= 194 && t <= 223 then
+                1
+              else if t >= 224 && t <= 239 then
+                2
+              else if t >= 240 && t <= 244 then
+                3
+              else
+                -1;
+            conts = lib.take n rest;
+            cp = lib.foldl (acc: c: acc * 64 + c - 128) (
+              if n == 0 then t else lib.mod t (builtins.elemAt [ 128 32 16 8 ] n)
+            ) conts;
+            valid =
+              n >= 0
+              && t != 0
+              && lib.length conts == n
+              && lib.all (c: builtins.isInt c && c >= 128 && c < 192) conts
+              && !(n == 2 && cp < 2048)
+              && !(n == 3 && (cp < 65536 || cp > 1114111))
+              && !(cp >= 55296 && cp <= 57343);
+          in
+          if builtins.isString t then
+            t + go rest
+          else if valid then
+            char cp + go (lib.drop n rest)
+          else
+            escaped t + go rest;
+    in
+    go tokens;
 }

@@ -1097,6 +1097,33 @@ func TestSecretPathLiterals(t *testing.T) {
 	}
 }
 
+// The directory of a file:// store is the URI's path as Nix reads it,
+// %-decoded: the worker's ReadWritePaths= and tmpfiles named
+// "/srv/my%20cache" while nix copy wrote "/srv/my cache", read-only
+// under ProtectSystem = "strict".
+func TestNixOSFileStoreDirDecoded(t *testing.T) {
+	c := needCheckouts(t)
+	var r nixosResult
+	err := c.eval(t, "nixos", `{
+		services.cachix-filter-hook = {
+			enable = true;
+			settings = { store = "file:///srv/my%20cache?compression=zstd"; allow = [ "*" ]; target = [ { store = "file:///srv/caf%C3%A9%2525"; allow = [ "*" ]; } ]; };
+		};
+	}`, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"/srv/my cache", "/srv/café%%25"} {
+		if !slices.Contains(r.Tmpfiles, `d "`+dir+`" 0755 root root -`) {
+			t.Errorf("tmpfiles %q: no line for %q", r.Tmpfiles, dir)
+		}
+		paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+		if !slices.Contains(paths, any(`"`+dir+`"`)) {
+			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
+		}
+	}
+}
+
 // A secret file in the Nix store (authTokenFile = "${./token}", a
 // pkgs.writeText) is world-readable: an assertion refuses it, naming the
 // option, rather than the config evaluating fine with the secret
