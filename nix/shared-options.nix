@@ -66,10 +66,26 @@ let
   # and refused by the program at run time. A path literal counts by the
   # path it names (settings.nix writes that): /run/secrets/token is not
   # in the store, but ./token in a flake is (the flake's source is).
+  #
+  # A store URI's secret-key= names the key nix copy signs with, the same
+  # secret: as Nix reads it, its name and value %-decoded.
   secretsInStore =
     let
       s = cfg.settings;
       inStore = v: v != null && lib.hasPrefix "${builtins.storeDir}/" (toString v);
+      uriKeys =
+        key: uri:
+        map (value: { inherit key value; }) (
+          lib.concatMap (
+            param:
+            let
+              kv = lib.splitString "=" param;
+            in
+            lib.optional (lib.length kv > 1 && settings.percentDecode (lib.head kv) == "secret-key") (
+              settings.percentDecode (lib.concatStringsSep "=" (lib.tail kv))
+            )
+          ) (lib.splitString "&" (lib.concatStringsSep "?" (lib.tail (lib.splitString "?" (toString uri)))))
+        );
     in
     lib.filter ({ value, ... }: inStore value) (
       [
@@ -90,6 +106,10 @@ let
         key = "target[${toString i}].secret_key_file";
         value = t.secret_key_file or null;
       }) (s.target or [ ])
+      ++ uriKeys "store (its secret-key)" (if s.store == null then "" else s.store)
+      ++ lib.concatLists (
+        lib.imap0 (i: t: uriKeys "target[${toString i}].store (its secret-key)" (t.store or "")) (s.target or [ ])
+      )
     );
 
   act = cfg.pushOnActivation;
@@ -264,7 +284,7 @@ in
             assertion = secretsInStore == [ ];
             message = "${name}.settings: ${
               lib.concatMapStringsSep ", " (x: "${x.key} = \"${toString x.value}\"") secretsInStore
-            } is in the Nix store, which every user can read (and the program refuses it): give the path of a file outside the store, owned by the user who pushes, mode 0600, as a string (authTokenFile for the token).";
+            } is in the Nix store, which every user can read: give the path of a file outside the store, owned by the user who pushes, mode 0600, as a string (authTokenFile for the token).";
           }
           {
             # Without one, hook.conf is written but every command refuses it.

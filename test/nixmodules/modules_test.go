@@ -1141,6 +1141,10 @@ func TestSecretInStoreAssertion(t *testing.T) {
 			// flake is /nix/store/...-source/secrets/key): the file is
 			// in the store already.
 			{`settings = { cache = "a"; allow = [ "*" ]; cachix.signing_key_file = /nix/store/` + strings.Repeat("b", 32) + `-source/secrets/key; };`, "cachix.signing_key_file"},
+			// The key nix copy signs with, named in the store URI
+			// (escaped, as Nix decodes it).
+			{`settings = { store = "file:///x?compression=zstd&secret-key=${pkgs.writeText "key" "k:x"}"; allow = [ "*" ]; };`, "store"},
+			{`settings = { cache = "a"; allow = [ "*" ]; target = [ { store = "s3://b?secret%2Dkey=%2Fnix%2Fstore%2F` + strings.Repeat("c", 32) + `-key"; allow = [ "*" ]; } ]; };`, "target[0].store"},
 		} {
 			var failed []string
 			if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ pkgs, ... }: { %s = { enable = true; %s }; }`, m.path, tc.cfg), &failed); err != nil {
@@ -1152,7 +1156,7 @@ func TestSecretInStoreAssertion(t *testing.T) {
 		}
 		// Outside the store, and a path literal: no assertion.
 		var failed []string
-		if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ %s = { enable = true; settings = { cache = "a"; allow = [ "*" ]; cachix.signing_key_file = /run/secrets/key; }; authTokenFile = "/run/secrets/token"; }; }`, m.path), &failed); err != nil {
+		if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ %s = { enable = true; settings = { cache = "a"; allow = [ "*" ]; cachix.signing_key_file = /run/secrets/key; target = [ { store = "file:///nix/store-cache?secret-key=/run/secrets/key"; } ]; }; authTokenFile = "/run/secrets/token"; }; }`, m.path), &failed); err != nil {
 			t.Fatal(err)
 		}
 		if len(failed) != 0 {
