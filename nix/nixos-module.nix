@@ -32,9 +32,11 @@ let
   exe = lib.getExe cfg.package;
 
   defaultQueueDir = "/var/lib/cachix-filter-hook";
+  # Paths as hook.conf names them: a path literal as its path (see
+  # settings.nix).
   queueDir =
     let
-      dir = cfg.settings.queue.dir or "";
+      dir = toString (cfg.settings.queue.dir or "");
     in
     if dir == "" then defaultQueueDir else dir;
 
@@ -42,9 +44,9 @@ let
   # there unless log.file says otherwise), the log's directory, and the
   # directories of file:// stores that targets push to with nix copy.
   # Everything else is read-only (ProtectSystem = "strict").
-  logFile = cfg.settings.log.file or "";
-  storeUris = lib.filter (u: u != null) (
-    [ cfg.settings.store ] ++ map (t: t.store or null) (cfg.settings.target or [ ])
+  logFile = toString (cfg.settings.log.file or "");
+  storeUris = map toString (
+    lib.filter (u: u != null) ([ cfg.settings.store ] ++ map (t: t.store or null) (cfg.settings.target or [ ]))
   );
   # As Nix reads the path: %-decoded (file:///srv/my%20cache).
   fileStoreDirs = map (
@@ -77,7 +79,7 @@ let
     );
   nodeTextfileDir =
     if (nodeExporter.enable or false) && textfileDirs != [ ] then lib.last textfileDirs else null;
-  metricsFile = cfg.settings.metrics.file or "";
+  metricsFile = toString (cfg.settings.metrics.file or "");
 
   # A path as a tmpfiles.d line and ReadWritePaths= take it: quoted, so
   # that a space does not end it, with '%' doubled, so that it is not a

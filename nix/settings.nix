@@ -18,24 +18,19 @@ let
     else
       v;
 
-  # The keys naming a secret file (in [cachix], at the top level and in
-  # each [[target]]). A Nix path literal there is written as the path it
-  # names, as authTokenFile is: formats.toml writes the value with
-  # builtins.toJSON, which would copy the file into the world-readable
-  # store and name the copy.
-  secretFileKeys = [
-    "auth_token_file"
-    "signing_key_file"
-    "secret_key_file"
-  ];
-  secretsAsStrings =
+  # A Nix path literal is written as the path it names, as authTokenFile
+  # is: formats.toml writes the value with builtins.toJSON, which would
+  # copy the file or directory into the world-readable store (a secret
+  # file, root's private queue.dir, a store target's directory) and name
+  # the copy, read-only. To copy a file on purpose: "${./file}".
+  pathsAsStrings =
     v:
-    if builtins.isAttrs v then
-      builtins.mapAttrs (
-        k: x: if builtins.elem k secretFileKeys && builtins.isPath x then toString x else secretsAsStrings x
-      ) v
+    if builtins.isPath v then
+      toString v
+    else if builtins.isAttrs v then
+      builtins.mapAttrs (_: pathsAsStrings) v
     else if builtins.isList v then
-      map secretsAsStrings v
+      map pathsAsStrings v
     else
       v;
 
@@ -84,7 +79,7 @@ in
       };
     };
 
-  generate = settings: format.generate "hook.conf" (prune (secretsAsStrings settings));
+  generate = settings: format.generate "hook.conf" (prune (pathsAsStrings settings));
 
   # s with its %XX escapes decoded, as Nix reads a store URI's path and
   # its query's names and values (file:///srv/my%20cache is the directory

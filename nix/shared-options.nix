@@ -150,9 +150,10 @@ in
         `closure_deny`, `strict`, `target`, `cachix.*`, `nix.*`, `queue.*`,
         `log.*`, `metrics.*`). Unknown keys make the program refuse the file.
         CACHIX_FILTER_HOOK_* environment variables still override it.
-        A Nix path literal given for a secret file (`auth_token_file`,
-        `signing_key_file`, `secret_key_file`) is written as its path, never
-        copied to the store. `nix.bin_dir` defaults to `nix.package` when that is set, and
+        A Nix path literal (a secret file such as `auth_token_file`,
+        `queue.dir`, any key) is written as the path it names, never
+        copied to the store (`"''${./file}"` copies one). `nix.bin_dir`
+        defaults to `nix.package` when that is set, and
         `cachix.bin` to pkgs.cachix when a target is a Cachix cache: the
         nix-daemon that runs the hook, and an activation script, have
         neither on their PATH.

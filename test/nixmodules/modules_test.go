@@ -1124,6 +1124,44 @@ func TestNixOSFileStoreDirDecoded(t *testing.T) {
 	}
 }
 
+// Any path literal in settings is rendered as the path it names, not
+// only a secret file's: formats.toml would copy it into the
+// world-readable store (queue.dir: root's private queue, a store
+// target's directory; evaluation fails where it does not exist) and
+// name the copy, read-only, in hook.conf. The NixOS module's service
+// reads the same paths.
+func TestPathLiteralsNotCopied(t *testing.T) {
+	c := needCheckouts(t)
+	dir := t.TempDir()
+	settings := fmt.Sprintf(`{ cache = "a"; allow = [ "*" ]; queue.dir = %s; target = [ { store = %s; allow = [ "*" ]; } ]; }`, nixPath(dir), nixPath(dir))
+	for _, m := range []struct{ attr, path string }{{"nixos", "services.cachix-filter-hook"}, {"hm", "programs.cachix-filter-hook"}} {
+		var r nixosResult
+		attr := m.attr
+		if m.attr == "hm" {
+			attr = "hm.settings"
+		}
+		out := any(&r)
+		if m.attr == "hm" {
+			out = &r.Settings
+		}
+		if err := c.eval(t, attr, fmt.Sprintf(`{ %s = { enable = true; settings = %s; }; }`, m.path, settings), out); err != nil {
+			t.Fatal(err)
+		}
+		queue, _ := r.Settings["queue"].(map[string]any)
+		targets, _ := r.Settings["target"].([]any)
+		var store any
+		if len(targets) == 1 {
+			store = targets[0].(map[string]any)["store"]
+		}
+		if queue["dir"] != dir || store != dir {
+			t.Errorf("%s: hook.conf has queue.dir = %v and target[0].store = %v, want %s for both", m.attr, queue["dir"], store, dir)
+		}
+		if want := `d "` + dir + `" 0700 root root -`; m.attr == "nixos" && !slices.Contains(r.Tmpfiles, want) {
+			t.Errorf("tmpfiles %q, want %q", r.Tmpfiles, want)
+		}
+	}
+}
+
 // A secret file in the Nix store (authTokenFile = "${./token}", a
 // pkgs.writeText) is world-readable: an assertion refuses it, naming the
 // option, rather than the config evaluating fine with the secret
