@@ -419,6 +419,8 @@ func TestBadInput(t *testing.T) {
 		{"bad log size", minimal + "[log]\nmax_size = \"ten\"\n", []string{`log.max_size: expected a size such as "10MiB"`}},
 		{"relative cachix bin with a slash", minimal + "[cachix]\nbin = \"./cachix\"\n", []string{`cachix.bin: must be a command name or an absolute path`}},
 		{"relative token file", minimal + "[cachix]\nauth_token_file = \"token\"\n", []string{`cachix.auth_token_file: must be an absolute path`}},
+		// Read from the worker's directory, /, not validate's.
+		{"relative signing key file", minimal + "[cachix]\nsigning_key_file = \"key.sec\"\n", []string{`cachix.signing_key_file: must be an absolute path`}},
 		{"push_args not a list", minimal + "[cachix]\npush_args = \"-j 8\"\n", []string{"cachix.push_args: expected a list of strings"}},
 		{"relative nix bin_dir", minimal + "[nix]\nbin_dir = \"bin\"\n", []string{"nix.bin_dir: must be an absolute path"}},
 		{"cache and store", "cache = \"c\"\nstore = \"file:///x\"\nallow = [\"*\"]\n", []string{"top level: both cache and store are set"}},

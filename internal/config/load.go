@@ -237,6 +237,11 @@ func (l *loader) checkValues(c *Config) {
 	if c.Cachix.AuthTokenFile != "" && !filepath.IsAbs(c.Cachix.AuthTokenFile) {
 		l.errorf("%s: cachix.auth_token_file: must be an absolute path, got %q", l.fromOf("cachix.auth_token_file"), c.Cachix.AuthTokenFile)
 	}
+	if c.Cachix.SigningKeyFile != "" && !filepath.IsAbs(c.Cachix.SigningKeyFile) {
+		// Relative, it would be read from validate's directory and
+		// from the worker's, /.
+		l.errorf("%s: cachix.signing_key_file: must be an absolute path, got %q", l.fromOf("cachix.signing_key_file"), c.Cachix.SigningKeyFile)
+	}
 	if c.Nix.BinDir != "" && !filepath.IsAbs(c.Nix.BinDir) {
 		l.errorf("%s: nix.bin_dir: must be an absolute path, got %q", l.fromOf("nix.bin_dir"), c.Nix.BinDir)
 	}
