@@ -41,3 +41,28 @@ func TestSyntaxErrorHidesInlineSecrets(t *testing.T) {
 		t.Errorf("the excerpt does not show the token file's path: %v", err)
 	}
 }
+
+// A token or key written where its file's path belongs (auth_token_file =
+// "eyJ...", the commonest mix-up) is refused without showing it: the
+// message is in every build's log.
+func TestSecretFileKeyHidesValue(t *testing.T) {
+	for _, conf := range []string{
+		minimal + "[cachix]\nauth_token_file = \"hunter2.hunter2\"\n",
+		minimal + "[cachix]\nsigning_key_file = \"cache-1:hunter2\"\n",
+		"store = \"file:///x\"\nallow = [\"*\"]\nsecret_key_file = \"cache-1:hunter2\"\n",
+		"cache = \"c\"\n[[target]]\nstore = \"file:///x\"\nsecret_key_file = \"cache-1:hunter2\"\n",
+	} {
+		isolate(t)
+		file := write(t, filepath.Join(t.TempDir(), "hook.conf"), conf)
+		_, err := Load(file)
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "must be an absolute path") {
+			t.Errorf("%q: %v", conf, err)
+		}
+	}
+	isolate(t)
+	t.Setenv(EnvName("cachix.auth_token_file"), "hunter2")
+	t.Setenv(EnvName("cache"), "c")
+	if _, err := Load(""); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("from the environment: %v", err)
+	}
+}

@@ -191,6 +191,12 @@ func parse(file string, data []byte) (*Config, error) {
 // Compiled on first use: package init runs on every start, the hook's too.
 var cacheName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`) })
 
+// notShown ends the message about a secret's file that is not an
+// absolute path, in place of the value: the commonest mistake there is
+// the secret itself (auth_token_file = "eyJ..."), and the message is in
+// every build's log.
+const notShown = " of the file holding the secret (the value is not shown: it may be the secret itself)"
+
 func (l *loader) checkValues(c *Config) {
 	if c.Queue.Batch <= 0 {
 		l.errorf("%s: queue.batch: must be at least 1, got %d", l.fromOf("queue.batch"), c.Queue.Batch)
@@ -235,12 +241,12 @@ func (l *loader) checkValues(c *Config) {
 		l.errorf("%s: cachix.bin: must be a command name or an absolute path, got %q", l.fromOf("cachix.bin"), c.Cachix.Bin)
 	}
 	if c.Cachix.AuthTokenFile != "" && !filepath.IsAbs(c.Cachix.AuthTokenFile) {
-		l.errorf("%s: cachix.auth_token_file: must be an absolute path, got %q", l.fromOf("cachix.auth_token_file"), c.Cachix.AuthTokenFile)
+		l.errorf("%s: cachix.auth_token_file: must be an absolute path%s", l.fromOf("cachix.auth_token_file"), notShown)
 	}
 	if c.Cachix.SigningKeyFile != "" && !filepath.IsAbs(c.Cachix.SigningKeyFile) {
 		// Relative, it would be read from validate's directory and
 		// from the worker's, /.
-		l.errorf("%s: cachix.signing_key_file: must be an absolute path, got %q", l.fromOf("cachix.signing_key_file"), c.Cachix.SigningKeyFile)
+		l.errorf("%s: cachix.signing_key_file: must be an absolute path%s", l.fromOf("cachix.signing_key_file"), notShown)
 	}
 	if c.Nix.BinDir != "" && !filepath.IsAbs(c.Nix.BinDir) {
 		l.errorf("%s: nix.bin_dir: must be an absolute path, got %q", l.fromOf("nix.bin_dir"), c.Nix.BinDir)

@@ -81,7 +81,7 @@ func (l *loader) pathRules(c *Config, t *Target, prefix string, m map[string]any
 		t.SecretKeyFile = l.asString(where, prefix+"secret_key_file", val, "")
 		switch {
 		case t.SecretKeyFile != "" && !filepath.IsAbs(t.SecretKeyFile):
-			l.errorf("%s: %ssecret_key_file: must be an absolute path, got %q", l.whereOf(prefix, m, "secret_key_file"), prefix, t.SecretKeyFile)
+			l.errorf("%s: %ssecret_key_file: must be an absolute path%s", l.whereOf(prefix, m, "secret_key_file"), prefix, notShown)
 		case t.Store != "" && t.SecretKeyFile != "" && !strings.Contains(t.Store, "://"):
 			l.errorf("%s: %ssecret_key_file: signs for binary cache stores (file://, s3://, https://...), not the local store %q", l.whereOf(prefix, m, "secret_key_file"), prefix, RedactURI(t.Store))
 		case t.Cache != "":

@@ -109,7 +109,7 @@ func TestPathRulesBadInput(t *testing.T) {
 		{"file upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"file://u:hunter2@host/dir\"]\n", `a file:// upstream needs an absolute path`},
 		{"https upstream with a password", "cache = \"c\"\nallow = [\"*\"]\nupstream = [\"https://u:hunter2@cache.example\"]\n", `an upstream takes no user or password`},
 		{"per-target bad upstream", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nupstream = [\"x\"]\n", `[[target]] #1: upstream[0]`},
-		{"relative key file", "store = \"file:///s\"\nallow = [\"*\"]\nsecret_key_file = \"key\"\n", `secret_key_file: must be an absolute path, got "key"`},
+		{"relative key file", "store = \"file:///s\"\nallow = [\"*\"]\nsecret_key_file = \"key\"\n", `secret_key_file: must be an absolute path of the file holding the secret`},
 		{"key file on a cachix target", "[[target]]\ncache = \"c\"\nallow = [\"*\"]\nsecret_key_file = \"/k\"\n", `[[target]] #1: secret_key_file: only store targets sign with it; a Cachix target takes cachix.signing_key_file`},
 		{"key file on a local store", "store = \"/srv/store\"\nallow = [\"*\"]\nsecret_key_file = \"/k\"\n", `secret_key_file: signs for binary cache stores`},
 		{"bad upstream_timeout", "cache = \"c\"\nallow = [\"*\"]\nupstream_timeout = 5\n", `upstream_timeout: expected a duration`},
