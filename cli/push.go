@@ -239,6 +239,9 @@ func runPush(e *env, o *pushOptions) int {
 		// The record was read above (pushedTo): Enqueue need not
 		// read it again.
 		if err := hook.Enqueue(c, &sel, true); err != nil {
+			if len(sel.Pairs) > 0 { // what was queued all the same
+				fmt.Fprintf(e.stdout, "cachix-filter-hook: %s\n", sel.Summary())
+			}
 			e.errorf("%v", err)
 			return 1
 		}

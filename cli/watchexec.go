@@ -140,7 +140,14 @@ func runWatchExec(e *env, o *watchOptions) int {
 			// knows which paths the command made.
 			var names []string
 			seen := map[string]bool{}
-			for _, pr := range sel.Pairs {
+			if len(sel.Pairs) > 0 { // what was queued all the same
+				e.errorf("%s", sel.Summary())
+			}
+			named := sel.Failed
+			if len(named) == 0 {
+				named = sel.Pairs // queued, but no worker started
+			}
+			for _, pr := range named {
 				if s := pr.Path.String(); !seen[s] {
 					seen[s] = true
 					names = append(names, s)

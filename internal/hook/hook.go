@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -157,6 +158,9 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) (status
 		}
 	}
 	if err := Enqueue(cfg, &sel, false); err != nil {
+		if len(sel.Pairs) > 0 {
+			say("%s", sel.Summary()) // what was queued all the same
+		}
 		return fail("%v", err)
 	}
 	say("%s", sel.Summary())
@@ -181,6 +185,8 @@ type Selection struct {
 	Inside []string
 	// Notes are what kept the hook from telling more.
 	Notes []string
+	// Failed are the pairs Enqueue could not queue, when it failed.
+	Failed []queue.Pair
 	// Pushed counts, per target, the pairs left out because the record
 	// of pushed paths has them (see Enqueue).
 	Pushed map[string]int
@@ -351,8 +357,12 @@ func (s Selection) Summary() string {
 // paths (package pushed, written by the worker) says went to their target
 // already: after a switch, nearly all of a system's closure did, and
 // queueing it again would cost a pusher call for nothing. sel is updated
-// to what was queued, so that its Summary says what will be uploaded.
+// to what was queued, so that its Summary says what will be uploaded;
+// when queueing fails, Pairs are what was queued all the same and Failed
+// the pairs that were not (all of them, or those after the chunks a bulk
+// write managed), which the error counts.
 func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
+	queued := false // some pairs, when queueing failed
 	q, err := queue.Open(cfg.Queue.Dir)
 	if err == nil {
 		// Only once the queue directory passed its checks: the
@@ -365,15 +375,26 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 		if len(sel.Pairs) == 0 {
 			return nil
 		}
-		_, err = q.Add(sel.Pairs, time.Now())
+		var added int
+		added, err = q.Add(sel.Pairs, time.Now())
+		if err != nil && added > 0 {
+			// Many pairs go in chunks, and those of the chunks
+			// written are queued: the worker pushes them, and the
+			// line and the error say which went and which not.
+			err, queued = sel.queuedFirst(added, err), true
+		}
 	}
-	if err != nil {
+	if err != nil && !queued {
+		sel.Failed, sel.Pairs = sel.Pairs, nil
 		return fmt.Errorf("could not queue %d paths, they will not be pushed: %w", sel.Selected, err)
 	}
 	// A worker that is running will see the new entries; one that is
 	// just exiting looks again after releasing the lock.
 	if err := worker.EnsureRunning(cfg, q); err != nil {
 		return fmt.Errorf("queued, but could not start a worker (run `cachix-filter-hook wait`): %w", err)
+	}
+	if err != nil {
+		return err
 	}
 	// The worker it starts is detached: should it fail to start, it can
 	// only leave its reason in state.json, and this is the next line the
@@ -386,6 +407,41 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 		sel.Notes = append(sel.Notes, note)
 	}
 	return nil
+}
+
+// queuedFirst makes the selection the pairs that queue.Add queued before
+// it failed with err, the first added of them (it writes them in order,
+// each once), and returns the error that says what was not queued.
+func (s *Selection) queuedFirst(added int, err error) error {
+	type pairKey struct{ target, hash string }
+	queued := map[pairKey]bool{}
+	var kept, failed []queue.Pair
+	for _, p := range s.Pairs {
+		k := pairKey{p.Target, p.Path.Hash}
+		if !queued[k] && len(queued) < added {
+			queued[k] = true
+		}
+		if queued[k] {
+			kept = append(kept, p)
+		} else {
+			failed = append(failed, p)
+		}
+	}
+	if len(failed) == 0 {
+		// All written, the last sync failed: queued, not durably.
+		return fmt.Errorf("queued, but a power cut may yet lose them: %w", err)
+	}
+	paths := map[storepath.Path]bool{}
+	var targets []string
+	for _, p := range failed {
+		paths[p.Path] = true
+		if !slices.Contains(targets, p.Target) {
+			targets = append(targets, p.Target)
+		}
+	}
+	s.retain(kept, func(target string, p storepath.Path) bool { return !queued[pairKey{target, p.Hash}] })
+	s.Failed = failed
+	return fmt.Errorf("could not queue %d paths for %s, they will not be pushed there: %w", len(paths), strings.Join(targets, ", "), err)
 }
 
 func summarize(items []string, n int) string {

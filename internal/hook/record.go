@@ -88,6 +88,12 @@ func (s *Selection) LeaveOut(pushedTo func(target string, p storepath.Path) bool
 	}
 	// Counted only when some pair went: a closure's 10,000 paths queued
 	// for the first time leave nothing out.
+	s.retain(kept, pushedTo)
+}
+
+// retain makes kept the pairs to queue, all the others being left out
+// (gone says which), and recounts what the line says of them.
+func (s *Selection) retain(kept []queue.Pair, gone func(target string, p storepath.Path) bool) {
 	paths := make(map[storepath.Path]bool, len(kept))
 	targets := map[string]bool{}
 	for _, p := range kept {
@@ -100,7 +106,7 @@ func (s *Selection) LeaveOut(pushedTo func(target string, p storepath.Path) bool
 	var notes []string
 	var dropping []queue.Pair
 	for i, p := range s.dropping {
-		if !pushedTo(p.Target, p.Path) {
+		if !gone(p.Target, p.Path) {
 			notes, dropping = append(notes, s.Dropping[i]), append(dropping, p)
 		}
 	}

@@ -1,0 +1,77 @@
+package hook
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+)
+
+// A bulk write that fails after its first chunk (8 MiB) has queued that
+// chunk's pairs: the worker pushes them, so the line says they were
+// queued, and the error counts only the paths that were not. The fault is
+// a file size limit (RLIMIT_FSIZE) that the first chunk's file fits and
+// the second's does not, as a disk that fills up between the two.
+func TestEnqueueChunkFailsAfterTheFirst(t *testing.T) {
+	isolate(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	holdWorkerLock(t, dir)
+	cfg, err := config.Load(writeConf(t, conf{queueDir: dir}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 560
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("hello-%03d", i)
+	}
+	sel := Select(cfg, mkPaths(names...))
+	if len(sel.Pairs) != n {
+		t.Fatalf("%d pairs, want %d", len(sel.Pairs), n)
+	}
+	// Lines of about 30,012 bytes (Within makes them long; the time
+	// queued takes 20 to 30 of them): the first chunk is 280 lines, at
+	// most 8 MiB + 16,152 bytes; the second 279 lines, less than 8 MiB,
+	// and the last line, of 60,000 bytes, past the limit of 8 MiB + 30
+	// KiB. Every line is shorter than an entry can be (64 KiB).
+	base := len(`{"target":"mycache","path":"`) + len(sel.Pairs[0].Path.String()) + len(`","queued":"`) + 25 + len(`","within":"`) + len(`"}`+"\n")
+	within := "/" + strings.Repeat("w", 30012-base-1)
+	for i := range sel.Pairs {
+		sel.Pairs[i].Within = within
+	}
+	sel.Pairs[n-1].Within = "/" + strings.Repeat("w", 60000-base-1)
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = 8<<20 + 30<<10
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Skipf("cannot limit file sizes: %v", err)
+	}
+	err = Enqueue(cfg, &sel, true)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil {
+		t.Fatal("Enqueue succeeded past the file size limit")
+	}
+	entries, bad, lerr := (&queue.Queue{Dir: dir}).List()
+	if lerr != nil || len(bad) > 0 {
+		t.Fatalf("List: %v, %d bad", lerr, len(bad))
+	}
+	queued := len(entries)
+	if queued == 0 || queued == n {
+		t.Fatalf("%d entries queued, want the first chunk's", queued)
+	}
+	if want := fmt.Sprintf("could not queue %d paths for mycache, they will not be pushed there", n-queued); !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %q, want it to say %q", err, want)
+	}
+	if got, want := sel.Summary(), fmt.Sprintf("queued %d of %d paths for mycache", queued, n); got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+}
