@@ -8,6 +8,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
@@ -247,7 +248,13 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			case spec.pairs == nil:
 				e.errorf("timed out after %s with paths still queued:", spec.timeout)
 			case len(left.pairs) > 0 || pins == 0:
-				e.errorf("%d paths were not pushed in time:", len(left.pairs))
+				// Paths, not pairs: one path for two targets is one.
+				n := distinctPaths(left.pairs)
+				verb := "were"
+				if n == 1 {
+					verb = "was"
+				}
+				e.errorf("%d %s %s not pushed in time:", n, plural(n, "path"), verb)
 			default:
 				e.errorf("%d %s not made in time:", pins, plural(pins, "pin"))
 			}
@@ -336,6 +343,15 @@ func (l *leftInQueue) count() (int, error) {
 	}
 	l.orphans = orphans
 	return pushable, nil
+}
+
+// distinctPaths counts the paths of pairs, each once.
+func distinctPaths(pairs []queue.Pair) int {
+	seen := map[storepath.Path]bool{}
+	for _, p := range pairs {
+		seen[p.Path] = true
+	}
+	return len(seen)
 }
 
 // waitedFor reports whether an entry is one the wait waits for.

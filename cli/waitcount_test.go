@@ -1,0 +1,35 @@
+package cli
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// A wait that times out counts paths, not (target, path) pairs: one path
+// queued for two targets was said to be "2 paths were not pushed in time".
+func TestWaitTimeoutCountsPaths(t *testing.T) {
+	q, dir := testQueue(t)
+	file := filepath.Join(dir, "hook.conf")
+	mainConf(t, file, q.Dir, "[[target]]\ncache = \"work\"\nallow = [\"*\"]\n")
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	t.Cleanup(func() { lock.Unlock() })
+	p := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "hello-1")
+	pairs := []queue.Pair{{Target: "main", Path: p}, {Target: "work", Path: p}}
+	if _, err := q.Add(pairs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	r := e.waitQueue(c, q, waitSpec{pairs: pairs, since: time.Now(), timeout: 300 * time.Millisecond, quiet: true})
+	if code := r.exitCode(false); code != exitNotSent || !strings.Contains(out.String(), "1 path was not pushed in time:") {
+		t.Errorf("exit %d (want 3), says:\n%s\nwant it to count 1 path", code, out)
+	}
+}
