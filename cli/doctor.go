@@ -419,6 +419,16 @@ func (d *doctor) checkQueue() {
 		}
 	}
 	pushable := st.pending() - st.Orphaned
+	// Pins are work left too: a pin waits in pins/ after its root's
+	// entry has gone (pushed), and only a worker makes it.
+	pins := 0
+	for _, t := range st.Targets {
+		pins += len(t.Pins)
+	}
+	work := fmt.Sprintf("%d entries", pushable)
+	if pins > 0 {
+		work += fmt.Sprintf(" and %d %s", pins, plural(pins, "pin"))
+	}
 	switch {
 	case failing > 0:
 		d.add("worker", checkProblem, fmt.Sprintf("%d entries failing; last: %s", failing, lastErr), "fix the cause (`cachix-filter-hook status`, `log`, "+d.cfg.Log.File+"), then `cachix-filter-hook retry`")
@@ -430,9 +440,9 @@ func (d *doctor) checkQueue() {
 		if fix == "" {
 			fix = "fix the cause"
 		}
-		d.add("worker", checkProblem, fmt.Sprintf("the last worker could not start (%s): %s; %d entries wait", se.Time.Local().Format(time.RFC3339), oneLine(se.Error), pushable), fix+", then `cachix-filter-hook wait`")
-	case pushable > 0:
-		d.add("worker", checkProblem, fmt.Sprintf("stale: %d entries queued and no worker running", pushable), "`cachix-filter-hook wait` starts one and waits; see "+d.cfg.Log.File+" for why the last one stopped")
+		d.add("worker", checkProblem, fmt.Sprintf("the last worker could not start (%s): %s; %s wait", se.Time.Local().Format(time.RFC3339), oneLine(se.Error), work), fix+", then `cachix-filter-hook wait`")
+	case pushable+pins > 0:
+		d.add("worker", checkProblem, fmt.Sprintf("stale: %s queued and no worker running", work), "`cachix-filter-hook wait` starts one and waits; see "+d.cfg.Log.File+" for why the last one stopped")
 	default:
 		d.add("worker", checkOK, "not running, nothing to push (the hook starts one when needed)", "")
 	}
