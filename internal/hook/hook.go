@@ -181,8 +181,14 @@ type Selection struct {
 	dropping []queue.Pair
 	// Inside are the "name: reason, but uploaded -> target inside the
 	// closure of X" of paths a target does not select but uploads all
-	// the same (closure_deny = "push"): never "skipped".
-	Inside []string
+	// the same (closure_deny = "push"): never "skipped". inside are
+	// every path that uploads each (the first one said), and
+	// insideSkips the skip notes of those among the paths: when the
+	// pair of X is left out (LeaveOut), another X is said, or, with
+	// none left, the path is skipped after all.
+	Inside      []string
+	inside      []insideNote
+	insideSkips []insideSkip
 	// Notes are what kept the hook from telling more.
 	Notes []string
 	// Failed are the pairs Enqueue could not queue, when it failed.
@@ -264,7 +270,9 @@ func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 		var skipped []string // the closure rule's verdicts, when final
 		for _, td := range v.Targets {
 			if td.InsideClosureOf != "" {
-				sel.Inside = append(sel.Inside, v.InsideNote(td))
+				note := v.InsideNote(td)
+				sel.Inside = append(sel.Inside, note)
+				sel.inside = append(sel.inside, insideNote{target: td.Target, dep: p.String(), by: td.InsideClosureOf, note: note, own: true})
 			}
 			if !td.Selected && td.Check != policy.CheckClosure {
 				continue
@@ -277,9 +285,14 @@ func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 				sel.Dropping = append(sel.Dropping, v.DropNote(td))
 				sel.dropping = append(sel.dropping, queue.Pair{Target: td.Target, Path: p})
 			}
-			if dep := [2]string{td.Target, td.Dependency}; td.Selected && td.Dependency != "" && !told[dep] {
-				told[dep] = true
-				sel.Inside = append(sel.Inside, v.DependencyNote(td))
+			if dep := [2]string{td.Target, td.Dependency}; td.Selected && td.Dependency != "" {
+				n := insideNote{target: td.Target, dep: td.Dependency, by: p.String(), v: v, td: td}
+				if !told[dep] {
+					told[dep] = true
+					n.note = v.DependencyNote(td)
+					sel.Inside = append(sel.Inside, n.note)
+				}
+				sel.inside = append(sel.inside, n)
 			}
 			queued = true
 			sel.Pairs = append(sel.Pairs, queue.Pair{Target: td.Target, Path: p, Listed: td.Listed})
@@ -296,6 +309,8 @@ func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 			sel.Ignored = append(sel.Ignored, p.Name)
 		case !v.Inside():
 			sel.Skipped = append(sel.Skipped, v.SkipNote())
+		default:
+			sel.insideSkips = append(sel.insideSkips, insideSkip{dep: p.String(), note: v.SkipNote()})
 		}
 	}
 	for _, t := range cfg.Targets {

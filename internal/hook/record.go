@@ -1,9 +1,11 @@
 package hook
 
 import (
+	"slices"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -111,6 +113,9 @@ func (s *Selection) retain(kept []queue.Pair, gone func(target string, p storepa
 		}
 	}
 	s.Dropping, s.dropping = notes, dropping
+	if len(s.inside) > 0 {
+		s.keepInside(kept)
+	}
 	var ts []string
 	for _, t := range s.Targets {
 		if targets[t] {
@@ -118,4 +123,58 @@ func (s *Selection) retain(kept []queue.Pair, gone func(target string, p storepa
 		}
 	}
 	s.Targets = ts
+}
+
+// insideNote is a path that a target uploads inside the closure of
+// another, by, though its rules deny it (closure_deny = "push"): true
+// only while by's pair is queued. note is what the line says, made when
+// first needed (of v and td, the verdict of by; own: of dep's verdict).
+type insideNote struct {
+	target, dep, by string
+	note            string
+	own             bool
+	v               policy.Verdict
+	td              policy.TargetDecision
+}
+
+// insideSkip is the skip note of a path among those decided that is
+// said as uploaded inside another's closure rather than skipped.
+type insideSkip struct{ dep, note string }
+
+// keepInside says again what goes up inside the closures of the pairs
+// kept: of each dependency and target, the first path that uploads it
+// still queued (its own verdict's first), and a path among those decided
+// that nothing uploads any more is skipped.
+func (s *Selection) keepInside(kept []queue.Pair) {
+	queued := make(map[[2]string]bool, len(kept))
+	for _, p := range kept {
+		queued[[2]string{p.Target, p.Path.String()}] = true
+	}
+	chosen := map[[2]string]int{}
+	for _, own := range []bool{true, false} {
+		for i, n := range s.inside {
+			k := [2]string{n.target, n.dep}
+			if _, ok := chosen[k]; !ok && n.own == own && queued[[2]string{n.target, n.by}] {
+				chosen[k] = i
+			}
+		}
+	}
+	s.Inside = nil
+	uploaded := map[string]bool{}
+	for i, n := range s.inside {
+		if j, ok := chosen[[2]string{n.target, n.dep}]; !ok || j != i {
+			continue
+		}
+		if n.note == "" {
+			n.note = n.v.DependencyNote(n.td)
+		}
+		s.Inside = append(s.Inside, n.note)
+		uploaded[n.dep] = true
+	}
+	for _, sk := range s.insideSkips {
+		if !uploaded[sk.dep] {
+			s.Skipped = append(s.Skipped, sk.note)
+		}
+	}
+	s.insideSkips = slices.DeleteFunc(s.insideSkips, func(sk insideSkip) bool { return !uploaded[sk.dep] })
 }

@@ -377,3 +377,44 @@ func TestSiblingScanManyOutputs(t *testing.T) {
 		t.Errorf("the walk of %d outputs past the deadline allocated %d MiB (bound %d MiB)", len(paths), got>>20, bound>>20)
 	}
 }
+
+// What goes up inside a closure (closure_deny = "push") is said only
+// while the path whose closure holds it is queued: left out as already
+// pushed, the note went on saying the denied path would be uploaded.
+// Another path that uploads it is named then, and with none the path
+// is skipped.
+func TestSummaryInsideLeftOutAsPushed(t *testing.T) {
+	hello, bin, doc := mkPath("hello-2.12.1"), mkPath("hello-2.12.1-bin"), mkPath("hello-2.12.1-doc")
+	closures := map[string]*policy.Closure{
+		hello.String(): {Paths: []string{hello.String(), doc.String()}},
+		bin.String():   {Paths: []string{bin.String(), doc.String()}},
+	}
+	closure := func(s string) *policy.Closure { return closures[s] }
+	cfg := &config.Config{Targets: []*config.Target{mkTarget(t, "main", []string{"*"}, []string{"*-doc"})}}
+	pushed := func(ps ...storepath.Path) func(string, storepath.Path) bool {
+		return func(_ string, p storepath.Path) bool { return slices.Contains(ps, p) }
+	}
+	for _, tc := range []struct {
+		paths  []storepath.Path
+		pushed []storepath.Path
+		want   string
+	}{
+		// The dependency among the paths (the hook's outputs).
+		{[]storepath.Path{hello, doc}, []storepath.Path{hello},
+			`queued 0 of 2 paths (already pushed: 1 to main; skipped hello-2.12.1-doc: deny "*-doc")`},
+		// Not among them (push APP).
+		{[]storepath.Path{hello}, []storepath.Path{hello},
+			`queued 0 of 1 paths (already pushed: 1 to main)`},
+		// Another path still uploads it.
+		{[]storepath.Path{hello, bin, doc}, []storepath.Path{hello},
+			`queued 1 of 3 paths for main (already pushed: 1 to main; not queued hello-2.12.1-doc: deny "*-doc", but uploaded -> main inside the closure of hello-2.12.1-bin (closure_deny = "push"))`},
+		{[]storepath.Path{hello, bin}, []storepath.Path{hello},
+			`queued 1 of 2 paths for main (already pushed: 1 to main; not queued hello-2.12.1-doc: deny "*-doc", but uploaded -> main inside the closure of hello-2.12.1-bin (closure_deny = "push"))`},
+	} {
+		sel := SelectClosures(cfg, tc.paths, nil, closure)
+		sel.LeaveOut(pushed(tc.pushed...))
+		if got := sel.Summary(); got != tc.want {
+			t.Errorf("%v, %v pushed:\n got %s\nwant %s", tc.paths, tc.pushed, got, tc.want)
+		}
+	}
+}
