@@ -69,7 +69,9 @@ type Record struct {
 	Target  string    `json:"target"`
 	Path    string    `json:"path"`
 	Outcome string    `json:"outcome"`
-	// Reason is why a path was dropped, or the pusher's error.
+	// Reason is why a path was dropped, or the pusher's error; for a
+	// pushed path, what its closure uploaded that the rules deny
+	// (closure_deny = "push").
 	Reason string `json:"reason,omitempty"`
 	// Listed is the package list that chose the path, when no rule of
 	// the target did.

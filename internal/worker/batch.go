@@ -22,7 +22,9 @@ import (
 type result struct {
 	job *job
 	// pushed went up; upstream were left out because an upstream cache
-	// has them (reasons by key): both leave the queue.
+	// has them: both leave the queue. reasons, by key, are why an
+	// upstream one was, and what a pushed one uploaded inside its
+	// closure that the rules deny (closure_deny = "push").
 	pushed   []*queue.Entry
 	upstream []*queue.Entry
 	reasons  map[string]string
@@ -68,7 +70,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 	j.present = presentRoots(j.entries)
 	send := make([]*queue.Entry, 0, len(j.entries))
 	for _, e := range j.entries {
-		reason, kind, upstream, err := j.decide(e, cl, ls, facts, r.notes)
+		reason, kind, upstream, also, err := j.decide(e, cl, ls, facts, r.notes)
 		if err != nil {
 			r.undecided[e] = fmt.Errorf("not pushed: %w", err)
 			r.notes.add(logrus.ErrorLevel, "not pushed", "error", err.Error(), e.Path)
@@ -86,6 +88,9 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 			r.kinds[e.Key()] = kind
 		default:
 			send = append(send, e)
+			if also != "" {
+				r.reasons[e.Key()] = also
+			}
 		}
 	}
 	var refs func(string) ([]string, bool)

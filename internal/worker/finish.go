@@ -234,12 +234,21 @@ func (w *Worker) record(target string, res *result) {
 			recs = append(recs, history.Record{Time: now, Target: target, Path: e.Path, Outcome: outcome, Reason: reason(e), Batch: batch, Duration: took, Listed: listedBy(w.cfg, target, e)})
 		}
 	}
-	none := func(*queue.Entry) string { return "" }
-	share := max(minReason, reasonBudget/max(1, len(res.failed)+len(res.dropped)+len(res.upstream)))
-	add(res.pushed, history.Pushed, none, len(res.pushed), res.took)
+	reason := func(e *queue.Entry) string { return res.reasons[e.Key()] }
+	// What a pushed path uploaded inside its closure shares the budget
+	// too: under closure_deny = "push" every path of a big batch may say
+	// it.
+	also := 0
+	for _, e := range res.pushed {
+		if reason(e) != "" {
+			also++
+		}
+	}
+	share := max(minReason, reasonBudget/max(1, also+len(res.failed)+len(res.dropped)+len(res.upstream)))
+	add(res.pushed, history.Pushed, sharedReasons(res.pushed, share, reason), len(res.pushed), res.took)
 	add(res.failed, history.Failed, sharedReasons(res.failed, share, func(e *queue.Entry) string { return e.LastError }), len(res.failed), res.took)
 	add(res.dropped, history.Dropped, sharedReasons(res.dropped, share, func(e *queue.Entry) string { return e.Reason }), 0, 0)
-	add(res.upstream, history.Upstream, sharedReasons(res.upstream, share, func(e *queue.Entry) string { return res.reasons[e.Key()] }), 0, 0)
+	add(res.upstream, history.Upstream, sharedReasons(res.upstream, share, reason), 0, 0)
 	if len(recs) == 0 {
 		return
 	}

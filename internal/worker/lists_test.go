@@ -185,7 +185,7 @@ func TestListReadErrorWaits(t *testing.T) {
 	if err := ls.wait[k]; err == nil || !strings.Contains(err.Error(), list.String()) {
 		t.Errorf("wait = %v, want an error naming %s", err, list)
 	}
-	reason, _, _, err := j.decide(entries[0], closures{}, ls, nil, newNotes(logrus.NewEntry(logrus.New())))
+	reason, _, _, _, err := j.decide(entries[0], closures{}, ls, nil, newNotes(logrus.NewEntry(logrus.New())))
 	if reason != "" || err == nil {
 		t.Errorf("decide = %q, %v; want an error: the entry waits", reason, err)
 	}

@@ -59,35 +59,37 @@ type closures struct {
 // metrics: the rule's key, or one of package metrics' kinds), and whether
 // that is because an upstream cache has it; or an error when that cannot
 // be told now: then the entry waits for a retry, since pushing blind
-// could upload a denied path. j.facts.mu is held.
-func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns *notes) (reason, kind string, upstream bool, err error) {
+// could upload a denied path. also is, for a path they select, what its
+// closure uploads that they deny (closure_deny = "push"), for the
+// history. j.facts.mu is held.
+func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns *notes) (reason, kind string, upstream bool, also string, err error) {
 	t := j.target
 	p, err := storepath.Parse(storepath.StoreDir(), e.Path)
 	if err != nil {
-		return "no longer selected: not a store path", metrics.KindInvalid, false, nil
+		return "no longer selected: not a store path", metrics.KindInvalid, false, "", nil
 	}
 	// A package list that chose it must still name it and depend on it
 	// (lists.go).
 	if err, ok := ls.wait[e.Key()]; ok {
-		return "", "", false, err
+		return "", "", false, "", err
 	}
 	if why, ok := ls.drop[e.Key()]; ok {
 		if Lost(why) {
-			return why, metrics.KindGarbageCollected, false, nil
+			return why, metrics.KindGarbageCollected, false, "", nil
 		}
-		return why, metrics.KindPackageList, false, nil
+		return why, metrics.KindPackageList, false, "", nil
 	}
 	listed := ls.of[e.Key()]
 	if len(listed) > 0 && ls.err != nil {
-		return "", "", false, ls.err
+		return "", "", false, "", ls.err
 	}
 	if !policy.Selects(t, p, listed) {
 		td := policy.DecideTarget(t, p, listedEntryFacts(nil, listed), nil)
-		return td.DropReason(), td.DropKind(), false, nil
+		return td.DropReason(), td.DropKind(), false, "", nil
 	}
 	if !j.present[e.Within] {
 		if _, err := os.Lstat(e.Path); errors.Is(err, fs.ErrNotExist) {
-			return ReasonGone, metrics.KindGarbageCollected, false, nil
+			return ReasonGone, metrics.KindGarbageCollected, false, "", nil
 		}
 	}
 	f := listedEntryFacts(facts[e.Path], listed)
@@ -97,21 +99,21 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 	closure := &policy.Closure{}
 	if policy.DeniesByName(t) {
 		if cl.err != nil {
-			return "", "", false, fmt.Errorf("cannot tell whether its closure holds a path denied by the rules of %s: %w", t.Name, cl.err)
+			return "", "", false, "", fmt.Errorf("cannot tell whether its closure holds a path denied by the rules of %s: %w", t.Name, cl.err)
 		}
 		c, ok := cl.of[e.Path]
 		if !ok {
-			return ReasonInvalid, metrics.KindInvalid, false, nil
+			return ReasonInvalid, metrics.KindInvalid, false, "", nil
 		}
 		closure.Paths = c
 	} else if t.MaxNarSize > 0 {
 		// max_nar_size is the closure rule's too: without the closure,
 		// a path larger than it could go up inside this one's.
 		if cl.err != nil {
-			return "", "", false, fmt.Errorf("cannot tell whether its closure holds a path larger than max_nar_size of %s: %w", t.Name, cl.err)
+			return "", "", false, "", fmt.Errorf("cannot tell whether its closure holds a path larger than max_nar_size of %s: %w", t.Name, cl.err)
 		}
 		if _, ok := cl.of[e.Path]; !ok {
-			return ReasonInvalid, metrics.KindInvalid, false, nil
+			return ReasonInvalid, metrics.KindInvalid, false, "", nil
 		}
 	}
 	// The sizes of the closure come with the facts (see query).
@@ -123,7 +125,7 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 	}
 	td := policy.DecideTarget(t, p, f, closure)
 	if !td.Selected {
-		return td.DropReason(), td.DropKind(), td.Check == "upstream", nil
+		return td.DropReason(), td.DropKind(), td.Check == "upstream", "", nil
 	}
 	if td.Dependency != "" {
 		// closure_deny = "push": the dependency goes up with it.
@@ -132,6 +134,7 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 			msg, field = "uploading a path larger than max_nar_size inside the closure of a selected one (closure_deny = \"push\")", "larger"
 		}
 		ns.add(logrus.WarnLevel, msg, "rule", td.DependencyRule, e.Path, field, td.Dependency)
+		also = fmt.Sprintf("also uploaded %s (%s) inside its closure (closure_deny = \"push\")", td.Dependency, td.DependencyRule)
 	}
-	return "", "", false, nil
+	return "", "", false, also, nil
 }

@@ -716,6 +716,33 @@ func TestRunClosureDenySkip(t *testing.T) {
 	}
 }
 
+// Under closure_deny = "push" the denied dependency goes up inside the
+// closure of the path pushed: the history says so, so that `log` can
+// tell the user it left the machine (the worker's log said it, the
+// history did not).
+func TestRunClosureDenyPushRecordsDependency(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"*-doc"}))
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "withdoc-1")
+	e.add(t, "main", ps...)
+	f := &fakePusher{}
+	if err := run(t, e.worker(map[string]*fakePusher{"main": f}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 {
+		t.Fatalf("pusher calls = %q, want one", calls)
+	}
+	recs, err := history.Read(e.q.Dir)
+	if err != nil || len(recs) != 1 || recs[0].Outcome != history.Pushed {
+		t.Fatalf("history = %+v, %v; want one pushed record", recs, err)
+	}
+	doc := mkPath("hello-2.12.1-doc").String()
+	if r := recs[0].Reason; !strings.Contains(r, doc) || !strings.Contains(r, `deny "*-doc"`) || !strings.Contains(r, `closure_deny = "push"`) {
+		t.Errorf("pushed record's reason = %q, want it to say %s went up inside its closure, denied", r, doc)
+	}
+}
+
 func TestRunLeavesUnknownTargetAlone(t *testing.T) {
 	fakeStore(t)
 	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
