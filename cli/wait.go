@@ -228,7 +228,15 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		}
 		if spec.giveUpFailing && (n == 0 || !left.inBulk && failing.allWaiting(q, left.stated, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now())) && (pins == 0 || pinsFailing) {
 			prog.lastFrame()
-			e.errorf("every path left has failed and waits for a retry; not waiting for it (--keep-trying waits on):")
+			// Said of what is left: only pins, it may be.
+			what := "every path left has"
+			switch {
+			case n == 0:
+				what = "every pin left has"
+			case pins > 0:
+				what = "every path and pin left has"
+			}
+			e.errorf("%s failed and waits for a retry; not waiting for it (--keep-trying waits on):", what)
 			left.report(e)
 			ruled, lost := prog.finish()
 			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}

@@ -33,3 +33,23 @@ func TestWaitTimeoutCountsPaths(t *testing.T) {
 		t.Errorf("exit %d (want 3), says:\n%s\nwant it to count 1 path", code, out)
 	}
 }
+
+// wait (the whole queue) that gives up because everything left waits for
+// a retry says what is left: with only a failing pin, it said "every path
+// left has failed" with no path queued.
+func TestWaitGiveUpFailingPinsOnly(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	p, err := q.ReadPin(queue.PinKey("main", root, "sys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Attempts, p.LastAttempt, p.LastError, p.NextAttempt = 1, time.Now(), "cachix pin: HTTP 500", time.Now().Add(time.Hour)
+	if err := q.UpdatePin(p); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: time.Minute, quiet: true})
+	if r.end != waitFailing || !strings.Contains(out.String(), "every pin left has failed") || strings.Contains(out.String(), "every path") {
+		t.Errorf("wait ended %v, says:\n%s\nwant it to say every pin left has failed", r.end, out)
+	}
+}
