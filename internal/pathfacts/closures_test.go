@@ -132,3 +132,37 @@ func TestClosureDeniesDotName(t *testing.T) {
 		}
 	}
 }
+
+// A denied dependency whose base name has no '-' after its hash (Nix's
+// parser does not check that character, and reads the name after it)
+// keeps its dependent out under closure_deny = "skip": the closure rule
+// read it as no store path, denied by nothing, and the pusher would have
+// uploaded it inside the app's closure.
+func TestClosureDeniesPathNixParsesWithoutDash(t *testing.T) {
+	app := storePath(1, "app-1.0")
+	secret := storePath(2, "x")
+	secret = secret[:len(secret)-len("-x")] + "_secret-env"
+	if _, err := storepath.Parse(storepath.StoreDir(), secret); err == nil {
+		t.Fatalf("%s parses: the test needs a path only Nix takes", secret)
+	}
+	g := gatherer(map[string][]string{app: {app, secret}, secret: {}})
+	cfg := denyConfig(t, "secret-*")
+	out, err := g.RuleClosures(context.Background(), cfg, []string{app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out[app]; got == nil || !slices.Equal(got.Paths, []string{app, secret}) {
+		t.Fatalf("closure of %s = %v, want it with %s", app, got, secret)
+	}
+	p, err := storepath.Parse(storepath.StoreDir(), app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if td := policy.DecideTarget(cfg.Targets[0], p, nil, out[app]); td.Selected || td.Dependency != secret {
+		t.Errorf("decision on %s = %+v, want skipped for %s inside its closure", app, td, secret)
+	}
+	// Given its whole closure (the worker's other path), the same.
+	if td := policy.DecideTarget(cfg.Targets[0], p, nil, &policy.Closure{Paths: []string{app, secret}}); td.Selected {
+		t.Errorf("decision on %s with its whole closure = %+v, want skipped", app, td)
+	}
+}

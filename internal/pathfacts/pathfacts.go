@@ -355,8 +355,7 @@ func (g *Gatherer) subjects(cfg *config.Config) func(string) bool {
 	state := map[string]int{}
 	storeDir := storepath.StoreDir()
 	subject := func(s string) bool {
-		p, err := storepath.Parse(storeDir, s)
-		return err == nil && policy.ClosureSubject(cfg, p, g.NarSize)
+		return policy.ClosureSubject(cfg, policy.ClosureMember(storeDir, s), g.NarSize)
 	}
 	type frame struct {
 		path string

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"sync"
 
@@ -73,6 +74,22 @@ func ClosureSubject(c *config.Config, path storepath.Path, narSize func(string) 
 	return false
 }
 
+// ClosureMember is a path of a closure, as Nix gave it, as the rules read
+// it. Nix's parser takes 32 base-32 characters and a name after the 33rd
+// without checking that the 33rd is the '-' Parse requires: such a path,
+// which Nix can hold and a pusher uploads inside a closure, is matched by
+// the name Nix gives it, not read as no store path, denied by nothing.
+func ClosureMember(storeDir, s string) storepath.Path {
+	if p, err := storepath.Parse(storeDir, s); err == nil {
+		return p
+	}
+	base, hash := filepath.Base(s), ""
+	if len(base) > storepath.HashLen+1 {
+		hash, base = base[:storepath.HashLen], base[storepath.HashLen+1:]
+	}
+	return storepath.New(filepath.Dir(s), hash, base)
+}
+
 // closureDenied returns the first path of root's closure (root excluded)
 // that t's rules deny by name, and the pattern; "" when there is none.
 func closureDenied(t *config.Target, root string, closure []string) (dep, pattern string) {
@@ -84,11 +101,7 @@ func closureDenied(t *config.Target, root string, closure []string) (dep, patter
 		if c == root {
 			continue
 		}
-		p, err := storepath.Parse(storeDir, c)
-		if err != nil {
-			continue
-		}
-		if d := t.Rules.Denies(p); d != nil {
+		if d := t.Rules.Denies(ClosureMember(storeDir, c)); d != nil {
 			return c, d.Text
 		}
 	}
