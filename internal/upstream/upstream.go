@@ -61,6 +61,10 @@ type Checker struct {
 	warned   map[string]bool // url + " " + kind of odd answer, warned about
 	warnings []string        // not taken yet
 	nowFunc  func() time.Time
+	// readFile answers for a file:// upstream (askFile); fileReads
+	// holds a slot for each read not yet returned (see askFileWithin).
+	readFile  func(base, path, hash string) (bool, error)
+	fileReads chan struct{}
 }
 
 type downInfo struct {
@@ -78,7 +82,10 @@ func New(timeout, deadline time.Duration) *Checker {
 		down:     map[string]downInfo{},
 		warned:   map[string]bool{},
 		nowFunc:  time.Now,
+		// fileReads: as many reads as questions in flight.
+		fileReads: make(chan struct{}, Parallel),
 	}
+	c.readFile = c.askFile
 	c.client = &http.Client{Timeout: timeout, CheckRedirect: sameOrigin}
 	return c
 }
@@ -260,7 +267,7 @@ func (c *Checker) Check(ctx context.Context, asks map[string][]string) Result {
 // ask asks one upstream whether it has path (whose hash part is hash).
 func (c *Checker) ask(ctx context.Context, base, path, hash string) (bool, error) {
 	if strings.HasPrefix(base, "file://") {
-		return c.askFile(base, path, hash)
+		return c.askFileWithin(ctx, base, path, hash)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/"+hash+".narinfo", nil)
 	if err != nil {
@@ -314,6 +321,50 @@ func (c *Checker) ask(ctx context.Context, base, path, hash string) (bool, error
 		return false, nil
 	}
 	return true, nil
+}
+
+// askFileWithin is askFile bounded as a request is: by ctx (the round's
+// deadline) and upstream_timeout. A read of a hung mount (NFS) cannot be
+// interrupted, so it is left to end on its own; it keeps its slot until
+// then, so that a mount hung for days holds Parallel threads, not more
+// with each round.
+func (c *Checker) askFileWithin(ctx context.Context, base, path, hash string) (bool, error) {
+	timeout := c.client.Timeout
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	late := func() error {
+		if ctx.Err() == context.DeadlineExceeded && timeout > 0 {
+			return fmt.Errorf("reading %s.narinfo: no answer within upstream_timeout (%s)", hash, timeout)
+		}
+		return ctx.Err()
+	}
+	if ctx.Err() != nil {
+		return false, late()
+	}
+	select {
+	case c.fileReads <- struct{}{}:
+	case <-ctx.Done():
+		return false, late()
+	}
+	type answer struct {
+		has bool
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		defer func() { <-c.fileReads }()
+		has, err := c.readFile(base, path, hash)
+		done <- answer{has, err}
+	}()
+	select {
+	case a := <-done:
+		return a.has, a.err
+	case <-ctx.Done():
+		return false, late()
+	}
 }
 
 // askFile reads <dir>/<hash>.narinfo of a file:// cache, opened under the

@@ -369,3 +369,52 @@ func TestOddAnswersAreCut(t *testing.T) {
 		t.Errorf("Has %v, %d warnings, the first of %d bytes; want one of at most 2 KiB", res.Has[u], len(w), n)
 	}
 }
+
+// A file:// upstream on a mount that hangs (NFS) holds no round past its
+// deadline, nor a request past upstream_timeout: the read, which cannot
+// be interrupted, is left behind, and the upstream is unreachable. Here
+// the read blocks until the test ends.
+func TestHungFileUpstream(t *testing.T) {
+	path := "/nix/store/00000000000000000000000000000000-hung"
+	u := "file:///hung"
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+		cancel  bool
+	}{
+		{"round ends", time.Hour, true},
+		{"request times out", time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
+			started := make(chan struct{}, 1)
+			c := New(tc.timeout, 0)
+			c.readFile = func(base, path, hash string) (bool, error) {
+				started <- struct{}{}
+				<-release
+				return true, nil
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan Result, 1)
+			go func() { done <- c.Check(ctx, map[string][]string{u: {path}}) }()
+			<-started
+			if tc.cancel {
+				cancel()
+			}
+			var res Result
+			select {
+			case res = <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("Check did not return while the file read hung")
+			}
+			if res.Has[u][path] || res.Unreachable[u] == "" {
+				t.Errorf("a hung file:// upstream: %+v, want unreachable, no answer", res)
+			}
+			if !tc.cancel && !strings.Contains(res.Unreachable[u], "upstream_timeout") {
+				t.Errorf("unreachable for %q, want the timeout named", res.Unreachable[u])
+			}
+		})
+	}
+}
