@@ -85,6 +85,28 @@ func runWatchExec(e *env, o *watchOptions) int {
 		e.errorf("checking the new paths: %v; none of the %d queued (push those to keep with `cachix-filter-hook push`): %s", err, len(found), firstOf(found, maxNamed))
 		return status
 	}
+	// A content-addressed path with a deriver and no signature is a
+	// fixed-output build, or another user's import claiming one: only
+	// nix path-info says which (one more call, only for such paths).
+	// Unanswered, they stay counted as added.
+	var claimed []string
+	for _, s := range found {
+		if info := infos[s]; info.Valid && info.Added() && info.ContentAddressed() && info.Deriver != "" {
+			claimed = append(claimed, s)
+		}
+	}
+	if len(claimed) > 0 {
+		built, err := nixstore.Nix{BinDir: c.Nix.BinDir}.BuiltHere(ctx, claimed)
+		if err != nil && !o.quiet {
+			e.errorf("warning: asking Nix which content-addressed paths were built here: %v", err)
+		}
+		for s, b := range built {
+			if info := infos[s]; b {
+				info.Ultimate = true
+				infos[s] = info
+			}
+		}
+	}
 	var paths []storepath.Path
 	var added []string
 	for _, s := range found {

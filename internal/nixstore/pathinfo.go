@@ -20,15 +20,56 @@ type PathInfo struct {
 	Deriver    string   `json:"deriver"`
 	References []string `json:"references"`
 	Signatures []string `json:"signatures"`
+	// CA is set when Nix holds a content address for the path
+	// (nix-store --add, a fixed-output build, an import).
+	CA contentAddress `json:"ca"`
+	// Ultimate is set when Nix built the path here; only nix path-info
+	// --json says it (BuiltHere), not the serve protocol.
+	Ultimate bool `json:"ultimate"`
 }
+
+// contentAddress is whether a path has a content address: Nix prints it
+// as a string, or as an object with --json-format 2, null when none.
+type contentAddress bool
+
+func (c *contentAddress) UnmarshalJSON(b []byte) error {
+	v := strings.TrimSpace(string(b))
+	*c = contentAddress(v != "null" && v != `""` && v != "false")
+	return nil
+}
+
+// ContentAddressed reports whether Nix holds a content address for the path.
+func (p PathInfo) ContentAddressed() bool { return bool(p.CA) }
 
 // Added reports whether the path was added to the store as it is (`nix-store
 // --add`, `builtins.path`, `builtins.toFile`, a flake's source), neither
 // built nor substituted: it has no deriver, which every build output has,
 // and no signature, which a substituted path carries from its cache (Nix
-// requires one by default). Such a path may be anybody's file.
+// requires one by default). Such a path may be anybody's file. A
+// content-addressed path's deriver is only the word of whoever added it
+// (the daemon takes an unsigned one from any user, deriver and all), so
+// it counts as built only when Nix built it here (Ultimate).
 func (p PathInfo) Added() bool {
-	return (p.Deriver == "" || p.Deriver == "unknown-deriver") && len(p.Signatures) == 0
+	if len(p.Signatures) > 0 {
+		return false
+	}
+	return p.Deriver == "" || p.Deriver == "unknown-deriver" || p.ContentAddressed() && !p.Ultimate
+}
+
+// BuiltHere reports, of paths, those Nix built on this machine, from nix
+// path-info --json ("ultimate"), which the serve protocol does not carry:
+// what tells a fixed-output build from a content-addressed path another
+// user imported with a deriver of their choosing.
+func (n Nix) BuiltHere(ctx context.Context, paths []string) (map[string]bool, error) {
+	infos, err := n.pathInfos(ctx, false, maxArgBytes, paths)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(infos))
+	for p, info := range infos {
+		out[p] = info.Valid && info.Ultimate
+	}
+	return out, nil
 }
 
 // maxArgBytes bounds the paths given to one Nix call, well below the

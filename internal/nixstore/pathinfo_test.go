@@ -170,3 +170,46 @@ func TestPathInfoBadOutputEndsIt(t *testing.T) {
 		t.Fatal("pathInfo still reading an endless output after 20 s")
 	}
 }
+
+// A content-addressed path's deriver is the word of whoever added it: the
+// daemon keeps the one an untrusted user's unsigned import claims. Such a
+// path counts as added unless Nix built it here ("ultimate", which only
+// nix path-info --json gives: BuiltHere).
+func TestAddedContentAddressed(t *testing.T) {
+	drv := "/nix/store/dddd-y.drv"
+	for _, c := range []struct {
+		name  string
+		info  PathInfo
+		added bool
+	}{
+		{"no deriver", PathInfo{CA: true}, true},
+		{"claimed deriver", PathInfo{Deriver: drv, CA: true}, true},
+		{"built here", PathInfo{Deriver: drv, CA: true, Ultimate: true}, false},
+		{"signed", PathInfo{Deriver: drv, CA: true, Signatures: []string{"cache:x"}}, false},
+		{"input-addressed", PathInfo{Deriver: drv}, false},
+	} {
+		if got := c.info.Added(); got != c.added {
+			t.Errorf("%s: Added() = %v, want %v", c.name, got, c.added)
+		}
+	}
+	dir := t.TempDir()
+	script := "#!/bin/sh\necho '" + `{"/nix/store/aaaa-x":{"ca":"fixed:r:sha256:1b","deriver":"/nix/store/dddd-x.drv","narSize":1,"references":[],"ultimate":true},` +
+		`"/nix/store/bbbb-y":{"ca":{"method":"nar","hash":"sha256-x"},"deriver":"/nix/store/dddd-y.drv","narSize":1,"references":[],"ultimate":false},"/nix/store/cccc-z":null}` + "'\n"
+	if err := os.WriteFile(filepath.Join(dir, "nix"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	built, err := Nix{BinDir: dir}.BuiltHere(context.Background(), []string{"/nix/store/aaaa-x", "/nix/store/bbbb-y", "/nix/store/cccc-z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !built["/nix/store/aaaa-x"] || built["/nix/store/bbbb-y"] || built["/nix/store/cccc-z"] {
+		t.Errorf("BuiltHere = %v, want aaaa-x alone", built)
+	}
+	infos, err := Nix{BinDir: dir}.pathInfos(context.Background(), false, maxArgBytes, []string{"/nix/store/aaaa-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !infos["/nix/store/aaaa-x"].ContentAddressed() || !infos["/nix/store/bbbb-y"].ContentAddressed() {
+		t.Errorf("content addresses not read: %+v", infos)
+	}
+}

@@ -180,7 +180,7 @@ func (c *serveConn) infos(paths []string) ([]PathInfo, error) {
 		c.int() // download size
 		info.NarSize = int64(c.int())
 		c.string() // NAR hash
-		c.string() // content address
+		info.CA = c.string() != ""
 		info.Signatures = c.strings()
 		if info.NarSize < 0 {
 			c.fail(fmt.Errorf("%s: NAR size out of range", p))

@@ -164,3 +164,19 @@ func TestServeReturnsOnTheWholeAnswer(t *testing.T) {
 		t.Errorf("servePathInfos took %v: it waited for the process after its whole answer", d)
 	}
 }
+
+// The serve protocol's content address is kept: an unsigned
+// content-addressed path claiming a deriver counts as added until nix
+// path-info says Nix built it here.
+func TestServeContentAddress(t *testing.T) {
+	a := "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a"
+	reply := hello().str(a).str("/nix/store/x-a.drv").strs().int(1).int(1).str("sha256:x").str("fixed:r:sha256:x").strs().str("")
+	conn := &serveConn{r: bufio.NewReader(bytes.NewReader(reply.Bytes())), w: bufio.NewWriter(io.Discard)}
+	infos, err := conn.pathInfos(false, []string{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || !infos[0].ContentAddressed() || !infos[0].Added() {
+		t.Errorf("infos = %+v, want a content-addressed path, counted as added", infos)
+	}
+}
