@@ -165,8 +165,15 @@ _cachix_filter_hook() {
         return ;;
 `, strings.Join(valued, "|"), strings.Join(g.valued(valueFile), "|"))
 	if t := g.valued(valueTarget); len(t) > 0 {
+		// Not compgen -W: it splits the names at spaces and expands
+		// each ($(...) runs). A name is any string; each is matched
+		// as it is, and quoted for the line.
 		fmt.Fprintf(&b, `    %s)
-        mapfile -t COMPREPLY < <(compgen -W "$("${COMP_WORDS[0]}" "${config[@]}" __targets 2>/dev/null)" -- "$cur")
+        local names n
+        mapfile -t names < <("${COMP_WORDS[0]}" "${config[@]}" __targets 2>/dev/null)
+        for n in "${names[@]}"; do
+            [[ $n == "$cur"* ]] && COMPREPLY+=("$(printf '%%q' "$n")")
+        done
         return ;;
 `, strings.Join(t, "|"))
 	}

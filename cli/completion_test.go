@@ -187,3 +187,38 @@ func TestCompletionAtTheTerminal(t *testing.T) {
 		tm.Await(20*time.Second, "main  work")
 	})
 }
+
+// A target's name is any string: bash offers each whole, quoted for the
+// line, and runs none (compgen -W split "my cache" in two and ran the
+// $(...) of a name).
+func TestBashCompletionOddTargetNames(t *testing.T) {
+	bash := termtest.Require(t, "bash")
+	dir := completionWorld(t)
+	ran := filepath.Join(dir, "ran")
+	conf := fmt.Sprintf("[[target]]\nname = \"$(touch %s)\"\ncache = \"a\"\nallow = [\"*\"]\n", ran) +
+		"[[target]]\nname = \"my cache\"\ncache = \"b\"\nallow = [\"*\"]\n" +
+		"[[target]]\nname = \"*\"\ncache = \"c\"\nallow = [\"*\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "odd.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := `cd "$1" && source ./completion.bash || exit 1
+for cur in "" m; do
+    COMP_WORDS=(cachix-filter-hook --config odd.conf log --target "$cur"); COMP_CWORD=5; COMPREPLY=()
+    _cachix_filter_hook
+    echo "= ${#COMPREPLY[@]}"; ((${#COMPREPLY[@]})) && printf '%s\n' "${COMPREPLY[@]}"
+done
+`
+	cmd := exec.Command(bash, "--norc", "--noprofile", "-c", script, "bash", dir)
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "none"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash: %v\n%s", err, out)
+	}
+	want := fmt.Sprintf("= 3\n\\$\\(touch\\ %s\\)\nmy\\ cache\n\\*\n= 1\nmy\\ cache\n", ran)
+	if string(out) != want {
+		t.Errorf("completed\n%s\nwant\n%s", out, want)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Errorf("completing --target ran the $(...) in a target's name")
+	}
+}
