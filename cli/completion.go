@@ -306,6 +306,9 @@ _cachix_filter_hook_targets() {
     esac
   done
   targets=(${(f)"$(${w[1]} $config __targets 2>/dev/null)"})
+  # _describe reads name:description: a colon in a name (a store
+  # target's default name is its URI) is escaped.
+  targets=(${targets//:/\\:})
   _describe -t targets 'target' targets
 }
 

@@ -222,3 +222,21 @@ done
 		t.Errorf("completing --target ran the $(...) in a target's name")
 	}
 }
+
+// zsh offers a target name with a colon whole: a store target's default
+// name is its URI, and _describe took "ssh" for the name and "//builder"
+// for its description.
+func TestZshCompletionTargetNameWithColon(t *testing.T) {
+	termtest.Require(t, "zsh")
+	dir := completionWorld(t)
+	conf := "[[target]]\nstore = \"ssh://builder\"\nallow = [\"*\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "store.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "HOME="+dir, "TERM=xterm", "PS1=$ ")
+	tm := termtest.Start(t, env, 120, 40, "zsh", "-f", "-i")
+	tm.Send("cd "+dir+" && autoload -Uz compinit && compinit -u && source ./completion.zsh && echo sourced", "Enter")
+	tm.Await(20*time.Second, "\nsourced")
+	tm.Send("cachix-filter-hook log --config store.conf --target ", "Tab")
+	tm.Await(20*time.Second, "$ cachix-filter-hook log --config store.conf --target ssh://builder")
+}
