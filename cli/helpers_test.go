@@ -29,7 +29,7 @@ func testQueue(t *testing.T) (q *queue.Queue, dir string) {
 
 // mainConf writes a hook.conf whose target "main" takes every path into
 // the queue qdir, with more lines (tables) after.
-func mainConf(t *testing.T, file, qdir, more string) {
+func mainConf(t testing.TB, file, qdir, more string) {
 	t.Helper()
 	body := fmt.Sprintf("cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = %q\n%s", qdir, more)
 	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {

@@ -301,9 +301,11 @@ func (e *env) statusWithoutConfig(o *statusOptions) int {
 	q := &queue.Queue{Dir: dir}
 	c := &config.Config{Queue: config.Queue{Dir: dir}}
 	seen := map[string]bool{}
+	digests := map[string]bool{} // of the names seen
 	add := func(name string) {
 		if !seen[name] {
 			seen[name] = true
+			digests[queue.TargetDigest(name)] = true
 			c.Targets = append(c.Targets, &config.Target{Name: name})
 		}
 	}
@@ -311,9 +313,19 @@ func (e *env) statusWithoutConfig(o *statusOptions) int {
 	for _, en := range entries {
 		add(en.Target)
 	}
-	dropped, _ := q.ListDropped()
-	for _, en := range dropped {
-		add(en.Target)
+	// One dropped entry read per target, not each: a name tells its
+	// target's digest, and DroppedByTarget counts them by their names
+	// (issue 22: status stays fast however many were dropped).
+	dropped, _ := q.DroppedNames()
+	for _, n := range dropped {
+		d := n[strings.LastIndexByte(n, '.')+1:]
+		if digests[d] {
+			continue
+		}
+		if en, ok := q.Dropped(n, time.Time{}); ok {
+			digests[d] = true
+			add(en.Target)
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(worker.LoadState(dir).Targets)) {
 		add(name)

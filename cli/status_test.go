@@ -5,14 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
@@ -118,5 +121,79 @@ func TestStatusShowsWorkersFiles(t *testing.T) {
 	lock = nil
 	if st, out = collect(); st.FilesOf != "caller" || st.ConfigFile != mine || !strings.Contains(out, "config "+mine+"\n") {
 		t.Errorf("status without a worker = %+v\n%s", st, out)
+	}
+}
+
+// droppedQueue is a queue whose config, in the file returned, does not
+// load, with n entries of the target main in dropped/, each holding a
+// reason of reasonSize bytes.
+func droppedQueue(tb testing.TB, n, reasonSize int) (*queue.Queue, string) {
+	tb.Helper()
+	for _, k := range []string{config.EnvConfig, config.EnvName("cache"), config.EnvName("queue.dir")} {
+		tb.Setenv(k, "")
+	}
+	dir := tb.TempDir()
+	q, err := queue.Open(filepath.Join(dir, "queue"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	file := filepath.Join(dir, "hook.conf")
+	if err := os.WriteFile(file, fmt.Appendf(nil, "cache = \"main\"\nalow = [\"*\"]\n[queue]\ndir = %q\n", q.Dir), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(q.Dir, "dropped"), 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	e := queue.Entry{Target: "main", Queued: time.Now().UTC(), Reason: strings.Repeat("x", reasonSize)}
+	for i := range n {
+		hash := fmt.Sprintf("%032d", i)
+		e.Path = "/nix/store/" + hash + "-p"
+		data, err := json.Marshal(&e)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(q.Dir, "dropped", hash+"."+queue.TargetDigest("main")), data, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return q, file
+}
+
+// status of a config that does not load learns the targets of dropped/
+// from one entry each, and counts the rest by their names, as status
+// does with a config: it read every entry (100,000 took seconds, see
+// BenchmarkStatusDropped). Bounded by what it allocates, not by time:
+// each entry holds a reason of 32 KiB.
+func TestStatusWithoutConfigReadsOneDroppedPerTarget(t *testing.T) {
+	const n, size = 500, 32 << 10
+	_, file := droppedQueue(t, n, size)
+	var out, errOut bytes.Buffer
+	e := &env{ctx: context.Background(), configFlag: file, stdout: &out, stderr: &errOut}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	st := runStatus(e, &statusOptions{})
+	runtime.ReadMemStats(&after)
+	if want := fmt.Sprintf("main (destination unknown): 0 pending, 0 failing, %d dropped", n); st != 1 || !strings.Contains(out.String(), want) {
+		t.Fatalf("status exited %d, want 1 and %q:\n%s%s", st, want, out.String(), errOut.String())
+	}
+	// Reading each would allocate n*size = 16 MiB at least.
+	if got := after.TotalAlloc - before.TotalAlloc; got > n*size/4 {
+		t.Errorf("status allocated %d bytes for %d dropped entries of %d bytes: it read them", got, n, size)
+	}
+}
+
+// BenchmarkStatusDropped is status with 100,000 entries in dropped/, with
+// a config and with one that does not load.
+func BenchmarkStatusDropped(b *testing.B) {
+	q, broken := droppedQueue(b, 100000, 100)
+	loads := filepath.Join(filepath.Dir(broken), "loads.conf")
+	mainConf(b, loads, q.Dir, "")
+	for _, bc := range []struct{ name, file string }{{"config", loads}, {"broken", broken}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				e := &env{ctx: context.Background(), configFlag: bc.file, stdout: io.Discard, stderr: io.Discard}
+				runStatus(e, &statusOptions{})
+			}
+		})
 	}
 }

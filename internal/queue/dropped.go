@@ -16,6 +16,11 @@ func (q *Queue) ListDropped() ([]*Entry, error) {
 	return q.listDir(droppedDir)
 }
 
+// DroppedNames lists the files in dropped/ without reading them.
+func (q *Queue) DroppedNames() ([]string, error) {
+	return q.dirNames(droppedDir)
+}
+
 // CorruptNames lists the files in corrupt/.
 func (q *Queue) CorruptNames() ([]string, error) {
 	return q.dirNames(corruptDir)
