@@ -85,7 +85,7 @@ func addPins(q *queue.Queue, byName map[string]*targetStatus) {
 	}
 }
 
-func printPins(w io.Writer, t *targetStatus) {
+func printPins(w io.Writer, t *targetStatus, retryMax time.Duration) {
 	if t.Pinned > 0 {
 		fmt.Fprintf(w, "  %d pinned, the last at %s\n", t.Pinned, t.LastPin.Local().Format(time.RFC3339))
 	}
@@ -97,7 +97,7 @@ func printPins(w io.Writer, t *targetStatus) {
 		state := "due"
 		switch {
 		case p.Attempts > 0:
-			state = fmt.Sprintf("%d failed attempts, next in %s: %s", p.Attempts, time.Until(p.NextAttempt).Round(time.Second), p.LastError)
+			state = fmt.Sprintf("%d failed attempts, next in %s: %s", p.Attempts, nextIn(p.NextAttempt, retryMax), p.LastError)
 		case p.Waiting:
 			state = "waiting for its push"
 		}

@@ -84,6 +84,9 @@ type queueStatus struct {
 	// WorkerStartError is why the last worker could not start, until
 	// one starts.
 	WorkerStartError *worker.StartError `json:"worker_start_error,omitempty"`
+
+	// retryMax bounds the back-offs print shows (see nextIn); 0: none.
+	retryMax time.Duration
 }
 
 func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
@@ -93,7 +96,8 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 	}
 	running, _ := q.WorkerRunning()
 	st := &queueStatus{Queue: q.Dir, ConfigFile: c.File, LogFile: c.Log.File, FilesOf: "caller",
-		CallerConfigFile: c.File, CallerLogFile: c.Log.File, WorkerRunning: running, Corrupt: len(bad), Targets: []*targetStatus{}}
+		CallerConfigFile: c.File, CallerLogFile: c.Log.File, WorkerRunning: running, Corrupt: len(bad), Targets: []*targetStatus{},
+		retryMax: c.Queue.RetryMax}
 	state := worker.LoadState(q.Dir)
 	if wi := state.Worker; running && wi != nil && processAlive(wi.PID) {
 		st.workerFiles(c, wi)
@@ -222,12 +226,12 @@ func (st *queueStatus) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%s (%s): %d pending, %d failing, %d dropped, last success %s, %d pushed\n", t.Name, t.Destination, t.Pending, t.Failing, t.Dropped, last, t.Pushed)
 		for _, f := range t.Failures {
-			fmt.Fprintf(w, "  failing %s: %d attempts, next in %s: %s\n", f.Path, f.Attempts, time.Until(f.NextAttempt).Round(time.Second), f.LastError)
+			fmt.Fprintf(w, "  failing %s: %d attempts, next in %s: %s\n", f.Path, f.Attempts, nextIn(f.NextAttempt, st.retryMax), f.LastError)
 		}
 		if t.QueueError != "" {
 			fmt.Fprintf(w, "  queue error (retried with back-off): %s\n", t.QueueError)
 		}
-		printPins(w, t)
+		printPins(w, t, st.retryMax)
 		printLastErrors(w, t)
 	}
 	if st.Orphaned > 0 {
@@ -240,6 +244,17 @@ func (st *queueStatus) print(w io.Writer) {
 		s := st.SlowUpstreams[u]
 		fmt.Fprintf(w, "upstream %s is slow (%s, at %s): the paths it did not answer for were pushed\n", u, s.Why, s.Time.Local().Format(time.RFC3339))
 	}
+}
+
+// nextIn is how long until a back-off ends, as the worker waits: nothing
+// once it passed (due), and at most retryMax when set (a time stamped
+// before the clock went back, which the worker cuts to retryMax).
+func nextIn(next time.Time, retryMax time.Duration) time.Duration {
+	d := max(time.Until(next), 0)
+	if retryMax > 0 {
+		d = min(d, retryMax)
+	}
+	return d.Round(time.Second)
 }
 
 func (st *queueStatus) pending() int {

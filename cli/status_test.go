@@ -16,6 +16,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
@@ -195,5 +196,46 @@ func BenchmarkStatusDropped(b *testing.B) {
 				runStatus(e, &statusOptions{})
 			}
 		})
+	}
+}
+
+// status says when a failing entry is tried next as the worker counts
+// it: a time stamped before the clock went back is cut to retry_max (10m
+// by default), and one that passed is due. It said "next in 100h0m0s"
+// and "next in -1h0m0s".
+func TestStatusNextAttemptAsTheWorkerWaits(t *testing.T) {
+	q, file := mainQueue(t)
+	now := time.Now()
+	for _, f := range []struct {
+		path string
+		next time.Time
+	}{
+		{"/nix/store/a9r346p3d25vs4g5v37f3r3f28js97kb-ahead-1.0", now.Add(100 * time.Hour)},
+		{"/nix/store/b9r346p3d25vs4g5v37f3r3f28js97kb-passed-1.0", now.Add(-time.Hour)},
+	} {
+		p, err := storepath.Parse("/nix/store", f.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Add([]queue.Pair{{Target: "main", Path: p}}, now); err != nil {
+			t.Fatal(err)
+		}
+		e, err := q.Peek(queue.Key("main", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Attempts, e.NextAttempt, e.LastError = 1, f.next, "boom"
+		if err := q.Update(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, _, out := loadedEnv(t, file)
+	if st := runStatus(e, &statusOptions{}); st != 0 {
+		t.Fatalf("status exited %d:\n%s", st, out)
+	}
+	for _, want := range []string{"ahead-1.0: 1 attempts, next in 10m0s: boom\n", "passed-1.0: 1 attempts, next in 0s: boom\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
 	}
 }
