@@ -477,8 +477,15 @@ func TestCheckUnreadableProgram(t *testing.T) {
 		return
 	}
 	u, other := testuser.New(t), testuser.New(t)
-	d := rootDir(t)
-	if err := os.Chmod(filepath.Dir(d), 0o755); err != nil {
+	// Straight under /tmp, not under TMPDIR: the test user must reach
+	// the test binary, and a TMPDIR nested in another test's 0700
+	// directories (TestOfflineTestPackages) it cannot.
+	d, err := os.MkdirTemp("/tmp", "cfh-trust-unreadable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	od := filepath.Join(d, "otherdir")
