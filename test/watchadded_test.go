@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,7 +23,10 @@ import (
 // pushed under allow = ["*"]. Here, while watch-exec waits on its
 // command, the test builds a path, another real user adds a secret
 // through a nix-daemon, and builtins.path adds a directory: only the
-// build goes up. With --include-added, the added paths go too.
+// build goes up. With --include-added, the added paths go too. A
+// fixed-output derivation built here is content-addressed and unsigned,
+// as another user's import is, but Nix says it built it (ultimate): it
+// goes up as a build.
 func TestWatchExecLeavesOutAdded(t *testing.T) {
 	nixtest.Require(t)
 	u := testuser.New(t)
@@ -37,7 +41,7 @@ func TestWatchExecLeavesOutAdded(t *testing.T) {
 	remote := wxDaemon(t, base)
 	e := NewEnv(t, "store = \"file://@DIR@/cache\"\nallow = [\"*\"]\n")
 
-	round := func(t *testing.T, includeAdded bool) (built, secret, imported string, errOut string) {
+	round := func(t *testing.T, includeAdded bool) (built, fixed, secret, imported string, errOut string) {
 		s := nixtest.Salt()
 		done := filepath.Join(e.Dir, "done-"+s)
 		args := []string{"watch-exec", "--wait", "--timeout", "90s"}
@@ -85,6 +89,9 @@ func TestWatchExecLeavesOutAdded(t *testing.T) {
 		imported = strings.Trim(strings.TrimSpace(string(out)), `"`)
 		paths, _, _ := e.BuildWith("/bin/true", nixtest.Drv(s, "watched-1.0", nil))
 		built = paths[0]
+		content := "fixed " + s + "\n"
+		paths, _, _ = e.BuildWith("/bin/true", fmt.Sprintf(`derivation { name = "fixed-%s"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo fixed %s > $out" ]; outputHashMode = "flat"; outputHashAlgo = "sha256"; outputHash = "%x"; }`, s, s, sha256.Sum256([]byte(content))))
+		fixed = paths[0]
 
 		if err := os.WriteFile(done, nil, 0o644); err != nil {
 			t.Fatal(err)
@@ -92,19 +99,19 @@ func TestWatchExecLeavesOutAdded(t *testing.T) {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("watch-exec: %v\n%s", err, stderr.String())
 		}
-		return built, secret, imported, stderr.String()
+		return built, fixed, secret, imported, stderr.String()
 	}
 
-	built, secret, imported, errOut := round(t, false)
+	built, fixed, secret, imported, errOut := round(t, false)
 	got := CachePaths(t, filepath.Join(e.Dir, "cache"))
-	if !got[built] || got[secret] || got[imported] {
-		t.Errorf("cache holds %v; want %s, and neither %s nor %s\n%s", scSet(got), built, secret, imported, errOut)
+	if !got[built] || !got[fixed] || got[secret] || got[imported] {
+		t.Errorf("cache holds %v; want %s and %s, and neither %s nor %s\n%s", scSet(got), built, fixed, secret, imported, errOut)
 	}
 	if !strings.Contains(errOut, "added to the store while COMMAND ran") || !strings.Contains(errOut, secret) || !strings.Contains(errOut, imported) || !strings.Contains(errOut, "--include-added") {
 		t.Errorf("watch-exec does not say what it left out:\n%s", errOut)
 	}
 
-	built, secret, imported, errOut = round(t, true)
+	built, _, secret, imported, errOut = round(t, true)
 	got = CachePaths(t, filepath.Join(e.Dir, "cache"))
 	if !got[built] || !got[secret] || !got[imported] {
 		t.Errorf("with --include-added, cache holds %v; want %s, %s and %s\n%s", scSet(got), built, secret, imported, errOut)
