@@ -335,7 +335,7 @@ func (w *Worker) scan(now time.Time) {
 	x.stamp, x.lastFull = stamp, now
 	x.sent = nil
 	if len(more) > 0 {
-		stay, moved := w.relist(more)
+		stay, moved, again := w.relist(more)
 		dups = slices.DeleteFunc(dups, func(e *queue.Entry) bool {
 			if nw, ok := moved[e.Source()]; ok {
 				e.SetSource(nw)
@@ -354,7 +354,9 @@ func (w *Worker) scan(now time.Time) {
 			}
 		}
 		clean = slices.DeleteFunc(clean, func(n string) bool { return n == "" })
-		x.stamp = [2]int64{}
+		if again {
+			x.stamp = [2]int64{}
+		}
 	}
 	if len(dups) > 0 || len(clean) > 0 {
 		res := w.q.Apply(queue.Changes{Done: dups}, clean...)
@@ -437,9 +439,10 @@ func (w *Worker) newEntries() bool {
 // entry keeps queue.MaxListed lists at most, the first that came; a copy
 // naming one more stays, held (see slot.held), and is said in the log.
 // It returns the keys whose other copies must stay, their entry not read
-// or not rewritten now or full (a later scan tries again), and the bulk
-// files Apply replaced.
-func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved map[string]string) {
+// or not rewritten now or full, the bulk files Apply replaced, and
+// whether the next scan must look again: not for a full entry alone,
+// whose copy waits for it to be decided (which changes the directories).
+func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved map[string]string, again bool) {
 	x := w.idx
 	stay = map[string]bool{}
 	bySrc := map[uint32]map[string]bool{}
@@ -482,7 +485,7 @@ func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved m
 			for k := range keys {
 				e, err := w.q.PeekFile(k)
 				if err != nil {
-					stay[k] = true
+					stay[k], again = true, true
 					continue
 				}
 				give(e)
@@ -499,7 +502,7 @@ func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved m
 			})
 		}
 		for k := range keys {
-			stay[k] = true // not read: its file failed, or is gone
+			stay[k], again = true, true // not read: its file failed, or is gone
 		}
 	}
 	// A kept entry in entries/ is rewritten in place (queue.Update: a
@@ -514,13 +517,13 @@ func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved m
 		if err := w.q.SyncEntries(); err != nil {
 			w.log.WithError(err).Error("keeping the package lists of paths queued again")
 			for k := range bySrc[0] {
-				stay[k] = true
+				stay[k], again = true, true
 			}
 		}
 	}
 	if len(updated) == 0 {
 		syncFiles()
-		return stay, nil
+		return stay, nil, again
 	}
 	res := w.q.Apply(queue.Changes{Updated: updated})
 	x.replaced(res.Replaced)
@@ -535,5 +538,5 @@ func (w *Worker) relist(more map[string][]string) (stay map[string]bool, moved m
 			x.move(s, w.srcID(e.Source()))
 		}
 	}
-	return stay, res.Replaced
+	return stay, res.Replaced, true
 }

@@ -445,3 +445,42 @@ func TestRunListedPastMaxListed(t *testing.T) {
 		t.Errorf("the list past queue.MaxListed is not said:\n%s", e.log.String())
 	}
 }
+
+// A copy held past queue.MaxListed waits for its entry to be decided,
+// which changes the queue's directories. Until then a scan of unchanged
+// directories has nothing to do: taken for a retry of the moment, the
+// held copy made each round (every second, for as long as the entry
+// backs off: up to queue.retry_max) list and read the queue again.
+func TestListedPastMaxListedHeldCopyNoRescan(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	victim := build(t, "victim-1")[0]
+	for i := range queue.MaxListed {
+		e.addListed(t, "on", writeList(t, fmt.Sprintf("cachix-packages-astext-%d", i), nil, victim), victim)
+	}
+	w := e.worker(nil)
+	w.scan(time.Now()) // the entry holds MaxListed lists
+	e.addListed(t, "on", writeList(t, "cachix-packages-real", nil, victim), victim)
+	w.scan(time.Now()) // the real list's copy is held
+	// Directories whose times can be trusted: a scan of them unchanged
+	// is skipped.
+	old := time.Now().Add(-time.Hour)
+	for _, d := range []string{"entries", "bulk"} {
+		if err := os.Chtimes(filepath.Join(e.q.Dir, d), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.scan(time.Now())
+	gen := w.idx.gen
+	for range 3 {
+		w.scan(time.Now())
+	}
+	if w.idx.gen != gen {
+		t.Errorf("%d full scans of an unchanged queue after the copy was held, want none", w.idx.gen-gen)
+	}
+	if names, _ := e.q.BulkNames(); len(names) != 1 {
+		t.Errorf("bulk files %q, want the held copy's", names)
+	}
+}
