@@ -144,8 +144,11 @@ func (w *Worker) finish(res *result) {
 				w.queueFailed(log, e, part.what, err, now)
 				continue
 			}
-			if s := x.slots[e.Key()]; s != nil && s.held && part.what != "dropping the queue entry failed" {
-				// Up: the copy held meanwhile is this pair.
+			if s := x.slots[e.Key()]; s != nil && s.held && part.what == "pushed, but removing the queue entry failed" {
+				// Up: the copy held meanwhile is this pair. Not one
+				// left upstream: its copy may say pinned, which the
+				// batch did not know, and a pinned root goes up
+				// whatever upstream says.
 				if x.sent == nil {
 					x.sent = map[string]bool{}
 				}

@@ -70,9 +70,9 @@ type index struct {
 	// are kept, and only until the end of the round's plan, so that
 	// the worker's memory still does not grow with the backlog.
 	fresh map[uint32][]*queue.Entry
-	// sent are the keys of entries pushed (or found upstream) while a
-	// copy of theirs was held: the next scan removes that copy, the
-	// same pair, rather than pushing it again.
+	// sent are the keys of entries pushed while a copy of theirs was
+	// held: the next scan removes that copy, the same pair, rather than
+	// pushing it again.
 	sent map[string]bool
 }
 

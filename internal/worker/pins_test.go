@@ -704,3 +704,50 @@ func TestPinThatHangsHoldsNoPush(t *testing.T) {
 		t.Errorf("pins left once the pin call ended: %q", names)
 	}
 }
+
+// push --pin of a root while a batch decides it: its copy, which says
+// pinned, is held. The batch did not know of the pin and left the root
+// out because an upstream has it; the held copy is then still to be
+// decided (a pinned root goes to its cache whatever upstream says), not
+// removed as a copy of a pair that went up: the pin was made of a root
+// the cache did not have.
+func TestHeldPinnedCopyOfRootLeftUpstreamIsPushed(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "nixos-system-1", "x-1")
+	root := ps[0]
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}, {Target: "main", Path: ps[1]}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	w.scan(time.Now())
+	key := queue.Key("main", root)
+	s := w.idx.slots[key]
+	if s == nil {
+		t.Fatal("the root's entry is not known")
+	}
+	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	// push --pin meanwhile: the root one by one, then its pin.
+	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil || n != 1 {
+		t.Fatalf("Add = %d, %v", n, err)
+	}
+	e.pin(t, "main", root, "system", queue.Keep{})
+	w.scan(time.Now().Add(time.Minute)) // the copy is held: the root is busy
+	// The batch leaves the root out: an upstream has it.
+	w.finish(&result{job: j, upstream: j.entries, reasons: map[string]string{key: "already in https://upstream.example"},
+		kinds: map[string]string{}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	got := c.list()
+	push := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "push main ") && strings.Contains(s, root.String()) })
+	pin := slices.Index(got, "pin main system "+root.String()+" ")
+	if push < 0 || pin < push {
+		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
+	}
+}
