@@ -824,3 +824,21 @@ func TestEffectiveLoadsAgain(t *testing.T) {
 		t.Errorf("allow loaded again = %q, want %q", c2.Targets[0].Allow, allow)
 	}
 }
+
+func TestStoreKeyFiles(t *testing.T) {
+	for uri, want := range map[string][]string{
+		"file:///c?secret-key=/k":                       {"/k"},
+		"file:///c?compression=zstd&secret-key=/a%20b":  {"/a b"},
+		"file:///c?secret%2Dkey=%2Fa+b":                 {"/a+b"},
+		"file:///c?secret-key=/k#x":                     {"/k"},
+		"file:///c#x?secret-key=/k":                     nil,
+		"file:///c?secret-key=":                         nil,
+		"file:///c?secret-key=/a&secret-key=/b":         {"/a", "/b"},
+		"file:///c?secret-key-x=/k&x=secret-key%3D%2Fk": nil,
+		"/var/cache/nix":                                nil,
+	} {
+		if got := StoreKeyFiles(uri); !slices.Equal(got, want) {
+			t.Errorf("StoreKeyFiles(%q) = %q, want %q", uri, got, want)
+		}
+	}
+}

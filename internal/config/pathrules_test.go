@@ -201,3 +201,27 @@ func TestReadSecretKey(t *testing.T) {
 		}
 	}
 }
+
+// A store URI's secret-key= is checked as secret_key_file is: validate
+// and doctor report a key others can read, and a relative one.
+func TestCheckKeyFilesStoreURI(t *testing.T) {
+	kf := filepath.Join(t.TempDir(), "key.sec")
+	key := "cache-1:" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\n"
+	if err := os.WriteFile(kf, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &Config{Targets: []*Target{{Name: "local", Store: "file:///srv/cache?secret-key=" + kf}}}
+	if errs := c.CheckKeyFiles(); len(errs) != 0 {
+		t.Errorf("a private key: %v", errs)
+	}
+	if err := os.Chmod(kf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if errs := c.CheckKeyFiles(); len(errs) != 1 || !strings.Contains(errs[0].Error(), `target "local": store's secret-key=`) || !strings.Contains(errs[0].Error(), kf) {
+		t.Errorf("a key others can read: %v", errs)
+	}
+	c.Targets[0].Store = "file:///srv/cache?secret-key=key.sec"
+	if errs := c.CheckKeyFiles(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "must be an absolute path") {
+		t.Errorf("a relative key: %v", errs)
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/base64"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
@@ -33,10 +34,28 @@ func ReadSecretKey(file string) (string, error) {
 	return key, nil
 }
 
+// CheckStoreKeys checks each key file a store URI's secret-key= names
+// (StoreKeyFiles) as ReadSecretKey does secret_key_file: nix copy signs
+// with it as root all the same.
+func CheckStoreKeys(store string) error {
+	for _, file := range StoreKeyFiles(store) {
+		// Nix would read a relative one from the worker's working
+		// directory.
+		if !filepath.IsAbs(file) {
+			return fmt.Errorf("store's secret-key=: signing key %s must be an absolute path", file)
+		}
+		if _, err := ReadSecretKey(file); err != nil {
+			return fmt.Errorf("store's secret-key=: %w", err)
+		}
+	}
+	return nil
+}
+
 // CheckKeyFiles reads every signing key file the worker would read and
 // returns a problem per unusable one, for validate and doctor:
 // cachix.signing_key_file only when a target is a Cachix cache, as the
-// worker reads it only for those (the token likewise).
+// worker reads it only for those (the token likewise), and the key files
+// a store URI names.
 func (c *Config) CheckKeyFiles() []error {
 	var errs []error
 	seen := map[string]bool{}
@@ -57,6 +76,9 @@ func (c *Config) CheckKeyFiles() []error {
 	}
 	for _, t := range c.Targets {
 		check(fmt.Sprintf("target %q: secret_key_file", t.Name), t.SecretKeyFile)
+		if err := CheckStoreKeys(t.Store); err != nil {
+			errs = append(errs, fmt.Errorf("target %q: %w", t.Name, err))
+		}
 	}
 	return errs
 }

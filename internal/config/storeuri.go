@@ -18,7 +18,8 @@ var secretWords = []string{"password", "passwd", "token", "secret", "auth", "cre
 
 // secretParam reports whether a store URI's query parameter carries a
 // secret. secret-key does not: it is the path of the key file Nix signs
-// with (pusher/signing.go adds it), not the key.
+// with (pusher/signing.go adds it), not the key; that file is checked as
+// secret_key_file is (StoreKeyFiles).
 func secretParam(name string) bool {
 	n := strings.ToLower(name)
 	if n == "secret-key" {
@@ -178,4 +179,26 @@ func rawPassword(s string) string {
 	}
 	_, pw, _ := strings.Cut(rest[:at], ":")
 	return pw
+}
+
+// StoreKeyFiles returns the key files a store URI's secret-key= names,
+// which nix copy signs with: as Nix reads them, the query cut at '#',
+// split on '&' alone and %-decoded ('+' is a '+'), with the name decoded
+// (newer Nix) or not (2.8). An empty value names none.
+func StoreKeyFiles(s string) []string {
+	var out []string
+	for _, kv := range strings.Split(rawQuery(s), "&") {
+		name, raw, ok := strings.Cut(kv, "=")
+		if !ok || name != "secret-key" && paramName(name) != "secret-key" {
+			continue
+		}
+		file, err := url.PathUnescape(raw)
+		if err != nil {
+			file = raw // Nix refuses it; checked as written all the same
+		}
+		if file != "" && !slices.Contains(out, file) {
+			out = append(out, file)
+		}
+	}
+	return out
 }

@@ -95,3 +95,45 @@ func TestInheritedSecretsRedacted(t *testing.T) {
 		t.Errorf("output = %q, want %q", out.String(), want)
 	}
 }
+
+// A store URI's own secret-key= is a key nix copy signs with as root, as
+// secret_key_file's is: the same rule applies. A key others can read
+// (mode 0644) was passed to nix copy unchecked; now the push fails naming
+// it, and nix copy does not run.
+func TestStoreURISigningKeyChecked(t *testing.T) {
+	rec := fake(t, 0)
+	bin := t.TempDir()
+	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
+		t.Fatal(err)
+	}
+	kf := filepath.Join(t.TempDir(), "key.sec")
+	key := "cache-1:" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\n"
+	if err := os.WriteFile(kf, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(kf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
+	// As written, and with the name and value %-encoded (Nix decodes
+	// both).
+	for _, store := range []string{
+		"file:///srv/cache?secret-key=" + kf,
+		"file:///srv/cache?compression=zstd&secret%2Dkey=" + strings.ReplaceAll(kf, "/", "%2F"),
+	} {
+		var out bytes.Buffer
+		err := New(cfg, &config.Target{Name: "s", Store: store}).Push(context.Background(), paths, &out)
+		if err == nil || !strings.Contains(err.Error(), kf) || !strings.Contains(err.Error(), "readable by group or others") {
+			t.Errorf("%s: Push = %v, want the key refused", store, err)
+		}
+		if _, serr := os.Stat(rec); serr == nil {
+			t.Fatalf("%s: nix copy ran with a key others can read", store)
+		}
+	}
+	if err := os.Chmod(kf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := New(cfg, &config.Target{Name: "s", Store: "file:///srv/cache?secret-key=" + kf}).Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
+		t.Errorf("a private key: %v", err)
+	}
+}

@@ -13,6 +13,10 @@ import (
 // is checked first (root-owned, private, a Nix secret key); Nix reads it
 // by its path, so the key's content is never in argv.
 func signingStore(store, keyFile string) (string, error) {
+	// A key the URI names itself signs all the same: the same check.
+	if err := config.CheckStoreKeys(store); err != nil {
+		return "", err
+	}
 	if keyFile == "" {
 		return store, nil
 	}
