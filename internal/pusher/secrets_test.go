@@ -137,3 +137,27 @@ func TestStoreURISigningKeyChecked(t *testing.T) {
 		t.Errorf("a private key: %v", err)
 	}
 }
+
+// secret_key_file goes into the store URI %-encoded as Nix decodes it,
+// where a '+' is a '+' (Nix 2.8 read "…/a+b/key.sec" for a key in
+// "…/a b/": "opening file …: No such file or directory", or another
+// file, unchecked, where one has that name): a space is %20.
+func TestSigningStoreKeyPathAsNixReadsIt(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a b&c+d#e")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kf := filepath.Join(dir, "key.sec")
+	key := "cache-1:" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\n"
+	if err := os.WriteFile(kf, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store, err := signingStore("file:///srv/cache?compression=zstd", kf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// StoreKeyFiles decodes as Nix does; one reading, cut at '#' or not.
+	if got := config.StoreKeyFiles(store); len(got) != 1 || got[0] != kf {
+		t.Errorf("signingStore = %q, which Nix reads as the key files %q, want %q", store, got, kf)
+	}
+}

@@ -27,7 +27,9 @@ func signingStore(store, keyFile string) (string, error) {
 	if strings.Contains(store, "?") {
 		sep = "&"
 	}
-	return store + sep + "secret-key=" + url.QueryEscape(keyFile), nil
+	// Nix decodes %XX alone: QueryEscape's '+' for a space would name
+	// another file.
+	return store + sep + "secret-key=" + strings.ReplaceAll(url.QueryEscape(keyFile), "+", "%20"), nil
 }
 
 // withSigningKey gives cachix the signing key's content as
