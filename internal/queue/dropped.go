@@ -134,7 +134,21 @@ const pruneGrace = 10 * time.Minute
 // among those older than pruneGrace. It returns how many it removed. The
 // history keeps the record of every drop; a corrupt file was set aside
 // to be looked at, and stays as long as a drop does.
-func (q *Queue) Prune(keep int, maxAge time.Duration, now time.Time) (int, error) {
+//
+// A file's age is by the wall clock, but no more than the caller can
+// vouch for: its age when the caller started (by the wall clock then)
+// plus up, how long the caller has run by the monotonic clock. A clock
+// stepped forward while a worker runs would otherwise age every file at
+// once, and remove what wait is about to read. A zero started: the wall
+// clock alone.
+func (q *Queue) Prune(keep int, maxAge time.Duration, now, started time.Time, up time.Duration) (int, error) {
+	age := func(mod time.Time) time.Duration {
+		a := now.Sub(mod)
+		if !started.IsZero() {
+			a = min(a, max(started.Sub(mod), 0)+up)
+		}
+		return a
+	}
 	removed := 0
 	for _, sub := range []string{droppedDir, corruptDir} {
 		names, err := q.dirNames(sub)
@@ -156,8 +170,8 @@ func (q *Queue) Prune(keep int, maxAge time.Duration, now time.Time) (int, error
 		}
 		sort.Slice(files, func(i, j int) bool { return files[i].mod.After(files[j].mod) })
 		for i, f := range files {
-			old := maxAge > 0 && now.Sub(f.mod) > maxAge
-			over := keep > 0 && i >= keep && now.Sub(f.mod) > pruneGrace
+			old := maxAge > 0 && age(f.mod) > maxAge
+			over := keep > 0 && i >= keep && age(f.mod) > pruneGrace
 			if !old && !over {
 				continue
 			}

@@ -52,7 +52,7 @@ func TestPruneAndCount(t *testing.T) {
 	}
 	// Keep 5, none older than 5 hours: the 3 fresh ones and the two
 	// newest of the rest stay; one corrupt file is too old.
-	n, err := q.Prune(5, 5*time.Hour, now)
+	n, err := q.Prune(5, 5*time.Hour, now, time.Time{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +63,48 @@ func TestPruneAndCount(t *testing.T) {
 		t.Errorf("corrupt/ after Prune: %q, want the newer file", left)
 	}
 	// Past the count, what was dropped in the last minutes stays.
-	if _, err := q.Prune(1, 0, now); err != nil {
+	if _, err := q.Prune(1, 0, now, time.Time{}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if left := len(ls(t, q.path(droppedDir))); left != 3 {
 		t.Errorf("%d left in dropped/ with keep 1, want the 3 dropped just now", left)
+	}
+}
+
+// A clock stepped forward while the worker runs does not age what it
+// dropped: the worker's start and its monotonic run time bound each
+// file's age. Prune removed every file dropped a minute ago when the
+// clock jumped two days ahead, with dropped_max_age 1h (and past keep,
+// the pruneGrace of the last minutes went too).
+func TestPruneClockStepForward(t *testing.T) {
+	q := openQ(t)
+	started := time.Now()
+	var keys []string
+	for i := range 3 {
+		p := mkPath(fmt.Sprintf("d-%d", i))
+		e := &Entry{Target: "main", Path: p.String(), Queued: started, key: Key("main", p)}
+		if err := q.Drop(e, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, e.key)
+	}
+	// An hour old when the worker started: old by both measures.
+	before := started.Add(-2 * time.Hour)
+	if err := os.Chtimes(q.path(droppedDir, keys[0]), before, before); err != nil {
+		t.Fatal(err)
+	}
+	// The worker has run a minute by the monotonic clock; the wall
+	// clock says two days.
+	stepped := started.Round(0).Add(48 * time.Hour)
+	n, err := q.Prune(1, time.Hour, stepped, started, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := ls(t, q.path(droppedDir)); n != 1 || len(left) != 2 {
+		t.Errorf("Prune removed %d, left %q; want only the file older than an hour when the worker started removed", n, left)
+	}
+	// Without the worker's measure, the wall clock decides.
+	if n, err := q.Prune(0, time.Hour, stepped, time.Time{}, 0); err != nil || n != 2 {
+		t.Errorf("by the wall clock alone: removed %d, %v; want 2", n, err)
 	}
 }

@@ -325,7 +325,9 @@ const pruneEvery = 10 * time.Minute
 // queue.dropped_max_age.
 func (w *Worker) prune(now time.Time) {
 	w.pruned = now
-	n, err := w.q.Prune(w.cfg.Queue.DroppedMax, w.cfg.Queue.DroppedMaxAge, now)
+	// The worker's own start and monotonic run time bound the ages: a
+	// clock stepped forward removes nothing early.
+	n, err := w.q.Prune(w.cfg.Queue.DroppedMax, w.cfg.Queue.DroppedMaxAge, now, w.started, now.Sub(w.started))
 	if err != nil {
 		w.log.WithError(err).Warn("pruning dropped/ and corrupt/")
 	}
