@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/metrics"
@@ -207,6 +208,21 @@ func (s *State) save(dir string) {
 	}
 	if err != nil {
 		os.Remove(f.Name())
+	}
+}
+
+// cleanStateTmp removes the temporary files of saves older than age: a
+// worker killed between its CreateTemp and its Rename leaves one in the
+// queue directory, which nothing else removes.
+func cleanStateTmp(dir string, age time.Duration) {
+	entries, _ := os.ReadDir(dir)
+	for _, d := range entries {
+		if !strings.HasPrefix(d.Name(), stateFile+".tmp") || !d.Type().IsRegular() {
+			continue
+		}
+		if fi, err := d.Info(); err == nil && time.Since(fi.ModTime()) > age {
+			os.Remove(filepath.Join(dir, d.Name()))
+		}
 	}
 }
 

@@ -211,6 +211,7 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 	// status tells the caller's config from the one the worker uses.
 	w.saveWorkerInfo("")
 	w.q.CleanTmp(time.Hour)
+	cleanStateTmp(w.q.Dir, time.Hour)
 	w.log.WithFields(logrus.Fields{"queue": w.q.Dir, "pid": os.Getpid(), "config": configName(w.cfg.File)}).Info("worker started")
 
 	var idleSince time.Time

@@ -889,6 +889,33 @@ func TestRunCleansTmp(t *testing.T) {
 	}
 }
 
+// A worker killed between the CreateTemp and the Rename of a save of
+// state.json leaves its temporary file in the queue directory, where
+// CleanTmp (tmp/ only) never looked: the next worker removes it once old.
+func TestRunCleansStateTmp(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	old, fresh := filepath.Join(e.q.Dir, "state.json.tmp123"), filepath.Join(e.q.Dir, "state.json.tmp456")
+	for _, f := range []string{old, fresh} {
+		if err := os.WriteFile(f, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, e.worker(nil), Once); err != nil {
+		t.Fatalf("Run(Once) on an empty queue = %v", err)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("the worker did not clean an old state.json.tmp file")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("the worker removed a fresh state.json.tmp file: %v", err)
+	}
+}
+
 func TestWorkerEnv(t *testing.T) {
 	got := workerEnv([]string{"PATH=/bin", "HOME=/homeless-shelter"})
 	if slices.Contains(got, "HOME=/homeless-shelter") {
