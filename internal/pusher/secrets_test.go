@@ -161,3 +161,23 @@ func TestSigningStoreKeyPathAsNixReadsIt(t *testing.T) {
 		t.Errorf("signingStore = %q, which Nix reads as the key files %q, want %q", store, got, kf)
 	}
 }
+
+// secret_key_file's parameter goes before a store URI's fragment: Nix
+// reads none after a '#' (Nix 2.8 copied "file:///c#x?secret-key=K"
+// unsigned, without a word), so the cache was left unsigned.
+func TestSigningStoreBeforeFragment(t *testing.T) {
+	kf := filepath.Join(t.TempDir(), "key.sec")
+	key := "cache-1:" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\n"
+	if err := os.WriteFile(kf, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, store := range []string{"file:///srv/cache#x", "file:///srv/cache?compression=zstd#x"} {
+		got, err := signingStore(store, kf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if files := config.StoreKeyFiles(got); len(files) != 1 || files[0] != kf || !strings.HasSuffix(got, "#x") {
+			t.Errorf("signingStore(%q) = %q, which Nix reads as the key files %q, want %q", store, got, files, kf)
+		}
+	}
+}

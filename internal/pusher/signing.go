@@ -23,13 +23,20 @@ func signingStore(store, keyFile string) (string, error) {
 	if _, err := config.ReadSecretKey(keyFile); err != nil {
 		return "", err
 	}
+	// Before a '#': Nix reads no parameter in the fragment, and would
+	// copy unsigned.
+	head, frag, hasFrag := strings.Cut(store, "#")
 	sep := "?"
-	if strings.Contains(store, "?") {
+	if strings.Contains(head, "?") {
 		sep = "&"
 	}
 	// Nix decodes %XX alone: QueryEscape's '+' for a space would name
 	// another file.
-	return store + sep + "secret-key=" + strings.ReplaceAll(url.QueryEscape(keyFile), "+", "%20"), nil
+	out := head + sep + "secret-key=" + strings.ReplaceAll(url.QueryEscape(keyFile), "+", "%20")
+	if hasFrag {
+		out += "#" + frag
+	}
+	return out, nil
 }
 
 // withSigningKey gives cachix the signing key's content as
