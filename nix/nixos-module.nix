@@ -48,9 +48,19 @@ let
   storeUris = map toString (
     lib.filter (u: u != null) ([ cfg.settings.store ] ++ map (t: t.store or null) (cfg.settings.target or [ ]))
   );
-  # As Nix reads the path: %-decoded (file:///srv/my%20cache).
-  fileStoreDirs = map (
-    u: settings.percentDecode (builtins.head (lib.splitString "?" (lib.removePrefix "file://" u)))
+  # As Nix reads the path: %-decoded (file:///srv/my%20cache is
+  # "/srv/my cache"), and as written too where that differs: Nix 2.8
+  # does not decode it, and which later versions do everywhere is not
+  # sure (an empty directory is the cost of a failed push saved).
+  fileStoreDirs = lib.concatMap (
+    u:
+    let
+      raw = builtins.head (lib.splitString "?" (lib.removePrefix "file://" u));
+    in
+    lib.unique [
+      (settings.percentDecode raw)
+      raw
+    ]
   ) (lib.filter (lib.hasPrefix "file://") storeUris);
   writablePaths = lib.unique (
     lib.optional (queueDir != defaultQueueDir) queueDir
