@@ -421,17 +421,34 @@ func (d *doctor) checkQueue() {
 	pushable := st.pending() - st.Orphaned
 	// Pins are work left too: a pin waits in pins/ after its root's
 	// entry has gone (pushed), and only a worker makes it.
-	pins := 0
+	pins, failingPins := 0, 0
 	for _, t := range st.Targets {
 		pins += len(t.Pins)
+		for _, p := range t.Pins {
+			if p.Attempts > 0 {
+				failingPins++
+				if failing == 0 {
+					lastErr = fmt.Sprintf("pin %q of %s -> %s: %s", p.Name, p.Path, t.Name, oneLine(p.LastError))
+				}
+			}
+		}
 	}
 	work := fmt.Sprintf("%d entries", pushable)
 	if pins > 0 {
 		work += fmt.Sprintf(" and %d %s", pins, plural(pins, "pin"))
 	}
 	switch {
-	case failing > 0:
-		d.add("worker", checkProblem, fmt.Sprintf("%d entries failing; last: %s", failing, lastErr), "fix the cause (`cachix-filter-hook status`, `log`, "+d.cfg.Log.File+"), then `cachix-filter-hook retry`")
+	case failing+failingPins > 0:
+		// A pin that keeps failing is work that does not get done, as a
+		// failing entry is, even while a worker runs.
+		var what []string
+		if failing > 0 {
+			what = append(what, fmt.Sprintf("%d entries", failing))
+		}
+		if failingPins > 0 {
+			what = append(what, fmt.Sprintf("%d %s", failingPins, plural(failingPins, "pin")))
+		}
+		d.add("worker", checkProblem, fmt.Sprintf("%s failing; last: %s", strings.Join(what, " and "), lastErr), "fix the cause (`cachix-filter-hook status`, `log`, "+d.cfg.Log.File+"), then `cachix-filter-hook retry`")
 	case st.WorkerRunning:
 		d.add("worker", checkOK, "running", "")
 	case st.WorkerStartError != nil:

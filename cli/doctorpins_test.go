@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -29,5 +30,41 @@ func TestDoctorCountsPinsAsWorkLeft(t *testing.T) {
 	}
 	if worker == nil || worker.Level != checkProblem || !strings.Contains(worker.Message, "1 pin queued and no worker running") {
 		t.Errorf("worker check = %+v, want a problem: the pin is queued and no worker runs", worker)
+	}
+}
+
+// A pin whose cachix pin call keeps failing while a worker runs is a
+// problem, as a failing entry is: doctor counted failing entries alone,
+// and said "worker: ok running".
+func TestDoctorReportsFailingPins(t *testing.T) {
+	q, file := mainQueue(t)
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pins, _, err := q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins: %v, %v", pins, err)
+	}
+	pins[0].Attempts, pins[0].NextAttempt, pins[0].LastError = 3, time.Now().Add(time.Hour), "cachix pin: 401 unauthorized"
+	if err := q.UpdatePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("taking the worker lock: %v", err)
+	}
+	defer lock.Unlock()
+	e, c, _ := loadedEnv(t, file)
+	d := &doctor{e: e, ctx: e.ctx, cfg: c}
+	d.checkQueue()
+	var worker *check
+	for i := range d.checks {
+		if d.checks[i].Name == "worker" {
+			worker = &d.checks[i]
+		}
+	}
+	if worker == nil || worker.Level != checkProblem || !strings.Contains(worker.Message, "401 unauthorized") {
+		t.Errorf("worker check = %+v, want a problem naming the pin's error", worker)
 	}
 }
