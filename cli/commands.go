@@ -169,7 +169,7 @@ time and the pusher call's duration. The record lives in the queue directory
 				asJSON(&logs.json, "print JSON lines"),
 				{name: "target", arg: "T", values: valueTarget, bind: stringVar(&logs.target), help: "only the target named T"},
 				{name: "since", arg: "DUR", bind: durationVar(&logs.since, 0), help: "only the last DUR (such as 1h)"},
-				{name: "path", arg: "GLOB", bind: stringVar(&logs.glob), help: "only paths matching GLOB, as allow and deny rules match: without /, the name after the hash (hello-*); starting with /, the whole path"},
+				{name: "path", arg: "GLOB", bind: stringVar(&logs.glob), help: "only paths matching GLOB, as allow and deny rules match: without /, the name after the hash (hello-*); starting with /, the whole path; a pushed path's record also when the denied path its closure uploaded matches (closure_deny = \"push\")"},
 			}},
 
 		{name: "retry", run: runRetry,

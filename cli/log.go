@@ -12,6 +12,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 // logOptions are log's flags.
@@ -51,7 +52,11 @@ func runLog(e *env, o *logOptions) int {
 	}
 	enc := json.NewEncoder(e.stdout)
 	for _, r := range recs {
-		if (o.target != "" && r.Target != o.target) || r.Time.Before(from) || !match(r.Path) {
+		// A pushed path's record is also that of the denied path its
+		// closure uploaded (closure_deny = "push"): no record of its own
+		// says that this one left the machine.
+		uploaded := r.Outcome == history.Pushed && match(worker.AlsoUploaded(r.Reason))
+		if (o.target != "" && r.Target != o.target) || r.Time.Before(from) || !match(r.Path) && !uploaded {
 			continue
 		}
 		if o.json {

@@ -134,7 +134,23 @@ func (j *job) decide(e *queue.Entry, cl closures, ls listings, facts factMap, ns
 			msg, field = "uploading a path larger than max_nar_size inside the closure of a selected one (closure_deny = \"push\")", "larger"
 		}
 		ns.add(logrus.WarnLevel, msg, "rule", td.DependencyRule, e.Path, field, td.Dependency)
-		also = fmt.Sprintf("also uploaded %s (%s) inside its closure (closure_deny = \"push\")", td.Dependency, td.DependencyRule)
+		also = fmt.Sprintf(alsoUploaded+"%s (%s) inside its closure (closure_deny = \"push\")", td.Dependency, td.DependencyRule)
 	}
 	return "", "", false, also, nil
+}
+
+// alsoUploaded starts the reason recorded for a pushed path whose closure
+// uploaded a path the rules deny (closure_deny = "push").
+const alsoUploaded = "also uploaded "
+
+// AlsoUploaded is the denied path a pushed path's recorded reason says
+// went up inside its closure; "" when it names none. log --path finds
+// it: that record is the only one that says it left the machine.
+func AlsoUploaded(reason string) string {
+	rest, ok := strings.CutPrefix(reason, alsoUploaded)
+	if !ok {
+		return ""
+	}
+	p, _, _ := strings.Cut(rest, " ")
+	return p
 }
