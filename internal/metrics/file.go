@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
@@ -22,7 +23,8 @@ func WriteFile(file string, data []byte) error {
 		return fmt.Errorf("metrics.file: %w", err)
 	}
 	dir, base := filepath.Split(file)
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	tmpPrefix := "." + base + ".tmp"
+	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("writing metrics: %w", err)
 	}
@@ -39,6 +41,17 @@ func WriteFile(file string, data []byte) error {
 	if err != nil {
 		os.Remove(f.Name())
 		return fmt.Errorf("writing metrics to %s: %w", file, err)
+	}
+	// A worker killed between the create and the rename left its
+	// temporary file: one more per crash in node exporter's directory.
+	// Only one worker writes the file (it holds the queue's lock), so any
+	// other is such a leftover.
+	if des, err := os.ReadDir(filepath.Dir(file)); err == nil {
+		for _, de := range des {
+			if strings.HasPrefix(de.Name(), tmpPrefix) && !de.IsDir() {
+				os.Remove(filepath.Join(filepath.Dir(file), de.Name()))
+			}
+		}
 	}
 	return nil
 }

@@ -161,3 +161,29 @@ func TestRenderInvalidUTF8(t *testing.T) {
 		}
 	}
 }
+
+// A worker killed between creating its temporary file and renaming it
+// leaves that file behind; the next write removes it, so that they do not
+// pile up in node exporter's directory, one per crash.
+func TestWriteFileRemovesCrashLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "cachix_filter_hook.prom")
+	crashed := filepath.Join(dir, ".cachix_filter_hook.prom.tmp123456")
+	others := []string{filepath.Join(dir, "other.prom"), filepath.Join(dir, ".other.prom.tmp1")}
+	for _, f := range append([]string{crashed}, others...) {
+		if err := os.WriteFile(f, []byte("a 0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteFile(file, []byte("a 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(crashed); err == nil {
+		t.Errorf("%s is still there after a write", filepath.Base(crashed))
+	}
+	for _, f := range others {
+		if _, err := os.Lstat(f); err != nil {
+			t.Errorf("another file was removed: %v", err)
+		}
+	}
+}
