@@ -22,7 +22,7 @@ import (
 
 // slot is what the worker keeps of one entry.
 type slot struct {
-	queued   int64  // wall clock, UnixNano: oldest first
+	queued   int64  // wall clock, UnixNano: oldest first; 0: not known
 	next     int64  // back-off ends, on the worker's monotonic clock (see mono); 0: due
 	src      uint32 // 0: its own file in entries/; else a bulk file (w.bulk)
 	gen      uint32 // scan that last saw its file (entries/ only)
@@ -169,7 +169,13 @@ func (w *Worker) mono(t time.Time) int64 { return max(int64(t.Sub(w.started)), 1
 // before the clock was stepped: a back-off that reaches further than
 // queue.retry_max (the clock went back) is cut to it.
 func (w *Worker) adopt(e *queue.Entry, src uint32, now time.Time) *slot {
-	s := &slot{queued: e.Queued.UnixNano(), src: src, gen: w.idx.gen, born: w.idx.gen, attempts: uint16(min(e.Attempts, 1<<16-1)),
+	// UnixNano of a time it cannot hold (an entry without one: year 1) is
+	// undefined; such an entry is kept with none (0), and has no age.
+	var queued int64
+	if y := e.Queued.Year(); y > 1677 && y < 2262 {
+		queued = e.Queued.UnixNano()
+	}
+	s := &slot{queued: queued, src: src, gen: w.idx.gen, born: w.idx.gen, attempts: uint16(min(e.Attempts, 1<<16-1)),
 		target: w.idx.intern(e.Target), plen: uint16(min(len(e.Path), 1<<16-1)), session: int32(e.Session), pinned: e.Pinned}
 	if !e.NextAttempt.IsZero() {
 		wait := min(max(e.NextAttempt.Sub(now), 0), w.cfg.Queue.RetryMax)

@@ -35,7 +35,9 @@ func Snapshot(c *config.Config, st *State, entries iter.Seq[EntryView], pins []*
 		if e.Attempts > 0 {
 			t.Failing++
 		}
-		if t.OldestQueued.IsZero() || e.Queued.Before(t.OldestQueued) {
+		// An entry without a queued time has no age: the oldest is
+		// among the others, whatever their order.
+		if !e.Queued.IsZero() && (t.OldestQueued.IsZero() || e.Queued.Before(t.OldestQueued)) {
 			t.OldestQueued = e.Queued
 		}
 	}
@@ -73,7 +75,11 @@ func (w *Worker) indexed() iter.Seq[EntryView] {
 	x := w.idx
 	return func(yield func(EntryView) bool) {
 		for _, s := range x.slots {
-			if !yield(EntryView{x.nameOf(s), int(s.attempts), time.Unix(0, s.queued)}) {
+			var queued time.Time
+			if s.queued != 0 {
+				queued = time.Unix(0, s.queued)
+			}
+			if !yield(EntryView{x.nameOf(s), int(s.attempts), queued}) {
 				return
 			}
 		}

@@ -45,3 +45,46 @@ func TestMetricsCorruptEntries(t *testing.T) {
 	w.writeMetrics(now.Add(droppedRecount+time.Second), true)
 	corrupt("0")
 }
+
+// An entry with no queued time (a file written by hand, or by another
+// program) has no age: the worker adopted it as time.Time{}.UnixNano(),
+// which Go leaves undefined (here 1754), and the oldest pending age said
+// 270 years; and Snapshot took the zero time for the oldest or not by the
+// entries' order. Its age is left out, whatever the order.
+func TestMetricsOldestIgnoresEntryWithoutQueuedTime(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.add(t, "main", mkPath("dated-1"))
+	var dated time.Time
+	for _, x := range e.entries(t) {
+		dated = x.Queued
+	}
+	p := mkPath("undated-1")
+	undated := filepath.Join(e.q.Dir, "entries", queue.Key("main", p))
+	if err := os.MkdirAll(filepath.Dir(undated), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(undated, []byte(`{"target":"main","path":"`+p.String()+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker(nil)
+	w.state = LoadState(e.q.Dir)
+	now := time.Now()
+	w.scan(now)
+	if n := len(w.idx.slots); n != 2 {
+		t.Fatalf("the worker holds %d entries, want 2", n)
+	}
+	s := Snapshot(w.cfg, w.state, w.indexed(), nil, nil, true, now)
+	if got := s.Targets[0].OldestQueued; !got.Equal(dated) {
+		t.Errorf("worker: oldest queued %v, want %v (the entry without a time has no age)", got, dated)
+	}
+	for _, order := range [][]*queue.Entry{
+		{{Target: "main", Queued: dated}, {Target: "main"}},
+		{{Target: "main"}, {Target: "main", Queued: dated}},
+	} {
+		s := Snapshot(w.cfg, w.state, EntriesOf(order), nil, nil, false, now)
+		if got := s.Targets[0].OldestQueued; !got.Equal(dated) {
+			t.Errorf("entries %v then %v: oldest queued %v, want %v", order[0].Queued, order[1].Queued, got, dated)
+		}
+	}
+}
