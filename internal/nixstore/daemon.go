@@ -37,6 +37,7 @@ func FindDaemon(proc string, nix Nix) Daemon {
 	want, wantErr := os.Stat(nix.Bin("nix-daemon"))
 	dirs, _ := os.ReadDir(proc)
 	var pids []int
+	starts := map[int]string{}
 	for _, de := range dirs {
 		n, err := strconv.Atoi(de.Name())
 		if err != nil {
@@ -46,6 +47,13 @@ func FindDaemon(proc string, nix Nix) Daemon {
 		comm, err := os.ReadFile(filepath.Join(dir, "comm"))
 		if err != nil || strings.TrimSpace(string(comm)) != "nix-daemon" || otherRoot(dir) {
 			continue
+		}
+		// Its start time, before what is checked: read again after its
+		// environment, it tells whether the pid still names the process
+		// checked (a pid is reused once its process has gone).
+		start, err := procStart(dir)
+		if err != nil {
+			continue // gone
 		}
 		uid, err := procUID(dir)
 		if err != nil {
@@ -69,6 +77,7 @@ func FindDaemon(proc string, nix Nix) Daemon {
 			continue
 		}
 		pids = append(pids, n)
+		starts[n] = start
 	}
 	sort.Ints(pids)
 	for _, pid := range pids {
@@ -78,6 +87,9 @@ func FindDaemon(proc string, nix Nix) Daemon {
 		}
 		if _, serr := os.Stat(filepath.Join(proc, strconv.Itoa(pid), "exe")); err == nil && serr != nil && !errors.Is(serr, fs.ErrPermission) {
 			continue // exited as it was read (a zombie has no environment)
+		}
+		if start, serr := procStart(filepath.Join(proc, strconv.Itoa(pid))); serr != nil || start != starts[pid] {
+			continue // another process has its pid now
 		}
 		dm.PID = pid
 		if err != nil {
@@ -115,6 +127,22 @@ func procUID(dir string) (uint32, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s/status: no Uid line", dir)
+}
+
+// procStart is a process's start time, in clock ticks after boot: field
+// 22 of its stat file, counted after the command name (which may hold
+// spaces and parentheses, and ends at the last ')').
+func procStart(dir string) (string, error) {
+	data, err := readBounded(filepath.Join(dir, "stat"), 4096)
+	if err != nil {
+		return "", err
+	}
+	i := bytes.LastIndexByte(data, ')')
+	f := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(f) < 20 {
+		return "", fmt.Errorf("%s/stat: no start time", dir)
+	}
+	return f[19], nil
 }
 
 // otherRoot reports whether a process runs in a chroot or container (and
