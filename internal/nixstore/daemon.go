@@ -28,7 +28,8 @@ type Daemon struct {
 // environment (root only, or the daemon's own user), in the process table
 // at proc. Its name proves nothing (any user can start a program called
 // nix-daemon, with any PATH): only a process run by root whose executable
-// is the Nix in use counts. The listening daemon is the oldest; its
+// is the Nix in use counts. The listening daemon is the oldest (by start
+// time: pids wrap around); its
 // children serve clients and inherit the same environment. A process
 // that exits during the scan is skipped: what is gone is not a
 // permission problem.
@@ -37,7 +38,7 @@ func FindDaemon(proc string, nix Nix) Daemon {
 	want, wantErr := os.Stat(nix.Bin("nix-daemon"))
 	dirs, _ := os.ReadDir(proc)
 	var pids []int
-	starts := map[int]string{}
+	starts := map[int]uint64{}
 	for _, de := range dirs {
 		n, err := strconv.Atoi(de.Name())
 		if err != nil {
@@ -79,7 +80,12 @@ func FindDaemon(proc string, nix Nix) Daemon {
 		pids = append(pids, n)
 		starts[n] = start
 	}
-	sort.Ints(pids)
+	// The oldest first, by start time: pids wrap around, and a lower one
+	// may be a client's process, forked after the daemon started.
+	sort.Slice(pids, func(i, j int) bool {
+		a, b := pids[i], pids[j]
+		return starts[a] < starts[b] || starts[a] == starts[b] && a < b
+	})
 	for _, pid := range pids {
 		data, err := readBounded(filepath.Join(proc, strconv.Itoa(pid), "environ"), 1<<20)
 		if err != nil && !errors.Is(err, fs.ErrPermission) {
@@ -132,17 +138,21 @@ func procUID(dir string) (uint32, error) {
 // procStart is a process's start time, in clock ticks after boot: field
 // 22 of its stat file, counted after the command name (which may hold
 // spaces and parentheses, and ends at the last ')').
-func procStart(dir string) (string, error) {
+func procStart(dir string) (uint64, error) {
 	data, err := readBounded(filepath.Join(dir, "stat"), 4096)
 	if err != nil {
-		return "", err
+		return 0, err
 	}
 	i := bytes.LastIndexByte(data, ')')
 	f := strings.Fields(string(data[i+1:]))
 	if i < 0 || len(f) < 20 {
-		return "", fmt.Errorf("%s/stat: no start time", dir)
+		return 0, fmt.Errorf("%s/stat: no start time", dir)
 	}
-	return f[19], nil
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s/stat: start time: %w", dir, err)
+	}
+	return start, nil
 }
 
 // otherRoot reports whether a process runs in a chroot or container (and

@@ -17,16 +17,26 @@ func fakeProc(t *testing.T, pid int, start string) (proc string, nix Nix) {
 	base := t.TempDir()
 	bin := filepath.Join(base, "bin")
 	proc = filepath.Join(base, "proc")
-	dir := filepath.Join(proc, fmt.Sprint(pid))
-	for _, d := range []string{bin, dir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(bin, "nix-daemon"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(filepath.Join(bin, "nix-daemon"), filepath.Join(dir, "exe")); err != nil {
+	nix = Nix{BinDir: bin}
+	addDaemon(t, proc, nix, pid, start)
+	return proc, nix
+}
+
+// addDaemon adds to the table at proc root's nix-daemon of nix, as pid,
+// started at start.
+func addDaemon(t *testing.T, proc string, nix Nix, pid int, start string) {
+	t.Helper()
+	dir := filepath.Join(proc, fmt.Sprint(pid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(nix.Bin("nix-daemon"), filepath.Join(dir, "exe")); err != nil {
 		t.Fatal(err)
 	}
 	files := map[string]string{
@@ -39,7 +49,6 @@ func fakeProc(t *testing.T, pid int, start string) (proc string, nix Nix) {
 			t.Fatal(err)
 		}
 	}
-	return proc, Nix{BinDir: bin}
 }
 
 // statLine is a /proc/PID/stat line whose starttime (field 22) is start.
@@ -102,5 +111,23 @@ func TestFindDaemonFake(t *testing.T) {
 	dm := FindDaemon(proc, nix)
 	if dm.PID != 4242 || dm.Env["PATH"] != "/daemon/bin" {
 		t.Errorf("FindDaemon = %+v, want pid 4242 with PATH=/daemon/bin", dm)
+	}
+}
+
+// The listening daemon is the oldest of root's nix-daemons (the others
+// serve one client each): pids wrap around, so the lowest is not always
+// the oldest. FindDaemon took the lowest pid, a client's process started
+// after the daemon, whose start time hid from doctor a nix.conf changed
+// after the daemon had read it.
+func TestFindDaemonOldestNotLowestPid(t *testing.T) {
+	proc, nix := fakeProc(t, 30000, "1000")
+	addDaemon(t, proc, nix, 300, "9000") // forked for a client after the pids wrapped
+	for _, pid := range []string{"30000", "300"} {
+		if err := os.WriteFile(filepath.Join(proc, pid, "environ"), []byte("PATH=/daemon/bin\x00"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dm := FindDaemon(proc, nix); dm.PID != 30000 {
+		t.Errorf("FindDaemon found pid %d, want 30000, the oldest", dm.PID)
 	}
 }
