@@ -105,7 +105,7 @@ func printPins(w io.Writer, t *targetStatus, retryMax time.Duration) {
 		state := "due"
 		switch {
 		case p.Attempts > 0:
-			state = fmt.Sprintf("%d failed attempts, next in %s: %s", p.Attempts, nextIn(p.NextAttempt, retryMax), p.LastError)
+			state = fmt.Sprintf("%d failed attempts, next in %s: %s", p.Attempts, nextIn(p.NextAttempt, retryMax), oneLine(p.LastError))
 		case p.Waiting:
 			state = "waiting for its push"
 		}

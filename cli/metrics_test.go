@@ -43,3 +43,18 @@ func TestPrometheusCorruptIsWhatTheWorkerSetsAside(t *testing.T) {
 		t.Errorf("want corrupt_entries 1 (the garbage entry, not the socket):\n%s", out)
 	}
 }
+
+// A pin's last error is what cachix pin printed, several lines of it:
+// status printed it as it is, and its lines after the first stood apart
+// from the pin, as lines of status's own (one can read "main (cachix
+// main): 0 pending"). It is kept on the pin's line, as a failure's in
+// the last errors is.
+func TestStatusPinErrorOnItsLine(t *testing.T) {
+	var out strings.Builder
+	ts := &targetStatus{Name: "main", Pins: []pinStatus{{Path: "/nix/store/x-sys", Name: "sys", Attempts: 1,
+		LastError: "cachix exited with exit status 1:\nmain (cachix main): 0 pending, 0 failing\x1b[2J"}}}
+	printPins(&out, ts, 0)
+	if got := strings.Count(out.String(), "\n"); got != 1 || strings.Contains(out.String(), "\x1b") {
+		t.Errorf("printPins wrote %d lines, want 1 with its controls escaped:\n%s", got, out.String())
+	}
+}
