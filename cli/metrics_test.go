@@ -58,3 +58,25 @@ func TestStatusPinErrorOnItsLine(t *testing.T) {
 		t.Errorf("printPins wrote %d lines, want 1 with its controls escaped:\n%s", got, out.String())
 	}
 }
+
+// A failing entry's error stays on its line too: a pusher's output can
+// hold lines that read as status's own, and terminal controls.
+func TestStatusFailingErrorOnItsLine(t *testing.T) {
+	var out strings.Builder
+	st := &queueStatus{Queue: "/q", Targets: []*targetStatus{{Name: "main", Destination: "cachix main", Pending: 1, Failing: 1,
+		Failures: []failingEntry{{Path: "/nix/store/x-app", Attempts: 1, LastError: "cachix exited with exit status 1:\nmain (cachix main): 0 pending, 0 failing\x1b[2J"}}}}}
+	st.print(&out)
+	var line string
+	targets := 0
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(l, "  failing /nix/store/x-app") {
+			line = l
+		}
+		if strings.HasPrefix(l, "main (cachix main)") {
+			targets++
+		}
+	}
+	if !strings.Contains(line, "0 pending, 0 failing") || targets != 1 || strings.Contains(out.String(), "\x1b") {
+		t.Errorf("status printed the failing entry's error over several lines or with its controls:\n%s", out.String())
+	}
+}

@@ -226,7 +226,7 @@ func (st *queueStatus) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "%s (%s): %d pending, %d failing, %d dropped, last success %s, %d pushed\n", t.Name, t.Destination, t.Pending, t.Failing, t.Dropped, last, t.Pushed)
 		for _, f := range t.Failures {
-			fmt.Fprintf(w, "  failing %s: %d attempts, next in %s: %s\n", f.Path, f.Attempts, nextIn(f.NextAttempt, st.retryMax), f.LastError)
+			fmt.Fprintf(w, "  failing %s: %d attempts, next in %s: %s\n", f.Path, f.Attempts, nextIn(f.NextAttempt, st.retryMax), oneLine(f.LastError))
 		}
 		if t.QueueError != "" {
 			fmt.Fprintf(w, "  queue error (retried with back-off): %s\n", t.QueueError)
