@@ -2,6 +2,7 @@ package hook
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -73,5 +74,62 @@ func TestEnqueueChunkFailsAfterTheFirst(t *testing.T) {
 	}
 	if got, want := sel.Summary(), fmt.Sprintf("queued %d of %d paths for mycache", queued, n); got != want {
 		t.Errorf("summary = %q, want %q", got, want)
+	}
+}
+
+// When a bulk write fails after its first chunk and no worker can be
+// started either, the error still says which paths were not queued: it
+// said only "queued, but could not start a worker", and the paths after
+// the first chunk, which will never be pushed, went unsaid. The worker
+// cannot start because its lock is a symbolic link (opened O_NOFOLLOW).
+func TestEnqueueChunkFailsAndNoWorker(t *testing.T) {
+	isolate(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	if _, err := queue.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(t.TempDir(), "none"), filepath.Join(dir, "lock")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(writeConf(t, conf{queueDir: dir}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 560
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("hello-%03d", i)
+	}
+	sel := Select(cfg, mkPaths(names...))
+	// As in TestEnqueueChunkFailsAfterTheFirst: the second chunk's file
+	// passes the file size limit.
+	base := len(`{"target":"mycache","path":"`) + len(sel.Pairs[0].Path.String()) + len(`","queued":"`) + 25 + len(`","within":"`) + len(`"}`+"\n")
+	within := "/" + strings.Repeat("w", 30012-base-1)
+	for i := range sel.Pairs {
+		sel.Pairs[i].Within = within
+	}
+	sel.Pairs[n-1].Within = "/" + strings.Repeat("w", 60000-base-1)
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = 8<<20 + 30<<10
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Skipf("cannot limit file sizes: %v", err)
+	}
+	err = Enqueue(cfg, &sel, true)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	entries, _, lerr := (&queue.Queue{Dir: dir}).List()
+	if lerr != nil || len(entries) == 0 || len(entries) == n {
+		t.Fatalf("List: %v, %d entries, want the first chunk's", lerr, len(entries))
+	}
+	if err == nil || !strings.Contains(err.Error(), "could not start a worker") {
+		t.Fatalf("Enqueue = %v, want the worker's failure said", err)
+	}
+	if want := fmt.Sprintf("could not queue %d paths for mycache, they will not be pushed there", n-len(entries)); !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %q, want it to say %q", err, want)
 	}
 }

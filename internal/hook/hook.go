@@ -405,8 +405,13 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 	}
 	// A worker that is running will see the new entries; one that is
 	// just exiting looks again after releasing the lock.
-	if err := worker.EnsureRunning(cfg, q); err != nil {
-		return fmt.Errorf("queued, but could not start a worker (run `cachix-filter-hook wait`): %w", err)
+	if serr := worker.EnsureRunning(cfg, q); serr != nil {
+		serr = fmt.Errorf("queued, but could not start a worker (run `cachix-filter-hook wait`): %w", serr)
+		if err != nil {
+			// Both: the paths not queued are not to be lost from it.
+			return fmt.Errorf("%w; those %w", err, serr)
+		}
+		return serr
 	}
 	if err != nil {
 		return err
