@@ -154,7 +154,9 @@ func TestWatchExecOverflowDoesNotSayNoPaths(t *testing.T) {
 		t.Skipf("max_queued_events %q", max)
 	}
 	r, w := newWxRun(t, "cache = \"main\"\nallow = [\"*\"]\n")
-	r.start(t, w, "echo $$ >ready\nfor i in $(seq 600); do [ -e go ] && exit 0; sleep 0.05; done\nexit 1\n")
+	// The command waits for the test's "go" up to 300 s: writing the
+	// files past the queue's limit must not outlast it on a slow disk.
+	r.start(t, w, "echo $$ >ready\nfor i in $(seq 6000); do [ -e go ] && exit 0; sleep 0.05; done\nexit 1\n")
 	pid := r.cmd.Process.Pid
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
