@@ -15,19 +15,8 @@ import (
 // to push".
 func TestDoctorCountsPinsAsWorkLeft(t *testing.T) {
 	q, file := mainQueue(t)
-	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
-	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	e, c, _ := loadedEnv(t, file)
-	d := &doctor{e: e, ctx: e.ctx, cfg: c}
-	d.checkQueue()
-	var worker *check
-	for i := range d.checks {
-		if d.checks[i].Name == "worker" {
-			worker = &d.checks[i]
-		}
-	}
+	addSysPin(t, q)
+	worker := doctorWorkerCheck(t, file)
 	if worker == nil || worker.Level != checkProblem || !strings.Contains(worker.Message, "1 pin queued and no worker running") {
 		t.Errorf("worker check = %+v, want a problem: the pin is queued and no worker runs", worker)
 	}
@@ -38,10 +27,7 @@ func TestDoctorCountsPinsAsWorkLeft(t *testing.T) {
 // and said "worker: ok running".
 func TestDoctorReportsFailingPins(t *testing.T) {
 	q, file := mainQueue(t)
-	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
-	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	addSysPin(t, q)
 	pins, _, err := q.ListPins()
 	if err != nil || len(pins) != 1 {
 		t.Fatalf("pins: %v, %v", pins, err)
@@ -55,16 +41,32 @@ func TestDoctorReportsFailingPins(t *testing.T) {
 		t.Fatalf("taking the worker lock: %v", err)
 	}
 	defer lock.Unlock()
-	e, c, _ := loadedEnv(t, file)
-	d := &doctor{e: e, ctx: e.ctx, cfg: c}
-	d.checkQueue()
-	var worker *check
-	for i := range d.checks {
-		if d.checks[i].Name == "worker" {
-			worker = &d.checks[i]
-		}
-	}
+	worker := doctorWorkerCheck(t, file)
 	if worker == nil || worker.Level != checkProblem || !strings.Contains(worker.Message, "401 unauthorized") {
 		t.Errorf("worker check = %+v, want a problem naming the pin's error", worker)
 	}
+}
+
+// addSysPin queues a pin named sys for main.
+func addSysPin(t *testing.T, q *queue.Queue) {
+	t.Helper()
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// doctorWorkerCheck runs doctor's queue checks with the config file and
+// returns its "worker" check, nil when there is none.
+func doctorWorkerCheck(t *testing.T, file string) *check {
+	t.Helper()
+	e, c, _ := loadedEnv(t, file)
+	d := &doctor{e: e, ctx: e.ctx, cfg: c}
+	d.checkQueue()
+	for i := range d.checks {
+		if d.checks[i].Name == "worker" {
+			return &d.checks[i]
+		}
+	}
+	return nil
 }
