@@ -114,22 +114,7 @@ func TestClosuresDeepGraphLinear(t *testing.T) {
 func TestClosureDeniesDotName(t *testing.T) {
 	for i, name := range []string{".secret-env", ".-secret-env", "..-secret-env"} {
 		app, secret := storePath(2*i+1, "app-1.0"), storePath(2*i+2, name)
-		g := gatherer(map[string][]string{app: {app, secret}, secret: {}})
-		cfg := denyConfig(t, "*secret*")
-		out, err := g.RuleClosures(context.Background(), cfg, []string{app})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := out[app]; got == nil || !slices.Equal(got.Paths, []string{app, secret}) {
-			t.Fatalf("closure of %s = %v, want it with %s", app, got, secret)
-		}
-		p, err := storepath.Parse(storepath.StoreDir(), app)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if td := policy.DecideTarget(cfg.Targets[0], p, nil, out[app]); td.Selected || td.Dependency != secret {
-			t.Errorf("decision on %s = %+v, want skipped for %s inside its closure", app, td, secret)
-		}
+		skippedForDependency(t, denyConfig(t, "*secret*"), app, secret)
 	}
 }
 
@@ -145,8 +130,20 @@ func TestClosureDeniesPathNixParsesWithoutDash(t *testing.T) {
 	if _, err := storepath.Parse(storepath.StoreDir(), secret); err == nil {
 		t.Fatalf("%s parses: the test needs a path only Nix takes", secret)
 	}
-	g := gatherer(map[string][]string{app: {app, secret}, secret: {}})
 	cfg := denyConfig(t, "secret-*")
+	p := skippedForDependency(t, cfg, app, secret)
+	// Given its whole closure (the worker's other path), the same.
+	if td := policy.DecideTarget(cfg.Targets[0], p, nil, &policy.Closure{Paths: []string{app, secret}}); td.Selected {
+		t.Errorf("decision on %s with its whole closure = %+v, want skipped", app, td)
+	}
+}
+
+// skippedForDependency checks that app, whose closure is app and secret,
+// gets that closure from RuleClosures and is skipped for secret under
+// cfg's closure rule; it returns app parsed.
+func skippedForDependency(t *testing.T, cfg *config.Config, app, secret string) storepath.Path {
+	t.Helper()
+	g := gatherer(map[string][]string{app: {app, secret}, secret: {}})
 	out, err := g.RuleClosures(context.Background(), cfg, []string{app})
 	if err != nil {
 		t.Fatal(err)
@@ -161,8 +158,5 @@ func TestClosureDeniesPathNixParsesWithoutDash(t *testing.T) {
 	if td := policy.DecideTarget(cfg.Targets[0], p, nil, out[app]); td.Selected || td.Dependency != secret {
 		t.Errorf("decision on %s = %+v, want skipped for %s inside its closure", app, td, secret)
 	}
-	// Given its whole closure (the worker's other path), the same.
-	if td := policy.DecideTarget(cfg.Targets[0], p, nil, &policy.Closure{Paths: []string{app, secret}}); td.Selected {
-		t.Errorf("decision on %s with its whole closure = %+v, want skipped", app, td)
-	}
+	return p
 }
