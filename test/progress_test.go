@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,44 +46,82 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	return m, s
 }
 
-// prPushWait queues paths with push --wait, stderr on the given file,
-// and returns what was written there.
-func prPushWait(t *testing.T, e *Env, onTTY bool, paths ...string) (string, int) {
+// prPushWait queues paths with push --wait, stderr on a terminal or a
+// pipe, and returns what was written there. Every push of the stand-in
+// waits until first has been written: a push --wait whose first look
+// came after the worker had pushed everything (push descheduled a moment
+// on a loaded machine) would draw no frame at all.
+func prPushWait(t *testing.T, e *Env, onTTY bool, first string, paths ...string) (string, int) {
 	t.Helper()
+	gate := filepath.Join(e.Dir, "standin-gate")
+	e.Vars = append(e.Vars, "CACHIX_STANDIN_GATE="+gate)
+	open := func() {
+		if err := os.WriteFile(gate, nil, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	// Before the Env's cleanup, which waits for the worker.
+	t.Cleanup(open)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, hookBin, append([]string{"push", "--wait", "--timeout", "90s"}, paths...)...)
 	cmd.Env = e.environ("TERM=xterm")
-	var out bytes.Buffer
-	var done chan struct{}
+	var r, w *os.File
 	if onTTY {
-		master, slave := openPTY(t)
-		defer master.Close()
-		cmd.Stderr = slave
-		done = make(chan struct{})
-		go func() {
-			// EIO once the last holder of the slave side is gone.
-			io.Copy(&out, master)
-			close(done)
-		}()
-		err := cmd.Start()
-		slave.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, w = openPTY(t)
 	} else {
-		cmd.Stderr = &out
-		if err := cmd.Start(); err != nil {
+		var err error
+		if r, w, err = os.Pipe(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := cmd.Wait()
-	if done != nil {
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the terminal was not closed")
+	defer r.Close()
+	cmd.Stderr = w
+	var mu sync.Mutex
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// EOF, or EIO on a terminal, once the last holder of w is gone.
+		b := make([]byte, 4096)
+		for {
+			n, err := r.Read(b)
+			mu.Lock()
+			out.Write(b[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
 		}
+	}()
+	text := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
+	err := cmd.Start()
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until first is drawn, or push --wait ended without it.
+	func() {
+		for !strings.Contains(text(), first) {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	open()
+	err = cmd.Wait()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the terminal or pipe was not closed")
 	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -90,7 +129,7 @@ func prPushWait(t *testing.T, e *Env, onTTY bool, paths ...string) (string, int)
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return out.String(), code
+	return text(), code
 }
 
 // Progress of push --wait: on a terminal one line per target redrawn in
@@ -107,7 +146,7 @@ func TestProgressTerminalAndPlain(t *testing.T) {
 		// Slow pushes, one path per call: the line is redrawn while
 		// they go up.
 		e.Vars = append(e.Vars, "CACHIX_STANDIN_DELAY=700ms")
-		out, code := prPushWait(t, e, true, built["hello-2.12.1"], built["hello-2.12.2"])
+		out, code := prPushWait(t, e, true, "\x1b[2Kmycache: 0 pushed, 2 pending, 0 failing", built["hello-2.12.1"], built["hello-2.12.2"])
 		if code != 0 {
 			t.Fatalf("push --wait exited %d:\n%q\nworker log:\n%s", code, out, e.Log())
 		}
@@ -125,7 +164,7 @@ func TestProgressTerminalAndPlain(t *testing.T) {
 	t.Run("pipe", func(t *testing.T) {
 		t.Parallel()
 		e := scCachixEnv(t)
-		out, code := prPushWait(t, e, false, built["hello-2.12.3"])
+		out, code := prPushWait(t, e, false, "mycache: 0 pushed, 1 pending, 0 failing\n", built["hello-2.12.3"])
 		if code != 0 {
 			t.Fatalf("push --wait exited %d:\n%s\nworker log:\n%s", code, out, e.Log())
 		}

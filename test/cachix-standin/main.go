@@ -52,6 +52,9 @@
 //	CACHIX_STANDIN_ROOT        required; where caches and logs go.
 //	CACHIX_STANDIN_DELAY       Go duration slept before each push, to
 //	                           simulate a slow upload.
+//	CACHIX_STANDIN_GATE        a file: each push and pin waits until it
+//	                           exists, before the delay, so that a test can
+//	                           see the queue before anything leaves it.
 //	CACHIX_STANDIN_FAIL        N: the first N pushes fail with exit 1 and
 //	                           "simulated failure k of N". Counted in
 //	                           $CACHIX_STANDIN_ROOT/.fail-count under flock,
@@ -90,7 +93,7 @@
 //
 // Checks run in this order: arguments, CACHIX_STANDIN_ROOT, auth, paths
 // (each must be an existing store path, strictly: no symlinks such as
-// ./result are followed), delay, CACHIX_STANDIN_FAIL, CACHIX_STANDIN_FAIL_PATHS,
+// ./result are followed), gate, delay, CACHIX_STANDIN_FAIL, CACHIX_STANDIN_FAIL_PATHS,
 // then nix copy. Simulated failures therefore never run Nix.
 package main
 
@@ -543,8 +546,17 @@ func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
 }
 
 // delayAndTricks is what a push and a pin go through before their work:
-// CACHIX_STANDIN_DELAY, then the trick file's failure or hang.
+// CACHIX_STANDIN_GATE, CACHIX_STANDIN_DELAY, then the trick file's failure
+// or hang.
 func delayAndTricks(root string, stdout io.Writer) error {
+	if g := os.Getenv("CACHIX_STANDIN_GATE"); g != "" {
+		for {
+			if _, err := os.Stat(g); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	if d := os.Getenv("CACHIX_STANDIN_DELAY"); d != "" {
 		dur, err := time.ParseDuration(d)
 		if err != nil {
