@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
@@ -138,7 +137,7 @@ in derivation { name = "sv-app"; system = builtins.currentSystem; builder = "/bi
 
 // TestServeReturnsOnTheWholeAnswer: a nix-store that has answered is not
 // waited for (it may take a while to end: 14 ms after 10,000 infos); one
-// that lingers 3 s after its answer costs PathInfos nothing.
+// that lingers after its answer costs PathInfos nothing.
 func TestServeReturnsOnTheWholeAnswer(t *testing.T) {
 	dir := t.TempDir()
 	p := "/nix/store/00000000000000000000000000000000-sv-slow"
@@ -146,23 +145,50 @@ func TestServeReturnsOnTheWholeAnswer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "reply"), reply.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// cat, then 3 s of sleep with stdout still open: only the process's
-	// end, not the answer's, waits for it.
-	script := "#!/bin/sh\ncat " + filepath.Join(dir, "reply") + "\nexec sleep 3\n"
+	// cat, then stdout still open until the test lets it go (30 s at
+	// most): a PathInfos that waits for the process after the answer
+	// (or stops it: stop kills it after 1 s) returns with it gone.
+	release, pidFile := filepath.Join(dir, "release"), filepath.Join(dir, "pid")
+	script := "#!/bin/sh\necho $$ >" + pidFile + "\ncat " + filepath.Join(dir, "reply") + "\nfor i in $(seq 600); do [ -e " + release + " ] && break; sleep 0.05; done\n"
 	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	letGo := func() { os.WriteFile(release, nil, 0o644) }
+	t.Cleanup(letGo)
 	infos, err := Nix{BinDir: dir}.servePathInfos(context.Background(), false, []string{p})
+	running := serverRunning(pidFile, filepath.Join(dir, "nix-store"))
+	letGo()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(infos) != 1 || infos[0].Path != p || infos[0].NarSize != 100 {
 		t.Errorf("infos = %+v", infos)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("servePathInfos took %v: it waited for the process after its whole answer", d)
+	if !running {
+		t.Errorf("servePathInfos returned with the process gone: it waited for the process after its whole answer")
 	}
+}
+
+// serverRunning tells whether the process whose pid is in pidFile runs
+// the program prog: it exists, is not a zombie, and is not another
+// process that took the pid of one reaped.
+func serverRunning(pidFile, prog string) bool {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return false
+	}
+	proc := "/proc/" + strings.TrimSpace(string(b))
+	stat, err := os.ReadFile(proc + "/stat")
+	if err != nil {
+		return false
+	}
+	cmdline, err := os.ReadFile(proc + "/cmdline")
+	if err != nil || !bytes.Contains(cmdline, []byte(prog)) {
+		return false
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	state := strings.TrimSpace(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return state != "" && state[0] != 'Z' && state[0] != 'X'
 }
 
 // The serve protocol's content address is kept: an unsigned
