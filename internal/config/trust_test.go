@@ -196,7 +196,9 @@ func TestNestingBounded(t *testing.T) {
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
 		t.Errorf("Load allocated %d MB", alloc>>20)
 	}
-	if took > time.Second {
+	// The allocation above is the bound that holds on any machine; this
+	// one only catches a parse that runs away.
+	if took > 20*time.Second {
 		t.Errorf("Load took %v", took)
 	}
 
