@@ -292,6 +292,14 @@ func (e *env) closure(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record,
 	var err error
 	if n := policy.NeedsOf(c); fresh && (n.Size || n.Subst || infos) {
 		closure, err = g.Closure(e.ctx, args)
+		// It leaves out a root Nix does not know as valid (a build
+		// still writing it, one that failed): fail on it, as the
+		// query below does, or its push would pass for done.
+		for _, r := range args {
+			if _, ok := g.NarSize(r); err == nil && !ok {
+				err = fmt.Errorf("%s is not in the store", r)
+			}
+		}
 	} else {
 		closure, err = nixstore.Nix{BinDir: c.Nix.BinDir}.Closure(e.ctx, args...)
 	}

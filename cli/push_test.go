@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
 // push - that cannot read all of standard input (a word longer than the
@@ -30,5 +32,41 @@ func TestPushStdinUnread(t *testing.T) {
 	st := runPush(e, &pushOptions{dryRun: true})
 	if st != 1 || !strings.Contains(errs.String(), "standard input") {
 		t.Errorf("push - exited %d, said:\n%s%s", st, &out, &errs)
+	}
+}
+
+// push --closure of a root on disk that Nix does not know as valid (a
+// build still writing it, one that failed) says so and exits 1, with
+// the rules that read facts as without: it has no closure to queue, and
+// "queued 0 of 0 paths" with exit 0 passed a push of nothing for done.
+func TestPushClosureInvalidRoot(t *testing.T) {
+	rows := []vpath{
+		{name: "app-1.0", refs: []string{"dep-1.0"}, given: true},
+		{name: "dep-1.0"},
+		{name: "ghost-1.0", invalid: true, given: true},
+	}
+	// max_nar_size: push asks Nix for the closure with its facts.
+	w := newWorld(t, rows, "[nix]\nbin_dir = \"@BIN@\"\n[[target]]\nname = \"pusher\"\nstore = \"@PUSHER@\"\nallow = [\"*\"]\nmax_nar_size = \"1MiB\"\n")
+	ghost, app := w.path["ghost-1.0"], w.path["app-1.0"]
+	for _, args := range [][]string{
+		{"push", "--closure", ghost},
+		{"push", "--closure", ghost, app},
+		{"push", "--closure", "--dry-run", ghost},
+	} {
+		dir, _ := w.queueDir(t, "push")
+		release := holdWorker(t, dir)
+		st, out, errs := w.cmd(t, args...)
+		release()
+		q, err := queue.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued, _, err := q.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st != 1 || !strings.Contains(errs, ghost+" is not in the store") || len(queued) != 0 {
+			t.Errorf("%s exited %d, queued %d entries, said:\n%s%s", strings.Join(args[:2], " "), st, len(queued), out, errs)
+		}
 	}
 }
