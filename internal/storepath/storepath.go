@@ -141,7 +141,8 @@ var isBase32, isNameChar = func() (b32, name [256]bool) {
 // Resolve maps what a user hands us to a store path: a store path itself
 // (whether or not it exists: explain evaluates rules on any well-formed
 // path), a file or directory inside a store path, or a symlink that leads
-// into the store (./result, /run/current-system, ~/.nix-profile).
+// into the store (./result, /run/current-system, ~/.nix-profile), which
+// names the first store path its links reach, as in Nix.
 func Resolve(storeDir, arg string) (Path, error) {
 	if p, err := Parse(storeDir, arg); err == nil {
 		return p, nil
@@ -149,6 +150,32 @@ func Resolve(storeDir, arg string) (Path, error) {
 	abs, err := filepath.Abs(arg)
 	if err != nil {
 		return Path{}, fmt.Errorf("resolving %s: %w", arg, err)
+	}
+	// The store dir itself may be a symlink (e.g. a bind mount); compare
+	// against its resolved form too.
+	dirs := []string{storeDir}
+	if real, err := filepath.EvalSymlinks(storeDir); err == nil && real != storeDir {
+		dirs = append(dirs, real)
+	}
+	inStore := func(abs string) (Path, bool, error) {
+		for _, d := range dirs {
+			if !strings.HasPrefix(abs, d+"/") {
+				continue
+			}
+			rest := abs[len(d)+1:]
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				rest = rest[:i]
+			}
+			p, err := Parse(storeDir, storeDir+"/"+rest)
+			return p, true, err
+		}
+		return Path{}, false, nil
+	}
+	// Links are followed as Nix follows them, to the first path in the
+	// store and no further: ./result of a store path that is itself a
+	// symlink (to another store path) names it, not what it points to.
+	if p, ok, err := inStore(linksToStore(abs, inStore)); ok {
+		return p, err
 	}
 	// A path that cannot be resolved (it does not exist) is still mapped
 	// when it lies inside the store: explain works on paths not built yet.
@@ -161,21 +188,8 @@ func Resolve(storeDir, arg string) (Path, error) {
 		// by hand.
 		abs = followLinks(abs)
 	}
-	// The store dir itself may be a symlink (e.g. a bind mount); compare
-	// against its resolved form too.
-	dirs := []string{storeDir}
-	if real, err := filepath.EvalSymlinks(storeDir); err == nil && real != storeDir {
-		dirs = append(dirs, real)
-	}
-	for _, d := range dirs {
-		if !strings.HasPrefix(abs, d+"/") {
-			continue
-		}
-		rest := abs[len(d)+1:]
-		if i := strings.IndexByte(rest, '/'); i >= 0 {
-			rest = rest[:i]
-		}
-		return Parse(storeDir, storeDir+"/"+rest)
+	if p, ok, err := inStore(abs); ok {
+		return p, err
 	}
 	// Not there, and not a store path of another store directory: a
 	// typo, a path not built.
@@ -187,6 +201,30 @@ func Resolve(storeDir, arg string) (Path, error) {
 		return Path{}, fmt.Errorf("%s is outside the Nix store %s (%w)", arg, storeDir, evalErr)
 	}
 	return Path{}, fmt.Errorf("%s is outside the Nix store %s (it resolves to %s)", arg, storeDir, abs)
+}
+
+// linksToStore follows p while it is a symlink outside the store, as Nix's
+// followLinksToStore does; a relative target is taken from the link's
+// resolved directory, as the kernel does.
+func linksToStore(p string, inStore func(string) (Path, bool, error)) string {
+	for i := 0; i < 40; i++ {
+		if _, ok, _ := inStore(p); ok {
+			return p
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return p
+		}
+		if !filepath.IsAbs(target) {
+			dir := filepath.Dir(p)
+			if real, err := filepath.EvalSymlinks(dir); err == nil {
+				dir = real
+			}
+			target = filepath.Join(dir, target)
+		}
+		p = filepath.Clean(target)
+	}
+	return p
 }
 
 // followLinks follows a chain of symlinks as far as it exists.

@@ -186,6 +186,11 @@ func TestResolve(t *testing.T) {
 	must(t, os.Symlink(outside, filepath.Join(root, "link-outside")))
 	must(t, os.Symlink(filepath.Join(store, "not-a-store-path"), filepath.Join(root, "link-bad")))
 	must(t, os.Symlink(filepath.Join(root, "nowhere"), filepath.Join(root, "link-missing")))
+	// A store path that is itself a symlink to another one (runCommand
+	// "ln -s ${hello} $out"), and a result that names it.
+	linked := filepath.Join(store, hashB+"-linked-hello")
+	must(t, os.Symlink(hello, linked))
+	must(t, os.Symlink(linked, filepath.Join(root, "result-linked")))
 
 	for _, tc := range []struct {
 		why, in, want string
@@ -202,6 +207,11 @@ func TestResolve(t *testing.T) {
 		{"a file in a profile that links on", filepath.Join(root, "nix-profile", "bin", "hello"), hello},
 		{"a file through a symlink", filepath.Join(root, "result", "bin", "hello"), hello},
 		{"an unclean path inside the store", store + "/./" + hashA + "-hello-2.12.1//bin/", hello},
+		// As Nix reads them (followLinksToStorePath): the first store
+		// path on the way, not the one it links to.
+		{"a store path that is a symlink", linked, linked},
+		{"a store path that is a symlink, with a slash", linked + "/", linked},
+		{"a symlink to a store path that is a symlink", filepath.Join(root, "result-linked"), linked},
 	} {
 		t.Run(tc.why, func(t *testing.T) {
 			p, err := storepath.Resolve(store, tc.in)
