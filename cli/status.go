@@ -246,15 +246,10 @@ func (st *queueStatus) print(w io.Writer) {
 	}
 }
 
-// nextIn is how long until a back-off ends, as the worker waits: nothing
-// once it passed (due), and at most retryMax when set (a time stamped
-// before the clock went back, which the worker cuts to retryMax).
+// nextIn is how long until a back-off ends, as the worker waits it
+// (worker.WaitLeft).
 func nextIn(next time.Time, retryMax time.Duration) time.Duration {
-	d := max(time.Until(next), 0)
-	if retryMax > 0 {
-		d = min(d, retryMax)
-	}
-	return d.Round(time.Second)
+	return worker.WaitLeft(next, time.Now(), retryMax).Round(time.Second)
 }
 
 func (st *queueStatus) pending() int {

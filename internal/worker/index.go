@@ -178,8 +178,7 @@ func (w *Worker) adopt(e *queue.Entry, src uint32, now time.Time) *slot {
 	s := &slot{queued: queued, src: src, gen: w.idx.gen, born: w.idx.gen, attempts: uint16(min(e.Attempts, 1<<16-1)),
 		target: w.idx.intern(e.Target), plen: uint16(min(len(e.Path), 1<<16-1)), session: int32(e.Session), pinned: e.Pinned}
 	if !e.NextAttempt.IsZero() {
-		wait := min(max(e.NextAttempt.Sub(now), 0), w.cfg.Queue.RetryMax)
-		s.next = w.mono(now.Add(wait))
+		s.next = w.mono(now.Add(WaitLeft(e.NextAttempt, now, w.cfg.Queue.RetryMax)))
 	}
 	return s
 }

@@ -104,7 +104,7 @@ func (w *Worker) adoptPin(p *queue.Pin, now time.Time) {
 	if p.NextAttempt.IsZero() {
 		return
 	}
-	p.NextAttempt = now.Add(min(max(p.NextAttempt.Sub(now), 0), w.cfg.Queue.RetryMax))
+	p.NextAttempt = now.Add(WaitLeft(p.NextAttempt, now, w.cfg.Queue.RetryMax))
 }
 
 // pinList returns the pins known, for the metrics.

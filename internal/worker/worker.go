@@ -404,6 +404,19 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// WaitLeft is how long the worker waits for a back-off stamped to end at
+// next, from now: nothing once it passed, and at most retryMax (none when
+// not positive), since a time stamped before the clock went back would
+// otherwise hold the entry for as long as the step. status shows the
+// same.
+func WaitLeft(next, now time.Time, retryMax time.Duration) time.Duration {
+	d := max(next.Sub(now), 0)
+	if retryMax > 0 {
+		d = min(d, retryMax)
+	}
+	return d
+}
+
 // Backoff is the delay before attempt n+1 after n failures: doubling from
 // initial up to max, with jitter so that many failed entries do not retry
 // in lockstep.
