@@ -174,7 +174,7 @@ func Resolve(storeDir, arg string) (Path, error) {
 	// Links are followed as Nix follows them, to the first path in the
 	// store and no further: ./result of a store path that is itself a
 	// symlink (to another store path) names it, not what it points to.
-	if p, ok, err := inStore(linksToStore(abs, inStore)); ok {
+	if p, ok, err := inStore(followLinks(abs, func(p string) bool { _, ok, _ := inStore(p); return ok })); ok {
 		return p, err
 	}
 	// A path that cannot be resolved (it does not exist) is still mapped
@@ -186,7 +186,7 @@ func Resolve(storeDir, arg string) (Path, error) {
 		// A dangling ./result still names the store path it was made
 		// for (garbage-collected, or not built yet): follow the links
 		// by hand.
-		abs = followLinks(abs)
+		abs = followLinks(abs, nil)
 	}
 	if p, ok, err := inStore(abs); ok {
 		return p, err
@@ -203,12 +203,13 @@ func Resolve(storeDir, arg string) (Path, error) {
 	return Path{}, fmt.Errorf("%s is outside the Nix store %s (it resolves to %s)", arg, storeDir, abs)
 }
 
-// linksToStore follows p while it is a symlink outside the store, as Nix's
-// followLinksToStore does; a relative target is taken from the link's
-// resolved directory, as the kernel does.
-func linksToStore(p string, inStore func(string) (Path, bool, error)) string {
+// followLinks follows a chain of symlinks as far as it exists, or, when
+// stop is given, until stop says a path is where to stop (the store: Nix
+// follows ./result to the first store path and no further). A relative
+// target is taken from the link's resolved directory, as the kernel does.
+func followLinks(p string, stop func(string) bool) string {
 	for i := 0; i < 40; i++ {
-		if _, ok, _ := inStore(p); ok {
+		if stop != nil && stop(p) {
 			return p
 		}
 		target, err := os.Readlink(p)
@@ -221,21 +222,6 @@ func linksToStore(p string, inStore func(string) (Path, bool, error)) string {
 				dir = real
 			}
 			target = filepath.Join(dir, target)
-		}
-		p = filepath.Clean(target)
-	}
-	return p
-}
-
-// followLinks follows a chain of symlinks as far as it exists.
-func followLinks(p string) string {
-	for i := 0; i < 40; i++ {
-		target, err := os.Readlink(p)
-		if err != nil {
-			return p
-		}
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(filepath.Dir(p), target)
 		}
 		p = filepath.Clean(target)
 	}
