@@ -131,12 +131,13 @@ func (w *Worker) finish(res *result) {
 	}
 	removalFailed := false
 	for _, part := range []struct {
-		es   []*queue.Entry
-		what string
+		es      []*queue.Entry
+		outcome string // history.Pushed, Upstream or Dropped
+		what    string
 	}{
-		{res.pushed, "pushed, but removing the queue entry failed"},
-		{res.upstream, "not pushed (already upstream), but removing the queue entry failed"},
-		{res.dropped, "dropping the queue entry failed"},
+		{res.pushed, history.Pushed, "pushed, but removing the queue entry failed"},
+		{res.upstream, history.Upstream, "not pushed (already upstream), but removing the queue entry failed"},
+		{res.dropped, history.Dropped, "dropping the queue entry failed"},
 	} {
 		for _, e := range part.es {
 			if err, bad := ap.Failed[e.Key()]; bad {
@@ -144,7 +145,7 @@ func (w *Worker) finish(res *result) {
 				w.queueFailed(log, e, part.what, err, now)
 				continue
 			}
-			if s := x.slots[e.Key()]; s != nil && s.held && part.what == "pushed, but removing the queue entry failed" {
+			if s := x.slots[e.Key()]; s != nil && s.held && part.outcome == history.Pushed {
 				// Up: the copy held meanwhile is this pair. Not one
 				// left upstream: its copy may say pinned, which the
 				// batch did not know, and a pinned root goes up
@@ -155,7 +156,7 @@ func (w *Worker) finish(res *result) {
 				x.sent[e.Key()] = true
 			}
 			x.remove(e.Key())
-			if part.what == "dropping the queue entry failed" {
+			if part.outcome == history.Dropped {
 				w.state.dropped(name, res.kinds[e.Key()])
 				w.metrics.stale = true
 				w.rootDropped(e)
