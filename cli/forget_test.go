@@ -53,13 +53,7 @@ func TestForgetBulkEntries(t *testing.T) {
 // other to be pushed.
 func TestForgetPairQueuedTwice(t *testing.T) {
 	q, file := mainQueue(t)
-	mk := func(s string) storepath.Path {
-		p, err := storepath.Parse("/nix/store", s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	mk := func(s string) storepath.Path { return mustParse(t, s) }
 	a := mk("/nix/store/a9r346p3d25vs4g5v37f3r3f28js97kb-one-1.0")
 	b := mk("/nix/store/b9r346p3d25vs4g5v37f3r3f28js97kb-two-1.0")
 	c := mk("/nix/store/c9r346p3d25vs4g5v37f3r3f28js97kb-three-1.0")
@@ -117,13 +111,7 @@ func (w *hookWriter) Write(p []byte) (int, error) {
 // none when nothing came.
 func TestForgetStartsAWorkerForWhatCameMeanwhile(t *testing.T) {
 	q, file := mainQueue(t)
-	mk := func(s string) storepath.Path {
-		p, err := storepath.Parse("/nix/store", s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	mk := func(s string) storepath.Path { return mustParse(t, s) }
 	a := mk("/nix/store/a9r346p3d25vs4g5v37f3r3f28js97kb-one-1.0")
 	b := mk("/nix/store/b9r346p3d25vs4g5v37f3r3f28js97kb-two-1.0")
 	for _, meanwhile := range []bool{false, true} {
@@ -145,4 +133,15 @@ func TestForgetStartsAWorkerForWhatCameMeanwhile(t *testing.T) {
 			t.Errorf("queued meanwhile %v: the pair the hook queued is queued %v", meanwhile, ok)
 		}
 	}
+}
+
+// mustParse parses a store path of /nix/store, failing the test if it
+// does not parse.
+func mustParse(t *testing.T, s string) storepath.Path {
+	t.Helper()
+	p, err := storepath.Parse("/nix/store", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
