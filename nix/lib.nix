@@ -41,6 +41,10 @@ let
   # What a store path as text looks like: the store directory, a hash and
   # a name, nothing after it.
   storePathRegex = "${builtins.storeDir}/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+";
+  # No store path is longer (a name has at most 211 characters). Checked
+  # before the regex: Nix's regex engine overflows its stack on a string
+  # of some 250,000 characters, an error that names no bound.
+  maxPathLength = stringLength builtins.storeDir + 34 + 211;
 
   # A package stands for its default output (outPath); `pkg.all` is the
   # list of its outputs; `pkg.dev` is that output's own derivation
@@ -57,7 +61,7 @@ let
       if !hasContext p then
         throw ''
           cachixPackages: ${where}: "${p}" is a string with no context: a store path written as text gives the list no dependency on it, and the worker would refuse to push it. List the package itself (pkgs.hello, or pkgs.hello.dev for another output).''
-      else if match storePathRegex p == null then
+      else if stringLength p > maxPathLength || match storePathRegex p == null then
         throw ''cachixPackages: ${where}: "${p}" is not a store path (a file inside one?): list the package itself.''
       # A drvPath: Nix names no output .drv, so a store path that ends
       # so is a derivation's recipe, whose context would make the list
@@ -83,7 +87,7 @@ let
   # A derivation name part: the characters store names allow. Not one
   # ending in .list: the hook takes such a name for a list's file, never
   # for a list (pkglist.Named), and would ignore the list.
-  validName = n: match "[A-Za-z0-9+._?=-]+" n != null && substring 0 1 n != "." && match ".*[.]list" n == null;
+  validName = n: stringLength n <= 150 && match "[A-Za-z0-9+._?=-]+" n != null && substring 0 1 n != "." && match ".*[.]list" n == null;
 in
 {
   inherit magic;
@@ -118,7 +122,7 @@ in
       drvName =
         if name == null then
           "cachix-packages"
-        else if !(isString name) || !(validName name) || stringLength name > 150 then
+        else if !(isString name) || !(validName name) then
           throw ''cachixPackages: name "${toString name}" must be letters, digits and +-._?= (at most 150, not starting with "." nor ending in ".list")''
         else
           "cachix-packages-${name}";
@@ -126,8 +130,9 @@ in
         if targets == null then
           [ ]
         # No carriage return either: the hook refuses such a target
-        # line, and with it the whole list.
-        else if !(isList targets) || targets == [ ] || !all (t: isString t && match "[^\n\r]+" t != null) targets then
+        # line, and with it the whole list. No regex: Nix's overflows
+        # its stack on a long name, before the size check below.
+        else if !(isList targets) || targets == [ ] || !all (t: isString t && t != "" && builtins.replaceStrings [ "\n" "\r" ] [ "" "" ] t == t) targets then
           throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each, no carriage return)"
         else if length targets > maxTargets then
           throw "cachixPackages: targets names ${toString (length targets)} targets; the hook reads at most ${toString maxTargets} in one list"

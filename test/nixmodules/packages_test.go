@@ -545,6 +545,9 @@ func TestCachixPackagesRefusesPastHookBounds(t *testing.T) {
 	pkgs := func(n int) string {
 		return fmt.Sprintf(`(builtins.genList (i: derivation { name = "p${toString i}"; system = "cfh-test-system"; builder = "/bin/sh"; }) %d)`, n)
 	}
+	long := func(n int) string {
+		return fmt.Sprintf(`(builtins.concatStringsSep "" (builtins.genList (i: "x") %d))`, n)
+	}
 	for _, tc := range []struct {
 		name, args string
 		want       string // "": evaluates
@@ -555,6 +558,14 @@ func TestCachixPackagesRefusesPastHookBounds(t *testing.T) {
 		{"MaxPaths+1 paths", "packages = " + pkgs(pkglist.MaxPaths+1) + ";", fmt.Sprintf("at most %d", pkglist.MaxPaths)},
 		// 256 targets of 4,200 characters: past MaxSize in all.
 		{"past MaxSize", fmt.Sprintf(`packages = %s; targets = let x = builtins.concatStringsSep "" (builtins.genList (i: "x") 4200); in builtins.genList (i: "t${toString i}${x}") 256;`, pkgs(1)), fmt.Sprintf("at most %d", pkglist.MaxSize)},
+		// One target, name or path longer than Nix's regex engine
+		// takes (it overflows its stack past about 250,000 characters):
+		// the size is checked first, naming the bound, and a target the
+		// hook reads is not refused.
+		{"one target of 300,000", fmt.Sprintf(`packages = %s; targets = [ %s ];`, pkgs(1), long(300000)), ""},
+		{"one target past MaxSize", fmt.Sprintf(`packages = %s; targets = [ %s ];`, pkgs(1), long(pkglist.MaxSize+1)), fmt.Sprintf("at most %d", pkglist.MaxSize)},
+		{"a name of 300,000", fmt.Sprintf(`packages = %s; name = %s;`, pkgs(1), long(300000)), "at most 150"},
+		{"a path of 300,000", fmt.Sprintf(`packages = [ "${builtins.head %s}${%s}" ];`, pkgs(1), long(300000)), "is not a store path"},
 	} {
 		expr := fmt.Sprintf("let l = %s.cachixPackages { %s }; in builtins.seq l.drvPath true", lib, tc.args)
 		_, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "-E", expr)
