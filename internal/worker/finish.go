@@ -55,7 +55,21 @@ func (w *Worker) finish(res *result) {
 			e.SetSource(x.srcName(s))
 		}
 	}
-	ch := queue.Changes{Done: append(slices.Clone(res.pushed), res.upstream...), Dropped: res.dropped}
+	// An entry the rules drop while a copy of it is held (queued by a
+	// list past queue.MaxListed, or while it was busy) is not dropped
+	// yet: the copy, adopted by the next scan, decides the pair by its
+	// own lists and may push it. A drop record now would say the path
+	// was dropped though it then goes up (and wait would believe it).
+	var superseded []*queue.Entry
+	res.dropped = slices.DeleteFunc(res.dropped, func(e *queue.Entry) bool {
+		if s := x.slots[e.Key()]; s != nil && s.held {
+			superseded = append(superseded, e)
+			log.WithFields(logrus.Fields{"path": e.Path, "reason": e.Reason}).Info("not dropped: a copy queued again decides it")
+			return true
+		}
+		return false
+	})
+	ch := queue.Changes{Done: append(append(slices.Clone(res.pushed), res.upstream...), superseded...), Dropped: res.dropped}
 	// Back-offs by the configuration in use now, not the job's: a
 	// reload while it ran cut the back-offs set before it to its
 	// queue.retry_max (capBackoffs), and holds for those set after.
@@ -138,6 +152,7 @@ func (w *Worker) finish(res *result) {
 		{res.pushed, history.Pushed, "pushed, but removing the queue entry failed"},
 		{res.upstream, history.Upstream, "not pushed (already upstream), but removing the queue entry failed"},
 		{res.dropped, history.Dropped, "dropping the queue entry failed"},
+		{superseded, "", "removing the queue entry its copy decides failed"},
 	} {
 		for _, e := range part.es {
 			if err, bad := ap.Failed[e.Key()]; bad {

@@ -33,7 +33,7 @@ type slot struct {
 	busy     bool   // in a batch being pushed
 	half     bool   // its failing group was halved, and the other half went
 	pinned   bool   // a copy of it says pinned (see queue.Entry.Pinned)
-	held     bool   // a copy queued while it was busy was left (see scan)
+	held     bool   // a copy of it stays queued, decided after it (see scan, relist, finish)
 	session  int32  // pid of the Nix process that ran the hook; 0: none
 }
 
@@ -361,6 +361,13 @@ func (w *Worker) scan(now time.Time) {
 		clean = slices.DeleteFunc(clean, func(n string) bool { return n == "" })
 		if again {
 			x.stamp = [2]int64{}
+		}
+	}
+	// A copy removed now is no longer one a slot holds: its lists, if
+	// any, are in the slot's entry (finish drops it with a record again).
+	for _, e := range dups {
+		if s := x.slots[e.Key()]; s != nil && !s.busy {
+			s.held = false
 		}
 	}
 	if len(dups) > 0 || len(clean) > 0 {

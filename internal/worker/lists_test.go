@@ -414,6 +414,7 @@ func TestRunListedPastMaxListed(t *testing.T) {
 		e.addListed(t, "on", writeList(t, fmt.Sprintf("cachix-packages-astext-%d", i), nil, victim), victim)
 	}
 	w := e.worker(nil)
+	start := time.Now().Add(-time.Second)
 	w.scan(time.Now()) // the entry holds MaxListed lists
 	real := writeList(t, "cachix-packages-real", nil, victim)
 	e.addListed(t, "on", real, victim)
@@ -431,15 +432,23 @@ func TestRunListedPastMaxListed(t *testing.T) {
 	}
 	pushed := 0
 	for _, r := range recs {
-		if r.Outcome == history.Pushed {
+		switch r.Outcome {
+		case history.Pushed:
 			pushed++
 			if r.Listed != real.String() {
 				t.Errorf("history: %+v, want it listed in %s", r, real)
 			}
+		case history.Dropped:
+			// The first copy's lists did not count, but the path
+			// was not dropped: its held copy pushed it.
+			t.Errorf("history: %+v, but the path went up", r)
 		}
 	}
 	if pushed != 1 {
 		t.Errorf("%d pushed records, want 1", pushed)
+	}
+	if d, ok := e.q.Dropped(queue.Key("on", victim), start); ok {
+		t.Errorf("dropped/ says %q, but the path went up", d.Reason)
 	}
 	if !strings.Contains(e.log.String(), "more package lists name the path than its queue entry keeps") || !strings.Contains(e.log.String(), "list="+real.String()) {
 		t.Errorf("the list past queue.MaxListed is not said:\n%s", e.log.String())
@@ -482,5 +491,57 @@ func TestListedPastMaxListedHeldCopyNoRescan(t *testing.T) {
 	}
 	if names, _ := e.q.BulkNames(); len(names) != 1 {
 		t.Errorf("bulk files %q, want the held copy's", names)
+	}
+}
+
+// A copy held while its entry was busy is merged into the entry by a
+// later scan, and held no more: a drop of the entry after that is
+// recorded, since no copy is left to decide the pair.
+func TestRunListedDropAfterHeldCopyMerged(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "victim-1", "other-1")
+	victim, other := ps[0], ps[1]
+	first := writeList(t, "cachix-packages-first", nil, victim, other)
+	second := writeList(t, "cachix-packages-second", nil, victim)
+	// In a bulk file: two pairs at once.
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: victim, Listed: first.String()}, {Target: "on", Path: other, Listed: first.String()}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker(nil)
+	now := time.Now()
+	w.scan(now)
+	k := queue.Key("on", victim)
+	s := w.idx.slots[k]
+	if s == nil || s.src == 0 {
+		t.Fatalf("slot %+v, want one in a bulk file", s)
+	}
+	s.busy = true // in a batch, whose push then fails
+	e.addListed(t, "on", second, victim)
+	w.scan(now.Add(time.Minute))
+	if !s.held {
+		t.Fatal("the copy queued while the entry was busy is not held")
+	}
+	s.busy = false
+	w.scan(now.Add(2 * time.Minute)) // merges the copy: its list joins the entry
+	if es := e.entries(t); len(es) != 2 {
+		t.Fatalf("queued %v, want the copy merged into its entry", es)
+	}
+	start := time.Now().Add(-time.Second)
+	if err := os.Remove(victim.String()); err != nil {
+		t.Fatal(err)
+	}
+	w.pushers["on"] = &fakePusher{}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if d, ok := e.q.Dropped(k, start); !ok || d.Reason != ReasonGone {
+		t.Errorf("dropped %v, %+v; want a record saying %q\n%s", ok, d, ReasonGone, e.log.String())
+	}
+	if es := e.entries(t); es[victim.String()] != nil {
+		t.Errorf("left queued: %+v", es[victim.String()])
 	}
 }
