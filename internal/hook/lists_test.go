@@ -155,3 +155,21 @@ func TestRunListBad(t *testing.T) {
 	}
 	noSpawn(t, rec)
 }
+
+// A list naming only targets the configuration does not have (a typo in
+// its targets) is said as such: its paths were skipped as if an allow
+// rule were missing, which a list needs none of.
+func TestRunListForOtherTargets(t *testing.T) {
+	isolate(t)
+	listStore(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	holdWorkerLock(t, dir)
+	cfgFile := writeFile(t, fmt.Sprintf("cache = \"mycache\"\npackage_lists = true\n[queue]\ndir = %q\n", dir))
+	l := fakeList(t, "cachix-packages-one", []string{"mycahce"}, mkPath("myapp-1.0"))
+	var out bytes.Buffer
+	Run(context.Background(), cfgFile, Env{OutPaths: l.String()}, &out)
+	want := "cachix-filter-hook: queued 0 of 1 listed in cachix-packages-one (skipped myapp-1.0: no allow rule matches; listed in " + l.String() + " for mycahce only)\n"
+	if out.String() != want {
+		t.Errorf("output:\n got %q\nwant %q", out.String(), want)
+	}
+}

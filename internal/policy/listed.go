@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -82,6 +83,15 @@ func byNameOrList(t *config.Target, p storepath.Path, f *Facts) TargetDecision {
 	}
 	l := listingFor(f, t.Name)
 	switch {
+	case l == nil && f != nil && len(f.Listed) > 0:
+		// Listed for other targets only: said, or a typo in a list's
+		// targets reads as a missing allow rule, which lists need not.
+		ts := f.Listed[0].Targets
+		names := strings.Join(ts[:min(len(ts), 3)], ", ")
+		if len(ts) > 3 {
+			names += fmt.Sprintf(" and %d more", len(ts)-3)
+		}
+		td.Rule = fmt.Sprintf("%s; listed in %s for %s only", td.Rule, f.Listed[0].List, names)
 	case l == nil:
 	case !t.PackageLists:
 		td.Rule = fmt.Sprintf("%s; listed in %s, but package_lists is off for %s", td.Rule, l.List, t.Name)

@@ -41,7 +41,7 @@ dir = "/tmp/q"
 		{"listed", DecideTarget(on, app, listed(""), nil), true, "listed in " + list, "", list},
 		{"listed, in its closure", DecideTarget(on, app, listed(ListInClosure), nil), true, "listed in " + list, "", list},
 		{"named for this target", DecideTarget(on, app, listed("", "on"), nil), true, "listed in " + list, "", list},
-		{"named for another target", DecideTarget(on, app, listed("", "off"), nil), false, "no allow rule matches", "", ""},
+		{"named for another target", DecideTarget(on, app, listed("", "off"), nil), false, "no allow rule matches; listed in " + list + " for off only", "", ""},
 		{"deny wins", DecideTarget(on, secret, listed(ListInClosure), nil), false, `deny "secret-*"`, "", ""},
 		{"text only", DecideTarget(on, app, listed(ListTextOnly), nil), false, TextOnlyRule(list), CheckListed, ""},
 		{"package_lists off", DecideTarget(off, app, listed(""), nil), false, "no allow rule matches; listed in " + list + ", but package_lists is off for off", "", ""},
