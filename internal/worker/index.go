@@ -199,6 +199,8 @@ func (w *Worker) scan(now time.Time) {
 	x.fresh = nil
 	var dups []*queue.Entry
 	more := map[string][]string{} // by key: the lists its other copies name
+	saw := map[string]bool{}      // keys of x.sent whose copy was found
+	unread := false               // a bulk file could not be read
 	err := w.q.EachEntryName(func(n string) {
 		if s, ok := x.slots[n]; ok {
 			if s.src == 0 {
@@ -222,6 +224,7 @@ func (w *Worker) scan(now time.Time) {
 			return
 		}
 		if x.sent[n] {
+			saw[n] = true
 			dups = append(dups, queue.Stub(n, ""))
 			return
 		}
@@ -299,6 +302,7 @@ func (w *Worker) scan(now time.Time) {
 				return
 			}
 			if x.sent[e.Key()] {
+				saw[e.Key()] = true
 				dups = append(dups, e)
 				return
 			}
@@ -311,7 +315,7 @@ func (w *Worker) scan(now time.Time) {
 			if !x.bulk[id].unread {
 				w.log.WithError(err).Error("unreadable bulk file")
 			}
-			x.bulk[id].unread = true
+			x.bulk[id].unread, unread = true, true
 		} else {
 			x.bulk[id].unread = held
 		}
@@ -338,7 +342,16 @@ func (w *Worker) scan(now time.Time) {
 		}
 	}
 	x.stamp, x.lastFull = stamp, now
-	x.sent = nil
+	// A mark goes with the copy the scan found, or once the scan read
+	// everything: a held copy in a file it could not read is still the
+	// pair pushed, and would be pushed again.
+	if unread {
+		for k := range saw {
+			delete(x.sent, k)
+		}
+	} else {
+		x.sent = nil
+	}
 	if len(more) > 0 {
 		stay, moved, again := w.relist(more)
 		dups = slices.DeleteFunc(dups, func(e *queue.Entry) bool {

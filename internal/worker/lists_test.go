@@ -545,3 +545,74 @@ func TestRunListedDropAfterHeldCopyMerged(t *testing.T) {
 		t.Errorf("left queued: %+v", es[victim.String()])
 	}
 }
+
+// A held copy whose bulk file cannot be read at the scan after its pair
+// was pushed (EMFILE; a directory in its place here) is still the pair
+// pushed: the mark that says so stays until a scan has seen the copy,
+// which then goes, rather than being adopted and pushed a second time.
+func TestScanKeepsSentMarkOfAnUnreadCopy(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	ps := build(t, "dual-1", "third-1")
+	dual, third := ps[0], ps[1]
+	real := writeList(t, "cachix-packages-real", nil, dual)
+	again := writeList(t, "cachix-packages-again", nil, dual, third)
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker(nil)
+	now := time.Now()
+	w.scan(now)
+	key := queue.Key("on", dual)
+	sd := w.idx.slots[key]
+	if sd == nil {
+		t.Fatal("the first copy is not known")
+	}
+	first := w.idx.srcName(sd)
+	sd.busy = true
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: again.String()}, {Target: "on", Path: third, Listed: again.String()}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	w.scan(now.Add(time.Minute)) // the copy is held: dual is busy
+	if !sd.held {
+		t.Fatal("the copy is not held")
+	}
+	// dual pushed, as finish records it.
+	ap := e.q.Apply(queue.Changes{Done: []*queue.Entry{queue.Stub(key, first)}})
+	if len(ap.Failed) > 0 {
+		t.Fatal(ap.Failed)
+	}
+	w.idx.replaced(ap.Replaced)
+	w.idx.sent = map[string]bool{key: true}
+	w.idx.remove(key)
+
+	// The held copy's file cannot be read for one scan.
+	names, err := e.q.BulkNames()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("bulk files %q, %v; want the held copy's", names, err)
+	}
+	file, aside := filepath.Join(e.q.Dir, "bulk", names[0]), filepath.Join(e.q.Dir, "aside")
+	if err := os.Rename(file, aside); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(file, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	w.scan(now.Add(2 * time.Minute))
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(aside, file); err != nil {
+		t.Fatal(err)
+	}
+	w.scan(now.Add(3 * time.Minute))
+
+	if w.idx.slots[key] != nil {
+		t.Errorf("the copy of the pushed pair was adopted, to be pushed again\n%s", e.log.String())
+	}
+	if es := e.entries(t); es[dual.String()] != nil || es[third.String()] == nil {
+		t.Errorf("queued %v, want third alone", es)
+	}
+}
