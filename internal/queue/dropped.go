@@ -149,11 +149,22 @@ func (q *Queue) Prune(keep int, maxAge time.Duration, now, started time.Time, up
 		}
 		return a
 	}
-	removed := 0
+	// A file that cannot be removed (a directory, an immutable file)
+	// keeps no other: the first error is said, with how many more came.
+	removed, more := 0, 0
+	var first error
+	fail := func(err error) {
+		if first == nil {
+			first = err
+		} else {
+			more++
+		}
+	}
 	for _, sub := range []string{droppedDir, corruptDir} {
 		names, err := q.dirNames(sub)
 		if err != nil {
-			return removed, err
+			fail(err)
+			continue
 		}
 		if len(names) <= keep && maxAge <= 0 || len(names) == 0 {
 			continue
@@ -176,10 +187,14 @@ func (q *Queue) Prune(keep int, maxAge time.Duration, now, started time.Time, up
 				continue
 			}
 			if err := os.Remove(q.path(sub, f.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return removed, fmt.Errorf("pruning %s: %w", q.path(sub), err)
+				fail(fmt.Errorf("pruning %s: %w", q.path(sub), err))
+				continue
 			}
 			removed++
 		}
 	}
-	return removed, nil
+	if more > 0 {
+		return removed, fmt.Errorf("%w (and %d more like it)", first, more)
+	}
+	return removed, first
 }

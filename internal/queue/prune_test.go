@@ -3,6 +3,8 @@ package queue
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -106,5 +108,52 @@ func TestPruneClockStepForward(t *testing.T) {
 	// Without the worker's measure, the wall clock decides.
 	if n, err := q.Prune(0, time.Hour, stepped, time.Time{}, 0); err != nil || n != 2 {
 		t.Errorf("by the wall clock alone: removed %d, %v; want 2", n, err)
+	}
+}
+
+// A file Prune cannot remove (a directory someone moved into dropped/,
+// a file with the immutable attribute) does not keep the others: they
+// go, and the error names the one that stayed. Prune stopped at it, and
+// nothing past it in dropped/, nor anything in corrupt/, was pruned
+// again.
+func TestPruneGoesPastWhatItCannotRemove(t *testing.T) {
+	q := openQ(t)
+	now := time.Now()
+	for _, d := range []string{droppedDir, corruptDir} {
+		if err := os.MkdirAll(q.path(d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stuck := q.path(droppedDir, "stuck")
+	if err := os.MkdirAll(filepath.Join(stuck, "inside"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files := []string{stuck}
+	for i, d := range []string{droppedDir, droppedDir, corruptDir} {
+		name := q.path(d, fmt.Sprintf("x.%d", i))
+		if err := os.WriteFile(name, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, name)
+	}
+	// The directory is the newest: removed first.
+	for i, name := range files {
+		when := now.Add(-time.Duration(i+2) * time.Hour)
+		if err := os.Chtimes(name, when, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := q.Prune(0, time.Hour, now, time.Time{}, 0)
+	if err == nil || !strings.Contains(err.Error(), stuck) {
+		t.Errorf("Prune error %v, want one naming %s", err, stuck)
+	}
+	if n != 3 {
+		t.Errorf("Prune removed %d, want 3", n)
+	}
+	if left := ls(t, q.path(droppedDir)); len(left) != 1 || left[0] != "stuck" {
+		t.Errorf("dropped/ after Prune: %q, want the directory alone", left)
+	}
+	if left := ls(t, q.path(corruptDir)); len(left) != 0 {
+		t.Errorf("corrupt/ after Prune: %q, want it empty", left)
 	}
 }
