@@ -518,6 +518,30 @@ func TestReadCorrupt(t *testing.T) {
 	}
 }
 
+// A socket in entries/ (open refuses it with ENXIO before its kind can be
+// checked) is what is wrong with the file, as a FIFO or a directory is:
+// set aside in corrupt/. Taken for an error of the moment, it was read
+// again at every scan, and a hook queueing its pair took it for queued.
+func TestReadSocketIsCorrupt(t *testing.T) {
+	q := openQ(t)
+	key := Key("main", mkPath("hello-2.12.1"))
+	if err := syscall.Mknod(q.path(entriesDir, key), syscall.S_IFSOCK|0o600, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Peek(key); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Peek = %v; want an error wrapping ErrCorrupt", err)
+	}
+	if _, err := q.Read(key); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Read = %v; want an error wrapping ErrCorrupt", err)
+	}
+	if _, err := os.Lstat(q.path(entriesDir, key)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the socket is still in entries/ (lstat: %v)", err)
+	}
+	if moved := ls(t, q.path(corruptDir)); len(moved) != 1 || !strings.HasPrefix(moved[0], key+".") {
+		t.Errorf("corrupt/ = %q, want the socket", moved)
+	}
+}
+
 func TestReadMissing(t *testing.T) {
 	q := openQ(t)
 	_, err := q.Read(Key("main", mkPath("nope")))

@@ -241,6 +241,13 @@ func (q *Queue) readEntry(file, key string) (*Entry, error) {
 		if errors.Is(err, safeopen.ErrSymlink) || errors.Is(err, safeopen.ErrNotRegular) || errors.Is(err, safeopen.ErrTooLarge) {
 			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
+		// open refuses a socket (ENXIO) before its kind can be
+		// checked: one is no more an entry than a FIFO is.
+		if !errors.Is(err, fs.ErrNotExist) {
+			if fi, lerr := os.Lstat(file); lerr == nil && !fi.Mode().IsRegular() {
+				return nil, fmt.Errorf("%w: %s is not a regular file (%v)", ErrCorrupt, file, err)
+			}
+		}
 		return nil, fmt.Errorf("reading queue entry %s: %w", file, err)
 	}
 	defer f.Close()

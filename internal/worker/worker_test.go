@@ -1169,8 +1169,9 @@ func TestRunSpawnedLeavesPastUnmovableEntry(t *testing.T) {
 }
 
 // An entry the scan could not read for a reason of the moment (not
-// corrupt: left in entries/, see queue's readEntry; here a socket in its
-// place, which open refuses with ENXIO) and read at a later scan, pushed,
+// corrupt: left in entries/, see queue's readEntry; here a lease held on
+// it, which a non-blocking open fails with EWOULDBLOCK) and read at a
+// later scan, pushed,
 // then queued again while the spawned worker releases the lock, is new:
 // the mark that it was unreadable must not outlive the error, or the
 // worker leaves it queued with no worker.
@@ -1181,20 +1182,17 @@ func TestRunSpawnedSeesAgainAnEntryOnceUnreadable(t *testing.T) {
 	p := build(t, "hello-1")[0]
 	e.add(t, "main", p)
 	file := filepath.Join(e.q.Dir, "entries", queue.Key("main", p))
-	data := socketInPlace(t, file)
+	release := leased(t, file)
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": f})
 	w.scan(time.Now())
 	if _, err := os.Lstat(file); err != nil {
 		t.Fatalf("the entry unreadable for a moment left entries/: %v", err)
 	}
-	// Readable again.
-	if err := os.Remove(file); err != nil {
-		t.Fatal(err)
+	if !w.unreadable[queue.Key("main", p)] {
+		t.Fatalf("the entry was read through the lease:\n%s", e.log.String())
 	}
-	if err := os.WriteFile(file, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	release() // readable again
 	var once sync.Once
 	w.released = func() { once.Do(func() { e.add(t, "main", p) }) }
 	if err := run(t, w, Spawned); err != nil {
