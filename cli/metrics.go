@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -47,14 +46,7 @@ func (e *env) printMetrics(c *config.Config, q *queue.Queue, configError bool) i
 		e.errorf("%v", err)
 		return 1
 	}
-	// Only what the worker will set aside: an error of the moment
-	// (EMFILE, EIO) leaves an entry queued, and the worker never counts it.
-	s.Corrupt = len(corrupt)
-	for _, err := range bad {
-		if errors.Is(err, queue.ErrCorrupt) {
-			s.Corrupt++
-		}
-	}
+	s.Corrupt = len(corrupt) + corruptOf(bad)
 	s.ConfigError = s.ConfigError || configError
 	_, _ = e.stdout.Write(metrics.Render(s))
 	return 0

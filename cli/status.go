@@ -89,6 +89,18 @@ type queueStatus struct {
 	retryMax time.Duration
 }
 
+// corruptOf counts the errors of q.List that the worker will set aside:
+// an error of the moment (EMFILE, EIO) leaves an entry queued, read again.
+func corruptOf(bad []error) int {
+	n := 0
+	for _, err := range bad {
+		if errors.Is(err, queue.ErrCorrupt) {
+			n++
+		}
+	}
+	return n
+}
+
 func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 	entries, bad, err := q.List()
 	if err != nil {
@@ -96,7 +108,7 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 	}
 	running, _ := q.WorkerRunning()
 	st := &queueStatus{Queue: q.Dir, ConfigFile: c.File, LogFile: c.Log.File, FilesOf: "caller",
-		CallerConfigFile: c.File, CallerLogFile: c.Log.File, WorkerRunning: running, Corrupt: len(bad), Targets: []*targetStatus{},
+		CallerConfigFile: c.File, CallerLogFile: c.Log.File, WorkerRunning: running, Corrupt: corruptOf(bad), Targets: []*targetStatus{},
 		retryMax: c.Queue.RetryMax}
 	state := worker.LoadState(q.Dir)
 	if wi := state.Worker; running && wi != nil && processAlive(wi.PID) {

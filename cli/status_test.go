@@ -239,3 +239,28 @@ func TestStatusNextAttemptAsTheWorkerWaits(t *testing.T) {
 		}
 	}
 }
+
+// status counted an entry it could not open for a reason of the moment
+// (here a lease another holds on it: like EMFILE, the worker leaves it
+// queued and reads it again) as unreadable, for the worker to set aside,
+// where status --prometheus counts only what the worker will set aside.
+func TestStatusCorruptIsWhatTheWorkerSetsAside(t *testing.T) {
+	q, file := mainQueue(t)
+	held := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "held-1")
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: held}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	leased(t, filepath.Join(q.Dir, "entries", queue.Key("main", held)))
+	bad := filepath.Join(q.Dir, "entries", queue.Key("main", storepath.New(storepath.StoreDir(), "1123456789abcdfghijklmnpqrsvwxyz", "bad-1")))
+	if err := os.WriteFile(bad, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, c, _ := loadedEnv(t, file)
+	st, err := collectStatus(c, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Corrupt != 1 {
+		t.Errorf("status counts %d corrupt entries, want 1 (the garbage entry, not the leased one)", st.Corrupt)
+	}
+}
