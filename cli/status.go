@@ -344,7 +344,7 @@ func (e *env) statusWithoutConfig(o *statusOptions) int {
 		if digests[d] {
 			continue
 		}
-		if en, ok := q.Dropped(n, time.Time{}); ok {
+		if en, ok := q.Dropped(n, time.Time{}, 0); ok {
 			digests[d] = true
 			add(en.Target)
 		}

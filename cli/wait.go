@@ -278,8 +278,10 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		}
 	}
 	// dropped/ is the authority; the history may have missed a drop.
+	// spec.since is this process's time.Now(): how long ago it was, by
+	// the monotonic clock, holds across a step of the wall clock.
 	for _, p := range spec.pairs {
-		if en, ok := q.Dropped(queue.Key(p.Target, p.Path), spec.since); ok {
+		if en, ok := q.Dropped(queue.Key(p.Target, p.Path), spec.since, time.Since(spec.since)); ok {
 			prog.addDropped(history.Record{Target: p.Target, Path: p.Path.String(), Outcome: history.Dropped, Reason: en.Reason})
 		}
 	}

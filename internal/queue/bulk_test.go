@@ -122,7 +122,7 @@ func TestAddBulkEntriesIndependent(t *testing.T) {
 	if _, ok := q2.Get(k1); ok {
 		t.Fatal("removed entry still queued")
 	}
-	if _, ok := q2.Dropped(k2, time.Time{}); !ok {
+	if _, ok := q2.Dropped(k2, time.Time{}, 0); !ok {
 		t.Fatal("dropped entry not in dropped/")
 	}
 	entries, bad, _ := q2.List()

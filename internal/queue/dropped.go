@@ -94,8 +94,15 @@ func (q *Queue) setDropped(e *Entry) error {
 }
 
 // Dropped returns the entry with that key if the worker dropped it after
-// since.
-func (q *Queue) Dropped(key string, since time.Time) (*Entry, bool) {
+// since. up, when above 0, is how long ago since was by the caller's
+// monotonic clock: a file that young by the wall clock now counts too,
+// so that a clock stepped back between since and the drop does not hide
+// it (the file's time is then before since). One dropped within the
+// step before since may count as well: nothing tells them apart.
+func (q *Queue) Dropped(key string, since time.Time, up time.Duration) (*Entry, bool) {
+	if t := time.Now().Add(-up); up > 0 && !since.IsZero() && t.Before(since) {
+		since = t
+	}
 	file := q.path(droppedDir, key)
 	fi, err := os.Lstat(file)
 	if err != nil || fi.ModTime().Before(since) {

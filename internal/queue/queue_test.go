@@ -679,14 +679,14 @@ func TestDrop(t *testing.T) {
 	if err != nil || !strings.Contains(string(data), `"reason":"no longer in the store (garbage-collected)"`) {
 		t.Errorf("dropped entry = %s, %v; want the reason in it", data, err)
 	}
-	d, ok := q.Dropped(e.Key(), before)
+	d, ok := q.Dropped(e.Key(), before, 0)
 	if !ok {
 		t.Fatal("Dropped(key, before the drop) = false")
 	}
 	if d.Reason != "no longer in the store (garbage-collected)" || d.Path != p.String() || d.Target != "main" || d.Key() != e.Key() {
 		t.Errorf("Dropped = %+v", d)
 	}
-	if _, ok := q.Dropped(e.Key(), time.Now().Add(time.Hour)); ok {
+	if _, ok := q.Dropped(e.Key(), time.Now().Add(time.Hour), 0); ok {
 		t.Error("Dropped(key, after the drop) = true")
 	}
 	// Drop an entry whose file is older than since.
@@ -695,21 +695,59 @@ func TestDrop(t *testing.T) {
 	if err := os.Chtimes(old, past, past); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := q.Dropped(e.Key(), before); ok {
+	if _, ok := q.Dropped(e.Key(), before, 0); ok {
 		t.Error("Dropped ignores since: an entry dropped an hour ago was reported")
 	}
-	if _, ok := q.Dropped(Key("main", keep), time.Time{}); ok {
+	if _, ok := q.Dropped(Key("main", keep), time.Time{}, 0); ok {
 		t.Error("Dropped reports an entry that was never dropped")
 	}
 	// A corrupt dropped file is not reported.
 	if err := os.WriteFile(q.path(droppedDir, "junk"), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := q.Dropped("junk", time.Time{}); ok {
+	if _, ok := q.Dropped("junk", time.Time{}, 0); ok {
 		t.Error("Dropped reports an unparseable file")
 	}
 	if got := ls(t, q.path(tmpDir)); len(got) != 0 {
 		t.Errorf("tmp/ not empty after Drop: %q", got)
+	}
+}
+
+// A clock stepped back between since and a drop (an NTP step while push
+// --wait waits): the dropped file's time is before since by the wall
+// clock, but its age now is within how long ago since was by the
+// caller's monotonic clock. Compared with since alone, the drop was
+// missed. A step forward keeps what was dropped before it.
+func TestDroppedAcrossAClockStep(t *testing.T) {
+	q := openQ(t)
+	p := mkPath("hello-2.12.1")
+	add(t, q, Pair{Target: "main", Path: p})
+	e, ok := q.Get(Key("main", p))
+	if !ok {
+		t.Fatal("Get: entry not found")
+	}
+	if err := q.Drop(e, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	file := q.path(droppedDir, e.Key())
+	now := time.Now()
+	dropped := now.Add(-time.Minute)
+	if err := os.Chtimes(file, dropped, dropped); err != nil {
+		t.Fatal(err)
+	}
+	// since was 10 minutes ago, and the wall clock read an hour ahead
+	// then: it was stepped back since, and the drop came after.
+	if _, ok := q.Dropped(e.Key(), now.Add(50*time.Minute), 10*time.Minute); !ok {
+		t.Error("a drop after since, the clock stepped back in between, was missed")
+	}
+	// since was 10 minutes ago, the wall clock stepped an hour forward
+	// since: the file dropped a minute before the step is after since.
+	if _, ok := q.Dropped(e.Key(), now.Add(-70*time.Minute), 10*time.Minute); !ok {
+		t.Error("a drop after since, the clock stepped forward after it, was missed")
+	}
+	// Dropped before since, by both clocks.
+	if _, ok := q.Dropped(e.Key(), now, 30*time.Second); ok {
+		t.Error("a drop before since was reported")
 	}
 }
 

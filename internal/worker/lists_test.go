@@ -107,7 +107,7 @@ func TestRunListed(t *testing.T) {
 		{"on", orphan, "its package list " + gone.String() + " is no longer in the store"},
 		{"off", app, "listed in " + list.String() + ", but package_lists is off for off"},
 	} {
-		d, ok := e.q.Dropped(queue.Key(tc.target, tc.p), start)
+		d, ok := e.q.Dropped(queue.Key(tc.target, tc.p), start, 0)
 		if !ok || !strings.Contains(d.Reason, tc.want) {
 			t.Errorf("%s -> %s: dropped %v, %+v; want a reason with %q", tc.p.Name, tc.target, ok, d, tc.want)
 		}
@@ -115,10 +115,10 @@ func TestRunListed(t *testing.T) {
 	// A list gone from the store is no verdict of the rules: the path
 	// was to go up and could not (wait's exit 3, "lost"); one that no
 	// longer names the path is.
-	if d, _ := e.q.Dropped(queue.Key("on", orphan), start); !Lost(d.Reason) {
+	if d, _ := e.q.Dropped(queue.Key("on", orphan), start, 0); !Lost(d.Reason) {
 		t.Errorf("%q is not counted as lost", d.Reason)
 	}
-	if d, _ := e.q.Dropped(queue.Key("on", later), start); Lost(d.Reason) {
+	if d, _ := e.q.Dropped(queue.Key("on", later), start, 0); Lost(d.Reason) {
 		t.Errorf("%q is counted as lost", d.Reason)
 	}
 	if data, err := os.ReadFile(e.cfg.Metrics.File); err != nil || !strings.Contains(string(data), `cachix_filter_hook_dropped_paths_total{target="on",reason="garbage_collected"} 1`+"\n") {
@@ -227,7 +227,7 @@ func TestRunListedTwice(t *testing.T) {
 		}
 	}
 	want := "named in " + text.String() + " only as text"
-	if d, ok := e.q.Dropped(queue.Key("on", texty), start); !ok || !strings.Contains(d.Reason, want) {
+	if d, ok := e.q.Dropped(queue.Key("on", texty), start, 0); !ok || !strings.Contains(d.Reason, want) {
 		t.Errorf("%s: dropped %v, %+v; want a reason with %q", texty.Name, ok, d, want)
 	}
 }

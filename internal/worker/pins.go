@@ -174,8 +174,9 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			continue
 		}
 		// A pin read after its root was dropped (by an earlier
-		// worker, or before the pin's file came): the files' times.
-		if e, ok := w.q.Dropped(key, p.Queued); ok {
+		// worker, or before the pin's file came): the files' times
+		// (push --pin's, in the pin: no monotonic measure of it here).
+		if e, ok := w.q.Dropped(key, p.Queued, 0); ok {
 			w.dropPin(log, p, "its root was dropped: "+e.Reason)
 			continue
 		}

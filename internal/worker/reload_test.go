@@ -156,8 +156,8 @@ func TestReloadDenyAddedWhileRunning(t *testing.T) {
 	body := strings.Replace(confBody(e.q.Dir, "deny = [\"hello-*\"]\n"+nix), `retry_max = "2h"`, `retry_max = "200ms"`, 1)
 	body = strings.Replace(body, `retry_initial = "1h"`, `retry_initial = "100ms"`, 1)
 	writeConf(t, file, body)
-	waitFor(t, "hello to be dropped", func() bool { _, ok := e.q.Dropped(queue.Key("main", hello), start); return ok })
-	d, _ := e.q.Dropped(queue.Key("main", hello), start)
+	waitFor(t, "hello to be dropped", func() bool { _, ok := e.q.Dropped(queue.Key("main", hello), start, 0); return ok })
+	d, _ := e.q.Dropped(queue.Key("main", hello), start, 0)
 	if d.Reason != `no longer selected: deny "hello-*"` {
 		t.Errorf("hello dropped with %q", d.Reason)
 	}
@@ -380,7 +380,7 @@ func TestReloadDenyWhileBatchPrepared(t *testing.T) {
 	if calls, _ := f.Calls(); len(calls) != 0 {
 		t.Errorf("pusher calls = %q: a path the reloaded rules deny was uploaded", calls)
 	}
-	if d, ok := e.q.Dropped(queue.Key("main", secret), time.Now().Add(-time.Hour)); !ok || !strings.Contains(d.Reason, `deny "secret-*"`) {
+	if d, ok := e.q.Dropped(queue.Key("main", secret), time.Now().Add(-time.Hour), 0); !ok || !strings.Contains(d.Reason, `deny "secret-*"`) {
 		t.Errorf("the denied path was not dropped by the new rule (%v): %+v", ok, d)
 	}
 }

@@ -662,7 +662,7 @@ func TestRunDropsGarbageCollected(t *testing.T) {
 	if names, _ := e.q.Names(); len(names) != 0 {
 		t.Errorf("entries left: %q", names)
 	}
-	d, ok := e.q.Dropped(queue.Key("main", gone), start)
+	d, ok := e.q.Dropped(queue.Key("main", gone), start, 0)
 	if !ok {
 		t.Fatal("the garbage-collected path is not in dropped/")
 	}
@@ -681,7 +681,7 @@ func TestRunDropsGarbageCollected(t *testing.T) {
 	if calls, _ := f.Calls(); len(calls) != 1 {
 		t.Errorf("pusher called for a batch of garbage-collected paths: %q", calls)
 	}
-	if _, ok := e.q.Dropped(queue.Key("main", gone2), start); !ok {
+	if _, ok := e.q.Dropped(queue.Key("main", gone2), start, 0); !ok {
 		t.Error("second garbage-collected path not dropped")
 	}
 }
@@ -704,10 +704,10 @@ func TestRunClosureDenySkip(t *testing.T) {
 	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(ps[0])) {
 		t.Errorf("pusher calls = %q, want the clean path only", calls)
 	}
-	if d, ok := e.q.Dropped(queue.Key("main", ps[2]), start); !ok || !strings.Contains(d.Reason, "not a valid path") {
+	if d, ok := e.q.Dropped(queue.Key("main", ps[2]), start, 0); !ok || !strings.Contains(d.Reason, "not a valid path") {
 		t.Errorf("the path Nix does not know: dropped = %v, %+v", ok, d)
 	}
-	d, ok := e.q.Dropped(queue.Key("main", ps[1]), start)
+	d, ok := e.q.Dropped(queue.Key("main", ps[1]), start, 0)
 	if !ok {
 		t.Fatal("the path with a denied closure was not dropped")
 	}
