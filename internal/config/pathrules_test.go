@@ -225,3 +225,32 @@ func TestCheckKeyFilesStoreURI(t *testing.T) {
 		t.Errorf("a relative key: %v", errs)
 	}
 }
+
+// A store URI's relative secret-key= is refused when the config loads, as
+// a relative secret_key_file is, naming the target and the parameter: it
+// was refused only at each push and by validate, and that message showed
+// the value, which may be the key itself.
+func TestStoreURIRelativeKeyRefusedAtLoad(t *testing.T) {
+	for _, c := range []struct{ conf, want string }{
+		{"store = \"file:///x?secret-key=cache-1:hunter2\"\nallow = [\"*\"]\n", "store: its secret-key= must be an absolute path"},
+		{"cache = \"c\"\nallow = [\"*\"]\n[[target]]\nstore = \"file:///x?compression=zstd&secret%2Dkey=hunter2.sec\"\nallow = [\"*\"]\n", "[[target]] #1: store: its secret-key= must be an absolute path"},
+	} {
+		isolate(t)
+		file := write(t, filepath.Join(t.TempDir(), "hook.conf"), c.conf+"[queue]\ndir = \"/q\"\n")
+		_, err := Load(file)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: Load = %v, want an error with %q, without the value", c.conf, err, c.want)
+		}
+	}
+	isolate(t)
+	t.Setenv(EnvName("store"), "file:///x?secret-key=hunter2")
+	t.Setenv(EnvName("allow"), "*")
+	t.Setenv(EnvName("queue.dir"), "/q")
+	if _, err := Load(""); err == nil || !strings.HasPrefix(err.Error(), "CACHIX_FILTER_HOOK_STORE: store: its secret-key= must be an absolute path") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("from the environment: %v", err)
+	}
+	// The worker's and validate's check say the same, without the value.
+	if err := CheckStoreKeys("file:///x?secret-key=cache-1:hunter2"); err == nil || !strings.Contains(err.Error(), "must be an absolute path") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("CheckStoreKeys = %v", err)
+	}
+}

@@ -38,17 +38,28 @@ func ReadSecretKey(file string) (string, error) {
 // (StoreKeyFiles) as ReadSecretKey does secret_key_file: nix copy signs
 // with it as root all the same.
 func CheckStoreKeys(store string) error {
-	for _, file := range StoreKeyFiles(store) {
-		// Nix would read a relative one from the worker's working
-		// directory.
-		if !filepath.IsAbs(file) {
-			return fmt.Errorf("store's secret-key=: signing key %s must be an absolute path", file)
-		}
-		if _, err := ReadSecretKey(file); err != nil {
-			return fmt.Errorf("store's secret-key=: %w", err)
+	if param := relativeStoreFile(store); param != "" {
+		return fmt.Errorf("store's %s=: must be an absolute path%s", param, notShown)
+	}
+	for _, f := range storeFiles(store) {
+		if _, err := ReadSecretKey(f.file); err != nil {
+			return fmt.Errorf("store's %s=: %w", f.param, err)
 		}
 	}
 	return nil
+}
+
+// relativeStoreFile names the parameter of the first file a store URI
+// names by a relative path, or "": Nix would read it from the worker's
+// working directory, and, as for secret_key_file, the value may be the
+// secret itself.
+func relativeStoreFile(store string) string {
+	for _, f := range storeFiles(store) {
+		if !filepath.IsAbs(f.file) {
+			return f.param
+		}
+	}
+	return ""
 }
 
 // CheckKeyFiles reads every signing key file the worker would read and

@@ -187,6 +187,21 @@ func rawPassword(s string) string {
 // (newer Nix) or not (2.8). An empty value names none.
 func StoreKeyFiles(s string) []string {
 	var out []string
+	for _, f := range storeFiles(s) {
+		out = append(out, f.file)
+	}
+	return out
+}
+
+// storeFile is a file a store URI names, with the parameter naming it.
+type storeFile struct {
+	param, file string
+}
+
+// storeFiles returns the files a store URI's parameters name that Nix
+// reads as root: each once, with its parameter, in the order written.
+func storeFiles(s string) []storeFile {
+	var out []storeFile
 	for _, kv := range strings.Split(rawQuery(s), "&") {
 		name, raw, ok := strings.Cut(kv, "=")
 		if !ok || name != "secret-key" && paramName(name) != "secret-key" {
@@ -196,8 +211,8 @@ func StoreKeyFiles(s string) []string {
 		if err != nil {
 			file = raw // Nix refuses it; checked as written all the same
 		}
-		if file != "" && !slices.Contains(out, file) {
-			out = append(out, file)
+		if file != "" && !slices.ContainsFunc(out, func(f storeFile) bool { return f.file == file }) {
+			out = append(out, storeFile{"secret-key", file})
 		}
 	}
 	return out

@@ -161,6 +161,10 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		l.errorf("%s: %sstore: %q carries %s, which would be in nix copy's command line (readable by every user in /proc) and in logs; %s",
 			from("store"), prefix, RedactURI(t.Store), storeCredentials(t.Store), credentialsFix(t.Store))
 	}
+	if param := relativeStoreFile(t.Store); param != "" && validStore(t.Store) {
+		// As secret_key_file is: refused at load, not at every push.
+		l.errorf("%s: %sstore: its %s= must be an absolute path%s", from("store"), prefix, param, notShown)
+	}
 	if !oneLine(t.Name) {
 		// Shown on one line in logs, status and the history.
 		l.errorf("%s: %sname: %q holds a control character (a line break, a tab...); a name is shown on one line", from("name"), prefix, t.Name)
