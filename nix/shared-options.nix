@@ -68,24 +68,35 @@ let
   # in the store, but ./token in a flake is (the flake's source is).
   #
   # A store URI's secret-key= names the key nix copy signs with, the same
-  # secret: as Nix reads it, its name and value %-decoded.
+  # secret, and secret-keys= a comma-separated list of them (Nix 2.29 and
+  # later): as Nix reads them, their name and value %-decoded.
   secretsInStore =
     let
       s = cfg.settings;
       inStore = v: v != null && lib.hasPrefix "${builtins.storeDir}/" (toString v);
       uriKeys =
         key: uri:
-        map (value: { inherit key value; }) (
-          lib.concatMap (
-            param:
-            let
-              kv = lib.splitString "=" param;
-            in
-            lib.optional (lib.length kv > 1 && settings.percentDecode (lib.head kv) == "secret-key") (
-              settings.percentDecode (lib.concatStringsSep "=" (lib.tail kv))
-            )
-          ) (lib.splitString "&" (lib.concatStringsSep "?" (lib.tail (lib.splitString "?" (toString uri)))))
-        );
+        lib.concatMap (
+          param:
+          let
+            kv = lib.splitString "=" param;
+            name = settings.percentDecode (lib.head kv);
+            value = settings.percentDecode (lib.concatStringsSep "=" (lib.tail kv));
+          in
+          map (file: {
+            key = "${key} (its ${name})";
+            value = file;
+          }) (
+            if lib.length kv < 2 then
+              [ ]
+            else if name == "secret-key" then
+              [ value ]
+            else if name == "secret-keys" then
+              lib.splitString "," value
+            else
+              [ ]
+          )
+        ) (lib.splitString "&" (lib.concatStringsSep "?" (lib.tail (lib.splitString "?" (toString uri)))));
     in
     lib.filter ({ value, ... }: inStore value) (
       [
@@ -106,9 +117,9 @@ let
         key = "target[${toString i}].secret_key_file";
         value = t.secret_key_file or null;
       }) (s.target or [ ])
-      ++ uriKeys "store (its secret-key)" (if s.store == null then "" else s.store)
+      ++ uriKeys "store" (if s.store == null then "" else s.store)
       ++ lib.concatLists (
-        lib.imap0 (i: t: uriKeys "target[${toString i}].store (its secret-key)" (t.store or "")) (s.target or [ ])
+        lib.imap0 (i: t: uriKeys "target[${toString i}].store" (t.store or "")) (s.target or [ ])
       )
     );
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -252,5 +253,51 @@ func TestStoreURIRelativeKeyRefusedAtLoad(t *testing.T) {
 	// The worker's and validate's check say the same, without the value.
 	if err := CheckStoreKeys("file:///x?secret-key=cache-1:hunter2"); err == nil || !strings.Contains(err.Error(), "must be an absolute path") || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("CheckStoreKeys = %v", err)
+	}
+}
+
+// Nix 2.29 and later sign with each key of a store URI's
+// secret-keys=FILE1,FILE2 (a comma-separated list, %-decoded first). It
+// was refused as an inline credential, with netrc advice; each file is
+// now checked as secret-key='s is: private, and an absolute path.
+func TestStoreURISecretKeys(t *testing.T) {
+	dir := t.TempDir()
+	key := "cache-1:" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\n"
+	a, b := filepath.Join(dir, "a.sec"), filepath.Join(dir, "b.sec")
+	for _, f := range []string{a, b} {
+		if err := os.WriteFile(f, []byte(key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for uri, want := range map[string][]string{
+		"file:///c?secret-keys=" + a + "," + b:                  {a, b},
+		"file:///c?secret%2Dkeys=" + a + "%2C" + b:              {a, b},
+		"file:///c?secret-key=" + a + "&secret-keys=" + b + ",": {a, b},
+		"file:///c?secret-keys=":                                nil,
+	} {
+		if got := StoreKeyFiles(uri); !slices.Equal(got, want) {
+			t.Errorf("StoreKeyFiles(%q) = %q, want %q", uri, got, want)
+		}
+	}
+	store := "file:///srv/cache?compression=zstd&secret-keys=" + a + "," + b
+	isolate(t)
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), "store = \""+store+"\"\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
+	if _, err := Load(file); err != nil {
+		t.Errorf("Load: %v", err)
+	}
+	c := &Config{Targets: []*Target{{Name: "local", Store: store}}}
+	if errs := c.CheckKeyFiles(); len(errs) != 0 {
+		t.Errorf("private keys: %v", errs)
+	}
+	if err := os.Chmod(b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if errs := c.CheckKeyFiles(); len(errs) != 1 || !strings.Contains(errs[0].Error(), `target "local": store's secret-keys=`) || !strings.Contains(errs[0].Error(), b) {
+		t.Errorf("a key others can read: %v", errs)
+	}
+	isolate(t)
+	file = write(t, filepath.Join(t.TempDir(), "hook.conf"), "store = \"file:///x?secret-keys="+a+",cache-1:hunter2\"\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
+	if _, err := Load(file); err == nil || !strings.Contains(err.Error(), "store: its secret-keys= must be an absolute path") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("a relative key in the list: %v", err)
 	}
 }

@@ -34,9 +34,9 @@ func ReadSecretKey(file string) (string, error) {
 	return key, nil
 }
 
-// CheckStoreKeys checks each key file a store URI's secret-key= names
-// (StoreKeyFiles) as ReadSecretKey does secret_key_file: nix copy signs
-// with it as root all the same.
+// CheckStoreKeys checks each key file a store URI's secret-key= or
+// secret-keys= names (StoreKeyFiles) as ReadSecretKey does
+// secret_key_file: nix copy signs with it as root all the same.
 func CheckStoreKeys(store string) error {
 	if param := relativeStoreFile(store); param != "" {
 		return fmt.Errorf("store's %s=: must be an absolute path%s", param, notShown)

@@ -19,10 +19,11 @@ var secretWords = []string{"password", "passwd", "token", "secret", "auth", "cre
 // secretParam reports whether a store URI's query parameter carries a
 // secret. secret-key does not: it is the path of the key file Nix signs
 // with (pusher/signing.go adds it), not the key; that file is checked as
-// secret_key_file is (StoreKeyFiles).
+// secret_key_file is (StoreKeyFiles). Nor does secret-keys, its list of
+// such paths (Nix 2.29 and later).
 func secretParam(name string) bool {
 	n := strings.ToLower(name)
-	if n == "secret-key" {
+	if n == "secret-key" || n == "secret-keys" {
 		return false
 	}
 	for _, w := range secretWords {
@@ -181,10 +182,12 @@ func rawPassword(s string) string {
 	return pw
 }
 
-// StoreKeyFiles returns the key files a store URI's secret-key= names,
-// which nix copy signs with: as Nix reads them, the query cut at '#',
-// split on '&' alone and %-decoded ('+' is a '+'), with the name decoded
-// (newer Nix) or not (2.8). An empty value names none.
+// StoreKeyFiles returns the key files a store URI's secret-key= and
+// secret-keys= name, which nix copy signs with: as Nix reads them, the
+// query cut at '#', split on '&' alone and %-decoded ('+' is a '+'),
+// with the name decoded (newer Nix) or not (2.8), and secret-keys'
+// value split on ',' once decoded (Nix 2.29 and later). An empty value
+// names none.
 func StoreKeyFiles(s string) []string {
 	var out []string
 	for _, f := range storeFiles(s) {
@@ -204,15 +207,28 @@ func storeFiles(s string) []storeFile {
 	var out []storeFile
 	for _, kv := range strings.Split(rawQuery(s), "&") {
 		name, raw, ok := strings.Cut(kv, "=")
-		if !ok || name != "secret-key" && paramName(name) != "secret-key" {
+		if !ok {
 			continue
 		}
-		file, err := url.PathUnescape(raw)
-		if err != nil {
-			file = raw // Nix refuses it; checked as written all the same
+		param := name
+		if param != "secret-key" && param != "secret-keys" {
+			param = paramName(name)
 		}
-		if file != "" && !slices.ContainsFunc(out, func(f storeFile) bool { return f.file == file }) {
-			out = append(out, storeFile{"secret-key", file})
+		if param != "secret-key" && param != "secret-keys" {
+			continue
+		}
+		value, err := url.PathUnescape(raw)
+		if err != nil {
+			value = raw // Nix refuses it; checked as written all the same
+		}
+		files := []string{value}
+		if param == "secret-keys" {
+			files = strings.Split(value, ",")
+		}
+		for _, file := range files {
+			if file != "" && !slices.ContainsFunc(out, func(f storeFile) bool { return f.file == file }) {
+				out = append(out, storeFile{param, file})
+			}
 		}
 	}
 	return out

@@ -1185,6 +1185,8 @@ func TestSecretInStoreAssertion(t *testing.T) {
 			// (escaped, as Nix decodes it).
 			{`settings = { store = "file:///x?compression=zstd&secret-key=${pkgs.writeText "key" "k:x"}"; allow = [ "*" ]; };`, "store"},
 			{`settings = { cache = "a"; allow = [ "*" ]; target = [ { store = "s3://b?secret%2Dkey=%2Fnix%2Fstore%2F` + strings.Repeat("c", 32) + `-key"; allow = [ "*" ]; } ]; };`, "target[0].store"},
+			// One key of secret-keys' list (Nix 2.29 and later).
+			{`settings = { store = "file:///x?secret-keys=/run/secrets/k1%2C${pkgs.writeText "key" "k:x"}"; allow = [ "*" ]; };`, "store (its secret-keys)"},
 		} {
 			var failed []string
 			if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ pkgs, ... }: { %s = { enable = true; %s }; }`, m.path, tc.cfg), &failed); err != nil {
