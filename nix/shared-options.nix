@@ -68,8 +68,9 @@ let
   # in the store, but ./token in a flake is (the flake's source is).
   #
   # A store URI's secret-key= names the key nix copy signs with, the same
-  # secret, and secret-keys= a comma-separated list of them (Nix 2.29 and
-  # later): as Nix reads them, their name and value %-decoded.
+  # secret, secret-keys= a comma-separated list of them (Nix 2.29 and
+  # later), and ssh-key= the private key ssh logs in with: as Nix reads
+  # them, their name and value %-decoded.
   secretsInStore =
     let
       s = cfg.settings;
@@ -89,7 +90,7 @@ let
           }) (
             if lib.length kv < 2 then
               [ ]
-            else if name == "secret-key" then
+            else if name == "secret-key" || name == "ssh-key" then
               [ value ]
             else if name == "secret-keys" then
               lib.splitString "," value

@@ -235,6 +235,7 @@ func TestStoreURIRelativeKeyRefusedAtLoad(t *testing.T) {
 	for _, c := range []struct{ conf, want string }{
 		{"store = \"file:///x?secret-key=cache-1:hunter2\"\nallow = [\"*\"]\n", "store: its secret-key= must be an absolute path"},
 		{"cache = \"c\"\nallow = [\"*\"]\n[[target]]\nstore = \"file:///x?compression=zstd&secret%2Dkey=hunter2.sec\"\nallow = [\"*\"]\n", "[[target]] #1: store: its secret-key= must be an absolute path"},
+		{"store = \"ssh-ng://nix@host?ssh-key=id_hunter2\"\nallow = [\"*\"]\n", "store: its ssh-key= must be an absolute path"},
 	} {
 		isolate(t)
 		file := write(t, filepath.Join(t.TempDir(), "hook.conf"), c.conf+"[queue]\ndir = \"/q\"\n")

@@ -36,17 +36,37 @@ func ReadSecretKey(file string) (string, error) {
 
 // CheckStoreKeys checks each key file a store URI's secret-key= or
 // secret-keys= names (StoreKeyFiles) as ReadSecretKey does
-// secret_key_file: nix copy signs with it as root all the same.
+// secret_key_file: nix copy signs with it as root all the same. Its
+// ssh-key= passes the same trust rule: ssh logs in with it as root.
 func CheckStoreKeys(store string) error {
 	if param := relativeStoreFile(store); param != "" {
 		return fmt.Errorf("store's %s=: must be an absolute path%s", param, notShown)
 	}
 	for _, f := range storeFiles(store) {
-		if _, err := ReadSecretKey(f.file); err != nil {
+		var err error
+		if f.param == "ssh-key" {
+			err = checkSSHKey(f.file)
+		} else {
+			_, err = ReadSecretKey(f.file)
+		}
+		if err != nil {
 			return fmt.Errorf("store's %s=: %w", f.param, err)
 		}
 	}
 	return nil
+}
+
+// checkSSHKey applies the trust rule for a secret to an SSH private key;
+// ssh reads it, in whatever format it is.
+func checkSSHKey(file string) error {
+	f, err := trust.Open(file, trust.Secret)
+	if err != nil {
+		if trust.IsRefusal(err) {
+			return err
+		}
+		return fmt.Errorf("reading ssh key: %w", err)
+	}
+	return f.Close()
 }
 
 // relativeStoreFile names the parameter of the first file a store URI

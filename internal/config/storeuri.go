@@ -191,7 +191,9 @@ func rawPassword(s string) string {
 func StoreKeyFiles(s string) []string {
 	var out []string
 	for _, f := range storeFiles(s) {
-		out = append(out, f.file)
+		if f.param != "ssh-key" {
+			out = append(out, f.file)
+		}
 	}
 	return out
 }
@@ -203,7 +205,10 @@ type storeFile struct {
 
 // storeFiles returns the files a store URI's parameters name that Nix
 // reads as root: each once, with its parameter, in the order written.
+// Besides the signing keys, ssh-key=, the private key an ssh:// or
+// ssh-ng:// store logs in with (ssh -i).
 func storeFiles(s string) []storeFile {
+	known := func(p string) bool { return p == "secret-key" || p == "secret-keys" || p == "ssh-key" }
 	var out []storeFile
 	for _, kv := range strings.Split(rawQuery(s), "&") {
 		name, raw, ok := strings.Cut(kv, "=")
@@ -211,10 +216,10 @@ func storeFiles(s string) []storeFile {
 			continue
 		}
 		param := name
-		if param != "secret-key" && param != "secret-keys" {
+		if !known(param) {
 			param = paramName(name)
 		}
-		if param != "secret-key" && param != "secret-keys" {
+		if !known(param) {
 			continue
 		}
 		value, err := url.PathUnescape(raw)

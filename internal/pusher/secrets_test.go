@@ -181,3 +181,53 @@ func TestSigningStoreBeforeFragment(t *testing.T) {
 		}
 	}
 }
+
+// An ssh:// or ssh-ng:// store URI's ssh-key= is the private key ssh logs
+// in with as root: it passes the trust rule for a secret, as a signing
+// key does. A key others could read, or replace from a directory they can
+// write, was passed to nix copy unchecked; now the push fails naming it,
+// and nix copy does not run.
+func TestStoreURISSHKeyChecked(t *testing.T) {
+	rec := fake(t, 0)
+	bin := t.TempDir()
+	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	readable, private, underOpen := filepath.Join(dir, "readable"), filepath.Join(dir, "private"), filepath.Join(open, "id")
+	for f, mode := range map[string]os.FileMode{readable: 0o644, private: 0o600, underOpen: 0o600} {
+		if err := os.WriteFile(f, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(f, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ store, bad, problem string }{
+		{"ssh-ng://nix@host?ssh-key=" + readable, readable, "readable by group or others"},
+		{"ssh://nix@host?compression=zstd&ssh%2Dkey=" + strings.ReplaceAll(underOpen, "/", "%2F"), open, "writable by group or others"},
+	} {
+		err := New(cfg, &config.Target{Name: "s", Store: c.store}).Push(context.Background(), paths, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "ssh-key=") || !strings.Contains(err.Error(), c.bad) || !strings.Contains(err.Error(), c.problem) {
+			t.Errorf("%s: Push = %v, want the key refused", c.store, err)
+		}
+		if _, serr := os.Stat(rec); serr == nil {
+			t.Fatalf("%s: nix copy ran with an untrusted ssh key", c.store)
+		}
+		tc := &config.Config{Targets: []*config.Target{{Name: "s", Store: c.store}}}
+		if errs := tc.CheckKeyFiles(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "ssh-key=") {
+			t.Errorf("%s: CheckKeyFiles = %v, want the key refused", c.store, errs)
+		}
+	}
+	if err := New(cfg, &config.Target{Name: "s", Store: "ssh-ng://nix@host?ssh-key=" + private}).Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
+		t.Errorf("a private key: %v", err)
+	}
+}

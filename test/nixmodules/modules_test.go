@@ -1187,6 +1187,8 @@ func TestSecretInStoreAssertion(t *testing.T) {
 			{`settings = { cache = "a"; allow = [ "*" ]; target = [ { store = "s3://b?secret%2Dkey=%2Fnix%2Fstore%2F` + strings.Repeat("c", 32) + `-key"; allow = [ "*" ]; } ]; };`, "target[0].store"},
 			// One key of secret-keys' list (Nix 2.29 and later).
 			{`settings = { store = "file:///x?secret-keys=/run/secrets/k1%2C${pkgs.writeText "key" "k:x"}"; allow = [ "*" ]; };`, "store (its secret-keys)"},
+			// The private key ssh logs in with.
+			{`settings = { store = "ssh-ng://nix@host?ssh-key=${pkgs.writeText "id" "x"}"; allow = [ "*" ]; };`, "store (its ssh-key)"},
 		} {
 			var failed []string
 			if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ pkgs, ... }: { %s = { enable = true; %s }; }`, m.path, tc.cfg), &failed); err != nil {
