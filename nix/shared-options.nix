@@ -69,8 +69,9 @@ let
   #
   # A store URI's secret-key= names the key nix copy signs with, the same
   # secret, secret-keys= a comma-separated list of them (Nix 2.29 and
-  # later), and ssh-key= the private key ssh logs in with: as Nix reads
-  # them, their name and value %-decoded.
+  # later), and ssh-key= and tls-private-key= (Nix 2.34 and later) the
+  # private keys Nix logs in with: as Nix reads them, their name and
+  # value %-decoded.
   secretsInStore =
     let
       s = cfg.settings;
@@ -90,7 +91,7 @@ let
           }) (
             if lib.length kv < 2 then
               [ ]
-            else if name == "secret-key" || name == "ssh-key" then
+            else if name == "secret-key" || name == "ssh-key" || name == "tls-private-key" then
               [ value ]
             else if name == "secret-keys" then
               lib.splitString "," value

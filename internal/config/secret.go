@@ -37,15 +37,16 @@ func ReadSecretKey(file string) (string, error) {
 // CheckStoreKeys checks each key file a store URI's secret-key= or
 // secret-keys= names (StoreKeyFiles) as ReadSecretKey does
 // secret_key_file: nix copy signs with it as root all the same. Its
-// ssh-key= passes the same trust rule: ssh logs in with it as root.
+// ssh-key= and tls-private-key= pass the same trust rule: Nix logs in
+// with them as root.
 func CheckStoreKeys(store string) error {
 	if param := relativeStoreFile(store); param != "" {
 		return fmt.Errorf("store's %s=: must be an absolute path%s", param, notShown)
 	}
 	for _, f := range storeFiles(store) {
 		var err error
-		if f.param == "ssh-key" {
-			err = checkSSHKey(f.file)
+		if f.private() {
+			err = checkPrivateKey(f.file)
 		} else {
 			_, err = ReadSecretKey(f.file)
 		}
@@ -56,15 +57,15 @@ func CheckStoreKeys(store string) error {
 	return nil
 }
 
-// checkSSHKey applies the trust rule for a secret to an SSH private key;
-// ssh reads it, in whatever format it is.
-func checkSSHKey(file string) error {
+// checkPrivateKey applies the trust rule for a secret to a private key
+// Nix or ssh reads, in whatever format it is.
+func checkPrivateKey(file string) error {
 	f, err := trust.Open(file, trust.Secret)
 	if err != nil {
 		if trust.IsRefusal(err) {
 			return err
 		}
-		return fmt.Errorf("reading ssh key: %w", err)
+		return fmt.Errorf("reading private key: %w", err)
 	}
 	return f.Close()
 }

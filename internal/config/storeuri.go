@@ -191,7 +191,7 @@ func rawPassword(s string) string {
 func StoreKeyFiles(s string) []string {
 	var out []string
 	for _, f := range storeFiles(s) {
-		if f.param != "ssh-key" {
+		if !f.private() {
 			out = append(out, f.file)
 		}
 	}
@@ -203,12 +203,19 @@ type storeFile struct {
 	param, file string
 }
 
+// private reports whether f is a private key Nix logs in with, rather
+// than a signing key.
+func (f storeFile) private() bool { return f.param == "ssh-key" || f.param == "tls-private-key" }
+
 // storeFiles returns the files a store URI's parameters name that Nix
 // reads as root: each once, with its parameter, in the order written.
 // Besides the signing keys, ssh-key=, the private key an ssh:// or
-// ssh-ng:// store logs in with (ssh -i).
+// ssh-ng:// store logs in with (ssh -i), and tls-private-key=, that of
+// an http(s):// store's client certificate (Nix 2.34 and later).
 func storeFiles(s string) []storeFile {
-	known := func(p string) bool { return p == "secret-key" || p == "secret-keys" || p == "ssh-key" }
+	known := func(p string) bool {
+		return p == "secret-key" || p == "secret-keys" || p == "ssh-key" || p == "tls-private-key"
+	}
 	var out []storeFile
 	for _, kv := range strings.Split(rawQuery(s), "&") {
 		name, raw, ok := strings.Cut(kv, "=")

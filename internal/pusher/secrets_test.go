@@ -231,3 +231,36 @@ func TestStoreURISSHKeyChecked(t *testing.T) {
 		t.Errorf("a private key: %v", err)
 	}
 }
+
+// Nix 2.34 and later log in to an http(s):// store with a TLS client
+// certificate whose private key ?tls-private-key= names: the same rule as
+// ssh-key=. A key others could read was passed to nix copy unchecked.
+func TestStoreURITLSKeyChecked(t *testing.T) {
+	rec := fake(t, 0)
+	bin := t.TempDir()
+	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
+	kf := filepath.Join(t.TempDir(), "client.key")
+	if err := os.WriteFile(kf, []byte("-----BEGIN PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(kf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := "https://cache.example.org?tls-certificate=/etc/nix/client.crt&tls-private-key=" + kf
+	err := New(cfg, &config.Target{Name: "s", Store: store}).Push(context.Background(), paths, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "tls-private-key=") || !strings.Contains(err.Error(), kf) || !strings.Contains(err.Error(), "readable by group or others") {
+		t.Errorf("Push = %v, want the key refused", err)
+	}
+	if _, serr := os.Stat(rec); serr == nil {
+		t.Fatal("nix copy ran with a TLS key others can read")
+	}
+	if err := os.Chmod(kf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := New(cfg, &config.Target{Name: "s", Store: store}).Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
+		t.Errorf("a private key: %v", err)
+	}
+}

@@ -1189,6 +1189,8 @@ func TestSecretInStoreAssertion(t *testing.T) {
 			{`settings = { store = "file:///x?secret-keys=/run/secrets/k1%2C${pkgs.writeText "key" "k:x"}"; allow = [ "*" ]; };`, "store (its secret-keys)"},
 			// The private key ssh logs in with.
 			{`settings = { store = "ssh-ng://nix@host?ssh-key=${pkgs.writeText "id" "x"}"; allow = [ "*" ]; };`, "store (its ssh-key)"},
+			// An https store's TLS client key (Nix 2.34 and later).
+			{`settings = { store = "https://cache.example.org?tls-private-key=${pkgs.writeText "tls" "x"}"; allow = [ "*" ]; };`, "store (its tls-private-key)"},
 		} {
 			var failed []string
 			if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ pkgs, ... }: { %s = { enable = true; %s }; }`, m.path, tc.cfg), &failed); err != nil {
