@@ -191,6 +191,9 @@ type Selection struct {
 	insideSkips []insideSkip
 	// Notes are what kept the hook from telling more.
 	Notes []string
+	// hosts say why a target whose hosts leave this machine out has
+	// nothing: said only while another has something (Selected).
+	hosts []string
 	// Failed are the pairs Enqueue could not queue, when it failed.
 	Failed []queue.Pair
 	// Pushed counts, per target, the pairs left out because the record
@@ -319,8 +322,8 @@ func selectClosures(cfg *config.Config, paths []storepath.Path, facts func(strin
 		}
 		// A path queued for the other targets: the line says why
 		// this one has none (a skipped path says it itself).
-		if why := policy.HostRule(t); why != "" && sel.Selected > 0 {
-			sel.Notes = append(sel.Notes, why)
+		if why := policy.HostRule(t); why != "" {
+			sel.hosts = append(sel.hosts, why)
 		}
 	}
 	return sel
@@ -359,6 +362,9 @@ func (s Selection) Summary() string {
 	}
 	if len(s.Ignored) > 0 {
 		notes = append(notes, s.ignoredNote())
+	}
+	if s.Selected > 0 {
+		notes = append(notes, s.hosts...)
 	}
 	notes = append(notes, s.Notes...)
 	if len(notes) > 0 {

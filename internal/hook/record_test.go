@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -146,4 +147,25 @@ func TestEnqueueLeftOutIsNotDropping(t *testing.T) {
 		t.Errorf("Summary:\n got %s\nwant %s", sel.Summary(), want)
 	}
 	noSpawn(t, spawned)
+}
+
+// The hosts note says why a target has nothing while the others have
+// some: left out as pushed, nothing is queued for any, and the line went
+// on naming the hosts of a target no push reaches.
+func TestSummaryHostsNoteLeftOutAsPushed(t *testing.T) {
+	main := mkTarget(t, "main", []string{"*"}, nil)
+	hosts, err := filter.CompileHosts([]string{"builder-*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	main.Hosts, main.HostRules, main.Host = []string{"builder-*"}, hosts, "laptop"
+	cfg := &config.Config{Targets: []*config.Target{main, mkTarget(t, "work", []string{"*"}, nil)}}
+	sel := Select(cfg, mkPaths("hello-2.12.1"))
+	if got, want := sel.Summary(), "queued 1 of 1 paths for work (target main is for hosts builder-*; this is laptop)"; got != want {
+		t.Fatalf("before LeaveOut:\n got %s\nwant %s", got, want)
+	}
+	sel.LeaveOut(func(string, storepath.Path) bool { return true })
+	if got, want := sel.Summary(), "queued 0 of 1 paths (already pushed: 1 to work)"; got != want {
+		t.Errorf("all left out as pushed:\n got %s\nwant %s", got, want)
+	}
 }
