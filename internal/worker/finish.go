@@ -293,7 +293,8 @@ const (
 // share bytes: the worker's log has the error whole too, and dropped/
 // each drop's reason. A reason that says the path was lost stays whole
 // (it is short): wait tells lost paths from those the rules left out by
-// it.
+// it. The denied path a pushed path's closure uploaded is never cut
+// (no longer than a record's own path): `log --path` finds it there.
 func sharedReasons(es []*queue.Entry, share int, reason func(*queue.Entry) string) func(*queue.Entry) string {
 	if len(es) < 2 {
 		return reason
@@ -303,6 +304,9 @@ func sharedReasons(es []*queue.Entry, share int, reason func(*queue.Entry) strin
 		r := reason(e)
 		if e == last || Lost(r) {
 			return r
+		}
+		if dep := AlsoUploaded(r); dep != "" {
+			return truncate(r, max(share, len(alsoUploaded)+len(dep)+1))
 		}
 		return truncate(r, share)
 	}

@@ -115,3 +115,39 @@ func TestRecordDroppedBigBatchKeepsTheHistory(t *testing.T) {
 		t.Errorf("%d records hold their whole reason, want 2 (the newest of each kind)", whole)
 	}
 }
+
+// A pushed path's record under closure_deny = "push" is the only one
+// that says its denied dependency left the machine, and `log --path`
+// finds it by the path its reason names (AlsoUploaded). In a batch of
+// thousands, each reason cut to its share of the budget lost the end of
+// a long dependency's name, and `log --path NAME` missed it.
+func TestRecordAlsoUploadedKeepsTheDependency(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	w := e.worker(nil)
+	dep := mkPath("secret-key-" + strings.Repeat("x", 120)).String()
+	why := fmt.Sprintf(alsoUploaded+"%s (deny %q) inside its closure (closure_deny = \"push\")", dep, "secret-*")
+	res := &result{reasons: map[string]string{}}
+	for i := range 10000 {
+		en := &queue.Entry{Target: "main", Path: mkPath(fmt.Sprintf("p-%d", i)).String()}
+		res.pushed = append(res.pushed, en)
+		res.reasons[en.Key()] = why
+	}
+	w.record("main", res)
+	recs, err := history.Read(e.q.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, named := 0, 0
+	for _, r := range recs {
+		if r.Outcome == history.Pushed {
+			n++
+			if AlsoUploaded(r.Reason) == dep {
+				named++
+			}
+		}
+	}
+	if n != 10000 || named != n {
+		t.Errorf("%d of %d pushed records name the dependency their closure uploaded whole, want all 10000", named, n)
+	}
+}
