@@ -69,7 +69,11 @@ func runWatchExec(e *env, o *watchOptions) int {
 		e.errorf("watching %s: %v", storeDir, err)
 		return 1
 	}
-	status := e.runCommand(argv)
+	status, stopped := e.runCommand(argv)
+	if stopped {
+		w.Stop(0, 0)
+		return status
+	}
 	found, overflow := w.Stop(watchQuiet, watchMax)
 	if overflow {
 		e.errorf("warning: the kernel dropped events while watching %s, or more paths came than watch-exec keeps: some new paths may have been missed (push them with `cachix-filter-hook push`)", storeDir)
@@ -218,8 +222,10 @@ func firstOf(paths []string, n int) string {
 
 // runCommand runs argv with our standard streams and returns its exit
 // status (128+signal when a signal ended it). SIGINT, SIGTERM and SIGHUP
-// sent to us are passed on, each as it came, and we wait for it to exit.
-func (e *env) runCommand(argv []string) int {
+// sent to us are passed on, each as it came, and we wait for it to exit;
+// one that came before we listened (while the config loaded) leaves it
+// not started, and stopped true.
+func (e *env) runCommand(argv []string) (int, bool) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
 	// Before the start, so that none sent meanwhile is missed.
@@ -232,15 +238,23 @@ func (e *env) runCommand(argv []string) int {
 		signal.Notify(sigs, ss...)
 		defer signal.Stop(sigs)
 	}
+	if e.ctx.Err() != nil && len(sigs) == 0 {
+		// Interrupted before we listened: which signal came is not
+		// known here, and a command started only to be stopped (with
+		// another signal) may leave half its work.
+		e.errorf("%v before %s started: not running it", context.Cause(e.ctx), argv[0])
+		return 1, true
+	}
 	if err := cmd.Start(); err != nil {
 		e.errorf("running %s: %v", argv[0], err)
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			return 127
+			return 127, false
 		}
-		return 126
+		return 126, false
 	}
 	if e.ctx.Err() != nil && len(sigs) == 0 {
-		// Interrupted before we listened.
+		// Interrupted as it started, the signal still on its way to
+		// the context rather than to sigs: stopped all the same.
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 	}
 	// Those that came before the start are passed on, a Ctrl-C at the
@@ -270,13 +284,13 @@ func (e *env) runCommand(argv []string) int {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
+			return 128 + int(ws.Signal()), false
 		}
-		return ee.ExitCode()
+		return ee.ExitCode(), false
 	}
 	if err != nil {
 		e.errorf("running %s: %v", argv[0], err)
-		return 1
+		return 1, false
 	}
-	return 0
+	return 0, false
 }

@@ -291,7 +291,7 @@ func ctrlCHelper(t *testing.T, dir string) {
 	// it. At most 10 s, when no SIGINT comes.
 	syscall.ForkLock.RLock()
 	status := make(chan int, 1)
-	go func() { status <- e.runCommand([]string{"sleep", "10"}) }()
+	go func() { st, _ := e.runCommand([]string{"sleep", "10"}); status <- st }()
 	eventually.True(t, 30*time.Second, "runCommand to wait to fork", func() bool {
 		buf := make([]byte, 1<<20)
 		return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("syscall.forkExec("))
@@ -336,5 +336,52 @@ func TestWatchExecClosedStderrStillQueues(t *testing.T) {
 	}
 	if !r.queued(app) {
 		t.Errorf("%s, built, is not in the queue", app)
+	}
+}
+
+// envEarlyHelper makes the test binary the helper of
+// TestWatchExecSignalBeforeListening: the directory of its files.
+const envEarlyHelper = "CLI_TEST_EARLY_SIGNAL_HELPER"
+
+// A signal that comes before watch-exec listens for it to pass it on
+// (while the config loads) started COMMAND all the same, then sent it
+// SIGTERM, whatever signal came. COMMAND is now not started, and
+// watch-exec says why. Here the SIGTERM has come, and been seen, before
+// watch-exec runs (the test binary again, as the helper, so that the
+// signal reaches no other test).
+func TestWatchExecSignalBeforeListening(t *testing.T) {
+	if dir := os.Getenv(envEarlyHelper); dir != "" {
+		earlySignalHelper(t, dir)
+		return
+	}
+	w := newSigintWorld(t)
+	dir := filepath.Dir(w.conf)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	helper := exec.Command(self, "-test.run=^TestWatchExecSignalBeforeListening$", "-test.v")
+	helper.Env = append(w.env, envEarlyHelper+"="+dir)
+	helper.Stdout, helper.Stderr = &out, &out
+	if err := helper.Run(); err != nil || !strings.Contains(out.String(), "--- PASS") {
+		t.Fatalf("the helper did not pass: %v\n%s", err, &out)
+	}
+}
+
+func earlySignalHelper(t *testing.T, dir string) {
+	// As Main listens.
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals()...)
+	defer stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-ctx.Done()
+	var errs bytes.Buffer
+	e := &env{ctx: ctx, stdin: strings.NewReader(""), stdout: &errs, stderr: &errs}
+	ran := filepath.Join(dir, "ran")
+	status := e.main([]string{"--config", filepath.Join(dir, "hook.conf"), "watch-exec", "--", "sh", "-c", "echo >" + ran + "; exit 0"})
+	if _, err := os.Stat(ran); err == nil || status != 1 || !strings.Contains(errs.String(), "terminated signal received before sh started: not running it") {
+		t.Errorf("a SIGTERM before watch-exec listened: exit %d, the command ran: %v; want 1, not run, and why\n%s", status, err == nil, &errs)
 	}
 }
