@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
@@ -406,16 +407,32 @@ func (c *Checker) askFile(base, path, hash string) (bool, error) {
 // of up to 10 MiB, and the message is logged every round.
 const maxSaid = 256
 
-// cut returns s, or its first maxSaid bytes (whole runes) and "...".
+// cut returns s, or its first maxSaid bytes (whole runes) and "...",
+// its control characters written as escapes (\x1b): explain prints the
+// message to a terminal, where they would move the cursor or recolour.
 func cut(s string) string {
-	if len(s) <= maxSaid {
+	if len(s) > maxSaid {
+		n := maxSaid
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n] + "..."
+	}
+	if !strings.ContainsFunc(s, unicode.IsControl) {
 		return s
 	}
-	n := maxSaid
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !unicode.IsControl(r):
+			b.WriteRune(r)
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
 	}
-	return s[:n] + "..."
+	return b.String()
 }
 
 // storePathOf returns the StorePath of a narinfo ("" when it has none),

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
@@ -416,5 +417,24 @@ func TestHungFileUpstream(t *testing.T) {
 				t.Errorf("unreachable for %q, want the timeout named", res.Unreachable[u])
 			}
 		})
+	}
+}
+
+// What a hostile upstream says reaches a terminal (explain prints why
+// an upstream did not answer): its control characters are escaped, not
+// passed on to clear the screen or retitle the window.
+func TestOddAnswersAreEscaped(t *testing.T) {
+	p := fmt.Sprintf("/nix/store/%032d-esc", 1)
+	u := rawServer(t, "HTTP/1.1 500 \x1b[2Jboom\a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	res := New(5*time.Second, time.Minute).Check(context.Background(), map[string][]string{u: {p}})
+	if why := res.Unreachable[u]; !strings.Contains(why, `500 \x1b[2Jboom\x07`) || strings.ContainsFunc(why, unicode.IsControl) {
+		t.Errorf("unreachable: %q, want the reason phrase with its control characters escaped", why)
+	}
+	body := "StorePath: /nix/store/\x1b]0;owned\a\n"
+	u = rawServer(t, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body))
+	c := New(5*time.Second, time.Minute)
+	c.Check(context.Background(), map[string][]string{u: {p}})
+	if w := c.Warnings(); len(w) != 1 || strings.ContainsFunc(w[0], unicode.IsControl) {
+		t.Errorf("warnings %q, want one with no control character", w)
 	}
 }
