@@ -447,7 +447,7 @@ func TestRunListedPastMaxListed(t *testing.T) {
 	if pushed != 1 {
 		t.Errorf("%d pushed records, want 1", pushed)
 	}
-	if d, ok := e.q.Dropped(queue.Key("on", victim), start); ok {
+	if d, ok := e.q.Dropped(queue.Key("on", victim), start, 0); ok {
 		t.Errorf("dropped/ says %q, but the path went up", d.Reason)
 	}
 	if !strings.Contains(e.log.String(), "more package lists name the path than its queue entry keeps") || !strings.Contains(e.log.String(), "list="+real.String()) {
@@ -538,7 +538,7 @@ func TestRunListedDropAfterHeldCopyMerged(t *testing.T) {
 	if err := run(t, w, Once); err != nil {
 		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
 	}
-	if d, ok := e.q.Dropped(k, start); !ok || d.Reason != ReasonGone {
+	if d, ok := e.q.Dropped(k, start, 0); !ok || d.Reason != ReasonGone {
 		t.Errorf("dropped %v, %+v; want a record saying %q\n%s", ok, d, ReasonGone, e.log.String())
 	}
 	if es := e.entries(t); es[victim.String()] != nil {
