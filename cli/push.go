@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,6 +111,18 @@ func runPush(e *env, o *pushOptions) int {
 		status = 1
 	}
 	paths = found.Paths
+	if !o.closure {
+		if bad := e.invalidRoots(c, gather, rec, roots, paths); len(bad) > 0 {
+			status = 1
+			drop := func(p storepath.Path) bool { return bad[p.String()] }
+			roots = slices.DeleteFunc(slices.Clone(roots), drop)
+			paths = slices.DeleteFunc(paths, drop)
+			found.Paths = paths
+			if len(paths) == 0 {
+				return status
+			}
+		}
+	}
 	pushedTo := pushedTo(c, rec, roots, o.closure)
 	// ask: the paths whose facts are needed (not pushed to every target
 	// whose patterns select them); decide: the paths the rules decide,
@@ -266,6 +279,46 @@ func runPush(e *env, o *pushOptions) int {
 		}
 	}
 	return status
+}
+
+// invalidRoots says which roots among paths (not the lists given, which
+// stand for what they name) Nix does not know as valid, and returns them:
+// on disk, but a build still writing one or a path half deleted, which
+// the worker would drop as lost. --closure's query fails on them the same
+// way. A path recorded as pushed to every target is not asked about
+// (nothing of it is queued). When Nix cannot be asked it warns and
+// returns none: the worker checks again before pushing.
+func (e *env) invalidRoots(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record, roots, paths []storepath.Path) map[string]bool {
+	given := make(map[storepath.Path]bool, len(roots))
+	for _, r := range roots {
+		given[r] = true
+	}
+	var ask []string
+	for _, p := range paths {
+		if !given[p] {
+			continue
+		}
+		for _, t := range c.Targets {
+			if !rec.Has(t.Name, p) {
+				ask = append(ask, p.String())
+				break
+			}
+		}
+	}
+	if len(ask) == 0 {
+		return nil
+	}
+	invalid, err := g.Invalid(e.ctx, ask)
+	if err != nil {
+		e.errorf("warning: cannot tell which paths Nix knows as valid (the worker checks before pushing): %v", err)
+		return nil
+	}
+	bad := make(map[string]bool, len(invalid))
+	for _, s := range invalid {
+		bad[s] = true
+		e.errorf("push: %s is not in the store (Nix does not know it as valid: a build still writing it, or a path being deleted)", s)
+	}
+	return bad
 }
 
 // closure returns the runtime closure of roots. When the rules read facts

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,47 @@ func TestPushClosureInvalidRoot(t *testing.T) {
 		}
 		if st != 1 || !strings.Contains(errs, ghost+" is not in the store") || len(queued) != 0 {
 			t.Errorf("%s exited %d, queued %d entries, said:\n%s%s", strings.Join(args[:2], " "), st, len(queued), out, errs)
+		}
+	}
+}
+
+// push of a root on disk that Nix does not know as valid (a build still
+// writing it, a path half deleted), without --closure, says so and exits
+// 1, as push --closure does: queued, it was dropped by the worker as
+// lost, and push exited 0 for a path that could not be pushed.
+func TestPushInvalidRoot(t *testing.T) {
+	rows := []vpath{
+		{name: "app-1.0", given: true},
+		{name: "ghost-1.0", invalid: true, given: true},
+	}
+	// Rules that read no fact: push asked Nix nothing of the path.
+	w := newWorld(t, rows, "[nix]\nbin_dir = \"@BIN@\"\n[[target]]\nname = \"pusher\"\nstore = \"@PUSHER@\"\nallow = [\"*\"]\n")
+	ghost, app := w.path["ghost-1.0"], w.path["app-1.0"]
+	for i, args := range [][]string{
+		{"push", ghost},
+		{"push", ghost, app},
+		{"push", "--dry-run", ghost},
+	} {
+		dir, _ := w.queueDir(t, fmt.Sprint("push", i))
+		release := holdWorker(t, dir)
+		st, out, errs := w.cmd(t, args...)
+		release()
+		q, err := queue.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued, _, err := q.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bad []string
+		for _, e := range queued {
+			if e.Path != app {
+				bad = append(bad, e.Path)
+			}
+		}
+		if st != 1 || !strings.Contains(errs, ghost+" is not in the store") || len(bad) != 0 || strings.Contains(out, "push "+ghost) {
+			t.Errorf("%s exited %d, queued %q, said:\n%s%s", strings.Join(args, " "), st, bad, out, errs)
 		}
 	}
 }

@@ -231,6 +231,33 @@ func (g *Gatherer) NarSize(path string) (int64, bool) {
 	return info.NarSize, ok && info.Valid
 }
 
+// Invalid returns those of paths Nix does not know as valid (on disk
+// but a build still writing it, or half deleted), from one query of
+// those not loaded as valid yet. The infos stay, so that a Gather on the
+// same paths asks Nix nothing more.
+func (g *Gatherer) Invalid(ctx context.Context, paths []string) ([]string, error) {
+	var ask []string
+	for _, s := range paths {
+		if info, ok := g.infos[s]; !ok || !info.Valid {
+			ask = append(ask, s)
+		}
+	}
+	if len(ask) > 0 {
+		infos, err := g.nix.PathInfos(ctx, false, ask...)
+		if err != nil {
+			return nil, err
+		}
+		g.load(infos, false)
+	}
+	var out []string
+	for _, s := range paths {
+		if !g.infos[s].Valid {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
 // Seed makes the Gatherer know a path's size (0 when not known) and
 // deriver, and what the deriver's .drv says of substitution (subst, ""
 // when not read), as push (from Nix) or the hook (from the .drv) learnt
