@@ -133,7 +133,9 @@ func runPush(e *env, o *pushOptions) int {
 	pushed := map[string]int{}
 	for _, p := range paths {
 		ts, all := pushedTargets(c, p, found.Listed[p.String()], pushedTo)
-		if !all {
+		// --dry-run's line is the verdict: made with the facts, or it
+		// names a pattern that max_nar_size or closure_deny overrule.
+		if !all || o.dryRun {
 			ask = append(ask, p)
 		}
 		if all && len(ts) > 0 && !o.dryRun {
@@ -181,7 +183,11 @@ func runPush(e *env, o *pushOptions) int {
 		verdicts := policy.DecideAll(c, paths, factsOf, closures)
 		for i, p := range paths {
 			line := verdicts[i].Line()
-			if ts, _ := pushedTargets(c, p, found.Listed[p.String()], pushedTo); len(ts) > 0 {
+			// Only where the rules still select it: --force queues it
+			// for no other target.
+			ts, _ := pushedTargets(c, p, found.Listed[p.String()], pushedTo)
+			ts = slices.DeleteFunc(ts, func(t string) bool { return !slices.Contains(verdicts[i].Push, t) })
+			if len(ts) > 0 {
 				line += fmt.Sprintf(" (already pushed to %s: left out; --force queues it)", strings.Join(ts, ", "))
 			}
 			fmt.Fprintln(e.stdout, line)

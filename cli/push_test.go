@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 )
 
@@ -110,5 +113,39 @@ func TestPushInvalidRoot(t *testing.T) {
 		if st != 1 || !strings.Contains(errs, ghost+" is not in the store") || len(bad) != 0 || strings.Contains(out, "push "+ghost) {
 			t.Errorf("%s exited %d, queued %q, said:\n%s%s", strings.Join(args, " "), st, bad, out, errs)
 		}
+	}
+}
+
+// push --dry-run's line for a path recorded as pushed to every target
+// that selects it is explain's, made with the path's facts: without them
+// it named the pattern, for a path max_nar_size now leaves out, and
+// offered --force, which would not queue it.
+func TestPushDryRunPushedUsesFacts(t *testing.T) {
+	rows := []vpath{{name: "big-1.0", size: 2 << 20, given: true}}
+	w := newWorld(t, rows, "[nix]\nbin_dir = \"@BIN@\"\n[[target]]\nname = \"pusher\"\nstore = \"@PUSHER@\"\nallow = [\"*\"]\nmax_nar_size = \"1MiB\"\n")
+	big := w.path["big-1.0"]
+	dir, _ := w.queueDir(t, "dry")
+	release := holdWorker(t, dir)
+	defer release()
+	c, err := config.Load(w.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := pushed.OpenWrite(dir, c.Target("pusher").RecordKey(), c.Queue.RememberPushed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := pushed.ParseHash(filepath.Base(big)[:32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Add([]pushed.Hash{h}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rec.Close()
+	_, want, _ := w.cmd(t, "explain", big)
+	st, out, errs := w.cmd(t, "push", "--dry-run", big)
+	if st != 0 || out != want || !strings.HasPrefix(want, "skip ") {
+		t.Errorf("push --dry-run exited %d, said:\n%s%s\nexplain said:\n%s", st, out, errs, want)
 	}
 }
