@@ -132,17 +132,20 @@ func planPins(c *config.Config, roots []storepath.Path, sel *hook.Selection, fac
 		keepText = " (" + k + ")"
 	}
 	for _, r := range roots {
+		var cl *policy.Closure
+		if closure != nil {
+			cl = closure(r.String())
+		}
 		for _, t := range c.Targets {
+			// A root pushed before (not in sel) is pinned at once where
+			// the rules still select it: max_nar_size and closure_deny
+			// apply to a pin as to its push.
+			d := policy.DecideTarget(t, r, facts(r.String()), cl)
 			switch {
 			case t.Store != "":
 				plan.lines = append(plan.lines, fmt.Sprintf("not pinned in %s: it is a Nix store (%s), which has no pins", t.Name, config.RedactURI(t.Store)))
-			case !selected[t.Name+"\x00"+r.String()] && !(pushedTo(t.Name, r) && policy.ByName(t, r).Selected):
-				var cl *policy.Closure
-				if closure != nil {
-					cl = closure(r.String())
-				}
-				why := policy.DecideTarget(t, r, facts(r.String()), cl).Rule
-				plan.lines = append(plan.lines, fmt.Sprintf("not pinned in %s: its rules leave %s out (%s)", t.Name, r, why))
+			case !selected[t.Name+"\x00"+r.String()] && !(pushedTo(t.Name, r) && d.Selected):
+				plan.lines = append(plan.lines, fmt.Sprintf("not pinned in %s: its rules leave %s out (%s)", t.Name, r, d.Rule))
 			default:
 				name := expandPin(tmpl, c.Host, t.Name)
 				if !validPinName(name) {

@@ -131,11 +131,19 @@ func runPush(e *env, o *pushOptions) int {
 	ask := make([]storepath.Path, 0, len(paths))
 	decide := make([]storepath.Path, 0, len(paths))
 	pushed := map[string]int{}
+	isRoot := map[storepath.Path]bool{}
+	if pin {
+		for _, r := range roots {
+			isRoot[r] = true
+		}
+	}
 	for _, p := range paths {
 		ts, all := pushedTargets(c, p, found.Listed[p.String()], pushedTo)
-		// --dry-run's line is the verdict: made with the facts, or it
-		// names a pattern that max_nar_size or closure_deny overrule.
-		if !all || o.dryRun {
+		// --dry-run's line is the verdict, and a root pushed before is
+		// pinned where the rules select it: both made with the facts,
+		// or they follow a pattern that max_nar_size or closure_deny
+		// overrule.
+		if !all || o.dryRun || isRoot[p] {
 			ask = append(ask, p)
 		}
 		if all && len(ts) > 0 && !o.dryRun {

@@ -149,3 +149,50 @@ func TestPushDryRunPushedUsesFacts(t *testing.T) {
 		t.Errorf("push --dry-run exited %d, said:\n%s%s\nexplain said:\n%s", st, out, errs, want)
 	}
 }
+
+// push --pin of a root recorded as pushed, which max_nar_size now leaves
+// out, pins it nowhere and says why, as README has it (deny,
+// max_nar_size and closure_deny still apply to a pinned root): its
+// patterns alone pinned it at once.
+func TestPushPinPushedRootRulesApply(t *testing.T) {
+	rows := []vpath{{name: "big-1.0", size: 2 << 20, given: true}}
+	w := newWorld(t, rows, "cache = \"main\"\nallow = [\"*\"]\nmax_nar_size = \"1MiB\"\n[nix]\nbin_dir = \"@BIN@\"\n")
+	big := w.path["big-1.0"]
+	for i, dry := range []bool{false, true} {
+		dir, _ := w.queueDir(t, fmt.Sprint("pin", i))
+		release := holdWorker(t, dir)
+		c, err := config.Load(w.conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := pushed.OpenWrite(dir, c.Target("main").RecordKey(), c.Queue.RememberPushed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := pushed.ParseHash(filepath.Base(big)[:32])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.Add([]pushed.Hash{h}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		rec.Close()
+		args := []string{"push", "--pin", "sys", big}
+		if dry {
+			args = append(args, "--dry-run")
+		}
+		st, out, errs := w.cmd(t, args...)
+		release()
+		q, err := queue.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pins, _, err := q.ListPins()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st != 0 || len(pins) != 0 || !strings.Contains(out, "not pinned in main: its rules leave "+big+" out (larger than max_nar_size") {
+			t.Errorf("%s exited %d, queued %d pins, said:\n%s%s", strings.Join(args, " "), st, len(pins), out, errs)
+		}
+	}
+}
