@@ -389,7 +389,7 @@ func (l *leftInQueue) report(e *env) {
 	for _, p := range l.pairs {
 		msg := "still queued"
 		if en, ok := l.q.Get(queue.Key(p.Target, p.Path)); ok && en.LastError != "" {
-			msg = fmt.Sprintf("%d failed attempts, last: %s", en.Attempts, en.LastError)
+			msg = fmt.Sprintf("%d failed attempts, last: %s", en.Attempts, oneLine(en.LastError))
 		}
 		fmt.Fprintf(e.stderr, "  %s -> %s: %s\n", p.Path, p.Target, msg)
 	}

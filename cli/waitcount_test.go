@@ -53,3 +53,31 @@ func TestWaitGiveUpFailingPinsOnly(t *testing.T) {
 		t.Errorf("wait ended %v, says:\n%s\nwant it to say every pin left has failed", r.end, out)
 	}
 }
+
+// What push --wait lists at its timeout keeps each path's last error on
+// its line, as status does: a pusher's output holds lines that read as
+// the wait's own (another path's).
+func TestWaitReportErrorOnItsLine(t *testing.T) {
+	q, dir := testQueue(t)
+	file := filepath.Join(dir, "hook.conf")
+	mainConf(t, file, q.Dir, "")
+	p := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "hello-1")
+	pairs := []queue.Pair{{Target: "main", Path: p}}
+	if _, err := q.Add(pairs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	en, ok := q.Get(queue.Key("main", p))
+	if !ok {
+		t.Fatal("the entry is not queued")
+	}
+	en.Attempts, en.LastError = 1, "cachix exited with exit status 1:\n  /nix/store/x-other -> main: pushed"
+	if err := q.Update(en); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	left := &leftInQueue{c: c, q: q, pairs: pairs}
+	left.report(e)
+	if s := out.String(); strings.Count(s, "\n") != 1 || !strings.Contains(s, "x-other -> main: pushed") {
+		t.Errorf("the report of one path is not one line:\n%s", s)
+	}
+}
