@@ -133,15 +133,20 @@ func TestScanCraftedOutputBounded(t *testing.T) {
 		t.Fatalf("found %v, %v", foundSet(hs, found), err)
 	}
 	t.Logf("one pass over 60 MiB of base32 for 301 hashes: %s", took)
-	// The deadline: given 100 ms, the scan returns within 100 ms and a
-	// chunk's worth more; 2 s leaves room for a loaded machine. It may
-	// also finish in time, or just after the deadline (it looks at the
-	// clock after each chunk, not after the last read): either is
-	// right, and only the bound is checked here.
-	start = time.Now()
-	_, err = New(hs).Scan(file, 0, &Budget{Bytes: 1 << 40, Files: 1 << 40, Until: time.Now().Add(100 * time.Millisecond)})
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("past its deadline of 100 ms: %v after %s", err, took)
+	// The deadline holds inside the file: on a clock that moves a
+	// millisecond at each look, a deadline of 100 ms passes about the
+	// hundredth of its 240 chunks, and the scan must stop there. One
+	// that looked at the clock only between files would read to the
+	// end and return no error.
+	looks := 0
+	t0 := time.Now()
+	clock := func() time.Time { looks++; return t0.Add(time.Duration(looks) * time.Millisecond) }
+	b := &Budget{Bytes: 1 << 40, Files: 1 << 40, Until: t0.Add(100 * time.Millisecond), Now: clock}
+	if _, err = New(hs).Scan(file, 0, b); !errors.Is(err, ErrBudget) {
+		t.Errorf("past its deadline of 100 ms (by a clock looked at %d times): %v, want ErrBudget", looks, err)
+	}
+	if looks != 101 {
+		t.Errorf("the scan looked at the clock %d times; want it to stop at the first look past the deadline, the 101st", looks)
 	}
 	// That the deadline is looked at, whatever the machine's speed: one
 	// already past ends the scan at its first chunk.
