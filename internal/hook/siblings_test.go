@@ -189,16 +189,25 @@ func TestSiblingScan302Outputs(t *testing.T) {
 		}
 	}
 	cfg := &config.Config{Targets: []*config.Target{mkTarget(t, "main", []string{"crafted-*"}, []string{"*-doc"})}}
+	// With its deadline lifted the scan reads the crafted file to the
+	// end, in one pass, and claims its closure (itself: it refers to no
+	// sibling).
 	start := time.Now()
-	_, errs := siblingClosures(cfg, paths)
-	took := time.Since(start)
-	t.Logf("scan of 302 outputs, one of 60 MiB: %s", took)
-	if len(errs) > 0 {
-		t.Errorf("errors: %v", errs)
+	cl, errs := siblingClosuresWithin(cfg, paths, &scanBudget{Bytes: scanMaxBytes, Files: scanMaxFiles, Until: time.Now().Add(time.Hour)})
+	t.Logf("scan of 302 outputs, one of 60 MiB: %s", time.Since(start))
+	if len(errs) > 0 || cl[paths[0].String()] == nil {
+		t.Fatalf("without a deadline: closures %v, errors %v; want %s's", cl, errs, paths[0].Name)
 	}
-	// 300 ms and a chunk past it; 3 s leaves room for a loaded machine.
-	if took > 3*time.Second {
-		t.Errorf("the scan held the hook %s (its deadline is %s)", took, scanMaxTime)
+	// On a clock that moves 3 ms at each look, its 300 ms pass about
+	// the hundredth of the file's 240 chunks, whatever the machine's
+	// speed: the scan stops there and claims nothing. One that looked
+	// at the clock only between files would read the file to the end.
+	looks := 0
+	t0 := time.Now()
+	clock := func() time.Time { looks++; return t0.Add(time.Duration(looks) * scanMaxTime / 100) }
+	cl, errs = siblingClosuresWithin(cfg, paths, &scanBudget{Bytes: scanMaxBytes, Files: scanMaxFiles, Until: t0.Add(scanMaxTime), Now: clock})
+	if len(errs) > 0 || len(cl) > 0 {
+		t.Errorf("past the deadline (by a clock looked at %d times): closures of %d outputs, errors %v; want none (nothing claimed, nothing printed)", looks, len(cl), errs)
 	}
 }
 
