@@ -193,9 +193,12 @@ func TestWatchExecHangupQueuesWhatWasBuilt(t *testing.T) {
 	r, w := newWxRun(t, "cache = \"main\"\nallow = [\"*\"]\n")
 	app := filepath.Join(r.store, "a0000000000000000000000000000000-app-1.0")
 	r.nix(t, nil, app)
-	// On SIGHUP, registers a path (its lock deleted) and ends.
+	// On SIGHUP, registers a path (its lock deleted) and ends. Without
+	// one it ends by itself after 300 s at least (exit 1, which fails
+	// the test): the signal is sent as soon as it is ready, and must
+	// find it still running however slow the machine.
 	r.start(t, w, "trap 'echo HUP >>got; touch "+app+".lock; mkdir "+app+"; rm "+app+".lock; exit 129' HUP\n"+
-		"echo $$ >ready\nfor i in $(seq 600); do sleep 0.05; done\nexit 1\n")
+		"echo $$ >ready\nfor i in $(seq 6000); do sleep 0.05; done\nexit 1\n")
 	if err := syscall.Kill(r.cmd.Process.Pid, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
