@@ -43,8 +43,11 @@ func siblingStore(t *testing.T, refers bool) (out, doc storepath.Path) {
 	return out, doc
 }
 
+// siblingSelect is the hook's selection, with the scan's deadline
+// lifted: the lines checked here need the scan to end, which a loaded
+// machine can keep past 300 ms.
 func siblingSelect(cfg *config.Config, paths []storepath.Path) Selection {
-	closures, errs := siblingClosures(cfg, paths)
+	closures, errs := siblingClosuresWithin(cfg, paths, &scanBudget{Bytes: scanMaxBytes, Files: scanMaxFiles, Until: time.Now().Add(time.Hour)})
 	sel := SelectClosures(cfg, paths, nil, func(s string) *policy.Closure { return closures[s] })
 	for _, err := range errs {
 		sel.Notes = append(sel.Notes, err.Error())
