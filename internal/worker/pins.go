@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -209,17 +211,30 @@ type pinResult struct {
 	cut  bool // the worker is stopping: cut short, not failed
 }
 
+// pinTimeout bounds one cachix pin call, a single small API call:
+// queue.push_timeout (an hour by default) is meant for uploading
+// gigabytes, and a cachix that hangs on a pin holds its target's other
+// pins while it runs.
+const pinTimeout = 5 * time.Minute
+
+var errPinTimedOut = errors.New("pin timed out")
+
 // startPin runs one pin call on a goroutine of its own, as a push is: a
-// cachix that hangs on a pin holds, up to queue.push_timeout, only the
-// other pins of its target, not the loop and every push. Its result
-// comes back on pinResults (see pinDone).
+// cachix that hangs on a pin holds, up to w.pinTimeout, only the other
+// pins of its target, not the loop and every push. Its result comes back
+// on pinResults (see pinDone).
 func (w *Worker) startPin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinner, p *queue.Pin) {
 	w.pinning[p.Target] = p.Key()
-	name, path, keep := p.Name, p.Path, p.Keep
+	name, path, keep, limit := p.Name, p.Path, p.Keep, w.pinTimeout
 	go func() {
 		start := time.Now()
 		out := pusher.NewSummary(storepath.StoreDir())
-		err := pinner.Pin(ctx, name, path, keep, out)
+		pctx, cancel := context.WithTimeoutCause(ctx, limit, errPinTimedOut)
+		err := pinner.Pin(pctx, name, path, keep, out)
+		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(pctx), errPinTimedOut) {
+			err = fmt.Errorf("cachix pin timed out after %s; it and its process group were killed", config.HumanDuration(limit))
+		}
+		cancel()
 		out.Flush()
 		w.pinResults <- &pinResult{p: p, log: log, err: err, took: time.Since(start), out: out, cut: ctx.Err() != nil}
 	}()

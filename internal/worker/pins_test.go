@@ -751,3 +751,43 @@ func TestHeldPinnedCopyOfRootLeftUpstreamIsPushed(t *testing.T) {
 		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
 	}
 }
+
+// deadlinePinner is a cachix whose pin hangs until its context ends, as
+// a real one would be killed then. A context with no deadline nearer than
+// within fails the call at once, so that a worker that bounds it only by
+// the test's own context does not hang the test.
+type deadlinePinner struct{ within time.Duration }
+
+func (p deadlinePinner) Pin(ctx context.Context, name, path string, keep queue.Keep, out io.Writer) error {
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > p.within {
+		return errors.New("no bound of its own")
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A pin is one small API call: bounded only by queue.push_timeout (an
+// hour by default, for uploading gigabytes), a cachix hung on it held its
+// target's other pins for that long. The call gets a bound of its own
+// (here made short), and one that passes it fails and is backed off,
+// saying it timed out.
+func TestPinCallHasItsOwnTimeout(t *testing.T) {
+	e, _, _ := donePinned(t)
+	e.cfg.Queue.PushTimeout = time.Hour
+	w := e.worker(nil)
+	if w.pinTimeout <= 0 || w.pinTimeout > e.cfg.Queue.PushTimeout/10 {
+		t.Errorf("pin calls are bounded by %s, want well under push_timeout (%s)", w.pinTimeout, e.cfg.Queue.PushTimeout)
+	}
+	w.pinTimeout = 10 * time.Millisecond
+	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return deadlinePinner{within: time.Minute}, nil }
+	if err := run(t, w, Once); !errors.Is(err, ErrLeft) {
+		t.Fatalf("Run(Once) = %v, want ErrLeft: the pin that timed out waits for a retry", err)
+	}
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || pins[0].Attempts != 1 || !strings.Contains(pins[0].LastError, "cachix pin timed out after 10ms") {
+		for _, p := range pins {
+			t.Logf("pin %s: attempts %d, last error %q", p.Key(), p.Attempts, p.LastError)
+		}
+		t.Fatalf("%d pins, want the pin kept, failed once as timed out", len(pins))
+	}
+}

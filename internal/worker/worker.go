@@ -119,6 +119,8 @@ type Worker struct {
 	// key of its pin by target. Their results come back on pinResults.
 	pinning    map[string]string
 	pinResults chan *pinResult
+	// pinTimeout bounds a pin call (pinTimeout; a test makes it short).
+	pinTimeout time.Duration
 }
 
 // New prepares a worker; Run does the work.
@@ -143,6 +145,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 	w.pinRootDropped = map[string]string{}
 	w.pinning = map[string]string{}
 	w.pinResults = make(chan *pinResult, 4)
+	w.pinTimeout = pinTimeout
 	w.newPinner = func(t *config.Target) (pusher.Pinner, error) { return pusher.NewPinner(w.cfg, t) }
 	w.builds = newBuilds(func(ctx context.Context, paths []string) (map[string]bool, error) {
 		infos, err := w.facts.nix.PathInfos(ctx, false, paths...)
