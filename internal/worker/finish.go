@@ -160,7 +160,9 @@ func (w *Worker) finish(res *result) {
 				w.queueFailed(log, e, part.what, err, now)
 				continue
 			}
-			if s := x.slots[e.Key()]; s != nil && s.held && part.outcome == history.Pushed {
+			s := x.slots[e.Key()]
+			held := s != nil && s.held
+			if held && part.outcome == history.Pushed {
 				// Up: the copy held meanwhile is this pair. Not one
 				// left upstream: its copy may say pinned, which the
 				// batch did not know, and a pinned root goes up
@@ -171,10 +173,17 @@ func (w *Worker) finish(res *result) {
 				x.sent[e.Key()] = true
 			}
 			x.remove(e.Key())
-			if part.outcome == history.Dropped {
+			switch part.outcome {
+			case history.Dropped:
 				w.state.dropped(name, res.kinds[e.Key()])
 				w.metrics.stale = true
-				w.rootDropped(e)
+				// Not its pins' drop while a copy is held: that
+				// copy, maybe pinned, is decided next.
+				if !held {
+					w.rootDecided(e, e.Reason)
+				}
+			case history.Pushed:
+				w.rootDecided(e, "")
 			}
 		}
 	}

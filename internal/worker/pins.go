@@ -77,22 +77,24 @@ func (w *Worker) scanPins() {
 			delete(w.pinMade, n)
 		}
 	}
-	for n := range w.pinRootDropped {
+	for n := range w.pinRootDecided {
 		if !seen[n] {
-			delete(w.pinRootDropped, n)
+			delete(w.pinRootDecided, n)
 		}
 	}
 }
 
-// rootDropped marks the pins known whose root is e, which this worker has
-// just dropped. A drop is the pin's when it comes after the pin was
-// queued: the worker's own order says so for the pins it knew, where the
-// dropped file's time, compared with the pin's, missed a drop after the
-// clock was stepped back.
-func (w *Worker) rootDropped(e *queue.Entry) {
+// rootDecided marks the pins known whose root is e, which this worker
+// has just dropped (why: the reason) or pushed (why: ""). A drop is the
+// pin's when it comes after the pin was queued: the worker's own order
+// says so for the pins it knew, where the dropped file's time, compared
+// with the pin's, missed a drop after the clock was stepped back. A push
+// after it (a copy held while the root was dropped) is the last word:
+// the root is in the cache.
+func (w *Worker) rootDecided(e *queue.Entry, why string) {
 	for _, p := range w.pins {
 		if p.Target == e.Target && p.Path == e.Path {
-			w.pinRootDropped[p.Key()] = e.Reason
+			w.pinRootDecided[p.Key()] = why
 		}
 	}
 }
@@ -171,14 +173,15 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			left = true // its closure is not in the cache yet
 			continue
 		}
-		if why, ok := w.pinRootDropped[p.Key()]; ok {
-			w.dropPin(log, p, "its root was dropped: "+why)
-			continue
-		}
-		// A pin read after its root was dropped (by an earlier
-		// worker, or before the pin's file came): the files' times
-		// (push --pin's, in the pin: no monotonic measure of it here).
-		if e, ok := w.q.Dropped(key, p.Queued, 0); ok {
+		if why, ok := w.pinRootDecided[p.Key()]; ok {
+			if why != "" {
+				w.dropPin(log, p, "its root was dropped: "+why)
+				continue
+			}
+		} else if e, ok := w.q.Dropped(key, p.Queued, 0); ok {
+			// A pin read after its root was dropped (by an earlier
+			// worker, or before the pin's file came): the files'
+			// times.
 			w.dropPin(log, p, "its root was dropped: "+e.Reason)
 			continue
 		}
@@ -306,7 +309,7 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) {
 	w.pinRemoved()
 	delete(w.pins, p.Key())
 	delete(w.pinDropRecorded, p.Key())
-	delete(w.pinRootDropped, p.Key())
+	delete(w.pinRootDecided, p.Key())
 	log.WithField("reason", reason).Warn("pin dropped")
 }
 

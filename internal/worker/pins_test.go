@@ -791,3 +791,53 @@ func TestPinCallHasItsOwnTimeout(t *testing.T) {
 		t.Fatalf("%d pins, want the pin kept, failed once as timed out", len(pins))
 	}
 }
+
+// push --pin of a root while a batch decides it: its copy, which says
+// pinned, is held. The batch, which did not know of the pin, drops the
+// root (here: unsubstitutable); the held copy is then decided as pinned
+// and pushed. The pin was dropped with the first copy's drop, though its
+// root was then in the cache: it is made.
+func TestPinOfRootDroppedWhileACopyIsHeldIsMade(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "nixos-system-1", "x-1")
+	root := ps[0]
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}, {Target: "main", Path: ps[1]}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	w.scan(time.Now())
+	key := queue.Key("main", root)
+	s := w.idx.slots[key]
+	if s == nil {
+		t.Fatal("the root's entry is not known")
+	}
+	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	// push --pin meanwhile: the root one by one, then its pin.
+	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil || n != 1 {
+		t.Fatalf("Add = %d, %v", n, err)
+	}
+	e.pin(t, "main", root, "system", queue.Keep{})
+	w.scan(time.Now().Add(time.Minute)) // the copy is held: the root is busy
+	w.scanPins()
+	// The batch drops the root, which it did not know was pinned.
+	for _, en := range j.entries {
+		en.Reason = "not substitutable (unsubstitutable = \"skip\")"
+	}
+	w.finish(&result{job: j, dropped: j.entries, reasons: map[string]string{},
+		kinds: map[string]string{key: "unsubstitutable"}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	got := c.list()
+	push := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "push main ") && strings.Contains(s, root.String()) })
+	pin := slices.Index(got, "pin main system "+root.String()+" ")
+	if push < 0 || pin < push {
+		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
+	}
+}
