@@ -284,8 +284,16 @@ func (w *Worker) scan(now time.Time) {
 				// pair twice in one file is one entry; removing the
 				// copy would remove both lines.) Queued again by push
 				// --pin, it leaves its pinned behind.
+				wasPinned := old.pinned
 				old.pinned = old.pinned || e.Pinned
 				if old.src == id {
+					return
+				}
+				if old.busy && e.Pinned && !wasPinned {
+					// Its pinned cannot reach the batch deciding the
+					// pair, which may drop it or leave it upstream:
+					// this copy stays, held, to be decided next.
+					held, old.held = true, true
 					return
 				}
 				if ls := e.Listings(); len(ls) > 0 {

@@ -841,3 +841,52 @@ func TestPinOfRootDroppedWhileACopyIsHeldIsMade(t *testing.T) {
 		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
 	}
 }
+
+// The same, the pinned copy queued in bulk (push --pin of several roots,
+// or --closure): removed as a copy of a pair being pushed, its pinned
+// reached only the slot, not the batch already deciding the root, which
+// dropped it; the pin went with it and was never made. The copy is held
+// as a copy written one by one is.
+func TestPinnedBulkCopyOfBusyRootIsHeld(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "nixos-system-1", "x-1", "y-1")
+	root := ps[0]
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}, {Target: "main", Path: ps[1]}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	w.scan(time.Now())
+	key := queue.Key("main", root)
+	s := w.idx.slots[key]
+	if s == nil {
+		t.Fatal("the root's entry is not known")
+	}
+	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	// push --pin of two roots meanwhile: a bulk file, then the pin.
+	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}, {Target: "main", Path: ps[2], Pinned: true}}, time.Now()); err != nil || n != 2 {
+		t.Fatalf("Add = %d, %v", n, err)
+	}
+	e.pin(t, "main", root, "system", queue.Keep{})
+	w.scan(time.Now().Add(time.Minute))
+	w.scanPins()
+	for _, en := range j.entries {
+		en.Reason = "not substitutable (unsubstitutable = \"skip\")"
+	}
+	w.finish(&result{job: j, dropped: j.entries, reasons: map[string]string{},
+		kinds: map[string]string{key: "unsubstitutable"}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	got := c.list()
+	push := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "push main ") && strings.Contains(s, root.String()) })
+	pin := slices.Index(got, "pin main system "+root.String()+" ")
+	if push < 0 || pin < push {
+		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
+	}
+}
