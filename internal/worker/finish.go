@@ -180,10 +180,10 @@ func (w *Worker) finish(res *result) {
 				// Not its pins' drop while a copy is held: that
 				// copy, maybe pinned, is decided next.
 				if !held {
-					w.rootDecided(e, e.Reason)
+					w.rootDecided(e, e.Pinned, e.Reason)
 				}
 			case history.Pushed:
-				w.rootDecided(e, "")
+				w.rootDecided(e, e.Pinned, "")
 			}
 		}
 	}

@@ -77,25 +77,22 @@ func (w *Worker) scanPins() {
 			delete(w.pinMade, n)
 		}
 	}
-	for n := range w.pinRootDecided {
-		if !seen[n] {
-			delete(w.pinRootDecided, n)
-		}
-	}
 }
 
-// rootDecided marks the pins known whose root is e, which this worker
-// has just dropped (why: the reason) or pushed (why: ""). A drop is the
-// pin's when it comes after the pin was queued: the worker's own order
-// says so for the pins it knew, where the dropped file's time, compared
-// with the pin's, missed a drop after the clock was stepped back. A push
-// after it (a copy held while the root was dropped) is the last word:
-// the root is in the cache.
-func (w *Worker) rootDecided(e *queue.Entry, why string) {
+// rootDecided records how this worker decided e, a root a pin waits for
+// or may yet (its entry says pinned, or the batch knew a pin of it): why
+// it was dropped, or "" when it was pushed. The last word is its pins':
+// a drop comes after the pin was queued, push --pin queueing the root
+// (or finding it queued) before the pin, unless a later push put it in
+// the cache. The worker's own order, where the dropped file's time,
+// compared with the pin's, missed a drop after the clock was stepped
+// back.
+func (w *Worker) rootDecided(e *queue.Entry, pinned bool, why string) {
 	for _, p := range w.pins {
-		if p.Target == e.Target && p.Path == e.Path {
-			w.pinRootDecided[p.Key()] = why
-		}
+		pinned = pinned || p.Target == e.Target && p.Path == e.Path
+	}
+	if pinned {
+		w.rootOutcomes[e.Key()] = why
 	}
 }
 
@@ -173,15 +170,17 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			left = true // its closure is not in the cache yet
 			continue
 		}
-		if why, ok := w.pinRootDecided[p.Key()]; ok {
+		if why, ok := w.rootOutcomes[key]; ok {
 			if why != "" {
 				w.dropPin(log, p, "its root was dropped: "+why)
 				continue
 			}
-		} else if e, ok := w.q.Dropped(key, p.Queued, 0); ok {
-			// A pin read after its root was dropped (by an earlier
-			// worker, or before the pin's file came): the files'
-			// times.
+		} else if e, ok := w.q.Dropped(key, time.Time{}, 0); ok && e.Pinned {
+			// Dropped by an earlier worker: the drop is the pin's
+			// when the entry was queued to be pinned (push --pin
+			// marks the roots it queues). An entry not so marked
+			// was dropped before push --pin, which found the root
+			// in the cache.
 			w.dropPin(log, p, "its root was dropped: "+e.Reason)
 			continue
 		}
@@ -309,7 +308,6 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) {
 	w.pinRemoved()
 	delete(w.pins, p.Key())
 	delete(w.pinDropRecorded, p.Key())
-	delete(w.pinRootDecided, p.Key())
 	log.WithField("reason", reason).Warn("pin dropped")
 }
 

@@ -890,3 +890,54 @@ func TestPinnedBulkCopyOfBusyRootIsHeld(t *testing.T) {
 		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
 	}
 }
+
+// A pin read only after its root was dropped (push --pin writes the
+// root's entry, then the pin: the worker may drop the root in between),
+// the clock stepped back between push --pin's start and the drop: the
+// dropped file is older than the pin by the clock, and the drop was taken
+// for an earlier one, the pin made. The worker that dropped the root
+// knows by its own order; one that did not (the worker that dropped it
+// has gone) by the dropped entry, which says it was queued to be pinned.
+func TestPinReadAfterItsRootsDropAfterAClockStep(t *testing.T) {
+	for _, fresh := range []bool{false, true} {
+		t.Run(fmt.Sprintf("another worker %v", fresh), func(t *testing.T) {
+			fakeStore(t)
+			e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+			secret := build(t, "secret-1")[0]
+			if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: secret, Pinned: true}}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			c := &calls{}
+			w := e.pinWorker(c)
+			if err := run(t, w, Once); err != nil { // the root is dropped: denied
+				t.Fatalf("Run(Once) = %v", err)
+			}
+			if _, ok := e.q.Dropped(queue.Key("main", secret), time.Time{}, 0); !ok {
+				t.Fatal("the root was not dropped")
+			}
+			// The pin, queued by the clock an hour after the drop: the
+			// clock went back an hour after push --pin started.
+			if _, err := e.q.AddPins([]queue.Pin{{Target: "main", Path: secret.String(), Name: "secret"}}, time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if fresh {
+				w = e.pinWorker(c)
+			}
+			w.state = LoadState(e.q.Dir)
+			pinRound(w)
+			if got := c.list(); len(got) != 0 {
+				t.Errorf("calls = %q, want none: the root was dropped", got)
+			}
+			recs, _ := history.Read(e.q.Dir)
+			var why string
+			for _, r := range recs {
+				if r.Outcome == history.PinDropped {
+					why = r.Reason
+				}
+			}
+			if !strings.Contains(why, `its root was dropped: no longer selected: deny "secret-*"`) {
+				t.Errorf("the pin's drop: reason %q", why)
+			}
+		})
+	}
+}

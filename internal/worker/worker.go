@@ -112,10 +112,10 @@ type Worker struct {
 	// pinMade are the pins made whose files could not be removed: only
 	// their removal is tried again (see pin).
 	pinMade map[string]bool
-	// pinRootDecided are the pins whose root's entry this worker dropped
-	// (the reason) or pushed ("") while it knew them, the last of those
-	// (see rootDecided).
-	pinRootDecided map[string]string
+	// rootOutcomes are, by entry key, how this worker last decided the
+	// roots pins wait for: the reason of a drop, or "" for a push (see
+	// rootDecided). One per pinned root: they are few.
+	rootOutcomes map[string]string
 	// pinning are the pin calls running, one per target at most: the
 	// key of its pin by target. Their results come back on pinResults.
 	pinning    map[string]string
@@ -143,7 +143,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 	}
 	w.pinDropRecorded = map[string]bool{}
 	w.pinMade = map[string]bool{}
-	w.pinRootDecided = map[string]string{}
+	w.rootOutcomes = map[string]string{}
 	w.pinning = map[string]string{}
 	w.pinResults = make(chan *pinResult, 4)
 	w.pinTimeout = pinTimeout
