@@ -74,9 +74,10 @@ func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
 // package list, it goes to a bulk file: the queued entry may name
 // another list (one that names the path only as text), and only the
 // worker, which owns the entries, can give it this one too (see
-// Entry.AlsoListed). Otherwise it counts as queued.
+// Entry.AlsoListed). So does a pinned one (push --pin), whose pinned the
+// queued entry may lack. Otherwise it counts as queued.
 func (q *Queue) again(p Pair, now time.Time) (int, error) {
-	if p.Listed == "" {
+	if p.Listed == "" && !p.Pinned {
 		return 0, nil
 	}
 	return q.addBulk([]Pair{p}, now.UTC())

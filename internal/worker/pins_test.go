@@ -941,3 +941,48 @@ func TestPinReadAfterItsRootsDropAfterAClockStep(t *testing.T) {
 		})
 	}
 }
+
+// push --pin of a single root whose entry file is queued already (the
+// hook queued it): Add took the pair for queued and wrote nothing, so its
+// pinned was lost. A batch deciding the root meanwhile left it upstream,
+// not knowing of the pin, and the pin was then made of a root the cache
+// did not have. The pinned copy is queued, held while the root is busy,
+// and decided as pinned.
+func TestPinnedCopyOfQueuedEntryFileIsKept(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := build(t, "nixos-system-1")[0]
+	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}}, time.Now().Add(-time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Add = %d, %v", n, err)
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	w.scan(time.Now())
+	key := queue.Key("main", root)
+	s := w.idx.slots[key]
+	if s == nil {
+		t.Fatal("the root's entry is not known")
+	}
+	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	// push --pin meanwhile: the root one by one, then its pin.
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.pin(t, "main", root, "system", queue.Keep{})
+	w.scan(time.Now().Add(time.Minute))
+	w.finish(&result{job: j, upstream: j.entries, reasons: map[string]string{key: "already in https://upstream.example"},
+		kinds: map[string]string{}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	got := c.list()
+	push := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "push main ") && strings.Contains(s, root.String()) })
+	pin := slices.Index(got, "pin main system "+root.String()+" ")
+	if push < 0 || pin < push {
+		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
+	}
+}
