@@ -210,7 +210,7 @@ type pinResult struct {
 	err  error
 	took time.Duration
 	out  *pusher.Summary
-	cut  bool // the worker is stopping: cut short, not failed
+	cut  bool // the worker is stopping: cut short, not failed (a success is one)
 }
 
 // pinTimeout bounds one cachix pin call, a single small API call:
@@ -238,7 +238,7 @@ func (w *Worker) startPin(ctx context.Context, log *logrus.Entry, pinner pusher.
 		}
 		cancel()
 		out.Flush()
-		w.pinResults <- &pinResult{p: p, log: log, err: err, took: time.Since(start), out: out, cut: ctx.Err() != nil}
+		w.pinResults <- &pinResult{p: p, log: log, err: err, took: time.Since(start), out: out, cut: err != nil && ctx.Err() != nil}
 	}()
 }
 

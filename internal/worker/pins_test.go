@@ -986,3 +986,31 @@ func TestPinnedCopyOfQueuedEntryFileIsKept(t *testing.T) {
 		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
 	}
 }
+
+// stopPinner is a cachix whose pin succeeds as the worker is told to stop.
+type stopPinner struct{ stop context.CancelFunc }
+
+func (p stopPinner) Pin(ctx context.Context, name, path string, keep queue.Keep, out io.Writer) error {
+	p.stop()
+	return nil
+}
+
+// A pin call that succeeded as the worker was stopping was taken for one
+// cut short: its file stayed, and the next worker made the pin again. It
+// was made: it is recorded, and its file goes.
+func TestPinMadeAsTheWorkerStopsIsNotMadeAgain(t *testing.T) {
+	e, _, _ := donePinned(t)
+	w := e.pinWorker(&calls{})
+	w.state = LoadState(e.q.Dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return stopPinner{cancel}, nil }
+	w.doPins(ctx, time.Now())
+	w.drain()
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left after the pin was made: %q", names)
+	}
+	if st := LoadState(e.q.Dir).Targets["main"]; st == nil || st.Pinned != 1 {
+		t.Errorf("state of main = %+v, want 1 pinned", st)
+	}
+}
