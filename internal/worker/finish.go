@@ -60,15 +60,18 @@ func (w *Worker) finish(res *result) {
 	// yet: the copy, adopted by the next scan, decides the pair by its
 	// own lists and may push it. A drop record now would say the path
 	// was dropped though it then goes up (and wait would believe it).
-	var superseded []*queue.Entry
-	res.dropped = slices.DeleteFunc(res.dropped, func(e *queue.Entry) bool {
+	// A new slice, not DeleteFunc: res.dropped may share its array with
+	// the job's entries, which the deferred loop above still reads.
+	var superseded, dropped []*queue.Entry
+	for _, e := range res.dropped {
 		if s := x.slots[e.Key()]; s != nil && s.held {
 			superseded = append(superseded, e)
 			log.WithFields(logrus.Fields{"path": e.Path, "reason": e.Reason}).Info("not dropped: a copy queued again decides it")
-			return true
+			continue
 		}
-		return false
-	})
+		dropped = append(dropped, e)
+	}
+	res.dropped = dropped
 	ch := queue.Changes{Done: append(append(slices.Clone(res.pushed), res.upstream...), superseded...), Dropped: res.dropped}
 	// Back-offs by the configuration in use now, not the job's: a
 	// reload while it ran cut the back-offs set before it to its
