@@ -76,6 +76,9 @@ let
     let
       s = cfg.settings;
       inStore = v: v != null && lib.hasPrefix "${builtins.storeDir}/" (toString v);
+      # The URI is read without its context: percentDecode looks its
+      # characters up as attribute names, which may not refer to a store
+      # path (a key written as "${pkgs.writeText ...}" beside a %-escape).
       uriKeys =
         key: uri:
         lib.concatMap (
@@ -98,7 +101,7 @@ let
             else
               [ ]
           )
-        ) (lib.splitString "&" (lib.concatStringsSep "?" (lib.tail (lib.splitString "?" (toString uri)))));
+        ) (lib.splitString "&" (lib.concatStringsSep "?" (lib.tail (lib.splitString "?" (builtins.unsafeDiscardStringContext (toString uri))))));
     in
     lib.filter ({ value, ... }: inStore value) (
       [
