@@ -14,6 +14,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -91,9 +92,35 @@ func (w *Worker) rootDecided(e *queue.Entry, pinned bool, why string) {
 	for _, p := range w.pins {
 		pinned = pinned || p.Target == e.Target && p.Path == e.Path
 	}
-	if pinned {
+	// A push after a drop recorded here is the last word, pinned or
+	// not: the root is in the cache, and a later push --pin, finding it
+	// pushed before, queues its pin alone.
+	_, known := w.rootOutcomes[e.Key()]
+	if pinned || known && why == "" {
 		w.rootOutcomes[e.Key()] = why
 	}
+}
+
+// recordedPushed reports whether the record of pushed paths has root for
+// t's destination, as push --pin reads it.
+func (w *Worker) recordedPushed(t *config.Target, root string) bool {
+	if w.cfg.Queue.RememberPushed <= 0 {
+		return false
+	}
+	sp, err := storepath.Parse(storepath.StoreDir(), root)
+	if err != nil {
+		return false
+	}
+	h, err := pushed.ParseHash(sp.Hash)
+	if err != nil {
+		return false
+	}
+	rec, err := pushed.OpenRead(w.q.Dir, t.RecordKey(), w.cfg.Queue.RememberPushed)
+	if err != nil {
+		return false
+	}
+	defer rec.Close()
+	return rec.Has(h, time.Now())
 }
 
 // adoptPin puts a pin read from disk on the worker's clock, as adopt does
@@ -175,12 +202,15 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 				w.dropPin(log, p, "its root was dropped: "+why)
 				continue
 			}
-		} else if e, ok := w.q.Dropped(key, time.Time{}, 0); ok && e.Pinned {
+		} else if e, ok := w.q.Dropped(key, time.Time{}, 0); ok && e.Pinned && !w.recordedPushed(t, p.Path) {
 			// Dropped by an earlier worker: the drop is the pin's
 			// when the entry was queued to be pinned (push --pin
 			// marks the roots it queues). An entry not so marked
 			// was dropped before push --pin, which found the root
-			// in the cache.
+			// in the cache; so was one whose root is recorded
+			// pushed since (dropped/ keeps a drop for
+			// queue.dropped_max_age): push --pin queues a pin
+			// alone for such a root, and the cache has it.
 			w.dropPin(log, p, "its root was dropped: "+e.Reason)
 			continue
 		}

@@ -1014,3 +1014,50 @@ func TestPinMadeAsTheWorkerStopsIsNotMadeAgain(t *testing.T) {
 		t.Errorf("state of main = %+v, want 1 pinned", st)
 	}
 }
+
+// A root dropped while pinned, then pushed once the rules let it (by the
+// hook, unpinned), and pinned later by push --pin, which finds it pushed
+// before and queues the pin alone: the earlier drop is not this pin's,
+// whether the worker that dropped the root reads the pin or a new one
+// finds the dropped entry (kept for queue.dropped_max_age).
+func TestPinOfRootPushedAfterAnEarlierDropIsMade(t *testing.T) {
+	for _, fresh := range []bool{false, true} {
+		t.Run(fmt.Sprintf("another worker %v", fresh), func(t *testing.T) {
+			fakeStore(t)
+			e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"app-*"}))
+			e.cfg.Queue.RememberPushed = 720 * time.Hour
+			app := build(t, "app-1")[0]
+			if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: app, Pinned: true}}, time.Now().Add(-time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			c := &calls{}
+			w := e.pinWorker(c)
+			if err := run(t, w, Once); err != nil { // dropped: denied
+				t.Fatalf("Run(Once) = %v", err)
+			}
+			if d, ok := e.q.Dropped(queue.Key("main", app), time.Time{}, 0); !ok || !d.Pinned {
+				t.Fatalf("dropped %v, %+v; want the pinned root dropped", ok, d)
+			}
+			// The deny rule goes; the hook queues the root again and
+			// the worker pushes it.
+			*e.cfg.Targets[0] = *mkTarget(t, "main", []string{"*"}, nil)
+			e.add(t, "main", app)
+			if err := run(t, w, Once); err != nil {
+				t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+			}
+			if got := c.list(); len(got) != 1 || got[0] != "push main "+app.String() {
+				t.Fatalf("calls = %q, want the root pushed", got)
+			}
+			// push --pin: pushed before, so only the pin is queued.
+			e.pin(t, "main", app, "app", queue.Keep{})
+			if fresh {
+				w = e.pinWorker(c)
+			}
+			w.state = LoadState(e.q.Dir)
+			pinRound(w)
+			if got := c.list(); len(got) != 2 || got[1] != "pin main app "+app.String()+" " {
+				t.Errorf("calls = %q, want the root pinned: it is in the cache\n%s", got, e.log.String())
+			}
+		})
+	}
+}
