@@ -372,6 +372,12 @@ func (w *Worker) scan(now time.Time) {
 			if id, ok := x.ids[e.Source()]; ok {
 				x.bulk[id].unread = true
 			}
+			// Whatever kept it (a full entry, or one not read or
+			// not rewritten now), the copy is held: a drop of the
+			// entry by its own lists is not the pair's (see finish).
+			if s := x.slots[e.Key()]; s != nil {
+				s.held = true
+			}
 			return true
 		})
 		for i, n := range clean {

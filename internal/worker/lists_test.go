@@ -616,3 +616,71 @@ func TestScanKeepsSentMarkOfAnUnreadCopy(t *testing.T) {
 		t.Errorf("queued %v, want third alone", es)
 	}
 }
+
+// A copy that stays because its lists could not join the entry this scan
+// (the entry's file unreadable for a moment: EMFILE, EIO; a directory in
+// its place here) is held as one past queue.MaxListed is: the entry's
+// batch, started right after that scan with the entry's own lists, drops
+// it without a record, and the copy decides the pair. Not held, the drop
+// was recorded, and the copy then pushed the path.
+func TestRunListedCopyStaysAfterUnreadEntryIsHeld(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	dual := build(t, "dual-1")[0]
+	text := writeList(t, "cachix-packages-astext", nil, dual)
+	real := writeList(t, "cachix-packages-real", nil, dual)
+	e.addListed(t, "on", text, dual) // its own file in entries/
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"on": f})
+	w.state = LoadState(e.q.Dir)
+	w.scan(time.Now())
+	key := queue.Key("on", dual)
+	s := w.idx.slots[key]
+	if s == nil || s.src != 0 {
+		t.Fatalf("slot %+v, want one in entries/", s)
+	}
+	e.addListed(t, "on", real, dual) // queued again: a bulk file
+	file, aside := filepath.Join(e.q.Dir, "entries", key), filepath.Join(e.q.Dir, "aside")
+	if err := os.Rename(file, aside); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(file, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	w.scan(time.Now().Add(time.Minute)) // the copy's list cannot join the entry
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(aside, file); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := e.q.BulkNames(); len(names) != 1 {
+		t.Fatalf("bulk files %q, want the copy's", names)
+	}
+	start := time.Now().Add(-time.Second)
+	// The round's batch, with the entry's own list, which names the
+	// path as text only.
+	j := w.startJob(on, []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	w.finish(j.run(context.Background(), w.log.WithField("target", "on")))
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(dual)) {
+		t.Fatalf("pusher calls = %q, want dual pushed by its real list\n%s", calls, e.log.String())
+	}
+	recs, _ := history.Read(e.q.Dir)
+	for _, r := range recs {
+		if r.Outcome == history.Dropped {
+			t.Errorf("history: %+v, but the path went up", r)
+		}
+	}
+	if d, ok := e.q.Dropped(key, start, 0); ok {
+		t.Errorf("dropped/ says %q, but the path went up", d.Reason)
+	}
+}
