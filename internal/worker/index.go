@@ -284,18 +284,20 @@ func (w *Worker) scan(now time.Time) {
 				// pair twice in one file is one entry; removing the
 				// copy would remove both lines.) Queued again by push
 				// --pin, it leaves its pinned behind.
-				wasPinned := old.pinned
-				old.pinned = old.pinned || e.Pinned
 				if old.src == id {
+					old.pinned = old.pinned || e.Pinned
 					return
 				}
-				if old.busy && e.Pinned && !wasPinned {
+				if old.busy && e.Pinned && !old.pinned {
 					// Its pinned cannot reach the batch deciding the
 					// pair, which may drop it or leave it upstream:
-					// this copy stays, held, to be decided next.
+					// this copy stays, held, to be decided next. Nor
+					// the slot's, until the batch ends: a later scan
+					// would take the copy for one the batch knew.
 					held, old.held = true, true
 					return
 				}
+				old.pinned = old.pinned || e.Pinned
 				if ls := e.Listings(); len(ls) > 0 {
 					if old.busy {
 						// Its lists cannot join a copy being

@@ -1061,3 +1061,53 @@ func TestPinOfRootPushedAfterAnEarlierDropIsMade(t *testing.T) {
 		})
 	}
 }
+
+// The same, with a second scan while the batch still runs (a full scan
+// every 30 s, or any path queued meanwhile): the first scan had given the
+// busy slot the copy's pinned, so the second took the copy for one the
+// batch knew, and removed it. The batch then dropped the root without a
+// record (a copy was held), and the pin was made of a root never pushed.
+func TestPinnedBulkCopyOfBusyRootHeldAcrossScans(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	ps := build(t, "nixos-system-1", "x-1", "y-1")
+	root := ps[0]
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}, {Target: "main", Path: ps[1]}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	now := time.Now()
+	w.scan(now)
+	key := queue.Key("main", root)
+	s := w.idx.slots[key]
+	if s == nil {
+		t.Fatal("the root's entry is not known")
+	}
+	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}, {Target: "main", Path: ps[2], Pinned: true}}, time.Now()); err != nil || n != 2 {
+		t.Fatalf("Add = %d, %v", n, err)
+	}
+	e.pin(t, "main", root, "system", queue.Keep{})
+	w.scan(now.Add(time.Minute))
+	w.scan(now.Add(2 * time.Minute)) // the batch still runs
+	w.scanPins()
+	for _, en := range j.entries {
+		en.Reason = "not substitutable (unsubstitutable = \"skip\")"
+	}
+	w.finish(&result{job: j, dropped: j.entries, reasons: map[string]string{},
+		kinds: map[string]string{key: "unsubstitutable"}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	got := c.list()
+	push := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "push main ") && strings.Contains(s, root.String()) })
+	pin := slices.Index(got, "pin main system "+root.String()+" ")
+	if push < 0 || pin < push {
+		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
+	}
+}
