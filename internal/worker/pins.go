@@ -78,6 +78,20 @@ func (w *Worker) scanPins() {
 			delete(w.pinMade, n)
 		}
 	}
+	// An outcome is kept while a pin names its root: a worker that pins
+	// every build would otherwise keep one per root for its life. A pin
+	// read after its root's outcome went goes by dropped/ (see doPins).
+	named := make(map[string]bool, len(w.pins))
+	for _, p := range w.pins {
+		if k, err := p.EntryKey(); err == nil {
+			named[k] = true
+		}
+	}
+	for k := range w.rootOutcomes {
+		if !named[k] {
+			delete(w.rootOutcomes, k)
+		}
+	}
 }
 
 // rootDecided records how this worker decided e, a root a pin waits for

@@ -1111,3 +1111,30 @@ func TestPinnedBulkCopyOfBusyRootHeldAcrossScans(t *testing.T) {
 		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
 	}
 }
+
+// A worker keeps how it decided each pinned root only while a pin names
+// it: one that pins every build (a CI runner's push --pin) kept one
+// outcome per root for its life. A pin of a root read after its outcome
+// was forgotten goes by dropped/ (see TestPinReadAfterItsRootsDropAfterAClockStep).
+func TestRootOutcomesForgottenOnceNoPinNamesThem(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	roots := build(t, "system-1", "system-2", "system-3")
+	for _, r := range roots {
+		if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: r, Pinned: true}}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.pin(t, "main", r, "system", queue.Keep{})
+	}
+	c := &calls{}
+	w := e.pinWorker(c)
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 || len(c.list()) != 4 {
+		t.Fatalf("pins left: %q; calls %q, want the roots pushed and each pinned", names, c.list())
+	}
+	if len(w.rootOutcomes) != 0 {
+		t.Errorf("the worker still keeps %d outcomes of roots no pin names: %v", len(w.rootOutcomes), w.rootOutcomes)
+	}
+}

@@ -114,7 +114,7 @@ type Worker struct {
 	pinMade map[string]bool
 	// rootOutcomes are, by entry key, how this worker last decided the
 	// roots pins wait for: the reason of a drop, or "" for a push (see
-	// rootDecided). One per pinned root: they are few.
+	// rootDecided), forgotten once no pin names the root (scanPins).
 	rootOutcomes map[string]string
 	// pinning are the pin calls running, one per target at most: the
 	// key of its pin by target. Their results come back on pinResults.
