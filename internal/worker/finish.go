@@ -126,6 +126,10 @@ func (w *Worker) finish(res *result) {
 	}
 	wg.Wait()
 	recorded := time.Since(start)
+	// A pair pushed is no longer one given up on: its earlier drop goes
+	// before its entry does, or a pin of it queued later, with no entry,
+	// would be dropped with that old reason (see doPins).
+	w.forgetDrops(log, res.pushed)
 	start = time.Now()
 	ap := w.q.Apply(ch)
 	written := time.Since(start)
@@ -222,6 +226,37 @@ func (w *Worker) finish(res *result) {
 		w.state.pushed(w.q.Dir, name, len(res.pushed), time.Now(), !removalFailed)
 	} else if res.err != nil {
 		w.state.failed(w.q.Dir, name, now)
+	}
+}
+
+// forgetDrops removes from dropped/ the drops of pairs now pushed,
+// listing dropped/ once (at most queue.dropped_max files) rather than
+// trying a removal for each of 10,000 paths.
+func (w *Worker) forgetDrops(log *logrus.Entry, pushed []*queue.Entry) {
+	if len(pushed) == 0 {
+		return
+	}
+	names, err := w.q.DroppedNames()
+	if err != nil {
+		log.WithError(err).Warn("listing dropped entries")
+		return
+	}
+	if len(names) == 0 {
+		return
+	}
+	dropped := make(map[string]bool, len(names))
+	for _, n := range names {
+		dropped[n] = true
+	}
+	for _, e := range pushed {
+		if !dropped[e.Key()] {
+			continue
+		}
+		if err := w.q.RemoveDropped(e); err != nil {
+			log.WithError(err).WithField("path", e.Path).Warn("removing the earlier drop of a path pushed")
+			continue
+		}
+		w.metrics.stale = true
 	}
 }
 

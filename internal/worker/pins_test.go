@@ -1138,3 +1138,37 @@ func TestRootOutcomesForgottenOnceNoPinNamesThem(t *testing.T) {
 		t.Errorf("the worker still keeps %d outcomes of roots no pin names: %v", len(w.rootOutcomes), w.rootOutcomes)
 	}
 }
+
+// A root dropped by an earlier push --pin, then pushed (push --force, or
+// the rules changed), then pinned again: push --pin finds it pushed and
+// queues only the pin. The dropped entry of the first, which says pinned,
+// was taken for the new pin's drop, and the pin dropped with its old
+// reason though the root is in the cache.
+func TestPinOfRootPushedAfterAnEarlierPinnedDrop(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := build(t, "system-1")[0]
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	es, _, err := e.q.List()
+	if err != nil || len(es) != 1 {
+		t.Fatalf("List = %v, %v", es, err)
+	}
+	if err := e.q.Drop(es[0], "no longer selected: deny \"system-*\""); err != nil {
+		t.Fatal(err)
+	}
+	e.add(t, "main", root) // push --force, the deny rule gone
+	c := &calls{}
+	if err := run(t, e.pinWorker(c), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	e.pin(t, "main", root, "system", queue.Keep{}) // found pushed: no entry
+	if err := run(t, e.pinWorker(c), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := c.list(); len(got) != 2 || got[1] != "pin main system "+root.String()+" " {
+		recs, _ := history.Read(e.q.Dir)
+		t.Errorf("calls = %q, want the root pushed, then pinned; history %+v", got, recs)
+	}
+}
