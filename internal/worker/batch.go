@@ -84,6 +84,10 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 		case reason != "":
 			r.notes.add(logrus.WarnLevel, "dropped", "reason", reason, e.Path)
 			e.Reason = reason
+			// Pinned also when a pin of it is known: the dropped file
+			// then says so to a later worker (see doPins). Not on an
+			// entry written back: the pin may go before it is decided.
+			e.Pinned = e.Pinned || j.pinned[e.Path]
 			r.dropped = append(r.dropped, e)
 			r.kinds[e.Key()] = kind
 		default:

@@ -1172,3 +1172,44 @@ func TestPinOfRootPushedAfterAnEarlierPinnedDrop(t *testing.T) {
 		t.Errorf("calls = %q, want the root pushed, then pinned; history %+v", got, recs)
 	}
 }
+
+// A batch that knew a pin of its root and failed wrote the root's entry
+// back saying pinned: the entry stayed decided as pinned (unsubstitutable
+// and upstream ignored) after the pin was gone, and a root the rules
+// leave out without it went up. Only a drop says so now, for the
+// dropped/ entry a later pin is told by.
+func TestFailedBatchDoesNotKeepAPinItKnew(t *testing.T) {
+	fakeStore(t)
+	target := mkTarget(t, "main", []string{"*"}, nil)
+	target.Unsubstitutable = config.UnsubstSkip
+	e := newEnv(t, target)
+	root := build(t, "nixos-system-1")[0]
+	facts := &queue.Facts{NarSize: 1, Deriver: root.String() + ".drv", Substitutes: policy.SubstDenied}
+	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Facts: facts}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	e.pin(t, "main", root, "system", queue.Keep{})
+	w := e.pinWorker(&calls{})
+	w.pushers["main"] = &fakePusher{fail: func([]string) error { return errors.New("HTTP 502") }}
+	if err := run(t, w, Once); !errors.Is(err, ErrLeft) {
+		t.Fatalf("Run(Once) = %v, want the failed root left", err)
+	}
+	// The pin goes (removed by hand); the root is due again.
+	pins, _, err := e.q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	if err := e.q.RemovePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.q.RequestRetry(); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	if err := run(t, e.pinWorker(c), Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := c.list(); len(got) != 0 {
+		t.Errorf("calls = %q, want the unsubstitutable root left out: no pin asks for it any more", got)
+	}
+}

@@ -362,9 +362,7 @@ func (w *Worker) startJob(t *config.Target, keys []pick, tail bool) *job {
 		// The worker's count wins: it may hold a back-off the
 		// entry's file could not be given.
 		e.Attempts = int(s.attempts)
-		// Pinned also when a pin of it is known: the dropped file
-		// then says so to a later worker (see doPins).
-		e.Pinned = e.Pinned || s.pinned || j.pinned[e.Path]
+		e.Pinned = e.Pinned || s.pinned
 		s.busy = true
 		j.entries = append(j.entries, e)
 		if e.Session > 0 && len(j.sessions) < maxWatched && !slices.Contains(j.sessions, int32(e.Session)) {
