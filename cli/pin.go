@@ -177,13 +177,26 @@ func queuePins(c *config.Config, plan pinPlan, since time.Time) error {
 }
 
 // pinsLeft counts the pins a wait waits for (keys; nil: every pin of a
-// configured target) still queued, and whether each has failed and waits
-// for a back-off.
-func pinsLeft(c *config.Config, q *queue.Queue, keys []string, now time.Time) (n int, allFailing bool, err error) {
+// configured target) still queued, and whether each waits for a back-off:
+// its own, after it failed, or its root's, whose entry is among stated
+// (the entries that may be failing, queue.Keys'), which the wait judges
+// with the other entries.
+func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, now time.Time) (n int, allFailing bool, err error) {
 	allFailing = true
+	var queued map[string]bool
 	count := func(p *queue.Pin) {
 		n++
-		allFailing = allFailing && p.Attempts > 0 && p.NextAttempt.After(now)
+		if !allFailing || p.Attempts > 0 && p.NextAttempt.After(now) {
+			return
+		}
+		if queued == nil {
+			queued = make(map[string]bool, len(stated))
+			for _, k := range stated {
+				queued[k] = true
+			}
+		}
+		k, err := p.EntryKey()
+		allFailing = err == nil && queued[k]
 	}
 	if keys != nil {
 		for _, k := range keys {

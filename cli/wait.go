@@ -190,7 +190,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		if spec.pairs != nil {
 			pinKeys = append([]string{}, spec.pins...)
 		}
-		pins, pinsFailing, err := pinsLeft(c, q, pinKeys, time.Now())
+		pins, pinsFailing, err := pinsLeft(c, q, pinKeys, left.stated, time.Now())
 		if err != nil {
 			e.errorf("%v", err)
 			return waitResult{end: waitError}

@@ -81,3 +81,37 @@ func TestWaitReportErrorOnItsLine(t *testing.T) {
 		t.Errorf("the report of one path is not one line:\n%s", s)
 	}
 }
+
+// wait (the whole queue) gives up once everything left waits for a
+// retry: a pin waiting for its root's push, that root's entry failing,
+// waits for that back-off too. It was not counted so, and wait waited on
+// for as long as the push kept failing.
+func TestWaitGiveUpFailingRootOfAPin(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	en, ok := q.Get(queue.Key("main", root))
+	if !ok {
+		t.Fatal("the root's entry is not queued")
+	}
+	en.Attempts, en.LastAttempt, en.LastError, en.NextAttempt = 1, time.Now(), "cachix push: HTTP 502", time.Now().Add(time.Hour)
+	if err := q.Update(en); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.ctx = ctx
+	looks := 0
+	// Nothing changes between looks: the third is no different from
+	// the first.
+	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: time.Minute, poll: 20 * time.Millisecond, quiet: true, looked: func() {
+		if looks++; looks == 3 {
+			cancel()
+		}
+	}})
+	if r.end != waitFailing || !strings.Contains(out.String(), "every path and pin left has failed") {
+		t.Errorf("wait ended %v after %d looks, says:\n%s\nwant it to give up: the pin waits for a failing push", r.end, looks, out)
+	}
+}
