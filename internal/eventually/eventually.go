@@ -46,3 +46,17 @@ func Wait(within time.Duration, cond func() bool) error {
 	}
 	return nil
 }
+
+// Left is how long a test may still wait for something that must
+// happen: until go test's -timeout, less a twentieth of the time left,
+// to fail saying what was awaited rather than in the timeout's panic (a
+// day under -timeout 0). A wait bounded by it fails only when the thing
+// never happens, however loaded the machine.
+func Left(t interface{ Deadline() (time.Time, bool) }) time.Duration {
+	deadline, ok := t.Deadline()
+	if !ok {
+		return 24 * time.Hour
+	}
+	left := time.Until(deadline)
+	return left - left/20
+}

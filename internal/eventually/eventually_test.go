@@ -54,3 +54,21 @@ func TestWait(t *testing.T) {
 		t.Error("a condition that never holds: no error")
 	}
 }
+
+type deadlineT struct {
+	at time.Time
+	ok bool
+}
+
+func (d deadlineT) Deadline() (time.Time, bool) { return d.at, d.ok }
+
+func TestLeft(t *testing.T) {
+	if got := Left(deadlineT{}); got != 24*time.Hour {
+		t.Errorf("without a deadline: %s", got)
+	}
+	// Short of the deadline by a twentieth of what is left, so that it
+	// ends before go test's panic.
+	if got := Left(deadlineT{time.Now().Add(100 * time.Second), true}); got > 95*time.Second {
+		t.Errorf("100 s before the deadline: %s", got)
+	}
+}

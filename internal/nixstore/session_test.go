@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -85,23 +86,48 @@ func TestSessionHangIsBounded(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "hello"), hello.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The handshake, then silence: read stdin until killed.
-	script := "#!/bin/sh\ncat " + filepath.Join(dir, "hello") + "\nexec cat >/dev/null\n"
+	// The handshake, then silence: say when the question has come (the
+	// magic, the version and its first word), and read stdin until
+	// killed, with stdout held open (by sh: an exec of cat >/dev/null
+	// closed it, and the call ended at once on EOF, killed or not).
+	asked := filepath.Join(dir, "asked")
+	script := "#!/bin/sh\ncat " + filepath.Join(dir, "hello") + "\nhead -c 24 >/dev/null\n: >" + asked + "\ncat >/dev/null\n"
 	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	s := Nix{BinDir: dir}.NewSession()
 	defer s.Shut()
 	for i := range 2 {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		os.Remove(asked)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel() // before Shut, which waits for the call
+		done := make(chan error, 1)
 		start := time.Now()
-		_, err := s.PathInfos(ctx, false, "/nix/store/00000000000000000000000000000000-hang")
+		go func() {
+			_, err := s.PathInfos(ctx, false, "/nix/store/00000000000000000000000000000000-hang")
+			done <- err
+		}()
+		// Given up once the question has reached nix-store, so that it
+		// is the question's wait that is ended, not the handshake's.
+		eventually.True(t, eventually.Left(t), fmt.Sprintf("call %d's question to reach the fake nix-store", i), func() bool {
+			_, err := os.Stat(asked)
+			return err == nil
+		})
 		cancel()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(eventually.Left(t)):
+			t.Fatalf("call %d did not return after its caller gave up", i)
+		}
 		if err == nil {
 			t.Fatalf("call %d: no error from a nix-store that answers nothing", i)
 		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("call %d took %v", i, d)
+		// The path-info timeout is the call's only other end, and it
+		// cannot come sooner: a call back before it was ended by its
+		// caller, however slow the machine.
+		if d := time.Since(start); d >= pathInfoTimeout {
+			t.Errorf("call %d took %v: ended by the path-info timeout, not by its caller", i, d)
 		}
 		if s.proc != nil {
 			t.Errorf("call %d: the session kept the process that failed", i)
