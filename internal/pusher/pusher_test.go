@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
@@ -356,17 +357,28 @@ func TestCachixNotFound(t *testing.T) {
 }
 
 func TestPushCancelled(t *testing.T) {
-	fake(t, 0)
-	t.Setenv(envSleep, "30s")
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	rec := fake(t, 0)
+	// A pusher that never ends on its own: only the cancel ends the
+	// push, whatever the machine's speed.
+	t.Setenv(envSleep, "1h")
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := time.Now()
-	err := cachixPusherFor(t, "").Push(ctx, paths, &bytes.Buffer{})
-	if err == nil {
-		t.Error("a cancelled push succeeded")
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("a cancelled push returned after %v", d)
+	done := make(chan error, 1)
+	go func() { done <- cachixPusherFor(t, "").Push(ctx, paths, &bytes.Buffer{}) }()
+	// Cancelled once the pusher runs (its record is written before it
+	// sleeps), not before it starts.
+	eventually.True(t, eventually.Left(t), "the fake pusher to start", func() bool {
+		_, err := os.Stat(rec)
+		return err == nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a cancelled push succeeded")
+		}
+	case <-time.After(eventually.Left(t)):
+		t.Fatal("a cancelled push did not return")
 	}
 }
 
