@@ -148,11 +148,16 @@ func TestScanCraftedOutputBounded(t *testing.T) {
 	if looks != 101 {
 		t.Errorf("the scan looked at the clock %d times; want it to stop at the first look past the deadline, the 101st", looks)
 	}
-	// That the deadline is looked at, whatever the machine's speed: one
-	// already past ends the scan at its first chunk.
-	_, err = New(hs).Scan(file, 0, &Budget{Bytes: 1 << 40, Files: 1 << 40, Until: time.Now().Add(-time.Millisecond)})
+	// That the deadline is looked at on the real clock, whatever the
+	// machine's speed: one already past ends the scan at Scan's first
+	// look at it, before the file is opened or any of the budget spent.
+	b = &Budget{Bytes: 1 << 40, Files: 1 << 40, Until: time.Now().Add(-time.Millisecond)}
+	_, err = New(hs).Scan(file, 0, b)
 	if !errors.Is(err, ErrBudget) {
 		t.Errorf("a scan past its deadline = %v, want ErrBudget", err)
+	}
+	if b.Bytes != 1<<40 || b.Files != 1<<40 {
+		t.Errorf("a scan past its deadline spent %d bytes and %d files of its budget, want none", 1<<40-b.Bytes, 1<<40-b.Files)
 	}
 }
 
