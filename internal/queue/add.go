@@ -47,7 +47,7 @@ func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
 	name := Key(p.Target, p.Path)
 	dst := q.path(entriesDir, name)
 	if _, err := os.Lstat(dst); err == nil {
-		return q.again(p, now)
+		return q.present(p, name, now)
 	}
 	data, err := json.Marshal(e)
 	if err != nil {
@@ -62,12 +62,25 @@ func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
 	err = os.Link(tmp, dst)
 	os.Remove(tmp)
 	if errors.Is(err, fs.ErrExist) {
-		return q.again(p, now)
+		return q.present(p, name, now)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("queueing %s: %w", p.Path, err)
 	}
 	return 1, syncDir(q.path(entriesDir))
+}
+
+// present queues a pair when a file is at its name in entries/. Only its
+// entry makes it queued (see again): anything else there (garbage left by
+// a crash or a bad restore, a directory, a FIFO) the worker sets aside in
+// corrupt/, and the pair with it, never pushed. So the pair goes to a bulk
+// file, also when the file cannot be read now: a pair queued twice is
+// pushed once.
+func (q *Queue) present(p Pair, name string, now time.Time) (int, error) {
+	if _, err := q.PeekFile(name); err != nil {
+		return q.addBulk([]Pair{p}, now.UTC())
+	}
+	return q.again(p, now)
 }
 
 // again queues a pair whose entry file is there already. Chosen by a

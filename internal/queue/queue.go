@@ -5,8 +5,9 @@
 // after the pair so that queueing the same pair twice leaves one entry. The
 // hook writes an entry to <dir>/tmp, fsyncs it, links it into entries/ and
 // fsyncs that directory before it returns: a SIGKILL or a power cut after
-// the hook exits loses nothing. The hook never lists or reads entries/, so
-// its cost does not grow with the queue.
+// the hook exits loses nothing. The hook never lists entries/ (it reads at
+// most the file at its pair's name), so its cost does not grow with the
+// queue.
 //
 // Only the worker (holding <dir>/lock) rewrites or removes entries. An entry
 // that cannot be read is moved to corrupt/, one the worker gives up on by

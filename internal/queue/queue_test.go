@@ -989,3 +989,44 @@ func TestOpenMakesNoParentUnderSharedDir(t *testing.T) {
 		t.Fatalf("Open below a private directory: %v", err)
 	}
 }
+
+// A file at a pair's name in entries/ that is not its entry (garbage
+// left by a crash or a bad restore, a directory, a FIFO, a socket) does
+// not make the pair count as queued: the worker sets that file aside in
+// corrupt/, and the pair, taken for queued, was never pushed.
+func TestAddOverFileNotItsEntryKeepsPair(t *testing.T) {
+	p := mkPath("hello-2.12.1")
+	key := Key("main", p)
+	for _, tc := range []struct {
+		name string
+		make func(path string) error
+	}{
+		{"garbage", func(path string) error { return os.WriteFile(path, []byte("{not json"), 0o600) }},
+		{"empty file", func(path string) error { return os.WriteFile(path, nil, 0o600) }},
+		{"entry of another pair", func(path string) error {
+			b, _ := json.Marshal(map[string]any{"target": "main", "path": mkPath("other-1").String(), "queued": time.Now()})
+			return os.WriteFile(path, b, 0o600)
+		}},
+		{"directory", func(path string) error { return os.Mkdir(path, 0o700) }},
+		{"FIFO", func(path string) error { return syscall.Mkfifo(path, 0o600) }},
+		{"socket", func(path string) error { return syscall.Mknod(path, syscall.S_IFSOCK|0o600, 0) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := openQ(t)
+			if err := tc.make(q.path(entriesDir, key)); err != nil {
+				t.Fatal(err)
+			}
+			if n := add(t, q, Pair{Target: "main", Path: p}); n != 1 {
+				t.Errorf("Add over a file that is not the pair's entry = %d, want 1", n)
+			}
+			// The worker sets the file aside; the pair is still queued.
+			if _, err := q.Read(key); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Read = %v; want an error wrapping ErrCorrupt", err)
+			}
+			e, err := q.Peek(key)
+			if err != nil || e.Path != p.String() || e.Target != "main" {
+				t.Errorf("after the file was set aside, Peek = %+v, %v; want the pair queued", e, err)
+			}
+		})
+	}
+}
