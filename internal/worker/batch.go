@@ -82,7 +82,7 @@ func (j *job) run(ctx context.Context, log *logrus.Entry) *result {
 			r.upstream = append(r.upstream, e)
 			r.reasons[e.Key()] = reason
 		case reason != "":
-			r.notes.add(logrus.WarnLevel, "dropped", "reason", reason, e.Path)
+			// Noted by finish, which may not drop it (a copy held).
 			e.Reason = reason
 			// Pinned also when a pin of it is known: the dropped file
 			// then says so to a later worker (see doPins). Not on an

@@ -40,7 +40,6 @@ func (w *Worker) finish(res *result) {
 		return
 	}
 	log := w.log.WithField("target", name)
-	res.notes.flush()
 	now := time.Now()
 	if len(res.pushed) > 0 {
 		if w.pace[name] == nil {
@@ -70,8 +69,10 @@ func (w *Worker) finish(res *result) {
 			continue
 		}
 		dropped = append(dropped, e)
+		res.notes.add(logrus.WarnLevel, "dropped", "reason", e.Reason, e.Path)
 	}
 	res.dropped = dropped
+	res.notes.flush()
 	ch := queue.Changes{Done: append(append(slices.Clone(res.pushed), res.upstream...), superseded...), Dropped: res.dropped}
 	// Back-offs by the configuration in use now, not the job's: a
 	// reload while it ran cut the back-offs set before it to its

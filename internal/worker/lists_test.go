@@ -453,6 +453,10 @@ func TestRunListedPastMaxListed(t *testing.T) {
 	if !strings.Contains(e.log.String(), "more package lists name the path than its queue entry keeps") || !strings.Contains(e.log.String(), "list="+real.String()) {
 		t.Errorf("the list past queue.MaxListed is not said:\n%s", e.log.String())
 	}
+	// Nor does the log say it was dropped, then not.
+	if strings.Contains(e.log.String(), "msg=dropped ") {
+		t.Errorf("the log says the path was dropped, but it went up:\n%s", e.log.String())
+	}
 }
 
 // A copy held past queue.MaxListed waits for its entry to be decided,
