@@ -81,6 +81,9 @@ type Worker struct {
 	// file is removed.
 	onPinRemoved func()
 	pruned       time.Time // when dropped/ and corrupt/ were last pruned
+	// pruneFailed is the last prune error logged: a file that can never
+	// be removed fails every prune, and is said once.
+	pruneFailed string
 	// running are the jobs being pushed, by target; their results come
 	// back on results.
 	running map[string][]*job
@@ -333,7 +336,11 @@ func (w *Worker) prune(now time.Time) {
 	// The worker's own start and monotonic run time bound the ages: a
 	// clock stepped forward removes nothing early.
 	n, err := w.q.Prune(w.cfg.Queue.DroppedMax, w.cfg.Queue.DroppedMaxAge, now, w.started, now.Sub(w.started))
-	if err != nil {
+	switch {
+	case err == nil:
+		w.pruneFailed = ""
+	case err.Error() != w.pruneFailed:
+		w.pruneFailed = err.Error()
 		w.log.WithError(err).Warn("pruning dropped/ and corrupt/")
 	}
 	if n > 0 {

@@ -1231,3 +1231,28 @@ func TestRunSpawnedLeavesPastManyUnmovableEntries(t *testing.T) {
 		t.Fatalf("Run(Spawned) = %v after %d rounds, want it to leave, nothing left to push", err, rounds)
 	}
 }
+
+// A file in dropped/ that can never be removed (a non-empty directory,
+// as one set aside from entries/) is said once, not at every prune (every
+// 10 minutes, for as long as the worker runs).
+func TestPruneSaysStuckFileOnce(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.DroppedMax, e.cfg.Queue.DroppedMaxAge = 0, time.Hour
+	stuck := filepath.Join(e.q.Dir, "dropped", "stuck")
+	if err := os.MkdirAll(filepath.Join(stuck, "inside"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(stuck, old, old); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker(nil)
+	now := time.Now()
+	for i := range 3 {
+		w.prune(now.Add(time.Duration(i) * pruneEvery))
+	}
+	if n := strings.Count(e.log.String(), "pruning dropped/ and corrupt/"); n != 1 {
+		t.Errorf("the file that cannot be removed is said %d times, want once:\n%s", n, e.log.String())
+	}
+}
