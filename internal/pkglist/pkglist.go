@@ -100,7 +100,7 @@ func Read(p storepath.Path) (*List, error) {
 		return nil, fmt.Errorf("package list %s is larger than %d bytes (%s): nothing of it is queued", dir, MaxSize, l.File)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("package list %s: %w", dir, err)
+		return nil, unreadable(dir, err)
 	}
 	if err := l.parse(data); err != nil {
 		return nil, fmt.Errorf("package list %s is malformed (%s): %w: nothing of it is queued", dir, l.File, err)
@@ -119,7 +119,7 @@ func listFile(p storepath.Path) (string, error) {
 	fi, err := os.Lstat(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// EIO, say: no answer, not an ordinary path.
-		return "", fmt.Errorf("package list %s: %w", dir, err)
+		return "", unreadable(dir, err)
 	}
 	if err != nil || !fi.IsDir() {
 		return "", fmt.Errorf("%s: %w (not a directory)", dir, ErrNotList)
@@ -127,14 +127,14 @@ func listFile(p storepath.Path) (string, error) {
 	link := filepath.Join(dir, "manifest.nix")
 	li, err := os.Lstat(link)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("package list %s: %w", dir, err)
+		return "", unreadable(dir, err)
 	}
 	if err != nil || li.Mode()&os.ModeSymlink == 0 {
 		return "", fmt.Errorf("%s: %w (no manifest.nix symlink)", dir, ErrNotList)
 	}
 	target, err := os.Readlink(link)
 	if err != nil {
-		return "", fmt.Errorf("package list %s: %w", dir, err)
+		return "", unreadable(dir, err)
 	}
 	file, err := storepath.Parse(p.Dir, target)
 	if err != nil || file.Name != p.Name+".list" {
@@ -143,6 +143,12 @@ func listFile(p storepath.Path) (string, error) {
 		return "", fmt.Errorf("%s: %w (manifest.nix points to %q, not %s)", dir, ErrNotList, target, p.Name+".list")
 	}
 	return file.String(), nil
+}
+
+// unreadable is the error of a list that cannot be read now: the hook
+// queues nothing of it, and the build that made it is not built again.
+func unreadable(dir string, err error) error {
+	return fmt.Errorf("package list %s: %w: nothing of it is queued (`cachix-filter-hook push %s` queues it once it can be read)", dir, err, dir)
 }
 
 // parse reads the file's lines: Magic, then target lines, then paths.

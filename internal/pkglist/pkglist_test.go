@@ -150,6 +150,21 @@ func TestReadRefuses(t *testing.T) {
 			t.Errorf("Read = %v", err)
 		}
 	})
+	// A list that cannot be read now (a directory in place of its
+	// file here; EIO, EMFILE on a broken machine) says, as a malformed
+	// one does, that nothing of it is queued, and how to queue it.
+	t.Run("unreadable", func(t *testing.T) {
+		d := s.path("cachix-packages-unreadable")
+		f := s.path(d.Name + ".list")
+		os.Mkdir(d.String(), 0o755)
+		os.Mkdir(f.String(), 0o755)
+		os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix"))
+		_, err := Read(d)
+		if err == nil || errors.Is(err, ErrNotList) || !strings.Contains(err.Error(), d.String()) ||
+			!strings.Contains(err.Error(), "nothing of it is queued") || !strings.Contains(err.Error(), "cachix-filter-hook push "+d.String()) {
+			t.Errorf("Read = %v, want an error naming %s, saying nothing of it is queued and how to queue it", err, d)
+		}
+	})
 
 	notLists := map[string]func() storepath.Path{
 		"another name": func() storepath.Path { return s.path("hello-2.12.1") },
