@@ -46,6 +46,9 @@ let
   # of some 250,000 characters, an error that names no bound.
   maxPathLength = stringLength builtins.storeDir + 34 + 211;
 
+  # A value quoted in a message, cut: it may be a megabyte.
+  cut = s: if stringLength s > 200 then substring 0 200 s + "…" else s;
+
   # A package stands for its default output (outPath); `pkg.all` is the
   # list of its outputs; `pkg.dev` is that output's own derivation
   # attribute set. A string is taken only when it carries the context of
@@ -60,9 +63,9 @@ let
     else if isString p then
       if !hasContext p then
         throw ''
-          cachixPackages: ${where}: "${p}" is a string with no context: a store path written as text gives the list no dependency on it, and the worker would refuse to push it. List the package itself (pkgs.hello, or pkgs.hello.dev for another output).''
+          cachixPackages: ${where}: "${cut p}" is a string with no context: a store path written as text gives the list no dependency on it, and the worker would refuse to push it. List the package itself (pkgs.hello, or pkgs.hello.dev for another output).''
       else if stringLength p > maxPathLength || match storePathRegex p == null then
-        throw ''cachixPackages: ${where}: "${p}" is not a store path (a file inside one?): list the package itself.''
+        throw ''cachixPackages: ${where}: "${cut p}" is not a store path (a file inside one?): list the package itself.''
       # A drvPath: Nix names no output .drv, so a store path that ends
       # so is a derivation's recipe, whose context would make the list
       # depend on every output of its whole build-time closure.
@@ -123,7 +126,7 @@ in
         if name == null then
           "cachix-packages"
         else if !(isString name) || !(validName name) then
-          throw ''cachixPackages: name "${toString name}" must be letters, digits and +-._?= (at most 150, not starting with "." nor ending in ".list")''
+          throw ''cachixPackages: name "${cut (toString name)}" must be letters, digits and +-._?= (at most 150, not starting with "." nor ending in ".list")''
         else
           "cachix-packages-${name}";
       targetLines =

@@ -569,6 +569,7 @@ func TestCachixPackagesRefusesPastHookBounds(t *testing.T) {
 		{"one target past MaxSize", fmt.Sprintf(`packages = %s; targets = [ %s ];`, pkgs(1), long(pkglist.MaxSize+1)), fmt.Sprintf("at most %d", pkglist.MaxSize)},
 		{"a name of 300,000", fmt.Sprintf(`packages = %s; name = %s;`, pkgs(1), long(300000)), "at most 150"},
 		{"a path of 300,000", fmt.Sprintf(`packages = [ "${builtins.head %s}${%s}" ];`, pkgs(1), long(300000)), "is not a store path"},
+		{"a string of 300,000 with no context", fmt.Sprintf(`packages = [ %s ];`, long(300000)), "is a string with no context"},
 	} {
 		expr := fmt.Sprintf("let l = %s.cachixPackages { %s }; in builtins.seq l.drvPath true", lib, tc.args)
 		_, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "-E", expr)
@@ -579,7 +580,12 @@ func TestCachixPackagesRefusesPastHookBounds(t *testing.T) {
 		case tc.want != "" && err == nil:
 			t.Errorf("cachixPackages { %s } evaluates: the hook refuses the list it builds", short)
 		case tc.want != "" && !strings.Contains(err.Error(), tc.want):
-			t.Errorf("cachixPackages { %s }: %v; want an error with %q", short, err, tc.want)
+			t.Errorf("cachixPackages { %s }: %.2000v; want an error with %q", short, err, tc.want)
+		case tc.want != "" && strings.Contains(err.Error(), strings.Repeat("x", 1000)):
+			// The message quoted the whole value: 300,000 characters
+			// of it on the terminal (the command builds it, with no
+			// such run of x).
+			t.Errorf("cachixPackages { %s }: the error quotes the value whole, want it cut: %.500v", short, err)
 		}
 	}
 }
