@@ -8,6 +8,8 @@
 let
   inherit (builtins)
     all
+    any
+    attrNames
     concatMap
     concatStringsSep
     filter
@@ -49,6 +51,23 @@ let
   # A value quoted in a message, cut: it may be a megabyte.
   cut = s: if stringLength s > 200 then substring 0 200 s + "…" else s;
 
+  # Whether the store path p (as text) is one its context names: a source
+  # (builtins.toFile, a path) itself, or an output of a derivation, whose
+  # name is the derivation's, with "-OUTPUT" but for out. (An output's
+  # hash cannot be told here without reading the .drv.) "${pkg}-extra"
+  # carries pkg's context but names a path that does not exist.
+  inContext =
+    p:
+    let
+      ctx = getContext p;
+      nameOf = s: substring (stringLength builtins.storeDir + 34) (stringLength s) s;
+      drvName = k: let n = nameOf k; in substring 0 (stringLength n - 4) n;
+      outName = k: o: if o == "out" then drvName k else "${drvName k}-${o}";
+    in
+    any (
+      k: (ctx.${k}.path or false) && k == p || any (o: outName k o == nameOf p) (ctx.${k}.outputs or [ ])
+    ) (attrNames ctx);
+
   # A package stands for its default output (outPath); `pkg.all` is the
   # list of its outputs; `pkg.dev` is that output's own derivation
   # attribute set. A string is taken only when it carries the context of
@@ -71,6 +90,8 @@ let
       # depend on every output of its whole build-time closure.
       else if match ".*[.]drv" p != null then
         throw ''cachixPackages: ${where}: "${p}" is a derivation (a .drv file), not a package: list the package itself (pkgs.hello, not pkgs.hello.drvPath).''
+      else if !inContext p then
+        throw ''cachixPackages: ${where}: "${p}" is not a store path its context names (${cut (concatStringsSep ", " (attrNames (getContext p)))}): a string made from a package ("''${pkg}-extra") names a path that does not exist. List the package itself.''
       else
         [ p ]
     else

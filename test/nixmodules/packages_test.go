@@ -426,6 +426,47 @@ func TestCachixPackagesRefusesDrvPath(t *testing.T) {
 	}
 }
 
+// cachixPackages refuses a string whose context names another store path
+// than the one it is ("${pkg}-extra"): the list then named a path that
+// does not exist, refused far from the mistake (its build, or the worker
+// dropping the path). What a package or a source is, it takes.
+func TestCachixPackagesRefusesPathNotInContext(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	pkg := fmt.Sprintf(`(derivation { name = "multi-1.0"; system = builtins.currentSystem; builder = "/bin/sh"; outputs = [ "out" "dev" ]; args = [ "-c" "exit 1" ]; salt = %q; })`, fmt.Sprint(time.Now().UnixNano()))
+	src := `(builtins.toFile "cfh-src" "x")`
+	for _, tc := range []struct {
+		p    string
+		want string // the name of the path refused; "": taken
+	}{
+		{`"${pkg}-extra"`, "multi-1.0-extra"},
+		{`"${pkg.dev}x"`, "multi-1.0-devx"},
+		{`"${pkg.drvPath}-x"`, "multi-1.0.drv-x"},
+		{`"${` + src + `}-extra"`, "cfh-src-extra"},
+		{"pkg", ""},
+		{"pkg.dev", ""},
+		{`"${pkg.dev}"`, ""},
+		{src, ""},
+		{"[ pkg " + src + " ]", ""},
+	} {
+		expr := fmt.Sprintf("let pkg = %s; l = %s.cachixPackages { packages = [ %s ]; }; in builtins.seq l.drvPath l.listedPaths", pkg, lib, tc.p)
+		out, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", "-E", expr)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("cachixPackages refused %s: %v", tc.p, err)
+		case tc.want != "" && err == nil:
+			t.Errorf("cachixPackages took %s: it lists %s", tc.p, out)
+		case tc.want != "" && (!strings.Contains(err.Error(), tc.want+`" is not`) || !strings.Contains(err.Error(), "its context")):
+			t.Errorf("cachixPackages refused %s without naming it and its context: %v", tc.p, err)
+		}
+	}
+}
+
 // cachixPackages refuses a name the hook would not read as a list's:
 // pkglist.Named takes a name ending in .list for a list's file, so
 // `name = "x.list"` built cachix-packages-x.list, which the hook, push
