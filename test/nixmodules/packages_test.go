@@ -467,6 +467,41 @@ func TestCachixPackagesRefusesPathNotInContext(t *testing.T) {
 	}
 }
 
+// cachixPackages finds each path once in work that grows as the paths
+// do, not as their square: its fold with elem copied the list kept so far
+// for each path, and a list of 100,000 paths took minutes to evaluate
+// before the bound of 10,000 refused it. Nix's own count of list elements
+// made is the work, whatever the machine's speed.
+func TestCachixPackagesUniqueNotQuadratic(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	const n = 2000
+	expr := fmt.Sprintf(`let l = %s.cachixPackages { packages = builtins.genList (i: derivation { name = "p${toString i}"; system = "cfh-test-system"; builder = "/bin/sh"; }) %d; }; in builtins.seq l.drvPath (builtins.length l.listedPaths)`, lib, n)
+	stats := filepath.Join(t.TempDir(), "stats.json")
+	out, err := run(t, append(os.Environ(), "NIX_SHOW_STATS=1", "NIX_SHOW_STATS_PATH="+stats), "nix-instantiate", "--eval", "--strict", "-E", expr)
+	if err != nil || strings.TrimSpace(out) != fmt.Sprint(n) {
+		t.Fatalf("cachixPackages of %d paths: %q, %v", n, out, err)
+	}
+	data, err := os.ReadFile(stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		List struct{ Elements int64 } `json:"list"`
+	}
+	if err := json.Unmarshal(data, &st); err != nil || st.List.Elements == 0 {
+		t.Fatalf("Nix's statistics %s: %v", data, err)
+	}
+	if st.List.Elements > 50*n {
+		t.Errorf("cachixPackages of %d paths made %d list elements, want at most %d", n, st.List.Elements, 50*n)
+	}
+}
+
 // cachixPackages refuses a name the hook would not read as a list's:
 // pkglist.Named takes a name ending in .list for a list's file, so
 // `name = "x.list"` built cachix-packages-x.list, which the hook, push
