@@ -114,7 +114,7 @@ one whose closure holds it is "denied ..., but uploaded".`,
 			summary: "check the config and print the effective configuration",
 			doc: `Load and check the config, and what it names that the worker will use (the
 token file, signing keys, cachix.bin found in your PATH, nix.bin_dir's nix
-and nix-store), by the rules the worker applies; print the effective
+and nix-store, a file:// store's directory), by the rules the worker applies; print the effective
 configuration (file plus environment overrides) and exit 0, or print every
 problem and exit 1.`,
 			flags: []flagDef{{name: "config-only", bind: switchVar(&valid.configOnly),

@@ -52,6 +52,18 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 		}
 		out = append(out, used{check: "signing key", err: err, fix: fix})
 	}
+	for _, t := range cfg.Targets {
+		// nix copy writes a file:// cache as root: the worker refuses
+		// one another user could write in.
+		if dirs := config.FileStoreDirs(t.Store); len(dirs) > 0 {
+			u := used{check: "store", ok: fmt.Sprintf("target %q writes to %s", t.Name, dirs[0])}
+			if err := config.CheckFileStore(t.Store); err != nil {
+				u.err = fmt.Errorf("target %q: %w", t.Name, err)
+				u.fix = "nix copy writes there as the user the worker runs as (root): make the directory, and each above it, writable by that user alone, or set store to a directory that is"
+			}
+			out = append(out, u)
+		}
+	}
 	if cachix {
 		out = append(out, findCachix(cfg.Cachix.Bin, path, where))
 	}

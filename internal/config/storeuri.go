@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
 // A store URI goes to `nix copy --to` in argv, which every user can read
@@ -244,4 +246,45 @@ func storeFiles(s string) []storeFile {
 		}
 	}
 	return out
+}
+
+// FileStoreDirs returns the directory of a file:// store, which nix copy
+// writes into as root, or nil for another store: as Nix 2.8 reads it
+// (everything before the '?', as written) and as later Nix does (before
+// a '?' or '#', %-decoded), each once, so that whichever Nix runs, the
+// directory it writes is the one checked.
+func FileStoreDirs(store string) []string {
+	rest, ok := strings.CutPrefix(store, "file://")
+	if !ok {
+		return nil
+	}
+	raw, _, _ := strings.Cut(rest, "?")
+	var out []string
+	add := func(d string) {
+		if d != "" && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	add(raw)
+	dec, _, _ := strings.Cut(raw, "#")
+	if d, err := url.PathUnescape(dec); err == nil {
+		add(d)
+	}
+	return out
+}
+
+// CheckFileStore applies the trust rule to the directory of a file://
+// store (FileStoreDirs) and to the subdirectories Nix writes in: nix copy
+// writes there as root, through temporary files it opens by name,
+// following links, so another user who could write there could make root
+// create or overwrite a file of their choosing. Nil for another store,
+// and for a directory not made yet below one only root can write in (Nix
+// makes it).
+func CheckFileStore(store string) error {
+	for _, dir := range FileStoreDirs(store) {
+		if err := trust.CheckWriteDir(dir, "nar", "log", "realisations", "debuginfo"); err != nil {
+			return fmt.Errorf("the file:// store's directory: %w", err)
+		}
+	}
+	return nil
 }

@@ -168,6 +168,11 @@ func (p *storePusher) Push(ctx context.Context, paths []string, out io.Writer) e
 	if err != nil {
 		return err
 	}
+	// nix copy writes a file:// cache as root: checked at each push, as
+	// the key files are, since it may change between pushes.
+	if err := config.CheckFileStore(p.store); err != nil {
+		return err
+	}
 	// config.Load refuses a URI with credentials (they would be in
 	// argv); should one get here another way, nix's output (which may
 	// quote the URI) still reaches no log with them.

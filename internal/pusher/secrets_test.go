@@ -264,3 +264,58 @@ func TestStoreURITLSKeyChecked(t *testing.T) {
 		t.Errorf("a private key: %v", err)
 	}
 }
+
+// A file:// store's directory is written by nix copy as root, through
+// temporary files it opens by name and follows: one another user can
+// write, or one they could make because the directory above it is theirs
+// to write (/tmp), let them have root write a file of their choosing.
+// nix copy ran there unchecked; now the push fails naming the directory,
+// and nix copy does not run.
+func TestFileStoreDirChecked(t *testing.T) {
+	rec := fake(t, 0)
+	bin := t.TempDir()
+	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
+	dir := t.TempDir()
+	mk := func(name string, mode os.FileMode) string {
+		d := filepath.Join(dir, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	open, sticky, ok := mk("open", 0o777), mk("sticky", os.ModeSticky|0o777), mk("ok", 0o755)
+	openNar := mk("ok2", 0o755)
+	if err := os.Mkdir(filepath.Join(openNar, "nar"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(openNar, "nar"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ store, bad string }{
+		{"file://" + open + "?compression=zstd", open},
+		{"file://" + sticky, sticky},
+		// Missing: made in a directory others can write.
+		{"file://" + sticky + "/cache", sticky},
+		{"file://" + open + "/a/b", open},
+		{"file://" + openNar, filepath.Join(openNar, "nar")},
+	} {
+		err := New(cfg, &config.Target{Name: "s", Store: c.store}).Push(context.Background(), paths, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), c.bad) || !strings.Contains(err.Error(), "writable by group or others") {
+			t.Errorf("%s: Push = %v, want the directory refused", c.store, err)
+		}
+		if _, serr := os.Stat(rec); serr == nil {
+			t.Fatalf("%s: nix copy ran into a directory others can write", c.store)
+		}
+	}
+	for _, store := range []string{"file://" + ok, "file://" + ok + "/missing/cache?compression=zstd"} {
+		if err := New(cfg, &config.Target{Name: "s", Store: store}).Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
+			t.Errorf("%s: %v", store, err)
+		}
+	}
+}

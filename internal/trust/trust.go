@@ -452,3 +452,84 @@ func absPath(p string) string {
 	}
 	return p
 }
+
+// CheckWriteDir applies the rule to a directory that a program the caller
+// runs writes into and makes when it is missing (a file:// binary cache
+// that nix copy fills, as root, through temporary files it opens by name,
+// following links): the directory itself, and each of subdirs in it that
+// exists, must be owned by root or the running user and writable by
+// nobody else, sticky or not, and so must every directory above them; one
+// that does not exist yet counts by the nearest directory above it that
+// does, whose entries nobody else may then make. Another user who could
+// write in any of them could make root create or overwrite a file of
+// their choosing.
+func CheckWriteDir(path string, subdirs ...string) error {
+	w, err := walkPath(path)
+	var pe *fs.PathError
+	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) && pe.Op == "open" {
+		// pe.Path is the real path of the first missing component: it
+		// is made in the directory above, which must then be one only
+		// root or the running user can add to.
+		above := filepath.Dir(pe.Path)
+		var st unix.Stat_t
+		if above == "/" {
+			// Where a walk cannot end: / is all there is to check.
+			if err := unix.Stat("/", &st); err != nil {
+				return fmt.Errorf("checking %s: %w", path, err)
+			}
+		} else {
+			aw, err := walkPath(above)
+			if err != nil {
+				return err
+			}
+			aw.close()
+			st, above = aw.st, aw.real
+		}
+		if e := writeDir(path, above, &st, true); e != nil {
+			e.Fix = "mkdir -p " + path + " (as the user that writes there), or choose a directory outside " + above
+			return e
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	if w.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("checking %s: %s is not a directory", path, w.real)
+	}
+	if e := writeDir(path, w.real, &w.st, false); e != nil {
+		return e
+	}
+	for _, sub := range subdirs {
+		p := strings.TrimRight(path, "/") + "/" + sub
+		sw, err := walkPath(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // made in path, which passed
+		}
+		if err != nil {
+			return err
+		}
+		sw.close()
+		if sw.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("checking %s: %s is not a directory", p, sw.real)
+		}
+		if e := writeDir(p, sw.real, &sw.st, false); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// writeDir is CheckWriteDir's rule for one directory: a sticky one others
+// can write is refused too, since what is written or made in it is by a
+// name known beforehand.
+func writeDir(path, real string, st *unix.Stat_t, parent bool) *Error {
+	mode := fileMode(st.Mode)
+	if err := checkOne(path, real, st.Uid, mode&^fs.ModeSticky, Dir, parent); err != nil {
+		e := err.(*Error)
+		e.Mode = mode
+		return e
+	}
+	return nil
+}

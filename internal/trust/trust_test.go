@@ -518,3 +518,27 @@ func TestCheckUnreadableProgram(t *testing.T) {
 		t.Errorf("Check of a program %s cannot read, loaded by %s (another user's), as %s:\n%s\nwant it refused as unreadable", prog, loader, u.Name, out)
 	}
 }
+
+// A directory root writes into and makes when missing: a missing one
+// counts by the real directory it would be made in, after links, so a
+// link of root's to a missing directory in /tmp is refused.
+func TestCheckWriteDirThroughLink(t *testing.T) {
+	d := rootDir(t)
+	open := filepath.Join(d, "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, fs.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(d, "cache")
+	if err := os.Symlink(filepath.Join(open, "missing"), link); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, CheckWriteDir(link), open, "writable by group or others", "mode 1777")
+	for _, p := range []string{filepath.Join(d, "missing", "cache"), "/cfh-test-nowhere/cache"} {
+		if err := CheckWriteDir(p, "nar"); err != nil {
+			t.Errorf("%s: a missing directory root would make in its own: %v", p, err)
+		}
+	}
+}
