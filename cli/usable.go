@@ -46,11 +46,19 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 		out = append(out, u)
 	}
 	for _, err := range cfg.CheckKeyFiles() {
-		fix := notReadableFix(err, cmd)
+		check, fix := "signing key", notReadableFix(err, cmd)
+		var ke *config.StoreKeyError
+		if errors.As(err, &ke) && ke.Private {
+			// ssh or Nix logs in with it: no signing key replaces it.
+			check = "private key"
+			if fix == "" {
+				fix = "make the key the worker's user's own (chown), readable by it alone (chmod 600), in directories only it can write, or fix the key's path"
+			}
+		}
 		if fix == "" {
 			fix = "write the key with nix-store --generate-binary-cache-key (chmod 600, owned by the user the worker runs as), or fix the key's path"
 		}
-		out = append(out, used{check: "signing key", err: err, fix: fix})
+		out = append(out, used{check: check, err: err, fix: fix})
 	}
 	for _, t := range cfg.Targets {
 		// nix copy writes a file:// cache as root: the worker refuses

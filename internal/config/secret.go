@@ -51,11 +51,23 @@ func CheckStoreKeys(store string) error {
 			_, err = ReadSecretKey(f.file)
 		}
 		if err != nil {
-			return fmt.Errorf("store's %s=: %w", f.param, err)
+			return &StoreKeyError{Param: f.param, Private: f.private(), Err: err}
 		}
 	}
 	return nil
 }
+
+// StoreKeyError is CheckStoreKeys' refusal of a file a store URI names,
+// which says whether it is a private key Nix logs in with (ssh-key=,
+// tls-private-key=) rather than a signing key, whose fix differs.
+type StoreKeyError struct {
+	Param   string // the URI's parameter: "secret-key", "ssh-key"...
+	Private bool
+	Err     error
+}
+
+func (e *StoreKeyError) Error() string { return fmt.Sprintf("store's %s=: %v", e.Param, e.Err) }
+func (e *StoreKeyError) Unwrap() error { return e.Err }
 
 // checkPrivateKey applies the trust rule for a secret to a private key
 // Nix or ssh reads, in whatever format it is.

@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+)
+
+// A store URI's ssh-key= or tls-private-key= that the trust rule refuses
+// is a private key Nix logs in with, not a signing key: validate and
+// doctor reported it as the "signing key" check, with the advice to write
+// a key with nix-store --generate-binary-cache-key, which makes no SSH or
+// TLS key.
+func TestCheckUsedPrivateKeyNotSigningKey(t *testing.T) {
+	dir := t.TempDir()
+	kf := filepath.Join(dir, "id")
+	if err := os.WriteFile(kf, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(kf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, store := range []string{"ssh-ng://nix@host?ssh-key=" + kf, "https://cache.example.org?tls-private-key=" + kf} {
+		cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: store}}}
+		cfg.Queue.Dir = filepath.Join(dir, "queue")
+		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
+		found := false
+		for _, u := range checkUsed(cfg, "", "your PATH", "validate") {
+			if u.err == nil || !strings.Contains(u.err.Error(), kf) {
+				continue
+			}
+			found = true
+			if u.check == "signing key" || strings.Contains(u.fix, "generate-binary-cache-key") {
+				t.Errorf("%s: reported as check %q, fix %q", store, u.check, u.fix)
+			}
+			if !strings.Contains(u.fix, "600") {
+				t.Errorf("%s: fix %q does not say how to mend the key", store, u.fix)
+			}
+		}
+		if !found {
+			t.Errorf("%s: the key others can read was not reported", store)
+		}
+	}
+}
