@@ -84,6 +84,10 @@ func (l *loader) pathRules(c *Config, t *Target, prefix string, m map[string]any
 			l.errorf("%s: %ssecret_key_file: must be an absolute path%s", l.whereOf(prefix, m, "secret_key_file"), prefix, notShown)
 		case t.Store != "" && t.SecretKeyFile != "" && !strings.Contains(t.Store, "://"):
 			l.errorf("%s: %ssecret_key_file: signs for binary cache stores (file://, s3://, https://...), not the local store %q", l.whereOf(prefix, m, "secret_key_file"), prefix, RedactURI(t.Store))
+		case t.SecretKeyFile != "" && storeSetsParam(t.Store, "secret-key"):
+			// pusher adds secret-key=FILE after the URI's own, and Nix
+			// keeps the first: the file would be silently ignored.
+			l.errorf("%s: %ssecret_key_file: the target's store sets secret-key= too, and Nix signs with one secret-key= only (the store's), so secret_key_file would be silently ignored; keep one of them (secret-keys=, Nix 2.29 and later, signs with each key besides)", l.whereOf(prefix, m, "secret_key_file"), prefix)
 		case t.Cache != "":
 			if _, own := m["secret_key_file"]; own {
 				l.errorf("%s: %ssecret_key_file: only store targets sign with it; a Cachix target takes cachix.signing_key_file", l.file, prefix)

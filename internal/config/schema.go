@@ -121,7 +121,7 @@ var keys = []key{
 		note: "top level only"},
 	{name: "secret_key_file", kind: kString, scope: sInherited, targetField: func(t *Target) any { return &t.SecretKeyFile },
 		only:    func(t *Target) bool { return t.Store != "" },
-		doc:     "Store targets only: sign the paths with this Nix secret key (from\n`nix-store --generate-binary-cache-key`) as they are copied, so that the\ncache's narinfo files carry Sig:. Nix is given the file's path, never its\ncontent; it must pass the same ownership and mode rules as the token file\n(owner root, mode 0600 when running as root). For a Cachix cache, see\ncachix.signing_key_file.",
+		doc:     "Store targets only: sign the paths with this Nix secret key (from\n`nix-store --generate-binary-cache-key`) as they are copied, so that the\ncache's narinfo files carry Sig:. Nix is given the file's path, never its\ncontent; it must pass the same ownership and mode rules as the token file\n(owner root, mode 0600 when running as root). Not beside a store URI's own\nsecret-key= (Nix signs with one of them only): refused. For a Cachix cache,\nsee cachix.signing_key_file.",
 		example: `"/etc/cachix-filter-hook/cache-key.sec"`, hidden: true},
 	{name: "strict", kind: kBool, scope: sTop, def: false, field: func(c *Config) any { return &c.Strict },
 		doc: "true makes the hook exit non-zero when it fails (bad config, full disk),\nwhich stops Nix from starting further builds. Default false: a failure is\nreported on the build log and the build goes on. It counts in a config\nthat is otherwise invalid, unless this file fails the trust rule; or set\nCACHIX_FILTER_HOOK_STRICT=1."},

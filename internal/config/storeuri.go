@@ -200,6 +200,17 @@ func StoreKeyFiles(s string) []string {
 	return out
 }
 
+// storeSetsParam reports whether a store URI's query sets param, as Nix
+// reads it (see StoreKeyFiles), even to an empty value.
+func storeSetsParam(s, param string) bool {
+	for _, kv := range strings.Split(rawQuery(s), "&") {
+		if name, _, ok := strings.Cut(kv, "="); ok && (name == param || paramName(name) == param) {
+			return true
+		}
+	}
+	return false
+}
+
 // storeFile is a file a store URI names, with the parameter naming it.
 type storeFile struct {
 	param, file string

@@ -323,3 +323,40 @@ func TestMisplacedURIHidesCredentials(t *testing.T) {
 		t.Errorf("from the environment: %v", err)
 	}
 }
+
+// A store URI's secret-key= and secret_key_file both name the key nix
+// copy signs with, but Nix reads one secret-key= only (the first, which
+// is the URI's): secret_key_file, added after it, was silently ignored,
+// and an empty secret-key= left the cache unsigned. The combination is
+// refused at load, naming both, never a key.
+func TestStoreSecretKeyAndSecretKeyFileRefused(t *testing.T) {
+	for _, c := range []struct{ name, conf string }{
+		{"target", "store = \"file:///srv/cache?secret-key=/etc/nix/a.sec\"\nsecret_key_file = \"/etc/nix/b.sec\"\n"},
+		{"empty", "store = \"file:///srv/cache?compression=zstd&secret-key=\"\nsecret_key_file = \"/etc/nix/b.sec\"\n"},
+		{"encoded", "store = \"file:///srv/cache?secret%2Dkey=/etc/nix/a.sec\"\nsecret_key_file = \"/etc/nix/b.sec\"\n"},
+		{"inherited", "secret_key_file = \"/etc/nix/b.sec\"\n[[target]]\nstore = \"file:///srv/cache?secret-key=/etc/nix/a.sec\"\nallow = [\"*\"]\n"},
+	} {
+		isolate(t)
+		file := write(t, filepath.Join(t.TempDir(), "hook.conf"), c.conf+"allow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
+		if c.name == "inherited" {
+			file = write(t, file, c.conf+"[queue]\ndir = \"/q\"\n")
+		}
+		_, err := Load(file)
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+			continue
+		}
+		for _, want := range []string{file, "secret_key_file", "secret-key="} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error lacks %q: %v", c.name, want, err)
+			}
+		}
+	}
+	// secret-keys= (Nix 2.29 and later) signs with each key as well as
+	// secret-key's: both are used.
+	isolate(t)
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), "store = \"file:///srv/cache?secret-keys=/etc/nix/a.sec\"\nsecret_key_file = \"/etc/nix/b.sec\"\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
+	if _, err := Load(file); err != nil {
+		t.Errorf("secret-keys= with secret_key_file: %v", err)
+	}
+}
