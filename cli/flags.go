@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +53,30 @@ func stringVar(p *string) func(*pflag.FlagSet, *flagDef) {
 
 func intVar(p *int) func(*pflag.FlagSet, *flagDef) {
 	return func(fs *pflag.FlagSet, d *flagDef) { fs.IntVarP(p, d.name, shortName(d), *p, d.help) }
+}
+
+// givenIntVar binds an integer flag and records in set whether it was
+// given, for a flag whose 0 means something other than its absence.
+func givenIntVar(p *int, set *bool) func(*pflag.FlagSet, *flagDef) {
+	return func(fs *pflag.FlagSet, d *flagDef) {
+		fs.VarP(&givenInt{p, set}, d.name, shortName(d), d.help)
+	}
+}
+
+type givenInt struct {
+	p   *int
+	set *bool
+}
+
+func (g *givenInt) String() string { return strconv.Itoa(*g.p) }
+func (g *givenInt) Type() string   { return "int" }
+func (g *givenInt) Set(s string) error {
+	n, err := strconv.ParseInt(s, 0, strconv.IntSize)
+	if err != nil {
+		return err
+	}
+	*g.p, *g.set = int(n), true
+	return nil
 }
 
 // durationVar binds a duration flag whose default is def.

@@ -28,13 +28,16 @@ type pinFlags struct {
 	name            string
 	days, revisions int
 	forever         bool
+	// Whether --keep-days and --keep-revisions were given: 0 is no
+	// number of either to keep, not "not given".
+	daysSet, revisionsSet bool
 }
 
 func (pf *pinFlags) defs() []flagDef {
 	return []flagDef{
 		{name: "pin", arg: "NAME", bind: stringVar(&pf.name), help: "pin each root given (not its closure) as NAME in every Cachix target that pushes it, once its closure is there; {host} and {target} in NAME are replaced"},
-		{name: "keep-revisions", arg: "N", bind: intVar(&pf.revisions), help: "with --pin, Cachix keeps the pin's last N revisions"},
-		{name: "keep-days", arg: "N", bind: intVar(&pf.days), help: "with --pin, Cachix keeps the pin's revisions for N days"},
+		{name: "keep-revisions", arg: "N", bind: givenIntVar(&pf.revisions, &pf.revisionsSet), help: "with --pin, Cachix keeps the pin's last N revisions"},
+		{name: "keep-days", arg: "N", bind: givenIntVar(&pf.days, &pf.daysSet), help: "with --pin, Cachix keeps the pin's revisions for N days"},
 		{name: "keep-forever", bind: switchVar(&pf.forever), help: "with --pin, Cachix keeps every revision of the pin"},
 	}
 }
@@ -43,7 +46,7 @@ func (pf *pinFlags) defs() []flagDef {
 func (pf *pinFlags) keep() (queue.Keep, string) {
 	k := queue.Keep{Days: pf.days, Revisions: pf.revisions, Forever: pf.forever}
 	n := 0
-	for _, set := range []bool{k.Days != 0, k.Revisions != 0, k.Forever} {
+	for _, set := range []bool{pf.daysSet, pf.revisionsSet, k.Forever} {
 		if set {
 			n++
 		}
@@ -53,7 +56,7 @@ func (pf *pinFlags) keep() (queue.Keep, string) {
 		return k, "--keep-days, --keep-revisions and --keep-forever go with --pin NAME"
 	case n > 1:
 		return k, "--keep-days, --keep-revisions and --keep-forever exclude each other (as in cachix pin)"
-	case k.Days < 0 || k.Revisions < 0:
+	case pf.daysSet && k.Days < 1 || pf.revisionsSet && k.Revisions < 1:
 		return k, "--keep-days and --keep-revisions take a number above 0"
 	}
 	if pf.name != "" {
