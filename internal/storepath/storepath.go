@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultStoreDir is Nix's store directory unless NIX_STORE_DIR says
@@ -195,12 +198,24 @@ func Resolve(storeDir, arg string) (Path, error) {
 	// typo, a path not built.
 	_, lerr := os.Lstat(arg)
 	if _, perr := Parse(filepath.Dir(abs), abs); errors.Is(lerr, os.ErrNotExist) && perr != nil {
-		return Path{}, fmt.Errorf("%s: no such file or directory (give a store path, a file in one, or a symlink into %s such as ./result)", arg, storeDir)
+		return Path{}, fmt.Errorf("%s: no such file or directory (give a store path, a file in one, or a symlink into %s such as ./result)", quoteOdd(arg), storeDir)
 	}
+	// Where links lead is chosen by whoever made them: quoted when it
+	// could break or redraw the line it is shown on.
 	if evalErr != nil {
-		return Path{}, fmt.Errorf("%s is outside the Nix store %s (%w)", arg, storeDir, evalErr)
+		return Path{}, fmt.Errorf("%s is outside the Nix store %s (%s)", quoteOdd(arg), storeDir, quoteOdd(evalErr.Error()))
 	}
-	return Path{}, fmt.Errorf("%s is outside the Nix store %s (it resolves to %s)", arg, storeDir, abs)
+	return Path{}, fmt.Errorf("%s is outside the Nix store %s (it resolves to %s)", quoteOdd(arg), storeDir, quoteOdd(abs))
+}
+
+// quoteOdd quotes s, as Go does, when it holds a character that is not
+// printable (a line break, an escape) or is not UTF-8, and leaves it as
+// it is otherwise.
+func quoteOdd(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // followLinks follows a chain of symlinks as far as it exists, or, when

@@ -306,3 +306,25 @@ func TestStringAfterChange(t *testing.T) {
 		}
 	}
 }
+
+// Whoever made a symlink chooses where it leads: a target holding a line
+// break or a terminal escape was printed as it is in Resolve's error
+// (cli's errorf keeps line breaks, which its messages use), so that a
+// link's owner could forge a line of output. The argument and where it
+// leads are quoted when they hold such characters.
+func TestResolveErrorQuotesLinkTarget(t *testing.T) {
+	root, store := fakeStore(t)
+	forged := "x\ncachix-filter-hook: queued 1 of 1 paths\x1b[2K"
+	must(t, os.Mkdir(filepath.Join(root, forged), 0o755))
+	must(t, os.Symlink(filepath.Join(root, forged), filepath.Join(root, "to-dir")))
+	must(t, os.Symlink(filepath.Join(root, forged, "missing"), filepath.Join(root, "dangling")))
+	for _, in := range []string{filepath.Join(root, "to-dir"), filepath.Join(root, "dangling"), filepath.Join(root, "to-dir") + "/missing\nforged"} {
+		_, err := storepath.Resolve(store, in)
+		if err == nil {
+			t.Fatalf("Resolve(%q) succeeded", in)
+		}
+		if strings.ContainsAny(err.Error(), "\n\x1b") {
+			t.Errorf("Resolve(%q): the error holds a line break or an escape: %q", in, err)
+		}
+	}
+}
