@@ -415,7 +415,8 @@ func withinRoots(g *pathfacts.Gatherer, roots, paths []storepath.Path, closure b
 }
 
 // waitPushed waits until the pairs push or watch-exec queued have left the
-// queue (see waitQueue), at most timeout.
+// queue (see waitQueue), at most timeout; without one (0 or less), until
+// every entry left has failed and waits for its back-off, as wait does.
 func (e *env) waitPushed(c *config.Config, pairs []queue.Pair, pins []string, since time.Time, follow *history.Follower, timeout time.Duration, quiet bool) waitResult {
 	q, err := queue.Open(c.Queue.Dir)
 	if err != nil {
@@ -425,7 +426,8 @@ func (e *env) waitPushed(c *config.Config, pairs []queue.Pair, pins []string, si
 	if pairs == nil {
 		pairs = []queue.Pair{} // pins only: not the whole queue
 	}
-	return e.waitQueue(c, q, waitSpec{pairs: pairs, pins: pins, since: since, follow: follow, timeout: timeout, quiet: quiet})
+	return e.waitQueue(c, q, waitSpec{pairs: pairs, pins: pins, since: since, follow: follow, timeout: timeout, quiet: quiet,
+		giveUpFailing: timeout <= 0, waitOn: "--timeout DUR waits on"})
 }
 
 // pushedTo tells whether a path went to a target before: recorded itself,

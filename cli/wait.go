@@ -48,7 +48,7 @@ type waitSpec struct {
 	// since is when the pairs were queued: drops recorded before are
 	// not theirs.
 	since   time.Time
-	timeout time.Duration // 0: no limit
+	timeout time.Duration // 0 or less: no limit
 	quiet   bool
 	// follow, when set, reads the history from before the pairs were
 	// queued: a worker already running can push them before the wait
@@ -58,6 +58,9 @@ type waitSpec struct {
 	// only waits for its back-off: nothing changes until it ends, and a
 	// target that keeps failing would hold the caller forever.
 	giveUpFailing bool
+	// waitOn says how to wait on instead, when it gives up; "": wait's
+	// --keep-trying.
+	waitOn string
 }
 
 // waitFlags are the options of push and watch-exec that wait for what
@@ -72,7 +75,7 @@ type waitFlags struct {
 func (w *waitFlags) defs(waitDoc, quietDoc string) []flagDef {
 	return []flagDef{
 		{name: "wait", bind: switchVar(&w.wait), help: waitDoc},
-		{name: "timeout", arg: "DUR", bind: durationVar(&w.timeout, 10*time.Minute), help: "with --wait, give up after DUR"},
+		{name: "timeout", arg: "DUR", bind: durationVar(&w.timeout, 10*time.Minute), help: "with --wait, give up after DUR; 0: no limit, but give up once every path left has failed and waits for a retry, as wait without --timeout"},
 		{name: "quiet", short: 'q', bind: switchVar(&w.quiet), help: quietDoc},
 	}
 }
@@ -236,7 +239,11 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			case pins > 0:
 				what = "every path and pin left has"
 			}
-			e.errorf("%s failed and waits for a retry; not waiting for it (--keep-trying waits on):", what)
+			waitOn := spec.waitOn
+			if waitOn == "" {
+				waitOn = "--keep-trying waits on"
+			}
+			e.errorf("%s failed and waits for a retry; not waiting for it (%s):", what, waitOn)
 			left.report(e)
 			ruled, lost := prog.finish()
 			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}
@@ -297,11 +304,11 @@ type leftInQueue struct {
 	c     *config.Config
 	q     *queue.Queue
 	pairs []queue.Pair // pairs mode: those still queued
-	// Whole-queue mode: the keys that may hold a retry state (queue.Keys'
+	// The keys waited for that may hold a retry state (queue.Keys'
 	// stated: files in entries/, and the bulk files the worker wrote a
 	// failed batch to; see failingCheck), whether any other bulk file
-	// holds an entry waited for, and how many entries belong to targets
-	// no longer configured.
+	// holds an entry waited for, and (whole-queue mode) how many entries
+	// belong to targets no longer configured.
 	stated  []string
 	inBulk  bool
 	orphans int
@@ -322,12 +329,25 @@ func (l *leftInQueue) count() (int, error) {
 				queued[k] = true
 			}
 		}
+		inStated := make(map[string]bool, len(stated))
+		for _, k := range stated {
+			inStated[k] = true
+		}
 		// Never nil: a nil pairs is the whole queue, and push --pin
 		// --wait, its pairs gone, still waits for its pins.
 		still := []queue.Pair{}
+		// Of the stated keys, the pairs' alone (failingCheck reads
+		// each); and whether one is in a bulk file without a retry
+		// state, which has not failed.
+		l.stated, l.inBulk = nil, false
 		for _, p := range l.pairs {
-			if queued[queue.Key(p.Target, p.Path)] {
+			if k := queue.Key(p.Target, p.Path); queued[k] {
 				still = append(still, p)
+				if inStated[k] {
+					l.stated = append(l.stated, k)
+				} else {
+					l.inBulk = true
+				}
 			}
 		}
 		l.pairs = still
@@ -369,12 +389,9 @@ func (l *leftInQueue) waitedFor(en *queue.Entry) bool {
 	if l.pairs == nil {
 		return l.c.Target(en.Target) != nil
 	}
-	for _, p := range l.pairs {
-		if p.Target == en.Target && p.Path.String() == en.Path {
-			return true
-		}
-	}
-	return false
+	// stated holds the pairs' keys alone (count): no search of every
+	// pair for each entry, which a closure's thousands made quadratic.
+	return true
 }
 
 // report lists what is left: each pair with its last error, or the
@@ -422,7 +439,7 @@ func runWait(e *env, o *waitOptions) int {
 	if !ok {
 		return exitError
 	}
-	r := e.waitQueue(c, q, waitSpec{timeout: o.timeout, quiet: o.quiet, giveUpFailing: o.timeout == 0 && !o.keepTrying})
+	r := e.waitQueue(c, q, waitSpec{timeout: o.timeout, quiet: o.quiet, giveUpFailing: o.timeout <= 0 && !o.keepTrying})
 	return r.exitCode(o.failOnDrop)
 }
 
