@@ -48,9 +48,17 @@ func TestRunBisectsLargeFailingBatch(t *testing.T) {
 	}
 	calls, _ := f.Calls()
 	// 2 whole, then per halving level one failing and one good half:
-	// about 2 + 2*log2(1000) = 22.
-	if len(calls) > 24 {
-		t.Errorf("%d pusher calls to isolate one bad path among 1,000, want at most 24", len(calls))
+	// about 2 + 2*log2(1000) = 22. The bad path alone counts once: its
+	// back-off is shorter than a round on a loaded machine, so it may be
+	// tried again before Run(Once) returns (ci17b saw 4 such retries).
+	isolating := 1
+	for _, c := range calls {
+		if !slices.Equal(c, []string{bad}) {
+			isolating++
+		}
+	}
+	if isolating > 24 {
+		t.Errorf("%d pusher calls to isolate one bad path among 1,000, want at most 24: %d calls in all", isolating, len(calls))
 	}
 	pushedPaths := map[string]bool{}
 	_, errs := f.Calls()
