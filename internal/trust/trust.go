@@ -35,6 +35,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -488,6 +489,17 @@ func CheckWriteDir(path string, subdirs ...string) error {
 		if e := writeDir(path, above, &st, true); e != nil {
 			e.Fix = "mkdir -p " + path + " (as the user that writes there), or choose a directory outside " + above
 			return e
+		}
+		// What is left may climb out of the directories to be made
+		// (missing/../open): made as the kernel resolves it, each
+		// missing one first, it leads where it reads once cleaned,
+		// which is checked in turn.
+		var oe *openError
+		if errors.As(err, &oe) && slices.Contains(oe.rest, "..") {
+			to := filepath.Join(pe.Path, strings.Join(oe.rest, "/"))
+			if err := CheckWriteDir(to, subdirs...); err != nil {
+				return fmt.Errorf("checking %s, which leads to %s: %w", path, to, err)
+			}
 		}
 		return nil
 	}

@@ -542,3 +542,30 @@ func TestCheckWriteDirThroughLink(t *testing.T) {
 		}
 	}
 }
+
+// A path that climbs out of a directory not made yet (missing/..) is
+// made by Nix as the kernel resolves it, each missing directory made
+// first: /d/missing/../open/x is /d/open/x. It counts by where it leads,
+// so one leading into a directory others can write is refused, written
+// so or through a link of root's.
+func TestCheckWriteDirDotDotBelowMissing(t *testing.T) {
+	d := rootDir(t)
+	open := filepath.Join(d, "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, fs.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(d, "cache")
+	if err := os.Symlink("missing/../open/x", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(d, "missing") + "/../open/x", d + "/missing/a/../../open/x", link} {
+		mustRefuse(t, CheckWriteDir(p, "nar"), open, "writable by group or others")
+	}
+	// Where it leads is made in a directory of root's alone: accepted.
+	if err := CheckWriteDir(filepath.Join(d, "missing")+"/../new/x", "nar"); err != nil {
+		t.Errorf("a path made in root's own directory: %v", err)
+	}
+}

@@ -121,7 +121,7 @@ func walk(path, abs string) (*walked, error) {
 		next := filepath.Join(parent.real, c)
 		fd, err := unix.Openat(parent.fd, c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, fail(&fs.PathError{Op: "open", Path: next, Err: err})
+			return nil, fail(&openError{PathError: &fs.PathError{Op: "open", Path: next, Err: err}, rest: todo})
 		}
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
@@ -164,6 +164,16 @@ func walk(path, abs string) (*walked, error) {
 		}
 	}
 }
+
+// openError is walk's failure to open a component: Path is its real
+// path, and rest what the walk had left to resolve after it (a link's
+// target included), for CheckWriteDir.
+type openError struct {
+	*fs.PathError
+	rest []string
+}
+
+func (e *openError) Unwrap() error { return e.PathError }
 
 // readLink reads the target of the symlink open (O_PATH) as fd.
 func readLink(fd int) (string, error) {
