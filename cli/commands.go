@@ -218,8 +218,10 @@ needed. The store is shared: a path another user builds meanwhile is seen
 too, and goes up only if your rules select it. Unlike the hook it also
 sees substituted paths. Paths added to the store as they are (nix-store
 --add, builtins.path: no deriver, no signature), which may be anybody's
-files, are left out unless --include-added. Exits with COMMAND's status,
-or 1 when a signal came before COMMAND started (it is not started then).
+files, are left out unless --include-added. Exits with COMMAND's status
+(127 when it is not found, 126 when it cannot be run), or 1 without
+running it when the config does not load, the store cannot be watched or
+a signal came before COMMAND started.
 The flags of watch-exec come before COMMAND; what follows COMMAND is its
 own.`,
 			flags: append(watch.defs("wait until the queued paths are pushed (failures are reported, the exit status stays COMMAND's)",

@@ -11,7 +11,7 @@ import (
 
 // manDate is the man page's date: when what it says last changed (update
 // it with the text; the test cannot tell).
-const manDate = "2026-12-05"
+const manDate = "2026-12-07"
 
 func runMan(e *env) int {
 	writeMan(e.stdout, e.commands(), e)
@@ -161,7 +161,9 @@ The store directory, when it is not /nix/store.
 pushed (it failed, was lost or was still queued at the timeout; with
 \-\-fail\-on\-drop, also one the rules left out) or a pin was given up
 on, and 1 only for an error of the command itself;
-watch\-exec exits with its command's status.
+watch\-exec exits with its command's status (127 when it is not found,
+126 when it cannot be run), or 1 without running it when the config does
+not load, the store cannot be watched or a signal came before it started.
 The hook exits 0 whatever happens, unless strict = true.
 .SH SEE ALSO
 .BR nix.conf (5),

@@ -78,6 +78,13 @@ func TestManPageExitStatus(t *testing.T) {
 	if !strings.Contains(section, "wait") {
 		t.Errorf("EXIT STATUS says nothing of wait:\n%s", section)
 	}
+	// watch-exec's own: runCommand's 127 and 126, and the 1 of a
+	// command not run (it said only "its command's status").
+	for _, s := range []string{`watch\-exec`, "127", "126", "signal came before"} {
+		if !strings.Contains(section, s) {
+			t.Errorf("EXIT STATUS does not say %q of watch-exec:\n%s", s, section)
+		}
+	}
 }
 
 // The man page says which commands take --config: it said every command
