@@ -113,8 +113,9 @@ one whose closure holds it is "denied ..., but uploaded".`,
 			noArgs:  "to check a file, run: cachix-filter-hook validate --config %s",
 			summary: "check the config and print the effective configuration",
 			doc: `Load and check the config, and what it names that the worker will use (the
-token file, signing keys, cachix.bin found in your PATH, nix.bin_dir's nix
-and nix-store, a file:// store's directory), by the rules the worker applies; print the effective
+token file, signing keys, the private keys of a store URI's ssh-key= and
+tls-private-key=, cachix.bin found in your PATH, nix.bin_dir's nix and
+nix-store, a file:// store's directory), by the rules the worker applies; print the effective
 configuration (file plus environment overrides) and exit 0, or print every
 problem and exit 1.`,
 			flags: []flagDef{{name: "config-only", bind: switchVar(&valid.configOnly),
