@@ -83,7 +83,7 @@ var keys = []key{
 		only: func(t *Target) bool { return t.Cache != "" }, example: `"mycache"`},
 	{name: "store", kind: kString, scope: sTarget, targetField: func(t *Target) any { return &t.Store },
 		only: func(t *Target) bool { return t.Cache == "" }, show: func(v any) string { return quoteTOML(RedactURI(v.(string))) },
-		doc:     "A store URI must carry no credentials (https://user:password@host,\n?token=..., ?aws_secret_access_key=...): nix copy gets it in argv, which\nevery user can read. Put them in Nix's netrc file (netrc-file in\nnix.conf) or, for s3, in an AWS profile (s3://bucket?profile=NAME).",
+		doc:     "A store URI must carry no credentials (https://user:password@host,\n?token=..., ?aws_secret_access_key=...): nix copy gets it in argv, which\nevery user can read. Put them in Nix's netrc file (netrc-file in\nnix.conf) or, for s3, in an AWS profile (s3://bucket?profile=NAME).\nThe files its secret-key=, secret-keys=, ssh-key= and tls-private-key=\nname must be absolute paths and pass the token file's rules, and a\nfile:/// directory must be owned and writable by the worker's user\n(root) alone, as the directories above it: the worker refuses to push\notherwise, as validate says.",
 		example: `"file:///var/cache/nix"`, hidden: true},
 	{name: "allow", kind: kList, scope: sTarget, targetField: func(t *Target) any { return &t.Allow },
 		example: `["hello-*"]`, defDoc: "[] (push nothing)"},
