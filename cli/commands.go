@@ -124,7 +124,8 @@ problem and exit 1.`,
 		{name: "doctor", run: func(e *env) int { return runDoctor(e, doctor.json) },
 			summary: "check that the hook is set and everything it needs is in place",
 			doc: `Check that everything the hook needs is in place: the post-build-hook Nix
-uses, Nix's version and its known hook bugs, the config, the token,
+uses, Nix's version and its known hook bugs, the config, the token, the
+signing and private keys and file:// directories the targets name,
 cachix as nix-daemon finds it, the queue, the worker, and whether you are a
 trusted user. One line per check: ok, warning or problem, with the fix.
 Exit 1 when there is a problem.`,

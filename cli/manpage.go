@@ -139,8 +139,9 @@ A user's config, looked up before /etc/cachix\-filter\-hook/hook.conf
 (for push, watch\-exec and home\-manager).
 .TP
 .I /var/lib/cachix\-filter\-hook
-The queue of the hook run as root (queue.dir): entries/, dropped/,
-pushed/, history.jsonl (what log prints) and worker.log.
+The queue of the hook run as root (queue.dir): entries/ and bulk/ (what
+waits), pins/, dropped/ and corrupt/ (what was given up on or set aside),
+pushed/, history.jsonl (what log prints), state.json and worker.log.
 .SH ENVIRONMENT
 .TP
 .B CACHIX_FILTER_HOOK_CONFIG
