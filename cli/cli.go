@@ -229,17 +229,20 @@ func (e *env) errorf(format string, args ...any) {
 
 // escapeControls writes the control characters of s as \xNN (C0 but tab
 // and newline, which messages use, and DEL) or \u00NN (C1), as the
-// pusher's output is escaped.
+// pusher's output is escaped, and a byte that is not UTF-8 as \xNN: on a
+// terminal not set to UTF-8, 0x9b alone is a C1 control (CSI).
 func escapeControls(s string) string {
-	if !strings.ContainsFunc(s, isControl) {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, isControl) {
 		return s
 	}
 	var b strings.Builder
 	for len(s) > 0 {
 		r, size := utf8.DecodeRuneInString(s)
 		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
 		case !isControl(r):
-			b.WriteString(s[:size]) // as it is, invalid UTF-8 too
+			b.WriteString(s[:size])
 		case r < 0x80:
 			fmt.Fprintf(&b, `\x%02x`, r)
 		default:
