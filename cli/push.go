@@ -66,7 +66,7 @@ func runPush(e *env, o *pushOptions) int {
 		p, err := storepath.Resolve(storeDir, a)
 		if err == nil {
 			if _, serr := os.Lstat(p.String()); errors.Is(serr, fs.ErrNotExist) {
-				err = fmt.Errorf("%s: %s is not in the store (not built, or garbage-collected)", a, p)
+				err = fmt.Errorf("%s: %s is not in the store (not built, or garbage-collected)", storepath.QuoteOdd(a), p)
 			}
 		}
 		if err != nil {

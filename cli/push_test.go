@@ -196,3 +196,20 @@ func TestPushPinPushedRootRulesApply(t *testing.T) {
 		}
 	}
 }
+
+// push of a path inside a store path that is not there printed the
+// argument with %s, and errorf keeps line breaks: an argument holding one
+// (a name under ./result that another user chose) forged a line of
+// output. It is quoted, as Resolve's errors quote it.
+func TestPushMissingPathQuotesArgument(t *testing.T) {
+	store := t.TempDir()
+	t.Setenv("NIX_STORE_DIR", store)
+	_, file := mainQueue(t)
+	arg := filepath.Join(store, "a0000000000000000000000000000000-app-1.0", "x\ncachix-filter-hook: queued 1 of 1 paths")
+	var out, errs bytes.Buffer
+	e := &env{ctx: context.Background(), configFlag: file, args: []string{arg}, stdout: &out, stderr: &errs}
+	st := runPush(e, &pushOptions{dryRun: true})
+	if st != 1 || strings.Count(errs.String(), "\n") != 1 || !strings.Contains(errs.String(), "is not in the store") {
+		t.Errorf("push exited %d, said:\n%q", st, errs.String())
+	}
+}

@@ -198,20 +198,20 @@ func Resolve(storeDir, arg string) (Path, error) {
 	// typo, a path not built.
 	_, lerr := os.Lstat(arg)
 	if _, perr := Parse(filepath.Dir(abs), abs); errors.Is(lerr, os.ErrNotExist) && perr != nil {
-		return Path{}, fmt.Errorf("%s: no such file or directory (give a store path, a file in one, or a symlink into %s such as ./result)", quoteOdd(arg), storeDir)
+		return Path{}, fmt.Errorf("%s: no such file or directory (give a store path, a file in one, or a symlink into %s such as ./result)", QuoteOdd(arg), storeDir)
 	}
 	// Where links lead is chosen by whoever made them: quoted when it
 	// could break or redraw the line it is shown on.
 	if evalErr != nil {
-		return Path{}, fmt.Errorf("%s is outside the Nix store %s (%s)", quoteOdd(arg), storeDir, quoteOdd(evalErr.Error()))
+		return Path{}, fmt.Errorf("%s is outside the Nix store %s (%s)", QuoteOdd(arg), storeDir, QuoteOdd(evalErr.Error()))
 	}
-	return Path{}, fmt.Errorf("%s is outside the Nix store %s (it resolves to %s)", quoteOdd(arg), storeDir, quoteOdd(abs))
+	return Path{}, fmt.Errorf("%s is outside the Nix store %s (it resolves to %s)", QuoteOdd(arg), storeDir, QuoteOdd(abs))
 }
 
-// quoteOdd quotes s, as Go does, when it holds a character that is not
+// QuoteOdd quotes s, as Go does, when it holds a character that is not
 // printable (a line break, an escape) or is not UTF-8, and leaves it as
 // it is otherwise.
-func quoteOdd(s string) string {
+func QuoteOdd(s string) string {
 	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 		return strconv.Quote(s)
 	}
