@@ -61,9 +61,13 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 		out = append(out, used{check: check, err: err, fix: fix})
 	}
 	for _, t := range cfg.Targets {
-		// nix copy writes a file:// cache as root: the worker refuses
-		// one another user could write in.
-		if dirs := config.FileStoreDirs(t.Store); len(dirs) > 0 {
+		// nix copy writes a file:// cache or a local store as root: the
+		// worker refuses one another user could write in.
+		dirs := config.FileStoreDirs(t.Store)
+		if len(dirs) == 0 {
+			dirs, _ = config.LocalStoreDirs(t.Store)
+		}
+		if len(dirs) > 0 {
 			u := used{check: "store", ok: fmt.Sprintf("target %q writes to %s", t.Name, dirs[0])}
 			if err := config.CheckFileStore(t.Store); err != nil {
 				u.err = fmt.Errorf("target %q: %w", t.Name, err)

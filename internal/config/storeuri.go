@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"slices"
 	"sort"
@@ -284,17 +286,94 @@ func FileStoreDirs(store string) []string {
 	return out
 }
 
+// LocalStoreDirs returns the directories a local Nix store writes in, as
+// root when nix copy opens it: the root of a store given as a path
+// (/srv/store, which Nix takes as local?root=/srv/store), of local:// or
+// local-overlay:// (its path, or root=), and those named by state=, log=
+// and upper-layer=; then, apart, those named by store= and real=, the
+// store directory itself, which Nix makes root:nixbld 1775 as
+// /nix/store is. Each as written and %-decoded, once, since Nix 2.18 and
+// later Nix read a path differently (2.18 prefers the path to root=,
+// later Nix root=). Nil for another store.
+func LocalStoreDirs(store string) (dirs, storeDirs []string) {
+	base, _, _ := strings.Cut(store, "?")
+	var roots []string
+	switch {
+	case strings.HasPrefix(store, "/"):
+		roots = []string{base}
+	case strings.HasPrefix(store, "local://"), strings.HasPrefix(store, "local-overlay://"):
+		_, p, _ := strings.Cut(base, "://")
+		p, _, _ = strings.Cut(p, "#")
+		roots = []string{p}
+		if d, err := url.PathUnescape(p); err == nil {
+			roots = append(roots, d)
+		}
+	default:
+		return nil, nil
+	}
+	add := func(out *[]string, d string) {
+		// Nix takes absolute paths only.
+		if strings.HasPrefix(d, "/") && !slices.Contains(*out, d) {
+			*out = append(*out, d)
+		}
+	}
+	for _, r := range roots {
+		add(&dirs, r)
+	}
+	for _, kv := range strings.Split(rawQuery(store), "&") {
+		name, raw, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		values := []string{raw}
+		if d, err := url.PathUnescape(raw); err == nil {
+			values = append(values, d)
+		}
+		for _, v := range values {
+			switch paramName(name) {
+			case "root", "state", "log", "upper-layer":
+				add(&dirs, v)
+			case "store", "real":
+				add(&storeDirs, v)
+			}
+		}
+	}
+	return dirs, storeDirs
+}
+
 // CheckFileStore applies the trust rule to the directory of a file://
 // store (FileStoreDirs) and to the subdirectories Nix writes in: nix copy
 // writes there as root, through temporary files it opens by name,
 // following links, so another user who could write there could make root
-// create or overwrite a file of their choosing. Nil for another store,
-// and for a directory not made yet below one only root can write in (Nix
-// makes it).
+// create or overwrite a file of their choosing. So too for a local store
+// (LocalStoreDirs), a whole Nix store root makes files, links and its
+// database in; its store directory may be what Nix makes it, as
+// /nix/store: root's, sticky and writable by the build users' group.
+// Nil for another store, and for a directory not made yet below one only
+// root can write in (Nix makes it).
 func CheckFileStore(store string) error {
 	for _, dir := range FileStoreDirs(store) {
 		if err := trust.CheckWriteDir(dir, "nar", "log", "realisations", "debuginfo"); err != nil {
 			return fmt.Errorf("the file:// store's directory: %w", err)
+		}
+	}
+	dirs, storeDirs := LocalStoreDirs(store)
+	for _, dir := range dirs {
+		if err := trust.CheckWriteDir(dir); err != nil {
+			return fmt.Errorf("the local store's directory: %w", err)
+		}
+	}
+	for _, dir := range storeDirs {
+		err := trust.CheckWriteDir(dir)
+		// Nix makes its store directory root's, sticky and writable by
+		// the build users' group (1775), as /nix/store: nobody else may
+		// add to it.
+		var te *trust.Error
+		if errors.As(err, &te) && !te.Parent && !te.Link && te.Uid == 0 && te.Mode&fs.ModeSticky != 0 && te.Mode.Perm()&0o002 == 0 {
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("the local store's store directory: %w", err)
 		}
 	}
 	return nil

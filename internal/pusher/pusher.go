@@ -168,8 +168,9 @@ func (p *storePusher) Push(ctx context.Context, paths []string, out io.Writer) e
 	if err != nil {
 		return err
 	}
-	// nix copy writes a file:// cache as root: checked at each push, as
-	// the key files are, since it may change between pushes.
+	// nix copy writes a file:// cache or a local store as root: checked
+	// at each push, as the key files are, since it may change between
+	// pushes.
 	if err := config.CheckFileStore(p.store); err != nil {
 		return err
 	}

@@ -319,3 +319,58 @@ func TestFileStoreDirChecked(t *testing.T) {
 		}
 	}
 }
+
+// A local store (a plain path, local://, or root=, state=, log=, store=,
+// real= in its query) is a whole Nix store that nix copy writes as root:
+// files, links, its database. Only file:// stores were checked, so a
+// directory another user can write (or make) had root write there; now
+// the push fails naming it, and nix copy does not run.
+func TestLocalStoreDirChecked(t *testing.T) {
+	rec := fake(t, 0)
+	bin := t.TempDir()
+	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
+	dir := t.TempDir()
+	mk := func(name string, mode os.FileMode) string {
+		d := filepath.Join(dir, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	open, sticky, ok := mk("open", 0o777), mk("sticky", os.ModeSticky|0o777), mk("ok", 0o755)
+	for _, c := range []struct{ store, bad string }{
+		{open + "?compression=zstd", open},
+		{sticky + "/store", sticky},
+		{"local://" + open, open},
+		{"local://" + strings.ReplaceAll(open, "/", "%2F"), open},
+		{ok + "?root=" + open, open},
+		{"local://" + ok + "?state=" + open, open},
+		{"local://" + ok + "?log=" + open + "/log", open},
+		{"local://" + ok + "?real=" + open, open},
+		{"local://" + ok + "?store=" + sticky, sticky},
+	} {
+		err := New(cfg, &config.Target{Name: "s", Store: c.store}).Push(context.Background(), paths, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), c.bad) || !strings.Contains(err.Error(), "writable by group or others") {
+			t.Errorf("%s: Push = %v, want the directory refused", c.store, err)
+		}
+		if _, serr := os.Stat(rec); serr == nil {
+			t.Fatalf("%s: nix copy ran into a directory others can write", c.store)
+		}
+	}
+	stores := []string{ok, ok + "/missing/root?state=" + ok}
+	if os.Geteuid() == 0 {
+		// The store directory as Nix makes it, /nix/store's mode.
+		stores = append(stores, "local://"+ok+"?real="+mk("nixstore", os.ModeSticky|0o775))
+	}
+	for _, store := range stores {
+		if err := New(cfg, &config.Target{Name: "s", Store: store}).Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
+			t.Errorf("%s: %v", store, err)
+		}
+	}
+}
