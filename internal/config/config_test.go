@@ -432,6 +432,9 @@ func TestBadInput(t *testing.T) {
 		{"bad cache name", "cache = \"my cache\"\nallow = [\"*\"]\n", []string{`cache: "my cache" is not a cache name`}},
 		{"option-like cache name", "cache = \"-h\"\nallow = [\"*\"]\n", []string{`cache: "-h" is not a cache name`}},
 		{"bad store", "store = \"relative/dir\"\nallow = [\"*\"]\n", []string{`store: not a Nix store URI`}},
+		// Older Nix writes it in the worker's directory, /, not validate's.
+		{"relative file store", "store = \"file://cache?compression=zstd\"\nallow = [\"*\"]\n", []string{`store: "file://cache?compression=zstd": a file:// store's directory must be an absolute path`}},
+		{"file store with a host", "store = \"file://localhost/srv/cache\"\nallow = [\"*\"]\n", []string{`store: "file://localhost/srv/cache": a file:// store's directory must be an absolute path`}},
 		{"bad closure_deny at top", "closure_deny = \"maybe\"\n" + minimal, []string{`closure_deny: must be "push" or "skip", got "maybe"`}},
 		{"bad closure_deny in a target", minimal + "[[target]]\ncache = \"w\"\nclosure_deny = \"always\"\n", []string{`[[target]] #1: closure_deny: must be "push" or "skip", got "always"`}},
 		{"bad glob", "cache = \"c\"\nallow = [\"ok\", \"{hello,world\"]\n", []string{`allow[1]: bad pattern "{hello,world"`, "at offset 12", "    {hello,world\n                ^"}},

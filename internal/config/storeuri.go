@@ -341,6 +341,14 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 	return dirs, storeDirs
 }
 
+// relativeFileStore reports whether a file:// store names its directory
+// by a relative path (file://cache, file://host/dir): older Nix writes it
+// from the working directory, the worker's /, not the one validate and
+// doctor would check; newer Nix refuses it.
+func relativeFileStore(store string) bool {
+	return slices.ContainsFunc(FileStoreDirs(store), func(d string) bool { return !strings.HasPrefix(d, "/") })
+}
+
 // CheckFileStore applies the trust rule to the directory of a file://
 // store (FileStoreDirs) and to the subdirectories Nix writes in: nix copy
 // writes there as root, through temporary files it opens by name,

@@ -165,6 +165,9 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		// As secret_key_file is: refused at load, not at every push.
 		l.errorf("%s: %sstore: its %s= must be an absolute path%s", from("store"), prefix, param, notShown)
 	}
+	if relativeFileStore(t.Store) && validStore(t.Store) && storeCredentials(t.Store) == "" {
+		l.errorf("%s: %sstore: %q: a file:// store's directory must be an absolute path (file:///srv/cache, three slashes)", from("store"), prefix, t.Store)
+	}
 	if !oneLine(t.Name) {
 		// Shown on one line in logs, status and the history.
 		l.errorf("%s: %sname: %q holds a control character (a line break, a tab...); a name is shown on one line", from("name"), prefix, t.Name)
