@@ -115,9 +115,9 @@ one whose closure holds it is "denied ..., but uploaded".`,
 			doc: `Load and check the config, and what it names that the worker will use (the
 token file, signing keys, the private keys of a store URI's ssh-key= and
 tls-private-key=, cachix.bin found in your PATH, nix.bin_dir's nix and
-nix-store, a file:// store's directory), by the rules the worker applies; print the effective
-configuration (file plus environment overrides) and exit 0, or print every
-problem and exit 1.`,
+nix-store, a file:// or local store's directories), by the rules the worker
+applies; print the effective configuration (file plus environment
+overrides) and exit 0, or print every problem and exit 1.`,
 			flags: []flagDef{{name: "config-only", bind: switchVar(&valid.configOnly),
 				help: "check the config alone, not the files and programs it names (for a config made for another machine, such as a NixOS module's)"}}},
 
