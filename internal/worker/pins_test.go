@@ -798,96 +798,100 @@ func TestPinCallHasItsOwnTimeout(t *testing.T) {
 // and pushed. The pin was dropped with the first copy's drop, though its
 // root was then in the cache: it is made.
 func TestPinOfRootDroppedWhileACopyIsHeldIsMade(t *testing.T) {
+	b := newBusyRoot(t, "nixos-system-1", "x-1")
+	// push --pin meanwhile: the root one by one, then its pin.
+	if n, err := b.e.q.Add([]queue.Pair{{Target: "main", Path: b.root, Pinned: true}}, time.Now()); err != nil || n != 1 {
+		t.Fatalf("Add = %d, %v", n, err)
+	}
+	b.e.pin(t, "main", b.root, "system", queue.Keep{})
+	b.w.scan(b.now.Add(time.Minute)) // the copy is held: the root is busy
+	b.w.scanPins()
+	b.dropThenWantPushedAndPinned(t)
+}
+
+// busyRoot is a worker whose batch decides root (another path queued
+// beside it), for the tests of a pin asked for meanwhile.
+type busyRoot struct {
+	e    *env
+	w    *Worker
+	c    *calls
+	j    *job
+	key  string
+	root storepath.Path
+	ps   []storepath.Path
+	now  time.Time
+}
+
+func newBusyRoot(t *testing.T, names ...string) *busyRoot {
+	t.Helper()
 	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	ps := build(t, "nixos-system-1", "x-1")
-	root := ps[0]
-	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}, {Target: "main", Path: ps[1]}}, time.Now().Add(-time.Hour)); err != nil {
+	b := &busyRoot{e: newEnv(t, mkTarget(t, "main", []string{"*"}, nil)), c: &calls{}, now: time.Now()}
+	b.ps = build(t, names...)
+	b.root = b.ps[0]
+	if _, err := b.e.q.Add([]queue.Pair{{Target: "main", Path: b.root}, {Target: "main", Path: b.ps[1]}}, b.now.Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	c := &calls{}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
-	w.scan(time.Now())
-	key := queue.Key("main", root)
-	s := w.idx.slots[key]
+	b.w = b.e.pinWorker(b.c)
+	b.w.state = LoadState(b.e.q.Dir)
+	b.w.scan(b.now)
+	b.key = queue.Key("main", b.root)
+	s := b.w.idx.slots[b.key]
 	if s == nil {
 		t.Fatal("the root's entry is not known")
 	}
-	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
-	if j == nil {
+	if b.j = b.w.startJob(b.e.cfg.Targets[0], []pick{{b.key, s}}, false); b.j == nil {
 		t.Fatal("no job")
 	}
-	// push --pin meanwhile: the root one by one, then its pin.
-	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil || n != 1 {
-		t.Fatalf("Add = %d, %v", n, err)
-	}
-	e.pin(t, "main", root, "system", queue.Keep{})
-	w.scan(time.Now().Add(time.Minute)) // the copy is held: the root is busy
-	w.scanPins()
-	// The batch drops the root, which it did not know was pinned.
-	for _, en := range j.entries {
+	return b
+}
+
+// dropThenWantPushedAndPinned has the batch drop the root, which it did
+// not know was pinned (unsubstitutable), runs the worker, and wants the
+// root pushed, then pinned.
+func (b *busyRoot) dropThenWantPushedAndPinned(t *testing.T) {
+	t.Helper()
+	for _, en := range b.j.entries {
 		en.Reason = "not substitutable (unsubstitutable = \"skip\")"
 	}
-	w.finish(&result{job: j, dropped: j.entries, reasons: map[string]string{},
-		kinds: map[string]string{key: "unsubstitutable"}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
-	if err := run(t, w, Once); err != nil {
-		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	b.w.finish(&result{job: b.j, dropped: b.j.entries, reasons: map[string]string{},
+		kinds: map[string]string{b.key: "unsubstitutable"}, undecided: map[*queue.Entry]error{}, notes: newNotes(b.w.log.WithField("target", "main"))})
+	if err := run(t, b.w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, b.e.log.String())
 	}
-	got := c.list()
-	push := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "push main ") && strings.Contains(s, root.String()) })
-	pin := slices.Index(got, "pin main system "+root.String()+" ")
+	got := b.c.list()
+	push := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "push main ") && strings.Contains(s, b.root.String()) })
+	pin := slices.Index(got, "pin main system "+b.root.String()+" ")
 	if push < 0 || pin < push {
 		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
 	}
 }
 
-// The same, the pinned copy queued in bulk (push --pin of several roots,
+// As TestPinOfRootDroppedWhileACopyIsHeldIsMade, the pinned copy queued in bulk (push --pin of several roots,
 // or --closure): removed as a copy of a pair being pushed, its pinned
 // reached only the slot, not the batch already deciding the root, which
 // dropped it; the pin went with it and was never made. The copy is held
 // as a copy written one by one is.
+//
+// And with a second scan while the batch still runs (a full scan
+// every 30 s, or any path queued meanwhile): the first scan had given the
+// busy slot the copy's pinned, so the second took the copy for one the
+// batch knew, and removed it. The batch then dropped the root without a
+// record (a copy was held), and the pin was made of a root never pushed.
 func TestPinnedBulkCopyOfBusyRootIsHeld(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	ps := build(t, "nixos-system-1", "x-1", "y-1")
-	root := ps[0]
-	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}, {Target: "main", Path: ps[1]}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	c := &calls{}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
-	w.scan(time.Now())
-	key := queue.Key("main", root)
-	s := w.idx.slots[key]
-	if s == nil {
-		t.Fatal("the root's entry is not known")
-	}
-	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
-	if j == nil {
-		t.Fatal("no job")
-	}
-	// push --pin of two roots meanwhile: a bulk file, then the pin.
-	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}, {Target: "main", Path: ps[2], Pinned: true}}, time.Now()); err != nil || n != 2 {
-		t.Fatalf("Add = %d, %v", n, err)
-	}
-	e.pin(t, "main", root, "system", queue.Keep{})
-	w.scan(time.Now().Add(time.Minute))
-	w.scanPins()
-	for _, en := range j.entries {
-		en.Reason = "not substitutable (unsubstitutable = \"skip\")"
-	}
-	w.finish(&result{job: j, dropped: j.entries, reasons: map[string]string{},
-		kinds: map[string]string{key: "unsubstitutable"}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
-	if err := run(t, w, Once); err != nil {
-		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
-	}
-	got := c.list()
-	push := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "push main ") && strings.Contains(s, root.String()) })
-	pin := slices.Index(got, "pin main system "+root.String()+" ")
-	if push < 0 || pin < push {
-		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
+	for _, scans := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d scans", scans), func(t *testing.T) {
+			b := newBusyRoot(t, "nixos-system-1", "x-1", "y-1")
+			// push --pin of two roots meanwhile: a bulk file, then the pin.
+			if n, err := b.e.q.Add([]queue.Pair{{Target: "main", Path: b.root, Pinned: true}, {Target: "main", Path: b.ps[2], Pinned: true}}, time.Now()); err != nil || n != 2 {
+				t.Fatalf("Add = %d, %v", n, err)
+			}
+			b.e.pin(t, "main", b.root, "system", queue.Keep{})
+			for i := 1; i <= scans; i++ {
+				b.w.scan(b.now.Add(time.Duration(i) * time.Minute)) // the batch still runs
+			}
+			b.w.scanPins()
+			b.dropThenWantPushedAndPinned(t)
+		})
 	}
 }
 
@@ -1059,56 +1063,6 @@ func TestPinOfRootPushedAfterAnEarlierDropIsMade(t *testing.T) {
 				t.Errorf("calls = %q, want the root pinned: it is in the cache\n%s", got, e.log.String())
 			}
 		})
-	}
-}
-
-// The same, with a second scan while the batch still runs (a full scan
-// every 30 s, or any path queued meanwhile): the first scan had given the
-// busy slot the copy's pinned, so the second took the copy for one the
-// batch knew, and removed it. The batch then dropped the root without a
-// record (a copy was held), and the pin was made of a root never pushed.
-func TestPinnedBulkCopyOfBusyRootHeldAcrossScans(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	ps := build(t, "nixos-system-1", "x-1", "y-1")
-	root := ps[0]
-	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}, {Target: "main", Path: ps[1]}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	c := &calls{}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
-	now := time.Now()
-	w.scan(now)
-	key := queue.Key("main", root)
-	s := w.idx.slots[key]
-	if s == nil {
-		t.Fatal("the root's entry is not known")
-	}
-	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
-	if j == nil {
-		t.Fatal("no job")
-	}
-	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}, {Target: "main", Path: ps[2], Pinned: true}}, time.Now()); err != nil || n != 2 {
-		t.Fatalf("Add = %d, %v", n, err)
-	}
-	e.pin(t, "main", root, "system", queue.Keep{})
-	w.scan(now.Add(time.Minute))
-	w.scan(now.Add(2 * time.Minute)) // the batch still runs
-	w.scanPins()
-	for _, en := range j.entries {
-		en.Reason = "not substitutable (unsubstitutable = \"skip\")"
-	}
-	w.finish(&result{job: j, dropped: j.entries, reasons: map[string]string{},
-		kinds: map[string]string{key: "unsubstitutable"}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
-	if err := run(t, w, Once); err != nil {
-		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
-	}
-	got := c.list()
-	push := slices.IndexFunc(got, func(s string) bool { return strings.HasPrefix(s, "push main ") && strings.Contains(s, root.String()) })
-	pin := slices.Index(got, "pin main system "+root.String()+" ")
-	if push < 0 || pin < push {
-		t.Errorf("calls = %q, want the pinned root pushed, then pinned", got)
 	}
 }
 
