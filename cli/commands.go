@@ -149,13 +149,13 @@ not a failure. Exit 0 when everything that was to go up went up; 3 when a
 path failed, was lost (garbage-collected before its push: listed with the
 reason) or was still queued at the timeout; 1 when wait itself failed (a
 worker that cannot start: said with why); 2 for a usage error. Without
---timeout it exits 3, with the errors, as soon as every entry left has
-failed and only waits for its back-off (--keep-trying waits on). Entries
-of targets no longer in the config are not waited for. Call it at the end
-of a CI job.`,
+--timeout (or with 0 or less) it exits 3, with the errors, as soon as
+every entry left has failed and only waits for its back-off
+(--keep-trying waits on). Entries of targets no longer in the config are
+not waited for. Call it at the end of a CI job.`,
 			flags: []flagDef{
-				{name: "timeout", arg: "DUR", bind: durationVar(&wait.timeout, 0), help: "give up after DUR (default: no limit)"},
-				{name: "keep-trying", bind: switchVar(&wait.keepTrying), help: "without --timeout, wait on while every entry left is failing"},
+				{name: "timeout", arg: "DUR", bind: durationVar(&wait.timeout, 0), help: "give up after DUR (0 or less, the default: no time limit)"},
+				{name: "keep-trying", bind: switchVar(&wait.keepTrying), help: "without --timeout (or with 0 or less), wait on while every entry left is failing"},
 				{name: "fail-on-drop", bind: switchVar(&wait.failOnDrop), help: "exit 3 when the rules left out a path after it was queued, too"},
 				quiet(&wait.quiet),
 			}},
