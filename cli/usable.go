@@ -69,7 +69,7 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 		}
 		if len(dirs) > 0 {
 			u := used{check: "store", ok: fmt.Sprintf("target %q writes to %s", t.Name, dirs[0])}
-			if err := config.CheckFileStore(t.Store); err != nil {
+			if err := config.CheckStoreDirs(t.Store); err != nil {
 				u.err = fmt.Errorf("target %q: %w", t.Name, err)
 				u.fix = "nix copy writes there as the user the worker runs as (root): make the directory, and each above it, writable by that user alone, or set store to a directory that is"
 			}

@@ -278,12 +278,21 @@ func FileStoreDirs(store string) []string {
 			out = append(out, d)
 		}
 	}
-	add(raw)
 	dec, _, _ := strings.Cut(raw, "#")
-	if d, err := url.PathUnescape(dec); err == nil {
+	add(raw)
+	for _, d := range writtenAndDecoded(dec)[1:] {
 		add(d)
 	}
 	return out
+}
+
+// writtenAndDecoded returns s, then s %-decoded when that decodes: Nix
+// releases differ in which of the two they read as a path.
+func writtenAndDecoded(s string) []string {
+	if d, err := url.PathUnescape(s); err == nil {
+		return []string{s, d}
+	}
+	return []string{s}
 }
 
 // LocalStoreDirs returns the directories a local Nix store writes in, as
@@ -304,10 +313,7 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 	case strings.HasPrefix(store, "local://"), strings.HasPrefix(store, "local-overlay://"):
 		_, p, _ := strings.Cut(base, "://")
 		p, _, _ = strings.Cut(p, "#")
-		roots = []string{p}
-		if d, err := url.PathUnescape(p); err == nil {
-			roots = append(roots, d)
-		}
+		roots = writtenAndDecoded(p)
 	default:
 		return nil, nil
 	}
@@ -325,11 +331,7 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 		if !ok {
 			continue
 		}
-		values := []string{raw}
-		if d, err := url.PathUnescape(raw); err == nil {
-			values = append(values, d)
-		}
-		for _, v := range values {
+		for _, v := range writtenAndDecoded(raw) {
 			switch paramName(name) {
 			case "root", "state", "log", "upper-layer":
 				add(&dirs, v)
@@ -349,7 +351,7 @@ func relativeFileStore(store string) bool {
 	return slices.ContainsFunc(FileStoreDirs(store), func(d string) bool { return !strings.HasPrefix(d, "/") })
 }
 
-// CheckFileStore applies the trust rule to the directory of a file://
+// CheckStoreDirs applies the trust rule to the directory of a file://
 // store (FileStoreDirs) and to the subdirectories Nix writes in: nix copy
 // writes there as root, through temporary files it opens by name,
 // following links, so another user who could write there could make root
@@ -359,7 +361,7 @@ func relativeFileStore(store string) bool {
 // /nix/store: root's, sticky and writable by the build users' group.
 // Nil for another store, and for a directory not made yet below one only
 // root can write in (Nix makes it).
-func CheckFileStore(store string) error {
+func CheckStoreDirs(store string) error {
 	for _, dir := range FileStoreDirs(store) {
 		if err := trust.CheckWriteDir(dir, "nar", "log", "realisations", "debuginfo"); err != nil {
 			return fmt.Errorf("the file:// store's directory: %w", err)

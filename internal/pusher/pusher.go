@@ -171,7 +171,7 @@ func (p *storePusher) Push(ctx context.Context, paths []string, out io.Writer) e
 	// nix copy writes a file:// cache or a local store as root: checked
 	// at each push, as the key files are, since it may change between
 	// pushes.
-	if err := config.CheckFileStore(p.store); err != nil {
+	if err := config.CheckStoreDirs(p.store); err != nil {
 		return err
 	}
 	// config.Load refuses a URI with credentials (they would be in
