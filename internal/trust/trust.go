@@ -459,11 +459,13 @@ func absPath(p string) string {
 // that nix copy fills, as root, through temporary files it opens by name,
 // following links): the directory itself, and each of subdirs in it that
 // exists, must be owned by root or the running user and writable by
-// nobody else, sticky or not, and so must every directory above them; one
-// that does not exist yet counts by the nearest directory above it that
-// does, whose entries nobody else may then make. Another user who could
-// write in any of them could make root create or overwrite a file of
-// their choosing.
+// nobody else, sticky or not; the directories above them pass the rule
+// for any directory (a sticky /tmp above a directory of root's is fine:
+// nobody else can rename what is in it). One that does not exist yet
+// counts by the nearest directory above it that does, whose entries
+// nobody else may then make, sticky or not. Another user who could write
+// in any of them could make root create or overwrite a file of their
+// choosing.
 func CheckWriteDir(path string, subdirs ...string) error {
 	w, err := walkPath(path)
 	var pe *fs.PathError
