@@ -102,12 +102,15 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	}
 	lines.flush()
 	msg := strings.TrimSpace(tail.String())
-	if err == nil {
-		// It exited 0 before any kill: the upload worked, even if
-		// push_timeout passed while a grandchild held the output.
+	// A pusher that exited by itself, not by the kill, is judged by its
+	// own status, even if push_timeout passed after it exited (while a
+	// grandchild held the output): exec then reports the deadline.
+	exited := cmd.ProcessState != nil && cmd.ProcessState.Exited()
+	if err == nil || exited && cmd.ProcessState.Success() {
+		// It exited 0 before any kill: the upload worked.
 		return nil
 	}
-	if ctx.Err() == nil && errors.Is(context.Cause(cctx), errTimedOut) {
+	if !exited && ctx.Err() == nil && errors.Is(context.Cause(cctx), errTimedOut) {
 		err := fmt.Errorf("%s timed out after %s (queue.push_timeout); it and its process group were killed", cmd.Args[0], config.HumanDuration(timeout))
 		if msg != "" {
 			err = fmt.Errorf("%w: %s", err, lastLines(msg, 3))

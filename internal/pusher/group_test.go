@@ -244,3 +244,40 @@ func TestPushExitedZeroBeforeTimeout(t *testing.T) {
 	pid := grandchild(t, gc)
 	eventually.True(t, 30*time.Second, fmt.Sprintf("the grandchild %d to go", pid), func() bool { return !alive(pid) })
 }
+
+// TestPushFailedBeforeTimeoutNotTimedOut: a pusher that fails on its own
+// (exit 1, with its reason), leaving a grandchild that escaped its group
+// (setsid) holding its output, is reported with its own exit and
+// output. push_timeout passing while Push waits for that pipe made the
+// error say "timed out; it and its process group were killed", which
+// neither happened: the reason was lost, and a user would raise
+// push_timeout for nothing.
+func TestPushFailedBeforeTimeoutNotTimedOut(t *testing.T) {
+	dir := t.TempDir()
+	pidFile, exiting := filepath.Join(dir, "pid"), filepath.Join(dir, "exiting")
+	bin := filepath.Join(dir, "cachix")
+	// The grandchild writes its pid once it has left the group, and
+	// the fake exits only then: the group kill must not find it.
+	script := "#!/bin/sh\nsetsid sh -c 'echo $$ > " + pidFile + ".tmp; mv " + pidFile + ".tmp " + pidFile + "; exec sleep 3600' &\n" +
+		"while [ ! -e " + pidFile + " ]; do sleep 0.01; done\necho 'error: the cache refused the upload' >&2\n: > " + exiting + "\nexit 1\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 1 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	// Shorter than waitDelay, so that it passes while Push waits for
+	// the pipe the grandchild holds.
+	cfg := &config.Config{Cachix: config.Cachix{Bin: bin}, Queue: config.Queue{PushTimeout: 1500 * time.Millisecond}}
+	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{})
+	if _, serr := os.Stat(exiting); serr != nil {
+		t.Skipf("the fake did not get to exit within push_timeout on this machine: %v", err)
+	}
+	if err == nil || strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "exit status 1") || !strings.Contains(err.Error(), "the cache refused the upload") {
+		t.Errorf("Push = %v, want the pusher's own exit 1 and its reason, not a timeout", err)
+	}
+}
