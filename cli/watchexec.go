@@ -208,6 +208,20 @@ func inForeground() bool {
 	return err == nil && pgrp == syscall.Getpgrp()
 }
 
+// flushSignals returns once every signal of ss already received has been
+// handed to each channel that listens for it. Go hands one signal to
+// the context's channel and to sigs in turn: the context may be done
+// before sigs has it, and a signal sent after we listened would then be
+// taken for one sent before (stopped with SIGTERM, then passed on as
+// itself). Stop waits for a delivery in flight.
+func flushSignals(ss []os.Signal) {
+	if len(ss) > 0 {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, ss...)
+		signal.Stop(c)
+	}
+}
+
 // maxNamed bounds the paths a message names: a command may add up to a
 // million (storewatch's bound).
 const maxNamed = 1000
@@ -238,6 +252,9 @@ func (e *env) runCommand(argv []string) (int, bool) {
 		signal.Notify(sigs, ss...)
 		defer signal.Stop(sigs)
 	}
+	if e.ctx.Err() != nil {
+		flushSignals(ss)
+	}
 	if e.ctx.Err() != nil && len(sigs) == 0 {
 		// Interrupted before we listened: which signal came is not
 		// known here, and a command started only to be stopped (with
@@ -252,9 +269,12 @@ func (e *env) runCommand(argv []string) (int, bool) {
 		}
 		return 126, false
 	}
+	if e.ctx.Err() != nil {
+		flushSignals(ss)
+	}
 	if e.ctx.Err() != nil && len(sigs) == 0 {
-		// Interrupted as it started, the signal still on its way to
-		// the context rather than to sigs: stopped all the same.
+		// Interrupted before we listened, the context not yet done
+		// when we looked above: stopped all the same.
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 	}
 	// Those that came before the start are passed on, a Ctrl-C at the
