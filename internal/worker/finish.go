@@ -176,9 +176,9 @@ func (w *Worker) finish(res *result) {
 				// batch did not know, and a pinned root goes up
 				// whatever upstream says.
 				if x.sent == nil {
-					x.sent = map[string]bool{}
+					x.sent = map[string]sentMark{}
 				}
-				x.sent[e.Key()] = true
+				x.sent[e.Key()] = sentMark{upTo: x.next}
 			}
 			x.remove(e.Key())
 			switch part.outcome {

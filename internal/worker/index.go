@@ -73,7 +73,16 @@ type index struct {
 	// sent are the keys of entries pushed while a copy of theirs was
 	// held: the next scan removes that copy, the same pair, rather than
 	// pushing it again.
-	sent map[string]bool
+	sent map[string]sentMark
+}
+
+// sentMark tells the held copy of a pair pushed from the same pair queued
+// again since (forget removed the copy, then push --force): a mark kept
+// while a bulk file stays unreadable must not take the new one for the
+// copy, which would be removed unpushed.
+type sentMark struct {
+	upTo   uint32 // the last bulk file known when made: a later one is new
+	listed bool   // a scan listed entries/ since: a file there now is new
 }
 
 func newIndex() *index {
@@ -201,6 +210,7 @@ func (w *Worker) scan(now time.Time) {
 	more := map[string][]string{} // by key: the lists its other copies name
 	saw := map[string]bool{}      // keys of x.sent whose copy was found
 	unread := false               // a bulk file could not be read
+	first := ^uint32(0)           // the oldest of those
 	err := w.q.EachEntryName(func(n string) {
 		if s, ok := x.slots[n]; ok {
 			if s.src == 0 {
@@ -223,7 +233,7 @@ func (w *Worker) scan(now time.Time) {
 			}
 			return
 		}
-		if x.sent[n] {
+		if m, ok := x.sent[n]; ok && !m.listed {
 			saw[n] = true
 			dups = append(dups, queue.Stub(n, ""))
 			return
@@ -311,7 +321,7 @@ func (w *Worker) scan(now time.Time) {
 				dups = append(dups, e)
 				return
 			}
-			if x.sent[e.Key()] {
+			if m, ok := x.sent[e.Key()]; ok && id <= m.upTo {
 				saw[e.Key()] = true
 				dups = append(dups, e)
 				return
@@ -326,6 +336,7 @@ func (w *Worker) scan(now time.Time) {
 				w.log.WithError(err).Error("unreadable bulk file")
 			}
 			x.bulk[id].unread, unread = true, true
+			first = min(first, id)
 		} else {
 			x.bulk[id].unread = held
 		}
@@ -354,10 +365,16 @@ func (w *Worker) scan(now time.Time) {
 	x.stamp, x.lastFull = stamp, now
 	// A mark goes with the copy the scan found, or once the scan read
 	// everything: a held copy in a file it could not read is still the
-	// pair pushed, and would be pushed again.
+	// pair pushed, and would be pushed again. Only a file known when the
+	// mark was made can hold that copy.
 	if unread {
-		for k := range saw {
-			delete(x.sent, k)
+		for k, m := range x.sent {
+			if saw[k] || m.upTo < first {
+				delete(x.sent, k)
+				continue
+			}
+			m.listed = true
+			x.sent[k] = m
 		}
 	} else {
 		x.sent = nil

@@ -589,7 +589,7 @@ func TestScanKeepsSentMarkOfAnUnreadCopy(t *testing.T) {
 		t.Fatal(ap.Failed)
 	}
 	w.idx.replaced(ap.Replaced)
-	w.idx.sent = map[string]bool{key: true}
+	w.idx.sent = map[string]sentMark{key: {upTo: w.idx.next}}
 	w.idx.remove(key)
 
 	// The held copy's file cannot be read for one scan.
@@ -686,5 +686,84 @@ func TestRunListedCopyStaysAfterUnreadEntryIsHeld(t *testing.T) {
 	}
 	if d, ok := e.q.Dropped(key, start, 0); ok {
 		t.Errorf("dropped/ says %q, but the path went up", d.Reason)
+	}
+}
+
+// A "sent" mark stands for the held copy of a pair pushed: once that copy
+// is gone (forget removed it), the pair queued again for real (push
+// --force) is a new request, and is pushed. A bulk file that stays
+// unreadable (EIO; a directory in its place here) kept every such mark
+// for the worker's life, and the pair queued again was removed as the
+// copy of the push before, never pushed.
+func TestRunRequeueAfterForgottenHeldCopyIsPushed(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", []string{"*"}, nil)
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "dual-1", "other-1", "stuck-1", "stuck-2")
+	dual, other := ps[0], ps[1]
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual}, {Target: "on", Path: other}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"on": f})
+	w.state = LoadState(e.q.Dir)
+	now := time.Now()
+	w.scan(now)
+	key := queue.Key("on", dual)
+	s := w.idx.slots[key]
+	if s == nil || s.src == 0 {
+		t.Fatalf("slot %+v, want one in a bulk file", s)
+	}
+	j := w.startJob(on, []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	// Queued again one by one while dual is pushed: a copy, held.
+	e.add(t, "on", dual)
+	// Another bulk file, unreadable from now on.
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: ps[2]}, {Target: "on", Path: ps[3]}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	names, err := e.q.BulkNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if _, ok := w.idx.ids[n]; ok {
+			continue
+		}
+		file := filepath.Join(e.q.Dir, "bulk", n)
+		if err := os.Rename(file, filepath.Join(e.q.Dir, "aside")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(file, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.scan(now.Add(time.Minute))
+	if !s.held {
+		t.Fatal("the copy is not held")
+	}
+	w.finish(j.run(context.Background(), w.log.WithField("target", "on")))
+	// forget removes the held copy.
+	if err := e.q.Remove(queue.Stub(key, "")); err != nil {
+		t.Fatal(err)
+	}
+	w.scan(now.Add(2 * time.Minute))
+	// push --force: the pair queued again, to be pushed.
+	e.add(t, "on", dual)
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	calls, _ := f.Calls()
+	pushes := 0
+	for _, c := range calls {
+		if slices.Contains(c, dual.String()) {
+			pushes++
+		}
+	}
+	if pushes != 2 {
+		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
 	}
 }
