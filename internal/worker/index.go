@@ -218,9 +218,13 @@ func (w *Worker) scan(now time.Time) {
 			} else if !s.busy {
 				// Queued again one by one (push --pin of a root a
 				// bulk file holds): it goes, its pinned and its
-				// lists stay. Unread, it stays for the next scan.
+				// lists stay. Unread for a moment (EMFILE, EIO), it
+				// stays for the next scan, held: a drop of the
+				// slot's entry is not the pair's. A corrupt file is
+				// no copy: the scan after the slot's sets it aside.
 				e, err := w.q.PeekFile(n)
 				if err != nil {
+					s.held = s.held || !errors.Is(err, queue.ErrCorrupt) && !errors.Is(err, fs.ErrNotExist)
 					return
 				}
 				s.pinned = s.pinned || e.Pinned

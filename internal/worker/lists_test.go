@@ -767,3 +767,80 @@ func TestRunRequeueAfterForgottenHeldCopyIsPushed(t *testing.T) {
 		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
 	}
 }
+
+// The same with the entry in a bulk file and its copy queued one by one
+// in entries/, that file unreadable for one scan (EMFILE: no descriptor
+// left): the copy stays, and holds the slot. Not held, the entry's batch
+// dropped the path by its own list with a record, and the copy then
+// pushed it.
+func TestRunListedEntryFileCopyUnreadIsHeld(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "dual-1", "other-1")
+	dual, other := ps[0], ps[1]
+	text := writeList(t, "cachix-packages-astext", nil, dual, other)
+	real := writeList(t, "cachix-packages-real", nil, dual)
+	// A bulk file: the entry.
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: text.String()}, {Target: "on", Path: other, Listed: text.String()}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"on": f})
+	w.state = LoadState(e.q.Dir)
+	w.scan(time.Now())
+	key := queue.Key("on", dual)
+	s := w.idx.slots[key]
+	if s == nil || s.src == 0 {
+		t.Fatalf("slot %+v, want one in a bulk file", s)
+	}
+	e.addListed(t, "on", real, dual) // queued again: its own file
+	// One descriptor left: the scan lists entries/, and cannot open
+	// the copy.
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := syscall.Rlimit{Cur: uint64(fd.Fd()) + 1, Max: old.Max}
+	fd.Close()
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip(err)
+	}
+	w.scan(time.Now().Add(time.Minute))
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// Read, it would have been merged and removed.
+	if _, err := os.Lstat(filepath.Join(e.q.Dir, "entries", key)); err != nil || w.idx.slots[key] != s {
+		t.Fatalf("the copy was read (%v): no descriptor was short\n%s", err, e.log.String())
+	}
+	start := time.Now().Add(-time.Second)
+	// The round's batch, with the entry's own list, which names the
+	// path as text only.
+	j := w.startJob(on, []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	w.finish(j.run(context.Background(), w.log.WithField("target", "on")))
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(dual)) {
+		t.Fatalf("pusher calls = %q, want dual pushed by its real list\n%s", calls, e.log.String())
+	}
+	recs, _ := history.Read(e.q.Dir)
+	for _, r := range recs {
+		if r.Outcome == history.Dropped && r.Path == dual.String() {
+			t.Errorf("history: %+v, but the path went up", r)
+		}
+	}
+	if d, ok := e.q.Dropped(key, start, 0); ok {
+		t.Errorf("dropped/ says %q, but the path went up", d.Reason)
+	}
+}
