@@ -53,14 +53,19 @@ func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	tmp, err := q.writeTmp(name, append(data, '\n'), true)
-	if err != nil {
-		return 0, err
+	for try := 0; ; try++ { // see tmpRewrites
+		tmp, err2 := q.writeTmp(name, append(data, '\n'), true)
+		if err2 != nil {
+			return 0, err2
+		}
+		// link, unlike rename, keeps an entry that is already there
+		// with its retry state.
+		err = os.Link(tmp, dst)
+		os.Remove(tmp)
+		if !errors.Is(err, fs.ErrNotExist) || try == tmpRewrites {
+			break
+		}
 	}
-	// link, unlike rename, keeps an entry that is already there with
-	// its retry state.
-	err = os.Link(tmp, dst)
-	os.Remove(tmp)
 	if errors.Is(err, fs.ErrExist) {
 		return q.present(p, name, now)
 	}
@@ -103,6 +108,12 @@ const (
 	batchChunk    = 8 << 20
 	maxSharedSize = 2 * batchChunk
 )
+
+// tmpRewrites bounds how often a writer writes its temporary file again
+// when it was gone before the link: a worker starting after the wall
+// clock was stepped forward takes a file being written for one a killed
+// hook left (CleanTmp), and removes it.
+const tmpRewrites = 3
 
 // syncs counts the fsyncs Add makes, for the tests.
 var syncs func()

@@ -63,6 +63,7 @@ func (q *Queue) addBulk(pairs []Pair, queued time.Time) (int, error) {
 		err := q.writeBulkWith(func(w *bufio.Writer) error {
 			line := make([]byte, 0, 512)
 			size := 0
+			n = 0 // written again (see tmpRewrites)
 			for n < len(pairs) && size < batchChunk {
 				line = appendNew(line[:0], &pairs[n], stamp)
 				if _, err := w.Write(line); err != nil {
@@ -184,18 +185,22 @@ func (q *Queue) writeBulk(lines []byte) (string, error) {
 // writeBulkWith is writeBulk with the lines written by fill, through a
 // buffer, rather than given whole.
 func (q *Queue) writeBulkWith(fill func(*bufio.Writer) error) error {
-	tmp, err := q.writeTmpWith("bulk", func(f *os.File) error {
-		w := bufio.NewWriterSize(f, 256<<10)
-		if err := fill(w); err != nil {
+	for try := 0; ; try++ {
+		tmp, err := q.writeTmpWith("bulk", func(f *os.File) error {
+			w := bufio.NewWriterSize(f, 256<<10)
+			if err := fill(w); err != nil {
+				return err
+			}
+			return w.Flush()
+		}, true)
+		if err != nil {
 			return err
 		}
-		return w.Flush()
-	}, true)
-	if err != nil {
-		return err
+		_, err = q.placeBulk(tmp)
+		if !errors.Is(err, fs.ErrNotExist) || try == tmpRewrites {
+			return err
+		}
 	}
-	_, err = q.placeBulk(tmp)
-	return err
 }
 
 // placeBulk moves a written bulk file from tmp/ into bulk/, under a name

@@ -117,12 +117,17 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		if err != nil {
 			return added, err
 		}
-		tmp, err := q.writeTmp("pin", append(data, '\n'), true)
-		if err != nil {
-			return added, err
+		for try := 0; ; try++ {
+			tmp, err2 := q.writeTmp("pin", append(data, '\n'), true)
+			if err2 != nil {
+				return added, err2
+			}
+			err = os.Link(tmp, q.path(pinsDir, name))
+			os.Remove(tmp)
+			if !errors.Is(err, fs.ErrNotExist) || try == tmpRewrites {
+				break // see tmpRewrites
+			}
 		}
-		err = os.Link(tmp, q.path(pinsDir, name))
-		os.Remove(tmp)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}

@@ -309,6 +309,8 @@ func (q *Queue) TakeRetryRequest() bool {
 }
 
 // CleanTmp removes temporary files older than age, left by killed hooks.
+// By the wall clock: after a step forward it may take one being written
+// for old, which its writer then writes again (see tmpRewrites).
 func (q *Queue) CleanTmp(age time.Duration) {
 	entries, _ := os.ReadDir(q.path(tmpDir))
 	for _, d := range entries {

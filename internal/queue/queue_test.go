@@ -1030,3 +1030,46 @@ func TestAddOverFileNotItsEntryKeepsPair(t *testing.T) {
 		})
 	}
 }
+
+// A worker that starts after the wall clock was stepped forward takes the
+// temporary file a hook is writing for one a killed hook left, and
+// CleanTmp removes it before the hook links it into place (here: at the
+// file's fsync, by a CleanTmp to which every file is old). The hook
+// writes it again: the pair is queued, where Add failed and the hook said
+// the path would not be pushed. One pair, many (a bulk file), and a pin.
+func TestAddRewritesTmpFileCleanedMeanwhile(t *testing.T) {
+	defer func() { syncs = nil }()
+	for _, n := range []int{1, 3} {
+		q := openQ(t)
+		cleaned := false
+		syncs = func() {
+			if !cleaned {
+				cleaned = true
+				q.CleanTmp(-time.Hour)
+			}
+		}
+		pairs := manyPairs(n, "stepped")
+		if got, err := q.Add(pairs, time.Now()); err != nil || got != n {
+			t.Errorf("Add of %d pairs with its temporary file removed = %d, %v; want all queued", n, got, err)
+			continue
+		}
+		if !cleaned {
+			t.Fatal("no temporary file was synced")
+		}
+		if names, err := q.Names(); err != nil || len(names) != n {
+			t.Errorf("queued %q, %v; want %d entries", names, err, n)
+		}
+	}
+	q := openQ(t)
+	cleaned := false
+	syncs = func() {
+		if !cleaned {
+			cleaned = true
+			q.CleanTmp(-time.Hour)
+		}
+	}
+	root := mkPath("stepped-system")
+	if got, err := q.AddPins([]Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil || got != 1 {
+		t.Errorf("AddPins with its temporary file removed = %d, %v; want it queued", got, err)
+	}
+}
