@@ -55,6 +55,9 @@ type progress struct {
 	upstream map[string]int       // not pushed: an upstream cache has them
 	dropped  []history.Record
 	failed   map[string]history.Record // last failure per target+path
+	// sent are the pairs waited for (want) whose last outcome was pushed
+	// or upstream: a drop of theirs in dropped/ is an earlier one.
+	sent map[string]bool
 	// wantPins are the keys of the pins push --pin waits for, allPins
 	// that every pin of the targets is (wait waits for them all); pins,
 	// their outcomes as the history gave them (see reportPins).
@@ -119,6 +122,16 @@ func (p *progress) poll() {
 		k := pairKey(r.Target, r.Path)
 		if p.want != nil && !p.want[k] {
 			continue
+		}
+		if p.want != nil {
+			if r.Outcome == history.Pushed || r.Outcome == history.Upstream {
+				if p.sent == nil {
+					p.sent = map[string]bool{}
+				}
+				p.sent[k] = true
+			} else {
+				delete(p.sent, k)
+			}
 		}
 		switch r.Outcome {
 		case history.Pushed:
@@ -337,8 +350,13 @@ func queueCounts(q *queue.Queue, targets []string, want map[string]bool) map[str
 }
 
 // addDropped adds a drop found in dropped/ that the history missed (it
-// could not be written, say).
+// could not be written, say), unless the history says the pair went up
+// since: the drop is then an earlier one, which a clock step can make
+// look recent (see queue.Dropped).
 func (p *progress) addDropped(r history.Record) {
+	if p.sent[pairKey(r.Target, r.Path)] {
+		return
+	}
 	for _, d := range p.dropped {
 		if d.Target == r.Target && d.Path == r.Path {
 			return

@@ -154,3 +154,39 @@ func TestWaitReportsPinAfterClockStepBack(t *testing.T) {
 		t.Errorf("wait = %v with %d unpinned, want the pin given up on reported:\n%s", r.end, r.unpinned, out)
 	}
 }
+
+// A drop in dropped/ of a pair the history then says went upstream is an
+// earlier drop, left there (only a push removes one): push --wait does not
+// report it. Its time is after the push's, as a clock stepped back since
+// it was made (or while the wait ran: queue.Dropped then counts drops
+// made within the step before since) makes one look; reported, the wait
+// said the path was left out by the rules, and --fail-on-drop exited 3.
+func TestWaitIgnoresEarlierDropOfPairDecidedSince(t *testing.T) {
+	a := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "hello-1")
+	pairs := []queue.Pair{{Target: "main", Path: a}}
+	e, c, out, since, follow := afterPush(t, history.Record{Time: time.Now(), Target: "main", Path: a.String(), Outcome: history.Upstream})
+	q, err := queue.Open(c.Queue.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The drop of an earlier entry of the pair.
+	if _, err := q.Add(pairs, since.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	key := queue.Key("main", a)
+	en, err := q.Read(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Drop(en, `deny "hello-*"`); err != nil {
+		t.Fatal(err)
+	}
+	stamp := since.Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(q.Dir, "dropped", key), stamp, stamp); err != nil {
+		t.Fatal(err)
+	}
+	r := e.waitPushed(c, pairs, nil, since, follow, 30*time.Second, false)
+	if r.end != waitDone || r.ruled != 0 || r.exitCode(true) != 0 {
+		t.Errorf("wait = %v with %d left out by the rules (exit %d with --fail-on-drop), want the path done upstream:\n%s", r.end, r.ruled, r.exitCode(true), out)
+	}
+}

@@ -98,7 +98,8 @@ func (q *Queue) setDropped(e *Entry) error {
 // monotonic clock: a file that young by the wall clock now counts too,
 // so that a clock stepped back between since and the drop does not hide
 // it (the file's time is then before since). One dropped within the
-// step before since may count as well: nothing tells them apart.
+// step before since may count as well: nothing here tells them apart
+// (wait leaves out one whose pair the history says went up since).
 func (q *Queue) Dropped(key string, since time.Time, up time.Duration) (*Entry, bool) {
 	if t := time.Now().Add(-up); up > 0 && !since.IsZero() && t.Before(since) {
 		since = t
