@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
@@ -139,6 +141,14 @@ in derivation { name = "sv-app"; system = builtins.currentSystem; builder = "/bi
 // waited for (it may take a while to end: 14 ms after 10,000 infos); one
 // that lingers after its answer costs PathInfos nothing.
 func TestServeReturnsOnTheWholeAnswer(t *testing.T) {
+	// In a bubble, the clock of stop's one-second grace moves only when
+	// every goroutine in it waits on the bubble (not on the process, not
+	// while this one looks at it): a slow or descheduled test cannot see
+	// the process killed by that grace and take it for one waited for.
+	synctest.Test(t, serveReturnsOnTheWholeAnswer)
+}
+
+func serveReturnsOnTheWholeAnswer(t *testing.T) {
 	dir := t.TempDir()
 	p := "/nix/store/00000000000000000000000000000000-sv-slow"
 	reply := hello().info(p, "", 100).str("")
@@ -147,14 +157,21 @@ func TestServeReturnsOnTheWholeAnswer(t *testing.T) {
 	}
 	// cat, then stdout still open until the test lets it go (30 s at
 	// most): a PathInfos that waits for the process after the answer
-	// (or stops it: stop kills it after 1 s) returns with it gone.
+	// (or stops it: in the bubble, at its own end) returns with it gone.
 	release, pidFile := filepath.Join(dir, "release"), filepath.Join(dir, "pid")
 	script := "#!/bin/sh\necho $$ >" + pidFile + "\ncat " + filepath.Join(dir, "reply") + "\nfor i in $(seq 600); do [ -e " + release + " ] && break; sleep 0.05; done\n"
 	if err := os.WriteFile(filepath.Join(dir, "nix-store"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	letGo := func() { os.WriteFile(release, nil, 0o644) }
-	t.Cleanup(letGo)
+	t.Cleanup(func() {
+		// Gone before release is removed with dir: the grace that
+		// would kill it does not pass while it runs (see above).
+		letGo()
+		for serverRunning(pidFile, filepath.Join(dir, "nix-store")) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 	infos, err := Nix{BinDir: dir}.servePathInfos(context.Background(), false, []string{p})
 	running := serverRunning(pidFile, filepath.Join(dir, "nix-store"))
 	letGo()
