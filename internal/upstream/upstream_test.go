@@ -280,9 +280,26 @@ func TestFileEvidence(t *testing.T) {
 // none, asked with a deadline of 1 s, has those answered; the rest are
 // left unanswered (so pushed), the upstream is Slow and not asked again
 // for a while. The round can end only at its deadline: a Check that
-// waited for every answer would see the requests time out (5 s), and
-// call the upstream down, not slow.
+// waited for every answer would see the requests time out (5 times the
+// deadline), and call the upstream down, not slow.
 func TestRoundDeadline(t *testing.T) {
+	// A machine too loaded to get one local answer within the deadline
+	// answers none: that round says nothing, and is tried again with
+	// twice the deadline, a few times.
+	for deadline := time.Second; ; deadline *= 2 {
+		if roundDeadline(t, deadline) {
+			return
+		}
+		if deadline >= 16*time.Second {
+			t.Fatalf("none of the 20 questions a local upstream answers at once was answered within a round deadline of %s", deadline)
+		}
+		t.Logf("no answer within a round deadline of %s: trying %s", deadline, 2*deadline)
+	}
+}
+
+// roundDeadline is a round of TestRoundDeadline; false when it saw no
+// answer.
+func roundDeadline(t *testing.T, deadline time.Duration) bool {
 	const answered = 20
 	var requests atomic.Int32
 	var lastAsked atomic.Bool
@@ -306,13 +323,14 @@ func TestRoundDeadline(t *testing.T) {
 	for i := range 200 {
 		paths = append(paths, fmt.Sprintf("/nix/store/%032d-slow", i))
 	}
-	c := New(5*time.Second, time.Second)
+	c := New(5*deadline, deadline)
 	res := c.Check(context.Background(), map[string][]string{srv.URL: paths})
 	if res.Slow[srv.URL] == "" || !strings.Contains(res.Unreachable[srv.URL], "upstream_deadline") {
 		t.Errorf("not marked slow: %+v", res)
 	}
-	if n := len(res.Has[srv.URL]); n == 0 || n > answered {
-		t.Errorf("%d of 200 answered, want some, at most the %d answered", n, answered)
+	n := len(res.Has[srv.URL])
+	if n > answered {
+		t.Errorf("%d of 200 answered, want at most the %d answered", n, answered)
 	}
 	for p, has := range res.Has[srv.URL] {
 		if has {
@@ -326,6 +344,7 @@ func TestRoundDeadline(t *testing.T) {
 	if res.Slow[srv.URL] == "" || lastAsked.Load() {
 		t.Errorf("asked again right after a slow round, or not said slow: %+v", res)
 	}
+	return n > 0
 }
 
 // rawServer answers every connection with reply, as written, whatever
