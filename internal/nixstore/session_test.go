@@ -218,14 +218,10 @@ func TestSessionWaitForTheLockEndsWithContext(t *testing.T) {
 		<-held
 		s.Shut()
 	}()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(asked); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first question never reached the fake nix-store")
-		}
-	}
+	eventually.True(t, eventually.Left(t), "the first question to reach the fake nix-store", func() bool {
+		_, err := os.Stat(asked)
+		return err == nil
+	})
 	select {
 	case err := <-held:
 		t.Fatalf("the first question ended before the second was asked: %v", err)
