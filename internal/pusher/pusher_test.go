@@ -22,7 +22,8 @@ import (
 // The test binary doubles as a fake cachix and a fake nix: with
 // PUSHER_TEST_FAKE=1 it records its argv and environment in the file
 // PUSHER_TEST_RECORD, prints PUSHER_TEST_OUTPUT (or a line with the
-// token), sleeps PUSHER_TEST_SLEEP and exits with PUSHER_TEST_EXIT.
+// token), sleeps PUSHER_TEST_SLEEP (or until the record is gone) and
+// exits with PUSHER_TEST_EXIT.
 const (
 	envFake   = "PUSHER_TEST_FAKE"
 	envRecord = "PUSHER_TEST_RECORD"
@@ -107,8 +108,15 @@ func fakeMain() int {
 		}
 	}
 	if s := os.Getenv(envSleep); s != "" {
+		// Or until the record goes with the test's temporary
+		// directory: a fake left running by a failed test must not
+		// outlive it (for an hour).
 		d, _ := time.ParseDuration(s)
-		time.Sleep(d)
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(min(50*time.Millisecond, time.Until(end))) {
+			if _, err := os.Stat(os.Getenv(envRecord)); err != nil {
+				break
+			}
+		}
 	}
 	code, _ := strconv.Atoi(os.Getenv(envExit))
 	return code
