@@ -301,8 +301,10 @@ func TestScenarioWaitExitStatus(t *testing.T) {
 		if code != 3 {
 			t.Fatalf("push --wait exited %d, want 3 (a path not pushed):\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
 		}
-		if took < 5*time.Second || took > 20*time.Second {
-			t.Errorf("push --wait --timeout 5s took %s", took)
+		// No upper bound but scRun's 2 minutes (a kill, exit -1): a
+		// loaded machine may take long past the 5 s.
+		if took < 5*time.Second {
+			t.Errorf("push --wait --timeout 5s returned after %s, before its timeout", took)
 		}
 		var line string
 		for _, l := range strings.Split(errOut, "\n") {
