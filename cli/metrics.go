@@ -87,7 +87,7 @@ func addPins(q *queue.Queue, byName map[string]*targetStatus) {
 
 func printPins(w io.Writer, t *targetStatus, retryMax time.Duration) {
 	if t.Pinned > 0 {
-		fmt.Fprintf(w, "  %d pinned, the last at %s\n", t.Pinned, t.LastPin.Local().Format(time.RFC3339))
+		statusLine(w, "  %d pinned, the last at %s", t.Pinned, t.LastPin.Local().Format(time.RFC3339))
 	}
 	for _, p := range t.Pins {
 		keep := ""
@@ -101,7 +101,7 @@ func printPins(w io.Writer, t *targetStatus, retryMax time.Duration) {
 		case p.Waiting:
 			state = "waiting for its push"
 		}
-		fmt.Fprintf(w, "  pin %q%s of %s: %s\n", p.Name, keep, p.Path, state)
+		statusLine(w, "  pin %q%s of %s: %s", p.Name, keep, p.Path, state)
 	}
 }
 

@@ -207,11 +207,13 @@ func (st *queueStatus) print(w io.Writer) {
 	if slices.Contains(st.ConfigDiffers, "log_file") {
 		log += fmt.Sprintf(" (the running worker's; yours is %s)", st.CallerLogFile)
 	}
-	fmt.Fprintf(w, "config %s\nlog %s\nqueue %s, worker %s\n", conf, log, st.Queue, worker)
+	statusLine(w, "config %s", conf)
+	statusLine(w, "log %s", log)
+	statusLine(w, "queue %s, worker %s", st.Queue, worker)
 	if se := st.WorkerStartError; se != nil {
-		fmt.Fprintf(w, "  the last worker could not start (%s): %s\n", se.Time.Local().Format(time.RFC3339), se.Error)
+		statusLine(w, "  the last worker could not start (%s): %s", se.Time.Local().Format(time.RFC3339), se.Error)
 		if se.Fix != "" {
-			fmt.Fprintf(w, "  fix: %s\n", se.Fix)
+			statusLine(w, "  fix: %s", se.Fix)
 		}
 	}
 	loaded := "at start"
@@ -220,41 +222,41 @@ func (st *queueStatus) print(w io.Writer) {
 	}
 	switch {
 	case st.WorkerConfigError != "":
-		fmt.Fprintf(w, "  the worker cannot load the changed configuration and keeps the one loaded %s: %s\n", loaded, st.WorkerConfigError)
+		statusLine(w, "  the worker cannot load the changed configuration and keeps the one loaded %s: %s", loaded, st.WorkerConfigError)
 	case slices.Contains(st.ConfigDiffers, "content"):
-		fmt.Fprintf(w, "  %s changed since the worker loaded it %s; it reloads within seconds\n", st.ConfigFile, loaded)
+		statusLine(w, "  %s changed since the worker loaded it %s; it reloads within seconds", st.ConfigFile, loaded)
 	}
 	if slices.Contains(st.ConfigDiffers, "environment") {
 		names := "none"
 		if len(st.WorkerEnv) > 0 {
 			names = strings.Join(st.WorkerEnv, " ")
 		}
-		fmt.Fprintf(w, "  the worker runs with other CACHIX_FILTER_HOOK_* overrides than yours (its own: %s)\n", names)
+		statusLine(w, "  the worker runs with other CACHIX_FILTER_HOOK_* overrides than yours (its own: %s)", names)
 	}
 	for _, t := range st.Targets {
 		last := "never"
 		if t.LastSuccess != nil {
 			last = t.LastSuccess.Local().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s (%s): %d pending, %d failing, %d dropped, last success %s, %d pushed\n", t.Name, t.Destination, t.Pending, t.Failing, t.Dropped, last, t.Pushed)
+		statusLine(w, "%s (%s): %d pending, %d failing, %d dropped, last success %s, %d pushed", t.Name, t.Destination, t.Pending, t.Failing, t.Dropped, last, t.Pushed)
 		for _, f := range t.Failures {
-			fmt.Fprintf(w, "  failing %s: %d attempts, next in %s: %s\n", f.Path, f.Attempts, nextIn(f.NextAttempt, st.retryMax), oneLine(f.LastError))
+			statusLine(w, "  failing %s: %d attempts, next in %s: %s", f.Path, f.Attempts, nextIn(f.NextAttempt, st.retryMax), oneLine(f.LastError))
 		}
 		if t.QueueError != "" {
-			fmt.Fprintf(w, "  queue error (retried with back-off): %s\n", t.QueueError)
+			statusLine(w, "  queue error (retried with back-off): %s", t.QueueError)
 		}
 		printPins(w, t, st.retryMax)
 		printLastErrors(w, t)
 	}
 	if st.Orphaned > 0 {
-		fmt.Fprintf(w, "%d entries belong to targets no longer in the config\n", st.Orphaned)
+		statusLine(w, "%d entries belong to targets no longer in the config", st.Orphaned)
 	}
 	if st.Corrupt > 0 {
-		fmt.Fprintf(w, "%d unreadable entries: the worker moves them to %s/corrupt\n", st.Corrupt, st.Queue)
+		statusLine(w, "%d unreadable entries: the worker moves them to %s/corrupt", st.Corrupt, st.Queue)
 	}
 	for _, u := range slices.Sorted(maps.Keys(st.SlowUpstreams)) {
 		s := st.SlowUpstreams[u]
-		fmt.Fprintf(w, "upstream %s is slow (%s, at %s): the paths it did not answer for were pushed\n", u, s.Why, s.Time.Local().Format(time.RFC3339))
+		statusLine(w, "upstream %s is slow (%s, at %s): the paths it did not answer for were pushed", u, s.Why, s.Time.Local().Format(time.RFC3339))
 	}
 }
 
@@ -431,6 +433,14 @@ func printLastErrors(w io.Writer, t *targetStatus) {
 		if failing[r.Path] {
 			continue
 		}
-		fmt.Fprintf(w, "  last %s %s %s: %s\n", r.Outcome, r.Time.Local().Format(time.RFC3339), r.Path, oneLine(r.Reason))
+		statusLine(w, "  last %s %s %s: %s", r.Outcome, r.Time.Local().Format(time.RFC3339), r.Path, oneLine(r.Reason))
 	}
+}
+
+// statusLine prints one line of status. What it shows comes from
+// state.json, the queue, the history and the config (errors quoting
+// files and pusher output, paths, URIs): its control characters are
+// escaped, and a newline in it cannot forge a line, as in log and doctor.
+func statusLine(w io.Writer, format string, args ...any) {
+	fmt.Fprintln(w, escapeControls(strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", `\x0a`)))
 }
