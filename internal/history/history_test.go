@@ -267,3 +267,31 @@ func TestLongEscapedReasonReadsBack(t *testing.T) {
 		}
 	}
 }
+
+// encoding/json writes C1 controls and DEL as they are: a reason holding
+// U+009B (CSI to a terminal), as Nix's stderr does in the error of a
+// batch whose facts it could not give, put the raw control into
+// history.jsonl, which README says holds them escaped (tail -f of the
+// file then drives the terminal). They are written as \u00XX, and read
+// back as they were.
+func TestControlsEscapedInTheFile(t *testing.T) {
+	dir := t.TempDir()
+	r := rec(1)
+	r.Outcome, r.Reason = Failed, "not pushed, the rules need facts Nix did not give: error: \u009b2J\u0085\x7fé\x1b[31m"
+	if err := Append(dir, MaxSize, []Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range string(data) {
+		if c < 0x20 && c != '\n' || c >= 0x7f && c <= 0x9f {
+			t.Fatalf("history.jsonl holds control character %U: %q", c, data)
+		}
+	}
+	got, err := Read(dir)
+	if err != nil || len(got) != 1 || got[0].Reason != r.Reason {
+		t.Errorf("read back %+v, %v; want the reason %q", got, err, r.Reason)
+	}
+}
