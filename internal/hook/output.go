@@ -3,6 +3,7 @@ package hook
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // The hook writes into the user's build log, so whatever it is given
@@ -58,10 +59,15 @@ func bounded(msg string) string {
 	return msg
 }
 
-// clip cuts s to n bytes, marking the cut.
+// clip cuts s to n bytes, marking the cut. It cuts before a UTF-8
+// character rather than inside it (by at most 3 bytes: s may not be
+// UTF-8).
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
+		n--
 	}
 	return s[:n] + fmt.Sprintf("…(%d bytes cut)", len(s)-n)
 }
