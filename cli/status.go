@@ -76,7 +76,9 @@ type queueStatus struct {
 	Targets       []*targetStatus `json:"targets"`
 	// Orphaned counts entries of targets no longer in the config.
 	Orphaned int `json:"orphaned"`
-	Corrupt  int `json:"corrupt"`
+	// Corrupt counts unreadable entries, in entries/ and in corrupt/, as
+	// the metrics do.
+	Corrupt int `json:"corrupt"`
 	// SlowUpstreams are the upstream caches whose last round of
 	// questions passed upstream_deadline: the paths they did not answer
 	// for were pushed without their answer.
@@ -91,6 +93,7 @@ type queueStatus struct {
 
 // corruptOf counts the errors of q.List that the worker will set aside:
 // an error of the moment (EMFILE, EIO) leaves an entry queued, read again.
+// With those already in corrupt/, it is what the metrics count.
 func corruptOf(bad []error) int {
 	n := 0
 	for _, err := range bad {
@@ -113,6 +116,11 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 	state := worker.LoadState(q.Dir)
 	if wi := state.Worker; running && wi != nil && processAlive(wi.PID) {
 		st.workerFiles(c, wi)
+	}
+	// Those set aside too, as the metrics count them: until forget
+	// --corrupt, they are what was not pushed.
+	if names, err := q.CorruptNames(); err == nil {
+		st.Corrupt += len(names)
 	}
 	st.SlowUpstreams = state.SlowUpstreams
 	st.WorkerStartError = state.StartError
@@ -252,7 +260,7 @@ func (st *queueStatus) print(w io.Writer) {
 		statusLine(w, "%d entries belong to targets no longer in the config", st.Orphaned)
 	}
 	if st.Corrupt > 0 {
-		statusLine(w, "%d unreadable entries: the worker moves them to %s/corrupt", st.Corrupt, st.Queue)
+		statusLine(w, "%d unreadable entries, set aside in %s/corrupt by the worker (forget --corrupt deletes them)", st.Corrupt, st.Queue)
 	}
 	for _, u := range slices.Sorted(maps.Keys(st.SlowUpstreams)) {
 		s := st.SlowUpstreams[u]

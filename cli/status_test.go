@@ -264,3 +264,35 @@ func TestStatusCorruptIsWhatTheWorkerSetsAside(t *testing.T) {
 		t.Errorf("status counts %d corrupt entries, want 1 (the garbage entry, not the leased one)", st.Corrupt)
 	}
 }
+
+// status counted only the unreadable entries still in entries/, and
+// status --prometheus (as the worker's metrics.file) those set aside in
+// corrupt/ too, until forget --corrupt: with one in corrupt/, status
+// said nothing of it where the metrics said 1. Both count the same.
+func TestStatusCorruptAgreesWithMetrics(t *testing.T) {
+	q, file := mainQueue(t)
+	if err := os.MkdirAll(filepath.Join(q.Dir, "corrupt"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	aside := filepath.Join(q.Dir, "corrupt", "x9r346p3d25vs4g5v37f3r3f28js97kb.0d6e4079e367.20261124T000000.000000000")
+	if err := os.WriteFile(aside, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(q.Dir, "entries", queue.Key("main", storepath.New(storepath.StoreDir(), "1123456789abcdfghijklmnpqrsvwxyz", "bad-1")))
+	if err := os.WriteFile(bad, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	if code := e.printMetrics(c, q, false); code != 0 || !strings.Contains(out.String(), "\ncachix_filter_hook_corrupt_entries 2\n") {
+		t.Fatalf("printMetrics exited %d, want corrupt_entries 2:\n%s", code, out)
+	}
+	st, err := collectStatus(c, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	st.print(&text)
+	if st.Corrupt != 2 || !strings.Contains(text.String(), "2 unreadable entries") {
+		t.Errorf("status counts %d corrupt entries, want 2 as the metrics:\n%s", st.Corrupt, text.String())
+	}
+}
