@@ -408,8 +408,9 @@ func (c *Checker) askFile(base, path, hash string) (bool, error) {
 const maxSaid = 256
 
 // cut returns s, or its first maxSaid bytes (whole runes) and "...",
-// its control characters written as escapes (\x1b): explain prints the
-// message to a terminal, where they would move the cursor or recolour.
+// its control characters and bytes that are not UTF-8 written as escapes
+// (\x1b, \x9b): explain prints the message to a terminal, where they
+// would move the cursor or recolour.
 func cut(s string) string {
 	if len(s) > maxSaid {
 		n := maxSaid
@@ -418,12 +419,16 @@ func cut(s string) string {
 		}
 		s = s[:n] + "..."
 	}
-	if !strings.ContainsFunc(s, unicode.IsControl) {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
 		return s
 	}
+	// A byte that is no UTF-8 too: 0x9b alone is CSI to a terminal not
+	// set to UTF-8 (as cli's escapeControls writes it).
 	var b strings.Builder
-	for _, r := range s {
+	for i, r := range s {
 		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
 		case !unicode.IsControl(r):
 			b.WriteRune(r)
 		case r < 0x80:

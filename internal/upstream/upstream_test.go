@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
@@ -463,5 +464,26 @@ func TestOddAnswersAreEscaped(t *testing.T) {
 	c.Check(context.Background(), map[string][]string{u: {p}})
 	if w := c.Warnings(); len(w) != 1 || strings.ContainsFunc(w[0], unicode.IsControl) {
 		t.Errorf("warnings %q, want one with no control character", w)
+	}
+}
+
+// cut escaped what unicode.IsControl calls control, but passed a byte
+// that is no UTF-8 as it was: 0x9b alone is CSI to a terminal not set to
+// UTF-8, and status and explain print cli's escapes (\x9b) for it
+// elsewhere. A hostile upstream's reason phrase or StorePath gets the
+// same.
+func TestOddBytesAreEscaped(t *testing.T) {
+	p := fmt.Sprintf("/nix/store/%032d-esc", 1)
+	u := rawServer(t, "HTTP/1.1 500 \x9b2Jboom\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	res := New(5*time.Second, time.Minute).Check(context.Background(), map[string][]string{u: {p}})
+	if why := res.Unreachable[u]; !strings.Contains(why, `500 \x9b2Jboom`) || !utf8.ValidString(why) {
+		t.Errorf("unreachable: %q, want the reason phrase with its odd byte escaped", why)
+	}
+	body := "StorePath: /nix/store/\x9b2J\n"
+	u = rawServer(t, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body))
+	c := New(5*time.Second, time.Minute)
+	c.Check(context.Background(), map[string][]string{u: {p}})
+	if w := c.Warnings(); len(w) != 1 || !utf8.ValidString(w[0]) || !strings.Contains(w[0], `\x9b2J`) {
+		t.Errorf("warnings %q, want one with the odd byte escaped", w)
 	}
 }
