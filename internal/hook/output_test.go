@@ -1,9 +1,17 @@
 package hook
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 // clip cut at a byte count, which could fall inside a UTF-8 character (a
@@ -26,4 +34,37 @@ func TestClipKeepsUTF8Whole(t *testing.T) {
 	if got := bounded("a" + strings.Repeat("é", maxSayBytes)); !utf8.ValidString(got) {
 		t.Errorf("bounded cut a character: %q", got[len(got)-40:])
 	}
+}
+
+// The hook's line carries what it read from state.json (why the last
+// worker could not start, naming files and quoting errors) into every
+// build's log: its terminal escapes, and a raw 0x9b (CSI to a terminal
+// not set to UTF-8) went there as they were. They are escaped, as status
+// escapes them; the line's own line breaks stay.
+func TestRunEscapesWhatItRead(t *testing.T) {
+	rec := isolate(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	holdWorkerLock(t, dir)
+	cfgFile := writeConf(t, conf{queueDir: dir})
+	st := worker.State{StartError: &worker.StartError{Time: time.Now(), Error: "log.file: /tmp/l\x1b]0;owned\x07\u009b2J", Fix: "mkdir \x1b[2J\x7f"}}
+	b, err := json.Marshal(&st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if st := Run(context.Background(), cfgFile, Env{OutPaths: mkPath("hello-2.12.1").String()}, &out); st != 0 {
+		t.Errorf("Run = %d, want 0", st)
+	}
+	for _, r := range out.String() {
+		if r < 0x20 && r != '\n' || r >= 0x7f && r <= 0x9f {
+			t.Fatalf("the hook printed control character %U: %q", r, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), `/tmp/l\x1b]0;owned\x07\u009b2J; fix: mkdir \x1b[2J\x7f`) {
+		t.Errorf("the hook's line lacks the escaped start error: %q", out.String())
+	}
+	noSpawn(t, rec)
 }
