@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"unicode/utf8"
 )
 
 // MaxLine is the longest line of pusher output that reaches the log;
@@ -152,6 +153,11 @@ func (c *lineCutter) add(seg []byte) (cut bool) {
 			plain = seg[:i]
 		}
 		if room := c.max - len(c.line); len(plain) > room {
+			// Before a UTF-8 character rather than inside it (3 bytes
+			// back at most: the output may not be UTF-8).
+			for i := 0; i < utf8.UTFMax-1 && room > 0 && !utf8.RuneStart(plain[room]); i++ {
+				room--
+			}
 			c.line = append(c.line, plain[:room]...)
 			return true
 		}

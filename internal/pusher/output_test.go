@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 )
@@ -209,5 +210,20 @@ func TestPushErrorCarriesNoTerminalEscapes(t *testing.T) {
 	}
 	if want := `error: \x1b[1A\x1b[2K\x1b[32mpushed 2 paths OK\x1b[0m`; !strings.HasSuffix(err.Error(), want) {
 		t.Errorf("error = %q, want it to end in %q", err.Error(), want)
+	}
+}
+
+// A line cut at max bytes could end inside a UTF-8 character: the log
+// and the error (which status prints and the history records) got half
+// a character, no text. The cut comes before the character.
+func TestLineCutterCutsWholeCharacters(t *testing.T) {
+	for _, in := range []string{"1234567日本\n", "1234567é\n", "12345🙂\n"} {
+		var out bytes.Buffer
+		c := newLineCutter(&out, 8)
+		c.Write([]byte(in))
+		c.flush()
+		if !utf8.Valid(out.Bytes()) || !strings.HasSuffix(out.String(), " …[line cut: longer than 8 bytes]\n") {
+			t.Errorf("%q cut to %q", in, out.String())
+		}
 	}
 }
