@@ -24,7 +24,7 @@ let
 
   cfg = config.programs.cachix-filter-hook;
 
-  configFile = (import ./settings.nix { inherit lib pkgs; }).generate cfg.settings;
+  configFile = (import ./settings.nix { inherit lib pkgs; }).generate cfg.package cfg.settings;
 
   configPath = "${config.xdg.configHome}/cachix-filter-hook/hook.conf";
 

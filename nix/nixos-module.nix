@@ -23,7 +23,7 @@ let
   cfg = config.services.cachix-filter-hook;
 
   settings = import ./settings.nix { inherit lib pkgs; };
-  configFile = settings.generate cfg.settings;
+  configFile = settings.generate cfg.package cfg.settings;
 
   # The path every command below is given with --config: the file the
   # hook also finds on its own, and one that stays put across rebuilds.

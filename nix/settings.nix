@@ -79,7 +79,23 @@ in
       };
     };
 
-  generate = settings: format.generate "hook.conf" (prune (pathsAsStrings settings));
+  # hook.conf, checked when it is built by the package's own `validate
+  # --config-only` (which reads no other file): `settings` is freeform, so
+  # a misspelt key (`denny`) would otherwise reach the hook, which refuses
+  # the whole file at every build. The check needs to run the package, so
+  # it is left out where the build machine cannot (cross-compiling).
+  generate =
+    package: settings:
+    let
+      unchecked = format.generate "hook.conf" (prune (pathsAsStrings settings));
+    in
+    if pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform then
+      pkgs.runCommandLocal "hook.conf" { inherit unchecked; } ''
+        ${lib.getExe package} --config "$unchecked" validate --config-only >/dev/null
+        cp "$unchecked" "$out"
+      ''
+    else
+      unchecked;
 
   # s with its %XX escapes decoded, as Nix reads a store URI's path and
   # its query's names and values (file:///srv/my%20cache is the directory

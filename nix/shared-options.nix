@@ -164,7 +164,8 @@ in
         The contents of ${configPath}, as Nix values; the keys are those of
         hook.conf.example (`cache`, `store`, `allow`, `deny`, `hosts`,
         `closure_deny`, `strict`, `target`, `cachix.*`, `nix.*`, `queue.*`,
-        `log.*`, `metrics.*`). Unknown keys make the program refuse the file.
+        `log.*`, `metrics.*`). The file is checked when it is built
+        (`validate --config-only`): an unknown key fails the build.
         CACHIX_FILTER_HOOK_* environment variables still override it.
         A Nix path literal (a secret file such as `auth_token_file`,
         `queue.dir`, any key) is written as the path it names, never

@@ -79,7 +79,9 @@ in
     failed = failed nixosEval;
     # Separate attributes, so that a test can look at one while another
     # would throw.
-    settings = nixosEval.config.environment.etc."cachix-filter-hook/hook.conf".source.stubValue;
+    # The file as rendered, and the command of the build that checks it.
+    settings = nixosEval.config.environment.etc."cachix-filter-hook/hook.conf".source.unchecked.stubValue;
+    configCheck = nixosEval.config.environment.etc."cachix-filter-hook/hook.conf".source.stubCmd;
     hook = nixosEval.config.nix.settings.post-build-hook;
     service = {
       inherit (nixosEval.config.systemd.services.cachix-filter-hook-worker) serviceConfig environment;
@@ -93,7 +95,8 @@ in
 
   hm = {
     failed = failed hmEval;
-    settings = hmEval.config.xdg.configFile."cachix-filter-hook/hook.conf".source.stubValue;
+    settings = hmEval.config.xdg.configFile."cachix-filter-hook/hook.conf".source.unchecked.stubValue;
+    configCheck = hmEval.config.xdg.configFile."cachix-filter-hook/hook.conf".source.stubCmd;
     # Only what our module adds: the whole list would evaluate the default
     # packages of every home-manager module, which the stubs do not have.
     packages = lib.concatMap (d: map (p: p.name) d.value) (

@@ -1282,3 +1282,56 @@ func TestNixOSPathsQuoted(t *testing.T) {
 		}
 	}
 }
+
+// hook.conf is built by a command that runs the package's `validate
+// --config-only` on the rendered file: `settings` is freeform, and a
+// misspelt key went through to the hook, which refused the whole file at
+// every build (it queued nothing). The command is run here as the build
+// would run it, with the real binary: a bad key fails it, naming the key,
+// and leaves no $out; a good file is copied as it is.
+func TestHookConfCheckedAtBuild(t *testing.T) {
+	c := needCheckouts(t)
+	w := newActWorld(t, hookBin(t))
+	for _, m := range []struct{ attr, path string }{{"nixos", "services.cachix-filter-hook"}, {"hm", "programs.cachix-filter-hook"}} {
+		for _, tc := range []struct{ settings, bad string }{
+			{`{ cache = "main"; allow = [ "*" ]; deny = [ "*-doc" ]; }`, ""},
+			{`{ cache = "main"; allow = [ "*" ]; denny = [ "*-doc" ]; }`, `unknown key "denny"`},
+			{`{ cache = "main"; allow = [ "*" ]; queue.retry_max = "soon"; }`, "retry_max"},
+		} {
+			t.Run(m.attr, func(t *testing.T) {
+				var r struct {
+					Settings    map[string]any `json:"settings"`
+					ConfigCheck string         `json:"configCheck"`
+				}
+				if err := c.eval(t, m.attr, fmt.Sprintf(`{ %s = { enable = true; package = %s; settings = %s; }; }`, m.path, w.pkg, tc.settings), &r); err != nil {
+					t.Fatal(err)
+				}
+				dir := t.TempDir()
+				unchecked, out := filepath.Join(dir, "hook.conf"), filepath.Join(dir, "out")
+				hookConf(t, r.Settings, unchecked)
+				// As a builder: nothing of this machine's but PATH (for cp).
+				stdout, err := run(t, []string{"unchecked=" + unchecked, "out=" + out, "HOME=/homeless-shelter", "PATH=" + os.Getenv("PATH")}, "bash", "-euc", r.ConfigCheck)
+				_, statErr := os.Stat(out)
+				switch {
+				case tc.bad == "" && err != nil:
+					t.Errorf("settings %s: the check refuses a good file: %v", tc.settings, err)
+				case tc.bad == "" && statErr != nil:
+					t.Errorf("settings %s: the check passes but writes no $out: %v", tc.settings, statErr)
+				case tc.bad != "" && err == nil:
+					t.Errorf("settings %s: the build of hook.conf passes:\n%s", tc.settings, stdout)
+				case tc.bad != "" && !strings.Contains(err.Error(), tc.bad):
+					t.Errorf("settings %s: the build fails, but does not say %q: %v", tc.settings, tc.bad, err)
+				case tc.bad != "" && statErr == nil:
+					t.Errorf("settings %s: the build fails but leaves $out", tc.settings)
+				}
+				if tc.bad == "" && statErr == nil {
+					a, _ := os.ReadFile(unchecked)
+					b, _ := os.ReadFile(out)
+					if !bytes.Equal(a, b) {
+						t.Errorf("$out is not the rendered file:\n%s\n---\n%s", b, a)
+					}
+				}
+			})
+		}
+	}
+}

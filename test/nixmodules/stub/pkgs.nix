@@ -155,7 +155,8 @@ let
     writeTextFile = args: fake args.name { inherit (args) text; };
     writeShellScript = name: text: fake name { inherit text; };
     runCommand = name: _env: _cmd: fake name { };
-    runCommandLocal = name: _env: _cmd: fake name { };
+    # Keeps its environment and command (stubCmd), for the tests to run.
+    runCommandLocal = name: env: cmd: fake name (env // { stubCmd = cmd; });
     buildEnv = args: fake args.name { };
     symlinkJoin = args: fake args.name { };
   };
