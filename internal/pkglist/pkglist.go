@@ -242,12 +242,14 @@ func Find(paths []storepath.Path, expand bool) Found {
 	var f Found
 	isList := map[storepath.Path]bool{}
 	var skipped []storepath.Path
-	total := 0
+	// read counts the lists read, those that could not be used too: a
+	// malformed one is read whole as well.
+	read, total := 0, 0
 	for _, p := range paths {
 		if !Named(p) || isList[p] {
 			continue
 		}
-		if len(f.Lists) >= MaxLists || total >= MaxTotalPaths {
+		if read >= MaxLists || total >= MaxTotalPaths {
 			// Left out unread, as a list is, and said once below; a
 			// path only named like one stays an ordinary path.
 			if _, err := listFile(p); errors.Is(err, ErrNotList) {
@@ -258,6 +260,9 @@ func Find(paths []storepath.Path, expand bool) Found {
 			continue
 		}
 		l, err := Read(p)
+		if !errors.Is(err, ErrNotList) {
+			read++
+		}
 		switch {
 		case err == nil && total+len(l.Paths) > MaxTotalPaths:
 			skipped = append(skipped, p)

@@ -342,3 +342,26 @@ func TestLibNixTargets(t *testing.T) {
 		}
 	}
 }
+
+// A list that cannot be used counts against MaxLists as one read does:
+// outputs named like lists whose files are each up to MaxSize but
+// malformed were all read whole, whatever their number (1,900 of them:
+// 2 GB read as root on the build's path), and each said on its own line.
+func TestFindBoundsBadLists(t *testing.T) {
+	s := newStore(t)
+	a := s.path("a-1")
+	var in []storepath.Path
+	for i := range MaxLists + 3 {
+		in = append(in, s.list(fmt.Sprintf("cachix-packages-%d", i), Magic+"\n"+a.String())) // no final newline
+	}
+	f := Find(in, true)
+	if len(f.Bad) != MaxLists+1 {
+		t.Fatalf("%d errors, want %d lists read and one line for the rest", len(f.Bad), MaxLists)
+	}
+	if msg := f.Bad[MaxLists].Error(); !strings.Contains(msg, "3 package lists not read, "+in[MaxLists].String()+" the first") {
+		t.Errorf("the error does not say what was left: %s", msg)
+	}
+	if len(f.Paths) != 0 {
+		t.Errorf("paths %v, want none", f.Paths)
+	}
+}
