@@ -227,6 +227,13 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			// alone for such a root, and the cache has it.
 			w.dropPin(log, p, "its root was dropped: "+e.Reason)
 			continue
+		} else if p.Attempts == 0 && w.cfg.Queue.RememberPushed > 0 && !w.recordedPushed(t, p.Path) {
+			// Not queued, yet neither pushed here nor pushed before
+			// push --pin (which queues a pin alone only for a root
+			// recorded pushed): its entry was dropped, and dropped/
+			// pruned since. A pin tried before passed this already.
+			w.dropPin(log, p, "its root is neither queued nor recorded as pushed: its entry was dropped (log --path "+p.Path+" says why)")
+			continue
 		}
 		if _, err := os.Lstat(p.Path); errors.Is(err, fs.ErrNotExist) {
 			w.dropPin(log, p, "its root is no longer in the store (garbage-collected)")

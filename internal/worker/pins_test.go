@@ -1167,3 +1167,50 @@ func TestFailedBatchDoesNotKeepAPinItKnew(t *testing.T) {
 		t.Errorf("calls = %q, want the unsubstitutable root left out: no pin asks for it any more", got)
 	}
 }
+
+// push --pin queues the root's entry, then its pin. A worker that drops
+// the root in between keeps the drop in dropped/, which the pin went by
+// once the worker's own outcome was gone (another worker, or one that
+// forgot it as no pin named the root yet); pruned (queue.dropped_max,
+// queue.dropped_max_age), the drop was missed and cachix asked to pin a
+// root the rules dropped. The record of pushed paths does not have it:
+// the pin is dropped.
+func TestPinOfDroppedRootWhoseDropWasPruned(t *testing.T) {
+	for _, fresh := range []bool{false, true} {
+		t.Run(fmt.Sprintf("another worker %v", fresh), func(t *testing.T) {
+			fakeStore(t)
+			e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+			e.cfg.Queue.RememberPushed = 720 * time.Hour
+			secret := build(t, "secret-1")[0]
+			if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: secret, Pinned: true}}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			c := &calls{}
+			w := e.pinWorker(c)
+			if err := run(t, w, Once); err != nil { // the root is dropped: denied
+				t.Fatalf("Run(Once) = %v", err)
+			}
+			// dropped/ pruned before the pin came.
+			file := filepath.Join(e.q.Dir, "dropped", queue.Key("main", secret))
+			old := time.Now().Add(-2 * time.Hour)
+			if err := os.Chtimes(file, old, old); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := e.q.Prune(0, time.Hour, time.Now(), time.Time{}, 0); err != nil || n != 1 {
+				t.Fatalf("Prune = %d, %v; want the drop pruned", n, err)
+			}
+			e.pin(t, "main", secret, "secret", queue.Keep{})
+			if fresh {
+				w = e.pinWorker(c)
+			}
+			w.state = LoadState(e.q.Dir)
+			pinRound(w)
+			if got := c.list(); len(got) != 0 {
+				t.Errorf("calls = %q, want none: the root was dropped", got)
+			}
+			if names, _ := e.q.PinNames(); len(names) != 0 {
+				t.Errorf("pins left: %q, want the pin dropped", names)
+			}
+		})
+	}
+}
