@@ -112,7 +112,7 @@ func runPush(e *env, o *pushOptions) int {
 	}
 	paths = found.Paths
 	if !o.closure {
-		if bad := e.invalidRoots(c, gather, rec, roots, paths); len(bad) > 0 {
+		if bad := e.invalidRoots(c, gather, rec, roots, paths, pin); len(bad) > 0 {
 			status = 1
 			drop := func(p storepath.Path) bool { return bad[p.String()] }
 			roots = slices.DeleteFunc(slices.Clone(roots), drop)
@@ -300,9 +300,10 @@ func runPush(e *env, o *pushOptions) int {
 // on disk, but a build still writing one or a path half deleted, which
 // the worker would drop as lost. --closure's query fails on them the same
 // way. A path recorded as pushed to every target is not asked about
-// (nothing of it is queued). When Nix cannot be asked it warns and
-// returns none: the worker checks again before pushing.
-func (e *env) invalidRoots(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record, roots, paths []storepath.Path) map[string]bool {
+// (nothing of it is queued), unless pin: its pin is. When Nix cannot be
+// asked it warns and returns none: the worker checks again before
+// pushing.
+func (e *env) invalidRoots(c *config.Config, g *pathfacts.Gatherer, rec *hook.Record, roots, paths []storepath.Path, pin bool) map[string]bool {
 	given := make(map[storepath.Path]bool, len(roots))
 	for _, r := range roots {
 		given[r] = true
@@ -310,6 +311,10 @@ func (e *env) invalidRoots(c *config.Config, g *pathfacts.Gatherer, rec *hook.Re
 	var ask []string
 	for _, p := range paths {
 		if !given[p] {
+			continue
+		}
+		if pin {
+			ask = append(ask, p.String())
 			continue
 		}
 		for _, t := range c.Targets {

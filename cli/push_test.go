@@ -213,3 +213,45 @@ func TestPushMissingPathQuotesArgument(t *testing.T) {
 		t.Errorf("push exited %d, said:\n%q", st, errs.String())
 	}
 }
+
+// push --pin of a root recorded as pushed that Nix no longer knows as
+// valid (a path half deleted, or rebuilt and still being written) says
+// so and exits 1, as push of such a root does: a root recorded as pushed
+// everywhere was not asked about, nothing of it being queued, but its
+// pin is, and push exited 0 for a pin cachix cannot make.
+func TestPushPinPushedInvalidRoot(t *testing.T) {
+	rows := []vpath{{name: "ghost-1.0", invalid: true, given: true}}
+	w := newWorld(t, rows, "cache = \"main\"\nallow = [\"*\"]\n[nix]\nbin_dir = \"@BIN@\"\n")
+	ghost := w.path["ghost-1.0"]
+	dir, _ := w.queueDir(t, "pin")
+	release := holdWorker(t, dir)
+	c, err := config.Load(w.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := pushed.OpenWrite(dir, c.Target("main").RecordKey(), c.Queue.RememberPushed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := pushed.ParseHash(filepath.Base(ghost)[:32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Add([]pushed.Hash{h}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rec.Close()
+	st, out, errs := w.cmd(t, "push", "--pin", "sys", ghost)
+	release()
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins, _, err := q.ListPins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != 1 || len(pins) != 0 || !strings.Contains(errs, ghost+" is not in the store") {
+		t.Errorf("push --pin exited %d, queued %d pins, said:\n%s%s", st, len(pins), out, errs)
+	}
+}
