@@ -96,10 +96,15 @@ func printPins(w io.Writer, t *targetStatus, retryMax time.Duration) {
 		}
 		state := "due"
 		switch {
+		case p.Waiting:
+			// First: a pin asked for again, its root queued again,
+			// waits for that push whatever its earlier calls did.
+			state = "waiting for its push"
+			if p.Attempts > 0 {
+				state += fmt.Sprintf(" (%d failed attempts before: %s)", p.Attempts, oneLine(p.LastError))
+			}
 		case p.Attempts > 0:
 			state = fmt.Sprintf("%d failed attempts, next in %s: %s", p.Attempts, nextIn(p.NextAttempt, retryMax), oneLine(p.LastError))
-		case p.Waiting:
-			state = "waiting for its push"
 		}
 		statusLine(w, "  pin %q%s of %s: %s", p.Name, keep, p.Path, state)
 	}

@@ -185,3 +185,33 @@ func lockedPinQueue(t *testing.T) (q *queue.Queue, file string, root storepath.P
 	}
 	return q, file, root
 }
+
+// A pin whose call failed, asked for again by push --pin, which queued
+// its root again: the worker waits for that push before it tries the pin,
+// and status said the pin's old failure, with its retry, as what it
+// waits for.
+func TestStatusPinAskedAgainWaitsForItsPush(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	pins, _, err := q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	pins[0].Attempts, pins[0].LastError, pins[0].NextAttempt = 2, "HTTP 500", time.Now().Add(time.Minute)
+	if err := q.UpdatePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, c, _ := loadedEnv(t, file)
+	st, err := collectStatus(c, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	st.print(&out)
+	want := `pin "sys" of ` + root.String() + `: waiting for its push`
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("status says:\n%s\nwant %q", &out, want)
+	}
+}
