@@ -183,13 +183,17 @@ func queuePins(c *config.Config, plan pinPlan, since time.Time) error {
 // configured target) still queued, and whether each waits for a back-off:
 // its own, after it failed, or its root's, whose entry is among stated
 // (the entries that may be failing, queue.Keys'), which the wait judges
-// with the other entries.
-func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, now time.Time) (n int, allFailing bool, err error) {
+// with the other entries. failed counts those waiting for their own.
+func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, now time.Time) (n int, allFailing bool, failed int, err error) {
 	allFailing = true
 	var queued map[string]bool
 	count := func(p *queue.Pin) {
 		n++
-		if !allFailing || p.Attempts > 0 && p.NextAttempt.After(now) {
+		if p.Attempts > 0 && p.NextAttempt.After(now) {
+			failed++
+			return
+		}
+		if !allFailing {
 			return
 		}
 		if queued == nil {
@@ -208,22 +212,22 @@ func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, 
 				continue
 			}
 			if err != nil {
-				return 0, false, err
+				return 0, false, 0, err
 			}
 			count(p)
 		}
-		return n, allFailing, nil
+		return n, allFailing, failed, nil
 	}
 	pins, _, err := q.ListPins()
 	if err != nil {
-		return 0, false, err
+		return 0, false, 0, err
 	}
 	for _, p := range pins {
 		if c.Target(p.Target) != nil {
 			count(p)
 		}
 	}
-	return n, allFailing, nil
+	return n, allFailing, failed, nil
 }
 
 // pinKeys are the file names of pins.

@@ -193,7 +193,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		if spec.pairs != nil {
 			pinKeys = append([]string{}, spec.pins...)
 		}
-		pins, pinsFailing, err := pinsLeft(c, q, pinKeys, left.stated, time.Now())
+		pins, pinsFailing, pinsFailed, err := pinsLeft(c, q, pinKeys, left.stated, time.Now())
 		if err != nil {
 			e.errorf("%v", err)
 			return waitResult{end: waitError}
@@ -231,19 +231,25 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		}
 		if spec.giveUpFailing && (n == 0 || !left.inBulk && failing.allWaiting(q, left.stated, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now())) && (pins == 0 || pinsFailing) {
 			prog.lastFrame()
-			// Said of what is left: only pins, it may be.
-			what := "every path left has"
+			// Said of what is left: only pins, it may be, and a pin
+			// that has not failed waits for its root's push.
+			what := "every path left has failed and waits for a retry"
 			switch {
 			case n == 0:
-				what = "every pin left has"
-			case pins > 0:
-				what = "every path and pin left has"
+				what = "every pin left has failed and waits for a retry"
+			case pins == 0:
+			case pinsFailed == pins:
+				what = "every path and pin left has failed and waits for a retry"
+			case pinsFailed == 0:
+				what += ", and every pin left waits for its root's push"
+			default:
+				what += ", and every pin left for a retry or its root's push"
 			}
 			waitOn := spec.waitOn
 			if waitOn == "" {
 				waitOn = "--keep-trying waits on"
 			}
-			e.errorf("%s failed and waits for a retry; not waiting for it (%s):", what, waitOn)
+			e.errorf("%s; not waiting for it (%s):", what, waitOn)
 			left.report(e)
 			ruled, lost := prog.finish()
 			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}
