@@ -183,7 +183,9 @@ func queuePins(c *config.Config, plan pinPlan, since time.Time) error {
 // configured target) still queued, and whether each waits for a back-off:
 // its own, after it failed, or its root's, whose entry is among stated
 // (the entries that may be failing, queue.Keys'), which the wait judges
-// with the other entries. failed counts those waiting for their own.
+// with the other entries, or, for push --pin's pins (keys), another
+// command's entry, judged here. failed counts those waiting for their
+// own.
 func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, now time.Time) (n int, allFailing bool, failed int, err error) {
 	allFailing = true
 	var queued map[string]bool
@@ -203,7 +205,20 @@ func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, 
 			}
 		}
 		k, err := p.EntryKey()
-		allFailing = err == nil && queued[k]
+		if err != nil || queued[k] {
+			allFailing = err == nil
+			return
+		}
+		if keys == nil {
+			allFailing = false // stated: every entry that may be failing
+			return
+		}
+		// push --pin found the root pushed before and queued the pin
+		// alone, but another command queued the root again (push
+		// --force), which the worker waits for: not among the wait's
+		// entries.
+		en, perr := q.Peek(k)
+		allFailing = perr == nil && en.Attempts > 0 && en.NextAttempt.After(now)
 	}
 	if keys != nil {
 		for _, k := range keys {

@@ -235,8 +235,12 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			// that has not failed waits for its root's push.
 			what := "every path left has failed and waits for a retry"
 			switch {
-			case n == 0:
+			case n == 0 && pinsFailed == pins:
 				what = "every pin left has failed and waits for a retry"
+			case n == 0 && pinsFailed == 0:
+				what = "every pin left waits for its root's push, which has failed and waits for a retry"
+			case n == 0:
+				what = "every pin left has failed, or waits for its root's push, which has, and waits for a retry"
 			case pins == 0:
 			case pinsFailed == pins:
 				what = "every path and pin left has failed and waits for a retry"
@@ -251,6 +255,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			}
 			e.errorf("%s; not waiting for it (%s):", what, waitOn)
 			left.report(e)
+			left.reportPins(e, pinKeys)
 			ruled, lost := prog.finish()
 			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}
 		}

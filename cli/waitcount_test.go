@@ -117,3 +117,40 @@ func TestWaitGiveUpFailingRootOfAPin(t *testing.T) {
 		t.Errorf("wait ended %v after %d looks, says:\n%s\nwant it to give up: the pin waits for a failing push", r.end, looks, out)
 	}
 }
+
+// push --pin --wait --timeout 0 of a root found pushed before queues the
+// pin alone; the worker still waits for an entry of that root another
+// command queued (push --force). When that push keeps failing, so does
+// the pin wait, for a back-off: the wait gives up and exits 3, as for a
+// pin whose root is among its own paths. It waited on for as long as the
+// push kept failing: the root was not among the entries it judged.
+func TestPushPinWaitGivesUpOnRootQueuedByAnother(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	en, ok := q.Get(queue.Key("main", root))
+	if !ok {
+		t.Fatal("the root's entry is not queued")
+	}
+	en.Attempts, en.LastAttempt, en.LastError, en.NextAttempt = 1, time.Now(), "cachix push: HTTP 502", time.Now().Add(time.Hour)
+	if err := q.Update(en); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.ctx = ctx
+	looks := 0
+	// As waitPushed waits for push --pin's pin alone: no pair.
+	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{queue.PinKey("main", root, "sys")}, since: time.Now(),
+		giveUpFailing: true, poll: 20 * time.Millisecond, quiet: true, looked: func() {
+			if looks++; looks == 3 {
+				cancel()
+			}
+		}})
+	if code := r.exitCode(false); code != exitNotSent || !strings.Contains(out.String(), "every pin left waits for its root's push, which has failed and waits for a retry") ||
+		!strings.Contains(out.String(), `pin "sys" of `+root.String()+" -> main: still queued") {
+		t.Errorf("wait ended %v (exit %d) after %d looks, says:\n%s\nwant it to give up: the pin waits for a failing push", r.end, code, looks, out)
+	}
+}
