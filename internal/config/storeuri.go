@@ -8,7 +8,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
@@ -377,14 +379,32 @@ func CheckStoreDirs(store string) error {
 		err := trust.CheckWriteDir(dir)
 		// Nix makes its store directory root's, sticky and writable by
 		// the build users' group (1775), as /nix/store: nobody else may
-		// add to it.
+		// add to it. The members of another group could.
 		var te *trust.Error
 		if errors.As(err, &te) && !te.Parent && !te.Link && te.Uid == 0 && te.Mode&fs.ModeSticky != 0 && te.Mode.Perm()&0o002 == 0 {
 			err = nil
+			if gid, ok := buildGroup(); !ok {
+				err = fmt.Errorf("%s is writable by its group (gid %d), and there is no build users' group here (%s is not root's, sticky and group-writable); run: chmod g-w %s",
+					te.Bad, te.Gid, storepath.StoreDir(), te.Bad)
+			} else if te.Gid != gid {
+				err = fmt.Errorf("%s is writable by its group (gid %d), not Nix's build users' group (gid %d, the group of %s); run: chgrp %d %s, or chmod g-w %s",
+					te.Bad, te.Gid, gid, storepath.StoreDir(), gid, te.Bad, te.Bad)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("the local store's store directory: %w", err)
 		}
 	}
 	return nil
+}
+
+// buildGroup returns Nix's build users' group: the group of the Nix
+// store, which Nix as root keeps root's, sticky and writable by that
+// group; ok is false when the store is not so (no build users).
+func buildGroup() (gid uint32, ok bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(storepath.StoreDir(), &st); err != nil || st.Uid != 0 || st.Mode&syscall.S_ISVTX == 0 || st.Mode&0o020 == 0 {
+		return 0, false
+	}
+	return st.Gid, true
 }

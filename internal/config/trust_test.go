@@ -6,8 +6,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
 // Issue 9: a store URI that carries credentials is refused, naming the
@@ -358,5 +362,44 @@ func TestStoreSecretKeyAndSecretKeyFileRefused(t *testing.T) {
 	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), "store = \"file:///srv/cache?secret-keys=/etc/nix/a.sec\"\nsecret_key_file = \"/etc/nix/b.sec\"\nallow = [\"*\"]\n[queue]\ndir = \"/q\"\n")
 	if _, err := Load(file); err != nil {
 		t.Errorf("secret-keys= with secret_key_file: %v", err)
+	}
+}
+
+// A local store's store directory (store=, real=) may be what Nix makes
+// it as root, as /nix/store: root's, sticky, writable by its group, when
+// that group is Nix's build users' group, the Nix store's own. Any group
+// was accepted, so the members of another (here a user's own group)
+// could add entries to a directory root fills, such as the lock files
+// Nix opens by name, following links.
+func TestLocalStoreDirGroup(t *testing.T) {
+	u := testuser.New(t)
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sd := filepath.Join(d, "store")
+	if err := os.Mkdir(sd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sd, 0, u.Gid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sd, os.ModeSticky|0o775); err != nil {
+		t.Fatal(err)
+	}
+	store := "local://" + d + "?real=" + sd
+	err := CheckStoreDirs(store)
+	if err == nil || !strings.Contains(err.Error(), sd) || !strings.Contains(err.Error(), "group") {
+		t.Errorf("%s, its group %d's to write: CheckStoreDirs = %v, want it refused, naming it and its group", sd, u.Gid, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(storepath.StoreDir(), &st); err != nil || st.Uid != 0 || st.Mode&syscall.S_ISVTX == 0 || st.Mode&0o020 == 0 {
+		t.Skipf("no Nix store here with a build users' group (%s: %v)", storepath.StoreDir(), err)
+	}
+	if err := os.Chown(sd, 0, int(st.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckStoreDirs(store); err != nil {
+		t.Errorf("%s as Nix makes it (the group of %s): %v", sd, storepath.StoreDir(), err)
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // A store URI's credentials that reach the store pusher despite config
@@ -364,9 +366,15 @@ func TestLocalStoreDirChecked(t *testing.T) {
 		}
 	}
 	stores := []string{ok, ok + "/missing/root?state=" + ok}
-	if os.Geteuid() == 0 {
-		// The store directory as Nix makes it, /nix/store's mode.
-		stores = append(stores, "local://"+ok+"?real="+mk("nixstore", os.ModeSticky|0o775))
+	var st syscall.Stat_t
+	if os.Geteuid() == 0 && syscall.Stat(storepath.StoreDir(), &st) == nil && st.Mode&syscall.S_ISVTX != 0 && st.Mode&0o020 != 0 {
+		// The store directory as Nix makes it, /nix/store's mode and
+		// group (the build users').
+		sd := mk("nixstore", os.ModeSticky|0o775)
+		if err := os.Chown(sd, 0, int(st.Gid)); err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, "local://"+ok+"?real="+sd)
 	}
 	for _, store := range stores {
 		if err := New(cfg, &config.Target{Name: "s", Store: store}).Push(context.Background(), paths, &bytes.Buffer{}); err != nil {

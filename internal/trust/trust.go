@@ -68,6 +68,7 @@ type Error struct {
 	Parent  bool        // Bad is a directory above Path
 	Link    bool        // Bad is a symlink on the way that is not followed
 	Uid     uint32      // Bad's owner
+	Gid     uint32      // Bad's group (CheckWriteDir's refusals only)
 	Mode    fs.FileMode // Bad's mode
 	Problem string      // what is wrong with Bad: "is writable by group or others"
 	Fix     string      // a shell command that makes it acceptable
@@ -533,7 +534,7 @@ func writeDir(path, real string, st *unix.Stat_t, parent bool) *Error {
 	mode := fileMode(st.Mode)
 	if err := checkOne(path, real, st.Uid, mode&^fs.ModeSticky, Dir, parent); err != nil {
 		e := err.(*Error)
-		e.Mode = mode
+		e.Mode, e.Gid = mode, st.Gid
 		return e
 	}
 	return nil
