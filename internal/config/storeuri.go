@@ -316,6 +316,9 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 		_, p, _ := strings.Cut(base, "://")
 		p, _, _ = strings.Cut(p, "#")
 		roots = writtenAndDecoded(p)
+	case base == "" || base == "auto" || base == "local" || base == "local-overlay":
+		// As a lower-store= may name one (see checkLowerStores): at
+		// the default root, or at what its query names.
 	default:
 		return nil, nil
 	}
@@ -364,6 +367,14 @@ func relativeFileStore(store string) bool {
 // Nil for another store, and for a directory not made yet below one only
 // root can write in (Nix makes it).
 func CheckStoreDirs(store string) error {
+	return checkStoreDirs(store, 0)
+}
+
+// maxLowerStores bounds how deeply local-overlay:// stores may name one
+// another as lower-store=.
+const maxLowerStores = 4
+
+func checkStoreDirs(store string, depth int) error {
 	for _, dir := range FileStoreDirs(store) {
 		if err := trust.CheckWriteDir(dir, "nar", "log", "realisations", "debuginfo"); err != nil {
 			return fmt.Errorf("the file:// store's directory: %w", err)
@@ -393,6 +404,44 @@ func CheckStoreDirs(store string) error {
 		}
 		if err != nil {
 			return fmt.Errorf("the local store's store directory: %w", err)
+		}
+	}
+	return checkLowerStores(store, depth)
+}
+
+// checkLowerStores applies CheckStoreDirs to the lower-store= of a
+// local-overlay:// store: a store URI (%-decoded once more) that Nix
+// opens as root, and writes as any local store when it is one. The
+// daemon writes its own; another store cannot be checked, and Nix wants
+// one with a store directory on this machine all the same.
+func checkLowerStores(store string, depth int) error {
+	base, _, _ := strings.Cut(store, "?")
+	if !strings.HasPrefix(store, "local-overlay://") && base != "local-overlay" {
+		return nil
+	}
+	for _, kv := range strings.Split(rawQuery(store), "&") {
+		name, raw, ok := strings.Cut(kv, "=")
+		if !ok || paramName(name) != "lower-store" {
+			continue
+		}
+		// Every Nix with local-overlay:// decodes it; one that does
+		// not decode is checked as written.
+		ws := writtenAndDecoded(raw)
+		lower := ws[len(ws)-1]
+		lbase, _, _ := strings.Cut(lower, "?")
+		switch {
+		case lbase == "daemon" || strings.HasPrefix(lower, "unix://"):
+			// The daemon writes its own store.
+		case lbase == "" || lbase == "auto" || lbase == "local" || lbase == "local-overlay" ||
+			strings.HasPrefix(lower, "/") || strings.HasPrefix(lower, "local://") || strings.HasPrefix(lower, "local-overlay://"):
+			if depth >= maxLowerStores {
+				return fmt.Errorf("the local overlay store's lower-store=: lower stores nest deeper than %d", maxLowerStores)
+			}
+			if err := checkStoreDirs(lower, depth+1); err != nil {
+				return fmt.Errorf("the local overlay store's lower-store=%s: %w", RedactURI(lower), err)
+			}
+		default:
+			return fmt.Errorf("the local overlay store's lower-store=%s is not a local store (an absolute path, local://, local-overlay://), auto or the daemon, whose directories could be checked", RedactURI(lower))
 		}
 	}
 	return nil

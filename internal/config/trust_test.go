@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -401,5 +402,51 @@ func TestLocalStoreDirGroup(t *testing.T) {
 	}
 	if err := CheckStoreDirs(store); err != nil {
 		t.Errorf("%s as Nix makes it (the group of %s): %v", sd, storepath.StoreDir(), err)
+	}
+}
+
+// A local-overlay:// store opens its lower-store= as a store of its own,
+// as root: a local one is written as any local store is (its database,
+// its directories, its store directory's owner and mode), so its
+// directories are checked the same way, whether written as a path, a
+// local:// URI or local?root=, as written or %-decoded. One that cannot
+// be checked (not a local store, the daemon or auto) is refused. It was
+// not looked at.
+func TestLocalOverlayLowerStoreChecked(t *testing.T) {
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, mode os.FileMode) string {
+		p := filepath.Join(d, name)
+		if err := os.Mkdir(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	open, ok := mk("open", 0o777), mk("ok", 0o755)
+	overlay := "local-overlay://" + ok + "/root?upper-layer=" + ok + "/upper&lower-store="
+	for _, c := range []struct{ lower, bad string }{
+		{open, open},
+		{open + "/lower", open},
+		{"local://" + ok + "?state=" + open, open},
+		{url.QueryEscape("local://" + ok + "?state=" + open), open},
+		{url.QueryEscape("local?root=" + open), open},
+		{"local?root=" + open, open},
+		{url.QueryEscape("local-overlay://" + ok + "/l?upper-layer=" + ok + "/u&lower-store=" + open), open},
+		{"ssh://builder", "ssh://builder"},
+	} {
+		err := CheckStoreDirs(overlay + c.lower)
+		if err == nil || !strings.Contains(err.Error(), c.bad) || !strings.Contains(err.Error(), "lower-store") {
+			t.Errorf("lower-store=%s: CheckStoreDirs = %v, want it refused naming lower-store and %s", c.lower, err, c.bad)
+		}
+	}
+	for _, lower := range []string{"", "auto", "daemon", "unix:///nix/var/nix/daemon-socket/socket", ok + "/lower", url.QueryEscape("local://" + ok + "/lower?state=" + ok + "/state")} {
+		if err := CheckStoreDirs(overlay + lower); err != nil {
+			t.Errorf("lower-store=%s: %v", lower, err)
+		}
 	}
 }
