@@ -517,10 +517,20 @@ func CheckWriteDir(path string, subdirs ...string) error {
 		return e
 	}
 	for _, sub := range subdirs {
+		p := strings.TrimRight(path, "/") + "/" + sub
+		// Another user's link in it can only be one they put there
+		// when it was theirs to write: where it leads is their choice.
+		var st unix.Stat_t
+		if err := unix.Fstatat(w.fd, sub, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && !trusted(st.Uid) {
+			real := filepath.Join(w.real, sub)
+			return &Error{Path: p, Bad: real, Link: true, Uid: st.Uid, Mode: fileMode(st.Mode),
+				Problem: "is a symbolic link owned by " + OwnerName(st.Uid) + ", so its owner chose where root writes",
+				Fix:     "remove it (rm " + real + "; Nix makes the directory), and check what else is in " + w.real}
+		}
 		// As path itself: one missing counts by where it would be
 		// made, which a link of root's to a directory not made yet
 		// puts outside path.
-		if err := CheckWriteDir(strings.TrimRight(path, "/") + "/" + sub); err != nil {
+		if err := CheckWriteDir(p); err != nil {
 			return err
 		}
 	}
@@ -535,6 +545,13 @@ func writeDir(path, real string, st *unix.Stat_t, parent bool) *Error {
 	if err := checkOne(path, real, st.Uid, mode&^fs.ModeSticky, Dir, parent); err != nil {
 		e := err.(*Error)
 		e.Mode, e.Gid = mode, st.Gid
+		if !parent {
+			// What another user put in it while it was theirs to
+			// write (a link at a name Nix opens) outlasts a chown or
+			// chmod: a new directory holds nothing of theirs.
+			e.Fix = "mv " + real + " " + real + ".untrusted && mkdir -m 0755 " + real +
+				" (a chown or chmod would keep what another user could put in it, such as links root would write through)"
+		}
 		return e
 	}
 	return nil

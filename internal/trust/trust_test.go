@@ -603,3 +603,46 @@ func TestCheckWriteDirDanglingSubdirLink(t *testing.T) {
 		t.Errorf("a link to a directory to be made in root's own: %v", err)
 	}
 }
+
+// A directory root writes in that another user owned, or could write,
+// may hold what they put there: a link for nar/ to where they choose, a
+// link at a name Nix will open. The fix said only chown or chmod, which
+// leaves those: following it, nar -> a directory of root's elsewhere,
+// the other user's link, was accepted and written through. The fix now
+// makes the directory anew, and a link of another user's for a
+// subdirectory Nix writes in is refused.
+func TestCheckWriteDirAdviceKeepsNoLinks(t *testing.T) {
+	u := testuser.New(t)
+	d := rootDir(t)
+	elsewhere := filepath.Join(d, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []fs.FileMode{0o755, 0o777} {
+		cache := filepath.Join(d, fmt.Sprintf("cache%o", mode))
+		if err := os.Mkdir(cache, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(cache, mode); err != nil {
+			t.Fatal(err)
+		}
+		if mode == 0o755 {
+			u.Chown(t, cache)
+		}
+		nar := filepath.Join(cache, "nar")
+		if err := os.Symlink(elsewhere, nar); err != nil {
+			t.Fatal(err)
+		}
+		u.Chown(t, nar)
+		err := CheckWriteDir(cache, "nar")
+		mustRefuse(t, err, cache, "mv "+cache+" ")
+		// What the fix said before: chown and chmod alone.
+		if err := os.Chown(cache, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(cache, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mustRefuse(t, CheckWriteDir(cache, "nar"), nar, OwnerName(uint32(u.Uid)))
+	}
+}
