@@ -331,6 +331,8 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 	for _, r := range roots {
 		add(&dirs, r)
 	}
+	logical := []string{"/nix/store"}
+	var states []string
 	for _, kv := range strings.Split(rawQuery(store), "&") {
 		name, raw, ok := strings.Cut(kv, "=")
 		if !ok {
@@ -338,11 +340,48 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 		}
 		for _, v := range writtenAndDecoded(raw) {
 			switch paramName(name) {
-			case "root", "state", "log", "upper-layer":
+			case "root":
+				roots = append(roots, v)
+				add(&dirs, v)
+			case "state":
+				states = append(states, v)
+				add(&dirs, v)
+			case "log", "upper-layer":
 				add(&dirs, v)
 			case "store", "real":
 				add(&storeDirs, v)
 			}
+		}
+		if paramName(name) == "store" {
+			logical = writtenAndDecoded(raw)
+		}
+	}
+	// What Nix makes in a root unless the query puts it elsewhere,
+	// through directories the root's checks do not reach (root/nix
+	// another user's): its state and log directories, and its store
+	// directory.
+	for _, r := range roots {
+		if !strings.HasPrefix(r, "/") {
+			continue
+		}
+		r = strings.TrimRight(r, "/")
+		if !storeSetsParam(store, "state") {
+			states = append(states, r+"/nix/var/nix")
+		}
+		if !storeSetsParam(store, "log") {
+			add(&dirs, r+"/nix/var/log/nix")
+		}
+		if !storeSetsParam(store, "real") {
+			for _, l := range logical {
+				add(&storeDirs, r+l)
+			}
+		}
+	}
+	// The state directory's own, which hold its database.
+	for _, st := range states {
+		add(&dirs, st)
+		for _, sub := range []string{"db", "gcroots", "profiles", "temproots"} {
+			add(&dirs, strings.TrimRight(st, "/")+"/"+sub)
 		}
 	}
 	return dirs, storeDirs

@@ -450,3 +450,46 @@ func TestLocalOverlayLowerStoreChecked(t *testing.T) {
 		}
 	}
 }
+
+// A local store's root holds what Nix makes in it unless the query puts
+// it elsewhere: nix/var/nix (its database), nix/var/log/nix and the
+// store directory nix/store. Only the root itself was checked, so a
+// nix/ in it that another user owns, or a world-writable database
+// directory, had root write Nix's database and store through them.
+func TestLocalStoreRootSubdirsChecked(t *testing.T) {
+	u := testuser.New(t)
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(p string, mode os.FileMode) string {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	theirs := mk(filepath.Join(d, "a", "nix"), 0o755)
+	u.Chown(t, theirs)
+	open := mk(filepath.Join(d, "b", "nix", "var", "nix", "db"), 0o777)
+	for _, c := range []struct{ store, bad string }{
+		{filepath.Join(d, "a"), theirs},
+		{"local://" + filepath.Join(d, "a") + "?compression=none", theirs},
+		{"local://?root=" + filepath.Join(d, "a"), theirs},
+		{filepath.Join(d, "b"), open},
+	} {
+		err := CheckStoreDirs(c.store)
+		if err == nil || !strings.Contains(err.Error(), c.bad) {
+			t.Errorf("%s: CheckStoreDirs = %v, want it refused naming %s", c.store, err, c.bad)
+		}
+	}
+	// What Nix makes, or puts elsewhere: accepted.
+	ok := mk(filepath.Join(d, "c", "nix", "var", "nix", "db"), 0o755)
+	for _, store := range []string{filepath.Join(d, "c"), filepath.Join(d, "missing"), filepath.Join(d, "b") + "?state=" + ok} {
+		if err := CheckStoreDirs(store); err != nil {
+			t.Errorf("%s: %v", store, err)
+		}
+	}
+}
