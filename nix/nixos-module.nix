@@ -42,7 +42,8 @@ let
 
   # What the hardened worker service may write: the queue (its log is in
   # there unless log.file says otherwise), the log's directory, and the
-  # directories of file:// stores that targets push to with nix copy.
+  # directories of file:// and local stores that targets push to with
+  # nix copy.
   # Everything else is read-only (ProtectSystem = "strict").
   logFile = toString (cfg.settings.log.file or "");
   storeUris = map toString (
@@ -62,10 +63,105 @@ let
       raw
     ]
   ) (lib.filter (lib.hasPrefix "file://") storeUris);
+  # The directories of local stores that targets push to, which nix copy
+  # opens itself, as root (as the worker's check reads them, see
+  # LocalStoreDirs in internal/config/storeuri.go): a path, local:// or
+  # local-overlay://, the directories its root=, state=, log= and
+  # upper-layer= name, and those of a local-overlay:// store's local
+  # lower-store=; decoded and as written, as for file:// above. The
+  # store directory apart (real=, or store= with no root): Nix wants it
+  # root's, sticky and writable by the build users' group, and the
+  # worker may not chown it.
+  localStoreDirs =
+    depth: u:
+    let
+      noFrag = builtins.head (lib.splitString "#" u);
+      parts = lib.splitString "?" noFrag;
+      base = builtins.head (lib.splitString "?" u);
+      query = lib.concatStringsSep "?" (lib.tail parts);
+      params = map (
+        kv:
+        let
+          nv = lib.splitString "=" kv;
+        in
+        {
+          name = settings.percentDecode (builtins.head nv);
+          value = lib.concatStringsSep "=" (lib.tail nv);
+          set = lib.length nv > 1;
+        }
+      ) (if lib.length parts > 1 then lib.splitString "&" query else [ ]);
+      both = v: lib.unique [
+        (settings.percentDecode v)
+        v
+      ];
+      valuesOf = names: lib.concatMap (p: if p.set && lib.elem p.name names then both p.value else [ ]) params;
+      scheme = lib.findFirst (s: lib.hasPrefix s u) null [
+        "local://"
+        "local-overlay://"
+      ];
+      roots =
+        if lib.hasPrefix "/" u then
+          [ base ]
+        else if scheme != null then
+          both (builtins.head (lib.splitString "#" (lib.removePrefix scheme base)))
+        else
+          [ ];
+      overlay = scheme == "local-overlay://" || base == "local-overlay";
+      lowers = lib.concatMap (
+        p:
+        let
+          lower = settings.percentDecode p.value;
+          lbase = builtins.head (lib.splitString "?" lower);
+        in
+        if
+          overlay
+          && depth < 4
+          && p.set
+          && p.name == "lower-store"
+          && (
+            lib.hasPrefix "/" lower
+            || lib.hasPrefix "local://" lower
+            || lib.hasPrefix "local-overlay://" lower
+            || lib.elem lbase [
+              ""
+              "auto"
+              "local"
+              "local-overlay"
+            ]
+          )
+        then
+          [ (localStoreDirs (depth + 1) lower) ]
+        else
+          [ ]
+      ) params;
+      dirs' = roots ++ valuesOf [
+        "root"
+        "state"
+        "log"
+        "upper-layer"
+      ];
+      absolute = lib.filter (lib.hasPrefix "/");
+    in
+    {
+      dirs = absolute dirs' ++ lib.concatMap (l: l.dirs) lowers;
+      storeDirs =
+        absolute (valuesOf [ "real" ] ++ lib.optionals (absolute dirs' == [ ]) (valuesOf [ "store" ]))
+        ++ lib.concatMap (l: l.storeDirs) lowers;
+    };
+  localStores = map (localStoreDirs 0) (
+    lib.filter (
+      u: lib.hasPrefix "/" u || lib.hasPrefix "local://" u || lib.hasPrefix "local-overlay://" u
+    ) storeUris
+  );
+  localStoreStoreDirs = lib.unique (lib.concatMap (l: l.storeDirs) localStores);
+  # Nix's build users' group, which the store directories above get.
+  buildGroup = config.nix.settings.build-users-group or "nixbld";
   writablePaths = lib.unique (
     lib.optional (queueDir != defaultQueueDir) queueDir
     ++ lib.optional (logFile != "") (dirOf logFile)
     ++ fileStoreDirs
+    ++ lib.concatMap (l: l.dirs) localStores
+    ++ localStoreStoreDirs
     ++ lib.optional (metricsFile != "") (dirOf metricsFile)
   );
 
@@ -195,7 +291,12 @@ in
     systemd.tmpfiles.rules = [
       "d ${quotePath queueDir} 0700 root root -"
     ]
-    ++ map (d: "d ${quotePath d} 0755 root root -") (lib.remove queueDir writablePaths);
+    ++ map (d: "d ${quotePath d} 0755 root root -") (
+      lib.subtractLists localStoreStoreDirs (lib.remove queueDir writablePaths)
+    )
+    ++ map (
+      d: if buildGroup != "" then "d ${quotePath d} 1775 root ${buildGroup} -" else "d ${quotePath d} 0755 root root -"
+    ) (lib.remove queueDir localStoreStoreDirs);
 
     # The queue is on disk, so what a reboot interrupted is still there.
     # Instead of a separate resume unit, the worker is a plain long-running

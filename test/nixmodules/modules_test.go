@@ -1126,6 +1126,50 @@ func TestNixOSFileStoreDirDecoded(t *testing.T) {
 	}
 }
 
+// A local store target (a path, local://, local-overlay://) is written
+// by nix copy in the worker itself, as root: its root and the
+// directories its query names, and a local-overlay:// store's local
+// lower store's, as the worker checks them. The worker's ReadWritePaths=
+// had only file:// stores' directories, so nix copy found them
+// read-only, and docs/nixos.md had them added by hand. The store
+// directory (real=) is made as Nix wants it: root's, sticky, the build
+// users' group's.
+func TestNixOSLocalStoreDirs(t *testing.T) {
+	c := needCheckouts(t)
+	var r nixosResult
+	err := c.eval(t, "nixos", `{
+		services.cachix-filter-hook = {
+			enable = true;
+			settings = {
+				store = "/srv/store?state=/srv/my%20state";
+				allow = [ "*" ];
+				target = [
+					{ store = "local:///srv/l?real=/srv/real&log=/srv/log"; allow = [ "*" ]; }
+					{ store = "local-overlay:///srv/o?upper-layer=/srv/upper&lower-store=local%3A%2F%2F%2Fsrv%2Flower%3Fstate%3D%2Fsrv%2Flstate"; allow = [ "*" ]; }
+					{ store = "s3://bucket?root=/srv/not-local"; allow = [ "*" ]; }
+				];
+			};
+		};
+	}`, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+	for _, dir := range []string{"/srv/store", "/srv/my state", "/srv/l", "/srv/real", "/srv/log", "/srv/o", "/srv/upper", "/srv/lower", "/srv/lstate"} {
+		if !slices.Contains(paths, any(`"`+dir+`"`)) {
+			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
+		}
+	}
+	if slices.Contains(paths, any(`"/srv/not-local"`)) {
+		t.Errorf("ReadWritePaths %q: an s3:// store's root= is no directory here", paths)
+	}
+	for _, line := range []string{`d "/srv/store" 0755 root root -`, `d "/srv/lower" 0755 root root -`, `d "/srv/real" 1775 root nixbld -`} {
+		if !slices.Contains(r.Tmpfiles, line) {
+			t.Errorf("tmpfiles %q: no %q", r.Tmpfiles, line)
+		}
+	}
+}
+
 // Any path literal in settings is rendered as the path it names, not
 // only a secret file's: formats.toml would copy it into the
 // world-readable store (queue.dir: root's private queue, a store
