@@ -258,8 +258,11 @@ func isControl(r rune) bool {
 }
 
 // load loads the configuration and prints its warnings.
-func (e *env) load() (*config.Config, error) {
-	c, err := config.Load(e.configFlag)
+func (e *env) load() (*config.Config, error) { return e.loadWith(config.Load) }
+
+// loadWith is load by load (config.Load or config.LoadElsewhere).
+func (e *env) loadWith(load func(string) (*config.Config, error)) (*config.Config, error) {
+	c, err := load(e.configFlag)
 	if err != nil {
 		return nil, err
 	}

@@ -119,7 +119,7 @@ nix-store, a file:// or local store's directories), by the rules the worker
 applies; print the effective configuration (file plus environment
 overrides) and exit 0, or print every problem and exit 1.`,
 			flags: []flagDef{{name: "config-only", bind: switchVar(&valid.configOnly),
-				help: "check the config alone, not the files and programs it names (for a config made for another machine, such as a NixOS module's)"}}},
+				help: "check the config alone, not the files and programs it names nor the file's own owner here (for a config made for another machine, such as a NixOS module's, checked in the build sandbox)"}}},
 
 		{name: "doctor", run: func(e *env) int { return runDoctor(e, doctor.json) },
 			summary: "check that the hook is set and everything it needs is in place",

@@ -3,13 +3,20 @@ package cli
 import (
 	"fmt"
 	"os"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 )
 
 // validateOptions are validate's flags.
 type validateOptions struct{ configOnly bool }
 
 func runValidate(e *env, o *validateOptions) int {
-	c, err := e.load()
+	load := config.Load
+	if o.configOnly {
+		// For another machine: the file's owner here says nothing.
+		load = config.LoadElsewhere
+	}
+	c, err := e.loadWith(load)
 	if err != nil {
 		e.errorf("invalid configuration:\n%v", err)
 		return 1

@@ -12,6 +12,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
@@ -27,6 +28,26 @@ func Load(flagPath string) (*Config, error) {
 	if file != "" {
 		if data, err = readChecked(file); err != nil {
 			return nil, err
+		}
+	}
+	return parse(file, data)
+}
+
+// LoadElsewhere is Load of a config made for another machine (validate
+// --config-only, which the modules run on the file they build, in Nix's
+// sandbox): the file is read without the trust rule, since who owns it
+// here says nothing of it there (in the sandbox, / and the store are
+// root's, a uid it does not map: owned by nobody), and nothing it names is
+// run or read. It is still a regular file, read whole or not at all.
+func LoadElsewhere(flagPath string) (*Config, error) {
+	file, err := Find(flagPath)
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	if file != "" {
+		if data, err = safeopen.ReadFile(file, safeopen.Options{MaxSize: MaxConfigSize}); err != nil {
+			return nil, fmt.Errorf("reading config: %w", err)
 		}
 	}
 	return parse(file, data)

@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The modules build hook.conf with `validate --config-only` on the
+// rendered file, in Nix's sandbox, where / and the store belong to root,
+// a uid the sandbox does not map: they are seen owned by nobody (65534),
+// and the trust rule refused every file there ("its directory / is owned
+// by nobody"), failing every sandboxed build of the modules' config.
+// --config-only checks a config for another machine: who owns it here
+// says nothing of it there, and nothing it names is run. Here the file is
+// one the rule refuses (others can write it; as root, nobody owns it
+// too): validate refuses it, validate --config-only takes it.
+func TestValidateConfigOnlyTakesFileOwnedByNobodyHere(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hook.conf")
+	if err := os.WriteFile(file, []byte("cache = \"main\"\nallow = [\"*\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(file, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(file, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	validate := func(args ...string) (int, string, string) {
+		var out, errs bytes.Buffer
+		e := &env{ctx: context.Background(), stdout: &out, stderr: &errs}
+		st := e.main(append([]string{"--config", file, "validate"}, args...))
+		return st, out.String(), errs.String()
+	}
+	if st, _, errs := validate(); st != 1 || !strings.Contains(errs, "refusing "+file) {
+		t.Fatalf("validate exited %d, said %q; want the file refused by the trust rule", st, errs)
+	}
+	st, out, errs := validate("--config-only")
+	if st != 0 || !strings.Contains(out, `cache = "main"`) {
+		t.Errorf("validate --config-only exited %d, said:\n%s%s\nwant the config checked and printed", st, out, errs)
+	}
+	// What it still refuses: a file that is no regular file.
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(file, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, errs := validate("--config-only"); st != 1 || !strings.Contains(errs, file) {
+		t.Errorf("validate --config-only of a directory exited %d, said %q; want it refused, naming it", st, errs)
+	}
+}
