@@ -153,12 +153,14 @@ func (c *lineCutter) add(seg []byte) (cut bool) {
 			plain = seg[:i]
 		}
 		if room := c.max - len(c.line); len(plain) > room {
-			// Before a UTF-8 character rather than inside it (3 bytes
-			// back at most: the output may not be UTF-8).
-			for i := 0; i < utf8.UTFMax-1 && room > 0 && !utf8.RuneStart(plain[room]); i++ {
-				room--
-			}
+			// Before a UTF-8 character rather than inside it, even
+			// one begun in an earlier write, which the line holds (3
+			// bytes back at most: the output may not be UTF-8).
 			c.line = append(c.line, plain[:room]...)
+			for i, next := 0, plain[room]; i < utf8.UTFMax-1 && len(c.line) > 0 && !utf8.RuneStart(next); i++ {
+				next = c.line[len(c.line)-1]
+				c.line = c.line[:len(c.line)-1]
+			}
 			return true
 		}
 		c.line = append(c.line, plain...)

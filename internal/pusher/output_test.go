@@ -227,3 +227,21 @@ func TestLineCutterCutsWholeCharacters(t *testing.T) {
 		}
 	}
 }
+
+// A character whose bytes came in two writes (the pipe is read in
+// chunks, and the redactors pass what they hold back in pieces) was cut
+// after its first bytes, which the line already held: the cut backed up
+// only over the new write's bytes.
+func TestLineCutterCutsWholeCharactersAcrossWrites(t *testing.T) {
+	for _, in := range [][]string{{"1234567\xe6", "\x97\xa5\n"}, {"123456\xe6", "\x97\xa5\n"}, {"12345\xf0\x9f", "\x99\x82\n"}} {
+		var out bytes.Buffer
+		c := newLineCutter(&out, 8)
+		for _, w := range in {
+			c.Write([]byte(w))
+		}
+		c.flush()
+		if !utf8.Valid(out.Bytes()) || !strings.HasSuffix(out.String(), " …[line cut: longer than 8 bytes]\n") {
+			t.Errorf("%q cut to %q", in, out.String())
+		}
+	}
+}
