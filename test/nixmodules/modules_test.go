@@ -31,10 +31,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
 // repoRoot is the repository: two levels up from this package.
@@ -174,6 +177,34 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// runSandboxed runs name as Nix's sandbox runs a builder: uid 1000 and
+// gid 100 in a user namespace of its own where only the build user is
+// mapped (to a real unprivileged user here), so root's files (/, the
+// store) look owned by nobody. writable is made the build user's.
+func runSandboxed(t *testing.T, writable string, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	u := testuser.New(t)
+	if err := os.Chown(writable, u.Uid, u.Gid); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env, cmd.Dir = env, "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: u.Uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 100, HostID: u.Gid, Size: 1}},
+		Credential:  &syscall.Credential{Uid: 1000, Gid: 100, NoSetGroups: true},
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%s %s (sandboxed): %w\n%s", name, strings.Join(args, " "), err, tail(stderr.String(), 3000))
+	}
+	return stdout.String(), nil
 }
 
 // hookBin builds cachix-filter-hook once per test.
@@ -1350,29 +1381,45 @@ func TestHookConfCheckedAtBuild(t *testing.T) {
 				if err := c.eval(t, m.attr, fmt.Sprintf(`{ %s = { enable = true; package = %s; settings = %s; }; }`, m.path, w.pkg, tc.settings), &r); err != nil {
 					t.Fatal(err)
 				}
-				dir := t.TempDir()
-				unchecked, out := filepath.Join(dir, "hook.conf"), filepath.Join(dir, "out")
-				hookConf(t, r.Settings, unchecked)
-				// As a builder: nothing of this machine's but PATH (for cp).
-				stdout, err := run(t, []string{"unchecked=" + unchecked, "out=" + out, "HOME=/homeless-shelter", "PATH=" + os.Getenv("PATH")}, "bash", "-euc", r.ConfigCheck)
-				_, statErr := os.Stat(out)
-				switch {
-				case tc.bad == "" && err != nil:
-					t.Errorf("settings %s: the check refuses a good file: %v", tc.settings, err)
-				case tc.bad == "" && statErr != nil:
-					t.Errorf("settings %s: the check passes but writes no $out: %v", tc.settings, statErr)
-				case tc.bad != "" && err == nil:
-					t.Errorf("settings %s: the build of hook.conf passes:\n%s", tc.settings, stdout)
-				case tc.bad != "" && !strings.Contains(err.Error(), tc.bad):
-					t.Errorf("settings %s: the build fails, but does not say %q: %v", tc.settings, tc.bad, err)
-				case tc.bad != "" && statErr == nil:
-					t.Errorf("settings %s: the build fails but leaves $out", tc.settings)
-				}
-				if tc.bad == "" && statErr == nil {
-					a, _ := os.ReadFile(unchecked)
-					b, _ := os.ReadFile(out)
-					if !bytes.Equal(a, b) {
-						t.Errorf("$out is not the rendered file:\n%s\n---\n%s", b, a)
+				for _, sandboxed := range []bool{false, true} {
+					if sandboxed && os.Geteuid() != 0 {
+						continue // testuser.New says whether CI allows that
+					}
+					dir, outDir := t.TempDir(), t.TempDir()
+					// Open to the build user, as the store is.
+					os.Chmod(filepath.Dir(dir), 0o755)
+					os.Chmod(dir, 0o755)
+					unchecked, out := filepath.Join(dir, "hook.conf"), filepath.Join(outDir, "out")
+					hookConf(t, r.Settings, unchecked)
+					// As a builder: nothing of this machine's but PATH (for cp).
+					env := []string{"unchecked=" + unchecked, "out=" + out, "HOME=/homeless-shelter", "PATH=" + os.Getenv("PATH")}
+					var stdout string
+					var err error
+					if sandboxed {
+						stdout, err = runSandboxed(t, outDir, env, "bash", "-euc", r.ConfigCheck)
+					} else {
+						stdout, err = run(t, env, "bash", "-euc", r.ConfigCheck)
+					}
+					how := map[bool]string{false: "", true: " (in a sandbox)"}[sandboxed]
+					_, statErr := os.Stat(out)
+					switch {
+					case tc.bad == "" && err != nil:
+						t.Errorf("settings %s: the check%s refuses a good file: %v", tc.settings, how, err)
+					case tc.bad == "" && statErr != nil:
+						t.Errorf("settings %s: the check%s passes but writes no $out: %v", tc.settings, how, statErr)
+					case tc.bad != "" && err == nil:
+						t.Errorf("settings %s: the build of hook.conf%s passes:\n%s", tc.settings, how, stdout)
+					case tc.bad != "" && !strings.Contains(err.Error(), tc.bad):
+						t.Errorf("settings %s: the build%s fails, but does not say %q: %v", tc.settings, how, tc.bad, err)
+					case tc.bad != "" && statErr == nil:
+						t.Errorf("settings %s: the build%s fails but leaves $out", tc.settings, how)
+					}
+					if tc.bad == "" && statErr == nil {
+						a, _ := os.ReadFile(unchecked)
+						b, _ := os.ReadFile(out)
+						if !bytes.Equal(a, b) {
+							t.Errorf("$out%s is not the rendered file:\n%s\n---\n%s", how, b, a)
+						}
 					}
 				}
 			})
