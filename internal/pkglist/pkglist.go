@@ -222,9 +222,9 @@ func (l *List) listing() policy.Listing {
 // Found is what Find found among a set of paths.
 type Found struct {
 	// Paths are the paths to decide on: the input with each list left
-	// out (a list stands for what it names, never for itself) and, when
-	// Find was asked to expand, what the lists name added after it,
-	// each path once.
+	// out (a list stands for what it names, never for itself, unless
+	// another list names it) and, when Find was asked to expand, what
+	// the lists name added after it, each path once.
 	Paths []storepath.Path
 	// Lists are the lists found, in order.
 	Lists []*List
@@ -296,7 +296,10 @@ func Find(paths []storepath.Path, expand bool) Found {
 	for _, l := range f.Lists {
 		for _, p := range l.Paths {
 			f.Listed[p.String()] = append(f.Listed[p.String()], l.listing())
-			if expand && !seen[p] {
+			// A list another list names is, to that one, a listed path:
+			// in a closure that holds both, it goes to the outer list's
+			// targets too, as when the outer list is built.
+			if (expand || isList[p]) && !seen[p] {
 				seen[p] = true
 				f.Paths = append(f.Paths, p)
 			}

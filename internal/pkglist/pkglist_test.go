@@ -365,3 +365,32 @@ func TestFindBoundsBadLists(t *testing.T) {
 		t.Errorf("paths %v, want none", f.Paths)
 	}
 }
+
+// A list named in another list is, to the outer list, a listed path like
+// any other: in a closure that holds both (push --closure of a
+// generation), it goes to the outer list's targets, as when the outer
+// list is built, while what it names goes to its own.
+func TestFindNestedListInClosure(t *testing.T) {
+	s := newStore(t)
+	x, y := s.path("x-1"), s.path("y-1")
+	inner := s.list("cachix-packages-inner", Magic+"\ntarget own\n"+y.String()+"\n")
+	outer := s.list("cachix-packages-outer", Magic+"\ntarget main\n"+x.String()+"\n"+inner.String()+"\n")
+	for _, expand := range []bool{false, true} {
+		f := Find([]storepath.Path{outer, x, inner, y}, expand)
+		if len(f.Lists) != 2 {
+			t.Fatalf("expand %v: lists %v, want both", expand, f.Lists)
+		}
+		if !slices.Contains(f.Paths, inner) {
+			t.Errorf("expand %v: paths %v: the inner list is not among them", expand, f.Paths)
+		}
+		if ls := f.Listed[inner.String()]; len(ls) != 1 || ls[0].List != outer.String() {
+			t.Errorf("expand %v: listings of the inner list: %+v", expand, ls)
+		}
+		if ls := f.Listed[y.String()]; len(ls) != 1 || ls[0].List != inner.String() {
+			t.Errorf("expand %v: listings of y: %+v", expand, ls)
+		}
+		if slices.Contains(f.Paths, outer) {
+			t.Errorf("expand %v: the outer list, named by none, is among the paths", expand)
+		}
+	}
+}
