@@ -94,8 +94,10 @@ func PinKey(target string, root storepath.Path, name string) string {
 	return root.Hash + "." + hex.EncodeToString(sum[:8])
 }
 
-// AddPins queues pins durably; a pin already queued stays as it is. It
-// returns how many were new.
+// AddPins queues pins durably; a pin already queued is asked for again:
+// one backed off after a failed call is made due now, as retry makes it
+// (its cause may be fixed), its attempts and last error kept. It returns
+// how many were new.
 func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 	if len(pins) == 0 {
 		return 0, nil
@@ -129,6 +131,9 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 			}
 		}
 		if errors.Is(err, fs.ErrExist) {
+			if err := q.askPinAgain(name, p.Queued); err != nil {
+				return added, fmt.Errorf("queueing the pin of %s again: %w", p.Path, err)
+			}
 			continue
 		}
 		if err != nil {
@@ -140,6 +145,21 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		return 0, nil
 	}
 	return added, syncDir(dir)
+}
+
+// askPinAgain makes the queued pin name due now when it waits for a
+// back-off. The new Queued tells a worker that knows the pin that it was
+// asked for again: a due pin on disk alone may be one whose update the
+// worker could not write, which it must not try in a loop.
+func (q *Queue) askPinAgain(name string, queued time.Time) error {
+	p, err := q.ReadPin(name)
+	if err != nil || p.NextAttempt.IsZero() {
+		// Gone (made or dropped just now) or unreadable: as before,
+		// the pin of this push is not queued again.
+		return nil
+	}
+	p.NextAttempt, p.Queued = time.Time{}, queued
+	return q.UpdatePin(p)
 }
 
 // PinNames lists the pins' file names.

@@ -40,7 +40,10 @@ func (w *Worker) scanPins() {
 	seen := make(map[string]bool, len(names))
 	for _, n := range names {
 		seen[n] = true
-		if _, ok := w.pins[n]; ok {
+		if p, ok := w.pins[n]; ok {
+			if !p.NextAttempt.IsZero() && w.pinning[p.Target] != n {
+				w.pinAskedAgain(p)
+			}
 			continue
 		}
 		// Read again each round, logged once: a pin unreadable for a
@@ -91,6 +94,16 @@ func (w *Worker) scanPins() {
 		if !named[k] {
 			delete(w.rootOutcomes, k)
 		}
+	}
+}
+
+// pinAskedAgain makes p, backed off, due now when push --pin asked for
+// it again since it was read (queue.AddPins wrote it due, with a new
+// Queued).
+func (w *Worker) pinAskedAgain(p *queue.Pin) {
+	d, err := w.q.ReadPin(p.Key())
+	if err == nil && d.NextAttempt.IsZero() && !d.Queued.Equal(p.Queued) {
+		p.NextAttempt, p.Queued = time.Time{}, d.Queued
 	}
 }
 

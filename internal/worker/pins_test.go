@@ -1214,3 +1214,38 @@ func TestPinOfDroppedRootWhoseDropWasPruned(t *testing.T) {
 		})
 	}
 }
+
+// A pin whose call failed, asked for again (push --pin once more, the
+// cause fixed): it is tried at the next round, not left to its back-off.
+// AddPins left the file as it was and the worker never read again a pin
+// it knew, so the pin waited out its back-off (up to queue.retry_max)
+// and push --pin --wait gave up on it at once.
+func TestPinAskedAgainIsTriedNow(t *testing.T) {
+	e, root, _ := donePinned(t)
+	c := &calls{fail: errors.New("HTTP 401")}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	pinRound(w)
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || pins[0].Attempts != 1 || !pins[0].NextAttempt.After(time.Now()) {
+		t.Fatalf("pins = %+v, want one failed and backed off", pins)
+	}
+	pinRound(w)
+	if got := c.list(); len(got) != 1 {
+		t.Fatalf("calls = %q, want one while the pin backs off", got)
+	}
+	c.mu.Lock()
+	c.fail = nil
+	c.mu.Unlock()
+	e.pin(t, "main", root, "done", queue.Keep{})
+	if pins, _, _ := e.q.ListPins(); len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 1 {
+		t.Errorf("pin file after it was asked for again = %+v, want due now, its attempts kept", pins)
+	}
+	pinRound(w)
+	if got := c.list(); len(got) != 2 {
+		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left: %q", names)
+	}
+}
