@@ -69,23 +69,9 @@ func (pf *pinFlags) keep() (queue.Keep, string) {
 
 var placeholder = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\{[^{}]*\}`) })
 
-// validPinName reports whether s can be a pin's name once {host} and
-// {target} are replaced: 1 to 200 letters, digits and ._+-@=:, not
-// starting with -, so that it reads the same in cachix's argv, the logs
-// and Cachix's web page. A loop, not a regexp: `{0,199}` compiles to a
-// 200-step program at every start of the binary, the hook's too (2 ms).
-func validPinName(s string) bool {
-	if len(s) == 0 || len(s) > 200 || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._+@=:-", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
+// validPinName is queue.ValidPinName: what push refuses, the worker
+// refuses to read.
+var validPinName = queue.ValidPinName
 
 func checkPinTemplate(tmpl string) error {
 	for _, ph := range placeholder().FindAllString(tmpl, -1) {

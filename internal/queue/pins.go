@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
@@ -87,6 +88,24 @@ func (p *Pin) EntryKey() (string, error) {
 	return Key(p.Target, sp), nil
 }
 
+// ValidPinName reports whether s can be a pin's name once {host} and
+// {target} are replaced: 1 to 200 letters, digits and ._+-@=:, not
+// starting with -, so that it reads the same in cachix's argv, the logs
+// and Cachix's web page. A loop, not a regexp: `{0,199}` compiles to a
+// 200-step program at every start of the binary, the hook's too (2 ms).
+func ValidPinName(s string) bool {
+	if len(s) == 0 || len(s) > 200 || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._+@=:-", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // PinKey names a pin: its root's hash and a digest of its target and
 // name, so that the same pin asked twice is one request.
 func PinKey(target string, root storepath.Path, name string) string {
@@ -112,6 +131,9 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		root, err := storepath.Parse(storepath.StoreDir(), p.Path)
 		if err != nil {
 			return added, fmt.Errorf("pinning %s: %w", p.Path, err)
+		}
+		if !ValidPinName(p.Name) {
+			return added, fmt.Errorf("pinning %s: %q is not a pin name", p.Path, p.Name)
 		}
 		p.Queued = now.UTC()
 		name := PinKey(p.Target, root, p.Name)
@@ -183,8 +205,13 @@ func (q *Queue) ReadPin(name string) (*Pin, error) {
 		return nil, fmt.Errorf("%w: parsing %s: %v", ErrCorrupt, file, err)
 	}
 	root, err := storepath.Parse(storepath.StoreDir(), p.Path)
-	if err != nil || p.Target == "" || p.Name == "" || PinKey(p.Target, root, p.Name) != name {
+	if err != nil || p.Target == "" || PinKey(p.Target, root, p.Name) != name {
 		return nil, fmt.Errorf("%w: %s: pin does not match its name (target %q, path %q, name %q)", ErrCorrupt, file, p.Target, p.Path, p.Name)
+	}
+	if !ValidPinName(p.Name) {
+		// What push refuses (a name cachix, the logs and wait's
+		// reading of the history would not read as it is).
+		return nil, fmt.Errorf("%w: %s: %q is not a pin name (1 to 200 of A-Z a-z 0-9 . _ + @ = : -, not starting with -)", ErrCorrupt, file, p.Name)
 	}
 	return p, nil
 }

@@ -1073,3 +1073,35 @@ func TestAddRewritesTmpFileCleanedMeanwhile(t *testing.T) {
 		t.Errorf("AddPins with its temporary file removed = %d, %v; want it queued", got, err)
 	}
 }
+
+// A pin file whose name push refuses (a space, a leading -, a control
+// character) is corrupt, though it matches its file's name: read as a
+// pin, the worker ran cachix pin with it, and wait, which finds a pin's
+// outcome by the name's first word in the history, never matched it.
+// AddPins refuses such a name too.
+func TestReadPinRefusesWhatPushRefuses(t *testing.T) {
+	q := openQ(t)
+	root := mkPath("system-1")
+	if err := os.MkdirAll(filepath.Join(q.Dir, pinsDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"my system", "-h", "sys\x1b[2J", strings.Repeat("a", 201)} {
+		key := PinKey("main", root, name)
+		data, err := json.Marshal(Pin{Target: "main", Path: root.String(), Name: name, Queued: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(q.Dir, pinsDir, key), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := q.ReadPin(key); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("ReadPin of a pin named %q = %+v, %v; want ErrCorrupt", name, p, err)
+		}
+		if n, err := q.AddPins([]Pin{{Target: "other", Path: root.String(), Name: name}}, time.Now()); err == nil {
+			t.Errorf("AddPins of a pin named %q = %d, nil; want an error", name, n)
+		}
+	}
+	if _, err := q.AddPins([]Pin{{Target: "main", Path: root.String(), Name: "host-system@2:a.b_c+d=e"}}, time.Now()); err != nil {
+		t.Errorf("AddPins of a good name: %v", err)
+	}
+}
