@@ -425,7 +425,9 @@ func (d *doctor) checkQueue() {
 	for _, t := range st.Targets {
 		pins += len(t.Pins)
 		for _, p := range t.Pins {
-			if p.Attempts > 0 {
+			// One waiting for its root's push, queued again, is not
+			// failing (status says so too): it is tried after it.
+			if p.Attempts > 0 && !p.Waiting {
 				failingPins++
 				if failing == 0 {
 					lastErr = fmt.Sprintf("pin %q of %s -> %s: %s", p.Name, p.Path, t.Name, oneLine(p.LastError))

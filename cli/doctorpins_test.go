@@ -70,3 +70,25 @@ func doctorWorkerCheck(t *testing.T, file string) *check {
 	}
 	return nil
 }
+
+// A pin whose call failed, asked for again with its root queued again,
+// waits for that push, as status says ("waiting for its push"): doctor
+// called it failing, with its old error, and exited 1.
+func TestDoctorPinAskedAgainWaitsForItsPush(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	pins, _, err := q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	pins[0].Attempts, pins[0].LastError, pins[0].NextAttempt = 2, "HTTP 500", time.Now().Add(time.Minute)
+	if err := q.UpdatePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	worker := doctorWorkerCheck(t, file)
+	if worker == nil || worker.Level != checkOK || worker.Message != "running" {
+		t.Errorf("worker check = %+v, want ok running: the pin waits for its root's push", worker)
+	}
+}
