@@ -257,7 +257,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			left.report(e)
 			left.reportPins(e, pinKeys)
 			ruled, lost := prog.finish()
-			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost}
+			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins)}
 		}
 		if now := time.Now(); prog.due(now) {
 			prog.draw(now, prog.count())

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -152,5 +153,43 @@ func TestPushPinWaitGivesUpOnRootQueuedByAnother(t *testing.T) {
 	if code := r.exitCode(false); code != exitNotSent || !strings.Contains(out.String(), "every pin left waits for its root's push, which has failed and waits for a retry") ||
 		!strings.Contains(out.String(), `pin "sys" of `+root.String()+" -> main: still queued") {
 		t.Errorf("wait ended %v (exit %d) after %d looks, says:\n%s\nwant it to give up: the pin waits for a failing push", r.end, code, looks, out)
+	}
+}
+
+// wait that gives up on failing paths still says how the pins it waited
+// for ended: a pin given up on while it waited (its root gone) went
+// unsaid, where the same wait ending at its timeout or done names it.
+func TestWaitGiveUpFailingReportsPinsGivenUp(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	pins, _, err := q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	other := storepath.New(storepath.StoreDir(), "1123456789abcdfghijklmnpqrsvwxyz", "hello-1")
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: other}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	en, ok := q.Get(queue.Key("main", other))
+	if !ok {
+		t.Fatal("the entry is not queued")
+	}
+	en.Attempts, en.LastAttempt, en.LastError, en.NextAttempt = 1, time.Now(), "cachix push: HTTP 502", time.Now().Add(time.Hour)
+	if err := q.Update(en); err != nil {
+		t.Fatal(err)
+	}
+	// The worker gives the pin up as the wait begins: its outcome,
+	// then its file goes.
+	follow := history.Follow(q.Dir)
+	if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: history.PinDropped, Reason: "its root is no longer in the store (garbage-collected)", Pin: `"sys"`}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.RemovePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, follow: follow, since: time.Now(), timeout: time.Minute, quiet: true})
+	want := `not pinned ` + root.String() + ` in main ("sys"): its root is no longer in the store`
+	if r.end != waitFailing || r.exitCode(false) != exitNotSent || !strings.Contains(out.String(), want) {
+		t.Errorf("wait ended %v, exit %d, says:\n%s\nwant %q", r.end, r.exitCode(false), out, want)
 	}
 }
