@@ -211,6 +211,7 @@ func (w *Worker) scan(now time.Time) {
 	saw := map[string]bool{}      // keys of x.sent whose copy was found
 	unread := false               // a bulk file could not be read
 	first := ^uint32(0)           // the oldest of those
+	over := 0                     // unreadable entries past maxUnreadable
 	err := w.q.EachEntryName(func(n string) {
 		if s, ok := x.slots[n]; ok {
 			if s.src == 0 {
@@ -245,11 +246,15 @@ func (w *Worker) scan(now time.Time) {
 		e, err := w.q.Read(n)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) && !w.unreadable[n] {
-				if len(w.unreadable) < maxUnreadable {
-					w.unreadable[n] = true
-				}
 				w.metrics.stale = true // set aside in corrupt/
-				w.log.WithError(err).Error("unreadable queue entry")
+				// Past maxUnreadable, not named: each full scan
+				// would log them all again.
+				if len(w.unreadable) >= maxUnreadable {
+					over++
+				} else {
+					w.unreadable[n] = true
+					w.log.WithError(err).Error("unreadable queue entry")
+				}
 			}
 			// Kept while it stays (not set aside): newEntries takes
 			// it for seen, and the same pair queued again for new.
@@ -267,6 +272,12 @@ func (w *Worker) scan(now time.Time) {
 	if err != nil {
 		w.log.WithError(err).Error("listing queue")
 		return
+	}
+	if over != w.unreadableOver {
+		w.unreadableOver = over
+		if over > 0 {
+			w.log.WithField("count", over).Errorf("more unreadable queue entries, past the first %d", maxUnreadable)
+		}
 	}
 	bulks, err := w.q.BulkNames()
 	if err != nil {

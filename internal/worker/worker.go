@@ -58,6 +58,8 @@ type Worker struct {
 	facts   *factState // what the size, unsubstitutable and upstream rules read
 	// unreadable are entries already logged as unreadable.
 	unreadable map[string]bool
+	// unreadableOver is how many more were last logged, as a count.
+	unreadableOver int
 	// argBudget bounds the bytes of paths in one pusher call.
 	argBudget int
 	// records of what was pushed, by destination (Target.RecordKey; see

@@ -1256,3 +1256,33 @@ func TestPruneSaysStuckFileOnce(t *testing.T) {
 		t.Errorf("the file that cannot be removed is said %d times, want once:\n%s", n, e.log.String())
 	}
 }
+
+// Past maxUnreadable entries that can be neither read nor moved aside,
+// each full scan logged every one whose name was not kept again: on a
+// broken queue the worker's log grew by thousands of lines a scan, for
+// ever. The rest is one line with their count, said when it changes.
+func TestScanLogsUnreadableBeyondMaxOnce(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	if err := os.WriteFile(filepath.Join(e.q.Dir, "corrupt"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxUnreadable + 3 {
+		if err := os.WriteFile(filepath.Join(e.q.Dir, "entries", fmt.Sprintf("junk%d", i)), []byte("junk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := e.worker(nil)
+	now := time.Now()
+	w.scan(now)
+	first := strings.Count(e.log.String(), "\n")
+	for i := 1; i <= 3; i++ {
+		w.scan(now.Add(time.Duration(i) * 2 * fullScanEvery))
+	}
+	if n := strings.Count(e.log.String(), "\n"); n != first {
+		t.Errorf("full scans of the same unreadable entries logged %d more lines", n-first)
+	}
+	if first > maxUnreadable+1 {
+		t.Errorf("the first scan logged %d lines, want the entries beyond %d as one", first, maxUnreadable)
+	}
+}
