@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 
@@ -447,9 +448,14 @@ func Backoff(n int, initial, max time.Duration) time.Duration {
 	return half + rand.N(half+1)
 }
 
+// truncate cuts s to n bytes, before a UTF-8 character rather than
+// inside it (by at most 3 bytes: s may not be UTF-8).
 func truncate(s string, n int) string {
 	s = strings.TrimSpace(s)
 	if len(s) > n {
+		for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
+			n--
+		}
 		return s[:n] + "…"
 	}
 	return s

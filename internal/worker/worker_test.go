@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
@@ -1284,5 +1285,20 @@ func TestScanLogsUnreadableBeyondMaxOnce(t *testing.T) {
 	}
 	if first > maxUnreadable+1 {
 		t.Errorf("the first scan logged %d lines, want the entries beyond %d as one", first, maxUnreadable)
+	}
+}
+
+// truncate cut at a byte count, which could fall inside a UTF-8
+// character of an error (a path, a pusher's line): state.json then
+// recorded U+FFFD for half a character. It cuts before the character.
+func TestTruncateKeepsUTF8Whole(t *testing.T) {
+	for _, c := range []string{"é", "日", "🙂"} {
+		s := strings.Repeat(c, 10)
+		for n := range len(s) {
+			got := truncate(s, n)
+			if !utf8.ValidString(got) || !strings.HasPrefix(s, strings.TrimSuffix(got, "…")) || len(got) < n-3 {
+				t.Errorf("truncate(%q, %d) = %q", s, n, got)
+			}
+		}
 	}
 }
