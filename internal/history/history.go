@@ -23,6 +23,7 @@ import (
 	"slices"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/logfile"
 )
@@ -101,8 +102,13 @@ func Append(dir string, maxSize int64, recs []Record) error {
 		buf = append(buf, '\n')
 	}
 	for _, r := range recs {
-		if len(r.Reason) > maxReason {
-			r.Reason = r.Reason[:maxReason] + "…"
+		if n := maxReason; len(r.Reason) > n {
+			// Before a UTF-8 character rather than inside it (3
+			// bytes back at most: the reason may not be UTF-8).
+			for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(r.Reason[n]); i++ {
+				n--
+			}
+			r.Reason = r.Reason[:n] + "…"
 		}
 		r.Time = r.Time.UTC()
 		var err error

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func rec(i int) Record {
@@ -293,5 +294,23 @@ func TestControlsEscapedInTheFile(t *testing.T) {
 	got, err := Read(dir)
 	if err != nil || len(got) != 1 || got[0].Reason != r.Reason {
 		t.Errorf("read back %+v, %v; want the reason %q", got, err, r.Reason)
+	}
+}
+
+// The reason was cut at maxReason bytes, which could fall inside a UTF-8
+// character: the record then held U+FFFD for half a character. The cut
+// comes before it.
+func TestReasonCutKeepsUTF8Whole(t *testing.T) {
+	for _, pre := range []string{"", "x", "xx", "xxx"} {
+		dir := t.TempDir()
+		r := rec(1)
+		r.Outcome, r.Reason = Failed, pre+strings.Repeat("🙂", maxReason)
+		if err := Append(dir, MaxSize, []Record{r}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := Read(dir)
+		if len(got) != 1 || strings.ContainsRune(got[0].Reason, utf8.RuneError) || !strings.HasSuffix(got[0].Reason, "🙂…") {
+			t.Fatalf("reason cut to %q", got[0].Reason[max(0, len(got[0].Reason)-20):])
+		}
 	}
 }
