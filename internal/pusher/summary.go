@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Summary takes a pusher's output (whole lines, as Push writes them) and
@@ -80,8 +81,12 @@ func (s *Summary) add(b []byte) {
 	if len(s.kept) < SummaryLines {
 		// Lines come cut at MaxLine (and marked) from Push; this
 		// bounds what another writer hands over.
-		if len(line) > 2*MaxLine {
-			line = line[:2*MaxLine] + "…"
+		if n := 2 * MaxLine; len(line) > n {
+			// Before a UTF-8 character rather than inside it.
+			for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(line[n]); i++ {
+				n--
+			}
+			line = line[:n] + "…"
 		}
 		s.kept = append(s.kept, line)
 		return

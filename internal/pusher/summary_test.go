@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // nix copy's output for a batch of 10,000 paths sums up to its first
@@ -39,5 +40,19 @@ func TestSummary(t *testing.T) {
 	s.Flush()
 	if len(s.Text()) > (SummaryLines+1)*MaxLine || !strings.HasSuffix(s.Text(), "… and 999 more lines") {
 		t.Errorf("Text() is %d bytes, ending %q; want at most %d lines, the rest counted", len(s.Text()), s.Text()[max(0, len(s.Text())-40):], SummaryLines)
+	}
+}
+
+// A line longer than 2*MaxLine was cut at that byte count, which could
+// fall inside a UTF-8 character: the push error (state.json, the
+// history) held U+FFFD for half a character. The cut comes before it.
+func TestSummaryCutKeepsUTF8Whole(t *testing.T) {
+	for _, pre := range []string{"", "x", "xx", "xxx"} {
+		s := NewSummary("/nix/store")
+		s.Write([]byte(pre + strings.Repeat("🙂", MaxLine) + "\n"))
+		s.Flush()
+		if got := s.Text(); !utf8.ValidString(got) || !strings.HasSuffix(got, "🙂…") {
+			t.Errorf("line cut to %q", got[max(0, len(got)-20):])
+		}
 	}
 }
