@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -168,7 +169,11 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	if relativeFileStore(t.Store) && validStore(t.Store) && storeCredentials(t.Store) == "" {
 		l.errorf("%s: %sstore: %q: a file:// store's directory must be an absolute path (file:///srv/cache, three slashes)", from("store"), prefix, t.Store)
 	}
-	if !oneLine(t.Name) {
+	if !utf8.ValidString(t.Name) {
+		// From the environment: the metrics' labels are UTF-8, and
+		// two names made alike there would be one series twice.
+		l.errorf("%s: %sname: %q holds a byte that is not UTF-8; a name is shown as text (status, metrics)", from("name"), prefix, t.Name)
+	} else if !oneLine(t.Name) {
 		// Shown on one line in logs, status and the history.
 		l.errorf("%s: %sname: %q holds a control character (a line break, a tab...); a name is shown on one line", from("name"), prefix, t.Name)
 	}
