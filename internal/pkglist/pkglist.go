@@ -99,6 +99,11 @@ func Read(p storepath.Path) (*List, error) {
 	if errors.Is(err, safeopen.ErrTooLarge) {
 		return nil, fmt.Errorf("package list %s is larger than %d bytes (%s): nothing of it is queued", dir, MaxSize, l.File)
 	}
+	if errors.Is(err, safeopen.ErrNotRegular) || errors.Is(err, safeopen.ErrSymlink) {
+		// For good: a store path does not change, and no read of it
+		// ever succeeds.
+		return nil, fmt.Errorf("package list %s is not as cachixPackages builds it: %w: nothing of it is queued", dir, err)
+	}
 	if err != nil {
 		return nil, unreadable(dir, err)
 	}

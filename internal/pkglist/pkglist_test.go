@@ -150,19 +150,26 @@ func TestReadRefuses(t *testing.T) {
 			t.Errorf("Read = %v", err)
 		}
 	})
-	// A list that cannot be read now (a directory in place of its
-	// file here; EIO, EMFILE on a broken machine) says, as a malformed
-	// one does, that nothing of it is queued, and how to queue it.
-	t.Run("unreadable", func(t *testing.T) {
-		d := s.path("cachix-packages-unreadable")
-		f := s.path(d.Name + ".list")
-		os.Mkdir(d.String(), 0o755)
-		os.Mkdir(f.String(), 0o755)
-		os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix"))
-		_, err := Read(d)
-		if err == nil || errors.Is(err, ErrNotList) || !strings.Contains(err.Error(), d.String()) ||
-			!strings.Contains(err.Error(), "nothing of it is queued") || !strings.Contains(err.Error(), "cachix-filter-hook push "+d.String()) {
-			t.Errorf("Read = %v, want an error naming %s, saying nothing of it is queued and how to queue it", err, d)
+	// A list whose file is a directory or a symbolic link is no list
+	// cachixPackages built, and a store path stays as it is: said so,
+	// not that it cannot be read now, nor that push queues it once it
+	// can (it never can).
+	t.Run("not a regular file", func(t *testing.T) {
+		for _, mk := range []func(string) error{
+			func(f string) error { return os.Mkdir(f, 0o755) },
+			func(f string) error { return os.Symlink(a.String(), f) },
+		} {
+			d := s.path("cachix-packages-unreadable")
+			f := s.path(d.Name + ".list")
+			os.Mkdir(d.String(), 0o755)
+			mk(f.String())
+			os.Symlink(f.String(), filepath.Join(d.String(), "manifest.nix"))
+			_, err := Read(d)
+			if err == nil || errors.Is(err, ErrNotList) || !strings.Contains(err.Error(), d.String()) ||
+				!strings.Contains(err.Error(), "nothing of it is queued") || !strings.Contains(err.Error(), "not as cachixPackages builds it") ||
+				strings.Contains(err.Error(), "can be read") {
+				t.Errorf("Read = %v, want an error naming %s, saying what it is and that nothing of it is queued", err, d)
+			}
 		}
 	})
 
