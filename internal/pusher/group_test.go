@@ -300,13 +300,7 @@ func TestPushExitedZeroBeforeTimeout(t *testing.T) {
 // push_timeout for nothing.
 func TestPushFailedBeforeTimeoutNotTimedOut(t *testing.T) {
 	bin, exiting := escapedFake(t, 1, "error: the cache refused the upload")
-	// Shorter than waitDelay, so that it passes while Push waits for
-	// the pipe the grandchild holds.
-	cfg := &config.Config{Cachix: config.Cachix{Bin: bin}, Queue: config.Queue{PushTimeout: 1500 * time.Millisecond}}
-	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{})
-	if _, serr := os.Stat(exiting); serr != nil {
-		t.Skipf("the fake did not get to exit within push_timeout on this machine: %v", err)
-	}
+	err := pushPastTimeout(t, bin, exiting)
 	if err == nil || strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "exit status 1") || !strings.Contains(err.Error(), "the cache refused the upload") {
 		t.Errorf("Push = %v, want the pusher's own exit 1 and its reason, not a timeout", err)
 	}
