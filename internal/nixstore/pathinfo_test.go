@@ -10,6 +10,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -157,6 +158,7 @@ func TestPathInfoBadOutputEndsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
+	start := time.Now()
 	go func() {
 		_, err := Nix{BinDir: dir}.pathInfo(context.Background(), false, []string{"/nix/store/00000000000000000000000000000000-x"})
 		done <- err
@@ -166,8 +168,14 @@ func TestPathInfoBadOutputEndsIt(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "reading its output") {
 			t.Errorf("err = %v, want one about its output", err)
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("pathInfo still reading an endless output after 20 s")
+		// The path-info timeout is the call's only other end, and it
+		// cannot come sooner: a call back before it was ended by the
+		// bad output, however slow the machine.
+		if took := time.Since(start); took >= pathInfoTimeout {
+			t.Errorf("pathInfo took %v: ended by the path-info timeout, not by its bad output", took)
+		}
+	case <-time.After(eventually.Left(t)):
+		t.Fatal("pathInfo still reading an endless output: not ended by its bad output")
 	}
 }
 
