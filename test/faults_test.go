@@ -149,8 +149,9 @@ func flOpens(pid int, file string) []string {
 
 // 2. A pusher that hangs, with a grandchild holding its output, is killed
 // with its whole group after queue.push_timeout; status says "timed out";
-// SIGTERM stops the worker within 5 s, every entry still queued; the
-// pushers do not get the worker's inherited descriptors.
+// SIGTERM stops the worker, not waiting for the push's timeout, every
+// entry still queued; the pushers do not get the worker's inherited
+// descriptors.
 func TestFaultHangingPusherTimedOut(t *testing.T) {
 	e := NewEnv(t, `
 cache = "hanging"
@@ -164,7 +165,7 @@ dir = "@DIR@/queue"
 linger = "1s"
 retry_initial = "200ms"
 retry_max = "1s"
-push_timeout = "3s"
+push_timeout = "30s"
 `)
 	// Queue without a worker, to start one by hand with fd 7 open.
 	unlock := plLockQueue(t, e.Queue)
@@ -200,9 +201,9 @@ push_timeout = "3s"
 	}
 
 	var status string
-	eventually.True(t, 60*time.Second, "status to show the timeout", func() bool {
+	eventually.True(t, eventually.Left(t), "status to show the timeout", func() bool {
 		status = plStatusText(t, e)
-		return strings.Contains(status, "timed out after 3s")
+		return strings.Contains(status, "timed out after 30s")
 	})
 	t.Logf("status:\n%s", status)
 	first := flHangPIDs(e)[0]
@@ -218,11 +219,14 @@ push_timeout = "3s"
 	case err := <-exited:
 		took := time.Since(start)
 		t.Logf("worker exited %v %s after SIGTERM", err, took.Round(time.Millisecond))
-		if took > 5*time.Second {
-			t.Errorf("the worker took %s to exit after SIGTERM", took)
+		// A worker that waits for the push's timeout (30 s from its
+		// start, just before the SIGTERM) takes most of it; a stop,
+		// however slow the machine, far less than half.
+		if took > 15*time.Second {
+			t.Errorf("the worker took %s to exit after SIGTERM: it waited for the push's timeout (30s), not stopping it\n%s", took, stderr.String())
 		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the worker did not exit within 60 s of SIGTERM\n%s", stderr.String())
+	case <-time.After(eventually.Left(t)):
+		t.Fatalf("the worker did not exit after SIGTERM\n%s", stderr.String())
 	}
 	if got := e.QueueEntries(); got != len(paths) {
 		t.Errorf("%d entries queued after SIGTERM, want %d", got, len(paths))
@@ -235,7 +239,7 @@ push_timeout = "3s"
 		}
 		return len(plStandinPIDs(e)) == 0
 	})
-	if log := e.Log(); !strings.Contains(log, "timed out after 3s") {
+	if log := e.Log(); !strings.Contains(log, "timed out after 30s") {
 		t.Errorf("the worker log does not show the timeout:\n%s", log)
 	}
 	flTrick(t, e, "")
