@@ -433,12 +433,15 @@ func checkStoreDirs(store string, depth int) error {
 		var te *trust.Error
 		if errors.As(err, &te) && !te.Parent && !te.Link && te.Uid == 0 && te.Mode&fs.ModeSticky != 0 && te.Mode.Perm()&0o002 == 0 {
 			err = nil
+			// Made anew, as trust.CheckWriteDir says: a chgrp or chmod
+			// would keep what the group's members put in it.
+			keeps := "(a chgrp or chmod would keep what the group's members could put in it, such as links root would write through)"
 			if gid, ok := buildGroup(); !ok {
-				err = fmt.Errorf("%s is writable by its group (gid %d), and there is no build users' group here (%s is not root's, sticky and group-writable); run: chmod g-w %s",
-					te.Bad, te.Gid, storepath.StoreDir(), te.Bad)
+				err = fmt.Errorf("%s is writable by its group (gid %d), and there is no build users' group here (%s is not root's, sticky and group-writable); run: mv %s %s.untrusted && mkdir -m 0755 %s %s",
+					te.Bad, te.Gid, storepath.StoreDir(), te.Bad, te.Bad, te.Bad, keeps)
 			} else if te.Gid != gid {
-				err = fmt.Errorf("%s is writable by its group (gid %d), not Nix's build users' group (gid %d, the group of %s); run: chgrp %d %s, or chmod g-w %s",
-					te.Bad, te.Gid, gid, storepath.StoreDir(), gid, te.Bad, te.Bad)
+				err = fmt.Errorf("%s is writable by its group (gid %d), not Nix's build users' group (gid %d, the group of %s); run: mv %s %s.untrusted && mkdir %s && chgrp %d %s && chmod 1775 %s %s",
+					te.Bad, te.Gid, gid, storepath.StoreDir(), te.Bad, te.Bad, te.Bad, gid, te.Bad, te.Bad, keeps)
 			}
 		}
 		if err != nil {

@@ -493,3 +493,48 @@ func TestLocalStoreRootSubdirsChecked(t *testing.T) {
 		}
 	}
 }
+
+// A store directory refused for its group's members' writing in it is to
+// be made anew, as a file:// store's directory another user could write
+// (trust.CheckWriteDir): a chgrp or chmod would keep what they could put
+// in it, such as a link at a .lock name that nix copy, as root, opens and
+// writes through. The refusal said chgrp or chmod g-w, after which the
+// directory was accepted with their link in it.
+func TestLocalStoreDirGroupAdviceKeepsNoLinks(t *testing.T) {
+	u := testuser.New(t)
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The Nix store's group is root's here: the user's is not it.
+	nixStore := filepath.Join(d, "nixstore")
+	if err := os.Mkdir(nixStore, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sd := filepath.Join(d, "store")
+	if err := os.Mkdir(sd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sd, 0, u.Gid); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sd, os.ModeSticky|0o775); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(sd, strings.Repeat("a", 32)+"-x.lock")
+	if err := os.Symlink(filepath.Join(d, "elsewhere"), lock); err != nil {
+		t.Fatal(err)
+	}
+	u.Chown(t, lock)
+	store := "local://" + d + "?real=" + sd
+	for _, storeMode := range []os.FileMode{os.ModeSticky | 0o775, 0o755} {
+		if err := os.Chmod(nixStore, storeMode); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("NIX_STORE_DIR", nixStore)
+		err := CheckStoreDirs(store)
+		if err == nil || !strings.Contains(err.Error(), "mv "+sd+" "+sd+".untrusted") {
+			t.Errorf("%s, its group %d's to write, with a link of theirs in it (the Nix store %v): CheckStoreDirs = %v, want it to be made anew", sd, u.Gid, storeMode, err)
+		}
+	}
+}
