@@ -489,16 +489,23 @@ func CheckWriteDir(path string, subdirs ...string) error {
 			aw.close()
 			st, above = aw.st, aw.real
 		}
+		var oe *openError
+		isOpen := errors.As(err, &oe)
 		if e := writeDir(path, above, &st, true); e != nil {
-			e.Fix = "mkdir -p " + path + " (as the user that writes there), or choose a directory outside " + above
+			// Where the links on the way lead: mkdir -p of path itself
+			// fails on a link to a directory not made yet.
+			made := path
+			if isOpen && !slices.Contains(oe.rest, "..") {
+				made = filepath.Join(append([]string{pe.Path}, oe.rest...)...)
+			}
+			e.Fix = "mkdir -p " + made + " (as the user that writes there), or choose a directory outside " + above
 			return e
 		}
 		// What is left may climb out of the directories to be made
 		// (missing/../open): made as the kernel resolves it, each
 		// missing one first, it leads where it reads once cleaned,
 		// which is checked in turn.
-		var oe *openError
-		if errors.As(err, &oe) && slices.Contains(oe.rest, "..") {
+		if isOpen && slices.Contains(oe.rest, "..") {
 			to := filepath.Join(pe.Path, strings.Join(oe.rest, "/"))
 			if err := CheckWriteDir(to, subdirs...); err != nil {
 				return fmt.Errorf("checking %s, which leads to %s: %w", path, to, err)

@@ -646,3 +646,38 @@ func TestCheckWriteDirAdviceKeepsNoLinks(t *testing.T) {
 		mustRefuse(t, CheckWriteDir(cache, "nar"), nar, OwnerName(uint32(u.Uid)))
 	}
 }
+
+// A directory not made yet, reached through a link (a dangling cache/nar,
+// refused since 21b2f83), was to be made with `mkdir -p cache/nar`, which
+// fails on the link ("File exists"). The fix names where it leads, and
+// carried out, the directory is accepted.
+func TestCheckWriteDirMissingFixFollowsLink(t *testing.T) {
+	d := rootDir(t)
+	// As /tmp: refused as the directory the missing one is made in,
+	// accepted above one of root's made in it.
+	open := filepath.Join(d, "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, fs.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(d, "cache")
+	if err := os.Mkdir(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(open, "missing", "nar"), filepath.Join(cache, "nar")); err != nil {
+		t.Fatal(err)
+	}
+	var e *Error
+	if err := CheckWriteDir(cache, "nar"); !errors.As(err, &e) || !strings.HasPrefix(e.Fix, "mkdir -p ") {
+		t.Fatalf("CheckWriteDir = %v, want a refusal whose fix is mkdir -p", err)
+	}
+	dir, _, _ := strings.Cut(strings.TrimPrefix(e.Fix, "mkdir -p "), " ")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("the fix %q: %v", e.Fix, err)
+	}
+	if err := CheckWriteDir(cache, "nar"); err != nil {
+		t.Errorf("after the fix %q: %v", e.Fix, err)
+	}
+}
