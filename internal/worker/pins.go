@@ -344,11 +344,20 @@ func (w *Worker) pinDone(res *pinResult) {
 	p.LastAttempt = now
 	p.LastError = truncate(err.Error(), 1000)
 	p.NextAttempt = now.Add(Backoff(p.Attempts, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax))
+	// Asked for again while the call ran (queue.AddPins made it due, with
+	// a new Queued): tried at once, not after a back-off written over
+	// that ask.
+	if d, rerr := w.q.ReadPin(p.Key()); rerr == nil && d.NextAttempt.IsZero() && !d.Queued.Equal(p.Queued) {
+		p.NextAttempt, p.Queued = time.Time{}, d.Queued
+	}
 	if uerr := w.q.UpdatePin(p); uerr != nil {
 		log.WithError(uerr).Error("updating pin")
 	}
 	fields["error"] = err.Error()
-	fields["retry_in"] = time.Until(p.NextAttempt).Round(time.Second).String()
+	fields["retry_in"] = "0s"
+	if !p.NextAttempt.IsZero() {
+		fields["retry_in"] = time.Until(p.NextAttempt).Round(time.Second).String()
+	}
 	log.WithFields(fields).Warn("pin failed")
 	w.recordPin(p, history.PinFailed, p.LastError, took)
 	w.state.pinFailed(w.q.Dir, p.Target)

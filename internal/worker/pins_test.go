@@ -1249,3 +1249,51 @@ func TestPinAskedAgainIsTriedNow(t *testing.T) {
 		t.Errorf("pins left: %q", names)
 	}
 }
+
+// askingPinner is a cachix whose pin call fails after push --pin asked
+// for the pin again while it ran.
+type askingPinner struct {
+	c   *calls
+	ask func()
+}
+
+func (p askingPinner) Pin(ctx context.Context, name, path string, keep queue.Keep, out io.Writer) error {
+	p.c.add("pin " + name)
+	if p.ask != nil {
+		p.ask()
+	}
+	return p.c.fail
+}
+
+// A pin asked for again while its call ran, after a back-off: the call
+// failed, and pinDone wrote the pin as it held it (the old Queued, a new
+// back-off) over the one push --pin had made due: the ask was lost, the
+// pin left to its back-off.
+func TestPinAskedAgainWhileItsCallRunsIsTriedNow(t *testing.T) {
+	e, root, _ := donePinned(t)
+	c := &calls{fail: errors.New("HTTP 401")}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	ap := askingPinner{c: c}
+	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return ap, nil }
+	pinRound(w) // failed, backed off
+	// Its back-off over, its call runs; push --pin asks for it meanwhile.
+	ap.ask = func() { e.pin(t, "main", root, "done", queue.Keep{}) }
+	w.doPins(context.Background(), time.Now().Add(48*time.Hour))
+	w.pinDone(<-w.pinResults)
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 2 {
+		t.Fatalf("pin file after a failed call it was asked for again during = %+v, want due now, 2 attempts", pins)
+	}
+	ap.ask = nil
+	c.mu.Lock()
+	c.fail = nil
+	c.mu.Unlock()
+	pinRound(w)
+	if got := c.list(); len(got) != 3 {
+		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left: %q", names)
+	}
+}
