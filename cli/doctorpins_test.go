@@ -92,3 +92,29 @@ func TestDoctorPinAskedAgainWaitsForItsPush(t *testing.T) {
 		t.Errorf("worker check = %+v, want ok running: the pin waits for its root's push", worker)
 	}
 }
+
+// The same pin, in the metrics: pins_failing counted it failing where
+// status and doctor say it waits for its root's push.
+func TestPrometheusPinAskedAgainWaitsForItsPush(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	pins, _, err := q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	pins[0].Attempts, pins[0].LastError, pins[0].NextAttempt = 2, "HTTP 500", time.Now().Add(time.Minute)
+	if err := q.UpdatePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	if code := e.printMetrics(c, q, false); code != 0 {
+		t.Fatalf("printMetrics exited %d:\n%s", code, out)
+	}
+	for _, want := range []string{"\ncachix_filter_hook_pins_pending{target=\"main\"} 1\n", "\ncachix_filter_hook_pins_failing{target=\"main\"} 0\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("want %q in the metrics:\n%s", strings.TrimSpace(want), out)
+		}
+	}
+}

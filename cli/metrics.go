@@ -38,7 +38,8 @@ func (e *env) printMetrics(c *config.Config, q *queue.Queue, configError bool) i
 		// A config error is the running worker's; none runs.
 		state.Worker = nil
 	}
-	s := worker.Snapshot(c, state, worker.EntriesOf(entries), pins, dropped, running, time.Now())
+	queued := func(key string) bool { _, ok := q.Get(key); return ok }
+	s := worker.Snapshot(c, state, worker.EntriesOf(entries), pins, queued, dropped, running, time.Now())
 	// Unreadable entries, in entries/ until the worker sets them aside
 	// in corrupt/, and there until forget --corrupt: as the worker counts.
 	corrupt, err := q.CorruptNames()

@@ -49,7 +49,8 @@ type Target struct {
 	// none pending).
 	OldestQueued time.Time
 	// PinsPending counts the pins waiting for their root's closure or
-	// for a retry; PinsFailing those of them that failed at least once.
+	// for a retry; PinsFailing those of them that failed at least once and
+	// do not wait for their root's push.
 	PinsPending, PinsFailing int
 	Counters
 }

@@ -77,7 +77,7 @@ func Render(s Snapshot) []byte {
 
 	perTarget("pins_pending", "gauge", "Pins waiting for their root's closure to be in the cache, or for a retry.",
 		always(func(t *Target) float64 { return float64(t.PinsPending) }))
-	perTarget("pins_failing", "gauge", "Pending pins whose last cachix pin call failed.",
+	perTarget("pins_failing", "gauge", "Pending pins whose last cachix pin call failed, but for those waiting for their root's push.",
 		always(func(t *Target) float64 { return float64(t.PinsFailing) }))
 	perTarget("pinned_total", "counter", "Pins made (cachix pin calls that succeeded).",
 		always(func(t *Target) float64 { return float64(t.Pinned) }))

@@ -13,8 +13,11 @@ import (
 // Snapshot is what the metrics say of a queue: the targets of c, with the
 // counters of st, the entries and pins queued and the entries dropped per
 // target. The worker builds it from what it holds, `status --prometheus`
-// from the queue directory, so that both say the same.
-func Snapshot(c *config.Config, st *State, entries iter.Seq[EntryView], pins []*queue.Pin, dropped map[string]int, running bool, now time.Time) metrics.Snapshot {
+// from the queue directory, so that both say the same. queued reports
+// whether an entry (by key) is queued: a pin whose root's is waits for
+// that push, and is not failing whatever its earlier calls did (as status
+// and doctor say); nil: none is.
+func Snapshot(c *config.Config, st *State, entries iter.Seq[EntryView], pins []*queue.Pin, queued func(key string) bool, dropped map[string]int, running bool, now time.Time) metrics.Snapshot {
 	s := metrics.Snapshot{Now: now, WorkerRunning: running}
 	if st.Worker != nil && st.Worker.ConfigError != "" {
 		s.ConfigError = true
@@ -44,12 +47,19 @@ func Snapshot(c *config.Config, st *State, entries iter.Seq[EntryView], pins []*
 	for _, p := range pins {
 		if i, ok := at[p.Target]; ok {
 			s.Targets[i].PinsPending++
-			if p.Attempts > 0 {
+			if p.Attempts > 0 && !PinWaits(p, queued) {
 				s.Targets[i].PinsFailing++
 			}
 		}
 	}
 	return s
+}
+
+// PinWaits reports whether p waits for its root's push, by queued (see
+// Snapshot).
+func PinWaits(p *queue.Pin, queued func(key string) bool) bool {
+	k, err := p.EntryKey()
+	return err == nil && queued != nil && queued(k)
 }
 
 // EntryView is what the metrics read of a queued entry.
@@ -127,7 +137,7 @@ func (w *Worker) writeMetrics(now time.Time, running bool) {
 			m.corrupt = len(names)
 		}
 	}
-	s := Snapshot(w.cfg, w.state, w.indexed(), w.pinList(), m.dropped, running, now)
+	s := Snapshot(w.cfg, w.state, w.indexed(), w.pinList(), w.queuedKey, m.dropped, running, now)
 	s.Corrupt = m.corrupt
 	// What changes with the clock alone (the age of the oldest entry)
 	// is refreshed every metricsRefresh, not at every round.
@@ -145,6 +155,12 @@ func (w *Worker) writeMetrics(now time.Time, running bool) {
 		return
 	}
 	m.last, m.written, m.lastErr = key, now, ""
+}
+
+// queuedKey reports whether the entry key is queued, as the worker knows.
+func (w *Worker) queuedKey(key string) bool {
+	_, ok := w.idx.slots[key]
+	return ok
 }
 
 func targetNamesOf(c *config.Config) []string {

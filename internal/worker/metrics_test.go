@@ -74,7 +74,7 @@ func TestMetricsOldestIgnoresEntryWithoutQueuedTime(t *testing.T) {
 	if n := len(w.idx.slots); n != 2 {
 		t.Fatalf("the worker holds %d entries, want 2", n)
 	}
-	s := Snapshot(w.cfg, w.state, w.indexed(), nil, nil, true, now)
+	s := Snapshot(w.cfg, w.state, w.indexed(), nil, nil, nil, true, now)
 	if got := s.Targets[0].OldestQueued; !got.Equal(dated) {
 		t.Errorf("worker: oldest queued %v, want %v (the entry without a time has no age)", got, dated)
 	}
@@ -82,9 +82,40 @@ func TestMetricsOldestIgnoresEntryWithoutQueuedTime(t *testing.T) {
 		{{Target: "main", Queued: dated}, {Target: "main"}},
 		{{Target: "main"}, {Target: "main", Queued: dated}},
 	} {
-		s := Snapshot(w.cfg, w.state, EntriesOf(order), nil, nil, false, now)
+		s := Snapshot(w.cfg, w.state, EntriesOf(order), nil, nil, nil, false, now)
 		if got := s.Targets[0].OldestQueued; !got.Equal(dated) {
 			t.Errorf("entries %v then %v: oldest queued %v, want %v", order[0].Queued, order[1].Queued, got, dated)
 		}
+	}
+}
+
+// A pin that failed before and waits for its root's push, queued again:
+// pins_failing counted it, where status and doctor say it waits.
+func TestMetricsPinWaitingForItsPushIsNotFailing(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Metrics.File = filepath.Join(t.TempDir(), "m.prom")
+	root := mkPath("system-1")
+	if _, err := e.q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pins, _, err := e.q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	pins[0].Attempts, pins[0].NextAttempt = 2, time.Now().Add(time.Minute)
+	if err := e.q.UpdatePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	e.add(t, "main", root)
+	w := e.worker(nil)
+	w.state = LoadState(e.q.Dir)
+	now := time.Now()
+	w.scan(now)
+	w.scanPins()
+	w.writeMetrics(now, true)
+	data, _ := os.ReadFile(e.cfg.Metrics.File)
+	if !strings.Contains(string(data), "\ncachix_filter_hook_pins_pending{target=\"main\"} 1\n") || !strings.Contains(string(data), "\ncachix_filter_hook_pins_failing{target=\"main\"} 0\n") {
+		t.Errorf("want 1 pin pending, none failing:\n%s", data)
 	}
 }
