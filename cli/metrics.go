@@ -99,8 +99,12 @@ func printPins(w io.Writer, t *targetStatus, retryMax time.Duration) {
 		switch {
 		case p.Waiting:
 			// First: a pin asked for again, its root queued again,
-			// waits for that push whatever its earlier calls did.
+			// waits for that push whatever its earlier calls did. One
+			// not asked for again waits out its back-off too.
 			state = "waiting for its push"
+			if d := nextIn(p.NextAttempt, retryMax); p.Attempts > 0 && d > 0 {
+				state += fmt.Sprintf(", and its back-off, which ends in %s", d)
+			}
 			if p.Attempts > 0 {
 				state += fmt.Sprintf(" (%d failed attempts before: %s)", p.Attempts, oneLine(p.LastError))
 			}

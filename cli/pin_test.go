@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +214,46 @@ func TestStatusPinAskedAgainWaitsForItsPush(t *testing.T) {
 	want := `pin "sys" of ` + root.String() + `: waiting for its push`
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("status says:\n%s\nwant %q", &out, want)
+	}
+}
+
+// A pin that failed, its root queued again but the pin not asked for
+// again (push --force, the hook): the worker waits out its back-off as
+// well as the push. status said only "waiting for its push", as for a
+// pin asked for again, which is tried right after it.
+func TestStatusPinWaitingForItsPushSaysItsBackoff(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	pins, _, err := q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	pins[0].Attempts, pins[0].LastError, pins[0].NextAttempt = 2, "HTTP 500", time.Now().Add(time.Hour)
+	if err := q.UpdatePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, c, _ := loadedEnv(t, file)
+	status := func() string {
+		t.Helper()
+		st, err := collectStatus(c, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		st.print(&out)
+		return out.String()
+	}
+	backedOff := regexp.MustCompile(`pin "sys" of \S+: waiting for its push, and its back-off, which ends in [0-9hms]+ \(2 failed attempts before: HTTP 500\)`)
+	if out := status(); !backedOff.MatchString(out) {
+		t.Errorf("status says:\n%s\nwant it waiting for its push and its back-off", out)
+	}
+	// Asked for again: due as soon as its root is pushed.
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if out, want := status(), `pin "sys" of `+root.String()+`: waiting for its push (2 failed attempts before: HTTP 500)`; !strings.Contains(out, want) {
+		t.Errorf("status says:\n%s\nwant %q", out, want)
 	}
 }
