@@ -264,12 +264,12 @@ func reportPins(e *env, spec waitSpec, recs []history.Record) (unpinned int) {
 	for _, r := range recs {
 		if r.Outcome == history.Pinned {
 			if !spec.quiet {
-				fmt.Fprintf(e.stderr, "pinned %s in %s as %s\n", r.Path, r.Target, r.Pin)
+				statusLine(e.stderr, "pinned %s in %s as %s", r.Path, r.Target, r.Pin)
 			}
 			continue
 		}
 		unpinned++
-		fmt.Fprintf(e.stderr, "not pinned %s in %s (%s): %s\n", r.Path, r.Target, r.Pin, oneLine(r.Reason))
+		statusLine(e.stderr, "not pinned %s in %s (%s): %s", r.Path, r.Target, r.Pin, oneLine(r.Reason))
 	}
 	return unpinned
 }

@@ -282,13 +282,13 @@ func (p *progress) finish() (ruled, lost int) {
 	if len(byRules) > 0 {
 		fmt.Fprintf(p.w, "left out by the rules: %d (not pushed, as the rules decided after it was queued):\n", len(byRules))
 		for _, r := range byRules {
-			fmt.Fprintf(p.w, "  %s -> %s: %s\n", r.Path, r.Target, oneLine(r.Reason))
+			statusLine(p.w, "  %s -> %s: %s", r.Path, r.Target, oneLine(r.Reason))
 		}
 	}
 	if len(gone) > 0 {
 		fmt.Fprintf(p.w, "lost: %d (not pushed):\n", len(gone))
 		for _, r := range gone {
-			fmt.Fprintf(p.w, "  %s -> %s: %s\n", r.Path, r.Target, oneLine(r.Reason))
+			statusLine(p.w, "  %s -> %s: %s", r.Path, r.Target, oneLine(r.Reason))
 		}
 	}
 	return len(byRules), len(gone)

@@ -406,7 +406,8 @@ func (l *leftInQueue) waitedFor(en *queue.Entry) bool {
 }
 
 // report lists what is left: each pair with its last error, or the
-// queue's status.
+// queue's status. Escaped as status is: paths come from the environment
+// (NIX_STORE_DIR) and the queue's files.
 func (l *leftInQueue) report(e *env) {
 	if l.pairs == nil {
 		if st, err := collectStatus(l.c, l.q); err == nil {
@@ -419,7 +420,7 @@ func (l *leftInQueue) report(e *env) {
 		if en, ok := l.q.Get(queue.Key(p.Target, p.Path)); ok && en.LastError != "" {
 			msg = fmt.Sprintf("%d failed attempts, last: %s", en.Attempts, oneLine(en.LastError))
 		}
-		fmt.Fprintf(e.stderr, "  %s -> %s: %s\n", p.Path, p.Target, msg)
+		statusLine(e.stderr, "  %s -> %s: %s", p.Path, p.Target, msg)
 	}
 }
 
@@ -435,7 +436,7 @@ func (l *leftInQueue) reportPins(e *env, keys []string) {
 		if p.LastError != "" {
 			msg = fmt.Sprintf("%d failed attempts, last: %s", p.Attempts, oneLine(p.LastError))
 		}
-		fmt.Fprintf(e.stderr, "  pin %q of %s -> %s: %s\n", p.Name, p.Path, p.Target, msg)
+		statusLine(e.stderr, "  pin %q of %s -> %s: %s", p.Name, p.Path, p.Target, msg)
 	}
 }
 
