@@ -13,6 +13,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // push - that cannot read all of standard input (a word longer than the
@@ -253,5 +254,39 @@ func TestPushPinPushedInvalidRoot(t *testing.T) {
 	}
 	if st != 1 || len(pins) != 0 || !strings.Contains(errs, ghost+" is not in the store") {
 		t.Errorf("push --pin exited %d, queued %d pins, said:\n%s%s", st, len(pins), out, errs)
+	}
+}
+
+// push --pin of a root whose pin's file is there but cannot be read (not
+// a pin: the worker never makes it) said "will pin" and exited 0 for a
+// pin never made. It says which file and exits 1, the root still queued.
+func TestPushPinOverUnreadablePinFile(t *testing.T) {
+	rows := []vpath{{name: "sys-1.0", given: true}}
+	w := newWorld(t, rows, "cache = \"main\"\nallow = [\"*\"]\n[nix]\nbin_dir = \"@BIN@\"\n")
+	root := w.path["sys-1.0"]
+	dir, _ := w.queueDir(t, "pin")
+	release := holdWorker(t, dir)
+	defer release()
+	sp, err := storepath.Parse(storepath.StoreDir(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "pins", queue.PinKey("main", sp, "sys"))
+	if err := os.MkdirAll(filepath.Dir(bad), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, out, errs := w.cmd(t, "push", "--pin", "sys", root)
+	if st != 1 || strings.Contains(out, "will pin") || !strings.Contains(errs, bad) {
+		t.Errorf("push --pin exited %d, said:\n%s%s\nwant exit 1 naming %s", st, out, errs, bad)
+	}
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := q.Get(queue.Key("main", sp)); !ok {
+		t.Errorf("the root is not queued")
 	}
 }

@@ -126,6 +126,7 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		return 0, err
 	}
 	added := 0
+	var bad []error // pins asked for again that could not be: the others still go
 	for i := range pins {
 		p := &pins[i]
 		root, err := storepath.Parse(storepath.StoreDir(), p.Path)
@@ -154,7 +155,7 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		}
 		if errors.Is(err, fs.ErrExist) {
 			if err := q.askPinAgain(name, p.Queued); err != nil {
-				return added, fmt.Errorf("queueing the pin of %s again: %w", p.Path, err)
+				bad = append(bad, fmt.Errorf("queueing the pin of %s again: %w", p.Path, err))
 			}
 			continue
 		}
@@ -164,9 +165,9 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		added++
 	}
 	if added == 0 {
-		return 0, nil
+		return 0, errors.Join(bad...)
 	}
-	return added, syncDir(dir)
+	return added, errors.Join(append(bad, syncDir(dir))...)
 }
 
 // askPinAgain makes the queued pin name due now when it waits for a
@@ -175,9 +176,16 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 // worker could not write, which it must not try in a loop.
 func (q *Queue) askPinAgain(name string, queued time.Time) error {
 	p, err := q.ReadPin(name)
-	if err != nil || p.NextAttempt.IsZero() {
-		// Gone (made or dropped just now) or unreadable: as before,
-		// the pin of this push is not queued again.
+	if errors.Is(err, fs.ErrNotExist) {
+		// Gone: made or dropped just now, as this push's pin.
+		return nil
+	}
+	if err != nil {
+		// Unreadable, the worker never makes it: this push's pin is
+		// not queued.
+		return err
+	}
+	if p.NextAttempt.IsZero() {
 		return nil
 	}
 	p.NextAttempt, p.Queued = time.Time{}, queued
