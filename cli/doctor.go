@@ -406,6 +406,9 @@ func (d *doctor) checkQueue() {
 	if st.Corrupt > 0 {
 		d.add("queue", checkWarning, fmt.Sprintf("%d unreadable entries", st.Corrupt), "a worker moves them to corrupt/; `cachix-filter-hook forget --corrupt` deletes them")
 	}
+	if st.CorruptPins > 0 {
+		d.add("queue", checkWarning, fmt.Sprintf("%d unreadable %s in %s/pins, never made", st.CorruptPins, plural(st.CorruptPins, "pin"), dir), "see the worker's log for each; remove it, then `cachix-filter-hook push --pin` again")
+	}
 	if st.Orphaned > 0 {
 		d.add("queue", checkWarning, fmt.Sprintf("%d entries belong to targets no longer in the config", st.Orphaned), "`cachix-filter-hook forget --target NAME` (see `forget --dry-run`)")
 	}

@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +119,39 @@ func TestPrometheusPinAskedAgainWaitsForItsPush(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("want %q in the metrics:\n%s", strings.TrimSpace(want), out)
 		}
+	}
+}
+
+// An unreadable file in pins/ is a pin never made, which the worker
+// neither makes nor sets aside: status, doctor and the metrics threw away
+// ListPins' list of them, and said nothing of it.
+func TestUnreadablePinCounted(t *testing.T) {
+	q, file := mainQueue(t)
+	addSysPin(t, q)
+	bad := filepath.Join(q.Dir, "pins", "0123456789abcdfghijklmnpqrsvwxyz.0000000000000000")
+	if err := os.WriteFile(bad, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	st, err := collectStatus(c, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	st.print(&text)
+	if !strings.Contains(text.String(), "\n1 unreadable pin in "+q.Dir+"/pins") {
+		t.Errorf("status says:\n%s\nwant the unreadable pin counted", &text)
+	}
+	d := &doctor{e: e, ctx: e.ctx, cfg: c}
+	d.checkQueue()
+	found := false
+	for _, ch := range d.checks {
+		found = found || ch.Level == checkWarning && strings.Contains(ch.Message, "1 unreadable pin in")
+	}
+	if !found {
+		t.Errorf("doctor's checks = %+v, want a warning of the unreadable pin", d.checks)
+	}
+	if code := e.printMetrics(c, q, false); code != 0 || !strings.Contains(out.String(), "\ncachix_filter_hook_corrupt_entries 1\n") {
+		t.Errorf("printMetrics exited %d, want corrupt_entries 1:\n%s", code, out)
 	}
 }

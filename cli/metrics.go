@@ -22,7 +22,7 @@ func (e *env) printMetrics(c *config.Config, q *queue.Queue, configError bool) i
 		e.errorf("%v", err)
 		return 1
 	}
-	pins, _, err := q.ListPins()
+	pins, badPins, err := q.ListPins()
 	if err != nil {
 		e.errorf("%v", err)
 		return 1
@@ -47,7 +47,8 @@ func (e *env) printMetrics(c *config.Config, q *queue.Queue, configError bool) i
 		e.errorf("%v", err)
 		return 1
 	}
-	s.Corrupt = len(corrupt) + corruptOf(bad)
+	// And unreadable pins, which stay in pins/, as the worker counts.
+	s.Corrupt = len(corrupt) + corruptOf(bad) + len(badPins)
 	s.ConfigError = s.ConfigError || configError
 	_, _ = e.stdout.Write(metrics.Render(s))
 	return 0
@@ -66,11 +67,12 @@ type pinStatus struct {
 	Waiting bool `json:"waiting_for_push"`
 }
 
-// addPins adds the pins waiting to be made to their targets' status.
-func addPins(q *queue.Queue, byName map[string]*targetStatus) {
-	pins, _, err := q.ListPins()
+// addPins adds the pins waiting to be made to their targets' status, and
+// returns how many pin files cannot be read.
+func addPins(q *queue.Queue, byName map[string]*targetStatus) (unreadable int) {
+	pins, bad, err := q.ListPins()
 	if err != nil {
-		return
+		return 0
 	}
 	sort.Slice(pins, func(i, j int) bool { return pins[i].Queued.Before(pins[j].Queued) })
 	for _, p := range pins {
@@ -84,6 +86,7 @@ func addPins(q *queue.Queue, byName map[string]*targetStatus) {
 		}
 		ts.Pins = append(ts.Pins, ps)
 	}
+	return len(bad)
 }
 
 func printPins(w io.Writer, t *targetStatus, retryMax time.Duration) {

@@ -79,6 +79,9 @@ type queueStatus struct {
 	// Corrupt counts unreadable entries, in entries/ and in corrupt/, as
 	// the metrics do.
 	Corrupt int `json:"corrupt"`
+	// CorruptPins counts the files in pins/ that cannot be read: the
+	// worker never makes them, nor sets them aside.
+	CorruptPins int `json:"corrupt_pins"`
 	// SlowUpstreams are the upstream caches whose last round of
 	// questions passed upstream_deadline: the paths they did not answer
 	// for were pushed without their answer.
@@ -162,7 +165,7 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 		}
 	}
 	addOutcomes(st, q, byName)
-	addPins(q, byName)
+	st.CorruptPins = addPins(q, byName)
 	return st, nil
 }
 
@@ -261,6 +264,9 @@ func (st *queueStatus) print(w io.Writer) {
 	}
 	if st.Corrupt > 0 {
 		statusLine(w, "%d unreadable entries, set aside in %s/corrupt by the worker (forget --corrupt deletes them)", st.Corrupt, st.Queue)
+	}
+	if st.CorruptPins > 0 {
+		statusLine(w, "%d unreadable %s in %s/pins, never made (the worker logs each: remove it, then push --pin again)", st.CorruptPins, plural(st.CorruptPins, "pin"), st.Queue)
 	}
 	for _, u := range slices.Sorted(maps.Keys(st.SlowUpstreams)) {
 		s := st.SlowUpstreams[u]

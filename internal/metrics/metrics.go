@@ -31,7 +31,7 @@ type Snapshot struct {
 	// ConfigError: the config file does not load now (the worker keeps
 	// the last one that did).
 	ConfigError bool
-	// Corrupt counts unreadable entries; Orphaned the entries of targets
+	// Corrupt counts unreadable entries and pins; Orphaned the entries of targets
 	// no longer configured.
 	Corrupt, Orphaned int
 	// Now is when the snapshot was taken; ages are counted to it.

@@ -138,7 +138,8 @@ func (w *Worker) writeMetrics(now time.Time, running bool) {
 		}
 	}
 	s := Snapshot(w.cfg, w.state, w.indexed(), w.pinList(), w.queuedKey, m.dropped, running, now)
-	s.Corrupt = m.corrupt
+	// Unreadable pins too, which stay in pins/ (see scanPins).
+	s.Corrupt = m.corrupt + len(w.badPins)
 	// What changes with the clock alone (the age of the oldest entry)
 	// is refreshed every metricsRefresh, not at every round.
 	still := s

@@ -119,3 +119,25 @@ func TestMetricsPinWaitingForItsPushIsNotFailing(t *testing.T) {
 		t.Errorf("want 1 pin pending, none failing:\n%s", data)
 	}
 }
+
+// An unreadable pin, left in pins/, is counted with the corrupt entries,
+// as status --prometheus counts it.
+func TestMetricsCountUnreadablePins(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Metrics.File = filepath.Join(t.TempDir(), "m.prom")
+	if err := os.MkdirAll(filepath.Join(e.q.Dir, "pins"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.q.Dir, "pins", "junk"), []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker(nil)
+	w.state = LoadState(e.q.Dir)
+	w.scanPins()
+	w.writeMetrics(time.Now(), true)
+	data, _ := os.ReadFile(e.cfg.Metrics.File)
+	if !strings.Contains(string(data), "\ncachix_filter_hook_corrupt_entries 1\n") {
+		t.Errorf("want corrupt_entries 1:\n%s", data)
+	}
+}
