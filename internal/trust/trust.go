@@ -348,7 +348,7 @@ func CheckParents(path string) error {
 		}
 		return checkOne(path, "/", st.Uid, fileMode(st.Mode), Dir, true)
 	}
-	w, err := walk(path, dir)
+	w, err := walk(path, dir, false)
 	if err != nil {
 		return err
 	}
@@ -468,7 +468,7 @@ func absPath(p string) string {
 // in any of them could make root create or overwrite a file of their
 // choosing.
 func CheckWriteDir(path string, subdirs ...string) error {
-	w, err := walkPath(path)
+	w, err := walkWrite(path)
 	var pe *fs.PathError
 	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) && pe.Op == "open" {
 		// pe.Path is the real path of the first missing component: it
@@ -482,7 +482,7 @@ func CheckWriteDir(path string, subdirs ...string) error {
 				return fmt.Errorf("checking %s: %w", path, err)
 			}
 		} else {
-			aw, err := walkPath(above)
+			aw, err := walkWrite(above)
 			if err != nil {
 				return err
 			}

@@ -681,3 +681,50 @@ func TestCheckWriteDirMissingFixFollowsLink(t *testing.T) {
 		t.Errorf("after the fix %q: %v", e.Fix, err)
 	}
 }
+
+// A directory above the cache that another user owned or could write
+// may hold their link on the way (/srv/cache -> where they chose): the
+// fix said chown or chmod it, which keeps the link, and then the link,
+// in a directory only root writes, was followed, so root wrote where
+// they chose. A link of another user's anywhere on the way to a
+// directory root writes into is refused, whatever the directory
+// holding it.
+func TestCheckWriteDirOthersLinkOnTheWay(t *testing.T) {
+	u := testuser.New(t)
+	d := rootDir(t)
+	elsewhere := filepath.Join(d, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := filepath.Join(d, "srv")
+	if err := os.Mkdir(srv, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(srv, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(srv, "cache")
+	if err := os.Symlink(elsewhere, cache); err != nil {
+		t.Fatal(err)
+	}
+	u.Chown(t, cache)
+	mustRefuse(t, CheckWriteDir(cache, "nar"), srv, "chmod go-w "+srv)
+	// What the fix said: chmod go-w.
+	if err := os.Chmod(srv, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, CheckWriteDir(cache, "nar"), cache, "symbolic link owned by "+u.Name, "rm "+cache)
+	// Deeper on the way, and on the way to one not made yet.
+	mustRefuse(t, CheckWriteDir(filepath.Join(cache, "sub"), "nar"), cache, "symbolic link owned by "+u.Name)
+	mustRefuse(t, CheckWriteDir(filepath.Join(cache, "missing", "sub"), "nar"), cache, "symbolic link owned by "+u.Name)
+	// Root's own link there is followed.
+	if err := os.Remove(cache); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, cache); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckWriteDir(cache, "nar"); err != nil {
+		t.Errorf("root's link to root's directory: %v", err)
+	}
+}

@@ -31,11 +31,21 @@ func (w *walked) close() {
 }
 
 func walkPath(path string) (*walked, error) {
+	return walkAbs(path, false)
+}
+
+// walkWrite is walkPath for a directory root writes into (CheckWriteDir):
+// see walk's writes.
+func walkWrite(path string) (*walked, error) {
+	return walkAbs(path, true)
+}
+
+func walkAbs(path string, writes bool) (*walked, error) {
 	abs, err := absolute(path)
 	if err != nil {
 		return nil, fmt.Errorf("checking %s: %w", path, err)
 	}
-	return walk(path, abs)
+	return walk(path, abs, writes)
 }
 
 // absolute makes path absolute without cleaning it: "link/.." is the
@@ -65,8 +75,12 @@ const maxLinks = 40
 // write, or when root or the running user owns it: in a directory others
 // can write (a sticky one, such as /tmp), another user's symlink is
 // theirs to repoint, and the kernel follows it whatever
-// fs.protected_symlinks says here.
-func walk(path, abs string) (*walked, error) {
+// fs.protected_symlinks says here. With writes (the way to a directory
+// root writes into), another user's symlink is refused wherever it sits:
+// one in a directory only root can write now may be one they made while
+// they could write there, so where it leads is their choice, and a chown
+// or chmod of that directory keeps it.
+func walk(path, abs string, writes bool) (*walked, error) {
 	fail := func(err error) error { return fmt.Errorf("checking %s: %w", path, err) }
 	type dir struct {
 		fd   int
@@ -133,6 +147,11 @@ func walk(path, abs string) (*walked, error) {
 			unix.Close(fd)
 			if err != nil {
 				return nil, fail(&fs.PathError{Op: "readlink", Path: next, Err: err})
+			}
+			if writes && !trusted(st.Uid) {
+				return nil, &Error{Path: path, Bad: next, Link: true, Uid: st.Uid, Mode: fileMode(st.Mode),
+					Problem: "is a symbolic link owned by " + OwnerName(st.Uid) + ", so its owner chose where root writes",
+					Fix:     "remove it (rm " + next + ") and put the directory you mean there, or choose a path without it"}
 			}
 			if parent.st.Mode&0o022 != 0 && !trusted(st.Uid) {
 				return nil, &Error{Path: path, Bad: next, Link: true, Uid: st.Uid, Mode: fileMode(st.Mode),
