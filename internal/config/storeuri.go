@@ -301,9 +301,10 @@ func writtenAndDecoded(s string) []string {
 // root when nix copy opens it: the root of a store given as a path
 // (/srv/store, which Nix takes as local?root=/srv/store), of local:// or
 // local-overlay:// (its path, or root=), and those named by state=, log=
-// and upper-layer=; then, apart, those named by store= and real=, the
-// store directory itself, which Nix makes root:nixbld 1775 as
-// /nix/store is. Each as written and %-decoded, once, since Nix 2.18 and
+// and upper-layer=; then, apart, the store directory itself, which Nix
+// makes root:nixbld 1775 as /nix/store is: real=, else ROOT/nix/store
+// under a root (where store= is only the name its paths have), else
+// store=. Each as written and %-decoded, once, since Nix 2.18 and
 // later Nix read a path differently (2.18 prefers the path to root=,
 // later Nix root=). Nil for another store.
 func LocalStoreDirs(store string) (dirs, storeDirs []string) {
@@ -331,8 +332,7 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 	for _, r := range roots {
 		add(&dirs, r)
 	}
-	logical := []string{"/nix/store"}
-	var states []string
+	var states, logical []string
 	for _, kv := range strings.Split(rawQuery(store), "&") {
 		name, raw, ok := strings.Cut(kv, "=")
 		if !ok {
@@ -348,12 +348,19 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 				add(&dirs, v)
 			case "log", "upper-layer":
 				add(&dirs, v)
-			case "store", "real":
+			case "store":
+				logical = append(logical, v)
+			case "real":
 				add(&storeDirs, v)
 			}
 		}
-		if paramName(name) == "store" {
-			logical = writtenAndDecoded(raw)
+	}
+	// Nix's store directory is ROOT/nix/store under a root, whatever
+	// store= says (there only the name its paths have), else store=.
+	rooted := slices.ContainsFunc(roots, func(r string) bool { return strings.HasPrefix(r, "/") })
+	if !rooted {
+		for _, l := range logical {
+			add(&storeDirs, l)
 		}
 	}
 	// What Nix makes in a root unless the query puts it elsewhere,
@@ -372,9 +379,7 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 			add(&dirs, r+"/nix/var/log/nix")
 		}
 		if !storeSetsParam(store, "real") {
-			for _, l := range logical {
-				add(&storeDirs, r+l)
-			}
+			add(&storeDirs, r+"/nix/store")
 		}
 	}
 	// The state directory's own, which hold its database.

@@ -538,3 +538,46 @@ func TestLocalStoreDirGroupAdviceKeepsNoLinks(t *testing.T) {
 		}
 	}
 }
+
+// Under a root (a path, local://ROOT, root=), store= is the store's
+// logical name only: Nix puts the store directory at ROOT/nix/store
+// unless real= says otherwise, whatever store= says. store= was checked
+// as a real directory (refusing a name under a directory others can
+// write, where nothing is written), and ROOT plus store= instead of
+// ROOT/nix/store, which went unchecked: a world-writable one was
+// accepted.
+func TestLocalStoreLogicalStoreUnderRoot(t *testing.T) {
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(d, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(d, "root")
+	for _, store := range []string{"local://" + root + "?store=" + open + "/store", root + "?store=" + open + "/store", "local?root=" + root + "&store=" + open + "/store"} {
+		if err := CheckStoreDirs(store); err != nil {
+			t.Errorf("%s: store= names no directory under a root: %v", store, err)
+		}
+	}
+	sd := filepath.Join(root, "nix", "store")
+	if err := os.MkdirAll(sd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sd, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, store := range []string{"local://" + root + "?store=/cfh-logical/store", "local?root=" + root + "&store=/cfh-logical/store"} {
+		if err := CheckStoreDirs(store); err == nil || !strings.Contains(err.Error(), sd) {
+			t.Errorf("%s: CheckStoreDirs = %v, want %s (mode 0777) refused", store, err, sd)
+		}
+	}
+	// Without a root, store= is the store directory itself.
+	if err := CheckStoreDirs("local?store=" + sd); err == nil || !strings.Contains(err.Error(), sd) {
+		t.Errorf("local?store=%s: CheckStoreDirs = %v, want it refused", sd, err)
+	}
+}

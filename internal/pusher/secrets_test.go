@@ -355,7 +355,7 @@ func TestLocalStoreDirChecked(t *testing.T) {
 		{"local://" + ok + "?state=" + open, open},
 		{"local://" + ok + "?log=" + open + "/log", open},
 		{"local://" + ok + "?real=" + open, open},
-		{"local://" + ok + "?store=" + sticky, sticky},
+		{"local?store=" + sticky, sticky}, // no root: store= is the store directory
 	} {
 		err := New(cfg, &config.Target{Name: "s", Store: c.store}).Push(context.Background(), paths, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), c.bad) || !strings.Contains(err.Error(), "writable by group or others") {
