@@ -63,13 +63,24 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 	for _, t := range cfg.Targets {
 		// nix copy writes a file:// cache or a local store as root: the
 		// worker refuses one another user could write in.
+		if t.Store == "" {
+			continue
+		}
 		dirs := config.FileStoreDirs(t.Store)
 		if len(dirs) == 0 {
-			dirs, _ = config.LocalStoreDirs(t.Store)
+			var storeDirs []string
+			dirs, storeDirs = config.LocalStoreDirs(t.Store)
+			dirs = append(dirs, storeDirs...)
 		}
-		if len(dirs) > 0 {
-			u := used{check: "store", ok: fmt.Sprintf("target %q writes to %s", t.Name, dirs[0])}
-			if err := config.CheckStoreDirs(t.Store); err != nil {
+		// As the worker, whatever dirs holds: a store with none of its
+		// own may have a lower-store= that is refused.
+		err := config.CheckStoreDirs(t.Store)
+		if len(dirs) > 0 || err != nil {
+			u := used{check: "store"}
+			if len(dirs) > 0 {
+				u.ok = fmt.Sprintf("target %q writes to %s", t.Name, dirs[0])
+			}
+			if err != nil {
 				u.err = fmt.Errorf("target %q: %w", t.Name, err)
 				u.fix = "nix copy writes there as the user the worker runs as (root): make the directory, and each above it, writable by that user alone, or set store to a directory that is"
 			}

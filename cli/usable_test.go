@@ -45,3 +45,37 @@ func TestCheckUsedPrivateKeyNotSigningKey(t *testing.T) {
 		}
 	}
 }
+
+// A local store with no directory of its own but its store directory
+// (local://?store=DIR, local://?real=DIR, no root) or its lower store
+// (local-overlay://?lower-store=...) is one the worker checks before each
+// push, and refuses when another user can write there: validate and
+// doctor looked only at stores with a root or a state=, log= or
+// upper-layer=, so they said nothing, and every push failed.
+func TestCheckUsedStoreWithoutDirsOfItsOwn(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, store := range []string{"local://?store=" + open, "local://?real=" + open, "local-overlay://?lower-store=" + open} {
+		if config.CheckStoreDirs(store) == nil {
+			t.Fatalf("%s: the worker's check accepts it", store)
+		}
+		cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: store}}}
+		cfg.Queue.Dir = filepath.Join(dir, "queue")
+		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
+		found := false
+		for _, u := range checkUsed(cfg, "", "your PATH", "validate") {
+			if u.check == "store" && u.err != nil && strings.Contains(u.err.Error(), open) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: the directory others can write was not reported", store)
+		}
+	}
+}
