@@ -420,7 +420,8 @@ const maxLowerStores = 4
 
 func checkStoreDirs(store string, depth int) error {
 	for _, dir := range FileStoreDirs(store) {
-		if err := trust.CheckWriteDir(dir, "nar", "log", "realisations", "debuginfo"); err != nil {
+		// Realisations are in build-trace-v2/ from Nix 2.35 on.
+		if err := trust.CheckWriteDir(dir, "nar", "log", "realisations", "build-trace-v2", "debuginfo"); err != nil {
 			return fmt.Errorf("the file:// store's directory: %w", err)
 		}
 	}

@@ -581,3 +581,25 @@ func TestLocalStoreLogicalStoreUnderRoot(t *testing.T) {
 		t.Errorf("local?store=%s: CheckStoreDirs = %v, want it refused", sd, err)
 	}
 }
+
+// Nix 2.35 and later keep a file:// cache's realisations in
+// build-trace-v2/ (realisationsPrefix), which every nix copy makes as
+// root (createDirs, following links) and writes through temporary files
+// it opens by name, as realisations/ before: only realisations/ was
+// checked, so a build-trace-v2/ others can write was accepted.
+func TestFileStoreBuildTraceChecked(t *testing.T) {
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bt := filepath.Join(d, "build-trace-v2")
+	if err := os.Mkdir(bt, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(bt, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckStoreDirs("file://" + d); err == nil || !strings.Contains(err.Error(), bt) {
+		t.Errorf("CheckStoreDirs = %v, want %s (mode 0777) refused", err, bt)
+	}
+}
