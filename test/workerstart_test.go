@@ -123,7 +123,7 @@ file = "@DIR@/logs/worker.log"
 // eventuallyStartError waits until state.json holds a start error.
 func eventuallyStartError(t *testing.T, e *Env) {
 	t.Helper()
-	eventually.True(t, 30*time.Second, "a start error in state.json", func() bool {
+	eventually.True(t, eventually.Left(t), "a start error in state.json", func() bool {
 		b, _ := os.ReadFile(filepath.Join(e.Queue, "state.json"))
 		return strings.Contains(string(b), `"start_error"`)
 	})
