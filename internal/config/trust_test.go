@@ -201,11 +201,9 @@ func TestNestingBounded(t *testing.T) {
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
 		t.Errorf("Load allocated %d MB", alloc>>20)
 	}
-	// The allocation above is the bound that holds on any machine; this
-	// one only catches a parse that runs away.
-	if took > 20*time.Second {
-		t.Errorf("Load took %v", took)
-	}
+	// The allocation above is the bound that holds on any machine; the
+	// time is only told.
+	t.Logf("Load refused %d nested arrays in %s, allocating %d KB", n, took.Round(time.Millisecond), (after.TotalAlloc-before.TotalAlloc)>>10)
 
 	// The limit itself passes; brackets in strings and comments count for
 	// nothing.
