@@ -81,21 +81,22 @@ func runIn(t *testing.T, w *Worker, mode Mode) (stop func() error) {
 		select {
 		case err := <-done:
 			return err
-		case <-time.After(20 * time.Second):
-			t.Fatal("the worker did not stop within 20 s of its context")
+		case <-time.After(eventually.Left(t)):
+			t.Fatal("the worker did not stop after its context was cancelled")
 		}
 		return nil
 	}
 }
 
-// waitFor waits up to 30 s for cond, with the logs in the failure.
+// waitFor waits for cond until go test's own bound, with the logs in the
+// failure.
 func waitFor(t *testing.T, what string, cond func() bool, logs ...fmt.Stringer) {
 	t.Helper()
 	explain := make([]func() string, len(logs))
 	for i, l := range logs {
 		explain[i] = l.String
 	}
-	eventually.True(t, 30*time.Second, what, cond, explain...)
+	eventually.True(t, eventually.Left(t), what, cond, explain...)
 }
 
 // rounds counts the rounds of w's loop (see Worker.roundStarts). Set it

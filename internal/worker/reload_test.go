@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
@@ -314,7 +315,7 @@ func TestReloadRecordsFollowTheDestination(t *testing.T) {
 	defer runService(t, w)()
 	select {
 	case <-g.started:
-	case <-time.After(10 * time.Second):
+	case <-time.After(eventually.Left(t)):
 		t.Fatal("no push of the first path")
 	}
 	writeConf(t, file, "b")
@@ -324,7 +325,7 @@ func TestReloadRecordsFollowTheDestination(t *testing.T) {
 	e.add(t, "main", after)
 	select {
 	case <-g.started:
-	case <-time.After(10 * time.Second):
+	case <-time.After(eventually.Left(t)):
 		t.Fatal("no push of the second path")
 	}
 	g.release <- struct{}{}
@@ -407,7 +408,7 @@ func TestReloadRetryMaxHoldsForRunningPush(t *testing.T) {
 		t.Helper()
 		select {
 		case <-g.started:
-		case <-time.After(20 * time.Second):
+		case <-time.After(eventually.Left(t)):
 			t.Fatalf("no %s:\n%s", what, e.log)
 		}
 	}
