@@ -50,7 +50,7 @@ deny = ["secret-*"]
 			t.Errorf("round %d: %s was dropped by the worker (%v): push queued it", round, leaky, r)
 		}
 	}
-	ruRun(t, e, 0, "wait", "--timeout", "30s")
+	e.Wait(eventually.Left(t))
 	if got := CachePaths(t, filepath.Join(e.Dir, "cache")); len(got) != 0 {
 		t.Errorf("cache holds %v, want nothing", scSet(got))
 	}

@@ -294,7 +294,7 @@ bin = "@CACHIX@"
 			t.Errorf("build log lacks %q:\n%s", want, log)
 		}
 	}
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 
 	in := func(names ...string) func(string) bool {
 		return func(n string) bool {
@@ -493,7 +493,7 @@ bin = "@CACHIX@"
 
 	// The worker `wait` starts inherits wait's environment: push fast.
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "")
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 	plExpectCache(t, "killed", filepath.Join(e.Standin, "killed"), paths, func(string) bool { return true })
 	if got := strings.Count(e.Log(), "worker started"); got < 2 {
 		t.Errorf("worker log shows %d worker starts, want 2 or more:\n%s", got, e.Log())
@@ -522,7 +522,7 @@ bin = "@CACHIX@"
 	for _, pid := range pids {
 		plKill(t, pid)
 	}
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 	plExpectCache(t, "pkilled", filepath.Join(e.Standin, "pkilled"), paths, func(string) bool { return true })
 	log := e.Log()
 	if !strings.Contains(log, "push failed") || !strings.Contains(log, "killed") {
@@ -737,7 +737,7 @@ allow = ["*"]
 		if code != 0 || !strings.Contains(errOut, "queued 1 of 3 paths") {
 			t.Errorf("hook exited %d; output:\n%s", code, errOut)
 		}
-		e.Wait(30 * time.Second)
+		e.Wait(eventually.Left(t))
 		got := CachePaths(t, filepath.Join(e.Dir, "cache"))
 		if len(got) != 1 || !got[paths[0]] {
 			t.Errorf("cache holds %v, want just %s", got, paths[0])
@@ -1024,7 +1024,7 @@ allow = ["*"]
 		t.Fatal(err)
 	}
 	unlock()
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 
 	plExpectCache(t, "cache", filepath.Join(e.Dir, "cache"), paths, func(string) bool { return true })
 	corrupt, _ := filepath.Glob(filepath.Join(e.Queue, "corrupt", "*"))

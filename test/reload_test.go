@@ -120,7 +120,7 @@ bin = "/nonexistent/cachix"
 	if out, errOut, code := e.Run(ctx, "retry"); code != 0 {
 		t.Fatalf("retry exited %d: %s%s", code, out, errOut)
 	}
-	if out, errOut, code := e.Run(ctx, "wait", "--timeout", "30s"); code != 0 {
+	if out, errOut, code := e.Run(t.Context(), "wait", "--timeout", eventually.Left(t).String()); code != 0 {
 		t.Fatalf("wait after fixing cachix.bin and retry exited %d:\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
 	}
 	plExpectCache(t, "fixed", filepath.Join(e.Standin, "fixed"), paths, func(string) bool { return true })

@@ -3,8 +3,8 @@ package test
 import (
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -19,7 +19,7 @@ deny = ["*-doc"]
 	if !strings.Contains(log, "cachix-filter-hook: queued 1 of 2 paths for file://") {
 		t.Errorf("build log lacks the hook's line:\n%s", log)
 	}
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 	got := CachePaths(t, e.Dir+"/cache")
 	for _, p := range paths {
 		want := strings.HasSuffix(p, "-hello-2.12.1")

@@ -75,7 +75,7 @@ auth_token_file = "@DIR@/token"
 	if _, errOut, code := e.Run(t.Context(), "retry"); code != 0 {
 		t.Fatalf("retry: %s", errOut)
 	}
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 	plExpectCache(t, "c", filepath.Join(e.Standin, "c"), paths, func(string) bool { return true })
 }
 
@@ -104,7 +104,7 @@ bin = "@DIR@/shared/cachix"
 	}
 	os.Chmod(shared, 0o755)
 	e.Run(t.Context(), "retry")
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 }
 
 // trPlant writes a queue entry for (target, path) into dir/entries, as an
@@ -335,7 +335,7 @@ auth_token_file = "@DIR@/token"
 	}
 	os.Chmod(token, 0o600)
 	e.Run(t.Context(), "retry")
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 	plExpectCache(t, "c", filepath.Join(e.Standin, "c"), paths, func(string) bool { return true })
 	for _, inv := range e.Invocations() {
 		for _, a := range inv.Argv {
@@ -386,7 +386,7 @@ bin_dir = "`+bin+`"
 		t.Fatal(err)
 	}
 	e.Run(t.Context(), "retry")
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 	if got := CachePaths(t, filepath.Join(e.Dir, "cache")); len(got) != 1 {
 		t.Errorf("after the fix the cache holds %d paths, want 1", len(got))
 	}
@@ -402,7 +402,7 @@ store = "file://@DIR@/cache"
 allow = ["*"]
 `)
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "rel-1.0", nil)))
-	e.Wait(30 * time.Second)
+	e.Wait(eventually.Left(t))
 	cache := filepath.Join(e.Dir, "cache")
 	for _, how := range []string{"--config", "CACHIX_FILTER_HOOK_CONFIG"} {
 		killWorkers(e.Queue)
