@@ -752,7 +752,7 @@ func TestRunLeavesUnknownTargetAlone(t *testing.T) {
 	e.add(t, "removed", ps[1])
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": f})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), runsWithin)
 	defer cancel()
 	err := w.Run(ctx, Once)
 	if ctx.Err() != nil {
@@ -1158,7 +1158,7 @@ func TestRunSpawnedLeavesPastUnmovableEntry(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(e.q.Dir, "entries", "junk"), []byte("junk"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), runsWithin)
 	defer cancel()
 	if err := e.worker(nil).Run(ctx, Spawned); err != nil {
 		t.Fatalf("Run(Spawned) = %v, want it to leave, nothing left to push", err)
