@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 )
 
 // within fails the test if f does not return in time: the defect is a
@@ -20,8 +22,8 @@ func within(t *testing.T, f func() error) error {
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(30 * time.Second):
-		t.Fatal("blocked for 30 s")
+	case <-time.After(eventually.Left(t)):
+		t.Fatal("blocked: the open waits for a writer")
 		return nil
 	}
 }

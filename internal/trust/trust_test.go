@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
@@ -238,7 +239,7 @@ func TestOpen(t *testing.T) {
 	select {
 	case err := <-done:
 		mustRefuse(t, err, "not a regular file")
-	case <-time.After(5 * time.Second):
+	case <-time.After(eventually.Left(t)):
 		t.Fatal("Open of a FIFO blocked")
 	}
 	mustRefuse(t, errOf(Open(sub, File)), "not a regular file")
