@@ -78,7 +78,7 @@ func (r *wxRun) start(t *testing.T, w *sigintWorld, script string) {
 			}
 		}
 	})
-	eventually.True(t, 30*time.Second, "the command to start", func() bool {
+	eventually.True(t, eventually.Left(t), "the command to start", func() bool {
 		b, err := os.ReadFile(ready)
 		return err == nil && strings.HasSuffix(string(b), "\n")
 	})
@@ -161,7 +161,7 @@ func TestWatchExecOverflowDoesNotSayNoPaths(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	eventually.True(t, 30*time.Second, "watch-exec to stop", func() bool { return procState(pid) == "T" })
+	eventually.True(t, eventually.Left(t), "watch-exec to stop", func() bool { return procState(pid) == "T" })
 	for i := range n + 100 {
 		if err := os.WriteFile(filepath.Join(r.store, fmt.Sprintf("f%d", i)), nil, 0o644); err != nil {
 			t.Fatal(err)
@@ -295,7 +295,7 @@ func ctrlCHelper(t *testing.T, dir string) {
 	syscall.ForkLock.RLock()
 	status := make(chan int, 1)
 	go func() { st, _ := e.runCommand([]string{"sleep", "10"}); status <- st }()
-	eventually.True(t, 30*time.Second, "runCommand to wait to fork", func() bool {
+	eventually.True(t, eventually.Left(t), "runCommand to wait to fork", func() bool {
 		buf := make([]byte, 1<<20)
 		return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("syscall.forkExec("))
 	})

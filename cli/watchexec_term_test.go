@@ -48,7 +48,7 @@ func fileExists(f string) func() bool {
 // ctrlC types a Ctrl-C and checks that the command saw it once.
 func (w *sigintWorld) ctrlC(t *testing.T, tm *termtest.Tmux) {
 	tm.Send("C-c")
-	eventually.True(t, 30*time.Second, "the command to end", fileExists(w.done))
+	eventually.True(t, eventually.Left(t), "the command to end", fileExists(w.done))
 	b, _ := os.ReadFile(w.got)
 	if n := strings.Count(string(b), "INT"); n != 1 {
 		t.Errorf("the command saw %d SIGINTs for one Ctrl-C, want 1", n)
@@ -63,7 +63,7 @@ func TestWatchExecCtrlCReachesCommandOnce(t *testing.T) {
 	termtest.Require(t, "tmux")
 	w := newSigintWorld(t)
 	tm := termtest.Start(t, w.env, 100, 20, w.prog, "--config", w.conf, "watch-exec", "--", "sh", w.cmdFile)
-	eventually.True(t, 30*time.Second, "the command to start", fileExists(w.ready))
+	eventually.True(t, eventually.Left(t), "the command to start", fileExists(w.ready))
 	w.ctrlC(t, tm)
 }
 
@@ -77,14 +77,14 @@ func TestWatchExecCtrlCAfterFg(t *testing.T) {
 	tm := termtest.Start(t, append(w.env, "PS1=$ "), 200, 20, bash, "--norc", "--noprofile", "-i")
 	tm.Await(30*time.Second, "$")
 	tm.Send(w.prog+" --config "+w.conf+" watch-exec -- sh "+w.cmdFile+" &", "Enter")
-	eventually.True(t, 30*time.Second, "the command to start", fileExists(w.ready))
+	eventually.True(t, eventually.Left(t), "the command to start", fileExists(w.ready))
 	tm.Send("fg", "Enter")
 	tm.Await(30*time.Second, "$ fg\n"+w.prog)
 	// fg prints the job before it gives it the terminal: the Ctrl-C
 	// goes once the command's group is the terminal's foreground.
 	b, _ := os.ReadFile(w.ready)
 	pid := strings.TrimSpace(string(b))
-	eventually.True(t, 30*time.Second, "the command to have the terminal", func() bool {
+	eventually.True(t, eventually.Left(t), "the command to have the terminal", func() bool {
 		st, err := os.ReadFile("/proc/" + pid + "/stat")
 		if err != nil {
 			return false

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 )
 
 // bulk/ and pins/ come with their first file: a watch started before
@@ -24,8 +26,8 @@ func TestNotifyWatchesDirectoriesMadeLater(t *testing.T) {
 		t.Helper()
 		select {
 		case <-changed:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no wake within 10 s for %s", what)
+		case <-time.After(eventually.Left(t)):
+			t.Fatalf("no wake for %s", what)
 		}
 	}
 	// Written before anything else: a wake from it would be taken below
