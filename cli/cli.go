@@ -15,9 +15,9 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/suggest"
 )
@@ -224,37 +224,7 @@ with DRV_PATH and OUT_PATHS set. By hand, name a command:
 // leads, and on a terminal an escape sequence there could retitle it,
 // clear it or forge a line.
 func (e *env) errorf(format string, args ...any) {
-	fmt.Fprintf(e.stderr, "cachix-filter-hook: %s\n", escapeControls(fmt.Sprintf(format, args...)))
-}
-
-// escapeControls writes the control characters of s as \xNN (C0 but tab
-// and newline, which messages use, and DEL) or \u00NN (C1), as the
-// pusher's output is escaped, and a byte that is not UTF-8 as \xNN: on a
-// terminal not set to UTF-8, 0x9b alone is a C1 control (CSI).
-func escapeControls(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsFunc(s, isControl) {
-		return s
-	}
-	var b strings.Builder
-	for len(s) > 0 {
-		r, size := utf8.DecodeRuneInString(s)
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[0])
-		case !isControl(r):
-			b.WriteString(s[:size])
-		case r < 0x80:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		}
-		s = s[size:]
-	}
-	return b.String()
-}
-
-func isControl(r rune) bool {
-	return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f
+	fmt.Fprintf(e.stderr, "cachix-filter-hook: %s\n", escape.Controls(fmt.Sprintf(format, args...)))
 }
 
 // load loads the configuration and prints its warnings.

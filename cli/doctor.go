@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
@@ -91,7 +92,7 @@ func runDoctor(e *env, asJSON bool) int {
 			}
 			// A message may hold what doctor read from the queue (an
 			// entry's last error) or from Nix: escaped, as errorf's.
-			fmt.Fprintln(e.stdout, escapeControls(strings.ReplaceAll(line, "\n", `\x0a`)))
+			fmt.Fprintln(e.stdout, escape.Controls(strings.ReplaceAll(line, "\n", `\x0a`)))
 		}
 	}
 	if problems > 0 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -108,7 +109,7 @@ func printRecord(w io.Writer, r history.Record) {
 	// The history is read from a file: what it holds goes to a
 	// terminal with its control characters escaped, as errorf's
 	// messages do, and a newline in it cannot forge a record.
-	fmt.Fprintln(w, escapeControls(strings.ReplaceAll(line, "\n", `\x0a`)))
+	fmt.Fprintln(w, escape.Controls(strings.ReplaceAll(line, "\n", `\x0a`)))
 }
 
 // oneLine keeps a multi-line pusher error on the record's line.
@@ -116,7 +117,7 @@ func printRecord(w io.Writer, r history.Record) {
 // printed (cachix colours its output), and goes to a terminal from status,
 // wait, push --wait and doctor.
 func oneLine(s string) string {
-	return escapeControls(strings.Join(strings.Fields(s), " "))
+	return escape.Controls(strings.Join(strings.Fields(s), " "))
 }
 
 func configName(file string) string {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
@@ -456,5 +457,5 @@ func printLastErrors(w io.Writer, t *targetStatus) {
 // files and pusher output, paths, URIs): its control characters are
 // escaped, and a newline in it cannot forge a line, as in log and doctor.
 func statusLine(w io.Writer, format string, args ...any) {
-	fmt.Fprintln(w, escapeControls(strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", `\x0a`)))
+	fmt.Fprintln(w, escape.Controls(strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", `\x0a`)))
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 )
 
 // The hook writes into the user's build log, so whatever it is given
@@ -48,7 +50,7 @@ func (m *malformed) line() string {
 // its control characters escaped: it may quote what the hook read
 // (state.json, a config, a path), and goes to every builder's terminal.
 func bounded(msg string) string {
-	lines := strings.Split(escapeControls(msg), "\n")
+	lines := strings.Split(escape.Controls(msg), "\n")
 	more := 0
 	if len(lines) > maxSayLines {
 		more = len(lines) - maxSayLines
@@ -72,33 +74,4 @@ func clip(s string, n int) string {
 		n--
 	}
 	return s[:n] + fmt.Sprintf("…(%d bytes cut)", len(s)-n)
-}
-
-// escapeControls writes control characters but newline and tab (C0,
-// DEL, C1) as \x1b or \u009b, and bytes that are not UTF-8 as \x9b, as
-// cli's escapeControls does for the commands' output.
-func escapeControls(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsFunc(s, isControl) {
-		return s
-	}
-	var b strings.Builder
-	for len(s) > 0 {
-		r, size := utf8.DecodeRuneInString(s)
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[0])
-		case !isControl(r):
-			b.WriteString(s[:size])
-		case r < 0x80:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		}
-		s = s[size:]
-	}
-	return b.String()
-}
-
-func isControl(r rune) bool {
-	return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f
 }

@@ -423,7 +423,7 @@ func cut(s string) string {
 		return s
 	}
 	// A byte that is no UTF-8 too: 0x9b alone is CSI to a terminal not
-	// set to UTF-8 (as cli's escapeControls writes it).
+	// set to UTF-8 (as escape.Controls writes it).
 	var b strings.Builder
 	for i, r := range s {
 		switch {

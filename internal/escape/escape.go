@@ -1,0 +1,42 @@
+// Package escape writes what a terminal would act on as text. Messages
+// quote paths, a pusher's output, an upstream's answer and state files
+// that another user or a hostile program may have shaped; on a terminal,
+// an escape sequence there could retitle it, clear it or forge a line.
+// The commands' output and the hook's line in the build log escape alike.
+package escape
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Controls writes the control characters of s as \xNN (C0 but tab and
+// newline, which messages use, and DEL) or \u00NN (C1), as the pusher's
+// output is escaped, and a byte that is not UTF-8 as \xNN: on a terminal
+// not set to UTF-8, 0x9b alone is a C1 control (CSI).
+func Controls(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case !isControl(r):
+			b.WriteString(s[:size])
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		s = s[size:]
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f
+}
