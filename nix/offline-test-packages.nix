@@ -6,6 +6,7 @@
 # first.
 [
   "./internal/config"
+  "./internal/escape"
   "./internal/eventually"
   "./internal/fds"
   "./internal/filter"
