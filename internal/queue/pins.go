@@ -185,9 +185,8 @@ func (q *Queue) askPinAgain(name string, queued time.Time) error {
 		// not queued.
 		return err
 	}
-	if p.NextAttempt.IsZero() {
-		return nil
-	}
+	// A due one too gets the new Queued: its call may be running, and
+	// the worker, should it fail, keeps it due for an ask made meanwhile.
 	p.NextAttempt, p.Queued = time.Time{}, queued
 	return q.UpdatePin(p)
 }

@@ -261,6 +261,12 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			w.dropPin(log, p, err.Error())
 			continue
 		}
+		// An ask made before the call (AddPins writes a due pin's new
+		// Queued) is answered by it: only one made during it keeps the
+		// pin due should it fail (see pinDone).
+		if d, err := w.q.ReadPin(p.Key()); err == nil {
+			p.Queued = d.Queued
+		}
 		w.startPin(ctx, log, pinner, p)
 		left = true
 	}

@@ -1297,3 +1297,47 @@ func TestPinAskedAgainWhileItsCallRunsIsTriedNow(t *testing.T) {
 		t.Errorf("pins left: %q", names)
 	}
 }
+
+// So too while its first call ran: the pin file was due, so AddPins left
+// it as it was, and pinDone, finding no new ask, backed the pin off.
+func TestPinAskedAgainWhileItsFirstCallRunsIsTriedNow(t *testing.T) {
+	e, root, _ := donePinned(t)
+	c := &calls{fail: errors.New("HTTP 401")}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	ap := askingPinner{c: c, ask: func() { e.pin(t, "main", root, "done", queue.Keep{}) }}
+	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return ap, nil }
+	pinRound(w)
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 1 {
+		t.Fatalf("pin file after a failed first call it was asked for again during = %+v, want due now, 1 attempt", pins)
+	}
+	ap.ask = nil
+	c.mu.Lock()
+	c.fail = nil
+	c.mu.Unlock()
+	pinRound(w)
+	if got := c.list(); len(got) != 2 {
+		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left: %q", names)
+	}
+}
+
+// An ask made before the call, the pin known and due, is the call's own:
+// its failure backs the pin off, or every ask of a pin still waiting for
+// its call would cost a failing call more.
+func TestPinAskedAgainBeforeItsCallBacksOff(t *testing.T) {
+	e, root, _ := donePinned(t)
+	c := &calls{fail: errors.New("HTTP 401")}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	w.scanPins()
+	e.pin(t, "main", root, "done", queue.Keep{})
+	pinRound(w)
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || pins[0].NextAttempt.IsZero() || pins[0].Attempts != 1 {
+		t.Fatalf("pin file after a failed call asked for before it = %+v, want backed off, 1 attempt", pins)
+	}
+}
