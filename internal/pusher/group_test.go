@@ -193,7 +193,11 @@ func TestPushEscapedFloodingGrandchild(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
 	bin := filepath.Join(dir, "cachix")
-	script := "#!/bin/sh\nsetsid yes &\necho $! > " + pidFile + "\nexit 0\n"
+	// The fake exits only once the flooder has left its group: exiting
+	// before, the group kill could take the flooder too, and the pipe
+	// would just end.
+	script := "#!/bin/sh\nsetsid sh -c 'echo $$ > " + pidFile + ".tmp; mv " + pidFile + ".tmp " + pidFile + "; exec yes' &\n" +
+		"while [ ! -e " + pidFile + " ]; do sleep 0.01; done\nexit 0\n"
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -207,8 +211,9 @@ func TestPushEscapedFloodingGrandchild(t *testing.T) {
 	// push_timeout plays no part: a fake slowed past it would be killed.
 	cfg := &config.Config{Cachix: config.Cachix{Bin: bin}, Queue: config.Queue{PushTimeout: time.Hour}}
 	p := New(cfg, &config.Target{Name: "main", Cache: "c"})
+	out := &floodGate{pidFile: pidFile, within: eventually.Left(t)}
 	done := make(chan error, 1)
-	go func() { done <- p.Push(context.Background(), paths, NewSummary("/nix/store")) }()
+	go func() { done <- p.Push(context.Background(), paths, out) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -217,6 +222,38 @@ func TestPushEscapedFloodingGrandchild(t *testing.T) {
 	case <-time.After(eventually.Left(t)):
 		t.Fatal("Push did not return after the pusher exited (waitDelay 2s): copyTo never looked at stop while every read filled its buffer")
 	}
+}
+
+// floodGate takes the flooder's lines ("y", two bytes each) and, every
+// 32 KB of them, waits until the flooder is blocked on a full pipe (or
+// gone), so that every read of copyTo fills its buffer however fast the
+// machine reads: left to the race, a read that came up short reached
+// the pause, which looks at stop too, and hid a missing look.
+type floodGate struct {
+	pidFile string
+	within  time.Duration
+	lines   int
+}
+
+func (g *floodGate) Write(p []byte) (int, error) {
+	if g.lines++; g.lines%(16<<10) == 0 {
+		// Nothing to fail in Push's goroutine: the test's own wait
+		// says Push did not return.
+		_ = eventually.Wait(g.within, func() bool {
+			b, err := os.ReadFile(g.pidFile)
+			if err != nil {
+				return false
+			}
+			st, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(b)), "stat"))
+			if err != nil {
+				return true // gone: the read end was closed
+			}
+			// "pid (yes) S ...": asleep in its write.
+			f := strings.Fields(string(st))
+			return len(f) > 2 && (f[2] == "S" || f[2] == "Z")
+		})
+	}
+	return len(p), nil
 }
 
 // A pusher that exits and leaves a child in its group that does not hold
