@@ -521,10 +521,14 @@ func TestRunPushesAtOnceGathersMeanwhile(t *testing.T) {
 	pair(ps[1], os.Getpid())
 	pair(ps[2], os.Getpid())
 	// Queued by one that has ended: beside the running push, at once.
+	// It is reaped only when the test ends: a reaped pid could be taken
+	// by a new process, which the worker would wait for.
 	ended := exec.Command("true")
-	if err := ended.Run(); err != nil {
+	if err := ended.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ended.Wait() })
+	waitFor(t, "true to exit", func() bool { return !sessionAlive(int32(ended.Process.Pid)) })
 	pair(ps[3], ended.Process.Pid)
 	if got := next("the path of an ended Nix process"); !slices.Equal(got, strs(ps[3])) {
 		t.Fatalf("second push = %q, want %q beside the first", got, strs(ps[3]))
