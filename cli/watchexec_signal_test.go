@@ -255,7 +255,8 @@ func TestWatchExecCtrlCBeforeStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	helper := exec.Command(self, "-test.run=^TestWatchExecCtrlCBeforeStart$", "-test.v")
+	// The helper's own waits end before this test's.
+	helper := exec.Command(self, "-test.run=^TestWatchExecCtrlCBeforeStart$", "-test.v", "-test.timeout="+eventually.Left(t).String())
 	helper.Env = append(os.Environ(), envCtrlCHelper+"="+dir)
 	helper.Stdin, helper.Stdout, helper.Stderr = pts, &out, &out
 	helper.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
@@ -289,12 +290,17 @@ func ctrlCHelper(t *testing.T, dir string) {
 	signal.Notify(mine, os.Interrupt)
 	var errs bytes.Buffer
 	e := &env{ctx: ctx, stdout: &errs, stderr: &errs}
-	// sleep itself, not a shell running it: a SIGINT to bash alone while
+	// cat itself, not a shell running it: a SIGINT to bash alone while
 	// its child runs on (bash where /bin/sh is bash: NixOS) does not end
-	// it. At most 10 s, when no SIGINT comes.
+	// it. cat waits for a writer to the FIFO, which comes only when no
+	// SIGINT did.
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	syscall.ForkLock.RLock()
 	status := make(chan int, 1)
-	go func() { st, _ := e.runCommand([]string{"sleep", "10"}); status <- st }()
+	go func() { st, _ := e.runCommand([]string{"cat", fifo}); status <- st }()
 	eventually.True(t, eventually.Left(t), "runCommand to wait to fork", func() bool {
 		buf := make([]byte, 1<<20)
 		return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("syscall.forkExec("))
@@ -307,7 +313,17 @@ func ctrlCHelper(t *testing.T, dir string) {
 	// included.
 	signal.Stop(mine)
 	syscall.ForkLock.RUnlock()
-	if st := <-status; st != 130 {
+	var st int
+	select {
+	case st = <-status:
+	case <-time.After(eventually.Left(t)):
+		// Not ended by the SIGINT: cat is told to end, and does with 0.
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		st = <-status
+	}
+	if st != 130 {
 		t.Errorf("the command ended with %d, want 130: the Ctrl-C typed before it started did not reach it\n%s", st, &errs)
 	}
 }
