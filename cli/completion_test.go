@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/termtest"
 )
@@ -172,19 +171,19 @@ func TestCompletionAtTheTerminal(t *testing.T) {
 		termtest.Require(t, "bash")
 		tm := termtest.Start(t, env, 120, 40, "bash", "--norc", "--noprofile")
 		tm.Send("cd "+dir+" && source ./completion.bash && echo sourced", "Enter")
-		tm.Await(20*time.Second, "\nsourced")
+		tm.Await("\nsourced")
 		tm.Send("cachix-filter-hook st", "Tab")
-		tm.Await(20*time.Second, "$ cachix-filter-hook status")
+		tm.Await("$ cachix-filter-hook status")
 	})
 	t.Run("zsh", func(t *testing.T) {
 		termtest.Require(t, "zsh")
 		tm := termtest.Start(t, env, 120, 40, "zsh", "-f", "-i")
 		tm.Send("cd "+dir+" && autoload -Uz compinit && compinit -u && source ./completion.zsh && echo sourced", "Enter")
-		tm.Await(20*time.Second, "\nsourced")
+		tm.Await("\nsourced")
 		tm.Send("cachix-filter-hook st", "Tab")
-		tm.Await(20*time.Second, "$ cachix-filter-hook status")
+		tm.Await("$ cachix-filter-hook status")
 		tm.Send("C-u", "cachix-filter-hook log --config my.conf --target ", "Tab")
-		tm.Await(20*time.Second, "main  work")
+		tm.Await("main  work")
 	})
 }
 
@@ -236,7 +235,7 @@ func TestZshCompletionTargetNameWithColon(t *testing.T) {
 	env := append(os.Environ(), "HOME="+dir, "TERM=xterm", "PS1=$ ")
 	tm := termtest.Start(t, env, 120, 40, "zsh", "-f", "-i")
 	tm.Send("cd "+dir+" && autoload -Uz compinit && compinit -u && source ./completion.zsh && echo sourced", "Enter")
-	tm.Await(20*time.Second, "\nsourced")
+	tm.Await("\nsourced")
 	tm.Send("cachix-filter-hook log --config store.conf --target ", "Tab")
-	tm.Await(20*time.Second, "$ cachix-filter-hook log --config store.conf --target ssh://builder")
+	tm.Await("$ cachix-filter-hook log --config store.conf --target ssh://builder")
 }

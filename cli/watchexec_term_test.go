@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/termtest"
@@ -75,11 +74,11 @@ func TestWatchExecCtrlCAfterFg(t *testing.T) {
 	bash := termtest.Require(t, "bash")
 	w := newSigintWorld(t)
 	tm := termtest.Start(t, append(w.env, "PS1=$ "), 200, 20, bash, "--norc", "--noprofile", "-i")
-	tm.Await(30*time.Second, "$")
+	tm.Await("$")
 	tm.Send(w.prog+" --config "+w.conf+" watch-exec -- sh "+w.cmdFile+" &", "Enter")
 	eventually.True(t, eventually.Left(t), "the command to start", fileExists(w.ready))
 	tm.Send("fg", "Enter")
-	tm.Await(30*time.Second, "$ fg\n"+w.prog)
+	tm.Await("$ fg\n" + w.prog)
 	// fg prints the job before it gives it the terminal: the Ctrl-C
 	// goes once the command's group is the terminal's foreground.
 	b, _ := os.ReadFile(w.ready)

@@ -207,7 +207,7 @@ allow = ["broken-*"]
 	}
 
 	tm := run(append([]string{"push", "--wait", "--timeout", "90s"}, paths[:3]...)...)
-	screen := tm.Await(2*time.Minute, "exit=")
+	screen := tm.Await("exit=")
 	if !strings.Contains(screen, "exit=0") {
 		t.Fatalf("push --wait failed:\n%s\nworker log:\n%s", screen, e.Log())
 	}
@@ -232,9 +232,9 @@ allow = ["broken-*"]
 	// A target that keeps failing: wait stops once only it is left, its
 	// line showing the error.
 	tm = run("push", paths[3])
-	tm.Await(time.Minute, "exit=0")
+	tm.Await("exit=0")
 	tm = run("wait")
-	screen = tm.Await(2*time.Minute, "exit=")
+	screen = tm.Await("exit=")
 	if !strings.Contains(screen, "exit=3") {
 		t.Fatalf("wait with a failing target:\n%s\nworker log:\n%s", screen, e.Log())
 	}

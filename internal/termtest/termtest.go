@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 )
 
 // Require returns the path of a program a test needs, skipping the test
@@ -73,11 +75,15 @@ func (tm *Tmux) Screen() string {
 	return strings.TrimRight(string(out), "\n")
 }
 
-// Await waits until the screen holds want (a shell may be slow to start
-// under load) and returns it, failing the test with the screen if it does
-// not within the time given.
-func (tm *Tmux) Await(within time.Duration, want string) string {
+// Await waits until the screen holds want and returns it, failing the
+// test with the screen if it does not while the test may still wait
+// (eventually.Left): a fixed bound failed on a loaded machine.
+func (tm *Tmux) Await(want string) string {
 	tm.t.Helper()
+	within := 24 * time.Hour // as eventually.Left without a deadline
+	if d, ok := tm.t.(interface{ Deadline() (time.Time, bool) }); ok {
+		within = eventually.Left(d)
+	}
 	deadline := time.Now().Add(within)
 	for {
 		s := tm.Screen()
