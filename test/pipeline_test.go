@@ -52,6 +52,22 @@ func plSetVar(e *Env, name, value string) {
 	e.Vars = out
 }
 
+// plGate makes every push and pin of the stand-in wait until the returned
+// function is called, at the latest when the test ends (before the Env's
+// cleanup, which waits for the worker).
+func plGate(t *testing.T, e *Env) func() {
+	t.Helper()
+	gate := filepath.Join(e.Dir, "standin-gate")
+	plSetVar(e, "CACHIX_STANDIN_GATE", gate)
+	open := func() {
+		if err := os.WriteFile(gate, nil, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(open)
+	return open
+}
+
 // plLockQueue takes the queue's worker lock as a worker would, so that
 // hooks queue but start no worker; the returned function releases it.
 func plLockQueue(t *testing.T, queue string) func() {
@@ -466,7 +482,9 @@ allow = ["*"]
 [cachix]
 bin = "@CACHIX@"
 `)
-	plSetVar(e, "CACHIX_STANDIN_DELAY", "5s")
+	// Every push waits at the gate until the kill is done: a delay
+	// instead was a margin that a slow look at the pushes could pass.
+	open := plGate(t, e)
 	s := nixtest.Salt()
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "w1-1.0", nil), nixtest.Drv(s, "w2-1.0", nil), nixtest.Drv(s, "w3-1.0", nil)))
 
@@ -481,7 +499,7 @@ bin = "@CACHIX@"
 		plKill(t, pid)
 	}
 	eventually.True(t, 30*time.Second, "the worker to die", func() bool { return len(workerPIDs(e.Queue)) == 0 })
-	// The pusher dies with it (it would otherwise sleep out its 5 s and
+	// The pusher dies with it (it would otherwise wait at the gate, and
 	// upload for a worker that is gone).
 	eventually.True(t, 30*time.Second, "the pusher to die with the worker", func() bool { return len(plStandinPIDs(e)) == 0 })
 	if got := e.QueueEntries(); got != len(paths) {
@@ -491,8 +509,7 @@ bin = "@CACHIX@"
 		t.Errorf("%d paths landed although the push was killed", got)
 	}
 
-	// The worker `wait` starts inherits wait's environment: push fast.
-	plSetVar(e, "CACHIX_STANDIN_DELAY", "")
+	open()
 	e.Wait(eventually.Left(t))
 	plExpectCache(t, "killed", filepath.Join(e.Standin, "killed"), paths, func(string) bool { return true })
 	if got := strings.Count(e.Log(), "worker started"); got < 2 {
@@ -510,7 +527,9 @@ allow = ["*"]
 [cachix]
 bin = "@CACHIX@"
 `)
-	plSetVar(e, "CACHIX_STANDIN_DELAY", "2s")
+	// The push waits at the gate until it is killed: a delay instead
+	// was a margin that a slow look at the pushes could pass.
+	open := plGate(t, e)
 	s := nixtest.Salt()
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "p1-1.0", nil), nixtest.Drv(s, "p2-1.0", nil)))
 
@@ -522,6 +541,7 @@ bin = "@CACHIX@"
 	for _, pid := range pids {
 		plKill(t, pid)
 	}
+	open()
 	e.Wait(eventually.Left(t))
 	plExpectCache(t, "pkilled", filepath.Join(e.Standin, "pkilled"), paths, func(string) bool { return true })
 	log := e.Log()
