@@ -26,6 +26,12 @@ import (
 // target), so they are read whole.
 const pinsDir = "pins"
 
+// pinAsksDir holds, by pin file name, the pins push --pin asked for again
+// (see askPinAgain): one file each, holding the ask's Queued, written
+// only by push and removed only by the worker as it starts the pin's
+// call, so that no rewrite of the pin's file by either loses an ask.
+const pinAsksDir = "pinasks"
+
 // Pin is one root to pin in one target's cache.
 type Pin struct {
 	Target string `json:"target"`
@@ -170,25 +176,60 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 	return added, errors.Join(append(bad, syncDir(dir))...)
 }
 
-// askPinAgain makes the queued pin name due now when it waits for a
-// back-off. The new Queued tells a worker that knows the pin that it was
-// asked for again: a due pin on disk alone may be one whose update the
-// worker could not write, which it must not try in a loop.
+// askPinAgain asks again for the queued pin name: it leaves a marker the
+// pin's file is read with (ReadPin), which the worker, that alone
+// rewrites the pin's file, takes as its call starts. The new Queued tells
+// a worker that knows the pin that it was asked for again: a due pin on
+// disk alone may be one whose update the worker could not write, which
+// it must not try in a loop.
 func (q *Queue) askPinAgain(name string, queued time.Time) error {
-	p, err := q.ReadPin(name)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := q.ReadPin(name); errors.Is(err, fs.ErrNotExist) {
 		// Gone: made or dropped just now, as this push's pin.
 		return nil
-	}
-	if err != nil {
+	} else if err != nil {
 		// Unreadable, the worker never makes it: this push's pin is
 		// not queued.
 		return err
 	}
-	// A due one too gets the new Queued: its call may be running, and
-	// the worker, should it fail, keeps it due for an ask made meanwhile.
-	p.NextAttempt, p.Queued = time.Time{}, queued
-	return q.UpdatePin(p)
+	if err := mkdirPrivate(q.path(pinAsksDir), false); err != nil {
+		return err
+	}
+	data, err := json.Marshal(queued)
+	if err != nil {
+		return err
+	}
+	tmp, err := q.writeTmp("pinask", append(data, '\n'), true)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, q.path(pinAsksDir, name)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("asking for pin %s again: %w", name, err)
+	}
+	return nil
+}
+
+// PinAsked returns when the pin name was last asked for again, if it was
+// since the worker took the last ask (TakePinAsk).
+func (q *Queue) PinAsked(name string) (time.Time, bool) {
+	data, err := safeopen.ReadFile(q.path(pinAsksDir, name), safeopen.Options{NoFollow: true, MaxSize: 256})
+	if err != nil {
+		return time.Time{}, false
+	}
+	var t time.Time
+	if json.Unmarshal(data, &t) != nil {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// TakePinAsk removes the ask for the pin name, as its call starts: an ask
+// made after it is one the call may not have seen.
+func (q *Queue) TakePinAsk(name string) error {
+	if err := os.Remove(q.path(pinAsksDir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing the ask for pin %s: %w", name, err)
+	}
+	return nil
 }
 
 // PinNames lists the pins' file names.
@@ -219,6 +260,11 @@ func (q *Queue) ReadPin(name string) (*Pin, error) {
 		// What push refuses (a name cachix, the logs and wait's
 		// reading of the history would not read as it is).
 		return nil, fmt.Errorf("%w: %s: %q is not a pin name (1 to 200 of A-Z a-z 0-9 . _ + @ = : -, not starting with -)", ErrCorrupt, file, p.Name)
+	}
+	// Asked for again since the worker wrote it: due now, a failed
+	// call's back-off over, as retry makes it.
+	if asked, ok := q.PinAsked(name); ok && !p.NextAttempt.IsZero() && !asked.Equal(p.Queued) {
+		p.NextAttempt, p.Queued = time.Time{}, asked
 	}
 	return p, nil
 }
@@ -267,5 +313,8 @@ func (q *Queue) RemovePin(p *Pin) error {
 	if err := os.Remove(q.path(pinsDir, p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing pin: %w", err)
 	}
+	// Its ask, if any, after it: left, it would mark a pin queued again
+	// later as asked for again, which is harmless.
+	q.TakePinAsk(p.key)
 	return nil
 }

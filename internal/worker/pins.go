@@ -98,12 +98,32 @@ func (w *Worker) scanPins() {
 }
 
 // pinAskedAgain makes p, backed off, due now when push --pin asked for
-// it again since it was read (queue.AddPins wrote it due, with a new
-// Queued).
+// it again since the worker took its last ask (queue.AddPins left an ask
+// with a new Queued).
 func (w *Worker) pinAskedAgain(p *queue.Pin) {
-	d, err := w.q.ReadPin(p.Key())
-	if err == nil && d.NextAttempt.IsZero() && !d.Queued.Equal(p.Queued) {
-		p.NextAttempt, p.Queued = time.Time{}, d.Queued
+	if asked, ok := w.q.PinAsked(p.Key()); ok && !asked.Equal(p.Queued) {
+		p.NextAttempt, p.Queued = time.Time{}, asked
+	}
+}
+
+// takePinAsk takes p's ask, if any, as its call starts: written into its
+// file first, so that a call cut short (the worker stopping, SIGKILL)
+// loses no ask, then removed, so that an ask made during the call is one
+// pinDone sees.
+func (w *Worker) takePinAsk(log *logrus.Entry, p *queue.Pin) {
+	asked, ok := w.q.PinAsked(p.Key())
+	if !ok {
+		return
+	}
+	if !asked.Equal(p.Queued) {
+		p.NextAttempt, p.Queued = time.Time{}, asked
+		if err := w.q.UpdatePin(p); err != nil {
+			log.WithError(err).Error("updating pin")
+			return // the ask stays; p.Queued tells it taken
+		}
+	}
+	if err := w.q.TakePinAsk(p.Key()); err != nil {
+		log.WithError(err).Error("taking the ask for a pin")
 	}
 }
 
@@ -261,12 +281,6 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			w.dropPin(log, p, err.Error())
 			continue
 		}
-		// An ask made before the call (AddPins writes a due pin's new
-		// Queued) is answered by it: only one made during it keeps the
-		// pin due should it fail (see pinDone).
-		if d, err := w.q.ReadPin(p.Key()); err == nil {
-			p.Queued = d.Queued
-		}
 		w.startPin(ctx, log, pinner, p)
 		left = true
 	}
@@ -296,6 +310,7 @@ var errPinTimedOut = errors.New("pin timed out")
 // pins of its target, not the loop and every push. Its result comes back
 // on pinResults (see pinDone).
 func (w *Worker) startPin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinner, p *queue.Pin) {
+	w.takePinAsk(log, p)
 	w.pinning[p.Target] = p.Key()
 	name, path, keep, limit := p.Name, p.Path, p.Keep, w.pinTimeout
 	go func() {
@@ -350,11 +365,12 @@ func (w *Worker) pinDone(res *pinResult) {
 	p.LastAttempt = now
 	p.LastError = truncate(err.Error(), 1000)
 	p.NextAttempt = now.Add(Backoff(p.Attempts, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax))
-	// Asked for again while the call ran (queue.AddPins made it due, with
-	// a new Queued): tried at once, not after a back-off written over
-	// that ask.
-	if d, rerr := w.q.ReadPin(p.Key()); rerr == nil && d.NextAttempt.IsZero() && !d.Queued.Equal(p.Queued) {
-		p.NextAttempt, p.Queued = time.Time{}, d.Queued
+	// Asked for again while the call ran (queue.AddPins left an ask, with
+	// a new Queued): tried at once, not after a back-off. An ask after
+	// this look stays on disk for the next round (pinAskedAgain).
+	w.pinAskedAgain(p)
+	if w.beforePinUpdate != nil {
+		w.beforePinUpdate()
 	}
 	if uerr := w.q.UpdatePin(p); uerr != nil {
 		log.WithError(uerr).Error("updating pin")

@@ -1298,26 +1298,56 @@ func TestPinAskedAgainWhileItsCallRunsIsTriedNow(t *testing.T) {
 	}
 }
 
-// So too while its first call ran: the pin file was due, so AddPins left
-// it as it was, and pinDone, finding no new ask, backed the pin off.
-func TestPinAskedAgainWhileItsFirstCallRunsIsTriedNow(t *testing.T) {
-	e, root, _ := donePinned(t)
+// A pin asked for again while its first call ran: push --pin found it
+// due (never tried) and wrote nothing, so the failed call backed it off
+// and the ask was lost.
+func TestPinAskedAgainDuringItsFirstCallIsTriedNow(t *testing.T) {
+	e, root, names := donePinned(t)
 	c := &calls{fail: errors.New("HTTP 401")}
 	w := e.pinWorker(c)
 	w.state = LoadState(e.q.Dir)
 	ap := askingPinner{c: c, ask: func() { e.pin(t, "main", root, "done", queue.Keep{}) }}
 	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return ap, nil }
-	pinRound(w)
+	pinRound(w) // its first call: asked for again, failed
+	if p := w.pins[names[0]]; p == nil || !p.NextAttempt.IsZero() {
+		t.Fatalf("pin known to the worker after a failed first call it was asked for again during = %+v, want due now", p)
+	}
 	pins, _, _ := e.q.ListPins()
 	if len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 1 {
-		t.Fatalf("pin file after a failed first call it was asked for again during = %+v, want due now, 1 attempt", pins)
+		t.Fatalf("pin file = %+v, want due now, 1 attempt", pins)
 	}
-	ap.ask = nil
+}
+
+// A pin asked for again right after pinDone looked for an ask and before
+// it wrote the pin back: its write, the pin backed off, replaced the one
+// push --pin had made due, and the ask was lost.
+func TestPinAskedAgainAsItsFailureIsWrittenIsTriedNow(t *testing.T) {
+	e, root, _ := donePinned(t)
+	c := &calls{fail: errors.New("HTTP 401")}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	pinRound(w) // failed, backed off
+	asked := false
+	w.beforePinUpdate = func() {
+		if !asked {
+			asked = true
+			e.pin(t, "main", root, "done", queue.Keep{})
+		}
+	}
+	w.doPins(context.Background(), time.Now().Add(48*time.Hour)) // its back-off over
+	w.pinDone(<-w.pinResults)
+	if !asked {
+		t.Fatal("the pin's failure was not written")
+	}
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 2 {
+		t.Errorf("pin file = %+v, want due now, 2 attempts", pins)
+	}
 	c.mu.Lock()
 	c.fail = nil
 	c.mu.Unlock()
 	pinRound(w)
-	if got := c.list(); len(got) != 2 {
+	if got := c.list(); len(got) != 3 {
 		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
 	}
 	if names, _ := e.q.PinNames(); len(names) != 0 {

@@ -83,7 +83,10 @@ type Worker struct {
 	// onPinRemoved, when set (by tests), is called as soon as a pin's
 	// file is removed.
 	onPinRemoved func()
-	pruned       time.Time // when dropped/ and corrupt/ were last pruned
+	// beforePinUpdate, when set (by tests), is called in pinDone right
+	// before a failed pin's file is rewritten.
+	beforePinUpdate func()
+	pruned          time.Time // when dropped/ and corrupt/ were last pruned
 	// pruneFailed is the last prune error logged: a file that can never
 	// be removed fails every prune, and is said once.
 	pruneFailed string
