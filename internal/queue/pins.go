@@ -148,21 +148,39 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		if err != nil {
 			return added, err
 		}
-		for try := 0; ; try++ {
-			tmp, err2 := q.writeTmp("pin", append(data, '\n'), true)
-			if err2 != nil {
-				return added, err2
+		asked := false
+		for relink := 0; ; relink++ {
+			for try := 0; ; try++ {
+				tmp, err2 := q.writeTmp("pin", append(data, '\n'), true)
+				if err2 != nil {
+					return added, err2
+				}
+				err = os.Link(tmp, q.path(pinsDir, name))
+				os.Remove(tmp)
+				if !errors.Is(err, fs.ErrNotExist) || try == tmpRewrites {
+					break // see tmpRewrites
+				}
 			}
-			err = os.Link(tmp, q.path(pinsDir, name))
-			os.Remove(tmp)
-			if !errors.Is(err, fs.ErrNotExist) || try == tmpRewrites {
-				break // see tmpRewrites
+			if !errors.Is(err, fs.ErrExist) {
+				break
 			}
-		}
-		if errors.Is(err, fs.ErrExist) {
-			if err := q.askPinAgain(name, p.Queued); err != nil {
+			if q.pinExists != nil {
+				q.pinExists(name)
+			}
+			err = q.askPinAgain(name, p.Queued)
+			if errors.Is(err, errPinGone) && relink < pinRelinks {
+				// The worker removed the old pin (made, or dropped
+				// with its root, which this push queued again): this
+				// push's is queued anew.
+				continue
+			}
+			if err != nil {
 				bad = append(bad, fmt.Errorf("queueing the pin of %s again: %w", p.Path, err))
 			}
+			asked = true
+			break
+		}
+		if asked {
 			continue
 		}
 		if err != nil {
@@ -184,8 +202,7 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 // it must not try in a loop.
 func (q *Queue) askPinAgain(name string, queued time.Time) error {
 	if _, err := q.ReadPin(name); errors.Is(err, fs.ErrNotExist) {
-		// Gone: made or dropped just now, as this push's pin.
-		return nil
+		return errPinGone
 	} else if err != nil {
 		// Unreadable, the worker never makes it: this push's pin is
 		// not queued.
@@ -206,8 +223,21 @@ func (q *Queue) askPinAgain(name string, queued time.Time) error {
 		os.Remove(tmp)
 		return fmt.Errorf("asking for pin %s again: %w", name, err)
 	}
+	// Removed as the ask was written, the ask with it maybe: queued anew.
+	if _, err := os.Lstat(q.path(pinsDir, name)); errors.Is(err, fs.ErrNotExist) {
+		return errPinGone
+	}
 	return nil
 }
+
+// errPinGone is askPinAgain's error for a pin removed before it was asked
+// for again: AddPins then queues it anew.
+var errPinGone = errors.New("the queued pin was removed")
+
+// pinRelinks bounds how many times AddPins queues a pin anew whose old
+// file the worker removed as it was asked for again: it removes each at
+// most once, after a pin call or a drop.
+const pinRelinks = 3
 
 // PinAsked returns when the pin name was last asked for again, if it was
 // since the worker took the last ask (TakePinAsk).

@@ -50,6 +50,9 @@ type Queue struct {
 
 	shared sharedCache
 	bulk   bulkIndex
+	// pinExists, when set (by tests), is called when AddPins found a pin
+	// queued already, before it asks for it again.
+	pinExists func(name string)
 }
 
 // Entry is one (target, path) pair waiting to be pushed, with its retry

@@ -1115,3 +1115,32 @@ func TestReadPinRefusesWhatPushRefuses(t *testing.T) {
 		t.Errorf("AddPins of a good name: %v", err)
 	}
 }
+
+// A pin queued again as the worker removes the old one (made, or dropped
+// with its root, which this push queued again): the link found the old
+// file, askPinAgain then found none and took it for this push's pin made,
+// so the pin was never queued and push said "will pin".
+func TestPinQueuedAsTheOldOneGoesIsQueued(t *testing.T) {
+	q := openQ(t)
+	root := mkPath("system-1")
+	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
+	if n, err := q.AddPins([]Pin{pin}, time.Now()); n != 1 || err != nil {
+		t.Fatalf("AddPins = %d, %v", n, err)
+	}
+	old, err := q.ReadPin(PinKey("main", root, "sys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.pinExists = func(string) {
+		if err := q.RemovePin(old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := q.AddPins([]Pin{pin}, time.Now())
+	if err != nil {
+		t.Fatalf("AddPins: %v", err)
+	}
+	if names, _ := q.PinNames(); n != 1 || len(names) != 1 {
+		t.Errorf("AddPins as the old pin went = %d, pins %q; want the pin queued anew", n, names)
+	}
+}
