@@ -253,6 +253,13 @@ func (q *Queue) PinAsked(name string) (time.Time, bool) {
 	return t, true
 }
 
+// PinAskNames lists the pins asked for again (by file name) since the
+// worker took their last ask: one listing, where asks are rare and
+// failing pins may be many.
+func (q *Queue) PinAskNames() ([]string, error) {
+	return q.dirNames(pinAsksDir)
+}
+
 // TakePinAsk removes the ask for the pin name, as its call starts: an ask
 // made after it is one the call may not have seen.
 func (q *Queue) TakePinAsk(name string) error {

@@ -38,11 +38,17 @@ func (w *Worker) scanPins() {
 		return
 	}
 	seen := make(map[string]bool, len(names))
+	var asked map[string]bool // pinasks/, listed once a pin backed off is met
 	for _, n := range names {
 		seen[n] = true
 		if p, ok := w.pins[n]; ok {
 			if !p.NextAttempt.IsZero() && w.pinning[p.Target] != n {
-				w.pinAskedAgain(p)
+				if asked == nil {
+					asked = w.pinAsks()
+				}
+				if asked[n] {
+					w.pinAskedAgain(p)
+				}
 			}
 			continue
 		}
@@ -104,6 +110,20 @@ func (w *Worker) pinAskedAgain(p *queue.Pin) {
 	if asked, ok := w.q.PinAsked(p.Key()); ok && !asked.Equal(p.Queued) {
 		p.NextAttempt, p.Queued = time.Time{}, asked
 	}
+}
+
+// pinAsks lists the pins asked for again; none when pinasks/ cannot be
+// listed (logged), then looked for again next round.
+func (w *Worker) pinAsks() map[string]bool {
+	names, err := w.q.PinAskNames()
+	if err != nil {
+		w.log.WithError(err).Error("listing the pins asked for again")
+	}
+	asked := make(map[string]bool, len(names))
+	for _, n := range names {
+		asked[n] = true
+	}
+	return asked
 }
 
 // takePinAsk takes p's ask, if any, as its call starts: written into its

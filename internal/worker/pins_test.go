@@ -1371,3 +1371,33 @@ func TestPinAskedAgainBeforeItsCallBacksOff(t *testing.T) {
 		t.Fatalf("pin file after a failed call asked for before it = %+v, want backed off, 1 attempt", pins)
 	}
 }
+
+// Each round looked for an ask of every pin backed off, a file read (an
+// open) per pin: with many failing pins, work every round for asks that
+// are rare. One listing of pinasks/ tells them now.
+func TestScanPinsDoesNotReadEveryBackedOffPin(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	const n = 1000
+	pins := make([]queue.Pin, n)
+	for i := range pins {
+		pins[i] = queue.Pin{Target: "main", Path: mkPath(fmt.Sprintf("sys-%d", i)).String(), Name: "sys"}
+	}
+	if _, err := e.q.AddPins(pins, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w := e.pinWorker(&calls{})
+	w.scanPins()
+	if len(w.pins) != n {
+		t.Fatalf("%d pins known, want %d", len(w.pins), n)
+	}
+	due := testing.AllocsPerRun(3, w.scanPins)
+	later := time.Now().Add(time.Hour)
+	for _, p := range w.pins {
+		p.NextAttempt = later
+	}
+	backedOff := testing.AllocsPerRun(3, w.scanPins)
+	if backedOff-due >= n {
+		t.Errorf("a round allocated %.0f with %d pins backed off, %.0f with them due: work per pin backed off", backedOff, n, due)
+	}
+}
