@@ -327,7 +327,9 @@ func CheckOpened(path string, f *os.File, kind Kind) error {
 // CheckParents applies the rule to the directories leading to path (not
 // to path itself, which may not exist yet), for a path the caller checks
 // by other means, such as the queue directory, which must be the running
-// user's own.
+// user's own. Root creates or appends such a path by its name (the queue
+// directory, log.file, metrics.file), so another user's link on the way
+// is refused wherever it sits, as for CheckWriteDir (see walk's writes).
 func CheckParents(path string) error {
 	abs, err := absolute(path)
 	if err != nil {
@@ -348,7 +350,7 @@ func CheckParents(path string) error {
 		}
 		return checkOne(path, "/", st.Uid, fileMode(st.Mode), Dir, true)
 	}
-	w, err := walk(path, dir, false)
+	w, err := walk(path, dir, true)
 	if err != nil {
 		return err
 	}

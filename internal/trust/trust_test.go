@@ -729,3 +729,38 @@ func TestCheckWriteDirOthersLinkOnTheWay(t *testing.T) {
 		t.Errorf("root's link to root's directory: %v", err)
 	}
 }
+
+// CheckParents serves paths root creates or appends by a fixed name (the
+// queue directory, log.file, metrics.file): another user's link on the
+// way, left in a directory they could once write (/var/log/cfh before
+// /var/log was made root's alone), is theirs to have chosen, and a chown
+// or chmod of the directory holding it keeps it. It is refused wherever
+// it sits; root's own link is followed.
+func TestCheckParentsOthersLinkOnTheWay(t *testing.T) {
+	u := testuser.New(t)
+	d := rootDir(t)
+	elsewhere := filepath.Join(d, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logdir := filepath.Join(d, "log")
+	if err := os.Mkdir(logdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(logdir, "cfh")
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	u.Chown(t, link)
+	mustRefuse(t, CheckParents(filepath.Join(link, "worker.log")), link, "symbolic link owned by "+u.Name, "rm "+link)
+	mustRefuse(t, CheckParents(filepath.Join(link, "sub", "queue")), link, "symbolic link owned by "+u.Name)
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckParents(filepath.Join(link, "worker.log")); err != nil {
+		t.Errorf("root's link to root's directory: %v", err)
+	}
+}

@@ -2,7 +2,7 @@ package trust
 
 // The walk: a path resolved from / on descriptors, one component at a
 // time, as the kernel would, but refusing a link another user can
-// repoint. Check, Open and CheckParents stand on it.
+// repoint. Check, Open, CheckParents and CheckWriteDir stand on it.
 
 import (
 	"errors"
@@ -76,10 +76,11 @@ const maxLinks = 40
 // can write (a sticky one, such as /tmp), another user's symlink is
 // theirs to repoint, and the kernel follows it whatever
 // fs.protected_symlinks says here. With writes (the way to a directory
-// root writes into), another user's symlink is refused wherever it sits:
-// one in a directory only root can write now may be one they made while
-// they could write there, so where it leads is their choice, and a chown
-// or chmod of that directory keeps it.
+// root writes into, or to a name it creates or appends: CheckParents),
+// another user's symlink is refused wherever it sits: one in a directory
+// only root can write now may be one they made while they could write
+// there, so where it leads is their choice, and a chown or chmod of that
+// directory keeps it.
 func walk(path, abs string, writes bool) (*walked, error) {
 	fail := func(err error) error { return fmt.Errorf("checking %s: %w", path, err) }
 	type dir struct {
