@@ -392,6 +392,26 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 	return dirs, storeDirs
 }
 
+// UnixSocketPaths returns the socket of a unix:// store, which nix copy
+// connects to as root and hands the paths to, as written and %-decoded
+// (see FileStoreDirs), or nil for another store or for unix:// alone,
+// the daemon's own socket.
+func UnixSocketPaths(store string) []string {
+	rest, ok := strings.CutPrefix(store, "unix://")
+	if !ok {
+		return nil
+	}
+	raw, _, _ := strings.Cut(rest, "?")
+	var out []string
+	dec, _, _ := strings.Cut(raw, "#")
+	for _, p := range append([]string{raw}, writtenAndDecoded(dec)[1:]...) {
+		if p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // relativeFileStore reports whether a file:// store names its directory
 // by a relative path (file://cache, file://host/dir): older Nix writes it
 // from the working directory, the worker's /, not the one validate and
@@ -423,6 +443,30 @@ func checkStoreDirs(store string, depth int) error {
 		// Realisations are in build-trace-v2/ from Nix 2.35 on.
 		if err := trust.CheckWriteDir(dir, "nar", "log", "realisations", "build-trace-v2", "debuginfo"); err != nil {
 			return fmt.Errorf("the file:// store's directory: %w", err)
+		}
+	}
+	for _, sock := range UnixSocketPaths(store) {
+		// Whoever could bind it, or owns it, is the daemon nix copy
+		// hands the paths to.
+		if !strings.HasPrefix(sock, "/") {
+			return fmt.Errorf("the unix:// store's socket %s is not an absolute path: nix copy would look it up from the worker's working directory; name it by its absolute path", sock)
+		}
+		// Not cleaned, as the kernel resolves it: "link/../socket" is
+		// above link's target.
+		dir := sock[:strings.LastIndex(sock, "/")]
+		if dir == "" {
+			dir = "/"
+		}
+		if err := trust.CheckWriteDir(dir); err != nil {
+			var te *trust.Error
+			if errors.As(err, &te) && !te.Parent && !te.Link {
+				// Not made anew as a cache's: it may be /tmp.
+				te.Fix = "have the daemon bind its socket in a directory only root can write, such as /run/NAME, and name that socket"
+			}
+			return fmt.Errorf("the unix:// store's socket's directory: %w", err)
+		}
+		if _, err := trust.Check(sock, trust.Socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("the unix:// store's socket: %w", err)
 		}
 	}
 	dirs, storeDirs := LocalStoreDirs(store)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -599,5 +600,72 @@ func TestFileStoreBuildTraceChecked(t *testing.T) {
 	}
 	if err := CheckStoreDirs("file://" + d); err == nil || !strings.Contains(err.Error(), bt) {
 		t.Errorf("CheckStoreDirs = %v, want %s (mode 0777) refused", err, bt)
+	}
+}
+
+// A unix:// store is the daemon behind that socket, which nix copy, as
+// root, hands the paths to: a socket in a directory another user can
+// write (they bind their own in its place), or one they own (their
+// daemon listens on it), is refused, as its link is. Root's socket in a
+// directory only root writes is accepted, and so is one not there yet,
+// and the default socket (unix:// without a path).
+func TestUnixStoreSocketChecked(t *testing.T) {
+	u := testuser.New(t)
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mkdir := func(p string, mode os.FileMode) string {
+		if err := os.Mkdir(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bind := func(p string) string {
+		l, err := net.Listen("unix", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.(*net.UnixListener).SetUnlinkOnClose(false)
+		l.Close()
+		return p
+	}
+	theirDir := mkdir(filepath.Join(d, "theirs"), 0o755)
+	u.Chown(t, theirDir)
+	inTheirDir := bind(filepath.Join(theirDir, "socket"))
+	openDir := mkdir(filepath.Join(d, "open"), os.ModeSticky|0o777)
+	inOpenDir := bind(filepath.Join(openDir, "socket"))
+	rootDir := mkdir(filepath.Join(d, "root"), 0o755)
+	theirSocket := bind(filepath.Join(rootDir, "theirs"))
+	u.Chown(t, theirSocket)
+	link := filepath.Join(rootDir, "link")
+	if err := os.Symlink(inTheirDir, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ store, bad string }{
+		{"unix://" + inTheirDir, theirDir},
+		{"unix://" + inOpenDir, openDir},
+		{"unix://" + filepath.Join(openDir, "missing"), openDir},
+		{"unix://" + theirSocket + "?max-connections=1", "owned by " + u.Name},
+		{"unix://" + link, theirDir},
+		{"unix://relative/socket", "absolute"},
+	} {
+		err := CheckStoreDirs(c.store)
+		if err == nil || !strings.Contains(err.Error(), c.bad) {
+			t.Errorf("%s: CheckStoreDirs = %v, want it refused naming %s", c.store, err, c.bad)
+		}
+		// The directory may be /tmp: never "mv /tmp /tmp.untrusted".
+		if err != nil && strings.Contains(err.Error(), "mv ") {
+			t.Errorf("%s: CheckStoreDirs = %v, which says to move the directory aside", c.store, err)
+		}
+	}
+	ours := bind(filepath.Join(rootDir, "socket"))
+	for _, store := range []string{"unix://" + ours, "unix://" + filepath.Join(rootDir, "missing"), "unix://", "daemon"} {
+		if err := CheckStoreDirs(store); err != nil {
+			t.Errorf("%s: %v", store, err)
+		}
 	}
 }

@@ -58,6 +58,10 @@ const (
 	// Dir is a directory the caller writes into (the queue directory's
 	// parents are checked as Dir).
 	Dir
+	// Socket is a Unix socket the caller connects to (a unix:// store's
+	// daemon): its owner is who bound it, who listens. Others may write
+	// it: that is how they connect.
+	Socket
 )
 
 // Error is a refusal. It names the path that failed (the checked path or a
@@ -404,7 +408,12 @@ func checkOne(path, real string, uid uint32, mode fs.FileMode, kind Kind, parent
 		if perm&0o022 != 0 {
 			e.Fix += " && chmod go-w " + real
 		}
-	case perm&0o022 != 0 && !(mode.IsDir() && mode&fs.ModeSticky != 0):
+		if kind == Socket && !parent {
+			// Its owner bound it, and listens on it: a chown
+			// would leave them there.
+			e.Fix = "rm " + real + " and point the store at a socket its daemon, running as " + userName(os.Geteuid()) + ", binds"
+		}
+	case perm&0o022 != 0 && !(mode.IsDir() && mode&fs.ModeSticky != 0) && !(kind == Socket && !parent):
 		// A sticky directory lets nobody else rename or delete an
 		// entry it does not own, and the entries are checked too.
 		e.Problem = "is writable by group or others"
@@ -417,6 +426,9 @@ func checkOne(path, real string, uid uint32, mode fs.FileMode, kind Kind, parent
 	case kind == Program && (!mode.IsRegular() || perm&0o111 == 0):
 		e.Problem = "is not an executable file"
 		e.Fix = "chmod +x " + real
+	case kind == Socket && mode&fs.ModeSocket == 0:
+		e.Problem = "is not a socket"
+		e.Fix = "point it at the daemon's socket instead of " + real
 	case (kind == File || kind == Secret) && !mode.IsRegular():
 		e.Problem = "is not a regular file"
 		e.Fix = "point it at a regular file instead of " + real
