@@ -482,6 +482,22 @@ func absPath(p string) string {
 // in any of them could make root create or overwrite a file of their
 // choosing.
 func CheckWriteDir(path string, subdirs ...string) error {
+	if abs, err := absolute(path); err == nil && len(splitPath(abs)) == 0 {
+		// / itself, where a walk cannot end: checked as any other.
+		fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("checking %s: %w", path, err)
+		}
+		defer unix.Close(fd)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("checking %s: %w", path, err)
+		}
+		if e := writeDir(path, "/", &st, false); e != nil {
+			return e
+		}
+		return checkSubdirs(path, fd, "/", subdirs)
+	}
 	w, err := walkWrite(path)
 	var pe *fs.PathError
 	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) && pe.Op == "open" {
@@ -537,16 +553,22 @@ func CheckWriteDir(path string, subdirs ...string) error {
 	if e := writeDir(path, w.real, &w.st, false); e != nil {
 		return e
 	}
+	return checkSubdirs(path, w.fd, w.real, subdirs)
+}
+
+// checkSubdirs is CheckWriteDir's rule for the subdirectories of path,
+// the directory open as fd, whose real path is real.
+func checkSubdirs(path string, fd int, real string, subdirs []string) error {
 	for _, sub := range subdirs {
 		p := strings.TrimRight(path, "/") + "/" + sub
 		// Another user's link in it can only be one they put there
 		// when it was theirs to write: where it leads is their choice.
 		var st unix.Stat_t
-		if err := unix.Fstatat(w.fd, sub, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && !trusted(st.Uid) {
-			real := filepath.Join(w.real, sub)
-			return &Error{Path: p, Bad: real, Link: true, Uid: st.Uid, Mode: fileMode(st.Mode),
+		if err := unix.Fstatat(fd, sub, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && !trusted(st.Uid) {
+			link := filepath.Join(real, sub)
+			return &Error{Path: p, Bad: link, Link: true, Uid: st.Uid, Mode: fileMode(st.Mode),
 				Problem: "is a symbolic link owned by " + OwnerName(st.Uid) + ", so its owner chose where root writes",
-				Fix:     "remove it (rm " + real + "; Nix makes the directory), and check what else is in " + w.real}
+				Fix:     "remove it (rm " + link + "; Nix makes the directory), and check what else is in " + real}
 		}
 		// As path itself: one missing counts by where it would be
 		// made, which a link of root's to a directory not made yet

@@ -764,3 +764,23 @@ func TestCheckParentsOthersLinkOnTheWay(t *testing.T) {
 		t.Errorf("root's link to root's directory: %v", err)
 	}
 }
+
+// / itself, where a walk cannot end (a file:/// store, local?root=/, the
+// directory of unix:///socket), is checked as any directory: root's and
+// writable by nobody else, it passes. It was refused with "/ is not a
+// file", which says nothing of what is wrong.
+func TestCheckWriteDirOfRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: / is root's")
+	}
+	for _, p := range []string{"/", "//", "/."} {
+		if err := CheckWriteDir(p); err != nil {
+			t.Errorf("CheckWriteDir(%s): %v", p, err)
+		}
+	}
+	// A subdirectory in it is checked as in any other: one not there
+	// counts by /.
+	if err := CheckWriteDir("/", "cfh-no-such-dir"); err != nil {
+		t.Errorf("CheckWriteDir(/, missing): %v", err)
+	}
+}
