@@ -141,11 +141,14 @@ let
         "upper-layer"
       ];
       absolute = lib.filter (lib.hasPrefix "/");
+      # Under a root, store= only names the paths; state=, log= and
+      # upper-layer= make no root.
+      rooted = absolute (roots ++ valuesOf [ "root" ]) != [ ];
     in
     {
       dirs = absolute dirs' ++ lib.concatMap (l: l.dirs) lowers;
       storeDirs =
-        absolute (valuesOf [ "real" ] ++ lib.optionals (absolute dirs' == [ ]) (valuesOf [ "store" ]))
+        absolute (valuesOf [ "real" ] ++ lib.optionals (!rooted) (valuesOf [ "store" ]))
         ++ lib.concatMap (l: l.storeDirs) lowers;
     };
   localStores = map (localStoreDirs 0) (

@@ -1201,6 +1201,44 @@ func TestNixOSLocalStoreDirs(t *testing.T) {
 	}
 }
 
+// A local store with no root (no path, no root=) has store= as its
+// store directory, whatever state=, log= or upper-layer= say, as the
+// worker's check has it (LocalStoreDirs): the module took store= only
+// when none of them was set, so with state= the store directory was left
+// out of ReadWritePaths= and nix copy found it read-only. Under a root,
+// store= only names the paths.
+func TestNixOSLocalStoreDirWithState(t *testing.T) {
+	c := needCheckouts(t)
+	var r nixosResult
+	err := c.eval(t, "nixos", `{
+		services.cachix-filter-hook = {
+			enable = true;
+			settings = {
+				store = "local://?state=/srv/st&store=/srv/sd";
+				allow = [ "*" ];
+				target = [
+					{ store = "local:///srv/r?store=/srv/not-a-dir"; allow = [ "*" ]; }
+				];
+			};
+		};
+	}`, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+	for _, dir := range []string{"/srv/st", "/srv/sd", "/srv/r"} {
+		if !slices.Contains(paths, any(`"`+dir+`"`)) {
+			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
+		}
+	}
+	if slices.Contains(paths, any(`"/srv/not-a-dir"`)) {
+		t.Errorf("ReadWritePaths %q: under a root, store= names no directory", paths)
+	}
+	if line := `d "/srv/sd" 1775 root nixbld -`; !slices.Contains(r.Tmpfiles, line) {
+		t.Errorf("tmpfiles %q: no %q", r.Tmpfiles, line)
+	}
+}
+
 // Any path literal in settings is rendered as the path it names, not
 // only a secret file's: formats.toml would copy it into the
 // world-readable store (queue.dir: root's private queue, a store
