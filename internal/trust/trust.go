@@ -315,7 +315,9 @@ func Open(path string, kind Kind) (*os.File, error) {
 // CheckOpened applies the rule to a file the caller opened itself (a log
 // it appends to, made with O_NOFOLLOW in directories CheckParents passed),
 // as kind, on the file's own fstat: owned by root or the running user,
-// writable by nobody else.
+// writable by nobody else, and of one name: in a sticky directory others
+// can write (/tmp), another user may have put a hard link to a file of
+// root's at that name (fs.protected_hardlinks = 0), which passes the rest.
 func CheckOpened(path string, f *os.File, kind Kind) error {
 	fi, err := f.Stat()
 	if err != nil {
@@ -325,7 +327,16 @@ func CheckOpened(path string, f *os.File, kind Kind) error {
 	if !ok {
 		return nil
 	}
-	return checkOne(path, absPath(path), st.Uid, fileMode(st.Mode), kind, false)
+	real := absPath(path)
+	if err := checkOne(path, real, st.Uid, fileMode(st.Mode), kind, false); err != nil {
+		return err
+	}
+	if st.Nlink > 1 {
+		return &Error{Path: path, Bad: real, Uid: st.Uid, Mode: fileMode(st.Mode),
+			Problem: fmt.Sprintf("has %d names (hard links), another of which may be a file that must not be written", st.Nlink),
+			Fix:     "rm " + real + " (it is made anew), or choose a file in a directory only root can write"}
+	}
+	return nil
 }
 
 // CheckParents applies the rule to the directories leading to path (not

@@ -784,3 +784,32 @@ func TestCheckWriteDirOfRoot(t *testing.T) {
 		t.Errorf("CheckWriteDir(/, missing): %v", err)
 	}
 }
+
+// A log root appends to by its name, in a sticky directory others can
+// write (log.file = /tmp/cfh.log), may be another user's hard link to a
+// file of root's (fs.protected_hardlinks = 0), which is root's and
+// writable by nobody else: root appended its log to that file. A file
+// with another name is refused; the file with one passes.
+func TestCheckOpenedHardLink(t *testing.T) {
+	d := rootDir(t)
+	secret := write(t, filepath.Join(d, "shadow"), 0o600)
+	log := filepath.Join(d, "worker.log")
+	if err := os.Link(secret, log); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mustRefuse(t, CheckOpened(log, f, File), log, "2 names", "rm "+log)
+	own := write(t, filepath.Join(d, "own.log"), 0o600)
+	g, err := os.OpenFile(own, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := CheckOpened(own, g, File); err != nil {
+		t.Errorf("a log of one name: %v", err)
+	}
+}
