@@ -599,7 +599,12 @@ func writeDir(path, real string, st *unix.Stat_t, parent bool) *Error {
 	if err := checkOne(path, real, st.Uid, mode&^fs.ModeSticky, Dir, parent); err != nil {
 		e := err.(*Error)
 		e.Mode, e.Gid = mode, st.Gid
-		if !parent {
+		switch {
+		case !parent && mode&fs.ModeSticky != 0 && mode&0o002 != 0:
+			// Shared by design (/tmp): to move it would break the
+			// machine, and a new one would be shared again.
+			e.Fix = "use a directory of root's instead, made for it (mkdir -m 0755 /var/cache/NAME); " + real + " is everyone's to write"
+		case !parent:
 			// What another user put in it while it was theirs to
 			// write (a link at a name Nix opens) outlasts a chown or
 			// chmod: a new directory holds nothing of theirs.

@@ -813,3 +813,25 @@ func TestCheckOpenedHardLink(t *testing.T) {
 		t.Errorf("a log of one name: %v", err)
 	}
 }
+
+// A directory shared by design (sticky, everyone's to write: /tmp) was to
+// be moved aside and made anew, as one another user owned: advice that
+// breaks the machine when it is /tmp. A directory of root's made for the
+// cache is the fix.
+func TestCheckWriteDirSharedDirAdvice(t *testing.T) {
+	d := rootDir(t)
+	shared := filepath.Join(d, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, fs.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	var e *Error
+	if err := CheckWriteDir(shared); !errors.As(err, &e) {
+		t.Fatalf("CheckWriteDir(%s), sticky and everyone's to write = %v, want a refusal", shared, err)
+	}
+	if strings.Contains(e.Fix, "mv ") || !strings.Contains(e.Fix, "directory of root's") {
+		t.Errorf("the fix for a shared directory is %q, want a directory of root's instead, not to move it", e.Fix)
+	}
+}
