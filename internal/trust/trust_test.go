@@ -19,24 +19,26 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
+// must fails the test on err: the setup of a test, not what it checks.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rootDir is a temp dir that passes the rule: private to root.
 func rootDir(t *testing.T) string {
 	t.Helper()
 	d := t.TempDir()
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(d, 0o755))
 	return d
 }
 
 func write(t *testing.T, path string, mode fs.FileMode) string {
 	t.Helper()
-	if err := os.WriteFile(path, []byte("x"), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(path, []byte("x"), mode))
+	must(t, os.Chmod(path, mode))
 	return path
 }
 
@@ -110,9 +112,7 @@ func TestCheckAdversarial(t *testing.T) {
 	// A root-owned symlink in a directory the user owns, pointing at a
 	// good file: the user could point it elsewhere.
 	linkInUD := filepath.Join(ud, "link")
-	if err := os.Symlink(ok, linkInUD); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Symlink(ok, linkInUD))
 	mustRefuse(t, firstErr(Check(linkInUD, File)), "its directory "+ud)
 
 	// A good symlink to a good file passes, and the real path comes back.
@@ -268,14 +268,10 @@ func TestCheckParentsThroughLink(t *testing.T) {
 	d := rootDir(t)
 	ud := filepath.Join(d, "userdir")
 	sub := filepath.Join(ud, "sub")
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.MkdirAll(sub, 0o755))
 	u.Chown(t, ud)
 	u.Chown(t, sub)
-	if err := os.Symlink(sub, filepath.Join(d, "link")); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Symlink(sub, filepath.Join(d, "link")))
 	mustRefuse(t, CheckParents(d+"/link/../queue"), "its directory "+ud, "owned by "+u.Name)
 	if err := CheckParents(d + "/queue/"); err != nil {
 		t.Errorf("CheckParents with a trailing slash: %v", err)
@@ -302,21 +298,15 @@ func TestCheckInterpreter(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
 	ud := filepath.Join(d, "userdir")
-	if err := os.Mkdir(ud, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(ud, 0o755))
 	interp := write(t, filepath.Join(ud, "sh"), 0o755)
 	u.Chown(t, ud)
 	script := filepath.Join(d, "cachix")
-	if err := os.WriteFile(script, []byte("#! "+interp+" -e\necho hi\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(script, []byte("#! "+interp+" -e\necho hi\n"), 0o755))
 	mustRefuse(t, firstErr(Check(script, Program)), script+" is a script run by "+interp, "its directory "+ud, "owned by "+u.Name)
 
 	good := filepath.Join(d, "good")
-	if err := os.WriteFile(good, []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(good, []byte("#!/bin/sh\necho hi\n"), 0o755))
 	if real, err := Check(good, Program); err != nil || real != good {
 		t.Errorf("a script for /bin/sh: %q, %v", real, err)
 	}
@@ -335,9 +325,7 @@ func TestCheckMissingInterpreter(t *testing.T) {
 	d := rootDir(t)
 	script := filepath.Join(d, "nix")
 	missing := filepath.Join(d, "no-such-sh")
-	if err := os.WriteFile(script, []byte("#!"+missing+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(script, []byte("#!"+missing+"\n"), 0o755))
 	_, err := Check(script, Program)
 	if err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("Check of a script run by a missing %s = %v, want an error naming it, not one of a missing file", missing, err)
@@ -352,29 +340,21 @@ func TestCheckELFInterpreter(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
 	ud := filepath.Join(d, "userdir")
-	if err := os.Mkdir(ud, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(ud, 0o755))
 	loader := write(t, filepath.Join(ud, "ld.so"), 0o755)
 	u.Chown(t, ud)
 	prog := filepath.Join(d, "cachix")
-	if err := os.WriteFile(prog, elfWithInterp(t, loader), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(prog, elfWithInterp(t, loader), 0o755))
 	mustRefuse(t, firstErr(Check(prog, Program)), prog+" is a program loaded by "+loader, "its directory "+ud, "owned by "+u.Name)
 
 	missing := filepath.Join(d, "no-such-ld.so")
-	if err := os.WriteFile(prog, elfWithInterp(t, missing), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(prog, elfWithInterp(t, missing), 0o755))
 	if _, err := Check(prog, Program); err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("Check of a program loaded by a missing %s = %v, want an error naming it, not one of a missing file", missing, err)
 	}
 
 	good := write(t, filepath.Join(d, "ld.so"), 0o755)
-	if err := os.WriteFile(prog, elfWithInterp(t, good), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(prog, elfWithInterp(t, good), 0o755))
 	if real, err := Check(prog, Program); err != nil || real != prog {
 		t.Errorf("a program loaded by root's loader: %q, %v", real, err)
 	}
@@ -414,9 +394,7 @@ func TestCheckELFInterpreterUnreadSections(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
 	ud := filepath.Join(d, "userdir")
-	if err := os.Mkdir(ud, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(ud, 0o755))
 	loader := write(t, filepath.Join(ud, "ld.so"), 0o755)
 	u.Chown(t, ud)
 	prog := filepath.Join(d, "cachix")
@@ -429,9 +407,7 @@ func TestCheckELFInterpreterUnreadSections(t *testing.T) {
 	} {
 		b := elfWithInterp(t, loader)
 		patch(b)
-		if err := os.WriteFile(prog, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.WriteFile(prog, b, 0o755))
 		if _, err := Check(prog, Program); err == nil || !strings.Contains(err.Error(), prog+" is a program loaded by "+loader) {
 			t.Errorf("%s: Check of a program loaded by %s = %v, want it refused for its loader", name, loader, err)
 		}
@@ -448,16 +424,12 @@ func TestCheckRelativeInterpreter(t *testing.T) {
 	write(t, filepath.Join(d, "ld.so"), 0o755)
 	t.Chdir(d)
 	script := filepath.Join(d, "cachix")
-	if err := os.WriteFile(script, []byte("#!sh\necho hi\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(script, []byte("#!sh\necho hi\n"), 0o755))
 	if _, err := Check(script, Program); err == nil || !strings.Contains(err.Error(), `"sh"`) || !strings.Contains(err.Error(), "not an absolute path") {
 		t.Errorf("Check of a script run by a relative interpreter = %v, want a refusal naming it", err)
 	}
 	prog := filepath.Join(d, "nix")
-	if err := os.WriteFile(prog, elfWithInterp(t, "ld.so"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(prog, elfWithInterp(t, "ld.so"), 0o755))
 	if _, err := Check(prog, Program); err == nil || !strings.Contains(err.Error(), `"ld.so"`) || !strings.Contains(err.Error(), "not an absolute path") {
 		t.Errorf("Check of a program loaded by a relative loader = %v, want a refusal naming it", err)
 	}
@@ -486,28 +458,20 @@ func TestCheckUnreadableProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(d, 0o755))
 	od := filepath.Join(d, "otherdir")
-	if err := os.Mkdir(od, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(od, 0o755))
 	loader := write(t, filepath.Join(od, "ld.so"), 0o755)
 	other.Chown(t, od)
 	prog := filepath.Join(d, "cachix")
-	if err := os.WriteFile(prog, elfWithInterp(t, loader), 0o711); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(prog, elfWithInterp(t, loader), 0o711))
 	// The test binary, where the user can run it.
 	self, err := os.ReadFile("/proc/self/exe")
 	if err != nil {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(d, "trust.test")
-	if err := os.WriteFile(bin, self, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.WriteFile(bin, self, 0o755))
 	cmd := exec.Command(bin, "-test.run=^TestCheckUnreadableProgram$")
 	cmd.Env = []string{envCheckAsUser + "=" + prog}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.Uid), Gid: uint32(u.Gid)}}
@@ -526,16 +490,10 @@ func TestCheckUnreadableProgram(t *testing.T) {
 func TestCheckWriteDirThroughLink(t *testing.T) {
 	d := rootDir(t)
 	open := filepath.Join(d, "open")
-	if err := os.Mkdir(open, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(open, fs.ModeSticky|0o777); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(open, 0o755))
+	must(t, os.Chmod(open, fs.ModeSticky|0o777))
 	link := filepath.Join(d, "cache")
-	if err := os.Symlink(filepath.Join(open, "missing"), link); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Symlink(filepath.Join(open, "missing"), link))
 	mustRefuse(t, CheckWriteDir(link), open, "writable by group or others", "mode 1777")
 	for _, p := range []string{filepath.Join(d, "missing", "cache"), "/cfh-test-nowhere/cache"} {
 		if err := CheckWriteDir(p, "nar"); err != nil {
@@ -552,16 +510,10 @@ func TestCheckWriteDirThroughLink(t *testing.T) {
 func TestCheckWriteDirDotDotBelowMissing(t *testing.T) {
 	d := rootDir(t)
 	open := filepath.Join(d, "open")
-	if err := os.Mkdir(open, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(open, fs.ModeSticky|0o777); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(open, 0o755))
+	must(t, os.Chmod(open, fs.ModeSticky|0o777))
 	link := filepath.Join(d, "cache")
-	if err := os.Symlink("missing/../open/x", link); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Symlink("missing/../open/x", link))
 	for _, p := range []string{filepath.Join(d, "missing") + "/../open/x", d + "/missing/a/../../open/x", link} {
 		mustRefuse(t, CheckWriteDir(p, "nar"), open, "writable by group or others")
 	}
@@ -579,27 +531,15 @@ func TestCheckWriteDirDotDotBelowMissing(t *testing.T) {
 func TestCheckWriteDirDanglingSubdirLink(t *testing.T) {
 	d := rootDir(t)
 	open := filepath.Join(d, "open")
-	if err := os.Mkdir(open, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(open, fs.ModeSticky|0o777); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(open, 0o755))
+	must(t, os.Chmod(open, fs.ModeSticky|0o777))
 	cache := filepath.Join(d, "cache")
-	if err := os.Mkdir(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(open, "missing", "nar"), filepath.Join(cache, "nar")); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(cache, 0o755))
+	must(t, os.Symlink(filepath.Join(open, "missing", "nar"), filepath.Join(cache, "nar")))
 	mustRefuse(t, CheckWriteDir(cache, "nar"), open, "writable by group or others")
 	// A link to a directory to be made in root's own: accepted.
-	if err := os.Remove(filepath.Join(cache, "nar")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(d, "missing", "nar"), filepath.Join(cache, "nar")); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Remove(filepath.Join(cache, "nar")))
+	must(t, os.Symlink(filepath.Join(d, "missing", "nar"), filepath.Join(cache, "nar")))
 	if err := CheckWriteDir(cache, "nar"); err != nil {
 		t.Errorf("a link to a directory to be made in root's own: %v", err)
 	}
@@ -616,34 +556,22 @@ func TestCheckWriteDirAdviceKeepsNoLinks(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
 	elsewhere := filepath.Join(d, "elsewhere")
-	if err := os.Mkdir(elsewhere, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(elsewhere, 0o755))
 	for _, mode := range []fs.FileMode{0o755, 0o777} {
 		cache := filepath.Join(d, fmt.Sprintf("cache%o", mode))
-		if err := os.Mkdir(cache, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(cache, mode); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.Mkdir(cache, 0o755))
+		must(t, os.Chmod(cache, mode))
 		if mode == 0o755 {
 			u.Chown(t, cache)
 		}
 		nar := filepath.Join(cache, "nar")
-		if err := os.Symlink(elsewhere, nar); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.Symlink(elsewhere, nar))
 		u.Chown(t, nar)
 		err := CheckWriteDir(cache, "nar")
 		mustRefuse(t, err, cache, "mv "+cache+" ")
 		// What the fix said before: chown and chmod alone.
-		if err := os.Chown(cache, 0, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(cache, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.Chown(cache, 0, 0))
+		must(t, os.Chmod(cache, 0o755))
 		mustRefuse(t, CheckWriteDir(cache, "nar"), nar, OwnerName(uint32(u.Uid)))
 	}
 }
@@ -657,19 +585,11 @@ func TestCheckWriteDirMissingFixFollowsLink(t *testing.T) {
 	// As /tmp: refused as the directory the missing one is made in,
 	// accepted above one of root's made in it.
 	open := filepath.Join(d, "open")
-	if err := os.Mkdir(open, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(open, fs.ModeSticky|0o777); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(open, 0o755))
+	must(t, os.Chmod(open, fs.ModeSticky|0o777))
 	cache := filepath.Join(d, "cache")
-	if err := os.Mkdir(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(open, "missing", "nar"), filepath.Join(cache, "nar")); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(cache, 0o755))
+	must(t, os.Symlink(filepath.Join(open, "missing", "nar"), filepath.Join(cache, "nar")))
 	var e *Error
 	if err := CheckWriteDir(cache, "nar"); !errors.As(err, &e) || !strings.HasPrefix(e.Fix, "mkdir -p ") {
 		t.Fatalf("CheckWriteDir = %v, want a refusal whose fix is mkdir -p", err)
@@ -694,37 +614,23 @@ func TestCheckWriteDirOthersLinkOnTheWay(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
 	elsewhere := filepath.Join(d, "elsewhere")
-	if err := os.Mkdir(elsewhere, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(elsewhere, 0o755))
 	srv := filepath.Join(d, "srv")
-	if err := os.Mkdir(srv, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(srv, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(srv, 0o755))
+	must(t, os.Chmod(srv, 0o777))
 	cache := filepath.Join(srv, "cache")
-	if err := os.Symlink(elsewhere, cache); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Symlink(elsewhere, cache))
 	u.Chown(t, cache)
 	mustRefuse(t, CheckWriteDir(cache, "nar"), srv, "chmod go-w "+srv)
 	// What the fix said: chmod go-w.
-	if err := os.Chmod(srv, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(srv, 0o755))
 	mustRefuse(t, CheckWriteDir(cache, "nar"), cache, "symbolic link owned by "+u.Name, "rm "+cache)
 	// Deeper on the way, and on the way to one not made yet.
 	mustRefuse(t, CheckWriteDir(filepath.Join(cache, "sub"), "nar"), cache, "symbolic link owned by "+u.Name)
 	mustRefuse(t, CheckWriteDir(filepath.Join(cache, "missing", "sub"), "nar"), cache, "symbolic link owned by "+u.Name)
 	// Root's own link there is followed.
-	if err := os.Remove(cache); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(elsewhere, cache); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Remove(cache))
+	must(t, os.Symlink(elsewhere, cache))
 	if err := CheckWriteDir(cache, "nar"); err != nil {
 		t.Errorf("root's link to root's directory: %v", err)
 	}
@@ -740,26 +646,16 @@ func TestCheckParentsOthersLinkOnTheWay(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
 	elsewhere := filepath.Join(d, "elsewhere")
-	if err := os.Mkdir(elsewhere, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(elsewhere, 0o755))
 	logdir := filepath.Join(d, "log")
-	if err := os.Mkdir(logdir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(logdir, 0o755))
 	link := filepath.Join(logdir, "cfh")
-	if err := os.Symlink(elsewhere, link); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Symlink(elsewhere, link))
 	u.Chown(t, link)
 	mustRefuse(t, CheckParents(filepath.Join(link, "worker.log")), link, "symbolic link owned by "+u.Name, "rm "+link)
 	mustRefuse(t, CheckParents(filepath.Join(link, "sub", "queue")), link, "symbolic link owned by "+u.Name)
-	if err := os.Remove(link); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(elsewhere, link); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Remove(link))
+	must(t, os.Symlink(elsewhere, link))
 	if err := CheckParents(filepath.Join(link, "worker.log")); err != nil {
 		t.Errorf("root's link to root's directory: %v", err)
 	}
@@ -821,12 +717,8 @@ func TestCheckOpenedHardLink(t *testing.T) {
 func TestCheckWriteDirSharedDirAdvice(t *testing.T) {
 	d := rootDir(t)
 	shared := filepath.Join(d, "shared")
-	if err := os.Mkdir(shared, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(shared, fs.ModeSticky|0o777); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(shared, 0o755))
+	must(t, os.Chmod(shared, fs.ModeSticky|0o777))
 	var e *Error
 	if err := CheckWriteDir(shared); !errors.As(err, &e) {
 		t.Fatalf("CheckWriteDir(%s), sticky and everyone's to write = %v, want a refusal", shared, err)
