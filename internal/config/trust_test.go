@@ -374,19 +374,11 @@ func TestStoreSecretKeyAndSecretKeyFileRefused(t *testing.T) {
 func TestLocalStoreDirGroup(t *testing.T) {
 	u := testuser.New(t)
 	d := t.TempDir()
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(d, 0o755))
 	sd := filepath.Join(d, "store")
-	if err := os.Mkdir(sd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(sd, 0, u.Gid); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(sd, os.ModeSticky|0o775); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(sd, 0o755))
+	must(t, os.Chown(sd, 0, u.Gid))
+	must(t, os.Chmod(sd, os.ModeSticky|0o775))
 	store := "local://" + d + "?real=" + sd
 	err := CheckStoreDirs(store)
 	if err == nil || !strings.Contains(err.Error(), sd) || !strings.Contains(err.Error(), "group") {
@@ -396,9 +388,7 @@ func TestLocalStoreDirGroup(t *testing.T) {
 	if err := syscall.Stat(storepath.StoreDir(), &st); err != nil || st.Uid != 0 || st.Mode&syscall.S_ISVTX == 0 || st.Mode&0o020 == 0 {
 		t.Skipf("no Nix store here with a build users' group (%s: %v)", storepath.StoreDir(), err)
 	}
-	if err := os.Chown(sd, 0, int(st.Gid)); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chown(sd, 0, int(st.Gid)))
 	if err := CheckStoreDirs(store); err != nil {
 		t.Errorf("%s as Nix makes it (the group of %s): %v", sd, storepath.StoreDir(), err)
 	}
@@ -413,17 +403,11 @@ func TestLocalStoreDirGroup(t *testing.T) {
 // not looked at.
 func TestLocalOverlayLowerStoreChecked(t *testing.T) {
 	d := t.TempDir()
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(d, 0o755))
 	mk := func(name string, mode os.FileMode) string {
 		p := filepath.Join(d, name)
-		if err := os.Mkdir(p, mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.Mkdir(p, mode))
+		must(t, os.Chmod(p, mode))
 		return p
 	}
 	open, ok := mk("open", 0o777), mk("ok", 0o755)
@@ -458,16 +442,10 @@ func TestLocalOverlayLowerStoreChecked(t *testing.T) {
 func TestLocalStoreRootSubdirsChecked(t *testing.T) {
 	u := testuser.New(t)
 	d := t.TempDir()
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(d, 0o755))
 	mk := func(p string, mode os.FileMode) string {
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.MkdirAll(p, 0o755))
+		must(t, os.Chmod(p, mode))
 		return p
 	}
 	theirs := mk(filepath.Join(d, "a", "nix"), 0o755)
@@ -502,34 +480,20 @@ func TestLocalStoreRootSubdirsChecked(t *testing.T) {
 func TestLocalStoreDirGroupAdviceKeepsNoLinks(t *testing.T) {
 	u := testuser.New(t)
 	d := t.TempDir()
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(d, 0o755))
 	// The Nix store's group is root's here: the user's is not it.
 	nixStore := filepath.Join(d, "nixstore")
-	if err := os.Mkdir(nixStore, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(nixStore, 0o755))
 	sd := filepath.Join(d, "store")
-	if err := os.Mkdir(sd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(sd, 0, u.Gid); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(sd, os.ModeSticky|0o775); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(sd, 0o755))
+	must(t, os.Chown(sd, 0, u.Gid))
+	must(t, os.Chmod(sd, os.ModeSticky|0o775))
 	lock := filepath.Join(sd, strings.Repeat("a", 32)+"-x.lock")
-	if err := os.Symlink(filepath.Join(d, "elsewhere"), lock); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Symlink(filepath.Join(d, "elsewhere"), lock))
 	u.Chown(t, lock)
 	store := "local://" + d + "?real=" + sd
 	for _, storeMode := range []os.FileMode{os.ModeSticky | 0o775, 0o755} {
-		if err := os.Chmod(nixStore, storeMode); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.Chmod(nixStore, storeMode))
 		t.Setenv("NIX_STORE_DIR", nixStore)
 		err := CheckStoreDirs(store)
 		if err == nil || !strings.Contains(err.Error(), "mv "+sd+" "+sd+".untrusted") {
@@ -547,16 +511,10 @@ func TestLocalStoreDirGroupAdviceKeepsNoLinks(t *testing.T) {
 // accepted.
 func TestLocalStoreLogicalStoreUnderRoot(t *testing.T) {
 	d := t.TempDir()
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(d, 0o755))
 	open := filepath.Join(d, "open")
-	if err := os.Mkdir(open, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(open, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(open, 0o777))
+	must(t, os.Chmod(open, 0o777))
 	root := filepath.Join(d, "root")
 	for _, store := range []string{"local://" + root + "?store=" + open + "/store", root + "?store=" + open + "/store", "local?root=" + root + "&store=" + open + "/store"} {
 		if err := CheckStoreDirs(store); err != nil {
@@ -564,12 +522,8 @@ func TestLocalStoreLogicalStoreUnderRoot(t *testing.T) {
 		}
 	}
 	sd := filepath.Join(root, "nix", "store")
-	if err := os.MkdirAll(sd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(sd, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.MkdirAll(sd, 0o755))
+	must(t, os.Chmod(sd, 0o777))
 	for _, store := range []string{"local://" + root + "?store=/cfh-logical/store", "local?root=" + root + "&store=/cfh-logical/store"} {
 		if err := CheckStoreDirs(store); err == nil || !strings.Contains(err.Error(), sd) {
 			t.Errorf("%s: CheckStoreDirs = %v, want %s (mode 0777) refused", store, err, sd)
@@ -588,16 +542,10 @@ func TestLocalStoreLogicalStoreUnderRoot(t *testing.T) {
 // checked, so a build-trace-v2/ others can write was accepted.
 func TestFileStoreBuildTraceChecked(t *testing.T) {
 	d := t.TempDir()
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(d, 0o755))
 	bt := filepath.Join(d, "build-trace-v2")
-	if err := os.Mkdir(bt, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(bt, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Mkdir(bt, 0o777))
+	must(t, os.Chmod(bt, 0o777))
 	if err := CheckStoreDirs("file://" + d); err == nil || !strings.Contains(err.Error(), bt) {
 		t.Errorf("CheckStoreDirs = %v, want %s (mode 0777) refused", err, bt)
 	}
@@ -612,16 +560,10 @@ func TestFileStoreBuildTraceChecked(t *testing.T) {
 func TestUnixStoreSocketChecked(t *testing.T) {
 	u := testuser.New(t)
 	d := t.TempDir()
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Chmod(d, 0o755))
 	mkdir := func(p string, mode os.FileMode) string {
-		if err := os.Mkdir(p, mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			t.Fatal(err)
-		}
+		must(t, os.Mkdir(p, mode))
+		must(t, os.Chmod(p, mode))
 		return p
 	}
 	bind := func(p string) string {
@@ -642,9 +584,7 @@ func TestUnixStoreSocketChecked(t *testing.T) {
 	theirSocket := bind(filepath.Join(rootDir, "theirs"))
 	u.Chown(t, theirSocket)
 	link := filepath.Join(rootDir, "link")
-	if err := os.Symlink(inTheirDir, link); err != nil {
-		t.Fatal(err)
-	}
+	must(t, os.Symlink(inTheirDir, link))
 	for _, c := range []struct{ store, bad string }{
 		{"unix://" + inTheirDir, theirDir},
 		{"unix://" + inOpenDir, openDir},
@@ -667,5 +607,13 @@ func TestUnixStoreSocketChecked(t *testing.T) {
 		if err := CheckStoreDirs(store); err != nil {
 			t.Errorf("%s: %v", store, err)
 		}
+	}
+}
+
+// must fails the test on err: the setup of a test, not what it checks.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
