@@ -81,9 +81,8 @@ func addPins(q *queue.Queue, byName map[string]*targetStatus) (unreadable int) {
 			continue
 		}
 		ps := pinStatus{Path: p.Path, Name: p.Name, Keep: p.Keep.String(), Queued: p.Queued, Attempts: p.Attempts, NextAttempt: p.NextAttempt, LastError: p.LastError}
-		if key, err := p.EntryKey(); err == nil {
-			_, ps.Waiting = q.Get(key)
-		}
+		// As the worker's metrics count it (one rule for both).
+		ps.Waiting = worker.PinWaits(p, func(key string) bool { _, ok := q.Get(key); return ok })
 		ts.Pins = append(ts.Pins, ps)
 	}
 	return len(bad)
