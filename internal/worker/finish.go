@@ -178,7 +178,7 @@ func (w *Worker) finish(res *result) {
 				if x.sent == nil {
 					x.sent = map[string]sentMark{}
 				}
-				x.sent[e.Key()] = sentMark{upTo: x.next}
+				x.sent[e.Key()] = sentMark{upTo: x.next, file: w.entryFile(e.Key())}
 			}
 			x.remove(e.Key())
 			switch part.outcome {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -83,6 +84,31 @@ type index struct {
 type sentMark struct {
 	upTo   uint32 // the last bulk file known when made: a later one is new
 	listed bool   // a scan listed entries/ since: a file there now is new
+	// file is the pair's file in entries/ when made (zero: none): one
+	// there now that is another file was queued since (forget, then
+	// push --force, before the next scan).
+	file fileID
+}
+
+// fileID tells a file from another made at the same name since: the
+// inode, and its change time in case the inode was freed and reused.
+type fileID struct {
+	dev, ino uint64
+	ctime    int64
+}
+
+// entryFile is the identity of the file of key in entries/ (zero: none,
+// or it cannot be looked at).
+func (w *Worker) entryFile(key string) fileID {
+	fi, err := os.Lstat(filepath.Join(w.q.Dir, "entries", key))
+	if err != nil {
+		return fileID{}
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino, ctime: ctimeOf(st)}
 }
 
 func newIndex() *index {
@@ -238,7 +264,7 @@ func (w *Worker) scan(now time.Time) {
 			}
 			return
 		}
-		if m, ok := x.sent[n]; ok && !m.listed {
+		if m, ok := x.sent[n]; ok && !m.listed && m.file == w.entryFile(n) {
 			saw[n] = true
 			dups = append(dups, queue.Stub(n, ""))
 			return

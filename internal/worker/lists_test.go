@@ -844,3 +844,61 @@ func TestRunListedEntryFileCopyUnreadIsHeld(t *testing.T) {
 		t.Errorf("dropped/ says %q, but the path went up", d.Reason)
 	}
 }
+
+// The narrow form of the loss above, with every file readable: forget
+// and push --force of the pair both between its push and the worker's
+// next scan put a file in entries/ under the name of the held copy the
+// push left a "sent" mark for. That file is not the copy (another
+// inode: the copy is kept aside here so that its inode cannot be
+// reused), and is pushed.
+func TestRunForceAfterForgottenHeldCopyIsPushed(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", []string{"*"}, nil)
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "dual-1", "other-1")
+	dual, other := ps[0], ps[1]
+	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual}, {Target: "on", Path: other}}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"on": f})
+	w.state = LoadState(e.q.Dir)
+	now := time.Now()
+	w.scan(now)
+	key := queue.Key("on", dual)
+	s := w.idx.slots[key]
+	if s == nil || s.src == 0 {
+		t.Fatalf("slot %+v, want one in a bulk file", s)
+	}
+	j := w.startJob(on, []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	// Queued again one by one while dual is pushed: a copy, held.
+	e.add(t, "on", dual)
+	w.scan(now.Add(time.Minute))
+	if !s.held {
+		t.Fatal("the copy is not held")
+	}
+	w.finish(j.run(context.Background(), w.log.WithField("target", "on")))
+	// forget removes the held copy (kept aside: its inode stays taken).
+	if err := os.Rename(filepath.Join(e.q.Dir, "entries", key), filepath.Join(e.q.Dir, "aside")); err != nil {
+		t.Fatal(err)
+	}
+	// push --force: the pair queued again, to be pushed.
+	e.add(t, "on", dual)
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	calls, _ := f.Calls()
+	pushes := 0
+	for _, c := range calls {
+		if slices.Contains(c, dual.String()) {
+			pushes++
+		}
+	}
+	if pushes != 2 {
+		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
+	}
+}
