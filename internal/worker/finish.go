@@ -32,6 +32,13 @@ func (w *Worker) finish(res *result) {
 	if len(res.upstreams.Asked) > 0 {
 		w.state.upstreams(w.q.Dir, res.upstreams.Asked, res.upstreams.Slow, time.Now())
 	}
+	// Reloaded after the job's own look (during the Load, or before a
+	// result waiting here was taken) and nothing sent: decided again,
+	// as one the job found reloaded. A pusher call started ends as it
+	// began, with the rest of its batch.
+	if !res.cut && j.cfg != w.cfg && len(res.pushed)+len(res.failed) == 0 {
+		res.cut, res.reloaded = true, true
+	}
 	if res.cut {
 		if res.reloaded {
 			w.log.WithFields(logrus.Fields{"target": name, "paths": len(j.entries)}).

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -440,5 +441,51 @@ func TestReloadKeepsFactsForTheSameNix(t *testing.T) {
 	w.setConfig(other)
 	if w.facts == kept {
 		t.Errorf("a reload to another Nix kept the facts of the first")
+	}
+}
+
+// A reload after a batch was decided, before its outcome is made
+// durable, with no pusher call started: the job's look at the live
+// config passed (a Load under way does not show until it is stored), the
+// main loop reloaded at the top of its next round, then finished the
+// job. What the old rules dropped, and the new select, must be decided
+// again, not dropped.
+func TestReloadAfterDecidedBeforeFinishDecidesAgain(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, []string{"secret-*"}))
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	newCfg := mkConfig(e.q.Dir, mkTarget(t, "main", []string{"*"}, nil))
+	newCfg.Nix.BinDir = e.cfg.Nix.BinDir
+	f := &fakePusher{}
+	w := e.worker(nil)
+	w.newPusher = func(*config.Config, *config.Target) pusher.Pusher { return f }
+	w.setConfig(e.cfg)
+	w.state = LoadState(e.q.Dir)
+	secret := build(t, "secret-1")[0]
+	e.add(t, "main", secret)
+	w.scan(time.Now())
+	key := queue.Key("main", secret)
+	s := w.idx.slots[key]
+	if s == nil {
+		t.Fatal("no slot")
+	}
+	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	res := j.run(context.Background(), w.log.WithField("target", "main"))
+	if len(res.dropped) != 1 || res.cut {
+		t.Fatalf("the old rules did not drop secret-1: %+v", res)
+	}
+	w.setConfig(newCfg)
+	w.finish(res)
+	if d, ok := e.q.Dropped(key, time.Time{}, 0); ok {
+		t.Fatalf("dropped by the rules of before the reload: %q", d.Reason)
+	}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 {
+		t.Errorf("pusher calls = %q, want secret-1 pushed by the new rules\n%s", calls, e.log.String())
 	}
 }
