@@ -33,7 +33,8 @@ import (
 const File = "history.jsonl"
 
 // MaxSize is the size past which the file is rotated: the history holds
-// at most twice this (about 40000 records of 200 bytes).
+// at most twice this (about 40000 records of 200 bytes), or this and one
+// batch's records where they pass it (see Append).
 const MaxSize = 4 << 20
 
 // maxRecord bounds one line: a record carries at most an error of
@@ -116,29 +117,18 @@ func Append(dir string, maxSize int64, recs []Record) error {
 			return fmt.Errorf("encoding history record: %w", err)
 		}
 	}
-	// Rotated as the worker's log is; a batch of records larger than
-	// the bound goes in writes of whole records (a longer write would be
-	// cut).
-	f, err := logfile.Open(file, maxSize)
+	// Rotated as the worker's log is, once: a batch whose records pass
+	// the bound (some 20,000 short paths fill a pusher call's argv) goes
+	// whole into the new file. Written in parts, each part rotated the
+	// one before it over every earlier record, and `wait`'s Follower,
+	// which follows one rotation, missed all but the last part.
+	f, err := logfile.Open(file, max(maxSize, int64(len(buf))))
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	data := buf
-	for len(data) > 0 {
-		n := len(data)
-		if int64(n) > maxSize {
-			n = bytes.LastIndexByte(data[:maxSize], '\n') + 1
-			if n == 0 {
-				n = bytes.IndexByte(data, '\n') + 1 // one record over the bound: cut
-			}
-		}
-		if _, err := f.Write(data[:n]); err != nil {
-			return err
-		}
-		data = data[n:]
-	}
-	return nil
+	_, err = f.Write(buf)
+	return err
 }
 
 // endsTorn reports whether file's last line has no newline. Only the

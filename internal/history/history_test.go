@@ -314,3 +314,33 @@ func TestReasonCutKeepsUTF8Whole(t *testing.T) {
 		}
 	}
 }
+
+// A batch whose records pass the bound (some 20,000 short paths fill a
+// pusher call's argv) rotated once per part: each part moved the one
+// before it to .1, over every earlier record, and a follower, which
+// follows one rotation, missed all but the last part.
+func TestAppendBatchOverTheBoundRotatesOnce(t *testing.T) {
+	dir := t.TempDir()
+	const max = 1000
+	if err := Append(dir, max, []Record{rec(0)}); err != nil {
+		t.Fatal(err)
+	}
+	fl := Follow(dir)
+	var batch []Record
+	for i := 1; i <= 30; i++ { // about 5,000 bytes: five times the bound
+		batch = append(batch, rec(i))
+	}
+	if err := Append(dir, max, batch); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 31 || got[0].Path != rec(0).Path {
+		t.Errorf("read %d records after the batch, want the earlier one and the batch's 30", len(got))
+	}
+	if n := len(fl.Next()); n != 30 {
+		t.Errorf("the follower read %d of the batch's 30 records", n)
+	}
+}
