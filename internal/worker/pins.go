@@ -137,10 +137,12 @@ func (w *Worker) takePinAsk(log *logrus.Entry, p *queue.Pin) {
 	}
 	if !asked.Equal(p.Queued) {
 		p.NextAttempt, p.Queued = time.Time{}, asked
-		if err := w.q.UpdatePin(p); err != nil {
-			log.WithError(err).Error("updating pin")
-			return // the ask stays; p.Queued tells it taken
-		}
+	}
+	// Written even when p holds the ask already: scanPins took it in
+	// memory only (pinAskedAgain), and the file is still backed off.
+	if err := w.q.UpdatePin(p); err != nil {
+		log.WithError(err).Error("updating pin")
+		return // the ask stays; p.Queued tells it taken
 	}
 	if err := w.q.TakePinAsk(p.Key()); err != nil {
 		log.WithError(err).Error("taking the ask for a pin")

@@ -1401,3 +1401,35 @@ func TestScanPinsDoesNotReadEveryBackedOffPin(t *testing.T) {
 		t.Errorf("a round allocated %.0f with %d pins backed off, %.0f with them due: work per pin backed off", backedOff, n, due)
 	}
 }
+
+// A pin backed off and asked for again is made due by the round's scan,
+// in memory; its call then took the ask off disk without writing it into
+// the pin's file, so a call cut short (the worker stopping) left the pin
+// backed off on disk, the ask lost: the next worker waited out the
+// back-off.
+func TestPinAskedAgainSurvivesItsCallCutShort(t *testing.T) {
+	e, root, names := donePinned(t)
+	c := &calls{fail: errors.New("HTTP 401")}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	pinRound(w) // failed, backed off
+	e.pin(t, "main", root, "done", queue.Keep{})
+	hp := hangingPinner{started: make(chan struct{}), release: make(chan struct{})}
+	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return hp, nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	w.doPins(ctx, time.Now())
+	<-hp.started
+	cancel() // the worker stops
+	res := <-w.pinResults
+	if !res.cut {
+		t.Fatalf("the call was not cut short: %v", res.err)
+	}
+	w.pinDone(res)
+	p, err := e.q.ReadPin(names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.NextAttempt.IsZero() {
+		t.Errorf("pin read by the next worker = %+v, want due now: it was asked for again", p)
+	}
+}
