@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -412,6 +414,19 @@ func UnixSocketPaths(store string) []string {
 	return out
 }
 
+// daemonSocket is the socket Nix connects to for `daemon` and unix://
+// alone, as nix copy run by the worker, with its environment, finds it.
+func daemonSocket() string {
+	if p := os.Getenv("NIX_DAEMON_SOCKET_PATH"); p != "" {
+		return p
+	}
+	dir := "/nix/var/nix"
+	if d := os.Getenv("NIX_STATE_DIR"); d != "" && filepath.IsAbs(d) {
+		dir = filepath.Clean(d)
+	}
+	return dir + "/daemon-socket/socket"
+}
+
 // relativeFileStore reports whether a file:// store names its directory
 // by a relative path (file://cache, file://host/dir): older Nix writes it
 // from the working directory, the worker's /, not the one validate and
@@ -446,6 +461,11 @@ func checkStoreDirs(store string, depth int) error {
 		}
 	}
 	for _, sock := range UnixSocketPaths(store) {
+		if sock == daemonSocket() {
+			// The daemon's own, as `daemon` names it: its directory
+			// is nix-users' to write on Debian, by design.
+			continue
+		}
 		// Whoever could bind it, or owns it, is the daemon nix copy
 		// hands the paths to.
 		if !strings.HasPrefix(sock, "/") {

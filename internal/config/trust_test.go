@@ -617,3 +617,31 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// The daemon's own socket, named by its path, is the daemon `daemon` and
+// unix:// alone name: Debian's nix packages make its directory 0770
+// root:nix-users, which the unix:// rule refused, though the same socket
+// as `daemon` passes. Another socket in that directory is still refused.
+func TestUnixStoreDaemonSocketIsTheDaemon(t *testing.T) {
+	d := t.TempDir()
+	must(t, os.Chmod(d, 0o755))
+	sockDir := filepath.Join(d, "daemon-socket")
+	must(t, os.Mkdir(sockDir, 0o770))
+	must(t, os.Chmod(sockDir, 0o770))
+	sock := filepath.Join(sockDir, "socket")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Setenv("NIX_STATE_DIR", d)
+	t.Setenv("NIX_DAEMON_SOCKET_PATH", "")
+	for _, store := range []string{"daemon", "unix://", "unix://" + sock} {
+		if err := CheckStoreDirs(store); err != nil {
+			t.Errorf("%s: CheckStoreDirs = %v, want it taken for the daemon", store, err)
+		}
+	}
+	if err := CheckStoreDirs("unix://" + filepath.Join(sockDir, "other")); err == nil || !strings.Contains(err.Error(), sockDir) {
+		t.Errorf("another socket in %s: CheckStoreDirs = %v, want it refused", sockDir, err)
+	}
+}
