@@ -524,8 +524,9 @@ func checkStoreDirs(store string, depth int) error {
 // checkLowerStores applies CheckStoreDirs to the lower-store= of a
 // local-overlay:// store: a store URI (%-decoded once more) that Nix
 // opens as root, and writes as any local store when it is one. The
-// daemon writes its own; another store cannot be checked, and Nix wants
-// one with a store directory on this machine all the same.
+// daemon writes its own, and another daemon's socket is checked as a
+// unix:// target's; another store cannot be checked, and Nix wants one
+// with a store directory on this machine all the same.
 func checkLowerStores(store string, depth int) error {
 	base, _, _ := strings.Cut(store, "?")
 	if !strings.HasPrefix(store, "local-overlay://") && base != "local-overlay" {
@@ -542,8 +543,14 @@ func checkLowerStores(store string, depth int) error {
 		lower := ws[len(ws)-1]
 		lbase, _, _ := strings.Cut(lower, "?")
 		switch {
-		case lbase == "daemon" || strings.HasPrefix(lower, "unix://"):
+		case lbase == "daemon":
 			// The daemon writes its own store.
+		case strings.HasPrefix(lower, "unix://"):
+			// Another daemon's socket, which Nix connects to as
+			// root: checked as a unix:// target's.
+			if err := checkStoreDirs(lower, depth+1); err != nil {
+				return fmt.Errorf("the local overlay store's lower-store=%s: %w", RedactURI(lower), err)
+			}
 		case lbase == "" || lbase == "auto" || lbase == "local" || lbase == "local-overlay" ||
 			strings.HasPrefix(lower, "/") || strings.HasPrefix(lower, "local://") || strings.HasPrefix(lower, "local-overlay://"):
 			if depth >= maxLowerStores {

@@ -400,7 +400,8 @@ func TestLocalStoreDirGroup(t *testing.T) {
 // directories are checked the same way, whether written as a path, a
 // local:// URI or local?root=, as written or %-decoded. One that cannot
 // be checked (not a local store, the daemon or auto) is refused. It was
-// not looked at.
+// not looked at. A unix:// one, a daemon Nix connects to as root, has its
+// socket checked as a unix:// target's: it was taken for the daemon's.
 func TestLocalOverlayLowerStoreChecked(t *testing.T) {
 	d := t.TempDir()
 	must(t, os.Chmod(d, 0o755))
@@ -421,13 +422,16 @@ func TestLocalOverlayLowerStoreChecked(t *testing.T) {
 		{"local?root=" + open, open},
 		{url.QueryEscape("local-overlay://" + ok + "/l?upper-layer=" + ok + "/u&lower-store=" + open), open},
 		{"ssh://builder", "ssh://builder"},
+		// Nix connects to it as root, as to a unix:// target's.
+		{"unix://" + open + "/socket", open},
+		{url.QueryEscape("unix://" + open + "/socket"), open},
 	} {
 		err := CheckStoreDirs(overlay + c.lower)
 		if err == nil || !strings.Contains(err.Error(), c.bad) || !strings.Contains(err.Error(), "lower-store") {
 			t.Errorf("lower-store=%s: CheckStoreDirs = %v, want it refused naming lower-store and %s", c.lower, err, c.bad)
 		}
 	}
-	for _, lower := range []string{"", "auto", "daemon", "unix:///nix/var/nix/daemon-socket/socket", ok + "/lower", url.QueryEscape("local://" + ok + "/lower?state=" + ok + "/state")} {
+	for _, lower := range []string{"", "auto", "daemon", "unix://" + ok + "/socket", ok + "/lower", url.QueryEscape("local://" + ok + "/lower?state=" + ok + "/state")} {
 		if err := CheckStoreDirs(overlay + lower); err != nil {
 			t.Errorf("lower-store=%s: %v", lower, err)
 		}
