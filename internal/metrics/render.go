@@ -88,7 +88,7 @@ func Render(s Snapshot) []byte {
 	w.sample(Prefix+"worker_running", nil, boolValue(s.WorkerRunning))
 	w.family(Prefix+"config_error", "gauge", "1 when the config file does not load; the worker keeps the last configuration that did (see status).")
 	w.sample(Prefix+"config_error", nil, boolValue(s.ConfigError))
-	w.family(Prefix+"corrupt_entries", "gauge", "Unreadable queue entries, set aside in the queue's corrupt/ until forget --corrupt, and unreadable pins, left in pins/.")
+	w.family(Prefix+"corrupt_entries", "gauge", "Unreadable queue entries, set aside in the queue's corrupt/ until forget --corrupt or pruned as dropped/ is, and unreadable pins, left in pins/.")
 	w.sample(Prefix+"corrupt_entries", nil, float64(s.Corrupt))
 	w.family(Prefix+"orphaned_entries", "gauge", "Entries of targets no longer in the config; they stay queued (see forget).")
 	w.sample(Prefix+"orphaned_entries", nil, float64(s.Orphaned))
