@@ -140,8 +140,10 @@ A user's config, looked up before /etc/cachix\-filter\-hook/hook.conf
 .TP
 .I /var/lib/cachix\-filter\-hook
 The queue of the hook run as root (queue.dir): entries/ and bulk/ (what
-waits), pins/, dropped/ and corrupt/ (what was given up on or set aside),
-pushed/, history.jsonl (what log prints), state.json and worker.log.
+waits), pins/ and pinasks/ (pins waiting, and those asked for again),
+dropped/ and corrupt/ (what was given up on or set aside), pushed/ (the
+record of pushed paths), history.jsonl (what log prints), state.json and
+worker.log.
 .SH ENVIRONMENT
 .TP
 .B CACHIX_FILTER_HOOK_CONFIG
