@@ -83,6 +83,13 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 			if err != nil {
 				u.err = fmt.Errorf("target %q: %w", t.Name, err)
 				u.fix = "nix copy writes there as the user the worker runs as (root): make the directory, and each above it, writable by that user alone, or set store to a directory that is"
+				if trust.IsRefusal(err) {
+					// It says how to mend it: a directory another
+					// user could write is made anew, or left if shared
+					// by design (/tmp), not chowned or chmodded, which
+					// would keep what they put in it.
+					u.fix = "nix copy writes there as the user the worker runs as (root): do as said above, or set store to a directory of that user's alone"
+				}
 			}
 			out = append(out, u)
 		}

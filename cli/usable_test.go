@@ -79,3 +79,61 @@ func TestCheckUsedStoreWithoutDirsOfItsOwn(t *testing.T) {
 		}
 	}
 }
+
+// A store directory refused for what others could write in it is to be
+// made anew (or, shared by design as /tmp, left for one of root's), as
+// the refusal says: a chown or chmod keeps what they put in it. validate
+// and doctor added "make the directory, and each above it, writable by
+// that user alone" to every such refusal, the chown or chmod the refusal
+// advises against; also to a store directory refused for its group.
+func TestCheckUsedStoreRefusalKeepsItsAdvice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("gives a directory another group with chown: run as root")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, mode os.FileMode, gid int) string {
+		p := filepath.Join(dir, name)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, os.Geteuid(), gid); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// The Nix store's group is gid 0 here; the store directory's is
+	// another, which its members could write in.
+	t.Setenv("NIX_STORE_DIR", mk("nixstore", os.ModeSticky|0o775, 0))
+	open := mk("open", 0o777, 0)
+	shared := mk("shared", os.ModeSticky|0o777, 0)
+	group := mk("group", os.ModeSticky|0o775, 1)
+	for _, c := range []struct{ store, advice string }{
+		{"file://" + open, "mv " + open + " " + open + ".untrusted"},
+		{"file://" + shared, "use a directory of root's instead"},
+		{"local://" + dir + "/root?real=" + group, "mv " + group + " " + group + ".untrusted"},
+	} {
+		cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: c.store}}}
+		cfg.Queue.Dir = filepath.Join(dir, "queue")
+		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
+		found := false
+		for _, u := range checkUsed(cfg, "", "your PATH", "validate") {
+			if u.check != "store" || u.err == nil {
+				continue
+			}
+			found = true
+			msg := usedError(cfg, u)
+			if !strings.Contains(msg, c.advice) || strings.Contains(msg, "writable by that user alone") {
+				t.Errorf("%s: %s\nwant the refusal's advice (%s) alone, not a chown or chmod", c.store, msg, c.advice)
+			}
+		}
+		if !found {
+			t.Errorf("%s: not refused", c.store)
+		}
+	}
+}

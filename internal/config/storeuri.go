@@ -506,12 +506,15 @@ func checkStoreDirs(store string, depth int) error {
 			// Made anew, as trust.CheckWriteDir says: a chgrp or chmod
 			// would keep what the group's members put in it.
 			keeps := "(a chgrp or chmod would keep what the group's members could put in it, such as links root would write through)"
+			// Still a refusal, which says how to mend it.
 			if gid, ok := buildGroup(); !ok {
-				err = fmt.Errorf("%s is writable by its group (gid %d), and there is no build users' group here (%s is not root's, sticky and group-writable); run: mv %s %s.untrusted && mkdir -m 0755 %s %s",
-					te.Bad, te.Gid, storepath.StoreDir(), te.Bad, te.Bad, te.Bad, keeps)
+				te.Problem = fmt.Sprintf("is writable by its group (gid %d), and there is no build users' group here (%s is not root's, sticky and group-writable)", te.Gid, storepath.StoreDir())
+				te.Fix = fmt.Sprintf("mv %s %s.untrusted && mkdir -m 0755 %s %s", te.Bad, te.Bad, te.Bad, keeps)
+				err = te
 			} else if te.Gid != gid {
-				err = fmt.Errorf("%s is writable by its group (gid %d), not Nix's build users' group (gid %d, the group of %s); run: mv %s %s.untrusted && mkdir %s && chgrp %d %s && chmod 1775 %s %s",
-					te.Bad, te.Gid, gid, storepath.StoreDir(), te.Bad, te.Bad, te.Bad, gid, te.Bad, te.Bad, keeps)
+				te.Problem = fmt.Sprintf("is writable by its group (gid %d), not Nix's build users' group (gid %d, the group of %s)", te.Gid, gid, storepath.StoreDir())
+				te.Fix = fmt.Sprintf("mv %s %s.untrusted && mkdir %s && chgrp %d %s && chmod 1775 %s %s", te.Bad, te.Bad, te.Bad, gid, te.Bad, te.Bad, keeps)
+				err = te
 			}
 		}
 		if err != nil {
