@@ -157,7 +157,7 @@ var keys = []key{
 	{name: "queue.dropped_max_age", kind: kDuration, scope: sSection, def: DefaultDroppedMaxAge, field: func(c *Config) any { return &c.Queue.DroppedMaxAge },
 		note: "and none older than this; \"0\": no limit"},
 	{name: "log.file", kind: kString, scope: sSection, field: func(c *Config) any { return &c.Log.File },
-		example: `""`, note: "default <queue.dir>/worker.log; a regular file\nof the worker's user, in directories that pass\nthe trust rule (validate and doctor open it\nas the worker will)"},
+		example: `""`, note: "default <queue.dir>/worker.log; a regular file\nof the worker's user and of one name (no hard\nlink), in directories that pass the trust rule\n(validate and doctor open it as the worker will)"},
 	{name: "log.level", kind: kString, scope: sSection, def: DefaultLogLevel, field: func(c *Config) any { return &c.Log.Level },
 		note: "panic, fatal, error, warn, info, debug, trace"},
 	{name: "log.max_size", kind: kSize, scope: sSection, def: int64(DefaultLogMaxSize), field: func(c *Config) any { return &c.Log.MaxSize },
