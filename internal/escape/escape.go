@@ -8,13 +8,16 @@ package escape
 import (
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // Controls writes the control characters of s as \xNN (C0 but tab and
-// newline, which messages use, and DEL) or \u00NN (C1), as the pusher's
-// output is escaped, and a byte that is not UTF-8 as \xNN: on a terminal
-// not set to UTF-8, 0x9b alone is a C1 control (CSI).
+// newline, which messages use, and DEL) or \uNNNN (C1; the line and
+// paragraph separators and the bidirectional controls, which would make
+// a line read other than it says, such as a path's name backwards), as
+// the pusher's output is escaped, and a byte that is not UTF-8 as \xNN:
+// on a terminal not set to UTF-8, 0x9b alone is a C1 control (CSI).
 func Controls(s string) string {
 	if utf8.ValidString(s) && !strings.ContainsFunc(s, isControl) {
 		return s
@@ -38,5 +41,6 @@ func Controls(s string) string {
 }
 
 func isControl(r rune) bool {
-	return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f
+	return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f ||
+		r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
 }

@@ -22,3 +22,36 @@ func TestControlsInvalidUTF8(t *testing.T) {
 		}
 	}
 }
+
+// Controls passed the line and paragraph separators as they were: a
+// terminal or viewer may break the line there, so one message could
+// show as two, the second forged.
+func TestControlsLineSeparators(t *testing.T) {
+	for in, want := range map[string]string{
+		"a\u2028b": `a\u2028b`,
+		"a\u2029b": `a\u2029b`,
+	} {
+		if got := Controls(in); got != want {
+			t.Errorf("Controls(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Controls passed the bidirectional controls as they were: a right-to-
+// left override makes what follows read backwards, so a line naming
+// "x-terces-olleh" shows "hello-secret" (Trojan Source). Each is
+// escaped; right-to-left text itself is kept.
+func TestControlsBidi(t *testing.T) {
+	for in, want := range map[string]string{
+		"x\u202eterces-olleh":      `x\u202eterces-olleh`,
+		"\u202a\u202b\u202c\u202d": `\u202a\u202b\u202c\u202d`,
+		"\u2066\u2067\u2068\u2069": `\u2066\u2067\u2068\u2069`,
+		"\u200e\u200f\u061c":       `\u200e\u200f\u061c`,
+		"שלום عربي":                "שלום عربي",
+		"zero\u200bwidth":          "zero\u200bwidth",
+	} {
+		if got := Controls(in); got != want {
+			t.Errorf("Controls(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
