@@ -8,6 +8,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -180,7 +181,11 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	if t.Name == "" {
 		t.Name = t.Cache
 		if t.Name == "" {
-			t.Name = RedactURI(t.Store)
+			// A store from the environment may not be UTF-8, as a
+			// name may not (see above): its bytes are written as
+			// \xNN, so that JSON and the metrics keep the name, and
+			// keep it apart from a store written with U+FFFD.
+			t.Name = escape.Controls(RedactURI(t.Store))
 		}
 	}
 	switch t.ClosureDeny {

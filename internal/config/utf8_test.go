@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // A target's name from the environment may hold bytes that are not
@@ -28,5 +29,29 @@ func TestEnvNameNotUTF8Refused(t *testing.T) {
 	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), "name = \"w\xff\"\n"+minimal)
 	if _, err := Load(file); err == nil {
 		t.Errorf("a name not UTF-8 in the file loaded")
+	}
+}
+
+// A target with no name is named after its store, which may come from
+// the environment with bytes that are not UTF-8: that name reached the
+// metrics (and state.json, the queue's entries, the history: JSON)
+// with U+FFFD for them, so that a store whose name holds U+FFFD itself
+// became the same series, and the target's entries another's. The name
+// made from the store is UTF-8, and each such store's is its own.
+func TestStoreNameNotUTF8(t *testing.T) {
+	isolate(t)
+	t.Setenv(EnvName("store"), "/srv/a\xff")
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"),
+		"allow = [\"*\"]\n[queue]\ndir = \"/tmp/q\"\n[[target]]\nstore = \"/srv/a\uFFFD\"\nallow = [\"*\"]\n")
+	c, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Targets) != 2 {
+		t.Fatalf("targets: %d, want 2", len(c.Targets))
+	}
+	a, b := c.Targets[0].Name, c.Targets[1].Name
+	if !utf8.ValidString(a) || !utf8.ValidString(b) || strings.ToValidUTF8(a, "\uFFFD") == strings.ToValidUTF8(b, "\uFFFD") {
+		t.Errorf("names %q and %q: want both UTF-8, and distinct", a, b)
 	}
 }
