@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
@@ -58,7 +57,9 @@ func runExplain(e *env, o *explainOptions) int {
 		if o.json {
 			all = append(all, explanation{Input: arg, Path: p.String(), Verdict: v})
 		} else {
-			fmt.Fprintln(e.stdout, v.Line())
+			// A line may quote what an upstream said (its
+			// certificate's names): escaped, as status's lines are.
+			statusLine(e.stdout, "%s", v.Line())
 		}
 	}
 	if o.json {

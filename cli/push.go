@@ -198,7 +198,7 @@ func runPush(e *env, o *pushOptions) int {
 			if len(ts) > 0 {
 				line += fmt.Sprintf(" (already pushed to %s: left out; --force queues it)", strings.Join(ts, ", "))
 			}
-			fmt.Fprintln(e.stdout, line)
+			statusLine(e.stdout, "%s", line)
 		}
 		if pin {
 			// The selection push plans its pins on, closure rule
@@ -210,7 +210,7 @@ func runPush(e *env, o *pushOptions) int {
 				return 1
 			}
 			for _, l := range plan.lines {
-				fmt.Fprintln(e.stdout, l)
+				statusLine(e.stdout, "%s", l)
 			}
 		}
 		return status

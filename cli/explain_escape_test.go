@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"log"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// explain and push --dry-run printed their verdict lines as they were,
+// and a line holds what an upstream said when it did not answer: a
+// server (or whoever answers for its name) whose certificate names
+// "\x1b]0;...\x07" made Go's error, and so the line, carry that to the
+// terminal. The lines are escaped as status's are.
+func TestExplainEscapesUpstreamError(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "x"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"\x1b]0;owned\x07\x1b[2J"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	up := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	w := newWorld(t, []vpath{{name: "app-1.0", given: true}},
+		"[nix]\nbin_dir = \"@BIN@\"\n[[target]]\nname = \"main\"\nstore = \"@PUSHER@\"\nallow = [\"*\"]\nupstream = [\""+up+"\"]\n")
+	w.queueDir(t, "explain")
+	for _, args := range [][]string{{"explain"}, {"push", "--dry-run"}} {
+		st, out, errs := w.cmd(t, append(args, w.args...)...)
+		if st != 0 || !strings.Contains(out, "did not answer") {
+			t.Fatalf("%s: exit %d, no upstream error:\n%s%s", args[0], st, out, errs)
+		}
+		if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `\x1b]0;owned\x07`) {
+			t.Errorf("%s printed the upstream's words as they are: %q", strings.Join(args, " "), out)
+		}
+	}
+}
