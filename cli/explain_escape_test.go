@@ -7,14 +7,19 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"io"
 	"log"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 // explain and push --dry-run printed their verdict lines as they were,
@@ -51,5 +56,30 @@ func TestExplainEscapesUpstreamError(t *testing.T) {
 		if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `\x1b]0;owned\x07`) {
 			t.Errorf("%s printed the upstream's words as they are: %q", strings.Join(args, " "), out)
 		}
+	}
+}
+
+// push printed its line, which says why the last worker could not start
+// (from state.json: an error that may quote where another user's symlink
+// leads), as it was, where the hook and watch-exec escape that line.
+func TestPushEscapesStartError(t *testing.T) {
+	w := newWorld(t, []vpath{{name: "app-1.0", given: true}},
+		"[nix]\nbin_dir = \"@BIN@\"\n[[target]]\nname = \"main\"\nstore = \"@PUSHER@\"\nallow = [\"*\"]\n")
+	dir, _ := w.queueDir(t, "push")
+	defer holdWorker(t, dir)()
+	st := worker.State{StartError: &worker.StartError{Time: time.Now(), Error: "log.file: /var/log/x leads to \x1b]0;owned\x07\x1b[2J"}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := w.cmd(t, append([]string{"push"}, w.args...)...)
+	if code != 0 || !strings.Contains(out, "could not start") {
+		t.Fatalf("push: exit %d, no start error:\n%s%s", code, out, errs)
+	}
+	if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `\x1b]0;owned\x07`) {
+		t.Errorf("push printed the start error as it is: %q", out)
 	}
 }

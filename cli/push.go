@@ -267,20 +267,22 @@ func runPush(e *env, o *pushOptions) int {
 		// read it again.
 		if err := hook.Enqueue(c, &sel, true); err != nil {
 			if len(sel.Pairs) > 0 { // what was queued all the same
-				fmt.Fprintf(e.stdout, "cachix-filter-hook: %s\n", sel.Summary())
+				statusLine(e.stdout, "cachix-filter-hook: %s", sel.Summary())
 			}
 			e.errorf("%v", err)
 			return 1
 		}
 	}
 	// After queueing: the line says what was queued, not what was meant to be.
-	fmt.Fprintf(e.stdout, "cachix-filter-hook: %s\n", sel.Summary())
+	// It may quote state.json (why the last worker could not start):
+	// escaped, as the hook's line is.
+	statusLine(e.stdout, "cachix-filter-hook: %s", sel.Summary())
 	if err := queuePins(c, plan, start); err != nil {
 		e.errorf("%v", err)
 		return 1
 	}
 	for _, l := range plan.lines {
-		fmt.Fprintf(e.stdout, "cachix-filter-hook: %s\n", l)
+		statusLine(e.stdout, "cachix-filter-hook: %s", l)
 	}
 	if len(sel.Pairs) == 0 && len(plan.pins) == 0 {
 		return status
