@@ -223,6 +223,10 @@ func (q *Queue) askPinAgain(name string, queued time.Time) error {
 		os.Remove(tmp)
 		return fmt.Errorf("asking for pin %s again: %w", name, err)
 	}
+	// Durable before push says "will pin", as a link into entries/ is.
+	if err := syncDir(q.path(pinAsksDir)); err != nil {
+		return err
+	}
 	// Removed as the ask was written, the ask with it maybe: queued anew.
 	if _, err := os.Lstat(q.path(pinsDir, name)); errors.Is(err, fs.ErrNotExist) {
 		return errPinGone

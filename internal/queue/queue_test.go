@@ -1144,3 +1144,33 @@ func TestPinQueuedAsTheOldOneGoesIsQueued(t *testing.T) {
 		t.Errorf("AddPins as the old pin went = %d, pins %q; want the pin queued anew", n, names)
 	}
 }
+
+// An ask for a pin again (push --pin of a pin queued already) is renamed
+// into pinasks/, and push then says "will pin": pinasks/ must be synced
+// after the rename, as entries/ is after a link, or a power failure loses
+// the ask. It was not: the only fsync was the ask's content, before it.
+func TestPinAskIsSynced(t *testing.T) {
+	defer func() { syncs = nil }()
+	q := openQ(t)
+	root := mkPath("system-1")
+	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
+	if n, err := q.AddPins([]Pin{pin}, time.Now()); n != 1 || err != nil {
+		t.Fatalf("AddPins = %d, %v", n, err)
+	}
+	ask := filepath.Join(q.Dir, pinAsksDir, PinKey("main", root, "sys"))
+	after := 0 // fsyncs once the ask is in place: pinasks/'s
+	syncs = func() {
+		if _, err := os.Lstat(ask); err == nil {
+			after++
+		}
+	}
+	if _, err := q.AddPins([]Pin{pin}, time.Now()); err != nil {
+		t.Fatalf("AddPins again: %v", err)
+	}
+	if _, ok := q.PinAsked(PinKey("main", root, "sys")); !ok {
+		t.Fatal("no ask written")
+	}
+	if after == 0 {
+		t.Error("pinasks/ was not synced after the ask was renamed into it")
+	}
+}
