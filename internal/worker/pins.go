@@ -113,10 +113,15 @@ func (w *Worker) pinAskedAgain(p *queue.Pin) {
 }
 
 // pinAsks lists the pins asked for again; none when pinasks/ cannot be
-// listed (logged), then looked for again next round.
+// listed (logged once per error, as it is looked at every round), then
+// looked for again next round.
 func (w *Worker) pinAsks() map[string]bool {
 	names, err := w.q.PinAskNames()
-	if err != nil {
+	switch {
+	case err == nil:
+		w.pinAsksFailed = ""
+	case err.Error() != w.pinAsksFailed:
+		w.pinAsksFailed = err.Error()
 		w.log.WithError(err).Error("listing the pins asked for again")
 	}
 	asked := make(map[string]bool, len(names))

@@ -1433,3 +1433,25 @@ func TestPinAskedAgainSurvivesItsCallCutShort(t *testing.T) {
 		t.Errorf("pin read by the next worker = %+v, want due now: it was asked for again", p)
 	}
 }
+
+// A pinasks/ that cannot be listed (here a file in its place) was logged
+// every round a pin was backed off: worker.log grew by a line a second
+// for as long as it lasted. It is logged once, and again only when the
+// error changes.
+func TestUnlistablePinAsksLoggedOnce(t *testing.T) {
+	e, _, _ := donePinned(t)
+	if err := os.WriteFile(filepath.Join(e.q.Dir, "pinasks"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := e.pinWorker(&calls{})
+	w.scanPins()
+	for _, p := range w.pins {
+		p.NextAttempt = time.Now().Add(time.Hour)
+	}
+	for range 5 {
+		w.scanPins()
+	}
+	if n := strings.Count(e.log.String(), "listing the pins asked for again"); n != 1 {
+		t.Errorf("the unlistable pinasks/ logged %d times in 5 rounds, want once:\n%s", n, e.log)
+	}
+}
