@@ -34,9 +34,14 @@ import (
 func (w *Worker) scanPins() {
 	names, err := w.q.PinNames()
 	if err != nil {
-		w.log.WithError(err).Error("listing pins")
+		// Logged once per error: scanPins runs every round.
+		if err.Error() != w.pinsFailed {
+			w.pinsFailed = err.Error()
+			w.log.WithError(err).Error("listing pins")
+		}
 		return
 	}
+	w.pinsFailed = ""
 	seen := make(map[string]bool, len(names))
 	var asked map[string]bool // pinasks/, listed once a pin backed off is met
 	for _, n := range names {

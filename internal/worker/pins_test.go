@@ -1455,3 +1455,19 @@ func TestUnlistablePinAsksLoggedOnce(t *testing.T) {
 		t.Errorf("the unlistable pinasks/ logged %d times in 5 rounds, want once:\n%s", n, e.log)
 	}
 }
+
+// The same for pins/: scanPins logged its listing error every round.
+func TestUnlistablePinsLoggedOnce(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	if err := os.WriteFile(filepath.Join(e.q.Dir, "pins"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := e.pinWorker(&calls{})
+	for range 5 {
+		w.scanPins()
+	}
+	if n := strings.Count(e.log.String(), `msg="listing pins"`); n != 1 {
+		t.Errorf("the unlistable pins/ logged %d times in 5 rounds, want once:\n%s", n, e.log)
+	}
+}

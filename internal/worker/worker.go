@@ -121,9 +121,9 @@ type Worker struct {
 	// pinMade are the pins made whose files could not be removed: only
 	// their removal is tried again (see pin).
 	pinMade map[string]bool
-	// pinAsksFailed is the last error listing pinasks/ logged (see
-	// pinAsks).
-	pinAsksFailed string
+	// pinsFailed and pinAsksFailed are the last errors listing pins/
+	// and pinasks/ logged (see scanPins, pinAsks).
+	pinsFailed, pinAsksFailed string
 	// rootOutcomes are, by entry key, how this worker last decided the
 	// roots pins wait for: the reason of a drop, or "" for a push (see
 	// rootDecided), forgotten once no pin names the root (scanPins).
