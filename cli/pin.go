@@ -159,11 +159,10 @@ func queuePins(c *config.Config, plan pinPlan, since time.Time) error {
 	if err != nil {
 		return err
 	}
-	if n, err := q.AddPins(plan.pins, since); err != nil {
-		if n > 0 {
-			// The others are queued: a worker makes them.
-			err = errors.Join(err, worker.EnsureRunning(c, q))
-		}
+	if _, err := q.AddPins(plan.pins, since); err != nil {
+		// The others may be queued, or asked for again (which AddPins
+		// does not count): a worker makes them.
+		err = errors.Join(err, worker.EnsureRunning(c, q))
 		return fmt.Errorf("could not queue the pins: %w", err)
 	}
 	return worker.EnsureRunning(c, q)

@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -255,5 +257,49 @@ func TestStatusPinWaitingForItsPushSaysItsBackoff(t *testing.T) {
 	}
 	if out, want := status(), `pin "sys" of `+root.String()+`: waiting for its push (2 failed attempts before: HTTP 500)`; !strings.Contains(out, want) {
 		t.Errorf("status says:\n%s\nwant %q", out, want)
+	}
+}
+
+// push --pin that asked for an old pin again (backed off, made due) while
+// another of its pins could not be queued (here: its file unreadable)
+// started no worker: AddPins counted only the new pins, none, and
+// queuePins looked for a worker only when some were new. The pin made
+// due then waited for another command to start one. The worker lock is
+// a directory here, so that looking for a worker fails, and says so,
+// rather than start one (the test binary) from a test.
+func TestPushPinAskedAgainStartsAWorker(t *testing.T) {
+	q, dir := testQueue(t)
+	file := filepath.Join(dir, "hook.conf")
+	mainConf(t, file, q.Dir, "[[target]]\nname = \"work\"\ncache = \"w\"\nallow = [\"*\"]\n")
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
+	pins := []queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}, {Target: "work", Path: root.String(), Name: "sys"}}
+	if _, err := q.AddPins(pins, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := q.ReadPin(queue.PinKey("main", root, "sys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Attempts, p.LastError, p.NextAttempt = 1, "HTTP 500", time.Now().Add(time.Hour)
+	if err := q.UpdatePin(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(q.Dir, "pins", queue.PinKey("work", root, "sys")), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(q.Dir, "lock")
+	if err := os.RemoveAll(lock); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(lock, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, c, _ := loadedEnv(t, file)
+	err = queuePins(c, pinPlan{pins: pins}, time.Now())
+	if err == nil || !strings.Contains(err.Error(), "worker lock") {
+		t.Errorf("queuePins = %v; want it to have looked for a worker (the worker lock) for the pin asked for again", err)
+	}
+	if p, err := q.ReadPin(queue.PinKey("main", root, "sys")); err != nil || !p.NextAttempt.IsZero() {
+		t.Errorf("the pin asked for again: %+v, %v; want it due", p, err)
 	}
 }
