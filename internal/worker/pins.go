@@ -14,6 +14,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -299,6 +300,17 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			// pruned since. A pin tried before passed this already.
 			w.dropPin(log, p, "its root is neither queued nor recorded as pushed: its entry was dropped (log --path "+p.Path+" says why)")
 			continue
+		}
+		// The rules of now, as for an entry: a root pushed before, or
+		// before they changed, is pinned only where its name is still
+		// selected (a package list may select it, which the worker
+		// cannot tell here): what they deny never leaves the machine,
+		// not even as a pin's name and path.
+		if root, err := storepath.Parse(storepath.StoreDir(), p.Path); err == nil {
+			if d := policy.ByName(t, root); !d.Selected && (d.Pattern != "" || d.Check == policy.CheckHosts || !t.PackageLists) {
+				w.dropPin(log, p, "the rules leave its root out: "+d.DropReason())
+				continue
+			}
 		}
 		if _, err := os.Lstat(p.Path); errors.Is(err, fs.ErrNotExist) {
 			w.dropPin(log, p, "its root is no longer in the store (garbage-collected)")

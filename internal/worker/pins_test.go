@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
@@ -1469,5 +1470,59 @@ func TestUnlistablePinsLoggedOnce(t *testing.T) {
 	}
 	if n := strings.Count(e.log.String(), `msg="listing pins"`); n != 1 {
 		t.Errorf("the unlistable pins/ logged %d times in 5 rounds, want once:\n%s", n, e.log)
+	}
+}
+
+// A pin of a root pushed before (no entry queued: push --pin pins it at
+// once) whose rules have come to deny it since, or whose target is no
+// longer for this host: cachix pin was called all the same, and the
+// root's name and path left the machine for a path the rules now deny.
+// The worker asks the rules again, as it does of an entry, and drops the
+// pin with their reason.
+func TestPinOfRootTheRulesNowDenyIsDropped(t *testing.T) {
+	fakeStore(t)
+	for _, tc := range []struct {
+		name, reason string
+		target       func(*config.Target)
+	}{
+		{"deny", `deny "secret-*"`, func(tg *config.Target) {}},
+		{"hosts", "is for hosts", func(tg *config.Target) {
+			h, err := filter.CompileHosts([]string{"builder-*"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tg.Hosts, tg.HostRules, tg.Host = []string{"builder-*"}, h, "laptop"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := mkTarget(t, "main", []string{"*"}, []string{"secret-*"})
+			root := build(t, "secret-"+tc.name)[0]
+			if tc.name == "hosts" {
+				target = mkTarget(t, "main", []string{"*"}, nil)
+			}
+			tc.target(target)
+			e := newEnv(t, target)
+			e.pin(t, "main", root, "secret", queue.Keep{})
+			c := &calls{}
+			if err := run(t, e.pinWorker(c), Once); err != nil {
+				t.Fatalf("Run(Once) = %v", err)
+			}
+			if got := c.list(); len(got) != 0 {
+				t.Errorf("calls = %q, want none: the rules deny the root", got)
+			}
+			recs, _ := history.Read(e.q.Dir)
+			var why string
+			for _, r := range recs {
+				if r.Outcome == history.PinDropped {
+					why = r.Reason
+				}
+			}
+			if !strings.Contains(why, tc.reason) {
+				t.Errorf("the pin's drop: reason %q, want it to say %q", why, tc.reason)
+			}
+			if names, _ := e.q.PinNames(); len(names) != 0 {
+				t.Errorf("pins left: %q", names)
+			}
+		})
 	}
 }
