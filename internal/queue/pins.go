@@ -349,6 +349,26 @@ func (q *Queue) UpdatePin(p *Pin) error {
 	return nil
 }
 
+// DropPin deletes a pin given up on, as RemovePin does, unless push --pin
+// asked for it again meanwhile: an ask other than the one p holds, found
+// once the file is gone, came after the worker's look, its push maybe
+// having queued the root again, and the pin is queued anew from it
+// (requeued). An ask made after the removal finds no pin, and AddPins
+// queues the pin anew itself.
+func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
+	if err := os.Remove(q.path(pinsDir, p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("removing pin: %w", err)
+	}
+	if asked, ok := q.PinAsked(p.key); ok && !asked.Equal(p.Queued) {
+		// The ask stays, as for any pin asked for again: its call
+		// takes it.
+		_, err := q.AddPins([]Pin{{Target: p.Target, Path: p.Path, Name: p.Name, Keep: p.Keep}}, asked)
+		return err == nil, err
+	}
+	q.TakePinAsk(p.key)
+	return false, nil
+}
+
 // RemovePin deletes a pin that was made, or given up on.
 func (q *Queue) RemovePin(p *Pin) error {
 	if err := os.Remove(q.path(pinsDir, p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -262,7 +262,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		log := w.log.WithFields(logrus.Fields{"target": t.Name, "path": p.Path, "pin": p.Name})
 		key, err := p.EntryKey()
 		if err != nil {
-			w.dropPin(log, p, "not a store path")
+			left = w.dropPin(log, p, "not a store path") || left
 			continue
 		}
 		if _, queued := w.idx.slots[key]; !queued && !rescanned {
@@ -279,7 +279,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		}
 		if why, ok := w.rootOutcomes[key]; ok {
 			if why != "" {
-				w.dropPin(log, p, "its root was dropped: "+why)
+				left = w.dropPin(log, p, "its root was dropped: "+why) || left
 				continue
 			}
 		} else if e, ok := w.q.Dropped(key, time.Time{}, 0); ok && e.Pinned && !w.recordedPushed(t, p.Path) {
@@ -291,14 +291,14 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			// pushed since (dropped/ keeps a drop for
 			// queue.dropped_max_age): push --pin queues a pin
 			// alone for such a root, and the cache has it.
-			w.dropPin(log, p, "its root was dropped: "+e.Reason)
+			left = w.dropPin(log, p, "its root was dropped: "+e.Reason) || left
 			continue
 		} else if p.Attempts == 0 && w.cfg.Queue.RememberPushed > 0 && !w.recordedPushed(t, p.Path) {
 			// Not queued, yet neither pushed here nor pushed before
 			// push --pin (which queues a pin alone only for a root
 			// recorded pushed): its entry was dropped, and dropped/
 			// pruned since. A pin tried before passed this already.
-			w.dropPin(log, p, "its root is neither queued nor recorded as pushed: its entry was dropped (log --path "+p.Path+" says why)")
+			left = w.dropPin(log, p, "its root is neither queued nor recorded as pushed: its entry was dropped (log --path "+p.Path+" says why)") || left
 			continue
 		}
 		// The rules of now, as for an entry: a root pushed before, or
@@ -308,12 +308,12 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		// not even as a pin's name and path.
 		if root, err := storepath.Parse(storepath.StoreDir(), p.Path); err == nil {
 			if d := policy.ByName(t, root); !d.Selected && (d.Pattern != "" || d.Check == policy.CheckHosts || !t.PackageLists) {
-				w.dropPin(log, p, "the rules leave its root out: "+d.DropReason())
+				left = w.dropPin(log, p, "the rules leave its root out: "+d.DropReason()) || left
 				continue
 			}
 		}
 		if _, err := os.Lstat(p.Path); errors.Is(err, fs.ErrNotExist) {
-			w.dropPin(log, p, "its root is no longer in the store (garbage-collected)")
+			left = w.dropPin(log, p, "its root is no longer in the store (garbage-collected)") || left
 			continue
 		}
 		if _, busy := w.pinning[t.Name]; busy {
@@ -322,7 +322,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		}
 		pinner, err := w.newPinner(t)
 		if err != nil {
-			w.dropPin(log, p, err.Error())
+			left = w.dropPin(log, p, err.Error()) || left
 			continue
 		}
 		w.startPin(ctx, log, pinner, p)
@@ -429,25 +429,42 @@ func (w *Worker) pinDone(res *pinResult) {
 	w.state.pinFailed(w.q.Dir, p.Target)
 }
 
-// dropPin gives up on a pin, with the reason.
+// dropPin gives up on a pin, with the reason. It reports whether the
+// pin is kept all the same: push --pin asked for it again since the
+// worker looked (its root maybe queued again after the round's scan), and
+// it is decided again next round, the ask taken into its file; or asked
+// for it as its file was removed, and it is queued anew.
 // The outcome is recorded before the file goes (see pin), once: should
 // the removal fail, the next round drops it again, but does not record
 // it again (pinDropRecorded), or a stuck file would add a record every
 // round, which wait would report as many times and which would rotate
 // the history's other outcomes away.
-func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) {
+func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept bool) {
+	if asked, ok := w.q.PinAsked(p.Key()); ok && !asked.Equal(p.Queued) {
+		w.takePinAsk(log, p)
+		return true
+	}
 	if !w.pinDropRecorded[p.Key()] {
 		w.recordPin(p, history.PinDropped, reason, 0)
 		w.pinDropRecorded[p.Key()] = true
 	}
-	if err := w.q.RemovePin(p); err != nil {
+	if w.beforePinDrop != nil {
+		w.beforePinDrop()
+	}
+	requeued, err := w.q.DropPin(p)
+	if err != nil && !requeued {
 		log.WithError(err).Error("removing a pin given up on")
-		return
+		return false
 	}
 	w.pinRemoved()
 	delete(w.pins, p.Key())
 	delete(w.pinDropRecorded, p.Key())
+	if requeued {
+		log.WithField("reason", reason).Warn("pin asked for again as it was dropped: queued anew")
+		return true
+	}
 	log.WithField("reason", reason).Warn("pin dropped")
+	return false
 }
 
 // pinRemoved calls the test hook onPinRemoved, if set.

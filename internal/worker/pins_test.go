@@ -1526,3 +1526,48 @@ func TestPinOfRootTheRulesNowDenyIsDropped(t *testing.T) {
 		})
 	}
 }
+
+// A pin asked for again as the worker gives it up (push --pin of a root
+// garbage-collected, then built again: its entry queued after the round
+// looked, its pin asked for again before the worker removed the old
+// one): the ask found the pin's file there, push said "will pin", and
+// the worker then removed the file and the ask with it. The pin was
+// never made, though its root was pushed.
+func TestPinAskedAgainAsItIsDroppedIsKept(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := mkPath("system-1") // not in the store yet: collected
+	e.pin(t, "main", root, "sys", queue.Keep{})
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	asked := false
+	w.beforePinDrop = func() {
+		if asked {
+			return
+		}
+		asked = true
+		// push --pin again, the root built anew: its entry, then the
+		// pin, which is queued already.
+		build(t, "system-1")
+		if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
+			t.Error(err)
+		}
+		if n, err := e.q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); n != 0 || err != nil {
+			t.Errorf("AddPins = %d, %v; want the pin asked for again", n, err)
+		}
+	}
+	pinRound(w)
+	if !asked {
+		t.Fatal("the pin was not given up on")
+	}
+	if names, _ := e.q.PinNames(); len(names) != 1 {
+		t.Fatalf("pins %q; want the pin asked for again kept", names)
+	}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	if got := c.list(); len(got) != 2 || got[0] != "push main "+root.String() || got[1] != "pin main sys "+root.String()+" " {
+		t.Errorf("calls = %q, want the root pushed, then pinned", got)
+	}
+}

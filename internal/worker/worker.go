@@ -86,7 +86,10 @@ type Worker struct {
 	// beforePinUpdate, when set (by tests), is called in pinDone right
 	// before a failed pin's file is rewritten.
 	beforePinUpdate func()
-	pruned          time.Time // when dropped/ and corrupt/ were last pruned
+	// beforePinDrop, when set (by tests), is called in dropPin right
+	// before the file of a pin given up on is removed.
+	beforePinDrop func()
+	pruned        time.Time // when dropped/ and corrupt/ were last pruned
 	// pruneFailed is the last prune error logged: a file that can never
 	// be removed fails every prune, and is said once.
 	pruneFailed string
