@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
@@ -267,9 +266,7 @@ func unwrapAll(err error) []error {
 
 // oneLine reports whether s holds no control character nor line
 // separator, which would end or hide part of a line it is shown on.
-func oneLine(s string) bool {
-	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }) < 0
-}
+func oneLine(s string) bool { return escape.OneLine(s) }
 
 func validStore(s string) bool {
 	// url.Parse refuses control characters in a URI, not in a path;

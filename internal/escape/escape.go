@@ -40,6 +40,14 @@ func Controls(s string) string {
 	return b.String()
 }
 
+// OneLine reports whether s shows as one line of text: no control
+// character (a tab, a line break, an escape) nor line or paragraph
+// separator. It is the rule for a target's name, in hook.conf and in a
+// package list's target lines alike.
+func OneLine(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }) < 0
+}
+
 func isControl(r rune) bool {
 	return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f ||
 		r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)

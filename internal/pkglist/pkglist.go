@@ -30,7 +30,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -176,6 +178,10 @@ func (l *List) parse(data []byte) error {
 				return fmt.Errorf("line %d: a target line after the paths", n)
 			case t == "" || strings.ContainsAny(t, "\x00\r"):
 				return fmt.Errorf("line %d: an empty or unprintable target name", n)
+			case !utf8.ValidString(t) || !escape.OneLine(t):
+				// As hook.conf's rule for a target's name: no
+				// target has it, and it would reach messages.
+				return fmt.Errorf("line %d: target name %q holds a byte that is not UTF-8 or a control character (a tab, an escape...), which no target's name may", n, cut([]byte(t)))
 			case len(l.Targets) == maxTargets:
 				return fmt.Errorf("line %d: more than %d targets", n, maxTargets)
 			}
