@@ -143,17 +143,34 @@ let
       absolute = lib.filter (lib.hasPrefix "/");
       # Under a root, store= only names the paths; state=, log= and
       # upper-layer= make no root.
-      rooted = absolute (roots ++ valuesOf [ "root" ]) != [ ];
+      rootDirs = absolute (roots ++ valuesOf [ "root" ]);
+      rooted = rootDirs != [ ];
+      trimSlashes = r: if lib.hasSuffix "/" r then trimSlashes (lib.removeSuffix "/" r) else r;
+      # Under a root, the store directory is ROOT/nix/store unless real=
+      # puts it elsewhere: made as real='s, which Nix would chown.
+      realSet = lib.any (p: p.set && p.name == "real") params;
     in
     {
       dirs = absolute dirs' ++ lib.concatMap (l: l.dirs) lowers;
       storeDirs =
         absolute (valuesOf [ "real" ] ++ lib.optionals (!rooted) (valuesOf [ "store" ]))
+        ++ lib.optionals (!realSet) (map (r: "${trimSlashes r}/nix/store") rootDirs)
         ++ lib.concatMap (l: l.storeDirs) lowers;
     };
+  # local?root=ROOT (and auto, local-overlay with a query) is a local
+  # store too, as the worker's check reads it.
   localStores = map (localStoreDirs 0) (
     lib.filter (
-      u: lib.hasPrefix "/" u || lib.hasPrefix "local://" u || lib.hasPrefix "local-overlay://" u
+      u:
+      lib.hasPrefix "/" u
+      || lib.hasPrefix "local://" u
+      || lib.hasPrefix "local-overlay://" u
+      || lib.elem (builtins.head (lib.splitString "?" u)) [
+        ""
+        "auto"
+        "local"
+        "local-overlay"
+      ]
     ) storeUris
   );
   localStoreStoreDirs = lib.unique (lib.concatMap (l: l.storeDirs) localStores);

@@ -1201,6 +1201,51 @@ func TestNixOSLocalStoreDirs(t *testing.T) {
 	}
 }
 
+// A local store named as Nix's local store with a root= in its query
+// (local?root=ROOT, as `nix copy --to` takes it) is a local store at
+// ROOT, as the worker checks it (LocalStoreDirs): the module looked only
+// at a path, local:// and local-overlay://, so ROOT was left out of
+// ReadWritePaths= (nix copy found it read-only). And under any root
+// without real=, Nix's store directory is ROOT/nix/store, which Nix
+// makes root's, sticky and the build users' group's: a chown the worker,
+// without capabilities, may not do, so docs/nixos.md had it made by
+// hand. It is made as real= is.
+func TestNixOSLocalStoreRootQuery(t *testing.T) {
+	c := needCheckouts(t)
+	var r nixosResult
+	err := c.eval(t, "nixos", `{
+		services.cachix-filter-hook = {
+			enable = true;
+			settings = {
+				store = "local?root=/srv/q";
+				allow = [ "*" ];
+				target = [
+					{ store = "/srv/p/"; allow = [ "*" ]; }
+					{ store = "local-overlay?root=/srv/o&upper-layer=/srv/upper&lower-store=local%3Froot%3D%2Fsrv%2Flower"; allow = [ "*" ]; }
+					{ store = "local:///srv/r?real=/srv/real"; allow = [ "*" ]; }
+				];
+			};
+		};
+	}`, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+	for _, dir := range []string{"/srv/q", "/srv/o", "/srv/upper", "/srv/lower"} {
+		if !slices.Contains(paths, any(`"`+dir+`"`)) {
+			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
+		}
+	}
+	for _, dir := range []string{"/srv/q", "/srv/p", "/srv/o", "/srv/lower"} {
+		if line := `d "` + dir + `/nix/store" 1775 root nixbld -`; !slices.Contains(r.Tmpfiles, line) {
+			t.Errorf("tmpfiles %q: no %q", r.Tmpfiles, line)
+		}
+	}
+	if line := `d "/srv/r/nix/store" 1775 root nixbld -`; slices.Contains(r.Tmpfiles, line) {
+		t.Errorf("tmpfiles %q: %q, though real= puts the store directory elsewhere", r.Tmpfiles, line)
+	}
+}
+
 // A local store with no root (no path, no root=) has store= as its
 // store directory, whatever state=, log= or upper-layer= say, as the
 // worker's check has it (LocalStoreDirs): the module took store= only
