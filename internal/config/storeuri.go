@@ -271,7 +271,7 @@ func storeFiles(s string) []storeFile {
 // a '?' or '#', %-decoded), each once, so that whichever Nix runs, the
 // directory it writes is the one checked.
 func FileStoreDirs(store string) []string {
-	rest, ok := strings.CutPrefix(store, "file://")
+	rest, ok := schemeRest(store, "file")
 	if !ok {
 		return nil
 	}
@@ -288,6 +288,18 @@ func FileStoreDirs(store string) []string {
 		add(d)
 	}
 	return out
+}
+
+// schemeRest returns what follows scheme's "scheme://" in store, or its
+// "scheme:" alone: Nix's URL parser takes scheme:/path as scheme:///path
+// (nix copy --to file:/srv/cache writes /srv/cache), so both name the
+// same directory or socket.
+func schemeRest(store, scheme string) (string, bool) {
+	rest, ok := strings.CutPrefix(store, scheme+":")
+	if !ok {
+		return "", false
+	}
+	return strings.TrimPrefix(rest, "//"), true
 }
 
 // writtenAndDecoded returns s, then s %-decoded when that decodes: Nix
@@ -315,9 +327,9 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 	switch {
 	case strings.HasPrefix(store, "/"):
 		roots = []string{base}
-	case strings.HasPrefix(store, "local://"), strings.HasPrefix(store, "local-overlay://"):
-		_, p, _ := strings.Cut(base, "://")
-		p, _, _ = strings.Cut(p, "#")
+	case strings.HasPrefix(store, "local:"), strings.HasPrefix(store, "local-overlay:"):
+		_, p, _ := strings.Cut(base, ":")
+		p, _, _ = strings.Cut(strings.TrimPrefix(p, "//"), "#")
 		roots = writtenAndDecoded(p)
 	case base == "" || base == "auto" || base == "local" || base == "local-overlay":
 		// As a lower-store= may name one (see checkLowerStores): at
@@ -399,7 +411,7 @@ func LocalStoreDirs(store string) (dirs, storeDirs []string) {
 // (see FileStoreDirs), or nil for another store or for unix:// alone,
 // the daemon's own socket.
 func UnixSocketPaths(store string) []string {
-	rest, ok := strings.CutPrefix(store, "unix://")
+	rest, ok := schemeRest(store, "unix")
 	if !ok {
 		return nil
 	}
@@ -527,12 +539,13 @@ func checkStoreDirs(store string, depth int) error {
 // checkLowerStores applies CheckStoreDirs to the lower-store= of a
 // local-overlay:// store: a store URI (%-decoded once more) that Nix
 // opens as root, and writes as any local store when it is one. The
-// daemon writes its own, and another daemon's socket is checked as a
-// unix:// target's; another store cannot be checked, and Nix wants one
-// with a store directory on this machine all the same.
+// daemon writes its own, but one at another socket is asked which paths
+// are valid, so its socket is checked as a unix:// target's; another
+// store cannot be checked, and Nix wants one with a store directory on
+// this machine all the same.
 func checkLowerStores(store string, depth int) error {
 	base, _, _ := strings.Cut(store, "?")
-	if !strings.HasPrefix(store, "local-overlay://") && base != "local-overlay" {
+	if !strings.HasPrefix(store, "local-overlay:") && base != "local-overlay" {
 		return nil
 	}
 	for _, kv := range strings.Split(rawQuery(store), "&") {
@@ -548,14 +561,15 @@ func checkLowerStores(store string, depth int) error {
 		switch {
 		case lbase == "daemon":
 			// The daemon writes its own store.
-		case strings.HasPrefix(lower, "unix://"):
-			// Another daemon's socket, which Nix connects to as
-			// root: checked as a unix:// target's.
+		case strings.HasPrefix(lower, "unix:"):
+			// Nix copies none of the paths the daemon behind it
+			// claims are valid: its socket is checked as a unix://
+			// target's.
 			if err := checkStoreDirs(lower, depth+1); err != nil {
 				return fmt.Errorf("the local overlay store's lower-store=%s: %w", RedactURI(lower), err)
 			}
 		case lbase == "" || lbase == "auto" || lbase == "local" || lbase == "local-overlay" ||
-			strings.HasPrefix(lower, "/") || strings.HasPrefix(lower, "local://") || strings.HasPrefix(lower, "local-overlay://"):
+			strings.HasPrefix(lower, "/") || strings.HasPrefix(lower, "local:") || strings.HasPrefix(lower, "local-overlay:"):
 			if depth >= maxLowerStores {
 				return fmt.Errorf("the local overlay store's lower-store=: lower stores nest deeper than %d", maxLowerStores)
 			}

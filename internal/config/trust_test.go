@@ -649,3 +649,44 @@ func TestUnixStoreDaemonSocketIsTheDaemon(t *testing.T) {
 		t.Errorf("another socket in %s: CheckStoreDirs = %v, want it refused", sockDir, err)
 	}
 }
+
+// Nix's URL parser takes scheme:/path as scheme:///path: nix copy --to
+// file:/srv/cache writes /srv/cache (Nix 2.8 as the latest), unix:/dir/sock
+// connects to that socket, local:/root opens a local store there. Only
+// the forms with "//" were checked, so file:, unix:, local: and
+// local-overlay: with one slash went to nix copy, as root, unchecked.
+func TestStoreSchemeWithoutSlashesChecked(t *testing.T) {
+	u := testuser.New(t)
+	d := t.TempDir()
+	must(t, os.Chmod(d, 0o755))
+	open := filepath.Join(d, "open")
+	must(t, os.Mkdir(open, 0o777))
+	must(t, os.Chmod(open, 0o777))
+	theirs := filepath.Join(d, "theirs")
+	must(t, os.Mkdir(theirs, 0o755))
+	u.Chown(t, theirs)
+	ok := filepath.Join(d, "ok")
+	must(t, os.Mkdir(ok, 0o755))
+	for _, c := range []struct{ store, bad string }{
+		{"file:" + open, open},
+		{"file:" + open + "?compression=none", open},
+		{"unix:" + theirs + "/socket", theirs},
+		{"local:" + open, open},
+		{"local-overlay:" + ok + "?upper-layer=" + open, open},
+		{"local-overlay:" + ok + "?lower-store=local:" + open, open},
+		{"local-overlay://" + ok + "?lower-store=unix:" + theirs + "/socket", theirs},
+	} {
+		err := CheckStoreDirs(c.store)
+		if err == nil || !strings.Contains(err.Error(), c.bad) {
+			t.Errorf("%s: CheckStoreDirs = %v, want it refused naming %s", c.store, err, c.bad)
+		}
+	}
+	if !relativeFileStore("file:cache") {
+		t.Errorf("file:cache: not refused as relative")
+	}
+	for _, store := range []string{"file:" + ok, "local:" + ok, "unix:" + ok + "/socket"} {
+		if err := CheckStoreDirs(store); err != nil {
+			t.Errorf("%s: %v", store, err)
+		}
+	}
+}
