@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
 // A store URI's ssh-key= or tls-private-key= that the trust rule refuses
@@ -113,9 +114,13 @@ func TestCheckUsedStoreRefusalKeepsItsAdvice(t *testing.T) {
 	open := mk("open", 0o777, 0)
 	shared := mk("shared", os.ModeSticky|0o777, 0)
 	group := mk("group", os.ModeSticky|0o775, 1)
+	theirs := mk("theirs", 0o755, 0)
+	testuser.New(t).Chown(t, theirs)
 	for _, c := range []struct{ store, advice string }{
 		{"file://" + open, "mv " + open + " " + open + ".untrusted"},
+		{"file://" + theirs, "mv " + theirs + " " + theirs + ".untrusted"},
 		{"file://" + shared, "use a directory of root's instead"},
+		{"unix://" + shared + "/socket", "have the daemon bind its socket"},
 		{"local://" + dir + "/root?real=" + group, "mv " + group + " " + group + ".untrusted"},
 	} {
 		cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: c.store}}}
