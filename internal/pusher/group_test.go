@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -273,17 +274,16 @@ func TestPushLeavesNothingRunning(t *testing.T) {
 // escapedFake writes a fake pusher that starts a grandchild outside its
 // process group (setsid), holding its output, prints msg and exits with
 // code once that grandchild is out of the group, so that the group kill
-// misses it and Push waits waitDelay for the pipe. exiting is made just
-// before the exit.
-func escapedFake(t *testing.T, code int, msg string) (bin, exiting string) {
+// misses it and Push waits waitDelay for the pipe.
+func escapedFake(t *testing.T, code int, msg string) (bin string) {
 	t.Helper()
 	dir := t.TempDir()
-	pidFile, exiting := filepath.Join(dir, "pid"), filepath.Join(dir, "exiting")
+	pidFile := filepath.Join(dir, "pid")
 	bin = filepath.Join(dir, "cachix")
 	// The grandchild writes its pid once it has left the group, and
 	// the fake exits only then.
 	script := "#!/bin/sh\nsetsid sh -c 'echo $$ > " + pidFile + ".tmp; mv " + pidFile + ".tmp " + pidFile + "; exec sleep 3600' &\n" +
-		"while [ ! -e " + pidFile + " ]; do sleep 0.01; done\necho '" + msg + "' >&2\n: > " + exiting + "\nexit " + strconv.Itoa(code) + "\n"
+		"while [ ! -e " + pidFile + " ]; do sleep 0.01; done\necho '" + msg + "' >&2\nexit " + strconv.Itoa(code) + "\n"
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -294,37 +294,60 @@ func escapedFake(t *testing.T, code int, msg string) (bin, exiting string) {
 			}
 		}
 	})
-	return bin, exiting
+	return bin
 }
 
-// pushPastTimeout runs bin as the pusher with a push_timeout shorter than
-// waitDelay, so that it passes while Push waits for the pipe the escaped
-// grandchild holds. It skips the test when the fake did not exit well
-// within push_timeout (a loaded machine), the one thing the case needs
-// that no event can ensure.
-func pushPastTimeout(t *testing.T, bin, exiting string) error {
+// pastTimeout takes the pusher's output and holds its first line until
+// the pusher has exited and push_timeout has passed: run cannot judge
+// the push before then, so push_timeout passes after the exit and
+// before the verdict however fast or slow the machine. It notes whether
+// the pusher exited before push_timeout (on a loaded machine it may not
+// have, and was rightly killed).
+type pastTimeout struct {
+	ctx         context.Context // run's, ended by push_timeout
+	cmd         *exec.Cmd
+	within      time.Duration
+	held        bool
+	exitedFirst bool
+}
+
+func (w *pastTimeout) Write(p []byte) (int, error) {
+	if !w.held {
+		w.held = true
+		// cmd.Process was set before run started the reading.
+		pid := w.cmd.Process.Pid
+		_ = eventually.Wait(w.within, func() bool { return !alive(pid) })
+		// Gone while push_timeout had not passed: nothing killed it.
+		w.exitedFirst = !alive(pid) && w.ctx.Err() == nil
+		<-w.ctx.Done()
+	}
+	return len(p), nil
+}
+
+// pushPastTimeout runs the fake made by mkFake as the pusher, with
+// push_timeout passing after it exited and before run judges the push.
+// A fake that did not exit within push_timeout is run again with one
+// twice as long, so that the case is always exercised, never skipped.
+func pushPastTimeout(t *testing.T, mkFake func() string) error {
 	t.Helper()
-	timeout := 1500 * time.Millisecond
-	cfg := &config.Config{Cachix: config.Cachix{Bin: bin}, Queue: config.Queue{PushTimeout: timeout}}
-	start := time.Now()
-	err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{})
-	took := time.Since(start)
-	t.Logf("Push returned after %s: %v", took.Round(time.Millisecond), err)
-	st, serr := os.Stat(exiting)
-	if serr != nil && took < timeout {
-		t.Fatalf("the fake did not get to exit, and Push returned after %s, before push_timeout (%s): %v", took, timeout, err)
+	for timeout := 1500 * time.Millisecond; ; timeout *= 2 {
+		if timeout > eventually.Left(t) {
+			t.Fatalf("the fake never exited within push_timeout (up to %s)", timeout/2)
+		}
+		bin := mkFake()
+		w := &pastTimeout{within: eventually.Left(t)}
+		err := run(context.Background(), timeout, func(ctx context.Context) *exec.Cmd {
+			w.ctx, w.cmd = ctx, exec.CommandContext(ctx, bin, "push", "--", "c")
+			return w.cmd
+		}, w)
+		t.Logf("push_timeout %s: Push = %v", timeout, err)
+		if !w.held {
+			t.Fatalf("the fake printed nothing: Push = %v", err)
+		}
+		if w.exitedFirst {
+			return err
+		}
 	}
-	// Well within: a fake that got there as the timeout came could still
-	// be killed before its exit, and rightly reported as timed out.
-	if within := timeout * 3 / 4; serr != nil || st.ModTime().After(start.Add(within)) {
-		t.Skipf("the fake did not get to exit within %s on this machine: %v", within, err)
-	}
-	// Push waits waitDelay for the pipe after the exit, however fast
-	// the machine: back sooner, the case was not exercised.
-	if took < timeout {
-		t.Fatalf("Push returned after %s, before push_timeout (%s) passed: the grandchild did not hold the output", took, timeout)
-	}
-	return err
 }
 
 // TestPushExitedZeroBeforeTimeout: a pusher that exits 0 while a
@@ -332,8 +355,7 @@ func pushPastTimeout(t *testing.T, bin, exiting string) error {
 // passes while Push waits for that pipe. Reported as a timeout, the
 // batch was pushed again for nothing.
 func TestPushExitedZeroBeforeTimeout(t *testing.T) {
-	bin, exiting := escapedFake(t, 0, "pushed 2 paths")
-	if err := pushPastTimeout(t, bin, exiting); err != nil {
+	if err := pushPastTimeout(t, func() string { return escapedFake(t, 0, "pushed 2 paths") }); err != nil {
 		t.Errorf("Push = %v, want success: the pusher exited 0", err)
 	}
 }
@@ -346,8 +368,7 @@ func TestPushExitedZeroBeforeTimeout(t *testing.T) {
 // neither happened: the reason was lost, and a user would raise
 // push_timeout for nothing.
 func TestPushFailedBeforeTimeoutNotTimedOut(t *testing.T) {
-	bin, exiting := escapedFake(t, 1, "error: the cache refused the upload")
-	err := pushPastTimeout(t, bin, exiting)
+	err := pushPastTimeout(t, func() string { return escapedFake(t, 1, "error: the cache refused the upload") })
 	if err == nil || strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "exit status 1") || !strings.Contains(err.Error(), "the cache refused the upload") {
 		t.Errorf("Push = %v, want the pusher's own exit 1 and its reason, not a timeout", err)
 	}
