@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
@@ -17,17 +17,17 @@ import (
 // has returned goes at once too, beside it: that nix-build builds
 // nothing more, so gathering for the running push to end would only delay
 // it (issue 22: the last build of a burst waited for a quiet timer and
-// for the push before it). Each push here sleeps 20 s first.
+// for the push before it). Each push here waits at the stand-in's gate
+// until the test has seen both running.
 func TestBatchingBesideRunningPush(t *testing.T) {
 	t.Parallel()
-	e, s, first := slowFirstPush(t, "beside")
+	e, s, first, open := slowFirstPush(t, "beside")
 	second, _ := e.Build(nixtest.Drv(s, "second-1.0", nil))
-	// Well within the first push's 20 s.
-	eventually.True(t, 15*time.Second, "a second push beside the first", func() bool { return len(plStandinPIDs(e)) == 2 })
-	if n := len(e.Invocations()); n != 0 {
-		t.Fatalf("%d pushes ended already: the timing of this test does not hold", n)
-	}
-	e.Wait(2 * time.Minute)
+	// The first push is held at the gate: a worker that waited for it
+	// to end never starts the second.
+	eventually.True(t, eventually.Left(t), "a second push beside the first (held at the gate)", func() bool { return len(plStandinPIDs(e)) == 2 })
+	open()
+	e.Wait(eventually.Left(t))
 	var calls [][]string
 	for _, inv := range e.Invocations() {
 		if inv.Exit != 0 {
@@ -47,14 +47,14 @@ func TestBatchingBesideRunningPush(t *testing.T) {
 // say no more builds will come from it (issue 22: the last build of a
 // burst went only when nix-build exited, some 60 ms after its hook).
 // Before the worker read those roots, the shell's path waited here for
-// the first push's 20 s to end.
+// the first push to end.
 func TestBatchingBesideOnceBuildsAreDone(t *testing.T) {
 	t.Parallel()
-	e, s, _ := slowFirstPush(t, "done")
+	e, s, _, open := slowFirstPush(t, "done")
 
 	dep := nixtest.Drv(s, "shell-input-1.0", nil)
 	file := nixtest.WriteExpr(t, e.Dir, fmt.Sprintf(`derivation { name = "shell-%s"; system = builtins.currentSystem; builder = "/bin/sh"; input = %s; }`, s, dep))
-	argv := e.onHost([]string{"nix-shell", file, "--option", "substituters", "", "--option", "post-build-hook", hookBin, "--run", "sleep 60"})
+	argv := e.onHost([]string{"nix-shell", file, "--option", "substituters", "", "--option", "post-build-hook", hookBin, "--run", "while [ ! -e '" + filepath.Join(e.Dir, "standin-gate") + "' ]; do sleep 0.1; done"})
 	shell := exec.Command(argv[0], argv[1:]...)
 	shell.Env = e.environ()
 	var out bytes.Buffer
@@ -65,18 +65,17 @@ func TestBatchingBesideOnceBuildsAreDone(t *testing.T) {
 	ended := make(chan struct{})
 	go func() { shell.Wait(); close(ended) }()
 	t.Cleanup(func() { shell.Process.Kill(); <-ended })
-	// Well within the first push's 20 s, the shell still running.
-	eventually.True(t, 15*time.Second, "a second push beside the first", func() bool { return len(plStandinPIDs(e)) == 2 })
+	// The first push is held at the gate, and the shell runs until it
+	// opens.
+	eventually.True(t, eventually.Left(t), "a second push beside the first (held at the gate)", func() bool { return len(plStandinPIDs(e)) == 2 })
 	select {
 	case <-ended:
-		t.Fatalf("nix-shell ended: the timing of this test does not hold\n%s", out.String())
+		t.Fatalf("nix-shell ended before the gate opened\n%s", out.String())
 	default:
 	}
-	if n := len(e.Invocations()); n != 0 {
-		t.Fatalf("%d pushes ended already: the timing of this test does not hold", n)
-	}
+	open()
 	shell.Process.Kill()
-	e.Wait(2 * time.Minute)
+	e.Wait(eventually.Left(t))
 	var calls [][]string
 	for _, inv := range e.Invocations() {
 		calls = append(calls, inv.Paths)
@@ -87,10 +86,11 @@ func TestBatchingBesideOnceBuildsAreDone(t *testing.T) {
 	}
 }
 
-// slowFirstPush makes a queue for cache whose pushes each sleep 20 s,
-// builds one path (first-1.0, salted with s) and waits for its push to
-// start, so that what the test builds next arrives while it runs.
-func slowFirstPush(t *testing.T, cache string) (e *Env, s string, first []string) {
+// slowFirstPush makes a queue for cache whose pushes each wait at the
+// stand-in's gate until open is called, builds one path (first-1.0,
+// salted with s) and waits for its push to start, so that what the test
+// builds next arrives while it runs.
+func slowFirstPush(t *testing.T, cache string) (e *Env, s string, first []string, open func()) {
 	t.Helper()
 	e = NewEnv(t, fmt.Sprintf(`
 cache = %q
@@ -99,9 +99,9 @@ allow = ["*"]
 [cachix]
 bin = "@CACHIX@"
 `, cache))
-	plSetVar(e, "CACHIX_STANDIN_DELAY", "20s")
+	open = plGate(t, e)
 	s = nixtest.Salt()
 	first, _ = e.Build(nixtest.Drv(s, "first-1.0", nil))
-	eventually.True(t, time.Minute, "the first push to start", func() bool { return len(plStandinPIDs(e)) == 1 })
-	return e, s, first
+	eventually.True(t, eventually.Left(t), "the first push to start", func() bool { return len(plStandinPIDs(e)) == 1 })
+	return e, s, first, open
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -72,6 +73,13 @@ func sampleArgv(secrets, patterns []string) *argvSampler {
 		}
 	}()
 	return s
+}
+
+// seen says whether a command line holding pattern was seen yet.
+func (s *argvSampler) seen(pattern string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.matched[pattern]
 }
 
 func (s *argvSampler) Stop() (leaks []string, matched map[string]bool, passes int) {
@@ -135,11 +143,14 @@ auth_token_file = "@DIR@/token"
 	if err := os.WriteFile(filepath.Join(e.Dir, "token"), []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The stand-in takes a second per push, to be seen running.
-	e.Vars = append(e.Vars, "CACHIX_STANDIN_DELAY=1s")
+	// The stand-in's push waits at the gate until the sampler has seen
+	// it running.
+	open := plGate(t, e)
 	sampler = sampleArgv([]string{token}, []string{standinBin + " push", " copy --to file://"})
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "tk-1.0", nil)))
-	e.Wait(60 * time.Second)
+	eventually.True(t, eventually.Left(t), "the sampler to see cachix push running (held at the gate)", func() bool { return sampler.seen(standinBin + " push") })
+	open()
+	e.Wait(eventually.Left(t))
 	leaks, matched, passes := sampler.Stop()
 	if len(leaks) > 0 {
 		t.Errorf("the token was in command lines:\n%s", strings.Join(leaks, "\n"))
