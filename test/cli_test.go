@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -32,9 +32,9 @@ allow = ["*"]
 	t.Cleanup(func() { killWorkers(otherQueue) })
 	// Built without our hook: only push queues it.
 	paths, _, _ := e.BuildWith("/bin/true", nixtest.Drv(nixtest.Salt(), "hello-2.12.1", nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
-	out, errOut, code := e.Run(ctx, "push", paths[0], "--config", other, "--wait", "--timeout", "60s")
+	out, errOut, code := e.Run(ctx, "push", paths[0], "--config", other, "--wait", "--timeout", eventually.Left(t).String())
 	if code != 0 {
 		t.Fatalf("push PATH --config X exited %d:\n%s%s", code, out, errOut)
 	}

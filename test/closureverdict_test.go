@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -124,7 +125,7 @@ closure_deny = "` + mode + `"
 
 		// What push does: what it said, with the very reasons; nothing
 		// queued for the worker to drop, and no failure (issue 18).
-		pushed, _ := ruRun(t, e, 0, "push", "--wait", "--timeout", "60s", app, tool)
+		pushed, _ := ruRun(t, e, 0, "push", "--wait", "--timeout", eventually.Left(t).String(), app, tool)
 		jv := cvExplain(t, e, app, tool)
 		for i, p := range []string{app, tool} {
 			if want := filepath.Base(p)[33:] + ": " + jv[i].Targets[0].Rule; !strings.Contains(pushed, want) {
@@ -182,7 +183,7 @@ closure_deny = "` + mode + `"
 			t.Errorf("push --dry-run --closure:\n%s", dry)
 		}
 		// And so it does.
-		ruRun(t, e, 0, "push", "--wait", "--timeout", "60s", app, tool)
+		ruRun(t, e, 0, "push", "--wait", "--timeout", eventually.Left(t).String(), app, tool)
 		if got, want := scSet(CachePaths(t, filepath.Join(e.Dir, "cache"))), scPaths(app, secret, tool, big); !reflect.DeepEqual(got, want) {
 			t.Errorf("cache holds %v, want %v", got, want)
 		}
@@ -247,7 +248,7 @@ closure_deny = "` + mode + `"
 				if want := `queued 1 of 2 paths for main (not queued app-1.0-secret: deny "*-secret", but uploaded -> main inside the closure of app-1.0 (closure_deny = "push"))`; !strings.HasSuffix(appLine, want) {
 					t.Errorf("the hook's line on app:\n got %s\nwant ...%s", appLine, want)
 				}
-				e.Wait(60 * time.Second)
+				e.Wait(eventually.Left(t))
 				if c := CachePaths(t, filepath.Join(e.Dir, "cache")); !c[app] || !c[secret] {
 					t.Errorf("cache holds %v, want %s inside %s's closure", scSet(c), secret, app)
 				}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
@@ -40,7 +39,7 @@ deny = ["secret-*"]
 		t.Fatalf("push --dry-run --closure:\n%s", dry)
 	}
 	for round := range 2 { // a shellHook, entered twice
-		out, errOut := ruRun(t, e, 0, "push", "--closure", "--wait", "--timeout", "60s", root)
+		out, errOut := ruRun(t, e, 0, "push", "--closure", "--wait", "--timeout", eventually.Left(t).String(), root)
 		for _, want := range []string{"queued 0 of 3 paths", `leaky-1.0: closure_deny = "skip": its closure contains ` + secret + `, denied by "secret-*"`, `secret-token-1: deny "secret-*"`} {
 			if !strings.Contains(out, want) {
 				t.Errorf("round %d: push --closure --wait says\n%s%s\nwithout %q", round, out, errOut, want)
@@ -66,7 +65,7 @@ func TestWaitExitCodes(t *testing.T) {
 store = "file://@DIR@/cache"
 allow = ["*"]
 `)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	if _, _, code := e.Run(ctx, "wait", "--no-such-flag"); code != 2 {
 		t.Errorf("wait --no-such-flag exited %d, want 2", code)
@@ -77,7 +76,7 @@ allow = ["*"]
 	// The last wait's worker exits once idle (linger = 1s); the lock
 	// is free then.
 	idle := func() {
-		eventually.True(t, 30*time.Second, "the worker to exit", func() bool { return len(workerPIDs(e.Queue)) == 0 })
+		eventually.True(t, eventually.Left(t), "the worker to exit", func() bool { return len(workerPIDs(e.Queue)) == 0 })
 	}
 	round := func(failOnDrop bool) {
 		idle()
@@ -90,7 +89,7 @@ allow = ["*"]
 			t.Fatal(err)
 		}
 		unlock()
-		args := []string{"wait", "--timeout", "60s"}
+		args := []string{"wait", "--timeout", eventually.Left(t).String()}
 		want := 0
 		if failOnDrop {
 			args, want = append(args, "--fail-on-drop"), 3
@@ -119,7 +118,7 @@ allow = ["*"]
 		t.Fatalf("nix-store --delete %s: %v\n%s", gone, err, out)
 	}
 	unlock()
-	_, errOut, code := e.Run(ctx, "wait", "--timeout", "60s")
+	_, errOut, code := e.Run(ctx, "wait", "--timeout", eventually.Left(t).String())
 	if code != 3 || !strings.Contains(errOut, "lost: 1 (not pushed):\n  "+gone+" -> ") || !strings.Contains(errOut, "garbage-collected") {
 		t.Errorf("wait exited %d, want 3 listing %s as lost:\n%s", code, gone, errOut)
 	}

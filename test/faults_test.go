@@ -62,7 +62,7 @@ func flBuildPiped(t *testing.T, e *Env, hook, expr string) time.Duration {
 	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c",
 		`(nix-build "$1" --no-out-link --option substituters "" --option post-build-hook "$2" 7>&1) | cat`, "sh", file, hook)
@@ -73,7 +73,7 @@ func flBuildPiped(t *testing.T, e *Env, hook, expr string) time.Duration {
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
 	if ctx.Err() != nil {
-		t.Fatalf("(nix-build ... 7>&1) | cat with hook %s did not return in 2 minutes: something holds the pipe\n%s", hook, out)
+		t.Fatalf("(nix-build ... 7>&1) | cat with hook %s did not return by go test's bound: something holds the pipe\n%s", hook, out)
 	}
 	if err != nil {
 		t.Fatalf("nix-build failed: %v\n%s", err, out)
@@ -300,7 +300,7 @@ bin = "@CACHIX@"
 		t.Errorf("status after SIGTERM shows failures:\n%s", st)
 	}
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "")
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	for _, c := range []string{"first", "second"} {
 		plExpectCache(t, c, filepath.Join(e.Standin, c), paths, func(string) bool { return true })
 	}
@@ -403,7 +403,7 @@ max_size = "1MiB"
 	const flood = 50 << 20
 	flTrick(t, e, "flood="+strconv.Itoa(flood))
 	cmd, exited := flStartWorker(t, e)
-	eventually.True(t, 2*time.Minute, "the flooding push to land", func() bool {
+	eventually.True(t, eventually.Left(t), "the flooding push to land", func() bool {
 		return e.QueueEntries() == 0 && len(CachePaths(t, filepath.Join(e.Standin, "flood"))) > 0
 	})
 	hwm := flVmHWM(t, cmd.Process.Pid)
@@ -465,11 +465,11 @@ allow = ["*"]
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "future-1.0", nil)))
 	unlock()
 	flRestamp(t, e, "queued", time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339Nano))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	out, errOut, code := e.Run(ctx, "worker", "--once")
 	if ctx.Err() != nil {
-		t.Fatalf("worker --once did not exit in 2 minutes with a future-stamped entry")
+		t.Fatalf("worker --once did not exit by go test's bound with a future-stamped entry")
 	}
 	if code != 0 {
 		t.Fatalf("worker --once exited %d: %s%s", code, out, errOut)
@@ -534,11 +534,11 @@ bin = "@CACHIX@"
 `)
 	flTrick(t, e, "fail")
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "down-1.0", nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	_, errOut, code := e.Run(ctx, "wait")
 	if ctx.Err() != nil {
-		t.Fatal("wait without --timeout did not return in 2 minutes although every push fails")
+		t.Fatal("wait without --timeout did not return by go test's bound although every push fails")
 	}
 	if code != 3 || !strings.Contains(errOut, "every path left has failed") || !strings.Contains(errOut, "simulated failure (trick)") {
 		t.Fatalf("wait exited %d, want 3 with the errors:\n%s", code, errOut)
@@ -667,7 +667,7 @@ retry_max = "1s"
 	<-done
 	built := time.Since(start)
 	// `wait` starts a worker if the last one was killed.
-	e.Wait(2 * time.Minute)
+	e.Wait(eventually.Left(t))
 	cache := CachePaths(t, filepath.Join(e.Standin, "soak"))
 	landed, leaked := 0, 0
 	for _, p := range allowed {

@@ -215,8 +215,8 @@ file = "@DIR@/textfile/cachix_filter_hook.prom"
 	open()
 	// ... and down after wait; the path whose closure holds a denied
 	// one is dropped.
-	e.WaitDropped(90*time.Second, false, byName["uses-secret-"+salt])
-	eventually.True(t, 20*time.Second, "pending{main} 0 after wait", func() bool {
+	e.WaitDropped(eventually.Left(t), false, byName["uses-secret-"+salt])
+	eventually.True(t, eventually.Left(t), "pending{main} 0 after wait", func() bool {
 		m := read()
 		return m["cachix_filter_hook_pending{target=main}"] == 0 && m["cachix_filter_hook_pushed_paths_total{target=main}"] >= 2
 	}, func() string { d, _ := os.ReadFile(file); return string(d) })
@@ -235,7 +235,7 @@ file = "@DIR@/textfile/cachix_filter_hook.prom"
 		t.Fatal(err)
 	}
 	e.Build(nixtest.Drv(salt, "flaky-thing-"+salt, nil))
-	eventually.True(t, 60*time.Second, "failing{target=main} >= 1", func() bool {
+	eventually.True(t, eventually.Left(t), "failing{target=main} >= 1", func() bool {
 		m := read()
 		return m["cachix_filter_hook_failing{target=main}"] >= 1 && m["cachix_filter_hook_pusher_calls_total{result=failure,target=main}"] >= 1
 	}, func() string { d, _ := os.ReadFile(file); return string(d) + e.Log() })
@@ -267,7 +267,7 @@ file = "@DIR@/textfile/cachix_filter_hook.prom"
 
 	// The pusher recovers; once the worker has exited, the file (its
 	// last word) and status --prometheus say the same.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	if err := os.Remove(trick); err != nil {
 		t.Fatal(err)
@@ -275,8 +275,8 @@ file = "@DIR@/textfile/cachix_filter_hook.prom"
 	if out, errOut, code := e.Run(ctx, "retry"); code != 0 {
 		t.Fatalf("retry: %d %s%s", code, out, errOut)
 	}
-	e.Wait(60 * time.Second)
-	eventually.True(t, 30*time.Second, "the worker to exit", func() bool { return len(workerPIDs(e.Queue)) == 0 })
+	e.Wait(eventually.Left(t))
+	eventually.True(t, eventually.Left(t), "the worker to exit", func() bool { return len(workerPIDs(e.Queue)) == 0 })
 	status, errOut, code := e.Run(ctx, "status", "--prometheus")
 	if code != 0 {
 		t.Fatalf("status --prometheus: %d %s", code, errOut)
@@ -325,7 +325,7 @@ file = "@DIR@/m.prom"
 	if root == "" {
 		t.Fatalf("no generation among %v", paths)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	out, errOut, code := e.Run(ctx, "push", "--closure", "--pin", "{host}-{target}-home", "--keep-revisions", "3", root)
 	if code != 0 {
@@ -342,7 +342,7 @@ file = "@DIR@/m.prom"
 	}
 	// SIGKILL the worker once the first push is done: the second push
 	// and both pins are still to come.
-	eventually.True(t, 60*time.Second, "a push to finish", func() bool {
+	eventually.True(t, eventually.Left(t), "a push to finish", func() bool {
 		h, _ := os.ReadFile(filepath.Join(e.Queue, "history.jsonl"))
 		return strings.Contains(string(h), `"outcome":"pushed"`)
 	}, e.Log)
@@ -353,7 +353,7 @@ file = "@DIR@/m.prom"
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	if out, errOut, code := e.Run(ctx, "wait", "--timeout", "2m"); code != 0 {
+	if out, errOut, code := e.Run(ctx, "wait", "--timeout", eventually.Left(t).String()); code != 0 {
 		t.Fatalf("wait: %d\n%s%s\n%s", code, out, errOut, e.Log())
 	}
 	// Exactly one pin per Cachix target, by name, path and keep.
@@ -429,7 +429,7 @@ bin = "@CACHIX@"
 			paths, log := e.Build(nixtest.Drv(salt, "fleet-app-"+salt, nil))
 			p := paths[0]
 			off := "target mycache is for hosts builder-*; this is laptop"
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 			defer cancel()
 			explain, _, _ := e.Run(ctx, "explain", p)
 			if host == "laptop" {
@@ -443,7 +443,7 @@ bin = "@CACHIX@"
 			} else if want := fmt.Sprintf("push %s -> mycache, all (allow \"*\")", p); strings.TrimSpace(explain) != want {
 				t.Errorf("explain = %q, want %q", explain, want)
 			}
-			e.Wait(60 * time.Second)
+			e.Wait(eventually.Left(t))
 			inMy := CachePaths(t, filepath.Join(e.Standin, "mycache"))[p]
 			inAll := CachePaths(t, filepath.Join(e.Dir, "all"))[p]
 			if inMy != (host == "builder-1") || !inAll {

@@ -228,7 +228,7 @@ func (e *Env) Wait(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
 	defer cancel()
 	if out, errOut, code := e.Run(ctx, "wait", "--timeout", timeout.String()); code != 0 {
-		e.t.Fatalf("wait exited %d:\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
+		e.t.Fatalf("wait for the queue to drain (--timeout %s) exited %d:\n%s%s\nworker log:\n%s", timeout, code, out, errOut, e.Log())
 	}
 }
 

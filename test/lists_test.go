@@ -15,8 +15,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -140,7 +140,7 @@ func TestListAcceptance(t *testing.T) {
 	if got, want := pkHookLine(t, log, "cachix-packages-dev"), "cachix-filter-hook: queued 2 of 2 listed in cachix-packages-dev: openc910-2.3, myapp-1.0 -> mycache"; got != want {
 		t.Errorf("hook line:\n got %s\nwant %s", got, want)
 	}
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	cache := CachePaths(t, filepath.Join(e.Dir, "cache"))
 	pkSame(t, "cache", cache, pkClosure(t, p["openc910"], p["myapp"]))
 	if !cache[p["libdep"]] || cache[p["openc910.dev"]] || cache[p["list"]] {
@@ -158,7 +158,7 @@ func TestListAcceptance(t *testing.T) {
 	if got, want := pkHookLine(t, log, "cachix-packages-dev"), "cachix-filter-hook: queued 1 of 3 listed in cachix-packages-dev: unlisted-1.0 -> mycache (already pushed: 2 to mycache)"; got != want {
 		t.Errorf("hook line after the change:\n got %s\nwant %s", got, want)
 	}
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	if c := CachePaths(t, filepath.Join(e.Dir, "cache")); !c[p["unlisted"]] || len(c) != len(cache)+1 {
 		t.Errorf("after the change the cache holds %v", c)
 	}
@@ -182,7 +182,7 @@ func TestListAsInput(t *testing.T) {
 	if got, want := pkHookLine(t, log, "cachix-packages"), "cachix-filter-hook: queued 1 of 1 listed in cachix-packages: myapp-1.0 -> mycache"; got != want {
 		t.Errorf("hook line:\n got %s\nwant %s", got, want)
 	}
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	pkSame(t, "cache", CachePaths(t, filepath.Join(e.Dir, "cache")), map[string]bool{p["myapp"]: true})
 }
 
@@ -198,7 +198,7 @@ func TestListOutputsAndDeny(t *testing.T) {
 	if got, want := pkHookLine(t, log, "cachix-packages-x"), `cachix-filter-hook: queued 1 of 2 listed in cachix-packages-x: openc910-2.3-dev -> mycache (skipped secret-key-1: deny "secret-*")`; got != want {
 		t.Errorf("hook line:\n got %s\nwant %s", got, want)
 	}
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	pkSame(t, "cache", CachePaths(t, filepath.Join(e.Dir, "cache")), pkClosure(t, p["openc910.dev"]))
 }
 
@@ -239,7 +239,7 @@ allow = ["unlisted-*"]
 	if got, want := pkHookLine(t, log, "cachix-packages"), "cachix-filter-hook: queued 1 of 1 listed in cachix-packages: myapp-1.0 -> on"; got != want {
 		t.Errorf("hook line:\n got %s\nwant %s", got, want)
 	}
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	pkSame(t, "on", CachePaths(t, filepath.Join(e.Dir, "on")), map[string]bool{p["myapp"]: true})
 	pkSame(t, "off", CachePaths(t, filepath.Join(e.Dir, "off")), map[string]bool{})
 }
@@ -292,7 +292,7 @@ func TestListHostile(t *testing.T) {
 	if !strings.Contains(out, "queued 1 of 2 listed in cachix-packages-t") || !strings.Contains(out, "only as text") {
 		t.Errorf("push of the text-only list said:\n%s", out)
 	}
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	for _, cache := range []string{"cache", "other"} {
 		pkSame(t, cache, CachePaths(t, filepath.Join(e.Dir, cache)), pkClosure(t, p["openc910"]))
 	}
@@ -323,9 +323,9 @@ func TestListPushClosure(t *testing.T) {
 	if !strings.Contains(out, "queued 2 of ") || !strings.Contains(out, "2 listed in cachix-packages-system") {
 		t.Errorf("push --closure: %s", out)
 	}
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	pkSame(t, "cache", CachePaths(t, filepath.Join(e.Dir, "cache")), pkClosure(t, p["myapp"], p["openc910"]))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	if out, _, _ := e.Run(ctx, "log", "--json"); !strings.Contains(out, `"listed_in":"`+p["list"]+`"`) {
 		t.Errorf("history:\n%s", out)
@@ -339,7 +339,7 @@ func TestListWatchExec(t *testing.T) {
 	salt := nixtest.Salt()
 	file := nixtest.WriteExpr(t, e.Dir, pkExpr(salt, `list = cfh.cachixPackages { packages = [ myapp ]; name = "wx-`+salt+`"; };`))
 	p := pkPaths(t, file, "myapp")
-	out, errOut := ruRun(t, e, 0, "watch-exec", "--wait", "--timeout", "90s", "--", "nix-build", file, "-A", "list", "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", "")
+	out, errOut := ruRun(t, e, 0, "watch-exec", "--wait", "--timeout", eventually.Left(t).String(), "--", "nix-build", file, "-A", "list", "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", "")
 	// Other tests' lists built meanwhile may be named beside it
 	// ("listed in cachix-packages-system, cachix-packages-wx-…").
 	if !regexp.MustCompile(`listed in [^;()]*\bcachix-packages-wx-` + salt + `\b`).MatchString(errOut) {
@@ -365,7 +365,7 @@ func TestListWatchExecTextOnly(t *testing.T) {
   textonly = handmade "cachix-packages-wxt" "printf '%%s\n' '%s' '%s' $openc910 > $out";`,
 		"cachix-filter-hook package list 1", victim)))
 	p := pkPaths(t, file, "openc910")
-	out, errOut := ruRun(t, e, 0, "watch-exec", "--wait", "--timeout", "90s", "--", "nix-build", file, "-A", "textonly", "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", "")
+	out, errOut := ruRun(t, e, 0, "watch-exec", "--wait", "--timeout", eventually.Left(t).String(), "--", "nix-build", file, "-A", "textonly", "--no-out-link", "--option", "substituters", "", "--option", "post-build-hook", "")
 	// Five new paths; of the list's two, openc910 alone is queued (the
 	// victim is not new, and is named in the list alone).
 	if !strings.Contains(errOut, "queued 1 of 5 paths for mycache (2 listed in cachix-packages-wxt;") {

@@ -18,8 +18,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -110,7 +110,7 @@ func TestNixfilesParse(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	for _, f := range files {
 		rel, _ := filepath.Rel(root, f)
@@ -142,7 +142,7 @@ func TestNixfilesVendorHash(t *testing.T) {
 	// What buildGoModule's fixed-output derivation does: `go mod vendor`,
 	// then the NAR hash of the vendor directory (null when there is
 	// nothing to vendor).
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	vendor := filepath.Join(t.TempDir(), "vendor")
 	if _, err := nixfilesRun(ctx, root, []string{"GOWORK=off", "GOFLAGS="}, goBin, "mod", "vendor", "-o", vendor); err != nil {
@@ -165,7 +165,7 @@ func TestNixfilesUpdateScriptCheck(t *testing.T) {
 	nixfilesRequire(t, "nix", "go", "bash")
 	root := nixfilesRepoRoot(t)
 	script := filepath.Join(root, "nix", "update-vendor-hash.sh")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	if _, err := nixfilesRun(ctx, root, nil, "bash", "-n", script); err != nil {
 		t.Fatalf("bash -n %s: %v", script, err)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
@@ -26,7 +25,7 @@ type ocRecord struct {
 
 func ocLog(t *testing.T, e *Env, args ...string) []ocRecord {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	out, errOut, code := e.Run(ctx, append([]string{"log", "--json"}, args...)...)
 	if code != 0 {
@@ -72,11 +71,11 @@ bin = "@CACHIX@"
 		t.Fatalf("%d entries queued, want app-1.0 and app-clean-1.0", n)
 	}
 	unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	// The drop is the closure rule's verdict, not a failure: exit 0
 	// (issue 18), with the drop listed and its rule.
-	out, errOut, code := e.Run(ctx, "wait", "--timeout", "60s")
+	out, errOut, code := e.Run(ctx, "wait", "--timeout", eventually.Left(t).String())
 	if code != 0 {
 		t.Fatalf("wait exited %d, want 0 (a path was left out by the rules):\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
 	}
@@ -98,7 +97,7 @@ bin = "@CACHIX@"
 
 	// -q: nothing but what was not pushed (nothing now: wait waited for
 	// nothing).
-	out, errOut, code = e.Run(ctx, "wait", "-q", "--timeout", "60s")
+	out, errOut, code = e.Run(ctx, "wait", "-q", "--timeout", eventually.Left(t).String())
 	if code != 0 || out != "" || errOut != "" {
 		t.Errorf("wait -q on an empty queue: exit %d, output %q %q", code, out, errOut)
 	}
@@ -113,7 +112,7 @@ bin = "@CACHIX@"
 	bad := nixtest.ByName(paths2)["app-bad-1.0"]
 	// The hook queued it; once it has failed (a state, not a time),
 	// push --wait of it reports the failure when it gives up.
-	eventually.True(t, 60*time.Second, "the bad path to fail", func() bool {
+	eventually.True(t, eventually.Left(t), "the bad path to fail", func() bool {
 		_, st := plStatusJSON(t, e)
 		return len(st.Targets) == 1 && st.Targets[0].Failing == 1
 	})

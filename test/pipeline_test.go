@@ -110,7 +110,7 @@ type plStatus struct {
 // parsed form.
 func plStatusJSON(t *testing.T, e *Env) (string, plStatus) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	out, errOut, code := e.Run(ctx, "status", "--json")
 	if code != 0 {
@@ -126,7 +126,7 @@ func plStatusJSON(t *testing.T, e *Env) (string, plStatus) {
 // plStatusText runs `status` and returns stdout and stderr together.
 func plStatusText(t *testing.T, e *Env) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	out, errOut, code := e.Run(ctx, "status")
 	if code != 0 {
@@ -173,7 +173,7 @@ func plKill(t *testing.T, pid int) {
 // plStopWorkers kills the queue's workers and waits until none is left.
 func plStopWorkers(t *testing.T, e *Env) {
 	t.Helper()
-	eventually.True(t, 10*time.Second, "the workers to die", func() bool {
+	eventually.True(t, eventually.Left(t), "the workers to die", func() bool {
 		killWorkers(e.Queue)
 		return len(workerPIDs(e.Queue)) == 0
 	})
@@ -398,7 +398,7 @@ bin = "@CACHIX@"
 	}
 
 	open()
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	plExpectCache(t, "slow", filepath.Join(e.Standin, "slow"), paths, func(string) bool { return true })
 }
 
@@ -436,7 +436,7 @@ retry_max = "1s"
 	// While cachix fails, status says which entries fail, how often,
 	// and why.
 	var sawJSON, sawText bool
-	eventually.True(t, 60*time.Second, "status to show failing entries", func() bool {
+	eventually.True(t, eventually.Left(t), "status to show failing entries", func() bool {
 		if !sawJSON {
 			_, st := plStatusJSON(t, e)
 			for _, tg := range st.Targets {
@@ -455,7 +455,7 @@ retry_max = "1s"
 	})
 
 	flTrick(t, e, "")
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	plExpectCache(t, "flaky", filepath.Join(e.Standin, "flaky"), paths, func(string) bool { return true })
 	failed := 0
 	for _, inv := range e.Invocations() {
@@ -488,7 +488,7 @@ bin = "@CACHIX@"
 	s := nixtest.Salt()
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "w1-1.0", nil), nixtest.Drv(s, "w2-1.0", nil), nixtest.Drv(s, "w3-1.0", nil)))
 
-	eventually.True(t, 60*time.Second, "the worker to start pushing", func() bool { return len(plStandinPIDs(e)) > 0 })
+	eventually.True(t, eventually.Left(t), "the worker to start pushing", func() bool { return len(plStandinPIDs(e)) > 0 })
 	// A second worker the hooks started may still be waiting for the
 	// lock; it goes too.
 	workers := workerPIDs(e.Queue)
@@ -498,10 +498,10 @@ bin = "@CACHIX@"
 	for _, pid := range workers {
 		plKill(t, pid)
 	}
-	eventually.True(t, 30*time.Second, "the worker to die", func() bool { return len(workerPIDs(e.Queue)) == 0 })
+	eventually.True(t, eventually.Left(t), "the worker to die", func() bool { return len(workerPIDs(e.Queue)) == 0 })
 	// The pusher dies with it (it would otherwise wait at the gate, and
 	// upload for a worker that is gone).
-	eventually.True(t, 30*time.Second, "the pusher to die with the worker", func() bool { return len(plStandinPIDs(e)) == 0 })
+	eventually.True(t, eventually.Left(t), "the pusher to die with the worker", func() bool { return len(plStandinPIDs(e)) == 0 })
 	if got := e.QueueEntries(); got != len(paths) {
 		t.Fatalf("%d entries queued after the worker died, want %d", got, len(paths))
 	}
@@ -534,7 +534,7 @@ bin = "@CACHIX@"
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "p1-1.0", nil), nixtest.Drv(s, "p2-1.0", nil)))
 
 	var pids []int
-	eventually.True(t, 60*time.Second, "the worker to start pushing", func() bool {
+	eventually.True(t, eventually.Left(t), "the worker to start pushing", func() bool {
 		pids = plStandinPIDs(e)
 		return len(pids) > 0
 	})
@@ -652,7 +652,7 @@ bin = "@CACHIX@"
 	}
 
 	unlock()
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	plExpectCache(t, "files", filepath.Join(e.Dir, "files"), paths, func(n string) bool { return strings.HasPrefix(n, "sel-a-") })
 	plExpectCache(t, "conc", filepath.Join(e.Standin, "conc"), paths, func(n string) bool { return strings.HasPrefix(n, "sel-") })
 	pushed := plPushedPaths(t, e)
@@ -723,7 +723,7 @@ dir = "@DIR@/notadir/queue"
 		if err := os.WriteFile(e.Conf, []byte(strict), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 		defer cancel()
 		_, errOut, code := e.RunEnv(ctx, []string{"OUT_PATHS=" + paths[0]})
 		if code == 0 || !strings.Contains(errOut, "could not queue") {
@@ -736,7 +736,7 @@ store = "file://@DIR@/cache"
 allow = ["*"]
 `)
 		paths, _, _ := e.BuildWith("/bin/true", nixtest.List(nixtest.Drv(nixtest.Salt(), "real-1.0", nil)))
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 		defer cancel()
 
 		_, errOut, code := e.RunEnv(ctx, []string{"OUT_PATHS=/etc/passwd ../x /nix/store/short"})
@@ -820,7 +820,7 @@ retry_max = "1s"
 	paths, log := e.Build(nixtest.List(nixtest.Drv(s, "tok1-1.0", nil), nixtest.Drv(s, "tok2-1.0", nil)))
 	seen := []string{"build log\n" + log}
 	sawFailing := false
-	eventually.True(t, 60*time.Second, "the entries to fail", func() bool {
+	eventually.True(t, eventually.Left(t), "the entries to fail", func() bool {
 		out, st := plStatusJSON(t, e)
 		seen = append(seen, "status --json\n"+out, "status\n"+plStatusText(t, e))
 		for _, tg := range st.Targets {
@@ -829,7 +829,7 @@ retry_max = "1s"
 		return sawFailing
 	})
 	flTrick(t, e, "")
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	plExpectCache(t, "tok", filepath.Join(e.Standin, "tok"), paths, func(string) bool { return true })
 
 	invs := e.Invocations()
@@ -939,7 +939,7 @@ bin = "@CACHIX@"
 		t.Fatalf("%d entries queued, want 5", n)
 	}
 	unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	if out, errOut, code := e.Run(ctx, "retry"); code != 0 {
 		t.Fatalf("retry exited %d: %s%s", code, out, errOut)
@@ -953,7 +953,7 @@ bin = "@CACHIX@"
 	})
 
 	cache := filepath.Join(e.Standin, "batch")
-	eventually.True(t, 60*time.Second, "the good paths to land", func() bool {
+	eventually.True(t, eventually.Left(t), "the good paths to land", func() bool {
 		got := CachePaths(t, cache)
 		for _, p := range paths {
 			if p != bad && !got[p] {
@@ -963,7 +963,7 @@ bin = "@CACHIX@"
 		return true
 	})
 	var failing bool
-	eventually.True(t, 60*time.Second, "status to show the bad path failing", func() bool {
+	eventually.True(t, eventually.Left(t), "status to show the bad path failing", func() bool {
 		_, st := plStatusJSON(t, e)
 		for _, tg := range st.Targets {
 			if tg.Name == "batch" {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/termtest"
 )
@@ -62,9 +63,9 @@ func prPushWait(t *testing.T, e *Env, onTTY bool, first string, paths ...string)
 	}
 	// Before the Env's cleanup, which waits for the worker.
 	t.Cleanup(open)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hookBin, append([]string{"push", "--wait", "--timeout", "90s"}, paths...)...)
+	cmd := exec.CommandContext(ctx, hookBin, append([]string{"push", "--wait", "--timeout", eventually.Left(t).String()}, paths...)...)
 	cmd.Env = e.environ("TERM=xterm")
 	var r, w *os.File
 	if onTTY {
@@ -120,8 +121,8 @@ func prPushWait(t *testing.T, e *Env, onTTY bool, first string, paths ...string)
 	err = cmd.Wait()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the terminal or pipe was not closed")
+	case <-time.After(eventually.Left(t)):
+		t.Fatal("the terminal or pipe was not closed after push --wait exited")
 	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -206,7 +207,7 @@ allow = ["broken-*"]
 		return termtest.Start(t, env, 160, 50, "sh", "-c", sh)
 	}
 
-	tm := run(append([]string{"push", "--wait", "--timeout", "90s"}, paths[:3]...)...)
+	tm := run(append([]string{"push", "--wait", "--timeout", eventually.Left(t).String()}, paths[:3]...)...)
 	screen := tm.Await("exit=")
 	if !strings.Contains(screen, "exit=0") {
 		t.Fatalf("push --wait failed:\n%s\nworker log:\n%s", screen, e.Log())

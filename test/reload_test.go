@@ -46,7 +46,7 @@ type rlStatus struct {
 
 func rlStatusJSON(t *testing.T, e *Env, args ...string) rlStatus {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	out, errOut, code := e.Run(ctx, append(args, "status", "--json")...)
 	if code != 0 {
@@ -111,11 +111,11 @@ bin = "/nonexistent/cachix"
 ` + rlSlowRetries
 	e := NewEnv(t, broken)
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "fixme-1.0", nil)))
-	eventually.True(t, 60*time.Second, "the push to fail", func() bool { return rlFailing(t, e) == 1 })
+	eventually.True(t, eventually.Left(t), "the push to fail", func() bool { return rlFailing(t, e) == 1 })
 	pid := rlOneWorker(t, e)
 
 	rlWriteConf(t, e, strings.Replace(broken, "/nonexistent/cachix", "@CACHIX@", 1))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	if out, errOut, code := e.Run(ctx, "retry"); code != 0 {
 		t.Fatalf("retry exited %d: %s%s", code, out, errOut)
@@ -169,13 +169,13 @@ retry_max = "1s"
 	s := nixtest.Salt()
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "hello-2.12.1", nil), nixtest.Drv(s, "other-1.0", nil)))
 	byName := nixtest.ByName(paths)
-	eventually.True(t, 60*time.Second, "both pushes to fail", func() bool { return rlFailing(t, e) == 2 })
+	eventually.True(t, eventually.Left(t), "both pushes to fail", func() bool { return rlFailing(t, e) == 2 })
 	pid := rlOneWorker(t, e)
 
 	rlWriteConf(t, e, fmt.Sprintf(conf, `deny = ["hello-*"]`))
-	eventually.True(t, 30*time.Second, "the worker to reload", func() bool { return strings.Contains(e.Log(), "the configuration changed: reloaded") })
+	eventually.True(t, eventually.Left(t), "the worker to reload", func() bool { return strings.Contains(e.Log(), "the configuration changed: reloaded") })
 	flTrick(t, e, "")
-	eventually.True(t, 60*time.Second, "the queue to drain", func() bool { return e.QueueEntries() == 0 })
+	eventually.True(t, eventually.Left(t), "the queue to drain", func() bool { return e.QueueEntries() == 0 })
 
 	reasons := map[string]string{}
 	for _, en := range plReadEntries(t, filepath.Join(e.Queue, "dropped")) {
@@ -211,12 +211,12 @@ retry_max = "1s"
 	e := NewEnv(t, fmt.Sprintf(conf, ""))
 	flTrick(t, e, "fail")
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "kept-1.0", nil)))
-	eventually.True(t, 60*time.Second, "the push to fail", func() bool { return rlFailing(t, e) == 1 })
+	eventually.True(t, eventually.Left(t), "the push to fail", func() bool { return rlFailing(t, e) == 1 })
 	pid := rlOneWorker(t, e)
 
 	rlWriteConf(t, e, fmt.Sprintf(conf, `alow = ["*"]`))
 	const cannot = "the configuration changed but cannot be loaded"
-	eventually.True(t, 30*time.Second, "the worker to log the invalid config", func() bool { return strings.Contains(e.Log(), cannot) })
+	eventually.True(t, eventually.Left(t), "the worker to log the invalid config", func() bool { return strings.Contains(e.Log(), cannot) })
 	seen := time.Now()
 	if !strings.Contains(e.Log(), `unknown key \"alow\"`) {
 		t.Errorf("the worker log does not name the problem:\n%s", e.Log())
@@ -236,7 +236,7 @@ retry_max = "1s"
 	// every round: after four more pushes, it has tried it at most once
 	// per 5 s since it first did, and one more for the first.
 	failed := flFailedPushes(e)
-	eventually.True(t, 60*time.Second, "four more pushes with the old config kept", func() bool { return flFailedPushes(e) >= failed+4 }, e.Log)
+	eventually.True(t, eventually.Left(t), "four more pushes with the old config kept", func() bool { return flFailedPushes(e) >= failed+4 }, e.Log)
 	if n, most := strings.Count(e.Log(), cannot), 2+int(time.Since(seen)/(5*time.Second)); n > most {
 		t.Errorf("the invalid config was tried %d times in %s (at most %d with the back-off):\n%s", n, time.Since(seen).Round(time.Second), most, e.Log())
 	}
@@ -246,14 +246,14 @@ retry_max = "1s"
 
 	// Back to the version in use.
 	rlWriteConf(t, e, fmt.Sprintf(conf, ""))
-	eventually.True(t, 30*time.Second, "the worker to see the fixed config", func() bool {
+	eventually.True(t, eventually.Left(t), "the worker to see the fixed config", func() bool {
 		return strings.Contains(e.Log(), "the configuration is back to the version in use")
 	})
 	if st := rlStatusJSON(t, e); st.WorkerConfigError != "" || st.FilesOf != "worker" {
 		t.Errorf("status after the fix = %+v", st)
 	}
 	flTrick(t, e, "")
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	plExpectCache(t, "kept", filepath.Join(e.Standin, "kept"), paths, func(string) bool { return true })
 	rlSameWorker(t, e, pid)
 }

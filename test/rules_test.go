@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -273,7 +274,7 @@ unsubstitutable = "` + mode + `"
 				t.Errorf("the hook's line does not say why %s is skipped:\n%s", n, log)
 			}
 		}
-		e.Wait(60 * time.Second)
+		e.Wait(eventually.Left(t))
 		// app's closure holds local: nix copy uploads it inside.
 		if got, want := scSet(CachePaths(t, filepath.Join(e.Dir, "cache"))), scPaths(byName["normal-1.0"], byName["app-1.0"], byName["local-1.0"]); !reflect.DeepEqual(got, want) {
 			t.Errorf("cache holds %v, want %v", got, want)
@@ -290,7 +291,7 @@ unsubstitutable = "` + mode + `"
 		if strings.Contains(log, "allowSubstitutes") {
 			t.Errorf("unsubstitutable = push skipped something:\n%s", log)
 		}
-		e.Wait(60 * time.Second)
+		e.Wait(eventually.Left(t))
 		if got, want := scSet(CachePaths(t, filepath.Join(e.Dir, "cache"))), scPaths(paths...); !reflect.DeepEqual(got, want) {
 			t.Errorf("cache holds %v, want everything: %v", got, want)
 		}
@@ -485,7 +486,7 @@ upstream_timeout = "1s"
 		ruCopy(t, dir, byName["inup-1.0"])
 		release()
 		// A path an upstream has is no failure: wait exits 0.
-		e.Wait(60 * time.Second)
+		e.Wait(eventually.Left(t))
 		if got, want := scSet(CachePaths(t, filepath.Join(e.Dir, "cache"))), scPaths(byName["notup-1.0"]); !reflect.DeepEqual(got, want) {
 			t.Errorf("cache holds %v, want %v", got, want)
 		}
@@ -574,7 +575,7 @@ allow = ["signed-*"]
 secret_key_file = "`+sec+`"
 `)
 		paths, _ := e.Build(fmt.Sprintf("[ (%s) ]", nixtest.Drv(nixtest.Salt(), "signed-1.0", nil)))
-		e.Wait(60 * time.Second)
+		e.Wait(eventually.Left(t))
 		check(t, filepath.Join(e.Dir, "cache"), paths[0])
 	})
 

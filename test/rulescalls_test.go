@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -112,7 +113,7 @@ bin_dir = "`+bin+`"
 	const batch = 500
 	e.Vars = append(e.Vars, fmt.Sprintf("CACHIX_FILTER_HOOK_QUEUE_BATCH=%d", batch))
 	start := time.Now()
-	ruRun(t, e, 0, "push", "--closure", "--wait", "--timeout", "5m", root)
+	ruRun(t, e, 0, "push", "--closure", "--wait", "--timeout", eventually.Left(t).String(), root)
 	calls, kinds = ruCalls(t, log)
 	t.Logf("push --closure --wait of %d paths (push and worker, queue.batch %d) took %s: %d Nix calls: %v", n+1, batch, time.Since(start).Round(time.Millisecond), len(calls), kinds)
 	if got := len(CachePaths(t, filepath.Join(e.Dir, "cache"))); got != n+1 {
@@ -185,7 +186,7 @@ bin_dir = "`+bin+`"
 	if !strings.Contains(buildLog, `skipped local-1.0: allowSubstitutes = false (unsubstitutable = "skip")`) {
 		t.Errorf("the hook's lines:\n%s", buildLog)
 	}
-	ruRun(t, e, 0, "wait", "--timeout", "2m")
+	ruRun(t, e, 0, "wait", "--timeout", eventually.Left(t).String())
 	byName := nixtest.ByName(paths)
 	cached := CachePaths(t, filepath.Join(e.Dir, "cache"))
 	if len(cached) != 1 || !cached[byName["normal-1.0"]] {

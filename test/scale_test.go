@@ -93,7 +93,7 @@ bin_dir = "`+bin+`"
 	if want := fmt.Sprintf("queued %d of %d paths for %s", n+1, n+1, target); !strings.Contains(out, want) {
 		t.Fatalf("push said:\n%s\nwant %q", out, want)
 	}
-	e.Wait(5 * time.Minute)
+	e.Wait(eventually.Left(t))
 	if got := len(CachePaths(t, filepath.Join(e.Dir, "cache"))); got != n+1 {
 		t.Fatalf("cache holds %d paths, want %d", got, n+1)
 	}
@@ -112,7 +112,7 @@ bin_dir = "`+bin+`"
 
 	// The worker lingers, then leaves: the second push must start
 	// none (it has nothing to queue), not find this one still there.
-	eventually.True(t, time.Minute, "the worker exits", func() bool {
+	eventually.True(t, eventually.Left(t), "the worker exits", func() bool {
 		return strings.Contains(e.Log(), "nothing left to push, worker exiting")
 	})
 	started := strings.Count(e.Log(), "worker started")
@@ -126,7 +126,7 @@ bin_dir = "`+bin+`"
 	if q := e.QueueEntries(); q != 0 {
 		t.Errorf("the second push queued %d entries", q)
 	}
-	e.Wait(time.Minute)
+	e.Wait(eventually.Left(t))
 	if c := scaleCopies(t, log); len(c) != 0 {
 		t.Errorf("the second push made %d nix copy calls", len(c))
 	}
@@ -157,7 +157,7 @@ bin_dir = "`+bin+`"
 	if !strings.Contains(out, "forgot the record of paths pushed") {
 		t.Errorf("forget --pushed said:\n%s", out)
 	}
-	out, _ = ruRun(t, e, 0, "push", "--closure", "--wait", "--timeout", "5m", root)
+	out, _ = ruRun(t, e, 0, "push", "--closure", "--wait", "--timeout", eventually.Left(t).String(), root)
 	if !strings.Contains(out, fmt.Sprintf("queued %d of %d paths", n+1, n+1)) {
 		t.Errorf("push after forget --pushed said:\n%s", out)
 	}
@@ -179,7 +179,7 @@ allow = ["rec-*"]
 	if !strings.Contains(log, "queued 1 of 1 paths") {
 		t.Fatalf("first build's hook line:\n%s", log)
 	}
-	e.Wait(time.Minute)
+	e.Wait(eventually.Left(t))
 	// Run the hook again for the same output, as Nix does on a rebuild.
 	cmd := exec.Command(hookBin)
 	cmd.Env = e.environ("OUT_PATHS="+paths[0], "DRV_PATH=")
@@ -227,7 +227,7 @@ bin_dir = "`+bin+`"
 	}
 	// What the killed pushes never queued is queued now (what a killed
 	// push linked in stays queued: a pair already queued counts).
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	if out, errOut, code := e.Run(ctx, "push", "--closure", root); code != 0 {
 		t.Fatalf("push --closure: %d\n%s%s", code, out, errOut)
@@ -254,7 +254,7 @@ bin_dir = "`+bin+`"
 	if out, errOut, code := e.Run(ctx, "push", "--closure", root); code != 0 {
 		t.Fatalf("push --closure: %d\n%s%s", code, out, errOut)
 	}
-	e.Wait(10 * time.Minute)
+	e.Wait(eventually.Left(t))
 	if got := len(CachePaths(t, filepath.Join(e.Dir, "cache"))); got != n+1 {
 		t.Errorf("cache holds %d paths, want %d", got, n+1)
 	}

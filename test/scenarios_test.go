@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -47,7 +48,7 @@ func scBuild(t *testing.T, expr string) map[string]string {
 // with stdin, and returns stdout, stderr and the exit status.
 func scRun(t *testing.T, e *Env, dir, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, hookBin, args...)
 	cmd.Env = e.environ()
@@ -172,7 +173,7 @@ deny = ["*-doc", "secret-*"]
 	if !strings.Contains(out, "queued 2 of 7 paths for file://") {
 		t.Errorf("push said %q, want `queued 2 of 7 paths for file://...`", out)
 	}
-	e.Wait(60 * time.Second)
+	e.Wait(eventually.Left(t))
 	got := scSet(CachePaths(t, filepath.Join(e.Dir, "cache")))
 	want := scPaths(byName["hello-2.12.1"], byName["ripgrep-14.1.0"])
 	if !reflect.DeepEqual(got, want) {
@@ -208,7 +209,7 @@ closure_deny = "` + mode + `"
 	t.Run("skip", func(t *testing.T) {
 		t.Parallel()
 		e := NewEnv(t, conf("skip"))
-		out, errOut, code := scRun(t, e, "", "", "push", "--wait", "--timeout", "60s", app)
+		out, errOut, code := scRun(t, e, "", "", "push", "--wait", "--timeout", eventually.Left(t).String(), app)
 		if code != 0 {
 			t.Fatalf("push --wait exited %d, want 0 (the rules' verdict is no failure):\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
 		}
@@ -230,7 +231,7 @@ closure_deny = "` + mode + `"
 	t.Run("push", func(t *testing.T) {
 		t.Parallel()
 		e := NewEnv(t, conf("push"))
-		out, errOut, code := scRun(t, e, "", "", "push", "--wait", "--timeout", "60s", app)
+		out, errOut, code := scRun(t, e, "", "", "push", "--wait", "--timeout", eventually.Left(t).String(), app)
 		if code != 0 {
 			t.Fatalf("push --wait exited %d, want 0:\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
 		}
@@ -270,7 +271,7 @@ allow = ["hello-*"]
 	if err := os.Symlink(tools, filepath.Join(e.Dir, "result-tools")); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := scRun(t, e, e.Dir, "", "push", "--wait", "--timeout", "60s", "./result", "result-tools/bin/hello-tool")
+	out, errOut, code := scRun(t, e, e.Dir, "", "push", "--wait", "--timeout", eventually.Left(t).String(), "./result", "result-tools/bin/hello-tool")
 	if code != 0 {
 		t.Fatalf("push exited %d:\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
 	}
@@ -339,7 +340,7 @@ func TestScenarioWaitExitStatus(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(e.Standin, ".fail-count"), []byte("1000\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, errOut, code = scRun(t, e, "", "", "push", "--wait", "--timeout", "60s", failing)
+		out, errOut, code = scRun(t, e, "", "", "push", "--wait", "--timeout", eventually.Left(t).String(), failing)
 		if code != 0 {
 			t.Fatalf("push --wait after recovery exited %d:\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
 		}
@@ -351,7 +352,7 @@ func TestScenarioWaitExitStatus(t *testing.T) {
 	t.Run("cachix works", func(t *testing.T) {
 		t.Parallel()
 		e := scCachixEnv(t)
-		out, errOut, code := scRun(t, e, "", "", "push", "--wait", "--timeout", "60s", working)
+		out, errOut, code := scRun(t, e, "", "", "push", "--wait", "--timeout", eventually.Left(t).String(), working)
 		if code != 0 {
 			t.Fatalf("push --wait exited %d, want 0:\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
 		}
@@ -453,7 +454,7 @@ deny = ["*-doc"]
 		t.Fatal(err)
 	}
 	stdin := hello + "\n  " + doc + "\t./result\n"
-	out, errOut, code := scRun(t, e, e.Dir, stdin, "push", "--wait", "--timeout", "60s", "-")
+	out, errOut, code := scRun(t, e, e.Dir, stdin, "push", "--wait", "--timeout", eventually.Left(t).String(), "-")
 	if code != 0 {
 		t.Fatalf("push - exited %d:\n%s%s\nworker log:\n%s", code, out, errOut, e.Log())
 	}

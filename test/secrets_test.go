@@ -101,7 +101,7 @@ allow = ["*"]
 `)
 	sampler := sampleArgv([]string{password}, nil)
 	_, log := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "pw-1.0", nil)))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	_, errOut, code := e.Run(ctx, "validate")
 	// Nothing queued and no worker now means no nix copy ever runs (the

@@ -52,7 +52,7 @@ while (1) { for my $x ($a, $b) { unlink $t; symlink($x, $t); rename($t, $l); } }
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	eventually.True(t, 30*time.Second, "the user's loop to make the link", func() bool {
+	eventually.True(t, eventually.Left(t), "the user's loop to make the link", func() bool {
 		_, err := os.Lstat(link)
 		return err == nil
 	}, stderr.String)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
@@ -66,7 +65,7 @@ auth_token_file = "@DIR@/token"
 		t.Fatal("root ran a cachix.bin owned by another user")
 	}
 	// The worker updates the entries, then logs: wait for the line.
-	eventually.True(t, 10*time.Second, "the worker log to say why", func() bool { return strings.Contains(e.Log(), "refusing "+cachix) })
+	eventually.True(t, eventually.Left(t), "the worker log to say why", func() bool { return strings.Contains(e.Log(), "refusing "+cachix) })
 
 	// Fixed as the message says: pushed.
 	if err := os.Chown(cachix, 0, 0); err != nil {
@@ -176,7 +175,7 @@ deny = ["secret-*"]
 			if !strings.Contains(log, "cachix-filter-hook: could not queue 1 paths, they will not be pushed: refusing queue directory "+e.Queue) || !strings.Contains(log, tc.want) {
 				t.Errorf("build log does not say why nothing was queued:\n%s", log)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 			defer cancel()
 			_, errOut, code := e.Run(ctx, "worker", "--once")
 			if code != 1 || !strings.Contains(errOut, "refusing queue directory "+e.Queue) {
@@ -226,7 +225,7 @@ allow = ["*"]
 		t.Fatalf("explain: %s", out)
 	}
 	release()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	if _, errOut, code := e.Run(ctx, "worker", "--once"); code != 0 {
 		t.Fatalf("worker --once = %d: %s\n%s", code, errOut, e.Log())
@@ -251,7 +250,7 @@ allow = ["*"]
 func trFailure(t *testing.T, e *Env) string {
 	t.Helper()
 	var lastErr string
-	eventually.True(t, 30*time.Second, "the entry to fail with a refusal", func() bool {
+	eventually.True(t, eventually.Left(t), "the entry to fail with a refusal", func() bool {
 		_, st := plStatusJSON(t, e)
 		for _, tg := range st.Targets {
 			for _, f := range tg.Failures {
@@ -319,7 +318,7 @@ auth_token_file = "@DIR@/token"
 	}
 	os.Chmod(token, 0o644)
 	e.Run(t.Context(), "retry")
-	eventually.True(t, 30*time.Second, "the refusal of a token others can read", func() bool {
+	eventually.True(t, eventually.Left(t), "the refusal of a token others can read", func() bool {
 		_, st := plStatusJSON(t, e)
 		for _, tg := range st.Targets {
 			for _, f := range tg.Failures {
@@ -426,7 +425,7 @@ allow = ["*"]
 		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued 1 of 1 paths") {
 			t.Fatalf("push with a relative %s: %v\n%s", how, err, out)
 		}
-		eventually.True(t, 30*time.Second, "the worker started with a relative "+how+" to push", func() bool {
+		eventually.True(t, eventually.Left(t), "the worker started with a relative "+how+" to push", func() bool {
 			return CachePaths(t, cache)[paths[0]]
 		})
 	}

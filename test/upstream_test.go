@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
@@ -193,7 +194,7 @@ upstream_deadline = "3s"
 	if strings.Count("\n"+out, "\npush ") != 80 || !strings.Contains(errOut, "within upstream_deadline (3s)") {
 		t.Errorf("push --dry-run says:\n%s%s", out, errOut)
 	}
-	ruRun(t, e, 0, append([]string{"push", "--wait", "--timeout", "2m"}, paths...)...)
+	ruRun(t, e, 0, append([]string{"push", "--wait", "--timeout", eventually.Left(t).String()}, paths...)...)
 	if got := CachePaths(t, filepath.Join(e.Dir, "cache")); len(got) != 80 {
 		t.Errorf("cache holds %d paths, want 80", len(got))
 	}

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
@@ -44,12 +43,12 @@ func TestWatchExecLeavesOutAdded(t *testing.T) {
 	round := func(t *testing.T, includeAdded bool) (built, fixed, secret, imported string, errOut string) {
 		s := nixtest.Salt()
 		done := filepath.Join(e.Dir, "done-"+s)
-		args := []string{"watch-exec", "--wait", "--timeout", "90s"}
+		args := []string{"watch-exec", "--wait", "--timeout", eventually.Left(t).String()}
 		if includeAdded {
 			args = append(args, "--include-added")
 		}
 		args = append(args, "--", "sh", "-c", "while [ ! -e "+done+" ]; do sleep 0.05; done")
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 		defer cancel()
 		cmd := exec.CommandContext(ctx, hookBin, args...)
 		cmd.Env = e.environ()
@@ -60,7 +59,7 @@ func TestWatchExecLeavesOutAdded(t *testing.T) {
 		}
 		// watch-exec watches before it runs the command: once the
 		// command runs, so does the watch.
-		eventually.True(t, 30*time.Second, "watch-exec's command to start", func() bool {
+		eventually.True(t, eventually.Left(t), "watch-exec's command to start", func() bool {
 			out, _ := exec.Command("pgrep", "-f", done).Output()
 			return len(bytes.TrimSpace(out)) > 0
 		})

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
@@ -129,7 +129,7 @@ func TestWatchExecAsNonRootUser(t *testing.T) {
 
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Dir = home
@@ -155,7 +155,7 @@ func TestWatchExecAsNonRootUser(t *testing.T) {
 	queue := filepath.Join(home, ".local/state/cachix-filter-hook")
 	t.Cleanup(func() { killWorkers(queue) })
 
-	out, errOut, code := run("watch-exec", "--wait", "--timeout", "90s", "--", "nix-build", "build.nix", "--no-out-link", "--option", "substituters", "")
+	out, errOut, code := run("watch-exec", "--wait", "--timeout", eventually.Left(t).String(), "--", "nix-build", "build.nix", "--no-out-link", "--option", "substituters", "")
 	if code != 0 {
 		t.Fatalf("watch-exec exited %d:\n%s%s", code, out, errOut)
 	}

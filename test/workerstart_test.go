@@ -59,7 +59,7 @@ file = "@DIR@/logs/worker.log"
 `)
 			log := filepath.Join(e.Dir, "logs", "worker.log")
 			tc.make(t, log)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 			defer cancel()
 
 			// validate and doctor open it as the worker will.
@@ -106,7 +106,7 @@ file = "@DIR@/logs/worker.log"
 
 			// Mended as it says: pushed, and the reason is gone.
 			tc.mend(t, log)
-			ruRun(t, e, 0, "wait", "--timeout", "60s")
+			ruRun(t, e, 0, "wait", "--timeout", eventually.Left(t).String())
 			got := CachePaths(t, filepath.Join(e.Dir, "cache"))
 			for _, p := range paths {
 				if !got[p] {
