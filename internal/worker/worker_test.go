@@ -512,6 +512,7 @@ func TestRunPushesAtOnceGathersMeanwhile(t *testing.T) {
 		}
 		return nil
 	}
+	n := rounds(w)
 	pair(ps[0], os.Getpid())
 	defer runService(t, w)()
 	if got := next("the first path"); !slices.Equal(got, strs(ps[0])) {
@@ -533,6 +534,11 @@ func TestRunPushesAtOnceGathersMeanwhile(t *testing.T) {
 	if got := next("the path of an ended Nix process"); !slices.Equal(got, strs(ps[3])) {
 		t.Fatalf("second push = %q, want %q beside the first", got, strs(ps[3]))
 	}
+	// A round that began after the second push started would have
+	// started a third, were it going to (on a loaded machine 300 ms
+	// could pass before any round); the pause lets such a push's
+	// goroutine reach the pusher.
+	waitRound(t, n, e.log)
 	select {
 	case got := <-g.started:
 		t.Fatalf("a third push started while two run: %q", got)
