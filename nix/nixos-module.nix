@@ -49,6 +49,10 @@ let
   storeUris = map toString (
     lib.filter (u: u != null) ([ cfg.settings.store ] ++ map (t: t.store or null) (cfg.settings.target or [ ]))
   );
+  # What follows "scheme:" in a store URI, and its "//": Nix reads
+  # file:/srv/cache as file:///srv/cache (see schemeRest in
+  # internal/config/storeuri.go).
+  schemeRest = scheme: u: lib.removePrefix "//" (lib.removePrefix "${scheme}:" u);
   # As Nix reads the path: %-decoded (file:///srv/my%20cache is
   # "/srv/my cache"), and as written too where that differs: Nix 2.8
   # does not decode it, and which later versions do everywhere is not
@@ -56,13 +60,13 @@ let
   fileStoreDirs = lib.concatMap (
     u:
     let
-      raw = builtins.head (lib.splitString "?" (lib.removePrefix "file://" u));
+      raw = builtins.head (lib.splitString "?" (schemeRest "file" u));
     in
     lib.unique [
       (settings.percentDecode raw)
       raw
     ]
-  ) (lib.filter (lib.hasPrefix "file://") storeUris);
+  ) (lib.filter (lib.hasPrefix "file:") storeUris);
   # The directories of local stores that targets push to, which nix copy
   # opens itself, as root (as the worker's check reads them, see
   # LocalStoreDirs in internal/config/storeuri.go): a path, local:// or
@@ -95,18 +99,18 @@ let
         v
       ];
       valuesOf = names: lib.concatMap (p: if p.set && lib.elem p.name names then both p.value else [ ]) params;
-      scheme = lib.findFirst (s: lib.hasPrefix s u) null [
-        "local://"
-        "local-overlay://"
+      scheme = lib.findFirst (s: lib.hasPrefix "${s}:" u) null [
+        "local"
+        "local-overlay"
       ];
       roots =
         if lib.hasPrefix "/" u then
           [ base ]
         else if scheme != null then
-          both (builtins.head (lib.splitString "#" (lib.removePrefix scheme base)))
+          both (builtins.head (lib.splitString "#" (schemeRest scheme base)))
         else
           [ ];
-      overlay = scheme == "local-overlay://" || base == "local-overlay";
+      overlay = scheme == "local-overlay" || base == "local-overlay";
       lowers = lib.concatMap (
         p:
         let
@@ -120,8 +124,8 @@ let
           && p.name == "lower-store"
           && (
             lib.hasPrefix "/" lower
-            || lib.hasPrefix "local://" lower
-            || lib.hasPrefix "local-overlay://" lower
+            || lib.hasPrefix "local:" lower
+            || lib.hasPrefix "local-overlay:" lower
             || lib.elem lbase [
               ""
               "auto"
@@ -163,8 +167,8 @@ let
     lib.filter (
       u:
       lib.hasPrefix "/" u
-      || lib.hasPrefix "local://" u
-      || lib.hasPrefix "local-overlay://" u
+      || lib.hasPrefix "local:" u
+      || lib.hasPrefix "local-overlay:" u
       || lib.elem (builtins.head (lib.splitString "?" u)) [
         ""
         "auto"

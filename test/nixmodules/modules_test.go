@@ -1246,6 +1246,44 @@ func TestNixOSLocalStoreRootQuery(t *testing.T) {
 	}
 }
 
+// Nix reads scheme:/path as scheme:///path (nix copy --to file:/srv/cache
+// writes /srv/cache), and the worker checks those directories so
+// (config.FileStoreDirs, LocalStoreDirs), but the module looked only at
+// "file://", "local://" and "local-overlay://": the directories of
+// file:/DIR, local:/ROOT and a lower-store=local:/ROOT were left out of
+// ReadWritePaths= and tmpfiles, and nix copy found them read-only.
+func TestNixOSStoreSchemeWithoutSlashes(t *testing.T) {
+	c := needCheckouts(t)
+	var r nixosResult
+	err := c.eval(t, "nixos", `{
+		services.cachix-filter-hook = {
+			enable = true;
+			settings = {
+				store = "file:/srv/fc?compression=zstd";
+				allow = [ "*" ];
+				target = [
+					{ store = "local:/srv/l?state=/srv/lstate"; allow = [ "*" ]; }
+					{ store = "local-overlay:/srv/o?upper-layer=/srv/upper&lower-store=local%3A%2Fsrv%2Flower"; allow = [ "*" ]; }
+				];
+			};
+		};
+	}`, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+	for _, dir := range []string{"/srv/fc", "/srv/l", "/srv/lstate", "/srv/o", "/srv/upper", "/srv/lower"} {
+		if !slices.Contains(paths, any(`"`+dir+`"`)) {
+			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
+		}
+	}
+	for _, line := range []string{`d "/srv/fc" 0755 root root -`, `d "/srv/l" 0755 root root -`, `d "/srv/l/nix/store" 1775 root nixbld -`, `d "/srv/lower/nix/store" 1775 root nixbld -`} {
+		if !slices.Contains(r.Tmpfiles, line) {
+			t.Errorf("tmpfiles %q: no %q", r.Tmpfiles, line)
+		}
+	}
+}
+
 // A local store with no root (no path, no root=) has store= as its
 // store directory, whatever state=, log= or upper-layer= say, as the
 // worker's check has it (LocalStoreDirs): the module took store= only
