@@ -48,6 +48,22 @@ let
   # of some 250,000 characters, an error that names no bound.
   maxPathLength = stringLength builtins.storeDir + 34 + 211;
 
+  # What the hook refuses in a target's name, as hook.conf does
+  # (escape.OneLine): a control character (C0, but NUL, which no Nix
+  # string holds; DEL; C1) and the line and paragraph separators, made
+  # with fromJSON, as Nix's strings cannot write them.
+  hex = n: substring (n / 16) 1 "0123456789abcdef" + substring (n - n / 16 * 16) 1 "0123456789abcdef";
+  notInNames = map (c: builtins.fromJSON ''"\u${c}"'') (
+    builtins.genList (i: "00${hex (i + 1)}") 31
+    ++ [ "007f" ]
+    ++ builtins.genList (i: "00${hex (i + 128)}") 32
+    ++ [
+      "2028"
+      "2029"
+    ]
+  );
+  oneLine = t: builtins.replaceStrings notInNames (map (_: "") notInNames) t == t;
+
   # A value quoted in a message, cut: it may be a megabyte.
   cut = s: if stringLength s > 200 then substring 0 200 s + "…" else s;
 
@@ -160,11 +176,12 @@ in
       targetLines =
         if targets == null then
           [ ]
-        # No carriage return either: the hook refuses such a target
-        # line, and with it the whole list. No regex: Nix's overflows
-        # its stack on a long name, before the size check below.
-        else if !(isList targets) || targets == [ ] || !all (t: isString t && t != "" && builtins.replaceStrings [ "\n" "\r" ] [ "" "" ] t == t) targets then
-          throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each, no carriage return)"
+        # No control character either (a carriage return, a tab, an
+        # escape): the hook refuses such a target line, and with it the
+        # whole list. No regex: Nix's overflows its stack on a long
+        # name, before the size check below.
+        else if !(isList targets) || targets == [ ] || !all (t: isString t && t != "" && oneLine t) targets then
+          throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each, with no control character nor line separator: no carriage return, tab or escape)"
         else if length targets > maxTargets then
           throw "cachixPackages: targets names ${toString (length targets)} targets; the hook reads at most ${toString maxTargets} in one list"
         else

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -662,6 +663,45 @@ func TestCachixPackagesRefusesPastHookBounds(t *testing.T) {
 			// of it on the terminal (the command builds it, with no
 			// such run of x).
 			t.Errorf("cachixPackages { %s }: the error quotes the value whole, want it cut: %.500v", short, err)
+		}
+	}
+}
+
+// cachixPackages refuses at evaluation a target name the hook refuses
+// (escape.OneLine, as hook.conf's names): a control character (a tab, an
+// escape, DEL, a C1 control) or a line or paragraph separator. It
+// checked only for a line break and a carriage return, so Nix built such
+// a list and the hook refused it whole, nothing of it queued, not even
+// for the targets it names rightly. Ordinary Unicode evaluates.
+func TestCachixPackagesRefusesTargetsTheHookRefuses(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	pkg := `derivation { name = "p"; system = "cfh-test-system"; builder = "/bin/sh"; }`
+	dir := t.TempDir()
+	for i, name := range []string{"a\tb", "a\x1b[2Jb", "a\x7fb", "a\u0085b", "a\u009bb", "a\u2028b", "a\u2029b", "\x01", "café", "ソフト-1", "a b"} {
+		refused := !escape.OneLine(name)
+		b, err := json.Marshal([]string{"main", name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, fmt.Sprintf("targets-%d.json", i))
+		if err := os.WriteFile(file, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		expr := fmt.Sprintf("let l = %s.cachixPackages { packages = [ (%s) ]; targets = builtins.fromJSON (builtins.readFile %s); }; in builtins.seq l.drvPath true", lib, pkg, nixPath(file))
+		_, err = run(t, nil, "nix-instantiate", "--eval", "--strict", "-E", expr)
+		switch {
+		case refused && err == nil:
+			t.Errorf("cachixPackages { targets = [ %q ]; } evaluates: the hook refuses the list it builds", name)
+		case refused && !strings.Contains(err.Error(), "cachixPackages: targets"):
+			t.Errorf("cachixPackages { targets = [ %q ]; }: %.2000v; want it refused naming targets", name, err)
+		case !refused && err != nil:
+			t.Errorf("cachixPackages { targets = [ %q ]; }: %v", name, err)
 		}
 	}
 }
