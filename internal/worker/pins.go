@@ -226,9 +226,15 @@ func (w *Worker) pinList() []*queue.Pin {
 
 // doPins makes the pins that are due. It reports whether pins of
 // configured targets are left, and when the first of those waiting for a
-// retry is due.
+// retry is due: now for one kept as it was dropped, which is decided
+// again next round.
 func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next time.Time) {
 	w.scanPins()
+	drop := func(log *logrus.Entry, p *queue.Pin, reason string) {
+		if w.dropPin(log, p, reason) {
+			left, next = true, now
+		}
+	}
 	pins := w.pinList()
 	sort.Slice(pins, func(i, j int) bool { return pins[i].Queued.Before(pins[j].Queued) })
 	rescanned := false
@@ -262,7 +268,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		log := w.log.WithFields(logrus.Fields{"target": t.Name, "path": p.Path, "pin": p.Name})
 		key, err := p.EntryKey()
 		if err != nil {
-			left = w.dropPin(log, p, "not a store path") || left
+			drop(log, p, "not a store path")
 			continue
 		}
 		if _, queued := w.idx.slots[key]; !queued && !rescanned {
@@ -279,7 +285,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		}
 		if why, ok := w.rootOutcomes[key]; ok {
 			if why != "" {
-				left = w.dropPin(log, p, "its root was dropped: "+why) || left
+				drop(log, p, "its root was dropped: "+why)
 				continue
 			}
 		} else if e, ok := w.q.Dropped(key, time.Time{}, 0); ok && e.Pinned && !w.recordedPushed(t, p.Path) {
@@ -291,14 +297,14 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			// pushed since (dropped/ keeps a drop for
 			// queue.dropped_max_age): push --pin queues a pin
 			// alone for such a root, and the cache has it.
-			left = w.dropPin(log, p, "its root was dropped: "+e.Reason) || left
+			drop(log, p, "its root was dropped: "+e.Reason)
 			continue
 		} else if p.Attempts == 0 && w.cfg.Queue.RememberPushed > 0 && !w.recordedPushed(t, p.Path) {
 			// Not queued, yet neither pushed here nor pushed before
 			// push --pin (which queues a pin alone only for a root
 			// recorded pushed): its entry was dropped, and dropped/
 			// pruned since. A pin tried before passed this already.
-			left = w.dropPin(log, p, "its root is neither queued nor recorded as pushed: its entry was dropped (log --path "+p.Path+" says why)") || left
+			drop(log, p, "its root is neither queued nor recorded as pushed: its entry was dropped (log --path "+p.Path+" says why)")
 			continue
 		}
 		// The rules of now, as for an entry: a root pushed before, or
@@ -308,12 +314,12 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		// not even as a pin's name and path.
 		if root, err := storepath.Parse(storepath.StoreDir(), p.Path); err == nil {
 			if d := policy.ByName(t, root); !d.Selected && (d.Pattern != "" || d.Check == policy.CheckHosts || !t.PackageLists) {
-				left = w.dropPin(log, p, "the rules leave its root out: "+d.DropReason()) || left
+				drop(log, p, "the rules leave its root out: "+d.DropReason())
 				continue
 			}
 		}
 		if _, err := os.Lstat(p.Path); errors.Is(err, fs.ErrNotExist) {
-			left = w.dropPin(log, p, "its root is no longer in the store (garbage-collected)") || left
+			drop(log, p, "its root is no longer in the store (garbage-collected)")
 			continue
 		}
 		if _, busy := w.pinning[t.Name]; busy {
@@ -322,7 +328,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		}
 		pinner, err := w.newPinner(t)
 		if err != nil {
-			left = w.dropPin(log, p, err.Error()) || left
+			drop(log, p, err.Error())
 			continue
 		}
 		w.startPin(ctx, log, pinner, p)

@@ -1571,3 +1571,26 @@ func TestPinAskedAgainAsItIsDroppedIsKept(t *testing.T) {
 		t.Errorf("calls = %q, want the root pushed, then pinned", got)
 	}
 }
+
+// A pin kept by dropPin (asked for again since the worker looked: it is
+// decided again) is due now: a Once worker returned at once, "pins are
+// left in the queue, waiting for a retry", with the pin due and no other
+// worker to decide it (push --pin's EnsureRunning found this one).
+func TestRunOnceDecidesAgainAPinAskedForAsItIsDropped(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := mkPath("system-1") // not in the store: collected
+	e.pin(t, "main", root, "sys", queue.Keep{})
+	// Asked for again (push --pin once more) after the worker's look.
+	e.pin(t, "main", root, "sys", queue.Keep{})
+	c := &calls{}
+	if err := run(t, e.pinWorker(c), Once); err != nil {
+		t.Fatalf("Run(Once) = %v, want the pin decided again in the same run", err)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left: %q, want the pin dropped (its root is gone)", names)
+	}
+	if got := c.list(); len(got) != 0 {
+		t.Errorf("calls = %q, want none", got)
+	}
+}

@@ -278,7 +278,10 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 				sleep(ctx, time.Millisecond)
 				continue
 			}
-			if mode == Once && !r.resting {
+			// A pin due now (kept as it was dropped) is decided
+			// next round, not left for a retry.
+			pinDue := pinsLeft && !pinNext.IsZero() && !pinNext.After(now)
+			if mode == Once && !r.resting && !pinDue {
 				// Nothing started: what is left waits for a
 				// back-off (a pin, for its root's entry or its own).
 				// A rest is short: the worker waits for it.
