@@ -262,9 +262,18 @@ func pinRecordKey(r history.Record) string {
 // up on (wait exits 3 then, as for a path lost). The reader started
 // before push queued them: by the clock, a record written after a step
 // back would seem older than the push, and a pin given up on would pass
-// unsaid.
+// unsaid. A pin's last outcome is the one said: one given up on as push
+// --pin asked for it again is queued anew (queue.DropPin), and may then
+// be made.
 func reportPins(e *env, spec waitSpec, recs []history.Record) (unpinned int) {
-	for _, r := range recs {
+	last := make(map[string]int, len(recs))
+	for i, r := range recs {
+		last[pinRecordKey(r)] = i
+	}
+	for i, r := range recs {
+		if k := pinRecordKey(r); k != "" && last[k] != i {
+			continue
+		}
 		if r.Outcome == history.Pinned {
 			if !spec.quiet {
 				statusLine(e.stderr, "pinned %s in %s as %s", r.Path, r.Target, r.Pin)

@@ -303,3 +303,39 @@ func TestPushPinAskedAgainStartsAWorker(t *testing.T) {
 		t.Errorf("the pin asked for again: %+v, %v; want it due", p, err)
 	}
 }
+
+// A pin the worker gave up on as push --pin asked for it again is queued
+// anew (Queue.DropPin) and made: its history holds the drop, then the
+// pin. push --pin --wait said "not pinned" with the drop's reason beside
+// "pinned", and exited 3, though the pin was made.
+func TestWaitPinDroppedThenQueuedAnewAndMade(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	key := queue.PinKey("main", root, "sys")
+	follow := history.Follow(q.Dir)
+	e, c, out := loadedEnv(t, file)
+	looked := 0
+	rec := func(outcome, reason string) {
+		if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: outcome, Reason: reason, Pin: `"sys"`}}); err != nil {
+			t.Error(err)
+		}
+	}
+	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{key}, since: time.Now().Add(-time.Second), follow: follow, timeout: time.Minute, poll: 20 * time.Millisecond, looked: func() {
+		switch looked++; looked {
+		case 1:
+			// Given up on, and queued anew from the ask: the file
+			// stays.
+			rec(history.PinDropped, "its root is no longer in the store (garbage-collected)")
+		case 2:
+			rec(history.Pinned, "")
+			pins, _, _ := q.ListPins()
+			for _, p := range pins {
+				if err := q.RemovePin(p); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}})
+	if code := r.exitCode(false); code != exitOK || strings.Contains(out.String(), "not pinned") {
+		t.Errorf("exit %d (want 0), says:\n%s\nwant the pin made, not also given up on", code, out)
+	}
+}
