@@ -33,8 +33,9 @@ import (
 const File = "history.jsonl"
 
 // MaxSize is the size past which the file is rotated: the history holds
-// at most twice this (about 40000 records of 200 bytes), or this and one
-// batch's records where they pass it (see Append).
+// at most twice this (about 40000 records of 200 bytes); a batch whose
+// records pass it goes whole into one file (see Append), so each file holds
+// at most the larger of this and one batch's records.
 const MaxSize = 4 << 20
 
 // maxRecord bounds one line: a record carries at most an error of
