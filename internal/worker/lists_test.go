@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist/pkglisttest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -56,6 +57,155 @@ func (e *env) addListed(t *testing.T, target string, list storepath.Path, paths 
 			t.Fatal(err)
 		}
 	}
+}
+
+// listsEnv is the start of most tests here: a fake store and a target
+// "on" that reads package lists; withNix gives the worker the fake nix,
+// for the tests that run it through to its pushes.
+func listsEnv(t *testing.T, withNix bool) (*env, *config.Target) {
+	t.Helper()
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, nil)
+	on.PackageLists = true
+	e := newEnv(t, on)
+	if withNix {
+		e.cfg.Nix.BinDir = fakeNixStore(t)
+	}
+	return e, on
+}
+
+// addPairs queues the pairs at once, an hour ago: more than one go in a
+// bulk file.
+func (e *env) addPairs(t *testing.T, pairs []queue.Pair) {
+	t.Helper()
+	if _, err := e.q.Add(pairs, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bulkSlot is the slot the last scan found key in, a bulk file.
+func bulkSlot(t *testing.T, w *Worker, key string) *slot {
+	t.Helper()
+	s := w.idx.slots[key]
+	if s == nil || s.src == 0 {
+		t.Fatalf("slot %+v, want one in a bulk file", s)
+	}
+	return s
+}
+
+// busySlot is the slot the last scan found key in, and its file's name,
+// made busy as in a batch.
+func busySlot(t *testing.T, w *Worker, key string) (*slot, string) {
+	t.Helper()
+	s := w.idx.slots[key]
+	if s == nil {
+		t.Fatal("the first copy is not known")
+	}
+	src := w.idx.srcName(s)
+	s.busy = true
+	return s, src
+}
+
+// stateWorker is a worker with its state on disk, pushing to target "on"
+// with the fake returned.
+func stateWorker(e *env) (*Worker, *fakePusher) {
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"on": f})
+	w.state = LoadState(e.q.Dir)
+	return w, f
+}
+
+// startOne starts the batch of target "on" that pushes key alone.
+func startOne(t *testing.T, w *Worker, on *config.Target, key string, s *slot) *job {
+	t.Helper()
+	j := w.startJob(on, []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	return j
+}
+
+// finishOne runs a batch of target "on" and records its result.
+func finishOne(w *Worker, j *job) {
+	w.finish(j.run(context.Background(), w.log.WithField("target", "on")))
+}
+
+// pushesOf is what the pusher was asked, and how many of its calls
+// named p.
+func pushesOf(f *fakePusher, p storepath.Path) ([][]string, int) {
+	calls, _ := f.Calls()
+	pushes := 0
+	for _, c := range calls {
+		if slices.Contains(c, p.String()) {
+			pushes++
+		}
+	}
+	return calls, pushes
+}
+
+// dirInPlace puts a directory where file was, moved to aside, so that it
+// cannot be read (as EIO or EMFILE would); restore puts it back.
+func dirInPlace(t *testing.T, file, aside string) (restore func()) {
+	t.Helper()
+	if err := os.Rename(file, aside); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(file, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := os.Remove(file); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(aside, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// withDescriptors runs do with spare descriptors left to open (EMFILE
+// past them), or skips the test where the limit cannot be lowered.
+func withDescriptors(t *testing.T, spare uint64, do func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := syscall.Rlimit{Cur: uint64(f.Fd()) + spare, Max: old.Max}
+	f.Close()
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip(err)
+	}
+	do()
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dualStarted is the start of the tests of a pair queued again while
+// pushed: dual and other, then the extras, built for a target "on" that
+// allows all; dual and other queued in a bulk file and scanned at now;
+// dual's batch started.
+func dualStarted(t *testing.T, extras ...string) (e *env, w *Worker, f *fakePusher, ps []storepath.Path, key string, s *slot, j *job, now time.Time) {
+	t.Helper()
+	fakeStore(t)
+	on := mkTarget(t, "on", []string{"*"}, nil)
+	e = newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps = build(t, append([]string{"dual-1", "other-1"}, extras...)...)
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: ps[0]}, {Target: "on", Path: ps[1]}})
+	w, f = stateWorker(e)
+	now = time.Now()
+	w.scan(now)
+	key = queue.Key("on", ps[0])
+	s = bulkSlot(t, w, key)
+	j = startOne(t, w, on, key, s)
+	return e, w, f, ps, key, s, j, now
 }
 
 // Right before pushing, the worker checks each listed entry against its
@@ -146,10 +296,7 @@ func TestRunListed(t *testing.T) {
 // disk) is no verdict on it: the entries it chose wait for a retry,
 // rather than being dropped for good as a list that cannot be used.
 func TestListReadErrorWaits(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
+	e, on := listsEnv(t, false)
 	app := build(t, "app-1")[0]
 	list := writeList(t, "cachix-packages-dev", nil, app)
 	e.addListed(t, "on", list, app)
@@ -160,23 +307,8 @@ func TestListReadErrorWaits(t *testing.T) {
 	j := &job{target: on, entries: entries}
 
 	// No descriptor left to open the list's file with.
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	low := syscall.Rlimit{Cur: uint64(f.Fd()), Max: old.Max}
-	f.Close()
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skip(err)
-	}
-	ls := j.lists(context.Background())
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
+	var ls listings
+	withDescriptors(t, 0, func() { ls = j.lists(context.Background()) })
 
 	k := entries[0].Key()
 	if why, ok := ls.drop[k]; ok {
@@ -198,11 +330,7 @@ func TestListReadErrorWaits(t *testing.T) {
 // to the entry as the worker removed it. A path none of its lists
 // depends on is still dropped.
 func TestRunListedTwice(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
-	e.cfg.Nix.BinDir = fakeNixStore(t)
+	e, _ := listsEnv(t, true)
 	ps := build(t, "dual-1", "texty-1")
 	dual, texty := ps[0], ps[1]
 	text := writeList(t, "cachix-packages-astext", nil, dual, texty)
@@ -237,30 +365,17 @@ func TestRunListedTwice(t *testing.T) {
 // stays queued (its list cannot join a copy already decided), and joins
 // it after.
 func TestRunListedTwiceBulk(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
-	e.cfg.Nix.BinDir = fakeNixStore(t)
+	e, _ := listsEnv(t, true)
 	ps := build(t, "dual-1", "other-1")
 	dual, other := ps[0], ps[1]
 	text := writeList(t, "cachix-packages-astext", nil, dual)
 	real := writeList(t, "cachix-packages-real", nil, dual, other)
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: text.String()}, {Target: "on", Path: other, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: dual, Listed: text.String()}, {Target: "on", Path: other, Listed: real.String()}})
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"on": f})
 	w.scan(time.Now())
-	s := w.idx.slots[queue.Key("on", dual)]
-	if s == nil {
-		t.Fatal("the first copy is not known")
-	}
-	src := w.idx.srcName(s)
-	s.busy = true
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: real.String()}, {Target: "on", Path: other, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	s, src := busySlot(t, w, queue.Key("on", dual))
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: dual, Listed: real.String()}, {Target: "on", Path: other, Listed: real.String()}})
 	w.scan(time.Now().Add(time.Minute))
 	if got := w.idx.srcName(s); got != src {
 		t.Errorf("the busy copy moved from %s to %s: rewritten while being pushed", src, got)
@@ -280,28 +395,16 @@ func TestRunListedTwiceBulk(t *testing.T) {
 // copy's list (one naming the path only as text) and the kept line was
 // left in a file that goes whole once its slot has left.
 func TestStartJobTakesTheSlotsOwnLine(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
+	e, on := listsEnv(t, false)
 	ps := build(t, "dual-1", "filler-1", "other-1")
 	dual, filler, other := ps[0], ps[1], ps[2]
 	text := writeList(t, "cachix-packages-astext", nil, dual)
 	real := writeList(t, "cachix-packages-real", nil, dual, filler, other)
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: real.String()}, {Target: "on", Path: filler, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: dual, Listed: real.String()}, {Target: "on", Path: filler, Listed: real.String()}})
 	w := e.worker(nil)
 	w.scan(time.Now())
-	sd := w.idx.slots[queue.Key("on", dual)]
-	if sd == nil {
-		t.Fatal("the first copy is not known")
-	}
-	own := w.idx.srcName(sd)
-	sd.busy = true
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: text.String()}, {Target: "on", Path: other, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	sd, own := busySlot(t, w, queue.Key("on", dual))
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: dual, Listed: text.String()}, {Target: "on", Path: other, Listed: real.String()}})
 	w.scan(time.Now().Add(time.Minute)) // the copy is held: dual is busy
 	sd.busy = false
 	so := w.idx.slots[queue.Key("on", other)]
@@ -335,18 +438,12 @@ func TestRunListedHeldCopyAfterPush(t *testing.T) {
 }
 
 func testRunListedHeldCopyAfterPush(t *testing.T, bulk bool) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
-	e.cfg.Nix.BinDir = fakeNixStore(t)
+	e, _ := listsEnv(t, true)
 	ps := build(t, "dual-1", "other-1", "third-1")
 	dual, other, third := ps[0], ps[1], ps[2]
 	real := writeList(t, "cachix-packages-real", nil, dual, other)
 	again := writeList(t, "cachix-packages-again", nil, dual, third)
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: real.String()}, {Target: "on", Path: other, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: dual, Listed: real.String()}, {Target: "on", Path: other, Listed: real.String()}})
 	w := e.worker(nil)
 	n := rounds(w)
 	queued := false
@@ -371,13 +468,7 @@ func testRunListedHeldCopyAfterPush(t *testing.T, bulk bool) {
 	if err := run(t, w, Once); err != nil {
 		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
 	}
-	calls, _ := f.Calls()
-	pushes := 0
-	for _, c := range calls {
-		if slices.Contains(c, dual.String()) {
-			pushes++
-		}
-	}
+	calls, pushes := pushesOf(f, dual)
 	if !queued || pushes != 1 {
 		t.Errorf("pusher calls = %q, want dual in one\n%s", calls, e.log.String())
 	}
@@ -404,11 +495,7 @@ func testRunListedHeldCopyAfterPush(t *testing.T, bulk bool) {
 // real list's copy, past what the entry keeps, stays queued until the
 // entry is decided, and is then decided by its own list.
 func TestRunListedPastMaxListed(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
-	e.cfg.Nix.BinDir = fakeNixStore(t)
+	e, _ := listsEnv(t, true)
 	victim := build(t, "victim-1")[0]
 	for i := range queue.MaxListed {
 		e.addListed(t, "on", writeList(t, fmt.Sprintf("cachix-packages-astext-%d", i), nil, victim), victim)
@@ -465,10 +552,7 @@ func TestRunListedPastMaxListed(t *testing.T) {
 // held copy made each round (every second, for as long as the entry
 // backs off: up to queue.retry_max) list and read the queue again.
 func TestListedPastMaxListedHeldCopyNoRescan(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
+	e, _ := listsEnv(t, false)
 	victim := build(t, "victim-1")[0]
 	for i := range queue.MaxListed {
 		e.addListed(t, "on", writeList(t, fmt.Sprintf("cachix-packages-astext-%d", i), nil, victim), victim)
@@ -502,27 +586,18 @@ func TestListedPastMaxListedHeldCopyNoRescan(t *testing.T) {
 // later scan, and held no more: a drop of the entry after that is
 // recorded, since no copy is left to decide the pair.
 func TestRunListedDropAfterHeldCopyMerged(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
-	e.cfg.Nix.BinDir = fakeNixStore(t)
+	e, _ := listsEnv(t, true)
 	ps := build(t, "victim-1", "other-1")
 	victim, other := ps[0], ps[1]
 	first := writeList(t, "cachix-packages-first", nil, victim, other)
 	second := writeList(t, "cachix-packages-second", nil, victim)
 	// In a bulk file: two pairs at once.
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: victim, Listed: first.String()}, {Target: "on", Path: other, Listed: first.String()}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: victim, Listed: first.String()}, {Target: "on", Path: other, Listed: first.String()}})
 	w := e.worker(nil)
 	now := time.Now()
 	w.scan(now)
 	k := queue.Key("on", victim)
-	s := w.idx.slots[k]
-	if s == nil || s.src == 0 {
-		t.Fatalf("slot %+v, want one in a bulk file", s)
-	}
+	s := bulkSlot(t, w, k)
 	s.busy = true // in a batch, whose push then fails
 	e.addListed(t, "on", second, victim)
 	w.scan(now.Add(time.Minute))
@@ -555,30 +630,18 @@ func TestRunListedDropAfterHeldCopyMerged(t *testing.T) {
 // pushed: the mark that says so stays until a scan has seen the copy,
 // which then goes, rather than being adopted and pushed a second time.
 func TestScanKeepsSentMarkOfAnUnreadCopy(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
+	e, _ := listsEnv(t, false)
 	ps := build(t, "dual-1", "third-1")
 	dual, third := ps[0], ps[1]
 	real := writeList(t, "cachix-packages-real", nil, dual)
 	again := writeList(t, "cachix-packages-again", nil, dual, third)
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: real.String()}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: dual, Listed: real.String()}})
 	w := e.worker(nil)
 	now := time.Now()
 	w.scan(now)
 	key := queue.Key("on", dual)
-	sd := w.idx.slots[key]
-	if sd == nil {
-		t.Fatal("the first copy is not known")
-	}
-	first := w.idx.srcName(sd)
-	sd.busy = true
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: again.String()}, {Target: "on", Path: third, Listed: again.String()}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	sd, first := busySlot(t, w, key)
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: dual, Listed: again.String()}, {Target: "on", Path: third, Listed: again.String()}})
 	w.scan(now.Add(time.Minute)) // the copy is held: dual is busy
 	if !sd.held {
 		t.Fatal("the copy is not held")
@@ -597,20 +660,9 @@ func TestScanKeepsSentMarkOfAnUnreadCopy(t *testing.T) {
 	if err != nil || len(names) != 1 {
 		t.Fatalf("bulk files %q, %v; want the held copy's", names, err)
 	}
-	file, aside := filepath.Join(e.q.Dir, "bulk", names[0]), filepath.Join(e.q.Dir, "aside")
-	if err := os.Rename(file, aside); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(file, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	restore := dirInPlace(t, filepath.Join(e.q.Dir, "bulk", names[0]), filepath.Join(e.q.Dir, "aside"))
 	w.scan(now.Add(2 * time.Minute))
-	if err := os.Remove(file); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(aside, file); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	w.scan(now.Add(3 * time.Minute))
 
 	if w.idx.slots[key] != nil {
@@ -628,18 +680,12 @@ func TestScanKeepsSentMarkOfAnUnreadCopy(t *testing.T) {
 // it without a record, and the copy decides the pair. Not held, the drop
 // was recorded, and the copy then pushed the path.
 func TestRunListedCopyStaysAfterUnreadEntryIsHeld(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
-	e.cfg.Nix.BinDir = fakeNixStore(t)
+	e, on := listsEnv(t, true)
 	dual := build(t, "dual-1")[0]
 	text := writeList(t, "cachix-packages-astext", nil, dual)
 	real := writeList(t, "cachix-packages-real", nil, dual)
 	e.addListed(t, "on", text, dual) // its own file in entries/
-	f := &fakePusher{}
-	w := e.worker(map[string]*fakePusher{"on": f})
-	w.state = LoadState(e.q.Dir)
+	w, f := stateWorker(e)
 	w.scan(time.Now())
 	key := queue.Key("on", dual)
 	s := w.idx.slots[key]
@@ -647,31 +693,16 @@ func TestRunListedCopyStaysAfterUnreadEntryIsHeld(t *testing.T) {
 		t.Fatalf("slot %+v, want one in entries/", s)
 	}
 	e.addListed(t, "on", real, dual) // queued again: a bulk file
-	file, aside := filepath.Join(e.q.Dir, "entries", key), filepath.Join(e.q.Dir, "aside")
-	if err := os.Rename(file, aside); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(file, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	restore := dirInPlace(t, filepath.Join(e.q.Dir, "entries", key), filepath.Join(e.q.Dir, "aside"))
 	w.scan(time.Now().Add(time.Minute)) // the copy's list cannot join the entry
-	if err := os.Remove(file); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(aside, file); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	if names, _ := e.q.BulkNames(); len(names) != 1 {
 		t.Fatalf("bulk files %q, want the copy's", names)
 	}
 	start := time.Now().Add(-time.Second)
 	// The round's batch, with the entry's own list, which names the
 	// path as text only.
-	j := w.startJob(on, []pick{{key, s}}, false)
-	if j == nil {
-		t.Fatal("no job")
-	}
-	w.finish(j.run(context.Background(), w.log.WithField("target", "on")))
+	finishOne(w, startOne(t, w, on, key, s))
 	if err := run(t, w, Once); err != nil {
 		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
 	}
@@ -696,35 +727,12 @@ func TestRunListedCopyStaysAfterUnreadEntryIsHeld(t *testing.T) {
 // for the worker's life, and the pair queued again was removed as the
 // copy of the push before, never pushed.
 func TestRunRequeueAfterForgottenHeldCopyIsPushed(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", []string{"*"}, nil)
-	e := newEnv(t, on)
-	e.cfg.Nix.BinDir = fakeNixStore(t)
-	ps := build(t, "dual-1", "other-1", "stuck-1", "stuck-2")
-	dual, other := ps[0], ps[1]
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual}, {Target: "on", Path: other}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	f := &fakePusher{}
-	w := e.worker(map[string]*fakePusher{"on": f})
-	w.state = LoadState(e.q.Dir)
-	now := time.Now()
-	w.scan(now)
-	key := queue.Key("on", dual)
-	s := w.idx.slots[key]
-	if s == nil || s.src == 0 {
-		t.Fatalf("slot %+v, want one in a bulk file", s)
-	}
-	j := w.startJob(on, []pick{{key, s}}, false)
-	if j == nil {
-		t.Fatal("no job")
-	}
+	e, w, f, ps, key, s, j, now := dualStarted(t, "stuck-1", "stuck-2")
+	dual := ps[0]
 	// Queued again one by one while dual is pushed: a copy, held.
 	e.add(t, "on", dual)
 	// Another bulk file, unreadable from now on.
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: ps[2]}, {Target: "on", Path: ps[3]}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: ps[2]}, {Target: "on", Path: ps[3]}})
 	names, err := e.q.BulkNames()
 	if err != nil {
 		t.Fatal(err)
@@ -733,19 +741,13 @@ func TestRunRequeueAfterForgottenHeldCopyIsPushed(t *testing.T) {
 		if _, ok := w.idx.ids[n]; ok {
 			continue
 		}
-		file := filepath.Join(e.q.Dir, "bulk", n)
-		if err := os.Rename(file, filepath.Join(e.q.Dir, "aside")); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Mkdir(file, 0o700); err != nil {
-			t.Fatal(err)
-		}
+		dirInPlace(t, filepath.Join(e.q.Dir, "bulk", n), filepath.Join(e.q.Dir, "aside"))
 	}
 	w.scan(now.Add(time.Minute))
 	if !s.held {
 		t.Fatal("the copy is not held")
 	}
-	w.finish(j.run(context.Background(), w.log.WithField("target", "on")))
+	finishOne(w, j)
 	// forget removes the held copy.
 	if err := e.q.Remove(queue.Stub(key, "")); err != nil {
 		t.Fatal(err)
@@ -756,13 +758,7 @@ func TestRunRequeueAfterForgottenHeldCopyIsPushed(t *testing.T) {
 	if err := run(t, w, Once); err != nil {
 		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
 	}
-	calls, _ := f.Calls()
-	pushes := 0
-	for _, c := range calls {
-		if slices.Contains(c, dual.String()) {
-			pushes++
-		}
-	}
+	calls, pushes := pushesOf(f, dual)
 	if pushes != 2 {
 		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
 	}
@@ -774,48 +770,21 @@ func TestRunRequeueAfterForgottenHeldCopyIsPushed(t *testing.T) {
 // dropped the path by its own list with a record, and the copy then
 // pushed it.
 func TestRunListedEntryFileCopyUnreadIsHeld(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", nil, nil)
-	on.PackageLists = true
-	e := newEnv(t, on)
-	e.cfg.Nix.BinDir = fakeNixStore(t)
+	e, on := listsEnv(t, true)
 	ps := build(t, "dual-1", "other-1")
 	dual, other := ps[0], ps[1]
 	text := writeList(t, "cachix-packages-astext", nil, dual, other)
 	real := writeList(t, "cachix-packages-real", nil, dual)
 	// A bulk file: the entry.
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual, Listed: text.String()}, {Target: "on", Path: other, Listed: text.String()}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	f := &fakePusher{}
-	w := e.worker(map[string]*fakePusher{"on": f})
-	w.state = LoadState(e.q.Dir)
+	e.addPairs(t, []queue.Pair{{Target: "on", Path: dual, Listed: text.String()}, {Target: "on", Path: other, Listed: text.String()}})
+	w, f := stateWorker(e)
 	w.scan(time.Now())
 	key := queue.Key("on", dual)
-	s := w.idx.slots[key]
-	if s == nil || s.src == 0 {
-		t.Fatalf("slot %+v, want one in a bulk file", s)
-	}
+	s := bulkSlot(t, w, key)
 	e.addListed(t, "on", real, dual) // queued again: its own file
 	// One descriptor left: the scan lists entries/, and cannot open
 	// the copy.
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	low := syscall.Rlimit{Cur: uint64(fd.Fd()) + 1, Max: old.Max}
-	fd.Close()
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skip(err)
-	}
-	w.scan(time.Now().Add(time.Minute))
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
+	withDescriptors(t, 1, func() { w.scan(time.Now().Add(time.Minute)) })
 	// Read, it would have been merged and removed.
 	if _, err := os.Lstat(filepath.Join(e.q.Dir, "entries", key)); err != nil || w.idx.slots[key] != s {
 		t.Fatalf("the copy was read (%v): no descriptor was short\n%s", err, e.log.String())
@@ -823,11 +792,7 @@ func TestRunListedEntryFileCopyUnreadIsHeld(t *testing.T) {
 	start := time.Now().Add(-time.Second)
 	// The round's batch, with the entry's own list, which names the
 	// path as text only.
-	j := w.startJob(on, []pick{{key, s}}, false)
-	if j == nil {
-		t.Fatal("no job")
-	}
-	w.finish(j.run(context.Background(), w.log.WithField("target", "on")))
+	finishOne(w, startOne(t, w, on, key, s))
 	if err := run(t, w, Once); err != nil {
 		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
 	}
@@ -852,36 +817,15 @@ func TestRunListedEntryFileCopyUnreadIsHeld(t *testing.T) {
 // inode: the copy is kept aside here so that its inode cannot be
 // reused), and is pushed.
 func TestRunForceAfterForgottenHeldCopyIsPushed(t *testing.T) {
-	fakeStore(t)
-	on := mkTarget(t, "on", []string{"*"}, nil)
-	e := newEnv(t, on)
-	e.cfg.Nix.BinDir = fakeNixStore(t)
-	ps := build(t, "dual-1", "other-1")
-	dual, other := ps[0], ps[1]
-	if _, err := e.q.Add([]queue.Pair{{Target: "on", Path: dual}, {Target: "on", Path: other}}, time.Now().Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	f := &fakePusher{}
-	w := e.worker(map[string]*fakePusher{"on": f})
-	w.state = LoadState(e.q.Dir)
-	now := time.Now()
-	w.scan(now)
-	key := queue.Key("on", dual)
-	s := w.idx.slots[key]
-	if s == nil || s.src == 0 {
-		t.Fatalf("slot %+v, want one in a bulk file", s)
-	}
-	j := w.startJob(on, []pick{{key, s}}, false)
-	if j == nil {
-		t.Fatal("no job")
-	}
+	e, w, f, ps, key, s, j, now := dualStarted(t)
+	dual := ps[0]
 	// Queued again one by one while dual is pushed: a copy, held.
 	e.add(t, "on", dual)
 	w.scan(now.Add(time.Minute))
 	if !s.held {
 		t.Fatal("the copy is not held")
 	}
-	w.finish(j.run(context.Background(), w.log.WithField("target", "on")))
+	finishOne(w, j)
 	// forget removes the held copy (kept aside: its inode stays taken).
 	if err := os.Rename(filepath.Join(e.q.Dir, "entries", key), filepath.Join(e.q.Dir, "aside")); err != nil {
 		t.Fatal(err)
@@ -891,13 +835,7 @@ func TestRunForceAfterForgottenHeldCopyIsPushed(t *testing.T) {
 	if err := run(t, w, Once); err != nil {
 		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
 	}
-	calls, _ := f.Calls()
-	pushes := 0
-	for _, c := range calls {
-		if slices.Contains(c, dual.String()) {
-			pushes++
-		}
-	}
+	calls, pushes := pushesOf(f, dual)
 	if pushes != 2 {
 		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
 	}
