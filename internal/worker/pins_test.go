@@ -76,6 +76,55 @@ func (e *env) pinWorker(c *calls) *Worker {
 	return w
 }
 
+// setFail makes the pin calls from now on fail with err (nil: succeed).
+func (c *calls) setFail(err error) {
+	c.mu.Lock()
+	c.fail = err
+	c.mu.Unlock()
+}
+
+// runPins runs a pinWorker once, its calls recorded in c.
+func (e *env) runPins(t *testing.T) (*calls, *Worker) {
+	t.Helper()
+	c := &calls{}
+	w := e.pinWorker(c)
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v", err)
+	}
+	return c, w
+}
+
+// statePinWorker is a pinWorker with its state on disk, whose pin calls
+// fail with fail (nil: succeed).
+func (e *env) statePinWorker(fail error) (*calls, *Worker) {
+	c := &calls{fail: fail}
+	w := e.pinWorker(c)
+	w.state = LoadState(e.q.Dir)
+	return c, w
+}
+
+// rootInBatch scans and starts the batch of main that pushes root alone.
+func rootInBatch(t *testing.T, e *env, w *Worker, root storepath.Path) (key string, j *job) {
+	t.Helper()
+	w.scan(time.Now())
+	key = queue.Key("main", root)
+	s := w.idx.slots[key]
+	if s == nil {
+		t.Fatal("the root's entry is not known")
+	}
+	j = w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
+	if j == nil {
+		t.Fatal("no job")
+	}
+	return key, j
+}
+
+// leftUpstream finishes j as a batch that left key out: an upstream has it.
+func leftUpstream(w *Worker, j *job, key string) {
+	w.finish(&result{job: j, upstream: j.entries, reasons: map[string]string{key: "already in https://upstream.example"},
+		kinds: map[string]string{}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
+}
+
 func (e *env) pin(t *testing.T, target string, root storepath.Path, name string, keep queue.Keep) {
 	t.Helper()
 	if _, err := e.q.AddPins([]queue.Pin{{Target: target, Path: root.String(), Name: name, Keep: keep}}, time.Now()); err != nil {
@@ -92,10 +141,7 @@ func TestRunPinsAfterThePush(t *testing.T) {
 	keep := queue.Keep{Revisions: 3}
 	e.pin(t, "main", root, "host-system", keep)
 	e.pin(t, "work", root, "host-system", keep)
-	c := &calls{}
-	if err := run(t, e.pinWorker(c), Once); err != nil {
-		t.Fatalf("Run(Once) = %v", err)
-	}
+	c, _ := e.runPins(t)
 	// Targets push beside each other, so one target may push and pin
 	// before the other pushes: what holds is that each target pins once,
 	// after its own push, and pushes once.
@@ -138,10 +184,7 @@ func TestRunPinWithoutEntryAndDroppedRoot(t *testing.T) {
 	e.add(t, "main", secret) // queued before the deny rule; dropped now
 	e.pin(t, "main", done, "done", queue.Keep{})
 	e.pin(t, "main", secret, "secret", queue.Keep{Forever: true})
-	c := &calls{}
-	if err := run(t, e.pinWorker(c), Once); err != nil {
-		t.Fatalf("Run(Once) = %v", err)
-	}
+	c, _ := e.runPins(t)
 	if got := c.list(); len(got) != 1 || got[0] != "pin main done "+done.String()+" " {
 		t.Errorf("calls = %q, want only the pin of the root pushed before", got)
 	}
@@ -174,11 +217,7 @@ func TestRunPinnedEntryDecidedBeforeItsPinFile(t *testing.T) {
 	if _, err := e.q.Add([]queue.Pair{pair}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	c := &calls{}
-	w := e.pinWorker(c)
-	if err := run(t, w, Once); err != nil {
-		t.Fatalf("Run(Once) = %v", err)
-	}
+	c, _ := e.runPins(t)
 	if got := c.list(); len(got) != 1 || got[0] != "push main "+root.String() {
 		t.Fatalf("calls = %q, want the root pushed though unsubstitutable", got)
 	}
@@ -491,9 +530,7 @@ func TestPinQueuedAfterTheScanWaitsForItsEntry(t *testing.T) {
 	fakeStore(t)
 	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
 	root := build(t, "system-1")[0]
-	c := &calls{}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	c, w := e.statePinWorker(nil)
 	now := time.Now()
 	w.scan(now) // the round's scan: nothing queued yet
 	e.add(t, "main", root)
@@ -520,9 +557,7 @@ func TestPinQueuedAfterTheScanWaitsForItsEntry(t *testing.T) {
 func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
 	e, _, names := donePinned(t)
 	undo := unchangeable(t, filepath.Join(e.q.Dir, "pins", names[0]))
-	c := &calls{}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	c, w := e.statePinWorker(nil)
 	for i := range 3 {
 		// The first round starts the call: its pin is left until it ends.
 		if left := pinRound(w); left && i > 0 {
@@ -556,9 +591,7 @@ func TestPinUnreadableForAMomentIsMadeLater(t *testing.T) {
 	e, root, names := donePinned(t)
 	file := filepath.Join(e.q.Dir, "pins", names[0])
 	data := socketInPlace(t, file)
-	c := &calls{}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	c, w := e.statePinWorker(nil)
 	pinRound(w)
 	if got := c.list(); len(got) != 0 {
 		t.Fatalf("calls = %q, want none while the pin cannot be read", got)
@@ -642,10 +675,7 @@ func TestPinDroppedWithItsRootAfterAClockStep(t *testing.T) {
 	if err := e.q.UpdatePin(pins[0]); err != nil {
 		t.Fatal(err)
 	}
-	c := &calls{}
-	if err := run(t, e.pinWorker(c), Once); err != nil {
-		t.Fatalf("Run(Once) = %v", err)
-	}
+	c, _ := e.runPins(t)
 	if got := c.list(); len(got) != 0 {
 		t.Errorf("calls = %q, want none: the root was dropped", got)
 	}
@@ -720,19 +750,8 @@ func TestHeldPinnedCopyOfRootLeftUpstreamIsPushed(t *testing.T) {
 	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}, {Target: "main", Path: ps[1]}}, time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	c := &calls{}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
-	w.scan(time.Now())
-	key := queue.Key("main", root)
-	s := w.idx.slots[key]
-	if s == nil {
-		t.Fatal("the root's entry is not known")
-	}
-	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
-	if j == nil {
-		t.Fatal("no job")
-	}
+	c, w := e.statePinWorker(nil)
+	key, j := rootInBatch(t, e, w, root)
 	// push --pin meanwhile: the root one by one, then its pin.
 	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil || n != 1 {
 		t.Fatalf("Add = %d, %v", n, err)
@@ -740,8 +759,7 @@ func TestHeldPinnedCopyOfRootLeftUpstreamIsPushed(t *testing.T) {
 	e.pin(t, "main", root, "system", queue.Keep{})
 	w.scan(time.Now().Add(time.Minute)) // the copy is held: the root is busy
 	// The batch leaves the root out: an upstream has it.
-	w.finish(&result{job: j, upstream: j.entries, reasons: map[string]string{key: "already in https://upstream.example"},
-		kinds: map[string]string{}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
+	leftUpstream(w, j, key)
 	if err := run(t, w, Once); err != nil {
 		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
 	}
@@ -912,11 +930,7 @@ func TestPinReadAfterItsRootsDropAfterAClockStep(t *testing.T) {
 			if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: secret, Pinned: true}}, time.Now()); err != nil {
 				t.Fatal(err)
 			}
-			c := &calls{}
-			w := e.pinWorker(c)
-			if err := run(t, w, Once); err != nil { // the root is dropped: denied
-				t.Fatalf("Run(Once) = %v", err)
-			}
+			c, w := e.runPins(t) // the root is dropped: denied
 			if _, ok := e.q.Dropped(queue.Key("main", secret), time.Time{}, 0); !ok {
 				t.Fatal("the root was not dropped")
 			}
@@ -960,27 +974,15 @@ func TestPinnedCopyOfQueuedEntryFileIsKept(t *testing.T) {
 	if n, err := e.q.Add([]queue.Pair{{Target: "main", Path: root}}, time.Now().Add(-time.Hour)); err != nil || n != 1 {
 		t.Fatalf("Add = %d, %v", n, err)
 	}
-	c := &calls{}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
-	w.scan(time.Now())
-	key := queue.Key("main", root)
-	s := w.idx.slots[key]
-	if s == nil {
-		t.Fatal("the root's entry is not known")
-	}
-	j := w.startJob(e.cfg.Targets[0], []pick{{key, s}}, false)
-	if j == nil {
-		t.Fatal("no job")
-	}
+	c, w := e.statePinWorker(nil)
+	key, j := rootInBatch(t, e, w, root)
 	// push --pin meanwhile: the root one by one, then its pin.
 	if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	e.pin(t, "main", root, "system", queue.Keep{})
 	w.scan(time.Now().Add(time.Minute))
-	w.finish(&result{job: j, upstream: j.entries, reasons: map[string]string{key: "already in https://upstream.example"},
-		kinds: map[string]string{}, undecided: map[*queue.Entry]error{}, notes: newNotes(w.log.WithField("target", "main"))})
+	leftUpstream(w, j, key)
 	if err := run(t, w, Once); err != nil {
 		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
 	}
@@ -1035,11 +1037,7 @@ func TestPinOfRootPushedAfterAnEarlierDropIsMade(t *testing.T) {
 			if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: app, Pinned: true}}, time.Now().Add(-time.Hour)); err != nil {
 				t.Fatal(err)
 			}
-			c := &calls{}
-			w := e.pinWorker(c)
-			if err := run(t, w, Once); err != nil { // dropped: denied
-				t.Fatalf("Run(Once) = %v", err)
-			}
+			c, w := e.runPins(t) // dropped: denied
 			if d, ok := e.q.Dropped(queue.Key("main", app), time.Time{}, 0); !ok || !d.Pinned {
 				t.Fatalf("dropped %v, %+v; want the pinned root dropped", ok, d)
 			}
@@ -1081,11 +1079,7 @@ func TestRootOutcomesForgottenOnceNoPinNamesThem(t *testing.T) {
 		}
 		e.pin(t, "main", r, "system", queue.Keep{})
 	}
-	c := &calls{}
-	w := e.pinWorker(c)
-	if err := run(t, w, Once); err != nil {
-		t.Fatalf("Run(Once) = %v", err)
-	}
+	c, w := e.runPins(t)
 	if names, _ := e.q.PinNames(); len(names) != 0 || len(c.list()) != 4 {
 		t.Fatalf("pins left: %q; calls %q, want the roots pushed and each pinned", names, c.list())
 	}
@@ -1114,10 +1108,7 @@ func TestPinOfRootPushedAfterAnEarlierPinnedDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.add(t, "main", root) // push --force, the deny rule gone
-	c := &calls{}
-	if err := run(t, e.pinWorker(c), Once); err != nil {
-		t.Fatalf("Run(Once) = %v", err)
-	}
+	c, _ := e.runPins(t)
 	e.pin(t, "main", root, "system", queue.Keep{}) // found pushed: no entry
 	if err := run(t, e.pinWorker(c), Once); err != nil {
 		t.Fatalf("Run(Once) = %v", err)
@@ -1160,10 +1151,7 @@ func TestFailedBatchDoesNotKeepAPinItKnew(t *testing.T) {
 	if err := e.q.RequestRetry(); err != nil {
 		t.Fatal(err)
 	}
-	c := &calls{}
-	if err := run(t, e.pinWorker(c), Once); err != nil {
-		t.Fatalf("Run(Once) = %v", err)
-	}
+	c, _ := e.runPins(t)
 	if got := c.list(); len(got) != 0 {
 		t.Errorf("calls = %q, want the unsubstitutable root left out: no pin asks for it any more", got)
 	}
@@ -1186,11 +1174,7 @@ func TestPinOfDroppedRootWhoseDropWasPruned(t *testing.T) {
 			if _, err := e.q.Add([]queue.Pair{{Target: "main", Path: secret, Pinned: true}}, time.Now()); err != nil {
 				t.Fatal(err)
 			}
-			c := &calls{}
-			w := e.pinWorker(c)
-			if err := run(t, w, Once); err != nil { // the root is dropped: denied
-				t.Fatalf("Run(Once) = %v", err)
-			}
+			c, w := e.runPins(t) // the root is dropped: denied
 			// dropped/ pruned before the pin came.
 			file := filepath.Join(e.q.Dir, "dropped", queue.Key("main", secret))
 			old := time.Now().Add(-2 * time.Hour)
@@ -1223,9 +1207,7 @@ func TestPinOfDroppedRootWhoseDropWasPruned(t *testing.T) {
 // and push --pin --wait gave up on it at once.
 func TestPinAskedAgainIsTriedNow(t *testing.T) {
 	e, root, _ := donePinned(t)
-	c := &calls{fail: errors.New("HTTP 401")}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	c, w := e.statePinWorker(errors.New("HTTP 401"))
 	pinRound(w)
 	pins, _, _ := e.q.ListPins()
 	if len(pins) != 1 || pins[0].Attempts != 1 || !pins[0].NextAttempt.After(time.Now()) {
@@ -1235,9 +1217,7 @@ func TestPinAskedAgainIsTriedNow(t *testing.T) {
 	if got := c.list(); len(got) != 1 {
 		t.Fatalf("calls = %q, want one while the pin backs off", got)
 	}
-	c.mu.Lock()
-	c.fail = nil
-	c.mu.Unlock()
+	c.setFail(nil)
 	e.pin(t, "main", root, "done", queue.Keep{})
 	if pins, _, _ := e.q.ListPins(); len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 1 {
 		t.Errorf("pin file after it was asked for again = %+v, want due now, its attempts kept", pins)
@@ -1272,9 +1252,7 @@ func (p askingPinner) Pin(ctx context.Context, name, path string, keep queue.Kee
 // pin left to its back-off.
 func TestPinAskedAgainWhileItsCallRunsIsTriedNow(t *testing.T) {
 	e, root, _ := donePinned(t)
-	c := &calls{fail: errors.New("HTTP 401")}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	c, w := e.statePinWorker(errors.New("HTTP 401"))
 	ap := askingPinner{c: c}
 	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return ap, nil }
 	pinRound(w) // failed, backed off
@@ -1287,9 +1265,7 @@ func TestPinAskedAgainWhileItsCallRunsIsTriedNow(t *testing.T) {
 		t.Fatalf("pin file after a failed call it was asked for again during = %+v, want due now, 2 attempts", pins)
 	}
 	ap.ask = nil
-	c.mu.Lock()
-	c.fail = nil
-	c.mu.Unlock()
+	c.setFail(nil)
 	pinRound(w)
 	if got := c.list(); len(got) != 3 {
 		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
@@ -1304,9 +1280,7 @@ func TestPinAskedAgainWhileItsCallRunsIsTriedNow(t *testing.T) {
 // and the ask was lost.
 func TestPinAskedAgainDuringItsFirstCallIsTriedNow(t *testing.T) {
 	e, root, names := donePinned(t)
-	c := &calls{fail: errors.New("HTTP 401")}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	c, w := e.statePinWorker(errors.New("HTTP 401"))
 	ap := askingPinner{c: c, ask: func() { e.pin(t, "main", root, "done", queue.Keep{}) }}
 	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return ap, nil }
 	pinRound(w) // its first call: asked for again, failed
@@ -1324,9 +1298,7 @@ func TestPinAskedAgainDuringItsFirstCallIsTriedNow(t *testing.T) {
 // push --pin had made due, and the ask was lost.
 func TestPinAskedAgainAsItsFailureIsWrittenIsTriedNow(t *testing.T) {
 	e, root, _ := donePinned(t)
-	c := &calls{fail: errors.New("HTTP 401")}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	c, w := e.statePinWorker(errors.New("HTTP 401"))
 	pinRound(w) // failed, backed off
 	asked := false
 	w.beforePinUpdate = func() {
@@ -1344,9 +1316,7 @@ func TestPinAskedAgainAsItsFailureIsWrittenIsTriedNow(t *testing.T) {
 	if len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 2 {
 		t.Errorf("pin file = %+v, want due now, 2 attempts", pins)
 	}
-	c.mu.Lock()
-	c.fail = nil
-	c.mu.Unlock()
+	c.setFail(nil)
 	pinRound(w)
 	if got := c.list(); len(got) != 3 {
 		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
@@ -1361,9 +1331,7 @@ func TestPinAskedAgainAsItsFailureIsWrittenIsTriedNow(t *testing.T) {
 // its call would cost a failing call more.
 func TestPinAskedAgainBeforeItsCallBacksOff(t *testing.T) {
 	e, root, _ := donePinned(t)
-	c := &calls{fail: errors.New("HTTP 401")}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	_, w := e.statePinWorker(errors.New("HTTP 401"))
 	w.scanPins()
 	e.pin(t, "main", root, "done", queue.Keep{})
 	pinRound(w)
@@ -1410,9 +1378,7 @@ func TestScanPinsDoesNotReadEveryBackedOffPin(t *testing.T) {
 // back-off.
 func TestPinAskedAgainSurvivesItsCallCutShort(t *testing.T) {
 	e, root, names := donePinned(t)
-	c := &calls{fail: errors.New("HTTP 401")}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	_, w := e.statePinWorker(errors.New("HTTP 401"))
 	pinRound(w) // failed, backed off
 	e.pin(t, "main", root, "done", queue.Keep{})
 	hp := hangingPinner{started: make(chan struct{}), release: make(chan struct{})}
@@ -1503,10 +1469,7 @@ func TestPinOfRootTheRulesNowDenyIsDropped(t *testing.T) {
 			tc.target(target)
 			e := newEnv(t, target)
 			e.pin(t, "main", root, "secret", queue.Keep{})
-			c := &calls{}
-			if err := run(t, e.pinWorker(c), Once); err != nil {
-				t.Fatalf("Run(Once) = %v", err)
-			}
+			c, _ := e.runPins(t)
 			if got := c.list(); len(got) != 0 {
 				t.Errorf("calls = %q, want none: the rules deny the root", got)
 			}
@@ -1538,9 +1501,7 @@ func TestPinAskedAgainAsItIsDroppedIsKept(t *testing.T) {
 	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
 	root := mkPath("system-1") // not in the store yet: collected
 	e.pin(t, "main", root, "sys", queue.Keep{})
-	c := &calls{}
-	w := e.pinWorker(c)
-	w.state = LoadState(e.q.Dir)
+	c, w := e.statePinWorker(nil)
 	asked := false
 	w.beforePinDrop = func() {
 		if asked {
