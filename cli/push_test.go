@@ -16,6 +16,65 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
+// recordPushed records path as pushed to target in the queue in dir, as
+// a worker does once it has pushed it.
+func (w *world) recordPushed(t *testing.T, dir, target, path string) {
+	t.Helper()
+	c, err := config.Load(w.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := pushed.OpenWrite(dir, c.Target(target).RecordKey(), c.Queue.RememberPushed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := pushed.ParseHash(filepath.Base(path)[:32])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Add([]pushed.Hash{h}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rec.Close()
+}
+
+// heldCmd runs a command while the worker of the queue in dir is held,
+// so that nothing it queues is drained.
+func (w *world) heldCmd(t *testing.T, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	release := holdWorker(t, dir)
+	defer release()
+	return w.cmd(t, args...)
+}
+
+// listQueued is what the queue in dir holds.
+func listQueued(t *testing.T, dir string) []*queue.Entry {
+	t.Helper()
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, _, err := q.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return queued
+}
+
+// listPins is the pins the queue in dir holds.
+func listPins(t *testing.T, dir string) []*queue.Pin {
+	t.Helper()
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins, _, err := q.ListPins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pins
+}
+
 // push - that cannot read all of standard input (a word longer than the
 // scanner takes, a read error) says so and exits 1: the paths after the
 // failure were never read, and an exit 0 would pass them for queued.
@@ -59,17 +118,8 @@ func TestPushClosureInvalidRoot(t *testing.T) {
 		{"push", "--closure", "--dry-run", ghost},
 	} {
 		dir, _ := w.queueDir(t, "push")
-		release := holdWorker(t, dir)
-		st, out, errs := w.cmd(t, args...)
-		release()
-		q, err := queue.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		queued, _, err := q.List()
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, out, errs := w.heldCmd(t, dir, args...)
+		queued := listQueued(t, dir)
 		if st != 1 || !strings.Contains(errs, ghost+" is not in the store") || len(queued) != 0 {
 			t.Errorf("%s exited %d, queued %d entries, said:\n%s%s", strings.Join(args[:2], " "), st, len(queued), out, errs)
 		}
@@ -94,17 +144,8 @@ func TestPushInvalidRoot(t *testing.T) {
 		{"push", "--dry-run", ghost},
 	} {
 		dir, _ := w.queueDir(t, fmt.Sprint("push", i))
-		release := holdWorker(t, dir)
-		st, out, errs := w.cmd(t, args...)
-		release()
-		q, err := queue.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		queued, _, err := q.List()
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, out, errs := w.heldCmd(t, dir, args...)
+		queued := listQueued(t, dir)
 		var bad []string
 		for _, e := range queued {
 			if e.Path != app {
@@ -128,22 +169,7 @@ func TestPushDryRunPushedUsesFacts(t *testing.T) {
 	dir, _ := w.queueDir(t, "dry")
 	release := holdWorker(t, dir)
 	defer release()
-	c, err := config.Load(w.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := pushed.OpenWrite(dir, c.Target("pusher").RecordKey(), c.Queue.RememberPushed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := pushed.ParseHash(filepath.Base(big)[:32])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rec.Add([]pushed.Hash{h}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	rec.Close()
+	w.recordPushed(t, dir, "pusher", big)
 	_, want, _ := w.cmd(t, "explain", big)
 	st, out, errs := w.cmd(t, "push", "--dry-run", big)
 	if st != 0 || out != want || !strings.HasPrefix(want, "skip ") {
@@ -162,36 +188,14 @@ func TestPushPinPushedRootRulesApply(t *testing.T) {
 	for i, dry := range []bool{false, true} {
 		dir, _ := w.queueDir(t, fmt.Sprint("pin", i))
 		release := holdWorker(t, dir)
-		c, err := config.Load(w.conf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := pushed.OpenWrite(dir, c.Target("main").RecordKey(), c.Queue.RememberPushed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := pushed.ParseHash(filepath.Base(big)[:32])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rec.Add([]pushed.Hash{h}, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		rec.Close()
+		w.recordPushed(t, dir, "main", big)
 		args := []string{"push", "--pin", "sys", big}
 		if dry {
 			args = append(args, "--dry-run")
 		}
 		st, out, errs := w.cmd(t, args...)
 		release()
-		q, err := queue.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pins, _, err := q.ListPins()
-		if err != nil {
-			t.Fatal(err)
-		}
+		pins := listPins(t, dir)
 		if st != 0 || len(pins) != 0 || !strings.Contains(out, "not pinned in main: its rules leave "+big+" out (larger than max_nar_size") {
 			t.Errorf("%s exited %d, queued %d pins, said:\n%s%s", strings.Join(args, " "), st, len(pins), out, errs)
 		}
@@ -226,32 +230,10 @@ func TestPushPinPushedInvalidRoot(t *testing.T) {
 	ghost := w.path["ghost-1.0"]
 	dir, _ := w.queueDir(t, "pin")
 	release := holdWorker(t, dir)
-	c, err := config.Load(w.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := pushed.OpenWrite(dir, c.Target("main").RecordKey(), c.Queue.RememberPushed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := pushed.ParseHash(filepath.Base(ghost)[:32])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rec.Add([]pushed.Hash{h}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	rec.Close()
+	w.recordPushed(t, dir, "main", ghost)
 	st, out, errs := w.cmd(t, "push", "--pin", "sys", ghost)
 	release()
-	q, err := queue.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pins, _, err := q.ListPins()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pins := listPins(t, dir)
 	if st != 1 || len(pins) != 0 || !strings.Contains(errs, ghost+" is not in the store") {
 		t.Errorf("push --pin exited %d, queued %d pins, said:\n%s%s", st, len(pins), out, errs)
 	}
