@@ -251,6 +251,23 @@ func newEnv(t *testing.T, targets ...*config.Target) *env {
 	return &env{q: q, cfg: mkConfig(q.Dir, targets...), log: &syncBuffer{}}
 }
 
+// mainEnv is the setup of most tests: a fake store, and a queue for one
+// target, "main", that allows all.
+func mainEnv(t *testing.T) *env {
+	t.Helper()
+	fakeStore(t)
+	return newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+}
+
+// noCorruptDir puts a file where corrupt/ goes, so that an entry that
+// cannot be read cannot be moved aside either.
+func noCorruptDir(t *testing.T, e *env) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(e.q.Dir, "corrupt"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // worker returns a worker whose pushers are the fakes given by target.
 func (e *env) worker(fakes map[string]*fakePusher) *Worker {
 	log := logrus.New()
@@ -412,8 +429,7 @@ func TestBackoffDoubles(t *testing.T) {
 // ---- Run ----
 
 func TestRunOnceDrains(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	ps := build(t, "a-1", "b-1", "c-1")
 	e.add(t, "main", ps...)
 	f := &fakePusher{}
@@ -491,8 +507,7 @@ func (g *gatedPusher) Push(ctx context.Context, paths []string, out io.Writer) e
 // process that queued it has ended: that goes beside the running push at
 // once (issue 22: a 0.5 s quiet timer held every burst's last path back).
 func TestRunPushesAtOnceGathersMeanwhile(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	ps := build(t, "a-1", "b-1", "c-1", "d-1")
 	g := &gatedPusher{started: make(chan []string, 4), release: make(chan struct{})}
 	w := e.worker(nil)
@@ -554,8 +569,7 @@ func TestRunPushesAtOnceGathersMeanwhile(t *testing.T) {
 }
 
 func TestRunOnceFailure(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	ps := build(t, "a-1", "b-1")
 	e.add(t, "main", ps...)
 	f := &fakePusher{fail: func([]string) error { return errors.New("cachix exited with exit status 1: fake failure\n") }}
@@ -602,8 +616,7 @@ func TestRunOnceFailure(t *testing.T) {
 }
 
 func TestRunBadPathDoesNotHoldBackBatch(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	e.cfg.Queue.RetryInitial = 10 * time.Millisecond
 	e.cfg.Queue.RetryMax = 10 * time.Millisecond
 	ps := build(t, "good-1", "bad-1", "good-2")
@@ -657,8 +670,7 @@ func TestRunBadPathDoesNotHoldBackBatch(t *testing.T) {
 }
 
 func TestRunDropsGarbageCollected(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	present := build(t, "present-1")[0]
 	gone, gone2 := mkPath("gone-1"), mkPath("gone-2") // never built
 	e.add(t, "main", present, gone)
@@ -755,8 +767,7 @@ func TestRunClosureDenyPushRecordsDependency(t *testing.T) {
 }
 
 func TestRunLeavesUnknownTargetAlone(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	ps := build(t, "a-1", "b-1")
 	e.add(t, "main", ps[0])
 	e.add(t, "removed", ps[1])
@@ -785,8 +796,7 @@ func TestRunLeavesUnknownTargetAlone(t *testing.T) {
 }
 
 func TestRunRetryRequestRunningWorker(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	p := build(t, "a-1")[0]
 	e.add(t, "main", p)
 	x, _ := e.q.Get(queue.Key("main", p))
@@ -818,8 +828,7 @@ func TestRunRetryRequestRunningWorker(t *testing.T) {
 func TestRunRetryRequestFreshWorker(t *testing.T) {
 	// `cachix-filter-hook retry` requests a retry and starts a worker
 	// when none runs (after `worker --once` left entries waiting).
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	p := build(t, "a-1")[0]
 	e.add(t, "main", p)
 	x, _ := e.q.Get(queue.Key("main", p))
@@ -845,8 +854,7 @@ func TestRunRetryRequestFreshWorker(t *testing.T) {
 }
 
 func TestRunSpawned(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	e.cfg.Queue.Linger = 200 * time.Millisecond
 	p := build(t, "a-1")[0]
 	e.add(t, "main", p)
@@ -880,8 +888,7 @@ func TestRunSpawned(t *testing.T) {
 }
 
 func TestRunCleansTmp(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	old := filepath.Join(e.q.Dir, "tmp", "left-by-a-killed-hook")
 	if err := os.WriteFile(old, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -902,8 +909,7 @@ func TestRunCleansTmp(t *testing.T) {
 // state.json leaves its temporary file in the queue directory, where
 // CleanTmp (tmp/ only) never looked: the next worker removes it once old.
 func TestRunCleansStateTmp(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	old, fresh := filepath.Join(e.q.Dir, "state.json.tmp123"), filepath.Join(e.q.Dir, "state.json.tmp456")
 	for _, f := range []string{old, fresh} {
 		if err := os.WriteFile(f, []byte("{"), 0o600); err != nil {
@@ -943,8 +949,7 @@ func TestWorkerEnv(t *testing.T) {
 // The worker bounds dropped/ by queue.dropped_max and
 // queue.dropped_max_age as it starts (and every pruneEvery).
 func TestRunPrunesDropped(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	e.cfg.Queue.DroppedMax, e.cfg.Queue.DroppedMaxAge = 5, 48*time.Hour
 	for i := range 20 {
 		p := mkPath(fmt.Sprintf("gone-%d", i))
@@ -979,8 +984,7 @@ func TestRunPrunesDropped(t *testing.T) {
 // woken by the removal (cli/wait.go) reads it there. Looked at the moment
 // inotify reports each entry's removal.
 func TestRunHistoryBeforeTheEntryLeaves(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	ps := build(t, "hello-1", "hello-2", "hello-3")
 	e.add(t, "main", ps...)
 	fw, err := fsnotify.NewWatcher()
@@ -1034,8 +1038,7 @@ func TestRunHistoryBeforeTheEntryLeaves(t *testing.T) {
 // A spawned worker that lingers with nothing to do is woken by a path
 // queued meanwhile, not by its next look: here looks are an hour apart.
 func TestRunSpawnedLingerWokenByQueue(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	e.cfg.Queue.Linger = time.Hour
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": f})
@@ -1125,8 +1128,7 @@ func TestRunUndecidedBatchSummedUp(t *testing.T) {
 // Taking it without waiting, it left with the entry queued and no worker
 // to push it.
 func TestRunSpawnedRetakesLockPastAProbe(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	e.cfg.Queue.Linger = 0
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"main": f})
@@ -1160,11 +1162,8 @@ func TestRunSpawnedRetakesLockPastAProbe(t *testing.T) {
 // directory) was seen: a spawned worker that finds nothing else leaves,
 // rather than taking it for new at every look and lingering for ever.
 func TestRunSpawnedLeavesPastUnmovableEntry(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	if err := os.WriteFile(filepath.Join(e.q.Dir, "corrupt"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e := mainEnv(t)
+	noCorruptDir(t, e)
 	if err := os.WriteFile(filepath.Join(e.q.Dir, "entries", "junk"), []byte("junk"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -1183,8 +1182,7 @@ func TestRunSpawnedLeavesPastUnmovableEntry(t *testing.T) {
 // the mark that it was unreadable must not outlive the error, or the
 // worker leaves it queued with no worker.
 func TestRunSpawnedSeesAgainAnEntryOnceUnreadable(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	e.cfg.Queue.Linger = 0
 	p := build(t, "hello-1")[0]
 	e.add(t, "main", p)
@@ -1215,11 +1213,8 @@ func TestRunSpawnedSeesAgainAnEntryOnceUnreadable(t *testing.T) {
 // look before leaving, and a spawned worker took the lock again, round
 // after round, for ever. It leaves after a few rounds.
 func TestRunSpawnedLeavesPastManyUnmovableEntries(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	if err := os.WriteFile(filepath.Join(e.q.Dir, "corrupt"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e := mainEnv(t)
+	noCorruptDir(t, e)
 	for i := range maxUnreadable + 1 {
 		if err := os.WriteFile(filepath.Join(e.q.Dir, "entries", fmt.Sprintf("junk%d", i)), []byte("junk"), 0o600); err != nil {
 			t.Fatal(err)
@@ -1243,8 +1238,7 @@ func TestRunSpawnedLeavesPastManyUnmovableEntries(t *testing.T) {
 // as one set aside from entries/) is said once, not at every prune (every
 // 10 minutes, for as long as the worker runs).
 func TestPruneSaysStuckFileOnce(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e := mainEnv(t)
 	e.cfg.Queue.DroppedMax, e.cfg.Queue.DroppedMaxAge = 0, time.Hour
 	stuck := filepath.Join(e.q.Dir, "dropped", "stuck")
 	if err := os.MkdirAll(filepath.Join(stuck, "inside"), 0o700); err != nil {
@@ -1269,11 +1263,8 @@ func TestPruneSaysStuckFileOnce(t *testing.T) {
 // broken queue the worker's log grew by thousands of lines a scan, for
 // ever. The rest is one line with their count, said when it changes.
 func TestScanLogsUnreadableBeyondMaxOnce(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	if err := os.WriteFile(filepath.Join(e.q.Dir, "corrupt"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e := mainEnv(t)
+	noCorruptDir(t, e)
 	for i := range maxUnreadable + 3 {
 		if err := os.WriteFile(filepath.Join(e.q.Dir, "entries", fmt.Sprintf("junk%d", i)), []byte("junk"), 0o600); err != nil {
 			t.Fatal(err)
