@@ -56,6 +56,7 @@ func hostile() map[string]string {
 		"list of patterns":    fill("cache = \"c\"\nallow = [", "\"{a,b,c}*\",", "\"*\"]\n"),
 		"one long pattern":    fill("cache = \"c\"\nallow = [\"", "{a,b}", "\"]\n"),
 		"long brace groups":   fill("cache = \"c\"\nallow = [\"", "{a}", "\"]\n"),
+		"long hosts pattern":  fill("cache = \"c\"\nallow = [\"*\"]\nhosts = [\"", "{a,b}", "\"]\n"),
 		"longest patterns":    numbered("cache = \"c\"\nallow = [", "\""+strings.Repeat("{a,b}", filter.MaxPattern/5-2)+"%d\",") + "\"*\"]\n",
 		"many targets":        fill("", "[[target]]\n", ""),
 		"many valid targets":  numbered("", "[[target]]\ncache = \"c%d\"\nallow = [\"*\"]\n"),

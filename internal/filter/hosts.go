@@ -2,6 +2,7 @@ package filter
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/gobwas/glob"
@@ -22,6 +23,13 @@ func CompileHosts(patterns []string) (*Hosts, error) {
 	h := &Hosts{patterns: patterns}
 	var errs []error
 	for i, text := range patterns {
+		// Bounded as an allow or deny pattern is (MaxPattern): a hosts
+		// list is compiled at every hook run too.
+		if len(text) > MaxPattern {
+			errs = append(errs, &PatternError{List: "hosts", Index: i, Pattern: text[:64] + "…",
+				Reason: fmt.Sprintf("the pattern is %d bytes long, more than %d", len(text), MaxPattern)})
+			continue
+		}
 		g, err := glob.Compile(strings.ToLower(text))
 		if err != nil {
 			pe := &PatternError{List: "hosts", Index: i, Pattern: text, Reason: err.Error()}
