@@ -41,6 +41,9 @@ type Pattern struct {
 	Text  string
 	index int // position in its list: the first matching rule is reported
 	g     *glob.Pattern
+	// dir, when set, matches what is before a whole path's last '/',
+	// and g what is after it (see splitLast).
+	dir *glob.Pattern
 	// reason is Decision.Reason for it, made once: the worker and push
 	// decide every path of a 10,000-path batch by name, and formatting
 	// it each time was a third of that.
@@ -120,6 +123,13 @@ func compileSet(list string, patterns []string, storeDir string, errs []error) (
 			} else {
 				s.hasFull = true
 				p.g, err = glob.Compile(sub, '/')
+				if dir, last, ok := splitLast(sub); ok && err == nil {
+					// The same for the last part of any other
+					// whole-path pattern ("/nix/*/*-*-*-*-*-x*").
+					if p.dir, err = glob.Compile(dir, '/'); err == nil {
+						p.g, err = glob.Compile(last)
+					}
+				}
 			}
 		} else {
 			p.g, err = glob.Compile(text)
@@ -137,6 +147,32 @@ func compileSet(list string, patterns []string, storeDir string, errs []error) (
 		ix.add(p, sub)
 	}
 	return s, errs
+}
+
+// splitLast splits a whole-path pattern at its last '/' when that '/'
+// can only match the subject's last one: what follows it has no class
+// (which may match a '/'), no "**", no brace of a group begun before it,
+// and it is not escaped. The part after it then matches the '/'-free
+// rest of the subject whether '/' is a separator or not.
+func splitLast(text string) (dir, last string, ok bool) {
+	i := strings.LastIndexByte(text, '/')
+	if i < 1 || text[i-1] == '\\' {
+		return "", "", false
+	}
+	last = text[i+1:]
+	if strings.ContainsAny(last, "[]{}") || strings.Contains(last, "**") {
+		return "", "", false
+	}
+	return text[:i], last, true
+}
+
+// match reports whether the pattern matches subject.
+func (p *Pattern) match(subject string) bool {
+	if p.dir == nil {
+		return p.g.Match(subject)
+	}
+	i := strings.LastIndexByte(subject, '/')
+	return i >= 0 && p.dir.Match(subject[:i]) && p.g.Match(subject[i+1:])
 }
 
 // first returns the first pattern of the list that matches p, or nil.

@@ -84,7 +84,7 @@ func (ix *index) add(p *Pattern, text string) {
 func (ix *index) first(subject string, best *Pattern) *Pattern {
 	try := func(ps []*Pattern) {
 		for _, p := range ps {
-			if (best == nil || p.index < best.index) && p.g.Match(subject) {
+			if (best == nil || p.index < best.index) && p.match(subject) {
 				best = p
 			}
 		}
