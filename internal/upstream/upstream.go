@@ -28,9 +28,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
@@ -206,7 +206,7 @@ func (c *Checker) Check(ctx context.Context, asks map[string][]string) Result {
 				mu.Lock()
 				if err != nil {
 					if _, ok := res.Unreachable[j.url]; !ok {
-						res.Unreachable[j.url] = err.Error()
+						res.Unreachable[j.url] = said(err.Error())
 					}
 				} else {
 					res.Has[j.url][j.path] = has
@@ -214,7 +214,7 @@ func (c *Checker) Check(ctx context.Context, asks map[string][]string) Result {
 				mu.Unlock()
 				c.mu.Lock()
 				if err != nil {
-					c.down[j.url] = downInfo{until: c.nowFunc().Add(downFor), why: err.Error()}
+					c.down[j.url] = downInfo{until: c.nowFunc().Add(downFor), why: said(err.Error())}
 				} else {
 					if len(c.known) >= maxKnown {
 						c.known = map[string]bool{}
@@ -408,9 +408,7 @@ func (c *Checker) askFile(base, path, hash string) (bool, error) {
 const maxSaid = 256
 
 // cut returns s, or its first maxSaid bytes (whole runes) and "...",
-// its control characters and bytes that are not UTF-8 written as escapes
-// (\x1b, \x9b): explain prints the message to a terminal, where they
-// would move the cursor or recolour.
+// escaped as said escapes.
 func cut(s string) string {
 	if len(s) > maxSaid {
 		n := maxSaid
@@ -419,25 +417,16 @@ func cut(s string) string {
 		}
 		s = s[:n] + "..."
 	}
-	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
-		return s
-	}
-	// A byte that is no UTF-8 too: 0x9b alone is CSI to a terminal not
-	// set to UTF-8 (as escape.Controls writes it).
-	var b strings.Builder
-	for i, r := range s {
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case !unicode.IsControl(r):
-			b.WriteRune(r)
-		case r < 0x80:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
-			fmt.Fprintf(&b, `\u%04x`, r)
-		}
-	}
-	return b.String()
+	return said(s)
+}
+
+// said writes s's control characters, bytes that are not UTF-8, tabs
+// and newlines as escapes (\x1b, \x9b, \u202e), as escape.Controls does
+// for the rest of the output: explain prints the message to a terminal,
+// where they would move the cursor, recolour or reverse the line, and
+// the message is one line.
+func said(s string) string {
+	return escape.Controls(strings.NewReplacer("\t", `\x09`, "\n", `\x0a`).Replace(s))
 }
 
 // storePathOf returns the StorePath of a narinfo ("" when it has none),

@@ -1,0 +1,76 @@
+package upstream
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
+)
+
+// plain reports whether s is as escape.Controls writes it, with no tab
+// or newline either: one line that cannot act on a terminal.
+func plain(s string) bool {
+	return escape.Controls(s) == s && !strings.ContainsAny(s, "\t\n")
+}
+
+// An upstream's error was escaped only when longer than maxSaid bytes:
+// a short TLS error, which quotes the names in the server's certificate,
+// reached Unreachable (explain --json, state.json, status) with the
+// escape sequence the certificate held. Every error is escaped.
+func TestShortErrorIsEscaped(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "x"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"\x1b]0;owned\x07"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	p := fmt.Sprintf("/nix/store/%032d-tls", 1)
+	res := New(5*time.Second, time.Minute).Check(context.Background(), map[string][]string{u: {p}})
+	if why := res.Unreachable[u]; why == "" || !plain(why) {
+		t.Errorf("unreachable: %q, want the error with its control characters escaped", why)
+	}
+}
+
+// cut escaped what unicode.IsControl calls control but not what
+// escape.Controls escapes besides: a right-to-left override in a reason
+// phrase or a StorePath made the message read backwards.
+func TestOddAnswersBidiEscaped(t *testing.T) {
+	p := fmt.Sprintf("/nix/store/%032d-esc", 1)
+	u := rawServer(t, "HTTP/1.1 500 \u202eboom\u2028x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	res := New(5*time.Second, time.Minute).Check(context.Background(), map[string][]string{u: {p}})
+	if why := res.Unreachable[u]; !strings.Contains(why, `500 \u202eboom\u2028x`) || !plain(why) {
+		t.Errorf("unreachable: %q, want the reason phrase with its controls escaped", why)
+	}
+	body := "StorePath: /nix/store/\u202ex\n"
+	u = rawServer(t, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body))
+	c := New(5*time.Second, time.Minute)
+	c.Check(context.Background(), map[string][]string{u: {p}})
+	if w := c.Warnings(); len(w) != 1 || !plain(w[0]) {
+		t.Errorf("warnings %q, want one with its controls escaped", w)
+	}
+}
