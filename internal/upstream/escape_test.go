@@ -74,3 +74,13 @@ func TestOddAnswersBidiEscaped(t *testing.T) {
 		t.Errorf("warnings %q, want one with its controls escaped", w)
 	}
 }
+
+// cut backed up over every byte that starts no UTF-8 character to cut
+// before a character: an answer of odd bytes (0x9b...) lost all of what
+// it said, down to "...". It backs up over one character at most.
+func TestCutOddBytesKeepsThem(t *testing.T) {
+	got := cut(strings.Repeat("\x9b", 2*maxSaid))
+	if n := strings.Count(got, `\x9b`); n < maxSaid-3 || n > maxSaid || !strings.HasSuffix(got, "...") {
+		t.Errorf("cut = %.40q... (%d bytes), want %d escaped bytes or 3 fewer, then ...", got, len(got), maxSaid)
+	}
+}

@@ -411,8 +411,10 @@ const maxSaid = 256
 // escaped as said escapes.
 func cut(s string) string {
 	if len(s) > maxSaid {
+		// Before a UTF-8 character rather than inside it: at most
+		// UTFMax-1 bytes back, as s may be no UTF-8 at all.
 		n := maxSaid
-		for n > 0 && !utf8.RuneStart(s[n]) {
+		for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
 			n--
 		}
 		s = s[:n] + "..."
