@@ -84,3 +84,17 @@ func TestCutOddBytesKeepsThem(t *testing.T) {
 		t.Errorf("cut = %.40q... (%d bytes), want %d escaped bytes or 3 fewer, then ...", got, len(got), maxSaid)
 	}
 }
+
+// The host a redirect led to, which the upstream chose, went into the
+// warning as it was: a right-to-left override or a byte that is no
+// UTF-8 (0x9b, CSI) in a Location's host reached the log and explain.
+func TestRedirectTargetEscaped(t *testing.T) {
+	p := fmt.Sprintf("/nix/store/%032d-esc", 1)
+	u := rawServer(t, "HTTP/1.1 302 Found\r\nLocation: http://\u202eevil\x9b2J.example/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	c := New(5*time.Second, time.Minute)
+	res := c.Check(context.Background(), map[string][]string{u: {p}})
+	w := c.Warnings()
+	if len(w) != 1 || !plain(w[0]) || !strings.Contains(w[0], `\u202eevil\x9b2J.example`) {
+		t.Errorf("warnings %q (unreachable %q), want one naming the host escaped", w, res.Unreachable)
+	}
+}

@@ -278,7 +278,7 @@ func (c *Checker) ask(ctx context.Context, base, path, hash string) (bool, error
 	if err != nil {
 		var off *errOffsite
 		if errors.As(err, &off) {
-			c.warn(base, "redirect", "redirected "+hash+".narinfo to another host or scheme ("+off.to+")")
+			c.warn(base, "redirect", "redirected "+hash+".narinfo to another host or scheme ("+cut(off.to)+")")
 			return false, nil
 		}
 		var ue *url.Error
