@@ -19,7 +19,7 @@ import (
 // the pusher's output is escaped, and a byte that is not UTF-8 as \xNN:
 // on a terminal not set to UTF-8, 0x9b alone is a C1 control (CSI).
 func Controls(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsFunc(s, isControl) {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, IsControl) {
 		return s
 	}
 	var b strings.Builder
@@ -28,7 +28,7 @@ func Controls(s string) string {
 		switch {
 		case r == utf8.RuneError && size == 1:
 			fmt.Fprintf(&b, `\x%02x`, s[0])
-		case !isControl(r):
+		case !IsControl(r):
 			b.WriteString(s[:size])
 		case r < 0x80:
 			fmt.Fprintf(&b, `\x%02x`, r)
@@ -48,7 +48,9 @@ func OneLine(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }) < 0
 }
 
-func isControl(r rune) bool {
+// IsControl reports whether Controls escapes r: for the pusher's output,
+// escaped as it streams.
+func IsControl(r rune) bool {
 	return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f ||
 		r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
 }

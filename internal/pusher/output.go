@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 )
 
 // MaxLine is the longest line of pusher output that reaches the log;
@@ -89,8 +91,9 @@ func (r *redactor) flush() {
 // the rest of it dropped; "\r" ends a line too (progress bars redraw with
 // it). Empty lines are left out. Memory: one line of max bytes.
 //
-// Control characters other than tab (C0, DEL, and C1 encoded in UTF-8)
-// are written as escapes, \x1b or \u009b: the lines go to the log and
+// Control characters other than tab (C0, DEL, C1, and the line and
+// paragraph separators and bidirectional controls: escape.IsControl) are
+// written as escapes, \x1b, \u009b or \u202e: the lines go to the log and
 // their tail into the error, which status prints to a terminal, where a
 // pusher's colours or cursor moves would garble or forge what it shows.
 // Other bytes, UTF-8 text or not, pass as they are.
@@ -137,17 +140,15 @@ func (c *lineCutter) Write(p []byte) (int, error) {
 // bytes, and reports whether it had to cut the line there. An escape is
 // not cut in two: the line then ends before it.
 func (c *lineCutter) add(seg []byte) (cut bool) {
-	// A C1 character whose UTF-8 came in two writes: its 0xc2 (never a
-	// continuation byte) ends the line so far.
-	if n := len(c.line); n > 0 && c.line[n-1] == 0xc2 && len(seg) > 0 && isC1(seg[0]) {
-		c.line = c.line[:n-1]
-		if c.addEscape(seg[0]) {
-			return true
-		}
-		seg = seg[1:]
+	// A character whose UTF-8 came in more than one write: its first
+	// bytes, which end the line so far, are looked at with the rest.
+	if k := partial(c.line); k > 0 && len(seg) > 0 {
+		n := len(c.line)
+		seg = append(c.line[n-k:n:n], seg...)
+		c.line = c.line[:n-k]
 	}
 	for len(seg) > 0 {
-		i, size := indexControl(seg)
+		i, size, r := indexControl(seg)
 		plain := seg
 		if i >= 0 {
 			plain = seg[:i]
@@ -167,7 +168,7 @@ func (c *lineCutter) add(seg []byte) (cut bool) {
 		if i < 0 {
 			return false
 		}
-		if c.addEscape(seg[i+size-1]) {
+		if c.addEscape(r) {
 			return true
 		}
 		seg = seg[i+size:]
@@ -175,43 +176,54 @@ func (c *lineCutter) add(seg []byte) (cut bool) {
 	return false
 }
 
-// addEscape appends the escape of the control character b (a byte of
-// C0 or DEL, or the second byte of a C1 character's UTF-8, which is its
-// code point), unless the line has no room for it: then it reports the
-// line cut.
-func (c *lineCutter) addEscape(b byte) (cut bool) {
+// addEscape appends the escape of the control character r, unless the
+// line has no room for it: then it reports the line cut.
+func (c *lineCutter) addEscape(r rune) (cut bool) {
 	const hex = "0123456789abcdef"
-	if b < 0x80 {
+	if r < 0x80 {
 		if c.max-len(c.line) < 4 {
 			return true
 		}
-		c.line = append(c.line, '\\', 'x', hex[b>>4], hex[b&0xf])
+		c.line = append(c.line, '\\', 'x', hex[r>>4], hex[r&0xf])
 		return false
 	}
 	if c.max-len(c.line) < 6 {
 		return true
 	}
-	c.line = append(c.line, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
+	c.line = append(c.line, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
 	return false
 }
 
-// indexControl returns where the first control character in b starts,
-// and its size in bytes, or -1: C0 but tab, DEL, and C1 (U+0080-U+009F,
-// 0xc2 then 0x80-0x9f in UTF-8).
-func indexControl(b []byte) (int, int) {
+// indexControl returns where the first control character in b starts
+// (C0 but tab, and what else escape.IsControl says), its size in bytes
+// and itself, or -1.
+func indexControl(b []byte) (int, int, rune) {
 	for i, x := range b {
 		switch {
 		case x < 0x20 && x != '\t', x == 0x7f:
-			return i, 1
-		case x == 0xc2 && i+1 < len(b) && isC1(b[i+1]):
-			return i, 2
+			return i, 1, rune(x)
+		case x >= 0xc0:
+			if r, size := utf8.DecodeRune(b[i:]); size > 1 && escape.IsControl(r) {
+				return i, size, r
+			}
 		}
 	}
-	return -1, 0
+	return -1, 0, 0
 }
 
-// isC1 reports whether b, after 0xc2, makes a C1 control character.
-func isC1(b byte) bool { return b >= 0x80 && b <= 0x9f }
+// partial returns how many bytes at the end of b begin a UTF-8
+// character they do not complete, or 0.
+func partial(b []byte) int {
+	for k := 1; k < utf8.UTFMax && k <= len(b); k++ {
+		if x := b[len(b)-k]; utf8.RuneStart(x) {
+			if x >= 0xc0 && !utf8.FullRune(b[len(b)-k:]) {
+				return k
+			}
+			return 0
+		}
+	}
+	return 0
+}
 
 func (c *lineCutter) emit(suffix string) error {
 	if len(c.line) == 0 && suffix == "" {

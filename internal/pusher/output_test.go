@@ -245,3 +245,34 @@ func TestLineCutterCutsWholeCharactersAcrossWrites(t *testing.T) {
 		}
 	}
 }
+
+// lineCutter escaped C0, DEL and C1 only: a right-to-left override, the
+// other bidirectional controls and the line and paragraph separators in
+// a pusher's output reached the log, history.jsonl, log --json and
+// status --json as they were (JSON escapes none of the first), to make a
+// line read backwards or break in two. They are escaped as
+// escape.Controls writes them, whole or split across writes anywhere.
+func TestLineCutterEscapesBidi(t *testing.T) {
+	in := "a\u202eterces\u202c b\u2028c\u2029 \u200e\u200f\u061c\u2066\u2069 日本 é\n"
+	want := `a\u202eterces\u202c b\u2028c\u2029 \u200e\u200f\u061c\u2066\u2069 日本 é` + "\n"
+	for i := 0; i <= len(in); i++ {
+		for j := i; j <= len(in); j++ {
+			var out bytes.Buffer
+			c := newLineCutter(&out, 200)
+			for _, w := range []string{in[:i], in[i:j], in[j:]} {
+				c.Write([]byte(w))
+			}
+			c.flush()
+			if out.String() != want {
+				t.Fatalf("split at %d,%d: = %q, want %q", i, j, out.String(), want)
+			}
+		}
+	}
+	var out bytes.Buffer
+	c := newLineCutter(&out, 8)
+	c.Write([]byte("12345\u202e\n12\u2028abc\n"))
+	c.flush()
+	if want := "12345 …[line cut: longer than 8 bytes]\n12\\u2028 …[line cut: longer than 8 bytes]\n"; out.String() != want {
+		t.Errorf("cut: = %q, want %q", out.String(), want)
+	}
+}
