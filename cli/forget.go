@@ -67,7 +67,8 @@ func runForget(e *env, o *forgetOptions) int {
 					continue
 				}
 			}
-			fmt.Fprintf(e.stdout, "%s corrupt %s\n", verb, n)
+			// Any name can be put in entries/, and is kept here.
+			statusLine(e.stdout, "%s corrupt %s", verb, n)
 		}
 	}
 	if o.pushed {
@@ -146,7 +147,7 @@ func runForget(e *env, o *forgetOptions) int {
 			}
 		}
 		n++
-		fmt.Fprintf(e.stdout, "%s pin %q of %s -> %s (not pinned)\n", verb, p.Name, p.Path, p.Target)
+		statusLine(e.stdout, "%s pin %q of %s -> %s (not pinned)", verb, p.Name, p.Path, p.Target)
 	}
 	if n == 0 {
 		what := "of targets no longer in the config"
@@ -206,7 +207,8 @@ func (e *env) forgetEach(entries []*queue.Entry, want func(*queue.Entry) bool, r
 			continue
 		}
 		n++
-		fmt.Fprintln(e.stdout, line(en))
+		// What a dropped entry's file says, escaped as status says it.
+		statusLine(e.stdout, "%s", line(en))
 	}
 	return n, ok
 }
