@@ -193,13 +193,26 @@ func errorGist(s string) string {
 	return s
 }
 
-// shorten cuts s to at most n runes, marking the cut with "…".
+// shorten cuts s to at most n runes, marking the cut with "…"; before an
+// escape oneLine wrote (\x1b, \u202e), not inside it, where the line
+// would show a broken one.
 func shorten(s string, n int) string {
 	r := []rune(s)
 	if len(r) <= n {
 		return s
 	}
-	return string(r[:n-1]) + "…"
+	cut := n - 1
+	for k := 1; k < 6 && k <= cut; k++ {
+		if r[cut-k] != '\\' {
+			continue
+		}
+		// An escape is \xNN or \uNNNN: k of its runes are before the cut.
+		if e := r[cut-k+1]; e == 'x' && k < 4 || e == 'u' && k < 6 {
+			cut -= k
+		}
+		break
+	}
+	return string(r[:cut]) + "…"
 }
 
 // draw shows the lines for the queue's counts per target.

@@ -129,3 +129,21 @@ func TestProgressLastFrame(t *testing.T) {
 		t.Errorf("output:\n%s\nwant it to begin with:\n%s", stderr.String(), want)
 	}
 }
+
+// shorten cut at a rune count, so inside an escape oneLine wrote for a
+// control character: the line showed "\x1" or "\u20", no escape, and
+// read as if the error said that. The cut comes before the escape.
+func TestShortenKeepsEscapesWhole(t *testing.T) {
+	for _, s := range []string{`abcdefgh\x1b[2J`, `abcdefgh\u202exyz`} {
+		for n := 2; n <= len(s); n++ {
+			got := shorten(s, n)
+			if len([]rune(got)) > n {
+				t.Errorf("shorten(%q, %d) = %q: longer than %d", s, n, got, n)
+			}
+			// Each s holds one escape, at 8: the cut is before it or after.
+			if cut := len(strings.TrimSuffix(got, "…")); cut > 8 && cut < 8+map[byte]int{'x': 4, 'u': 6}[s[9]] {
+				t.Errorf("shorten(%q, %d) = %q: an escape cut in two", s, n, got)
+			}
+		}
+	}
+}
