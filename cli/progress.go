@@ -201,6 +201,9 @@ func shorten(s string, n int) string {
 	if len(r) <= n {
 		return s
 	}
+	if n < 1 {
+		return "" // a terminal one column wide
+	}
 	cut := n - 1
 	for k := 1; k < 6 && k <= cut; k++ {
 		if r[cut-k] != '\\' {

@@ -147,3 +147,16 @@ func TestShortenKeepsEscapesWhole(t *testing.T) {
 		}
 	}
 }
+
+// On a terminal one column wide (a squeezed tmux pane), the frame's
+// lines were shortened to 0 runes, and shorten sliced to -1: wait and
+// push --wait panicked. Nothing is drawn of the line then.
+func TestProgressOneColumnTerminal(t *testing.T) {
+	var out bytes.Buffer
+	p := &progress{w: &out, tty: true, columns: 1, start: time.Now(), targets: []string{"main"},
+		pushed: map[string]int{}, lastPush: map[string]time.Time{}}
+	p.draw(time.Now(), map[string]*counts{"main": {pending: 3}})
+	if strings.Contains(out.String(), "main") {
+		t.Errorf("drew %q on a terminal 1 column wide", out.String())
+	}
+}
