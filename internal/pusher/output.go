@@ -243,15 +243,38 @@ func (c *lineCutter) flush() {
 	c.line, c.cut = c.line[:0], false
 }
 
-// tailBuffer keeps the last 4 KiB written to it.
+// tailBuffer keeps the last 4 KiB written to it, from the start of a
+// character and of an escape the line cutter wrote: the tail becomes an
+// error message, which would otherwise begin with half of one.
 type tailBuffer struct{ b []byte }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.b = append(t.b, p...)
 	if len(t.b) > 4096 {
-		t.b = append(t.b[:0], t.b[len(t.b)-4096:]...)
+		t.b = append(t.b[:0], t.b[wholeFrom(t.b, len(t.b)-4096):]...)
 	}
 	return len(p), nil
+}
+
+// wholeFrom returns i, or past the escape (\x1b, \u202e) and the UTF-8
+// character that b[i] is inside of.
+func wholeFrom(b []byte, i int) int {
+	for k := 1; k < 6 && k <= i; k++ {
+		if b[i-k] != '\\' {
+			continue
+		}
+		switch b[i-k+1] {
+		case 'x':
+			i = max(i, i-k+4)
+		case 'u':
+			i = max(i, i-k+6)
+		}
+		break
+	}
+	for j := 0; j < utf8.UTFMax-1 && i < len(b) && !utf8.RuneStart(b[i]); j++ {
+		i++
+	}
+	return min(i, len(b))
 }
 
 func (t *tailBuffer) String() string { return string(t.b) }

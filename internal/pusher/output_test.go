@@ -276,3 +276,25 @@ func TestLineCutterEscapesBidi(t *testing.T) {
 		t.Errorf("cut: = %q, want %q", out.String(), want)
 	}
 }
+
+// tailBuffer kept the last 4096 bytes wherever they began: inside a
+// UTF-8 character or an escape the line cutter wrote, so a push error
+// (the tail of a long last line) began with half a character (a lone
+// 0x9b, CSI to a terminal not set to UTF-8) or "1b[2J", an escape shown
+// as text. The tail starts after them.
+func TestTailBufferStartsWhole(t *testing.T) {
+	for _, tc := range []struct{ line, unit string }{
+		{strings.Repeat("‛", 2000), "‛"}, // U+201B: e2 80 9b
+		{strings.Repeat(`\x1b`, 2000), `\x1b`},
+		{strings.Repeat(`\u202e`, 1000), `\u202e`},
+	} {
+		for skew := range 6 {
+			var tb tailBuffer
+			tb.Write([]byte(tc.line + strings.Repeat(" ", skew) + "\n"))
+			s := strings.TrimRight(tb.String(), " \n")
+			if len(s) > 4096 || !utf8.ValidString(s) || strings.ReplaceAll(s, tc.unit, "") != "" {
+				t.Errorf("skew %d: the tail of %d %q starts with %.10q", skew, len(tc.line)/len(tc.unit), tc.unit, s)
+			}
+		}
+	}
+}
