@@ -77,6 +77,9 @@ type Worker struct {
 	// looked at the queue and done what was due at least once, which a
 	// test can wait for instead of sleeping.
 	roundStarts func()
+	// lingers, when set (by tests), is called as a spawned worker with
+	// nothing to do starts to wait: the round's writes are all done.
+	lingers func()
 	// released, when set (by tests), is called after a spawned worker
 	// lets go of the lock, before its last look.
 	released func()
@@ -314,6 +317,9 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 			// Woken by the queue, as a busy worker is: a path queued
 			// while the worker lingers goes at once, not at the next
 			// look.
+			if w.lingers != nil {
+				w.lingers()
+			}
 			w.await(ctx, min(w.idlePoll, left))
 			continue
 		}

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1040,24 +1042,57 @@ func TestRunHistoryBeforeTheEntryLeaves(t *testing.T) {
 func TestRunSpawnedLingerWokenByQueue(t *testing.T) {
 	e := mainEnv(t)
 	e.cfg.Queue.Linger = time.Hour
-	f := &fakePusher{}
+	var lingers, atPush atomic.Int64
+	f := &fakePusher{fail: func([]string) error { atPush.Store(lingers.Load()); return nil }}
 	w := e.worker(map[string]*fakePusher{"main": f})
 	w.idlePoll = time.Hour
-	n := rounds(w)
+	w.lingers = func() { lingers.Add(1) }
+	// What wakes the worker (Queue.Notify), seen by a watch of the
+	// test's own, in the kernel's order, with a fence of the test's.
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fw.Close()
+	fence := t.TempDir()
+	for _, d := range append([]string{e.q.Dir, fence}, e.q.ChangeDirs()...) {
+		if err := fw.Add(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
 	stop := runIn(t, w, Spawned)
 	defer stop()
-	waitFor(t, "the worker's first round", func() bool { return n.Load() >= 1 }, e.log)
-	e.add(t, "main", build(t, "late-1")...)
+	waitFor(t, "the worker to linger", func() bool { return lingers.Load() >= 1 }, e.log)
+	ps := build(t, "late-1")
+	e.add(t, "main", ps...)
 	waitFor(t, "the path queued while the worker lingers pushed", func() bool {
 		calls, _ := f.Calls()
 		return len(calls) == 1
 	}, e.log)
 	// Nothing it does while idle wakes it again: a worker woken by its
-	// own writes would spin through rounds.
-	before := n.Load()
-	time.Sleep(300 * time.Millisecond)
-	if r := n.Load() - before; r > 10 {
-		t.Errorf("%d rounds in 300 ms of lingering with looks an hour apart", r)
+	// own writes would spin through rounds. The first lingering round
+	// after the push has done its writes; the fence comes after them.
+	waitFor(t, "the worker to linger after the push", func() bool { return lingers.Load() > atPush.Load() }, e.log)
+	if err := os.WriteFile(filepath.Join(fence, "fence"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	entry := filepath.Join(e.q.Dir, "entries", queue.Key("main", ps[0]))
+	for {
+		select {
+		case ev := <-fw.Events:
+			if filepath.Dir(ev.Name) == fence {
+				return
+			}
+			wakes := slices.Contains(e.q.ChangeDirs(), filepath.Dir(ev.Name)) ||
+				ev.Has(fsnotify.Create) && slices.Contains(e.q.ChangeDirs(), ev.Name)
+			if wakes && ev.Name != entry {
+				t.Errorf("the lingering worker made %s, which wakes it: it would spin through rounds", ev)
+			}
+		case err := <-fw.Errors:
+			t.Fatalf("watching the queue: %v", err)
+		case <-time.After(eventually.Left(t)):
+			t.Fatal("the test's fence was not seen by its own watch")
+		}
 	}
 }
 
