@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -294,10 +295,11 @@ file = "@DIR@/textfile/cachix_filter_hook.prom"
 
 // TestPinSurvivesKill: push --pin of a generation-like root with
 // --keep-revisions 3 to two Cachix targets; the worker is SIGKILLed after
-// the first push; after wait the stand-in's record has exactly one pin
-// per target, made after the root's closure was in that cache (the
-// stand-in refuses a pin of a path its cache lacks). The host name of
-// {host} is the one the commands run with.
+// the first Cachix push, the other push and the pins held; after wait the
+// stand-in's record has exactly one pin per target, made after the
+// root's closure was in that cache (the stand-in refuses a pin of a path
+// its cache lacks). The host name of {host} is the one the commands run
+// with.
 func TestPinSurvivesKill(t *testing.T) {
 	requireTool(t, "unshare")
 	e := NewEnv(t, `
@@ -316,7 +318,18 @@ bin = "@CACHIX@"
 file = "@DIR@/m.prom"
 `)
 	e.Host = "gen-host"
-	e.Vars = append(e.Vars, "CACHIX_STANDIN_DELAY=1500ms")
+	// One Cachix call goes at a time, as the test lets it (see the
+	// stand-in's CACHIX_STANDIN_TURNS); all go before the Env's cleanup
+	// waits for the worker.
+	turns := filepath.Join(e.Dir, "turns")
+	e.Vars = append(e.Vars, "CACHIX_STANDIN_TURNS="+turns)
+	letThrough := func(n int) {
+		t.Helper()
+		if err := os.WriteFile(turns, bytes.Repeat([]byte("x"), n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { letThrough(1000) })
 	salt := nixtest.Salt()
 	dep := nixtest.Drv(salt, "hm-dep-"+salt, nil)
 	// Built without the hook: push --pin does the queueing.
@@ -340,12 +353,23 @@ file = "@DIR@/m.prom"
 			t.Errorf("push --pin does not say %q:\n%s", want, out)
 		}
 	}
-	// SIGKILL the worker once the first push is done: the second push
-	// and both pins are still to come.
-	eventually.True(t, eventually.Left(t), "a push to finish", func() bool {
+	// SIGKILL the worker once the first Cachix push is done: the second
+	// push and both pins are still to come, held at their turns.
+	letThrough(1)
+	eventually.True(t, eventually.Left(t), "the first Cachix push to finish", func() bool {
 		h, _ := os.ReadFile(filepath.Join(e.Queue, "history.jsonl"))
-		return strings.Contains(string(h), `"outcome":"pushed"`)
+		for _, l := range strings.Split(string(h), "\n") {
+			if strings.Contains(l, `"outcome":"pushed"`) && !strings.Contains(l, `"target":"local"`) {
+				return true
+			}
+		}
+		return false
 	}, e.Log)
+	for _, inv := range e.Invocations() {
+		if len(inv.Argv) > 0 && inv.Argv[0] == "pin" {
+			t.Fatalf("a pin was made before the worker was killed: the test cannot see pins survive the kill: %+v", inv)
+		}
+	}
 	pids := workerPIDs(e.Queue)
 	if len(pids) == 0 {
 		t.Fatal("no worker to kill")
@@ -353,6 +377,7 @@ file = "@DIR@/m.prom"
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+	letThrough(1000)
 	if out, errOut, code := e.Run(ctx, "wait", "--timeout", eventually.Left(t).String()); code != 0 {
 		t.Fatalf("wait: %d\n%s%s\n%s", code, out, errOut, e.Log())
 	}

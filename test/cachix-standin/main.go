@@ -50,6 +50,12 @@
 // Test controls:
 //
 //	CACHIX_STANDIN_ROOT        required; where caches and logs go.
+//	CACHIX_STANDIN_TURNS       a file: each push and pin takes the next
+//	                           turn (1, 2, ... in the order they come,
+//	                           counted in $CACHIX_STANDIN_ROOT/.turn-count
+//	                           under flock) and waits until the file holds
+//	                           at least that many bytes, before the gate:
+//	                           a byte written lets one more call through.
 //	CACHIX_STANDIN_DELAY       Go duration slept before each push, to
 //	                           simulate a slow upload.
 //	CACHIX_STANDIN_GATE        a file: each push and pin waits until it
@@ -93,7 +99,7 @@
 //
 // Checks run in this order: arguments, CACHIX_STANDIN_ROOT, auth, paths
 // (each must be an existing store path, strictly: no symlinks such as
-// ./result are followed), gate, delay, CACHIX_STANDIN_FAIL, CACHIX_STANDIN_FAIL_PATHS,
+// ./result are followed), turns, gate, delay, CACHIX_STANDIN_FAIL, CACHIX_STANDIN_FAIL_PATHS,
 // then nix copy. Simulated failures therefore never run Nix.
 package main
 
@@ -546,9 +552,21 @@ func run(argv []string, stdin io.Reader, stdout io.Writer, rec *record) error {
 }
 
 // delayAndTricks is what a push and a pin go through before their work:
-// CACHIX_STANDIN_GATE, CACHIX_STANDIN_DELAY, then the trick file's failure
-// or hang.
+// CACHIX_STANDIN_TURNS, CACHIX_STANDIN_GATE, CACHIX_STANDIN_DELAY, then
+// the trick file's failure or hang.
 func delayAndTricks(root string, stdout io.Writer) error {
+	if f := os.Getenv("CACHIX_STANDIN_TURNS"); f != "" {
+		k, err := bumpCounter(filepath.Join(root, ".turn-count"))
+		if err != nil {
+			return fmt.Errorf("CACHIX_STANDIN_TURNS: %w", err)
+		}
+		for {
+			if fi, err := os.Stat(f); err == nil && fi.Size() >= int64(k) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	if g := os.Getenv("CACHIX_STANDIN_GATE"); g != "" {
 		for {
 			if _, err := os.Stat(g); err == nil {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -268,6 +269,48 @@ func TestBinaryWithoutNix(t *testing.T) {
 		r := runStandin(t, bin, env, "", "push", "c", p)
 		if d := time.Since(start); d < 300*time.Millisecond || !strings.Contains(r.stderr, "simulated failure 1 of 1") {
 			t.Errorf("took %v: %+v", d, r)
+		}
+	})
+
+	t.Run("turns", func(t *testing.T) {
+		root := t.TempDir()
+		turns := filepath.Join(t.TempDir(), "turns")
+		env := []string{"CACHIX_STANDIN_ROOT=" + root, "CACHIX_AUTH_TOKEN=tok", storeEnv,
+			"CACHIX_STANDIN_TURNS=" + turns, "CACHIX_STANDIN_FAIL=2"}
+		took := func(n string) func() bool {
+			return func() bool { b, _ := os.ReadFile(filepath.Join(root, ".turn-count")); return string(b) == n+"\n" }
+		}
+		first, second := make(chan result, 1), make(chan result, 1)
+		go func() { first <- runStandin(t, bin, env, "", "push", "c", p) }()
+		eventually.True(t, eventually.Left(t), "the first push to take its turn", took("1"))
+		go func() { second <- runStandin(t, bin, env, "", "push", "c", p) }()
+		eventually.True(t, eventually.Left(t), "the second push to take its turn", took("2"))
+		if err := os.WriteFile(turns, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-first:
+			if !strings.Contains(r.stderr, "simulated failure 1 of 2") {
+				t.Errorf("the first push let through: %+v", r)
+			}
+		case <-time.After(eventually.Left(t)):
+			t.Fatal("a byte in the turns file did not let the first push through")
+		}
+		select {
+		case r := <-second:
+			t.Errorf("the second push went on one byte: %+v", r)
+		default:
+		}
+		if err := os.WriteFile(turns, []byte("xx"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-second:
+			if !strings.Contains(r.stderr, "simulated failure 2 of 2") {
+				t.Errorf("the second push let through: %+v", r)
+			}
+		case <-time.After(eventually.Left(t)):
+			t.Fatal("a second byte in the turns file did not let the second push through")
 		}
 	})
 
