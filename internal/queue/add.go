@@ -115,8 +115,9 @@ const (
 // hook left (CleanTmp), and removes it.
 const tmpRewrites = 3
 
-// syncs counts the fsyncs Add makes, for the tests.
-var syncs func()
+// syncs, set by the tests, is called with the name of each file or
+// directory the queue fsyncs, before it does.
+var syncs func(name string)
 
 func (q *Queue) writeTmp(name string, data []byte, sync bool) (string, error) {
 	return q.writeTmpWith(name, func(f *os.File) error {
@@ -134,7 +135,7 @@ func (q *Queue) writeTmpWith(name string, fill func(*os.File) error, sync bool) 
 	err = fill(f)
 	if err == nil && sync {
 		if syncs != nil {
-			syncs()
+			syncs(f.Name())
 		}
 		err = f.Sync()
 	}
@@ -159,7 +160,7 @@ func (q *Queue) writeEntry(e *Entry, sync bool) (string, error) {
 
 func syncDir(dir string) error {
 	if syncs != nil {
-		syncs()
+		syncs(dir)
 	}
 	d, err := os.Open(dir)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
@@ -22,10 +23,19 @@ import (
 // running user, and for the queue directory itself (top), with no access
 // for group or others. Below a private top, modes do not matter.
 func mkdirPrivate(dir string, top bool) error {
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("creating queue directory: %w", err)
+	made := os.Mkdir(dir, 0o700)
+	if made != nil && !errors.Is(made, fs.ErrExist) {
+		return fmt.Errorf("creating queue directory: %w", made)
 	}
-	return checkPrivate(dir, top)
+	if err := checkPrivate(dir, top); err != nil {
+		return err
+	}
+	if made == nil {
+		// Made now: its name is durable before what goes in it is said
+		// to be (an entry, a pin), or a power failure loses both.
+		return syncDir(filepath.Dir(dir))
+	}
+	return nil
 }
 
 func checkPrivate(dir string, top bool) error {

@@ -1052,7 +1052,7 @@ func TestAddRewritesTmpFileCleanedMeanwhile(t *testing.T) {
 	for _, n := range []int{1, 3} {
 		q := openQ(t)
 		cleaned := false
-		syncs = func() {
+		syncs = func(string) {
 			if !cleaned {
 				cleaned = true
 				q.CleanTmp(-time.Hour)
@@ -1072,7 +1072,7 @@ func TestAddRewritesTmpFileCleanedMeanwhile(t *testing.T) {
 	}
 	q := openQ(t)
 	cleaned := false
-	syncs = func() {
+	syncs = func(string) {
 		if !cleaned {
 			cleaned = true
 			q.CleanTmp(-time.Hour)
@@ -1159,7 +1159,7 @@ func TestPinAskIsSynced(t *testing.T) {
 	}
 	ask := filepath.Join(q.Dir, pinAsksDir, PinKey("main", root, "sys"))
 	after := 0 // fsyncs once the ask is in place: pinasks/'s
-	syncs = func() {
+	syncs = func(string) {
 		if _, err := os.Lstat(ask); err == nil {
 			after++
 		}
@@ -1172,5 +1172,34 @@ func TestPinAskIsSynced(t *testing.T) {
 	}
 	if after == 0 {
 		t.Error("pinasks/ was not synced after the ask was renamed into it")
+	}
+}
+
+// pins/ and pinasks/ are made by the first pin, and the first ask for a
+// pin again, of a queue: the queue directory must be synced after each
+// is made, before push says "will pin", or a power failure loses the
+// directory, and the pin or ask in it with it. It was not: only the
+// file and pins/ (pinasks/) were synced.
+func TestPinDirsMadeAreSynced(t *testing.T) {
+	defer func() { syncs = nil }()
+	q := openQ(t)
+	root := mkPath("system-1")
+	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
+	for _, sub := range []string{pinsDir, pinAsksDir} {
+		made := false // the queue directory synced once sub was made
+		syncs = func(name string) {
+			if _, err := os.Lstat(filepath.Join(q.Dir, sub)); err == nil && name == q.Dir {
+				made = true
+			}
+		}
+		if _, err := q.AddPins([]Pin{pin}, time.Now()); err != nil {
+			t.Fatalf("AddPins: %v", err)
+		}
+		if _, err := os.Lstat(filepath.Join(q.Dir, sub)); err != nil {
+			t.Fatalf("%s not made: %v", sub, err)
+		}
+		if !made {
+			t.Errorf("the queue directory was not synced after %s/ was made", sub)
+		}
 	}
 }
