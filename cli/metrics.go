@@ -48,7 +48,7 @@ func (e *env) printMetrics(c *config.Config, q *queue.Queue, configError bool) i
 		return 1
 	}
 	// And unreadable pins, which stay in pins/, as the worker counts.
-	s.Corrupt = len(corrupt) + corruptOf(bad) + len(badPins)
+	s.Corrupt = len(corrupt) + corruptOf(bad) + corruptOf(badPins)
 	s.ConfigError = s.ConfigError || configError
 	_, _ = e.stdout.Write(metrics.Render(s))
 	return 0
@@ -68,7 +68,7 @@ type pinStatus struct {
 }
 
 // addPins adds the pins waiting to be made to their targets' status, and
-// returns how many pin files cannot be read.
+// returns how many pin files are not pins (corruptOf).
 func addPins(q *queue.Queue, byName map[string]*targetStatus) (unreadable int) {
 	pins, bad, err := q.ListPins()
 	if err != nil {
@@ -85,7 +85,7 @@ func addPins(q *queue.Queue, byName map[string]*targetStatus) (unreadable int) {
 		ps.Waiting = worker.PinWaits(p, func(key string) bool { _, ok := q.Get(key); return ok })
 		ts.Pins = append(ts.Pins, ps)
 	}
-	return len(bad)
+	return corruptOf(bad)
 }
 
 func printPins(w io.Writer, t *targetStatus, retryMax time.Duration) {

@@ -279,15 +279,22 @@ func (q *Queue) PinNames() ([]string, error) {
 }
 
 // ReadPin reads one pin; a file that is not one (or does not match its
-// name) is an error wrapping ErrCorrupt.
+// name) is an error wrapping ErrCorrupt. An error of the moment (EMFILE,
+// EIO) is not, as for an entry (readEntry): the pin is read again later.
 func (q *Queue) ReadPin(name string) (*Pin, error) {
 	file := q.path(pinsDir, name)
 	data, err := safeopen.ReadFile(file, safeopen.Options{NoFollow: true, MaxSize: maxEntrySize})
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, err
+		if errors.Is(err, safeopen.ErrSymlink) || errors.Is(err, safeopen.ErrNotRegular) || errors.Is(err, safeopen.ErrTooLarge) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, file, err)
 		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, file, err)
+		// open refuses a socket (ENXIO) before its kind can be checked.
+		if !errors.Is(err, fs.ErrNotExist) {
+			if fi, lerr := os.Lstat(file); lerr == nil && !fi.Mode().IsRegular() {
+				return nil, fmt.Errorf("%w: %s is not a regular file (%v)", ErrCorrupt, file, err)
+			}
+		}
+		return nil, fmt.Errorf("reading pin %s: %w", file, err)
 	}
 	p := &Pin{key: name}
 	if err := json.Unmarshal(data, p); err != nil {

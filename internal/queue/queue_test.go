@@ -1203,3 +1203,44 @@ func TestPinDirsMadeAreSynced(t *testing.T) {
 		}
 	}
 }
+
+// A pin that cannot be opened for a reason of the moment (here EMFILE:
+// no descriptor left) is not corrupt, as an entry is not: ReadPin said
+// ErrCorrupt, and status, doctor and the metrics counted the pin as an
+// unreadable one never made.
+func TestReadPinOutOfDescriptorsIsNotCorrupt(t *testing.T) {
+	q := openQ(t)
+	root := mkPath("system-1")
+	if _, err := q.AddPins([]Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	key := PinKey("main", root, "sys")
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	// The lowest free descriptor: with the limit there, no open works.
+	free, err := syscall.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(free)
+	low := lim
+	low.Cur = uint64(free)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	_, err = q.ReadPin(key)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(err, syscall.EMFILE) {
+		t.Fatalf("ReadPin with no descriptor left = %v, want EMFILE", err)
+	}
+	if errors.Is(err, ErrCorrupt) {
+		t.Errorf("ReadPin took EMFILE for a corrupt pin: %v", err)
+	}
+	if p, err := q.ReadPin(key); err != nil || p.Name != "sys" {
+		t.Errorf("read again: %v, %v", p, err)
+	}
+}

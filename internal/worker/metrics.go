@@ -138,8 +138,14 @@ func (w *Worker) writeMetrics(now time.Time, running bool) {
 		}
 	}
 	s := Snapshot(w.cfg, w.state, w.indexed(), w.pinList(), w.queuedKey, m.dropped, running, now)
-	// Unreadable pins too, which stay in pins/ (see scanPins).
-	s.Corrupt = m.corrupt + len(w.badPins)
+	// Unreadable pins too, which stay in pins/ (see scanPins), not
+	// those unread for a reason of the moment.
+	s.Corrupt = m.corrupt
+	for _, corrupt := range w.badPins {
+		if corrupt {
+			s.Corrupt++
+		}
+	}
 	// What changes with the clock alone (the age of the oldest entry)
 	// is refreshed every metricsRefresh, not at every round.
 	still := s

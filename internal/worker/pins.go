@@ -63,8 +63,8 @@ func (w *Worker) scanPins() {
 		// read, not left for the next worker.
 		p, err := w.q.ReadPin(n)
 		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) && !w.badPins[n] {
-				w.badPins[n] = true
+			if _, logged := w.badPins[n]; !errors.Is(err, fs.ErrNotExist) && !logged {
+				w.badPins[n] = errors.Is(err, queue.ErrCorrupt)
 				w.log.WithError(err).Error("unreadable pin")
 			}
 			continue
@@ -510,7 +510,9 @@ func (w *Worker) newPins() bool {
 		return false
 	}
 	for _, n := range names {
-		if _, ok := w.pins[n]; !ok && !w.badPins[n] {
+		_, known := w.pins[n]
+		_, bad := w.badPins[n]
+		if !known && !bad {
 			return true
 		}
 	}

@@ -116,7 +116,8 @@ type Worker struct {
 	// metrics is what was last written to metrics.file.
 	metrics metricsFile
 	// pins caches pins/ by file name (see pins.go); badPins are those
-	// already logged as unreadable. newPinner makes a target's pinner.
+	// already logged as unreadable, true for those that are not pins
+	// (queue.ErrCorrupt). newPinner makes a target's pinner.
 	pins      map[string]*queue.Pin
 	badPins   map[string]bool
 	newPinner func(*config.Target) (pusher.Pinner, error)
