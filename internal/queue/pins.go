@@ -358,17 +358,30 @@ func (q *Queue) UpdatePin(p *Pin) error {
 
 // DropPin deletes a pin given up on, as RemovePin does, unless push --pin
 // asked for it again meanwhile: an ask other than the one p holds, found
-// once the file is gone, came after the worker's look, its push maybe
-// having queued the root again, and the pin is queued anew from it
-// (requeued). An ask made after the removal finds no pin, and AddPins
-// queues the pin anew itself.
+// once the file is out of pins/, came after the worker's look, its push
+// maybe having queued the root again, and the pin is kept with its ask
+// (requeued), to be decided again. An ask made after the removal finds
+// no pin, and AddPins queues the pin anew itself. The file is moved
+// aside in tmp/ and linked back, not written anew, which a full disk
+// would refuse, losing the pin push said it "will pin".
 func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
-	if err := os.Remove(q.path(pinsDir, p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("removing pin: %w", err)
+	aside := q.path(tmpDir, "pin-dropped."+p.key)
+	moved := true
+	if err := os.Rename(q.path(pinsDir, p.key), aside); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("removing pin: %w", err)
+		}
+		moved = false
 	}
+	defer os.Remove(aside)
 	if asked, ok := q.PinAsked(p.key); ok && !asked.Equal(p.Queued) {
 		// The ask stays, as for any pin asked for again: its call
-		// takes it.
+		// takes it. A pin there already was queued anew by that push.
+		if moved {
+			if err := os.Link(aside, q.path(pinsDir, p.key)); err == nil || errors.Is(err, fs.ErrExist) {
+				return true, nil
+			}
+		}
 		_, err := q.AddPins([]Pin{{Target: p.Target, Path: p.Path, Name: p.Name, Keep: p.Keep}}, asked)
 		return err == nil, err
 	}

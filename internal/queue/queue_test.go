@@ -1244,3 +1244,60 @@ func TestReadPinOutOfDescriptorsIsNotCorrupt(t *testing.T) {
 		t.Errorf("read again: %v, %v", p, err)
 	}
 }
+
+// A pin asked for again as the worker drops it, the ask found once its
+// file is gone: DropPin queued the pin anew with AddPins, which writes a
+// new file. When that failed (a full disk; here tmp/ is not a
+// directory), the file was gone and the ask left with no pin to take it:
+// the pin push had said it "will pin" was lost. It is kept, with its ask.
+func TestPinAskedAgainAsItIsDroppedSurvivesAFailedWrite(t *testing.T) {
+	q := openQ(t)
+	root := mkPath("system-1")
+	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
+	now := time.Now()
+	if _, err := q.AddPins([]Pin{pin}, now); err != nil {
+		t.Fatal(err)
+	}
+	key := PinKey("main", root, "sys")
+	old, err := q.ReadPin(key) // the worker's look
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	tmp := q.path(tmpDir)
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	requeued, err := q.DropPin(old)
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := q.PinNames(); len(names) != 1 {
+		t.Fatalf("DropPin = %v, %v, pins %q; want the pin asked for again kept", requeued, err, names)
+	}
+	if _, ok := q.PinAsked(key); !ok {
+		t.Error("the ask is gone")
+	}
+	// Nothing in the way: kept, its ask with it, for the worker's next
+	// look.
+	if requeued, err := q.DropPin(old); !requeued || err != nil {
+		t.Errorf("DropPin = %v, %v; want the pin kept", requeued, err)
+	}
+	if p, err := q.ReadPin(key); err != nil || p.Name != "sys" {
+		t.Errorf("ReadPin = %v, %v; want the pin kept", p, err)
+	}
+	if _, ok := q.PinAsked(key); !ok {
+		t.Error("the ask is gone")
+	}
+	if names := ls(t, tmp); len(names) != 0 {
+		t.Errorf("tmp/ holds %q", names)
+	}
+}
