@@ -246,15 +246,30 @@ const pinRelinks = 3
 // PinAsked returns when the pin name was last asked for again, if it was
 // since the worker took the last ask (TakePinAsk).
 func (q *Queue) PinAsked(name string) (time.Time, bool) {
+	t, ok, _ := q.pinAsk(name)
+	return t, ok
+}
+
+// pinAsk is PinAsked, with the error of an ask that could not be read
+// for a reason of the moment (EMFILE, EIO): there may be one. What is
+// not an ask (a link, garbage) is none.
+func (q *Queue) pinAsk(name string) (time.Time, bool, error) {
 	data, err := safeopen.ReadFile(q.path(pinAsksDir, name), safeopen.Options{NoFollow: true, MaxSize: 256})
 	if err != nil {
-		return time.Time{}, false
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, safeopen.ErrSymlink) || errors.Is(err, safeopen.ErrNotRegular) || errors.Is(err, safeopen.ErrTooLarge) {
+			return time.Time{}, false, nil
+		}
+		// open refuses a socket (ENXIO) before its kind can be checked.
+		if fi, lerr := os.Lstat(q.path(pinAsksDir, name)); lerr == nil && !fi.Mode().IsRegular() {
+			return time.Time{}, false, nil
+		}
+		return time.Time{}, false, fmt.Errorf("reading the ask for pin %s: %w", name, err)
 	}
 	var t time.Time
 	if json.Unmarshal(data, &t) != nil {
-		return time.Time{}, false
+		return time.Time{}, false, nil
 	}
-	return t, true
+	return t, true, nil
 }
 
 // PinAskNames lists the pins asked for again (by file name) since the
@@ -374,7 +389,15 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 		moved = false
 	}
 	defer os.Remove(aside)
-	if asked, ok := q.PinAsked(p.key); ok && !asked.Equal(p.Queued) {
+	asked, ok, err := q.pinAsk(p.key)
+	if err != nil {
+		// Maybe asked for again: kept, and dropped at a later look.
+		if moved {
+			os.Link(aside, q.path(pinsDir, p.key))
+		}
+		return false, err
+	}
+	if ok && !asked.Equal(p.Queued) {
 		// The ask stays, as for any pin asked for again: its call
 		// takes it. A pin there already was queued anew by that push.
 		if moved {

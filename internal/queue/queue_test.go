@@ -1301,3 +1301,51 @@ func TestPinAskedAgainAsItIsDroppedSurvivesAFailedWrite(t *testing.T) {
 		t.Errorf("tmp/ holds %q", names)
 	}
 }
+
+// An ask that cannot be read for a reason of the moment (here EMFILE) as
+// the worker drops its pin was taken for no ask: DropPin removed the pin
+// and the ask, and the pin push --pin had asked for again, saying "will
+// pin", was lost. The pin is kept, with its ask, to be looked at again.
+func TestPinDroppedWithItsAskUnreadableIsKept(t *testing.T) {
+	q := openQ(t)
+	root := mkPath("system-1")
+	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
+	now := time.Now()
+	if _, err := q.AddPins([]Pin{pin}, now); err != nil {
+		t.Fatal(err)
+	}
+	key := PinKey("main", root, "sys")
+	old, err := q.ReadPin(key) // the worker's look
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	free, err := syscall.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(free)
+	low := lim
+	low.Cur = uint64(free)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	requeued, err := q.DropPin(old)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if p, rerr := q.ReadPin(key); rerr != nil {
+		t.Errorf("DropPin with the ask unreadable = %v, %v; the pin is gone: %v", requeued, err, rerr)
+	} else if p.Name != "sys" {
+		t.Errorf("pin %+v", p)
+	}
+	if asked, ok := q.PinAsked(key); !ok || !asked.Equal(now.Add(time.Second).UTC()) {
+		t.Errorf("ask = %v, %v; want it kept", asked, ok)
+	}
+}
