@@ -24,8 +24,8 @@ type DirError struct {
 func (e *DirError) Error() string { return e.Err.Error() }
 func (e *DirError) Unwrap() error { return e.Err }
 
-// CheckDir applies, without creating anything, the checks Open and the
-// worker apply to dir: its parents by the trust rule, dir itself and its
+// CheckDir applies, without creating anything, the checks Open, push
+// --pin and the worker apply to dir: its parents by the trust rule, dir itself and its
 // subdirectories by mkdirPrivate's rule. doctor calls it so that it
 // passes exactly the directories the hook and the worker accept. What
 // does not exist yet is no error: Open makes it, private.
@@ -39,7 +39,7 @@ func CheckDir(dir string) error {
 			return fmt.Errorf("creating queue directory: %w", err)
 		}
 	}
-	for _, d := range []string{dir, filepath.Join(dir, entriesDir), filepath.Join(dir, bulkDir), filepath.Join(dir, tmpDir), filepath.Join(dir, corruptDir), filepath.Join(dir, droppedDir)} {
+	for _, d := range []string{dir, filepath.Join(dir, entriesDir), filepath.Join(dir, bulkDir), filepath.Join(dir, tmpDir), filepath.Join(dir, corruptDir), filepath.Join(dir, droppedDir), filepath.Join(dir, pinsDir), filepath.Join(dir, pinAsksDir)} {
 		err := checkPrivate(d, d == dir)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && d == dir:

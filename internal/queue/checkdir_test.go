@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestCheckDirAgreesWithOpen: doctor relies on CheckDir refusing exactly
@@ -77,4 +78,30 @@ func mkdirMode(t *testing.T, base, name string, mode os.FileMode) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// pins/ and pinasks/ are made and checked by push --pin (AddPins), as
+// bulk/ is by Add: CheckDir left them out, and doctor passed a queue
+// whose pins/ (a symbolic link, here) push --pin then refused.
+func TestCheckDirRefusesWhatAddPinsRefuses(t *testing.T) {
+	root := mkPath("system-1")
+	for _, sub := range []string{pinsDir, pinAsksDir} {
+		q := openQ(t)
+		if sub == pinAsksDir {
+			// An ask is made for a pin queued already.
+			if _, err := q.AddPins([]Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		elsewhere := mkdirMode(t, t.TempDir(), "elsewhere", 0o700)
+		if err := os.Symlink(elsewhere, filepath.Join(q.Dir, sub)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.AddPins([]Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err == nil {
+			t.Fatalf("AddPins with %s/ a symbolic link: no error", sub)
+		}
+		if err := CheckDir(q.Dir); err == nil {
+			t.Errorf("CheckDir passed %s/ a symbolic link, which push --pin refuses", sub)
+		}
+	}
 }
