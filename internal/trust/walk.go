@@ -150,8 +150,10 @@ func walk(path, abs string, writes bool) (*walked, error) {
 				return nil, fail(&fs.PathError{Op: "readlink", Path: next, Err: err})
 			}
 			if writes && !trusted(st.Uid) {
+				// Not "where root writes": CheckParents also
+				// serves a file:// upstream's narinfo, only read.
 				return nil, &Error{Path: path, Bad: next, Link: true, Uid: st.Uid, Mode: fileMode(st.Mode),
-					Problem: "is a symbolic link owned by " + OwnerName(st.Uid) + ", so its owner chose where root writes",
+					Problem: "is a symbolic link owned by " + OwnerName(st.Uid) + ", so its owner chose where it leads",
 					Fix:     "remove it (rm " + next + ") and put the directory you mean there, or choose a path without it"}
 			}
 			if parent.st.Mode&0o022 != 0 && !trusted(st.Uid) {

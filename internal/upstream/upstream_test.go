@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
 // realCache builds two paths and copies the first into a binary cache
@@ -485,5 +486,37 @@ func TestOddBytesAreEscaped(t *testing.T) {
 	c.Check(context.Background(), map[string][]string{u: {p}})
 	if w := c.Warnings(); len(w) != 1 || !utf8.ValidString(w[0]) || !strings.Contains(w[0], `\x9b2J`) {
 		t.Errorf("warnings %q, want one with the odd byte escaped", w)
+	}
+}
+
+// A file:// upstream reached through another user's link, left in a
+// directory only root writes, is refused, as README says: where it leads
+// was their choice. Root only reads there, and the refusal said "so its
+// owner chose where root writes", which sent the reader looking for a
+// write that is not made.
+func TestFileUpstreamOthersLinkRefusalSaysRead(t *testing.T) {
+	u := testuser.New(t)
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(d, "cache")
+	if err := os.Mkdir(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(d, "link")
+	if err := os.Symlink(cache, link); err != nil {
+		t.Fatal(err)
+	}
+	u.Chown(t, link)
+	p := fmt.Sprintf("/nix/store/%032d-link", 1)
+	up := "file://" + link
+	res := New(time.Second, time.Minute).Check(context.Background(), map[string][]string{up: {p}})
+	why := res.Unreachable[up]
+	if res.Has[up][p] || !strings.Contains(why, "refusing") || !strings.Contains(why, "owned by "+u.Name) {
+		t.Fatalf("a file:// upstream through another user's link: %+v, want refused", res)
+	}
+	if strings.Contains(why, "writes") {
+		t.Errorf("the refusal of what root only reads speaks of a write: %s", why)
 	}
 }
