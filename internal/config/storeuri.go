@@ -502,13 +502,24 @@ func checkStoreDirs(store string, depth int) error {
 		}
 	}
 	dirs, storeDirs := LocalStoreDirs(store)
+	// One in another (ROOT/nix/var/nix, STATE/db) is the store's own,
+	// not a directory shared by design, such as /tmp.
+	all := append(slices.Clone(dirs), storeDirs...)
+	checkDir := func(dir string) error {
+		for _, d := range all {
+			if d = strings.TrimRight(d, "/"); d != "" && d != strings.TrimRight(dir, "/") && strings.HasPrefix(dir, d+"/") {
+				return trust.CheckWriteSubdir(dir)
+			}
+		}
+		return trust.CheckWriteDir(dir)
+	}
 	for _, dir := range dirs {
-		if err := trust.CheckWriteDir(dir); err != nil {
+		if err := checkDir(dir); err != nil {
 			return fmt.Errorf("the local store's directory: %w", err)
 		}
 	}
 	for _, dir := range storeDirs {
-		err := trust.CheckWriteDir(dir)
+		err := checkDir(dir)
 		// Nix makes its store directory root's, sticky and writable by
 		// the build users' group (1775), as /nix/store: nobody else may
 		// add to it. The members of another group could.

@@ -688,3 +688,40 @@ func TestStoreSchemeWithoutSlashesChecked(t *testing.T) {
 		}
 	}
 }
+
+// A directory Nix makes in a local store's root or state directory
+// (nix/var/nix, its db/), made sticky and everyone's to write by mistake,
+// is the store's own, to be made anew as any other refused directory: it
+// was refused with the advice for a directory shared by design (/tmp),
+// to use a directory of root's instead of it.
+func TestLocalStoreSharedSubdirAdvice(t *testing.T) {
+	d := t.TempDir()
+	must(t, os.Chmod(d, 0o755))
+	root := filepath.Join(d, "root")
+	db := filepath.Join(root, "nix", "var", "nix", "db")
+	must(t, os.MkdirAll(db, 0o755))
+	must(t, os.Chmod(db, os.ModeSticky|0o777))
+	for _, store := range []string{root, root + "/", "local?root=" + root, "local://?state=" + filepath.Dir(db)} {
+		err := CheckStoreDirs(store)
+		if err == nil || !strings.Contains(err.Error(), "mv "+db+" "+db+".untrusted") {
+			t.Errorf("%s, with %s sticky and everyone's to write: CheckStoreDirs = %v, want it made anew", store, db, err)
+		}
+	}
+}
+
+// The store's root itself, sticky and everyone's to write, is the top
+// the user chose: it keeps the advice for a directory shared by design,
+// written with a slash at its end or not.
+func TestLocalStoreSharedRootAdvice(t *testing.T) {
+	d := t.TempDir()
+	must(t, os.Chmod(d, 0o755))
+	root := filepath.Join(d, "root")
+	must(t, os.Mkdir(root, 0o755))
+	must(t, os.Chmod(root, os.ModeSticky|0o777))
+	for _, store := range []string{root, root + "/", "local?root=" + root + "/"} {
+		err := CheckStoreDirs(store)
+		if err == nil || !strings.Contains(err.Error(), "directory of root's") {
+			t.Errorf("%s, sticky and everyone's to write: CheckStoreDirs = %v, want a directory of root's instead", store, err)
+		}
+	}
+}

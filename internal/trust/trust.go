@@ -493,6 +493,20 @@ func absPath(p string) string {
 // in any of them could make root create or overwrite a file of their
 // choosing.
 func CheckWriteDir(path string, subdirs ...string) error {
+	return checkWriteDir(path, false, subdirs)
+}
+
+// CheckWriteSubdir is CheckWriteDir for a directory Nix makes in one the
+// user chose (a local store's nix/var/nix): sticky and everyone's to
+// write, it is no directory shared by design (/tmp) to leave as it is,
+// but one to make anew as any other refused.
+func CheckWriteSubdir(path string) error {
+	return checkWriteDir(path, true, nil)
+}
+
+// checkWriteDir is CheckWriteDir; sub says path is a directory in one the
+// user chose (see writeDir).
+func checkWriteDir(path string, sub bool, subdirs []string) error {
 	if abs, err := absolute(path); err == nil && len(splitPath(abs)) == 0 {
 		// / itself, where a walk cannot end: checked as any other.
 		fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -504,7 +518,7 @@ func CheckWriteDir(path string, subdirs ...string) error {
 		if err := unix.Fstat(fd, &st); err != nil {
 			return fmt.Errorf("checking %s: %w", path, err)
 		}
-		if e := writeDir(path, "/", &st, false); e != nil {
+		if e := writeDir(path, "/", &st, false, sub); e != nil {
 			return e
 		}
 		return checkSubdirs(path, fd, "/", subdirs)
@@ -532,7 +546,7 @@ func CheckWriteDir(path string, subdirs ...string) error {
 		}
 		var oe *openError
 		isOpen := errors.As(err, &oe)
-		if e := writeDir(path, above, &st, true); e != nil {
+		if e := writeDir(path, above, &st, true, sub); e != nil {
 			// Where the links on the way lead: mkdir -p of path itself
 			// fails on a link to a directory not made yet.
 			made := path
@@ -548,7 +562,7 @@ func CheckWriteDir(path string, subdirs ...string) error {
 		// which is checked in turn.
 		if isOpen && slices.Contains(oe.rest, "..") {
 			to := filepath.Join(pe.Path, strings.Join(oe.rest, "/"))
-			if err := CheckWriteDir(to, subdirs...); err != nil {
+			if err := checkWriteDir(to, sub, subdirs); err != nil {
 				return fmt.Errorf("checking %s, which leads to %s: %w", path, to, err)
 			}
 		}
@@ -561,7 +575,7 @@ func CheckWriteDir(path string, subdirs ...string) error {
 	if w.st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("checking %s: %s is not a directory", path, w.real)
 	}
-	if e := writeDir(path, w.real, &w.st, false); e != nil {
+	if e := writeDir(path, w.real, &w.st, false, sub); e != nil {
 		return e
 	}
 	return checkSubdirs(path, w.fd, w.real, subdirs)
@@ -583,8 +597,8 @@ func checkSubdirs(path string, fd int, real string, subdirs []string) error {
 		}
 		// As path itself: one missing counts by where it would be
 		// made, which a link of root's to a directory not made yet
-		// puts outside path.
-		if err := CheckWriteDir(p); err != nil {
+		// puts outside path. Nix's own, not one shared by design.
+		if err := checkWriteDir(p, true, nil); err != nil {
 			return err
 		}
 	}
@@ -593,14 +607,15 @@ func checkSubdirs(path string, fd int, real string, subdirs []string) error {
 
 // writeDir is CheckWriteDir's rule for one directory: a sticky one others
 // can write is refused too, since what is written or made in it is by a
-// name known beforehand.
-func writeDir(path, real string, st *unix.Stat_t, parent bool) *Error {
+// name known beforehand. sub says it is a directory in one the user chose
+// (a cache's nar/), which is not shared by design, as /tmp is.
+func writeDir(path, real string, st *unix.Stat_t, parent, sub bool) *Error {
 	mode := fileMode(st.Mode)
 	if err := checkOne(path, real, st.Uid, mode&^fs.ModeSticky, Dir, parent); err != nil {
 		e := err.(*Error)
 		e.Mode, e.Gid = mode, st.Gid
 		switch {
-		case !parent && mode&fs.ModeSticky != 0 && mode&0o002 != 0:
+		case !parent && !sub && mode&fs.ModeSticky != 0 && mode&0o002 != 0:
 			// Shared by design (/tmp): to move it would break the
 			// machine, and a new one would be shared again.
 			e.Fix = "use a directory of root's instead, made for it (mkdir -m 0755 /var/cache/NAME); " + real + " is everyone's to write"

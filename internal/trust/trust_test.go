@@ -727,3 +727,20 @@ func TestCheckWriteDirSharedDirAdvice(t *testing.T) {
 		t.Errorf("the fix for a shared directory is %q, want a directory of root's instead, not to move it", e.Fix)
 	}
 }
+
+// A subdirectory Nix writes in (a file:// cache's nar/), made sticky and
+// everyone's to write by mistake, was refused with the advice for a
+// directory shared by design (/tmp): to leave it and use a directory of
+// root's instead, though it is the cache's own, to be made anew as any
+// other refused directory (what others put in it outlasts a chmod).
+func TestCheckWriteDirSharedSubdirAdvice(t *testing.T) {
+	d := rootDir(t)
+	cache := filepath.Join(d, "cache")
+	must(t, os.Mkdir(cache, 0o755))
+	nar := filepath.Join(cache, "nar")
+	must(t, os.Mkdir(nar, 0o755))
+	must(t, os.Chmod(nar, fs.ModeSticky|0o777))
+	mustRefuse(t, CheckWriteDir(cache, "nar"), nar, "mv "+nar+" "+nar+".untrusted")
+	// Named as the directory itself, it is the top the user chose.
+	mustRefuse(t, CheckWriteDir(nar), "directory of root's")
+}
