@@ -56,14 +56,15 @@ let
   # As Nix reads the path: %-decoded (file:///srv/my%20cache is
   # "/srv/my cache"), and as written too where that differs: Nix 2.8
   # does not decode it, and which later versions do everywhere is not
-  # sure (an empty directory is the cost of a failed push saved).
+  # sure (an empty directory is the cost of a failed push saved). Later
+  # Nix ends the decoded path at a '#', as FileStoreDirs does.
   fileStoreDirs = lib.concatMap (
     u:
     let
       raw = builtins.head (lib.splitString "?" (schemeRest "file" u));
     in
     lib.unique [
-      (settings.percentDecode raw)
+      (settings.percentDecode (builtins.head (lib.splitString "#" raw)))
       raw
     ]
   ) (lib.filter (lib.hasPrefix "file:") storeUris);

@@ -37,6 +37,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
 
@@ -1544,6 +1545,54 @@ func TestHookConfCheckedAtBuild(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+func TestNixOSStoreSchemeColonSlash(t *testing.T) {
+	c := needCheckouts(t)
+	stores := []string{
+		"file:/srv/fc?compression=zstd",
+		"file:/srv/frag#x",
+		"local:/srv/lr?log=/srv/llog",
+		"local-overlay:/srv/lo?upper-layer=/srv/lupper&lower-store=local%3A%2Fsrv%2Flower",
+	}
+	var targets []string
+	for _, s := range stores {
+		targets = append(targets, fmt.Sprintf("{ store = %q; allow = [ \"*\" ]; }", s))
+	}
+	var r nixosResult
+	err := c.eval(t, "nixos", `{
+		services.cachix-filter-hook = {
+			enable = true;
+			settings = { cache = "c"; allow = [ "*" ]; target = [ `+strings.Join(targets, " ")+` ]; };
+		};
+	}`, &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+	for _, s := range stores {
+		want := config.FileStoreDirs(s)
+		dirs, storeDirs := config.LocalStoreDirs(s)
+		want = append(append(want, dirs...), storeDirs...)
+		if len(want) == 0 {
+			t.Fatalf("%s: the program checks no directory of it", s)
+		}
+		if strings.Contains(s, "lower-store=") {
+			// Checked as a store of its own (checkLowerStores).
+			want = append(want, "/srv/lower", "/srv/lower/nix/store")
+		}
+		// Writable when it or a directory above it is listed.
+		for _, dir := range want {
+			q := strings.ReplaceAll(dir, "%", "%%")
+			if !slices.ContainsFunc(paths, func(p any) bool {
+				s, _ := p.(string)
+				s = strings.TrimSuffix(strings.TrimPrefix(s, `"`), `"`)
+				return s == q || strings.HasPrefix(q, strings.TrimRight(s, "/")+"/")
+			}) {
+				t.Errorf("%s: ReadWritePaths %q: no %q", s, paths, dir)
+			}
 		}
 	}
 }
