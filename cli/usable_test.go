@@ -142,3 +142,41 @@ func TestCheckUsedStoreRefusalKeepsItsAdvice(t *testing.T) {
 		}
 	}
 }
+
+// A unix:// store target's socket is refused for its directory or for
+// a relative path, and each refusal says how to mend it; validate's fix
+// then told to make "the directory" writable by root alone, or to set
+// store to a directory: no directory of the socket's is written, and a
+// relative socket is mended by naming it by its absolute path.
+func TestCheckUsedUnixStoreFixNamesNoDirectory(t *testing.T) {
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ store, advice string }{
+		{"unix://" + shared + "/socket", "have the daemon bind its socket"},
+		{"unix:socket", "name it by its absolute path"},
+	} {
+		cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: c.store}}}
+		cfg.Queue.Dir = filepath.Join(dir, "queue")
+		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
+		found := false
+		for _, u := range checkUsed(cfg, "", "your PATH", "validate") {
+			if u.check != "store" || u.err == nil {
+				continue
+			}
+			found = true
+			msg := usedError(cfg, u)
+			if !strings.Contains(msg, c.advice) || strings.Contains(msg, "writable by that user alone") || strings.Contains(msg, "set store to a directory") {
+				t.Errorf("%s: %s\nwant the refusal's advice (%s), with no directory to make or set store to", c.store, msg, c.advice)
+			}
+		}
+		if !found {
+			t.Errorf("%s: not refused", c.store)
+		}
+	}
+}
