@@ -56,8 +56,8 @@
 //	                           under flock) and waits until the file holds
 //	                           at least that many bytes, before the gate:
 //	                           a byte written lets one more call through.
-//	CACHIX_STANDIN_DELAY       Go duration slept before each push, to
-//	                           simulate a slow upload.
+//	CACHIX_STANDIN_DELAY       Go duration slept before each push and
+//	                           pin, to simulate a slow upload or call.
 //	CACHIX_STANDIN_GATE        a file: each push and pin waits until it
 //	                           exists, before the delay, so that a test can
 //	                           see the queue before anything leaves it.
@@ -71,12 +71,13 @@
 //	                           ("simulated failure for PATH"), every time.
 //	                           Only the paths given are matched, not their
 //	                           closures.
-//	CACHIX_STANDIN_TRICK       comma-separated tricks, for fault injection;
-//	                           the file $CACHIX_STANDIN_ROOT/trick, when it
-//	                           exists, replaces the variable (so a test can
-//	                           change the behaviour of a running worker's
-//	                           pushes). Tricks:
-//	                             fail     every push fails with exit 1
+//	CACHIX_STANDIN_TRICK       comma-separated tricks, for fault injection
+//	                           into each push and pin; the file
+//	                           $CACHIX_STANDIN_ROOT/trick, when it exists,
+//	                           replaces the variable (so a test can change
+//	                           the behaviour of a running worker's calls).
+//	                           Tricks:
+//	                             fail     every call fails with exit 1
 //	                                      ("simulated failure (trick)")
 //	                             hang     start a grandchild (sleep) that
 //	                                      holds stdout and stderr, write its
