@@ -115,9 +115,10 @@ one whose closure holds it is "denied ..., but uploaded".`,
 			doc: `Load and check the config, and what it names that the worker will use (the
 token file, signing keys, the private keys of a store URI's ssh-key= and
 tls-private-key=, cachix.bin found in your PATH, nix.bin_dir's nix and
-nix-store, a file:// or local store's directories), by the rules the worker
-applies; print the effective configuration (file plus environment
-overrides) and exit 0, or print every problem and exit 1.`,
+nix-store, a file:// or local store's directories, a unix:// store's
+socket), by the rules the worker applies; print the effective configuration
+(file plus environment overrides) and exit 0, or print every problem and
+exit 1.`,
 			flags: []flagDef{{name: "config-only", bind: switchVar(&valid.configOnly),
 				help: "check the config alone, not the files and programs it names nor the file's own owner here (for a config made for another machine, such as a NixOS module's, checked in the build sandbox)"}}},
 
@@ -125,10 +126,10 @@ overrides) and exit 0, or print every problem and exit 1.`,
 			summary: "check that the hook is set and everything it needs is in place",
 			doc: `Check that everything the hook needs is in place: the post-build-hook Nix
 uses, Nix's version and its known hook bugs, the config, the token, the
-signing and private keys and file:// directories the targets name,
-cachix as nix-daemon finds it, the queue, the worker, and whether you are a
-trusted user. One line per check: ok, warning or problem, with the fix.
-Exit 1 when there is a problem.`,
+signing and private keys, file:// and local stores' directories and
+unix:// stores' sockets the targets name, cachix as nix-daemon finds it, the
+queue, the worker, and whether you are a trusted user. One line per check:
+ok, warning or problem, with the fix. Exit 1 when there is a problem.`,
 			flags: []flagDef{asJSON(&doctor.json, "print as JSON")}},
 
 		{name: "status", run: func(e *env) int { return runStatus(e, &status) },
