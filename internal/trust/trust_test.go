@@ -42,6 +42,35 @@ func write(t *testing.T, path string, mode fs.FileMode) string {
 	return path
 }
 
+// mkdir makes path with mode, set after the umask has had its say.
+func mkdir(t *testing.T, path string, mode fs.FileMode) string {
+	t.Helper()
+	must(t, os.Mkdir(path, 0o755))
+	must(t, os.Chmod(path, mode))
+	return path
+}
+
+// inUserDir writes root's program name in d/dir, a directory u owns.
+func inUserDir(t *testing.T, u testuser.User, d, dir, name string) (ud, file string) {
+	t.Helper()
+	ud = filepath.Join(d, dir)
+	must(t, os.Mkdir(ud, 0o755))
+	file = write(t, filepath.Join(ud, name), 0o755)
+	u.Chown(t, ud)
+	return ud, file
+}
+
+// danglingNar is d/cache with nar a link of root's to a directory not
+// made yet in d/open, sticky and everyone's to write (as /tmp).
+func danglingNar(t *testing.T, d string) (open, cache string) {
+	t.Helper()
+	open = mkdir(t, filepath.Join(d, "open"), fs.ModeSticky|0o777)
+	cache = filepath.Join(d, "cache")
+	must(t, os.Mkdir(cache, 0o755))
+	must(t, os.Symlink(filepath.Join(open, "missing", "nar"), filepath.Join(cache, "nar")))
+	return open, cache
+}
+
 func mustRefuse(t *testing.T, err error, want ...string) {
 	t.Helper()
 	if err == nil {
@@ -297,10 +326,7 @@ func TestCheckParentsOfTopLevel(t *testing.T) {
 func TestCheckInterpreter(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
-	ud := filepath.Join(d, "userdir")
-	must(t, os.Mkdir(ud, 0o755))
-	interp := write(t, filepath.Join(ud, "sh"), 0o755)
-	u.Chown(t, ud)
+	ud, interp := inUserDir(t, u, d, "userdir", "sh")
 	script := filepath.Join(d, "cachix")
 	must(t, os.WriteFile(script, []byte("#! "+interp+" -e\necho hi\n"), 0o755))
 	mustRefuse(t, firstErr(Check(script, Program)), script+" is a script run by "+interp, "its directory "+ud, "owned by "+u.Name)
@@ -339,10 +365,7 @@ func TestCheckMissingInterpreter(t *testing.T) {
 func TestCheckELFInterpreter(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
-	ud := filepath.Join(d, "userdir")
-	must(t, os.Mkdir(ud, 0o755))
-	loader := write(t, filepath.Join(ud, "ld.so"), 0o755)
-	u.Chown(t, ud)
+	ud, loader := inUserDir(t, u, d, "userdir", "ld.so")
 	prog := filepath.Join(d, "cachix")
 	must(t, os.WriteFile(prog, elfWithInterp(t, loader), 0o755))
 	mustRefuse(t, firstErr(Check(prog, Program)), prog+" is a program loaded by "+loader, "its directory "+ud, "owned by "+u.Name)
@@ -393,10 +416,7 @@ func elfWithInterp(t *testing.T, interp string) []byte {
 func TestCheckELFInterpreterUnreadSections(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
-	ud := filepath.Join(d, "userdir")
-	must(t, os.Mkdir(ud, 0o755))
-	loader := write(t, filepath.Join(ud, "ld.so"), 0o755)
-	u.Chown(t, ud)
+	_, loader := inUserDir(t, u, d, "userdir", "ld.so")
 	prog := filepath.Join(d, "cachix")
 	for name, patch := range map[string]func([]byte){
 		"section headers past the end": func(b []byte) {
@@ -459,10 +479,7 @@ func TestCheckUnreadableProgram(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	must(t, os.Chmod(d, 0o755))
-	od := filepath.Join(d, "otherdir")
-	must(t, os.Mkdir(od, 0o755))
-	loader := write(t, filepath.Join(od, "ld.so"), 0o755)
-	other.Chown(t, od)
+	_, loader := inUserDir(t, other, d, "otherdir", "ld.so")
 	prog := filepath.Join(d, "cachix")
 	must(t, os.WriteFile(prog, elfWithInterp(t, loader), 0o711))
 	// The test binary, where the user can run it.
@@ -489,9 +506,7 @@ func TestCheckUnreadableProgram(t *testing.T) {
 // link of root's to a missing directory in /tmp is refused.
 func TestCheckWriteDirThroughLink(t *testing.T) {
 	d := rootDir(t)
-	open := filepath.Join(d, "open")
-	must(t, os.Mkdir(open, 0o755))
-	must(t, os.Chmod(open, fs.ModeSticky|0o777))
+	open := mkdir(t, filepath.Join(d, "open"), fs.ModeSticky|0o777)
 	link := filepath.Join(d, "cache")
 	must(t, os.Symlink(filepath.Join(open, "missing"), link))
 	mustRefuse(t, CheckWriteDir(link), open, "writable by group or others", "mode 1777")
@@ -509,9 +524,7 @@ func TestCheckWriteDirThroughLink(t *testing.T) {
 // so or through a link of root's.
 func TestCheckWriteDirDotDotBelowMissing(t *testing.T) {
 	d := rootDir(t)
-	open := filepath.Join(d, "open")
-	must(t, os.Mkdir(open, 0o755))
-	must(t, os.Chmod(open, fs.ModeSticky|0o777))
+	open := mkdir(t, filepath.Join(d, "open"), fs.ModeSticky|0o777)
 	link := filepath.Join(d, "cache")
 	must(t, os.Symlink("missing/../open/x", link))
 	for _, p := range []string{filepath.Join(d, "missing") + "/../open/x", d + "/missing/a/../../open/x", link} {
@@ -530,12 +543,7 @@ func TestCheckWriteDirDotDotBelowMissing(t *testing.T) {
 // was skipped as missing, as if Nix made it in the checked directory.
 func TestCheckWriteDirDanglingSubdirLink(t *testing.T) {
 	d := rootDir(t)
-	open := filepath.Join(d, "open")
-	must(t, os.Mkdir(open, 0o755))
-	must(t, os.Chmod(open, fs.ModeSticky|0o777))
-	cache := filepath.Join(d, "cache")
-	must(t, os.Mkdir(cache, 0o755))
-	must(t, os.Symlink(filepath.Join(open, "missing", "nar"), filepath.Join(cache, "nar")))
+	open, cache := danglingNar(t, d)
 	mustRefuse(t, CheckWriteDir(cache, "nar"), open, "writable by group or others")
 	// A link to a directory to be made in root's own: accepted.
 	must(t, os.Remove(filepath.Join(cache, "nar")))
@@ -555,12 +563,9 @@ func TestCheckWriteDirDanglingSubdirLink(t *testing.T) {
 func TestCheckWriteDirAdviceKeepsNoLinks(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
-	elsewhere := filepath.Join(d, "elsewhere")
-	must(t, os.Mkdir(elsewhere, 0o755))
+	elsewhere := mkdir(t, filepath.Join(d, "elsewhere"), 0o755)
 	for _, mode := range []fs.FileMode{0o755, 0o777} {
-		cache := filepath.Join(d, fmt.Sprintf("cache%o", mode))
-		must(t, os.Mkdir(cache, 0o755))
-		must(t, os.Chmod(cache, mode))
+		cache := mkdir(t, filepath.Join(d, fmt.Sprintf("cache%o", mode)), mode)
 		if mode == 0o755 {
 			u.Chown(t, cache)
 		}
@@ -584,12 +589,7 @@ func TestCheckWriteDirMissingFixFollowsLink(t *testing.T) {
 	d := rootDir(t)
 	// As /tmp: refused as the directory the missing one is made in,
 	// accepted above one of root's made in it.
-	open := filepath.Join(d, "open")
-	must(t, os.Mkdir(open, 0o755))
-	must(t, os.Chmod(open, fs.ModeSticky|0o777))
-	cache := filepath.Join(d, "cache")
-	must(t, os.Mkdir(cache, 0o755))
-	must(t, os.Symlink(filepath.Join(open, "missing", "nar"), filepath.Join(cache, "nar")))
+	_, cache := danglingNar(t, d)
 	var e *Error
 	if err := CheckWriteDir(cache, "nar"); !errors.As(err, &e) || !strings.HasPrefix(e.Fix, "mkdir -p ") {
 		t.Fatalf("CheckWriteDir = %v, want a refusal whose fix is mkdir -p", err)
@@ -613,11 +613,8 @@ func TestCheckWriteDirMissingFixFollowsLink(t *testing.T) {
 func TestCheckWriteDirOthersLinkOnTheWay(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
-	elsewhere := filepath.Join(d, "elsewhere")
-	must(t, os.Mkdir(elsewhere, 0o755))
-	srv := filepath.Join(d, "srv")
-	must(t, os.Mkdir(srv, 0o755))
-	must(t, os.Chmod(srv, 0o777))
+	elsewhere := mkdir(t, filepath.Join(d, "elsewhere"), 0o755)
+	srv := mkdir(t, filepath.Join(d, "srv"), 0o777)
 	cache := filepath.Join(srv, "cache")
 	must(t, os.Symlink(elsewhere, cache))
 	u.Chown(t, cache)
@@ -645,8 +642,7 @@ func TestCheckWriteDirOthersLinkOnTheWay(t *testing.T) {
 func TestCheckParentsOthersLinkOnTheWay(t *testing.T) {
 	u := testuser.New(t)
 	d := rootDir(t)
-	elsewhere := filepath.Join(d, "elsewhere")
-	must(t, os.Mkdir(elsewhere, 0o755))
+	elsewhere := mkdir(t, filepath.Join(d, "elsewhere"), 0o755)
 	logdir := filepath.Join(d, "log")
 	must(t, os.Mkdir(logdir, 0o755))
 	link := filepath.Join(logdir, "cfh")
@@ -716,9 +712,7 @@ func TestCheckOpenedHardLink(t *testing.T) {
 // cache is the fix.
 func TestCheckWriteDirSharedDirAdvice(t *testing.T) {
 	d := rootDir(t)
-	shared := filepath.Join(d, "shared")
-	must(t, os.Mkdir(shared, 0o755))
-	must(t, os.Chmod(shared, fs.ModeSticky|0o777))
+	shared := mkdir(t, filepath.Join(d, "shared"), fs.ModeSticky|0o777)
 	var e *Error
 	if err := CheckWriteDir(shared); !errors.As(err, &e) {
 		t.Fatalf("CheckWriteDir(%s), sticky and everyone's to write = %v, want a refusal", shared, err)
@@ -737,9 +731,7 @@ func TestCheckWriteDirSharedSubdirAdvice(t *testing.T) {
 	d := rootDir(t)
 	cache := filepath.Join(d, "cache")
 	must(t, os.Mkdir(cache, 0o755))
-	nar := filepath.Join(cache, "nar")
-	must(t, os.Mkdir(nar, 0o755))
-	must(t, os.Chmod(nar, fs.ModeSticky|0o777))
+	nar := mkdir(t, filepath.Join(cache, "nar"), fs.ModeSticky|0o777)
 	mustRefuse(t, CheckWriteDir(cache, "nar"), nar, "mv "+nar+" "+nar+".untrusted")
 	// Named as the directory itself, it is the top the user chose.
 	mustRefuse(t, CheckWriteDir(nar), "directory of root's")
