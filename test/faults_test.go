@@ -52,6 +52,48 @@ func flFailedPushes(e *Env) int {
 	return n
 }
 
+// flCachix is the configuration of one cachix target, cache, allowing
+// every path; the tests append the sections they need.
+func flCachix(cache string) string {
+	return `
+cache = "` + cache + `"
+allow = ["*"]
+
+[cachix]
+bin = "@CACHIX@"
+`
+}
+
+// flFastQueue is a [queue] section whose retries come within a second.
+const flFastQueue = `
+[queue]
+dir = "@DIR@/queue"
+linger = "1s"
+retry_initial = "200ms"
+retry_max = "1s"
+`
+
+// flBuildQueued builds expr with the worker lock held, so the hook queues
+// its paths but starts no worker: the test starts one as it needs.
+func flBuildQueued(t *testing.T, e *Env, expr string) []string {
+	t.Helper()
+	unlock := plLockQueue(t, e.Queue)
+	defer unlock()
+	paths, _ := e.Build(expr)
+	return paths
+}
+
+// flStart starts cmd and returns a channel that gets its exit.
+func flStart(t *testing.T, cmd *exec.Cmd) <-chan error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return exited
+}
+
 // flBuildPiped runs `(nix-build FILE ... 7>&1) | cat` through a shell, as
 // a CI script capturing the output may, and returns how long it took.
 // nix-build, the hook and everything the hook starts inherit fd 7: the
@@ -85,13 +127,7 @@ func flBuildPiped(t *testing.T, e *Env, hook, expr string) time.Duration {
 // `(nix-build ... 7>&1) | cat` returns while the worker still runs,
 // failing every push.
 func TestFaultBuildCallerPipeNotHeld(t *testing.T) {
-	e := NewEnv(t, `
-cache = "failing"
-allow = ["*"]
-
-[cachix]
-bin = "@CACHIX@"
-`)
+	e := NewEnv(t, flCachix("failing"))
 	flTrick(t, e, "fail")
 	base := flBuildPiped(t, e, "/bin/true", nixtest.List(nixtest.Drv(nixtest.Salt(), "base-1.0", nil)))
 	took := flBuildPiped(t, e, hookBin, nixtest.List(nixtest.Drv(nixtest.Salt(), "piped-1.0", nil)))
@@ -153,29 +189,15 @@ func flOpens(pid int, file string) []string {
 // entry still queued; the pushers do not get the worker's inherited
 // descriptors.
 func TestFaultHangingPusherTimedOut(t *testing.T) {
-	const conf = `
-cache = "hanging"
-allow = ["*"]
-
-[cachix]
-bin = "@CACHIX@"
-
-[queue]
-dir = "@DIR@/queue"
-linger = "1s"
-retry_initial = "200ms"
-retry_max = "1s"
-push_timeout = "%s"
+	conf := flCachix("hanging") + flFastQueue + `push_timeout = "%s"
 `
 	// First a push_timeout longer than the test may run: a worker that
 	// waited for it after SIGTERM, rather than stopping the push, would
 	// not exit before the test's deadline, however fast the machine.
 	e := NewEnv(t, fmt.Sprintf(conf, "1000h"))
 	// Queue without a worker, to start one by hand with fd 7 open.
-	unlock := plLockQueue(t, e.Queue)
 	s := nixtest.Salt()
-	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "hang1-1.0", nil), nixtest.Drv(s, "hang2-1.0", nil)))
-	unlock()
+	paths := flBuildQueued(t, e, nixtest.List(nixtest.Drv(s, "hang1-1.0", nil), nixtest.Drv(s, "hang2-1.0", nil)))
 	flTrick(t, e, "hang")
 	defer func() {
 		for _, pid := range flHangPIDs(e) {
@@ -187,11 +209,7 @@ push_timeout = "%s"
 	cmd.Env = e.environ()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := flStart(t, cmd)
 	defer cmd.Process.Kill()
 
 	eventually.True(t, eventually.Left(t), "the pusher to hang", func() bool { return len(flHangPIDs(e)) > 0 && len(plStandinPIDs(e)) > 0 })
@@ -271,10 +289,8 @@ deny = ["*-secret-*"]
 [cachix]
 bin = "@CACHIX@"
 `)
-	unlock := plLockQueue(t, e.Queue)
 	s := nixtest.Salt()
-	paths, _ := e.Build(nixtest.List(nixtest.Drv(s, "term1-1.0", nil), nixtest.Drv(s, "term2-1.0", nil)))
-	unlock()
+	paths := flBuildQueued(t, e, nixtest.List(nixtest.Drv(s, "term1-1.0", nil), nixtest.Drv(s, "term2-1.0", nil)))
 	// The first batch's push is still running when SIGTERM comes.
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "60s")
 	cmd, exited := flStartWorker(t, e)
@@ -332,11 +348,7 @@ func flStartWorker(t *testing.T, e *Env) (*exec.Cmd, <-chan error) {
 	t.Helper()
 	cmd := exec.Command(hookBin, "worker")
 	cmd.Env = e.environ()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := flStart(t, cmd)
 	t.Cleanup(func() { cmd.Process.Kill() })
 	return cmd, exited
 }
@@ -381,25 +393,11 @@ func flUnremovable(t *testing.T, file string) (undo func()) {
 // 3. 50 MB of pusher output on one line, log.max_size = "1MiB": the log
 // files stay under 3 MiB and the worker's peak RSS under 64 MiB.
 func TestFaultFloodedOutputBounded(t *testing.T) {
-	e := NewEnv(t, `
-cache = "flood"
-allow = ["*"]
-
-[cachix]
-bin = "@CACHIX@"
-
-[queue]
-dir = "@DIR@/queue"
-linger = "1s"
-retry_initial = "200ms"
-retry_max = "1s"
-
+	e := NewEnv(t, flCachix("flood")+flFastQueue+`
 [log]
 max_size = "1MiB"
 `)
-	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "flood-1.0", nil)))
-	unlock()
+	paths := flBuildQueued(t, e, nixtest.List(nixtest.Drv(nixtest.Salt(), "flood-1.0", nil)))
 	const flood = 50 << 20
 	flTrick(t, e, "flood="+strconv.Itoa(flood))
 	cmd, exited := flStartWorker(t, e)
@@ -461,9 +459,7 @@ func TestFaultFutureStampedEntryPushed(t *testing.T) {
 store = "file://@DIR@/future"
 allow = ["*"]
 `)
-	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "future-1.0", nil)))
-	unlock()
+	paths := flBuildQueued(t, e, nixtest.List(nixtest.Drv(nixtest.Salt(), "future-1.0", nil)))
 	flRestamp(t, e, "queued", time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339Nano))
 	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
@@ -480,22 +476,14 @@ allow = ["*"]
 // 4b. An entry that cannot be removed after its push is pushed again with
 // back-off, not in a loop, and status shows why.
 func TestFaultUnremovableEntryBackedOff(t *testing.T) {
-	e := NewEnv(t, `
-cache = "stuck"
-allow = ["*"]
-
-[cachix]
-bin = "@CACHIX@"
-
+	e := NewEnv(t, flCachix("stuck")+`
 [queue]
 dir = "@DIR@/queue"
 linger = "1s"
 retry_initial = "1s"
 retry_max = "2s"
 `)
-	unlock := plLockQueue(t, e.Queue)
-	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "stuck-1.0", nil)))
-	unlock()
+	paths := flBuildQueued(t, e, nixtest.List(nixtest.Drv(nixtest.Salt(), "stuck-1.0", nil)))
 	files, _ := filepath.Glob(filepath.Join(e.Queue, "entries", "*"))
 	if len(files) != 1 {
 		t.Fatalf("entries: %q", files)
@@ -525,13 +513,7 @@ retry_max = "2s"
 // entry left has failed and only waits for a back-off; --keep-trying
 // waits on until the target works again.
 func TestFaultWaitGivesUpOnFailingEntries(t *testing.T) {
-	e := NewEnv(t, `
-cache = "down"
-allow = ["*"]
-
-[cachix]
-bin = "@CACHIX@"
-`)
+	e := NewEnv(t, flCachix("down"))
 	flTrick(t, e, "fail")
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "down-1.0", nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
@@ -550,11 +532,7 @@ bin = "@CACHIX@"
 	cmd.Env = e.environ()
 	var kOut bytes.Buffer
 	cmd.Stderr = &kOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := flStart(t, cmd)
 	failed := flFailedPushes(e)
 	eventually.True(t, eventually.Left(t), "two more failed pushes", func() bool { return flFailedPushes(e) >= failed+2 })
 	select {
@@ -591,13 +569,7 @@ deny = ["*-secret-*"]
 
 [cachix]
 bin = "@CACHIX@"
-
-[queue]
-dir = "@DIR@/queue"
-linger = "1s"
-retry_initial = "200ms"
-retry_max = "1s"
-`)
+`+flFastQueue)
 	// Slow pushes leave room to be killed in the middle of one.
 	plSetVar(e, "CACHIX_STANDIN_DELAY", "300ms")
 	seed := uint64(time.Now().UnixNano())
