@@ -14,18 +14,57 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
+// fakeNixConfig is a config whose nix.bin_dir holds the test binary as
+// nix, to act as the fake that fake sets up.
+func fakeNixConfig(t *testing.T) *config.Config {
+	t.Helper()
+	bin := t.TempDir()
+	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
+		t.Fatal(err)
+	}
+	return &config.Config{Nix: config.Nix{BinDir: bin}}
+}
+
+// keyFile writes a key file holding content and sets its mode, after the
+// umask has had its say.
+func keyFile(t *testing.T, file, content string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(file, mode); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// signingKeyFile is dir/key.sec, a Nix signing key with mode.
+func signingKeyFile(t *testing.T, dir string, mode os.FileMode) string {
+	t.Helper()
+	return keyFile(t, filepath.Join(dir, "key.sec"), "cache-1:"+base64.StdEncoding.EncodeToString(make([]byte, 64))+"\n", mode)
+}
+
+// mkdirMode makes the directory d and sets its mode, after the umask has
+// had its say.
+func mkdirMode(t *testing.T, d string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.Mkdir(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, mode); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // A store URI's credentials that reach the store pusher despite config
 // (which refuses them) do not reach its output or its error: nix copy may
 // quote the URI it was given.
 func TestStorePusherRedactsURISecrets(t *testing.T) {
 	fake(t, 1)
-	bin := t.TempDir()
-	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
-		t.Fatal(err)
-	}
+	cfg := fakeNixConfig(t)
 	store := "https://nix:hunt%40er2@cache.example.org/c?token=tok-42&compression=zstd"
 	t.Setenv(envOutput, "error: cannot connect to 'https://nix:hunt%40er2@cache.example.org/c?token=tok-42&compression=zstd' (user nix, password hunt@er2)\n")
-	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
 	var out bytes.Buffer
 	err := New(cfg, &config.Target{Name: "s", Store: store}).Push(context.Background(), paths, &out)
 	if err == nil {
@@ -104,19 +143,8 @@ func TestInheritedSecretsRedacted(t *testing.T) {
 // it, and nix copy does not run.
 func TestStoreURISigningKeyChecked(t *testing.T) {
 	rec := fake(t, 0)
-	bin := t.TempDir()
-	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
-		t.Fatal(err)
-	}
-	kf := filepath.Join(t.TempDir(), "key.sec")
-	key := "cache-1:" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\n"
-	if err := os.WriteFile(kf, []byte(key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(kf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
+	cfg := fakeNixConfig(t)
+	kf := signingKeyFile(t, t.TempDir(), 0o644)
 	// As written, and with the name and value %-encoded (Nix decodes
 	// both).
 	for _, store := range []string{
@@ -149,11 +177,7 @@ func TestSigningStoreKeyPathAsNixReadsIt(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	kf := filepath.Join(dir, "key.sec")
-	key := "cache-1:" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\n"
-	if err := os.WriteFile(kf, []byte(key), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kf := signingKeyFile(t, dir, 0o600)
 	store, err := signingStore("file:///srv/cache?compression=zstd", kf)
 	if err != nil {
 		t.Fatal(err)
@@ -168,11 +192,7 @@ func TestSigningStoreKeyPathAsNixReadsIt(t *testing.T) {
 // reads none after a '#' (Nix 2.8 copied "file:///c#x?secret-key=K"
 // unsigned, without a word), so the cache was left unsigned.
 func TestSigningStoreBeforeFragment(t *testing.T) {
-	kf := filepath.Join(t.TempDir(), "key.sec")
-	key := "cache-1:" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\n"
-	if err := os.WriteFile(kf, []byte(key), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kf := signingKeyFile(t, t.TempDir(), 0o600)
 	for _, store := range []string{"file:///srv/cache#x", "file:///srv/cache?compression=zstd#x"} {
 		got, err := signingStore(store, kf)
 		if err != nil {
@@ -191,11 +211,7 @@ func TestSigningStoreBeforeFragment(t *testing.T) {
 // and nix copy does not run.
 func TestStoreURISSHKeyChecked(t *testing.T) {
 	rec := fake(t, 0)
-	bin := t.TempDir()
-	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
+	cfg := fakeNixConfig(t)
 	dir := t.TempDir()
 	open := filepath.Join(dir, "open")
 	if err := os.Mkdir(open, 0o700); err != nil {
@@ -203,12 +219,7 @@ func TestStoreURISSHKeyChecked(t *testing.T) {
 	}
 	readable, private, underOpen := filepath.Join(dir, "readable"), filepath.Join(dir, "private"), filepath.Join(open, "id")
 	for f, mode := range map[string]os.FileMode{readable: 0o644, private: 0o600, underOpen: 0o600} {
-		if err := os.WriteFile(f, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(f, mode); err != nil {
-			t.Fatal(err)
-		}
+		keyFile(t, f, "-----BEGIN OPENSSH PRIVATE KEY-----\n", mode)
 	}
 	if err := os.Chmod(open, 0o777); err != nil {
 		t.Fatal(err)
@@ -239,18 +250,8 @@ func TestStoreURISSHKeyChecked(t *testing.T) {
 // ssh-key=. A key others could read was passed to nix copy unchecked.
 func TestStoreURITLSKeyChecked(t *testing.T) {
 	rec := fake(t, 0)
-	bin := t.TempDir()
-	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
-	kf := filepath.Join(t.TempDir(), "client.key")
-	if err := os.WriteFile(kf, []byte("-----BEGIN PRIVATE KEY-----\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(kf, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := fakeNixConfig(t)
+	kf := keyFile(t, filepath.Join(t.TempDir(), "client.key"), "-----BEGIN PRIVATE KEY-----\n", 0o644)
 	store := "https://cache.example.org?tls-certificate=/etc/nix/client.crt&tls-private-key=" + kf
 	err := New(cfg, &config.Target{Name: "s", Store: store}).Push(context.Background(), paths, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "tls-private-key=") || !strings.Contains(err.Error(), kf) || !strings.Contains(err.Error(), "readable by group or others") {
@@ -275,30 +276,12 @@ func TestStoreURITLSKeyChecked(t *testing.T) {
 // and nix copy does not run.
 func TestFileStoreDirChecked(t *testing.T) {
 	rec := fake(t, 0)
-	bin := t.TempDir()
-	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
+	cfg := fakeNixConfig(t)
 	dir := t.TempDir()
-	mk := func(name string, mode os.FileMode) string {
-		d := filepath.Join(dir, name)
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(d, mode); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	mk := func(name string, mode os.FileMode) string { return mkdirMode(t, filepath.Join(dir, name), mode) }
 	open, sticky, ok := mk("open", 0o777), mk("sticky", os.ModeSticky|0o777), mk("ok", 0o755)
 	openNar := mk("ok2", 0o755)
-	if err := os.Mkdir(filepath.Join(openNar, "nar"), 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(filepath.Join(openNar, "nar"), 0o777); err != nil {
-		t.Fatal(err)
-	}
+	mkdirMode(t, filepath.Join(openNar, "nar"), 0o777)
 	for _, c := range []struct{ store, bad string }{
 		{"file://" + open + "?compression=zstd", open},
 		{"file://" + sticky, sticky},
@@ -329,22 +312,9 @@ func TestFileStoreDirChecked(t *testing.T) {
 // the push fails naming it, and nix copy does not run.
 func TestLocalStoreDirChecked(t *testing.T) {
 	rec := fake(t, 0)
-	bin := t.TempDir()
-	if err := os.Symlink(exe(t), filepath.Join(bin, "nix")); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &config.Config{Nix: config.Nix{BinDir: bin}}
+	cfg := fakeNixConfig(t)
 	dir := t.TempDir()
-	mk := func(name string, mode os.FileMode) string {
-		d := filepath.Join(dir, name)
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(d, mode); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	mk := func(name string, mode os.FileMode) string { return mkdirMode(t, filepath.Join(dir, name), mode) }
 	open, sticky, ok := mk("open", 0o777), mk("sticky", os.ModeSticky|0o777), mk("ok", 0o755)
 	for _, c := range []struct{ store, bad string }{
 		{open + "?compression=zstd", open},
