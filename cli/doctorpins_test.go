@@ -78,18 +78,7 @@ func doctorWorkerCheck(t *testing.T, file string) *check {
 // waits for that push, as status says ("waiting for its push"): doctor
 // called it failing, with its old error, and exited 1.
 func TestDoctorPinAskedAgainWaitsForItsPush(t *testing.T) {
-	q, file, root := lockedPinQueue(t)
-	pins, _, err := q.ListPins()
-	if err != nil || len(pins) != 1 {
-		t.Fatalf("pins = %+v, %v", pins, err)
-	}
-	pins[0].Attempts, pins[0].LastError, pins[0].NextAttempt = 2, "HTTP 500", time.Now().Add(time.Minute)
-	if err := q.UpdatePin(pins[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	_, file, _ := failedPinQueuedAgain(t, time.Minute, true)
 	worker := doctorWorkerCheck(t, file)
 	if worker == nil || worker.Level != checkOK || worker.Message != "running" {
 		t.Errorf("worker check = %+v, want ok running: the pin waits for its root's push", worker)
@@ -99,18 +88,7 @@ func TestDoctorPinAskedAgainWaitsForItsPush(t *testing.T) {
 // The same pin, in the metrics: pins_failing counted it failing where
 // status and doctor say it waits for its root's push.
 func TestPrometheusPinAskedAgainWaitsForItsPush(t *testing.T) {
-	q, file, root := lockedPinQueue(t)
-	pins, _, err := q.ListPins()
-	if err != nil || len(pins) != 1 {
-		t.Fatalf("pins = %+v, %v", pins, err)
-	}
-	pins[0].Attempts, pins[0].LastError, pins[0].NextAttempt = 2, "HTTP 500", time.Now().Add(time.Minute)
-	if err := q.UpdatePin(pins[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	q, file, _ := failedPinQueuedAgain(t, time.Minute, true)
 	e, c, out := loadedEnv(t, file)
 	if code := e.printMetrics(c, q, false); code != 0 {
 		t.Fatalf("printMetrics exited %d:\n%s", code, out)

@@ -189,23 +189,32 @@ func lockedPinQueue(t *testing.T) (q *queue.Queue, file string, root storepath.P
 	return q, file, root
 }
 
+// failedPinQueuedAgain is lockedPinQueue after the pin failed twice
+// (HTTP 500, backed off for backoff) and its root was queued again:
+// Pinned as push --pin queues it, or not, as the hook and push --force do.
+func failedPinQueuedAgain(t *testing.T, backoff time.Duration, pinned bool) (q *queue.Queue, file string, root storepath.Path) {
+	t.Helper()
+	q, file, root = lockedPinQueue(t)
+	pins, _, err := q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins = %+v, %v", pins, err)
+	}
+	pins[0].Attempts, pins[0].LastError, pins[0].NextAttempt = 2, "HTTP 500", time.Now().Add(backoff)
+	if err := q.UpdatePin(pins[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: pinned}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return q, file, root
+}
+
 // A pin whose call failed, asked for again by push --pin, which queued
 // its root again: the worker waits for that push before it tries the pin,
 // and status said the pin's old failure, with its retry, as what it
 // waits for.
 func TestStatusPinAskedAgainWaitsForItsPush(t *testing.T) {
-	q, file, root := lockedPinQueue(t)
-	pins, _, err := q.ListPins()
-	if err != nil || len(pins) != 1 {
-		t.Fatalf("pins = %+v, %v", pins, err)
-	}
-	pins[0].Attempts, pins[0].LastError, pins[0].NextAttempt = 2, "HTTP 500", time.Now().Add(time.Minute)
-	if err := q.UpdatePin(pins[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	q, file, root := failedPinQueuedAgain(t, time.Minute, true)
 	_, c, _ := loadedEnv(t, file)
 	st, err := collectStatus(c, q)
 	if err != nil {
@@ -224,18 +233,7 @@ func TestStatusPinAskedAgainWaitsForItsPush(t *testing.T) {
 // well as the push. status said only "waiting for its push", as for a
 // pin asked for again, which is tried right after it.
 func TestStatusPinWaitingForItsPushSaysItsBackoff(t *testing.T) {
-	q, file, root := lockedPinQueue(t)
-	pins, _, err := q.ListPins()
-	if err != nil || len(pins) != 1 {
-		t.Fatalf("pins = %+v, %v", pins, err)
-	}
-	pins[0].Attempts, pins[0].LastError, pins[0].NextAttempt = 2, "HTTP 500", time.Now().Add(time.Hour)
-	if err := q.UpdatePin(pins[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	q, file, root := failedPinQueuedAgain(t, time.Hour, false)
 	_, c, _ := loadedEnv(t, file)
 	status := func() string {
 		t.Helper()
