@@ -107,6 +107,16 @@ func add(t *testing.T, q *Queue, pairs ...Pair) int {
 	return n
 }
 
+// mustGet is main's entry of p, which the test queued.
+func mustGet(t *testing.T, q *Queue, p storepath.Path) *Entry {
+	t.Helper()
+	e, ok := q.Get(Key("main", p))
+	if !ok {
+		t.Fatal("Get: entry not found")
+	}
+	return e
+}
+
 func TestOpenCreatesPrivateDirs(t *testing.T) {
 	// The parent does not exist yet: Open creates it.
 	dir := filepath.Join(t.TempDir(), "a", "b", "queue")
@@ -421,19 +431,14 @@ func writeEntry(t *testing.T, q *Queue, name, content string) {
 	}
 }
 
-// An entry that cannot be opened for a reason of the moment (here
-// EMFILE: no descriptor left) is not corrupt: it stays queued, to be read
-// again, where moved to corrupt/ it was never pushed.
-func TestReadOutOfDescriptorsIsNotCorrupt(t *testing.T) {
-	q := openQ(t)
-	p := mkPath("hello-2.12.1")
-	add(t, q, Pair{Target: "main", Path: p})
-	key := Key("main", p)
+// withoutDescriptors runs f with RLIMIT_NOFILE at the lowest free
+// descriptor, so that no open in f works (EMFILE), and restores it.
+func withoutDescriptors(t *testing.T, f func()) {
+	t.Helper()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	// The lowest free descriptor: with the limit there, no open works.
 	free, err := syscall.Dup(0)
 	if err != nil {
 		t.Fatal(err)
@@ -444,10 +449,22 @@ func TestReadOutOfDescriptorsIsNotCorrupt(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Fatal(err)
 	}
-	_, err = q.Read(key)
+	f()
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// An entry that cannot be opened for a reason of the moment (here
+// EMFILE: no descriptor left) is not corrupt: it stays queued, to be read
+// again, where moved to corrupt/ it was never pushed.
+func TestReadOutOfDescriptorsIsNotCorrupt(t *testing.T) {
+	q := openQ(t)
+	p := mkPath("hello-2.12.1")
+	add(t, q, Pair{Target: "main", Path: p})
+	key := Key("main", p)
+	var err error
+	withoutDescriptors(t, func() { _, err = q.Read(key) })
 	if err == nil || !errors.Is(err, syscall.EMFILE) {
 		t.Fatalf("Read with no descriptor left = %v, want EMFILE", err)
 	}
@@ -636,10 +653,7 @@ func TestRemove(t *testing.T) {
 	q := openQ(t)
 	p := mkPath("hello-2.12.1")
 	add(t, q, Pair{Target: "main", Path: p})
-	e, ok := q.Get(Key("main", p))
-	if !ok {
-		t.Fatal("Get: entry not found")
-	}
+	e := mustGet(t, q, p)
 	if err := q.Remove(e); err != nil {
 		t.Fatal(err)
 	}
@@ -662,10 +676,7 @@ func TestDrop(t *testing.T) {
 	q := openQ(t)
 	p, keep := mkPath("hello-2.12.1"), mkPath("keep-1")
 	add(t, q, Pair{Target: "main", Path: p}, Pair{Target: "main", Path: keep})
-	e, ok := q.Get(Key("main", p))
-	if !ok {
-		t.Fatal("Get: entry not found")
-	}
+	e := mustGet(t, q, p)
 	before := time.Now().Add(-2 * time.Second)
 	if err := q.Drop(e, "no longer in the store (garbage-collected)"); err != nil {
 		t.Fatal(err)
@@ -723,10 +734,7 @@ func TestDroppedAcrossAClockStep(t *testing.T) {
 	q := openQ(t)
 	p := mkPath("hello-2.12.1")
 	add(t, q, Pair{Target: "main", Path: p})
-	e, ok := q.Get(Key("main", p))
-	if !ok {
-		t.Fatal("Get: entry not found")
-	}
+	e := mustGet(t, q, p)
 	if err := q.Drop(e, "gone"); err != nil {
 		t.Fatal(err)
 	}
@@ -1215,25 +1223,8 @@ func TestReadPinOutOfDescriptorsIsNotCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := PinKey("main", root, "sys")
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	// The lowest free descriptor: with the limit there, no open works.
-	free, err := syscall.Dup(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.Close(free)
-	low := lim
-	low.Cur = uint64(free)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	_, err = q.ReadPin(key)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
+	var err error
+	withoutDescriptors(t, func() { _, err = q.ReadPin(key) })
 	if !errors.Is(err, syscall.EMFILE) {
 		t.Fatalf("ReadPin with no descriptor left = %v, want EMFILE", err)
 	}
@@ -1245,20 +1236,18 @@ func TestReadPinOutOfDescriptorsIsNotCorrupt(t *testing.T) {
 	}
 }
 
-// A pin asked for again as the worker drops it, the ask found once its
-// file is gone: DropPin queued the pin anew with AddPins, which writes a
-// new file. When that failed (a full disk; here tmp/ is not a
-// directory), the file was gone and the ask left with no pin to take it:
-// the pin push had said it "will pin" was lost. It is kept, with its ask.
-func TestPinAskedAgainAsItIsDroppedSurvivesAFailedWrite(t *testing.T) {
-	q := openQ(t)
+// pinAskedAgainAsDropped queues the pin "sys" of a system for main,
+// reads it as the worker does before it drops it, and asks for it again a
+// second after it was queued (at now), as push --pin does meanwhile.
+func pinAskedAgainAsDropped(t *testing.T, q *Queue) (key string, old *Pin, now time.Time) {
+	t.Helper()
 	root := mkPath("system-1")
 	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
-	now := time.Now()
+	now = time.Now()
 	if _, err := q.AddPins([]Pin{pin}, now); err != nil {
 		t.Fatal(err)
 	}
-	key := PinKey("main", root, "sys")
+	key = PinKey("main", root, "sys")
 	old, err := q.ReadPin(key) // the worker's look
 	if err != nil {
 		t.Fatal(err)
@@ -1266,6 +1255,17 @@ func TestPinAskedAgainAsItIsDroppedSurvivesAFailedWrite(t *testing.T) {
 	if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
+	return key, old, now
+}
+
+// A pin asked for again as the worker drops it, the ask found once its
+// file is gone: DropPin queued the pin anew with AddPins, which writes a
+// new file. When that failed (a full disk; here tmp/ is not a
+// directory), the file was gone and the ask left with no pin to take it:
+// the pin push had said it "will pin" was lost. It is kept, with its ask.
+func TestPinAskedAgainAsItIsDroppedSurvivesAFailedWrite(t *testing.T) {
+	q := openQ(t)
+	key, old, _ := pinAskedAgainAsDropped(t, q)
 	tmp := q.path(tmpDir)
 	if err := os.Remove(tmp); err != nil {
 		t.Fatal(err)
@@ -1308,38 +1308,10 @@ func TestPinAskedAgainAsItIsDroppedSurvivesAFailedWrite(t *testing.T) {
 // pin", was lost. The pin is kept, with its ask, to be looked at again.
 func TestPinDroppedWithItsAskUnreadableIsKept(t *testing.T) {
 	q := openQ(t)
-	root := mkPath("system-1")
-	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
-	now := time.Now()
-	if _, err := q.AddPins([]Pin{pin}, now); err != nil {
-		t.Fatal(err)
-	}
-	key := PinKey("main", root, "sys")
-	old, err := q.ReadPin(key) // the worker's look
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	free, err := syscall.Dup(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.Close(free)
-	low := lim
-	low.Cur = uint64(free)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	requeued, err := q.DropPin(old)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
+	key, old, now := pinAskedAgainAsDropped(t, q)
+	var requeued bool
+	var err error
+	withoutDescriptors(t, func() { requeued, err = q.DropPin(old) })
 	if p, rerr := q.ReadPin(key); rerr != nil {
 		t.Errorf("DropPin with the ask unreadable = %v, %v; the pin is gone: %v", requeued, err, rerr)
 	} else if p.Name != "sys" {
