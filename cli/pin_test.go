@@ -145,14 +145,7 @@ func TestWaitTimeoutNamesPinLeft(t *testing.T) {
 	q, file, root := lockedPinQueue(t)
 	// The worker's failed attempt.
 	key := queue.PinKey("main", root, "sys")
-	p, err := q.ReadPin(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Attempts, p.LastAttempt, p.LastError, p.NextAttempt = 2, time.Now(), "cachix pin: HTTP 500", time.Now().Add(time.Hour)
-	if err := q.UpdatePin(p); err != nil {
-		t.Fatal(err)
-	}
+	failPin(t, q, key, 2, "cachix pin: HTTP 500")
 	e, c, out := loadedEnv(t, file)
 	r := e.waitPushed(c, nil, []string{key}, time.Now(), nil, 300*time.Millisecond, true)
 	want := `pin "sys" of ` + root.String() + ` -> main: 2 failed attempts, last: cachix pin: HTTP 500`

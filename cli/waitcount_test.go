@@ -35,19 +35,43 @@ func TestWaitTimeoutCountsPaths(t *testing.T) {
 	}
 }
 
+// queueFailing queues pair and marks it failed once (HTTP 502), its retry
+// an hour away; what names the entry if it is not queued.
+func queueFailing(t *testing.T, q *queue.Queue, pair queue.Pair, what string) {
+	t.Helper()
+	if _, err := q.Add([]queue.Pair{pair}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	en, ok := q.Get(queue.Key(pair.Target, pair.Path))
+	if !ok {
+		t.Fatal(what + " is not queued")
+	}
+	en.Attempts, en.LastAttempt, en.LastError, en.NextAttempt = 1, time.Now(), "cachix push: HTTP 502", time.Now().Add(time.Hour)
+	if err := q.Update(en); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// failPin marks the pin key failed attempts times, the last with
+// lastError, its retry an hour away.
+func failPin(t *testing.T, q *queue.Queue, key string, attempts int, lastError string) {
+	t.Helper()
+	p, err := q.ReadPin(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Attempts, p.LastAttempt, p.LastError, p.NextAttempt = attempts, time.Now(), lastError, time.Now().Add(time.Hour)
+	if err := q.UpdatePin(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // wait (the whole queue) that gives up because everything left waits for
 // a retry says what is left: with only a failing pin, it said "every path
 // left has failed" with no path queued.
 func TestWaitGiveUpFailingPinsOnly(t *testing.T) {
 	q, file, root := lockedPinQueue(t)
-	p, err := q.ReadPin(queue.PinKey("main", root, "sys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Attempts, p.LastAttempt, p.LastError, p.NextAttempt = 1, time.Now(), "cachix pin: HTTP 500", time.Now().Add(time.Hour)
-	if err := q.UpdatePin(p); err != nil {
-		t.Fatal(err)
-	}
+	failPin(t, q, queue.PinKey("main", root, "sys"), 1, "cachix pin: HTTP 500")
 	e, c, out := loadedEnv(t, file)
 	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: time.Minute, quiet: true})
 	if r.end != waitFailing || !strings.Contains(out.String(), "every pin left has failed") || strings.Contains(out.String(), "every path") {
@@ -89,17 +113,7 @@ func TestWaitReportErrorOnItsLine(t *testing.T) {
 // for as long as the push kept failing.
 func TestWaitGiveUpFailingRootOfAPin(t *testing.T) {
 	q, file, root := lockedPinQueue(t)
-	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root, Pinned: true}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	en, ok := q.Get(queue.Key("main", root))
-	if !ok {
-		t.Fatal("the root's entry is not queued")
-	}
-	en.Attempts, en.LastAttempt, en.LastError, en.NextAttempt = 1, time.Now(), "cachix push: HTTP 502", time.Now().Add(time.Hour)
-	if err := q.Update(en); err != nil {
-		t.Fatal(err)
-	}
+	queueFailing(t, q, queue.Pair{Target: "main", Path: root, Pinned: true}, "the root's entry")
 	e, c, out := loadedEnv(t, file)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -127,17 +141,7 @@ func TestWaitGiveUpFailingRootOfAPin(t *testing.T) {
 // push kept failing: the root was not among the entries it judged.
 func TestPushPinWaitGivesUpOnRootQueuedByAnother(t *testing.T) {
 	q, file, root := lockedPinQueue(t)
-	if _, err := q.Add([]queue.Pair{{Target: "main", Path: root}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	en, ok := q.Get(queue.Key("main", root))
-	if !ok {
-		t.Fatal("the root's entry is not queued")
-	}
-	en.Attempts, en.LastAttempt, en.LastError, en.NextAttempt = 1, time.Now(), "cachix push: HTTP 502", time.Now().Add(time.Hour)
-	if err := q.Update(en); err != nil {
-		t.Fatal(err)
-	}
+	queueFailing(t, q, queue.Pair{Target: "main", Path: root}, "the root's entry")
 	e, c, out := loadedEnv(t, file)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -166,17 +170,7 @@ func TestWaitGiveUpFailingReportsPinsGivenUp(t *testing.T) {
 		t.Fatalf("pins = %+v, %v", pins, err)
 	}
 	other := storepath.New(storepath.StoreDir(), "1123456789abcdfghijklmnpqrsvwxyz", "hello-1")
-	if _, err := q.Add([]queue.Pair{{Target: "main", Path: other}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	en, ok := q.Get(queue.Key("main", other))
-	if !ok {
-		t.Fatal("the entry is not queued")
-	}
-	en.Attempts, en.LastAttempt, en.LastError, en.NextAttempt = 1, time.Now(), "cachix push: HTTP 502", time.Now().Add(time.Hour)
-	if err := q.Update(en); err != nil {
-		t.Fatal(err)
-	}
+	queueFailing(t, q, queue.Pair{Target: "main", Path: other}, "the entry")
 	// The worker gives the pin up as the wait begins: its outcome,
 	// then its file goes.
 	follow := history.Follow(q.Dir)
