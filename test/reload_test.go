@@ -146,13 +146,11 @@ bin = "/nonexistent/cachix"
 	}
 }
 
-// The running-worker variant of TestTrustRulesReappliedAtPushTime: deny
-// = ["hello-*"] added while the hook's worker runs with hello queued (its
-// pushes failing) drops hello at the worker's next attempt, with the rule
-// named; the other path goes up.
-func TestReloadDenyAddedWhileWorkerRuns(t *testing.T) {
-	conf := `
-cache = "rules"
+// rlConf is the configuration of cache, a cachix target allowing every
+// path, with retries within a second and a %s where a test puts a rule.
+func rlConf(cache string) string {
+	return `
+cache = "` + cache + `"
 allow = ["*"]
 %s
 [cachix]
@@ -164,6 +162,14 @@ linger = "1s"
 retry_initial = "300ms"
 retry_max = "1s"
 `
+}
+
+// The running-worker variant of TestTrustRulesReappliedAtPushTime: deny
+// = ["hello-*"] added while the hook's worker runs with hello queued (its
+// pushes failing) drops hello at the worker's next attempt, with the rule
+// named; the other path goes up.
+func TestReloadDenyAddedWhileWorkerRuns(t *testing.T) {
+	conf := rlConf("rules")
 	e := NewEnv(t, fmt.Sprintf(conf, ""))
 	flTrick(t, e, "fail")
 	s := nixtest.Salt()
@@ -195,19 +201,7 @@ retry_max = "1s"
 // the one it has, logs the problem (not in a loop), status shows it; once
 // fixed, it loads it.
 func TestReloadInvalidConfigKept(t *testing.T) {
-	conf := `
-cache = "kept"
-allow = ["*"]
-%s
-[cachix]
-bin = "@CACHIX@"
-
-[queue]
-dir = "@DIR@/queue"
-linger = "1s"
-retry_initial = "300ms"
-retry_max = "1s"
-`
+	conf := rlConf("kept")
 	e := NewEnv(t, fmt.Sprintf(conf, ""))
 	flTrick(t, e, "fail")
 	paths, _ := e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "kept-1.0", nil)))
