@@ -383,7 +383,8 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 	aside := q.path(tmpDir, "pin-dropped."+p.key)
 	moved := true
 	if err := os.Rename(q.path(pinsDir, p.key), aside); err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
+		// ENOENT is also tmp/ gone: a pin still there is not dropped.
+		if _, lerr := os.Lstat(q.path(pinsDir, p.key)); !errors.Is(err, fs.ErrNotExist) || !errors.Is(lerr, fs.ErrNotExist) {
 			return false, fmt.Errorf("removing pin: %w", err)
 		}
 		moved = false

@@ -1321,3 +1321,32 @@ func TestPinDroppedWithItsAskUnreadableIsKept(t *testing.T) {
 		t.Errorf("ask = %v, %v; want it kept", asked, ok)
 	}
 }
+
+// DropPin moves the pin's file aside into tmp/: with tmp/ gone (removed
+// by hand), the rename fails with ENOENT, which DropPin took for the pin
+// already gone. It said the pin dropped while its file stayed in pins/,
+// and the worker, forgetting it, read it anew next round and recorded its
+// drop again, every round, a spawned worker finding it new each time it
+// would exit. The pin is kept and the error said.
+func TestDropPinWithTmpGoneIsNotDropped(t *testing.T) {
+	q := openQ(t)
+	root := mkPath("system-1")
+	if _, err := q.AddPins([]Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	key := PinKey("main", root, "sys")
+	old, err := q.ReadPin(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(q.path(tmpDir)); err != nil {
+		t.Fatal(err)
+	}
+	requeued, err := q.DropPin(old)
+	if _, rerr := q.ReadPin(key); rerr != nil {
+		t.Fatalf("DropPin = %v, %v; the pin is gone, as it could not be: %v", requeued, err, rerr)
+	}
+	if err == nil || requeued {
+		t.Errorf("DropPin with tmp/ gone = %v, %v, the pin still in pins/; want an error", requeued, err)
+	}
+}
