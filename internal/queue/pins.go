@@ -380,7 +380,7 @@ func (q *Queue) UpdatePin(p *Pin) error {
 // aside in tmp/ and linked back, not written anew, which a full disk
 // would refuse, losing the pin push said it "will pin".
 func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
-	aside := q.path(tmpDir, "pin-dropped."+p.key)
+	aside := q.path(tmpDir, pinAside+p.key)
 	moved := true
 	if err := os.Rename(q.path(pinsDir, p.key), aside); err != nil {
 		// ENOENT is also tmp/ gone: a pin still there is not dropped.
@@ -412,6 +412,11 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 	q.TakePinAsk(p.key)
 	return false, nil
 }
+
+// pinAside begins the name in tmp/ of a pin DropPin moved aside; one
+// left there (the worker killed before the link back) is linked back by
+// CleanTmp when it was asked for again.
+const pinAside = "pin-dropped."
 
 // RemovePin deletes a pin that was made, or given up on.
 func (q *Queue) RemovePin(p *Pin) error {

@@ -313,10 +313,28 @@ func (q *Queue) TakeRetryRequest() bool {
 
 // CleanTmp removes temporary files older than age, left by killed hooks.
 // By the wall clock: after a step forward it may take one being written
-// for old, which its writer then writes again (see tmpRewrites).
+// for old, which its writer then writes again (see tmpRewrites). A pin
+// a killed worker left moved aside (DropPin) is linked back when it was
+// asked for again, as DropPin would have.
 func (q *Queue) CleanTmp(age time.Duration) {
 	entries, _ := os.ReadDir(q.path(tmpDir))
 	for _, d := range entries {
+		if key, ok := strings.CutPrefix(d.Name(), pinAside); ok {
+			// Asked for again, or maybe (an ask unreadable now): kept,
+			// to be decided again, else push said "will pin" of a pin
+			// gone. Left in tmp/ while it cannot be linked back.
+			if _, asked, err := q.pinAsk(key); asked || err != nil {
+				aside := q.path(tmpDir, d.Name())
+				err := os.Link(aside, q.path(pinsDir, key))
+				if err == nil {
+					err = syncDir(q.path(pinsDir))
+				}
+				if err == nil || errors.Is(err, fs.ErrExist) {
+					os.Remove(aside)
+				}
+				continue
+			}
+		}
 		if fi, err := d.Info(); err == nil && time.Since(fi.ModTime()) > age && !strings.HasPrefix(d.Name(), ".") {
 			os.Remove(q.path(tmpDir, d.Name()))
 		}

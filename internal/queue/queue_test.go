@@ -1350,3 +1350,62 @@ func TestDropPinWithTmpGoneIsNotDropped(t *testing.T) {
 		t.Errorf("DropPin with tmp/ gone = %v, %v, the pin still in pins/; want an error", requeued, err)
 	}
 }
+
+// A worker killed in DropPin between moving a pin asked for again aside
+// into tmp/ and linking it back left it there, the ask in pinasks/ with
+// no pin to take it: the next worker's CleanTmp removed it (its time is
+// the pin's, old), and the pin push --pin had asked for again, saying
+// "will pin", was lost. It is linked back.
+func TestCleanTmpKeepsAPinMovedAsideAskedForAgain(t *testing.T) {
+	q := openQ(t)
+	root := mkPath("system-1")
+	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
+	now := time.Now()
+	if _, err := q.AddPins([]Pin{pin}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	key := PinKey("main", root, "sys")
+	// What DropPin leaves, killed before the link back.
+	aside := q.path(tmpDir, pinAside+key)
+	if err := os.Rename(q.path(pinsDir, key), aside); err != nil {
+		t.Fatal(err)
+	}
+	past := now.Add(-2 * time.Hour)
+	if err := os.Chtimes(aside, past, past); err != nil {
+		t.Fatal(err)
+	}
+	q.CleanTmp(time.Hour)
+	if p, err := q.ReadPin(key); err != nil || p.Name != "sys" {
+		t.Errorf("ReadPin after CleanTmp = %+v, %v; want the pin asked for again back", p, err)
+	}
+	if _, ok := q.PinAsked(key); !ok {
+		t.Error("the ask is gone")
+	}
+	if names := ls(t, q.path(tmpDir)); len(names) != 0 {
+		t.Errorf("tmp/ holds %q", names)
+	}
+
+	// Not asked for again, it was being dropped: removed once old.
+	other := Pin{Target: "main", Path: root.String(), Name: "other"}
+	if _, err := q.AddPins([]Pin{other}, now); err != nil {
+		t.Fatal(err)
+	}
+	okey := PinKey("main", root, "other")
+	aside = q.path(tmpDir, pinAside+okey)
+	if err := os.Rename(q.path(pinsDir, okey), aside); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(aside, past, past); err != nil {
+		t.Fatal(err)
+	}
+	q.CleanTmp(time.Hour)
+	if _, err := q.ReadPin(okey); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadPin of a pin dropped = %v; want it gone", err)
+	}
+	if names := ls(t, q.path(tmpDir)); len(names) != 0 {
+		t.Errorf("tmp/ holds %q", names)
+	}
+}
