@@ -233,6 +233,10 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 	drop := func(log *logrus.Entry, p *queue.Pin, reason string) {
 		if w.dropPin(log, p, reason) {
 			left, next = true, now
+		} else if _, failed := w.pins[p.Key()]; failed {
+			// Its file stays, dropped again next round: left, not
+			// due now, or a drop that keeps failing would spin.
+			left = true
 		}
 	}
 	pins := w.pinList()

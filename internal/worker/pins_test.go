@@ -1555,3 +1555,29 @@ func TestRunOnceDecidesAgainAPinAskedForAsItIsDropped(t *testing.T) {
 		t.Errorf("calls = %q, want none", got)
 	}
 }
+
+// A pin whose drop fails (here tmp/, where DropPin moves it aside, is
+// not a directory; an ask unreadable for a reason of the moment, EMFILE,
+// does as much) stays in pins/, to be dropped again next round: a Once
+// worker has none, and said "nothing left to push", exiting 0 with the
+// pin neither made nor dropped. It says pins are left.
+func TestRunOncePinWhoseDropFailedIsLeft(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := mkPath("system-1") // not in the store: collected
+	e.pin(t, "main", root, "sys", queue.Keep{})
+	tmp := filepath.Join(e.q.Dir, "tmp")
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &calls{}
+	if err := run(t, e.pinWorker(c), Once); !errors.Is(err, ErrLeft) {
+		t.Errorf("Run(Once) with the pin's drop failing = %v, want %v", err, ErrLeft)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 1 {
+		t.Errorf("pins %q; want the pin whose drop failed kept", names)
+	}
+}
