@@ -393,8 +393,8 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 	asked, ok, err := q.pinAsk(p.key)
 	if err != nil {
 		// Maybe asked for again: kept, and dropped at a later look.
-		if moved {
-			os.Link(aside, q.path(pinsDir, p.key))
+		if moved && os.Link(aside, q.path(pinsDir, p.key)) == nil {
+			syncDir(q.path(pinsDir)) // durable, as below
 		}
 		return false, err
 	}
@@ -402,7 +402,13 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 		// The ask stays, as for any pin asked for again: its call
 		// takes it. A pin there already was queued anew by that push.
 		if moved {
-			if err := os.Link(aside, q.path(pinsDir, p.key)); err == nil || errors.Is(err, fs.ErrExist) {
+			err := os.Link(aside, q.path(pinsDir, p.key))
+			if err == nil {
+				// Durable before the file aside goes: nothing
+				// orders the link after the move out of pins/.
+				return true, syncDir(q.path(pinsDir))
+			}
+			if errors.Is(err, fs.ErrExist) {
 				return true, nil
 			}
 		}

@@ -1409,3 +1409,40 @@ func TestCleanTmpKeepsAPinMovedAsideAskedForAgain(t *testing.T) {
 		t.Errorf("tmp/ holds %q", names)
 	}
 }
+
+// A pin asked for again as the worker drops it is linked back into pins/
+// from tmp/, where DropPin moved it: pins/ must be synced after the
+// link, before the file aside goes, as after any link of a pin, or a
+// power failure may keep the move and lose the link, and the pin push
+// said it "will pin" with it. It was not synced (AddPins, which wrote it
+// anew before 08be5c2, was).
+func TestPinLinkedBackIsSynced(t *testing.T) {
+	defer func() { syncs = nil }()
+	q := openQ(t)
+	root := mkPath("system-1")
+	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
+	now := time.Now()
+	if _, err := q.AddPins([]Pin{pin}, now); err != nil {
+		t.Fatal(err)
+	}
+	key := PinKey("main", root, "sys")
+	old, err := q.ReadPin(key) // the worker's look
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	linked := false // pins/ synced with the pin back in it
+	syncs = func(name string) {
+		if _, err := os.Lstat(q.path(pinsDir, key)); err == nil && name == q.path(pinsDir) {
+			linked = true
+		}
+	}
+	if requeued, err := q.DropPin(old); !requeued || err != nil {
+		t.Fatalf("DropPin = %v, %v; want the pin kept", requeued, err)
+	}
+	if !linked {
+		t.Error("pins/ was not synced after the pin was linked back into it")
+	}
+}
