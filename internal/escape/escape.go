@@ -54,3 +54,19 @@ func IsControl(r rune) bool {
 	return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f ||
 		r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
 }
+
+// Cut returns n, or less: where the escape Controls wrote (\x1b, \u202e)
+// that s[n] is inside of begins, so that s cut at the result ends with
+// no half of one, which would read as other text. n < len(s).
+func Cut(s string, n int) int {
+	for k := 1; k < 6 && k <= n && n < len(s); k++ {
+		if s[n-k] != '\\' {
+			continue
+		}
+		if e := s[n-k+1]; e == 'x' && k < 4 || e == 'u' && k < 6 {
+			return n - k
+		}
+		break
+	}
+	return n
+}

@@ -65,7 +65,7 @@ func bounded(msg string) string {
 
 // clip cuts s to n bytes, marking the cut. It cuts before a UTF-8
 // character rather than inside it (by at most 3 bytes: s may not be
-// UTF-8).
+// UTF-8), and before an escape (bounded's, or %q's \x1b in a path).
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -73,5 +73,6 @@ func clip(s string, n int) string {
 	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
 		n--
 	}
+	n = escape.Cut(s, n)
 	return s[:n] + fmt.Sprintf("…(%d bytes cut)", len(s)-n)
 }

@@ -68,3 +68,27 @@ func TestRunEscapesWhatItRead(t *testing.T) {
 	}
 	noSpawn(t, rec)
 }
+
+// bounded escaped the message and then cut it at maxSayBytes, which could
+// fall inside an escape: the build log got "\x1" or "\u20", half of one,
+// that reads as other text. The cut goes before the escape it would split.
+func TestBoundedKeepsEscapesWhole(t *testing.T) {
+	for pad := 1; pad <= 6; pad++ {
+		for _, c := range []string{"\x1b", "\u202e"} {
+			msg := strings.Repeat("a", maxSayBytes-pad) + c + "bcdefgh"
+			got := bounded(msg)
+			kept, _, ok := strings.Cut(got, "…(")
+			if !ok {
+				t.Fatalf("bounded(%d bytes) = %q, not cut", len(msg), got[len(got)-40:])
+			}
+			if i := strings.LastIndexByte(kept, '\\'); i >= 0 {
+				if e := kept[i:]; len(e) < 2 || e[1] == 'x' && len(e) < 4 || e[1] == 'u' && len(e) < 6 {
+					t.Errorf("bounded(%d a's and %q) ends in %q, part of an escape", maxSayBytes-pad, c, e)
+				}
+			}
+			if len(kept) < maxSayBytes-pad {
+				t.Errorf("bounded(%d a's and %q) kept %d bytes, cut more than the escape", maxSayBytes-pad, c, len(kept))
+			}
+		}
+	}
+}
