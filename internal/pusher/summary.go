@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 )
 
 // Summary takes a pusher's output (whole lines, as Push writes them) and
@@ -82,10 +84,12 @@ func (s *Summary) add(b []byte) {
 		// Lines come cut at MaxLine (and marked) from Push; this
 		// bounds what another writer hands over.
 		if n := 2 * MaxLine; len(line) > n {
-			// Before a UTF-8 character rather than inside it.
+			// Before a UTF-8 character or an escape rather than
+			// inside it.
 			for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(line[n]); i++ {
 				n--
 			}
+			n = escape.Cut(line, n)
 			line = line[:n] + "…"
 		}
 		s.kept = append(s.kept, line)

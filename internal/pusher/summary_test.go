@@ -56,3 +56,24 @@ func TestSummaryCutKeepsUTF8Whole(t *testing.T) {
 		}
 	}
 }
+
+// The same cut could fall inside an escape lineCutter wrote (\x1b,
+// \u202e): the kept line ended in "\x1" or "\u20", half of one. No
+// pusher's route gives Summary so long a line (lineCutter cuts at
+// MaxLine), but the bound is there for another writer. The cut comes
+// before the escape.
+func TestSummaryCutKeepsEscapesWhole(t *testing.T) {
+	for pad := 1; pad <= 6; pad++ {
+		for _, e := range []string{`\x1b`, `\u202e`} {
+			s := NewSummary("/nix/store")
+			s.Write([]byte(strings.Repeat("x", 2*MaxLine-pad) + e + "yyyyyyy\n"))
+			s.Flush()
+			got := strings.TrimSuffix(s.Text(), "…")
+			if i := strings.LastIndexByte(got, '\\'); i >= 0 {
+				if t2 := got[i:]; len(t2) < 2 || t2[1] == 'x' && len(t2) < 4 || t2[1] == 'u' && len(t2) < 6 {
+					t.Errorf("a line of %d x's and %s was cut to end in %q", 2*MaxLine-pad, e, t2)
+				}
+			}
+		}
+	}
+}
