@@ -44,8 +44,19 @@ func Controls(s string) string {
 // character (a tab, a line break, an escape) nor line or paragraph
 // separator. It is the rule for a target's name, in hook.conf and in a
 // package list's target lines alike.
-func OneLine(s string) bool {
-	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }) < 0
+func OneLine(s string) bool { return NotOneLine(s) == "" }
+
+// NotOneLine returns the first character of s that OneLine refuses,
+// written as an escape (\x09, \u2028) for a message to name, or "".
+func NotOneLine(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' })
+	if i < 0 {
+		return ""
+	}
+	if r, _ := utf8.DecodeRuneInString(s[i:]); r >= 0x80 {
+		return fmt.Sprintf(`\u%04x`, r)
+	}
+	return fmt.Sprintf(`\x%02x`, s[i])
 }
 
 // IsControl reports whether Controls escapes r: for the pusher's output,

@@ -178,10 +178,12 @@ func (l *List) parse(data []byte) error {
 				return fmt.Errorf("line %d: a target line after the paths", n)
 			case t == "" || strings.ContainsAny(t, "\x00\r"):
 				return fmt.Errorf("line %d: an empty or unprintable target name", n)
-			case !utf8.ValidString(t) || !escape.OneLine(t):
+			case !utf8.ValidString(t):
 				// As hook.conf's rule for a target's name: no
 				// target has it, and it would reach messages.
-				return fmt.Errorf("line %d: target name %q holds a byte that is not UTF-8 or a control character (a tab, an escape...), which no target's name may", n, cut([]byte(t)))
+				return fmt.Errorf("line %d: target name %q holds a byte that is not UTF-8, which no target's name may", n, cut([]byte(t)))
+			case !escape.OneLine(t):
+				return fmt.Errorf("line %d: target name %q holds %s, a control character or line separator, which no target's name may", n, cut([]byte(t)), escape.NotOneLine(t))
 			case len(l.Targets) == maxTargets:
 				return fmt.Errorf("line %d: more than %d targets", n, maxTargets)
 			}

@@ -89,10 +89,10 @@ func TestReadRefuses(t *testing.T) {
 		{"an empty target", Magic + "\ntarget \n", "line 2: an empty or unprintable target name"},
 		// As config refuses a target's name: shown on one line, as
 		// text, in messages and the metrics' labels.
-		{"a target with an escape", Magic + "\ntarget ok\ntarget a\x1b[2Jb\n", `line 3: target name "a\x1b[2Jb"`},
-		{"a target with a tab", Magic + "\ntarget a\tb\n", `line 2: target name "a\tb"`},
-		{"a target with a line separator", Magic + "\ntarget a\u2028b\n", "line 2: target name"},
-		{"a target not UTF-8", Magic + "\ntarget a\xffb\n", `line 2: target name "a\xffb"`},
+		{"a target with an escape", Magic + "\ntarget ok\ntarget a\x1b[2Jb\n", `line 3: target name "a\x1b[2Jb" holds \x1b`},
+		{"a target with a tab", Magic + "\ntarget a\tb\n", `line 2: target name "a\tb" holds \x09`},
+		{"a target with a line separator", Magic + "\ntarget a\u2028b\n", `line 2: target name "a\u2028b" holds \u2028, a control character or line separator`},
+		{"a target not UTF-8", Magic + "\ntarget a\xffb\n", `line 2: target name "a\xffb" holds a byte that is not UTF-8`},
 	} {
 		t.Run(tc.why, func(t *testing.T) {
 			d := s.list("cachix-packages-x", tc.text)
