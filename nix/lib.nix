@@ -50,8 +50,9 @@ let
 
   # What the hook refuses in a target's name, as hook.conf does
   # (escape.OneLine): a control character (C0, but NUL, which no Nix
-  # string holds; DEL; C1) and the line and paragraph separators, made
-  # with fromJSON, as Nix's strings cannot write them.
+  # string holds; DEL; C1), the line and paragraph separators and the
+  # bidirectional controls, made with fromJSON, as Nix's strings cannot
+  # write them.
   hex = n: substring (n / 16) 1 "0123456789abcdef" + substring (n - n / 16 * 16) 1 "0123456789abcdef";
   notInNames = map (c: builtins.fromJSON ''"\u${c}"'') (
     builtins.genList (i: "00${hex (i + 1)}") 31
@@ -60,6 +61,18 @@ let
     ++ [
       "2028"
       "2029"
+      "061c"
+      "200e"
+      "200f"
+      "202a"
+      "202b"
+      "202c"
+      "202d"
+      "202e"
+      "2066"
+      "2067"
+      "2068"
+      "2069"
     ]
   );
   oneLine = t: builtins.replaceStrings notInNames (map (_: "") notInNames) t == t;
@@ -181,7 +194,7 @@ in
         # whole list. No regex: Nix's overflows its stack on a long
         # name, before the size check below.
         else if !(isList targets) || targets == [ ] || !all (t: isString t && t != "" && oneLine t) targets then
-          throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each, with no control character nor line separator: no carriage return, tab or escape)"
+          throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each, with no control character, line separator nor bidirectional control: no carriage return, tab, escape or right-to-left override)"
         else if length targets > maxTargets then
           throw "cachixPackages: targets names ${toString (length targets)} targets; the hook reads at most ${toString maxTargets} in one list"
         else

@@ -445,7 +445,9 @@ func TestBadInput(t *testing.T) {
 		{"duplicate explicit names", minimal + "[[target]]\nname = \"x\"\ncache = \"a\"\n[[target]]\nname = \"x\"\ncache = \"b\"\n", []string{`two targets are named "x"`}},
 		// Names are shown on one line: in logs, status, the history.
 		{"name with a line break", "name = \"a\\nb\"\n" + minimal, []string{`name: "a\nb" holds \x0a, a control character`}},
-		{"name with a line separator", "name = \"a\\u2028b\"\n" + minimal, []string{`name: "a\u2028b" holds \u2028, a control character or line separator`}},
+		{"name with a line separator", "name = \"a\\u2028b\"\n" + minimal, []string{`name: "a\u2028b" holds \u2028, a control character, line separator`}},
+		// A name that reads backwards is never meant.
+		{"name with a right-to-left override", minimal + "[[target]]\nname = \"w\\u202eterces\"\ncache = \"w\"\n", []string{`target "w\u202eterces": name: "w\u202eterces" holds \u202e, a control character, line separator or bidirectional control`}},
 		{"target name with a carriage return", minimal + "[[target]]\nname = \"w\\r\"\ncache = \"w\"\n", []string{`target "w\r": name: "w\r" holds \x0d, a control character`}},
 		{"store path with a line break", "store = \"/srv/a\\nb\"\nallow = [\"*\"]\n", []string{`store: not a Nix store URI`}},
 		{"target not an array of tables", "cache = \"c\"\nallow = [\"*\"]\ntarget = 1\n", []string{"target: expected an array of tables ([[target]])"}},

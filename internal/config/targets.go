@@ -175,7 +175,7 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		l.errorf("%s: %sname: %q holds a byte that is not UTF-8; a name is shown as text (status, metrics)", from("name"), prefix, t.Name)
 	} else if !oneLine(t.Name) {
 		// Shown on one line in logs, status and the history.
-		l.errorf("%s: %sname: %q holds %s, a control character or line separator; a name is shown on one line", from("name"), prefix, t.Name, escape.NotOneLine(t.Name))
+		l.errorf("%s: %sname: %q holds %s, a control character, line separator or bidirectional control; a name is shown on one line", from("name"), prefix, t.Name, escape.NotOneLine(t.Name))
 	}
 	if t.Name == "" {
 		t.Name = t.Cache

@@ -41,15 +41,16 @@ func Controls(s string) string {
 }
 
 // OneLine reports whether s shows as one line of text: no control
-// character (a tab, a line break, an escape) nor line or paragraph
-// separator. It is the rule for a target's name, in hook.conf and in a
-// package list's target lines alike.
+// character (a tab, a line break, an escape), line or paragraph
+// separator, nor bidirectional control (a name that reads backwards is
+// never meant). It is the rule for a target's name, in hook.conf and in
+// a package list's target lines alike.
 func OneLine(s string) bool { return NotOneLine(s) == "" }
 
 // NotOneLine returns the first character of s that OneLine refuses,
 // written as an escape (\x09, \u2028) for a message to name, or "".
 func NotOneLine(s string) string {
-	i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' })
+	i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) || IsControl(r) })
 	if i < 0 {
 		return ""
 	}

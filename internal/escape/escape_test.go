@@ -55,3 +55,24 @@ func TestControlsBidi(t *testing.T) {
 		}
 	}
 }
+
+// OneLine passed the bidirectional controls that Controls escapes: a
+// target named with U+202E passed hook.conf and a package list, then
+// showed escaped everywhere. A name that reads backwards is never meant:
+// OneLine refuses what Controls escapes, and tab and newline; ordinary
+// right-to-left text passes.
+func TestOneLineRefusesBidi(t *testing.T) {
+	for _, s := range []string{"x\u202eterces", "\u202a", "\u202b", "\u202c", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f", "\u061c", "a\u2028b", "a\tb", "a\x1bb", "a\u0085b"} {
+		if OneLine(s) {
+			t.Errorf("OneLine(%q) = true", s)
+		}
+	}
+	for _, s := range []string{"שלום", "عربي", "café", "zero\u200bwidth", "a b"} {
+		if !OneLine(s) {
+			t.Errorf("OneLine(%q) = false", s)
+		}
+	}
+	if got := NotOneLine("ok\u202eko"); got != `\u202e` {
+		t.Errorf(`NotOneLine("ok\u202eko") = %q, want \u202e`, got)
+	}
+}

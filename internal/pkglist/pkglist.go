@@ -183,7 +183,7 @@ func (l *List) parse(data []byte) error {
 				// target has it, and it would reach messages.
 				return fmt.Errorf("line %d: target name %q holds a byte that is not UTF-8, which no target's name may", n, cut([]byte(t)))
 			case !escape.OneLine(t):
-				return fmt.Errorf("line %d: target name %q holds %s, a control character or line separator, which no target's name may", n, cut([]byte(t)), escape.NotOneLine(t))
+				return fmt.Errorf("line %d: target name %q holds %s, a control character, line separator or bidirectional control, which no target's name may", n, cut([]byte(t)), escape.NotOneLine(t))
 			case len(l.Targets) == maxTargets:
 				return fmt.Errorf("line %d: more than %d targets", n, maxTargets)
 			}

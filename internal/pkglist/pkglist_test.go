@@ -91,7 +91,9 @@ func TestReadRefuses(t *testing.T) {
 		// text, in messages and the metrics' labels.
 		{"a target with an escape", Magic + "\ntarget ok\ntarget a\x1b[2Jb\n", `line 3: target name "a\x1b[2Jb" holds \x1b`},
 		{"a target with a tab", Magic + "\ntarget a\tb\n", `line 2: target name "a\tb" holds \x09`},
-		{"a target with a line separator", Magic + "\ntarget a\u2028b\n", `line 2: target name "a\u2028b" holds \u2028, a control character or line separator`},
+		{"a target with a line separator", Magic + "\ntarget a\u2028b\n", `line 2: target name "a\u2028b" holds \u2028, a control character, line separator`},
+		{"a target with a right-to-left override", Magic + "\ntarget w\u202eterces\n", `line 2: target name "w\u202eterces" holds \u202e, a control character, line separator or bidirectional control`},
+		{"a target with an isolate", Magic + "\ntarget w\u2067x\n", `line 2: target name "w\u2067x" holds \u2067`},
 		{"a target not UTF-8", Magic + "\ntarget a\xffb\n", `line 2: target name "a\xffb" holds a byte that is not UTF-8`},
 	} {
 		t.Run(tc.why, func(t *testing.T) {

@@ -669,7 +669,8 @@ func TestCachixPackagesRefusesPastHookBounds(t *testing.T) {
 
 // cachixPackages refuses at evaluation a target name the hook refuses
 // (escape.OneLine, as hook.conf's names): a control character (a tab, an
-// escape, DEL, a C1 control) or a line or paragraph separator. It
+// escape, DEL, a C1 control), a line or paragraph separator or a
+// bidirectional control (a right-to-left override). It
 // checked only for a line break and a carriage return, so Nix built such
 // a list and the hook refused it whole, nothing of it queued, not even
 // for the targets it names rightly. Ordinary Unicode evaluates.
@@ -683,7 +684,7 @@ func TestCachixPackagesRefusesTargetsTheHookRefuses(t *testing.T) {
 	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
 	pkg := `derivation { name = "p"; system = "cfh-test-system"; builder = "/bin/sh"; }`
 	dir := t.TempDir()
-	for i, name := range []string{"a\tb", "a\x1b[2Jb", "a\x7fb", "a\u0085b", "a\u009bb", "a\u2028b", "a\u2029b", "\x01", "café", "ソフト-1", "a b"} {
+	for i, name := range []string{"a\tb", "a\x1b[2Jb", "a\x7fb", "a\u0085b", "a\u009bb", "a\u2028b", "a\u2029b", "a\u202eb", "a\u2066b", "a\u200fb", "a\u061cb", "\x01", "café", "ソフト-1", "a b", "שלום"} {
 		refused := !escape.OneLine(name)
 		b, err := json.Marshal([]string{"main", name})
 		if err != nil {
