@@ -214,10 +214,15 @@ func (l *List) parse(data []byte) error {
 	return nil
 }
 
-// cut keeps a bad line short in a message.
+// cut keeps a bad line short in a message, cut before a UTF-8
+// character rather than inside it (by at most 3 bytes: b may not be
+// UTF-8), which %q would show as bytes the line does not hold alone.
 func cut(b []byte) string {
-	if len(b) > 80 {
-		return string(b[:80]) + "…"
+	if n := 80; len(b) > n {
+		for i := 0; i < utf8.UTFMax-1 && !utf8.RuneStart(b[n]); i++ {
+			n--
+		}
+		return string(b[:n]) + "…"
 	}
 	return string(b)
 }

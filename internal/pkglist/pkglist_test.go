@@ -94,6 +94,10 @@ func TestReadRefuses(t *testing.T) {
 		{"a target with a line separator", Magic + "\ntarget a\u2028b\n", `line 2: target name "a\u2028b" holds \u2028, a control character, line separator`},
 		{"a target with a right-to-left override", Magic + "\ntarget w\u202eterces\n", `line 2: target name "w\u202eterces" holds \u202e, a control character, line separator or bidirectional control`},
 		{"a target with an isolate", Magic + "\ntarget w\u2067x\n", `line 2: target name "w\u2067x" holds \u2067`},
+		// Cut short in the message before a character, not inside
+		// it: %q showed its first byte alone, as if not UTF-8.
+		{"a long first line", "ソフト" + strings.Repeat("日本", 20) + "\n", `line 1 is "ソフト` + strings.Repeat("日本", 11) + `日…"`},
+		{"a long target name", Magic + "\ntarget x" + strings.Repeat("日本", 20) + "\u202e\n", `line 2: target name "x` + strings.Repeat("日本", 13) + `…" holds \u202e`},
 		{"a target not UTF-8", Magic + "\ntarget a\xffb\n", `line 2: target name "a\xffb" holds a byte that is not UTF-8`},
 	} {
 		t.Run(tc.why, func(t *testing.T) {
