@@ -99,8 +99,20 @@ func (e *Error) Error() string {
 	if e.Mode&fs.ModeSticky != 0 {
 		mode |= 0o1000
 	}
-	return fmt.Sprintf("refusing %s: running as %s, and %s %s (owner %s, mode %04o); run: %s",
-		subject, who, it, e.Problem, OwnerName(e.Uid), mode, e.Fix)
+	return fmt.Sprintf("refusing %s: running as %s, and %s %s (owner %s, mode %04o); %s%s",
+		subject, who, it, e.Problem, OwnerName(e.Uid), mode, runLead(e.Fix), e.Fix)
+}
+
+// runLead is "run: " for a fix that is a command to run (chmod go-w DIR),
+// none for one in words ("have the daemon bind its socket ..."), which
+// "run:" made read as a command.
+func runLead(fix string) string {
+	for _, c := range []string{"chmod ", "chown ", "chgrp ", "rm ", "mv ", "mkdir "} {
+		if strings.HasPrefix(fix, c) {
+			return "run: "
+		}
+	}
+	return ""
 }
 
 // OwnerName renders a uid as "name (uid N)", or "uid N" when unknown.

@@ -736,3 +736,20 @@ func TestCheckWriteDirSharedSubdirAdvice(t *testing.T) {
 	// Named as the directory itself, it is the top the user chose.
 	mustRefuse(t, CheckWriteDir(nar), "directory of root's")
 }
+
+// A fix in words came after "run:", as if it were a command: "run: have
+// the daemon bind its socket ...", "run: use a directory of root's
+// instead". Only a command is to be run.
+func TestErrorRunsOnlyCommands(t *testing.T) {
+	for fix, lead := range map[string]string{
+		"chmod go-w /srv/c":                                                  "; run: chmod",
+		"mv /srv/c /srv/c.untrusted && mkdir /srv/c":                         "; run: mv",
+		"have the daemon bind its socket in a directory only root can write": "; have the daemon",
+		"use a directory of root's instead, made for it":                     "; use a directory",
+	} {
+		e := &Error{Path: "/srv/c", Bad: "/srv/c", Problem: "is writable by group or others", Mode: 0o777, Fix: fix}
+		if msg := e.Error(); !strings.Contains(msg, lead) {
+			t.Errorf("fix %q: %s\nwant %q", fix, msg, lead)
+		}
+	}
+}
