@@ -27,7 +27,7 @@ import (
 const pinsDir = "pins"
 
 // pinAsksDir holds, by pin file name, the pins push --pin asked for again
-// (see askPinAgain): one file each, holding the ask's Queued, written
+// (see askPinAgain): one file each, holding the ask (PinAsk), written
 // only by push and removed only by the worker as it starts the pin's
 // call, so that no rewrite of the pin's file by either loses an ask.
 const pinAsksDir = "pinasks"
@@ -167,7 +167,7 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 			if q.pinExists != nil {
 				q.pinExists(name)
 			}
-			err = q.askPinAgain(name, p.Queued)
+			err = q.askPinAgain(name, PinAsk{Queued: p.Queued, Keep: p.Keep})
 			if errors.Is(err, errPinGone) && relink < pinRelinks {
 				// The worker removed the old pin (made, or dropped
 				// with its root, which this push queued again): this
@@ -199,8 +199,9 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 // rewrites the pin's file, takes as its call starts. The new Queued tells
 // a worker that knows the pin that it was asked for again: a due pin on
 // disk alone may be one whose update the worker could not write, which
-// it must not try in a loop.
-func (q *Queue) askPinAgain(name string, queued time.Time) error {
+// it must not try in a loop. The ask's keep is the pin's from then on:
+// push says "will pin" with it.
+func (q *Queue) askPinAgain(name string, ask PinAsk) error {
 	if _, err := q.ReadPin(name); errors.Is(err, fs.ErrNotExist) {
 		return errPinGone
 	} else if err != nil {
@@ -211,7 +212,7 @@ func (q *Queue) askPinAgain(name string, queued time.Time) error {
 	if err := mkdirPrivate(q.path(pinAsksDir), false); err != nil {
 		return err
 	}
-	data, err := json.Marshal(queued)
+	data, err := json.Marshal(ask)
 	if err != nil {
 		return err
 	}
@@ -243,33 +244,50 @@ var errPinGone = errors.New("the queued pin was removed")
 // most once, after a pin call or a drop.
 const pinRelinks = 3
 
-// PinAsked returns when the pin name was last asked for again, if it was
-// since the worker took the last ask (TakePinAsk).
-func (q *Queue) PinAsked(name string) (time.Time, bool) {
-	t, ok, _ := q.pinAsk(name)
-	return t, ok
+// PinAsk is push --pin's last ask for a queued pin: when, and the keep
+// it asked for.
+type PinAsk struct {
+	Queued time.Time `json:"queued"`
+	Keep   Keep      `json:"keep,omitzero"`
+}
+
+// New reports whether the ask is one p does not hold yet.
+func (a PinAsk) New(p *Pin) bool { return !a.Queued.Equal(p.Queued) }
+
+// Apply makes p the pin the ask asked for: its Queued and keep.
+func (a PinAsk) Apply(p *Pin) { p.Queued, p.Keep = a.Queued, a.Keep }
+
+// PinAsked returns the last ask for the pin name, if there was one since
+// the worker took the last (TakePinAsk).
+func (q *Queue) PinAsked(name string) (PinAsk, bool) {
+	a, ok, _ := q.pinAsk(name)
+	return a, ok
 }
 
 // pinAsk is PinAsked, with the error of an ask that could not be read
 // for a reason of the moment (EMFILE, EIO): there may be one. What is
 // not an ask (a link, garbage) is none.
-func (q *Queue) pinAsk(name string) (time.Time, bool, error) {
+func (q *Queue) pinAsk(name string) (PinAsk, bool, error) {
 	data, err := safeopen.ReadFile(q.path(pinAsksDir, name), safeopen.Options{NoFollow: true, MaxSize: 256})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, safeopen.ErrSymlink) || errors.Is(err, safeopen.ErrNotRegular) || errors.Is(err, safeopen.ErrTooLarge) {
-			return time.Time{}, false, nil
+			return PinAsk{}, false, nil
 		}
 		// open refuses a socket (ENXIO) before its kind can be checked.
 		if fi, lerr := os.Lstat(q.path(pinAsksDir, name)); lerr == nil && !fi.Mode().IsRegular() {
-			return time.Time{}, false, nil
+			return PinAsk{}, false, nil
 		}
-		return time.Time{}, false, fmt.Errorf("reading the ask for pin %s: %w", name, err)
+		return PinAsk{}, false, fmt.Errorf("reading the ask for pin %s: %w", name, err)
 	}
-	var t time.Time
-	if json.Unmarshal(data, &t) != nil {
-		return time.Time{}, false, nil
+	var a PinAsk
+	if json.Unmarshal(data, &a) != nil || a.Queued.IsZero() {
+		// An ask written before it held its keep: its time alone.
+		a = PinAsk{}
+		if json.Unmarshal(data, &a.Queued) != nil {
+			return PinAsk{}, false, nil
+		}
 	}
-	return t, true, nil
+	return a, true, nil
 }
 
 // PinAskNames lists the pins asked for again (by file name) since the
@@ -325,9 +343,15 @@ func (q *Queue) ReadPin(name string) (*Pin, error) {
 		return nil, fmt.Errorf("%w: %s: %q is not a pin name (1 to 200 of A-Z a-z 0-9 . _ + @ = : -, not starting with -)", ErrCorrupt, file, p.Name)
 	}
 	// Asked for again since the worker wrote it: due now, a failed
-	// call's back-off over, as retry makes it.
-	if asked, ok := q.PinAsked(name); ok && !p.NextAttempt.IsZero() && !asked.Equal(p.Queued) {
-		p.NextAttempt, p.Queued = time.Time{}, asked
+	// call's back-off over, as retry makes it. The keep is the ask's
+	// either way (a due pin's Queued is left for the worker's drop to
+	// tell the ask from its own look: see DropPin).
+	if asked, ok := q.PinAsked(name); ok && asked.New(p) {
+		p.Keep = asked.Keep
+		if !p.NextAttempt.IsZero() {
+			p.NextAttempt = time.Time{}
+			asked.Apply(p)
+		}
 	}
 	return p, nil
 }
@@ -390,7 +414,7 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 		moved = false
 	}
 	defer os.Remove(aside)
-	asked, ok, err := q.pinAsk(p.key)
+	ask, ok, err := q.pinAsk(p.key)
 	if err != nil {
 		// Maybe asked for again: kept, and dropped at a later look.
 		if moved && os.Link(aside, q.path(pinsDir, p.key)) == nil {
@@ -398,7 +422,7 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 		}
 		return false, err
 	}
-	if ok && !asked.Equal(p.Queued) {
+	if ok && ask.New(p) {
 		// The ask stays, as for any pin asked for again: its call
 		// takes it. A pin there already was queued anew by that push.
 		if moved {
@@ -412,7 +436,7 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 				return true, nil
 			}
 		}
-		_, err := q.AddPins([]Pin{{Target: p.Target, Path: p.Path, Name: p.Name, Keep: p.Keep}}, asked)
+		_, err := q.AddPins([]Pin{{Target: p.Target, Path: p.Path, Name: p.Name, Keep: ask.Keep}}, ask.Queued)
 		return err == nil, err
 	}
 	q.TakePinAsk(p.key)

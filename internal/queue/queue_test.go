@@ -1317,7 +1317,7 @@ func TestPinDroppedWithItsAskUnreadableIsKept(t *testing.T) {
 	} else if p.Name != "sys" {
 		t.Errorf("pin %+v", p)
 	}
-	if asked, ok := q.PinAsked(key); !ok || !asked.Equal(now.Add(time.Second).UTC()) {
+	if asked, ok := q.PinAsked(key); !ok || !asked.Queued.Equal(now.Add(time.Second).UTC()) {
 		t.Errorf("ask = %v, %v; want it kept", asked, ok)
 	}
 }

@@ -113,8 +113,9 @@ func (w *Worker) scanPins() {
 // it again since the worker took its last ask (queue.AddPins left an ask
 // with a new Queued).
 func (w *Worker) pinAskedAgain(p *queue.Pin) {
-	if asked, ok := w.q.PinAsked(p.Key()); ok && !asked.Equal(p.Queued) {
-		p.NextAttempt, p.Queued = time.Time{}, asked
+	if asked, ok := w.q.PinAsked(p.Key()); ok && asked.New(p) {
+		p.NextAttempt = time.Time{}
+		asked.Apply(p)
 	}
 }
 
@@ -146,8 +147,9 @@ func (w *Worker) takePinAsk(log *logrus.Entry, p *queue.Pin) {
 	if !ok {
 		return
 	}
-	if !asked.Equal(p.Queued) {
-		p.NextAttempt, p.Queued = time.Time{}, asked
+	if asked.New(p) {
+		p.NextAttempt = time.Time{}
+		asked.Apply(p)
 	}
 	// Written even when p holds the ask already: scanPins took it in
 	// memory only (pinAskedAgain), and the file is still backed off.
@@ -401,6 +403,18 @@ func (w *Worker) pinDone(res *pinResult) {
 		// The outcome before the file goes, as for entries: wait is
 		// woken by the file's removal and reads the outcome then.
 		w.recordPin(p, history.Pinned, "", took)
+		if asked, ok := w.q.PinAsked(p.Key()); ok && asked.New(p) && asked.Keep != p.Keep {
+			// Asked for again with another keep while the call ran,
+			// which push said it will pin with: made again, now.
+			p.NextAttempt = time.Time{}
+			asked.Apply(p)
+			if uerr := w.q.UpdatePin(p); uerr != nil {
+				log.WithError(uerr).Error("updating pin")
+			}
+			log.WithFields(fields).Info("pinned; asked for again with another keep")
+			w.state.pinned(w.q.Dir, p.Target, now)
+			return
+		}
 		if rerr := w.q.RemovePin(p); rerr != nil {
 			// Pinned: kept known, so that its file is not read again
 			// as a new pin and pinned every round; only its removal
@@ -450,7 +464,7 @@ func (w *Worker) pinDone(res *pinResult) {
 // round, which wait would report as many times and which would rotate
 // the history's other outcomes away.
 func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept bool) {
-	if asked, ok := w.q.PinAsked(p.Key()); ok && !asked.Equal(p.Queued) {
+	if asked, ok := w.q.PinAsked(p.Key()); ok && asked.New(p) {
 		w.takePinAsk(log, p)
 		return true
 	}

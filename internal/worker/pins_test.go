@@ -1581,3 +1581,60 @@ func TestRunOncePinWhoseDropFailedIsLeft(t *testing.T) {
 		t.Errorf("pins %q; want the pin whose drop failed kept", names)
 	}
 }
+
+// A pin asked for again with another keep (push --pin NAME ROOT
+// --keep-days 3 for a pin queued with --keep-revisions 5): push said
+// "will pin ... (--keep-days 3)", but the ask held only its time, and
+// cachix pin was called with the old keep. The last ask's keep is the
+// one Cachix gets: asked before the pin's call, or during one that
+// succeeded with the old keep, which is then made again.
+func TestPinAskedAgainWithAnotherKeepIsMadeWithIt(t *testing.T) {
+	days := queue.Keep{Days: 3}
+	t.Run("backed off", func(t *testing.T) {
+		fakeStore(t)
+		e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+		root := build(t, "done-1")[0]
+		e.pin(t, "main", root, "done", queue.Keep{Revisions: 5})
+		c, w := e.statePinWorker(errors.New("HTTP 401"))
+		pinRound(w) // failed, backed off
+		c.setFail(nil)
+		e.pin(t, "main", root, "done", days)
+		pinRound(w)
+		want := []string{"pin main done " + root.String() + " --keep-revisions 5", "pin main done " + root.String() + " --keep-days 3"}
+		if got := c.list(); !slices.Equal(got, want) {
+			t.Errorf("calls = %q, want %q", got, want)
+		}
+	})
+	t.Run("during a call that succeeds", func(t *testing.T) {
+		fakeStore(t)
+		e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+		root := build(t, "done-1")[0]
+		e.pin(t, "main", root, "done", queue.Keep{Revisions: 5})
+		c, w := e.statePinWorker(nil)
+		var keeps []string
+		// push --pin asks for it again, with --keep-days 3, as its
+		// first call runs.
+		ap := askingPinner{c: c, ask: func() { e.pin(t, "main", root, "done", days) }}
+		w.newPinner = func(*config.Target) (pusher.Pinner, error) { return keepPinner{ap, &keeps}, nil }
+		pinRound(w)
+		ap.ask = nil
+		pinRound(w)
+		if want := []string{"--keep-revisions 5", "--keep-days 3"}; !slices.Equal(keeps, want) {
+			t.Errorf("keeps of the calls = %q, want %q", keeps, want)
+		}
+		if names, _ := e.q.PinNames(); len(names) != 0 {
+			t.Errorf("pins left: %q", names)
+		}
+	})
+}
+
+// keepPinner records the keep of each call, then calls p.
+type keepPinner struct {
+	p     pusher.Pinner
+	keeps *[]string
+}
+
+func (k keepPinner) Pin(ctx context.Context, name, path string, keep queue.Keep, out io.Writer) error {
+	*k.keeps = append(*k.keeps, keep.String())
+	return k.p.Pin(ctx, name, path, keep, out)
+}
