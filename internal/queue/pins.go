@@ -260,14 +260,14 @@ func (a PinAsk) Apply(p *Pin) { p.Queued, p.Keep = a.Queued, a.Keep }
 // PinAsked returns the last ask for the pin name, if there was one since
 // the worker took the last (TakePinAsk).
 func (q *Queue) PinAsked(name string) (PinAsk, bool) {
-	a, ok, _ := q.pinAsk(name)
+	a, ok, _ := q.ReadPinAsk(name)
 	return a, ok
 }
 
-// pinAsk is PinAsked, with the error of an ask that could not be read
-// for a reason of the moment (EMFILE, EIO): there may be one. What is
-// not an ask (a link, garbage) is none.
-func (q *Queue) pinAsk(name string) (PinAsk, bool, error) {
+// ReadPinAsk is PinAsked, with the error of an ask that could not be
+// read for a reason of the moment (EMFILE, EIO): there may be one. What
+// is not an ask (a link, garbage) is none.
+func (q *Queue) ReadPinAsk(name string) (PinAsk, bool, error) {
 	data, err := safeopen.ReadFile(q.path(pinAsksDir, name), safeopen.Options{NoFollow: true, MaxSize: 256})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, safeopen.ErrSymlink) || errors.Is(err, safeopen.ErrNotRegular) || errors.Is(err, safeopen.ErrTooLarge) {
@@ -414,7 +414,7 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 		moved = false
 	}
 	defer os.Remove(aside)
-	ask, ok, err := q.pinAsk(p.key)
+	ask, ok, err := q.ReadPinAsk(p.key)
 	if err != nil {
 		// Maybe asked for again: kept, and dropped at a later look.
 		if moved && os.Link(aside, q.path(pinsDir, p.key)) == nil {

@@ -323,7 +323,7 @@ func (q *Queue) CleanTmp(age time.Duration) {
 			// Asked for again, or maybe (an ask unreadable now): kept,
 			// to be decided again, else push said "will pin" of a pin
 			// gone. Left in tmp/ while it cannot be linked back.
-			if _, asked, err := q.pinAsk(key); asked || err != nil {
+			if _, asked, err := q.ReadPinAsk(key); asked || err != nil {
 				aside := q.path(tmpDir, d.Name())
 				err := os.Link(aside, q.path(pinsDir, key))
 				if err == nil {

@@ -464,7 +464,14 @@ func (w *Worker) pinDone(res *pinResult) {
 // round, which wait would report as many times and which would rotate
 // the history's other outcomes away.
 func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept bool) {
-	if asked, ok := w.q.PinAsked(p.Key()); ok && asked.New(p) {
+	asked, ok, err := w.q.ReadPinAsk(p.Key())
+	if err != nil {
+		// Maybe asked for again: kept, no drop recorded, and decided
+		// again at a later look, as DropPin does.
+		log.WithError(err).Error("giving up on a pin")
+		return false
+	}
+	if ok && asked.New(p) {
 		w.takePinAsk(log, p)
 		return true
 	}

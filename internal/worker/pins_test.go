@@ -1638,3 +1638,51 @@ func (k keepPinner) Pin(ctx context.Context, name, path string, keep queue.Keep,
 	*k.keeps = append(*k.keeps, keep.String())
 	return k.p.Pin(ctx, name, path, keep, out)
 }
+
+// A pin given up on whose ask (push --pin once more, after the worker's
+// look) cannot be read for a reason of the moment (here a lease): the
+// worker's first look took it for no ask and recorded the drop, then
+// DropPin, telling the error apart, kept the pin. wait reported "not
+// pinned" for a pin still queued, and maybe made later. No drop is
+// recorded until the ask can be read.
+func TestPinWithItsAskUnreadableIsNotRecordedDropped(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := mkPath("system-1") // not in the store: collected
+	e.pin(t, "main", root, "sys", queue.Keep{})
+	_, w := e.statePinWorker(nil)
+	w.scanPins()                                // the worker's look
+	e.pin(t, "main", root, "sys", queue.Keep{}) // asked for again
+	names, _ := e.q.PinNames()
+	if len(names) != 1 {
+		t.Fatalf("pins %q", names)
+	}
+	release := leased(t, filepath.Join(e.q.Dir, "pinasks", names[0]))
+	pinRound(w)
+	release()
+	dropped := func() int {
+		recs, _ := history.Read(e.q.Dir)
+		n := 0
+		for _, r := range recs {
+			if r.Outcome == history.PinDropped {
+				n++
+			}
+		}
+		return n
+	}
+	if n := dropped(); n != 0 {
+		t.Errorf("%d drops recorded for a pin whose ask could not be read, want none", n)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 1 {
+		t.Fatalf("pins %q; want the pin kept", names)
+	}
+	for range 3 {
+		pinRound(w)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins %q; want the pin dropped once its ask was taken", names)
+	}
+	if n := dropped(); n != 1 {
+		t.Errorf("%d drops recorded, want one", n)
+	}
+}
