@@ -23,6 +23,13 @@ import (
 // EnvConfig names the config file when --config is not given.
 const EnvConfig = "CACHIX_FILTER_HOOK_CONFIG"
 
+// EnvUserConfigDir, when set (empty: none), is the per-user directory
+// SearchPath tries, in place of XDG_CONFIG_HOME's or HOME's: the worker
+// the hook starts gets the hook's (see worker.Spawn), with a HOME for
+// cachix the hook may not have had. Not CACHIX_FILTER_HOOK_*, which
+// names keys.
+const EnvUserConfigDir = "_CACHIX_FILTER_HOOK_USER_CONFIG_DIR"
+
 // EnvPrefix starts every environment override.
 const EnvPrefix = "CACHIX_FILTER_HOOK"
 
@@ -198,13 +205,20 @@ var systemDir = "/etc/cachix-filter-hook"
 // SearchPath lists the files Find tries after --config and the environment.
 func SearchPath() []string {
 	var paths []string
-	if d := userConfigDir(); d != "" {
+	if d := UserConfigDir(); d != "" {
 		paths = append(paths, filepath.Join(d, "cachix-filter-hook", "hook.conf"))
 	}
 	return append(paths, filepath.Join(systemDir, "hook.conf"))
 }
 
-func userConfigDir() string {
+// UserConfigDir is the directory of the per-user hook.conf, "" for none.
+func UserConfigDir() string {
+	if d, ok := os.LookupEnv(EnvUserConfigDir); ok {
+		if filepath.IsAbs(d) {
+			return d
+		}
+		return ""
+	}
 	if d := os.Getenv("XDG_CONFIG_HOME"); filepath.IsAbs(d) {
 		return d
 	}

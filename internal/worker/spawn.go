@@ -37,9 +37,7 @@ func Spawn(cfg *config.Config) error {
 		cmd.Path = "/proc/self/exe"
 	}
 	cmd.Dir = "/"
-	// exec keeps the last of duplicate variables: these win over the
-	// hook's own.
-	cmd.Env = append(workerEnv(os.Environ()), config.EnvName("queue.dir")+"="+cfg.Queue.Dir)
+	cmd.Env = spawnEnv(cfg.Queue.Dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// Descriptors the hook inherited (the build caller's pipes) would
 	// otherwise pass on to the worker and hold the caller. Failing to
@@ -49,6 +47,15 @@ func Spawn(cfg *config.Config) error {
 		return fmt.Errorf("starting worker: %w", err)
 	}
 	return cmd.Process.Release()
+}
+
+// spawnEnv is the environment of the worker Spawn starts for the queue
+// dir.
+func spawnEnv(dir string) []string {
+	// exec keeps the last of duplicate variables: these win over the
+	// hook's own. The worker searches for hook.conf where the hook did,
+	// not in the HOME workerEnv may give it.
+	return append(workerEnv(os.Environ()), config.EnvName("queue.dir")+"="+dir, config.EnvUserConfigDir+"="+config.UserConfigDir())
 }
 
 // workerEnv adds HOME and the XDG directories when the hook's environment

@@ -1334,3 +1334,40 @@ func TestTruncateKeepsUTF8Whole(t *testing.T) {
 		}
 	}
 }
+
+// The worker the hook starts searches for hook.conf where the hook did.
+// The hook found no file (settings from the environment alone) and
+// passed no --config, but workerEnv gave the worker the HOME and
+// XDG_CONFIG_HOME nix-daemon's environment lacks (cachix needs them):
+// the worker then found root's ~/.config/cachix-filter-hook/hook.conf,
+// which the hook never read, and pushed by its rules.
+func TestSpawnedWorkerSearchesWhereTheHookDid(t *testing.T) {
+	vars := []string{"HOME", "XDG_CONFIG_HOME", config.EnvUserConfigDir}
+	set := func(env []string) {
+		for _, v := range vars {
+			t.Setenv(v, "") // restored after the test
+			os.Unsetenv(v)
+		}
+		for _, kv := range env {
+			k, val, _ := strings.Cut(kv, "=")
+			if slices.Contains(vars, k) {
+				os.Setenv(k, val)
+			}
+		}
+	}
+	for _, hook := range [][]string{
+		{},
+		{"HOME=/homeless-shelter"},
+		{"HOME=relative"},
+		{"HOME=/h"},
+		{"HOME=/h", "XDG_CONFIG_HOME=/c"},
+		{"XDG_CONFIG_HOME=/c"},
+	} {
+		set(hook)
+		want := config.SearchPath()
+		set(spawnEnv("/q"))
+		if got := config.SearchPath(); !slices.Equal(got, want) {
+			t.Errorf("hook's environment %q: the worker searches %q, the hook searched %q", hook, got, want)
+		}
+	}
+}
