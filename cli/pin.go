@@ -213,6 +213,13 @@ func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, 
 		for _, k := range keys {
 			p, err := q.ReadPin(k)
 			if errors.Is(err, os.ErrNotExist) {
+				// The worker, giving up on the pin, moves its file
+				// aside and links it back when push --pin asked for
+				// it again (queue.DropPin): its ask says it is kept.
+				if _, asked := q.PinAsked(k); asked {
+					n++
+					allFailing = false
+				}
 				continue
 			}
 			if err != nil {

@@ -330,3 +330,53 @@ func TestWaitPinDroppedThenQueuedAnewAndMade(t *testing.T) {
 		t.Errorf("exit %d (want 0), says:\n%s\nwant the pin made, not also given up on", code, out)
 	}
 }
+
+// The worker gives up on a pin push --pin has just asked for again
+// (Queue.DropPin): it moves the pin's file aside, finds the ask, and links
+// the file back. push --pin --wait, looking in between, found no pin file
+// and ended: "not pinned", exit 3, for a pin kept and made after. Its ask
+// says it is kept.
+func TestWaitPinBetweenItsDropAndItsLinkBack(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	key := queue.PinKey("main", root, "sys")
+	follow := history.Follow(q.Dir)
+	// push --pin once more: the pin is asked for again.
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	pinFile, aside := filepath.Join(q.Dir, "pins", key), filepath.Join(q.Dir, "tmp", "pin-dropped."+key)
+	rec := func(outcome, reason string) {
+		if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: outcome, Reason: reason, Pin: `"sys"`}}); err != nil {
+			t.Error(err)
+		}
+	}
+	looked := 0
+	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{key}, since: time.Now().Add(-time.Second), follow: follow, timeout: time.Minute, poll: 20 * time.Millisecond, looked: func() {
+		switch looked++; looked {
+		case 1:
+			// The worker gives up on it (its look came before the
+			// ask): the drop recorded, the file moved aside.
+			rec(history.PinDropped, "its root is no longer in the store (garbage-collected)")
+			if err := os.Rename(pinFile, aside); err != nil {
+				t.Error(err)
+			}
+		case 2:
+			// The ask found: linked back.
+			if err := os.Rename(aside, pinFile); err != nil {
+				t.Error(err)
+			}
+		case 3:
+			rec(history.Pinned, "")
+			pins, _, _ := q.ListPins()
+			for _, p := range pins {
+				if err := q.RemovePin(p); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}})
+	if code := r.exitCode(false); code != exitOK || strings.Contains(out.String(), "not pinned") {
+		t.Errorf("exit %d (want 0) after %d looks, says:\n%s\nwant the pin waited for while its file was aside, then made", code, looked, out)
+	}
+}
