@@ -67,15 +67,16 @@ func IsControl(r rune) bool {
 		r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
 }
 
-// Cut returns n, or less: where the escape Controls wrote (\x1b, \u202e)
-// that s[n] is inside of begins, so that s cut at the result ends with
-// no half of one, which would read as other text. n < len(s).
+// Cut returns n, or less: where the escape Controls or %q wrote (\x1b,
+// \u202e, %q's \U000e0001 for a character above U+FFFF) that s[n] is
+// inside of begins, so that s cut at the result ends with no half of
+// one, which would read as other text. n < len(s).
 func Cut(s string, n int) int {
-	for k := 1; k < 6 && k <= n && n < len(s); k++ {
+	for k := 1; k < 10 && k <= n && n < len(s); k++ {
 		if s[n-k] != '\\' {
 			continue
 		}
-		if e := s[n-k+1]; e == 'x' && k < 4 || e == 'u' && k < 6 {
+		if e := s[n-k+1]; e == 'x' && k < 4 || e == 'u' && k < 6 || e == 'U' && k < 10 {
 			return n - k
 		}
 		break

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,29 @@ func TestBoundedKeepsEscapesWhole(t *testing.T) {
 			if len(kept) < maxSayBytes-pad {
 				t.Errorf("bounded(%d a's and %q) kept %d bytes, cut more than the escape", maxSayBytes-pad, c, len(kept))
 			}
+		}
+	}
+}
+
+// A malformed path's example is %q of what OUT_PATHS held, cut at
+// maxExampleLen: %q writes a character that is not printable above
+// U+FFFF as \U000e0001, and the cut could fall inside it, leaving
+// "\U000e0", half of one. The cut goes before it, as for \x and \u.
+func TestMalformedExampleKeepsQuotedEscapesWhole(t *testing.T) {
+	for pad := 1; pad <= 10; pad++ {
+		var m malformed
+		// "…" + %q's opening quote and "/nix/store/" before the a's.
+		s := "/nix/store/" + strings.Repeat("a", maxExampleLen-pad-len(`"/nix/store/`)) + "\U000e0001bcdefghijk"
+		m.add(fmt.Errorf("%q is not a valid store path", s))
+		kept, _, ok := strings.Cut(m.examples[0], "…(")
+		if !ok {
+			t.Fatalf("example %q, not cut", m.examples[0])
+		}
+		if i := strings.LastIndexByte(kept, '\\'); i >= 0 && len(kept[i:]) < len(`\U000e0001`) {
+			t.Errorf("the example ends in %q, part of an escape", kept[i:])
+		}
+		if len(kept) < maxExampleLen-pad {
+			t.Errorf("the example kept %d bytes, cut more than the escape", len(kept))
 		}
 	}
 }
