@@ -449,7 +449,10 @@ func TestBadInput(t *testing.T) {
 		// A name that reads backwards is never meant.
 		{"name with a right-to-left override", minimal + "[[target]]\nname = \"w\\u202eterces\"\ncache = \"w\"\n", []string{`target "w\u202eterces": name: "w\u202eterces" holds \u202e, a control character, line separator or bidirectional control`}},
 		{"target name with a carriage return", minimal + "[[target]]\nname = \"w\\r\"\ncache = \"w\"\n", []string{`target "w\r": name: "w\r" holds \x0d, a control character`}},
-		{"store path with a line break", "store = \"/srv/a\\nb\"\nallow = [\"*\"]\n", []string{`store: not a Nix store URI`}},
+		{"store path with a line break", "store = \"/srv/a\\nb\"\nallow = [\"*\"]\n", []string{`store: it holds \x0a, a control character`}},
+		// It is one, but for what it holds: the message says which
+		// (not the URI, which may hold a password).
+		{"store URI with a right-to-left mark", "store = \"s3://c?region=eu\\u200f\"\nallow = [\"*\"]\n", []string{`store: it holds \u200f, a control character, line separator or bidirectional control`}},
 		{"target not an array of tables", "cache = \"c\"\nallow = [\"*\"]\ntarget = 1\n", []string{"target: expected an array of tables ([[target]])"}},
 		{"TOML syntax error", "cache = \n", []string{"hook.conf"}},
 		{"every problem at once", "alow = [\"x\"]\ncache = \"c\"\n[queue]\nbatch = -2\nretry_initial = \"x\"\n", []string{`unknown key "alow"`, "queue.batch: must be at least 1, got -2", "queue.retry_initial: expected a duration"}},

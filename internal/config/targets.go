@@ -154,6 +154,10 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	case t.Cache != "" && !cacheName().MatchString(t.Cache):
 		// A store URI written as cache may carry credentials.
 		l.errorf("%s: %scache: %q is not a cache name", from("cache"), prefix, RedactURI(t.Cache))
+	case t.Store != "" && !oneLine(t.Store):
+		// Named, as a name's is: "not a Nix store URI" said wrong
+		// of one that is but for it. The URI is not quoted.
+		l.errorf("%s: %sstore: it holds %s, a control character, line separator or bidirectional control, which no store URI may", from("store"), prefix, escape.NotOneLine(t.Store))
 	case t.Store != "" && !validStore(t.Store):
 		// Not quoted: a URI that does not parse may hold a password.
 		l.errorf("%s: %sstore: not a Nix store URI (scheme://... or an absolute path)", from("store"), prefix)
