@@ -268,8 +268,9 @@ func unwrapAll(err error) []error {
 	return []error{err}
 }
 
-// oneLine reports whether s holds no control character nor line
-// separator, which would end or hide part of a line it is shown on.
+// oneLine reports whether s holds no control character, line separator
+// nor bidirectional control, which would end or hide part of a line it
+// is shown on, or make it read backwards.
 func oneLine(s string) bool { return escape.OneLine(s) }
 
 func validStore(s string) bool {
