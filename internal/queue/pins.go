@@ -148,6 +148,14 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		if err != nil {
 			return added, err
 		}
+		// An ask is for a queued pin: one left with none (a worker
+		// killed between removing a pin and its ask) would give this
+		// pin its keep. DropPin queues a pin anew with its ask's own.
+		if _, err := os.Lstat(q.path(pinsDir, name)); errors.Is(err, fs.ErrNotExist) {
+			if a, ok := q.PinAsked(name); ok && !a.Queued.Equal(p.Queued) {
+				q.TakePinAsk(name)
+			}
+		}
 		asked := false
 		for relink := 0; ; relink++ {
 			for try := 0; ; try++ {
@@ -453,8 +461,8 @@ func (q *Queue) RemovePin(p *Pin) error {
 	if err := os.Remove(q.path(pinsDir, p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing pin: %w", err)
 	}
-	// Its ask, if any, after it: left, it would mark a pin queued again
-	// later as asked for again, which is harmless.
+	// Its ask, if any, after it: one left (a SIGKILL between) is taken
+	// by the AddPins that queues the pin again.
 	q.TakePinAsk(p.key)
 	return nil
 }

@@ -1446,3 +1446,45 @@ func TestPinLinkedBackIsSynced(t *testing.T) {
 		t.Error("pins/ was not synced after the pin was linked back into it")
 	}
 }
+
+// An ask left behind with no pin (a worker killed in RemovePin between
+// removing the pin's file and its ask, as its comment allows, or an ask
+// of an older version, which held its time alone) was harmless while an
+// ask held only its time. It now holds a keep, which ReadPin gives the
+// pin: a pin queued anew by push --pin --keep-days 3 read as
+// --keep-revisions 5 (or, under an older ask, no keep at all), and
+// cachix pin was called with it, push having said "will pin ...
+// (--keep-days 3)". A pin queued anew takes no keep from an ask before it.
+func TestPinQueuedAnewTakesNoKeepFromAnAskLeftBehind(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		q := openQ(t)
+		root := mkPath("system-1")
+		pin := Pin{Target: "main", Path: root.String(), Name: "sys", Keep: Keep{Revisions: 5}}
+		now := time.Now()
+		if _, err := q.AddPins([]Pin{pin}, now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		key := PinKey("main", root, "sys")
+		if old {
+			data, _ := json.Marshal(now.Add(time.Second).UTC())
+			if err := os.WriteFile(q.path(pinAsksDir, key), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The worker, killed in RemovePin: the pin's file is gone, its
+		// ask not yet.
+		if err := os.Remove(q.path(pinsDir, key)); err != nil {
+			t.Fatal(err)
+		}
+		pin.Keep = Keep{Days: 3}
+		if n, err := q.AddPins([]Pin{pin}, now.Add(2*time.Second)); n != 1 || err != nil {
+			t.Fatalf("AddPins = %d, %v", n, err)
+		}
+		if p, err := q.ReadPin(key); err != nil || p.Keep != pin.Keep {
+			t.Errorf("ask of an older version %v: pin queued anew read as %+v, %v; want keep %+v", old, p, err, pin.Keep)
+		}
+	}
+}
