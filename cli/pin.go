@@ -216,10 +216,16 @@ func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, 
 				// The worker, giving up on the pin, moves its file
 				// aside and links it back when push --pin asked for
 				// it again (queue.DropPin): its ask says it is kept.
-				if _, asked := q.PinAsked(k); asked {
+				// An ask alone is one left as the pin was made.
+				if _, asked := q.PinAsked(k); asked && q.PinAside(k) {
 					n++
 					allFailing = false
+					continue
 				}
+				// Or linked back since the look.
+				p, err = q.ReadPin(k)
+			}
+			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
 			if err != nil {

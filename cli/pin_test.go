@@ -380,3 +380,43 @@ func TestWaitPinBetweenItsDropAndItsLinkBack(t *testing.T) {
 		t.Errorf("exit %d (want 0) after %d looks, says:\n%s\nwant the pin waited for while its file was aside, then made", code, looked, out)
 	}
 }
+
+// A pin push --pin asked for again, made, and its file removed by a
+// worker killed before it removed the ask (RemovePin removes the ask
+// after the file, and leaves it on a failure): pinsLeft counted a pin
+// whose file is gone while its ask is there, taking it for one DropPin
+// moved aside, and the wait never ended (with --timeout 0 not even by
+// giving up: such a pin has not failed). Only a pin whose file is aside
+// in tmp/ is kept.
+func TestWaitPinMadeWithItsAskLeftEnds(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	key := queue.PinKey("main", root, "sys")
+	follow := history.Follow(q.Dir)
+	// push --pin once more: the pin is asked for again.
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	looked := 0
+	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{key}, since: time.Now().Add(-time.Second), follow: follow, giveUpFailing: true, poll: 20 * time.Millisecond, looked: func() {
+		switch looked++; looked {
+		case 1:
+			// Made; the worker killed between the removal of the
+			// file and that of the ask.
+			if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: history.Pinned, Pin: `"sys"`}}); err != nil {
+				t.Error(err)
+			}
+			if err := os.Remove(filepath.Join(q.Dir, "pins", key)); err != nil {
+				t.Error(err)
+			}
+		case 5:
+			t.Error("still waiting for a pin made, its file gone, at the fifth look")
+			if err := q.TakePinAsk(key); err != nil { // ends the wait
+				t.Error(err)
+			}
+		}
+	}})
+	if code := r.exitCode(false); code != exitOK || looked != 2 {
+		t.Errorf("exit %d (want 0) after %d looks (want 2), says:\n%s", code, looked, out)
+	}
+}

@@ -456,6 +456,14 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 // CleanTmp when it was asked for again.
 const pinAside = "pin-dropped."
 
+// PinAside reports whether the file of the pin name is aside in tmp/:
+// DropPin's, to be linked back when it was asked for again (by CleanTmp,
+// should the worker be killed first), or removed.
+func (q *Queue) PinAside(name string) bool {
+	_, err := os.Lstat(q.path(tmpDir, pinAside+name))
+	return err == nil
+}
+
 // RemovePin deletes a pin that was made, or given up on.
 func (q *Queue) RemovePin(p *Pin) error {
 	if err := os.Remove(q.path(pinsDir, p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
