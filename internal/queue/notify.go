@@ -36,12 +36,16 @@ func (q *Queue) Notify() (<-chan struct{}, func()) {
 				made := ev.Has(fsnotify.Create) && slices.Contains(dirs, ev.Name)
 				if made {
 					_ = w.Add(ev.Name)
-				} else if !slices.Contains(dirs, filepath.Dir(ev.Name)) {
-					continue // the queue directory's own files
 				}
-				select {
-				case out <- struct{}{}:
-				default: // one pending wake is enough
+				// Not the queue directory's own files.
+				if made || slices.Contains(dirs, filepath.Dir(ev.Name)) {
+					select {
+					case out <- struct{}{}:
+					default: // one pending wake is enough
+					}
+				}
+				if q.notified != nil {
+					q.notified(ev.Name)
 				}
 			case _, ok := <-w.Errors:
 				if !ok {

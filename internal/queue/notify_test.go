@@ -3,6 +3,7 @@ package queue
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,10 +18,33 @@ func TestNotifyWatchesDirectoriesMadeLater(t *testing.T) {
 	if _, err := os.Stat(q.path(bulkDir)); err == nil {
 		t.Fatal("bulk/ exists before the first bulk file: the test does not hold")
 	}
+	// A fence is a file of the queue directory, which wakes nothing:
+	// once the watch has seen it, it has seen and acted on everything
+	// done before it (inotify keeps their order).
+	fences := make(chan string, 16)
+	q.notified = func(name string) {
+		if strings.HasPrefix(filepath.Base(name), "fence-") {
+			fences <- filepath.Base(name)
+		}
+	}
 	changed, stop := q.Notify()
 	defer stop()
 	if changed == nil {
 		t.Fatal("no inotify watch")
+	}
+	fence := func(name string) {
+		t.Helper()
+		if err := os.Mkdir(filepath.Join(q.Dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-fences:
+			if got != name {
+				t.Fatalf("the watch saw %s, want %s", got, name)
+			}
+		case <-time.After(eventually.Left(t)):
+			t.Fatalf("the watch did not see %s, made in the queue directory", name)
+		}
 	}
 	woke := func(what string) {
 		t.Helper()
@@ -30,12 +54,10 @@ func TestNotifyWatchesDirectoriesMadeLater(t *testing.T) {
 			t.Fatalf("no wake for %s", what)
 		}
 	}
-	// Written before anything else: a wake from it would be taken below
-	// as the bulk file's, and the second Add checks the wake after.
 	if err := os.WriteFile(filepath.Join(q.Dir, "worker.log"), []byte("x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	fence("fence-1")
 	select {
 	case <-changed:
 		t.Fatal("woken by worker.log in the queue directory")
@@ -43,7 +65,8 @@ func TestNotifyWatchesDirectoriesMadeLater(t *testing.T) {
 	}
 	add(t, q, manyPairs(2, "first")...)
 	woke("the first bulk file, in a bulk/ made after the watch began")
-	time.Sleep(50 * time.Millisecond) // the wakes of that Add's other steps
+	// The first Add's late wakes, taken before the second Add.
+	fence("fence-2")
 	select {
 	case <-changed:
 	default:

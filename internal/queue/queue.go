@@ -53,6 +53,9 @@ type Queue struct {
 	// pinExists, when set (by tests), is called when AddPins found a pin
 	// queued already, before it asks for it again.
 	pinExists func(name string)
+	// notified, when set (by tests), is called with the name of each
+	// event Notify's watch saw, once it has woken the channel or not.
+	notified func(name string)
 }
 
 // Entry is one (target, path) pair waiting to be pushed, with its retry
