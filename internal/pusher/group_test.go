@@ -3,6 +3,7 @@ package pusher
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -151,6 +152,9 @@ func TestPushOutputReadAtAPace(t *testing.T) {
 
 // TestOutputPipeStop: with the pipe held open by something that escaped
 // the group kill, stop ends the reading, and what came before is kept.
+// Until then, what comes after the pusher exited is still read: each
+// line is written once the one before has been copied, so that a copyTo
+// that gave up after a read would miss the next.
 func TestOutputPipeStop(t *testing.T) {
 	pipe, end, err := newOutputPipe()
 	if err != nil {
@@ -158,17 +162,27 @@ func TestOutputPipeStop(t *testing.T) {
 	}
 	defer pipe.close()
 	defer end.Close()
-	var out bytes.Buffer
+	out := &chanWriter{wrote: make(chan string, 16)}
 	copied := make(chan error, 1)
-	go func() { copied <- pipe.copyTo(&out) }()
-	if _, err := end.WriteString("copying 1 paths...\n"); err != nil {
-		t.Fatal(err)
-	}
+	go func() { copied <- pipe.copyTo(out) }()
 	pipe.exited()
-	select {
-	case err := <-copied:
-		t.Fatalf("copyTo returned %v with the pipe still open", err)
-	case <-time.After(100 * time.Millisecond):
+	lines := []string{"copying 1 paths...\n", "copied\n"}
+	for _, l := range lines {
+		if _, err := end.WriteString(l); errors.Is(err, syscall.EPIPE) {
+			t.Fatalf("writing %q: %v: copyTo returned with the pipe still open", l, err)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-out.wrote:
+			if got != l {
+				t.Fatalf("copied %q, want %q", got, l)
+			}
+		case err := <-copied:
+			t.Fatalf("copyTo returned (%v) with the pipe still open, before %q", err, l)
+		case <-time.After(eventually.Left(t)):
+			t.Fatalf("%q was not copied", l)
+		}
 	}
 	pipe.stop()
 	select {
@@ -179,9 +193,14 @@ func TestOutputPipeStop(t *testing.T) {
 	case <-time.After(eventually.Left(t)):
 		t.Fatal("stop did not end copyTo")
 	}
-	if out.String() != "copying 1 paths...\n" {
-		t.Errorf("copied %q", out.String())
-	}
+}
+
+// chanWriter sends what is written to it on wrote.
+type chanWriter struct{ wrote chan string }
+
+func (w *chanWriter) Write(p []byte) (int, error) {
+	w.wrote <- string(p)
+	return len(p), nil
 }
 
 // TestPushEscapedFloodingGrandchild guards copyTo's look at stop before
