@@ -77,6 +77,9 @@ type Worker struct {
 	// looked at the queue and done what was due at least once, which a
 	// test can wait for instead of sleeping.
 	roundStarts func()
+	// jobStarts, when set (by tests), is called as a round starts a
+	// job: before the round ends, where the push itself starts later.
+	jobStarts func()
 	// lingers, when set (by tests), is called as a spawned worker with
 	// nothing to do starts to wait: the round's writes are all done.
 	lingers func()
@@ -268,6 +271,9 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		r := w.plan(now)
 		w.writeMetrics(now, true)
 		for _, j := range r.jobs {
+			if w.jobStarts != nil {
+				w.jobStarts()
+			}
 			go func() { w.results <- j.run(ctx, w.log.WithField("target", j.target.Name)) }()
 		}
 		w.sessions.watch(r.watch)
