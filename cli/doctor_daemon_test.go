@@ -49,7 +49,7 @@ func doctorWorld(t *testing.T, queueDir func(base string) string) (base, prog, c
 // (test/watchexec_test.go), and an older one would be taken for it.
 func ownDaemon(t *testing.T, pid int) {
 	t.Helper()
-	eventually.True(t, 2*time.Minute, fmt.Sprintf("pid %d to be the nix-daemon doctor finds", pid), func() bool {
+	eventually.True(t, eventually.Left(t), fmt.Sprintf("pid %d to be the nix-daemon doctor finds", pid), func() bool {
 		return nixstore.FindDaemon("/proc", nixstore.Nix{}).PID == pid
 	})
 }

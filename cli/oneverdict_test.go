@@ -13,11 +13,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/hook"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
@@ -336,10 +336,11 @@ func (w *world) drain(t *testing.T, dir, copies, said string) run {
 	var logs bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&logs)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// Only a watchdog: worker --once ends when the queue is decided.
+	ctx, cancel := context.WithTimeout(context.Background(), eventually.Left(t))
 	defer cancel()
 	if err := worker.New(c, q, log).Run(ctx, worker.Once); err != nil {
-		t.Fatalf("worker --once: %v\n%s", err, &logs)
+		t.Fatalf("worker --once on %s did not end deciding the queue: %v\n%s", dir, err, &logs)
 	}
 	recs, err := history.Read(dir)
 	if err != nil {

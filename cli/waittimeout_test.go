@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -73,7 +74,7 @@ func TestWaitWithoutTimeoutGivesUpOnFailing(t *testing.T) {
 				if end != waitFailing {
 					t.Errorf("wait ended %v, want it to give up on the failing entry:\n%s", end, out)
 				}
-			case <-time.After(time.Minute):
+			case <-time.After(eventually.Left(t)):
 				cancel()
 				<-done
 				t.Errorf("the wait did not give up on the failing entry:\n%s", out)
