@@ -756,23 +756,10 @@ func TestExpandBracesLongPattern(t *testing.T) {
 // machine. The separators are checked first, so that undoing the fix
 // fails at once rather than at the timeout.
 func TestWholePathPatternOnHostileName(t *testing.T) {
-	name := strings.Repeat("a-", 100) + "a"
-	for pattern, matching := range map[string]string{
+	splitOnHostileName(t, map[string]string{
 		"/nix/store/*-*-*-*-*-*-*-*-x*": "a-a-a-a-a-a-a-x",
 		"/nix/store/*a*a*a*a*a*a*a*b*":  "aaaaaaab",
-	} {
-		r := mustCompile(t, []string{"*"}, []string{pattern})
-		d := r.Decide(sp(matching))
-		if !d.Deny || d.Rule.Text != pattern {
-			t.Fatalf("deny %q on %s: %s", pattern, matching, d.Reason())
-		}
-		if seps := d.Rule.g.Separators(); len(seps) > 0 {
-			t.Fatalf("deny %q is matched with separators %q: its stars keep every restart point", pattern, seps)
-		}
-		if d := r.Decide(sp(name)); !d.Selected {
-			t.Errorf("deny %q denies %s", pattern, name)
-		}
-	}
+	})
 }
 
 // The same for a whole-path pattern that does not start with the store
@@ -781,24 +768,11 @@ func TestWholePathPatternOnHostileName(t *testing.T) {
 // part is matched without separators, as the part after "<store>/" is;
 // a '/' that a class or "**" after it could match is not split at.
 func TestOtherWholePathPatternOnHostileName(t *testing.T) {
-	name := strings.Repeat("a-", 100) + "a"
-	for pattern, matching := range map[string]string{
+	splitOnHostileName(t, map[string]string{
 		"/nix/*/*-*-*-*-*-*-*-*-x*":     "a-a-a-a-a-a-a-x",
 		"/nix/store*/*a*a*a*a*a*a*a*b*": "aaaaaaab",
 		"/**/*-*-*-*-*-*-*-*-x":         "a-a-a-a-a-a-a-x",
-	} {
-		r := mustCompile(t, []string{"*"}, []string{pattern})
-		d := r.Decide(sp(matching))
-		if !d.Deny || d.Rule.Text != pattern {
-			t.Fatalf("deny %q on %s: %s", pattern, matching, d.Reason())
-		}
-		if seps := d.Rule.g.Separators(); len(seps) > 0 {
-			t.Fatalf("deny %q is matched with separators %q: its stars keep every restart point", pattern, seps)
-		}
-		if d := r.Decide(sp(name)); !d.Selected {
-			t.Errorf("deny %q denies %s", pattern, name)
-		}
-	}
+	})
 	// A '/' that the last part could match as well: not split there.
 	for pattern, name := range map[string]string{
 		"/nix/sto[!x]e[!x]*-x": "a-x",
@@ -855,25 +829,12 @@ func TestCompileHostsRefusesLongPattern(t *testing.T) {
 // does, which random patterns with a '/' in classes, groups and escapes,
 // before the last '/' and after, check.
 func TestWholePathPatternWithClassOnHostileName(t *testing.T) {
-	name := strings.Repeat("a-", 100) + "a"
-	for pattern, matching := range map[string]string{
+	splitOnHostileName(t, map[string]string{
 		"/nix/*/*-*-*-*-*-*-*-[x]*":          "a-a-a-a-a-a-a-x",
 		"/nix/*/*-*-*-*-*-*-*-[w-z]*":        "a-a-a-a-a-a-a-x",
 		"/nix/*/*-*-*-*-*-*-*-{x,y}*":        "a-a-a-a-a-a-a-y",
 		"/nix/{st,x}*/*-*-*-*-*-*-*-[x]{,y}": "a-a-a-a-a-a-a-x",
-	} {
-		r := mustCompile(t, []string{"*"}, []string{pattern})
-		d := r.Decide(sp(matching))
-		if !d.Deny || d.Rule.Text != pattern {
-			t.Fatalf("deny %q on %s: %s", pattern, matching, d.Reason())
-		}
-		if seps := d.Rule.g.Separators(); len(seps) > 0 {
-			t.Fatalf("deny %q is matched with separators %q: its stars keep every restart point", pattern, seps)
-		}
-		if d := r.Decide(sp(name)); !d.Selected {
-			t.Errorf("deny %q denies %s", pattern, name)
-		}
-	}
+	})
 	tokens := []string{"nix", "store", "/", "/", "*", "*", "**", "?", "-", "a", "1", ".", hashA[:2],
 		"[a-c]", "[!a]", "[.-1]", "[-.]", "[/]", "[!/]", "[a/]", "{a,/}", "{/,b}", "{nix,x}", "{,a}", `\/`, `\*`, "[]-a]"}
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -897,5 +858,27 @@ func TestWholePathPatternWithClassOnHostileName(t *testing.T) {
 	}
 	if denied == 0 {
 		t.Error("no random pattern denied a path: the comparison compared nothing")
+	}
+}
+
+// splitOnHostileName checks that each deny pattern denies its matching
+// name, is matched without separators (its stars keep no restart point
+// per '/'), and leaves a name of 100 "a-" selected, in the time a split
+// pattern takes (unsplit, they ran for seconds to hours).
+func splitOnHostileName(t *testing.T, denies map[string]string) {
+	t.Helper()
+	name := strings.Repeat("a-", 100) + "a"
+	for pattern, matching := range denies {
+		r := mustCompile(t, []string{"*"}, []string{pattern})
+		d := r.Decide(sp(matching))
+		if !d.Deny || d.Rule.Text != pattern {
+			t.Fatalf("deny %q on %s: %s", pattern, matching, d.Reason())
+		}
+		if seps := d.Rule.g.Separators(); len(seps) > 0 {
+			t.Fatalf("deny %q is matched with separators %q: its stars keep every restart point", pattern, seps)
+		}
+		if d := r.Decide(sp(name)); !d.Selected {
+			t.Errorf("deny %q denies %s", pattern, name)
+		}
 	}
 }
