@@ -1,24 +1,14 @@
 package cli
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"io"
-	"log"
-	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/upstream/upstreamtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
@@ -28,23 +18,7 @@ import (
 // "\x1b]0;...\x07" made Go's error, and so the line, carry that to the
 // terminal. The lines are escaped as status's are.
 func TestExplainEscapesUpstreamError(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "x"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"\x1b]0;owned\x07\x1b[2J"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	defer srv.Close()
-	up := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	up := upstreamtest.TLSNamed(t, "\x1b]0;owned\x07\x1b[2J")
 	w := newWorld(t, []vpath{{name: "app-1.0", given: true}},
 		"[nix]\nbin_dir = \"@BIN@\"\n[[target]]\nname = \"main\"\nstore = \"@PUSHER@\"\nallow = [\"*\"]\nupstream = [\""+up+"\"]\n")
 	w.queueDir(t, "explain")

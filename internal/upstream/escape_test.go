@@ -2,23 +2,13 @@ package upstream
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"io"
-	"log"
-	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/upstream/upstreamtest"
 )
 
 // plain reports whether s is as escape.Controls writes it, with no tab
@@ -32,23 +22,7 @@ func plain(s string) bool {
 // reached Unreachable (explain --json, state.json, status) with the
 // escape sequence the certificate held. Every error is escaped.
 func TestShortErrorIsEscaped(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "x"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"\x1b]0;owned\x07"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	defer srv.Close()
-	u := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	u := upstreamtest.TLSNamed(t, "\x1b]0;owned\x07")
 	p := fmt.Sprintf("/nix/store/%032d-tls", 1)
 	res := New(5*time.Second, time.Minute).Check(context.Background(), map[string][]string{u: {p}})
 	if why := res.Unreachable[u]; why == "" || !plain(why) {
