@@ -83,15 +83,8 @@ func TestWaitWholeQueuePinGivenUp(t *testing.T) {
 		if looked++; looked != 1 {
 			return
 		}
-		if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: history.PinDropped, Reason: "its root was dropped: denied", Pin: `"sys"`}}); err != nil {
-			t.Error(err)
-		}
-		pins, _, _ := q.ListPins()
-		for _, p := range pins {
-			if err := q.RemovePin(p); err != nil {
-				t.Error(err)
-			}
-		}
+		pinRecord(t, q, root, history.PinDropped, "its root was dropped: denied")
+		pinsMade(t, q)
 	}})
 	want := `not pinned ` + root.String() + ` in main ("sys"): its root was dropped: denied`
 	if code := r.exitCode(false); r.end != waitDone || code != exitNotSent || !strings.Contains(out.String(), want) {
@@ -305,25 +298,15 @@ func TestWaitPinDroppedThenQueuedAnewAndMade(t *testing.T) {
 	follow := history.Follow(q.Dir)
 	e, c, out := loadedEnv(t, file)
 	looked := 0
-	rec := func(outcome, reason string) {
-		if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: outcome, Reason: reason, Pin: `"sys"`}}); err != nil {
-			t.Error(err)
-		}
-	}
 	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{key}, since: time.Now().Add(-time.Second), follow: follow, timeout: time.Minute, poll: 20 * time.Millisecond, looked: func() {
 		switch looked++; looked {
 		case 1:
 			// Given up on, and queued anew from the ask: the file
 			// stays.
-			rec(history.PinDropped, "its root is no longer in the store (garbage-collected)")
+			pinRecord(t, q, root, history.PinDropped, "its root is no longer in the store (garbage-collected)")
 		case 2:
-			rec(history.Pinned, "")
-			pins, _, _ := q.ListPins()
-			for _, p := range pins {
-				if err := q.RemovePin(p); err != nil {
-					t.Error(err)
-				}
-			}
+			pinRecord(t, q, root, history.Pinned, "")
+			pinsMade(t, q)
 		}
 	}})
 	if code := r.exitCode(false); code != exitOK || strings.Contains(out.String(), "not pinned") {
@@ -346,18 +329,13 @@ func TestWaitPinBetweenItsDropAndItsLinkBack(t *testing.T) {
 	}
 	e, c, out := loadedEnv(t, file)
 	pinFile, aside := filepath.Join(q.Dir, "pins", key), filepath.Join(q.Dir, "tmp", "pin-dropped."+key)
-	rec := func(outcome, reason string) {
-		if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: outcome, Reason: reason, Pin: `"sys"`}}); err != nil {
-			t.Error(err)
-		}
-	}
 	looked := 0
 	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{key}, since: time.Now().Add(-time.Second), follow: follow, timeout: time.Minute, poll: 20 * time.Millisecond, looked: func() {
 		switch looked++; looked {
 		case 1:
 			// The worker gives up on it (its look came before the
 			// ask): the drop recorded, the file moved aside.
-			rec(history.PinDropped, "its root is no longer in the store (garbage-collected)")
+			pinRecord(t, q, root, history.PinDropped, "its root is no longer in the store (garbage-collected)")
 			if err := os.Rename(pinFile, aside); err != nil {
 				t.Error(err)
 			}
@@ -367,13 +345,8 @@ func TestWaitPinBetweenItsDropAndItsLinkBack(t *testing.T) {
 				t.Error(err)
 			}
 		case 3:
-			rec(history.Pinned, "")
-			pins, _, _ := q.ListPins()
-			for _, p := range pins {
-				if err := q.RemovePin(p); err != nil {
-					t.Error(err)
-				}
-			}
+			pinRecord(t, q, root, history.Pinned, "")
+			pinsMade(t, q)
 		}
 	}})
 	if code := r.exitCode(false); code != exitOK || strings.Contains(out.String(), "not pinned") {
@@ -418,5 +391,26 @@ func TestWaitPinMadeWithItsAskLeftEnds(t *testing.T) {
 	}})
 	if code := r.exitCode(false); code != exitOK || looked != 2 {
 		t.Errorf("exit %d (want 0) after %d looks (want 2), says:\n%s", code, looked, out)
+	}
+}
+
+// pinRecord appends the worker's record of an outcome of the pin "sys"
+// of root in main.
+func pinRecord(t *testing.T, q *queue.Queue, root storepath.Path, outcome, reason string) {
+	t.Helper()
+	if err := history.Append(q.Dir, history.MaxSize, []history.Record{{Time: time.Now(), Target: "main", Path: root.String(), Outcome: outcome, Reason: reason, Pin: `"sys"`}}); err != nil {
+		t.Error(err)
+	}
+}
+
+// pinsMade removes every pin queued, as the worker does once it is made
+// or given up on.
+func pinsMade(t *testing.T, q *queue.Queue) {
+	t.Helper()
+	pins, _, _ := q.ListPins()
+	for _, p := range pins {
+		if err := q.RemovePin(p); err != nil {
+			t.Error(err)
+		}
 	}
 }
