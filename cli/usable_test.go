@@ -123,22 +123,10 @@ func TestCheckUsedStoreRefusalKeepsItsAdvice(t *testing.T) {
 		{"unix://" + shared + "/socket", "have the daemon bind its socket"},
 		{"local://" + dir + "/root?real=" + group, "mv " + group + " " + group + ".untrusted"},
 	} {
-		cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: c.store}}}
-		cfg.Queue.Dir = filepath.Join(dir, "queue")
-		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
-		found := false
-		for _, u := range checkUsed(cfg, "", "your PATH", "validate") {
-			if u.check != "store" || u.err == nil {
-				continue
-			}
-			found = true
-			msg := usedError(cfg, u)
+		for _, msg := range storeRefusals(t, dir, c.store) {
 			if !strings.Contains(msg, c.advice) || strings.Contains(msg, "writable by that user alone") {
 				t.Errorf("%s: %s\nwant the refusal's advice (%s) alone, not a chown or chmod", c.store, msg, c.advice)
 			}
-		}
-		if !found {
-			t.Errorf("%s: not refused", c.store)
 		}
 	}
 }
@@ -161,22 +149,30 @@ func TestCheckUsedUnixStoreFixNamesNoDirectory(t *testing.T) {
 		{"unix://" + shared + "/socket", "have the daemon bind its socket"},
 		{"unix:socket", "name it by its absolute path"},
 	} {
-		cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: c.store}}}
-		cfg.Queue.Dir = filepath.Join(dir, "queue")
-		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
-		found := false
-		for _, u := range checkUsed(cfg, "", "your PATH", "validate") {
-			if u.check != "store" || u.err == nil {
-				continue
-			}
-			found = true
-			msg := usedError(cfg, u)
+		for _, msg := range storeRefusals(t, dir, c.store) {
 			if !strings.Contains(msg, c.advice) || strings.Contains(msg, "writable by that user alone") || strings.Contains(msg, "set store to a directory") {
 				t.Errorf("%s: %s\nwant the refusal's advice (%s), with no directory to make or set store to", c.store, msg, c.advice)
 			}
 		}
-		if !found {
-			t.Errorf("%s: not refused", c.store)
+	}
+}
+
+// storeRefusals is what validate says of a target storing to store, its
+// queue in dir: the line of each store check that refused it (none is an
+// error of the test's).
+func storeRefusals(t *testing.T, dir, store string) []string {
+	t.Helper()
+	cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: store}}}
+	cfg.Queue.Dir = filepath.Join(dir, "queue")
+	cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
+	var msgs []string
+	for _, u := range checkUsed(cfg, "", "your PATH", "validate") {
+		if u.check == "store" && u.err != nil {
+			msgs = append(msgs, usedError(cfg, u))
 		}
 	}
+	if len(msgs) == 0 {
+		t.Errorf("%s: not refused", store)
+	}
+	return msgs
 }
