@@ -377,6 +377,13 @@ file = "@DIR@/m.prom"
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+	// Its Cachix calls held at their turns die with it (Pdeathsig), but
+	// only once the kill has gone through: let them through before, and
+	// a pin call of the killed worker could still be made, and made
+	// again by the next worker, its file never removed.
+	eventually.True(t, eventually.Left(t), "the killed worker and its Cachix calls to be gone", func() bool {
+		return len(workerPIDs(e.Queue)) == 0 && len(plStandinPIDs(e)) == 0
+	}, e.Log)
 	letThrough(1000)
 	if out, errOut, code := e.Run(ctx, "wait", "--timeout", eventually.Left(t).String()); code != 0 {
 		t.Fatalf("wait: %d\n%s%s\n%s", code, out, errOut, e.Log())
