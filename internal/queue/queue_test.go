@@ -1361,12 +1361,7 @@ func TestCleanTmpKeepsAPinMovedAsideAskedForAgain(t *testing.T) {
 	root := mkPath("system-1")
 	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
 	now := time.Now()
-	if _, err := q.AddPins([]Pin{pin}, now); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	queuedAndAskedAgain(t, q, pin, now)
 	key := PinKey("main", root, "sys")
 	// What DropPin leaves, killed before the link back.
 	aside := q.path(tmpDir, pinAside+key)
@@ -1461,12 +1456,7 @@ func TestPinQueuedAnewTakesNoKeepFromAnAskLeftBehind(t *testing.T) {
 		root := mkPath("system-1")
 		pin := Pin{Target: "main", Path: root.String(), Name: "sys", Keep: Keep{Revisions: 5}}
 		now := time.Now()
-		if _, err := q.AddPins([]Pin{pin}, now); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
-			t.Fatal(err)
-		}
+		queuedAndAskedAgain(t, q, pin, now)
 		key := PinKey("main", root, "sys")
 		if old {
 			data, _ := json.Marshal(now.Add(time.Second).UTC())
@@ -1486,5 +1476,17 @@ func TestPinQueuedAnewTakesNoKeepFromAnAskLeftBehind(t *testing.T) {
 		if p, err := q.ReadPin(key); err != nil || p.Keep != pin.Keep {
 			t.Errorf("ask of an older version %v: pin queued anew read as %+v, %v; want keep %+v", old, p, err, pin.Keep)
 		}
+	}
+}
+
+// queuedAndAskedAgain queues pin at now, then asks for it again a second
+// later, as a second push --pin does: its file and an ask.
+func queuedAndAskedAgain(t *testing.T, q *Queue, pin Pin, now time.Time) {
+	t.Helper()
+	if _, err := q.AddPins([]Pin{pin}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.AddPins([]Pin{pin}, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
 	}
 }
