@@ -323,10 +323,7 @@ func TestWaitPinBetweenItsDropAndItsLinkBack(t *testing.T) {
 	q, file, root := lockedPinQueue(t)
 	key := queue.PinKey("main", root, "sys")
 	follow := history.Follow(q.Dir)
-	// push --pin once more: the pin is asked for again.
-	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	askedAgain(t, q, root)
 	e, c, out := loadedEnv(t, file)
 	pinFile, aside := filepath.Join(q.Dir, "pins", key), filepath.Join(q.Dir, "tmp", "pin-dropped."+key)
 	looked := 0
@@ -365,10 +362,7 @@ func TestWaitPinMadeWithItsAskLeftEnds(t *testing.T) {
 	q, file, root := lockedPinQueue(t)
 	key := queue.PinKey("main", root, "sys")
 	follow := history.Follow(q.Dir)
-	// push --pin once more: the pin is asked for again.
-	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	askedAgain(t, q, root)
 	e, c, out := loadedEnv(t, file)
 	looked := 0
 	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{key}, since: time.Now().Add(-time.Second), follow: follow, giveUpFailing: true, poll: 20 * time.Millisecond, looked: func() {
@@ -412,5 +406,14 @@ func pinsMade(t *testing.T, q *queue.Queue) {
 		if err := q.RemovePin(p); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// askedAgain asks for the pin "sys" of root in main again, as push --pin
+// once more does.
+func askedAgain(t *testing.T, q *queue.Queue, root storepath.Path) {
+	t.Helper()
+	if _, err := q.AddPins([]queue.Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatal(err)
 	}
 }
