@@ -262,9 +262,11 @@ func TestFaultHangingPusherTimedOut(t *testing.T) {
 	}
 	first := flHangPIDs(e)[hung]
 	eventually.True(t, eventually.Left(t), "the timed-out pusher's grandchild to be killed", func() bool { return !flAlive(first) })
-	if log := e.Log(); !strings.Contains(log, "timed out after 30s") {
-		t.Errorf("the worker log does not show the timeout:\n%s", log)
-	}
+	// The entries are written before the log line: status can show the
+	// timeout a moment before the log does.
+	eventually.True(t, eventually.Left(t), "the worker log to show the timeout", func() bool {
+		return strings.Contains(e.Log(), "timed out after 30s")
+	}, e.Log)
 	flTrick(t, e, "")
 	e.Wait(eventually.Left(t))
 	plExpectCache(t, "hanging", filepath.Join(e.Standin, "hanging"), paths, func(string) bool { return true })
