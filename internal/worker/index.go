@@ -91,10 +91,15 @@ type sentMark struct {
 }
 
 // fileID tells a file from another made at the same name since: the
-// inode, and its change time in case the inode was freed and reused.
+// inode, and its size and modification time in case the inode was freed
+// and reused (as queue's shared files are told apart). Not the change
+// time: the hook removes its temporary name after linking the entry
+// into entries/, which moves the ctime of the copy a mark was made for,
+// and the copy, taken for a new file, was pushed again.
 type fileID struct {
 	dev, ino uint64
-	ctime    int64
+	size     int64
+	mtime    int64
 }
 
 // entryFile is the identity of the file of key in entries/ (zero: none,
@@ -108,7 +113,7 @@ func (w *Worker) entryFile(key string) fileID {
 	if !ok {
 		return fileID{}
 	}
-	return fileID{dev: uint64(st.Dev), ino: st.Ino, ctime: ctimeOf(st)}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 }
 
 func newIndex() *index {

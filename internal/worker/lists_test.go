@@ -840,3 +840,64 @@ func TestRunForceAfterForgottenHeldCopyIsPushed(t *testing.T) {
 		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
 	}
 }
+
+// As above, with the copy's inode freed by forget: the file push --force
+// writes next takes that inode number again (it does on ext4 and tmpfs),
+// and only its size or modification time tells it from the copy. Past the
+// clock's granularity, as a person's two commands are.
+func TestRunForceAfterRemovedHeldCopyIsPushed(t *testing.T) {
+	e, w, f, ps, key, s, j, now := dualStarted(t)
+	dual := ps[0]
+	e.add(t, "on", dual)
+	w.scan(now.Add(time.Minute))
+	if !s.held {
+		t.Fatal("the copy is not held")
+	}
+	finishOne(w, j)
+	if err := os.Remove(filepath.Join(e.q.Dir, "entries", key)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	e.add(t, "on", dual)
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, pushes := pushesOf(f, dual); pushes != 2 {
+		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
+	}
+}
+
+// The hook links its entry into entries/ and only then removes its
+// temporary name: a worker may hold that copy, push the pair and make its
+// "sent" mark in between. The removal changes the copy's link count (and
+// its ctime), not the copy: the next scan still takes it for the pair
+// pushed, and dual is pushed once.
+func TestRunHeldCopyUnlinkedByHookAfterPushIsSent(t *testing.T) {
+	e, w, f, ps, key, s, j, now := dualStarted(t)
+	dual := ps[0]
+	e.add(t, "on", dual)
+	// The hook's temporary name, not removed yet.
+	tmp := filepath.Join(e.q.Dir, "tmp", key+".hook")
+	if err := os.Link(filepath.Join(e.q.Dir, "entries", key), tmp); err != nil {
+		t.Fatal(err)
+	}
+	w.scan(now.Add(time.Minute))
+	if !s.held {
+		t.Fatal("the copy is not held")
+	}
+	finishOne(w, j)
+	// Past the clock's granularity, so that the removal moves the ctime.
+	time.Sleep(20 * time.Millisecond)
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, pushes := pushesOf(f, dual); pushes != 1 {
+		t.Errorf("pusher calls = %q, want dual pushed once: the copy is the pair pushed\n%s", calls, e.log.String())
+	}
+	if _, err := os.Lstat(filepath.Join(e.q.Dir, "entries", key)); err == nil {
+		t.Errorf("the copy is still queued\n%s", e.log.String())
+	}
+}
