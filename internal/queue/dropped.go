@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -62,6 +63,25 @@ func (q *Queue) RemoveDropped(e *Entry) error {
 		return fmt.Errorf("removing dropped entry: %w", err)
 	}
 	return nil
+}
+
+// ForgetDrop removes the drop of key from dropped/, if there is one
+// (removed false: there was none), in one unlink: what the worker does
+// for each path of a small batch it pushed.
+func (q *Queue) ForgetDrop(key string) (removed bool, err error) {
+	for {
+		err = syscall.Unlink(q.path(droppedDir, key))
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return false, fmt.Errorf("removing dropped entry %s: %w", key, err)
 }
 
 // RemoveCorrupt deletes a file from corrupt/ (forget --corrupt).

@@ -1370,3 +1370,48 @@ func TestSpawnedWorkerSearchesWhereTheHookDid(t *testing.T) {
 		}
 	}
 }
+
+// After every pushed batch the drops of its pairs leave dropped/. A
+// build's batch of one tried them by listing dropped/ whole: with
+// thousands of drops there, each push cost milliseconds and a name
+// allocated per drop (see BenchmarkForgetDrops). A small batch tries its
+// own pairs, a large one lists once; both remove the drop of a pair
+// pushed, and only that.
+func TestForgetDropsCostsNoListingForASmallBatch(t *testing.T) {
+	e := mainEnv(t)
+	dropped := filepath.Join(e.q.Dir, "dropped")
+	if err := os.Mkdir(dropped, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const drops = 500
+	for i := range drops {
+		k := queue.Key("main", mkPath(fmt.Sprintf("gone-%d", i)))
+		if err := os.WriteFile(filepath.Join(dropped, k), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := e.worker(nil)
+	log := w.log.WithField("target", "main")
+	stub := func(name string) *queue.Entry { return queue.Stub(queue.Key("main", mkPath(name)), "") }
+	one := []*queue.Entry{stub("up-1")}
+	if n := testing.AllocsPerRun(5, func() { w.forgetDrops(log, one) }); n > drops/10 {
+		t.Errorf("forgetDrops of one path made %.0f allocations with %d drops in dropped/: it lists dropped/", n, drops)
+	}
+	for i, size := range []int{1, forgetEach + 1} {
+		batch := []*queue.Entry{stub(fmt.Sprintf("gone-%d", size))}
+		for len(batch) < size {
+			batch = append(batch, stub(fmt.Sprintf("up-%d-%d", size, len(batch))))
+		}
+		w.metrics.stale = false
+		w.forgetDrops(log, batch)
+		if _, err := os.Lstat(filepath.Join(dropped, batch[0].Key())); err == nil {
+			t.Errorf("batch of %d: the drop of a path pushed is still in dropped/", size)
+		}
+		if !w.metrics.stale {
+			t.Errorf("batch of %d: a drop removed left the metrics as they were", size)
+		}
+		if names, _ := e.q.DroppedNames(); len(names) != drops-1-i {
+			t.Errorf("batch of %d: %d drops left, want %d", size, len(names), drops-1-i)
+		}
+	}
+}
