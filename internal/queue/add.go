@@ -80,8 +80,14 @@ func (q *Queue) addOne(p Pair, now time.Time) (int, error) {
 // a crash or a bad restore, a directory, a FIFO) the worker sets aside in
 // corrupt/, and the pair with it, never pushed. So the pair goes to a bulk
 // file, also when the file cannot be read now: a pair queued twice is
-// pushed once.
+// pushed once. A file larger than one entry (a shared file of many, or
+// garbage) goes unread the same way: reading and parsing 16 MiB of lines
+// cost the hook over a second and a line's worth of memory per line, on
+// the build's path.
 func (q *Queue) present(p Pair, name string, now time.Time) (int, error) {
+	if fi, err := os.Lstat(q.path(entriesDir, name)); err == nil && fi.Size() > maxEntrySize {
+		return q.addBulk([]Pair{p}, now.UTC())
+	}
 	if _, err := q.PeekFile(name); err != nil {
 		return q.addBulk([]Pair{p}, now.UTC())
 	}

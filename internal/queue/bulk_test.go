@@ -352,3 +352,36 @@ func TestPlaceBulkKeepsQueuedFile(t *testing.T) {
 		t.Fatalf("queued %d entries; missing %v", len(entries), want)
 	}
 }
+
+// The hook queueing a pair whose name in entries/ holds a file larger
+// than an entry (a shared file of an older version, or garbage: up to
+// maxSharedSize is read and parsed) does not read it: 16 MiB of lines
+// took a second and 160,000 parsed entries, on the build's path. The pair
+// goes to a bulk file, as for any file there it cannot use: queued twice,
+// pushed once.
+func TestAddOverLargeFileAtItsNameIsNotRead(t *testing.T) {
+	q := openQ(t)
+	a := mkPath("a-1")
+	var buf bytes.Buffer
+	for i := 0; buf.Len() < maxSharedSize/4; i++ {
+		fmt.Fprintf(&buf, `{"target":"main","path":%q}`+"\n", mkPath(fmt.Sprintf("x%d-1", i)))
+	}
+	fmt.Fprintf(&buf, `{"target":"main","path":%q}`+"\n", a)
+	lines := strings.Count(buf.String(), "\n")
+	if err := os.WriteFile(q.path(entriesDir, Key("main", a)), buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var added int
+	var err error
+	allocs := testing.AllocsPerRun(1, func() { added, err = q.Add([]Pair{{Target: "main", Path: a}}, time.Now()) })
+	if allocs > float64(lines/10) {
+		t.Errorf("Add made %.0f allocations: it read the %d lines of the file at the pair's name", allocs, lines)
+	}
+	if err != nil || added != 1 {
+		t.Fatalf("Add = %d, %v; want the pair queued beside the file", added, err)
+	}
+	names, err := q.BulkNames()
+	if err != nil || len(names) == 0 {
+		t.Fatalf("bulk files %v, %v: the pair is not queued beside the file", names, err)
+	}
+}
