@@ -93,6 +93,11 @@ func (w *Worker) scanPins() {
 			delete(w.pinMade, n)
 		}
 	}
+	for n := range w.pinDropFailed {
+		if !seen[n] {
+			delete(w.pinDropFailed, n)
+		}
+	}
 	// An outcome is kept while a pin names its root: a worker that pins
 	// every build would otherwise keep one per root for its life. A pin
 	// read after its root's outcome went goes by dropped/ (see doPins).
@@ -468,7 +473,7 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept b
 	if err != nil {
 		// Maybe asked for again: kept, no drop recorded, and decided
 		// again at a later look, as DropPin does.
-		log.WithError(err).Error("giving up on a pin")
+		w.pinDropError(log, p, "giving up on a pin", err)
 		return false
 	}
 	if ok && asked.New(p) {
@@ -484,9 +489,10 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept b
 	}
 	requeued, err := w.q.DropPin(p)
 	if err != nil && !requeued {
-		log.WithError(err).Error("removing a pin given up on")
+		w.pinDropError(log, p, "removing a pin given up on", err)
 		return false
 	}
+	delete(w.pinDropFailed, p.Key())
 	w.pinRemoved()
 	delete(w.pins, p.Key())
 	delete(w.pinDropRecorded, p.Key())
@@ -496,6 +502,15 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept b
 	}
 	log.WithField("reason", reason).Warn("pin dropped")
 	return false
+}
+
+// pinDropError logs why p's drop failed, unless it was the last failure
+// logged for p: the drop is tried again every round.
+func (w *Worker) pinDropError(log *logrus.Entry, p *queue.Pin, msg string, err error) {
+	if said := msg + ": " + err.Error(); w.pinDropFailed[p.Key()] != said {
+		w.pinDropFailed[p.Key()] = said
+		log.WithError(err).Error(msg)
+	}
 }
 
 // pinRemoved calls the test hook onPinRemoved, if set.

@@ -1686,3 +1686,43 @@ func TestPinWithItsAskUnreadableIsNotRecordedDropped(t *testing.T) {
 		t.Errorf("%d drops recorded, want one", n)
 	}
 }
+
+// A pin whose drop keeps failing (here tmp/, where DropPin moves it
+// aside, is not a directory) is dropped again every round, a second
+// apart: each failure was logged, and worker.log grew by a line a second
+// for as long as it lasted. It is logged once, and again only when the
+// error changes.
+func TestPinDropThatKeepsFailingLoggedOnce(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := mkPath("system-1") // not in the store: collected
+	e.pin(t, "main", root, "sys", queue.Keep{})
+	tmp := filepath.Join(e.q.Dir, "tmp")
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := e.pinWorker(&calls{})
+	for range 5 {
+		pinRound(w)
+	}
+	if n := strings.Count(e.log.String(), "removing a pin given up on"); n != 1 {
+		t.Errorf("the failing drop logged %d times in 5 rounds, want once:\n%s", n, e.log)
+	}
+	// Once it can go, it goes; a later failure is logged again.
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pinRound(w)
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins %q; want the pin dropped once it could be", names)
+	}
+	if _, ok := w.pinDropFailed[queue.PinKey("main", root, "sys")]; ok {
+		t.Error("the failure of a pin dropped since is still remembered")
+	}
+}

@@ -128,6 +128,10 @@ type Worker struct {
 	// pinDropRecorded are the pins given up on whose outcome is in the
 	// history already, while their files stay (see dropPin).
 	pinDropRecorded map[string]bool
+	// pinDropFailed are the pins whose drop failed, with the error
+	// logged: a drop is tried every round, a second apart, and a
+	// failure is logged again only when it changes (see dropPin).
+	pinDropFailed map[string]string
 	// pinMade are the pins made whose files could not be removed: only
 	// their removal is tried again (see pin).
 	pinMade map[string]bool
@@ -164,6 +168,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		idlePoll:   pollInterval,
 	}
 	w.pinDropRecorded = map[string]bool{}
+	w.pinDropFailed = map[string]string{}
 	w.pinMade = map[string]bool{}
 	w.rootOutcomes = map[string]string{}
 	w.pinning = map[string]string{}
