@@ -168,23 +168,35 @@ func queuePins(c *config.Config, plan pinPlan, since time.Time) error {
 	return worker.EnsureRunning(c, q)
 }
 
+// pinsCount is what pinsLeft found of the pins a wait waits for.
+type pinsCount struct {
+	n int // still queued
+	// allFailing: each waits for a back-off, its own or its root's;
+	// failed counts those waiting for their own.
+	allFailing bool
+	failed     int
+	// queued are their keys: their outcomes in the history are not the
+	// last word (see reportPins).
+	queued map[string]bool
+}
+
 // pinsLeft counts the pins a wait waits for (keys; nil: every pin of a
 // configured target) still queued, and whether each waits for a back-off:
 // its own, after it failed, or its root's, whose entry is among stated
 // (the entries that may be failing, queue.Keys'), which the wait judges
 // with the other entries, or, for push --pin's pins (keys), another
-// command's entry, judged here. failed counts those waiting for their
-// own.
-func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, now time.Time) (n int, allFailing bool, failed int, err error) {
-	allFailing = true
+// command's entry, judged here.
+func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, now time.Time) (pinsCount, error) {
+	pc := pinsCount{allFailing: true, queued: map[string]bool{}}
 	var queued map[string]bool
 	count := func(p *queue.Pin) {
-		n++
+		pc.n++
+		pc.queued[p.Key()] = true
 		if p.Attempts > 0 && p.NextAttempt.After(now) {
-			failed++
+			pc.failed++
 			return
 		}
-		if !allFailing {
+		if !pc.allFailing {
 			return
 		}
 		if queued == nil {
@@ -195,11 +207,11 @@ func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, 
 		}
 		k, err := p.EntryKey()
 		if err != nil || queued[k] {
-			allFailing = err == nil
+			pc.allFailing = err == nil
 			return
 		}
 		if keys == nil {
-			allFailing = false // stated: every entry that may be failing
+			pc.allFailing = false // stated: every entry that may be failing
 			return
 		}
 		// push --pin found the root pushed before and queued the pin
@@ -207,7 +219,7 @@ func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, 
 		// --force), which the worker waits for: not among the wait's
 		// entries.
 		en, perr := q.Peek(k)
-		allFailing = perr == nil && en.Attempts > 0 && en.NextAttempt.After(now)
+		pc.allFailing = perr == nil && en.Attempts > 0 && en.NextAttempt.After(now)
 	}
 	if keys != nil {
 		for _, k := range keys {
@@ -218,8 +230,9 @@ func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, 
 				// it again (queue.DropPin): its ask says it is kept.
 				// An ask alone is one left as the pin was made.
 				if _, asked := q.PinAsked(k); asked && q.PinAside(k) {
-					n++
-					allFailing = false
+					pc.n++
+					pc.queued[k] = true
+					pc.allFailing = false
 					continue
 				}
 				// Or linked back since the look.
@@ -229,22 +242,22 @@ func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, 
 				continue
 			}
 			if err != nil {
-				return 0, false, 0, err
+				return pinsCount{}, err
 			}
 			count(p)
 		}
-		return n, allFailing, failed, nil
+		return pc, nil
 	}
 	pins, _, err := q.ListPins()
 	if err != nil {
-		return 0, false, 0, err
+		return pinsCount{}, err
 	}
 	for _, p := range pins {
 		if c.Target(p.Target) != nil {
 			count(p)
 		}
 	}
-	return n, allFailing, failed, nil
+	return pc, nil
 }
 
 // pinKeys are the file names of pins.
@@ -277,14 +290,18 @@ func pinRecordKey(r history.Record) string {
 // back would seem older than the push, and a pin given up on would pass
 // unsaid. A pin's last outcome is the one said: one given up on as push
 // --pin asked for it again is queued anew (queue.DropPin), and may then
-// be made.
-func reportPins(e *env, spec waitSpec, recs []history.Record) (unpinned int) {
+// be made. A pin still queued (queued: a wait that ended before its
+// pins did) is said as queued, by the wait's list of what is left: the
+// drop in the history of one kept as it was asked for again is not its
+// last word, nor is that of one whose file the worker could not remove
+// yet.
+func reportPins(e *env, spec waitSpec, recs []history.Record, queued map[string]bool) (unpinned int) {
 	last := make(map[string]int, len(recs))
 	for i, r := range recs {
 		last[pinRecordKey(r)] = i
 	}
 	for i, r := range recs {
-		if k := pinRecordKey(r); k != "" && last[k] != i {
+		if k := pinRecordKey(r); k != "" && (last[k] != i || queued[k]) {
 			continue
 		}
 		if r.Outcome == history.Pinned {

@@ -417,3 +417,34 @@ func askedAgain(t *testing.T, q *queue.Queue, root storepath.Path) {
 		t.Fatal(err)
 	}
 }
+
+// A wait that times out on a pin the worker gave up on as push --pin
+// asked for it again (Queue.DropPin keeps it: its drop is in the history,
+// its file in pins/): it said both "not pinned" with the drop's reason
+// and that the pin was still queued. The pin is queued, to be decided
+// again: that alone is said.
+func TestWaitTimeoutOnPinKeptAfterItsDrop(t *testing.T) {
+	for _, whole := range []bool{false, true} {
+		t.Run(map[bool]string{false: "push --pin --wait", true: "wait"}[whole], func(t *testing.T) {
+			q, file, root := lockedPinQueue(t)
+			key := queue.PinKey("main", root, "sys")
+			follow := history.Follow(q.Dir)
+			e, c, out := loadedEnv(t, file)
+			spec := waitSpec{pairs: []queue.Pair{}, pins: []string{key}, since: time.Now().Add(-time.Second), follow: follow, timeout: 500 * time.Millisecond, poll: 20 * time.Millisecond, quiet: true}
+			if whole {
+				spec = waitSpec{timeout: 500 * time.Millisecond, poll: 20 * time.Millisecond, quiet: true}
+			}
+			looked := 0
+			spec.looked = func() {
+				if looked++; looked == 1 {
+					// Given up on, and kept for the ask: the file stays.
+					pinRecord(t, q, root, history.PinDropped, "its root is no longer in the store (garbage-collected)")
+				}
+			}
+			r := e.waitQueue(c, q, spec)
+			if code := r.exitCode(false); code != exitNotSent || r.end != waitTimedOut || strings.Contains(out.String(), "not pinned") || r.unpinned != 0 {
+				t.Errorf("wait ended %v, exit %d (want 3), %d unpinned (want 0), says:\n%s\nwant the pin said queued, not also given up on", r.end, code, r.unpinned, out)
+			}
+		})
+	}
+}

@@ -193,7 +193,8 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		if spec.pairs != nil {
 			pinKeys = append([]string{}, spec.pins...)
 		}
-		pins, pinsFailing, pinsFailed, err := pinsLeft(c, q, pinKeys, left.stated, time.Now())
+		pc, err := pinsLeft(c, q, pinKeys, left.stated, time.Now())
+		pins, pinsFailing, pinsFailed := pc.n, pc.allFailing, pc.failed
 		if err != nil {
 			e.errorf("%v", err)
 			return waitResult{end: waitError}
@@ -257,7 +258,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			left.report(e)
 			left.reportPins(e, pinKeys)
 			ruled, lost := prog.finish()
-			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins)}
+			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins, pinsQueued(c, q, pinKeys))}
 		}
 		if now := time.Now(); prog.due(now) {
 			prog.draw(now, prog.count())
@@ -287,7 +288,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			left.report(e)
 			left.reportPins(e, pinKeys)
 			ruled, lost := prog.finish()
-			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins)}
+			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins, pinsQueued(c, q, pinKeys))}
 		case <-tick.C:
 		case <-changed:
 			if time.Since(looked) < waitSettle {
@@ -305,7 +306,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 	}
 	ruled, lost := prog.finish()
 	prog.poll() // the pins' outcomes, written before their files went
-	return waitResult{end: waitDone, dropped: prog.dropped, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins)}
+	return waitResult{end: waitDone, dropped: prog.dropped, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins, nil)}
 }
 
 // leftInQueue counts what a wait still waits for, by the entries' keys
@@ -438,6 +439,17 @@ func (l *leftInQueue) reportPins(e *env, keys []string) {
 		}
 		statusLine(e.stderr, "  pin %q of %s -> %s: %s", p.Name, p.Path, p.Target, msg)
 	}
+}
+
+// pinsQueued are the keys of the pins of keys (nil: every pin of a
+// configured target) still queued as a wait that did not see them go
+// reports what is left, read then, as that report is.
+func pinsQueued(c *config.Config, q *queue.Queue, keys []string) map[string]bool {
+	pc, err := pinsLeft(c, q, keys, nil, time.Now())
+	if err != nil {
+		return nil // the history's outcomes said, as they were
+	}
+	return pc.queued
 }
 
 // waitOptions are wait's flags.

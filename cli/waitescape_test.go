@@ -43,7 +43,7 @@ func TestWaitOutcomesEscapeWhatTheHistorySaid(t *testing.T) {
 		{Target: "main", Path: path, Outcome: history.Pinned, Pin: `"sys"`},
 		{Target: "main", Path: path, Outcome: history.PinDropped, Pin: `"sys"`, Reason: "gone"},
 	}
-	reportPins(e, waitSpec{}, recs)
+	reportPins(e, waitSpec{}, recs, nil)
 	p := newProgress(e, q.Dir, []string{"main"}, true, nil)
 	p.dropped = []history.Record{
 		{Target: "main", Path: path, Outcome: history.Dropped, Reason: "deny"},
