@@ -257,6 +257,28 @@ func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, 
 			count(p)
 		}
 	}
+	// A pin given up on as push --pin asked for it again is out of
+	// pins/ for a moment, aside in tmp/, then linked back (as above):
+	// the asks are few, and name those. An ask that cannot be listed
+	// leaves the pins/ listing alone to go by, as it did.
+	asks, _ := q.PinAskNames()
+	for _, k := range asks {
+		if pc.queued[k] {
+			continue
+		}
+		if q.PinAside(k) {
+			// Its target is the worker's, which gives up only on
+			// pins of a target it has.
+			pc.n++
+			pc.queued[k] = true
+			pc.allFailing = false
+			continue
+		}
+		// Or linked back since the listing.
+		if p, err := q.ReadPin(k); err == nil && c.Target(p.Target) != nil {
+			count(p)
+		}
+	}
 	return pc, nil
 }
 

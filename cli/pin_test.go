@@ -448,3 +448,34 @@ func TestWaitTimeoutOnPinKeptAfterItsDrop(t *testing.T) {
 		})
 	}
 }
+
+// The same for wait (the whole queue): it listed pins/ alone, found no
+// pin while its file was aside, and ended, "not pinned", exit 3, for a
+// pin linked back and made after.
+func TestWaitWholeQueuePinBetweenItsDropAndItsLinkBack(t *testing.T) {
+	q, file, root := lockedPinQueue(t)
+	key := queue.PinKey("main", root, "sys")
+	askedAgain(t, q, root)
+	e, c, out := loadedEnv(t, file)
+	pinFile, aside := filepath.Join(q.Dir, "pins", key), filepath.Join(q.Dir, "tmp", "pin-dropped."+key)
+	looked := 0
+	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: time.Minute, poll: 20 * time.Millisecond, looked: func() {
+		switch looked++; looked {
+		case 1:
+			pinRecord(t, q, root, history.PinDropped, "its root is no longer in the store (garbage-collected)")
+			if err := os.Rename(pinFile, aside); err != nil {
+				t.Error(err)
+			}
+		case 2:
+			if err := os.Rename(aside, pinFile); err != nil {
+				t.Error(err)
+			}
+		case 3:
+			pinRecord(t, q, root, history.Pinned, "")
+			pinsMade(t, q)
+		}
+	}})
+	if code := r.exitCode(false); code != exitOK || strings.Contains(out.String(), "not pinned") {
+		t.Errorf("exit %d (want 0) after %d looks, says:\n%s\nwant the pin waited for while its file was aside, then made", code, looked, out)
+	}
+}
