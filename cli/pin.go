@@ -128,7 +128,9 @@ func planPins(c *config.Config, roots []storepath.Path, sel *hook.Selection, fac
 		for _, t := range c.Targets {
 			// A root pushed before (not in sel) is pinned at once where
 			// the rules still select it: max_nar_size and closure_deny
-			// apply to a pin as to its push.
+			// apply to a pin as to its push. The worker asks them again
+			// by name (policy.ByNameUnlisted), which keeps whatever
+			// DecideTarget selects.
 			d := policy.DecideTarget(t, r, facts(r.String()), cl)
 			switch {
 			case t.Store != "":

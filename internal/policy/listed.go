@@ -72,6 +72,18 @@ func listingFor(f *Facts, t string) *Listing {
 	return first
 }
 
+// ByNameUnlisted is t's decision on p by its hosts and patterns when the
+// package lists that may name p are not known (the worker's, of the root
+// of a pin queued alone, pushed before), and whether a list may yet
+// select it: a path they neither select nor deny, for a target that
+// takes lists. A path it leaves out, not open, DecideTarget leaves out
+// whatever facts and lists it is given: push --pin, which decides with
+// them, queues no pin that the worker then drops by the same rules.
+func ByNameUnlisted(t *config.Target, p storepath.Path) (td TargetDecision, open bool) {
+	td = ByName(t, p)
+	return td, !td.Selected && td.Pattern == "" && td.Check != CheckHosts && t.PackageLists
+}
+
 // byNameOrList is t's decision on p by its patterns, then, for a path
 // they neither select nor deny, by the package lists that name it for t.
 func byNameOrList(t *config.Target, p storepath.Path, f *Facts) TargetDecision {

@@ -324,7 +324,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		// cannot tell here): what they deny never leaves the machine,
 		// not even as a pin's name and path.
 		if root, err := storepath.Parse(storepath.StoreDir(), p.Path); err == nil {
-			if d := policy.ByName(t, root); !d.Selected && (d.Pattern != "" || d.Check == policy.CheckHosts || !t.PackageLists) {
+			if d, open := policy.ByNameUnlisted(t, root); !d.Selected && !open {
 				drop(log, p, "the rules leave its root out: "+d.DropReason())
 				continue
 			}
