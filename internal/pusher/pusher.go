@@ -148,6 +148,9 @@ func (p *cachixPusher) run(ctx context.Context, args []string, out io.Writer) er
 	if err != nil {
 		return err
 	}
+	if err := checkCachixConfig(env); err != nil {
+		return err
+	}
 	env = withNixOnPath(env, p.nix)
 	return run(ctx, p.timeout, func(ctx context.Context) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, bin, args...)

@@ -352,3 +352,54 @@ func TestLocalStoreDirChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestCachixConfigChecked: cachix reads cachix.dhall from
+// $XDG_CONFIG_HOME/cachix (or ~/.config/cachix), whose hostname is where
+// it sends the token it is given and uploads. The worker runs cachix as
+// root with the environment it got (a sudo that kept another user's HOME
+// gives it theirs): a file there that others can write, or a directory
+// in which they can make one, was read unchecked, and the token went to
+// whatever server it named. Now the push fails naming it, and cachix
+// does not run.
+func TestCachixConfigChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// set up dir, the XDG_CONFIG_HOME
+		setup func(t *testing.T, dir string)
+		ok    bool
+	}{
+		{"writable file", func(t *testing.T, dir string) {
+			mkdirMode(t, filepath.Join(dir, "cachix"), 0o755)
+			keyFile(t, filepath.Join(dir, "cachix", "cachix.dhall"), `{ hostname = "https://evil.example" }`, 0o666)
+		}, false},
+		{"writable directory, no file", func(t *testing.T, dir string) {
+			mkdirMode(t, filepath.Join(dir, "cachix"), 0o777)
+		}, false},
+		{"own file", func(t *testing.T, dir string) {
+			mkdirMode(t, filepath.Join(dir, "cachix"), 0o755)
+			keyFile(t, filepath.Join(dir, "cachix", "cachix.dhall"), `{ hostname = "https://cachix.org" }`, 0o644)
+		}, true},
+		{"none", func(t *testing.T, dir string) {}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := fake(t, 0)
+			dir := t.TempDir()
+			tc.setup(t, dir)
+			t.Setenv("XDG_CONFIG_HOME", dir)
+			err := cachixPusherFor(t, tokenFile(t, 0o600)).Push(context.Background(), paths, &bytes.Buffer{})
+			_, ran := os.Stat(rec)
+			if tc.ok {
+				if err != nil || ran != nil {
+					t.Fatalf("Push = %v (cachix ran: %v), want a push", err, ran == nil)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "cachix")) {
+				t.Errorf("Push = %v, want a refusal naming cachix's config", err)
+			}
+			if ran == nil {
+				t.Error("cachix ran with a config others can write")
+			}
+		})
+	}
+}
