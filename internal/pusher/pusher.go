@@ -119,8 +119,9 @@ func (s *skipWatch) Write(p []byte) (int, error) {
 func (p *cachixPusher) run(ctx context.Context, args []string, out io.Writer) error {
 	env := os.Environ()
 	// Without a token file, cachix uses a token it inherits: that one is
-	// as secret, and is redacted the same.
-	secret := os.Getenv("CACHIX_AUTH_TOKEN")
+	// as secret, and is redacted the same, without the white space around
+	// it (a trailing newline), which cachix's messages need not repeat.
+	secret := strings.TrimSpace(os.Getenv("CACHIX_AUTH_TOKEN"))
 	if p.tokenFile != "" {
 		tok, err := config.ReadToken(p.tokenFile)
 		if err != nil {

@@ -403,3 +403,25 @@ func TestCachixConfigChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestInheritedSecretsRedactedTrimmed: an inherited CACHIX_AUTH_TOKEN or
+// CACHIX_SIGNING_KEY with white space around it (`export
+// CACHIX_AUTH_TOKEN="$(cat f)"` keeps a "\r" or a space; a unit file's
+// quoting a newline) was redacted only with that white space, and cachix
+// quoting the token without it, as a message does, put it in the log and
+// the error.
+func TestInheritedSecretsRedactedTrimmed(t *testing.T) {
+	const envToken = "inherited-T0KEN-0123456789"
+	data := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x3c, 0xc3, 0xa5, 0x5a}, 16))
+	t.Setenv("CACHIX_AUTH_TOKEN", envToken+"\n")
+	t.Setenv("CACHIX_SIGNING_KEY", "cache-1:"+data+" \r\n")
+	out, err := pushWithScript(t, "#!/bin/sh\necho \"error: token '"+envToken+"' was rejected, key '"+data+"' unknown\" >&2\nexit 1\n")
+	if err == nil {
+		t.Fatal("Push succeeded")
+	}
+	for _, secret := range []string{envToken, data} {
+		if strings.Contains(out.String(), secret) || strings.Contains(err.Error(), secret) {
+			t.Errorf("an inherited secret reached the output or the error:\nout: %q\nerr: %v", out.String(), err)
+		}
+	}
+}

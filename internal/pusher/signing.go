@@ -48,7 +48,8 @@ func signingStore(store, keyFile string) (string, error) {
 // cachix inherits, which it would sign with all the same.
 func withSigningKey(env []string, keyFile string) ([]string, string, error) {
 	if keyFile == "" {
-		k := os.Getenv("CACHIX_SIGNING_KEY")
+		// Trimmed as the token is (see cachixPusher.run).
+		k := strings.TrimSpace(os.Getenv("CACHIX_SIGNING_KEY"))
 		return env, k[strings.LastIndex(k, ":")+1:], nil
 	}
 	key, err := config.ReadSecretKey(keyFile)
