@@ -8,12 +8,15 @@
 //
 // Rules are compiled once and indexed (see index.go), so that a decision
 // costs a few candidate matches rather than one per rule: the hook runs
-// once per build and a rule set may have thousands of patterns.
+// once per build and a rule set may have thousands of patterns. A pattern
+// that gobwas/glob could backtrack on for long, given a name any local
+// user may choose, is matched by an equivalent regexp (see linear.go).
 package filter
 
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -45,6 +48,9 @@ type Pattern struct {
 	// dir, when set, matches what is before a whole path's last '/',
 	// and g what is after it (see splitLast).
 	dir *glob.Pattern
+	// re, when set, matches in g's place: g may backtrack for long on
+	// a hostile name (see linear.go).
+	re *regexp.Regexp
 	// reason is Decision.Reason for it, made once: the worker and push
 	// decide every path of a 10,000-path batch by name, and formatting
 	// it each time was a third of that.
@@ -109,6 +115,8 @@ func compileSet(list string, patterns []string, storeDir string, errs []error) (
 		}
 		var err error
 		ix, sub := &s.name, text
+		// g's text and whether '/' is its separator, for linear.
+		gText, gSep := text, false
 		if len(text) > 0 && text[0] == '/' {
 			ix = &s.full
 			if rest, ok := strings.CutPrefix(text, storePrefix); ok && storePrefix != "" && !strings.Contains(rest, "/") {
@@ -120,14 +128,19 @@ func compileSet(list string, patterns []string, storeDir string, errs []error) (
 				// a name of 100 "a-", and names are anybody's.
 				ix, sub = &s.base, rest
 				s.hasBase = true
+				gText = sub
 				p.g, err = glob.Compile(sub)
 			} else {
 				s.hasFull = true
+				gText, gSep = sub, true
 				p.g, err = glob.Compile(sub, '/')
 				if dir, last, ok := splitLast(sub); ok && err == nil {
 					// The same for the last part of any other
 					// whole-path pattern ("/nix/*/*-*-*-*-*-x*").
+					// The store directory is root's, not a user's:
+					// dir stays a glob.
 					if p.dir, err = glob.Compile(dir, '/'); err == nil {
+						gText, gSep = last, false
 						p.g, err = glob.Compile(last)
 					}
 				}
@@ -144,6 +157,15 @@ func compileSet(list string, patterns []string, storeDir string, errs []error) (
 			}
 			errs = append(errs, pe)
 			continue
+		}
+		if backtracks(gText, gSep) {
+			if p.re, err = linear(gText, gSep); err != nil {
+				// Not seen within MaxPattern; refused rather than
+				// left to the glob matcher.
+				errs = append(errs, &PatternError{List: list, Index: i, Pattern: text,
+					Offset: len(text) - len(gText), Reason: "cannot be matched in linear time: " + err.Error()})
+				continue
+			}
 		}
 		ix.add(p, sub)
 	}
@@ -206,10 +228,20 @@ func classOmitsSlash(c string) bool {
 // match reports whether the pattern matches subject.
 func (p *Pattern) match(subject string) bool {
 	if p.dir == nil {
-		return p.g.Match(subject)
+		return p.matchLast(subject)
 	}
 	i := strings.LastIndexByte(subject, '/')
-	return i >= 0 && p.dir.Match(subject[:i]) && p.g.Match(subject[i+1:])
+	return i >= 0 && p.dir.Match(subject[:i]) && p.matchLast(subject[i+1:])
+}
+
+// matchLast matches g, or re in its place, against s. A name is ASCII,
+// but a whole path holds the store directory, which may not be UTF-8:
+// there re could differ from g (see linear), and g is used.
+func (p *Pattern) matchLast(s string) bool {
+	if p.re != nil && utf8.ValidString(s) {
+		return p.re.MatchString(s)
+	}
+	return p.g.Match(s)
 }
 
 // first returns the first pattern of the list that matches p, or nil.

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobwas/glob"
 
@@ -879,6 +880,164 @@ func splitOnHostileName(t *testing.T, denies map[string]string) {
 		}
 		if d := r.Decide(sp(name)); !d.Selected {
 			t.Errorf("deny %q denies %s", pattern, name)
+		}
+	}
+}
+
+// A pattern on which gobwas/glob backtracks for long is matched by a
+// regexp instead (linear.go): a whole-path pattern that is not split
+// ("**" or a class over '/' in its last part: "/**-*-*-*-x*" took 90 ms
+// on a name of 105 "a-", two stars more seconds), and groups with stars
+// even without separators ("{*-{*-,},}{*-,}{*-,}x*" took 1.8 s). The
+// patterns below would run for hours as globs; each is checked to be
+// matched by a regexp first, so that undoing the fix fails at once, then
+// timed against a plain pattern's decision on the same name.
+func TestBacktrackingPatternOnHostileName(t *testing.T) {
+	name := strings.Repeat("a-", 105) + "a"
+	hostile := map[string]string{
+		"/**-*-*-*-*-*-*-*-x*":                   "a-a-a-a-a-a-a-x",
+		"/nix/**-*-*-*-*-*-*-*-x*":               "a-a-a-a-a-a-a-x",
+		"/nix/*/[.-0]*-*-*-*-*-*-*-*-x*":         "a-a-a-a-a-a-a-x",
+		"/nix/*/[!x]*-*-*-*-*-*-*-*-x*":          "a-a-a-a-a-a-a-x",
+		"/nix/*/{*-,}{*-,}{*-,}{*-,}{*-,}*-x*":   "a-a-a-a-a-a-x",
+		"{*-{*-,},}{*-,}{*-,}{*-,}{*-,}{*-,}x*":  "a-a-a-a-a-a-x",
+		"*{-,}*{-,}*{-,}*{-,}*??{a,b}{a,b}{-,}q": "a-a-a-a-abq",
+		"{a,a-}{a,a-}{a,a-}{a,a-}{a,a-}{a,a-}x":  "a-aa-aa-ax",
+	}
+	floorRules := mustCompile(t, []string{"*"}, []string{"*-x*"})
+	floor := time.Duration(1<<63 - 1)
+	for range 20 {
+		start := time.Now()
+		floorRules.Decide(sp(name))
+		floor = min(floor, time.Since(start))
+	}
+	for pattern, matching := range hostile {
+		r := mustCompile(t, []string{"*"}, []string{pattern})
+		d := agreesWithNaive(t, r, []string{"*"}, []string{pattern}, sp(matching))
+		if !d.Deny {
+			t.Fatalf("deny %q on %s: %s", pattern, matching, d.Reason())
+		}
+		if d.Rule.re == nil {
+			t.Fatalf("deny %q is matched by the glob matcher, which backtracks on a hostile name", pattern)
+		}
+		start := time.Now()
+		d = r.Decide(sp(name))
+		took := time.Since(start)
+		if !d.Selected {
+			t.Errorf("deny %q denies %s", pattern, name)
+		}
+		// A regexp over a 40-byte pattern on a 260-byte path: a few
+		// hundred times a plain decision at most, where a glob took
+		// millions.
+		if bound := 2000*floor + 20*time.Millisecond; took > bound {
+			t.Errorf("deny %q on a hostile name took %v, more than %v (a plain pattern took %v)", pattern, took, bound, floor)
+		}
+	}
+}
+
+// linear's regexp matches what the glob matches, on random patterns
+// with every token of the syntax (classes over '/', "**", nested groups,
+// escapes) and on names and paths, with '/' as separator and without.
+func TestLinearAgreesWithGlob(t *testing.T) {
+	tokens := []string{"a", "b", "-", ".", "/", "/", "*", "*", "**", "?", "[a-c]", "[!a]", "[.-0]", "[!/]", "[/]", "[-.]",
+		"{", "{", ",", "}", "}", `\*`, `\/`, `\{`, "]", "[]-a]", `[.-\]`, "é", "[é-ü]", "\n"}
+	subjects := []string{"", "a", "-", "/", "a-b", "a/b", "ab-c.d", "/nix/store/" + hashA + "-a-b", "é", "a\nb", "/a/-b/.c", "aa-bb-cc"}
+	rng := rand.New(rand.NewPCG(9, 10))
+	matched, compared := 0, 0
+	for range 20000 {
+		var b strings.Builder
+		for n := rng.IntN(8); n >= 0; n-- {
+			b.WriteString(tokens[rng.IntN(len(tokens))])
+		}
+		pattern := b.String()
+		for _, sep := range []bool{false, true} {
+			var seps []rune
+			if sep {
+				seps = []rune{'/'}
+			}
+			g, err := glob.Compile(pattern, seps...)
+			if err != nil {
+				continue
+			}
+			re, err := linear(pattern, sep)
+			if err != nil {
+				t.Fatalf("linear(%q, %v): %v", pattern, sep, err)
+			}
+			for range 4 {
+				s := subjects[rng.IntN(len(subjects))]
+				if rng.IntN(2) == 0 {
+					// A subject the pattern may match: its own
+					// text, a star or two made letters.
+					s = strings.NewReplacer(`\`, "", "**", "a/", "*", "b", "?", "c", "{", "", "}", "", ",", "").Replace(pattern)
+				}
+				want := g.Match(s)
+				if got := re.MatchString(s); got != want {
+					t.Fatalf("pattern %q (sep %v) on %q: regexp %q says %v, glob %v", pattern, sep, s, re, got, want)
+				}
+				compared++
+				if want {
+					matched++
+				}
+			}
+		}
+	}
+	if matched < compared/20 {
+		t.Errorf("only %d of %d comparisons matched: the comparison hardly compared matches", matched, compared)
+	}
+}
+
+// BenchmarkCompile measures compiling 10, 100 and 1000 allow rules (plus
+// n/10 deny rules), as the hook does at every run.
+func BenchmarkCompile(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		allow, deny := benchRules(n)
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				mustCompile(b, allow, deny)
+			}
+		})
+	}
+}
+
+// The worst shapes at the longest pattern (MaxPattern) and the longest
+// name: compiling and deciding stay bounded. As globs, each of these
+// would run for hours; as regexps the worst, groups nested 800 deep,
+// compiled in 0.3 s and decided in 40 ms. The test prints what each took.
+func TestLongBacktrackingPatternOnHostileName(t *testing.T) {
+	name := strings.Repeat("a-", 105) + "a"
+	fill := func(unit, head, tail string) string {
+		n := (MaxPattern - len(head) - len(tail)) / len(unit)
+		return head + strings.Repeat(unit, n) + tail
+	}
+	fillNested := func(open, mid, close string) string {
+		n := (MaxPattern - len(mid)) / (len(open) + len(close))
+		return strings.Repeat(open, n) + mid + strings.Repeat(close, n)
+	}
+	for _, pattern := range []string{
+		fill("{*-,}", "", "x*"),
+		fill("*-", "/**-", "x*"),
+		fill("{a,a-}", "", "x"),
+		fill("*{-,}", "", "q"),
+		fillNested("{*-,", "x", "}"),
+		fillNested("{a-,{a,", "x", "}}"),
+	} {
+		start := time.Now()
+		r := mustCompile(t, []string{"*"}, []string{pattern})
+		compiled := time.Since(start)
+		if ps := r.deny.all(); len(ps) != 1 || ps[0].re == nil {
+			t.Fatalf("deny %q… is matched by the glob matcher, which backtracks on a hostile name", pattern[:24])
+		}
+		d := r.Decide(sp(name))
+		decided := time.Since(start) - compiled
+		t.Logf("%q… (%d bytes): compiled in %v, decided in %v", pattern[:min(24, len(pattern))], len(pattern), compiled, decided)
+		if !d.Selected {
+			t.Errorf("deny %q… denies %s", pattern[:24], name)
+		}
+		// A regexp of 4 KiB on a 260-byte path is linear in both:
+		// at most 0.4 s here, where the glob matcher took hours.
+		if compiled+decided > 10*time.Second {
+			t.Errorf("deny %q…: compiled in %v, decided in %v", pattern[:24], compiled, decided)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package filter
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/gobwas/glob"
 
@@ -52,5 +53,40 @@ func FuzzIndexAgreesWithNaive(f *testing.F) {
 			return
 		}
 		agreesWithNaive(t, mustCompile(t, allow, deny), allow, deny, p)
+	})
+}
+
+// FuzzLinearAgreesWithGlob is TestLinearAgreesWithGlob on the fuzzer's
+// patterns and subjects: where glob.Compile takes a pattern, linear's
+// regexp takes it too and matches a valid UTF-8 subject as the glob does.
+func FuzzLinearAgreesWithGlob(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"/**-*-x*", "/nix/store/a-b-x"},
+		{"{*-{*-,},}x*", "a-b-x"},
+		{"[.-0]*", "/a"},
+		{`[!/]{a,\,}?`, "x,b"},
+	} {
+		f.Add(seed[0], seed[1], true)
+		f.Add(seed[0], seed[1], false)
+	}
+	f.Fuzz(func(t *testing.T, pattern, subject string, sep bool) {
+		if len(pattern) > 64 || !utf8.ValidString(subject) {
+			return
+		}
+		var seps []rune
+		if sep {
+			seps = []rune{'/'}
+		}
+		g, err := glob.Compile(pattern, seps...)
+		if err != nil {
+			return
+		}
+		re, err := linear(pattern, sep)
+		if err != nil {
+			t.Fatalf("linear(%q, %v): %v", pattern, sep, err)
+		}
+		if got, want := re.MatchString(subject), g.Match(subject); got != want {
+			t.Fatalf("pattern %q (sep %v) on %q: regexp %q says %v, glob %v", pattern, sep, subject, re, got, want)
+		}
 	})
 }
