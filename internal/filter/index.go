@@ -2,6 +2,7 @@ package filter
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -77,14 +78,29 @@ func (ix *index) add(p *Pattern, text string) {
 	for _, pl := range places {
 		pl.t.insert(pl.key, pl.reverse, p)
 	}
+	p.filedAgain = len(places) > 1 || places[0].t == &ix.dash
 }
 
 // first returns, of best and the patterns matching subject, the one that
 // comes first in its list.
 func (ix *index) first(subject string, best *Pattern) *Pattern {
+	// A pattern the subject may pass more than once (filedAgain) is
+	// matched once: its result is the same each time, and a name of
+	// 105 "a-" passed one 105 times.
+	var buf [8]*Pattern
+	tried := buf[:0]
 	try := func(ps []*Pattern) {
 		for _, p := range ps {
-			if (best == nil || p.index < best.index) && p.match(subject) {
+			if best != nil && p.index >= best.index {
+				continue
+			}
+			if p.filedAgain {
+				if slices.Contains(tried, p) {
+					continue
+				}
+				tried = append(tried, p)
+			}
+			if p.match(subject) {
 				best = p
 			}
 		}
