@@ -421,12 +421,17 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 		}
 		moved = false
 	}
-	defer os.Remove(aside)
+	if q.pinMovedAside != nil {
+		q.pinMovedAside(p.key)
+	}
+	// The file aside goes only once the pin is back in pins/, durably,
+	// or is not to be kept: left in tmp/, CleanTmp (or the worker,
+	// RelinkPinsAside) links it back, as after a SIGKILL here.
 	ask, ok, err := q.ReadPinAsk(p.key)
 	if err != nil {
 		// Maybe asked for again: kept, and dropped at a later look.
-		if moved && os.Link(aside, q.path(pinsDir, p.key)) == nil {
-			syncDir(q.path(pinsDir)) // durable, as below
+		if moved && q.linkPinBack(aside, p.key) == nil {
+			os.Remove(aside)
 		}
 		return false, err
 	}
@@ -434,21 +439,43 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 		// The ask stays, as for any pin asked for again: its call
 		// takes it. A pin there already was queued anew by that push.
 		if moved {
-			err := os.Link(aside, q.path(pinsDir, p.key))
+			err := q.linkPinBack(aside, p.key)
 			if err == nil {
-				// Durable before the file aside goes: nothing
-				// orders the link after the move out of pins/.
-				return true, syncDir(q.path(pinsDir))
-			}
-			if errors.Is(err, fs.ErrExist) {
+				os.Remove(aside)
 				return true, nil
 			}
+			if !errors.Is(err, errPinNotLinked) {
+				return true, err // linked, not synced: aside kept
+			}
 		}
-		_, err := q.AddPins([]Pin{{Target: p.Target, Path: p.Path, Name: p.Name, Keep: ask.Keep}}, ask.Queued)
-		return err == nil, err
+		if _, err := q.AddPins([]Pin{{Target: p.Target, Path: p.Path, Name: p.Name, Keep: ask.Keep}}, ask.Queued); err != nil {
+			return false, err
+		}
+		os.Remove(aside)
+		return true, nil
 	}
 	q.TakePinAsk(p.key)
+	os.Remove(aside)
 	return false, nil
+}
+
+// errPinNotLinked is linkPinBack's error when the pin could not be linked
+// back into pins/, as opposed to linked but not synced.
+var errPinNotLinked = errors.New("pin not linked back")
+
+// linkPinBack links the pin moved aside into pins/ again, durably: pins/
+// synced before the file aside may go, as nothing orders the link after
+// the move out of pins/. A pin there already (queued anew by push) is
+// one. A failed link wraps errPinNotLinked.
+func (q *Queue) linkPinBack(aside, key string) error {
+	err := os.Link(aside, q.path(pinsDir, key))
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", errPinNotLinked, err)
+	}
+	return syncDir(q.path(pinsDir))
 }
 
 // pinAside begins the name in tmp/ of a pin DropPin moved aside; one

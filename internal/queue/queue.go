@@ -53,6 +53,9 @@ type Queue struct {
 	// pinExists, when set (by tests), is called when AddPins found a pin
 	// queued already, before it asks for it again.
 	pinExists func(name string)
+	// pinMovedAside, when set (by tests), is called when DropPin has
+	// moved the pin name aside into tmp/, before it looks for an ask.
+	pinMovedAside func(name string)
 	// notified, when set (by tests), is called with the name of each
 	// event Notify's watch saw, once it has woken the channel or not.
 	notified func(name string)

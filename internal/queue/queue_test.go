@@ -1490,3 +1490,42 @@ func queuedAndAskedAgain(t *testing.T, q *Queue, pin Pin, now time.Time) {
 		t.Fatal(err)
 	}
 }
+
+// A pin asked for again as the worker drops it, when both the link back
+// into pins/ and queueing it anew fail (here pins/ is, for the moment,
+// not a directory): DropPin removed the file it had moved aside all the
+// same, and the pin push --pin had said it "will pin" was lost, its ask
+// left with no pin. The file stays aside, and CleanTmp links it back.
+func TestPinAskedAgainAsDroppedKeptAsideWhenItCannotGoBack(t *testing.T) {
+	q := openQ(t)
+	key, old, _ := pinAskedAgainAsDropped(t, q)
+	pins := q.path(pinsDir)
+	q.pinMovedAside = func(string) {
+		if err := os.Rename(pins, pins+".away"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pins, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requeued, err := q.DropPin(old)
+	if requeued || err == nil {
+		t.Errorf("DropPin with pins/ not a directory = %v, %v; want an error", requeued, err)
+	}
+	if err := os.Remove(pins); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(pins+".away", pins); err != nil {
+		t.Fatal(err)
+	}
+	if !q.PinAside(key) {
+		t.Fatal("the pin asked for again is no longer aside in tmp/: it is lost")
+	}
+	q.CleanTmp(time.Hour)
+	if p, err := q.ReadPin(key); err != nil || p.Name != "sys" {
+		t.Errorf("ReadPin after CleanTmp = %+v, %v; want the pin asked for again back", p, err)
+	}
+	if _, ok := q.PinAsked(key); !ok {
+		t.Error("the ask is gone")
+	}
+}
