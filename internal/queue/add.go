@@ -122,8 +122,9 @@ const (
 const tmpRewrites = 3
 
 // syncs, set by the tests, is called with the name of each file or
-// directory the queue fsyncs, before it does.
-var syncs func(name string)
+// directory the queue fsyncs, before it does; an error it returns is the
+// fsync's (a failure the tests cannot cause otherwise).
+var syncs func(name string) error
 
 func (q *Queue) writeTmp(name string, data []byte, sync bool) (string, error) {
 	return q.writeTmpWith(name, func(f *os.File) error {
@@ -141,9 +142,11 @@ func (q *Queue) writeTmpWith(name string, fill func(*os.File) error, sync bool) 
 	err = fill(f)
 	if err == nil && sync {
 		if syncs != nil {
-			syncs(f.Name())
+			err = syncs(f.Name())
 		}
-		err = f.Sync()
+		if err == nil {
+			err = f.Sync()
+		}
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -166,7 +169,9 @@ func (q *Queue) writeEntry(e *Entry, sync bool) (string, error) {
 
 func syncDir(dir string) error {
 	if syncs != nil {
-		syncs(dir)
+		if err := syncs(dir); err != nil {
+			return fmt.Errorf("syncing %s: %w", dir, err)
+		}
 	}
 	d, err := os.Open(dir)
 	if err != nil {

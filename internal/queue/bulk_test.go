@@ -20,7 +20,7 @@ import (
 func countSyncs(t *testing.T, f func()) int {
 	t.Helper()
 	n := 0
-	syncs = func(string) { n++ }
+	syncs = func(string) error { n++; return nil }
 	defer func() { syncs = nil }()
 	f()
 	return n

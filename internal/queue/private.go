@@ -33,7 +33,13 @@ func mkdirPrivate(dir string, top bool) error {
 	if made == nil {
 		// Made now: its name is durable before what goes in it is said
 		// to be (an entry, a pin), or a power failure loses both.
-		return syncDir(filepath.Dir(dir))
+		if err := syncDir(filepath.Dir(dir)); err != nil {
+			// Removed (while still empty), so that a later call, which
+			// would find it there and not sync, makes it and syncs
+			// again.
+			os.Remove(dir)
+			return err
+		}
 	}
 	return nil
 }

@@ -1060,11 +1060,12 @@ func TestAddRewritesTmpFileCleanedMeanwhile(t *testing.T) {
 	for _, n := range []int{1, 3} {
 		q := openQ(t)
 		cleaned := false
-		syncs = func(string) {
+		syncs = func(string) error {
 			if !cleaned {
 				cleaned = true
 				q.CleanTmp(-time.Hour)
 			}
+			return nil
 		}
 		pairs := manyPairs(n, "stepped")
 		if got, err := q.Add(pairs, time.Now()); err != nil || got != n {
@@ -1080,11 +1081,12 @@ func TestAddRewritesTmpFileCleanedMeanwhile(t *testing.T) {
 	}
 	q := openQ(t)
 	cleaned := false
-	syncs = func(string) {
+	syncs = func(string) error {
 		if !cleaned {
 			cleaned = true
 			q.CleanTmp(-time.Hour)
 		}
+		return nil
 	}
 	root := mkPath("stepped-system")
 	if got, err := q.AddPins([]Pin{{Target: "main", Path: root.String(), Name: "sys"}}, time.Now()); err != nil || got != 1 {
@@ -1167,10 +1169,11 @@ func TestPinAskIsSynced(t *testing.T) {
 	}
 	ask := filepath.Join(q.Dir, pinAsksDir, PinKey("main", root, "sys"))
 	after := 0 // fsyncs once the ask is in place: pinasks/'s
-	syncs = func(string) {
+	syncs = func(string) error {
 		if _, err := os.Lstat(ask); err == nil {
 			after++
 		}
+		return nil
 	}
 	if _, err := q.AddPins([]Pin{pin}, time.Now()); err != nil {
 		t.Fatalf("AddPins again: %v", err)
@@ -1195,10 +1198,11 @@ func TestPinDirsMadeAreSynced(t *testing.T) {
 	pin := Pin{Target: "main", Path: root.String(), Name: "sys"}
 	for _, sub := range []string{pinsDir, pinAsksDir} {
 		made := false // the queue directory synced once sub was made
-		syncs = func(name string) {
+		syncs = func(name string) error {
 			if _, err := os.Lstat(filepath.Join(q.Dir, sub)); err == nil && name == q.Dir {
 				made = true
 			}
+			return nil
 		}
 		if _, err := q.AddPins([]Pin{pin}, time.Now()); err != nil {
 			t.Fatalf("AddPins: %v", err)
@@ -1429,10 +1433,11 @@ func TestPinLinkedBackIsSynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	linked := false // pins/ synced with the pin back in it
-	syncs = func(name string) {
+	syncs = func(name string) error {
 		if _, err := os.Lstat(q.path(pinsDir, key)); err == nil && name == q.path(pinsDir) {
 			linked = true
 		}
+		return nil
 	}
 	if requeued, err := q.DropPin(old); !requeued || err != nil {
 		t.Fatalf("DropPin = %v, %v; want the pin kept", requeued, err)
@@ -1527,5 +1532,37 @@ func TestPinAskedAgainAsDroppedKeptAsideWhenItCannotGoBack(t *testing.T) {
 	}
 	if _, ok := q.PinAsked(key); !ok {
 		t.Error("the ask is gone")
+	}
+}
+
+// A directory of the queue made, whose parent's fsync then failed, was
+// left in place: the next call found it there and did not sync again,
+// taking its name for durable, and a power failure could lose it with
+// the pin (or entry) said queued in it. It is made, and synced, again.
+func TestDirMadeWhoseSyncFailedIsSyncedLater(t *testing.T) {
+	defer func() { syncs = nil }()
+	q := openQ(t)
+	pin := Pin{Target: "main", Path: mkPath("system-1").String(), Name: "sys"}
+	syncs = func(name string) error {
+		if name == q.Dir {
+			return syscall.EIO
+		}
+		return nil
+	}
+	if _, err := q.AddPins([]Pin{pin}, time.Now()); err == nil {
+		t.Fatal("AddPins with the queue directory's fsync failing: no error")
+	}
+	synced := false
+	syncs = func(name string) error {
+		if _, err := os.Lstat(q.path(pinsDir)); err == nil && name == q.Dir {
+			synced = true
+		}
+		return nil
+	}
+	if _, err := q.AddPins([]Pin{pin}, time.Now()); err != nil {
+		t.Fatalf("AddPins: %v", err)
+	}
+	if !synced {
+		t.Error("the queue directory was not synced with pins/ in it after its first sync failed")
 	}
 }
