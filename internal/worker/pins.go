@@ -62,10 +62,18 @@ func (w *Worker) scanPins() {
 		// reason of the moment (EMFILE, EIO) is made once it can be
 		// read, not left for the next worker.
 		p, err := w.q.ReadPin(n)
+		if w.pinReadFails != nil && w.pinReadFails(n) != nil {
+			p, err = nil, w.pinReadFails(n)
+		}
 		if err != nil {
-			if _, logged := w.badPins[n]; !errors.Is(err, fs.ErrNotExist) && !logged {
+			if !errors.Is(err, fs.ErrNotExist) {
+				if _, logged := w.badPins[n]; !logged {
+					w.log.WithError(err).Error("unreadable pin")
+				}
+				// This round's kind: doPins waits for a pin
+				// unreadable for the moment, not for one that is
+				// none.
 				w.badPins[n] = errors.Is(err, queue.ErrCorrupt)
-				w.log.WithError(err).Error("unreadable pin")
 			}
 			continue
 		}
@@ -246,6 +254,11 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			left = true
 		}
 	}
+	for _, corrupt := range w.badPins {
+		// Unreadable for a reason of the moment: a pin all the same,
+		// read again next round. One that is no pin is not waited for.
+		left = left || !corrupt
+	}
 	pins := w.pinList()
 	sort.Slice(pins, func(i, j int) bool { return pins[i].Queued.Before(pins[j].Queued) })
 	rescanned := false
@@ -258,6 +271,8 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 				w.pinRemoved()
 				delete(w.pins, p.Key())
 				delete(w.pinMade, p.Key())
+			} else {
+				left = true // its file stays: not made again, but there
 			}
 			continue
 		}

@@ -558,11 +558,16 @@ func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
 	e, _, names := donePinned(t)
 	undo := unchangeable(t, filepath.Join(e.q.Dir, "pins", names[0]))
 	c, w := e.statePinWorker(nil)
-	for i := range 3 {
-		// The first round starts the call: its pin is left until it ends.
-		if left := pinRound(w); left && i > 0 {
-			t.Error("doPins: a pin left, want none: it was made")
+	for range 3 {
+		// Left while its file stays, its removal tried again: a Once
+		// worker that said nothing was left exited 0 with the pin in
+		// pins/, which status still showed.
+		if left := pinRound(w); !left {
+			t.Error("doPins: no pin left, want the pin whose file stays")
 		}
+	}
+	if err := run(t, w, Once); !errors.Is(err, ErrLeft) {
+		t.Errorf("Run(Once) = %v, want ErrLeft: the pin's file stays", err)
 	}
 	if got := c.list(); len(got) != 1 {
 		t.Errorf("calls = %q, want one pin call", got)
@@ -609,6 +614,31 @@ func TestPinUnreadableForAMomentIsMadeLater(t *testing.T) {
 	}
 	if names, _ := e.q.PinNames(); len(names) != 0 {
 		t.Errorf("pins left: %q", names)
+	}
+}
+
+// A pin that cannot be read for a reason of the moment (here EIO) is a
+// pin all the same: a Once worker (worker --once) that said nothing was
+// left exited 0 while it stayed in pins/, to be made by nobody until the
+// next worker. It is left; one that is no pin (here a socket) is not
+// waited for.
+func TestPinUnreadableForAMomentIsLeft(t *testing.T) {
+	e, _, names := donePinned(t)
+	c, w := e.statePinWorker(nil)
+	w.pinReadFails = func(string) error { return syscall.EIO }
+	if left := pinRound(w); !left {
+		t.Error("doPins: no pin left, want the pin unreadable for a moment")
+	}
+	if err := run(t, w, Once); !errors.Is(err, ErrLeft) {
+		t.Errorf("Run(Once) = %v, want ErrLeft: a pin is there, unreadable for a moment", err)
+	}
+	w.pinReadFails = nil
+	socketInPlace(t, filepath.Join(e.q.Dir, "pins", names[0]))
+	if err := run(t, w, Once); err != nil {
+		t.Errorf("Run(Once) with only a socket in pins/ = %v, want nil", err)
+	}
+	if got := c.list(); len(got) != 0 {
+		t.Errorf("calls = %q, want none", got)
 	}
 }
 

@@ -95,7 +95,10 @@ type Worker struct {
 	// beforePinDrop, when set (by tests), is called in dropPin right
 	// before the file of a pin given up on is removed.
 	beforePinDrop func()
-	pruned        time.Time // when dropped/ and corrupt/ were last pruned
+	// pinReadFails, when set (by tests), gives scanPins the error of a
+	// pin's read, as EIO or EMFILE would (nil: read it).
+	pinReadFails func(name string) error
+	pruned       time.Time // when dropped/ and corrupt/ were last pruned
 	// pruneFailed is the last prune error logged: a file that can never
 	// be removed fails every prune, and is said once.
 	pruneFailed string
