@@ -491,6 +491,39 @@ func (q *Queue) PinAside(name string) bool {
 	return err == nil
 }
 
+// RelinkPinsAside links back into pins/ the pins DropPin left aside in
+// tmp/ asked for again, as CleanTmp does, for a worker that keeps
+// running: it reports how many are still aside, to be linked back later.
+func (q *Queue) RelinkPinsAside() (left int) {
+	names, err := q.dirNames(tmpDir)
+	if err != nil {
+		return 1 // maybe: looked for again
+	}
+	for _, n := range names {
+		if key, ok := strings.CutPrefix(n, pinAside); ok && !q.relinkPinAside(key) {
+			left++
+		}
+	}
+	return left
+}
+
+// relinkPinAside links the pin key back from tmp/ when it was asked for
+// again, or maybe was (an ask unreadable now): kept, to be decided again,
+// else push said "will pin" of a pin gone. It reports false while such a
+// pin cannot be linked back (it stays aside); one not asked for is left
+// for CleanTmp to remove once old.
+func (q *Queue) relinkPinAside(key string) bool {
+	if _, asked, err := q.ReadPinAsk(key); !asked && err == nil {
+		return true
+	}
+	aside := q.path(tmpDir, pinAside+key)
+	if err := q.linkPinBack(aside, key); err != nil {
+		return false
+	}
+	os.Remove(aside)
+	return true
+}
+
 // RemovePin deletes a pin that was made, or given up on.
 func (q *Queue) RemovePin(p *Pin) error {
 	if err := os.Remove(q.path(pinsDir, p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -325,21 +325,8 @@ func (q *Queue) TakeRetryRequest() bool {
 func (q *Queue) CleanTmp(age time.Duration) {
 	entries, _ := os.ReadDir(q.path(tmpDir))
 	for _, d := range entries {
-		if key, ok := strings.CutPrefix(d.Name(), pinAside); ok {
-			// Asked for again, or maybe (an ask unreadable now): kept,
-			// to be decided again, else push said "will pin" of a pin
-			// gone. Left in tmp/ while it cannot be linked back.
-			if _, asked, err := q.ReadPinAsk(key); asked || err != nil {
-				aside := q.path(tmpDir, d.Name())
-				err := os.Link(aside, q.path(pinsDir, key))
-				if err == nil {
-					err = syncDir(q.path(pinsDir))
-				}
-				if err == nil || errors.Is(err, fs.ErrExist) {
-					os.Remove(aside)
-				}
-				continue
-			}
+		if key, ok := strings.CutPrefix(d.Name(), pinAside); ok && !q.relinkPinAside(key) {
+			continue
 		}
 		if fi, err := d.Info(); err == nil && time.Since(fi.ModTime()) > age && !strings.HasPrefix(d.Name(), ".") {
 			os.Remove(q.path(tmpDir, d.Name()))

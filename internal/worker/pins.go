@@ -244,6 +244,12 @@ func (w *Worker) pinList() []*queue.Pin {
 // retry is due: now for one kept as it was dropped, which is decided
 // again next round.
 func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next time.Time) {
+	if w.pinsAside {
+		// Linked back before the scan, which then reads them; one
+		// that cannot be yet is a pin left, not one forgotten.
+		n := w.q.RelinkPinsAside()
+		w.pinsAside, left = n > 0, n > 0
+	}
 	w.scanPins()
 	drop := func(log *logrus.Entry, p *queue.Pin, reason string) {
 		if w.dropPin(log, p, reason) {
@@ -503,6 +509,10 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept b
 		w.beforePinDrop()
 	}
 	requeued, err := w.q.DropPin(p)
+	if err != nil && w.q.PinAside(p.Key()) {
+		// Asked for again, maybe, and left aside: linked back later.
+		w.pinsAside = true
+	}
 	if err != nil && !requeued {
 		w.pinDropError(log, p, "removing a pin given up on", err)
 		return false

@@ -642,6 +642,33 @@ func TestPinUnreadableForAMomentIsLeft(t *testing.T) {
 	}
 }
 
+// A pin asked for again as the worker drops it, which the drop could not
+// link back into pins/ (queue.DropPin leaves it aside in tmp/), was
+// linked back only by the next worker's CleanTmp: a worker that kept
+// running forgot it, a Once worker said nothing was left, and the pin
+// push --pin had said it "will pin" waited for a restart. The worker
+// links it back, and it is left until it is.
+func TestPinLeftAsideByADropIsLinkedBack(t *testing.T) {
+	e, root, names := donePinned(t)
+	e.pin(t, "main", root, "done", queue.Keep{}) // asked for again
+	// What a drop that could not link it back leaves (queue's pinAside).
+	aside := filepath.Join(e.q.Dir, "tmp", "pin-dropped."+names[0])
+	if err := os.Rename(filepath.Join(e.q.Dir, "pins", names[0]), aside); err != nil {
+		t.Fatal(err)
+	}
+	c, w := e.statePinWorker(nil)
+	if left := pinRound(w); !left {
+		t.Error("doPins: no pin left, want the pin asked for again left aside")
+	}
+	pinRound(w)
+	if got := c.list(); len(got) != 1 || got[0] != "pin main done "+root.String()+" " {
+		t.Errorf("calls = %q, want the pin linked back and made", got)
+	}
+	if _, err := os.Lstat(aside); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the pin is still aside: %v", err)
+	}
+}
+
 // pinRound is a round's pins as the loop makes them: doPins, then the
 // outcomes of the pin calls it started, which the loop's await takes. It
 // returns doPins' left.

@@ -141,6 +141,10 @@ type Worker struct {
 	// pinsFailed and pinAsksFailed are the last errors listing pins/
 	// and pinasks/ logged (see scanPins, pinAsks).
 	pinsFailed, pinAsksFailed string
+	// pinsAside says that pins asked for again may be aside in tmp/,
+	// where a drop that could not link them back left them (see
+	// doPins): true at first, for what CleanTmp could not link back.
+	pinsAside bool
 	// rootOutcomes are, by entry key, how this worker last decided the
 	// roots pins wait for: the reason of a drop, or "" for a push (see
 	// rootDecided), forgotten once no pin names the root (scanPins).
@@ -170,6 +174,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		badPins:    map[string]bool{},
 		idlePoll:   pollInterval,
 	}
+	w.pinsAside = true
 	w.pinDropRecorded = map[string]bool{}
 	w.pinDropFailed = map[string]string{}
 	w.pinMade = map[string]bool{}
