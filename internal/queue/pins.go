@@ -257,13 +257,24 @@ const pinRelinks = 3
 type PinAsk struct {
 	Queued time.Time `json:"queued"`
 	Keep   Keep      `json:"keep,omitzero"`
+	// bare is an ask of the older form, its time alone: push then
+	// asked for the pin again with the pin's keep, not for none.
+	bare bool
 }
 
 // New reports whether the ask is one p does not hold yet.
 func (a PinAsk) New(p *Pin) bool { return !a.Queued.Equal(p.Queued) }
 
+// KeepFor is the keep the ask asks p to be pinned with.
+func (a PinAsk) KeepFor(p *Pin) Keep {
+	if a.bare {
+		return p.Keep
+	}
+	return a.Keep
+}
+
 // Apply makes p the pin the ask asked for: its Queued and keep.
-func (a PinAsk) Apply(p *Pin) { p.Queued, p.Keep = a.Queued, a.Keep }
+func (a PinAsk) Apply(p *Pin) { p.Queued, p.Keep = a.Queued, a.KeepFor(p) }
 
 // PinAsked returns the last ask for the pin name, if there was one since
 // the worker took the last (TakePinAsk).
@@ -289,8 +300,9 @@ func (q *Queue) ReadPinAsk(name string) (PinAsk, bool, error) {
 	}
 	var a PinAsk
 	if json.Unmarshal(data, &a) != nil || a.Queued.IsZero() {
-		// An ask written before it held its keep: its time alone.
-		a = PinAsk{}
+		// An ask written before it held its keep: its time alone,
+		// which asks for the pin again with its own keep.
+		a = PinAsk{bare: true}
 		if json.Unmarshal(data, &a.Queued) != nil {
 			return PinAsk{}, false, nil
 		}
@@ -355,7 +367,7 @@ func (q *Queue) ReadPin(name string) (*Pin, error) {
 	// either way (a due pin's Queued is left for the worker's drop to
 	// tell the ask from its own look: see DropPin).
 	if asked, ok := q.PinAsked(name); ok && asked.New(p) {
-		p.Keep = asked.Keep
+		p.Keep = asked.KeepFor(p)
 		if !p.NextAttempt.IsZero() {
 			p.NextAttempt = time.Time{}
 			asked.Apply(p)
@@ -448,7 +460,7 @@ func (q *Queue) DropPin(p *Pin) (requeued bool, err error) {
 				return true, err // linked, not synced: aside kept
 			}
 		}
-		if _, err := q.AddPins([]Pin{{Target: p.Target, Path: p.Path, Name: p.Name, Keep: ask.Keep}}, ask.Queued); err != nil {
+		if _, err := q.AddPins([]Pin{{Target: p.Target, Path: p.Path, Name: p.Name, Keep: ask.KeepFor(p)}}, ask.Queued); err != nil {
 			return false, err
 		}
 		os.Remove(aside)

@@ -429,7 +429,7 @@ func (w *Worker) pinDone(res *pinResult) {
 		// The outcome before the file goes, as for entries: wait is
 		// woken by the file's removal and reads the outcome then.
 		w.recordPin(p, history.Pinned, "", took)
-		if asked, ok := w.q.PinAsked(p.Key()); ok && asked.New(p) && asked.Keep != p.Keep {
+		if asked, ok := w.q.PinAsked(p.Key()); ok && asked.New(p) && asked.KeepFor(p) != p.Keep {
 			// Asked for again with another keep while the call ran,
 			// which push said it will pin with: made again, now.
 			p.NextAttempt = time.Time{}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -1781,5 +1782,48 @@ func TestPinDropThatKeepsFailingLoggedOnce(t *testing.T) {
 	}
 	if _, ok := w.pinDropFailed[queue.PinKey("main", root, "sys")]; ok {
 		t.Error("the failure of a pin dropped since is still remembered")
+	}
+}
+
+// An ask of the older form, its time alone (a push --pin of a version
+// before asks held their keep, which pinned with the pin's keep), was
+// read as asking for no keep: a pin queued with --keep-revisions 5 was
+// made without it, and one asked for so during its call was made a
+// second time, without it. It asks for the pin again, with its keep.
+func TestPinAskedAgainByAnOlderAskKeepsItsKeep(t *testing.T) {
+	for _, during := range []bool{false, true} {
+		fakeStore(t)
+		e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+		root := build(t, "done-1")[0]
+		e.pin(t, "main", root, "done", queue.Keep{Revisions: 5})
+		names, err := e.q.PinNames()
+		if err != nil || len(names) != 1 {
+			t.Fatalf("pins = %q, %v", names, err)
+		}
+		oldAsk := func() {
+			dir := filepath.Join(e.q.Dir, "pinasks")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := json.Marshal(time.Now().Add(time.Minute).UTC())
+			if err := os.WriteFile(filepath.Join(dir, names[0]), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, w := e.statePinWorker(nil)
+		var keeps []string
+		ap := askingPinner{c: c}
+		if during {
+			ap.ask = oldAsk
+		} else {
+			oldAsk()
+		}
+		w.newPinner = func(*config.Target) (pusher.Pinner, error) { return keepPinner{ap, &keeps}, nil }
+		pinRound(w)
+		ap.ask = nil
+		pinRound(w)
+		if want := []string{"--keep-revisions 5"}; !slices.Equal(keeps, want) {
+			t.Errorf("asked during the call %v: keeps of the calls = %q, want %q", during, keeps, want)
+		}
 	}
 }
