@@ -67,19 +67,45 @@ func IsControl(r rune) bool {
 		r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
 }
 
-// Cut returns n, or less: where the escape Controls or %q wrote (\x1b,
-// \u202e, %q's \U000e0001 for a character above U+FFFF) that s[n] is
-// inside of begins, so that s cut at the result ends with no half of
-// one, which would read as other text. n < len(s).
+// Cut returns n, or less: the start of the UTF-8 character that s[n]
+// is inside of (at most 3 bytes back: s may not be UTF-8), or of the
+// escape Controls or %q wrote (\x1b, \u202e, %q's \U000e0001 for a
+// character above U+FFFF, \\ and \") that it is inside of, so that s cut
+// at the result ends with no half of one, which would read as other
+// text. An escape's backslash may follow others (%q's \\, or a
+// backslash Controls left as it was), and which of them pair up cannot
+// be told: the cut goes before them all, which splits none. n < len(s).
 func Cut(s string, n int) int {
-	for k := 1; k < 10 && k <= n && n < len(s); k++ {
-		if s[n-k] != '\\' {
+	if n < 0 || n >= len(s) {
+		return n
+	}
+	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
+		n--
+	}
+	b := -1 // the backslash of the escape s[n] is inside of
+	if n > 0 && s[n-1] == '\\' {
+		b = n - 1 // s[n] is an escape's second character, or after a \\
+	}
+	// Back over hex digits (at most \U's 8) to an escape's letter; s[n]
+	// is one of them, or in no such escape.
+	for j := n - 1; b < 0 && isHex(s[n]) && j > 0 && n-j <= 8; j-- {
+		if isHex(s[j]) {
 			continue
 		}
-		if e := s[n-k+1]; e == 'x' && k < 4 || e == 'u' && k < 6 || e == 'U' && k < 10 {
-			return n - k
+		if c := s[j]; s[j-1] == '\\' && (c == 'x' && n-j < 3 || c == 'u' && n-j < 5 || c == 'U' && n-j < 9) {
+			b = j - 1
 		}
 		break
 	}
-	return n
+	if b < 0 {
+		return n
+	}
+	for b > 0 && s[b-1] == '\\' {
+		b--
+	}
+	return b
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }

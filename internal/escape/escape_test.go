@@ -76,3 +76,38 @@ func TestOneLineRefusesBidi(t *testing.T) {
 		t.Errorf(`NotOneLine("ok\u202eko") = %q, want \u202e`, got)
 	}
 }
+
+// Cut took any backslash for an escape's and did not look before it:
+// cut just after %q's \\ it kept half of it (`a\` reads as an escaped
+// "…"), and in %q's \\x1b (a backslash, then "x1b") it cut between the
+// two backslashes. It did not step back out of a UTF-8 character either,
+// which each caller had to do first. The cut now goes before every
+// backslash an escape's follows, and before a character's first byte.
+func TestCutBackslashes(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want int
+	}{
+		{`ab\x1bcd`, 3, 2},
+		{`ab\x1bcd`, 5, 2},
+		{`ab\x1bcd`, 6, 6},
+		{`ab\u202ecd`, 7, 2},
+		{`ab\U000e0001cd`, 11, 2},
+		{`ab\U000e0001cd`, 12, 12},
+		{`a\\b`, 2, 1},    // between %q's \\
+		{`a\"b`, 2, 1},    // inside %q's \"
+		{`a\\x1b`, 4, 1},  // %q of a backslash then x1b: a pair, or \ and \x1b
+		{`a\\\x1b`, 4, 1}, // \\ then \x1b
+		{`a\xyz`, 3, 3},   // no hex digit: no escape
+		{`a\x1zz`, 4, 4},  // past what hex digits there are
+		{"caf\xc3\xa9!", 4, 3},
+		{"x\xe6\x97\xa5", 3, 1},
+		{"\xa9\xa9\xa9\xa9\xa9", 4, 1}, // not UTF-8: 3 bytes back at most
+	} {
+		got := Cut(c.s, c.n)
+		if got != c.want {
+			t.Errorf("Cut(%q, %d) = %d, want %d", c.s, c.n, got, c.want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package hook
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 )
@@ -69,9 +68,6 @@ func bounded(msg string) string {
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
-	}
-	for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
-		n--
 	}
 	n = escape.Cut(s, n)
 	return s[:n] + fmt.Sprintf("…(%d bytes cut)", len(s)-n)

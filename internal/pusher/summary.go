@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 )
@@ -86,9 +85,6 @@ func (s *Summary) add(b []byte) {
 		if n := 2 * MaxLine; len(line) > n {
 			// Before a UTF-8 character or an escape rather than
 			// inside it.
-			for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(line[n]); i++ {
-				n--
-			}
 			n = escape.Cut(line, n)
 			line = line[:n] + "…"
 		}
