@@ -12,11 +12,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/fds"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
@@ -486,15 +486,13 @@ func Backoff(n int, initial, max time.Duration) time.Duration {
 	return half + rand.N(half+1)
 }
 
-// truncate cuts s to n bytes, before a UTF-8 character rather than
-// inside it (by at most 3 bytes: s may not be UTF-8).
+// truncate cuts s to n bytes, before a UTF-8 character or an escape
+// (the pusher's \x1b, %q's) rather than inside it: status shows the
+// rest as it is, and half of either reads as other text.
 func truncate(s string, n int) string {
 	s = strings.TrimSpace(s)
 	if len(s) > n {
-		for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(s[n]); i++ {
-			n--
-		}
-		return s[:n] + "…"
+		return s[:escape.Cut(s, n)] + "…"
 	}
 	return s
 }

@@ -1334,6 +1334,24 @@ func TestTruncateKeepsUTF8Whole(t *testing.T) {
 	}
 }
 
+// truncate cut an error at a byte count that could fall inside an
+// escape the pusher's output cutter or %q wrote: state.json and status
+// then showed "\x1…" or "\u20…", half an escape that reads as other
+// text. It cuts before the escape.
+func TestTruncateKeepsEscapesWhole(t *testing.T) {
+	for _, esc := range []string{`\x1b`, `\u202e`, `\U000e0001`, `\\`} {
+		const pre = "cachix: "
+		s := pre + strings.Repeat(esc+"x", 5)
+		for n := range len(s) {
+			got := strings.TrimSuffix(truncate(s, n), "…")
+			// Whole escapes, each with the x after it or not.
+			if k := (len(got) - len(pre)) % (len(esc) + 1); len(got) > len(pre) && k != 0 && k != len(esc) || len(got) < n-len(esc) {
+				t.Errorf("truncate(%q, %d) = %q, which ends in half an escape", s, n, got)
+			}
+		}
+	}
+}
+
 // The worker the hook starts searches for hook.conf where the hook did.
 // The hook found no file (settings from the environment alone) and
 // passed no --config, but workerEnv gave the worker the HOME and
