@@ -23,8 +23,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/logfile"
 )
 
@@ -104,13 +104,11 @@ func Append(dir string, maxSize int64, recs []Record) error {
 		buf = append(buf, '\n')
 	}
 	for _, r := range recs {
-		if n := maxReason; len(r.Reason) > n {
-			// Before a UTF-8 character rather than inside it (3
-			// bytes back at most: the reason may not be UTF-8).
-			for i := 0; i < utf8.UTFMax-1 && n > 0 && !utf8.RuneStart(r.Reason[n]); i++ {
-				n--
-			}
-			r.Reason = r.Reason[:n] + "…"
+		if len(r.Reason) > maxReason {
+			// Before a UTF-8 character or an escape (the pusher's
+			// \x1b, %q's) rather than inside it: half of either
+			// reads as other text.
+			r.Reason = r.Reason[:escape.Cut(r.Reason, maxReason)] + "…"
 		}
 		r.Time = r.Time.UTC()
 		var err error

@@ -315,6 +315,25 @@ func TestReasonCutKeepsUTF8Whole(t *testing.T) {
 	}
 }
 
+// The reason was cut at maxReason bytes, which could fall inside an
+// escape the pusher's output cutter or %q wrote: log and status then
+// showed "\x1…", half an escape that reads as other text. The cut comes
+// before it.
+func TestReasonCutKeepsEscapesWhole(t *testing.T) {
+	for _, pre := range []string{"", "x", "xx", "xxx"} {
+		dir := t.TempDir()
+		r := rec(1)
+		r.Outcome, r.Reason = Failed, pre+strings.Repeat(`\x1b`, maxReason)
+		if err := Append(dir, MaxSize, []Record{r}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := Read(dir)
+		if len(got) != 1 || !strings.HasSuffix(got[0].Reason, `\x1b…`) {
+			t.Fatalf("reason cut to %q", got[0].Reason[max(0, len(got[0].Reason)-20):])
+		}
+	}
+}
+
 // A batch whose records pass the bound (some 20,000 short paths fill a
 // pusher call's argv) rotated once per part: each part moved the one
 // before it to .1, over every earlier record, and a follower, which
