@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
@@ -193,29 +194,25 @@ func errorGist(s string) string {
 	return s
 }
 
-// shorten cuts s to at most n runes, marking the cut with "…"; before an
-// escape oneLine wrote (\x1b, \u202e), not inside it, where the line
-// would show a broken one.
+// shorten cuts s to at most n terminal columns (a wide character takes
+// two, a combining one none), marking the cut with "…"; before an escape
+// oneLine wrote (\x1b, \u202e), not inside it, where the line would show
+// a broken one.
 func shorten(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
+	if width(s) <= n {
 		return s
 	}
 	if n < 1 {
 		return "" // a terminal one column wide
 	}
-	cut := n - 1
-	for k := 1; k < 6 && k <= cut; k++ {
-		if r[cut-k] != '\\' {
-			continue
+	cut, w := len(s), 0
+	for i, r := range s {
+		if w += runeWidth(r); w > n-1 { // a column for the mark
+			cut = i
+			break
 		}
-		// An escape is \xNN or \uNNNN: k of its runes are before the cut.
-		if e := r[cut-k+1]; e == 'x' && k < 4 || e == 'u' && k < 6 {
-			cut -= k
-		}
-		break
 	}
-	return string(r[:cut]) + "…"
+	return s[:escape.Cut(s, cut)] + "…"
 }
 
 // draw shows the lines for the queue's counts per target.

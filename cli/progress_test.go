@@ -148,6 +148,35 @@ func TestShortenKeepsEscapesWhole(t *testing.T) {
 	}
 }
 
+// shorten counted runes, not columns: an error in Chinese or Japanese
+// (two columns a character) made a line twice as wide as the terminal,
+// which wrapped and broke the redraw, and one with combining accents
+// was cut well short of the edge. A line now fills the columns it is
+// given, and no more.
+func TestShortenCountsColumns(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"cachix: 接続できません", 12, "cachix: 接…"},
+		{"cachix: 接続できません", 13, "cachix: 接続…"},
+		{"cachix: 接続できません", 22, "cachix: 接続できません"},
+		{"cachix: 接続できません", 21, "cachix: 接続できませ…"},
+		{"cafe\u0301 au lait", 100, "cafe\u0301 au lait"},
+		{"cafe\u0301 cre\u0300me bru\u0302le\u0301e", 20, "cafe\u0301 cre\u0300me bru\u0302le\u0301e"},
+		{"cafe\u0301 cre\u0300me bru\u0302le\u0301e", 12, "cafe\u0301 cre\u0300me …"},
+		{"x 🙂🙂🙂", 5, "x 🙂…"},
+	} {
+		if got := shorten(c.s, c.n); got != c.want {
+			t.Errorf("shorten(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
+		}
+		if got := shorten(c.s, c.n); width(got) > c.n {
+			t.Errorf("shorten(%q, %d) = %q: %d columns", c.s, c.n, got, width(got))
+		}
+	}
+}
+
 // On a terminal one column wide (a squeezed tmux pane), the frame's
 // lines were shortened to 0 runes, and shorten sliced to -1: wait and
 // push --wait panicked. Nothing is drawn of the line then.
