@@ -109,3 +109,23 @@ func Cut(s string, n int) int {
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
+
+// JSON appends to b the JSON text j (as encoding/json writes it: valid
+// UTF-8), with each character IsControl says that j holds as it is
+// written as \uNNNN: encoding/json escapes C0 and the line separators,
+// but not DEL, C1 (0x9b is CSI to a terminal) nor the bidirectional
+// controls. Such characters are only ever inside a string, and all are
+// below U+FFFF, so the text reads back the same.
+func JSON(b, j []byte) []byte {
+	const hex = "0123456789abcdef"
+	for len(j) > 0 {
+		r, size := utf8.DecodeRune(j)
+		if r >= 0x7f && IsControl(r) {
+			b = append(b, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
+		} else {
+			b = append(b, j[:size]...)
+		}
+		j = j[size:]
+	}
+	return b
+}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 )
 
 func rec(i int) Record {
@@ -290,6 +292,31 @@ func TestControlsEscapedInTheFile(t *testing.T) {
 		if c < 0x20 && c != '\n' || c >= 0x7f && c <= 0x9f {
 			t.Fatalf("history.jsonl holds control character %U: %q", c, data)
 		}
+	}
+	got, err := Read(dir)
+	if err != nil || len(got) != 1 || got[0].Reason != r.Reason {
+		t.Errorf("read back %+v, %v; want the reason %q", got, err, r.Reason)
+	}
+}
+
+// The C1 controls were escaped in the file, but not the bidirectional
+// controls, which encoding/json writes as they are too: Nix's stderr in
+// a reason (no output cutter escapes it) put a raw U+202E into
+// history.jsonl, and tail -f of it read backwards. Each is written as
+// \uNNNN, and read back as it was.
+func TestBidiEscapedInTheFile(t *testing.T) {
+	dir := t.TempDir()
+	r := rec(1)
+	r.Outcome, r.Reason = Failed, "error: x\u202eterces-olleh \u2066\u200f\u061c"
+	if err := Append(dir, MaxSize, []Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsFunc(string(data), escape.IsControl) {
+		t.Fatalf("history.jsonl holds a control character: %q", data)
 	}
 	got, err := Read(dir)
 	if err != nil || len(got) != 1 || got[0].Reason != r.Reason {

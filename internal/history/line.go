@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/jsonline"
 )
 
@@ -72,28 +73,10 @@ func encodeRecord(b []byte, r *Record) ([]byte, error) {
 	if err != nil {
 		return b, err
 	}
-	return append(appendEscapingC1(b, line), '\n'), nil
-}
-
-// appendEscapingC1 appends a line of encoding/json to b with DEL and the
-// C1 controls (U+0080-U+009F: 0x9b is CSI to a terminal), which it
-// leaves as they are, written as \u00XX: the file holds no control
-// character (a reason may hold Nix's stderr), and reads back the same.
-// The line is valid UTF-8, so 0xc2 before 0x80-0x9f is such a character.
-func appendEscapingC1(b, line []byte) []byte {
-	const hex = "0123456789abcdef"
-	for i := 0; i < len(line); i++ {
-		switch c := line[i]; {
-		case c == 0x7f:
-			b = append(b, `\u007f`...)
-		case c == 0xc2 && i+1 < len(line) && line[i+1] >= 0x80 && line[i+1] <= 0x9f:
-			i++
-			b = append(b, '\\', 'u', '0', '0', hex[line[i]>>4], hex[line[i]&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return b
+	// The file holds no control character (a reason may hold Nix's
+	// stderr): DEL, C1 and the bidi controls, which encoding/json
+	// leaves, are escaped too.
+	return append(escape.JSON(b, line), '\n'), nil
 }
 
 // parseRecord reads a line as appendRecord writes it; ok false for any
