@@ -8,6 +8,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -225,6 +226,22 @@ with DRV_PATH and OUT_PATHS set. By hand, name a command:
 // clear it or forge a line.
 func (e *env) errorf(format string, args ...any) {
 	fmt.Fprintf(e.stderr, "cachix-filter-hook: %s\n", escape.Controls(fmt.Sprintf(format, args...)))
+}
+
+// jsonEncoder is a --json output's encoder. What it writes was read from
+// files (the history, state.json) that an older version or Nix's stderr
+// filled: DEL, the C1 and the bidirectional controls, which
+// encoding/json writes as they are, go out as \uNNNN (escape.JSON).
+func jsonEncoder(w io.Writer) *json.Encoder { return json.NewEncoder(jsonEscaper{w}) }
+
+// jsonEscaper escapes what json.Encoder writes, one whole value a Write.
+type jsonEscaper struct{ w io.Writer }
+
+func (j jsonEscaper) Write(p []byte) (int, error) {
+	if _, err := j.w.Write(escape.JSON(nil, p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // load loads the configuration and prints its warnings.

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"os"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
@@ -63,7 +62,7 @@ func runExplain(e *env, o *explainOptions) int {
 		}
 	}
 	if o.json {
-		enc := json.NewEncoder(e.stdout)
+		enc := jsonEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(all)
 	}

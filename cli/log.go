@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,7 +50,7 @@ func runLog(e *env, o *logOptions) int {
 	if o.since > 0 {
 		from = time.Now().Add(-o.since)
 	}
-	enc := json.NewEncoder(e.stdout)
+	enc := jsonEncoder(e.stdout)
 	for _, r := range recs {
 		// A pushed path's record is also that of the denied path its
 		// closure uploaded (closure_deny = "push"): no record of its own

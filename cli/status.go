@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -314,7 +313,7 @@ func runStatus(e *env, o *statusOptions) int {
 		return 1
 	}
 	if o.json {
-		enc := json.NewEncoder(e.stdout)
+		enc := jsonEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 		return 0
@@ -392,7 +391,7 @@ func (e *env) statusWithoutConfig(o *statusOptions) int {
 		t.Destination = "destination unknown"
 	}
 	if o.json {
-		enc := json.NewEncoder(e.stdout)
+		enc := jsonEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
 		return 1
