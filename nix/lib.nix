@@ -77,6 +77,91 @@ let
   );
   oneLine = t: builtins.replaceStrings notInNames (map (_: "") notInNames) t == t;
 
+  # Whether s is UTF-8, as the hook asks of a target's name (pkglist).
+  # Nix has no such test (its strings are bytes, and fromJSON, which
+  # checks, fails in a way tryEval cannot catch), so s is read a byte at
+  # a time (substring counts bytes). utf8Bytes are the bytes UTF-8 uses
+  # past ASCII, each cut from a character fromJSON writes: a byte not in
+  # it (0xc0, 0xc1, 0xf5-0xff) is in no UTF-8. A lead byte says how many
+  # continuation bytes follow and the range of the first (no overlong
+  # form, no surrogate, nothing past U+10FFFF), as Go's utf8 does.
+  char = u: builtins.fromJSON ''"${u}"'';
+  hex4 = n: hex (n / 256) + hex (n - n / 256 * 256);
+  # The byte n (0x80-0xbf, 0xc2-0xf4): a continuation byte is the second
+  # of U+0080-U+00BF; a lead byte, the first of the least character it
+  # begins (a pair of surrogates for one past U+FFFF).
+  byteOf =
+    n:
+    if n < 192 then
+      substring 1 1 (char "\\u00${hex n}")
+    else if n < 224 then
+      substring 0 1 (char "\\u${hex4 ((n - 192) * 64)}")
+    else if n < 240 then
+      substring 0 1 (char "\\u${hex4 (if n == 224 then 2048 else (n - 224) * 4096)}")
+    else
+      substring 0 1 (char "\\u${hex4 (55296 + (if n == 240 then 0 else (n - 240) * 262144 - 65536) / 1024)}\\udc00");
+  utf8Bytes = builtins.listToAttrs (
+    map
+      (n: {
+        name = byteOf n;
+        value =
+          let
+            range = lo: hi: {
+              lo = byteOf lo;
+              hi = byteOf hi;
+            };
+          in
+          if n < 192 then
+            { need = 0; }
+          else if n < 224 then
+            { need = 1; } // range 128 191
+          else if n < 240 then
+            { need = 2; } // (if n == 224 then range 160 191 else if n == 237 then range 128 159 else range 128 191)
+          else
+            { need = 3; } // (if n == 240 then range 144 191 else if n == 244 then range 128 143 else range 128 191);
+      })
+      (builtins.genList (i: i + 128) 64 ++ builtins.genList (i: i + 194) 51)
+  );
+  # The printable ASCII characters: a name of nothing else (oneLine has
+  # refused the controls) is UTF-8 without the walk, which takes some
+  # 20 µs a byte: a minute for a megabyte that is not ASCII.
+  printable = builtins.genList (i: char "\\u00${hex (i + 32)}") 95;
+  utf8 = s: builtins.replaceStrings printable (map (_: "") printable) s == "" || utf8Walk s;
+  utf8Walk =
+    s:
+    let
+      step =
+        st: b:
+        if !st.ok then
+          st
+        else if st.need > 0 then
+          {
+            ok = st.lo <= b && b <= st.hi;
+            need = st.need - 1;
+            lo = byteOf 128;
+            hi = byteOf 191;
+          }
+        else if b < byteOf 128 then
+          st # ASCII
+        else
+          let
+            k = utf8Bytes.${b} or { need = 0; };
+          in
+          {
+            ok = k.need > 0;
+            inherit (k) need;
+            lo = k.lo or "";
+            hi = k.hi or "";
+          };
+      end = builtins.foldl' step {
+        ok = true;
+        need = 0;
+        lo = "";
+        hi = "";
+      } (builtins.genList (i: substring i 1 s) (stringLength s));
+    in
+    end.ok && end.need == 0;
+
   # A value quoted in a message, cut: it may be a megabyte.
   cut = s: if stringLength s > 200 then substring 0 200 s + "…" else s;
 
@@ -197,6 +282,10 @@ in
           throw "cachixPackages: targets must be null (every target) or a non-empty list of target names (strings, one line each, with no control character, line separator nor bidirectional control: no carriage return, tab, escape or right-to-left override)"
         else if length targets > maxTargets then
           throw "cachixPackages: targets names ${toString (length targets)} targets; the hook reads at most ${toString maxTargets} in one list"
+        # Read a byte at a time: not past the list's bound, which the
+        # size check below refuses anyway.
+        else if builtins.foldl' (n: t: n + stringLength t) 0 targets <= maxSize && !all utf8 targets then
+          throw "cachixPackages: targets must be UTF-8, as the hook reads a target's name: a name holds a byte that is not (cut from text in another encoding?)"
         else
           map (t: "target ${t}") targets;
       text0 = concatStringsSep "\n" ([ magic ] ++ targetLines ++ unique) + "\n";

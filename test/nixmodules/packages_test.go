@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -702,6 +703,42 @@ func TestCachixPackagesRefusesTargetsTheHookRefuses(t *testing.T) {
 		case refused && !strings.Contains(err.Error(), "cachixPackages: targets"):
 			t.Errorf("cachixPackages { targets = [ %q ]; }: %.2000v; want it refused naming targets", name, err)
 		case !refused && err != nil:
+			t.Errorf("cachixPackages { targets = [ %q ]; }: %v", name, err)
+		}
+	}
+}
+
+// The hook refuses a list whose target line is not UTF-8 (pkglist), and
+// with it every path the list names, at build time. cachixPackages
+// could not tell (Nix's strings are bytes, and fromJSON's check cannot be
+// caught), so it built such a list. It now reads such a name a byte at a
+// time and refuses it at evaluation, as utf8.ValidString would: a
+// truncated character, an overlong form, a surrogate, a byte past
+// U+10FFFF or one UTF-8 never uses.
+func TestCachixPackagesRefusesTargetsNotUTF8(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	pkg := `derivation { name = "p"; system = "cfh-test-system"; builder = "/bin/sh"; }`
+	dir := t.TempDir()
+	for i, name := range []string{"a\xffb", "caf\xc3", "\xc3(", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf0\x80\x80\x80", "\x80", "\xf5\x80\x80\x80",
+		"main", "café", "ソフト-1", "🙂x", "\U0010ffff", "\ud7ff", "\ue000", "\u0800\u07ff\U00010000"} {
+		file := filepath.Join(dir, fmt.Sprintf("name-%d", i))
+		if err := os.WriteFile(file, []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		expr := fmt.Sprintf("let l = %s.cachixPackages { packages = [ (%s) ]; targets = [ \"main\" (builtins.readFile %s) ]; }; in builtins.seq l.drvPath true", lib, pkg, nixPath(file))
+		_, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "-E", expr)
+		switch valid := utf8.ValidString(name); {
+		case !valid && err == nil:
+			t.Errorf("cachixPackages { targets = [ %q ]; } evaluates: the hook refuses the list it builds", name)
+		case !valid && !strings.Contains(err.Error(), "cachixPackages: targets must be UTF-8"):
+			t.Errorf("cachixPackages { targets = [ %q ]; }: %.2000v; want it refused as not UTF-8", name, err)
+		case valid && err != nil:
 			t.Errorf("cachixPackages { targets = [ %q ]; }: %v", name, err)
 		}
 	}
