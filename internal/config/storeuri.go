@@ -485,7 +485,12 @@ func checkStoreDirs(store string, depth int) error {
 		}
 		// Not cleaned, as the kernel resolves it: "link/../socket" is
 		// above link's target.
-		dir := sock[:strings.LastIndex(sock, "/")]
+		dir, name := sock[:strings.LastIndex(sock, "/")], sock[strings.LastIndex(sock, "/")+1:]
+		if name == "" || name == "." || name == ".." {
+			// A directory (unix:/// is /): nix copy could connect to
+			// no socket there.
+			return fmt.Errorf("the unix:// store names no socket: %s is a directory; write unix:// alone for the Nix daemon's socket, or the socket's path after it (unix:///run/NAME/socket)", sock)
+		}
 		if dir == "" {
 			dir = "/"
 		}

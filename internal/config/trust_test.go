@@ -725,3 +725,16 @@ func TestLocalStoreSharedRootAdvice(t *testing.T) {
 		}
 	}
 }
+
+// unix:/// (and a socket path ending in '/') names a directory, not a
+// socket: it was refused as "/ is not a file", which says neither what
+// is wrong with the store nor how to mend it, and unix:///run/missing/
+// was accepted.
+func TestUnixStoreNoSocketPath(t *testing.T) {
+	for _, store := range []string{"unix:///", "unix:/", "unix:///?max-connections=1", "unix:///run/missing/"} {
+		err := CheckStoreDirs(store)
+		if err == nil || strings.Contains(err.Error(), "is not a file") || !strings.Contains(err.Error(), "no socket") || !strings.Contains(err.Error(), "unix://") {
+			t.Errorf("%s: CheckStoreDirs = %v, want it refused for naming no socket, with the fix", store, err)
+		}
+	}
+}
