@@ -439,6 +439,140 @@ func daemonSocket() string {
 	return dir + "/daemon-socket/socket"
 }
 
+// isDaemonSocket reports whether sock is the daemon's socket
+// (daemonSocket) as the kernel resolves it: written with "//" or "/./",
+// or reached through links, each owned by root or the running user in
+// directories only they can change (trust.CheckParents). Through one
+// another user can change, it is whichever socket they point it at when
+// nix copy connects.
+func isDaemonSocket(sock string) bool {
+	daemon := daemonSocket()
+	if sock == daemon {
+		return true
+	}
+	if c, ok := cleanPlain(sock); ok {
+		if d, ok := cleanPlain(daemon); ok && c == d {
+			return true
+		}
+	}
+	dir, err := os.Stat(filepath.Dir(daemon))
+	if err != nil || !strings.HasPrefix(sock, "/") {
+		return false
+	}
+	return leadsTo(sock, dir, filepath.Base(daemon), 0)
+}
+
+// cleanPlain is p cleaned when cleaning keeps what the kernel resolves
+// it to: with no ".." (above a link's target, not the link's directory)
+// and not ending in a directory ("/", "/.").
+func cleanPlain(p string) (string, bool) {
+	parts := strings.Split(p, "/")
+	if last := parts[len(parts)-1]; last == "" || last == "." || slices.Contains(parts, "..") {
+		return "", false
+	}
+	return filepath.Clean(p), true
+}
+
+// leadsTo reports whether the absolute path p is the entry base in the
+// directory dir, through trusted links only (see isDaemonSocket); depth
+// counts the links followed.
+func leadsTo(p string, dir fs.FileInfo, base string, depth int) bool {
+	if depth > maxSocketLinks {
+		return false
+	}
+	i := strings.LastIndex(p, "/")
+	parent, name := p[:i], p[i+1:]
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		target, ok := trustedLink(p, parent, fi)
+		return ok && leadsTo(target, dir, base, depth+1)
+	}
+	return name == base && dirLeadsTo(parent, dir, depth)
+}
+
+// dirLeadsTo reports whether the absolute path p is the directory dir,
+// through trusted links only.
+func dirLeadsTo(p string, dir fs.FileInfo, depth int) bool {
+	p, ok := resolveDotDot(p)
+	if !ok || depth > maxSocketLinks {
+		return false
+	}
+	// "link/" would be followed by Lstat, unchecked.
+	if p = strings.TrimRight(p, "/"); p == "" {
+		return os.SameFile(rootInfo(), dir)
+	}
+	i := strings.LastIndex(p, "/")
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return false
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		target, ok := trustedLink(p, p[:i], fi)
+		return ok && dirLeadsTo(target, dir, depth+1)
+	}
+	return trust.CheckParents(p) == nil && os.SameFile(fi, dir)
+}
+
+// resolveDotDot returns p with each "q/.." replaced by the real path
+// above q, as the kernel resolves it (above q's target when q is a
+// link), when the way to q and q itself are only root's or the running
+// user's to change; "." dropped. trust.CheckParents walks no path that
+// ends in "..".
+func resolveDotDot(p string) (string, bool) {
+	parts := strings.Split(p, "/")
+	for i := 0; i < len(parts); i++ {
+		switch parts[i] {
+		case ".":
+			parts = slices.Delete(parts, i, i+1)
+			i--
+		case "..":
+			q := strings.Join(parts[:i], "/")
+			if q == "" {
+				q = "/"
+			}
+			if trust.CheckParents(strings.TrimRight(q, "/")+"/x") != nil {
+				return "", false
+			}
+			real, err := filepath.EvalSymlinks(q)
+			if err != nil {
+				return "", false
+			}
+			up := filepath.Dir(real)
+			parts = append(strings.Split(up, "/"), parts[i+1:]...)
+			i = len(strings.Split(up, "/")) - 1
+		}
+	}
+	return strings.Join(parts, "/"), true
+}
+
+// trustedLink returns where the link p, in the directory parent, leads,
+// when root or the running user owns it and only they can change the
+// directories on its way.
+func trustedLink(p, parent string, fi fs.FileInfo) (string, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || (st.Uid != 0 && int(st.Uid) != os.Geteuid()) || trust.CheckParents(p) != nil {
+		return "", false
+	}
+	target, err := os.Readlink(p)
+	if err != nil {
+		return "", false
+	}
+	if !strings.HasPrefix(target, "/") {
+		// Not cleaned: the kernel resolves it from parent.
+		target = parent + "/" + target
+	}
+	return target, true
+}
+
+// rootInfo is /'s, or nil.
+func rootInfo() fs.FileInfo {
+	fi, _ := os.Stat("/")
+	return fi
+}
+
+// maxSocketLinks bounds the links isDaemonSocket follows, as the
+// kernel's limit.
+const maxSocketLinks = 40
+
 // relativeFileStore reports whether a file:// store names its directory
 // by a relative path (file://cache, file://host/dir): older Nix writes it
 // from the working directory, the worker's /, not the one validate and
@@ -473,7 +607,7 @@ func checkStoreDirs(store string, depth int) error {
 		}
 	}
 	for _, sock := range UnixSocketPaths(store) {
-		if sock == daemonSocket() {
+		if isDaemonSocket(sock) {
 			// The daemon's own, as `daemon` names it: its directory
 			// is nix-users' to write on Debian, by design.
 			continue

@@ -738,3 +738,65 @@ func TestUnixStoreNoSocketPath(t *testing.T) {
 		}
 	}
 }
+
+// The daemon's socket named otherwise than NIX_DAEMON_SOCKET_PATH (or
+// the default) spells it, with a doubled slash, a "." or through links
+// only root can change, is still the daemon: it was compared as written,
+// and refused for the daemon's directory (0770 root:nix-users on
+// Debian). A link or directory another user can change on the way still
+// leads to their socket, and is refused.
+func TestUnixStoreDaemonSocketOtherSpellings(t *testing.T) {
+	u := testuser.New(t)
+	d := t.TempDir()
+	must(t, os.Chmod(d, 0o755))
+	sockDir := filepath.Join(d, "daemon-socket")
+	must(t, os.Mkdir(sockDir, 0o770))
+	must(t, os.Chmod(sockDir, 0o770))
+	sock := filepath.Join(sockDir, "socket")
+	t.Setenv("NIX_STATE_DIR", "")
+	t.Setenv("NIX_DAEMON_SOCKET_PATH", sock)
+	rootDir := filepath.Join(d, "root")
+	must(t, os.Mkdir(rootDir, 0o755))
+	sockLink := filepath.Join(rootDir, "daemon.sock")
+	must(t, os.Symlink(sock, sockLink))
+	relLink := filepath.Join(rootDir, "rel.sock")
+	must(t, os.Symlink("../daemon-socket/socket", relLink))
+	dirLink := filepath.Join(rootDir, "sockdir")
+	must(t, os.Symlink(sockDir, dirLink))
+	chain := filepath.Join(rootDir, "chain.sock")
+	must(t, os.Symlink("daemon.sock", chain))
+	for _, store := range []string{
+		"unix://" + sockDir + "//socket",
+		"unix://" + d + "/./daemon-socket/socket",
+		"unix://" + sockLink,
+		"unix://" + relLink,
+		"unix://" + dirLink + "/socket",
+		"unix://" + chain,
+		"unix://" + rootDir + "/../daemon-socket/socket",
+	} {
+		if err := CheckStoreDirs(store); err != nil {
+			t.Errorf("%s: CheckStoreDirs = %v, want it taken for the daemon", store, err)
+		}
+	}
+	// Others' to change: an open directory holding the link, their
+	// link in a sticky one.
+	openDir := filepath.Join(d, "open")
+	must(t, os.Mkdir(openDir, 0o777))
+	must(t, os.Chmod(openDir, 0o777))
+	openLink := filepath.Join(openDir, "daemon.sock")
+	must(t, os.Symlink(sock, openLink))
+	sticky := filepath.Join(d, "sticky")
+	must(t, os.Mkdir(sticky, 0o777))
+	must(t, os.Chmod(sticky, os.ModeSticky|0o777))
+	theirLink := filepath.Join(sticky, "daemon.sock")
+	must(t, os.Symlink(sock, theirLink))
+	u.Chown(t, theirLink)
+	theirDirLink := filepath.Join(sticky, "sockdir")
+	must(t, os.Symlink(sockDir, theirDirLink))
+	u.Chown(t, theirDirLink)
+	for _, store := range []string{"unix://" + openLink, "unix://" + theirLink, "unix://" + theirDirLink + "/socket", "unix://" + theirDirLink + "/../daemon-socket/socket", "unix://" + sockDir + "/other", "unix://" + sockDir + "/socket/"} {
+		if err := CheckStoreDirs(store); err == nil {
+			t.Errorf("%s: CheckStoreDirs accepted it", store)
+		}
+	}
+}
