@@ -424,6 +424,13 @@ func TestBadInput(t *testing.T) {
 		{"relative signing key file", minimal + "[cachix]\nsigning_key_file = \"key.sec\"\n", []string{`cachix.signing_key_file: must be an absolute path`}},
 		{"push_args not a list", minimal + "[cachix]\npush_args = \"-j 8\"\n", []string{"cachix.push_args: expected a list of strings"}},
 		{"relative nix bin_dir", minimal + "[nix]\nbin_dir = \"bin\"\n", []string{"nix.bin_dir: must be an absolute path"}},
+		// Taken from the worker's directory, /, by nix copy as root.
+		{"relative local store", "store = \"local://store\"\nallow = [\"*\"]\n", []string{`store: "local://store": a local store's root (the path after local://) must be an absolute path`, "local:///srv/store"}},
+		{"relative local: store", "store = \"local:store?compression=none\"\nallow = [\"*\"]\n", []string{`store: "local:store?compression=none": a local store's root (the path after local:) must be an absolute path`}},
+		{"relative local overlay", minimal + "[[target]]\nstore = \"local-overlay://o?upper-layer=/u\"\n", []string{`[[target]] #1: store: "local-overlay://o?upper-layer=/u": a local store's root (the path after local-overlay://) must be an absolute path`}},
+		{"relative local state=", "store = \"local:///srv/s?state=var\"\nallow = [\"*\"]\n", []string{`store: "local:///srv/s?state=var": a local store's state= must be an absolute path`}},
+		{"relative root=", "store = \"local://?root=r\"\nallow = [\"*\"]\n", []string{`store: "local://?root=r": a local store's root= must be an absolute path`}},
+		{"relative lower store", "store = \"local-overlay:///o?upper-layer=/u&lower-store=local%3A%2F%2Flow\"\nallow = [\"*\"]\n", []string{`a local store's root (the path after local://) of its lower-store=local://low must be an absolute path`}},
 		{"cache and store", "cache = \"c\"\nstore = \"file:///x\"\nallow = [\"*\"]\n", []string{"top level: both cache and store are set"}},
 		{"neither cache nor store", "allow = [\"*\"]\n", []string{"top level: neither cache nor store is set"}},
 		{"wrong type in a target", minimal + "[[target]]\ncache = 1\nallow = \"x\"\n", []string{"[[target]] #1: cache: expected a string, got 1", `[[target]] #1: allow: expected a list of strings, got the string "x"`}},

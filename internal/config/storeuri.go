@@ -581,6 +581,53 @@ func relativeFileStore(store string) bool {
 	return slices.ContainsFunc(FileStoreDirs(store), func(d string) bool { return !strings.HasPrefix(d, "/") })
 }
 
+// relativeLocalStore names the first directory a local store (see
+// LocalStoreDirs), or one of its lower-store=, names by a relative path,
+// as "root (the path after local://)" or "state=", followed by "of its
+// lower-store=URI" for a lower store's; "" when none does. Nix would take it from
+// the worker's working directory (/), not the one validate ran in, and
+// LocalStoreDirs leaves it out: it went to nix copy unchecked.
+func relativeLocalStore(store string, depth int) string {
+	base, _, _ := strings.Cut(store, "?")
+	for _, scheme := range []string{"local", "local-overlay"} {
+		rest, ok := schemeRest(base, scheme)
+		if !ok {
+			continue
+		}
+		rest, _, _ = strings.Cut(rest, "#")
+		prefix := scheme + ":"
+		if strings.HasPrefix(base, scheme+"://") {
+			prefix += "//"
+		}
+		// As Nix reads it, %-decoded (LocalStoreDirs checks both).
+		ws := writtenAndDecoded(rest)
+		if rest != "" && !strings.HasPrefix(ws[len(ws)-1], "/") {
+			return "root (the path after " + prefix + ")"
+		}
+	}
+	for _, kv := range strings.Split(rawQuery(store), "&") {
+		name, raw, ok := strings.Cut(kv, "=")
+		if !ok || raw == "" {
+			continue
+		}
+		ws := writtenAndDecoded(raw)
+		switch param := paramName(name); param {
+		case "root", "state", "log", "real", "store", "upper-layer":
+			if !strings.HasPrefix(ws[len(ws)-1], "/") {
+				return param + "="
+			}
+		case "lower-store":
+			lower := ws[len(ws)-1]
+			if depth < maxLowerStores {
+				if r := relativeLocalStore(lower, depth+1); r != "" {
+					return r + " of its lower-store=" + RedactURI(lower)
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // CheckStoreDirs applies the trust rule to the directory of a file://
 // store (FileStoreDirs) and to the subdirectories Nix writes in: nix copy
 // writes there as root, through temporary files it opens by name,
@@ -641,6 +688,12 @@ func checkStoreDirs(store string, depth int) error {
 		}
 	}
 	dirs, storeDirs := LocalStoreDirs(store)
+	if len(dirs)+len(storeDirs) > 0 || strings.HasPrefix(store, "local") {
+		// Load refuses it; a Target may be made another way.
+		if r := relativeLocalStore(store, depth); r != "" {
+			return fmt.Errorf("the local store's %s must be an absolute path: nix copy would take it from the worker's working directory (/); write it from / (local:///srv/store, three slashes)", r)
+		}
+	}
 	// One in another (ROOT/nix/var/nix, STATE/db) is the store's own,
 	// not a directory shared by design, such as /tmp.
 	all := append(slices.Clone(dirs), storeDirs...)

@@ -173,6 +173,10 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	if relativeFileStore(t.Store) && validStore(t.Store) && storeCredentials(t.Store) == "" {
 		l.errorf("%s: %sstore: %q: a file:// store's directory must be an absolute path (file:///srv/cache, three slashes)", from("store"), prefix, t.Store)
 	}
+	if r := relativeLocalStore(t.Store, 0); r != "" && validStore(t.Store) && storeCredentials(t.Store) == "" {
+		// Not checked: LocalStoreDirs takes absolute paths only.
+		l.errorf("%s: %sstore: %q: a local store's %s must be an absolute path: nix copy, run by the worker, would take it from the worker's working directory (/), not the one meant; write it from / (local:///srv/store, three slashes)", from("store"), prefix, t.Store, r)
+	}
 	if !utf8.ValidString(t.Name) {
 		// From the environment: the metrics' labels are UTF-8, and
 		// two names made alike there would be one series twice.

@@ -800,3 +800,15 @@ func TestUnixStoreDaemonSocketOtherSpellings(t *testing.T) {
 		}
 	}
 }
+
+// A local store's root or directory given by a relative path is taken by
+// nix copy from the worker's working directory: LocalStoreDirs leaves it
+// out, so it went to nix copy unchecked. A Target not made by Load (and
+// a lower store) is refused by the worker's check too.
+func TestLocalStoreRelativeRefused(t *testing.T) {
+	for _, store := range []string{"local://rel", "local:rel", "local-overlay://rel?upper-layer=/u", "local:///srv/s?state=var", "local://?real=r", "local-overlay:///o?lower-store=local%3A%2F%2Flow"} {
+		if err := CheckStoreDirs(store); err == nil || !strings.Contains(err.Error(), "must be an absolute path") {
+			t.Errorf("%s: CheckStoreDirs = %v, want it refused for a relative path", store, err)
+		}
+	}
+}
