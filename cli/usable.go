@@ -75,10 +75,15 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 		// As the worker, whatever dirs holds: a store with none of its
 		// own may have a lower-store= that is refused.
 		err := config.CheckStoreDirs(t.Store)
-		if len(dirs) > 0 || err != nil {
+		socks := config.UnixSocketPaths(t.Store)
+		if len(dirs) > 0 || len(socks) > 0 || err != nil {
 			u := used{check: "store"}
-			if len(dirs) > 0 {
+			switch {
+			case len(dirs) > 0:
 				u.ok = fmt.Sprintf("target %q writes to %s", t.Name, dirs[0])
+			case len(socks) > 0:
+				// Checked as a directory is: say so as for one.
+				u.ok = fmt.Sprintf("target %q hands its paths to the daemon at %s", t.Name, socks[0])
 			}
 			if err != nil {
 				u.err = fmt.Errorf("target %q: %w", t.Name, err)
@@ -90,7 +95,7 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 					// would keep what they put in it.
 					u.fix = "nix copy writes there as the user the worker runs as (root): do as said above, or set store to a directory of that user's alone"
 				}
-				if len(config.UnixSocketPaths(t.Store)) > 0 {
+				if len(socks) > 0 {
 					// A socket, not a directory nix copy writes in:
 					// the refusal says how to name or bind it.
 					u.fix = "nix copy hands the paths to the daemon listening there, as the user the worker runs as (root): do as said above"

@@ -176,3 +176,30 @@ func storeRefusals(t *testing.T, dir, store string) []string {
 	}
 	return msgs
 }
+
+// A unix:// store target whose socket passes the checks is reported as
+// the other stores are, with an ok line naming the socket: validate and
+// doctor said nothing of it, as if it had not been checked.
+func TestCheckUsedUnixStoreOK(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "socket") // not bound: its directory is checked
+	cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: "unix://" + sock}}}
+	cfg.Queue.Dir = filepath.Join(dir, "queue")
+	cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
+	found := false
+	for _, u := range checkUsed(cfg, "", "your PATH", "validate") {
+		if u.check != "store" {
+			continue
+		}
+		if u.err != nil {
+			t.Fatalf("refused: %v", u.err)
+		}
+		found = strings.Contains(u.ok, sock) && strings.Contains(u.ok, `"s"`)
+	}
+	if !found {
+		t.Errorf("no ok line naming the target and %s", sock)
+	}
+}
