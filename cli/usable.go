@@ -95,10 +95,16 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 					// would keep what they put in it.
 					u.fix = "nix copy writes there as the user the worker runs as (root): do as said above, or set store to a directory of that user's alone"
 				}
-				if len(socks) > 0 {
-					// A socket, not a directory nix copy writes in:
-					// the refusal says how to name or bind it.
+				var se *config.StoreSocketError
+				var le *config.LowerStoreError
+				switch {
+				case errors.As(err, &se):
+					// A socket, the target's or a lower store's, not
+					// a directory nix copy writes in: the refusal
+					// says how to name or bind it.
 					u.fix = "nix copy hands the paths to the daemon listening there, as the user the worker runs as (root): do as said above"
+				case errors.As(err, &le):
+					u.fix = "nix copy opens the lower store as the user the worker runs as (root): do as said above"
 				}
 			}
 			out = append(out, u)

@@ -203,3 +203,29 @@ func TestCheckUsedUnixStoreOK(t *testing.T) {
 		t.Errorf("no ok line naming the target and %s", sock)
 	}
 }
+
+// A local-overlay:// store refused for its lower-store='s socket, or for
+// a lower store that is none of those checked, was given the fix for a
+// directory (make it writable by root alone, or set store to a
+// directory), and the refusal of a lower store that is not local did not
+// name unix://, which is accepted.
+func TestCheckUsedLowerStoreFix(t *testing.T) {
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ store, advice string }{
+		{"local-overlay://?lower-store=unix://" + shared + "/socket", "have the daemon bind its socket"},
+		{"local-overlay://?lower-store=https://cache.example.org", "unix://"},
+	} {
+		for _, msg := range storeRefusals(t, dir, c.store) {
+			if !strings.Contains(msg, c.advice) || strings.Contains(msg, "writable by that user alone") || strings.Contains(msg, "set store to a directory") {
+				t.Errorf("%s: %s\nwant the refusal's advice (%s), with no directory to make or set store to", c.store, msg, c.advice)
+			}
+		}
+	}
+}

@@ -642,6 +642,21 @@ func CheckStoreDirs(store string) error {
 	return checkStoreDirs(store, 0)
 }
 
+// StoreSocketError is CheckStoreDirs' refusal of a unix:// socket, a
+// target's or a lower-store='s: mended by naming or binding a socket,
+// not by making a directory.
+type StoreSocketError struct{ Err error }
+
+func (e *StoreSocketError) Error() string { return e.Err.Error() }
+func (e *StoreSocketError) Unwrap() error { return e.Err }
+
+// LowerStoreError is CheckStoreDirs' refusal of a lower-store= it cannot
+// check, which says what to set it to.
+type LowerStoreError struct{ Err error }
+
+func (e *LowerStoreError) Error() string { return e.Err.Error() }
+func (e *LowerStoreError) Unwrap() error { return e.Err }
+
 // maxLowerStores bounds how deeply local-overlay:// stores may name one
 // another as lower-store=.
 const maxLowerStores = 4
@@ -662,7 +677,7 @@ func checkStoreDirs(store string, depth int) error {
 		// Whoever could bind it, or owns it, is the daemon nix copy
 		// hands the paths to.
 		if !strings.HasPrefix(sock, "/") {
-			return fmt.Errorf("the unix:// store's socket %s is not an absolute path: nix copy would look it up from the worker's working directory; name it by its absolute path", sock)
+			return &StoreSocketError{fmt.Errorf("the unix:// store's socket %s is not an absolute path: nix copy would look it up from the worker's working directory; name it by its absolute path", sock)}
 		}
 		// Not cleaned, as the kernel resolves it: "link/../socket" is
 		// above link's target.
@@ -670,7 +685,7 @@ func checkStoreDirs(store string, depth int) error {
 		if name == "" || name == "." || name == ".." {
 			// A directory (unix:/// is /): nix copy could connect to
 			// no socket there.
-			return fmt.Errorf("the unix:// store names no socket: %s is a directory; write unix:// alone for the Nix daemon's socket, or the socket's path after it (unix:///run/NAME/socket)", sock)
+			return &StoreSocketError{fmt.Errorf("the unix:// store names no socket: %s is a directory; write unix:// alone for the Nix daemon's socket, or the socket's path after it (unix:///run/NAME/socket)", sock)}
 		}
 		if dir == "" {
 			dir = "/"
@@ -681,10 +696,10 @@ func checkStoreDirs(store string, depth int) error {
 				// Not made anew as a cache's: it may be /tmp.
 				te.Fix = "have the daemon bind its socket in a directory only root can write, such as /run/NAME, and name that socket"
 			}
-			return fmt.Errorf("the unix:// store's socket's directory: %w", err)
+			return &StoreSocketError{fmt.Errorf("the unix:// store's socket's directory: %w", err)}
 		}
 		if _, err := trust.Check(sock, trust.Socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("the unix:// store's socket: %w", err)
+			return &StoreSocketError{fmt.Errorf("the unix:// store's socket: %w", err)}
 		}
 	}
 	dirs, storeDirs := LocalStoreDirs(store)
@@ -780,7 +795,7 @@ func checkLowerStores(store string, depth int) error {
 				return fmt.Errorf("the local overlay store's lower-store=%s: %w", RedactURI(lower), err)
 			}
 		default:
-			return fmt.Errorf("the local overlay store's lower-store=%s is not a local store (an absolute path, local://, local-overlay://), auto or the daemon, whose directories could be checked", RedactURI(lower))
+			return &LowerStoreError{fmt.Errorf("the local overlay store's lower-store=%s is not a local store (an absolute path, local://, local-overlay://), a unix:// socket, auto or the daemon, whose directories or socket could be checked; set lower-store= to one of those", RedactURI(lower))}
 		}
 	}
 	return nil
