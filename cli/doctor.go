@@ -396,6 +396,12 @@ func (d *doctor) checkQueue() {
 		d.add("queue", checkOK, dir+" does not exist yet; the first hook creates it", "")
 		return
 	}
+	if d.cfg.Queue.RememberPushed > 0 {
+		// The worker refuses it, and the hook queues all the same.
+		if p := queue.DiagnoseRecords(dir); p != nil {
+			d.add("queue", checkWarning, p.Msg, p.Fix)
+		}
+	}
 	q := &queue.Queue{Dir: dir}
 	st, err := collectStatus(d.cfg, q)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
@@ -88,6 +89,22 @@ func Diagnose(dir string) *Problem {
 		}
 	}
 	return nil
+}
+
+// DiagnoseRecords tells whether the worker can record what it pushed in
+// dir's pushed/ (package pushed), for doctor: pushed.OpenWrite records
+// only in one that is the worker's own and private, as the queue
+// directory, since a record decides what is not uploaded. The hook does
+// not refuse the queue for it: paths are only pushed again. nil: it can,
+// or will make it.
+func DiagnoseRecords(dir string) *Problem {
+	records := filepath.Join(dir, pushed.Dir)
+	err := checkPrivate(records, true)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return &Problem{"the worker records no pushed paths, and pushes each again when it is queued again: " + oneLine(err.Error()),
+		fmt.Sprintf("remove %s (rm -rf %s): it only records what was pushed, and the worker makes it anew", records, records)}
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

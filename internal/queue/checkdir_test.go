@@ -3,8 +3,11 @@ package queue
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 )
 
 // TestCheckDirAgreesWithOpen: doctor relies on CheckDir refusing exactly
@@ -103,5 +106,47 @@ func TestCheckDirRefusesWhatAddPinsRefuses(t *testing.T) {
 		if err := CheckDir(q.Dir); err == nil {
 			t.Errorf("CheckDir passed %s/ a symbolic link, which push --pin refuses", sub)
 		}
+	}
+}
+
+// pushed/, the records of what was pushed (package pushed), must be the
+// worker's own and private, or the worker refuses to record in it:
+// nothing doctor runs looked at it, and passed a queue whose pushed/ was
+// open to others, or a link, while the worker refused it. CheckDir, the
+// hook's rule, still passes it: paths are only pushed again.
+func TestDiagnoseRecords(t *testing.T) {
+	for name, setup := range map[string]func(t *testing.T, q string){
+		"mode 0755": func(t *testing.T, q string) { mkdirMode(t, q, pushed.Dir, 0o755) },
+		"mode 0777": func(t *testing.T, q string) { mkdirMode(t, q, pushed.Dir, 0o777) },
+		"a symlink": func(t *testing.T, q string) {
+			mkdirMode(t, q, "elsewhere", 0o700)
+			if err := os.Symlink("elsewhere", filepath.Join(q, pushed.Dir)); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			q := mkdirMode(t, t.TempDir(), "q", 0o700)
+			setup(t, q)
+			if _, err := pushed.OpenWrite(q, "k", 0); err == nil {
+				t.Fatalf("the worker's pushed.OpenWrite accepts it")
+			}
+			records := filepath.Join(q, pushed.Dir)
+			p := DiagnoseRecords(q)
+			if p == nil || !strings.Contains(p.Msg, records) || !strings.Contains(p.Fix, "rm -rf "+records) {
+				t.Fatalf("DiagnoseRecords = %+v, want %s refused, with the fix to remove it", p, records)
+			}
+			if err := CheckDir(q); err != nil {
+				t.Errorf("CheckDir = %v: the hook queues all the same", err)
+			}
+		})
+	}
+	q := mkdirMode(t, t.TempDir(), "q", 0o700)
+	if p := DiagnoseRecords(q); p != nil {
+		t.Errorf("no pushed/ yet: %+v", p)
+	}
+	mkdirMode(t, q, pushed.Dir, 0o700)
+	if p := DiagnoseRecords(q); p != nil {
+		t.Errorf("a private pushed/: %+v", p)
 	}
 }
