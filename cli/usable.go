@@ -20,6 +20,7 @@ import (
 type used struct {
 	check string // doctor's check name
 	key   string // the config key, for validate's message; "" when err names it
+	place string // where a target's store was set, for validate's message, with key ""
 	ok    string // what was found, when usable
 	err   error  // why the worker cannot use it
 	fix   string
@@ -87,6 +88,7 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 			}
 			if err != nil {
 				u.err = fmt.Errorf("target %q: %w", t.Name, err)
+				u.place = fmt.Sprintf("%s = %q", cfg.StorePlace(t), config.RedactURI(t.Store))
 				u.fix = "nix copy writes there as the user the worker runs as (root): make the directory, and each above it, writable by that user alone, or set store to a directory that is"
 				if trust.IsRefusal(err) {
 					// It says how to mend it: a directory another
@@ -260,6 +262,12 @@ func usedError(cfg *config.Config, u used) string {
 			where = "default"
 		}
 		msg = fmt.Sprintf("%s: %s: %s", where, u.key, msg)
+	} else if u.place != "" {
+		// The place names the target: not its name again.
+		if inner := errors.Unwrap(u.err); inner != nil {
+			msg = inner.Error()
+		}
+		msg = u.place + ": " + msg
 	}
 	if u.fix != "" {
 		msg += "; fix: " + u.fix

@@ -56,3 +56,42 @@ func TestValidateConfigOnlyTakesFileOwnedByNobodyHere(t *testing.T) {
 		t.Errorf("validate --config-only of a directory exited %d, said %q; want it refused, naming it", st, errs)
 	}
 }
+
+// validate's refusal of a target's store for what it names (a directory,
+// a socket) named neither the file, nor the key, nor the value: only the
+// target's name, which a [[target]] may not set.
+func TestValidateStoreRefusalNamesPlace(t *testing.T) {
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "hook.conf")
+	store := "unix://" + shared + "/socket"
+	conf := "cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = \"" + filepath.Join(dir, "q") + "\"\n\n[[target]]\nallow = [\"*\"]\nstore = \"" + store + "\"\n"
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs bytes.Buffer
+	e := &env{ctx: context.Background(), stdout: &out, stderr: &errs}
+	st := e.main([]string{"--config", file, "validate"})
+	want := file + `:8: [[target]] #1: store = "` + store + `": the unix:// store's socket's directory: refusing`
+	if st != 1 || !strings.Contains(errs.String(), want) {
+		t.Errorf("validate exited %d, said:\n%s\nwant the refusal placed: %s", st, errs.String(), want)
+	}
+	// The top level's, at its line.
+	conf = "allow = [\"*\"]\nstore = \"" + store + "\"\n[queue]\ndir = \"" + filepath.Join(dir, "q") + "\"\n"
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errs.Reset()
+	st = e.main([]string{"--config", file, "validate"})
+	want = file + `:2: top level: store = "` + store + `": the unix:// store's socket's directory: refusing`
+	if st != 1 || !strings.Contains(errs.String(), want) {
+		t.Errorf("validate exited %d, said:\n%s\nwant the refusal placed: %s", st, errs.String(), want)
+	}
+}

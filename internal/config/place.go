@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -148,6 +149,31 @@ func (c *Config) Place(key string) string {
 		return fmt.Sprintf("%s:%d", c.File, n)
 	}
 	return where
+}
+
+// StorePlace names where t's store was set, as the loader's errors do:
+// "FILE:LINE: [[target]] #2: store", or the variable that set the top
+// level's; for messages about the store found after Load (its
+// directories, its socket).
+func (c *Config) StorePlace(t *Target) string {
+	if t.top {
+		where := c.Place("store")
+		if where == "" {
+			where = "default"
+		}
+		return where + ": " + t.Label + ": store"
+	}
+	i := slices.Index(c.Targets, t)
+	if len(c.Targets) > 0 && c.Targets[0].top {
+		i--
+	}
+	where := c.File
+	if data, err := readChecked(c.File); err == nil && i >= 0 {
+		if n := lineOf(keyLines(data), fmt.Sprintf("target[%d].store", i)); n > 0 {
+			where = fmt.Sprintf("%s:%d", c.File, n)
+		}
+	}
+	return where + ": " + t.Label + ": store"
 }
 
 // QueueDirOf is the queue directory of the configuration flagPath names,
