@@ -106,36 +106,36 @@ func TestCheckAdversarial(t *testing.T) {
 
 	// A directory above that the user owns, though the file is root's.
 	ud := filepath.Join(d, "userdir")
-	os.Mkdir(ud, 0o755)
+	must(t, os.Mkdir(ud, 0o755))
 	inUD := write(t, filepath.Join(ud, "hook.conf"), 0o600)
 	u.Chown(t, ud)
 	mustRefuse(t, firstErr(Check(inUD, File)), "its directory "+ud, "owned by "+u.Name)
 
 	// A world-writable directory that is not sticky.
 	ww := filepath.Join(d, "ww")
-	os.Mkdir(ww, 0o777)
-	os.Chmod(ww, 0o777)
+	must(t, os.Mkdir(ww, 0o777))
+	must(t, os.Chmod(ww, 0o777))
 	inWW := write(t, filepath.Join(ww, "cachix"), 0o755)
 	mustRefuse(t, firstErr(Check(inWW, Program)), "its directory "+ww, "writable by group or others", "mode 0777")
 
 	// Sticky and world-writable (like /tmp): fine for root's own entry,
 	// not for the user's.
 	st := filepath.Join(d, "sticky")
-	os.Mkdir(st, 0o755)
-	os.Chmod(st, os.ModeSticky|0o777)
+	must(t, os.Mkdir(st, 0o755))
+	must(t, os.Chmod(st, os.ModeSticky|0o777))
 	inSt := write(t, filepath.Join(st, "cachix"), 0o755)
 	if _, err := Check(inSt, Program); err != nil {
 		t.Errorf("root's program in a sticky dir refused: %v", err)
 	}
 	userSt := filepath.Join(st, "userown")
-	os.Mkdir(userSt, 0o755)
+	must(t, os.Mkdir(userSt, 0o755))
 	u.Chown(t, userSt)
 	inUserSt := write(t, filepath.Join(userSt, "cachix"), 0o755)
 	mustRefuse(t, firstErr(Check(inUserSt, Program)), "its directory "+userSt, "owned by "+u.Name)
 
 	// A symlink to the user's program: the real path is named.
 	link := filepath.Join(d, "cachix-link")
-	os.Symlink(inUserSt, link)
+	must(t, os.Symlink(inUserSt, link))
 	mustRefuse(t, firstErr(Check(link, Program)), link, userSt)
 
 	// A root-owned symlink in a directory the user owns, pointing at a
@@ -146,7 +146,7 @@ func TestCheckAdversarial(t *testing.T) {
 
 	// A good symlink to a good file passes, and the real path comes back.
 	good := filepath.Join(d, "good-link")
-	os.Symlink(ok, good)
+	must(t, os.Symlink(ok, good))
 	if real, err := Check(good, File); err != nil || real != ok {
 		t.Errorf("Check(good link) = %q, %v; want %q", real, err, ok)
 	}
@@ -157,7 +157,7 @@ func TestCheckAdversarial(t *testing.T) {
 	// it points at. In a directory only root writes, the link's owner
 	// cannot repoint it: it counts.
 	userLink := filepath.Join(st, "user-link")
-	os.Symlink(ok, userLink)
+	must(t, os.Symlink(ok, userLink))
 	u.Chown(t, userLink)
 	mustRefuse(t, firstErr(Check(userLink, File)), userLink, "symbolic link owned by "+u.Name, "point the setting at the file itself ("+ok+")")
 	if f, err := Open(userLink, File); err == nil || !IsRefusal(err) {
@@ -167,12 +167,12 @@ func TestCheckAdversarial(t *testing.T) {
 	viaUserLink := userLink + "/../cachix" // not cleaned: through the link
 	mustRefuse(t, firstErr(Check(viaUserLink, Program)), "the link "+userLink+" on its way")
 	rootLink := filepath.Join(st, "root-link")
-	os.Symlink(ok, rootLink)
+	must(t, os.Symlink(ok, rootLink))
 	if real, err := Check(rootLink, File); err != nil || real != ok {
 		t.Errorf("root's link in a sticky dir: %q, %v", real, err)
 	}
 	userLinkInRootDir := filepath.Join(d, "user-link")
-	os.Symlink(ok, userLinkInRootDir)
+	must(t, os.Symlink(ok, userLinkInRootDir))
 	u.Chown(t, userLinkInRootDir)
 	if _, err := Check(userLinkInRootDir, File); err != nil {
 		t.Errorf("the user's link in a directory only root writes: %v", err)
@@ -181,7 +181,7 @@ func TestCheckAdversarial(t *testing.T) {
 	// Secrets: readable by others is refused, 0600 passes.
 	tok := write(t, filepath.Join(d, "token"), 0o644)
 	mustRefuse(t, firstErr(Check(tok, Secret)), "readable by group or others", "chmod 600 "+tok)
-	os.Chmod(tok, 0o600)
+	must(t, os.Chmod(tok, 0o600))
 	if _, err := Check(tok, Secret); err != nil {
 		t.Errorf("0600 token refused: %v", err)
 	}
@@ -239,10 +239,10 @@ func firstErr(_ string, err error) error { return err }
 func TestOpen(t *testing.T) {
 	d := rootDir(t)
 	sub := filepath.Join(d, "sub")
-	os.Mkdir(sub, 0o755)
+	must(t, os.Mkdir(sub, 0o755))
 	f := write(t, filepath.Join(sub, "f.conf"), 0o644)
-	os.Symlink("sub/../sub/f.conf", filepath.Join(d, "rel-link"))
-	os.Symlink(sub, filepath.Join(d, "dir-link"))
+	must(t, os.Symlink("sub/../sub/f.conf", filepath.Join(d, "rel-link")))
+	must(t, os.Symlink(sub, filepath.Join(d, "dir-link")))
 	for _, p := range []string{f, filepath.Join(d, "rel-link"), filepath.Join(d, "dir-link", "f.conf"), d + "/dir-link/../sub/f.conf"} {
 		fh, err := Open(p, File)
 		if err != nil {
@@ -276,7 +276,7 @@ func TestOpen(t *testing.T) {
 		t.Errorf("missing: %v", err)
 	}
 	loop := filepath.Join(d, "loop")
-	os.Symlink("loop", loop)
+	must(t, os.Symlink("loop", loop))
 	if _, err := Open(loop, File); err == nil || !strings.Contains(err.Error(), "too many symbolic links") {
 		t.Errorf("a link to itself: %v", err)
 	}
@@ -337,8 +337,8 @@ func TestCheckInterpreter(t *testing.T) {
 		t.Errorf("a script for /bin/sh: %q, %v", real, err)
 	}
 	a, b := filepath.Join(d, "a"), filepath.Join(d, "b")
-	os.WriteFile(a, []byte("#!"+b+"\n"), 0o755)
-	os.WriteFile(b, []byte("#!"+a+"\n"), 0o755)
+	must(t, os.WriteFile(a, []byte("#!"+b+"\n"), 0o755))
+	must(t, os.WriteFile(b, []byte("#!"+a+"\n"), 0o755))
 	if _, err := Check(a, Program); err == nil || !strings.Contains(err.Error(), "too many levels of interpreters") {
 		t.Errorf("scripts naming each other: %v", err)
 	}
