@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 )
 
@@ -212,16 +213,27 @@ func (e *Env) RunEnv(ctx context.Context, extra []string, args ...string) (strin
 	cmd.Env = e.environ(extra...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := -1 // ctx ended before it began: as if killed
-	if cmd.ProcessState != nil {
-		// Whenever it ran: one that exits 0 as ctx ends gets ctx's
-		// error, not an ExitError.
-		code = cmd.ProcessState.ExitCode()
-	} else if ctx.Err() == nil {
+	code, err := runCode(ctx, cmd)
+	if err != nil {
 		e.t.Fatalf("running %v: %v", args, err)
 	}
 	return stdout.String(), stderr.String(), code
+}
+
+// runCode runs cmd, made with ctx, and gives its exit code: -1 (as if
+// killed) when ctx ended before it began; an error only when it could
+// not run.
+func runCode(ctx context.Context, cmd *exec.Cmd) (int, error) {
+	err := cmd.Run()
+	if cmd.ProcessState != nil {
+		// Whenever it ran: one that exits 0 as ctx ends gets ctx's
+		// error, not an ExitError.
+		return cmd.ProcessState.ExitCode(), nil
+	}
+	if ctx.Err() != nil {
+		return -1, nil
+	}
+	return -1, err
 }
 
 // Wait runs `wait` and fails the test unless the queue drains.
@@ -397,23 +409,51 @@ func workerPIDs(queue string) []int {
 
 // TestRunEnvExitAsContextEnds: a command that exits 0 as its context
 // ends is reported by os/exec with the context's error, not an
-// ExitError (the kill reached it unreaped). RunEnv must give its exit
-// code, not fail the test: the cleanup of every Env runs `wait` so, and
-// a test that passed failed. The race is made likely, not certain, by
-// ending the contexts around the time a run takes.
+// ExitError (the kill reached it exited but unreaped). RunEnv must give
+// its exit code, not fail the test: the cleanup of every Env runs `wait`
+// so, and a test that passed failed. The kill landing in that moment is
+// made certain by a Cancel that reports success without killing, and a
+// command that exits 0 only once Cancel has run.
 func TestRunEnvExitAsContextEnds(t *testing.T) {
-	nixtest.Require(t)
-	e := &Env{t: t, Dir: t.TempDir()}
-	start := time.Now()
-	if _, errOut, code := e.Run(context.Background(), "version"); code != 0 {
-		t.Fatalf("version exited %d: %s", code, errOut)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started, startedW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	took := time.Since(start)
-	for i := range 200 {
-		ctx, cancel := context.WithTimeout(context.Background(), took/2+took*time.Duration(i)/200)
-		if _, _, code := e.Run(ctx, "version"); code != 0 && code != -1 {
-			t.Errorf("version exited %d, want 0, or -1 (killed)", code)
+	defer started.Close()
+	goOn, goOnW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer goOn.Close()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", "echo started; read -r line; exit 0")
+	cmd.Stdin, cmd.Stdout = goOn, startedW
+	canceled := make(chan struct{})
+	cmd.Cancel = func() error {
+		close(canceled)
+		return nil // as a kill of an exited, unreaped command succeeds
+	}
+	go func() {
+		defer goOnW.Close()
+		// Ended once the command runs; it exits once Cancel has run.
+		if _, err := bufio.NewReader(started).ReadString('\n'); err != nil {
+			return
 		}
 		cancel()
+		select {
+		case <-canceled:
+		case <-time.After(eventually.Left(t)):
+		}
+	}()
+	code, err := runCode(ctx, cmd)
+	startedW.Close() // unblocks the goroutine if the command never said so
+	if err != nil || code != 0 {
+		t.Errorf("runCode = %d, %v; want 0, nil", code, err)
+	}
+	select {
+	case <-canceled:
+	default:
+		t.Errorf("the command exited before its context ended: the test did not test")
 	}
 }
