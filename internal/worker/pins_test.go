@@ -674,7 +674,12 @@ func TestPinLeftAsideByADropIsLinkedBack(t *testing.T) {
 // outcomes of the pin calls it started, which the loop's await takes. It
 // returns doPins' left.
 func pinRound(w *Worker) bool {
-	left, _ := w.doPins(context.Background(), time.Now())
+	return pinRoundAt(w, time.Now())
+}
+
+// pinRoundAt is pinRound with the clock at now.
+func pinRoundAt(w *Worker, now time.Time) bool {
+	left, _ := w.doPins(context.Background(), now)
 	for len(w.pinning) > 0 {
 		w.pinDone(<-w.pinResults)
 	}
@@ -694,6 +699,50 @@ func donePinned(t *testing.T) (*env, storepath.Path, []string) {
 		t.Fatalf("pins = %q, %v", names, err)
 	}
 	return e, root, names
+}
+
+// backedOffPin is donePinned with a state worker whose calls fail (HTTP
+// 401) and whose pin calls go to pinner (nil: the calls c records): the
+// pin's first call made and failed, the pin backed off.
+func backedOffPin(t *testing.T, pinner func(*calls) pusher.Pinner) (e *env, root storepath.Path, c *calls, w *Worker) {
+	t.Helper()
+	e, root, _ = donePinned(t)
+	c, w = e.statePinWorker(errors.New("HTTP 401"))
+	if pinner != nil {
+		p := pinner(c)
+		w.newPinner = func(*config.Target) (pusher.Pinner, error) { return p, nil }
+	}
+	pinRound(w)
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || pins[0].Attempts != 1 || !pins[0].NextAttempt.After(time.Now()) {
+		t.Fatalf("pins = %+v, want one failed and backed off", pins)
+	}
+	return e, root, c, w
+}
+
+// pinDueNow fails the test unless the queue's one pin file is due now,
+// its attempts counted: asked for again (what says when), it must not
+// wait out a back-off.
+func pinDueNow(t *testing.T, e *env, attempts int, what string) {
+	t.Helper()
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != attempts {
+		t.Fatalf("pin file %s = %+v, want due now, %d attempts", what, pins, attempts)
+	}
+}
+
+// triedAtOnce makes the pin calls succeed and checks that the next round
+// calls the pin, the calls then numbering calls, and leaves no pin.
+func triedAtOnce(t *testing.T, e *env, c *calls, w *Worker, calls int) {
+	t.Helper()
+	c.setFail(nil)
+	pinRound(w)
+	if got := c.list(); len(got) != calls {
+		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
+	}
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins left: %q", names)
+	}
 }
 
 // socketInPlace puts a socket, which open refuses, in the place of file
@@ -1264,29 +1313,14 @@ func TestPinOfDroppedRootWhoseDropWasPruned(t *testing.T) {
 // it knew, so the pin waited out its back-off (up to queue.retry_max)
 // and push --pin --wait gave up on it at once.
 func TestPinAskedAgainIsTriedNow(t *testing.T) {
-	e, root, _ := donePinned(t)
-	c, w := e.statePinWorker(errors.New("HTTP 401"))
-	pinRound(w)
-	pins, _, _ := e.q.ListPins()
-	if len(pins) != 1 || pins[0].Attempts != 1 || !pins[0].NextAttempt.After(time.Now()) {
-		t.Fatalf("pins = %+v, want one failed and backed off", pins)
-	}
+	e, root, c, w := backedOffPin(t, nil)
 	pinRound(w)
 	if got := c.list(); len(got) != 1 {
 		t.Fatalf("calls = %q, want one while the pin backs off", got)
 	}
-	c.setFail(nil)
 	e.pin(t, "main", root, "done", queue.Keep{})
-	if pins, _, _ := e.q.ListPins(); len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 1 {
-		t.Errorf("pin file after it was asked for again = %+v, want due now, its attempts kept", pins)
-	}
-	pinRound(w)
-	if got := c.list(); len(got) != 2 {
-		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
-	}
-	if names, _ := e.q.PinNames(); len(names) != 0 {
-		t.Errorf("pins left: %q", names)
-	}
+	pinDueNow(t, e, 1, "after it was asked for again")
+	triedAtOnce(t, e, c, w, 2)
 }
 
 // askingPinner is a cachix whose pin call fails after push --pin asked
@@ -1309,28 +1343,17 @@ func (p askingPinner) Pin(ctx context.Context, name, path string, keep queue.Kee
 // back-off) over the one push --pin had made due: the ask was lost, the
 // pin left to its back-off.
 func TestPinAskedAgainWhileItsCallRunsIsTriedNow(t *testing.T) {
-	e, root, _ := donePinned(t)
-	c, w := e.statePinWorker(errors.New("HTTP 401"))
-	ap := askingPinner{c: c}
-	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return ap, nil }
-	pinRound(w) // failed, backed off
+	var ap *askingPinner
+	e, root, c, w := backedOffPin(t, func(c *calls) pusher.Pinner {
+		ap = &askingPinner{c: c}
+		return ap
+	})
 	// Its back-off over, its call runs; push --pin asks for it meanwhile.
 	ap.ask = func() { e.pin(t, "main", root, "done", queue.Keep{}) }
-	w.doPins(context.Background(), time.Now().Add(48*time.Hour))
-	w.pinDone(<-w.pinResults)
-	pins, _, _ := e.q.ListPins()
-	if len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 2 {
-		t.Fatalf("pin file after a failed call it was asked for again during = %+v, want due now, 2 attempts", pins)
-	}
+	pinRoundAt(w, time.Now().Add(48*time.Hour))
+	pinDueNow(t, e, 2, "after a failed call it was asked for again during")
 	ap.ask = nil
-	c.setFail(nil)
-	pinRound(w)
-	if got := c.list(); len(got) != 3 {
-		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
-	}
-	if names, _ := e.q.PinNames(); len(names) != 0 {
-		t.Errorf("pins left: %q", names)
-	}
+	triedAtOnce(t, e, c, w, 3)
 }
 
 // A pin asked for again while its first call ran: push --pin found it
@@ -1345,19 +1368,14 @@ func TestPinAskedAgainDuringItsFirstCallIsTriedNow(t *testing.T) {
 	if p := w.pins[names[0]]; p == nil || !p.NextAttempt.IsZero() {
 		t.Fatalf("pin known to the worker after a failed first call it was asked for again during = %+v, want due now", p)
 	}
-	pins, _, _ := e.q.ListPins()
-	if len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 1 {
-		t.Fatalf("pin file = %+v, want due now, 1 attempt", pins)
-	}
+	pinDueNow(t, e, 1, "after a failed first call it was asked for again during")
 }
 
 // A pin asked for again right after pinDone looked for an ask and before
 // it wrote the pin back: its write, the pin backed off, replaced the one
 // push --pin had made due, and the ask was lost.
 func TestPinAskedAgainAsItsFailureIsWrittenIsTriedNow(t *testing.T) {
-	e, root, _ := donePinned(t)
-	c, w := e.statePinWorker(errors.New("HTTP 401"))
-	pinRound(w) // failed, backed off
+	e, root, c, w := backedOffPin(t, nil)
 	asked := false
 	w.beforePinUpdate = func() {
 		if !asked {
@@ -1365,23 +1383,12 @@ func TestPinAskedAgainAsItsFailureIsWrittenIsTriedNow(t *testing.T) {
 			e.pin(t, "main", root, "done", queue.Keep{})
 		}
 	}
-	w.doPins(context.Background(), time.Now().Add(48*time.Hour)) // its back-off over
-	w.pinDone(<-w.pinResults)
+	pinRoundAt(w, time.Now().Add(48*time.Hour)) // its back-off over
 	if !asked {
 		t.Fatal("the pin's failure was not written")
 	}
-	pins, _, _ := e.q.ListPins()
-	if len(pins) != 1 || !pins[0].NextAttempt.IsZero() || pins[0].Attempts != 2 {
-		t.Errorf("pin file = %+v, want due now, 2 attempts", pins)
-	}
-	c.setFail(nil)
-	pinRound(w)
-	if got := c.list(); len(got) != 3 {
-		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
-	}
-	if names, _ := e.q.PinNames(); len(names) != 0 {
-		t.Errorf("pins left: %q", names)
-	}
+	pinDueNow(t, e, 2, "after its failure was written")
+	triedAtOnce(t, e, c, w, 3)
 }
 
 // An ask made before the call, the pin known and due, is the call's own:
@@ -1435,9 +1442,11 @@ func TestScanPinsDoesNotReadEveryBackedOffPin(t *testing.T) {
 // backed off on disk, the ask lost: the next worker waited out the
 // back-off.
 func TestPinAskedAgainSurvivesItsCallCutShort(t *testing.T) {
-	e, root, names := donePinned(t)
-	_, w := e.statePinWorker(errors.New("HTTP 401"))
-	pinRound(w) // failed, backed off
+	e, root, _, w := backedOffPin(t, nil)
+	names, err := e.q.PinNames()
+	if err != nil || len(names) != 1 {
+		t.Fatalf("pins = %q, %v", names, err)
+	}
 	e.pin(t, "main", root, "done", queue.Keep{})
 	hp := hangingPinner{started: make(chan struct{}), release: make(chan struct{})}
 	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return hp, nil }
