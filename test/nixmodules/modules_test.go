@@ -292,6 +292,56 @@ type nixosResult struct {
 	} `json:"service"`
 }
 
+// evalNixOS evaluates the NixOS module enabled with settings (a Nix
+// attribute set), failing the test when it does not evaluate.
+func (c checkouts) evalNixOS(t *testing.T, settings string) nixosResult {
+	t.Helper()
+	var r nixosResult
+	if err := c.eval(t, "nixos", `{ services.cachix-filter-hook = { enable = true; settings = `+settings+`; }; }`, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// readWritePaths is the worker's ReadWritePaths=, each as NixOS writes
+// it: quoted, a %% doubled.
+func (r nixosResult) readWritePaths() []any {
+	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+	return paths
+}
+
+// wantWritable fails the test for each of dirs (a %% doubled) that the
+// worker's ReadWritePaths= does not list.
+func wantWritable(t *testing.T, r nixosResult, dirs ...string) {
+	t.Helper()
+	paths := r.readWritePaths()
+	for _, dir := range dirs {
+		if !slices.Contains(paths, any(`"`+dir+`"`)) {
+			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
+		}
+	}
+}
+
+// wantNotWritable fails the test, saying why not, when the worker's
+// ReadWritePaths= lists dir.
+func wantNotWritable(t *testing.T, r nixosResult, dir, why string) {
+	t.Helper()
+	if paths := r.readWritePaths(); slices.Contains(paths, any(`"`+dir+`"`)) {
+		t.Errorf("ReadWritePaths %q: %s", paths, why)
+	}
+}
+
+// wantTmpfiles fails the test for each of lines the module's tmpfiles
+// rules lack.
+func wantTmpfiles(t *testing.T, r nixosResult, lines ...string) {
+	t.Helper()
+	for _, line := range lines {
+		if !slices.Contains(r.Tmpfiles, line) {
+			t.Errorf("tmpfiles %q: no %q", r.Tmpfiles, line)
+		}
+	}
+}
+
 func TestNixOSModule(t *testing.T) {
 	c := needCheckouts(t)
 	bin := hookBin(t)
@@ -407,11 +457,10 @@ func TestNixOSModule(t *testing.T) {
 		if filter := fmt.Sprint(sc["SystemCallFilter"]); filter != "[@system-service ~@privileged ~@resources]" {
 			t.Errorf("SystemCallFilter = %s, want [@system-service ~@privileged ~@resources]", filter)
 		}
+		wantWritable(t, r, "/var/cache/nix-local")
 		rw := fmt.Sprint(sc["ReadWritePaths"])
-		for _, p := range []string{"/var/cache/nix-local", "/nix/var/nix/daemon-socket"} {
-			if !strings.Contains(rw, p) {
-				t.Errorf("ReadWritePaths %s lacks %s", rw, p)
-			}
+		if !strings.Contains(rw, "/nix/var/nix/daemon-socket") { // "-": when there
+			t.Errorf("ReadWritePaths %s lacks /nix/var/nix/daemon-socket", rw)
 		}
 		if strings.Contains(rw, "?compression") {
 			t.Errorf("ReadWritePaths %s keeps the store URI's parameters", rw)
@@ -430,16 +479,7 @@ func TestNixOSModule(t *testing.T) {
 	})
 
 	t.Run("queue and log elsewhere", func(t *testing.T) {
-		var r nixosResult
-		err := c.eval(t, "nixos", `{
-			services.cachix-filter-hook = {
-				enable = true;
-				settings = { store = "s3://bucket"; allow = [ "*" ]; queue.dir = "/srv/cfh/queue"; log.file = "/var/log/cfh/worker.log"; };
-			};
-		}`, &r)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := c.evalNixOS(t, `{ store = "s3://bucket"; allow = [ "*" ]; queue.dir = "/srv/cfh/queue"; log.file = "/var/log/cfh/worker.log"; }`)
 		validate(t, bin, r.Settings)
 		sc := r.Service.ServiceConfig
 		if _, ok := sc["StateDirectory"]; ok {
@@ -451,12 +491,7 @@ func TestNixOSModule(t *testing.T) {
 		if filter := fmt.Sprint(sc["SystemCallFilter"]); filter != "[@system-service ~@privileged ~@resources]" {
 			t.Errorf("SystemCallFilter = %s, want [@system-service ~@privileged ~@resources]", filter)
 		}
-		rw := fmt.Sprint(sc["ReadWritePaths"])
-		for _, p := range []string{"/srv/cfh/queue", "/var/log/cfh"} {
-			if !strings.Contains(rw, p) {
-				t.Errorf("ReadWritePaths %s lacks %s", rw, p)
-			}
-		}
+		wantWritable(t, r, "/srv/cfh/queue", "/var/log/cfh")
 		if _, ok := r.Settings["cachix"]; ok {
 			t.Errorf("cachix.bin set although no target is a Cachix cache: %v", r.Settings["cachix"])
 		}
@@ -527,9 +562,7 @@ func TestNixOSModule(t *testing.T) {
 		} else {
 			bashN(t, "the NixOS activation script", *r.Activation)
 		}
-		if rw := fmt.Sprint(r.Service.ServiceConfig["ReadWritePaths"]); !strings.Contains(rw, "/var/lib/node-textfile") {
-			t.Errorf("the worker service may not write the textfile directory: ReadWritePaths %s", rw)
-		}
+		wantWritable(t, r, "/var/lib/node-textfile") // the metrics' textfile directory
 		// Root's, 0755: the worker refuses a directory others can
 		// change, and node exporter (its own user) reads the 0644 file.
 		if !slices.Contains(r.Tmpfiles, `d "/var/lib/node-textfile" 0755 root root -`) {
@@ -1134,27 +1167,12 @@ func TestSecretPathLiterals(t *testing.T) {
 // "/srv/my%20cache" while nix copy wrote "/srv/my cache", read-only
 // under ProtectSystem = "strict".
 func TestNixOSFileStoreDirDecoded(t *testing.T) {
-	c := needCheckouts(t)
-	var r nixosResult
-	err := c.eval(t, "nixos", `{
-		services.cachix-filter-hook = {
-			enable = true;
-			settings = { store = "file:///srv/my%20cache?compression=zstd"; allow = [ "*" ]; target = [ { store = "file:///srv/caf%C3%A9%2525"; allow = [ "*" ]; } ]; };
-		};
-	}`, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := needCheckouts(t).evalNixOS(t, `{ store = "file:///srv/my%20cache?compression=zstd"; allow = [ "*" ]; target = [ { store = "file:///srv/caf%C3%A9%2525"; allow = [ "*" ]; } ]; }`)
 	// Decoded, as Nix 2.18 and later read it, and as written, as Nix 2.8
 	// does (and, by NixOS/nix#15280, some later ones in some paths).
 	for _, dir := range []string{"/srv/my cache", "/srv/café%%25", "/srv/my%%20cache", "/srv/caf%%C3%%A9%%2525"} {
-		if !slices.Contains(r.Tmpfiles, `d "`+dir+`" 0755 root root -`) {
-			t.Errorf("tmpfiles %q: no line for %q", r.Tmpfiles, dir)
-		}
-		paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
-		if !slices.Contains(paths, any(`"`+dir+`"`)) {
-			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
-		}
+		wantTmpfiles(t, r, `d "`+dir+`" 0755 root root -`)
+		wantWritable(t, r, dir)
 	}
 }
 
@@ -1167,39 +1185,18 @@ func TestNixOSFileStoreDirDecoded(t *testing.T) {
 // directory (real=) is made as Nix wants it: root's, sticky, the build
 // users' group's.
 func TestNixOSLocalStoreDirs(t *testing.T) {
-	c := needCheckouts(t)
-	var r nixosResult
-	err := c.eval(t, "nixos", `{
-		services.cachix-filter-hook = {
-			enable = true;
-			settings = {
-				store = "/srv/store?state=/srv/my%20state";
-				allow = [ "*" ];
-				target = [
-					{ store = "local:///srv/l?real=/srv/real&log=/srv/log"; allow = [ "*" ]; }
-					{ store = "local-overlay:///srv/o?upper-layer=/srv/upper&lower-store=local%3A%2F%2F%2Fsrv%2Flower%3Fstate%3D%2Fsrv%2Flstate"; allow = [ "*" ]; }
-					{ store = "s3://bucket?root=/srv/not-local"; allow = [ "*" ]; }
-				];
-			};
-		};
-	}`, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
-	for _, dir := range []string{"/srv/store", "/srv/my state", "/srv/l", "/srv/real", "/srv/log", "/srv/o", "/srv/upper", "/srv/lower", "/srv/lstate"} {
-		if !slices.Contains(paths, any(`"`+dir+`"`)) {
-			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
-		}
-	}
-	if slices.Contains(paths, any(`"/srv/not-local"`)) {
-		t.Errorf("ReadWritePaths %q: an s3:// store's root= is no directory here", paths)
-	}
-	for _, line := range []string{`d "/srv/store" 0755 root root -`, `d "/srv/lower" 0755 root root -`, `d "/srv/real" 1775 root nixbld -`} {
-		if !slices.Contains(r.Tmpfiles, line) {
-			t.Errorf("tmpfiles %q: no %q", r.Tmpfiles, line)
-		}
-	}
+	r := needCheckouts(t).evalNixOS(t, `{
+		store = "/srv/store?state=/srv/my%20state";
+		allow = [ "*" ];
+		target = [
+			{ store = "local:///srv/l?real=/srv/real&log=/srv/log"; allow = [ "*" ]; }
+			{ store = "local-overlay:///srv/o?upper-layer=/srv/upper&lower-store=local%3A%2F%2F%2Fsrv%2Flower%3Fstate%3D%2Fsrv%2Flstate"; allow = [ "*" ]; }
+			{ store = "s3://bucket?root=/srv/not-local"; allow = [ "*" ]; }
+		];
+	}`)
+	wantWritable(t, r, "/srv/store", "/srv/my state", "/srv/l", "/srv/real", "/srv/log", "/srv/o", "/srv/upper", "/srv/lower", "/srv/lstate")
+	wantNotWritable(t, r, "/srv/not-local", "an s3:// store's root= is no directory here")
+	wantTmpfiles(t, r, `d "/srv/store" 0755 root root -`, `d "/srv/lower" 0755 root root -`, `d "/srv/real" 1775 root nixbld -`)
 }
 
 // A local store named as Nix's local store with a root= in its query
@@ -1212,35 +1209,18 @@ func TestNixOSLocalStoreDirs(t *testing.T) {
 // without capabilities, may not do, so docs/nixos.md had it made by
 // hand. It is made as real= is.
 func TestNixOSLocalStoreRootQuery(t *testing.T) {
-	c := needCheckouts(t)
-	var r nixosResult
-	err := c.eval(t, "nixos", `{
-		services.cachix-filter-hook = {
-			enable = true;
-			settings = {
-				store = "local?root=/srv/q";
-				allow = [ "*" ];
-				target = [
-					{ store = "/srv/p/"; allow = [ "*" ]; }
-					{ store = "local-overlay?root=/srv/o&upper-layer=/srv/upper&lower-store=local%3Froot%3D%2Fsrv%2Flower"; allow = [ "*" ]; }
-					{ store = "local:///srv/r?real=/srv/real"; allow = [ "*" ]; }
-				];
-			};
-		};
-	}`, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
-	for _, dir := range []string{"/srv/q", "/srv/o", "/srv/upper", "/srv/lower"} {
-		if !slices.Contains(paths, any(`"`+dir+`"`)) {
-			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
-		}
-	}
+	r := needCheckouts(t).evalNixOS(t, `{
+		store = "local?root=/srv/q";
+		allow = [ "*" ];
+		target = [
+			{ store = "/srv/p/"; allow = [ "*" ]; }
+			{ store = "local-overlay?root=/srv/o&upper-layer=/srv/upper&lower-store=local%3Froot%3D%2Fsrv%2Flower"; allow = [ "*" ]; }
+			{ store = "local:///srv/r?real=/srv/real"; allow = [ "*" ]; }
+		];
+	}`)
+	wantWritable(t, r, "/srv/q", "/srv/o", "/srv/upper", "/srv/lower")
 	for _, dir := range []string{"/srv/q", "/srv/p", "/srv/o", "/srv/lower"} {
-		if line := `d "` + dir + `/nix/store" 1775 root nixbld -`; !slices.Contains(r.Tmpfiles, line) {
-			t.Errorf("tmpfiles %q: no %q", r.Tmpfiles, line)
-		}
+		wantTmpfiles(t, r, `d "`+dir+`/nix/store" 1775 root nixbld -`)
 	}
 	if line := `d "/srv/r/nix/store" 1775 root nixbld -`; slices.Contains(r.Tmpfiles, line) {
 		t.Errorf("tmpfiles %q: %q, though real= puts the store directory elsewhere", r.Tmpfiles, line)
@@ -1254,35 +1234,16 @@ func TestNixOSLocalStoreRootQuery(t *testing.T) {
 // file:/DIR, local:/ROOT and a lower-store=local:/ROOT were left out of
 // ReadWritePaths= and tmpfiles, and nix copy found them read-only.
 func TestNixOSStoreSchemeWithoutSlashes(t *testing.T) {
-	c := needCheckouts(t)
-	var r nixosResult
-	err := c.eval(t, "nixos", `{
-		services.cachix-filter-hook = {
-			enable = true;
-			settings = {
-				store = "file:/srv/fc?compression=zstd";
-				allow = [ "*" ];
-				target = [
-					{ store = "local:/srv/l?state=/srv/lstate"; allow = [ "*" ]; }
-					{ store = "local-overlay:/srv/o?upper-layer=/srv/upper&lower-store=local%3A%2Fsrv%2Flower"; allow = [ "*" ]; }
-				];
-			};
-		};
-	}`, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
-	for _, dir := range []string{"/srv/fc", "/srv/l", "/srv/lstate", "/srv/o", "/srv/upper", "/srv/lower"} {
-		if !slices.Contains(paths, any(`"`+dir+`"`)) {
-			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
-		}
-	}
-	for _, line := range []string{`d "/srv/fc" 0755 root root -`, `d "/srv/l" 0755 root root -`, `d "/srv/l/nix/store" 1775 root nixbld -`, `d "/srv/lower/nix/store" 1775 root nixbld -`} {
-		if !slices.Contains(r.Tmpfiles, line) {
-			t.Errorf("tmpfiles %q: no %q", r.Tmpfiles, line)
-		}
-	}
+	r := needCheckouts(t).evalNixOS(t, `{
+		store = "file:/srv/fc?compression=zstd";
+		allow = [ "*" ];
+		target = [
+			{ store = "local:/srv/l?state=/srv/lstate"; allow = [ "*" ]; }
+			{ store = "local-overlay:/srv/o?upper-layer=/srv/upper&lower-store=local%3A%2Fsrv%2Flower"; allow = [ "*" ]; }
+		];
+	}`)
+	wantWritable(t, r, "/srv/fc", "/srv/l", "/srv/lstate", "/srv/o", "/srv/upper", "/srv/lower")
+	wantTmpfiles(t, r, `d "/srv/fc" 0755 root root -`, `d "/srv/l" 0755 root root -`, `d "/srv/l/nix/store" 1775 root nixbld -`, `d "/srv/lower/nix/store" 1775 root nixbld -`)
 }
 
 // A local store with no root (no path, no root=) has store= as its
@@ -1292,35 +1253,16 @@ func TestNixOSStoreSchemeWithoutSlashes(t *testing.T) {
 // out of ReadWritePaths= and nix copy found it read-only. Under a root,
 // store= only names the paths.
 func TestNixOSLocalStoreDirWithState(t *testing.T) {
-	c := needCheckouts(t)
-	var r nixosResult
-	err := c.eval(t, "nixos", `{
-		services.cachix-filter-hook = {
-			enable = true;
-			settings = {
-				store = "local://?state=/srv/st&store=/srv/sd";
-				allow = [ "*" ];
-				target = [
-					{ store = "local:///srv/r?store=/srv/not-a-dir"; allow = [ "*" ]; }
-				];
-			};
-		};
-	}`, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
-	for _, dir := range []string{"/srv/st", "/srv/sd", "/srv/r"} {
-		if !slices.Contains(paths, any(`"`+dir+`"`)) {
-			t.Errorf("ReadWritePaths %q: no %q", paths, dir)
-		}
-	}
-	if slices.Contains(paths, any(`"/srv/not-a-dir"`)) {
-		t.Errorf("ReadWritePaths %q: under a root, store= names no directory", paths)
-	}
-	if line := `d "/srv/sd" 1775 root nixbld -`; !slices.Contains(r.Tmpfiles, line) {
-		t.Errorf("tmpfiles %q: no %q", r.Tmpfiles, line)
-	}
+	r := needCheckouts(t).evalNixOS(t, `{
+		store = "local://?state=/srv/st&store=/srv/sd";
+		allow = [ "*" ];
+		target = [
+			{ store = "local:///srv/r?store=/srv/not-a-dir"; allow = [ "*" ]; }
+		];
+	}`)
+	wantWritable(t, r, "/srv/st", "/srv/sd", "/srv/r")
+	wantNotWritable(t, r, "/srv/not-a-dir", "under a root, store= names no directory")
+	wantTmpfiles(t, r, `d "/srv/sd" 1775 root nixbld -`)
 }
 
 // Any path literal in settings is rendered as the path it names, not
@@ -1424,16 +1366,7 @@ func TestNixOSPathsQuoted(t *testing.T) {
 			t.Skipf("%s is not installed: %v", tool, err)
 		}
 	}
-	var r nixosResult
-	err := c.eval(t, "nixos", `{
-		services.cachix-filter-hook = {
-			enable = true;
-			settings = { cache = "main"; allow = [ "*" ]; queue.dir = "/srv/cfh queue"; log.file = "/var/log/cfh %h/worker.log"; };
-		};
-	}`, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := c.evalNixOS(t, `{ cache = "main"; allow = [ "*" ]; queue.dir = "/srv/cfh queue"; log.file = "/var/log/cfh %h/worker.log"; }`)
 	validate(t, bin, r.Settings)
 
 	// tmpfiles, under a root of its own: the directories hook.conf
@@ -1457,7 +1390,7 @@ func TestNixOSPathsQuoted(t *testing.T) {
 	}
 
 	// ReadWritePaths=, one line per path as NixOS writes them.
-	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+	paths := r.readWritePaths()
 	unit := "[Service]\nExecStart=/bin/true\n"
 	for _, p := range paths {
 		unit += fmt.Sprintf("ReadWritePaths=%v\n", p)
@@ -1561,17 +1494,8 @@ func TestNixOSStoreSchemeColonSlash(t *testing.T) {
 	for _, s := range stores {
 		targets = append(targets, fmt.Sprintf("{ store = %q; allow = [ \"*\" ]; }", s))
 	}
-	var r nixosResult
-	err := c.eval(t, "nixos", `{
-		services.cachix-filter-hook = {
-			enable = true;
-			settings = { cache = "c"; allow = [ "*" ]; target = [ `+strings.Join(targets, " ")+` ]; };
-		};
-	}`, &r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths, _ := r.Service.ServiceConfig["ReadWritePaths"].([]any)
+	r := c.evalNixOS(t, `{ cache = "c"; allow = [ "*" ]; target = [ `+strings.Join(targets, " ")+` ]; }`)
+	paths := r.readWritePaths()
 	for _, s := range stores {
 		want := config.FileStoreDirs(s)
 		dirs, storeDirs := config.LocalStoreDirs(s)
