@@ -221,9 +221,12 @@ func TestReloadInvalidConfigKept(t *testing.T) {
 	if err := os.WriteFile(other, []byte(fmt.Sprintf("cache = \"kept\"\nallow = [\"*\"]\n[queue]\ndir = %q\n", e.Queue)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if st := rlStatusJSON(t, e, "--config", other); !strings.Contains(st.WorkerConfigError, `unknown key "alow"`) {
-		t.Errorf("status does not show the worker's config error: %+v", st)
-	}
+	// The worker logs the error before it saves it for status.
+	var st rlStatus
+	eventually.True(t, eventually.Left(t), "status to show the worker's config error", func() bool {
+		st = rlStatusJSON(t, e, "--config", other)
+		return strings.Contains(st.WorkerConfigError, `unknown key "alow"`)
+	}, func() string { return fmt.Sprintf("status: %+v", st) })
 	// Pushes go on with the old config meanwhile (a retry every second
 	// at most, each a round of the worker), and the worker tries the file
 	// again with a back-off (5 s, then twice as long each time), not
@@ -243,9 +246,10 @@ func TestReloadInvalidConfigKept(t *testing.T) {
 	eventually.True(t, eventually.Left(t), "the worker to see the fixed config", func() bool {
 		return strings.Contains(e.Log(), "the configuration is back to the version in use")
 	})
-	if st := rlStatusJSON(t, e); st.WorkerConfigError != "" || st.FilesOf != "worker" {
-		t.Errorf("status after the fix = %+v", st)
-	}
+	eventually.True(t, eventually.Left(t), "status to show no config error after the fix", func() bool {
+		st = rlStatusJSON(t, e)
+		return st.WorkerConfigError == "" && st.FilesOf == "worker"
+	}, func() string { return fmt.Sprintf("status: %+v", st) })
 	flTrick(t, e, "")
 	e.Wait(eventually.Left(t))
 	plExpectCache(t, "kept", filepath.Join(e.Standin, "kept"), paths, func(string) bool { return true })
