@@ -132,14 +132,29 @@ bin = "/nonexistent/cachix"
 	// status from a caller with another config file for the same queue
 	// shows the worker's files, and says they differ; a new worker,
 	// since the last one has nothing left to push.
+	// The last one gone (queue.linger), and the new one's push held at
+	// the gate: it runs until status has looked, however slow the build.
+	eventually.True(t, eventually.Left(t), "the last worker to exit", func() bool { return len(workerPIDs(e.Queue)) == 0 }, e.Log)
+	open := plGate(t, e)
+	defer open()
 	e.Build(nixtest.List(nixtest.Drv(nixtest.Salt(), "again-1.0", nil)))
-	pid = rlOneWorker(t, e)
 	other := filepath.Join(e.Dir, "other.conf")
 	body := fmt.Sprintf("cache = \"fixed\"\nallow = [\"*\"]\n[queue]\ndir = %q\n[log]\nfile = %q\n", e.Queue, filepath.Join(e.Dir, "other.log"))
 	if err := os.WriteFile(other, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	st := rlStatusJSON(t, e, "--config", other)
+	// The hook starts the worker, which records itself for status a
+	// moment later.
+	var st rlStatus
+	eventually.True(t, eventually.Left(t), "status to show the new worker", func() bool {
+		pids := workerPIDs(e.Queue)
+		if len(pids) != 1 {
+			return false
+		}
+		pid = pids[0]
+		st = rlStatusJSON(t, e, "--config", other)
+		return st.WorkerPID == pid
+	}, func() string { return fmt.Sprintf("workers %v, status %+v", workerPIDs(e.Queue), st) })
 	if st.FilesOf != "worker" || st.ConfigFile != e.Conf || st.LogFile != filepath.Join(e.Queue, "worker.log") || st.CallerConfigFile != other ||
 		!slices.Contains(st.ConfigDiffers, "file") || !slices.Contains(st.ConfigDiffers, "log_file") || st.WorkerPID != pid {
 		t.Errorf("status --config other.conf while the worker runs = %+v", st)
