@@ -44,6 +44,12 @@ func fileExists(f string) func() bool {
 	return func() bool { _, err := os.Stat(f); return err == nil }
 }
 
+// lineIn is whether f holds a whole line: the shell's `echo >f` makes
+// the file before it writes to it.
+func lineIn(f string) func() bool {
+	return func() bool { b, err := os.ReadFile(f); return err == nil && bytes.HasSuffix(b, []byte("\n")) }
+}
+
 // ctrlC types a Ctrl-C and checks that the command saw it once.
 func (w *sigintWorld) ctrlC(t *testing.T, tm *termtest.Tmux) {
 	tm.Send("C-c")
@@ -62,7 +68,7 @@ func TestWatchExecCtrlCReachesCommandOnce(t *testing.T) {
 	termtest.Require(t, "tmux")
 	w := newSigintWorld(t)
 	tm := termtest.Start(t, w.env, 100, 20, w.prog, "--config", w.conf, "watch-exec", "--", "sh", w.cmdFile)
-	eventually.True(t, eventually.Left(t), "the command to start", fileExists(w.ready))
+	eventually.True(t, eventually.Left(t), "the command to start", lineIn(w.ready))
 	w.ctrlC(t, tm)
 }
 
@@ -76,7 +82,7 @@ func TestWatchExecCtrlCAfterFg(t *testing.T) {
 	tm := termtest.Start(t, append(w.env, "PS1=$ "), 200, 20, bash, "--norc", "--noprofile", "-i")
 	tm.Await("$")
 	tm.Send(w.prog+" --config "+w.conf+" watch-exec -- sh "+w.cmdFile+" &", "Enter")
-	eventually.True(t, eventually.Left(t), "the command to start", fileExists(w.ready))
+	eventually.True(t, eventually.Left(t), "the command to start", lineIn(w.ready))
 	tm.Send("fg", "Enter")
 	tm.Await("$ fg\n" + w.prog)
 	// fg prints the job before it gives it the terminal: the Ctrl-C
