@@ -12,6 +12,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
@@ -189,7 +190,7 @@ func parse(file string, data []byte) (*Config, error) {
 	// Environment overrides are applied by loader.get, which also
 	// records where each value came from; the file's keys are looked up
 	// as written, once checkKeys has refused every other spelling.
-	l := &loader{raw: raw, file: where, sources: map[string]string{}}
+	l := &loader{raw: raw, file: where, sources: map[string]string{}, linear: filter.NewBudget()}
 	l.checkKeys(raw)
 	l.checkEnv()
 	c := &Config{File: file, sources: l.sources, Host: hostName()}

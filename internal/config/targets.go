@@ -204,7 +204,7 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	default:
 		l.errorf("%s: %sclosure_deny: must be \"push\" or \"skip\", got %q", from("closure_deny"), prefix, t.ClosureDeny)
 	}
-	rules, err := filter.Compile(t.Allow, t.Deny)
+	rules, err := filter.CompileWith(t.Allow, t.Deny, l.linear)
 	if err != nil {
 		var pe *filter.PatternError
 		for _, e := range unwrapAll(err) {

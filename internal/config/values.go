@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"math"
 	"os"
 	"strconv"
@@ -17,6 +18,9 @@ type loader struct {
 	errs    []error
 	more    int // problems past maxErrors, counted
 	sources map[string]string
+	// linear bounds the patterns of all targets matched by a regexp
+	// (see filter.MaxLinear).
+	linear *filter.Budget
 }
 
 // maxErrors bounds the problems reported at once: a hostile file (10,000

@@ -85,21 +85,42 @@ type set struct {
 // "{a,b}{a,b}…" took 0.7 s and 67 MiB at every hook run).
 const MaxPattern = 4 << 10
 
+// MaxLinear bounds the pattern text, over all the rules compiled with one
+// Budget (a config's targets), that is matched by a regexp (see
+// linear.go). A regexp takes some 50 bytes of memory per byte of its
+// pattern, twice a glob's, and up to 35 ms to compile at 4 KiB: a config
+// of 1 MiB of such patterns took 116 MiB and most of a second to load at
+// every hook run. 32 KiB is hundreds of the patterns people write
+// ("*-{doc,man}"), and costs at most 2 MiB and 0.3 s.
+const MaxLinear = 32 << 10
+
+// Budget is what is left of MaxLinear for the rules compiled with it.
+type Budget struct{ left int }
+
+// NewBudget is a whole MaxLinear, for one config's rules.
+func NewBudget() *Budget { return &Budget{left: MaxLinear} }
+
 // Compile compiles both lists. Every bad pattern is reported, not just the
 // first, so one `validate` run shows them all.
 func Compile(allow, deny []string) (*Rules, error) {
+	return CompileWith(allow, deny, NewBudget())
+}
+
+// CompileWith is Compile, its patterns matched by a regexp counted
+// against b (shared by the targets of a config).
+func CompileWith(allow, deny []string, b *Budget) (*Rules, error) {
 	var errs []error
 	r := &Rules{}
 	storeDir := storepath.StoreDir()
-	r.allow, errs = compileSet("allow", allow, storeDir, errs)
-	r.deny, errs = compileSet("deny", deny, storeDir, errs)
+	r.allow, errs = compileSet("allow", allow, storeDir, b, errs)
+	r.deny, errs = compileSet("deny", deny, storeDir, b, errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return r, nil
 }
 
-func compileSet(list string, patterns []string, storeDir string, errs []error) (set, []error) {
+func compileSet(list string, patterns []string, storeDir string, b *Budget, errs []error) (set, []error) {
 	s := set{n: len(patterns), storeDir: storeDir}
 	// The store dir can stand for itself in a pattern only if it has no
 	// glob syntax in it.
@@ -162,6 +183,12 @@ func compileSet(list string, patterns []string, storeDir string, errs []error) (
 			continue
 		}
 		if backtracks(gText, gSep) {
+			if len(gText) > b.left {
+				errs = append(errs, &PatternError{List: list, Index: i, Pattern: text, Offset: len(text) - len(gText),
+					Reason: fmt.Sprintf("its groups or stars need the linear matcher, and the patterns that do (groups after a star, nested or several groups, several stars with '/') may total %d bytes over all targets; simplify it or the others (\"*-{doc,man}\" as \"*-doc\" and \"*-man\")", MaxLinear)})
+				continue
+			}
+			b.left -= len(gText)
 			if p.re, err = linear(gText, gSep); err != nil {
 				// Not seen within MaxPattern; refused rather than
 				// left to the glob matcher.

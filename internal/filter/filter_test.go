@@ -1074,3 +1074,31 @@ func TestIndexMatchesPatternOnce(t *testing.T) {
 		}
 	}
 }
+
+// A regexp costs about twice a glob's memory and far more to compile: a
+// config of 1 MiB of patterns needing one took 116 MiB to load, at every
+// hook run (TestLoadIsBoundedBySize). The patterns matched by a regexp
+// share one budget over all the targets compiled with it; past it a
+// pattern is refused, naming itself and what to do.
+func TestLinearBudgetSharedAndBounded(t *testing.T) {
+	p := "*-{doc,man}" + strings.Repeat("x", 1000) // needs the linear matcher
+	if !backtracks(p, false) {
+		t.Fatalf("%q is matched by the glob: the test cannot see the budget", p)
+	}
+	fit := MaxLinear / len(p)
+	b := NewBudget()
+	for i := range fit {
+		if _, err := CompileWith([]string{p}, nil, b); err != nil {
+			t.Fatalf("target %d: %v", i, err)
+		}
+	}
+	_, err := CompileWith(nil, []string{"hello", p}, b)
+	var pe *PatternError
+	if !errors.As(err, &pe) || pe.List != "deny" || pe.Index != 1 || !strings.Contains(pe.Reason, "linear matcher") || !strings.Contains(pe.Reason, fmt.Sprint(MaxLinear)) {
+		t.Fatalf("pattern past the budget: %v, want it refused naming deny[1] and the bound", err)
+	}
+	// A budget of its own for each Compile.
+	if _, err := Compile([]string{p}, nil); err != nil {
+		t.Fatalf("Compile with a fresh budget: %v", err)
+	}
+}
