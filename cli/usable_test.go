@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -226,6 +228,23 @@ func TestCheckUsedLowerStoreFix(t *testing.T) {
 			if !strings.Contains(msg, c.advice) || strings.Contains(msg, "writable by that user alone") || strings.Contains(msg, "set store to a directory") {
 				t.Errorf("%s: %s\nwant the refusal's advice (%s), with no directory to make or set store to", c.store, msg, c.advice)
 			}
+		}
+	}
+}
+
+// local-overlay:// stores nested as one another's lower-store= deeper
+// than is checked were refused with the fix for a directory (make it
+// writable by root alone, or set store to a directory), which mends
+// nothing: the refusal now says to nest fewer.
+func TestCheckUsedLowerStoresTooDeep(t *testing.T) {
+	dir := t.TempDir()
+	store := "local://" + dir + "/l0"
+	for i := 1; i <= 6; i++ {
+		store = fmt.Sprintf("local-overlay://%s/o%d?upper-layer=%s/u%d&lower-store=%s", dir, i, dir, i, url.QueryEscape(store))
+	}
+	for _, msg := range storeRefusals(t, dir, store) {
+		if !strings.Contains(msg, "nest deeper") || !strings.Contains(msg, "fewer") || strings.Contains(msg, "writable by that user alone") || strings.Contains(msg, "set store to a directory") {
+			t.Errorf("%s\nwant it refused for nesting too deep, saying to nest fewer, with no directory to make or set store to", msg)
 		}
 	}
 }

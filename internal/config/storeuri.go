@@ -651,7 +651,8 @@ func (e *StoreSocketError) Error() string { return e.Err.Error() }
 func (e *StoreSocketError) Unwrap() error { return e.Err }
 
 // LowerStoreError is CheckStoreDirs' refusal of a lower-store= it cannot
-// check, which says what to set it to.
+// check (none it knows, or nested too deep), which says what to set it
+// to.
 type LowerStoreError struct{ Err error }
 
 func (e *LowerStoreError) Error() string { return e.Err.Error() }
@@ -789,7 +790,8 @@ func checkLowerStores(store string, depth int) error {
 		case lbase == "" || lbase == "auto" || lbase == "local" || lbase == "local-overlay" ||
 			strings.HasPrefix(lower, "/") || strings.HasPrefix(lower, "local:") || strings.HasPrefix(lower, "local-overlay:"):
 			if depth >= maxLowerStores {
-				return fmt.Errorf("the local overlay store's lower-store=: lower stores nest deeper than %d", maxLowerStores)
+				// Not a directory to mend: say what is.
+				return &LowerStoreError{fmt.Errorf("the local overlay store's lower-store=: lower stores nest deeper than %d, which is as deep as they are checked; name fewer local-overlay:// stores one inside another", maxLowerStores)}
 			}
 			if err := checkStoreDirs(lower, depth+1); err != nil {
 				return fmt.Errorf("the local overlay store's lower-store=%s: %w", RedactURI(lower), err)
