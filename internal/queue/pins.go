@@ -477,14 +477,12 @@ var errPinNotLinked = errors.New("pin not linked back")
 
 // linkPinBack links the pin moved aside into pins/ again, durably: pins/
 // synced before the file aside may go, as nothing orders the link after
-// the move out of pins/. A pin there already (queued anew by push) is
-// one. A failed link wraps errPinNotLinked.
+// the move out of pins/. A pin there already is one, synced all the
+// same: it may be this link of an earlier try whose sync failed, or
+// push's, not synced yet. A failed link wraps errPinNotLinked.
 func (q *Queue) linkPinBack(aside, key string) error {
 	err := os.Link(aside, q.path(pinsDir, key))
-	if errors.Is(err, fs.ErrExist) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%w: %w", errPinNotLinked, err)
 	}
 	return syncDir(q.path(pinsDir))

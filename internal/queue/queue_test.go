@@ -1566,3 +1566,42 @@ func TestDirMadeWhoseSyncFailedIsSyncedLater(t *testing.T) {
 		t.Error("the queue directory was not synced with pins/ in it after its first sync failed")
 	}
 }
+
+// A pin asked for again as it is dropped, linked back into pins/ but not
+// synced (the fsync failed): DropPin keeps the file aside until the link
+// is durable. Linking it back later (RelinkPinsAside, CleanTmp) found the
+// pin in pins/ already and removed the file aside with pins/ never
+// synced: a power failure could then lose the pin push said it "will pin".
+func TestPinLinkedBackUnsyncedIsSyncedBeforeItsAsideGoes(t *testing.T) {
+	defer func() { syncs = nil }()
+	q := openQ(t)
+	key, old, _ := pinAskedAgainAsDropped(t, q)
+	syncs = func(name string) error {
+		if name == q.path(pinsDir) {
+			return syscall.EIO
+		}
+		return nil
+	}
+	if requeued, err := q.DropPin(old); !requeued || err == nil {
+		t.Fatalf("DropPin with pins/'s fsync failing = %v, %v; want kept, with the error", requeued, err)
+	}
+	if !q.PinAside(key) {
+		t.Fatal("the pin linked back but not synced is not kept aside")
+	}
+	synced := false // pins/ synced with the pin in it, its file still aside
+	syncs = func(name string) error {
+		if name == q.path(pinsDir) && q.PinAside(key) {
+			synced = true
+		}
+		return nil
+	}
+	if left := q.RelinkPinsAside(); left != 0 {
+		t.Errorf("RelinkPinsAside = %d left, want 0", left)
+	}
+	if q.PinAside(key) {
+		t.Error("the pin is still aside")
+	}
+	if !synced {
+		t.Error("the file aside was removed with pins/ not synced since the pin was linked back")
+	}
+}
