@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -186,18 +187,27 @@ func (p *storePusher) Push(ctx context.Context, paths []string, out io.Writer) e
 	}, out, config.URISecrets(p.store)...)
 }
 
-// withNixOnPath lets cachix find nix-store when the daemon's PATH lacks it.
+// withNixOnPath puts nix.bin_dir first in cachix's PATH: cachix runs
+// the nix-store it finds there, and only nix.bin_dir's passed the trust
+// rule; one found earlier in an inherited PATH would run unchecked, as
+// root, with the token in its environment. An empty PATH gets none of
+// its own: its empty entry would be the working directory.
 func withNixOnPath(env []string, nix nixstore.Nix) []string {
 	if nix.BinDir == "" {
 		return env
 	}
-	for i, kv := range env {
-		if strings.HasPrefix(kv, "PATH=") {
-			env[i] = kv + ":" + nix.BinDir
-			return env
+	path, found := "", false
+	env = slices.DeleteFunc(env, func(kv string) bool {
+		v, ok := strings.CutPrefix(kv, "PATH=")
+		if ok {
+			path, found = v, true // exec keeps the last of duplicates
 		}
+		return ok
+	})
+	if !found || path == "" {
+		return append(env, "PATH="+nix.BinDir)
 	}
-	return append(env, "PATH="+nix.BinDir)
+	return append(env, "PATH="+nix.BinDir+":"+path)
 }
 
 func lastLines(s string, n int) string {

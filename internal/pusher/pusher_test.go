@@ -348,11 +348,38 @@ func TestCachixNixOnPath(t *testing.T) {
 	if err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	if r := readRecord(t, rec); r.Path != "/usr/bin:/bin:/usr/bin" {
-		t.Errorf("cachix's PATH = %q, want nix.bin_dir appended", r.Path)
+	if r := readRecord(t, rec); r.Path != "/usr/bin:/usr/bin:/bin" {
+		t.Errorf("cachix's PATH = %q, want nix.bin_dir first", r.Path)
 	}
 	if os.Getenv("PATH") != "/usr/bin:/bin" {
 		t.Errorf("Push changed the worker's own PATH to %q", os.Getenv("PATH"))
+	}
+}
+
+// TestCachixNixBinDirFirst: cachix runs the nix-store it finds on PATH,
+// and only nix.bin_dir's passes the trust rule. With nix.bin_dir at the
+// end of PATH, a nix-store earlier in the worker's PATH (any user's
+// directory a sudo or a profile put there) ran instead, unchecked, as
+// root, with the token in its environment. An empty PATH, whose empty
+// entry is the working directory, keeps none.
+func TestCachixNixBinDirFirst(t *testing.T) {
+	for _, tc := range []struct{ path, want string }{
+		{"/other/bin:/bin", "NIX:/other/bin:/bin"},
+		{"", "NIX"},
+	} {
+		rec := fake(t, 0)
+		nixDir := t.TempDir()
+		if err := os.Symlink("/usr/bin/true", filepath.Join(nixDir, "nix-store")); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("PATH", tc.path)
+		cfg := &config.Config{Cachix: config.Cachix{Bin: exe(t)}, Nix: config.Nix{BinDir: nixDir}}
+		if err := New(cfg, &config.Target{Name: "main", Cache: "c"}).Push(context.Background(), paths, &bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
+		if r, want := readRecord(t, rec), strings.ReplaceAll(tc.want, "NIX", nixDir); r.Path != want {
+			t.Errorf("PATH %q: cachix's PATH = %q, want %q", tc.path, r.Path, want)
+		}
 	}
 }
 
