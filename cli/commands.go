@@ -114,7 +114,8 @@ one whose closure holds it is "denied ..., but uploaded".`,
 			summary: "check the config and print the effective configuration",
 			doc: `Load and check the config, and what it names that the worker will use (the
 token file, signing keys, the private keys of a store URI's ssh-key= and
-tls-private-key=, cachix.bin found in your PATH, nix.bin_dir's nix and
+tls-private-key=, cachix.bin found in your PATH, cachix's own cachix.dhall
+as a worker started in this environment finds it, nix.bin_dir's nix and
 nix-store, a file:// or local store's directories, a unix:// store's
 socket), by the rules the worker applies; print the effective configuration
 (file plus environment overrides) and exit 0, or print every problem and
@@ -127,8 +128,8 @@ exit 1.`,
 			doc: `Check that everything the hook needs is in place: the post-build-hook Nix
 uses, Nix's version and its known hook bugs, the config, the token, the
 signing and private keys, file:// and local stores' directories and
-unix:// stores' sockets the targets name, cachix as nix-daemon finds it, the
-queue, the worker, and whether you are a trusted user. One line per check:
+unix:// stores' sockets the targets name, cachix and its own cachix.dhall as
+the hook's worker under nix-daemon finds them, the queue, the worker, and whether you are a trusted user. One line per check:
 ok, warning or problem, with the fix. Exit 1 when there is a problem.`,
 			flags: []flagDef{asJSON(&doctor.json, "print as JSON")}},
 

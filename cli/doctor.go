@@ -364,17 +364,22 @@ func (d *doctor) anyCachix() bool {
 // the hook's worker would: in nix-daemon's PATH when a daemon runs (the
 // hook runs under it), else in ours.
 func (d *doctor) checkUsed() {
-	path, where := os.Getenv("PATH"), "your PATH"
+	env, path, where := os.Environ(), os.Getenv("PATH"), "your PATH"
 	dm := nixstore.FindDaemon("/proc", nixstore.Nix{BinDir: d.cfg.Nix.BinDir})
 	switch {
 	case dm.Env != nil:
 		path, where = dm.Env["PATH"], fmt.Sprintf("nix-daemon's PATH (pid %d)", dm.PID)
+		// The hook's worker also finds cachix's config in it.
+		env = make([]string, 0, len(dm.Env))
+		for k, v := range dm.Env {
+			env = append(env, k+"="+v)
+		}
 	case dm.PID > 0:
 		where = fmt.Sprintf("your PATH (cannot read nix-daemon's, pid %d: run doctor as root)", dm.PID)
 	case len(dm.Ignored) > 0:
 		where = fmt.Sprintf("your PATH (no nix-daemon of the Nix in use runs; ignored: %s)", strings.Join(dm.Ignored, "; "))
 	}
-	for _, u := range checkUsed(d.cfg, path, where, "doctor") {
+	for _, u := range checkUsed(d.cfg, env, path, where, "doctor") {
 		if u.err != nil {
 			d.add(u.check, checkProblem, oneLine(u.err.Error()), u.fix)
 		} else {

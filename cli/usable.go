@@ -10,7 +10,9 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/logfile"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 // used is one thing the configuration names that the worker will read or
@@ -28,10 +30,10 @@ type used struct {
 
 // checkUsed checks what cfg names that the worker will use. cachix.bin is
 // looked up in path, described by where ("your PATH", "nix-daemon's
-// PATH (pid N)"): the worker the hook starts has the hook's environment.
-// cmd is the command checking ("doctor", "validate"), for the fix of a
-// secret only root can read.
-func checkUsed(cfg *config.Config, path, where, cmd string) []used {
+// PATH (pid N)"): the worker the hook starts has the hook's environment,
+// env, in which cachix finds its own config. cmd is the command checking
+// ("doctor", "validate"), for the fix of a secret only root can read.
+func checkUsed(cfg *config.Config, env []string, path, where, cmd string) []used {
 	var out []used
 	cachix := usesCachix(cfg)
 	if f := cfg.Cachix.AuthTokenFile; f != "" && cachix {
@@ -113,7 +115,7 @@ func checkUsed(cfg *config.Config, path, where, cmd string) []used {
 		}
 	}
 	if cachix {
-		out = append(out, findCachix(cfg.Cachix.Bin, path, where))
+		out = append(out, findCachix(cfg.Cachix.Bin, path, where), cachixConfig(env))
 	}
 	if dir := cfg.Nix.BinDir; dir != "" {
 		out = append(out, nixBinDir(dir)...)
@@ -195,6 +197,30 @@ func findCachix(bin, path, where string) used {
 		return u
 	}
 	u.ok = fmt.Sprintf("%s, %s", p, how)
+	return u
+}
+
+// cachixConfig checks cachix's own cachix.dhall as the worker does
+// before each cachix call, in the environment a worker the hook starts
+// from env will have: the worker refuses to run cachix while it is
+// another user's, or missing where another user could make it.
+func cachixConfig(env []string) used {
+	env = worker.Env(env)
+	u := used{check: "cachix config"}
+	file := pusher.CachixConfigFile(env)
+	if file == "" {
+		u.ok = "cachix finds no config of its own (no HOME)"
+		return u
+	}
+	if err := pusher.CheckCachixConfig(env); err != nil {
+		u.err = err
+		u.fix = "the worker runs no cachix until then: make " + file + " (or, missing, its nearest directory) and each directory above it the worker's user's (root's) alone, or remove it, or give the worker a HOME of that user's"
+		return u
+	}
+	u.ok = "cachix's own config " + file + " passes the trust rule"
+	if _, err := os.Lstat(file); errors.Is(err, fs.ErrNotExist) {
+		u.ok = "cachix's own config " + file + " does not exist, and only the worker's user could make it"
+	}
 	return u
 }
 

@@ -25,7 +25,7 @@ func runValidate(e *env, o *validateOptions) int {
 	// refuses fails every push as surely as a typo.
 	if !o.configOnly {
 		bad := false
-		for _, u := range checkUsed(c, os.Getenv("PATH"), "your PATH", "validate") {
+		for _, u := range checkUsed(c, os.Environ(), os.Getenv("PATH"), "your PATH", "validate") {
 			if u.err != nil {
 				e.errorf("invalid configuration: %s", usedError(c, u))
 				bad = true

@@ -95,3 +95,53 @@ func TestValidateStoreRefusalNamesPlace(t *testing.T) {
 		t.Errorf("validate exited %d, said:\n%s\nwant the refusal placed: %s", st, errs.String(), want)
 	}
 }
+
+// The worker refuses to run cachix while cachix's own cachix.dhall, in
+// the environment it will have, is another user's or one others can
+// write, or is missing where they could make it (it names the server the
+// token goes to): validate said the config was fine, and every push
+// failed. It now checks that file as the worker will find it, from
+// XDG_CONFIG_HOME, or from HOME as the hook's worker gets it.
+func TestValidateChecksCachixConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hook.conf")
+	if err := os.WriteFile(file, []byte("cache = \"main\"\nallow = [\"*\"]\n[cachix]\nbin = \"/bin/true\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CACHIX_FILTER_HOOK_QUEUE_DIR", filepath.Join(dir, "queue"))
+	for _, viaHome := range []bool{false, true} {
+		home := t.TempDir()
+		confDir := filepath.Join(home, ".config", "cachix")
+		if err := os.MkdirAll(confDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		dhall := filepath.Join(confDir, "cachix.dhall")
+		if err := os.WriteFile(dhall, []byte(`{ hostname = "https://evil.example" }`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dhall, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("HOME", home)
+		if viaHome {
+			t.Setenv("XDG_CONFIG_HOME", "") // restored at the end
+			os.Unsetenv("XDG_CONFIG_HOME")
+		} else {
+			t.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
+		}
+		validate := func() (int, string) {
+			var out, errs bytes.Buffer
+			e := &env{ctx: context.Background(), stdout: &out, stderr: &errs}
+			return e.main([]string{"--config", file, "validate"}), errs.String()
+		}
+		if st, errs := validate(); st != 1 || !strings.Contains(errs, dhall) {
+			t.Errorf("viaHome %v: validate exited %d, said %q; want %s refused", viaHome, st, errs, dhall)
+		}
+		if err := os.Chmod(dhall, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if st, errs := validate(); st != 0 {
+			t.Errorf("viaHome %v: validate exited %d, said %q; want a config of one's own taken", viaHome, st, errs)
+		}
+	}
+}

@@ -11,11 +11,11 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
-// cachixConfigFile is the file cachix reads its settings from, found as
+// CachixConfigFile is the file cachix reads its settings from, found as
 // cachix finds it (getXdgDirectory XdgConfig "cachix"): in
 // $XDG_CONFIG_HOME when that is absolute, else in $HOME/.config; "" when
 // neither says and the user has no home.
-func cachixConfigFile(env []string) string {
+func CachixConfigFile(env []string) string {
 	get := func(k string) string {
 		v := ""
 		for _, kv := range env {
@@ -41,14 +41,14 @@ func cachixConfigFile(env []string) string {
 	return filepath.Join(dir, "cachix", "cachix.dhall")
 }
 
-// checkCachixConfig applies the trust rule to the cachix.dhall cachix
-// will read with env. It names the server cachix sends the token to and
+// CheckCachixConfig applies the trust rule to the cachix.dhall cachix
+// will read with env, before each cachix call and in validate and doctor. It names the server cachix sends the token to and
 // uploads to (hostname), and Dhall imports other files and URLs: whoever
 // could write it, or make it where it is missing (a HOME of another
 // user's that a sudo kept), would get the token of the cache root pushes
 // to. Mode 0644 is fine: it need not be private, only nobody else's.
-func checkCachixConfig(env []string) error {
-	file := cachixConfigFile(env)
+func CheckCachixConfig(env []string) error {
+	file := CachixConfigFile(env)
 	if file == "" {
 		return nil
 	}

@@ -54,14 +54,15 @@ func Spawn(cfg *config.Config) error {
 func spawnEnv(dir string) []string {
 	// exec keeps the last of duplicate variables: these win over the
 	// hook's own. The worker searches for hook.conf where the hook did,
-	// not in the HOME workerEnv may give it.
-	return append(workerEnv(os.Environ()), config.EnvName("queue.dir")+"="+dir, config.EnvUserConfigDir+"="+config.UserConfigDir())
+	// not in the HOME Env may give it.
+	return append(Env(os.Environ()), config.EnvName("queue.dir")+"="+dir, config.EnvUserConfigDir+"="+config.UserConfigDir())
 }
 
-// workerEnv adds HOME and the XDG directories when the hook's environment
-// lacks them (nix-daemon's often does): cachix reads its config from
-// ~/.config/cachix.
-func workerEnv(env []string) []string {
+// Env is the environment of a worker the hook starts from env: env with
+// HOME and the XDG directories added when it lacks them (nix-daemon's
+// often does): cachix reads its config from ~/.config/cachix. validate
+// and doctor check that config as the worker will find it.
+func Env(env []string) []string {
 	get := func(k string) string {
 		v := ""
 		for _, kv := range env {

@@ -933,17 +933,17 @@ func TestRunCleansStateTmp(t *testing.T) {
 }
 
 func TestWorkerEnv(t *testing.T) {
-	got := workerEnv([]string{"PATH=/bin", "HOME=/homeless-shelter"})
+	got := Env([]string{"PATH=/bin", "HOME=/homeless-shelter"})
 	if slices.Contains(got, "HOME=/homeless-shelter") {
-		t.Errorf("workerEnv kept HOME=/homeless-shelter: %q", got)
+		t.Errorf("Env kept HOME=/homeless-shelter: %q", got)
 	}
 	if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "HOME=/") }) {
-		t.Errorf("workerEnv set no HOME: %q", got)
+		t.Errorf("Env set no HOME: %q", got)
 	}
-	got = workerEnv([]string{"HOME=/h", "XDG_CONFIG_HOME=/c"})
+	got = Env([]string{"HOME=/h", "XDG_CONFIG_HOME=/c"})
 	want := []string{"HOME=/h", "XDG_CONFIG_HOME=/c", "XDG_CACHE_HOME=/h/.cache"}
 	if !slices.Equal(got, want) {
-		t.Errorf("workerEnv = %q, want %q", got, want)
+		t.Errorf("Env = %q, want %q", got, want)
 	}
 }
 
@@ -1354,7 +1354,7 @@ func TestTruncateKeepsEscapesWhole(t *testing.T) {
 
 // The worker the hook starts searches for hook.conf where the hook did.
 // The hook found no file (settings from the environment alone) and
-// passed no --config, but workerEnv gave the worker the HOME and
+// passed no --config, but Env gave the worker the HOME and
 // XDG_CONFIG_HOME nix-daemon's environment lacks (cachix needs them):
 // the worker then found root's ~/.config/cachix-filter-hook/hook.conf,
 // which the hook never read, and pushed by its rules.
