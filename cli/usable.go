@@ -115,7 +115,7 @@ func checkUsed(cfg *config.Config, env []string, path, where, cmd string) []used
 		}
 	}
 	if cachix {
-		out = append(out, findCachix(cfg.Cachix.Bin, path, where), cachixConfig(env))
+		out = append(out, findCachix(cfg.Cachix.Bin, path, where), cachixConfig(env, cfg.Cachix.PushArgs))
 	}
 	if dir := cfg.Nix.BinDir; dir != "" {
 		out = append(out, nixBinDir(dir)...)
@@ -204,15 +204,18 @@ func findCachix(bin, path, where string) used {
 // before each cachix call, in the environment a worker the hook starts
 // from env will have: the worker refuses to run cachix while it is
 // another user's, or missing where another user could make it.
-func cachixConfig(env []string) used {
+func cachixConfig(env, pushArgs []string) used {
 	env = worker.Env(env)
+	// As cachix push gets them (cachix pin, without push_args, reads
+	// the default one: checked here when push reads that too).
+	args := append([]string{"push"}, pushArgs...)
 	u := used{check: "cachix config"}
-	file := pusher.CachixConfigFile(env)
+	file := pusher.CachixConfigFile(env, args)
 	if file == "" {
 		u.ok = "cachix finds no config of its own (no HOME)"
 		return u
 	}
-	if err := pusher.CheckCachixConfig(env); err != nil {
+	if err := pusher.CheckCachixConfig(env, args); err != nil {
 		u.err = err
 		u.fix = "the worker runs no cachix until then: make " + file + " (or, missing, its nearest directory) and each directory above it the worker's user's (root's) alone, or remove it, or give the worker a HOME of that user's"
 		return u

@@ -11,11 +11,16 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
-// CachixConfigFile is the file cachix reads its settings from, found as
-// cachix finds it (getXdgDirectory XdgConfig "cachix"): in
-// $XDG_CONFIG_HOME when that is absolute, else in $HOME/.config; "" when
-// neither says and the user has no home.
-func CachixConfigFile(env []string) string {
+// CachixConfigFile is the file cachix run with args (its argv after the
+// program) reads its settings from, found as cachix finds it: the one a
+// -c/--config among args names (see configFlag), else
+// getXdgDirectory XdgConfig "cachix": in $XDG_CONFIG_HOME when that is
+// absolute, else in $HOME/.config; "" when neither says and the user has
+// no home.
+func CachixConfigFile(env, args []string) string {
+	if f, ok := configFlag(args); ok {
+		return f
+	}
 	get := func(k string) string {
 		v := ""
 		for _, kv := range env {
@@ -42,13 +47,14 @@ func CachixConfigFile(env []string) string {
 }
 
 // CheckCachixConfig applies the trust rule to the cachix.dhall cachix
-// will read with env, before each cachix call and in validate and doctor. It names the server cachix sends the token to and
+// will read with env and args, before each cachix call and in validate
+// and doctor. It names the server cachix sends the token to and
 // uploads to (hostname), and Dhall imports other files and URLs: whoever
 // could write it, or make it where it is missing (a HOME of another
 // user's that a sudo kept), would get the token of the cache root pushes
 // to. Mode 0644 is fine: it need not be private, only nobody else's.
-func CheckCachixConfig(env []string) error {
-	file := CachixConfigFile(env)
+func CheckCachixConfig(env, args []string) error {
+	file := CachixConfigFile(env, args)
 	if file == "" {
 		return nil
 	}
@@ -61,4 +67,59 @@ func CheckCachixConfig(env []string) error {
 		return fmt.Errorf("cachix's own config %s (it names where the token goes): %w", file, err)
 	}
 	return nil
+}
+
+// cachixArgShorts are cachix push's short options that take a value:
+// within a bundle such as -j8, the rest is that value, not more options.
+const cachixArgShorts = "lmsnj"
+
+// configFlag returns the file the last -c/--config among args names
+// (before a "--"), as cachix parses them: its global options are taken
+// after the subcommand too (optparse-applicative's subparserInline), so
+// cachix.push_args can name one, as "-c F", "-cF", "--config F",
+// "--config=F" or at the end of a bundle of switches ("-vc F"). A
+// relative one is cachix's working directory's, which is the worker's.
+func configFlag(args []string) (string, bool) {
+	file, found := "", false
+	take := func(v string) {
+		file, found = v, true
+		if !filepath.IsAbs(v) {
+			if abs, err := filepath.Abs(v); err == nil {
+				file = abs
+			}
+		}
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return file, found
+		case a == "--config":
+			if i+1 < len(args) {
+				i++
+				take(args[i])
+			}
+		case strings.HasPrefix(a, "--config="):
+			take(strings.TrimPrefix(a, "--config="))
+		case strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--"):
+			for j := 1; j < len(a); j++ {
+				if a[j] == 'c' {
+					if j+1 < len(a) {
+						take(a[j+1:])
+					} else if i+1 < len(args) {
+						i++
+						take(args[i])
+					}
+					break
+				}
+				if strings.IndexByte(cachixArgShorts, a[j]) >= 0 {
+					if j+1 == len(a) {
+						i++ // its value is the next argument
+					}
+					break
+				}
+			}
+		}
+	}
+	return file, found
 }

@@ -150,7 +150,7 @@ func (p *cachixPusher) run(ctx context.Context, args []string, out io.Writer) er
 	if err != nil {
 		return err
 	}
-	if err := CheckCachixConfig(env); err != nil {
+	if err := CheckCachixConfig(env, args); err != nil {
 		return err
 	}
 	env = withNixOnPath(env, p.nix)

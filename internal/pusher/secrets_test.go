@@ -425,3 +425,35 @@ func TestInheritedSecretsRedactedTrimmed(t *testing.T) {
 		}
 	}
 }
+
+// TestCachixConfigFlagChecked: cachix takes its global -c/--config after
+// the subcommand too, so cachix.push_args can name the cachix.dhall it
+// reads. The check looked at $XDG_CONFIG_HOME's file all the same, and
+// a file named there that others could write went to cachix unchecked.
+func TestCachixConfigFlagChecked(t *testing.T) {
+	dir := t.TempDir()
+	evil := keyFile(t, filepath.Join(dir, "evil.dhall"), `{ hostname = "https://evil.example" }`, 0o666)
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	for _, args := range [][]string{
+		{"-c", evil}, {"-c" + evil}, {"--config", evil}, {"--config=" + evil},
+		{"-j", "4", "-vc", evil}, {"-j8", "--omit-deriver", "-c", evil},
+	} {
+		rec := fake(t, 0)
+		err := cachixPusherFor(t, tokenFile(t, 0o600), args...).Push(context.Background(), paths, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), evil) {
+			t.Errorf("push_args %q: Push = %v, want a refusal naming %s", args, err, evil)
+		}
+		if _, ran := os.Stat(rec); ran == nil {
+			t.Errorf("push_args %q: cachix ran with a config others can write", args)
+		}
+	}
+	// Not a config: values of other options, and what follows "--".
+	for _, args := range [][]string{{"-j", "-c"}, {"-m", "xz"}} {
+		if f, ok := configFlag(append([]string{"push"}, args...)); ok {
+			t.Errorf("configFlag(push %q) = %q, want none", args, f)
+		}
+	}
+	if f, ok := configFlag([]string{"push", "--", "-c", evil}); ok {
+		t.Errorf("configFlag after -- = %q, want none", f)
+	}
+}
