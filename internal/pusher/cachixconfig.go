@@ -15,33 +15,37 @@ import (
 // program) reads its settings from, found as cachix finds it: the one a
 // -c/--config among args names (see configFlag), else
 // getXdgDirectory XdgConfig "cachix": in $XDG_CONFIG_HOME when that is
-// absolute, else in $HOME/.config; "" when neither says and the user has
-// no home.
+// absolute, else in $HOME/.config, HOME taken as set, empty or relative
+// (then cachix's working directory's, which is the worker's), the
+// passwd entry's only when unset; "" when there is none.
 func CachixConfigFile(env, args []string) string {
 	if f, ok := configFlag(args); ok {
 		return f
 	}
-	get := func(k string) string {
-		v := ""
+	get := func(k string) (string, bool) {
+		v, set := "", false
 		for _, kv := range env {
 			if rest, ok := strings.CutPrefix(kv, k+"="); ok {
-				v = rest // exec keeps the last of duplicates
+				v, set = rest, true // exec keeps the last of duplicates
 			}
 		}
-		return v
+		return v, set
 	}
-	dir := get("XDG_CONFIG_HOME")
+	dir, _ := get("XDG_CONFIG_HOME")
 	if !filepath.IsAbs(dir) {
-		home := get("HOME")
-		if home == "" {
-			if u, err := user.Current(); err == nil {
-				home = u.HomeDir
+		home, set := get("HOME")
+		if !set {
+			u, err := user.Current()
+			if err != nil || u.HomeDir == "" {
+				return ""
 			}
+			home = u.HomeDir
 		}
-		if !filepath.IsAbs(home) {
+		abs, err := filepath.Abs(filepath.Join(home, ".config"))
+		if err != nil {
 			return ""
 		}
-		dir = filepath.Join(home, ".config")
+		dir = abs
 	}
 	return filepath.Join(dir, "cachix", "cachix.dhall")
 }

@@ -457,3 +457,31 @@ func TestCachixConfigFlagChecked(t *testing.T) {
 		t.Errorf("configFlag after -- = %q, want none", f)
 	}
 }
+
+// TestCachixConfigRelativeHome: cachix takes HOME as set, empty or
+// relative, and then reads .config/cachix/cachix.dhall from its working
+// directory, the worker's (the passwd entry's home only when HOME is
+// unset). The check took an empty HOME for unset, and a relative one
+// for none at all: a file others could write there reached cachix
+// unchecked.
+func TestCachixConfigRelativeHome(t *testing.T) {
+	for _, home := range []string{"", "h"} {
+		cwd := t.TempDir()
+		t.Chdir(cwd)
+		conf := filepath.Join(cwd, home, ".config", "cachix")
+		if err := os.MkdirAll(conf, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		evil := keyFile(t, filepath.Join(conf, "cachix.dhall"), `{ hostname = "https://evil.example" }`, 0o666)
+		t.Setenv("XDG_CONFIG_HOME", "")
+		t.Setenv("HOME", home)
+		rec := fake(t, 0)
+		err := cachixPusherFor(t, tokenFile(t, 0o600)).Push(context.Background(), paths, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), evil) {
+			t.Errorf("HOME=%q: Push = %v, want a refusal naming %s", home, err, evil)
+		}
+		if _, ran := os.Stat(rec); ran == nil {
+			t.Errorf("HOME=%q: cachix ran with a config others can write", home)
+		}
+	}
+}
