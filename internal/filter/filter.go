@@ -51,9 +51,9 @@ type Pattern struct {
 	// re, when set, matches in g's place: g may backtrack for long on
 	// a hostile name (see linear.go).
 	re *regexp.Regexp
-	// filedAgain tells that the index holds it at more than one place
-	// a subject may pass (see index.first).
-	filedAgain bool
+	// again, when above 0, numbers it among the patterns its index
+	// holds at more than one place a subject may pass (see index.first).
+	again int
 	// reason is Decision.Reason for it, made once: the worker and push
 	// decide every path of a 10,000-path batch by name, and formatting
 	// it each time was a third of that.
