@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/gobwas/glob"
@@ -48,9 +49,12 @@ type Pattern struct {
 	// dir, when set, matches what is before a whole path's last '/',
 	// and g what is after it (see splitLast).
 	dir *glob.Pattern
-	// re, when set, matches in g's place: g may backtrack for long on
-	// a hostile name (see linear.go).
-	re *regexp.Regexp
+	// re, when set, gives the regexp that matches in g's place: g may
+	// backtrack for long on a hostile name (see linear.go). Made at its
+	// first match, not in Compile: a regexp costs several times a glob
+	// to build, the hook compiles every rule at each run, and it tries
+	// only the few the index finds for its paths.
+	re func() *regexp.Regexp
 	// again, when above 0, numbers it among the patterns its index
 	// holds at more than one place a subject may pass (see index.first).
 	again int
@@ -189,13 +193,13 @@ func compileSet(list string, patterns []string, storeDir string, b *Budget, errs
 				continue
 			}
 			b.left -= len(gText)
-			if p.re, err = linear(gText, gSep); err != nil {
-				// Not seen within MaxPattern; refused rather than
-				// left to the glob matcher.
-				errs = append(errs, &PatternError{List: list, Index: i, Pattern: text,
-					Offset: len(text) - len(gText), Reason: "cannot be matched in linear time: " + err.Error()})
-				continue
-			}
+			p.re = sync.OnceValue(func() *regexp.Regexp {
+				// An error was not seen within MaxPattern on what
+				// glob.Compile takes (FuzzLinearAgreesWithGlob);
+				// g, which means the same, stays then.
+				re, _ := linear(gText, gSep)
+				return re
+			})
 		}
 		ix.add(p, sub)
 	}
@@ -269,7 +273,9 @@ func (p *Pattern) match(subject string) bool {
 // there re could differ from g (see linear), and g is used.
 func (p *Pattern) matchLast(s string) bool {
 	if p.re != nil && utf8.ValidString(s) {
-		return p.re.MatchString(s)
+		if re := p.re(); re != nil {
+			return re.MatchString(s)
+		}
 	}
 	return p.g.Match(s)
 }

@@ -1132,3 +1132,29 @@ func TestIndexTriedSetStaysCheap(t *testing.T) {
 		t.Errorf("a decision took %v, matching each pattern once %v", decide, once)
 	}
 }
+
+// TestCompileLeavesRegexpsToTheirFirstMatch compiles rules whose
+// patterns all go to linear's regexp ("*-{a,b}-*", a star before a
+// group) against the same rules without the leading star, which stay
+// globs: the hook compiles every rule at each run and tries a few, so
+// building every regexp there (several times a glob's cost) was paid
+// for rules no path reached. A decision still uses the regexp.
+func TestCompileLeavesRegexpsToTheirFirstMatch(t *testing.T) {
+	var starred, plain []string
+	for i := range 200 {
+		starred = append(starred, fmt.Sprintf("*-{doc%d,man%d}-*", i, i))
+		plain = append(plain, fmt.Sprintf("{doc%d,man%d}-*", i, i))
+	}
+	regexps := testing.AllocsPerRun(5, func() { mustCompile(t, starred, nil) })
+	globs := testing.AllocsPerRun(5, func() { mustCompile(t, plain, nil) })
+	if regexps > 1.5*globs {
+		t.Errorf("compiling 200 patterns for regexps made %v allocations, for globs %v", regexps, globs)
+	}
+	r := mustCompile(t, starred, nil)
+	for _, name := range []string{"x-man7-y", "x-man7", "doc7-y", "a-" + strings.Repeat("doc1-", 40)} {
+		agreesWithNaive(t, r, starred, nil, sp(name))
+	}
+	if d := r.Decide(sp("x-man7-y")); d.Rule == nil || d.Rule.re == nil || d.Rule.re() == nil {
+		t.Errorf("x-man7-y: %s, not by a regexp", d.Reason())
+	}
+}
