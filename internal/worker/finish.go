@@ -185,7 +185,7 @@ func (w *Worker) finish(res *result) {
 				if x.sent == nil {
 					x.sent = map[string]sentMark{}
 				}
-				x.sent[e.Key()] = sentMark{upTo: x.next, file: w.entryFile(e.Key())}
+				x.sent[e.Key()] = sentMark{upTo: x.next, file: w.entryFile(e.Key()), queued: w.entryQueued(e.Key())}
 			}
 			x.remove(e.Key())
 			switch part.outcome {

@@ -88,6 +88,12 @@ type sentMark struct {
 	// there now that is another file was queued since (forget, then
 	// push --force, before the next scan).
 	file fileID
+	// queued is when that file says its pair was queued (UnixNano; 0:
+	// unreadable). The new file of a push --force may reuse the inode
+	// and have the same size and mtime, stamped within one tick of the
+	// file system's clock (a second on some): queued, from the hook's
+	// or push's clock in nanoseconds, still tells it.
+	queued int64
 }
 
 // fileID tells a file from another made at the same name since: the
@@ -114,6 +120,16 @@ func (w *Worker) entryFile(key string) fileID {
 		return fileID{}
 	}
 	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+}
+
+// entryQueued is when the file of key in entries/ says its pair was
+// queued, as UnixNano (0: none, or it cannot be read).
+func (w *Worker) entryQueued(key string) int64 {
+	e, err := w.q.PeekFile(key)
+	if err != nil {
+		return 0
+	}
+	return e.Queued.UnixNano()
 }
 
 func newIndex() *index {
@@ -269,7 +285,7 @@ func (w *Worker) scan(now time.Time) {
 			}
 			return
 		}
-		if m, ok := x.sent[n]; ok && !m.listed && m.file == w.entryFile(n) {
+		if m, ok := x.sent[n]; ok && !m.listed && m.file == w.entryFile(n) && m.queued == w.entryQueued(n) {
 			saw[n] = true
 			dups = append(dups, queue.Stub(n, ""))
 			return

@@ -867,6 +867,42 @@ func TestRunForceAfterRemovedHeldCopyIsPushed(t *testing.T) {
 	}
 }
 
+// As TestRunForceAfterRemovedHeldCopyIsPushed, with the new file made
+// within the tick of the file system's clock that stamped the copy (a
+// second on some) and at the copy's inode, with its size: what the mark
+// keeps of the copy's file is the new file's. The mark took it for the
+// copy and removed it unpushed; the time the entry says it was queued
+// tells them apart.
+func TestRunForceInTheCopysTickIsPushed(t *testing.T) {
+	e, w, f, ps, key, s, j, now := dualStarted(t)
+	dual := ps[0]
+	e.add(t, "on", dual)
+	w.scan(now.Add(time.Minute))
+	if !s.held {
+		t.Fatal("the copy is not held")
+	}
+	finishOne(w, j)
+	if err := os.Remove(filepath.Join(e.q.Dir, "entries", key)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond) // a queued time of its own
+	e.add(t, "on", dual)
+	// Inode, size and mtime as the copy's, which a file system may
+	// give it; not left to this one's chance.
+	m, ok := w.idx.sent[key]
+	if !ok {
+		t.Fatal("no sent mark for the copy")
+	}
+	m.file = w.entryFile(key)
+	w.idx.sent[key] = m
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, pushes := pushesOf(f, dual); pushes != 2 {
+		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
+	}
+}
+
 // The hook links its entry into entries/ and only then removes its
 // temporary name: a worker may hold that copy, push the pair and make its
 // "sent" mark in between. The removal changes the copy's link count (and
