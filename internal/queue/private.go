@@ -23,23 +23,43 @@ import (
 // running user, and for the queue directory itself (top), with no access
 // for group or others. Below a private top, modes do not matter.
 func mkdirPrivate(dir string, top bool) error {
-	made := os.Mkdir(dir, 0o700)
+	made := os.Mkdir(dir, unsyncedMode)
 	if made != nil && !errors.Is(made, fs.ErrExist) {
 		return fmt.Errorf("creating queue directory: %w", made)
 	}
 	if err := checkPrivate(dir, top); err != nil {
 		return err
 	}
-	if made == nil {
-		// Made now: its name is durable before what goes in it is said
-		// to be (an entry, a pin), or a power failure loses both.
-		if err := syncDir(filepath.Dir(dir)); err != nil {
-			// Removed (while still empty), so that a later call, which
-			// would find it there and not sync, makes it and syncs
-			// again.
-			os.Remove(dir)
-			return err
-		}
+	return syncMade(dir)
+}
+
+// unsyncedMode marks a directory made whose name may not be durable yet:
+// made so (mkdir honours the sticky bit, which the umask leaves), it is
+// 0700 once its parent was synced. Another process that finds it so
+// (made by one not done yet, or whose sync failed, or killed) syncs the
+// parent itself before it puts anything in it, or a power failure could
+// lose what it said was queued there with the directory. Found 0700,
+// nothing is synced: an fsync per directory of Open costs 0.4-0.8 ms here
+// (ext4), three per hook run, against 3.3 ms of the hook's own work.
+const unsyncedMode = 0o700 | os.ModeSticky
+
+// syncMade makes the name of dir durable if it is marked unsynced (see
+// unsyncedMode): its parent synced, then the mark cleared. dir is this
+// user's directory (checked by the caller), its parent writable by no one
+// else, so the chmod by name reaches it.
+func syncMade(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("queue directory: %w", err)
+	}
+	if !fi.IsDir() || fi.Mode()&(fs.ModeType|fs.ModeSticky|fs.ModePerm) != fs.ModeDir|unsyncedMode {
+		return nil
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return err // still marked: synced by the next call
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("creating queue directory: %w", err)
 	}
 	return nil
 }

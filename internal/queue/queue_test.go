@@ -1605,3 +1605,49 @@ func TestPinLinkedBackUnsyncedIsSyncedBeforeItsAsideGoes(t *testing.T) {
 		t.Error("the file aside was removed with pins/ not synced since the pin was linked back")
 	}
 }
+
+// A directory of the queue another process made and has not synced into
+// its parent yet (here push --pin making pins/, and a second push
+// queueing a pin while the first waits on its fsync): the second found
+// it there, did not sync, and said "will pin" of a pin a power failure
+// could lose with the directory. It syncs the parent itself; a
+// directory found synced costs no fsync.
+func TestDirMadeByAnotherNotSyncedYetIsSynced(t *testing.T) {
+	defer func() { syncs = nil }()
+	q := openQ(t)
+	other, err := Open(q.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := Pin{Target: "main", Path: mkPath("system-2").String(), Name: "sys"}
+	synced, inside := false, false
+	syncs = func(name string) error {
+		if name != q.Dir || inside {
+			if inside && name == q.Dir {
+				synced = true
+			}
+			return nil
+		}
+		// The first maker, between its mkdir and its parent's fsync.
+		inside = true
+		defer func() { inside = false }()
+		if _, err := other.AddPins([]Pin{second}, time.Now()); err != nil {
+			t.Errorf("AddPins of the second push: %v", err)
+		}
+		return nil
+	}
+	if _, err := q.AddPins([]Pin{{Target: "main", Path: mkPath("system-1").String(), Name: "sys"}}, time.Now()); err != nil {
+		t.Fatalf("AddPins: %v", err)
+	}
+	if !synced {
+		t.Error("the second push did not sync the queue directory, which held pins/ not synced yet")
+	}
+	n := countSyncs(t, func() {
+		if _, err := Open(q.Dir); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("Open of a queue whose directories are synced: %d fsyncs, want none", n)
+	}
+}
