@@ -194,12 +194,37 @@ func Open(dir string) (*Queue, error) {
 // (/tmp, sticky or not): there, that user could put a symlink in place of
 // a directory about to be made, and MkdirAll, which goes by name, would
 // make root's next directory wherever it points (/etc, a home). Below a
-// directory only its owner can write, nobody else can.
+// directory only its owner can write, nobody else can. Each made is
+// synced into its parent (see syncMade), as the queue directory is: a
+// power failure must not lose the queue with what it said was queued.
 func mkdirParents(dir string) error {
 	if err := checkMakeable(dir); err != nil {
 		return err
 	}
-	return os.MkdirAll(dir, 0o700)
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		d := missing[i]
+		if err := os.Mkdir(d, unsyncedMode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		// Found made (by another process meanwhile): synced only when
+		// it is a directory of this user's, as made here.
+		if fi, err := os.Lstat(d); err != nil {
+			return err
+		} else if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+			continue
+		}
+		if err := syncMade(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkMakeable is mkdirParents' refusal, without making anything: CheckDir

@@ -1651,3 +1651,34 @@ func TestDirMadeByAnotherNotSyncedYetIsSynced(t *testing.T) {
 		t.Errorf("Open of a queue whose directories are synced: %d fsyncs, want none", n)
 	}
 }
+
+// Open makes the missing parents of the queue directory: MkdirAll made
+// them without syncing any, and a power failure could lose the queue
+// directory, with the entries said queued in it. Each is synced into
+// its parent.
+func TestOpenSyncsParentsItMakes(t *testing.T) {
+	defer func() { syncs = nil }()
+	root := t.TempDir()
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "a", "b")
+	synced := map[string]bool{}
+	syncs = func(name string) error {
+		// A parent synced with the directory made in it.
+		for _, d := range []string{a, b, filepath.Join(b, "queue")} {
+			if _, err := os.Lstat(d); err == nil && name == filepath.Dir(d) {
+				synced[d] = true
+			}
+		}
+		return nil
+	}
+	if _, err := Open(filepath.Join(b, "queue")); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{a, b, filepath.Join(b, "queue")} {
+		if !synced[d] {
+			t.Errorf("%s made, its parent not synced after", d)
+		}
+		if fi, err := os.Lstat(d); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != 0o700 {
+			t.Errorf("%s: %v, %v; want mode 0700", d, fi.Mode(), err)
+		}
+	}
+}
