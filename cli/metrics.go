@@ -65,11 +65,15 @@ type pinStatus struct {
 	LastError   string    `json:"last_error,omitempty"`
 	// Waiting: its root's entry for the target is still queued.
 	Waiting bool `json:"waiting_for_push"`
+	// DropError is why the worker, giving up on the pin, could not
+	// remove its file; it tries again at DropNext.
+	DropError string    `json:"drop_error,omitempty"`
+	DropNext  time.Time `json:"drop_next_attempt,omitzero"`
 }
 
 // addPins adds the pins waiting to be made to their targets' status, and
 // returns how many pin files are not pins (corruptOf).
-func addPins(q *queue.Queue, byName map[string]*targetStatus) (unreadable int) {
+func addPins(q *queue.Queue, byName map[string]*targetStatus, drops map[string]worker.PinDrop) (unreadable int) {
 	pins, bad, err := q.ListPins()
 	if err != nil {
 		return 0
@@ -83,6 +87,9 @@ func addPins(q *queue.Queue, byName map[string]*targetStatus) (unreadable int) {
 		ps := pinStatus{Path: p.Path, Name: p.Name, Keep: p.Keep.String(), Queued: p.Queued, Attempts: p.Attempts, NextAttempt: p.NextAttempt, LastError: p.LastError}
 		// As the worker's metrics count it (one rule for both).
 		ps.Waiting = worker.PinWaits(p, func(key string) bool { _, ok := q.Get(key); return ok })
+		if d, ok := drops[p.Key()]; ok {
+			ps.DropError, ps.DropNext = d.Error, d.NextAttempt
+		}
 		ts.Pins = append(ts.Pins, ps)
 	}
 	return corruptOf(bad)
@@ -110,6 +117,8 @@ func printPins(w io.Writer, t *targetStatus, retryMax time.Duration) {
 			if p.Attempts > 0 {
 				state += fmt.Sprintf(" (%d failed attempts before: %s)", p.Attempts, oneLine(p.LastError))
 			}
+		case p.DropError != "":
+			state = fmt.Sprintf("given up on, but its file cannot be removed; tried again in %s: %s", nextIn(p.DropNext, retryMax), oneLine(p.DropError))
 		case p.Attempts > 0:
 			state = fmt.Sprintf("%d failed attempts, next in %s: %s", p.Attempts, nextIn(p.NextAttempt, retryMax), oneLine(p.LastError))
 		}

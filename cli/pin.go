@@ -191,10 +191,23 @@ type pinsCount struct {
 func pinsLeft(c *config.Config, q *queue.Queue, keys []string, stated []string, now time.Time) (pinsCount, error) {
 	pc := pinsCount{allFailing: true, queued: map[string]bool{}}
 	var queued map[string]bool
+	var drops map[string]worker.PinDrop
 	count := func(p *queue.Pin) {
 		pc.n++
 		pc.queued[p.Key()] = true
 		if p.Attempts > 0 && p.NextAttempt.After(now) {
+			pc.failed++
+			return
+		}
+		// Given up on, its file not removed (state.json says so): it
+		// fails as a call does, its root not queued to say so.
+		if drops == nil {
+			drops = worker.LoadState(q.Dir).PinDrops
+			if drops == nil {
+				drops = map[string]worker.PinDrop{}
+			}
+		}
+		if d, ok := drops[p.Key()]; ok && d.NextAttempt.After(now) {
 			pc.failed++
 			return
 		}

@@ -165,7 +165,7 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 		}
 	}
 	addOutcomes(st, q, byName)
-	st.CorruptPins = addPins(q, byName)
+	st.CorruptPins = addPins(q, byName, state.PinDrops)
 	return st, nil
 }
 

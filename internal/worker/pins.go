@@ -106,6 +106,9 @@ func (w *Worker) scanPins() {
 			delete(w.pinDropFailed, n)
 		}
 	}
+	if w.state != nil {
+		w.state.pinDropsDone(w.q.Dir, func(k string) bool { return seen[k] })
+	}
 	// An outcome is kept while a pin names its root: a worker that pins
 	// every build would otherwise keep one per root for its life. A pin
 	// read after its root's outcome went goes by dropped/ (see doPins).
@@ -255,9 +258,13 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		if w.dropPin(log, p, reason) {
 			left, next = true, now
 		} else if _, failed := w.pins[p.Key()]; failed {
-			// Its file stays, dropped again next round: left, not
-			// due now, or a drop that keeps failing would spin.
+			// Its file stays, dropped again after its back-off
+			// (pinDropError): left, not due now, or a drop that
+			// keeps failing would spin.
 			left = true
+			if next.IsZero() || p.NextAttempt.Before(next) {
+				next = p.NextAttempt
+			}
 		}
 	}
 	for _, corrupt := range w.badPins {
@@ -518,6 +525,9 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept b
 		return false
 	}
 	delete(w.pinDropFailed, p.Key())
+	if w.state != nil {
+		w.state.pinDropsDone(w.q.Dir, func(k string) bool { return k != p.Key() })
+	}
 	w.pinRemoved()
 	delete(w.pins, p.Key())
 	delete(w.pinDropRecorded, p.Key())
@@ -530,11 +540,27 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept b
 }
 
 // pinDropError logs why p's drop failed, unless it was the last failure
-// logged for p: the drop is tried again every round.
+// logged for p, and backs p off, as a failed call is: its drop is tried
+// again after it. The failure goes in state.json, not in p's file, which
+// the same failure (tmp/ or pins/ unwritable) may keep from being
+// rewritten: there wait counts p failing, where it would wait for it
+// forever, and status says why.
 func (w *Worker) pinDropError(log *logrus.Entry, p *queue.Pin, msg string, err error) {
-	if said := msg + ": " + err.Error(); w.pinDropFailed[p.Key()] != said {
+	said := msg + ": " + err.Error()
+	if w.pinDropFailed[p.Key()] != said {
 		w.pinDropFailed[p.Key()] = said
 		log.WithError(err).Error(msg)
+	}
+	now := time.Now()
+	n := 1
+	if w.state != nil {
+		if d, ok := w.state.PinDrops[p.Key()]; ok {
+			n = d.Attempts + 1
+		}
+	}
+	p.NextAttempt = now.Add(Backoff(n, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax))
+	if w.state != nil {
+		w.state.pinDropFailed(w.q.Dir, p.Key(), p.Target, truncate(said, 1000), p.NextAttempt)
 	}
 }
 

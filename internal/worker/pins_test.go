@@ -1758,10 +1758,12 @@ func TestPinWithItsAskUnreadableIsNotRecordedDropped(t *testing.T) {
 // aside, is not a directory) is dropped again every round, a second
 // apart: each failure was logged, and worker.log grew by a line a second
 // for as long as it lasted. It is logged once, and again only when the
-// error changes.
+// error changes. (Its back-off, see the next test, is cut to nothing
+// here, so that each round tries it.)
 func TestPinDropThatKeepsFailingLoggedOnce(t *testing.T) {
 	fakeStore(t)
 	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	e.cfg.Queue.RetryInitial = time.Nanosecond
 	root := mkPath("system-1") // not in the store: collected
 	e.pin(t, "main", root, "sys", queue.Keep{})
 	tmp := filepath.Join(e.q.Dir, "tmp")
@@ -1834,5 +1836,54 @@ func TestPinAskedAgainByAnOlderAskKeepsItsKeep(t *testing.T) {
 		if want := []string{"--keep-revisions 5"}; !slices.Equal(keeps, want) {
 			t.Errorf("asked during the call %v: keeps of the calls = %q, want %q", during, keeps, want)
 		}
+	}
+}
+
+// A pin given up on whose file cannot be removed (here tmp/, where its
+// drop moves it aside, is not a directory) held no failed attempt and no
+// queued root: wait, which counts a pin failing by those, waited for it
+// forever, and its drop was tried every round. It is backed off, as a
+// failed call is, and state.json says so (wait and status read it),
+// until it can go.
+func TestPinDropThatFailsIsBackedOffAndSaid(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := mkPath("system-1") // not in the store: collected
+	e.pin(t, "main", root, "sys", queue.Keep{})
+	key := queue.PinKey("main", root, "sys")
+	tmp := filepath.Join(e.q.Dir, "tmp")
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, w := e.statePinWorker(nil)
+	now := time.Now()
+	left, next := w.doPins(context.Background(), now)
+	d, ok := LoadState(e.q.Dir).PinDrops[key]
+	if !ok || d.Attempts != 1 || !d.NextAttempt.After(now) || !strings.Contains(d.Error, "not a directory") {
+		t.Fatalf("state.json's failed drop = %+v, %v; want one attempt, backed off, with its error", d, ok)
+	}
+	if !left || !next.After(now) {
+		t.Errorf("doPins = %v, %v; want the pin left, due after its back-off", left, next)
+	}
+	w.doPins(context.Background(), time.Now())
+	if d := LoadState(e.q.Dir).PinDrops[key]; d.Attempts != 1 {
+		t.Errorf("%d attempts after a second round, want 1: backed off", d.Attempts)
+	}
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	w.retryPins()
+	w.doPins(context.Background(), time.Now())
+	if names, _ := e.q.PinNames(); len(names) != 0 {
+		t.Errorf("pins %q; want the pin dropped once it could be", names)
+	}
+	if d, ok := LoadState(e.q.Dir).PinDrops[key]; ok {
+		t.Errorf("state.json still says the drop fails: %+v", d)
 	}
 }

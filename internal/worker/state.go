@@ -30,6 +30,11 @@ type State struct {
 	// questions passed upstream_deadline (status and doctor show them),
 	// until a round answers in time.
 	SlowUpstreams map[string]SlowUpstream `json:"slow_upstreams,omitempty"`
+	// PinDrops are, by pin file name, the pins given up on whose file
+	// could not be removed, until it is or the pin is gone: the pin
+	// holds no failed attempt, and its root is not queued, so wait
+	// counts it failing by this, and status says why.
+	PinDrops map[string]PinDrop `json:"pin_drops,omitempty"`
 
 	// dirty: counted since the last save.
 	dirty bool
@@ -55,6 +60,43 @@ func RecordStartError(q *queue.Queue, err error, fix string) {
 	s := LoadState(q.Dir)
 	s.StartError = &StartError{Time: time.Now().UTC(), PID: os.Getpid(), Error: truncate(err.Error(), 2000), Fix: fix}
 	s.save(q.Dir)
+}
+
+// PinDrop is a pin's drop that failed, tried again after a back-off.
+type PinDrop struct {
+	Target      string    `json:"target"`
+	Error       string    `json:"error"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt"`
+}
+
+// pinDropFailed records the failed drop of the pin key, and returns how
+// many in a row failed.
+func (s *State) pinDropFailed(dir, key, target, msg string, next time.Time) int {
+	if s.PinDrops == nil {
+		s.PinDrops = map[string]PinDrop{}
+	}
+	d := s.PinDrops[key]
+	d.Target, d.Error, d.NextAttempt = target, msg, next.UTC()
+	d.Attempts++
+	s.PinDrops[key] = d
+	s.save(dir)
+	return d.Attempts
+}
+
+// pinDropsDone forgets the failed drops of the pins keep says are not
+// waiting for one any more.
+func (s *State) pinDropsDone(dir string, keep func(key string) bool) {
+	changed := false
+	for k := range s.PinDrops {
+		if !keep(k) {
+			delete(s.PinDrops, k)
+			changed = true
+		}
+	}
+	if changed {
+		s.save(dir)
+	}
 }
 
 // SlowUpstream is an upstream's last round that passed the deadline.
