@@ -89,6 +89,9 @@ type queueStatus struct {
 	// WorkerStartError is why the last worker could not start, until
 	// one starts.
 	WorkerStartError *worker.StartError `json:"worker_start_error,omitempty"`
+	// PinsAsideError is why the worker cannot look for the pins a
+	// failed drop left aside in tmp/, to link them back.
+	PinsAsideError string `json:"pins_aside_error,omitempty"`
 
 	// retryMax bounds the back-offs print shows (see nextIn); 0: none.
 	retryMax time.Duration
@@ -127,6 +130,7 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 	}
 	st.SlowUpstreams = state.SlowUpstreams
 	st.WorkerStartError = state.StartError
+	st.PinsAsideError = state.PinsAsideError
 	byName := map[string]*targetStatus{}
 	for _, t := range c.Targets {
 		ts := &targetStatus{Name: t.Name, Destination: "cachix " + t.Cache, Failures: []failingEntry{}, LastErrors: []history.Record{}, Pins: []pinStatus{}}
@@ -267,6 +271,9 @@ func (st *queueStatus) print(w io.Writer) {
 	}
 	if st.CorruptPins > 0 {
 		statusLine(w, "%d unreadable %s in %s/pins, never made (the worker logs each: remove it, then push --pin again)", st.CorruptPins, plural(st.CorruptPins, "pin"), st.Queue)
+	}
+	if st.PinsAsideError != "" {
+		statusLine(w, "the worker cannot look for the pins a failed drop left aside in %s/tmp (retried with back-off): %s", st.Queue, oneLine(st.PinsAsideError))
 	}
 	for _, u := range slices.Sorted(maps.Keys(st.SlowUpstreams)) {
 		s := st.SlowUpstreams[u]

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
@@ -504,17 +505,34 @@ func (q *Queue) PinAside(name string) bool {
 // RelinkPinsAside links back into pins/ the pins DropPin left aside in
 // tmp/ asked for again, as CleanTmp does, for a worker that keeps
 // running: it reports how many are still aside, to be linked back later.
-func (q *Queue) RelinkPinsAside() (left int) {
+// When tmp/ cannot be listed, the asks name those that may need it (a
+// pin not asked for is not linked back); an error says that neither
+// could be listed, and that some may be aside, unknown.
+func (q *Queue) RelinkPinsAside() (left int, err error) {
 	names, err := q.dirNames(tmpDir)
-	if err != nil {
-		return 1 // maybe: looked for again
+	if err == nil {
+		for _, n := range names {
+			if key, ok := strings.CutPrefix(n, pinAside); ok && !q.relinkPinAside(key) {
+				left++
+			}
+		}
+		return left, nil
 	}
-	for _, n := range names {
-		if key, ok := strings.CutPrefix(n, pinAside); ok && !q.relinkPinAside(key) {
-			left++
+	keys, aerr := q.PinAskNames()
+	if aerr != nil {
+		return 0, errors.Join(err, aerr)
+	}
+	for _, k := range keys {
+		_, lerr := os.Lstat(q.path(tmpDir, pinAside+k))
+		switch {
+		case errors.Is(lerr, fs.ErrNotExist) || errors.Is(lerr, syscall.ENOTDIR):
+			// Not aside: tmp/ gone or not a directory, no drop
+			// moved it there.
+		case lerr != nil || !q.relinkPinAside(k):
+			left++ // maybe aside, or not linked back yet
 		}
 	}
-	return left
+	return left, nil
 }
 
 // relinkPinAside links the pin key back from tmp/ when it was asked for

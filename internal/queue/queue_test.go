@@ -1595,8 +1595,8 @@ func TestPinLinkedBackUnsyncedIsSyncedBeforeItsAsideGoes(t *testing.T) {
 		}
 		return nil
 	}
-	if left := q.RelinkPinsAside(); left != 0 {
-		t.Errorf("RelinkPinsAside = %d left, want 0", left)
+	if left, err := q.RelinkPinsAside(); left != 0 || err != nil {
+		t.Errorf("RelinkPinsAside = %d left, %v; want 0", left, err)
 	}
 	if q.PinAside(key) {
 		t.Error("the pin is still aside")

@@ -250,8 +250,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 	if w.pinsAside {
 		// Linked back before the scan, which then reads them; one
 		// that cannot be yet is a pin left, not one forgotten.
-		n := w.q.RelinkPinsAside()
-		w.pinsAside, left = n > 0, n > 0
+		left, next = w.relinkPinsAside(now)
 	}
 	w.scanPins()
 	drop := func(log *logrus.Entry, p *queue.Pin, reason string) {
@@ -374,6 +373,36 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 		left = true
 	}
 	return left, next
+}
+
+// relinkPinsAside links back the pins a failed drop left aside (see
+// doPins). When neither tmp/ nor pinasks/ can be listed, some may be
+// aside, unknown: that is logged once and said in state.json (status),
+// and looked for again after a back-off, as a failed call is: left, and
+// failing (next, the back-off's end), not due every round.
+func (w *Worker) relinkPinsAside(now time.Time) (left bool, next time.Time) {
+	if now.Before(w.pinsAsideNext) {
+		return true, w.pinsAsideNext
+	}
+	n, err := w.q.RelinkPinsAside()
+	if err == nil {
+		w.pinsAside = n > 0
+		w.pinsAsideFailed, w.pinsAsideTries, w.pinsAsideNext = "", 0, time.Time{}
+		if w.state != nil && w.state.PinsAsideError != "" {
+			w.state.pinsAsideError(w.q.Dir, "", now) // a past worker's too
+		}
+		return n > 0, time.Time{}
+	}
+	w.pinsAsideTries++
+	w.pinsAsideNext = now.Add(Backoff(w.pinsAsideTries, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax))
+	if said := err.Error(); said != w.pinsAsideFailed {
+		w.pinsAsideFailed = said
+		w.log.WithError(err).Error("looking for pins a failed drop left aside")
+		if w.state != nil {
+			w.state.pinsAsideError(w.q.Dir, truncate(said, 1000), now)
+		}
+	}
+	return true, w.pinsAsideNext
 }
 
 // pinResult is what a pin call came to.

@@ -1887,3 +1887,53 @@ func TestPinDropThatFailsIsBackedOffAndSaid(t *testing.T) {
 		t.Errorf("state.json still says the drop fails: %+v", d)
 	}
 }
+
+// When tmp/ cannot be listed (here it is not a directory), the worker
+// took a pin for left aside there by a failed drop, forever: a Once
+// worker returned ErrLeft every time, a spawned one looked every second,
+// and nothing said why. The asks name the pins that may need linking
+// back: with none, nothing is left. When pinasks/ cannot be listed
+// either, it is logged once, said in state.json, and looked for again
+// after a back-off: left, failing, not due.
+func TestPinsAsideUnlistableTmpIsBounded(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	notDir := func(name string) {
+		t.Helper()
+		dir := filepath.Join(e.q.Dir, name)
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notDir("tmp")
+	_, w := e.statePinWorker(nil)
+	if left, _ := w.doPins(context.Background(), time.Now()); left {
+		t.Error("doPins with tmp/ unlistable and no ask: a pin left, want none")
+	}
+	if err := run(t, e.pinWorker(&calls{}), Once); err != nil {
+		t.Errorf("Run(Once) with tmp/ unlistable and no ask = %v, want nil", err)
+	}
+
+	notDir("pinasks")
+	_, w = e.statePinWorker(nil)
+	now := time.Now()
+	left, next := w.doPins(context.Background(), now)
+	if !left || !next.After(now) {
+		t.Errorf("doPins with tmp/ and pinasks/ unlistable = %v, %v; want left, backed off", left, next)
+	}
+	for range 3 {
+		w.doPins(context.Background(), time.Now())
+	}
+	if n := strings.Count(e.log.String(), "looking for pins a failed drop left aside"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, e.log)
+	}
+	if s := LoadState(e.q.Dir); !strings.Contains(s.PinsAsideError, "not a directory") {
+		t.Errorf("state.json's pins_aside_error = %q, want why", s.PinsAsideError)
+	}
+	if err := run(t, e.pinWorker(&calls{}), Once); !errors.Is(err, ErrLeft) {
+		t.Errorf("Run(Once) = %v, want %v: failing", err, ErrLeft)
+	}
+}

@@ -35,6 +35,11 @@ type State struct {
 	// holds no failed attempt, and its root is not queued, so wait
 	// counts it failing by this, and status says why.
 	PinDrops map[string]PinDrop `json:"pin_drops,omitempty"`
+	// PinsAsideError is why the worker cannot look for the pins a
+	// failed drop left aside in tmp/ (neither tmp/ nor pinasks/ can be
+	// listed), since PinsAsideTime, until it can.
+	PinsAsideError string    `json:"pins_aside_error,omitempty"`
+	PinsAsideTime  time.Time `json:"pins_aside_error_time,omitzero"`
 
 	// dirty: counted since the last save.
 	dirty bool
@@ -97,6 +102,16 @@ func (s *State) pinDropsDone(dir string, keep func(key string) bool) {
 	if changed {
 		s.save(dir)
 	}
+}
+
+// pinsAsideError records why pins left aside cannot be looked for; ""
+// once they can.
+func (s *State) pinsAsideError(dir, msg string, now time.Time) {
+	s.PinsAsideError, s.PinsAsideTime = msg, now.UTC()
+	if msg == "" {
+		s.PinsAsideTime = time.Time{}
+	}
+	s.save(dir)
 }
 
 // SlowUpstream is an upstream's last round that passed the deadline.

@@ -145,6 +145,12 @@ type Worker struct {
 	// where a drop that could not link them back left them (see
 	// doPins): true at first, for what CleanTmp could not link back.
 	pinsAside bool
+	// pinsAsideFailed is the last error of looking for them, logged
+	// once; pinsAsideTries counts those in a row, and the next look
+	// is not before pinsAsideNext (a back-off, as for a failed call).
+	pinsAsideFailed string
+	pinsAsideTries  int
+	pinsAsideNext   time.Time
 	// rootOutcomes are, by entry key, how this worker last decided the
 	// roots pins wait for: the reason of a drop, or "" for a push (see
 	// rootDecided), forgotten once no pin names the root (scanPins).
