@@ -82,6 +82,10 @@ type queueStatus struct {
 	// CorruptPins counts the files in pins/ that cannot be read: the
 	// worker never makes them, nor sets them aside.
 	CorruptPins int `json:"corrupt_pins"`
+	// UnreadLists counts the package lists the hook could not read,
+	// which the worker reads again (queue.UnreadList): what they name
+	// is not queued yet.
+	UnreadLists int `json:"unread_lists"`
 	// SlowUpstreams are the upstream caches whose last round of
 	// questions passed upstream_deadline: the paths they did not answer
 	// for were pushed without their answer.
@@ -170,6 +174,9 @@ func collectStatus(c *config.Config, q *queue.Queue) (*queueStatus, error) {
 	}
 	addOutcomes(st, q, byName)
 	st.CorruptPins = addPins(q, byName, state.PinDrops)
+	if names, err := q.UnreadListNames(); err == nil {
+		st.UnreadLists = len(names)
+	}
 	return st, nil
 }
 
@@ -274,6 +281,9 @@ func (st *queueStatus) print(w io.Writer) {
 	}
 	if st.PinsAsideError != "" {
 		statusLine(w, "the worker cannot look for the pins a failed drop left aside in %s/tmp (retried with back-off): %s", st.Queue, oneLine(st.PinsAsideError))
+	}
+	if st.UnreadLists > 0 {
+		statusLine(w, "%d package %s the hook could not read, in %s/lists: the worker reads each again and queues what it names (its log says when)", st.UnreadLists, plural(st.UnreadLists, "list"), st.Queue)
 	}
 	for _, u := range slices.Sorted(maps.Keys(st.SlowUpstreams)) {
 		s := st.SlowUpstreams[u]

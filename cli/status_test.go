@@ -296,3 +296,24 @@ func TestStatusCorruptAgreesWithMetrics(t *testing.T) {
 		t.Errorf("status counts %d corrupt entries, want 2 as the metrics:\n%s", st.Corrupt, text.String())
 	}
 }
+
+// A package list the hook could not read waits in the queue for the
+// worker to read it again: status counts it, for what it names is not
+// queued yet.
+func TestStatusCountsUnreadLists(t *testing.T) {
+	q, file := mainQueue(t)
+	list := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "cachix-packages-dev")
+	if err := q.AddUnreadList(list, "cannot be read now", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, c, _ := loadedEnv(t, file)
+	st, err := collectStatus(c, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	st.print(&text)
+	if st.UnreadLists != 1 || !strings.Contains(text.String(), "1 package list the hook could not read") {
+		t.Errorf("status counts %d lists to read again, want 1:\n%s", st.UnreadLists, text.String())
+	}
+}

@@ -39,7 +39,12 @@ type Env struct {
 const nixStoreTimeout = 30 * time.Second
 
 // Run runs the hook and returns its exit status.
-func Run(ctx context.Context, configFlag string, env Env, log io.Writer) (status int) {
+func Run(ctx context.Context, configFlag string, env Env, log io.Writer) int {
+	return run(ctx, configFlag, env, log, pkglist.Read)
+}
+
+// run is Run reading package lists with readList (a test's may fail).
+func run(ctx context.Context, configFlag string, env Env, log io.Writer, readList func(storepath.Path) (*pkglist.List, error)) (status int) {
 	say := func(format string, args ...any) {
 		fmt.Fprintf(log, "cachix-filter-hook: %s\n", bounded(fmt.Sprintf(format, args...)))
 	}
@@ -127,10 +132,8 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) (status
 	}
 	// A package list stands for the paths it names (package pkglist):
 	// read from the file, bounded, with no Nix call.
-	found := pkglist.Find(paths, true)
-	for _, err := range found.Bad {
-		say("%v", err)
-	}
+	found := pkglist.FindWith(paths, true, readList)
+	recorded := sayBadLists(cfg, found, say)
 	closures, errs := siblingClosures(cfg, outputsOf(paths, found))
 	sel := SelectClosures(cfg, found.Paths, policy.WithListings(drv.facts, found.Listed), func(s string) *policy.Closure { return closures[s] })
 	for _, err := range errs {
@@ -141,6 +144,12 @@ func Run(ctx context.Context, configFlag string, env Env, log io.Writer) (status
 	if len(sel.Pairs) == 0 {
 		if sel.Total > 0 {
 			say("%s", sel.Summary())
+		}
+		if recorded != nil {
+			// The lists recorded need a worker to read them again.
+			if err := worker.EnsureRunning(cfg, recorded); err != nil {
+				return fail("could not start a worker to read the package lists again (run `cachix-filter-hook wait`): %v", err)
+			}
 		}
 		return 0
 	}

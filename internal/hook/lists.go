@@ -1,11 +1,15 @@
 package hook
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -28,6 +32,42 @@ func outputsOf(paths []storepath.Path, found pkglist.Found) []storepath.Path {
 		}
 	}
 	return out
+}
+
+// sayBadLists says on the build log each list that could not be used. One
+// that could not be read now (pkglist.ErrUnreadable) is built once: the
+// hook records it in the queue (queue.AddUnreadList) for the worker to
+// read again and queue what it selects. It returns the queue when it
+// recorded one (a worker must run), nil otherwise.
+func sayBadLists(cfg *config.Config, found pkglist.Found, say func(string, ...any)) *queue.Queue {
+	var q *queue.Queue
+	var qerr error
+	i, recorded := 0, 0
+	for _, err := range found.Bad {
+		if !errors.Is(err, pkglist.ErrUnreadable) || i >= len(found.Unread) {
+			say("%v", err)
+			continue
+		}
+		l := found.Unread[i]
+		i++
+		if q == nil && qerr == nil {
+			q, qerr = queue.Open(cfg.Queue.Dir)
+		}
+		rerr := qerr
+		if rerr == nil {
+			rerr = q.AddUnreadList(l, err.Error(), os.Getppid(), time.Now())
+		}
+		if rerr != nil {
+			say("%v; recording it to read again failed, it is lost unless pushed (`cachix-filter-hook push %s` queues it once it can be read): %v", err, l, rerr)
+			continue
+		}
+		recorded++
+		say("%v: the worker reads it again and queues what it names", err)
+	}
+	if recorded == 0 {
+		return nil
+	}
+	return q
 }
 
 // UseLists names in the line the lists found among the paths, and counts

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
@@ -172,4 +173,75 @@ func TestRunListForOtherTargets(t *testing.T) {
 	if out.String() != want {
 		t.Errorf("output:\n got %q\nwant %q", out.String(), want)
 	}
+}
+
+// withDescriptors runs do with no descriptor left to open (EMFILE), as a
+// busy machine may leave the hook: a read of the moment fails.
+func withDescriptors(t *testing.T, do func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := syscall.Rlimit{Cur: uint64(f.Fd()), Max: old.Max}
+	f.Close()
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skip(err)
+	}
+	do()
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A list that cannot be read at the hook's run (EMFILE here, EIO on a
+// failing disk) is built once: the hook records it in the queue for the
+// worker to read again, and says so. A malformed list is refused for
+// good, and not recorded.
+func TestRunListUnreadableRecorded(t *testing.T) {
+	rec := isolate(t)
+	listStore(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	holdWorkerLock(t, dir)
+	cfgFile := writeFile(t, fmt.Sprintf("cache = \"mycache\"\npackage_lists = true\n[queue]\ndir = %q\n", dir))
+	l := fakeList(t, "cachix-packages-dev", nil, mkPath("myapp-1.0"))
+	bad := fakeList(t, "cachix-packages-bad", nil, mkPath("other-1.0"))
+	f, _ := os.Readlink(filepath.Join(bad.String(), "manifest.nix"))
+	os.Chmod(f, 0o644)
+	if err := os.WriteFile(f, []byte(pkglist.Magic+"\n/etc/shadow\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	read := func(p storepath.Path) (*pkglist.List, error) {
+		if p != l {
+			return pkglist.Read(p)
+		}
+		var got *pkglist.List
+		var err error
+		withDescriptors(t, func() { got, err = pkglist.Read(p) })
+		return got, err
+	}
+	var out bytes.Buffer
+	if st := run(context.Background(), cfgFile, Env{OutPaths: l.String() + " " + bad.String()}, &out, read); st != 0 {
+		t.Errorf("run = %d", st)
+	}
+	if !strings.Contains(out.String(), "package list "+l.String()+" cannot be read now") || !strings.Contains(out.String(), "the worker reads it again") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	q := &queue.Queue{Dir: dir}
+	names, err := q.UnreadListNames()
+	if err != nil || len(names) != 1 || names[0] != l.Hash {
+		t.Fatalf("lists to read again = %q, %v; want %s's alone", names, err, l)
+	}
+	u, err := q.ReadUnreadList(names[0])
+	if err != nil || u.List != l.String() || !strings.Contains(u.LastError, "too many open files") {
+		t.Errorf("record = %+v, %v", u, err)
+	}
+	if es := entries(t, dir); len(es) > 0 {
+		t.Errorf("queued %+v", es)
+	}
+	noSpawn(t, rec)
 }

@@ -67,6 +67,11 @@ const namePrefix = "cachix-packages"
 // list, though its name says it might be: it is an ordinary path.
 var ErrNotList = errors.New("not a package list")
 
+// ErrUnreadable is wrapped by Read's error for a list that cannot be read
+// now (EMFILE, ENOMEM, EIO): no verdict on it, as a malformed or hostile
+// list is. A store path does not change, so a later read may succeed.
+var ErrUnreadable = errors.New("cannot be read now")
+
 // List is a package list that was read.
 type List struct {
 	// Path is the list: the directory cachix-packages[-NAME].
@@ -152,10 +157,11 @@ func listFile(p storepath.Path) (string, error) {
 	return file.String(), nil
 }
 
-// unreadable is the error of a list that cannot be read now: the hook
-// queues nothing of it, and the build that made it is not built again.
+// unreadable is the error of a list that cannot be read now: the build
+// that made it is not built again, so the hook leaves it to the worker
+// to read again (Found.Unread).
 func unreadable(dir string, err error) error {
-	return fmt.Errorf("package list %s: %w: nothing of it is queued (`cachix-filter-hook push %s` queues it once it can be read)", dir, err, dir)
+	return fmt.Errorf("package list %s %w: %w: nothing of it is queued yet", dir, ErrUnreadable, err)
 }
 
 // parse reads the file's lines: Magic, then target lines, then paths.
@@ -248,6 +254,9 @@ type Found struct {
 	Lists []*List
 	// Bad are the lists that could not be read: nothing of them counts.
 	Bad []error
+	// Unread are the lists among Bad that could not be read now
+	// (ErrUnreadable): a later read may use them.
+	Unread []storepath.Path
 	// Listed gives, per path, the lists that name it.
 	Listed map[string][]policy.Listing
 }
@@ -257,17 +266,22 @@ type Found struct {
 // the hook, given a list); without, it is already among them (push
 // --closure, whose closure holds what a list depends on).
 func Find(paths []storepath.Path, expand bool) Found {
+	return FindWith(paths, expand, Read)
+}
+
+// FindWith is Find reading each list with read (Read, or a test's).
+func FindWith(paths []storepath.Path, expand bool, read func(storepath.Path) (*List, error)) Found {
 	var f Found
 	isList := map[storepath.Path]bool{}
 	var skipped []storepath.Path
-	// read counts the lists read, those that could not be used too: a
+	// n counts the lists read, those that could not be used too: a
 	// malformed one is read whole as well.
-	read, total := 0, 0
+	n, total := 0, 0
 	for _, p := range paths {
 		if !Named(p) || isList[p] {
 			continue
 		}
-		if read >= MaxLists || total >= MaxTotalPaths {
+		if n >= MaxLists || total >= MaxTotalPaths {
 			// Left out unread, as a list is, and said once below; a
 			// path only named like one stays an ordinary path.
 			if _, err := listFile(p); errors.Is(err, ErrNotList) {
@@ -277,9 +291,9 @@ func Find(paths []storepath.Path, expand bool) Found {
 			isList[p] = true
 			continue
 		}
-		l, err := Read(p)
+		l, err := read(p)
 		if !errors.Is(err, ErrNotList) {
-			read++
+			n++
 		}
 		switch {
 		case err == nil && total+len(l.Paths) > MaxTotalPaths:
@@ -290,6 +304,9 @@ func Find(paths []storepath.Path, expand bool) Found {
 			total += len(l.Paths)
 		case !errors.Is(err, ErrNotList):
 			f.Bad = append(f.Bad, err)
+			if errors.Is(err, ErrUnreadable) {
+				f.Unread = append(f.Unread, p)
+			}
 		default:
 			continue
 		}

@@ -40,7 +40,7 @@ func CheckDir(dir string) error {
 			return fmt.Errorf("creating queue directory: %w", err)
 		}
 	}
-	for _, d := range []string{dir, filepath.Join(dir, entriesDir), filepath.Join(dir, bulkDir), filepath.Join(dir, tmpDir), filepath.Join(dir, corruptDir), filepath.Join(dir, droppedDir), filepath.Join(dir, pinsDir), filepath.Join(dir, pinAsksDir)} {
+	for _, d := range []string{dir, filepath.Join(dir, entriesDir), filepath.Join(dir, bulkDir), filepath.Join(dir, tmpDir), filepath.Join(dir, corruptDir), filepath.Join(dir, droppedDir), filepath.Join(dir, pinsDir), filepath.Join(dir, pinAsksDir), filepath.Join(dir, listsDir)} {
 		err := checkPrivate(d, d == dir)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && d == dir:

@@ -19,9 +19,11 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/fds"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // Mode says how long a worker waits for the lock and when it exits.
@@ -127,6 +129,9 @@ type Worker struct {
 	pins      map[string]*queue.Pin
 	badPins   map[string]bool
 	newPinner func(*config.Target) (pusher.Pinner, error)
+	// readList reads a package list the hook could not (unreadLists):
+	// pkglist.Read, or a test's.
+	readList func(storepath.Path) (*pkglist.List, error)
 
 	// pinDropRecorded are the pins given up on whose outcome is in the
 	// history already, while their files stay (see dropPin).
@@ -172,6 +177,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 		argBudget:  pusher.ArgBudget(),
 		records:    map[string]*pushed.Record{},
 		newPusher:  pusher.New,
+		readList:   pkglist.Read,
 		started:    time.Now(),
 		running:    map[string][]*job{},
 		pace:       map[string]*pace{},
@@ -276,6 +282,8 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		if now.Sub(w.pruned) >= pruneEvery {
 			w.prune(now)
 		}
+		// Before the scan, which then sees what they queued.
+		listsLeft, listNext := w.unreadLists(now)
 		w.scan(now)
 		// After the scan, so that a worker that just started knows the
 		// entries it is asked to retry.
@@ -301,7 +309,7 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 			w.await(ctx, pollInterval)
 			continue
 		}
-		if r.live > 0 || pinsLeft {
+		if r.live > 0 || pinsLeft || listsLeft {
 			if r.live > 0 && r.next.IsZero() {
 				// Due, but gone when read: look again.
 				sleep(ctx, time.Millisecond)
@@ -314,6 +322,9 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 				// Nothing started: what is left waits for a
 				// back-off (a pin, for its root's entry or its own).
 				// A rest is short: the worker waits for it.
+				if r.live == 0 && !pinsLeft {
+					return fmt.Errorf("package lists to read again %w", ErrLeft)
+				}
 				if r.live == 0 {
 					// Pins alone: "0 entries" would say nothing is.
 					return fmt.Errorf("pins %w", ErrLeft)
@@ -323,6 +334,9 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 			next := r.next
 			if pinsLeft && !pinNext.IsZero() && (next.IsZero() || pinNext.Before(next)) {
 				next = pinNext
+			}
+			if listsLeft && !listNext.IsZero() && (next.IsZero() || listNext.Before(next)) {
+				next = listNext
 			}
 			wait := time.Second
 			if !next.IsZero() {
@@ -359,7 +373,7 @@ func (w *Worker) Run(ctx context.Context, mode Mode) error {
 		if w.released != nil {
 			w.released()
 		}
-		if !w.newEntries() && !w.newPins() {
+		if !w.newEntries() && !w.newPins() && !w.newLists() {
 			w.log.Info("nothing left to push, worker exiting")
 			return nil
 		}

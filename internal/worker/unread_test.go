@@ -1,0 +1,122 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// A list the hook could not read (it recorded it in lists/) is read again
+// by the worker: still unreadable, it waits for a back-off; readable, what
+// it selects is queued and pushed with no push by hand, and the record
+// goes.
+func TestRunUnreadListQueued(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, []string{"secret-*"})
+	on.PackageLists = true
+	e := newEnv(t, on)
+	e.cfg.Nix.BinDir = fakeNixStore(t)
+	ps := build(t, "app-1", "secret-1")
+	list := writeList(t, "cachix-packages-dev", nil, ps...)
+	if err := e.q.AddUnreadList(list, "package list cannot be read now: too many open files", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"on": f})
+	reads := 0
+	w.readList = func(p storepath.Path) (*pkglist.List, error) {
+		reads++
+		if reads == 1 {
+			var l *pkglist.List
+			var err error
+			withDescriptors(t, 0, func() { l, err = pkglist.Read(p) })
+			return l, err
+		}
+		return pkglist.Read(p)
+	}
+	if err := run(t, w, Once); !errors.Is(err, ErrLeft) {
+		t.Fatalf("Run(Once) = %v, want the list left for a retry\n%s", err, e.log.String())
+	}
+	u, err := e.q.ReadUnreadList(list.Hash)
+	if err != nil || u.Attempts != 1 || !u.NextAttempt.After(time.Now()) || !strings.Contains(u.LastError, "too many open files") {
+		t.Fatalf("record after a failed read = %+v, %v", u, err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 0 {
+		t.Errorf("pushed %q before the list was read", calls)
+	}
+	// Due now.
+	u.NextAttempt = time.Now().Add(-time.Second)
+	if err := e.q.UpdateUnreadList(u); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, e.worker(map[string]*fakePusher{"on": f}), Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, _ := f.Calls(); len(calls) != 1 || !slices.Equal(calls[0], strs(ps[0])) {
+		t.Errorf("pusher calls = %q, want app alone (secret denied)\n%s", calls, e.log.String())
+	}
+	if names, err := e.q.UnreadListNames(); err != nil || len(names) != 0 {
+		t.Errorf("lists to read again = %q, %v; want none", names, err)
+	}
+}
+
+// A list refused for good (malformed: a store path never changes) is
+// dropped at once with its reason, not read again for ever; one still
+// unreadable after maxListAttempts reads is dropped with its last error.
+func TestRunUnreadListDropped(t *testing.T) {
+	e, _ := listsEnv(t, true)
+	app := build(t, "app-1")[0]
+	bad := writeList(t, "cachix-packages-bad", nil, app)
+	file, _ := os.Readlink(filepath.Join(bad.String(), "manifest.nix"))
+	os.Chmod(file, 0o644)
+	if err := os.WriteFile(file, []byte(pkglist.Magic+"\n/etc/shadow\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	stuck := writeList(t, "cachix-packages-stuck", nil, app)
+	start := time.Now().Add(-time.Second)
+	for _, l := range []storepath.Path{bad, stuck} {
+		if err := e.q.AddUnreadList(l, "cannot be read now", 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := e.q.ReadUnreadList(stuck.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Attempts = maxListAttempts - 1
+	if err := e.q.UpdateUnreadList(u); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakePusher{}
+	w := e.worker(map[string]*fakePusher{"on": f})
+	w.readList = func(p storepath.Path) (*pkglist.List, error) {
+		if p == stuck {
+			return nil, fmt.Errorf("package list %s %w: input/output error", p, pkglist.ErrUnreadable)
+		}
+		return pkglist.Read(p)
+	}
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	for l, want := range map[storepath.Path]string{bad: "is malformed", stuck: "could not be read in 12 attempts: package list " + stuck.String() + " cannot be read now: input/output error"} {
+		d, ok := e.q.Dropped(queue.Key("on", l), start, 0)
+		if !ok || !strings.Contains(d.Reason, want) {
+			t.Errorf("%s: dropped %v, %+v; want a reason with %q", l.Name, ok, d, want)
+		}
+	}
+	if names, err := e.q.UnreadListNames(); err != nil || len(names) != 0 {
+		t.Errorf("lists to read again = %q, %v; want none", names, err)
+	}
+	if calls, _ := f.Calls(); len(calls) != 0 {
+		t.Errorf("pushed %q", calls)
+	}
+}
