@@ -41,6 +41,12 @@ const exampleHead = `# hook.conf: which store paths cachix-filter-hook pushes, a
 #   - cachix.bin after the PATH lookup, nix and nix-store in nix.bin_dir:
 #     owned by root, writable by nobody else; programs in the Nix store
 #     pass;
+#   - cachix's own cachix.dhall, which names where the token goes
+#     ($XDG_CONFIG_HOME/cachix, else ~/.config/cachix, of the worker's
+#     environment): the same (mode 0644 is fine), or, when it is missing,
+#     in a directory nobody else can make it in. The worker checks it
+#     before each cachix call (validate cannot: it runs elsewhere), and a
+#     push refused for it says why in status and log;
 #   - every directory above any of these, up to /: owned by root, not
 #     writable by group or others; a sticky directory such as /tmp or
 #     /nix/store only for its own entries, which nobody else can rename;

@@ -1,6 +1,7 @@
 // Package trust decides whether a file, program or directory may be used
 // by the running user: the one rule for everything the hook and the worker
-// read or run (config, token file, cachix, Nix's programs, queue dir).
+// read or run (config, token file, cachix and its cachix.dhall, Nix's
+// programs, queue dir).
 //
 // The rule is OpenSSH's StrictModes: the path must be owned by root or by
 // the running user and writable by nobody else, and so must every
