@@ -2,7 +2,9 @@
 // quote paths, a pusher's output, an upstream's answer and state files
 // that another user or a hostile program may have shaped; on a terminal,
 // an escape sequence there could retitle it, clear it or forge a line.
-// The commands' output and the hook's line in the build log escape alike.
+// The commands' output and the hook's line in the build log escape alike;
+// JSON escapes the same characters in JSON text (the history file, the
+// --json outputs), and Cut finds where a cut splits no escape.
 package escape
 
 import (
