@@ -6,7 +6,8 @@
 // hook writes an entry to <dir>/tmp, fsyncs it, links it into entries/ and
 // fsyncs that directory before it returns: a SIGKILL or a power cut after
 // the hook exits loses nothing. The hook never lists entries/ (it reads at
-// most the file at its pair's name), so its cost does not grow with the
+// most the file at its pair's name, and not one larger than an entry: the
+// pair then goes to a bulk file), so its cost does not grow with the
 // queue.
 //
 // Only the worker (holding <dir>/lock) rewrites or removes entries. An entry
