@@ -45,8 +45,8 @@ const exampleHead = `# hook.conf: which store paths cachix-filter-hook pushes, a
 #     ($XDG_CONFIG_HOME/cachix, else ~/.config/cachix, of the worker's
 #     environment): the same (mode 0644 is fine), or, when it is missing,
 #     in a directory nobody else can make it in. The worker checks it
-#     before each cachix call (validate cannot: it runs elsewhere), and a
-#     push refused for it says why in status and log;
+#     before each cachix call (validate and doctor with the environment
+#     it will have), and a push refused for it says why in status and log;
 #   - every directory above any of these, up to /: owned by root, not
 #     writable by group or others; a sticky directory such as /tmp or
 #     /nix/store only for its own entries, which nobody else can rename;
