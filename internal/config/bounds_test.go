@@ -57,6 +57,7 @@ func hostile() map[string]string {
 		"one long pattern":    fill("cache = \"c\"\nallow = [\"", "{a,b}", "\"]\n"),
 		"long brace groups":   fill("cache = \"c\"\nallow = [\"", "{a}", "\"]\n"),
 		"long hosts pattern":  fill("cache = \"c\"\nallow = [\"*\"]\nhosts = [\"", "{a,b}", "\"]\n"),
+		"nested groups":       numbered("cache = \"c\"\nallow = [", "\""+strings.Repeat("{a,", 800)+strings.Repeat("}", 800)+"%d\",") + "\"*\"]\n",
 		"longest patterns":    numbered("cache = \"c\"\nallow = [", "\""+strings.Repeat("{a,b}", filter.MaxPattern/5-2)+"%d\",") + "\"*\"]\n",
 		"many targets":        fill("", "[[target]]\n", ""),
 		"many valid targets":  numbered("", "[[target]]\ncache = \"c%d\"\nallow = [\"*\"]\n"),
