@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
@@ -176,15 +177,22 @@ func (l *File) Write(p []byte) (int, error) {
 
 var cutMark = []byte("…[cut at log.max_size]\n")
 
-// cut shortens p to max bytes, marked as cut and ending in a newline.
+// cut shortens p (longer than max) to max bytes at most, marked as cut
+// and ending in a newline; before a UTF-8 character or an escape
+// (logrus quotes a field with %q: \x1b, \u202e, \\) rather than inside
+// it, as half of either reads as other text.
 func cut(p []byte, max int64) []byte {
-	if max > 2*int64(len(cutMark)) {
-		return append(p[:max-int64(len(cutMark)):max-int64(len(cutMark))], cutMark...)
-	}
 	if max < 1 {
 		return nil
 	}
-	return append(p[:max-1:max-1], '\n')
+	mark := cutMark
+	if max <= 2*int64(len(cutMark)) {
+		mark = []byte{'\n'}
+	}
+	n := int(max) - len(mark)
+	// Cut looks back from n only: a copy of what is kept, not of p.
+	n = escape.Cut(string(p[:n+1]), n)
+	return append(p[:n:n], mark...)
 }
 
 // Close closes the file.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
@@ -168,6 +169,38 @@ func TestLargeWriteIsCut(t *testing.T) {
 	write(t, l2, big)
 	if got := read(t, filepath.Join(filepath.Dir(l2.path), "tiny.log")); got != "xxxxxxxxx\n" {
 		t.Errorf("tiny log = %q", got)
+	}
+}
+
+// A write past the size was cut at a byte count, which could fall inside
+// a UTF-8 character (the log then held half of it) or inside an escape
+// logrus's %q wrote ("\x1…", which reads as other text). The cut comes
+// before either.
+func TestLargeWriteCutKeepsCharactersAndEscapesWhole(t *testing.T) {
+	const mark = "…[cut at log.max_size]\n"
+	for _, unit := range []string{`\x1b`, `\u202e`, `\\`, "日", "🙂"} {
+		for _, pre := range []string{"", "x", "xx", "xxx"} {
+			path := filepath.Join(t.TempDir(), "worker.log")
+			l, err := Open(path, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, l, pre+strings.Repeat(unit, 100)+"\n")
+			l.Close()
+			got := read(t, path)
+			kept, ok := strings.CutSuffix(got, mark)
+			// Whole units only, as many as fit (a run of
+			// backslashes, which cannot be told apart, is cut
+			// before all of it).
+			least := 100 - len(mark) - len(unit) + 1
+			if unit == `\\` {
+				least = len(pre)
+			}
+			if !ok || len(got) > 100 || !utf8.ValidString(got) || !strings.HasPrefix(kept, pre) ||
+				strings.ReplaceAll(kept[len(pre):], unit, "") != "" || len(kept) < least {
+				t.Errorf("a write of %q then %q cut to %q (%d bytes)", pre, unit, got, len(got))
+			}
+		}
 	}
 }
 
