@@ -126,7 +126,12 @@ let
   # refused the controls) is UTF-8 without the walk, which takes some
   # 20 µs a byte: a minute for a megabyte that is not ASCII.
   printable = builtins.genList (i: char "\\u00${hex (i + 32)}") 95;
-  utf8 = s: builtins.replaceStrings printable (map (_: "") printable) s == "" || utf8Walk s;
+  # Without its context: a byte of a name that names a store path is
+  # looked up in utf8Bytes, and an attribute name may have none.
+  utf8 =
+    s:
+    builtins.replaceStrings printable (map (_: "") printable) s == ""
+    || utf8Walk (builtins.unsafeDiscardStringContext s);
   utf8Walk =
     s:
     let

@@ -743,3 +743,29 @@ func TestCachixPackagesRefusesTargetsNotUTF8(t *testing.T) {
 		}
 	}
 }
+
+// A target's name that holds a store path (made with "${pkg}") has its
+// context, and the UTF-8 walk looked each byte past ASCII up as an
+// attribute name, which may have none: "café-${pkg}", UTF-8 as the hook
+// reads it, was refused with "the string '\xc3' is not allowed to refer
+// to a store path". The walk reads the bytes alone.
+func TestCachixPackagesTargetWithContextIsWalked(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	pkg := `derivation { name = "p"; system = "cfh-test-system"; builder = "/bin/sh"; }`
+	for name, want := range map[string]string{`"café-${pkg}"`: "", `"caf${builtins.substring 0 1 "é"}-${pkg}"`: "targets must be UTF-8"} {
+		expr := fmt.Sprintf("let pkg = %s; l = %s.cachixPackages { packages = [ pkg ]; targets = [ %s ]; }; in builtins.seq l.drvPath true", pkg, lib, name)
+		_, err := run(t, nil, "nix-instantiate", "--eval", "--strict", "-E", expr)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("cachixPackages { targets = [ %s ]; }: %v", name, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("cachixPackages { targets = [ %s ]; }: %v; want an error with %q", name, err, want)
+		}
+	}
+}
