@@ -24,6 +24,7 @@ import (
 
 	"github.com/gobwas/glob"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -83,6 +84,11 @@ type set struct {
 	hasFull  bool
 }
 
+// patternHead is the start of a pattern too long to quote whole, cut
+// before a UTF-8 character (%q would show half of one as bytes the
+// pattern does not hold) or a backslash's escape, not inside it.
+func patternHead(text string) string { return text[:escape.Cut(text, 64)] + "…" }
+
 // MaxPattern is the longest pattern Compile takes, in bytes. The longest
 // real one, a brace list of a hundred package names, is a few KiB; past
 // that, the matcher's compilation grows faster than the text (a 1 MiB
@@ -137,7 +143,7 @@ func compileSet(list string, patterns []string, storeDir string, b *Budget, errs
 		// target's rules at each run, and a config may have 1,000.
 		p := &Pattern{Text: text, index: i, reason: list + " " + strconv.Quote(text)}
 		if len(text) > MaxPattern {
-			errs = append(errs, &PatternError{List: list, Index: i, Pattern: text[:64] + "…",
+			errs = append(errs, &PatternError{List: list, Index: i, Pattern: patternHead(text),
 				Reason: fmt.Sprintf("the pattern is %d bytes long, more than %d", len(text), MaxPattern)})
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/glob"
 
@@ -1156,5 +1157,22 @@ func TestCompileLeavesRegexpsToTheirFirstMatch(t *testing.T) {
 	}
 	if d := r.Decide(sp("x-man7-y")); d.Rule == nil || d.Rule.re == nil || d.Rule.re() == nil {
 		t.Errorf("x-man7-y: %s, not by a regexp", d.Reason())
+	}
+}
+
+// A pattern past MaxPattern was named by its first 64 bytes, which could
+// end inside a UTF-8 character: %q then showed "ソ\xe3\x83…", bytes the
+// pattern does not hold alone. It is cut before the character.
+func TestLongPatternQuotedInWholeCharacters(t *testing.T) {
+	for _, pre := range []string{"", "x", "xx"} {
+		long := pre + strings.Repeat("ソ", MaxPattern)
+		_, err := Compile(nil, []string{long})
+		_, herr := CompileHosts([]string{long})
+		for _, err := range []error{err, herr} {
+			var pe *PatternError
+			if !errors.As(err, &pe) || !utf8.ValidString(pe.Pattern) || !strings.HasPrefix(pe.Pattern, pre+"ソ") {
+				t.Errorf("%s[:64]: %v", pre+"ソ…", err)
+			}
+		}
 	}
 }

@@ -26,7 +26,7 @@ func CompileHosts(patterns []string) (*Hosts, error) {
 		// Bounded as an allow or deny pattern is (MaxPattern): a hosts
 		// list is compiled at every hook run too.
 		if len(text) > MaxPattern {
-			errs = append(errs, &PatternError{List: "hosts", Index: i, Pattern: text[:64] + "…",
+			errs = append(errs, &PatternError{List: "hosts", Index: i, Pattern: patternHead(text),
 				Reason: fmt.Sprintf("the pattern is %d bytes long, more than %d", len(text), MaxPattern)})
 			continue
 		}
