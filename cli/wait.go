@@ -199,6 +199,12 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			e.errorf("%v", err)
 			return waitResult{end: waitError}
 		}
+		// The package lists the hook could not read (whole queue
+		// alone): what they name is queued once the worker reads them.
+		var lc listsCount
+		if spec.pairs == nil {
+			lc = listsLeft(q, time.Now())
+		}
 		if left.orphans > 0 && !left.warned {
 			e.errorf("warning: %d queued entries belong to targets no longer in the config; not waiting for them", left.orphans)
 			left.warned = true
@@ -207,14 +213,14 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		if spec.looked != nil {
 			spec.looked()
 		}
-		if n+pins == 0 && first && spec.pairs == nil {
+		if n+pins+lc.n == 0 && first && spec.pairs == nil {
 			// Said, so that a log shows the wait happened.
 			if !spec.quiet {
 				e.errorf("nothing to push")
 			}
 			return waitResult{end: waitDone}
 		}
-		if n+pins == 0 {
+		if n+pins+lc.n == 0 {
 			break
 		}
 		// A worker that crashed, or exited just as entries came, is
@@ -230,7 +236,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			}
 			return waitResult{end: waitError, dropped: prog.dropped, left: left.pairs}
 		}
-		if spec.giveUpFailing && (n == 0 || !left.inBulk && failing.allWaiting(q, left.stated, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now())) && (pins == 0 || pinsFailing) {
+		if spec.giveUpFailing && (n == 0 || !left.inBulk && failing.allWaiting(q, left.stated, func(en *queue.Entry) bool { return left.waitedFor(en) }, time.Now())) && (pins == 0 || pinsFailing) && lc.failing == lc.n {
 			prog.lastFrame()
 			// Said of what is left: only pins, it may be, and a pin
 			// that has not failed waits for its root's push.
@@ -250,6 +256,12 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			default:
 				what += ", and every pin left for a retry or its root's push"
 			}
+			switch {
+			case lc.n > 0 && n+pins == 0:
+				what = "every package list left could not be read again and waits for a retry"
+			case lc.n > 0:
+				what += ", and every package list left could not be read again and waits for a retry"
+			}
 			waitOn := spec.waitOn
 			if waitOn == "" {
 				waitOn = "--keep-trying waits on"
@@ -257,6 +269,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			e.errorf("%s; not waiting for it (%s):", what, waitOn)
 			left.report(e)
 			left.reportPins(e, pinKeys)
+			lc.report(e)
 			ruled, lost := prog.finish()
 			return waitResult{end: waitFailing, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins, pinsQueued(c, q, pinKeys))}
 		}
@@ -269,6 +282,9 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 		case <-deadline:
 			prog.lastFrame()
 			switch {
+			case spec.pairs == nil && n+pins == 0:
+				// Only lists left: no path or pin is queued yet.
+				e.errorf("timed out after %s with %d %s not read again yet:", spec.timeout, lc.n, plural(lc.n, "package list"))
 			case spec.pairs == nil && n == 0 && pins > 0:
 				// Only pins left: no path is queued.
 				e.errorf("timed out after %s with %d %s not made yet:", spec.timeout, pins, plural(pins, "pin"))
@@ -287,6 +303,7 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 			}
 			left.report(e)
 			left.reportPins(e, pinKeys)
+			lc.report(e)
 			ruled, lost := prog.finish()
 			return waitResult{end: waitTimedOut, dropped: prog.dropped, left: left.pairs, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins, pinsQueued(c, q, pinKeys))}
 		case <-tick.C:
@@ -307,6 +324,49 @@ func (e *env) waitQueue(c *config.Config, q *queue.Queue, spec waitSpec) waitRes
 	ruled, lost := prog.finish()
 	prog.poll() // the pins' outcomes, written before their files went
 	return waitResult{end: waitDone, dropped: prog.dropped, ruled: ruled, lost: lost, unpinned: reportPins(e, spec, prog.pins, nil)}
+}
+
+// listsCount is what listsLeft found in the queue's lists/.
+type listsCount struct {
+	n, failing int
+	// failed are the lists backed off, "list: last error", for the
+	// report (at most maxListsReported).
+	failed []string
+}
+
+// maxListsReported bounds the lists a wait names when it ends.
+const maxListsReported = 10
+
+// listsLeft counts the package lists the hook recorded for the worker to
+// read again (queue.UnreadList), and those of them that failed a read and
+// wait for a back-off, as a backed-off entry does. A file that cannot be
+// read counts, not failing: the worker moves it aside, or reads it.
+func listsLeft(q *queue.Queue, now time.Time) listsCount {
+	var lc listsCount
+	names, _ := q.UnreadListNames()
+	for _, name := range names {
+		lc.n++
+		u, err := q.ReadUnreadList(name)
+		if err != nil || u.Attempts == 0 || !u.NextAttempt.After(now) {
+			continue
+		}
+		lc.failing++
+		if len(lc.failed) < maxListsReported {
+			lc.failed = append(lc.failed, fmt.Sprintf("%s: %d failed reads, last: %s", u.List, u.Attempts, u.LastError))
+		}
+	}
+	return lc
+}
+
+// report names the lists that failed a read, each with its last error
+// (the status left.report prints counts them all).
+func (lc listsCount) report(e *env) {
+	for _, f := range lc.failed {
+		statusLine(e.stderr, "  package list %s", oneLine(f))
+	}
+	if lc.failing > len(lc.failed) {
+		statusLine(e.stderr, "  and %d more package lists that failed a read", lc.failing-len(lc.failed))
+	}
 }
 
 // leftInQueue counts what a wait still waits for, by the entries' keys

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+)
+
+// lockedListQueue is mainQueue, its worker lock held (no worker runs),
+// with one package list the hook could not read recorded in lists/.
+func lockedListQueue(t *testing.T) (q *queue.Queue, file string, list storepath.Path) {
+	t.Helper()
+	q, file = mainQueue(t)
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("AcquireWorker = %v, %v", lock, err)
+	}
+	t.Cleanup(func() { lock.Unlock() })
+	list = storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "cachix-packages-dev")
+	if err := q.AddUnreadList(list, "package list cannot be read now: input/output error", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return q, file, list
+}
+
+// A list the worker is still to read again is work left: wait said
+// "nothing to push" and returned while what it names was not queued yet.
+func TestWaitCountsUnreadLists(t *testing.T) {
+	q, file, _ := lockedListQueue(t)
+	e, c, out := loadedEnv(t, file)
+	r := e.waitQueue(c, q, waitSpec{timeout: 300 * time.Millisecond, poll: 50 * time.Millisecond, quiet: true})
+	if r.end != waitTimedOut || !strings.Contains(out.String(), "1 package list not read again yet") {
+		t.Errorf("wait ended %v, says:\n%s\nwant it to time out on the list", r.end, out)
+	}
+}
+
+// A list whose read failed and waits for its back-off counts as failing,
+// as a backed-off entry does: wait --keep-trying's opposite gives up and
+// names it with its last error.
+func TestWaitGiveUpFailingListsOnly(t *testing.T) {
+	q, file, list := lockedListQueue(t)
+	u, err := q.ReadUnreadList(list.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Attempts, u.NextAttempt = 1, time.Now().Add(time.Hour)
+	if err := q.UpdateUnreadList(u); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: time.Minute, quiet: true})
+	if r.end != waitFailing || !strings.Contains(out.String(), "every package list left could not be read again") || strings.Contains(out.String(), "every pin") ||
+		!strings.Contains(out.String(), list.String()+": 1 failed reads, last: package list cannot be read now: input/output error") {
+		t.Errorf("wait ended %v, says:\n%s\nwant it to say every package list left has failed, and name it", r.end, out)
+	}
+}
