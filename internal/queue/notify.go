@@ -7,12 +7,13 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// Notify returns a channel that receives when an entry or a pin
-// comes or goes (inotify on ChangeDirs), and a func that stops it. A
-// directory made later (bulk/ and pins/ come with their first file) is
-// watched from its creation, seen on the queue directory; nothing else
-// that happens there (worker.log, state.json) wakes the channel. Where
-// inotify is missing, the channel stays quiet and the poll alone looks.
+// Notify returns a channel that receives when an entry, a pin or a list
+// to read again comes or goes (inotify on ChangeDirs), and a func that
+// stops it. A directory made later (bulk/, pins/ and lists/ come with
+// their first file) is watched from its creation, seen on the queue
+// directory; nothing else that happens there (worker.log, state.json)
+// wakes the channel. Where inotify is missing, the channel stays quiet
+// and the poll alone looks.
 func (q *Queue) Notify() (<-chan struct{}, func()) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
 // bulk/ and pins/ come with their first file: a watch started before
@@ -73,4 +74,41 @@ func TestNotifyWatchesDirectoriesMadeLater(t *testing.T) {
 	}
 	add(t, q, manyPairs(2, "second")...)
 	woke("a second bulk file")
+}
+
+// A package list the hook records for the worker to read again wakes a
+// worker (or wait) that watches the queue, as an entry does: lists/ was
+// not watched, so the list waited for the worker's next look.
+func TestNotifyWakesForUnreadList(t *testing.T) {
+	q := openQ(t)
+	fences := make(chan string, 16)
+	q.notified = func(name string) {
+		if strings.HasPrefix(filepath.Base(name), "fence-") {
+			fences <- filepath.Base(name)
+		}
+	}
+	changed, stop := q.Notify()
+	defer stop()
+	if changed == nil {
+		t.Fatal("no inotify watch")
+	}
+	list := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "cachix-packages-dev")
+	if err := q.AddUnreadList(list, "cannot be read now", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Once the watch has seen the fence, it has acted on the record
+	// (inotify keeps their order).
+	if err := os.Mkdir(filepath.Join(q.Dir, "fence-1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fences:
+	case <-time.After(eventually.Left(t)):
+		t.Fatal("the watch did not see its fence")
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("no wake for a package list recorded in lists/")
+	}
 }

@@ -360,9 +360,10 @@ func (q *Queue) CleanTmp(age time.Duration) {
 	}
 }
 
-// ChangeDirs are the directories whose changes mean an entry or a pin
-// came or went (a file added, renamed into place or removed): what a
-// wait watches, so that it sees the queue empty as it does.
+// ChangeDirs are the directories whose changes mean an entry, a pin or
+// a package list to read again came or went (a file added, renamed into
+// place or removed): what a wait watches, so that it sees the queue
+// empty as it does, and what wakes the worker.
 func (q *Queue) ChangeDirs() []string {
-	return []string{q.path(entriesDir), q.path(bulkDir), q.path(pinsDir)}
+	return []string{q.path(entriesDir), q.path(bulkDir), q.path(pinsDir), q.path(listsDir)}
 }
