@@ -449,12 +449,21 @@ func (d *doctor) checkQueue() {
 			}
 		}
 	}
+	// And the package lists the hook could not read: what they name is
+	// queued only once a worker reads them again.
+	lc := listsLeft(q, time.Now())
+	if failing+failingPins == 0 && len(lc.failed) > 0 {
+		lastErr = lc.failed[0]
+	}
 	work := fmt.Sprintf("%d entries", pushable)
 	if pins > 0 {
 		work += fmt.Sprintf(" and %d %s", pins, plural(pins, "pin"))
 	}
+	if lc.n > 0 {
+		work += fmt.Sprintf(" and %d %s to read again", lc.n, plural(lc.n, "package list"))
+	}
 	switch {
-	case failing+failingPins > 0:
+	case failing+failingPins+lc.failing > 0:
 		// A pin that keeps failing is work that does not get done, as a
 		// failing entry is, even while a worker runs.
 		var what []string
@@ -463,6 +472,9 @@ func (d *doctor) checkQueue() {
 		}
 		if failingPins > 0 {
 			what = append(what, fmt.Sprintf("%d %s", failingPins, plural(failingPins, "pin")))
+		}
+		if lc.failing > 0 {
+			what = append(what, fmt.Sprintf("%d %s (unreadable)", lc.failing, plural(lc.failing, "package list")))
 		}
 		d.add("worker", checkProblem, fmt.Sprintf("%s failing; last: %s", strings.Join(what, " and "), lastErr), "fix the cause (`cachix-filter-hook status`, `log`, "+d.cfg.Log.File+"), then `cachix-filter-hook retry`")
 	case st.WorkerRunning:
@@ -474,7 +486,7 @@ func (d *doctor) checkQueue() {
 			fix = "fix the cause"
 		}
 		d.add("worker", checkProblem, fmt.Sprintf("the last worker could not start (%s): %s; %s wait", se.Time.Local().Format(time.RFC3339), oneLine(se.Error), work), fix+", then `cachix-filter-hook wait`")
-	case pushable+pins > 0:
+	case pushable+pins+lc.n > 0:
 		d.add("worker", checkProblem, fmt.Sprintf("stale: %s queued and no worker running", work), "`cachix-filter-hook wait` starts one and waits; see "+d.cfg.Log.File+" for why the last one stopped")
 	default:
 		d.add("worker", checkOK, "not running, nothing to push (the hook starts one when needed)", "")

@@ -58,3 +58,35 @@ func TestWaitGiveUpFailingListsOnly(t *testing.T) {
 		t.Errorf("wait ended %v, says:\n%s\nwant it to say every package list left has failed, and name it", r.end, out)
 	}
 }
+
+// doctor counts a list waiting in lists/ as work left: with no worker it
+// said "nothing to push" while what the list names was not queued.
+func TestDoctorUnreadListStale(t *testing.T) {
+	q, file := mainQueue(t)
+	list := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "cachix-packages-dev")
+	if err := q.AddUnreadList(list, "cannot be read now", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w := doctorWorkerCheck(t, file)
+	if w == nil || w.Level != checkProblem || !strings.Contains(w.Message, "stale: 0 entries and 1 package list to read again queued") {
+		t.Errorf("worker check = %+v, want stale with the list", w)
+	}
+}
+
+// A list whose read failed and waits for a back-off is failing, as an
+// entry is: doctor said "running" of a worker that cannot read it.
+func TestDoctorUnreadListFailing(t *testing.T) {
+	q, file, list := lockedListQueue(t)
+	u, err := q.ReadUnreadList(list.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Attempts, u.NextAttempt, u.LastError = 3, time.Now().Add(time.Hour), "input/output error"
+	if err := q.UpdateUnreadList(u); err != nil {
+		t.Fatal(err)
+	}
+	w := doctorWorkerCheck(t, file)
+	if w == nil || w.Level != checkProblem || !strings.Contains(w.Message, "1 package list (unreadable) failing; last: "+list.String()+": 3 failed reads, last: input/output error") {
+		t.Errorf("worker check = %+v, want the list failing", w)
+	}
+}
