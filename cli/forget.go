@@ -159,8 +159,10 @@ func runForget(e *env, o *forgetOptions) int {
 	return status
 }
 
-// queuedKeys are the keys of the entries and the pins (prefixed "pin ")
-// queued now.
+// queuedKeys are the keys of the entries, the pins (prefixed "pin ") and
+// the package lists to read again (prefixed "list ") queued now. forget
+// leaves lists/ to the worker: a list's paths are for targets it tells
+// only once read, so no --target says which record to forget.
 func queuedKeys(q *queue.Queue) map[string]bool {
 	keys := map[string]bool{}
 	names, _ := q.Names()
@@ -171,10 +173,15 @@ func queuedKeys(q *queue.Queue) map[string]bool {
 	for _, k := range pins {
 		keys["pin "+k] = true
 	}
+	lists, _ := q.UnreadListNames()
+	for _, k := range lists {
+		keys["list "+k] = true
+	}
 	return keys
 }
 
-// queuedSince reports whether an entry or a pin not in before is queued.
+// queuedSince reports whether an entry, a pin or a list to read again
+// not in before is queued.
 func queuedSince(q *queue.Queue, before map[string]bool) bool {
 	for k := range queuedKeys(q) {
 		if !before[k] {

@@ -88,6 +88,7 @@ type hookWriter struct {
 	t      *testing.T
 	q      *queue.Queue
 	pair   queue.Pair
+	list   storepath.Path // when set, a package list recorded instead
 	queued bool
 	out    strings.Builder
 }
@@ -98,7 +99,11 @@ func (w *hookWriter) Write(p []byte) (int, error) {
 		if running, err := w.q.WorkerRunning(); err != nil || !running {
 			w.t.Errorf("the worker lock is free while forget removes entries (%v): a hook would start a worker itself", err)
 		}
-		if _, err := w.q.Add([]queue.Pair{w.pair}, time.Now()); err != nil {
+		if w.list != (storepath.Path{}) {
+			if err := w.q.AddUnreadList(w.list, "cannot be read now", 0, time.Now()); err != nil {
+				w.t.Error(err)
+			}
+		} else if _, err := w.q.Add([]queue.Pair{w.pair}, time.Now()); err != nil {
 			w.t.Error(err)
 		}
 	}
@@ -132,6 +137,32 @@ func TestForgetStartsAWorkerForWhatCameMeanwhile(t *testing.T) {
 		if _, ok := q.Get(queue.Key("main", b)); ok != meanwhile {
 			t.Errorf("queued meanwhile %v: the pair the hook queued is queued %v", meanwhile, ok)
 		}
+	}
+}
+
+// A package list the hook could not read, recorded while forget holds
+// the lock, is work for a worker as an entry is: forget started none for
+// it, and the list waited for the next build's hook.
+func TestForgetStartsAWorkerForAListRecordedMeanwhile(t *testing.T) {
+	q, file := mainQueue(t)
+	a := mustParse(t, "/nix/store/a9r346p3d25vs4g5v37f3r3f28js97kb-one-1.0")
+	list := mustParse(t, "/nix/store/c9r346p3d25vs4g5v37f3r3f28js97kb-cachix-packages-dev")
+	if _, err := q.Add([]queue.Pair{{Target: "main", Path: a}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e, _, _ := loadedEnv(t, file)
+	hook := &hookWriter{t: t, q: q, list: list}
+	e.stdout = hook
+	started := 0
+	e.ensureWorker = func(*config.Config, *queue.Queue) error { started++; return nil }
+	if st := runForget(e, &forgetOptions{target: "main"}); st != 0 {
+		t.Fatalf("forget --target main exited %d:\n%s", st, hook.out.String())
+	}
+	if started != 1 {
+		t.Errorf("forget started %d workers for the list recorded meanwhile, want 1", started)
+	}
+	if names, _ := q.UnreadListNames(); len(names) != 1 {
+		t.Errorf("lists to read again = %q; forget is to leave them to the worker", names)
 	}
 }
 
