@@ -41,7 +41,7 @@ func CheckDir(dir string) error {
 		}
 	}
 	for _, d := range []string{dir, filepath.Join(dir, entriesDir), filepath.Join(dir, bulkDir), filepath.Join(dir, tmpDir), filepath.Join(dir, corruptDir), filepath.Join(dir, droppedDir), filepath.Join(dir, pinsDir), filepath.Join(dir, pinAsksDir), filepath.Join(dir, listsDir)} {
-		err := checkPrivate(d, d == dir)
+		_, err := checkPrivate(d, d == dir)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && d == dir:
 			return nil
@@ -99,7 +99,7 @@ func Diagnose(dir string) *Problem {
 // or will make it.
 func DiagnoseRecords(dir string) *Problem {
 	records := filepath.Join(dir, pushed.Dir)
-	err := checkPrivate(records, true)
+	_, err := checkPrivate(records, true)
 	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

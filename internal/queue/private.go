@@ -27,10 +27,11 @@ func mkdirPrivate(dir string, top bool) error {
 	if made != nil && !errors.Is(made, fs.ErrExist) {
 		return fmt.Errorf("creating queue directory: %w", made)
 	}
-	if err := checkPrivate(dir, top); err != nil {
+	fi, err := checkPrivate(dir, top)
+	if err != nil {
 		return err
 	}
-	return syncMade(dir)
+	return syncMade(dir, fi)
 }
 
 // unsyncedMode marks a directory made whose name may not be durable yet:
@@ -45,13 +46,10 @@ const unsyncedMode = 0o700 | os.ModeSticky
 
 // syncMade makes the name of dir durable if it is marked unsynced (see
 // unsyncedMode): its parent synced, then the mark cleared. dir is this
-// user's directory (checked by the caller), its parent writable by no one
-// else, so the chmod by name reaches it.
-func syncMade(dir string) error {
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return fmt.Errorf("queue directory: %w", err)
-	}
+// user's directory (checked by the caller, whose Lstat fi is: the hook's
+// path stats each directory once), its parent writable by no one else,
+// so the chmod by name reaches it.
+func syncMade(dir string, fi fs.FileInfo) error {
 	if !fi.IsDir() || fi.Mode()&(fs.ModeType|fs.ModeSticky|fs.ModePerm) != fs.ModeDir|unsyncedMode {
 		return nil
 	}
@@ -64,14 +62,18 @@ func syncMade(dir string) error {
 	return nil
 }
 
-func checkPrivate(dir string, top bool) error {
-	fi, err := os.Lstat(dir)
+// lstat is os.Lstat; the tests count the calls.
+var lstat = os.Lstat
+
+// checkPrivate is mkdirPrivate's check; it returns what it found.
+func checkPrivate(dir string, top bool) (fs.FileInfo, error) {
+	fi, err := lstat(dir)
 	if err != nil {
-		return fmt.Errorf("queue directory: %w", err)
+		return nil, fmt.Errorf("queue directory: %w", err)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return nil
+		return fi, nil
 	}
 	me := os.Geteuid()
 	var problem string
@@ -85,14 +87,14 @@ func checkPrivate(dir string, top bool) error {
 	case top && fi.Mode().Perm()&0o077 != 0:
 		problem = "group or others have access to it"
 	default:
-		return nil
+		return fi, nil
 	}
 	if st.Uid == 0 && me != 0 && fi.IsDir() && fi.Mode()&fs.ModeSymlink == 0 {
 		// Root's queue, looked at by a user without sudo (the hook runs
 		// as root under nix-daemon): not planted, and not to be removed.
-		return fmt.Errorf("refusing queue directory %s: %s (owner %s, mode %04o): it is root's; run this command as root (sudo), or set queue.dir in hook.conf to a directory of your own",
+		return nil, fmt.Errorf("refusing queue directory %s: %s (owner %s, mode %04o): it is root's; run this command as root (sudo), or set queue.dir in hook.conf to a directory of your own",
 			dir, problem, trust.OwnerName(st.Uid), fi.Mode().Perm())
 	}
-	return fmt.Errorf("refusing queue directory %s: %s (owner %s, mode %04o); it must be this user's own, mode 0700: someone else may have made it to plant entries; look inside, then remove it (rm -rf %s) and it is made anew",
+	return nil, fmt.Errorf("refusing queue directory %s: %s (owner %s, mode %04o); it must be this user's own, mode 0700: someone else may have made it to plant entries; look inside, then remove it (rm -rf %s) and it is made anew",
 		dir, problem, trust.OwnerName(st.Uid), fi.Mode().Perm(), dir)
 }

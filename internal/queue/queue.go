@@ -216,12 +216,13 @@ func mkdirParents(dir string) error {
 		}
 		// Found made (by another process meanwhile): synced only when
 		// it is a directory of this user's, as made here.
-		if fi, err := os.Lstat(d); err != nil {
+		fi, err := os.Lstat(d)
+		if err != nil {
 			return err
 		} else if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
 			continue
 		}
-		if err := syncMade(d); err != nil {
+		if err := syncMade(d, fi); err != nil {
 			return err
 		}
 	}

@@ -1682,3 +1682,19 @@ func TestOpenSyncsParentsItMakes(t *testing.T) {
 		}
 	}
 }
+
+// The unsynced mark is read from the Lstat that checks each directory:
+// a second Lstat per directory of Open would cost the hook three stats a
+// run for a mark almost never there.
+func TestOpenStatsEachDirectoryOnce(t *testing.T) {
+	q := openQ(t)
+	n := 0
+	lstat = func(name string) (fs.FileInfo, error) { n++; return os.Lstat(name) }
+	defer func() { lstat = os.Lstat }()
+	if _, err := Open(q.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("Open of a queue made and synced: %d Lstat of its directories, want 3 (one each)", n)
+	}
+}
