@@ -50,10 +50,19 @@ const unsyncedMode = 0o700 | os.ModeSticky
 // path stats each directory once), its parent writable by no one else,
 // so the chmod by name reaches it.
 func syncMade(dir string, fi fs.FileInfo) error {
-	if !fi.IsDir() || fi.Mode()&(fs.ModeType|fs.ModeSticky|fs.ModePerm) != fs.ModeDir|unsyncedMode {
+	if !marked(fi) {
 		return nil
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
+	// Made in a directory still marked (a parent Open made, whose sync
+	// failed or was cut by a crash): that one is synced first, as no
+	// later Open, finding it there, would look at it again.
+	parent := filepath.Dir(dir)
+	if pfi, err := os.Lstat(parent); err == nil && parent != dir && marked(pfi) && ownedByMe(pfi) {
+		if err := syncMade(parent, pfi); err != nil {
+			return err
+		}
+	}
+	if err := syncDir(parent); err != nil {
 		return err // still marked: synced by the next call
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
@@ -66,6 +75,17 @@ func syncMade(dir string, fi fs.FileInfo) error {
 var lstat = os.Lstat
 
 // checkPrivate is mkdirPrivate's check; it returns what it found.
+// marked reports whether fi is a directory with the unsynced mark.
+func marked(fi fs.FileInfo) bool {
+	return fi.IsDir() && fi.Mode()&(fs.ModeType|fs.ModeSticky|fs.ModePerm) == fs.ModeDir|unsyncedMode
+}
+
+// ownedByMe reports whether fi is the running user's.
+func ownedByMe(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}
+
 func checkPrivate(dir string, top bool) (fs.FileInfo, error) {
 	fi, err := lstat(dir)
 	if err != nil {

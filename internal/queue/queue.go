@@ -219,7 +219,7 @@ func mkdirParents(dir string) error {
 		fi, err := os.Lstat(d)
 		if err != nil {
 			return err
-		} else if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		} else if !ownedByMe(fi) {
 			continue
 		}
 		if err := syncMade(d, fi); err != nil {

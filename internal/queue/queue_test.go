@@ -1698,3 +1698,39 @@ func TestOpenStatsEachDirectoryOnce(t *testing.T) {
 		t.Errorf("Open of a queue made and synced: %d Lstat of its directories, want 3 (one each)", n)
 	}
 }
+
+// A parent Open made whose sync failed (or a crash before it) keeps its
+// mark: the next Open, finding it there, made only what was missing below
+// it and never synced it, so a power failure could still lose the queue
+// with it. A directory made in a marked one syncs that one first.
+func TestOpenSyncsParentLeftMarked(t *testing.T) {
+	defer func() { syncs = nil }()
+	root := t.TempDir()
+	a := filepath.Join(root, "a")
+	dir := filepath.Join(a, "b", "queue")
+	syncs = func(name string) error {
+		if name == root {
+			return syscall.EIO
+		}
+		return nil
+	}
+	if _, err := Open(dir); err == nil {
+		t.Fatal("Open with the sync of a's parent failing: no error")
+	}
+	rootSynced := false
+	syncs = func(name string) error {
+		if name == root {
+			rootSynced = true
+		}
+		return nil
+	}
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	if !rootSynced {
+		t.Error("a, left marked by a failed sync, was not synced into its parent")
+	}
+	if fi, err := os.Lstat(a); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != 0o700 {
+		t.Errorf("%s: %v, %v; want mode 0700", a, fi.Mode(), err)
+	}
+}
