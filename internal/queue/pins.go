@@ -133,7 +133,8 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		return 0, err
 	}
 	added := 0
-	var bad []error // pins asked for again that could not be: the others still go
+	var bad []error    // pins asked for again that could not be: the others still go
+	var stale []string // asks to take once this push's pins are durable
 	for i := range pins {
 		p := &pins[i]
 		root, err := storepath.Parse(storepath.StoreDir(), p.Path)
@@ -152,9 +153,17 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		// An ask is for a queued pin: one left with none (a worker
 		// killed between removing a pin and its ask) would give this
 		// pin its keep. DropPin queues a pin anew with its ask's own.
+		// One whose pin a drop left aside in tmp/ keeps that pin (see
+		// relinkPinAside): taken only once this push's is queued, or a
+		// failed write here would lose the pin an earlier push said it
+		// "will pin".
 		if _, err := os.Lstat(q.path(pinsDir, name)); errors.Is(err, fs.ErrNotExist) {
 			if a, ok := q.PinAsked(name); ok && !a.Queued.Equal(p.Queued) {
-				q.TakePinAsk(name)
+				if q.PinAside(name) {
+					stale = append(stale, name)
+				} else {
+					q.TakePinAsk(name)
+				}
 			}
 		}
 		asked := false
@@ -200,7 +209,16 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 	if added == 0 {
 		return 0, errors.Join(bad...)
 	}
-	return added, errors.Join(append(bad, syncDir(dir))...)
+	if err := syncDir(dir); err != nil {
+		return added, errors.Join(append(bad, err)...)
+	}
+	for _, name := range stale {
+		// Queued anew, if not asked for again meanwhile.
+		if a, ok := q.PinAsked(name); ok && !a.Queued.Equal(now.UTC()) {
+			q.TakePinAsk(name)
+		}
+	}
+	return added, errors.Join(bad...)
 }
 
 // askPinAgain asks again for the queued pin name: it leaves a marker the

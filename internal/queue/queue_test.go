@@ -1734,3 +1734,35 @@ func TestOpenSyncsParentLeftMarked(t *testing.T) {
 		t.Errorf("%s: %v, %v; want mode 0700", a, fi.Mode(), err)
 	}
 }
+
+// A pin left aside in tmp/ by a drop, kept there by its ask (an earlier
+// push's "will pin"), asked for by a new push whose write then fails (a
+// full disk): AddPins took the ask as one left with no pin, before it
+// had queued its own, and the pin aside, asked for by nobody now, went
+// with the earlier push's "will pin". The ask stays until this push's
+// pin is queued.
+func TestPinAsideKeepsItsAskWhenANewPushFails(t *testing.T) {
+	defer func() { syncs = nil }()
+	q := openQ(t)
+	key, _, now := pinAskedAgainAsDropped(t, q)
+	if err := os.Rename(q.path(pinsDir, key), q.path(tmpDir, pinAside+key)); err != nil {
+		t.Fatal(err)
+	}
+	syncs = func(name string) error {
+		if filepath.Dir(name) == q.path(tmpDir) {
+			return syscall.ENOSPC
+		}
+		return nil
+	}
+	pin := Pin{Target: "main", Path: mkPath("system-1").String(), Name: "sys"}
+	if _, err := q.AddPins([]Pin{pin}, now.Add(2*time.Second)); err == nil {
+		t.Fatal("AddPins with its write failing: no error")
+	}
+	syncs = nil
+	if left, err := q.RelinkPinsAside(); left != 0 || err != nil {
+		t.Errorf("RelinkPinsAside = %d, %v", left, err)
+	}
+	if p, err := q.ReadPin(key); err != nil || p.Name != "sys" {
+		t.Errorf("ReadPin = %+v, %v; want the pin the earlier push asked for", p, err)
+	}
+}
