@@ -354,7 +354,26 @@ func (q *Queue) PinNames() ([]string, error) {
 // name) is an error wrapping ErrCorrupt. An error of the moment (EMFILE,
 // EIO) is not, as for an entry (readEntry): the pin is read again later.
 func (q *Queue) ReadPin(name string) (*Pin, error) {
-	file := q.path(pinsDir, name)
+	p, err := readPinFile(q.path(pinsDir, name), name)
+	if err != nil {
+		return nil, err
+	}
+	// Asked for again since the worker wrote it: due now, a failed
+	// call's back-off over, as retry makes it. The keep is the ask's
+	// either way (a due pin's Queued is left for the worker's drop to
+	// tell the ask from its own look: see DropPin).
+	if asked, ok := q.PinAsked(name); ok && asked.New(p) {
+		p.Keep = asked.KeepFor(p)
+		if !p.NextAttempt.IsZero() {
+			p.NextAttempt = time.Time{}
+			asked.Apply(p)
+		}
+	}
+	return p, nil
+}
+
+// readPinFile reads the pin name from file, as it is on disk.
+func readPinFile(file, name string) (*Pin, error) {
 	data, err := safeopen.ReadFile(file, safeopen.Options{NoFollow: true, MaxSize: maxEntrySize})
 	if err != nil {
 		if errors.Is(err, safeopen.ErrSymlink) || errors.Is(err, safeopen.ErrNotRegular) || errors.Is(err, safeopen.ErrTooLarge) {
@@ -380,17 +399,6 @@ func (q *Queue) ReadPin(name string) (*Pin, error) {
 		// What push refuses (a name cachix, the logs and wait's
 		// reading of the history would not read as it is).
 		return nil, fmt.Errorf("%w: %s: %q is not a pin name (1 to 200 of A-Z a-z 0-9 . _ + @ = : -, not starting with -)", ErrCorrupt, file, p.Name)
-	}
-	// Asked for again since the worker wrote it: due now, a failed
-	// call's back-off over, as retry makes it. The keep is the ask's
-	// either way (a due pin's Queued is left for the worker's drop to
-	// tell the ask from its own look: see DropPin).
-	if asked, ok := q.PinAsked(name); ok && asked.New(p) {
-		p.Keep = asked.KeepFor(p)
-		if !p.NextAttempt.IsZero() {
-			p.NextAttempt = time.Time{}
-			asked.Apply(p)
-		}
 	}
 	return p, nil
 }
@@ -559,11 +567,22 @@ func (q *Queue) RelinkPinsAside() (left int, err error) {
 // pin cannot be linked back (it stays aside); one not asked for is left
 // for CleanTmp to remove once old.
 func (q *Queue) relinkPinAside(key string) bool {
-	if _, asked, err := q.ReadPinAsk(key); !asked && err == nil {
+	ask, asked, err := q.ReadPinAsk(key)
+	if !asked && err == nil {
 		return true
 	}
 	aside := q.path(tmpDir, pinAside+key)
-	if err := q.linkPinBack(aside, key); err != nil {
+	err = q.linkPinBack(aside, key)
+	if errors.Is(err, errPinNotLinked) && asked {
+		// pins/ gone, say: queued anew with its ask, as DropPin does
+		// (AddPins makes pins/ again), or it stays aside for good.
+		if p, rerr := readPinFile(aside, key); rerr == nil {
+			if _, aerr := q.AddPins([]Pin{{Target: p.Target, Path: p.Path, Name: p.Name, Keep: ask.KeepFor(p)}}, ask.Queued); aerr == nil {
+				err = nil
+			}
+		}
+	}
+	if err != nil {
 		return false
 	}
 	os.Remove(aside)

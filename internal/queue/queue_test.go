@@ -1766,3 +1766,27 @@ func TestPinAsideKeepsItsAskWhenANewPushFails(t *testing.T) {
 		t.Errorf("ReadPin = %+v, %v; want the pin the earlier push asked for", p, err)
 	}
 }
+
+// A pin a drop left aside, asked for again, with pins/ gone meanwhile:
+// relinkPinAside only linked it back, which could not be, and it stayed
+// aside for good (RelinkPinsAside said it left every round). It is
+// queued anew with its ask, as DropPin does when the link back fails.
+func TestPinAsideQueuedAnewWhenPinsIsGone(t *testing.T) {
+	q := openQ(t)
+	key, _, _ := pinAskedAgainAsDropped(t, q)
+	if err := os.Rename(q.path(pinsDir, key), q.path(tmpDir, pinAside+key)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(q.path(pinsDir)); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := q.RelinkPinsAside(); left != 0 || err != nil {
+		t.Errorf("RelinkPinsAside = %d, %v; want 0, nil", left, err)
+	}
+	if p, err := q.ReadPin(key); err != nil || p.Name != "sys" {
+		t.Errorf("ReadPin = %+v, %v; want the pin asked for again", p, err)
+	}
+	if q.PinAside(key) {
+		t.Error("the pin is still aside")
+	}
+}
