@@ -134,13 +134,33 @@ func runForget(e *env, o *forgetOptions) int {
 		e.errorf("%v", err)
 		return 1
 	}
+	// And those a failed drop left aside, asked for again, which the
+	// next worker would link back and pin.
+	aside, _, err := q.PinsAsideAsked()
+	if err != nil {
+		e.errorf("%v", err)
+		status = 1
+	}
+	inPins := map[string]bool{}
+	for _, p := range pins {
+		inPins[p.Key()] = true
+	}
+	for _, p := range aside {
+		if !inPins[p.Key()] {
+			pins = append(pins, p)
+		}
+	}
 	for _, p := range pins {
 		if !want(p.Target) {
 			continue
 		}
 		delete(before, "pin "+p.Key())
 		if !o.dryRun {
-			if err := q.RemovePin(p); err != nil {
+			remove := q.RemovePin
+			if !inPins[p.Key()] {
+				remove = q.ForgetPinAside
+			}
+			if err := remove(p); err != nil {
 				e.errorf("%v", err)
 				status = 1
 				continue

@@ -479,3 +479,36 @@ func TestWaitWholeQueuePinBetweenItsDropAndItsLinkBack(t *testing.T) {
 		t.Errorf("exit %d (want 0) after %d looks, says:\n%s\nwant the pin waited for while its file was aside, then made", code, looked, out)
 	}
 }
+
+// A pin of a removed target a drop left aside in tmp/, asked for again
+// (so the worker links it back): forget listed pins/ alone, neither
+// forgot it nor said it, and the next worker linked it back and pinned
+// it. It is forgotten, and said, as one in pins/.
+func TestForgetPinAside(t *testing.T) {
+	q, file := mainQueue(t)
+	root := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "nixos-system-1")
+	pin := queue.Pin{Target: "removed", Path: root.String(), Name: "sys"}
+	now := time.Now()
+	for i := 0; i < 2; i++ { // queued, then asked for again
+		if _, err := q.AddPins([]queue.Pin{pin}, now.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := queue.PinKey("removed", root, "sys")
+	// As DropPin leaves it when it cannot link it back.
+	if err := os.Rename(filepath.Join(q.Dir, "pins", key), filepath.Join(q.Dir, "tmp", "pin-dropped."+key)); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	e := &env{ctx: context.Background(), configFlag: file, args: nil, stdout: &out, stderr: &out}
+	if st := runForget(e, &forgetOptions{}); st != 0 {
+		t.Fatalf("forget: %d\n%s", st, &out)
+	}
+	if !strings.Contains(out.String(), `forgot pin "sys" of `+root.String()+` -> removed (not pinned)`) {
+		t.Errorf("forget says:\n%s", &out)
+	}
+	q.RelinkPinsAside()
+	if pins, _, _ := q.ListPins(); len(pins) != 0 {
+		t.Errorf("pins after forget and a worker's link back: %+v", pins)
+	}
+}

@@ -589,6 +589,52 @@ func (q *Queue) relinkPinAside(key string) bool {
 	return true
 }
 
+// PinsAsideAsked reads the pins a drop left aside in tmp/ that were asked
+// for again: the worker links them back (relinkPinAside), so they are
+// queued as those in pins/ are. Unreadable ones are reported beside them.
+func (q *Queue) PinsAsideAsked() ([]*Pin, []error, error) {
+	names, err := q.dirNames(tmpDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var pins []*Pin
+	var bad []error
+	for _, n := range names {
+		key, ok := strings.CutPrefix(n, pinAside)
+		if !ok {
+			continue
+		}
+		ask, asked, err := q.ReadPinAsk(key)
+		if err == nil && !asked {
+			continue // not linked back: CleanTmp removes it
+		}
+		p, rerr := readPinFile(q.path(tmpDir, n), key)
+		switch {
+		case errors.Is(rerr, fs.ErrNotExist):
+		case rerr != nil:
+			bad = append(bad, rerr)
+		case err != nil:
+			bad = append(bad, err)
+		default:
+			p.Keep = ask.KeepFor(p)
+			pins = append(pins, p)
+		}
+	}
+	return pins, bad, nil
+}
+
+// ForgetPinAside removes a pin PinsAsideAsked returned: its ask first,
+// which alone has it linked back, then its file.
+func (q *Queue) ForgetPinAside(p *Pin) error {
+	if err := q.TakePinAsk(p.key); err != nil {
+		return err
+	}
+	if err := os.Remove(q.path(tmpDir, pinAside+p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing pin: %w", err)
+	}
+	return nil
+}
+
 // RemovePin deletes a pin that was made, or given up on.
 func (q *Queue) RemovePin(p *Pin) error {
 	if err := os.Remove(q.path(pinsDir, p.key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
