@@ -545,6 +545,11 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept b
 		w.beforePinDrop()
 	}
 	requeued, err := w.q.DropPin(p)
+	return w.pinDropped(log, p, reason, requeued, err)
+}
+
+// pinDropped is dropPin's end, once DropPin returned.
+func (w *Worker) pinDropped(log *logrus.Entry, p *queue.Pin, reason string, requeued bool, err error) (kept bool) {
 	if err != nil && w.q.PinAside(p.Key()) {
 		// Asked for again, maybe, and left aside: linked back later.
 		w.pinsAside = true
@@ -552,6 +557,11 @@ func (w *Worker) dropPin(log *logrus.Entry, p *queue.Pin, reason string) (kept b
 	if err != nil && !requeued {
 		w.pinDropError(log, p, "removing a pin given up on", err)
 		return false
+	}
+	if err != nil {
+		// Kept, linked back but pins/ not synced (a failing disk):
+		// its file stays aside until a later link back is durable.
+		log.WithError(err).Warn("syncing a pin asked for again as it was dropped")
 	}
 	delete(w.pinDropFailed, p.Key())
 	if w.state != nil {

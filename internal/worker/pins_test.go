@@ -22,6 +22,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+	"github.com/sirupsen/logrus"
 )
 
 // calls records pushes and pins in the order they happen.
@@ -1935,5 +1936,26 @@ func TestPinsAsideUnlistableTmpIsBounded(t *testing.T) {
 	}
 	if err := run(t, e.pinWorker(&calls{}), Once); !errors.Is(err, ErrLeft) {
 		t.Errorf("Run(Once) = %v, want %v: failing", err, ErrLeft)
+	}
+}
+
+// DropPin's (true, err): a pin asked for again as it was dropped, linked
+// back into pins/ whose sync failed. The worker kept it and said nothing
+// of the failure: a disk failing its fsyncs went unlogged.
+func TestPinKeptWithAFailedSyncIsLogged(t *testing.T) {
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := mkPath("system-1")
+	e.pin(t, "main", root, "sys", queue.Keep{})
+	w := e.pinWorker(&calls{})
+	p, err := e.q.ReadPin(queue.PinKey("main", root, "sys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.pinDropped(logrus.NewEntry(w.log), p, "its root was dropped", true, errors.New("syncing pins: input/output error")) {
+		t.Error("a pin queued anew reported not kept")
+	}
+	if !strings.Contains(e.log.String(), "input/output error") {
+		t.Errorf("the failed sync is not logged:\n%s", e.log)
 	}
 }
