@@ -42,7 +42,8 @@ const exampleHead = `# hook.conf: which store paths cachix-filter-hook pushes, a
 #     owned by root, writable by nobody else; programs in the Nix store
 #     pass;
 #   - cachix's own cachix.dhall, which names where the token goes
-#     ($XDG_CONFIG_HOME/cachix, else ~/.config/cachix, of the worker's
+#     (the file a -c or --config in cachix.push_args names, else in
+#     $XDG_CONFIG_HOME/cachix, else ~/.config/cachix, of the worker's
 #     environment): the same (mode 0644 is fine), or, when it is missing,
 #     in a directory nobody else can make it in. The worker checks it
 #     before each cachix call (validate and doctor with the environment

@@ -137,7 +137,7 @@ var keys = []key{
 	{name: "cachix.signing_key_file", kind: kString, scope: sSection, field: func(c *Config) any { return &c.Cachix.SigningKeyFile },
 		note: "for self-signed caches: its content (a Nix\nsecret key) is given to cachix as\nCACHIX_SIGNING_KEY, never in argv or logs; the\nfile is checked like auth_token_file"},
 	{name: "nix.bin_dir", kind: kString, scope: sSection, field: func(c *Config) any { return &c.Nix.BinDir },
-		note: "directory with nix and nix-store; default: PATH,\nthen /run/current-system/sw/bin and\n/nix/var/nix/profiles/default/bin (the NixOS\nmodule sets the system's Nix)"},
+		note: "directory with nix and nix-store; default: PATH,\nthen /run/current-system/sw/bin and\n/nix/var/nix/profiles/default/bin (the NixOS\nmodule sets the system's Nix). When set, it also\ngoes first on cachix's PATH, so that the\nnix-store cachix runs is the one checked"},
 	{name: "queue.dir", kind: kString, scope: sSection, defFn: func() any { return DefaultQueueDir() }, field: func(c *Config) any { return &c.Queue.Dir },
 		example: `""`, note: "default /var/lib/cachix-filter-hook as root,\nelse $XDG_STATE_HOME/cachix-filter-hook\n(~/.local/state/cachix-filter-hook)"},
 	{name: "queue.batch", kind: kInt, scope: sSection, def: DefaultBatch, field: func(c *Config) any { return &c.Queue.Batch },
