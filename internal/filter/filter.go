@@ -101,7 +101,8 @@ const MaxPattern = 4 << 10
 // pattern, twice a glob's, and up to 35 ms to compile at 4 KiB: a config
 // of 1 MiB of such patterns took 116 MiB and most of a second to load at
 // every hook run. 32 KiB is hundreds of the patterns people write
-// ("*-{doc,man}"), and costs at most 2 MiB and 0.3 s.
+// ("*-{doc,man}"), and costs at most 2 MiB and 0.3 s, now paid as each
+// regexp is built, at its pattern's first match (see Pattern.re).
 const MaxLinear = 32 << 10
 
 // Budget is what is left of MaxLinear for the rules compiled with it.
@@ -195,7 +196,7 @@ func compileSet(list string, patterns []string, storeDir string, b *Budget, errs
 		if backtracks(gText, gSep) {
 			if len(gText) > b.left {
 				errs = append(errs, &PatternError{List: list, Index: i, Pattern: text, Offset: len(text) - len(gText),
-					Reason: fmt.Sprintf("its groups or stars need the linear matcher, and the patterns that do (groups after a star, nested or several groups, several stars with '/') may total %d bytes over all targets; simplify it or the others (\"*-{doc,man}\" as \"*-doc\" and \"*-man\")", MaxLinear)})
+					Reason: fmt.Sprintf("its groups or stars need the linear matcher, and the patterns that do (a group after a star or holding one, nested or several groups; in a whole path whose last part may match '/', any group or several stars) may total %d bytes over all targets; simplify it or the others (\"*-{doc,man}\" as \"*-doc\" and \"*-man\")", MaxLinear)})
 				continue
 			}
 			b.left -= len(gText)
