@@ -13,9 +13,11 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 )
 
-// State is what the worker remembers per target for `status`: when it
-// last pushed and last failed. Losing it loses no path, so it is written
-// without fsync.
+// State is what the worker remembers for status, wait, doctor and the
+// metrics: per target when it last pushed and failed and its counters,
+// the running worker, and what keeps failing outside an entry (a start,
+// a slow upstream, a pin's drop, a look for pins left aside). Losing it
+// loses no path, so it is written without fsync.
 type State struct {
 	Targets map[string]*TargetState `json:"targets"`
 	// Worker is what the last worker to start runs with. status reads
