@@ -105,6 +105,32 @@ const MaxPattern = 4 << 10
 // regexp is built, at its pattern's first match (see Pattern.re).
 const MaxLinear = 32 << 10
 
+// maxLazyDepth is the deepest nesting of groups whose regexp is built at
+// its first match: each level adds about two to the regexp's nesting,
+// which regexp/syntax refuses past 1000.
+const maxLazyDepth = 32
+
+// groupDepth is how deep pattern nests its groups, at most: a '{' inside
+// a class counts too, which only makes Compile build its regexp at once.
+func groupDepth(pattern string) int {
+	depth, deepest := 0, 0
+	for i := 0; i < len(pattern); i++ {
+		switch pattern[i] {
+		case '\\':
+			i++
+		case '{':
+			if depth++; depth > deepest {
+				deepest = depth
+			}
+		case '}':
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return deepest
+}
+
 // Budget is what is left of MaxLinear for the rules compiled with it.
 type Budget struct{ left int }
 
@@ -200,13 +226,30 @@ func compileSet(list string, patterns []string, storeDir string, b *Budget, errs
 				continue
 			}
 			b.left -= len(gText)
-			p.re = sync.OnceValue(func() *regexp.Regexp {
-				// An error was not seen within MaxPattern on what
-				// glob.Compile takes (FuzzLinearAgreesWithGlob);
-				// g, which means the same, stays then.
-				re, _ := linear(gText, gSep)
-				return re
-			})
+			if groupDepth(gText) > maxLazyDepth {
+				// Groups nested this deep can pass regexp's bound on
+				// nesting ("{a{" 682 deep), and g, left in its place,
+				// backtracks for minutes on a name of 100 "a-": built
+				// here, and refused if it fails, as before the regexp
+				// was made lazy. Nobody writes such a pattern by hand.
+				re, err := linear(gText, gSep)
+				if err != nil {
+					errs = append(errs, &PatternError{List: list, Index: i, Pattern: text,
+						Offset: len(text) - len(gText), Reason: "cannot be matched in linear time: " + err.Error()})
+					continue
+				}
+				p.re = func() *regexp.Regexp { return re }
+			} else {
+				p.re = sync.OnceValue(func() *regexp.Regexp {
+					// Within maxLazyDepth the regexp nests far below
+					// regexp's bound, and no other error was seen on
+					// what glob.Compile takes
+					// (FuzzLinearAgreesWithGlob); g, which means the
+					// same, stays then.
+					re, _ := linear(gText, gSep)
+					return re
+				})
+			}
 		}
 		ix.add(p, sub)
 	}

@@ -1290,3 +1290,34 @@ func TestLongPatternQuotedInWholeCharacters(t *testing.T) {
 		}
 	}
 }
+
+// e31dd4c built a pattern's regexp at its first match and, should that
+// fail, left the glob in its place. It fails on groups nested past
+// regexp's bound ("{a{" 682 deep, within MaxPattern), where the glob
+// took minutes on a name of 100 "a-" that any local user may choose.
+// Such a pattern is refused at Compile again; one nested maxLazyDepth
+// deep, the most left to the first match, always translates.
+func TestDeepGroupsRefusedNotLeftToTheGlob(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat("{*-{", n) + "x" + strings.Repeat(",}}", n) }
+	deep := nest((MaxPattern - 1) / 7)
+	if _, err := linear(deep, false); err == nil {
+		t.Fatalf("%d levels translate: the test cannot see a failed regexp", (MaxPattern-1)/7)
+	}
+	_, err := Compile(nil, []string{"hello", deep})
+	var pe *PatternError
+	if !errors.As(err, &pe) || pe.List != "deny" || pe.Index != 1 || !strings.Contains(pe.Reason, "linear time") {
+		t.Fatalf("deny[1] nested %d deep: %v, want it refused", (MaxPattern-1)/7, err)
+	}
+	for _, shape := range [][2]string{{"{*-{", ",}}"}, {"{a{", ",}}"}, {"{[a-b]{", ",*}}"}, {"*{", ",}"}} {
+		lazy := strings.Repeat(shape[0], maxLazyDepth/2) + "x" + strings.Repeat(shape[1], maxLazyDepth/2)
+		if groupDepth(lazy) > maxLazyDepth {
+			t.Fatalf("%q nests %d deep", lazy, groupDepth(lazy))
+		}
+		if _, err := linear(lazy, false); err != nil {
+			t.Errorf("%q, within maxLazyDepth: %v", lazy, err)
+		}
+		if _, err := linear(lazy, true); err != nil {
+			t.Errorf("%q with '/', within maxLazyDepth: %v", lazy, err)
+		}
+	}
+}
