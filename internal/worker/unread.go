@@ -35,6 +35,15 @@ func (w *Worker) unreadLists(now time.Time) (left bool, next time.Time) {
 		w.log.WithError(err).Warn("listing the package lists to read again")
 		return false, time.Time{}
 	}
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		seen[n] = true
+	}
+	for k := range w.listTries {
+		if !seen[k] {
+			delete(w.listTries, k)
+		}
+	}
 	for _, n := range names {
 		u, err := w.q.ReadUnreadList(n)
 		switch {
@@ -49,6 +58,10 @@ func (w *Worker) unreadLists(now time.Time) (left bool, next time.Time) {
 			w.log.WithError(err).Warn("reading a package list to read again")
 			left = true
 			continue
+		}
+		if m, ok := w.listTries[u.Key()]; ok && m.Attempts > u.Attempts {
+			// Its record could not be rewritten after a failed read.
+			u.Attempts, u.NextAttempt, u.LastError = m.Attempts, m.NextAttempt, m.LastError
 		}
 		if WaitLeft(u.NextAttempt, now, w.cfg.Queue.RetryMax) > 0 {
 			left = true
@@ -117,11 +130,12 @@ func (w *Worker) readUnreadList(u *queue.UnreadList, now time.Time) (at time.Tim
 func (w *Worker) listAgain(log *logrus.Entry, u *queue.UnreadList, err error, now time.Time) (time.Time, bool) {
 	u.Attempts++
 	u.LastError = truncate(err.Error(), 1000)
-	if u.Attempts >= maxListAttempts {
-		w.dropUnreadList(log, u, fmt.Sprintf("its package list could not be read in %d attempts: %s", u.Attempts, u.LastError))
+	if u.Attempts >= maxListAttempts && w.dropUnreadList(log, u, fmt.Sprintf("its package list could not be read in %d attempts: %s", u.Attempts, u.LastError)) {
 		return time.Time{}, false
 	}
+	// Or its drop failed: tried again after a back-off, not every round.
 	u.NextAttempt = now.Add(Backoff(u.Attempts, w.cfg.Queue.RetryInitial, w.cfg.Queue.RetryMax))
+	w.listTries[u.Key()] = *u
 	if uerr := w.q.UpdateUnreadList(u); uerr != nil {
 		log.WithError(uerr).Warn("recording a package list's failed read")
 	}
@@ -130,8 +144,8 @@ func (w *Worker) listAgain(log *logrus.Entry, u *queue.UnreadList, err error, no
 }
 
 // dropUnreadList gives up on u: a drop of the list with reason for each
-// target that takes lists (the paths it names are unknown).
-func (w *Worker) dropUnreadList(log *logrus.Entry, u *queue.UnreadList, reason string) {
+// target that takes lists (the paths it names are unknown). ok: done.
+func (w *Worker) dropUnreadList(log *logrus.Entry, u *queue.UnreadList, reason string) (ok bool) {
 	var targets []string
 	for _, t := range w.cfg.Targets {
 		if t.PackageLists {
@@ -140,9 +154,11 @@ func (w *Worker) dropUnreadList(log *logrus.Entry, u *queue.UnreadList, reason s
 	}
 	if err := w.q.DropUnreadList(u, targets, reason); err != nil {
 		log.WithError(err).Error("dropping a package list that cannot be read")
-		return
+		return false
 	}
+	delete(w.listTries, u.Key())
 	log.WithField("reason", reason).Error("dropped a package list: what it names is not queued")
+	return true
 }
 
 // newLists reports whether a package list waits to be read again: one the

@@ -120,3 +120,49 @@ func TestRunUnreadListDropped(t *testing.T) {
 		t.Errorf("pushed %q", calls)
 	}
 }
+
+// A list whose read keeps failing while its record cannot be rewritten
+// (tmp/, where the record is written first, unusable: a full disk) was
+// read again each retry_initial with its old count, never reaching
+// maxListAttempts: retried for ever, never dropped. The count is kept in
+// memory too, and the list is dropped once the drop can be written.
+func TestUnreadListCountedWhenItsRecordCannotBeRewritten(t *testing.T) {
+	e, _ := listsEnv(t, true)
+	app := build(t, "app-1")[0]
+	stuck := writeList(t, "cachix-packages-stuck", nil, app)
+	start := time.Now().Add(-time.Second)
+	if err := e.q.AddUnreadList(stuck, "cannot be read now", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker(map[string]*fakePusher{"on": {}})
+	w.readList = func(p storepath.Path) (*pkglist.List, error) {
+		return nil, fmt.Errorf("package list %s %w: input/output error", p, pkglist.ErrUnreadable)
+	}
+	tmp := filepath.Join(e.q.Dir, "tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for range maxListAttempts {
+		_, next := w.unreadLists(now)
+		if next.After(now) {
+			now = next
+		}
+	}
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	w.unreadLists(now.Add(24 * time.Hour))
+	if d, ok := e.q.Dropped(queue.Key("on", stuck), start, 0); !ok || !strings.Contains(d.Reason, "could not be read in") {
+		t.Errorf("dropped %v, %+v; want the list dropped after %d failed reads\n%s", ok, d, maxListAttempts, e.log.String())
+	}
+	if names, _ := e.q.UnreadListNames(); len(names) != 0 {
+		t.Errorf("lists/ holds %q; want the record gone with its drop", names)
+	}
+}

@@ -136,6 +136,11 @@ type Worker struct {
 	// pinDropRecorded are the pins given up on whose outcome is in the
 	// history already, while their files stay (see dropPin).
 	pinDropRecorded map[string]bool
+	// listTries is the retry state of the package lists read again
+	// whose read failed, kept here as well as in lists/: a record that
+	// cannot be rewritten (a full disk) was read again every
+	// retry_initial with its old count, and never dropped.
+	listTries map[string]queue.UnreadList
 	// pinDropFailed are the pins whose drop failed, with the error
 	// logged: a drop is tried every round, a second apart, and a
 	// failure is logged again only when it changes (see dropPin).
@@ -189,6 +194,7 @@ func New(cfg *config.Config, q *queue.Queue, log *logrus.Logger) *Worker {
 	w.pinsAside = true
 	w.pinDropRecorded = map[string]bool{}
 	w.pinDropFailed = map[string]string{}
+	w.listTries = map[string]queue.UnreadList{}
 	w.pinMade = map[string]bool{}
 	w.rootOutcomes = map[string]string{}
 	w.pinning = map[string]string{}
