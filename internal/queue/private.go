@@ -31,7 +31,7 @@ func mkdirPrivate(dir string, top bool) error {
 	if err != nil {
 		return err
 	}
-	return syncMade(dir, fi)
+	return syncMade(dir, fi, made == nil)
 }
 
 // unsyncedMode marks a directory made whose name may not be durable yet:
@@ -44,13 +44,15 @@ func mkdirPrivate(dir string, top bool) error {
 // (ext4), three per hook run, against 3.3 ms of the hook's own work.
 const unsyncedMode = 0o700 | os.ModeSticky
 
-// syncMade makes the name of dir durable if it is marked unsynced (see
-// unsyncedMode): its parent synced, then the mark cleared. dir is this
+// syncMade makes the name of dir durable if this call made it (made) or
+// it is marked unsynced (see unsyncedMode): its parent synced, then the
+// mark cleared. Its maker syncs whatever mode it got: a umask or a
+// parent's default ACL can take bits off the mark. dir is this
 // user's directory (checked by the caller, whose Lstat fi is: the hook's
 // path stats each directory once), its parent writable by no one else,
 // so the chmod by name reaches it.
-func syncMade(dir string, fi fs.FileInfo) error {
-	if !marked(fi) {
+func syncMade(dir string, fi fs.FileInfo, made bool) error {
+	if !made && !marked(fi) {
 		return nil
 	}
 	// Made in a directory still marked (a parent Open made, whose sync
@@ -58,7 +60,7 @@ func syncMade(dir string, fi fs.FileInfo) error {
 	// later Open, finding it there, would look at it again.
 	parent := filepath.Dir(dir)
 	if pfi, err := os.Lstat(parent); err == nil && parent != dir && marked(pfi) && ownedByMe(pfi) {
-		if err := syncMade(parent, pfi); err != nil {
+		if err := syncMade(parent, pfi, false); err != nil {
 			return err
 		}
 	}

@@ -211,8 +211,9 @@ func mkdirParents(dir string) error {
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
 		d := missing[i]
-		if err := os.Mkdir(d, unsyncedMode); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
+		made := os.Mkdir(d, unsyncedMode)
+		if made != nil && !errors.Is(made, fs.ErrExist) {
+			return made
 		}
 		// Found made (by another process meanwhile): synced only when
 		// it is a directory of this user's, as made here.
@@ -222,7 +223,7 @@ func mkdirParents(dir string) error {
 		} else if !ownedByMe(fi) {
 			continue
 		}
-		if err := syncMade(d, fi); err != nil {
+		if err := syncMade(d, fi, made == nil); err != nil {
 			return err
 		}
 	}

@@ -1790,3 +1790,29 @@ func TestPinAsideQueuedAnewWhenPinsIsGone(t *testing.T) {
 		t.Error("the pin is still aside")
 	}
 }
+
+// A directory made under a umask (or a parent's default ACL) that takes a
+// bit off the unsynced mark was never synced into its parent: its maker
+// went by the mark alone. The maker syncs whatever mode it got.
+func TestDirMadeUnderUmaskIsSynced(t *testing.T) {
+	defer func() { syncs = nil }()
+	parent := t.TempDir()
+	var synced []string
+	syncs = func(name string) error {
+		synced = append(synced, name)
+		return nil
+	}
+	old := syscall.Umask(0o100) // the mark's owner-execute bit off
+	defer syscall.Umask(old)
+	dir := filepath.Join(parent, "pins")
+	if err := mkdirPrivate(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Umask(old)
+	if !slices.Contains(synced, parent) {
+		t.Errorf("synced %q; want %s synced after making %s under umask 0100", synced, parent, dir)
+	}
+	if fi, err := os.Lstat(dir); err != nil || fi.Mode().Perm() != 0o700 || fi.Mode()&os.ModeSticky != 0 {
+		t.Errorf("%s: %v, %v; want 0700 once synced", dir, fi.Mode(), err)
+	}
+}
