@@ -404,18 +404,26 @@ func readLog(queue string) string {
 	return string(b)
 }
 
-// cachixPackages refuses a derivation's drvPath: it is a store path with
-// context, but the file of the recipe, not a package. Listed, it made
-// the list depend on every output of the derivation's whole build-time
-// closure (the context of a drvPath), and the hook queued the .drv.
-func TestCachixPackagesRefusesDrvPath(t *testing.T) {
+// libExpr is nix/lib.nix imported, as a Nix expression, for the tests
+// that evaluate it with nix-instantiate. It skips the test without
+// nix-instantiate, or fails it then under CFH_TEST_REQUIRE_MODULES=1.
+func libExpr(t *testing.T) string {
+	t.Helper()
 	if _, err := exec.LookPath("nix-instantiate"); err != nil {
 		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
 			t.Fatal(err)
 		}
 		t.Skip(err)
 	}
-	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	return "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+}
+
+// cachixPackages refuses a derivation's drvPath: it is a store path with
+// context, but the file of the recipe, not a package. Listed, it made
+// the list depend on every output of the derivation's whole build-time
+// closure (the context of a drvPath), and the hook queued the .drv.
+func TestCachixPackagesRefusesDrvPath(t *testing.T) {
+	lib := libExpr(t)
 	pkg := fmt.Sprintf(`(derivation { name = "multi-1.0"; system = builtins.currentSystem; builder = "/bin/sh"; outputs = [ "out" "dev" ]; args = [ "-c" "exit 1" ]; salt = %q; })`, fmt.Sprint(time.Now().UnixNano()))
 	for _, p := range []string{"pkg.drvPath", `"${pkg.drvPath}"`, "(builtins.unsafeDiscardOutputDependency pkg.drvPath)", "[ pkg pkg.dev.drvPath ]"} {
 		expr := fmt.Sprintf("let pkg = %s; l = %s.cachixPackages { packages = [ %s ]; }; in builtins.seq l.drvPath l.listedPaths", pkg, lib, p)
@@ -433,13 +441,7 @@ func TestCachixPackagesRefusesDrvPath(t *testing.T) {
 // does not exist, refused far from the mistake (its build, or the worker
 // dropping the path). What a package or a source is, it takes.
 func TestCachixPackagesRefusesPathNotInContext(t *testing.T) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	lib := libExpr(t)
 	pkg := fmt.Sprintf(`(derivation { name = "multi-1.0"; system = builtins.currentSystem; builder = "/bin/sh"; outputs = [ "out" "dev" ]; args = [ "-c" "exit 1" ]; salt = %q; })`, fmt.Sprint(time.Now().UnixNano()))
 	src := `(builtins.toFile "cfh-src" "x")`
 	for _, tc := range []struct {
@@ -475,13 +477,7 @@ func TestCachixPackagesRefusesPathNotInContext(t *testing.T) {
 // before the bound of 10,000 refused it. Nix's own count of list elements
 // made is the work, whatever the machine's speed.
 func TestCachixPackagesUniqueNotQuadratic(t *testing.T) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	lib := libExpr(t)
 	const n = 2000
 	expr := fmt.Sprintf(`let l = %s.cachixPackages { packages = builtins.genList (i: derivation { name = "p${toString i}"; system = "cfh-test-system"; builder = "/bin/sh"; }) %d; }; in builtins.seq l.drvPath (builtins.length l.listedPaths)`, lib, n)
 	stats := filepath.Join(t.TempDir(), "stats.json")
@@ -510,13 +506,7 @@ func TestCachixPackagesUniqueNotQuadratic(t *testing.T) {
 // and explain took for an ordinary path, and nothing it listed was
 // queued. Every name it takes makes a directory Named.
 func TestCachixPackagesNamesRoundTrip(t *testing.T) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	lib := libExpr(t)
 	pkg := fmt.Sprintf(`(derivation { name = "a-1.0"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "exit 1" ]; salt = %q; })`, fmt.Sprint(time.Now().UnixNano()))
 	for _, name := range []string{"x.list", "dev", "x.lis", "list", "x.list.1", "a=b?c+d"} {
 		expr := fmt.Sprintf("let l = %s.cachixPackages { packages = [ %s ]; name = %q; }; in builtins.seq l.drvPath l.name", lib, pkg, name)
@@ -545,13 +535,7 @@ func TestCachixPackagesNamesRoundTrip(t *testing.T) {
 // ("attribute 'currentSystem' missing"). Here a package of another
 // system than this machine's shows which one it took.
 func TestCachixPackagesSystemOfNestedList(t *testing.T) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	lib := libExpr(t)
 	const system = "cfh-test-system"
 	pkg := fmt.Sprintf(`(derivation { name = "multi-1.0"; system = %q; builder = "/bin/sh"; outputs = [ "out" "dev" ]; args = [ "-c" "exit 1" ]; })`, system)
 	for _, p := range []string{"pkg", "pkg.dev", "(map (o: pkg.${o}) pkg.outputs)", "[ [ pkg.dev ] ]"} {
@@ -616,13 +600,7 @@ func TestHomeManagerActivationBounded(t *testing.T) {
 // naming the bound: Nix built it happily and the hook refused it whole at
 // build time, nothing of it queued. A list at the bounds evaluates.
 func TestCachixPackagesRefusesPastHookBounds(t *testing.T) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	lib := libExpr(t)
 	pkgs := func(n int) string {
 		return fmt.Sprintf(`(builtins.genList (i: derivation { name = "p${toString i}"; system = "cfh-test-system"; builder = "/bin/sh"; }) %d)`, n)
 	}
@@ -676,13 +654,7 @@ func TestCachixPackagesRefusesPastHookBounds(t *testing.T) {
 // a list and the hook refused it whole, nothing of it queued, not even
 // for the targets it names rightly. Ordinary Unicode evaluates.
 func TestCachixPackagesRefusesTargetsTheHookRefuses(t *testing.T) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	lib := libExpr(t)
 	pkg := `derivation { name = "p"; system = "cfh-test-system"; builder = "/bin/sh"; }`
 	dir := t.TempDir()
 	for i, name := range []string{"a\tb", "a\x1b[2Jb", "a\x7fb", "a\u0085b", "a\u009bb", "a\u2028b", "a\u2029b", "a\u202eb", "a\u2066b", "a\u200fb", "a\u061cb", "\x01", "café", "ソフト-1", "a b", "שלום"} {
@@ -716,13 +688,7 @@ func TestCachixPackagesRefusesTargetsTheHookRefuses(t *testing.T) {
 // truncated character, an overlong form, a surrogate, a byte past
 // U+10FFFF or one UTF-8 never uses.
 func TestCachixPackagesRefusesTargetsNotUTF8(t *testing.T) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	lib := libExpr(t)
 	pkg := `derivation { name = "p"; system = "cfh-test-system"; builder = "/bin/sh"; }`
 	dir := t.TempDir()
 	for i, name := range []string{"a\xffb", "caf\xc3", "\xc3(", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf0\x80\x80\x80", "\x80", "\xf5\x80\x80\x80",
@@ -750,13 +716,7 @@ func TestCachixPackagesRefusesTargetsNotUTF8(t *testing.T) {
 // reads it, was refused with "the string '\xc3' is not allowed to refer
 // to a store path". The walk reads the bytes alone.
 func TestCachixPackagesTargetWithContextIsWalked(t *testing.T) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	lib := "(import " + nixPath(filepath.Join(repoRoot(t), "nix", "lib.nix")) + " { })"
+	lib := libExpr(t)
 	pkg := `derivation { name = "p"; system = "cfh-test-system"; builder = "/bin/sh"; }`
 	for name, want := range map[string]string{`"café-${pkg}"`: "", `"caf${builtins.substring 0 1 "é"}-${pkg}"`: "targets must be UTF-8"} {
 		expr := fmt.Sprintf("let pkg = %s; l = %s.cachixPackages { packages = [ pkg ]; targets = [ %s ]; }; in builtins.seq l.drvPath true", pkg, lib, name)
