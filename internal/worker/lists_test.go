@@ -208,6 +208,17 @@ func dualStarted(t *testing.T, extras ...string) (e *env, w *Worker, f *fakePush
 	return e, w, f, ps, key, s, j, now
 }
 
+// holdCopyAndFinish has the scan after dualStarted's take the copy of
+// dual queued since for held, then finishes the batch that pushed dual.
+func holdCopyAndFinish(t *testing.T, w *Worker, s *slot, j *job, now time.Time) {
+	t.Helper()
+	w.scan(now.Add(time.Minute))
+	if !s.held {
+		t.Fatal("the copy is not held")
+	}
+	finishOne(w, j)
+}
+
 // Right before pushing, the worker checks each listed entry against its
 // list: a path the list depends on goes up (and the history names the
 // list); one it names as text only, one it no longer names, one for
@@ -743,11 +754,7 @@ func TestRunRequeueAfterForgottenHeldCopyIsPushed(t *testing.T) {
 		}
 		dirInPlace(t, filepath.Join(e.q.Dir, "bulk", n), filepath.Join(e.q.Dir, "aside"))
 	}
-	w.scan(now.Add(time.Minute))
-	if !s.held {
-		t.Fatal("the copy is not held")
-	}
-	finishOne(w, j)
+	holdCopyAndFinish(t, w, s, j, now)
 	// forget removes the held copy.
 	if err := e.q.Remove(queue.Stub(key, "")); err != nil {
 		t.Fatal(err)
@@ -821,11 +828,7 @@ func TestRunForceAfterForgottenHeldCopyIsPushed(t *testing.T) {
 	dual := ps[0]
 	// Queued again one by one while dual is pushed: a copy, held.
 	e.add(t, "on", dual)
-	w.scan(now.Add(time.Minute))
-	if !s.held {
-		t.Fatal("the copy is not held")
-	}
-	finishOne(w, j)
+	holdCopyAndFinish(t, w, s, j, now)
 	// forget removes the held copy (kept aside: its inode stays taken).
 	if err := os.Rename(filepath.Join(e.q.Dir, "entries", key), filepath.Join(e.q.Dir, "aside")); err != nil {
 		t.Fatal(err)
@@ -849,11 +852,7 @@ func TestRunForceAfterRemovedHeldCopyIsPushed(t *testing.T) {
 	e, w, f, ps, key, s, j, now := dualStarted(t)
 	dual := ps[0]
 	e.add(t, "on", dual)
-	w.scan(now.Add(time.Minute))
-	if !s.held {
-		t.Fatal("the copy is not held")
-	}
-	finishOne(w, j)
+	holdCopyAndFinish(t, w, s, j, now)
 	if err := os.Remove(filepath.Join(e.q.Dir, "entries", key)); err != nil {
 		t.Fatal(err)
 	}
@@ -877,11 +876,7 @@ func TestRunForceInTheCopysTickIsPushed(t *testing.T) {
 	e, w, f, ps, key, s, j, now := dualStarted(t)
 	dual := ps[0]
 	e.add(t, "on", dual)
-	w.scan(now.Add(time.Minute))
-	if !s.held {
-		t.Fatal("the copy is not held")
-	}
-	finishOne(w, j)
+	holdCopyAndFinish(t, w, s, j, now)
 	if err := os.Remove(filepath.Join(e.q.Dir, "entries", key)); err != nil {
 		t.Fatal(err)
 	}
@@ -917,11 +912,7 @@ func TestRunHeldCopyUnlinkedByHookAfterPushIsSent(t *testing.T) {
 	if err := os.Link(filepath.Join(e.q.Dir, "entries", key), tmp); err != nil {
 		t.Fatal(err)
 	}
-	w.scan(now.Add(time.Minute))
-	if !s.held {
-		t.Fatal("the copy is not held")
-	}
-	finishOne(w, j)
+	holdCopyAndFinish(t, w, s, j, now)
 	// Past the clock's granularity, so that the removal moves the ctime.
 	time.Sleep(20 * time.Millisecond)
 	if err := os.Remove(tmp); err != nil {
