@@ -11,6 +11,24 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
+// fencedWatch starts q's watch, stopped when the test ends, and sends
+// on fences the name of each fence-* file it sees in the queue directory.
+func fencedWatch(t *testing.T, q *Queue) (changed <-chan struct{}, fences <-chan string) {
+	t.Helper()
+	seen := make(chan string, 16)
+	q.notified = func(name string) {
+		if strings.HasPrefix(filepath.Base(name), "fence-") {
+			seen <- filepath.Base(name)
+		}
+	}
+	changed, stop := q.Notify()
+	t.Cleanup(stop)
+	if changed == nil {
+		t.Fatal("no inotify watch")
+	}
+	return changed, seen
+}
+
 // bulk/ and pins/ come with their first file: a watch started before
 // that still wakes for it, and for what comes after, while the queue
 // directory's own files (worker.log) do not wake it.
@@ -22,17 +40,7 @@ func TestNotifyWatchesDirectoriesMadeLater(t *testing.T) {
 	// A fence is a file of the queue directory, which wakes nothing:
 	// once the watch has seen it, it has seen and acted on everything
 	// done before it (inotify keeps their order).
-	fences := make(chan string, 16)
-	q.notified = func(name string) {
-		if strings.HasPrefix(filepath.Base(name), "fence-") {
-			fences <- filepath.Base(name)
-		}
-	}
-	changed, stop := q.Notify()
-	defer stop()
-	if changed == nil {
-		t.Fatal("no inotify watch")
-	}
+	changed, fences := fencedWatch(t, q)
 	fence := func(name string) {
 		t.Helper()
 		if err := os.Mkdir(filepath.Join(q.Dir, name), 0o700); err != nil {
@@ -81,17 +89,7 @@ func TestNotifyWatchesDirectoriesMadeLater(t *testing.T) {
 // not watched, so the list waited for the worker's next look.
 func TestNotifyWakesForUnreadList(t *testing.T) {
 	q := openQ(t)
-	fences := make(chan string, 16)
-	q.notified = func(name string) {
-		if strings.HasPrefix(filepath.Base(name), "fence-") {
-			fences <- filepath.Base(name)
-		}
-	}
-	changed, stop := q.Notify()
-	defer stop()
-	if changed == nil {
-		t.Fatal("no inotify watch")
-	}
+	changed, fences := fencedWatch(t, q)
 	list := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "cachix-packages-dev")
 	if err := q.AddUnreadList(list, "cannot be read now", 0, time.Now()); err != nil {
 		t.Fatal(err)
