@@ -140,13 +140,7 @@ func TestCheckUsedStoreRefusalKeepsItsAdvice(t *testing.T) {
 // relative socket is mended by naming it by its absolute path.
 func TestCheckUsedUnixStoreFixNamesNoDirectory(t *testing.T) {
 	dir := t.TempDir()
-	shared := filepath.Join(dir, "shared")
-	if err := os.Mkdir(shared, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
-		t.Fatal(err)
-	}
+	shared := sharedDir(t, dir)
 	for _, c := range []struct{ store, advice string }{
 		{"unix://" + shared + "/socket", "have the daemon bind its socket"},
 		{"unix:socket", "name it by its absolute path"},
@@ -157,6 +151,19 @@ func TestCheckUsedUnixStoreFixNamesNoDirectory(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sharedDir makes dir/shared sticky and everyone's to write, as /tmp is.
+func sharedDir(t *testing.T, dir string) string {
+	t.Helper()
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	return shared
 }
 
 // storeRefusals is what validate says of a target storing to store, its
@@ -213,13 +220,7 @@ func TestCheckUsedUnixStoreOK(t *testing.T) {
 // name unix://, which is accepted.
 func TestCheckUsedLowerStoreFix(t *testing.T) {
 	dir := t.TempDir()
-	shared := filepath.Join(dir, "shared")
-	if err := os.Mkdir(shared, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
-		t.Fatal(err)
-	}
+	shared := sharedDir(t, dir)
 	for _, c := range []struct{ store, advice string }{
 		{"local-overlay://?lower-store=unix://" + shared + "/socket", "have the daemon bind its socket"},
 		{"local-overlay://?lower-store=https://cache.example.org", "unix://"},

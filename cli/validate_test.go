@@ -62,13 +62,7 @@ func TestValidateConfigOnlyTakesFileOwnedByNobodyHere(t *testing.T) {
 // target's name, which a [[target]] may not set.
 func TestValidateStoreRefusalNamesPlace(t *testing.T) {
 	dir := t.TempDir()
-	shared := filepath.Join(dir, "shared")
-	if err := os.Mkdir(shared, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
-		t.Fatal(err)
-	}
+	shared := sharedDir(t, dir)
 	file := filepath.Join(dir, "hook.conf")
 	store := "unix://" + shared + "/socket"
 	conf := "cache = \"main\"\nallow = [\"*\"]\n[queue]\ndir = \"" + filepath.Join(dir, "q") + "\"\n\n[[target]]\nallow = [\"*\"]\nstore = \"" + store + "\"\n"
