@@ -516,9 +516,7 @@ func TestLocalStoreDirGroupAdviceKeepsNoLinks(t *testing.T) {
 func TestLocalStoreLogicalStoreUnderRoot(t *testing.T) {
 	d := t.TempDir()
 	must(t, os.Chmod(d, 0o755))
-	open := filepath.Join(d, "open")
-	must(t, os.Mkdir(open, 0o777))
-	must(t, os.Chmod(open, 0o777))
+	open := mkdirMode(t, filepath.Join(d, "open"), 0o777)
 	root := filepath.Join(d, "root")
 	for _, store := range []string{"local://" + root + "?store=" + open + "/store", root + "?store=" + open + "/store", "local?root=" + root + "&store=" + open + "/store"} {
 		if err := CheckStoreDirs(store); err != nil {
@@ -547,9 +545,7 @@ func TestLocalStoreLogicalStoreUnderRoot(t *testing.T) {
 func TestFileStoreBuildTraceChecked(t *testing.T) {
 	d := t.TempDir()
 	must(t, os.Chmod(d, 0o755))
-	bt := filepath.Join(d, "build-trace-v2")
-	must(t, os.Mkdir(bt, 0o777))
-	must(t, os.Chmod(bt, 0o777))
+	bt := mkdirMode(t, filepath.Join(d, "build-trace-v2"), 0o777)
 	if err := CheckStoreDirs("file://" + d); err == nil || !strings.Contains(err.Error(), bt) {
 		t.Errorf("CheckStoreDirs = %v, want %s (mode 0777) refused", err, bt)
 	}
@@ -565,11 +561,6 @@ func TestUnixStoreSocketChecked(t *testing.T) {
 	u := testuser.New(t)
 	d := t.TempDir()
 	must(t, os.Chmod(d, 0o755))
-	mkdir := func(p string, mode os.FileMode) string {
-		must(t, os.Mkdir(p, mode))
-		must(t, os.Chmod(p, mode))
-		return p
-	}
 	bind := func(p string) string {
 		l, err := net.Listen("unix", p)
 		if err != nil {
@@ -579,12 +570,12 @@ func TestUnixStoreSocketChecked(t *testing.T) {
 		l.Close()
 		return p
 	}
-	theirDir := mkdir(filepath.Join(d, "theirs"), 0o755)
+	theirDir := mkdirMode(t, filepath.Join(d, "theirs"), 0o755)
 	u.Chown(t, theirDir)
 	inTheirDir := bind(filepath.Join(theirDir, "socket"))
-	openDir := mkdir(filepath.Join(d, "open"), os.ModeSticky|0o777)
+	openDir := mkdirMode(t, filepath.Join(d, "open"), os.ModeSticky|0o777)
 	inOpenDir := bind(filepath.Join(openDir, "socket"))
-	rootDir := mkdir(filepath.Join(d, "root"), 0o755)
+	rootDir := mkdirMode(t, filepath.Join(d, "root"), 0o755)
 	theirSocket := bind(filepath.Join(rootDir, "theirs"))
 	u.Chown(t, theirSocket)
 	link := filepath.Join(rootDir, "link")
@@ -614,6 +605,15 @@ func TestUnixStoreSocketChecked(t *testing.T) {
 	}
 }
 
+// mkdirMode makes the directory p with mode, whatever the umask takes
+// off, and returns p.
+func mkdirMode(t *testing.T, p string, mode os.FileMode) string {
+	t.Helper()
+	must(t, os.Mkdir(p, mode))
+	must(t, os.Chmod(p, mode))
+	return p
+}
+
 // must fails the test on err: the setup of a test, not what it checks.
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -629,9 +629,7 @@ func must(t *testing.T, err error) {
 func TestUnixStoreDaemonSocketIsTheDaemon(t *testing.T) {
 	d := t.TempDir()
 	must(t, os.Chmod(d, 0o755))
-	sockDir := filepath.Join(d, "daemon-socket")
-	must(t, os.Mkdir(sockDir, 0o770))
-	must(t, os.Chmod(sockDir, 0o770))
+	sockDir := mkdirMode(t, filepath.Join(d, "daemon-socket"), 0o770)
 	// No socket bound: the check is of its directory (and owner, when
 	// it is there), and a path under a nested TMPDIR can be longer than
 	// a socket's address may be.
@@ -657,9 +655,7 @@ func TestStoreSchemeWithoutSlashesChecked(t *testing.T) {
 	u := testuser.New(t)
 	d := t.TempDir()
 	must(t, os.Chmod(d, 0o755))
-	open := filepath.Join(d, "open")
-	must(t, os.Mkdir(open, 0o777))
-	must(t, os.Chmod(open, 0o777))
+	open := mkdirMode(t, filepath.Join(d, "open"), 0o777)
 	theirs := filepath.Join(d, "theirs")
 	must(t, os.Mkdir(theirs, 0o755))
 	u.Chown(t, theirs)
@@ -715,9 +711,7 @@ func TestLocalStoreSharedSubdirAdvice(t *testing.T) {
 func TestLocalStoreSharedRootAdvice(t *testing.T) {
 	d := t.TempDir()
 	must(t, os.Chmod(d, 0o755))
-	root := filepath.Join(d, "root")
-	must(t, os.Mkdir(root, 0o755))
-	must(t, os.Chmod(root, os.ModeSticky|0o777))
+	root := mkdirMode(t, filepath.Join(d, "root"), os.ModeSticky|0o777)
 	for _, store := range []string{root, root + "/", "local?root=" + root + "/"} {
 		err := CheckStoreDirs(store)
 		if err == nil || !strings.Contains(err.Error(), "directory of root's") {
@@ -749,9 +743,7 @@ func TestUnixStoreDaemonSocketOtherSpellings(t *testing.T) {
 	u := testuser.New(t)
 	d := t.TempDir()
 	must(t, os.Chmod(d, 0o755))
-	sockDir := filepath.Join(d, "daemon-socket")
-	must(t, os.Mkdir(sockDir, 0o770))
-	must(t, os.Chmod(sockDir, 0o770))
+	sockDir := mkdirMode(t, filepath.Join(d, "daemon-socket"), 0o770)
 	sock := filepath.Join(sockDir, "socket")
 	t.Setenv("NIX_STATE_DIR", "")
 	t.Setenv("NIX_DAEMON_SOCKET_PATH", sock)
@@ -780,14 +772,10 @@ func TestUnixStoreDaemonSocketOtherSpellings(t *testing.T) {
 	}
 	// Others' to change: an open directory holding the link, their
 	// link in a sticky one.
-	openDir := filepath.Join(d, "open")
-	must(t, os.Mkdir(openDir, 0o777))
-	must(t, os.Chmod(openDir, 0o777))
+	openDir := mkdirMode(t, filepath.Join(d, "open"), 0o777)
 	openLink := filepath.Join(openDir, "daemon.sock")
 	must(t, os.Symlink(sock, openLink))
-	sticky := filepath.Join(d, "sticky")
-	must(t, os.Mkdir(sticky, 0o777))
-	must(t, os.Chmod(sticky, os.ModeSticky|0o777))
+	sticky := mkdirMode(t, filepath.Join(d, "sticky"), os.ModeSticky|0o777)
 	theirLink := filepath.Join(sticky, "daemon.sock")
 	must(t, os.Symlink(sock, theirLink))
 	u.Chown(t, theirLink)
