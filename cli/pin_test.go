@@ -325,29 +325,10 @@ func TestWaitPinBetweenItsDropAndItsLinkBack(t *testing.T) {
 	follow := history.Follow(q.Dir)
 	askedAgain(t, q, root)
 	e, c, out := loadedEnv(t, file)
-	pinFile, aside := filepath.Join(q.Dir, "pins", key), filepath.Join(q.Dir, "tmp", "pin-dropped."+key)
-	looked := 0
-	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{key}, since: time.Now().Add(-time.Second), follow: follow, timeout: time.Minute, poll: 20 * time.Millisecond, looked: func() {
-		switch looked++; looked {
-		case 1:
-			// The worker gives up on it (its look came before the
-			// ask): the drop recorded, the file moved aside.
-			pinRecord(t, q, root, history.PinDropped, "its root is no longer in the store (garbage-collected)")
-			if err := os.Rename(pinFile, aside); err != nil {
-				t.Error(err)
-			}
-		case 2:
-			// The ask found: linked back.
-			if err := os.Rename(aside, pinFile); err != nil {
-				t.Error(err)
-			}
-		case 3:
-			pinRecord(t, q, root, history.Pinned, "")
-			pinsMade(t, q)
-		}
-	}})
+	looked, n := dropThenLinkBack(t, q, root, key)
+	r := e.waitQueue(c, q, waitSpec{pairs: []queue.Pair{}, pins: []string{key}, since: time.Now().Add(-time.Second), follow: follow, timeout: time.Minute, poll: 20 * time.Millisecond, looked: looked})
 	if code := r.exitCode(false); code != exitOK || strings.Contains(out.String(), "not pinned") {
-		t.Errorf("exit %d (want 0) after %d looks, says:\n%s\nwant the pin waited for while its file was aside, then made", code, looked, out)
+		t.Errorf("exit %d (want 0) after %d looks, says:\n%s\nwant the pin waited for while its file was aside, then made", code, *n, out)
 	}
 }
 
@@ -386,6 +367,32 @@ func TestWaitPinMadeWithItsAskLeftEnds(t *testing.T) {
 	if code := r.exitCode(false); code != exitOK || looked != 2 {
 		t.Errorf("exit %d (want 0) after %d looks (want 2), says:\n%s", code, looked, out)
 	}
+}
+
+// dropThenLinkBack is a wait's looked for the pin key of root: at the
+// first look the worker gives up on it (its look came before the ask),
+// the drop recorded and the file moved aside; at the second the ask is
+// found and the file linked back; at the third the pin is made. n counts
+// the looks.
+func dropThenLinkBack(t *testing.T, q *queue.Queue, root storepath.Path, key string) (looked func(), n *int) {
+	pinFile, aside := filepath.Join(q.Dir, "pins", key), filepath.Join(q.Dir, "tmp", "pin-dropped."+key)
+	n = new(int)
+	return func() {
+		switch *n++; *n {
+		case 1:
+			pinRecord(t, q, root, history.PinDropped, "its root is no longer in the store (garbage-collected)")
+			if err := os.Rename(pinFile, aside); err != nil {
+				t.Error(err)
+			}
+		case 2:
+			if err := os.Rename(aside, pinFile); err != nil {
+				t.Error(err)
+			}
+		case 3:
+			pinRecord(t, q, root, history.Pinned, "")
+			pinsMade(t, q)
+		}
+	}, n
 }
 
 // pinRecord appends the worker's record of an outcome of the pin "sys"
@@ -457,26 +464,10 @@ func TestWaitWholeQueuePinBetweenItsDropAndItsLinkBack(t *testing.T) {
 	key := queue.PinKey("main", root, "sys")
 	askedAgain(t, q, root)
 	e, c, out := loadedEnv(t, file)
-	pinFile, aside := filepath.Join(q.Dir, "pins", key), filepath.Join(q.Dir, "tmp", "pin-dropped."+key)
-	looked := 0
-	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: time.Minute, poll: 20 * time.Millisecond, looked: func() {
-		switch looked++; looked {
-		case 1:
-			pinRecord(t, q, root, history.PinDropped, "its root is no longer in the store (garbage-collected)")
-			if err := os.Rename(pinFile, aside); err != nil {
-				t.Error(err)
-			}
-		case 2:
-			if err := os.Rename(aside, pinFile); err != nil {
-				t.Error(err)
-			}
-		case 3:
-			pinRecord(t, q, root, history.Pinned, "")
-			pinsMade(t, q)
-		}
-	}})
+	looked, n := dropThenLinkBack(t, q, root, key)
+	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: time.Minute, poll: 20 * time.Millisecond, looked: looked})
 	if code := r.exitCode(false); code != exitOK || strings.Contains(out.String(), "not pinned") {
-		t.Errorf("exit %d (want 0) after %d looks, says:\n%s\nwant the pin waited for while its file was aside, then made", code, looked, out)
+		t.Errorf("exit %d (want 0) after %d looks, says:\n%s\nwant the pin waited for while its file was aside, then made", code, *n, out)
 	}
 }
 
