@@ -702,6 +702,17 @@ func donePinned(t *testing.T) (*env, storepath.Path, []string) {
 	return e, root, names
 }
 
+// collectedPinned is main's queue with one pin, "sys" of a root not in
+// the store (collected), and the root.
+func collectedPinned(t *testing.T) (*env, storepath.Path) {
+	t.Helper()
+	fakeStore(t)
+	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
+	root := mkPath("system-1")
+	e.pin(t, "main", root, "sys", queue.Keep{})
+	return e, root
+}
+
 // backedOffPin is donePinned with a state worker whose calls fail (HTTP
 // 401) and whose pin calls go to pinner (nil: the calls c records): the
 // pin's first call made and failed, the pin backed off.
@@ -1565,10 +1576,7 @@ func TestPinOfRootTheRulesNowDenyIsDropped(t *testing.T) {
 // the worker then removed the file and the ask with it. The pin was
 // never made, though its root was pushed.
 func TestPinAskedAgainAsItIsDroppedIsKept(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	root := mkPath("system-1") // not in the store yet: collected
-	e.pin(t, "main", root, "sys", queue.Keep{})
+	e, root := collectedPinned(t) // not in the store yet
 	c, w := e.statePinWorker(nil)
 	asked := false
 	w.beforePinDrop = func() {
@@ -1606,10 +1614,7 @@ func TestPinAskedAgainAsItIsDroppedIsKept(t *testing.T) {
 // left in the queue, waiting for a retry", with the pin due and no other
 // worker to decide it (push --pin's EnsureRunning found this one).
 func TestRunOnceDecidesAgainAPinAskedForAsItIsDropped(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	root := mkPath("system-1") // not in the store: collected
-	e.pin(t, "main", root, "sys", queue.Keep{})
+	e, root := collectedPinned(t)
 	// Asked for again (push --pin once more) after the worker's look.
 	e.pin(t, "main", root, "sys", queue.Keep{})
 	c := &calls{}
@@ -1630,10 +1635,7 @@ func TestRunOnceDecidesAgainAPinAskedForAsItIsDropped(t *testing.T) {
 // worker has none, and said "nothing left to push", exiting 0 with the
 // pin neither made nor dropped. It says pins are left.
 func TestRunOncePinWhoseDropFailedIsLeft(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	root := mkPath("system-1") // not in the store: collected
-	e.pin(t, "main", root, "sys", queue.Keep{})
+	e, _ := collectedPinned(t)
 	tmp := filepath.Join(e.q.Dir, "tmp")
 	if err := os.Remove(tmp); err != nil {
 		t.Fatal(err)
@@ -1714,10 +1716,7 @@ func (k keepPinner) Pin(ctx context.Context, name, path string, keep queue.Keep,
 // pinned" for a pin still queued, and maybe made later. No drop is
 // recorded until the ask can be read.
 func TestPinWithItsAskUnreadableIsNotRecordedDropped(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	root := mkPath("system-1") // not in the store: collected
-	e.pin(t, "main", root, "sys", queue.Keep{})
+	e, root := collectedPinned(t)
 	_, w := e.statePinWorker(nil)
 	w.scanPins()                                // the worker's look
 	e.pin(t, "main", root, "sys", queue.Keep{}) // asked for again
@@ -1847,10 +1846,7 @@ func TestPinAskedAgainByAnOlderAskKeepsItsKeep(t *testing.T) {
 // failed call is, and state.json says so (wait and status read it),
 // until it can go.
 func TestPinDropThatFailsIsBackedOffAndSaid(t *testing.T) {
-	fakeStore(t)
-	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil))
-	root := mkPath("system-1") // not in the store: collected
-	e.pin(t, "main", root, "sys", queue.Keep{})
+	e, root := collectedPinned(t)
 	key := queue.PinKey("main", root, "sys")
 	tmp := filepath.Join(e.q.Dir, "tmp")
 	if err := os.Remove(tmp); err != nil {
