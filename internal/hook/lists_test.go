@@ -192,10 +192,14 @@ func withDescriptors(t *testing.T, do func()) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Skip(err)
 	}
+	// Restored also when do fails the test: the package's later tests
+	// would run with no descriptor to spare.
+	defer func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+			t.Fatal(err)
+		}
+	}()
 	do()
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // A list that cannot be read at the hook's run (EMFILE here, EIO on a

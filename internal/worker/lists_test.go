@@ -181,10 +181,14 @@ func withDescriptors(t *testing.T, spare uint64, do func()) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Skip(err)
 	}
+	// Restored also when do fails the test: the package's later tests
+	// would run with no descriptor to spare.
+	defer func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+			t.Fatal(err)
+		}
+	}()
 	do()
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // dualStarted is the start of the tests of a pair queued again while
