@@ -76,7 +76,6 @@ func syncMade(dir string, fi fs.FileInfo, made bool) error {
 // lstat is os.Lstat; the tests count the calls.
 var lstat = os.Lstat
 
-// checkPrivate is mkdirPrivate's check; it returns what it found.
 // marked reports whether fi is a directory with the unsynced mark.
 func marked(fi fs.FileInfo) bool {
 	return fi.IsDir() && fi.Mode()&(fs.ModeType|fs.ModeSticky|fs.ModePerm) == fs.ModeDir|unsyncedMode
@@ -88,6 +87,7 @@ func ownedByMe(fi fs.FileInfo) bool {
 	return ok && int(st.Uid) == os.Geteuid()
 }
 
+// checkPrivate is mkdirPrivate's check; it returns what it found.
 func checkPrivate(dir string, top bool) (fs.FileInfo, error) {
 	fi, err := lstat(dir)
 	if err != nil {
