@@ -2,12 +2,13 @@ package config
 
 import (
 	"fmt"
-	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"math"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 )
 
 // loader reads typed values and collects every error instead of stopping
