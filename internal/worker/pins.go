@@ -62,8 +62,10 @@ func (w *Worker) scanPins() {
 		// reason of the moment (EMFILE, EIO) is made once it can be
 		// read, not left for the next worker.
 		p, err := w.q.ReadPin(n)
-		if w.pinReadFails != nil && w.pinReadFails(n) != nil {
-			p, err = nil, w.pinReadFails(n)
+		if w.pinReadFails != nil {
+			if ferr := w.pinReadFails(n); ferr != nil {
+				p, err = nil, ferr
+			}
 		}
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
