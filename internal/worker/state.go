@@ -77,9 +77,9 @@ type PinDrop struct {
 	NextAttempt time.Time `json:"next_attempt"`
 }
 
-// pinDropFailed records the failed drop of the pin key, and returns how
-// many in a row failed.
-func (s *State) pinDropFailed(dir, key, target, msg string, next time.Time) int {
+// pinDropFailed records the failed drop of the pin key, one more in a
+// row.
+func (s *State) pinDropFailed(dir, key, target, msg string, next time.Time) {
 	if s.PinDrops == nil {
 		s.PinDrops = map[string]PinDrop{}
 	}
@@ -88,7 +88,6 @@ func (s *State) pinDropFailed(dir, key, target, msg string, next time.Time) int 
 	d.Attempts++
 	s.PinDrops[key] = d
 	s.save(dir)
-	return d.Attempts
 }
 
 // pinDropsDone forgets the failed drops of the pins keep says are not
