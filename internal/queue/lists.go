@@ -38,6 +38,8 @@ type UnreadList struct {
 	LastError   string    `json:"last_error,omitempty"`
 
 	key string
+	// path is List parsed, as ReadUnreadList checked it.
+	path storepath.Path
 }
 
 // AddUnreadList records durably that list could not be read, why (cut
@@ -94,9 +96,11 @@ func (q *Queue) ReadUnreadList(name string) (*UnreadList, error) {
 	if err := json.Unmarshal(data, u); err != nil {
 		return nil, fmt.Errorf("%w: parsing %s: %v", ErrCorrupt, file, err)
 	}
-	if p, err := storepath.Parse(storepath.StoreDir(), u.List); err != nil || p.Hash != name {
+	p, err := storepath.Parse(storepath.StoreDir(), u.List)
+	if err != nil || p.Hash != name {
 		return nil, fmt.Errorf("%w: %s does not match its name (list %q)", ErrCorrupt, file, u.List)
 	}
+	u.path = p
 	return u, nil
 }
 
@@ -138,17 +142,13 @@ func (q *Queue) SetAsideUnreadList(name string) error {
 	return nil
 }
 
-// DropUnreadList gives up on u: for each of targets (those that take
-// package lists), a drop of the list with reason in dropped/, where
-// status, wait and log find drops; then its file goes.
+// DropUnreadList gives up on u (read by ReadUnreadList): for each of
+// targets (those that take package lists), a drop of the list with
+// reason in dropped/, where status, wait and log find drops; then its
+// file goes.
 func (q *Queue) DropUnreadList(u *UnreadList, targets []string, reason string) error {
-	p, err := storepath.Parse(storepath.StoreDir(), u.List)
-	if err != nil {
-		return q.RemoveUnreadList(u.key)
-	}
 	for _, t := range targets {
-		e := &Entry{Target: t, Path: u.List, Queued: u.Queued, Attempts: u.Attempts, LastError: u.LastError, Session: u.Session, key: Key(t, p)}
-		e.Reason = reason
+		e := &Entry{Target: t, Path: u.List, Queued: u.Queued, Attempts: u.Attempts, LastError: u.LastError, Session: u.Session, Reason: reason, key: Key(t, u.path)}
 		if err := q.setDropped(e); err != nil {
 			return err
 		}
@@ -158,6 +158,9 @@ func (q *Queue) DropUnreadList(u *UnreadList, targets []string, reason string) e
 
 // Key is the name of u's file.
 func (u *UnreadList) Key() string { return u.key }
+
+// Path is u's list.
+func (u *UnreadList) Path() storepath.Path { return u.path }
 
 func cutError(s string, n int) string {
 	if len(s) > n {

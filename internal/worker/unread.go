@@ -84,12 +84,7 @@ func (w *Worker) unreadLists(now time.Time) (left bool, next time.Time) {
 // the time of the next read, when it is to be read again.
 func (w *Worker) readUnreadList(u *queue.UnreadList, now time.Time) (at time.Time, again bool) {
 	log := w.log.WithField("list", u.List)
-	p, err := storepath.Parse(storepath.StoreDir(), u.List)
-	if err != nil {
-		w.dropUnreadList(log, u, fmt.Sprintf("its package list %q is not a store path", u.List))
-		return time.Time{}, false
-	}
-	found := pkglist.FindWith([]storepath.Path{p}, true, w.readList)
+	found := pkglist.FindWith([]storepath.Path{u.Path()}, true, w.readList)
 	if len(found.Bad) > 0 {
 		if len(found.Unread) == 0 {
 			// For good: a store path does not change.
