@@ -138,6 +138,10 @@ let
     s:
     builtins.replaceStrings printable (map (_: "") printable) s == ""
     || utf8Walk (builtins.unsafeDiscardStringContext s);
+  # The continuation bytes' range, and where ASCII ends: made once, not
+  # at each byte (Nix remembers no call's value).
+  contLo = byteOf 128;
+  contHi = byteOf 191;
   utf8Walk =
     s:
     let
@@ -149,10 +153,10 @@ let
           {
             ok = st.lo <= b && b <= st.hi;
             need = st.need - 1;
-            lo = byteOf 128;
-            hi = byteOf 191;
+            lo = contLo;
+            hi = contHi;
           }
-        else if b < byteOf 128 then
+        else if b < contLo then
           st # ASCII
         else
           let
