@@ -166,7 +166,16 @@ func run(ctx context.Context, configFlag string, env Env, log io.Writer, readLis
 			sel.Pairs[i].Facts = &queue.Facts{Deriver: f.Deriver, Substitutes: f.Substitutes}
 		}
 	}
-	if err := Enqueue(cfg, &sel, false); err != nil {
+	err = Enqueue(cfg, &sel, false)
+	if recorded != nil {
+		// Enqueue starts a worker only when it queued something (not
+		// when all was pushed before, nor when queueing failed): the
+		// lists recorded need one whatever it did.
+		if serr := worker.EnsureRunning(cfg, recorded); serr != nil && err == nil {
+			err = fmt.Errorf("could not start a worker to read the package lists again (run `cachix-filter-hook wait`): %w", serr)
+		}
+	}
+	if err != nil {
 		if len(sel.Pairs) > 0 {
 			say("%s", sel.Summary()) // what was queued all the same
 		}

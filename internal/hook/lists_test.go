@@ -10,9 +10,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist/pkglisttest"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -248,4 +251,58 @@ func TestRunListUnreadableRecorded(t *testing.T) {
 		t.Errorf("queued %+v", es)
 	}
 	noSpawn(t, rec)
+}
+
+// A list recorded to be read again needs a worker whatever else the
+// build queues. The hook started one for it only when it selected no
+// other path; one it selected but left out (in the record of pushed
+// paths) made Enqueue return before starting a worker, and the list
+// waited for some later build's.
+func TestRunListRecordedStartsAWorkerWhenTheRestIsPushed(t *testing.T) {
+	spawned := isolate(t)
+	listStore(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	cfgFile := writeFile(t, fmt.Sprintf("cache = \"mycache\"\nallow = [\"app-*\"]\npackage_lists = true\n[queue]\ndir = %q\nremember_pushed = \"720h\"\n", dir))
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := mkPath("app-1.0")
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := pushed.OpenWrite(q.Dir, cfg.Targets[0].RecordKey(), cfg.Queue.RememberPushed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := pushed.ParseHash(app.Hash)
+	if err := rec.Add([]pushed.Hash{h}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rec.Close()
+	l := fakeList(t, "cachix-packages-dev", nil, mkPath("myapp-1.0"))
+	read := func(p storepath.Path) (*pkglist.List, error) {
+		if p != l {
+			return pkglist.Read(p)
+		}
+		var got *pkglist.List
+		var err error
+		withDescriptors(t, func() { got, err = pkglist.Read(p) })
+		return got, err
+	}
+	var out bytes.Buffer
+	if st := run(context.Background(), cfgFile, Env{OutPaths: l.String() + " " + app.String()}, &out, read); st != 0 {
+		t.Errorf("run = %d\n%s", st, out.String())
+	}
+	if names, err := q.UnreadListNames(); err != nil || len(names) != 1 {
+		t.Fatalf("lists to read again = %q, %v; want %s's\n%s", names, err, l, out.String())
+	}
+	started := false
+	for pid := range children(t) {
+		started = started || !spawned.before[pid]
+	}
+	if !started {
+		t.Errorf("no worker started for the list recorded:\n%s", out.String())
+	}
 }
