@@ -32,9 +32,10 @@ const maxListAttempts = 12
 func (w *Worker) unreadLists(now time.Time) (left bool, next time.Time) {
 	names, err := w.q.UnreadListNames()
 	if err != nil {
-		w.log.WithError(err).Warn("listing the package lists to read again")
+		w.listsError(err, "listing the package lists to read again")
 		return false, time.Time{}
 	}
+	failed := false
 	seen := make(map[string]bool, len(names))
 	for _, n := range names {
 		seen[n] = true
@@ -55,8 +56,8 @@ func (w *Worker) unreadLists(now time.Time) (left bool, next time.Time) {
 			continue
 		case err != nil:
 			// Read again next round.
-			w.log.WithError(err).Warn("reading a package list to read again")
-			left = true
+			w.listsError(err, "reading a package list to read again")
+			failed, left = true, true
 			continue
 		}
 		if m, ok := w.listTries[u.Key()]; ok && m.Attempts > u.Attempts {
@@ -77,7 +78,19 @@ func (w *Worker) unreadLists(now time.Time) (left bool, next time.Time) {
 			}
 		}
 	}
+	if !failed {
+		w.listsFailed = ""
+	}
 	return left, next
+}
+
+// listsError logs err with msg unless it was the last one logged: lists/
+// is looked at every round, a second apart.
+func (w *Worker) listsError(err error, msg string) {
+	if said := msg + ": " + err.Error(); said != w.listsFailed {
+		w.listsFailed = said
+		w.log.WithError(err).Warn(msg)
+	}
 }
 
 // readUnreadList reads u's list and queues what it selects; again, with

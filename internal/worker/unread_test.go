@@ -166,3 +166,22 @@ func TestUnreadListCountedWhenItsRecordCannotBeRewritten(t *testing.T) {
 		t.Errorf("lists/ holds %q; want the record gone with its drop", names)
 	}
 }
+
+// lists/ is looked at every round, a second apart: a listing that kept
+// failing was logged at each, and worker.log grew by a line a second.
+// It is logged once, and again once it changed.
+func TestUnreadListsListingFailureLoggedOnce(t *testing.T) {
+	e, _ := listsEnv(t, true)
+	w := e.worker(map[string]*fakePusher{"on": {}})
+	lists := filepath.Join(e.q.Dir, "lists")
+	os.RemoveAll(lists)
+	if err := os.WriteFile(lists, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		w.unreadLists(time.Now())
+	}
+	if n := strings.Count(e.log.String(), "listing the package lists to read again"); n != 1 {
+		t.Errorf("the failing listing logged %d times in 5 rounds, want once:\n%s", n, e.log.String())
+	}
+}

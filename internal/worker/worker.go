@@ -151,6 +151,10 @@ type Worker struct {
 	// pinsFailed and pinAsksFailed are the last errors listing pins/
 	// and pinasks/ logged (see scanPins, pinAsks).
 	pinsFailed, pinAsksFailed string
+	// listsFailed is the last error listing lists/, or reading a
+	// record there for a reason of the moment: logged once, not every
+	// round (see unreadLists).
+	listsFailed string
 	// pinsAside says that pins asked for again may be aside in tmp/,
 	// where a drop that could not link them back left them (see
 	// doPins): true at first, for what CleanTmp could not link back.
