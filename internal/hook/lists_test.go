@@ -205,6 +205,20 @@ func withDescriptors(t *testing.T, do func()) {
 	do()
 }
 
+// readOutOfDescriptors reads package lists, l out of descriptors
+// (EMFILE): a list that cannot be read at the hook's run.
+func readOutOfDescriptors(t *testing.T, l storepath.Path) func(storepath.Path) (*pkglist.List, error) {
+	return func(p storepath.Path) (*pkglist.List, error) {
+		if p != l {
+			return pkglist.Read(p)
+		}
+		var got *pkglist.List
+		var err error
+		withDescriptors(t, func() { got, err = pkglist.Read(p) })
+		return got, err
+	}
+}
+
 // A list that cannot be read at the hook's run (EMFILE here, EIO on a
 // failing disk) is built once: the hook records it in the queue for the
 // worker to read again, and says so. A malformed list is refused for
@@ -222,15 +236,7 @@ func TestRunListUnreadableRecorded(t *testing.T) {
 	if err := os.WriteFile(f, []byte(pkglist.Magic+"\n/etc/shadow\n"), 0o444); err != nil {
 		t.Fatal(err)
 	}
-	read := func(p storepath.Path) (*pkglist.List, error) {
-		if p != l {
-			return pkglist.Read(p)
-		}
-		var got *pkglist.List
-		var err error
-		withDescriptors(t, func() { got, err = pkglist.Read(p) })
-		return got, err
-	}
+	read := readOutOfDescriptors(t, l)
 	var out bytes.Buffer
 	if st := run(context.Background(), cfgFile, Env{OutPaths: l.String() + " " + bad.String()}, &out, read); st != 0 {
 		t.Errorf("run = %d", st)
@@ -282,15 +288,7 @@ func TestRunListRecordedStartsAWorkerWhenTheRestIsPushed(t *testing.T) {
 	}
 	rec.Close()
 	l := fakeList(t, "cachix-packages-dev", nil, mkPath("myapp-1.0"))
-	read := func(p storepath.Path) (*pkglist.List, error) {
-		if p != l {
-			return pkglist.Read(p)
-		}
-		var got *pkglist.List
-		var err error
-		withDescriptors(t, func() { got, err = pkglist.Read(p) })
-		return got, err
-	}
+	read := readOutOfDescriptors(t, l)
 	var out bytes.Buffer
 	if st := run(context.Background(), cfgFile, Env{OutPaths: l.String() + " " + app.String()}, &out, read); st != 0 {
 		t.Errorf("run = %d\n%s", st, out.String())
