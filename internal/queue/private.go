@@ -67,14 +67,17 @@ func syncMade(dir string, fi fs.FileInfo, made bool) error {
 	if err := syncDir(parent); err != nil {
 		return err // still marked: synced by the next call
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("creating queue directory: %w", err)
-	}
+	// Durable now: a mark that cannot be cleared costs only the next
+	// Open's fsync, and failing here would have the hook queue nothing.
+	_ = chmod(dir, 0o700)
 	return nil
 }
 
 // lstat is os.Lstat; the tests count the calls.
 var lstat = os.Lstat
+
+// chmod is os.Chmod; the tests make it fail.
+var chmod = os.Chmod
 
 // marked reports whether fi is a directory with the unsynced mark.
 func marked(fi fs.FileInfo) bool {

@@ -1816,3 +1816,19 @@ func TestDirMadeUnderUmaskIsSynced(t *testing.T) {
 		t.Errorf("%s: %v, %v; want 0700 once synced", dir, fi.Mode(), err)
 	}
 }
+
+// Clearing the unsynced mark once the parent is synced only spares the
+// next Open an fsync: a chmod that failed there failed Open, and the
+// hook queued nothing. The directory is used, marked still.
+func TestDirMarkNotClearedStillOpens(t *testing.T) {
+	defer func() { chmod = os.Chmod }()
+	chmod = func(string, os.FileMode) error { return syscall.EIO }
+	dir := filepath.Join(t.TempDir(), "queue")
+	q, err := Open(dir)
+	if err != nil {
+		t.Fatalf("Open with the mark not cleared: %v", err)
+	}
+	if _, err := q.Add([]Pair{{Target: "main", Path: mkPath("hello-1")}}, time.Now()); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+}
