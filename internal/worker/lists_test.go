@@ -862,12 +862,7 @@ func TestRunForceAfterRemovedHeldCopyIsPushed(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond)
 	e.add(t, "on", dual)
-	if err := run(t, w, Once); err != nil {
-		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
-	}
-	if calls, pushes := pushesOf(f, dual); pushes != 2 {
-		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
-	}
+	runWantPushedTwice(t, e, w, f, dual)
 }
 
 // As TestRunForceAfterRemovedHeldCopyIsPushed, with the new file made
@@ -894,12 +889,7 @@ func TestRunForceInTheCopysTickIsPushed(t *testing.T) {
 	}
 	m.file = w.entryFile(key)
 	w.idx.sent[key] = m
-	if err := run(t, w, Once); err != nil {
-		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
-	}
-	if calls, pushes := pushesOf(f, dual); pushes != 2 {
-		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
-	}
+	runWantPushedTwice(t, e, w, f, dual)
 }
 
 // The hook links its entry into entries/ and only then removes its
@@ -930,5 +920,17 @@ func TestRunHeldCopyUnlinkedByHookAfterPushIsSent(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(e.q.Dir, "entries", key)); err == nil {
 		t.Errorf("the copy is still queued\n%s", e.log.String())
+	}
+}
+
+// runWantPushedTwice runs w once and fails the test unless dual was
+// pushed twice: once, then again as queued anew after.
+func runWantPushedTwice(t *testing.T, e *env, w *Worker, f *fakePusher, dual storepath.Path) {
+	t.Helper()
+	if err := run(t, w, Once); err != nil {
+		t.Fatalf("Run(Once) = %v\n%s", err, e.log.String())
+	}
+	if calls, pushes := pushesOf(f, dual); pushes != 2 {
+		t.Errorf("pusher calls = %q, want dual pushed twice: once, then queued again\n%s", calls, e.log.String())
 	}
 }
