@@ -78,10 +78,10 @@ func CheckCachixConfig(env, args []string) error {
 const cachixArgShorts = "lmsnj"
 
 // configFlag returns the file the last -c/--config among args names
-// (before a "--"), as cachix parses them: its global options are taken
-// after the subcommand too (optparse-applicative's subparserInline), so
-// cachix.push_args can name one, as "-c F", "-cF", "--config F",
-// "--config=F" or at the end of a bundle of switches ("-vc F"). A
+// (before a "--"), as cachix parses them, before the subcommand or, as
+// push_args once put them, after it: cachix.push_args can name one, as
+// "-c F", "-cF", "--config F", "--config=F" or at the end of a bundle of
+// switches ("-vc F"), which cachixGlobalArgs puts before the subcommand. A
 // relative one is cachix's working directory's, which is the worker's.
 func configFlag(args []string) (string, bool) {
 	file, found := "", false

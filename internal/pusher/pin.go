@@ -26,6 +26,9 @@ func NewPinner(c *config.Config, t *config.Target) (Pinner, error) {
 }
 
 func (p *cachixPusher) Pin(ctx context.Context, name, path string, keep queue.Keep, out io.Writer) error {
-	args := append([]string{"pin"}, keep.Args()...)
+	// The global options of push_args (-c FILE, --host): the config
+	// file and server the token is for are pin's as much as push's.
+	global, _ := cachixGlobalArgs(p.args)
+	args := append(append(global, "pin"), keep.Args()...)
 	return p.run(ctx, append(args, "--", p.cache, name, path), out)
 }

@@ -50,7 +50,8 @@ type cachixPusher struct {
 }
 
 func (p *cachixPusher) Push(ctx context.Context, paths []string, out io.Writer) error {
-	args := append(append([]string{"push"}, p.args...), "--", p.cache)
+	global, own := cachixGlobalArgs(p.args)
+	args := append(append(append(global, "push"), own...), "--", p.cache)
 	sw := &skipWatch{Writer: out, given: paths}
 	if err := p.run(ctx, append(args, paths...), sw); err != nil {
 		return err

@@ -6,11 +6,13 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -482,6 +484,43 @@ func TestCachixConfigRelativeHome(t *testing.T) {
 		}
 		if _, ran := os.Stat(rec); ran == nil {
 			t.Errorf("HOME=%q: cachix ran with a config others can write", home)
+		}
+	}
+}
+
+// TestCachixGlobalArgsBeforeCommand: cachix's global options in
+// cachix.push_args (-c FILE, --host, -v) go before the subcommand, where
+// its grammar has them, for push and for pin alike; push's own stay after
+// `push` and never reach `cachix pin`, which refuses them. Pin got none
+// of push_args, and read the default cachix.dhall (another server,
+// another token) when push_args named one.
+func TestCachixGlobalArgsBeforeCommand(t *testing.T) {
+	dir := t.TempDir()
+	cfg := keyFile(t, filepath.Join(dir, "cachix.dhall"), `{ authToken = "x" }`, 0o644)
+	path := paths[0]
+	for _, tc := range []struct {
+		args, global, own []string
+	}{
+		{[]string{"-c", cfg, "-j", "8"}, []string{"-c", cfg}, []string{"-j", "8"}},
+		{[]string{"-j8", "--host", "https://h", "-vc" + cfg}, []string{"--host", "https://h", "-v", "-c", cfg}, []string{"-j8"}},
+		{[]string{"--config=" + cfg, "-vl", "3", "--omit-deriver", "-m", "xz"}, []string{"--config=" + cfg, "-v"}, []string{"-l", "3", "--omit-deriver", "-m", "xz"}},
+		{[]string{"-j", "-c", "--jobs", "-v"}, nil, []string{"-j", "-c", "--jobs", "-v"}},
+	} {
+		rec := fake(t, 0)
+		p := cachixPusherFor(t, tokenFile(t, 0o600), tc.args...)
+		if err := p.Push(context.Background(), []string{path}, &bytes.Buffer{}); err != nil {
+			t.Fatalf("push_args %q: Push = %v", tc.args, err)
+		}
+		want := append(append(append(append([]string{exe(t)}, tc.global...), "push"), tc.own...), "--", "mycache", path)
+		if got := readRecord(t, rec).Args; !slices.Equal(got, want) {
+			t.Errorf("push_args %q: push argv = %q, want %q", tc.args, got, want)
+		}
+		if err := p.(Pinner).Pin(context.Background(), "n", path, queue.Keep{Revisions: 3}, &bytes.Buffer{}); err != nil {
+			t.Fatalf("push_args %q: Pin = %v", tc.args, err)
+		}
+		want = append(append([]string{exe(t)}, tc.global...), "pin", "--keep-revisions", "3", "--", "mycache", "n", path)
+		if got := readRecord(t, rec).Args; !slices.Equal(got, want) {
+			t.Errorf("push_args %q: pin argv = %q, want %q", tc.args, got, want)
 		}
 	}
 }

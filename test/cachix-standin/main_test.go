@@ -434,6 +434,8 @@ func TestParsePin(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"pin", "c", "n"}, "Missing: STORE-PATH"},
+		{[]string{"pin", "-j", "8", "c", "n", p}, "Invalid option `-j'"},    // push's option
+		{[]string{"pin", "-c", "/cfg", "c", "n", p}, "Invalid option `-c'"}, // a global one after the command
 		{[]string{"pin"}, "Missing: CACHE-NAME PIN-NAME STORE-PATH"},
 		{[]string{"pin", "c", "n", p, "extra"}, "Invalid argument `extra'"},
 		{[]string{"pin", "--keep-days", "1", "--keep-revisions", "2", "c", "n", p}, "Invalid option `--keep-revisions'"},
