@@ -435,10 +435,18 @@ func (d *doctor) checkQueue() {
 	pushable := st.pending() - st.Orphaned
 	// Pins are work left too: a pin waits in pins/ after its root's
 	// entry has gone (pushed), and only a worker makes it.
-	pins, failingPins := 0, 0
+	pins, failingPins, dropsFailing := 0, 0, 0
+	var lastDrop string
 	for _, t := range st.Targets {
 		pins += len(t.Pins)
 		for _, p := range t.Pins {
+			if p.DropError != "" && !p.Waiting {
+				// Given up on, its file stuck (state.json's pin_drops):
+				// wait counts it failing, status says why.
+				dropsFailing++
+				lastDrop = fmt.Sprintf("pin %q of %s -> %s: %s", p.Name, p.Path, t.Name, oneLine(p.DropError))
+				continue
+			}
 			// One waiting for its root's push, queued again, is not
 			// failing (status says so too): it is tried after it.
 			if p.Attempts > 0 && !p.Waiting {
@@ -490,6 +498,14 @@ func (d *doctor) checkQueue() {
 		d.add("worker", checkProblem, fmt.Sprintf("stale: %s queued and no worker running", work), "`cachix-filter-hook wait` starts one and waits; see "+d.cfg.Log.File+" for why the last one stopped")
 	default:
 		d.add("worker", checkOK, "not running, nothing to push (the hook starts one when needed)", "")
+	}
+	if dropsFailing > 0 {
+		d.add("pins", checkProblem, fmt.Sprintf("%d %s given up on whose file the worker cannot remove, tried again with back-off; last: %s", dropsFailing, plural(dropsFailing, "pin"), lastDrop),
+			fmt.Sprintf("make %s/pins and %s/tmp writable by the worker again (owner, mode, free space, a read-only mount; %s says more); `cachix-filter-hook status` shows each", dir, dir, d.cfg.Log.File))
+	}
+	if st.PinsAsideError != "" {
+		d.add("pins", checkProblem, fmt.Sprintf("the worker cannot look for the pins a failed drop left aside in %s/tmp (retried with back-off): %s", dir, oneLine(st.PinsAsideError)),
+			fmt.Sprintf("make %s/tmp or %s/pinasks listable by the worker again (owner, mode, the disk; %s says more): until then a pin asked for again as it was dropped may stay aside, not made", dir, dir, d.cfg.Log.File))
 	}
 	for _, u := range slices.Sorted(maps.Keys(st.SlowUpstreams)) {
 		d.add("upstream", checkWarning, fmt.Sprintf("%s is slow: %s (at %s); the paths it did not answer for were pushed", u, st.SlowUpstreams[u].Why, st.SlowUpstreams[u].Time.Local().Format(time.RFC3339)),

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,48 @@ func TestUnreadablePinCounted(t *testing.T) {
 	}
 	if code := e.printMetrics(c, q, false); code != 0 || !strings.Contains(out.String(), "\ncachix_filter_hook_corrupt_entries 1\n") {
 		t.Errorf("printMetrics exited %d, want corrupt_entries 1:\n%s", code, out)
+	}
+}
+
+// What state.json says of pins, which status and wait show, doctor said
+// nothing of: a pin given up on whose file the worker cannot remove
+// (pin_drops: wait counts it failing), and the worker unable to look for
+// the pins a failed drop left aside (pins_aside_error). Each is a
+// problem, with what to do.
+func TestDoctorReportsPinDropsAndPinsAside(t *testing.T) {
+	q, file := mainQueue(t)
+	addSysPin(t, q)
+	pins, _, err := q.ListPins()
+	if err != nil || len(pins) != 1 {
+		t.Fatalf("pins: %v, %v", pins, err)
+	}
+	state := fmt.Sprintf(`{"targets": {}, "pin_drops": {%q: {"target": "main", "error": "removing pin: read-only file system", "attempts": 2, "next_attempt": %q}},
+		"pins_aside_error": "listing tmp: input/output error", "pins_aside_error_time": %q}`,
+		pins[0].Key(), time.Now().Add(time.Hour).Format(time.RFC3339), time.Now().Format(time.RFC3339))
+	if err := os.WriteFile(filepath.Join(q.Dir, "state.json"), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := q.AcquireWorker(context.Background(), 0)
+	if err != nil || lock == nil {
+		t.Fatalf("taking the worker lock: %v", err)
+	}
+	defer lock.Unlock()
+	e, c, _ := loadedEnv(t, file)
+	d := &doctor{e: e, ctx: e.ctx, cfg: c}
+	d.checkQueue()
+	var drop, aside *check
+	for i := range d.checks {
+		switch ch := &d.checks[i]; {
+		case strings.Contains(ch.Message, "read-only file system"):
+			drop = ch
+		case strings.Contains(ch.Message, "input/output error"):
+			aside = ch
+		}
+	}
+	if drop == nil || drop.Level != checkProblem || !strings.Contains(drop.Message, `"sys"`) || drop.Fix == "" {
+		t.Errorf("pin drop check = %+v, want a problem naming the pin and its error, with a fix (checks: %+v)", drop, d.checks)
+	}
+	if aside == nil || aside.Level != checkProblem || !strings.Contains(aside.Message, q.Dir+"/tmp") || aside.Fix == "" {
+		t.Errorf("pins aside check = %+v, want a problem naming %s/tmp and the error, with a fix (checks: %+v)", aside, q.Dir, d.checks)
 	}
 }
