@@ -154,15 +154,19 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		// killed between removing a pin and its ask) would give this
 		// pin its keep. DropPin queues a pin anew with its ask's own.
 		// One whose pin a drop left aside in tmp/ keeps that pin (see
-		// relinkPinAside): taken only once this push's is queued, or a
+		// relinkPinAside): it becomes this push's ask before this pin is
+		// linked, so that a worker reading the new pin never takes the
+		// old keep, and is taken only once the pin is queued, or a
 		// failed write here would lose the pin an earlier push said it
 		// "will pin".
 		if _, err := os.Lstat(q.path(pinsDir, name)); errors.Is(err, fs.ErrNotExist) {
 			if a, ok := q.PinAsked(name); ok && !a.Queued.Equal(p.Queued) {
-				if q.PinAside(name) {
-					stale = append(stale, name)
-				} else {
+				if !q.PinAside(name) {
 					q.TakePinAsk(name)
+				} else if err := q.writePinAsk(name, PinAsk{Queued: p.Queued, Keep: p.Keep}); err != nil {
+					return added, fmt.Errorf("queueing the pin of %s: %w", p.Path, err)
+				} else {
+					stale = append(stale, name)
 				}
 			}
 		}
@@ -175,6 +179,9 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 				}
 				err = os.Link(tmp, q.path(pinsDir, name))
 				os.Remove(tmp)
+				if err == nil && q.pinLinked != nil {
+					q.pinLinked(name)
+				}
 				if !errors.Is(err, fs.ErrNotExist) || try == tmpRewrites {
 					break // see tmpRewrites
 				}
@@ -213,8 +220,9 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 		return added, errors.Join(append(bad, err)...)
 	}
 	for _, name := range stale {
-		// Queued anew, if not asked for again meanwhile.
-		if a, ok := q.PinAsked(name); ok && !a.Queued.Equal(now.UTC()) {
+		// Queued anew: this push's ask goes, unless another push asked
+		// again meanwhile (its own Queued).
+		if a, ok := q.PinAsked(name); ok && a.Queued.Equal(now.UTC()) {
 			q.TakePinAsk(name)
 		}
 	}
@@ -236,6 +244,19 @@ func (q *Queue) askPinAgain(name string, ask PinAsk) error {
 		// not queued.
 		return err
 	}
+	if err := q.writePinAsk(name, ask); err != nil {
+		return err
+	}
+	// Removed as the ask was written, the ask with it maybe: queued anew.
+	if _, err := os.Lstat(q.path(pinsDir, name)); errors.Is(err, fs.ErrNotExist) {
+		return errPinGone
+	}
+	return nil
+}
+
+// writePinAsk writes ask as the pin name's, durably: before push says
+// "will pin", as a link into entries/ is.
+func (q *Queue) writePinAsk(name string, ask PinAsk) error {
 	if err := mkdirPrivate(q.path(pinAsksDir), false); err != nil {
 		return err
 	}
@@ -251,15 +272,7 @@ func (q *Queue) askPinAgain(name string, ask PinAsk) error {
 		os.Remove(tmp)
 		return fmt.Errorf("asking for pin %s again: %w", name, err)
 	}
-	// Durable before push says "will pin", as a link into entries/ is.
-	if err := syncDir(q.path(pinAsksDir)); err != nil {
-		return err
-	}
-	// Removed as the ask was written, the ask with it maybe: queued anew.
-	if _, err := os.Lstat(q.path(pinsDir, name)); errors.Is(err, fs.ErrNotExist) {
-		return errPinGone
-	}
-	return nil
+	return syncDir(q.path(pinAsksDir))
 }
 
 // errPinGone is askPinAgain's error for a pin removed before it was asked

@@ -54,6 +54,9 @@ type Queue struct {
 	// pinExists, when set (by tests), is called when AddPins found a pin
 	// queued already, before it asks for it again.
 	pinExists func(name string)
+	// pinLinked, when set (by tests), is called when AddPins has linked
+	// a new pin name into pins/.
+	pinLinked func(name string)
 	// pinMovedAside, when set (by tests), is called when DropPin has
 	// moved the pin name aside into tmp/, before it looks for an ask.
 	pinMovedAside func(name string)

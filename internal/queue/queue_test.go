@@ -1832,3 +1832,43 @@ func TestDirMarkNotClearedStillOpens(t *testing.T) {
 		t.Fatalf("Add: %v", err)
 	}
 }
+
+// A pin a drop left aside, kept there by an earlier push's ask, queued
+// anew by a push that asks for another keep: AddPins kept the old ask
+// until the new pin was linked and synced, and a worker reading the pin
+// in between took the old ask as one newer than the pin, and pinned with
+// the old keep. The ask is this push's before its pin is linked.
+func TestPinQueuedAnewOverAnAskKeptForAPinAsideHasItsOwnKeep(t *testing.T) {
+	q := openQ(t)
+	key, _, now := pinAskedAgainAsDropped(t, q)
+	if err := os.Rename(q.path(pinsDir, key), q.path(tmpDir, pinAside+key)); err != nil {
+		t.Fatal(err)
+	}
+	keep := Keep{Days: 3}
+	seen := 0
+	q.pinLinked = func(name string) {
+		seen++
+		if p, err := q.ReadPin(name); err != nil || p.Keep != keep {
+			t.Errorf("ReadPin right after the link = %+v, %v; want keep %+v", p, err, keep)
+		} else if a, ok := q.PinAsked(name); ok && a.New(p) {
+			t.Errorf("right after the link, an ask %+v newer than the pin %+v: the worker takes its keep", a, p)
+		}
+	}
+	pin := Pin{Target: "main", Path: mkPath("system-1").String(), Name: "sys", Keep: keep}
+	if n, err := q.AddPins([]Pin{pin}, now.Add(2*time.Second)); n != 1 || err != nil {
+		t.Fatalf("AddPins = %d, %v", n, err)
+	}
+	if seen != 1 {
+		t.Fatalf("pinLinked called %d times", seen)
+	}
+	q.pinLinked = nil
+	if _, ok := q.PinAsked(key); ok {
+		t.Error("this push's own ask was left behind")
+	}
+	if left, err := q.RelinkPinsAside(); left != 0 || err != nil {
+		t.Errorf("RelinkPinsAside = %d, %v", left, err)
+	}
+	if p, err := q.ReadPin(key); err != nil || p.Keep != keep {
+		t.Errorf("ReadPin = %+v, %v; want keep %+v", p, err, keep)
+	}
+}
