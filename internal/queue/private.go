@@ -69,8 +69,15 @@ func syncMade(dir string, fi fs.FileInfo, made bool) error {
 	}
 	// Durable now: a mark that cannot be cleared costs only the next
 	// Open's fsync, and failing here would have the hook queue nothing.
-	_ = chmod(dir, 0o700)
+	_ = chmod(dir, cleared(fi))
 	return nil
+}
+
+// cleared is the mode of a directory once its mark goes: 0700, with the
+// setgid bit it inherited from a setgid parent (an admin's group
+// directory) kept, since only the mark is this code's to take off.
+func cleared(fi fs.FileInfo) fs.FileMode {
+	return 0o700 | fi.Mode()&fs.ModeSetgid
 }
 
 // lstat is os.Lstat; the tests count the calls.

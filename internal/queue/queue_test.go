@@ -1872,3 +1872,29 @@ func TestPinQueuedAnewOverAnAskKeptForAPinAsideHasItsOwnKeep(t *testing.T) {
 		t.Errorf("ReadPin = %+v, %v; want keep %+v", p, err, keep)
 	}
 }
+
+// Clearing the unsynced mark set the mode to 0700, which dropped the
+// setgid bit a directory inherits from an admin's setgid group
+// directory: only the mark goes.
+func TestClearingMarkKeepsSetgid(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "group")
+	if err := os.Mkdir(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(base, 0o755|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(base); err != nil || fi.Mode()&os.ModeSetgid == 0 {
+		t.Skipf("cannot make a setgid directory here: %v, %v", fi.Mode(), err)
+	}
+	dir := filepath.Join(base, "a", "queue")
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(dir), dir, filepath.Join(dir, entriesDir)} {
+		fi, err := os.Lstat(d)
+		if err != nil || fi.Mode()&(fs.ModeSticky|fs.ModeSetgid|fs.ModePerm) != fs.ModeSetgid|0o700 {
+			t.Errorf("%s: %v, %v; want setgid kept, the mark cleared, 0700", d, fi.Mode(), err)
+		}
+	}
+}
