@@ -31,7 +31,11 @@ func mkdirPrivate(dir string, top bool) error {
 	if err != nil {
 		return err
 	}
-	return syncMade(dir, fi, made == nil)
+	above := unsyncedMode // a subdirectory's parent is the queue directory
+	if top {
+		above = parentMark
+	}
+	return syncMade(dir, fi, made == nil, unsyncedMode, above)
 }
 
 // unsyncedMode marks a directory made whose name may not be durable yet:
@@ -44,23 +48,34 @@ func mkdirPrivate(dir string, top bool) error {
 // (ext4), three per hook run, against 3.3 ms of the hook's own work.
 const unsyncedMode = 0o700 | os.ModeSticky
 
+// parentMark is the unsynced mark of a directory Open made above the
+// queue directory. There an admin's directory may be 01700 on purpose,
+// and one this code did not make is never its to change: the mark is a
+// mode of no use to anyone else (sticky, with only others' execute bit,
+// harmless above a private queue directory), so that a directory found
+// with it was made here. Under a umask that takes the others' bit off,
+// a crash before the sync leaves a directory no later Open recognises:
+// left unsynced rather than an admin's changed.
+const parentMark = 0o701 | os.ModeSticky
+
 // syncMade makes the name of dir durable if this call made it (made) or
-// it is marked unsynced (see unsyncedMode): its parent synced, then the
+// it has the unsynced mark (mark: unsyncedMode, or parentMark above the
+// queue directory; above is its parent's): its parent synced, then the
 // mark cleared. Its maker syncs whatever mode it got: a umask or a
 // parent's default ACL can take bits off the mark. dir is this
 // user's directory (checked by the caller, whose Lstat fi is: the hook's
 // path stats each directory once), its parent writable by no one else,
 // so the chmod by name reaches it.
-func syncMade(dir string, fi fs.FileInfo, made bool) error {
-	if !made && !marked(fi) {
+func syncMade(dir string, fi fs.FileInfo, made bool, mark, above fs.FileMode) error {
+	if !made && !marked(fi, mark) {
 		return nil
 	}
 	// Made in a directory still marked (a parent Open made, whose sync
 	// failed or was cut by a crash): that one is synced first, as no
 	// later Open, finding it there, would look at it again.
 	parent := filepath.Dir(dir)
-	if pfi, err := os.Lstat(parent); err == nil && parent != dir && marked(pfi) && ownedByMe(pfi) {
-		if err := syncMade(parent, pfi, false); err != nil {
+	if pfi, err := os.Lstat(parent); err == nil && parent != dir && marked(pfi, above) && ownedByMe(pfi) {
+		if err := syncMade(parent, pfi, false, above, parentMark); err != nil {
 			return err
 		}
 	}
@@ -86,9 +101,9 @@ var lstat = os.Lstat
 // chmod is os.Chmod; the tests make it fail.
 var chmod = os.Chmod
 
-// marked reports whether fi is a directory with the unsynced mark.
-func marked(fi fs.FileInfo) bool {
-	return fi.IsDir() && fi.Mode()&(fs.ModeType|fs.ModeSticky|fs.ModePerm) == fs.ModeDir|unsyncedMode
+// marked reports whether fi is a directory with the unsynced mark mark.
+func marked(fi fs.FileInfo, mark fs.FileMode) bool {
+	return fi.IsDir() && fi.Mode()&(fs.ModeType|fs.ModeSticky|fs.ModePerm) == fs.ModeDir|mark
 }
 
 // ownedByMe reports whether fi is the running user's.

@@ -214,7 +214,7 @@ func mkdirParents(dir string) error {
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
 		d := missing[i]
-		made := os.Mkdir(d, unsyncedMode)
+		made := os.Mkdir(d, parentMark)
 		if made != nil && !errors.Is(made, fs.ErrExist) {
 			return made
 		}
@@ -226,7 +226,7 @@ func mkdirParents(dir string) error {
 		} else if !ownedByMe(fi) {
 			continue
 		}
-		if err := syncMade(d, fi, made == nil); err != nil {
+		if err := syncMade(d, fi, made == nil, parentMark, parentMark); err != nil {
 			return err
 		}
 	}

@@ -1898,3 +1898,31 @@ func TestClearingMarkKeepsSetgid(t *testing.T) {
 		}
 	}
 }
+
+// An admin's directory of mode 01700 above the queue looked like one
+// left marked unsynced, and Open cleared its sticky bit: only a mark
+// this code sets is cleared, and above the queue directory that is a
+// mode of its own (parentMark), not the queue's.
+func TestOpenLeavesAdminStickyParent(t *testing.T) {
+	admin := filepath.Join(t.TempDir(), "admin")
+	if err := os.Mkdir(admin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(admin, 0o700|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(admin, "queue"), filepath.Join(admin, "made", "queue")} {
+		if _, err := Open(dir); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Lstat(admin); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != fs.ModeSticky|0o700 {
+			t.Errorf("after Open(%s): %s: %v, %v; want the admin's 01700 left as it is", dir, admin, fi.Mode(), err)
+		}
+		if fi, err := os.Lstat(dir); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != 0o700 {
+			t.Errorf("%s: %v, %v; want 0700", dir, fi.Mode(), err)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(admin, "made")); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != 0o700 {
+		t.Errorf("made: %v, %v; want 0700", fi.Mode(), err)
+	}
+}
