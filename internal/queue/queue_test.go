@@ -1926,3 +1926,39 @@ func TestOpenLeavesAdminStickyParent(t *testing.T) {
 		t.Errorf("made: %v, %v; want 0700", fi.Mode(), err)
 	}
 }
+
+// A directory Open made above the queue and left marked (its mark could
+// not be cleared, or a sync was cut short) was looked at again only
+// when an Open made something below it, which once the queue exists no
+// Open does: it kept its mark, others' execute bit with it, for good.
+// Every Open finishes the marked directories above the queue.
+func TestOpenFinishesMarkedParent(t *testing.T) {
+	defer func() { chmod = os.Chmod; syncs = nil }()
+	root := t.TempDir()
+	a := filepath.Join(root, "a")
+	dir := filepath.Join(a, "b", "queue")
+	chmod = func(name string, mode os.FileMode) error {
+		if name == a {
+			return syscall.EIO
+		}
+		return os.Chmod(name, mode)
+	}
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(a); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != parentMark {
+		t.Fatalf("%s: %v, %v; want it left marked", a, fi.Mode(), err)
+	}
+	chmod = os.Chmod
+	rootSynced := false
+	syncs = func(name string) error {
+		rootSynced = rootSynced || name == root
+		return nil
+	}
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(a); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != 0o700 || !rootSynced {
+		t.Errorf("%s: %v, %v, its parent synced %v; want it synced and 0700 after the next Open", a, fi.Mode(), err, rootSynced)
+	}
+}
