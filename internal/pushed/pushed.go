@@ -136,6 +136,12 @@ func OpenRead(queueDir, key string, maxAge time.Duration) (*Record, error) {
 // replaced by an empty one.
 func OpenWrite(queueDir, key string, maxAge time.Duration) (*Record, error) {
 	dir := filepath.Join(queueDir, Dir)
+	// Not synced into the queue directory, nor is the record's name or
+	// a slot written: a power cut may lose the record, which only has
+	// paths pushed again (the pushers skip what the cache has), never
+	// one left out. An fsync each would cost every push for nothing
+	// lost. Nor marked unsynced as the queue's own are: nothing there
+	// needs the name durable.
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
