@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +90,41 @@ func TestDoctorUnreadListFailing(t *testing.T) {
 	w := doctorWorkerCheck(t, file)
 	if w == nil || w.Level != checkProblem || !strings.Contains(w.Message, "1 package list (unreadable) failing; last: "+list.String()+": 3 failed reads, last: input/output error") {
 		t.Errorf("worker check = %+v, want the list failing", w)
+	}
+}
+
+// A list whose read failed, its record not rewritten (a full disk: the
+// worker keeps the back-off in memory): wait went by the record alone,
+// took the list for one not tried yet, and held until the worker
+// dropped it, hours later, or for ever. It counts it failing.
+func TestWaitGiveUpFailingListRecordNotWritten(t *testing.T) {
+	q, file, list := lockedListQueue(t)
+	u, err := q.ReadUnreadList(list.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No room for a new file: tmp/, where every record is written
+	// first, is not a directory.
+	tmp := filepath.Join(q.Dir, "tmp")
+	if err := os.Rename(tmp, tmp+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u.Attempts, u.NextAttempt = 1, time.Now().Add(time.Hour)
+	if err := q.UpdateUnreadList(u); err == nil {
+		t.Fatal("UpdateUnreadList with tmp/ not a directory: no error")
+	}
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp+".away", tmp); err != nil {
+		t.Fatal(err)
+	}
+	e, c, out := loadedEnv(t, file)
+	r := e.waitQueue(c, q, waitSpec{giveUpFailing: true, timeout: 2 * time.Second, poll: 50 * time.Millisecond, quiet: true})
+	if r.end != waitFailing || !strings.Contains(out.String(), "every package list left could not be read again") {
+		t.Errorf("wait ended %v, says:\n%s\nwant it to give up on the list that waits for its back-off", r.end, out)
 	}
 }

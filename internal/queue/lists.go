@@ -101,11 +101,44 @@ func (q *Queue) ReadUnreadList(name string) (*UnreadList, error) {
 		return nil, fmt.Errorf("%w: %s does not match its name (list %q)", ErrCorrupt, file, u.List)
 	}
 	u.path = p
+	if fi, err := os.Lstat(file); err == nil {
+		u.foldMark(fi.ModTime(), time.Now())
+	}
 	return u, nil
 }
 
-// UpdateUnreadList rewrites the retry state of u.
+// foldMark takes the back-off UpdateUnreadList left in the file's
+// modification time, when it could not rewrite the record, for the
+// record's: one attempt more, due then. Only a time ahead of now, of
+// the record's next attempt and of when it was queued is the mark: a
+// record's own writes leave it before its next attempt, the hook's at
+// when it was queued (so a clock set back since is not taken for one).
+func (u *UnreadList) foldMark(mtime, now time.Time) {
+	if !mtime.After(now) || !mtime.After(u.NextAttempt) || !mtime.After(u.Queued.Add(time.Second)) {
+		return
+	}
+	u.Attempts++
+	u.NextAttempt = mtime
+}
+
+// UpdateUnreadList rewrites the retry state of u. When the record cannot
+// be rewritten (a full disk: no room for its new copy), its back-off is
+// kept in the file's modification time, which needs none (see
+// foldMark): else wait, reading the record, took the list for one not
+// tried yet and waited on, and a worker started anew read it at once.
+// The error is returned either way.
 func (q *Queue) UpdateUnreadList(u *UnreadList) error {
+	err := q.rewriteUnreadList(u)
+	if err == nil {
+		return nil
+	}
+	if merr := q.markUnreadList(u); merr != nil {
+		return errors.Join(err, merr)
+	}
+	return fmt.Errorf("%w (its back-off kept in the file's time alone)", err)
+}
+
+func (q *Queue) rewriteUnreadList(u *UnreadList) error {
 	u.LastError = cutError(u.LastError, 1000)
 	data, err := json.Marshal(u)
 	if err != nil {
@@ -118,6 +151,21 @@ func (q *Queue) UpdateUnreadList(u *UnreadList) error {
 	if err := os.Rename(tmp, q.path(listsDir, u.key)); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("updating %s: %w", q.path(listsDir, u.key), err)
+	}
+	return nil
+}
+
+// markUnreadList sets the modification time of u's file to its next
+// attempt: a regular file alone (Chtimes follows a link).
+func (q *Queue) markUnreadList(u *UnreadList) error {
+	file := q.path(listsDir, u.key)
+	if fi, err := os.Lstat(file); err != nil {
+		return fmt.Errorf("marking %s backed off: %w", file, err)
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("marking %s backed off: not a regular file", file)
+	}
+	if err := os.Chtimes(file, time.Time{}, u.NextAttempt); err != nil {
+		return fmt.Errorf("marking %s backed off: %w", file, err)
 	}
 	return nil
 }

@@ -1962,3 +1962,31 @@ func TestOpenFinishesMarkedParent(t *testing.T) {
 		t.Errorf("%s: %v, %v, its parent synced %v; want it synced and 0700 after the next Open", a, fi.Mode(), err, rootSynced)
 	}
 }
+
+// A full disk (ENOSPC writing the record's new copy): the list's
+// back-off was lost with the write, and whoever read the record took the
+// list for one not tried yet. It is kept in the file's time, which
+// needs no room, and read back with the record.
+func TestUnreadListBackOffKeptOnFullDisk(t *testing.T) {
+	defer func() { syncs = nil }()
+	q := openQ(t)
+	list := mkPath("cachix-packages-dev")
+	if err := q.AddUnreadList(list, "input/output error", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	u, err := q.ReadUnreadList(list.Hash)
+	if err != nil || u.Attempts != 0 {
+		t.Fatalf("ReadUnreadList = %+v, %v", u, err)
+	}
+	syncs = func(string) error { return syscall.ENOSPC }
+	next := time.Now().Add(time.Hour).Truncate(time.Second)
+	u.Attempts, u.NextAttempt = 1, next
+	if err := q.UpdateUnreadList(u); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("UpdateUnreadList on a full disk = %v, want ENOSPC said", err)
+	}
+	syncs = nil
+	u, err = q.ReadUnreadList(list.Hash)
+	if err != nil || u.Attempts != 1 || !u.NextAttempt.Equal(next) {
+		t.Errorf("ReadUnreadList = %+v, %v; want 1 attempt, next at %v", u, err, next)
+	}
+}
