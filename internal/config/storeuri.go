@@ -483,7 +483,7 @@ func leadsTo(p string, dir fs.FileInfo, base string, depth int) bool {
 	i := strings.LastIndex(p, "/")
 	parent, name := p[:i], p[i+1:]
 	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		target, ok := trustedLink(p, parent, fi)
+		target, ok := trustedLink(p, parent)
 		return ok && leadsTo(target, dir, base, depth+1)
 	}
 	return name == base && dirLeadsTo(parent, dir, depth)
@@ -506,7 +506,7 @@ func dirLeadsTo(p string, dir fs.FileInfo, depth int) bool {
 		return false
 	}
 	if fi.Mode()&fs.ModeSymlink != 0 {
-		target, ok := trustedLink(p, p[:i], fi)
+		target, ok := trustedLink(p, p[:i])
 		return ok && dirLeadsTo(target, dir, depth+1)
 	}
 	return trust.CheckParents(p) == nil && os.SameFile(fi, dir)
@@ -546,13 +546,11 @@ func resolveDotDot(p string) (string, bool) {
 
 // trustedLink returns where the link p, in the directory parent, leads,
 // when root or the running user owns it and only they can change the
-// directories on its way.
-func trustedLink(p, parent string, fi fs.FileInfo) (string, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || (st.Uid != 0 && int(st.Uid) != os.Geteuid()) || trust.CheckParents(p) != nil {
-		return "", false
-	}
-	target, err := os.Readlink(p)
+// directories on its way: decided on one descriptor of the link
+// (trust.ReadLink), not on the Lstat that found it, which a link put in
+// its place since may not be.
+func trustedLink(p, parent string) (string, bool) {
+	target, err := trust.ReadLink(p)
 	if err != nil {
 		return "", false
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
+	"golang.org/x/sys/unix"
 )
 
 // Issue 9: a store URI that carries credentials is refused, naming the
@@ -797,6 +798,50 @@ func TestLocalStoreRelativeRefused(t *testing.T) {
 	for _, store := range []string{"local://rel", "local:rel", "local-overlay://rel?upper-layer=/u", "local:///srv/s?state=var", "local://?real=r", "local-overlay:///o?lower-store=local%3A%2F%2Flow"} {
 		if err := CheckStoreDirs(store); err == nil || !strings.Contains(err.Error(), "must be an absolute path") {
 			t.Errorf("%s: CheckStoreDirs = %v, want it refused for a relative path", store, err)
+		}
+	}
+}
+
+// A link on the way to a unix:// socket was judged by its owner from one
+// Lstat and followed by a Readlink of the same name later: a link put in
+// its place between the two (here another user's, leading to the
+// daemon's socket, swapped with root's, leading elsewhere) was followed
+// on the word of the one it replaced. Neither link leads to the daemon
+// through links only root can change, whichever is there.
+func TestUnixStoreDaemonSocketLinkSwapped(t *testing.T) {
+	u := testuser.New(t)
+	d := t.TempDir()
+	must(t, os.Chmod(d, 0o755))
+	sockDir := mkdirMode(t, filepath.Join(d, "daemon-socket"), 0o755)
+	t.Setenv("NIX_STATE_DIR", "")
+	t.Setenv("NIX_DAEMON_SOCKET_PATH", filepath.Join(sockDir, "socket"))
+	rootDir := mkdirMode(t, filepath.Join(d, "root"), 0o755)
+	p := filepath.Join(rootDir, "daemon.sock")
+	must(t, os.Symlink(filepath.Join(d, "elsewhere", "socket"), p))
+	theirs := filepath.Join(rootDir, "theirs")
+	must(t, os.Symlink(filepath.Join(sockDir, "socket"), theirs))
+	u.Chown(t, theirs)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := unix.Renameat2(unix.AT_FDCWD, theirs, unix.AT_FDCWD, p, unix.RENAME_EXCHANGE); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	deadline := time.Now().Add(2 * time.Second)
+	for i := 0; i < 20000 && time.Now().Before(deadline); i++ {
+		if isDaemonSocket(p) {
+			t.Fatalf("%s, swapped between root's link elsewhere and %s's to the daemon's socket, taken for the daemon's socket (after %d tries)", p, u.Name, i+1)
 		}
 	}
 }

@@ -359,34 +359,97 @@ func CheckOpened(path string, f *os.File, kind Kind) error {
 // directory, log.file, metrics.file), so another user's link on the way
 // is refused wherever it sits, as for CheckWriteDir (see walk's writes).
 func CheckParents(path string) error {
-	abs, err := absolute(path)
+	fd, _, _, err := checkedDir(path)
 	if err != nil {
-		return fmt.Errorf("checking %s: %w", path, err)
+		return err
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// checkedDir is CheckParents' check, which returns an O_PATH descriptor
+// of the directory it passed, and path's absolute form and last name.
+func checkedDir(path string) (fd int, abs, name string, err error) {
+	abs, err = absolute(path)
+	if err != nil {
+		return -1, "", "", fmt.Errorf("checking %s: %w", path, err)
 	}
 	// The directory the kernel will create path in, not cleaned (see
 	// absolute): "link/../queue" is made above link's target.
 	dir := strings.TrimRight(abs, "/")
 	if i := strings.LastIndex(dir, "/"); i >= 0 {
-		dir = dir[:i]
+		dir, name = dir[:i], dir[i+1:]
 	}
 	if dir == "" {
 		// In / itself, where a walk cannot end: / is all there is
 		// to check.
-		var st unix.Stat_t
-		if err := unix.Stat("/", &st); err != nil {
-			return fmt.Errorf("checking %s: %w", path, err)
+		fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, "", "", fmt.Errorf("checking %s: %w", path, err)
 		}
-		return checkOne(path, "/", st.Uid, fileMode(st.Mode), Dir, true)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, "", "", fmt.Errorf("checking %s: %w", path, err)
+		}
+		if err := checkOne(path, "/", st.Uid, fileMode(st.Mode), Dir, true); err != nil {
+			unix.Close(fd)
+			return -1, "", "", err
+		}
+		return fd, abs, name, nil
 	}
 	w, err := walk(path, dir, true)
 	if err != nil {
-		return err
+		return -1, "", "", err
 	}
-	defer w.close()
+	unix.Close(w.dir)
 	if w.st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return fmt.Errorf("checking %s: %s is not a directory", path, w.real)
+		unix.Close(w.fd)
+		return -1, "", "", fmt.Errorf("checking %s: %s is not a directory", path, w.real)
 	}
-	return checkOne(path, w.real, w.st.Uid, fileMode(w.st.Mode), Dir, true)
+	if err := checkOne(path, w.real, w.st.Uid, fileMode(w.st.Mode), Dir, true); err != nil {
+		unix.Close(w.fd)
+		return -1, "", "", err
+	}
+	return w.fd, abs, name, nil
+}
+
+// ReadLink returns the target of the symbolic link path, as written, when
+// root or the running user owns it and CheckParents passes for it. The
+// owner is checked, and the target read, on one descriptor of the link,
+// opened in the directory that was checked: a link put in its place
+// meanwhile is neither judged by the other's owner nor read.
+func ReadLink(path string) (string, error) {
+	dfd, abs, name, err := checkedDir(path)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(dfd)
+	if name == "" || name == "." || name == ".." || strings.HasSuffix(abs, "/") {
+		return "", fmt.Errorf("checking %s: not a symbolic link", path)
+	}
+	fd, err := unix.Openat(dfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("checking %s: %w", path, &fs.PathError{Op: "open", Path: abs, Err: err})
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return "", fmt.Errorf("checking %s: %w", path, &fs.PathError{Op: "stat", Path: abs, Err: err})
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		return "", fmt.Errorf("checking %s: %s is not a symbolic link", path, abs)
+	}
+	if !trusted(st.Uid) {
+		return "", &Error{Path: path, Bad: abs, Link: true, Uid: st.Uid, Mode: fileMode(st.Mode),
+			Problem: "is a symbolic link owned by " + OwnerName(st.Uid) + ", so its owner chose where it leads",
+			Fix:     "remove it (rm " + abs + ") and put a link of your own there, or choose a path without it"}
+	}
+	target, err := readLink(fd)
+	if err != nil {
+		return "", fmt.Errorf("checking %s: %w", path, &fs.PathError{Op: "readlink", Path: abs, Err: err})
+	}
+	return target, nil
 }
 
 // fileMode converts a stat mode to an fs.FileMode.

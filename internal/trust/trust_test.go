@@ -753,3 +753,34 @@ func TestErrorRunsOnlyCommands(t *testing.T) {
 		}
 	}
 }
+
+// ReadLink judges and reads one link: root's in root's directory is read
+// as written, another user's is refused naming them, one in a directory
+// others can write is refused, and a file that is not a link is refused.
+func TestReadLink(t *testing.T) {
+	u := testuser.New(t)
+	d := rootDir(t)
+	ours := filepath.Join(d, "ours")
+	must(t, os.Symlink("../target", ours))
+	if got, err := ReadLink(ours); err != nil || got != "../target" {
+		t.Errorf("root's link: ReadLink = %q, %v; want ../target", got, err)
+	}
+	theirs := filepath.Join(d, "theirs")
+	must(t, os.Symlink("/run/socket", theirs))
+	u.Chown(t, theirs)
+	mustRefuse(t, linkErr(theirs), theirs, "symbolic link owned by "+u.Name)
+	open := mkdir(t, filepath.Join(d, "open"), 0o777)
+	inOpen := filepath.Join(open, "link")
+	must(t, os.Symlink("/run/socket", inOpen))
+	mustRefuse(t, linkErr(inOpen), open)
+	file := filepath.Join(d, "file")
+	must(t, os.WriteFile(file, nil, 0o644))
+	if _, err := ReadLink(file); err == nil || !strings.Contains(err.Error(), "not a symbolic link") {
+		t.Errorf("a file: ReadLink = %v, want it refused as no link", err)
+	}
+}
+
+func linkErr(path string) error {
+	_, err := ReadLink(path)
+	return err
+}
