@@ -431,6 +431,10 @@ func TestBadInput(t *testing.T) {
 		{"relative local state=", "store = \"local:///srv/s?state=var\"\nallow = [\"*\"]\n", []string{`store: "local:///srv/s?state=var": a local store's state= must be an absolute path`}},
 		{"relative root=", "store = \"local://?root=r\"\nallow = [\"*\"]\n", []string{`store: "local://?root=r": a local store's root= must be an absolute path`}},
 		{"relative lower store", "store = \"local-overlay:///o?upper-layer=/u&lower-store=local%3A%2F%2Flow\"\nallow = [\"*\"]\n", []string{`a local store's root (the path after local://) of its lower-store=local://low must be an absolute path`}},
+		// nix copy would connect to it from the worker's directory, /.
+		{"relative unix socket", "store = \"unix://run/sock\"\nallow = [\"*\"]\n", []string{`hook.conf:1: store: "unix://run/sock": a unix:// store's socket run/sock must be an absolute path`, "unix:///run/NAME/socket"}},
+		{"relative unix: socket", minimal + "[[target]]\nstore = \"unix:sock?max-connections=1\"\n", []string{`hook.conf:6: [[target]] #1: store: "unix:sock?max-connections=1": a unix:// store's socket sock must be an absolute path`}},
+		{"relative lower store socket", "store = \"local-overlay:///o?upper-layer=/u&lower-store=unix%3Arel%2Fsock\"\nallow = [\"*\"]\n", []string{`hook.conf:1: store: "local-overlay:///o?upper-layer=/u&lower-store=unix%3Arel%2Fsock": a unix:// store's socket rel/sock of its lower-store=unix:rel/sock must be an absolute path`}},
 		{"cache and store", "cache = \"c\"\nstore = \"file:///x\"\nallow = [\"*\"]\n", []string{"top level: both cache and store are set"}},
 		{"neither cache nor store", "allow = [\"*\"]\n", []string{"top level: neither cache nor store is set"}},
 		{"wrong type in a target", minimal + "[[target]]\ncache = 1\nallow = \"x\"\n", []string{"[[target]] #1: cache: expected a string, got 1", `[[target]] #1: allow: expected a list of strings, got the string "x"`}},

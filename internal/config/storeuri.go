@@ -579,6 +579,35 @@ func relativeFileStore(store string) bool {
 	return slices.ContainsFunc(FileStoreDirs(store), func(d string) bool { return !strings.HasPrefix(d, "/") })
 }
 
+// relativeUnixSocket names the first socket a unix:// store, or one of a
+// local-overlay:// store's lower-store=, names by a relative path, as
+// "socket PATH", followed by "of its lower-store=URI" for a lower
+// store's; "" when none does. nix copy would connect to it from the
+// worker's working directory (/), not the one validate ran in.
+func relativeUnixSocket(store string, depth int) string {
+	for _, sock := range UnixSocketPaths(store) {
+		if !strings.HasPrefix(sock, "/") {
+			return "socket " + sock
+		}
+	}
+	base, _, _ := strings.Cut(store, "?")
+	if depth >= maxLowerStores || !strings.HasPrefix(store, "local-overlay:") && base != "local-overlay" {
+		return ""
+	}
+	for _, kv := range strings.Split(rawQuery(store), "&") {
+		name, raw, ok := strings.Cut(kv, "=")
+		if !ok || paramName(name) != "lower-store" {
+			continue
+		}
+		ws := writtenAndDecoded(raw)
+		lower := ws[len(ws)-1]
+		if r := relativeUnixSocket(lower, depth+1); r != "" {
+			return r + " of its lower-store=" + RedactURI(lower)
+		}
+	}
+	return ""
+}
+
 // relativeLocalStore names the first directory a local store (see
 // LocalStoreDirs), or one of its lower-store=, names by a relative path,
 // as "root (the path after local://)" or "state=", followed by "of its

@@ -177,6 +177,10 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		// Not checked: LocalStoreDirs takes absolute paths only.
 		l.errorf("%s: %sstore: %q: a local store's %s must be an absolute path: nix copy, run by the worker, would take it from the worker's working directory (/), not the one meant; write it from / (local:///srv/store, three slashes)", from("store"), prefix, t.Store, r)
 	}
+	if r := relativeUnixSocket(t.Store, 0); r != "" && validStore(t.Store) && storeCredentials(t.Store) == "" {
+		// As the worker's check (CheckStoreDirs) would, at every push.
+		l.errorf("%s: %sstore: %q: a unix:// store's %s must be an absolute path: nix copy, run by the worker, would look it up from the worker's working directory (/), not the one meant; name it from / (unix:///run/NAME/socket)", from("store"), prefix, t.Store, r)
+	}
 	if !utf8.ValidString(t.Name) {
 		// From the environment: the metrics' labels are UTF-8, and
 		// two names made alike there would be one series twice.
