@@ -79,7 +79,8 @@ func checkUsed(cfg *config.Config, env []string, path, where, cmd string) []used
 		// own may have a lower-store= that is refused.
 		err := config.CheckStoreDirs(t.Store)
 		socks := config.UnixSocketPaths(t.Store)
-		if len(dirs) > 0 || len(socks) > 0 || err != nil {
+		lowers := config.LowerStores(t.Store)
+		if len(dirs) > 0 || len(socks) > 0 || len(lowers) > 0 || err != nil {
 			u := used{check: "store"}
 			switch {
 			case len(dirs) > 0:
@@ -87,6 +88,10 @@ func checkUsed(cfg *config.Config, env []string, path, where, cmd string) []used
 			case len(socks) > 0:
 				// Checked as a directory is: say so as for one.
 				u.ok = fmt.Sprintf("target %q hands its paths to the daemon at %s", t.Name, socks[0])
+			case len(lowers) > 0:
+				// No directory of its own: its lower store was
+				// checked, and is what the line can name.
+				u.ok = fmt.Sprintf("target %q overlays the lower store %s", t.Name, config.RedactURI(lowers[0]))
 			}
 			if err != nil {
 				u.err = fmt.Errorf("target %q: %w", t.Name, err)

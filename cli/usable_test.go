@@ -249,3 +249,41 @@ func TestCheckUsedLowerStoresTooDeep(t *testing.T) {
 		}
 	}
 }
+
+// A local-overlay:// store with a lower store but no directory of its
+// own (no root, state=, log= or upper-layer=) is checked, lower store and
+// all, as the others are, and reported as they are, with an ok line
+// naming the target and its lower store: validate and doctor said
+// nothing of it, as if it had not been checked.
+func TestCheckUsedLowerStoreOnlyOK(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lower := filepath.Join(dir, "lower")
+	if err := os.Mkdir(lower, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ store, lower string }{
+		{"local-overlay://?lower-store=" + lower, lower},
+		{"local-overlay://?lower-store=daemon", "daemon"},
+		{"local-overlay:?lower-store=unix://" + dir + "/socket", "unix://" + dir + "/socket"},
+	} {
+		cfg := &config.Config{Targets: []*config.Target{{Name: "s", Store: c.store}}}
+		cfg.Queue.Dir = filepath.Join(dir, "queue")
+		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
+		found := false
+		for _, u := range checkUsed(cfg, os.Environ(), "", "your PATH", "validate") {
+			if u.check != "store" {
+				continue
+			}
+			if u.err != nil {
+				t.Fatalf("%s: refused: %v", c.store, u.err)
+			}
+			found = strings.Contains(u.ok, c.lower) && strings.Contains(u.ok, `"s"`)
+		}
+		if !found {
+			t.Errorf("%s: no ok line naming the target and its lower store %s", c.store, c.lower)
+		}
+	}
+}

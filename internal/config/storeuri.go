@@ -790,19 +790,7 @@ func checkStoreDirs(store string, depth int) error {
 // store cannot be checked, and Nix wants one with a store directory on
 // this machine all the same.
 func checkLowerStores(store string, depth int) error {
-	base, _, _ := strings.Cut(store, "?")
-	if !strings.HasPrefix(store, "local-overlay:") && base != "local-overlay" {
-		return nil
-	}
-	for _, kv := range strings.Split(rawQuery(store), "&") {
-		name, raw, ok := strings.Cut(kv, "=")
-		if !ok || paramName(name) != "lower-store" {
-			continue
-		}
-		// Every Nix with local-overlay:// decodes it; one that does
-		// not decode is checked as written.
-		ws := writtenAndDecoded(raw)
-		lower := ws[len(ws)-1]
+	for _, lower := range LowerStores(store) {
 		lbase, _, _ := strings.Cut(lower, "?")
 		switch {
 		case lbase == "daemon":
@@ -828,6 +816,27 @@ func checkLowerStores(store string, depth int) error {
 		}
 	}
 	return nil
+}
+
+// LowerStores returns the lower-store= URIs of a local-overlay:// store,
+// %-decoded as every Nix with local-overlay:// reads them (one that does
+// not decode is checked as written, see checkLowerStores); nil for
+// another store.
+func LowerStores(store string) []string {
+	base, _, _ := strings.Cut(store, "?")
+	if !strings.HasPrefix(store, "local-overlay:") && base != "local-overlay" {
+		return nil
+	}
+	var out []string
+	for _, kv := range strings.Split(rawQuery(store), "&") {
+		name, raw, ok := strings.Cut(kv, "=")
+		if !ok || paramName(name) != "lower-store" {
+			continue
+		}
+		ws := writtenAndDecoded(raw)
+		out = append(out, ws[len(ws)-1])
+	}
+	return out
 }
 
 // buildGroup returns Nix's build users' group: the group of the Nix
