@@ -583,38 +583,34 @@ func relativeFileStore(store string) bool {
 // local-overlay:// store's lower-store=, names by a relative path, as
 // "socket PATH", followed by "of its lower-store=URI" for a lower
 // store's; "" when none does. nix copy would connect to it from the
-// worker's working directory (/), not the one validate ran in.
-func relativeUnixSocket(store string, depth int) string {
+// worker's working directory (/), not the one validate ran in. fix is
+// that store from / (unix:///PATH).
+func relativeUnixSocket(store string, depth int) (what, fix string) {
 	for _, sock := range UnixSocketPaths(store) {
 		if !strings.HasPrefix(sock, "/") {
-			return "socket " + sock
+			return "socket " + sock, "unix://" + fromRoot(sock)
 		}
 	}
-	base, _, _ := strings.Cut(store, "?")
-	if depth >= maxLowerStores || !strings.HasPrefix(store, "local-overlay:") && base != "local-overlay" {
-		return ""
+	if depth >= maxLowerStores {
+		return "", ""
 	}
-	for _, kv := range strings.Split(rawQuery(store), "&") {
-		name, raw, ok := strings.Cut(kv, "=")
-		if !ok || paramName(name) != "lower-store" {
-			continue
-		}
-		ws := writtenAndDecoded(raw)
-		lower := ws[len(ws)-1]
-		if r := relativeUnixSocket(lower, depth+1); r != "" {
-			return r + " of its lower-store=" + RedactURI(lower)
+	for _, lower := range LowerStores(store) {
+		if r, fix := relativeUnixSocket(lower, depth+1); r != "" {
+			return r + " of its lower-store=" + RedactURI(lower), fix
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // relativeLocalStore names the first directory a local store (see
 // LocalStoreDirs), or one of its lower-store=, names by a relative path,
 // as "root (the path after local://)" or "state=", followed by "of its
-// lower-store=URI" for a lower store's; "" when none does. Nix would take it from
-// the worker's working directory (/), not the one validate ran in, and
-// LocalStoreDirs leaves it out: it went to nix copy unchecked.
-func relativeLocalStore(store string, depth int) string {
+// lower-store=URI" for a lower store's; "" when none does. Nix would take
+// it from the worker's working directory (/), not the one validate ran
+// in, and LocalStoreDirs leaves it out: it went to nix copy unchecked.
+// fix is that value as the user wrote it, from / ("state=/var",
+// "local:///rel, three slashes"), for the refusal to show.
+func relativeLocalStore(store string, depth int) (what, fix string) {
 	base, _, _ := strings.Cut(store, "?")
 	for _, scheme := range []string{"local", "local-overlay"} {
 		rest, ok := schemeRest(base, scheme)
@@ -629,7 +625,11 @@ func relativeLocalStore(store string, depth int) string {
 		// As Nix reads it, %-decoded (LocalStoreDirs checks both).
 		ws := writtenAndDecoded(rest)
 		if rest != "" && !strings.HasPrefix(ws[len(ws)-1], "/") {
-			return "root (the path after " + prefix + ")"
+			fix = prefix + fromRoot(rest)
+			if strings.HasSuffix(prefix, "//") {
+				fix += ", three slashes"
+			}
+			return "root (the path after " + prefix + ")", fix
 		}
 	}
 	for _, kv := range strings.Split(rawQuery(store), "&") {
@@ -641,18 +641,24 @@ func relativeLocalStore(store string, depth int) string {
 		switch param := paramName(name); param {
 		case "root", "state", "log", "real", "store", "upper-layer":
 			if !strings.HasPrefix(ws[len(ws)-1], "/") {
-				return param + "="
+				return param + "=", name + "=" + fromRoot(raw)
 			}
 		case "lower-store":
 			lower := ws[len(ws)-1]
 			if depth < maxLowerStores {
-				if r := relativeLocalStore(lower, depth+1); r != "" {
-					return r + " of its lower-store=" + RedactURI(lower)
+				if r, fix := relativeLocalStore(lower, depth+1); r != "" {
+					return r + " of its lower-store=" + RedactURI(lower), fix
 				}
 			}
 		}
 	}
-	return ""
+	return "", ""
+}
+
+// fromRoot is the relative path p as the worker, working in /, resolves
+// it: "/" and p, cleaned.
+func fromRoot(p string) string {
+	return filepath.Join("/", p)
 }
 
 // CheckStoreDirs applies the trust rule to the directory of a file://
@@ -705,7 +711,7 @@ func checkStoreDirs(store string, depth int) error {
 		// Whoever could bind it, or owns it, is the daemon nix copy
 		// hands the paths to.
 		if !strings.HasPrefix(sock, "/") {
-			return &StoreSocketError{fmt.Errorf("the unix:// store's socket %s is not an absolute path: nix copy would look it up from the worker's working directory; name it by its absolute path", sock)}
+			return &StoreSocketError{fmt.Errorf("the unix:// store's socket %s is not an absolute path: nix copy would look it up from the worker's working directory (/); name it by its absolute path (unix://%s)", sock, fromRoot(sock))}
 		}
 		// Not cleaned, as the kernel resolves it: "link/../socket" is
 		// above link's target.
@@ -733,8 +739,8 @@ func checkStoreDirs(store string, depth int) error {
 	dirs, storeDirs := LocalStoreDirs(store)
 	if len(dirs)+len(storeDirs) > 0 || strings.HasPrefix(store, "local") {
 		// Load refuses it; a Target may be made another way.
-		if r := relativeLocalStore(store, depth); r != "" {
-			return fmt.Errorf("the local store's %s must be an absolute path: nix copy would take it from the worker's working directory (/); write it from / (local:///srv/store, three slashes)", r)
+		if r, fix := relativeLocalStore(store, depth); r != "" {
+			return fmt.Errorf("the local store's %s must be an absolute path: nix copy would take it from the worker's working directory (/); write it from / (%s)", r, fix)
 		}
 	}
 	// One in another (ROOT/nix/var/nix, STATE/db) is the store's own,

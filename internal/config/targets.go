@@ -173,13 +173,13 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 	if relativeFileStore(t.Store) && validStore(t.Store) && storeCredentials(t.Store) == "" {
 		l.errorf("%s: %sstore: %q: a file:// store's directory must be an absolute path (file:///srv/cache, three slashes)", from("store"), prefix, t.Store)
 	}
-	if r := relativeLocalStore(t.Store, 0); r != "" && validStore(t.Store) && storeCredentials(t.Store) == "" {
+	if r, fix := relativeLocalStore(t.Store, 0); r != "" && validStore(t.Store) && storeCredentials(t.Store) == "" {
 		// Not checked: LocalStoreDirs takes absolute paths only.
-		l.errorf("%s: %sstore: %q: a local store's %s must be an absolute path: nix copy, run by the worker, would take it from the worker's working directory (/), not the one meant; write it from / (local:///srv/store, three slashes)", from("store"), prefix, t.Store, r)
+		l.errorf("%s: %sstore: %q: a local store's %s must be an absolute path: nix copy, run by the worker, would take it from the worker's working directory (/), not the one meant; write it from / (%s)", from("store"), prefix, t.Store, r, fix)
 	}
-	if r := relativeUnixSocket(t.Store, 0); r != "" && validStore(t.Store) && storeCredentials(t.Store) == "" {
+	if r, fix := relativeUnixSocket(t.Store, 0); r != "" && validStore(t.Store) && storeCredentials(t.Store) == "" {
 		// As the worker's check (CheckStoreDirs) would, at every push.
-		l.errorf("%s: %sstore: %q: a unix:// store's %s must be an absolute path: nix copy, run by the worker, would look it up from the worker's working directory (/), not the one meant; name it from / (unix:///run/NAME/socket)", from("store"), prefix, t.Store, r)
+		l.errorf("%s: %sstore: %q: a unix:// store's %s must be an absolute path: nix copy, run by the worker, would look it up from the worker's working directory (/), not the one meant; name it from / (%s)", from("store"), prefix, t.Store, r, fix)
 	}
 	if !utf8.ValidString(t.Name) {
 		// From the environment: the metrics' labels are UTF-8, and

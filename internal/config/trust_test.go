@@ -800,6 +800,19 @@ func TestLocalStoreRelativeRefused(t *testing.T) {
 			t.Errorf("%s: CheckStoreDirs = %v, want it refused for a relative path", store, err)
 		}
 	}
+	// The fix is the user's own value from /, not an example.
+	for store, fix := range map[string]string{
+		"local://rel":                                      "local:///rel",
+		"local:///srv/s?state=var":                         "state=/var",
+		"local://?real=r":                                  "real=/r",
+		"local:///srv/s?store=./nix/store":                 "store=/nix/store",
+		"local-overlay:///o?lower-store=local%3A%2F%2Flow": "local:///low",
+		"unix://rel/sock":                                  "unix:///rel/sock",
+	} {
+		if err := CheckStoreDirs(store); err == nil || !strings.Contains(err.Error(), "("+fix) || strings.Contains(err.Error(), "/srv/store") {
+			t.Errorf("%s: CheckStoreDirs = %v, want the fix %s", store, err, fix)
+		}
+	}
 }
 
 // A link on the way to a unix:// socket was judged by its owner from one
