@@ -380,10 +380,18 @@ func (d *doctor) checkUsed() {
 		where = fmt.Sprintf("your PATH (no nix-daemon of the Nix in use runs; ignored: %s)", strings.Join(dm.Ignored, "; "))
 	}
 	for _, u := range checkUsed(d.cfg, env, path, where, "doctor") {
+		msg := u.ok
 		if u.err != nil {
-			d.add(u.check, checkProblem, oneLine(u.err.Error()), u.fix)
+			msg = u.err.Error()
+		}
+		if u.place != "" {
+			// Where the store was set, as validate says it.
+			msg = placedMessage(u)
+		}
+		if u.err != nil {
+			d.add(u.check, checkProblem, oneLine(msg), u.fix)
 		} else {
-			d.add(u.check, checkOK, u.ok, "")
+			d.add(u.check, checkOK, msg, "")
 		}
 	}
 }

@@ -81,7 +81,7 @@ func checkUsed(cfg *config.Config, env []string, path, where, cmd string) []used
 		socks := config.UnixSocketPaths(t.Store)
 		lowers := config.LowerStores(t.Store)
 		if len(dirs) > 0 || len(socks) > 0 || len(lowers) > 0 || err != nil {
-			u := used{check: "store"}
+			u := used{check: "store", place: fmt.Sprintf("%s = %q", cfg.StorePlace(t), config.RedactURI(t.Store))}
 			switch {
 			case len(dirs) > 0:
 				u.ok = fmt.Sprintf("target %q writes to %s", t.Name, dirs[0])
@@ -95,7 +95,6 @@ func checkUsed(cfg *config.Config, env []string, path, where, cmd string) []used
 			}
 			if err != nil {
 				u.err = fmt.Errorf("target %q: %w", t.Name, err)
-				u.place = fmt.Sprintf("%s = %q", cfg.StorePlace(t), config.RedactURI(t.Store))
 				u.fix = "nix copy writes there as the user the worker runs as (root): make the directory, and each above it, writable by that user alone, or set store to a directory that is"
 				if trust.IsRefusal(err) {
 					// It says how to mend it: a directory another
@@ -297,14 +296,24 @@ func usedError(cfg *config.Config, u used) string {
 		}
 		msg = fmt.Sprintf("%s: %s: %s", where, u.key, msg)
 	} else if u.place != "" {
-		// The place names the target: not its name again.
-		if inner := errors.Unwrap(u.err); inner != nil {
-			msg = inner.Error()
-		}
-		msg = u.place + ": " + msg
+		msg = placedMessage(u)
 	}
 	if u.fix != "" {
 		msg += "; fix: " + u.fix
 	}
 	return msg
+}
+
+// placedMessage is u's message, its refusal or what passed, after the
+// place its store was set (u.place), for validate and doctor alike. The
+// place names the target: a refusal's own naming of it is dropped.
+func placedMessage(u used) string {
+	msg := u.ok
+	if u.err != nil {
+		msg = u.err.Error()
+		if inner := errors.Unwrap(u.err); inner != nil {
+			msg = inner.Error()
+		}
+	}
+	return u.place + ": " + msg
 }

@@ -139,3 +139,31 @@ func TestValidateChecksCachixConfig(t *testing.T) {
 		}
 	}
 }
+
+// doctor's store lines named the target but not where its store was set,
+// as validate's refusal and doctor's config lines do: each now starts
+// with the file and line of the store key, passed or refused.
+func TestDoctorStoreLinesNamePlace(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := sharedDir(t, dir)
+	ok := filepath.Join(dir, "cache")
+	file := filepath.Join(dir, "hook.conf")
+	conf := "allow = [\"*\"]\nstore = \"file://" + ok + "\"\n[queue]\ndir = \"" + filepath.Join(dir, "q") + "\"\n\n[[target]]\nallow = [\"*\"]\nstore = \"file://" + shared + "\"\n"
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs bytes.Buffer
+	e := &env{ctx: context.Background(), stdout: &out, stderr: &errs}
+	e.main([]string{"--config", file, "doctor"})
+	for _, want := range []string{
+		"ok       store: " + file + `:2: top level: store = "file://` + ok + `": target "`,
+		"problem  store: " + file + `:8: [[target]] #1: store = "file://` + shared + `": the file:// store's directory: refusing`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("doctor said:\n%s\nwant the store line placed: %s", out.String(), want)
+		}
+	}
+}
