@@ -214,12 +214,14 @@ func cachixConfig(env, pushArgs []string) used {
 	// the default one: checked here when push reads that too).
 	args := append([]string{"push"}, pushArgs...)
 	u := used{check: "cachix config"}
-	file := pusher.CachixConfigFile(env, args)
+	// From the worker's working directory, /, where the hook starts
+	// it, not ours: a relative -c or HOME is cachix's to resolve there.
+	file := pusher.CachixConfigFile("/", env, args)
 	if file == "" {
 		u.ok = "cachix finds no config of its own (no HOME)"
 		return u
 	}
-	if err := pusher.CheckCachixConfig(env, args); err != nil {
+	if err := pusher.CheckCachixConfig("/", env, args); err != nil {
 		u.err = err
 		u.fix = "the worker runs no cachix until then: make " + file + " (or, missing, its nearest directory) and each directory above it the worker's user's (root's) alone, or remove it, or give the worker a HOME of that user's"
 		return u

@@ -287,3 +287,31 @@ func TestCheckUsedLowerStoreOnlyOK(t *testing.T) {
 		}
 	}
 }
+
+// A relative -c in cachix.push_args, or a relative HOME, is what cachix,
+// run by the worker, resolves from the worker's working directory, /:
+// validate and doctor resolved it from their own, and so checked (and
+// named) a file the worker will never read.
+func TestCachixConfigRelativeFromWorkersDir(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	t.Setenv("XDG_CONFIG_HOME", "")
+	for _, c := range []struct {
+		home string
+		args []string
+		want string
+	}{
+		{"/root", []string{"-c", "rel.dhall"}, "/rel.dhall"},
+		{"/root", []string{"--config=sub/c.dhall"}, "/sub/c.dhall"},
+		{"home", nil, "/home/.config/cachix/cachix.dhall"},
+	} {
+		u := cachixConfig([]string{"HOME=" + c.home}, c.args)
+		msg := u.ok
+		if u.err != nil {
+			msg = u.err.Error()
+		}
+		if !strings.Contains(msg, "config "+c.want+" ") || strings.Contains(msg, dir) {
+			t.Errorf("HOME=%s, push_args %q: %s\nwant %s, as the worker, in /, finds it", c.home, c.args, msg, c.want)
+		}
+	}
+}

@@ -17,10 +17,13 @@ import (
 // getXdgDirectory XdgConfig "cachix": in $XDG_CONFIG_HOME when that is
 // absolute, else in $HOME/.config, HOME taken as set, empty or relative
 // (then cachix's working directory's, which is the worker's), the
-// passwd entry's only when unset; "" when there is none.
-func CachixConfigFile(env, args []string) string {
+// passwd entry's only when unset; "" when there is none. A relative path
+// is taken from wd, cachix's working directory: "" for this process's
+// (the worker, which runs cachix in its own); validate and doctor pass
+// "/", where the hook starts the worker.
+func CachixConfigFile(wd string, env, args []string) string {
 	if f, ok := configFlag(args); ok {
-		return f
+		return fromDir(wd, f)
 	}
 	get := func(k string) (string, bool) {
 		v, set := "", false
@@ -41,13 +44,28 @@ func CachixConfigFile(env, args []string) string {
 			}
 			home = u.HomeDir
 		}
-		abs, err := filepath.Abs(filepath.Join(home, ".config"))
-		if err != nil {
+		dir = fromDir(wd, filepath.Join(home, ".config"))
+		if dir == "" {
 			return ""
 		}
-		dir = abs
 	}
 	return filepath.Join(dir, "cachix", "cachix.dhall")
+}
+
+// fromDir is p made absolute from wd, or from this process's working
+// directory when wd is ""; "" when that cannot be found.
+func fromDir(wd, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	if wd != "" {
+		return filepath.Join(wd, p)
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return ""
+	}
+	return abs
 }
 
 // CheckCachixConfig applies the trust rule to the cachix.dhall cachix
@@ -57,8 +75,9 @@ func CachixConfigFile(env, args []string) string {
 // could write it, or make it where it is missing (a HOME of another
 // user's that a sudo kept), would get the token of the cache root pushes
 // to. Mode 0644 is fine: it need not be private, only nobody else's.
-func CheckCachixConfig(env, args []string) error {
-	file := CachixConfigFile(env, args)
+// wd is cachix's working directory, as for CachixConfigFile.
+func CheckCachixConfig(wd string, env, args []string) error {
+	file := CachixConfigFile(wd, env, args)
 	if file == "" {
 		return nil
 	}
@@ -81,18 +100,12 @@ const cachixArgShorts = "lmsnj"
 // (before a "--"), as cachix parses them, before the subcommand or, as
 // push_args once put them, after it: cachix.push_args can name one, as
 // "-c F", "-cF", "--config F", "--config=F" or at the end of a bundle of
-// switches ("-vc F"), which cachixGlobalArgs puts before the subcommand. A
-// relative one is cachix's working directory's, which is the worker's.
+// switches ("-vc F"), which cachixGlobalArgs puts before the subcommand.
+// It is returned as written: a relative one is cachix's working
+// directory's (see CachixConfigFile).
 func configFlag(args []string) (string, bool) {
 	file, found := "", false
-	take := func(v string) {
-		file, found = v, true
-		if !filepath.IsAbs(v) {
-			if abs, err := filepath.Abs(v); err == nil {
-				file = abs
-			}
-		}
-	}
+	take := func(v string) { file, found = v, true }
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {

@@ -151,7 +151,8 @@ func (p *cachixPusher) run(ctx context.Context, args []string, out io.Writer) er
 	if err != nil {
 		return err
 	}
-	if err := CheckCachixConfig(env, args); err != nil {
+	// cachix runs in the worker's working directory: "" (ours).
+	if err := CheckCachixConfig("", env, args); err != nil {
 		return err
 	}
 	env = withNixOnPath(env, p.nix)
