@@ -17,8 +17,10 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
 // Levels of a doctor check.
@@ -45,7 +47,8 @@ type doctor struct {
 	nix      nixstore.Nix
 	settings map[string]string // Nix's effective settings
 	cfg      *config.Config
-	nixErr   error // why nix --version failed, if it did
+	nixErr   error              // why nix --version failed, if it did
+	wenv     *workerEnvironment // the worker's, once found (workerEnv)
 }
 
 func (d *doctor) add(name, level, msg, fix string) {
@@ -325,8 +328,9 @@ func (d *doctor) checkConfig() {
 	}
 }
 
-// checkToken checks that cachix targets have a token to push with. The
-// token itself is never printed.
+// checkToken checks that cachix targets have a token to push with, in
+// what the hook's worker will see (workerEnv), not in doctor's own
+// environment. The token itself is never printed.
 func (d *doctor) checkToken() {
 	if !d.anyCachix() {
 		return
@@ -334,20 +338,78 @@ func (d *doctor) checkToken() {
 	if d.cfg.Cachix.AuthTokenFile != "" {
 		return // checkUsed reads it, as validate does
 	}
-	if os.Getenv("CACHIX_AUTH_TOKEN") != "" {
-		d.add("token", checkWarning, "no cachix.auth_token_file; CACHIX_AUTH_TOKEN is set here, but nix-daemon's hook does not see your environment", "set cachix.auth_token_file in hook.conf")
+	w := d.workerEnv()
+	env := worker.Env(w.env)
+	if strings.TrimSpace(lookupEnv(env, "CACHIX_AUTH_TOKEN")) != "" {
+		d.add("token", checkOK, "no cachix.auth_token_file; the worker inherits CACHIX_AUTH_TOKEN from "+w.whose, "")
 		return
 	}
-	home := os.Getenv("HOME")
-	dhall := filepath.Join(home, ".config", "cachix", "cachix.dhall")
-	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" {
-		dhall = filepath.Join(x, "cachix", "cachix.dhall")
+	// Said when it is not the worker's: the worker does not see it.
+	here := ""
+	if w.daemon && os.Getenv("CACHIX_AUTH_TOKEN") != "" {
+		here = " (it is set in doctor's environment, which the worker does not get)"
 	}
-	if _, err := os.Stat(dhall); err == nil {
-		d.add("token", checkWarning, "no cachix.auth_token_file; cachix will read "+dhall+" if the worker runs with this HOME", "set cachix.auth_token_file in hook.conf")
-		return
+	// As cachix, run by the worker in /, finds it: push_args' -c too.
+	dhall := pusher.CachixConfigFile("/", env, append([]string{"push"}, d.cfg.Cachix.PushArgs...))
+	if dhall != "" {
+		if _, err := os.Stat(dhall); err == nil {
+			d.add("token", checkWarning, "no cachix.auth_token_file; cachix, run by the worker with "+w.whose+", will read "+dhall+", which must hold authToken"+here, "set cachix.auth_token_file in hook.conf")
+			return
+		}
 	}
-	d.add("token", checkProblem, "no auth token: cachix.auth_token_file is not set, CACHIX_AUTH_TOKEN is not set and there is no "+dhall, "write the token to a file (chmod 600) and set cachix.auth_token_file in hook.conf")
+	missing := "there is no cachix config for it"
+	if dhall != "" {
+		missing = "there is no " + dhall
+	}
+	d.add("token", checkProblem, "no auth token: cachix.auth_token_file is not set, the worker, with "+w.whose+", gets no CACHIX_AUTH_TOKEN, and "+missing+here, "write the token to a file (chmod 600) and set cachix.auth_token_file in hook.conf")
+}
+
+// lookupEnv is the value of k in env, the last one as exec keeps it.
+func lookupEnv(env []string, k string) string {
+	v := ""
+	for _, kv := range env {
+		if rest, ok := strings.CutPrefix(kv, k+"="); ok {
+			v = rest
+		}
+	}
+	return v
+}
+
+// workerEnvironment is the environment the hook's worker starts from.
+type workerEnvironment struct {
+	env    []string // before worker.Env
+	path   string   // its PATH
+	where  string   // "your PATH", "nix-daemon's PATH (pid N)"
+	whose  string   // "your environment", "nix-daemon's environment (pid N)"
+	daemon bool     // env is nix-daemon's
+}
+
+// workerEnv is the environment the hook's worker will have: nix-daemon's
+// when one of the Nix in use runs and doctor can read it (the hook runs
+// under it, with its environment, and starts the worker with that), else
+// doctor's own, which is the worker's without a daemon.
+func (d *doctor) workerEnv() workerEnvironment {
+	if d.wenv != nil {
+		return *d.wenv
+	}
+	w := workerEnvironment{env: os.Environ(), path: os.Getenv("PATH"), where: "your PATH", whose: "your environment"}
+	dm := nixstore.FindDaemon("/proc", nixstore.Nix{BinDir: d.cfg.Nix.BinDir})
+	switch {
+	case dm.Env != nil:
+		w.path, w.where = dm.Env["PATH"], fmt.Sprintf("nix-daemon's PATH (pid %d)", dm.PID)
+		w.whose, w.daemon = fmt.Sprintf("nix-daemon's environment (pid %d)", dm.PID), true
+		w.env = make([]string, 0, len(dm.Env))
+		for k, v := range dm.Env {
+			w.env = append(w.env, k+"="+v)
+		}
+	case dm.PID > 0:
+		w.where = fmt.Sprintf("your PATH (cannot read nix-daemon's, pid %d: run doctor as root)", dm.PID)
+		w.whose = fmt.Sprintf("your environment (cannot read nix-daemon's, pid %d, which the hook's worker gets: run doctor as root)", dm.PID)
+	case len(dm.Ignored) > 0:
+		w.where = fmt.Sprintf("your PATH (no nix-daemon of the Nix in use runs; ignored: %s)", strings.Join(dm.Ignored, "; "))
+	}
+	d.wenv = &w
+	return w
 }
 
 func (d *doctor) anyCachix() bool {
@@ -364,22 +426,9 @@ func (d *doctor) anyCachix() bool {
 // the hook's worker would: in nix-daemon's PATH when a daemon runs (the
 // hook runs under it), else in ours.
 func (d *doctor) checkUsed() {
-	env, path, where := os.Environ(), os.Getenv("PATH"), "your PATH"
-	dm := nixstore.FindDaemon("/proc", nixstore.Nix{BinDir: d.cfg.Nix.BinDir})
-	switch {
-	case dm.Env != nil:
-		path, where = dm.Env["PATH"], fmt.Sprintf("nix-daemon's PATH (pid %d)", dm.PID)
-		// The hook's worker also finds cachix's config in it.
-		env = make([]string, 0, len(dm.Env))
-		for k, v := range dm.Env {
-			env = append(env, k+"="+v)
-		}
-	case dm.PID > 0:
-		where = fmt.Sprintf("your PATH (cannot read nix-daemon's, pid %d: run doctor as root)", dm.PID)
-	case len(dm.Ignored) > 0:
-		where = fmt.Sprintf("your PATH (no nix-daemon of the Nix in use runs; ignored: %s)", strings.Join(dm.Ignored, "; "))
-	}
-	for _, u := range checkUsed(d.cfg, env, path, where, "doctor") {
+	// The hook's worker also finds cachix's config in its environment.
+	w := d.workerEnv()
+	for _, u := range checkUsed(d.cfg, w.env, w.path, w.where, "doctor") {
 		msg := u.ok
 		if u.err != nil {
 			msg = u.err.Error()

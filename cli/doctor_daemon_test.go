@@ -256,3 +256,54 @@ func TestDoctorDaemonOlderThanNixConf(t *testing.T) {
 		t.Errorf("nix.conf changed after nix-daemon started: no warning to restart it:\n%s", out)
 	}
 }
+
+// doctor's token advice looked at its own environment: a CACHIX_AUTH_TOKEN
+// or cachix.dhall of the user running doctor, which the hook's worker,
+// started with nix-daemon's environment, never sees; and not at the
+// cachix.dhall in nix-daemon's HOME, which it does. It now says what the
+// worker will find, in nix-daemon's environment.
+func TestDoctorTokenAdviceIsTheWorkers(t *testing.T) {
+	testuser.New(t) // root, or skip: only root reads the daemon's environment
+	nixDaemon, err := exec.LookPath("nix-daemon")
+	if err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
+			t.Fatal("nix-daemon not found and CFH_TEST_REQUIRE_NIX=1")
+		}
+		t.Skip("needs Nix's nix-daemon")
+	}
+	base, prog, conf := doctorWorld(t, func(base string) string { return filepath.Join(base, "queue") })
+	daemonHome := filepath.Join(base, "daemon-home")
+	dhall := filepath.Join(daemonHome, ".config", "cachix", "cachix.dhall")
+	if err := os.MkdirAll(filepath.Dir(dhall), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dhall, []byte("{ authToken = \"x\", hostname = \"https://cachix.org\", binaryCaches = [] : List { name : Text, secretKey : Text } }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(nixDaemon, "--stdio")
+	c.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + daemonHome}
+	c.Dir = "/"
+	if _, err := c.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	ownDaemon(t, c.Process.Pid)
+	// doctor's own HOME (base) has no cachix.dhall; the daemon's has.
+	out := doctorOutput(t, prog, conf)
+	if !regexp.MustCompile(`(?m)^warning +token: .*`+regexp.QuoteMeta(dhall)).MatchString(out) || strings.Contains(out, filepath.Join(base, ".config")) {
+		t.Errorf("doctor, with no cachix.dhall in its HOME and one in nix-daemon's:\n%s\nwant the warning name %s, the worker's", out, dhall)
+	}
+	// A token in doctor's environment is not the worker's.
+	if err := os.Remove(dhall); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(prog, "--config", conf, "doctor")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + base, "CACHIX_AUTH_TOKEN=mine"}
+	got, _ := cmd.CombinedOutput()
+	if !regexp.MustCompile(`(?m)^problem +token: `).Match(got) {
+		t.Errorf("doctor, with CACHIX_AUTH_TOKEN in its environment, none in nix-daemon's, and no cachix.dhall there:\n%s\nwant a problem: the worker has no token", got)
+	}
+}
