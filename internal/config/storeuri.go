@@ -509,7 +509,10 @@ func dirLeadsTo(p string, dir fs.FileInfo, depth int) bool {
 		target, ok := trustedLink(p, p[:i])
 		return ok && dirLeadsTo(target, dir, depth+1)
 	}
-	return trust.CheckParents(p) == nil && os.SameFile(fi, dir)
+	// The directory the check walked to, not the one Lstat found:
+	// a link on the way may have been swapped between the two.
+	_, checked, err := trust.CheckedDir(p, false)
+	return err == nil && os.SameFile(checked, dir)
 }
 
 // resolveDotDot returns p with each "q/.." replaced by the real path
@@ -529,10 +532,9 @@ func resolveDotDot(p string) (string, bool) {
 			if q == "" {
 				q = "/"
 			}
-			if trust.CheckParents(strings.TrimRight(q, "/")+"/x") != nil {
-				return "", false
-			}
-			real, err := filepath.EvalSymlinks(q)
+			// Checked and resolved in one walk: q's links read
+			// then are the ones judged.
+			real, _, err := trust.CheckedDir(q, true)
 			if err != nil {
 				return "", false
 			}

@@ -858,3 +858,63 @@ func TestUnixStoreDaemonSocketLinkSwapped(t *testing.T) {
 		}
 	}
 }
+
+// The directory of a unix:// socket was found by name (Lstat, or
+// EvalSymlinks above a "..") and checked by name again after
+// (trust.CheckParents): a link on its way swapped between the two (here
+// another user's, leading to the daemon's socket's directory, with
+// root's, leading elsewhere) made the socket taken for the daemon's.
+func TestUnixStoreDaemonSocketDirSwapped(t *testing.T) {
+	u := testuser.New(t)
+	d := t.TempDir()
+	must(t, os.Chmod(d, 0o755))
+	top := mkdirMode(t, filepath.Join(d, "top"), 0o755)
+	sockDir := mkdirMode(t, filepath.Join(top, "daemon-socket"), 0o755)
+	mkdirMode(t, filepath.Join(sockDir, "sub"), 0o755)
+	t.Setenv("NIX_STATE_DIR", "")
+	t.Setenv("NIX_DAEMON_SOCKET_PATH", filepath.Join(sockDir, "socket"))
+	elsewhere := mkdirMode(t, filepath.Join(d, "elsewhere"), 0o755)
+	mkdirMode(t, filepath.Join(elsewhere, "daemon-socket"), 0o755)
+	mkdirMode(t, filepath.Join(elsewhere, "daemon-socket", "sub"), 0o755)
+	rootDir := mkdirMode(t, filepath.Join(d, "root"), 0o755)
+	for _, c := range []struct{ ours, theirs, sock string }{
+		// A directory through the link: root's leads elsewhere.
+		{filepath.Join(elsewhere, "daemon-socket"), sockDir, "l/socket"},
+		// Above the link's target.
+		{filepath.Join(elsewhere, "daemon-socket", "sub"), filepath.Join(sockDir, "sub"), "l/../socket"},
+		{filepath.Join(elsewhere, "daemon-socket"), sockDir, "l/sub/../socket"},
+	} {
+		l := filepath.Join(rootDir, "l")
+		theirs := filepath.Join(rootDir, "theirs")
+		must(t, os.Symlink(c.ours, l))
+		must(t, os.Symlink(c.theirs, theirs))
+		u.Chown(t, theirs)
+		sock := rootDir + "/" + c.sock // not cleaned: ".." is above the link's target
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := unix.Renameat2(unix.AT_FDCWD, theirs, unix.AT_FDCWD, l, unix.RENAME_EXCHANGE); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+		deadline := time.Now().Add(2 * time.Second)
+		for i := 0; i < 20000 && time.Now().Before(deadline); i++ {
+			if isDaemonSocket(sock) {
+				t.Errorf("%s, through a link swapped between root's to %s and %s's to %s, taken for the daemon's socket (after %d tries)", sock, c.ours, u.Name, c.theirs, i+1)
+				break
+			}
+		}
+		close(stop)
+		<-done
+		must(t, os.Remove(l))
+		must(t, os.Remove(theirs))
+	}
+}

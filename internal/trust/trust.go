@@ -359,7 +359,7 @@ func CheckOpened(path string, f *os.File, kind Kind) error {
 // directory, log.file, metrics.file), so another user's link on the way
 // is refused wherever it sits, as for CheckWriteDir (see walk's writes).
 func CheckParents(path string) error {
-	fd, _, _, err := checkedDir(path)
+	fd, _, _, _, err := checkedDir(path)
 	if err != nil {
 		return err
 	}
@@ -368,11 +368,12 @@ func CheckParents(path string) error {
 }
 
 // checkedDir is CheckParents' check, which returns an O_PATH descriptor
-// of the directory it passed, and path's absolute form and last name.
-func checkedDir(path string) (fd int, abs, name string, err error) {
+// of the directory it passed and that directory's real path, and path's
+// absolute form and last name.
+func checkedDir(path string) (fd int, abs, name, real string, err error) {
 	abs, err = absolute(path)
 	if err != nil {
-		return -1, "", "", fmt.Errorf("checking %s: %w", path, err)
+		return -1, "", "", "", fmt.Errorf("checking %s: %w", path, err)
 	}
 	// The directory the kernel will create path in, not cleaned (see
 	// absolute): "link/../queue" is made above link's target.
@@ -385,33 +386,83 @@ func checkedDir(path string) (fd int, abs, name string, err error) {
 		// to check.
 		fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return -1, "", "", fmt.Errorf("checking %s: %w", path, err)
+			return -1, "", "", "", fmt.Errorf("checking %s: %w", path, err)
 		}
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
 			unix.Close(fd)
-			return -1, "", "", fmt.Errorf("checking %s: %w", path, err)
+			return -1, "", "", "", fmt.Errorf("checking %s: %w", path, err)
 		}
 		if err := checkOne(path, "/", st.Uid, fileMode(st.Mode), Dir, true); err != nil {
 			unix.Close(fd)
-			return -1, "", "", err
+			return -1, "", "", "", err
 		}
-		return fd, abs, name, nil
+		return fd, abs, name, "/", nil
 	}
 	w, err := walk(path, dir, true)
 	if err != nil {
-		return -1, "", "", err
+		return -1, "", "", "", err
 	}
 	unix.Close(w.dir)
 	if w.st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		unix.Close(w.fd)
-		return -1, "", "", fmt.Errorf("checking %s: %s is not a directory", path, w.real)
+		return -1, "", "", "", fmt.Errorf("checking %s: %s is not a directory", path, w.real)
 	}
 	if err := checkOne(path, w.real, w.st.Uid, fileMode(w.st.Mode), Dir, true); err != nil {
 		unix.Close(w.fd)
-		return -1, "", "", err
+		return -1, "", "", "", err
 	}
-	return w.fd, abs, name, nil
+	return w.fd, abs, name, w.real, nil
+}
+
+// CheckedDir walks to the directory path as CheckParents walks to the
+// directory it checks (each directory passed checked, another user's
+// link refused wherever it sits) and returns its real path and what it
+// is, both from that one walk: for a caller that compares it with
+// another directory, or goes above it, and must do so with the directory
+// that was checked, not one found by name after. With self, path itself
+// is checked as CheckParents checks the directory of a name in it;
+// without, only the way to it.
+func CheckedDir(path string, self bool) (string, fs.FileInfo, error) {
+	abs, err := absolute(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("checking %s: %w", path, err)
+	}
+	var fd int
+	real := "/"
+	if abs = strings.TrimRight(abs, "/"); abs == "" {
+		// / itself, where a walk cannot end.
+		if fd, err = unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return "", nil, fmt.Errorf("checking %s: %w", path, err)
+		}
+	} else {
+		w, err := walk(path, abs, true)
+		if err != nil {
+			return "", nil, err
+		}
+		unix.Close(w.dir)
+		fd, real = w.fd, w.real
+	}
+	// The file owns fd (O_PATH: fstat works on it) and closes it.
+	f := os.NewFile(uintptr(fd), real)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return "", nil, fmt.Errorf("checking %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return "", nil, fmt.Errorf("checking %s: %s is not a directory", path, real)
+	}
+	if self {
+		if err := checkOne(path, real, st.Uid, fileMode(st.Mode), Dir, true); err != nil {
+			return "", nil, err
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return "", nil, fmt.Errorf("checking %s: %w", path, err)
+	}
+	return real, fi, nil
 }
 
 // ReadLink returns the target of the symbolic link path, as written, when
@@ -420,7 +471,7 @@ func checkedDir(path string) (fd int, abs, name string, err error) {
 // opened in the directory that was checked: a link put in its place
 // meanwhile is neither judged by the other's owner nor read.
 func ReadLink(path string) (string, error) {
-	dfd, abs, name, err := checkedDir(path)
+	dfd, abs, name, _, err := checkedDir(path)
 	if err != nil {
 		return "", err
 	}
