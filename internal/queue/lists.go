@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/safeopen"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
@@ -210,9 +211,12 @@ func (u *UnreadList) Key() string { return u.key }
 // Path is u's list.
 func (u *UnreadList) Path() storepath.Path { return u.path }
 
+// cutError keeps s to about n bytes, cut before a UTF-8 character
+// rather than inside it: JSON would write the half as U+FFFD, and status
+// and wait show the error.
 func cutError(s string, n int) string {
 	if len(s) > n {
-		return s[:n] + "…"
+		return s[:escape.Cut(s, n)] + "…"
 	}
 	return s
 }
