@@ -166,11 +166,13 @@ func run(ctx context.Context, configFlag string, env Env, log io.Writer, readLis
 			sel.Pairs[i].Facts = &queue.Facts{Deriver: f.Deriver, Substitutes: f.Substitutes}
 		}
 	}
-	err = Enqueue(cfg, &sel, false)
-	if recorded != nil {
-		// Enqueue starts a worker only when it queued something (not
+	// The queue sayBadLists opened serves: opened once a build.
+	ensured, err := enqueue(cfg, &sel, false, recorded)
+	if recorded != nil && !ensured {
+		// enqueue starts a worker only when it queued something (not
 		// when all was pushed before, nor when queueing failed): the
-		// lists recorded need one whatever it did.
+		// lists recorded need one whatever it did, and one probe of
+		// the worker's lock is enough for both.
 		if serr := worker.EnsureRunning(cfg, recorded); serr != nil && err == nil {
 			err = fmt.Errorf("could not start a worker to read the package lists again (run `cachix-filter-hook wait`): %w", serr)
 		}
@@ -401,8 +403,18 @@ func (s Selection) Summary() string {
 // the pairs that were not (all of them, or those after the chunks a bulk
 // write managed), which the error counts.
 func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
+	_, err := enqueue(cfg, sel, force, nil)
+	return err
+}
+
+// enqueue is Enqueue into q, opened already (nil: it opens the queue of
+// cfg). ensured: it made sure a worker runs, or failed to (its error
+// says so).
+func enqueue(cfg *config.Config, sel *Selection, force bool, q *queue.Queue) (ensured bool, err error) {
 	queued := false // some pairs, when queueing failed
-	q, err := queue.Open(cfg.Queue.Dir)
+	if q == nil {
+		q, err = queue.Open(cfg.Queue.Dir)
+	}
 	if err == nil {
 		// Only once the queue directory passed its checks: the
 		// record lives there, and it decides what is not uploaded.
@@ -412,7 +424,7 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 			rec.Close()
 		}
 		if len(sel.Pairs) == 0 {
-			return nil
+			return false, nil
 		}
 		var added int
 		added, err = q.Add(sel.Pairs, time.Now())
@@ -425,7 +437,7 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 	}
 	if err != nil && !queued {
 		sel.Failed, sel.Pairs = sel.Pairs, nil
-		return fmt.Errorf("could not queue %d paths, they will not be pushed: %w", sel.Selected, err)
+		return false, fmt.Errorf("could not queue %d paths, they will not be pushed: %w", sel.Selected, err)
 	}
 	// A worker that is running will see the new entries; one that is
 	// just exiting looks again after releasing the lock.
@@ -433,12 +445,12 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 		serr = fmt.Errorf("queued, but could not start a worker (run `cachix-filter-hook wait`): %w", serr)
 		if err != nil {
 			// Both: the paths not queued are not to be lost from it.
-			return fmt.Errorf("%w; those %w", err, serr)
+			return true, fmt.Errorf("%w; those %w", err, serr)
 		}
-		return serr
+		return true, serr
 	}
 	if err != nil {
-		return err
+		return true, err
 	}
 	// The worker it starts is detached: should it fail to start, it can
 	// only leave its reason in state.json, and this is the next line the
@@ -450,7 +462,7 @@ func Enqueue(cfg *config.Config, sel *Selection, force bool) error {
 		}
 		sel.Notes = append(sel.Notes, note)
 	}
-	return nil
+	return true, nil
 }
 
 // queuedFirst makes the selection the pairs that queue.Add queued before
