@@ -3,10 +3,12 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -112,13 +114,21 @@ func (w *Worker) readUnreadList(u *queue.UnreadList, now time.Time) (at time.Tim
 		return time.Time{}, false
 	}
 	var pairs []queue.Pair
+	var skipped []string
+	names := map[string][]string{} // per target, the names queued
 	for _, v := range policy.DecideAll(w.cfg, found.Paths, policy.WithListings(nil, found.Listed), nil) {
+		queued := false
 		for _, td := range v.Targets {
 			// As the hook queues: the closure rule's verdict is the
 			// worker's at push time, with the whole closure.
 			if td.Selected || td.Check == policy.CheckClosure {
 				pairs = append(pairs, queue.Pair{Target: td.Target, Path: v.Path, Listed: td.Listed})
+				names[td.Target] = append(names[td.Target], v.Path.Name)
+				queued = true
 			}
+		}
+		if !queued {
+			skipped = append(skipped, v.SkipNote())
 		}
 	}
 	if len(pairs) > 0 {
@@ -129,8 +139,31 @@ func (w *Worker) readUnreadList(u *queue.UnreadList, now time.Time) (at time.Tim
 	if err := w.q.RemoveUnreadList(u.Key()); err != nil {
 		log.WithError(err).Warn("removing the record of a package list read again")
 	}
-	log.WithFields(logrus.Fields{"paths": len(found.Paths), "pairs": len(pairs)}).Info("read a package list again and queued what it selects")
+	// By name, as the hook's line would have said it: what will be
+	// uploaded, bounded.
+	var queued []string
+	for _, t := range w.cfg.Targets {
+		if ns := names[t.Name]; len(ns) > 0 {
+			queued = append(queued, listNames(ns, 5, ", ")+" -> "+t.Name)
+		}
+	}
+	fields := logrus.Fields{"paths": len(found.Paths), "pairs": len(pairs), "queued": "none"}
+	if len(queued) > 0 {
+		fields["queued"] = escape.Controls(strings.Join(queued, "; "))
+	}
+	if len(skipped) > 0 {
+		fields["skipped"] = escape.Controls(listNames(skipped, 3, "; "))
+	}
+	log.WithFields(fields).Info("read a package list again and queued what it selects")
 	return time.Time{}, false
+}
+
+// listNames joins the first n of items with sep, and counts the rest.
+func listNames(items []string, n int, sep string) string {
+	if len(items) <= n {
+		return strings.Join(items, sep)
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], sep), len(items)-n)
 }
 
 // listAgain backs u off after a failed read, or drops it past

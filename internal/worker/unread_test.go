@@ -185,3 +185,31 @@ func TestUnreadListsListingFailureLoggedOnce(t *testing.T) {
 		t.Errorf("the failing listing logged %d times in 5 rounds, want once:\n%s", n, e.log.String())
 	}
 }
+
+// The line of a list read again says what it queued and skipped, by name
+// (bounded, as the hook's line), not counts alone: every message says
+// what will be uploaded.
+func TestUnreadListLineNamesPaths(t *testing.T) {
+	fakeStore(t)
+	on := mkTarget(t, "on", nil, []string{"secret-*"})
+	on.PackageLists = true
+	e := newEnv(t, on)
+	ps := build(t, "app-1", "app-2", "app-3", "app-4", "app-5", "app-6", "app-7", "secret-1")
+	list := writeList(t, "cachix-packages-dev", nil, ps...)
+	if err := e.q.AddUnreadList(list, "cannot be read now", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w := e.worker(map[string]*fakePusher{"on": {}})
+	w.unreadLists(time.Now())
+	var line string
+	for _, l := range strings.Split(e.log.String(), "\n") {
+		if strings.Contains(l, "read a package list again") {
+			line = l
+		}
+	}
+	for _, want := range []string{"app-1, app-2, app-3, app-4, app-5 and 2 more -> on", `secret-1: deny \"secret-*\"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("line %q lacks %q", line, want)
+		}
+	}
+}
