@@ -37,25 +37,33 @@ func outputsOf(paths []storepath.Path, found pkglist.Found) []storepath.Path {
 // sayBadLists says on the build log each list that could not be used. One
 // that could not be read now (pkglist.ErrUnreadable) is built once: the
 // hook records it in the queue (queue.AddUnreadList) for the worker to
-// read again and queue what it selects. It returns the queue when it
+// read again and queue what it selects, as are those past what one run
+// reads (pkglist.ErrTooMany, recordSkipped). It returns the queue when it
 // recorded one (a worker must run), nil otherwise.
 func sayBadLists(cfg *config.Config, found pkglist.Found, say func(string, ...any)) *queue.Queue {
 	var q *queue.Queue
 	var qerr error
+	open := func() (*queue.Queue, error) {
+		if q == nil && qerr == nil {
+			q, qerr = queue.Open(cfg.Queue.Dir)
+		}
+		return q, qerr
+	}
 	i, recorded := 0, 0
 	for _, err := range found.Bad {
+		if errors.Is(err, pkglist.ErrTooMany) {
+			recorded += recordSkipped(found.Skipped, open, say)
+			continue
+		}
 		if !errors.Is(err, pkglist.ErrUnreadable) || i >= len(found.Unread) {
 			say("%v", err)
 			continue
 		}
 		l := found.Unread[i]
 		i++
-		if q == nil && qerr == nil {
-			q, qerr = queue.Open(cfg.Queue.Dir)
-		}
-		rerr := qerr
+		lq, rerr := open()
 		if rerr == nil {
-			rerr = q.AddUnreadList(l, err.Error(), os.Getppid(), time.Now())
+			rerr = lq.AddUnreadList(l, err.Error(), os.Getppid(), time.Now())
 		}
 		if rerr != nil {
 			say("%v; recording it to read again failed, it is lost unless pushed (`cachix-filter-hook push %s` queues it once it can be read): %v", err, l, rerr)
@@ -68,6 +76,53 @@ func sayBadLists(cfg *config.Config, found pkglist.Found, say func(string, ...an
 		return nil
 	}
 	return q
+}
+
+// maxLeftLists bounds the lists past what one run reads (pkglist.Find's
+// bounds) that the hook records for the worker: each record is two
+// fsyncs on the build's path, and a derivation may have any number of
+// outputs named like lists.
+const maxLeftLists = 64
+
+// recordSkipped records the lists Find left unread past its bounds for
+// the worker to read, as an unreadable one, up to maxLeftLists, in the
+// queue open gives, and says which were recorded and which are left to
+// push by hand. It returns how many it recorded.
+func recordSkipped(skipped []storepath.Path, open func() (*queue.Queue, error), say func(string, ...any)) int {
+	var done, lost []string
+	var lostPaths []storepath.Path
+	var why error
+	for i, l := range skipped {
+		rerr := fmt.Errorf("%d recorded already, the most one build records", maxLeftLists)
+		if i < maxLeftLists {
+			var q *queue.Queue
+			if q, rerr = open(); rerr == nil {
+				rerr = q.AddUnreadList(l, fmt.Sprintf("package list %s not read by the hook: %v", l, pkglist.ErrTooMany), os.Getppid(), time.Now())
+			}
+		}
+		if rerr == nil {
+			done = append(done, l.Name)
+			continue
+		}
+		if why == nil {
+			why = rerr
+		}
+		lost = append(lost, l.Name)
+		lostPaths = append(lostPaths, l)
+	}
+	if len(done) > 0 {
+		say("%d package lists not read on the build's path (%v: %d lists or %d listed paths): %s; the worker reads them and queues what they select",
+			len(done), pkglist.ErrTooMany, pkglist.MaxLists, pkglist.MaxTotalPaths, summarizeNames(done, 5))
+	}
+	if len(lost) > 0 {
+		fix := "`cachix-filter-hook push " + lostPaths[0].String() + "`"
+		if len(lost) > 1 {
+			fix += " (and the others, a few at a time)"
+		}
+		say("%d package lists neither read nor recorded to read again (%v): %s; nothing of them is queued: %s queues what each selects",
+			len(lost), why, summarizeNames(lost, 5), fix)
+	}
+	return len(done)
 }
 
 // UseLists names in the line the lists found among the paths, and counts

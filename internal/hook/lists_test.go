@@ -304,3 +304,52 @@ func TestRunListRecordedStartsAWorkerWhenTheRestIsPushed(t *testing.T) {
 		t.Errorf("no worker started for the list recorded:\n%s", out.String())
 	}
 }
+
+// Lists past what one run reads (pkglist.MaxLists, MaxTotalPaths) are
+// recorded for the worker to read, as an unreadable one is, up to
+// maxLeftLists a build; the line names those recorded, and those past
+// that bound as left to push by hand.
+func TestRunListsPastTheBoundRecorded(t *testing.T) {
+	rec := isolate(t)
+	listStore(t)
+	dir := filepath.Join(t.TempDir(), "queue")
+	holdWorkerLock(t, dir)
+	cfgFile := writeFile(t, fmt.Sprintf("cache = \"mycache\"\npackage_lists = true\n[queue]\ndir = %q\n", dir))
+	var ls []string
+	var lists []storepath.Path
+	for i := range pkglist.MaxLists + maxLeftLists + 2 {
+		l := fakeList(t, fmt.Sprintf("cachix-packages-%03d", i), nil, mkPath(fmt.Sprintf("app-%d", i)))
+		lists = append(lists, l)
+		ls = append(ls, l.String())
+	}
+	var out bytes.Buffer
+	if st := Run(context.Background(), cfgFile, Env{OutPaths: strings.Join(ls, " ")}, &out); st != 0 {
+		t.Errorf("Run = %d", st)
+	}
+	if es := entries(t, dir); len(es) != pkglist.MaxLists {
+		t.Errorf("%d entries, want the %d lists read's", len(es), pkglist.MaxLists)
+	}
+	names, err := (&queue.Queue{Dir: dir}).UnreadListNames()
+	if err != nil || len(names) != maxLeftLists {
+		t.Fatalf("%d lists recorded, %v; want %d", len(names), err, maxLeftLists)
+	}
+	for _, l := range lists[pkglist.MaxLists : pkglist.MaxLists+maxLeftLists] {
+		if !slices.Contains(names, l.Hash) {
+			t.Errorf("%s not recorded", l)
+		}
+	}
+	got := out.String()
+	for _, want := range []string{
+		fmt.Sprintf("%d package lists not read on the build's path", maxLeftLists),
+		lists[pkglist.MaxLists].Name + ", ",
+		"the worker reads them and queues what they select",
+		"2 package lists neither read nor recorded",
+		lists[len(lists)-2].Name + ", " + lists[len(lists)-1].Name,
+		"cachix-filter-hook push " + lists[len(lists)-2].String(),
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	noSpawn(t, rec)
+}

@@ -72,6 +72,11 @@ var ErrNotList = errors.New("not a package list")
 // list is. A store path does not change, so a later read may succeed.
 var ErrUnreadable = errors.New("cannot be read now")
 
+// ErrTooMany is wrapped by Find's error for the lists it left unread past
+// MaxLists or MaxTotalPaths (Found.Skipped): no verdict on them, as for
+// ErrUnreadable; read alone, each may be used.
+var ErrTooMany = errors.New("more package lists or listed paths than one run reads")
+
 // List is a package list that was read.
 type List struct {
 	// Path is the list: the directory cachix-packages[-NAME].
@@ -257,6 +262,10 @@ type Found struct {
 	// Unread are the lists among Bad that could not be read now
 	// (ErrUnreadable): a later read may use them.
 	Unread []storepath.Path
+	// Skipped are the lists left unread past MaxLists or MaxTotalPaths,
+	// said by one error of Bad (wrapping ErrTooMany): read alone (the
+	// worker, push of a few), each may be used.
+	Skipped []storepath.Path
 	// Listed gives, per path, the lists that name it.
 	Listed map[string][]policy.Listing
 }
@@ -313,8 +322,9 @@ func FindWith(paths []storepath.Path, expand bool, read func(storepath.Path) (*L
 		isList[p] = true
 	}
 	if len(skipped) > 0 {
-		f.Bad = append(f.Bad, fmt.Errorf("%d package lists not read, %s the first: more than %d lists or %d listed paths at once; nothing of them is queued (give them to push a few at a time)",
-			len(skipped), skipped[0], MaxLists, MaxTotalPaths))
+		f.Skipped = skipped
+		f.Bad = append(f.Bad, fmt.Errorf("%d package lists not read, %s the first: %w (%d lists or %d listed paths); nothing of them is queued (give them to push a few at a time)",
+			len(skipped), skipped[0], ErrTooMany, MaxLists, MaxTotalPaths))
 	}
 	if len(isList) == 0 {
 		f.Paths = paths
