@@ -187,3 +187,24 @@ func TestWriteFileRemovesCrashLeftovers(t *testing.T) {
 		}
 	}
 }
+
+// A label value's controls (a target name from the environment, a
+// reason read back from state.json) reached status --prometheus's
+// terminal and the scraper as they were: they are escaped, as in every
+// other output, and what is left reads back as the same text.
+func TestRenderEscapesControls(t *testing.T) {
+	s := Snapshot{Now: time.Now(), Targets: []Target{{Name: "a\x1b]0;t\x07\u202eb",
+		Counters: Counters{DroppedPaths: map[string]int{"x\u009by": 1}}}}}
+	out := string(Render(s))
+	for _, want := range []string{
+		`cachix_filter_hook_pending{target="a\\x1b]0;t\\x07\\u202eb"} 0` + "\n",
+		`reason="x\\u009by"} 1` + "\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+	if strings.ContainsFunc(out, func(r rune) bool { return r != '\n' && (r < 0x20 || r >= 0x7f && r <= 0x9f || r == '\u202e') }) {
+		t.Errorf("a control character is left:\n%q", out)
+	}
+}

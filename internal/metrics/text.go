@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 )
 
 // textWriter writes Prometheus' text exposition format (version 0.0.4):
@@ -42,7 +44,10 @@ func (w *textWriter) sample(name string, labels []label, v float64) {
 			w.b.WriteString(`="`)
 			// The format is UTF-8: a name from the environment may not
 			// be, and one bad byte makes node exporter drop the file.
-			w.b.WriteString(valueEscaper.Replace(strings.ToValidUTF8(l.value, "\uFFFD")))
+			// Its controls are escaped as every other output's: status
+			// --prometheus prints to a terminal, and the reasons come
+			// from state.json, not from a fixed list.
+			w.b.WriteString(valueEscaper.Replace(escape.Controls(strings.ToValidUTF8(l.value, "\uFFFD"))))
 			w.b.WriteByte('"')
 		}
 		w.b.WriteByte('}')
