@@ -80,6 +80,9 @@ func pathMatcher(glob string) (func(string) bool, error) {
 	if err != nil {
 		var pe *filter.PatternError
 		if errors.As(err, &pe) {
+			if pe.Offset < 0 {
+				return nil, fmt.Errorf("--path %q: bad pattern: %s", glob, pe.Reason)
+			}
 			return nil, fmt.Errorf("--path %q: bad pattern at offset %d: %s", glob, pe.Offset, pe.Reason)
 		}
 		return nil, fmt.Errorf("--path %q: %v", glob, err)

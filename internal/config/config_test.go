@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 )
 
@@ -454,6 +455,9 @@ func TestBadInput(t *testing.T) {
 		{"bad closure_deny at top", "closure_deny = \"maybe\"\n" + minimal, []string{`closure_deny: must be "push" or "skip", got "maybe"`}},
 		{"bad closure_deny in a target", minimal + "[[target]]\ncache = \"w\"\nclosure_deny = \"always\"\n", []string{`[[target]] #1: closure_deny: must be "push" or "skip", got "always"`}},
 		{"bad glob", "cache = \"c\"\nallow = [\"ok\", \"{hello,world\"]\n", []string{`allow[1]: bad pattern "{hello,world"`, "at offset 12", "    {hello,world\n                ^"}},
+		// The caret is under the place as the line shows it: "é" is
+		// two bytes and one column.
+		{"bad glob after a non-ASCII character", "cache = \"c\"\nallow = [\"é[abc\"]\n", []string{"at offset 6", "    é[abc\n         ^"}},
 		{"bad glob in deny", "cache = \"c\"\nallow = [\"*\"]\ndeny = [\"[abc\"]\n", []string{`deny[0]: bad pattern "[abc"`, "at offset 4"}},
 		{"bad glob in a target", minimal + "[[target]]\ncache = \"w\"\ndeny = [\"a[z-a]\"]\n", []string{`[[target]] #1: deny[0]: bad pattern "a[z-a]"`, "at offset 6"}},
 		{"duplicate target names", minimal + "[[target]]\ncache = \"mycache\"\nallow = [\"*\"]\n", []string{`two targets are named "mycache"`}},
@@ -865,5 +869,36 @@ func TestStoreKeyFiles(t *testing.T) {
 		if got := StoreKeyFiles(uri); !slices.Equal(got, want) {
 			t.Errorf("StoreKeyFiles(%q) = %q, want %q", uri, got, want)
 		}
+	}
+}
+
+// A pattern past the linear matcher's budget was refused with a caret
+// under its first character, which pointed at nothing, and without what
+// the patterns before it used: the one to change may be among them. The
+// message names the file, the key and the pattern, says what was used
+// and what to do, and has no caret.
+func TestLinearBudgetMessage(t *testing.T) {
+	isolate(t)
+	p := `"*-{doc,man}` + strings.Repeat("x", 1000) + `"`
+	fit := filter.MaxLinear / (len(p) - 2)
+	conf := "cache = \"c\"\nallow = [\"*\"]\n[[target]]\ncache = \"w\"\ndeny = [" + strings.TrimSuffix(strings.Repeat(p+", ", fit+1), ", ") + "]\n"
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"), conf)
+	_, err := Load(file)
+	if err == nil {
+		t.Fatal("Load took more patterns than the budget")
+	}
+	msg := err.Error()
+	used := fit * (len(p) - 2)
+	for _, want := range []string{
+		file + ":5: [[target]] #1: deny[" + fmt.Sprint(fit) + `]: bad pattern "*-{doc,man}xxx`,
+		fmt.Sprintf("may total %d bytes over all targets: those before it use %d, it needs %d", filter.MaxLinear, used, len(p)-2),
+		`"*-doc" and "*-man"`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "^") || strings.Contains(msg, "offset") || strings.Contains(msg, strings.Repeat("x", 100)) {
+		t.Errorf("error points at a place, or quotes the long pattern whole:\n%s", msg)
 	}
 }

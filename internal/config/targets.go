@@ -213,7 +213,7 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		var pe *filter.PatternError
 		for _, e := range unwrapAll(err) {
 			if errors.As(e, &pe) {
-				l.errorf("%s: %s%s[%d]: bad pattern %q: %s at offset %d\n    %s\n    %s^", from(pe.List), prefix, pe.List, pe.Index, pe.Pattern, pe.Reason, pe.Offset, pe.Pattern, strings.Repeat(" ", pe.Offset))
+				l.errorf("%s: %s%s[%d]: %s", from(pe.List), prefix, pe.List, pe.Index, badPattern(pe))
 			} else {
 				l.errorf("%s: %s%v", l.file, prefix, e)
 			}
@@ -243,7 +243,7 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		var pe *filter.PatternError
 		for _, e := range unwrapAll(err) {
 			if errors.As(e, &pe) {
-				l.errorf("%s: %shosts[%d]: bad pattern %q: %s at offset %d", from("hosts"), prefix, pe.Index, pe.Pattern, pe.Reason, pe.Offset)
+				l.errorf("%s: %shosts[%d]: %s", from("hosts"), prefix, pe.Index, badPattern(pe))
 			}
 		}
 		t.HostRules = hosts
@@ -267,6 +267,22 @@ func (l *loader) topWhere(prefix string, keys ...string) string {
 		}
 	}
 	return l.file
+}
+
+// badPattern says what is wrong with a pattern: with a caret under the
+// place, for a syntax error, counted in the characters the pattern shows
+// as (its controls escaped, as every message's are), not in bytes; with
+// none when the whole pattern is at fault (its length, the linear
+// budget), where a caret at its start pointed at nothing.
+func badPattern(pe *filter.PatternError) string {
+	if pe.Offset < 0 || pe.Offset > len(pe.Pattern) {
+		return fmt.Sprintf("bad pattern %q: %s", pe.Pattern, pe.Reason)
+	}
+	shown := func(s string) string {
+		return escape.Controls(strings.NewReplacer("\t", `\x09`, "\n", `\x0a`).Replace(s))
+	}
+	col := utf8.RuneCountInString(shown(pe.Pattern[:pe.Offset]))
+	return fmt.Sprintf("bad pattern %q: %s at offset %d\n    %s\n    %s^", pe.Pattern, pe.Reason, pe.Offset, shown(pe.Pattern), strings.Repeat(" ", col))
 }
 
 func unwrapAll(err error) []error {

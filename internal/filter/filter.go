@@ -34,12 +34,23 @@ type PatternError struct {
 	List    string // "allow" or "deny"
 	Index   int    // position in that list
 	Pattern string
-	Offset  int
-	Reason  string
+	// Offset is -1 when the problem is the whole pattern's (its length,
+	// the linear budget): no place in it to point at.
+	Offset int
+	Reason string
 }
 
 func (e *PatternError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("%s[%d]: bad pattern %q: %s", e.List, e.Index, e.Pattern, e.Reason)
+	}
 	return fmt.Sprintf("%s[%d]: bad pattern %q at offset %d: %s", e.List, e.Index, e.Pattern, e.Offset, e.Reason)
+}
+
+// tooLong is the error for a pattern longer than MaxPattern.
+func tooLong(list string, i int, text string) *PatternError {
+	return &PatternError{List: list, Index: i, Pattern: patternHead(text), Offset: -1,
+		Reason: fmt.Sprintf("the pattern is %d bytes long, more than %d", len(text), MaxPattern)}
 }
 
 // Pattern is one compiled allow or deny pattern.
@@ -170,8 +181,7 @@ func compileSet(list string, patterns []string, storeDir string, b *Budget, errs
 		// target's rules at each run, and a config may have 1,000.
 		p := &Pattern{Text: text, index: i, reason: list + " " + strconv.Quote(text)}
 		if len(text) > MaxPattern {
-			errs = append(errs, &PatternError{List: list, Index: i, Pattern: patternHead(text),
-				Reason: fmt.Sprintf("the pattern is %d bytes long, more than %d", len(text), MaxPattern)})
+			errs = append(errs, tooLong(list, i, text))
 			continue
 		}
 		var err error
@@ -221,8 +231,14 @@ func compileSet(list string, patterns []string, storeDir string, b *Budget, errs
 		}
 		if backtracks(gText, gSep) {
 			if len(gText) > b.left {
-				errs = append(errs, &PatternError{List: list, Index: i, Pattern: text, Offset: len(text) - len(gText),
-					Reason: fmt.Sprintf("its groups or stars need the linear matcher, and the patterns that do (a group after a star or holding one, nested or several groups; in a whole path whose last part may match '/', any group or several stars) may total %d bytes over all targets; simplify it or the others (\"*-{doc,man}\" as \"*-doc\" and \"*-man\")", MaxLinear)})
+				// What the earlier patterns used is said: this one
+				// may be short, and the one to change among them.
+				shown := text
+				if len(shown) > 64 {
+					shown = patternHead(text)
+				}
+				errs = append(errs, &PatternError{List: list, Index: i, Pattern: shown, Offset: -1,
+					Reason: fmt.Sprintf("its groups or stars need the linear matcher (a group after a star or holding one, nested or several groups; in a whole path whose last part may match '/', any group or several stars), and the patterns that do may total %d bytes over all targets: those before it use %d, it needs %d; shorten it or them, or write a group as one pattern per alternative (\"*-{doc,man}\" as \"*-doc\" and \"*-man\")", MaxLinear, MaxLinear-b.left, len(gText))})
 				continue
 			}
 			b.left -= len(gText)
@@ -235,7 +251,7 @@ func compileSet(list string, patterns []string, storeDir string, b *Budget, errs
 				re, err := linear(gText, gSep)
 				if err != nil {
 					errs = append(errs, &PatternError{List: list, Index: i, Pattern: text,
-						Offset: len(text) - len(gText), Reason: "cannot be matched in linear time: " + err.Error()})
+						Offset: -1, Reason: "cannot be matched in linear time: " + err.Error()})
 					continue
 				}
 				p.re = func() *regexp.Regexp { return re }

@@ -2,7 +2,6 @@ package filter
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/gobwas/glob"
@@ -26,8 +25,7 @@ func CompileHosts(patterns []string) (*Hosts, error) {
 		// Bounded as an allow or deny pattern is (MaxPattern): a hosts
 		// list is compiled at every hook run too.
 		if len(text) > MaxPattern {
-			errs = append(errs, &PatternError{List: "hosts", Index: i, Pattern: patternHead(text),
-				Reason: fmt.Sprintf("the pattern is %d bytes long, more than %d", len(text), MaxPattern)})
+			errs = append(errs, tooLong("hosts", i, text))
 			continue
 		}
 		g, err := glob.Compile(strings.ToLower(text))
