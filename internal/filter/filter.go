@@ -67,6 +67,9 @@ type Pattern struct {
 	// to build, the hook compiles every rule at each run, and it tries
 	// only the few the index finds for its paths.
 	re func() *regexp.Regexp
+	// reAny: re matches as g does on any subject, UTF-8 or not (see
+	// linear), as its text holds no U+FFFD.
+	reAny bool
 	// again, when above 0, numbers it among the patterns its index
 	// holds at more than one place a subject may pass (see index.first).
 	again int
@@ -230,6 +233,7 @@ func compileSet(list string, patterns []string, storeDir string, b *Budget, errs
 			continue
 		}
 		if backtracks(gText, gSep) {
+			p.reAny = !strings.ContainsRune(gText, utf8.RuneError)
 			if len(gText) > b.left {
 				// What the earlier patterns used is said: this one
 				// may be short, and the one to change among them.
@@ -336,9 +340,11 @@ func (p *Pattern) match(subject string) bool {
 
 // matchLast matches g, or re in its place, against s. A name is ASCII,
 // but a whole path holds the store directory, which may not be UTF-8:
-// there re could differ from g (see linear), and g is used.
+// re differs from g there only on a U+FFFD in the pattern (see linear),
+// and only then is g used, though it may backtrack on the name after
+// that directory, which is anybody's.
 func (p *Pattern) matchLast(s string) bool {
-	if p.re != nil && utf8.ValidString(s) {
+	if p.re != nil && (p.reAny || utf8.ValidString(s)) {
 		if re := p.re(); re != nil {
 			return re.MatchString(s)
 		}

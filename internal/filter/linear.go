@@ -64,7 +64,10 @@ func backtracks(pattern string, sep bool) bool {
 // match a '/' when sep is set, "**" matches anything. Literals and class
 // members are written as escapes, so that nothing in them is read as
 // regexp syntax. It matches a subject that is valid UTF-8 as the glob
-// does (the glob compares literals byte by byte, the regexp rune by rune).
+// does. On one that is not, both read each bad byte as U+FFFD where they
+// read a character ('?', '*' and classes agree), but the glob compares
+// literals byte by byte and the regexp rune by rune: they agree unless
+// the pattern's text holds a U+FFFD.
 func linear(pattern string, sep bool) (*regexp.Regexp, error) {
 	star, single := `(?s:.*)`, `(?s:.)`
 	if sep {
