@@ -239,7 +239,7 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 		}
 	}
 	if _, set := m["hosts"]; set {
-		hosts, err := filter.CompileHosts(t.Hosts)
+		hosts, err := filter.CompileHostsWith(t.Hosts, l.linear)
 		var pe *filter.PatternError
 		for _, e := range unwrapAll(err) {
 			if errors.As(e, &pe) {

@@ -232,48 +232,56 @@ func compileSet(list string, patterns []string, storeDir string, b *Budget, errs
 			errs = append(errs, pe)
 			continue
 		}
-		if backtracks(gText, gSep) {
-			p.reAny = !strings.ContainsRune(gText, utf8.RuneError)
-			if len(gText) > b.left {
-				// What the earlier patterns used is said: this one
-				// may be short, and the one to change among them.
-				shown := text
-				if len(shown) > 64 {
-					shown = patternHead(text)
-				}
-				errs = append(errs, &PatternError{List: list, Index: i, Pattern: shown, Offset: -1,
-					Reason: fmt.Sprintf("its groups or stars need the linear matcher (a group after a star or holding one, nested or several groups; in a whole path whose last part may match '/', any group or several stars), and the patterns that do may total %d bytes over all targets: those before it use %d, it needs %d; shorten it or them, or write a group as one pattern per alternative (\"*-{doc,man}\" as \"*-doc\" and \"*-man\")", MaxLinear, MaxLinear-b.left, len(gText))})
-				continue
-			}
-			b.left -= len(gText)
-			if groupDepth(gText) > maxLazyDepth {
-				// Groups nested this deep can pass regexp's bound on
-				// nesting ("{a{" 682 deep), and g, left in its place,
-				// backtracks for minutes on a name of 100 "a-": built
-				// here, and refused if it fails, as before the regexp
-				// was made lazy. Nobody writes such a pattern by hand.
-				re, err := linear(gText, gSep)
-				if err != nil {
-					errs = append(errs, &PatternError{List: list, Index: i, Pattern: text,
-						Offset: -1, Reason: "cannot be matched in linear time: " + err.Error()})
-					continue
-				}
-				p.re = func() *regexp.Regexp { return re }
-			} else {
-				p.re = sync.OnceValue(func() *regexp.Regexp {
-					// Within maxLazyDepth the regexp nests far below
-					// regexp's bound, and no other error was seen on
-					// what glob.Compile takes
-					// (FuzzLinearAgreesWithGlob); g, which means the
-					// same, stays then.
-					re, _ := linear(gText, gSep)
-					return re
-				})
-			}
+		if pe := p.linearIfNeeded(list, i, gText, gSep, b); pe != nil {
+			errs = append(errs, pe)
+			continue
 		}
 		ix.add(p, sub)
 	}
 	return s, errs
+}
+
+// linearIfNeeded gives p, whose g matches gText, the regexp to match in
+// g's place when g could backtrack (see linear.go), counted against b.
+func (p *Pattern) linearIfNeeded(list string, i int, gText string, gSep bool, b *Budget) *PatternError {
+	if !backtracks(gText, gSep) {
+		return nil
+	}
+	p.reAny = !strings.ContainsRune(gText, utf8.RuneError)
+	if len(gText) > b.left {
+		// What the earlier patterns used is said: this one may be
+		// short, and the one to change among them.
+		shown := p.Text
+		if len(shown) > 64 {
+			shown = patternHead(p.Text)
+		}
+		return &PatternError{List: list, Index: i, Pattern: shown, Offset: -1,
+			Reason: fmt.Sprintf("its groups or stars need the linear matcher (a group after a star or holding one, nested or several groups; in a whole path whose last part may match '/', any group or several stars), and the patterns that do may total %d bytes over all targets: those before it use %d, it needs %d; shorten it or them, or write a group as one pattern per alternative (\"*-{doc,man}\" as \"*-doc\" and \"*-man\")", MaxLinear, MaxLinear-b.left, len(gText))}
+	}
+	b.left -= len(gText)
+	if groupDepth(gText) > maxLazyDepth {
+		// Groups nested this deep can pass regexp's bound on nesting
+		// ("{a{" 682 deep), and g, left in its place, backtracks for
+		// minutes on a name of 100 "a-": built here, and refused if it
+		// fails, as before the regexp was made lazy. Nobody writes
+		// such a pattern by hand.
+		re, err := linear(gText, gSep)
+		if err != nil {
+			return &PatternError{List: list, Index: i, Pattern: p.Text,
+				Offset: -1, Reason: "cannot be matched in linear time: " + err.Error()}
+		}
+		p.re = func() *regexp.Regexp { return re }
+		return nil
+	}
+	p.re = sync.OnceValue(func() *regexp.Regexp {
+		// Within maxLazyDepth the regexp nests far below regexp's
+		// bound, and no other error was seen on what glob.Compile
+		// takes (FuzzLinearAgreesWithGlob); g, which means the same,
+		// stays then.
+		re, _ := linear(gText, gSep)
+		return re
+	})
+	return nil
 }
 
 // splitLast splits a whole-path pattern at its last '/' when that '/'

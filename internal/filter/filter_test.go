@@ -1367,3 +1367,38 @@ func TestDeepGroupsRefusedNotLeftToTheGlob(t *testing.T) {
 		}
 	}
 }
+
+// hosts patterns went to the glob whatever their shape: a host name is
+// root's and at most 64 bytes, but "{*-{*-,},}{*-,}{*-,}{*-,}{*-,}{*-,}x*"
+// took 18 s on one, at every hook run. They take the engine allow and
+// deny patterns take, and count against the same budget. Bounded as
+// TestBacktrackingPatternOnHostileName is: the regexp is there, and
+// the first match, on a short host, is checked before the long one.
+func TestBacktrackingHostsPattern(t *testing.T) {
+	host := strings.Repeat("a-", 32)[:63] + "a"
+	for pattern, matching := range hostilePatterns {
+		if strings.Contains(pattern, "/") {
+			continue
+		}
+		h, err := CompileHosts([]string{"builder", strings.ToUpper(pattern)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := h.compiled[1]
+		if p.re == nil || p.re() == nil {
+			t.Fatalf("hosts %q is matched by the glob matcher, which backtracks on a hostile name", pattern)
+		}
+		if !h.Match(strings.ToUpper(matching)) {
+			t.Errorf("hosts %q does not match %s", pattern, matching)
+		}
+		if h.Match(host) {
+			t.Errorf("hosts %q matches %s", pattern, host)
+		}
+	}
+	b := NewBudget()
+	b.left = 3
+	p := "{*-{*-,},}x*"
+	if _, err := CompileHostsWith([]string{p}, b); err == nil || !strings.Contains(err.Error(), "hosts[0]") || !strings.Contains(err.Error(), "linear matcher") {
+		t.Errorf("a hosts pattern past the budget: %v, want it refused", err)
+	}
+}

@@ -12,13 +12,23 @@ import (
 // with such a list is on only where one of them matches.
 type Hosts struct {
 	patterns []string
-	globs    []*glob.Pattern
+	compiled []*Pattern
 }
 
-// CompileHosts compiles a hosts list, reporting every bad pattern as a
-// PatternError of the list "hosts". Patterns match case-insensitively:
-// host names are not case-sensitive.
+// CompileHosts compiles a hosts list with a budget of its own (see
+// CompileHostsWith).
 func CompileHosts(patterns []string) (*Hosts, error) {
+	return CompileHostsWith(patterns, NewBudget())
+}
+
+// CompileHostsWith compiles a hosts list, reporting every bad pattern as
+// a PatternError of the list "hosts". Patterns match case-insensitively:
+// host names are not case-sensitive. A pattern the glob could backtrack
+// on is matched by a regexp, as an allow or deny pattern is, counted
+// against b: a host name is at most 64 bytes and root's, but
+// "{*-{*-,},}{*-,}{*-,}{*-,}{*-,}{*-,}x*" took 18 s on one of 64, at
+// every hook run.
+func CompileHostsWith(patterns []string, b *Budget) (*Hosts, error) {
 	h := &Hosts{patterns: patterns}
 	var errs []error
 	for i, text := range patterns {
@@ -28,8 +38,10 @@ func CompileHosts(patterns []string) (*Hosts, error) {
 			errs = append(errs, tooLong("hosts", i, text))
 			continue
 		}
-		g, err := glob.Compile(strings.ToLower(text))
-		if err != nil {
+		lower := strings.ToLower(text)
+		p := &Pattern{Text: text, index: i}
+		var err error
+		if p.g, err = glob.Compile(lower); err != nil {
 			pe := &PatternError{List: "hosts", Index: i, Pattern: text, Reason: err.Error()}
 			var se *glob.SyntaxError
 			if errors.As(err, &se) {
@@ -38,7 +50,11 @@ func CompileHosts(patterns []string) (*Hosts, error) {
 			errs = append(errs, pe)
 			continue
 		}
-		h.globs = append(h.globs, g)
+		if pe := p.linearIfNeeded("hosts", i, lower, false, b); pe != nil {
+			errs = append(errs, pe)
+			continue
+		}
+		h.compiled = append(h.compiled, p)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -50,8 +66,8 @@ func CompileHosts(patterns []string) (*Hosts, error) {
 // matches none.
 func (h *Hosts) Match(host string) bool {
 	host = strings.ToLower(host)
-	for _, g := range h.globs {
-		if g.Match(host) {
+	for _, p := range h.compiled {
+		if p.matchLast(host) {
 			return true
 		}
 	}
