@@ -202,17 +202,18 @@ func shorten(s string, n int) string {
 	if width(s) <= n {
 		return s
 	}
-	if n < 1 {
-		return "" // a terminal one column wide
+	const mark = "…" // ambiguous: two columns in a CJK terminal
+	if n < width(mark) {
+		return "" // a terminal a column or two wide
 	}
 	cut, w := len(s), 0
 	for i, r := range s {
-		if w += runeWidth(r); w > n-1 { // a column for the mark
+		if w += runeWidth(r); w > n-width(mark) { // columns for the mark
 			cut = i
 			break
 		}
 	}
-	return s[:escape.Cut(s, cut)] + "…"
+	return s[:escape.Cut(s, cut)] + mark
 }
 
 // draw shows the lines for the queue's counts per target.
