@@ -195,8 +195,9 @@ func (l *loader) target(c *Config, prefix string, m map[string]any) *Target {
 			// A store from the environment may not be UTF-8, as a
 			// name may not (see above): its bytes are written as
 			// \xNN, so that JSON and the metrics keep the name, and
-			// keep it apart from a store written with U+FFFD.
-			t.Name = escape.Controls(RedactURI(t.Store))
+			// keep it apart from a store written with U+FFFD, or with
+			// the four characters "\xff" (Exact, not Controls).
+			t.Name = escape.Exact(RedactURI(t.Store))
 		}
 	}
 	switch t.ClosureDeny {

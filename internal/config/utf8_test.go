@@ -55,3 +55,22 @@ func TestStoreNameNotUTF8(t *testing.T) {
 		t.Errorf("names %q and %q: want both UTF-8, and distinct", a, b)
 	}
 }
+
+// The name made from a store wrote its bad bytes as \xNN but left a
+// backslash as it was: a store from the environment ending in the byte
+// 0xff and one in the file ending in the four characters "\xff" were
+// both named "/srv/a\xff", one target twice to the queue and the
+// metrics (and the config refused as naming two targets alike).
+func TestStoreNameBackslash(t *testing.T) {
+	isolate(t)
+	t.Setenv(EnvName("store"), "/srv/a\xff")
+	file := write(t, filepath.Join(t.TempDir(), "hook.conf"),
+		"allow = [\"*\"]\n[queue]\ndir = \"/tmp/q\"\n[[target]]\nstore = '/srv/a\\xff'\nallow = [\"*\"]\n")
+	c, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := c.Targets[0].Name, c.Targets[1].Name; a != `/srv/a\xff` || b != `/srv/a\\xff` {
+		t.Errorf("names %q and %q, want %q and %q", a, b, `/srv/a\xff`, `/srv/a\\xff`)
+	}
+}

@@ -20,6 +20,11 @@ import (
 // a line read other than it says, such as a path's name backwards), as
 // the pusher's output is escaped, and a byte that is not UTF-8 as \xNN:
 // on a terminal not set to UTF-8, 0x9b alone is a C1 control (CSI).
+//
+// It is for display: a backslash is left as it is, so that a message's
+// %q quoting is not doubled, and the text does not always read back as
+// s ("\x1b" was an ESC, or those four characters). Where the text must
+// tell strings apart, Exact writes it.
 func Controls(s string) string {
 	if utf8.ValidString(s) && !strings.ContainsFunc(s, IsControl) {
 		return s
@@ -41,6 +46,11 @@ func Controls(s string) string {
 	}
 	return b.String()
 }
+
+// Exact is Controls with each backslash written as \\: text that reads
+// back as s exactly, so that two strings never give the same text, for a
+// name made from what may hold controls or bytes that are not UTF-8.
+func Exact(s string) string { return Controls(strings.ReplaceAll(s, `\`, `\\`)) }
 
 // OneLine reports whether s shows as one line of text: no control
 // character (a tab, a line break, an escape), line or paragraph

@@ -1,6 +1,10 @@
 package escape
 
-import "testing"
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
 
 // Controls passed bytes that are not UTF-8 as they were: 0x9b alone is
 // CSI to a terminal not set to UTF-8, so a pusher's output, an
@@ -110,4 +114,59 @@ func TestCutBackslashes(t *testing.T) {
 			t.Errorf("Cut(%q, %d) = %d, want %d", c.s, c.n, got, c.want)
 		}
 	}
+}
+
+// Controls is for display and leaves a backslash as it is: "\x1b" may
+// be an ESC or four characters. Exact doubles it, and so reads back as
+// what it was made from, bad bytes, controls and backslashes alike.
+func TestExactReadsBack(t *testing.T) {
+	if Controls("\x1b") != Controls(`\x1b`) {
+		t.Fatalf("Controls tells an ESC from its escape: the test no longer shows why Exact is")
+	}
+	pieces := []string{"a", `\`, `\\`, "x1b", "\x1b", "\xff", "\u202e", "é", "\u009b", "\t", "\n", "u202e", `\x`}
+	seen := map[string]string{}
+	var walk func(s string, depth int)
+	walk = func(s string, depth int) {
+		e := Exact(s)
+		if back := unescapeExact(t, e); back != s {
+			t.Errorf("Exact(%q) = %q reads back as %q", s, e, back)
+		}
+		if other, ok := seen[e]; ok && other != s {
+			t.Errorf("Exact(%q) = Exact(%q) = %q", s, other, e)
+		}
+		seen[e] = s
+		if depth < 3 {
+			for _, p := range pieces {
+				walk(s+p, depth+1)
+			}
+		}
+	}
+	walk("", 0)
+}
+
+// unescapeExact reads Exact's text back.
+func unescapeExact(t *testing.T, e string) string {
+	var b strings.Builder
+	for i := 0; i < len(e); i++ {
+		if e[i] != '\\' {
+			b.WriteByte(e[i])
+			continue
+		}
+		switch e[i+1] {
+		case '\\':
+			b.WriteByte('\\')
+			i++
+		case 'x':
+			n, _ := strconv.ParseUint(e[i+2:i+4], 16, 8)
+			b.WriteByte(byte(n))
+			i += 3
+		case 'u':
+			n, _ := strconv.ParseUint(e[i+2:i+6], 16, 32)
+			b.WriteRune(rune(n))
+			i += 5
+		default:
+			t.Fatalf("%q: a lone backslash at %d", e, i)
+		}
+	}
+	return b.String()
 }
