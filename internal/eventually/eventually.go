@@ -47,6 +47,27 @@ func Wait(within time.Duration, cond func() bool) error {
 	return nil
 }
 
+// Recv receives from ch, and fails the test (t.Fatal) when nothing came
+// after within: a receive that would hang ends saying what it awaited,
+// not in go test's timeout panic. A closed ch gives T's zero value.
+func Recv[T any](t testing.TB, within time.Duration, what string, ch <-chan T, explain ...func() string) T {
+	t.Helper()
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+	}
+	msg := []string{fmt.Sprintf("timed out after %s waiting for %s", within, what)}
+	for _, e := range explain {
+		msg = append(msg, e())
+	}
+	t.Fatal(strings.Join(msg, "\n"))
+	var zero T
+	return zero
+}
+
 // Left is how long a test may still wait for something that must
 // happen: until go test's -timeout, less a twentieth of the time left,
 // to fail saying what was awaited rather than in the timeout's panic (a

@@ -55,6 +55,19 @@ func TestWait(t *testing.T) {
 	}
 }
 
+func TestRecv(t *testing.T) {
+	ch := make(chan int, 1)
+	ch <- 7
+	f := &fatalTB{TB: t}
+	if got := Recv(f, time.Second, "a value", ch); got != 7 || f.msg != "" {
+		t.Errorf("Recv = %d, failing with %q; want 7", got, f.msg)
+	}
+	Recv(f, 10*time.Millisecond, "the silent", make(chan int), func() string { return "seen: nothing" })
+	if !strings.Contains(f.msg, "timed out after 10ms waiting for the silent") || !strings.Contains(f.msg, "seen: nothing") {
+		t.Errorf("message: %q", f.msg)
+	}
+}
+
 type deadlineT struct {
 	at time.Time
 	ok bool

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
@@ -564,7 +565,7 @@ func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
 		// Left while its file stays, its removal tried again: a Once
 		// worker that said nothing was left exited 0 with the pin in
 		// pins/, which status still showed.
-		if left := pinRound(w); !left {
+		if left := pinRound(t, w); !left {
 			t.Error("doPins: no pin left, want the pin whose file stays")
 		}
 	}
@@ -578,7 +579,7 @@ func TestPinMadeWhoseFileStaysIsNotMadeAgain(t *testing.T) {
 		t.Error("newPins: the pin made is new to the worker, which would not leave")
 	}
 	undo()
-	pinRound(w)
+	pinRound(t, w)
 	if names, _ := e.q.PinNames(); len(names) != 0 {
 		t.Errorf("pins left once the file can go: %q", names)
 	}
@@ -599,7 +600,7 @@ func TestPinUnreadableForAMomentIsMadeLater(t *testing.T) {
 	file := filepath.Join(e.q.Dir, "pins", names[0])
 	data := socketInPlace(t, file)
 	c, w := e.statePinWorker(nil)
-	pinRound(w)
+	pinRound(t, w)
 	if got := c.list(); len(got) != 0 {
 		t.Fatalf("calls = %q, want none while the pin cannot be read", got)
 	}
@@ -610,7 +611,7 @@ func TestPinUnreadableForAMomentIsMadeLater(t *testing.T) {
 	if err := os.WriteFile(file, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pinRound(w)
+	pinRound(t, w)
 	if got := c.list(); len(got) != 1 || got[0] != "pin main done "+root.String()+" " {
 		t.Errorf("calls = %q, want the pin made once it can be read", got)
 	}
@@ -628,7 +629,7 @@ func TestPinUnreadableForAMomentIsLeft(t *testing.T) {
 	e, _, names := donePinned(t)
 	c, w := e.statePinWorker(nil)
 	w.pinReadFails = func(string) error { return syscall.EIO }
-	if left := pinRound(w); !left {
+	if left := pinRound(t, w); !left {
 		t.Error("doPins: no pin left, want the pin unreadable for a moment")
 	}
 	if err := run(t, w, Once); !errors.Is(err, ErrLeft) {
@@ -659,10 +660,10 @@ func TestPinLeftAsideByADropIsLinkedBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, w := e.statePinWorker(nil)
-	if left := pinRound(w); !left {
+	if left := pinRound(t, w); !left {
 		t.Error("doPins: no pin left, want the pin asked for again left aside")
 	}
-	pinRound(w)
+	pinRound(t, w)
 	if got := c.list(); len(got) != 1 || got[0] != "pin main done "+root.String()+" " {
 		t.Errorf("calls = %q, want the pin linked back and made", got)
 	}
@@ -673,16 +674,18 @@ func TestPinLeftAsideByADropIsLinkedBack(t *testing.T) {
 
 // pinRound is a round's pins as the loop makes them: doPins, then the
 // outcomes of the pin calls it started, which the loop's await takes. It
-// returns doPins' left.
-func pinRound(w *Worker) bool {
-	return pinRoundAt(w, time.Now())
+// returns doPins' left; a call that never ends fails the test.
+func pinRound(t *testing.T, w *Worker) bool {
+	t.Helper()
+	return pinRoundAt(t, w, time.Now())
 }
 
 // pinRoundAt is pinRound with the clock at now.
-func pinRoundAt(w *Worker, now time.Time) bool {
+func pinRoundAt(t *testing.T, w *Worker, now time.Time) bool {
+	t.Helper()
 	left, _ := w.doPins(context.Background(), now)
 	for len(w.pinning) > 0 {
-		w.pinDone(<-w.pinResults)
+		w.pinDone(eventually.Recv(t, eventually.Left(t), "the outcome of a pin call", w.pinResults))
 	}
 	return left
 }
@@ -724,7 +727,7 @@ func backedOffPin(t *testing.T, pinner func(*calls) pusher.Pinner) (e *env, root
 		p := pinner(c)
 		w.newPinner = func(*config.Target) (pusher.Pinner, error) { return p, nil }
 	}
-	pinRound(w)
+	pinRound(t, w)
 	pins, _, _ := e.q.ListPins()
 	if len(pins) != 1 || pins[0].Attempts != 1 || !pins[0].NextAttempt.After(time.Now()) {
 		t.Fatalf("pins = %+v, want one failed and backed off", pins)
@@ -748,7 +751,7 @@ func pinDueNow(t *testing.T, e *env, attempts int, what string) {
 func triedAtOnce(t *testing.T, e *env, c *calls, w *Worker, calls int) {
 	t.Helper()
 	c.setFail(nil)
-	pinRound(w)
+	pinRound(t, w)
 	if got := c.list(); len(got) != calls {
 		t.Errorf("calls = %q, want the pin asked for again tried at once", got)
 	}
@@ -844,10 +847,10 @@ func TestPinThatHangsHoldsNoPush(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx, Once) }()
-	<-hp.started
+	eventually.Recv(t, eventually.Left(t), "the pin call to start", hp.started, e.log.String)
 	waitFor(t, "the push beside the hanging pin", func() bool { calls, _ := f.Calls(); return len(calls) == 1 }, e.log)
 	close(hp.release)
-	if err := <-done; err != nil {
+	if err := eventually.Recv(t, eventually.Left(t), "Run(Once) to return once the pin call ended", done, e.log.String); err != nil {
 		t.Fatalf("Run(Once) = %v", err)
 	}
 	if names, _ := e.q.PinNames(); len(names) != 0 {
@@ -1062,7 +1065,7 @@ func TestPinReadAfterItsRootsDropAfterAClockStep(t *testing.T) {
 				w = e.pinWorker(c)
 			}
 			w.state = LoadState(e.q.Dir)
-			pinRound(w)
+			pinRound(t, w)
 			if got := c.list(); len(got) != 0 {
 				t.Errorf("calls = %q, want none: the root was dropped", got)
 			}
@@ -1176,7 +1179,7 @@ func TestPinOfRootPushedAfterAnEarlierDropIsMade(t *testing.T) {
 				w = e.pinWorker(c)
 			}
 			w.state = LoadState(e.q.Dir)
-			pinRound(w)
+			pinRound(t, w)
 			if got := c.list(); len(got) != 2 || got[1] != "pin main app "+app.String()+" " {
 				t.Errorf("calls = %q, want the root pinned: it is in the cache\n%s", got, e.log.String())
 			}
@@ -1308,7 +1311,7 @@ func TestPinOfDroppedRootWhoseDropWasPruned(t *testing.T) {
 				w = e.pinWorker(c)
 			}
 			w.state = LoadState(e.q.Dir)
-			pinRound(w)
+			pinRound(t, w)
 			if got := c.list(); len(got) != 0 {
 				t.Errorf("calls = %q, want none: the root was dropped", got)
 			}
@@ -1326,7 +1329,7 @@ func TestPinOfDroppedRootWhoseDropWasPruned(t *testing.T) {
 // and push --pin --wait gave up on it at once.
 func TestPinAskedAgainIsTriedNow(t *testing.T) {
 	e, root, c, w := backedOffPin(t, nil)
-	pinRound(w)
+	pinRound(t, w)
 	if got := c.list(); len(got) != 1 {
 		t.Fatalf("calls = %q, want one while the pin backs off", got)
 	}
@@ -1362,7 +1365,7 @@ func TestPinAskedAgainWhileItsCallRunsIsTriedNow(t *testing.T) {
 	})
 	// Its back-off over, its call runs; push --pin asks for it meanwhile.
 	ap.ask = func() { e.pin(t, "main", root, "done", queue.Keep{}) }
-	pinRoundAt(w, time.Now().Add(48*time.Hour))
+	pinRoundAt(t, w, time.Now().Add(48*time.Hour))
 	pinDueNow(t, e, 2, "after a failed call it was asked for again during")
 	ap.ask = nil
 	triedAtOnce(t, e, c, w, 3)
@@ -1376,7 +1379,7 @@ func TestPinAskedAgainDuringItsFirstCallIsTriedNow(t *testing.T) {
 	c, w := e.statePinWorker(errors.New("HTTP 401"))
 	ap := askingPinner{c: c, ask: func() { e.pin(t, "main", root, "done", queue.Keep{}) }}
 	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return ap, nil }
-	pinRound(w) // its first call: asked for again, failed
+	pinRound(t, w) // its first call: asked for again, failed
 	if p := w.pins[names[0]]; p == nil || !p.NextAttempt.IsZero() {
 		t.Fatalf("pin known to the worker after a failed first call it was asked for again during = %+v, want due now", p)
 	}
@@ -1395,7 +1398,7 @@ func TestPinAskedAgainAsItsFailureIsWrittenIsTriedNow(t *testing.T) {
 			e.pin(t, "main", root, "done", queue.Keep{})
 		}
 	}
-	pinRoundAt(w, time.Now().Add(48*time.Hour)) // its back-off over
+	pinRoundAt(t, w, time.Now().Add(48*time.Hour)) // its back-off over
 	if !asked {
 		t.Fatal("the pin's failure was not written")
 	}
@@ -1411,7 +1414,7 @@ func TestPinAskedAgainBeforeItsCallBacksOff(t *testing.T) {
 	_, w := e.statePinWorker(errors.New("HTTP 401"))
 	w.scanPins()
 	e.pin(t, "main", root, "done", queue.Keep{})
-	pinRound(w)
+	pinRound(t, w)
 	pins, _, _ := e.q.ListPins()
 	if len(pins) != 1 || pins[0].NextAttempt.IsZero() || pins[0].Attempts != 1 {
 		t.Fatalf("pin file after a failed call asked for before it = %+v, want backed off, 1 attempt", pins)
@@ -1464,9 +1467,9 @@ func TestPinAskedAgainSurvivesItsCallCutShort(t *testing.T) {
 	w.newPinner = func(*config.Target) (pusher.Pinner, error) { return hp, nil }
 	ctx, cancel := context.WithCancel(context.Background())
 	w.doPins(ctx, time.Now())
-	<-hp.started
+	eventually.Recv(t, eventually.Left(t), "the pin call to start", hp.started, e.log.String)
 	cancel() // the worker stops
-	res := <-w.pinResults
+	res := eventually.Recv(t, eventually.Left(t), "the cut pin call's result", w.pinResults, e.log.String)
 	if !res.cut {
 		t.Fatalf("the call was not cut short: %v", res.err)
 	}
@@ -1594,7 +1597,7 @@ func TestPinAskedAgainAsItIsDroppedIsKept(t *testing.T) {
 			t.Errorf("AddPins = %d, %v; want the pin asked for again", n, err)
 		}
 	}
-	pinRound(w)
+	pinRound(t, w)
 	if !asked {
 		t.Fatal("the pin was not given up on")
 	}
@@ -1666,10 +1669,10 @@ func TestPinAskedAgainWithAnotherKeepIsMadeWithIt(t *testing.T) {
 		root := build(t, "done-1")[0]
 		e.pin(t, "main", root, "done", queue.Keep{Revisions: 5})
 		c, w := e.statePinWorker(errors.New("HTTP 401"))
-		pinRound(w) // failed, backed off
+		pinRound(t, w) // failed, backed off
 		c.setFail(nil)
 		e.pin(t, "main", root, "done", days)
-		pinRound(w)
+		pinRound(t, w)
 		want := []string{"pin main done " + root.String() + " --keep-revisions 5", "pin main done " + root.String() + " --keep-days 3"}
 		if got := c.list(); !slices.Equal(got, want) {
 			t.Errorf("calls = %q, want %q", got, want)
@@ -1686,9 +1689,9 @@ func TestPinAskedAgainWithAnotherKeepIsMadeWithIt(t *testing.T) {
 		// first call runs.
 		ap := askingPinner{c: c, ask: func() { e.pin(t, "main", root, "done", days) }}
 		w.newPinner = func(*config.Target) (pusher.Pinner, error) { return keepPinner{ap, &keeps}, nil }
-		pinRound(w)
+		pinRound(t, w)
 		ap.ask = nil
-		pinRound(w)
+		pinRound(t, w)
 		if want := []string{"--keep-revisions 5", "--keep-days 3"}; !slices.Equal(keeps, want) {
 			t.Errorf("keeps of the calls = %q, want %q", keeps, want)
 		}
@@ -1725,7 +1728,7 @@ func TestPinWithItsAskUnreadableIsNotRecordedDropped(t *testing.T) {
 		t.Fatalf("pins %q", names)
 	}
 	release := leased(t, filepath.Join(e.q.Dir, "pinasks", names[0]))
-	pinRound(w)
+	pinRound(t, w)
 	release()
 	dropped := func() int {
 		recs, _ := history.Read(e.q.Dir)
@@ -1744,7 +1747,7 @@ func TestPinWithItsAskUnreadableIsNotRecordedDropped(t *testing.T) {
 		t.Fatalf("pins %q; want the pin kept", names)
 	}
 	for range 3 {
-		pinRound(w)
+		pinRound(t, w)
 	}
 	if names, _ := e.q.PinNames(); len(names) != 0 {
 		t.Errorf("pins %q; want the pin dropped once its ask was taken", names)
@@ -1775,7 +1778,7 @@ func TestPinDropThatKeepsFailingLoggedOnce(t *testing.T) {
 	}
 	w := e.pinWorker(&calls{})
 	for range 5 {
-		pinRound(w)
+		pinRound(t, w)
 	}
 	if n := strings.Count(e.log.String(), "removing a pin given up on"); n != 1 {
 		t.Errorf("the failing drop logged %d times in 5 rounds, want once:\n%s", n, e.log)
@@ -1787,7 +1790,7 @@ func TestPinDropThatKeepsFailingLoggedOnce(t *testing.T) {
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	pinRound(w)
+	pinRound(t, w)
 	if names, _ := e.q.PinNames(); len(names) != 0 {
 		t.Errorf("pins %q; want the pin dropped once it could be", names)
 	}
@@ -1830,9 +1833,9 @@ func TestPinAskedAgainByAnOlderAskKeepsItsKeep(t *testing.T) {
 			oldAsk()
 		}
 		w.newPinner = func(*config.Target) (pusher.Pinner, error) { return keepPinner{ap, &keeps}, nil }
-		pinRound(w)
+		pinRound(t, w)
 		ap.ask = nil
-		pinRound(w)
+		pinRound(t, w)
 		if want := []string{"--keep-revisions 5"}; !slices.Equal(keeps, want) {
 			t.Errorf("asked during the call %v: keeps of the calls = %q, want %q", during, keeps, want)
 		}
