@@ -9,6 +9,7 @@
   "./internal/escape"
   "./internal/eventually"
   "./internal/fds"
+  "./internal/fds/fdstest"
   "./internal/filter"
   "./internal/history"
   "./internal/hook"

@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/fds/fdstest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist/pkglisttest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
@@ -178,33 +178,6 @@ func TestRunListForOtherTargets(t *testing.T) {
 	}
 }
 
-// withDescriptors runs do with no descriptor left to open (EMFILE), as a
-// busy machine may leave the hook: a read of the moment fails.
-func withDescriptors(t *testing.T, do func()) {
-	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	low := syscall.Rlimit{Cur: uint64(f.Fd()), Max: old.Max}
-	f.Close()
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skip(err)
-	}
-	// Restored also when do fails the test: the package's later tests
-	// would run with no descriptor to spare.
-	defer func() {
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	do()
-}
-
 // readOutOfDescriptors reads package lists, l out of descriptors
 // (EMFILE): a list that cannot be read at the hook's run.
 func readOutOfDescriptors(t *testing.T, l storepath.Path) func(storepath.Path) (*pkglist.List, error) {
@@ -214,7 +187,7 @@ func readOutOfDescriptors(t *testing.T, l storepath.Path) func(storepath.Path) (
 		}
 		var got *pkglist.List
 		var err error
-		withDescriptors(t, func() { got, err = pkglist.Read(p) })
+		fdstest.WithDescriptors(t, 0, func() { got, err = pkglist.Read(p) })
 		return got, err
 	}
 }

@@ -7,13 +7,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/fds/fdstest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist/pkglisttest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -164,33 +164,6 @@ func dirInPlace(t *testing.T, file, aside string) (restore func()) {
 	}
 }
 
-// withDescriptors runs do with spare descriptors left to open (EMFILE
-// past them), or skips the test where the limit cannot be lowered.
-func withDescriptors(t *testing.T, spare uint64, do func()) {
-	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(os.DevNull)
-	if err != nil {
-		t.Fatal(err)
-	}
-	low := syscall.Rlimit{Cur: uint64(f.Fd()) + spare, Max: old.Max}
-	f.Close()
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skip(err)
-	}
-	// Restored also when do fails the test: the package's later tests
-	// would run with no descriptor to spare.
-	defer func() {
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	do()
-}
-
 // dualStarted is the start of the tests of a pair queued again while
 // pushed: dual and other, then the extras, built for a target "on" that
 // allows all; dual and other queued in a bulk file and scanned at now;
@@ -323,7 +296,7 @@ func TestListReadErrorWaits(t *testing.T) {
 
 	// No descriptor left to open the list's file with.
 	var ls listings
-	withDescriptors(t, 0, func() { ls = j.lists(context.Background()) })
+	fdstest.WithDescriptors(t, 0, func() { ls = j.lists(context.Background()) })
 
 	k := entries[0].Key()
 	if why, ok := ls.drop[k]; ok {
@@ -795,7 +768,7 @@ func TestRunListedEntryFileCopyUnreadIsHeld(t *testing.T) {
 	e.addListed(t, "on", real, dual) // queued again: its own file
 	// One descriptor left: the scan lists entries/, and cannot open
 	// the copy.
-	withDescriptors(t, 1, func() { w.scan(time.Now().Add(time.Minute)) })
+	fdstest.WithDescriptors(t, 1, func() { w.scan(time.Now().Add(time.Minute)) })
 	// Read, it would have been merged and removed.
 	if _, err := os.Lstat(filepath.Join(e.q.Dir, "entries", key)); err != nil || w.idx.slots[key] != s {
 		t.Fatalf("the copy was read (%v): no descriptor was short\n%s", err, e.log.String())

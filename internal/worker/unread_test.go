@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/fds/fdstest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -38,7 +39,7 @@ func TestRunUnreadListQueued(t *testing.T) {
 		if reads == 1 {
 			var l *pkglist.List
 			var err error
-			withDescriptors(t, 0, func() { l, err = pkglist.Read(p) })
+			fdstest.WithDescriptors(t, 0, func() { l, err = pkglist.Read(p) })
 			return l, err
 		}
 		return pkglist.Read(p)
