@@ -23,6 +23,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -57,11 +60,33 @@ type checkouts struct {
 	lib, hm, nixpkgs string
 }
 
-// tally counts the module checks (the tests that call needCheckouts) by
-// outcome, for the summary TestMain writes.
+// tally holds the outcome of every test of the package ("passed",
+// "failed", "skipped") by name, for the summary TestMain writes.
 var tally struct {
 	sync.Mutex
-	passed, failed, skipped []string
+	outcome map[string]string
+}
+
+// tallied counts t in the summary by its outcome. Every test of the
+// package calls it, through needCheckouts or libExpr or itself
+// (TestEveryTestTallied checks): a check left out of the count could
+// fail or skip while the summary said all passed.
+func tallied(t *testing.T) {
+	t.Cleanup(func() {
+		outcome := "passed"
+		switch {
+		case t.Skipped():
+			outcome = "skipped"
+		case t.Failed():
+			outcome = "failed"
+		}
+		tally.Lock()
+		defer tally.Unlock()
+		if tally.outcome == nil {
+			tally.outcome = map[string]string{}
+		}
+		tally.outcome[t.Name()] = outcome
+	})
 }
 
 // TestMain writes how many module checks passed, failed and skipped into
@@ -70,13 +95,8 @@ var tally struct {
 // that they ran, and with what.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if f := os.Getenv("CFH_TEST_SUMMARY"); f != "" && len(tally.passed)+len(tally.failed)+len(tally.skipped) > 0 {
-		line := fmt.Sprintf("module checks: %d passed, %d failed, %d skipped", len(tally.passed), len(tally.failed), len(tally.skipped))
-		if len(tally.skipped) > 0 {
-			line += " (CFH_NIXPKGS_LIB and CFH_HOME_MANAGER unset)"
-		} else {
-			line += fmt.Sprintf(" (%s) with nixpkgs.lib %s and home-manager %s", strings.Join(append(tally.passed, tally.failed...), " "), os.Getenv("CFH_NIXPKGS_LIB"), os.Getenv("CFH_HOME_MANAGER"))
-		}
+	if f := os.Getenv("CFH_TEST_SUMMARY"); f != "" && len(tally.outcome) > 0 {
+		line := summary(tally.outcome, os.Getenv("CFH_NIXPKGS_LIB"), os.Getenv("CFH_HOME_MANAGER"))
 		if out, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
 			fmt.Fprintln(out, line)
 			out.Close()
@@ -85,24 +105,33 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// summary is TestMain's line: the counts, the tests that failed or
+// skipped by name, and the checkouts the module checks used.
+func summary(outcome map[string]string, lib, hm string) string {
+	by := map[string][]string{}
+	for name, o := range outcome {
+		by[o] = append(by[o], name)
+	}
+	line := fmt.Sprintf("module checks: %d passed, %d failed, %d skipped", len(by["passed"]), len(by["failed"]), len(by["skipped"]))
+	for _, o := range []string{"failed", "skipped"} {
+		if len(by[o]) > 0 {
+			slices.Sort(by[o])
+			line += fmt.Sprintf("; %s: %s", o, strings.Join(by[o], " "))
+		}
+	}
+	if lib == "" || hm == "" {
+		return line + " (CFH_NIXPKGS_LIB and CFH_HOME_MANAGER unset)"
+	}
+	return line + fmt.Sprintf(" (with nixpkgs.lib %s and home-manager %s)", lib, hm)
+}
+
 // needCheckouts skips the test unless CFH_NIXPKGS_LIB and CFH_HOME_MANAGER
 // are set, or fails it then under CFH_TEST_REQUIRE_MODULES=1 (set by
 // .ci/run, which unpacks the fixtures); with them set, a missing
 // nix-instantiate is a failure.
 func needCheckouts(t *testing.T) checkouts {
 	t.Helper()
-	t.Cleanup(func() {
-		tally.Lock()
-		defer tally.Unlock()
-		switch {
-		case t.Skipped():
-			tally.skipped = append(tally.skipped, t.Name())
-		case t.Failed():
-			tally.failed = append(tally.failed, t.Name())
-		default:
-			tally.passed = append(tally.passed, t.Name())
-		}
-	})
+	tallied(t)
 	c := checkouts{lib: os.Getenv("CFH_NIXPKGS_LIB"), hm: os.Getenv("CFH_HOME_MANAGER")}
 	if c.lib == "" || c.hm == "" {
 		const why = "CFH_NIXPKGS_LIB and CFH_HOME_MANAGER are not both set: the module checks need checkouts of nix-community/nixpkgs.lib and nix-community/home-manager (see docs/nix-checks.md)"
@@ -1035,6 +1064,7 @@ var needNix = []string{"./cli", "./test", "./test/matrix", "./test/nixmodules"}
 // needNix: one left out would have its tests silently not run by
 // checkPhase. (Listed tests that do need Nix fail TestOfflineTestPackages.)
 func TestOfflineTestPackagesListed(t *testing.T) {
+	tallied(t)
 	root := repoRoot(t)
 	pkgs := offlinePackages(t)
 	listed, err := run(t, nil, "go", "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}", root+"/...")
@@ -1054,6 +1084,7 @@ func TestOfflineTestPackagesListed(t *testing.T) {
 // sandbox would: no Nix on PATH, HOME a directory that does not exist,
 // GOPROXY=off, no NIX_* or CFH_* variables.
 func TestOfflineTestPackages(t *testing.T) {
+	tallied(t)
 	if testing.Short() {
 		t.Skip("runs the unit tests of every package in nix/offline-test-packages.nix")
 	}
@@ -1518,5 +1549,66 @@ func TestNixOSStoreSchemeColonSlash(t *testing.T) {
 				t.Errorf("%s: ReadWritePaths %q: no %q", s, paths, dir)
 			}
 		}
+	}
+}
+
+// Every test of the package is counted in the summary: it calls tallied,
+// needCheckouts or libExpr. The summary counted only needCheckouts' tests,
+// and said all passed while a lib.nix check failed or skipped.
+func TestEveryTestTallied(t *testing.T) {
+	tallied(t)
+	fset := token.NewFileSet()
+	files, err := filepath.Glob(filepath.Join(repoRoot(t), "test", "nixmodules", "*_test.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("the package's test files: %v, %v", files, err)
+	}
+	counted := 0
+	for _, file := range files {
+		f, err := parser.ParseFile(fset, file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv != nil {
+				continue
+			}
+			// The helpers count their callers; a test calls one of them.
+			names := []string{"tallied"}
+			switch name := fn.Name.Name; {
+			case name == "needCheckouts" || name == "libExpr":
+			case strings.HasPrefix(name, "Test") && name != "TestMain":
+				names = append(names, "needCheckouts", "libExpr")
+				counted++
+			default:
+				continue
+			}
+			calls := false
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				if c, ok := n.(*ast.CallExpr); ok {
+					if id, ok := c.Fun.(*ast.Ident); ok && slices.Contains(names, id.Name) {
+						calls = true
+					}
+				}
+				return !calls
+			})
+			if !calls {
+				t.Errorf("%s: %s is not counted in the summary: call one of %v", fset.Position(fn.Pos()), fn.Name.Name, names)
+			}
+		}
+	}
+	if counted < 10 {
+		t.Errorf("found %d tests in %v", counted, files)
+	}
+}
+
+func TestSummary(t *testing.T) {
+	tallied(t)
+	got := summary(map[string]string{"TestA": "passed", "TestC": "skipped", "TestB": "failed", "TestD": "skipped"}, "", "")
+	if want := "module checks: 1 passed, 1 failed, 2 skipped; failed: TestB; skipped: TestC TestD (CFH_NIXPKGS_LIB and CFH_HOME_MANAGER unset)"; got != want {
+		t.Errorf("summary:\n got %q\nwant %q", got, want)
+	}
+	if got := summary(map[string]string{"TestA": "passed"}, "/l", "/h"); got != "module checks: 1 passed, 0 failed, 0 skipped (with nixpkgs.lib /l and home-manager /h)" {
+		t.Errorf("summary with checkouts: %q", got)
 	}
 }

@@ -409,6 +409,7 @@ func readLog(queue string) string {
 // nix-instantiate, or fails it then under CFH_TEST_REQUIRE_MODULES=1.
 func libExpr(t *testing.T) string {
 	t.Helper()
+	tallied(t)
 	if _, err := exec.LookPath("nix-instantiate"); err != nil {
 		if os.Getenv("CFH_TEST_REQUIRE_MODULES") == "1" {
 			t.Fatal(err)
