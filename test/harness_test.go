@@ -284,6 +284,18 @@ func (e *Env) WaitDropped(timeout time.Duration, sawAll bool, dropped ...string)
 	}
 }
 
+// WaitWorkersGone waits until no worker of the queue runs and the log's
+// last line is a worker's exit: what the workers write is then all there
+// is, which `wait` does not promise (a worker logs, lingers and exits
+// after the queue drained).
+func (e *Env) WaitWorkersGone(within time.Duration) {
+	e.t.Helper()
+	eventually.True(e.t, within, "the queue's workers to exit", func() bool {
+		lines := strings.Split(strings.TrimSpace(e.Log()), "\n")
+		return len(workerPIDs(e.Queue)) == 0 && strings.Contains(lines[len(lines)-1], "worker exiting")
+	}, e.Log)
+}
+
 // Log returns the worker's log.
 func (e *Env) Log() string {
 	b, _ := os.ReadFile(filepath.Join(e.Queue, "worker.log"))

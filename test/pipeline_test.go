@@ -844,6 +844,9 @@ retry_max = "1s"
 			t.Errorf("the token is in cachix's argv: %q", inv.Argv)
 		}
 	}
+	// After the last worker's last line: one logged as it lingers or
+	// exits, after wait returned, would leak unseen.
+	e.WaitWorkersGone(eventually.Left(t))
 	seen = append(seen, "worker log\n"+e.Log(), "status\n"+plStatusText(t, e))
 	out, _ := plStatusJSON(t, e)
 	seen = append(seen, "status --json\n"+out)
