@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
@@ -48,7 +49,7 @@ func TestWaitWakesWhenTheQueueEmpties(t *testing.T) {
 			}()
 			// The wait has seen the entries there: only a wake-up can
 			// tell it they left.
-			<-looked
+			eventually.Recv(t, eventually.Left(t), "the wait's first look at the queue", looked, out.String)
 			for _, sub := range []string{"entries", "bulk"} {
 				names, _ := os.ReadDir(filepath.Join(qdir, sub))
 				for _, n := range names {

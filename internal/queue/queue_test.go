@@ -413,7 +413,7 @@ func TestAddRacingUpdateKeepsRetryState(t *testing.T) {
 		}()
 		close(start)
 		wg.Wait()
-		<-updated
+		eventually.Recv(t, eventually.Left(t), "the racing Update to find the entry", updated)
 		e, err := q.Read(key)
 		if err != nil {
 			t.Fatal(err)

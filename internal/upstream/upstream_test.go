@@ -18,6 +18,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixtest"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/testuser"
 )
@@ -429,7 +430,7 @@ func TestHungFileUpstream(t *testing.T) {
 			defer cancel()
 			done := make(chan Result, 1)
 			go func() { done <- c.Check(ctx, map[string][]string{u: {path}}) }()
-			<-started
+			eventually.Recv(t, eventually.Left(t), "Check to read the file", started)
 			if tc.cancel {
 				cancel()
 			}
