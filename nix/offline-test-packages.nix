@@ -19,6 +19,7 @@
   "./internal/pathfacts"
   "./internal/pkglist"
   "./internal/policy"
+  "./internal/procgroup"
   "./internal/pushed"
   "./internal/pusher"
   "./internal/queue"

@@ -17,7 +17,9 @@ const waitDelay = 5 * time.Second
 // when cmd's context ends, as package pusher runs a pusher: a child of
 // Nix's (or of a wrapper script) that holds cmd's pipes goes with it, so
 // that reading them ends. What escapes the group is left to WaitDelay.
-func inGroup(cmd *exec.Cmd) {
-	procgroup.Set(cmd)
-	cmd.Cancel = func() error { return procgroup.Kill(cmd) }
+// cmd is then waited for with the Group's Wait, never cmd.Wait.
+func inGroup(cmd *exec.Cmd) *procgroup.Group {
+	g := procgroup.Set(cmd)
+	cmd.Cancel = g.Kill
+	return g
 }

@@ -80,9 +80,13 @@ func (n Nix) Output(ctx context.Context, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	// Once ctx ends, nothing nix started may keep stdout open, and Run
 	// waiting for it.
-	inGroup(cmd)
+	g := inGroup(cmd)
 	cmd.WaitDelay = waitDelay
-	if err := cmd.Run(); err != nil {
+	err := cmd.Start()
+	if err == nil {
+		err = g.Wait()
+	}
+	if err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			return "", fmt.Errorf("%s %s: %w: %s", cmd.Path, strings.Join(args, " "), err, msg)
 		}

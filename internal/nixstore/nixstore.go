@@ -105,7 +105,7 @@ func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
 	var stderr tail
 	cmd.Stderr = &stderr
 	// Once ctx ends, nothing Nix started may keep stdout open.
-	inGroup(cmd)
+	g := inGroup(cmd)
 	cmd.WaitDelay = waitDelay
 	// Read as pathInfo reads (a closure's list is a megabyte).
 	pipe, err := cmd.StdoutPipe()
@@ -117,9 +117,9 @@ func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
 		out, err = readAll(io.LimitReader(pipe, maxQueryOutput+1))
 		if err == nil && len(out) > maxQueryOutput {
 			cancel() // Wait then says "killed": said here instead
-			_ = cmd.Wait()
+			_ = g.Wait()
 			err = fmt.Errorf("output past %d bytes", maxQueryOutput)
-		} else if werr := cmd.Wait(); werr != nil || err != nil {
+		} else if werr := g.Wait(); werr != nil || err != nil {
 			err = errors.Join(werr, err)
 		}
 	}

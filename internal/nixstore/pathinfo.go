@@ -191,7 +191,7 @@ func (n Nix) pathInfoAs(ctx context.Context, recursive bool, paths, format []str
 	cmd.Stderr = &stderr
 	// Once ctx ends, nothing Nix started may keep stdout, and with it
 	// the decoding, open.
-	inGroup(cmd)
+	g := inGroup(cmd)
 	cmd.WaitDelay = waitDelay
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -209,7 +209,7 @@ func (n Nix) pathInfoAs(ctx context.Context, recursive bool, paths, format []str
 		// read on it could be read until the timeout.
 		cancel()
 	}
-	werr := cmd.Wait()
+	werr := g.Wait()
 	var ee *exec.ExitError
 	if werr != nil && (derr == nil || errors.As(werr, &ee) && ee.Exited()) {
 		// Nix's own failure (not the kill above) says more.

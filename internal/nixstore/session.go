@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/procgroup"
 )
 
 // Session is one `nix-store --serve` kept open for many PathInfos calls:
@@ -59,6 +61,7 @@ const (
 
 type serveProc struct {
 	cmd    *exec.Cmd
+	group  *procgroup.Group // cmd is waited for through it, never cmd.Wait
 	stdin  io.Closer
 	c      *serveConn
 	stderr *tail // read only once the process is waited for
@@ -178,7 +181,7 @@ func (p *serveProc) stop() string {
 	p.stdin.Close() // the server ends at the end of its input
 	done := make(chan struct{})
 	go func() {
-		_ = p.cmd.Wait()
+		_ = p.group.Wait()
 		close(done)
 	}()
 	select {
@@ -212,7 +215,7 @@ func (n Nix) startServe(ctx, call context.Context) (*serveProc, error) {
 	}
 	p := &serveProc{cmd: cmd, stderr: &tail{}, cancel: cancel}
 	cmd.Stderr = p.stderr
-	inGroup(cmd)
+	p.group = inGroup(cmd)
 	cmd.WaitDelay = waitDelay
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -237,7 +240,7 @@ func (n Nix) startServe(ctx, call context.Context) (*serveProc, error) {
 	stop()
 	if err != nil {
 		stdin.Close()
-		_ = cmd.Wait()
+		_ = p.group.Wait()
 		cancel()
 		if call.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, call.Err())

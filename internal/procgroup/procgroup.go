@@ -6,24 +6,51 @@ package procgroup
 
 import (
 	"os/exec"
+	"sync"
 	"syscall"
 )
+
+// Group is a command that runs in a process group of its own. Its id is
+// the leader's pid, which stays taken only until the leader is reaped:
+// the group is signalled only before that, never after, when the number
+// may be another's (Kill and the reaping in Wait and End take turns).
+type Group struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	reaped bool // or about to be: the group's id is no longer ours
+}
 
 // Set makes cmd start in a process group of its own, and on Linux be
 // killed when the thread that started it dies, so that a SIGKILLed
 // worker leaves no upload running that a new worker would duplicate.
-func Set(cmd *exec.Cmd) { cmd.SysProcAttr = attr() }
+// cmd must then be waited for with the Group's Wait or End, not
+// cmd.Wait, which would reap it behind Kill's back (a Cancel of
+// CommandContext's that calls Kill included).
+func Set(cmd *exec.Cmd) *Group {
+	cmd.SysProcAttr = attr()
+	return &Group{cmd: cmd}
+}
 
-// Kill SIGKILLs cmd's process group and cmd itself (should it have left
-// the group), and returns the error of the latter. The group's id is the
-// leader's pid, which stays taken until Wait reaps it.
-func Kill(cmd *exec.Cmd) error {
-	if cmd.Process == nil {
+// Kill SIGKILLs the process group, unless its leader was reaped, and
+// cmd itself (should it have left the group; by its pidfd, which no
+// other process can take over), and returns the error of the latter.
+func (g *Group) Kill() error {
+	if g.cmd.Process == nil {
 		return nil
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	return cmd.Process.Kill()
+	g.mu.Lock()
+	if !g.reaped {
+		_ = syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	g.mu.Unlock()
+	return g.cmd.Process.Kill()
 }
+
+// Wait waits for cmd as cmd.Wait does. On Linux it waits for the exit
+// without reaping first, so that a Kill until then still reaches the
+// group; elsewhere a Kill racing the reaping may reach a group that took
+// the same number.
+func (g *Group) Wait() error { return g.wait(false) }
 
 // End waits until cmd has exited, kills what it left in its group (a
 // helper that closed its output, which nothing else would stop: it would
@@ -31,9 +58,20 @@ func Kill(cmd *exec.Cmd) error {
 // comes before the reaping: until then the leader's pid, the group's id,
 // cannot be taken by another process, so the kill reaches no other
 // group.
-func End(cmd *exec.Cmd) error {
-	if waitExited(cmd.Process.Pid) {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+func (g *Group) End() error { return g.wait(true) }
+
+func (g *Group) wait(kill bool) error {
+	if waitExited(g.cmd.Process.Pid) {
+		g.mu.Lock()
+		if kill {
+			_ = syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
+		}
+		g.reaped = true
+		g.mu.Unlock()
 	}
-	return cmd.Wait()
+	err := g.cmd.Wait()
+	g.mu.Lock()
+	g.reaped = true
+	g.mu.Unlock()
+	return err
 }

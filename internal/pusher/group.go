@@ -66,9 +66,9 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	defer pipe.close()
 	cmd.Stdout, cmd.Stderr = end, end
 	cmd.Stdin = nil
-	procgroup.Set(cmd)
+	g := procgroup.Set(cmd)
 	cmd.Cancel = func() error {
-		_ = procgroup.Kill(cmd)
+		_ = g.Kill()
 		return nil
 	}
 	// After a cancel, the kill of the pusher itself (should the group
@@ -82,7 +82,7 @@ func run(ctx context.Context, timeout time.Duration, mk func(context.Context) *e
 	}
 	copied := make(chan error, 1)
 	go func() { copied <- pipe.copyTo(w) }()
-	err = procgroup.End(cmd)
+	err = g.End()
 	pipe.exited()
 	// What the reading returns is left: the output is for the log, and
 	// the pusher's exit status says whether the upload worked (a copy

@@ -1,0 +1,98 @@
+package procgroup
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestKillAfterWaitSparesTheGroupID checks that a Kill once the leader
+// was reaped (exec's Cancel can run then, when the context ends as the
+// process exits) sends nothing to the group's id: that number may be
+// another process's group by then. A member left in the group keeps the
+// number taken here, so that what the kill would reach is ours to see.
+func TestKillAfterWaitSparesTheGroupID(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// A file, not a pipe: the member keeps it open, and Wait would wait.
+	cmd := exec.Command("/bin/sh", "-c", "sleep 60 & echo $!")
+	cmd.Stdout = f
+	g := Set(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("the member's pid: %q", b)
+	}
+	_ = g.Kill()
+	time.Sleep(100 * time.Millisecond) // a SIGKILL sent would have landed
+	if st := state(member); st == "" || st == "Z" {
+		t.Errorf("Kill after the leader was reaped signalled its group's id (member %d: state %q)", member, st)
+	}
+}
+
+// TestEndKillsTheGroup checks End still kills what the leader left in
+// its group, before reaping it.
+func TestEndKillsTheGroup(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("/bin/sh", "-c", "sleep 60 & echo $!")
+	cmd.Stdout = f
+	g := Set(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+	if err := g.End(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(f.Name())
+	member, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("the member's pid: %q", b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st := state(member); st != "" && st != "Z"; st = state(member) {
+		if time.Now().After(deadline) {
+			t.Fatalf("End left member %d of the group running", member)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// state is the state letter of pid in /proc, "" when it is gone.
+func state(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
