@@ -32,7 +32,9 @@ func TestChildInheritsNothingWithoutFdDir(t *testing.T) {
 	childInheritsNothing(t)
 }
 
-func childInheritsNothing(t *testing.T) {
+func childInheritsNothing(t *testing.T) { childInheritsNothingBy(t, CloseOnExec) }
+
+func childInheritsNothingBy(t *testing.T, closeOnExec func() error) {
 	file := filepath.Join(t.TempDir(), "f")
 	fd, err := syscall.Open(file, syscall.O_CREAT|syscall.O_WRONLY, 0o600)
 	if err != nil {
@@ -50,7 +52,7 @@ func childInheritsNothing(t *testing.T) {
 	if !strings.Contains(child(), name) {
 		t.Fatalf("before CloseOnExec the child lacks fd %d: the test cannot see the defect", fd)
 	}
-	if err := CloseOnExec(); err != nil {
+	if err := closeOnExec(); err != nil {
 		t.Fatal(err)
 	}
 	if got := child(); strings.Contains(got, name) {
@@ -62,4 +64,25 @@ func childInheritsNothing(t *testing.T) {
 	if fi, _ := os.Stat(file); fi.Size() != 1 {
 		t.Errorf("write through fd %d did not land", fd)
 	}
+}
+
+// TestChildInheritsNothingWithoutCloseRangeOrFdDir is the fallback's
+// case: a kernel without close_range and no /proc to list them in. The
+// descriptors are then tried one by one, up to a bound.
+func TestChildInheritsNothingWithoutCloseRangeOrFdDir(t *testing.T) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	// Below maxWalk, so that the walk covers every number.
+	if lim.Cur > 4096 {
+		low := lim
+		low.Cur = 4096
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim) })
+	}
+	noDir := filepath.Join(t.TempDir(), "no-proc")
+	childInheritsNothingBy(t, func() error { return closeOnExec(func() bool { return false }, noDir) })
 }
