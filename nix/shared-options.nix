@@ -128,6 +128,71 @@ let
       )
     );
 
+  # The settings that carry a credential in a URI, as the program reads
+  # them (storeCredentials and checkUpstream in
+  # internal/config/storeuri.go and pathrules.go): a password in
+  # scheme://user:password@, or a query parameter whose %-decoded name
+  # holds password, passwd, token, secret, auth or credential (but
+  # secret-key= and secret-keys=, the key files' paths). The program
+  # refuses them only when hook.conf is built, and by then the value is
+  # in the world-readable store (the .drv and the file): refused here, at
+  # evaluation, without quoting the secret.
+  credentialsIn =
+    let
+      secretWords = [
+        "password"
+        "passwd"
+        "token"
+        "secret"
+        "auth"
+        "credential"
+      ];
+      check =
+        key: uri':
+        let
+          uri = builtins.unsafeDiscardStringContext (toString uri');
+          afterScheme = lib.splitString "://" uri;
+          rest = lib.concatStringsSep "://" (lib.tail afterScheme);
+          authority = builtins.head (builtins.split "[/?#]" rest);
+          # As RedactURI: a password holding '/', '?' or '#' ends the
+          # authority early; then it runs to the last '@'.
+          userinfo =
+            let
+              upTo = s: lib.concatStringsSep "@" (lib.init (lib.splitString "@" s));
+            in
+            if lib.hasInfix "@" authority then
+              upTo authority
+            else if lib.hasInfix ":" authority then
+              upTo rest
+            else
+              "";
+          password = lib.concatStringsSep ":" (lib.tail (lib.splitString ":" userinfo));
+          query = lib.concatStringsSep "?" (lib.tail (lib.splitString "?" (builtins.head (lib.splitString "#" uri))));
+          secretParam =
+            kv:
+            let
+              n = lib.toLower (settings.percentDecode (builtins.head (lib.splitString "=" kv)));
+            in
+            n != "secret-key" && n != "secret-keys" && lib.any (w: lib.hasInfix w n) secretWords;
+          params = lib.filter secretParam (if query == "" then [ ] else lib.splitString "&" query);
+        in
+        lib.optional (lib.length afterScheme > 1 && password != "") "${key} carries a password (user:password@)"
+        ++ lib.optional (params != [ ]) "${key} carries a credential (its query parameter ${
+          builtins.head (lib.splitString "=" (builtins.head params))
+        })";
+      s = cfg.settings;
+      upstreams = key: l: lib.concatLists (lib.imap0 (i: u: check "${key}[${toString i}]" u) l);
+    in
+    lib.optionals (s.store != null) (check "store" s.store)
+    ++ upstreams "upstream" (s.upstream or [ ])
+    ++ lib.concatLists (
+      lib.imap0 (
+        i: t:
+        lib.optionals (t ? store) (check "target[${toString i}].store" t.store)
+        ++ upstreams "target[${toString i}].upstream" (t.upstream or [ ])
+      ) (s.target or [ ])
+    );
+
   act = cfg.pushOnActivation;
   pinName = if act.pin == true then activation.pin else act.pin;
   keeps = lib.filter (k: k != null) [
@@ -303,6 +368,10 @@ in
             message = "${name}.settings: ${
               lib.concatMapStringsSep ", " (x: "${x.key} = \"${toString x.value}\"") secretsInStore
             } is in the Nix store, which every user can read: give the path of a file outside the store, owned by the user who pushes, mode 0600, as a string (authTokenFile for the token).";
+          }
+          {
+            assertion = credentialsIn == [ ];
+            message = "${name}.settings: ${lib.concatStringsSep ", " credentialsIn}, which would be written to the world-readable Nix store with hook.conf, and given to nix copy in argv: put the credentials where Nix reads them itself (a netrc-file in nix.conf for http(s), an AWS profile named with ?profile=NAME for s3), or name a cache that answers without them.";
           }
           {
             # Without one, hook.conf is written but every command refuses it.

@@ -1381,6 +1381,49 @@ func TestSecretInStoreAssertion(t *testing.T) {
 	}
 }
 
+// A credential in a store URI or an upstream (https://user:password@,
+// ?token=...) is refused by the program, but only when hook.conf is
+// built: by then the value is in the world-readable store, in the .drv of
+// the rendered file and in the file itself. The modules refuse it at
+// evaluation, naming the key, and without quoting the secret.
+func TestCredentialsInSettingsAssertion(t *testing.T) {
+	c := needCheckouts(t)
+	const secret = "hunter2"
+	for _, m := range []struct{ attr, path string }{{"nixos", "services.cachix-filter-hook"}, {"hm", "programs.cachix-filter-hook"}} {
+		for _, tc := range []struct{ settings, want string }{
+			{`{ store = "https://u:hunter2@cache.example.org"; allow = [ "*" ]; }`, "store"},
+			{`{ store = "s3://b?region=x&aws_secret_access_key=hunter2"; allow = [ "*" ]; }`, "store"},
+			// As Nix and the program read the name: %-decoded.
+			{`{ store = "https://cache.example.org?%74oken=hunter2"; allow = [ "*" ]; }`, "store"},
+			{`{ cache = "a"; allow = [ "*" ]; target = [ { store = "ssh-ng://u:hunter2@host"; allow = [ "*" ]; } ]; }`, "target[0].store"},
+			{`{ cache = "a"; allow = [ "*" ]; upstream = [ "https://cache.nixos.org" "https://u:hunter2@up.example.org" ]; }`, "upstream[1]"},
+			{`{ cache = "a"; allow = [ "*" ]; target = [ { cache = "b"; upstream = [ "https://up.example.org?token=hunter2" ]; } ]; }`, "target[0].upstream[0]"},
+		} {
+			var failed []string
+			if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ %s = { enable = true; settings = %s; }; }`, m.path, tc.settings), &failed); err != nil {
+				t.Fatal(err)
+			}
+			if len(failed) != 1 || !strings.Contains(failed[0], m.path+".settings: "+tc.want+" ") || !strings.Contains(failed[0], "Nix store") {
+				t.Errorf("%s: %s: failed assertions %q, want one naming %s", m.attr, tc.settings, failed, tc.want)
+			}
+			for _, f := range failed {
+				if strings.Contains(f, secret) {
+					t.Errorf("%s: %s: the assertion quotes the secret: %q", m.attr, tc.settings, f)
+				}
+			}
+		}
+		// What is not a credential: a user alone, the key files Nix signs
+		// with (checked as files), a parameter that only looks like one.
+		var failed []string
+		if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ %s = { enable = true; settings = { store = "ssh-ng://nix@host?secret-key=/run/k&secret-keys=/run/k2&compression=zstd"; allow = [ "*" ]; upstream = [ "https://cache.nixos.org" ]; target = [ { store = "s3://b?profile=p&region=x"; } ]; }; }; }`, m.path), &failed); err != nil {
+			t.Fatal(err)
+		}
+		if len(failed) != 0 {
+			t.Errorf("%s: no credential: failed assertions %q", m.attr, failed)
+		}
+	}
+}
+
 // Paths the module writes into tmpfiles.d lines and the worker's
 // ReadWritePaths= are the ones hook.conf names, which validate accepts
 // with a space or a '%' in them. Unquoted, a space split the line
