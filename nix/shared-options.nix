@@ -50,10 +50,12 @@ let
   # NixOS always has one; home-manager's nix.package defaults to null.
   nixPackage = config.nix.package or null;
 
-  # The package list of `packages` (nix/lib.nix), named after where it
-  # goes: cachix-packages-system, cachix-packages-home.
+  # The packages (`pkg.all` flattened), and their package list
+  # (nix/lib.nix), named after where it goes: cachix-packages-system,
+  # cachix-packages-home.
+  packages = lib.flatten cfg.packages;
   packageList = (import ./lib.nix { }).cachixPackages {
-    inherit (cfg) packages;
+    inherit packages;
     inherit (profile) name;
   };
 
@@ -257,9 +259,11 @@ in
     };
 
     packages = mkOption {
-      type = types.listOf types.package;
+      # A list in the list is a package's outputs (`pkg.all`), as
+      # cachixPackages takes it.
+      type = types.listOf (types.either types.package (types.listOf types.package));
       default = [ ];
-      example = literalExpression "[ pkgs.openc910 myApp myApp.dev ]";
+      example = literalExpression "[ pkgs.openc910 myApp.all otherApp.dev ]";
       description = ''
         Packages to push, chosen as Nix values rather than by name (a
         package stands for its default output; `pkg.dev` or `pkg.all` for
@@ -397,10 +401,10 @@ in
           cachix.bin = mkIf usesCachix (mkDefault (lib.getExe' pkgs.cachix "cachix"));
           nix.bin_dir = mkIf (nixPackage != null) (mkDefault "${lib.getBin nixPackage}/bin");
           cachix.auth_token_file = mkIf (cfg.authTokenFile != null) (toString cfg.authTokenFile);
-          package_lists = mkIf (cfg.packages != [ ]) (mkDefault true);
+          package_lists = mkIf (packages != [ ]) (mkDefault true);
         };
       })
-      (mkIf (cfg.packages != [ ]) (lib.setAttrByPath profile.option [ packageList ]))
+      (mkIf (packages != [ ]) (lib.setAttrByPath profile.option [ packageList ]))
     ]
   );
 }

@@ -76,6 +76,17 @@ func TestPackagesOption(t *testing.T) {
 			if r.Settings["package_lists"] != true {
 				t.Errorf("package_lists = %v, want true", r.Settings["package_lists"])
 			}
+			// The option's own words: `pkg.all` for all of a package's
+			// outputs, as cachixPackages takes it, inside the list.
+			r = eval(`packages = [ pkgs.cachix.all pkgs.nix ];`)
+			if len(r.Names) != 1 || len(r.Listed) != 1 || len(r.Listed[0]) != 2 ||
+				!strings.HasSuffix(r.Listed[0][0], "-cachix-1.7.4") || !strings.HasSuffix(r.Listed[0][1], "-nix-2.28.3") {
+				t.Errorf("packages = [ pkgs.cachix.all pkgs.nix ]: package lists %v %v", r.Names, r.Listed)
+			}
+			r = eval(`packages = [ [ ] ];`)
+			if len(r.Names) != 0 || r.Settings["package_lists"] != nil {
+				t.Errorf("packages = [ [ ] ]: lists %v, package_lists %v", r.Names, r.Settings["package_lists"])
+			}
 			r = eval(``)
 			if len(r.Names) != 0 || r.Settings["package_lists"] != nil {
 				t.Errorf("with no packages: lists %v, package_lists %v", r.Names, r.Settings["package_lists"])
