@@ -195,6 +195,43 @@ let
       ) (s.target or [ ])
     );
 
+  # The keys of settings named for a secret (auth_token, signing_key,
+  # password...) that are not hook.conf's, which names secrets by their
+  # file (*_file): settings is freeform, and such a key, refused only
+  # when hook.conf is built, has its value, likely the secret, in the
+  # store by then. Each as hook.conf would name it: cachix.auth_token,
+  # target[0].secret_key.
+  secretNamedKeys =
+    let
+      words = [
+        "password"
+        "passwd"
+        "token"
+        "secret"
+        "auth"
+        "credential"
+        "key"
+      ];
+      named = k: lib.any (w: lib.hasInfix w (lib.toLower k)) words && !lib.hasSuffix "_file" k;
+      walk =
+        prefix: v:
+        if builtins.isAttrs v && !lib.isDerivation v then
+          lib.concatLists (
+            lib.mapAttrsToList (
+              k: x:
+              let
+                key = if prefix == "" then k else "${prefix}.${k}";
+              in
+              lib.optional (named k) key ++ walk key x
+            ) v
+          )
+        else if builtins.isList v then
+          lib.concatLists (lib.imap0 (i: walk "${prefix}[${toString i}]") v)
+        else
+          [ ];
+    in
+    walk "" cfg.settings;
+
   act = cfg.pushOnActivation;
   pinName = if act.pin == true then activation.pin else act.pin;
   keeps = lib.filter (k: k != null) [
@@ -372,6 +409,10 @@ in
             message = "${name}.settings: ${
               lib.concatMapStringsSep ", " (x: "${x.key} = \"${toString x.value}\"") secretsInStore
             } is in the Nix store, which every user can read: give the path of a file outside the store, owned by the user who pushes, mode 0600, as a string (authTokenFile for the token).";
+          }
+          {
+            assertion = secretNamedKeys == [ ];
+            message = "${name}.settings: ${lib.concatStringsSep ", " secretNamedKeys} is no key of hook.conf, and its value would be written to the world-readable Nix store: hook.conf takes a secret as the path of its file (cachix.auth_token_file, or authTokenFile; cachix.signing_key_file; secret_key_file), outside the store, owned by the user who pushes, mode 0600.";
           }
           {
             assertion = credentialsIn == [ ];

@@ -1424,6 +1424,39 @@ func TestCredentialsInSettingsAssertion(t *testing.T) {
 	}
 }
 
+// settings is freeform, so a key that is no key of hook.conf is refused
+// only when hook.conf is built; one named for a secret (cachix.auth_token,
+// a guess at how to give the token) has by then put its value, the
+// secret, into the world-readable store. The modules refuse such a key at
+// evaluation, naming it and the keys that take the secret's file.
+func TestSecretNamedKeyAssertion(t *testing.T) {
+	c := needCheckouts(t)
+	for _, m := range []struct{ attr, path string }{{"nixos", "services.cachix-filter-hook"}, {"hm", "programs.cachix-filter-hook"}} {
+		for _, tc := range []struct{ settings, want string }{
+			{`{ cache = "a"; allow = [ "*" ]; cachix.auth_token = "hunter2"; }`, "cachix.auth_token"},
+			{`{ cache = "a"; allow = [ "*" ]; cachix.signing_key = "k:hunter2"; }`, "cachix.signing_key"},
+			{`{ cache = "a"; allow = [ "*" ]; target = [ { store = "file:///x"; secret_key = "k:hunter2"; } ]; }`, "target[0].secret_key"},
+			{`{ cache = "a"; allow = [ "*" ]; CACHIX_AUTH_TOKEN = "hunter2"; }`, "CACHIX_AUTH_TOKEN"},
+		} {
+			var failed []string
+			if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ %s = { enable = true; settings = %s; }; }`, m.path, tc.settings), &failed); err != nil {
+				t.Fatal(err)
+			}
+			if len(failed) != 1 || !strings.Contains(failed[0], m.path+".settings: "+tc.want+" ") || strings.Contains(failed[0], "hunter2") {
+				t.Errorf("%s: %s: failed assertions %q, want one naming %s, without its value", m.attr, tc.settings, failed, tc.want)
+			}
+		}
+		// The keys that name a secret's file are hook.conf's own.
+		var failed []string
+		if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ %s = { enable = true; settings = { cache = "a"; allow = [ "*" ]; secret_key_file = "/run/k"; cachix = { auth_token_file = "/run/t"; signing_key_file = "/run/s"; }; target = [ { store = "file:///x"; secret_key_file = "/run/k2"; } ]; }; }; }`, m.path), &failed); err != nil {
+			t.Fatal(err)
+		}
+		if len(failed) != 0 {
+			t.Errorf("%s: the key files: failed assertions %q", m.attr, failed)
+		}
+	}
+}
+
 // Paths the module writes into tmpfiles.d lines and the worker's
 // ReadWritePaths= are the ones hook.conf names, which validate accepts
 // with a space or a '%' in them. Unquoted, a space split the line
