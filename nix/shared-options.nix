@@ -234,6 +234,18 @@ let
 
   act = cfg.pushOnActivation;
   pinName = if act.pin == true then activation.pin else act.pin;
+  # Whether push takes pinName (cli/pin.go's checkPinTemplate): only the
+  # placeholders {host} and {target}, and once they are filled, 1 to 200
+  # of A-Z a-z 0-9 . _ + @ = : -, not starting with -. push refuses any
+  # other, queueing nothing, and the activation's `|| true` hides it.
+  pinNameValid =
+    let
+      placeholders = lib.filter builtins.isList (builtins.split "(\\{[^{}]*})" pinName);
+      filled = builtins.replaceStrings [ "{host}" "{target}" ] [ "h" "t" ] pinName;
+    in
+    lib.all (p: lib.elem (builtins.head p) [ "{host}" "{target}" ]) placeholders
+    && builtins.stringLength filled <= 200
+    && builtins.match "[A-Za-z0-9._+@=:][A-Za-z0-9._+@=:-]*" filled != null;
   keeps = lib.filter (k: k != null) [
     (if act.keepRevisions != null then [ "--keep-revisions" (toString act.keepRevisions) ] else null)
     (if act.keepDays != null then [ "--keep-days" (toString act.keepDays) ] else null)
@@ -399,6 +411,10 @@ in
           {
             assertion = act.pin == false || usesCachix;
             message = "${name}.pushOnActivation.pin: no target is a Cachix cache, and a Nix store has no pins.";
+          }
+          {
+            assertion = act.pin == false || pinNameValid;
+            message = "${name}.pushOnActivation.pin: \"${pinName}\" is not a pin name push takes: 1 to 200 of A-Z a-z 0-9 . _ + @ = : -, not starting with -, once {host} and {target}, the only placeholders, are filled.";
           }
           {
             assertion = keeps == [ ] || act.pin != false;

@@ -1457,6 +1457,54 @@ func TestSecretNamedKeyAssertion(t *testing.T) {
 	}
 }
 
+// pushOnActivation.pin goes to `push --pin`, which refuses a name it
+// cannot pin (an unknown placeholder, a space) and then queues nothing;
+// the activation's `|| true` hid that, so every switch pushed nothing
+// without a word. The modules refuse such a name at evaluation, as push
+// does (cli/pin.go's checkPinTemplate), naming the option.
+func TestPinNameAssertion(t *testing.T) {
+	c := needCheckouts(t)
+	bin := hookBin(t)
+	for _, m := range []struct{ attr, path string }{{"nixos", "services.cachix-filter-hook"}, {"hm", "programs.cachix-filter-hook"}} {
+		for _, tc := range []struct {
+			pin string
+			ok  bool
+		}{
+			{`true`, true},
+			{`"{host}-{target}"`, true},
+			{`"ci.build+1@x=y:z"`, true},
+			{`"my pin"`, false},
+			{`"{hostname}-system"`, false},
+			{`"-{host}"`, false},
+			{`""`, false},
+			{`"` + strings.Repeat("p", 201) + `"`, false},
+		} {
+			var failed []string
+			if err := c.eval(t, m.attr+".failed", fmt.Sprintf(`{ %s = { enable = true; settings = { cache = "a"; allow = [ "*" ]; }; pushOnActivation.pin = %s; }; }`, m.path, tc.pin), &failed); err != nil {
+				t.Fatal(err)
+			}
+			if tc.ok && len(failed) != 0 {
+				t.Errorf("%s: pin = %s: failed assertions %q", m.attr, tc.pin, failed)
+			}
+			if !tc.ok && (len(failed) != 1 || !strings.Contains(failed[0], m.path+".pushOnActivation.pin")) {
+				t.Errorf("%s: pin = %s: failed assertions %q, want one naming pushOnActivation.pin", m.attr, tc.pin, failed)
+			}
+			// What push itself says of the name. (It takes --pin "" as no
+			// pin: the module refuses that, since it pins nothing.)
+			if tc.pin != "true" && tc.pin != `""` {
+				name := strings.Trim(tc.pin, `"`)
+				_, err := run(t, nil, bin, "--config", "/nonexistent/hook.conf", "push", "--dry-run", "--pin", name, "/nix/store/"+strings.Repeat("a", 32)+"-x")
+				// Its message, after run's command line; past the name,
+				// push stops at the missing config.
+				_, msg, _ := strings.Cut(fmt.Sprint(err), "\n")
+				if refused := strings.Contains(msg, "--pin "); refused == tc.ok {
+					t.Errorf("push --pin %q: refused %v, the module's check says ok %v: %v", name, refused, tc.ok, err)
+				}
+			}
+		}
+	}
+}
+
 // Paths the module writes into tmpfiles.d lines and the worker's
 // ReadWritePaths= are the ones hook.conf names, which validate accepts
 // with a space or a '%' in them. Unquoted, a space split the line
