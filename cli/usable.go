@@ -210,8 +210,8 @@ func findCachix(bin, path, where string) used {
 // another user's, or missing where another user could make it.
 func cachixConfig(env, pushArgs []string) used {
 	env = worker.Env(env)
-	// As cachix push gets them (cachix pin, without push_args, reads
-	// the default one: checked here when push reads that too).
+	// As cachix push gets them (cachix pin gets the same -c: see
+	// pusher.cachixGlobalArgs).
 	args := append([]string{"push"}, pushArgs...)
 	u := used{check: "cachix config"}
 	// From the worker's working directory, /, where the hook starts

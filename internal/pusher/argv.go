@@ -25,7 +25,9 @@ func ArgBudget() int {
 func ArgCost(path string) int { return len(path) + 1 + 8 }
 
 // cachixGlobalArgs splits args (cachix.push_args) into cachix's global
-// options (-c/--config FILE, --host URL, -v/--verbose), which go before
+// options (-c/--config FILE, --host or --hostname URL, -v/--verbose:
+// cachix's flagParser takes both spellings of the host, and its --help
+// shows --hostname), which go before
 // the subcommand, where cachix's grammar has them, and the rest, push's
 // own, which go after `push`: `cachix pin` takes the global ones (the
 // config file and server the token belongs to) and would refuse push's.
@@ -45,9 +47,9 @@ func cachixGlobalArgs(args []string) (global, rest []string) {
 		switch {
 		case a == "--":
 			return global, append(rest, args[i:]...)
-		case a == "--verbose", strings.HasPrefix(a, "--config="), strings.HasPrefix(a, "--host="):
+		case a == "--verbose", strings.HasPrefix(a, "--config="), strings.HasPrefix(a, "--host="), strings.HasPrefix(a, "--hostname="):
 			global = append(global, a)
-		case a == "--config", a == "--host":
+		case a == "--config", a == "--host", a == "--hostname":
 			global = append(append(global, a), next()...)
 		case pushLongWithValue[a]:
 			rest = append(append(rest, a), next()...)

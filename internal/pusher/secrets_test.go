@@ -505,6 +505,10 @@ func TestCachixGlobalArgsBeforeCommand(t *testing.T) {
 		{[]string{"-j8", "--host", "https://h", "-vc" + cfg}, []string{"--host", "https://h", "-v", "-c", cfg}, []string{"-j8"}},
 		{[]string{"--config=" + cfg, "-vl", "3", "--omit-deriver", "-m", "xz"}, []string{"--config=" + cfg, "-v"}, []string{"-l", "3", "--omit-deriver", "-m", "xz"}},
 		{[]string{"-j", "-c", "--jobs", "-v"}, nil, []string{"-j", "-c", "--jobs", "-v"}},
+		// cachix's --help spells the host --hostname: pin must get it
+		// too, or it sends the token to cachix.org, not to that host.
+		{[]string{"--hostname", "https://h", "-j8"}, []string{"--hostname", "https://h"}, []string{"-j8"}},
+		{[]string{"-j8", "--hostname=https://h"}, []string{"--hostname=https://h"}, []string{"-j8"}},
 	} {
 		rec := fake(t, 0)
 		p := cachixPusherFor(t, tokenFile(t, 0o600), tc.args...)

@@ -125,7 +125,7 @@ import (
 
 const version = "1.7.4-standin"
 
-const usage = `Usage: cachix [-c|--config CONFIGPATH] [--host URI] [-v|--verbose] COMMAND
+const usage = `Usage: cachix [-c|--config CONFIGPATH] [--host|--hostname URI] [-v|--verbose] COMMAND
        cachix push [-m|--compression-method xz|zstd] [-l|--compression-level 0..16]
                    [-s|--chunk-size BYTES] [-n|--num-concurrent-chunks N]
                    [-j|--jobs N] [--omit-deriver] CACHE [PATHS...]
@@ -178,7 +178,8 @@ func usageErr(format string, a ...any) error {
 var canonical = map[string]string{
 	"-v": "--verbose", "--verbose": "--verbose",
 	"-c": "--config", "--config": "--config",
-	"--host":         "--host",
+	// cachix's flagParser takes host <|> hostname: one of the two, once.
+	"--host": "--host", "--hostname": "--host",
 	"--omit-deriver": "--omit-deriver",
 	"-m":             "--compression-method", "--compression-method": "--compression-method",
 	"-l": "--compression-level", "--compression-level": "--compression-level",
@@ -236,12 +237,12 @@ func Parse(args []string) (Args, error) {
 				return a, usageErr("Invalid option `%s'", arg)
 			}
 			a.Verbose = true
-		case "-c", "--config", "--host":
+		case "-c", "--config", "--host", "--hostname":
 			v, err := optValue(args, &i, name, val, hasVal)
 			if err != nil {
 				return a, err
 			}
-			if name == "--host" {
+			if name != "-c" && name != "--config" {
 				a.Host = v
 			} else {
 				a.Config = v
