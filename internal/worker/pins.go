@@ -14,6 +14,7 @@ import (
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pushed"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
@@ -371,7 +372,7 @@ func (w *Worker) doPins(ctx context.Context, now time.Time) (left bool, next tim
 			drop(log, p, err.Error())
 			continue
 		}
-		w.startPin(ctx, log, pinner, p)
+		w.startPin(ctx, log, pinner, p, t)
 		left = true
 	}
 	return left, next
@@ -415,6 +416,9 @@ type pinResult struct {
 	took time.Duration
 	out  *pusher.Summary
 	cut  bool // the worker is stopping: cut short, not failed (a success is one)
+	// drop is why the rules leave the root out (pinClosureRule): no
+	// call was made, and the pin is dropped with it.
+	drop string
 }
 
 // pinTimeout bounds one cachix pin call, a single small API call:
@@ -429,22 +433,74 @@ var errPinTimedOut = errors.New("pin timed out")
 // cachix that hangs on a pin holds, up to w.pinTimeout, only the other
 // pins of its target, not the loop and every push. Its result comes back
 // on pinResults (see pinDone).
-func (w *Worker) startPin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinner, p *queue.Pin) {
+func (w *Worker) startPin(ctx context.Context, log *logrus.Entry, pinner pusher.Pinner, p *queue.Pin, t *config.Target) {
 	w.takePinAsk(log, p)
 	w.pinning[p.Target] = p.Key()
 	name, path, keep, limit := p.Name, p.Path, p.Keep, w.pinTimeout
+	// The rules that read the root's closure and sizes are asked here,
+	// off the loop, under the pin's timeout: only a target that has
+	// them asks Nix.
+	var nix nixstore.Infos
+	if policy.DeniesByName(t) || t.MaxNarSize > 0 {
+		nix = w.pinInfos
+		if nix == nil {
+			nix = w.facts.nix
+		}
+	}
 	go func() {
 		start := time.Now()
 		out := pusher.NewSummary(storepath.StoreDir())
 		pctx, cancel := context.WithTimeoutCause(ctx, limit, errPinTimedOut)
-		err := pinner.Pin(pctx, name, path, keep, out)
-		if err != nil && ctx.Err() == nil && errors.Is(context.Cause(pctx), errPinTimedOut) {
-			err = fmt.Errorf("cachix pin timed out after %s; it and its process group were killed", config.HumanDuration(limit))
+		var drop string
+		var err error
+		if nix != nil {
+			drop, err = pinClosureRule(pctx, nix, t, path)
+		}
+		if err == nil && drop == "" {
+			err = pinner.Pin(pctx, name, path, keep, out)
+			if err != nil && ctx.Err() == nil && errors.Is(context.Cause(pctx), errPinTimedOut) {
+				err = fmt.Errorf("cachix pin timed out after %s; it and its process group were killed", config.HumanDuration(limit))
+			}
 		}
 		cancel()
 		out.Flush()
-		w.pinResults <- &pinResult{p: p, log: log, err: err, took: time.Since(start), out: out, cut: err != nil && ctx.Err() != nil}
+		w.pinResults <- &pinResult{p: p, log: log, err: err, drop: drop, took: time.Since(start), out: out, cut: err != nil && ctx.Err() != nil}
 	}()
+}
+
+// pinClosureRule is why t's rules leave out the pin's root now by what
+// they read of its closure and sizes (a dependency denied by name or
+// larger than max_nar_size, the root larger than it), "" when they do
+// not: the decision push would make (policy.DecideTarget), for a root
+// pushed before the rules were tightened. Its name was judged already
+// (doPins); one only a package list may select is judged here as if
+// one did. An error says Nix could not be asked: the pin is not made
+// blind, but tried again after a back-off.
+func pinClosureRule(ctx context.Context, nix nixstore.Infos, t *config.Target, path string) (string, error) {
+	root, err := storepath.Parse(storepath.StoreDir(), path)
+	if err != nil {
+		return "not a store path", nil
+	}
+	infos, err := nix.PathInfos(ctx, true, path)
+	if err != nil {
+		return "", fmt.Errorf("cannot tell whether the rules of %s leave out what the closure of %s holds: %w", t.Name, path, err)
+	}
+	closure := nixstore.ClosureOf(infos, path)
+	if closure == nil {
+		return "its root is " + ReasonInvalid, nil
+	}
+	f := &policy.Facts{NarSize: infos[path].NarSize}
+	if _, open := policy.ByNameUnlisted(t, root); open {
+		f.Listed = []policy.Listing{{Targets: []string{t.Name}, Closure: policy.ListInClosure}}
+	}
+	cl := &policy.Closure{Paths: closure, NarSize: func(p string) (int64, bool) {
+		info, ok := infos[p]
+		return info.NarSize, ok && info.NarSize > 0
+	}}
+	if td := policy.DecideTarget(t, root, policy.ForPin(f), cl); !td.Selected {
+		return "the rules leave its root out: " + td.DropReason(), nil
+	}
+	return "", nil
 }
 
 // pinDone makes a pin call's outcome durable: the pin's file goes when
@@ -460,6 +516,10 @@ func (w *Worker) pinDone(res *pinResult) {
 		fields["output"] = text
 	}
 	if res.cut {
+		return
+	}
+	if res.drop != "" {
+		w.dropPin(log, p, res.drop)
 		return
 	}
 	now := time.Now()

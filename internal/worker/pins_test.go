@@ -19,6 +19,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/eventually"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/nixstore"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/policy"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pusher"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
@@ -67,6 +68,7 @@ func (p fakePinner) Pin(ctx context.Context, name, path string, keep queue.Keep,
 
 func (e *env) pinWorker(c *calls) *Worker {
 	w := e.worker(nil)
+	w.pinInfos = pinStore{}
 	for _, t := range e.cfg.Targets {
 		w.pushers[t.Name] = orderedPusher{c, t.Name}
 	}
@@ -77,6 +79,35 @@ func (e *env) pinWorker(c *calls) *Worker {
 		return fakePinner{c, t.Name}, nil
 	}
 	return w
+}
+
+// pinStore is Nix, for the pin's closure rule, over the fake store: a
+// path there is valid and refers to what refs says (none by default),
+// its size that of size (1 KiB by default).
+type pinStore struct {
+	refs map[string][]string
+	size map[string]int64
+}
+
+func (s pinStore) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]nixstore.PathInfo, error) {
+	out := map[string]nixstore.PathInfo{}
+	for len(paths) > 0 {
+		p := paths[0]
+		paths = paths[1:]
+		if _, done := out[p]; done {
+			continue
+		}
+		_, err := os.Lstat(p)
+		size := s.size[p]
+		if size == 0 {
+			size = 1 << 10
+		}
+		out[p] = nixstore.PathInfo{Path: p, Valid: err == nil, NarSize: size, References: s.refs[p]}
+		if recursive {
+			paths = append(paths, s.refs[p]...)
+		}
+	}
+	return out, nil
 }
 
 // setFail makes the pin calls from now on fail with err (nil: succeed).
@@ -1564,6 +1595,57 @@ func TestPinOfRootTheRulesNowDenyIsDropped(t *testing.T) {
 			}
 			if !strings.Contains(why, tc.reason) {
 				t.Errorf("the pin's drop: reason %q, want it to say %q", why, tc.reason)
+			}
+			if names, _ := e.q.PinNames(); len(names) != 0 {
+				t.Errorf("pins left: %q", names)
+			}
+		})
+	}
+}
+
+// A pin of a root pushed before (push --pin pins it at once) whose
+// rules were tightened since: a lower max_nar_size than a dependency's
+// size, or a deny of a dependency (closure_deny = "skip"). Push would
+// leave the root out; the pin step asked only its name and hosts, and
+// cachix pin was called. It asks the same decision, with the root's
+// closure and sizes, and drops the pin naming the rule.
+func TestPinOfRootWhoseClosureTheRulesNowLeaveOutIsDropped(t *testing.T) {
+	fakeStore(t)
+	for _, tc := range []struct {
+		name, reason string
+		target       func(*config.Target)
+	}{
+		{"max_nar_size", "max_nar_size", func(tg *config.Target) { tg.MaxNarSize = 1 << 20 }},
+		{"closure_deny", `denied by "libsecret-*"`, func(tg *config.Target) {
+			*tg = *mkTarget(t, "main", []string{"*"}, []string{"libsecret-*"})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := mkTarget(t, "main", []string{"*"}, nil)
+			tc.target(target)
+			target.ClosureDeny = config.ClosureSkip
+			e := newEnv(t, target)
+			ps := build(t, "app-"+tc.name, "libsecret-"+tc.name)
+			root, dep := ps[0], ps[1]
+			e.pin(t, "main", root, "app", queue.Keep{})
+			c := &calls{}
+			w := e.pinWorker(c)
+			w.pinInfos = pinStore{refs: map[string][]string{root.String(): {dep.String()}}, size: map[string]int64{dep.String(): 2 << 20}}
+			if err := run(t, w, Once); err != nil {
+				t.Fatalf("Run(Once) = %v", err)
+			}
+			if got := c.list(); len(got) != 0 {
+				t.Errorf("calls = %q, want none: the rules leave the root's closure out", got)
+			}
+			recs, _ := history.Read(e.q.Dir)
+			var why string
+			for _, r := range recs {
+				if r.Outcome == history.PinDropped {
+					why = r.Reason
+				}
+			}
+			if !strings.Contains(why, tc.reason) || !strings.Contains(why, dep.Name) {
+				t.Errorf("the pin's drop: reason %q, want it to name %s and %q", why, dep.Name, tc.reason)
 			}
 			if names, _ := e.q.PinNames(); len(names) != 0 {
 				t.Errorf("pins left: %q", names)

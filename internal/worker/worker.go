@@ -175,6 +175,9 @@ type Worker struct {
 	pinResults chan *pinResult
 	// pinTimeout bounds a pin call (pinTimeout; a test makes it short).
 	pinTimeout time.Duration
+	// pinInfos is what the pin's closure rule asks Nix through; nil:
+	// the worker's session (w.facts.nix). Tests set it.
+	pinInfos nixstore.Infos
 }
 
 // New prepares a worker; Run does the work.
