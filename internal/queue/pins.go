@@ -167,6 +167,9 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 					return added, fmt.Errorf("queueing the pin of %s: %w", p.Path, err)
 				} else {
 					stale = append(stale, name)
+					if q.pinAskRewritten != nil {
+						q.pinAskRewritten(name)
+					}
 				}
 			}
 		}
@@ -206,6 +209,12 @@ func (q *Queue) AddPins(pins []Pin, now time.Time) (int, error) {
 			break
 		}
 		if asked {
+			// The pin aside was linked back meanwhile (the worker's
+			// relinkPinAside): this push's ask is that pin's keep now,
+			// not one to take.
+			if len(stale) > 0 && stale[len(stale)-1] == name {
+				stale = stale[:len(stale)-1]
+			}
 			continue
 		}
 		if err != nil {

@@ -57,6 +57,9 @@ type Queue struct {
 	// pinLinked, when set (by tests), is called when AddPins has linked
 	// a new pin name into pins/.
 	pinLinked func(name string)
+	// pinAskRewritten, when set (by tests), is called when AddPins has
+	// made the ask kept for a pin aside this push's, before it links.
+	pinAskRewritten func(name string)
 	// pinMovedAside, when set (by tests), is called when DropPin has
 	// moved the pin name aside into tmp/, before it looks for an ask.
 	pinMovedAside func(name string)

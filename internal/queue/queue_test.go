@@ -1990,3 +1990,40 @@ func TestUnreadListBackOffKeptOnFullDisk(t *testing.T) {
 		t.Errorf("ReadUnreadList = %+v, %v; want 1 attempt, next at %v", u, err, next)
 	}
 }
+
+// The same, with the pin aside linked back by the worker between this
+// push's ask and its link, and another pin in the same push queued anew:
+// the link found the old pin, this push's ask became its keep, and
+// AddPins then took that ask as a stale one, its own pin being queued:
+// the old pin was made with the old keep push did not say.
+func TestPinAsideLinkedBackAsItIsQueuedAnewKeepsThisPushsKeep(t *testing.T) {
+	q := openQ(t)
+	key, _, now := pinAskedAgainAsDropped(t, q)
+	if err := os.Rename(q.path(pinsDir, key), q.path(tmpDir, pinAside+key)); err != nil {
+		t.Fatal(err)
+	}
+	q.pinAskRewritten = func(name string) {
+		if left, err := q.RelinkPinsAside(); left != 0 || err != nil {
+			t.Errorf("RelinkPinsAside = %d, %v", left, err)
+		}
+	}
+	keep := Keep{Days: 3}
+	pins := []Pin{
+		{Target: "main", Path: mkPath("system-1").String(), Name: "sys", Keep: keep},
+		{Target: "other", Path: mkPath("system-1").String(), Name: "sys", Keep: keep},
+	}
+	if n, err := q.AddPins(pins, now.Add(2*time.Second)); n != 1 || err != nil {
+		t.Fatalf("AddPins = %d, %v; want the other target's pin new", n, err)
+	}
+	q.pinAskRewritten = nil
+	p, err := q.ReadPin(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := q.PinAsked(key); ok && a.New(p) {
+		a.Apply(p) // as the worker takes it
+	}
+	if p.Keep != keep {
+		t.Errorf("the pin linked back reads with keep %+v, want this push's %+v", p.Keep, keep)
+	}
+}
