@@ -67,25 +67,40 @@ const parentMark = 0o701 | os.ModeSticky
 // path stats each directory once), its parent writable by no one else,
 // so the chmod by name reaches it.
 func syncMade(dir string, fi fs.FileInfo, made bool, mark, above fs.FileMode) error {
+	_, err := finishMade(dir, fi, made, mark, above)
+	return err
+}
+
+// finishMade is syncMade; left says dir keeps its mark. A directory
+// whose marked parent keeps its mark (its chmod failed) keeps its own:
+// marks are cleared from the top down, so the queue directory, which
+// every Open stats anyway, stays marked while one above it is, and the
+// next Open comes back up the chain from it. Nothing else looks above
+// the queue directory: a walk up on every Open would cost the hook a
+// stat a level on every build for a mark almost never there.
+func finishMade(dir string, fi fs.FileInfo, made bool, mark, above fs.FileMode) (left bool, err error) {
 	if !made && !marked(fi, mark) {
-		return nil
+		return false, nil
 	}
 	// Made in a directory still marked (a parent Open made, whose sync
 	// failed or was cut by a crash): that one is synced first, as no
 	// later Open, finding it there, would look at it again.
 	parent := filepath.Dir(dir)
-	if pfi, err := os.Lstat(parent); err == nil && parent != dir && marked(pfi, above) && ownedByMe(pfi) {
-		if err := syncMade(parent, pfi, false, above, parentMark); err != nil {
-			return err
+	parentLeft := false
+	if pfi, err := lstat(parent); err == nil && parent != dir && marked(pfi, above) && ownedByMe(pfi) {
+		if parentLeft, err = finishMade(parent, pfi, false, above, parentMark); err != nil {
+			return true, err
 		}
 	}
 	if err := syncDir(parent); err != nil {
-		return err // still marked: synced by the next call
+		return true, err // still marked: synced by the next call
+	}
+	if parentLeft && marked(fi, mark) {
+		return true, nil
 	}
 	// Durable now: a mark that cannot be cleared costs only the next
 	// Open's fsync, and failing here would have the hook queue nothing.
-	_ = chmod(dir, cleared(fi))
-	return nil
+	return chmod(dir, cleared(fi)) != nil && marked(fi, mark), nil
 }
 
 // cleared is the mode of a directory once its mark goes: 0700, with the

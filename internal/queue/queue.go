@@ -188,46 +188,12 @@ func Open(dir string) (*Queue, error) {
 			return nil, fmt.Errorf("queue directory: %w", err)
 		}
 	}
-	if err := finishParents(filepath.Dir(dir)); err != nil {
-		return nil, fmt.Errorf("syncing queue directory's parent: %w", err)
-	}
 	for _, d := range []string{dir, q.path(entriesDir), q.path(tmpDir)} {
 		if err := mkdirPrivate(d, d == dir); err != nil {
 			return nil, err
 		}
 	}
 	return q, nil
-}
-
-// finishParents syncs the directories made above the queue that are
-// still marked (see parentMark): one whose mark could not be cleared, or
-// whose sync was cut short, would otherwise be looked at again only when
-// an Open makes something below it, which none does once the queue
-// exists. It looks up to the first directory not the running user's
-// (nothing above that is this code's): one Lstat a level, bounded by the
-// path's depth; the topmost marked is finished first, as its name holds
-// the others'.
-func finishParents(parent string) error {
-	var marks []string
-	var infos []fs.FileInfo
-	for d := parent; ; d = filepath.Dir(d) {
-		fi, err := os.Lstat(d)
-		if err != nil || !ownedByMe(fi) {
-			break // missing: CheckParents and mkdirPrivate say why
-		}
-		if marked(fi, parentMark) {
-			marks, infos = append(marks, d), append(infos, fi)
-		}
-		if filepath.Dir(d) == d {
-			break
-		}
-	}
-	for i := len(marks) - 1; i >= 0; i-- {
-		if err := syncMade(marks[i], infos[i], false, parentMark, parentMark); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // mkdirParents makes dir and what is missing above it, private, unless
@@ -244,7 +210,7 @@ func mkdirParents(dir string) error {
 	}
 	var missing []string
 	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
+		if _, err := lstat(d); err == nil || filepath.Dir(d) == d {
 			break
 		}
 		missing = append(missing, d)
@@ -257,7 +223,7 @@ func mkdirParents(dir string) error {
 		}
 		// Found made (by another process meanwhile): synced only when
 		// it is a directory of this user's, as made here.
-		fi, err := os.Lstat(d)
+		fi, err := lstat(d)
 		if err != nil {
 			return err
 		} else if !ownedByMe(fi) {

@@ -1685,7 +1685,9 @@ func TestOpenSyncsParentsItMakes(t *testing.T) {
 
 // The unsynced mark is read from the Lstat that checks each directory:
 // a second Lstat per directory of Open would cost the hook three stats a
-// run for a mark almost never there.
+// run for a mark almost never there, and so would a walk above the queue
+// directory (a stat a level, up to / for root) for a parent left marked.
+// Every Lstat of the package's is counted, os.Lstat's too.
 func TestOpenStatsEachDirectoryOnce(t *testing.T) {
 	q := openQ(t)
 	n := 0
@@ -1949,6 +1951,11 @@ func TestOpenFinishesMarkedParent(t *testing.T) {
 	if fi, err := os.Lstat(a); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != parentMark {
 		t.Fatalf("%s: %v, %v; want it left marked", a, fi.Mode(), err)
 	}
+	// What brings the next Open back up to a: the queue directory, which
+	// every Open stats, keeps its mark while one above it does.
+	if fi, err := os.Lstat(dir); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != unsyncedMode {
+		t.Errorf("%s: %v, %v; want it left marked while %s is", dir, fi.Mode(), err, a)
+	}
 	chmod = os.Chmod
 	rootSynced := false
 	syncs = func(name string) error {
@@ -2025,5 +2032,33 @@ func TestPinAsideLinkedBackAsItIsQueuedAnewKeepsThisPushsKeep(t *testing.T) {
 	}
 	if p.Keep != keep {
 		t.Errorf("the pin linked back reads with keep %+v, want this push's %+v", p.Keep, keep)
+	}
+}
+
+// Open walked up from the queue directory on every run, to / for root,
+// and took any directory of the running user's with mode 01701 there
+// for one it had made and left marked: an admin's, above a directory
+// Open did not make, lost its others' execute bit. Only the parent of a
+// directory found marked or made is looked at.
+func TestOpenLeavesAdminParentAboveItsOwnDirectory(t *testing.T) {
+	admin := filepath.Join(t.TempDir(), "admin")
+	if err := os.Mkdir(admin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(admin, parentMark); err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(admin, "mine")
+	if err := os.Mkdir(mine, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(mine, "queue")
+	for range 2 {
+		if _, err := Open(dir); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Lstat(admin); err != nil || fi.Mode()&(fs.ModeSticky|fs.ModePerm) != parentMark {
+			t.Errorf("%s: %v, %v; want the admin's 01701 left as it is", admin, fi.Mode(), err)
+		}
 	}
 }
