@@ -62,9 +62,19 @@ func (w *Worker) unreadLists(now time.Time) (left bool, next time.Time) {
 			failed, left = true, true
 			continue
 		}
-		if m, ok := w.listTries[u.Key()]; ok && m.Attempts > u.Attempts {
-			// Its record could not be rewritten after a failed read.
+		if m, ok := w.listTries[u.Key()]; ok && (m.Attempts > u.Attempts || m.Attempts == u.Attempts && m.NextAttempt.Before(u.NextAttempt)) {
+			// Its record could not be rewritten after a failed read,
+			// or its back-off was cut below.
 			u.Attempts, u.NextAttempt, u.LastError = m.Attempts, m.NextAttempt, m.LastError
+		}
+		if r := w.cfg.Queue.RetryMax; r > 0 && u.NextAttempt.Sub(now) > r {
+			// A wall-clock time from disk (the record's, or its file's:
+			// queue.UnreadList), stamped before the clock went back or
+			// set ahead by hand: cut to retry_max from now, and kept so,
+			// as adopt cuts an entry's; else the list waits unread for
+			// as long as the step.
+			u.NextAttempt = now.Add(r)
+			w.listTries[u.Key()] = *u
 		}
 		if WaitLeft(u.NextAttempt, now, w.cfg.Queue.RetryMax) > 0 {
 			left = true

@@ -214,3 +214,35 @@ func TestUnreadListLineNamesPaths(t *testing.T) {
 		}
 	}
 }
+
+// A list's back-off is a wall-clock time from disk, its record's or its
+// file's time (queue.UnreadList's mark on a full disk): one stamped
+// before the clock went back, or a file time set ahead (touch -d, a
+// restore), held the list unread for as long, though an entry's or a
+// pin's is cut to queue.retry_max. It is cut too, from when first seen.
+func TestUnreadListBackOffCutToRetryMax(t *testing.T) {
+	e, _ := listsEnv(t, true)
+	app := build(t, "app-1")[0]
+	list := writeList(t, "cachix-packages-ahead", nil, app)
+	if err := e.q.AddUnreadList(list, "cannot be read now", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(e.q.Dir, "lists", list.Hash), time.Time{}, time.Now().Add(30*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Queue.RetryMax = time.Hour
+	w := e.worker(map[string]*fakePusher{"on": {}})
+	reads := 0
+	w.readList = func(p storepath.Path) (*pkglist.List, error) {
+		reads++
+		return nil, fmt.Errorf("package list %s %w: input/output error", p, pkglist.ErrUnreadable)
+	}
+	now := time.Now()
+	if left, next := w.unreadLists(now); !left || reads != 0 || next.Sub(now) > time.Hour {
+		t.Errorf("first round: left %v, read %d times, next in %v; want it left, unread, for at most retry_max", left, reads, next.Sub(now))
+	}
+	w.unreadLists(now.Add(time.Hour + time.Second))
+	if reads != 1 {
+		t.Errorf("read %d times once retry_max passed, want once\n%s", reads, e.log.String())
+	}
+}
