@@ -428,7 +428,13 @@ func (d *doctor) anyCachix() bool {
 func (d *doctor) checkUsed() {
 	// The hook's worker also finds cachix's config in its environment.
 	w := d.workerEnv()
-	for _, u := range checkUsed(d.cfg, w.env, w.path, w.where, "doctor") {
+	// The daemon's socket where nix-daemon's environment puts it, else
+	// where a clean one does: doctor's own is not the worker's.
+	var nixEnv []string
+	if w.daemon {
+		nixEnv = w.env
+	}
+	for _, u := range checkUsed(d.cfg, w.env, nixEnv, w.path, w.where, "doctor") {
 		msg := u.ok
 		if u.err != nil {
 			msg = u.err.Error()

@@ -31,9 +31,13 @@ type used struct {
 // checkUsed checks what cfg names that the worker will use. cachix.bin is
 // looked up in path, described by where ("your PATH", "nix-daemon's
 // PATH (pid N)"): the worker the hook starts has the hook's environment,
-// env, in which cachix finds its own config. cmd is the command checking
-// ("doctor", "validate"), for the fix of a secret only root can read.
-func checkUsed(cfg *config.Config, env []string, path, where, cmd string) []used {
+// env, in which cachix finds its own config. nixEnv is the environment
+// nix copy, run by that worker, will have when known (nix-daemon's), nil
+// for a clean one: where the daemon's socket is (NIX_DAEMON_SOCKET_PATH,
+// NIX_STATE_DIR) is the worker's to say, not the checking command's. cmd
+// is the command checking ("doctor", "validate"), for the fix of a
+// secret only root can read.
+func checkUsed(cfg *config.Config, env, nixEnv []string, path, where, cmd string) []used {
 	var out []used
 	cachix := usesCachix(cfg)
 	if f := cfg.Cachix.AuthTokenFile; f != "" && cachix {
@@ -77,7 +81,7 @@ func checkUsed(cfg *config.Config, env []string, path, where, cmd string) []used
 		}
 		// As the worker, whatever dirs holds: a store with none of its
 		// own may have a lower-store= that is refused.
-		err := config.CheckStoreDirs(t.Store)
+		err := config.CheckStoreDirsIn(t.Store, nixEnv)
 		socks := config.UnixSocketPaths(t.Store)
 		lowers := config.LowerStores(t.Store)
 		if len(dirs) > 0 || len(socks) > 0 || len(lowers) > 0 || err != nil {

@@ -31,7 +31,7 @@ func TestCheckUsedPrivateKeyNotSigningKey(t *testing.T) {
 		cfg.Queue.Dir = filepath.Join(dir, "queue")
 		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
 		found := false
-		for _, u := range checkUsed(cfg, os.Environ(), "", "your PATH", "validate") {
+		for _, u := range checkUsed(cfg, os.Environ(), nil, "", "your PATH", "validate") {
 			if u.err == nil || !strings.Contains(u.err.Error(), kf) {
 				continue
 			}
@@ -72,7 +72,7 @@ func TestCheckUsedStoreWithoutDirsOfItsOwn(t *testing.T) {
 		cfg.Queue.Dir = filepath.Join(dir, "queue")
 		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
 		found := false
-		for _, u := range checkUsed(cfg, os.Environ(), "", "your PATH", "validate") {
+		for _, u := range checkUsed(cfg, os.Environ(), nil, "", "your PATH", "validate") {
 			if u.check == "store" && u.err != nil && strings.Contains(u.err.Error(), open) {
 				found = true
 			}
@@ -175,7 +175,7 @@ func storeRefusals(t *testing.T, dir, store string) []string {
 	cfg.Queue.Dir = filepath.Join(dir, "queue")
 	cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
 	var msgs []string
-	for _, u := range checkUsed(cfg, os.Environ(), "", "your PATH", "validate") {
+	for _, u := range checkUsed(cfg, os.Environ(), nil, "", "your PATH", "validate") {
 		if u.check == "store" && u.err != nil {
 			msgs = append(msgs, usedError(cfg, u))
 		}
@@ -199,7 +199,7 @@ func TestCheckUsedUnixStoreOK(t *testing.T) {
 	cfg.Queue.Dir = filepath.Join(dir, "queue")
 	cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
 	found := false
-	for _, u := range checkUsed(cfg, os.Environ(), "", "your PATH", "validate") {
+	for _, u := range checkUsed(cfg, os.Environ(), nil, "", "your PATH", "validate") {
 		if u.check != "store" {
 			continue
 		}
@@ -273,7 +273,7 @@ func TestCheckUsedLowerStoreOnlyOK(t *testing.T) {
 		cfg.Queue.Dir = filepath.Join(dir, "queue")
 		cfg.Log.File = filepath.Join(cfg.Queue.Dir, "worker.log")
 		found := false
-		for _, u := range checkUsed(cfg, os.Environ(), "", "your PATH", "validate") {
+		for _, u := range checkUsed(cfg, os.Environ(), nil, "", "your PATH", "validate") {
 			if u.check != "store" {
 				continue
 			}

@@ -25,7 +25,9 @@ func runValidate(e *env, o *validateOptions) int {
 	// refuses fails every push as surely as a typo.
 	if !o.configOnly {
 		bad := false
-		for _, u := range checkUsed(c, os.Environ(), os.Getenv("PATH"), "your PATH", "validate") {
+		// The daemon's socket where a clean environment puts it:
+		// the worker has nix-daemon's, not ours.
+		for _, u := range checkUsed(c, os.Environ(), nil, os.Getenv("PATH"), "your PATH", "validate") {
 			if u.err != nil {
 				e.errorf("invalid configuration: %s", usedError(c, u))
 				bad = true

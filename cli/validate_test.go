@@ -167,3 +167,35 @@ func TestDoctorStoreLinesNamePlace(t *testing.T) {
 		}
 	}
 }
+
+// validate took the daemon's socket from NIX_DAEMON_SOCKET_PATH in its
+// own environment, which the worker, started with nix-daemon's, does not
+// have: a unix:// store at a socket whose directory others can write
+// passed as the daemon's, and the worker refused it at every push. It is
+// now judged where a clean environment puts the daemon's socket.
+func TestValidateDaemonSocketNotFromItsEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(open, "socket")
+	t.Setenv("NIX_DAEMON_SOCKET_PATH", sock)
+	t.Setenv("NIX_STATE_DIR", "")
+	file := filepath.Join(dir, "hook.conf")
+	conf := "allow = [\"*\"]\nstore = \"unix://" + sock + "\"\n[queue]\ndir = \"" + filepath.Join(dir, "q") + "\"\n"
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs bytes.Buffer
+	e := &env{ctx: context.Background(), stdout: &out, stderr: &errs}
+	if rc := e.main([]string{"--config", file, "validate"}); rc != 1 || !strings.Contains(errs.String(), open) {
+		t.Errorf("validate = %d, said:\n%s\nwant the socket in %s, which others can write, refused", rc, errs.String(), open)
+	}
+}

@@ -427,26 +427,34 @@ func UnixSocketPaths(store string) []string {
 }
 
 // daemonSocket is the socket Nix connects to for `daemon` and unix://
-// alone, as nix copy run by the worker, with its environment, finds it.
-func daemonSocket() string {
-	if p := os.Getenv("NIX_DAEMON_SOCKET_PATH"); p != "" {
+// alone, as nix copy run with env finds it.
+func daemonSocket(env []string) string {
+	get := func(k string) string {
+		v := ""
+		for _, kv := range env {
+			if rest, ok := strings.CutPrefix(kv, k+"="); ok {
+				v = rest // exec keeps the last of duplicates
+			}
+		}
+		return v
+	}
+	if p := get("NIX_DAEMON_SOCKET_PATH"); p != "" {
 		return p
 	}
 	dir := "/nix/var/nix"
-	if d := os.Getenv("NIX_STATE_DIR"); d != "" && filepath.IsAbs(d) {
+	if d := get("NIX_STATE_DIR"); d != "" && filepath.IsAbs(d) {
 		dir = filepath.Clean(d)
 	}
 	return dir + "/daemon-socket/socket"
 }
 
-// isDaemonSocket reports whether sock is the daemon's socket
-// (daemonSocket) as the kernel resolves it: written with "//" or "/./",
+// isDaemonSocket reports whether sock is the daemon's socket, daemon
+// (daemonSocket), as the kernel resolves it: written with "//" or "/./",
 // or reached through links, each owned by root or the running user in
 // directories only they can change (trust.CheckParents). Through one
 // another user can change, it is whichever socket they point it at when
 // nix copy connects.
-func isDaemonSocket(sock string) bool {
-	daemon := daemonSocket()
+func isDaemonSocket(sock, daemon string) bool {
 	if sock == daemon {
 		return true
 	}
@@ -672,9 +680,17 @@ func fromRoot(p string) string {
 // database in; its store directory may be what Nix makes it, as
 // /nix/store: root's, sticky and writable by the build users' group.
 // Nil for another store, and for a directory not made yet below one only
-// root can write in (Nix makes it).
+// root can write in (Nix makes it). The daemon's socket is where this
+// process's environment puts it: the worker's, which nix copy inherits.
 func CheckStoreDirs(store string) error {
-	return checkStoreDirs(store, 0)
+	return CheckStoreDirsIn(store, os.Environ())
+}
+
+// CheckStoreDirsIn is CheckStoreDirs for nix copy run with env, which
+// says where the daemon's socket is (NIX_DAEMON_SOCKET_PATH,
+// NIX_STATE_DIR): validate and doctor pass the worker's, not their own.
+func CheckStoreDirsIn(store string, env []string) error {
+	return checkStoreDirs(store, daemonSocket(env), 0)
 }
 
 // StoreSocketError is CheckStoreDirs' refusal of a unix:// socket, a
@@ -697,7 +713,7 @@ func (e *LowerStoreError) Unwrap() error { return e.Err }
 // another as lower-store=.
 const maxLowerStores = 4
 
-func checkStoreDirs(store string, depth int) error {
+func checkStoreDirs(store, daemon string, depth int) error {
 	for _, dir := range FileStoreDirs(store) {
 		// Realisations are in build-trace-v2/ from Nix 2.35 on.
 		if err := trust.CheckWriteDir(dir, "nar", "log", "realisations", "build-trace-v2", "debuginfo"); err != nil {
@@ -705,7 +721,7 @@ func checkStoreDirs(store string, depth int) error {
 		}
 	}
 	for _, sock := range UnixSocketPaths(store) {
-		if isDaemonSocket(sock) {
+		if isDaemonSocket(sock, daemon) {
 			// The daemon's own, as `daemon` names it: its directory
 			// is nix-users' to write on Debian, by design.
 			continue
@@ -787,7 +803,7 @@ func checkStoreDirs(store string, depth int) error {
 			return fmt.Errorf("the local store's store directory: %w", err)
 		}
 	}
-	return checkLowerStores(store, depth)
+	return checkLowerStores(store, daemon, depth)
 }
 
 // checkLowerStores applies CheckStoreDirs to the lower-store= of a
@@ -797,7 +813,7 @@ func checkStoreDirs(store string, depth int) error {
 // are valid, so its socket is checked as a unix:// target's; another
 // store cannot be checked, and Nix wants one with a store directory on
 // this machine all the same.
-func checkLowerStores(store string, depth int) error {
+func checkLowerStores(store, daemon string, depth int) error {
 	for _, lower := range LowerStores(store) {
 		lbase, _, _ := strings.Cut(lower, "?")
 		switch {
@@ -807,7 +823,7 @@ func checkLowerStores(store string, depth int) error {
 			// Nix copies none of the paths the daemon behind it
 			// claims are valid: its socket is checked as a unix://
 			// target's.
-			if err := checkStoreDirs(lower, depth+1); err != nil {
+			if err := checkStoreDirs(lower, daemon, depth+1); err != nil {
 				return fmt.Errorf("the local overlay store's lower-store=%s: %w", RedactURI(lower), err)
 			}
 		case lbase == "" || lbase == "auto" || lbase == "local" || lbase == "local-overlay" ||
@@ -816,7 +832,7 @@ func checkLowerStores(store string, depth int) error {
 				// Not a directory to mend: say what is.
 				return &LowerStoreError{fmt.Errorf("the local overlay store's lower-store=: lower stores nest deeper than %d, which is as deep as they are checked; name fewer local-overlay:// stores one inside another", maxLowerStores)}
 			}
-			if err := checkStoreDirs(lower, depth+1); err != nil {
+			if err := checkStoreDirs(lower, daemon, depth+1); err != nil {
 				return fmt.Errorf("the local overlay store's lower-store=%s: %w", RedactURI(lower), err)
 			}
 		default:

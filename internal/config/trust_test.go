@@ -853,7 +853,7 @@ func TestUnixStoreDaemonSocketLinkSwapped(t *testing.T) {
 	defer func() { close(stop); <-done }()
 	deadline := time.Now().Add(2 * time.Second)
 	for i := 0; i < 20000 && time.Now().Before(deadline); i++ {
-		if isDaemonSocket(p) {
+		if isDaemonSocket(p, daemonSocket(os.Environ())) {
 			t.Fatalf("%s, swapped between root's link elsewhere and %s's to the daemon's socket, taken for the daemon's socket (after %d tries)", p, u.Name, i+1)
 		}
 	}
@@ -907,7 +907,7 @@ func TestUnixStoreDaemonSocketDirSwapped(t *testing.T) {
 		}()
 		deadline := time.Now().Add(2 * time.Second)
 		for i := 0; i < 20000 && time.Now().Before(deadline); i++ {
-			if isDaemonSocket(sock) {
+			if isDaemonSocket(sock, daemonSocket(os.Environ())) {
 				t.Errorf("%s, through a link swapped between root's to %s and %s's to %s, taken for the daemon's socket (after %d tries)", sock, c.ours, u.Name, c.theirs, i+1)
 				break
 			}
