@@ -204,7 +204,9 @@ them): forget waits up to ` + config.HumanDuration(lockWait) + ` for one to exit
 		{name: "worker", run: func(e *env) int { return runWorker(e, &worker) },
 			summary: "drain the queue in the foreground",
 			doc: `Drain the queue in the foreground, as a systemd service does. Exactly one
-worker drains a queue at a time; a second one waits for the lock.`,
+worker drains a queue at a time; a second one waits for the lock. It works in
+/, as the worker the hook starts does, so that cachix and nix copy resolve a
+relative path as validate and doctor did.`,
 			flags: []flagDef{
 				{name: "once", bind: switchVar(&worker.once), help: "exit when nothing more can be pushed now (exit 1 if entries wait for a retry)"},
 				{name: "spawned", hidden: true, bind: switchVar(&worker.spawned), help: "run as the hook's detached worker: leave if another runs, exit after queue.linger idle"},

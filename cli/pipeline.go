@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 
 	"github.com/sirupsen/logrus"
@@ -25,6 +26,15 @@ func runHook(e *env) int {
 type workerOptions struct{ once, spawned bool }
 
 func runWorker(e *env, o *workerOptions) int {
+	// In /, where the hook starts it (worker.Spawn): run by hand, it
+	// would otherwise give cachix and nix copy its own directory, in
+	// which a relative -c, HOME or socket names another file than the
+	// one validate and doctor checked from /. The configuration it was
+	// named is found first, from where it was named.
+	if err := workInRoot(e); err != nil {
+		e.errorf("%v", err)
+		return 1
+	}
 	// Before loading: a change in between is then a change from what
 	// the fingerprint says, and is loaded at the first check.
 	loaded := worker.TakeFingerprint(e.configFlag)
@@ -159,3 +169,24 @@ func logFix(file string) string {
 
 // workerGCPercent is the worker's GOGC (see runWorker).
 const workerGCPercent = 50
+
+// workInRoot makes the configuration's path absolute (--config, else
+// $CACHIX_FILTER_HOOK_CONFIG, as config.Find takes them), for the
+// reloads to find it, and changes to /.
+func workInRoot(e *env) error {
+	flag := e.configFlag
+	if flag == "" {
+		flag = os.Getenv(config.EnvConfig)
+	}
+	if flag != "" && !filepath.IsAbs(flag) {
+		abs, err := filepath.Abs(flag)
+		if err != nil {
+			return fmt.Errorf("finding the configuration %s: %w", flag, err)
+		}
+		e.configFlag = abs
+	}
+	if err := os.Chdir("/"); err != nil {
+		return fmt.Errorf("changing to /: %w", err)
+	}
+	return nil
+}
