@@ -883,6 +883,9 @@ func TestUnixStoreDaemonSocketDirSwapped(t *testing.T) {
 		// Above the link's target.
 		{filepath.Join(elsewhere, "daemon-socket", "sub"), filepath.Join(sockDir, "sub"), "l/../socket"},
 		{filepath.Join(elsewhere, "daemon-socket"), sockDir, "l/sub/../socket"},
+		// Through the link, to a directory in its target: found by
+		// Lstat through one, checked through the other.
+		{elsewhere, top, "l/daemon-socket/socket"},
 	} {
 		l := filepath.Join(rootDir, "l")
 		theirs := filepath.Join(rootDir, "theirs")
