@@ -666,9 +666,13 @@ func relativeLocalStore(store string, depth int) (what, fix string) {
 }
 
 // fromRoot is the relative path p as the worker, working in /, resolves
-// it: "/" and p, cleaned.
+// it: "/" and p, cleaned only when cleaning keeps its meaning (see
+// cleanPlain): "link/../x" is above link's target, not /x.
 func fromRoot(p string) string {
-	return filepath.Join("/", p)
+	if c, ok := cleanPlain("/" + p); ok {
+		return c
+	}
+	return "/" + p
 }
 
 // CheckStoreDirs applies the trust rule to the directory of a file://
