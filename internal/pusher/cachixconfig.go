@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -44,28 +45,38 @@ func CachixConfigFile(wd string, env, args []string) string {
 			}
 			home = u.HomeDir
 		}
-		dir = fromDir(wd, filepath.Join(home, ".config"))
+		dir = fromDir(wd, join(home, ".config"))
 		if dir == "" {
 			return ""
 		}
 	}
-	return filepath.Join(dir, "cachix", "cachix.dhall")
+	return join(dir, "cachix/cachix.dhall")
 }
 
-// fromDir is p made absolute from wd, or from this process's working
-// directory when wd is ""; "" when that cannot be found.
+// join is dir/name, not cleaned: cachix opens it so, and the kernel
+// takes a ".." in it above a link's target, not lexically (which
+// filepath.Join would), so that trust.Check walks what cachix opens.
+func join(dir, name string) string {
+	if dir == "" {
+		return name // an empty HOME: the working directory's
+	}
+	return strings.TrimRight(dir, "/") + "/" + name
+}
+
+// fromDir is p made absolute, not cleaned (see join), from wd, or from
+// this process's working directory when wd is ""; "" when that cannot
+// be found.
 func fromDir(wd, p string) string {
 	if filepath.IsAbs(p) {
 		return p
 	}
-	if wd != "" {
-		return filepath.Join(wd, p)
+	if wd == "" {
+		var err error
+		if wd, err = os.Getwd(); err != nil {
+			return ""
+		}
 	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return ""
-	}
-	return abs
+	return join(wd, p)
 }
 
 // CheckCachixConfig applies the trust rule to the cachix.dhall cachix
