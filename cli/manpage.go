@@ -141,8 +141,8 @@ A user's config, looked up before /etc/cachix\-filter\-hook/hook.conf
 .I /var/lib/cachix\-filter\-hook
 The queue of the hook run as root (queue.dir): entries/ and bulk/ (what
 waits), pins/ and pinasks/ (pins waiting, and those asked for again),
-lists/ (package lists the hook could not read, which the worker reads
-again), dropped/ and corrupt/ (what was given up on or set aside), pushed/ (the
+lists/ (package lists the hook did not read, which the worker reads),
+dropped/ and corrupt/ (what was given up on or set aside), pushed/ (the
 record of pushed paths), history.jsonl (what log prints), state.json and
 worker.log.
 .SH ENVIRONMENT

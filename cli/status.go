@@ -82,8 +82,8 @@ type queueStatus struct {
 	// CorruptPins counts the files in pins/ that cannot be read: the
 	// worker never makes them, nor sets them aside.
 	CorruptPins int `json:"corrupt_pins"`
-	// UnreadLists counts the package lists the hook could not read,
-	// which the worker reads again (queue.UnreadList): what they name
+	// UnreadLists counts the package lists the hook did not read (it
+	// could not, or they were past its bounds), which the worker reads (queue.UnreadList): what they name
 	// is not queued yet.
 	UnreadLists int `json:"unread_lists"`
 	// SlowUpstreams are the upstream caches whose last round of
@@ -283,7 +283,9 @@ func (st *queueStatus) print(w io.Writer) {
 		statusLine(w, "the worker cannot look for the pins a failed drop left aside in %s/tmp (retried with back-off): %s", st.Queue, oneLine(st.PinsAsideError))
 	}
 	if st.UnreadLists > 0 {
-		statusLine(w, "%d package %s the hook could not read, in %s/lists: the worker reads each again and queues what it names (its log says when)", st.UnreadLists, plural(st.UnreadLists, "list"), st.Queue)
+		// Not "could not read": past what one run reads, the hook
+		// records lists it did not try (pkglist.ErrTooMany).
+		statusLine(w, "%d package %s not read by the hook, in %s/lists: the worker reads each and queues what it names (its log says when)", st.UnreadLists, plural(st.UnreadLists, "list"), st.Queue)
 	}
 	for _, u := range slices.Sorted(maps.Keys(st.SlowUpstreams)) {
 		s := st.SlowUpstreams[u]

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/pkglist"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
@@ -297,13 +298,18 @@ func TestStatusCorruptAgreesWithMetrics(t *testing.T) {
 	}
 }
 
-// A package list the hook could not read waits in the queue for the
-// worker to read it again: status counts it, for what it names is not
-// queued yet.
+// A package list the hook did not read waits in the queue for the
+// worker to read it: status counts it, for what it names is not queued
+// yet. One past what a run reads (pkglist.ErrTooMany) the hook never
+// tried: status does not say it "could not" read it.
 func TestStatusCountsUnreadLists(t *testing.T) {
 	q, file := mainQueue(t)
 	list := storepath.New(storepath.StoreDir(), "0123456789abcdfghijklmnpqrsvwxyz", "cachix-packages-dev")
 	if err := q.AddUnreadList(list, "cannot be read now", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	past := storepath.New(storepath.StoreDir(), "1123456789abcdfghijklmnpqrsvwxyz", "cachix-packages-more")
+	if err := q.AddUnreadList(past, "package list not read by the hook: "+pkglist.ErrTooMany.Error(), 0, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	_, c, _ := loadedEnv(t, file)
@@ -313,7 +319,7 @@ func TestStatusCountsUnreadLists(t *testing.T) {
 	}
 	var text bytes.Buffer
 	st.print(&text)
-	if st.UnreadLists != 1 || !strings.Contains(text.String(), "1 package list the hook could not read") {
-		t.Errorf("status counts %d lists to read again, want 1:\n%s", st.UnreadLists, text.String())
+	if st.UnreadLists != 2 || !strings.Contains(text.String(), "2 package lists not read by the hook") || strings.Contains(text.String(), "could not read") {
+		t.Errorf("status counts %d lists to read again, want 2, not read by the hook:\n%s", st.UnreadLists, text.String())
 	}
 }
