@@ -147,7 +147,9 @@ func (s Selection) head() (string, []string) {
 	var notes []string
 	if len(s.Lists) > 0 && s.Listed == s.Total {
 		// Everything decided came from lists: say it in their terms.
-		line := fmt.Sprintf("queued %d of %d listed in %s", s.Selected, s.Total, strings.Join(s.Lists, ", "))
+		// Up to pkglist.MaxLists names of up to 211 bytes: bounded,
+		// as every list the line gives.
+		line := fmt.Sprintf("queued %d of %d listed in %s", s.Selected, s.Total, summarizeNames(s.Lists, 5))
 		if names := s.queuedNames(); len(names) > 0 {
 			line += ": " + summarizeNames(names, 5) + " -> " + strings.Join(s.Targets, ", ")
 		}
@@ -158,7 +160,7 @@ func (s Selection) head() (string, []string) {
 		line += " for " + strings.Join(s.Targets, ", ")
 	}
 	if len(s.Lists) > 0 {
-		notes = append(notes, fmt.Sprintf("%d listed in %s", s.Listed, strings.Join(s.Lists, ", ")))
+		notes = append(notes, fmt.Sprintf("%d listed in %s", s.Listed, summarizeNames(s.Lists, 5)))
 	}
 	return line, notes
 }

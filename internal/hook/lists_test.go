@@ -326,3 +326,33 @@ func TestRunListsPastTheBoundRecorded(t *testing.T) {
 	}
 	noSpawn(t, rec)
 }
+
+// The line names the lists it read as it names paths: the first few, and
+// how many more (a build may have pkglist.MaxLists of them, their names
+// up to 211 bytes each), whether all it decided came from lists or not.
+func TestRunListNamesBounded(t *testing.T) {
+	for _, other := range []bool{false, true} {
+		t.Run(fmt.Sprint(other), func(t *testing.T) {
+			isolate(t)
+			listStore(t)
+			dir := filepath.Join(t.TempDir(), "queue")
+			holdWorkerLock(t, dir)
+			cfgFile := writeFile(t, fmt.Sprintf("cache = \"mycache\"\nallow = [\"*\"]\npackage_lists = true\n[queue]\ndir = %q\n", dir))
+			var ls []string
+			for i := range pkglist.MaxLists {
+				ls = append(ls, fakeList(t, fmt.Sprintf("cachix-packages-%03d", i), nil, mkPath(fmt.Sprintf("app-%d", i))).String())
+			}
+			if other {
+				ls = append(ls, mkPath("other-1").String())
+			}
+			var out bytes.Buffer
+			if st := Run(context.Background(), cfgFile, Env{OutPaths: strings.Join(ls, " ")}, &out); st != 0 {
+				t.Errorf("Run = %d", st)
+			}
+			got := out.String()
+			if !strings.Contains(got, "cachix-packages-000, ") || !strings.Contains(got, fmt.Sprintf("and %d more", pkglist.MaxLists-5)) || strings.Contains(got, "cachix-packages-031") {
+				t.Errorf("the line does not name 5 lists and count the rest:\n%s", got)
+			}
+		})
+	}
+}
