@@ -302,23 +302,27 @@ func TestRunListsPastTheBoundRecorded(t *testing.T) {
 	if es := entries(t, dir); len(es) != pkglist.MaxLists {
 		t.Errorf("%d entries, want the %d lists read's", len(es), pkglist.MaxLists)
 	}
+	// How many are recorded within maxLeftTime is the disk's to say
+	// (TestRecordSkippedBounds counts them): the first are, the rest said.
 	names, err := (&queue.Queue{Dir: dir}).UnreadListNames()
-	if err != nil || len(names) != maxLeftLists {
-		t.Fatalf("%d lists recorded, %v; want %d", len(names), err, maxLeftLists)
+	n := len(names)
+	if err != nil || n == 0 || n > maxLeftLists {
+		t.Fatalf("%d lists recorded, %v; want 1 to %d", n, err, maxLeftLists)
 	}
-	for _, l := range lists[pkglist.MaxLists : pkglist.MaxLists+maxLeftLists] {
+	left := lists[pkglist.MaxLists:]
+	for _, l := range left[:n] {
 		if !slices.Contains(names, l.Hash) {
 			t.Errorf("%s not recorded", l)
 		}
 	}
 	got := out.String()
 	for _, want := range []string{
-		fmt.Sprintf("%d package lists not read on the build's path", maxLeftLists),
-		lists[pkglist.MaxLists].Name + ", ",
+		fmt.Sprintf("%d package lists not read on the build's path", n),
+		left[0].Name,
 		"the worker reads them and queues what they select",
-		"2 package lists neither read nor recorded",
-		lists[len(lists)-2].Name + ", " + lists[len(lists)-1].Name,
-		"cachix-filter-hook push " + lists[len(lists)-2].String(),
+		fmt.Sprintf("%d package lists neither read nor recorded", len(left)-n),
+		left[n].Name,
+		"cachix-filter-hook push " + left[n].String(),
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
@@ -354,5 +358,73 @@ func TestRunListNamesBounded(t *testing.T) {
 				t.Errorf("the line does not name 5 lists and count the rest:\n%s", got)
 			}
 		})
+	}
+}
+
+// Past maxLeftTime, the hook records no more lists for the worker, the
+// first always: on a slow disk, 64 records of two fsyncs each would hold
+// the build for seconds. Those left are said, with the fix.
+func TestRecordSkippedWithinTime(t *testing.T) {
+	listStore(t)
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lists []storepath.Path
+	for i := range 3 {
+		lists = append(lists, fakeList(t, fmt.Sprintf("cachix-packages-%d", i), nil, mkPath(fmt.Sprintf("app-%d", i))))
+	}
+	var said []string
+	say := func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) }
+	open := func() (*queue.Queue, error) { return q, nil }
+	if n := recordSkippedUntil(lists, open, say, time.Now().Add(-time.Second)); n != 1 {
+		t.Errorf("recorded %d, want the first alone", n)
+	}
+	if names, err := q.UnreadListNames(); err != nil || !slices.Equal(names, []string{lists[0].Hash}) {
+		t.Errorf("lists/ = %q, %v; want the first list's", names, err)
+	}
+	got := strings.Join(said, "\n")
+	for _, want := range []string{
+		"2 package lists neither read nor recorded to read again (recording took past " + maxLeftTime.String(),
+		"cachix-filter-hook push " + lists[1].String(),
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// Within its time, the hook records maxLeftLists lists at most; the line
+// names the rest, with the fix.
+func TestRecordSkippedBounds(t *testing.T) {
+	listStore(t)
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lists []storepath.Path
+	for i := range maxLeftLists + 2 {
+		lists = append(lists, fakeList(t, fmt.Sprintf("cachix-packages-%03d", i), nil, mkPath(fmt.Sprintf("app-%d", i))))
+	}
+	var said []string
+	say := func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) }
+	open := func() (*queue.Queue, error) { return q, nil }
+	if n := recordSkippedUntil(lists, open, say, time.Now().Add(time.Hour)); n != maxLeftLists {
+		t.Errorf("recorded %d, want %d", n, maxLeftLists)
+	}
+	if names, err := q.UnreadListNames(); err != nil || len(names) != maxLeftLists {
+		t.Errorf("%d in lists/, %v; want %d", len(names), err, maxLeftLists)
+	}
+	got := strings.Join(said, "\n")
+	for _, want := range []string{
+		fmt.Sprintf("%d package lists not read on the build's path", maxLeftLists),
+		lists[0].Name + ", ",
+		fmt.Sprintf("2 package lists neither read nor recorded to read again (%d recorded already", maxLeftLists),
+		lists[len(lists)-2].Name + ", " + lists[len(lists)-1].Name,
+		"cachix-filter-hook push " + lists[len(lists)-2].String(),
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
 	}
 }
