@@ -14,6 +14,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/queue"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/termwidth"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/worker"
 )
 
@@ -68,8 +69,11 @@ type progress struct {
 
 	// count counts the queue for a frame; the caller sets it, so that
 	// finish can draw the last one.
-	count    func() map[string]*counts
-	columns  int  // the terminal's width: a longer line would wrap and break the redraw
+	count   func() map[string]*counts
+	columns int // the terminal's width: a longer line would wrap and break the redraw
+	// cw counts a line's columns as the terminal draws them, its
+	// locale saying how wide the ambiguous characters are.
+	cw       termwidth.Columns
 	drawn    int  // lines drawn on the terminal, to redraw over
 	settled  bool // the last frame is drawn
 	lastDraw time.Time
@@ -84,7 +88,7 @@ func newProgress(e *env, dir string, targets []string, quiet bool, follow *histo
 	}
 	return &progress{
 		w: e.stderr, tty: isTerminal(e.stderr), quiet: quiet, start: time.Now(),
-		follow: follow, targets: targets, columns: columns(e.stderr),
+		follow: follow, targets: targets, columns: columns(e.stderr), cw: termwidth.ForLocale(os.Getenv),
 		pushed: map[string]int{}, lastPush: map[string]time.Time{}, upstream: map[string]int{}, failed: map[string]history.Record{},
 	}
 }
@@ -178,7 +182,7 @@ func (p *progress) line(t string, c *counts, now time.Time) string {
 		line += fmt.Sprintf(", %.1f paths/s", float64(p.pushed[t])/secs)
 	}
 	if c.failing > 0 && c.lastError != "" {
-		line += " (last error: " + shorten(errorGist(c.lastError), errorWidth) + ")"
+		line += " (last error: " + shorten(errorGist(c.lastError), errorWidth, p.cw) + ")"
 	}
 	return line
 }
@@ -194,21 +198,24 @@ func errorGist(s string) string {
 	return s
 }
 
-// shorten cuts s to at most n terminal columns (a wide character takes
-// two, a combining one none), marking the cut with "…"; before an escape
-// oneLine wrote (\x1b, \u202e), not inside it, where the line would show
-// a broken one.
-func shorten(s string, n int) string {
-	if width(s) <= n {
+// shorten cuts s to at most n terminal columns as cw counts them (a
+// wide character takes two, a combining one none), marking the cut with
+// "…"; before an escape oneLine wrote (\x1b, \u202e), not inside it,
+// where the line would show a broken one.
+func shorten(s string, n int, cw termwidth.Columns) string {
+	if cw.String(s) <= n {
 		return s
 	}
-	const mark = "…" // ambiguous: two columns in a CJK terminal
-	if n < width(mark) {
+	// The mark is ambiguous, and counted two columns whatever the
+	// locale: a terminal that draws it wide outside a CJK locale (set
+	// so by hand) then costs the cut line a column, not the redraw.
+	const mark, markWidth = "…", 2
+	if n < markWidth {
 		return "" // a terminal a column or two wide
 	}
 	cut, w := len(s), 0
 	for i, r := range s {
-		if w += runeWidth(r); w > n-width(mark) { // columns for the mark
+		if w += cw.Rune(r); w > n-markWidth { // columns for the mark
 			cut = i
 			break
 		}
@@ -227,7 +234,7 @@ func (p *progress) draw(now time.Time, queued map[string]*counts) {
 		}
 		l := p.line(t, c, now)
 		if p.tty {
-			l = shorten(l, p.columns-1)
+			l = shorten(l, p.columns-1, p.cw)
 		}
 		lines = append(lines, l)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/history"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/termwidth"
 )
 
 // The summary counts what the history recorded after the wait began:
@@ -136,7 +137,7 @@ func TestProgressLastFrame(t *testing.T) {
 func TestShortenKeepsEscapesWhole(t *testing.T) {
 	for _, s := range []string{`abcdefgh\x1b[2J`, `abcdefgh\u202exyz`} {
 		for n := 2; n <= len(s); n++ {
-			got := shorten(s, n)
+			got := shorten(s, n, termwidth.Columns{})
 			if len([]rune(got)) > n {
 				t.Errorf("shorten(%q, %d) = %q: longer than %d", s, n, got, n)
 			}
@@ -169,43 +170,45 @@ func TestShortenCountsColumns(t *testing.T) {
 		{"cafe\u0301 cre\u0300me bru\u0302le\u0301e", 13, "cafe\u0301 cre\u0300me …"},
 		{"x 🙂🙂🙂", 6, "x 🙂…"},
 	} {
-		if got := shorten(c.s, c.n); got != c.want {
-			t.Errorf("shorten(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
-		}
-		if got := shorten(c.s, c.n); width(got) > c.n {
-			t.Errorf("shorten(%q, %d) = %q: %d columns", c.s, c.n, got, width(got))
+		for _, cw := range []termwidth.Columns{{}, {CJK: true}} {
+			if got := shorten(c.s, c.n, cw); got != c.want {
+				t.Errorf("shorten(%q, %d, %+v) = %q, want %q", c.s, c.n, cw, got, c.want)
+			}
+			if got := shorten(c.s, c.n, cw); (termwidth.Columns{CJK: true}).String(got) > c.n {
+				t.Errorf("shorten(%q, %d, %+v) = %q: %d columns", c.s, c.n, cw, got, cw.String(got))
+			}
 		}
 	}
 }
 
-// The ambiguous characters ("…", "°", Greek, box drawing) were counted
-// one column: a terminal in a CJK locale, or set so (xterm -cjk_width,
-// VTE's ambiguous width "wide"), draws them two, and a line shortened to
-// fit, ending in "…", wrapped and broke the redraw. Unsure, they count
-// two, as the emoji do. The Arabic number signs (U+0600-U+0605, U+06DD,
-// U+08E2), format characters that are drawn, counted none: glibc's
-// wcwidth and the terminals give them one.
-func TestAmbiguousWidth(t *testing.T) {
-	for s, want := range map[string]int{
-		"…":                        2,
-		"20°C ±1":                  9,
-		"αβγ":                      6,
-		"─┼─":                      6,
-		"\u0600\u0605\u06dd\u08e2": 4,
-		"\u070f\U000110bd":         2,
-		"e\u0301":                  1, // combining, and ambiguous: none
-		"a\u200bb":                 2, // a zero-width space: none
-		"\u00ad":                   1,
+// The ambiguous characters (Greek, Cyrillic, "°", "…") were counted two
+// columns on every terminal, for those of a CJK locale: a Greek or
+// Russian error was cut at half the line an ordinary terminal has. The
+// locale decides, and the mark, ours, keeps two columns in any.
+func TestShortenAmbiguousByLocale(t *testing.T) {
+	greek := "main: 0 pushed, 1 pending, 1 failing (last error: σφάλμα σύνδεσης)"
+	for _, c := range []struct {
+		lang string
+		want string
+	}{
+		{"el_GR.UTF-8", greek},
+		{"ru_RU.UTF-8", greek},
+		{"ja_JP.UTF-8", "main: 0 pushed, 1 pending, 1 failing (last error: σφάλμα σ…"},
 	} {
-		if got := width(s); got != want {
-			t.Errorf("width(%q) = %d, want %d", s, got, want)
+		t.Setenv("LC_ALL", "")
+		t.Setenv("LC_CTYPE", "")
+		t.Setenv("LANG", c.lang)
+		var out bytes.Buffer
+		p := newProgress(&env{stderr: &out}, t.TempDir(), []string{"main"}, true, nil)
+		if got := shorten(greek, len([]rune(greek)), p.cw); got != c.want {
+			t.Errorf("LANG=%s: shorten to %d columns = %q, want %q", c.lang, len([]rune(greek)), got, c.want)
 		}
 	}
-	if got := shorten("cachix: 接続できません", 12); width(got) > 12 {
-		t.Errorf("shorten to 12 columns: %q, %d", got, width(got))
-	}
-	if got := shorten("abc", 1); got != "" {
+	if got := shorten("abc", 1, termwidth.Columns{}); got != "" {
 		t.Errorf("shorten to a column the mark does not fit in: %q", got)
+	}
+	if got := shorten("abcdef", 5, termwidth.Columns{}); got != "abc…" {
+		t.Errorf("shorten(\"abcdef\", 5) = %q, want two columns kept for the mark", got)
 	}
 }
 

@@ -28,6 +28,7 @@
   "./internal/storepath"
   "./internal/storewatch"
   "./internal/suggest"
+  "./internal/termwidth"
   "./internal/trust"
   "./internal/upstream"
   "./internal/worker"

@@ -1,16 +1,16 @@
-package cli
+// Package termwidth counts the columns a terminal draws text in, as
+// wcwidth counts them: a line redrawn in place that wraps breaks the
+// redraw, and a caret under a place must stand under it. A character
+// counted narrower than a terminal draws it makes the line wrap; one
+// counted wider only shortens it: what is not sure (the emoji of the
+// symbol blocks) is counted wide.
+package termwidth
 
 import (
 	"sort"
+	"strings"
 	"unicode"
 )
-
-// The progress line is redrawn in place, and one that wraps breaks the
-// redraw: its length is counted in terminal columns, as wcwidth counts
-// them. A character counted narrower than a terminal draws it makes the
-// line wrap; one counted wider only shortens it: what is not sure (the
-// emoji of the symbol blocks, the East Asian ambiguous characters) is
-// counted wide.
 
 // wideRanges are the East Asian Wide and Fullwidth characters (Unicode's
 // EastAsianWidth.txt, W and F), and the emoji drawn two columns wide.
@@ -29,9 +29,8 @@ var wideRanges = [][2]rune{
 
 // ambiguousRanges are the East Asian Ambiguous characters (A), but the
 // combining ones: one column in most terminals, two in a CJK locale's
-// (xterm -cjk_width, VTE's ambiguous width "wide"), and so, unsure,
-// counted wide. "…", which marks a cut, is one. Made from Unicode 14's
-// EastAsianWidth.txt.
+// (xterm -cjk_width, VTE's ambiguous width "wide"); see Columns.CJK.
+// "…" is one. Made from Unicode 14's EastAsianWidth.txt.
 var ambiguousRanges = [][2]rune{
 	{0xa1, 0xa1}, {0xa4, 0xa4}, {0xa7, 0xa8}, {0xaa, 0xaa}, {0xae, 0xae},
 	{0xb0, 0xb4}, {0xb6, 0xba}, {0xbc, 0xbf}, {0xc6, 0xc6}, {0xd0, 0xd0},
@@ -79,11 +78,41 @@ var ambiguousRanges = [][2]rune{
 	{0xf0000, 0xffffd}, {0x100000, 0x10fffd},
 }
 
-// runeWidth is how many columns a terminal gives r: 0 for a combining
-// mark, a format character (a zero-width space or joiner) and Hangul's
-// medial and final jamo, which join the character before; 2 for a wide
-// one or an ambiguous one; 1 for the rest.
-func runeWidth(r rune) int {
+// Columns counts columns as a terminal does.
+type Columns struct {
+	// CJK counts the East Asian Ambiguous characters two columns, as a
+	// terminal in a CJK locale draws them. Counting them two everywhere
+	// cut Greek, Cyrillic and "°" lines to half the terminal on every
+	// other one, for a setting few have.
+	CJK bool
+}
+
+// ForLocale is the count for the locale getenv names (LC_ALL, LC_CTYPE,
+// LANG, the first set): CJK in Chinese, Japanese and Korean ones, but
+// those whose modifier asks otherwise (@cjk_narrow), as go-runewidth
+// and other terminal programs read it.
+func ForLocale(getenv func(string) string) Columns {
+	loc := ""
+	for _, k := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
+		if loc = getenv(k); loc != "" {
+			break
+		}
+	}
+	lang, mod, _ := strings.Cut(loc, "@")
+	lang, _, _ = strings.Cut(lang, ".")
+	lang, _, _ = strings.Cut(lang, "_")
+	switch strings.ToLower(lang) {
+	case "ja", "ko", "zh":
+		return Columns{CJK: strings.ToLower(mod) != "cjk_narrow"}
+	}
+	return Columns{}
+}
+
+// Rune is how many columns a terminal gives r: 0 for a combining mark, a
+// format character (a zero-width space or joiner) and Hangul's medial
+// and final jamo, which join the character before; 2 for a wide one, or
+// an ambiguous one under CJK; 1 for the rest.
+func (c Columns) Rune(r rune) int {
 	switch {
 	case r == 0xad: // the soft hyphen is drawn
 		return 1
@@ -94,10 +123,19 @@ func runeWidth(r rune) int {
 	case unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf) || 0x1160 <= r && r <= 0x11ff:
 		return 0
 	}
-	if inRanges(wideRanges, r) || inRanges(ambiguousRanges, r) {
+	if inRanges(wideRanges, r) || c.CJK && inRanges(ambiguousRanges, r) {
 		return 2
 	}
 	return 1
+}
+
+// String is how many columns s takes on a terminal.
+func (c Columns) String(s string) int {
+	w := 0
+	for _, r := range s {
+		w += c.Rune(r)
+	}
+	return w
 }
 
 // isPrependedMark reports whether r is a prepended concatenation mark
@@ -111,13 +149,4 @@ func isPrependedMark(r rune) bool {
 func inRanges(ranges [][2]rune, r rune) bool {
 	i := sort.Search(len(ranges), func(i int) bool { return ranges[i][1] >= r })
 	return i < len(ranges) && ranges[i][0] <= r
-}
-
-// width is how many columns s takes on a terminal.
-func width(s string) int {
-	w := 0
-	for _, r := range s {
-		w += runeWidth(r)
-	}
-	return w
 }
