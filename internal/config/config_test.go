@@ -458,6 +458,8 @@ func TestBadInput(t *testing.T) {
 		// The caret is under the place as the line shows it: "é" is
 		// two bytes and one column.
 		{"bad glob after a non-ASCII character", "cache = \"c\"\nallow = [\"é[abc\"]\n", []string{"at offset 6", "    é[abc\n         ^"}},
+		// and "接" two bytes more, and two columns.
+		{"bad glob after a wide character", "cache = \"c\"\nallow = [\"接続[abc\"]\n", []string{"at offset 10", "    接続[abc\n            ^"}},
 		{"bad glob in deny", "cache = \"c\"\nallow = [\"*\"]\ndeny = [\"[abc\"]\n", []string{`deny[0]: bad pattern "[abc"`, "at offset 4"}},
 		{"bad glob in a target", minimal + "[[target]]\ncache = \"w\"\ndeny = [\"a[z-a]\"]\n", []string{`[[target]] #1: deny[0]: bad pattern "a[z-a]"`, "at offset 6"}},
 		{"duplicate target names", minimal + "[[target]]\ncache = \"mycache\"\nallow = [\"*\"]\n", []string{`two targets are named "mycache"`}},

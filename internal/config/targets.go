@@ -10,6 +10,7 @@ import (
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/escape"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/filter"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/storepath"
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/termwidth"
 )
 
 // targets builds the default target from the top-level keys and one more
@@ -271,10 +272,12 @@ func (l *loader) topWhere(prefix string, keys ...string) string {
 }
 
 // badPattern says what is wrong with a pattern: with a caret under the
-// place, for a syntax error, counted in the characters the pattern shows
-// as (its controls escaped, as every message's are), not in bytes; with
-// none when the whole pattern is at fault (its length, the linear
-// budget), where a caret at its start pointed at nothing.
+// place, for a syntax error, counted in the columns the pattern shows
+// in (its controls escaped, as every message's are; a CJK character
+// two), not in bytes or characters; with none when the whole pattern is
+// at fault (its length, the linear budget), where a caret at its start
+// pointed at nothing. Ambiguous characters count one column, as most
+// terminals draw them: the message may be read in a log, too.
 func badPattern(pe *filter.PatternError) string {
 	if pe.Offset < 0 || pe.Offset > len(pe.Pattern) {
 		return fmt.Sprintf("bad pattern %q: %s", pe.Pattern, pe.Reason)
@@ -282,7 +285,7 @@ func badPattern(pe *filter.PatternError) string {
 	shown := func(s string) string {
 		return escape.Controls(strings.NewReplacer("\t", `\x09`, "\n", `\x0a`).Replace(s))
 	}
-	col := utf8.RuneCountInString(shown(pe.Pattern[:pe.Offset]))
+	col := termwidth.Columns{}.String(shown(pe.Pattern[:pe.Offset]))
 	return fmt.Sprintf("bad pattern %q: %s at offset %d\n    %s\n    %s^", pe.Pattern, pe.Reason, pe.Offset, shown(pe.Pattern), strings.Repeat(" ", col))
 }
 
