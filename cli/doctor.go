@@ -304,9 +304,10 @@ func (d *doctor) checkTrusted() {
 func (d *doctor) checkConfig() {
 	if d.cfg == nil {
 		_, err := config.Load(d.e.configFlag)
-		sp := config.SearchPath()
-		fix := fmt.Sprintf("write one (see hook.conf.example): %s for the hook Nix runs as root", sp[len(sp)-1])
-		if len(sp) > 1 {
+		sys := config.SystemFile()
+		fix := fmt.Sprintf("write one (see hook.conf.example): %s for the hook Nix runs as root", sys)
+		// Root's own file is read only where the machine has none.
+		if sp := config.SearchPath(); os.Geteuid() != 0 && len(sp) > 1 && sp[0] != sys {
 			fix += fmt.Sprintf(", or %s for your own push and watch-exec", sp[0])
 		}
 		if file, _ := config.Find(d.e.configFlag); file != "" {

@@ -117,7 +117,7 @@ func commonFlags(e *env, help *bool) []flagDef {
 
 const configHelp = `use config FILE (default: the first that exists of
 $CACHIX_FILTER_HOOK_CONFIG, $XDG_CONFIG_HOME/cachix-filter-hook/hook.conf,
-/etc/cachix-filter-hook/hook.conf)`
+/etc/cachix-filter-hook/hook.conf; as root, /etc's before root's own)`
 
 // flagSet makes the pflag set of defs. Errors are returned, never printed
 // by pflag: the caller words them.

@@ -165,9 +165,10 @@ func hostName() string {
 }
 
 // Find returns the config file to read: flagPath, then $CACHIX_FILTER_HOOK_CONFIG,
-// then the per-user file, then the system file. An explicitly named file
-// must exist; the others are skipped when missing. It returns "" when no
-// file exists, which leaves the environment as the only source.
+// then the per-user file and the system file (the system file first for
+// root, see searchPath). An explicitly named file must exist; the others
+// are skipped when missing. It returns "" when no file exists, which
+// leaves the environment as the only source.
 //
 // The path is made absolute: the worker it is handed to runs in /.
 func Find(flagPath string) (string, error) {
@@ -203,12 +204,27 @@ func absolute(p, from string) (string, error) {
 var systemDir = "/etc/cachix-filter-hook"
 
 // SearchPath lists the files Find tries after --config and the environment.
-func SearchPath() []string {
+func SearchPath() []string { return searchPath(os.Geteuid()) }
+
+// SystemFile is the machine-wide hook.conf.
+func SystemFile() string { return filepath.Join(systemDir, "hook.conf") }
+
+// searchPath is SearchPath for the user euid. Root reads the machine's
+// file before its own: the hook runs as root with whatever HOME
+// nix-daemon has (none on NixOS, /root elsewhere), and would otherwise
+// follow root's ~/.config file where one exists, not the one the NixOS
+// worker unit is given and `sudo doctor` checks. Root's own file is
+// still read where the machine has none (single-user Nix as root,
+// home-manager for root).
+func searchPath(euid int) []string {
 	var paths []string
 	if d := UserConfigDir(); d != "" {
 		paths = append(paths, filepath.Join(d, "cachix-filter-hook", "hook.conf"))
 	}
-	return append(paths, filepath.Join(systemDir, "hook.conf"))
+	if euid == 0 {
+		return append([]string{SystemFile()}, paths...)
+	}
+	return append(paths, SystemFile())
 }
 
 // UserConfigDir is the directory of the per-user hook.conf, "" for none.

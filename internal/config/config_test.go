@@ -72,14 +72,42 @@ func TestSearchPath(t *testing.T) {
 		{"rel", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), systemFile()}},
 	} {
 		t.Setenv("XDG_CONFIG_HOME", tc.xdg)
-		if got := SearchPath(); !slices.Equal(got, tc.want) {
-			t.Errorf("XDG_CONFIG_HOME=%q: SearchPath() = %q, want %q", tc.xdg, got, tc.want)
+		if got := searchPath(1000); !slices.Equal(got, tc.want) {
+			t.Errorf("XDG_CONFIG_HOME=%q: searchPath(1000) = %q, want %q", tc.xdg, got, tc.want)
 		}
 	}
 	t.Setenv("XDG_CONFIG_HOME", "")
 	t.Setenv("HOME", "")
-	if got := SearchPath(); !slices.Equal(got, []string{systemFile()}) {
-		t.Errorf("no HOME: SearchPath() = %q", got)
+	for _, euid := range []int{0, 1000} {
+		if got := searchPath(euid); !slices.Equal(got, []string{systemFile()}) {
+			t.Errorf("no HOME: searchPath(%d) = %q", euid, got)
+		}
+	}
+}
+
+// The hook runs as root with no --config and whatever HOME nix-daemon
+// has: it read root's ~/.config/cachix-filter-hook/hook.conf before the
+// machine's file, and so followed other rules than the NixOS worker unit
+// (--config /etc/...) and `sudo doctor` where nix-daemon had HOME=/root.
+// Root reads the machine's file first, its own only where there is none.
+func TestSearchPathRootReadsTheMachineFileFirst(t *testing.T) {
+	home := isolate(t)
+	homeFile := write(t, filepath.Join(home, ".config", "cachix-filter-hook", "hook.conf"), minimal)
+	if got, want := searchPath(0), []string{systemFile(), homeFile}; !slices.Equal(got, want) {
+		t.Errorf("searchPath(0) = %q, want %q", got, want)
+	}
+	if got, want := searchPath(1000), []string{homeFile, systemFile()}; !slices.Equal(got, want) {
+		t.Errorf("searchPath(1000) = %q, want %q", got, want)
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	if got, err := Find(""); err != nil || got != homeFile {
+		t.Errorf("as root, no machine file: Find = %q, %v; want %s", got, err, homeFile)
+	}
+	sys := write(t, systemFile(), minimal)
+	if got, err := Find(""); err != nil || got != sys {
+		t.Errorf("as root: Find = %q, %v; want %s", got, err, sys)
 	}
 }
 
@@ -160,6 +188,10 @@ func TestLoadLookup(t *testing.T) {
 		{"", "", "", "fromhome"},
 		{"", "", filepath.Join(dir, "empty-xdg"), "fromsystem"},
 	} {
+		// Root reads the machine's file before its own (searchPath).
+		if tc.flag == "" && tc.env == "" && os.Geteuid() == 0 {
+			tc.want = "fromsystem"
+		}
 		t.Setenv(EnvConfig, tc.env)
 		t.Setenv("XDG_CONFIG_HOME", tc.xdg)
 		c, err := Load(tc.flag)

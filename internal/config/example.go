@@ -17,7 +17,7 @@ const exampleHead = `# hook.conf: which store paths cachix-filter-hook pushes, a
 #   --config FILE
 #   $CACHIX_FILTER_HOOK_CONFIG
 #   $XDG_CONFIG_HOME/cachix-filter-hook/hook.conf  (~/.config/... when unset)
-#   /etc/cachix-filter-hook/hook.conf
+#   /etc/cachix-filter-hook/hook.conf  (as root: before root's own file)
 #
 # Keys are lower case, one spelling each. Every scalar key, and every
 # list (%s) as space-separated words, can be
