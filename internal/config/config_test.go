@@ -587,6 +587,12 @@ func TestRedactURI(t *testing.T) {
 		"https://u:a?b@c@host?token=t": "https://u:REDACTED@host?token=REDACTED",
 		"s3://bucket?profile=me@corp":  "s3://bucket?profile=me@corp",
 		"https://host:8443/x?a=b@c":    "https://host:REDACTED@c",
+		// No scheme: validStore takes it as a path, url.Parse (and so
+		// storeCredentials, which refuses it) reads its password, and
+		// the message refusing it quoted the password.
+		"//u:secret@host":         "//u:REDACTED@host",
+		"//u:p/ss@host/x?token=t": "//u:REDACTED@host/x?token=REDACTED",
+		"///var/cache/nix":        "///var/cache/nix",
 	} {
 		if got := RedactURI(in); got != want {
 			t.Errorf("RedactURI(%q) = %q, want %q", in, got, want)

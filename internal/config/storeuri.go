@@ -87,7 +87,7 @@ func credentialsFix(s string) string {
 // does not parse (https://u:secret@host/%zz) is shown in the very
 // message that refuses it.
 func RedactURI(s string) string {
-	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+	if head, rest, ok := authority(s); ok {
 		auth := rest
 		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
 			auth = rest[:i]
@@ -101,7 +101,7 @@ func RedactURI(s string) string {
 		}
 		if at >= 0 {
 			if user, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
-				s = scheme + "://" + user + ":REDACTED" + rest[at:]
+				s = head + user + ":REDACTED" + rest[at:]
 			}
 		}
 	}
@@ -121,6 +121,20 @@ func RedactURI(s string) string {
 		s += "#" + frag
 	}
 	return s
+}
+
+// authority splits s where its authority starts: after a leading "//"
+// (a URI without a scheme, whose user:password@ url.Parse reads all the
+// same, and validStore takes as an absolute path), else after
+// "scheme://". ok is false when it has none.
+func authority(s string) (head, rest string, ok bool) {
+	if rest, ok := strings.CutPrefix(s, "//"); ok {
+		return "//", rest, true
+	}
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		return scheme + "://", rest, true
+	}
+	return "", "", false
 }
 
 // paramName is a query parameter's name decoded, or as written when it
@@ -175,7 +189,7 @@ func rawQuery(s string) string {
 // rawPassword is the password of scheme://user:password@host as written,
 // percent-encoding and all.
 func rawPassword(s string) string {
-	_, rest, ok := strings.Cut(s, "://")
+	_, rest, ok := authority(s)
 	if !ok {
 		return ""
 	}

@@ -95,6 +95,8 @@ func TestURISecrets(t *testing.T) {
 		"https://host?token%zz=x%zz":         {"x%zz"},
 		"/var/cache/nix":                     nil,
 		"/var/cache%zz?token=x":              {"x"},
+		// No scheme: url.Parse reads the authority all the same.
+		"//u:p%40ss@host": {"p%40ss", "p@ss"},
 	} {
 		if got := URISecrets(uri); !slices.Equal(got, want) {
 			t.Errorf("URISecrets(%q) = %q, want %q", uri, got, want)
