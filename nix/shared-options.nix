@@ -154,7 +154,15 @@ let
         let
           uri = builtins.unsafeDiscardStringContext (toString uri');
           afterScheme = lib.splitString "://" uri;
-          rest = lib.concatStringsSep "://" (lib.tail afterScheme);
+          # As url.Parse: a leading // starts an authority without a
+          # scheme (validStore takes "//u:pw@host" as a path).
+          schemeless = lib.hasPrefix "//" uri;
+          hasAuthority = schemeless || lib.length afterScheme > 1;
+          rest =
+            if schemeless then
+              lib.substring 2 (lib.stringLength uri) uri
+            else
+              lib.concatStringsSep "://" (lib.tail afterScheme);
           authority = builtins.head (builtins.split "[/?#]" rest);
           # As RedactURI: a password holding '/', '?' or '#' ends the
           # authority early; then it runs to the last '@'.
@@ -178,7 +186,7 @@ let
             n != "secret-key" && n != "secret-keys" && lib.any (w: lib.hasInfix w n) secretWords;
           params = lib.filter secretParam (if query == "" then [ ] else lib.splitString "&" query);
         in
-        lib.optional (lib.length afterScheme > 1 && password != "") "${key} carries a password (user:password@)"
+        lib.optional (hasAuthority && password != "") "${key} carries a password (user:password@)"
         ++ lib.optional (params != [ ]) "${key} carries a credential (its query parameter ${
           builtins.head (lib.splitString "=" (builtins.head params))
         })";

@@ -1736,3 +1736,61 @@ func TestSummary(t *testing.T) {
 		t.Errorf("summary with checkouts: %q", got)
 	}
 }
+
+// The modules' credential check (credentialsIn in nix/shared-options.nix)
+// copies the program's (storeCredentials): run both on the same store
+// URIs, so that neither drifts. A URI the program refuses as carrying a
+// credential but the modules let through puts it in the world-readable
+// store; the other way, the modules refuse a configuration that works.
+func TestCredentialsCheckMatchesTheProgram(t *testing.T) {
+	c := needCheckouts(t)
+	bin := hookBin(t)
+	uris := []string{
+		"https://u:hunter2@cache.example.org",
+		"https://:hunter2@cache.example.org",
+		"https://u:@cache.example.org",
+		"https://u@cache.example.org",
+		"HTTPS://u:hunter2@cache.example.org/x?compression=zstd",
+		"ssh-ng://nix@host",
+		"ssh://u:p%40ss@host",
+		"https://u:pw@host#frag@x",
+		"https://u%3Apw@host",
+		"//u:hunter2@host",
+		"///var/cache/nix",
+		"/var/cache/nix",
+		"file:///var/cache/nix?secret-key=/k&secret-keys=/a,/b",
+		"file:///var/cache/nix#x?token=y",
+		"s3://b?profile=p&region=eu-west-1",
+		"s3://b?aws_secret_access_key=hunter2",
+		"s3://b?AWS_SESSION_TOKEN=hunter2",
+		"https://cache.example.org?%74oken=hunter2",
+		"https://cache.example.org?token",
+		"https://cache.example.org?to+ken=x",
+		"https://cache.example.org?token%zz=x",
+		"https://cache.example.org?x=token",
+		"https://cache.example.org?passwd=x;y",
+		"https://cache.example.org?Credentials=x",
+	}
+	targets := make([]string, len(uris))
+	for i, u := range uris {
+		targets[i] = fmt.Sprintf(`{ store = %q; allow = [ "*" ]; }`, u)
+	}
+	var failed []string
+	if err := c.eval(t, "nixos.failed", fmt.Sprintf(`{ services.cachix-filter-hook = { enable = true; settings.target = [ %s ]; }; }`, strings.Join(targets, " ")), &failed); err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(failed, "\n")
+	dir := t.TempDir()
+	for i, u := range uris {
+		nixRefuses := strings.Contains(all, fmt.Sprintf("target[%d].store carries", i))
+		conf := filepath.Join(dir, fmt.Sprintf("%d.conf", i))
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf("store = %q\nallow = [\"*\"]\n[queue]\ndir = \"/tmp/q\"\n", u)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := run(t, nil, bin, "--config", conf, "validate", "--config-only")
+		goRefuses := strings.Contains(fmt.Sprint(err), "store: ") && strings.Contains(fmt.Sprint(err), " carries ")
+		if nixRefuses != goRefuses {
+			t.Errorf("store %q: the modules refuse it as a credential: %v; the program: %v (%v)", u, nixRefuses, goRefuses, err)
+		}
+	}
+}
