@@ -214,8 +214,9 @@ func findCachix(bin, path, where string) used {
 // another user's, or missing where another user could make it.
 func cachixConfig(env, pushArgs []string) used {
 	env = worker.Env(env)
-	// As cachix push gets them (cachix pin gets the same -c: see
-	// pusher.cachixGlobalArgs).
+	// As cachix push gets them: cachix pin gets push_args' global
+	// options too (-c, before the subcommand: pusher.cachixGlobalArgs),
+	// so it reads this file.
 	args := append([]string{"push"}, pushArgs...)
 	u := used{check: "cachix config"}
 	// From the worker's working directory, /, where the hook starts
