@@ -67,3 +67,32 @@ func tomlBlocks(md string) []docBlock {
 	}
 	return blocks
 }
+
+// The store URIs the README gives as refused when the config loads (a
+// relative file:// directory or unix:// socket, which nix copy would take
+// from the worker's working directory) are named there and refused by
+// Load, naming the store: the hook queues nothing for a target the worker
+// would refuse at every push.
+func TestDocStoresRefusedAtLoad(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(strings.ToUpper(name), config.EnvPrefix+"_") {
+			t.Setenv(name, "")
+		}
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, store := range []string{"file://cache", "file://host/dir", "file:cache", "unix://run/sock"} {
+		if !strings.Contains(string(readme), "`"+store+"`") {
+			t.Errorf("README.md does not name %s among the stores refused at load", store)
+		}
+		file := filepath.Join(t.TempDir(), "hook.conf")
+		if err := os.WriteFile(file, []byte("store = \""+store+"\"\nallow = [\"*\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := config.Load(file); err == nil || !strings.Contains(err.Error(), "absolute path") {
+			t.Errorf("store = %q: Load gave %v, want it refused as not absolute, as README.md says", store, err)
+		}
+	}
+}
