@@ -297,7 +297,14 @@ in
         defaults to `nix.package` when that is set, and
         `cachix.bin` to pkgs.cachix when a target is a Cachix cache: the
         nix-daemon that runs the hook, and an activation script, have
-        neither on their PATH.
+        neither on their PATH. Evaluation fails, before anything is
+        written to the store, on a key named for a secret (holding token,
+        password, secret, auth, credential or key) that is not one of
+        hook.conf's `*_file` keys (`cachix.auth_token = "..."`: a secret
+        is given as the path of its file), on a secret file that is in
+        the store, and on a `store` or `upstream` URI carrying
+        credentials (`user:password@`, `?token=`): Nix's netrc file or an
+        AWS profile (`?profile=NAME`) holds those.
       '';
     };
 
@@ -361,7 +368,10 @@ in
                 `{target}` are replaced, or `true` for
                 `"${activation.pin}"`. The root goes to those caches
                 whatever `unsubstitutable` and `upstream` say. A Nix store
-                target has no pins.
+                target has no pins. The name must be one push takes, else
+                evaluation fails: once `{host}` and `{target}` (the only
+                placeholders) are filled, 1 to 200 of A-Z a-z 0-9 . _ + @
+                = : -, not starting with -.
               '';
             };
             keepRevisions = mkOption {
