@@ -109,9 +109,10 @@ func ForLocale(getenv func(string) string) Columns {
 }
 
 // Rune is how many columns a terminal gives r: 0 for a combining mark, a
-// format character (a zero-width space or joiner) and Hangul's medial
-// and final jamo, which join the character before; 2 for a wide one, or
-// an ambiguous one under CJK; 1 for the rest.
+// format character (a zero-width space or joiner, but not the soft
+// hyphen and the prepended marks, which are drawn: 1) and Hangul's
+// medial and final jamo, which join the character before; 2 for a wide
+// one, or an ambiguous one under CJK; 1 for the rest.
 func (c Columns) Rune(r rune) int {
 	switch {
 	case r == 0xad: // the soft hyphen is drawn
