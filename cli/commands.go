@@ -126,11 +126,14 @@ exit 1.`,
 		{name: "doctor", run: func(e *env) int { return runDoctor(e, doctor.json) },
 			summary: "check that the hook is set and everything it needs is in place",
 			doc: `Check that everything the hook needs is in place: the post-build-hook Nix
-uses, Nix's version and its known hook bugs, the config, the token, the
-signing and private keys, file:// and local stores' directories and
-unix:// stores' sockets the targets name, cachix and its own cachix.dhall as
-the hook's worker under nix-daemon finds them, the queue, the worker, and whether you are a trusted user. One line per check:
-ok, warning or problem, with the fix. Exit 1 when there is a problem.`,
+uses, Nix's version and its known hook bugs, the config, the signing and
+private keys, file:// and local stores' directories and unix:// stores'
+sockets the targets name (each line placed at its store key's file:line),
+the token, cachix and its own cachix.dhall as the hook's worker under
+nix-daemon finds them (in nix-daemon's environment, when one runs, not
+yours), the queue, the worker and the pins it cannot drop, and whether you
+are a trusted user. One line per check: ok, warning or problem, with the
+fix. Exit 1 when there is a problem.`,
 			flags: []flagDef{asJSON(&doctor.json, "print as JSON")}},
 
 		{name: "status", run: func(e *env) int { return runStatus(e, &status) },
