@@ -84,7 +84,7 @@ func (n Nix) Output(ctx context.Context, args ...string) (string, error) {
 	cmd.WaitDelay = waitDelay
 	err := cmd.Start()
 	if err == nil {
-		err = g.Wait()
+		err = g.End()
 	}
 	if err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {

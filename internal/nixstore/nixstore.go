@@ -117,9 +117,9 @@ func (n Nix) query(ctx context.Context, args ...string) ([]string, error) {
 		out, err = readAll(io.LimitReader(pipe, maxQueryOutput+1))
 		if err == nil && len(out) > maxQueryOutput {
 			cancel() // Wait then says "killed": said here instead
-			_ = g.Wait()
+			_ = g.End()
 			err = fmt.Errorf("output past %d bytes", maxQueryOutput)
-		} else if werr := g.Wait(); werr != nil || err != nil {
+		} else if werr := g.End(); werr != nil || err != nil {
 			err = errors.Join(werr, err)
 		}
 	}

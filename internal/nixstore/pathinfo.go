@@ -209,7 +209,7 @@ func (n Nix) pathInfoAs(ctx context.Context, recursive bool, paths, format []str
 		// read on it could be read until the timeout.
 		cancel()
 	}
-	werr := g.Wait()
+	werr := g.End()
 	var ee *exec.ExitError
 	if werr != nil && (derr == nil || errors.As(werr, &ee) && ee.Exited()) {
 		// Nix's own failure (not the kill above) says more.

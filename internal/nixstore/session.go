@@ -181,7 +181,7 @@ func (p *serveProc) stop() string {
 	p.stdin.Close() // the server ends at the end of its input
 	done := make(chan struct{})
 	go func() {
-		_ = p.group.Wait()
+		_ = p.group.End()
 		close(done)
 	}()
 	select {
@@ -240,7 +240,7 @@ func (n Nix) startServe(ctx, call context.Context) (*serveProc, error) {
 	stop()
 	if err != nil {
 		stdin.Close()
-		_ = p.group.Wait()
+		_ = p.group.End()
 		cancel()
 		if call.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, call.Err())
