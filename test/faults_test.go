@@ -408,7 +408,9 @@ max_size = "1MiB"
 	})
 	hwm := flVmHWM(t, cmd.Process.Pid)
 	cmd.Process.Signal(syscall.SIGTERM)
-	<-exited
+	// Bounded: a worker that ignores SIGTERM fails the test saying so,
+	// not in go test's timeout panic, which runs no later test.
+	eventually.Recv(t, eventually.Left(t), "the worker to exit after SIGTERM", exited, e.Log)
 	var logBytes int64
 	for _, f := range []string{"worker.log", "worker.log.1"} {
 		if fi, err := os.Stat(filepath.Join(e.Queue, f)); err == nil {
