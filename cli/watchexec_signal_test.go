@@ -308,7 +308,9 @@ func ctrlCHelper(t *testing.T, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, "held"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	<-mine
+	// Bounded: a Ctrl-C that never came fails here naming it, not in
+	// the helper's timeout panic, whose stacks the test reads as output.
+	eventually.Recv(t, eventually.Left(t), "the SIGINT of the Ctrl-C typed at the terminal", mine, errs.String)
 	// Stop waits until the signal was given to every channel, runCommand's
 	// included.
 	signal.Stop(mine)
