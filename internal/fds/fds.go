@@ -10,6 +10,7 @@ package fds
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"syscall"
@@ -53,15 +54,21 @@ func closeOnExec(closeRange func() bool, fdDir string) error {
 // maxWalk, whichever is lower; it returns why it walked when one above
 // the bound may be left unmarked.
 func walk(why error) error {
-	n := uint64(maxWalk)
 	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < n {
-		n = lim.Cur
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		lim.Cur = math.MaxUint64 // unknown: maybe past the bound
 	}
+	return walkBelow(lim.Cur, why)
+}
+
+// walkBelow is walk under a limit of open files: no descriptor is
+// limit or above. At a limit of exactly maxWalk every one is marked.
+func walkBelow(limit uint64, why error) error {
+	n := min(limit, maxWalk)
 	for fd := 3; uint64(fd) < n; fd++ {
 		syscall.CloseOnExec(fd) // EBADF for a number not open: harmless
 	}
-	if n == maxWalk {
+	if limit > maxWalk {
 		return fmt.Errorf("%w; marked descriptors 3 to %d one by one, any above are left", why, maxWalk-1)
 	}
 	return nil

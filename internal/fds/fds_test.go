@@ -1,6 +1,7 @@
 package fds
 
 import (
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,4 +86,19 @@ func TestChildInheritsNothingWithoutCloseRangeOrFdDir(t *testing.T) {
 	}
 	noDir := filepath.Join(t.TempDir(), "no-proc")
 	childInheritsNothingBy(t, func() error { return closeOnExec(func() bool { return false }, noDir) })
+}
+
+// The walk says some descriptor may be left only when the limit passes
+// its bound: at a limit of exactly maxWalk it marked every number
+// (3 to maxWalk-1), and said the contrary.
+func TestWalkSaysLeftOnlyPastItsBound(t *testing.T) {
+	for _, tc := range []struct {
+		limit uint64
+		left  bool
+	}{{maxWalk, false}, {maxWalk + 1, true}, {math.MaxUint64, true}} {
+		err := walkBelow(tc.limit, os.ErrNotExist)
+		if got := err != nil; got != tc.left {
+			t.Errorf("limit %d: walk said %v; want descriptors said left: %v", tc.limit, err, tc.left)
+		}
+	}
 }
