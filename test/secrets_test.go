@@ -151,6 +151,9 @@ auth_token_file = "@DIR@/token"
 	eventually.True(t, eventually.Left(t), "the sampler to see cachix push running (held at the gate)", func() bool { return sampler.seen(standinBin + " push") })
 	open()
 	e.Wait(eventually.Left(t))
+	// wait returns once the queue drained; the worker lingers, and
+	// what it runs until it exits must be sampled too.
+	e.WaitWorkersGone(eventually.Left(t))
 	leaks, matched, passes := sampler.Stop()
 	if len(leaks) > 0 {
 		t.Errorf("the token was in command lines:\n%s", strings.Join(leaks, "\n"))
