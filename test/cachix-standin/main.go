@@ -29,6 +29,11 @@
 // missing CACHE, a bad -m/-l value, a -s outside 5 MiB..5 GiB, an option
 // given twice) is rejected here too, with exit 1, so a
 // hook that builds a bad command line fails its tests instead of production.
+// What cachix accepts is accepted: its global options (-c, --host or
+// --hostname, -v) also after the command, among its own, as
+// optparse-applicative's subparserInline lets them (each once in all);
+// that pusher puts them before it is checked by pusher's tests of the
+// argv, not by a refusal here.
 // A path that is not a valid store path (garbage-collected since it was
 // queued) is warned about and skipped, and the push goes on and exits 0,
 // as cachix's push does (Cachix.Client.CNix: "Warning: PATH is not valid,
@@ -188,6 +193,12 @@ var canonical = map[string]string{
 	"-j": "--jobs", "--jobs": "--jobs",
 }
 
+// globalNames are cachix's global options (flagParser), which globalOpt
+// takes.
+var globalNames = map[string]bool{
+	"-v": true, "--verbose": true, "-c": true, "--config": true, "--host": true, "--hostname": true,
+}
+
 // The range of -s/--chunk-size (cachix's minChunkSize and maxChunkSize).
 const (
 	minChunkSize = 5 << 20
@@ -227,26 +238,17 @@ func Parse(args []string) (Args, error) {
 				return a, err
 			}
 		}
+		if ok, err := globalOpt(&a, args, &i, arg, name, val, hasVal); ok || err != nil {
+			if err != nil {
+				return a, err
+			}
+			continue
+		}
 		switch name {
 		case "--help", "-h":
 			return Args{Command: "help"}, nil
 		case "--version":
 			return Args{Command: "version"}, nil
-		case "-v", "--verbose":
-			if hasVal {
-				return a, usageErr("Invalid option `%s'", arg)
-			}
-			a.Verbose = true
-		case "-c", "--config", "--host", "--hostname":
-			v, err := optValue(args, &i, name, val, hasVal)
-			if err != nil {
-				return a, err
-			}
-			if name != "-c" && name != "--config" {
-				a.Host = v
-			} else {
-				a.Config = v
-			}
 		default:
 			return a, usageErr("Invalid option `%s'", arg)
 		}
@@ -259,7 +261,7 @@ func Parse(args []string) (Args, error) {
 		a.Command = "push"
 	case "pin":
 		a.Command = "pin"
-		return parsePin(a, args[i+1:])
+		return parsePin(a, args[i+1:], once)
 	case "version":
 		return Args{Command: "version"}, nil
 	default:
@@ -282,6 +284,12 @@ func Parse(args []string) (Args, error) {
 			if err := once(arg, name); err != nil {
 				return a, err
 			}
+		}
+		if ok, err := globalOpt(&a, args, &i, arg, name, val, hasVal); ok || err != nil {
+			if err != nil {
+				return a, err
+			}
+			continue
 		}
 		switch name {
 		case "--help", "-h":
@@ -341,8 +349,37 @@ func Parse(args []string) (Args, error) {
 	return a, nil
 }
 
-// parsePin parses pin's options and arguments, which optparse lets mix.
-func parsePin(a Args, args []string) (Args, error) {
+// globalOpt takes args[*i] when it is one of cachix's global options
+// (flagParser), and reports whether it was. cachix parses with
+// subparserInline: after the command word the global options not given
+// before it are still there to match, mixed with the command's own, so
+// they are taken there too, each once in all (see Parse's once).
+func globalOpt(a *Args, args []string, i *int, arg, name, val string, hasVal bool) (bool, error) {
+	switch name {
+	case "-v", "--verbose":
+		if hasVal {
+			return true, usageErr("Invalid option `%s'", arg)
+		}
+		a.Verbose = true
+	case "-c", "--config", "--host", "--hostname":
+		v, err := optValue(args, i, name, val, hasVal)
+		if err != nil {
+			return true, err
+		}
+		if name == "-c" || name == "--config" {
+			a.Config = v
+		} else {
+			a.Host = v
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// parsePin parses pin's options and arguments, which optparse lets mix,
+// and the global options not given before the command (once).
+func parsePin(a Args, args []string, once func(arg, name string) error) (Args, error) {
 	var pos []string
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
@@ -355,6 +392,15 @@ func parsePin(a Args, args []string) (Args, error) {
 			continue
 		}
 		name, val, hasVal := splitOpt(arg)
+		if globalNames[name] {
+			if err := once(arg, name); err != nil {
+				return a, err
+			}
+			if _, err := globalOpt(&a, args, &i, arg, name, val, hasVal); err != nil {
+				return a, err
+			}
+			continue
+		}
 		switch name {
 		case "--help", "-h":
 			return Args{Command: "help"}, nil

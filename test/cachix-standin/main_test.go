@@ -48,6 +48,12 @@ func TestParseAccepts(t *testing.T) {
 			Args{Host: "https://x", Command: "push", Cache: "c", Paths: []string{}}},
 		{[]string{"--config=/cfg", "--verbose", "push", "c"},
 			Args{Config: "/cfg", Verbose: true, Command: "push", Cache: "c", Paths: []string{}}},
+		// cachix parses with subparserInline: a global option not given
+		// before the command may come after it, among push's own.
+		{[]string{"push", "-v", "c"}, Args{Verbose: true, Command: "push", Cache: "c", Paths: []string{}}},
+		{[]string{"-v", "push", "-j8", "c", "/p", "--config", "/cfg", "--hostname=https://x"},
+			Args{Config: "/cfg", Host: "https://x", Verbose: true, Command: "push", Jobs: 8, Cache: "c", Paths: []string{"/p"}}},
+		{[]string{"push", "c", "--", "-v"}, Args{Command: "push", Cache: "c", Paths: []string{"-v"}}},
 		{[]string{"-c/cfg", "push", "c"}, Args{Config: "/cfg", Command: "push", Cache: "c", Paths: []string{}}},
 		{[]string{"push", "c", "--", "-odd"}, Args{Command: "push", Cache: "c", Paths: []string{"-odd"}}},
 		{[]string{"--help"}, Args{Command: "help"}},
@@ -110,6 +116,13 @@ func TestParseRejects(t *testing.T) {
 		{[]string{"-c", "/a", "--config=/b", "push", "c"}, "Invalid option `--config=/b'"},
 		{[]string{"--host", "https://a", "--host", "https://b", "push", "c"}, "Invalid option `--host'"},
 		{[]string{"--host", "https://a", "--hostname", "https://b", "push", "c"}, "Invalid option `--hostname'"},
+		// Each once in all, before the command or after it.
+		{[]string{"-v", "push", "-v", "c"}, "Invalid option `-v'"},
+		{[]string{"push", "--verbose", "c", "-v"}, "Invalid option `-v'"},
+		{[]string{"-c", "/a", "push", "c", "--config=/b"}, "Invalid option `--config=/b'"},
+		{[]string{"--host", "https://a", "push", "--hostname", "https://b", "c"}, "Invalid option `--hostname'"},
+		{[]string{"push", "--host=https://a", "c", "--host", "https://b"}, "Invalid option `--host'"},
+		{[]string{"push", "c", "-c"}, "expects an argument"},
 		{[]string{"push", "c", "-j"}, "expects an argument"},
 		{[]string{"watch-store", "c"}, "supports only the push and pin commands"},
 		{[]string{"daemon", "push", "c"}, "supports only the push and pin commands"},
@@ -425,6 +438,9 @@ func TestParsePin(t *testing.T) {
 			Args{Command: "pin", Cache: "c", PinName: "n", PinPath: p, Paths: []string{p}, Keep: "forever", Artifacts: []string{"bin/x", "/share/y"}}},
 		{[]string{"pin", "--keep-days", "1", "--", "c", "-odd-name", p}, Args{Command: "pin", Cache: "c", PinName: "-odd-name", PinPath: p, Paths: []string{p}, Keep: "days", KeepN: 1}},
 		{[]string{"-c", "/cfg", "pin", "c", "n", p}, Args{Config: "/cfg", Command: "pin", Cache: "c", PinName: "n", PinPath: p, Paths: []string{p}}},
+		// subparserInline: the global options may follow the command.
+		{[]string{"pin", "-c", "/cfg", "c", "n", p, "--host", "https://x", "-v"},
+			Args{Config: "/cfg", Host: "https://x", Verbose: true, Command: "pin", Cache: "c", PinName: "n", PinPath: p, Paths: []string{p}}},
 	}
 	for _, tt := range ok {
 		got, err := Parse(tt.args)
@@ -437,8 +453,10 @@ func TestParsePin(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"pin", "c", "n"}, "Missing: STORE-PATH"},
-		{[]string{"pin", "-j", "8", "c", "n", p}, "Invalid option `-j'"},    // push's option
-		{[]string{"pin", "-c", "/cfg", "c", "n", p}, "Invalid option `-c'"}, // a global one after the command
+		{[]string{"pin", "-j", "8", "c", "n", p}, "Invalid option `-j'"},                                                   // push's option
+		{[]string{"-c", "/a", "pin", "c", "n", p, "-c", "/b"}, "Invalid option `-c'"},                                      // a global one twice
+		{[]string{"pin", "--hostname", "https://a", "c", "n", p, "--host=https://b"}, "Invalid option `--host=https://b'"}, // host or hostname, once
+		{[]string{"pin", "c", "n", p, "--verbose=yes"}, "Invalid option `--verbose=yes'"},
 		{[]string{"pin"}, "Missing: CACHE-NAME PIN-NAME STORE-PATH"},
 		{[]string{"pin", "c", "n", p, "extra"}, "Invalid argument `extra'"},
 		{[]string{"pin", "--keep-days", "1", "--keep-revisions", "2", "c", "n", p}, "Invalid option `--keep-revisions'"},
