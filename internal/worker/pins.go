@@ -455,6 +455,11 @@ func (w *Worker) startPin(ctx context.Context, log *logrus.Entry, pinner pusher.
 		var err error
 		if nix != nil {
 			drop, err = pinClosureRule(pctx, nix, t, path)
+			if err != nil && ctx.Err() == nil && errors.Is(context.Cause(pctx), errPinTimedOut) {
+				// Said as the bound it ran into, not as a bare
+				// "context deadline exceeded".
+				err = fmt.Errorf("asking Nix for the closure of %s timed out after %s (the pin's bound): %w", path, config.HumanDuration(limit), err)
+			}
 		}
 		if err == nil && drop == "" {
 			err = pinner.Pin(pctx, name, path, keep, out)

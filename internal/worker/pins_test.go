@@ -2040,3 +2040,42 @@ func TestPinKeptWithAFailedSyncIsLogged(t *testing.T) {
 		t.Errorf("the failed sync is not logged:\n%s", e.log)
 	}
 }
+
+// hangingNix never answers until its caller gives up.
+type hangingNix struct{}
+
+func (hangingNix) PathInfos(ctx context.Context, recursive bool, paths ...string) (map[string]nixstore.PathInfo, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A Nix that hangs on the pin's closure rule is bounded by the pin's
+// timeout: no cachix pin is made blind, the pin is backed off, and its
+// error says which bound it ran into, not a bare "context deadline
+// exceeded" that status and wait would show.
+func TestPinClosureRuleNixHangIsBoundedAndSaid(t *testing.T) {
+	fakeStore(t)
+	target := mkTarget(t, "main", []string{"*"}, []string{"libsecret-*"})
+	target.ClosureDeny = config.ClosureSkip
+	e := newEnv(t, target)
+	root := build(t, "app-hang")[0]
+	e.pin(t, "main", root, "app", queue.Keep{})
+	c := &calls{}
+	w := e.pinWorker(c)
+	w.pinTimeout = 20 * time.Millisecond
+	w.pinInfos = hangingNix{}
+	if err := run(t, w, Once); !errors.Is(err, ErrLeft) {
+		t.Fatalf("Run(Once) = %v, want ErrLeft: the pin waits for a retry", err)
+	}
+	if got := c.list(); len(got) != 0 {
+		t.Errorf("calls = %q, want none: not pinned blind", got)
+	}
+	pins, _, _ := e.q.ListPins()
+	if len(pins) != 1 || pins[0].Attempts != 1 || !pins[0].NextAttempt.After(time.Now()) ||
+		!strings.Contains(pins[0].LastError, "timed out after 20ms") {
+		for _, p := range pins {
+			t.Logf("pin %s: attempts %d, next %s, last error %q", p.Key(), p.Attempts, p.NextAttempt, p.LastError)
+		}
+		t.Fatalf("%d pins, want the pin kept, backed off, its error saying the bound", len(pins))
+	}
+}
