@@ -111,7 +111,7 @@ func recordSkippedUntil(skipped []storepath.Path, open func() (*queue.Queue, err
 		} else if i < maxLeftLists {
 			var q *queue.Queue
 			if q, rerr = open(); rerr == nil {
-				rerr = q.AddUnreadList(l, fmt.Sprintf("package list %s not read by the hook: %v", l, pkglist.ErrTooMany), os.Getppid(), time.Now())
+				rerr = q.AddSkippedList(l, fmt.Sprintf("package list %s not read by the hook: %v", l, pkglist.ErrTooMany), os.Getppid(), time.Now())
 			}
 		}
 		if rerr == nil {

@@ -428,3 +428,34 @@ func TestRecordSkippedBounds(t *testing.T) {
 		}
 	}
 }
+
+// The lists past the bound are recorded in lists/ only up to
+// queue.MaxSkippedLists, whoever filled it: the rest of it is kept for
+// lists that could not be read, so that one of another build is not said
+// lost.
+func TestRecordSkippedLeavesRoomForUnreadable(t *testing.T) {
+	listStore(t)
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := filepath.Join(q.Dir, "lists")
+	if err := os.Mkdir(lists, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range queue.MaxSkippedLists {
+		if err := os.WriteFile(filepath.Join(lists, fmt.Sprintf("x%d", i)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := fakeList(t, "cachix-packages-past", nil, mkPath("app-1"))
+	var said []string
+	say := func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) }
+	open := func() (*queue.Queue, error) { return q, nil }
+	if n := recordSkippedUntil([]storepath.Path{l}, open, say, time.Now().Add(time.Hour)); n != 0 {
+		t.Errorf("recorded %d past %d in lists/, want none", n, queue.MaxSkippedLists)
+	}
+	if got := strings.Join(said, "\n"); !strings.Contains(got, "1 package lists neither read nor recorded") {
+		t.Errorf("output does not say the list is not recorded:\n%s", got)
+	}
+}

@@ -26,6 +26,13 @@ const listsDir = "lists"
 // fails every read leaves few lists: one a list build.
 const MaxUnreadLists = 1000
 
+// MaxSkippedLists bounds lower the files in lists/ when the record is of
+// a list the hook did not read, past its bounds (AddSkippedList): any
+// user may build lists named past them, 64 a build, and fill lists/ so
+// until the worker drains it. The rest is kept for lists that could not
+// be read, which no user can make at will.
+const MaxSkippedLists = MaxUnreadLists - 200
+
 // maxUnreadSize bounds one file: a path, times, an error cut short.
 const maxUnreadSize = 4 << 10
 
@@ -47,6 +54,16 @@ type UnreadList struct {
 // short) and by which session (the hook's Nix). A list recorded already
 // is left as it is: its retry state is the worker's.
 func (q *Queue) AddUnreadList(list storepath.Path, why string, session int, now time.Time) error {
+	return q.addUnreadList(list, why, session, now, MaxUnreadLists)
+}
+
+// AddSkippedList is AddUnreadList for a list the hook did not read, past
+// what one run reads: refused once lists/ holds MaxSkippedLists.
+func (q *Queue) AddSkippedList(list storepath.Path, why string, session int, now time.Time) error {
+	return q.addUnreadList(list, why, session, now, MaxSkippedLists)
+}
+
+func (q *Queue) addUnreadList(list storepath.Path, why string, session int, now time.Time, limit int) error {
 	dir := q.path(listsDir)
 	if err := mkdirPrivate(dir, false); err != nil {
 		return err
@@ -56,7 +73,7 @@ func (q *Queue) AddUnreadList(list storepath.Path, why string, session int, now 
 	}
 	if names, err := q.dirNames(listsDir); err != nil {
 		return err
-	} else if len(names) >= MaxUnreadLists {
+	} else if len(names) >= limit {
 		return fmt.Errorf("%s holds %d package lists to read again already, the most it keeps", dir, len(names))
 	}
 	u := UnreadList{List: list.String(), Queued: now.UTC(), Session: session, LastError: cutError(why, 1000)}

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -34,5 +36,29 @@ func TestUnreadListErrorCutOnCharacter(t *testing.T) {
 	}
 	if !utf8.ValidString(u.LastError) || !strings.HasSuffix(u.LastError, "c…") {
 		t.Fatalf("UpdateUnreadList kept …%q", u.LastError[990:])
+	}
+}
+
+// Lists the hook did not read, past its bounds, which any user may
+// build by the dozen, fill lists/ only to MaxSkippedLists: one that
+// could not be read is still recorded past them, not said lost.
+func TestSkippedListsLeaveRoomForUnreadable(t *testing.T) {
+	q := openQ(t)
+	if err := os.MkdirAll(q.path(listsDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range MaxSkippedLists - 1 {
+		if err := os.WriteFile(q.path(listsDir, fmt.Sprintf("x%d", i)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.AddSkippedList(mkPath("cachix-packages-last"), "not read", 0, time.Now()); err != nil {
+		t.Fatalf("AddSkippedList below its bound: %v", err)
+	}
+	if err := q.AddSkippedList(mkPath("cachix-packages-past"), "not read", 0, time.Now()); err == nil {
+		t.Errorf("AddSkippedList recorded a list past %d in lists/", MaxSkippedLists)
+	}
+	if err := q.AddUnreadList(mkPath("cachix-packages-eio"), "input/output error", 0, time.Now()); err != nil {
+		t.Errorf("AddUnreadList past the skipped lists' bound: %v", err)
 	}
 }
