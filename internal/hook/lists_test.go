@@ -179,15 +179,15 @@ func TestRunListForOtherTargets(t *testing.T) {
 }
 
 // readOutOfDescriptors reads package lists, l out of descriptors
-// (EMFILE): a list that cannot be read at the hook's run.
+// (EMFILE): a list that cannot be read at the hook's run. l is read so
+// now, before the hook runs: its goroutines would find no descriptor
+// either, or close one for l's read.
 func readOutOfDescriptors(t *testing.T, l storepath.Path) func(storepath.Path) (*pkglist.List, error) {
+	got, err := fdstest.Starved(t, func() (*pkglist.List, error) { return pkglist.Read(l) })
 	return func(p storepath.Path) (*pkglist.List, error) {
 		if p != l {
 			return pkglist.Read(p)
 		}
-		var got *pkglist.List
-		var err error
-		fdstest.WithDescriptors(t, 0, func() { got, err = pkglist.Read(p) })
 		return got, err
 	}
 }

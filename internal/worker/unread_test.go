@@ -33,14 +33,14 @@ func TestRunUnreadListQueued(t *testing.T) {
 	}
 	f := &fakePusher{}
 	w := e.worker(map[string]*fakePusher{"on": f})
+	// Read out of descriptors before the worker runs: its goroutines
+	// would find none either, or close one for the read.
+	starvedL, starvedErr := fdstest.Starved(t, func() (*pkglist.List, error) { return pkglist.Read(list) })
 	reads := 0
 	w.readList = func(p storepath.Path) (*pkglist.List, error) {
 		reads++
 		if reads == 1 {
-			var l *pkglist.List
-			var err error
-			fdstest.WithDescriptors(t, 0, func() { l, err = pkglist.Read(p) })
-			return l, err
+			return starvedL, starvedErr
 		}
 		return pkglist.Read(p)
 	}

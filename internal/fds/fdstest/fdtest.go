@@ -4,6 +4,7 @@
 package fdstest
 
 import (
+	"errors"
 	"os"
 	"syscall"
 	"testing"
@@ -11,7 +12,8 @@ import (
 
 // WithDescriptors runs do with spare descriptors left to open (EMFILE
 // past them), or skips the test where the limit cannot be lowered. The
-// limit is the process's: do must not run beside code that opens files.
+// limit is the process's: do must not run beside code that opens files
+// (see Starved).
 func WithDescriptors(t testing.TB, spare uint64, do func()) {
 	t.Helper()
 	var old syscall.Rlimit
@@ -36,4 +38,23 @@ func WithDescriptors(t testing.TB, spare uint64, do func()) {
 		}
 	}()
 	do()
+}
+
+// Starved runs do with no descriptor to spare until its error is EMFILE,
+// and returns what it returned: call it while nothing else of the test
+// runs (before the hook's or the worker's goroutines start), as the limit
+// is the process's. A descriptor a finalizer closes meanwhile (a file an
+// earlier test leaked) lets do open one: it is tried again, a few times.
+func Starved[T any](t testing.TB, do func() (T, error)) (T, error) {
+	t.Helper()
+	var v T
+	var err error
+	for range 5 {
+		WithDescriptors(t, 0, func() { v, err = do() })
+		if errors.Is(err, syscall.EMFILE) {
+			return v, err
+		}
+	}
+	t.Fatalf("out of descriptors, still not EMFILE: %v", err)
+	return v, err
 }

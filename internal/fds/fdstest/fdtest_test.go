@@ -57,3 +57,23 @@ func TestWithDescriptorsRestoresOnFailNow(t *testing.T) {
 		t.Errorf("limit %d after do stopped its goroutine, want %d restored", got, before)
 	}
 }
+
+// Starved returns do's EMFILE, and tries do again when a descriptor
+// freed meanwhile let it open one.
+func TestStarved(t *testing.T) {
+	tries := 0
+	_, err := Starved(t, func() (int, error) {
+		tries++
+		if tries == 1 {
+			return 0, nil // as if a finalizer had closed a file
+		}
+		f, err := os.Open(os.DevNull)
+		if err == nil {
+			f.Close()
+		}
+		return 0, err
+	})
+	if !errors.Is(err, syscall.EMFILE) || tries != 2 {
+		t.Errorf("Starved = %v after %d tries, want EMFILE after 2", err, tries)
+	}
+}
