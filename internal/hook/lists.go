@@ -118,8 +118,12 @@ func recordSkippedUntil(skipped []storepath.Path, open func() (*queue.Queue, err
 			done = append(done, l.Name)
 			continue
 		}
+		// Each reason once: past the time and past the count may both
+		// cut the records, and the line must say why of every list.
 		if why == nil {
 			why = rerr
+		} else if !strings.Contains(why.Error(), rerr.Error()) {
+			why = fmt.Errorf("%w; %v", why, rerr)
 		}
 		lost = append(lost, l.Name)
 		lostPaths = append(lostPaths, l)

@@ -459,3 +459,27 @@ func TestRecordSkippedLeavesRoomForUnreadable(t *testing.T) {
 		t.Errorf("output does not say the list is not recorded:\n%s", got)
 	}
 }
+
+// Lists cut both by the time and by the count are said with both
+// reasons, not with the first alone.
+func TestRecordSkippedSaysEveryReason(t *testing.T) {
+	listStore(t)
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lists []storepath.Path
+	for i := range maxLeftLists + 1 {
+		lists = append(lists, fakeList(t, fmt.Sprintf("cachix-packages-%03d", i), nil, mkPath(fmt.Sprintf("app-%d", i))))
+	}
+	var said []string
+	say := func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) }
+	open := func() (*queue.Queue, error) { return q, nil }
+	recordSkippedUntil(lists, open, say, time.Now().Add(-time.Second))
+	got := strings.Join(said, "\n")
+	for _, want := range []string{"recording took past " + maxLeftTime.String(), fmt.Sprintf("%d recorded already", maxLeftLists)} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+}
