@@ -403,6 +403,9 @@ func (d *doctor) workerEnv() workerEnvironment {
 		for k, v := range dm.Env {
 			w.env = append(w.env, k+"="+v)
 		}
+	case dm.PID > 0 && dm.EnvErr != nil:
+		w.where = fmt.Sprintf("your PATH (cannot use nix-daemon's, pid %d: %v)", dm.PID, dm.EnvErr)
+		w.whose = fmt.Sprintf("your environment (cannot use nix-daemon's, pid %d, which the hook's worker gets: %v)", dm.PID, dm.EnvErr)
 	case dm.PID > 0:
 		w.where = fmt.Sprintf("your PATH (cannot read nix-daemon's, pid %d: run doctor as root)", dm.PID)
 		w.whose = fmt.Sprintf("your environment (cannot read nix-daemon's, pid %d, which the hook's worker gets: run doctor as root)", dm.PID)

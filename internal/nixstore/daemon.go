@@ -16,13 +16,19 @@ import (
 )
 
 // Daemon is what FindDaemon found: the nix-daemon's pid (0: none), its
-// environment (nil: unreadable), and the processes named nix-daemon it
-// did not take for it, each with why.
+// environment (nil: unreadable, EnvErr saying why when not for want of
+// permission), and the processes named nix-daemon it did not take for
+// it, each with why.
 type Daemon struct {
 	PID     int
 	Env     map[string]string
+	EnvErr  error
 	Ignored []string
 }
+
+// maxEnviron bounds what is read of nix-daemon's environment. One longer
+// is not taken in part: its last variable would be cut, the rest lost.
+const maxEnviron = 1 << 20
 
 // FindDaemon finds the running nix-daemon of the Nix in use and reads its
 // environment (root only, or the daemon's own user), in the process table
@@ -87,7 +93,7 @@ func FindDaemon(proc string, nix Nix) Daemon {
 		return starts[a] < starts[b] || starts[a] == starts[b] && a < b
 	})
 	for _, pid := range pids {
-		data, err := readBounded(filepath.Join(proc, strconv.Itoa(pid), "environ"), 1<<20)
+		data, err := readBounded(filepath.Join(proc, strconv.Itoa(pid), "environ"), maxEnviron+1)
 		if err != nil && !errors.Is(err, fs.ErrPermission) {
 			continue // gone since
 		}
@@ -99,6 +105,10 @@ func FindDaemon(proc string, nix Nix) Daemon {
 		}
 		dm.PID = pid
 		if err != nil {
+			return dm
+		}
+		if len(data) > maxEnviron {
+			dm.EnvErr = fmt.Errorf("its environment is over %d bytes", maxEnviron)
 			return dm
 		}
 		dm.Env = map[string]string{}

@@ -131,3 +131,20 @@ func TestFindDaemonOldestNotLowestPid(t *testing.T) {
 		t.Errorf("FindDaemon found pid %d, want 30000, the oldest", dm.PID)
 	}
 }
+
+// An environment longer than what is read was taken in part: its last
+// variable cut short (here PATH, another directory) and the rest lost.
+// It is now not taken, and said why.
+func TestFindDaemonEnvironTooLong(t *testing.T) {
+	proc, nix := fakeProc(t, 4242, "1000")
+	// Cut at the bound, PATH would read /dae.
+	filler := "FILLER=" + strings.Repeat("x", maxEnviron-len("FILLER=")-len("\x00PATH=/dae"))
+	env := filler + "\x00PATH=/daemon/bin\x00"
+	if err := os.WriteFile(filepath.Join(proc, "4242", "environ"), []byte(env), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dm := FindDaemon(proc, nix)
+	if dm.PID != 4242 || dm.Env != nil || dm.EnvErr == nil {
+		t.Errorf("FindDaemon = pid %d, PATH %q, error %v; want pid 4242, its environment, over %d bytes, not taken in part", dm.PID, dm.Env["PATH"], dm.EnvErr, maxEnviron)
+	}
+}
