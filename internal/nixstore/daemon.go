@@ -113,8 +113,12 @@ func FindDaemon(proc string, nix Nix) Daemon {
 		}
 		dm.Env = map[string]string{}
 		for _, kv := range bytes.Split(data, []byte{0}) {
+			// The first of duplicates, as the hook gets it: Nix's
+			// getEnv keeps the first (as getenv finds it).
 			if k, v, found := strings.Cut(string(kv), "="); found {
-				dm.Env[k] = v
+				if _, dup := dm.Env[k]; !dup {
+					dm.Env[k] = v
+				}
 			}
 		}
 		return dm

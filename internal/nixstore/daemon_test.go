@@ -148,3 +148,16 @@ func TestFindDaemonEnvironTooLong(t *testing.T) {
 		t.Errorf("FindDaemon = pid %d, PATH %q, error %v; want pid 4242, its environment, over %d bytes, not taken in part", dm.PID, dm.Env["PATH"], dm.EnvErr, maxEnviron)
 	}
 }
+
+// A variable set twice in nix-daemon's environment: Nix hands the hook
+// (and so the worker) the first, as getenv finds it; FindDaemon took the
+// last.
+func TestFindDaemonEnvironDuplicate(t *testing.T) {
+	proc, nix := fakeProc(t, 4242, "1000")
+	if err := os.WriteFile(filepath.Join(proc, "4242", "environ"), []byte("PATH=/daemon/bin\x00PATH=/other/bin\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dm := FindDaemon(proc, nix); dm.Env["PATH"] != "/daemon/bin" {
+		t.Errorf("FindDaemon's PATH = %q, want /daemon/bin, the first, which the hook gets", dm.Env["PATH"])
+	}
+}
