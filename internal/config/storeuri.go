@@ -665,7 +665,10 @@ func relativeLocalStore(store string, depth int) (what, fix string) {
 		switch param := paramName(name); param {
 		case "root", "state", "log", "real", "store", "upper-layer":
 			if !strings.HasPrefix(ws[len(ws)-1], "/") {
-				return param + "=", name + "=" + fromRoot(raw)
+				// Nix reads these as path settings, through
+				// canonPath, which drops "link/.." lexically:
+				// "/link/../var" would be /var to it.
+				return param + "=", name + "=" + filepath.Join("/", raw)
 			}
 		case "lower-store":
 			lower := ws[len(ws)-1]
