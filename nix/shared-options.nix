@@ -149,6 +149,14 @@ let
         "auth"
         "credential"
       ];
+      # As Go's strings.ToLower: lib.toLower maps ASCII only, but Go maps
+      # the Kelvin sign (U+212A) to k and U+0130 to i, the only others
+      # it lowers to ASCII: "to\u212Aen=" is a token to the program.
+      lowerAsGo =
+        s:
+        lib.toLower (
+          builtins.replaceStrings [ (builtins.fromJSON ''"\u212a"'') (builtins.fromJSON ''"\u0130"'') ] [ "k" "i" ] s
+        );
       check =
         key: uri':
         let
@@ -181,7 +189,7 @@ let
           secretParam =
             kv:
             let
-              n = lib.toLower (settings.percentDecode (builtins.head (lib.splitString "=" kv)));
+              n = lowerAsGo (settings.percentDecode (builtins.head (lib.splitString "=" kv)));
             in
             n != "secret-key" && n != "secret-keys" && lib.any (w: lib.hasInfix w n) secretWords;
           params = lib.filter secretParam (if query == "" then [ ] else lib.splitString "&" query);

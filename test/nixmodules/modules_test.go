@@ -1770,6 +1770,10 @@ func TestCredentialsCheckMatchesTheProgram(t *testing.T) {
 		"https://cache.example.org?x=token",
 		"https://cache.example.org?passwd=x;y",
 		"https://cache.example.org?Credentials=x",
+		// The program lower-cases as Unicode does: a Kelvin sign is a
+		// k, a dotted capital I an i, written or %-encoded.
+		"https://cache.example.org?to\u212Aen=hunter2",
+		"https://cache.example.org?credent%C4%B0al=hunter2",
 	}
 	targets := make([]string, len(uris))
 	for i, u := range uris {
