@@ -157,8 +157,11 @@ let
         lib.toLower (
           builtins.replaceStrings [ (builtins.fromJSON ''"\u212a"'') (builtins.fromJSON ''"\u0130"'') ] [ "k" "i" ] s
         );
+      # anyUser: a user alone counts too, as checkUpstream has it for an
+      # upstream (https://TOKEN@host), where a store's ssh://nix@host is a
+      # login name.
       check =
-        key: uri':
+        anyUser: key: uri':
         let
           uri = builtins.unsafeDiscardStringContext (toString uri');
           afterScheme = lib.splitString "://" uri;
@@ -195,18 +198,21 @@ let
           params = lib.filter secretParam (if query == "" then [ ] else lib.splitString "&" query);
         in
         lib.optional (hasAuthority && password != "") "${key} carries a password (user:password@)"
+        ++ lib.optional (
+          anyUser && hasAuthority && password == "" && lib.hasInfix "@" authority
+        ) "${key} carries a user (user@), which may be a token"
         ++ lib.optional (params != [ ]) "${key} carries a credential (its query parameter ${
           builtins.head (lib.splitString "=" (builtins.head params))
         })";
       s = cfg.settings;
-      upstreams = key: l: lib.concatLists (lib.imap0 (i: u: check "${key}[${toString i}]" u) l);
+      upstreams = key: l: lib.concatLists (lib.imap0 (i: u: check true "${key}[${toString i}]" u) l);
     in
-    lib.optionals (s.store != null) (check "store" s.store)
+    lib.optionals (s.store != null) (check false "store" s.store)
     ++ upstreams "upstream" (s.upstream or [ ])
     ++ lib.concatLists (
       lib.imap0 (
         i: t:
-        lib.optionals (t ? store) (check "target[${toString i}].store" t.store)
+        lib.optionals (t ? store) (check false "target[${toString i}].store" t.store)
         ++ upstreams "target[${toString i}].upstream" (t.upstream or [ ])
       ) (s.target or [ ])
     );
@@ -311,8 +317,8 @@ in
         hook.conf's `*_file` keys (`cachix.auth_token = "..."`: a secret
         is given as the path of its file), on a secret file that is in
         the store, and on a `store` or `upstream` URI carrying
-        credentials (`user:password@`, `?token=`): Nix's netrc file or an
-        AWS profile (`?profile=NAME`) holds those.
+        credentials (`user:password@`, `?token=`, an upstream's `user@`):
+        Nix's netrc file or an AWS profile (`?profile=NAME`) holds those.
       '';
     };
 

@@ -1797,4 +1797,44 @@ func TestCredentialsCheckMatchesTheProgram(t *testing.T) {
 			t.Errorf("store %q: the modules refuse it as a credential: %v; the program: %v (%v)", u, nixRefuses, goRefuses, err)
 		}
 	}
+
+	// An upstream takes no user at all (checkUpstream): https://TOKEN@host
+	// is a token the program refuses, so the modules must too. The
+	// program refuses other upstreams the modules may let through
+	// (ssh://, a query), for no secret: the build fails, nothing leaks.
+	ups := append([]string{
+		"https://TOKEN@cache.example.org",
+		"https://@cache.example.org",
+		"HTTPS://TOKEN@cache.example.org/x",
+		"https://cache.example.org/a@b",
+		"https://cache.example.org",
+		"file:///srv/cache",
+		"//TOKEN@cache.example.org",
+	}, uris...)
+	targets = make([]string, len(ups))
+	for i, u := range ups {
+		targets[i] = fmt.Sprintf(`{ store = "file:///srv/c"; upstream = [ %q ]; allow = [ "*" ]; }`, u)
+	}
+	failed = nil
+	if err := c.eval(t, "nixos.failed", fmt.Sprintf(`{ services.cachix-filter-hook = { enable = true; settings.target = [ %s ]; }; }`, strings.Join(targets, " ")), &failed); err != nil {
+		t.Fatal(err)
+	}
+	all = strings.Join(failed, "\n")
+	for i, u := range ups {
+		nixRefuses := strings.Contains(all, fmt.Sprintf("target[%d].upstream[0] carries", i))
+		conf := filepath.Join(dir, fmt.Sprintf("up%d.conf", i))
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf("store = \"file:///srv/c\"\nupstream = [%q]\nallow = [\"*\"]\n[queue]\ndir = \"/tmp/q\"\n", u)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := run(t, nil, bin, "--config", conf, "validate", "--config-only")
+		msg := fmt.Sprint(err)
+		goRefuses := strings.Contains(msg, "upstream[0]: ")
+		goCredential := goRefuses && (strings.Contains(msg, "takes no user or password") || strings.Contains(msg, " carries "))
+		if goCredential && !nixRefuses {
+			t.Errorf("upstream %q: the program refuses its user or password, the modules let it into the store (%v)", u, err)
+		}
+		if nixRefuses && !goRefuses {
+			t.Errorf("upstream %q: the modules refuse it as a credential, the program takes it", u)
+		}
+	}
 }
