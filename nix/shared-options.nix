@@ -63,6 +63,42 @@ let
   usesCachix =
     cfg.settings.cache != null || lib.any (t: t ? cache) (cfg.settings.target or [ ]);
 
+  # hook.conf's keys that name a secret's file, with their values.
+  secretFileKeys =
+    let
+      s = cfg.settings;
+    in
+    [
+      {
+        key = "cachix.auth_token_file";
+        value = s.cachix.auth_token_file or null;
+      }
+      {
+        key = "cachix.signing_key_file";
+        value = s.cachix.signing_key_file or null;
+      }
+      {
+        key = "secret_key_file";
+        value = s.secret_key_file or null;
+      }
+    ]
+    ++ lib.imap0 (i: t: {
+      key = "target[${toString i}].secret_key_file";
+      value = t.secret_key_file or null;
+    }) (s.target or [ ]);
+
+  # The keys of secretFileKeys whose value is no absolute path, which the
+  # program refuses only when hook.conf is built, with the value in the
+  # world-readable store by then: it may be the secret itself
+  # (auth_token_file = "eyJ..."), so it is not shown. A path literal
+  # counts by the path it names, always absolute.
+  secretFilesNotAbsolute = map (x: x.key) (
+    lib.filter (
+      { value, ... }:
+      value != null && toString value != "" && !lib.hasPrefix "/" (toString value)
+    ) secretFileKeys
+  );
+
   # The secret files hook.conf names, with their keys, that are in the
   # Nix store ("${./token}", a pkgs.writeText): readable by every user,
   # and refused by the program at run time. A path literal counts by the
@@ -106,24 +142,7 @@ let
         ) (lib.splitString "&" (lib.concatStringsSep "?" (lib.tail (lib.splitString "?" (builtins.unsafeDiscardStringContext (toString uri))))));
     in
     lib.filter ({ value, ... }: inStore value) (
-      [
-        {
-          key = "cachix.auth_token_file";
-          value = s.cachix.auth_token_file or null;
-        }
-        {
-          key = "cachix.signing_key_file";
-          value = s.cachix.signing_key_file or null;
-        }
-        {
-          key = "secret_key_file";
-          value = s.secret_key_file or null;
-        }
-      ]
-      ++ lib.imap0 (i: t: {
-        key = "target[${toString i}].secret_key_file";
-        value = t.secret_key_file or null;
-      }) (s.target or [ ])
+      secretFileKeys
       ++ uriKeys "store" (if s.store == null then "" else s.store)
       ++ lib.concatLists (
         lib.imap0 (i: t: uriKeys "target[${toString i}].store" (t.store or "")) (s.target or [ ])
@@ -316,7 +335,8 @@ in
         password, secret, auth, credential or key) that is not one of
         hook.conf's `*_file` keys (`cachix.auth_token = "..."`: a secret
         is given as the path of its file), on a secret file that is in
-        the store, and on a `store` or `upstream` URI carrying
+        the store or not an absolute path (`auth_token_file = "eyJ..."`,
+        the token itself), and on a `store` or `upstream` URI carrying
         credentials (`user:password@`, `?token=`, an upstream's `user@`):
         Nix's netrc file or an AWS profile (`?profile=NAME`) holds those.
       '';
@@ -457,6 +477,10 @@ in
             message = "${name}.settings: ${
               lib.concatMapStringsSep ", " (x: "${x.key} = \"${toString x.value}\"") secretsInStore
             } is in the Nix store, which every user can read: give the path of a file outside the store, owned by the user who pushes, mode 0600, as a string (authTokenFile for the token).";
+          }
+          {
+            assertion = secretFilesNotAbsolute == [ ];
+            message = "${name}.settings: ${lib.concatStringsSep ", " secretFilesNotAbsolute} is not an absolute path (the value is not shown: it may be the secret itself), and would be written to the world-readable Nix store: give the absolute path of the file holding the secret, outside the store, owned by the user who pushes, mode 0600.";
           }
           {
             assertion = secretNamedKeys == [ ];

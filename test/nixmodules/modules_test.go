@@ -1838,3 +1838,43 @@ func TestCredentialsCheckMatchesTheProgram(t *testing.T) {
 		}
 	}
 }
+
+// A secret file's key takes an absolute path (checkValues,
+// targetPathRules): the program refuses any other value, without showing
+// it, since it may be the secret itself (auth_token_file = "eyJ..."). It
+// refuses it only when hook.conf is built, with the value already in the
+// world-readable store: the modules refuse the same values at
+// evaluation, without quoting them either.
+func TestSecretFileKeysTakeAbsolutePaths(t *testing.T) {
+	c := needCheckouts(t)
+	bin := hookBin(t)
+	// Each key as the modules name it, and as the program does.
+	keys := [][2]string{
+		{"cachix.auth_token_file", "cachix.auth_token_file"},
+		{"cachix.signing_key_file", "cachix.signing_key_file"},
+		{"target[0].secret_key_file", "[[target]] #1: secret_key_file"},
+	}
+	dir := t.TempDir()
+	for i, v := range []string{"eyJhbGciOiJIUzI1NiJ9.c2VjcmV0", "run/secrets/token", "~/token", "/run/secrets/token", ""} {
+		var failed []string
+		if err := c.eval(t, "nixos.failed", fmt.Sprintf(`{ services.cachix-filter-hook = { enable = true; settings = { cachix.auth_token_file = %q; cachix.signing_key_file = %[1]q; target = [ { store = "file:///srv/c"; allow = [ "*" ]; secret_key_file = %[1]q; } ]; }; }; }`, v), &failed); err != nil {
+			t.Fatal(err)
+		}
+		all := strings.Join(failed, "\n")
+		conf := filepath.Join(dir, fmt.Sprintf("%d.conf", i))
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf("[cachix]\nauth_token_file = %q\nsigning_key_file = %[1]q\n[queue]\ndir = \"/tmp/q\"\n[[target]]\nstore = \"file:///srv/c\"\nallow = [\"*\"]\nsecret_key_file = %[1]q\n", v)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := run(t, nil, bin, "--config", conf, "validate", "--config-only")
+		for _, k := range keys {
+			nixRefuses := strings.Contains(all, k[0]) && strings.Contains(all, "not an absolute path")
+			goRefuses := strings.Contains(fmt.Sprint(err), k[1]+": must be an absolute path")
+			if nixRefuses != goRefuses {
+				t.Errorf("%s = %q: the modules refuse it: %v; the program: %v (%v; modules: %q)", k[0], v, nixRefuses, goRefuses, err, failed)
+			}
+		}
+		if v != "" && strings.Contains(all, v) {
+			t.Errorf("%q: the modules' refusal quotes the value: %q", v, failed)
+		}
+	}
+}
