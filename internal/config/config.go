@@ -171,14 +171,17 @@ func hostName() string {
 // leaves the environment as the only source.
 //
 // The path is made absolute: the worker it is handed to runs in /.
-func Find(flagPath string) (string, error) {
+func Find(flagPath string) (string, error) { return find(flagPath, os.Geteuid()) }
+
+// find is Find for the user euid, whose search path it takes.
+func find(flagPath string, euid int) (string, error) {
 	if flagPath != "" {
 		return absolute(flagPath, "--config")
 	}
 	if p := os.Getenv(EnvConfig); p != "" {
 		return absolute(p, EnvConfig)
 	}
-	for _, p := range SearchPath() {
+	for _, p := range searchPath(euid) {
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
