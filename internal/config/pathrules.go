@@ -107,32 +107,52 @@ func (l *loader) whereOf(prefix string, m map[string]any, key string) string {
 	return l.fromOf(key)
 }
 
+// shownUpstream is an upstream as its errors show it: as RedactURI, and
+// with a user alone (or with an empty password) hidden too. An
+// upstream takes none, so a user there is likely a token
+// (https://TOKEN@host), and these errors go to every build's log.
+func shownUpstream(s string) string {
+	s = RedactURI(s)
+	head, rest, ok := authority(s)
+	if !ok {
+		return s
+	}
+	auth := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		auth = rest[:i]
+	}
+	if at := strings.LastIndexByte(auth, '@'); at >= 0 && !strings.HasSuffix(auth[:at], ":REDACTED") {
+		return head + "REDACTED" + rest[at:]
+	}
+	return s
+}
+
 // checkUpstream accepts http(s)://host[/path] and file:///abs/dir, without
 // a trailing slash.
 func checkUpstream(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("not a URL: %q", RedactURI(s))
+		return "", fmt.Errorf("not a URL: %q", shownUpstream(s))
 	}
 	switch u.Scheme {
 	case "http", "https":
 		if u.Host == "" {
-			return "", fmt.Errorf("%q has no host", RedactURI(s))
+			return "", fmt.Errorf("%q has no host", shownUpstream(s))
 		}
 	case "file":
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
-			return "", fmt.Errorf("%q: a file:// upstream needs an absolute path (file:///dir)", RedactURI(s))
+			return "", fmt.Errorf("%q: a file:// upstream needs an absolute path (file:///dir)", shownUpstream(s))
 		}
 	default:
-		return "", fmt.Errorf("%q: only http://, https:// and file:// upstreams are supported", RedactURI(s))
+		return "", fmt.Errorf("%q: only http://, https:// and file:// upstreams are supported", shownUpstream(s))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%q: an upstream takes no ?query or #fragment", RedactURI(s))
+		return "", fmt.Errorf("%q: an upstream takes no ?query or #fragment", shownUpstream(s))
 	}
 	// The URL is shown in messages, the log and the history ("already
 	// in URL"): a password in it would be shown with it.
 	if u.User != nil {
-		return "", fmt.Errorf("%q: an upstream takes no user or password: name a cache that answers without them", RedactURI(s))
+		return "", fmt.Errorf("%q: an upstream takes no user or password: name a cache that answers without them", shownUpstream(s))
 	}
 	return strings.TrimRight(s, "/"), nil
 }
