@@ -341,7 +341,7 @@ func (d *doctor) checkToken() {
 	}
 	w := d.workerEnv()
 	env := worker.Env(w.env)
-	if strings.TrimSpace(lookupEnv(env, "CACHIX_AUTH_TOKEN")) != "" {
+	if token, _ := config.LookupEnv(env, "CACHIX_AUTH_TOKEN"); strings.TrimSpace(token) != "" {
 		d.add("token", checkOK, "no cachix.auth_token_file; the worker inherits CACHIX_AUTH_TOKEN from "+w.whose, "")
 		return
 	}
@@ -363,17 +363,6 @@ func (d *doctor) checkToken() {
 		missing = "there is no " + dhall
 	}
 	d.add("token", checkProblem, "no auth token: cachix.auth_token_file is not set, the worker, with "+w.whose+", gets no CACHIX_AUTH_TOKEN, and "+missing+here, "write the token to a file (chmod 600) and set cachix.auth_token_file in hook.conf")
-}
-
-// lookupEnv is the value of k in env, the last one as exec keeps it.
-func lookupEnv(env []string, k string) string {
-	v := ""
-	for _, kv := range env {
-		if rest, ok := strings.CutPrefix(kv, k+"="); ok {
-			v = rest
-		}
-	}
-	return v
 }
 
 // workerEnvironment is the environment the hook's worker starts from.

@@ -223,3 +223,15 @@ func init() {
 func EnvName(key string) string {
 	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
+
+// LookupEnv is the value of key in env, a child's environment, and
+// whether it is set there: the last of duplicates, which exec keeps.
+func LookupEnv(env []string, key string) (string, bool) {
+	v, set := "", false
+	for _, kv := range env {
+		if rest, ok := strings.CutPrefix(kv, key+"="); ok {
+			v, set = rest, true
+		}
+	}
+	return v, set
+}

@@ -444,12 +444,7 @@ func UnixSocketPaths(store string) []string {
 // alone, as nix copy run with env finds it.
 func daemonSocket(env []string) string {
 	get := func(k string) string {
-		v := ""
-		for _, kv := range env {
-			if rest, ok := strings.CutPrefix(kv, k+"="); ok {
-				v = rest // exec keeps the last of duplicates
-			}
-		}
+		v, _ := LookupEnv(env, k)
 		return v
 	}
 	if p := get("NIX_DAEMON_SOCKET_PATH"); p != "" {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cachix-filter-hook/cachix-filter-hook/internal/config"
 	"github.com/cachix-filter-hook/cachix-filter-hook/internal/trust"
 )
 
@@ -26,18 +27,9 @@ func CachixConfigFile(wd string, env, args []string) string {
 	if f, ok := configFlag(args); ok {
 		return fromDir(wd, f)
 	}
-	get := func(k string) (string, bool) {
-		v, set := "", false
-		for _, kv := range env {
-			if rest, ok := strings.CutPrefix(kv, k+"="); ok {
-				v, set = rest, true // exec keeps the last of duplicates
-			}
-		}
-		return v, set
-	}
-	dir, _ := get("XDG_CONFIG_HOME")
+	dir, _ := config.LookupEnv(env, "XDG_CONFIG_HOME")
 	if !filepath.IsAbs(dir) {
-		home, set := get("HOME")
+		home, set := config.LookupEnv(env, "HOME")
 		if !set {
 			u, err := user.Current()
 			if err != nil || u.HomeDir == "" {

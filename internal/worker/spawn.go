@@ -64,12 +64,7 @@ func spawnEnv(dir string) []string {
 // and doctor check that config as the worker will find it.
 func Env(env []string) []string {
 	get := func(k string) string {
-		v := ""
-		for _, kv := range env {
-			if rest, ok := strings.CutPrefix(kv, k+"="); ok {
-				v = rest
-			}
-		}
+		v, _ := config.LookupEnv(env, k)
 		return v
 	}
 	home := get("HOME")
