@@ -381,38 +381,8 @@ func checkedDir(path string) (fd int, abs, name, real string, err error) {
 	if i := strings.LastIndex(dir, "/"); i >= 0 {
 		dir, name = dir[:i], dir[i+1:]
 	}
-	if dir == "" {
-		// In / itself, where a walk cannot end: / is all there is
-		// to check.
-		fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return -1, "", "", "", fmt.Errorf("checking %s: %w", path, err)
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			unix.Close(fd)
-			return -1, "", "", "", fmt.Errorf("checking %s: %w", path, err)
-		}
-		if err := checkOne(path, "/", st.Uid, fileMode(st.Mode), Dir, true); err != nil {
-			unix.Close(fd)
-			return -1, "", "", "", err
-		}
-		return fd, abs, name, "/", nil
-	}
-	w, err := walk(path, dir, true)
-	if err != nil {
-		return -1, "", "", "", err
-	}
-	unix.Close(w.dir)
-	if w.st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		unix.Close(w.fd)
-		return -1, "", "", "", fmt.Errorf("checking %s: %s is not a directory", path, w.real)
-	}
-	if err := checkOne(path, w.real, w.st.Uid, fileMode(w.st.Mode), Dir, true); err != nil {
-		unix.Close(w.fd)
-		return -1, "", "", "", err
-	}
-	return w.fd, abs, name, w.real, nil
+	fd, real, err = openDir(path, dir, true)
+	return fd, abs, name, real, err
 }
 
 // CheckedDir walks to the directory path as CheckParents walks to the
@@ -428,41 +398,55 @@ func CheckedDir(path string, self bool) (string, fs.FileInfo, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("checking %s: %w", path, err)
 	}
-	var fd int
-	real := "/"
-	if abs = strings.TrimRight(abs, "/"); abs == "" {
-		// / itself, where a walk cannot end.
-		if fd, err = unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-			return "", nil, fmt.Errorf("checking %s: %w", path, err)
-		}
-	} else {
-		w, err := walk(path, abs, true)
-		if err != nil {
-			return "", nil, err
-		}
-		unix.Close(w.dir)
-		fd, real = w.fd, w.real
+	fd, real, err := openDir(path, strings.TrimRight(abs, "/"), self)
+	if err != nil {
+		return "", nil, err
 	}
 	// The file owns fd (O_PATH: fstat works on it) and closes it.
 	f := os.NewFile(uintptr(fd), real)
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return "", nil, fmt.Errorf("checking %s: %w", path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return "", nil, fmt.Errorf("checking %s: %s is not a directory", path, real)
-	}
-	if self {
-		if err := checkOne(path, real, st.Uid, fileMode(st.Mode), Dir, true); err != nil {
-			return "", nil, err
-		}
-	}
 	fi, err := f.Stat()
 	if err != nil {
 		return "", nil, fmt.Errorf("checking %s: %w", path, err)
 	}
 	return real, fi, nil
+}
+
+// openDir walks to dir, absolute and with no trailing slash ("" is /,
+// where a walk cannot end), for path's check, and returns an O_PATH
+// descriptor of it and its real path, once it is a directory and, with
+// self, passes the rule itself.
+func openDir(path, dir string, self bool) (int, string, error) {
+	var st unix.Stat_t
+	fd, real := -1, "/"
+	if dir == "" {
+		var err error
+		if fd, err = unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return -1, "", fmt.Errorf("checking %s: %w", path, err)
+		}
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, "", fmt.Errorf("checking %s: %w", path, err)
+		}
+	} else {
+		w, err := walk(path, dir, true)
+		if err != nil {
+			return -1, "", err
+		}
+		unix.Close(w.dir)
+		fd, real, st = w.fd, w.real, w.st
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		unix.Close(fd)
+		return -1, "", fmt.Errorf("checking %s: %s is not a directory", path, real)
+	}
+	if self {
+		if err := checkOne(path, real, st.Uid, fileMode(st.Mode), Dir, true); err != nil {
+			unix.Close(fd)
+			return -1, "", err
+		}
+	}
+	return fd, real, nil
 }
 
 // ReadLink returns the target of the symbolic link path, as written, when
