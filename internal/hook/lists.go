@@ -105,10 +105,15 @@ func recordSkippedUntil(skipped []storepath.Path, open func() (*queue.Queue, err
 	var lostPaths []storepath.Path
 	var why error
 	for i, l := range skipped {
-		rerr := fmt.Errorf("%d recorded already, the most one build records", maxLeftLists)
-		if i > 0 && i < maxLeftLists && time.Now().After(until) {
+		var rerr error
+		switch {
+		case i >= maxLeftLists:
+			// Not "recorded already": a full lists/, or the time, may
+			// have left all of those before unrecorded.
+			rerr = fmt.Errorf("beyond the first %d, the most one build records", maxLeftLists)
+		case i > 0 && time.Now().After(until):
 			rerr = fmt.Errorf("recording took past %s, the most one build spends", maxLeftTime)
-		} else if i < maxLeftLists {
+		default:
 			var q *queue.Queue
 			if q, rerr = open(); rerr == nil {
 				rerr = q.AddSkippedList(l, fmt.Sprintf("package list %s not read by the hook: %v", l, pkglist.ErrTooMany), os.Getppid(), time.Now())

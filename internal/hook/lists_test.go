@@ -419,7 +419,7 @@ func TestRecordSkippedBounds(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("%d package lists not read on the build's path", maxLeftLists),
 		lists[0].Name + ", ",
-		fmt.Sprintf("2 package lists neither read nor recorded to read again (%d recorded already", maxLeftLists),
+		fmt.Sprintf("2 package lists neither read nor recorded to read again (beyond the first %d", maxLeftLists),
 		lists[len(lists)-2].Name + ", " + lists[len(lists)-1].Name,
 		"cachix-filter-hook push " + lists[len(lists)-2].String(),
 	} {
@@ -477,7 +477,46 @@ func TestRecordSkippedSaysEveryReason(t *testing.T) {
 	open := func() (*queue.Queue, error) { return q, nil }
 	recordSkippedUntil(lists, open, say, time.Now().Add(-time.Second))
 	got := strings.Join(said, "\n")
-	for _, want := range []string{"recording took past " + maxLeftTime.String(), fmt.Sprintf("%d recorded already", maxLeftLists)} {
+	for _, want := range []string{"recording took past " + maxLeftTime.String(), fmt.Sprintf("beyond the first %d", maxLeftLists)} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// With lists/ full, none of the first maxLeftLists lists is recorded,
+// and the line said of those past them "64 recorded already": a count of
+// records where there was none. It says where the bound cut instead.
+func TestRecordSkippedFullSaysNoneRecorded(t *testing.T) {
+	listStore(t)
+	q, err := queue.Open(filepath.Join(t.TempDir(), "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(q.Dir, "lists")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range queue.MaxSkippedLists {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("x%d", i)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lists []storepath.Path
+	for i := range maxLeftLists + 1 {
+		lists = append(lists, fakeList(t, fmt.Sprintf("cachix-packages-%03d", i), nil, mkPath(fmt.Sprintf("app-%d", i))))
+	}
+	var said []string
+	say := func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) }
+	open := func() (*queue.Queue, error) { return q, nil }
+	if n := recordSkippedUntil(lists, open, say, time.Now().Add(time.Hour)); n != 0 {
+		t.Fatalf("recorded %d in a full lists/, want none", n)
+	}
+	got := strings.Join(said, "\n")
+	if strings.Contains(got, "recorded already") {
+		t.Errorf("the line counts records there were none of:\n%s", got)
+	}
+	for _, want := range []string{fmt.Sprintf("%d package lists neither read nor recorded", maxLeftLists+1), "the most it keeps", fmt.Sprintf("beyond the first %d", maxLeftLists)} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
