@@ -17,10 +17,9 @@ const waitDelay = 5 * time.Second
 // when cmd's context ends, as package pusher runs a pusher: a child of
 // Nix's (or of a wrapper script) that holds cmd's pipes goes with it, so
 // that reading them ends. What escapes the group is left to WaitDelay.
-// cmd is then waited for with the Group's End, never cmd.Wait nor the
-// Group's Wait: a helper left in the group once cmd exited (its output
-// closed, so that no read waits for it) would run on, as root, with no
-// time limit.
+// cmd is then waited for with the Group's End, never cmd.Wait: a
+// helper left in the group once cmd exited (its output closed, so that
+// no read waits for it) would run on, as root, with no time limit.
 func inGroup(cmd *exec.Cmd) *procgroup.Group {
 	g := procgroup.Set(cmd)
 	cmd.Cancel = g.Kill

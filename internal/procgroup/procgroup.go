@@ -13,7 +13,7 @@ import (
 // Group is a command that runs in a process group of its own. Its id is
 // the leader's pid, which stays taken only until the leader is reaped:
 // the group is signalled only before that, never after, when the number
-// may be another's (Kill and the reaping in Wait and End take turns).
+// may be another's (Kill and the reaping in End take turns).
 type Group struct {
 	cmd    *exec.Cmd
 	mu     sync.Mutex
@@ -23,9 +23,9 @@ type Group struct {
 // Set makes cmd start in a process group of its own, and on Linux be
 // killed when the thread that started it dies, so that a SIGKILLed
 // worker leaves no upload running that a new worker would duplicate.
-// cmd must then be waited for with the Group's Wait or End, not
-// cmd.Wait, which would reap it behind Kill's back (a Cancel of
-// CommandContext's that calls Kill included).
+// cmd must then be waited for with the Group's End, not cmd.Wait,
+// which would reap it behind Kill's back (a Cancel of CommandContext's
+// that calls Kill included).
 func Set(cmd *exec.Cmd) *Group {
 	cmd.SysProcAttr = attr()
 	return &Group{cmd: cmd}
@@ -46,26 +46,17 @@ func (g *Group) Kill() error {
 	return g.cmd.Process.Kill()
 }
 
-// Wait waits for cmd as cmd.Wait does. On Linux it waits for the exit
-// without reaping first, so that a Kill until then still reaches the
-// group; elsewhere a Kill racing the reaping may reach a group that took
-// the same number.
-func (g *Group) Wait() error { return g.wait(false) }
-
 // End waits until cmd has exited, kills what it left in its group (a
 // helper that closed its output, which nothing else would stop: it would
 // run on, as root, with no time limit), then reaps it. On Linux the kill
 // comes before the reaping: until then the leader's pid, the group's id,
 // cannot be taken by another process, so the kill reaches no other
-// group.
-func (g *Group) End() error { return g.wait(true) }
-
-func (g *Group) wait(kill bool) error {
+// group. Elsewhere nothing is killed, and a Kill racing the reaping may
+// reach a group that took the same number.
+func (g *Group) End() error {
 	if waitExited(g.cmd.Process.Pid) {
 		g.mu.Lock()
-		if kill {
-			_ = syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
-		}
+		_ = syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
 		g.reaped = true
 		g.mu.Unlock()
 	}
