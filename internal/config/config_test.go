@@ -19,7 +19,8 @@ import (
 
 // isolate clears every CACHIX_FILTER_HOOK_* variable, points HOME and
 // the XDG directories at an empty temporary directory, which it returns,
-// and the machine-wide config directory at another (see systemFile).
+// and the machine-wide config directory at another, where SystemFile
+// is (none until a test writes it).
 func isolate(t *testing.T) string {
 	t.Helper()
 	for _, kv := range os.Environ() {
@@ -36,10 +37,6 @@ func isolate(t *testing.T) string {
 	t.Cleanup(func() { systemDir = old })
 	return home
 }
-
-// systemFile is where the test's machine-wide hook.conf goes (none until
-// a test writes it).
-func systemFile() string { return filepath.Join(systemDir, "hook.conf") }
 
 func write(t *testing.T, path, content string) string {
 	t.Helper()
@@ -66,10 +63,10 @@ func TestSearchPath(t *testing.T) {
 		xdg  string
 		want []string
 	}{
-		{"", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), systemFile()}},
-		{"/xdg", []string{"/xdg/cachix-filter-hook/hook.conf", systemFile()}},
+		{"", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), SystemFile()}},
+		{"/xdg", []string{"/xdg/cachix-filter-hook/hook.conf", SystemFile()}},
 		// A relative XDG_CONFIG_HOME is invalid per the XDG spec and ignored.
-		{"rel", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), systemFile()}},
+		{"rel", []string{filepath.Join(home, ".config/cachix-filter-hook/hook.conf"), SystemFile()}},
 	} {
 		t.Setenv("XDG_CONFIG_HOME", tc.xdg)
 		if got := searchPath(1000); !slices.Equal(got, tc.want) {
@@ -79,7 +76,7 @@ func TestSearchPath(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", "")
 	t.Setenv("HOME", "")
 	for _, euid := range []int{0, 1000} {
-		if got := searchPath(euid); !slices.Equal(got, []string{systemFile()}) {
+		if got := searchPath(euid); !slices.Equal(got, []string{SystemFile()}) {
 			t.Errorf("no HOME: searchPath(%d) = %q", euid, got)
 		}
 	}
@@ -93,10 +90,10 @@ func TestSearchPath(t *testing.T) {
 func TestSearchPathRootReadsTheMachineFileFirst(t *testing.T) {
 	home := isolate(t)
 	homeFile := write(t, filepath.Join(home, ".config", "cachix-filter-hook", "hook.conf"), minimal)
-	if got, want := searchPath(0), []string{systemFile(), homeFile}; !slices.Equal(got, want) {
+	if got, want := searchPath(0), []string{SystemFile(), homeFile}; !slices.Equal(got, want) {
 		t.Errorf("searchPath(0) = %q, want %q", got, want)
 	}
-	if got, want := searchPath(1000), []string{homeFile, systemFile()}; !slices.Equal(got, want) {
+	if got, want := searchPath(1000), []string{homeFile, SystemFile()}; !slices.Equal(got, want) {
 		t.Errorf("searchPath(1000) = %q, want %q", got, want)
 	}
 	// For either user, whoever runs the tests, and whatever the machine
@@ -106,7 +103,7 @@ func TestSearchPathRootReadsTheMachineFileFirst(t *testing.T) {
 			t.Errorf("uid %d, no machine file: find = %q, %v; want %s", euid, got, err, homeFile)
 		}
 	}
-	sys := write(t, systemFile(), minimal)
+	sys := write(t, SystemFile(), minimal)
 	for euid, want := range map[int]string{0: sys, 1000: homeFile} {
 		if got, err := find("", euid); err != nil || got != want {
 			t.Errorf("uid %d: find = %q, %v; want %s", euid, got, err, want)
@@ -157,7 +154,7 @@ func TestFindOrder(t *testing.T) {
 			t.Errorf("Find = %q, want none", got)
 		}
 		// The machine-wide file comes last.
-		sys := write(t, systemFile(), minimal)
+		sys := write(t, SystemFile(), minimal)
 		t.Cleanup(func() { os.Remove(sys) })
 		if got, err := Find(""); err != nil || got != sys {
 			t.Errorf("Find = %q, %v; want %s", got, err, sys)
@@ -183,7 +180,7 @@ func TestLoadLookup(t *testing.T) {
 	xdg := filepath.Join(dir, "xdg")
 	write(t, filepath.Join(xdg, "cachix-filter-hook", "hook.conf"), conf("fromxdg"))
 	write(t, filepath.Join(home, ".config", "cachix-filter-hook", "hook.conf"), conf("fromhome"))
-	write(t, systemFile(), conf("fromsystem"))
+	write(t, SystemFile(), conf("fromsystem"))
 	for _, tc := range []struct{ flag, env, xdg, want string }{
 		{flagFile, envFile, xdg, "fromflag"},
 		{"", envFile, xdg, "fromenv"},
