@@ -625,6 +625,28 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// keepSwapping exchanges the names a and b (RENAME_EXCHANGE) over and
+// over, until the function it returns is called, which returns once the
+// swapping stopped.
+func keepSwapping(t *testing.T, a, b string) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			if err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
 // The daemon's own socket, named by its path, is the daemon `daemon` and
 // unix:// alone name: Debian's nix packages make its directory 0770
 // root:nix-users, which the unix:// rule refused, though the same socket
@@ -841,23 +863,7 @@ func TestUnixStoreDaemonSocketLinkSwapped(t *testing.T) {
 	theirs := filepath.Join(rootDir, "theirs")
 	must(t, os.Symlink(filepath.Join(sockDir, "socket"), theirs))
 	u.Chown(t, theirs)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := unix.Renameat2(unix.AT_FDCWD, theirs, unix.AT_FDCWD, p, unix.RENAME_EXCHANGE); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	defer keepSwapping(t, theirs, p)()
 	deadline := time.Now().Add(2 * time.Second)
 	for i := 0; i < 20000 && time.Now().Before(deadline); i++ {
 		if isDaemonSocket(p, daemonSocket(os.Environ())) {
@@ -900,21 +906,7 @@ func TestUnixStoreDaemonSocketDirSwapped(t *testing.T) {
 		must(t, os.Symlink(c.theirs, theirs))
 		u.Chown(t, theirs)
 		sock := rootDir + "/" + c.sock // not cleaned: ".." is above the link's target
-		stop, done := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(done)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if err := unix.Renameat2(unix.AT_FDCWD, theirs, unix.AT_FDCWD, l, unix.RENAME_EXCHANGE); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
+		stop := keepSwapping(t, theirs, l)
 		deadline := time.Now().Add(2 * time.Second)
 		for i := 0; i < 20000 && time.Now().Before(deadline); i++ {
 			if isDaemonSocket(sock, daemonSocket(os.Environ())) {
@@ -922,8 +914,7 @@ func TestUnixStoreDaemonSocketDirSwapped(t *testing.T) {
 				break
 			}
 		}
-		close(stop)
-		<-done
+		stop()
 		must(t, os.Remove(l))
 		must(t, os.Remove(theirs))
 	}
