@@ -54,6 +54,40 @@ func ownDaemon(t *testing.T, pid int) {
 	})
 }
 
+// nixDaemonOrSkip is the nix-daemon on PATH; without one the test is
+// skipped, or fails under CFH_TEST_REQUIRE_NIX=1.
+func nixDaemonOrSkip(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("nix-daemon")
+	if err != nil {
+		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
+			t.Fatal("nix-daemon not found and CFH_TEST_REQUIRE_NIX=1")
+		}
+		t.Skip("needs Nix's nix-daemon")
+	}
+	return p
+}
+
+// stdioDaemon starts `nix-daemon --stdio` in / with env, killed when the
+// test ends, and waits until it is the nix-daemon doctor finds. --stdio
+// serves one client on its standard input: it waits there, with no
+// socket.
+func stdioDaemon(t *testing.T, nixDaemon string, env ...string) *exec.Cmd {
+	t.Helper()
+	d := exec.Command(nixDaemon, "--stdio")
+	d.Env = env
+	d.Dir = "/"
+	if _, err := d.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
+	ownDaemon(t, d.Process.Pid)
+	return d
+}
+
 func doctorOutput(t *testing.T, prog, conf string) string {
 	t.Helper()
 	cmd := exec.Command(prog, "--config", conf, "doctor")
@@ -77,13 +111,7 @@ func doctorOutput(t *testing.T, prog, conf string) string {
 // to a cachix of its own.
 func TestDoctorDaemonIsTheNixInUse(t *testing.T) {
 	u := testuser.New(t)
-	nixDaemon, err := exec.LookPath("nix-daemon")
-	if err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
-			t.Fatal("nix-daemon not found and CFH_TEST_REQUIRE_NIX=1")
-		}
-		t.Skip("needs Nix's nix-daemon")
-	}
+	nixDaemon := nixDaemonOrSkip(t)
 	base, prog, conf := doctorWorld(t, func(base string) string { return filepath.Join(base, "queue") })
 	pathOf := func(who string) string {
 		dir := filepath.Join(base, who)
@@ -201,13 +229,7 @@ func TestDoctorReadOnlyQueue(t *testing.T) {
 // doctor read the hook from nix.conf (as `nix show-config` does) and
 // reported it ok, with nothing about the daemon that never runs it.
 func TestDoctorDaemonOlderThanNixConf(t *testing.T) {
-	nixDaemon, err := exec.LookPath("nix-daemon")
-	if err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
-			t.Fatal("nix-daemon not found and CFH_TEST_REQUIRE_NIX=1")
-		}
-		t.Skip("needs Nix's nix-daemon")
-	}
+	nixDaemon := nixDaemonOrSkip(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: nix-daemon's environment is root's to read")
 	}
@@ -225,17 +247,7 @@ func TestDoctorDaemonOlderThanNixConf(t *testing.T) {
 	if err := os.Chtimes(nixConf, old, old); err != nil {
 		t.Fatal(err)
 	}
-	d := exec.Command(nixDaemon, "--stdio")
-	d.Env = []string{"PATH=" + os.Getenv("PATH"), "NIX_CONF_DIR=" + confDir}
-	d.Dir = "/"
-	if _, err := d.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
-	ownDaemon(t, d.Process.Pid)
+	d := stdioDaemon(t, nixDaemon, "PATH="+os.Getenv("PATH"), "NIX_CONF_DIR="+confDir)
 
 	run := func() string {
 		cmd := exec.Command(prog, "--config", conf, "doctor")
@@ -264,13 +276,7 @@ func TestDoctorDaemonOlderThanNixConf(t *testing.T) {
 // worker will find, in nix-daemon's environment.
 func TestDoctorTokenAdviceIsTheWorkers(t *testing.T) {
 	testuser.New(t) // root, or skip: only root reads the daemon's environment
-	nixDaemon, err := exec.LookPath("nix-daemon")
-	if err != nil {
-		if os.Getenv("CFH_TEST_REQUIRE_NIX") == "1" {
-			t.Fatal("nix-daemon not found and CFH_TEST_REQUIRE_NIX=1")
-		}
-		t.Skip("needs Nix's nix-daemon")
-	}
+	nixDaemon := nixDaemonOrSkip(t)
 	base, prog, conf := doctorWorld(t, func(base string) string { return filepath.Join(base, "queue") })
 	daemonHome := filepath.Join(base, "daemon-home")
 	dhall := filepath.Join(daemonHome, ".config", "cachix", "cachix.dhall")
@@ -280,17 +286,7 @@ func TestDoctorTokenAdviceIsTheWorkers(t *testing.T) {
 	if err := os.WriteFile(dhall, []byte("{ authToken = \"x\", hostname = \"https://cachix.org\", binaryCaches = [] : List { name : Text, secretKey : Text } }\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := exec.Command(nixDaemon, "--stdio")
-	c.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + daemonHome}
-	c.Dir = "/"
-	if _, err := c.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
-	ownDaemon(t, c.Process.Pid)
+	stdioDaemon(t, nixDaemon, "PATH="+os.Getenv("PATH"), "HOME="+daemonHome)
 	// doctor's own HOME (base) has no cachix.dhall; the daemon's has.
 	out := doctorOutput(t, prog, conf)
 	if !regexp.MustCompile(`(?m)^warning +token: .*`+regexp.QuoteMeta(dhall)).MatchString(out) || strings.Contains(out, filepath.Join(base, ".config")) {
