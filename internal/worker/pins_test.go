@@ -166,6 +166,23 @@ func (e *env) pin(t *testing.T, target string, root storepath.Path, name string,
 	}
 }
 
+// lastPinDrop is the reason of the last pin drop the history of dir
+// records, "" for none.
+func lastPinDrop(t *testing.T, dir string) string {
+	t.Helper()
+	recs, err := history.Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := ""
+	for _, r := range recs {
+		if r.Outcome == history.PinDropped {
+			why = r.Reason
+		}
+	}
+	return why
+}
+
 func TestRunPinsAfterThePush(t *testing.T) {
 	fakeStore(t)
 	e := newEnv(t, mkTarget(t, "main", []string{"*"}, nil), mkTarget(t, "work", []string{"*"}, nil))
@@ -832,13 +849,7 @@ func TestPinDroppedWithItsRootAfterAClockStep(t *testing.T) {
 	if got := c.list(); len(got) != 0 {
 		t.Errorf("calls = %q, want none: the root was dropped", got)
 	}
-	recs, _ := history.Read(e.q.Dir)
-	var why string
-	for _, r := range recs {
-		if r.Outcome == history.PinDropped {
-			why = r.Reason
-		}
-	}
+	why := lastPinDrop(t, e.q.Dir)
 	if !strings.Contains(why, `its root was dropped: no longer selected: deny "secret-*"`) {
 		t.Errorf("the pin's drop: reason %q", why)
 	}
@@ -1100,13 +1111,7 @@ func TestPinReadAfterItsRootsDropAfterAClockStep(t *testing.T) {
 			if got := c.list(); len(got) != 0 {
 				t.Errorf("calls = %q, want none: the root was dropped", got)
 			}
-			recs, _ := history.Read(e.q.Dir)
-			var why string
-			for _, r := range recs {
-				if r.Outcome == history.PinDropped {
-					why = r.Reason
-				}
-			}
+			why := lastPinDrop(t, e.q.Dir)
 			if !strings.Contains(why, `its root was dropped: no longer selected: deny "secret-*"`) {
 				t.Errorf("the pin's drop: reason %q", why)
 			}
@@ -1586,13 +1591,7 @@ func TestPinOfRootTheRulesNowDenyIsDropped(t *testing.T) {
 			if got := c.list(); len(got) != 0 {
 				t.Errorf("calls = %q, want none: the rules deny the root", got)
 			}
-			recs, _ := history.Read(e.q.Dir)
-			var why string
-			for _, r := range recs {
-				if r.Outcome == history.PinDropped {
-					why = r.Reason
-				}
-			}
+			why := lastPinDrop(t, e.q.Dir)
 			if !strings.Contains(why, tc.reason) {
 				t.Errorf("the pin's drop: reason %q, want it to say %q", why, tc.reason)
 			}
@@ -1637,13 +1636,7 @@ func TestPinOfRootWhoseClosureTheRulesNowLeaveOutIsDropped(t *testing.T) {
 			if got := c.list(); len(got) != 0 {
 				t.Errorf("calls = %q, want none: the rules leave the root's closure out", got)
 			}
-			recs, _ := history.Read(e.q.Dir)
-			var why string
-			for _, r := range recs {
-				if r.Outcome == history.PinDropped {
-					why = r.Reason
-				}
-			}
+			why := lastPinDrop(t, e.q.Dir)
 			if !strings.Contains(why, tc.reason) || !strings.Contains(why, dep.Name) {
 				t.Errorf("the pin's drop: reason %q, want it to name %s and %q", why, dep.Name, tc.reason)
 			}
