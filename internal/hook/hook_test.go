@@ -323,7 +323,7 @@ func writeConf(t *testing.T, c conf) string {
 	return writeFile(t, b.String())
 }
 
-func writeFile(t *testing.T, content string) string {
+func writeFile(t testing.TB, content string) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "hook.conf")
 	if err := os.WriteFile(f, []byte(content), 0o600); err != nil {

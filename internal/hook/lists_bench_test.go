@@ -35,19 +35,8 @@ func BenchmarkRunListsPastTheBound(b *testing.B) {
 	b.Setenv("NIX_STORE_DIR", b.TempDir())
 	var lists []string
 	for i := range 2000 {
-		name := fmt.Sprintf("cachix-packages-%04d", i)
-		dir, file := mkPath(name), mkPath(name+".list")
-		text := pkglist.Magic + "\n" + mkPath(fmt.Sprintf("app-%d", i)).String() + "\n"
-		if err := os.WriteFile(file.String(), []byte(text), 0o444); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.Mkdir(dir.String(), 0o755); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.Symlink(file.String(), filepath.Join(dir.String(), "manifest.nix")); err != nil {
-			b.Fatal(err)
-		}
-		lists = append(lists, dir.String())
+		l := fakeList(b, fmt.Sprintf("cachix-packages-%04d", i), nil, mkPath(fmt.Sprintf("app-%d", i)))
+		lists = append(lists, l.String())
 	}
 	for _, n := range []int{1, pkglist.MaxLists, pkglist.MaxLists + 16, pkglist.MaxLists + maxLeftLists, 2000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
@@ -55,10 +44,7 @@ func BenchmarkRunListsPastTheBound(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				dir := filepath.Join(b.TempDir(), "queue")
-				cfg := filepath.Join(b.TempDir(), "hook.conf")
-				if err := os.WriteFile(cfg, fmt.Appendf(nil, "cache = \"mycache\"\npackage_lists = true\n[queue]\ndir = %q\n", dir), 0o600); err != nil {
-					b.Fatal(err)
-				}
+				cfg := writeFile(b, fmt.Sprintf("cache = \"mycache\"\npackage_lists = true\n[queue]\ndir = %q\n", dir))
 				q, err := queue.Open(dir)
 				if err != nil {
 					b.Fatal(err)

@@ -22,7 +22,7 @@ import (
 
 // fakeList writes a package list into a store directory of the test's own
 // (NIX_STORE_DIR), as cachixPackages builds it, naming paths.
-func fakeList(t *testing.T, name string, targets []string, paths ...storepath.Path) storepath.Path {
+func fakeList(t testing.TB, name string, targets []string, paths ...storepath.Path) storepath.Path {
 	t.Helper()
 	d := mkPath(name)
 	pkglisttest.Write(t, d, mkPath(name+".list"), targets, paths...)

@@ -14,7 +14,7 @@ import (
 // Write makes the list dir (a directory whose manifest.nix links to file)
 // and file (the magic line, a "target" line per target, a path a line),
 // both store paths of the caller's test store.
-func Write(t *testing.T, dir, file storepath.Path, targets []string, paths ...storepath.Path) {
+func Write(t testing.TB, dir, file storepath.Path, targets []string, paths ...storepath.Path) {
 	t.Helper()
 	text := pkglist.Magic + "\n"
 	for _, tg := range targets {
