@@ -149,6 +149,17 @@ let
       )
     );
 
+  # The words that mark a secret's name, as the program's secretWords
+  # (internal/config/storeuri.go) has them.
+  secretWords = [
+    "password"
+    "passwd"
+    "token"
+    "secret"
+    "auth"
+    "credential"
+  ];
+
   # The settings that carry a credential in a URI, as the program reads
   # them (storeCredentials and checkUpstream in
   # internal/config/storeuri.go and pathrules.go): a password in
@@ -160,14 +171,6 @@ let
   # evaluation, without quoting the secret.
   credentialsIn =
     let
-      secretWords = [
-        "password"
-        "passwd"
-        "token"
-        "secret"
-        "auth"
-        "credential"
-      ];
       # As Go's strings.ToLower: lib.toLower maps ASCII only, but Go maps
       # the Kelvin sign (U+212A) to k and U+0130 to i, the only others
       # it lowers to ASCII: "to\u212Aen=" is a token to the program.
@@ -244,16 +247,10 @@ let
   # target[0].secret_key.
   secretNamedKeys =
     let
-      words = [
-        "password"
-        "passwd"
-        "token"
-        "secret"
-        "auth"
-        "credential"
-        "key"
-      ];
-      named = k: lib.any (w: lib.hasInfix w (lib.toLower k)) words && !lib.hasSuffix "_file" k;
+      named =
+        k:
+        lib.any (w: lib.hasInfix w (lib.toLower k)) (secretWords ++ [ "key" ])
+        && !lib.hasSuffix "_file" k;
       walk =
         prefix: v:
         if builtins.isAttrs v && !lib.isDerivation v then
