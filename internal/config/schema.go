@@ -133,7 +133,7 @@ var keys = []key{
 	{name: "cachix.auth_token_file", kind: kString, scope: sSection, field: func(c *Config) any { return &c.Cachix.AuthTokenFile },
 		note: "its content is given to cachix as CACHIX_AUTH_TOKEN"},
 	{name: "cachix.push_args", kind: kList, scope: sSection, field: func(c *Config) any { return &c.Cachix.PushArgs },
-		note: `extra options of ` + "`push`" + `, e.g. ["-j", "8"];` + "\ncachix's global ones (-c, --host, -v) go\nbefore the command, for pin too"},
+		note: `extra options of ` + "`push`" + `, e.g. ["-j", "8"];` + "\ncachix's global ones (-c, --host or\n--hostname, -v) go before the command,\nfor pin too"},
 	{name: "cachix.signing_key_file", kind: kString, scope: sSection, field: func(c *Config) any { return &c.Cachix.SigningKeyFile },
 		note: "for self-signed caches: its content (a Nix\nsecret key) is given to cachix as\nCACHIX_SIGNING_KEY, never in argv or logs; the\nfile is checked like auth_token_file"},
 	{name: "nix.bin_dir", kind: kString, scope: sSection, field: func(c *Config) any { return &c.Nix.BinDir },
