@@ -344,8 +344,8 @@ in
       default = null;
       example = tokenExample;
       description = ''
-        File holding the Cachix auth token, given to `cachix push` as
-        CACHIX_AUTH_TOKEN; it sets `settings.cachix.auth_token_file`. It
+        File holding the Cachix auth token, given to `cachix push` and
+        `cachix pin` as CACHIX_AUTH_TOKEN; it sets `settings.cachix.auth_token_file`. It
         must be owned by the user who pushes (root for the NixOS service)
         and readable by no one else. Give it as a string: a Nix path
         literal would be fine too (it is not copied), but a token must
